@@ -1,0 +1,477 @@
+//! `aslctl`: the command-line shell over the `asl` library.
+//!
+//! Data goes to stdout, progress and summaries to stderr. Exit codes: 0 ok,
+//! 1 a failed check (corruption found, an id not in the store), 2 bad usage or
+//! input (and environment failures such as a locked store or a full disk).
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use asl::{ArtifactId, Error, Store, StoreOptions};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "aslctl", version, about = "Content-addressed artifact store")]
+struct Cli {
+    /// Store directory [default: $ASL_STORE, else ./.asl]
+    #[arg(long, global = true, env = "ASL_STORE")]
+    store: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Store files (directories recursively); prints `<id>  <path>` like b3sum.
+    Ingest {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Write an artifact to a file (or stdout).
+    Get {
+        /// Id or unique id prefix.
+        id: String,
+        /// Output file.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Write an artifact to stdout.
+    Cat {
+        /// Id or unique id prefix.
+        id: String,
+    },
+    /// List live artifacts: `<id> <size>`.
+    Ls,
+    /// Show counts, sizes and CURRENT's identity.
+    Stat,
+    /// Remove artifacts from CURRENT.
+    Rm {
+        /// Ids or unique id prefixes.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Seal the open segment.
+    Seal,
+    /// Check every block and every artifact; exit 1 when anything is corrupt.
+    Verify,
+    /// Rebuild the index and log from the segment files.
+    Repair,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let store = cli.store.clone().unwrap_or_else(|| PathBuf::from(".asl"));
+    match run(&cli, &store) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("aslctl: error: {e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::NotFound(_) | Error::PrefixNotFound(_) | Error::Corrupt { .. } | Error::CorruptArtifact { .. } => 1,
+        _ => 2,
+    }
+}
+
+fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
+    let read_only = || StoreOptions::new().read_only(true).open(dir);
+    match &cli.cmd {
+        Cmd::Ingest { paths } => ingest(cli, dir, paths),
+        Cmd::Get { id, output } => {
+            let s = read_only()?;
+            let id = s.resolve(id)?;
+            match output {
+                Some(p) => {
+                    let res = write_to_file(&s, &id, p);
+                    if res.is_err() {
+                        let _ = fs::remove_file(p);
+                    }
+                    res?;
+                }
+                None => stream_to_stdout(&s, &id)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Cat { id } => {
+            let s = read_only()?;
+            let id = s.resolve(id)?;
+            stream_to_stdout(&s, &id)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Ls => {
+            let s = read_only()?;
+            let out = io::stdout().lock();
+            let mut out = BufWriter::new(out);
+            let w = |r: io::Result<()>| {
+                r.map_err(|e| Error::Io {
+                    context: "write stdout".into(),
+                    source: e,
+                })
+            };
+            if cli.json {
+                w(out.write_all(b"["))?;
+            }
+            for (i, a) in s.iter()?.enumerate() {
+                let a = a?;
+                if cli.json {
+                    let sep = if i == 0 { "\n" } else { ",\n" };
+                    let v = json!({"id": a.id.to_hex(), "size": a.len, "visibility": a.visibility.as_str()});
+                    w(write!(out, "{sep}{v}"))?;
+                } else {
+                    w(writeln!(out, "{} {}", a.id, a.len))?;
+                }
+            }
+            if cli.json {
+                w(out.write_all(b"\n]\n"))?;
+            }
+            w(out.flush())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Stat => {
+            let st = read_only()?.stat()?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+            } else {
+                println!("artifacts       {}", st.artifacts);
+                println!("logical bytes   {} ({})", st.logical_bytes, human(st.logical_bytes));
+                println!("physical bytes  {} ({})", st.physical_bytes, human(st.physical_bytes));
+                println!("index+log bytes {} ({})", st.index_bytes, human(st.index_bytes));
+                println!("segments        {} ({} sealed)", st.segments, st.sealed_segments);
+                println!("index files     {}", st.index_files);
+                println!("current         {}", st.current_id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Rm { ids } => {
+            let s = Store::open(dir)?;
+            let mut resolved = Vec::new();
+            for t in ids {
+                resolved.push(s.resolve(t)?);
+            }
+            let mut missing = Vec::new();
+            let mut removed = Vec::new();
+            for id in resolved {
+                if s.remove(&id)? {
+                    removed.push(id);
+                } else {
+                    missing.push(id);
+                }
+            }
+            s.commit()?;
+            if cli.json {
+                let v = json!({
+                    "removed": removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+                    "not_found": missing.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+                });
+                println!("{v}");
+            } else {
+                for id in &removed {
+                    println!("removed {id}");
+                }
+            }
+            for id in &missing {
+                eprintln!("aslctl: error: artifact {id} not found");
+            }
+            Ok(if missing.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Seal => {
+            let s = Store::open(dir)?;
+            s.seal()?;
+            s.close()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Verify => {
+            let s = read_only()?;
+            let r = s.verify()?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                for p in &r.problems {
+                    match &p.artifact {
+                        Some(a) => println!("CORRUPT {a} in {}: {}", p.file.display(), p.detail),
+                        None => println!("CORRUPT {}: {}", p.file.display(), p.detail),
+                    }
+                }
+                eprintln!(
+                    "verified {} segments, {} blocks, {} artifacts ({}): {}",
+                    r.segments,
+                    r.blocks,
+                    r.artifacts,
+                    human(r.bytes),
+                    if r.is_clean() {
+                        "clean".to_string()
+                    } else {
+                        format!("{} problems", r.problems.len())
+                    }
+                );
+            }
+            Ok(if r.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Repair => {
+            let r = Store::repair(dir)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                for s in &r.skipped {
+                    eprintln!("skipped {s}");
+                }
+                println!(
+                    "repaired: {} segments, {} blocks ({} bad), {} artifacts, {} removals replayed, {} torn bytes cut, {} segments sealed",
+                    r.segments, r.blocks, r.bad_blocks, r.artifacts, r.tombstones, r.truncated_bytes, r.sealed
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn stream_to_stdout(s: &Store, id: &ArtifactId) -> Result<(), Error> {
+    let mut r = s.open_reader(id)?;
+    let mut out = io::stdout().lock();
+    copy(&mut r, &mut out)?;
+    out.flush().map_err(|e| Error::Io {
+        context: "write stdout".into(),
+        source: e,
+    })
+}
+
+fn write_to_file(s: &Store, id: &ArtifactId, p: &Path) -> Result<(), Error> {
+    let mut r = s.open_reader(id)?;
+    let f = File::create(p).map_err(|e| Error::Io {
+        context: format!("create {}", p.display()),
+        source: e,
+    })?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    copy(&mut r, &mut w)?;
+    w.flush().map_err(|e| Error::Io {
+        context: format!("write {}", p.display()),
+        source: e,
+    })
+}
+
+/// Copies, keeping store errors (corruption) apart from output errors.
+fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write) -> Result<(), Error> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match io::Read::read(r, &mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(match e.into_inner().map(|x| x.downcast::<Error>()) {
+                    Some(Ok(inner)) => *inner,
+                    Some(Err(other)) => Error::Io {
+                        context: "read artifact".into(),
+                        source: io::Error::other(other),
+                    },
+                    None => Error::Io {
+                        context: "read artifact".into(),
+                        source: io::Error::other("read failed"),
+                    },
+                })
+            }
+        };
+        w.write_all(&buf[..n]).map_err(|e| Error::Io {
+            context: "write output".into(),
+            source: e,
+        })?;
+    }
+}
+
+struct Input {
+    path: PathBuf,
+    size: u64,
+}
+
+/// Walks the arguments before anything is written, so a missing path, a socket
+/// or an unreadable file stops the command with the store untouched.
+fn collect_inputs(paths: &[PathBuf]) -> Result<(Vec<Input>, u64), Error> {
+    let mut out = Vec::new();
+    let mut skipped = 0u64;
+    let bad = |p: &Path, why: String| Error::Io {
+        context: format!("cannot ingest {}", p.display()),
+        source: io::Error::new(io::ErrorKind::InvalidInput, why),
+    };
+    for p in paths {
+        let md = fs::metadata(p).map_err(|e| Error::Io {
+            context: format!("cannot ingest {}", p.display()),
+            source: e,
+        })?;
+        if md.is_dir() {
+            walk(p, &mut out, &mut skipped)?;
+        } else if md.is_file() {
+            File::open(p).map_err(|e| Error::Io {
+                context: format!("cannot ingest {}", p.display()),
+                source: e,
+            })?;
+            out.push(Input {
+                path: p.clone(),
+                size: md.len(),
+            });
+        } else {
+            return Err(bad(p, "not a regular file or directory".into()));
+        }
+    }
+    Ok((out, skipped))
+}
+
+fn walk(dir: &Path, out: &mut Vec<Input>, skipped: &mut u64) -> Result<(), Error> {
+    let io_err = |p: &Path, e| Error::Io {
+        context: format!("cannot ingest {}", p.display()),
+        source: e,
+    };
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .map_err(|e| io_err(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| io_err(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        let ft = e.file_type().map_err(|x| io_err(&p, x))?;
+        if ft.is_dir() {
+            walk(&p, out, skipped)?;
+        } else if ft.is_file() {
+            let md = e.metadata().map_err(|x| io_err(&p, x))?;
+            File::open(&p).map_err(|x| io_err(&p, x))?;
+            out.push(Input {
+                path: p,
+                size: md.len(),
+            });
+        } else {
+            // Symlinks and special files inside a directory are not artifacts.
+            *skipped += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Formats a path the way b3sum does: names holding a backslash or newline are
+/// escaped and the line is marked with a leading backslash.
+fn b3sum_line(id: &ArtifactId, p: &Path) -> String {
+    let s = p.to_string_lossy();
+    if s.contains('\\') || s.contains('\n') {
+        format!("\\{id}  {}", s.replace('\\', "\\\\").replace('\n', "\\n"))
+    } else {
+        format!("{id}  {s}")
+    }
+}
+
+const COMMIT_BYTES: u64 = 1 << 30;
+const COMMIT_FILES: usize = 20_000;
+
+fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf]) -> Result<ExitCode, Error> {
+    let (inputs, skipped) = collect_inputs(paths)?;
+    let store = StoreOptions::new().create(true).open(dir)?;
+    let total: u64 = inputs.iter().map(|i| i.size).sum();
+    let bar = (io::stderr().is_terminal() && !cli.json && total > (64 << 20)).then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let start = Instant::now();
+    let mut results: Vec<(asl::Put, &Path)> = Vec::new();
+    let mut acked = 0usize;
+    let mut since_commit = 0u64;
+    let mut stdout = io::stdout().lock();
+    let flush_acked = |results: &[(asl::Put, &Path)], from: usize, out: &mut io::StdoutLock| {
+        if !cli.json {
+            for (p, path) in &results[from..] {
+                let _ = writeln!(out, "{}", b3sum_line(&p.id, path));
+            }
+            let _ = out.flush();
+        }
+    };
+    for input in &inputs {
+        let put = store.put_file(&input.path)?;
+        if put.new {
+            since_commit += put.len;
+        }
+        results.push((put, &input.path));
+        if let Some(b) = &bar {
+            b.inc(input.size);
+        }
+        if since_commit >= COMMIT_BYTES || results.len() - acked >= COMMIT_FILES {
+            store.commit()?;
+            flush_acked(&results, acked, &mut stdout);
+            acked = results.len();
+            since_commit = 0;
+        }
+    }
+    store.commit()?;
+    flush_acked(&results, acked, &mut stdout);
+    store.close()?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let bytes: u64 = results.iter().map(|(p, _)| p.len).sum();
+    let new: Vec<_> = results.iter().filter(|(p, _)| p.new).collect();
+    let new_bytes: u64 = new.iter().map(|(p, _)| p.len).sum();
+    let mbps = bytes as f64 / secs.max(1e-9) / 1e6;
+    if cli.json {
+        let files: Vec<_> = results
+            .iter()
+            .map(|(p, path)| json!({"id": p.id.to_hex(), "path": path.to_string_lossy(), "size": p.len, "new": p.new}))
+            .collect();
+        let v = json!({
+            "files": files,
+            "summary": {"files": results.len(), "bytes": bytes, "new_files": new.len(), "new_bytes": new_bytes,
+                        "deduplicated_files": results.len() - new.len(), "skipped": skipped, "seconds": secs, "mb_per_s": mbps}
+        });
+        let _ = writeln!(stdout, "{v}");
+    }
+    eprintln!(
+        "ingested {} files, {} ({} new files, {} new; {} deduplicated) in {:.2}s, {:.1} MB/s{}",
+        results.len(),
+        human(bytes),
+        new.len(),
+        human(new_bytes),
+        results.len() - new.len(),
+        secs,
+        mbps,
+        if skipped > 0 {
+            format!("; skipped {skipped} symlinks or special files")
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human(n: u64) -> String {
+    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < U.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}

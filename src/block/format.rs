@@ -1,0 +1,500 @@
+//! Byte layouts of blocks and their bodies (see `spec/format.md`).
+//!
+//! Everything here is a pure function over byte slices so that each parser can
+//! be fuzzed on its own.
+
+use crate::error::DecodeError;
+use crate::fsutil::{le_u16, le_u32, le_u64};
+use crate::id::ArtifactId;
+
+/// Magic at the start of every block header.
+pub const BLOCK_MAGIC: [u8; 4] = *b"ASLB";
+/// Size of a block header in bytes.
+pub const BLOCK_HEADER_LEN: usize = 32;
+/// Size of one entry in a packed block's table: id, offset, length.
+pub const PACKED_ENTRY_LEN: usize = 40;
+/// Size of one tombstone in a tombstone block: id, domain.
+pub const TOMBSTONE_LEN: usize = 34;
+/// Upper bound on a block body, to reject absurd lengths before allocating.
+pub const MAX_BODY_LEN: u32 = 1 << 30;
+
+/// What a block holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BlockKind {
+    /// Many small artifacts: an entry table, then their bytes.
+    Packed = 1,
+    /// One chunk of a large artifact's bytes.
+    LargeChunk = 2,
+    /// The closing block of a large artifact: its id, length and chunk table.
+    LargeTrailer = 3,
+    /// Ids removed from CURRENT, so repair can replay removals.
+    Tombstones = 4,
+}
+
+impl BlockKind {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Packed,
+            2 => Self::LargeChunk,
+            3 => Self::LargeTrailer,
+            4 => Self::Tombstones,
+            _ => return None,
+        })
+    }
+}
+
+/// How a block body is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Compression {
+    /// Raw bytes.
+    None = 0,
+    /// One zstd frame.
+    Zstd = 1,
+}
+
+/// The fixed 32-byte header in front of every block body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    /// What the body holds.
+    pub kind: BlockKind,
+    /// How the body is stored.
+    pub compression: Compression,
+    /// Bytes of body on disk.
+    pub stored_len: u32,
+    /// Bytes of body after decompression.
+    pub raw_len: u32,
+    /// Entries in a packed or tombstone block; the chunk number of a large chunk.
+    pub count: u32,
+    /// CRC-32C of the stored body.
+    pub body_crc: u32,
+}
+
+impl BlockHeader {
+    /// Encodes the header, sealing it with its own CRC.
+    pub fn encode(&self) -> [u8; BLOCK_HEADER_LEN] {
+        let mut b = [0u8; BLOCK_HEADER_LEN];
+        b[0..4].copy_from_slice(&BLOCK_MAGIC);
+        b[4] = self.kind as u8;
+        b[5] = self.compression as u8;
+        b[8..12].copy_from_slice(&self.stored_len.to_le_bytes());
+        b[12..16].copy_from_slice(&self.raw_len.to_le_bytes());
+        b[16..20].copy_from_slice(&self.count.to_le_bytes());
+        b[20..24].copy_from_slice(&self.body_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..28]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a header.
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        if b.len() < BLOCK_HEADER_LEN {
+            return Err(DecodeError::Truncated {
+                what: "block header",
+                need: BLOCK_HEADER_LEN as u64,
+                have: b.len() as u64,
+            });
+        }
+        if b[0..4] != BLOCK_MAGIC {
+            return Err(DecodeError::BadMagic { expected: "ASLB" });
+        }
+        let stored = le_u32(b, 28);
+        let computed = crc32c::crc32c(&b[..28]);
+        if stored != computed {
+            return Err(DecodeError::Checksum {
+                what: "block header",
+                stored,
+                computed,
+            });
+        }
+        let kind = BlockKind::from_u8(b[4]).ok_or_else(|| DecodeError::Invalid(format!("block kind {}", b[4])))?;
+        let compression = match b[5] {
+            0 => Compression::None,
+            1 => Compression::Zstd,
+            c => return Err(DecodeError::Invalid(format!("compression {c}"))),
+        };
+        if b[6] != 0 || b[7] != 0 || le_u32(b, 24) != 0 {
+            return Err(DecodeError::Invalid("reserved header bytes are not zero".into()));
+        }
+        let h = Self {
+            kind,
+            compression,
+            stored_len: le_u32(b, 8),
+            raw_len: le_u32(b, 12),
+            count: le_u32(b, 16),
+            body_crc: le_u32(b, 20),
+        };
+        if h.stored_len > MAX_BODY_LEN || h.raw_len > MAX_BODY_LEN {
+            return Err(DecodeError::Invalid("block body length over 1 GiB".into()));
+        }
+        if h.compression == Compression::None && h.stored_len != h.raw_len {
+            return Err(DecodeError::Invalid(
+                "uncompressed block with raw != stored length".into(),
+            ));
+        }
+        Ok(h)
+    }
+
+    /// Bytes the whole block occupies in its segment.
+    pub fn total_len(&self) -> u64 {
+        BLOCK_HEADER_LEN as u64 + self.stored_len as u64
+    }
+
+    /// Checks the stored body against the header CRC.
+    pub fn check_body(&self, stored: &[u8]) -> Result<(), DecodeError> {
+        if stored.len() as u64 != self.stored_len as u64 {
+            return Err(DecodeError::Truncated {
+                what: "block body",
+                need: self.stored_len as u64,
+                have: stored.len() as u64,
+            });
+        }
+        let computed = crc32c::crc32c(stored);
+        if computed != self.body_crc {
+            return Err(DecodeError::Checksum {
+                what: "block body",
+                stored: self.body_crc,
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks and decompresses a stored body into its raw bytes.
+    pub fn decode_body(&self, stored: &[u8]) -> Result<Vec<u8>, DecodeError> {
+        self.check_body(stored)?;
+        match self.compression {
+            Compression::None => Ok(stored.to_vec()),
+            Compression::Zstd => {
+                let raw = zstd::bulk::decompress(stored, self.raw_len as usize)
+                    .map_err(|e| DecodeError::Invalid(format!("zstd body: {e}")))?;
+                if raw.len() != self.raw_len as usize {
+                    return Err(DecodeError::Invalid("decompressed length differs from header".into()));
+                }
+                Ok(raw)
+            }
+        }
+    }
+}
+
+/// Compresses `raw` when that saves at least 1/32 of it; returns the stored
+/// bytes (borrowed when left raw) and the compression used.
+pub fn maybe_compress(raw: &[u8], level: Option<i32>) -> (std::borrow::Cow<'_, [u8]>, Compression) {
+    if let Some(level) = level {
+        if raw.len() >= 64 {
+            if let Ok(c) = zstd::bulk::compress(raw, level) {
+                if c.len() < raw.len() - raw.len() / 32 {
+                    return (c.into(), Compression::Zstd);
+                }
+            }
+        }
+    }
+    (raw.into(), Compression::None)
+}
+
+/// Builds the header for a body stored as `stored`.
+pub fn header_for(kind: BlockKind, compression: Compression, stored: &[u8], raw_len: usize, count: u32) -> BlockHeader {
+    BlockHeader {
+        kind,
+        compression,
+        stored_len: stored.len() as u32,
+        raw_len: raw_len as u32,
+        count,
+        body_crc: crc32c::crc32c(stored),
+    }
+}
+
+/// One artifact inside a packed block: where its bytes sit in the raw body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackedEntry {
+    /// The artifact.
+    pub id: ArtifactId,
+    /// Offset of its bytes from the start of the raw body.
+    pub offset: u32,
+    /// Its length.
+    pub len: u32,
+}
+
+/// Accumulates small artifacts into a packed block body.
+#[derive(Default)]
+pub struct PackedBuilder {
+    items: Vec<(ArtifactId, u32, u32)>,
+    data: Vec<u8>,
+}
+
+impl PackedBuilder {
+    /// Adds an artifact; returns its index in the builder.
+    pub fn push(&mut self, id: ArtifactId, bytes: &[u8]) -> usize {
+        self.items.push((id, self.data.len() as u32, bytes.len() as u32));
+        self.data.extend_from_slice(bytes);
+        self.items.len() - 1
+    }
+
+    /// Number of artifacts held.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Size the raw body would have now.
+    pub fn raw_len(&self) -> usize {
+        self.items.len() * PACKED_ENTRY_LEN + self.data.len()
+    }
+
+    /// The bytes of the artifact at `index` (as returned by `push`).
+    pub fn get(&self, index: usize) -> Option<&[u8]> {
+        let (_, off, len) = *self.items.get(index)?;
+        self.data.get(off as usize..off as usize + len as usize)
+    }
+
+    /// Produces the raw body and the entries with their final offsets, and empties the builder.
+    pub fn finish(&mut self) -> (Vec<u8>, Vec<PackedEntry>) {
+        let table = self.items.len() * PACKED_ENTRY_LEN;
+        let mut raw = Vec::with_capacity(table + self.data.len());
+        let mut entries = Vec::with_capacity(self.items.len());
+        for (id, off, len) in &self.items {
+            let offset = table as u32 + off;
+            raw.extend_from_slice(id.as_bytes());
+            raw.extend_from_slice(&offset.to_le_bytes());
+            raw.extend_from_slice(&len.to_le_bytes());
+            entries.push(PackedEntry {
+                id: *id,
+                offset,
+                len: *len,
+            });
+        }
+        raw.extend_from_slice(&self.data);
+        self.items.clear();
+        self.data.clear();
+        (raw, entries)
+    }
+}
+
+/// Decodes and bounds-checks the entry table at the front of a packed raw body.
+pub fn decode_packed_table(raw: &[u8], count: u32) -> Result<Vec<PackedEntry>, DecodeError> {
+    let table = (count as u64) * PACKED_ENTRY_LEN as u64;
+    if table > raw.len() as u64 {
+        return Err(DecodeError::Truncated {
+            what: "packed entry table",
+            need: table,
+            have: raw.len() as u64,
+        });
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    for i in 0..count as usize {
+        let e = &raw[i * PACKED_ENTRY_LEN..(i + 1) * PACKED_ENTRY_LEN];
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&e[..32]);
+        let offset = le_u32(e, 32);
+        let len = le_u32(e, 36);
+        let end = offset as u64 + len as u64;
+        if (offset as u64) < table || end > raw.len() as u64 {
+            return Err(DecodeError::Invalid(format!("packed entry {i} out of bounds")));
+        }
+        out.push(PackedEntry {
+            id: ArtifactId::from_bytes(id),
+            offset,
+            len,
+        });
+    }
+    Ok(out)
+}
+
+/// Where one chunk of a large artifact sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRef {
+    /// Offset of the chunk block (its header) in the segment.
+    pub offset: u64,
+    /// Raw bytes of artifact data in the chunk.
+    pub raw_len: u32,
+}
+
+/// The body of a large artifact's trailer block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LargeTrailer {
+    /// The artifact.
+    pub id: ArtifactId,
+    /// Its total length.
+    pub len: u64,
+    /// Raw length of every chunk but the last.
+    pub chunk_size: u32,
+    /// The chunks, in order.
+    pub chunks: Vec<ChunkRef>,
+}
+
+impl LargeTrailer {
+    /// Encodes the raw trailer body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(48 + self.chunks.len() * 12);
+        b.extend_from_slice(self.id.as_bytes());
+        b.extend_from_slice(&self.len.to_le_bytes());
+        b.extend_from_slice(&self.chunk_size.to_le_bytes());
+        b.extend_from_slice(&(self.chunks.len() as u32).to_le_bytes());
+        for c in &self.chunks {
+            b.extend_from_slice(&c.offset.to_le_bytes());
+            b.extend_from_slice(&c.raw_len.to_le_bytes());
+        }
+        b
+    }
+
+    /// Decodes a raw trailer body and checks that the chunk lengths add up.
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        if b.len() < 48 {
+            return Err(DecodeError::Truncated {
+                what: "large trailer",
+                need: 48,
+                have: b.len() as u64,
+            });
+        }
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&b[..32]);
+        let len = le_u64(b, 32);
+        let chunk_size = le_u32(b, 40);
+        let n = le_u32(b, 44) as u64;
+        if b.len() as u64 != 48 + n * 12 {
+            return Err(DecodeError::Invalid(
+                "large trailer length does not match its chunk count".into(),
+            ));
+        }
+        if chunk_size == 0 {
+            return Err(DecodeError::Invalid("large trailer chunk size 0".into()));
+        }
+        let mut chunks = Vec::with_capacity(n as usize);
+        let mut total = 0u64;
+        for i in 0..n as usize {
+            let at = 48 + i * 12;
+            let c = ChunkRef {
+                offset: le_u64(b, at),
+                raw_len: le_u32(b, at + 8),
+            };
+            let last = i + 1 == n as usize;
+            if (!last && c.raw_len != chunk_size) || (last && (c.raw_len == 0 || c.raw_len > chunk_size)) {
+                return Err(DecodeError::Invalid(format!(
+                    "large trailer chunk {i} has length {}",
+                    c.raw_len
+                )));
+            }
+            total += c.raw_len as u64;
+            chunks.push(c);
+        }
+        if total != len {
+            return Err(DecodeError::Invalid("large trailer chunk lengths do not add up".into()));
+        }
+        Ok(Self {
+            id: ArtifactId::from_bytes(id),
+            len,
+            chunk_size,
+            chunks,
+        })
+    }
+}
+
+/// Encodes a tombstone block body.
+pub fn encode_tombstones(items: &[(ArtifactId, u16)]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(items.len() * TOMBSTONE_LEN);
+    for (id, domain) in items {
+        b.extend_from_slice(id.as_bytes());
+        b.extend_from_slice(&domain.to_le_bytes());
+    }
+    b
+}
+
+/// Decodes a tombstone block body.
+pub fn decode_tombstones(raw: &[u8], count: u32) -> Result<Vec<(ArtifactId, u16)>, DecodeError> {
+    if raw.len() as u64 != count as u64 * TOMBSTONE_LEN as u64 {
+        return Err(DecodeError::Invalid(
+            "tombstone block length does not match its count".into(),
+        ));
+    }
+    Ok(raw
+        .chunks_exact(TOMBSTONE_LEN)
+        .map(|c| {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&c[..32]);
+            (ArtifactId::from_bytes(id), le_u16(c, 32))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_corruption() {
+        let body = b"hello world".to_vec();
+        let h = header_for(BlockKind::Packed, Compression::None, &body, body.len(), 0);
+        let enc = h.encode();
+        assert_eq!(BlockHeader::decode(&enc).unwrap(), h);
+        h.check_body(&body).unwrap();
+        let mut bad = body.clone();
+        bad[0] ^= 1;
+        assert!(matches!(h.check_body(&bad), Err(DecodeError::Checksum { .. })));
+        for i in 0..BLOCK_HEADER_LEN {
+            let mut e = enc;
+            e[i] ^= 0x40;
+            assert!(BlockHeader::decode(&e).is_err(), "flip at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn packed_round_trip() {
+        let mut b = PackedBuilder::default();
+        let items: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; i as usize * 7]).collect();
+        for it in &items {
+            b.push(ArtifactId::of(it), it);
+        }
+        assert_eq!(b.get(3).unwrap(), &items[3][..]);
+        let (raw, entries) = b.finish();
+        let dec = decode_packed_table(&raw, entries.len() as u32).unwrap();
+        assert_eq!(dec, entries);
+        for (e, it) in dec.iter().zip(&items) {
+            assert_eq!(&raw[e.offset as usize..(e.offset + e.len) as usize], &it[..]);
+        }
+        assert!(decode_packed_table(&raw, 11).is_err());
+    }
+
+    #[test]
+    fn compression_only_when_it_pays() {
+        let zeros = vec![0u8; 4096];
+        assert_eq!(maybe_compress(&zeros, Some(3)).1, Compression::Zstd);
+        assert_eq!(maybe_compress(&zeros, None).1, Compression::None);
+        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let (stored, c) = maybe_compress(&noise, Some(3));
+        if c == Compression::None {
+            assert_eq!(&stored[..], &noise[..]);
+        }
+    }
+
+    #[test]
+    fn trailer_round_trip() {
+        let t = LargeTrailer {
+            id: ArtifactId::of(b"big"),
+            len: 2500,
+            chunk_size: 1000,
+            chunks: vec![
+                ChunkRef {
+                    offset: 32,
+                    raw_len: 1000,
+                },
+                ChunkRef {
+                    offset: 1064,
+                    raw_len: 1000,
+                },
+                ChunkRef {
+                    offset: 2096,
+                    raw_len: 500,
+                },
+            ],
+        };
+        assert_eq!(LargeTrailer::decode(&t.encode()).unwrap(), t);
+        let mut bad = t.clone();
+        bad.len = 2600;
+        assert!(LargeTrailer::decode(&bad.encode()).is_err());
+    }
+}

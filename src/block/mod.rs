@@ -1,0 +1,12 @@
+//! Blocks and segments: the bottom layer that owns artifact bytes on disk.
+//!
+//! A segment is an append-only file of blocks. Small artifacts are packed many to
+//! a block; a large artifact is written as a run of chunk blocks followed by a
+//! trailer block naming it. Every block carries a CRC-32C of its header and of its
+//! stored body, and packed blocks and trailers record the ids they hold, so the
+//! index and log above can be rebuilt from the segments alone.
+
+pub mod format;
+pub(crate) mod segment;
+
+pub use format::{BlockHeader, BlockKind, Compression};

@@ -1,0 +1,521 @@
+//! Segment files: a header, blocks appended one after another, and on sealing a
+//! footer. The open segment is written with positioned writes and read with
+//! `pread`; a sealed segment is immutable and read through a memory map.
+
+use std::borrow::Cow;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::block::format::{BlockHeader, BLOCK_HEADER_LEN};
+use crate::error::{DecodeError, Error, IoContext, Result};
+use crate::fsutil::{le_u32, le_u64};
+use crate::mmap::Map;
+
+/// Magic at the start of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"ASLSEG\0\0";
+/// Magic at the start of a sealed segment's footer.
+pub const FOOTER_MAGIC: [u8; 8] = *b"ASLSEND\0";
+/// The segment format version this build writes and reads.
+pub const SEGMENT_VERSION: u32 = 1;
+/// Size of the segment header.
+pub const SEGMENT_HEADER_LEN: u64 = 32;
+/// Size of the sealed-segment footer.
+pub const FOOTER_LEN: u64 = 48;
+
+/// The segment header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Segment number, also its file name.
+    pub id: u32,
+    /// The store the segment belongs to.
+    pub store_id: u64,
+}
+
+impl SegmentHeader {
+    /// Encodes the header with its CRC.
+    pub fn encode(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        b[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        b[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&self.id.to_le_bytes());
+        b[16..24].copy_from_slice(&self.store_id.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..28]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a header.
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        if b.len() < 32 {
+            return Err(DecodeError::Truncated {
+                what: "segment header",
+                need: 32,
+                have: b.len() as u64,
+            });
+        }
+        if b[0..8] != SEGMENT_MAGIC {
+            return Err(DecodeError::BadMagic { expected: "ASLSEG" });
+        }
+        let stored = le_u32(b, 28);
+        let computed = crc32c::crc32c(&b[..28]);
+        if stored != computed {
+            return Err(DecodeError::Checksum {
+                what: "segment header",
+                stored,
+                computed,
+            });
+        }
+        let version = le_u32(b, 8);
+        if version != SEGMENT_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                what: "segment",
+                version,
+            });
+        }
+        Ok(Self {
+            id: le_u32(b, 12),
+            store_id: le_u64(b, 16),
+        })
+    }
+}
+
+/// The footer that closes a sealed segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentFooter {
+    /// Blocks in the segment.
+    pub block_count: u64,
+    /// Offset of the footer: header plus all blocks.
+    pub data_len: u64,
+    /// Sum of the raw (decompressed) body lengths.
+    pub raw_total: u64,
+    /// CRC-32C of every byte before the footer.
+    pub data_crc: u32,
+}
+
+impl SegmentFooter {
+    /// Encodes the footer with its CRC.
+    pub fn encode(&self) -> [u8; FOOTER_LEN as usize] {
+        let mut b = [0u8; FOOTER_LEN as usize];
+        b[0..8].copy_from_slice(&FOOTER_MAGIC);
+        b[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+        b[16..24].copy_from_slice(&self.block_count.to_le_bytes());
+        b[24..32].copy_from_slice(&self.data_len.to_le_bytes());
+        b[32..40].copy_from_slice(&self.raw_total.to_le_bytes());
+        b[40..44].copy_from_slice(&self.data_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..44]);
+        b[44..48].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a footer.
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        if b.len() < FOOTER_LEN as usize {
+            return Err(DecodeError::Truncated {
+                what: "segment footer",
+                need: FOOTER_LEN,
+                have: b.len() as u64,
+            });
+        }
+        if b[0..8] != FOOTER_MAGIC {
+            return Err(DecodeError::BadMagic { expected: "ASLSEND" });
+        }
+        let stored = le_u32(b, 44);
+        let computed = crc32c::crc32c(&b[..44]);
+        if stored != computed {
+            return Err(DecodeError::Checksum {
+                what: "segment footer",
+                stored,
+                computed,
+            });
+        }
+        let version = le_u32(b, 8);
+        if version != SEGMENT_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                what: "segment footer",
+                version,
+            });
+        }
+        Ok(Self {
+            block_count: le_u64(b, 16),
+            data_len: le_u64(b, 24),
+            raw_total: le_u64(b, 32),
+            data_crc: le_u32(b, 40),
+        })
+    }
+}
+
+/// File name of segment `id` inside the segments directory.
+pub fn segment_file_name(id: u32) -> String {
+    format!("{id:08}.seg")
+}
+
+/// Parses a segment file name back into its id.
+pub fn parse_segment_file_name(name: &str) -> Option<u32> {
+    let stem = name.strip_suffix(".seg")?;
+    if stem.len() != 8 || !stem.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// Read access to one segment, sealed (mapped) or open (read through the file).
+pub(crate) struct Segment {
+    pub(crate) id: u32,
+    pub(crate) path: PathBuf,
+    data: SegmentData,
+}
+
+enum SegmentData {
+    Mapped(Map),
+    File(File),
+}
+
+impl Segment {
+    /// Opens a sealed segment: maps it and checks header and footer.
+    pub(crate) fn open_sealed(path: &Path, id: u32, store_id: u64) -> Result<Self> {
+        let file = File::open(path).ctx(|| format!("open segment {}", path.display()))?;
+        let map = Map::open(&file, path)?;
+        let b = map.bytes();
+        check_header(&b[..b.len().min(32)], path, id, store_id)?;
+        if (b.len() as u64) < SEGMENT_HEADER_LEN + FOOTER_LEN {
+            return Err(Error::corrupt(path, "sealed segment shorter than header + footer"));
+        }
+        let f = SegmentFooter::decode(&b[b.len() - FOOTER_LEN as usize..]).map_err(|e| Error::corrupt(path, e))?;
+        if f.data_len != b.len() as u64 - FOOTER_LEN {
+            return Err(Error::corrupt(path, "footer data length does not match file size"));
+        }
+        Ok(Self {
+            id,
+            path: path.to_path_buf(),
+            data: SegmentData::Mapped(map),
+        })
+    }
+
+    /// Read access to the open segment through its file.
+    pub(crate) fn open_active(path: &Path, id: u32) -> Result<Self> {
+        let file = File::open(path).ctx(|| format!("open segment {}", path.display()))?;
+        Ok(Self {
+            id,
+            path: path.to_path_buf(),
+            data: SegmentData::File(file),
+        })
+    }
+
+    /// Whether the segment is read through a map (it is sealed).
+    pub(crate) fn is_mapped(&self) -> bool {
+        matches!(self.data, SegmentData::Mapped(_))
+    }
+
+    /// Reads `len` bytes at `offset`; a short read is reported as corruption,
+    /// since the index only points at bytes that were made durable.
+    pub(crate) fn read(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>> {
+        match &self.data {
+            SegmentData::Mapped(m) => {
+                let b = m.bytes();
+                let end = offset.checked_add(len as u64).filter(|e| *e <= b.len() as u64);
+                match end {
+                    Some(end) => Ok(Cow::Borrowed(&b[offset as usize..end as usize])),
+                    None => Err(Error::corrupt(
+                        &self.path,
+                        format!("read of {len} bytes at {offset} is past the end ({})", b.len()),
+                    )),
+                }
+            }
+            SegmentData::File(f) => {
+                let mut buf = vec![0u8; len];
+                match f.read_exact_at(&mut buf, offset) {
+                    Ok(()) => Ok(Cow::Owned(buf)),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Error::corrupt(
+                        &self.path,
+                        format!("read of {len} bytes at {offset} is past the end"),
+                    )),
+                    Err(e) => Err(Error::io(format!("read {}", self.path.display()), e)),
+                }
+            }
+        }
+    }
+
+    /// Reads and checks the block header at `offset`.
+    pub(crate) fn block_header(&self, offset: u64) -> Result<BlockHeader> {
+        let b = self.read(offset, BLOCK_HEADER_LEN)?;
+        BlockHeader::decode(&b).map_err(|e| Error::corrupt(&self.path, format!("block at {offset}: {e}")))
+    }
+
+    /// Reads, checks and decompresses the block at `offset`.
+    pub(crate) fn read_block(&self, offset: u64) -> Result<(BlockHeader, Vec<u8>)> {
+        let h = self.block_header(offset)?;
+        let stored = self.read(offset + BLOCK_HEADER_LEN as u64, h.stored_len as usize)?;
+        let raw = h
+            .decode_body(&stored)
+            .map_err(|e| Error::corrupt(&self.path, format!("block at {offset}: {e}")))?;
+        Ok((h, raw))
+    }
+}
+
+fn check_header(b: &[u8], path: &Path, id: u32, store_id: u64) -> Result<()> {
+    let h = SegmentHeader::decode(b).map_err(|e| Error::corrupt(path, e))?;
+    if h.id != id {
+        return Err(Error::corrupt(
+            path,
+            format!("header names segment {} instead of {id}", h.id),
+        ));
+    }
+    if h.store_id != store_id {
+        return Err(Error::corrupt(path, "segment belongs to another store"));
+    }
+    Ok(())
+}
+
+/// The one segment being appended to.
+pub(crate) struct ActiveSegment {
+    pub(crate) id: u32,
+    pub(crate) path: PathBuf,
+    file: File,
+    /// End of the last block written.
+    pub(crate) len: u64,
+    pub(crate) blocks: u64,
+    pub(crate) raw_total: u64,
+}
+
+impl ActiveSegment {
+    /// Creates a new segment file holding just its header, fsynced.
+    pub(crate) fn create(path: &Path, id: u32, store_id: u64) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .ctx(|| format!("create segment {}", path.display()))?;
+        file.write_all_at(&SegmentHeader { id, store_id }.encode(), 0)
+            .and_then(|_| file.sync_all())
+            .ctx(|| format!("write segment header {}", path.display()))?;
+        Ok(Self {
+            id,
+            path: path.to_path_buf(),
+            file,
+            len: SEGMENT_HEADER_LEN,
+            blocks: 0,
+            raw_total: 0,
+        })
+    }
+
+    /// Reopens the open segment after a restart, cutting anything past the last
+    /// committed byte (a torn or unacknowledged tail) and recounting its blocks.
+    pub(crate) fn reopen(path: &Path, id: u32, store_id: u64, committed_len: u64) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .ctx(|| format!("open segment {}", path.display()))?;
+        let mut hdr = [0u8; 32];
+        file.read_exact_at(&mut hdr, 0)
+            .map_err(|_| Error::corrupt(path, "segment shorter than its header"))?;
+        check_header(&hdr, path, id, store_id)?;
+        let actual = file.metadata().ctx(|| format!("stat {}", path.display()))?.len();
+        if actual < committed_len {
+            return Err(Error::corrupt(
+                path,
+                format!("segment is {actual} bytes but {committed_len} were committed"),
+            ));
+        }
+        if actual > committed_len {
+            file.set_len(committed_len)
+                .and_then(|_| file.sync_all())
+                .ctx(|| format!("truncate uncommitted tail of {}", path.display()))?;
+        }
+        let mut seg = Self {
+            id,
+            path: path.to_path_buf(),
+            file,
+            len: committed_len,
+            blocks: 0,
+            raw_total: 0,
+        };
+        let mut off = SEGMENT_HEADER_LEN;
+        while off < committed_len {
+            let mut hb = [0u8; BLOCK_HEADER_LEN];
+            seg.file
+                .read_exact_at(&mut hb, off)
+                .map_err(|_| Error::corrupt(path, format!("committed block at {off} is cut short")))?;
+            let h = BlockHeader::decode(&hb).map_err(|e| Error::corrupt(path, format!("block at {off}: {e}")))?;
+            seg.blocks += 1;
+            seg.raw_total += h.raw_len as u64;
+            off += h.total_len();
+        }
+        Ok(seg)
+    }
+
+    /// Appends one block; returns its offset. Not durable until `sync`.
+    pub(crate) fn append(&mut self, header: &BlockHeader, body: &[u8]) -> Result<u64> {
+        let at = self.len;
+        let mut buf = Vec::with_capacity(BLOCK_HEADER_LEN + body.len());
+        buf.extend_from_slice(&header.encode());
+        buf.extend_from_slice(body);
+        self.file
+            .write_all_at(&buf, at)
+            .ctx(|| format!("write block to {}", self.path.display()))?;
+        self.len += buf.len() as u64;
+        self.blocks += 1;
+        self.raw_total += header.raw_len as u64;
+        Ok(at)
+    }
+
+    /// Cuts the segment back to `len`, dropping blocks written after it (used when
+    /// a streamed artifact turns out to be a duplicate or its write fails).
+    pub(crate) fn rollback(&mut self, len: u64, blocks: u64, raw_total: u64) -> Result<()> {
+        self.file
+            .set_len(len)
+            .ctx(|| format!("truncate {}", self.path.display()))?;
+        self.len = len;
+        self.blocks = blocks;
+        self.raw_total = raw_total;
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .ctx(|| format!("fsync segment {}", self.path.display()))
+    }
+
+    /// Writes the footer and fsyncs: the segment is never written again.
+    pub(crate) fn seal(self) -> Result<(u32, u64)> {
+        let mut crc = 0u32;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = 0u64;
+        while off < self.len {
+            let n = ((self.len - off) as usize).min(buf.len());
+            self.file
+                .read_exact_at(&mut buf[..n], off)
+                .ctx(|| format!("read back {}", self.path.display()))?;
+            crc = crc32c::crc32c_append(crc, &buf[..n]);
+            off += n as u64;
+        }
+        let footer = SegmentFooter {
+            block_count: self.blocks,
+            data_len: self.len,
+            raw_total: self.raw_total,
+            data_crc: crc,
+        };
+        self.file
+            .write_all_at(&footer.encode(), self.len)
+            .and_then(|_| self.file.sync_all())
+            .ctx(|| format!("seal {}", self.path.display()))?;
+        Ok((self.id, self.len + FOOTER_LEN))
+    }
+}
+
+/// One block found while scanning a segment.
+pub(crate) struct ScannedBlock {
+    pub(crate) offset: u64,
+    pub(crate) header: BlockHeader,
+    /// The decoded raw body, or why it could not be decoded.
+    pub(crate) body: Result<Vec<u8>, DecodeError>,
+}
+
+/// The outcome of reading a segment file block by block.
+pub(crate) struct Scan {
+    pub(crate) header: Result<SegmentHeader, DecodeError>,
+    pub(crate) blocks: Vec<ScannedBlock>,
+    /// Where block parsing stopped: the footer offset, or the first unreadable header.
+    pub(crate) end: u64,
+    pub(crate) footer: Option<SegmentFooter>,
+    /// Set when the footer's CRC over the data does not match.
+    pub(crate) data_crc_mismatch: bool,
+    pub(crate) file_len: u64,
+}
+
+/// Reads a whole segment file block by block, checking every checksum. Stops at the
+/// first block header that cannot be decoded (a torn tail or damage).
+pub(crate) fn scan(bytes: &[u8], decode_bodies: bool) -> Scan {
+    let header = SegmentHeader::decode(bytes);
+    let file_len = bytes.len() as u64;
+    let mut footer = None;
+    let mut data_len = file_len;
+    if file_len >= SEGMENT_HEADER_LEN + FOOTER_LEN {
+        if let Ok(f) = SegmentFooter::decode(&bytes[(file_len - FOOTER_LEN) as usize..]) {
+            if f.data_len == file_len - FOOTER_LEN {
+                footer = Some(f);
+                data_len = f.data_len;
+            }
+        }
+    }
+    let mut blocks = Vec::new();
+    let mut off = SEGMENT_HEADER_LEN;
+    if header.is_ok() {
+        while off + BLOCK_HEADER_LEN as u64 <= data_len {
+            let Ok(h) = BlockHeader::decode(&bytes[off as usize..]) else {
+                break;
+            };
+            let end = off + h.total_len();
+            if end > data_len {
+                break;
+            }
+            let stored = &bytes[(off as usize + BLOCK_HEADER_LEN)..end as usize];
+            let body = if decode_bodies {
+                h.decode_body(stored)
+            } else {
+                h.check_body(stored).map(|_| Vec::new())
+            };
+            blocks.push(ScannedBlock {
+                offset: off,
+                header: h,
+                body,
+            });
+            off = end;
+        }
+    }
+    let data_crc_mismatch = footer.is_some_and(|f| crc32c::crc32c(&bytes[..f.data_len as usize]) != f.data_crc);
+    Scan {
+        header,
+        blocks,
+        end: off.min(file_len),
+        footer,
+        data_crc_mismatch,
+        file_len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::format::{header_for, BlockKind, Compression};
+
+    #[test]
+    fn header_footer_round_trip() {
+        let h = SegmentHeader { id: 7, store_id: 99 };
+        assert_eq!(SegmentHeader::decode(&h.encode()).unwrap(), h);
+        let f = SegmentFooter {
+            block_count: 3,
+            data_len: 1000,
+            raw_total: 5000,
+            data_crc: 0xdead_beef,
+        };
+        assert_eq!(SegmentFooter::decode(&f.encode()).unwrap(), f);
+        assert_eq!(parse_segment_file_name(&segment_file_name(42)), Some(42));
+        assert_eq!(parse_segment_file_name("x.seg"), None);
+    }
+
+    #[test]
+    fn write_seal_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(segment_file_name(1));
+        let mut s = ActiveSegment::create(&p, 1, 5).unwrap();
+        let body = b"abcdef";
+        let h = header_for(BlockKind::LargeChunk, Compression::None, body, body.len(), 0);
+        let at = s.append(&h, body).unwrap();
+        assert_eq!(at, SEGMENT_HEADER_LEN);
+        s.seal().unwrap();
+        let seg = Segment::open_sealed(&p, 1, 5).unwrap();
+        let (h2, raw) = seg.read_block(at).unwrap();
+        assert_eq!(h2, h);
+        assert_eq!(raw, body);
+        assert!(Segment::open_sealed(&p, 1, 6).is_err());
+        let bytes = std::fs::read(&p).unwrap();
+        let sc = scan(&bytes, true);
+        assert!(sc.footer.is_some() && !sc.data_crc_mismatch);
+        assert_eq!(sc.blocks.len(), 1);
+    }
+}

@@ -1,0 +1,68 @@
+//! Small file-system helpers that carry the store's durability rules: files are
+//! created as temp + fsync + rename + directory fsync, so a crash leaves either the
+//! old file or the new one, never a half-written one under the real name.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{IoContext, Result};
+
+/// fsyncs a directory so that entries created or renamed in it survive a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(|| format!("fsync directory {}", dir.display()))
+}
+
+/// Writes `bytes` to `path` atomically and durably.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .ctx(|| format!("create {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .ctx(|| format!("write {}", tmp.display()))?;
+    drop(f);
+    fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Reads a whole small file.
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).ctx(|| format!("read {}", path.display()))
+}
+
+/// Little-endian field readers over a byte slice whose length the caller has
+/// already checked; they keep decoding code short and free of `unwrap`.
+pub(crate) fn le_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+pub(crate) fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+pub(crate) fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Reads a 40-bit little-endian integer.
+pub(crate) fn le_u40(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a[..5].copy_from_slice(&b[at..at + 5]);
+    u64::from_le_bytes(a)
+}
+
+/// Writes the low 40 bits of `v` little-endian.
+pub(crate) fn put_u40(out: &mut [u8], at: usize, v: u64) {
+    out[at..at + 5].copy_from_slice(&v.to_le_bytes()[..5]);
+}

@@ -1,0 +1,182 @@
+//! The fixed 56-byte index record shared by index files and the log.
+
+use crate::error::DecodeError;
+use crate::fsutil::{le_u16, le_u32, le_u40, put_u40};
+use crate::id::ArtifactId;
+
+/// Size of an encoded entry.
+pub const ENTRY_LEN: usize = 56;
+/// Largest segment offset or artifact length an entry can hold (40 bits).
+pub const MAX_U40: u64 = (1 << 40) - 1;
+
+/// A domain: one store's namespace. `DomainId::LOCAL` is this store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct DomainId(pub u16);
+
+impl DomainId {
+    /// The store's own domain.
+    pub const LOCAL: DomainId = DomainId(0);
+}
+
+/// Who may see an artifact outside its domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Visibility {
+    /// Only this domain.
+    #[default]
+    Internal,
+    /// Published to other domains.
+    Published,
+}
+
+impl Visibility {
+    fn to_u8(self) -> u8 {
+        match self {
+            Visibility::Internal => 0,
+            Visibility::Published => 1,
+        }
+    }
+
+    /// Name used in CLI output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Internal => "internal",
+            Visibility::Published => "published",
+        }
+    }
+}
+
+/// Flag: the record removes its id from CURRENT.
+pub const FLAG_TOMBSTONE: u8 = 1;
+/// Flag: the artifact is large; `block_offset` points at its trailer block.
+pub const FLAG_LARGE: u8 = 2;
+/// Flag: the packed block holding the artifact is compressed.
+pub const FLAG_COMPRESSED: u8 = 4;
+const KNOWN_FLAGS: u8 = FLAG_TOMBSTONE | FLAG_LARGE | FLAG_COMPRESSED;
+/// `source` value meaning "not imported from another domain".
+pub const NO_SOURCE: u16 = u16::MAX;
+
+/// One index record: where an artifact's bytes are, and to whom it belongs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The artifact.
+    pub id: ArtifactId,
+    /// Segment holding it.
+    pub segment: u32,
+    /// Offset of its block (packed) or trailer block (large) in the segment.
+    pub block_offset: u64,
+    /// Offset of its bytes inside the packed block's raw body (0 for large).
+    pub inner: u32,
+    /// Length of the artifact.
+    pub len: u64,
+    /// Owning domain.
+    pub domain: DomainId,
+    /// Cross-domain source, when imported (`NO_SOURCE` otherwise).
+    pub source: u16,
+    /// Visibility.
+    pub visibility: Visibility,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+}
+
+impl Entry {
+    /// A tombstone for `id` in `domain`.
+    pub fn tombstone(id: ArtifactId, domain: DomainId) -> Self {
+        Self {
+            id,
+            segment: 0,
+            block_offset: 0,
+            inner: 0,
+            len: 0,
+            domain,
+            source: NO_SOURCE,
+            visibility: Visibility::Internal,
+            flags: FLAG_TOMBSTONE,
+        }
+    }
+
+    /// Whether this record removes its id.
+    pub fn is_tombstone(&self) -> bool {
+        self.flags & FLAG_TOMBSTONE != 0
+    }
+
+    /// Whether the artifact is stored as a large artifact.
+    pub fn is_large(&self) -> bool {
+        self.flags & FLAG_LARGE != 0
+    }
+
+    /// Cross-domain source, if any.
+    pub fn cross_domain_source(&self) -> Option<DomainId> {
+        (self.source != NO_SOURCE).then_some(DomainId(self.source))
+    }
+
+    /// Encodes into exactly `ENTRY_LEN` bytes.
+    pub fn encode(&self, out: &mut [u8]) {
+        out[0..32].copy_from_slice(self.id.as_bytes());
+        out[32..36].copy_from_slice(&self.segment.to_le_bytes());
+        put_u40(out, 36, self.block_offset);
+        out[41..45].copy_from_slice(&self.inner.to_le_bytes());
+        put_u40(out, 45, self.len);
+        out[50..52].copy_from_slice(&self.domain.0.to_le_bytes());
+        out[52..54].copy_from_slice(&self.source.to_le_bytes());
+        out[54] = self.visibility.to_u8();
+        out[55] = self.flags;
+    }
+
+    /// Decodes one entry, rejecting unknown flags and visibilities.
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        if b.len() < ENTRY_LEN {
+            return Err(DecodeError::Truncated {
+                what: "index entry",
+                need: ENTRY_LEN as u64,
+                have: b.len() as u64,
+            });
+        }
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&b[..32]);
+        let visibility = match b[54] {
+            0 => Visibility::Internal,
+            1 => Visibility::Published,
+            v => return Err(DecodeError::Invalid(format!("visibility {v}"))),
+        };
+        let flags = b[55];
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(DecodeError::Invalid(format!("entry flags {flags:#x}")));
+        }
+        Ok(Self {
+            id: ArtifactId::from_bytes(id),
+            segment: le_u32(b, 32),
+            block_offset: le_u40(b, 36),
+            inner: le_u32(b, 41),
+            len: le_u40(b, 45),
+            domain: DomainId(le_u16(b, 50)),
+            source: le_u16(b, 52),
+            visibility,
+            flags,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let e = Entry {
+            id: ArtifactId::of(b"a"),
+            segment: 3,
+            block_offset: MAX_U40,
+            inner: 77,
+            len: 1 << 39,
+            domain: DomainId(5),
+            source: 9,
+            visibility: Visibility::Published,
+            flags: FLAG_LARGE,
+        };
+        let mut b = [0u8; ENTRY_LEN];
+        e.encode(&mut b);
+        assert_eq!(Entry::decode(&b).unwrap(), e);
+        b[55] = 0x80;
+        assert!(Entry::decode(&b).is_err());
+    }
+}

@@ -1,0 +1,389 @@
+//! Immutable sorted index files.
+//!
+//! Layout: a 64-byte header, a fanout table of `2^bits` little-endian u32 (entry
+//! `i` = number of entries whose id's top `bits` bits are ≤ `i`), the entries sorted
+//! by id, and a 16-byte footer with a CRC-32C over table and entries. A lookup reads
+//! two fanout words and binary-searches one bucket of ~8 entries: the same few
+//! pages whatever the file's size.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{DecodeError, Error, IoContext, Result};
+use crate::fsutil::{le_u32, le_u64, sync_dir};
+use crate::id::{ArtifactId, IdPrefix};
+use crate::index::entry::{Entry, ENTRY_LEN};
+use crate::mmap::Map;
+
+/// Magic at the start of an index file.
+pub const INDEX_MAGIC: [u8; 8] = *b"ASLIDX\0\0";
+/// Magic in the index footer.
+pub const INDEX_FOOTER_MAGIC: [u8; 8] = *b"ASLIEND\0";
+/// Index format version.
+pub const INDEX_VERSION: u32 = 1;
+/// Header size.
+pub const INDEX_HEADER_LEN: usize = 64;
+/// Footer size.
+pub const INDEX_FOOTER_LEN: usize = 16;
+
+/// File name of index file `id`.
+pub fn index_file_name(id: u64) -> String {
+    format!("{id:012}.idx")
+}
+
+/// Fanout width for `n` entries: about 8 entries per bucket, 8..=20 bits.
+pub fn fanout_bits(n: u64) -> u32 {
+    let want = (n / 8).max(1);
+    (64 - want.leading_zeros()).clamp(8, 20)
+}
+
+fn bucket(id: &ArtifactId, bits: u32) -> usize {
+    let b = id.as_bytes();
+    let top = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (top >> (32 - bits)) as usize
+}
+
+/// The parsed, checked header of an index file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexHeader {
+    /// Fanout width.
+    pub bits: u32,
+    /// Number of entries.
+    pub count: u64,
+    /// The file's number.
+    pub file_id: u64,
+}
+
+impl IndexHeader {
+    /// Encodes with CRC.
+    pub fn encode(&self) -> [u8; INDEX_HEADER_LEN] {
+        let mut b = [0u8; INDEX_HEADER_LEN];
+        b[0..8].copy_from_slice(&INDEX_MAGIC);
+        b[8..12].copy_from_slice(&INDEX_VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&self.bits.to_le_bytes());
+        b[16..24].copy_from_slice(&self.count.to_le_bytes());
+        b[24..32].copy_from_slice(&self.file_id.to_le_bytes());
+        b[32..36].copy_from_slice(&(ENTRY_LEN as u32).to_le_bytes());
+        let crc = crc32c::crc32c(&b[..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a header.
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        if b.len() < INDEX_HEADER_LEN {
+            return Err(DecodeError::Truncated {
+                what: "index header",
+                need: INDEX_HEADER_LEN as u64,
+                have: b.len() as u64,
+            });
+        }
+        if b[0..8] != INDEX_MAGIC {
+            return Err(DecodeError::BadMagic { expected: "ASLIDX" });
+        }
+        let stored = le_u32(b, 60);
+        let computed = crc32c::crc32c(&b[..60]);
+        if stored != computed {
+            return Err(DecodeError::Checksum {
+                what: "index header",
+                stored,
+                computed,
+            });
+        }
+        let version = le_u32(b, 8);
+        if version != INDEX_VERSION {
+            return Err(DecodeError::UnsupportedVersion { what: "index", version });
+        }
+        let bits = le_u32(b, 12);
+        if !(8..=20).contains(&bits) || le_u32(b, 32) != ENTRY_LEN as u32 {
+            return Err(DecodeError::Invalid("index fanout width or entry size".into()));
+        }
+        Ok(Self {
+            bits,
+            count: le_u64(b, 16),
+            file_id: le_u64(b, 24),
+        })
+    }
+
+    fn expected_len(&self) -> u64 {
+        INDEX_HEADER_LEN as u64 + (4u64 << self.bits) + self.count * ENTRY_LEN as u64 + INDEX_FOOTER_LEN as u64
+    }
+}
+
+/// Checks a whole index file image: header, size, footer, CRC, fanout and order.
+pub fn validate(b: &[u8]) -> Result<IndexHeader, DecodeError> {
+    let h = IndexHeader::decode(b)?;
+    if b.len() as u64 != h.expected_len() {
+        return Err(DecodeError::Invalid(format!(
+            "index file is {} bytes, header implies {}",
+            b.len(),
+            h.expected_len()
+        )));
+    }
+    let foot = &b[b.len() - INDEX_FOOTER_LEN..];
+    if foot[8..16] != INDEX_FOOTER_MAGIC {
+        return Err(DecodeError::BadMagic { expected: "ASLIEND" });
+    }
+    let stored = le_u32(foot, 0);
+    let computed = crc32c::crc32c(&b[INDEX_HEADER_LEN..b.len() - INDEX_FOOTER_LEN]);
+    if stored != computed {
+        return Err(DecodeError::Checksum {
+            what: "index body",
+            stored,
+            computed,
+        });
+    }
+    let fan = &b[INDEX_HEADER_LEN..INDEX_HEADER_LEN + (4 << h.bits)];
+    let entries = &b[INDEX_HEADER_LEN + (4 << h.bits)..b.len() - INDEX_FOOTER_LEN];
+    let mut prev: Option<ArtifactId> = None;
+    let mut expect_bucket_end = vec![0u32; 1 << h.bits];
+    for (i, chunk) in entries.chunks_exact(ENTRY_LEN).enumerate() {
+        let e = Entry::decode(chunk)?;
+        if prev.is_some_and(|p| p >= e.id) {
+            return Err(DecodeError::Invalid(format!("index entry {i} out of order")));
+        }
+        prev = Some(e.id);
+        expect_bucket_end[bucket(&e.id, h.bits)] = i as u32 + 1;
+    }
+    let mut running = 0u32;
+    for (i, end) in expect_bucket_end.iter().enumerate() {
+        running = running.max(*end);
+        if le_u32(fan, i * 4) != running {
+            return Err(DecodeError::Invalid(format!("fanout entry {i} is wrong")));
+        }
+    }
+    Ok(h)
+}
+
+/// An open, mapped index file.
+pub(crate) struct IndexFile {
+    pub(crate) file_id: u64,
+    pub(crate) path: PathBuf,
+    header: IndexHeader,
+    map: Map,
+}
+
+impl IndexFile {
+    /// Maps an index file and checks its header, size and footer magic. The body
+    /// CRC is checked by `verify` (reading every byte on open would make open time
+    /// grow with the store).
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).ctx(|| format!("open index {}", path.display()))?;
+        let map = Map::open(&file, path)?;
+        let b = map.bytes();
+        let header = IndexHeader::decode(b).map_err(|e| Error::corrupt(path, e))?;
+        if b.len() as u64 != header.expected_len() || b[b.len() - 8..] != INDEX_FOOTER_MAGIC {
+            return Err(Error::corrupt(
+                path,
+                "index file size or footer does not match its header",
+            ));
+        }
+        Ok(Self {
+            file_id: header.file_id,
+            path: path.to_path_buf(),
+            header,
+            map,
+        })
+    }
+
+    /// Number of entries.
+    pub(crate) fn len(&self) -> u64 {
+        self.header.count
+    }
+
+    /// Full check of the file (for `verify`).
+    pub(crate) fn validate(&self) -> Result<()> {
+        validate(self.map.bytes())
+            .map(|_| ())
+            .map_err(|e| Error::corrupt(&self.path, e))
+    }
+
+    fn fan(&self, i: usize) -> u64 {
+        le_u32(self.map.bytes(), INDEX_HEADER_LEN + i * 4) as u64
+    }
+
+    fn entries_start(&self) -> usize {
+        INDEX_HEADER_LEN + (4usize << self.header.bits)
+    }
+
+    fn id_at(&self, i: u64) -> &[u8] {
+        let at = self.entries_start() + i as usize * ENTRY_LEN;
+        &self.map.bytes()[at..at + 32]
+    }
+
+    /// Decodes entry `i`.
+    pub(crate) fn entry(&self, i: u64) -> Result<Entry> {
+        let at = self.entries_start() + i as usize * ENTRY_LEN;
+        Entry::decode(&self.map.bytes()[at..at + ENTRY_LEN]).map_err(|e| Error::corrupt(&self.path, e))
+    }
+
+    fn bucket_range(&self, b: usize) -> Result<(u64, u64)> {
+        let start = if b == 0 { 0 } else { self.fan(b - 1) };
+        let end = self.fan(b);
+        if start > end || end > self.header.count {
+            return Err(Error::corrupt(&self.path, format!("fanout bucket {b} is out of range")));
+        }
+        Ok((start, end))
+    }
+
+    /// Finds the record for `id`, if this file has one.
+    pub(crate) fn get(&self, id: &ArtifactId) -> Result<Option<Entry>> {
+        let (mut lo, mut hi) = self.bucket_range(bucket(id, self.header.bits))?;
+        let key = &id.as_bytes()[..];
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.id_at(mid).cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return self.entry(mid).map(Some),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Position of the first entry with id ≥ `id`.
+    pub(crate) fn lower_bound(&self, id: &ArtifactId) -> Result<u64> {
+        let (mut lo, mut hi) = self.bucket_range(bucket(id, self.header.bits))?;
+        let key = &id.as_bytes()[..];
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.id_at(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Entries whose id carries `prefix`.
+    pub(crate) fn prefix_matches(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let mut i = self.lower_bound(&prefix.lower_bound())?;
+        while i < self.header.count && out.len() < limit {
+            let e = self.entry(i)?;
+            if !prefix.matches(&e.id) {
+                break;
+            }
+            out.push(e);
+            i += 1;
+        }
+        Ok(out)
+    }
+}
+
+/// Writes a new index file from entries sorted by id (no duplicates), durably:
+/// temp file, fsync, rename, directory fsync. `upper` bounds the entry count, to
+/// size the fanout before the entries are counted.
+pub(crate) fn write_index<I>(dir: &Path, file_id: u64, upper: u64, entries: I) -> Result<PathBuf>
+where
+    I: Iterator<Item = Result<Entry>>,
+{
+    let path = dir.join(index_file_name(file_id));
+    let tmp = path.with_extension("idx.tmp");
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .ctx(|| format!("create {}", tmp.display()))?;
+    let bits = fanout_bits(upper);
+    let mut fan = vec![0u32; 1 << bits];
+    let werr = |e| Error::io(format!("write {}", tmp.display()), e);
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    w.write_all(&[0u8; INDEX_HEADER_LEN]).map_err(werr)?;
+    w.write_all(&vec![0u8; 4 << bits]).map_err(werr)?;
+    let mut crc_entries = 0u32;
+    let mut count = 0u64;
+    let mut prev: Option<ArtifactId> = None;
+    let mut buf = [0u8; ENTRY_LEN];
+    for e in entries {
+        let e = e?;
+        debug_assert!(prev.is_none_or(|p| p < e.id), "index entries must be sorted and unique");
+        prev = Some(e.id);
+        e.encode(&mut buf);
+        crc_entries = crc32c::crc32c_append(crc_entries, &buf);
+        w.write_all(&buf).map_err(werr)?;
+        fan[bucket(&e.id, bits)] += 1;
+        count += 1;
+    }
+    let mut running = 0u32;
+    let mut fan_bytes = Vec::with_capacity(4 << bits);
+    for c in &fan {
+        running += c;
+        fan_bytes.extend_from_slice(&running.to_le_bytes());
+    }
+    let crc = crc32c::crc32c_combine(crc32c::crc32c(&fan_bytes), crc_entries, count as usize * ENTRY_LEN);
+    let mut foot = [0u8; INDEX_FOOTER_LEN];
+    foot[0..4].copy_from_slice(&crc.to_le_bytes());
+    foot[8..16].copy_from_slice(&INDEX_FOOTER_MAGIC);
+    w.write_all(&foot).map_err(werr)?;
+    let mut f = w.into_inner().map_err(|e| werr(e.into_error()))?;
+    let header = IndexHeader { bits, count, file_id };
+    f.seek(SeekFrom::Start(0))
+        .and_then(|_| f.write_all(&header.encode()))
+        .and_then(|_| f.write_all(&fan_bytes))
+        .and_then(|_| f.sync_all())
+        .map_err(werr)?;
+    drop(f);
+    std::fs::rename(&tmp, &path).ctx(|| format!("rename {}", tmp.display()))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::entry::{DomainId, Visibility, NO_SOURCE};
+
+    fn entry(i: u32) -> Entry {
+        Entry {
+            id: ArtifactId::of(&i.to_le_bytes()),
+            segment: i,
+            block_offset: i as u64 * 3,
+            inner: 0,
+            len: i as u64,
+            domain: DomainId::LOCAL,
+            source: NO_SOURCE,
+            visibility: Visibility::Internal,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn write_open_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in [0u32, 1, 100, 5000] {
+            let mut es: Vec<Entry> = (0..n).map(entry).collect();
+            es.sort_by_key(|e| e.id);
+            let p = write_index(dir.path(), n as u64, n as u64, es.iter().copied().map(Ok)).unwrap();
+            let f = IndexFile::open(&p).unwrap();
+            f.validate().unwrap();
+            assert_eq!(f.len(), n as u64);
+            for e in &es {
+                assert_eq!(f.get(&e.id).unwrap(), Some(*e));
+            }
+            assert_eq!(f.get(&ArtifactId::of(b"missing")).unwrap(), None);
+            if let Some(e) = es.first() {
+                let p = IdPrefix::parse(&e.id.to_hex()[..6]).unwrap();
+                assert!(f.prefix_matches(&p, 10).unwrap().contains(e));
+            }
+        }
+    }
+
+    #[test]
+    fn validate_rejects_flips() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut es: Vec<Entry> = (0..50).map(entry).collect();
+        es.sort_by_key(|e| e.id);
+        let p = write_index(dir.path(), 1, 50, es.into_iter().map(Ok)).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        validate(&bytes).unwrap();
+        for at in [0, 20, 70, 2000, bytes.len() - 1] {
+            let mut b = bytes.clone();
+            b[at] ^= 1;
+            assert!(validate(&b).is_err(), "flip at {at} accepted");
+        }
+    }
+}

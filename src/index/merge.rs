@@ -1,0 +1,105 @@
+//! Merged, shadowing iteration over the in-memory table and the index files.
+//!
+//! Sources are ranked newest first; for an id present in several sources the
+//! newest record wins and the others are skipped. With at most a handful of
+//! sources a linear pick of the minimum beats a heap.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::id::ArtifactId;
+use crate::index::entry::Entry;
+use crate::index::file::IndexFile;
+
+enum Source {
+    Mem(std::vec::IntoIter<Entry>),
+    File { file: Arc<IndexFile>, next: u64 },
+}
+
+impl Source {
+    fn next(&mut self) -> Option<Result<Entry>> {
+        match self {
+            Source::Mem(it) => it.next().map(Ok),
+            Source::File { file, next } => {
+                if *next >= file.len() {
+                    return None;
+                }
+                let e = file.entry(*next);
+                *next += 1;
+                Some(e)
+            }
+        }
+    }
+}
+
+/// Iterator over the newest record of every id, in id order (tombstones included).
+pub(crate) struct Merged {
+    sources: Vec<Source>,
+    heads: Vec<Option<Entry>>,
+    failed: bool,
+}
+
+impl Merged {
+    /// `mem` is the newest source; `files` are ordered newest first.
+    pub(crate) fn new(
+        mem: &BTreeMap<ArtifactId, Entry>,
+        files: &[Arc<IndexFile>],
+        from: Option<ArtifactId>,
+    ) -> Result<Self> {
+        let mem_entries: Vec<Entry> = match from {
+            Some(f) => mem.range(f..).map(|(_, e)| *e).collect(),
+            None => mem.values().copied().collect(),
+        };
+        let mut sources = vec![Source::Mem(mem_entries.into_iter())];
+        for f in files {
+            let next = match from {
+                Some(id) => f.lower_bound(&id)?,
+                None => 0,
+            };
+            sources.push(Source::File { file: f.clone(), next });
+        }
+        let mut m = Self {
+            heads: Vec::with_capacity(sources.len()),
+            sources,
+            failed: false,
+        };
+        for i in 0..m.sources.len() {
+            let h = m.sources[i].next().transpose()?;
+            m.heads.push(h);
+        }
+        Ok(m)
+    }
+}
+
+impl Iterator for Merged {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        if self.failed {
+            return None;
+        }
+        let mut best: Option<(usize, ArtifactId)> = None;
+        for (i, h) in self.heads.iter().enumerate() {
+            if let Some(e) = h {
+                if best.is_none_or(|(_, id)| e.id < id) {
+                    best = Some((i, e.id));
+                }
+            }
+        }
+        let (winner, id) = best?;
+        let out = self.heads[winner];
+        for i in 0..self.heads.len() {
+            if self.heads[i].is_some_and(|e| e.id == id) {
+                match self.sources[i].next().transpose() {
+                    Ok(h) => self.heads[i] = h,
+                    Err(e) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
+        }
+        out.map(Ok)
+    }
+}

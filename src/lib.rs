@@ -1,0 +1,41 @@
+//! ASL: a content-addressed artifact store engine.
+//!
+//! Artifacts are immutable byte strings named by the BLAKE3-256 of their bytes.
+//! Small artifacts are packed many to a block, large ones streamed into blocks of
+//! their own; blocks are appended to segment files and every read is verified.
+//! An on-disk sorted index maps ids to locations, and CURRENT is rebuilt on open
+//! from the latest checkpoint plus the log written since.
+//!
+//! Start with [`Store`]. The byte layouts are in `spec/format.md`.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod block;
+pub mod error;
+pub(crate) mod fsutil;
+pub mod id;
+pub mod index;
+pub(crate) mod mmap;
+pub mod snapshot;
+mod store;
+
+pub use error::{DecodeError, Error, Result};
+pub use id::{ArtifactId, IdPrefix};
+pub use index::{DomainId, Entry, Visibility};
+pub use snapshot::CurrentId;
+pub use store::{
+    ArtifactInfo, ArtifactReader, Iter, Problem, Put, RepairReport, Store, StoreOptions, StoreStat, VerifyReport,
+};
+
+/// Re-exports of the on-disk codecs, for fuzzing, tools and golden tests.
+pub mod codec {
+    pub use crate::block::format::{
+        decode_packed_table, decode_tombstones, BlockHeader, LargeTrailer, PackedBuilder, BLOCK_HEADER_LEN,
+    };
+    pub use crate::block::segment::{SegmentFooter, SegmentHeader};
+    pub use crate::index::file::validate as validate_index;
+    pub use crate::snapshot::checkpoint::Checkpoint;
+    pub use crate::snapshot::log::{parse as parse_log, Record};
+    pub use crate::store::{decode_store_file, encode_store_file};
+}

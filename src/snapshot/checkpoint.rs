@@ -1,0 +1,176 @@
+//! The checkpoint: which index files hold the state up to a log position, which
+//! segments exist, and where the log continues. Replaced as a whole by
+//! temp + fsync + rename, so a crash leaves the old checkpoint or the new one.
+
+use crate::error::DecodeError;
+use crate::fsutil::{le_u32, le_u64};
+
+/// Magic at the start of the checkpoint file.
+pub const CHECKPOINT_MAGIC: [u8; 8] = *b"ASLCKPT\0";
+/// Checkpoint format version.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// A segment as the checkpoint records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentState {
+    /// Segment id.
+    pub id: u32,
+    /// Sealed length, or committed length for the open segment.
+    pub len: u64,
+    /// Whether it is sealed.
+    pub sealed: bool,
+}
+
+/// The decoded checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// Store identity.
+    pub store_id: u64,
+    /// Every log record with a smaller sequence number is in the index files.
+    pub next_seq: u64,
+    /// The log file records continue in.
+    pub log_file: u64,
+    /// Next segment id to allocate.
+    pub next_segment: u32,
+    /// Next index file id to allocate.
+    pub next_index: u64,
+    /// Index files, newest first.
+    pub index_files: Vec<u64>,
+    /// All segments, in id order.
+    pub segments: Vec<SegmentState>,
+}
+
+impl Checkpoint {
+    /// Encodes: magic, version, body length, body, CRC-32C of everything before it.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&self.store_id.to_le_bytes());
+        body.extend_from_slice(&self.next_seq.to_le_bytes());
+        body.extend_from_slice(&self.log_file.to_le_bytes());
+        body.extend_from_slice(&self.next_segment.to_le_bytes());
+        body.extend_from_slice(&self.next_index.to_le_bytes());
+        body.extend_from_slice(&(self.index_files.len() as u32).to_le_bytes());
+        for f in &self.index_files {
+            body.extend_from_slice(&f.to_le_bytes());
+        }
+        body.extend_from_slice(&(self.segments.len() as u32).to_le_bytes());
+        for s in &self.segments {
+            body.extend_from_slice(&s.id.to_le_bytes());
+            body.extend_from_slice(&s.len.to_le_bytes());
+            body.push(s.sealed as u8);
+        }
+        let mut b = Vec::with_capacity(body.len() + 20);
+        b.extend_from_slice(&CHECKPOINT_MAGIC);
+        b.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+        b.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        b.extend_from_slice(&body);
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a checkpoint image.
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let short = |need: usize| DecodeError::Truncated {
+            what: "checkpoint",
+            need: need as u64,
+            have: b.len() as u64,
+        };
+        if b.len() < 20 {
+            return Err(short(20));
+        }
+        if b[0..8] != CHECKPOINT_MAGIC {
+            return Err(DecodeError::BadMagic { expected: "ASLCKPT" });
+        }
+        let version = le_u32(b, 8);
+        if version != CHECKPOINT_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                what: "checkpoint",
+                version,
+            });
+        }
+        let body_len = le_u32(b, 12) as usize;
+        if b.len() != 16 + body_len + 4 {
+            return Err(short(16 + body_len + 4));
+        }
+        let stored = le_u32(b, 16 + body_len);
+        let computed = crc32c::crc32c(&b[..16 + body_len]);
+        if stored != computed {
+            return Err(DecodeError::Checksum {
+                what: "checkpoint",
+                stored,
+                computed,
+            });
+        }
+        let p = &b[16..16 + body_len];
+        let bad = || DecodeError::Invalid("checkpoint body length".into());
+        if p.len() < 40 {
+            return Err(bad());
+        }
+        let mut c = Checkpoint {
+            store_id: le_u64(p, 0),
+            next_seq: le_u64(p, 8),
+            log_file: le_u64(p, 16),
+            next_segment: le_u32(p, 24),
+            next_index: le_u64(p, 28),
+            ..Default::default()
+        };
+        let n = le_u32(p, 36) as usize;
+        let mut at = 40;
+        if p.len() < at + n * 8 + 4 {
+            return Err(bad());
+        }
+        for _ in 0..n {
+            c.index_files.push(le_u64(p, at));
+            at += 8;
+        }
+        let m = le_u32(p, at) as usize;
+        at += 4;
+        if p.len() != at + m * 13 {
+            return Err(bad());
+        }
+        for _ in 0..m {
+            let sealed = match p[at + 12] {
+                0 => false,
+                1 => true,
+                v => return Err(DecodeError::Invalid(format!("checkpoint sealed flag {v}"))),
+            };
+            c.segments.push(SegmentState {
+                id: le_u32(p, at),
+                len: le_u64(p, at + 4),
+                sealed,
+            });
+            at += 13;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_flip() {
+        let c = Checkpoint {
+            store_id: 1,
+            next_seq: 2,
+            log_file: 3,
+            next_segment: 4,
+            next_index: 5,
+            index_files: vec![9, 8],
+            segments: vec![SegmentState {
+                id: 1,
+                len: 100,
+                sealed: true,
+            }],
+        };
+        let b = c.encode();
+        assert_eq!(Checkpoint::decode(&b).unwrap(), c);
+        for i in 0..b.len() {
+            let mut x = b.clone();
+            x[i] ^= 0x10;
+            assert!(Checkpoint::decode(&x).is_err(), "flip at {i}");
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The append-only log of state changes.
+//!
+//! A log file is a 32-byte header and then records:
+//! `len u32 | crc32c u32 | seq u64 | kind u8 | payload[len]`, with the CRC over
+//! `seq..payload`. Writers append a whole batch ending in a `Commit` record with
+//! one `write` and one `fdatasync`. Readers stop at the first record that is
+//! short, fails its CRC or breaks the sequence: that is the torn tail, and only
+//! records up to the last `Commit` before it count.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{DecodeError, Error, IoContext, Result};
+use crate::fsutil::{le_u32, le_u64, sync_dir};
+use crate::id::ArtifactId;
+use crate::index::entry::{Entry, ENTRY_LEN};
+
+/// Magic at the start of a log file.
+pub const LOG_MAGIC: [u8; 8] = *b"ASLLOG\0\0";
+/// Log format version.
+pub const LOG_VERSION: u32 = 1;
+/// Log file header size.
+pub const LOG_HEADER_LEN: u64 = 32;
+/// Bytes before a record's payload.
+pub const RECORD_HEADER_LEN: usize = 17;
+const MAX_PAYLOAD: u32 = 1 << 20;
+
+/// File name of log file `n`.
+pub fn log_file_name(n: u64) -> String {
+    format!("{n:012}.log")
+}
+
+/// One state change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// An index record (a put, or a tombstone when flagged so).
+    Entry(Entry),
+    /// A new open segment.
+    SegmentCreated {
+        /// Its id.
+        id: u32,
+    },
+    /// A segment was sealed at this length (footer included).
+    SegmentSealed {
+        /// Its id.
+        id: u32,
+        /// File length after sealing.
+        len: u64,
+    },
+    /// The end of an atomic batch: the open segment's durable length.
+    Commit {
+        /// Open segment (0 when none).
+        segment: u32,
+        /// Its committed length.
+        len: u64,
+    },
+}
+
+impl Record {
+    fn kind(&self) -> u8 {
+        match self {
+            Record::Entry(_) => 1,
+            Record::SegmentCreated { .. } => 2,
+            Record::SegmentSealed { .. } => 3,
+            Record::Commit { .. } => 4,
+        }
+    }
+
+    fn payload(&self, out: &mut Vec<u8>) {
+        match self {
+            Record::Entry(e) => {
+                let at = out.len();
+                out.resize(at + ENTRY_LEN, 0);
+                e.encode(&mut out[at..]);
+            }
+            Record::SegmentCreated { id } => out.extend_from_slice(&id.to_le_bytes()),
+            Record::SegmentSealed { id, len } | Record::Commit { segment: id, len } => {
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&len.to_le_bytes());
+            }
+        }
+    }
+
+    /// Appends the framed record with sequence number `seq` to `out`.
+    pub fn encode(&self, seq: u64, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0u8; 8]);
+        out.extend_from_slice(&seq.to_le_bytes());
+        out.push(self.kind());
+        self.payload(out);
+        let len = (out.len() - start - RECORD_HEADER_LEN) as u32;
+        let crc = crc32c::crc32c(&out[start + 8..]);
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    fn decode_payload(kind: u8, p: &[u8]) -> Result<Self, DecodeError> {
+        let want = |n: usize| {
+            if p.len() == n {
+                Ok(())
+            } else {
+                Err(DecodeError::Invalid(format!(
+                    "log record kind {kind} with {} payload bytes",
+                    p.len()
+                )))
+            }
+        };
+        Ok(match kind {
+            1 => {
+                want(ENTRY_LEN)?;
+                Record::Entry(Entry::decode(p)?)
+            }
+            2 => {
+                want(4)?;
+                Record::SegmentCreated { id: le_u32(p, 0) }
+            }
+            3 => {
+                want(12)?;
+                Record::SegmentSealed {
+                    id: le_u32(p, 0),
+                    len: le_u64(p, 4),
+                }
+            }
+            4 => {
+                want(12)?;
+                Record::Commit {
+                    segment: le_u32(p, 0),
+                    len: le_u64(p, 4),
+                }
+            }
+            k => return Err(DecodeError::Invalid(format!("log record kind {k}"))),
+        })
+    }
+}
+
+/// Encodes a log file header.
+pub fn encode_header(start_seq: u64, store_id: u64) -> [u8; LOG_HEADER_LEN as usize] {
+    let mut b = [0u8; LOG_HEADER_LEN as usize];
+    b[0..8].copy_from_slice(&LOG_MAGIC);
+    b[8..12].copy_from_slice(&LOG_VERSION.to_le_bytes());
+    b[16..24].copy_from_slice(&start_seq.to_le_bytes());
+    b[24..32].copy_from_slice(&store_id.to_le_bytes());
+    let crc = crc32c::crc32c(&b[16..32]) ^ crc32c::crc32c(&b[..12]);
+    b[12..16].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Decodes a log file header into `(start_seq, store_id)`.
+pub fn decode_header(b: &[u8]) -> Result<(u64, u64), DecodeError> {
+    if b.len() < LOG_HEADER_LEN as usize {
+        return Err(DecodeError::Truncated {
+            what: "log header",
+            need: LOG_HEADER_LEN,
+            have: b.len() as u64,
+        });
+    }
+    if b[0..8] != LOG_MAGIC {
+        return Err(DecodeError::BadMagic { expected: "ASLLOG" });
+    }
+    let stored = le_u32(b, 12);
+    let computed = crc32c::crc32c(&b[16..32]) ^ crc32c::crc32c(&b[..12]);
+    if stored != computed {
+        return Err(DecodeError::Checksum {
+            what: "log header",
+            stored,
+            computed,
+        });
+    }
+    let version = le_u32(b, 8);
+    if version != LOG_VERSION {
+        return Err(DecodeError::UnsupportedVersion { what: "log", version });
+    }
+    Ok((le_u64(b, 16), le_u64(b, 24)))
+}
+
+/// What a log file holds, up to its last commit.
+#[derive(Debug, Default)]
+pub struct LogContents {
+    /// Sequence number of the first record.
+    pub start_seq: u64,
+    /// The store it belongs to.
+    pub store_id: u64,
+    /// Committed records with their sequence numbers.
+    pub records: Vec<(u64, Record)>,
+    /// Byte length up to the end of the last `Commit` (where a writer resumes).
+    pub committed_len: u64,
+    /// Bytes after that: a torn or unfinished batch.
+    pub tail_len: u64,
+}
+
+/// Parses a log image; never fails on a bad tail, only on a bad header.
+pub fn parse(b: &[u8]) -> Result<LogContents, DecodeError> {
+    let (start_seq, store_id) = decode_header(b)?;
+    let mut out = LogContents {
+        start_seq,
+        store_id,
+        committed_len: LOG_HEADER_LEN,
+        ..Default::default()
+    };
+    let mut pending = Vec::new();
+    let mut off = LOG_HEADER_LEN as usize;
+    let mut seq = start_seq;
+    while off + RECORD_HEADER_LEN <= b.len() {
+        let len = le_u32(b, off);
+        if len > MAX_PAYLOAD || off + RECORD_HEADER_LEN + len as usize > b.len() {
+            break;
+        }
+        let end = off + RECORD_HEADER_LEN + len as usize;
+        if crc32c::crc32c(&b[off + 8..end]) != le_u32(b, off + 4) || le_u64(b, off + 8) != seq {
+            break;
+        }
+        let Ok(rec) = Record::decode_payload(b[off + 16], &b[off + RECORD_HEADER_LEN..end]) else {
+            break;
+        };
+        let commit = matches!(rec, Record::Commit { .. });
+        pending.push((seq, rec));
+        seq += 1;
+        off = end;
+        if commit {
+            out.records.append(&mut pending);
+            out.committed_len = off as u64;
+        }
+    }
+    out.tail_len = b.len() as u64 - out.committed_len;
+    Ok(out)
+}
+
+/// Reads and parses a log file.
+pub fn read(path: &Path) -> Result<LogContents> {
+    let b = std::fs::read(path).ctx(|| format!("read log {}", path.display()))?;
+    parse(&b).map_err(|e| Error::corrupt(path, e))
+}
+
+/// Appends batches to the current log file.
+pub(crate) struct LogWriter {
+    pub(crate) path: PathBuf,
+    file: File,
+    len: u64,
+    pub(crate) next_seq: u64,
+}
+
+impl LogWriter {
+    /// Creates a fresh log file starting at `start_seq`, durably.
+    pub(crate) fn create(path: &Path, start_seq: u64, store_id: u64) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .ctx(|| format!("create log {}", path.display()))?;
+        file.write_all_at(&encode_header(start_seq, store_id), 0)
+            .and_then(|_| file.sync_all())
+            .ctx(|| format!("write log header {}", path.display()))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            len: LOG_HEADER_LEN,
+            next_seq: start_seq,
+        })
+    }
+
+    /// Reopens an existing log after recovery, cutting off its uncommitted tail.
+    pub(crate) fn reopen(path: &Path, contents: &LogContents) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .ctx(|| format!("open log {}", path.display()))?;
+        if contents.tail_len > 0 {
+            file.set_len(contents.committed_len)
+                .and_then(|_| file.sync_all())
+                .ctx(|| format!("truncate torn tail of {}", path.display()))?;
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            len: contents.committed_len,
+            next_seq: contents.start_seq + contents.records.len() as u64,
+        })
+    }
+
+    /// Appends a batch (which must end in a `Commit`) with one write and one fdatasync.
+    pub(crate) fn append(&mut self, batch: &[Record]) -> Result<u64> {
+        debug_assert!(matches!(batch.last(), Some(Record::Commit { .. })));
+        let mut buf = Vec::with_capacity(batch.len() * (RECORD_HEADER_LEN + ENTRY_LEN));
+        for (i, r) in batch.iter().enumerate() {
+            r.encode(self.next_seq + i as u64, &mut buf);
+        }
+        self.file
+            .write_all_at(&buf, self.len)
+            .and_then(|_| self.file.sync_data())
+            .ctx(|| format!("append to log {}", self.path.display()))?;
+        self.len += buf.len() as u64;
+        self.next_seq += batch.len() as u64;
+        Ok(self.next_seq - 1)
+    }
+}
+
+/// Convenience for tests and tools: the ids a log's entries mention.
+pub fn entry_ids(c: &LogContents) -> Vec<ArtifactId> {
+    c.records
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::Entry(e) => Some(e.id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::entry::DomainId;
+
+    fn batch() -> Vec<Record> {
+        vec![
+            Record::SegmentCreated { id: 1 },
+            Record::Entry(Entry::tombstone(ArtifactId::of(b"x"), DomainId::LOCAL)),
+            Record::Commit { segment: 1, len: 100 },
+        ]
+    }
+
+    #[test]
+    fn torn_tail_is_cut_to_last_commit() {
+        let mut b = encode_header(10, 7).to_vec();
+        for (i, r) in batch().iter().enumerate() {
+            r.encode(10 + i as u64, &mut b);
+        }
+        let full = b.len();
+        Record::Entry(Entry::tombstone(ArtifactId::of(b"y"), DomainId::LOCAL)).encode(13, &mut b);
+        let c = parse(&b).unwrap();
+        assert_eq!(c.records.len(), 3);
+        assert_eq!(c.committed_len as usize, full);
+        assert_eq!(c.tail_len as usize, b.len() - full);
+        for cut in LOG_HEADER_LEN as usize..full {
+            let c = parse(&b[..cut]).unwrap();
+            assert!(c.records.is_empty(), "partial batch at {cut} accepted");
+        }
+        let mut g = b.clone();
+        g[LOG_HEADER_LEN as usize + 20] ^= 1;
+        assert!(parse(&g).unwrap().records.is_empty());
+        assert_eq!(entry_ids(&parse(&b).unwrap()), vec![ArtifactId::of(b"x")]);
+    }
+}

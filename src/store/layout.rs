@@ -1,0 +1,106 @@
+//! Where things live in a store directory, and the STORE identity file.
+//!
+//! ```text
+//! STORE        identity: magic, version, store id (written last at creation)
+//! LOCK         held with an exclusive lock by the one writer process
+//! CHECKPOINT   latest checkpoint
+//! log/         NNNNNNNNNNNN.log
+//! index/       NNNNNNNNNNNN.idx
+//! segments/    NNNNNNNN.seg
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::error::DecodeError;
+use crate::fsutil::{le_u32, le_u64};
+
+/// Magic of the STORE file.
+pub const STORE_MAGIC: [u8; 8] = *b"ASLSTORE";
+/// Store layout version.
+pub const STORE_VERSION: u32 = 1;
+
+pub(crate) const STORE_FILE: &str = "STORE";
+pub(crate) const LOCK_FILE: &str = "LOCK";
+pub(crate) const CHECKPOINT_FILE: &str = "CHECKPOINT";
+pub(crate) const LOG_DIR: &str = "log";
+pub(crate) const INDEX_DIR: &str = "index";
+pub(crate) const SEGMENT_DIR: &str = "segments";
+
+/// Encodes the 32-byte STORE file.
+pub fn encode_store_file(store_id: u64) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    b[0..8].copy_from_slice(&STORE_MAGIC);
+    b[8..12].copy_from_slice(&STORE_VERSION.to_le_bytes());
+    b[16..24].copy_from_slice(&store_id.to_le_bytes());
+    let crc = crc32c::crc32c(&b[..28]);
+    b[28..32].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Decodes the STORE file into the store id.
+pub fn decode_store_file(b: &[u8]) -> Result<u64, DecodeError> {
+    if b.len() != 32 {
+        return Err(DecodeError::Truncated {
+            what: "STORE file",
+            need: 32,
+            have: b.len() as u64,
+        });
+    }
+    if b[0..8] != STORE_MAGIC {
+        return Err(DecodeError::BadMagic { expected: "ASLSTORE" });
+    }
+    let stored = le_u32(b, 28);
+    let computed = crc32c::crc32c(&b[..28]);
+    if stored != computed {
+        return Err(DecodeError::Checksum {
+            what: "STORE file",
+            stored,
+            computed,
+        });
+    }
+    let version = le_u32(b, 8);
+    if version != STORE_VERSION {
+        return Err(DecodeError::UnsupportedVersion { what: "store", version });
+    }
+    Ok(le_u64(b, 16))
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    pub(crate) root: PathBuf,
+}
+
+impl Layout {
+    pub(crate) fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+    pub(crate) fn store_file(&self) -> PathBuf {
+        self.root.join(STORE_FILE)
+    }
+    pub(crate) fn lock_file(&self) -> PathBuf {
+        self.root.join(LOCK_FILE)
+    }
+    pub(crate) fn checkpoint(&self) -> PathBuf {
+        self.root.join(CHECKPOINT_FILE)
+    }
+    pub(crate) fn log_dir(&self) -> PathBuf {
+        self.root.join(LOG_DIR)
+    }
+    pub(crate) fn index_dir(&self) -> PathBuf {
+        self.root.join(INDEX_DIR)
+    }
+    pub(crate) fn segment_dir(&self) -> PathBuf {
+        self.root.join(SEGMENT_DIR)
+    }
+    pub(crate) fn log(&self, n: u64) -> PathBuf {
+        self.log_dir().join(crate::snapshot::log::log_file_name(n))
+    }
+    pub(crate) fn index(&self, n: u64) -> PathBuf {
+        self.index_dir().join(crate::index::file::index_file_name(n))
+    }
+    pub(crate) fn segment(&self, n: u32) -> PathBuf {
+        self.segment_dir().join(crate::block::segment::segment_file_name(n))
+    }
+}

@@ -1,0 +1,487 @@
+//! Maintenance: `stat`, the full `verify` scrub, and `repair`, which rebuilds the
+//! index and log from the segments alone.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::block::format::{decode_packed_table, decode_tombstones, BlockKind, Compression, LargeTrailer};
+use crate::block::segment::{parse_segment_file_name, scan, SegmentFooter, FOOTER_LEN, SEGMENT_HEADER_LEN};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{sync_dir, write_atomic};
+use crate::id::ArtifactId;
+use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED, FLAG_LARGE, NO_SOURCE};
+use crate::index::file::write_index;
+use crate::mmap::Map;
+use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
+use crate::snapshot::current::{CurrentHasher, CurrentId};
+use crate::snapshot::log::{log_file_name, LogWriter};
+
+use super::layout::{decode_store_file, encode_store_file, Layout};
+use super::read::unwrap_io;
+use super::{lock_store, Store};
+
+/// Figures about a store, as `aslctl stat` prints them.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoreStat {
+    /// Live artifacts in CURRENT.
+    pub artifacts: u64,
+    /// Sum of their lengths.
+    pub logical_bytes: u64,
+    /// Bytes of all segment files.
+    pub physical_bytes: u64,
+    /// Bytes of index files and the log.
+    pub index_bytes: u64,
+    /// Segment files.
+    pub segments: u64,
+    /// Of which sealed.
+    pub sealed_segments: u64,
+    /// Index files.
+    pub index_files: u64,
+    /// Records held in memory (not yet in an index file).
+    pub memtable_records: u64,
+    /// CURRENT's identity (hex).
+    pub current_id: String,
+}
+
+/// One thing `verify` found wrong.
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    /// The file it is in.
+    pub file: PathBuf,
+    /// The artifact, when it concerns one.
+    pub artifact: Option<String>,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// The result of [`Store::verify`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyReport {
+    /// Segments scanned.
+    pub segments: u64,
+    /// Blocks whose checksums were checked.
+    pub blocks: u64,
+    /// Live artifacts read back and hashed.
+    pub artifacts: u64,
+    /// Bytes of artifacts hashed.
+    pub bytes: u64,
+    /// Everything found wrong; empty when the store is clean.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// True when nothing was found wrong.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The result of [`Store::repair`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RepairReport {
+    /// Segment files read.
+    pub segments: u64,
+    /// Segment files skipped (foreign, or unreadable header), with the reason.
+    pub skipped: Vec<String>,
+    /// Blocks read.
+    pub blocks: u64,
+    /// Blocks whose checksum failed (their artifacts are lost).
+    pub bad_blocks: u64,
+    /// Live artifacts in the rebuilt index.
+    pub artifacts: u64,
+    /// Removals replayed from tombstone blocks.
+    pub tombstones: u64,
+    /// Bytes cut from torn segment tails.
+    pub truncated_bytes: u64,
+    /// Segments that had no footer and were sealed.
+    pub sealed: u64,
+}
+
+impl Store {
+    /// Counts CURRENT and computes its identity (one pass over the index).
+    pub fn stat(&self) -> Result<StoreStat> {
+        let mut hasher = CurrentHasher::default();
+        let (mut artifacts, mut logical) = (0u64, 0u64);
+        for e in self.live_entries()? {
+            let e = e?;
+            hasher.add(&e);
+            artifacts += 1;
+            logical += e.len;
+        }
+        let st = self.state.read();
+        let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let physical = st.segments.values().map(|s| size(&s.path)).sum();
+        let mut index_bytes: u64 = st.indexes.iter().map(|f| size(&f.path)).sum();
+        if let Ok(rd) = fs::read_dir(self.layout.log_dir()) {
+            index_bytes += rd.flatten().map(|e| size(&e.path())).sum::<u64>();
+        }
+        Ok(StoreStat {
+            artifacts,
+            logical_bytes: logical,
+            physical_bytes: physical,
+            index_bytes,
+            segments: st.segments.len() as u64,
+            sealed_segments: st.segments.values().filter(|s| s.is_mapped()).count() as u64,
+            index_files: st.indexes.len() as u64,
+            memtable_records: st.memtable.len() as u64,
+            current_id: hasher.finish().to_string(),
+        })
+    }
+
+    /// CURRENT's identity: BLAKE3 over the sorted live ids with domain and visibility.
+    pub fn current_id(&self) -> Result<CurrentId> {
+        let mut hasher = CurrentHasher::default();
+        for e in self.live_entries()? {
+            hasher.add(&e?);
+        }
+        Ok(hasher.finish())
+    }
+
+    /// Full scrub: every index file's checksum, every block's checksums in every
+    /// segment, every sealed segment's footer, and every live artifact read back
+    /// and hashed. Problems are collected, not returned as an error.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut rep = VerifyReport::default();
+        let (indexes, segments) = {
+            let st = self.state.read();
+            (st.indexes.clone(), st.segments.clone())
+        };
+        for f in &indexes {
+            if let Err(e) = f.validate() {
+                rep.problems.push(problem(&f.path, None, e.to_string()));
+            }
+        }
+        for seg in segments.values() {
+            rep.segments += 1;
+            let file = File::open(&seg.path).ctx(|| format!("open {}", seg.path.display()))?;
+            let map = Map::open(&file, &seg.path)?;
+            let mut bytes = map.bytes();
+            if !seg.is_mapped() {
+                // The open segment may have a tail past the last commit; only what the
+                // index can point at is checked.
+                let committed = self.committed_len(seg.id).unwrap_or(bytes.len() as u64);
+                bytes = &bytes[..(committed as usize).min(bytes.len())];
+            }
+            let sc = scan(bytes, true);
+            if let Err(e) = &sc.header {
+                rep.problems
+                    .push(problem(&seg.path, None, format!("segment header: {e}")));
+                continue;
+            }
+            if seg.is_mapped() {
+                if sc.footer.is_none() {
+                    rep.problems
+                        .push(problem(&seg.path, None, "sealed segment has no valid footer".into()));
+                }
+                if sc.data_crc_mismatch {
+                    rep.problems.push(problem(
+                        &seg.path,
+                        None,
+                        "segment checksum in footer does not match".into(),
+                    ));
+                }
+            }
+            let end = sc.footer.map(|f| f.data_len).unwrap_or(sc.file_len);
+            if sc.end != end {
+                rep.problems.push(problem(
+                    &seg.path,
+                    None,
+                    format!("unreadable block at offset {} (blocks end there)", sc.end),
+                ));
+            }
+            for b in &sc.blocks {
+                rep.blocks += 1;
+                let raw = match &b.body {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        rep.problems
+                            .push(problem(&seg.path, None, format!("block at {}: {e}", b.offset)));
+                        continue;
+                    }
+                };
+                if b.header.kind == BlockKind::Packed {
+                    match decode_packed_table(raw, b.header.count) {
+                        Ok(entries) => {
+                            for pe in entries {
+                                let s = &raw[pe.offset as usize..(pe.offset + pe.len) as usize];
+                                if ArtifactId::of(s) != pe.id {
+                                    rep.problems.push(problem(
+                                        &seg.path,
+                                        Some(pe.id),
+                                        format!("BLAKE3 mismatch in block at {}", b.offset),
+                                    ));
+                                }
+                            }
+                        }
+                        Err(e) => rep
+                            .problems
+                            .push(problem(&seg.path, None, format!("block at {}: {e}", b.offset))),
+                    }
+                }
+            }
+        }
+        for e in self.live_entries()? {
+            let e = e?;
+            let r = if e.is_large() {
+                self.open_reader(&e.id).and_then(|mut r| {
+                    std::io::copy(&mut r, &mut std::io::sink())
+                        .map_err(unwrap_io)
+                        .map(|_| ())
+                })
+            } else {
+                self.read_small(&e).map(|_| ())
+            };
+            rep.artifacts += 1;
+            rep.bytes += e.len;
+            if let Err(err) = r {
+                let (file, detail) = match err {
+                    Error::CorruptArtifact { file, detail, .. } => (file, detail),
+                    other => (self.layout.segment(e.segment), other.to_string()),
+                };
+                if !rep
+                    .problems
+                    .iter()
+                    .any(|p| p.artifact.as_deref() == Some(&e.id.to_hex()) && p.file == file)
+                {
+                    rep.problems.push(problem(&file, Some(e.id), detail));
+                }
+            }
+        }
+        Ok(rep)
+    }
+
+    fn committed_len(&self, seg: u32) -> Option<u64> {
+        let w = self.writer.as_ref()?.lock();
+        w.seg_states.get(&seg).map(|s| s.len)
+    }
+
+    /// Rebuilds the index, log and checkpoint of the store at `path` from its
+    /// segment files alone (for a store whose index or log was lost or damaged).
+    /// Torn segment tails are cut and those segments sealed. Takes the writer lock.
+    pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
+        let layout = Layout::new(path.as_ref());
+        let seg_dir = layout.segment_dir();
+        if !seg_dir.is_dir() {
+            return Err(Error::NotAStore {
+                path: path.as_ref().to_path_buf(),
+                reason: "no segments directory".into(),
+            });
+        }
+        for d in [layout.log_dir(), layout.index_dir()] {
+            fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+        }
+        let _lock = lock_store(&layout)?;
+        let known_id = fs::read(layout.store_file())
+            .ok()
+            .and_then(|b| decode_store_file(&b).ok());
+        let mut ids: Vec<u32> = Vec::new();
+        for entry in fs::read_dir(&seg_dir).ctx(|| format!("list {}", seg_dir.display()))? {
+            let entry = entry.ctx(|| format!("list {}", seg_dir.display()))?;
+            if let Some(id) = parse_segment_file_name(&entry.file_name().to_string_lossy()) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        let mut rep = RepairReport::default();
+        let mut store_id = known_id;
+        let mut map: BTreeMap<ArtifactId, Entry> = BTreeMap::new();
+        let mut segs = Vec::new();
+        for id in &ids {
+            let p = layout.segment(*id);
+            let mut bytes = Vec::new();
+            File::open(&p)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .ctx(|| format!("read {}", p.display()))?;
+            let sc = scan(&bytes, true);
+            let h = match sc.header {
+                Ok(h) if h.id == *id && store_id.is_none_or(|s| s == h.store_id) => h,
+                Ok(_) => {
+                    rep.skipped
+                        .push(format!("{}: belongs to another store or is misnamed", p.display()));
+                    continue;
+                }
+                Err(e) => {
+                    rep.skipped.push(format!("{}: {e}", p.display()));
+                    continue;
+                }
+            };
+            store_id = Some(h.store_id);
+            rep.segments += 1;
+            for b in &sc.blocks {
+                rep.blocks += 1;
+                let Ok(raw) = &b.body else {
+                    rep.bad_blocks += 1;
+                    continue;
+                };
+                let base = Entry {
+                    id: ArtifactId::from_bytes([0; 32]),
+                    segment: *id,
+                    block_offset: b.offset,
+                    inner: 0,
+                    len: 0,
+                    domain: DomainId::LOCAL,
+                    source: NO_SOURCE,
+                    visibility: Visibility::Internal,
+                    flags: 0,
+                };
+                match b.header.kind {
+                    BlockKind::Packed => match decode_packed_table(raw, b.header.count) {
+                        Ok(entries) => {
+                            let flags = if b.header.compression == Compression::Zstd {
+                                FLAG_COMPRESSED
+                            } else {
+                                0
+                            };
+                            for pe in entries {
+                                map.insert(
+                                    pe.id,
+                                    Entry {
+                                        id: pe.id,
+                                        inner: pe.offset,
+                                        len: pe.len as u64,
+                                        flags,
+                                        ..base
+                                    },
+                                );
+                            }
+                        }
+                        Err(_) => rep.bad_blocks += 1,
+                    },
+                    BlockKind::LargeTrailer => match LargeTrailer::decode(raw) {
+                        Ok(t) => {
+                            map.insert(
+                                t.id,
+                                Entry {
+                                    id: t.id,
+                                    len: t.len,
+                                    flags: FLAG_LARGE,
+                                    ..base
+                                },
+                            );
+                        }
+                        Err(_) => rep.bad_blocks += 1,
+                    },
+                    BlockKind::Tombstones => match decode_tombstones(raw, b.header.count) {
+                        Ok(ts) => {
+                            for (tid, _) in ts {
+                                if map.remove(&tid).is_some() {
+                                    rep.tombstones += 1;
+                                }
+                            }
+                        }
+                        Err(_) => rep.bad_blocks += 1,
+                    },
+                    BlockKind::LargeChunk => {}
+                }
+            }
+            let len = match sc.footer {
+                Some(f) => f.data_len + FOOTER_LEN,
+                None => {
+                    // No footer: the segment was open. Cut any torn tail and seal it.
+                    let end = sc.end.max(SEGMENT_HEADER_LEN);
+                    rep.truncated_bytes += sc.file_len - end;
+                    let f = fs::OpenOptions::new()
+                        .write(true)
+                        .open(&p)
+                        .ctx(|| format!("open {}", p.display()))?;
+                    let footer = SegmentFooter {
+                        block_count: sc.blocks.len() as u64,
+                        data_len: end,
+                        raw_total: sc.blocks.iter().map(|b| b.header.raw_len as u64).sum(),
+                        data_crc: crc32c::crc32c(&bytes[..end as usize]),
+                    };
+                    use std::os::unix::fs::FileExt;
+                    f.set_len(end)
+                        .and_then(|_| f.write_all_at(&footer.encode(), end))
+                        .and_then(|_| f.sync_all())
+                        .ctx(|| format!("seal {}", p.display()))?;
+                    rep.sealed += 1;
+                    end + FOOTER_LEN
+                }
+            };
+            segs.push(SegmentState {
+                id: *id,
+                len,
+                sealed: true,
+            });
+        }
+        let Some(store_id) = store_id else {
+            return Err(Error::NotAStore {
+                path: path.as_ref().to_path_buf(),
+                reason: "no STORE file and no readable segment".into(),
+            });
+        };
+        rep.artifacts = map.len() as u64;
+        let next_index = max_file_number(&layout.index_dir(), ".idx") + 1;
+        let log_file = max_file_number(&layout.log_dir(), ".log") + 1;
+        let index_path = write_index(
+            &layout.index_dir(),
+            next_index,
+            map.len() as u64,
+            map.values().copied().map(Ok),
+        )?;
+        LogWriter::create(&layout.log(log_file), 1, store_id)?;
+        let ckpt = Checkpoint {
+            store_id,
+            next_seq: 1,
+            log_file,
+            next_segment: ids.last().map(|i| i + 1).unwrap_or(1),
+            next_index: next_index + 1,
+            index_files: vec![next_index],
+            segments: segs,
+        };
+        write_atomic(&layout.checkpoint(), &ckpt.encode())?;
+        if known_id.is_none() {
+            write_atomic(&layout.store_file(), &encode_store_file(store_id))?;
+        }
+        for (dir, keep) in [
+            (
+                layout.index_dir(),
+                index_path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            ),
+            (layout.log_dir(), Some(log_file_name(log_file))),
+        ] {
+            for entry in fs::read_dir(&dir).ctx(|| format!("list {}", dir.display()))?.flatten() {
+                if Some(entry.file_name().to_string_lossy().into_owned()) != keep {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+            sync_dir(&dir)?;
+        }
+        Ok(rep)
+    }
+}
+
+fn max_file_number(dir: &Path, ext: &str) -> u64 {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_suffix(ext).and_then(|s| s.parse::<u64>().ok())
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+fn problem(file: &Path, artifact: Option<ArtifactId>, detail: String) -> Problem {
+    Problem {
+        file: file.to_path_buf(),
+        artifact: artifact.map(|a| a.to_hex()),
+        detail,
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Store>();
+    is::<Arc<Store>>();
+}

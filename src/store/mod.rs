@@ -1,0 +1,426 @@
+//! The store: one directory, one writer process, any number of readers.
+//!
+//! `Store` ties the layers together: it appends blocks to the open segment,
+//! records index entries in the log, keeps the not-yet-checkpointed entries in
+//! memory and the rest in mapped index files, and rebuilds that state on open
+//! from the checkpoint plus the log tail.
+
+mod layout;
+mod maint;
+mod options;
+mod read;
+mod write;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
+
+use crate::block::format::PackedBuilder;
+use crate::block::segment::{parse_segment_file_name, ActiveSegment, Segment};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{read, sync_dir, write_atomic};
+use crate::id::ArtifactId;
+use crate::index::entry::Entry;
+use crate::index::file::IndexFile;
+use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
+use crate::snapshot::log::{self, LogWriter, Record};
+
+use layout::Layout;
+pub use layout::{decode_store_file, encode_store_file};
+pub use maint::{Problem, RepairReport, StoreStat, VerifyReport};
+pub use options::StoreOptions;
+pub use read::{ArtifactInfo, ArtifactReader, Iter};
+pub use write::Put;
+
+/// A content-addressed artifact store in one directory.
+///
+/// Writes are buffered into packed blocks and become durable at [`Store::commit`]
+/// (one fsync of the segment, one of the log, however many puts came before).
+/// Every read is verified against the artifact's BLAKE3 id or the block's CRC.
+/// `Store` is `Send + Sync`: reads run concurrently with the writer.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use asl::Store;
+///
+/// let store = Store::create(dir.path())?;
+/// let id = store.put(b"hello artifact")?;
+/// store.commit()?;                       // durable from here on
+/// assert_eq!(store.get(&id)?, b"hello artifact");
+/// assert_eq!(id.to_hex(), blake3::hash(b"hello artifact").to_hex().as_str());
+/// store.remove(&id)?;
+/// store.commit()?;
+/// assert!(!store.contains(&id)?);
+/// # Ok::<(), asl::Error>(())
+/// ```
+pub struct Store {
+    layout: Layout,
+    store_id: u64,
+    opts: StoreOptions,
+    state: RwLock<State>,
+    writer: Option<Mutex<Writer>>,
+    block_cache: Mutex<Vec<((u32, u64), Arc<Vec<u8>>)>>,
+    _lock: Option<File>,
+}
+
+/// What readers look at; swapped under the write lock in short critical sections.
+pub(crate) struct State {
+    pub(crate) memtable: BTreeMap<ArtifactId, Entry>,
+    /// Newest first.
+    pub(crate) indexes: Vec<Arc<IndexFile>>,
+    pub(crate) segments: BTreeMap<u32, Arc<Segment>>,
+}
+
+pub(crate) struct Writer {
+    log: LogWriter,
+    log_file: u64,
+    active: Option<ActiveSegment>,
+    packed: PackedBuilder,
+    packed_ids: HashMap<ArtifactId, usize>,
+    tombstones: Vec<(ArtifactId, u16)>,
+    batch: Vec<Record>,
+    next_segment: u32,
+    next_index: u64,
+    seg_states: BTreeMap<u32, SegmentState>,
+    dir_dirty: bool,
+    poisoned: bool,
+}
+
+fn new_store_id(path: &Path) -> u64 {
+    let mut h = blake3::Hasher::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.update(&now.to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.update(path.as_os_str().as_encoded_bytes());
+    let b = h.finalize();
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b.as_bytes()[..8]);
+    u64::from_le_bytes(a)
+}
+
+const LAYOUT_NAMES: &[&str] = &[
+    "STORE",
+    "LOCK",
+    "CHECKPOINT",
+    "CHECKPOINT.tmp",
+    "log",
+    "index",
+    "segments",
+];
+
+impl Store {
+    /// Opens an existing store for writing (takes the writer lock).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        StoreOptions::new().open(path)
+    }
+
+    /// Opens the store at `path`, creating it first if the directory holds none.
+    pub fn create(path: impl AsRef<Path>) -> Result<Self> {
+        StoreOptions::new().create(true).open(path)
+    }
+
+    /// Opens an existing store read-only: no lock, the last committed state.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        StoreOptions::new().read_only(true).open(path)
+    }
+
+    /// Default options, for chaining.
+    pub fn options() -> StoreOptions {
+        StoreOptions::new()
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.layout.root
+    }
+
+    /// The options the store was opened with.
+    pub fn config(&self) -> &StoreOptions {
+        &self.opts
+    }
+
+    pub(crate) fn open_with(path: &Path, opts: StoreOptions) -> Result<Self> {
+        let layout = Layout::new(path);
+        if !layout.store_file().exists() {
+            if opts.create && !opts.read_only {
+                create_layout(&layout)?;
+            } else if !path.exists() {
+                return Err(Error::NotAStore {
+                    path: path.to_path_buf(),
+                    reason: "no such directory".into(),
+                });
+            } else {
+                return Err(Error::NotAStore {
+                    path: path.to_path_buf(),
+                    reason: "no STORE file".into(),
+                });
+            }
+        }
+        let store_id = read_store_id(&layout)?;
+        if opts.read_only {
+            // A writer may checkpoint between our reading CHECKPOINT and opening the
+            // files it names (they are then deleted); start again when that happens.
+            let mut attempt = 0;
+            loop {
+                match Self::load(&layout, store_id, &opts, None) {
+                    Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && attempt < 20 => {
+                        attempt += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    r => return r,
+                }
+            }
+        }
+        let lock = lock_store(&layout)?;
+        Self::load(&layout, store_id, &opts, Some(lock))
+    }
+
+    fn load(layout: &Layout, store_id: u64, opts: &StoreOptions, lock: Option<File>) -> Result<Self> {
+        let writable = lock.is_some();
+        let ckpt_path = layout.checkpoint();
+        let ckpt = Checkpoint::decode(&read(&ckpt_path)?).map_err(|e| Error::corrupt(&ckpt_path, e))?;
+        if ckpt.store_id != store_id {
+            return Err(Error::corrupt(&ckpt_path, "checkpoint belongs to another store"));
+        }
+        let mut indexes = Vec::new();
+        for id in &ckpt.index_files {
+            indexes.push(Arc::new(IndexFile::open(&layout.index(*id))?));
+        }
+        let log_path = layout.log(ckpt.log_file);
+        let contents = log::read(&log_path)?;
+        if contents.store_id != store_id || contents.start_seq != ckpt.next_seq {
+            return Err(Error::corrupt(&log_path, "log does not continue the checkpoint"));
+        }
+        let mut memtable = BTreeMap::new();
+        let mut seg_states: BTreeMap<u32, SegmentState> = ckpt.segments.iter().map(|s| (s.id, *s)).collect();
+        let mut next_segment = ckpt.next_segment;
+        for (_, r) in &contents.records {
+            match r {
+                Record::Entry(e) => {
+                    memtable.insert(e.id, *e);
+                }
+                Record::SegmentCreated { id } => {
+                    seg_states.insert(
+                        *id,
+                        SegmentState {
+                            id: *id,
+                            len: crate::block::segment::SEGMENT_HEADER_LEN,
+                            sealed: false,
+                        },
+                    );
+                    next_segment = next_segment.max(id + 1);
+                }
+                Record::SegmentSealed { id, len } => {
+                    seg_states.insert(
+                        *id,
+                        SegmentState {
+                            id: *id,
+                            len: *len,
+                            sealed: true,
+                        },
+                    );
+                }
+                Record::Commit { segment, len } => {
+                    if let Some(s) = seg_states.get_mut(segment) {
+                        if !s.sealed {
+                            s.len = *len;
+                        }
+                    }
+                }
+            }
+        }
+        let mut segments = BTreeMap::new();
+        let mut active = None;
+        for s in seg_states.values() {
+            let path = layout.segment(s.id);
+            if s.sealed {
+                segments.insert(s.id, Arc::new(Segment::open_sealed(&path, s.id, store_id)?));
+            } else {
+                if writable {
+                    if active.is_some() {
+                        return Err(Error::corrupt(&ckpt_path, "more than one open segment"));
+                    }
+                    active = Some(ActiveSegment::reopen(&path, s.id, store_id, s.len)?);
+                }
+                segments.insert(s.id, Arc::new(Segment::open_active(&path, s.id)?));
+            }
+        }
+        let writer = if writable {
+            let log = LogWriter::reopen(&log_path, &contents)?;
+            cleanup(layout, &ckpt, &seg_states, next_segment)?;
+            Some(Mutex::new(Writer {
+                log,
+                log_file: ckpt.log_file,
+                active,
+                packed: PackedBuilder::default(),
+                packed_ids: HashMap::new(),
+                tombstones: Vec::new(),
+                batch: Vec::new(),
+                next_segment,
+                next_index: ckpt.next_index,
+                seg_states,
+                dir_dirty: false,
+                poisoned: false,
+            }))
+        } else {
+            None
+        };
+        Ok(Self {
+            layout: layout.clone(),
+            store_id,
+            opts: opts.clone(),
+            state: RwLock::new(State {
+                memtable,
+                indexes,
+                segments,
+            }),
+            writer,
+            block_cache: Mutex::new(Vec::new()),
+            _lock: lock,
+        })
+    }
+
+    /// The writer, unless the store is read-only or an earlier write failed.
+    fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        let w = self.writer.as_ref().ok_or(Error::ReadOnly)?.lock();
+        if w.poisoned {
+            return Err(Error::Poisoned);
+        }
+        Ok(w)
+    }
+
+    /// Commits outstanding writes and checkpoints, so the next open replays
+    /// nothing. Dropping the store does the same but cannot report errors.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        let Some(w) = &self.writer else {
+            return Ok(());
+        };
+        let mut w = w.lock();
+        if w.poisoned {
+            return Ok(());
+        }
+        self.commit_locked(&mut w)?;
+        if !self.state.read().memtable.is_empty() {
+            self.checkpoint_locked(&mut w)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn read_store_id(layout: &Layout) -> Result<u64> {
+    let path = layout.store_file();
+    let b = read(&path)?;
+    decode_store_file(&b).map_err(|e| Error::NotAStore {
+        path: path.clone(),
+        reason: e.to_string(),
+    })
+}
+
+fn lock_store(layout: &Layout) -> Result<File> {
+    let path = layout.lock_file();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .ctx(|| format!("open lock file {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(path)),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(format!("lock {}", path.display()), e)),
+    }
+}
+
+/// Makes a new, empty store. STORE is written last, so a crash part-way leaves a
+/// directory that `create` finishes next time and `open` refuses.
+fn create_layout(layout: &Layout) -> Result<()> {
+    let root = &layout.root;
+    fs::create_dir_all(root).ctx(|| format!("create {}", root.display()))?;
+    for entry in fs::read_dir(root).ctx(|| format!("list {}", root.display()))? {
+        let entry = entry.ctx(|| format!("list {}", root.display()))?;
+        let name = entry.file_name();
+        if !LAYOUT_NAMES.iter().any(|n| name == *n) {
+            return Err(Error::NotAStore {
+                path: root.to_path_buf(),
+                reason: format!("directory is not empty (holds {:?}) and has no STORE file", name),
+            });
+        }
+    }
+    let lock = lock_store(layout)?;
+    for d in [layout.log_dir(), layout.index_dir(), layout.segment_dir()] {
+        fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+    }
+    let store_id = new_store_id(root);
+    LogWriter::create(&layout.log(1), 1, store_id)?;
+    let ckpt = Checkpoint {
+        store_id,
+        next_seq: 1,
+        log_file: 1,
+        next_segment: 1,
+        next_index: 1,
+        index_files: vec![],
+        segments: vec![],
+    };
+    write_atomic(&layout.checkpoint(), &ckpt.encode())?;
+    write_atomic(&layout.store_file(), &encode_store_file(store_id))?;
+    sync_dir(root)?;
+    drop(lock);
+    Ok(())
+}
+
+/// Removes what an interrupted operation left behind: temp files, index and log
+/// files the checkpoint does not name, and segments created after the last commit.
+fn cleanup(layout: &Layout, ckpt: &Checkpoint, segs: &BTreeMap<u32, SegmentState>, next_segment: u32) -> Result<()> {
+    let keep_index: Vec<String> = ckpt
+        .index_files
+        .iter()
+        .map(|i| crate::index::file::index_file_name(*i))
+        .collect();
+    let keep_log = log::log_file_name(ckpt.log_file);
+    sweep(&layout.index_dir(), |n| keep_index.iter().any(|k| k == n))?;
+    sweep(&layout.log_dir(), |n| n == keep_log)?;
+    sweep(&layout.segment_dir(), |n| match parse_segment_file_name(n) {
+        Some(id) => segs.contains_key(&id) || id < next_segment,
+        None => !n.ends_with(".tmp"),
+    })
+}
+
+fn sweep(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {
+    let mut removed = false;
+    for entry in fs::read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
+        let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !keep(&name) {
+            fs::remove_file(entry.path()).ctx(|| format!("remove stale {}", entry.path().display()))?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn artifact_error(e: Error, id: ArtifactId) -> Error {
+    match e {
+        Error::Corrupt { file, detail } => Error::CorruptArtifact { id, file, detail },
+        other => other,
+    }
+}

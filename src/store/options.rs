@@ -1,0 +1,114 @@
+//! Store options: every knob of block packing in one place, so the benchmark
+//! harness can sweep them.
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::Store;
+
+/// Options for opening or creating a store, with documented defaults.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = asl::StoreOptions::new()
+///     .create(true)
+///     .compression(None)
+///     .open(dir.path())?;
+/// # Ok::<(), asl::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub(crate) small_threshold: usize,
+    pub(crate) block_target: usize,
+    pub(crate) chunk_size: usize,
+    pub(crate) segment_target: u64,
+    pub(crate) compression: Option<i32>,
+    pub(crate) memtable_limit: usize,
+    pub(crate) max_index_files: usize,
+    pub(crate) create: bool,
+    pub(crate) read_only: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            small_threshold: 128 << 10,
+            block_target: 1 << 20,
+            chunk_size: 1 << 20,
+            segment_target: 256 << 20,
+            compression: Some(3),
+            memtable_limit: 200_000,
+            max_index_files: 4,
+            create: false,
+            read_only: false,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Artifacts up to this many bytes are packed many to a block; larger ones get
+    /// chunk blocks of their own. Default 128 KiB.
+    pub fn small_threshold(mut self, bytes: usize) -> Self {
+        self.small_threshold = bytes.clamp(1, 64 << 20);
+        self
+    }
+
+    /// A packed block is closed once its raw body reaches this size. Default 1 MiB.
+    pub fn block_target(mut self, bytes: usize) -> Self {
+        self.block_target = bytes.clamp(1, 256 << 20);
+        self
+    }
+
+    /// Raw bytes per chunk block of a large artifact. Default 1 MiB.
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = bytes.clamp(4096, 256 << 20);
+        self
+    }
+
+    /// The open segment is sealed once it reaches this size. Default 256 MiB.
+    pub fn segment_target(mut self, bytes: u64) -> Self {
+        self.segment_target = bytes.max(4096);
+        self
+    }
+
+    /// zstd level for block bodies, or `None` to store raw. Blocks that do not
+    /// shrink by at least 1/32 are stored raw either way. Default `Some(3)`.
+    pub fn compression(mut self, level: Option<i32>) -> Self {
+        self.compression = level;
+        self
+    }
+
+    /// Records held in memory before they are written to an index file. Default 200 000.
+    pub fn memtable_limit(mut self, records: usize) -> Self {
+        self.memtable_limit = records.max(1);
+        self
+    }
+
+    /// Index files kept before they are merged into one. Default 4.
+    pub fn max_index_files(mut self, n: usize) -> Self {
+        self.max_index_files = n.max(1);
+        self
+    }
+
+    /// Create the store if the directory holds none. Default false.
+    pub fn create(mut self, yes: bool) -> Self {
+        self.create = yes;
+        self
+    }
+
+    /// Open without the writer lock: reads only, of the last committed state.
+    pub fn read_only(mut self, yes: bool) -> Self {
+        self.read_only = yes;
+        self
+    }
+
+    /// Opens (or creates) the store at `path` with these options.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path.as_ref(), self)
+    }
+}

@@ -1,0 +1,459 @@
+//! The read path: lookups, verified reads, streaming readers, prefix resolution
+//! and iteration over CURRENT.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use crate::block::format::{BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
+use crate::block::segment::Segment;
+use crate::error::{Error, Result};
+use crate::id::{ArtifactId, IdPrefix};
+use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED};
+use crate::index::merge::Merged;
+
+use super::{artifact_error, Store};
+
+const BLOCK_CACHE_SLOTS: usize = 8;
+
+/// A live artifact as listed by [`Store::iter`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArtifactInfo {
+    /// Its id.
+    pub id: ArtifactId,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Owning domain.
+    pub domain: DomainId,
+    /// Visibility.
+    pub visibility: Visibility,
+}
+
+impl From<&Entry> for ArtifactInfo {
+    fn from(e: &Entry) -> Self {
+        Self {
+            id: e.id,
+            len: e.len,
+            domain: e.domain,
+            visibility: e.visibility,
+        }
+    }
+}
+
+enum Found {
+    Entry(Entry),
+    Pending(Vec<u8>),
+}
+
+impl Store {
+    /// The newest record for `id` in memory or index files (tombstones included).
+    pub(crate) fn lookup(&self, id: &ArtifactId) -> Result<Option<Entry>> {
+        let st = self.state.read();
+        if let Some(e) = st.memtable.get(id) {
+            return Ok(Some(*e));
+        }
+        for f in &st.indexes {
+            if let Some(e) = f.get(id)? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    fn find(&self, id: &ArtifactId) -> Result<Option<Found>> {
+        if let Some(e) = self.lookup(id)? {
+            return Ok((!e.is_tombstone()).then_some(Found::Entry(e)));
+        }
+        // Not yet in a block: look in the writer's buffer. While we hold the writer
+        // the buffer cannot move into the index, so a miss there is re-checked.
+        if let Some(w) = &self.writer {
+            let w = w.lock();
+            if let Some(i) = w.packed_ids.get(id) {
+                return Ok(w.packed.get(*i).map(|b| Found::Pending(b.to_vec())));
+            }
+            if let Some(e) = self.lookup(id)? {
+                return Ok((!e.is_tombstone()).then_some(Found::Entry(e)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether `id` is live in CURRENT.
+    pub fn contains(&self, id: &ArtifactId) -> Result<bool> {
+        Ok(self.find(id)?.is_some())
+    }
+
+    /// Size of a live artifact.
+    pub fn len_of(&self, id: &ArtifactId) -> Result<u64> {
+        match self.find(id)? {
+            Some(Found::Entry(e)) => Ok(e.len),
+            Some(Found::Pending(b)) => Ok(b.len() as u64),
+            None => Err(Error::NotFound(*id)),
+        }
+    }
+
+    /// Reads a whole artifact, verified against its id.
+    pub fn get(&self, id: &ArtifactId) -> Result<Vec<u8>> {
+        match self.find(id)? {
+            None => Err(Error::NotFound(*id)),
+            Some(Found::Pending(b)) => Ok(b),
+            Some(Found::Entry(e)) if e.is_large() => {
+                let mut r = self.reader_for(&e)?;
+                let mut out = Vec::with_capacity(e.len as usize);
+                r.read_to_end(&mut out).map_err(unwrap_io)?;
+                Ok(out)
+            }
+            Some(Found::Entry(e)) => self.read_small(&e),
+        }
+    }
+
+    /// Opens a streaming reader (`Read + Seek`) over a live artifact. Chunks are
+    /// checked against their block CRC as they are read; reading from start to
+    /// end also checks the whole artifact against its id, and a mismatch is
+    /// returned as an error from the final `read`.
+    pub fn open_reader(&self, id: &ArtifactId) -> Result<ArtifactReader> {
+        match self.find(id)? {
+            None => Err(Error::NotFound(*id)),
+            Some(Found::Pending(b)) => Ok(ArtifactReader::small(*id, b)),
+            Some(Found::Entry(e)) if e.is_large() => self.reader_for(&e),
+            Some(Found::Entry(e)) => Ok(ArtifactReader::small(*id, self.read_small(&e)?)),
+        }
+    }
+
+    pub(crate) fn segment(&self, e: &Entry) -> Result<Arc<Segment>> {
+        self.state
+            .read()
+            .segments
+            .get(&e.segment)
+            .cloned()
+            .ok_or_else(|| Error::CorruptArtifact {
+                id: e.id,
+                file: self.layout.segment(e.segment),
+                detail: "the index points at a segment that does not exist".into(),
+            })
+    }
+
+    pub(crate) fn read_small(&self, e: &Entry) -> Result<Vec<u8>> {
+        let seg = self.segment(e)?;
+        let bytes = if e.flags & FLAG_COMPRESSED == 0 {
+            // Uncompressed: read just the artifact; its BLAKE3 proves the bytes
+            // without touching the rest of the block.
+            let at = e.block_offset + BLOCK_HEADER_LEN as u64 + e.inner as u64;
+            seg.read(at, e.len as usize)
+                .map_err(|x| artifact_error(x, e.id))?
+                .into_owned()
+        } else {
+            let raw = self
+                .decoded_block(&seg, e.block_offset)
+                .map_err(|x| artifact_error(x, e.id))?;
+            let (s, n) = (e.inner as usize, e.len as usize);
+            raw.get(s..s + n)
+                .ok_or_else(|| Error::CorruptArtifact {
+                    id: e.id,
+                    file: seg.path.clone(),
+                    detail: "artifact lies outside its block".into(),
+                })?
+                .to_vec()
+        };
+        if ArtifactId::of(&bytes) != e.id {
+            return Err(Error::CorruptArtifact {
+                id: e.id,
+                file: seg.path.clone(),
+                detail: format!("BLAKE3 mismatch in block at offset {}", e.block_offset),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// A decompressed packed block, from a small cache so that reading many
+    /// artifacts of one compressed block decompresses it once.
+    fn decoded_block(&self, seg: &Segment, offset: u64) -> Result<Arc<Vec<u8>>> {
+        let key = (seg.id, offset);
+        if let Some((_, b)) = self.block_cache.lock().iter().find(|(k, _)| *k == key) {
+            return Ok(b.clone());
+        }
+        let (h, raw) = seg.read_block(offset)?;
+        if h.kind != BlockKind::Packed {
+            return Err(Error::corrupt(
+                &seg.path,
+                format!("block at {offset} is not a packed block"),
+            ));
+        }
+        let raw = Arc::new(raw);
+        let mut c = self.block_cache.lock();
+        if c.len() >= BLOCK_CACHE_SLOTS {
+            c.remove(0);
+        }
+        c.push((key, raw.clone()));
+        Ok(raw)
+    }
+
+    fn reader_for(&self, e: &Entry) -> Result<ArtifactReader> {
+        let seg = self.segment(e)?;
+        let (h, raw) = seg.read_block(e.block_offset).map_err(|x| artifact_error(x, e.id))?;
+        let bad = |detail: String| Error::CorruptArtifact {
+            id: e.id,
+            file: seg.path.clone(),
+            detail,
+        };
+        if h.kind != BlockKind::LargeTrailer {
+            return Err(bad(format!(
+                "block at {} is not a large-artifact trailer",
+                e.block_offset
+            )));
+        }
+        let t = LargeTrailer::decode(&raw).map_err(|x| bad(x.to_string()))?;
+        if t.id != e.id || t.len != e.len {
+            return Err(bad("trailer names another artifact".into()));
+        }
+        Ok(ArtifactReader {
+            id: e.id,
+            len: e.len,
+            pos: 0,
+            body: Body::Large {
+                seg,
+                trailer: t,
+                cur: None,
+            },
+            hasher: Some(blake3::Hasher::new()),
+            hashed: 0,
+        })
+    }
+
+    /// Resolves a full id or a unique hex prefix of a live artifact's id.
+    pub fn resolve(&self, text: &str) -> Result<ArtifactId> {
+        let prefix = IdPrefix::parse(text)?;
+        if let Some(id) = prefix.full() {
+            return Ok(id);
+        }
+        const CAP: usize = 64;
+        let mut candidates: std::collections::BTreeMap<ArtifactId, bool> = Default::default();
+        {
+            let st = self.state.read();
+            let files = st.indexes.clone();
+            let mut sources: Vec<Vec<Entry>> = vec![st
+                .memtable
+                .range(prefix.lower_bound()..)
+                .take_while(|(k, _)| prefix.matches(k))
+                .take(CAP)
+                .map(|(_, e)| *e)
+                .collect()];
+            drop(st);
+            for f in &files {
+                sources.push(f.prefix_matches(&prefix, CAP)?);
+            }
+            // Newest source first: the first record seen for an id decides.
+            for src in sources {
+                for e in src {
+                    candidates.entry(e.id).or_insert(!e.is_tombstone());
+                }
+            }
+        }
+        if let Some(w) = &self.writer {
+            for id in w.lock().packed_ids.keys() {
+                if prefix.matches(id) {
+                    candidates.insert(*id, true);
+                }
+            }
+        }
+        let live: Vec<ArtifactId> = candidates.into_iter().filter(|(_, l)| *l).map(|(k, _)| k).collect();
+        match live.len() {
+            0 => Err(Error::PrefixNotFound(prefix.as_str().to_string())),
+            1 => Ok(live[0]),
+            n => Err(Error::AmbiguousPrefix {
+                prefix: prefix.as_str().to_string(),
+                count: n,
+            }),
+        }
+    }
+
+    /// Iterates over the live artifacts of CURRENT in id order. Writes that are
+    /// still buffered are written to the open segment first so they are included.
+    pub fn iter(&self) -> Result<Iter> {
+        if let Some(w) = &self.writer {
+            let mut w = w.lock();
+            if !w.poisoned && !w.packed.is_empty() {
+                self.flush_pending(&mut w).inspect_err(|_| w.poisoned = true)?;
+            }
+        }
+        let st = self.state.read();
+        Ok(Iter {
+            inner: Merged::new(&st.memtable, &st.indexes, None)?,
+        })
+    }
+
+    /// All live artifacts, collected. Prefer [`Store::iter`] for large stores.
+    pub fn list(&self) -> Result<Vec<ArtifactInfo>> {
+        self.iter()?.collect()
+    }
+}
+
+/// Iterator over the live artifacts of CURRENT (see [`Store::iter`]).
+pub struct Iter {
+    inner: Merged,
+}
+
+impl Iterator for Iter {
+    type Item = Result<ArtifactInfo>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.inner.next()? {
+                Ok(e) if e.is_tombstone() => continue,
+                Ok(e) => return Some(Ok(ArtifactInfo::from(&e))),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+impl Store {
+    pub(crate) fn live_entries(&self) -> Result<impl Iterator<Item = Result<Entry>>> {
+        let st = self.state.read();
+        Ok(Merged::new(&st.memtable, &st.indexes, None)?.filter(|e| !matches!(e, Ok(e) if e.is_tombstone())))
+    }
+}
+
+enum Body {
+    Small(Vec<u8>),
+    Large {
+        seg: Arc<Segment>,
+        trailer: LargeTrailer,
+        cur: Option<(usize, Vec<u8>)>,
+    },
+}
+
+/// A verified streaming reader over one artifact (see [`Store::open_reader`]).
+pub struct ArtifactReader {
+    id: ArtifactId,
+    len: u64,
+    pos: u64,
+    body: Body,
+    hasher: Option<blake3::Hasher>,
+    hashed: u64,
+}
+
+impl ArtifactReader {
+    fn small(id: ArtifactId, b: Vec<u8>) -> Self {
+        Self {
+            id,
+            len: b.len() as u64,
+            pos: 0,
+            body: Body::Small(b),
+            hasher: None,
+            hashed: 0,
+        }
+    }
+
+    /// The artifact's id.
+    pub fn id(&self) -> ArtifactId {
+        self.id
+    }
+
+    /// The artifact's length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the artifact is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+fn to_io(e: Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Turns an I/O error from an [`ArtifactReader`] back into the store error it carries.
+pub(crate) fn unwrap_io(e: io::Error) -> Error {
+    if e.get_ref().is_some_and(|x| x.is::<Error>()) {
+        if let Ok(inner) = e.into_inner().expect("checked above").downcast::<Error>() {
+            return *inner;
+        }
+        unreachable!("downcast checked above");
+    }
+    Error::io("read artifact", e)
+}
+
+impl Read for ArtifactReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.len || out.is_empty() {
+            return Ok(0);
+        }
+        let n = match &mut self.body {
+            Body::Small(b) => {
+                let s = &b[self.pos as usize..];
+                let n = s.len().min(out.len());
+                out[..n].copy_from_slice(&s[..n]);
+                n
+            }
+            Body::Large { seg, trailer, cur } => {
+                let cs = trailer.chunk_size as u64;
+                let idx = (self.pos / cs) as usize;
+                if cur.as_ref().is_none_or(|(i, _)| *i != idx) {
+                    let c = trailer.chunks[idx];
+                    let (h, raw) = seg
+                        .read_block(c.offset)
+                        .map_err(|e| to_io(artifact_error(e, self.id)))?;
+                    if h.kind != BlockKind::LargeChunk || h.count != idx as u32 || raw.len() != c.raw_len as usize {
+                        return Err(to_io(Error::CorruptArtifact {
+                            id: self.id,
+                            file: seg.path.clone(),
+                            detail: format!("chunk {idx} at {} does not match its trailer", c.offset),
+                        }));
+                    }
+                    *cur = Some((idx, raw));
+                }
+                let Some((_, raw)) = cur.as_ref() else {
+                    return Ok(0);
+                };
+                let within = (self.pos - idx as u64 * cs) as usize;
+                let n = (raw.len() - within).min(out.len());
+                out[..n].copy_from_slice(&raw[within..within + n]);
+                n
+            }
+        };
+        if let Some(h) = self.hasher.as_mut() {
+            if self.hashed == self.pos {
+                h.update(&out[..n]);
+                self.hashed += n as u64;
+            }
+        }
+        self.pos += n as u64;
+        if self.pos == self.len && self.hashed == self.len {
+            if let Some(h) = self.hasher.take() {
+                if h.finalize().as_bytes() != self.id.as_bytes() {
+                    let file = match &self.body {
+                        Body::Large { seg, .. } => seg.path.clone(),
+                        Body::Small(_) => Default::default(),
+                    };
+                    return Err(to_io(Error::CorruptArtifact {
+                        id: self.id,
+                        file,
+                        detail: "BLAKE3 of the whole artifact does not match its id".into(),
+                    }));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Seek for ArtifactReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        let Some(t) = target else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"));
+        };
+        self.pos = t;
+        if t == 0 && self.hashed != 0 && self.hasher.is_some() {
+            self.hasher = Some(blake3::Hasher::new());
+            self.hashed = 0;
+        }
+        Ok(t)
+    }
+}

@@ -1,0 +1,554 @@
+//! The write path: packing small artifacts, streaming large ones, removals,
+//! group commit, sealing and checkpoints.
+//!
+//! Order of durability (spec/format.md, "Write order"): block bytes are fsynced
+//! before the log batch that points at them, the log batch before anything that
+//! names it (a checkpoint), and new files are made durable with a directory fsync.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::block::format::{
+    encode_tombstones, header_for, maybe_compress, BlockKind, ChunkRef, Compression, LargeTrailer,
+};
+use crate::block::segment::{ActiveSegment, Segment};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{sync_dir, write_atomic};
+use crate::id::ArtifactId;
+use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED, FLAG_LARGE, MAX_U40, NO_SOURCE};
+use crate::index::file::write_index;
+use crate::index::merge::Merged;
+use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
+use crate::snapshot::log::{LogWriter, Record};
+
+use super::{Store, Writer};
+
+/// The outcome of storing one artifact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Put {
+    /// Its id.
+    pub id: ArtifactId,
+    /// Its length.
+    pub len: u64,
+    /// False when the bytes were already live (deduplicated, nothing written).
+    pub new: bool,
+}
+
+impl Store {
+    /// Stores `bytes` and returns their id. Storing bytes that are already live is
+    /// free (deduplicated). Durable after the next [`Store::commit`].
+    pub fn put(&self, bytes: &[u8]) -> Result<ArtifactId> {
+        self.put_status(bytes).map(|p| p.id)
+    }
+
+    fn put_status(&self, bytes: &[u8]) -> Result<Put> {
+        if bytes.len() > self.opts.small_threshold {
+            let id = hash_parallel(bytes);
+            return self.put_large(&mut &bytes[..], Vec::new(), Some(id), "input");
+        }
+        let id = ArtifactId::of(bytes);
+        let len = bytes.len() as u64;
+        let mut w = self.writer()?;
+        if self.is_live_locked(&w, &id)? {
+            return Ok(Put { id, len, new: false });
+        }
+        let idx = w.packed.push(id, bytes);
+        w.packed_ids.insert(id, idx);
+        if w.packed.raw_len() >= self.opts.block_target {
+            self.guard(&mut w, |s, w| s.flush_pending(w))?;
+        }
+        Ok(Put { id, len, new: true })
+    }
+
+    /// Stores everything `reader` yields, streaming: memory stays bounded by a
+    /// few chunks whatever the size. Large inputs are written as they are hashed;
+    /// if they turn out to be stored already, the written chunks are cut off again.
+    pub fn put_reader(&self, mut reader: impl Read) -> Result<ArtifactId> {
+        let mut head = Vec::new();
+        (&mut reader)
+            .take(self.opts.small_threshold as u64 + 1)
+            .read_to_end(&mut head)
+            .ctx(|| "read input".to_string())?;
+        if head.len() <= self.opts.small_threshold {
+            return self.put(&head);
+        }
+        self.put_large(&mut reader, head, None, "input").map(|p| p.id)
+    }
+
+    /// Stores the file at `path`. Large files are hashed first (on all cores), so
+    /// a file already stored costs one read and no writes; a new file is then
+    /// written in a second pass, re-hashed on the side to catch a file that
+    /// changed in between ([`Error::InputChanged`]).
+    pub fn put_file(&self, path: &Path) -> Result<Put> {
+        let label = path.display().to_string();
+        let mut f = File::open(path).ctx(|| format!("open {label}"))?;
+        let len = f.metadata().ctx(|| format!("stat {label}"))?.len();
+        if len <= self.opts.small_threshold as u64 {
+            let mut buf = Vec::with_capacity(len as usize);
+            f.read_to_end(&mut buf).ctx(|| format!("read {label}"))?;
+            return self.put_status(&buf);
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 8 << 20];
+        loop {
+            let n = read_full(&mut f, &mut buf).ctx(|| format!("read {label}"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update_rayon(&buf[..n]);
+        }
+        let id = ArtifactId::from_bytes(*hasher.finalize().as_bytes());
+        if self.contains(&id)? {
+            return Ok(Put { id, len, new: false });
+        }
+        let mut f = File::open(path).ctx(|| format!("open {label}"))?;
+        self.put_large(&mut f, Vec::new(), Some(id), &label)
+    }
+
+    fn put_large(&self, reader: &mut dyn Read, head: Vec<u8>, expect: Option<ArtifactId>, label: &str) -> Result<Put> {
+        let mut w = self.writer()?;
+        if let Some(id) = expect {
+            if self.is_live_locked(&w, &id)? {
+                let len = self.lookup(&id)?.map(|e| e.len).unwrap_or(0);
+                return Ok(Put { id, len, new: false });
+            }
+        }
+        self.guard(&mut w, |s, w| {
+            s.flush_pending(w)?;
+            s.ensure_active(w)
+        })?;
+        let Some(a) = w.active.as_ref() else {
+            return Err(Error::Poisoned);
+        };
+        let mark = (a.len, a.blocks, a.raw_total);
+        let outcome = self.stream_chunks(&mut w, reader, head, label);
+        let rollback = |s: &Self, w: &mut Writer| -> Result<()> {
+            let r = match w.active.as_mut() {
+                Some(a) => a.rollback(mark.0, mark.1, mark.2),
+                None => Ok(()),
+            };
+            if r.is_err() {
+                w.poisoned = true;
+            }
+            let _ = s;
+            r
+        };
+        let (id, len, chunks) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                rollback(self, &mut w)?;
+                return Err(e);
+            }
+        };
+        if expect.is_some_and(|x| x != id) {
+            rollback(self, &mut w)?;
+            return Err(Error::InputChanged(label.to_string()));
+        }
+        if self.is_live_locked(&w, &id)? {
+            rollback(self, &mut w)?;
+            return Ok(Put { id, len, new: false });
+        }
+        if len > MAX_U40 {
+            rollback(self, &mut w)?;
+            return Err(Error::io(
+                format!("store {label}"),
+                std::io::Error::other("artifact larger than 1 TiB"),
+            ));
+        }
+        let trailer = LargeTrailer {
+            id,
+            len,
+            chunk_size: self.opts.chunk_size as u32,
+            chunks,
+        }
+        .encode();
+        let h = header_for(BlockKind::LargeTrailer, Compression::None, &trailer, trailer.len(), 0);
+        let at = match w.active.as_mut().map(|a| (a.id, a.append(&h, &trailer))) {
+            Some((seg, Ok(at))) => (seg, at),
+            Some((_, Err(e))) => {
+                rollback(self, &mut w)?;
+                return Err(e);
+            }
+            None => return Err(Error::Poisoned),
+        };
+        let e = Entry {
+            id,
+            segment: at.0,
+            block_offset: at.1,
+            inner: 0,
+            len,
+            domain: DomainId::LOCAL,
+            source: NO_SOURCE,
+            visibility: Visibility::Internal,
+            flags: FLAG_LARGE,
+        };
+        self.state.write().memtable.insert(id, e);
+        w.batch.push(Record::Entry(e));
+        Ok(Put { id, len, new: true })
+    }
+
+    /// Writes the input as chunk blocks while hashing it on the other core.
+    fn stream_chunks(
+        &self,
+        w: &mut Writer,
+        reader: &mut dyn Read,
+        head: Vec<u8>,
+        label: &str,
+    ) -> Result<(ArtifactId, u64, Vec<ChunkRef>)> {
+        let chunk = self.opts.chunk_size;
+        let cap = (chunk * 8).max(8 << 20) / chunk * chunk;
+        let mut buf = head;
+        buf.reserve(cap.saturating_sub(buf.len()));
+        let mut hasher = blake3::Hasher::new();
+        let mut chunks: Vec<ChunkRef> = Vec::new();
+        let mut total = 0u64;
+        let mut squeeze = Squeeze::default();
+        let level = self.opts.compression;
+        let Some(active) = w.active.as_mut() else {
+            return Err(Error::Poisoned);
+        };
+        loop {
+            let filled = buf.len();
+            buf.resize(cap, 0);
+            let n = read_full(reader, &mut buf[filled..]).ctx(|| format!("read {label}"))?;
+            buf.truncate(filled + n);
+            if buf.is_empty() {
+                break;
+            }
+            let data = &buf[..];
+            let (_, written) = rayon::join(
+                || hasher.update(data),
+                || -> Result<()> {
+                    for piece in data.chunks(chunk) {
+                        let (stored, comp) = if squeeze.should_try() {
+                            let r = maybe_compress(piece, level);
+                            squeeze.record(r.1 == Compression::Zstd);
+                            r
+                        } else {
+                            (piece.into(), Compression::None)
+                        };
+                        let h = header_for(BlockKind::LargeChunk, comp, &stored, piece.len(), chunks.len() as u32);
+                        let at = active.append(&h, &stored)?;
+                        chunks.push(ChunkRef {
+                            offset: at,
+                            raw_len: piece.len() as u32,
+                        });
+                    }
+                    Ok(())
+                },
+            );
+            written?;
+            total += buf.len() as u64;
+            if buf.len() < cap {
+                break;
+            }
+            buf.clear();
+        }
+        Ok((ArtifactId::from_bytes(*hasher.finalize().as_bytes()), total, chunks))
+    }
+
+    /// Removes `id` from CURRENT (a tombstone). Returns false when it was not live.
+    pub fn remove(&self, id: &ArtifactId) -> Result<bool> {
+        let mut w = self.writer()?;
+        if !self.is_live_locked(&w, id)? {
+            return Ok(false);
+        }
+        self.guard(&mut w, |s, w| {
+            // A tombstone must land in the segment after the block holding any
+            // earlier put of the same id, so repair replays them in order.
+            s.flush_packed(w)?;
+            let t = Entry::tombstone(*id, DomainId::LOCAL);
+            w.tombstones.push((*id, DomainId::LOCAL.0));
+            s.state.write().memtable.insert(*id, t);
+            w.batch.push(Record::Entry(t));
+            Ok(())
+        })?;
+        Ok(true)
+    }
+
+    /// Makes every write so far durable: one fsync of the segment, one of the log.
+    pub fn commit(&self) -> Result<()> {
+        let mut w = self.writer()?;
+        self.commit_locked(&mut w)
+    }
+
+    /// Alias of [`Store::commit`], for code that thinks in files.
+    pub fn sync(&self) -> Result<()> {
+        self.commit()
+    }
+
+    pub(crate) fn commit_locked(&self, w: &mut Writer) -> Result<()> {
+        self.guard(w, |s, w| {
+            s.flush_pending(w)?;
+            if w.batch.is_empty() {
+                return Ok(());
+            }
+            if let Some(a) = &w.active {
+                a.sync()?;
+            }
+            if w.dir_dirty {
+                sync_dir(&s.layout.segment_dir())?;
+                w.dir_dirty = false;
+            }
+            let (segment, len) = w.active.as_ref().map(|a| (a.id, a.len)).unwrap_or((0, 0));
+            w.batch.push(Record::Commit { segment, len });
+            let batch = std::mem::take(&mut w.batch);
+            w.log.append(&batch)?;
+            if let Some(st) = w.seg_states.get_mut(&segment) {
+                st.len = len;
+            }
+            if s.state.read().memtable.len() >= s.opts.memtable_limit {
+                s.checkpoint_locked(w)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Commits, then seals the open segment: footer written, fsynced, never
+    /// written again. The next write starts a new segment.
+    pub fn seal(&self) -> Result<()> {
+        let mut w = self.writer()?;
+        self.commit_locked(&mut w)?;
+        self.guard(&mut w, |s, w| {
+            if w.active.is_some() {
+                s.seal_active(w)?;
+            }
+            Ok(())
+        })?;
+        self.commit_locked(&mut w)
+    }
+
+    /// Runs a step that may leave the writer half-way on failure; marks it
+    /// unusable then, since only reopening restores a known state.
+    fn guard<T>(&self, w: &mut Writer, f: impl FnOnce(&Self, &mut Writer) -> Result<T>) -> Result<T> {
+        let r = f(self, w);
+        if r.is_err() {
+            w.poisoned = true;
+        }
+        r
+    }
+
+    fn ensure_active(&self, w: &mut Writer) -> Result<()> {
+        if w.active.as_ref().is_some_and(|a| a.len >= self.opts.segment_target) {
+            self.seal_active(w)?;
+        }
+        if w.active.is_none() {
+            let id = w.next_segment;
+            let path = self.layout.segment(id);
+            let a = ActiveSegment::create(&path, id, self.store_id)?;
+            w.next_segment += 1;
+            w.batch.push(Record::SegmentCreated { id });
+            w.seg_states.insert(
+                id,
+                SegmentState {
+                    id,
+                    len: a.len,
+                    sealed: false,
+                },
+            );
+            w.dir_dirty = true;
+            self.state
+                .write()
+                .segments
+                .insert(id, Arc::new(Segment::open_active(&path, id)?));
+            w.active = Some(a);
+        }
+        Ok(())
+    }
+
+    fn seal_active(&self, w: &mut Writer) -> Result<()> {
+        let Some(a) = w.active.take() else {
+            return Ok(());
+        };
+        let path = a.path.clone();
+        let (id, len) = a.seal()?;
+        w.batch.push(Record::SegmentSealed { id, len });
+        w.seg_states.insert(id, SegmentState { id, len, sealed: true });
+        let seg = Segment::open_sealed(&path, id, self.store_id)?;
+        self.state.write().segments.insert(id, Arc::new(seg));
+        Ok(())
+    }
+
+    /// Writes buffered tombstones, then the buffered packed block.
+    pub(crate) fn flush_pending(&self, w: &mut Writer) -> Result<()> {
+        self.flush_packed(w)?;
+        self.flush_tombstones(w)
+    }
+
+    fn flush_tombstones(&self, w: &mut Writer) -> Result<()> {
+        if w.tombstones.is_empty() {
+            return Ok(());
+        }
+        self.ensure_active(w)?;
+        let body = encode_tombstones(&w.tombstones);
+        let h = header_for(
+            BlockKind::Tombstones,
+            Compression::None,
+            &body,
+            body.len(),
+            w.tombstones.len() as u32,
+        );
+        if let Some(a) = w.active.as_mut() {
+            a.append(&h, &body)?;
+        }
+        w.tombstones.clear();
+        Ok(())
+    }
+
+    fn flush_packed(&self, w: &mut Writer) -> Result<()> {
+        // Tombstones buffered earlier are older than every put in the packed
+        // buffer (removal flushes the buffer first), so they go to disk first.
+        self.flush_tombstones(w)?;
+        if w.packed.is_empty() {
+            return Ok(());
+        }
+        self.ensure_active(w)?;
+        let (raw, entries) = w.packed.finish();
+        let (stored, comp) = maybe_compress(&raw, self.opts.compression);
+        let h = header_for(BlockKind::Packed, comp, &stored, raw.len(), entries.len() as u32);
+        let Some(a) = w.active.as_mut() else {
+            return Err(Error::Poisoned);
+        };
+        let at = a.append(&h, &stored)?;
+        let seg = a.id;
+        let flags = if comp == Compression::Zstd { FLAG_COMPRESSED } else { 0 };
+        let mut st = self.state.write();
+        for pe in entries {
+            let e = Entry {
+                id: pe.id,
+                segment: seg,
+                block_offset: at,
+                inner: pe.offset,
+                len: pe.len as u64,
+                domain: DomainId::LOCAL,
+                source: NO_SOURCE,
+                visibility: Visibility::Internal,
+                flags,
+            };
+            st.memtable.insert(pe.id, e);
+            w.batch.push(Record::Entry(e));
+        }
+        drop(st);
+        w.packed_ids.clear();
+        Ok(())
+    }
+
+    /// Writes the in-memory records to an index file (merging index files when
+    /// there are too many), starts a new log file and replaces CHECKPOINT.
+    /// Called at a commit point, with nothing buffered.
+    pub(crate) fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
+        self.guard(w, |s, w| {
+            let (mem, files) = {
+                let st = s.state.read();
+                (st.memtable.clone(), st.indexes.clone())
+            };
+            let index_dir = s.layout.index_dir();
+            let mut new_files = files.clone();
+            if !mem.is_empty() {
+                let file_id = w.next_index;
+                w.next_index += 1;
+                let path = if files.len() + 1 > s.opts.max_index_files {
+                    let upper = mem.len() as u64 + files.iter().map(|f| f.len()).sum::<u64>();
+                    // Merging every file means no older record is left for a
+                    // tombstone to shadow, so tombstones are dropped here.
+                    let merged = Merged::new(&mem, &files, None)?.filter(|e| !matches!(e, Ok(e) if e.is_tombstone()));
+                    new_files.clear();
+                    write_index(&index_dir, file_id, upper, merged)?
+                } else {
+                    write_index(&index_dir, file_id, mem.len() as u64, mem.values().copied().map(Ok))?
+                };
+                new_files.insert(0, Arc::new(crate::index::file::IndexFile::open(&path)?));
+            }
+            let log_file = w.log_file + 1;
+            let log = LogWriter::create(&s.layout.log(log_file), w.log.next_seq, s.store_id)?;
+            let ckpt = Checkpoint {
+                store_id: s.store_id,
+                next_seq: log.next_seq,
+                log_file,
+                next_segment: w.next_segment,
+                next_index: w.next_index,
+                index_files: new_files.iter().map(|f| f.file_id).collect(),
+                segments: w.seg_states.values().copied().collect(),
+            };
+            write_atomic(&s.layout.checkpoint(), &ckpt.encode())?;
+            let old_log = std::mem::replace(&mut w.log, log);
+            w.log_file = log_file;
+            {
+                let mut st = s.state.write();
+                st.indexes = new_files.clone();
+                st.memtable.clear();
+            }
+            let _ = std::fs::remove_file(&old_log.path);
+            for f in files {
+                if !new_files.iter().any(|n| n.file_id == f.file_id) {
+                    let _ = std::fs::remove_file(&f.path);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes the in-memory index to an index file and starts a fresh log, so
+    /// the next open has nothing to replay.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut w = self.writer()?;
+        self.commit_locked(&mut w)?;
+        self.checkpoint_locked(&mut w)
+    }
+
+    pub(crate) fn is_live_locked(&self, w: &Writer, id: &ArtifactId) -> Result<bool> {
+        if w.packed_ids.contains_key(id) {
+            return Ok(true);
+        }
+        Ok(self.lookup(id)?.is_some_and(|e| !e.is_tombstone()))
+    }
+}
+
+/// Adaptive compression for chunk streams: after a run of chunks that did not
+/// compress, only every 16th chunk is tried, so incompressible data (media,
+/// archives) is written at disk speed instead of paying zstd on every chunk.
+#[derive(Default)]
+struct Squeeze {
+    misses: u32,
+    skipped: u32,
+}
+
+impl Squeeze {
+    fn should_try(&mut self) -> bool {
+        if self.misses < 2 {
+            return true;
+        }
+        self.skipped += 1;
+        self.skipped % 16 == 0
+    }
+
+    fn record(&mut self, compressed: bool) {
+        if compressed {
+            self.misses = 0;
+            self.skipped = 0;
+        } else {
+            self.misses += 1;
+        }
+    }
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn hash_parallel(bytes: &[u8]) -> ArtifactId {
+    let mut h = blake3::Hasher::new();
+    h.update_rayon(bytes);
+    ArtifactId::from_bytes(*h.finalize().as_bytes())
+}
