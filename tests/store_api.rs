@@ -1,0 +1,435 @@
+//! Black-box tests of the library API: round trips, durability across reopen,
+//! streaming, locking, recovery from torn tails, corruption and repair.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use asl::{ArtifactId, Error, Store, StoreOptions};
+
+fn small_opts() -> StoreOptions {
+    StoreOptions::new()
+        .create(true)
+        .block_target(4096)
+        .small_threshold(2048)
+        .chunk_size(4096)
+        .segment_target(64 << 10)
+}
+
+/// Deterministic incompressible bytes.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn put_get_remove_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<Vec<u8>> = (0..300).map(|i| noise(i, (i as usize * 37) % 5000)).collect();
+    let ids: Vec<ArtifactId>;
+    {
+        let s = small_opts().open(dir.path()).unwrap();
+        ids = items.iter().map(|b| s.put(b).unwrap()).collect();
+        for (id, b) in ids.iter().zip(&items) {
+            assert_eq!(id.to_hex(), blake3::hash(b).to_hex().as_str());
+            assert_eq!(&s.get(id).unwrap(), b, "read-your-writes before commit");
+        }
+        s.commit().unwrap();
+        assert!(s.remove(&ids[0]).unwrap());
+        assert!(!s.remove(&ids[0]).unwrap());
+        s.commit().unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert!(matches!(s.get(&ids[0]), Err(Error::NotFound(_))));
+    for (id, b) in ids.iter().zip(&items).skip(1) {
+        assert_eq!(&s.get(id).unwrap(), b);
+    }
+    let listed: Vec<ArtifactId> = s.list().unwrap().into_iter().map(|a| a.id).collect();
+    let mut want: Vec<ArtifactId> = ids[1..].to_vec();
+    want.sort();
+    want.dedup();
+    assert_eq!(listed, want);
+    assert!(s.verify().unwrap().is_clean());
+}
+
+#[test]
+fn uncommitted_writes_are_dropped_without_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let kept = s.put(b"kept").unwrap();
+    s.commit().unwrap();
+    let lost = s.put(&noise(1, 10_000)).unwrap();
+    // Simulate a crash: skip Drop's commit.
+    std::mem::forget(s);
+    let s = Store::open(dir.path());
+    // The forgotten store still holds the lock in this process (flock is per open
+    // file description), so a second open must be refused...
+    assert!(matches!(s, Err(Error::Locked(_))));
+    // ...while a read-only open sees exactly the committed state.
+    let r = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(r.get(&kept).unwrap(), b"kept");
+    assert!(!r.contains(&lost).unwrap());
+}
+
+#[test]
+fn dedup_stores_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let big = noise(9, 50_000);
+    let a = s.put(&big).unwrap();
+    s.commit().unwrap();
+    let before = s.stat().unwrap().physical_bytes;
+    for _ in 0..5 {
+        assert_eq!(s.put(&big).unwrap(), a);
+        assert_eq!(s.put_reader(&big[..]).unwrap(), a);
+        assert_eq!(s.put(b"tiny").unwrap(), ArtifactId::of(b"tiny"));
+    }
+    s.commit().unwrap();
+    let after = s.stat().unwrap();
+    assert_eq!(after.artifacts, 2);
+    assert!(
+        after.physical_bytes < before + 1024,
+        "{} vs {before}",
+        after.physical_bytes
+    );
+}
+
+#[test]
+fn large_streaming_reader_and_seek() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().compression(Some(1)).open(dir.path()).unwrap();
+    let mut data = noise(3, 100_000);
+    data.extend(std::iter::repeat_n(7u8, 50_000));
+    let id = s.put_reader(&data[..]).unwrap();
+    s.commit().unwrap();
+    assert_eq!(s.get(&id).unwrap(), data);
+    let mut r = s.open_reader(&id).unwrap();
+    assert_eq!(r.len(), data.len() as u64);
+    for at in [0u64, 1, 4095, 4096, 70_000, 149_999] {
+        r.seek(SeekFrom::Start(at)).unwrap();
+        let mut b = [0u8; 300];
+        let n = r.read(&mut b).unwrap();
+        assert!(n > 0);
+        assert_eq!(&b[..n], &data[at as usize..at as usize + n]);
+    }
+    r.seek(SeekFrom::End(-10)).unwrap();
+    let mut tail = Vec::new();
+    r.read_to_end(&mut tail).unwrap();
+    assert_eq!(tail, &data[data.len() - 10..]);
+}
+
+#[test]
+fn put_file_detects_dedup_and_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("input.bin");
+    fs::write(&f, noise(5, 300_000)).unwrap();
+    let s = small_opts().open(dir.path().join("store")).unwrap();
+    let p1 = s.put_file(&f).unwrap();
+    assert!(p1.new);
+    let p2 = s.put_file(&f).unwrap();
+    assert!(!p2.new);
+    assert_eq!(p1.id, p2.id);
+    assert_eq!(p1.id.to_hex(), blake3::hash(&fs::read(&f).unwrap()).to_hex().as_str());
+}
+
+#[test]
+fn prefix_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let ids: Vec<ArtifactId> = (0..64u32).map(|i| s.put(&i.to_le_bytes()).unwrap()).collect();
+    s.commit().unwrap();
+    s.checkpoint().unwrap();
+    let id = ids[5];
+    assert_eq!(s.resolve(&id.to_hex()[..12]).unwrap(), id);
+    assert!(matches!(s.resolve("zz"), Err(Error::InvalidId { .. })));
+    let first = &id.to_hex()[..1];
+    assert!(matches!(s.resolve(first), Err(Error::AmbiguousPrefix { .. })));
+    let missing = (0..16u8)
+        .map(|n| format!("{n:x}{:x}", 0))
+        .find(|p| !ids.iter().any(|i| i.to_hex().starts_with(p.as_str())));
+    if let Some(p) = missing {
+        assert!(matches!(s.resolve(&p), Err(Error::PrefixNotFound(_))));
+    }
+}
+
+#[test]
+fn second_writer_is_refused_readers_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = small_opts().open(dir.path()).unwrap();
+    let id = w.put(b"one").unwrap();
+    w.commit().unwrap();
+    match Store::open(dir.path()) {
+        Err(Error::Locked(p)) => assert!(p.ends_with("LOCK")),
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("expected Locked, got a second writer"),
+    }
+    let r = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(r.get(&id).unwrap(), b"one");
+    assert!(matches!(r.put(b"x"), Err(Error::ReadOnly)));
+}
+
+#[test]
+fn concurrent_reads_during_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(small_opts().memtable_limit(500).open(dir.path()).unwrap());
+    let first: Vec<ArtifactId> = (0..200u32).map(|i| s.put(&noise(i as u64, 700)).unwrap()).collect();
+    s.commit().unwrap();
+    std::thread::scope(|sc| {
+        let s2 = s.clone();
+        sc.spawn(move || {
+            for i in 200..3000u32 {
+                s2.put(&noise(i as u64, 700)).unwrap();
+                if i % 97 == 0 {
+                    s2.commit().unwrap();
+                }
+            }
+            s2.commit().unwrap();
+        });
+        for _ in 0..20 {
+            for (i, id) in first.iter().enumerate() {
+                assert_eq!(s.get(id).unwrap(), noise(i as u64, 700));
+            }
+        }
+    });
+    assert_eq!(s.stat().unwrap().artifacts, 3000);
+}
+
+#[test]
+fn checkpoint_compaction_keeps_state_and_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts()
+        .memtable_limit(50)
+        .max_index_files(2)
+        .open(dir.path())
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..1000u32 {
+        ids.push(s.put(&noise(i as u64, 100)).unwrap());
+        if i % 10 == 9 {
+            s.commit().unwrap();
+        }
+        if i % 7 == 0 {
+            s.remove(&ids[i as usize / 2]).unwrap();
+        }
+    }
+    s.commit().unwrap();
+    let before = s.stat().unwrap();
+    assert!(before.index_files <= 3, "index files {}", before.index_files);
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    let after = s.stat().unwrap();
+    assert_eq!(before.current_id, after.current_id);
+    assert_eq!(before.artifacts, after.artifacts);
+    assert_eq!(after.memtable_records, 0, "clean close leaves nothing to replay");
+}
+
+#[test]
+fn identity_ignores_physical_placement() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let sa = small_opts().open(a.path()).unwrap();
+    let sb = StoreOptions::new()
+        .create(true)
+        .compression(None)
+        .open(b.path())
+        .unwrap();
+    for i in (0..100u64).rev() {
+        sa.put(&noise(i, 3000)).unwrap();
+    }
+    for i in 0..100u64 {
+        sb.put(&noise(i, 3000)).unwrap();
+    }
+    sa.commit().unwrap();
+    sb.commit().unwrap();
+    assert_eq!(sa.current_id().unwrap(), sb.current_id().unwrap());
+    sb.remove(&ArtifactId::of(&noise(0, 3000))).unwrap();
+    assert_ne!(sa.current_id().unwrap(), sb.current_id().unwrap());
+}
+
+fn append_garbage(p: &Path, bytes: &[u8]) {
+    let mut f = OpenOptions::new().append(true).open(p).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+fn only_file(dir: &Path) -> std::path::PathBuf {
+    let mut v: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
+#[test]
+fn torn_tails_of_segment_and_log_are_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acked = Vec::new();
+    {
+        let s = small_opts().segment_target(1 << 30).open(dir.path()).unwrap();
+        for i in 0..50u64 {
+            acked.push((s.put(&noise(i, 900)).unwrap(), noise(i, 900)));
+        }
+        s.commit().unwrap();
+        std::mem::forget(s);
+    }
+    let seg = only_file(&dir.path().join("segments"));
+    let log = only_file(&dir.path().join("log"));
+    // A torn write: garbage past the committed end of both files, and a partial
+    // record that claims a plausible length.
+    append_garbage(&seg, &noise(77, 3000));
+    let mut torn = vec![60u8, 0, 0, 0, 1, 2, 3, 4];
+    torn.extend(noise(78, 30));
+    append_garbage(&log, &torn);
+    let seg_len = fs::metadata(&seg).unwrap().len();
+    let s = open_retry(dir.path());
+    for (id, b) in &acked {
+        assert_eq!(&s.get(id).unwrap(), b);
+    }
+    assert!(fs::metadata(&seg).unwrap().len() < seg_len, "segment tail cut");
+    assert!(s.verify().unwrap().is_clean());
+    let id = s.put(b"after recovery").unwrap();
+    s.commit().unwrap();
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.get(&id).unwrap(), b"after recovery");
+    assert!(s.verify().unwrap().is_clean());
+}
+
+/// Opens a store left behind by a leaked (`mem::forget`) handle. That handle
+/// still holds the flock, so the "crashed" directory is copied, as a disk image
+/// would be, and the copy is opened in its place.
+fn open_retry(dir: &Path) -> Store {
+    match Store::open(dir) {
+        Ok(s) => s,
+        Err(Error::Locked(_)) => {
+            let copy = tempfile::tempdir().unwrap().keep();
+            copy_dir(dir, &copy);
+            fs::remove_dir_all(dir).unwrap();
+            fs::rename(&copy, dir).unwrap_or_else(|_| copy_dir(&copy, dir));
+            Store::open(dir).unwrap()
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+#[test]
+fn bit_flip_in_sealed_segment_is_reported_and_contained() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<Vec<u8>> = (0..40u64).map(|i| noise(i, 1000)).collect();
+    let ids: Vec<ArtifactId>;
+    {
+        let s = small_opts().open(dir.path()).unwrap();
+        ids = items.iter().map(|b| s.put(b).unwrap()).collect();
+        s.seal().unwrap();
+    }
+    // Find where artifact 7's bytes are and flip one of them.
+    let seg = only_file(&dir.path().join("segments"));
+    let mut bytes = fs::read(&seg).unwrap();
+    let at = bytes.windows(64).position(|w| w == &items[7][100..164]).unwrap();
+    bytes[at + 10] ^= 0x01;
+    fs::write(&seg, &bytes).unwrap();
+
+    let s = Store::open(dir.path()).unwrap();
+    match s.get(&ids[7]) {
+        Err(Error::CorruptArtifact { id, file, .. }) => {
+            assert_eq!(id, ids[7]);
+            assert_eq!(file, seg);
+        }
+        other => panic!("expected corruption, got {:?}", other.map(|v| v.len())),
+    }
+    for (i, (id, b)) in ids.iter().zip(&items).enumerate() {
+        if i != 7 {
+            assert_eq!(&s.get(id).unwrap(), b, "artifact {i} should still read");
+        }
+    }
+    let rep = s.verify().unwrap();
+    assert!(!rep.is_clean());
+    assert!(rep
+        .problems
+        .iter()
+        .any(|p| p.artifact.as_deref() == Some(ids[7].to_hex().as_str())));
+    assert!(rep.problems.iter().all(|p| p.file == seg));
+}
+
+#[test]
+fn repair_rebuilds_index_and_log_from_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut live = Vec::new();
+    let removed;
+    let current;
+    {
+        let s = small_opts().memtable_limit(100).open(dir.path()).unwrap();
+        for i in 0..400u64 {
+            let len = if i % 50 == 0 { 20_000 } else { 500 + i as usize };
+            live.push((s.put(&noise(i, len)).unwrap(), noise(i, len)));
+        }
+        s.commit().unwrap();
+        removed = live.remove(3).0;
+        s.remove(&removed).unwrap();
+        // Removed then put back: must come back as live after repair.
+        let again = live[10].clone();
+        s.remove(&again.0).unwrap();
+        s.put(&again.1).unwrap();
+        s.commit().unwrap();
+        current = s.current_id().unwrap();
+    }
+    for d in ["index", "log"] {
+        fs::remove_dir_all(dir.path().join(d)).unwrap();
+    }
+    fs::remove_file(dir.path().join("CHECKPOINT")).unwrap();
+    assert!(Store::open(dir.path()).is_err());
+    let rep = Store::repair(dir.path()).unwrap();
+    assert_eq!(rep.artifacts as usize, live.len());
+    let s = Store::open(dir.path()).unwrap();
+    for (id, b) in &live {
+        assert_eq!(&s.get(id).unwrap(), b);
+    }
+    assert!(!s.contains(&removed).unwrap());
+    assert_eq!(s.current_id().unwrap(), current);
+    assert!(s.verify().unwrap().is_clean());
+}
+
+#[test]
+fn foreign_and_truncated_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+    assert!(matches!(Store::create(dir.path()), Err(Error::NotAStore { .. })));
+    assert!(matches!(Store::open(dir.path()), Err(Error::NotAStore { .. })));
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = small_opts().open(dir.path()).unwrap();
+        s.put(&noise(1, 5000)).unwrap();
+        s.seal().unwrap();
+    }
+    let seg = only_file(&dir.path().join("segments"));
+    let good = fs::read(&seg).unwrap();
+    fs::write(&seg, &good[..good.len() - 7]).unwrap();
+    let e = Store::open(dir.path())
+        .err()
+        .expect("truncated sealed segment must not open");
+    assert!(e.is_corruption(), "{e}");
+    fs::write(&seg, b"this is not a segment at all, just text").unwrap();
+    assert!(Store::open(dir.path()).err().unwrap().is_corruption());
+    fs::write(&seg, &good).unwrap();
+    assert!(Store::open(dir.path()).is_ok(), "restoring the file restores the store");
+    fs::write(dir.path().join("CHECKPOINT"), b"garbage").unwrap();
+    assert!(Store::open(dir.path()).err().unwrap().is_corruption());
+}
