@@ -405,7 +405,15 @@ fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf]) -> Result<ExitCode, Error> {
         }
     };
     for input in &inputs {
-        let put = store.put_file(&input.path)?;
+        let put = match store.put_file(&input.path) {
+            Ok(p) => p,
+            Err(e) => {
+                // Nothing after the last commit is acknowledged; drop it rather
+                // than let close() commit half of the command.
+                store.abandon();
+                return Err(e);
+            }
+        };
         if put.new {
             since_commit += put.len;
         }
@@ -414,7 +422,10 @@ fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf]) -> Result<ExitCode, Error> {
             b.inc(input.size);
         }
         if since_commit >= COMMIT_BYTES || results.len() - acked >= COMMIT_FILES {
-            store.commit()?;
+            if let Err(e) = store.commit() {
+                store.abandon();
+                return Err(e);
+            }
             flush_acked(&results, acked, &mut stdout);
             acked = results.len();
             since_commit = 0;

@@ -301,6 +301,15 @@ impl Store {
         self.shutdown()
     }
 
+    /// Closes the store without committing: writes since the last commit are
+    /// discarded, and the next open recovers exactly the last committed state.
+    /// Use it when a multi-step operation failed half-way.
+    pub fn abandon(self) {
+        if let Some(w) = &self.writer {
+            w.lock().poisoned = true;
+        }
+    }
+
     fn shutdown(&self) -> Result<()> {
         let Some(w) = &self.writer else {
             return Ok(());

@@ -1,0 +1,368 @@
+//! End-to-end tests of the real `aslctl` binary: output formats, exit codes,
+//! and that bad input leaves the store as it was.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aslctl");
+
+fn aslctl(store: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("ASL_STORE")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    store: PathBuf,
+}
+
+fn env() -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let store = root.join("store");
+    Env { _tmp: tmp, root, store }
+}
+
+/// The logical state a failed command must not change.
+fn state(store: &Path) -> (String, String) {
+    let ls = aslctl(store, &["ls"]);
+    let st = aslctl(store, &["--json", "stat"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    (stdout(&ls), v["current_id"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn ingest_prints_b3sum_lines_and_everything_reads_back() {
+    let e = env();
+    let files = e.root.join("in");
+    fs::create_dir_all(files.join("sub")).unwrap();
+    fs::write(files.join("a.txt"), b"hello\n").unwrap();
+    fs::write(files.join("sub/big.bin"), noise(1, 3 << 20)).unwrap();
+    fs::write(files.join("empty"), b"").unwrap();
+    let o = aslctl(&e.store, &["ingest", files.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let mut expected = String::new();
+    for name in ["a.txt", "empty", "sub/big.bin"] {
+        let p = files.join(name);
+        let id = blake3::hash(&fs::read(&p).unwrap()).to_hex();
+        expected.push_str(&format!("{id}  {}\n", p.display()));
+    }
+    assert_eq!(out, expected);
+    assert!(stderr(&o).contains("ingested 3 files"), "{}", stderr(&o));
+    // Where the real b3sum is installed, the lines must match it byte for byte.
+    if let Ok(b3) = Command::new("b3sum").arg(files.join("a.txt")).output() {
+        let one = aslctl(&e.store, &["ingest", files.join("a.txt").to_str().unwrap()]);
+        assert_eq!(stdout(&one), stdout(&b3));
+    }
+    // Round trip through get, cat and a prefix.
+    let big_id = blake3::hash(&fs::read(files.join("sub/big.bin")).unwrap())
+        .to_hex()
+        .to_string();
+    let dst = e.root.join("out.bin");
+    let g = aslctl(&e.store, &["get", &big_id[..10], "-o", dst.to_str().unwrap()]);
+    assert!(g.status.success(), "{}", stderr(&g));
+    assert_eq!(fs::read(&dst).unwrap(), fs::read(files.join("sub/big.bin")).unwrap());
+    let small_id = blake3::hash(b"hello\n").to_hex().to_string();
+    let c = aslctl(&e.store, &["cat", &small_id]);
+    assert_eq!(c.stdout, b"hello\n");
+    let ls = stdout(&aslctl(&e.store, &["ls"]));
+    assert_eq!(ls.lines().count(), 3);
+    assert!(ls.contains(&format!("{small_id} 6")));
+    // Re-ingest is all deduplicated.
+    let again = aslctl(&e.store, &["ingest", files.to_str().unwrap()]);
+    assert!(stderr(&again).contains("0 new files"), "{}", stderr(&again));
+    let v = aslctl(&e.store, &["verify"]);
+    assert!(v.status.success(), "{}", stderr(&v));
+}
+
+#[test]
+fn json_outputs_parse() {
+    let e = env();
+    let f = e.root.join("f");
+    fs::write(&f, b"json please").unwrap();
+    let o = aslctl(&e.store, &["--json", "ingest", f.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["files"][0]["new"], true);
+    assert_eq!(v["summary"]["files"], 1);
+    for cmd in [&["--json", "ls"][..], &["--json", "stat"], &["--json", "verify"]] {
+        let o = aslctl(&e.store, cmd);
+        assert!(o.status.success());
+        let _: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|x| panic!("{cmd:?}: {x}"));
+    }
+    let id = blake3::hash(b"json please").to_hex().to_string();
+    let o = aslctl(&e.store, &["--json", "rm", &id]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["removed"][0], id.as_str());
+    let s: serde_json::Value = serde_json::from_slice(&aslctl(&e.store, &["--json", "stat"]).stdout).unwrap();
+    assert_eq!(s["artifacts"], 0);
+}
+
+#[test]
+fn id_errors_have_documented_exit_codes() {
+    let e = env();
+    let f = e.root.join("f");
+    fs::write(&f, b"x").unwrap();
+    assert!(aslctl(&e.store, &["ingest", f.to_str().unwrap()]).status.success());
+    for i in 0..40u32 {
+        let p = e.root.join(format!("g{i}"));
+        fs::write(&p, i.to_le_bytes()).unwrap();
+        assert!(aslctl(&e.store, &["ingest", p.to_str().unwrap()]).status.success());
+    }
+    let before = state(&e.store);
+    let malformed = aslctl(&e.store, &["get", "not-hex"]);
+    assert_eq!(malformed.status.code(), Some(2));
+    assert!(stderr(&malformed).contains("invalid artifact id"));
+    let ids: Vec<String> = stdout(&aslctl(&e.store, &["ls"]))
+        .lines()
+        .map(|l| l[..1].to_string())
+        .collect();
+    let shared = ids.iter().find(|c| ids.iter().filter(|d| d == c).count() > 1).unwrap();
+    let ambiguous = aslctl(&e.store, &["cat", shared]);
+    assert_eq!(ambiguous.status.code(), Some(2), "{}", stderr(&ambiguous));
+    assert!(stderr(&ambiguous).contains("ambiguous"));
+    let absent = blake3::hash(b"never stored").to_hex().to_string();
+    let missing = aslctl(&e.store, &["get", &absent]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("not found"));
+    let rm = aslctl(&e.store, &["rm", &absent]);
+    assert_eq!(rm.status.code(), Some(1));
+    assert_eq!(aslctl(&e.store, &["frobnicate"]).status.code(), Some(2));
+    assert_eq!(state(&e.store), before);
+}
+
+#[test]
+fn bad_paths_are_refused_before_anything_is_written() {
+    let e = env();
+    let missing = aslctl(&e.store, &["ingest", e.root.join("nope").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("nope"), "{}", stderr(&missing));
+    assert!(!e.store.exists(), "a failed first ingest must not create the store");
+
+    let ok = e.root.join("ok");
+    fs::write(&ok, b"fine").unwrap();
+    assert!(aslctl(&e.store, &["ingest", ok.to_str().unwrap()]).status.success());
+    let before = state(&e.store);
+
+    let sock_path = e.root.join("sock");
+    let _sock = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let other = e.root.join("other");
+    fs::write(&other, b"not stored because the socket fails the command").unwrap();
+    let o = aslctl(
+        &e.store,
+        &["ingest", other.to_str().unwrap(), sock_path.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    assert_eq!(state(&e.store), before);
+
+    // An unreadable file. Root reads everything, so as root the command runs as
+    // `nobody` through setpriv.
+    let secret = e.root.join("secret");
+    fs::write(&secret, b"top secret").unwrap();
+    let mut perms = fs::metadata(&secret).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o000);
+    fs::set_permissions(&secret, perms).unwrap();
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let o = if is_root {
+        chmod_r(&e.root, 0o777);
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "--store"])
+            .arg(&e.store)
+            .args(["ingest", other.to_str().unwrap(), secret.to_str().unwrap()])
+            .output()
+            .unwrap()
+    } else {
+        aslctl(&e.store, &["ingest", other.to_str().unwrap(), secret.to_str().unwrap()])
+    };
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ermission denied"), "{}", stderr(&o));
+    assert_eq!(state(&e.store), before);
+}
+
+fn chmod_r(p: &Path, mode: u32) {
+    let mut perms = fs::metadata(p).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, mode);
+    fs::set_permissions(p, perms).unwrap();
+    if p.is_dir() {
+        for e in fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() || e.file_type().unwrap().is_file() {
+                if e.file_name() != "secret" {
+                    chmod_r(&e.path(), mode);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn second_writer_gets_a_clear_error() {
+    let e = env();
+    let f = e.root.join("f");
+    fs::write(&f, b"one").unwrap();
+    assert!(aslctl(&e.store, &["ingest", f.to_str().unwrap()]).status.success());
+    let holder = asl::Store::open(&e.store).unwrap();
+    let o = aslctl(&e.store, &["ingest", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("locked by another writer"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("LOCK"));
+    // Readers are not blocked by the writer.
+    assert!(aslctl(&e.store, &["ls"]).status.success());
+    drop(holder);
+}
+
+#[test]
+fn foreign_and_truncated_store_files() {
+    let e = env();
+    fs::create_dir_all(&e.store).unwrap();
+    fs::write(e.store.join("README"), b"someone else's directory").unwrap();
+    let f = e.root.join("f");
+    fs::write(&f, b"data").unwrap();
+    let o = aslctl(&e.store, &["ingest", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not an ASL store"), "{}", stderr(&o));
+    assert_eq!(fs::read(e.store.join("README")).unwrap(), b"someone else's directory");
+
+    let e = env();
+    fs::write(&f, noise(3, 300_000)).unwrap();
+    assert!(aslctl(&e.store, &["ingest", f.to_str().unwrap()]).status.success());
+    assert!(aslctl(&e.store, &["seal"]).status.success());
+    let seg = fs::read_dir(e.store.join("segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let good = fs::read(&seg).unwrap();
+    fs::write(&seg, &good[..good.len() / 2]).unwrap();
+    let o = aslctl(&e.store, &["ls"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(seg.file_name().unwrap().to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+    fs::write(&seg, &good).unwrap();
+    assert!(aslctl(&e.store, &["verify"]).status.success());
+}
+
+#[test]
+fn verify_lists_corruption_and_repair_rebuilds() {
+    let e = env();
+    let dir = e.root.join("in");
+    fs::create_dir_all(&dir).unwrap();
+    let mut contents = Vec::new();
+    for i in 0..30u64 {
+        let b = noise(i, 2000);
+        fs::write(dir.join(format!("f{i:02}")), &b).unwrap();
+        contents.push(b);
+    }
+    assert!(aslctl(&e.store, &["ingest", dir.to_str().unwrap()]).status.success());
+    assert!(aslctl(&e.store, &["seal"]).status.success());
+    let seg = fs::read_dir(e.store.join("segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = fs::read(&seg).unwrap();
+    let at = bytes.windows(32).position(|w| w == &contents[4][500..532]).unwrap();
+    bytes[at] ^= 0x80;
+    fs::write(&seg, &bytes).unwrap();
+    let bad_id = blake3::hash(&contents[4]).to_hex().to_string();
+    let v = aslctl(&e.store, &["verify"]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(stdout(&v).contains(&bad_id), "{}", stdout(&v));
+    let c = aslctl(&e.store, &["cat", &bad_id]);
+    assert_eq!(c.status.code(), Some(1));
+    assert!(
+        stderr(&c).contains("corrupt") && stderr(&c).contains(".seg"),
+        "{}",
+        stderr(&c)
+    );
+    bytes[at] ^= 0x80;
+    fs::write(&seg, &bytes).unwrap();
+
+    fs::remove_dir_all(e.store.join("index")).unwrap();
+    fs::remove_dir_all(e.store.join("log")).unwrap();
+    let r = aslctl(&e.store, &["repair"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(stdout(&r).contains("30 artifacts"), "{}", stdout(&r));
+    for b in &contents {
+        let id = blake3::hash(b).to_hex().to_string();
+        assert_eq!(aslctl(&e.store, &["cat", &id]).stdout, *b);
+    }
+}
+
+/// A full disk: a 2 MiB tmpfs in a private mount namespace. The failing ingest
+/// exits 2 with the OS error, and the store keeps exactly its earlier content.
+#[test]
+fn full_disk_fails_cleanly() {
+    let e = env();
+    let small = e.root.join("small");
+    let big = e.root.join("big");
+    fs::write(&small, b"fits").unwrap();
+    fs::write(&big, noise(8, 4 << 20)).unwrap();
+    let mnt = e.root.join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let store = mnt.join("s");
+    let script = format!(
+        "set -u; mount -t tmpfs -o size=2m tmpfs {mnt} || exit 99; \
+         {bin} --store {store} ingest {small} >/dev/null 2>&1 || exit 98; \
+         before=$({bin} --store {store} --json stat); \
+         {bin} --store {store} ingest {big}; echo \"rc=$?\"; \
+         {bin} --store {store} verify || echo verify-failed; \
+         {bin} --store {store} ls; \
+         after=$({bin} --store {store} --json stat); \
+         [ \"$before\" = \"$after\" ] && echo same-stat",
+        mnt = mnt.display(),
+        bin = BIN,
+        store = store.display(),
+        small = small.display(),
+        big = big.display()
+    );
+    let o = Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    let err = stderr(&o);
+    assert_ne!(o.status.code(), Some(99), "cannot mount a tmpfs here: {err}");
+    assert!(out.contains("rc=2"), "out: {out}\nerr: {err}");
+    assert!(err.contains("No space left"), "{err}");
+    assert!(!out.contains("verify-failed"), "{out}");
+    assert!(out.contains(&format!("{} 4", blake3::hash(b"fits").to_hex())), "{out}");
+    assert!(out.contains("same-stat"), "{out}");
+}
