@@ -28,14 +28,4 @@ pub use store::{
     ArtifactInfo, ArtifactReader, Iter, Problem, Put, RepairReport, Store, StoreOptions, StoreStat, VerifyReport,
 };
 
-/// Re-exports of the on-disk codecs, for fuzzing, tools and golden tests.
-pub mod codec {
-    pub use crate::block::format::{
-        decode_packed_table, decode_tombstones, BlockHeader, LargeTrailer, PackedBuilder, BLOCK_HEADER_LEN,
-    };
-    pub use crate::block::segment::{SegmentFooter, SegmentHeader};
-    pub use crate::index::file::validate as validate_index;
-    pub use crate::snapshot::checkpoint::Checkpoint;
-    pub use crate::snapshot::log::{parse as parse_log, Record};
-    pub use crate::store::{decode_store_file, encode_store_file};
-}
+pub mod codec;

@@ -218,10 +218,8 @@ fn chmod_r(p: &Path, mode: u32) {
     if p.is_dir() {
         for e in fs::read_dir(p).unwrap() {
             let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() || e.file_type().unwrap().is_file() {
-                if e.file_name() != "secret" {
-                    chmod_r(&e.path(), mode);
-                }
+            if (e.file_type().unwrap().is_dir() || e.file_type().unwrap().is_file()) && e.file_name() != "secret" {
+                chmod_r(&e.path(), mode);
             }
         }
     }

@@ -33,7 +33,11 @@ fn data(seed: u64) -> Vec<u8> {
         x ^= x >> 7;
         x ^= x << 17;
         // Half compressible, half not, so both block encodings are exercised.
-        v.push(if seed % 2 == 0 { (x >> 24) as u8 } else { (i % 13) as u8 });
+        v.push(if seed.is_multiple_of(2) {
+            (x >> 24) as u8
+        } else {
+            (i % 13) as u8
+        });
     }
     v
 }
@@ -66,7 +70,7 @@ fn crash_child() {
             put.push((seed, id));
             seed += 1;
         }
-        if seed % 5 == 0 {
+        if seed.is_multiple_of(5) {
             s.remove(&put[0].1).unwrap();
             put.remove(0);
         }
@@ -74,7 +78,7 @@ fn crash_child() {
         for (sd, id) in put {
             println!("{sd} {id}");
         }
-        if seed % 37 == 0 {
+        if seed.is_multiple_of(37) {
             s.seal().unwrap();
         }
     }

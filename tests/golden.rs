@@ -17,7 +17,9 @@ fn spec() -> String {
 fn golden(name: &str) -> Vec<u8> {
     let s = spec();
     let tag = format!("<!-- golden: {name} -->");
-    let at = s.find(&tag).unwrap_or_else(|| panic!("spec has no golden example {name}"));
+    let at = s
+        .find(&tag)
+        .unwrap_or_else(|| panic!("spec has no golden example {name}"));
     let rest = &s[at..];
     let start = rest.find("```text\n").unwrap() + 8;
     let end = start + rest[start..].find("```").unwrap();
@@ -68,10 +70,20 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     };
     let mut block = h.encode().to_vec();
     block.extend_from_slice(&raw);
-    let seg = SegmentHeader { id: 1, store_id: 0x0807_0605_0403_0201 }.encode().to_vec();
-    let footer = SegmentFooter { block_count: 1, data_len: 147, raw_total: 83, data_crc: 0x1122_3344 }
-        .encode()
-        .to_vec();
+    let seg = SegmentHeader {
+        id: 1,
+        store_id: 0x0807_0605_0403_0201,
+    }
+    .encode()
+    .to_vec();
+    let footer = SegmentFooter {
+        block_count: 1,
+        data_len: 147,
+        raw_total: 83,
+        data_crc: 0x1122_3344,
+    }
+    .encode()
+    .to_vec();
     let mut entry = vec![0u8; 56];
     example_entry().encode(&mut entry);
     let mut log = asl::snapshot::log::encode_header(1, 0x0807_0605_0403_0201).to_vec();
@@ -84,7 +96,11 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         next_segment: 2,
         next_index: 2,
         index_files: vec![1],
-        segments: vec![SegmentState { id: 1, len: 195, sealed: true }],
+        segments: vec![SegmentState {
+            id: 1,
+            len: 195,
+            sealed: true,
+        }],
     }
     .encode();
     let trailer = LargeTrailer {
@@ -138,7 +154,10 @@ fn spec_examples_decode() {
     let s = SegmentHeader::decode(&golden("segment-header")).unwrap();
     assert_eq!((s.id, s.store_id), (1, 0x0807_0605_0403_0201));
     let f = SegmentFooter::decode(&golden("segment-footer")).unwrap();
-    assert_eq!((f.block_count, f.data_len, f.raw_total, f.data_crc), (1, 147, 83, 0x1122_3344));
+    assert_eq!(
+        (f.block_count, f.data_len, f.raw_total, f.data_crc),
+        (1, 147, 83, 0x1122_3344)
+    );
     assert_eq!(Entry::decode(&golden("index-entry")).unwrap(), example_entry());
     let log = parse_log(&golden("log")).unwrap();
     assert_eq!(log.records.len(), 2);

@@ -33,7 +33,7 @@ fn content(i: usize) -> Vec<u8> {
     };
     let mut v = (i as u64).to_le_bytes().to_vec();
     v.extend((0..len).map(|k| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             (k * 7 + i) as u8
         } else {
             ((k * k) >> 3) as u8 ^ i as u8

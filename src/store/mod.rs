@@ -62,9 +62,12 @@ pub struct Store {
     opts: StoreOptions,
     state: RwLock<State>,
     writer: Option<Mutex<Writer>>,
-    block_cache: Mutex<Vec<((u32, u64), Arc<Vec<u8>>)>>,
+    block_cache: Mutex<BlockCache>,
     _lock: Option<File>,
 }
+
+/// Recently decompressed packed blocks, keyed by (segment, offset), oldest first.
+type BlockCache = Vec<((u32, u64), Arc<Vec<u8>>)>;
 
 /// What readers look at; swapped under the write lock in short critical sections.
 pub(crate) struct State {

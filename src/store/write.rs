@@ -521,7 +521,7 @@ impl Squeeze {
             return true;
         }
         self.skipped += 1;
-        self.skipped % 16 == 0
+        self.skipped.is_multiple_of(16)
     }
 
     fn record(&mut self, compressed: bool) {
