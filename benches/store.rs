@@ -59,6 +59,30 @@ fn baselines(c: &mut Criterion) {
 fn puts(c: &mut Criterion) {
     let mut g = c.benchmark_group("put");
     g.sample_size(10);
+    let small: Vec<Vec<u8>> = (0..10_000).map(|i| noise(i as u64 + 7, 1024)).collect();
+    g.throughput(Throughput::Elements(small.len() as u64));
+    for comp in [Some(3), None] {
+        let name = if comp.is_some() { "zstd3" } else { "raw" };
+        g.bench_function(format!("1KiB_x10000_put_batch_one_commit_{name}"), |b| {
+            b.iter_batched(
+                || {
+                    let d = bench_dir();
+                    let s = StoreOptions::new()
+                        .create(true)
+                        .compression(comp)
+                        .open(d.path())
+                        .unwrap();
+                    (d, s)
+                },
+                |(d, s)| {
+                    s.put_batch(&small).unwrap();
+                    s.commit().unwrap();
+                    (d, s)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     for (size, count) in [(1024usize, 10_000usize), (64 << 10, 1_000)] {
         let items: Vec<Vec<u8>> = (0..count).map(|i| noise(i as u64 + 7, size)).collect();
         g.throughput(Throughput::Elements(count as u64));

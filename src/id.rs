@@ -9,8 +9,40 @@ use std::str::FromStr;
 use crate::error::Error;
 
 /// The identity of an artifact: BLAKE3-256 of its bytes.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ArtifactId([u8; 32]);
+
+impl std::hash::Hash for ArtifactId {
+    // The id is already a uniform hash: its first 8 bytes are as good a key as
+    // any hasher could make, and equal ids still give equal keys.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(a));
+    }
+}
+
+/// A `Hasher` for maps keyed by [`ArtifactId`]: passes the id's first 8 bytes
+/// through instead of running SipHash over them.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ *b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
+    }
+}
+
+/// `BuildHasher` for [`IdHasher`].
+pub type IdBuildHasher = std::hash::BuildHasherDefault<IdHasher>;
 
 impl ArtifactId {
     /// Length of an id in bytes.

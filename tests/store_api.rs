@@ -433,3 +433,23 @@ fn foreign_and_truncated_files_are_refused() {
     fs::write(dir.path().join("CHECKPOINT"), b"garbage").unwrap();
     assert!(Store::open(dir.path()).err().unwrap().is_corruption());
 }
+
+#[test]
+fn put_batch_matches_single_puts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let mut items: Vec<Vec<u8>> = (0..500u64).map(|i| noise(i, (i as usize * 13) % 3000)).collect();
+    items.push(items[3].clone());
+    items.push(noise(1000, 50_000));
+    let puts = s.put_batch(&items).unwrap();
+    assert_eq!(puts.len(), items.len());
+    for (p, b) in puts.iter().zip(&items) {
+        assert_eq!(p.id, ArtifactId::of(b));
+        assert_eq!(&s.get(&p.id).unwrap(), b);
+    }
+    assert!(puts[3].new);
+    assert!(!puts[500].new, "a duplicate inside the batch is stored once");
+    s.commit().unwrap();
+    let again = s.put_batch(&items).unwrap();
+    assert!(again.iter().all(|p| !p.new));
+}

@@ -349,13 +349,12 @@ impl ActiveSegment {
     /// Appends one block; returns its offset. Not durable until `sync`.
     pub(crate) fn append(&mut self, header: &BlockHeader, body: &[u8]) -> Result<u64> {
         let at = self.len;
-        let mut buf = Vec::with_capacity(BLOCK_HEADER_LEN + body.len());
-        buf.extend_from_slice(&header.encode());
-        buf.extend_from_slice(body);
+        // Two positioned writes rather than one copy of a body that may be MiBs.
         self.file
-            .write_all_at(&buf, at)
+            .write_all_at(&header.encode(), at)
+            .and_then(|_| self.file.write_all_at(body, at + BLOCK_HEADER_LEN as u64))
             .ctx(|| format!("write block to {}", self.path.display()))?;
-        self.len += buf.len() as u64;
+        self.len += (BLOCK_HEADER_LEN + body.len()) as u64;
         self.blocks += 1;
         self.raw_total += header.raw_len as u64;
         Ok(at)

@@ -256,8 +256,10 @@ impl Store {
     }
 
     fn committed_len(&self, seg: u32) -> Option<u64> {
-        let w = self.writer.as_ref()?.lock();
-        w.seg_states.get(&seg).map(|s| s.len)
+        match &self.writer {
+            Some(w) => w.lock().seg_states.get(&seg).map(|s| s.len),
+            None => self.open_committed.get(&seg).copied(),
+        }
     }
 
     /// Rebuilds the index, log and checkpoint of the store at `path` from its

@@ -63,6 +63,9 @@ pub struct Store {
     state: RwLock<State>,
     writer: Option<Mutex<Writer>>,
     block_cache: Mutex<BlockCache>,
+    /// Committed length of the open segment as of opening (what a read-only
+    /// handle may read of it; a writer tracks its own).
+    open_committed: BTreeMap<u32, u64>,
     _lock: Option<File>,
 }
 
@@ -82,7 +85,7 @@ pub(crate) struct Writer {
     log_file: u64,
     active: Option<ActiveSegment>,
     packed: PackedBuilder,
-    packed_ids: HashMap<ArtifactId, usize>,
+    packed_ids: HashMap<ArtifactId, usize, crate::id::IdBuildHasher>,
     tombstones: Vec<(ArtifactId, u16)>,
     batch: Vec<Record>,
     next_segment: u32,
@@ -254,6 +257,11 @@ impl Store {
                 segments.insert(s.id, Arc::new(Segment::open_active(&path, s.id)?));
             }
         }
+        let open_committed = seg_states
+            .values()
+            .filter(|s| !s.sealed)
+            .map(|s| (s.id, s.len))
+            .collect();
         let writer = if writable {
             let log = LogWriter::reopen(&log_path, &contents)?;
             cleanup(layout, &ckpt, &seg_states, next_segment)?;
@@ -262,7 +270,7 @@ impl Store {
                 log_file: ckpt.log_file,
                 active,
                 packed: PackedBuilder::default(),
-                packed_ids: HashMap::new(),
+                packed_ids: HashMap::default(),
                 tombstones: Vec::new(),
                 batch: Vec::new(),
                 next_segment,
@@ -285,6 +293,7 @@ impl Store {
             }),
             writer,
             block_cache: Mutex::new(Vec::new()),
+            open_committed,
             _lock: lock,
         })
     }

@@ -49,17 +49,52 @@ impl Store {
             return self.put_large(&mut &bytes[..], Vec::new(), Some(id), "input");
         }
         let id = ArtifactId::of(bytes);
-        let len = bytes.len() as u64;
         let mut w = self.writer()?;
-        if self.is_live_locked(&w, &id)? {
+        self.put_small_locked(&mut w, id, bytes)
+    }
+
+    fn put_small_locked(&self, w: &mut Writer, id: ArtifactId, bytes: &[u8]) -> Result<Put> {
+        let len = bytes.len() as u64;
+        if self.is_live_locked(w, &id)? {
             return Ok(Put { id, len, new: false });
         }
         let idx = w.packed.push(id, bytes);
         w.packed_ids.insert(id, idx);
         if w.packed.raw_len() >= self.opts.block_target {
-            self.guard(&mut w, |s, w| s.flush_pending(w))?;
+            self.guard(w, |s, w| s.flush_pending(w))?;
         }
         Ok(Put { id, len, new: true })
+    }
+
+    /// Stores many artifacts at once: small ones are hashed in parallel on all
+    /// cores and packed under one acquisition of the writer; large ones are
+    /// streamed one by one. Returns the ids in input order. Durable after the
+    /// next [`Store::commit`].
+    pub fn put_batch<B: AsRef<[u8]> + Sync>(&self, items: &[B]) -> Result<Vec<Put>> {
+        use rayon::prelude::*;
+        let thr = self.opts.small_threshold;
+        let ids: Vec<Option<ArtifactId>> = items
+            .par_iter()
+            .with_min_len(64)
+            .map(|b| (b.as_ref().len() <= thr).then(|| ArtifactId::of(b.as_ref())))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        let mut i = 0;
+        while i < items.len() {
+            let Some(first) = ids[i] else {
+                out.push(self.put_status(items[i].as_ref())?);
+                i += 1;
+                continue;
+            };
+            let mut w = self.writer()?;
+            out.push(self.put_small_locked(&mut w, first, items[i].as_ref())?);
+            i += 1;
+            while let Some(Some(id)) = ids.get(i) {
+                out.push(self.put_small_locked(&mut w, *id, items[i].as_ref())?);
+                i += 1;
+            }
+        }
+        Ok(out)
     }
 
     /// Stores everything `reader` yields, streaming: memory stays bounded by a
