@@ -4,7 +4,6 @@
 //! newest record wins and the others are skipped. With at most a handful of
 //! sources a linear pick of the minimum beats a heap.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::Result;
@@ -41,16 +40,13 @@ pub(crate) struct Merged {
 }
 
 impl Merged {
-    /// `mem` is the newest source; `files` are ordered newest first.
-    pub(crate) fn new(
-        mem: &BTreeMap<ArtifactId, Entry>,
-        files: &[Arc<IndexFile>],
-        from: Option<ArtifactId>,
-    ) -> Result<Self> {
-        let mem_entries: Vec<Entry> = match from {
-            Some(f) => mem.range(f..).map(|(_, e)| *e).collect(),
-            None => mem.values().copied().collect(),
-        };
+    /// `mem` (sorted by id) is the newest source; `files` are ordered newest first.
+    pub(crate) fn new(mut mem: Vec<Entry>, files: &[Arc<IndexFile>], from: Option<ArtifactId>) -> Result<Self> {
+        debug_assert!(mem.windows(2).all(|w| w[0].id < w[1].id));
+        if let Some(f) = from {
+            mem.retain(|e| e.id >= f);
+        }
+        let mem_entries = mem;
         let mut sources = vec![Source::Mem(mem_entries.into_iter())];
         for f in files {
             let next = match from {

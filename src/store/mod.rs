@@ -69,12 +69,23 @@ pub struct Store {
     _lock: Option<File>,
 }
 
+pub(crate) type Memtable = HashMap<ArtifactId, Entry, crate::id::IdBuildHasher>;
+
+/// The memtable's records in id order.
+pub(crate) fn sorted(m: &Memtable) -> Vec<Entry> {
+    let mut v: Vec<Entry> = m.values().copied().collect();
+    v.sort_unstable_by_key(|e| e.id);
+    v
+}
+
 /// Recently decompressed packed blocks, keyed by (segment, offset), oldest first.
 type BlockCache = Vec<((u32, u64), Arc<Vec<u8>>)>;
 
 /// What readers look at; swapped under the write lock in short critical sections.
 pub(crate) struct State {
-    pub(crate) memtable: BTreeMap<ArtifactId, Entry>,
+    /// Records since the last checkpoint. Unordered for O(1) puts and lookups;
+    /// the few operations that need id order sort a snapshot of it.
+    pub(crate) memtable: Memtable,
     /// Newest first.
     pub(crate) indexes: Vec<Arc<IndexFile>>,
     pub(crate) segments: BTreeMap<u32, Arc<Segment>>,
@@ -203,7 +214,7 @@ impl Store {
         if contents.store_id != store_id || contents.start_seq != ckpt.next_seq {
             return Err(Error::corrupt(&log_path, "log does not continue the checkpoint"));
         }
-        let mut memtable = BTreeMap::new();
+        let mut memtable = Memtable::default();
         let mut seg_states: BTreeMap<u32, SegmentState> = ckpt.segments.iter().map(|s| (s.id, *s)).collect();
         let mut next_segment = ckpt.next_segment;
         for (_, r) in &contents.records {

@@ -232,10 +232,10 @@ impl Store {
             let files = st.indexes.clone();
             let mut sources: Vec<Vec<Entry>> = vec![st
                 .memtable
-                .range(prefix.lower_bound()..)
-                .take_while(|(k, _)| prefix.matches(k))
+                .values()
+                .filter(|e| prefix.matches(&e.id))
                 .take(CAP)
-                .map(|(_, e)| *e)
+                .copied()
                 .collect()];
             drop(st);
             for f in &files {
@@ -277,7 +277,7 @@ impl Store {
         }
         let st = self.state.read();
         Ok(Iter {
-            inner: Merged::new(&st.memtable, &st.indexes, None)?,
+            inner: Merged::new(super::sorted(&st.memtable), &st.indexes, None)?,
         })
     }
 
@@ -309,7 +309,8 @@ impl Iterator for Iter {
 impl Store {
     pub(crate) fn live_entries(&self) -> Result<impl Iterator<Item = Result<Entry>>> {
         let st = self.state.read();
-        Ok(Merged::new(&st.memtable, &st.indexes, None)?.filter(|e| !matches!(e, Ok(e) if e.is_tombstone())))
+        Ok(Merged::new(super::sorted(&st.memtable), &st.indexes, None)?
+            .filter(|e| !matches!(e, Ok(e) if e.is_tombstone())))
     }
 }
 

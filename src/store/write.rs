@@ -477,7 +477,7 @@ impl Store {
         self.guard(w, |s, w| {
             let (mem, files) = {
                 let st = s.state.read();
-                (st.memtable.clone(), st.indexes.clone())
+                (super::sorted(&st.memtable), st.indexes.clone())
             };
             let index_dir = s.layout.index_dir();
             let mut new_files = files.clone();
@@ -488,11 +488,12 @@ impl Store {
                     let upper = mem.len() as u64 + files.iter().map(|f| f.len()).sum::<u64>();
                     // Merging every file means no older record is left for a
                     // tombstone to shadow, so tombstones are dropped here.
-                    let merged = Merged::new(&mem, &files, None)?.filter(|e| !matches!(e, Ok(e) if e.is_tombstone()));
+                    let merged =
+                        Merged::new(mem.clone(), &files, None)?.filter(|e| !matches!(e, Ok(e) if e.is_tombstone()));
                     new_files.clear();
                     write_index(&index_dir, file_id, upper, merged)?
                 } else {
-                    write_index(&index_dir, file_id, mem.len() as u64, mem.values().copied().map(Ok))?
+                    write_index(&index_dir, file_id, mem.len() as u64, mem.iter().copied().map(Ok))?
                 };
                 new_files.insert(0, Arc::new(crate::index::file::IndexFile::open(&path)?));
             }
