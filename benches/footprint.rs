@@ -64,6 +64,19 @@ impl Read for Gen {
     }
 }
 
+/// Puts `n` distinct 1 KiB artifacts, committing every 10 000.
+fn fill(s: &Store, n: u64) {
+    let mut buf = vec![0u8; 1024];
+    for i in 0..n {
+        buf[..8].copy_from_slice(&i.to_le_bytes());
+        s.put(&buf).unwrap();
+        if i % 10_000 == 9_999 {
+            s.commit().unwrap();
+        }
+    }
+    s.commit().unwrap();
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -79,14 +92,7 @@ fn main() {
             .compression(None)
             .open(dir.path())
             .unwrap();
-        let mut buf = vec![0u8; 1024];
-        for i in 0..n {
-            buf[..8].copy_from_slice(&i.to_le_bytes());
-            s.put(&buf).unwrap();
-            if i % 10_000 == 9_999 {
-                s.commit().unwrap();
-            }
-        }
+        fill(&s, n);
         s.seal().unwrap();
         s.close().unwrap();
     }
@@ -117,15 +123,7 @@ fn main() {
         .compression(None)
         .open(dir.path())
         .unwrap();
-    let mut buf = vec![0u8; 1024];
-    for i in 0..150_000u64 {
-        buf[..8].copy_from_slice(&i.to_le_bytes());
-        s.put(&buf).unwrap();
-        if i % 10_000 == 9_999 {
-            s.commit().unwrap();
-        }
-    }
-    s.commit().unwrap();
+    fill(&s, 150_000);
     std::mem::forget(s); // a crash: no checkpoint on close
     let t = Instant::now();
     let r = Store::open_read_only(dir.path()).unwrap();

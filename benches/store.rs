@@ -34,6 +34,17 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
 
 const GIB: usize = 1 << 30;
 
+/// A fresh store in its own directory (setup of batched benches, untimed).
+fn fresh(compression: Option<i32>) -> (tempfile::TempDir, Store) {
+    let d = bench_dir();
+    let s = StoreOptions::new()
+        .create(true)
+        .compression(compression)
+        .open(d.path())
+        .unwrap();
+    (d, s)
+}
+
 fn baselines(c: &mut Criterion) {
     let mut g = c.benchmark_group("baseline");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
@@ -88,11 +99,7 @@ fn puts(c: &mut Criterion) {
         g.throughput(Throughput::Elements(count as u64));
         g.bench_function(format!("{}KiB_x{count}_one_commit", size >> 10), |b| {
             b.iter_batched(
-                || {
-                    let d = bench_dir();
-                    let s = StoreOptions::new().create(true).open(d.path()).unwrap();
-                    (d, s)
-                },
+                || fresh(Some(3)),
                 |(d, s)| {
                     for it in &items {
                         s.put(it).unwrap();
@@ -116,11 +123,7 @@ fn ingest(c: &mut Criterion) {
     fs::write(&src, noise(42, GIB)).unwrap();
     g.bench_function("new_1GiB_file", |b| {
         b.iter_batched(
-            || {
-                let d = bench_dir();
-                let s = StoreOptions::new().create(true).open(d.path()).unwrap();
-                (d, s)
-            },
+            || fresh(Some(3)),
             |(d, s)| {
                 s.put_file(&src).unwrap();
                 s.commit().unwrap();

@@ -37,6 +37,49 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).ctx(|| format!("read {}", path.display()))
 }
 
+/// How a fixed-size structure is framed: a magic at offset 0, optionally a
+/// format version (u32) at offset 8, and a CRC-32C at `crc_at` of every byte
+/// before it. Most ASL headers and footers share this shape.
+pub(crate) struct Framing {
+    pub(crate) what: &'static str,
+    pub(crate) magic: &'static [u8],
+    pub(crate) magic_name: &'static str,
+    pub(crate) crc_at: usize,
+    pub(crate) version: Option<u32>,
+}
+
+/// Checks length, magic, CRC and version, in that order.
+pub(crate) fn check_framed(b: &[u8], f: &Framing) -> Result<(), crate::error::DecodeError> {
+    use crate::error::DecodeError;
+    let len = f.crc_at + 4;
+    if b.len() < len {
+        return Err(DecodeError::Truncated {
+            what: f.what,
+            need: len as u64,
+            have: b.len() as u64,
+        });
+    }
+    if &b[..f.magic.len()] != f.magic {
+        return Err(DecodeError::BadMagic { expected: f.magic_name });
+    }
+    let stored = le_u32(b, f.crc_at);
+    let computed = crc32c::crc32c(&b[..f.crc_at]);
+    if stored != computed {
+        return Err(DecodeError::Checksum {
+            what: f.what,
+            stored,
+            computed,
+        });
+    }
+    if let Some(want) = f.version {
+        let version = le_u32(b, 8);
+        if version != want {
+            return Err(DecodeError::UnsupportedVersion { what: f.what, version });
+        }
+    }
+    Ok(())
+}
+
 /// Little-endian field readers over a byte slice whose length the caller has
 /// already checked; they keep decoding code short and free of `unwrap`.
 pub(crate) fn le_u16(b: &[u8], at: usize) -> u16 {

@@ -2,9 +2,9 @@
 //! clean reopen and a simulated crash (the handle is leaked and the directory is
 //! copied as it sits on disk, so only committed state may survive).
 
+mod common;
+use common::copy_dir;
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::Path;
 
 use asl::{ArtifactId, Error, Store, StoreOptions};
 use proptest::prelude::*;
@@ -64,19 +64,6 @@ fn opts() -> StoreOptions {
         .segment_target(48 << 10)
         .memtable_limit(7)
         .max_index_files(2)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            fs::copy(e.path(), &t).unwrap();
-        }
-    }
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {

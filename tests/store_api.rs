@@ -1,6 +1,8 @@
 //! Black-box tests of the library API: round trips, durability across reopen,
 //! streaming, locking, recovery from torn tails, corruption and repair.
 
+mod common;
+use common::{copy_dir, noise};
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -14,19 +16,6 @@ fn small_opts() -> StoreOptions {
         .small_threshold(2048)
         .chunk_size(4096)
         .segment_target(64 << 10)
-}
-
-/// Deterministic incompressible bytes.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 #[test]
@@ -313,19 +302,6 @@ fn open_retry(dir: &Path) -> Store {
             Store::open(dir).unwrap()
         }
         Err(e) => panic!("{e}"),
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else {
-            fs::copy(e.path(), &t).unwrap();
-        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! be fuzzed on its own.
 
 use crate::error::DecodeError;
-use crate::fsutil::{le_u16, le_u32, le_u64};
+use crate::fsutil::{check_framed, le_u16, le_u32, le_u64, Framing};
 use crate::id::ArtifactId;
 
 /// Magic at the start of every block header.
@@ -89,25 +89,16 @@ impl BlockHeader {
 
     /// Decodes and checks a header.
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
-        if b.len() < BLOCK_HEADER_LEN {
-            return Err(DecodeError::Truncated {
+        check_framed(
+            b,
+            &Framing {
                 what: "block header",
-                need: BLOCK_HEADER_LEN as u64,
-                have: b.len() as u64,
-            });
-        }
-        if b[0..4] != BLOCK_MAGIC {
-            return Err(DecodeError::BadMagic { expected: "ASLB" });
-        }
-        let stored = le_u32(b, 28);
-        let computed = crc32c::crc32c(&b[..28]);
-        if stored != computed {
-            return Err(DecodeError::Checksum {
-                what: "block header",
-                stored,
-                computed,
-            });
-        }
+                magic: &BLOCK_MAGIC,
+                magic_name: "ASLB",
+                crc_at: 28,
+                version: None,
+            },
+        )?;
         let kind = BlockKind::from_u8(b[4]).ok_or_else(|| DecodeError::Invalid(format!("block kind {}", b[4])))?;
         let compression = match b[5] {
             0 => Compression::None,

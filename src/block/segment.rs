@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::block::format::{BlockHeader, BLOCK_HEADER_LEN};
 use crate::error::{DecodeError, Error, IoContext, Result};
-use crate::fsutil::{le_u32, le_u64};
+use crate::fsutil::{check_framed, le_u32, le_u64, Framing};
 use crate::mmap::Map;
 
 /// Magic at the start of every segment file.
@@ -47,32 +47,16 @@ impl SegmentHeader {
 
     /// Decodes and checks a header.
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
-        if b.len() < 32 {
-            return Err(DecodeError::Truncated {
+        check_framed(
+            b,
+            &Framing {
                 what: "segment header",
-                need: 32,
-                have: b.len() as u64,
-            });
-        }
-        if b[0..8] != SEGMENT_MAGIC {
-            return Err(DecodeError::BadMagic { expected: "ASLSEG" });
-        }
-        let stored = le_u32(b, 28);
-        let computed = crc32c::crc32c(&b[..28]);
-        if stored != computed {
-            return Err(DecodeError::Checksum {
-                what: "segment header",
-                stored,
-                computed,
-            });
-        }
-        let version = le_u32(b, 8);
-        if version != SEGMENT_VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                what: "segment",
-                version,
-            });
-        }
+                magic: &SEGMENT_MAGIC,
+                magic_name: "ASLSEG",
+                crc_at: 28,
+                version: Some(SEGMENT_VERSION),
+            },
+        )?;
         Ok(Self {
             id: le_u32(b, 12),
             store_id: le_u64(b, 16),
@@ -110,32 +94,16 @@ impl SegmentFooter {
 
     /// Decodes and checks a footer.
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
-        if b.len() < FOOTER_LEN as usize {
-            return Err(DecodeError::Truncated {
+        check_framed(
+            b,
+            &Framing {
                 what: "segment footer",
-                need: FOOTER_LEN,
-                have: b.len() as u64,
-            });
-        }
-        if b[0..8] != FOOTER_MAGIC {
-            return Err(DecodeError::BadMagic { expected: "ASLSEND" });
-        }
-        let stored = le_u32(b, 44);
-        let computed = crc32c::crc32c(&b[..44]);
-        if stored != computed {
-            return Err(DecodeError::Checksum {
-                what: "segment footer",
-                stored,
-                computed,
-            });
-        }
-        let version = le_u32(b, 8);
-        if version != SEGMENT_VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                what: "segment footer",
-                version,
-            });
-        }
+                magic: &FOOTER_MAGIC,
+                magic_name: "ASLSEND",
+                crc_at: 44,
+                version: Some(SEGMENT_VERSION),
+            },
+        )?;
         Ok(Self {
             block_count: le_u64(b, 16),
             data_len: le_u64(b, 24),

@@ -11,7 +11,7 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{DecodeError, Error, IoContext, Result};
-use crate::fsutil::{le_u32, le_u64, sync_dir};
+use crate::fsutil::{check_framed, le_u32, le_u64, sync_dir, Framing};
 use crate::id::{ArtifactId, IdPrefix};
 use crate::index::entry::{Entry, ENTRY_LEN};
 use crate::mmap::Map;
@@ -72,29 +72,16 @@ impl IndexHeader {
 
     /// Decodes and checks a header.
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
-        if b.len() < INDEX_HEADER_LEN {
-            return Err(DecodeError::Truncated {
+        check_framed(
+            b,
+            &Framing {
                 what: "index header",
-                need: INDEX_HEADER_LEN as u64,
-                have: b.len() as u64,
-            });
-        }
-        if b[0..8] != INDEX_MAGIC {
-            return Err(DecodeError::BadMagic { expected: "ASLIDX" });
-        }
-        let stored = le_u32(b, 60);
-        let computed = crc32c::crc32c(&b[..60]);
-        if stored != computed {
-            return Err(DecodeError::Checksum {
-                what: "index header",
-                stored,
-                computed,
-            });
-        }
-        let version = le_u32(b, 8);
-        if version != INDEX_VERSION {
-            return Err(DecodeError::UnsupportedVersion { what: "index", version });
-        }
+                magic: &INDEX_MAGIC,
+                magic_name: "ASLIDX",
+                crc_at: 60,
+                version: Some(INDEX_VERSION),
+            },
+        )?;
         let bits = le_u32(b, 12);
         if !(8..=20).contains(&bits) || le_u32(b, 32) != ENTRY_LEN as u32 {
             return Err(DecodeError::Invalid("index fanout width or entry size".into()));

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::DecodeError;
-use crate::fsutil::{le_u32, le_u64};
+use crate::fsutil::{check_framed, le_u64, Framing};
 
 /// Magic of the STORE file.
 pub const STORE_MAGIC: [u8; 8] = *b"ASLSTORE";
@@ -46,22 +46,16 @@ pub fn decode_store_file(b: &[u8]) -> Result<u64, DecodeError> {
             have: b.len() as u64,
         });
     }
-    if b[0..8] != STORE_MAGIC {
-        return Err(DecodeError::BadMagic { expected: "ASLSTORE" });
-    }
-    let stored = le_u32(b, 28);
-    let computed = crc32c::crc32c(&b[..28]);
-    if stored != computed {
-        return Err(DecodeError::Checksum {
+    check_framed(
+        b,
+        &Framing {
             what: "STORE file",
-            stored,
-            computed,
-        });
-    }
-    let version = le_u32(b, 8);
-    if version != STORE_VERSION {
-        return Err(DecodeError::UnsupportedVersion { what: "store", version });
-    }
+            magic: &STORE_MAGIC,
+            magic_name: "ASLSTORE",
+            crc_at: 28,
+            version: Some(STORE_VERSION),
+        },
+    )?;
     Ok(le_u64(b, 16))
 }
 
