@@ -93,17 +93,20 @@ impl IndexHeader {
         })
     }
 
-    fn expected_len(&self) -> u64 {
-        INDEX_HEADER_LEN as u64 + (4u64 << self.bits) + self.count * ENTRY_LEN as u64 + INDEX_FOOTER_LEN as u64
+    /// File size the header implies; `None` when a hostile count overflows it.
+    fn expected_len(&self) -> Option<u64> {
+        self.count
+            .checked_mul(ENTRY_LEN as u64)?
+            .checked_add(INDEX_HEADER_LEN as u64 + (4u64 << self.bits) + INDEX_FOOTER_LEN as u64)
     }
 }
 
 /// Checks a whole index file image: header, size, footer, CRC, fanout and order.
 pub fn validate(b: &[u8]) -> Result<IndexHeader, DecodeError> {
     let h = IndexHeader::decode(b)?;
-    if b.len() as u64 != h.expected_len() {
+    if Some(b.len() as u64) != h.expected_len() {
         return Err(DecodeError::Invalid(format!(
-            "index file is {} bytes, header implies {}",
+            "index file is {} bytes, header implies {:?}",
             b.len(),
             h.expected_len()
         )));
@@ -160,7 +163,7 @@ impl IndexFile {
         let map = Map::open(&file, path)?;
         let b = map.bytes();
         let header = IndexHeader::decode(b).map_err(|e| Error::corrupt(path, e))?;
-        if b.len() as u64 != header.expected_len() || b[b.len() - 8..] != INDEX_FOOTER_MAGIC {
+        if Some(b.len() as u64) != header.expected_len() || b[b.len() - 8..] != INDEX_FOOTER_MAGIC {
             return Err(Error::corrupt(
                 path,
                 "index file size or footer does not match its header",
