@@ -429,3 +429,21 @@ fn put_batch_matches_single_puts() {
     let again = s.put_batch(&items).unwrap();
     assert!(again.iter().all(|p| !p.new));
 }
+
+#[test]
+fn put_file_progress_rises_to_the_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("input.bin");
+    fs::write(&f, noise(11, 20 << 20)).unwrap();
+    let s = small_opts().open(dir.path().join("store")).unwrap();
+    for expect_new in [true, false] {
+        let mut seen = Vec::new();
+        let p = s.put_file_with_progress(&f, &mut |d| seen.push(d)).unwrap();
+        assert_eq!(p.new, expect_new);
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "progress went backwards");
+        assert_eq!(*seen.last().unwrap(), 20 << 20);
+        if expect_new {
+            assert!(seen.len() > 4, "a 20 MiB file should report progress along the way");
+        }
+    }
+}

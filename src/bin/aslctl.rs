@@ -377,6 +377,20 @@ fn b3sum_line(id: &ArtifactId, p: &Path) -> String {
 }
 
 const COMMIT_BYTES: u64 = 1 << 30;
+const BATCH_BYTES: u64 = 64 << 20;
+const BATCH_FILES: usize = 4096;
+
+fn read_all(inputs: &[Input]) -> Result<Vec<Vec<u8>>, Error> {
+    inputs
+        .iter()
+        .map(|i| {
+            fs::read(&i.path).map_err(|e| Error::Io {
+                context: format!("read {}", i.path.display()),
+                source: e,
+            })
+        })
+        .collect()
+}
 const COMMIT_FILES: usize = 20_000;
 
 fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf]) -> Result<ExitCode, Error> {
@@ -404,8 +418,33 @@ fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf]) -> Result<ExitCode, Error> {
             let _ = out.flush();
         }
     };
-    for input in &inputs {
-        let put = match store.put_file(&input.path) {
+    let small = store.small_threshold() as u64;
+    let mut done_bytes = 0u64;
+    let mut next = 0;
+    while next < inputs.len() {
+        // Runs of small files are read together and stored with put_batch, which
+        // hashes them on all cores; large files stream one at a time.
+        let run_end = (next..inputs.len())
+            .take_while(|&i| inputs[i].size <= small)
+            .scan(0u64, |bytes, i| {
+                *bytes += inputs[i].size;
+                (*bytes <= BATCH_BYTES && i - next < BATCH_FILES).then_some(i + 1)
+            })
+            .last()
+            .unwrap_or(next);
+        let step: Result<Vec<asl::Put>, Error> = if run_end > next {
+            read_all(&inputs[next..run_end]).and_then(|bufs| store.put_batch(&bufs))
+        } else {
+            let input = &inputs[next];
+            store
+                .put_file_with_progress(&input.path, &mut |d| {
+                    if let Some(b) = &bar {
+                        b.set_position(done_bytes + d);
+                    }
+                })
+                .map(|p| vec![p])
+        };
+        let puts = match step {
             Ok(p) => p,
             Err(e) => {
                 // Nothing after the last commit is acknowledged; drop it rather
@@ -414,12 +453,17 @@ fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf]) -> Result<ExitCode, Error> {
                 return Err(e);
             }
         };
-        if put.new {
-            since_commit += put.len;
+        let stop = next + puts.len();
+        for (put, input) in puts.into_iter().zip(&inputs[next..stop]) {
+            if put.new {
+                since_commit += put.len;
+            }
+            done_bytes += input.size;
+            results.push((put, &input.path));
         }
-        results.push((put, &input.path));
+        next = stop;
         if let Some(b) = &bar {
-            b.inc(input.size);
+            b.set_position(done_bytes);
         }
         if since_commit >= COMMIT_BYTES || results.len() - acked >= COMMIT_FILES {
             if let Err(e) = store.commit() {

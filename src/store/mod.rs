@@ -157,6 +157,12 @@ impl Store {
         &self.layout.root
     }
 
+    /// Artifacts up to this size are packed; larger ones are streamed into
+    /// blocks of their own (see [`StoreOptions::small_threshold`]).
+    pub fn small_threshold(&self) -> usize {
+        self.opts.small_threshold
+    }
+
     /// The options the store was opened with.
     pub fn config(&self) -> &StoreOptions {
         &self.opts

@@ -117,29 +117,54 @@ impl Store {
     /// written in a second pass, re-hashed on the side to catch a file that
     /// changed in between ([`Error::InputChanged`]).
     pub fn put_file(&self, path: &Path) -> Result<Put> {
+        self.put_file_with_progress(path, &mut |_| {})
+    }
+
+    /// [`Store::put_file`], calling `progress(done)` as it goes, with `done`
+    /// rising to the file's length: hashing counts for the first half of a new
+    /// file and writing for the second; a file already stored jumps to its
+    /// length once hashed.
+    pub fn put_file_with_progress(&self, path: &Path, progress: &mut dyn FnMut(u64)) -> Result<Put> {
         let label = path.display().to_string();
         let mut f = File::open(path).ctx(|| format!("open {label}"))?;
         let len = f.metadata().ctx(|| format!("stat {label}"))?.len();
         if len <= self.opts.small_threshold as u64 {
             let mut buf = Vec::with_capacity(len as usize);
             f.read_to_end(&mut buf).ctx(|| format!("read {label}"))?;
-            return self.put_status(&buf);
+            let put = self.put_status(&buf)?;
+            progress(len);
+            return Ok(put);
         }
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 8 << 20];
+        let mut hashed = 0u64;
         loop {
             let n = read_full(&mut f, &mut buf).ctx(|| format!("read {label}"))?;
             if n == 0 {
                 break;
             }
             hasher.update_rayon(&buf[..n]);
+            hashed += n as u64;
+            progress(hashed.min(len) / 2);
         }
         let id = ArtifactId::from_bytes(*hasher.finalize().as_bytes());
         if self.contains(&id)? {
-            return Ok(Put { id, len, new: false });
+            progress(len);
+            return Ok(Put {
+                id,
+                len: hashed,
+                new: false,
+            });
         }
-        let mut f = File::open(path).ctx(|| format!("open {label}"))?;
-        self.put_large(&mut f, Vec::new(), Some(id), &label)
+        let f = File::open(path).ctx(|| format!("open {label}"))?;
+        let mut counted = Counted {
+            inner: f,
+            done: 0,
+            report: &mut |n| progress(len / 2 + n.min(len) / 2),
+        };
+        let put = self.put_large(&mut counted, Vec::new(), Some(id), &label)?;
+        progress(len);
+        Ok(put)
     }
 
     fn put_large(&self, reader: &mut dyn Read, head: Vec<u8>, expect: Option<ArtifactId>, label: &str) -> Result<Put> {
@@ -567,6 +592,22 @@ impl Squeeze {
         } else {
             self.misses += 1;
         }
+    }
+}
+
+/// A reader that reports how many bytes have passed through it.
+struct Counted<'a, R> {
+    inner: R,
+    done: u64,
+    report: &'a mut dyn FnMut(u64),
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        (self.report)(self.done);
+        Ok(n)
     }
 }
 
