@@ -32,6 +32,25 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// Test hook behind the `failpoints` feature: after each fsync of an
+/// append-only file (segment or log), appends `<path> <synced length>` to the
+/// file named by `$ASL_FAILPOINT_SYNC_LOG`. A power-cut test uses it to cut
+/// every file back to what a real power loss would have kept.
+#[cfg(feature = "failpoints")]
+pub(crate) fn note_synced(path: &Path, len: u64) {
+    use std::io::Write as _;
+    if let Some(log) = std::env::var_os("ASL_FAILPOINT_SYNC_LOG") {
+        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(log) {
+            let _ = writeln!(f, "{} {len}", path.display());
+        }
+    }
+}
+
+/// Without the `failpoints` feature the hook compiles to nothing.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub(crate) fn note_synced(_path: &Path, _len: u64) {}
+
 /// Reads a whole small file.
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).ctx(|| format!("read {}", path.display()))

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::block::format::{BlockHeader, BLOCK_HEADER_LEN};
 use crate::error::{DecodeError, Error, IoContext, Result};
-use crate::fsutil::{check_framed, le_u32, le_u64, Framing};
+use crate::fsutil::{check_framed, le_u32, le_u64, note_synced, Framing};
 use crate::mmap::Map;
 
 /// Magic at the start of every segment file.
@@ -258,6 +258,7 @@ impl ActiveSegment {
         file.write_all_at(&SegmentHeader { id, store_id }.encode(), 0)
             .and_then(|_| file.sync_all())
             .ctx(|| format!("write segment header {}", path.display()))?;
+        note_synced(path, SEGMENT_HEADER_LEN);
         Ok(Self {
             id,
             path: path.to_path_buf(),
@@ -291,6 +292,7 @@ impl ActiveSegment {
             file.set_len(committed_len)
                 .and_then(|_| file.sync_all())
                 .ctx(|| format!("truncate uncommitted tail of {}", path.display()))?;
+            note_synced(path, committed_len);
         }
         let mut seg = Self {
             id,
@@ -344,7 +346,9 @@ impl ActiveSegment {
     pub(crate) fn sync(&self) -> Result<()> {
         self.file
             .sync_data()
-            .ctx(|| format!("fsync segment {}", self.path.display()))
+            .ctx(|| format!("fsync segment {}", self.path.display()))?;
+        note_synced(&self.path, self.len);
+        Ok(())
     }
 
     /// Writes the footer and fsyncs: the segment is never written again.
@@ -370,6 +374,7 @@ impl ActiveSegment {
             .write_all_at(&footer.encode(), self.len)
             .and_then(|_| self.file.sync_all())
             .ctx(|| format!("seal {}", self.path.display()))?;
+        note_synced(&self.path, self.len + FOOTER_LEN);
         Ok((self.id, self.len + FOOTER_LEN))
     }
 }

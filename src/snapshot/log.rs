@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{DecodeError, Error, IoContext, Result};
-use crate::fsutil::{le_u32, le_u64, sync_dir};
+use crate::fsutil::{le_u32, le_u64, note_synced, sync_dir};
 use crate::id::ArtifactId;
 use crate::index::entry::{Entry, ENTRY_LEN};
 
@@ -253,6 +253,7 @@ impl LogWriter {
         file.write_all_at(&encode_header(start_seq, store_id), 0)
             .and_then(|_| file.sync_all())
             .ctx(|| format!("write log header {}", path.display()))?;
+        note_synced(path, LOG_HEADER_LEN);
         sync_dir(path.parent().unwrap_or(Path::new(".")))?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -273,6 +274,7 @@ impl LogWriter {
             file.set_len(contents.committed_len)
                 .and_then(|_| file.sync_all())
                 .ctx(|| format!("truncate torn tail of {}", path.display()))?;
+            note_synced(path, contents.committed_len);
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -294,6 +296,7 @@ impl LogWriter {
             .and_then(|_| self.file.sync_data())
             .ctx(|| format!("append to log {}", self.path.display()))?;
         self.len += buf.len() as u64;
+        note_synced(&self.path, self.len);
         self.next_seq += batch.len() as u64;
         Ok(self.next_seq - 1)
     }

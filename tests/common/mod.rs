@@ -31,3 +31,136 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Crash-test workload: the bytes of artifact `seed`. Sizes span packed
+/// artifacts and multi-chunk large ones; half compress, half do not. The seed
+/// leads, so no two seeds share bytes (and so never an id).
+pub fn crash_data(seed: u64) -> Vec<u8> {
+    let len = match seed % 10 {
+        0 => 70_000 + (seed % 7) as usize * 10_000,
+        1..=3 => (seed % 4000) as usize,
+        _ => 200 + (seed % 1500) as usize,
+    };
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = seed.to_le_bytes().to_vec();
+    for i in 0..len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.push(if seed.is_multiple_of(2) {
+            (x >> 24) as u8
+        } else {
+            (i % 13) as u8
+        });
+    }
+    v
+}
+
+/// Small sizes so that a short run seals segments and checkpoints often.
+pub fn crash_opts() -> asl::StoreOptions {
+    asl::StoreOptions::new()
+        .create(true)
+        .block_target(16 << 10)
+        .small_threshold(8 << 10)
+        .chunk_size(16 << 10)
+        .segment_target(256 << 10)
+        .memtable_limit(300)
+        .max_index_files(3)
+}
+
+/// The child's loop: put, sometimes remove, commit, and only then print
+/// `<seed> <id>` for each artifact the commit made durable. Never returns.
+pub fn crash_child_loop(dir: &str, base: u64) -> ! {
+    let s = crash_opts().open(dir).unwrap();
+    let mut seed = base;
+    loop {
+        let batch = 1 + seed % 8;
+        let mut put = Vec::new();
+        for _ in 0..batch {
+            let id = s.put(&crash_data(seed)).unwrap();
+            put.push((seed, id));
+            seed += 1;
+        }
+        if seed.is_multiple_of(5) {
+            s.remove(&put[0].1).unwrap();
+            put.remove(0);
+        }
+        s.commit().unwrap();
+        for (sd, id) in put {
+            println!("{sd} {id}");
+        }
+        if seed.is_multiple_of(37) {
+            s.seal().unwrap();
+        }
+    }
+}
+
+/// xorshift, seeded per run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Runs this test binary's `child_test` as a child with `envs`, lets it work
+/// for `ms` milliseconds, SIGKILLs it and returns what it acknowledged.
+pub fn run_and_kill(child_test: &str, envs: &[(&str, String)], ms: u64) -> Vec<(u64, asl::ArtifactId)> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", child_test, "--nocapture", "--test-threads=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for l in BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            let mut it = l.split(' ');
+            if let (Some(a), Some(b)) = (it.next(), it.next()) {
+                if let (Ok(sd), Ok(id)) = (a.parse::<u64>(), b.parse::<asl::ArtifactId>()) {
+                    lines.push((sd, id));
+                }
+            }
+        }
+        lines
+    });
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    // SIGKILL: no destructor, no flush.
+    let status = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = child.wait();
+    reader.join().unwrap()
+}
+
+/// Asserts that every acknowledged artifact (but those in `removed`) reads back
+/// byte-identical.
+pub fn check_acked(
+    s: &asl::Store,
+    acked: &[(u64, asl::ArtifactId)],
+    removed: &std::collections::HashSet<asl::ArtifactId>,
+    round: u32,
+) {
+    for (sd, id) in acked {
+        if removed.contains(id) {
+            continue;
+        }
+        let bytes = s
+            .get(id)
+            .unwrap_or_else(|e| panic!("round {round}: acknowledged {id} (seed {sd}) lost: {e}"));
+        assert_eq!(bytes, crash_data(*sd), "round {round}: {id} differs");
+    }
+}
