@@ -5,6 +5,7 @@
 //! memory and the rest in mapped index files, and rebuilds that state on open
 //! from the checkpoint plus the log tail.
 
+mod checkpoint;
 mod layout;
 mod maint;
 mod options;

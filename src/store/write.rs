@@ -15,13 +15,11 @@ use crate::block::format::{
 };
 use crate::block::segment::{ActiveSegment, Segment};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{sync_dir, write_atomic};
+use crate::fsutil::sync_dir;
 use crate::id::ArtifactId;
 use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED, FLAG_LARGE, MAX_U40, NO_SOURCE};
-use crate::index::file::write_index;
-use crate::index::merge::Merged;
-use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
-use crate::snapshot::log::{LogWriter, Record};
+use crate::snapshot::checkpoint::SegmentState;
+use crate::snapshot::log::Record;
 
 use super::{Store, Writer};
 
@@ -382,7 +380,7 @@ impl Store {
 
     /// Runs a step that may leave the writer half-way on failure; marks it
     /// unusable then, since only reopening restores a known state.
-    fn guard<T>(&self, w: &mut Writer, f: impl FnOnce(&Self, &mut Writer) -> Result<T>) -> Result<T> {
+    pub(crate) fn guard<T>(&self, w: &mut Writer, f: impl FnOnce(&Self, &mut Writer) -> Result<T>) -> Result<T> {
         let r = f(self, w);
         if r.is_err() {
             w.poisoned = true;
@@ -493,70 +491,6 @@ impl Store {
         drop(st);
         w.packed_ids.clear();
         Ok(())
-    }
-
-    /// Writes the in-memory records to an index file (merging index files when
-    /// there are too many), starts a new log file and replaces CHECKPOINT.
-    /// Called at a commit point, with nothing buffered.
-    pub(crate) fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
-        self.guard(w, |s, w| {
-            let (mem, files) = {
-                let st = s.state.read();
-                (super::sorted(&st.memtable), st.indexes.clone())
-            };
-            let index_dir = s.layout.index_dir();
-            let mut new_files = files.clone();
-            if !mem.is_empty() {
-                let file_id = w.next_index;
-                w.next_index += 1;
-                let path = if files.len() + 1 > s.opts.max_index_files {
-                    let upper = mem.len() as u64 + files.iter().map(|f| f.len()).sum::<u64>();
-                    // Merging every file means no older record is left for a
-                    // tombstone to shadow, so tombstones are dropped here.
-                    let merged =
-                        Merged::new(mem.clone(), &files, None)?.filter(|e| !matches!(e, Ok(e) if e.is_tombstone()));
-                    new_files.clear();
-                    write_index(&index_dir, file_id, upper, merged)?
-                } else {
-                    write_index(&index_dir, file_id, mem.len() as u64, mem.iter().copied().map(Ok))?
-                };
-                new_files.insert(0, Arc::new(crate::index::file::IndexFile::open(&path)?));
-            }
-            let log_file = w.log_file + 1;
-            let log = LogWriter::create(&s.layout.log(log_file), w.log.next_seq, s.store_id)?;
-            let ckpt = Checkpoint {
-                store_id: s.store_id,
-                next_seq: log.next_seq,
-                log_file,
-                next_segment: w.next_segment,
-                next_index: w.next_index,
-                index_files: new_files.iter().map(|f| f.file_id).collect(),
-                segments: w.seg_states.values().copied().collect(),
-            };
-            write_atomic(&s.layout.checkpoint(), &ckpt.encode())?;
-            let old_log = std::mem::replace(&mut w.log, log);
-            w.log_file = log_file;
-            {
-                let mut st = s.state.write();
-                st.indexes = new_files.clone();
-                st.memtable.clear();
-            }
-            let _ = std::fs::remove_file(&old_log.path);
-            for f in files {
-                if !new_files.iter().any(|n| n.file_id == f.file_id) {
-                    let _ = std::fs::remove_file(&f.path);
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// Writes the in-memory index to an index file and starts a fresh log, so
-    /// the next open has nothing to replay.
-    pub fn checkpoint(&self) -> Result<()> {
-        let mut w = self.writer()?;
-        self.commit_locked(&mut w)?;
-        self.checkpoint_locked(&mut w)
     }
 
     pub(crate) fn is_live_locked(&self, w: &Writer, id: &ArtifactId) -> Result<bool> {
