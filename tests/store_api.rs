@@ -447,3 +447,24 @@ fn put_file_progress_rises_to_the_length() {
         }
     }
 }
+
+/// Found by the model test: a re-put still in the write buffer must be visible
+/// even though the index holds a tombstone for the same id.
+#[test]
+fn put_remove_put_get_before_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let b = noise(2, 1528);
+    let id = s.put(&b).unwrap();
+    assert!(s.remove(&id).unwrap());
+    assert!(!s.contains(&id).unwrap());
+    assert_eq!(s.put(&b).unwrap(), id);
+    assert!(s.contains(&id).unwrap());
+    assert_eq!(s.get(&id).unwrap(), b);
+    assert_eq!(s.len_of(&id).unwrap(), b.len() as u64);
+    assert_eq!(s.resolve(&id.to_hex()[..10]).unwrap(), id);
+    s.commit().unwrap();
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.get(&id).unwrap(), b);
+}

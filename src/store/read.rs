@@ -61,10 +61,13 @@ impl Store {
 
     fn find(&self, id: &ArtifactId) -> Result<Option<Found>> {
         if let Some(e) = self.lookup(id)? {
-            return Ok((!e.is_tombstone()).then_some(Found::Entry(e)));
+            if !e.is_tombstone() {
+                return Ok(Some(Found::Entry(e)));
+            }
         }
-        // Not yet in a block: look in the writer's buffer. While we hold the writer
-        // the buffer cannot move into the index, so a miss there is re-checked.
+        // Absent or removed: it may have been put (again) and still sit in the
+        // writer's buffer. While we hold the writer the buffer cannot move into
+        // the index, so a miss there is re-checked against the index.
         if let Some(w) = &self.writer {
             let w = w.lock();
             if let Some(i) = w.packed_ids.get(id) {
