@@ -40,6 +40,16 @@ fn env() -> Env {
     Env { _tmp: tmp, root, store }
 }
 
+/// The store's first segment file.
+fn first_segment(store: &Path) -> PathBuf {
+    fs::read_dir(store.join("segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
 /// The logical state a failed command must not change.
 fn state(store: &Path) -> (String, String) {
     let ls = aslctl(store, &["ls"]);
@@ -247,12 +257,7 @@ fn foreign_and_truncated_store_files() {
     fs::write(&f, noise(3, 300_000)).unwrap();
     assert!(aslctl(&e.store, &["ingest", f.to_str().unwrap()]).status.success());
     assert!(aslctl(&e.store, &["seal"]).status.success());
-    let seg = fs::read_dir(e.store.join("segments"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let seg = first_segment(&e.store);
     let good = fs::read(&seg).unwrap();
     fs::write(&seg, &good[..good.len() / 2]).unwrap();
     let o = aslctl(&e.store, &["ls"]);
@@ -279,12 +284,7 @@ fn verify_lists_corruption_and_repair_rebuilds() {
     }
     assert!(aslctl(&e.store, &["ingest", dir.to_str().unwrap()]).status.success());
     assert!(aslctl(&e.store, &["seal"]).status.success());
-    let seg = fs::read_dir(e.store.join("segments"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let seg = first_segment(&e.store);
     let mut bytes = fs::read(&seg).unwrap();
     let at = bytes.windows(32).position(|w| w == &contents[4][500..532]).unwrap();
     bytes[at] ^= 0x80;
@@ -365,12 +365,7 @@ fn verify_beside_a_writer_ignores_the_uncommitted_tail() {
     let w = asl::Store::create(&e.store).unwrap();
     w.put(&fs::read(&f).unwrap()).unwrap();
     w.commit().unwrap();
-    let seg = fs::read_dir(e.store.join("segments"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let seg = first_segment(&e.store);
     // A block write in flight: a header's worth of bytes that is not yet a block.
     let mut tail = fs::OpenOptions::new().append(true).open(&seg).unwrap();
     std::io::Write::write_all(&mut tail, b"ASLB-half-written-block-header").unwrap();

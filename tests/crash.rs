@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use asl::{ArtifactId, Store};
-use common::{check_acked, crash_child_loop, run_and_kill, Rng};
+use common::{check_acked, crash_child_loop, next_seed_after, run_and_kill, Rng};
 
 const CHILD_ENV: &str = "ASL_CRASH_CHILD_DIR";
 
@@ -42,12 +42,7 @@ fn kill_during_ingest_loses_nothing_acknowledged() {
             ("ASL_CRASH_SEED", next_seed.to_string()),
         ];
         let got = run_and_kill("crash_child", &envs, 20 + rng.next() % 180);
-        next_seed = got
-            .iter()
-            .map(|(s, _)| *s + 100)
-            .max()
-            .unwrap_or(0)
-            .max(next_seed + 100);
+        next_seed = next_seed_after(&got, next_seed);
         acked.extend(got);
 
         let s = Store::open(dir.path()).unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));

@@ -12,7 +12,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 
 use asl::{ArtifactId, Store};
-use common::{check_acked, crash_child_loop, noise, run_and_kill, Rng};
+use common::{check_acked, crash_child_loop, next_seed_after, noise, run_and_kill, Rng};
 
 const CHILD_ENV: &str = "ASL_POWERCUT_CHILD_DIR";
 
@@ -57,12 +57,7 @@ fn power_cut_keeps_every_acknowledged_write() {
             ("ASL_FAILPOINT_SYNC_LOG", sync_log.display().to_string()),
         ];
         let got = run_and_kill("powercut_child", &envs, 20 + rng.next() % 180);
-        next_seed = got
-            .iter()
-            .map(|(s, _)| *s + 100)
-            .max()
-            .unwrap_or(0)
-            .max(next_seed + 100);
+        next_seed = next_seed_after(&got, next_seed);
         acked.extend(got);
 
         // The power cut: whatever was written after a file's last fsync is gone,

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{DecodeError, Error, IoContext, Result};
 use crate::fsutil::{le_u32, le_u64, note_synced, sync_dir};
-use crate::id::ArtifactId;
 use crate::index::entry::{Entry, ENTRY_LEN};
 
 /// Magic at the start of a log file.
@@ -302,20 +301,10 @@ impl LogWriter {
     }
 }
 
-/// Convenience for tests and tools: the ids a log's entries mention.
-pub fn entry_ids(c: &LogContents) -> Vec<ArtifactId> {
-    c.records
-        .iter()
-        .filter_map(|(_, r)| match r {
-            Record::Entry(e) => Some(e.id),
-            _ => None,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::ArtifactId;
     use crate::index::entry::DomainId;
 
     fn batch() -> Vec<Record> {
@@ -345,6 +334,15 @@ mod tests {
         let mut g = b.clone();
         g[LOG_HEADER_LEN as usize + 20] ^= 1;
         assert!(parse(&g).unwrap().records.is_empty());
-        assert_eq!(entry_ids(&parse(&b).unwrap()), vec![ArtifactId::of(b"x")]);
+        let ids: Vec<ArtifactId> = parse(&b)
+            .unwrap()
+            .records
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Record::Entry(e) => Some(e.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, vec![ArtifactId::of(b"x")]);
     }
 }

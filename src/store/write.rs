@@ -182,7 +182,7 @@ impl Store {
         };
         let mark = (a.len, a.blocks, a.raw_total);
         let outcome = self.stream_chunks(&mut w, reader, head, label);
-        let rollback = |s: &Self, w: &mut Writer| -> Result<()> {
+        let rollback = |w: &mut Writer| -> Result<()> {
             let r = match w.active.as_mut() {
                 Some(a) => a.rollback(mark.0, mark.1, mark.2),
                 None => Ok(()),
@@ -190,26 +190,25 @@ impl Store {
             if r.is_err() {
                 w.poisoned = true;
             }
-            let _ = s;
             r
         };
         let (id, len, chunks) = match outcome {
             Ok(v) => v,
             Err(e) => {
-                rollback(self, &mut w)?;
+                rollback(&mut w)?;
                 return Err(e);
             }
         };
         if expect.is_some_and(|x| x != id) {
-            rollback(self, &mut w)?;
+            rollback(&mut w)?;
             return Err(Error::InputChanged(label.to_string()));
         }
         if self.is_live_locked(&w, &id)? {
-            rollback(self, &mut w)?;
+            rollback(&mut w)?;
             return Ok(Put { id, len, new: false });
         }
         if len > MAX_U40 {
-            rollback(self, &mut w)?;
+            rollback(&mut w)?;
             return Err(Error::io(
                 format!("store {label}"),
                 std::io::Error::other("artifact larger than 1 TiB"),
@@ -226,7 +225,7 @@ impl Store {
         let at = match w.active.as_mut().map(|a| (a.id, a.append(&h, &trailer))) {
             Some((seg, Ok(at))) => (seg, at),
             Some((_, Err(e))) => {
-                rollback(self, &mut w)?;
+                rollback(&mut w)?;
                 return Err(e);
             }
             None => return Err(Error::Poisoned),

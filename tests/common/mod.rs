@@ -164,3 +164,8 @@ pub fn check_acked(
         assert_eq!(bytes, crash_data(*sd), "round {round}: {id} differs");
     }
 }
+
+/// The first seed for the next round: past everything the last child used.
+pub fn next_seed_after(got: &[(u64, asl::ArtifactId)], prev: u64) -> u64 {
+    got.iter().map(|(s, _)| *s + 100).max().unwrap_or(0).max(prev + 100)
+}
