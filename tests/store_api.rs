@@ -468,3 +468,32 @@ fn put_remove_put_get_before_commit() {
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(s.get(&id).unwrap(), b);
 }
+
+/// A program that spawns processes while it opens stores: a child forked while
+/// a lock file is open holds that lock until it execs. Creating and reopening
+/// stores must not report `Locked` because of it.
+#[test]
+fn open_is_not_refused_while_other_threads_spawn_processes() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::process::Command::new("true").status();
+            }
+        })
+    };
+    let root = tempfile::tempdir().unwrap();
+    let result = std::panic::catch_unwind(|| {
+        for i in 0..150 {
+            let dir = root.path().join(format!("s{i}"));
+            let s = Store::create(&dir).unwrap_or_else(|e| panic!("create {i}: {e}"));
+            s.put(b"x").unwrap();
+            s.close().unwrap();
+            Store::open(&dir).unwrap_or_else(|e| panic!("reopen {i}: {e}"));
+        }
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spawner.join().unwrap();
+    result.unwrap();
+}

@@ -171,9 +171,10 @@ impl Store {
 
     pub(crate) fn open_with(path: &Path, opts: StoreOptions) -> Result<Self> {
         let layout = Layout::new(path);
+        let mut created_lock = None;
         if !layout.store_file().exists() {
             if opts.create && !opts.read_only {
-                create_layout(&layout)?;
+                created_lock = Some(create_layout(&layout)?);
             } else if !path.exists() {
                 return Err(Error::NotAStore {
                     path: path.to_path_buf(),
@@ -201,7 +202,12 @@ impl Store {
                 }
             }
         }
-        let lock = lock_store(&layout)?;
+        // A store just created is still locked by us: keep that lock rather than
+        // release and retake it (see `lock_store` for why a gap is unsafe).
+        let lock = match created_lock {
+            Some(l) => l,
+            None => lock_store(&layout)?,
+        };
         Self::load(&layout, store_id, &opts, Some(lock))
     }
 
@@ -380,16 +386,28 @@ fn lock_store(layout: &Layout) -> Result<File> {
         .truncate(false)
         .open(&path)
         .ctx(|| format!("open lock file {}", path.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(path)),
-        Err(fs::TryLockError::Error(e)) => Err(Error::io(format!("lock {}", path.display()), e)),
+    // flock belongs to the open file description. A child forked by another
+    // thread of this process (to run a command) holds a copy of every open
+    // descriptor until it execs, so a lock released just before it was forked
+    // stays held for that moment. Retrying briefly tells that apart from a real
+    // second writer, which holds the lock for as long as it runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked(path)),
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io(format!("lock {}", path.display()), e)),
+        }
     }
 }
 
-/// Makes a new, empty store. STORE is written last, so a crash part-way leaves a
-/// directory that `create` finishes next time and `open` refuses.
-fn create_layout(layout: &Layout) -> Result<()> {
+/// Makes a new, empty store and returns its writer lock, still held. STORE is
+/// written last, so a crash part-way leaves a directory that `create` finishes
+/// next time and `open` refuses.
+fn create_layout(layout: &Layout) -> Result<File> {
     let root = &layout.root;
     fs::create_dir_all(root).ctx(|| format!("create {}", root.display()))?;
     for entry in fs::read_dir(root).ctx(|| format!("list {}", root.display()))? {
@@ -420,8 +438,7 @@ fn create_layout(layout: &Layout) -> Result<()> {
     write_atomic(&layout.checkpoint(), &ckpt.encode())?;
     write_atomic(&layout.store_file(), &encode_store_file(store_id))?;
     sync_dir(root)?;
-    drop(lock);
-    Ok(())
+    Ok(lock)
 }
 
 /// Removes what an interrupted operation left behind: temp files, index and log
