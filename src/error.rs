@@ -129,6 +129,22 @@ pub enum Error {
     /// The input changed between hashing it and storing it.
     #[error("{0} changed while it was being ingested")]
     InputChanged(String),
+    /// No snapshot has this name.
+    #[error("no snapshot named {0:?}")]
+    SnapshotNotFound(String),
+    /// A snapshot with this name exists already.
+    #[error("a snapshot named {0:?} exists already")]
+    SnapshotExists(String),
+    /// No pin has this name.
+    #[error("no pin named {0:?}")]
+    PinNotFound(String),
+    /// A name or argument the operation cannot accept.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The artifact is in a snapshot being read, but its bytes are gone (the
+    /// snapshot was deleted and collected while the view was open).
+    #[error("artifact {0} of the snapshot is no longer stored (was the snapshot deleted?)")]
+    NotRetained(ArtifactId),
 }
 
 impl Error {

@@ -4,7 +4,9 @@
 //! Small artifacts are packed many to a block, large ones streamed into blocks of
 //! their own; blocks are appended to segment files and every read is verified.
 //! An on-disk sorted index maps ids to locations, and CURRENT is rebuilt on open
-//! from the latest checkpoint plus the log written since.
+//! from the latest checkpoint plus the log written since. Named snapshots
+//! freeze CURRENT; pins and snapshots are GC roots, and [`Store::gc`] reclaims
+//! the rest while readers and writers carry on.
 //!
 //! Start with [`Store`]. The byte layouts are in `spec/format.md`.
 
@@ -23,9 +25,10 @@ mod store;
 pub use error::{DecodeError, Error, Result};
 pub use id::{ArtifactId, IdPrefix};
 pub use index::{DomainId, Entry, Visibility};
-pub use snapshot::CurrentId;
+pub use snapshot::{CurrentId, SnapshotMeta};
 pub use store::{
-    ArtifactInfo, ArtifactReader, Iter, Problem, Put, RepairReport, Store, StoreOptions, StoreStat, VerifyReport,
+    ArtifactInfo, ArtifactReader, GcOptions, GcReport, Iter, Problem, Put, RepairReport, Retention, SnapshotDiff,
+    SnapshotView, Store, StoreOptions, StoreStat, VerifyReport,
 };
 
 pub mod codec;

@@ -7,7 +7,7 @@ use asl::codec::{
     Record, SegmentFooter, SegmentHeader,
 };
 use asl::snapshot::checkpoint::SegmentState;
-use asl::{ArtifactId, DomainId, Entry, Visibility};
+use asl::{ArtifactId, CurrentId, DomainId, Entry, SnapshotMeta, Visibility};
 
 fn spec() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/spec/format.md")).unwrap()
@@ -100,9 +100,27 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
             id: 1,
             len: 195,
             sealed: true,
+            live: 3,
+            total: 3,
         }],
+        snapshots: vec![example_snapshot()],
+        pins: vec![("keep".into(), ArtifactId::of(b"a"))],
     }
     .encode();
+    let mut catalog = Vec::new();
+    Record::SnapshotCreated(example_snapshot()).encode(3, &mut catalog);
+    Record::Pinned {
+        name: "keep".into(),
+        id: ArtifactId::of(b"a"),
+    }
+    .encode(4, &mut catalog);
+    Record::SegmentUsage {
+        id: 1,
+        live: 1,
+        total: 3,
+    }
+    .encode(5, &mut catalog);
+    Record::SegmentDropped { id: 1 }.encode(6, &mut catalog);
     let trailer = LargeTrailer {
         id: ArtifactId::of(b"x"),
         len: 5,
@@ -120,9 +138,20 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         ("index-entry", entry),
         ("log", log),
         ("checkpoint", ckpt),
+        ("log-catalog", catalog),
         ("large-trailer", trailer),
         ("store-file", encode_store_file(0x0807_0605_0403_0201).to_vec()),
     ]
+}
+
+fn example_snapshot() -> SnapshotMeta {
+    SnapshotMeta {
+        name: "v1".into(),
+        identity: CurrentId([0xAB; 32]),
+        created: 1_763_769_600,
+        artifacts: 2,
+        bytes: 3,
+    }
 }
 
 #[test]
@@ -164,6 +193,13 @@ fn spec_examples_decode() {
     assert_eq!(log.records[1].1, Record::Commit { segment: 1, len: 147 });
     let c = Checkpoint::decode(&golden("checkpoint")).unwrap();
     assert_eq!((c.next_seq, c.log_file, c.index_files.clone()), (3, 2, vec![1]));
+    assert_eq!((c.segments[0].live, c.snapshots[0].name.as_str()), (3, "v1"));
+    let mut with_header = asl::snapshot::log::encode_header(3, 1).to_vec();
+    with_header.extend_from_slice(&golden("log-catalog"));
+    Record::Commit { segment: 0, len: 0 }.encode(7, &mut with_header);
+    let log = parse_log(&with_header).unwrap();
+    assert_eq!(log.records[0].1, Record::SnapshotCreated(example_snapshot()));
+    assert_eq!(log.records[3].1, Record::SegmentDropped { id: 1 });
     let t = LargeTrailer::decode(&golden("large-trailer")).unwrap();
     assert_eq!((t.len, t.chunks.len()), (5, 2));
     assert_eq!(decode_store_file(&golden("store-file")).unwrap(), 0x0807_0605_0403_0201);

@@ -10,9 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use asl::{ArtifactId, Error, Store, StoreOptions};
+use asl::{ArtifactId, ArtifactReader, Error, Store, StoreOptions};
 use clap::{Parser, Subcommand};
 use serde_json::json;
+
+#[path = "aslctl/snap.rs"]
+mod snap;
 
 #[derive(Parser)]
 #[command(name = "aslctl", version, about = "Content-addressed artifact store")]
@@ -42,14 +45,50 @@ enum Cmd {
         /// Output file.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Read from this snapshot instead of CURRENT.
+        #[arg(long, value_name = "SNAPSHOT")]
+        at: Option<String>,
     },
     /// Write an artifact to stdout.
     Cat {
         /// Id or unique id prefix.
         id: String,
+        /// Read from this snapshot instead of CURRENT.
+        #[arg(long, value_name = "SNAPSHOT")]
+        at: Option<String>,
     },
     /// List live artifacts: `<id> <size>`.
-    Ls,
+    Ls {
+        /// List this snapshot instead of CURRENT.
+        #[arg(long, value_name = "SNAPSHOT")]
+        at: Option<String>,
+    },
+    /// Named snapshots: create, list, show, diff, delete, prune.
+    #[command(subcommand)]
+    Snapshot(snap::SnapCmd),
+    /// Pin an artifact under a name, as a GC root.
+    Pin {
+        /// Pin name.
+        name: String,
+        /// Id or unique id prefix.
+        id: String,
+    },
+    /// Remove a pin.
+    Unpin {
+        /// Pin name.
+        name: String,
+    },
+    /// List pins: `<id> <name>`.
+    Pins,
+    /// Reclaim space: delete dead segments, repack mostly-dead ones.
+    Gc {
+        /// Report what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Repack segments whose live fraction is below this (0 to 1).
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f64,
+    },
     /// Show counts, sizes and CURRENT's identity.
     Stat,
     /// Remove artifacts from CURRENT.
@@ -80,7 +119,13 @@ fn main() -> ExitCode {
 
 fn exit_code(e: &Error) -> u8 {
     match e {
-        Error::NotFound(_) | Error::PrefixNotFound(_) | Error::Corrupt { .. } | Error::CorruptArtifact { .. } => 1,
+        Error::NotFound(_)
+        | Error::PrefixNotFound(_)
+        | Error::SnapshotNotFound(_)
+        | Error::PinNotFound(_)
+        | Error::NotRetained(_)
+        | Error::Corrupt { .. }
+        | Error::CorruptArtifact { .. } => 1,
         _ => 2,
     }
 }
@@ -89,28 +134,27 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
     let read_only = || StoreOptions::new().read_only(true).open(dir);
     match &cli.cmd {
         Cmd::Ingest { paths } => ingest(cli, dir, paths),
-        Cmd::Get { id, output } => {
+        Cmd::Get { id, output, at } => {
             let s = read_only()?;
-            let id = s.resolve(id)?;
+            let mut r = open_artifact(&s, id, at.as_deref())?;
             match output {
                 Some(p) => {
-                    let res = write_to_file(&s, &id, p);
+                    let res = write_to_file(&mut r, p);
                     if res.is_err() {
                         let _ = fs::remove_file(p);
                     }
                     res?;
                 }
-                None => stream_to_stdout(&s, &id)?,
+                None => stream_to_stdout(&mut r)?,
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Cat { id } => {
+        Cmd::Cat { id, at } => {
             let s = read_only()?;
-            let id = s.resolve(id)?;
-            stream_to_stdout(&s, &id)?;
+            stream_to_stdout(&mut open_artifact(&s, id, at.as_deref())?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Ls => {
+        Cmd::Ls { at } => {
             let s = read_only()?;
             let out = io::stdout().lock();
             let mut out = BufWriter::new(out);
@@ -123,7 +167,11 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             if cli.json {
                 w(out.write_all(b"["))?;
             }
-            for (i, a) in s.iter()?.enumerate() {
+            let iter = match at {
+                Some(name) => s.at(name)?.iter()?,
+                None => s.iter()?,
+            };
+            for (i, a) in iter.enumerate() {
                 let a = a?;
                 if cli.json {
                     let sep = if i == 0 { "\n" } else { ",\n" };
@@ -139,6 +187,11 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             w(out.flush())?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Snapshot(cmd) => snap::snapshot(cli.json, dir, cmd),
+        Cmd::Pin { name, id } => snap::pin(cli.json, dir, name, id),
+        Cmd::Unpin { name } => snap::unpin(cli.json, dir, name),
+        Cmd::Pins => snap::pins(cli.json, dir),
+        Cmd::Gc { dry_run, threshold } => snap::gc(cli.json, dir, *threshold, *dry_run),
         Cmd::Stat => {
             let st = read_only()?.stat()?;
             if cli.json {
@@ -150,6 +203,10 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
                 println!("index+log bytes {} ({})", st.index_bytes, human(st.index_bytes));
                 println!("segments        {} ({} sealed)", st.segments, st.sealed_segments);
                 println!("index files     {}", st.index_files);
+                println!("live bytes      {} ({})", st.live_bytes, human(st.live_bytes));
+                println!("garbage bytes   {} ({})", st.garbage_bytes, human(st.garbage_bytes));
+                println!("snapshots       {}", st.snapshots);
+                println!("pins            {}", st.pins);
                 println!("current         {}", st.current_id);
             }
             Ok(ExitCode::SUCCESS)
@@ -245,24 +302,34 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
     }
 }
 
-fn stream_to_stdout(s: &Store, id: &ArtifactId) -> Result<(), Error> {
-    let mut r = s.open_reader(id)?;
+/// A reader over `id` (or a unique prefix) in CURRENT or in snapshot `at`.
+fn open_artifact(s: &Store, id: &str, at: Option<&str>) -> Result<ArtifactReader, Error> {
+    match at {
+        Some(name) => {
+            let v = s.at(name)?;
+            let id = v.resolve(id)?;
+            v.open_reader(&id)
+        }
+        None => s.open_reader(&s.resolve(id)?),
+    }
+}
+
+fn stream_to_stdout(r: &mut ArtifactReader) -> Result<(), Error> {
     let mut out = io::stdout().lock();
-    copy(&mut r, &mut out)?;
+    copy(r, &mut out)?;
     out.flush().map_err(|e| Error::Io {
         context: "write stdout".into(),
         source: e,
     })
 }
 
-fn write_to_file(s: &Store, id: &ArtifactId, p: &Path) -> Result<(), Error> {
-    let mut r = s.open_reader(id)?;
+fn write_to_file(r: &mut ArtifactReader, p: &Path) -> Result<(), Error> {
     let f = File::create(p).map_err(|e| Error::Io {
         context: format!("create {}", p.display()),
         source: e,
     })?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
-    copy(&mut r, &mut w)?;
+    copy(r, &mut w)?;
     w.flush().map_err(|e| Error::Io {
         context: format!("write {}", p.display()),
         source: e,
@@ -516,7 +583,7 @@ fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf]) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn human(n: u64) -> String {
+pub(crate) fn human(n: u64) -> String {
     const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;
     let mut i = 0;

@@ -170,6 +170,14 @@ impl Segment {
         })
     }
 
+    /// End of the block area of a sealed segment (where its footer starts).
+    pub(crate) fn sealed_data_len(&self) -> Option<u64> {
+        match &self.data {
+            SegmentData::Mapped(m) => Some(m.bytes().len() as u64 - FOOTER_LEN),
+            SegmentData::File(_) => None,
+        }
+    }
+
     /// Whether the segment is read through a map (it is sealed).
     pub(crate) fn is_mapped(&self) -> bool {
         matches!(self.data, SegmentData::Mapped(_))

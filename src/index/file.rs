@@ -271,6 +271,16 @@ where
     I: Iterator<Item = Result<Entry>>,
 {
     let path = dir.join(index_file_name(file_id));
+    write_index_at(&path, file_id, upper, entries)?;
+    Ok(path)
+}
+
+/// [`write_index`] to a given path (snapshot index files are named by identity).
+pub(crate) fn write_index_at<I>(path: &Path, file_id: u64, upper: u64, entries: I) -> Result<u64>
+where
+    I: Iterator<Item = Result<Entry>>,
+{
+    let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = path.with_extension("idx.tmp");
     let f = OpenOptions::new()
         .write(true)
@@ -317,9 +327,9 @@ where
         .and_then(|_| f.sync_all())
         .map_err(werr)?;
     drop(f);
-    std::fs::rename(&tmp, &path).ctx(|| format!("rename {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).ctx(|| format!("rename {}", tmp.display()))?;
     sync_dir(dir)?;
-    Ok(path)
+    Ok(count)
 }
 
 #[cfg(test)]

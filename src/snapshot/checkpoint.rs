@@ -4,11 +4,14 @@
 
 use crate::error::DecodeError;
 use crate::fsutil::{le_u32, le_u64};
+use crate::id::ArtifactId;
+
+use super::catalog::{decode_pin, encode_pin, SnapshotMeta};
 
 /// Magic at the start of the checkpoint file.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"ASLCKPT\0";
 /// Checkpoint format version.
-pub const CHECKPOINT_VERSION: u32 = 1;
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// A segment as the checkpoint records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +22,23 @@ pub struct SegmentState {
     pub len: u64,
     /// Whether it is sealed.
     pub sealed: bool,
+    /// Logical bytes of reachable artifacts whose newest record points into it.
+    pub live: u64,
+    /// Logical bytes of every artifact written into it.
+    pub total: u64,
+}
+
+impl SegmentState {
+    /// A segment with no usage recorded yet.
+    pub fn new(id: u32, len: u64, sealed: bool) -> Self {
+        Self {
+            id,
+            len,
+            sealed,
+            live: 0,
+            total: 0,
+        }
+    }
 }
 
 /// The decoded checkpoint.
@@ -38,7 +58,13 @@ pub struct Checkpoint {
     pub index_files: Vec<u64>,
     /// All segments, in id order.
     pub segments: Vec<SegmentState>,
+    /// Named snapshots, in name order.
+    pub snapshots: Vec<SnapshotMeta>,
+    /// Pins `(name, artifact)`, in name order.
+    pub pins: Vec<(String, ArtifactId)>,
 }
+
+const SEGMENT_RECORD_LEN: usize = 29;
 
 impl Checkpoint {
     /// Encodes: magic, version, body length, body, CRC-32C of everything before it.
@@ -58,6 +84,16 @@ impl Checkpoint {
             body.extend_from_slice(&s.id.to_le_bytes());
             body.extend_from_slice(&s.len.to_le_bytes());
             body.push(s.sealed as u8);
+            body.extend_from_slice(&s.live.to_le_bytes());
+            body.extend_from_slice(&s.total.to_le_bytes());
+        }
+        body.extend_from_slice(&(self.snapshots.len() as u32).to_le_bytes());
+        for m in &self.snapshots {
+            m.encode(&mut body);
+        }
+        body.extend_from_slice(&(self.pins.len() as u32).to_le_bytes());
+        for (name, id) in &self.pins {
+            encode_pin(&mut body, name, id);
         }
         let mut b = Vec::with_capacity(body.len() + 20);
         b.extend_from_slice(&CHECKPOINT_MAGIC);
@@ -126,7 +162,7 @@ impl Checkpoint {
         }
         let m = le_u32(p, at) as usize;
         at += 4;
-        if p.len() != at + m * 13 {
+        if p.len() < at + m * SEGMENT_RECORD_LEN + 8 {
             return Err(bad());
         }
         for _ in 0..m {
@@ -139,8 +175,33 @@ impl Checkpoint {
                 id: le_u32(p, at),
                 len: le_u64(p, at + 4),
                 sealed,
+                live: le_u64(p, at + 13),
+                total: le_u64(p, at + 21),
             });
-            at += 13;
+            at += SEGMENT_RECORD_LEN;
+        }
+        let n = le_u32(p, at) as usize;
+        at += 4;
+        // Each meta takes at least 58 bytes: a count beyond that is damage.
+        if n > p.len() / 58 {
+            return Err(bad());
+        }
+        for _ in 0..n {
+            c.snapshots.push(SnapshotMeta::decode(p, &mut at)?);
+        }
+        if p.len() < at + 4 {
+            return Err(bad());
+        }
+        let n = le_u32(p, at) as usize;
+        at += 4;
+        if n > p.len() / 34 {
+            return Err(bad());
+        }
+        for _ in 0..n {
+            c.pins.push(decode_pin(p, &mut at)?);
+        }
+        if at != p.len() {
+            return Err(bad());
         }
         Ok(c)
     }
@@ -149,6 +210,7 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::current::CurrentId;
 
     #[test]
     fn round_trip_and_flip() {
@@ -163,7 +225,17 @@ mod tests {
                 id: 1,
                 len: 100,
                 sealed: true,
+                live: 40,
+                total: 60,
             }],
+            snapshots: vec![SnapshotMeta {
+                name: "s1".into(),
+                identity: CurrentId([3; 32]),
+                created: 17,
+                artifacts: 2,
+                bytes: 40,
+            }],
+            pins: vec![("p".into(), ArtifactId::of(b"p"))],
         };
         let b = c.encode();
         assert_eq!(Checkpoint::decode(&b).unwrap(), c);

@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{DecodeError, Error, IoContext, Result};
 use crate::fsutil::{le_u32, le_u64, note_synced, sync_dir};
+use crate::id::ArtifactId;
 use crate::index::entry::{Entry, ENTRY_LEN};
+
+use super::catalog::{decode_pin, encode_pin, get_name, put_name, SnapshotMeta};
 
 /// Magic at the start of a log file.
 pub const LOG_MAGIC: [u8; 8] = *b"ASLLOG\0\0";
@@ -54,6 +57,40 @@ pub enum Record {
         /// Its committed length.
         len: u64,
     },
+    /// A named snapshot was taken; its index file was durable before this record.
+    SnapshotCreated(SnapshotMeta),
+    /// A named snapshot was deleted.
+    SnapshotDeleted {
+        /// Its name.
+        name: String,
+    },
+    /// An artifact was pinned under a name (replacing any pin of that name).
+    Pinned {
+        /// Pin name.
+        name: String,
+        /// The pinned artifact.
+        id: ArtifactId,
+    },
+    /// A pin was removed.
+    Unpinned {
+        /// Pin name.
+        name: String,
+    },
+    /// A segment's usage counters after this batch (absolute values, so replay
+    /// only keeps the last one).
+    SegmentUsage {
+        /// Segment id.
+        id: u32,
+        /// Logical bytes of reachable artifacts whose newest record points into it.
+        live: u64,
+        /// Logical bytes of every artifact ever written into it.
+        total: u64,
+    },
+    /// GC deleted a segment: nothing reachable points into it any more.
+    SegmentDropped {
+        /// Segment id.
+        id: u32,
+    },
 }
 
 impl Record {
@@ -63,6 +100,12 @@ impl Record {
             Record::SegmentCreated { .. } => 2,
             Record::SegmentSealed { .. } => 3,
             Record::Commit { .. } => 4,
+            Record::SnapshotCreated(_) => 5,
+            Record::SnapshotDeleted { .. } => 6,
+            Record::Pinned { .. } => 7,
+            Record::Unpinned { .. } => 8,
+            Record::SegmentUsage { .. } => 9,
+            Record::SegmentDropped { .. } => 10,
         }
     }
 
@@ -73,10 +116,18 @@ impl Record {
                 out.resize(at + ENTRY_LEN, 0);
                 e.encode(&mut out[at..]);
             }
-            Record::SegmentCreated { id } => out.extend_from_slice(&id.to_le_bytes()),
+            Record::SegmentCreated { id } | Record::SegmentDropped { id } => out.extend_from_slice(&id.to_le_bytes()),
             Record::SegmentSealed { id, len } | Record::Commit { segment: id, len } => {
                 out.extend_from_slice(&id.to_le_bytes());
                 out.extend_from_slice(&len.to_le_bytes());
+            }
+            Record::SnapshotCreated(m) => m.encode(out),
+            Record::SnapshotDeleted { name } | Record::Unpinned { name } => put_name(out, name),
+            Record::Pinned { name, id } => encode_pin(out, name, id),
+            Record::SegmentUsage { id, live, total } => {
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&live.to_le_bytes());
+                out.extend_from_slice(&total.to_le_bytes());
             }
         }
     }
@@ -127,6 +178,36 @@ impl Record {
                     segment: le_u32(p, 0),
                     len: le_u64(p, 4),
                 }
+            }
+            5..=8 => {
+                let mut at = 0;
+                let r = match kind {
+                    5 => Record::SnapshotCreated(SnapshotMeta::decode(p, &mut at)?),
+                    6 => Record::SnapshotDeleted {
+                        name: get_name(p, &mut at)?,
+                    },
+                    7 => {
+                        let (name, id) = decode_pin(p, &mut at)?;
+                        Record::Pinned { name, id }
+                    }
+                    _ => Record::Unpinned {
+                        name: get_name(p, &mut at)?,
+                    },
+                };
+                want(at)?;
+                r
+            }
+            9 => {
+                want(20)?;
+                Record::SegmentUsage {
+                    id: le_u32(p, 0),
+                    live: le_u64(p, 4),
+                    total: le_u64(p, 12),
+                }
+            }
+            10 => {
+                want(4)?;
+                Record::SegmentDropped { id: le_u32(p, 0) }
             }
             k => return Err(DecodeError::Invalid(format!("log record kind {k}"))),
         })

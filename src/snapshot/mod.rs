@@ -6,8 +6,10 @@
 //! it, so recovery time grows with the log tail, not with the store. CURRENT's
 //! identity is a BLAKE3 over its logical content.
 
+pub mod catalog;
 pub mod checkpoint;
 pub mod current;
 pub mod log;
 
+pub use catalog::SnapshotMeta;
 pub use current::CurrentId;

@@ -12,7 +12,7 @@ use crate::index::merge::Merged;
 use crate::snapshot::checkpoint::Checkpoint;
 use crate::snapshot::log::LogWriter;
 
-use super::{Store, Writer};
+use super::{held_by, Store, Writer};
 
 impl Store {
     /// Writes the in-memory records to an index file (merging index files when
@@ -20,9 +20,14 @@ impl Store {
     /// Called at a commit point, with nothing buffered.
     pub(crate) fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
         self.guard(w, |s, w| {
-            let (mem, files) = {
+            let (mem, files, pins, snaps) = {
                 let st = s.state.read();
-                (super::sorted(&st.memtable), st.indexes.clone())
+                (
+                    super::sorted(&st.memtable),
+                    st.indexes.clone(),
+                    st.pins.clone(),
+                    st.snapshots.clone(),
+                )
             };
             let index_dir = s.layout.index_dir();
             let mut new_files = files.clone();
@@ -32,9 +37,12 @@ impl Store {
                 let path = if files.len() + 1 > s.opts.max_index_files {
                     let upper = mem.len() as u64 + files.iter().map(|f| f.len()).sum::<u64>();
                     // Merging every file means no older record is left for a
-                    // tombstone to shadow, so tombstones are dropped here.
-                    let merged =
-                        Merged::new(mem.clone(), &files, None)?.filter(|e| !matches!(e, Ok(e) if e.is_tombstone()));
+                    // tombstone to shadow, so a tombstone is dropped here unless
+                    // a snapshot or pin still reads the bytes through it.
+                    let merged = Merged::new(mem.clone(), &files, None)?.filter(|e| match e {
+                        Ok(e) if e.is_tombstone() => held_by(&pins, &snaps, e, None).unwrap_or(true),
+                        _ => true,
+                    });
                     new_files.clear();
                     write_index(&index_dir, file_id, upper, merged)?
                 } else {
@@ -52,6 +60,8 @@ impl Store {
                 next_index: w.next_index,
                 index_files: new_files.iter().map(|f| f.file_id).collect(),
                 segments: w.seg_states.values().copied().collect(),
+                snapshots: snaps.values().map(|h| h.meta.clone()).collect(),
+                pins: pins.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             };
             write_atomic(&s.layout.checkpoint(), &ckpt.encode())?;
             let old_log = std::mem::replace(&mut w.log, log);

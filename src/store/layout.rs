@@ -7,6 +7,7 @@
 //! log/         NNNNNNNNNNNN.log
 //! index/       NNNNNNNNNNNN.idx
 //! segments/    NNNNNNNN.seg
+//! snapshots/   <identity>.idx (one index file per distinct snapshot content)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub(crate) const CHECKPOINT_FILE: &str = "CHECKPOINT";
 pub(crate) const LOG_DIR: &str = "log";
 pub(crate) const INDEX_DIR: &str = "index";
 pub(crate) const SEGMENT_DIR: &str = "segments";
+pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 
 /// Encodes the 32-byte STORE file.
 pub fn encode_store_file(store_id: u64) -> [u8; 32] {
@@ -87,6 +89,13 @@ impl Layout {
     }
     pub(crate) fn segment_dir(&self) -> PathBuf {
         self.root.join(SEGMENT_DIR)
+    }
+    pub(crate) fn snapshot_dir(&self) -> PathBuf {
+        self.root.join(SNAPSHOT_DIR)
+    }
+    pub(crate) fn snapshot(&self, identity: &crate::snapshot::CurrentId) -> PathBuf {
+        self.snapshot_dir()
+            .join(crate::snapshot::catalog::snapshot_file_name(identity))
     }
     pub(crate) fn log(&self, n: u64) -> PathBuf {
         self.log_dir().join(crate::snapshot::log::log_file_name(n))

@@ -13,12 +13,13 @@ use crate::block::segment::{parse_segment_file_name, scan, SegmentFooter, FOOTER
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{sync_dir, write_atomic};
 use crate::id::ArtifactId;
-use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED, FLAG_LARGE, NO_SOURCE};
-use crate::index::file::write_index;
+use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED, FLAG_LARGE, FLAG_TOMBSTONE, NO_SOURCE};
+use crate::index::file::{write_index, IndexFile};
 use crate::mmap::Map;
+use crate::snapshot::catalog::SnapshotMeta;
 use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
 use crate::snapshot::current::{CurrentHasher, CurrentId};
-use crate::snapshot::log::{log_file_name, LogWriter};
+use crate::snapshot::log::{log_file_name, LogWriter, Record};
 
 use super::layout::{decode_store_file, encode_store_file, Layout};
 use super::read::unwrap_io;
@@ -45,6 +46,15 @@ pub struct StoreStat {
     pub memtable_records: u64,
     /// CURRENT's identity (hex).
     pub current_id: String,
+    /// Logical bytes retained (CURRENT, snapshots, pins), by the segments'
+    /// usage counters.
+    pub live_bytes: u64,
+    /// Logical bytes in segments that nothing retains: what `gc` can reclaim.
+    pub garbage_bytes: u64,
+    /// Named snapshots.
+    pub snapshots: u64,
+    /// Pins.
+    pub pins: u64,
 }
 
 /// One thing `verify` found wrong.
@@ -112,6 +122,7 @@ impl Store {
             artifacts += 1;
             logical += e.len;
         }
+        let (live_bytes, garbage_bytes) = self.usage_totals();
         let st = self.state.read();
         let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let physical = st.segments.values().map(|s| size(&s.path)).sum();
@@ -129,7 +140,23 @@ impl Store {
             index_files: st.indexes.len() as u64,
             memtable_records: st.memtable.len() as u64,
             current_id: hasher.finish().to_string(),
+            live_bytes,
+            garbage_bytes,
+            snapshots: st.snapshots.len() as u64,
+            pins: st.pins.len() as u64,
         })
+    }
+
+    /// (live, garbage) logical bytes over all segments.
+    fn usage_totals(&self) -> (u64, u64) {
+        let sum = |m: &BTreeMap<u32, SegmentState>| {
+            m.values()
+                .fold((0, 0), |(l, g), s| (l + s.live, g + s.total.saturating_sub(s.live)))
+        };
+        match &self.writer {
+            Some(w) => sum(&w.lock().seg_states),
+            None => sum(&self.open_segs),
+        }
     }
 
     /// CURRENT's identity: BLAKE3 over the sorted live ids with domain and visibility.
@@ -257,7 +284,7 @@ impl Store {
     fn committed_len(&self, seg: u32) -> Option<u64> {
         match &self.writer {
             Some(w) => w.lock().seg_states.get(&seg).map(|s| s.len),
-            None => self.open_committed.get(&seg).copied(),
+            None => self.open_segs.get(&seg).map(|s| s.len),
         }
     }
 
@@ -288,6 +315,10 @@ impl Store {
             }
         }
         ids.sort_unstable();
+        let (metas, pins) = recover_catalog(&layout);
+        let snapshots = super::open_snapshots(&layout, metas.into_iter().map(|m| (m.name.clone(), m)).collect())?;
+        let pin_map: BTreeMap<String, ArtifactId> = pins.iter().cloned().collect();
+        let mut totals: BTreeMap<u32, u64> = BTreeMap::new();
         let mut rep = RepairReport::default();
         let mut store_id = known_id;
         let mut map: BTreeMap<ArtifactId, Entry> = BTreeMap::new();
@@ -339,6 +370,7 @@ impl Store {
                                 0
                             };
                             for pe in entries {
+                                *totals.entry(*id).or_default() += pe.len as u64;
                                 map.insert(
                                     pe.id,
                                     Entry {
@@ -355,6 +387,7 @@ impl Store {
                     },
                     BlockKind::LargeTrailer => match LargeTrailer::decode(raw) {
                         Ok(t) => {
+                            *totals.entry(*id).or_default() += t.len;
                             map.insert(
                                 t.id,
                                 Entry {
@@ -370,7 +403,18 @@ impl Store {
                     BlockKind::Tombstones => match decode_tombstones(raw, b.header.count) {
                         Ok(ts) => {
                             for (tid, _) in ts {
-                                if map.remove(&tid).is_some() {
+                                // A removed artifact a snapshot or pin still holds
+                                // keeps its location, as a tombstone.
+                                let held = match map.get(&tid) {
+                                    Some(e) => super::held_by(&pin_map, &snapshots, e, None)?,
+                                    None => false,
+                                };
+                                if held {
+                                    if let Some(e) = map.get_mut(&tid) {
+                                        e.flags |= FLAG_TOMBSTONE;
+                                    }
+                                    rep.tombstones += 1;
+                                } else if map.remove(&tid).is_some() {
                                     rep.tombstones += 1;
                                 }
                             }
@@ -405,11 +449,7 @@ impl Store {
                     end + FOOTER_LEN
                 }
             };
-            segs.push(SegmentState {
-                id: *id,
-                len,
-                sealed: true,
-            });
+            segs.push(SegmentState::new(*id, len, true));
         }
         let Some(store_id) = store_id else {
             return Err(Error::NotAStore {
@@ -417,7 +457,15 @@ impl Store {
                 reason: "no STORE file and no readable segment".into(),
             });
         };
-        rep.artifacts = map.len() as u64;
+        rep.artifacts = map.values().filter(|e| !e.is_tombstone()).count() as u64;
+        let mut live: BTreeMap<u32, u64> = BTreeMap::new();
+        for e in map.values() {
+            *live.entry(e.segment).or_default() += e.len;
+        }
+        for s in &mut segs {
+            s.total = totals.get(&s.id).copied().unwrap_or(0);
+            s.live = live.get(&s.id).copied().unwrap_or(0);
+        }
         let next_index = max_file_number(&layout.index_dir(), ".idx") + 1;
         let log_file = max_file_number(&layout.log_dir(), ".log") + 1;
         let index_path = write_index(
@@ -435,6 +483,8 @@ impl Store {
             next_index: next_index + 1,
             index_files: vec![next_index],
             segments: segs,
+            snapshots: snapshots.values().map(|h| h.meta.clone()).collect(),
+            pins,
         };
         write_atomic(&layout.checkpoint(), &ckpt.encode())?;
         if known_id.is_none() {
@@ -456,6 +506,83 @@ impl Store {
         }
         Ok(rep)
     }
+}
+
+/// The snapshot catalog and pins of a store being repaired: from its checkpoint
+/// and log when they are readable; otherwise every snapshot file still on disk
+/// is registered again as `recovered-<identity prefix>` (pins are then lost;
+/// the report says so).
+type Catalog = (Vec<SnapshotMeta>, Vec<(String, ArtifactId)>);
+
+fn recover_catalog(layout: &Layout) -> Catalog {
+    let from_log = || -> Option<Catalog> {
+        let ckpt = Checkpoint::decode(&fs::read(layout.checkpoint()).ok()?).ok()?;
+        let mut metas: BTreeMap<String, SnapshotMeta> =
+            ckpt.snapshots.into_iter().map(|m| (m.name.clone(), m)).collect();
+        let mut pins: BTreeMap<String, ArtifactId> = ckpt.pins.into_iter().collect();
+        if let Ok(log) = crate::snapshot::log::read(&layout.log(ckpt.log_file)) {
+            for (_, r) in log.records {
+                match r {
+                    Record::SnapshotCreated(m) => {
+                        metas.insert(m.name.clone(), m);
+                    }
+                    Record::SnapshotDeleted { name } => {
+                        metas.remove(&name);
+                    }
+                    Record::Pinned { name, id } => {
+                        pins.insert(name, id);
+                    }
+                    Record::Unpinned { name } => {
+                        pins.remove(&name);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let all_there = metas.values().all(|m| layout.snapshot(&m.identity).is_file());
+        all_there.then(|| (metas.into_values().collect(), pins.into_iter().collect()))
+    };
+    if let Some(c) = from_log() {
+        return c;
+    }
+    let mut metas = Vec::new();
+    for e in fs::read_dir(layout.snapshot_dir()).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(hex) = name.strip_suffix(".idx") else { continue };
+        let Ok(id) = hex.parse::<ArtifactId>() else { continue };
+        let Ok(f) = IndexFile::open(&e.path()) else { continue };
+        let mut hasher = crate::snapshot::current::CurrentHasher::default();
+        let mut bytes = 0;
+        let mut ok = true;
+        for i in 0..f.len() {
+            match f.entry(i) {
+                Ok(x) => {
+                    hasher.add(&x);
+                    bytes += x.len;
+                }
+                Err(_) => ok = false,
+            }
+        }
+        // Only a file whose content matches its name is trusted.
+        if !ok || hasher.finish().0 != *id.as_bytes() {
+            continue;
+        }
+        let created = e
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        metas.push(SnapshotMeta {
+            name: format!("recovered-{}", &hex[..12]),
+            identity: crate::snapshot::CurrentId(*id.as_bytes()),
+            created,
+            artifacts: f.len(),
+            bytes,
+        });
+    }
+    (metas, Vec::new())
 }
 
 fn max_file_number(dir: &Path, ext: &str) -> u64 {

@@ -6,11 +6,15 @@
 //! from the checkpoint plus the log tail.
 
 mod checkpoint;
+mod gc;
 mod layout;
 mod maint;
 mod options;
 mod read;
+mod snapshots;
 mod write;
+#[cfg(feature = "zfs")]
+mod zfs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -26,14 +30,18 @@ use crate::fsutil::{read, sync_dir, write_atomic};
 use crate::id::ArtifactId;
 use crate::index::entry::Entry;
 use crate::index::file::IndexFile;
+use crate::snapshot::catalog::SnapshotMeta;
 use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
 use crate::snapshot::log::{self, LogWriter, Record};
+use crate::snapshot::CurrentId;
 
+pub use gc::{GcOptions, GcReport};
 use layout::Layout;
 pub use layout::{decode_store_file, encode_store_file};
 pub use maint::{Problem, RepairReport, StoreStat, VerifyReport};
 pub use options::StoreOptions;
 pub use read::{ArtifactInfo, ArtifactReader, Iter};
+pub use snapshots::{Retention, SnapshotDiff, SnapshotView};
 pub use write::Put;
 
 /// A content-addressed artifact store in one directory.
@@ -64,9 +72,9 @@ pub struct Store {
     state: RwLock<State>,
     writer: Option<Mutex<Writer>>,
     block_cache: Mutex<BlockCache>,
-    /// Committed length of the open segment as of opening (what a read-only
-    /// handle may read of it; a writer tracks its own).
-    open_committed: BTreeMap<u32, u64>,
+    /// Segments as of opening: a read-only handle reads the open segment up to
+    /// the committed length recorded here (a writer tracks its own).
+    open_segs: BTreeMap<u32, SegmentState>,
     _lock: Option<File>,
 }
 
@@ -90,6 +98,70 @@ pub(crate) struct State {
     /// Newest first.
     pub(crate) indexes: Vec<Arc<IndexFile>>,
     pub(crate) segments: BTreeMap<u32, Arc<Segment>>,
+    /// Named snapshots; several names may share one index file.
+    pub(crate) snapshots: BTreeMap<String, Arc<SnapshotHandle>>,
+    /// Pins by name.
+    pub(crate) pins: BTreeMap<String, ArtifactId>,
+}
+
+/// [`State::held`] over a copy of the catalog (for long passes that must not
+/// hold the state lock).
+pub(crate) fn held_by(
+    pins: &BTreeMap<String, ArtifactId>,
+    snapshots: &BTreeMap<String, Arc<SnapshotHandle>>,
+    rec: &Entry,
+    except: Option<&CurrentId>,
+) -> Result<bool> {
+    if rec.visibility == crate::index::entry::Visibility::Published {
+        return Ok(true);
+    }
+    if pins.values().any(|p| *p == rec.id) {
+        return Ok(true);
+    }
+    let mut seen: Vec<&CurrentId> = Vec::new();
+    for h in snapshots.values() {
+        let ident = &h.meta.identity;
+        if Some(ident) == except || seen.contains(&ident) {
+            continue;
+        }
+        seen.push(ident);
+        if h.file.get(&rec.id)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A snapshot in the catalog with its mapped index file.
+pub(crate) struct SnapshotHandle {
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) file: Arc<IndexFile>,
+}
+
+impl State {
+    /// The newest record for `id` (tombstones included).
+    pub(crate) fn newest(&self, id: &ArtifactId) -> Result<Option<Entry>> {
+        if let Some(e) = self.memtable.get(id) {
+            return Ok(Some(*e));
+        }
+        for f in &self.indexes {
+            if let Some(e) = f.get(id)? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether a snapshot, a pin or publication keeps `id` reachable outside
+    /// CURRENT. `except` leaves out one snapshot index file (being deleted).
+    pub(crate) fn held(&self, rec: &Entry, except: Option<&CurrentId>) -> Result<bool> {
+        held_by(&self.pins, &self.snapshots, rec, except)
+    }
+
+    /// Whether the bytes `rec` points at must be kept: live in CURRENT or held.
+    pub(crate) fn retains(&self, rec: &Entry) -> Result<bool> {
+        Ok(!rec.is_tombstone() || self.held(rec, None)?)
+    }
 }
 
 pub(crate) struct Writer {
@@ -103,6 +175,8 @@ pub(crate) struct Writer {
     next_segment: u32,
     next_index: u64,
     seg_states: BTreeMap<u32, SegmentState>,
+    /// Segments whose usage changed since the last commit.
+    usage_dirty: std::collections::BTreeSet<u32>,
     dir_dirty: bool,
     poisoned: bool,
 }
@@ -130,6 +204,7 @@ const LAYOUT_NAMES: &[&str] = &[
     "log",
     "index",
     "segments",
+    "snapshots",
 ];
 
 impl Store {
@@ -230,31 +305,23 @@ impl Store {
         let mut memtable = Memtable::default();
         let mut seg_states: BTreeMap<u32, SegmentState> = ckpt.segments.iter().map(|s| (s.id, *s)).collect();
         let mut next_segment = ckpt.next_segment;
+        let mut metas: BTreeMap<String, SnapshotMeta> =
+            ckpt.snapshots.iter().map(|m| (m.name.clone(), m.clone())).collect();
+        let mut pins: BTreeMap<String, ArtifactId> = ckpt.pins.iter().cloned().collect();
         for (_, r) in &contents.records {
             match r {
                 Record::Entry(e) => {
                     memtable.insert(e.id, *e);
                 }
                 Record::SegmentCreated { id } => {
-                    seg_states.insert(
-                        *id,
-                        SegmentState {
-                            id: *id,
-                            len: crate::block::segment::SEGMENT_HEADER_LEN,
-                            sealed: false,
-                        },
-                    );
+                    let st = SegmentState::new(*id, crate::block::segment::SEGMENT_HEADER_LEN, false);
+                    seg_states.insert(*id, st);
                     next_segment = next_segment.max(id + 1);
                 }
                 Record::SegmentSealed { id, len } => {
-                    seg_states.insert(
-                        *id,
-                        SegmentState {
-                            id: *id,
-                            len: *len,
-                            sealed: true,
-                        },
-                    );
+                    let st = seg_states.entry(*id).or_insert(SegmentState::new(*id, *len, true));
+                    st.len = *len;
+                    st.sealed = true;
                 }
                 Record::Commit { segment, len } => {
                     if let Some(s) = seg_states.get_mut(segment) {
@@ -263,8 +330,30 @@ impl Store {
                         }
                     }
                 }
+                Record::SegmentUsage { id, live, total } => {
+                    if let Some(s) = seg_states.get_mut(id) {
+                        s.live = *live;
+                        s.total = *total;
+                    }
+                }
+                Record::SegmentDropped { id } => {
+                    seg_states.remove(id);
+                }
+                Record::SnapshotCreated(m) => {
+                    metas.insert(m.name.clone(), m.clone());
+                }
+                Record::SnapshotDeleted { name } => {
+                    metas.remove(name);
+                }
+                Record::Pinned { name, id } => {
+                    pins.insert(name.clone(), *id);
+                }
+                Record::Unpinned { name } => {
+                    pins.remove(name);
+                }
             }
         }
+        let snapshots = open_snapshots(layout, metas)?;
         let mut segments = BTreeMap::new();
         let mut active = None;
         for s in seg_states.values() {
@@ -281,14 +370,10 @@ impl Store {
                 segments.insert(s.id, Arc::new(Segment::open_active(&path, s.id)?));
             }
         }
-        let open_committed = seg_states
-            .values()
-            .filter(|s| !s.sealed)
-            .map(|s| (s.id, s.len))
-            .collect();
+        let open_segs = seg_states.clone();
         let writer = if writable {
             let log = LogWriter::reopen(&log_path, &contents)?;
-            cleanup(layout, &ckpt, &seg_states, next_segment)?;
+            cleanup(layout, &ckpt, &seg_states, &snapshots)?;
             Some(Mutex::new(Writer {
                 log,
                 log_file: ckpt.log_file,
@@ -300,6 +385,7 @@ impl Store {
                 next_segment,
                 next_index: ckpt.next_index,
                 seg_states,
+                usage_dirty: Default::default(),
                 dir_dirty: false,
                 poisoned: false,
             }))
@@ -314,10 +400,12 @@ impl Store {
                 memtable,
                 indexes,
                 segments,
+                snapshots,
+                pins,
             }),
             writer,
             block_cache: Mutex::new(Vec::new()),
-            open_committed,
+            open_segs,
             _lock: lock,
         })
     }
@@ -421,7 +509,12 @@ fn create_layout(layout: &Layout) -> Result<File> {
         }
     }
     let lock = lock_store(layout)?;
-    for d in [layout.log_dir(), layout.index_dir(), layout.segment_dir()] {
+    for d in [
+        layout.log_dir(),
+        layout.index_dir(),
+        layout.segment_dir(),
+        layout.snapshot_dir(),
+    ] {
         fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
     }
     let store_id = new_store_id(root);
@@ -434,6 +527,8 @@ fn create_layout(layout: &Layout) -> Result<File> {
         next_index: 1,
         index_files: vec![],
         segments: vec![],
+        snapshots: vec![],
+        pins: vec![],
     };
     write_atomic(&layout.checkpoint(), &ckpt.encode())?;
     write_atomic(&layout.store_file(), &encode_store_file(store_id))?;
@@ -441,9 +536,36 @@ fn create_layout(layout: &Layout) -> Result<File> {
     Ok(lock)
 }
 
+/// Opens the index file of every snapshot in the catalog, once per identity.
+fn open_snapshots(
+    layout: &Layout,
+    metas: BTreeMap<String, SnapshotMeta>,
+) -> Result<BTreeMap<String, Arc<SnapshotHandle>>> {
+    let mut files: HashMap<CurrentId, Arc<IndexFile>> = HashMap::new();
+    let mut out = BTreeMap::new();
+    for (name, meta) in metas {
+        let file = match files.get(&meta.identity) {
+            Some(f) => f.clone(),
+            None => {
+                let f = Arc::new(IndexFile::open(&layout.snapshot(&meta.identity))?);
+                files.insert(meta.identity, f.clone());
+                f
+            }
+        };
+        out.insert(name, Arc::new(SnapshotHandle { meta, file }));
+    }
+    Ok(out)
+}
+
 /// Removes what an interrupted operation left behind: temp files, index and log
-/// files the checkpoint does not name, and segments created after the last commit.
-fn cleanup(layout: &Layout, ckpt: &Checkpoint, segs: &BTreeMap<u32, SegmentState>, next_segment: u32) -> Result<()> {
+/// files the checkpoint does not name, segments created after the last commit
+/// or dropped by GC, and snapshot files no snapshot names.
+fn cleanup(
+    layout: &Layout,
+    ckpt: &Checkpoint,
+    segs: &BTreeMap<u32, SegmentState>,
+    snapshots: &BTreeMap<String, Arc<SnapshotHandle>>,
+) -> Result<()> {
     let keep_index: Vec<String> = ckpt
         .index_files
         .iter()
@@ -452,10 +574,22 @@ fn cleanup(layout: &Layout, ckpt: &Checkpoint, segs: &BTreeMap<u32, SegmentState
     let keep_log = log::log_file_name(ckpt.log_file);
     sweep(&layout.index_dir(), |n| keep_index.iter().any(|k| k == n))?;
     sweep(&layout.log_dir(), |n| n == keep_log)?;
+    // Every segment that holds anything is in the table: one created but never
+    // committed, or one GC dropped (logged before its file is unlinked), is not.
     sweep(&layout.segment_dir(), |n| match parse_segment_file_name(n) {
-        Some(id) => segs.contains_key(&id) || id < next_segment,
+        Some(id) => segs.contains_key(&id),
         None => !n.ends_with(".tmp"),
-    })
+    })?;
+    let snap_dir = layout.snapshot_dir();
+    if !snap_dir.is_dir() {
+        fs::create_dir_all(&snap_dir).ctx(|| format!("create {}", snap_dir.display()))?;
+        return Ok(());
+    }
+    let keep: Vec<String> = snapshots
+        .values()
+        .map(|h| crate::snapshot::catalog::snapshot_file_name(&h.meta.identity))
+        .collect();
+    sweep(&snap_dir, |n| keep.iter().any(|k| k == n))
 }
 
 fn sweep(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {

@@ -27,6 +27,8 @@ pub struct StoreOptions {
     pub(crate) max_index_files: usize,
     pub(crate) create: bool,
     pub(crate) read_only: bool,
+    #[cfg(feature = "zfs")]
+    pub(crate) zfs: bool,
 }
 
 impl Default for StoreOptions {
@@ -41,6 +43,8 @@ impl Default for StoreOptions {
             max_index_files: 4,
             create: false,
             read_only: false,
+            #[cfg(feature = "zfs")]
+            zfs: false,
         }
     }
 }
@@ -98,6 +102,15 @@ impl StoreOptions {
     /// Create the store if the directory holds none. Default false.
     pub fn create(mut self, yes: bool) -> Self {
         self.create = yes;
+        self
+    }
+
+    /// Also take a ZFS snapshot (`<dataset>@asl-<name>`) of the dataset holding
+    /// the store whenever [`Store::snapshot`] runs (feature `zfs`; needs the
+    /// `zfs` command and permission to snapshot).
+    #[cfg(feature = "zfs")]
+    pub fn zfs(mut self, yes: bool) -> Self {
+        self.zfs = yes;
         self
     }
 

@@ -14,6 +14,11 @@ use crate::index::merge::Merged;
 use super::{artifact_error, Store};
 
 const BLOCK_CACHE_SLOTS: usize = 8;
+const SEGMENT_GONE: &str = "the index points at a segment that does not exist";
+
+fn is_gone(e: &Error) -> bool {
+    matches!(e, Error::CorruptArtifact { detail, .. } if detail == SEGMENT_GONE)
+}
 
 /// A live artifact as listed by [`Store::iter`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,16 +52,7 @@ enum Found {
 impl Store {
     /// The newest record for `id` in memory or index files (tombstones included).
     pub(crate) fn lookup(&self, id: &ArtifactId) -> Result<Option<Entry>> {
-        let st = self.state.read();
-        if let Some(e) = st.memtable.get(id) {
-            return Ok(Some(*e));
-        }
-        for f in &st.indexes {
-            if let Some(e) = f.get(id)? {
-                return Ok(Some(e));
-            }
-        }
-        Ok(None)
+        self.state.read().newest(id)
     }
 
     fn find(&self, id: &ArtifactId) -> Result<Option<Found>> {
@@ -96,16 +92,17 @@ impl Store {
 
     /// Reads a whole artifact, verified against its id.
     pub fn get(&self, id: &ArtifactId) -> Result<Vec<u8>> {
-        match self.find(id)? {
-            None => Err(Error::NotFound(*id)),
-            Some(Found::Pending(b)) => Ok(b),
-            Some(Found::Entry(e)) if e.is_large() => {
-                let mut r = self.reader_for(&e)?;
-                let mut out = Vec::with_capacity(e.len as usize);
-                r.read_to_end(&mut out).map_err(unwrap_io)?;
-                Ok(out)
+        let mut attempt = 0;
+        loop {
+            let r = match self.find(id)? {
+                None => return Err(Error::NotFound(*id)),
+                Some(Found::Pending(b)) => return Ok(b),
+                Some(Found::Entry(e)) => self.read_entry(&e),
+            };
+            match r {
+                Err(ref x) if attempt < 3 && is_gone(x) => attempt += 1,
+                r => return r,
             }
-            Some(Found::Entry(e)) => self.read_small(&e),
         }
     }
 
@@ -114,11 +111,54 @@ impl Store {
     /// end also checks the whole artifact against its id, and a mismatch is
     /// returned as an error from the final `read`.
     pub fn open_reader(&self, id: &ArtifactId) -> Result<ArtifactReader> {
-        match self.find(id)? {
-            None => Err(Error::NotFound(*id)),
-            Some(Found::Pending(b)) => Ok(ArtifactReader::small(*id, b)),
-            Some(Found::Entry(e)) if e.is_large() => self.reader_for(&e),
-            Some(Found::Entry(e)) => Ok(ArtifactReader::small(*id, self.read_small(&e)?)),
+        let mut attempt = 0;
+        loop {
+            let r = match self.find(id)? {
+                None => return Err(Error::NotFound(*id)),
+                Some(Found::Pending(b)) => return Ok(ArtifactReader::small(*id, b)),
+                Some(Found::Entry(e)) => self.reader_entry(&e),
+            };
+            match r {
+                Err(ref x) if attempt < 3 && is_gone(x) => attempt += 1,
+                r => return r,
+            }
+        }
+    }
+
+    /// Reads the artifact `e` points at (small or large), verified.
+    pub(crate) fn read_entry(&self, e: &Entry) -> Result<Vec<u8>> {
+        if e.is_large() {
+            let mut r = self.reader_for(e)?;
+            let mut out = Vec::with_capacity(e.len as usize);
+            r.read_to_end(&mut out).map_err(unwrap_io)?;
+            Ok(out)
+        } else {
+            self.read_small(e)
+        }
+    }
+
+    /// A streaming reader over the artifact `e` points at.
+    pub(crate) fn reader_entry(&self, e: &Entry) -> Result<ArtifactReader> {
+        if e.is_large() {
+            self.reader_for(e)
+        } else {
+            Ok(ArtifactReader::small(e.id, self.read_small(e)?))
+        }
+    }
+
+    /// Runs `read` on the entry `locate` finds, looking again when GC moved the
+    /// bytes between the two (the old segment is gone from the table then).
+    pub(crate) fn read_moving<T>(
+        &self,
+        locate: impl Fn() -> Result<Entry>,
+        read: impl Fn(&Entry) -> Result<T>,
+    ) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            match read(&locate()?) {
+                Err(ref x) if attempt < 3 && is_gone(x) => attempt += 1,
+                r => return r,
+            }
         }
     }
 
@@ -131,7 +171,7 @@ impl Store {
             .ok_or_else(|| Error::CorruptArtifact {
                 id: e.id,
                 file: self.layout.segment(e.segment),
-                detail: "the index points at a segment that does not exist".into(),
+                detail: SEGMENT_GONE.into(),
             })
     }
 
@@ -190,7 +230,7 @@ impl Store {
         Ok(raw)
     }
 
-    fn reader_for(&self, e: &Entry) -> Result<ArtifactReader> {
+    pub(crate) fn reader_for(&self, e: &Entry) -> Result<ArtifactReader> {
         let seg = self.segment(e)?;
         let (h, raw) = seg.read_block(e.block_offset).map_err(|x| artifact_error(x, e.id))?;
         let bad = |detail: String| Error::CorruptArtifact {
@@ -290,9 +330,16 @@ impl Store {
     }
 }
 
-/// Iterator over the live artifacts of CURRENT (see [`Store::iter`]).
+/// Iterator over the live artifacts of CURRENT (see [`Store::iter`]) or of a
+/// snapshot.
 pub struct Iter {
     inner: Merged,
+}
+
+impl Iter {
+    pub(crate) fn over(inner: Merged) -> Self {
+        Self { inner }
+    }
 }
 
 impl Iterator for Iter {

@@ -17,7 +17,9 @@ use crate::block::segment::{ActiveSegment, Segment};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::sync_dir;
 use crate::id::ArtifactId;
-use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED, FLAG_LARGE, MAX_U40, NO_SOURCE};
+use crate::index::entry::{
+    DomainId, Entry, Visibility, FLAG_COMPRESSED, FLAG_LARGE, FLAG_TOMBSTONE, MAX_U40, NO_SOURCE,
+};
 use crate::snapshot::checkpoint::SegmentState;
 use crate::snapshot::log::Record;
 
@@ -53,9 +55,14 @@ impl Store {
 
     fn put_small_locked(&self, w: &mut Writer, id: ArtifactId, bytes: &[u8]) -> Result<Put> {
         let len = bytes.len() as u64;
-        if self.is_live_locked(w, &id)? {
+        if w.packed_ids.contains_key(&id) {
             return Ok(Put { id, len, new: false });
         }
+        let prev = self.state.read().newest(&id)?;
+        if prev.is_some_and(|e| !e.is_tombstone()) {
+            return Ok(Put { id, len, new: false });
+        }
+        self.release_revived(w, prev)?;
         let idx = w.packed.push(id, bytes);
         w.packed_ids.insert(id, idx);
         if w.packed.raw_len() >= self.opts.block_target {
@@ -207,6 +214,8 @@ impl Store {
             rollback(&mut w)?;
             return Ok(Put { id, len, new: false });
         }
+        let prev = self.state.read().newest(&id)?;
+        self.release_revived(&mut w, prev)?;
         if len > MAX_U40 {
             rollback(&mut w)?;
             return Err(Error::io(
@@ -243,11 +252,24 @@ impl Store {
         };
         self.state.write().memtable.insert(id, e);
         w.batch.push(Record::Entry(e));
+        w.add_usage(at.0, len as i64, len);
         Ok(Put { id, len, new: true })
     }
 
+    /// A put of an id whose newest record is a tombstone still holding bytes for
+    /// a snapshot or pin: the new copy becomes the one everyone reads, so the old
+    /// bytes stop counting as live (GC may reclaim them once moved past).
+    fn release_revived(&self, w: &mut Writer, prev: Option<Entry>) -> Result<()> {
+        if let Some(p) = prev.filter(|p| p.is_tombstone() && p.segment != 0) {
+            if self.state.read().held(&p, None)? {
+                w.add_usage(p.segment, -(p.len as i64), 0);
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the input as chunk blocks while hashing it on the other core.
-    fn stream_chunks(
+    pub(crate) fn stream_chunks(
         &self,
         w: &mut Writer,
         reader: &mut dyn Read,
@@ -316,8 +338,19 @@ impl Store {
             // A tombstone must land in the segment after the block holding any
             // earlier put of the same id, so repair replays them in order.
             s.flush_packed(w)?;
-            let t = Entry::tombstone(*id, DomainId::LOCAL);
-            w.tombstones.push((*id, DomainId::LOCAL.0));
+            let Some(prev) = s.state.read().newest(id)?.filter(|e| !e.is_tombstone()) else {
+                return Ok(());
+            };
+            // The tombstone keeps the location: a snapshot or pin may still need
+            // the bytes, and reads at a snapshot find them through this record.
+            let t = Entry {
+                flags: prev.flags | FLAG_TOMBSTONE,
+                ..prev
+            };
+            if !s.state.read().held(&t, None)? {
+                w.add_usage(prev.segment, -(prev.len as i64), 0);
+            }
+            w.tombstones.push((*id, prev.domain.0));
             s.state.write().memtable.insert(*id, t);
             w.batch.push(Record::Entry(t));
             Ok(())
@@ -348,6 +381,15 @@ impl Store {
             if w.dir_dirty {
                 sync_dir(&s.layout.segment_dir())?;
                 w.dir_dirty = false;
+            }
+            for id in std::mem::take(&mut w.usage_dirty) {
+                if let Some(st) = w.seg_states.get(&id) {
+                    w.batch.push(Record::SegmentUsage {
+                        id,
+                        live: st.live,
+                        total: st.total,
+                    });
+                }
             }
             let (segment, len) = w.active.as_ref().map(|a| (a.id, a.len)).unwrap_or((0, 0));
             w.batch.push(Record::Commit { segment, len });
@@ -387,7 +429,7 @@ impl Store {
         r
     }
 
-    fn ensure_active(&self, w: &mut Writer) -> Result<()> {
+    pub(crate) fn ensure_active(&self, w: &mut Writer) -> Result<()> {
         if w.active.as_ref().is_some_and(|a| a.len >= self.opts.segment_target) {
             self.seal_active(w)?;
         }
@@ -397,14 +439,7 @@ impl Store {
             let a = ActiveSegment::create(&path, id, self.store_id)?;
             w.next_segment += 1;
             w.batch.push(Record::SegmentCreated { id });
-            w.seg_states.insert(
-                id,
-                SegmentState {
-                    id,
-                    len: a.len,
-                    sealed: false,
-                },
-            );
+            w.seg_states.insert(id, SegmentState::new(id, a.len, false));
             w.dir_dirty = true;
             self.state
                 .write()
@@ -415,14 +450,16 @@ impl Store {
         Ok(())
     }
 
-    fn seal_active(&self, w: &mut Writer) -> Result<()> {
+    pub(crate) fn seal_active(&self, w: &mut Writer) -> Result<()> {
         let Some(a) = w.active.take() else {
             return Ok(());
         };
         let path = a.path.clone();
         let (id, len) = a.seal()?;
         w.batch.push(Record::SegmentSealed { id, len });
-        w.seg_states.insert(id, SegmentState { id, len, sealed: true });
+        let st = w.seg_states.entry(id).or_insert(SegmentState::new(id, len, true));
+        st.len = len;
+        st.sealed = true;
         let seg = Segment::open_sealed(&path, id, self.store_id)?;
         self.state.write().segments.insert(id, Arc::new(seg));
         Ok(())
@@ -434,7 +471,7 @@ impl Store {
         self.flush_tombstones(w)
     }
 
-    fn flush_tombstones(&self, w: &mut Writer) -> Result<()> {
+    pub(crate) fn flush_tombstones(&self, w: &mut Writer) -> Result<()> {
         if w.tombstones.is_empty() {
             return Ok(());
         }
@@ -486,6 +523,7 @@ impl Store {
             };
             st.memtable.insert(pe.id, e);
             w.batch.push(Record::Entry(e));
+            w.add_usage(seg, pe.len as i64, pe.len as u64);
         }
         drop(st);
         w.packed_ids.clear();
@@ -497,6 +535,17 @@ impl Store {
             return Ok(true);
         }
         Ok(self.lookup(id)?.is_some_and(|e| !e.is_tombstone()))
+    }
+}
+
+impl Writer {
+    /// Adjusts a segment's usage counters (logged at the next commit).
+    pub(crate) fn add_usage(&mut self, seg: u32, live: i64, total: u64) {
+        if let Some(st) = self.seg_states.get_mut(&seg) {
+            st.live = st.live.saturating_add_signed(live);
+            st.total += total;
+            self.usage_dirty.insert(seg);
+        }
     }
 }
 

@@ -1,0 +1,323 @@
+//! `aslctl snapshot …`, `pin`, `unpin`, `pins` and `gc`: parsing and printing
+//! only; the work is in the library.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use asl::{ArtifactInfo, Error, GcOptions, Retention, SnapshotMeta, Store, StoreOptions};
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::human;
+
+#[derive(Subcommand)]
+pub enum SnapCmd {
+    /// Take a named snapshot of CURRENT; prints its identity.
+    Create {
+        /// Snapshot name (letters, digits, '.', '_', '-').
+        name: String,
+    },
+    /// List snapshots, oldest first.
+    List,
+    /// Show one snapshot.
+    Show {
+        /// Snapshot name.
+        name: String,
+    },
+    /// Artifacts added and removed from snapshot A to snapshot B.
+    Diff {
+        /// Older snapshot.
+        a: String,
+        /// Newer snapshot.
+        b: String,
+    },
+    /// Delete a snapshot (its artifacts become garbage unless held elsewhere).
+    Delete {
+        /// Snapshot name.
+        name: String,
+    },
+    /// Delete the snapshots no keep rule keeps.
+    Prune {
+        /// Keep the newest N snapshots.
+        #[arg(long)]
+        keep_last: Option<usize>,
+        /// Keep snapshots newer than this (e.g. 30d, 12h, 2w, 90m, 45s).
+        #[arg(long, value_parser = parse_duration)]
+        keep_within: Option<Duration>,
+        /// Keep this snapshot by name (repeatable).
+        #[arg(long = "keep", value_name = "NAME")]
+        keep_names: Vec<String>,
+        /// Show what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `30d`, `12h`, `2w`, `90m`, `45s` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30d"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "y" => 365 * 86_400,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use s, m, h, d, w or y")),
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+fn meta_json(m: &SnapshotMeta) -> Value {
+    json!({
+        "name": m.name,
+        "identity": m.identity.to_string(),
+        "created": m.created,
+        "artifacts": m.artifacts,
+        "bytes": m.bytes,
+    })
+}
+
+fn info_json(a: &ArtifactInfo) -> Value {
+    json!({"id": a.id.to_hex(), "size": a.len})
+}
+
+fn when(secs: u64) -> String {
+    // Days since the epoch to a civil date (Howard Hinnant's algorithm), so the
+    // CLI prints UTC timestamps without a date-time dependency.
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, Error> {
+    let read_only = || StoreOptions::new().read_only(true).open(dir);
+    match cmd {
+        SnapCmd::Create { name } => {
+            let s = Store::open(dir)?;
+            let m = s.snapshot(name)?;
+            s.close()?;
+            if json_out {
+                println!("{}", meta_json(&m));
+            } else {
+                println!("{} {}", m.identity, m.name);
+                eprintln!("snapshot {}: {} artifacts, {}", m.name, m.artifacts, human(m.bytes));
+            }
+        }
+        SnapCmd::List => {
+            let mut all = read_only()?.snapshots();
+            all.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
+            if json_out {
+                println!("{}", Value::Array(all.iter().map(meta_json).collect()));
+            } else {
+                for m in &all {
+                    println!(
+                        "{}  {}  {:>10} artifacts  {:>10}  {}",
+                        when(m.created),
+                        &m.identity.to_string()[..16],
+                        m.artifacts,
+                        human(m.bytes),
+                        m.name
+                    );
+                }
+            }
+        }
+        SnapCmd::Show { name } => {
+            let m = read_only()?.snapshot_meta(name)?;
+            if json_out {
+                println!("{}", meta_json(&m));
+            } else {
+                println!("name       {}", m.name);
+                println!("identity   {}", m.identity);
+                println!("created    {} ({})", when(m.created), m.created);
+                println!("artifacts  {}", m.artifacts);
+                println!("bytes      {} ({})", m.bytes, human(m.bytes));
+            }
+        }
+        SnapCmd::Diff { a, b } => {
+            let d = read_only()?.diff_snapshots(a, b)?;
+            if json_out {
+                println!(
+                    "{}",
+                    json!({
+                        "added": d.added.iter().map(info_json).collect::<Vec<_>>(),
+                        "removed": d.removed.iter().map(info_json).collect::<Vec<_>>(),
+                    })
+                );
+            } else {
+                for x in &d.added {
+                    println!("+ {} {}", x.id, x.len);
+                }
+                for x in &d.removed {
+                    println!("- {} {}", x.id, x.len);
+                }
+                eprintln!("{} added, {} removed", d.added.len(), d.removed.len());
+            }
+        }
+        SnapCmd::Delete { name } => {
+            let s = Store::open(dir)?;
+            let m = s.delete_snapshot(name)?;
+            s.close()?;
+            if json_out {
+                println!("{}", json!({"deleted": meta_json(&m)}));
+            } else {
+                println!("deleted {}", m.name);
+            }
+        }
+        SnapCmd::Prune {
+            keep_last,
+            keep_within,
+            keep_names,
+            dry_run,
+        } => {
+            let policy = Retention {
+                keep_last: *keep_last,
+                keep_within: *keep_within,
+                keep_names: keep_names.clone(),
+            };
+            let s = Store::open(dir)?;
+            let doomed = s.prune_snapshots(&policy, *dry_run)?;
+            s.close()?;
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"dry_run": dry_run, "deleted": doomed.iter().map(meta_json).collect::<Vec<_>>()})
+                );
+            } else {
+                let verb = if *dry_run { "would delete" } else { "deleted" };
+                for m in &doomed {
+                    println!("{verb} {} ({})", m.name, when(m.created));
+                }
+                eprintln!("{} snapshots {verb}", doomed.len());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str) -> Result<ExitCode, Error> {
+    let s = Store::open(dir)?;
+    let id = s.resolve(id)?;
+    s.pin(name, &id)?;
+    s.close()?;
+    if json_out {
+        println!("{}", json!({"pinned": name, "id": id.to_hex()}));
+    } else {
+        println!("pinned {id} as {name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn unpin(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {
+    let s = Store::open(dir)?;
+    let id = s.unpin(name)?;
+    s.close()?;
+    if json_out {
+        println!("{}", json!({"unpinned": name, "id": id.to_hex()}));
+    } else {
+        println!("unpinned {name} ({id})");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn pins(json_out: bool, dir: &Path) -> Result<ExitCode, Error> {
+    let p = StoreOptions::new().read_only(true).open(dir)?.pins();
+    if json_out {
+        let v: Vec<Value> = p.iter().map(|(n, id)| json!({"name": n, "id": id.to_hex()})).collect();
+        println!("{}", Value::Array(v));
+    } else {
+        for (n, id) in &p {
+            println!("{id} {n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<ExitCode, Error> {
+    let s = Store::open(dir)?;
+    let r = s.gc(&GcOptions { threshold, dry_run })?;
+    let after = s.stat()?;
+    s.close()?;
+    if json_out {
+        println!(
+            "{}",
+            json!({
+                "dry_run": r.dry_run,
+                "segments_deleted": r.segments_deleted,
+                "segments_repacked": r.segments_repacked,
+                "reclaimed_bytes": r.reclaimed_bytes,
+                "repacked_bytes": r.repacked_bytes,
+                "artifacts_copied": r.artifacts_copied,
+                "live_before": r.live_before,
+                "garbage_before": r.garbage_before,
+                "live_after": r.live_after,
+                "garbage_after": r.garbage_after,
+                "physical_after": after.physical_bytes,
+                "peak_memory_bytes": r.peak_memory_bytes,
+                "seconds": r.elapsed.as_secs_f64(),
+                "skipped": r.skipped,
+            })
+        );
+    } else {
+        let verb = if dry_run { "would reclaim" } else { "reclaimed" };
+        println!(
+            "{verb} {} in {} segments ({} repacked: {} artifacts, {} copied) in {:.3} s",
+            human(r.reclaimed_bytes),
+            r.segments_deleted,
+            r.segments_repacked,
+            r.artifacts_copied,
+            human(r.repacked_bytes),
+            r.elapsed.as_secs_f64()
+        );
+        println!(
+            "live {} -> {}, garbage {} -> {}; GC memory peak {}",
+            human(r.live_before),
+            human(r.live_after),
+            human(r.garbage_before),
+            human(r.garbage_after),
+            human(r.peak_memory_bytes)
+        );
+        for s in &r.skipped {
+            eprintln!("aslctl: warning: skipped {s}");
+        }
+    }
+    Ok(if r.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_dates() {
+        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert!(parse_duration("3 parsecs").is_err());
+        assert!(parse_duration("d").is_err());
+        assert_eq!(when(0), "1970-01-01T00:00:00Z");
+        assert_eq!(when(1_763_769_600), "2025-11-22T00:00:00Z");
+    }
+}

@@ -1,0 +1,496 @@
+//! Named snapshots, reads at a snapshot, pins and retention.
+//!
+//! A snapshot freezes CURRENT's live records into an index file named by the
+//! snapshot's identity, and a catalog record in the log names it. Its entries'
+//! locations are those at creation; since GC may move bytes later, reads at a
+//! snapshot take the location from the main index, whose newest record for an
+//! artifact always points at its bytes while anything retains it (a removal
+//! writes a tombstone that keeps the location; GC rewrites the record when it
+//! moves the bytes).
+//!
+//! Every change here runs under the writer lock, like GC's decisions, so "is
+//! this artifact retained" never changes between GC's check and its delete.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::fsutil::sync_dir;
+use crate::id::{ArtifactId, IdPrefix};
+use crate::index::entry::Entry;
+use crate::index::file::{write_index_at, IndexFile};
+use crate::index::merge::Merged;
+use crate::snapshot::catalog::{validate_name, SnapshotMeta};
+use crate::snapshot::current::CurrentHasher;
+use crate::snapshot::log::Record;
+
+use super::read::{ArtifactInfo, ArtifactReader, Iter};
+use super::{SnapshotHandle, Store, Writer};
+
+const PENDING_FILE: &str = "pending.idx";
+
+/// Which snapshots [`Store::prune_snapshots`] keeps. A snapshot is deleted only
+/// when no rule keeps it.
+#[derive(Clone, Debug, Default)]
+pub struct Retention {
+    /// Keep the newest N snapshots.
+    pub keep_last: Option<usize>,
+    /// Keep snapshots created within this long before now.
+    pub keep_within: Option<Duration>,
+    /// Keep these by name.
+    pub keep_names: Vec<String>,
+}
+
+impl Retention {
+    fn is_empty(&self) -> bool {
+        self.keep_last.is_none() && self.keep_within.is_none() && self.keep_names.is_empty()
+    }
+}
+
+/// What changed between two snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotDiff {
+    /// In the second, not the first.
+    pub added: Vec<ArtifactInfo>,
+    /// In the first, not the second.
+    pub removed: Vec<ArtifactInfo>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl AsRef<str> for SnapshotMeta {
+    fn as_ref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Store {
+    /// Takes a named snapshot of CURRENT (committing buffered writes first) and
+    /// returns its catalog entry; `identity` is CURRENT's identity, the same
+    /// for the same content wherever its bytes sit. The writer waits while the
+    /// snapshot's index file is written (one sequential pass over the index).
+    pub fn snapshot(&self, name: &str) -> Result<SnapshotMeta> {
+        validate_name(name).map_err(Error::InvalidArgument)?;
+        let mut w = self.writer()?;
+        if self.state.read().snapshots.contains_key(name) {
+            return Err(Error::SnapshotExists(name.to_string()));
+        }
+        self.commit_locked(&mut w)?;
+        let (mem, files) = {
+            let st = self.state.read();
+            (super::sorted(&st.memtable), st.indexes.clone())
+        };
+        let dir = self.layout.snapshot_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let pending = dir.join(PENDING_FILE);
+        let upper = mem.len() as u64 + files.iter().map(|f| f.len()).sum::<u64>();
+        let mut hasher = CurrentHasher::default();
+        let mut bytes = 0u64;
+        let live = Merged::new(mem, &files, None)?
+            .filter(|e| !matches!(e, Ok(e) if e.is_tombstone()))
+            .inspect(|e| {
+                if let Ok(e) = e {
+                    hasher.add(e);
+                    bytes += e.len;
+                }
+            });
+        let artifacts = write_index_at(&pending, 0, upper, live)?;
+        let identity = hasher.finish();
+        let path = self.layout.snapshot(&identity);
+        let meta = SnapshotMeta {
+            name: name.to_string(),
+            identity,
+            created: now_secs(),
+            artifacts,
+            bytes,
+        };
+        let shared = self
+            .state
+            .read()
+            .snapshots
+            .values()
+            .find(|h| h.meta.identity == identity)
+            .map(|h| h.file.clone());
+        let file = match shared {
+            // Same content as an existing snapshot: share its file.
+            Some(f) => {
+                let _ = std::fs::remove_file(&pending);
+                f
+            }
+            None => {
+                std::fs::rename(&pending, &path).map_err(|e| Error::io(format!("rename {}", pending.display()), e))?;
+                sync_dir(&dir)?;
+                Arc::new(IndexFile::open(&path)?)
+            }
+        };
+        #[cfg(feature = "zfs")]
+        if self.opts.zfs {
+            super::zfs::snapshot(&self.layout.root, name)?;
+        }
+        self.guard(&mut w, |s, w| {
+            w.batch.push(Record::SnapshotCreated(meta.clone()));
+            s.commit_locked(w)
+        })?;
+        self.state.write().snapshots.insert(
+            name.to_string(),
+            Arc::new(SnapshotHandle {
+                meta: meta.clone(),
+                file,
+            }),
+        );
+        Ok(meta)
+    }
+
+    /// The snapshots, in name order.
+    pub fn snapshots(&self) -> Vec<SnapshotMeta> {
+        self.state.read().snapshots.values().map(|h| h.meta.clone()).collect()
+    }
+
+    /// One snapshot's catalog entry.
+    pub fn snapshot_meta(&self, name: &str) -> Result<SnapshotMeta> {
+        Ok(self.handle(name)?.meta.clone())
+    }
+
+    fn handle(&self, name: &str) -> Result<Arc<SnapshotHandle>> {
+        self.state
+            .read()
+            .snapshots
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::SnapshotNotFound(name.to_string()))
+    }
+
+    /// A read-only view of the store as it was when `snapshot` was taken.
+    pub fn at(&self, snapshot: impl AsRef<str>) -> Result<SnapshotView<'_>> {
+        Ok(SnapshotView {
+            store: self,
+            handle: self.handle(snapshot.as_ref())?,
+        })
+    }
+
+    /// Deletes a snapshot. Artifacts only it held become garbage for the next
+    /// [`Store::gc`]; until then they stay on disk.
+    pub fn delete_snapshot(&self, name: &str) -> Result<SnapshotMeta> {
+        let mut w = self.writer()?;
+        let h = self.handle(name)?;
+        self.guard(&mut w, |s, w| {
+            s.state.write().snapshots.remove(name);
+            let shared = s
+                .state
+                .read()
+                .snapshots
+                .values()
+                .any(|o| o.meta.identity == h.meta.identity);
+            if !shared {
+                for i in 0..h.file.len() {
+                    let e = h.file.entry(i)?;
+                    s.release_if_unheld(w, &e.id)?;
+                }
+            }
+            w.batch.push(Record::SnapshotDeleted { name: name.to_string() });
+            s.commit_locked(w)?;
+            if !shared {
+                let _ = std::fs::remove_file(&h.file.path);
+                sync_dir(&s.layout.snapshot_dir())?;
+            }
+            Ok(())
+        })?;
+        Ok(h.meta.clone())
+    }
+
+    /// After a root went away: if `id`'s newest record is a tombstone nothing
+    /// holds any more, its bytes stop counting as live.
+    fn release_if_unheld(&self, w: &mut Writer, id: &ArtifactId) -> Result<()> {
+        let st = self.state.read();
+        if let Some(rec) = st.newest(id)? {
+            if rec.is_tombstone() && rec.segment != 0 && !st.held(&rec, None)? {
+                drop(st);
+                w.add_usage(rec.segment, -(rec.len as i64), 0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Artifacts added and removed from snapshot `a` to snapshot `b`.
+    pub fn diff_snapshots(&self, a: &str, b: &str) -> Result<SnapshotDiff> {
+        let (ha, hb) = (self.handle(a)?, self.handle(b)?);
+        let mut out = SnapshotDiff::default();
+        if ha.meta.identity == hb.meta.identity {
+            return Ok(out);
+        }
+        let (fa, fb) = (&ha.file, &hb.file);
+        let (mut i, mut j) = (0u64, 0u64);
+        let (na, nb) = (fa.len(), fb.len());
+        let mut ea = if na > 0 { Some(fa.entry(0)?) } else { None };
+        let mut eb = if nb > 0 { Some(fb.entry(0)?) } else { None };
+        let step = |f: &IndexFile, k: &mut u64, n: u64| -> Result<Option<Entry>> {
+            *k += 1;
+            if *k < n {
+                f.entry(*k).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        loop {
+            match (ea, eb) {
+                (None, None) => break,
+                (Some(x), Some(y)) if x.id == y.id => {
+                    ea = step(fa, &mut i, na)?;
+                    eb = step(fb, &mut j, nb)?;
+                }
+                (Some(x), Some(y)) if x.id < y.id => {
+                    out.removed.push(ArtifactInfo::from(&x));
+                    ea = step(fa, &mut i, na)?;
+                }
+                (Some(x), None) => {
+                    out.removed.push(ArtifactInfo::from(&x));
+                    ea = step(fa, &mut i, na)?;
+                }
+                (_, Some(y)) => {
+                    out.added.push(ArtifactInfo::from(&y));
+                    eb = step(fb, &mut j, nb)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pins `id` under `name` as a GC root (replacing an earlier pin of that
+    /// name). The artifact must be retained now: live in CURRENT, in a
+    /// snapshot, or pinned already.
+    pub fn pin(&self, name: &str, id: &ArtifactId) -> Result<()> {
+        validate_name(name).map_err(Error::InvalidArgument)?;
+        let mut w = self.writer()?;
+        self.commit_locked(&mut w)?;
+        let rec = self.state.read().newest(id)?;
+        let retained = match rec {
+            Some(r) => r.segment != 0 && self.state.read().retains(&r)?,
+            None => false,
+        };
+        if !retained {
+            return Err(Error::NotFound(*id));
+        }
+        self.guard(&mut w, |s, w| {
+            let old = s.state.write().pins.insert(name.to_string(), *id);
+            if let Some(old) = old.filter(|o| o != id) {
+                s.release_if_unheld(w, &old)?;
+            }
+            w.batch.push(Record::Pinned {
+                name: name.to_string(),
+                id: *id,
+            });
+            s.commit_locked(w)
+        })
+    }
+
+    /// Removes a pin; returns the artifact it named.
+    pub fn unpin(&self, name: &str) -> Result<ArtifactId> {
+        let mut w = self.writer()?;
+        if !self.state.read().pins.contains_key(name) {
+            return Err(Error::PinNotFound(name.to_string()));
+        }
+        self.guard(&mut w, |s, w| {
+            let id = s
+                .state
+                .write()
+                .pins
+                .remove(name)
+                .ok_or_else(|| Error::PinNotFound(name.to_string()))?;
+            s.release_if_unheld(w, &id)?;
+            w.batch.push(Record::Unpinned { name: name.to_string() });
+            s.commit_locked(w)?;
+            Ok(id)
+        })
+    }
+
+    /// A verified reader over the artifact pinned as `name`, whether or not it
+    /// is still in CURRENT.
+    pub fn open_pinned(&self, name: &str) -> Result<ArtifactReader> {
+        let id = *self
+            .state
+            .read()
+            .pins
+            .get(name)
+            .ok_or_else(|| Error::PinNotFound(name.to_string()))?;
+        self.read_moving(
+            || match self.lookup(&id)? {
+                Some(rec) if rec.segment != 0 => Ok(rec),
+                _ => Err(Error::NotRetained(id)),
+            },
+            |e| self.reader_entry(e),
+        )
+    }
+
+    /// The pins, in name order.
+    pub fn pins(&self) -> Vec<(String, ArtifactId)> {
+        self.state.read().pins.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// Deletes every snapshot no rule of `policy` keeps and returns them (with
+    /// `dry_run`, only returns them). A policy with no rule is refused rather
+    /// than read as "keep nothing".
+    pub fn prune_snapshots(&self, policy: &Retention, dry_run: bool) -> Result<Vec<SnapshotMeta>> {
+        if policy.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a retention policy needs at least one keep rule (keep-last, keep-within or keep-name)".into(),
+            ));
+        }
+        let doomed = doomed_by(&self.snapshots(), policy, now_secs());
+        if !dry_run {
+            for m in &doomed {
+                self.delete_snapshot(&m.name)?;
+            }
+        }
+        Ok(doomed)
+    }
+}
+
+/// The snapshots `policy` does not keep, oldest first.
+fn doomed_by(all: &[SnapshotMeta], policy: &Retention, now: u64) -> Vec<SnapshotMeta> {
+    let mut by_age: Vec<&SnapshotMeta> = all.iter().collect();
+    by_age.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.name.cmp(&a.name)));
+    let mut keep: BTreeMap<&str, ()> = BTreeMap::new();
+    if let Some(n) = policy.keep_last {
+        for m in by_age.iter().take(n) {
+            keep.insert(&m.name, ());
+        }
+    }
+    if let Some(d) = policy.keep_within {
+        let cutoff = now.saturating_sub(d.as_secs());
+        for m in &by_age {
+            if m.created >= cutoff {
+                keep.insert(&m.name, ());
+            }
+        }
+    }
+    for n in &policy.keep_names {
+        keep.insert(n, ());
+    }
+    let mut out: Vec<SnapshotMeta> = by_age
+        .into_iter()
+        .filter(|m| !keep.contains_key(m.name.as_str()))
+        .cloned()
+        .collect();
+    out.reverse();
+    out
+}
+
+/// A read-only view of a snapshot (see [`Store::at`]): the read API of the
+/// store, answering as of the moment the snapshot was taken.
+pub struct SnapshotView<'a> {
+    store: &'a Store,
+    handle: Arc<SnapshotHandle>,
+}
+
+impl SnapshotView<'_> {
+    /// The snapshot's catalog entry.
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.handle.meta
+    }
+
+    fn member(&self, id: &ArtifactId) -> Result<Entry> {
+        self.handle.file.get(id)?.ok_or(Error::NotFound(*id))
+    }
+
+    /// Where the snapshot's copy of `id` is now (GC may have moved it).
+    fn located(&self, id: &ArtifactId) -> Result<Entry> {
+        self.member(id)?;
+        match self.store.lookup(id)? {
+            Some(rec) if rec.segment != 0 => Ok(rec),
+            _ => Err(Error::NotRetained(*id)),
+        }
+    }
+
+    /// Whether the snapshot holds `id`.
+    pub fn contains(&self, id: &ArtifactId) -> Result<bool> {
+        Ok(self.handle.file.get(id)?.is_some())
+    }
+
+    /// Size of an artifact in the snapshot.
+    pub fn len_of(&self, id: &ArtifactId) -> Result<u64> {
+        Ok(self.member(id)?.len)
+    }
+
+    /// Reads a whole artifact of the snapshot, verified against its id.
+    pub fn get(&self, id: &ArtifactId) -> Result<Vec<u8>> {
+        self.store
+            .read_moving(|| self.located(id), |e| self.store.read_entry(e))
+    }
+
+    /// A streaming, verified reader over an artifact of the snapshot.
+    pub fn open_reader(&self, id: &ArtifactId) -> Result<ArtifactReader> {
+        self.store
+            .read_moving(|| self.located(id), |e| self.store.reader_entry(e))
+    }
+
+    /// Resolves a full id or a unique prefix among the snapshot's artifacts.
+    pub fn resolve(&self, text: &str) -> Result<ArtifactId> {
+        let prefix = IdPrefix::parse(text)?;
+        if let Some(id) = prefix.full() {
+            return Ok(id);
+        }
+        let m = self.handle.file.prefix_matches(&prefix, 2)?;
+        match m.len() {
+            0 => Err(Error::PrefixNotFound(prefix.as_str().to_string())),
+            1 => Ok(m[0].id),
+            _ => Err(Error::AmbiguousPrefix {
+                prefix: prefix.as_str().to_string(),
+                count: self.handle.file.prefix_matches(&prefix, usize::MAX)?.len(),
+            }),
+        }
+    }
+
+    /// The snapshot's artifacts in id order.
+    pub fn iter(&self) -> Result<Iter> {
+        Ok(Iter::over(Merged::new(
+            Vec::new(),
+            std::slice::from_ref(&self.handle.file),
+            None,
+        )?))
+    }
+
+    /// All of the snapshot's artifacts, collected.
+    pub fn list(&self) -> Result<Vec<ArtifactInfo>> {
+        self.iter()?.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::CurrentId;
+
+    fn meta(name: &str, created: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            name: name.into(),
+            identity: CurrentId([0; 32]),
+            created,
+            artifacts: 0,
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn retention_rules_combine() {
+        let all: Vec<SnapshotMeta> = (0..6).map(|i| meta(&format!("s{i}"), 1000 + i * 100)).collect();
+        let names = |v: Vec<SnapshotMeta>| v.into_iter().map(|m| m.name).collect::<Vec<_>>();
+        let p = Retention {
+            keep_last: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(names(doomed_by(&all, &p, 2000)), ["s0", "s1", "s2", "s3"]);
+        let p = Retention {
+            keep_last: Some(1),
+            keep_within: Some(Duration::from_secs(250)),
+            keep_names: vec!["s0".into()],
+        };
+        // now=1600: within 250 s keeps created >= 1350: s4 (1400), s5 (1500).
+        assert_eq!(names(doomed_by(&all, &p, 1600)), ["s1", "s2", "s3"]);
+    }
+}

@@ -1,0 +1,363 @@
+//! Snapshots, pins, retention and GC through the library.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use asl::{ArtifactId, Error, GcOptions, Retention, Store, StoreOptions};
+use common::noise;
+
+fn small_opts() -> StoreOptions {
+    StoreOptions::new()
+        .create(true)
+        .block_target(8 << 10)
+        .small_threshold(16 << 10)
+        .chunk_size(16 << 10)
+        .segment_target(64 << 10)
+        .memtable_limit(500)
+        .max_index_files(2)
+}
+
+fn gc(s: &Store) -> asl::GcReport {
+    s.gc(&GcOptions::default()).unwrap()
+}
+
+/// Bytes of all segment files.
+fn segment_bytes(s: &Store) -> u64 {
+    std::fs::read_dir(s.path().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn snapshot_keeps_removed_artifact_until_deleted_and_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let keep: Vec<ArtifactId> = (0..50).map(|i| s.put(&noise(i, 3000)).unwrap()).collect();
+    let big = noise(999, 100_000);
+    let doomed_big = s.put(&big).unwrap();
+    let doomed: Vec<ArtifactId> = (100..150).map(|i| s.put(&noise(i, 3000)).unwrap()).collect();
+    s.commit().unwrap();
+    let before = s.current_id().unwrap();
+    let snap = s.snapshot("before-cleanup").unwrap();
+    assert_eq!(snap.identity, before, "a snapshot's identity is CURRENT's");
+    assert_eq!(snap.artifacts, 101);
+    for id in doomed.iter().chain([&doomed_big]) {
+        assert!(s.remove(id).unwrap());
+    }
+    s.commit().unwrap();
+    gc(&s);
+    let at = s.at(&snap).unwrap();
+    for (i, id) in (100..150).zip(&doomed) {
+        assert!(!s.contains(id).unwrap());
+        assert_eq!(at.get(id).unwrap(), noise(i, 3000), "removed but snapshotted");
+    }
+    assert_eq!(at.get(&doomed_big).unwrap(), big);
+    assert_eq!(at.list().unwrap().len(), 101);
+    assert!(s.verify().unwrap().is_clean());
+    // Survives reopen, including the catalog and the retained bytes.
+    drop(at);
+    s.close().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    assert_eq!(s.snapshots().len(), 1);
+    assert_eq!(
+        s.at("before-cleanup").unwrap().get(&doomed[7]).unwrap(),
+        noise(107, 3000)
+    );
+    let physical_before = segment_bytes(&s);
+    s.delete_snapshot("before-cleanup").unwrap();
+    let r = gc(&s);
+    assert!(r.reclaimed_bytes > 0);
+    for id in doomed.iter().chain([&doomed_big]) {
+        assert!(matches!(s.get(id), Err(Error::NotFound(_))));
+    }
+    for (i, id) in keep.iter().enumerate() {
+        assert_eq!(s.get(id).unwrap(), noise(i as u64, 3000));
+    }
+    let physical_after = segment_bytes(&s);
+    // 50 × 3000 + 100 000 bytes of incompressible garbage went away.
+    assert!(
+        physical_before - physical_after >= 200_000,
+        "{physical_before} -> {physical_after}"
+    );
+    let st = s.stat().unwrap();
+    assert!(st.garbage_bytes < st.live_bytes, "{st:?}");
+    assert!(s.verify().unwrap().is_clean());
+}
+
+#[test]
+fn gc_reclaims_everything_garbage_and_keeps_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let ids: Vec<ArtifactId> = (0..400).map(|i| s.put(&noise(i, 1000 + i as usize)).unwrap()).collect();
+    s.commit().unwrap();
+    for id in ids.iter().step_by(2) {
+        s.remove(id).unwrap();
+    }
+    s.commit().unwrap();
+    let ident = s.current_id().unwrap();
+    let dry = s
+        .gc(&GcOptions {
+            threshold: 1.0,
+            dry_run: true,
+        })
+        .unwrap();
+    assert!(dry.garbage_before > 0 && dry.segments_deleted > 0);
+    let seg_before = segment_bytes(&s);
+    let r = s
+        .gc(&GcOptions {
+            threshold: 1.0,
+            dry_run: false,
+        })
+        .unwrap();
+    assert!(
+        segment_bytes(&s) < seg_before,
+        "repacking half-dead segments shrinks them"
+    );
+    assert_eq!(r.garbage_after, 0, "{r:?}");
+    assert!(r.artifacts_copied >= 100, "{r:?}");
+    assert!(r.peak_memory_bytes > 0);
+    assert_eq!(s.current_id().unwrap(), ident, "GC changes no logical content");
+    for (i, id) in ids.iter().enumerate() {
+        if i % 2 == 1 {
+            assert_eq!(s.get(id).unwrap(), noise(i as u64, 1000 + i));
+        } else {
+            assert!(!s.contains(id).unwrap());
+        }
+    }
+    // A second run finds nothing to do.
+    let again = gc(&s);
+    assert_eq!(again.segments_deleted, 0, "{again:?}");
+    s.close().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    assert_eq!(s.current_id().unwrap(), ident);
+    assert!(s.verify().unwrap().is_clean());
+}
+
+#[test]
+fn pins_are_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let a = s.put(&noise(1, 5000)).unwrap();
+    let b = s.put(&noise(2, 5000)).unwrap();
+    s.pin("keep-a", &a).unwrap();
+    assert!(matches!(s.pin("bad name", &a), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        s.pin("ghost", &ArtifactId::of(b"never stored")),
+        Err(Error::NotFound(_))
+    ));
+    s.remove(&a).unwrap();
+    s.remove(&b).unwrap();
+    s.commit().unwrap();
+    s.gc(&GcOptions {
+        threshold: 1.0,
+        dry_run: false,
+    })
+    .unwrap();
+    s.close().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    assert_eq!(s.pins(), vec![("keep-a".to_string(), a)]);
+    // Pinned but not in CURRENT: a pin can be re-pinned under another name.
+    s.pin("keep-a-too", &a).unwrap();
+    assert_eq!(s.unpin("keep-a").unwrap(), a);
+    assert!(matches!(s.unpin("keep-a"), Err(Error::PinNotFound(_))));
+    s.unpin("keep-a-too").unwrap();
+    let r = gc(&s);
+    assert!(r.segments_deleted > 0, "{r:?}");
+    assert_eq!(segment_bytes(&s), 0, "nothing is retained any more");
+}
+
+#[test]
+fn re_put_of_removed_artifact_held_by_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let x = s.put(&noise(5, 2000)).unwrap();
+    s.snapshot("s").unwrap();
+    s.remove(&x).unwrap();
+    s.put(&noise(5, 2000)).unwrap();
+    s.remove(&x).unwrap();
+    s.put(&noise(5, 2000)).unwrap();
+    s.commit().unwrap();
+    s.gc(&GcOptions {
+        threshold: 1.0,
+        dry_run: false,
+    })
+    .unwrap();
+    assert_eq!(s.get(&x).unwrap(), noise(5, 2000));
+    assert_eq!(s.at("s").unwrap().get(&x).unwrap(), noise(5, 2000));
+    s.delete_snapshot("s").unwrap();
+    s.remove(&x).unwrap();
+    s.commit().unwrap();
+    gc(&s);
+    assert_eq!(segment_bytes(&s), 0);
+}
+
+#[test]
+fn snapshot_catalog_diff_and_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let a = s.put(b"alpha").unwrap();
+    let one = s.snapshot("one").unwrap();
+    assert!(matches!(s.snapshot("one"), Err(Error::SnapshotExists(_))));
+    assert!(matches!(s.snapshot("no/slash"), Err(Error::InvalidArgument(_))));
+    let b = s.put(b"beta").unwrap();
+    s.remove(&a).unwrap();
+    s.snapshot("two").unwrap();
+    // Same content as "two": shares its file, same identity.
+    let three = s.snapshot("three").unwrap();
+    assert_eq!(three.identity, s.snapshot_meta("two").unwrap().identity);
+    assert_ne!(three.identity, one.identity);
+    let d = s.diff_snapshots("one", "two").unwrap();
+    assert_eq!(d.added.iter().map(|i| i.id).collect::<Vec<_>>(), vec![b]);
+    assert_eq!(d.removed.iter().map(|i| i.id).collect::<Vec<_>>(), vec![a]);
+    assert!(s.diff_snapshots("two", "three").unwrap().added.is_empty());
+    assert!(matches!(s.at("nope"), Err(Error::SnapshotNotFound(_))));
+    assert!(matches!(
+        s.prune_snapshots(&Retention::default(), false),
+        Err(Error::InvalidArgument(_))
+    ));
+    let p = Retention {
+        keep_last: Some(1),
+        keep_names: vec!["one".into()],
+        ..Default::default()
+    };
+    // All three were made within the same second; keep-last 1 keeps the one
+    // whose name sorts last among equals, deterministically.
+    let doomed = s.prune_snapshots(&p, true).unwrap();
+    assert_eq!(doomed.len(), 1);
+    assert_eq!(s.snapshots().len(), 3, "dry run changes nothing");
+    s.prune_snapshots(&p, false).unwrap();
+    assert_eq!(s.snapshots().len(), 2);
+    // Deleting one of two names sharing a file keeps the file for the other.
+    let left: Vec<String> = s.snapshots().into_iter().map(|m| m.name).collect();
+    assert!(left.contains(&"one".to_string()));
+    let other = left.iter().find(|n| *n != "one").unwrap().clone();
+    assert_eq!(s.at(&other).unwrap().get(&b).unwrap(), b"beta");
+    s.close().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    assert_eq!(s.at("one").unwrap().get(&a).unwrap(), b"alpha");
+    assert_eq!(s.at("one").unwrap().resolve(&a.to_hex()[..6]).unwrap(), a);
+}
+
+#[test]
+fn repair_keeps_snapshots_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let ids: Vec<ArtifactId> = (0..60).map(|i| s.put(&noise(i, 2500)).unwrap()).collect();
+    s.snapshot("base").unwrap();
+    for id in &ids[..30] {
+        s.remove(id).unwrap();
+    }
+    s.close().unwrap();
+    // Lose the index and the log: repair rebuilds from segments and keeps the catalog.
+    for d in ["index", "log"] {
+        for e in std::fs::read_dir(dir.path().join(d)).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+    }
+    Store::repair(dir.path()).unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    gc(&s);
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(s.at("base").unwrap().get(id).unwrap(), noise(i as u64, 2500));
+        assert_eq!(s.contains(id).unwrap(), i >= 30);
+    }
+    assert!(s.verify().unwrap().is_clean());
+}
+
+/// The classic race: GC starts while artifacts are dead, a writer puts them
+/// again (deduplicated against nothing, since they are dead) while GC runs.
+/// Every artifact the writer committed must stay readable.
+#[test]
+fn gc_racing_a_writer_loses_nothing() {
+    for round in 0..6u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(small_opts().open(dir.path()).unwrap());
+        let n = 600u64;
+        let ids: Vec<ArtifactId> = (0..n)
+            .map(|i| s.put(&noise(round * 10_000 + i, 1500)).unwrap())
+            .collect();
+        s.commit().unwrap();
+        s.snapshot("old").unwrap();
+        for id in &ids {
+            s.remove(id).unwrap();
+        }
+        s.commit().unwrap();
+        s.delete_snapshot("old").unwrap();
+        // Everything is dead now. A writer revives half of it (and writes new
+        // things) while GC runs, over and over.
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let s = s.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut committed: HashSet<u64> = HashSet::new();
+                let mut pending = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) || i < n {
+                    let seed = if i < n {
+                        round * 10_000 + (i * 7 % n)
+                    } else {
+                        round * 10_000 + i
+                    };
+                    if i < n && i % 2 == 1 {
+                        i += 1;
+                        continue;
+                    }
+                    s.put(&noise(seed, 1500)).unwrap();
+                    pending.push(seed);
+                    if i.is_multiple_of(13) {
+                        s.commit().unwrap();
+                        committed.extend(pending.drain(..));
+                    }
+                    i += 1;
+                }
+                s.commit().unwrap();
+                committed.extend(pending.drain(..));
+                committed
+            })
+        };
+        let mut runs = 0;
+        while runs < 4 || !writer.is_finished() && runs < 40 {
+            s.gc(&GcOptions {
+                threshold: 1.0,
+                dry_run: false,
+            })
+            .unwrap();
+            runs += 1;
+            if runs == 4 {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let committed = writer.join().unwrap();
+        s.gc(&GcOptions {
+            threshold: 1.0,
+            dry_run: false,
+        })
+        .unwrap();
+        for seed in &committed {
+            let want = noise(*seed, 1500);
+            assert_eq!(
+                s.get(&ArtifactId::of(&want))
+                    .unwrap_or_else(|e| panic!("round {round}: seed {seed} lost: {e}")),
+                want
+            );
+        }
+        let s = Arc::try_unwrap(s).ok().unwrap();
+        s.close().unwrap();
+        let s = small_opts().open(dir.path()).unwrap();
+        for seed in &committed {
+            let want = noise(*seed, 1500);
+            assert_eq!(
+                s.get(&ArtifactId::of(&want)).unwrap(),
+                want,
+                "round {round}: after reopen"
+            );
+        }
+        assert!(s.verify().unwrap().is_clean());
+    }
+}

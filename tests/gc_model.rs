@@ -1,0 +1,218 @@
+//! Model test for retention: random sequences of put / remove / snapshot /
+//! delete-snapshot / pin / unpin / gc / reopen against an in-memory model of
+//! what must stay readable, where. After a final full GC nothing unretained may
+//! be left: the usage counters must add up exactly.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+
+use asl::{ArtifactId, Error, GcOptions, Store, StoreOptions};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(usize),
+    Remove(usize),
+    Snapshot(usize),
+    DeleteSnapshot(usize),
+    Pin(usize, usize),
+    Unpin(usize),
+    Gc(u8),
+    Commit,
+    Reopen,
+}
+
+fn content(i: usize) -> Vec<u8> {
+    let len = match i % 4 {
+        0 => 10 + i,
+        1 => 1200 + i * 37,
+        2 => 3000 + i,
+        _ => 9000 + i * 500, // large: chunked
+    };
+    let mut v = (i as u64).to_le_bytes().to_vec();
+    v.extend(common::noise(i as u64 + 1, len));
+    v
+}
+
+const POOL: usize = 20;
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0..POOL).prop_map(Op::Put),
+        4 => (0..POOL).prop_map(Op::Remove),
+        2 => (0..3usize).prop_map(Op::Snapshot),
+        2 => (0..3usize).prop_map(Op::DeleteSnapshot),
+        2 => (0..2usize, 0..POOL).prop_map(|(k, i)| Op::Pin(k, i)),
+        1 => (0..2usize).prop_map(Op::Unpin),
+        3 => (0..3u8).prop_map(Op::Gc),
+        2 => Just(Op::Commit),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn opts() -> StoreOptions {
+    StoreOptions::new()
+        .create(true)
+        .block_target(6 << 10)
+        .small_threshold(4 << 10)
+        .chunk_size(4096)
+        .segment_target(24 << 10)
+        .memtable_limit(9)
+        .max_index_files(2)
+}
+
+#[derive(Default, Clone)]
+struct Model {
+    current: BTreeSet<usize>,
+    snaps: BTreeMap<String, BTreeSet<usize>>,
+    pins: BTreeMap<String, usize>,
+}
+
+impl Model {
+    fn retained(&self, i: usize) -> bool {
+        self.current.contains(&i) || self.snaps.values().any(|s| s.contains(&i)) || self.pins.values().any(|p| *p == i)
+    }
+}
+
+fn id(i: usize) -> ArtifactId {
+    ArtifactId::of(&content(i))
+}
+
+fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
+    let listed: Vec<ArtifactId> = s.list().unwrap().into_iter().map(|a| a.id).collect();
+    let want: BTreeSet<ArtifactId> = m.current.iter().map(|i| id(*i)).collect();
+    prop_assert_eq!(listed, want.into_iter().collect::<Vec<_>>());
+    for i in 0..POOL {
+        match s.get(&id(i)) {
+            Ok(b) => prop_assert!(m.current.contains(&i) && b == content(i), "get {}", i),
+            Err(Error::NotFound(_)) => prop_assert!(!m.current.contains(&i), "lost {}", i),
+            Err(e) => prop_assert!(false, "get {}: {}", i, e),
+        }
+    }
+    let names: Vec<String> = s.snapshots().into_iter().map(|x| x.name).collect();
+    prop_assert_eq!(names, m.snaps.keys().cloned().collect::<Vec<_>>());
+    for (name, set) in &m.snaps {
+        let v = s.at(name).unwrap();
+        let listed: BTreeSet<ArtifactId> = v.list().unwrap().into_iter().map(|a| a.id).collect();
+        prop_assert_eq!(&listed, &set.iter().map(|i| id(*i)).collect::<BTreeSet<_>>());
+        for i in set {
+            prop_assert_eq!(v.get(&id(*i)).unwrap(), content(*i), "snapshot {} item {}", name, i);
+        }
+    }
+    prop_assert_eq!(s.pins().len(), m.pins.len());
+    for (name, i) in &m.pins {
+        let mut b = Vec::new();
+        s.open_pinned(name).unwrap().read_to_end(&mut b).unwrap();
+        prop_assert_eq!(b, content(*i), "pin {}", name);
+    }
+    Ok(())
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = opts().open(dir.path()).unwrap();
+    let mut m = Model::default();
+    for op in ops {
+        match op {
+            Op::Put(i) => {
+                s.put(&content(i)).unwrap();
+                m.current.insert(i);
+            }
+            Op::Remove(i) => {
+                prop_assert_eq!(s.remove(&id(i)).unwrap(), m.current.remove(&i));
+            }
+            Op::Snapshot(k) => {
+                let name = format!("snap{k}");
+                match s.snapshot(&name) {
+                    Ok(_) => {
+                        prop_assert!(!m.snaps.contains_key(&name));
+                        m.snaps.insert(name, m.current.clone());
+                    }
+                    Err(Error::SnapshotExists(_)) => prop_assert!(m.snaps.contains_key(&name)),
+                    Err(e) => prop_assert!(false, "snapshot: {}", e),
+                }
+            }
+            Op::DeleteSnapshot(k) => {
+                let name = format!("snap{k}");
+                match s.delete_snapshot(&name) {
+                    Ok(_) => prop_assert!(m.snaps.remove(&name).is_some()),
+                    Err(Error::SnapshotNotFound(_)) => prop_assert!(!m.snaps.contains_key(&name)),
+                    Err(e) => prop_assert!(false, "delete: {}", e),
+                }
+            }
+            Op::Pin(k, i) => {
+                let name = format!("pin{k}");
+                match s.pin(&name, &id(i)) {
+                    Ok(()) => {
+                        prop_assert!(m.retained(i), "pinned an unretained artifact");
+                        m.pins.insert(name, i);
+                    }
+                    Err(Error::NotFound(_)) => prop_assert!(!m.retained(i)),
+                    Err(e) => prop_assert!(false, "pin: {}", e),
+                }
+            }
+            Op::Unpin(k) => {
+                let name = format!("pin{k}");
+                match s.unpin(&name) {
+                    Ok(got) => prop_assert_eq!(Some(got), m.pins.remove(&name).map(id)),
+                    Err(Error::PinNotFound(_)) => prop_assert!(!m.pins.contains_key(&name)),
+                    Err(e) => prop_assert!(false, "unpin: {}", e),
+                }
+            }
+            Op::Gc(t) => {
+                s.gc(&GcOptions {
+                    threshold: t as f64 / 2.0,
+                    dry_run: false,
+                })
+                .unwrap();
+                check(&s, &m)?;
+            }
+            Op::Commit => s.commit().unwrap(),
+            Op::Reopen => {
+                s.close().unwrap();
+                s = opts().open(dir.path()).unwrap();
+            }
+        }
+    }
+    check(&s, &m)?;
+    let r = s
+        .gc(&GcOptions {
+            threshold: 1.0,
+            dry_run: false,
+        })
+        .unwrap();
+    prop_assert_eq!(r.garbage_after, 0, "{:?}", r);
+    check(&s, &m)?;
+    let rep = s.verify().unwrap();
+    prop_assert!(rep.is_clean(), "{:?}", rep.problems);
+    // Nothing retained at all: every byte must go.
+    for name in m.snaps.keys() {
+        s.delete_snapshot(name).unwrap();
+    }
+    for name in m.pins.keys() {
+        s.unpin(name).unwrap();
+    }
+    for i in &m.current {
+        s.remove(&id(*i)).unwrap();
+    }
+    s.gc(&GcOptions::default()).unwrap();
+    let left: u64 = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    prop_assert_eq!(left, 0, "garbage left behind");
+    s.close().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    prop_assert_eq!(s.stat().unwrap().artifacts, 0);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #[test]
+    fn retention_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+        run(ops)?;
+    }
+}
