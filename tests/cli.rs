@@ -373,3 +373,115 @@ fn verify_beside_a_writer_ignores_the_uncommitted_tail() {
     assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
     drop(w);
 }
+
+#[test]
+fn snapshots_pins_and_gc_from_the_command_line() {
+    let e = env();
+    let files = e.root.join("in");
+    fs::create_dir_all(&files).unwrap();
+    for i in 0..20u64 {
+        fs::write(files.join(format!("f{i}")), noise(i, 20_000 + i as usize)).unwrap();
+    }
+    let o = aslctl(&e.store, &["ingest", files.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // ids[i] is the id of file f{i} (ingest prints them in walk order).
+    let mut ids = vec![String::new(); 20];
+    for l in stdout(&o).lines() {
+        let i: usize = l.rsplit('f').next().unwrap().parse().unwrap();
+        ids[i] = l[..64].to_string();
+    }
+    let st = |store: &Path| -> serde_json::Value {
+        serde_json::from_slice(&aslctl(store, &["--json", "stat"]).stdout).unwrap()
+    };
+    let current = st(&e.store)["current_id"].as_str().unwrap().to_string();
+
+    let o = aslctl(&e.store, &["snapshot", "create", "v1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).split_whitespace().next().unwrap(),
+        current,
+        "identity printed on creation"
+    );
+    let o = aslctl(&e.store, &["snapshot", "create", "v1"]);
+    assert_eq!(o.status.code(), Some(2), "duplicate name");
+    let o = aslctl(&e.store, &["snapshot", "create", "../escape"]);
+    assert_eq!(o.status.code(), Some(2), "bad name: {}", stderr(&o));
+
+    // Remove half from CURRENT; still readable at the snapshot after GC.
+    let half: Vec<&str> = ids[..10].iter().map(|s| s.as_str()).collect();
+    let mut args = vec!["rm"];
+    args.extend(&half);
+    assert!(aslctl(&e.store, &args).status.success());
+    assert!(aslctl(&e.store, &["pin", "keep-one", &ids[0][..10]]).status.success());
+    let o = aslctl(&e.store, &["--json", "gc"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(g["artifacts_copied"], 0, "everything is still retained by v1: {g}");
+    let o = aslctl(
+        &e.store,
+        &["get", "--at", "v1", &ids[3], "-o", e.root.join("out").to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(e.root.join("out")).unwrap(), noise(3, 20_003));
+    assert_eq!(
+        aslctl(&e.store, &["cat", &ids[3]]).status.code(),
+        Some(1),
+        "gone from CURRENT"
+    );
+    let ls_at = stdout(&aslctl(&e.store, &["ls", "--at", "v1"]));
+    assert_eq!(ls_at.lines().count(), 20);
+    assert_eq!(stdout(&aslctl(&e.store, &["ls"])).lines().count(), 10);
+
+    assert!(aslctl(&e.store, &["snapshot", "create", "v2"]).status.success());
+    let d: serde_json::Value =
+        serde_json::from_slice(&aslctl(&e.store, &["--json", "snapshot", "diff", "v1", "v2"]).stdout).unwrap();
+    assert_eq!(d["removed"].as_array().unwrap().len(), 10);
+    assert_eq!(d["added"].as_array().unwrap().len(), 0);
+    let l: serde_json::Value =
+        serde_json::from_slice(&aslctl(&e.store, &["--json", "snapshot", "list"]).stdout).unwrap();
+    assert_eq!(l.as_array().unwrap().len(), 2);
+    let o = aslctl(&e.store, &["--json", "snapshot", "show", "v1"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["artifacts"], 20);
+    assert_eq!(aslctl(&e.store, &["snapshot", "show", "nope"]).status.code(), Some(1));
+    assert_eq!(
+        aslctl(&e.store, &["snapshot", "prune"]).status.code(),
+        Some(2),
+        "no keep rule"
+    );
+    let o = aslctl(&e.store, &["--json", "snapshot", "prune", "--keep", "v2", "--dry-run"]);
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["deleted"][0]["name"], "v1");
+    assert_eq!(
+        aslctl(&e.store, &["snapshot", "list"])
+            .stdout
+            .split(|b| *b == b'\n')
+            .count(),
+        3
+    );
+    let o = aslctl(&e.store, &["snapshot", "prune", "--keep", "v2", "--keep-last", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // v1 gone: the removed artifacts are garbage except the pinned one.
+    let before = st(&e.store);
+    assert!(before["garbage_bytes"].as_u64().unwrap() > 150_000, "{before}");
+    let dry: serde_json::Value =
+        serde_json::from_slice(&aslctl(&e.store, &["--json", "gc", "--dry-run", "--threshold", "1"]).stdout).unwrap();
+    assert_eq!(
+        st(&e.store)["garbage_bytes"],
+        before["garbage_bytes"],
+        "dry run changes nothing"
+    );
+    assert!(dry["reclaimed_bytes"].as_u64().unwrap() > 0);
+    let o = aslctl(&e.store, &["gc", "--threshold", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = st(&e.store);
+    assert_eq!(after["garbage_bytes"], 0, "{after}");
+    assert!(after["physical_bytes"].as_u64().unwrap() < before["physical_bytes"].as_u64().unwrap());
+    let pins = stdout(&aslctl(&e.store, &["pins"]));
+    assert!(pins.starts_with(&ids[0]) && pins.contains("keep-one"));
+    assert_eq!(aslctl(&e.store, &["unpin", "nope"]).status.code(), Some(1));
+    assert!(aslctl(&e.store, &["unpin", "keep-one"]).status.success());
+    assert_eq!(aslctl(&e.store, &["gc", "--threshold", "2"]).status.code(), Some(2));
+    assert!(aslctl(&e.store, &["verify"]).status.success());
+}

@@ -216,7 +216,15 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
 
 pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str) -> Result<ExitCode, Error> {
     let s = Store::open(dir)?;
-    let id = s.resolve(id)?;
+    // A prefix may name an artifact removed from CURRENT that a snapshot holds.
+    let id = match s.resolve(id) {
+        Err(Error::PrefixNotFound(p)) => s
+            .snapshots()
+            .iter()
+            .find_map(|m| s.at(m).ok()?.resolve(id).ok())
+            .ok_or(Error::PrefixNotFound(p))?,
+        r => r?,
+    };
     s.pin(name, &id)?;
     s.close()?;
     if json_out {
