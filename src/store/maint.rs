@@ -278,7 +278,50 @@ impl Store {
                 }
             }
         }
+        self.verify_snapshots(&mut rep)?;
         Ok(rep)
+    }
+
+    /// Each snapshot file: its checksum, its content against its identity, and
+    /// a stored location for every artifact it holds (the bytes themselves were
+    /// checked with their blocks above).
+    fn verify_snapshots(&self, rep: &mut VerifyReport) -> Result<()> {
+        let snaps: Vec<_> = self.state.read().snapshots.values().cloned().collect();
+        let mut seen = std::collections::HashSet::new();
+        for h in snaps {
+            if !seen.insert(h.meta.identity) {
+                continue;
+            }
+            let path = &h.file.path;
+            if let Err(e) = h.file.validate() {
+                rep.problems.push(problem(path, None, e.to_string()));
+                continue;
+            }
+            let mut hasher = CurrentHasher::default();
+            for i in 0..h.file.len() {
+                let e = h.file.entry(i)?;
+                hasher.add(&e);
+                let st = self.state.read();
+                let located = st
+                    .newest(&e.id)?
+                    .is_some_and(|r| r.segment != 0 && st.segments.contains_key(&r.segment));
+                if !located {
+                    rep.problems.push(problem(
+                        path,
+                        Some(e.id),
+                        format!("held by snapshot {} but no longer stored", h.meta.name),
+                    ));
+                }
+            }
+            if hasher.finish() != h.meta.identity {
+                rep.problems.push(problem(
+                    path,
+                    None,
+                    format!("content does not match the identity of snapshot {}", h.meta.name),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn committed_len(&self, seg: u32) -> Option<u64> {
