@@ -361,3 +361,33 @@ fn gc_racing_a_writer_loses_nothing() {
         assert!(s.verify().unwrap().is_clean());
     }
 }
+
+#[test]
+fn compaction_drops_tombstones_nothing_holds_and_keeps_held_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().max_index_files(2).open(dir.path()).unwrap();
+    let ids: Vec<ArtifactId> = (0..600).map(|i| s.put(&noise(i, 100)).unwrap()).collect();
+    s.checkpoint().unwrap();
+    s.snapshot("half").unwrap();
+    for id in &ids[..300] {
+        s.remove(id).unwrap();
+    }
+    s.checkpoint().unwrap();
+    // A third checkpoint with records merges every index file into one.
+    s.put(b"one more").unwrap();
+    s.checkpoint().unwrap();
+    let held = s.stat().unwrap().index_bytes;
+    assert_eq!(s.at("half").unwrap().get(&ids[5]).unwrap(), noise(5, 100));
+    // Without the snapshot the 300 tombstones have nothing to hold.
+    s.delete_snapshot("half").unwrap();
+    s.put(b"and another").unwrap();
+    s.checkpoint().unwrap();
+    s.put(b"and a third").unwrap();
+    s.checkpoint().unwrap();
+    let dropped = s.stat().unwrap().index_bytes;
+    assert!(
+        held >= dropped + 280 * 56,
+        "index {held} B with held tombstones, {dropped} B after they were dropped"
+    );
+    assert_eq!(s.list().unwrap().len(), 303);
+}
