@@ -1,4 +1,6 @@
-//! The only module with `unsafe`: read-only memory maps of immutable files.
+//! The only module with `unsafe`: read-only memory maps of immutable files,
+//! and asking the kernel to drop a file's cached pages (for the benchmark's
+//! cold reads).
 //!
 //! Sealed segments and index files are never written again once their name is
 //! visible (they are built under a temp name, fsynced and renamed), and the store
@@ -35,5 +37,16 @@ impl Map {
 
     pub(crate) fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
+    }
+}
+
+/// Asks the kernel to drop `file`'s clean pages from the page cache (pages
+/// still mapped by a live `Map` stay). Advisory: errors are ignored.
+pub(crate) fn drop_cached_pages(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is
+    // valid for the duration of the call because `file` is borrowed.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
     }
 }

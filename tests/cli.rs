@@ -485,3 +485,44 @@ fn snapshots_pins_and_gc_from_the_command_line() {
     assert_eq!(aslctl(&e.store, &["gc", "--threshold", "2"]).status.code(), Some(2));
     assert!(aslctl(&e.store, &["verify"]).status.success());
 }
+
+#[test]
+fn bench_smoke_sweep_produces_parseable_output() {
+    let e = env();
+    let work = e.root.join("bench-work");
+    let plot = e.root.join("plot.svg");
+    let csv = e.root.join("r.csv");
+    let o = Command::new(BIN)
+        .args(["--json", "bench", "--smoke", "--workload", "tiny,random,huge"])
+        .args(["--block", "64K,1M", "--zstd", "off,3", "--work"])
+        .arg(&work)
+        .arg("--plot")
+        .arg(&plot)
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3 * 2 * 2);
+    assert!(v["limits"]["blake3_one_thread"].as_f64().unwrap() > 0.0);
+    assert!(v["machine"]["cores"].as_u64().unwrap() >= 1);
+    for r in results {
+        assert!(r["ingest_mb_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["space_amplification"].as_f64().unwrap() > 0.0, "{r}");
+        if r["workload"] == "random" && r["packing"]["compression"].is_null() {
+            // Incompressible and raw: the segments hold the bytes plus framing.
+            let amp = r["space_amplification"].as_f64().unwrap();
+            assert!((1.0..1.2).contains(&amp), "{r}");
+        }
+    }
+    assert_eq!(fs::read_to_string(&csv).unwrap().lines().count(), 1 + 12);
+    assert!(fs::read_to_string(&plot).unwrap().starts_with("<svg"));
+    assert!(!work.exists(), "the harness cleans up after itself");
+    let bad = Command::new(BIN)
+        .args(["bench", "--smoke", "--zstd", "99"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

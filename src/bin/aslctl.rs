@@ -14,6 +14,8 @@ use asl::{ArtifactId, ArtifactReader, Error, Store, StoreOptions};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+#[path = "aslctl/bench.rs"]
+mod bench;
 #[path = "aslctl/snap.rs"]
 mod snap;
 
@@ -103,6 +105,9 @@ enum Cmd {
     Verify,
     /// Rebuild the index and log from the segment files.
     Repair,
+    /// Measure packing options on generated workloads or a real directory,
+    /// next to the machine's own limits (no store needed).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -188,6 +193,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Snapshot(cmd) => snap::snapshot(cli.json, dir, cmd),
+        Cmd::Bench(args) => bench::bench(cli.json, args),
         Cmd::Pin { name, id } => snap::pin(cli.json, dir, name, id),
         Cmd::Unpin { name } => snap::unpin(cli.json, dir, name),
         Cmd::Pins => snap::pins(cli.json, dir),

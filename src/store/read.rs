@@ -125,6 +125,36 @@ impl Store {
         }
     }
 
+    /// Bytes a `get` of `id` reads from segment files (headers included), for
+    /// the benchmark's read amplification: just the artifact when its packed
+    /// block is stored raw, the whole block when it is compressed, every chunk
+    /// block plus the trailer for a large artifact.
+    pub(crate) fn read_cost(&self, id: &ArtifactId) -> Result<u64> {
+        let e = self
+            .lookup(id)?
+            .filter(|e| !e.is_tombstone())
+            .ok_or(Error::NotFound(*id))?;
+        let seg = self.segment(&e)?;
+        if !e.is_large() {
+            if e.flags & FLAG_COMPRESSED == 0 {
+                return Ok(e.len);
+            }
+            return Ok(seg.block_header(e.block_offset)?.total_len());
+        }
+        let (h, raw) = seg.read_block(e.block_offset)?;
+        let t = LargeTrailer::decode(&raw).map_err(|x| Error::corrupt(&seg.path, x))?;
+        let mut total = h.total_len();
+        for c in &t.chunks {
+            total += seg.block_header(c.offset)?.total_len();
+        }
+        Ok(total)
+    }
+
+    /// Drops the decompressed-block cache (for cold-read measurements).
+    pub(crate) fn drop_block_cache(&self) {
+        self.block_cache.lock().clear();
+    }
+
     /// Reads the artifact `e` points at (small or large), verified.
     pub(crate) fn read_entry(&self, e: &Entry) -> Result<Vec<u8>> {
         if e.is_large() {
