@@ -246,7 +246,7 @@ mod tests {
             let w = Workload::parse(name).unwrap();
             let a = w.artifacts(1 << 20, 7).unwrap();
             let total: u64 = a.iter().map(|v| v.len() as u64).sum();
-            assert!(total >= 1 << 20 && total < 12 << 20, "{name}: {total}");
+            assert!((1 << 20..12 << 20).contains(&total), "{name}: {total}");
             assert_eq!(a, w.artifacts(1 << 20, 7).unwrap(), "{name}");
         }
         let v = Workload::Versioned.artifacts(1 << 20, 1).unwrap();
