@@ -107,7 +107,7 @@ enum Cmd {
     Repair,
     /// Measure packing options on generated workloads or a real directory,
     /// next to the machine's own limits (no store needed).
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
