@@ -164,23 +164,32 @@ pub fn run(
     let _ = std::fs::remove_dir_all(dir);
     let store = packing.options().open(dir)?;
     let t = Instant::now();
-    let mut ids = Vec::with_capacity(items.len());
-    let mut batch: Vec<&[u8]> = Vec::new();
-    let mut batch_bytes = 0usize;
-    for it in items {
+    // Ids in item order: small items go through put_batch in runs, large ones
+    // one by one as they come.
+    let mut ids = vec![ArtifactId::from_bytes([0; 32]); items.len()];
+    let mut run: Vec<usize> = Vec::new();
+    let mut run_bytes = 0usize;
+    let flush = |run: &mut Vec<usize>, ids: &mut Vec<ArtifactId>| -> Result<()> {
+        let batch: Vec<&[u8]> = run.iter().map(|i| items[*i].as_slice()).collect();
+        for (i, p) in run.iter().zip(store.put_batch(&batch)?) {
+            ids[*i] = p.id;
+        }
+        run.clear();
+        Ok(())
+    };
+    for (i, it) in items.iter().enumerate() {
         if it.len() > packing.small_threshold {
-            ids.push(store.put(it)?);
+            ids[i] = store.put(it)?;
             continue;
         }
-        batch.push(it);
-        batch_bytes += it.len();
-        if batch.len() >= 4096 || batch_bytes >= 64 << 20 {
-            ids.extend(store.put_batch(&batch)?.into_iter().map(|p| p.id));
-            batch.clear();
-            batch_bytes = 0;
+        run.push(i);
+        run_bytes += it.len();
+        if run.len() >= 4096 || run_bytes >= 64 << 20 {
+            flush(&mut run, &mut ids)?;
+            run_bytes = 0;
         }
     }
-    ids.extend(store.put_batch(&batch)?.into_iter().map(|p| p.id));
+    flush(&mut run, &mut ids)?;
     store.commit()?;
     let ingest = t.elapsed().as_secs_f64();
     store.close()?;

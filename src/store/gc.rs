@@ -284,7 +284,7 @@ impl Store {
     fn copy_large(&self, w: &mut Writer, rec: &Entry) -> Result<()> {
         self.ensure_active(w)?;
         let mut reader = self.reader_for(rec)?;
-        let (id, len, chunks) = self.stream_chunks(w, &mut reader, Vec::new(), "GC copy")?;
+        let (id, len, chunks) = self.stream_chunks(w, &mut reader, Vec::new(), Some(rec.len), "GC copy")?;
         if id != rec.id || len != rec.len {
             return Err(Error::CorruptArtifact {
                 id: rec.id,

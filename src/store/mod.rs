@@ -177,6 +177,8 @@ pub(crate) struct Writer {
     seg_states: BTreeMap<u32, SegmentState>,
     /// Segments whose usage changed since the last commit.
     usage_dirty: std::collections::BTreeSet<u32>,
+    /// Buffer for streaming large artifacts, kept between them.
+    stream_buf: Vec<u8>,
     dir_dirty: bool,
     poisoned: bool,
 }
@@ -386,6 +388,7 @@ impl Store {
                 next_index: ckpt.next_index,
                 seg_states,
                 usage_dirty: Default::default(),
+                stream_buf: Vec::new(),
                 dir_dirty: false,
                 poisoned: false,
             }))

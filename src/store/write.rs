@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::block::format::{
-    encode_tombstones, header_for, maybe_compress, BlockKind, ChunkRef, Compression, LargeTrailer,
+    encode_tombstones, header_for, maybe_compress, BlockKind, ChunkRef, Compression, LargeTrailer, PackedEntry,
 };
 use crate::block::segment::{ActiveSegment, Segment};
 use crate::error::{Error, IoContext, Result};
@@ -46,16 +46,19 @@ impl Store {
     fn put_status(&self, bytes: &[u8]) -> Result<Put> {
         if bytes.len() > self.opts.small_threshold {
             let id = hash_parallel(bytes);
-            return self.put_large(&mut &bytes[..], Vec::new(), Some(id), "input");
+            let hint = Some(bytes.len() as u64);
+            return self.put_large(&mut &bytes[..], Vec::new(), Some(id), hint, "input");
         }
         let id = ArtifactId::of(bytes);
         let mut w = self.writer()?;
-        self.put_small_locked(&mut w, id, bytes)
+        self.put_small_locked(&mut w, id, bytes, None)
     }
 
-    fn put_small_locked(&self, w: &mut Writer, id: ArtifactId, bytes: &[u8]) -> Result<Put> {
+    /// With `ready`, a full block is set aside for compression in parallel
+    /// instead of being compressed and written at once (see `put_batch`).
+    fn put_small_locked(&self, w: &mut Writer, id: ArtifactId, bytes: &[u8], ready: Option<&mut Ready>) -> Result<Put> {
         let len = bytes.len() as u64;
-        if w.packed_ids.contains_key(&id) {
+        if w.packed_ids.contains_key(&id) || ready.as_ref().is_some_and(|r| r.ids.contains(&id)) {
             return Ok(Put { id, len, new: false });
         }
         let prev = self.state.read().newest(&id)?;
@@ -66,9 +69,43 @@ impl Store {
         let idx = w.packed.push(id, bytes);
         w.packed_ids.insert(id, idx);
         if w.packed.raw_len() >= self.opts.block_target {
-            self.guard(w, |s, w| s.flush_pending(w))?;
+            match ready {
+                Some(r) => {
+                    let (raw, entries) = w.packed.finish();
+                    r.ids.extend(entries.iter().map(|e| e.id));
+                    r.blocks.push((raw, entries));
+                    w.packed_ids.clear();
+                    if r.blocks.len() >= 2 * rayon::current_num_threads() {
+                        self.guard(w, |s, w| s.append_ready(w, r))?;
+                    }
+                }
+                None => self.guard(w, |s, w| s.flush_pending(w))?,
+            }
         }
         Ok(Put { id, len, new: true })
+    }
+
+    /// Compresses the set-aside blocks on all cores, then appends them in order.
+    fn append_ready(&self, w: &mut Writer, r: &mut Ready) -> Result<()> {
+        use rayon::prelude::*;
+        if r.blocks.is_empty() {
+            return Ok(());
+        }
+        let level = self.opts.compression;
+        let stored: Vec<(Vec<u8>, Compression)> = r
+            .blocks
+            .par_iter()
+            .map(|(raw, _)| {
+                let (s, c) = maybe_compress(raw, level);
+                (s.into_owned(), c)
+            })
+            .collect();
+        self.flush_tombstones(w)?;
+        for ((raw, entries), (body, comp)) in r.blocks.drain(..).zip(stored) {
+            self.append_packed(w, raw.len(), entries, &body, comp)?;
+        }
+        r.ids.clear();
+        Ok(())
     }
 
     /// Stores many artifacts at once: small ones are hashed in parallel on all
@@ -92,12 +129,14 @@ impl Store {
                 continue;
             };
             let mut w = self.writer()?;
-            out.push(self.put_small_locked(&mut w, first, items[i].as_ref())?);
+            let mut ready = Ready::default();
+            out.push(self.put_small_locked(&mut w, first, items[i].as_ref(), Some(&mut ready))?);
             i += 1;
             while let Some(Some(id)) = ids.get(i) {
-                out.push(self.put_small_locked(&mut w, *id, items[i].as_ref())?);
+                out.push(self.put_small_locked(&mut w, *id, items[i].as_ref(), Some(&mut ready))?);
                 i += 1;
             }
+            self.guard(&mut w, |s, w| s.append_ready(w, &mut ready))?;
         }
         Ok(out)
     }
@@ -114,7 +153,7 @@ impl Store {
         if head.len() <= self.opts.small_threshold {
             return self.put(&head);
         }
-        self.put_large(&mut reader, head, None, "input").map(|p| p.id)
+        self.put_large(&mut reader, head, None, None, "input").map(|p| p.id)
     }
 
     /// Stores the file at `path`. Large files are hashed first (on all cores), so
@@ -141,17 +180,21 @@ impl Store {
             return Ok(put);
         }
         let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 8 << 20];
         let mut hashed = 0u64;
-        loop {
-            let n = read_full(&mut f, &mut buf).ctx(|| format!("read {label}"))?;
-            if n == 0 {
-                break;
+        HASH_BUF.with_borrow_mut(|buf| -> Result<()> {
+            // Reused across files: a fresh 8 MiB buffer per file costs more in
+            // page faults than hashing a small file does.
+            buf.resize((len as usize).min(8 << 20), 0);
+            loop {
+                let n = read_full(&mut f, buf).ctx(|| format!("read {label}"))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                hasher.update_rayon(&buf[..n]);
+                hashed += n as u64;
+                progress(hashed.min(len) / 2);
             }
-            hasher.update_rayon(&buf[..n]);
-            hashed += n as u64;
-            progress(hashed.min(len) / 2);
-        }
+        })?;
         let id = ArtifactId::from_bytes(*hasher.finalize().as_bytes());
         if self.contains(&id)? {
             progress(len);
@@ -167,12 +210,19 @@ impl Store {
             done: 0,
             report: &mut |n| progress(len / 2 + n.min(len) / 2),
         };
-        let put = self.put_large(&mut counted, Vec::new(), Some(id), &label)?;
+        let put = self.put_large(&mut counted, Vec::new(), Some(id), Some(len), &label)?;
         progress(len);
         Ok(put)
     }
 
-    fn put_large(&self, reader: &mut dyn Read, head: Vec<u8>, expect: Option<ArtifactId>, label: &str) -> Result<Put> {
+    fn put_large(
+        &self,
+        reader: &mut dyn Read,
+        head: Vec<u8>,
+        expect: Option<ArtifactId>,
+        len_hint: Option<u64>,
+        label: &str,
+    ) -> Result<Put> {
         let mut w = self.writer()?;
         if let Some(id) = expect {
             if self.is_live_locked(&w, &id)? {
@@ -180,15 +230,18 @@ impl Store {
                 return Ok(Put { id, len, new: false });
             }
         }
+        // Buffered removals must reach the segment before this artifact's
+        // blocks (repair replays blocks in order, and this may be a re-put of a
+        // removed id); the packed buffer need not, so it keeps filling.
         self.guard(&mut w, |s, w| {
-            s.flush_pending(w)?;
+            s.flush_tombstones(w)?;
             s.ensure_active(w)
         })?;
         let Some(a) = w.active.as_ref() else {
             return Err(Error::Poisoned);
         };
         let mark = (a.len, a.blocks, a.raw_total);
-        let outcome = self.stream_chunks(&mut w, reader, head, label);
+        let outcome = self.stream_chunks(&mut w, reader, head, len_hint, label);
         let rollback = |w: &mut Writer| -> Result<()> {
             let r = match w.active.as_mut() {
                 Some(a) => a.rollback(mark.0, mark.1, mark.2),
@@ -274,11 +327,22 @@ impl Store {
         w: &mut Writer,
         reader: &mut dyn Read,
         head: Vec<u8>,
+        len_hint: Option<u64>,
         label: &str,
     ) -> Result<(ArtifactId, u64, Vec<ChunkRef>)> {
         let chunk = self.opts.chunk_size;
-        let cap = (chunk * 8).max(8 << 20) / chunk * chunk;
-        let mut buf = head;
+        let mut cap = (chunk * 8).max(8 << 20) / chunk * chunk;
+        if let Some(h) = len_hint {
+            // Room for the whole input plus one byte (so a short read ends the
+            // loop), in whole chunks: no zeroing of 8 MiB for a 200 KiB file.
+            cap = cap.min((h as usize + 1).div_ceil(chunk) * chunk);
+        }
+        // The writer keeps its stream buffer between artifacts: allocating (and
+        // faulting in) 8 MiB per large artifact dominated ingest of trees with
+        // many files just over the small threshold.
+        let mut buf = std::mem::take(&mut w.stream_buf);
+        buf.clear();
+        buf.extend_from_slice(&head);
         buf.reserve(cap.saturating_sub(buf.len()));
         let mut hasher = blake3::Hasher::new();
         let mut chunks: Vec<ChunkRef> = Vec::new();
@@ -300,14 +364,25 @@ impl Store {
             let (_, written) = rayon::join(
                 || hasher.update(data),
                 || -> Result<()> {
-                    for piece in data.chunks(chunk) {
-                        let (stored, comp) = if squeeze.should_try() {
-                            let r = maybe_compress(piece, level);
-                            squeeze.record(r.1 == Compression::Zstd);
-                            r
-                        } else {
-                            (piece.into(), Compression::None)
-                        };
+                    use rayon::prelude::*;
+                    // Chunks are compressed in parallel, then appended in order.
+                    let pieces: Vec<&[u8]> = data.chunks(chunk).collect();
+                    let tries: Vec<bool> = pieces.iter().map(|_| squeeze.should_try()).collect();
+                    let packed: Vec<(std::borrow::Cow<'_, [u8]>, Compression)> = pieces
+                        .par_iter()
+                        .zip(tries.par_iter())
+                        .map(|(p, t)| {
+                            if *t {
+                                maybe_compress(p, level)
+                            } else {
+                                ((*p).into(), Compression::None)
+                            }
+                        })
+                        .collect();
+                    for ((piece, t), (stored, comp)) in pieces.iter().zip(&tries).zip(packed) {
+                        if *t {
+                            squeeze.record(comp == Compression::Zstd);
+                        }
                         let h = header_for(BlockKind::LargeChunk, comp, &stored, piece.len(), chunks.len() as u32);
                         let at = active.append(&h, &stored)?;
                         chunks.push(ChunkRef {
@@ -325,6 +400,7 @@ impl Store {
             }
             buf.clear();
         }
+        w.stream_buf = buf;
         Ok((ArtifactId::from_bytes(*hasher.finalize().as_bytes()), total, chunks))
     }
 
@@ -498,14 +574,28 @@ impl Store {
         if w.packed.is_empty() {
             return Ok(());
         }
-        self.ensure_active(w)?;
         let (raw, entries) = w.packed.finish();
         let (stored, comp) = maybe_compress(&raw, self.opts.compression);
-        let h = header_for(BlockKind::Packed, comp, &stored, raw.len(), entries.len() as u32);
+        self.append_packed(w, raw.len(), entries, &stored, comp)?;
+        w.packed_ids.clear();
+        Ok(())
+    }
+
+    /// Appends one packed block and records its artifacts.
+    fn append_packed(
+        &self,
+        w: &mut Writer,
+        raw_len: usize,
+        entries: Vec<PackedEntry>,
+        stored: &[u8],
+        comp: Compression,
+    ) -> Result<()> {
+        self.ensure_active(w)?;
+        let h = header_for(BlockKind::Packed, comp, stored, raw_len, entries.len() as u32);
         let Some(a) = w.active.as_mut() else {
             return Err(Error::Poisoned);
         };
-        let at = a.append(&h, &stored)?;
+        let at = a.append(&h, stored)?;
         let seg = a.id;
         let flags = if comp == Compression::Zstd { FLAG_COMPRESSED } else { 0 };
         let mut st = self.state.write();
@@ -525,8 +615,6 @@ impl Store {
             w.batch.push(Record::Entry(e));
             w.add_usage(seg, pe.len as i64, pe.len as u64);
         }
-        drop(st);
-        w.packed_ids.clear();
         Ok(())
     }
 
@@ -547,6 +635,13 @@ impl Writer {
             self.usage_dirty.insert(seg);
         }
     }
+}
+
+/// Full packed blocks of one `put_batch` waiting to be compressed together.
+#[derive(Default)]
+struct Ready {
+    blocks: Vec<(Vec<u8>, Vec<PackedEntry>)>,
+    ids: std::collections::HashSet<ArtifactId, crate::id::IdBuildHasher>,
 }
 
 /// Adaptive compression for chunk streams: after a run of chunks that did not
@@ -591,6 +686,10 @@ impl<R: Read> Read for Counted<'_, R> {
         (self.report)(self.done);
         Ok(n)
     }
+}
+
+thread_local! {
+    static HASH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
