@@ -35,7 +35,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             small_threshold: 128 << 10,
-            block_target: 1 << 20,
+            block_target: 256 << 10,
             chunk_size: 1 << 20,
             segment_target: 256 << 20,
             compression: Some(3),
@@ -62,7 +62,9 @@ impl StoreOptions {
         self
     }
 
-    /// A packed block is closed once its raw body reaches this size. Default 1 MiB.
+    /// A packed block is closed once its raw body reaches this size. Default
+    /// 256 KiB, chosen with `aslctl bench` (docs/packing.md): reading one small
+    /// artifact of a compressed block decompresses the whole block.
     pub fn block_target(mut self, bytes: usize) -> Self {
         self.block_target = bytes.clamp(1, 256 << 20);
         self

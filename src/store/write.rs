@@ -46,8 +46,7 @@ impl Store {
     fn put_status(&self, bytes: &[u8]) -> Result<Put> {
         if bytes.len() > self.opts.small_threshold {
             let id = hash_parallel(bytes);
-            let hint = Some(bytes.len() as u64);
-            return self.put_large(&mut &bytes[..], Vec::new(), Some(id), hint, "input");
+            return self.put_large(Source::Slice { bytes, id }, Some(id), "input");
         }
         let id = ArtifactId::of(bytes);
         let mut w = self.writer()?;
@@ -153,7 +152,12 @@ impl Store {
         if head.len() <= self.opts.small_threshold {
             return self.put(&head);
         }
-        self.put_large(&mut reader, head, None, None, "input").map(|p| p.id)
+        let src = Source::Reader {
+            reader: &mut reader,
+            head,
+            len_hint: None,
+        };
+        self.put_large(src, None, "input").map(|p| p.id)
     }
 
     /// Stores the file at `path`. Large files are hashed first (on all cores), so
@@ -210,19 +214,17 @@ impl Store {
             done: 0,
             report: &mut |n| progress(len / 2 + n.min(len) / 2),
         };
-        let put = self.put_large(&mut counted, Vec::new(), Some(id), Some(len), &label)?;
+        let src = Source::Reader {
+            reader: &mut counted,
+            head: Vec::new(),
+            len_hint: Some(len),
+        };
+        let put = self.put_large(src, Some(id), &label)?;
         progress(len);
         Ok(put)
     }
 
-    fn put_large(
-        &self,
-        reader: &mut dyn Read,
-        head: Vec<u8>,
-        expect: Option<ArtifactId>,
-        len_hint: Option<u64>,
-        label: &str,
-    ) -> Result<Put> {
+    fn put_large(&self, src: Source<'_>, expect: Option<ArtifactId>, label: &str) -> Result<Put> {
         let mut w = self.writer()?;
         if let Some(id) = expect {
             if self.is_live_locked(&w, &id)? {
@@ -241,7 +243,10 @@ impl Store {
             return Err(Error::Poisoned);
         };
         let mark = (a.len, a.blocks, a.raw_total);
-        let outcome = self.stream_chunks(&mut w, reader, head, len_hint, label);
+        let outcome = match src {
+            Source::Reader { reader, head, len_hint } => self.stream_chunks(&mut w, reader, head, len_hint, label),
+            Source::Slice { bytes, id } => self.slice_chunks(&mut w, bytes).map(|c| (id, bytes.len() as u64, c)),
+        };
         let rollback = |w: &mut Writer| -> Result<()> {
             let r = match w.active.as_mut() {
                 Some(a) => a.rollback(mark.0, mark.1, mark.2),
@@ -363,35 +368,7 @@ impl Store {
             let data = &buf[..];
             let (_, written) = rayon::join(
                 || hasher.update(data),
-                || -> Result<()> {
-                    use rayon::prelude::*;
-                    // Chunks are compressed in parallel, then appended in order.
-                    let pieces: Vec<&[u8]> = data.chunks(chunk).collect();
-                    let tries: Vec<bool> = pieces.iter().map(|_| squeeze.should_try()).collect();
-                    let packed: Vec<(std::borrow::Cow<'_, [u8]>, Compression)> = pieces
-                        .par_iter()
-                        .zip(tries.par_iter())
-                        .map(|(p, t)| {
-                            if *t {
-                                maybe_compress(p, level)
-                            } else {
-                                ((*p).into(), Compression::None)
-                            }
-                        })
-                        .collect();
-                    for ((piece, t), (stored, comp)) in pieces.iter().zip(&tries).zip(packed) {
-                        if *t {
-                            squeeze.record(comp == Compression::Zstd);
-                        }
-                        let h = header_for(BlockKind::LargeChunk, comp, &stored, piece.len(), chunks.len() as u32);
-                        let at = active.append(&h, &stored)?;
-                        chunks.push(ChunkRef {
-                            offset: at,
-                            raw_len: piece.len() as u32,
-                        });
-                    }
-                    Ok(())
-                },
+                || append_chunk_blocks(active, &mut squeeze, level, chunk, data, &mut chunks),
             );
             written?;
             total += buf.len() as u64;
@@ -402,6 +379,21 @@ impl Store {
         }
         w.stream_buf = buf;
         Ok((ArtifactId::from_bytes(*hasher.finalize().as_bytes()), total, chunks))
+    }
+
+    /// Writes an in-memory artifact (already hashed) as chunk blocks, straight
+    /// from the slice: no copy, no second hash.
+    fn slice_chunks(&self, w: &mut Writer, bytes: &[u8]) -> Result<Vec<ChunkRef>> {
+        let chunk = self.opts.chunk_size;
+        let mut chunks = Vec::new();
+        let mut squeeze = Squeeze::default();
+        let Some(active) = w.active.as_mut() else {
+            return Err(Error::Poisoned);
+        };
+        for window in bytes.chunks(chunk * 8) {
+            append_chunk_blocks(active, &mut squeeze, self.opts.compression, chunk, window, &mut chunks)?;
+        }
+        Ok(chunks)
     }
 
     /// Removes `id` from CURRENT (a tombstone). Returns false when it was not live.
@@ -635,6 +627,56 @@ impl Writer {
             self.usage_dirty.insert(seg);
         }
     }
+}
+
+/// Appends `data` as chunk blocks: compressed on all cores (where the
+/// squeeze says it is worth trying), appended in order.
+fn append_chunk_blocks(
+    active: &mut ActiveSegment,
+    squeeze: &mut Squeeze,
+    level: Option<i32>,
+    chunk: usize,
+    data: &[u8],
+    chunks: &mut Vec<ChunkRef>,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let pieces: Vec<&[u8]> = data.chunks(chunk).collect();
+    let tries: Vec<bool> = pieces.iter().map(|_| squeeze.should_try()).collect();
+    let packed: Vec<(std::borrow::Cow<'_, [u8]>, Compression)> = pieces
+        .par_iter()
+        .zip(tries.par_iter())
+        .map(|(p, t)| {
+            if *t {
+                maybe_compress(p, level)
+            } else {
+                ((*p).into(), Compression::None)
+            }
+        })
+        .collect();
+    for ((piece, t), (stored, comp)) in pieces.iter().zip(&tries).zip(packed) {
+        if *t {
+            squeeze.record(comp == Compression::Zstd);
+        }
+        let h = header_for(BlockKind::LargeChunk, comp, &stored, piece.len(), chunks.len() as u32);
+        let at = active.append(&h, &stored)?;
+        chunks.push(ChunkRef {
+            offset: at,
+            raw_len: piece.len() as u32,
+        });
+    }
+    Ok(())
+}
+
+/// Where a large artifact's bytes come from.
+enum Source<'a> {
+    /// Read, and hashed while written.
+    Reader {
+        reader: &'a mut dyn Read,
+        head: Vec<u8>,
+        len_hint: Option<u64>,
+    },
+    /// In memory and hashed already.
+    Slice { bytes: &'a [u8], id: ArtifactId },
 }
 
 /// Full packed blocks of one `put_batch` waiting to be compressed together.

@@ -22,7 +22,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "64M")]
     size: String,
     /// Packed block targets to sweep, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1M")]
+    #[arg(long, value_delimiter = ',', default_value = "256K")]
     block: Vec<String>,
     /// Small/large thresholds to sweep.
     #[arg(long, value_delimiter = ',', default_value = "128K")]
