@@ -39,6 +39,10 @@ enum Cmd {
         /// Files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Block compression for what this command writes: off, or a zstd
+        /// level 1-22 [default: 3]
+        #[arg(long, value_name = "LEVEL")]
+        zstd: Option<String>,
     },
     /// Write an artifact to a file (or stdout).
     Get {
@@ -138,7 +142,7 @@ fn exit_code(e: &Error) -> u8 {
 fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
     let read_only = || StoreOptions::new().read_only(true).open(dir);
     match &cli.cmd {
-        Cmd::Ingest { paths } => ingest(cli, dir, paths),
+        Cmd::Ingest { paths, zstd } => ingest(cli, dir, paths, zstd.as_deref()),
         Cmd::Get { id, output, at } => {
             let s = read_only()?;
             let mut r = open_artifact(&s, id, at.as_deref())?;
@@ -453,9 +457,12 @@ const COMMIT_BYTES: u64 = 1 << 30;
 const BATCH_BYTES: u64 = 64 << 20;
 const BATCH_FILES: usize = 4096;
 
-fn read_all(inputs: &[Input]) -> Result<Vec<Vec<u8>>, Error> {
+fn read_all(inputs: &[&Input]) -> Result<Vec<Vec<u8>>, Error> {
+    use rayon::prelude::*;
+    // Reading thousands of small files is mostly system-call time: spread it.
     inputs
-        .iter()
+        .par_iter()
+        .with_min_len(16)
         .map(|i| {
             fs::read(&i.path).map_err(|e| Error::Io {
                 context: format!("read {}", i.path.display()),
@@ -466,9 +473,14 @@ fn read_all(inputs: &[Input]) -> Result<Vec<Vec<u8>>, Error> {
 }
 const COMMIT_FILES: usize = 20_000;
 
-fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf]) -> Result<ExitCode, Error> {
+fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> Result<ExitCode, Error> {
+    let compression = zstd.map(asl::bench::parse_compression).transpose()?;
     let (inputs, skipped) = collect_inputs(paths)?;
-    let store = StoreOptions::new().create(true).open(dir)?;
+    let mut opts = StoreOptions::new().create(true);
+    if let Some(c) = compression {
+        opts = opts.compression(c);
+    }
+    let store = opts.open(dir)?;
     let total: u64 = inputs.iter().map(|i| i.size).sum();
     let bar = (io::stderr().is_terminal() && !cli.json && total > (64 << 20)).then(|| {
         let b = indicatif::ProgressBar::new(total);
@@ -495,28 +507,44 @@ fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf]) -> Result<ExitCode, Error> {
     let mut done_bytes = 0u64;
     let mut next = 0;
     while next < inputs.len() {
-        // Runs of small files are read together and stored with put_batch, which
-        // hashes them on all cores; large files stream one at a time.
-        let run_end = (next..inputs.len())
-            .take_while(|&i| inputs[i].size <= small)
-            .scan(0u64, |bytes, i| {
-                *bytes += inputs[i].size;
-                (*bytes <= BATCH_BYTES && i - next < BATCH_FILES).then_some(i + 1)
+        // A window of inputs: its small files are read together and stored with
+        // one put_batch (hashed and compressed on all cores), then its large
+        // files stream one at a time; results keep the input order.
+        let mut small_bytes = 0u64;
+        let end = (next..inputs.len())
+            .take_while(|&i| {
+                if inputs[i].size <= small {
+                    small_bytes += inputs[i].size;
+                }
+                small_bytes <= BATCH_BYTES && i - next < BATCH_FILES
             })
             .last()
-            .unwrap_or(next);
-        let step: Result<Vec<asl::Put>, Error> = if run_end > next {
-            read_all(&inputs[next..run_end]).and_then(|bufs| store.put_batch(&bufs))
-        } else {
-            let input = &inputs[next];
-            store
-                .put_file_with_progress(&input.path, &mut |d| {
+            .map(|i| i + 1)
+            .unwrap_or(next + 1);
+        let window = &inputs[next..end];
+        let step = (|| -> Result<Vec<asl::Put>, Error> {
+            let (small_idx, large_idx): (Vec<usize>, Vec<usize>) =
+                (0..window.len()).partition(|&i| window[i].size <= small);
+            let mut puts: Vec<Option<asl::Put>> = vec![None; window.len()];
+            if !small_idx.is_empty() {
+                let picked: Vec<&Input> = small_idx.iter().map(|&i| &window[i]).collect();
+                let bufs = read_all(&picked)?;
+                for (i, p) in small_idx.iter().zip(store.put_batch(&bufs)?) {
+                    puts[*i] = Some(p);
+                }
+            }
+            for i in large_idx {
+                let input = &window[i];
+                let p = store.put_file_with_progress(&input.path, &mut |d| {
                     if let Some(b) = &bar {
                         b.set_position(done_bytes + d);
                     }
-                })
-                .map(|p| vec![p])
-        };
+                })?;
+                done_bytes += input.size;
+                puts[i] = Some(p);
+            }
+            Ok(puts.into_iter().flatten().collect())
+        })();
         let puts = match step {
             Ok(p) => p,
             Err(e) => {
@@ -531,7 +559,9 @@ fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf]) -> Result<ExitCode, Error> {
             if put.new {
                 since_commit += put.len;
             }
-            done_bytes += input.size;
+            if input.size <= small {
+                done_bytes += input.size;
+            }
             results.push((put, &input.path));
         }
         next = stop;
