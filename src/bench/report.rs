@@ -192,7 +192,8 @@ pub fn plot_svg(rep: &BenchReport) -> Result<String> {
     }
     let xmax = pts.iter().map(|(r, _)| r.space_amplification).fold(0.0, f64::max) * 1.08;
     let xmin = pts.iter().map(|(r, _)| r.space_amplification).fold(f64::MAX, f64::min) * 0.92;
-    let ymax = pts.iter().map(|(_, y)| *y).fold(0.0, f64::max) * 1.15;
+    let ymax = pts.iter().map(|(_, y)| *y).fold(0.0, f64::max) * 1.5;
+    let ymin = pts.iter().map(|(_, y)| *y).fold(f64::MAX, f64::min).max(0.1) / 1.5;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (1000, 640)).into_drawing_area();
@@ -209,12 +210,12 @@ pub fn plot_svg(rep: &BenchReport) -> Result<String> {
             .margin(20)
             .x_label_area_size(45)
             .y_label_area_size(60)
-            .build_cartesian_2d(xmin..xmax, 0.0..ymax)
+            .build_cartesian_2d(xmin..xmax, (ymin..ymax).log_scale())
             .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
             .x_desc("segment bytes / unique bytes")
-            .y_desc("p99 µs")
+            .y_desc("p99 µs (log scale)")
             .draw()
             .map_err(|e| err(&e))?;
         let mut keys: Vec<(String, String)> = pts
