@@ -7,10 +7,12 @@
 
 mod checkpoint;
 mod gc;
+mod large;
 mod layout;
 mod maint;
 mod options;
 mod read;
+mod repair;
 mod snapshots;
 mod write;
 #[cfg(feature = "zfs")]
@@ -38,9 +40,10 @@ use crate::snapshot::CurrentId;
 pub use gc::{GcOptions, GcReport};
 use layout::Layout;
 pub use layout::{decode_store_file, encode_store_file};
-pub use maint::{Problem, RepairReport, StoreStat, VerifyReport};
+pub use maint::{Problem, StoreStat, VerifyReport};
 pub use options::StoreOptions;
 pub use read::{ArtifactInfo, ArtifactReader, Iter};
+pub use repair::RepairReport;
 pub use snapshots::{Retention, SnapshotDiff, SnapshotView};
 pub use write::Put;
 

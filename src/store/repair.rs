@@ -1,0 +1,356 @@
+//! Rebuilding a store's index, log and checkpoint from its segment files
+//! alone, keeping the snapshot catalog when it can.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::block::format::{decode_packed_table, decode_tombstones, BlockKind, Compression, LargeTrailer};
+use crate::block::segment::{parse_segment_file_name, scan, SegmentFooter, FOOTER_LEN, SEGMENT_HEADER_LEN};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{sync_dir, write_atomic};
+use crate::id::ArtifactId;
+use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED, FLAG_LARGE, FLAG_TOMBSTONE, NO_SOURCE};
+use crate::index::file::{write_index, IndexFile};
+use crate::snapshot::catalog::SnapshotMeta;
+use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
+use crate::snapshot::log::{log_file_name, LogWriter, Record};
+
+use super::layout::{decode_store_file, encode_store_file, Layout};
+use super::{lock_store, Store};
+
+/// The result of [`Store::repair`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RepairReport {
+    /// Segment files read.
+    pub segments: u64,
+    /// Segment files skipped (foreign, or unreadable header), with the reason.
+    pub skipped: Vec<String>,
+    /// Blocks read.
+    pub blocks: u64,
+    /// Blocks whose checksum failed (their artifacts are lost).
+    pub bad_blocks: u64,
+    /// Live artifacts in the rebuilt index.
+    pub artifacts: u64,
+    /// Removals replayed from tombstone blocks.
+    pub tombstones: u64,
+    /// Bytes cut from torn segment tails.
+    pub truncated_bytes: u64,
+    /// Segments that had no footer and were sealed.
+    pub sealed: u64,
+}
+
+impl Store {
+    /// Rebuilds the index, log and checkpoint of the store at `path` from its
+    /// segment files alone (for a store whose index or log was lost or damaged).
+    /// Torn segment tails are cut and those segments sealed. Takes the writer lock.
+    pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
+        let layout = Layout::new(path.as_ref());
+        let seg_dir = layout.segment_dir();
+        if !seg_dir.is_dir() {
+            return Err(Error::NotAStore {
+                path: path.as_ref().to_path_buf(),
+                reason: "no segments directory".into(),
+            });
+        }
+        for d in [layout.log_dir(), layout.index_dir()] {
+            fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+        }
+        let _lock = lock_store(&layout)?;
+        let known_id = fs::read(layout.store_file())
+            .ok()
+            .and_then(|b| decode_store_file(&b).ok());
+        let mut ids: Vec<u32> = Vec::new();
+        for entry in fs::read_dir(&seg_dir).ctx(|| format!("list {}", seg_dir.display()))? {
+            let entry = entry.ctx(|| format!("list {}", seg_dir.display()))?;
+            if let Some(id) = parse_segment_file_name(&entry.file_name().to_string_lossy()) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        let (metas, pins) = recover_catalog(&layout);
+        let snapshots = super::open_snapshots(&layout, metas.into_iter().map(|m| (m.name.clone(), m)).collect())?;
+        let pin_map: BTreeMap<String, ArtifactId> = pins.iter().cloned().collect();
+        let mut totals: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut rep = RepairReport::default();
+        let mut store_id = known_id;
+        let mut map: BTreeMap<ArtifactId, Entry> = BTreeMap::new();
+        let mut segs = Vec::new();
+        for id in &ids {
+            let p = layout.segment(*id);
+            let mut bytes = Vec::new();
+            File::open(&p)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .ctx(|| format!("read {}", p.display()))?;
+            let sc = scan(&bytes, true);
+            let h = match sc.header {
+                Ok(h) if h.id == *id && store_id.is_none_or(|s| s == h.store_id) => h,
+                Ok(_) => {
+                    rep.skipped
+                        .push(format!("{}: belongs to another store or is misnamed", p.display()));
+                    continue;
+                }
+                Err(e) => {
+                    rep.skipped.push(format!("{}: {e}", p.display()));
+                    continue;
+                }
+            };
+            store_id = Some(h.store_id);
+            rep.segments += 1;
+            for b in &sc.blocks {
+                rep.blocks += 1;
+                let Ok(raw) = &b.body else {
+                    rep.bad_blocks += 1;
+                    continue;
+                };
+                let base = Entry {
+                    id: ArtifactId::from_bytes([0; 32]),
+                    segment: *id,
+                    block_offset: b.offset,
+                    inner: 0,
+                    len: 0,
+                    domain: DomainId::LOCAL,
+                    source: NO_SOURCE,
+                    visibility: Visibility::Internal,
+                    flags: 0,
+                };
+                match b.header.kind {
+                    BlockKind::Packed => match decode_packed_table(raw, b.header.count) {
+                        Ok(entries) => {
+                            let flags = if b.header.compression == Compression::Zstd {
+                                FLAG_COMPRESSED
+                            } else {
+                                0
+                            };
+                            for pe in entries {
+                                *totals.entry(*id).or_default() += pe.len as u64;
+                                map.insert(
+                                    pe.id,
+                                    Entry {
+                                        id: pe.id,
+                                        inner: pe.offset,
+                                        len: pe.len as u64,
+                                        flags,
+                                        ..base
+                                    },
+                                );
+                            }
+                        }
+                        Err(_) => rep.bad_blocks += 1,
+                    },
+                    BlockKind::LargeTrailer => match LargeTrailer::decode(raw) {
+                        Ok(t) => {
+                            *totals.entry(*id).or_default() += t.len;
+                            map.insert(
+                                t.id,
+                                Entry {
+                                    id: t.id,
+                                    len: t.len,
+                                    flags: FLAG_LARGE,
+                                    ..base
+                                },
+                            );
+                        }
+                        Err(_) => rep.bad_blocks += 1,
+                    },
+                    BlockKind::Tombstones => match decode_tombstones(raw, b.header.count) {
+                        Ok(ts) => {
+                            for (tid, _) in ts {
+                                // A removed artifact a snapshot or pin still holds
+                                // keeps its location, as a tombstone.
+                                let held = match map.get(&tid) {
+                                    Some(e) => super::held_by(&pin_map, &snapshots, e, None)?,
+                                    None => false,
+                                };
+                                if held {
+                                    if let Some(e) = map.get_mut(&tid) {
+                                        e.flags |= FLAG_TOMBSTONE;
+                                    }
+                                    rep.tombstones += 1;
+                                } else if map.remove(&tid).is_some() {
+                                    rep.tombstones += 1;
+                                }
+                            }
+                        }
+                        Err(_) => rep.bad_blocks += 1,
+                    },
+                    BlockKind::LargeChunk => {}
+                }
+            }
+            let len = match sc.footer {
+                Some(f) => f.data_len + FOOTER_LEN,
+                None => {
+                    // No footer: the segment was open. Cut any torn tail and seal it.
+                    let end = sc.end.max(SEGMENT_HEADER_LEN);
+                    rep.truncated_bytes += sc.file_len - end;
+                    let f = fs::OpenOptions::new()
+                        .write(true)
+                        .open(&p)
+                        .ctx(|| format!("open {}", p.display()))?;
+                    let footer = SegmentFooter {
+                        block_count: sc.blocks.len() as u64,
+                        data_len: end,
+                        raw_total: sc.blocks.iter().map(|b| b.header.raw_len as u64).sum(),
+                        data_crc: crc32c::crc32c(&bytes[..end as usize]),
+                    };
+                    use std::os::unix::fs::FileExt;
+                    f.set_len(end)
+                        .and_then(|_| f.write_all_at(&footer.encode(), end))
+                        .and_then(|_| f.sync_all())
+                        .ctx(|| format!("seal {}", p.display()))?;
+                    rep.sealed += 1;
+                    end + FOOTER_LEN
+                }
+            };
+            segs.push(SegmentState::new(*id, len, true));
+        }
+        let Some(store_id) = store_id else {
+            return Err(Error::NotAStore {
+                path: path.as_ref().to_path_buf(),
+                reason: "no STORE file and no readable segment".into(),
+            });
+        };
+        rep.artifacts = map.values().filter(|e| !e.is_tombstone()).count() as u64;
+        let mut live: BTreeMap<u32, u64> = BTreeMap::new();
+        for e in map.values() {
+            *live.entry(e.segment).or_default() += e.len;
+        }
+        for s in &mut segs {
+            s.total = totals.get(&s.id).copied().unwrap_or(0);
+            s.live = live.get(&s.id).copied().unwrap_or(0);
+        }
+        let next_index = max_file_number(&layout.index_dir(), ".idx") + 1;
+        let log_file = max_file_number(&layout.log_dir(), ".log") + 1;
+        let index_path = write_index(
+            &layout.index_dir(),
+            next_index,
+            map.len() as u64,
+            map.values().copied().map(Ok),
+        )?;
+        LogWriter::create(&layout.log(log_file), 1, store_id)?;
+        let ckpt = Checkpoint {
+            store_id,
+            next_seq: 1,
+            log_file,
+            next_segment: ids.last().map(|i| i + 1).unwrap_or(1),
+            next_index: next_index + 1,
+            index_files: vec![next_index],
+            segments: segs,
+            snapshots: snapshots.values().map(|h| h.meta.clone()).collect(),
+            pins,
+        };
+        write_atomic(&layout.checkpoint(), &ckpt.encode())?;
+        if known_id.is_none() {
+            write_atomic(&layout.store_file(), &encode_store_file(store_id))?;
+        }
+        for (dir, keep) in [
+            (
+                layout.index_dir(),
+                index_path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            ),
+            (layout.log_dir(), Some(log_file_name(log_file))),
+        ] {
+            for entry in fs::read_dir(&dir).ctx(|| format!("list {}", dir.display()))?.flatten() {
+                if Some(entry.file_name().to_string_lossy().into_owned()) != keep {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+            sync_dir(&dir)?;
+        }
+        Ok(rep)
+    }
+}
+
+/// The snapshot catalog and pins of a store being repaired: from its checkpoint
+/// and log when they are readable; otherwise every snapshot file still on disk
+/// is registered again as `recovered-<identity prefix>` (pins are then lost;
+/// the report says so).
+type Catalog = (Vec<SnapshotMeta>, Vec<(String, ArtifactId)>);
+
+fn recover_catalog(layout: &Layout) -> Catalog {
+    let from_log = || -> Option<Catalog> {
+        let ckpt = Checkpoint::decode(&fs::read(layout.checkpoint()).ok()?).ok()?;
+        let mut metas: BTreeMap<String, SnapshotMeta> =
+            ckpt.snapshots.into_iter().map(|m| (m.name.clone(), m)).collect();
+        let mut pins: BTreeMap<String, ArtifactId> = ckpt.pins.into_iter().collect();
+        if let Ok(log) = crate::snapshot::log::read(&layout.log(ckpt.log_file)) {
+            for (_, r) in log.records {
+                match r {
+                    Record::SnapshotCreated(m) => {
+                        metas.insert(m.name.clone(), m);
+                    }
+                    Record::SnapshotDeleted { name } => {
+                        metas.remove(&name);
+                    }
+                    Record::Pinned { name, id } => {
+                        pins.insert(name, id);
+                    }
+                    Record::Unpinned { name } => {
+                        pins.remove(&name);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let all_there = metas.values().all(|m| layout.snapshot(&m.identity).is_file());
+        all_there.then(|| (metas.into_values().collect(), pins.into_iter().collect()))
+    };
+    if let Some(c) = from_log() {
+        return c;
+    }
+    let mut metas = Vec::new();
+    for e in fs::read_dir(layout.snapshot_dir()).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(hex) = name.strip_suffix(".idx") else { continue };
+        let Ok(id) = hex.parse::<ArtifactId>() else { continue };
+        let Ok(f) = IndexFile::open(&e.path()) else { continue };
+        let mut hasher = crate::snapshot::current::CurrentHasher::default();
+        let mut bytes = 0;
+        let mut ok = true;
+        for i in 0..f.len() {
+            match f.entry(i) {
+                Ok(x) => {
+                    hasher.add(&x);
+                    bytes += x.len;
+                }
+                Err(_) => ok = false,
+            }
+        }
+        // Only a file whose content matches its name is trusted.
+        if !ok || hasher.finish().0 != *id.as_bytes() {
+            continue;
+        }
+        let created = e
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        metas.push(SnapshotMeta {
+            name: format!("recovered-{}", &hex[..12]),
+            identity: crate::snapshot::CurrentId(*id.as_bytes()),
+            created,
+            artifacts: f.len(),
+            bytes,
+        });
+    }
+    (metas, Vec::new())
+}
+
+fn max_file_number(dir: &Path, ext: &str) -> u64 {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_suffix(ext).and_then(|s| s.parse::<u64>().ok())
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
