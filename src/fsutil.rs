@@ -64,7 +64,8 @@ pub(crate) struct Framing {
     pub(crate) magic: &'static [u8],
     pub(crate) magic_name: &'static str,
     pub(crate) crc_at: usize,
-    pub(crate) version: Option<u32>,
+    /// Checks the version number at offset 8 (accepting every version known).
+    pub(crate) version: Option<fn(u32) -> Result<(), crate::error::DecodeError>>,
 }
 
 /// Checks length, magic, CRC and version, in that order.
@@ -90,11 +91,8 @@ pub(crate) fn check_framed(b: &[u8], f: &Framing) -> Result<(), crate::error::De
             computed,
         });
     }
-    if let Some(want) = f.version {
-        let version = le_u32(b, 8);
-        if version != want {
-            return Err(DecodeError::UnsupportedVersion { what: f.what, version });
-        }
+    if let Some(known) = f.version {
+        known(le_u32(b, 8))?;
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ pub mod index;
 pub(crate) mod mmap;
 pub mod snapshot;
 mod store;
+pub mod version;
 
 pub use error::{DecodeError, Error, Result};
 pub use id::{ArtifactId, IdPrefix};

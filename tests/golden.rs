@@ -90,6 +90,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     Record::Entry(example_entry()).encode(1, &mut log);
     Record::Commit { segment: 1, len: 147 }.encode(2, &mut log);
     let ckpt = Checkpoint {
+        version: asl::version::CheckpointVersion::V2,
         store_id: 0x0807_0605_0403_0201,
         next_seq: 3,
         log_file: 2,

@@ -7,6 +7,7 @@
 //! index and log above can be rebuilt from the segments alone.
 
 pub mod format;
+pub(crate) mod scan;
 pub(crate) mod segment;
 
 pub use format::{BlockHeader, BlockKind, Compression};

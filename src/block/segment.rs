@@ -8,16 +8,16 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::block::format::{BlockHeader, BLOCK_HEADER_LEN};
+use crate::block::scan::{BlockSource, Blocks, Contents, ContentsError, Located, Stop};
 use crate::error::{DecodeError, Error, IoContext, Result};
 use crate::fsutil::{check_framed, le_u32, le_u64, note_synced, Framing};
 use crate::mmap::Map;
+use crate::version::{FormatVersion, SegmentVersion};
 
 /// Magic at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"ASLSEG\0\0";
 /// Magic at the start of a sealed segment's footer.
 pub const FOOTER_MAGIC: [u8; 8] = *b"ASLSEND\0";
-/// The segment format version this build writes and reads.
-pub const SEGMENT_VERSION: u32 = 1;
 /// Size of the segment header.
 pub const SEGMENT_HEADER_LEN: u64 = 32;
 /// Size of the sealed-segment footer.
@@ -37,7 +37,7 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; 32] {
         let mut b = [0u8; 32];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&SegmentVersion::CURRENT.number().to_le_bytes());
         b[12..16].copy_from_slice(&self.id.to_le_bytes());
         b[16..24].copy_from_slice(&self.store_id.to_le_bytes());
         let crc = crc32c::crc32c(&b[..28]);
@@ -54,7 +54,7 @@ impl SegmentHeader {
                 magic: &SEGMENT_MAGIC,
                 magic_name: "ASLSEG",
                 crc_at: 28,
-                version: Some(SEGMENT_VERSION),
+                version: Some(|n| SegmentVersion::from_number(n).map(drop)),
             },
         )?;
         Ok(Self {
@@ -82,7 +82,7 @@ impl SegmentFooter {
     pub fn encode(&self) -> [u8; FOOTER_LEN as usize] {
         let mut b = [0u8; FOOTER_LEN as usize];
         b[0..8].copy_from_slice(&FOOTER_MAGIC);
-        b[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&SegmentVersion::CURRENT.number().to_le_bytes());
         b[16..24].copy_from_slice(&self.block_count.to_le_bytes());
         b[24..32].copy_from_slice(&self.data_len.to_le_bytes());
         b[32..40].copy_from_slice(&self.raw_total.to_le_bytes());
@@ -101,7 +101,7 @@ impl SegmentFooter {
                 magic: &FOOTER_MAGIC,
                 magic_name: "ASLSEND",
                 crc_at: 44,
-                version: Some(SEGMENT_VERSION),
+                version: Some(|n| SegmentVersion::from_number(n).map(drop)),
             },
         )?;
         Ok(Self {
@@ -310,16 +310,10 @@ impl ActiveSegment {
             blocks: 0,
             raw_total: 0,
         };
-        let mut off = SEGMENT_HEADER_LEN;
-        while off < committed_len {
-            let mut hb = [0u8; BLOCK_HEADER_LEN];
-            seg.file
-                .read_exact_at(&mut hb, off)
-                .map_err(|_| Error::corrupt(path, format!("committed block at {off} is cut short")))?;
-            let h = BlockHeader::decode(&hb).map_err(|e| Error::corrupt(path, format!("block at {off}: {e}")))?;
+        for b in Blocks::new(&seg.file, SEGMENT_HEADER_LEN, committed_len) {
+            let b = b.map_err(|stop| stop_error(path, stop))?;
             seg.blocks += 1;
-            seg.raw_total += h.raw_len as u64;
-            off += h.total_len();
+            seg.raw_total += b.header.raw_len as u64;
         }
         Ok(seg)
     }
@@ -391,8 +385,9 @@ impl ActiveSegment {
 pub(crate) struct ScannedBlock {
     pub(crate) offset: u64,
     pub(crate) header: BlockHeader,
-    /// The decoded raw body, or why it could not be decoded.
-    pub(crate) body: Result<Vec<u8>, DecodeError>,
+    /// What the block holds (chunk bodies checked too), or why it could not
+    /// be decoded.
+    pub(crate) contents: Result<Contents, DecodeError>,
 }
 
 /// The outcome of reading a segment file block by block.
@@ -407,9 +402,10 @@ pub(crate) struct Scan {
     pub(crate) file_len: u64,
 }
 
-/// Reads a whole segment file block by block, checking every checksum. Stops at the
-/// first block header that cannot be decoded (a torn tail or damage).
-pub(crate) fn scan(bytes: &[u8], decode_bodies: bool) -> Scan {
+/// Reads a whole segment image block by block (through the one scanner),
+/// checking every checksum. Stops at the first block header that cannot be
+/// decoded (a torn tail or damage).
+pub(crate) fn scan(bytes: &[u8]) -> Scan {
     let header = SegmentHeader::decode(bytes);
     let file_len = bytes.len() as u64;
     let mut footer = None;
@@ -423,38 +419,84 @@ pub(crate) fn scan(bytes: &[u8], decode_bodies: bool) -> Scan {
         }
     }
     let mut blocks = Vec::new();
-    let mut off = SEGMENT_HEADER_LEN;
+    let mut end = SEGMENT_HEADER_LEN;
     if header.is_ok() {
-        while off + BLOCK_HEADER_LEN as u64 <= data_len {
-            let Ok(h) = BlockHeader::decode(&bytes[off as usize..]) else {
-                break;
-            };
-            let end = off + h.total_len();
-            if end > data_len {
-                break;
-            }
-            let stored = &bytes[(off as usize + BLOCK_HEADER_LEN)..end as usize];
-            let body = if decode_bodies {
-                h.decode_body(stored)
-            } else {
-                h.check_body(stored).map(|_| Vec::new())
-            };
-            blocks.push(ScannedBlock {
-                offset: off,
-                header: h,
-                body,
+        let mut it = Blocks::new(bytes, SEGMENT_HEADER_LEN, data_len);
+        for b in it.by_ref() {
+            let Ok(b) = b else { break };
+            let contents = Contents::read(bytes, &b, true).map_err(|e| match e {
+                ContentsError::Decode(d) => d,
+                ContentsError::Io(io) => DecodeError::Invalid(io.to_string()),
             });
-            off = end;
+            blocks.push(ScannedBlock {
+                offset: b.offset,
+                header: b.header,
+                contents,
+            });
         }
+        end = it.position();
     }
     let data_crc_mismatch = footer.is_some_and(|f| crc32c::crc32c(&bytes[..f.data_len as usize]) != f.data_crc);
     Scan {
         header,
         blocks,
-        end: off.min(file_len),
+        end: end.min(file_len),
         footer,
         data_crc_mismatch,
         file_len,
+    }
+}
+
+/// A scan that stopped early, as a store error naming the segment file.
+pub(crate) fn stop_error(path: &Path, stop: Stop) -> Error {
+    match stop {
+        Stop::Damaged { offset, reason } => Error::corrupt(path, format!("block at {offset}: {reason}")),
+        Stop::Io(e) => Error::io(format!("read {}", path.display()), e),
+    }
+}
+
+impl BlockSource for Segment {
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Option<Cow<'_, [u8]>>> {
+        match &self.data {
+            SegmentData::Mapped(m) => m.bytes().read_at(offset, len),
+            SegmentData::File(f) => BlockSource::read_at(f, offset, len),
+        }
+    }
+}
+
+impl BlockSource for File {
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Option<Cow<'_, [u8]>>> {
+        let mut buf = vec![0u8; len];
+        match self.read_exact_at(&mut buf, offset) {
+            Ok(()) => Ok(Some(Cow::Owned(buf))),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Segment {
+    /// The blocks of a sealed segment, through the scanner, as store errors.
+    pub(crate) fn blocks(&self) -> Result<Vec<Located>> {
+        let end = self
+            .sealed_data_len()
+            .ok_or_else(|| Error::corrupt(&self.path, "only a sealed segment can be walked whole"))?;
+        let mut out = Vec::new();
+        for b in Blocks::new(self, SEGMENT_HEADER_LEN, end) {
+            match b {
+                Ok(b) => out.push(b),
+                Err(stop) => return Err(stop_error(&self.path, stop)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the block `b` of this segment holds, as a store error.
+    pub(crate) fn contents(&self, b: &Located) -> Result<Contents> {
+        Contents::read(self, b, false).map_err(|e| match e {
+            ContentsError::Decode(d) => Error::corrupt(&self.path, format!("block at {}: {d}", b.offset)),
+            ContentsError::Io(io) => Error::io(format!("read {}", self.path.display()), io),
+        })
     }
 }
 
@@ -494,7 +536,7 @@ mod tests {
         assert_eq!(raw, body);
         assert!(Segment::open_sealed(&p, 1, 6).is_err());
         let bytes = std::fs::read(&p).unwrap();
-        let sc = scan(&bytes, true);
+        let sc = scan(&bytes);
         assert!(sc.footer.is_some() && !sc.data_crc_mismatch);
         assert_eq!(sc.blocks.len(), 1);
     }

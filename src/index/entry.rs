@@ -78,7 +78,110 @@ pub struct Entry {
     pub flags: u8,
 }
 
+/// Who an artifact belongs to and who may see it: the fields of an entry that
+/// say nothing about where its bytes are. Every put takes one (through
+/// `PutOptions`); the default is this store's own domain, internal, not
+/// imported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Placement {
+    /// Owning domain.
+    pub domain: DomainId,
+    /// Visibility outside the domain.
+    pub visibility: Visibility,
+    /// Cross-domain source when imported.
+    pub source: Option<DomainId>,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Self::LOCAL
+    }
+}
+
+impl Placement {
+    /// This store's domain, internal, not imported.
+    pub const LOCAL: Placement = Placement {
+        domain: DomainId::LOCAL,
+        visibility: Visibility::Internal,
+        source: None,
+    };
+
+    fn source_field(&self) -> u16 {
+        self.source.map(|d| d.0).unwrap_or(NO_SOURCE)
+    }
+}
+
 impl Entry {
+    /// A small artifact inside the packed block at `block_offset` of `segment`,
+    /// its bytes at `inner` in the block's raw body.
+    pub fn packed(id: ArtifactId, segment: u32, block_offset: u64, inner: u32, len: u64, compressed: bool) -> Self {
+        Self {
+            id,
+            segment,
+            block_offset,
+            inner,
+            len,
+            domain: DomainId::LOCAL,
+            source: NO_SOURCE,
+            visibility: Visibility::Internal,
+            flags: if compressed { FLAG_COMPRESSED } else { 0 },
+        }
+    }
+
+    /// A large artifact whose trailer block is at `trailer_offset` of `segment`.
+    pub fn large(id: ArtifactId, segment: u32, trailer_offset: u64, len: u64) -> Self {
+        Self {
+            flags: FLAG_LARGE,
+            ..Self::packed(id, segment, trailer_offset, 0, len, false)
+        }
+    }
+
+    /// The same record with `placement`'s domain, visibility and source.
+    pub fn placed(self, placement: &Placement) -> Self {
+        Self {
+            domain: placement.domain,
+            visibility: placement.visibility,
+            source: placement.source_field(),
+            ..self
+        }
+    }
+
+    /// The domain, visibility and source of this record.
+    pub fn placement(&self) -> Placement {
+        Placement {
+            domain: self.domain,
+            visibility: self.visibility,
+            source: self.cross_domain_source(),
+        }
+    }
+
+    /// The same record with another visibility.
+    pub fn with_visibility(self, visibility: Visibility) -> Self {
+        Self { visibility, ..self }
+    }
+
+    /// A tombstone that removes this record's id and keeps its location (a
+    /// snapshot or pin may still read the bytes through it).
+    pub fn removed(self) -> Self {
+        Self {
+            flags: self.flags | FLAG_TOMBSTONE,
+            ..self
+        }
+    }
+
+    /// The same artifact, moved to a new location by GC: flags, domain,
+    /// visibility and source stay; only a tombstone flag carries over from the
+    /// old flags, the layout flags are those of the new location.
+    pub fn relocated(self, to: Entry) -> Self {
+        Self {
+            segment: to.segment,
+            block_offset: to.block_offset,
+            inner: to.inner,
+            flags: (self.flags & FLAG_TOMBSTONE) | to.flags,
+            ..self
+        }
+    }
+
     /// A tombstone for `id` in `domain`.
     pub fn tombstone(id: ArtifactId, domain: DomainId) -> Self {
         Self {

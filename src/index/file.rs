@@ -15,13 +15,12 @@ use crate::fsutil::{check_framed, le_u32, le_u64, sync_dir, Framing};
 use crate::id::{ArtifactId, IdPrefix};
 use crate::index::entry::{Entry, ENTRY_LEN};
 use crate::mmap::Map;
+use crate::version::{FormatVersion, IndexVersion};
 
 /// Magic at the start of an index file.
 pub const INDEX_MAGIC: [u8; 8] = *b"ASLIDX\0\0";
 /// Magic in the index footer.
 pub const INDEX_FOOTER_MAGIC: [u8; 8] = *b"ASLIEND\0";
-/// Index format version.
-pub const INDEX_VERSION: u32 = 1;
 /// Header size.
 pub const INDEX_HEADER_LEN: usize = 64;
 /// Footer size.
@@ -60,7 +59,7 @@ impl IndexHeader {
     pub fn encode(&self) -> [u8; INDEX_HEADER_LEN] {
         let mut b = [0u8; INDEX_HEADER_LEN];
         b[0..8].copy_from_slice(&INDEX_MAGIC);
-        b[8..12].copy_from_slice(&INDEX_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&IndexVersion::CURRENT.number().to_le_bytes());
         b[12..16].copy_from_slice(&self.bits.to_le_bytes());
         b[16..24].copy_from_slice(&self.count.to_le_bytes());
         b[24..32].copy_from_slice(&self.file_id.to_le_bytes());
@@ -79,7 +78,7 @@ impl IndexHeader {
                 magic: &INDEX_MAGIC,
                 magic_name: "ASLIDX",
                 crc_at: 60,
-                version: Some(INDEX_VERSION),
+                version: Some(|n| IndexVersion::from_number(n).map(drop)),
             },
         )?;
         let bits = le_u32(b, 12);

@@ -5,13 +5,12 @@
 use crate::error::DecodeError;
 use crate::fsutil::{le_u32, le_u64};
 use crate::id::ArtifactId;
+use crate::version::{CheckpointVersion, FormatVersion};
 
 use super::catalog::{decode_pin, encode_pin, SnapshotMeta};
 
 /// Magic at the start of the checkpoint file.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"ASLCKPT\0";
-/// Checkpoint format version.
-pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// A segment as the checkpoint records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,8 +41,10 @@ impl SegmentState {
 }
 
 /// The decoded checkpoint.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// The format it was read in (encoding always writes the current one).
+    pub version: CheckpointVersion,
     /// Store identity.
     pub store_id: u64,
     /// Every log record with a smaller sequence number is in the index files.
@@ -64,10 +65,36 @@ pub struct Checkpoint {
     pub pins: Vec<(String, ArtifactId)>,
 }
 
-const SEGMENT_RECORD_LEN: usize = 29;
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Self {
+            version: CheckpointVersion::CURRENT,
+            store_id: 0,
+            next_seq: 0,
+            log_file: 0,
+            next_segment: 0,
+            next_index: 0,
+            index_files: Vec::new(),
+            segments: Vec::new(),
+            snapshots: Vec::new(),
+            pins: Vec::new(),
+        }
+    }
+}
+
+/// Bytes of one segment record: id, length, sealed, then (from version 2) live
+/// and total.
+fn segment_record_len(v: CheckpointVersion) -> usize {
+    if v.has_usage_counters() {
+        29
+    } else {
+        13
+    }
+}
 
 impl Checkpoint {
-    /// Encodes: magic, version, body length, body, CRC-32C of everything before it.
+    /// Encodes in the current version: magic, version, body length, body,
+    /// CRC-32C of everything before it.
     pub fn encode(&self) -> Vec<u8> {
         let mut body = Vec::new();
         body.extend_from_slice(&self.store_id.to_le_bytes());
@@ -97,7 +124,7 @@ impl Checkpoint {
         }
         let mut b = Vec::with_capacity(body.len() + 20);
         b.extend_from_slice(&CHECKPOINT_MAGIC);
-        b.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+        b.extend_from_slice(&CheckpointVersion::CURRENT.number().to_le_bytes());
         b.extend_from_slice(&(body.len() as u32).to_le_bytes());
         b.extend_from_slice(&body);
         let crc = crc32c::crc32c(&b);
@@ -118,13 +145,7 @@ impl Checkpoint {
         if b[0..8] != CHECKPOINT_MAGIC {
             return Err(DecodeError::BadMagic { expected: "ASLCKPT" });
         }
-        let version = le_u32(b, 8);
-        if version != CHECKPOINT_VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                what: "checkpoint",
-                version,
-            });
-        }
+        let version = CheckpointVersion::from_number(le_u32(b, 8))?;
         let body_len = le_u32(b, 12) as usize;
         if b.len() != 16 + body_len + 4 {
             return Err(short(16 + body_len + 4));
@@ -144,6 +165,7 @@ impl Checkpoint {
             return Err(bad());
         }
         let mut c = Checkpoint {
+            version,
             store_id: le_u64(p, 0),
             next_seq: le_u64(p, 8),
             log_file: le_u64(p, 16),
@@ -162,7 +184,9 @@ impl Checkpoint {
         }
         let m = le_u32(p, at) as usize;
         at += 4;
-        if p.len() < at + m * SEGMENT_RECORD_LEN + 8 {
+        let rec_len = segment_record_len(version);
+        let tail = if version.has_catalog() { 8 } else { 0 };
+        if p.len() < at + m * rec_len + tail {
             return Err(bad());
         }
         for _ in 0..m {
@@ -171,14 +195,16 @@ impl Checkpoint {
                 1 => true,
                 v => return Err(DecodeError::Invalid(format!("checkpoint sealed flag {v}"))),
             };
-            c.segments.push(SegmentState {
-                id: le_u32(p, at),
-                len: le_u64(p, at + 4),
-                sealed,
-                live: le_u64(p, at + 13),
-                total: le_u64(p, at + 21),
-            });
-            at += SEGMENT_RECORD_LEN;
+            let mut st = SegmentState::new(le_u32(p, at), le_u64(p, at + 4), sealed);
+            if version.has_usage_counters() {
+                st.live = le_u64(p, at + 13);
+                st.total = le_u64(p, at + 21);
+            }
+            c.segments.push(st);
+            at += rec_len;
+        }
+        if !version.has_catalog() {
+            return if at == p.len() { Ok(c) } else { Err(bad()) };
         }
         let n = le_u32(p, at) as usize;
         at += 4;
@@ -213,8 +239,56 @@ mod tests {
     use crate::snapshot::current::CurrentId;
 
     #[test]
+    fn version_1_is_read() {
+        // A version-1 image as the code before checkpoint v2 wrote it: no usage
+        // counters, no catalog.
+        let mut body = Vec::new();
+        for v in [1u64, 2, 3] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        body.extend_from_slice(&4u32.to_le_bytes());
+        body.extend_from_slice(&5u64.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&9u64.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&100u64.to_le_bytes());
+        body.push(1);
+        let mut b = CHECKPOINT_MAGIC.to_vec();
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        b.extend_from_slice(&body);
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        let c = Checkpoint::decode(&b).unwrap();
+        assert_eq!(c.version, CheckpointVersion::V1);
+        assert_eq!(
+            (c.store_id, c.next_seq, c.log_file, c.next_segment, c.next_index),
+            (1, 2, 3, 4, 5)
+        );
+        assert_eq!(c.index_files, vec![9]);
+        assert_eq!(c.segments, vec![SegmentState::new(1, 100, true)]);
+        assert!(c.snapshots.is_empty() && c.pins.is_empty());
+        // Re-encoding writes the current version.
+        assert_eq!(
+            Checkpoint::decode(&c.encode()).unwrap().version,
+            CheckpointVersion::CURRENT
+        );
+        let mut future = b.clone();
+        future[8] = 9;
+        let n = future.len() - 4;
+        let crc = crc32c::crc32c(&future[..n]);
+        future[n..].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            Checkpoint::decode(&future),
+            Err(DecodeError::UnsupportedVersion { version: 9, .. })
+        ));
+    }
+
+    #[test]
     fn round_trip_and_flip() {
         let c = Checkpoint {
+            version: CheckpointVersion::CURRENT,
             store_id: 1,
             next_seq: 2,
             log_file: 3,

@@ -15,13 +15,12 @@ use crate::error::{DecodeError, Error, IoContext, Result};
 use crate::fsutil::{le_u32, le_u64, note_synced, sync_dir};
 use crate::id::ArtifactId;
 use crate::index::entry::{Entry, ENTRY_LEN};
+use crate::version::{FormatVersion, LogVersion};
 
 use super::catalog::{decode_pin, encode_pin, get_name, put_name, SnapshotMeta};
 
 /// Magic at the start of a log file.
 pub const LOG_MAGIC: [u8; 8] = *b"ASLLOG\0\0";
-/// Log format version.
-pub const LOG_VERSION: u32 = 1;
 /// Log file header size.
 pub const LOG_HEADER_LEN: u64 = 32;
 /// Bytes before a record's payload.
@@ -218,7 +217,7 @@ impl Record {
 pub fn encode_header(start_seq: u64, store_id: u64) -> [u8; LOG_HEADER_LEN as usize] {
     let mut b = [0u8; LOG_HEADER_LEN as usize];
     b[0..8].copy_from_slice(&LOG_MAGIC);
-    b[8..12].copy_from_slice(&LOG_VERSION.to_le_bytes());
+    b[8..12].copy_from_slice(&LogVersion::CURRENT.number().to_le_bytes());
     b[16..24].copy_from_slice(&start_seq.to_le_bytes());
     b[24..32].copy_from_slice(&store_id.to_le_bytes());
     let crc = crc32c::crc32c(&b[16..32]) ^ crc32c::crc32c(&b[..12]);
@@ -247,10 +246,7 @@ pub fn decode_header(b: &[u8]) -> Result<(u64, u64), DecodeError> {
             computed,
         });
     }
-    let version = le_u32(b, 8);
-    if version != LOG_VERSION {
-        return Err(DecodeError::UnsupportedVersion { what: "log", version });
-    }
+    LogVersion::from_number(le_u32(b, 8))?;
     Ok((le_u64(b, 16), le_u64(b, 24)))
 }
 

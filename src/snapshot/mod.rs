@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod current;
 pub mod log;
+pub mod replay;
 
 pub use catalog::SnapshotMeta;
 pub use current::CurrentId;

@@ -53,6 +53,7 @@ impl Store {
             let log_file = w.log_file + 1;
             let log = LogWriter::create(&s.layout.log(log_file), w.log.next_seq, s.store_id)?;
             let ckpt = Checkpoint {
+                version: crate::version::FormatVersion::CURRENT,
                 store_id: s.store_id,
                 next_seq: log.next_seq,
                 log_file,

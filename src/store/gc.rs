@@ -25,9 +25,7 @@
 use std::mem::size_of;
 use std::time::{Duration, Instant};
 
-use crate::block::format::{
-    decode_packed_table, header_for, maybe_compress, BlockKind, Compression, LargeTrailer, PackedBuilder,
-};
+use crate::block::format::{header_for, maybe_compress, BlockKind, Compression, LargeTrailer, PackedBuilder};
 use crate::block::segment::{Segment, SEGMENT_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
@@ -332,40 +330,18 @@ impl Store {
 /// Lists the artifacts stored in a sealed segment: packed block tables and
 /// large-artifact trailers (chunk bodies are not read).
 fn walk(seg: &Segment) -> Result<Vec<Item>> {
-    let end = seg
-        .sealed_data_len()
-        .ok_or_else(|| Error::corrupt(&seg.path, "GC only collects sealed segments"))?;
-    let mut off = SEGMENT_HEADER_LEN;
     let mut out = Vec::new();
-    while off < end {
-        let h = seg.block_header(off)?;
-        match h.kind {
-            BlockKind::Packed => {
-                let (_, raw) = seg.read_block(off)?;
-                let table = decode_packed_table(&raw, h.count)
-                    .map_err(|e| Error::corrupt(&seg.path, format!("block at {off}: {e}")))?;
-                out.extend(table.into_iter().map(|pe| Item {
-                    id: pe.id,
-                    block_offset: off,
-                    inner: pe.offset,
-                }));
-            }
-            BlockKind::LargeTrailer => {
-                let (_, raw) = seg.read_block(off)?;
-                let t = LargeTrailer::decode(&raw)
-                    .map_err(|e| Error::corrupt(&seg.path, format!("trailer at {off}: {e}")))?;
-                out.push(Item {
-                    id: t.id,
-                    block_offset: off,
-                    inner: 0,
-                });
-            }
-            BlockKind::LargeChunk | BlockKind::Tombstones => {}
+    for b in seg.blocks()? {
+        if matches!(b.header.kind, BlockKind::LargeChunk | BlockKind::Tombstones) {
+            continue;
         }
-        off += h.total_len();
-    }
-    if off != end {
-        return Err(Error::corrupt(&seg.path, "blocks run past the footer"));
+        for (id, inner, _) in seg.contents(&b)?.artifacts() {
+            out.push(Item {
+                id,
+                block_offset: b.offset,
+                inner,
+            });
+        }
     }
     Ok(out)
 }

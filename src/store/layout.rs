@@ -14,11 +14,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::DecodeError;
 use crate::fsutil::{check_framed, le_u64, Framing};
+use crate::version::{FormatVersion, StoreVersion};
 
 /// Magic of the STORE file.
 pub const STORE_MAGIC: [u8; 8] = *b"ASLSTORE";
-/// Store layout version.
-pub const STORE_VERSION: u32 = 1;
 
 pub(crate) const STORE_FILE: &str = "STORE";
 pub(crate) const LOCK_FILE: &str = "LOCK";
@@ -32,7 +31,7 @@ pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 pub fn encode_store_file(store_id: u64) -> [u8; 32] {
     let mut b = [0u8; 32];
     b[0..8].copy_from_slice(&STORE_MAGIC);
-    b[8..12].copy_from_slice(&STORE_VERSION.to_le_bytes());
+    b[8..12].copy_from_slice(&StoreVersion::CURRENT.number().to_le_bytes());
     b[16..24].copy_from_slice(&store_id.to_le_bytes());
     let crc = crc32c::crc32c(&b[..28]);
     b[28..32].copy_from_slice(&crc.to_le_bytes());
@@ -55,7 +54,7 @@ pub fn decode_store_file(b: &[u8]) -> Result<u64, DecodeError> {
             magic: &STORE_MAGIC,
             magic_name: "ASLSTORE",
             crc_at: 28,
-            version: Some(STORE_VERSION),
+            version: Some(|n| StoreVersion::from_number(n).map(drop)),
         },
     )?;
     Ok(le_u64(b, 16))

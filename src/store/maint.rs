@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::block::format::{decode_packed_table, BlockKind};
+use crate::block::scan::Contents;
 use crate::block::segment::scan;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ArtifactId;
@@ -164,7 +164,7 @@ impl Store {
                 let committed = self.committed_len(seg.id).unwrap_or(bytes.len() as u64);
                 bytes = &bytes[..(committed as usize).min(bytes.len())];
             }
-            let sc = scan(bytes, true);
+            let sc = scan(bytes);
             if let Err(e) = &sc.header {
                 rep.problems
                     .push(problem(&seg.path, None, format!("segment header: {e}")));
@@ -193,32 +193,23 @@ impl Store {
             }
             for b in &sc.blocks {
                 rep.blocks += 1;
-                let raw = match &b.body {
-                    Ok(raw) => raw,
-                    Err(e) => {
-                        rep.problems
-                            .push(problem(&seg.path, None, format!("block at {}: {e}", b.offset)));
-                        continue;
-                    }
-                };
-                if b.header.kind == BlockKind::Packed {
-                    match decode_packed_table(raw, b.header.count) {
-                        Ok(entries) => {
-                            for pe in entries {
-                                let s = &raw[pe.offset as usize..(pe.offset + pe.len) as usize];
-                                if ArtifactId::of(s) != pe.id {
-                                    rep.problems.push(problem(
-                                        &seg.path,
-                                        Some(pe.id),
-                                        format!("BLAKE3 mismatch in block at {}", b.offset),
-                                    ));
-                                }
+                match &b.contents {
+                    Err(e) => rep
+                        .problems
+                        .push(problem(&seg.path, None, format!("block at {}: {e}", b.offset))),
+                    Ok(Contents::Packed { entries, raw }) => {
+                        for pe in entries {
+                            let s = &raw[pe.offset as usize..(pe.offset + pe.len) as usize];
+                            if ArtifactId::of(s) != pe.id {
+                                rep.problems.push(problem(
+                                    &seg.path,
+                                    Some(pe.id),
+                                    format!("BLAKE3 mismatch in block at {}", b.offset),
+                                ));
                             }
                         }
-                        Err(e) => rep
-                            .problems
-                            .push(problem(&seg.path, None, format!("block at {}: {e}", b.offset))),
                     }
+                    Ok(_) => {}
                 }
             }
         }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
-use crate::block::format::PackedBuilder;
+use crate::block::format::{BlockKind, PackedBuilder};
 use crate::block::segment::{parse_segment_file_name, ActiveSegment, Segment};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{read, sync_dir, write_atomic};
@@ -81,7 +81,7 @@ pub struct Store {
     _lock: Option<File>,
 }
 
-pub(crate) type Memtable = HashMap<ArtifactId, Entry, crate::id::IdBuildHasher>;
+pub(crate) use crate::snapshot::replay::Memtable;
 
 /// The memtable's records in id order.
 pub(crate) fn sorted(m: &Memtable) -> Vec<Entry> {
@@ -304,60 +304,15 @@ impl Store {
         }
         let log_path = layout.log(ckpt.log_file);
         let contents = log::read(&log_path)?;
-        if contents.store_id != store_id || contents.start_seq != ckpt.next_seq {
-            return Err(Error::corrupt(&log_path, "log does not continue the checkpoint"));
-        }
-        let mut memtable = Memtable::default();
-        let mut seg_states: BTreeMap<u32, SegmentState> = ckpt.segments.iter().map(|s| (s.id, *s)).collect();
-        let mut next_segment = ckpt.next_segment;
-        let mut metas: BTreeMap<String, SnapshotMeta> =
-            ckpt.snapshots.iter().map(|m| (m.name.clone(), m.clone())).collect();
-        let mut pins: BTreeMap<String, ArtifactId> = ckpt.pins.iter().cloned().collect();
-        for (_, r) in &contents.records {
-            match r {
-                Record::Entry(e) => {
-                    memtable.insert(e.id, *e);
-                }
-                Record::SegmentCreated { id } => {
-                    let st = SegmentState::new(*id, crate::block::segment::SEGMENT_HEADER_LEN, false);
-                    seg_states.insert(*id, st);
-                    next_segment = next_segment.max(id + 1);
-                }
-                Record::SegmentSealed { id, len } => {
-                    let st = seg_states.entry(*id).or_insert(SegmentState::new(*id, *len, true));
-                    st.len = *len;
-                    st.sealed = true;
-                }
-                Record::Commit { segment, len } => {
-                    if let Some(s) = seg_states.get_mut(segment) {
-                        if !s.sealed {
-                            s.len = *len;
-                        }
-                    }
-                }
-                Record::SegmentUsage { id, live, total } => {
-                    if let Some(s) = seg_states.get_mut(id) {
-                        s.live = *live;
-                        s.total = *total;
-                    }
-                }
-                Record::SegmentDropped { id } => {
-                    seg_states.remove(id);
-                }
-                Record::SnapshotCreated(m) => {
-                    metas.insert(m.name.clone(), m.clone());
-                }
-                Record::SnapshotDeleted { name } => {
-                    metas.remove(name);
-                }
-                Record::Pinned { name, id } => {
-                    pins.insert(name.clone(), *id);
-                }
-                Record::Unpinned { name } => {
-                    pins.remove(name);
-                }
-            }
-        }
+        let replayed = crate::snapshot::replay::replay(&ckpt, &contents).map_err(|e| Error::corrupt(&log_path, e))?;
+        let crate::snapshot::replay::Replayed {
+            memtable,
+            segments: seg_states,
+            next_segment,
+            snapshots: metas,
+            pins,
+            ..
+        } = replayed;
         let snapshots = open_snapshots(layout, metas)?;
         let mut segments = BTreeMap::new();
         let mut active = None;
@@ -374,6 +329,11 @@ impl Store {
                 }
                 segments.insert(s.id, Arc::new(Segment::open_active(&path, s.id)?));
             }
+        }
+        let mut seg_states = seg_states;
+        let upgrade = !ckpt.version.has_usage_counters();
+        if upgrade {
+            recount_usage(&memtable, &indexes, &segments, &mut seg_states)?;
         }
         let open_segs = seg_states.clone();
         let writer = if writable {
@@ -398,7 +358,7 @@ impl Store {
         } else {
             None
         };
-        Ok(Self {
+        let store = Self {
             layout: layout.clone(),
             store_id,
             opts: opts.clone(),
@@ -413,7 +373,13 @@ impl Store {
             block_cache: Mutex::new(Vec::new()),
             open_segs,
             _lock: lock,
-        })
+        };
+        if upgrade && store.writer.is_some() {
+            // Write the recounted usage into a current-version checkpoint, so
+            // the old format is read only once.
+            store.checkpoint()?;
+        }
+        Ok(store)
     }
 
     /// The writer, unless the store is read-only or an earlier write failed.
@@ -526,6 +492,7 @@ fn create_layout(layout: &Layout) -> Result<File> {
     let store_id = new_store_id(root);
     LogWriter::create(&layout.log(1), 1, store_id)?;
     let ckpt = Checkpoint {
+        version: crate::version::FormatVersion::CURRENT,
         store_id,
         next_seq: 1,
         log_file: 1,
@@ -540,6 +507,41 @@ fn create_layout(layout: &Layout) -> Result<File> {
     write_atomic(&layout.store_file(), &encode_store_file(store_id))?;
     sync_dir(root)?;
     Ok(lock)
+}
+
+/// Recomputes every segment's usage counters from CURRENT and the segments'
+/// own block tables (for a checkpoint written before counters existed): live
+/// is what the newest record of each live artifact points at, total everything
+/// ever written into the segment up to its committed length.
+fn recount_usage(
+    memtable: &Memtable,
+    indexes: &[Arc<IndexFile>],
+    segments: &BTreeMap<u32, Arc<Segment>>,
+    states: &mut BTreeMap<u32, SegmentState>,
+) -> Result<()> {
+    use crate::block::scan::Blocks;
+    for st in states.values_mut() {
+        st.live = 0;
+        st.total = 0;
+    }
+    let merged = crate::index::merge::Merged::new(sorted(memtable), indexes, None)?;
+    for e in merged {
+        let e = e?;
+        if let (false, Some(st)) = (e.is_tombstone(), states.get_mut(&e.segment)) {
+            st.live += e.len;
+        }
+    }
+    for (id, seg) in segments {
+        let Some(st) = states.get_mut(id) else { continue };
+        let end = seg.sealed_data_len().unwrap_or(st.len);
+        for b in Blocks::new(&**seg, crate::block::segment::SEGMENT_HEADER_LEN, end) {
+            let b = b.map_err(|stop| crate::block::segment::stop_error(&seg.path, stop))?;
+            if matches!(b.header.kind, BlockKind::Packed | BlockKind::LargeTrailer) {
+                st.total += seg.contents(&b)?.artifacts().iter().map(|a| a.2).sum::<u64>();
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Opens the index file of every snapshot in the catalog, once per identity.

@@ -8,16 +8,17 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::block::format::{decode_packed_table, decode_tombstones, BlockKind, Compression, LargeTrailer};
+use crate::block::format::Compression;
+use crate::block::scan::Contents;
 use crate::block::segment::{parse_segment_file_name, scan, SegmentFooter, FOOTER_LEN, SEGMENT_HEADER_LEN};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{sync_dir, write_atomic};
 use crate::id::ArtifactId;
-use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED, FLAG_LARGE, FLAG_TOMBSTONE, NO_SOURCE};
+use crate::index::entry::Entry;
 use crate::index::file::{write_index, IndexFile};
 use crate::snapshot::catalog::SnapshotMeta;
 use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
-use crate::snapshot::log::{log_file_name, LogWriter, Record};
+use crate::snapshot::log::{log_file_name, LogWriter};
 
 use super::layout::{decode_store_file, encode_store_file, Layout};
 use super::{lock_store, Store};
@@ -85,7 +86,7 @@ impl Store {
             File::open(&p)
                 .and_then(|mut f| f.read_to_end(&mut bytes))
                 .ctx(|| format!("read {}", p.display()))?;
-            let sc = scan(&bytes, true);
+            let sc = scan(&bytes);
             let h = match sc.header {
                 Ok(h) if h.id == *id && store_id.is_none_or(|s| s == h.store_id) => h,
                 Ok(_) => {
@@ -102,82 +103,42 @@ impl Store {
             rep.segments += 1;
             for b in &sc.blocks {
                 rep.blocks += 1;
-                let Ok(raw) = &b.body else {
+                let Ok(contents) = &b.contents else {
                     rep.bad_blocks += 1;
                     continue;
                 };
-                let base = Entry {
-                    id: ArtifactId::from_bytes([0; 32]),
-                    segment: *id,
-                    block_offset: b.offset,
-                    inner: 0,
-                    len: 0,
-                    domain: DomainId::LOCAL,
-                    source: NO_SOURCE,
-                    visibility: Visibility::Internal,
-                    flags: 0,
-                };
-                match b.header.kind {
-                    BlockKind::Packed => match decode_packed_table(raw, b.header.count) {
-                        Ok(entries) => {
-                            let flags = if b.header.compression == Compression::Zstd {
-                                FLAG_COMPRESSED
-                            } else {
-                                0
+                let compressed = b.header.compression == Compression::Zstd;
+                match contents {
+                    Contents::Packed { entries, .. } => {
+                        for pe in entries {
+                            *totals.entry(*id).or_default() += pe.len as u64;
+                            let e = Entry::packed(pe.id, *id, b.offset, pe.offset, pe.len as u64, compressed);
+                            map.insert(pe.id, e);
+                        }
+                    }
+                    Contents::Trailer(t) => {
+                        *totals.entry(*id).or_default() += t.len;
+                        map.insert(t.id, Entry::large(t.id, *id, b.offset, t.len));
+                    }
+                    Contents::Tombstones(ts) => {
+                        for (tid, _) in ts {
+                            // A removed artifact a snapshot or pin still holds
+                            // keeps its location, as a tombstone.
+                            let held = match map.get(tid) {
+                                Some(e) => super::held_by(&pin_map, &snapshots, e, None)?,
+                                None => false,
                             };
-                            for pe in entries {
-                                *totals.entry(*id).or_default() += pe.len as u64;
-                                map.insert(
-                                    pe.id,
-                                    Entry {
-                                        id: pe.id,
-                                        inner: pe.offset,
-                                        len: pe.len as u64,
-                                        flags,
-                                        ..base
-                                    },
-                                );
-                            }
-                        }
-                        Err(_) => rep.bad_blocks += 1,
-                    },
-                    BlockKind::LargeTrailer => match LargeTrailer::decode(raw) {
-                        Ok(t) => {
-                            *totals.entry(*id).or_default() += t.len;
-                            map.insert(
-                                t.id,
-                                Entry {
-                                    id: t.id,
-                                    len: t.len,
-                                    flags: FLAG_LARGE,
-                                    ..base
-                                },
-                            );
-                        }
-                        Err(_) => rep.bad_blocks += 1,
-                    },
-                    BlockKind::Tombstones => match decode_tombstones(raw, b.header.count) {
-                        Ok(ts) => {
-                            for (tid, _) in ts {
-                                // A removed artifact a snapshot or pin still holds
-                                // keeps its location, as a tombstone.
-                                let held = match map.get(&tid) {
-                                    Some(e) => super::held_by(&pin_map, &snapshots, e, None)?,
-                                    None => false,
-                                };
-                                if held {
-                                    if let Some(e) = map.get_mut(&tid) {
-                                        e.flags |= FLAG_TOMBSTONE;
-                                    }
-                                    rep.tombstones += 1;
-                                } else if map.remove(&tid).is_some() {
-                                    rep.tombstones += 1;
+                            if held {
+                                if let Some(e) = map.get_mut(tid) {
+                                    *e = e.removed();
                                 }
+                                rep.tombstones += 1;
+                            } else if map.remove(tid).is_some() {
+                                rep.tombstones += 1;
                             }
                         }
-                        Err(_) => rep.bad_blocks += 1,
-                    },
-                    BlockKind::LargeChunk => {}
+                    }
+                    Contents::Chunk => {}
                 }
             }
             let len = match sc.footer {
@@ -232,6 +193,7 @@ impl Store {
         )?;
         LogWriter::create(&layout.log(log_file), 1, store_id)?;
         let ckpt = Checkpoint {
+            version: crate::version::FormatVersion::CURRENT,
             store_id,
             next_seq: 1,
             log_file,
@@ -273,28 +235,16 @@ type Catalog = (Vec<SnapshotMeta>, Vec<(String, ArtifactId)>);
 fn recover_catalog(layout: &Layout) -> Catalog {
     let from_log = || -> Option<Catalog> {
         let ckpt = Checkpoint::decode(&fs::read(layout.checkpoint()).ok()?).ok()?;
-        let mut metas: BTreeMap<String, SnapshotMeta> =
-            ckpt.snapshots.into_iter().map(|m| (m.name.clone(), m)).collect();
-        let mut pins: BTreeMap<String, ArtifactId> = ckpt.pins.into_iter().collect();
-        if let Ok(log) = crate::snapshot::log::read(&layout.log(ckpt.log_file)) {
-            for (_, r) in log.records {
-                match r {
-                    Record::SnapshotCreated(m) => {
-                        metas.insert(m.name.clone(), m);
-                    }
-                    Record::SnapshotDeleted { name } => {
-                        metas.remove(&name);
-                    }
-                    Record::Pinned { name, id } => {
-                        pins.insert(name, id);
-                    }
-                    Record::Unpinned { name } => {
-                        pins.remove(&name);
-                    }
-                    _ => {}
-                }
-            }
-        }
+        // Only the catalog is wanted; a log that does not continue the
+        // checkpoint adds nothing to it.
+        let log = crate::snapshot::log::read(&layout.log(ckpt.log_file)).ok();
+        let (metas, pins) = match log.and_then(|l| crate::snapshot::replay::replay(&ckpt, &l).ok()) {
+            Some(r) => (r.snapshots, r.pins),
+            None => (
+                ckpt.snapshots.into_iter().map(|m| (m.name.clone(), m)).collect(),
+                ckpt.pins.into_iter().collect(),
+            ),
+        };
         let all_there = metas.values().all(|m| layout.snapshot(&m.identity).is_file());
         all_there.then(|| (metas.into_values().collect(), pins.into_iter().collect()))
     };

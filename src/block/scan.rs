@@ -1,0 +1,261 @@
+//! The one block scanner: every pass that walks a segment block by block (GC
+//! listing a victim's artifacts, verify, repair, reopening the open segment,
+//! recounting usage of an old store) goes through [`Blocks`], and every
+//! decision on what a block holds goes through [`Contents`].
+//!
+//! The scanner reads through a [`BlockSource`], so the same walk runs over a
+//! mapped sealed segment, the open segment read with `pread`, or bytes in
+//! memory (a fuzz input, a file read whole by repair).
+
+use std::borrow::Cow;
+
+use crate::block::format::{
+    decode_packed_table, decode_tombstones, BlockHeader, BlockKind, LargeTrailer, PackedEntry, BLOCK_HEADER_LEN,
+};
+use crate::error::DecodeError;
+use crate::id::ArtifactId;
+
+/// Positioned reads of a segment's bytes. `None` means the range is not there
+/// (past the end); I/O errors are reported by the source itself.
+pub(crate) trait BlockSource {
+    /// `len` bytes at `offset`, or `None` when they are not all there.
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Option<Cow<'_, [u8]>>>;
+}
+
+impl BlockSource for [u8] {
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Option<Cow<'_, [u8]>>> {
+        let end = offset.checked_add(len as u64);
+        Ok(match end {
+            Some(end) if end <= self.len() as u64 => Some(Cow::Borrowed(&self[offset as usize..end as usize])),
+            _ => None,
+        })
+    }
+}
+
+/// Where a block is and what its header says.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Located {
+    /// Offset of the block header in the segment.
+    pub(crate) offset: u64,
+    /// The decoded, checked header.
+    pub(crate) header: BlockHeader,
+}
+
+impl Located {
+    /// Offset just past the block.
+    pub(crate) fn end(&self) -> u64 {
+        self.offset + self.header.total_len()
+    }
+}
+
+/// Why a scan stopped before the end of the block area.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// The header at `offset` is unreadable or runs past the end.
+    Damaged {
+        /// Where it stopped.
+        offset: u64,
+        /// What was wrong.
+        reason: DecodeError,
+    },
+    /// The source failed to read.
+    Io(std::io::Error),
+}
+
+/// Iterates over the blocks between `start` and `end`, checking each header;
+/// ends at `end` or at the first header that fails (yielding [`Stop`] once).
+pub(crate) struct Blocks<'a, S: BlockSource + ?Sized> {
+    src: &'a S,
+    off: u64,
+    end: u64,
+    done: bool,
+}
+
+impl<'a, S: BlockSource + ?Sized> Blocks<'a, S> {
+    pub(crate) fn new(src: &'a S, start: u64, end: u64) -> Self {
+        Self {
+            src,
+            off: start,
+            end,
+            done: false,
+        }
+    }
+
+    /// Where the next block would start (after a stop: where the damage is).
+    pub(crate) fn position(&self) -> u64 {
+        self.off
+    }
+}
+
+impl<S: BlockSource + ?Sized> Iterator for Blocks<'_, S> {
+    type Item = Result<Located, Stop>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.off >= self.end {
+            return None;
+        }
+        let damaged = |offset, reason| Some(Err(Stop::Damaged { offset, reason }));
+        let off = self.off;
+        self.done = true;
+        if off + BLOCK_HEADER_LEN as u64 > self.end {
+            return damaged(
+                off,
+                DecodeError::Truncated {
+                    what: "block header",
+                    need: BLOCK_HEADER_LEN as u64,
+                    have: self.end - off,
+                },
+            );
+        }
+        let hb = match self.src.read_at(off, BLOCK_HEADER_LEN) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                return damaged(
+                    off,
+                    DecodeError::Invalid("block header past the end of the file".into()),
+                )
+            }
+            Err(e) => return Some(Err(Stop::Io(e))),
+        };
+        let header = match BlockHeader::decode(&hb) {
+            Ok(h) => h,
+            Err(e) => return damaged(off, e),
+        };
+        let b = Located { offset: off, header };
+        if b.end() > self.end {
+            return damaged(
+                off,
+                DecodeError::Truncated {
+                    what: "block body",
+                    need: header.stored_len as u64,
+                    have: self.end - off - BLOCK_HEADER_LEN as u64,
+                },
+            );
+        }
+        self.off = b.end();
+        self.done = false;
+        Some(Ok(b))
+    }
+}
+
+/// What one block holds, decoded (the single place block kinds are told apart).
+#[derive(Debug)]
+pub(crate) enum Contents {
+    /// Small artifacts and the raw body they sit in.
+    Packed {
+        /// The entry table.
+        entries: Vec<PackedEntry>,
+        /// The decompressed body (table included).
+        raw: Vec<u8>,
+    },
+    /// A chunk of a large artifact (body not decoded unless asked).
+    Chunk,
+    /// A large artifact's trailer.
+    Trailer(LargeTrailer),
+    /// Removals.
+    Tombstones(Vec<(ArtifactId, u16)>),
+}
+
+impl Contents {
+    /// Reads, checks and decodes the body of `b`. Chunk bodies are checked
+    /// against their CRC only when `check_chunks` is set.
+    pub(crate) fn read<S: BlockSource + ?Sized>(
+        src: &S,
+        b: &Located,
+        check_chunks: bool,
+    ) -> Result<Self, ContentsError> {
+        let h = &b.header;
+        if h.kind == BlockKind::LargeChunk && !check_chunks {
+            return Ok(Contents::Chunk);
+        }
+        let stored = src
+            .read_at(b.offset + BLOCK_HEADER_LEN as u64, h.stored_len as usize)
+            .map_err(ContentsError::Io)?
+            .ok_or_else(|| ContentsError::Decode(DecodeError::Invalid("block body past the end of the file".into())))?;
+        if h.kind == BlockKind::LargeChunk {
+            h.check_body(&stored).map_err(ContentsError::Decode)?;
+            return Ok(Contents::Chunk);
+        }
+        let raw = h.decode_body(&stored).map_err(ContentsError::Decode)?;
+        Ok(match h.kind {
+            BlockKind::Packed => Contents::Packed {
+                entries: decode_packed_table(&raw, h.count).map_err(ContentsError::Decode)?,
+                raw,
+            },
+            BlockKind::LargeTrailer => Contents::Trailer(LargeTrailer::decode(&raw).map_err(ContentsError::Decode)?),
+            BlockKind::Tombstones => {
+                Contents::Tombstones(decode_tombstones(&raw, h.count).map_err(ContentsError::Decode)?)
+            }
+            BlockKind::LargeChunk => Contents::Chunk,
+        })
+    }
+
+    /// The artifacts this block names, with their logical lengths and inner
+    /// offsets (0 for a large artifact's trailer).
+    pub(crate) fn artifacts(&self) -> Vec<(ArtifactId, u32, u64)> {
+        match self {
+            Contents::Packed { entries, .. } => entries.iter().map(|e| (e.id, e.offset, e.len as u64)).collect(),
+            Contents::Trailer(t) => vec![(t.id, 0, t.len)],
+            Contents::Chunk | Contents::Tombstones(_) => Vec::new(),
+        }
+    }
+}
+
+/// Why a block's contents could not be read.
+#[derive(Debug)]
+pub(crate) enum ContentsError {
+    /// The bytes are damaged.
+    Decode(DecodeError),
+    /// The source failed to read.
+    Io(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::format::{encode_tombstones, header_for, Compression, PackedBuilder};
+
+    fn block(kind: BlockKind, body: &[u8], count: u32, out: &mut Vec<u8>) -> u64 {
+        let at = out.len() as u64;
+        out.extend_from_slice(&header_for(kind, Compression::None, body, body.len(), count).encode());
+        out.extend_from_slice(body);
+        at
+    }
+
+    #[test]
+    fn walks_every_kind_and_stops_at_damage() {
+        let mut seg = vec![0u8; 32];
+        let mut p = PackedBuilder::default();
+        p.push(ArtifactId::of(b"a"), b"a");
+        p.push(ArtifactId::of(b"bb"), b"bb");
+        let (raw, _) = p.finish();
+        block(BlockKind::Packed, &raw, 2, &mut seg);
+        block(BlockKind::LargeChunk, b"chunk", 0, &mut seg);
+        let ts = encode_tombstones(&[(ArtifactId::of(b"a"), 0)]);
+        block(BlockKind::Tombstones, &ts, 1, &mut seg);
+        let good_end = seg.len() as u64;
+        let blocks: Vec<Located> = Blocks::new(&seg[..], 32, good_end).map(|b| b.unwrap()).collect();
+        assert_eq!(blocks.len(), 3);
+        let kinds: Vec<usize> = blocks
+            .iter()
+            .map(|b| match Contents::read(&seg[..], b, true).unwrap() {
+                Contents::Packed { entries, .. } => entries.len(),
+                Contents::Chunk => 100,
+                Contents::Tombstones(t) => 200 + t.len(),
+                Contents::Trailer(_) => 300,
+            })
+            .collect();
+        assert_eq!(kinds, vec![2, 100, 201]);
+        // A flipped header byte stops the walk there, once.
+        let mut bad = seg.clone();
+        bad[blocks[1].offset as usize + 9] ^= 1;
+        let mut it = Blocks::new(&bad[..], 32, good_end);
+        assert!(it.next().unwrap().is_ok());
+        assert!(matches!(it.next(), Some(Err(Stop::Damaged { offset, .. })) if offset == blocks[1].offset));
+        assert!(it.next().is_none());
+        assert_eq!(it.position(), blocks[1].offset);
+        // A block running past the end is damage too.
+        let mut it = Blocks::new(&seg[..], 32, good_end - 1);
+        assert_eq!(it.by_ref().filter(|b| b.is_ok()).count(), 2);
+    }
+}
