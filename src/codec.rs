@@ -1,19 +1,25 @@
 //! The on-disk codecs in one place, for tools, golden tests and fuzzing.
 //!
+//! This is the only public door to the byte layouts: the layers that own them
+//! (`block`, `index`, `snapshot`) are private to the crate, so their internals
+//! can change without breaking embedders, while a tool that wants to read or
+//! write the format (a compatible reader, a fuzzer, the golden tests that
+//! check `spec/format.md`) finds every encoder and decoder here.
+//!
 //! [`fuzz_target`] is the body of every fuzz target under `fuzz/`: the same
 //! function replays the committed corpora in the stable test suite, so an input
 //! that once crashed a parser stays a regression test without nightly.
 
 pub use crate::block::format::{
-    decode_packed_table, decode_tombstones, BlockHeader, ChunkRef, LargeTrailer, PackedBuilder, BLOCK_HEADER_LEN,
+    decode_packed_table, decode_tombstones, BlockHeader, BlockKind, ChunkRef, Compression, LargeTrailer, PackedBuilder,
+    BLOCK_HEADER_LEN,
 };
 pub use crate::block::segment::{SegmentFooter, SegmentHeader};
+pub use crate::index::entry::{Entry, ENTRY_LEN};
 pub use crate::index::file::validate as validate_index;
-pub use crate::snapshot::checkpoint::Checkpoint;
-pub use crate::snapshot::log::{parse as parse_log, Record};
+pub use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
+pub use crate::snapshot::log::{encode_header as encode_log_header, parse as parse_log, Record};
 pub use crate::store::{decode_store_file, encode_store_file};
-
-use crate::index::entry::Entry;
 
 /// Names of the fuzz targets, one per on-disk parser.
 pub const FUZZ_TARGETS: &[&str] = &["block", "segment", "index", "log", "checkpoint", "entry"];
@@ -108,13 +114,13 @@ fn parse_one(name: &str, data: &[u8]) {
         }
         "index" => {
             if let Ok(h) = validate_index(data) {
-                assert!(h.count as usize * crate::index::ENTRY_LEN <= data.len());
+                assert!(h.count as usize * ENTRY_LEN <= data.len());
             }
         }
         "log" => {
             if let Ok(c) = parse_log(data) {
                 assert!(c.committed_len + c.tail_len == data.len() as u64);
-                let mut out = crate::snapshot::log::encode_header(c.start_seq, c.store_id).to_vec();
+                let mut out = encode_log_header(c.start_seq, c.store_id).to_vec();
                 for (seq, r) in &c.records {
                     r.encode(*seq, &mut out);
                 }
@@ -132,9 +138,9 @@ fn parse_one(name: &str, data: &[u8]) {
         }
         "entry" => {
             if let Ok(e) = Entry::decode(data) {
-                let mut out = [0u8; crate::index::ENTRY_LEN];
+                let mut out = [0u8; ENTRY_LEN];
                 e.encode(&mut out);
-                assert_eq!(&out[..], &data[..crate::index::ENTRY_LEN]);
+                assert_eq!(&out[..], &data[..ENTRY_LEN]);
             }
         }
         other => panic!("unknown fuzz target {other}"),

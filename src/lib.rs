@@ -8,29 +8,59 @@
 //! freeze CURRENT; pins and snapshots are GC roots, and [`Store::gc`] reclaims
 //! the rest while readers and writers carry on.
 //!
-//! Start with [`Store`]. The byte layouts are in `spec/format.md`.
+//! Start with [`Store`]; [`PutOptions`] says whose an artifact is, and
+//! [`Store::ingest`] stores files and directory trees. The byte layouts are in
+//! `spec/format.md`.
+//!
+//! # Layers
+//!
+//! Each layer calls only the layers below it.
+//!
+//! | module | public | owns |
+//! |---|---|---|
+//! | `io` | no | the file operations the store needs, behind [`io::Backend`]: local files (mmap confined to one module) and a simulated-crash backend for tests |
+//! | `block` | no | segment files, the one block writer and the one block scanner, packing, compression, checksums, sealing |
+//! | `index` | no | artifact → location records, shadowing, tombstones, sorted index files, merging |
+//! | `snapshot` | no | the log, checkpoints, `replay` (log + checkpoint → CURRENT, a pure function), CURRENT's identity, the snapshot catalog |
+//! | `store` | via [`Store`] | the write and read paths, GC, verify, repair, library-level ingest |
+//! | [`codec`] | yes | every on-disk encoder and decoder, for tools, golden tests and fuzzing |
+//! | [`version`] | yes | the format versions this build reads and writes |
+//! | [`id`], [`error`] | yes | artifact ids and prefixes; the public error type |
+//! | [`bench`] | feature `bench` | the packing benchmark harness behind `aslctl bench` |
+//!
+//! `block`, `index` and `snapshot` are private so their types can change
+//! without breaking programs that embed the store; what a user of the format
+//! needs from them is re-exported in [`codec`].
+//!
+//! # Features
+//!
+//! `cli` (the `aslctl` binary: clap, indicatif, serde_json) and `bench` (the
+//! harness, plotters) are on by default for the binary; an embedder takes
+//! `default-features = false` and gets none of them. `zfs` snapshots the ZFS
+//! dataset holding the store with each named snapshot. `failpoints` exposes
+//! test hooks.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "bench")]
 pub mod bench;
-pub mod block;
+pub(crate) mod block;
+pub mod codec;
 pub mod error;
 pub(crate) mod fsutil;
 pub mod id;
-pub mod index;
+pub(crate) mod index;
 pub(crate) mod mmap;
-pub mod snapshot;
+pub(crate) mod snapshot;
 mod store;
 pub mod version;
 
 pub use error::{DecodeError, Error, Result};
 pub use id::{ArtifactId, IdPrefix};
-pub use index::{DomainId, Entry, Visibility};
+pub use index::{DomainId, Placement, Visibility};
 pub use snapshot::{CurrentId, SnapshotMeta};
 pub use store::{
     ArtifactInfo, ArtifactReader, GcOptions, GcReport, Iter, Problem, Put, RepairReport, Retention, SnapshotDiff,
     SnapshotView, Store, StoreOptions, StoreStat, VerifyReport,
 };
-
-pub mod codec;

@@ -40,6 +40,7 @@ impl Map {
     }
 }
 
+#[cfg(feature = "bench")]
 /// Asks the kernel to drop `file`'s clean pages from the page cache (pages
 /// still mapped by a live `Map` stay). Advisory: errors are ignored.
 pub(crate) fn drop_cached_pages(file: &File) {

@@ -2,12 +2,13 @@
 //! decoders to the values the spec describes, and re-encode to the same bytes.
 //! Regenerate the examples with `cargo test --test golden -- --ignored --nocapture`.
 
+use asl::codec::Entry;
+use asl::codec::SegmentState;
 use asl::codec::{
     decode_packed_table, decode_store_file, encode_store_file, parse_log, BlockHeader, Checkpoint, LargeTrailer,
     Record, SegmentFooter, SegmentHeader,
 };
-use asl::snapshot::checkpoint::SegmentState;
-use asl::{ArtifactId, CurrentId, DomainId, Entry, SnapshotMeta, Visibility};
+use asl::{ArtifactId, CurrentId, DomainId, SnapshotMeta, Visibility};
 
 fn spec() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/spec/format.md")).unwrap()
@@ -61,8 +62,8 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     b.push(ArtifactId::of(b"bc"), b"bc");
     let (raw, _) = b.finish();
     let h = BlockHeader {
-        kind: asl::block::BlockKind::Packed,
-        compression: asl::block::Compression::None,
+        kind: asl::codec::BlockKind::Packed,
+        compression: asl::codec::Compression::None,
         stored_len: raw.len() as u32,
         raw_len: raw.len() as u32,
         count: 2,
@@ -86,7 +87,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     .to_vec();
     let mut entry = vec![0u8; 56];
     example_entry().encode(&mut entry);
-    let mut log = asl::snapshot::log::encode_header(1, 0x0807_0605_0403_0201).to_vec();
+    let mut log = asl::codec::encode_log_header(1, 0x0807_0605_0403_0201).to_vec();
     Record::Entry(example_entry()).encode(1, &mut log);
     Record::Commit { segment: 1, len: 147 }.encode(2, &mut log);
     let ckpt = Checkpoint {
@@ -127,8 +128,8 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         len: 5,
         chunk_size: 4,
         chunks: vec![
-            asl::block::format::ChunkRef { offset: 32, raw_len: 4 },
-            asl::block::format::ChunkRef { offset: 68, raw_len: 1 },
+            asl::codec::ChunkRef { offset: 32, raw_len: 4 },
+            asl::codec::ChunkRef { offset: 68, raw_len: 1 },
         ],
     }
     .encode();
@@ -195,7 +196,7 @@ fn spec_examples_decode() {
     let c = Checkpoint::decode(&golden("checkpoint")).unwrap();
     assert_eq!((c.next_seq, c.log_file, c.index_files.clone()), (3, 2, vec![1]));
     assert_eq!((c.segments[0].live, c.snapshots[0].name.as_str()), (3, "v1"));
-    let mut with_header = asl::snapshot::log::encode_header(3, 1).to_vec();
+    let mut with_header = asl::codec::encode_log_header(3, 1).to_vec();
     with_header.extend_from_slice(&golden("log-catalog"));
     Record::Commit { segment: 0, len: 0 }.encode(7, &mut with_header);
     let log = parse_log(&with_header).unwrap();

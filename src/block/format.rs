@@ -242,11 +242,6 @@ impl PackedBuilder {
         self.items.len() - 1
     }
 
-    /// Number of artifacts held.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()

@@ -9,5 +9,3 @@
 pub mod format;
 pub(crate) mod scan;
 pub(crate) mod segment;
-
-pub use format::{BlockHeader, BlockKind, Compression};

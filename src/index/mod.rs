@@ -11,4 +11,4 @@ pub mod entry;
 pub(crate) mod file;
 pub(crate) mod merge;
 
-pub use entry::{DomainId, Entry, Placement, Visibility, ENTRY_LEN};
+pub use entry::{DomainId, Placement, Visibility};

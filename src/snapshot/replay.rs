@@ -131,13 +131,6 @@ impl Replayed {
             }
         }
     }
-
-    /// The memtable's records in id order.
-    pub fn sorted_memtable(&self) -> Vec<Entry> {
-        let mut v: Vec<Entry> = self.memtable.values().copied().collect();
-        v.sort_unstable_by_key(|e| e.id);
-        v
-    }
 }
 
 #[cfg(test)]
@@ -157,6 +150,14 @@ mod tests {
             r.encode(start + i as u64, &mut b);
         }
         parse(&b).unwrap()
+    }
+
+    impl Replayed {
+        fn sorted_memtable(&self) -> Vec<Entry> {
+            let mut v: Vec<Entry> = self.memtable.values().copied().collect();
+            v.sort_unstable_by_key(|e| e.id);
+            v
+        }
     }
 
     fn identity(r: &Replayed) -> CurrentId {

@@ -129,6 +129,7 @@ impl Store {
     /// the benchmark's read amplification: just the artifact when its packed
     /// block is stored raw, the whole block when it is compressed, every chunk
     /// block plus the trailer for a large artifact.
+    #[cfg(feature = "bench")]
     pub(crate) fn read_cost(&self, id: &ArtifactId) -> Result<u64> {
         let e = self
             .lookup(id)?
@@ -151,6 +152,7 @@ impl Store {
     }
 
     /// Drops the decompressed-block cache (for cold-read measurements).
+    #[cfg(feature = "bench")]
     pub(crate) fn drop_block_cache(&self) {
         self.block_cache.lock().clear();
     }

@@ -5,7 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use asl::bench::{self, parse_compression, parse_size, Sweep, Workload};
+use crate::args::{parse_compression, parse_size};
+use asl::bench::{self, Sweep, Workload};
 use asl::Error;
 use clap::Args;
 

@@ -111,7 +111,7 @@ fn read_all(inputs: &[&Input]) -> Result<Vec<Vec<u8>>, Error> {
 const COMMIT_FILES: usize = 20_000;
 
 pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> Result<ExitCode, Error> {
-    let compression = zstd.map(asl::bench::parse_compression).transpose()?;
+    let compression = zstd.map(crate::args::parse_compression).transpose()?;
     let (inputs, skipped) = collect_inputs(paths)?;
     let mut opts = StoreOptions::new().create(true);
     if let Some(c) = compression {

@@ -13,11 +13,10 @@ use asl::{ArtifactReader, Error, Store, StoreOptions};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-#[path = "aslctl/bench.rs"]
+mod args;
+#[cfg(feature = "bench")]
 mod bench;
-#[path = "aslctl/ingest.rs"]
 mod ingest;
-#[path = "aslctl/snap.rs"]
 mod snap;
 
 #[derive(Parser)]
@@ -112,6 +111,7 @@ enum Cmd {
     Repair,
     /// Measure packing options on generated workloads or a real directory,
     /// next to the machine's own limits (no store needed).
+    #[cfg(feature = "bench")]
     Bench(Box<bench::BenchArgs>),
 }
 
@@ -198,6 +198,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Snapshot(cmd) => snap::snapshot(cli.json, dir, cmd),
+        #[cfg(feature = "bench")]
         Cmd::Bench(args) => bench::bench(cli.json, args),
         Cmd::Pin { name, id } => snap::pin(cli.json, dir, name, id),
         Cmd::Unpin { name } => snap::unpin(cli.json, dir, name),
