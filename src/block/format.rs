@@ -260,6 +260,20 @@ impl PackedBuilder {
 
     /// Produces the raw body and the entries with their final offsets, and empties the builder.
     pub fn finish(&mut self) -> (Vec<u8>, Vec<PackedEntry>) {
+        let out = self.build();
+        self.clear();
+        out
+    }
+
+    /// Empties the builder.
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.data.clear();
+    }
+
+    /// Produces the raw body and the entries with their final offsets; the
+    /// builder keeps its contents (readers may still be served from it).
+    pub fn build(&self) -> (Vec<u8>, Vec<PackedEntry>) {
         let table = self.items.len() * PACKED_ENTRY_LEN;
         let mut raw = Vec::with_capacity(table + self.data.len());
         let mut entries = Vec::with_capacity(self.items.len());
@@ -275,8 +289,6 @@ impl PackedBuilder {
             });
         }
         raw.extend_from_slice(&self.data);
-        self.items.clear();
-        self.data.clear();
         (raw, entries)
     }
 }

@@ -9,3 +9,4 @@
 pub mod format;
 pub(crate) mod scan;
 pub(crate) mod segment;
+pub(crate) mod writer;

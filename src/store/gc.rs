@@ -25,15 +25,17 @@
 use std::mem::size_of;
 use std::time::{Duration, Instant};
 
-use crate::block::format::{header_for, maybe_compress, BlockKind, Compression, LargeTrailer, PackedBuilder};
+use crate::block::format::{BlockKind, PackedBuilder};
 use crate::block::segment::{Segment, SEGMENT_HEADER_LEN};
+use crate::block::writer::{write_packed, BlockImage, ChunkRun};
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
 use crate::id::ArtifactId;
-use crate::index::entry::{Entry, FLAG_COMPRESSED, FLAG_LARGE, FLAG_TOMBSTONE};
+use crate::index::entry::Entry;
 use crate::snapshot::checkpoint::SegmentState;
 use crate::snapshot::log::Record;
 
+use super::large::{read_full, STREAM_BUF};
 use super::{Store, Writer};
 
 /// How [`Store::gc`] chooses its work.
@@ -135,7 +137,9 @@ impl Store {
             let active = w.active.as_ref().map(|a| a.id);
             if let Some(st) = active.and_then(|id| w.seg_states.get(&id).copied()) {
                 // Tombstone blocks alone (total 0) count too: they free nothing live.
-                if st.len > SEGMENT_HEADER_LEN && qualifies(&st, opts.threshold) && !opts.dry_run {
+                // (Not while a large artifact streams into it: its chunks and
+                // trailer must share the segment.)
+                if st.len > SEGMENT_HEADER_LEN && qualifies(&st, opts.threshold) && !opts.dry_run && w.streams == 0 {
                     self.guard(&mut w, |s, w| s.seal_active(w))?;
                     self.commit_locked(&mut w)?;
                 }
@@ -258,31 +262,44 @@ impl Store {
         }
         self.ensure_active(w)?;
         let (raw, entries) = pack.finish();
-        let (stored, comp) = maybe_compress(&raw, self.opts.compression);
-        let h = header_for(BlockKind::Packed, comp, &stored, raw.len(), entries.len() as u32);
-        let Some(a) = w.active.as_mut() else {
-            return Err(Error::Poisoned);
-        };
-        let at = a.append(&h, &stored)?;
-        let new_seg = a.id;
-        let comp_flag = if comp == Compression::Zstd { FLAG_COMPRESSED } else { 0 };
+        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+        let seg = a.id;
+        let loc = write_packed(a, &raw, &entries, self.opts.compression)?;
         for (pe, rec) in entries.iter().zip(recs.drain(..)) {
-            let e = Entry {
-                segment: new_seg,
-                block_offset: at,
-                inner: pe.offset,
-                flags: (rec.flags & FLAG_TOMBSTONE) | comp_flag,
-                ..rec
-            };
-            self.moved(w, &rec, e);
+            let to = Entry::packed(pe.id, seg, loc.offset, pe.offset, rec.len, loc.compressed);
+            self.moved(w, &rec, rec.relocated(to));
         }
         self.flush_tombstones(w)
     }
 
+    /// Copies a large artifact under the writer lock (the source is the store
+    /// itself, so no window waits on a slow reader).
     fn copy_large(&self, w: &mut Writer, rec: &Entry) -> Result<()> {
         self.ensure_active(w)?;
         let mut reader = self.reader_for(rec)?;
-        let (id, len, chunks) = self.stream_chunks(w, &mut reader, Vec::new(), Some(rec.len), "GC copy")?;
+        let mut run = ChunkRun::new(self.opts.chunk_size, self.opts.compression);
+        let window = self.opts.chunk_size * 8;
+        let mut hasher = blake3::Hasher::new();
+        let mut len = 0u64;
+        STREAM_BUF.with_borrow_mut(|buf| -> Result<()> {
+            buf.resize(window, 0);
+            loop {
+                let n = read_full(&mut reader, buf).map_err(super::read::unwrap_io)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                let data = &buf[..n];
+                hasher.update(data);
+                len += n as u64;
+                let images = run.prepare(data);
+                let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+                run.write(a, &images)?;
+                if n < window {
+                    return Ok(());
+                }
+            }
+        })?;
+        let id = ArtifactId::from_bytes(*hasher.finalize().as_bytes());
         if id != rec.id || len != rec.len {
             return Err(Error::CorruptArtifact {
                 id: rec.id,
@@ -290,26 +307,11 @@ impl Store {
                 detail: "copy during GC does not match the artifact's id".into(),
             });
         }
-        let trailer = LargeTrailer {
-            id,
-            len,
-            chunk_size: self.opts.chunk_size as u32,
-            chunks,
-        }
-        .encode();
-        let h = header_for(BlockKind::LargeTrailer, Compression::None, &trailer, trailer.len(), 0);
-        let Some(a) = w.active.as_mut() else {
-            return Err(Error::Poisoned);
-        };
-        let at = a.append(&h, &trailer)?;
-        let e = Entry {
-            segment: a.id,
-            block_offset: at,
-            inner: 0,
-            flags: FLAG_LARGE | (rec.flags & FLAG_TOMBSTONE),
-            ..*rec
-        };
-        self.moved(w, rec, e);
+        let img = BlockImage::trailer(&run.trailer(id, len));
+        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+        let at = a.write(&img)?;
+        let to = Entry::large(id, a.id, at, len);
+        self.moved(w, rec, rec.relocated(to));
         self.flush_tombstones(w)
     }
 
@@ -317,9 +319,7 @@ impl Store {
     /// a retained-but-removed artifact gets a tombstone block after its copy so
     /// that `repair` replays it as removed.
     fn moved(&self, w: &mut Writer, old: &Entry, new: Entry) {
-        self.state.write().memtable.insert(new.id, new);
-        w.batch.push(Record::Entry(new));
-        w.add_usage(new.segment, new.len as i64, new.len);
+        self.record_new(w, &[new]);
         w.add_usage(old.segment, -(old.len as i64), 0);
         if new.is_tombstone() {
             w.tombstones.push((new.id, new.domain.0));

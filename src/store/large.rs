@@ -1,40 +1,59 @@
-//! Large artifacts: streamed into chunk blocks of their own, hashed while they
-//! are written (or hashed first when the caller has the bytes in memory or the
-//! input is a file), then named by a trailer block.
+//! Large artifacts: chunk blocks of their own, then a trailer block naming
+//! them.
+//!
+//! The input is read and hashed outside the writer lock; the lock is taken per
+//! window of eight chunks, only to append them. A slow source (a network
+//! stream, a pipe) therefore never holds up small puts and lookups for longer
+//! than one window takes to write, and several large puts can stream at once.
+//! While any stream is in flight the open segment is not rotated or sealed:
+//! a trailer's chunk references point into its own segment.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use crate::block::format::{header_for, maybe_compress, BlockKind, ChunkRef, Compression, LargeTrailer};
-use crate::block::segment::ActiveSegment;
+use crate::block::writer::{BlockImage, ChunkRun};
 use crate::error::{Error, IoContext, Result};
 use crate::id::ArtifactId;
-use crate::index::entry::{DomainId, Entry, Visibility, FLAG_LARGE, MAX_U40, NO_SOURCE};
-use crate::snapshot::log::Record;
+use crate::index::entry::{Entry, Placement, MAX_U40};
 
+use super::options::PutOptions;
 use super::write::Put;
 use super::{Store, Writer};
+
+/// Where a stream started in the open segment, and where its last chunk ended.
+struct Mark {
+    seg: u32,
+    len: u64,
+    blocks: u64,
+    raw_total: u64,
+    end: u64,
+}
 
 impl Store {
     /// Stores everything `reader` yields, streaming: memory stays bounded by a
     /// few chunks whatever the size. Large inputs are written as they are hashed;
     /// if they turn out to be stored already, the written chunks are cut off again.
-    pub fn put_reader(&self, mut reader: impl Read) -> Result<ArtifactId> {
+    pub fn put_reader(&self, reader: impl Read) -> Result<ArtifactId> {
+        self.put_reader_with(reader, &PutOptions::default()).map(|p| p.id)
+    }
+
+    /// [`Store::put_reader`] with options; says whether anything was written.
+    pub fn put_reader_with(&self, mut reader: impl Read, opts: &PutOptions) -> Result<Put> {
         let mut head = Vec::new();
         (&mut reader)
             .take(self.opts.small_threshold as u64 + 1)
             .read_to_end(&mut head)
             .ctx(|| "read input".to_string())?;
         if head.len() <= self.opts.small_threshold {
-            return self.put(&head);
+            return self.put_with(&head, opts);
         }
         let src = Source::Reader {
             reader: &mut reader,
             head,
             len_hint: None,
         };
-        self.put_large(src, None, "input").map(|p| p.id)
+        self.put_large(src, None, "input", opts.placement)
     }
 
     /// Stores the file at `path`. Large files are hashed first (on all cores), so
@@ -42,21 +61,27 @@ impl Store {
     /// written in a second pass, re-hashed on the side to catch a file that
     /// changed in between ([`Error::InputChanged`]).
     pub fn put_file(&self, path: &Path) -> Result<Put> {
-        self.put_file_with_progress(path, &mut |_| {})
+        self.put_file_with(path, &PutOptions::default(), &mut |_| {})
     }
 
-    /// [`Store::put_file`], calling `progress(done)` as it goes, with `done`
-    /// rising to the file's length: hashing counts for the first half of a new
-    /// file and writing for the second; a file already stored jumps to its
-    /// length once hashed.
+    /// [`Store::put_file`], calling `progress(done)` as it goes (see
+    /// [`Store::put_file_with`]).
     pub fn put_file_with_progress(&self, path: &Path, progress: &mut dyn FnMut(u64)) -> Result<Put> {
+        self.put_file_with(path, &PutOptions::default(), progress)
+    }
+
+    /// [`Store::put_file`] with options, calling `progress(done)` as it goes,
+    /// with `done` rising to the file's length: hashing counts for the first
+    /// half of a new file and writing for the second; a file already stored
+    /// jumps to its length once hashed.
+    pub fn put_file_with(&self, path: &Path, opts: &PutOptions, progress: &mut dyn FnMut(u64)) -> Result<Put> {
         let label = path.display().to_string();
         let mut f = File::open(path).ctx(|| format!("open {label}"))?;
         let len = f.metadata().ctx(|| format!("stat {label}"))?.len();
         if len <= self.opts.small_threshold as u64 {
             let mut buf = Vec::with_capacity(len as usize);
             f.read_to_end(&mut buf).ctx(|| format!("read {label}"))?;
-            let put = self.put_status(&buf)?;
+            let put = self.put_with(&buf, opts)?;
             progress(len);
             return Ok(put);
         }
@@ -77,13 +102,9 @@ impl Store {
             }
         })?;
         let id = ArtifactId::from_bytes(*hasher.finalize().as_bytes());
-        if self.contains(&id)? {
+        if let Some(put) = self.existing(&id)? {
             progress(len);
-            return Ok(Put {
-                id,
-                len: hashed,
-                new: false,
-            });
+            return Ok(put);
         }
         let f = File::open(path).ctx(|| format!("open {label}"))?;
         let mut counted = Counted {
@@ -96,110 +117,153 @@ impl Store {
             head: Vec::new(),
             len_hint: Some(len),
         };
-        let put = self.put_large(src, Some(id), &label)?;
+        let put = self.put_large(src, Some(id), &label, opts.placement)?;
         progress(len);
         Ok(put)
     }
 
-    pub(super) fn put_large(&self, src: Source<'_>, expect: Option<ArtifactId>, label: &str) -> Result<Put> {
-        let mut w = self.writer()?;
+    /// The outcome of a put of `id` that is live already (or buffered).
+    fn existing(&self, id: &ArtifactId) -> Result<Option<Put>> {
+        if let Some(placement) = self.pending.read().placement(id) {
+            let len = self.pending.read().get(id).map(|b| b.len() as u64).unwrap_or(0);
+            return Ok(Some(Put {
+                id: *id,
+                len,
+                new: false,
+                placement,
+            }));
+        }
+        Ok(self.lookup(id)?.filter(|e| !e.is_tombstone()).map(|e| Put {
+            id: *id,
+            len: e.len,
+            new: false,
+            placement: e.placement(),
+        }))
+    }
+
+    pub(super) fn put_large(
+        &self,
+        src: Source<'_>,
+        expect: Option<ArtifactId>,
+        label: &str,
+        placement: Placement,
+    ) -> Result<Put> {
         if let Some(id) = expect {
-            if self.is_live_locked(&w, &id)? {
-                let len = self.lookup(&id)?.map(|e| e.len).unwrap_or(0);
-                return Ok(Put { id, len, new: false });
+            if let Some(put) = self.existing(&id)? {
+                return Ok(put);
             }
         }
-        // Buffered removals must reach the segment before this artifact's
-        // blocks (repair replays blocks in order, and this may be a re-put of a
-        // removed id); the packed buffer need not, so it keeps filling.
-        self.guard(&mut w, |s, w| {
-            s.flush_tombstones(w)?;
-            s.ensure_active(w)
-        })?;
-        let Some(a) = w.active.as_ref() else {
-            return Err(Error::Poisoned);
-        };
-        let mark = (a.len, a.blocks, a.raw_total);
-        let outcome = match src {
-            Source::Reader { reader, head, len_hint } => self.stream_chunks(&mut w, reader, head, len_hint, label),
-            Source::Slice { bytes, id } => self.slice_chunks(&mut w, bytes).map(|c| (id, bytes.len() as u64, c)),
-        };
-        let rollback = |w: &mut Writer| -> Result<()> {
-            let r = match w.active.as_mut() {
-                Some(a) => a.rollback(mark.0, mark.1, mark.2),
-                None => Ok(()),
-            };
-            if r.is_err() {
-                w.poisoned = true;
+        let mut run = ChunkRun::new(self.opts.chunk_size, self.opts.compression);
+        let mut mark = self.begin_stream()?;
+        let body = match src {
+            Source::Reader { reader, head, len_hint } => {
+                self.stream_windows(&mut mark, &mut run, reader, head, len_hint, label)
             }
-            r
+            Source::Slice { bytes, id } => {
+                let mut r = Ok((id, bytes.len() as u64));
+                for window in bytes.chunks(self.opts.chunk_size * 8) {
+                    let images = run.prepare(window);
+                    if let Err(e) = self.append_window(&mut mark, &mut run, &images) {
+                        r = Err(e);
+                        break;
+                    }
+                }
+                r
+            }
         };
-        let (id, len, chunks) = match outcome {
+        let Some(writer) = &self.writer else {
+            return Err(Error::ReadOnly);
+        };
+        let mut w = writer.lock();
+        w.streams -= 1;
+        if w.streams == 0 {
+            self.streams_done.notify_all();
+        }
+        if w.poisoned {
+            return Err(body.err().unwrap_or(Error::Poisoned));
+        }
+        let (id, len) = match body {
             Ok(v) => v,
             Err(e) => {
-                rollback(&mut w)?;
+                self.drop_chunks(&mut w, &mark, &run)?;
                 return Err(e);
             }
         };
         if expect.is_some_and(|x| x != id) {
-            rollback(&mut w)?;
+            self.drop_chunks(&mut w, &mark, &run)?;
             return Err(Error::InputChanged(label.to_string()));
         }
-        if self.is_live_locked(&w, &id)? {
-            rollback(&mut w)?;
-            return Ok(Put { id, len, new: false });
+        if let Some(put) = self.existing(&id)? {
+            self.drop_chunks(&mut w, &mark, &run)?;
+            return Ok(put);
         }
-        let prev = self.state.read().newest(&id)?;
-        self.release_revived(&mut w, prev)?;
         if len > MAX_U40 {
-            rollback(&mut w)?;
+            self.drop_chunks(&mut w, &mark, &run)?;
             return Err(Error::io(
                 format!("store {label}"),
                 std::io::Error::other("artifact larger than 1 TiB"),
             ));
         }
-        let trailer = LargeTrailer {
+        self.guard(&mut w, |s, w| {
+            let prev = s.state.read().newest(&id)?;
+            s.release_revived(w, prev)?;
+            let img = BlockImage::trailer(&run.trailer(id, len));
+            let a = w.active.as_mut().filter(|a| a.id == mark.seg).ok_or(Error::Poisoned)?;
+            let at = a.write(&img)?;
+            s.record_new(w, &[Entry::large(id, mark.seg, at, len).placed(&placement)]);
+            Ok(())
+        })?;
+        Ok(Put {
             id,
             len,
-            chunk_size: self.opts.chunk_size as u32,
-            chunks,
-        }
-        .encode();
-        let h = header_for(BlockKind::LargeTrailer, Compression::None, &trailer, trailer.len(), 0);
-        let at = match w.active.as_mut().map(|a| (a.id, a.append(&h, &trailer))) {
-            Some((seg, Ok(at))) => (seg, at),
-            Some((_, Err(e))) => {
-                rollback(&mut w)?;
-                return Err(e);
-            }
-            None => return Err(Error::Poisoned),
-        };
-        let e = Entry {
-            id,
-            segment: at.0,
-            block_offset: at.1,
-            inner: 0,
-            len,
-            domain: DomainId::LOCAL,
-            source: NO_SOURCE,
-            visibility: Visibility::Internal,
-            flags: FLAG_LARGE,
-        };
-        self.state.write().memtable.insert(id, e);
-        w.batch.push(Record::Entry(e));
-        w.add_usage(at.0, len as i64, len);
-        Ok(Put { id, len, new: true })
+            new: true,
+            placement,
+        })
     }
 
-    /// Writes the input as chunk blocks while hashing it on the other core.
-    pub(crate) fn stream_chunks(
+    /// Registers a stream: buffered removals go to the segment before its
+    /// chunks (repair replays blocks in order, and this may re-put a removed
+    /// id); the packed buffer need not, so it keeps filling.
+    fn begin_stream(&self) -> Result<Mark> {
+        let mut w = self.writer()?;
+        self.guard(&mut w, |s, w| {
+            s.flush_tombstones(w)?;
+            s.ensure_active(w)
+        })?;
+        let a = w.active.as_ref().ok_or(Error::Poisoned)?;
+        let mark = Mark {
+            seg: a.id,
+            len: a.len,
+            blocks: a.blocks,
+            raw_total: a.raw_total,
+            end: a.len,
+        };
+        w.streams += 1;
+        Ok(mark)
+    }
+
+    /// Appends one window of prepared chunk blocks under the writer lock. A
+    /// failed write does not poison the writer: the segment's length only
+    /// moves past blocks written whole, and `drop_chunks` cuts the rest.
+    fn append_window(&self, mark: &mut Mark, run: &mut ChunkRun, images: &[BlockImage<'_>]) -> Result<()> {
+        let mut w = self.writer()?;
+        let a = w.active.as_mut().filter(|a| a.id == mark.seg).ok_or(Error::Poisoned)?;
+        let r = run.write(a, images);
+        mark.end = a.len;
+        r
+    }
+
+    /// Reads the input window by window, hashing each on one core while its
+    /// chunks are compressed and appended on the others.
+    fn stream_windows(
         &self,
-        w: &mut Writer,
+        mark: &mut Mark,
+        run: &mut ChunkRun,
         reader: &mut dyn Read,
         head: Vec<u8>,
         len_hint: Option<u64>,
         label: &str,
-    ) -> Result<(ArtifactId, u64, Vec<ChunkRef>)> {
+    ) -> Result<(ArtifactId, u64)> {
         let chunk = self.opts.chunk_size;
         let mut cap = (chunk * 8).max(8 << 20) / chunk * chunk;
         if let Some(h) = len_hint {
@@ -207,97 +271,67 @@ impl Store {
             // loop), in whole chunks: no zeroing of 8 MiB for a 200 KiB file.
             cap = cap.min((h as usize + 1).div_ceil(chunk) * chunk);
         }
-        // The writer keeps its stream buffer between artifacts: allocating (and
-        // faulting in) 8 MiB per large artifact dominated ingest of trees with
-        // many files just over the small threshold.
-        let mut buf = std::mem::take(&mut w.stream_buf);
-        buf.clear();
-        buf.extend_from_slice(&head);
-        buf.reserve(cap.saturating_sub(buf.len()));
-        let mut hasher = blake3::Hasher::new();
-        let mut chunks: Vec<ChunkRef> = Vec::new();
-        let mut total = 0u64;
-        let mut squeeze = Squeeze::default();
-        let level = self.opts.compression;
-        let Some(active) = w.active.as_mut() else {
-            return Err(Error::Poisoned);
-        };
-        loop {
-            let filled = buf.len();
-            buf.resize(cap, 0);
-            let n = read_full(reader, &mut buf[filled..]).ctx(|| format!("read {label}"))?;
-            buf.truncate(filled + n);
-            if buf.is_empty() {
-                break;
-            }
-            let data = &buf[..];
-            let (_, written) = rayon::join(
-                || hasher.update(data),
-                || append_chunk_blocks(active, &mut squeeze, level, chunk, data, &mut chunks),
-            );
-            written?;
-            total += buf.len() as u64;
-            if buf.len() < cap {
-                break;
-            }
+        STREAM_BUF.with_borrow_mut(|buf| {
+            // Kept between artifacts: allocating (and faulting in) 8 MiB per
+            // large artifact dominated ingest of trees with many files just
+            // over the small threshold.
             buf.clear();
-        }
-        w.stream_buf = buf;
-        Ok((ArtifactId::from_bytes(*hasher.finalize().as_bytes()), total, chunks))
-    }
-
-    /// Writes an in-memory artifact (already hashed) as chunk blocks, straight
-    /// from the slice: no copy, no second hash.
-    fn slice_chunks(&self, w: &mut Writer, bytes: &[u8]) -> Result<Vec<ChunkRef>> {
-        let chunk = self.opts.chunk_size;
-        let mut chunks = Vec::new();
-        let mut squeeze = Squeeze::default();
-        let Some(active) = w.active.as_mut() else {
-            return Err(Error::Poisoned);
-        };
-        for window in bytes.chunks(chunk * 8) {
-            append_chunk_blocks(active, &mut squeeze, self.opts.compression, chunk, window, &mut chunks)?;
-        }
-        Ok(chunks)
-    }
-}
-
-/// Appends `data` as chunk blocks: compressed on all cores (where the
-/// squeeze says it is worth trying), appended in order.
-fn append_chunk_blocks(
-    active: &mut ActiveSegment,
-    squeeze: &mut Squeeze,
-    level: Option<i32>,
-    chunk: usize,
-    data: &[u8],
-    chunks: &mut Vec<ChunkRef>,
-) -> Result<()> {
-    use rayon::prelude::*;
-    let pieces: Vec<&[u8]> = data.chunks(chunk).collect();
-    let tries: Vec<bool> = pieces.iter().map(|_| squeeze.should_try()).collect();
-    let packed: Vec<(std::borrow::Cow<'_, [u8]>, Compression)> = pieces
-        .par_iter()
-        .zip(tries.par_iter())
-        .map(|(p, t)| {
-            if *t {
-                maybe_compress(p, level)
-            } else {
-                ((*p).into(), Compression::None)
+            buf.extend_from_slice(&head);
+            buf.reserve(cap.saturating_sub(buf.len()));
+            let mut hasher = blake3::Hasher::new();
+            let mut total = 0u64;
+            loop {
+                let filled = buf.len();
+                buf.resize(cap.max(filled), 0);
+                let n = read_full(reader, &mut buf[filled..]).ctx(|| format!("read {label}"))?;
+                buf.truncate(filled + n);
+                if buf.is_empty() {
+                    break;
+                }
+                let data = &buf[..];
+                let (_, written) = rayon::join(
+                    || hasher.update(data),
+                    || {
+                        let images = run.prepare(data);
+                        self.append_window(mark, run, &images)
+                    },
+                );
+                written?;
+                total += buf.len() as u64;
+                if buf.len() < cap {
+                    break;
+                }
+                buf.clear();
             }
+            Ok((ArtifactId::from_bytes(*hasher.finalize().as_bytes()), total))
         })
-        .collect();
-    for ((piece, t), (stored, comp)) in pieces.iter().zip(&tries).zip(packed) {
-        if *t {
-            squeeze.record(comp == Compression::Zstd);
-        }
-        let h = header_for(BlockKind::LargeChunk, comp, &stored, piece.len(), chunks.len() as u32);
-        let at = active.append(&h, &stored)?;
-        chunks.push(ChunkRef {
-            offset: at,
-            raw_len: piece.len() as u32,
-        });
     }
-    Ok(())
+
+    /// Takes back the chunks of a stream that will get no trailer (a
+    /// duplicate, a failed read, a changed file). When nothing was appended
+    /// after them and no commit covers them, the segment is cut back;
+    /// otherwise they stay as garbage, counted so that GC reclaims them.
+    fn drop_chunks(&self, w: &mut Writer, mark: &Mark, run: &ChunkRun) -> Result<()> {
+        if run.blocks == 0 {
+            return Ok(());
+        }
+        let committed = w.seg_states.get(&mark.seg).map(|s| s.len).unwrap_or(u64::MAX);
+        match w.active.as_mut() {
+            Some(a)
+                if a.id == mark.seg
+                    && a.len == mark.end
+                    && a.blocks == mark.blocks + run.blocks
+                    && mark.len >= committed =>
+            {
+                if let Err(e) = a.rollback(mark.len, mark.blocks, mark.raw_total) {
+                    w.poisoned = true;
+                    return Err(e);
+                }
+            }
+            _ => w.add_usage(mark.seg, 0, run.written),
+        }
+        Ok(())
+    }
 }
 
 /// Where a large artifact's bytes come from.
@@ -310,34 +344,6 @@ pub(super) enum Source<'a> {
     },
     /// In memory and hashed already.
     Slice { bytes: &'a [u8], id: ArtifactId },
-}
-
-/// Adaptive compression for chunk streams: after a run of chunks that did not
-/// compress, only every 16th chunk is tried, so incompressible data (media,
-/// archives) is written at disk speed instead of paying zstd on every chunk.
-#[derive(Default)]
-struct Squeeze {
-    misses: u32,
-    skipped: u32,
-}
-
-impl Squeeze {
-    fn should_try(&mut self) -> bool {
-        if self.misses < 2 {
-            return true;
-        }
-        self.skipped += 1;
-        self.skipped.is_multiple_of(16)
-    }
-
-    fn record(&mut self, compressed: bool) {
-        if compressed {
-            self.misses = 0;
-            self.skipped = 0;
-        } else {
-            self.misses += 1;
-        }
-    }
 }
 
 /// A reader that reports how many bytes have passed through it.
@@ -358,9 +364,10 @@ impl<R: Read> Read for Counted<'_, R> {
 
 thread_local! {
     static HASH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    pub(super) static STREAM_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(super) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

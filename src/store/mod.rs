@@ -11,6 +11,7 @@ mod large;
 mod layout;
 mod maint;
 mod options;
+mod pending;
 mod read;
 mod repair;
 mod snapshots;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
-use crate::block::format::{BlockKind, PackedBuilder};
+use crate::block::format::BlockKind;
 use crate::block::segment::{parse_segment_file_name, ActiveSegment, Segment};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{read, sync_dir, write_atomic};
@@ -41,7 +42,7 @@ pub use gc::{GcOptions, GcReport};
 use layout::Layout;
 pub use layout::{decode_store_file, encode_store_file};
 pub use maint::{Problem, StoreStat, VerifyReport};
-pub use options::StoreOptions;
+pub use options::{PutOptions, StoreOptions};
 pub use read::{ArtifactInfo, ArtifactReader, Iter};
 pub use repair::RepairReport;
 pub use snapshots::{Retention, SnapshotDiff, SnapshotView};
@@ -74,6 +75,10 @@ pub struct Store {
     opts: StoreOptions,
     state: RwLock<State>,
     writer: Option<Mutex<Writer>>,
+    /// Small artifacts put but not yet written (readable without the writer).
+    pending: RwLock<pending::Pending>,
+    /// Signalled when the last large artifact being streamed finishes.
+    streams_done: parking_lot::Condvar,
     block_cache: Mutex<BlockCache>,
     /// Segments as of opening: a read-only handle reads the open segment up to
     /// the committed length recorded here (a writer tracks its own).
@@ -171,8 +176,6 @@ pub(crate) struct Writer {
     log: LogWriter,
     log_file: u64,
     active: Option<ActiveSegment>,
-    packed: PackedBuilder,
-    packed_ids: HashMap<ArtifactId, usize, crate::id::IdBuildHasher>,
     tombstones: Vec<(ArtifactId, u16)>,
     batch: Vec<Record>,
     next_segment: u32,
@@ -180,8 +183,8 @@ pub(crate) struct Writer {
     seg_states: BTreeMap<u32, SegmentState>,
     /// Segments whose usage changed since the last commit.
     usage_dirty: std::collections::BTreeSet<u32>,
-    /// Buffer for streaming large artifacts, kept between them.
-    stream_buf: Vec<u8>,
+    /// Large artifacts streaming their chunks (the open segment stays open).
+    streams: u32,
     dir_dirty: bool,
     poisoned: bool,
 }
@@ -343,15 +346,13 @@ impl Store {
                 log,
                 log_file: ckpt.log_file,
                 active,
-                packed: PackedBuilder::default(),
-                packed_ids: HashMap::default(),
                 tombstones: Vec::new(),
                 batch: Vec::new(),
                 next_segment,
                 next_index: ckpt.next_index,
                 seg_states,
                 usage_dirty: Default::default(),
-                stream_buf: Vec::new(),
+                streams: 0,
                 dir_dirty: false,
                 poisoned: false,
             }))
@@ -370,6 +371,8 @@ impl Store {
                 pins,
             }),
             writer,
+            pending: RwLock::new(pending::Pending::default()),
+            streams_done: parking_lot::Condvar::new(),
             block_cache: Mutex::new(Vec::new()),
             open_segs,
             _lock: lock,
@@ -622,3 +625,6 @@ pub(crate) fn artifact_error(e: Error, id: ArtifactId) -> Error {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests;

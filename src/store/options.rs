@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::error::Result;
+use crate::index::{DomainId, Placement, Visibility};
 use crate::Store;
 
 /// Options for opening or creating a store, with documented defaults.
@@ -125,5 +126,61 @@ impl StoreOptions {
     /// Opens (or creates) the store at `path` with these options.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
         Store::open_with(path.as_ref(), self)
+    }
+}
+
+/// How a put files what it stores: the owning domain, the visibility and the
+/// cross-domain source written into the artifact's index record. The default
+/// is this store's own domain, internal, not imported.
+///
+/// The options apply when a put stores the artifact (it was absent or
+/// removed). An artifact that is already live keeps the placement it has, and
+/// [`crate::Put::placement`] reports it: a plain put never publishes or
+/// unpublishes anything by accident.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use asl::{DomainId, PutOptions, Store, Visibility};
+///
+/// let store = Store::create(dir.path())?;
+/// let opts = PutOptions::new().visibility(Visibility::Published);
+/// let put = store.put_with(b"for everyone", &opts)?;
+/// assert_eq!(put.placement.visibility, Visibility::Published);
+/// assert_eq!(store.list()?[0].visibility, Visibility::Published);
+/// # Ok::<(), asl::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    pub(crate) placement: Placement,
+}
+
+impl PutOptions {
+    /// This store's domain, internal, not imported.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The owning domain. Default [`DomainId::LOCAL`].
+    pub fn domain(mut self, domain: DomainId) -> Self {
+        self.placement.domain = domain;
+        self
+    }
+
+    /// Who may see the artifact outside its domain. Default internal.
+    pub fn visibility(mut self, visibility: Visibility) -> Self {
+        self.placement.visibility = visibility;
+        self
+    }
+
+    /// The domain the artifact was imported from, if any. Default none.
+    pub fn source(mut self, source: Option<DomainId>) -> Self {
+        self.placement.source = source;
+        self
+    }
+
+    /// All three at once.
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
     }
 }

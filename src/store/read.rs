@@ -61,17 +61,20 @@ impl Store {
                 return Ok(Some(Found::Entry(e)));
             }
         }
+        if self.writer.is_none() {
+            return Ok(None);
+        }
         // Absent or removed: it may have been put (again) and still sit in the
-        // writer's buffer. While we hold the writer the buffer cannot move into
-        // the index, so a miss there is re-checked against the index.
-        if let Some(w) = &self.writer {
-            let w = w.lock();
-            if let Some(i) = w.packed_ids.get(id) {
-                return Ok(w.packed.get(*i).map(|b| Found::Pending(b.to_vec())));
-            }
-            if let Some(e) = self.lookup(id)? {
-                return Ok((!e.is_tombstone()).then_some(Found::Entry(e)));
-            }
+        // pending buffer. The writer keeps an artifact there until its record
+        // is in the memtable, so while we hold the buffer's read lock a miss
+        // there is settled by looking at the index once more. The writer lock
+        // is not taken: a lookup never waits for a put.
+        let pending = self.pending.read();
+        if let Some(b) = pending.get(id) {
+            return Ok(Some(Found::Pending(b.to_vec())));
+        }
+        if let Some(e) = self.lookup(id)? {
+            return Ok((!e.is_tombstone()).then_some(Found::Entry(e)));
         }
         Ok(None)
     }
@@ -323,11 +326,9 @@ impl Store {
                 }
             }
         }
-        if let Some(w) = &self.writer {
-            for id in w.lock().packed_ids.keys() {
-                if prefix.matches(id) {
-                    candidates.insert(*id, true);
-                }
+        for id in self.pending.read().ids() {
+            if prefix.matches(id) {
+                candidates.insert(*id, true);
             }
         }
         let live: Vec<ArtifactId> = candidates.into_iter().filter(|(_, l)| *l).map(|(k, _)| k).collect();
@@ -346,7 +347,7 @@ impl Store {
     pub fn iter(&self) -> Result<Iter> {
         if let Some(w) = &self.writer {
             let mut w = w.lock();
-            if !w.poisoned && !w.packed.is_empty() {
+            if !w.poisoned && !self.pending.read().open_is_empty() {
                 self.flush_pending(&mut w).inspect_err(|_| w.poisoned = true)?;
             }
         }

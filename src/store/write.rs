@@ -7,16 +7,18 @@
 
 use std::sync::Arc;
 
-use crate::block::format::{encode_tombstones, header_for, maybe_compress, BlockKind, Compression, PackedEntry};
+use crate::block::format::PackedEntry;
 use crate::block::segment::{ActiveSegment, Segment};
+use crate::block::writer::{write_image, write_packed, BlockImage, PackedLocation};
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
 use crate::id::ArtifactId;
-use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED, FLAG_TOMBSTONE, NO_SOURCE};
+use crate::index::entry::{Entry, Placement};
 use crate::snapshot::checkpoint::SegmentState;
 use crate::snapshot::log::Record;
 
 use super::large::{hash_parallel, Source};
+use super::options::PutOptions;
 use super::{Store, Writer};
 
 /// The outcome of storing one artifact.
@@ -28,76 +30,112 @@ pub struct Put {
     pub len: u64,
     /// False when the bytes were already live (deduplicated, nothing written).
     pub new: bool,
+    /// The domain, visibility and source the artifact has now: the put's
+    /// options when it was stored, the existing ones when it was live already.
+    pub placement: Placement,
 }
 
 impl Store {
     /// Stores `bytes` and returns their id. Storing bytes that are already live is
     /// free (deduplicated). Durable after the next [`Store::commit`].
     pub fn put(&self, bytes: &[u8]) -> Result<ArtifactId> {
-        self.put_status(bytes).map(|p| p.id)
+        self.put_with(bytes, &PutOptions::default()).map(|p| p.id)
     }
 
-    pub(super) fn put_status(&self, bytes: &[u8]) -> Result<Put> {
+    /// [`Store::put`] with options (domain, visibility, source); says whether
+    /// anything was written.
+    pub fn put_with(&self, bytes: &[u8], opts: &PutOptions) -> Result<Put> {
         if bytes.len() > self.opts.small_threshold {
             let id = hash_parallel(bytes);
-            return self.put_large(Source::Slice { bytes, id }, Some(id), "input");
+            return self.put_large(Source::Slice { bytes, id }, Some(id), "input", opts.placement);
         }
         let id = ArtifactId::of(bytes);
         let mut w = self.writer()?;
-        self.put_small_locked(&mut w, id, bytes, None)
+        self.put_small_locked(&mut w, id, bytes, opts.placement, false)
     }
 
-    /// With `ready`, a full block is set aside for compression in parallel
-    /// instead of being compressed and written at once (see `put_batch`).
-    fn put_small_locked(&self, w: &mut Writer, id: ArtifactId, bytes: &[u8], ready: Option<&mut Ready>) -> Result<Put> {
+    /// With `batch`, a full block is set aside for compression in parallel
+    /// with others instead of being compressed and written at once.
+    fn put_small_locked(
+        &self,
+        w: &mut Writer,
+        id: ArtifactId,
+        bytes: &[u8],
+        placement: Placement,
+        batch: bool,
+    ) -> Result<Put> {
         let len = bytes.len() as u64;
-        if w.packed_ids.contains_key(&id) || ready.as_ref().is_some_and(|r| r.ids.contains(&id)) {
-            return Ok(Put { id, len, new: false });
+        if let Some(p) = self.pending.read().placement(&id) {
+            return Ok(Put {
+                id,
+                len,
+                new: false,
+                placement: p,
+            });
         }
         let prev = self.state.read().newest(&id)?;
-        if prev.is_some_and(|e| !e.is_tombstone()) {
-            return Ok(Put { id, len, new: false });
+        if let Some(e) = prev.filter(|e| !e.is_tombstone()) {
+            return Ok(Put {
+                id,
+                len,
+                new: false,
+                placement: e.placement(),
+            });
         }
         self.release_revived(w, prev)?;
-        let idx = w.packed.push(id, bytes);
-        w.packed_ids.insert(id, idx);
-        if w.packed.raw_len() >= self.opts.block_target {
-            match ready {
-                Some(r) => {
-                    let (raw, entries) = w.packed.finish();
-                    r.ids.extend(entries.iter().map(|e| e.id));
-                    r.blocks.push((raw, entries));
-                    w.packed_ids.clear();
-                    if r.blocks.len() >= 2 * rayon::current_num_threads() {
-                        self.guard(w, |s, w| s.append_ready(w, r))?;
-                    }
+        let full = {
+            let mut p = self.pending.write();
+            p.push(id, bytes, placement);
+            p.open_len() >= self.opts.block_target
+        };
+        if full {
+            if batch {
+                let waiting = {
+                    let mut p = self.pending.write();
+                    p.set_open_aside();
+                    p.ready().len()
+                };
+                if waiting >= 2 * rayon::current_num_threads() {
+                    self.guard(w, |s, w| s.append_ready(w))?;
                 }
-                None => self.guard(w, |s, w| s.flush_pending(w))?,
+            } else {
+                self.guard(w, |s, w| s.flush_pending(w))?;
             }
         }
-        Ok(Put { id, len, new: true })
+        Ok(Put {
+            id,
+            len,
+            new: true,
+            placement,
+        })
     }
 
-    /// Compresses the set-aside blocks on all cores, then appends them in order.
-    fn append_ready(&self, w: &mut Writer, r: &mut Ready) -> Result<()> {
+    /// Compresses the set-aside blocks on all cores, then appends them in
+    /// order. They stay readable from the pending buffer until their records
+    /// are in the memtable.
+    fn append_ready(&self, w: &mut Writer) -> Result<()> {
         use rayon::prelude::*;
-        if r.blocks.is_empty() {
+        let pending = self.pending.read();
+        if pending.ready().is_empty() {
             return Ok(());
         }
         let level = self.opts.compression;
-        let stored: Vec<(Vec<u8>, Compression)> = r
-            .blocks
+        let images: Vec<BlockImage<'_>> = pending
+            .ready()
             .par_iter()
-            .map(|(raw, _)| {
-                let (s, c) = maybe_compress(raw, level);
-                (s.into_owned(), c)
-            })
+            .map(|b| BlockImage::packed(&b.raw, b.entries.len() as u32, level))
             .collect();
         self.flush_tombstones(w)?;
-        for ((raw, entries), (body, comp)) in r.blocks.drain(..).zip(stored) {
-            self.append_packed(w, raw.len(), entries, &body, comp)?;
+        for (b, img) in pending.ready().iter().zip(&images) {
+            self.ensure_active(w)?;
+            let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+            let seg = a.id;
+            let loc = write_image(a, img)?;
+            self.record_packed(w, seg, &loc, &b.entries, &b.placements);
         }
-        r.ids.clear();
+        drop(images);
+        drop(pending);
+        self.pending.write().clear_ready();
         Ok(())
     }
 
@@ -106,6 +144,11 @@ impl Store {
     /// streamed one by one. Returns the ids in input order. Durable after the
     /// next [`Store::commit`].
     pub fn put_batch<B: AsRef<[u8]> + Sync>(&self, items: &[B]) -> Result<Vec<Put>> {
+        self.put_batch_with(items, &PutOptions::default())
+    }
+
+    /// [`Store::put_batch`] with options applied to every item.
+    pub fn put_batch_with<B: AsRef<[u8]> + Sync>(&self, items: &[B], opts: &PutOptions) -> Result<Vec<Put>> {
         use rayon::prelude::*;
         let thr = self.opts.small_threshold;
         let ids: Vec<Option<ArtifactId>> = items
@@ -116,20 +159,17 @@ impl Store {
         let mut out = Vec::with_capacity(items.len());
         let mut i = 0;
         while i < items.len() {
-            let Some(first) = ids[i] else {
-                out.push(self.put_status(items[i].as_ref())?);
+            if ids[i].is_none() {
+                out.push(self.put_with(items[i].as_ref(), opts)?);
                 i += 1;
                 continue;
-            };
+            }
             let mut w = self.writer()?;
-            let mut ready = Ready::default();
-            out.push(self.put_small_locked(&mut w, first, items[i].as_ref(), Some(&mut ready))?);
-            i += 1;
             while let Some(Some(id)) = ids.get(i) {
-                out.push(self.put_small_locked(&mut w, *id, items[i].as_ref(), Some(&mut ready))?);
+                out.push(self.put_small_locked(&mut w, *id, items[i].as_ref(), opts.placement, true)?);
                 i += 1;
             }
-            self.guard(&mut w, |s, w| s.append_ready(w, &mut ready))?;
+            self.guard(&mut w, |s, w| s.append_ready(w))?;
         }
         Ok(out)
     }
@@ -161,10 +201,7 @@ impl Store {
             };
             // The tombstone keeps the location: a snapshot or pin may still need
             // the bytes, and reads at a snapshot find them through this record.
-            let t = Entry {
-                flags: prev.flags | FLAG_TOMBSTONE,
-                ..prev
-            };
+            let t = prev.removed();
             if !s.state.read().held(&t, None)? {
                 w.add_usage(prev.segment, -(prev.len as i64), 0);
             }
@@ -225,8 +262,16 @@ impl Store {
 
     /// Commits, then seals the open segment: footer written, fsynced, never
     /// written again. The next write starts a new segment.
+    /// Waits for large artifacts being streamed by other threads to finish
+    /// (their chunks must share a segment with their trailer).
     pub fn seal(&self) -> Result<()> {
         let mut w = self.writer()?;
+        while w.streams > 0 {
+            self.streams_done.wait(&mut w);
+        }
+        if w.poisoned {
+            return Err(Error::Poisoned);
+        }
         self.commit_locked(&mut w)?;
         self.guard(&mut w, |s, w| {
             if w.active.is_some() {
@@ -248,7 +293,9 @@ impl Store {
     }
 
     pub(crate) fn ensure_active(&self, w: &mut Writer) -> Result<()> {
-        if w.active.as_ref().is_some_and(|a| a.len >= self.opts.segment_target) {
+        // A large artifact being streamed keeps the segment open: its chunks
+        // and its trailer must share one segment.
+        if w.streams == 0 && w.active.as_ref().is_some_and(|a| a.len >= self.opts.segment_target) {
             self.seal_active(w)?;
         }
         if w.active.is_none() {
@@ -294,17 +341,8 @@ impl Store {
             return Ok(());
         }
         self.ensure_active(w)?;
-        let body = encode_tombstones(&w.tombstones);
-        let h = header_for(
-            BlockKind::Tombstones,
-            Compression::None,
-            &body,
-            body.len(),
-            w.tombstones.len() as u32,
-        );
-        if let Some(a) = w.active.as_mut() {
-            a.append(&h, &body)?;
-        }
+        let img = BlockImage::tombstones(&w.tombstones);
+        w.active.as_mut().ok_or(Error::Poisoned)?.write(&img)?;
         w.tombstones.clear();
         Ok(())
     }
@@ -313,55 +351,56 @@ impl Store {
         // Tombstones buffered earlier are older than every put in the packed
         // buffer (removal flushes the buffer first), so they go to disk first.
         self.flush_tombstones(w)?;
-        if w.packed.is_empty() {
-            return Ok(());
-        }
-        let (raw, entries) = w.packed.finish();
-        let (stored, comp) = maybe_compress(&raw, self.opts.compression);
-        self.append_packed(w, raw.len(), entries, &stored, comp)?;
-        w.packed_ids.clear();
+        let (raw, entries, placements) = {
+            let p = self.pending.read();
+            if p.open_is_empty() {
+                return Ok(());
+            }
+            p.build_open()
+        };
+        self.ensure_active(w)?;
+        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+        let seg = a.id;
+        let loc = write_packed(a, &raw, &entries, self.opts.compression)?;
+        self.record_packed(w, seg, &loc, &entries, &placements);
+        self.pending.write().clear_open();
         Ok(())
     }
 
-    /// Appends one packed block and records its artifacts.
-    fn append_packed(
+    /// Records the artifacts of a packed block just written.
+    fn record_packed(
         &self,
         w: &mut Writer,
-        raw_len: usize,
-        entries: Vec<PackedEntry>,
-        stored: &[u8],
-        comp: Compression,
-    ) -> Result<()> {
-        self.ensure_active(w)?;
-        let h = header_for(BlockKind::Packed, comp, stored, raw_len, entries.len() as u32);
-        let Some(a) = w.active.as_mut() else {
-            return Err(Error::Poisoned);
-        };
-        let at = a.append(&h, stored)?;
-        let seg = a.id;
-        let flags = if comp == Compression::Zstd { FLAG_COMPRESSED } else { 0 };
-        let mut st = self.state.write();
-        for pe in entries {
-            let e = Entry {
-                id: pe.id,
-                segment: seg,
-                block_offset: at,
-                inner: pe.offset,
-                len: pe.len as u64,
-                domain: DomainId::LOCAL,
-                source: NO_SOURCE,
-                visibility: Visibility::Internal,
-                flags,
-            };
-            st.memtable.insert(pe.id, e);
-            w.batch.push(Record::Entry(e));
-            w.add_usage(seg, pe.len as i64, pe.len as u64);
-        }
-        Ok(())
+        seg: u32,
+        loc: &PackedLocation,
+        entries: &[PackedEntry],
+        placements: &[Placement],
+    ) {
+        let records: Vec<Entry> = entries
+            .iter()
+            .zip(placements)
+            .map(|(pe, pl)| Entry::packed(pe.id, seg, loc.offset, pe.offset, pe.len as u64, loc.compressed).placed(pl))
+            .collect();
+        self.record_new(w, &records);
     }
 
-    pub(crate) fn is_live_locked(&self, w: &Writer, id: &ArtifactId) -> Result<bool> {
-        if w.packed_ids.contains_key(id) {
+    /// The one place new index records are taken in: memtable, log batch and
+    /// the usage counters of the segment they point into.
+    pub(crate) fn record_new(&self, w: &mut Writer, records: &[Entry]) {
+        {
+            let mut st = self.state.write();
+            for e in records {
+                st.memtable.insert(e.id, *e);
+            }
+        }
+        for e in records {
+            w.batch.push(Record::Entry(*e));
+            w.add_usage(e.segment, e.len as i64, e.len);
+        }
+    }
+
+    pub(crate) fn is_live_locked(&self, _w: &Writer, id: &ArtifactId) -> Result<bool> {
+        if self.pending.read().contains(id) {
             return Ok(true);
         }
         Ok(self.lookup(id)?.is_some_and(|e| !e.is_tombstone()))
@@ -377,11 +416,4 @@ impl Writer {
             self.usage_dirty.insert(seg);
         }
     }
-}
-
-/// Full packed blocks of one `put_batch` waiting to be compressed together.
-#[derive(Default)]
-struct Ready {
-    blocks: Vec<(Vec<u8>, Vec<PackedEntry>)>,
-    ids: std::collections::HashSet<ArtifactId, crate::id::IdBuildHasher>,
 }

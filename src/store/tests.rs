@@ -1,0 +1,225 @@
+//! Unit tests of the store's concurrency seams: what may and may not wait for
+//! the writer. They hold the writer lock (or pause a streaming source) by hand
+//! and check that the other operation still completes; a regression shows up
+//! as the operation never finishing, caught by a generous deadline.
+
+use std::io::Read;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::*;
+use crate::index::{DomainId, Placement, Visibility};
+use crate::store::options::PutOptions;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn store() -> (tempfile::TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StoreOptions::new().create(true).open(dir.path()).unwrap();
+    (dir, Arc::new(s))
+}
+
+/// Runs `f` on another thread and returns its result, or panics if it does
+/// not finish before the deadline (it is waiting for something it must not).
+fn finishes<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| panic!("{what} waited for the writer"))
+}
+
+#[test]
+fn lookups_never_wait_for_the_writer() {
+    let (_d, s) = store();
+    let committed = s.put(b"committed").unwrap();
+    s.commit().unwrap();
+    let buffered = s.put(b"still in the pending buffer").unwrap();
+    let absent = ArtifactId::of(b"never stored");
+    // Another thread holds the writer, as a long put_batch would.
+    let guard = s.writer.as_ref().unwrap().lock();
+    let s2 = s.clone();
+    let (a, b, c, d) = finishes("a lookup", move || {
+        (
+            s2.contains(&absent).unwrap(),
+            s2.get(&buffered).unwrap(),
+            s2.get(&committed).unwrap(),
+            s2.resolve(&buffered.to_hex()[..10]).unwrap(),
+        )
+    });
+    drop(guard);
+    assert!(!a);
+    assert_eq!(b, b"still in the pending buffer");
+    assert_eq!(c, b"committed");
+    assert_eq!(d, buffered);
+}
+
+/// A reader that hands out `first` bytes, then waits for the test's signal
+/// before handing out the rest.
+struct Paused {
+    data: Vec<u8>,
+    pos: usize,
+    first: usize,
+    go: Option<mpsc::Receiver<()>>,
+    reached: Option<mpsc::Sender<()>>,
+}
+
+impl Read for Paused {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.first {
+            if let Some(tx) = self.reached.take() {
+                let _ = tx.send(());
+            }
+            if let Some(rx) = self.go.take() {
+                let _ = rx.recv();
+            }
+        }
+        let end = if self.pos < self.first {
+            self.first.min(self.pos + buf.len())
+        } else {
+            self.data.len().min(self.pos + buf.len())
+        };
+        let n = end - self.pos;
+        buf[..n].copy_from_slice(&self.data[self.pos..end]);
+        self.pos = end;
+        Ok(n)
+    }
+}
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Starts a `put_reader` of `data` that pauses after `first` bytes; returns
+/// the signal that resumes it and its join handle, once it is paused.
+fn paused_stream(
+    s: &Arc<Store>,
+    data: Vec<u8>,
+    first: usize,
+    opts: PutOptions,
+) -> (mpsc::Sender<()>, std::thread::JoinHandle<Result<Put>>) {
+    let (go_tx, go_rx) = mpsc::channel();
+    let (reached_tx, reached_rx) = mpsc::channel();
+    let reader = Paused {
+        data,
+        pos: 0,
+        first,
+        go: Some(go_rx),
+        reached: Some(reached_tx),
+    };
+    let s2 = s.clone();
+    let h = std::thread::spawn(move || s2.put_reader_with(reader, &opts));
+    reached_rx.recv_timeout(DEADLINE).unwrap();
+    (go_tx, h)
+}
+
+#[test]
+fn a_slow_stream_does_not_block_small_puts_commits_or_other_streams() {
+    let (_d, s) = store();
+    let big = noise(1, 20 << 20);
+    let big_id = ArtifactId::of(&big);
+    let published = PutOptions::new().visibility(Visibility::Published);
+    let (go, h) = paused_stream(&s, big.clone(), 9 << 20, published);
+    let s2 = s.clone();
+    let (small, other) = finishes("a small put and a second stream beside a paused stream", move || {
+        let small = s2.put(b"small beside a stream").unwrap();
+        let other = s2.put_reader(std::io::Cursor::new(noise(2, 3 << 20))).unwrap();
+        s2.commit().unwrap();
+        (small, other)
+    });
+    go.send(()).unwrap();
+    let put = h.join().unwrap().unwrap();
+    assert!(put.new && put.id == big_id);
+    s.commit().unwrap();
+    assert_eq!(s.get(&big_id).unwrap(), big);
+    assert_eq!(s.get(&small).unwrap(), b"small beside a stream");
+    assert_eq!(s.get(&other).unwrap(), noise(2, 3 << 20));
+    let info = s.list().unwrap();
+    let vis = |id| info.iter().find(|a| a.id == id).unwrap().visibility;
+    assert_eq!(vis(big_id), Visibility::Published);
+    assert_eq!(vis(small), Visibility::Internal);
+    assert!(s.verify().unwrap().is_clean());
+}
+
+#[test]
+fn seal_waits_for_a_stream_and_a_duplicate_stream_leaves_counted_garbage() {
+    let (d, s) = store();
+    let big = noise(3, 12 << 20);
+    let id = s.put(&big).unwrap();
+    s.commit().unwrap();
+    // The same bytes again, paused mid-way; meanwhile a small put lands after
+    // its chunks and a commit covers them, so they cannot be cut off.
+    let (go, h) = paused_stream(&s, big.clone(), 9 << 20, PutOptions::new());
+    s.put(b"after the chunks").unwrap();
+    s.commit().unwrap();
+    let s2 = s.clone();
+    let sealer = std::thread::spawn(move || s2.seal());
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!sealer.is_finished(), "seal did not wait for the stream");
+    go.send(()).unwrap();
+    let dup = h.join().unwrap().unwrap();
+    assert!(!dup.new && dup.id == id);
+    sealer.join().unwrap().unwrap();
+    let st = s.stat().unwrap();
+    assert!(st.garbage_bytes >= 8 << 20, "orphaned chunks not counted: {st:?}");
+    s.gc(&GcOptions {
+        threshold: 1.0,
+        dry_run: false,
+    })
+    .unwrap();
+    assert_eq!(s.stat().unwrap().garbage_bytes, 0);
+    assert_eq!(s.get(&id).unwrap(), big);
+    drop(s);
+    let s = Store::open(d.path()).unwrap();
+    assert_eq!(s.get(&id).unwrap(), big);
+    assert!(s.verify().unwrap().is_clean());
+}
+
+#[test]
+fn every_put_entry_point_takes_placement_and_a_live_artifact_keeps_its_own() {
+    let (d, s) = store();
+    let p = Placement {
+        domain: DomainId(7),
+        visibility: Visibility::Published,
+        source: Some(DomainId(3)),
+    };
+    let opts = PutOptions::new().placement(p);
+    let small = s.put_with(b"one", &opts).unwrap();
+    let batch = s.put_batch_with(&[b"two".to_vec(), noise(4, 300_000)], &opts).unwrap();
+    let read = s
+        .put_reader_with(std::io::Cursor::new(noise(5, 200_000)), &opts)
+        .unwrap();
+    let path = d.path().join("input");
+    std::fs::write(&path, noise(6, 500_000)).unwrap();
+    let file = s.put_file_with(&path, &opts, &mut |_| {}).unwrap();
+    let all = [small, batch[0], batch[1], read, file];
+    for put in &all {
+        assert!(put.new);
+        assert_eq!(put.placement, p);
+    }
+    // Deduplicated puts keep what is stored, in the buffer and on disk.
+    let again = s.put_with(b"one", &PutOptions::new()).unwrap();
+    assert!(!again.new && again.placement == p);
+    s.commit().unwrap();
+    let again = s.put_with(b"one", &PutOptions::new()).unwrap();
+    assert!(!again.new && again.placement == p);
+    let big_again = s.put_file_with(&path, &PutOptions::new(), &mut |_| {}).unwrap();
+    assert!(!big_again.new && big_again.placement == p);
+    drop(s);
+    let s = Store::open(d.path()).unwrap();
+    for a in s.list().unwrap() {
+        assert_eq!((a.domain, a.visibility), (p.domain, p.visibility), "{}", a.id);
+    }
+    assert_eq!(s.list().unwrap().len(), all.len());
+    let e = s.lookup(&small.id).unwrap().unwrap();
+    assert_eq!(e.cross_domain_source(), Some(DomainId(3)));
+}
