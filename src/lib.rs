@@ -61,6 +61,7 @@ pub use id::{ArtifactId, IdPrefix};
 pub use index::{DomainId, Placement, Visibility};
 pub use snapshot::{CurrentId, SnapshotMeta};
 pub use store::{
-    ArtifactInfo, ArtifactReader, GcOptions, GcReport, Iter, Problem, Put, PutOptions, RepairReport, Retention,
-    SnapshotDiff, SnapshotView, Store, StoreOptions, StoreStat, VerifyReport,
+    ArtifactInfo, ArtifactReader, GcOptions, GcReport, IngestEvent, IngestInput, IngestOptions, IngestPlan,
+    IngestReport, Ingested, Iter, Problem, Put, PutOptions, RepairReport, Retention, SnapshotDiff, SnapshotView, Store,
+    StoreOptions, StoreStat, VerifyReport,
 };

@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod gc;
+mod ingest;
 mod large;
 mod layout;
 mod maint;
@@ -39,6 +40,7 @@ use crate::snapshot::log::{self, LogWriter, Record};
 use crate::snapshot::CurrentId;
 
 pub use gc::{GcOptions, GcReport};
+pub use ingest::{IngestEvent, IngestInput, IngestOptions, IngestPlan, IngestReport, Ingested};
 use layout::Layout;
 pub use layout::{decode_store_file, encode_store_file};
 pub use maint::{Problem, StoreStat, VerifyReport};

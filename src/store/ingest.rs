@@ -1,0 +1,374 @@
+//! Ingest of files and directory trees: the policy `aslctl ingest` runs, in
+//! the library so that every front end (the CLI, a server, an embedding
+//! program) gets the same behaviour.
+//!
+//! Two steps. [`IngestPlan::walk`] checks every input before anything is
+//! written (a missing path, a socket or an unreadable file stops it with the
+//! store untouched; symlinks and special files met inside directories are
+//! skipped and counted). [`Store::ingest_plan`] then stores the inputs in
+//! windows: the small files of a window are read on all cores and stored with
+//! one `put_batch`, large files stream one at a time; results keep the input
+//! order. It commits every gigabyte or 20 000 files and at the end, and tells
+//! the caller which results each commit made durable.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+use super::options::PutOptions;
+use super::write::Put;
+use super::Store;
+
+/// One input file found by [`IngestPlan::walk`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestInput {
+    /// The path as given or as found under a given directory.
+    pub path: PathBuf,
+    /// Its size when walked.
+    pub size: u64,
+}
+
+/// The inputs of an ingest, checked and in order (directories walked in
+/// name order).
+#[derive(Clone, Debug, Default)]
+pub struct IngestPlan {
+    /// The files to store.
+    pub inputs: Vec<IngestInput>,
+    /// Symlinks and special files met inside directories and left out.
+    pub skipped: u64,
+}
+
+impl IngestPlan {
+    /// Walks `paths`: files are taken as they are, directories recursively.
+    /// Fails on the first path that is missing, unreadable, or neither a
+    /// regular file nor a directory.
+    pub fn walk(paths: &[PathBuf]) -> Result<Self> {
+        let mut plan = Self::default();
+        for p in paths {
+            let md = fs::metadata(p).map_err(|e| refuse(p, e))?;
+            if md.is_dir() {
+                plan.walk_dir(p)?;
+            } else if md.is_file() {
+                File::open(p).map_err(|e| refuse(p, e))?;
+                plan.inputs.push(IngestInput {
+                    path: p.clone(),
+                    size: md.len(),
+                });
+            } else {
+                let why = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file or directory");
+                return Err(refuse(p, why));
+            }
+        }
+        Ok(plan)
+    }
+
+    fn walk_dir(&mut self, dir: &Path) -> Result<()> {
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .map_err(|e| refuse(dir, e))?
+            .collect::<io::Result<_>>()
+            .map_err(|e| refuse(dir, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let ft = e.file_type().map_err(|x| refuse(&p, x))?;
+            if ft.is_dir() {
+                self.walk_dir(&p)?;
+            } else if ft.is_file() {
+                let md = e.metadata().map_err(|x| refuse(&p, x))?;
+                File::open(&p).map_err(|x| refuse(&p, x))?;
+                self.inputs.push(IngestInput {
+                    path: p,
+                    size: md.len(),
+                });
+            } else {
+                // Symlinks and special files inside a directory are not artifacts.
+                self.skipped += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Total bytes of the inputs, as walked.
+    pub fn bytes(&self) -> u64 {
+        self.inputs.iter().map(|i| i.size).sum()
+    }
+}
+
+fn refuse(p: &Path, source: io::Error) -> Error {
+    Error::Io {
+        context: format!("cannot ingest {}", p.display()),
+        source,
+    }
+}
+
+/// How [`Store::ingest_plan`] stores its inputs.
+#[derive(Clone, Debug)]
+pub struct IngestOptions {
+    /// Applied to every artifact stored.
+    pub put: PutOptions,
+    /// Commit once this many new bytes were stored since the last commit.
+    /// Default 1 GiB.
+    pub commit_bytes: u64,
+    /// Commit once this many inputs were stored since the last commit.
+    /// Default 20 000.
+    pub commit_files: usize,
+    /// Small files read and stored together, at most this many bytes. Default 64 MiB.
+    pub window_bytes: u64,
+    /// ... and at most this many files. Default 4096.
+    pub window_files: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            put: PutOptions::default(),
+            commit_bytes: 1 << 30,
+            commit_files: 20_000,
+            window_bytes: 64 << 20,
+            window_files: 4096,
+        }
+    }
+}
+
+/// One input, stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ingested {
+    /// The input's path.
+    pub path: PathBuf,
+    /// What the put did.
+    pub put: Put,
+}
+
+/// What [`Store::ingest_plan`] tells its caller as it goes.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum IngestEvent<'a> {
+    /// Bytes of input processed so far, rising to `total`.
+    Progress {
+        /// Done.
+        done: u64,
+        /// The plan's total.
+        total: u64,
+    },
+    /// A commit returned: these results (the next ones in input order) are
+    /// durable. Print or acknowledge them now, not before.
+    Committed(&'a [Ingested]),
+}
+
+/// The outcome of an ingest.
+#[derive(Clone, Debug, Default)]
+pub struct IngestReport {
+    /// One result per input, in input order.
+    pub files: Vec<Ingested>,
+    /// Entries skipped by the walk.
+    pub skipped: u64,
+    /// Bytes of all inputs.
+    pub bytes: u64,
+    /// Inputs that were stored (not deduplicated).
+    pub new_files: u64,
+    /// Their bytes.
+    pub new_bytes: u64,
+    /// Wall time of the storing (the walk excluded).
+    pub elapsed: Duration,
+}
+
+impl Store {
+    /// Walks `paths` and stores them (see [`IngestPlan::walk`] and
+    /// [`Store::ingest_plan`]).
+    pub fn ingest(
+        &self,
+        paths: &[PathBuf],
+        opts: &IngestOptions,
+        on_event: &mut dyn FnMut(IngestEvent<'_>),
+    ) -> Result<IngestReport> {
+        self.ingest_plan(&IngestPlan::walk(paths)?, opts, on_event)
+    }
+
+    /// Stores the inputs of `plan`, committing as it goes and at the end.
+    ///
+    /// On an error (an input changed or vanished, a full disk) it returns at
+    /// once: results already reported as [`IngestEvent::Committed`] are
+    /// durable, the rest are buffered and uncommitted. The caller chooses:
+    /// commit them, or [`Store::abandon`] the store so the next open recovers
+    /// the last commit (what `aslctl ingest` does, so that nothing it did not
+    /// print is kept).
+    pub fn ingest_plan(
+        &self,
+        plan: &IngestPlan,
+        opts: &IngestOptions,
+        on_event: &mut dyn FnMut(IngestEvent<'_>),
+    ) -> Result<IngestReport> {
+        let start = Instant::now();
+        let inputs = &plan.inputs;
+        let total = plan.bytes();
+        let small = self.small_threshold() as u64;
+        let mut rep = IngestReport {
+            skipped: plan.skipped,
+            bytes: total,
+            ..Default::default()
+        };
+        let (mut acked, mut since_commit, mut done) = (0usize, 0u64, 0u64);
+        let mut next = 0;
+        while next < inputs.len() {
+            let window = &inputs[next..window_end(inputs, next, small, opts)];
+            let puts = self.store_window(window, small, opts, &mut |d| {
+                on_event(IngestEvent::Progress { done: done + d, total })
+            })?;
+            for (put, input) in puts.into_iter().zip(window) {
+                if put.new {
+                    since_commit += put.len;
+                    rep.new_files += 1;
+                    rep.new_bytes += put.len;
+                }
+                done += input.size;
+                rep.files.push(Ingested {
+                    path: input.path.clone(),
+                    put,
+                });
+            }
+            next += window.len();
+            on_event(IngestEvent::Progress { done, total });
+            if since_commit >= opts.commit_bytes || rep.files.len() - acked >= opts.commit_files {
+                self.commit()?;
+                on_event(IngestEvent::Committed(&rep.files[acked..]));
+                acked = rep.files.len();
+                since_commit = 0;
+            }
+        }
+        self.commit()?;
+        if acked < rep.files.len() {
+            on_event(IngestEvent::Committed(&rep.files[acked..]));
+        }
+        rep.elapsed = start.elapsed();
+        Ok(rep)
+    }
+
+    /// Stores one window: its small files with one `put_batch`, then its
+    /// large ones; returns the puts in input order. `progress` gets bytes done
+    /// within the window.
+    fn store_window(
+        &self,
+        window: &[IngestInput],
+        small: u64,
+        opts: &IngestOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Vec<Put>> {
+        let (small_idx, large_idx): (Vec<usize>, Vec<usize>) =
+            (0..window.len()).partition(|&i| window[i].size <= small);
+        let mut puts: Vec<Option<Put>> = vec![None; window.len()];
+        let mut done = 0u64;
+        if !small_idx.is_empty() {
+            let picked: Vec<&IngestInput> = small_idx.iter().map(|&i| &window[i]).collect();
+            let bufs = read_all(&picked)?;
+            for (i, p) in small_idx.iter().zip(self.put_batch_with(&bufs, &opts.put)?) {
+                done += window[*i].size;
+                puts[*i] = Some(p);
+            }
+            progress(done);
+        }
+        for i in large_idx {
+            let input = &window[i];
+            let base = done;
+            let p = self.put_file_with(&input.path, &opts.put, &mut |d| progress(base + d))?;
+            done += input.size;
+            puts[i] = Some(p);
+        }
+        Ok(puts.into_iter().flatten().collect())
+    }
+}
+
+/// The end of the window starting at `next`: as many inputs as keep the small
+/// files under the window's byte and file limits (at least one).
+fn window_end(inputs: &[IngestInput], next: usize, small: u64, opts: &IngestOptions) -> usize {
+    let mut small_bytes = 0u64;
+    (next..inputs.len())
+        .take_while(|&i| {
+            if inputs[i].size <= small {
+                small_bytes += inputs[i].size;
+            }
+            small_bytes <= opts.window_bytes && i - next < opts.window_files
+        })
+        .last()
+        .map(|i| i + 1)
+        .unwrap_or(next + 1)
+}
+
+fn read_all(inputs: &[&IngestInput]) -> Result<Vec<Vec<u8>>> {
+    use rayon::prelude::*;
+    // Reading thousands of small files is mostly system-call time: spread it.
+    inputs
+        .par_iter()
+        .with_min_len(16)
+        .map(|i| {
+            fs::read(&i.path).map_err(|e| Error::Io {
+                context: format!("read {}", i.path.display()),
+                source: e,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreOptions;
+
+    #[test]
+    fn ingest_reports_in_order_and_commits_in_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        for i in 0..30u32 {
+            let sub = if i % 2 == 0 { "sub/" } else { "" };
+            let body = if i % 10 == 0 {
+                vec![i as u8; 300_000]
+            } else {
+                format!("file {i}").into_bytes()
+            };
+            std::fs::write(src.join(format!("{sub}f{i:02}")), body).unwrap();
+        }
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(src.join("f01"), src.join("link")).unwrap();
+        let store = StoreOptions::new().create(true).open(dir.path().join("store")).unwrap();
+        let opts = IngestOptions {
+            commit_files: 7,
+            window_files: 5,
+            ..Default::default()
+        };
+        let mut committed = Vec::new();
+        let mut last_progress = 0;
+        let rep = store
+            .ingest(std::slice::from_ref(&src), &opts, &mut |ev| match ev {
+                IngestEvent::Committed(done) => committed.extend(done.iter().map(|d| d.path.clone())),
+                IngestEvent::Progress { done, total } => {
+                    assert!(done >= last_progress && done <= total);
+                    last_progress = done;
+                }
+            })
+            .unwrap();
+        assert_eq!(rep.files.len(), 30);
+        assert_eq!(rep.skipped, 1);
+        assert_eq!(last_progress, rep.bytes);
+        let paths: Vec<PathBuf> = rep.files.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(committed, paths, "every result reported durable once, in order");
+        let mut sorted = paths.clone();
+        sorted.sort();
+        assert_eq!(paths, sorted);
+        for f in &rep.files {
+            assert_eq!(store.get(&f.put.id).unwrap(), std::fs::read(&f.path).unwrap());
+        }
+        // A second ingest of the same tree stores nothing new.
+        let again = store.ingest(&[src], &opts, &mut |_| {}).unwrap();
+        assert_eq!(again.new_files, 0);
+        // A missing input is refused before anything is written.
+        let before = store.stat().unwrap();
+        let err = store
+            .ingest(&[dir.path().join("nope")], &opts, &mut |_| {})
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot ingest"), "{err}");
+        assert_eq!(store.stat().unwrap().current_id, before.current_id);
+    }
+}
