@@ -2,58 +2,34 @@
 //! created as temp + fsync + rename + directory fsync, so a crash leaves either the
 //! old file or the new one, never a half-written one under the real name.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{IoContext, Result};
+use crate::io::{Backend, OpenMode};
 
 /// fsyncs a directory so that entries created or renamed in it survive a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .ctx(|| format!("fsync directory {}", dir.display()))
+pub(crate) fn sync_dir(io: &dyn Backend, dir: &Path) -> Result<()> {
+    io.sync_dir(dir).ctx(|| format!("fsync directory {}", dir.display()))
 }
 
 /// Writes `bytes` to `path` atomically and durably.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(io: &dyn Backend, path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
+    let f = io
+        .open(&tmp, OpenMode::CreateTruncate)
         .ctx(|| format!("create {}", tmp.display()))?;
-    f.write_all(bytes)
+    f.write_all_at(bytes, 0)
         .and_then(|_| f.sync_all())
         .ctx(|| format!("write {}", tmp.display()))?;
     drop(f);
-    fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    io.rename(&tmp, path)
+        .ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+    sync_dir(io, path.parent().unwrap_or(Path::new(".")))
 }
-
-/// Test hook behind the `failpoints` feature: after each fsync of an
-/// append-only file (segment or log), appends `<path> <synced length>` to the
-/// file named by `$ASL_FAILPOINT_SYNC_LOG`. A power-cut test uses it to cut
-/// every file back to what a real power loss would have kept.
-#[cfg(feature = "failpoints")]
-pub(crate) fn note_synced(path: &Path, len: u64) {
-    use std::io::Write as _;
-    if let Some(log) = std::env::var_os("ASL_FAILPOINT_SYNC_LOG") {
-        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(log) {
-            let _ = writeln!(f, "{} {len}", path.display());
-        }
-    }
-}
-
-/// Without the `failpoints` feature the hook compiles to nothing.
-#[cfg(not(feature = "failpoints"))]
-#[inline(always)]
-pub(crate) fn note_synced(_path: &Path, _len: u64) {}
 
 /// Reads a whole small file.
-pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).ctx(|| format!("read {}", path.display()))
+pub(crate) fn read(io: &dyn Backend, path: &Path) -> Result<Vec<u8>> {
+    io.read(path).ctx(|| format!("read {}", path.display()))
 }
 
 /// How a fixed-size structure is framed: a magic at offset 0, optionally a

@@ -37,8 +37,7 @@
 //! `cli` (the `aslctl` binary: clap, indicatif, serde_json) and `bench` (the
 //! harness, plotters) are on by default for the binary; an embedder takes
 //! `default-features = false` and gets none of them. `zfs` snapshots the ZFS
-//! dataset holding the store with each named snapshot. `failpoints` exposes
-//! test hooks.
+//! dataset holding the store with each named snapshot.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -51,7 +50,7 @@ pub mod error;
 pub(crate) mod fsutil;
 pub mod id;
 pub(crate) mod index;
-pub(crate) mod mmap;
+pub mod io;
 pub(crate) mod snapshot;
 mod store;
 pub mod version;

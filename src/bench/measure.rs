@@ -133,9 +133,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 fn drop_file_pages(dir: &Path) {
     for sub in ["segments", "index", "snapshots"] {
         for e in std::fs::read_dir(dir.join(sub)).into_iter().flatten().flatten() {
-            if let Ok(f) = std::fs::File::open(e.path()) {
-                crate::mmap::drop_cached_pages(&f);
-            }
+            crate::io::Backend::drop_cache(&crate::io::LocalBackend, &e.path());
         }
     }
 }

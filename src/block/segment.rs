@@ -3,15 +3,13 @@
 //! `pread`; a sealed segment is immutable and read through a memory map.
 
 use std::borrow::Cow;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::block::format::{BlockHeader, BLOCK_HEADER_LEN};
 use crate::block::scan::{BlockSource, Blocks, Contents, ContentsError, Located, Stop};
 use crate::error::{DecodeError, Error, IoContext, Result};
-use crate::fsutil::{check_framed, le_u32, le_u64, note_synced, Framing};
-use crate::mmap::Map;
+use crate::fsutil::{check_framed, le_u32, le_u64, Framing};
+use crate::io::{Backend, Mapped, OpenMode, StoreFile};
 use crate::version::{FormatVersion, SegmentVersion};
 
 /// Magic at the start of every segment file.
@@ -135,15 +133,14 @@ pub(crate) struct Segment {
 }
 
 enum SegmentData {
-    Mapped(Map),
-    File(File),
+    Mapped(Mapped),
+    File(Box<dyn StoreFile>),
 }
 
 impl Segment {
     /// Opens a sealed segment: maps it and checks header and footer.
-    pub(crate) fn open_sealed(path: &Path, id: u32, store_id: u64) -> Result<Self> {
-        let file = File::open(path).ctx(|| format!("open segment {}", path.display()))?;
-        let map = Map::open(&file, path)?;
+    pub(crate) fn open_sealed(io: &dyn Backend, path: &Path, id: u32, store_id: u64) -> Result<Self> {
+        let map = io.map(path).ctx(|| format!("map segment {}", path.display()))?;
         let b = map.bytes();
         check_header(&b[..b.len().min(32)], path, id, store_id)?;
         if (b.len() as u64) < SEGMENT_HEADER_LEN + FOOTER_LEN {
@@ -161,8 +158,10 @@ impl Segment {
     }
 
     /// Read access to the open segment through its file.
-    pub(crate) fn open_active(path: &Path, id: u32) -> Result<Self> {
-        let file = File::open(path).ctx(|| format!("open segment {}", path.display()))?;
+    pub(crate) fn open_active(io: &dyn Backend, path: &Path, id: u32) -> Result<Self> {
+        let file = io
+            .open(path, OpenMode::Read)
+            .ctx(|| format!("open segment {}", path.display()))?;
         Ok(Self {
             id,
             path: path.to_path_buf(),
@@ -247,7 +246,7 @@ fn check_header(b: &[u8], path: &Path, id: u32, store_id: u64) -> Result<()> {
 pub(crate) struct ActiveSegment {
     pub(crate) id: u32,
     pub(crate) path: PathBuf,
-    file: File,
+    file: Box<dyn StoreFile>,
     /// End of the last block written.
     pub(crate) len: u64,
     pub(crate) blocks: u64,
@@ -256,17 +255,13 @@ pub(crate) struct ActiveSegment {
 
 impl ActiveSegment {
     /// Creates a new segment file holding just its header, fsynced.
-    pub(crate) fn create(path: &Path, id: u32, store_id: u64) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
+    pub(crate) fn create(io: &dyn Backend, path: &Path, id: u32, store_id: u64) -> Result<Self> {
+        let file = io
+            .open(path, OpenMode::CreateNew)
             .ctx(|| format!("create segment {}", path.display()))?;
         file.write_all_at(&SegmentHeader { id, store_id }.encode(), 0)
             .and_then(|_| file.sync_all())
             .ctx(|| format!("write segment header {}", path.display()))?;
-        note_synced(path, SEGMENT_HEADER_LEN);
         Ok(Self {
             id,
             path: path.to_path_buf(),
@@ -279,17 +274,15 @@ impl ActiveSegment {
 
     /// Reopens the open segment after a restart, cutting anything past the last
     /// committed byte (a torn or unacknowledged tail) and recounting its blocks.
-    pub(crate) fn reopen(path: &Path, id: u32, store_id: u64, committed_len: u64) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
+    pub(crate) fn reopen(io: &dyn Backend, path: &Path, id: u32, store_id: u64, committed_len: u64) -> Result<Self> {
+        let file = io
+            .open(path, OpenMode::ReadWrite)
             .ctx(|| format!("open segment {}", path.display()))?;
         let mut hdr = [0u8; 32];
         file.read_exact_at(&mut hdr, 0)
             .map_err(|_| Error::corrupt(path, "segment shorter than its header"))?;
         check_header(&hdr, path, id, store_id)?;
-        let actual = file.metadata().ctx(|| format!("stat {}", path.display()))?.len();
+        let actual = file.len().ctx(|| format!("stat {}", path.display()))?;
         if actual < committed_len {
             return Err(Error::corrupt(
                 path,
@@ -300,7 +293,6 @@ impl ActiveSegment {
             file.set_len(committed_len)
                 .and_then(|_| file.sync_all())
                 .ctx(|| format!("truncate uncommitted tail of {}", path.display()))?;
-            note_synced(path, committed_len);
         }
         let mut seg = Self {
             id,
@@ -310,7 +302,7 @@ impl ActiveSegment {
             blocks: 0,
             raw_total: 0,
         };
-        for b in Blocks::new(&seg.file, SEGMENT_HEADER_LEN, committed_len) {
+        for b in Blocks::new(&*seg.file, SEGMENT_HEADER_LEN, committed_len) {
             let b = b.map_err(|stop| stop_error(path, stop))?;
             seg.blocks += 1;
             seg.raw_total += b.header.raw_len as u64;
@@ -349,7 +341,6 @@ impl ActiveSegment {
         self.file
             .sync_data()
             .ctx(|| format!("fsync segment {}", self.path.display()))?;
-        note_synced(&self.path, self.len);
         Ok(())
     }
 
@@ -376,7 +367,6 @@ impl ActiveSegment {
             .write_all_at(&footer.encode(), self.len)
             .and_then(|_| self.file.sync_all())
             .ctx(|| format!("seal {}", self.path.display()))?;
-        note_synced(&self.path, self.len + FOOTER_LEN);
         Ok((self.id, self.len + FOOTER_LEN))
     }
 }
@@ -459,12 +449,12 @@ impl BlockSource for Segment {
     fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Option<Cow<'_, [u8]>>> {
         match &self.data {
             SegmentData::Mapped(m) => m.bytes().read_at(offset, len),
-            SegmentData::File(f) => BlockSource::read_at(f, offset, len),
+            SegmentData::File(f) => BlockSource::read_at(&**f, offset, len),
         }
     }
 }
 
-impl BlockSource for File {
+impl BlockSource for dyn StoreFile {
     fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Option<Cow<'_, [u8]>>> {
         let mut buf = vec![0u8; len];
         match self.read_exact_at(&mut buf, offset) {
@@ -524,17 +514,18 @@ mod tests {
     fn write_seal_scan() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(segment_file_name(1));
-        let mut s = ActiveSegment::create(&p, 1, 5).unwrap();
+        let io = crate::io::LocalBackend;
+        let mut s = ActiveSegment::create(&io, &p, 1, 5).unwrap();
         let body = b"abcdef";
         let h = header_for(BlockKind::LargeChunk, Compression::None, body, body.len(), 0);
         let at = s.append(&h, body).unwrap();
         assert_eq!(at, SEGMENT_HEADER_LEN);
         s.seal().unwrap();
-        let seg = Segment::open_sealed(&p, 1, 5).unwrap();
+        let seg = Segment::open_sealed(&io, &p, 1, 5).unwrap();
         let (h2, raw) = seg.read_block(at).unwrap();
         assert_eq!(h2, h);
         assert_eq!(raw, body);
-        assert!(Segment::open_sealed(&p, 1, 6).is_err());
+        assert!(Segment::open_sealed(&io, &p, 1, 6).is_err());
         let bytes = std::fs::read(&p).unwrap();
         let sc = scan(&bytes);
         assert!(sc.footer.is_some() && !sc.data_crc_mismatch);

@@ -6,15 +6,13 @@
 //! two fanout words and binary-searches one bucket of ~8 entries: the same few
 //! pages whatever the file's size.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{DecodeError, Error, IoContext, Result};
 use crate::fsutil::{check_framed, le_u32, le_u64, sync_dir, Framing};
 use crate::id::{ArtifactId, IdPrefix};
 use crate::index::entry::{Entry, ENTRY_LEN};
-use crate::mmap::Map;
+use crate::io::{Backend, Mapped, OpenMode};
 use crate::version::{FormatVersion, IndexVersion};
 
 /// Magic at the start of an index file.
@@ -150,16 +148,15 @@ pub(crate) struct IndexFile {
     pub(crate) file_id: u64,
     pub(crate) path: PathBuf,
     header: IndexHeader,
-    map: Map,
+    map: Mapped,
 }
 
 impl IndexFile {
     /// Maps an index file and checks its header, size and footer magic. The body
     /// CRC is checked by `verify` (reading every byte on open would make open time
     /// grow with the store).
-    pub(crate) fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).ctx(|| format!("open index {}", path.display()))?;
-        let map = Map::open(&file, path)?;
+    pub(crate) fn open(io: &dyn Backend, path: &Path) -> Result<Self> {
+        let map = io.map(path).ctx(|| format!("open index {}", path.display()))?;
         let b = map.bytes();
         let header = IndexHeader::decode(b).map_err(|e| Error::corrupt(path, e))?;
         if Some(b.len() as u64) != header.expected_len() || b[b.len() - 8..] != INDEX_FOOTER_MAGIC {
@@ -265,34 +262,35 @@ impl IndexFile {
 /// Writes a new index file from entries sorted by id (no duplicates), durably:
 /// temp file, fsync, rename, directory fsync. `upper` bounds the entry count, to
 /// size the fanout before the entries are counted.
-pub(crate) fn write_index<I>(dir: &Path, file_id: u64, upper: u64, entries: I) -> Result<PathBuf>
+pub(crate) fn write_index<I>(io: &dyn Backend, dir: &Path, file_id: u64, upper: u64, entries: I) -> Result<PathBuf>
 where
     I: Iterator<Item = Result<Entry>>,
 {
     let path = dir.join(index_file_name(file_id));
-    write_index_at(&path, file_id, upper, entries)?;
+    write_index_at(io, &path, file_id, upper, entries)?;
     Ok(path)
 }
 
 /// [`write_index`] to a given path (snapshot index files are named by identity).
-pub(crate) fn write_index_at<I>(path: &Path, file_id: u64, upper: u64, entries: I) -> Result<u64>
+pub(crate) fn write_index_at<I>(io: &dyn Backend, path: &Path, file_id: u64, upper: u64, entries: I) -> Result<u64>
 where
     I: Iterator<Item = Result<Entry>>,
 {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = path.with_extension("idx.tmp");
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
+    let f = io
+        .open(&tmp, OpenMode::CreateTruncate)
         .ctx(|| format!("create {}", tmp.display()))?;
     let bits = fanout_bits(upper);
     let mut fan = vec![0u32; 1 << bits];
     let werr = |e| Error::io(format!("write {}", tmp.display()), e);
-    let mut w = BufWriter::with_capacity(1 << 20, f);
-    w.write_all(&[0u8; INDEX_HEADER_LEN]).map_err(werr)?;
-    w.write_all(&vec![0u8; 4 << bits]).map_err(werr)?;
+    // Entries are written at their final offsets through a 1 MiB buffer; the
+    // header and fanout, known only at the end, go in front last.
+    let mut w = PosWriter {
+        file: &*f,
+        at: (INDEX_HEADER_LEN + (4 << bits)) as u64,
+        buf: Vec::with_capacity(1 << 20),
+    };
     let mut crc_entries = 0u32;
     let mut count = 0u64;
     let mut prev: Option<ArtifactId> = None;
@@ -303,7 +301,7 @@ where
         prev = Some(e.id);
         e.encode(&mut buf);
         crc_entries = crc32c::crc32c_append(crc_entries, &buf);
-        w.write_all(&buf).map_err(werr)?;
+        w.write(&buf).map_err(werr)?;
         fan[bucket(&e.id, bits)] += 1;
         count += 1;
     }
@@ -317,18 +315,41 @@ where
     let mut foot = [0u8; INDEX_FOOTER_LEN];
     foot[0..4].copy_from_slice(&crc.to_le_bytes());
     foot[8..16].copy_from_slice(&INDEX_FOOTER_MAGIC);
-    w.write_all(&foot).map_err(werr)?;
-    let mut f = w.into_inner().map_err(|e| werr(e.into_error()))?;
+    w.write(&foot).map_err(werr)?;
+    w.flush().map_err(werr)?;
     let header = IndexHeader { bits, count, file_id };
-    f.seek(SeekFrom::Start(0))
-        .and_then(|_| f.write_all(&header.encode()))
-        .and_then(|_| f.write_all(&fan_bytes))
+    f.write_all_at(&header.encode(), 0)
+        .and_then(|_| f.write_all_at(&fan_bytes, INDEX_HEADER_LEN as u64))
         .and_then(|_| f.sync_all())
         .map_err(werr)?;
     drop(f);
-    std::fs::rename(&tmp, path).ctx(|| format!("rename {}", tmp.display()))?;
-    sync_dir(dir)?;
+    io.rename(&tmp, path).ctx(|| format!("rename {}", tmp.display()))?;
+    sync_dir(io, dir)?;
     Ok(count)
+}
+
+/// Buffered positioned writes (the backend has no file cursor).
+struct PosWriter<'a> {
+    file: &'a dyn crate::io::StoreFile,
+    at: u64,
+    buf: Vec<u8>,
+}
+
+impl PosWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+        if self.buf.len() + b.len() > self.buf.capacity() {
+            self.flush()?;
+        }
+        self.buf.extend_from_slice(b);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.write_all_at(&self.buf, self.at)?;
+        self.at += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -356,8 +377,15 @@ mod tests {
         for n in [0u32, 1, 100, 5000] {
             let mut es: Vec<Entry> = (0..n).map(entry).collect();
             es.sort_by_key(|e| e.id);
-            let p = write_index(dir.path(), n as u64, n as u64, es.iter().copied().map(Ok)).unwrap();
-            let f = IndexFile::open(&p).unwrap();
+            let p = write_index(
+                &crate::io::LocalBackend,
+                dir.path(),
+                n as u64,
+                n as u64,
+                es.iter().copied().map(Ok),
+            )
+            .unwrap();
+            let f = IndexFile::open(&crate::io::LocalBackend, &p).unwrap();
             f.validate().unwrap();
             assert_eq!(f.len(), n as u64);
             for e in &es {
@@ -376,7 +404,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut es: Vec<Entry> = (0..50).map(entry).collect();
         es.sort_by_key(|e| e.id);
-        let p = write_index(dir.path(), 1, 50, es.into_iter().map(Ok)).unwrap();
+        let p = write_index(&crate::io::LocalBackend, dir.path(), 1, 50, es.into_iter().map(Ok)).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         validate(&bytes).unwrap();
         for at in [0, 20, 70, 2000, bytes.len() - 1] {

@@ -7,14 +7,13 @@
 //! short, fails its CRC or breaks the sequence: that is the torn tail, and only
 //! records up to the last `Commit` before it count.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{DecodeError, Error, IoContext, Result};
-use crate::fsutil::{le_u32, le_u64, note_synced, sync_dir};
+use crate::fsutil::{le_u32, le_u64, sync_dir};
 use crate::id::ArtifactId;
 use crate::index::entry::{Entry, ENTRY_LEN};
+use crate::io::{Backend, OpenMode, StoreFile};
 use crate::version::{FormatVersion, LogVersion};
 
 use super::catalog::{decode_pin, encode_pin, get_name, put_name, SnapshotMeta};
@@ -303,34 +302,29 @@ pub fn parse(b: &[u8]) -> Result<LogContents, DecodeError> {
 }
 
 /// Reads and parses a log file.
-pub fn read(path: &Path) -> Result<LogContents> {
-    let b = std::fs::read(path).ctx(|| format!("read log {}", path.display()))?;
+pub(crate) fn read(io: &dyn Backend, path: &Path) -> Result<LogContents> {
+    let b = io.read(path).ctx(|| format!("read log {}", path.display()))?;
     parse(&b).map_err(|e| Error::corrupt(path, e))
 }
 
 /// Appends batches to the current log file.
 pub(crate) struct LogWriter {
     pub(crate) path: PathBuf,
-    file: File,
+    file: Box<dyn StoreFile>,
     len: u64,
     pub(crate) next_seq: u64,
 }
 
 impl LogWriter {
     /// Creates a fresh log file starting at `start_seq`, durably.
-    pub(crate) fn create(path: &Path, start_seq: u64, store_id: u64) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
+    pub(crate) fn create(io: &dyn Backend, path: &Path, start_seq: u64, store_id: u64) -> Result<Self> {
+        let file = io
+            .open(path, OpenMode::CreateTruncate)
             .ctx(|| format!("create log {}", path.display()))?;
         file.write_all_at(&encode_header(start_seq, store_id), 0)
             .and_then(|_| file.sync_all())
             .ctx(|| format!("write log header {}", path.display()))?;
-        note_synced(path, LOG_HEADER_LEN);
-        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        sync_dir(io, path.parent().unwrap_or(Path::new(".")))?;
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -340,17 +334,14 @@ impl LogWriter {
     }
 
     /// Reopens an existing log after recovery, cutting off its uncommitted tail.
-    pub(crate) fn reopen(path: &Path, contents: &LogContents) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
+    pub(crate) fn reopen(io: &dyn Backend, path: &Path, contents: &LogContents) -> Result<Self> {
+        let file = io
+            .open(path, OpenMode::ReadWrite)
             .ctx(|| format!("open log {}", path.display()))?;
         if contents.tail_len > 0 {
             file.set_len(contents.committed_len)
                 .and_then(|_| file.sync_all())
                 .ctx(|| format!("truncate torn tail of {}", path.display()))?;
-            note_synced(path, contents.committed_len);
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -372,7 +363,6 @@ impl LogWriter {
             .and_then(|_| self.file.sync_data())
             .ctx(|| format!("append to log {}", self.path.display()))?;
         self.len += buf.len() as u64;
-        note_synced(&self.path, self.len);
         self.next_seq += batch.len() as u64;
         Ok(self.next_seq - 1)
     }

@@ -29,6 +29,7 @@ impl Store {
                     st.snapshots.clone(),
                 )
             };
+            let io = &*s.layout.io;
             let index_dir = s.layout.index_dir();
             let mut new_files = files.clone();
             if !mem.is_empty() {
@@ -44,14 +45,14 @@ impl Store {
                         _ => true,
                     });
                     new_files.clear();
-                    write_index(&index_dir, file_id, upper, merged)?
+                    write_index(io, &index_dir, file_id, upper, merged)?
                 } else {
-                    write_index(&index_dir, file_id, mem.len() as u64, mem.iter().copied().map(Ok))?
+                    write_index(io, &index_dir, file_id, mem.len() as u64, mem.iter().copied().map(Ok))?
                 };
-                new_files.insert(0, Arc::new(IndexFile::open(&path)?));
+                new_files.insert(0, Arc::new(IndexFile::open(io, &path)?));
             }
             let log_file = w.log_file + 1;
-            let log = LogWriter::create(&s.layout.log(log_file), w.log.next_seq, s.store_id)?;
+            let log = LogWriter::create(io, &s.layout.log(log_file), w.log.next_seq, s.store_id)?;
             let ckpt = Checkpoint {
                 version: crate::version::FormatVersion::CURRENT,
                 store_id: s.store_id,
@@ -64,7 +65,7 @@ impl Store {
                 snapshots: snaps.values().map(|h| h.meta.clone()).collect(),
                 pins: pins.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             };
-            write_atomic(&s.layout.checkpoint(), &ckpt.encode())?;
+            write_atomic(io, &s.layout.checkpoint(), &ckpt.encode())?;
             let old_log = std::mem::replace(&mut w.log, log);
             w.log_file = log_file;
             {
@@ -72,10 +73,10 @@ impl Store {
                 st.indexes = new_files.clone();
                 st.memtable.clear();
             }
-            let _ = std::fs::remove_file(&old_log.path);
+            let _ = io.remove(&old_log.path);
             for f in files {
                 if !new_files.iter().any(|n| n.file_id == f.file_id) {
-                    let _ = std::fs::remove_file(&f.path);
+                    let _ = io.remove(&f.path);
                 }
             }
             Ok(())

@@ -217,8 +217,11 @@ impl Store {
         drop(w);
         let path = segment.path.clone();
         drop(segment);
-        std::fs::remove_file(&path).map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
-        sync_dir(&self.layout.segment_dir())?;
+        self.layout
+            .io
+            .remove(&path)
+            .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
+        sync_dir(&*self.layout.io, &self.layout.segment_dir())?;
         rep.segments_deleted += 1;
         rep.segments_repacked += (rep.artifacts_copied > copied_before) as u64;
         rep.reclaimed_bytes += st.len;

@@ -11,6 +11,9 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::io::Backend;
 
 use crate::error::DecodeError;
 use crate::fsutil::{check_framed, le_u64, Framing};
@@ -60,15 +63,19 @@ pub fn decode_store_file(b: &[u8]) -> Result<u64, DecodeError> {
     Ok(le_u64(b, 16))
 }
 
+/// The store directory's paths, and the backend every file under it is
+/// reached through.
 #[derive(Clone, Debug)]
 pub(crate) struct Layout {
     pub(crate) root: PathBuf,
+    pub(crate) io: Arc<dyn Backend>,
 }
 
 impl Layout {
-    pub(crate) fn new(root: &Path) -> Self {
+    pub(crate) fn new(root: &Path, io: Arc<dyn Backend>) -> Self {
         Self {
             root: root.to_path_buf(),
+            io,
         }
     }
     pub(crate) fn store_file(&self) -> PathBuf {

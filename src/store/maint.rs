@@ -1,7 +1,6 @@
 //! Maintenance: `stat` and the full `verify` scrub (`repair` is in repair.rs).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -10,7 +9,6 @@ use crate::block::scan::Contents;
 use crate::block::segment::scan;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ArtifactId;
-use crate::mmap::Map;
 use crate::snapshot::checkpoint::SegmentState;
 use crate::snapshot::current::{CurrentHasher, CurrentId};
 
@@ -95,11 +93,13 @@ impl Store {
         }
         let (live_bytes, garbage_bytes) = self.usage_totals();
         let st = self.state.read();
-        let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let io = &*self.layout.io;
+        let size = |p: &Path| io.file_len(p).unwrap_or(0);
         let physical = st.segments.values().map(|s| size(&s.path)).sum();
         let mut index_bytes: u64 = st.indexes.iter().map(|f| size(&f.path)).sum();
-        if let Ok(rd) = fs::read_dir(self.layout.log_dir()) {
-            index_bytes += rd.flatten().map(|e| size(&e.path())).sum::<u64>();
+        let log_dir = self.layout.log_dir();
+        if let Ok(names) = io.list(&log_dir) {
+            index_bytes += names.iter().map(|n| size(&log_dir.join(n))).sum::<u64>();
         }
         Ok(StoreStat {
             artifacts,
@@ -155,15 +155,27 @@ impl Store {
         }
         for seg in segments.values() {
             rep.segments += 1;
-            let file = File::open(&seg.path).ctx(|| format!("open {}", seg.path.display()))?;
-            let map = Map::open(&file, &seg.path)?;
-            let mut bytes = map.bytes();
-            if !seg.is_mapped() {
+            let io = &*self.layout.io;
+            let image: Vec<u8>;
+            let map;
+            let bytes: &[u8] = if seg.is_mapped() {
+                map = io.map(&seg.path).ctx(|| format!("map {}", seg.path.display()))?;
+                map.bytes()
+            } else {
                 // The open segment may have a tail past the last commit; only what the
-                // index can point at is checked.
-                let committed = self.committed_len(seg.id).unwrap_or(bytes.len() as u64);
-                bytes = &bytes[..(committed as usize).min(bytes.len())];
-            }
+                // index can point at is checked (and it is read, never mapped: it
+                // is still being written).
+                let f = io
+                    .open(&seg.path, crate::io::OpenMode::Read)
+                    .ctx(|| format!("open {}", seg.path.display()))?;
+                let len = f.len().ctx(|| format!("stat {}", seg.path.display()))?;
+                let committed = self.committed_len(seg.id).unwrap_or(len).min(len);
+                let mut buf = vec![0u8; committed as usize];
+                f.read_exact_at(&mut buf, 0)
+                    .ctx(|| format!("read {}", seg.path.display()))?;
+                image = buf;
+                &image
+            };
             let sc = scan(bytes);
             if let Err(e) = &sc.header {
                 rep.problems

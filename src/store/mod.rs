@@ -21,7 +21,6 @@ mod write;
 mod zfs;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -34,6 +33,7 @@ use crate::fsutil::{read, sync_dir, write_atomic};
 use crate::id::ArtifactId;
 use crate::index::entry::Entry;
 use crate::index::file::IndexFile;
+use crate::io::LockGuard;
 use crate::snapshot::catalog::SnapshotMeta;
 use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
 use crate::snapshot::log::{self, LogWriter, Record};
@@ -85,7 +85,7 @@ pub struct Store {
     /// Segments as of opening: a read-only handle reads the open segment up to
     /// the committed length recorded here (a writer tracks its own).
     open_segs: BTreeMap<u32, SegmentState>,
-    _lock: Option<File>,
+    _lock: Option<Box<dyn LockGuard>>,
 }
 
 pub(crate) use crate::snapshot::replay::Memtable;
@@ -255,12 +255,13 @@ impl Store {
     }
 
     pub(crate) fn open_with(path: &Path, opts: StoreOptions) -> Result<Self> {
-        let layout = Layout::new(path);
+        let layout = Layout::new(path, opts.backend.clone());
+        let io = &*layout.io;
         let mut created_lock = None;
-        if !layout.store_file().exists() {
+        if !io.is_file(&layout.store_file()) {
             if opts.create && !opts.read_only {
                 created_lock = Some(create_layout(&layout)?);
-            } else if !path.exists() {
+            } else if !io.is_dir(path) {
                 return Err(Error::NotAStore {
                     path: path.to_path_buf(),
                     reason: "no such directory".into(),
@@ -296,19 +297,20 @@ impl Store {
         Self::load(&layout, store_id, &opts, Some(lock))
     }
 
-    fn load(layout: &Layout, store_id: u64, opts: &StoreOptions, lock: Option<File>) -> Result<Self> {
+    fn load(layout: &Layout, store_id: u64, opts: &StoreOptions, lock: Option<Box<dyn LockGuard>>) -> Result<Self> {
         let writable = lock.is_some();
+        let io = &*layout.io;
         let ckpt_path = layout.checkpoint();
-        let ckpt = Checkpoint::decode(&read(&ckpt_path)?).map_err(|e| Error::corrupt(&ckpt_path, e))?;
+        let ckpt = Checkpoint::decode(&read(io, &ckpt_path)?).map_err(|e| Error::corrupt(&ckpt_path, e))?;
         if ckpt.store_id != store_id {
             return Err(Error::corrupt(&ckpt_path, "checkpoint belongs to another store"));
         }
         let mut indexes = Vec::new();
         for id in &ckpt.index_files {
-            indexes.push(Arc::new(IndexFile::open(&layout.index(*id))?));
+            indexes.push(Arc::new(IndexFile::open(io, &layout.index(*id))?));
         }
         let log_path = layout.log(ckpt.log_file);
-        let contents = log::read(&log_path)?;
+        let contents = log::read(io, &log_path)?;
         let replayed = crate::snapshot::replay::replay(&ckpt, &contents).map_err(|e| Error::corrupt(&log_path, e))?;
         let crate::snapshot::replay::Replayed {
             memtable,
@@ -324,15 +326,15 @@ impl Store {
         for s in seg_states.values() {
             let path = layout.segment(s.id);
             if s.sealed {
-                segments.insert(s.id, Arc::new(Segment::open_sealed(&path, s.id, store_id)?));
+                segments.insert(s.id, Arc::new(Segment::open_sealed(io, &path, s.id, store_id)?));
             } else {
                 if writable {
                     if active.is_some() {
                         return Err(Error::corrupt(&ckpt_path, "more than one open segment"));
                     }
-                    active = Some(ActiveSegment::reopen(&path, s.id, store_id, s.len)?);
+                    active = Some(ActiveSegment::reopen(io, &path, s.id, store_id, s.len)?);
                 }
-                segments.insert(s.id, Arc::new(Segment::open_active(&path, s.id)?));
+                segments.insert(s.id, Arc::new(Segment::open_active(io, &path, s.id)?));
             }
         }
         let mut seg_states = seg_states;
@@ -342,7 +344,7 @@ impl Store {
         }
         let open_segs = seg_states.clone();
         let writer = if writable {
-            let log = LogWriter::reopen(&log_path, &contents)?;
+            let log = LogWriter::reopen(io, &log_path, &contents)?;
             cleanup(layout, &ckpt, &seg_states, &snapshots)?;
             Some(Mutex::new(Writer {
                 log,
@@ -435,22 +437,15 @@ impl Drop for Store {
 
 fn read_store_id(layout: &Layout) -> Result<u64> {
     let path = layout.store_file();
-    let b = read(&path)?;
+    let b = read(&*layout.io, &path)?;
     decode_store_file(&b).map_err(|e| Error::NotAStore {
         path: path.clone(),
         reason: e.to_string(),
     })
 }
 
-fn lock_store(layout: &Layout) -> Result<File> {
+fn lock_store(layout: &Layout) -> Result<Box<dyn LockGuard>> {
     let path = layout.lock_file();
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .ctx(|| format!("open lock file {}", path.display()))?;
     // flock belongs to the open file description. A child forked by another
     // thread of this process (to run a command) holds a copy of every open
     // descriptor until it execs, so a lock released just before it was forked
@@ -458,13 +453,15 @@ fn lock_store(layout: &Layout) -> Result<File> {
     // second writer, which holds the lock for as long as it runs.
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
     loop {
-        match f.try_lock() {
-            Ok(()) => return Ok(f),
-            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+        match layout.io.try_lock(&path) {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Locked(path));
+                }
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
-            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked(path)),
-            Err(fs::TryLockError::Error(e)) => return Err(Error::io(format!("lock {}", path.display()), e)),
+            Err(e) => return Err(Error::io(format!("lock {}", path.display()), e)),
         }
     }
 }
@@ -472,16 +469,15 @@ fn lock_store(layout: &Layout) -> Result<File> {
 /// Makes a new, empty store and returns its writer lock, still held. STORE is
 /// written last, so a crash part-way leaves a directory that `create` finishes
 /// next time and `open` refuses.
-fn create_layout(layout: &Layout) -> Result<File> {
+fn create_layout(layout: &Layout) -> Result<Box<dyn LockGuard>> {
     let root = &layout.root;
-    fs::create_dir_all(root).ctx(|| format!("create {}", root.display()))?;
-    for entry in fs::read_dir(root).ctx(|| format!("list {}", root.display()))? {
-        let entry = entry.ctx(|| format!("list {}", root.display()))?;
-        let name = entry.file_name();
+    let io = &*layout.io;
+    io.create_dir_all(root).ctx(|| format!("create {}", root.display()))?;
+    for name in io.list(root).ctx(|| format!("list {}", root.display()))? {
         if !LAYOUT_NAMES.iter().any(|n| name == *n) {
             return Err(Error::NotAStore {
                 path: root.to_path_buf(),
-                reason: format!("directory is not empty (holds {:?}) and has no STORE file", name),
+                reason: format!("directory is not empty (holds {name:?}) and has no STORE file"),
             });
         }
     }
@@ -492,10 +488,10 @@ fn create_layout(layout: &Layout) -> Result<File> {
         layout.segment_dir(),
         layout.snapshot_dir(),
     ] {
-        fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+        io.create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
     }
     let store_id = new_store_id(root);
-    LogWriter::create(&layout.log(1), 1, store_id)?;
+    LogWriter::create(io, &layout.log(1), 1, store_id)?;
     let ckpt = Checkpoint {
         version: crate::version::FormatVersion::CURRENT,
         store_id,
@@ -508,9 +504,9 @@ fn create_layout(layout: &Layout) -> Result<File> {
         snapshots: vec![],
         pins: vec![],
     };
-    write_atomic(&layout.checkpoint(), &ckpt.encode())?;
-    write_atomic(&layout.store_file(), &encode_store_file(store_id))?;
-    sync_dir(root)?;
+    write_atomic(io, &layout.checkpoint(), &ckpt.encode())?;
+    write_atomic(io, &layout.store_file(), &encode_store_file(store_id))?;
+    sync_dir(io, root)?;
     Ok(lock)
 }
 
@@ -560,7 +556,7 @@ fn open_snapshots(
         let file = match files.get(&meta.identity) {
             Some(f) => f.clone(),
             None => {
-                let f = Arc::new(IndexFile::open(&layout.snapshot(&meta.identity))?);
+                let f = Arc::new(IndexFile::open(&*layout.io, &layout.snapshot(&meta.identity))?);
                 files.insert(meta.identity, f.clone());
                 f
             }
@@ -585,38 +581,41 @@ fn cleanup(
         .map(|i| crate::index::file::index_file_name(*i))
         .collect();
     let keep_log = log::log_file_name(ckpt.log_file);
-    sweep(&layout.index_dir(), |n| keep_index.iter().any(|k| k == n))?;
-    sweep(&layout.log_dir(), |n| n == keep_log)?;
+    sweep(layout, &layout.index_dir(), |n| keep_index.iter().any(|k| k == n))?;
+    sweep(layout, &layout.log_dir(), |n| n == keep_log)?;
     // Every segment that holds anything is in the table: one created but never
     // committed, or one GC dropped (logged before its file is unlinked), is not.
-    sweep(&layout.segment_dir(), |n| match parse_segment_file_name(n) {
+    sweep(layout, &layout.segment_dir(), |n| match parse_segment_file_name(n) {
         Some(id) => segs.contains_key(&id),
         None => !n.ends_with(".tmp"),
     })?;
     let snap_dir = layout.snapshot_dir();
-    if !snap_dir.is_dir() {
-        fs::create_dir_all(&snap_dir).ctx(|| format!("create {}", snap_dir.display()))?;
+    if !layout.io.is_dir(&snap_dir) {
+        layout
+            .io
+            .create_dir_all(&snap_dir)
+            .ctx(|| format!("create {}", snap_dir.display()))?;
         return Ok(());
     }
     let keep: Vec<String> = snapshots
         .values()
         .map(|h| crate::snapshot::catalog::snapshot_file_name(&h.meta.identity))
         .collect();
-    sweep(&snap_dir, |n| keep.iter().any(|k| k == n))
+    sweep(layout, &snap_dir, |n| keep.iter().any(|k| k == n))
 }
 
-fn sweep(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {
+fn sweep(layout: &Layout, dir: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {
+    let io = &*layout.io;
     let mut removed = false;
-    for entry in fs::read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
-        let entry = entry.ctx(|| format!("list {}", dir.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for name in io.list(dir).ctx(|| format!("list {}", dir.display()))? {
         if !keep(&name) {
-            fs::remove_file(entry.path()).ctx(|| format!("remove stale {}", entry.path().display()))?;
+            let p = dir.join(&name);
+            io.remove(&p).ctx(|| format!("remove stale {}", p.display()))?;
             removed = true;
         }
     }
     if removed {
-        sync_dir(dir)?;
+        sync_dir(io, dir)?;
     }
     Ok(())
 }

@@ -2,9 +2,11 @@
 //! harness can sweep them.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::Result;
 use crate::index::{DomainId, Placement, Visibility};
+use crate::io::{Backend, LocalBackend};
 use crate::Store;
 
 /// Options for opening or creating a store, with documented defaults.
@@ -19,6 +21,7 @@ use crate::Store;
 /// ```
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
+    pub(crate) backend: Arc<dyn Backend>,
     pub(crate) small_threshold: usize,
     pub(crate) block_target: usize,
     pub(crate) chunk_size: usize,
@@ -35,6 +38,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
+            backend: Arc::new(LocalBackend),
             small_threshold: 128 << 10,
             block_target: 256 << 10,
             chunk_size: 1 << 20,
@@ -123,9 +127,23 @@ impl StoreOptions {
         self
     }
 
+    /// The backend every file of the store is reached through. Default the
+    /// local file system ([`LocalBackend`]); tests use
+    /// [`crate::io::SimBackend`] to cut the power at any operation.
+    pub fn backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// Opens (or creates) the store at `path` with these options.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
         Store::open_with(path.as_ref(), self)
+    }
+
+    /// Rebuilds the store at `path` from its segments (see [`Store::repair`]),
+    /// through these options' backend.
+    pub fn repair(self, path: impl AsRef<Path>) -> Result<crate::RepairReport> {
+        Store::repair_with(path.as_ref(), &self)
     }
 }
 

@@ -2,15 +2,13 @@
 //! alone, keeping the snapshot catalog when it can.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Read;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::block::format::Compression;
 use crate::block::scan::Contents;
-use crate::block::segment::{parse_segment_file_name, scan, SegmentFooter, FOOTER_LEN, SEGMENT_HEADER_LEN};
+use crate::block::segment::{parse_segment_file_name, scan, ActiveSegment, FOOTER_LEN, SEGMENT_HEADER_LEN};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{sync_dir, write_atomic};
 use crate::id::ArtifactId;
@@ -21,7 +19,7 @@ use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
 use crate::snapshot::log::{log_file_name, LogWriter};
 
 use super::layout::{decode_store_file, encode_store_file, Layout};
-use super::{lock_store, Store};
+use super::{lock_store, Store, StoreOptions};
 
 /// The result of [`Store::repair`].
 #[derive(Clone, Debug, Default, Serialize)]
@@ -49,25 +47,30 @@ impl Store {
     /// segment files alone (for a store whose index or log was lost or damaged).
     /// Torn segment tails are cut and those segments sealed. Takes the writer lock.
     pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
-        let layout = Layout::new(path.as_ref());
+        Self::repair_with(path.as_ref(), &StoreOptions::new())
+    }
+
+    pub(crate) fn repair_with(path: &Path, opts: &StoreOptions) -> Result<RepairReport> {
+        let layout = Layout::new(path, opts.backend.clone());
+        let io = &*layout.io;
         let seg_dir = layout.segment_dir();
-        if !seg_dir.is_dir() {
+        if !io.is_dir(&seg_dir) {
             return Err(Error::NotAStore {
-                path: path.as_ref().to_path_buf(),
+                path: path.to_path_buf(),
                 reason: "no segments directory".into(),
             });
         }
         for d in [layout.log_dir(), layout.index_dir()] {
-            fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+            io.create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
         }
         let _lock = lock_store(&layout)?;
-        let known_id = fs::read(layout.store_file())
+        let known_id = io
+            .read(&layout.store_file())
             .ok()
             .and_then(|b| decode_store_file(&b).ok());
         let mut ids: Vec<u32> = Vec::new();
-        for entry in fs::read_dir(&seg_dir).ctx(|| format!("list {}", seg_dir.display()))? {
-            let entry = entry.ctx(|| format!("list {}", seg_dir.display()))?;
-            if let Some(id) = parse_segment_file_name(&entry.file_name().to_string_lossy()) {
+        for name in io.list(&seg_dir).ctx(|| format!("list {}", seg_dir.display()))? {
+            if let Some(id) = parse_segment_file_name(&name) {
                 ids.push(id);
             }
         }
@@ -82,10 +85,7 @@ impl Store {
         let mut segs = Vec::new();
         for id in &ids {
             let p = layout.segment(*id);
-            let mut bytes = Vec::new();
-            File::open(&p)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .ctx(|| format!("read {}", p.display()))?;
+            let bytes = io.read(&p).ctx(|| format!("read {}", p.display()))?;
             let sc = scan(&bytes);
             let h = match sc.header {
                 Ok(h) if h.id == *id && store_id.is_none_or(|s| s == h.store_id) => h,
@@ -147,30 +147,18 @@ impl Store {
                     // No footer: the segment was open. Cut any torn tail and seal it.
                     let end = sc.end.max(SEGMENT_HEADER_LEN);
                     rep.truncated_bytes += sc.file_len - end;
-                    let f = fs::OpenOptions::new()
-                        .write(true)
-                        .open(&p)
-                        .ctx(|| format!("open {}", p.display()))?;
-                    let footer = SegmentFooter {
-                        block_count: sc.blocks.len() as u64,
-                        data_len: end,
-                        raw_total: sc.blocks.iter().map(|b| b.header.raw_len as u64).sum(),
-                        data_crc: crc32c::crc32c(&bytes[..end as usize]),
-                    };
-                    use std::os::unix::fs::FileExt;
-                    f.set_len(end)
-                        .and_then(|_| f.write_all_at(&footer.encode(), end))
-                        .and_then(|_| f.sync_all())
-                        .ctx(|| format!("seal {}", p.display()))?;
+                    // The block writer's own reopen (cut the tail, recount the
+                    // blocks) and seal (footer, fsync) do it.
+                    let (_, len) = ActiveSegment::reopen(io, &p, *id, h.store_id, end)?.seal()?;
                     rep.sealed += 1;
-                    end + FOOTER_LEN
+                    len
                 }
             };
             segs.push(SegmentState::new(*id, len, true));
         }
         let Some(store_id) = store_id else {
             return Err(Error::NotAStore {
-                path: path.as_ref().to_path_buf(),
+                path: path.to_path_buf(),
                 reason: "no STORE file and no readable segment".into(),
             });
         };
@@ -183,15 +171,16 @@ impl Store {
             s.total = totals.get(&s.id).copied().unwrap_or(0);
             s.live = live.get(&s.id).copied().unwrap_or(0);
         }
-        let next_index = max_file_number(&layout.index_dir(), ".idx") + 1;
-        let log_file = max_file_number(&layout.log_dir(), ".log") + 1;
+        let next_index = max_file_number(io, &layout.index_dir(), ".idx") + 1;
+        let log_file = max_file_number(io, &layout.log_dir(), ".log") + 1;
         let index_path = write_index(
+            io,
             &layout.index_dir(),
             next_index,
             map.len() as u64,
             map.values().copied().map(Ok),
         )?;
-        LogWriter::create(&layout.log(log_file), 1, store_id)?;
+        LogWriter::create(io, &layout.log(log_file), 1, store_id)?;
         let ckpt = Checkpoint {
             version: crate::version::FormatVersion::CURRENT,
             store_id,
@@ -204,9 +193,9 @@ impl Store {
             snapshots: snapshots.values().map(|h| h.meta.clone()).collect(),
             pins,
         };
-        write_atomic(&layout.checkpoint(), &ckpt.encode())?;
+        write_atomic(io, &layout.checkpoint(), &ckpt.encode())?;
         if known_id.is_none() {
-            write_atomic(&layout.store_file(), &encode_store_file(store_id))?;
+            write_atomic(io, &layout.store_file(), &encode_store_file(store_id))?;
         }
         for (dir, keep) in [
             (
@@ -215,12 +204,12 @@ impl Store {
             ),
             (layout.log_dir(), Some(log_file_name(log_file))),
         ] {
-            for entry in fs::read_dir(&dir).ctx(|| format!("list {}", dir.display()))?.flatten() {
-                if Some(entry.file_name().to_string_lossy().into_owned()) != keep {
-                    let _ = fs::remove_file(entry.path());
+            for name in io.list(&dir).ctx(|| format!("list {}", dir.display()))? {
+                if Some(&name) != keep.as_ref() {
+                    let _ = io.remove(&dir.join(&name));
                 }
             }
-            sync_dir(&dir)?;
+            sync_dir(io, &dir)?;
         }
         Ok(rep)
     }
@@ -233,11 +222,12 @@ impl Store {
 type Catalog = (Vec<SnapshotMeta>, Vec<(String, ArtifactId)>);
 
 fn recover_catalog(layout: &Layout) -> Catalog {
+    let io = &*layout.io;
     let from_log = || -> Option<Catalog> {
-        let ckpt = Checkpoint::decode(&fs::read(layout.checkpoint()).ok()?).ok()?;
+        let ckpt = Checkpoint::decode(&io.read(&layout.checkpoint()).ok()?).ok()?;
         // Only the catalog is wanted; a log that does not continue the
         // checkpoint adds nothing to it.
-        let log = crate::snapshot::log::read(&layout.log(ckpt.log_file)).ok();
+        let log = crate::snapshot::log::read(io, &layout.log(ckpt.log_file)).ok();
         let (metas, pins) = match log.and_then(|l| crate::snapshot::replay::replay(&ckpt, &l).ok()) {
             Some(r) => (r.snapshots, r.pins),
             None => (
@@ -245,18 +235,20 @@ fn recover_catalog(layout: &Layout) -> Catalog {
                 ckpt.pins.into_iter().collect(),
             ),
         };
-        let all_there = metas.values().all(|m| layout.snapshot(&m.identity).is_file());
+        let all_there = metas.values().all(|m| io.is_file(&layout.snapshot(&m.identity)));
         all_there.then(|| (metas.into_values().collect(), pins.into_iter().collect()))
     };
     if let Some(c) = from_log() {
         return c;
     }
     let mut metas = Vec::new();
-    for e in fs::read_dir(layout.snapshot_dir()).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
+    let dir = layout.snapshot_dir();
+    for name in io.list(&dir).into_iter().flatten() {
         let Some(hex) = name.strip_suffix(".idx") else { continue };
         let Ok(id) = hex.parse::<ArtifactId>() else { continue };
-        let Ok(f) = IndexFile::open(&e.path()) else { continue };
+        let Ok(f) = IndexFile::open(io, &dir.join(&name)) else {
+            continue;
+        };
         let mut hasher = crate::snapshot::current::CurrentHasher::default();
         let mut bytes = 0;
         let mut ok = true;
@@ -273,11 +265,10 @@ fn recover_catalog(layout: &Layout) -> Catalog {
         if !ok || hasher.finish().0 != *id.as_bytes() {
             continue;
         }
-        let created = e
-            .metadata()
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        // The file's own time is not kept by every backend: the snapshot is
+        // dated by its recovery.
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         metas.push(SnapshotMeta {
@@ -291,14 +282,12 @@ fn recover_catalog(layout: &Layout) -> Catalog {
     (metas, Vec::new())
 }
 
-fn max_file_number(dir: &Path, ext: &str) -> u64 {
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    n.strip_suffix(ext).and_then(|s| s.parse::<u64>().ok())
-                })
+fn max_file_number(io: &dyn crate::io::Backend, dir: &Path, ext: &str) -> u64 {
+    io.list(dir)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.strip_suffix(ext).and_then(|s| s.parse::<u64>().ok()))
                 .max()
                 .unwrap_or(0)
         })

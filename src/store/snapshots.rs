@@ -87,7 +87,9 @@ impl Store {
             (super::sorted(&st.memtable), st.indexes.clone())
         };
         let dir = self.layout.snapshot_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let io = &*self.layout.io;
+        io.create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let pending = dir.join(PENDING_FILE);
         let upper = mem.len() as u64 + files.iter().map(|f| f.len()).sum::<u64>();
         let mut hasher = CurrentHasher::default();
@@ -100,7 +102,7 @@ impl Store {
                     bytes += e.len;
                 }
             });
-        let artifacts = write_index_at(&pending, 0, upper, live)?;
+        let artifacts = write_index_at(io, &pending, 0, upper, live)?;
         let identity = hasher.finish();
         let path = self.layout.snapshot(&identity);
         let meta = SnapshotMeta {
@@ -120,13 +122,14 @@ impl Store {
         let file = match shared {
             // Same content as an existing snapshot: share its file.
             Some(f) => {
-                let _ = std::fs::remove_file(&pending);
+                let _ = io.remove(&pending);
                 f
             }
             None => {
-                std::fs::rename(&pending, &path).map_err(|e| Error::io(format!("rename {}", pending.display()), e))?;
-                sync_dir(&dir)?;
-                Arc::new(IndexFile::open(&path)?)
+                io.rename(&pending, &path)
+                    .map_err(|e| Error::io(format!("rename {}", pending.display()), e))?;
+                sync_dir(io, &dir)?;
+                Arc::new(IndexFile::open(io, &path)?)
             }
         };
         #[cfg(feature = "zfs")]
@@ -196,8 +199,8 @@ impl Store {
             w.batch.push(Record::SnapshotDeleted { name: name.to_string() });
             s.commit_locked(w)?;
             if !shared {
-                let _ = std::fs::remove_file(&h.file.path);
-                sync_dir(&s.layout.snapshot_dir())?;
+                let _ = s.layout.io.remove(&h.file.path);
+                sync_dir(&*s.layout.io, &s.layout.snapshot_dir())?;
             }
             Ok(())
         })?;

@@ -234,7 +234,7 @@ impl Store {
                 a.sync()?;
             }
             if w.dir_dirty {
-                sync_dir(&s.layout.segment_dir())?;
+                sync_dir(&*s.layout.io, &s.layout.segment_dir())?;
                 w.dir_dirty = false;
             }
             for id in std::mem::take(&mut w.usage_dirty) {
@@ -301,7 +301,7 @@ impl Store {
         if w.active.is_none() {
             let id = w.next_segment;
             let path = self.layout.segment(id);
-            let a = ActiveSegment::create(&path, id, self.store_id)?;
+            let a = ActiveSegment::create(&*self.layout.io, &path, id, self.store_id)?;
             w.next_segment += 1;
             w.batch.push(Record::SegmentCreated { id });
             w.seg_states.insert(id, SegmentState::new(id, a.len, false));
@@ -309,7 +309,7 @@ impl Store {
             self.state
                 .write()
                 .segments
-                .insert(id, Arc::new(Segment::open_active(&path, id)?));
+                .insert(id, Arc::new(Segment::open_active(&*self.layout.io, &path, id)?));
             w.active = Some(a);
         }
         Ok(())
@@ -325,7 +325,7 @@ impl Store {
         let st = w.seg_states.entry(id).or_insert(SegmentState::new(id, len, true));
         st.len = len;
         st.sealed = true;
-        let seg = Segment::open_sealed(&path, id, self.store_id)?;
+        let seg = Segment::open_sealed(&*self.layout.io, &path, id, self.store_id)?;
         self.state.write().segments.insert(id, Arc::new(seg));
         Ok(())
     }

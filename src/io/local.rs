@@ -1,0 +1,153 @@
+//! The local file system, and the only module with `unsafe`: read-only memory
+//! maps of immutable files, and asking the kernel to drop a file's cached
+//! pages (for the benchmark's cold reads).
+//!
+//! Sealed segments and index files are never written again once their name is
+//! visible (they are built under a temp name, fsynced and renamed), and the store
+//! never truncates them in place; GC and compaction delete them only by unlinking,
+//! which leaves existing mappings valid on Unix. So the mapped bytes do not change
+//! under a reader, which is what `memmap2::Mmap::map` requires for soundness.
+//! A process outside ASL that truncates a store file could still fault a reader:
+//! that is outside what any mmap-based engine can defend against.
+
+#![allow(unsafe_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::{Backend, LockGuard, Mapped, OpenMode, StoreFile};
+
+/// The real file system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalBackend;
+
+struct Local(File);
+
+impl StoreFile for Local {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        self.0.sync_all()
+    }
+}
+
+struct Held(#[allow(dead_code)] File);
+
+impl LockGuard for Held {}
+
+/// Zero bytes: mapping an empty file fails on Linux.
+struct Empty;
+
+impl std::ops::Deref for Empty {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &[]
+    }
+}
+
+impl Backend for LocalBackend {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StoreFile>> {
+        let mut o = OpenOptions::new();
+        match mode {
+            OpenMode::Read => o.read(true),
+            OpenMode::ReadWrite => o.read(true).write(true),
+            OpenMode::CreateNew => o.read(true).write(true).create_new(true),
+            OpenMode::CreateTruncate => o.read(true).write(true).create(true).truncate(true),
+        };
+        Ok(Box::new(Local(o.open(path)?)))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn map(&self, path: &Path) -> io::Result<Mapped> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(Mapped::new(Empty));
+        }
+        // SAFETY: see the module docs: store files are immutable once mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }?;
+        Ok(Mapped::new(map))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir)? {
+            out.push(e?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(out)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        path.is_file()
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(path)?.len())
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match f.try_lock() {
+            Ok(()) => Ok(Box::new(Held(f))),
+            Err(fs::TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn drop_cache(&self, path: &Path) {
+        use std::os::fd::AsRawFd;
+        let Ok(file) = File::open(path) else { return };
+        // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is
+        // valid for the duration of the call because `file` is alive.
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+        }
+    }
+}

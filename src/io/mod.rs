@@ -1,0 +1,114 @@
+//! The I/O backend: the few file operations the store needs, behind one trait.
+//!
+//! Everything the store reads or writes under its directory goes through a
+//! [`Backend`]: [`LocalBackend`] is the real file system (positioned reads and
+//! writes, fsync, rename, memory maps of immutable files); [`SimBackend`] keeps
+//! files in memory, records what was made durable and can produce the image a
+//! power cut at any moment would leave, for crash tests. An object-storage
+//! backend for sealed files fits the same trait.
+//!
+//! The store's durability rules are written against these operations: data is
+//! durable after [`StoreFile::sync_data`], a new name after
+//! [`Backend::sync_dir`] of its directory, and nothing else is promised.
+
+mod local;
+mod sim;
+
+use std::fmt;
+use std::io;
+use std::ops::Deref;
+use std::path::Path;
+
+pub use local::LocalBackend;
+pub use sim::{CrashMode, SimBackend};
+
+/// How to open a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and write; the file must exist.
+    ReadWrite,
+    /// Create a new file; fails if the name exists.
+    CreateNew,
+    /// Create or truncate.
+    CreateTruncate,
+}
+
+/// An open file: positioned reads and writes, length, fsync.
+pub trait StoreFile: Send + Sync {
+    /// Reads exactly `buf.len()` bytes at `offset`; `UnexpectedEof` when the
+    /// file is shorter.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// The file's current length.
+    fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+    /// Cuts or extends the file to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes the file's data durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Makes the file's data and metadata durable (fsync).
+    fn sync_all(&self) -> io::Result<()>;
+}
+
+/// The bytes of a whole immutable file, mapped or loaded.
+pub struct Mapped(Box<dyn Deref<Target = [u8]> + Send + Sync>);
+
+impl Mapped {
+    /// Wraps anything that derefs to bytes.
+    pub fn new(bytes: impl Deref<Target = [u8]> + Send + Sync + 'static) -> Self {
+        Self(Box::new(bytes))
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Mapped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Mapped({} bytes)", self.0.len())
+    }
+}
+
+/// A held writer lock; released when dropped.
+pub trait LockGuard: Send + Sync {}
+
+/// The file operations a store needs.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Opens a file.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StoreFile>>;
+    /// Reads a whole (small) file.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The whole of a file that is never written again (sealed segments,
+    /// index files), mapped where the backend can.
+    fn map(&self, path: &Path) -> io::Result<Mapped>;
+    /// Renames a file, replacing `to`; durable after `sync_dir`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file; durable after `sync_dir`.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// The names in a directory, in no particular order.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Creates a directory and its parents.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Makes the entries of a directory (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Whether a file exists.
+    fn is_file(&self, path: &Path) -> bool;
+    /// Whether a directory exists.
+    fn is_dir(&self, path: &Path) -> bool;
+    /// The length of a file.
+    fn file_len(&self, path: &Path) -> io::Result<u64>;
+    /// Takes the exclusive writer lock held in `path` (created if missing),
+    /// without waiting: `WouldBlock` when another holder has it.
+    fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+    /// Asks the backend to drop cached pages of a file (cold-read
+    /// measurements); a hint, may do nothing.
+    fn drop_cache(&self, _path: &Path) {}
+}
