@@ -249,7 +249,7 @@ impl Store {
                 self.copy_large(w, &rec)?;
                 continue;
             }
-            let bytes = self.read_small(&rec)?;
+            let bytes = self.read_small(&rec, &*self.segment(&rec)?)?;
             pack.push(rec.id, &bytes);
             recs.push(rec);
             if pack.raw_len() >= self.opts.block_target {
@@ -279,7 +279,7 @@ impl Store {
     /// itself, so no window waits on a slow reader).
     fn copy_large(&self, w: &mut Writer, rec: &Entry) -> Result<()> {
         self.ensure_active(w)?;
-        let mut reader = self.reader_for(rec)?;
+        let mut reader = self.reader_for(rec, self.segment(rec)?)?;
         let mut run = ChunkRun::new(self.opts.chunk_size, self.opts.compression);
         let window = self.opts.chunk_size * 8;
         let mut hasher = blake3::Hasher::new();

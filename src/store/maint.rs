@@ -234,7 +234,7 @@ impl Store {
                         .map(|_| ())
                 })
             } else {
-                self.read_small(&e).map(|_| ())
+                self.segment(&e).and_then(|seg| self.read_small(&e, &seg)).map(|_| ())
             };
             rep.artifacts += 1;
             rep.bytes += e.len;

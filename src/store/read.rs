@@ -14,11 +14,9 @@ use crate::index::merge::Merged;
 use super::{artifact_error, Store};
 
 const BLOCK_CACHE_SLOTS: usize = 8;
-const SEGMENT_GONE: &str = "the index points at a segment that does not exist";
-
-fn is_gone(e: &Error) -> bool {
-    matches!(e, Error::CorruptArtifact { detail, .. } if detail == SEGMENT_GONE)
-}
+/// How often a read looks up an artifact again after GC moved it away from
+/// under the first lookup (each retry means another whole GC pass moved it).
+const MOVED_RETRIES: usize = 3;
 
 /// A live artifact as listed by [`Store::iter`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,18 +93,19 @@ impl Store {
 
     /// Reads a whole artifact, verified against its id.
     pub fn get(&self, id: &ArtifactId) -> Result<Vec<u8>> {
-        let mut attempt = 0;
-        loop {
-            let r = match self.find(id)? {
-                None => return Err(Error::NotFound(*id)),
-                Some(Found::Pending(b)) => return Ok(b),
-                Some(Found::Entry(e)) => self.read_entry(&e),
-            };
-            match r {
-                Err(ref x) if attempt < 3 && is_gone(x) => attempt += 1,
-                r => return r,
-            }
-        }
+        let mut pending = None;
+        let r = self.read_moving(
+            || match self.find(id)? {
+                None => Err(Error::NotFound(*id)),
+                Some(Found::Pending(b)) => {
+                    pending = Some(b);
+                    Ok(None)
+                }
+                Some(Found::Entry(e)) => Ok(Some(e)),
+            },
+            |e, seg| self.read_entry(e, seg),
+        )?;
+        Ok(pending.or(r).unwrap_or_default())
     }
 
     /// Opens a streaming reader (`Read + Seek`) over a live artifact. Chunks are
@@ -114,18 +113,19 @@ impl Store {
     /// end also checks the whole artifact against its id, and a mismatch is
     /// returned as an error from the final `read`.
     pub fn open_reader(&self, id: &ArtifactId) -> Result<ArtifactReader> {
-        let mut attempt = 0;
-        loop {
-            let r = match self.find(id)? {
-                None => return Err(Error::NotFound(*id)),
-                Some(Found::Pending(b)) => return Ok(ArtifactReader::small(*id, b)),
-                Some(Found::Entry(e)) => self.reader_entry(&e),
-            };
-            match r {
-                Err(ref x) if attempt < 3 && is_gone(x) => attempt += 1,
-                r => return r,
-            }
-        }
+        let mut pending = None;
+        let r = self.read_moving(
+            || match self.find(id)? {
+                None => Err(Error::NotFound(*id)),
+                Some(Found::Pending(b)) => {
+                    pending = Some(ArtifactReader::small(*id, b));
+                    Ok(None)
+                }
+                Some(Found::Entry(e)) => Ok(Some(e)),
+            },
+            |e, seg| self.reader_entry(e, seg),
+        )?;
+        pending.or(r).ok_or(Error::NotFound(*id))
     }
 
     /// Bytes a `get` of `id` reads from segment files (headers included), for
@@ -161,57 +161,61 @@ impl Store {
     }
 
     /// Reads the artifact `e` points at (small or large), verified.
-    pub(crate) fn read_entry(&self, e: &Entry) -> Result<Vec<u8>> {
+    pub(crate) fn read_entry(&self, e: &Entry, seg: Arc<Segment>) -> Result<Vec<u8>> {
         if e.is_large() {
-            let mut r = self.reader_for(e)?;
+            let mut r = self.reader_for(e, seg)?;
             let mut out = Vec::with_capacity(e.len as usize);
             r.read_to_end(&mut out).map_err(unwrap_io)?;
             Ok(out)
         } else {
-            self.read_small(e)
+            self.read_small(e, &seg)
         }
     }
 
     /// A streaming reader over the artifact `e` points at.
-    pub(crate) fn reader_entry(&self, e: &Entry) -> Result<ArtifactReader> {
+    pub(crate) fn reader_entry(&self, e: &Entry, seg: Arc<Segment>) -> Result<ArtifactReader> {
         if e.is_large() {
-            self.reader_for(e)
+            self.reader_for(e, seg)
         } else {
-            Ok(ArtifactReader::small(e.id, self.read_small(e)?))
+            Ok(ArtifactReader::small(e.id, self.read_small(e, &seg)?))
         }
     }
 
-    /// Runs `read` on the entry `locate` finds, looking again when GC moved the
-    /// bytes between the two (the old segment is gone from the table then).
+    /// Runs `read` on the record `locate` finds (`None`: nothing to read from
+    /// a segment) and the segment it points into. When GC dropped that segment
+    /// between the lookup and the read, the record pointing at the copy is in
+    /// the index by then, so it looks again. The segment handle, once held,
+    /// stays readable even if GC unlinks its file.
     pub(crate) fn read_moving<T>(
         &self,
-        locate: impl Fn() -> Result<Entry>,
-        read: impl Fn(&Entry) -> Result<T>,
-    ) -> Result<T> {
-        let mut attempt = 0;
-        loop {
-            match read(&locate()?) {
-                Err(ref x) if attempt < 3 && is_gone(x) => attempt += 1,
-                r => return r,
+        mut locate: impl FnMut() -> Result<Option<Entry>>,
+        read: impl Fn(&Entry, Arc<Segment>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        for _ in 0..MOVED_RETRIES {
+            let Some(e) = locate()? else { return Ok(None) };
+            if let Some(seg) = self.try_segment(&e) {
+                return read(&e, seg).map(Some);
             }
         }
+        let Some(e) = locate()? else { return Ok(None) };
+        read(&e, self.segment(&e)?).map(Some)
     }
 
+    /// The segment `e` points into, if it still exists.
+    pub(crate) fn try_segment(&self, e: &Entry) -> Option<Arc<Segment>> {
+        self.state.read().segments.get(&e.segment).cloned()
+    }
+
+    /// The segment `e` points into; its absence is damage.
     pub(crate) fn segment(&self, e: &Entry) -> Result<Arc<Segment>> {
-        self.state
-            .read()
-            .segments
-            .get(&e.segment)
-            .cloned()
-            .ok_or_else(|| Error::CorruptArtifact {
-                id: e.id,
-                file: self.layout.segment(e.segment),
-                detail: SEGMENT_GONE.into(),
-            })
+        self.try_segment(e).ok_or_else(|| Error::CorruptArtifact {
+            id: e.id,
+            file: self.layout.segment(e.segment),
+            detail: "the index points at a segment that does not exist".into(),
+        })
     }
 
-    pub(crate) fn read_small(&self, e: &Entry) -> Result<Vec<u8>> {
-        let seg = self.segment(e)?;
+    pub(crate) fn read_small(&self, e: &Entry, seg: &Segment) -> Result<Vec<u8>> {
         let bytes = if e.flags & FLAG_COMPRESSED == 0 {
             // Uncompressed: read just the artifact; its BLAKE3 proves the bytes
             // without touching the rest of the block.
@@ -221,7 +225,7 @@ impl Store {
                 .into_owned()
         } else {
             let raw = self
-                .decoded_block(&seg, e.block_offset)
+                .decoded_block(seg, e.block_offset)
                 .map_err(|x| artifact_error(x, e.id))?;
             let (s, n) = (e.inner as usize, e.len as usize);
             raw.get(s..s + n)
@@ -265,8 +269,7 @@ impl Store {
         Ok(raw)
     }
 
-    pub(crate) fn reader_for(&self, e: &Entry) -> Result<ArtifactReader> {
-        let seg = self.segment(e)?;
+    pub(crate) fn reader_for(&self, e: &Entry, seg: Arc<Segment>) -> Result<ArtifactReader> {
         let (h, raw) = seg.read_block(e.block_offset).map_err(|x| artifact_error(x, e.id))?;
         let bad = |detail: String| Error::CorruptArtifact {
             id: e.id,

@@ -323,11 +323,12 @@ impl Store {
             .ok_or_else(|| Error::PinNotFound(name.to_string()))?;
         self.read_moving(
             || match self.lookup(&id)? {
-                Some(rec) if rec.segment != 0 => Ok(rec),
+                Some(rec) if rec.segment != 0 => Ok(Some(rec)),
                 _ => Err(Error::NotRetained(id)),
             },
-            |e| self.reader_entry(e),
-        )
+            |e, seg| self.reader_entry(e, seg),
+        )?
+        .ok_or(Error::NotRetained(id))
     }
 
     /// The pins, in name order.
@@ -423,13 +424,15 @@ impl SnapshotView<'_> {
     /// Reads a whole artifact of the snapshot, verified against its id.
     pub fn get(&self, id: &ArtifactId) -> Result<Vec<u8>> {
         self.store
-            .read_moving(|| self.located(id), |e| self.store.read_entry(e))
+            .read_moving(|| self.located(id).map(Some), |e, seg| self.store.read_entry(e, seg))?
+            .ok_or(Error::NotRetained(*id))
     }
 
     /// A streaming, verified reader over an artifact of the snapshot.
     pub fn open_reader(&self, id: &ArtifactId) -> Result<ArtifactReader> {
         self.store
-            .read_moving(|| self.located(id), |e| self.store.reader_entry(e))
+            .read_moving(|| self.located(id).map(Some), |e, seg| self.store.reader_entry(e, seg))?
+            .ok_or(Error::NotRetained(*id))
     }
 
     /// Resolves a full id or a unique prefix among the snapshot's artifacts.
