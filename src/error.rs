@@ -168,13 +168,105 @@ impl Error {
     }
 }
 
+/// An operating-system failure and what was being done. Every layer's error
+/// converts from it, so `.ctx(..)?` works in each.
+#[derive(Debug)]
+pub(crate) struct IoFailure {
+    pub(crate) context: String,
+    pub(crate) source: std::io::Error,
+}
+
+impl From<IoFailure> for Error {
+    fn from(f: IoFailure) -> Self {
+        Error::Io {
+            context: f.context,
+            source: f.source,
+        }
+    }
+}
+
 /// Attaches a context string to `std::io::Result`s.
 pub(crate) trait IoContext<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, IoFailure>;
 }
 
 impl<T> IoContext<T> for std::io::Result<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::io(what(), e))
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, IoFailure> {
+        self.map_err(|source| IoFailure {
+            context: what(),
+            source,
+        })
     }
 }
+
+/// Defines a layer's error: I/O failures apart from corruption, both naming
+/// what they concern, converted into the public [`Error`] at the boundary
+/// (`Io` to `Io`, `Corrupt` to `Corrupt`).
+macro_rules! layer_error {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, thiserror::Error)]
+        #[non_exhaustive]
+        pub enum $name {
+            /// The operating system failed an operation; `context` says which and on what.
+            #[error("{context}: {source}")]
+            Io {
+                /// What was being done, with the path.
+                context: String,
+                /// The underlying error.
+                #[source]
+                source: std::io::Error,
+            },
+            /// Bytes in a file are not what the format promises.
+            #[error("corrupt {file}: {detail}")]
+            Corrupt {
+                /// The damaged file.
+                file: std::path::PathBuf,
+                /// What is wrong.
+                detail: String,
+            },
+        }
+
+        impl $name {
+            #[allow(dead_code)]
+            pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+                Self::Io {
+                    context: context.into(),
+                    source,
+                }
+            }
+
+            pub(crate) fn corrupt(file: impl Into<std::path::PathBuf>, detail: impl ToString) -> Self {
+                Self::Corrupt {
+                    file: file.into(),
+                    detail: detail.to_string(),
+                }
+            }
+
+            /// True when the error reports damaged data rather than an I/O failure.
+            #[allow(dead_code)]
+            pub fn is_corruption(&self) -> bool {
+                matches!(self, Self::Corrupt { .. })
+            }
+        }
+
+        impl From<$crate::error::IoFailure> for $name {
+            fn from(f: $crate::error::IoFailure) -> Self {
+                Self::Io {
+                    context: f.context,
+                    source: f.source,
+                }
+            }
+        }
+
+        impl From<$name> for $crate::error::Error {
+            fn from(e: $name) -> Self {
+                match e {
+                    $name::Io { context, source } => $crate::error::Error::Io { context, source },
+                    $name::Corrupt { file, detail } => $crate::error::Error::Corrupt { file, detail },
+                }
+            }
+        }
+    };
+}
+pub(crate) use layer_error;

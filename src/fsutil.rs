@@ -4,16 +4,16 @@
 
 use std::path::Path;
 
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, IoFailure};
 use crate::io::{Backend, OpenMode};
 
 /// fsyncs a directory so that entries created or renamed in it survive a crash.
-pub(crate) fn sync_dir(io: &dyn Backend, dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(io: &dyn Backend, dir: &Path) -> Result<(), IoFailure> {
     io.sync_dir(dir).ctx(|| format!("fsync directory {}", dir.display()))
 }
 
 /// Writes `bytes` to `path` atomically and durably.
-pub(crate) fn write_atomic(io: &dyn Backend, path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(io: &dyn Backend, path: &Path, bytes: &[u8]) -> Result<(), IoFailure> {
     let tmp = path.with_extension("tmp");
     let f = io
         .open(&tmp, OpenMode::CreateTruncate)
@@ -28,7 +28,7 @@ pub(crate) fn write_atomic(io: &dyn Backend, path: &Path, bytes: &[u8]) -> Resul
 }
 
 /// Reads a whole small file.
-pub(crate) fn read(io: &dyn Backend, path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read(io: &dyn Backend, path: &Path) -> Result<Vec<u8>, IoFailure> {
     io.read(path).ctx(|| format!("read {}", path.display()))
 }
 

@@ -5,9 +5,10 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
+use crate::block::error::{BlockError as Error, Result};
 use crate::block::format::{BlockHeader, BLOCK_HEADER_LEN};
 use crate::block::scan::{BlockSource, Blocks, Contents, ContentsError, Located, Stop};
-use crate::error::{DecodeError, Error, IoContext, Result};
+use crate::error::{DecodeError, IoContext};
 use crate::fsutil::{check_framed, le_u32, le_u64, Framing};
 use crate::io::{Backend, Mapped, OpenMode, StoreFile};
 use crate::version::{FormatVersion, SegmentVersion};

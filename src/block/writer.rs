@@ -9,12 +9,12 @@
 
 use std::borrow::Cow;
 
+use crate::block::error::Result;
 use crate::block::format::{
     encode_tombstones, header_for, maybe_compress, BlockHeader, BlockKind, ChunkRef, Compression, LargeTrailer,
     PackedEntry,
 };
 use crate::block::segment::ActiveSegment;
-use crate::error::Result;
 use crate::id::ArtifactId;
 
 /// A block ready to append: its header and stored body.

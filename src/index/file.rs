@@ -8,10 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{DecodeError, Error, IoContext, Result};
+use crate::error::{DecodeError, IoContext};
 use crate::fsutil::{check_framed, le_u32, le_u64, sync_dir, Framing};
 use crate::id::{ArtifactId, IdPrefix};
 use crate::index::entry::{Entry, ENTRY_LEN};
+use crate::index::error::{IndexError as Error, Result};
 use crate::io::{Backend, Mapped, OpenMode};
 use crate::version::{FormatVersion, IndexVersion};
 

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
 use crate::id::ArtifactId;
 use crate::index::entry::Entry;
+use crate::index::error::Result;
 use crate::index::file::IndexFile;
 
 enum Source {

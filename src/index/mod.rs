@@ -8,6 +8,7 @@
 //! more than a configured number, so a lookup probes a bounded number of files.
 
 pub mod entry;
+pub(crate) mod error;
 pub(crate) mod file;
 pub(crate) mod merge;
 

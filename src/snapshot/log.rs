@@ -9,11 +9,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{DecodeError, Error, IoContext, Result};
+use crate::error::{DecodeError, IoContext};
 use crate::fsutil::{le_u32, le_u64, sync_dir};
 use crate::id::ArtifactId;
 use crate::index::entry::{Entry, ENTRY_LEN};
 use crate::io::{Backend, OpenMode, StoreFile};
+use crate::snapshot::error::{Result, SnapshotError as Error};
 use crate::version::{FormatVersion, LogVersion};
 
 use super::catalog::{decode_pin, encode_pin, get_name, put_name, SnapshotMeta};

@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod checkpoint;
 pub mod current;
+pub(crate) mod error;
 pub mod log;
 pub mod replay;
 

@@ -250,7 +250,7 @@ impl Store {
         let a = w.active.as_mut().filter(|a| a.id == mark.seg).ok_or(Error::Poisoned)?;
         let r = run.write(a, images);
         mark.end = a.len;
-        r
+        Ok(r?)
     }
 
     /// Reads the input window by window, hashing each on one core while its
@@ -325,7 +325,7 @@ impl Store {
             {
                 if let Err(e) = a.rollback(mark.len, mark.blocks, mark.raw_total) {
                     w.poisoned = true;
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
             _ => w.add_usage(mark.seg, 0, run.written),

@@ -620,8 +620,9 @@ fn sweep(layout: &Layout, dir: &Path, keep: impl Fn(&str) -> bool) -> Result<()>
     Ok(())
 }
 
-pub(crate) fn artifact_error(e: Error, id: ArtifactId) -> Error {
-    match e {
+/// A lower layer's corruption error, told about the artifact it concerns.
+pub(crate) fn artifact_error(e: impl Into<Error>, id: ArtifactId) -> Error {
+    match e.into() {
         Error::Corrupt { file, detail } => Error::CorruptArtifact { id, file, detail },
         other => other,
     }

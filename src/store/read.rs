@@ -386,7 +386,7 @@ impl Iterator for Iter {
             match self.inner.next()? {
                 Ok(e) if e.is_tombstone() => continue,
                 Ok(e) => return Some(Ok(ArtifactInfo::from(&e))),
-                Err(e) => return Some(Err(e)),
+                Err(e) => return Some(Err(e.into())),
             }
         }
     }
@@ -396,7 +396,8 @@ impl Store {
     pub(crate) fn live_entries(&self) -> Result<impl Iterator<Item = Result<Entry>>> {
         let st = self.state.read();
         Ok(Merged::new(super::sorted(&st.memtable), &st.indexes, None)?
-            .filter(|e| !matches!(e, Ok(e) if e.is_tombstone())))
+            .filter(|e| !matches!(e, Ok(e) if e.is_tombstone()))
+            .map(|e| e.map_err(Error::from)))
     }
 }
 

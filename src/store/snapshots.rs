@@ -235,7 +235,7 @@ impl Store {
         let step = |f: &IndexFile, k: &mut u64, n: u64| -> Result<Option<Entry>> {
             *k += 1;
             if *k < n {
-                f.entry(*k).map(Some)
+                Ok(f.entry(*k).map(Some)?)
             } else {
                 Ok(None)
             }
