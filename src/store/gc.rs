@@ -35,7 +35,7 @@ use crate::index::entry::Entry;
 use crate::snapshot::checkpoint::SegmentState;
 use crate::snapshot::log::Record;
 
-use super::large::{read_full, STREAM_BUF};
+use super::large::{read_full, with_buf, Buf};
 use super::{Store, Writer};
 
 /// How [`Store::gc`] chooses its work.
@@ -284,7 +284,7 @@ impl Store {
         let window = self.opts.chunk_size * 8;
         let mut hasher = blake3::Hasher::new();
         let mut len = 0u64;
-        STREAM_BUF.with_borrow_mut(|buf| -> Result<()> {
+        with_buf(Buf::Stream, |buf| -> Result<()> {
             buf.resize(window, 0);
             loop {
                 let n = read_full(&mut reader, buf).map_err(super::read::unwrap_io)?;

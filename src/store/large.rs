@@ -87,7 +87,7 @@ impl Store {
         }
         let mut hasher = blake3::Hasher::new();
         let mut hashed = 0u64;
-        HASH_BUF.with_borrow_mut(|buf| -> Result<()> {
+        with_buf(Buf::Hash, |buf| -> Result<()> {
             // Reused across files: a fresh 8 MiB buffer per file costs more in
             // page faults than hashing a small file does.
             buf.resize((len as usize).min(8 << 20), 0);
@@ -271,7 +271,7 @@ impl Store {
             // loop), in whole chunks: no zeroing of 8 MiB for a 200 KiB file.
             cap = cap.min((h as usize + 1).div_ceil(chunk) * chunk);
         }
-        STREAM_BUF.with_borrow_mut(|buf| {
+        with_buf(Buf::Stream, |buf| {
             // Kept between artifacts: allocating (and faulting in) 8 MiB per
             // large artifact dominated ingest of trees with many files just
             // over the small threshold.
@@ -363,8 +363,35 @@ impl<R: Read> Read for Counted<'_, R> {
 }
 
 thread_local! {
-    static HASH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    pub(super) static STREAM_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static HASH_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    static STREAM_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Which reusable buffer.
+#[derive(Clone, Copy)]
+pub(super) enum Buf {
+    /// Hashing a file before deciding to store it.
+    Hash,
+    /// Streaming chunks into the segment.
+    Stream,
+}
+
+/// Runs `f` with this thread's reusable buffer of kind `which`. The buffer is
+/// taken out for the call, not borrowed: `f` hashes and compresses on rayon,
+/// and a thread waiting in rayon may run another put (a caller's own
+/// `par_iter` of puts), which then simply gets a fresh buffer.
+pub(super) fn with_buf<T>(which: Buf, f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    let key = match which {
+        Buf::Hash => &HASH_BUF,
+        Buf::Stream => &STREAM_BUF,
+    };
+    let mut buf = key.with(|c| c.take());
+    let out = f(&mut buf);
+    key.with(|c| {
+        let other = c.take();
+        c.set(if other.capacity() > buf.capacity() { other } else { buf });
+    });
+    out
 }
 
 pub(super) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -223,3 +223,39 @@ fn every_put_entry_point_takes_placement_and_a_live_artifact_keeps_its_own() {
     let e = s.lookup(&small.id).unwrap().unwrap();
     assert_eq!(e.cross_domain_source(), Some(DomainId(3)));
 }
+
+#[test]
+fn concurrent_large_streams_from_a_rayon_loop_keep_their_segment() {
+    use rayon::prelude::*;
+    let d = tempfile::tempdir().unwrap();
+    // Small chunks and segments: many windows per artifact, interleaved
+    // between the streams, and a segment full long before they end (it must
+    // not be rotated under them).
+    let s = StoreOptions::new()
+        .create(true)
+        .chunk_size(64 << 10)
+        .segment_target(1 << 20)
+        .open(d.path().join("store"))
+        .unwrap();
+    let paths: Vec<std::path::PathBuf> = (0..32u64)
+        .map(|i| {
+            let p = d.path().join(format!("in{i}"));
+            std::fs::write(&p, noise(100 + i, 3 << 20)).unwrap();
+            p
+        })
+        .collect();
+    // Each put also hashes and compresses on rayon, from inside the caller's
+    // rayon loop.
+    let puts: Vec<Put> = paths.par_iter().map(|p| s.put_file(p).unwrap()).collect();
+    let streamed: Vec<ArtifactId> = (0..32u64)
+        .into_par_iter()
+        .map(|i| s.put_reader(std::io::Cursor::new(noise(200 + i, 2 << 20))).unwrap())
+        .collect();
+    s.commit().unwrap();
+    for (p, put) in paths.iter().zip(&puts) {
+        assert_eq!(s.get(&put.id).unwrap(), std::fs::read(p).unwrap());
+    }
+    for (i, id) in streamed.iter().enumerate() {
+        assert_eq!(s.get(id).unwrap(), noise(200 + i as u64, 2 << 20));
+    }
+}
