@@ -26,7 +26,7 @@
 //! | [`codec`] | yes | every on-disk encoder and decoder, for tools, golden tests and fuzzing |
 //! | [`version`] | yes | the format versions this build reads and writes |
 //! | [`id`], [`error`] | yes | artifact ids and prefixes; the public error type |
-//! | [`bench`] | feature `bench` | the packing benchmark harness behind `aslctl bench` |
+//! | `bench` | feature `bench` | the packing benchmark harness behind `aslctl bench` |
 //!
 //! `block`, `index` and `snapshot` are private so their types can change
 //! without breaking programs that embed the store; what a user of the format
