@@ -51,7 +51,10 @@ impl StoreFile for Local {
     }
 }
 
-struct Held(#[allow(dead_code)] File);
+/// The locked file; the lock is released when it is closed.
+struct Held {
+    _file: File,
+}
 
 impl LockGuard for Held {}
 
@@ -135,7 +138,7 @@ impl Backend for LocalBackend {
             .truncate(false)
             .open(path)?;
         match f.try_lock() {
-            Ok(()) => Ok(Box::new(Held(f))),
+            Ok(()) => Ok(Box::new(Held { _file: f })),
             Err(fs::TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
