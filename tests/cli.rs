@@ -526,3 +526,28 @@ fn bench_smoke_sweep_produces_parseable_output() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// `repair` over a segment it cannot use: the segment is set aside, not
+/// deleted, the command says so and exits 1; the rest of the store works.
+#[test]
+fn repair_quarantines_and_exits_1_when_it_cannot_keep_everything() {
+    let e = env();
+    let f = e.root.join("f");
+    fs::write(&f, noise(9, 3000)).unwrap();
+    assert!(aslctl(&e.store, &["ingest", f.to_str().unwrap()]).status.success());
+    assert!(aslctl(&e.store, &["seal"]).status.success());
+    let g = e.root.join("g");
+    fs::write(&g, noise(10, 3000)).unwrap();
+    assert!(aslctl(&e.store, &["ingest", g.to_str().unwrap()]).status.success());
+    let seg = first_segment(&e.store);
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[20] ^= 1;
+    fs::write(&seg, &bytes).unwrap();
+    let r = aslctl(&e.store, &["repair"]);
+    assert_eq!(r.status.code(), Some(1), "{}{}", stdout(&r), stderr(&r));
+    assert!(stderr(&r).contains("quarantined"), "{}", stderr(&r));
+    assert!(stderr(&r).contains(&blake3::hash(&noise(9, 3000)).to_hex().to_string()), "{}", stderr(&r));
+    let id = blake3::hash(&noise(10, 3000)).to_hex().to_string();
+    assert_eq!(aslctl(&e.store, &["cat", &id]).stdout, noise(10, 3000));
+    assert!(e.store.join("quarantine").join(seg.file_name().unwrap()).is_file());
+}

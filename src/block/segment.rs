@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use crate::block::error::{BlockError as Error, Result};
-use crate::block::format::{BlockHeader, BLOCK_HEADER_LEN};
+use crate::block::format::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_MAGIC};
 use crate::block::scan::{BlockSource, Blocks, Contents, ContentsError, Located, Stop};
 use crate::error::{DecodeError, IoContext};
 use crate::fsutil::{check_framed, le_u32, le_u64, Framing};
@@ -311,6 +311,29 @@ impl ActiveSegment {
         Ok(seg)
     }
 
+    /// Takes over a segment that repair is about to seal: cut to `len` (the
+    /// caller has kept the bytes past it), with the block count and raw total
+    /// its scan found. There is no walk here: the block area may hold damaged
+    /// ranges that repair keeps in place rather than cut out.
+    pub(crate) fn adopt(io: &dyn Backend, path: &Path, id: u32, len: u64, blocks: u64, raw_total: u64) -> Result<Self> {
+        let file = io
+            .open(path, OpenMode::ReadWrite)
+            .ctx(|| format!("open segment {}", path.display()))?;
+        if file.len().ctx(|| format!("stat {}", path.display()))? != len {
+            file.set_len(len)
+                .and_then(|_| file.sync_all())
+                .ctx(|| format!("cut the torn tail of {}", path.display()))?;
+        }
+        Ok(Self {
+            id,
+            path: path.to_path_buf(),
+            file,
+            len,
+            blocks,
+            raw_total,
+        })
+    }
+
     /// Appends one block; returns its offset. Not durable until `sync`.
     pub(crate) fn append(&mut self, header: &BlockHeader, body: &[u8]) -> Result<u64> {
         let at = self.len;
@@ -385,8 +408,12 @@ pub(crate) struct ScannedBlock {
 pub(crate) struct Scan {
     pub(crate) header: Result<SegmentHeader, DecodeError>,
     pub(crate) blocks: Vec<ScannedBlock>,
-    /// Where block parsing stopped: the footer offset, or the first unreadable header.
+    /// End of the last readable block (the segment header's end when none).
     pub(crate) end: u64,
+    /// Byte ranges no block header could be read in, in file order; the scan
+    /// resumed at the next offset holding a valid header. A range reaching the
+    /// end of the block area is a torn tail or damage there.
+    pub(crate) damaged: Vec<(u64, u64)>,
     pub(crate) footer: Option<SegmentFooter>,
     /// Set when the footer's CRC over the data does not match.
     pub(crate) data_crc_mismatch: bool,
@@ -394,8 +421,9 @@ pub(crate) struct Scan {
 }
 
 /// Reads a whole segment image block by block (through the one scanner),
-/// checking every checksum. Stops at the first block header that cannot be
-/// decoded (a torn tail or damage).
+/// checking every checksum. Where a block header cannot be decoded, the scan
+/// records the damaged range and resynchronises at the next offset that holds
+/// a valid block header, so one bad block does not hide the rest.
 pub(crate) fn scan(bytes: &[u8]) -> Scan {
     let header = SegmentHeader::decode(bytes);
     let file_len = bytes.len() as u64;
@@ -409,33 +437,75 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
             }
         }
     }
+    let (blocks, damaged, end) = if header.is_ok() {
+        scan_blocks(bytes, SEGMENT_HEADER_LEN, data_len)
+    } else {
+        (Vec::new(), Vec::new(), SEGMENT_HEADER_LEN)
+    };
+    let data_crc_mismatch = footer.is_some_and(|f| crc32c::crc32c(&bytes[..f.data_len as usize]) != f.data_crc);
+    Scan {
+        header,
+        blocks,
+        end: end.min(file_len),
+        damaged,
+        footer,
+        data_crc_mismatch,
+        file_len,
+    }
+}
+
+/// The blocks between `start` and `end` of a segment image, resynchronising
+/// after damage; returns them, the damaged ranges and the end of the last
+/// readable block.
+pub(crate) fn scan_blocks(bytes: &[u8], start: u64, end: u64) -> (Vec<ScannedBlock>, Vec<(u64, u64)>, u64) {
     let mut blocks = Vec::new();
-    let mut end = SEGMENT_HEADER_LEN;
-    if header.is_ok() {
-        let mut it = Blocks::new(bytes, SEGMENT_HEADER_LEN, data_len);
+    let mut damaged = Vec::new();
+    let mut last_end = start;
+    let mut at = start;
+    while at < end {
+        let mut it = Blocks::new(bytes, at, end);
         for b in it.by_ref() {
             let Ok(b) = b else { break };
             let contents = Contents::read(bytes, &b, true).map_err(|e| match e {
                 ContentsError::Decode(d) => d,
                 ContentsError::Io(io) => DecodeError::Invalid(io.to_string()),
             });
+            last_end = b.end();
             blocks.push(ScannedBlock {
                 offset: b.offset,
                 header: b.header,
                 contents,
             });
         }
-        end = it.position();
+        let stop = it.position();
+        if stop >= end {
+            break;
+        }
+        let next = resync(bytes, stop + 1, end).unwrap_or(end);
+        damaged.push((stop, next));
+        at = next;
     }
-    let data_crc_mismatch = footer.is_some_and(|f| crc32c::crc32c(&bytes[..f.data_len as usize]) != f.data_crc);
-    Scan {
-        header,
-        blocks,
-        end: end.min(file_len),
-        footer,
-        data_crc_mismatch,
-        file_len,
+    (blocks, damaged, last_end)
+}
+
+/// The first offset at or after `from` holding a block header that decodes
+/// and whose block fits before `end`.
+fn resync(bytes: &[u8], from: u64, end: u64) -> Option<u64> {
+    let area = &bytes[..end as usize];
+    let mut at = from as usize;
+    while at + BLOCK_HEADER_LEN <= area.len() {
+        let next = area[at..].windows(4).position(|w| w == BLOCK_MAGIC)? + at;
+        if next + BLOCK_HEADER_LEN > area.len() {
+            return None;
+        }
+        if let Ok(h) = BlockHeader::decode(&area[next..]) {
+            if next as u64 + h.total_len() <= end {
+                return Some(next as u64);
+            }
+        }
+        at = next + 1;
     }
+    None
 }
 
 /// A scan that stopped early, as a store error naming the segment file.

@@ -29,6 +29,7 @@ pub(crate) const LOG_DIR: &str = "log";
 pub(crate) const INDEX_DIR: &str = "index";
 pub(crate) const SEGMENT_DIR: &str = "segments";
 pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
+pub(crate) const QUARANTINE_DIR: &str = "quarantine";
 
 /// Encodes the 32-byte STORE file.
 pub fn encode_store_file(store_id: u64) -> [u8; 32] {
@@ -95,6 +96,10 @@ impl Layout {
     }
     pub(crate) fn segment_dir(&self) -> PathBuf {
         self.root.join(SEGMENT_DIR)
+    }
+    /// Where repair keeps what it could not parse (never deleted by the store).
+    pub(crate) fn quarantine_dir(&self) -> PathBuf {
+        self.root.join(QUARANTINE_DIR)
     }
     pub(crate) fn snapshot_dir(&self) -> PathBuf {
         self.root.join(SNAPSHOT_DIR)

@@ -195,12 +195,11 @@ impl Store {
                     ));
                 }
             }
-            let end = sc.footer.map(|f| f.data_len).unwrap_or(sc.file_len);
-            if sc.end != end {
+            for (from, to) in &sc.damaged {
                 rep.problems.push(problem(
                     &seg.path,
                     None,
-                    format!("unreadable block at offset {} (blocks end there)", sc.end),
+                    format!("unreadable bytes at offsets {from}..{to} (no block header checks there)"),
                 ));
             }
             for b in &sc.blocks {

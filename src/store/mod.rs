@@ -215,6 +215,7 @@ const LAYOUT_NAMES: &[&str] = &[
     "index",
     "segments",
     "snapshots",
+    "quarantine",
 ];
 
 impl Store {

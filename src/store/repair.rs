@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::block::format::Compression;
 use crate::block::scan::Contents;
-use crate::block::segment::{parse_segment_file_name, scan, ActiveSegment, FOOTER_LEN, SEGMENT_HEADER_LEN};
+use crate::block::segment::{
+    parse_segment_file_name, scan, segment_file_name, ActiveSegment, ScannedBlock, FOOTER_LEN, SEGMENT_HEADER_LEN,
+};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{sync_dir, write_atomic};
 use crate::id::ArtifactId;
@@ -26,26 +28,52 @@ use super::{lock_store, Store, StoreOptions};
 pub struct RepairReport {
     /// Segment files read.
     pub segments: u64,
-    /// Segment files skipped (foreign, or unreadable header), with the reason.
-    pub skipped: Vec<String>,
+    /// Files (or torn tails) moved to `quarantine/` because they could not be
+    /// parsed as this store's segments, with the reason. Nothing is deleted.
+    pub quarantined: Vec<String>,
     /// Blocks read.
     pub blocks: u64,
-    /// Blocks whose checksum failed (their artifacts are lost).
+    /// Blocks whose checksum failed.
     pub bad_blocks: u64,
+    /// Byte ranges inside segments where no block header could be read; the
+    /// scan resumed after each at the next valid block.
+    pub damaged_regions: u64,
+    /// Artifacts of damaged packed blocks kept because their own BLAKE3 proves
+    /// their bytes.
+    pub salvaged: u64,
+    /// Artifacts found to be unreadable (hex ids), or a description where the
+    /// damage hides the ids. Empty when nothing was lost.
+    pub lost: Vec<String>,
     /// Live artifacts in the rebuilt index.
     pub artifacts: u64,
     /// Removals replayed from tombstone blocks.
     pub tombstones: u64,
-    /// Bytes cut from torn segment tails.
+    /// Bytes cut from torn segment tails (kept in `quarantine/`).
     pub truncated_bytes: u64,
     /// Segments that had no footer and were sealed.
     pub sealed: u64,
 }
 
+impl RepairReport {
+    /// True when repair lost or set aside nothing.
+    pub fn is_complete(&self) -> bool {
+        self.lost.is_empty() && self.quarantined.is_empty()
+    }
+}
+
 impl Store {
     /// Rebuilds the index, log and checkpoint of the store at `path` from its
     /// segment files alone (for a store whose index or log was lost or damaged).
-    /// Torn segment tails are cut and those segments sealed. Takes the writer lock.
+    /// Takes the writer lock.
+    ///
+    /// Repair never makes a store worse: it deletes nothing and rewrites no
+    /// byte it cannot parse. A segment whose header does not check (damaged,
+    /// foreign, misnamed, or of an unknown version) is moved to `quarantine/`;
+    /// a torn tail is copied there before it is cut; inside a segment, the
+    /// scan resynchronises after a damaged block at the next valid one, and the
+    /// artifacts of a damaged uncompressed packed block that their own BLAKE3
+    /// still proves are kept. The report lists what was salvaged, lost and
+    /// quarantined.
     pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
         Self::repair_with(path.as_ref(), &StoreOptions::new())
     }
@@ -60,14 +88,24 @@ impl Store {
                 reason: "no segments directory".into(),
             });
         }
+        let known_id = match io.read(&layout.store_file()) {
+            Ok(b) => match decode_store_file(&b) {
+                Ok(id) => Some(id),
+                // A store from a newer version is not this build's to rewrite.
+                Err(e @ crate::error::DecodeError::UnsupportedVersion { .. }) => {
+                    return Err(Error::NotAStore {
+                        path: path.to_path_buf(),
+                        reason: format!("{e}; repair refuses to rewrite it"),
+                    })
+                }
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
         for d in [layout.log_dir(), layout.index_dir()] {
             io.create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
         }
         let _lock = lock_store(&layout)?;
-        let known_id = io
-            .read(&layout.store_file())
-            .ok()
-            .and_then(|b| decode_store_file(&b).ok());
         let mut ids: Vec<u32> = Vec::new();
         for name in io.list(&seg_dir).ctx(|| format!("list {}", seg_dir.display()))? {
             if let Some(id) = parse_segment_file_name(&name) {
@@ -87,27 +125,46 @@ impl Store {
             let p = layout.segment(*id);
             let bytes = io.read(&p).ctx(|| format!("read {}", p.display()))?;
             let sc = scan(&bytes);
-            let h = match sc.header {
-                Ok(h) if h.id == *id && store_id.is_none_or(|s| s == h.store_id) => h,
-                Ok(_) => {
-                    rep.skipped
-                        .push(format!("{}: belongs to another store or is misnamed", p.display()));
-                    continue;
-                }
-                Err(e) => {
-                    rep.skipped.push(format!("{}: {e}", p.display()));
-                    continue;
-                }
+            let why = match &sc.header {
+                Ok(h) if h.id != *id => Some(format!("header names segment {}", h.id)),
+                Ok(h) if store_id.is_some_and(|s| s != h.store_id) => Some("belongs to another store".into()),
+                Ok(_) => None,
+                Err(e) => Some(format!("segment header: {e}")),
             };
+            if let Some(why) = why {
+                // Its blocks may still be readable; name what it held, keep it.
+                let (blocks, _, _) = crate::block::segment::scan_blocks(&bytes, SEGMENT_HEADER_LEN, bytes.len() as u64);
+                for b in &blocks {
+                    if let Ok(c) = &b.contents {
+                        rep.lost.extend(c.artifacts().iter().map(|a| a.0.to_hex()));
+                    }
+                }
+                quarantine_file(&layout, &p, &mut rep, &why)?;
+                continue;
+            }
+            let Ok(h) = sc.header else { continue };
             store_id = Some(h.store_id);
             rep.segments += 1;
+            rep.damaged_regions += sc.damaged.len() as u64;
+            // Chunk blocks that read back whole, to tell which large artifacts
+            // are still complete.
+            let good_chunks: std::collections::HashSet<u64> = sc
+                .blocks
+                .iter()
+                .filter(|b| matches!(b.contents, Ok(Contents::Chunk)))
+                .map(|b| b.offset)
+                .collect();
             for b in &sc.blocks {
                 rep.blocks += 1;
-                let Ok(contents) = &b.contents else {
-                    rep.bad_blocks += 1;
-                    continue;
-                };
                 let compressed = b.header.compression == Compression::Zstd;
+                let contents = match &b.contents {
+                    Ok(c) => c,
+                    Err(_) => {
+                        rep.bad_blocks += 1;
+                        salvage(&bytes, *id, b, &mut map, &mut totals, &mut rep);
+                        continue;
+                    }
+                };
                 match contents {
                     Contents::Packed { entries, .. } => {
                         for pe in entries {
@@ -118,6 +175,10 @@ impl Store {
                     }
                     Contents::Trailer(t) => {
                         *totals.entry(*id).or_default() += t.len;
+                        if t.chunks.iter().any(|c| !good_chunks.contains(&c.offset)) {
+                            // Indexed all the same: verify then names it.
+                            rep.lost.push(t.id.to_hex());
+                        }
                         map.insert(t.id, Entry::large(t.id, *id, b.offset, t.len));
                     }
                     Contents::Tombstones(ts) => {
@@ -144,12 +205,20 @@ impl Store {
             let len = match sc.footer {
                 Some(f) => f.data_len + FOOTER_LEN,
                 None => {
-                    // No footer: the segment was open. Cut any torn tail and seal it.
+                    // No footer: the segment was open. Keep the torn tail (if
+                    // any) in quarantine, cut it and seal the segment.
                     let end = sc.end.max(SEGMENT_HEADER_LEN);
-                    rep.truncated_bytes += sc.file_len - end;
-                    // The block writer's own reopen (cut the tail, recount the
-                    // blocks) and seal (footer, fsync) do it.
-                    let (_, len) = ActiveSegment::reopen(io, &p, *id, h.store_id, end)?.seal()?;
+                    if end < sc.file_len {
+                        let name = format!("{}.tail-at-{end}", segment_file_name(*id));
+                        let tail = layout.quarantine_dir().join(name);
+                        io.create_dir_all(&layout.quarantine_dir())
+                            .ctx(|| format!("create {}", layout.quarantine_dir().display()))?;
+                        write_atomic(io, &tail, &bytes[end as usize..])?;
+                        rep.truncated_bytes += sc.file_len - end;
+                    }
+                    let kept: Vec<&ScannedBlock> = sc.blocks.iter().filter(|b| b.offset < end).collect();
+                    let raw_total = kept.iter().map(|b| b.header.raw_len as u64).sum();
+                    let (_, len) = ActiveSegment::adopt(io, &p, *id, end, kept.len() as u64, raw_total)?.seal()?;
                     rep.sealed += 1;
                     len
                 }
@@ -212,6 +281,76 @@ impl Store {
             sync_dir(io, &dir)?;
         }
         Ok(rep)
+    }
+}
+
+/// Moves a file repair cannot use to `quarantine/` (never deletes it).
+fn quarantine_file(layout: &Layout, p: &Path, rep: &mut RepairReport, why: &str) -> Result<()> {
+    let io = &*layout.io;
+    let q = layout.quarantine_dir();
+    io.create_dir_all(&q).ctx(|| format!("create {}", q.display()))?;
+    let name = p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let to = q.join(name);
+    io.rename(p, &to)
+        .ctx(|| format!("move {} to {}", p.display(), to.display()))?;
+    sync_dir(io, &q)?;
+    if let Some(dir) = p.parent() {
+        sync_dir(io, dir)?;
+    }
+    rep.quarantined.push(format!("{}: {why}", to.display()));
+    Ok(())
+}
+
+/// Keeps what a block whose checksum failed still proves: each artifact of an
+/// uncompressed packed block whose bytes hash to its id (reads check exactly
+/// that, so it stays readable); the ids of the rest are reported lost.
+fn salvage(
+    bytes: &[u8],
+    seg: u32,
+    b: &ScannedBlock,
+    map: &mut BTreeMap<ArtifactId, Entry>,
+    totals: &mut BTreeMap<u32, u64>,
+    rep: &mut RepairReport,
+) {
+    use crate::block::format::{decode_packed_table, BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
+    let start = b.offset as usize + BLOCK_HEADER_LEN;
+    let stored = &bytes[start..start + b.header.stored_len as usize];
+    let what = format!("segment {seg}, block at {}", b.offset);
+    match (b.header.kind, b.header.compression) {
+        (BlockKind::Packed, Compression::None) => match decode_packed_table(stored, b.header.count) {
+            Ok(entries) => {
+                for pe in entries {
+                    let body = &stored[pe.offset as usize..(pe.offset + pe.len) as usize];
+                    if ArtifactId::of(body) == pe.id {
+                        *totals.entry(seg).or_default() += pe.len as u64;
+                        map.insert(
+                            pe.id,
+                            Entry::packed(pe.id, seg, b.offset, pe.offset, pe.len as u64, false),
+                        );
+                        rep.salvaged += 1;
+                    } else {
+                        rep.lost.push(pe.id.to_hex());
+                    }
+                }
+            }
+            Err(_) => rep
+                .lost
+                .push(format!("{what}: {} artifacts (entry table damaged)", b.header.count)),
+        },
+        (BlockKind::Packed, _) => rep.lost.push(format!(
+            "{what}: {} artifacts (compressed body damaged)",
+            b.header.count
+        )),
+        (BlockKind::LargeTrailer, _) => match LargeTrailer::decode(stored) {
+            Ok(t) => rep.lost.push(t.id.to_hex()),
+            Err(_) => rep.lost.push(format!("{what}: a large artifact (trailer damaged)")),
+        },
+        // A damaged chunk is reported through the trailer that names it.
+        (BlockKind::LargeChunk, _) => {}
+        (BlockKind::Tombstones, _) => rep.lost.push(format!(
+            "{what}: {} removals (the artifacts may be live again)",
+            b.header.count
+        )),
     }
 }
 

@@ -301,15 +301,33 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
-                for s in &r.skipped {
-                    eprintln!("skipped {s}");
+                for q in &r.quarantined {
+                    eprintln!("quarantined {q}");
+                }
+                for l in &r.lost {
+                    eprintln!("lost {l}");
                 }
                 println!(
-                    "repaired: {} segments, {} blocks ({} bad), {} artifacts, {} removals replayed, {} torn bytes cut, {} segments sealed",
-                    r.segments, r.blocks, r.bad_blocks, r.artifacts, r.tombstones, r.truncated_bytes, r.sealed
+                    "repaired: {} segments, {} blocks ({} bad, {} damaged regions skipped), {} artifacts ({} salvaged, {} lost), {} removals replayed, {} torn bytes cut (kept in quarantine/), {} segments sealed",
+                    r.segments,
+                    r.blocks,
+                    r.bad_blocks,
+                    r.damaged_regions,
+                    r.artifacts,
+                    r.salvaged,
+                    r.lost.len(),
+                    r.tombstones,
+                    r.truncated_bytes,
+                    r.sealed
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            // Exit 1 when repair could not keep everything: the store works,
+            // but something in it is gone or set aside.
+            Ok(if r.is_complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

@@ -1,0 +1,147 @@
+//! Repair never makes a damaged store worse: it keeps what it cannot parse
+//! (in `quarantine/`), resynchronises after a damaged block, salvages the
+//! intact artifacts of a damaged packed block by their own BLAKE3, and says
+//! what was lost.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use asl::codec::{BlockHeader, BlockKind, BLOCK_HEADER_LEN};
+use asl::{ArtifactId, Store, StoreOptions};
+use common::noise;
+
+fn build(dir: &Path, compression: Option<i32>) -> Vec<(ArtifactId, Vec<u8>)> {
+    let s = StoreOptions::new()
+        .create(true)
+        .compression(compression)
+        .block_target(4 << 10)
+        .open(dir)
+        .unwrap();
+    let mut out = Vec::new();
+    for i in 0..120u64 {
+        let b = noise(i, 300 + (i as usize * 7) % 400);
+        out.push((s.put(&b).unwrap(), b));
+    }
+    s.seal().unwrap();
+    for i in 1000..1040u64 {
+        let b = noise(i, 500);
+        out.push((s.put(&b).unwrap(), b));
+    }
+    s.close().unwrap();
+    out
+}
+
+fn segment(dir: &Path, n: u32) -> PathBuf {
+    dir.join("segments").join(format!("{n:08}.seg"))
+}
+
+/// Offsets of the packed blocks of a segment file, with their headers.
+fn packed_blocks(bytes: &[u8]) -> Vec<(usize, BlockHeader)> {
+    let mut out = Vec::new();
+    let mut off = 32;
+    while off + BLOCK_HEADER_LEN <= bytes.len() {
+        let Ok(h) = BlockHeader::decode(&bytes[off..]) else {
+            break;
+        };
+        if h.kind == BlockKind::Packed {
+            out.push((off, h));
+        }
+        off += h.total_len() as usize;
+    }
+    out
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut b = fs::read(path).unwrap();
+    b[at] ^= 0x20;
+    fs::write(path, b).unwrap();
+}
+
+fn readable(s: &Store, items: &[(ArtifactId, Vec<u8>)]) -> usize {
+    items
+        .iter()
+        .filter(|(id, b)| s.get(id).map(|got| got == *b).unwrap_or(false))
+        .count()
+}
+
+#[test]
+fn a_damaged_segment_header_is_quarantined_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = build(dir.path(), Some(3));
+    let seg = segment(dir.path(), 1);
+    let before = fs::read(&seg).unwrap();
+    flip(&seg, 20);
+    let rep = Store::repair(dir.path()).unwrap();
+    assert_eq!(rep.quarantined.len(), 1, "{rep:?}");
+    assert!(
+        !rep.lost.is_empty(),
+        "the artifacts of the quarantined segment are not reported lost"
+    );
+    // A writer opens and closes the repaired store; the damaged file survives.
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(readable(&s, &items[120..]), 40);
+    drop(s);
+    let kept = dir.path().join("quarantine").join("00000001.seg");
+    let mut restored = fs::read(&kept).expect("quarantined segment is gone");
+    restored[20] ^= 0x20;
+    assert_eq!(restored, before);
+}
+
+#[test]
+fn repair_resynchronises_after_a_damaged_block_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = build(dir.path(), Some(3));
+    let seg = segment(dir.path(), 1);
+    let blocks = packed_blocks(&fs::read(&seg).unwrap());
+    assert!(blocks.len() > 10);
+    let (at, h) = blocks[3];
+    flip(&seg, at + 9);
+    let rep = Store::repair(dir.path()).unwrap();
+    assert!(rep.damaged_regions >= 1, "{rep:?}");
+    let s = Store::open(dir.path()).unwrap();
+    // Only the artifacts of the damaged block may be lost.
+    let lost = items.len() - readable(&s, &items);
+    assert!(lost <= h.count as usize, "{lost} lost, the block held {}", h.count);
+    assert!(lost > 0);
+}
+
+#[test]
+fn repair_salvages_the_intact_artifacts_of_a_damaged_raw_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = build(dir.path(), None);
+    let seg = segment(dir.path(), 1);
+    let blocks = packed_blocks(&fs::read(&seg).unwrap());
+    let (at, h) = blocks[2];
+    // Damage the last bytes of the body: one artifact's bytes, not the table.
+    let end = at + h.total_len() as usize;
+    flip(&seg, end - 3);
+    let rep = Store::repair(dir.path()).unwrap();
+    assert_eq!(rep.lost.len(), 1, "{rep:?}");
+    assert_eq!(rep.salvaged as usize, h.count as usize - 1, "{rep:?}");
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(readable(&s, &items), items.len() - 1);
+    let lost: ArtifactId = rep.lost[0].parse().unwrap();
+    assert!(items.iter().any(|(id, _)| *id == lost));
+    assert!(s.get(&lost).is_err());
+}
+
+#[test]
+fn a_torn_tail_is_kept_in_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = build(dir.path(), Some(3));
+    // The open segment (2) gets a garbage tail, as after a crash mid-write.
+    let seg = segment(dir.path(), 2);
+    let mut b = fs::read(&seg).unwrap();
+    let tail = noise(77, 5000);
+    b.extend_from_slice(&tail);
+    fs::write(&seg, b).unwrap();
+    let rep = Store::repair(dir.path()).unwrap();
+    assert_eq!(rep.truncated_bytes, 5000);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(readable(&s, &items), items.len());
+    let q: Vec<_> = fs::read_dir(dir.path().join("quarantine")).unwrap().flatten().collect();
+    assert_eq!(q.len(), 1);
+    assert_eq!(fs::read(q[0].path()).unwrap(), tail);
+}
