@@ -546,7 +546,11 @@ fn repair_quarantines_and_exits_1_when_it_cannot_keep_everything() {
     let r = aslctl(&e.store, &["repair"]);
     assert_eq!(r.status.code(), Some(1), "{}{}", stdout(&r), stderr(&r));
     assert!(stderr(&r).contains("quarantined"), "{}", stderr(&r));
-    assert!(stderr(&r).contains(&blake3::hash(&noise(9, 3000)).to_hex().to_string()), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains(&blake3::hash(&noise(9, 3000)).to_hex().to_string()),
+        "{}",
+        stderr(&r)
+    );
     let id = blake3::hash(&noise(10, 3000)).to_hex().to_string();
     assert_eq!(aslctl(&e.store, &["cat", &id]).stdout, noise(10, 3000));
     assert!(e.store.join("quarantine").join(seg.file_name().unwrap()).is_file());

@@ -62,6 +62,9 @@ struct Fs {
     locks: BTreeSet<PathBuf>,
     ops: u64,
     cut_after: Option<u64>,
+    /// Operations (by number, counting from 0) that fail with EIO once,
+    /// without taking effect; later ones go on working.
+    fail_at: BTreeSet<u64>,
     /// What each mutating operation was, when tracing.
     trace: Option<Vec<String>>,
 }
@@ -82,6 +85,9 @@ impl Fs {
             return Err(cut_error());
         }
         self.ops += 1;
+        if self.fail_at.remove(&(self.ops - 1)) {
+            return Err(io::Error::from_raw_os_error(5)); // EIO
+        }
         if let Some(t) = &mut self.trace {
             t.push(what());
         }
@@ -132,6 +138,13 @@ impl SimBackend {
     /// start); every later one fails as if power was lost. `None` lifts it.
     pub fn cut_after(&self, n: Option<u64>) {
         self.fs.lock().cut_after = n;
+    }
+
+    /// Makes mutating operation number `n` (counting from 0, as [`SimBackend::ops`]
+    /// counts) fail with EIO without taking effect — a failed write, fsync or
+    /// rename — while the machine keeps running.
+    pub fn fail_at(&self, n: u64) {
+        self.fs.lock().fail_at.insert(n);
     }
 
     /// The file system a power cut now would leave: durable names only, each

@@ -359,10 +359,19 @@ impl LogWriter {
         for (i, r) in batch.iter().enumerate() {
             r.encode(self.next_seq + i as u64, &mut buf);
         }
-        self.file
+        let written = self
+            .file
             .write_all_at(&buf, self.len)
-            .and_then(|_| self.file.sync_data())
-            .ctx(|| format!("append to log {}", self.path.display()))?;
+            .and_then(|_| self.file.sync_data());
+        if let Err(e) = written {
+            // A batch whose write or fdatasync failed is not committed, and must
+            // never become so: after a failed fdatasync Linux may drop the dirty
+            // pages or mark them clean, so what the file shows now says nothing
+            // about the disk. Cut the batch off (the caller poisons the writer);
+            // a reopen then never replays it.
+            let _ = self.file.set_len(self.len).and_then(|_| self.file.sync_data());
+            return Err(e).ctx(|| format!("append to log {}", self.path.display()))?;
+        }
         self.len += buf.len() as u64;
         self.next_seq += batch.len() as u64;
         Ok(self.next_seq - 1)

@@ -346,6 +346,15 @@ impl Store {
         let open_segs = seg_states.clone();
         let writer = if writable {
             let log = LogWriter::reopen(io, &log_path, &contents)?;
+            // Cleanup deletes what this checkpoint does not name, which an
+            // older checkpoint may still need. If the rename that installed
+            // this one was never made durable (its directory fsync failed),
+            // a power cut would bring the old one back with its files gone:
+            // make this checkpoint durable before acting on it.
+            io.open(&ckpt_path, crate::io::OpenMode::ReadWrite)
+                .and_then(|f| f.sync_all())
+                .ctx(|| format!("fsync {}", ckpt_path.display()))?;
+            sync_dir(io, &layout.root)?;
             cleanup(layout, &ckpt, &seg_states, &snapshots)?;
             Some(Mutex::new(Writer {
                 log,

@@ -254,7 +254,11 @@ impl Store {
                 st.len = len;
             }
             if s.state.read().memtable.len() >= s.opts.memtable_limit {
-                s.checkpoint_locked(w)?;
+                // The commit is durable at this point whatever happens to the
+                // checkpoint: a failed one leaves the writer poisoned (the next
+                // write says so; reopening recovers from the previous
+                // checkpoint and this log), but does not unsay the commit.
+                let _ = s.checkpoint_locked(w);
             }
             Ok(())
         })
