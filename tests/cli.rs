@@ -555,3 +555,64 @@ fn repair_quarantines_and_exits_1_when_it_cannot_keep_everything() {
     assert_eq!(aslctl(&e.store, &["cat", &id]).stdout, noise(10, 3000));
     assert!(e.store.join("quarantine").join(seg.file_name().unwrap()).is_file());
 }
+
+/// Smaller command-line fixes, each once wrong: `--keep-last 0` is not a rule;
+/// an empty `ASL_STORE` means the default store; a STORE file with a bad
+/// checksum is corruption (exit 1); a name with a carriage return is printed
+/// as the b3sum installed here prints it; `ingest .` beside the default store
+/// skips the store.
+#[test]
+fn small_cli_fixes() {
+    let e = env();
+    let f = e.root.join("f");
+    fs::write(&f, b"one").unwrap();
+    assert!(aslctl(&e.store, &["ingest", f.to_str().unwrap()]).status.success());
+    for name in ["a", "b"] {
+        assert!(aslctl(&e.store, &["snapshot", "create", name]).status.success());
+    }
+    let p = aslctl(&e.store, &["snapshot", "prune", "--keep-last", "0"]);
+    assert_eq!(p.status.code(), Some(2), "{}", stderr(&p));
+    assert_eq!(stdout(&aslctl(&e.store, &["snapshot", "list"])).lines().count(), 2);
+
+    // An empty ASL_STORE: the default ./.asl in the working directory.
+    let cwd = e.root.join("work");
+    fs::create_dir_all(&cwd).unwrap();
+    fs::write(cwd.join("x"), b"in the working directory").unwrap();
+    fs::write(cwd.join("cr\rname"), b"carriage return").unwrap();
+    let o = Command::new(BIN)
+        .current_dir(&cwd)
+        .env("ASL_STORE", "")
+        .args(["ingest", "x", "cr\rname"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(cwd.join(".asl").join("STORE").is_file());
+    // The carriage-return line is exactly b3sum's.
+    let b3 = Command::new("b3sum")
+        .current_dir(&cwd)
+        .arg("cr\rname")
+        .output()
+        .unwrap();
+    let line = stdout(&o).lines().nth(1).unwrap().to_string();
+    assert_eq!(format!("{line}\n"), stdout(&b3));
+    // `ingest .` with the default store: its own files are left out.
+    let o = Command::new(BIN)
+        .current_dir(&cwd)
+        .env_remove("ASL_STORE")
+        .args(["ingest", "."])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(the store itself)"), "{}", stderr(&o));
+    assert!(!stdout(&o).contains(".asl"), "{}", stdout(&o));
+    assert_eq!(stdout(&o).lines().count(), 2);
+
+    // A flipped bit in STORE: corruption, exit 1 (not "not a store", exit 2).
+    let store_file = e.store.join("STORE");
+    let mut b = fs::read(&store_file).unwrap();
+    b[16] ^= 1;
+    fs::write(&store_file, &b).unwrap();
+    let s = aslctl(&e.store, &["stat"]);
+    assert_eq!(s.status.code(), Some(1), "{}", stderr(&s));
+    assert!(stderr(&s).contains("corrupt"), "{}", stderr(&s));
+}

@@ -35,10 +35,13 @@ pub struct IngestInput {
 /// name order).
 #[derive(Clone, Debug, Default)]
 pub struct IngestPlan {
+    exclude: Option<PathBuf>,
     /// The files to store.
     pub inputs: Vec<IngestInput>,
     /// Symlinks and special files met inside directories and left out.
     pub skipped: u64,
+    /// Inputs left out because they are the store's own directory or inside it.
+    pub excluded: Vec<PathBuf>,
 }
 
 impl IngestPlan {
@@ -46,10 +49,21 @@ impl IngestPlan {
     /// Fails on the first path that is missing, unreadable, or neither a
     /// regular file nor a directory.
     pub fn walk(paths: &[PathBuf]) -> Result<Self> {
-        let mut plan = Self::default();
+        Self::walk_excluding(paths, None)
+    }
+
+    /// [`IngestPlan::walk`], leaving out the directory `store` (a store never
+    /// ingests its own files) and anything inside it.
+    pub fn walk_excluding(paths: &[PathBuf], store: Option<&Path>) -> Result<Self> {
+        let mut plan = Self {
+            exclude: store.and_then(|s| fs::canonicalize(s).ok()),
+            ..Self::default()
+        };
         for p in paths {
             let md = fs::metadata(p).map_err(|e| refuse(p, e))?;
-            if md.is_dir() {
+            if plan.is_excluded(p) {
+                plan.excluded.push(p.clone());
+            } else if md.is_dir() {
                 plan.walk_dir(p)?;
             } else if md.is_file() {
                 File::open(p).map_err(|e| refuse(p, e))?;
@@ -74,7 +88,9 @@ impl IngestPlan {
         for e in entries {
             let p = e.path();
             let ft = e.file_type().map_err(|x| refuse(&p, x))?;
-            if ft.is_dir() {
+            if ft.is_dir() && self.is_excluded(&p) {
+                self.excluded.push(p);
+            } else if ft.is_dir() {
                 self.walk_dir(&p)?;
             } else if ft.is_file() {
                 let md = e.metadata().map_err(|x| refuse(&p, x))?;
@@ -89,6 +105,12 @@ impl IngestPlan {
             }
         }
         Ok(())
+    }
+
+    /// Whether `p` is the excluded store directory or lies inside it.
+    fn is_excluded(&self, p: &Path) -> bool {
+        let Some(ex) = &self.exclude else { return false };
+        fs::canonicalize(p).is_ok_and(|c| c.starts_with(ex))
     }
 
     /// Total bytes of the inputs, as walked.
@@ -184,7 +206,8 @@ impl Store {
         opts: &IngestOptions,
         on_event: &mut dyn FnMut(IngestEvent<'_>),
     ) -> Result<IngestReport> {
-        self.ingest_plan(&IngestPlan::walk(paths)?, opts, on_event)
+        let plan = IngestPlan::walk_excluding(paths, Some(self.path()))?;
+        self.ingest_plan(&plan, opts, on_event)
     }
 
     /// Stores the inputs of `plan`, committing as it goes and at the end.

@@ -28,7 +28,7 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::block::format::BlockKind;
 use crate::block::segment::{parse_segment_file_name, ActiveSegment, Segment};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{DecodeError, Error, IoContext, Result};
 use crate::fsutil::{read, sync_dir, write_atomic};
 use crate::id::ArtifactId;
 use crate::index::entry::Entry;
@@ -448,9 +448,13 @@ impl Drop for Store {
 fn read_store_id(layout: &Layout) -> Result<u64> {
     let path = layout.store_file();
     let b = read(&*layout.io, &path)?;
-    decode_store_file(&b).map_err(|e| Error::NotAStore {
-        path: path.clone(),
-        reason: e.to_string(),
+    decode_store_file(&b).map_err(|e| match e {
+        // Our magic with a bad checksum is a damaged store, not a foreign file.
+        DecodeError::Checksum { .. } => Error::corrupt(&path, e),
+        _ => Error::NotAStore {
+            path: path.clone(),
+            reason: e.to_string(),
+        },
     })
 }
 

@@ -43,8 +43,10 @@ pub struct Retention {
 }
 
 impl Retention {
+    /// True when no rule keeps anything: `keep_last` of 0 and a zero
+    /// `keep_within` keep nothing, so they do not count as rules.
     fn is_empty(&self) -> bool {
-        self.keep_last.is_none() && self.keep_within.is_none() && self.keep_names.is_empty()
+        self.keep_last.unwrap_or(0) == 0 && self.keep_within.is_none_or(|d| d.is_zero()) && self.keep_names.is_empty()
     }
 }
 

@@ -15,8 +15,9 @@ use super::{human, Cli};
 /// escaped and the line is marked with a leading backslash.
 fn b3sum_line(id: &ArtifactId, p: &Path) -> String {
     let s = p.to_string_lossy();
-    if s.contains('\\') || s.contains('\n') {
-        format!("\\{id}  {}", s.replace('\\', "\\\\").replace('\n', "\\n"))
+    if s.contains(['\\', '\n']) {
+        let escaped = s.replace('\\', "\\\\").replace('\n', "\\n");
+        format!("\\{id}  {escaped}")
     } else {
         format!("{id}  {s}")
     }
@@ -24,8 +25,12 @@ fn b3sum_line(id: &ArtifactId, p: &Path) -> String {
 
 pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> Result<ExitCode, Error> {
     let compression = zstd.map(crate::args::parse_compression).transpose()?;
-    // Every input is checked before the store is even opened.
-    let plan = IngestPlan::walk(paths)?;
+    // Every input is checked before the store is even opened; the store's
+    // own directory is never an input (`ingest .` beside the default store).
+    let plan = IngestPlan::walk_excluding(paths, Some(dir))?;
+    for p in &plan.excluded {
+        eprintln!("skipped {} (the store itself)", p.display());
+    }
     let mut opts = StoreOptions::new().create(true);
     if let Some(c) = compression {
         opts = opts.compression(c);

@@ -22,8 +22,8 @@ mod snap;
 #[derive(Parser)]
 #[command(name = "aslctl", version, about = "Content-addressed artifact store")]
 struct Cli {
-    /// Store directory [default: $ASL_STORE, else ./.asl]
-    #[arg(long, global = true, env = "ASL_STORE")]
+    /// Store directory [default: $ASL_STORE when set and not empty, else ./.asl]
+    #[arg(long, global = true)]
     store: Option<PathBuf>,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
@@ -117,7 +117,15 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let store = cli.store.clone().unwrap_or_else(|| PathBuf::from(".asl"));
+    let store = cli
+        .store
+        .clone()
+        .or_else(|| {
+            std::env::var_os("ASL_STORE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(".asl"));
     match run(&cli, &store) {
         Ok(code) => code,
         Err(e) => {
