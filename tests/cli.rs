@@ -616,3 +616,62 @@ fn small_cli_fixes() {
     assert_eq!(s.status.code(), Some(1), "{}", stderr(&s));
     assert!(stderr(&s).contains("corrupt"), "{}", stderr(&s));
 }
+
+/// `get -o` touches only what it creates: a corrupt artifact leaves an existing
+/// file as it was, a device node is written in place and never removed, the
+/// store's own files are refused, and `-` is stdout.
+#[test]
+fn get_output_touches_only_what_it_creates() {
+    let e = env();
+    let f = e.root.join("f");
+    let data = noise(21, 5000);
+    fs::write(&f, &data).unwrap();
+    assert!(aslctl(&e.store, &["ingest", f.to_str().unwrap()]).status.success());
+    let id = blake3::hash(&data).to_hex().to_string();
+
+    let o = aslctl(&e.store, &["get", &id, "-o", "-"]);
+    assert!(o.status.success());
+    assert_eq!(o.stdout, data);
+
+    let seg = first_segment(&e.store);
+    let before = fs::read(&seg).unwrap();
+    let o = aslctl(&e.store, &["get", &id, "-o", seg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("inside the store"), "{}", stderr(&o));
+    assert_eq!(fs::read(&seg).unwrap(), before);
+
+    // A private full device (root only; skipped with a message otherwise).
+    let dev = e.root.join("full");
+    let made = Command::new("mknod")
+        .args([dev.to_str().unwrap(), "c", "1", "7"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        let o = aslctl(&e.store, &["get", &id, "-o", dev.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        use std::os::unix::fs::FileTypeExt;
+        assert!(
+            fs::metadata(&dev).unwrap().file_type().is_char_device(),
+            "the device node is gone"
+        );
+    } else {
+        eprintln!("mknod not permitted here: device-node case skipped");
+    }
+
+    // Corrupt the artifact: an existing output file keeps its contents.
+    let out = e.root.join("out");
+    fs::write(&out, b"the user's own file").unwrap();
+    let mut b = fs::read(&seg).unwrap();
+    let at = b.windows(32).position(|w| w == &data[100..132]).unwrap();
+    b[at] ^= 1;
+    fs::write(&seg, &b).unwrap();
+    let o = aslctl(&e.store, &["get", &id, "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(fs::read(&out).unwrap(), b"the user's own file");
+    let leftovers: Vec<_> = fs::read_dir(&e.root)
+        .unwrap()
+        .flatten()
+        .filter(|d| d.file_name().to_string_lossy().contains(".aslctl-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary file left behind");
+}

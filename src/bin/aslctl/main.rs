@@ -4,7 +4,7 @@
 //! 1 a failed check (corruption found, an id not in the store), 2 bad usage or
 //! input (and environment failures such as a locked store or a full disk).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -48,7 +48,9 @@ enum Cmd {
     Get {
         /// Id or unique id prefix.
         id: String,
-        /// Output file.
+        /// Output file (`-` for stdout). A regular file is written beside
+        /// the target and renamed over it once complete; a device or pipe is
+        /// written in place. Never a path inside the store.
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Read from this snapshot instead of CURRENT.
@@ -156,14 +158,8 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             let s = read_only()?;
             let mut r = open_artifact(&s, id, at.as_deref())?;
             match output {
-                Some(p) => {
-                    let res = write_to_file(&mut r, p);
-                    if res.is_err() {
-                        let _ = fs::remove_file(p);
-                    }
-                    res?;
-                }
-                None => stream_to_stdout(&mut r)?,
+                Some(p) if p.as_os_str() != "-" => write_to_file(&mut r, p, dir)?,
+                _ => stream_to_stdout(&mut r)?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -361,17 +357,70 @@ fn stream_to_stdout(r: &mut ArtifactReader) -> Result<(), Error> {
     })
 }
 
-fn write_to_file(r: &mut ArtifactReader, p: &Path) -> Result<(), Error> {
-    let f = File::create(p).map_err(|e| Error::Io {
-        context: format!("create {}", p.display()),
-        source: e,
-    })?;
-    let mut w = BufWriter::with_capacity(1 << 20, f);
-    copy(r, &mut w)?;
-    w.flush().map_err(|e| Error::Io {
-        context: format!("write {}", p.display()),
-        source: e,
-    })
+/// Writes an artifact to `p`, touching only what this command creates: a
+/// regular file (or a new name) is written to a temporary file beside it and
+/// renamed over it when complete, so a failure leaves the old file as it was
+/// and removes only the temporary file; anything else that exists (a device,
+/// a pipe) is written in place and never removed. Paths inside the store are
+/// refused.
+fn write_to_file(r: &mut ArtifactReader, p: &Path, store: &Path) -> Result<(), Error> {
+    let io_err = |what: String| {
+        move |e| Error::Io {
+            context: what,
+            source: e,
+        }
+    };
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent_abs = fs::canonicalize(&parent).map_err(io_err(format!("resolve {}", parent.display())))?;
+    if let Ok(store_abs) = fs::canonicalize(store) {
+        if parent_abs.starts_with(&store_abs) {
+            return Err(Error::InvalidArgument(format!(
+                "{} is inside the store {}; write it elsewhere",
+                p.display(),
+                store.display()
+            )));
+        }
+    }
+    let existing = fs::metadata(p).ok();
+    if existing.as_ref().is_some_and(|m| !m.is_file()) {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .map_err(io_err(format!("open {}", p.display())))?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        copy(r, &mut w)?;
+        return w.flush().map_err(io_err(format!("write {}", p.display())));
+    }
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.aslctl-{}", std::process::id()));
+    let result = (|| {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io_err(format!("create {}", tmp.display())))?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        copy(r, &mut w)?;
+        let f = w
+            .into_inner()
+            .map_err(|e| io_err(format!("write {}", tmp.display()))(e.into_error()))?;
+        if let Some(m) = &existing {
+            // Keep the permissions of the file being replaced.
+            let _ = f.set_permissions(m.permissions());
+        }
+        f.sync_all().map_err(io_err(format!("write {}", tmp.display())))?;
+        fs::rename(&tmp, p).map_err(io_err(format!("rename {} to {}", tmp.display(), p.display())))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Copies, keeping store errors (corruption) apart from output errors.
