@@ -675,3 +675,76 @@ fn get_output_touches_only_what_it_creates() {
         .collect();
     assert!(leftovers.is_empty(), "temporary file left behind");
 }
+
+/// Output errors: a closed pipe ends `cat` quietly with exit 0; a full stdout
+/// is one line and exit 2 (never a panic), and `ingest` reports that its files
+/// were committed although their lines were lost.
+#[test]
+fn output_errors_are_handled() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let e = env();
+    let f = e.root.join("f");
+    let data = noise(31, 3 << 20);
+    fs::write(&f, &data).unwrap();
+    assert!(aslctl(&e.store, &["ingest", f.to_str().unwrap()]).status.success());
+    let id = blake3::hash(&data).to_hex().to_string();
+    // `cat BIG | head -c 10`: read ten bytes, close the pipe.
+    let mut child = Command::new(BIN)
+        .args(["--store", e.store.to_str().unwrap(), "cat", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(&head, &data[..10]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+
+    // A full stdout: a private /dev/full node (root only).
+    let dev = e.root.join("full");
+    let made = Command::new("mknod")
+        .args([dev.to_str().unwrap(), "c", "1", "7"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        eprintln!("mknod not permitted here: full-stdout cases skipped");
+        return;
+    }
+    for args in [vec!["stat"], vec!["snapshot", "create", "s1"], vec!["pins"]] {
+        let full = fs::OpenOptions::new().write(true).open(&dev).unwrap();
+        let o = Command::new(BIN)
+            .arg("--store")
+            .arg(&e.store)
+            .args(&args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        if args[0] == "pins" {
+            // Nothing to print, nothing fails.
+            assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("No space left"), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+    }
+    // The snapshot was made although its line could not be printed.
+    assert!(stdout(&aslctl(&e.store, &["snapshot", "list"])).contains("s1"));
+    let g = e.root.join("g");
+    fs::write(&g, b"another file").unwrap();
+    let full = fs::OpenOptions::new().write(true).open(&dev).unwrap();
+    let o = Command::new(BIN)
+        .arg("--store")
+        .arg(&e.store)
+        .args(["ingest", g.to_str().unwrap()])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the command itself completed"), "{}", stderr(&o));
+    let gid = blake3::hash(b"another file").to_hex().to_string();
+    assert_eq!(aslctl(&e.store, &["cat", &gid]).stdout, b"another file");
+}

@@ -46,17 +46,21 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> R
         b
     });
     let mut stdout = io::stdout().lock();
+    // The first failure to print: the ids of committed files must not be
+    // lost silently (reported after the ingest, which has committed them).
+    let mut out_err: Option<io::Error> = None;
     let result = store.ingest_plan(&plan, &IngestOptions::default(), &mut |ev| match ev {
         IngestEvent::Progress { done, .. } => {
             if let Some(b) = &bar {
                 b.set_position(done);
             }
         }
-        IngestEvent::Committed(done) if !cli.json => {
-            for f in done {
-                let _ = writeln!(stdout, "{}", b3sum_line(&f.put.id, &f.path));
-            }
-            let _ = stdout.flush();
+        IngestEvent::Committed(done) if !cli.json && out_err.is_none() => {
+            let r = done
+                .iter()
+                .try_for_each(|f| writeln!(stdout, "{}", b3sum_line(&f.put.id, &f.path)))
+                .and_then(|_| stdout.flush());
+            out_err = r.err();
         }
         _ => {}
     });
@@ -87,7 +91,9 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> R
             "summary": {"files": rep.files.len(), "bytes": rep.bytes, "new_files": rep.new_files, "new_bytes": rep.new_bytes,
                         "deduplicated_files": dedup, "skipped": rep.skipped, "seconds": secs, "mb_per_s": mbps}
         });
-        let _ = writeln!(stdout, "{v}");
+        if out_err.is_none() {
+            out_err = writeln!(stdout, "{v}").and_then(|_| stdout.flush()).err();
+        }
     }
     eprintln!(
         "ingested {} files, {} ({} new files, {} new; {} deduplicated) in {:.2}s, {:.1} MB/s{}",
@@ -104,5 +110,9 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> R
             String::new()
         }
     );
+    if let Some(e) = out_err {
+        // The files are stored and committed; only their lines were lost.
+        crate::output_failed(&e);
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,13 @@ use asl::{ArtifactReader, Error, Store, StoreOptions};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+/// Prints a line to stdout like `println!`, without its panic: see [`emit`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::emit(format_args!($($arg)*))
+    };
+}
+
 mod args;
 #[cfg(feature = "bench")]
 mod bench;
@@ -172,11 +179,11 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             let s = read_only()?;
             let out = io::stdout().lock();
             let mut out = BufWriter::new(out);
-            let w = |r: io::Result<()>| {
-                r.map_err(|e| Error::Io {
-                    context: "write stdout".into(),
-                    source: e,
-                })
+            let w = |r: io::Result<()>| -> Result<(), Error> {
+                if let Err(e) = r {
+                    output_failed(&e);
+                }
+                Ok(())
             };
             if cli.json {
                 w(out.write_all(b"["))?;
@@ -211,19 +218,19 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Stat => {
             let st = read_only()?.stat()?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+                out!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
             } else {
-                println!("artifacts       {}", st.artifacts);
-                println!("logical bytes   {} ({})", st.logical_bytes, human(st.logical_bytes));
-                println!("physical bytes  {} ({})", st.physical_bytes, human(st.physical_bytes));
-                println!("index+log bytes {} ({})", st.index_bytes, human(st.index_bytes));
-                println!("segments        {} ({} sealed)", st.segments, st.sealed_segments);
-                println!("index files     {}", st.index_files);
-                println!("live bytes      {} ({})", st.live_bytes, human(st.live_bytes));
-                println!("garbage bytes   {} ({})", st.garbage_bytes, human(st.garbage_bytes));
-                println!("snapshots       {}", st.snapshots);
-                println!("pins            {}", st.pins);
-                println!("current         {}", st.current_id);
+                out!("artifacts       {}", st.artifacts);
+                out!("logical bytes   {} ({})", st.logical_bytes, human(st.logical_bytes));
+                out!("physical bytes  {} ({})", st.physical_bytes, human(st.physical_bytes));
+                out!("index+log bytes {} ({})", st.index_bytes, human(st.index_bytes));
+                out!("segments        {} ({} sealed)", st.segments, st.sealed_segments);
+                out!("index files     {}", st.index_files);
+                out!("live bytes      {} ({})", st.live_bytes, human(st.live_bytes));
+                out!("garbage bytes   {} ({})", st.garbage_bytes, human(st.garbage_bytes));
+                out!("snapshots       {}", st.snapshots);
+                out!("pins            {}", st.pins);
+                out!("current         {}", st.current_id);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -248,10 +255,10 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
                     "removed": removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
                     "not_found": missing.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
                 });
-                println!("{v}");
+                out!("{v}");
             } else {
                 for id in &removed {
-                    println!("removed {id}");
+                    out!("removed {id}");
                 }
             }
             for id in &missing {
@@ -273,12 +280,12 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             let s = read_only()?;
             let r = s.verify()?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
                 for p in &r.problems {
                     match &p.artifact {
-                        Some(a) => println!("CORRUPT {a} in {}: {}", p.file.display(), p.detail),
-                        None => println!("CORRUPT {}: {}", p.file.display(), p.detail),
+                        Some(a) => out!("CORRUPT {a} in {}: {}", p.file.display(), p.detail),
+                        None => out!("CORRUPT {}: {}", p.file.display(), p.detail),
                     }
                 }
                 eprintln!(
@@ -303,7 +310,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Repair => {
             let r = Store::repair(dir)?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
                 for q in &r.quarantined {
                     eprintln!("quarantined {q}");
@@ -311,7 +318,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
                 for l in &r.lost {
                     eprintln!("lost {l}");
                 }
-                println!(
+                out!(
                     "repaired: {} segments, {} blocks ({} bad, {} damaged regions skipped), {} artifacts ({} salvaged, {} lost), {} removals replayed, {} torn bytes cut (kept in quarantine/), {} segments sealed",
                     r.segments,
                     r.blocks,
@@ -336,6 +343,30 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
     }
 }
 
+/// Writes one line to stdout. A closed pipe ends the program quietly (exit 0,
+/// as `cat` does into `head`); any other write error is one line on stderr and
+/// exit 2. Commands print after their work is done, so the message says the
+/// command itself completed.
+pub(crate) fn emit(args: std::fmt::Arguments<'_>) {
+    let mut o = io::stdout().lock();
+    let r = o
+        .write_fmt(args)
+        .and_then(|_| o.write_all(b"\n"))
+        .and_then(|_| o.flush());
+    if let Err(e) = r {
+        output_failed(&e);
+    }
+}
+
+/// Ends the program after stdout failed (see [`emit`]).
+pub(crate) fn output_failed(e: &io::Error) -> ! {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("aslctl: error: write stdout: {e} (the command itself completed)");
+    std::process::exit(2);
+}
+
 /// A reader over `id` (or a unique prefix) in CURRENT or in snapshot `at`.
 fn open_artifact(s: &Store, id: &str, at: Option<&str>) -> Result<ArtifactReader, Error> {
     match at {
@@ -350,11 +381,17 @@ fn open_artifact(s: &Store, id: &str, at: Option<&str>) -> Result<ArtifactReader
 
 fn stream_to_stdout(r: &mut ArtifactReader) -> Result<(), Error> {
     let mut out = io::stdout().lock();
-    copy(r, &mut out)?;
-    out.flush().map_err(|e| Error::Io {
-        context: "write stdout".into(),
-        source: e,
-    })
+    let r = copy(r, &mut out).and_then(|_| {
+        out.flush().map_err(|e| Error::Io {
+            context: "write stdout".into(),
+            source: e,
+        })
+    });
+    match r {
+        // The reader went away (`cat X | head -c 10`): nothing is wrong.
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
 }
 
 /// Writes an artifact to `p`, touching only what this command creates: a

@@ -117,9 +117,9 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
             let m = s.snapshot(name)?;
             s.close()?;
             if json_out {
-                println!("{}", meta_json(&m));
+                out!("{}", meta_json(&m));
             } else {
-                println!("{} {}", m.identity, m.name);
+                out!("{} {}", m.identity, m.name);
                 eprintln!("snapshot {}: {} artifacts, {}", m.name, m.artifacts, human(m.bytes));
             }
         }
@@ -127,10 +127,10 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
             let mut all = read_only()?.snapshots();
             all.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
             if json_out {
-                println!("{}", Value::Array(all.iter().map(meta_json).collect()));
+                out!("{}", Value::Array(all.iter().map(meta_json).collect()));
             } else {
                 for m in &all {
-                    println!(
+                    out!(
                         "{}  {}  {:>10} artifacts  {:>10}  {}",
                         when(m.created),
                         &m.identity.to_string()[..16],
@@ -144,19 +144,19 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
         SnapCmd::Show { name } => {
             let m = read_only()?.snapshot_meta(name)?;
             if json_out {
-                println!("{}", meta_json(&m));
+                out!("{}", meta_json(&m));
             } else {
-                println!("name       {}", m.name);
-                println!("identity   {}", m.identity);
-                println!("created    {} ({})", when(m.created), m.created);
-                println!("artifacts  {}", m.artifacts);
-                println!("bytes      {} ({})", m.bytes, human(m.bytes));
+                out!("name       {}", m.name);
+                out!("identity   {}", m.identity);
+                out!("created    {} ({})", when(m.created), m.created);
+                out!("artifacts  {}", m.artifacts);
+                out!("bytes      {} ({})", m.bytes, human(m.bytes));
             }
         }
         SnapCmd::Diff { a, b } => {
             let d = read_only()?.diff_snapshots(a, b)?;
             if json_out {
-                println!(
+                out!(
                     "{}",
                     json!({
                         "added": d.added.iter().map(info_json).collect::<Vec<_>>(),
@@ -165,10 +165,10 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
                 );
             } else {
                 for x in &d.added {
-                    println!("+ {} {}", x.id, x.len);
+                    out!("+ {} {}", x.id, x.len);
                 }
                 for x in &d.removed {
-                    println!("- {} {}", x.id, x.len);
+                    out!("- {} {}", x.id, x.len);
                 }
                 eprintln!("{} added, {} removed", d.added.len(), d.removed.len());
             }
@@ -178,9 +178,9 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
             let m = s.delete_snapshot(name)?;
             s.close()?;
             if json_out {
-                println!("{}", json!({"deleted": meta_json(&m)}));
+                out!("{}", json!({"deleted": meta_json(&m)}));
             } else {
-                println!("deleted {}", m.name);
+                out!("deleted {}", m.name);
             }
         }
         SnapCmd::Prune {
@@ -198,14 +198,14 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
             let doomed = s.prune_snapshots(&policy, *dry_run)?;
             s.close()?;
             if json_out {
-                println!(
+                out!(
                     "{}",
                     json!({"dry_run": dry_run, "deleted": doomed.iter().map(meta_json).collect::<Vec<_>>()})
                 );
             } else {
                 let verb = if *dry_run { "would delete" } else { "deleted" };
                 for m in &doomed {
-                    println!("{verb} {} ({})", m.name, when(m.created));
+                    out!("{verb} {} ({})", m.name, when(m.created));
                 }
                 eprintln!("{} snapshots {verb}", doomed.len());
             }
@@ -228,9 +228,9 @@ pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str) -> Result<ExitCode,
     s.pin(name, &id)?;
     s.close()?;
     if json_out {
-        println!("{}", json!({"pinned": name, "id": id.to_hex()}));
+        out!("{}", json!({"pinned": name, "id": id.to_hex()}));
     } else {
-        println!("pinned {id} as {name}");
+        out!("pinned {id} as {name}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -240,9 +240,9 @@ pub fn unpin(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> 
     let id = s.unpin(name)?;
     s.close()?;
     if json_out {
-        println!("{}", json!({"unpinned": name, "id": id.to_hex()}));
+        out!("{}", json!({"unpinned": name, "id": id.to_hex()}));
     } else {
-        println!("unpinned {name} ({id})");
+        out!("unpinned {name} ({id})");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -251,10 +251,10 @@ pub fn pins(json_out: bool, dir: &Path) -> Result<ExitCode, Error> {
     let p = StoreOptions::new().read_only(true).open(dir)?.pins();
     if json_out {
         let v: Vec<Value> = p.iter().map(|(n, id)| json!({"name": n, "id": id.to_hex()})).collect();
-        println!("{}", Value::Array(v));
+        out!("{}", Value::Array(v));
     } else {
         for (n, id) in &p {
-            println!("{id} {n}");
+            out!("{id} {n}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -266,7 +266,7 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
     let after = s.stat()?;
     s.close()?;
     if json_out {
-        println!(
+        out!(
             "{}",
             json!({
                 "dry_run": r.dry_run,
@@ -287,7 +287,7 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
         );
     } else {
         let verb = if dry_run { "would reclaim" } else { "reclaimed" };
-        println!(
+        out!(
             "{verb} {} in {} segments ({} repacked: {} artifacts, {} copied) in {:.3} s",
             human(r.reclaimed_bytes),
             r.segments_deleted,
@@ -296,7 +296,7 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
             human(r.repacked_bytes),
             r.elapsed.as_secs_f64()
         );
-        println!(
+        out!(
             "live {} -> {}, garbage {} -> {}; GC memory peak {}",
             human(r.live_before),
             human(r.live_after),
