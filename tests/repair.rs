@@ -145,3 +145,39 @@ fn a_torn_tail_is_kept_in_quarantine() {
     assert_eq!(q.len(), 1);
     assert_eq!(fs::read(q[0].path()).unwrap(), tail);
 }
+
+/// A damaged record of an acknowledged batch is corruption, not a torn tail:
+/// the writer refuses to open (and so cuts nothing), a read-only open works,
+/// `verify` is not clean, and repair brings the artifact back from its segment.
+#[test]
+fn damaged_log_record_is_corruption_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = StoreOptions::new().create(true).open(d).unwrap();
+    let big = noise(7, 400_000);
+    let id = s.put(&big).unwrap();
+    s.commit().unwrap();
+    // Leave the batch in the log, as a crash before the close-time checkpoint does.
+    s.abandon();
+    let log = fs::read_dir(d.join("log")).unwrap().next().unwrap().unwrap().path();
+    flip(&log, 32 + 20);
+    let err = Store::open(d).err().expect("writer opened over a damaged log");
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("repair"), "{err}");
+    let ro = Store::open_read_only(d).unwrap();
+    let rep = ro.verify().unwrap();
+    assert!(!rep.is_clean(), "verify clean with an acknowledged artifact unreadable");
+    drop(ro);
+    let seg = segment(d, 1);
+    let seg_len = fs::metadata(&seg).unwrap().len();
+    assert!(Store::open(d).is_err());
+    assert_eq!(
+        fs::metadata(&seg).unwrap().len(),
+        seg_len,
+        "a refused open cut the segment"
+    );
+    Store::repair(d).unwrap();
+    let s = Store::open(d).unwrap();
+    assert_eq!(s.get(&id).unwrap(), big);
+    assert!(s.verify().unwrap().is_clean());
+}

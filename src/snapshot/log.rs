@@ -4,8 +4,11 @@
 //! `len u32 | crc32c u32 | seq u64 | kind u8 | payload[len]`, with the CRC over
 //! `seq..payload`. Writers append a whole batch ending in a `Commit` record with
 //! one `write` and one `fdatasync`. Readers stop at the first record that is
-//! short, fails its CRC or breaks the sequence: that is the torn tail, and only
-//! records up to the last `Commit` before it count.
+//! short, fails its CRC or breaks the sequence. When no well-formed `Commit`
+//! follows that record it is the torn tail of a batch that was never
+//! acknowledged, and only records up to the last `Commit` before it count. When
+//! one does, an acknowledged batch was damaged at rest: that is corruption
+//! ([`LogDamage`]), which a writer must not cut away.
 
 use std::path::{Path, PathBuf};
 
@@ -261,11 +264,80 @@ pub struct LogContents {
     pub records: Vec<(u64, Record)>,
     /// Byte length up to the end of the last `Commit` (where a writer resumes).
     pub committed_len: u64,
-    /// Bytes after that: a torn or unfinished batch.
+    /// Bytes after that: a torn or unfinished batch (or, with `damage`, the
+    /// damaged record and everything after it).
     pub tail_len: u64,
+    /// Set when the record that ends the readable log is followed by a
+    /// well-formed `Commit`: a batch that was acknowledged is damaged.
+    pub damage: Option<LogDamage>,
 }
 
-/// Parses a log image; never fails on a bad tail, only on a bad header.
+/// A record that fails its check although a later `Commit` proves its batch
+/// was written whole: bit rot or a misdirected write, not a torn append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogDamage {
+    /// Byte offset of the damaged record.
+    pub offset: u64,
+    /// Its expected sequence number.
+    pub seq: u64,
+    /// Offset of the well-formed `Commit` found after it.
+    pub commit_at: u64,
+}
+
+impl std::fmt::Display for LogDamage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "log record {} at offset {} is damaged, but a well-formed commit follows at offset {}: \
+             acknowledged records are unreadable (run `aslctl repair`)",
+            self.seq, self.offset, self.commit_at
+        )
+    }
+}
+
+/// The record framed at `off`, when it is whole, passes its CRC, has sequence
+/// number `seq` and decodes.
+fn record_at(b: &[u8], off: usize, seq: u64) -> Option<(usize, Record)> {
+    if off + RECORD_HEADER_LEN > b.len() {
+        return None;
+    }
+    let len = le_u32(b, off);
+    if len > MAX_PAYLOAD || off + RECORD_HEADER_LEN + len as usize > b.len() || le_u64(b, off + 8) != seq {
+        return None;
+    }
+    let end = off + RECORD_HEADER_LEN + len as usize;
+    if crc32c::crc32c(&b[off + 8..end]) != le_u32(b, off + 4) {
+        return None;
+    }
+    let rec = Record::decode_payload(b[off + 16], &b[off + RECORD_HEADER_LEN..end]).ok()?;
+    Some((end, rec))
+}
+
+/// Looks past a bad record at `bad` (expected sequence `seq`) for a
+/// well-formed `Commit`. Appends are torn as a prefix (a crash keeps the first
+/// bytes of a write), so a torn batch never has its `Commit` on disk after the
+/// tear; finding one means the batch was complete and is now damaged.
+/// Candidates are framed records whose sequence number fits between `seq` and
+/// the most records the remaining bytes could hold, so the scan rarely computes
+/// a CRC at a position that is not a record.
+fn commit_after(b: &[u8], bad: usize, seq: u64) -> Option<usize> {
+    let max_records = (b.len() - bad) / RECORD_HEADER_LEN;
+    let mut p = bad + 1;
+    while p + RECORD_HEADER_LEN <= b.len() {
+        let s = le_u64(b, p + 8);
+        if s > seq && s <= seq + max_records as u64 && b[p + 16] == 4 {
+            if let Some((_, Record::Commit { .. })) = record_at(b, p, s) {
+                return Some(p);
+            }
+        }
+        p += 1;
+    }
+    None
+}
+
+/// Parses a log image; never fails on a bad tail, only on a bad header. A
+/// damaged acknowledged batch is reported in [`LogContents::damage`], with the
+/// records before it.
 pub fn parse(b: &[u8]) -> Result<LogContents, DecodeError> {
     let (start_seq, store_id) = decode_header(b)?;
     let mut out = LogContents {
@@ -277,16 +349,15 @@ pub fn parse(b: &[u8]) -> Result<LogContents, DecodeError> {
     let mut pending = Vec::new();
     let mut off = LOG_HEADER_LEN as usize;
     let mut seq = start_seq;
-    while off + RECORD_HEADER_LEN <= b.len() {
-        let len = le_u32(b, off);
-        if len > MAX_PAYLOAD || off + RECORD_HEADER_LEN + len as usize > b.len() {
-            break;
-        }
-        let end = off + RECORD_HEADER_LEN + len as usize;
-        if crc32c::crc32c(&b[off + 8..end]) != le_u32(b, off + 4) || le_u64(b, off + 8) != seq {
-            break;
-        }
-        let Ok(rec) = Record::decode_payload(b[off + 16], &b[off + RECORD_HEADER_LEN..end]) else {
+    while off < b.len() {
+        let Some((end, rec)) = record_at(b, off, seq) else {
+            if let Some(commit_at) = commit_after(b, off, seq) {
+                out.damage = Some(LogDamage {
+                    offset: off as u64,
+                    seq,
+                    commit_at: commit_at as u64,
+                });
+            }
             break;
         };
         let commit = matches!(rec, Record::Commit { .. });
@@ -336,6 +407,9 @@ impl LogWriter {
 
     /// Reopens an existing log after recovery, cutting off its uncommitted tail.
     pub(crate) fn reopen(io: &dyn Backend, path: &Path, contents: &LogContents) -> Result<Self> {
+        if let Some(d) = &contents.damage {
+            return Err(Error::corrupt(path, d));
+        }
         let file = io
             .open(path, OpenMode::ReadWrite)
             .ctx(|| format!("open log {}", path.display()))?;
@@ -407,10 +481,23 @@ mod tests {
         for cut in LOG_HEADER_LEN as usize..full {
             let c = parse(&b[..cut]).unwrap();
             assert!(c.records.is_empty(), "partial batch at {cut} accepted");
+            assert_eq!(c.damage, None, "a torn append at {cut} taken for damage");
+        }
+        // Torn appends of a second batch after a committed one: never damage.
+        let mut two = b[..full].to_vec();
+        for (i, r) in batch().iter().enumerate() {
+            r.encode(13 + i as u64, &mut two);
+        }
+        for cut in full..two.len() {
+            let c = parse(&two[..cut]).unwrap();
+            assert_eq!((c.records.len(), c.damage), (3, None), "cut at {cut}");
         }
         let mut g = b.clone();
         g[LOG_HEADER_LEN as usize + 20] ^= 1;
-        assert!(parse(&g).unwrap().records.is_empty());
+        let c = parse(&g).unwrap();
+        assert!(c.records.is_empty());
+        // The first record is damaged but its batch's Commit is on disk.
+        assert_eq!(c.damage.map(|d| (d.offset, d.seq)), Some((LOG_HEADER_LEN, 10)));
         let ids: Vec<ArtifactId> = parse(&b)
             .unwrap()
             .records

@@ -144,6 +144,9 @@ impl Store {
     /// and hashed. Problems are collected, not returned as an error.
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut rep = VerifyReport::default();
+        for (file, detail) in &self.open_damage {
+            rep.problems.push(problem(file, None, detail.clone()));
+        }
         let (indexes, segments) = {
             let st = self.state.read();
             (st.indexes.clone(), st.segments.clone())

@@ -21,7 +21,7 @@ mod write;
 mod zfs;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -85,6 +85,9 @@ pub struct Store {
     /// Segments as of opening: a read-only handle reads the open segment up to
     /// the committed length recorded here (a writer tracks its own).
     open_segs: BTreeMap<u32, SegmentState>,
+    /// Damage found while opening that a read-only handle works around (a
+    /// writer refuses to open over it): `verify` reports it.
+    open_damage: Vec<(PathBuf, String)>,
     _lock: Option<Box<dyn LockGuard>>,
 }
 
@@ -312,6 +315,16 @@ impl Store {
         }
         let log_path = layout.log(ckpt.log_file);
         let contents = log::read(io, &log_path)?;
+        let mut open_damage = Vec::new();
+        if let Some(d) = &contents.damage {
+            // Replaying on would build on a hole, and a writer would cut the
+            // open segment back to the last readable commit, destroying the
+            // bytes repair needs. Readers see the state before the damage.
+            if writable {
+                return Err(Error::corrupt(&log_path, d));
+            }
+            open_damage.push((log_path.clone(), d.to_string()));
+        }
         let replayed = crate::snapshot::replay::replay(&ckpt, &contents).map_err(|e| Error::corrupt(&log_path, e))?;
         let crate::snapshot::replay::Replayed {
             memtable,
@@ -389,6 +402,7 @@ impl Store {
             streams_done: parking_lot::Condvar::new(),
             block_cache: Mutex::new(Vec::new()),
             open_segs,
+            open_damage,
             _lock: lock,
         };
         if upgrade && store.writer.is_some() {
