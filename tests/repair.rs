@@ -53,6 +53,14 @@ fn packed_blocks(bytes: &[u8]) -> Vec<(usize, BlockHeader)> {
     out
 }
 
+/// Whether `bytes` appear in some segment file (raw blocks only).
+fn on_disk(dir: &Path, bytes: &[u8]) -> bool {
+    fs::read_dir(dir.join("segments")).unwrap().any(|e| {
+        let b = fs::read(e.unwrap().path()).unwrap();
+        b.windows(bytes.len()).any(|w| w == bytes)
+    })
+}
+
 fn flip(path: &Path, at: usize) {
     let mut b = fs::read(path).unwrap();
     b[at] ^= 0x20;
@@ -180,4 +188,61 @@ fn damaged_log_record_is_corruption_not_a_torn_tail() {
     let s = Store::open(d).unwrap();
     assert_eq!(s.get(&id).unwrap(), big);
     assert!(s.verify().unwrap().is_clean());
+}
+
+/// A damaged snapshot file fails alone: the store opens for writing, reads at
+/// other snapshots and CURRENT work, reads at it and `verify` report it, GC
+/// keeps everything it may have held, and `snapshot delete` and `repair` work.
+#[test]
+fn a_damaged_snapshot_fails_alone() {
+    for at in [20usize, 200] {
+        // 20: inside the header (the file does not open); 200: inside the body.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let s = StoreOptions::new().create(true).open(d).unwrap();
+        let kept = s.put(&noise(1, 3000)).unwrap();
+        let only_a = s.put(&noise(2, 3000)).unwrap();
+        // Garbage in the same segment, so that GC repacks it.
+        let junk = s.put(&noise(4, 9000)).unwrap();
+        s.remove(&junk).unwrap();
+        s.snapshot("a").unwrap();
+        s.remove(&only_a).unwrap();
+        s.put(&noise(3, 3000)).unwrap();
+        s.snapshot("b").unwrap();
+        s.seal().unwrap();
+        s.close().unwrap();
+        let ident = Store::open_read_only(d).unwrap().snapshot_meta("a").unwrap().identity;
+        flip(&d.join("snapshots").join(format!("{ident}.idx")), at);
+
+        let s = Store::open(d).unwrap();
+        assert!(s.at("a").and_then(|v| v.get(&only_a)).unwrap_err().is_corruption());
+        assert_eq!(s.at("b").unwrap().get(&kept).unwrap(), noise(1, 3000));
+        assert!(s.diff_snapshots("a", "b").unwrap_err().is_corruption());
+        let rep = s.verify().unwrap();
+        assert!(
+            rep.problems.iter().any(|p| p.detail.contains("snapshot a is damaged")),
+            "{:?}",
+            rep.problems
+        );
+        s.put(b"still writable").unwrap();
+        s.commit().unwrap();
+        // GC must assume the damaged snapshot holds the removed artifact.
+        let g = s
+            .gc(&asl::GcOptions {
+                threshold: 1.0,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(g.reclaimed_bytes > 0, "{g:?}");
+        drop(s);
+        assert!(on_disk(d, &noise(2, 3000)), "GC dropped what the damaged snapshot held");
+        let r = Store::repair(d).unwrap();
+        assert!(r.is_complete(), "{r:?}");
+        let s = Store::open(d).unwrap();
+        assert!(s.at("a").is_ok(), "repair dropped the damaged snapshot's catalog entry");
+        s.delete_snapshot("a").unwrap();
+        assert!(s.verify().unwrap().is_clean(), "{:?}", s.verify().unwrap().problems);
+        assert_eq!(s.get(&kept).unwrap(), noise(1, 3000));
+        drop(s);
+    }
 }

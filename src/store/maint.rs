@@ -268,14 +268,21 @@ impl Store {
             if !seen.insert(h.meta.identity) {
                 continue;
             }
-            let path = &h.file.path;
-            if let Err(e) = h.file.validate() {
-                rep.problems.push(problem(path, None, e.to_string()));
-                continue;
-            }
+            let path = &h.path;
+            let file = match h.file() {
+                Ok(f) => f,
+                Err(e) => {
+                    let detail = match e {
+                        Error::Corrupt { detail, .. } => detail,
+                        other => other.to_string(),
+                    };
+                    rep.problems.push(problem(path, None, detail));
+                    continue;
+                }
+            };
             let mut hasher = CurrentHasher::default();
-            for i in 0..h.file.len() {
-                let e = h.file.entry(i)?;
+            for i in 0..file.len() {
+                let e = file.entry(i)?;
                 hasher.add(&e);
                 let st = self.state.read();
                 let located = st

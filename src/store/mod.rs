@@ -138,17 +138,67 @@ pub(crate) fn held_by(
             continue;
         }
         seen.push(ident);
-        if h.file.get(&rec.id)?.is_some() {
-            return Ok(true);
+        match h.file() {
+            Ok(f) => {
+                if f.get(&rec.id)?.is_some() {
+                    return Ok(true);
+                }
+            }
+            // What a damaged snapshot holds is unknown: it may hold anything,
+            // so nothing it could hold is ever released.
+            Err(_) => return Ok(true),
         }
     }
     Ok(false)
 }
 
-/// A snapshot in the catalog with its mapped index file.
+/// A snapshot in the catalog with its mapped index file. A snapshot whose file
+/// cannot be opened or fails its checks is kept in the catalog as damaged: it
+/// fails alone (reads at it, `verify`), every other command goes on working,
+/// and GC treats it as holding everything.
 pub(crate) struct SnapshotHandle {
     pub(crate) meta: SnapshotMeta,
-    pub(crate) file: Arc<IndexFile>,
+    pub(crate) path: PathBuf,
+    opened: std::result::Result<Arc<IndexFile>, String>,
+    /// The file's whole-body check, done once on first use.
+    checked: std::sync::OnceLock<std::result::Result<(), String>>,
+}
+
+impl SnapshotHandle {
+    pub(crate) fn new(meta: SnapshotMeta, path: PathBuf, opened: std::result::Result<Arc<IndexFile>, String>) -> Self {
+        Self {
+            meta,
+            path,
+            opened,
+            checked: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The snapshot's index file once its checksum, order and fanout have been
+    /// checked (a damaged one could answer membership wrongly), or the damage.
+    pub(crate) fn file(&self) -> Result<&Arc<IndexFile>> {
+        let f = self.opened.as_ref().map_err(|e| self.damage(e))?;
+        self.checked
+            .get_or_init(|| f.validate().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| self.damage(e))?;
+        Ok(f)
+    }
+
+    /// The damage, when the file cannot be used (checks it on first call).
+    pub(crate) fn damaged(&self) -> Option<String> {
+        self.file().err().map(|e| e.to_string())
+    }
+
+    /// The opened file without the body check (for sharing it with a new
+    /// snapshot of the same content).
+    pub(crate) fn opened(&self) -> Option<&Arc<IndexFile>> {
+        self.opened.as_ref().ok()
+    }
+
+    fn damage(&self, detail: &str) -> Error {
+        Error::corrupt(&self.path, format!("snapshot {} is damaged: {detail}", self.meta.name))
+    }
 }
 
 impl State {
@@ -574,22 +624,25 @@ fn recount_usage(
 }
 
 /// Opens the index file of every snapshot in the catalog, once per identity.
+/// A file that cannot be opened makes its snapshots damaged, not the store.
 fn open_snapshots(
     layout: &Layout,
     metas: BTreeMap<String, SnapshotMeta>,
 ) -> Result<BTreeMap<String, Arc<SnapshotHandle>>> {
-    let mut files: HashMap<CurrentId, Arc<IndexFile>> = HashMap::new();
+    type Opened = std::result::Result<Arc<IndexFile>, String>;
+    let mut files: HashMap<CurrentId, Opened> = HashMap::new();
     let mut out = BTreeMap::new();
     for (name, meta) in metas {
-        let file = match files.get(&meta.identity) {
-            Some(f) => f.clone(),
-            None => {
-                let f = Arc::new(IndexFile::open(&*layout.io, &layout.snapshot(&meta.identity))?);
-                files.insert(meta.identity, f.clone());
-                f
-            }
-        };
-        out.insert(name, Arc::new(SnapshotHandle { meta, file }));
+        let path = layout.snapshot(&meta.identity);
+        let opened = files
+            .entry(meta.identity)
+            .or_insert_with(|| {
+                IndexFile::open(&*layout.io, &path)
+                    .map(Arc::new)
+                    .map_err(|e| Error::from(e).to_string())
+            })
+            .clone();
+        out.insert(name, Arc::new(SnapshotHandle::new(meta, path, opened)));
     }
     Ok(out)
 }

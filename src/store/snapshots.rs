@@ -119,8 +119,8 @@ impl Store {
             .read()
             .snapshots
             .values()
-            .find(|h| h.meta.identity == identity)
-            .map(|h| h.file.clone());
+            .find(|h| h.meta.identity == identity && h.damaged().is_none())
+            .and_then(|h| h.opened().cloned());
         let file = match shared {
             // Same content as an existing snapshot: share its file.
             Some(f) => {
@@ -144,10 +144,7 @@ impl Store {
         })?;
         self.state.write().snapshots.insert(
             name.to_string(),
-            Arc::new(SnapshotHandle {
-                meta: meta.clone(),
-                file,
-            }),
+            Arc::new(SnapshotHandle::new(meta.clone(), path, Ok(file))),
         );
         Ok(meta)
     }
@@ -193,15 +190,20 @@ impl Store {
                 .values()
                 .any(|o| o.meta.identity == h.meta.identity);
             if !shared {
-                for i in 0..h.file.len() {
-                    let e = h.file.entry(i)?;
-                    s.release_if_unheld(w, &e.id)?;
+                // A damaged snapshot cannot say what it held: its artifacts
+                // keep counting as live until `repair` recounts (GC then
+                // reclaims less, never too much).
+                if let Ok(f) = h.file() {
+                    for i in 0..f.len() {
+                        let e = f.entry(i)?;
+                        s.release_if_unheld(w, &e.id)?;
+                    }
                 }
             }
             w.batch.push(Record::SnapshotDeleted { name: name.to_string() });
             s.commit_locked(w)?;
             if !shared {
-                let _ = s.layout.io.remove(&h.file.path);
+                let _ = s.layout.io.remove(&h.path);
                 sync_dir(&*s.layout.io, &s.layout.snapshot_dir())?;
             }
             Ok(())
@@ -229,7 +231,7 @@ impl Store {
         if ha.meta.identity == hb.meta.identity {
             return Ok(out);
         }
-        let (fa, fb) = (&ha.file, &hb.file);
+        let (fa, fb) = (ha.file()?, hb.file()?);
         let (mut i, mut j) = (0u64, 0u64);
         let (na, nb) = (fa.len(), fb.len());
         let mut ea = if na > 0 { Some(fa.entry(0)?) } else { None };
@@ -401,7 +403,7 @@ impl SnapshotView<'_> {
     }
 
     fn member(&self, id: &ArtifactId) -> Result<Entry> {
-        self.handle.file.get(id)?.ok_or(Error::NotFound(*id))
+        self.handle.file()?.get(id)?.ok_or(Error::NotFound(*id))
     }
 
     /// Where the snapshot's copy of `id` is now (GC may have moved it).
@@ -415,7 +417,7 @@ impl SnapshotView<'_> {
 
     /// Whether the snapshot holds `id`.
     pub fn contains(&self, id: &ArtifactId) -> Result<bool> {
-        Ok(self.handle.file.get(id)?.is_some())
+        Ok(self.handle.file()?.get(id)?.is_some())
     }
 
     /// Size of an artifact in the snapshot.
@@ -443,13 +445,14 @@ impl SnapshotView<'_> {
         if let Some(id) = prefix.full() {
             return Ok(id);
         }
-        let m = self.handle.file.prefix_matches(&prefix, 2)?;
+        let file = self.handle.file()?;
+        let m = file.prefix_matches(&prefix, 2)?;
         match m.len() {
             0 => Err(Error::PrefixNotFound(prefix.as_str().to_string())),
             1 => Ok(m[0].id),
             _ => Err(Error::AmbiguousPrefix {
                 prefix: prefix.as_str().to_string(),
-                count: self.handle.file.prefix_matches(&prefix, usize::MAX)?.len(),
+                count: file.prefix_matches(&prefix, usize::MAX)?.len(),
             }),
         }
     }
@@ -458,7 +461,7 @@ impl SnapshotView<'_> {
     pub fn iter(&self) -> Result<Iter> {
         Ok(Iter::over(Merged::new(
             Vec::new(),
-            std::slice::from_ref(&self.handle.file),
+            std::slice::from_ref(self.handle.file()?),
             None,
         )?))
     }
