@@ -15,6 +15,7 @@ pub use crate::block::format::{
     BLOCK_HEADER_LEN,
 };
 pub use crate::block::segment::{SegmentFooter, SegmentHeader};
+pub use crate::block::tree::{chunk_cv, root as tree_root};
 pub use crate::index::entry::{Entry, ENTRY_LEN};
 pub use crate::index::file::validate as validate_index;
 pub use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
@@ -98,7 +99,7 @@ fn parse_one(name: &str, data: &[u8]) {
                             let _ = &raw[e.offset as usize..(e.offset + e.len) as usize];
                         }
                     }
-                    if let Ok(t) = LargeTrailer::decode(&raw) {
+                    if let Ok(t) = LargeTrailer::decode_kind(h.kind, &raw) {
                         assert_eq!(t.encode(), raw);
                     }
                     let _ = decode_tombstones(&raw, h.count);

@@ -59,11 +59,6 @@ single_version!(
     "store file"
 );
 single_version!(
-    /// Segment files: header, blocks, footer.
-    SegmentVersion,
-    "segment"
-);
-single_version!(
     /// Sorted index files (the main index and snapshot files).
     IndexVersion,
     "index"
@@ -114,6 +109,39 @@ impl FormatVersion for CheckpointVersion {
     }
 }
 
+/// Segment files: header, blocks, footer. Version 2 adds the tree trailer
+/// (block kind 5: a large artifact's trailer with its verified chunk tree);
+/// version 1 segments hold kind-3 trailers only, and a writer never appends
+/// to one (it seals it and starts a version-2 segment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SegmentVersion {
+    /// The first format: kind-3 trailers without a chunk tree.
+    V1,
+    /// Tree trailers (block kind 5).
+    V2,
+}
+
+impl SegmentVersion {
+    /// Whether segments of this version may hold tree trailers.
+    pub fn has_tree_trailers(self) -> bool {
+        self != Self::V1
+    }
+}
+
+impl FormatVersion for SegmentVersion {
+    const WHAT: &'static str = "segment";
+    const KNOWN: &'static [Self] = &[Self::V1, Self::V2];
+    const CURRENT: Self = Self::V2;
+
+    fn number(self) -> u32 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +157,8 @@ mod tests {
             Err(DecodeError::UnsupportedVersion { version: 3, .. })
         ));
         assert!(SegmentVersion::from_number(0).is_err());
+        assert!(SegmentVersion::from_number(3).is_err());
+        assert!(!SegmentVersion::from_number(1).unwrap().has_tree_trailers());
         assert_eq!(LogVersion::from_number(1).unwrap(), LogVersion::CURRENT);
     }
 }

@@ -5,9 +5,10 @@
 use asl::codec::Entry;
 use asl::codec::SegmentState;
 use asl::codec::{
-    decode_packed_table, decode_store_file, encode_store_file, parse_log, BlockHeader, Checkpoint, LargeTrailer,
-    Record, SegmentFooter, SegmentHeader,
+    decode_packed_table, decode_store_file, encode_store_file, parse_log, BlockHeader, BlockKind, Checkpoint,
+    LargeTrailer, Record, SegmentFooter, SegmentHeader,
 };
+use asl::version::SegmentVersion;
 use asl::{ArtifactId, CurrentId, DomainId, SnapshotMeta, Visibility};
 
 fn spec() -> String {
@@ -72,12 +73,14 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     let mut block = h.encode().to_vec();
     block.extend_from_slice(&raw);
     let seg = SegmentHeader {
+        version: SegmentVersion::V2,
         id: 1,
         store_id: 0x0807_0605_0403_0201,
     }
     .encode()
     .to_vec();
     let footer = SegmentFooter {
+        version: SegmentVersion::V2,
         block_count: 1,
         data_len: 147,
         raw_total: 83,
@@ -131,8 +134,10 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
             asl::codec::ChunkRef { offset: 32, raw_len: 4 },
             asl::codec::ChunkRef { offset: 68, raw_len: 1 },
         ],
+        cvs: None,
     }
     .encode();
+    let tree_trailer = tree_trailer_example().encode();
     vec![
         ("packed-block", block),
         ("segment-header", seg),
@@ -142,8 +147,33 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         ("checkpoint", ckpt),
         ("log-catalog", catalog),
         ("large-trailer", trailer),
+        ("tree-trailer", tree_trailer),
         ("store-file", encode_store_file(0x0807_0605_0403_0201).to_vec()),
     ]
+}
+
+/// 1030 bytes `x` in chunks of 1024: two chunks, two chaining values.
+fn tree_trailer_example() -> LargeTrailer {
+    let data = [b'x'; 1030];
+    LargeTrailer {
+        id: ArtifactId::of(&data),
+        len: 1030,
+        chunk_size: 1024,
+        chunks: vec![
+            asl::codec::ChunkRef {
+                offset: 32,
+                raw_len: 1024,
+            },
+            asl::codec::ChunkRef {
+                offset: 1088,
+                raw_len: 6,
+            },
+        ],
+        cvs: Some(vec![
+            asl::codec::chunk_cv(&data[..1024], 0, 1024),
+            asl::codec::chunk_cv(&data[1024..], 1, 1024),
+        ]),
+    }
 }
 
 fn example_snapshot() -> SnapshotMeta {
@@ -204,5 +234,11 @@ fn spec_examples_decode() {
     assert_eq!(log.records[3].1, Record::SegmentDropped { id: 1 });
     let t = LargeTrailer::decode(&golden("large-trailer")).unwrap();
     assert_eq!((t.len, t.chunks.len()), (5, 2));
+    let t = LargeTrailer::decode_kind(BlockKind::TreeTrailer, &golden("tree-trailer")).unwrap();
+    assert_eq!(t, tree_trailer_example());
+    assert_eq!(
+        asl::codec::tree_root(t.cvs.as_deref().unwrap()).unwrap().as_bytes(),
+        blake3::hash(&[b'x'; 1030]).as_bytes()
+    );
     assert_eq!(decode_store_file(&golden("store-file")).unwrap(), 0x0807_0605_0403_0201);
 }

@@ -30,6 +30,10 @@ pub enum BlockKind {
     LargeTrailer = 3,
     /// Ids removed from CURRENT, so repair can replay removals.
     Tombstones = 4,
+    /// The closing block of a large artifact with its verified chunk tree: a
+    /// trailer that also keeps each chunk's BLAKE3 chaining value (segment
+    /// version 2).
+    TreeTrailer = 5,
 }
 
 impl BlockKind {
@@ -39,8 +43,14 @@ impl BlockKind {
             2 => Self::LargeChunk,
             3 => Self::LargeTrailer,
             4 => Self::Tombstones,
+            5 => Self::TreeTrailer,
             _ => return None,
         })
+    }
+
+    /// Whether blocks of this kind close a large artifact.
+    pub fn is_trailer(self) -> bool {
+        matches!(self, Self::LargeTrailer | Self::TreeTrailer)
     }
 }
 
@@ -343,25 +353,61 @@ pub struct LargeTrailer {
     pub chunk_size: u32,
     /// The chunks, in order.
     pub chunks: Vec<ChunkRef>,
+    /// Each chunk's BLAKE3 chaining value (the verified chunk tree); `None`
+    /// for a trailer written before the tree existed (block kind 3).
+    pub cvs: Option<Vec<[u8; 32]>>,
 }
 
+/// Bytes per chunk record: offset and raw length, then the CV in a tree trailer.
+const CHUNK_REF_LEN: usize = 12;
+const TREE_REF_LEN: usize = CHUNK_REF_LEN + 32;
+
 impl LargeTrailer {
-    /// Encodes the raw trailer body.
+    /// The block kind this trailer is written as.
+    pub fn kind(&self) -> BlockKind {
+        if self.cvs.is_some() {
+            BlockKind::TreeTrailer
+        } else {
+            BlockKind::LargeTrailer
+        }
+    }
+
+    /// Encodes the raw trailer body (of the kind [`LargeTrailer::kind`] says).
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(48 + self.chunks.len() * 12);
+        let per = if self.cvs.is_some() {
+            TREE_REF_LEN
+        } else {
+            CHUNK_REF_LEN
+        };
+        let mut b = Vec::with_capacity(48 + self.chunks.len() * per);
         b.extend_from_slice(self.id.as_bytes());
         b.extend_from_slice(&self.len.to_le_bytes());
         b.extend_from_slice(&self.chunk_size.to_le_bytes());
         b.extend_from_slice(&(self.chunks.len() as u32).to_le_bytes());
-        for c in &self.chunks {
+        for (i, c) in self.chunks.iter().enumerate() {
             b.extend_from_slice(&c.offset.to_le_bytes());
             b.extend_from_slice(&c.raw_len.to_le_bytes());
+            if let Some(cvs) = &self.cvs {
+                b.extend_from_slice(&cvs[i]);
+            }
         }
         b
     }
 
-    /// Decodes a raw trailer body and checks that the chunk lengths add up.
+    /// Decodes a kind-3 trailer body (no chunk tree).
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_kind(BlockKind::LargeTrailer, b)
+    }
+
+    /// Decodes the raw body of a trailer block of `kind` and checks that the
+    /// chunk lengths add up; a tree trailer's chaining values must also merge
+    /// to its id (checked here once, so a decoded trailer is self-consistent).
+    pub fn decode_kind(kind: BlockKind, b: &[u8]) -> Result<Self, DecodeError> {
+        let per = match kind {
+            BlockKind::LargeTrailer => CHUNK_REF_LEN,
+            BlockKind::TreeTrailer => TREE_REF_LEN,
+            other => return Err(DecodeError::Invalid(format!("block kind {other:?} is not a trailer"))),
+        };
         if b.len() < 48 {
             return Err(DecodeError::Truncated {
                 what: "large trailer",
@@ -374,7 +420,7 @@ impl LargeTrailer {
         let len = le_u64(b, 32);
         let chunk_size = le_u32(b, 40);
         let n = le_u32(b, 44) as u64;
-        if b.len() as u64 != 48 + n * 12 {
+        if b.len() as u64 != 48 + n * per as u64 {
             return Err(DecodeError::Invalid(
                 "large trailer length does not match its chunk count".into(),
             ));
@@ -382,10 +428,17 @@ impl LargeTrailer {
         if chunk_size == 0 {
             return Err(DecodeError::Invalid("large trailer chunk size 0".into()));
         }
+        let tree = kind == BlockKind::TreeTrailer;
+        if tree && (n == 0 || !super::tree::valid_chunk_size(chunk_size as u64)) {
+            return Err(DecodeError::Invalid(format!(
+                "tree trailer with {n} chunks of {chunk_size} bytes"
+            )));
+        }
         let mut chunks = Vec::with_capacity(n as usize);
+        let mut cvs = Vec::with_capacity(if tree { n as usize } else { 0 });
         let mut total = 0u64;
         for i in 0..n as usize {
-            let at = 48 + i * 12;
+            let at = 48 + i * per;
             let c = ChunkRef {
                 offset: le_u64(b, at),
                 raw_len: le_u32(b, at + 8),
@@ -399,15 +452,30 @@ impl LargeTrailer {
             }
             total += c.raw_len as u64;
             chunks.push(c);
+            if tree {
+                let mut cv = [0u8; 32];
+                cv.copy_from_slice(&b[at + CHUNK_REF_LEN..at + TREE_REF_LEN]);
+                cvs.push(cv);
+            }
         }
         if total != len {
             return Err(DecodeError::Invalid("large trailer chunk lengths do not add up".into()));
+        }
+        if tree {
+            if let Some(root) = super::tree::root(&cvs) {
+                if root.as_bytes() != &id {
+                    return Err(DecodeError::Invalid(
+                        "large trailer chunk tree does not hash to its id".into(),
+                    ));
+                }
+            }
         }
         Ok(Self {
             id: ArtifactId::from_bytes(id),
             len,
             chunk_size,
             chunks,
+            cvs: tree.then_some(cvs),
         })
     }
 }
@@ -524,10 +592,46 @@ mod tests {
                     raw_len: 500,
                 },
             ],
+            cvs: None,
         };
         assert_eq!(LargeTrailer::decode(&t.encode()).unwrap(), t);
         let mut bad = t.clone();
         bad.len = 2600;
         assert!(LargeTrailer::decode(&bad.encode()).is_err());
+    }
+
+    #[test]
+    fn tree_trailer_roundtrip_and_root_check() {
+        let data: Vec<u8> = (0..2500u32).map(|i| (i * 7) as u8).collect();
+        let cvs: Vec<[u8; 32]> = data
+            .chunks(1024)
+            .enumerate()
+            .map(|(i, c)| crate::block::tree::chunk_cv(c, i as u64, 1024))
+            .collect();
+        let t = LargeTrailer {
+            id: ArtifactId::of(&data),
+            len: 2500,
+            chunk_size: 1024,
+            chunks: (0..3)
+                .map(|i| ChunkRef {
+                    offset: 32 + i * 1100,
+                    raw_len: if i < 2 { 1024 } else { 452 },
+                })
+                .collect(),
+            cvs: Some(cvs),
+        };
+        assert_eq!(t.kind(), BlockKind::TreeTrailer);
+        let b = t.encode();
+        assert_eq!(LargeTrailer::decode_kind(BlockKind::TreeTrailer, &b).unwrap(), t);
+        // A kind-3 reader of the same bytes sees the wrong length.
+        assert!(LargeTrailer::decode(&b).is_err());
+        // A CV that does not belong: the tree no longer hashes to the id.
+        let mut bad = t.clone();
+        bad.cvs.as_mut().unwrap()[1][0] ^= 1;
+        assert!(LargeTrailer::decode_kind(BlockKind::TreeTrailer, &bad.encode()).is_err());
+        // Chunk sizes that are no BLAKE3 subtree are refused.
+        let mut odd = t.clone();
+        odd.chunk_size = 1000;
+        assert!(LargeTrailer::decode_kind(BlockKind::TreeTrailer, &odd.encode()).is_err());
     }
 }

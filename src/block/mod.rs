@@ -10,4 +10,5 @@ pub(crate) mod error;
 pub mod format;
 pub(crate) mod scan;
 pub(crate) mod segment;
+pub mod tree;
 pub(crate) mod writer;

@@ -182,7 +182,9 @@ impl Contents {
                 entries: decode_packed_table(&raw, h.count).map_err(ContentsError::Decode)?,
                 raw,
             },
-            BlockKind::LargeTrailer => Contents::Trailer(LargeTrailer::decode(&raw).map_err(ContentsError::Decode)?),
+            k @ (BlockKind::LargeTrailer | BlockKind::TreeTrailer) => {
+                Contents::Trailer(LargeTrailer::decode_kind(k, &raw).map_err(ContentsError::Decode)?)
+            }
             BlockKind::Tombstones => {
                 Contents::Tombstones(decode_tombstones(&raw, h.count).map_err(ContentsError::Decode)?)
             }

@@ -25,6 +25,8 @@ pub const FOOTER_LEN: u64 = 48;
 /// The segment header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// Format version of the segment.
+    pub version: SegmentVersion,
     /// Segment number, also its file name.
     pub id: u32,
     /// The store the segment belongs to.
@@ -36,7 +38,7 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; 32] {
         let mut b = [0u8; 32];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&SegmentVersion::CURRENT.number().to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.number().to_le_bytes());
         b[12..16].copy_from_slice(&self.id.to_le_bytes());
         b[16..24].copy_from_slice(&self.store_id.to_le_bytes());
         let crc = crc32c::crc32c(&b[..28]);
@@ -57,6 +59,7 @@ impl SegmentHeader {
             },
         )?;
         Ok(Self {
+            version: SegmentVersion::from_number(le_u32(b, 8))?,
             id: le_u32(b, 12),
             store_id: le_u64(b, 16),
         })
@@ -66,6 +69,8 @@ impl SegmentHeader {
 /// The footer that closes a sealed segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentFooter {
+    /// Format version (the segment header's).
+    pub version: SegmentVersion,
     /// Blocks in the segment.
     pub block_count: u64,
     /// Offset of the footer: header plus all blocks.
@@ -81,7 +86,7 @@ impl SegmentFooter {
     pub fn encode(&self) -> [u8; FOOTER_LEN as usize] {
         let mut b = [0u8; FOOTER_LEN as usize];
         b[0..8].copy_from_slice(&FOOTER_MAGIC);
-        b[8..12].copy_from_slice(&SegmentVersion::CURRENT.number().to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.number().to_le_bytes());
         b[16..24].copy_from_slice(&self.block_count.to_le_bytes());
         b[24..32].copy_from_slice(&self.data_len.to_le_bytes());
         b[32..40].copy_from_slice(&self.raw_total.to_le_bytes());
@@ -104,6 +109,7 @@ impl SegmentFooter {
             },
         )?;
         Ok(Self {
+            version: SegmentVersion::from_number(le_u32(b, 8))?,
             block_count: le_u64(b, 16),
             data_len: le_u64(b, 24),
             raw_total: le_u64(b, 32),
@@ -229,7 +235,7 @@ impl Segment {
     }
 }
 
-fn check_header(b: &[u8], path: &Path, id: u32, store_id: u64) -> Result<()> {
+fn check_header(b: &[u8], path: &Path, id: u32, store_id: u64) -> Result<SegmentVersion> {
     let h = SegmentHeader::decode(b).map_err(|e| Error::corrupt(path, e))?;
     if h.id != id {
         return Err(Error::corrupt(
@@ -240,7 +246,7 @@ fn check_header(b: &[u8], path: &Path, id: u32, store_id: u64) -> Result<()> {
     if h.store_id != store_id {
         return Err(Error::corrupt(path, "segment belongs to another store"));
     }
-    Ok(())
+    Ok(h.version)
 }
 
 /// The one segment being appended to.
@@ -252,6 +258,9 @@ pub(crate) struct ActiveSegment {
     pub(crate) len: u64,
     pub(crate) blocks: u64,
     pub(crate) raw_total: u64,
+    /// The header's version; a version-1 segment gets no tree trailers and
+    /// is sealed as soon as a writer opens the store.
+    pub(crate) version: SegmentVersion,
 }
 
 impl ActiveSegment {
@@ -260,7 +269,8 @@ impl ActiveSegment {
         let file = io
             .open(path, OpenMode::CreateNew)
             .ctx(|| format!("create segment {}", path.display()))?;
-        file.write_all_at(&SegmentHeader { id, store_id }.encode(), 0)
+        let version = SegmentVersion::CURRENT;
+        file.write_all_at(&SegmentHeader { version, id, store_id }.encode(), 0)
             .and_then(|_| file.sync_all())
             .ctx(|| format!("write segment header {}", path.display()))?;
         Ok(Self {
@@ -270,6 +280,7 @@ impl ActiveSegment {
             len: SEGMENT_HEADER_LEN,
             blocks: 0,
             raw_total: 0,
+            version,
         })
     }
 
@@ -282,7 +293,7 @@ impl ActiveSegment {
         let mut hdr = [0u8; 32];
         file.read_exact_at(&mut hdr, 0)
             .map_err(|_| Error::corrupt(path, "segment shorter than its header"))?;
-        check_header(&hdr, path, id, store_id)?;
+        let version = check_header(&hdr, path, id, store_id)?;
         let actual = file.len().ctx(|| format!("stat {}", path.display()))?;
         if actual < committed_len {
             return Err(Error::corrupt(
@@ -302,6 +313,7 @@ impl ActiveSegment {
             len: committed_len,
             blocks: 0,
             raw_total: 0,
+            version,
         };
         for b in Blocks::new(&*seg.file, SEGMENT_HEADER_LEN, committed_len) {
             let b = b.map_err(|stop| stop_error(path, stop))?;
@@ -315,7 +327,14 @@ impl ActiveSegment {
     /// caller has kept the bytes past it), with the block count and raw total
     /// its scan found. There is no walk here: the block area may hold damaged
     /// ranges that repair keeps in place rather than cut out.
-    pub(crate) fn adopt(io: &dyn Backend, path: &Path, id: u32, len: u64, blocks: u64, raw_total: u64) -> Result<Self> {
+    pub(crate) fn adopt(
+        io: &dyn Backend,
+        path: &Path,
+        header: &SegmentHeader,
+        len: u64,
+        blocks: u64,
+        raw_total: u64,
+    ) -> Result<Self> {
         let file = io
             .open(path, OpenMode::ReadWrite)
             .ctx(|| format!("open segment {}", path.display()))?;
@@ -325,12 +344,13 @@ impl ActiveSegment {
                 .ctx(|| format!("cut the torn tail of {}", path.display()))?;
         }
         Ok(Self {
-            id,
+            id: header.id,
             path: path.to_path_buf(),
             file,
             len,
             blocks,
             raw_total,
+            version: header.version,
         })
     }
 
@@ -382,6 +402,7 @@ impl ActiveSegment {
             off += n as u64;
         }
         let footer = SegmentFooter {
+            version: self.version,
             block_count: self.blocks,
             data_len: self.len,
             raw_total: self.raw_total,
@@ -568,9 +589,14 @@ mod tests {
 
     #[test]
     fn header_footer_round_trip() {
-        let h = SegmentHeader { id: 7, store_id: 99 };
+        let h = SegmentHeader {
+            version: SegmentVersion::CURRENT,
+            id: 7,
+            store_id: 99,
+        };
         assert_eq!(SegmentHeader::decode(&h.encode()).unwrap(), h);
         let f = SegmentFooter {
+            version: SegmentVersion::V1,
             block_count: 3,
             data_len: 1000,
             raw_total: 5000,

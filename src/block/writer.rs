@@ -15,12 +15,15 @@ use crate::block::format::{
     PackedEntry,
 };
 use crate::block::segment::ActiveSegment;
+use crate::block::tree;
 use crate::id::ArtifactId;
 
 /// A block ready to append: its header and stored body.
 pub(crate) struct BlockImage<'a> {
     header: BlockHeader,
     body: Cow<'a, [u8]>,
+    /// A chunk's BLAKE3 chaining value (for the trailer's chunk tree).
+    cv: [u8; 32],
 }
 
 impl<'a> BlockImage<'a> {
@@ -29,18 +32,24 @@ impl<'a> BlockImage<'a> {
     pub(crate) fn packed(raw: &'a [u8], count: u32, level: Option<i32>) -> Self {
         let (body, comp) = maybe_compress(raw, level);
         let header = header_for(BlockKind::Packed, comp, &body, raw.len(), count);
-        Self { header, body }
+        Self {
+            header,
+            body,
+            cv: [0; 32],
+        }
     }
 
-    /// One chunk of a large artifact; `try_compress` is the squeeze's verdict.
-    fn chunk(piece: &'a [u8], index: u32, try_compress: bool, level: Option<i32>) -> Self {
+    /// Chunk `index` (of `chunk_size` bytes each) of a large artifact, with its
+    /// chaining value; `try_compress` is the squeeze's verdict.
+    fn chunk(piece: &'a [u8], index: u32, chunk_size: usize, try_compress: bool, level: Option<i32>) -> Self {
+        let cv = tree::chunk_cv(piece, index as u64, chunk_size);
         let (body, comp) = if try_compress {
             maybe_compress(piece, level)
         } else {
             (Cow::Borrowed(piece), Compression::None)
         };
         let header = header_for(BlockKind::LargeChunk, comp, &body, piece.len(), index);
-        Self { header, body }
+        Self { header, body, cv }
     }
 
     /// Whether the stored body is compressed.
@@ -63,16 +72,18 @@ impl BlockImage<'static> {
         Self {
             header,
             body: Cow::Owned(body),
+            cv: [0; 32],
         }
     }
 
     /// A large artifact's trailer block.
     pub(crate) fn trailer(t: &LargeTrailer) -> Self {
         let body = t.encode();
-        let header = header_for(BlockKind::LargeTrailer, Compression::None, &body, body.len(), 0);
+        let header = header_for(t.kind(), Compression::None, &body, body.len(), 0);
         Self {
             header,
             body: Cow::Owned(body),
+            cv: [0; 32],
         }
     }
 }
@@ -119,6 +130,7 @@ pub(crate) struct ChunkRun {
     level: Option<i32>,
     squeeze: Squeeze,
     chunks: Vec<ChunkRef>,
+    cvs: Vec<[u8; 32]>,
     /// Raw bytes written so far.
     pub(crate) written: u64,
     /// Blocks written so far.
@@ -132,6 +144,7 @@ impl ChunkRun {
             level,
             squeeze: Squeeze::default(),
             chunks: Vec::new(),
+            cvs: Vec::new(),
             written: 0,
             blocks: 0,
         }
@@ -146,12 +159,12 @@ impl ChunkRun {
         let first = self.chunks.len() as u32;
         let pieces: Vec<&[u8]> = data.chunks(self.chunk_size).collect();
         let tries: Vec<bool> = pieces.iter().map(|_| self.squeeze.should_try()).collect();
-        let level = self.level;
+        let (level, size) = (self.level, self.chunk_size);
         let images: Vec<BlockImage<'d>> = pieces
             .par_iter()
             .zip(tries.par_iter())
             .enumerate()
-            .map(|(i, (p, t))| BlockImage::chunk(p, first + i as u32, *t, level))
+            .map(|(i, (p, t))| BlockImage::chunk(p, first + i as u32, size, *t, level))
             .collect();
         for (img, t) in images.iter().zip(&tries) {
             if *t {
@@ -169,19 +182,28 @@ impl ChunkRun {
                 offset,
                 raw_len: img.header.raw_len,
             });
+            self.cvs.push(img.cv);
             self.written += img.header.raw_len as u64;
             self.blocks += 1;
         }
         Ok(())
     }
 
-    /// The trailer naming the artifact these chunks hold.
+    /// Whether the chunks written merge to `id` (always true of a single
+    /// chunk: nothing to merge, readers hash it whole). A mismatch means the
+    /// bytes written are not the bytes hashed.
+    pub(crate) fn tree_matches(&self, id: &ArtifactId) -> bool {
+        tree::root(&self.cvs).is_none_or(|r| r.as_bytes() == id.as_bytes())
+    }
+
+    /// The trailer naming the artifact these chunks hold, with their chunk tree.
     pub(crate) fn trailer(self, id: ArtifactId, len: u64) -> LargeTrailer {
         LargeTrailer {
             id,
             len,
             chunk_size: self.chunk_size as u32,
             chunks: self.chunks,
+            cvs: Some(self.cvs),
         }
     }
 }

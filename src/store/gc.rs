@@ -303,7 +303,7 @@ impl Store {
             }
         })?;
         let id = ArtifactId::from_bytes(*hasher.finalize().as_bytes());
-        if id != rec.id || len != rec.len {
+        if id != rec.id || len != rec.len || !run.tree_matches(&id) {
             return Err(Error::CorruptArtifact {
                 id: rec.id,
                 file: self.layout.segment(rec.segment),

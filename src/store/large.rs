@@ -189,7 +189,7 @@ impl Store {
                 return Err(e);
             }
         };
-        if expect.is_some_and(|x| x != id) {
+        if expect.is_some_and(|x| x != id) || !run.tree_matches(&id) {
             self.drop_chunks(&mut w, &mark, &run)?;
             return Err(Error::InputChanged(label.to_string()));
         }

@@ -455,6 +455,15 @@ impl Store {
             open_damage,
             _lock: lock,
         };
+        let old_active = store
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.lock().active.as_ref().is_some_and(|a| !a.version.has_tree_trailers()));
+        if old_active {
+            // A version-1 segment may not hold tree trailers: close it, and
+            // the next write starts a current-version segment.
+            store.seal()?;
+        }
         if upgrade && store.writer.is_some() {
             // Write the recounted usage into a current-version checkpoint, so
             // the old format is read only once.
@@ -615,7 +624,7 @@ fn recount_usage(
         let end = seg.sealed_data_len().unwrap_or(st.len);
         for b in Blocks::new(&**seg, crate::block::segment::SEGMENT_HEADER_LEN, end) {
             let b = b.map_err(|stop| crate::block::segment::stop_error(&seg.path, stop))?;
-            if matches!(b.header.kind, BlockKind::Packed | BlockKind::LargeTrailer) {
+            if b.header.kind == BlockKind::Packed || b.header.kind.is_trailer() {
                 st.total += seg.contents(&b)?.artifacts().iter().map(|a| a.2).sum::<u64>();
             }
         }

@@ -75,9 +75,13 @@ impl StoreOptions {
         self
     }
 
-    /// Raw bytes per chunk block of a large artifact. Default 1 MiB.
+    /// Raw bytes per chunk block of a large artifact. Default 1 MiB. Rounded
+    /// down to a power of two (4 KiB to 256 MiB): each chunk is then one
+    /// subtree of the artifact's BLAKE3 tree, which is how reads verify a
+    /// chunk before returning any of it.
     pub fn chunk_size(mut self, bytes: usize) -> Self {
-        self.chunk_size = bytes.clamp(4096, 256 << 20);
+        let b = bytes.clamp(4096, 256 << 20);
+        self.chunk_size = 1 << (usize::BITS - 1 - b.leading_zeros());
         self
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::block::format::{BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
 use crate::block::segment::Segment;
+use crate::block::tree;
 use crate::error::{Error, Result};
 use crate::id::{ArtifactId, IdPrefix};
 use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED};
@@ -146,7 +147,7 @@ impl Store {
             return Ok(seg.block_header(e.block_offset)?.total_len());
         }
         let (h, raw) = seg.read_block(e.block_offset)?;
-        let t = LargeTrailer::decode(&raw).map_err(|x| Error::corrupt(&seg.path, x))?;
+        let t = LargeTrailer::decode_kind(h.kind, &raw).map_err(|x| Error::corrupt(&seg.path, x))?;
         let mut total = h.total_len();
         for c in &t.chunks {
             total += seg.block_header(c.offset)?.total_len();
@@ -276,16 +277,20 @@ impl Store {
             file: seg.path.clone(),
             detail,
         };
-        if h.kind != BlockKind::LargeTrailer {
+        if !h.kind.is_trailer() {
             return Err(bad(format!(
                 "block at {} is not a large-artifact trailer",
                 e.block_offset
             )));
         }
-        let t = LargeTrailer::decode(&raw).map_err(|x| bad(x.to_string()))?;
+        let mut t = LargeTrailer::decode_kind(h.kind, &raw).map_err(|x| bad(x.to_string()))?;
         if t.id != e.id || t.len != e.len {
             return Err(bad("trailer names another artifact".into()));
         }
+        let check = match t.cvs.take() {
+            Some(cvs) => ChunkCheck::Tree(cvs),
+            None => ChunkCheck::Digests(legacy_digests(&seg, &t)?),
+        };
         Ok(ArtifactReader {
             id: e.id,
             len: e.len,
@@ -293,10 +298,9 @@ impl Store {
             body: Body::Large {
                 seg,
                 trailer: t,
+                check,
                 cur: None,
             },
-            hasher: Some(blake3::Hasher::new()),
-            hashed: 0,
         })
     }
 
@@ -402,22 +406,80 @@ impl Store {
 }
 
 enum Body {
+    /// Bytes already verified against the id (or not yet written: pending).
     Small(Vec<u8>),
     Large {
         seg: Arc<Segment>,
         trailer: LargeTrailer,
+        /// What each chunk is checked against (proven by the id at open).
+        check: ChunkCheck,
+        /// The chunk last read, already verified.
         cur: Option<(usize, Vec<u8>)>,
     },
 }
 
+/// Reads chunk `idx` of a large artifact (its block CRC checked, its number
+/// and length matched against the trailer), not yet verified against the tree.
+fn load_chunk(seg: &Segment, t: &LargeTrailer, idx: usize) -> Result<Vec<u8>> {
+    let c = t.chunks[idx];
+    let (h, raw) = seg.read_block(c.offset).map_err(|e| artifact_error(e, t.id))?;
+    if h.kind != BlockKind::LargeChunk || h.count != idx as u32 || raw.len() != c.raw_len as usize {
+        return Err(Error::CorruptArtifact {
+            id: t.id,
+            file: seg.path.clone(),
+            detail: format!("chunk {idx} at {} does not match its trailer", c.offset),
+        });
+    }
+    Ok(raw)
+}
+
+/// Per-chunk digests of an artifact whose trailer predates chunk trees (block
+/// kind 3): every chunk is read once, the whole checked against the id, and
+/// each chunk's own BLAKE3 kept, so that later reads of a chunk are checked
+/// against a digest the id has proven, before the reader hands out any byte.
+fn legacy_digests(seg: &Segment, t: &LargeTrailer) -> Result<Vec<[u8; 32]>> {
+    let mut whole = blake3::Hasher::new();
+    let mut digests = Vec::with_capacity(t.chunks.len());
+    for i in 0..t.chunks.len() {
+        let raw = load_chunk(seg, t, i)?;
+        whole.update(&raw);
+        digests.push(*blake3::hash(&raw).as_bytes());
+    }
+    if whole.finalize().as_bytes() != t.id.as_bytes() {
+        return Err(Error::CorruptArtifact {
+            id: t.id,
+            file: seg.path.clone(),
+            detail: "BLAKE3 of the whole artifact does not match its id".into(),
+        });
+    }
+    Ok(digests)
+}
+
+/// How each chunk of a large artifact is checked before any of it is returned.
+enum ChunkCheck {
+    /// Against its chaining value in the trailer's chunk tree.
+    Tree(Vec<[u8; 32]>),
+    /// Against its own BLAKE3, taken when the whole was verified at open.
+    Digests(Vec<[u8; 32]>),
+}
+
+impl ChunkCheck {
+    fn matches(&self, raw: &[u8], idx: usize, chunk_size: usize, id: &ArtifactId) -> bool {
+        match self {
+            Self::Tree(cvs) => tree::chunk_matches(raw, idx as u64, chunk_size, cvs, id.as_bytes()),
+            Self::Digests(d) => d.get(idx) == Some(blake3::hash(raw).as_bytes()),
+        }
+    }
+}
+
 /// A verified streaming reader over one artifact (see [`Store::open_reader`]).
+/// Every byte it returns has been proven against the id: small artifacts
+/// whole, large ones chunk by chunk through their chunk tree.
 pub struct ArtifactReader {
     id: ArtifactId,
     len: u64,
     pos: u64,
     body: Body,
-    hasher: Option<blake3::Hasher>,
-    hashed: u64,
 }
 
 impl ArtifactReader {
@@ -427,8 +489,6 @@ impl ArtifactReader {
             len: b.len() as u64,
             pos: 0,
             body: Body::Small(b),
-            hasher: None,
-            hashed: 0,
         }
     }
 
@@ -475,19 +535,24 @@ impl Read for ArtifactReader {
                 out[..n].copy_from_slice(&s[..n]);
                 n
             }
-            Body::Large { seg, trailer, cur } => {
+            Body::Large {
+                seg,
+                trailer,
+                check,
+                cur,
+            } => {
                 let cs = trailer.chunk_size as u64;
                 let idx = (self.pos / cs) as usize;
                 if cur.as_ref().is_none_or(|(i, _)| *i != idx) {
-                    let c = trailer.chunks[idx];
-                    let (h, raw) = seg
-                        .read_block(c.offset)
-                        .map_err(|e| to_io(artifact_error(e, self.id)))?;
-                    if h.kind != BlockKind::LargeChunk || h.count != idx as u32 || raw.len() != c.raw_len as usize {
+                    let raw = load_chunk(seg, trailer, idx).map_err(to_io)?;
+                    if !check.matches(&raw, idx, cs as usize, &self.id) {
                         return Err(to_io(Error::CorruptArtifact {
                             id: self.id,
                             file: seg.path.clone(),
-                            detail: format!("chunk {idx} at {} does not match its trailer", c.offset),
+                            detail: format!(
+                                "chunk {idx} at {} does not match the artifact's chunk tree",
+                                trailer.chunks[idx].offset
+                            ),
                         }));
                     }
                     *cur = Some((idx, raw));
@@ -501,28 +566,7 @@ impl Read for ArtifactReader {
                 n
             }
         };
-        if let Some(h) = self.hasher.as_mut() {
-            if self.hashed == self.pos {
-                h.update(&out[..n]);
-                self.hashed += n as u64;
-            }
-        }
         self.pos += n as u64;
-        if self.pos == self.len && self.hashed == self.len {
-            if let Some(h) = self.hasher.take() {
-                if h.finalize().as_bytes() != self.id.as_bytes() {
-                    let file = match &self.body {
-                        Body::Large { seg, .. } => seg.path.clone(),
-                        Body::Small(_) => Default::default(),
-                    };
-                    return Err(to_io(Error::CorruptArtifact {
-                        id: self.id,
-                        file,
-                        detail: "BLAKE3 of the whole artifact does not match its id".into(),
-                    }));
-                }
-            }
-        }
         Ok(n)
     }
 }
@@ -538,10 +582,6 @@ impl Seek for ArtifactReader {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"));
         };
         self.pos = t;
-        if t == 0 && self.hashed != 0 && self.hasher.is_some() {
-            self.hasher = Some(blake3::Hasher::new());
-            self.hashed = 0;
-        }
         Ok(t)
     }
 }

@@ -218,7 +218,7 @@ impl Store {
                     }
                     let kept: Vec<&ScannedBlock> = sc.blocks.iter().filter(|b| b.offset < end).collect();
                     let raw_total = kept.iter().map(|b| b.header.raw_len as u64).sum();
-                    let (_, len) = ActiveSegment::adopt(io, &p, *id, end, kept.len() as u64, raw_total)?.seal()?;
+                    let (_, len) = ActiveSegment::adopt(io, &p, &h, end, kept.len() as u64, raw_total)?.seal()?;
                     rep.sealed += 1;
                     len
                 }
@@ -341,7 +341,7 @@ fn salvage(
             "{what}: {} artifacts (compressed body damaged)",
             b.header.count
         )),
-        (BlockKind::LargeTrailer, _) => match LargeTrailer::decode(stored) {
+        (k @ (BlockKind::LargeTrailer | BlockKind::TreeTrailer), _) => match LargeTrailer::decode_kind(k, stored) {
             Ok(t) => rep.lost.push(t.id.to_hex()),
             Err(_) => rep.lost.push(format!("{what}: a large artifact (trailer damaged)")),
         },
