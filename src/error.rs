@@ -138,6 +138,15 @@ pub enum Error {
     /// No pin has this name.
     #[error("no pin named {0:?}")]
     PinNotFound(String),
+    /// A pin of this name holds another artifact; moving it is
+    /// [`Store::repin`](crate::Store::repin).
+    #[error("a pin named {name:?} already holds {id} (unpin it first, or move it with repin / --force)")]
+    PinExists {
+        /// The pin's name.
+        name: String,
+        /// What it holds now.
+        id: crate::id::ArtifactId,
+    },
     /// A name or argument the operation cannot accept.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

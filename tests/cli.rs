@@ -607,6 +607,18 @@ fn small_cli_fixes() {
     assert!(!stdout(&o).contains(".asl"), "{}", stdout(&o));
     assert_eq!(stdout(&o).lines().count(), 2);
 
+    // `pin NAME ID` never moves an existing pin silently; --force does.
+    let other = blake3::hash(b"in the working directory").to_hex().to_string();
+    let x = cwd.join(".asl");
+    assert!(aslctl(&x, &["pin", "p", &other]).status.success());
+    let p = aslctl(&x, &["pin", "p", &blake3::hash(b"carriage return").to_hex()]);
+    assert_eq!(p.status.code(), Some(2), "{}", stderr(&p));
+    assert!(stderr(&p).contains("already holds"), "{}", stderr(&p));
+    assert!(stdout(&aslctl(&x, &["pins"])).starts_with(&other));
+    let p = aslctl(&x, &["pin", "p", "--force", &blake3::hash(b"carriage return").to_hex()]);
+    assert!(p.status.success(), "{}", stderr(&p));
+    assert!(!stdout(&aslctl(&x, &["pins"])).contains(&other));
+
     // A flipped bit in STORE: corruption, exit 1 (not "not a store", exit 2).
     let store_file = e.store.join("STORE");
     let mut b = fs::read(&store_file).unwrap();
@@ -747,4 +759,57 @@ fn output_errors_are_handled() {
     assert!(stderr(&o).contains("the command itself completed"), "{}", stderr(&o));
     let gid = blake3::hash(b"another file").to_hex().to_string();
     assert_eq!(aslctl(&e.store, &["cat", &gid]).stdout, b"another file");
+}
+
+/// A command whose work is committed but whose closing checkpoint fails says
+/// so the same way everywhere: its normal output, then one line saying the
+/// changes are committed, exit 2; the work is there on the next open. The
+/// checkpoint fails because `index/` is not writable (as root, the commands
+/// run as `nobody`, whom the permissions bind).
+#[test]
+fn a_failed_closing_checkpoint_after_a_commit_is_reported_alike() {
+    let e = env();
+    let f1 = e.root.join("f1");
+    let f2 = e.root.join("f2");
+    fs::write(&f1, b"first").unwrap();
+    fs::write(&f2, b"second").unwrap();
+    assert!(aslctl(&e.store, &["ingest", f1.to_str().unwrap()]).status.success());
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    chmod_r(&e.root, 0o777);
+    let index = e.store.join("index");
+    let mut perms = fs::metadata(&index).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o555);
+    fs::set_permissions(&index, perms).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = if is_root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        c.arg("--store").arg(&e.store).args(args).output().unwrap()
+    };
+    let id2 = blake3::hash(b"second").to_hex().to_string();
+    let o = run(&["ingest", f2.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with(&id2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("changes are committed"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ingested 1 files"), "{}", stderr(&o));
+    let o = run(&["rm", &id2]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("removed {id2}\n"));
+    assert!(stderr(&o).contains("changes are committed"), "{}", stderr(&o));
+    let o = run(&["pin", "keep", &blake3::hash(b"first").to_hex()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("changes are committed"), "{}", stderr(&o));
+    chmod_r(&e.root, 0o777);
+    let ls = stdout(&aslctl(&e.store, &["ls"]));
+    assert!(ls.contains(&blake3::hash(b"first").to_hex().to_string()), "{ls}");
+    assert!(!ls.contains(&id2), "the committed rm was lost: {ls}");
+    assert!(stdout(&aslctl(&e.store, &["pins"])).contains("keep"));
 }

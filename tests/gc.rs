@@ -144,6 +144,13 @@ fn pins_are_roots() {
     let a = s.put(&noise(1, 5000)).unwrap();
     let b = s.put(&noise(2, 5000)).unwrap();
     s.pin("keep-a", &a).unwrap();
+    s.pin("keep-a", &a).unwrap(); // the same pin again: a no-op
+                                  // A name holding another artifact is not moved silently.
+    assert!(matches!(s.pin("keep-a", &b), Err(Error::PinExists { id, .. }) if id == a));
+    assert_eq!(s.pins(), vec![("keep-a".to_string(), a)]);
+    s.repin("moving", &a).unwrap();
+    s.repin("moving", &b).unwrap();
+    assert_eq!(s.unpin("moving").unwrap(), b);
     assert!(matches!(s.pin("bad name", &a), Err(Error::InvalidArgument(_))));
     assert!(matches!(
         s.pin("ghost", &ArtifactId::of(b"never stored")),

@@ -144,7 +144,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Pin(k, i) => {
                 let name = format!("pin{k}");
-                match s.pin(&name, &id(i)) {
+                match s.repin(&name, &id(i)) {
                     Ok(()) => {
                         prop_assert!(m.retained(i), "pinned an unretained artifact");
                         m.pins.insert(name, i);

@@ -84,6 +84,9 @@ impl IndexHeader {
         if !(8..=20).contains(&bits) || le_u32(b, 32) != ENTRY_LEN as u32 {
             return Err(DecodeError::Invalid("index fanout width or entry size".into()));
         }
+        if b[36..60].iter().any(|&x| x != 0) {
+            return Err(DecodeError::Invalid("index header reserved bytes are not zero".into()));
+        }
         Ok(Self {
             bits,
             count: le_u64(b, 16),
@@ -112,6 +115,9 @@ pub fn validate(b: &[u8]) -> Result<IndexHeader, DecodeError> {
     let foot = &b[b.len() - INDEX_FOOTER_LEN..];
     if foot[8..16] != INDEX_FOOTER_MAGIC {
         return Err(DecodeError::BadMagic { expected: "ASLIEND" });
+    }
+    if le_u32(foot, 4) != 0 {
+        return Err(DecodeError::Invalid("index footer reserved bytes are not zero".into()));
     }
     let stored = le_u32(foot, 0);
     let computed = crc32c::crc32c(&b[INDEX_HEADER_LEN..b.len() - INDEX_FOOTER_LEN]);
@@ -413,5 +419,15 @@ mod tests {
             b[at] ^= 1;
             assert!(validate(&b).is_err(), "flip at {at} accepted");
         }
+        // Reserved bytes set with their checksums recomputed: still refused.
+        let mut b = bytes.clone();
+        b[40] = 1;
+        let crc = crc32c::crc32c(&b[..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert!(IndexHeader::decode(&b).is_err(), "header reserved byte accepted");
+        let mut b = bytes.clone();
+        let n = b.len();
+        b[n - 12] = 1;
+        assert!(validate(&b).is_err(), "footer reserved byte accepted");
     }
 }

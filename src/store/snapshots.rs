@@ -268,12 +268,35 @@ impl Store {
         Ok(out)
     }
 
-    /// Pins `id` under `name` as a GC root (replacing an earlier pin of that
-    /// name). The artifact must be retained now: live in CURRENT, in a
-    /// snapshot, or pinned already.
+    /// Pins `id` under `name` as a GC root. The artifact must be retained
+    /// now: live in CURRENT, in a snapshot, or pinned already. Pinning the
+    /// same artifact under the same name again is a no-op; a name that holds
+    /// another artifact is refused with [`Error::PinExists`], since moving it
+    /// silently would take a GC root away from what it held ([`Store::repin`]
+    /// moves it on purpose).
     pub fn pin(&self, name: &str, id: &ArtifactId) -> Result<()> {
+        self.pin_inner(name, id, false)
+    }
+
+    /// Pins `id` under `name`, moving the pin if it held another artifact
+    /// (which then loses this root).
+    pub fn repin(&self, name: &str, id: &ArtifactId) -> Result<()> {
+        self.pin_inner(name, id, true)
+    }
+
+    fn pin_inner(&self, name: &str, id: &ArtifactId, may_move: bool) -> Result<()> {
         validate_name(name).map_err(Error::InvalidArgument)?;
         let mut w = self.writer()?;
+        match self.state.read().pins.get(name) {
+            Some(old) if old == id => return Ok(()),
+            Some(old) if !may_move => {
+                return Err(Error::PinExists {
+                    name: name.to_string(),
+                    id: *old,
+                })
+            }
+            _ => {}
+        }
         self.commit_locked(&mut w)?;
         let rec = self.state.read().newest(id)?;
         let retained = match rec {

@@ -73,7 +73,7 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> R
             return Err(e);
         }
     };
-    store.close()?;
+    crate::close_committed(store);
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -87,6 +87,9 @@ enum Cmd {
         name: String,
         /// Id or unique id prefix.
         id: String,
+        /// Move the pin if the name holds another artifact (which loses this root).
+        #[arg(long)]
+        force: bool,
     },
     /// Remove a pin.
     Unpin {
@@ -136,7 +139,13 @@ fn main() -> ExitCode {
         })
         .unwrap_or_else(|| PathBuf::from(".asl"));
     match run(&cli, &store) {
-        Ok(code) => code,
+        Ok(code) => match CLOSE_FAILED.lock().ok().and_then(|mut f| f.take()) {
+            Some(e) => {
+                eprintln!("aslctl: error: the command's changes are committed, but closing the store failed: {e}");
+                ExitCode::from(2)
+            }
+            None => code,
+        },
         Err(e) => {
             eprintln!("aslctl: error: {e}");
             ExitCode::from(exit_code(&e))
@@ -211,7 +220,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Snapshot(cmd) => snap::snapshot(cli.json, dir, cmd),
         #[cfg(feature = "bench")]
         Cmd::Bench(args) => bench::bench(cli.json, args),
-        Cmd::Pin { name, id } => snap::pin(cli.json, dir, name, id),
+        Cmd::Pin { name, id, force } => snap::pin(cli.json, dir, name, id, *force),
         Cmd::Unpin { name } => snap::unpin(cli.json, dir, name),
         Cmd::Pins => snap::pins(cli.json, dir),
         Cmd::Gc { dry_run, threshold } => snap::gc(cli.json, dir, *threshold, *dry_run),
@@ -250,6 +259,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
                 }
             }
             s.commit()?;
+            close_committed(s);
             if cli.json {
                 let v = json!({
                     "removed": removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
@@ -273,7 +283,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Seal => {
             let s = Store::open(dir)?;
             s.seal()?;
-            s.close()?;
+            close_committed(s);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Verify => {
@@ -355,6 +365,22 @@ pub(crate) fn emit(args: std::fmt::Arguments<'_>) {
         .and_then(|_| o.flush());
     if let Err(e) = r {
         output_failed(&e);
+    }
+}
+
+/// Set when a command's work was committed but closing the store failed.
+static CLOSE_FAILED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Closes a store after the command's work is committed. A failing
+/// close-time checkpoint does not unsay the commit (the next open replays
+/// the log), so every command treats it alike: it still prints its result,
+/// and `main` then reports the failure, saying the work is committed, and
+/// exits 2.
+pub(crate) fn close_committed(s: Store) {
+    if let Err(e) = s.close() {
+        if let Ok(mut f) = CLOSE_FAILED.lock() {
+            *f = Some(e.to_string());
+        }
     }
 }
 

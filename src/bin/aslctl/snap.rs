@@ -115,7 +115,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
         SnapCmd::Create { name } => {
             let s = Store::open(dir)?;
             let m = s.snapshot(name)?;
-            s.close()?;
+            crate::close_committed(s);
             if json_out {
                 out!("{}", meta_json(&m));
             } else {
@@ -176,7 +176,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
         SnapCmd::Delete { name } => {
             let s = Store::open(dir)?;
             let m = s.delete_snapshot(name)?;
-            s.close()?;
+            crate::close_committed(s);
             if json_out {
                 out!("{}", json!({"deleted": meta_json(&m)}));
             } else {
@@ -196,7 +196,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
             };
             let s = Store::open(dir)?;
             let doomed = s.prune_snapshots(&policy, *dry_run)?;
-            s.close()?;
+            crate::close_committed(s);
             if json_out {
                 out!(
                     "{}",
@@ -214,7 +214,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str) -> Result<ExitCode, Error> {
+pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str, force: bool) -> Result<ExitCode, Error> {
     let s = Store::open(dir)?;
     // A prefix may name an artifact removed from CURRENT that a snapshot holds.
     let id = match s.resolve(id) {
@@ -225,8 +225,12 @@ pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str) -> Result<ExitCode,
             .ok_or(Error::PrefixNotFound(p))?,
         r => r?,
     };
-    s.pin(name, &id)?;
-    s.close()?;
+    if force {
+        s.repin(name, &id)?;
+    } else {
+        s.pin(name, &id)?;
+    }
+    crate::close_committed(s);
     if json_out {
         out!("{}", json!({"pinned": name, "id": id.to_hex()}));
     } else {
@@ -238,7 +242,7 @@ pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str) -> Result<ExitCode,
 pub fn unpin(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {
     let s = Store::open(dir)?;
     let id = s.unpin(name)?;
-    s.close()?;
+    crate::close_committed(s);
     if json_out {
         out!("{}", json!({"unpinned": name, "id": id.to_hex()}));
     } else {
@@ -264,7 +268,7 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
     let s = Store::open(dir)?;
     let r = s.gc(&GcOptions { threshold, dry_run })?;
     let after = s.stat()?;
-    s.close()?;
+    crate::close_committed(s);
     if json_out {
         out!(
             "{}",
