@@ -1,10 +1,13 @@
 //! Fault injection through the simulated backend: one workload (puts small
 //! and large, removals, commits, snapshots, seals, checkpoints, GC, reopen)
 //! run once per file operation it performs, with that one operation failing
-//! with EIO. After each: the error stops the workload; the store reopens; every
-//! acknowledged artifact reads back; nothing of the step whose commit failed is
-//! there (a failed fsync is final for its batch); and a power cut right after
-//! leaves a store that opens with everything acknowledged.
+//! with EIO, then with ENOSPC, and once per read it performs with that read
+//! failing with EIO; `repair` is run the same way over a finished store.
+//! After each: the error stops the workload and is not called corruption; the
+//! store reopens; every acknowledged artifact reads back; nothing of the step
+//! whose commit failed is there (a failed fsync is final for its batch); and a
+//! power cut right after leaves a store that opens with everything
+//! acknowledged.
 
 mod common;
 
@@ -12,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use asl::io::{Backend, CrashMode, SimBackend};
+use asl::io::{Backend, CrashMode, SimBackend, EIO, ENOSPC};
 use asl::{ArtifactId, GcOptions, Store, StoreOptions};
 use common::crash_data;
 
@@ -87,6 +90,11 @@ fn steps(io: &SimBackend, slot: &mut Option<Store>, out: &mut Outcome) -> asl::R
             out.acked.remove(&id);
             out.removed.push(id);
         }
+        // Reads along the way, so their failures are injected too: the newest
+        // artifacts (open segment) and the oldest (sealed, maybe moved by GC).
+        for (id, sd) in out.acked.iter().rev().take(2).chain(out.acked.iter().take(1)) {
+            assert_eq!(s.get(id)?, crash_data(*sd));
+        }
         match step % 8 {
             2 => {
                 s.snapshot(&format!("s{step}"))?;
@@ -147,27 +155,98 @@ fn check(io: &SimBackend, out: &Outcome, k: u64, what: &str) {
     }
 }
 
+/// Runs the workload with one fault set up by `inject`; returns whether it
+/// failed (after checking what it left).
+fn faulted(inject: impl FnOnce(&SimBackend), what: &str) -> bool {
+    let io = SimBackend::new();
+    inject(&io);
+    let mut out = Outcome::default();
+    match run(&io, &mut out) {
+        // An operation whose failure the store may shrug off (a best-effort
+        // removal of an old file).
+        Ok(()) => false,
+        Err(e) => {
+            assert!(!e.is_corruption(), "{what}: an I/O failure reported as corruption: {e}");
+            check(&io, &out, 0, what);
+            check(
+                &io.crash_image(CrashMode::DropUnsynced),
+                &out,
+                0,
+                &format!("{what}, then a power cut"),
+            );
+            true
+        }
+    }
+}
+
 #[test]
-fn eio_at_every_operation_loses_nothing_acknowledged_and_keeps_no_failed_batch() {
+fn eio_and_enospc_at_every_operation_lose_nothing_acknowledged_and_keep_no_failed_batch() {
     let full = SimBackend::new();
     let mut all = Outcome::default();
     run(&full, &mut all).unwrap();
     let total = full.ops();
     assert!(all.acked.len() > 30);
+    for (errno, name) in [(EIO, "EIO"), (ENOSPC, "ENOSPC")] {
+        let mut failed_runs = 0;
+        for k in 0..total {
+            if faulted(|io| io.fail_at_with(k, errno), &format!("{name} at op {k}")) {
+                failed_runs += 1;
+            }
+        }
+        assert!(failed_runs as u64 > total / 2, "most injected faults went unnoticed");
+        eprintln!("{total} operations, {name} injected at each; {failed_runs} stopped the workload with an error");
+    }
+}
+
+#[test]
+fn eio_on_every_read_is_an_io_error_and_loses_nothing() {
+    let full = SimBackend::new();
+    run(&full, &mut Outcome::default()).unwrap();
+    let total = full.reads();
     let mut failed_runs = 0;
     for k in 0..total {
-        let io = SimBackend::new();
-        io.fail_at(k);
-        let mut out = Outcome::default();
-        if run(&io, &mut out).is_ok() {
-            // An operation whose failure the store may shrug off (a
-            // best-effort removal of an old file).
-            continue;
+        if faulted(|io| io.fail_read_at(k, EIO), &format!("EIO at read {k}")) {
+            failed_runs += 1;
         }
-        failed_runs += 1;
-        check(&io, &out, k, "reopened");
-        check(&io.crash_image(CrashMode::DropUnsynced), &out, k, "then a power cut");
     }
-    assert!(failed_runs as u64 > total / 2, "most injected faults went unnoticed");
-    eprintln!("{total} operations, EIO injected at each; {failed_runs} stopped the workload with an error");
+    assert!(failed_runs > 0);
+    eprintln!("{total} reads, EIO injected at each; {failed_runs} stopped the workload with an error");
+}
+
+/// Repair of a finished store, with each of its writes (EIO, ENOSPC) and
+/// reads (EIO) failing in turn: a clear error, never "corruption"; then a
+/// repair without faults brings back everything acknowledged.
+#[test]
+fn faults_during_repair_lose_nothing() {
+    let base = SimBackend::new();
+    let mut out = Outcome::default();
+    run(&base, &mut out).unwrap();
+    let image = || base.crash_image(CrashMode::DropUnsynced);
+    let probe = image();
+    let (ops0, reads0) = (probe.ops(), probe.reads());
+    opts(&probe).repair(ROOT).unwrap();
+    let (ops, reads) = (probe.ops() - ops0, probe.reads() - reads0);
+    let mut failed = 0;
+    let cases = (0..ops)
+        .flat_map(|k| [(k, EIO, false), (k, ENOSPC, false)])
+        .chain((0..reads).map(|k| (k, EIO, true)));
+    for (k, errno, read) in cases {
+        let io = image();
+        if read {
+            io.fail_read_at(io.reads() + k, errno);
+        } else {
+            io.fail_at_with(io.ops() + k, errno);
+        }
+        let what = format!("errno {errno} at repair's {} {k}", if read { "read" } else { "op" });
+        if let Err(e) = opts(&io).repair(ROOT) {
+            failed += 1;
+            assert!(!e.is_corruption(), "{what}: reported as corruption: {e}");
+            opts(&io)
+                .repair(ROOT)
+                .unwrap_or_else(|e| panic!("{what}: a second repair fails: {e}"));
+            check(&io, &out, 0, &what);
+        }
+    }
+    assert!(failed > 0);
+    eprintln!("repair: {ops} operations and {reads} reads, a fault injected at each; {failed} failed cleanly");
 }

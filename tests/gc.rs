@@ -398,3 +398,30 @@ fn compaction_drops_tombstones_nothing_holds_and_keeps_held_ones() {
     );
     assert_eq!(s.list().unwrap().len(), 303);
 }
+
+/// A read-only handle opened before GC (here a writer handle in the same
+/// process stands in for another process) verifies through the files it
+/// opened: segments GC deletes under it still read, and verify is clean.
+#[test]
+fn a_read_only_verify_survives_gc_dropping_segments_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let ids: Vec<ArtifactId> = (0..200).map(|i| s.put(&noise(i, 2000)).unwrap()).collect();
+    s.put(&noise(7777, 100_000)).unwrap();
+    s.commit().unwrap();
+    for id in &ids[..150] {
+        s.remove(id).unwrap();
+    }
+    s.seal().unwrap();
+    let reader = StoreOptions::new().read_only(true).open(dir.path()).unwrap();
+    let r = s
+        .gc(&GcOptions {
+            threshold: 0.9,
+            dry_run: false,
+        })
+        .unwrap();
+    assert!(r.segments_deleted + r.segments_repacked > 0, "{r:?}");
+    let rep = reader.verify().unwrap();
+    assert!(rep.is_clean(), "{:?}", rep.problems);
+    assert!(rep.segments > 0);
+}

@@ -184,6 +184,23 @@ impl Segment {
         }
     }
 
+    /// The segment's bytes through the handle it was opened with (so a file
+    /// unlinked since, by GC in another process, still reads): a sealed
+    /// segment's whole map, or the open segment's first `limit` bytes (at
+    /// most its current length).
+    pub(crate) fn image(&self, limit: u64) -> Result<Cow<'_, [u8]>> {
+        match &self.data {
+            SegmentData::Mapped(m) => Ok(Cow::Borrowed(m.bytes())),
+            SegmentData::File(f) => {
+                let len = f.len().ctx(|| format!("stat {}", self.path.display()))?.min(limit);
+                let mut buf = vec![0u8; len as usize];
+                f.read_exact_at(&mut buf, 0)
+                    .ctx(|| format!("read {}", self.path.display()))?;
+                Ok(Cow::Owned(buf))
+            }
+        }
+    }
+
     /// Whether the segment is read through a map (it is sealed).
     pub(crate) fn is_mapped(&self) -> bool {
         matches!(self.data, SegmentData::Mapped(_))
@@ -291,8 +308,10 @@ impl ActiveSegment {
             .open(path, OpenMode::ReadWrite)
             .ctx(|| format!("open segment {}", path.display()))?;
         let mut hdr = [0u8; 32];
-        file.read_exact_at(&mut hdr, 0)
-            .map_err(|_| Error::corrupt(path, "segment shorter than its header"))?;
+        file.read_exact_at(&mut hdr, 0).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::corrupt(path, "segment shorter than its header"),
+            _ => Error::io(format!("read {}", path.display()), e),
+        })?;
         let version = check_header(&hdr, path, id, store_id)?;
         let actual = file.len().ctx(|| format!("stat {}", path.display()))?;
         if actual < committed_len {

@@ -20,7 +20,7 @@ use std::ops::Deref;
 use std::path::Path;
 
 pub use local::LocalBackend;
-pub use sim::{CrashMode, SimBackend};
+pub use sim::{CrashMode, SimBackend, EIO, ENOSPC};
 
 /// How to open a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

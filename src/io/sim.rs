@@ -27,6 +27,11 @@ use parking_lot::Mutex;
 
 use super::{Backend, LockGuard, Mapped, OpenMode, StoreFile};
 
+/// The errno of an I/O error (what [`SimBackend::fail_at`] injects).
+pub const EIO: i32 = 5;
+/// The errno of a full disk.
+pub const ENOSPC: i32 = 28;
+
 /// What a power cut keeps of the writes after a file's last fsync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrashMode {
@@ -62,9 +67,13 @@ struct Fs {
     locks: BTreeSet<PathBuf>,
     ops: u64,
     cut_after: Option<u64>,
-    /// Operations (by number, counting from 0) that fail with EIO once,
-    /// without taking effect; later ones go on working.
-    fail_at: BTreeSet<u64>,
+    /// Operations (by number, counting from 0) that fail once with the given
+    /// errno, without taking effect; later ones go on working.
+    fail_at: BTreeMap<u64, i32>,
+    /// Reads performed so far (file reads, whole-file reads, maps).
+    reads: u64,
+    /// Reads (by number) that fail once with the given errno.
+    fail_read_at: BTreeMap<u64, i32>,
     /// What each mutating operation was, when tracing.
     trace: Option<Vec<String>>,
 }
@@ -85,13 +94,22 @@ impl Fs {
             return Err(cut_error());
         }
         self.ops += 1;
-        if self.fail_at.remove(&(self.ops - 1)) {
-            return Err(io::Error::from_raw_os_error(5)); // EIO
+        if let Some(errno) = self.fail_at.remove(&(self.ops - 1)) {
+            return Err(io::Error::from_raw_os_error(errno));
         }
         if let Some(t) = &mut self.trace {
             t.push(what());
         }
         Ok(())
+    }
+
+    /// Counts one read; fails it when asked to.
+    fn read_step(&mut self) -> io::Result<()> {
+        self.reads += 1;
+        match self.fail_read_at.remove(&(self.reads - 1)) {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Ok(()),
+        }
     }
 
     fn inode(&self, p: &Path) -> io::Result<u64> {
@@ -144,7 +162,23 @@ impl SimBackend {
     /// counts) fail with EIO without taking effect — a failed write, fsync or
     /// rename — while the machine keeps running.
     pub fn fail_at(&self, n: u64) {
-        self.fs.lock().fail_at.insert(n);
+        self.fail_at_with(n, EIO);
+    }
+
+    /// Like [`SimBackend::fail_at`], with another errno (`ENOSPC` for a full disk).
+    pub fn fail_at_with(&self, n: u64, errno: i32) {
+        self.fs.lock().fail_at.insert(n, errno);
+    }
+
+    /// Reads (of a file range, a whole file, or a map) performed so far.
+    pub fn reads(&self) -> u64 {
+        self.fs.lock().reads
+    }
+
+    /// Makes read number `n` (counting from 0, as [`SimBackend::reads`]
+    /// counts) fail with `errno` — a disk that cannot return a sector.
+    pub fn fail_read_at(&self, n: u64, errno: i32) {
+        self.fs.lock().fail_read_at.insert(n, errno);
     }
 
     /// The file system a power cut now would leave: durable names only, each
@@ -260,6 +294,7 @@ impl SimFile {
 
 impl StoreFile for SimFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.fs.lock().read_step()?;
         self.with(|n| {
             let end = offset as usize + buf.len();
             if end > n.data.len() {
@@ -351,8 +386,9 @@ impl Backend for SimBackend {
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        let fs = self.fs.lock();
+        let mut fs = self.fs.lock();
         let ino = fs.inode(path)?;
+        fs.read_step()?;
         Ok(fs.inodes.get(&ino).map(|n| n.data.clone()).unwrap_or_default())
     }
 

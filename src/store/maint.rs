@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::block::scan::Contents;
 use crate::block::segment::scan;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::id::ArtifactId;
 use crate::snapshot::checkpoint::SegmentState;
 use crate::snapshot::current::{CurrentHasher, CurrentId};
@@ -158,27 +158,15 @@ impl Store {
         }
         for seg in segments.values() {
             rep.segments += 1;
-            let io = &*self.layout.io;
-            let image: Vec<u8>;
-            let map;
-            let bytes: &[u8] = if seg.is_mapped() {
-                map = io.map(&seg.path).ctx(|| format!("map {}", seg.path.display()))?;
-                map.bytes()
+            // The open segment may have a tail past the last commit; only what
+            // the index can point at is checked.
+            let limit = if seg.is_mapped() {
+                u64::MAX
             } else {
-                // The open segment may have a tail past the last commit; only what the
-                // index can point at is checked (and it is read, never mapped: it
-                // is still being written).
-                let f = io
-                    .open(&seg.path, crate::io::OpenMode::Read)
-                    .ctx(|| format!("open {}", seg.path.display()))?;
-                let len = f.len().ctx(|| format!("stat {}", seg.path.display()))?;
-                let committed = self.committed_len(seg.id).unwrap_or(len).min(len);
-                let mut buf = vec![0u8; committed as usize];
-                f.read_exact_at(&mut buf, 0)
-                    .ctx(|| format!("read {}", seg.path.display()))?;
-                image = buf;
-                &image
+                self.committed_len(seg.id).unwrap_or(u64::MAX)
             };
+            let image = seg.image(limit)?;
+            let bytes: &[u8] = &image;
             let sc = scan(bytes);
             if let Err(e) = &sc.header {
                 rep.problems
