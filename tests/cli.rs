@@ -539,9 +539,13 @@ fn repair_quarantines_and_exits_1_when_it_cannot_keep_everything() {
     let g = e.root.join("g");
     fs::write(&g, noise(10, 3000)).unwrap();
     assert!(aslctl(&e.store, &["ingest", g.to_str().unwrap()]).status.success());
+    // The segment claims another store (a valid header with another store
+    // id): not this store's to use.
     let seg = first_segment(&e.store);
     let mut bytes = fs::read(&seg).unwrap();
     bytes[20] ^= 1;
+    let crc = crc32c::crc32c(&bytes[..28]);
+    bytes[28..32].copy_from_slice(&crc.to_le_bytes());
     fs::write(&seg, &bytes).unwrap();
     let r = aslctl(&e.store, &["repair"]);
     assert_eq!(r.status.code(), Some(1), "{}{}", stdout(&r), stderr(&r));

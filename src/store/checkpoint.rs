@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::index::file::{write_index, IndexFile};
 use crate::index::merge::Merged;
@@ -15,6 +15,21 @@ use crate::snapshot::log::LogWriter;
 use super::{held_by, Store, Writer};
 
 impl Store {
+    /// Checks index files whole (CRC, order, fanout) before an operation that
+    /// acts on every record in them; damage stops it before it writes.
+    pub(crate) fn check_indexes(&self, files: &[Arc<IndexFile>]) -> Result<()> {
+        for f in files {
+            f.validate().map_err(|e| match Error::from(e) {
+                Error::Corrupt { file, detail } => Error::Corrupt {
+                    file,
+                    detail: format!("{detail} (run `aslctl repair` to rebuild the index from the segments)"),
+                },
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Writes the in-memory records to an index file (merging index files when
     /// there are too many), starts a new log file and replaces CHECKPOINT.
     /// Called at a commit point, with nothing buffered.
@@ -36,6 +51,10 @@ impl Store {
                 let file_id = w.next_index;
                 w.next_index += 1;
                 let path = if files.len() + 1 > s.opts.max_index_files {
+                    // The merged file replaces its inputs: a damaged input
+                    // would be carried into it and the original deleted, so
+                    // every input is checked whole first.
+                    s.check_indexes(&files)?;
                     let upper = mem.len() as u64 + files.iter().map(|f| f.len()).sum::<u64>();
                     // Merging every file means no older record is left for a
                     // tombstone to shadow, so a tombstone is dropped here unless

@@ -128,6 +128,10 @@ impl Store {
             dry_run: opts.dry_run,
             ..Default::default()
         };
+        // GC copies what the index says is retained and deletes the rest: a
+        // damaged index record would let bytes repair could still find go.
+        let files = self.state.read().indexes.clone();
+        self.check_indexes(&files)?;
         let victims: Vec<(u32, SegmentState)> = {
             let mut w = self.writer()?;
             self.commit_locked(&mut w)?;

@@ -179,7 +179,12 @@ impl SnapshotHandle {
     pub(crate) fn file(&self) -> Result<&Arc<IndexFile>> {
         let f = self.opened.as_ref().map_err(|e| self.damage(e))?;
         self.checked
-            .get_or_init(|| f.validate().map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                f.validate().map_err(|e| match Error::from(e) {
+                    Error::Corrupt { detail, .. } => detail,
+                    other => other.to_string(),
+                })
+            })
             .as_ref()
             .map_err(|e| self.damage(e))?;
         Ok(f)
@@ -648,7 +653,10 @@ fn open_snapshots(
             .or_insert_with(|| {
                 IndexFile::open(&*layout.io, &path)
                     .map(Arc::new)
-                    .map_err(|e| Error::from(e).to_string())
+                    .map_err(|e| match Error::from(e) {
+                        Error::Corrupt { detail, .. } => detail,
+                        other => other.to_string(),
+                    })
             })
             .clone();
         out.insert(name, Arc::new(SnapshotHandle::new(meta, path, opened)));

@@ -31,6 +31,9 @@ pub struct RepairReport {
     /// Files (or torn tails) moved to `quarantine/` because they could not be
     /// parsed as this store's segments, with the reason. Nothing is deleted.
     pub quarantined: Vec<String>,
+    /// Segments whose damaged header was written anew (file name and store
+    /// id give its fields) because the blocks behind it read.
+    pub rebuilt_headers: Vec<String>,
     /// Blocks read.
     pub blocks: u64,
     /// Blocks whose checksum failed.
@@ -114,17 +117,42 @@ impl Store {
         }
         ids.sort_unstable();
         let (metas, pins) = recover_catalog(&layout);
+        let committed = committed_lengths(&layout);
         let snapshots = super::open_snapshots(&layout, metas.into_iter().map(|m| (m.name.clone(), m)).collect())?;
         let pin_map: BTreeMap<String, ArtifactId> = pins.iter().cloned().collect();
-        let mut totals: BTreeMap<u32, u64> = BTreeMap::new();
         let mut rep = RepairReport::default();
+        for h in snapshots.values() {
+            // A snapshot file is not rebuilt from segments (what it held is
+            // not recorded anywhere else): it stays, damaged, for the user to
+            // delete, and what it held is reported unreadable at it.
+            if let Some(d) = h.damaged() {
+                rep.lost.push(format!(
+                    "{d} (what it holds cannot be read at it; delete it to drop it)"
+                ));
+            }
+        }
+        let mut totals: BTreeMap<u32, u64> = BTreeMap::new();
         let mut store_id = known_id;
         let mut map: BTreeMap<ArtifactId, Entry> = BTreeMap::new();
         let mut segs = Vec::new();
         for id in &ids {
             let p = layout.segment(*id);
-            let bytes = io.read(&p).ctx(|| format!("read {}", p.display()))?;
-            let sc = scan(&bytes);
+            let mut bytes = io.read(&p).ctx(|| format!("read {}", p.display()))?;
+            let mut sc = scan(&bytes);
+            // A header that is merely damaged (not another store's, another
+            // segment's or a newer version's) is rebuilt when the blocks
+            // behind it read: the file name gives the id, the store gives
+            // its id. The old header bytes are kept in quarantine.
+            let mut rebuilt = false;
+            if let (Err(e), Some(sid)) = (&sc.header, store_id) {
+                if !matches!(e, crate::error::DecodeError::UnsupportedVersion { .. }) {
+                    if let Some(h) = rebuild_header(&layout, &p, &bytes, *id, sid, &mut rep)? {
+                        bytes[..SEGMENT_HEADER_LEN as usize].copy_from_slice(&h.encode());
+                        sc = scan(&bytes);
+                        rebuilt = true;
+                    }
+                }
+            }
             let why = match &sc.header {
                 Ok(h) if h.id != *id => Some(format!("header names segment {}", h.id)),
                 Ok(h) if store_id.is_some_and(|s| s != h.store_id) => Some("belongs to another store".into()),
@@ -146,6 +174,17 @@ impl Store {
             store_id = Some(h.store_id);
             rep.segments += 1;
             rep.damaged_regions += sc.damaged.len() as u64;
+            for (from, to) in &sc.damaged {
+                // No header checks there, so what the bytes held is unknown,
+                // but a raw packed block whose header alone is damaged still
+                // names and proves its artifacts.
+                let kept = salvage_headerless(&bytes, *id, *from, *to, &mut map, &mut totals);
+                rep.salvaged += kept;
+                rep.lost.push(format!(
+                    "segment {id}, bytes {from}..{to}: no block header checks ({kept} artifacts salvaged by their \
+                     BLAKE3; anything else there is unreadable)"
+                ));
+            }
             // Chunk blocks that read back whole, to tell which large artifacts
             // are still complete.
             let good_chunks: std::collections::HashSet<u64> = sc
@@ -202,12 +241,35 @@ impl Store {
                     Contents::Chunk => {}
                 }
             }
-            let len = match sc.footer {
+            // A rebuilt header changes bytes the footer's checksum covers:
+            // such a segment is sealed again (the old footer is parseable and
+            // recomputed, so nothing unparsed is lost).
+            let footer = sc.footer.filter(|_| !rebuilt);
+            let len = match footer {
                 Some(f) => f.data_len + FOOTER_LEN,
                 None => {
                     // No footer: the segment was open. Keep the torn tail (if
                     // any) in quarantine, cut it and seal the segment.
                     let end = sc.end.max(SEGMENT_HEADER_LEN);
+                    // What the old log says was committed into this segment
+                    // tells a crash's unacknowledged tail from lost data.
+                    match committed.as_ref().map(|c| c.get(id)) {
+                        Some(Some(&(len, sealed))) => {
+                            let data_end = if sealed { len.saturating_sub(FOOTER_LEN) } else { len };
+                            if end < data_end {
+                                rep.lost.push(format!(
+                                    "segment {id}, bytes {end}..{data_end}: committed but cut off or unreadable"
+                                ));
+                            }
+                        }
+                        Some(None) => {}
+                        None if end < sc.file_len => rep.lost.push(format!(
+                            "segment {id}, bytes {end}..{}: cut off; the log that would say whether they were \
+                             committed is unreadable",
+                            sc.file_len
+                        )),
+                        None => {}
+                    }
                     if end < sc.file_len {
                         let name = format!("{}.tail-at-{end}", segment_file_name(*id));
                         let tail = layout.quarantine_dir().join(name);
@@ -218,7 +280,28 @@ impl Store {
                     }
                     let kept: Vec<&ScannedBlock> = sc.blocks.iter().filter(|b| b.offset < end).collect();
                     let raw_total = kept.iter().map(|b| b.header.raw_len as u64).sum();
-                    let (_, len) = ActiveSegment::adopt(io, &p, &h, end, kept.len() as u64, raw_total)?.seal()?;
+                    let survivors = tail_survivors(&bytes[end as usize..]);
+                    let mut active = ActiveSegment::adopt(io, &p, &h, end, kept.len() as u64, raw_total)?;
+                    if !survivors.is_empty() {
+                        // The artifacts of a cut-off raw block that their
+                        // BLAKE3 still proves go into a whole block of their
+                        // own in place of the cut tail.
+                        let mut b = crate::block::format::PackedBuilder::default();
+                        for (sid, data) in &survivors {
+                            b.push(*sid, data);
+                        }
+                        let (raw, entries) = b.finish();
+                        let at = crate::block::writer::write_packed(&mut active, &raw, &entries, None)?;
+                        for pe in &entries {
+                            *totals.entry(*id).or_default() += pe.len as u64;
+                            map.insert(
+                                pe.id,
+                                Entry::packed(pe.id, *id, at.offset, pe.offset, pe.len as u64, at.compressed),
+                            );
+                        }
+                        rep.salvaged += entries.len() as u64;
+                    }
+                    let (_, len) = active.seal()?;
                     rep.sealed += 1;
                     len
                 }
@@ -284,6 +367,51 @@ impl Store {
     }
 }
 
+/// Writes a new header over a damaged one when the segment's blocks read
+/// behind it; returns it, or `None` when nothing behind it reads (the file is
+/// then quarantined as it is). The damaged bytes are copied to quarantine.
+fn rebuild_header(
+    layout: &Layout,
+    p: &Path,
+    bytes: &[u8],
+    id: u32,
+    store_id: u64,
+    rep: &mut RepairReport,
+) -> Result<Option<crate::block::segment::SegmentHeader>> {
+    use crate::block::format::BlockKind;
+    use crate::version::SegmentVersion;
+    if bytes.len() < SEGMENT_HEADER_LEN as usize {
+        return Ok(None);
+    }
+    let (blocks, _, _) = crate::block::segment::scan_blocks(bytes, SEGMENT_HEADER_LEN, bytes.len() as u64);
+    if !blocks.iter().any(|b| b.contents.is_ok()) {
+        return Ok(None);
+    }
+    let tree = blocks.iter().any(|b| b.header.kind == BlockKind::TreeTrailer);
+    let h = crate::block::segment::SegmentHeader {
+        version: if tree { SegmentVersion::V2 } else { SegmentVersion::V1 },
+        id,
+        store_id,
+    };
+    let io = &*layout.io;
+    let q = layout.quarantine_dir();
+    io.create_dir_all(&q).ctx(|| format!("create {}", q.display()))?;
+    let saved = q.join(format!("{}.header", segment_file_name(id)));
+    write_atomic(io, &saved, &bytes[..SEGMENT_HEADER_LEN as usize])?;
+    let f = io
+        .open(p, crate::io::OpenMode::ReadWrite)
+        .ctx(|| format!("open {}", p.display()))?;
+    f.write_all_at(&h.encode(), 0)
+        .and_then(|_| f.sync_data())
+        .ctx(|| format!("rewrite the header of {}", p.display()))?;
+    rep.rebuilt_headers.push(format!(
+        "{} (the damaged header is kept as {})",
+        p.display(),
+        saved.display()
+    ));
+    Ok(Some(h))
+}
+
 /// Moves a file repair cannot use to `quarantine/` (never deletes it).
 fn quarantine_file(layout: &Layout, p: &Path, rep: &mut RepairReport, why: &str) -> Result<()> {
     let io = &*layout.io;
@@ -312,31 +440,24 @@ fn salvage(
     totals: &mut BTreeMap<u32, u64>,
     rep: &mut RepairReport,
 ) {
-    use crate::block::format::{decode_packed_table, BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
+    use crate::block::format::{BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
     let start = b.offset as usize + BLOCK_HEADER_LEN;
     let stored = &bytes[start..start + b.header.stored_len as usize];
     let what = format!("segment {seg}, block at {}", b.offset);
     match (b.header.kind, b.header.compression) {
-        (BlockKind::Packed, Compression::None) => match decode_packed_table(stored, b.header.count) {
-            Ok(entries) => {
-                for pe in entries {
-                    let body = &stored[pe.offset as usize..(pe.offset + pe.len) as usize];
-                    if ArtifactId::of(body) == pe.id {
-                        *totals.entry(seg).or_default() += pe.len as u64;
-                        map.insert(
-                            pe.id,
-                            Entry::packed(pe.id, seg, b.offset, pe.offset, pe.len as u64, false),
-                        );
-                        rep.salvaged += 1;
-                    } else {
-                        rep.lost.push(pe.id.to_hex());
-                    }
-                }
+        (BlockKind::Packed, Compression::None) => {
+            let (proven, failed) = proven_entries(stored, Some(b.header.count as usize));
+            if proven.is_empty() && failed.is_empty() {
+                rep.lost
+                    .push(format!("{what}: {} artifacts (entry table damaged)", b.header.count));
             }
-            Err(_) => rep
-                .lost
-                .push(format!("{what}: {} artifacts (entry table damaged)", b.header.count)),
-        },
+            for (id, off, len) in proven {
+                *totals.entry(seg).or_default() += len as u64;
+                map.insert(id, Entry::packed(id, seg, b.offset, off as u32, len as u64, false));
+                rep.salvaged += 1;
+            }
+            rep.lost.extend(failed.iter().map(|i| i.to_hex()));
+        }
         (BlockKind::Packed, _) => rep.lost.push(format!(
             "{what}: {} artifacts (compressed body damaged)",
             b.header.count
@@ -352,6 +473,125 @@ fn salvage(
             b.header.count
         )),
     }
+}
+
+/// The artifacts a raw packed block body proves by their BLAKE3, as (id,
+/// offset in the body, length), and the ids of the entries it cannot prove:
+/// `count` entries when the header said so, else as many as the first
+/// entry's offset implies (the bytes start right after the table).
+///
+/// An entry whose bytes hash to an id a few bits away from the one in the
+/// table had its id field damaged, not its bytes: bytes are always the
+/// artifact named by their own hash, and so are kept under it. (Random bytes
+/// would differ from the table's id in about half of its 256 bits.)
+fn proven_entries(body: &[u8], count: Option<usize>) -> (Vec<(ArtifactId, usize, usize)>, Vec<ArtifactId>) {
+    use crate::block::format::PACKED_ENTRY_LEN;
+    let le32 = |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
+    let table = match count {
+        Some(n) => n.saturating_mul(PACKED_ENTRY_LEN),
+        None if body.len() >= PACKED_ENTRY_LEN => le32(body, 32),
+        None => return (Vec::new(), Vec::new()),
+    };
+    if table == 0 || !table.is_multiple_of(PACKED_ENTRY_LEN) || table > body.len() {
+        return (Vec::new(), Vec::new());
+    }
+    let entries: Vec<(ArtifactId, usize, usize)> = body[..table]
+        .chunks_exact(PACKED_ENTRY_LEN)
+        .map(|e| {
+            let id = ArtifactId::from_bytes(e[..32].try_into().expect("32 bytes"));
+            (id, le32(e, 32), le32(e, 36))
+        })
+        .collect();
+    let check = |id: &ArtifactId, off: usize, len: usize| -> Option<ArtifactId> {
+        let h = ArtifactId::of(body.get(off..off.checked_add(len)?).filter(|_| off >= table)?);
+        (h == *id || bits_apart(&h, id) <= 8).then_some(h)
+    };
+    let mut proven = Vec::new();
+    let mut failed = Vec::new();
+    for (i, (id, off, len)) in entries.iter().enumerate() {
+        if let Some(h) = check(id, *off, *len) {
+            proven.push((h, *off, *len));
+            continue;
+        }
+        // A damaged offset or length: the artifacts' bytes tile the area
+        // after the table, so the neighbours say where this one starts (the
+        // end of another) and ends (the start of the next, or the body's end).
+        let others = entries.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, e)| e);
+        let next = others
+            .clone()
+            .map(|e| e.1)
+            .filter(|o| o > off)
+            .min()
+            .unwrap_or(body.len());
+        let by_len = check(id, *off, next.saturating_sub(*off)).map(|h| (h, *off, next - off));
+        let by_off = || {
+            others
+                .map(|e| e.1.saturating_add(e.2))
+                .chain([table])
+                .find_map(|o| check(id, o, *len).map(|h| (h, o, *len)))
+        };
+        match by_len.or_else(by_off) {
+            Some(p) => proven.push(p),
+            None => failed.push(*id),
+        }
+    }
+    (proven, failed)
+}
+
+fn bits_apart(a: &ArtifactId, b: &ArtifactId) -> u32 {
+    a.as_bytes()
+        .iter()
+        .zip(b.as_bytes())
+        .map(|(x, y)| (x ^ y).count_ones())
+        .sum()
+}
+
+/// Reads the damaged range `from..to` of segment `seg` as a raw packed block
+/// whose header is unreadable, and keeps every artifact it proves, at the
+/// place reads look for it (`from + header + offset`, which needs no
+/// header). Returns how many.
+fn salvage_headerless(
+    bytes: &[u8],
+    seg: u32,
+    from: u64,
+    to: u64,
+    map: &mut BTreeMap<ArtifactId, Entry>,
+    totals: &mut BTreeMap<u32, u64>,
+) -> u64 {
+    use crate::block::format::BLOCK_HEADER_LEN;
+    let start = from as usize + BLOCK_HEADER_LEN;
+    let end = (to as usize).min(bytes.len());
+    if start >= end {
+        return 0;
+    }
+    let (found, _) = proven_entries(&bytes[start..end], None);
+    for (id, off, len) in &found {
+        *totals.entry(seg).or_default() += *len as u64;
+        map.insert(*id, Entry::packed(*id, seg, from, *off as u32, *len as u64, false));
+    }
+    found.len() as u64
+}
+
+/// The artifacts a torn or cut-off tail still proves: the tail begins with a
+/// raw packed block whose body is incomplete (or whose header is damaged).
+/// They are copied out before the tail is cut.
+fn tail_survivors(tail: &[u8]) -> Vec<(ArtifactId, Vec<u8>)> {
+    use crate::block::format::{BlockHeader, BlockKind, Compression, BLOCK_HEADER_LEN};
+    if tail.len() <= BLOCK_HEADER_LEN {
+        return Vec::new();
+    }
+    let body = &tail[BLOCK_HEADER_LEN..];
+    let found = match BlockHeader::decode(tail) {
+        Ok(h) if h.kind == BlockKind::Packed && h.compression == Compression::None => {
+            proven_entries(body, Some(h.count as usize)).0
+        }
+        Ok(_) => Vec::new(),
+        Err(_) => proven_entries(body, None).0,
+    };
+    found
+        .into_iter()
+        .map(|(id, off, len)| (id, body[off..off + len].to_vec()))
+        .collect()
 }
 
 /// The snapshot catalog and pins of a store being repaired: from its checkpoint
@@ -419,6 +659,16 @@ fn recover_catalog(layout: &Layout) -> Catalog {
         });
     }
     (metas, Vec::new())
+}
+
+/// Each segment's committed length (and whether it was sealed) by the old
+/// checkpoint and log, when they are readable.
+fn committed_lengths(layout: &Layout) -> Option<BTreeMap<u32, (u64, bool)>> {
+    let io = &*layout.io;
+    let ckpt = Checkpoint::decode(&io.read(&layout.checkpoint()).ok()?).ok()?;
+    let log = crate::snapshot::log::read(io, &layout.log(ckpt.log_file)).ok()?;
+    let r = crate::snapshot::replay::replay(&ckpt, &log).ok()?;
+    Some(r.segments.values().map(|s| (s.id, (s.len, s.sealed))).collect())
 }
 
 fn max_file_number(io: &dyn crate::io::Backend, dir: &Path, ext: &str) -> u64 {

@@ -325,6 +325,9 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
                 for q in &r.quarantined {
                     eprintln!("quarantined {q}");
                 }
+                for h in &r.rebuilt_headers {
+                    eprintln!("rebuilt the damaged header of {h}");
+                }
                 for l in &r.lost {
                     eprintln!("lost {l}");
                 }
