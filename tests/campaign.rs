@@ -12,7 +12,7 @@
 //! - a writer opening after repair loses nothing more.
 //!
 //! The default run fits CI; `ASL_CAMPAIGN_TRIALS=N` samples N offsets per
-//! region and damage kind (default 3), `ASL_CAMPAIGN_SEED` picks the offsets.
+//! region and damage kind (default 10), `ASL_CAMPAIGN_SEED` picks the offsets.
 
 mod common;
 
@@ -304,7 +304,7 @@ fn corruption_campaign() {
     let per: u64 = std::env::var("ASL_CAMPAIGN_TRIALS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(10);
     let mut x: u64 = std::env::var("ASL_CAMPAIGN_SEED")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -120,6 +120,11 @@ fn open_fixture(name: &str) {
 }
 
 #[test]
+fn store_v3_with_tree_trailers_opens() {
+    open_fixture("store-v3");
+}
+
+#[test]
 fn store_v2_written_before_the_seams_issue_opens() {
     open_fixture("store-v2");
 }
