@@ -817,3 +817,40 @@ fn a_failed_closing_checkpoint_after_a_commit_is_reported_alike() {
     assert!(!ls.contains(&id2), "the committed rm was lost: {ls}");
     assert!(stdout(&aslctl(&e.store, &["pins"])).contains("keep"));
 }
+
+/// `ingest -` stores standard input (small or streamed large) and prints the
+/// line `b3sum -` prints; `-` cannot be mixed with paths.
+#[test]
+fn ingest_reads_standard_input() {
+    use std::io::Write as _;
+    let e = env();
+    for data in [b"from a pipe\n".to_vec(), noise(77, 3 << 20)] {
+        let mut child = Command::new(BIN)
+            .arg("--store")
+            .arg(&e.store)
+            .args(["ingest", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut b3 = Command::new("b3sum")
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        b3.stdin.take().unwrap().write_all(&data).unwrap();
+        assert_eq!(stdout(&o), stdout(&b3.wait_with_output().unwrap()));
+        let id = stdout(&o)[..64].to_string();
+        assert_eq!(aslctl(&e.store, &["cat", &id]).stdout, data);
+    }
+    let f = e.root.join("f");
+    fs::write(&f, b"x").unwrap();
+    let o = aslctl(&e.store, &["ingest", "-", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("standard input"), "{}", stderr(&o));
+}

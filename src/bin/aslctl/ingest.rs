@@ -25,6 +25,14 @@ fn b3sum_line(id: &ArtifactId, p: &Path) -> String {
 
 pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> Result<ExitCode, Error> {
     let compression = zstd.map(crate::args::parse_compression).transpose()?;
+    if paths.iter().any(|p| p.as_os_str() == "-") {
+        if paths.len() > 1 {
+            return Err(Error::InvalidArgument(
+                "'-' (standard input) must be the only input of ingest".into(),
+            ));
+        }
+        return ingest_stdin(cli, dir, compression);
+    }
     // Every input is checked before the store is even opened; the store's
     // own directory is never an input (`ingest .` beside the default store).
     let plan = IngestPlan::walk_excluding(paths, Some(dir))?;
@@ -114,5 +122,40 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> R
         // The files are stored and committed; only their lines were lost.
         crate::output_failed(&e);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ingest -`: standard input streamed into one artifact (bounded memory,
+/// verified like any large put), printed as b3sum prints `b3sum -`.
+fn ingest_stdin(cli: &Cli, dir: &Path, compression: Option<Option<i32>>) -> Result<ExitCode, Error> {
+    let mut opts = StoreOptions::new().create(true);
+    if let Some(c) = compression {
+        opts = opts.compression(c);
+    }
+    let store = opts.open(dir)?;
+    let t0 = std::time::Instant::now();
+    let put = match store.put_reader_with(io::stdin().lock(), &asl::PutOptions::default()) {
+        Ok(p) => p,
+        Err(e) => {
+            store.abandon();
+            return Err(e);
+        }
+    };
+    store.commit()?;
+    crate::close_committed(store);
+    if cli.json {
+        out!(
+            "{}",
+            json!({"files": [{"id": put.id.to_hex(), "path": "-", "size": put.len, "new": put.new}]})
+        );
+    } else {
+        out!("{}  -", put.id);
+    }
+    eprintln!(
+        "ingested standard input, {} ({}) in {:.2}s",
+        human(put.len),
+        if put.new { "new" } else { "deduplicated" },
+        t0.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -43,7 +43,7 @@ struct Cli {
 enum Cmd {
     /// Store files (directories recursively); prints `<id>  <path>` like b3sum.
     Ingest {
-        /// Files or directories.
+        /// Files or directories, or `-` alone for standard input.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Block compression for what this command writes: off, or a zstd
