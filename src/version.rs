@@ -71,17 +71,43 @@ single_version!(
     "log"
 );
 
-/// The `CHECKPOINT` file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CheckpointVersion {
+/// An enum of numbered versions with its [`FormatVersion`] impl.
+macro_rules! numbered_versions {
+    ($(#[$doc:meta])* $name:ident, $what:literal, current $cur:ident,
+     $($(#[$vdoc:meta])* $v:ident = $n:literal),+ $(,)?) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vdoc])* $v),+
+        }
+
+        impl FormatVersion for $name {
+            const WHAT: &'static str = $what;
+            const KNOWN: &'static [Self] = &[$(Self::$v),+];
+            const CURRENT: Self = Self::$cur;
+
+            fn number(self) -> u32 {
+                match self {
+                    $(Self::$v => $n),+
+                }
+            }
+        }
+    };
+}
+
+numbered_versions!(
+    /// The `CHECKPOINT` file.
+    CheckpointVersion,
+    "checkpoint",
+    current V2,
     /// Index files and segments (id, length, sealed); no usage counters, no
     /// snapshot catalog, no pins.
-    V1,
+    V1 = 1,
     /// Adds per-segment usage counters (live and total logical bytes), the
     /// snapshot catalog and pins.
-    V2,
-}
+    V2 = 2,
+);
 
 impl CheckpointVersion {
     /// Whether segments carry live/total usage counters (else they must be
@@ -96,49 +122,24 @@ impl CheckpointVersion {
     }
 }
 
-impl FormatVersion for CheckpointVersion {
-    const WHAT: &'static str = "checkpoint";
-    const KNOWN: &'static [Self] = &[Self::V1, Self::V2];
-    const CURRENT: Self = Self::V2;
-
-    fn number(self) -> u32 {
-        match self {
-            Self::V1 => 1,
-            Self::V2 => 2,
-        }
-    }
-}
-
-/// Segment files: header, blocks, footer. Version 2 adds the tree trailer
-/// (block kind 5: a large artifact's trailer with its verified chunk tree);
-/// version 1 segments hold kind-3 trailers only, and a writer never appends
-/// to one (it seals it and starts a version-2 segment).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SegmentVersion {
+numbered_versions!(
+    /// Segment files: header, blocks, footer. Version 2 adds the tree trailer
+    /// (block kind 5: a large artifact's trailer with its verified chunk
+    /// tree); version 1 segments hold kind-3 trailers only, and a writer
+    /// never appends to one (it seals it and starts a version-2 segment).
+    SegmentVersion,
+    "segment",
+    current V2,
     /// The first format: kind-3 trailers without a chunk tree.
-    V1,
+    V1 = 1,
     /// Tree trailers (block kind 5).
-    V2,
-}
+    V2 = 2,
+);
 
 impl SegmentVersion {
     /// Whether segments of this version may hold tree trailers.
     pub fn has_tree_trailers(self) -> bool {
         self != Self::V1
-    }
-}
-
-impl FormatVersion for SegmentVersion {
-    const WHAT: &'static str = "segment";
-    const KNOWN: &'static [Self] = &[Self::V1, Self::V2];
-    const CURRENT: Self = Self::V2;
-
-    fn number(self) -> u32 {
-        match self {
-            Self::V1 => 1,
-            Self::V2 => 2,
-        }
     }
 }
 
