@@ -198,7 +198,8 @@ fn damaged_log_record_is_corruption_not_a_torn_tail() {
     let big = noise(7, 400_000);
     let id = s.put(&big).unwrap();
     s.commit().unwrap();
-    // Leave the batch in the log, as a crash before the close-time checkpoint does.
+    let snap = s.snapshot("after-big").unwrap();
+    // Leave the batches in the log, as a crash before the close-time checkpoint does.
     s.abandon();
     let log = fs::read_dir(d.join("log")).unwrap().next().unwrap().unwrap().path();
     flip(&log, 32 + 20);
@@ -221,6 +222,10 @@ fn damaged_log_record_is_corruption_not_a_torn_tail() {
     let s = Store::open(d).unwrap();
     assert_eq!(s.get(&id).unwrap(), big);
     assert!(s.verify().unwrap().is_clean());
+    // The snapshot only the damaged log named is taken in again from its file.
+    let found = s.snapshots().into_iter().find(|m| m.identity == snap.identity);
+    let found = found.expect("the snapshot named only in the damaged log is gone");
+    assert_eq!(s.at(&found.name).unwrap().get(&id).unwrap(), big);
 }
 
 /// A damaged snapshot file fails alone: the store opens for writing, reads at

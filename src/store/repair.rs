@@ -594,37 +594,51 @@ fn tail_survivors(tail: &[u8]) -> Vec<(ArtifactId, Vec<u8>)> {
         .collect()
 }
 
-/// The snapshot catalog and pins of a store being repaired: from its checkpoint
-/// and log when they are readable; otherwise every snapshot file still on disk
-/// is registered again as `recovered-<identity prefix>` (pins are then lost;
-/// the report says so).
+/// The snapshot catalog and pins of a store being repaired: from its
+/// checkpoint and log as far as they are readable; when they are not whole,
+/// every snapshot file they do not name whose content hashes to its name is
+/// registered again as `recovered-<identity prefix>` (pins the damaged part
+/// named are lost; the report says what was lost).
 type Catalog = (Vec<SnapshotMeta>, Vec<(String, ArtifactId)>);
 
 fn recover_catalog(layout: &Layout) -> Catalog {
     let io = &*layout.io;
-    let from_log = || -> Option<Catalog> {
+    // The catalog the checkpoint and log describe, and whether they
+    // described it whole (a damaged log may hide later snapshots).
+    type Read = (BTreeMap<String, SnapshotMeta>, Vec<(String, ArtifactId)>, bool);
+    let from_log = || -> Option<Read> {
         let ckpt = Checkpoint::decode(&io.read(&layout.checkpoint()).ok()?).ok()?;
-        // Only the catalog is wanted; a log that does not continue the
-        // checkpoint adds nothing to it.
         let log = crate::snapshot::log::read(io, &layout.log(ckpt.log_file)).ok();
-        let (metas, pins) = match log.and_then(|l| crate::snapshot::replay::replay(&ckpt, &l).ok()) {
-            Some(r) => (r.snapshots, r.pins),
-            None => (
-                ckpt.snapshots.into_iter().map(|m| (m.name.clone(), m)).collect(),
-                ckpt.pins.into_iter().collect(),
-            ),
-        };
-        let all_there = metas.values().all(|m| io.is_file(&layout.snapshot(&m.identity)));
-        all_there.then(|| (metas.into_values().collect(), pins.into_iter().collect()))
+        let whole = log.as_ref().is_some_and(|l| l.damage.is_none());
+        Some(
+            match log.and_then(|l| crate::snapshot::replay::replay(&ckpt, &l).ok()) {
+                Some(r) => (r.snapshots, r.pins.into_iter().collect(), whole),
+                None => (
+                    ckpt.snapshots.into_iter().map(|m| (m.name.clone(), m)).collect(),
+                    ckpt.pins,
+                    false,
+                ),
+            },
+        )
     };
-    if let Some(c) = from_log() {
-        return c;
+    let (mut metas, pins, whole) = from_log().unwrap_or_default();
+    let all_there = metas.values().all(|m| io.is_file(&layout.snapshot(&m.identity)));
+    if whole && all_there {
+        return (metas.into_values().collect(), pins);
     }
-    let mut metas = Vec::new();
+    // Snapshots the catalog names but whose file is gone cannot be read;
+    // files it does not name (it was unreadable or incomplete) are taken in
+    // again when their content hashes to their name.
+    metas.retain(|_, m| io.is_file(&layout.snapshot(&m.identity)));
+    let known: std::collections::HashSet<_> = metas.values().map(|m| m.identity).collect();
     let dir = layout.snapshot_dir();
     for name in io.list(&dir).into_iter().flatten() {
         let Some(hex) = name.strip_suffix(".idx") else { continue };
         let Ok(id) = hex.parse::<ArtifactId>() else { continue };
+        let identity = crate::snapshot::CurrentId(*id.as_bytes());
+        if known.contains(&identity) {
+            continue;
+        }
         let Ok(f) = IndexFile::open(io, &dir.join(&name)) else {
             continue;
         };
@@ -641,7 +655,7 @@ fn recover_catalog(layout: &Layout) -> Catalog {
             }
         }
         // Only a file whose content matches its name is trusted.
-        if !ok || hasher.finish().0 != *id.as_bytes() {
+        if !ok || hasher.finish() != identity {
             continue;
         }
         // The file's own time is not kept by every backend: the snapshot is
@@ -650,15 +664,19 @@ fn recover_catalog(layout: &Layout) -> Catalog {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        metas.push(SnapshotMeta {
-            name: format!("recovered-{}", &hex[..12]),
-            identity: crate::snapshot::CurrentId(*id.as_bytes()),
-            created,
-            artifacts: f.len(),
-            bytes,
-        });
+        let name = format!("recovered-{}", &hex[..12]);
+        metas.insert(
+            name.clone(),
+            SnapshotMeta {
+                name,
+                identity,
+                created,
+                artifacts: f.len(),
+                bytes,
+            },
+        );
     }
-    (metas, Vec::new())
+    (metas.into_values().collect(), pins)
 }
 
 /// Each segment's committed length (and whether it was sealed) by the old
