@@ -854,3 +854,48 @@ fn ingest_reads_standard_input() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("standard input"), "{}", stderr(&o));
 }
+
+/// A store written by a newer version (STORE's version field above what this
+/// build knows, checksum intact) is refused by every command, `repair`
+/// included, and left byte for byte as it was.
+#[test]
+fn a_store_of_a_future_version_is_refused_and_untouched() {
+    let e = env();
+    let f = e.root.join("f");
+    fs::write(&f, b"from the future").unwrap();
+    assert!(aslctl(&e.store, &["ingest", f.to_str().unwrap()]).status.success());
+    let store_file = e.store.join("STORE");
+    let mut b = fs::read(&store_file).unwrap();
+    b[8] = 9;
+    let crc = crc32c::crc32c(&b[..28]);
+    b[28..32].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&store_file, &b).unwrap();
+    let snapshot = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for en in fs::read_dir(&d).unwrap() {
+                let p = en.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push((p.clone(), fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let before = snapshot(&e.store);
+    for args in [
+        &["repair"][..],
+        &["stat"],
+        &["verify"],
+        &["ingest", f.to_str().unwrap()],
+    ] {
+        let o = aslctl(&e.store, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("version 9"), "{args:?}: {}", stderr(&o));
+    }
+    assert!(snapshot(&e.store) == before, "a refused command changed the store");
+}
