@@ -325,7 +325,7 @@ fn commit_after(b: &[u8], bad: usize, seq: u64) -> Option<usize> {
     let mut p = bad + 1;
     while p + RECORD_HEADER_LEN <= b.len() {
         let s = le_u64(b, p + 8);
-        if s > seq && s <= seq + max_records as u64 && b[p + 16] == 4 {
+        if s > seq && s <= seq.saturating_add(max_records as u64) && b[p + 16] == 4 {
             if let Some((_, Record::Commit { .. })) = record_at(b, p, s) {
                 return Some(p);
             }
@@ -362,7 +362,11 @@ pub fn parse(b: &[u8]) -> Result<LogContents, DecodeError> {
         };
         let commit = matches!(rec, Record::Commit { .. });
         pending.push((seq, rec));
-        seq += 1;
+        // A hostile header may start the sequence at the top of its range.
+        let Some(next) = seq.checked_add(1) else {
+            break;
+        };
+        seq = next;
         off = end;
         if commit {
             out.records.append(&mut pending);
