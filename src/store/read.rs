@@ -109,10 +109,12 @@ impl Store {
         Ok(pending.or(r).unwrap_or_default())
     }
 
-    /// Opens a streaming reader (`Read + Seek`) over a live artifact. Chunks are
-    /// checked against their block CRC as they are read; reading from start to
-    /// end also checks the whole artifact against its id, and a mismatch is
-    /// returned as an error from the final `read`.
+    /// Opens a streaming reader (`Read + Seek`) over a live artifact. Every
+    /// byte it returns is proven against the id first: a small artifact whole
+    /// before the reader is returned, a large one chunk by chunk (each chunk
+    /// against its chaining value in the trailer's chunk tree) as it is
+    /// reached, so a damaged chunk is an error before any of it is read out.
+    /// Only the chunks a read touches are read.
     pub fn open_reader(&self, id: &ArtifactId) -> Result<ArtifactReader> {
         let mut pending = None;
         let r = self.read_moving(
@@ -127,6 +129,13 @@ impl Store {
             |e, seg| self.reader_entry(e, seg),
         )?;
         pending.or(r).ok_or(Error::NotFound(*id))
+    }
+
+    /// Reads `len` bytes of `id` from `offset` (fewer when the artifact ends
+    /// first), every one proven against the id, reading only the chunks the
+    /// range covers (see [`ArtifactReader::into_range`]).
+    pub fn read_range(&self, id: &ArtifactId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.open_reader(id)?.into_range(offset, len)?.read_all()
     }
 
     /// Bytes a `get` of `id` reads from segment files (headers included), for
@@ -295,6 +304,7 @@ impl Store {
             id: e.id,
             len: e.len,
             pos: 0,
+            end: e.len,
             body: Body::Large {
                 seg,
                 trailer: t,
@@ -479,6 +489,8 @@ pub struct ArtifactReader {
     id: ArtifactId,
     len: u64,
     pos: u64,
+    /// Reads stop here: the artifact's end, or a range's.
+    end: u64,
     body: Body,
 }
 
@@ -488,8 +500,32 @@ impl ArtifactReader {
             id,
             len: b.len() as u64,
             pos: 0,
+            end: b.len() as u64,
             body: Body::Small(b),
         }
+    }
+
+    /// Restricts the reader to bytes `offset..offset + len` (cut at the
+    /// artifact's end) and positions it at `offset`: reads then return that
+    /// range and nothing after it, proven like every read. An offset past the
+    /// end is refused.
+    pub fn into_range(mut self, offset: u64, len: u64) -> Result<Self> {
+        if offset > self.len {
+            return Err(Error::InvalidArgument(format!(
+                "range starts at {offset}, past the end of the {}-byte artifact {}",
+                self.len, self.id
+            )));
+        }
+        self.pos = offset;
+        self.end = offset.saturating_add(len).min(self.len);
+        Ok(self)
+    }
+
+    /// Reads everything from the position to the end (of the range).
+    pub fn read_all(mut self) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; self.end.saturating_sub(self.pos) as usize];
+        self.read_exact(&mut out).map_err(unwrap_io)?;
+        Ok(out)
     }
 
     /// The artifact's id.
@@ -525,9 +561,11 @@ pub(crate) fn unwrap_io(e: io::Error) -> Error {
 
 impl Read for ArtifactReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.len || out.is_empty() {
+        if self.pos >= self.end || out.is_empty() {
             return Ok(0);
         }
+        let room = (self.end - self.pos).min(out.len() as u64) as usize;
+        let out = &mut out[..room];
         let n = match &mut self.body {
             Body::Small(b) => {
                 let s = &b[self.pos as usize..];

@@ -462,6 +462,12 @@ impl SnapshotView<'_> {
             .ok_or(Error::NotRetained(*id))
     }
 
+    /// Reads a range of an artifact of the snapshot, proven against its id
+    /// (see [`Store::read_range`]).
+    pub fn read_range(&self, id: &ArtifactId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.open_reader(id)?.into_range(offset, len)?.read_all()
+    }
+
     /// Resolves a full id or a unique prefix among the snapshot's artifacts.
     pub fn resolve(&self, text: &str) -> Result<ArtifactId> {
         let prefix = IdPrefix::parse(text)?;

@@ -34,6 +34,37 @@ pub(crate) fn parse_compression(s: &str) -> Result<Option<i32>> {
     }
 }
 
+/// Parses an HTTP-style byte range of an artifact of `size` bytes into
+/// (offset, length): `A-B` (both included), `A-` (to the end), `-N` (the
+/// last N bytes). A range starting past the end is refused.
+pub(crate) fn parse_range(spec: &str, size: u64) -> Result<(u64, u64)> {
+    let bad = || Error::InvalidArgument(format!("range {spec:?}: use A-B, A- or -N (byte offsets, B included)"));
+    let (a, b) = spec.trim().split_once('-').ok_or_else(bad)?;
+    let num = |t: &str| t.parse::<u64>().map_err(|_| bad());
+    let (from, to_incl) = match (a.is_empty(), b.is_empty()) {
+        (true, true) => return Err(bad()),
+        (true, false) => {
+            let n = num(b)?.min(size);
+            (size - n, size.checked_sub(1))
+        }
+        (false, true) => (num(a)?, size.checked_sub(1)),
+        (false, false) => {
+            let (x, y) = (num(a)?, num(b)?);
+            if y < x {
+                return Err(bad());
+            }
+            (x, Some(y.min(size.saturating_sub(1))))
+        }
+    };
+    if from >= size && !(from == 0 && size == 0) {
+        return Err(Error::InvalidArgument(format!(
+            "range {spec:?} starts past the end of the {size}-byte artifact"
+        )));
+    }
+    let len = to_incl.map_or(0, |t| t + 1 - from);
+    Ok((from, len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +78,18 @@ mod tests {
         assert_eq!(parse_compression("off").unwrap(), None);
         assert_eq!(parse_compression("19").unwrap(), Some(19));
         assert!(parse_compression("23").is_err());
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("0-9", 100).unwrap(), (0, 10));
+        assert_eq!(parse_range("90-", 100).unwrap(), (90, 10));
+        assert_eq!(parse_range("-5", 100).unwrap(), (95, 5));
+        assert_eq!(parse_range("-500", 100).unwrap(), (0, 100));
+        assert_eq!(parse_range("50-500", 100).unwrap(), (50, 50));
+        assert_eq!(parse_range("0-", 0).unwrap(), (0, 0));
+        for bad in ["", "-", "5", "9-3", "a-b", "100-", "100-200"] {
+            assert!(parse_range(bad, 100).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -71,6 +71,10 @@ enum Cmd {
         /// Read from this snapshot instead of CURRENT.
         #[arg(long, value_name = "SNAPSHOT")]
         at: Option<String>,
+        /// Only these bytes, as in HTTP: `A-B` (both included), `A-` (from A
+        /// to the end) or `-N` (the last N); only the chunks they cover are read.
+        #[arg(long, value_name = "A-B", allow_hyphen_values = true)]
+        range: Option<String>,
     },
     /// List live artifacts: `<id> <size>`.
     Ls {
@@ -179,9 +183,14 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Cat { id, at } => {
+        Cmd::Cat { id, at, range } => {
             let s = read_only()?;
-            stream_to_stdout(&mut open_artifact(&s, id, at.as_deref())?)?;
+            let mut r = open_artifact(&s, id, at.as_deref())?;
+            if let Some(spec) = range {
+                let (offset, len) = crate::args::parse_range(spec, r.len())?;
+                r = r.into_range(offset, len)?;
+            }
+            stream_to_stdout(&mut r)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ls { at } => {
