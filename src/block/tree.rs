@@ -34,6 +34,29 @@ pub fn chunk_cv(data: &[u8], index: u64, chunk_size: usize) -> ChainingValue {
         .finalize_non_root()
 }
 
+/// The chaining value of chunk 0 together with the root hash the same bytes
+/// have as a whole artifact, in one pass: the two differ only in the flag on
+/// the top node, so the halves are hashed once and merged both ways. (An
+/// artifact that turns out to have one chunk needs the root; one with more
+/// needs the chaining value; which one is known only at the end.)
+pub fn first_chunk(data: &[u8]) -> (ChainingValue, blake3::Hash) {
+    debug_assert!(!data.is_empty(), "a chunk holds at least one byte");
+    if data.len() <= MIN_CHUNK {
+        let cv = blake3::Hasher::new().update(data).finalize_non_root();
+        return (cv, blake3::hash(data));
+    }
+    let l = blake3::hazmat::left_subtree_len(data.len() as u64) as usize;
+    let left = blake3::Hasher::new().update(&data[..l]).finalize_non_root();
+    let right = blake3::Hasher::new()
+        .set_input_offset(l as u64)
+        .update(&data[l..])
+        .finalize_non_root();
+    (
+        merge_subtrees_non_root(&left, &right, Mode::Hash),
+        merge_subtrees_root(&left, &right, Mode::Hash),
+    )
+}
+
 /// The root hash of an artifact of two or more chunks, from their CVs.
 /// (A one-chunk artifact has no interior tree: its bytes hash to the id.)
 pub fn root(cvs: &[ChainingValue]) -> Option<blake3::Hash> {
@@ -111,6 +134,17 @@ mod tests {
                     assert!(!chunk_matches(&bad, 0, cs, &cvs, &id));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn first_chunk_gives_its_cv_and_its_root_in_one_pass() {
+        for len in [1usize, 1023, 1024, 1025, 4096, 5000, 65536, 70_000] {
+            let d = data(len);
+            let (cv, root) = first_chunk(&d);
+            assert_eq!(root, blake3::hash(&d), "root at {len}");
+            let size = (len.max(1)).next_power_of_two().max(MIN_CHUNK);
+            assert_eq!(cv, chunk_cv(&d, 0, size), "cv at {len}");
         }
     }
 

@@ -24,6 +24,9 @@ pub(crate) struct BlockImage<'a> {
     body: Cow<'a, [u8]>,
     /// A chunk's BLAKE3 chaining value (for the trailer's chunk tree).
     cv: [u8; 32],
+    /// For chunk 0: the root hash of its bytes, which is the artifact's id
+    /// should it have no other chunk.
+    root: Option<[u8; 32]>,
 }
 
 impl<'a> BlockImage<'a> {
@@ -36,20 +39,26 @@ impl<'a> BlockImage<'a> {
             header,
             body,
             cv: [0; 32],
+            root: None,
         }
     }
 
     /// Chunk `index` (of `chunk_size` bytes each) of a large artifact, with its
     /// chaining value; `try_compress` is the squeeze's verdict.
     fn chunk(piece: &'a [u8], index: u32, chunk_size: usize, try_compress: bool, level: Option<i32>) -> Self {
-        let cv = tree::chunk_cv(piece, index as u64, chunk_size);
+        let (cv, root) = if index == 0 {
+            let (cv, root) = tree::first_chunk(piece);
+            (cv, Some(*root.as_bytes()))
+        } else {
+            (tree::chunk_cv(piece, index as u64, chunk_size), None)
+        };
         let (body, comp) = if try_compress {
             maybe_compress(piece, level)
         } else {
             (Cow::Borrowed(piece), Compression::None)
         };
         let header = header_for(BlockKind::LargeChunk, comp, &body, piece.len(), index);
-        Self { header, body, cv }
+        Self { header, body, cv, root }
     }
 
     /// Whether the stored body is compressed.
@@ -73,6 +82,7 @@ impl BlockImage<'static> {
             header,
             body: Cow::Owned(body),
             cv: [0; 32],
+            root: None,
         }
     }
 
@@ -84,6 +94,7 @@ impl BlockImage<'static> {
             header,
             body: Cow::Owned(body),
             cv: [0; 32],
+            root: None,
         }
     }
 }
@@ -131,6 +142,8 @@ pub(crate) struct ChunkRun {
     squeeze: Squeeze,
     chunks: Vec<ChunkRef>,
     cvs: Vec<[u8; 32]>,
+    /// Chunk 0's bytes hashed as a whole artifact.
+    first_root: Option<[u8; 32]>,
     /// Raw bytes written so far.
     pub(crate) written: u64,
     /// Blocks written so far.
@@ -145,6 +158,7 @@ impl ChunkRun {
             squeeze: Squeeze::default(),
             chunks: Vec::new(),
             cvs: Vec::new(),
+            first_root: None,
             written: 0,
             blocks: 0,
         }
@@ -183,17 +197,24 @@ impl ChunkRun {
                 raw_len: img.header.raw_len,
             });
             self.cvs.push(img.cv);
+            if img.root.is_some() {
+                self.first_root = img.root;
+            }
             self.written += img.header.raw_len as u64;
             self.blocks += 1;
         }
         Ok(())
     }
 
-    /// Whether the chunks written merge to `id` (always true of a single
-    /// chunk: nothing to merge, readers hash it whole). A mismatch means the
-    /// bytes written are not the bytes hashed.
-    pub(crate) fn tree_matches(&self, id: &ArtifactId) -> bool {
-        tree::root(&self.cvs).is_none_or(|r| r.as_bytes() == id.as_bytes())
+    /// The id of the bytes written so far, from the same hashing that built
+    /// the chunk tree (one pass over the bytes): the root over the chunks'
+    /// chaining values, or chunk 0's own root hash when it is the only one.
+    /// `None` before any chunk.
+    pub(crate) fn id(&self) -> Option<ArtifactId> {
+        match tree::root(&self.cvs) {
+            Some(r) => Some(ArtifactId::from_bytes(*r.as_bytes())),
+            None => self.first_root.map(ArtifactId::from_bytes),
+        }
     }
 
     /// The trailer naming the artifact these chunks hold, with their chunk tree.

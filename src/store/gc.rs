@@ -307,7 +307,7 @@ impl Store {
             }
         })?;
         let id = ArtifactId::from_bytes(*hasher.finalize().as_bytes());
-        if id != rec.id || len != rec.len || !run.tree_matches(&id) {
+        if id != rec.id || len != rec.len || run.id() != Some(id) {
             return Err(Error::CorruptArtifact {
                 id: rec.id,
                 file: self.layout.segment(rec.segment),
