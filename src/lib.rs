@@ -60,7 +60,7 @@ pub use id::{ArtifactId, IdPrefix};
 pub use index::{DomainId, Placement, Visibility};
 pub use snapshot::{CurrentId, SnapshotMeta};
 pub use store::{
-    ArtifactInfo, ArtifactReader, GcOptions, GcReport, IngestEvent, IngestInput, IngestOptions, IngestPlan,
-    IngestReport, Ingested, Iter, Problem, Put, PutOptions, RepairReport, Retention, SnapshotDiff, SnapshotView, Store,
-    StoreOptions, StoreStat, VerifyReport,
+    ArtifactInfo, ArtifactReader, FileStamp, FilesCacheMode, GcOptions, GcReport, IngestEvent, IngestInput,
+    IngestOptions, IngestPlan, IngestReport, Ingested, Iter, Problem, Put, PutOptions, RepairReport, Retention,
+    SnapshotDiff, SnapshotView, Store, StoreOptions, StoreStat, VerifyReport,
 };

@@ -18,9 +18,14 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
+pub use super::files_cache::FileStamp;
+use super::files_cache::{now_ns, FilesCache};
 use super::options::PutOptions;
 use super::write::Put;
 use super::Store;
+
+/// The files cache's file, in the store directory.
+pub(crate) const FILES_CACHE: &str = "files-cache";
 
 /// One input file found by [`IngestPlan::walk`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +34,8 @@ pub struct IngestInput {
     pub path: PathBuf,
     /// Its size when walked.
     pub size: u64,
+    /// Its metadata when walked (what the files cache compares).
+    pub stamp: FileStamp,
 }
 
 /// The inputs of an ingest, checked and in order (directories walked in
@@ -36,6 +43,8 @@ pub struct IngestInput {
 #[derive(Clone, Debug, Default)]
 pub struct IngestPlan {
     exclude: Option<PathBuf>,
+    /// When the walk started (ns since the epoch): no stamp it took is older.
+    walked_ns: i64,
     /// The files to store.
     pub inputs: Vec<IngestInput>,
     /// Symlinks and special files met inside directories and left out.
@@ -57,6 +66,7 @@ impl IngestPlan {
     pub fn walk_excluding(paths: &[PathBuf], store: Option<&Path>) -> Result<Self> {
         let mut plan = Self {
             exclude: store.and_then(|s| fs::canonicalize(s).ok()),
+            walked_ns: now_ns(),
             ..Self::default()
         };
         for p in paths {
@@ -70,6 +80,7 @@ impl IngestPlan {
                 plan.inputs.push(IngestInput {
                     path: p.clone(),
                     size: md.len(),
+                    stamp: FileStamp::of(&md),
                 });
             } else {
                 let why = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file or directory");
@@ -98,6 +109,7 @@ impl IngestPlan {
                 self.inputs.push(IngestInput {
                     path: p,
                     size: md.len(),
+                    stamp: FileStamp::of(&md),
                 });
             } else {
                 // Symlinks and special files inside a directory are not artifacts.
@@ -141,6 +153,24 @@ pub struct IngestOptions {
     pub window_bytes: u64,
     /// ... and at most this many files. Default 4096.
     pub window_files: usize,
+    /// The store's files cache (default [`FilesCacheMode::Off`]; `aslctl
+    /// ingest` uses it).
+    pub files_cache: FilesCacheMode,
+}
+
+/// How an ingest uses the store's files cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FilesCacheMode {
+    /// Neither read nor written.
+    #[default]
+    Off,
+    /// A file whose path, size, times, inode and device are those an earlier
+    /// ingest recorded, settled for longer than the timestamp granularity,
+    /// and whose artifact is still live, is not read again; what every input
+    /// holds is recorded.
+    Use,
+    /// Every file is read; what each holds is recorded (`--no-cache`).
+    Refresh,
 }
 
 impl Default for IngestOptions {
@@ -151,6 +181,7 @@ impl Default for IngestOptions {
             commit_files: 20_000,
             window_bytes: 64 << 20,
             window_files: 4096,
+            files_cache: FilesCacheMode::Off,
         }
     }
 }
@@ -193,6 +224,11 @@ pub struct IngestReport {
     pub new_files: u64,
     /// Their bytes.
     pub new_bytes: u64,
+    /// Inputs the files cache vouched for, not read.
+    pub cached_files: u64,
+    /// Why the files cache could not be saved (the ingest itself is
+    /// committed; the next one reads those files again).
+    pub files_cache_error: Option<String>,
     /// Wall time of the storing (the walk excluded).
     pub elapsed: Duration,
 }
@@ -233,13 +269,45 @@ impl Store {
             bytes: total,
             ..Default::default()
         };
+        let cache_path = self.layout.root.join(FILES_CACHE);
+        let mut cache = match opts.files_cache {
+            FilesCacheMode::Off => None,
+            FilesCacheMode::Use => Some(FilesCache::load(&*self.layout.io, &cache_path)),
+            FilesCacheMode::Refresh => Some(FilesCache::default()),
+        };
         let (mut acked, mut since_commit, mut done) = (0usize, 0u64, 0u64);
         let mut next = 0;
         while next < inputs.len() {
             let window = &inputs[next..window_end(inputs, next, small, opts)];
-            let puts = self.store_window(window, small, opts, &mut |d| {
-                on_event(IngestEvent::Progress { done: done + d, total })
-            })?;
+            // Inputs the cache vouches for, whose artifact is still live.
+            let mut known: Vec<Option<Put>> = vec![None; window.len()];
+            if let Some(c) = &cache {
+                for (k, input) in known.iter_mut().zip(window) {
+                    let hit = std::path::absolute(&input.path)
+                        .ok()
+                        .and_then(|abs| c.lookup(&abs, &input.stamp));
+                    if let Some(id) = hit {
+                        *k = self.existing(&id)?;
+                    }
+                }
+            }
+            rep.cached_files += known.iter().flatten().count() as u64;
+            let rest: Vec<IngestInput> = window
+                .iter()
+                .zip(&known)
+                .filter(|(_, k)| k.is_none())
+                .map(|(i, _)| i.clone())
+                .collect();
+            let mut stored = self
+                .store_window(&rest, small, opts, &mut |d| {
+                    on_event(IngestEvent::Progress { done: done + d, total })
+                })?
+                .into_iter();
+            let puts: Vec<Put> = known
+                .into_iter()
+                .map(|k| k.or_else(|| stored.next()))
+                .collect::<Option<_>>()
+                .ok_or_else(|| Error::io("ingest", io::Error::other("a window lost a result")))?;
             for (put, input) in puts.into_iter().zip(window) {
                 if put.new {
                     since_commit += put.len;
@@ -264,6 +332,14 @@ impl Store {
         self.commit()?;
         if acked < rep.files.len() {
             on_event(IngestEvent::Committed(&rep.files[acked..]));
+        }
+        if let Some(c) = &mut cache {
+            for (f, input) in rep.files.iter().zip(inputs) {
+                if let Ok(abs) = std::path::absolute(&f.path) {
+                    c.record(abs, input.stamp, f.put.id, plan.walked_ns);
+                }
+            }
+            rep.files_cache_error = c.save(&*self.layout.io, &cache_path).err().map(|e| e.to_string());
         }
         rep.elapsed = start.elapsed();
         Ok(rep)

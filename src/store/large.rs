@@ -123,7 +123,7 @@ impl Store {
     }
 
     /// The outcome of a put of `id` that is live already (or buffered).
-    fn existing(&self, id: &ArtifactId) -> Result<Option<Put>> {
+    pub(super) fn existing(&self, id: &ArtifactId) -> Result<Option<Put>> {
         if let Some(placement) = self.pending.read().placement(id) {
             let len = self.pending.read().get(id).map(|b| b.len() as u64).unwrap_or(0);
             return Ok(Some(Put {

@@ -6,6 +6,7 @@
 //! from the checkpoint plus the log tail.
 
 mod checkpoint;
+mod files_cache;
 mod gc;
 mod ingest;
 mod large;
@@ -40,7 +41,9 @@ use crate::snapshot::log::{self, LogWriter, Record};
 use crate::snapshot::CurrentId;
 
 pub use gc::{GcOptions, GcReport};
-pub use ingest::{IngestEvent, IngestInput, IngestOptions, IngestPlan, IngestReport, Ingested};
+pub use ingest::{
+    FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestOptions, IngestPlan, IngestReport, Ingested,
+};
 use layout::Layout;
 pub use layout::{decode_store_file, encode_store_file};
 pub use maint::{Problem, StoreStat, VerifyReport};

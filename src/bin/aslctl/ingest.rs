@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use asl::{ArtifactId, Error, IngestEvent, IngestOptions, IngestPlan, StoreOptions};
+use asl::{ArtifactId, Error, FilesCacheMode, IngestEvent, IngestOptions, IngestPlan, StoreOptions};
 use serde_json::json;
 
 use super::{human, Cli};
@@ -23,7 +23,7 @@ fn b3sum_line(id: &ArtifactId, p: &Path) -> String {
     }
 }
 
-pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> Result<ExitCode, Error> {
+pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>, cache: bool) -> Result<ExitCode, Error> {
     let compression = zstd.map(crate::args::parse_compression).transpose()?;
     if paths.iter().any(|p| p.as_os_str() == "-") {
         if paths.len() > 1 {
@@ -57,7 +57,17 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> R
     // The first failure to print: the ids of committed files must not be
     // lost silently (reported after the ingest, which has committed them).
     let mut out_err: Option<io::Error> = None;
-    let result = store.ingest_plan(&plan, &IngestOptions::default(), &mut |ev| match ev {
+    // Without the cache the files are all read, but what they hold is still
+    // recorded, so the next ingest can skip them.
+    let ingest_opts = IngestOptions {
+        files_cache: if cache {
+            FilesCacheMode::Use
+        } else {
+            FilesCacheMode::Refresh
+        },
+        ..IngestOptions::default()
+    };
+    let result = store.ingest_plan(&plan, &ingest_opts, &mut |ev| match ev {
         IngestEvent::Progress { done, .. } => {
             if let Some(b) = &bar {
                 b.set_position(done);
@@ -96,7 +106,7 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> R
             .collect();
         let v = json!({
             "files": files,
-            "summary": {"files": rep.files.len(), "bytes": rep.bytes, "new_files": rep.new_files, "new_bytes": rep.new_bytes,
+            "summary": {"files": rep.files.len(), "bytes": rep.bytes, "new_files": rep.new_files, "new_bytes": rep.new_bytes, "cached_files": rep.cached_files,
                         "deduplicated_files": dedup, "skipped": rep.skipped, "seconds": secs, "mb_per_s": mbps}
         });
         if out_err.is_none() {
@@ -118,6 +128,15 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>) -> R
             String::new()
         }
     );
+    if rep.cached_files > 0 {
+        eprintln!(
+            "{} unchanged files not read (files cache; --no-cache reads them)",
+            rep.cached_files
+        );
+    }
+    if let Some(e) = &rep.files_cache_error {
+        eprintln!("aslctl: warning: the files cache was not saved ({e}); the next ingest reads every file");
+    }
     if let Some(e) = out_err {
         // The files are stored and committed; only their lines were lost.
         crate::output_failed(&e);

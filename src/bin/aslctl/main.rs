@@ -50,6 +50,10 @@ enum Cmd {
         /// level 1-22 [default: 3]
         #[arg(long, value_name = "LEVEL")]
         zstd: Option<String>,
+        /// Read every file, even those the files cache says are unchanged
+        /// since an earlier ingest (the cache is still updated).
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Write an artifact to a file (or stdout).
     Get {
@@ -173,7 +177,7 @@ fn exit_code(e: &Error) -> u8 {
 fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
     let read_only = || StoreOptions::new().read_only(true).open(dir);
     match &cli.cmd {
-        Cmd::Ingest { paths, zstd } => ingest::ingest(cli, dir, paths, zstd.as_deref()),
+        Cmd::Ingest { paths, zstd, no_cache } => ingest::ingest(cli, dir, paths, zstd.as_deref(), !no_cache),
         Cmd::Get { id, output, at } => {
             let s = read_only()?;
             let mut r = open_artifact(&s, id, at.as_deref())?;

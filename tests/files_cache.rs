@@ -1,0 +1,117 @@
+//! The files cache of ingest: unchanged files are not read again, anything
+//! that may have changed is, and the cache never vouches for an artifact the
+//! store no longer holds.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use asl::{ArtifactId, FilesCacheMode, IngestOptions, Store, StoreOptions};
+
+fn ingest(s: &Store, dir: &Path, mode: FilesCacheMode) -> asl::IngestReport {
+    let opts = IngestOptions {
+        files_cache: mode,
+        ..IngestOptions::default()
+    };
+    s.ingest(&[dir.to_path_buf()], &opts, &mut |_| {}).unwrap()
+}
+
+fn id_of(rep: &asl::IngestReport, p: &Path) -> ArtifactId {
+    rep.files.iter().find(|f| f.path == p).unwrap().put.id
+}
+
+/// Past the timestamp granularity the cache allows for (1 s): files written
+/// before this are settled for an ingest that starts after it.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+}
+
+#[test]
+fn unchanged_files_are_not_read_and_changed_ones_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    fs::create_dir_all(&dir).unwrap();
+    let files: Vec<PathBuf> = (0..40).map(|i| dir.join(format!("f{i}"))).collect();
+    for (i, f) in files.iter().enumerate() {
+        fs::write(f, format!("file {i} ").repeat(i * 50 + 1)).unwrap();
+    }
+    fs::write(dir.join("big"), vec![7u8; 300_000]).unwrap();
+    settle();
+    let s = StoreOptions::new().create(true).open(tmp.path().join("store")).unwrap();
+    let first = ingest(&s, &dir, FilesCacheMode::Use);
+    assert_eq!(first.cached_files, 0);
+    let second = ingest(&s, &dir, FilesCacheMode::Use);
+    assert_eq!(second.cached_files, 41, "unchanged files were read again");
+    assert_eq!(
+        first.files.iter().map(|f| f.put.id).collect::<Vec<_>>(),
+        second.files.iter().map(|f| f.put.id).collect::<Vec<_>>()
+    );
+
+    // Same size, new content: ctime moves, so it is read again.
+    let same_len = fs::read(&files[3]).unwrap().iter().map(|b| b ^ 1).collect::<Vec<u8>>();
+    fs::write(&files[3], &same_len).unwrap();
+    // A file written just now is recorded but not trusted until it settles.
+    fs::write(dir.join("fresh"), b"just written").unwrap();
+    let third = ingest(&s, &dir, FilesCacheMode::Use);
+    assert_eq!(third.cached_files, 40, "a changed file was taken from the cache");
+    assert_eq!(id_of(&third, &files[3]), ArtifactId::of(&same_len));
+    let fourth = ingest(&s, &dir, FilesCacheMode::Use);
+    assert!(
+        fourth.cached_files < 42,
+        "a racily clean entry (written within the granularity of its ingest) was trusted"
+    );
+
+    // The cache never vouches for an artifact the store dropped.
+    let gone = id_of(&fourth, &files[5]);
+    assert!(s.remove(&gone).unwrap());
+    s.commit().unwrap();
+    let fifth = ingest(&s, &dir, FilesCacheMode::Use);
+    assert!(fifth.files.iter().any(|f| f.path == files[5] && f.put.new));
+    assert!(s.contains(&gone).unwrap());
+
+    // Refresh reads everything; a damaged cache is ignored and rewritten.
+    let refresh = ingest(&s, &dir, FilesCacheMode::Refresh);
+    assert_eq!(refresh.cached_files, 0);
+    let cache = tmp.path().join("store").join("files-cache");
+    let mut b = fs::read(&cache).unwrap();
+    b[30] ^= 1;
+    fs::write(&cache, &b).unwrap();
+    settle();
+    assert_eq!(ingest(&s, &dir, FilesCacheMode::Use).cached_files, 0);
+    assert_eq!(ingest(&s, &dir, FilesCacheMode::Use).cached_files, 42);
+    assert_eq!(ingest(&s, &dir, FilesCacheMode::Off).cached_files, 0);
+}
+
+#[test]
+fn aslctl_ingest_uses_the_cache_unless_told_not_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    fs::create_dir_all(&dir).unwrap();
+    for i in 0..5 {
+        fs::write(dir.join(format!("f{i}")), format!("content {i}")).unwrap();
+    }
+    settle();
+    let store = tmp.path().join("store");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_aslctl"))
+            .arg("--store")
+            .arg(&store)
+            .arg("ingest")
+            .args(extra)
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let a = run(&[]);
+    let b = run(&[]);
+    let c = run(&["--no-cache"]);
+    for o in [&a, &b, &c] {
+        assert!(o.status.success());
+    }
+    assert_eq!(a.stdout, b.stdout);
+    assert_eq!(a.stdout, c.stdout);
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!err(&a).contains("not read"), "{}", err(&a));
+    assert!(err(&b).contains("5 unchanged files not read"), "{}", err(&b));
+    assert!(!err(&c).contains("not read"), "{}", err(&c));
+}
