@@ -43,6 +43,10 @@ pub struct IngestInput {
 #[derive(Clone, Debug, Default)]
 pub struct IngestPlan {
     exclude: Option<PathBuf>,
+    /// The excluded directory's (device, inode): a walk that reaches it
+    /// from outside meets it as a directory entry, which this tells without
+    /// resolving the entry's path.
+    exclude_id: Option<(u64, u64)>,
     /// When the walk started (ns since the epoch): no stamp it took is older.
     walked_ns: i64,
     /// The files to store.
@@ -64,8 +68,10 @@ impl IngestPlan {
     /// [`IngestPlan::walk`], leaving out the directory `store` (a store never
     /// ingests its own files) and anything inside it.
     pub fn walk_excluding(paths: &[PathBuf], store: Option<&Path>) -> Result<Self> {
+        use std::os::unix::fs::MetadataExt;
         let mut plan = Self {
             exclude: store.and_then(|s| fs::canonicalize(s).ok()),
+            exclude_id: store.and_then(|s| fs::metadata(s).ok()).map(|m| (m.dev(), m.ino())),
             walked_ns: now_ns(),
             ..Self::default()
         };
@@ -99,7 +105,7 @@ impl IngestPlan {
         for e in entries {
             let p = e.path();
             let ft = e.file_type().map_err(|x| refuse(&p, x))?;
-            if ft.is_dir() && self.is_excluded(&p) {
+            if ft.is_dir() && self.is_store_dir(&e) {
                 self.excluded.push(p);
             } else if ft.is_dir() {
                 self.walk_dir(&p)?;
@@ -117,6 +123,14 @@ impl IngestPlan {
             }
         }
         Ok(())
+    }
+
+    /// Whether the directory entry `e` is the excluded store directory (a
+    /// walk that starts outside it can only get inside through it).
+    fn is_store_dir(&self, e: &fs::DirEntry) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(id) = self.exclude_id else { return false };
+        e.metadata().is_ok_and(|m| (m.dev(), m.ino()) == id)
     }
 
     /// Whether `p` is the excluded store directory or lies inside it.

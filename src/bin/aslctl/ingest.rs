@@ -53,7 +53,9 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>, cach
         );
         b
     });
-    let mut stdout = io::stdout().lock();
+    // Block-buffered: the lines of a commit go out in a few writes, not one
+    // system call each (flushed after every commit).
+    let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     // The first failure to print: the ids of committed files must not be
     // lost silently (reported after the ingest, which has committed them).
     let mut out_err: Option<io::Error> = None;
