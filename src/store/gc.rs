@@ -82,8 +82,14 @@ pub struct GcReport {
     /// Garbage logical bytes after.
     pub garbage_after: u64,
     /// Largest amount of bookkeeping memory GC held at once, in bytes (the
-    /// artifact list of one victim segment plus one block being packed).
+    /// artifact list of one victim segment plus one block being packed): an
+    /// account of GC's own buffers, not a measurement.
     pub peak_memory_bytes: u64,
+    /// Measured: the process's peak resident memory during the run, where
+    /// the OS tells it (Linux: the high-water mark is reset when GC starts
+    /// and read when it ends; it covers every thread of the process, so a
+    /// program doing other work meanwhile is counted too). `None` elsewhere.
+    pub peak_rss_bytes: Option<u64>,
     /// Wall time.
     pub elapsed: Duration,
     /// Victims left alone, with the reason (damage GC will not guess around).
@@ -128,6 +134,7 @@ impl Store {
             dry_run: opts.dry_run,
             ..Default::default()
         };
+        let rss_reset = reset_peak_rss();
         // GC copies what the index says is retained and deletes the rest: a
         // damaged index record would let bytes repair could still find go.
         let files = self.state.read().indexes.clone();
@@ -171,6 +178,7 @@ impl Store {
             rep.live_after = rep.live_before;
             rep.garbage_after = rep.garbage_before - victims.iter().map(|(_, s)| s.total - s.live).sum::<u64>();
             rep.elapsed = t0.elapsed();
+            rep.peak_rss_bytes = rss_reset.then(peak_rss).flatten();
             return Ok(rep);
         }
         for (id, st) in victims {
@@ -179,6 +187,7 @@ impl Store {
         let w = self.writer()?;
         (rep.live_after, rep.garbage_after) = totals(&w);
         rep.elapsed = t0.elapsed();
+        rep.peak_rss_bytes = rss_reset.then(peak_rss).flatten();
         Ok(rep)
     }
 
@@ -332,6 +341,20 @@ impl Store {
             w.tombstones.push((new.id, new.domain.0));
         }
     }
+}
+
+/// Resets the process's peak-RSS high-water mark (Linux `clear_refs`, value
+/// 5); false where that is not possible, so no older peak is reported.
+fn reset_peak_rss() -> bool {
+    cfg!(target_os = "linux") && std::fs::write("/proc/self/clear_refs", b"5").is_ok()
+}
+
+/// The process's peak resident memory since the last reset (`VmHWM`).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Lists the artifacts stored in a sealed segment: packed block tables and

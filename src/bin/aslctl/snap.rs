@@ -285,6 +285,7 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
                 "garbage_after": r.garbage_after,
                 "physical_after": after.physical_bytes,
                 "peak_memory_bytes": r.peak_memory_bytes,
+                "peak_rss_bytes": r.peak_rss_bytes,
                 "seconds": r.elapsed.as_secs_f64(),
                 "skipped": r.skipped,
             })
@@ -301,12 +302,13 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
             r.elapsed.as_secs_f64()
         );
         out!(
-            "live {} -> {}, garbage {} -> {}; GC memory peak {}",
+            "live {} -> {}, garbage {} -> {}; GC buffers peak {}, process peak RSS {}",
             human(r.live_before),
             human(r.live_after),
             human(r.garbage_before),
             human(r.garbage_after),
-            human(r.peak_memory_bytes)
+            human(r.peak_memory_bytes),
+            r.peak_rss_bytes.map_or("not measured".to_string(), human)
         );
         for s in &r.skipped {
             eprintln!("aslctl: warning: skipped {s}");
