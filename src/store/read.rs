@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 use crate::id::{ArtifactId, IdPrefix};
 use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED};
 use crate::index::merge::Merged;
+use rayon::prelude::*;
+use std::collections::VecDeque;
 
 use super::{artifact_error, Store};
 
@@ -309,7 +311,8 @@ impl Store {
                 seg,
                 trailer: t,
                 check,
-                cur: None,
+                ahead: VecDeque::new(),
+                spare: Vec::new(),
             },
         })
     }
@@ -423,8 +426,11 @@ enum Body {
         trailer: LargeTrailer,
         /// What each chunk is checked against (proven by the id at open).
         check: ChunkCheck,
-        /// The chunk last read, already verified.
-        cur: Option<(usize, Vec<u8>)>,
+        /// Chunks read ahead, in order from the one being read: each already
+        /// verified (in its buffer), or the error reaching it gives.
+        ahead: VecDeque<(usize, Vec<u8>, Result<()>)>,
+        /// Buffers of chunks already read out, for the next ones.
+        spare: Vec<Vec<u8>>,
     },
 }
 
@@ -441,6 +447,56 @@ fn load_chunk(seg: &Segment, t: &LargeTrailer, idx: usize) -> Result<Vec<u8>> {
         });
     }
     Ok(raw)
+}
+
+/// Chunks a streaming reader reads and verifies at once, on all cores.
+const READ_AHEAD: usize = 8;
+
+/// Chunk `idx` read into `buf` (reused, so that reading ahead on several
+/// threads does not map and unmap fresh memory for every chunk) and proven
+/// against the artifact's tree (or digests) there: the bytes the reader
+/// hands out are the very bytes checked.
+fn verified_chunk(
+    seg: &Segment,
+    t: &LargeTrailer,
+    check: &ChunkCheck,
+    idx: usize,
+    id: &ArtifactId,
+    mut buf: Vec<u8>,
+) -> (Vec<u8>, Result<()>) {
+    let c = t.chunks[idx];
+    let bad = |detail: String| Error::CorruptArtifact {
+        id: *id,
+        file: seg.path.clone(),
+        detail,
+    };
+    let r = (|| {
+        let h = seg.block_header(c.offset).map_err(|e| artifact_error(e, *id))?;
+        if h.kind != BlockKind::LargeChunk || h.count != idx as u32 || h.raw_len != c.raw_len {
+            return Err(bad(format!("chunk {idx} at {} does not match its trailer", c.offset)));
+        }
+        let at = c.offset + BLOCK_HEADER_LEN as u64;
+        let stored = seg
+            .read(at, h.stored_len as usize)
+            .map_err(|e| artifact_error(e, *id))?;
+        let body_err = |e| bad(format!("chunk {idx} at {}: {e}", c.offset));
+        buf.clear();
+        match h.compression {
+            crate::block::format::Compression::None => {
+                buf.extend_from_slice(&stored);
+                h.check_body(&buf).map_err(body_err)?;
+            }
+            _ => buf = h.decode_body(&stored).map_err(body_err)?,
+        }
+        if buf.len() != c.raw_len as usize || !check.matches(&buf, idx, t.chunk_size as usize, id) {
+            return Err(bad(format!(
+                "chunk {idx} at {} does not match the artifact's chunk tree",
+                c.offset
+            )));
+        }
+        Ok(())
+    })();
+    (buf, r)
 }
 
 /// Per-chunk digests of an artifact whose trailer predates chunk trees (block
@@ -577,26 +633,43 @@ impl Read for ArtifactReader {
                 seg,
                 trailer,
                 check,
-                cur,
+                ahead,
+                spare,
             } => {
                 let cs = trailer.chunk_size as u64;
                 let idx = (self.pos / cs) as usize;
-                if cur.as_ref().is_none_or(|(i, _)| *i != idx) {
-                    let raw = load_chunk(seg, trailer, idx).map_err(to_io)?;
-                    if !check.matches(&raw, idx, cs as usize, &self.id) {
-                        return Err(to_io(Error::CorruptArtifact {
-                            id: self.id,
-                            file: seg.path.clone(),
-                            detail: format!(
-                                "chunk {idx} at {} does not match the artifact's chunk tree",
-                                trailer.chunks[idx].offset
-                            ),
-                        }));
-                    }
-                    *cur = Some((idx, raw));
+                while ahead.front().is_some_and(|(i, _, _)| *i < idx) {
+                    spare.extend(ahead.pop_front().map(|(_, b, _)| b));
                 }
-                let Some((_, raw)) = cur.as_ref() else {
-                    return Ok(0);
+                if ahead.front().is_none_or(|(i, _, _)| *i != idx) {
+                    // Read and verify the next few chunks on all cores, never
+                    // past the end of the range being read.
+                    spare.extend(ahead.drain(..).map(|(_, b, _)| b));
+                    let last = ((self.end - 1) / cs) as usize;
+                    let upto = (idx + READ_AHEAD).min(last + 1);
+                    let jobs: Vec<(usize, Vec<u8>)> =
+                        (idx..upto).map(|i| (i, spare.pop().unwrap_or_default())).collect();
+                    let id = self.id;
+                    let (seg, trailer, check) = (&**seg, &*trailer, &*check);
+                    let loaded: Vec<(usize, Vec<u8>, Result<()>)> = jobs
+                        .into_par_iter()
+                        .map(|(i, buf)| {
+                            let (buf, r) = verified_chunk(seg, trailer, check, i, &id, buf);
+                            (i, buf, r)
+                        })
+                        .collect();
+                    ahead.extend(loaded);
+                }
+                let raw: &[u8] = match ahead.front_mut() {
+                    Some((_, buf, Ok(()))) => buf,
+                    Some((_, _, Err(_))) => {
+                        // Bytes before a bad chunk were returned; at it, stop.
+                        let Some((_, _, Err(e))) = ahead.pop_front() else {
+                            return Ok(0);
+                        };
+                        return Err(to_io(e));
+                    }
+                    None => return Ok(0),
                 };
                 let within = (self.pos - idx as u64 * cs) as usize;
                 let n = (raw.len() - within).min(out.len());
