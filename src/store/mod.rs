@@ -5,6 +5,7 @@
 //! memory and the rest in mapped index files, and rebuilds that state on open
 //! from the checkpoint plus the log tail.
 
+mod block_cache;
 mod checkpoint;
 mod files_cache;
 mod gc;
@@ -84,7 +85,7 @@ pub struct Store {
     pending: RwLock<pending::Pending>,
     /// Signalled when the last large artifact being streamed finishes.
     streams_done: parking_lot::Condvar,
-    block_cache: Mutex<BlockCache>,
+    block_cache: Mutex<block_cache::BlockCache>,
     /// Segments as of opening: a read-only handle reads the open segment up to
     /// the committed length recorded here (a writer tracks its own).
     open_segs: BTreeMap<u32, SegmentState>,
@@ -102,9 +103,6 @@ pub(crate) fn sorted(m: &Memtable) -> Vec<Entry> {
     v.sort_unstable_by_key(|e| e.id);
     v
 }
-
-/// Recently decompressed packed blocks, keyed by (segment, offset), oldest first.
-type BlockCache = Vec<((u32, u64), Arc<Vec<u8>>)>;
 
 /// What readers look at; swapped under the write lock in short critical sections.
 pub(crate) struct State {
@@ -458,7 +456,7 @@ impl Store {
             writer,
             pending: RwLock::new(pending::Pending::default()),
             streams_done: parking_lot::Condvar::new(),
-            block_cache: Mutex::new(Vec::new()),
+            block_cache: Mutex::new(block_cache::BlockCache::new(opts.block_cache)),
             open_segs,
             open_damage,
             _lock: lock,

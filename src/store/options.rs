@@ -24,6 +24,7 @@ pub struct StoreOptions {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) small_threshold: usize,
     pub(crate) block_target: usize,
+    pub(crate) block_cache: usize,
     pub(crate) chunk_size: usize,
     pub(crate) segment_target: u64,
     pub(crate) compression: Option<i32>,
@@ -41,6 +42,7 @@ impl Default for StoreOptions {
             backend: Arc::new(LocalBackend),
             small_threshold: 128 << 10,
             block_target: 256 << 10,
+            block_cache: 64 << 20,
             chunk_size: 1 << 20,
             segment_target: 256 << 20,
             compression: Some(3),
@@ -72,6 +74,13 @@ impl StoreOptions {
     /// artifact of a compressed block decompresses the whole block.
     pub fn block_target(mut self, bytes: usize) -> Self {
         self.block_target = bytes.clamp(1, 256 << 20);
+        self
+    }
+
+    /// Bytes of decompressed packed blocks kept for reads (CLOCK eviction).
+    /// Default 64 MiB; 0 keeps none.
+    pub fn block_cache(mut self, bytes: usize) -> Self {
+        self.block_cache = bytes;
         self
     }
 

@@ -16,7 +16,6 @@ use std::collections::VecDeque;
 
 use super::{artifact_error, Store};
 
-const BLOCK_CACHE_SLOTS: usize = 8;
 /// How often a read looks up an artifact again after GC moved it away from
 /// under the first lookup (each retry means another whole GC pass moved it).
 const MOVED_RETRIES: usize = 3;
@@ -258,12 +257,12 @@ impl Store {
         Ok(bytes)
     }
 
-    /// A decompressed packed block, from a small cache so that reading many
-    /// artifacts of one compressed block decompresses it once.
+    /// A decompressed packed block, through the byte-budgeted block cache
+    /// (`StoreOptions::block_cache`).
     fn decoded_block(&self, seg: &Segment, offset: u64) -> Result<Arc<Vec<u8>>> {
         let key = (seg.id, offset);
-        if let Some((_, b)) = self.block_cache.lock().iter().find(|(k, _)| *k == key) {
-            return Ok(b.clone());
+        if let Some(b) = self.block_cache.lock().get(&key) {
+            return Ok(b);
         }
         let (h, raw) = seg.read_block(offset)?;
         if h.kind != BlockKind::Packed {
@@ -273,11 +272,7 @@ impl Store {
             ));
         }
         let raw = Arc::new(raw);
-        let mut c = self.block_cache.lock();
-        if c.len() >= BLOCK_CACHE_SLOTS {
-            c.remove(0);
-        }
-        c.push((key, raw.clone()));
+        self.block_cache.lock().insert(key, raw.clone());
         Ok(raw)
     }
 

@@ -1,0 +1,144 @@
+//! The cache of decompressed packed blocks: reading several small artifacts
+//! of one compressed block decompresses it once.
+//!
+//! It is bounded in bytes, not entries (a block's decompressed size is up to
+//! the block target), and evicts with CLOCK (second chance): a hit only sets
+//! a bit, so readers never reorder a list under the lock, and a block read
+//! again since the hand last passed survives a scan of blocks read once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A block: segment id and offset.
+pub(crate) type Key = (u32, u64);
+
+struct Slot {
+    key: Key,
+    block: Arc<Vec<u8>>,
+    referenced: bool,
+}
+
+/// Decompressed blocks, at most `budget` bytes of them.
+pub(crate) struct BlockCache {
+    budget: usize,
+    bytes: usize,
+    slots: Vec<Slot>,
+    index: HashMap<Key, usize>,
+    hand: usize,
+}
+
+impl BlockCache {
+    pub(crate) fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            bytes: 0,
+            slots: Vec::new(),
+            index: HashMap::new(),
+            hand: 0,
+        }
+    }
+
+    pub(crate) fn get(&mut self, key: &Key) -> Option<Arc<Vec<u8>>> {
+        let &i = self.index.get(key)?;
+        let s = &mut self.slots[i];
+        s.referenced = true;
+        Some(s.block.clone())
+    }
+
+    /// Adds a block, evicting until it fits; a block larger than the whole
+    /// budget is not kept.
+    pub(crate) fn insert(&mut self, key: Key, block: Arc<Vec<u8>>) {
+        let size = block.len();
+        if size > self.budget || self.index.contains_key(&key) {
+            return;
+        }
+        while self.bytes + size > self.budget && !self.slots.is_empty() {
+            self.evict_one();
+        }
+        self.bytes += size;
+        self.index.insert(key, self.slots.len());
+        self.slots.push(Slot {
+            key,
+            block,
+            referenced: false,
+        });
+    }
+
+    /// Advances the hand: a referenced slot loses its bit and is passed, the
+    /// first unreferenced one is removed.
+    fn evict_one(&mut self) {
+        loop {
+            if self.hand >= self.slots.len() {
+                self.hand = 0;
+            }
+            if self.slots[self.hand].referenced {
+                self.slots[self.hand].referenced = false;
+                self.hand += 1;
+                continue;
+            }
+            let gone = self.slots.swap_remove(self.hand);
+            self.index.remove(&gone.key);
+            self.bytes -= gone.block.len();
+            if let Some(moved) = self.slots.get(self.hand) {
+                self.index.insert(moved.key, self.hand);
+            }
+            return;
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.slots.clear();
+        self.index.clear();
+        self.bytes = 0;
+        self.hand = 0;
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(n: usize) -> Arc<Vec<u8>> {
+        Arc::new(vec![0; n])
+    }
+
+    #[test]
+    fn stays_within_its_budget_and_keeps_what_is_read_again() {
+        let mut c = BlockCache::new(10_000);
+        for i in 0..5 {
+            c.insert((1, i), block(2000));
+        }
+        assert_eq!(c.bytes(), 10_000);
+        // The hot block is read again; a scan of blocks read once follows.
+        assert!(c.get(&(1, 0)).is_some());
+        for i in 100..103 {
+            c.insert((1, i), block(2000));
+            assert!(c.bytes() <= 10_000);
+        }
+        assert!(c.get(&(1, 0)).is_some(), "a block read again was evicted by a scan");
+        assert!(c.get(&(1, 1)).is_none());
+        // Too large for the whole budget: not kept, nothing evicted for it.
+        c.insert((2, 0), block(20_000));
+        assert!(c.get(&(2, 0)).is_none());
+        assert!(c.get(&(1, 0)).is_some());
+        // Index and slots agree after many evictions.
+        for i in 0..1000u64 {
+            c.insert((3, i), block(100 + (i as usize * 37) % 3000));
+            if i % 3 == 0 {
+                c.get(&(3, i / 2));
+            }
+            assert!(c.bytes() <= 10_000);
+        }
+        for (k, &i) in &c.index {
+            assert_eq!(c.slots[i].key, *k);
+        }
+        assert_eq!(c.index.len(), c.slots.len());
+        c.clear();
+        assert_eq!(c.bytes(), 0);
+    }
+}
