@@ -29,16 +29,21 @@ fn chunk_blocks(seg: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
+/// A store whose chunks are stored raw, so tests can move and damage them.
+fn raw_store(d: &std::path::Path) -> asl::Store {
+    StoreOptions::new()
+        .create(true)
+        .compression(None)
+        .chunk_size(CHUNK)
+        .open(d)
+        .unwrap()
+}
+
 #[test]
 fn a_misdirected_chunk_is_stopped_before_it_is_emitted() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("store");
-    let s = StoreOptions::new()
-        .create(true)
-        .compression(None)
-        .chunk_size(CHUNK)
-        .open(&d)
-        .unwrap();
+    let s = raw_store(&d);
     let a = noise(1, 5 * CHUNK - 100);
     let b = noise(2, 5 * CHUNK - 100);
     s.put(&a).unwrap();
@@ -97,12 +102,7 @@ fn a_misdirected_chunk_is_stopped_before_it_is_emitted() {
 fn ranges_read_only_the_chunks_they_need_and_only_proven_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("store");
-    let s = StoreOptions::new()
-        .create(true)
-        .compression(None)
-        .chunk_size(CHUNK)
-        .open(&d)
-        .unwrap();
+    let s = raw_store(&d);
     let big = noise(5, 5 * CHUNK + 777);
     let small = noise(6, 3000);
     let id = s.put(&big).unwrap();
