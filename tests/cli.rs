@@ -190,11 +190,7 @@ fn bad_paths_are_refused_before_anything_is_written() {
     let mut perms = fs::metadata(&secret).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o000);
     fs::set_permissions(&secret, perms).unwrap();
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
+    let is_root = running_as_root();
     let o = if is_root {
         chmod_r(&e.root, 0o777);
         Command::new("setpriv")
@@ -209,6 +205,15 @@ fn bad_paths_are_refused_before_anything_is_written() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("ermission denied"), "{}", stderr(&o));
     assert_eq!(state(&e.store), before);
+}
+
+/// Root reads everything, so permission tests run their command as `nobody`.
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
 }
 
 fn chmod_r(p: &Path, mode: u32) {
@@ -778,11 +783,7 @@ fn a_failed_closing_checkpoint_after_a_commit_is_reported_alike() {
     fs::write(&f1, b"first").unwrap();
     fs::write(&f2, b"second").unwrap();
     assert!(aslctl(&e.store, &["ingest", f1.to_str().unwrap()]).status.success());
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
+    let is_root = running_as_root();
     chmod_r(&e.root, 0o777);
     let index = e.store.join("index");
     let mut perms = fs::metadata(&index).unwrap().permissions();

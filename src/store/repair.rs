@@ -116,8 +116,14 @@ impl Store {
             }
         }
         ids.sort_unstable();
-        let (metas, pins) = recover_catalog(&layout);
-        let committed = committed_lengths(&layout);
+        let old = read_old_state(&layout);
+        let committed = old.as_ref().and_then(|o| o.replayed.as_ref()).map(|r| {
+            r.segments
+                .values()
+                .map(|s| (s.id, (s.len, s.sealed)))
+                .collect::<BTreeMap<u32, (u64, bool)>>()
+        });
+        let (metas, pins) = recover_catalog(&layout, old);
         let snapshots = super::open_snapshots(&layout, metas.into_iter().map(|m| (m.name.clone(), m)).collect())?;
         let pin_map: BTreeMap<String, ArtifactId> = pins.iter().cloned().collect();
         let mut rep = RepairReport::default();
@@ -594,34 +600,51 @@ fn tail_survivors(tail: &[u8]) -> Vec<(ArtifactId, Vec<u8>)> {
         .collect()
 }
 
+/// A snapshot catalog and its pins.
+type Catalog = (Vec<SnapshotMeta>, Vec<(String, ArtifactId)>);
+
+/// The old checkpoint and what its log replays to, read once for repair.
+struct OldState {
+    ckpt: Checkpoint,
+    /// `None` when the log is unreadable or does not continue the checkpoint.
+    replayed: Option<crate::snapshot::replay::Replayed>,
+    /// The log was read to its end without damage.
+    whole: bool,
+}
+
+fn read_old_state(layout: &Layout) -> Option<OldState> {
+    let io = &*layout.io;
+    let ckpt = Checkpoint::decode(&io.read(&layout.checkpoint()).ok()?).ok()?;
+    let log = crate::snapshot::log::read(io, &layout.log(ckpt.log_file)).ok();
+    let whole = log.as_ref().is_some_and(|l| l.damage.is_none());
+    let replayed = log.and_then(|l| crate::snapshot::replay::replay(&ckpt, &l).ok());
+    Some(OldState {
+        whole: whole && replayed.is_some(),
+        ckpt,
+        replayed,
+    })
+}
+
 /// The snapshot catalog and pins of a store being repaired: from its
 /// checkpoint and log as far as they are readable; when they are not whole,
 /// every snapshot file they do not name whose content hashes to its name is
 /// registered again as `recovered-<identity prefix>` (pins the damaged part
 /// named are lost; the report says what was lost).
-type Catalog = (Vec<SnapshotMeta>, Vec<(String, ArtifactId)>);
-
-fn recover_catalog(layout: &Layout) -> Catalog {
+fn recover_catalog(layout: &Layout, old: Option<OldState>) -> Catalog {
     let io = &*layout.io;
-    // The catalog the checkpoint and log describe, and whether they
-    // described it whole (a damaged log may hide later snapshots).
-    type Read = (BTreeMap<String, SnapshotMeta>, Vec<(String, ArtifactId)>, bool);
-    let from_log = || -> Option<Read> {
-        let ckpt = Checkpoint::decode(&io.read(&layout.checkpoint()).ok()?).ok()?;
-        let log = crate::snapshot::log::read(io, &layout.log(ckpt.log_file)).ok();
-        let whole = log.as_ref().is_some_and(|l| l.damage.is_none());
-        Some(
-            match log.and_then(|l| crate::snapshot::replay::replay(&ckpt, &l).ok()) {
-                Some(r) => (r.snapshots, r.pins.into_iter().collect(), whole),
-                None => (
-                    ckpt.snapshots.into_iter().map(|m| (m.name.clone(), m)).collect(),
-                    ckpt.pins,
-                    false,
-                ),
-            },
-        )
+    let (mut metas, pins, whole): (BTreeMap<String, SnapshotMeta>, Vec<(String, ArtifactId)>, bool) = match old {
+        Some(OldState {
+            replayed: Some(r),
+            whole,
+            ..
+        }) => (r.snapshots, r.pins.into_iter().collect(), whole),
+        Some(OldState { ckpt, .. }) => (
+            ckpt.snapshots.into_iter().map(|m| (m.name.clone(), m)).collect(),
+            ckpt.pins,
+            false,
+        ),
+        None => Default::default(),
     };
-    let (mut metas, pins, whole) = from_log().unwrap_or_default();
     let all_there = metas.values().all(|m| io.is_file(&layout.snapshot(&m.identity)));
     if whole && all_there {
         return (metas.into_values().collect(), pins);
@@ -677,16 +700,6 @@ fn recover_catalog(layout: &Layout) -> Catalog {
         );
     }
     (metas.into_values().collect(), pins)
-}
-
-/// Each segment's committed length (and whether it was sealed) by the old
-/// checkpoint and log, when they are readable.
-fn committed_lengths(layout: &Layout) -> Option<BTreeMap<u32, (u64, bool)>> {
-    let io = &*layout.io;
-    let ckpt = Checkpoint::decode(&io.read(&layout.checkpoint()).ok()?).ok()?;
-    let log = crate::snapshot::log::read(io, &layout.log(ckpt.log_file)).ok()?;
-    let r = crate::snapshot::replay::replay(&ckpt, &log).ok()?;
-    Some(r.segments.values().map(|s| (s.id, (s.len, s.sealed))).collect())
 }
 
 fn max_file_number(io: &dyn crate::io::Backend, dir: &Path, ext: &str) -> u64 {
