@@ -8,6 +8,7 @@
 //! While any stream is in flight the open segment is not rotated or sealed:
 //! a trailer's chunk references point into its own segment.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -56,10 +57,13 @@ impl Store {
         self.put_large(src, None, "input", opts.placement)
     }
 
-    /// Stores the file at `path`. Large files are hashed first (on all cores), so
-    /// a file already stored costs one read and no writes; a new file is then
-    /// written in a second pass, re-hashed on the side to catch a file that
-    /// changed in between ([`Error::InputChanged`]).
+    /// Stores the file at `path`. A large file whose length no stored large
+    /// artifact has is new for certain (barring a concurrent put of the same
+    /// bytes), so it is read, hashed and written in one pass. When some stored
+    /// artifact has its length, the file is hashed first (on all cores), so a
+    /// duplicate costs one read and no writes; a new one is then written in a
+    /// second pass, its chunk tree checked against the first pass's id to
+    /// catch a file that changed in between ([`Error::InputChanged`]).
     pub fn put_file(&self, path: &Path) -> Result<Put> {
         self.put_file_with(path, &PutOptions::default(), &mut |_| {})
     }
@@ -71,9 +75,9 @@ impl Store {
     }
 
     /// [`Store::put_file`] with options, calling `progress(done)` as it goes,
-    /// with `done` rising to the file's length: hashing counts for the first
-    /// half of a new file and writing for the second; a file already stored
-    /// jumps to its length once hashed.
+    /// with `done` rising to the file's length. When the file is hashed
+    /// before it is written, hashing counts for the first half and writing
+    /// for the second; a file already stored jumps to its length once hashed.
     pub fn put_file_with(&self, path: &Path, opts: &PutOptions, progress: &mut dyn FnMut(u64)) -> Result<Put> {
         let label = path.display().to_string();
         let mut f = File::open(path).ctx(|| format!("open {label}"))?;
@@ -82,6 +86,21 @@ impl Store {
             let mut buf = Vec::with_capacity(len as usize);
             f.read_to_end(&mut buf).ctx(|| format!("read {label}"))?;
             let put = self.put_with(&buf, opts)?;
+            progress(len);
+            return Ok(put);
+        }
+        if !self.may_hold_length(len)? {
+            let mut counted = Counted {
+                inner: f,
+                done: 0,
+                report: &mut |n| progress(n.min(len)),
+            };
+            let src = Source::Reader {
+                reader: &mut counted,
+                head: Vec::new(),
+                len_hint: Some(len),
+            };
+            let put = self.put_large(src, None, &label, opts.placement)?;
             progress(len);
             return Ok(put);
         }
@@ -120,6 +139,34 @@ impl Store {
         let put = self.put_large(src, Some(id), &label, opts.placement)?;
         progress(len);
         Ok(put)
+    }
+
+    /// Whether some large artifact stored (or stored once: removals do not
+    /// take lengths out) is `len` bytes long. The set is built from the index
+    /// on first use and kept up to date by every new record after that; a
+    /// length it holds wrongly only costs the caller a hashing pass.
+    pub(super) fn may_hold_length(&self, len: u64) -> Result<bool> {
+        let mut lengths = self.large_lengths.lock();
+        if lengths.is_none() {
+            // Taken under the set's lock: a record added meanwhile is either
+            // in the memtable this reads or noted after the set is in place.
+            let mut set = HashSet::new();
+            for e in self.live_entries()? {
+                let e = e?;
+                if e.is_large() {
+                    set.insert(e.len);
+                }
+            }
+            *lengths = Some(set);
+        }
+        Ok(lengths.as_ref().is_some_and(|s| s.contains(&len)))
+    }
+
+    /// Keeps the set of large lengths (once built) up to date.
+    pub(super) fn note_lengths(&self, records: &[Entry]) {
+        if let Some(set) = self.large_lengths.lock().as_mut() {
+            set.extend(records.iter().filter(|e| e.is_large()).map(|e| e.len));
+        }
     }
 
     /// The outcome of a put of `id` that is live already (or buffered).

@@ -86,6 +86,9 @@ pub struct Store {
     /// Signalled when the last large artifact being streamed finishes.
     streams_done: parking_lot::Condvar,
     block_cache: Mutex<block_cache::BlockCache>,
+    /// The lengths of large artifacts stored, built on first need (see
+    /// `Store::may_hold_length`); `None` until then.
+    large_lengths: Mutex<Option<std::collections::HashSet<u64>>>,
     /// Segments as of opening: a read-only handle reads the open segment up to
     /// the committed length recorded here (a writer tracks its own).
     open_segs: BTreeMap<u32, SegmentState>,
@@ -457,6 +460,7 @@ impl Store {
             pending: RwLock::new(pending::Pending::default()),
             streams_done: parking_lot::Condvar::new(),
             block_cache: Mutex::new(block_cache::BlockCache::new(opts.block_cache)),
+            large_lengths: Mutex::new(None),
             open_segs,
             open_damage,
             _lock: lock,

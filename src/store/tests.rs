@@ -259,3 +259,29 @@ fn concurrent_large_streams_from_a_rayon_loop_keep_their_segment() {
         assert_eq!(s.get(id).unwrap(), noise(200 + i as u64, 2 << 20));
     }
 }
+
+#[test]
+fn put_file_writes_a_new_length_in_one_pass_and_cuts_back_a_late_duplicate() {
+    let (d, s) = store();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    std::fs::write(&a, noise(1, 700_000)).unwrap();
+    std::fs::write(&b, noise(2, 700_000)).unwrap();
+    let active_len = |s: &Store| s.writer.as_ref().unwrap().lock().active.as_ref().unwrap().len;
+    // Nothing stored is 700,000 bytes long: `a` is new for certain.
+    assert!(!s.may_hold_length(700_000).unwrap());
+    let pa = s.put_file(&a).unwrap();
+    assert!(pa.new && s.may_hold_length(700_000).unwrap());
+    // `b` has a stored artifact's length: hashed first, then written.
+    let pb = s.put_file(&b).unwrap();
+    assert!(pb.new && pb.id != pa.id);
+    // A duplicate the length probe misses (a concurrent put of the same bytes
+    // can do that) is written in one pass, found at the end and cut off again.
+    let before = active_len(&s);
+    *s.large_lengths.lock() = Some(std::collections::HashSet::new());
+    let again = s.put_file(&a).unwrap();
+    assert!(!again.new && again.id == pa.id);
+    assert_eq!(active_len(&s), before, "the duplicate's chunks were not cut back");
+    s.commit().unwrap();
+    assert_eq!(s.get(&pa.id).unwrap(), std::fs::read(&a).unwrap());
+    assert_eq!(s.get(&pb.id).unwrap(), std::fs::read(&b).unwrap());
+}

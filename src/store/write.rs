@@ -401,6 +401,7 @@ impl Store {
             w.batch.push(Record::Entry(*e));
             w.add_usage(e.segment, e.len as i64, e.len);
         }
+        self.note_lengths(records);
     }
 
     pub(crate) fn is_live_locked(&self, _w: &Writer, id: &ArtifactId) -> Result<bool> {
