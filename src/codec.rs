@@ -14,6 +14,7 @@ pub use crate::block::format::{
     decode_packed_table, decode_tombstones, BlockHeader, BlockKind, ChunkRef, Compression, LargeTrailer, PackedBuilder,
     BLOCK_HEADER_LEN,
 };
+pub use crate::block::frames::{decode_framed_table, FramedEntry};
 pub use crate::block::segment::{SegmentFooter, SegmentHeader};
 pub use crate::block::tree::{chunk_cv, root as tree_root};
 pub use crate::index::entry::{Entry, ENTRY_LEN};
@@ -103,6 +104,11 @@ fn parse_one(name: &str, data: &[u8]) {
                         assert_eq!(t.encode(), raw);
                     }
                     let _ = decode_tombstones(&raw, h.count);
+                    if let Ok((_, frames)) = decode_framed_table(&raw, h.count) {
+                        for f in frames {
+                            let _ = &raw[f.offset as usize..(f.offset + f.stored_len) as usize];
+                        }
+                    }
                 }
             }
         }

@@ -125,21 +125,29 @@ impl CheckpointVersion {
 numbered_versions!(
     /// Segment files: header, blocks, footer. Version 2 adds the tree trailer
     /// (block kind 5: a large artifact's trailer with its verified chunk
-    /// tree); version 1 segments hold kind-3 trailers only, and a writer
-    /// never appends to one (it seals it and starts a version-2 segment).
+    /// tree); version 3 adds dictionary and framed blocks (kinds 6 and 7:
+    /// small artifacts compressed one by one). A writer never appends to a
+    /// segment of an older version: it seals it and starts a current one.
     SegmentVersion,
     "segment",
-    current V2,
+    current V3,
     /// The first format: kind-3 trailers without a chunk tree.
     V1 = 1,
     /// Tree trailers (block kind 5).
     V2 = 2,
+    /// Dictionary and framed blocks (kinds 6 and 7).
+    V3 = 3,
 );
 
 impl SegmentVersion {
     /// Whether segments of this version may hold tree trailers.
     pub fn has_tree_trailers(self) -> bool {
         self != Self::V1
+    }
+
+    /// Whether segments of this version may hold framed blocks.
+    pub fn has_framed_blocks(self) -> bool {
+        !matches!(self, Self::V1 | Self::V2)
     }
 }
 
@@ -158,7 +166,8 @@ mod tests {
             Err(DecodeError::UnsupportedVersion { version: 3, .. })
         ));
         assert!(SegmentVersion::from_number(0).is_err());
-        assert!(SegmentVersion::from_number(3).is_err());
+        assert!(SegmentVersion::from_number(4).is_err());
+        assert!(SegmentVersion::from_number(3).unwrap().has_framed_blocks());
         assert!(!SegmentVersion::from_number(1).unwrap().has_tree_trailers());
         assert_eq!(LogVersion::from_number(1).unwrap(), LogVersion::CURRENT);
     }

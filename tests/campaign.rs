@@ -24,7 +24,7 @@ use std::sync::Arc;
 use asl::codec::{BlockHeader, BLOCK_HEADER_LEN};
 use asl::io::{Backend, CrashMode, OpenMode, SimBackend};
 use asl::{ArtifactId, CurrentId, Store, StoreOptions};
-use common::noise;
+use common::{noise, text};
 
 const ROOT: &str = "/store";
 /// Bytes of a Commit record: 17 of framing, 12 of payload.
@@ -42,21 +42,6 @@ fn opts(io: &SimBackend) -> StoreOptions {
         .backend(Arc::new(io.clone()))
 }
 
-/// Text-like bytes that zstd compresses.
-fn text(seed: u64, len: usize) -> Vec<u8> {
-    let words = ["store ", "block ", "artifact ", "segment ", "index ", "log\n"];
-    let mut out = Vec::with_capacity(len + 16);
-    let mut x = seed | 1;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(words[(x % 6) as usize].as_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// What the store should hold: CURRENT and each snapshot (by identity).
 struct Model {
     current: BTreeMap<ArtifactId, Vec<u8>>,
@@ -72,10 +57,19 @@ fn build(io: &SimBackend) -> Model {
         m.insert(id, b);
         id
     };
-    // zstd: packed blocks and large chunks of text.
+    // zstd: tiny texts first, which framing does not pay for (a packed
+    // block compressed whole), then a new session whose text trains a
+    // dictionary (framed blocks), and large chunks of text.
     let s = opts(io).compression(Some(3)).open(ROOT).unwrap();
+    for i in 0..400 {
+        put(&s, text(5000 + i, 30 + (i as usize * 7) % 60), &mut current);
+    }
+    s.commit().unwrap();
+    s.close().unwrap();
+    // Blocks large enough for a dictionary to pay.
+    let s = opts(io).compression(Some(3)).block_target(64 << 10).open(ROOT).unwrap();
     let mut doomed = Vec::new();
-    for i in 0..60 {
+    for i in 0..90 {
         let id = put(&s, text(i, 200 + (i as usize * 37) % 3000), &mut current);
         if i % 9 == 0 {
             doomed.push(id);
@@ -188,6 +182,8 @@ fn regions(io: &SimBackend) -> Vec<Region> {
     for needed in [
         "Packed/None",
         "Packed/Zstd",
+        "Framed/None",
+        "Dictionary/None",
         "LargeChunk/None",
         "LargeChunk/Zstd",
         "TreeTrailer/None",

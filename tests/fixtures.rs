@@ -120,6 +120,28 @@ fn open_fixture(name: &str) {
 }
 
 #[test]
+fn store_v4_with_framed_blocks_opens() {
+    let seg = std::fs::read("tests/fixtures/store-v4/segments/00000001.seg").unwrap();
+    let kinds = block_kinds(&seg);
+    assert!(
+        kinds.contains(&6) && kinds.contains(&7),
+        "no dictionary or framed block: {kinds:?}"
+    );
+    open_fixture("store-v4");
+}
+
+/// The kind byte of every block in a segment file, walked by its headers.
+fn block_kinds(seg: &[u8]) -> Vec<u8> {
+    let mut kinds = Vec::new();
+    let mut off = 32;
+    while let Ok(h) = asl::codec::BlockHeader::decode(&seg[off.min(seg.len())..]) {
+        kinds.push(h.kind as u8);
+        off += h.total_len() as usize;
+    }
+    kinds
+}
+
+#[test]
 fn store_v3_with_tree_trailers_opens() {
     open_fixture("store-v3");
 }

@@ -5,8 +5,8 @@
 use asl::codec::Entry;
 use asl::codec::SegmentState;
 use asl::codec::{
-    decode_packed_table, decode_store_file, encode_store_file, parse_log, BlockHeader, BlockKind, Checkpoint,
-    LargeTrailer, Record, SegmentFooter, SegmentHeader,
+    decode_framed_table, decode_packed_table, decode_store_file, encode_store_file, parse_log, BlockHeader, BlockKind,
+    Checkpoint, LargeTrailer, Record, SegmentFooter, SegmentHeader,
 };
 use asl::version::SegmentVersion;
 use asl::{ArtifactId, CurrentId, DomainId, SnapshotMeta, Visibility};
@@ -73,14 +73,14 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     let mut block = h.encode().to_vec();
     block.extend_from_slice(&raw);
     let seg = SegmentHeader {
-        version: SegmentVersion::V2,
+        version: SegmentVersion::V3,
         id: 1,
         store_id: 0x0807_0605_0403_0201,
     }
     .encode()
     .to_vec();
     let footer = SegmentFooter {
-        version: SegmentVersion::V2,
+        version: SegmentVersion::V3,
         block_count: 1,
         data_len: 147,
         raw_total: 83,
@@ -140,6 +140,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     let tree_trailer = tree_trailer_example().encode();
     vec![
         ("packed-block", block),
+        ("framed-block", framed_block_example()),
         ("segment-header", seg),
         ("segment-footer", footer),
         ("index-entry", entry),
@@ -150,6 +151,31 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         ("tree-trailer", tree_trailer),
         ("store-file", encode_store_file(0x0807_0605_0403_0201).to_vec()),
     ]
+}
+
+/// A framed block holding `a` and `bc` as raw frames, its dictionary at 32.
+/// Built by hand: the writer only frames against a trained dictionary, whose
+/// bytes depend on zstd's trainer.
+fn framed_block_example() -> Vec<u8> {
+    let mut body = 32u64.to_le_bytes().to_vec();
+    body.extend_from_slice(&[0; 8]);
+    for a in [&b"a"[..], b"bc"] {
+        body.extend_from_slice(ArtifactId::of(a).as_bytes());
+        body.extend_from_slice(&(a.len() as u32).to_le_bytes());
+        body.extend_from_slice(&(a.len() as u32).to_le_bytes());
+    }
+    body.extend_from_slice(b"abc");
+    let h = BlockHeader {
+        kind: BlockKind::Framed,
+        compression: asl::codec::Compression::None,
+        stored_len: body.len() as u32,
+        raw_len: body.len() as u32,
+        count: 2,
+        body_crc: crc32c::crc32c(&body),
+    };
+    let mut block = h.encode().to_vec();
+    block.extend_from_slice(&body);
+    block
 }
 
 /// 1030 bytes `x` in chunks of 1024: two chunks, two chaining values.
@@ -211,6 +237,17 @@ fn spec_examples_decode() {
     assert_eq!(t[0].id, ArtifactId::of(b"a"));
     assert_eq!((t[0].offset, t[0].len, t[1].offset, t[1].len), (80, 1, 81, 2));
     assert_eq!(&body[81..83], b"bc");
+
+    let b = golden("framed-block");
+    let h = BlockHeader::decode(&b).unwrap();
+    assert_eq!((h.kind, h.count, h.stored_len), (BlockKind::Framed, 2, 99));
+    let (dict_at, frames) = decode_framed_table(&h.decode_body(&b[32..]).unwrap(), h.count).unwrap();
+    assert_eq!(dict_at, 32);
+    assert_eq!(frames[1].id, ArtifactId::of(b"bc"));
+    assert_eq!(
+        (frames[1].offset, frames[1].raw_len, frames[1].compressed),
+        (97, 2, false)
+    );
 
     let s = SegmentHeader::decode(&golden("segment-header")).unwrap();
     assert_eq!((s.id, s.store_id), (1, 0x0807_0605_0403_0201));

@@ -34,6 +34,13 @@ pub enum BlockKind {
     /// trailer that also keeps each chunk's BLAKE3 chaining value (segment
     /// version 2).
     TreeTrailer = 5,
+    /// A zstd dictionary trained for the framed blocks after it in its
+    /// segment (segment version 3).
+    Dictionary = 6,
+    /// Small artifacts compressed one by one against a dictionary block: an
+    /// entry table, then one frame per artifact (segment version 3; see
+    /// `block::frames`).
+    Framed = 7,
 }
 
 impl BlockKind {
@@ -44,6 +51,8 @@ impl BlockKind {
             3 => Self::LargeTrailer,
             4 => Self::Tombstones,
             5 => Self::TreeTrailer,
+            6 => Self::Dictionary,
+            7 => Self::Framed,
             _ => return None,
         })
     }
@@ -51,6 +60,11 @@ impl BlockKind {
     /// Whether blocks of this kind close a large artifact.
     pub fn is_trailer(self) -> bool {
         matches!(self, Self::LargeTrailer | Self::TreeTrailer)
+    }
+
+    /// Whether blocks of this kind hold small artifacts.
+    pub fn is_packed(self) -> bool {
+        matches!(self, Self::Packed | Self::Framed)
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub(crate) mod error;
 pub mod format;
+pub mod frames;
 pub(crate) mod scan;
 pub(crate) mod segment;
 pub mod tree;

@@ -12,8 +12,10 @@ use std::borrow::Cow;
 use crate::block::format::{
     decode_packed_table, decode_tombstones, BlockHeader, BlockKind, LargeTrailer, PackedEntry, BLOCK_HEADER_LEN,
 };
+use crate::block::frames::{decode_framed_table, decoder, decompress, FramedEntry};
 use crate::error::DecodeError;
 use crate::id::ArtifactId;
+use zstd::zstd_safe::DDict;
 
 /// Positioned reads of a segment's bytes. `None` means the range is not there
 /// (past the end); I/O errors are reported by the source itself.
@@ -145,9 +147,15 @@ pub(crate) enum Contents {
     Packed {
         /// The entry table.
         entries: Vec<PackedEntry>,
-        /// The decompressed body (table included).
+        /// The decompressed body (table included); for a framed block, the
+        /// artifacts' bytes one after another, where `entries` point.
         raw: Vec<u8>,
+        /// For a framed block, where each artifact's frame sits in the block
+        /// body (an index record points at the frame, not into `raw`).
+        frames: Option<Vec<FramedEntry>>,
     },
+    /// A dictionary for the framed blocks after it.
+    Dictionary,
     /// A chunk of a large artifact (body not decoded unless asked).
     Chunk,
     /// A large artifact's trailer.
@@ -181,7 +189,10 @@ impl Contents {
             BlockKind::Packed => Contents::Packed {
                 entries: decode_packed_table(&raw, h.count).map_err(ContentsError::Decode)?,
                 raw,
+                frames: None,
             },
+            BlockKind::Framed => unframe(src, &raw, h.count)?,
+            BlockKind::Dictionary => Contents::Dictionary,
             k @ (BlockKind::LargeTrailer | BlockKind::TreeTrailer) => {
                 Contents::Trailer(LargeTrailer::decode_kind(k, &raw).map_err(ContentsError::Decode)?)
             }
@@ -193,14 +204,65 @@ impl Contents {
     }
 
     /// The artifacts this block names, with their logical lengths and inner
-    /// offsets (0 for a large artifact's trailer).
+    /// offsets as index records hold them: into the raw body of a packed
+    /// block, at the frame of a framed one, 0 for a large artifact's trailer.
     pub(crate) fn artifacts(&self) -> Vec<(ArtifactId, u32, u64)> {
         match self {
+            Contents::Packed {
+                frames: Some(frames), ..
+            } => frames.iter().map(|f| (f.id, f.offset, f.raw_len as u64)).collect(),
             Contents::Packed { entries, .. } => entries.iter().map(|e| (e.id, e.offset, e.len as u64)).collect(),
             Contents::Trailer(t) => vec![(t.id, 0, t.len)],
-            Contents::Chunk | Contents::Tombstones(_) => Vec::new(),
+            Contents::Chunk | Contents::Tombstones(_) | Contents::Dictionary => Vec::new(),
         }
     }
+}
+
+/// Decodes every frame of a framed block body against the dictionary block
+/// it names in the same source.
+fn unframe<S: BlockSource + ?Sized>(src: &S, body: &[u8], count: u32) -> Result<Contents, ContentsError> {
+    let (dict_at, frames) = decode_framed_table(body, count).map_err(ContentsError::Decode)?;
+    let dict = read_dictionary(src, dict_at)?;
+    let mut raw = Vec::with_capacity(frames.iter().map(|f| f.raw_len as usize).sum());
+    let mut entries = Vec::with_capacity(frames.len());
+    for f in &frames {
+        let stored = &body[f.offset as usize..(f.offset + f.stored_len) as usize];
+        let offset = raw.len() as u32;
+        if f.compressed {
+            raw.extend_from_slice(&decompress(stored, f.raw_len as usize, &dict).map_err(ContentsError::Decode)?);
+        } else {
+            raw.extend_from_slice(stored);
+        }
+        entries.push(PackedEntry {
+            id: f.id,
+            offset,
+            len: f.raw_len,
+        });
+    }
+    Ok(Contents::Packed {
+        entries,
+        raw,
+        frames: Some(frames),
+    })
+}
+
+/// The dictionary in the block at `offset`, checked and prepared.
+pub(crate) fn read_dictionary<S: BlockSource + ?Sized>(src: &S, offset: u64) -> Result<DDict<'static>, ContentsError> {
+    let missing = || ContentsError::Decode(DecodeError::Invalid(format!("no dictionary block at {offset}")));
+    let hb = src
+        .read_at(offset, BLOCK_HEADER_LEN)
+        .map_err(ContentsError::Io)?
+        .ok_or_else(missing)?;
+    let h = BlockHeader::decode(&hb).map_err(ContentsError::Decode)?;
+    if h.kind != BlockKind::Dictionary {
+        return Err(missing());
+    }
+    let body = src
+        .read_at(offset + BLOCK_HEADER_LEN as u64, h.stored_len as usize)
+        .map_err(ContentsError::Io)?
+        .ok_or_else(missing)?;
+    let raw = h.decode_body(&body).map_err(ContentsError::Decode)?;
+    Ok(decoder(&raw))
 }
 
 /// Why a block's contents could not be read.
@@ -245,6 +307,7 @@ mod tests {
                 Contents::Chunk => 100,
                 Contents::Tombstones(t) => 200 + t.len(),
                 Contents::Trailer(_) => 300,
+                Contents::Dictionary => 400,
             })
             .collect();
         assert_eq!(kinds, vec![2, 100, 201]);

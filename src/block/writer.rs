@@ -14,6 +14,7 @@ use crate::block::format::{
     encode_tombstones, header_for, maybe_compress, BlockHeader, BlockKind, ChunkRef, Compression, LargeTrailer,
     PackedEntry,
 };
+use crate::block::frames::{self, Dictionary, FramedEntry};
 use crate::block::segment::ActiveSegment;
 use crate::block::tree;
 use crate::id::ArtifactId;
@@ -61,6 +62,11 @@ impl<'a> BlockImage<'a> {
         Self { header, body, cv, root }
     }
 
+    /// Bytes of the stored body.
+    pub(crate) fn stored_len(&self) -> usize {
+        self.body.len()
+    }
+
     /// Whether the stored body is compressed.
     pub(crate) fn is_compressed(&self) -> bool {
         self.header.compression == Compression::Zstd
@@ -106,31 +112,131 @@ impl ActiveSegment {
     }
 }
 
+impl BlockImage<'static> {
+    /// A framed block over a body from [`frames::encode_framed`].
+    fn framed(body: Vec<u8>, count: u32) -> Self {
+        let header = header_for(BlockKind::Framed, Compression::None, &body, body.len(), count);
+        Self {
+            header,
+            body: Cow::Owned(body),
+            cv: [0; 32],
+            root: None,
+        }
+    }
+
+    /// A dictionary block.
+    pub(crate) fn dictionary(bytes: &[u8]) -> Self {
+        let header = header_for(BlockKind::Dictionary, Compression::None, bytes, bytes.len(), 0);
+        Self {
+            header,
+            body: Cow::Owned(bytes.to_vec()),
+            cv: [0; 32],
+            root: None,
+        }
+    }
+}
+
+/// A segment's dictionary as framed blocks use it.
+#[derive(Clone)]
+pub(crate) struct SegmentDictionary {
+    /// The segment it was written to.
+    pub(crate) seg: u32,
+    /// Its block's offset there.
+    pub(crate) offset: u64,
+    /// Prepared for compression.
+    pub(crate) dict: std::sync::Arc<Dictionary>,
+    /// Stored / raw bytes of the block it was trained on, framed with it.
+    pub(crate) ratio: f64,
+}
+
+/// A packed block ready to append, framed or whole.
+pub(crate) struct Packing<'a> {
+    pub(crate) img: BlockImage<'a>,
+    /// For a framed block: each artifact's frame, in entry order.
+    pub(crate) frames: Option<Vec<FramedEntry>>,
+    /// The segment whose dictionary framed it: the block may go nowhere else.
+    pub(crate) dict_seg: Option<u32>,
+    /// The frames came out much larger than the block compressed whole: the
+    /// dictionary no longer suits the data (the writer may train another).
+    pub(crate) drifted: bool,
+}
+
+/// A framed body counts as drifted past this multiple of its dictionary's
+/// training ratio, and is refused past this multiple of the whole-block size.
+const DRIFT: f64 = 1.25;
+
+/// Builds a packed block over `raw` (entry table first, as [`PackedEntry`]s
+/// say): framed against `dict` when one is given and framing pays, else
+/// compressed whole when that pays (at `level`), else raw.
+///
+/// A framed body within [`DRIFT`] of the dictionary's own ratio is taken
+/// without a second look; past it, the block is also compressed whole and
+/// the frames are kept only if they are within [`DRIFT`] of that, or cost
+/// less than 1/32 of the raw bytes more.
+pub(crate) fn pack<'a>(
+    raw: &'a [u8],
+    entries: &[PackedEntry],
+    level: Option<i32>,
+    dict: Option<&SegmentDictionary>,
+) -> Packing<'a> {
+    let count = entries.len() as u32;
+    let whole = |drifted| Packing {
+        img: BlockImage::packed(raw, count, level),
+        frames: None,
+        dict_seg: None,
+        drifted,
+    };
+    let (Some(_), Some(d)) = (level, dict) else {
+        return whole(false);
+    };
+    let items: Vec<(ArtifactId, &[u8])> = entries
+        .iter()
+        .map(|e| (e.id, &raw[e.offset as usize..(e.offset + e.len) as usize]))
+        .collect();
+    let (body, frames) = frames::encode_framed(d.offset, &items, &d.dict);
+    let framed = |body: Vec<u8>, frames| Packing {
+        img: BlockImage::framed(body, count),
+        frames: Some(frames),
+        dict_seg: Some(d.seg),
+        drifted: false,
+    };
+    let pays = body.len() < raw.len() - raw.len() / 32;
+    if pays && (body.len() as f64) <= d.ratio * DRIFT * raw.len() as f64 {
+        return framed(body, frames);
+    }
+    let w = whole(true);
+    let stored = w.img.body.len();
+    if pays && ((body.len() as f64) <= DRIFT * stored as f64 || body.len() <= stored + raw.len() / 32) {
+        return framed(body, frames);
+    }
+    w
+}
+
 /// Where a packed block put its artifacts.
 pub(crate) struct PackedLocation {
     /// Offset of the block in its segment.
     pub(crate) offset: u64,
-    /// Whether its body is compressed (readers then decode the whole block).
+    /// Whether its body is compressed whole (readers then decode the whole
+    /// block; a framed block's frames say each for itself).
     pub(crate) compressed: bool,
+    /// For a framed block: each artifact's frame, in entry order.
+    pub(crate) frames: Option<Vec<FramedEntry>>,
 }
 
-/// Appends a packed block built from `raw` and returns where it went.
-pub(crate) fn write_packed(
-    seg: &mut ActiveSegment,
-    raw: &[u8],
-    entries: &[PackedEntry],
-    level: Option<i32>,
-) -> Result<PackedLocation> {
-    let img = BlockImage::packed(raw, entries.len() as u32, level);
-    write_image(seg, &img)
+/// Appends a raw packed block built from `raw` and returns where it went
+/// (repair: salvaged bytes are written back as they were found).
+pub(crate) fn write_packed_raw(seg: &mut ActiveSegment, raw: &[u8], entries: &[PackedEntry]) -> Result<PackedLocation> {
+    let p = pack(raw, entries, None, None);
+    write_packing(seg, p)
 }
 
-/// Appends a prepared packed block image and returns where it went.
-pub(crate) fn write_image(seg: &mut ActiveSegment, img: &BlockImage<'_>) -> Result<PackedLocation> {
-    let offset = seg.write(img)?;
+/// Appends a prepared packed block and returns where it went.
+pub(crate) fn write_packing(seg: &mut ActiveSegment, p: Packing<'_>) -> Result<PackedLocation> {
+    let offset = seg.write(&p.img)?;
     Ok(PackedLocation {
         offset,
-        compressed: img.is_compressed(),
+        compressed: p.img.is_compressed(),
+        frames: p.frames,
     })
 }
 

@@ -51,7 +51,11 @@ pub const FLAG_TOMBSTONE: u8 = 1;
 pub const FLAG_LARGE: u8 = 2;
 /// Flag: the packed block holding the artifact is compressed.
 pub const FLAG_COMPRESSED: u8 = 4;
-const KNOWN_FLAGS: u8 = FLAG_TOMBSTONE | FLAG_LARGE | FLAG_COMPRESSED;
+/// Flag: the artifact has a frame of its own in a framed block; `inner` is
+/// the frame's offset in the block body, and with [`FLAG_COMPRESSED`] the
+/// frame is zstd against the block's dictionary (else it is the raw bytes).
+pub const FLAG_FRAMED: u8 = 8;
+const KNOWN_FLAGS: u8 = FLAG_TOMBSTONE | FLAG_LARGE | FLAG_COMPRESSED | FLAG_FRAMED;
 /// `source` value meaning "not imported from another domain".
 pub const NO_SOURCE: u16 = u16::MAX;
 
@@ -126,6 +130,21 @@ impl Entry {
             visibility: Visibility::Internal,
             flags: if compressed { FLAG_COMPRESSED } else { 0 },
         }
+    }
+
+    /// A small artifact with a frame of its own at `frame` in the body of the
+    /// framed block at `block_offset`; `compressed` when the frame is zstd.
+    pub fn framed(id: ArtifactId, segment: u32, block_offset: u64, frame: u32, len: u64, compressed: bool) -> Self {
+        let e = Self::packed(id, segment, block_offset, frame, len, compressed);
+        Self {
+            flags: e.flags | FLAG_FRAMED,
+            ..e
+        }
+    }
+
+    /// Whether the artifact sits in a framed block.
+    pub fn is_framed(&self) -> bool {
+        self.flags & FLAG_FRAMED != 0
     }
 
     /// A large artifact whose trailer block is at `trailer_offset` of `segment`.
@@ -242,7 +261,7 @@ impl Entry {
             v => return Err(DecodeError::Invalid(format!("visibility {v}"))),
         };
         let flags = b[55];
-        if flags & !KNOWN_FLAGS != 0 {
+        if flags & !KNOWN_FLAGS != 0 || (flags & FLAG_FRAMED != 0 && flags & FLAG_LARGE != 0) {
             return Err(DecodeError::Invalid(format!("entry flags {flags:#x}")));
         }
         Ok(Self {

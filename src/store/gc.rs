@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::block::format::{BlockKind, PackedBuilder};
 use crate::block::segment::{Segment, SEGMENT_HEADER_LEN};
-use crate::block::writer::{write_packed, BlockImage, ChunkRun};
+use crate::block::writer::{BlockImage, ChunkRun};
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
 use crate::id::ArtifactId;
@@ -276,13 +276,10 @@ impl Store {
         if pack.is_empty() {
             return Ok(());
         }
-        self.ensure_active(w)?;
         let (raw, entries) = pack.finish();
-        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
-        let seg = a.id;
-        let loc = write_packed(a, &raw, &entries, self.opts.compression)?;
-        for (pe, rec) in entries.iter().zip(recs.drain(..)) {
-            let to = Entry::packed(pe.id, seg, loc.offset, pe.offset, rec.len, loc.compressed);
+        let (seg, loc) = self.write_packed_block(w, &raw, &entries, None)?;
+        for (i, (pe, rec)) in entries.iter().zip(recs.drain(..)).enumerate() {
+            let to = super::packing::packed_entry(&loc, seg, i, pe);
             self.moved(w, &rec, rec.relocated(to));
         }
         self.flush_tombstones(w)

@@ -199,7 +199,7 @@ impl Store {
                     Err(e) => rep
                         .problems
                         .push(problem(&seg.path, None, format!("block at {}: {e}", b.offset))),
-                    Ok(Contents::Packed { entries, raw }) => {
+                    Ok(Contents::Packed { entries, raw, .. }) => {
                         for pe in entries {
                             let s = &raw[pe.offset as usize..(pe.offset + pe.len) as usize];
                             if ArtifactId::of(s) != pe.id {

@@ -14,6 +14,7 @@ mod large;
 mod layout;
 mod maint;
 mod options;
+mod packing;
 mod pending;
 mod read;
 mod repair;
@@ -28,7 +29,6 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
-use crate::block::format::BlockKind;
 use crate::block::segment::{parse_segment_file_name, ActiveSegment, Segment};
 use crate::error::{DecodeError, Error, IoContext, Result};
 use crate::fsutil::{read, sync_dir, write_atomic};
@@ -40,6 +40,7 @@ use crate::snapshot::catalog::SnapshotMeta;
 use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
 use crate::snapshot::log::{self, LogWriter, Record};
 use crate::snapshot::CurrentId;
+use crate::version::{FormatVersion, SegmentVersion};
 
 pub use gc::{GcOptions, GcReport};
 pub use ingest::{
@@ -89,6 +90,8 @@ pub struct Store {
     /// The lengths of large artifacts stored, built on first need (see
     /// `Store::may_hold_length`); `None` until then.
     large_lengths: Mutex<Option<std::collections::HashSet<u64>>>,
+    /// What reading single frames of framed blocks needs again and again.
+    frames: Mutex<read::FrameCache>,
     /// Segments as of opening: a read-only handle reads the open segment up to
     /// the committed length recorded here (a writer tracks its own).
     open_segs: BTreeMap<u32, SegmentState>,
@@ -251,6 +254,10 @@ pub(crate) struct Writer {
     streams: u32,
     dir_dirty: bool,
     poisoned: bool,
+    /// The dictionary of the open segment's framed blocks (if it has one).
+    dict: Option<crate::block::writer::SegmentDictionary>,
+    /// Packed blocks to write before training a dictionary is tried again.
+    dict_backoff: u32,
 }
 
 fn new_store_id(path: &Path) -> u64 {
@@ -441,6 +448,8 @@ impl Store {
                 streams: 0,
                 dir_dirty: false,
                 poisoned: false,
+                dict: None,
+                dict_backoff: 0,
             }))
         } else {
             None
@@ -461,17 +470,21 @@ impl Store {
             streams_done: parking_lot::Condvar::new(),
             block_cache: Mutex::new(block_cache::BlockCache::new(opts.block_cache)),
             large_lengths: Mutex::new(None),
+            frames: Mutex::new(read::FrameCache::default()),
             open_segs,
             open_damage,
             _lock: lock,
         };
-        let old_active = store
-            .writer
-            .as_ref()
-            .is_some_and(|w| w.lock().active.as_ref().is_some_and(|a| !a.version.has_tree_trailers()));
+        let old_active = store.writer.as_ref().is_some_and(|w| {
+            w.lock()
+                .active
+                .as_ref()
+                .is_some_and(|a| a.version != SegmentVersion::CURRENT)
+        });
         if old_active {
-            // A version-1 segment may not hold tree trailers: close it, and
-            // the next write starts a current-version segment.
+            // An older segment may not hold the blocks this build writes
+            // (tree trailers, framed blocks): close it, and the next write
+            // starts a current-version segment.
             store.seal()?;
         }
         if upgrade && store.writer.is_some() {
@@ -634,7 +647,7 @@ fn recount_usage(
         let end = seg.sealed_data_len().unwrap_or(st.len);
         for b in Blocks::new(&**seg, crate::block::segment::SEGMENT_HEADER_LEN, end) {
             let b = b.map_err(|stop| crate::block::segment::stop_error(&seg.path, stop))?;
-            if b.header.kind == BlockKind::Packed || b.header.kind.is_trailer() {
+            if b.header.kind.is_packed() || b.header.kind.is_trailer() {
                 st.total += seg.contents(&b)?.artifacts().iter().map(|a| a.2).sum::<u64>();
             }
         }

@@ -4,7 +4,8 @@
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
-use crate::block::format::{BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
+use crate::block::format::{BlockHeader, BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
+use crate::block::scan::ContentsError;
 use crate::block::segment::Segment;
 use crate::block::tree;
 use crate::error::{Error, Result};
@@ -13,12 +14,47 @@ use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED};
 use crate::index::merge::Merged;
 use rayon::prelude::*;
 use std::collections::VecDeque;
+use zstd::zstd_safe::DDict;
 
 use super::{artifact_error, Store};
 
 /// How often a read looks up an artifact again after GC moved it away from
 /// under the first lookup (each retry means another whole GC pass moved it).
 const MOVED_RETRIES: usize = 3;
+
+/// Prepared dictionaries kept per store handle before the set starts over.
+const MAX_DICTS: usize = 256;
+/// Framed block heads kept before the set starts over (a few MB of memory;
+/// a 64 GiB store of 256 KiB blocks has this many).
+const MAX_HEADS: usize = 1 << 18;
+
+/// What reading single frames needs again and again: prepared dictionaries
+/// and each framed block's (dictionary offset, stored length), by segment
+/// and offset. Sets start over when full: segments in use change slowly, and
+/// an entry costs one small read to get back. Entries never go stale: block
+/// offsets are not reused within a segment once a framed block is written
+/// there, and segment ids are never reused.
+#[derive(Default)]
+pub(crate) struct FrameCache {
+    dicts: std::collections::HashMap<(u32, u64), Arc<DDict<'static>>>,
+    heads: std::collections::HashMap<(u32, u64), (u64, u32)>,
+}
+
+impl FrameCache {
+    fn note_dict(&mut self, key: (u32, u64), d: Arc<DDict<'static>>) {
+        if self.dicts.len() >= MAX_DICTS {
+            self.dicts.clear();
+        }
+        self.dicts.insert(key, d);
+    }
+
+    fn note_head(&mut self, key: (u32, u64), head: (u64, u32)) {
+        if self.heads.len() >= MAX_HEADS {
+            self.heads.clear();
+        }
+        self.heads.insert(key, head);
+    }
+}
 
 /// A live artifact as listed by [`Store::iter`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +190,10 @@ impl Store {
             if e.flags & FLAG_COMPRESSED == 0 {
                 return Ok(e.len);
             }
+            if e.is_framed() {
+                // Header and head, then at most the artifact's length.
+                return Ok(BLOCK_HEADER_LEN as u64 + 8 + e.len);
+            }
             return Ok(seg.block_header(e.block_offset)?.total_len());
         }
         let (h, raw) = seg.read_block(e.block_offset)?;
@@ -234,6 +274,18 @@ impl Store {
             seg.read(at, e.len as usize)
                 .map_err(|x| artifact_error(x, e.id))?
                 .into_owned()
+        } else if e.is_framed() {
+            let (at, bytes) = self.read_frame(e, seg).map_err(|x| artifact_error(x, e.id))?;
+            let proven = ArtifactId::of(&bytes) == e.id;
+            if let (true, Some(at)) = (proven, at) {
+                // Only proven bytes are kept: a damaged frame is decoded (and
+                // reported) afresh by every read.
+                self.block_cache.lock().insert((seg.id, at), Arc::new(bytes.clone()));
+            }
+            return match proven {
+                true => Ok(bytes),
+                false => Err(self.mismatch(e, seg)),
+            };
         } else {
             let raw = self
                 .decoded_block(seg, e.block_offset)
@@ -248,13 +300,78 @@ impl Store {
                 .to_vec()
         };
         if ArtifactId::of(&bytes) != e.id {
-            return Err(Error::CorruptArtifact {
-                id: e.id,
-                file: seg.path.clone(),
-                detail: format!("BLAKE3 mismatch in block at offset {}", e.block_offset),
-            });
+            return Err(self.mismatch(e, seg));
         }
         Ok(bytes)
+    }
+
+    fn mismatch(&self, e: &Entry, seg: &Segment) -> Error {
+        Error::CorruptArtifact {
+            id: e.id,
+            file: seg.path.clone(),
+            detail: format!("BLAKE3 mismatch in block at offset {}", e.block_offset),
+        }
+    }
+
+    /// Decompresses an artifact's own zstd frame. The block's header and
+    /// head (its length and its dictionary's offset) are read once per block
+    /// and kept; then one read of the frame, which is never longer than the
+    /// artifact. The caller checks the bytes' BLAKE3 and may keep them in
+    /// the block cache under the returned key: decompressed frames share it,
+    /// keyed by where the frame starts in the segment (inside a block body,
+    /// so never a block's key). `None`: the bytes came from the cache.
+    fn read_frame(&self, e: &Entry, seg: &Segment) -> Result<(Option<u64>, Vec<u8>)> {
+        let at = e.block_offset + BLOCK_HEADER_LEN as u64 + e.inner as u64;
+        if let Some(b) = self.block_cache.lock().get(&(seg.id, at)) {
+            return Ok((None, b.to_vec()));
+        }
+        let key = (seg.id, e.block_offset);
+        let known = self.frames.lock().heads.get(&key).copied();
+        let (dict_at, stored_len) = match known {
+            Some(h) => h,
+            None => {
+                let head = seg.read(e.block_offset, BLOCK_HEADER_LEN + 8)?;
+                let h = BlockHeader::decode(&head[..BLOCK_HEADER_LEN])
+                    .map_err(|x| Error::corrupt(&seg.path, format!("block at {}: {x}", e.block_offset)))?;
+                if h.kind != BlockKind::Framed {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        format!("block at {} is not a framed block", e.block_offset),
+                    ));
+                }
+                let at = u64::from_le_bytes(head[BLOCK_HEADER_LEN..].try_into().expect("8 bytes"));
+                self.frames.lock().note_head(key, (at, h.stored_len));
+                (at, h.stored_len)
+            }
+        };
+        if e.inner >= stored_len {
+            return Err(Error::corrupt(
+                &seg.path,
+                format!("frame offset {} is past block {}", e.inner, e.block_offset),
+            ));
+        }
+        let dict = self.dictionary(seg, dict_at)?;
+        let n = (e.len as usize).min((stored_len - e.inner) as usize);
+        let frame = seg.read(at, n)?;
+        let bytes = crate::block::frames::decompress(&frame, e.len as usize, &dict)
+            .map_err(|x| Error::corrupt(&seg.path, format!("frame in block at {}: {x}", e.block_offset)))?;
+        Ok((Some(at), bytes))
+    }
+
+    /// The dictionary in the block at `offset` of `seg`, prepared once per
+    /// store handle and kept.
+    fn dictionary(&self, seg: &Segment, offset: u64) -> Result<Arc<DDict<'static>>> {
+        let key = (seg.id, offset);
+        if let Some(d) = self.frames.lock().dicts.get(&key) {
+            return Ok(d.clone());
+        }
+        let d = crate::block::scan::read_dictionary(seg, offset).map_err(|x| match x {
+            ContentsError::Decode(d) => Error::corrupt(&seg.path, format!("dictionary at {offset}: {d}")),
+            ContentsError::Io(io) => Error::io(format!("read {}", seg.path.display()), io),
+        })?;
+        let d = Arc::new(d);
+        self.frames.lock().note_dict(key, d.clone());
+        Ok(d)
     }
 
     /// A decompressed packed block, through the byte-budgeted block cache

@@ -211,13 +211,25 @@ impl Store {
                     }
                 };
                 match contents {
-                    Contents::Packed { entries, .. } => {
+                    Contents::Packed {
+                        entries, frames: None, ..
+                    } => {
                         for pe in entries {
                             *totals.entry(*id).or_default() += pe.len as u64;
                             let e = Entry::packed(pe.id, *id, b.offset, pe.offset, pe.len as u64, compressed);
                             map.insert(pe.id, e);
                         }
                     }
+                    Contents::Packed {
+                        frames: Some(frames), ..
+                    } => {
+                        for f in frames {
+                            *totals.entry(*id).or_default() += f.raw_len as u64;
+                            let e = Entry::framed(f.id, *id, b.offset, f.offset, f.raw_len as u64, f.compressed);
+                            map.insert(f.id, e);
+                        }
+                    }
+                    Contents::Dictionary => {}
                     Contents::Trailer(t) => {
                         *totals.entry(*id).or_default() += t.len;
                         if t.chunks.iter().any(|c| !good_chunks.contains(&c.offset)) {
@@ -297,7 +309,7 @@ impl Store {
                             b.push(*sid, data);
                         }
                         let (raw, entries) = b.finish();
-                        let at = crate::block::writer::write_packed(&mut active, &raw, &entries, None)?;
+                        let at = crate::block::writer::write_packed_raw(&mut active, &raw, &entries)?;
                         for pe in &entries {
                             *totals.entry(*id).or_default() += pe.len as u64;
                             map.insert(
@@ -394,8 +406,18 @@ fn rebuild_header(
         return Ok(None);
     }
     let tree = blocks.iter().any(|b| b.header.kind == BlockKind::TreeTrailer);
+    let framed = blocks
+        .iter()
+        .any(|b| matches!(b.header.kind, BlockKind::Framed | BlockKind::Dictionary));
     let h = crate::block::segment::SegmentHeader {
-        version: if tree { SegmentVersion::V2 } else { SegmentVersion::V1 },
+        // The oldest version that can hold what the blocks are.
+        version: if framed {
+            SegmentVersion::V3
+        } else if tree {
+            SegmentVersion::V2
+        } else {
+            SegmentVersion::V1
+        },
         id,
         store_id,
     };
@@ -468,6 +490,10 @@ fn salvage(
             "{what}: {} artifacts (compressed body damaged)",
             b.header.count
         )),
+        (BlockKind::Framed, _) => salvage_frames(bytes, seg, b, stored, map, totals, rep),
+        (BlockKind::Dictionary, _) => rep.lost.push(format!(
+            "{what}: a dictionary (the compressed frames that use it are reported with their blocks)"
+        )),
         (k @ (BlockKind::LargeTrailer | BlockKind::TreeTrailer), _) => match LargeTrailer::decode_kind(k, stored) {
             Ok(t) => rep.lost.push(t.id.to_hex()),
             Err(_) => rep.lost.push(format!("{what}: a large artifact (trailer damaged)")),
@@ -479,6 +505,79 @@ fn salvage(
             b.header.count
         )),
     }
+}
+
+/// Keeps each frame of a damaged framed block that still proves itself: a
+/// raw frame whose bytes hash to its id, a compressed one that decompresses
+/// (against the segment's dictionary, if that still reads) to such bytes. The
+/// header's count is trusted (its CRC checks); the table's lengths are not:
+/// frames are walked by what each one turns out to be (a zstd frame knows its
+/// own length), so one damaged length does not misplace every frame after it.
+/// Bytes that hash a few bits away from the table's id had the id damaged,
+/// and are kept under their own hash, as for raw blocks.
+fn salvage_frames(
+    bytes: &[u8],
+    seg: u32,
+    b: &ScannedBlock,
+    stored: &[u8],
+    map: &mut BTreeMap<ArtifactId, Entry>,
+    totals: &mut BTreeMap<u32, u64>,
+    rep: &mut RepairReport,
+) {
+    use crate::block::frames::{FRAMED_ENTRY_LEN, FRAMED_HEAD_LEN};
+    let count = b.header.count as usize;
+    let table = FRAMED_HEAD_LEN + count * FRAMED_ENTRY_LEN;
+    if table > stored.len() {
+        rep.lost.push(format!(
+            "segment {seg}, block at {}: {count} artifacts (framed entry table cut off)",
+            b.offset
+        ));
+        return;
+    }
+    let dict_at = u64::from_le_bytes(stored[..8].try_into().expect("8 bytes"));
+    let dict = crate::block::scan::read_dictionary(bytes, dict_at).ok();
+    let mut pos = table;
+    for e in stored[FRAMED_HEAD_LEN..table].chunks_exact(FRAMED_ENTRY_LEN) {
+        let id = ArtifactId::from_bytes(e[..32].try_into().expect("32 bytes"));
+        let raw_len = u32::from_le_bytes(e[32..36].try_into().expect("4 bytes")) as usize;
+        let stored_len = (u32::from_le_bytes(e[36..40].try_into().expect("4 bytes")) & !(1 << 31)) as usize;
+        let rest = &stored[pos.min(stored.len())..];
+        let found =
+            frame_here(rest, raw_len, dict.as_ref()).filter(|(got, ..)| *got == id || bits_apart(got, &id) <= 8);
+        match found {
+            Some((got, len, compressed, n)) => {
+                *totals.entry(seg).or_default() += n as u64;
+                map.insert(got, Entry::framed(got, seg, b.offset, pos as u32, n as u64, compressed));
+                rep.salvaged += 1;
+                pos += len;
+            }
+            None => {
+                rep.lost.push(id.to_hex());
+                pos += stored_len;
+            }
+        }
+    }
+}
+
+/// What the frame at the start of `rest` is: a zstd frame (its own length,
+/// decompressed against `dict`) or `raw_len` raw bytes; returns the hash of
+/// the bytes it holds, the frame's length, whether it is compressed and the
+/// length of the bytes.
+fn frame_here(
+    rest: &[u8],
+    raw_len: usize,
+    dict: Option<&zstd::zstd_safe::DDict<'static>>,
+) -> Option<(ArtifactId, usize, bool, usize)> {
+    if let (Some(d), Ok(n)) = (dict, zstd::zstd_safe::find_frame_compressed_size(rest)) {
+        let size = zstd::zstd_safe::get_frame_content_size(rest).ok().flatten()?;
+        if size <= crate::block::format::MAX_BODY_LEN as u64 {
+            if let Ok(out) = crate::block::frames::decompress(&rest[..n], size as usize, d) {
+                return Some((ArtifactId::of(&out), n, true, out.len()));
+            }
+        }
+    }
+    rest.get(..raw_len)
+        .map(|r| (ArtifactId::of(r), raw_len, false, raw_len))
 }
 
 /// The artifacts a raw packed block body proves by their BLAKE3, as (id,

@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 
+use super::packing::packed_entry;
 use crate::block::format::PackedEntry;
 use crate::block::segment::{ActiveSegment, Segment};
-use crate::block::writer::{write_image, write_packed, BlockImage, PackedLocation};
+use crate::block::writer::{pack, BlockImage, PackedLocation, Packing};
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
 use crate::id::ArtifactId;
@@ -112,28 +113,33 @@ impl Store {
 
     /// Compresses the set-aside blocks on all cores, then appends them in
     /// order. They stay readable from the pending buffer until their records
-    /// are in the memtable.
+    /// are in the memtable. The first block goes alone when the open segment
+    /// has no dictionary yet, so that the rest are framed with the one it
+    /// may train.
     fn append_ready(&self, w: &mut Writer) -> Result<()> {
         use rayon::prelude::*;
         let pending = self.pending.read();
-        if pending.ready().is_empty() {
+        let Some(first) = pending.ready().first() else {
             return Ok(());
+        };
+        self.flush_tombstones(w)?;
+        self.ensure_active(w)?;
+        let mut rest = pending.ready();
+        if self.active_dictionary(w).is_none() {
+            let (seg, loc) = self.write_packed_block(w, &first.raw, &first.entries, None)?;
+            self.record_packed(w, seg, &loc, &first.entries, &first.placements);
+            rest = &rest[1..];
         }
         let level = self.opts.compression;
-        let images: Vec<BlockImage<'_>> = pending
-            .ready()
+        let dict = self.active_dictionary(w);
+        let packings: Vec<Packing<'_>> = rest
             .par_iter()
-            .map(|b| BlockImage::packed(&b.raw, b.entries.len() as u32, level))
+            .map(|b| pack(&b.raw, &b.entries, level, dict.as_ref()))
             .collect();
-        self.flush_tombstones(w)?;
-        for (b, img) in pending.ready().iter().zip(&images) {
-            self.ensure_active(w)?;
-            let a = w.active.as_mut().ok_or(Error::Poisoned)?;
-            let seg = a.id;
-            let loc = write_image(a, img)?;
+        for (b, p) in rest.iter().zip(packings) {
+            let (seg, loc) = self.write_packed_block(w, &b.raw, &b.entries, Some(p))?;
             self.record_packed(w, seg, &loc, &b.entries, &b.placements);
         }
-        drop(images);
         drop(pending);
         self.pending.write().clear_ready();
         Ok(())
@@ -362,10 +368,7 @@ impl Store {
             }
             p.build_open()
         };
-        self.ensure_active(w)?;
-        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
-        let seg = a.id;
-        let loc = write_packed(a, &raw, &entries, self.opts.compression)?;
+        let (seg, loc) = self.write_packed_block(w, &raw, &entries, None)?;
         self.record_packed(w, seg, &loc, &entries, &placements);
         self.pending.write().clear_open();
         Ok(())
@@ -383,7 +386,8 @@ impl Store {
         let records: Vec<Entry> = entries
             .iter()
             .zip(placements)
-            .map(|(pe, pl)| Entry::packed(pe.id, seg, loc.offset, pe.offset, pe.len as u64, loc.compressed).placed(pl))
+            .enumerate()
+            .map(|(i, (pe, pl))| packed_entry(loc, seg, i, pe).placed(pl))
             .collect();
         self.record_new(w, &records);
     }

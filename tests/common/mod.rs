@@ -169,3 +169,28 @@ pub fn check_acked(
 pub fn next_seed_after(got: &[(u64, asl::ArtifactId)], prev: u64) -> u64 {
     got.iter().map(|(s, _)| *s + 100).max().unwrap_or(0).max(prev + 100)
 }
+
+/// Text like source or logs: about 3-4x with zstd.
+pub fn text(seed: u64, len: usize) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "fn", "let", "match", "segment", "block", "index", "commit", "reader", "writer", "offset", "length", "error",
+        "result", "value", "buffer", "store",
+    ];
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 24);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        match x % 8 {
+            0 => out.extend_from_slice(format!("{} ", x >> 40).as_bytes()),
+            1 => out.extend_from_slice(b"();\n    "),
+            _ => {
+                out.extend_from_slice(WORDS[(x >> 8) as usize % 16].as_bytes());
+                out.push(b' ');
+            }
+        }
+    }
+    out.truncate(len);
+    out
+}
