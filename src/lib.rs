@@ -62,5 +62,5 @@ pub use snapshot::{CurrentId, SnapshotMeta};
 pub use store::{
     ArtifactInfo, ArtifactReader, FileStamp, FilesCacheMode, GcOptions, GcReport, IngestEvent, IngestInput,
     IngestOptions, IngestPlan, IngestReport, Ingested, Iter, Problem, Put, PutOptions, RepairReport, Retention,
-    SnapshotDiff, SnapshotView, Store, StoreOptions, StoreStat, VerifyReport,
+    SnapshotDiff, SnapshotView, Store, StoreOptions, StoreStat, VerifyReport, DEFAULT_GC_THRESHOLD,
 };

@@ -231,3 +231,52 @@ fn a_damaged_dictionary_is_reported_and_costs_only_its_compressed_frames() {
     let v = s.verify().unwrap();
     assert!(v.problems.iter().all(|p| p.artifact.is_none()), "{v:?}");
 }
+
+/// Damage that the block checksum does not see (the checksum recomputed over
+/// a changed frame): GC reads each compressed frame and proves it by its
+/// BLAKE3, so it copies the rest, keeps the victim and names the artifact.
+#[test]
+fn gc_keeps_a_frame_that_does_not_prove_itself_where_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = build(dir.path());
+    let s = Store::open(dir.path()).unwrap();
+    s.seal().unwrap();
+    for (id, _) in items.iter().step_by(4) {
+        s.remove(id).unwrap();
+    }
+    s.commit().unwrap();
+    drop(s);
+    let seg = segment(dir.path(), 1);
+    let bl = blocks(&seg);
+    let block = bl.iter().find(|b| b.kind == BlockKind::Framed).unwrap();
+    let frames = &block.frames.as_ref().unwrap().1;
+    let hit = frames
+        .iter()
+        .find(|f| f.compressed && items.iter().position(|(id, _)| *id == f.id).unwrap() % 4 != 0)
+        .unwrap();
+    let mut b = std::fs::read(&seg).unwrap();
+    let body_at = block.offset as usize + BLOCK_HEADER_LEN;
+    b[body_at + hit.offset as usize + hit.stored_len as usize / 2] ^= 0x10;
+    let h = BlockHeader::decode(&b[block.offset as usize..]).unwrap();
+    let body_crc = crc32c::crc32c(&b[body_at..body_at + h.stored_len as usize]);
+    b[block.offset as usize + 20..][..4].copy_from_slice(&body_crc.to_le_bytes());
+    let head_crc = crc32c::crc32c(&b[block.offset as usize..][..28]);
+    b[block.offset as usize + 28..][..4].copy_from_slice(&head_crc.to_le_bytes());
+    std::fs::write(&seg, &b).unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let r = s.gc(&asl::GcOptions::default()).unwrap();
+    assert_eq!(r.skipped.len(), 1, "{r:?}");
+    assert!(r.skipped[0].contains(&hit.id.to_hex()), "{r:?}");
+    assert!(seg.exists(), "the victim was deleted with a damaged artifact in it");
+    for (i, (id, b)) in items.iter().enumerate() {
+        if *id == hit.id {
+            assert!(matches!(s.get(id), Err(Error::CorruptArtifact { .. })));
+        } else if i % 4 == 0 {
+            assert!(matches!(s.get(id), Err(Error::NotFound(_))));
+        } else {
+            assert_eq!(&s.get(id).unwrap(), b);
+        }
+    }
+    s.put(b"after").unwrap();
+    s.commit().unwrap();
+}

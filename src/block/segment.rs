@@ -141,7 +141,8 @@ pub(crate) struct Segment {
 
 enum SegmentData {
     Mapped(Mapped),
-    File(Box<dyn StoreFile>),
+    /// Read with `pread`; for a sealed segment, the end of its block area.
+    File(Box<dyn StoreFile>, Option<u64>),
 }
 
 impl Segment {
@@ -172,7 +173,36 @@ impl Segment {
         Ok(Self {
             id,
             path: path.to_path_buf(),
-            data: SegmentData::File(file),
+            data: SegmentData::File(file, None),
+        })
+    }
+
+    /// Opens a sealed segment for reading with `pread` instead of a map, with
+    /// the same checks of header and footer: a pass over a whole segment
+    /// (GC's copy of a victim) then leaves its pages in the page cache
+    /// instead of in the process's resident memory.
+    pub(crate) fn open_sealed_unmapped(io: &dyn Backend, path: &Path, id: u32, store_id: u64) -> Result<Self> {
+        let file = io
+            .open(path, OpenMode::Read)
+            .ctx(|| format!("open segment {}", path.display()))?;
+        let len = file.len().ctx(|| format!("stat {}", path.display()))?;
+        if len < SEGMENT_HEADER_LEN + FOOTER_LEN {
+            return Err(Error::corrupt(path, "sealed segment shorter than header + footer"));
+        }
+        let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+        let mut foot = [0u8; FOOTER_LEN as usize];
+        file.read_exact_at(&mut head, 0)
+            .and_then(|_| file.read_exact_at(&mut foot, len - FOOTER_LEN))
+            .ctx(|| format!("read {}", path.display()))?;
+        check_header(&head, path, id, store_id)?;
+        let f = SegmentFooter::decode(&foot).map_err(|e| Error::corrupt(path, e))?;
+        if f.data_len != len - FOOTER_LEN {
+            return Err(Error::corrupt(path, "footer data length does not match file size"));
+        }
+        Ok(Self {
+            id,
+            path: path.to_path_buf(),
+            data: SegmentData::File(file, Some(f.data_len)),
         })
     }
 
@@ -180,7 +210,7 @@ impl Segment {
     pub(crate) fn sealed_data_len(&self) -> Option<u64> {
         match &self.data {
             SegmentData::Mapped(m) => Some(m.bytes().len() as u64 - FOOTER_LEN),
-            SegmentData::File(_) => None,
+            SegmentData::File(_, end) => *end,
         }
     }
 
@@ -191,7 +221,7 @@ impl Segment {
     pub(crate) fn image(&self, limit: u64) -> Result<Cow<'_, [u8]>> {
         match &self.data {
             SegmentData::Mapped(m) => Ok(Cow::Borrowed(m.bytes())),
-            SegmentData::File(f) => {
+            SegmentData::File(f, _) => {
                 let len = f.len().ctx(|| format!("stat {}", self.path.display()))?.min(limit);
                 let mut buf = vec![0u8; len as usize];
                 f.read_exact_at(&mut buf, 0)
@@ -221,7 +251,7 @@ impl Segment {
                     )),
                 }
             }
-            SegmentData::File(f) => {
+            SegmentData::File(f, _) => {
                 let mut buf = vec![0u8; len];
                 match f.read_exact_at(&mut buf, offset) {
                     Ok(()) => Ok(Cow::Owned(buf)),
@@ -560,7 +590,7 @@ impl BlockSource for Segment {
     fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Option<Cow<'_, [u8]>>> {
         match &self.data {
             SegmentData::Mapped(m) => m.bytes().read_at(offset, len),
-            SegmentData::File(f) => BlockSource::read_at(&**f, offset, len),
+            SegmentData::File(f, _) => BlockSource::read_at(&**f, offset, len),
         }
     }
 }

@@ -25,20 +25,33 @@
 use std::mem::size_of;
 use std::time::{Duration, Instant};
 
-use crate::block::format::{BlockKind, PackedBuilder};
+use crate::block::format::{BlockKind, PackedBuilder, BLOCK_HEADER_LEN};
+use crate::block::frames::decode_framed_table;
 use crate::block::segment::{Segment, SEGMENT_HEADER_LEN};
-use crate::block::writer::{BlockImage, ChunkRun};
+use crate::block::writer::{pack as pack_image, BlockImage, ChunkRun, Packing};
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
 use crate::id::ArtifactId;
-use crate::index::entry::Entry;
+use crate::index::entry::{Entry, FLAG_COMPRESSED};
 use crate::snapshot::checkpoint::SegmentState;
 use crate::snapshot::log::Record;
+use std::sync::Arc;
 
 use super::large::{read_full, with_buf, Buf};
 use super::{Store, Writer};
 
+/// The default GC threshold: rewrite a segment once 5 % of it is garbage.
+pub const DEFAULT_THRESHOLD: f64 = 0.95;
+
 /// How [`Store::gc`] chooses its work.
+///
+/// The policy is one number: a sealed segment is rewritten once its live
+/// fraction falls below `threshold`. The default, [`DEFAULT_THRESHOLD`]
+/// (0.95), rewrites a segment as soon as 5 % of it is garbage, so GC copies
+/// at most 19 bytes for every byte it frees and no sealed segment keeps more
+/// than 5 % garbage after it; garbage spread evenly over the store (every
+/// tenth artifact removed, say) is reclaimed whole, where a lower threshold
+/// would leave all of it. Dead segments go first, then the most-garbage ones.
 #[derive(Clone, Debug)]
 pub struct GcOptions {
     /// Repack a segment when its live fraction (live / total logical bytes) is
@@ -52,7 +65,7 @@ pub struct GcOptions {
 impl Default for GcOptions {
     fn default() -> Self {
         Self {
-            threshold: 0.5,
+            threshold: DEFAULT_THRESHOLD,
             dry_run: false,
         }
     }
@@ -90,6 +103,12 @@ pub struct GcReport {
     /// and read when it ends; it covers every thread of the process, so a
     /// program doing other work meanwhile is counted too). `None` elsewhere.
     pub peak_rss_bytes: Option<u64>,
+    /// Measured: the largest anonymous resident memory of the process (heap
+    /// and stacks, not mapped index and segment files, whose pages the
+    /// kernel can drop at will) seen when GC started, after each batch and
+    /// at the end; Linux only. The part of `peak_rss_bytes` that is memory
+    /// in the usual sense.
+    pub peak_heap_bytes: Option<u64>,
     /// Wall time.
     pub elapsed: Duration,
     /// Victims left alone, with the reason (damage GC will not guess around).
@@ -107,6 +126,18 @@ struct Item {
 /// Artifacts re-checked and copied per writer-lock hold, so writers wait at most
 /// for one batch.
 const BATCH: usize = 2048;
+
+/// What GC found for one item of a victim.
+enum Verdict {
+    /// The newest record of its id points elsewhere (or there is none).
+    Elsewhere,
+    /// It is the newest record, but nothing retains it.
+    Unretained,
+    /// To copy: the record, and a small artifact's verified bytes.
+    Copy(Entry, Option<Vec<u8>>),
+    /// To copy, but its bytes do not prove themselves: left where it is.
+    Damaged(ArtifactId),
+}
 
 fn totals(w: &Writer) -> (u64, u64) {
     w.seg_states
@@ -135,6 +166,7 @@ impl Store {
             ..Default::default()
         };
         let rss_reset = reset_peak_rss();
+        rep.peak_heap_bytes = heap_now();
         // GC copies what the index says is retained and deletes the rest: a
         // damaged index record would let bytes repair could still find go.
         let files = self.state.read().indexes.clone();
@@ -188,14 +220,22 @@ impl Store {
         (rep.live_after, rep.garbage_after) = totals(&w);
         rep.elapsed = t0.elapsed();
         rep.peak_rss_bytes = rss_reset.then(peak_rss).flatten();
+        note_heap(&mut rep);
         Ok(rep)
     }
 
     fn collect_segment(&self, seg: u32, st: SegmentState, rep: &mut GcReport) -> Result<()> {
-        let Some(segment) = self.state.read().segments.get(&seg).cloned() else {
+        if !self.state.read().segments.contains_key(&seg) {
             return Ok(());
-        };
-        let items = match walk(&segment) {
+        }
+        // A handle of GC's own, read with pread: a pass over the whole victim
+        // then fills the page cache, not this process's resident memory (a
+        // map's pages count as resident once touched, 256 MiB per segment).
+        let path = self.layout.segment(seg);
+        let listed = Segment::open_sealed_unmapped(&*self.layout.io, &path, seg, self.store_id)
+            .map_err(Error::from)
+            .and_then(|v| Ok((walk(&v)?, Arc::new(v))));
+        let (items, victim) = match listed {
             Ok(v) => v,
             Err(e) if e.is_corruption() => {
                 rep.skipped.push(format!("segment {seg}: {e}"));
@@ -203,23 +243,58 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let mem = items.capacity() * size_of::<Item>() + 2 * self.opts.block_target + self.opts.small_threshold;
+        let mem = items.capacity() * (size_of::<Item>() + 1) + 2 * self.opts.block_target + self.opts.small_threshold;
         rep.peak_memory_bytes = rep.peak_memory_bytes.max(mem as u64);
         let copied_before = rep.artifacts_copied;
+        let mut settled = Vec::with_capacity(items.len());
+        let mut damaged = Vec::new();
         for batch in items.chunks(BATCH) {
             let mut w = self.writer()?;
             self.guard(&mut w, |s, w| {
                 s.flush_pending(w)?;
-                s.copy_referenced(w, seg, batch, rep)?;
+                settled.extend(s.copy_referenced(w, &victim, batch, rep, &mut damaged)?);
                 s.commit_locked(w)
             })?;
+            note_heap(rep);
+        }
+        if !damaged.is_empty() {
+            // Copying moved what proves itself; the victim stays, so nothing
+            // is lost that repair could still find, and verify names the rest.
+            rep.skipped.push(format!(
+                "segment {seg}: kept, {} retained artifacts in it are damaged ({}{})",
+                damaged.len(),
+                damaged
+                    .iter()
+                    .take(3)
+                    .map(|d| d.to_hex())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if damaged.len() > 3 { ", ..." } else { "" }
+            ));
+            return Ok(());
         }
         // The barrier: with the writer held, nothing can start pointing into the
-        // victim, so a final check that nothing does makes the drop safe.
+        // victim, so a final check that nothing does makes the drop safe. An
+        // item copied, or found pointing elsewhere, stays settled (no write ever
+        // points into a sealed segment again); the rest are looked at again.
+        let rest: Vec<Item> = items
+            .iter()
+            .zip(&settled)
+            .filter(|(_, done)| !**done)
+            .map(|(it, _)| *it)
+            .collect();
         let mut w = self.writer()?;
         self.guard(&mut w, |s, w| {
             s.flush_pending(w)?;
-            s.copy_referenced(w, seg, &items, rep)?;
+            let mut late = Vec::new();
+            s.copy_referenced(w, &victim, &rest, rep, &mut late)?;
+            if !late.is_empty() {
+                return Err(Error::CorruptArtifact {
+                    id: late[0],
+                    file: victim.path.clone(),
+                    detail: "damaged while GC ran".into(),
+                });
+            }
             w.seg_states.remove(&seg);
             w.usage_dirty.remove(&seg);
             w.batch.push(Record::SegmentDropped { id: seg });
@@ -228,8 +303,7 @@ impl Store {
             Ok(())
         })?;
         drop(w);
-        let path = segment.path.clone();
-        drop(segment);
+        drop(victim);
         self.layout
             .io
             .remove(&path)
@@ -242,34 +316,119 @@ impl Store {
     }
 
     /// Copies every item whose newest record still points at it and that is
-    /// retained, with a record that keeps its flags, domain and visibility.
-    fn copy_referenced(&self, w: &mut Writer, seg: u32, items: &[Item], rep: &mut GcReport) -> Result<()> {
+    /// retained, with a record that keeps its flags, domain and visibility;
+    /// says for each item whether it is settled (copied, or pointed at from
+    /// nowhere but elsewhere). Looking up, reading and verifying run on all
+    /// cores (the caller holds the writer, so the index does not change
+    /// under them); packing and writing follow in order.
+    fn copy_referenced(
+        &self,
+        w: &mut Writer,
+        victim: &Arc<Segment>,
+        items: &[Item],
+        rep: &mut GcReport,
+        damaged: &mut Vec<ArtifactId>,
+    ) -> Result<Vec<bool>> {
+        use rayon::prelude::*;
+        let seg = victim.id;
+        let found: Vec<Result<Verdict>> = items
+            .par_iter()
+            .with_min_len(64)
+            .map(|it| {
+                let Some(rec) = self.state.read().newest(&it.id)? else {
+                    return Ok(Verdict::Elsewhere);
+                };
+                if rec.segment != seg || rec.block_offset != it.block_offset || rec.inner != it.inner {
+                    return Ok(Verdict::Elsewhere);
+                }
+                if !self.state.read().retains(&rec)? {
+                    return Ok(Verdict::Unretained);
+                }
+                Ok(Verdict::Copy(rec, None))
+            })
+            .collect();
+        let found: Vec<Verdict> = found.into_iter().collect::<Result<_>>()?;
+        // Raw packed blocks are read whole, once, and proven by their CRC-32C;
+        // their artifacts are then copied without hashing each (every read
+        // of them hashes them anyway). A block whose CRC fails leaves its
+        // artifacts to be read and proven one by one by their BLAKE3.
+        let raw_blocks: std::collections::BTreeSet<u64> = found
+            .iter()
+            .filter_map(|v| match v {
+                Verdict::Copy(rec, _) if !rec.is_large() && rec.flags & FLAG_COMPRESSED == 0 => Some(rec.block_offset),
+                _ => None,
+            })
+            .collect();
+        let blocks: std::collections::HashMap<u64, Vec<u8>> = raw_blocks
+            .into_par_iter()
+            .filter_map(|off| victim.read_block(off).ok().map(|(_, body)| (off, body)))
+            .collect();
+        let verdicts: Vec<Result<Verdict>> = found
+            .into_par_iter()
+            .with_min_len(64)
+            .map(|v| {
+                let Verdict::Copy(rec, None) = v else {
+                    return Ok(v);
+                };
+                if rec.is_large() {
+                    return Ok(Verdict::Copy(rec, None));
+                }
+                // Only an entry stored raw lies in the body as it is (a raw
+                // frame does too; a sibling zstd frame of it does not).
+                let (at, n) = (rec.inner as usize, rec.len as usize);
+                let raw = blocks
+                    .get(&rec.block_offset)
+                    .filter(|_| rec.flags & FLAG_COMPRESSED == 0)
+                    .and_then(|b| b.get(at..at + n));
+                if let Some(b) = raw {
+                    return Ok(Verdict::Copy(rec, Some(b.to_vec())));
+                }
+                // A whole-compressed block is decoded once for all of its
+                // artifacts through the block cache; frames are read alone
+                // and not kept.
+                let whole = rec.flags & FLAG_COMPRESSED != 0 && !rec.is_framed();
+                match self.read_small_with(&rec, victim, whole) {
+                    Ok(bytes) => Ok(Verdict::Copy(rec, Some(bytes))),
+                    Err(e) if e.is_corruption() => Ok(Verdict::Damaged(rec.id)),
+                    Err(e) => Err(e),
+                }
+            })
+            .collect();
         let mut pack = PackedBuilder::default();
         let mut recs: Vec<Entry> = Vec::new();
-        for it in items {
-            let Some(rec) = self.state.read().newest(&it.id)? else {
-                continue;
+        let mut settled = Vec::with_capacity(items.len());
+        for v in verdicts {
+            let (rec, bytes) = match v? {
+                Verdict::Elsewhere => {
+                    settled.push(true);
+                    continue;
+                }
+                Verdict::Unretained => {
+                    settled.push(false);
+                    continue;
+                }
+                Verdict::Damaged(id) => {
+                    settled.push(false);
+                    damaged.push(id);
+                    continue;
+                }
+                Verdict::Copy(rec, bytes) => (rec, bytes),
             };
-            if rec.segment != seg || rec.block_offset != it.block_offset || rec.inner != it.inner {
-                continue;
-            }
-            if !self.state.read().retains(&rec)? {
-                continue;
-            }
+            settled.push(true);
             rep.artifacts_copied += 1;
             rep.repacked_bytes += rec.len;
-            if rec.is_large() {
-                self.copy_large(w, &rec)?;
+            let Some(bytes) = bytes else {
+                self.copy_large(w, &rec, victim)?;
                 continue;
-            }
-            let bytes = self.read_small(&rec, &*self.segment(&rec)?)?;
+            };
             pack.push(rec.id, &bytes);
             recs.push(rec);
             if pack.raw_len() >= self.opts.block_target {
                 self.flush_copies(w, &mut pack, &mut recs)?;
             }
         }
-        self.flush_copies(w, &mut pack, &mut recs)
+        self.flush_copies(w, &mut pack, &mut recs)?;
+        Ok(settled)
     }
 
     fn flush_copies(&self, w: &mut Writer, pack: &mut PackedBuilder, recs: &mut Vec<Entry>) -> Result<()> {
@@ -277,7 +436,14 @@ impl Store {
             return Ok(());
         }
         let (raw, entries) = pack.finish();
-        let (seg, loc) = self.write_packed_block(w, &raw, &entries, None)?;
+        // Bytes that all came from raw blocks did not compress when they were
+        // written: trying again would cost a zstd pass over every block.
+        let compress = recs.iter().any(|r| r.flags & FLAG_COMPRESSED != 0);
+        let (seg, loc) = if compress {
+            self.write_packed_block(w, &raw, &entries, None)?
+        } else {
+            self.write_packed_block(w, &raw, &entries, Some(pack_raw(&raw, &entries)))?
+        };
         for (i, (pe, rec)) in entries.iter().zip(recs.drain(..)).enumerate() {
             let to = super::packing::packed_entry(&loc, seg, i, pe);
             self.moved(w, &rec, rec.relocated(to));
@@ -287,9 +453,9 @@ impl Store {
 
     /// Copies a large artifact under the writer lock (the source is the store
     /// itself, so no window waits on a slow reader).
-    fn copy_large(&self, w: &mut Writer, rec: &Entry) -> Result<()> {
+    fn copy_large(&self, w: &mut Writer, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
         self.ensure_active(w)?;
-        let mut reader = self.reader_for(rec, self.segment(rec)?)?;
+        let mut reader = self.reader_for(rec, victim.clone())?;
         let mut run = ChunkRun::new(self.opts.chunk_size, self.opts.compression);
         let window = self.opts.chunk_size * 8;
         let mut len = 0u64;
@@ -347,27 +513,59 @@ fn reset_peak_rss() -> bool {
 
 /// The process's peak resident memory since the last reset (`VmHWM`).
 fn peak_rss() -> Option<u64> {
+    status_bytes("VmHWM:")
+}
+
+/// The process's anonymous resident memory now (`RssAnon`).
+fn heap_now() -> Option<u64> {
+    status_bytes("RssAnon:")
+}
+
+fn note_heap(rep: &mut GcReport) {
+    if let Some(now) = heap_now() {
+        rep.peak_heap_bytes = Some(rep.peak_heap_bytes.map_or(now, |p| p.max(now)));
+    }
+}
+
+/// A `kB` field of `/proc/self/status`, in bytes.
+fn status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
 
+/// A raw packed block: GC's copy of bytes that did not compress before.
+fn pack_raw<'a>(raw: &'a [u8], entries: &[crate::block::format::PackedEntry]) -> Packing<'a> {
+    pack_image(raw, entries, None, None)
+}
+
 /// Lists the artifacts stored in a sealed segment: packed block tables and
-/// large-artifact trailers (chunk bodies are not read).
+/// large-artifact trailers (chunk bodies are not read, nor are frames: a
+/// framed block's table says where each one is).
 fn walk(seg: &Segment) -> Result<Vec<Item>> {
     let mut out = Vec::new();
     for b in seg.blocks()? {
-        if matches!(b.header.kind, BlockKind::LargeChunk | BlockKind::Tombstones) {
-            continue;
-        }
-        for (id, inner, _) in seg.contents(&b)?.artifacts() {
-            out.push(Item {
-                id,
-                block_offset: b.offset,
-                inner,
-            });
-        }
+        let listed: Vec<(ArtifactId, u32)> = match b.header.kind {
+            BlockKind::LargeChunk | BlockKind::Tombstones | BlockKind::Dictionary => continue,
+            BlockKind::Framed => {
+                let body = seg.read(b.offset + BLOCK_HEADER_LEN as u64, b.header.stored_len as usize)?;
+                b.header
+                    .check_body(&body)
+                    .and_then(|_| decode_framed_table(&body, b.header.count))
+                    .map_err(|e| Error::corrupt(&seg.path, format!("block at {}: {e}", b.offset)))?
+                    .1
+                    .iter()
+                    .map(|f| (f.id, f.offset))
+                    .collect()
+            }
+            _ => seg.contents(&b)?.artifacts().iter().map(|a| (a.0, a.1)).collect(),
+        };
+        out.extend(listed.into_iter().map(|(id, inner)| Item {
+            id,
+            block_offset: b.offset,
+            inner,
+        }));
     }
     Ok(out)
 }

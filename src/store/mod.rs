@@ -42,7 +42,7 @@ use crate::snapshot::log::{self, LogWriter, Record};
 use crate::snapshot::CurrentId;
 use crate::version::{FormatVersion, SegmentVersion};
 
-pub use gc::{GcOptions, GcReport};
+pub use gc::{GcOptions, GcReport, DEFAULT_THRESHOLD as DEFAULT_GC_THRESHOLD};
 pub use ingest::{
     FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestOptions, IngestPlan, IngestReport, Ingested,
 };

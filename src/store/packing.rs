@@ -48,6 +48,9 @@ impl Store {
         self.ensure_active(w)?;
         let current = self.active_dictionary(w).map(|d| d.seg);
         let p = match prepared {
+            // Raw by choice (compression off, or bytes known not to compress):
+            // no dictionary has a say.
+            Some(p) if p.frames.is_none() && !p.img.is_compressed() => p,
             Some(p) if p.dict_seg == current && !self.wants_dictionary(w, &p) => p,
             _ => self.pack_for_active(w, raw, entries)?,
         };

@@ -267,6 +267,13 @@ impl Store {
     }
 
     pub(crate) fn read_small(&self, e: &Entry, seg: &Segment) -> Result<Vec<u8>> {
+        self.read_small_with(e, seg, true)
+    }
+
+    /// [`Store::read_small`]; `cache` false leaves the block cache as it is
+    /// (GC reads every artifact of a victim once: keeping them would only
+    /// push out what readers use).
+    pub(crate) fn read_small_with(&self, e: &Entry, seg: &Segment, cache: bool) -> Result<Vec<u8>> {
         let bytes = if e.flags & FLAG_COMPRESSED == 0 {
             // Uncompressed: read just the artifact; its BLAKE3 proves the bytes
             // without touching the rest of the block.
@@ -277,7 +284,7 @@ impl Store {
         } else if e.is_framed() {
             let (at, bytes) = self.read_frame(e, seg).map_err(|x| artifact_error(x, e.id))?;
             let proven = ArtifactId::of(&bytes) == e.id;
-            if let (true, Some(at)) = (proven, at) {
+            if let (true, true, Some(at)) = (cache, proven, at) {
                 // Only proven bytes are kept: a damaged frame is decoded (and
                 // reported) afresh by every read.
                 self.block_cache.lock().insert((seg.id, at), Arc::new(bytes.clone()));
@@ -288,7 +295,7 @@ impl Store {
             };
         } else {
             let raw = self
-                .decoded_block(seg, e.block_offset)
+                .decoded_block(seg, e.block_offset, cache)
                 .map_err(|x| artifact_error(x, e.id))?;
             let (s, n) = (e.inner as usize, e.len as usize);
             raw.get(s..s + n)
@@ -376,7 +383,7 @@ impl Store {
 
     /// A decompressed packed block, through the byte-budgeted block cache
     /// (`StoreOptions::block_cache`).
-    fn decoded_block(&self, seg: &Segment, offset: u64) -> Result<Arc<Vec<u8>>> {
+    fn decoded_block(&self, seg: &Segment, offset: u64, cache: bool) -> Result<Arc<Vec<u8>>> {
         let key = (seg.id, offset);
         if let Some(b) = self.block_cache.lock().get(&key) {
             return Ok(b);
@@ -389,7 +396,9 @@ impl Store {
             ));
         }
         let raw = Arc::new(raw);
-        self.block_cache.lock().insert(key, raw.clone());
+        if cache {
+            self.block_cache.lock().insert(key, raw.clone());
+        }
         Ok(raw)
     }
 

@@ -111,8 +111,9 @@ enum Cmd {
         /// Report what would be done; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Repack segments whose live fraction is below this (0 to 1).
-        #[arg(long, default_value_t = 0.5)]
+        /// Repack segments whose live fraction is below this (0 to 1); the
+        /// default rewrites a segment once 5 % of it is garbage.
+        #[arg(long, default_value_t = asl::DEFAULT_GC_THRESHOLD)]
         threshold: f64,
     },
     /// Show counts, sizes and CURRENT's identity.

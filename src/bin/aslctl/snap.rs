@@ -286,6 +286,7 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
                 "physical_after": after.physical_bytes,
                 "peak_memory_bytes": r.peak_memory_bytes,
                 "peak_rss_bytes": r.peak_rss_bytes,
+                "peak_heap_bytes": r.peak_heap_bytes,
                 "seconds": r.elapsed.as_secs_f64(),
                 "skipped": r.skipped,
             })
@@ -302,13 +303,15 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
             r.elapsed.as_secs_f64()
         );
         out!(
-            "live {} -> {}, garbage {} -> {}; GC buffers peak {}, process peak RSS {}",
+            "live {} -> {}, garbage {} -> {}; GC buffers peak {}, process peak RSS {} (heap {}, the rest \
+             mapped files)",
             human(r.live_before),
             human(r.live_after),
             human(r.garbage_before),
             human(r.garbage_after),
             human(r.peak_memory_bytes),
-            r.peak_rss_bytes.map_or("not measured".to_string(), human)
+            r.peak_rss_bytes.map_or("not measured".to_string(), human),
+            r.peak_heap_bytes.map_or("not measured".to_string(), human)
         );
         for s in &r.skipped {
             eprintln!("aslctl: warning: skipped {s}");
