@@ -154,3 +154,21 @@ impl Backend for LocalBackend {
         }
     }
 }
+
+/// Whether this process may read the file at `path` (`faccessat` with the
+/// effective ids, so root, ACLs and capabilities count as the kernel counts
+/// them): what opening it would say, without creating and closing a file
+/// description. Ingest asks this of every file before storing any, so that
+/// an unreadable file stops it before anything is written.
+pub fn check_readable(path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call;
+    // faccessat only reads it.
+    let r = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::R_OK, libc::AT_EACCESS) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

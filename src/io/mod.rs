@@ -19,7 +19,7 @@ use std::io;
 use std::ops::Deref;
 use std::path::Path;
 
-pub use local::LocalBackend;
+pub use local::{check_readable, LocalBackend};
 pub use sim::{CrashMode, SimBackend, EIO, ENOSPC};
 
 /// How to open a file.

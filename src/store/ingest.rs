@@ -11,7 +11,7 @@
 //! order. It commits every gigabyte or 20 000 files and at the end, and tells
 //! the caller which results each commit made durable.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -59,8 +59,10 @@ pub struct IngestPlan {
 
 impl IngestPlan {
     /// Walks `paths`: files are taken as they are, directories recursively.
-    /// Fails on the first path that is missing, unreadable, or neither a
-    /// regular file nor a directory.
+    /// Fails on the first path that is missing, a directory that cannot be
+    /// listed, or a path that is neither a regular file nor a directory.
+    /// Files are only `stat`ed here: [`Store::ingest_plan`] refuses an
+    /// unreadable one before it stores anything.
     pub fn walk(paths: &[PathBuf]) -> Result<Self> {
         Self::walk_excluding(paths, None)
     }
@@ -82,7 +84,6 @@ impl IngestPlan {
             } else if md.is_dir() {
                 plan.walk_dir(p)?;
             } else if md.is_file() {
-                File::open(p).map_err(|e| refuse(p, e))?;
                 plan.inputs.push(IngestInput {
                     path: p.clone(),
                     size: md.len(),
@@ -97,32 +98,55 @@ impl IngestPlan {
     }
 
     fn walk_dir(&mut self, dir: &Path) -> Result<()> {
+        let w = self.walk_tree(dir)?;
+        self.inputs.extend(w.inputs);
+        self.excluded.extend(w.excluded);
+        self.skipped += w.skipped;
+        Ok(())
+    }
+
+    /// Walks one directory, its entries on all cores (a re-ingest that the
+    /// files cache answers is mostly `stat` calls), results in name order.
+    fn walk_tree(&self, dir: &Path) -> Result<Walked> {
+        use rayon::prelude::*;
         let mut entries: Vec<_> = fs::read_dir(dir)
             .map_err(|e| refuse(dir, e))?
             .collect::<io::Result<_>>()
             .map_err(|e| refuse(dir, e))?;
         entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let p = e.path();
-            let ft = e.file_type().map_err(|x| refuse(&p, x))?;
-            if ft.is_dir() && self.is_store_dir(&e) {
-                self.excluded.push(p);
-            } else if ft.is_dir() {
-                self.walk_dir(&p)?;
-            } else if ft.is_file() {
-                let md = e.metadata().map_err(|x| refuse(&p, x))?;
-                File::open(&p).map_err(|x| refuse(&p, x))?;
-                self.inputs.push(IngestInput {
-                    path: p,
-                    size: md.len(),
-                    stamp: FileStamp::of(&md),
-                });
-            } else {
-                // Symlinks and special files inside a directory are not artifacts.
-                self.skipped += 1;
-            }
+        let parts: Vec<Result<Walked>> = entries
+            .par_iter()
+            .map(|e| {
+                let p = e.path();
+                let mut w = Walked::default();
+                let ft = e.file_type().map_err(|x| refuse(&p, x))?;
+                if ft.is_dir() && self.is_store_dir(e) {
+                    w.excluded.push(p);
+                } else if ft.is_dir() {
+                    return self.walk_tree(&p);
+                } else if ft.is_file() {
+                    let md = e.metadata().map_err(|x| refuse(&p, x))?;
+                    w.inputs.push(IngestInput {
+                        path: p,
+                        size: md.len(),
+                        stamp: FileStamp::of(&md),
+                    });
+                } else {
+                    // Symlinks and special files inside a directory are not artifacts.
+                    w.skipped += 1;
+                }
+                Ok(w)
+            })
+            .collect();
+        let mut out = Walked::default();
+        for part in parts {
+            // The first failure in name order, as a walk in order would meet it.
+            let part = part?;
+            out.inputs.extend(part.inputs);
+            out.excluded.extend(part.excluded);
+            out.skipped += part.skipped;
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Whether the directory entry `e` is the excluded store directory (a
@@ -143,6 +167,14 @@ impl IngestPlan {
     pub fn bytes(&self) -> u64 {
         self.inputs.iter().map(|i| i.size).sum()
     }
+}
+
+/// What a walk of one directory found.
+#[derive(Default)]
+struct Walked {
+    inputs: Vec<IngestInput>,
+    excluded: Vec<PathBuf>,
+    skipped: u64,
 }
 
 fn refuse(p: &Path, source: io::Error) -> Error {
@@ -289,22 +321,33 @@ impl Store {
             FilesCacheMode::Use => Some(FilesCache::load(&*self.layout.io, &cache_path)),
             FilesCacheMode::Refresh => Some(FilesCache::default()),
         };
+        // Inputs the cache vouches for, whose artifact is still live.
+        let mut hits: Vec<Option<Put>> = vec![None; inputs.len()];
+        if let Some(c) = &cache {
+            for (k, input) in hits.iter_mut().zip(inputs) {
+                let hit = std::path::absolute(&input.path)
+                    .ok()
+                    .and_then(|abs| c.lookup(&abs, &input.stamp));
+                if let Some(id) = hit {
+                    *k = self.existing(&id)?;
+                }
+            }
+        }
+        // Every other input will be read: one this process may not read stops
+        // the ingest here, before anything is stored. (A cached input was read
+        // before, and a change of its permissions changes its ctime, which the
+        // cache compares.)
+        for (input, hit) in inputs.iter().zip(&hits) {
+            if hit.is_none() {
+                crate::io::check_readable(&input.path).map_err(|e| refuse(&input.path, e))?;
+            }
+        }
         let (mut acked, mut since_commit, mut done) = (0usize, 0u64, 0u64);
         let mut next = 0;
         while next < inputs.len() {
-            let window = &inputs[next..window_end(inputs, next, small, opts)];
-            // Inputs the cache vouches for, whose artifact is still live.
-            let mut known: Vec<Option<Put>> = vec![None; window.len()];
-            if let Some(c) = &cache {
-                for (k, input) in known.iter_mut().zip(window) {
-                    let hit = std::path::absolute(&input.path)
-                        .ok()
-                        .and_then(|abs| c.lookup(&abs, &input.stamp));
-                    if let Some(id) = hit {
-                        *k = self.existing(&id)?;
-                    }
-                }
-            }
+            let end = window_end(inputs, next, small, opts);
+            let window = &inputs[next..end];
+            let known: Vec<Option<Put>> = hits[next..end].to_vec();
             rep.cached_files += known.iter().flatten().count() as u64;
             let rest: Vec<IngestInput> = window
                 .iter()
@@ -348,12 +391,22 @@ impl Store {
             on_event(IngestEvent::Committed(&rep.files[acked..]));
         }
         if let Some(c) = &mut cache {
-            for (f, input) in rep.files.iter().zip(inputs) {
+            // A file the cache answered keeps its entry as it is (it was
+            // settled, and still is); when nothing else was read, the file is
+            // not written again.
+            let mut changed = opts.files_cache == FilesCacheMode::Refresh;
+            for ((f, input), hit) in rep.files.iter().zip(inputs).zip(&hits) {
+                if hit.is_some() {
+                    continue;
+                }
                 if let Ok(abs) = std::path::absolute(&f.path) {
                     c.record(abs, input.stamp, f.put.id, plan.walked_ns);
+                    changed = true;
                 }
             }
-            rep.files_cache_error = c.save(&*self.layout.io, &cache_path).err().map(|e| e.to_string());
+            if changed {
+                rep.files_cache_error = c.save(&*self.layout.io, &cache_path).err().map(|e| e.to_string());
+            }
         }
         rep.elapsed = start.elapsed();
         Ok(rep)
