@@ -62,16 +62,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     b.push(ArtifactId::of(b"a"), b"a");
     b.push(ArtifactId::of(b"bc"), b"bc");
     let (raw, _) = b.finish();
-    let h = BlockHeader {
-        kind: asl::codec::BlockKind::Packed,
-        compression: asl::codec::Compression::None,
-        stored_len: raw.len() as u32,
-        raw_len: raw.len() as u32,
-        count: 2,
-        body_crc: crc32c::crc32c(&raw),
-    };
-    let mut block = h.encode().to_vec();
-    block.extend_from_slice(&raw);
+    let block = raw_block(BlockKind::Packed, &raw, 2);
     let seg = SegmentHeader {
         version: SegmentVersion::V3,
         id: 1,
@@ -165,16 +156,21 @@ fn framed_block_example() -> Vec<u8> {
         body.extend_from_slice(&(a.len() as u32).to_le_bytes());
     }
     body.extend_from_slice(b"abc");
+    raw_block(BlockKind::Framed, &body, 2)
+}
+
+/// A block of `kind` with an uncompressed `body` of `count` entries.
+fn raw_block(kind: BlockKind, body: &[u8], count: u32) -> Vec<u8> {
     let h = BlockHeader {
-        kind: BlockKind::Framed,
+        kind,
         compression: asl::codec::Compression::None,
         stored_len: body.len() as u32,
         raw_len: body.len() as u32,
-        count: 2,
-        body_crc: crc32c::crc32c(&body),
+        count,
+        body_crc: crc32c::crc32c(body),
     };
     let mut block = h.encode().to_vec();
-    block.extend_from_slice(&body);
+    block.extend_from_slice(body);
     block
 }
 
