@@ -280,3 +280,39 @@ fn gc_keeps_a_frame_that_does_not_prove_itself_where_it_is() {
     s.put(b"after").unwrap();
     s.commit().unwrap();
 }
+
+/// A writer reopening the segment frames against the dictionary already in
+/// it: a run of separate sessions (each `aslctl ingest` is one) does not add
+/// a dictionary per session.
+#[test]
+fn a_reopened_writer_keeps_framing_against_the_segments_dictionary() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut items = build(dir.path());
+    let count = |kind| {
+        blocks(&segment(dir.path(), 1))
+            .iter()
+            .filter(|b| b.kind == kind)
+            .count()
+    };
+    let framed_before = count(BlockKind::Framed);
+    for round in 0..3u64 {
+        let s = Store::open(dir.path()).unwrap();
+        for i in 0..400u64 {
+            let b = text(10_000 * (round + 1) + i, 300 + (i as usize * 97) % 1500);
+            items.push((s.put(&b).unwrap(), b));
+        }
+        s.commit().unwrap();
+        s.close().unwrap();
+    }
+    assert_eq!(
+        count(BlockKind::Dictionary),
+        1,
+        "a session trained a dictionary of its own"
+    );
+    assert!(count(BlockKind::Framed) >= framed_before + 3);
+    let s = Store::open(dir.path()).unwrap();
+    for (id, b) in &items {
+        assert_eq!(&s.get(id).unwrap(), b);
+    }
+    assert!(s.verify().unwrap().is_clean());
+}

@@ -248,6 +248,11 @@ fn unframe<S: BlockSource + ?Sized>(src: &S, body: &[u8], count: u32) -> Result<
 
 /// The dictionary in the block at `offset`, checked and prepared.
 pub(crate) fn read_dictionary<S: BlockSource + ?Sized>(src: &S, offset: u64) -> Result<DDict<'static>, ContentsError> {
+    Ok(decoder(&dictionary_bytes(src, offset)?))
+}
+
+/// The bytes of the dictionary in the block at `offset`, checked.
+pub(crate) fn dictionary_bytes<S: BlockSource + ?Sized>(src: &S, offset: u64) -> Result<Vec<u8>, ContentsError> {
     let missing = || ContentsError::Decode(DecodeError::Invalid(format!("no dictionary block at {offset}")));
     let hb = src
         .read_at(offset, BLOCK_HEADER_LEN)
@@ -261,8 +266,7 @@ pub(crate) fn read_dictionary<S: BlockSource + ?Sized>(src: &S, offset: u64) -> 
         .read_at(offset + BLOCK_HEADER_LEN as u64, h.stored_len as usize)
         .map_err(ContentsError::Io)?
         .ok_or_else(missing)?;
-    let raw = h.decode_body(&body).map_err(ContentsError::Decode)?;
-    Ok(decoder(&raw))
+    h.decode_body(&body).map_err(ContentsError::Decode)
 }
 
 /// Why a block's contents could not be read.

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use crate::block::error::{BlockError as Error, Result};
-use crate::block::format::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_MAGIC};
+use crate::block::format::{BlockHeader, BlockKind, BLOCK_HEADER_LEN, BLOCK_MAGIC};
 use crate::block::scan::{BlockSource, Blocks, Contents, ContentsError, Located, Stop};
 use crate::error::{DecodeError, IoContext};
 use crate::fsutil::{check_framed, le_u32, le_u64, Framing};
@@ -308,6 +308,9 @@ pub(crate) struct ActiveSegment {
     /// The header's version; a version-1 segment gets no tree trailers and
     /// is sealed as soon as a writer opens the store.
     pub(crate) version: SegmentVersion,
+    /// The offset of the last dictionary block found when the segment was
+    /// reopened (a writer keeps framing against it).
+    pub(crate) last_dictionary: Option<u64>,
 }
 
 impl ActiveSegment {
@@ -328,6 +331,7 @@ impl ActiveSegment {
             blocks: 0,
             raw_total: 0,
             version,
+            last_dictionary: None,
         })
     }
 
@@ -363,11 +367,15 @@ impl ActiveSegment {
             blocks: 0,
             raw_total: 0,
             version,
+            last_dictionary: None,
         };
         for b in Blocks::new(&*seg.file, SEGMENT_HEADER_LEN, committed_len) {
             let b = b.map_err(|stop| stop_error(path, stop))?;
             seg.blocks += 1;
             seg.raw_total += b.header.raw_len as u64;
+            if b.header.kind == BlockKind::Dictionary {
+                seg.last_dictionary = Some(b.offset);
+            }
         }
         Ok(seg)
     }
@@ -400,6 +408,7 @@ impl ActiveSegment {
             blocks,
             raw_total,
             version: header.version,
+            last_dictionary: None,
         })
     }
 

@@ -145,7 +145,9 @@ pub(crate) struct SegmentDictionary {
     pub(crate) offset: u64,
     /// Prepared for compression.
     pub(crate) dict: std::sync::Arc<Dictionary>,
-    /// Stored / raw bytes of the block it was trained on, framed with it.
+    /// Stored / raw bytes of the block it was trained on, framed with it;
+    /// NaN until known (a dictionary resumed by a new writer): every block
+    /// is then also judged against whole-block compression.
     pub(crate) ratio: f64,
 }
 

@@ -475,6 +475,7 @@ impl Store {
             open_damage,
             _lock: lock,
         };
+        store.resume_dictionary();
         let old_active = store.writer.as_ref().is_some_and(|w| {
             w.lock()
                 .active

@@ -28,6 +28,32 @@ const BACKOFF: u32 = 64;
 const ACCEPT: f64 = 1.1;
 
 impl Store {
+    /// A writer reopening a segment that has a dictionary frames against it
+    /// again instead of training another (each `aslctl ingest` is a new
+    /// writer: without this, every run added a dictionary to the segment).
+    /// Its ratio is learnt from the first block it frames. A dictionary that
+    /// does not read is left alone: the next compressible block trains one.
+    pub(crate) fn resume_dictionary(&self) {
+        let (Some(writer), Some(level)) = (&self.writer, self.opts.compression) else {
+            return;
+        };
+        let mut w = writer.lock();
+        let Some((seg, offset)) = w.active.as_ref().and_then(|a| Some((a.id, a.last_dictionary?))) else {
+            return;
+        };
+        let Some(segment) = self.state.read().segments.get(&seg).cloned() else {
+            return;
+        };
+        if let Ok(bytes) = crate::block::scan::dictionary_bytes(&*segment, offset) {
+            w.dict = Some(SegmentDictionary {
+                seg,
+                offset,
+                dict: Arc::new(Dictionary::new(bytes, level)),
+                ratio: f64::NAN,
+            });
+        }
+    }
+
     /// The dictionary framed blocks of the active segment use now.
     pub(crate) fn active_dictionary(&self, w: &Writer) -> Option<SegmentDictionary> {
         let seg = w.active.as_ref()?.id;
@@ -54,6 +80,16 @@ impl Store {
             Some(p) if p.dict_seg == current && !self.wants_dictionary(w, &p) => p,
             _ => self.pack_for_active(w, raw, entries)?,
         };
+        // A resumed dictionary learns its ratio from the first block it frames.
+        let ratio = p
+            .frames
+            .as_ref()
+            .map(|_| p.img.stored_len() as f64 / raw.len().max(1) as f64);
+        if let (Some(d), Some(r)) = (w.dict.as_mut(), ratio) {
+            if d.ratio.is_nan() && p.dict_seg == Some(d.seg) {
+                d.ratio = r;
+            }
+        }
         let a = w.active.as_mut().ok_or(Error::Poisoned)?;
         let seg = a.id;
         Ok((seg, write_packing(a, p)?))
