@@ -16,19 +16,9 @@
 set -euo pipefail
 corpus=$(realpath "${1:?usage: benches/peers.sh CORPUS_DIR [WORK_DIR]}")
 work=$(realpath -m "${2:-bench-out/peers}")
-cd "$(dirname "$0")/.."
-cargo build --release --bin aslctl -q
-asl=$PWD/target/release/aslctl
-rm -rf "$work"
-mkdir -p "$work"
-
-have() { command -v "$1" > /dev/null; }
-for pkg in restic borgbackup zstd git; do
-    [ "$pkg" = borgbackup ] && have borg && continue
-    if ! have "$pkg" && [ "$(id -u)" = 0 ] && have apt-get; then
-        apt-get install -y -q "$pkg" > /dev/null 2>&1 || true
-    fi
-done
+source "$(dirname "$0")/lib.sh"
+asl_setup
+install_peers restic:restic borg:borgbackup zstd:zstd git:git
 
 now() { date +%s.%N; }
 elapsed() { echo "$(now) - $1" | bc -l; }

@@ -24,20 +24,9 @@ work=$(realpath -m "${1:-bench-out/versioned}")
 versions=${VERSIONS:-10}
 tree_mb=${TREE_MB:-300}
 bin_mb=${BIN_MB:-256}
-cd "$(dirname "$0")/.."
-cargo build --release --bin aslctl -q
-asl=$PWD/target/release/aslctl
-rm -rf "$work"
-mkdir -p "$work"
-
-have() { command -v "$1" > /dev/null; }
-for pkg in restic borgbackup casync; do
-    cmd=$pkg
-    [ "$pkg" = borgbackup ] && cmd=borg
-    if ! have "$cmd" && [ "$(id -u)" = 0 ] && have apt-get; then
-        apt-get install -y -q "$pkg" > /dev/null 2>&1 || true
-    fi
-done
+source "$(dirname "$0")/lib.sh"
+asl_setup
+install_peers restic:restic borg:borgbackup casync:casync
 
 # Writes version $2 of series $1 into $work/data/$1 (in place, from the
 # previous version), deterministically.
