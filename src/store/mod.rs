@@ -17,7 +17,9 @@ mod options;
 mod packing;
 mod pending;
 mod read;
+mod reader;
 mod repair;
+mod salvage;
 mod snapshots;
 mod write;
 #[cfg(feature = "zfs")]
