@@ -51,6 +51,7 @@ pub(crate) mod fsutil;
 pub mod id;
 pub(crate) mod index;
 pub mod io;
+pub(crate) mod par;
 pub(crate) mod snapshot;
 mod store;
 pub mod version;

@@ -19,7 +19,6 @@
 
 use std::cell::RefCell;
 
-use rayon::prelude::*;
 use zstd::zstd_safe::{CCtx, CDict, DCtx, DDict};
 
 use crate::error::DecodeError;
@@ -110,7 +109,7 @@ pub fn encode_framed(
     items: &[(ArtifactId, &[u8])],
     dict: &Dictionary,
 ) -> (Vec<u8>, Vec<FramedEntry>) {
-    let frames: Vec<(Option<Vec<u8>>, u32)> = items.par_iter().with_min_len(16).map(|(_, b)| frame(b, dict)).collect();
+    let frames: Vec<(Option<Vec<u8>>, u32)> = crate::par::map(items, 32, |_, (_, b)| frame(b, dict));
     let table = FRAMED_HEAD_LEN + items.len() * FRAMED_ENTRY_LEN;
     let data: usize = frames.iter().map(|(_, s)| (s & !ZSTD_BIT) as usize).sum();
     let mut body = Vec::with_capacity(table + data);

@@ -275,19 +275,15 @@ impl ChunkRun {
     /// Builds the chunk blocks of `data` (compressed on all cores where the
     /// squeeze says it is worth trying). No lock is needed for this part.
     pub(crate) fn prepare<'d>(&mut self, data: &'d [u8]) -> Vec<BlockImage<'d>> {
-        use rayon::prelude::*;
         // Prepared runs are written before the next is prepared, so the
         // chunks written so far give the next chunk's number.
         let first = self.chunks.len() as u32;
         let pieces: Vec<&[u8]> = data.chunks(self.chunk_size).collect();
         let tries: Vec<bool> = pieces.iter().map(|_| self.squeeze.should_try()).collect();
         let (level, size) = (self.level, self.chunk_size);
-        let images: Vec<BlockImage<'d>> = pieces
-            .par_iter()
-            .zip(tries.par_iter())
-            .enumerate()
-            .map(|(i, (p, t))| BlockImage::chunk(p, first + i as u32, size, *t, level))
-            .collect();
+        let images: Vec<BlockImage<'d>> = crate::par::map(&pieces, 1, |i, p| {
+            BlockImage::chunk(p, first + i as u32, size, tries[i], level)
+        });
         for (img, t) in images.iter().zip(&tries) {
             if *t {
                 self.squeeze.record(img.is_compressed());

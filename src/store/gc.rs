@@ -128,6 +128,7 @@ struct Item {
 const BATCH: usize = 2048;
 
 /// What GC found for one item of a victim.
+#[derive(Clone)]
 enum Verdict {
     /// The newest record of its id points elsewhere (or there is none).
     Elsewhere,
@@ -329,76 +330,12 @@ impl Store {
         rep: &mut GcReport,
         damaged: &mut Vec<ArtifactId>,
     ) -> Result<Vec<bool>> {
-        use rayon::prelude::*;
-        let seg = victim.id;
-        let found: Vec<Result<Verdict>> = items
-            .par_iter()
-            .with_min_len(64)
-            .map(|it| {
-                let Some(rec) = self.state.read().newest(&it.id)? else {
-                    return Ok(Verdict::Elsewhere);
-                };
-                if rec.segment != seg || rec.block_offset != it.block_offset || rec.inner != it.inner {
-                    return Ok(Verdict::Elsewhere);
-                }
-                if !self.state.read().retains(&rec)? {
-                    return Ok(Verdict::Unretained);
-                }
-                Ok(Verdict::Copy(rec, None))
-            })
-            .collect();
-        let found: Vec<Verdict> = found.into_iter().collect::<Result<_>>()?;
-        // Raw packed blocks are read whole, once, and proven by their CRC-32C;
-        // their artifacts are then copied without hashing each (every read
-        // of them hashes them anyway). A block whose CRC fails leaves its
-        // artifacts to be read and proven one by one by their BLAKE3.
-        let raw_blocks: std::collections::BTreeSet<u64> = found
-            .iter()
-            .filter_map(|v| match v {
-                Verdict::Copy(rec, _) if !rec.is_large() && rec.flags & FLAG_COMPRESSED == 0 => Some(rec.block_offset),
-                _ => None,
-            })
-            .collect();
-        let blocks: std::collections::HashMap<u64, Vec<u8>> = raw_blocks
-            .into_par_iter()
-            .filter_map(|off| victim.read_block(off).ok().map(|(_, body)| (off, body)))
-            .collect();
-        let verdicts: Vec<Result<Verdict>> = found
-            .into_par_iter()
-            .with_min_len(64)
-            .map(|v| {
-                let Verdict::Copy(rec, None) = v else {
-                    return Ok(v);
-                };
-                if rec.is_large() {
-                    return Ok(Verdict::Copy(rec, None));
-                }
-                // Only an entry stored raw lies in the body as it is (a raw
-                // frame does too; a sibling zstd frame of it does not).
-                let (at, n) = (rec.inner as usize, rec.len as usize);
-                let raw = blocks
-                    .get(&rec.block_offset)
-                    .filter(|_| rec.flags & FLAG_COMPRESSED == 0)
-                    .and_then(|b| b.get(at..at + n));
-                if let Some(b) = raw {
-                    return Ok(Verdict::Copy(rec, Some(b.to_vec())));
-                }
-                // A whole-compressed block is decoded once for all of its
-                // artifacts through the block cache; frames are read alone
-                // and not kept.
-                let whole = rec.flags & FLAG_COMPRESSED != 0 && !rec.is_framed();
-                match self.read_small_with(&rec, victim, whole) {
-                    Ok(bytes) => Ok(Verdict::Copy(rec, Some(bytes))),
-                    Err(e) if e.is_corruption() => Ok(Verdict::Damaged(rec.id)),
-                    Err(e) => Err(e),
-                }
-            })
-            .collect();
+        let verdicts = self.verdicts(victim, items)?;
         let mut pack = PackedBuilder::default();
         let mut recs: Vec<Entry> = Vec::new();
         let mut settled = Vec::with_capacity(items.len());
         for v in verdicts {
-            let (rec, bytes) = match v? {
+            let (rec, bytes) = match v {
                 Verdict::Elsewhere => {
                     settled.push(true);
                     continue;
@@ -429,6 +366,72 @@ impl Store {
         }
         self.flush_copies(w, &mut pack, &mut recs)?;
         Ok(settled)
+    }
+
+    /// What to do with each item: looked up, and a small artifact's bytes
+    /// read and proven, on all cores (`crate::par`: the writer lock is held).
+    fn verdicts(&self, victim: &Arc<Segment>, items: &[Item]) -> Result<Vec<Verdict>> {
+        let seg = victim.id;
+        let found: Vec<Result<Verdict>> = crate::par::map(items, 64, |_, it| {
+            let Some(rec) = self.state.read().newest(&it.id)? else {
+                return Ok(Verdict::Elsewhere);
+            };
+            if rec.segment != seg || rec.block_offset != it.block_offset || rec.inner != it.inner {
+                return Ok(Verdict::Elsewhere);
+            }
+            if !self.state.read().retains(&rec)? {
+                return Ok(Verdict::Unretained);
+            }
+            Ok(Verdict::Copy(rec, None))
+        });
+        let found: Vec<Verdict> = found.into_iter().collect::<Result<_>>()?;
+        // Raw packed blocks are read whole, once, and proven by their CRC-32C;
+        // their artifacts are then copied without hashing each (every read
+        // of them hashes them anyway). A block whose CRC fails leaves its
+        // artifacts to be read and proven one by one by their BLAKE3.
+        let raw_blocks: std::collections::BTreeSet<u64> = found
+            .iter()
+            .filter_map(|v| match v {
+                Verdict::Copy(rec, _) if !rec.is_large() && rec.flags & FLAG_COMPRESSED == 0 => Some(rec.block_offset),
+                _ => None,
+            })
+            .collect();
+        let raw_blocks: Vec<u64> = raw_blocks.into_iter().collect();
+        let blocks: std::collections::HashMap<u64, Vec<u8>> = crate::par::map(&raw_blocks, 1, |_, off| {
+            victim.read_block(*off).ok().map(|(_, body)| (*off, body))
+        })
+        .into_iter()
+        .flatten()
+        .collect();
+        let verdicts = crate::par::map(&found, 64, |_, v| {
+            let Verdict::Copy(rec, None) = v else {
+                return Ok(v.clone());
+            };
+            let rec = *rec;
+            if rec.is_large() {
+                return Ok(Verdict::Copy(rec, None));
+            }
+            // Only an entry stored raw lies in the body as it is (a raw
+            // frame does too; a sibling zstd frame of it does not).
+            let (at, n) = (rec.inner as usize, rec.len as usize);
+            let raw = blocks
+                .get(&rec.block_offset)
+                .filter(|_| rec.flags & FLAG_COMPRESSED == 0)
+                .and_then(|b| b.get(at..at + n));
+            if let Some(b) = raw {
+                return Ok(Verdict::Copy(rec, Some(b.to_vec())));
+            }
+            // A whole-compressed block is decoded once for all of its
+            // artifacts through the block cache; frames are read alone
+            // and not kept.
+            let whole = rec.flags & FLAG_COMPRESSED != 0 && !rec.is_framed();
+            match self.read_small_with(&rec, victim, whole) {
+                Ok(bytes) => Ok(Verdict::Copy(rec, Some(bytes))),
+                Err(e) if e.is_corruption() => Ok(Verdict::Damaged(rec.id)),
+                Err(e) => Err(e),
+            }
+        });
+        verdicts.into_iter().collect()
     }
 
     fn flush_copies(&self, w: &mut Writer, pack: &mut PackedBuilder, recs: &mut Vec<Entry>) -> Result<()> {

@@ -285,3 +285,50 @@ fn put_file_writes_a_new_length_in_one_pass_and_cuts_back_a_late_duplicate() {
     assert_eq!(s.get(&pa.id).unwrap(), std::fs::read(&a).unwrap());
     assert_eq!(s.get(&pb.id).unwrap(), std::fs::read(&b).unwrap());
 }
+
+/// Text that a trained dictionary frames (so packed blocks are framed on all
+/// cores while the writer lock is held).
+fn text(seed: u64, len: usize) -> Vec<u8> {
+    const WORDS: [&str; 12] = [
+        "segment", "block", "index", "commit", "reader", "writer", "offset", "length", "error", "value", "store", "fn",
+    ];
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 24);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if x.is_multiple_of(6) {
+            out.extend_from_slice(format!("{} ", x >> 44).as_bytes());
+        } else {
+            out.extend_from_slice(WORDS[(x >> 8) as usize % WORDS.len()].as_bytes());
+            out.push(b' ');
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn a_writer_on_a_plain_thread_never_waits_for_rayon_workers_blocked_on_it() {
+    // Every worker of rayon's global pool runs a put and blocks on the writer
+    // lock, while a plain thread holds it and frames a packed block on all
+    // cores: that work must not need the blocked workers.
+    let (_d, s) = store();
+    finishes("puts from rayon's workers and from a plain thread", move || {
+        use rayon::prelude::*;
+        let plain = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..4000u64 {
+                    s.put(&text(i, 900)).unwrap();
+                }
+            })
+        };
+        (0..4000u64).into_par_iter().for_each(|i| {
+            s.put(&text(1_000_000 + i, 900)).unwrap();
+        });
+        plain.join().unwrap();
+        s.commit().unwrap();
+    });
+}

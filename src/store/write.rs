@@ -117,7 +117,6 @@ impl Store {
     /// has no dictionary yet, so that the rest are framed with the one it
     /// may train.
     fn append_ready(&self, w: &mut Writer) -> Result<()> {
-        use rayon::prelude::*;
         let pending = self.pending.read();
         let Some(first) = pending.ready().first() else {
             return Ok(());
@@ -132,10 +131,8 @@ impl Store {
         }
         let level = self.opts.compression;
         let dict = self.active_dictionary(w);
-        let packings: Vec<Packing<'_>> = rest
-            .par_iter()
-            .map(|b| pack(&b.raw, &b.entries, level, dict.as_ref()))
-            .collect();
+        let packings: Vec<Packing<'_>> =
+            crate::par::map(rest, 1, |_, b| pack(&b.raw, &b.entries, level, dict.as_ref()));
         for (b, p) in rest.iter().zip(packings) {
             let (seg, loc) = self.write_packed_block(w, &b.raw, &b.entries, Some(p))?;
             self.record_packed(w, seg, &loc, &b.entries, &b.placements);
