@@ -54,6 +54,8 @@ pub mod io;
 pub(crate) mod par;
 pub(crate) mod snapshot;
 mod store;
+#[cfg(test)]
+mod testutil;
 pub mod version;
 
 pub use error::{DecodeError, Error, Result};

@@ -203,23 +203,7 @@ pub fn decompress(src: &[u8], raw_len: usize, dict: &DDict<'_>) -> Result<Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(seed: u64, n: usize) -> Vec<u8> {
-        const WORDS: [&str; 8] = [
-            "block", "segment", "index", "commit", "artifact", "frame", "store", "read",
-        ];
-        let mut x = seed.max(1);
-        let mut v = Vec::new();
-        while v.len() < n {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            v.extend_from_slice(WORDS[(x % 8) as usize].as_bytes());
-            v.push(if x.is_multiple_of(5) { b'\n' } else { b' ' });
-        }
-        v.truncate(n);
-        v
-    }
+    use crate::testutil::text;
 
     #[test]
     fn frames_round_trip_and_the_table_is_checked() {

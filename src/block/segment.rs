@@ -150,14 +150,7 @@ impl Segment {
     pub(crate) fn open_sealed(io: &dyn Backend, path: &Path, id: u32, store_id: u64) -> Result<Self> {
         let map = io.map(path).ctx(|| format!("map segment {}", path.display()))?;
         let b = map.bytes();
-        check_header(&b[..b.len().min(32)], path, id, store_id)?;
-        if (b.len() as u64) < SEGMENT_HEADER_LEN + FOOTER_LEN {
-            return Err(Error::corrupt(path, "sealed segment shorter than header + footer"));
-        }
-        let f = SegmentFooter::decode(&b[b.len() - FOOTER_LEN as usize..]).map_err(|e| Error::corrupt(path, e))?;
-        if f.data_len != b.len() as u64 - FOOTER_LEN {
-            return Err(Error::corrupt(path, "footer data length does not match file size"));
-        }
+        check_sealed(b, path, id, store_id, b.len() as u64)?;
         Ok(Self {
             id,
             path: path.to_path_buf(),
@@ -186,19 +179,14 @@ impl Segment {
             .open(path, OpenMode::Read)
             .ctx(|| format!("open segment {}", path.display()))?;
         let len = file.len().ctx(|| format!("stat {}", path.display()))?;
-        if len < SEGMENT_HEADER_LEN + FOOTER_LEN {
-            return Err(Error::corrupt(path, "sealed segment shorter than header + footer"));
+        let mut ends = [0u8; (SEGMENT_HEADER_LEN + FOOTER_LEN) as usize];
+        if len >= ends.len() as u64 {
+            let (head, foot) = ends.split_at_mut(SEGMENT_HEADER_LEN as usize);
+            file.read_exact_at(head, 0)
+                .and_then(|_| file.read_exact_at(foot, len - FOOTER_LEN))
+                .ctx(|| format!("read {}", path.display()))?;
         }
-        let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
-        let mut foot = [0u8; FOOTER_LEN as usize];
-        file.read_exact_at(&mut head, 0)
-            .and_then(|_| file.read_exact_at(&mut foot, len - FOOTER_LEN))
-            .ctx(|| format!("read {}", path.display()))?;
-        check_header(&head, path, id, store_id)?;
-        let f = SegmentFooter::decode(&foot).map_err(|e| Error::corrupt(path, e))?;
-        if f.data_len != len - FOOTER_LEN {
-            return Err(Error::corrupt(path, "footer data length does not match file size"));
-        }
+        let f = check_sealed(&ends, path, id, store_id, len)?;
         Ok(Self {
             id,
             path: path.to_path_buf(),
@@ -280,6 +268,20 @@ impl Segment {
             .map_err(|e| Error::corrupt(&self.path, format!("block at {offset}: {e}")))?;
         Ok((h, raw))
     }
+}
+
+/// Checks a sealed segment of `len` bytes by its two ends: `b` begins with its
+/// header and ends with its footer (the whole file, or the two back to back).
+fn check_sealed(b: &[u8], path: &Path, id: u32, store_id: u64, len: u64) -> Result<SegmentFooter> {
+    check_header(&b[..b.len().min(SEGMENT_HEADER_LEN as usize)], path, id, store_id)?;
+    if len < SEGMENT_HEADER_LEN + FOOTER_LEN {
+        return Err(Error::corrupt(path, "sealed segment shorter than header + footer"));
+    }
+    let f = SegmentFooter::decode(&b[b.len() - FOOTER_LEN as usize..]).map_err(|e| Error::corrupt(path, e))?;
+    if f.data_len != len - FOOTER_LEN {
+        return Err(Error::corrupt(path, "footer data length does not match file size"));
+    }
+    Ok(f)
 }
 
 fn check_header(b: &[u8], path: &Path, id: u32, store_id: u64) -> Result<SegmentVersion> {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::*;
 use crate::index::{DomainId, Placement, Visibility};
 use crate::store::options::PutOptions;
+use crate::testutil::text;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -262,15 +263,21 @@ fn concurrent_large_streams_from_a_rayon_loop_keep_their_segment() {
 
 #[test]
 fn put_file_writes_a_new_length_in_one_pass_and_cuts_back_a_late_duplicate() {
-    let (d, s) = store();
+    let d = tempfile::tempdir().unwrap();
+    // 64 KiB chunks: files of 16 chunks or more take the one-pass path.
+    let s = StoreOptions::new()
+        .create(true)
+        .chunk_size(64 << 10)
+        .open(d.path().join("s"))
+        .unwrap();
     let (a, b) = (d.path().join("a"), d.path().join("b"));
-    std::fs::write(&a, noise(1, 700_000)).unwrap();
-    std::fs::write(&b, noise(2, 700_000)).unwrap();
+    std::fs::write(&a, noise(1, 1_100_000)).unwrap();
+    std::fs::write(&b, noise(2, 1_100_000)).unwrap();
     let active_len = |s: &Store| s.writer.as_ref().unwrap().lock().active.as_ref().unwrap().len;
-    // Nothing stored is 700,000 bytes long: `a` is new for certain.
-    assert!(!s.may_hold_length(700_000).unwrap());
+    // Nothing stored is 1,100,000 bytes long: `a` is new for certain.
+    assert!(!s.may_hold_length(1_100_000).unwrap());
     let pa = s.put_file(&a).unwrap();
-    assert!(pa.new && s.may_hold_length(700_000).unwrap());
+    assert!(pa.new && s.may_hold_length(1_100_000).unwrap());
     // `b` has a stored artifact's length: hashed first, then written.
     let pb = s.put_file(&b).unwrap();
     assert!(pb.new && pb.id != pa.id);
@@ -284,29 +291,6 @@ fn put_file_writes_a_new_length_in_one_pass_and_cuts_back_a_late_duplicate() {
     s.commit().unwrap();
     assert_eq!(s.get(&pa.id).unwrap(), std::fs::read(&a).unwrap());
     assert_eq!(s.get(&pb.id).unwrap(), std::fs::read(&b).unwrap());
-}
-
-/// Text that a trained dictionary frames (so packed blocks are framed on all
-/// cores while the writer lock is held).
-fn text(seed: u64, len: usize) -> Vec<u8> {
-    const WORDS: [&str; 12] = [
-        "segment", "block", "index", "commit", "reader", "writer", "offset", "length", "error", "value", "store", "fn",
-    ];
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 24);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        if x.is_multiple_of(6) {
-            out.extend_from_slice(format!("{} ", x >> 44).as_bytes());
-        } else {
-            out.extend_from_slice(WORDS[(x >> 8) as usize % WORDS.len()].as_bytes());
-            out.push(b' ');
-        }
-    }
-    out.truncate(len);
-    out
 }
 
 #[test]
