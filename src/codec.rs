@@ -14,7 +14,9 @@ pub use crate::block::format::{
     decode_packed_table, decode_tombstones, BlockHeader, BlockKind, ChunkRef, Compression, LargeTrailer, PackedBuilder,
     BLOCK_HEADER_LEN,
 };
+pub use crate::block::cdc::{chunk_key, cuts as cdc_cuts, decode_chunk, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 pub use crate::block::frames::{decode_framed_table, FramedEntry};
+pub use crate::block::manifest::{Manifest, ManifestChunk};
 pub use crate::block::segment::{SegmentFooter, SegmentHeader};
 pub use crate::block::tree::{chunk_cv, root as tree_root};
 pub use crate::index::entry::{Entry, ENTRY_LEN};

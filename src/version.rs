@@ -126,17 +126,21 @@ numbered_versions!(
     /// Segment files: header, blocks, footer. Version 2 adds the tree trailer
     /// (block kind 5: a large artifact's trailer with its verified chunk
     /// tree); version 3 adds dictionary and framed blocks (kinds 6 and 7:
-    /// small artifacts compressed one by one). A writer never appends to a
-    /// segment of an older version: it seals it and starts a current one.
+    /// small artifacts compressed one by one); version 4 adds content-defined
+    /// chunks and manifests (kinds 8 and 9: large artifacts stored as shared
+    /// chunks). A writer never appends to a segment of an older version: it
+    /// seals it and starts a current one.
     SegmentVersion,
     "segment",
-    current V3,
+    current V4,
     /// The first format: kind-3 trailers without a chunk tree.
     V1 = 1,
     /// Tree trailers (block kind 5).
     V2 = 2,
     /// Dictionary and framed blocks (kinds 6 and 7).
     V3 = 3,
+    /// Content-defined chunk and manifest blocks (kinds 8 and 9).
+    V4 = 4,
 );
 
 impl SegmentVersion {
@@ -166,7 +170,8 @@ mod tests {
             Err(DecodeError::UnsupportedVersion { version: 3, .. })
         ));
         assert!(SegmentVersion::from_number(0).is_err());
-        assert!(SegmentVersion::from_number(4).is_err());
+        assert!(SegmentVersion::from_number(5).is_err());
+        assert!(SegmentVersion::from_number(4).unwrap().has_framed_blocks());
         assert!(SegmentVersion::from_number(3).unwrap().has_framed_blocks());
         assert!(!SegmentVersion::from_number(1).unwrap().has_tree_trailers());
         assert_eq!(LogVersion::from_number(1).unwrap(), LogVersion::CURRENT);

@@ -41,6 +41,14 @@ pub enum BlockKind {
     /// entry table, then one frame per artifact (segment version 3; see
     /// `block::frames`).
     Framed = 7,
+    /// One content-defined chunk, shared by every large artifact whose
+    /// manifest names it: its key, then its bytes (segment version 4; see
+    /// `block::cdc`).
+    CdcChunk = 8,
+    /// The closing block of a large artifact stored in content-defined
+    /// chunks: its id, length, chunk tree and chunk list (segment version 4;
+    /// see `block::manifest`).
+    Manifest = 9,
 }
 
 impl BlockKind {
@@ -53,13 +61,15 @@ impl BlockKind {
             5 => Self::TreeTrailer,
             6 => Self::Dictionary,
             7 => Self::Framed,
+            8 => Self::CdcChunk,
+            9 => Self::Manifest,
             _ => return None,
         })
     }
 
     /// Whether blocks of this kind close a large artifact.
     pub fn is_trailer(self) -> bool {
-        matches!(self, Self::LargeTrailer | Self::TreeTrailer)
+        matches!(self, Self::LargeTrailer | Self::TreeTrailer | Self::Manifest)
     }
 
     /// Whether blocks of this kind hold small artifacts.

@@ -7,8 +7,10 @@
 //! index and log above can be rebuilt from the segments alone.
 
 pub(crate) mod error;
+pub mod cdc;
 pub mod format;
 pub mod frames;
+pub mod manifest;
 pub(crate) mod scan;
 pub(crate) mod segment;
 pub mod tree;

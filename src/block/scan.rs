@@ -9,6 +9,8 @@
 
 use std::borrow::Cow;
 
+use crate::block::cdc::decode_chunk;
+use crate::block::manifest::Manifest;
 use crate::block::format::{
     decode_packed_table, decode_tombstones, BlockHeader, BlockKind, LargeTrailer, PackedEntry, BLOCK_HEADER_LEN,
 };
@@ -160,6 +162,11 @@ pub(crate) enum Contents {
     Chunk,
     /// A large artifact's trailer.
     Trailer(LargeTrailer),
+    /// A content-defined chunk: its key and length (its bytes checked
+    /// against the key only when chunks are checked).
+    CdcChunk { key: ArtifactId, len: u32 },
+    /// A large artifact's manifest.
+    Manifest(Manifest),
     /// Removals.
     Tombstones(Vec<(ArtifactId, u16)>),
 }
@@ -200,6 +207,20 @@ impl Contents {
                 Contents::Tombstones(decode_tombstones(&raw, h.count).map_err(ContentsError::Decode)?)
             }
             BlockKind::LargeChunk => Contents::Chunk,
+            BlockKind::CdcChunk => {
+                let (key, len) = if check_chunks {
+                    let (key, bytes) = decode_chunk(&raw).map_err(ContentsError::Decode)?;
+                    (key, bytes.len())
+                } else if raw.len() > 32 {
+                    let mut key = [0u8; 32];
+                    key.copy_from_slice(&raw[..32]);
+                    (ArtifactId::from_bytes(key), raw.len() - 32)
+                } else {
+                    return Err(ContentsError::Decode(DecodeError::Invalid("chunk block too short".into())));
+                };
+                Contents::CdcChunk { key, len: len as u32 }
+            }
+            BlockKind::Manifest => Contents::Manifest(Manifest::decode(&raw).map_err(ContentsError::Decode)?),
         })
     }
 
@@ -213,7 +234,8 @@ impl Contents {
             } => frames.iter().map(|f| (f.id, f.offset, f.raw_len as u64)).collect(),
             Contents::Packed { entries, .. } => entries.iter().map(|e| (e.id, e.offset, e.len as u64)).collect(),
             Contents::Trailer(t) => vec![(t.id, 0, t.len)],
-            Contents::Chunk | Contents::Tombstones(_) | Contents::Dictionary => Vec::new(),
+            Contents::Manifest(m) => vec![(m.id, 0, m.len)],
+            Contents::Chunk | Contents::CdcChunk { .. } | Contents::Tombstones(_) | Contents::Dictionary => Vec::new(),
         }
     }
 }

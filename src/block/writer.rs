@@ -105,6 +105,51 @@ impl BlockImage<'static> {
     }
 }
 
+impl BlockImage<'static> {
+    /// A content-defined chunk's block: its key and bytes, compressed when
+    /// asked and when that pays.
+    pub(crate) fn cdc_chunk(key: &ArtifactId, bytes: &[u8], try_compress: bool, level: Option<i32>) -> Self {
+        let raw = crate::block::cdc::encode_chunk(key, bytes);
+        let (body, comp) = if try_compress {
+            match maybe_compress(&raw, level) {
+                (Cow::Owned(b), Compression::Zstd) => (b, Compression::Zstd),
+                _ => (raw, Compression::None),
+            }
+        } else {
+            (raw, Compression::None)
+        };
+        let header = header_for(BlockKind::CdcChunk, comp, &body, 32 + bytes.len(), 0);
+        Self {
+            header,
+            body: Cow::Owned(body),
+            cv: [0; 32],
+            root: None,
+        }
+    }
+
+    /// A manifest block (stored raw: chunk keys and CVs do not compress).
+    pub(crate) fn manifest(m: &crate::block::manifest::Manifest) -> Self {
+        let body = m.encode();
+        let header = header_for(BlockKind::Manifest, Compression::None, &body, body.len(), 0);
+        Self {
+            header,
+            body: Cow::Owned(body),
+            cv: [0; 32],
+            root: None,
+        }
+    }
+
+    /// A block copied as it was stored (its body already checked).
+    pub(crate) fn verbatim(header: BlockHeader, stored: Vec<u8>) -> Self {
+        Self {
+            header,
+            body: Cow::Owned(stored),
+            cv: [0; 32],
+            root: None,
+        }
+    }
+}
+
 impl ActiveSegment {
     /// Appends a block image; returns its offset. Not durable until `sync`.
     pub(crate) fn write(&mut self, img: &BlockImage<'_>) -> Result<u64> {
@@ -337,13 +382,13 @@ impl ChunkRun {
 /// compress, only every 16th chunk is tried, so incompressible data (media,
 /// archives) is written at disk speed instead of paying zstd on every chunk.
 #[derive(Default)]
-struct Squeeze {
+pub(crate) struct Squeeze {
     misses: u32,
     skipped: u32,
 }
 
 impl Squeeze {
-    fn should_try(&mut self) -> bool {
+    pub(crate) fn should_try(&mut self) -> bool {
         if self.misses < 2 {
             return true;
         }
@@ -351,7 +396,7 @@ impl Squeeze {
         self.skipped.is_multiple_of(16)
     }
 
-    fn record(&mut self, compressed: bool) {
+    pub(crate) fn record(&mut self, compressed: bool) {
         if compressed {
             self.misses = 0;
             self.skipped = 0;

@@ -55,7 +55,22 @@ pub const FLAG_COMPRESSED: u8 = 4;
 /// the frame's offset in the block body, and with [`FLAG_COMPRESSED`] the
 /// frame is zstd against the block's dictionary (else it is the raw bytes).
 pub const FLAG_FRAMED: u8 = 8;
-const KNOWN_FLAGS: u8 = FLAG_TOMBSTONE | FLAG_LARGE | FLAG_COMPRESSED | FLAG_FRAMED;
+/// Flag: the record is a content-defined chunk, not an artifact: its id is
+/// the chunk's key and `block_offset` points at its chunk block (segment
+/// version 4). Listings, CURRENT's identity and reads by id skip it.
+pub const FLAG_CHUNK: u8 = 16;
+/// Flag (with [`FLAG_LARGE`]): `block_offset` points at a manifest, and the
+/// artifact's bytes are in shared chunks (segment version 4).
+pub const FLAG_MANIFEST: u8 = 32;
+const KNOWN_FLAGS: u8 = FLAG_TOMBSTONE | FLAG_LARGE | FLAG_COMPRESSED | FLAG_FRAMED | FLAG_CHUNK | FLAG_MANIFEST;
+
+/// What a manifest record counts in its segment's usage: about the
+/// manifest's own size, not the artifact's length, whose bytes sit in chunk
+/// records counted where they are. A function of the length alone, so that
+/// adding and releasing a record count the same.
+pub fn manifest_usage(len: u64) -> u64 {
+    64 + len / 1024
+}
 /// `source` value meaning "not imported from another domain".
 pub const NO_SOURCE: u16 = u16::MAX;
 
@@ -152,6 +167,39 @@ impl Entry {
         Self {
             flags: FLAG_LARGE,
             ..Self::packed(id, segment, trailer_offset, 0, len, false)
+        }
+    }
+
+    /// A record for a content-defined chunk stored in its own block.
+    pub fn chunk(key: ArtifactId, segment: u32, block_offset: u64, len: u64, compressed: bool) -> Self {
+        let mut e = Self::large(key, segment, block_offset, len);
+        e.flags = FLAG_CHUNK | if compressed { FLAG_COMPRESSED } else { 0 };
+        e
+    }
+
+    /// A record for a large artifact whose bytes are in shared chunks.
+    pub fn manifest(id: ArtifactId, segment: u32, manifest_offset: u64, len: u64) -> Self {
+        let mut e = Self::large(id, segment, manifest_offset, len);
+        e.flags |= FLAG_MANIFEST;
+        e
+    }
+
+    /// Whether this is a chunk record rather than an artifact.
+    pub fn is_chunk(&self) -> bool {
+        self.flags & FLAG_CHUNK != 0
+    }
+
+    /// Whether a large artifact's record points at a manifest.
+    pub fn is_manifest(&self) -> bool {
+        self.flags & FLAG_MANIFEST != 0
+    }
+
+    /// Logical bytes the record counts in its segment's usage counters.
+    pub fn usage(&self) -> u64 {
+        if self.is_manifest() {
+            manifest_usage(self.len)
+        } else {
+            self.len
         }
     }
 
@@ -261,7 +309,11 @@ impl Entry {
             v => return Err(DecodeError::Invalid(format!("visibility {v}"))),
         };
         let flags = b[55];
-        if flags & !KNOWN_FLAGS != 0 || (flags & FLAG_FRAMED != 0 && flags & FLAG_LARGE != 0) {
+        if flags & !KNOWN_FLAGS != 0
+            || (flags & FLAG_FRAMED != 0 && flags & FLAG_LARGE != 0)
+            || (flags & FLAG_CHUNK != 0 && flags & (FLAG_LARGE | FLAG_FRAMED) != 0)
+            || (flags & FLAG_MANIFEST != 0 && flags & FLAG_LARGE == 0)
+        {
             return Err(DecodeError::Invalid(format!("entry flags {flags:#x}")));
         }
         Ok(Self {

@@ -25,7 +25,13 @@
 use std::mem::size_of;
 use std::time::{Duration, Instant};
 
+use std::collections::HashSet;
+
+use crate::block::cdc::decode_chunk;
 use crate::block::format::{BlockKind, PackedBuilder, BLOCK_HEADER_LEN};
+use crate::block::manifest::Manifest;
+use crate::block::scan::Contents;
+use crate::index::merge::Merged;
 use crate::block::frames::decode_framed_table;
 use crate::block::segment::{Segment, SEGMENT_HEADER_LEN};
 use crate::block::writer::{pack as pack_image, BlockImage, ChunkRun, Packing};
@@ -113,6 +119,11 @@ pub struct GcReport {
     pub elapsed: Duration,
     /// Victims left alone, with the reason (damage GC will not guess around).
     pub skipped: Vec<String>,
+    /// Chunk records the sweep found no retained manifest naming (dropped
+    /// from the index; their bytes go with the segments holding them).
+    pub chunks_swept: u64,
+    /// Bytes of those chunks.
+    pub chunk_bytes_swept: u64,
 }
 
 /// One artifact stored in a victim segment.
@@ -172,6 +183,9 @@ impl Store {
         // damaged index record would let bytes repair could still find go.
         let files = self.state.read().indexes.clone();
         self.check_indexes(&files)?;
+        if !opts.dry_run {
+            self.sweep_chunks(&mut rep)?;
+        }
         let victims: Vec<(u32, SegmentState)> = {
             let mut w = self.writer()?;
             self.commit_locked(&mut w)?;
@@ -355,7 +369,13 @@ impl Store {
             rep.artifacts_copied += 1;
             rep.repacked_bytes += rec.len;
             let Some(bytes) = bytes else {
-                self.copy_large(w, &rec, victim)?;
+                if rec.is_chunk() {
+                    self.copy_chunk(w, &rec, victim)?;
+                } else if rec.is_manifest() {
+                    self.copy_manifest(w, &rec, victim)?;
+                } else {
+                    self.copy_large(w, &rec, victim)?;
+                }
                 continue;
             };
             pack.push(rec.id, &bytes);
@@ -392,7 +412,9 @@ impl Store {
         let raw_blocks: std::collections::BTreeSet<u64> = found
             .iter()
             .filter_map(|v| match v {
-                Verdict::Copy(rec, _) if !rec.is_large() && rec.flags & FLAG_COMPRESSED == 0 => Some(rec.block_offset),
+                Verdict::Copy(rec, _) if !rec.is_large() && !rec.is_chunk() && rec.flags & FLAG_COMPRESSED == 0 => {
+                    Some(rec.block_offset)
+                }
                 _ => None,
             })
             .collect();
@@ -408,6 +430,15 @@ impl Store {
                 return Ok(v.clone());
             };
             let rec = *rec;
+            if rec.is_chunk() || rec.is_manifest() {
+                // Proven here, on all cores; copied block by block later
+                // (holding a batch of chunks' bytes would cost 2048 of them).
+                return match check_block(victim, &rec) {
+                    Ok(()) => Ok(Verdict::Copy(rec, None)),
+                    Err(e) if e.is_corruption() => Ok(Verdict::Damaged(rec.id)),
+                    Err(e) => Err(e),
+                };
+            }
             if rec.is_large() {
                 return Ok(Verdict::Copy(rec, None));
             }
@@ -496,12 +527,124 @@ impl Store {
         self.flush_tombstones(w)
     }
 
+    /// Copies a content-defined chunk's block as it is stored (checked by
+    /// `check_block` before, and by its CRC again here).
+    fn copy_chunk(&self, w: &mut Writer, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
+        self.ensure_active(w)?;
+        let h = victim.block_header(rec.block_offset)?;
+        let stored = victim
+            .read(rec.block_offset + BLOCK_HEADER_LEN as u64, h.stored_len as usize)?
+            .into_owned();
+        h.check_body(&stored)
+            .map_err(|e| Error::corrupt(&victim.path, format!("block at {}: {e}", rec.block_offset)))?;
+        let img = BlockImage::verbatim(h, stored);
+        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+        let at = a.write(&img)?;
+        let to = Entry::chunk(rec.id, a.id, at, rec.len, img.is_compressed());
+        self.moved(w, rec, rec.relocated(to));
+        Ok(())
+    }
+
+    /// Copies a manifest; its chunks are records of their own and move (or
+    /// not) on their own.
+    fn copy_manifest(&self, w: &mut Writer, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
+        self.ensure_active(w)?;
+        let m = read_manifest(victim, rec)?;
+        let img = BlockImage::manifest(&m);
+        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+        let at = a.write(&img)?;
+        let to = Entry::manifest(rec.id, a.id, at, rec.len);
+        self.moved(w, rec, rec.relocated(to));
+        self.flush_tombstones(w)
+    }
+
+    /// The chunk sweep (see `docs/chunking.md`): under the writer lock, marks
+    /// every chunk a retained manifest names (CURRENT, snapshots, pins,
+    /// publication: the rule GC copies by) or a put in flight has referenced,
+    /// then drops every other chunk record, so that the segments holding them
+    /// show the garbage and are collected like any other. It runs when
+    /// something may have stopped naming chunks since the last sweep. The
+    /// mark is a set of 64-bit key prefixes: a collision keeps a dead chunk,
+    /// never drops a live one.
+    fn sweep_chunks(&self, rep: &mut GcReport) -> Result<()> {
+        let mut w = self.writer()?;
+        if !w.sweep_due {
+            return Ok(());
+        }
+        self.commit_locked(&mut w)?;
+        if let Some(d) = self.state.read().snapshots.values().find_map(|h| h.damaged()) {
+            rep.skipped.push(format!(
+                "chunk sweep: not run, a damaged snapshot may name any chunk ({d})"
+            ));
+            return Ok(());
+        }
+        let merged = || -> Result<Merged> {
+            let st = self.state.read();
+            Ok(Merged::new(super::sorted(&st.memtable), &st.indexes, None)?)
+        };
+        let mut manifests = Vec::new();
+        let mut any_chunk = false;
+        for e in merged()? {
+            let e = e?;
+            any_chunk |= e.is_chunk();
+            if e.is_manifest() && e.segment != 0 && self.state.read().retains(&e)? {
+                manifests.push(e);
+            }
+        }
+        if !any_chunk {
+            w.sweep_due = false;
+            return Ok(());
+        }
+        let read: Vec<Result<Vec<u64>>> = crate::par::map(&manifests, 4, |_, e| {
+            let seg = self.segment(e)?;
+            let m = read_manifest(&seg, e)?;
+            Ok(m.chunks.iter().map(|c| prefix(&c.key)).collect())
+        });
+        let mut marked: HashSet<u64> = w.chunk_refs.keys().map(prefix).collect();
+        for (r, e) in read.into_iter().zip(&manifests) {
+            match r {
+                Ok(keys) => marked.extend(keys),
+                Err(err) if err.is_corruption() => {
+                    // What a damaged manifest names is unknown: drop nothing.
+                    rep.skipped.push(format!("chunk sweep: not run, the manifest of {} is damaged ({err})", e.id));
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        drop(manifests);
+        let mut dead = Vec::new();
+        for e in merged()? {
+            let e = e?;
+            if e.is_chunk() && !e.is_tombstone() && !marked.contains(&prefix(&e.id)) {
+                dead.push(e);
+            }
+        }
+        self.guard(&mut w, |s, w| {
+            {
+                let mut st = s.state.write();
+                for e in &dead {
+                    st.memtable.insert(e.id, e.removed());
+                }
+            }
+            for e in &dead {
+                w.batch.push(Record::Entry(e.removed()));
+                w.add_usage(e.segment, -(e.len as i64), 0);
+            }
+            w.sweep_due = false;
+            s.commit_locked(w)
+        })?;
+        rep.chunks_swept = dead.len() as u64;
+        rep.chunk_bytes_swept = dead.iter().map(|e| e.len).sum();
+        Ok(())
+    }
+
     /// Records a copy: the new record shadows the old, usage moves with it, and
     /// a retained-but-removed artifact gets a tombstone block after its copy so
     /// that `repair` replays it as removed.
     fn moved(&self, w: &mut Writer, old: &Entry, new: Entry) {
         self.record_new(w, &[new]);
-        w.add_usage(old.segment, -(old.len as i64), 0);
+        w.add_usage(old.segment, -(old.usage() as i64), 0);
         if new.is_tombstone() {
             w.tombstones.push((new.id, new.domain.0));
         }
@@ -543,6 +686,53 @@ fn pack_raw<'a>(raw: &'a [u8], entries: &[crate::block::format::PackedEntry]) ->
     pack_image(raw, entries, None, None)
 }
 
+/// The first 8 bytes of a key, for the sweep's mark.
+fn prefix(key: &ArtifactId) -> u64 {
+    u64::from_le_bytes(key.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// The manifest `rec` points at in `seg`, checked against the record.
+fn read_manifest(seg: &Segment, rec: &Entry) -> Result<Manifest> {
+    let bad = |detail: String| Error::CorruptArtifact {
+        id: rec.id,
+        file: seg.path.clone(),
+        detail,
+    };
+    let (h, raw) = seg
+        .read_block(rec.block_offset)
+        .map_err(|e| bad(format!("manifest at {}: {e}", rec.block_offset)))?;
+    if h.kind != BlockKind::Manifest {
+        return Err(bad(format!("block at {} is not a manifest", rec.block_offset)));
+    }
+    let m = Manifest::decode(&raw).map_err(|e| bad(e.to_string()))?;
+    if m.id != rec.id || m.len != rec.len {
+        return Err(bad("manifest names another artifact".into()));
+    }
+    Ok(m)
+}
+
+/// Proves a chunk block (its bytes hash to its key) or a manifest (it holds
+/// together and names the record's artifact) before GC copies it.
+fn check_block(seg: &Segment, rec: &Entry) -> Result<()> {
+    if rec.is_manifest() {
+        return read_manifest(seg, rec).map(drop);
+    }
+    let bad = |detail: String| Error::CorruptArtifact {
+        id: rec.id,
+        file: seg.path.clone(),
+        detail: format!("chunk at {}: {detail}", rec.block_offset),
+    };
+    let (h, raw) = seg.read_block(rec.block_offset).map_err(|e| bad(e.to_string()))?;
+    if h.kind != BlockKind::CdcChunk {
+        return Err(bad("not a chunk block".into()));
+    }
+    let (key, bytes) = decode_chunk(&raw).map_err(|e| bad(e.to_string()))?;
+    if key != rec.id || bytes.len() as u64 != rec.len {
+        return Err(bad("holds another chunk".into()));
+    }
+    Ok(())
+}
+
 /// Lists the artifacts stored in a sealed segment: packed block tables and
 /// large-artifact trailers (chunk bodies are not read, nor are frames: a
 /// framed block's table says where each one is).
@@ -551,6 +741,10 @@ fn walk(seg: &Segment) -> Result<Vec<Item>> {
     for b in seg.blocks()? {
         let listed: Vec<(ArtifactId, u32)> = match b.header.kind {
             BlockKind::LargeChunk | BlockKind::Tombstones | BlockKind::Dictionary => continue,
+            BlockKind::CdcChunk => match seg.contents(&b)? {
+                Contents::CdcChunk { key, .. } => vec![(key, 0)],
+                _ => continue,
+            },
             BlockKind::Framed => {
                 let body = seg.read(b.offset + BLOCK_HEADER_LEN as u64, b.header.stored_len as usize)?;
                 b.header

@@ -23,12 +23,12 @@ use super::write::Put;
 use super::{Store, Writer};
 
 /// Where a stream started in the open segment, and where its last chunk ended.
-struct Mark {
-    seg: u32,
+pub(super) struct Mark {
+    pub(super) seg: u32,
     len: u64,
     blocks: u64,
     raw_total: u64,
-    end: u64,
+    pub(super) end: u64,
 }
 
 impl Store {
@@ -198,6 +198,17 @@ impl Store {
         label: &str,
         placement: Placement,
     ) -> Result<Put> {
+        if self.opts.cdc {
+            return match src {
+                Source::Reader { reader, head, len_hint } => {
+                    self.put_chunked(reader, head, len_hint, expect, label, placement)
+                }
+                Source::Slice { mut bytes, id } => {
+                    let n = bytes.len() as u64;
+                    self.put_chunked(&mut bytes, Vec::new(), Some(n), Some(id), label, placement)
+                }
+            };
+        }
         if let Some(id) = expect {
             if let Some(put) = self.existing(&id)? {
                 return Ok(put);
@@ -276,7 +287,7 @@ impl Store {
     /// Registers a stream: buffered removals go to the segment before its
     /// chunks (repair replays blocks in order, and this may re-put a removed
     /// id); the packed buffer need not, so it keeps filling.
-    fn begin_stream(&self) -> Result<Mark> {
+    pub(super) fn begin_stream(&self) -> Result<Mark> {
         let mut w = self.writer()?;
         self.guard(&mut w, |s, w| {
             s.flush_tombstones(w)?;
@@ -359,7 +370,13 @@ impl Store {
     /// after them and no commit covers them, the segment is cut back;
     /// otherwise they stay as garbage, counted so that GC reclaims them.
     fn drop_chunks(&self, w: &mut Writer, mark: &Mark, run: &ChunkRun) -> Result<()> {
-        if run.blocks == 0 {
+        self.drop_written(w, mark, run.blocks, run.written)
+    }
+
+    /// [`Store::drop_chunks`] for a stream that appended `blocks` blocks
+    /// holding `written` logical bytes.
+    pub(super) fn drop_written(&self, w: &mut Writer, mark: &Mark, blocks: u64, written: u64) -> Result<()> {
+        if blocks == 0 {
             return Ok(());
         }
         let committed = w.seg_states.get(&mark.seg).map(|s| s.len).unwrap_or(u64::MAX);
@@ -367,7 +384,7 @@ impl Store {
             Some(a)
                 if a.id == mark.seg
                     && a.len == mark.end
-                    && a.blocks == mark.blocks + run.blocks
+                    && a.blocks == mark.blocks + blocks
                     && mark.len >= committed =>
             {
                 if let Err(e) = a.rollback(mark.len, mark.blocks, mark.raw_total) {
@@ -375,7 +392,7 @@ impl Store {
                     return Err(e.into());
                 }
             }
-            _ => w.add_usage(mark.seg, 0, run.written),
+            _ => w.add_usage(mark.seg, 0, written),
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 
 mod block_cache;
 mod checkpoint;
+mod chunked;
 mod files_cache;
 mod gc;
 mod ingest;
@@ -260,6 +261,12 @@ pub(crate) struct Writer {
     dict: Option<crate::block::writer::SegmentDictionary>,
     /// Packed blocks to write before training a dictionary is tried again.
     dict_backoff: u32,
+    /// Chunks that large puts in flight refer to (by key, with the number of
+    /// streams): roots for the chunk sweep until their manifests are indexed.
+    chunk_refs: std::collections::HashMap<ArtifactId, u32>,
+    /// Whether something may have stopped referring to chunks since the last
+    /// sweep (set at open, by removals, snapshot deletes and unpins).
+    sweep_due: bool,
 }
 
 impl Store {

@@ -164,6 +164,8 @@ impl Store {
                 poisoned: false,
                 dict: None,
                 dict_backoff: 0,
+                chunk_refs: Default::default(),
+                sweep_due: true,
             }))
         } else {
             None
@@ -324,7 +326,7 @@ fn recount_usage(
     for e in merged {
         let e = e?;
         if let (false, Some(st)) = (e.is_tombstone(), states.get_mut(&e.segment)) {
-            st.live += e.len;
+            st.live += e.usage();
         }
     }
     for (id, seg) in segments {

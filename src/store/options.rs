@@ -34,6 +34,7 @@ pub struct StoreOptions {
     pub(crate) read_only: bool,
     #[cfg(feature = "zfs")]
     pub(crate) zfs: bool,
+    pub(crate) cdc: bool,
 }
 
 impl Default for StoreOptions {
@@ -52,6 +53,7 @@ impl Default for StoreOptions {
             read_only: false,
             #[cfg(feature = "zfs")]
             zfs: false,
+            cdc: true,
         }
     }
 }
@@ -116,6 +118,15 @@ impl StoreOptions {
     /// Index files kept before they are merged into one. Default 4.
     pub fn max_index_files(mut self, n: usize) -> Self {
         self.max_index_files = n.max(1);
+        self
+    }
+
+    /// Store large artifacts in content-defined chunks shared across
+    /// artifacts and versions (segment format 4; see `docs/chunking.md`).
+    /// Default true. With false, large artifacts are written as before: one
+    /// run of fixed chunk blocks per artifact, deduplicated only whole.
+    pub fn chunk_dedup(mut self, yes: bool) -> Self {
+        self.cdc = yes;
         self
     }
 

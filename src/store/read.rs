@@ -5,6 +5,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use crate::block::format::{BlockHeader, BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
+use crate::block::manifest::Manifest;
 use crate::block::scan::ContentsError;
 use crate::block::segment::Segment;
 use crate::error::{Error, Result};
@@ -16,7 +17,7 @@ use zstd::zstd_safe::DDict;
 
 pub(crate) use super::reader::unwrap_io;
 pub use super::reader::ArtifactReader;
-use super::reader::{legacy_digests, Body, ChunkCheck};
+use super::reader::{legacy_digests, Body, CdcLoc, CdcPlan, ChunkCheck};
 use super::{artifact_error, Store};
 
 /// How often a read looks up an artifact again after GC moved it away from
@@ -87,9 +88,16 @@ enum Found {
 }
 
 impl Store {
-    /// The newest record for `id` in memory or index files (tombstones included).
+    /// The newest record for artifact `id` in memory or index files
+    /// (tombstones included). Chunk records are not artifacts: a chunk's key
+    /// given as an id finds nothing.
     pub(crate) fn lookup(&self, id: &ArtifactId) -> Result<Option<Entry>> {
-        self.state.read().newest(id)
+        Ok(self.state.read().newest(id)?.filter(|e| !e.is_chunk()))
+    }
+
+    /// The newest record for `key`, chunk records included.
+    pub(crate) fn lookup_any(&self, key: &ArtifactId) -> Result<Option<Entry>> {
+        self.state.read().newest(key)
     }
 
     fn find(&self, id: &ArtifactId) -> Result<Option<Found>> {
@@ -416,6 +424,34 @@ impl Store {
                 e.block_offset
             )));
         }
+        if h.kind == BlockKind::Manifest {
+            let m = Manifest::decode(&raw).map_err(|x| bad(x.to_string()))?;
+            if m.id != e.id || m.len != e.len {
+                return Err(bad("manifest names another artifact".into()));
+            }
+            let plan = self.cdc_plan(&m)?;
+            let t = LargeTrailer {
+                id: m.id,
+                len: m.len,
+                chunk_size: m.grid,
+                chunks: Vec::new(),
+                cvs: None,
+            };
+            return Ok(ArtifactReader {
+                id: e.id,
+                len: e.len,
+                pos: 0,
+                end: e.len,
+                body: Body::Large {
+                    seg,
+                    trailer: t,
+                    check: ChunkCheck::Tree(m.cvs),
+                    cdc: Some(Arc::new(plan)),
+                    ahead: VecDeque::new(),
+                    spare: Vec::new(),
+                },
+            });
+        }
         let mut t = LargeTrailer::decode_kind(h.kind, &raw).map_err(|x| bad(x.to_string()))?;
         if t.id != e.id || t.len != e.len {
             return Err(bad("trailer names another artifact".into()));
@@ -433,9 +469,52 @@ impl Store {
                 seg,
                 trailer: t,
                 check,
+                cdc: None,
                 ahead: VecDeque::new(),
                 spare: Vec::new(),
             },
+        })
+    }
+
+    /// Finds every chunk a manifest names. A chunk whose segment GC drops
+    /// between the lookup and taking a handle is looked up again (its copy
+    /// is indexed by then).
+    pub(crate) fn cdc_plan(&self, m: &Manifest) -> Result<CdcPlan> {
+        let mut found: std::collections::HashMap<ArtifactId, (Arc<Segment>, u64)> = Default::default();
+        let mut chunks = Vec::with_capacity(m.chunks.len());
+        for c in &m.chunks {
+            let loc = match found.get(&c.key) {
+                Some(l) => l.clone(),
+                None => {
+                    let l = self.locate_chunk(&m.id, &c.key)?;
+                    found.insert(c.key, l.clone());
+                    l
+                }
+            };
+            chunks.push(CdcLoc {
+                key: c.key,
+                seg: loc.0,
+                offset: loc.1,
+                len: c.len,
+            });
+        }
+        Ok(CdcPlan {
+            starts: m.starts(),
+            chunks,
+        })
+    }
+
+    fn locate_chunk(&self, id: &ArtifactId, key: &ArtifactId) -> Result<(Arc<Segment>, u64)> {
+        let r = self.read_moving(
+            // A chunk a sweep has dropped still has its location in the
+            // tombstone: if its bytes are there, they prove themselves.
+            || Ok(self.lookup_any(key)?.filter(|e| e.is_chunk() && e.segment != 0)),
+            |e, seg| Ok((seg, e.block_offset)),
+        )?;
+        r.ok_or_else(|| Error::CorruptArtifact {
+            id: *id,
+            file: self.layout.root.clone(),
+            detail: format!("chunk {key} is not in the index"),
         })
     }
 
@@ -464,7 +543,7 @@ impl Store {
             // Newest source first: the first record seen for an id decides.
             for src in sources {
                 for e in src {
-                    candidates.entry(e.id).or_insert(!e.is_tombstone());
+                    candidates.entry(e.id).or_insert(!e.is_tombstone() && !e.is_chunk());
                 }
             }
         }
@@ -523,7 +602,7 @@ impl Iterator for Iter {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             match self.inner.next()? {
-                Ok(e) if e.is_tombstone() => continue,
+                Ok(e) if e.is_tombstone() || e.is_chunk() => continue,
                 Ok(e) => return Some(Ok(ArtifactInfo::from(&e))),
                 Err(e) => return Some(Err(e.into())),
             }
@@ -535,7 +614,7 @@ impl Store {
     pub(crate) fn live_entries(&self) -> Result<impl Iterator<Item = Result<Entry>>> {
         let st = self.state.read();
         Ok(Merged::new(super::sorted(&st.memtable), &st.indexes, None)?
-            .filter(|e| !matches!(e, Ok(e) if e.is_tombstone()))
+            .filter(|e| !matches!(e, Ok(e) if e.is_tombstone() || e.is_chunk()))
             .map(|e| e.map_err(Error::from)))
     }
 }

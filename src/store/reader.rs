@@ -25,6 +25,9 @@ pub(super) enum Body {
         trailer: LargeTrailer,
         /// What each chunk is checked against (proven by the id at open).
         check: ChunkCheck,
+        /// For an artifact stored in content-defined chunks: where they are
+        /// (each grid piece is assembled from them).
+        cdc: Option<Arc<CdcPlan>>,
         /// Chunks read ahead, in order from the one being read: each already
         /// verified (in its buffer), or the error reaching it gives.
         ahead: VecDeque<(usize, Vec<u8>, Result<()>)>,
@@ -48,6 +51,55 @@ fn load_chunk(seg: &Segment, t: &LargeTrailer, idx: usize) -> Result<Vec<u8>> {
     Ok(raw)
 }
 
+/// Where the content-defined chunks of an artifact stored under a manifest
+/// are, resolved through the index when the reader is opened.
+pub(crate) struct CdcPlan {
+    /// Each chunk's offset in the artifact, then the length.
+    pub(crate) starts: Vec<u64>,
+    pub(crate) chunks: Vec<CdcLoc>,
+}
+
+/// One content-defined chunk's key and block.
+pub(crate) struct CdcLoc {
+    pub(crate) key: ArtifactId,
+    pub(crate) seg: Arc<Segment>,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+}
+
+impl CdcPlan {
+    /// Grid piece `idx` (`grid` bytes from `idx * grid`, cut at `len`),
+    /// assembled into `buf` from the chunks overlapping it, each checked
+    /// against its key as it is decoded, so that damage is named by chunk.
+    /// Not yet checked against the artifact's tree: the caller does that.
+    fn assemble(&self, idx: usize, grid: u64, len: u64, id: &ArtifactId, buf: &mut Vec<u8>) -> Result<()> {
+        let lo = idx as u64 * grid;
+        let hi = (lo + grid).min(len);
+        buf.clear();
+        let mut j = self.starts.partition_point(|s| *s <= lo).saturating_sub(1);
+        while j < self.chunks.len() && self.starts[j] < hi {
+            let c = &self.chunks[j];
+            let bad = |detail: String| Error::CorruptArtifact {
+                id: *id,
+                file: c.seg.path.clone(),
+                detail: format!("chunk {} at {}: {detail}", c.key, c.offset),
+            };
+            let (h, raw) = c.seg.read_block(c.offset).map_err(|e| bad(e.to_string()))?;
+            if h.kind != BlockKind::CdcChunk {
+                return Err(bad("not a chunk block".into()));
+            }
+            let (key, bytes) = crate::block::cdc::decode_chunk(&raw).map_err(|e| bad(e.to_string()))?;
+            if key != c.key || bytes.len() != c.len as usize {
+                return Err(bad("holds another chunk".into()));
+            }
+            let (s, e) = (self.starts[j], self.starts[j + 1]);
+            buf.extend_from_slice(&bytes[(lo.max(s) - s) as usize..(hi.min(e) - s) as usize]);
+            j += 1;
+        }
+        Ok(())
+    }
+}
+
 /// Chunks a streaming reader reads and verifies at once, on all cores.
 const READ_AHEAD: usize = 8;
 
@@ -59,10 +111,27 @@ fn verified_chunk(
     seg: &Segment,
     t: &LargeTrailer,
     check: &ChunkCheck,
+    cdc: Option<&CdcPlan>,
     idx: usize,
     id: &ArtifactId,
     mut buf: Vec<u8>,
 ) -> (Vec<u8>, Result<()>) {
+    if let Some(plan) = cdc {
+        let r = plan
+            .assemble(idx, t.chunk_size as u64, t.len, id, &mut buf)
+            .and_then(|()| {
+                if check.matches(&buf, idx, t.chunk_size as usize, id) {
+                    Ok(())
+                } else {
+                    Err(Error::CorruptArtifact {
+                        id: *id,
+                        file: seg.path.clone(),
+                        detail: format!("bytes {}.. assembled from chunks do not match the artifact's chunk tree", idx as u64 * t.chunk_size as u64),
+                    })
+                }
+            });
+        return (buf, r);
+    }
     let c = t.chunks[idx];
     let bad = |detail: String| Error::CorruptArtifact {
         id: *id,
@@ -233,6 +302,7 @@ impl Read for ArtifactReader {
                 seg,
                 trailer,
                 check,
+                cdc,
                 ahead,
                 spare,
             } => {
@@ -250,11 +320,11 @@ impl Read for ArtifactReader {
                     let jobs: Vec<(usize, Vec<u8>)> =
                         (idx..upto).map(|i| (i, spare.pop().unwrap_or_default())).collect();
                     let id = self.id;
-                    let (seg, trailer, check) = (&**seg, &*trailer, &*check);
+                    let (seg, trailer, check, cdc) = (&**seg, &*trailer, &*check, cdc.as_deref());
                     let loaded: Vec<(usize, Vec<u8>, Result<()>)> = jobs
                         .into_par_iter()
                         .map(|(i, buf)| {
-                            let (buf, r) = verified_chunk(seg, trailer, check, i, &id, buf);
+                            let (buf, r) = verified_chunk(seg, trailer, check, cdc, i, &id, buf);
                             (i, buf, r)
                         })
                         .collect();

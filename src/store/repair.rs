@@ -141,6 +141,9 @@ impl Store {
         let mut totals: BTreeMap<u32, u64> = BTreeMap::new();
         let mut store_id = known_id;
         let mut map: BTreeMap<ArtifactId, Entry> = BTreeMap::new();
+        // Each manifest's chunk keys, to name the artifacts whose chunks are
+        // gone once every segment has been read.
+        let mut manifests: Vec<(ArtifactId, Vec<ArtifactId>)> = Vec::new();
         let mut segs = Vec::new();
         for id in &ids {
             let p = layout.segment(*id);
@@ -239,6 +242,16 @@ impl Store {
                         }
                         map.insert(t.id, Entry::large(t.id, *id, b.offset, t.len));
                     }
+                    Contents::CdcChunk { key, len } => {
+                        *totals.entry(*id).or_default() += *len as u64;
+                        map.insert(*key, Entry::chunk(*key, *id, b.offset, *len as u64, compressed));
+                    }
+                    Contents::Manifest(m) => {
+                        let e = Entry::manifest(m.id, *id, b.offset, m.len);
+                        *totals.entry(*id).or_default() += e.usage();
+                        manifests.push((m.id, m.chunks.iter().map(|c| c.key).collect()));
+                        map.insert(m.id, e);
+                    }
                     Contents::Tombstones(ts) => {
                         for (tid, _) in ts {
                             // A removed artifact a snapshot or pin still holds
@@ -333,10 +346,18 @@ impl Store {
                 reason: "no STORE file and no readable segment".into(),
             });
         };
-        rep.artifacts = map.values().filter(|e| !e.is_tombstone()).count() as u64;
+        for (mid, keys) in &manifests {
+            let indexed = map.get(mid).is_some_and(|e| e.is_manifest());
+            let missing = keys.iter().filter(|k| !map.get(k).is_some_and(|e| e.is_chunk())).count();
+            if indexed && missing > 0 && !rep.lost.contains(&mid.to_hex()) {
+                // Indexed all the same: verify then names it, chunk by chunk.
+                rep.lost.push(format!("{} ({missing} of its chunks unreadable)", mid.to_hex()));
+            }
+        }
+        rep.artifacts = map.values().filter(|e| !e.is_tombstone() && !e.is_chunk()).count() as u64;
         let mut live: BTreeMap<u32, u64> = BTreeMap::new();
         for e in map.values() {
-            *live.entry(e.segment).or_default() += e.len;
+            *live.entry(e.segment).or_default() += e.usage();
         }
         for s in &mut segs {
             s.total = totals.get(&s.id).copied().unwrap_or(0);

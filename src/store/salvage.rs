@@ -54,8 +54,13 @@ pub(super) fn salvage(
             Ok(t) => rep.lost.push(t.id.to_hex()),
             Err(_) => rep.lost.push(format!("{what}: a large artifact (trailer damaged)")),
         },
-        // A damaged chunk is reported through the trailer that names it.
-        (BlockKind::LargeChunk, _) => {}
+        // A damaged chunk is reported through the trailer or the manifests
+        // that name it.
+        (BlockKind::LargeChunk | BlockKind::CdcChunk, _) => {}
+        (BlockKind::Manifest, _) => match crate::block::manifest::Manifest::decode(stored) {
+            Ok(m) => rep.lost.push(m.id.to_hex()),
+            Err(_) => rep.lost.push(format!("{what}: a large artifact (manifest damaged)")),
+        },
         (BlockKind::Tombstones, _) => rep.lost.push(format!(
             "{what}: {} removals (the artifacts may be live again)",
             b.header.count

@@ -96,8 +96,10 @@ impl Store {
         let upper = mem.len() as u64 + files.iter().map(|f| f.len()).sum::<u64>();
         let mut hasher = CurrentHasher::default();
         let mut bytes = 0u64;
+        // Chunk records stay out: a snapshot lists artifacts, and keeps
+        // their chunks through their manifests (the chunk sweep marks them).
         let live = Merged::new(mem, &files, None)?
-            .filter(|e| !matches!(e, Ok(e) if e.is_tombstone()))
+            .filter(|e| !matches!(e, Ok(e) if e.is_tombstone() || e.is_chunk()))
             .inspect(|e| {
                 if let Ok(e) = e {
                     hasher.add(e);
@@ -218,7 +220,9 @@ impl Store {
         if let Some(rec) = st.newest(id)? {
             if rec.is_tombstone() && rec.segment != 0 && !st.held(&rec, None)? {
                 drop(st);
-                w.add_usage(rec.segment, -(rec.len as i64), 0);
+                w.add_usage(rec.segment, -(rec.usage() as i64), 0);
+                // Its chunks may now be named by nothing retained.
+                w.sweep_due |= rec.is_manifest();
             }
         }
         Ok(())
@@ -298,7 +302,7 @@ impl Store {
             _ => {}
         }
         self.commit_locked(&mut w)?;
-        let rec = self.state.read().newest(id)?;
+        let rec = self.lookup(id)?;
         let retained = match rec {
             Some(r) => r.segment != 0 && self.state.read().retains(&r)?,
             None => false,

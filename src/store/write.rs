@@ -183,7 +183,7 @@ impl Store {
     pub(super) fn release_revived(&self, w: &mut Writer, prev: Option<Entry>) -> Result<()> {
         if let Some(p) = prev.filter(|p| p.is_tombstone() && p.segment != 0) {
             if self.state.read().held(&p, None)? {
-                w.add_usage(p.segment, -(p.len as i64), 0);
+                w.add_usage(p.segment, -(p.usage() as i64), 0);
             }
         }
         Ok(())
@@ -206,7 +206,8 @@ impl Store {
             // the bytes, and reads at a snapshot find them through this record.
             let t = prev.removed();
             if !s.state.read().held(&t, None)? {
-                w.add_usage(prev.segment, -(prev.len as i64), 0);
+                w.add_usage(prev.segment, -(prev.usage() as i64), 0);
+                w.sweep_due |= prev.is_manifest();
             }
             w.tombstones.push((*id, prev.domain.0));
             s.state.write().memtable.insert(*id, t);
@@ -400,7 +401,7 @@ impl Store {
         }
         for e in records {
             w.batch.push(Record::Entry(*e));
-            w.add_usage(e.segment, e.len as i64, e.len);
+            w.add_usage(e.segment, e.usage() as i64, e.usage());
         }
         self.note_lengths(records);
     }
