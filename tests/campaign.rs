@@ -1,5 +1,6 @@
 //! The corruption campaign: a store holding every kind of block and file
-//! (packed raw and zstd, large raw and zstd with tree trailers, tombstones,
+//! (packed raw and zstd, large raw and zstd with tree trailers, content-defined
+//! chunks raw and zstd shared by two artifacts each and their manifests, tombstones,
 //! sealed and open segments, index files, a log tail, the checkpoint,
 //! snapshot files, STORE) is damaged one way at a time — a flipped bit or a
 //! truncation at sampled offsets of each region — and then:
@@ -66,8 +67,14 @@ fn build(io: &SimBackend) -> Model {
     }
     s.commit().unwrap();
     s.close().unwrap();
-    // Blocks large enough for a dictionary to pay.
-    let s = opts(io).compression(Some(3)).block_target(64 << 10).open(ROOT).unwrap();
+    // Blocks large enough for a dictionary to pay; large artifacts in fixed
+    // chunk blocks with tree trailers (as stores before format 4 hold them).
+    let s = opts(io)
+        .compression(Some(3))
+        .block_target(64 << 10)
+        .chunk_dedup(false)
+        .open(ROOT)
+        .unwrap();
     let mut doomed = Vec::new();
     for i in 0..90 {
         let id = put(&s, text(i, 200 + (i as usize * 37) % 3000), &mut current);
@@ -85,9 +92,21 @@ fn build(io: &SimBackend) -> Model {
     }
     s.seal().unwrap();
     s.close().unwrap();
+    // Content-defined chunks, compressed and raw, shared by two versions of
+    // each artifact (the longer one extends the shorter).
+    let s = opts(io).compression(Some(3)).open(ROOT).unwrap();
+    put(&s, text(1100, 200_000), &mut current);
+    put(&s, text(1100, 260_000), &mut current);
+    put(&s, noise(2500, 300_000), &mut current);
+    let mut longer = noise(2500, 300_000);
+    longer.extend_from_slice(&noise(2501, 100_000));
+    put(&s, longer, &mut current);
+    s.commit().unwrap();
+    s.seal().unwrap();
+    s.close().unwrap();
     // Raw: incompressible packed blocks and large chunks, a second snapshot,
     // a checkpoint (index files), then a committed log tail in an open segment.
-    let s = opts(io).compression(None).open(ROOT).unwrap();
+    let s = opts(io).compression(None).chunk_dedup(false).open(ROOT).unwrap();
     for i in 100..160 {
         put(&s, noise(i, 100 + (i as usize * 53) % 4000), &mut current);
     }
@@ -187,6 +206,9 @@ fn regions(io: &SimBackend) -> Vec<Region> {
         "LargeChunk/None",
         "LargeChunk/Zstd",
         "TreeTrailer/None",
+        "CdcChunk/None",
+        "CdcChunk/Zstd",
+        "Manifest/None",
         "Tombstones/None",
         "footer",
         "index/",

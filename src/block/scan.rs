@@ -323,9 +323,11 @@ mod tests {
         block(BlockKind::LargeChunk, b"chunk", 0, &mut seg);
         let ts = encode_tombstones(&[(ArtifactId::of(b"a"), 0)]);
         block(BlockKind::Tombstones, &ts, 1, &mut seg);
+        let key = crate::block::cdc::chunk_key(b"cdc");
+        block(BlockKind::CdcChunk, &crate::block::cdc::encode_chunk(&key, b"cdc"), 0, &mut seg);
         let good_end = seg.len() as u64;
         let blocks: Vec<Located> = Blocks::new(&seg[..], 32, good_end).map(|b| b.unwrap()).collect();
-        assert_eq!(blocks.len(), 3);
+        assert_eq!(blocks.len(), 4);
         let kinds: Vec<usize> = blocks
             .iter()
             .map(|b| match Contents::read(&seg[..], b, true).unwrap() {
@@ -334,9 +336,14 @@ mod tests {
                 Contents::Tombstones(t) => 200 + t.len(),
                 Contents::Trailer(_) => 300,
                 Contents::Dictionary => 400,
+                Contents::CdcChunk { key: k, len } => {
+                    assert_eq!(k, key);
+                    500 + len as usize
+                }
+                Contents::Manifest(_) => 600,
             })
             .collect();
-        assert_eq!(kinds, vec![2, 100, 201]);
+        assert_eq!(kinds, vec![2, 100, 201, 503]);
         // A flipped header byte stops the walk there, once.
         let mut bad = seg.clone();
         bad[blocks[1].offset as usize + 9] ^= 1;
@@ -347,6 +354,6 @@ mod tests {
         assert_eq!(it.position(), blocks[1].offset);
         // A block running past the end is damage too.
         let mut it = Blocks::new(&seg[..], 32, good_end - 1);
-        assert_eq!(it.by_ref().filter(|b| b.is_ok()).count(), 2);
+        assert_eq!(it.by_ref().filter(|b| b.is_ok()).count(), 3);
     }
 }

@@ -153,7 +153,10 @@ fn a_slow_stream_does_not_block_small_puts_commits_or_other_streams() {
 
 #[test]
 fn seal_waits_for_a_stream_and_a_duplicate_stream_leaves_counted_garbage() {
-    let (d, s) = store();
+    // Fixed chunk blocks: a duplicate stream writes its chunks before it
+    // knows. (In content-defined chunks it writes none; see the next test.)
+    let d = tempfile::tempdir().unwrap();
+    let s = Arc::new(StoreOptions::new().create(true).chunk_dedup(false).open(d.path()).unwrap());
     let big = noise(3, 12 << 20);
     let id = s.put(&big).unwrap();
     s.commit().unwrap();
@@ -182,6 +185,46 @@ fn seal_waits_for_a_stream_and_a_duplicate_stream_leaves_counted_garbage() {
     drop(s);
     let s = Store::open(d.path()).unwrap();
     assert_eq!(s.get(&id).unwrap(), big);
+    assert!(s.verify().unwrap().is_clean());
+}
+
+#[test]
+fn a_duplicate_stream_in_chunks_writes_nothing_and_a_sweep_waits_for_its_references() {
+    let (d, s) = store();
+    let big = noise(3, 12 << 20);
+    let id = s.put(&big).unwrap();
+    s.commit().unwrap();
+    let physical = s.stat().unwrap().physical_bytes;
+    // The same bytes with a different tail, paused mid-way: its first
+    // windows referenced the stored chunks. Meanwhile the only artifact
+    // naming them is removed and GC sweeps: the paused put's references are
+    // roots, so the chunks stay.
+    let mut other = big.clone();
+    other.extend_from_slice(b"a different tail");
+    let other_id = ArtifactId::of(&other);
+    let (go, h) = paused_stream(&s, other.clone(), 9 << 20, PutOptions::new());
+    assert!(s.remove(&id).unwrap());
+    // The sweep runs while the put is paused (it waits for nothing but the
+    // writer lock): the chunks past the pause are named by nothing yet and
+    // go; the put writes them again from the bytes it reads.
+    let swept = s.gc(&GcOptions::default()).unwrap();
+    assert!(swept.chunks_swept > 0 && swept.chunk_bytes_swept < 5 << 20, "{swept:?}");
+    go.send(()).unwrap();
+    let put = h.join().unwrap().unwrap();
+    assert!(put.new && put.id == other_id);
+    // Rewrite every segment with garbage: a chunk the paused put referenced
+    // but the sweep dropped would be gone now.
+    s.seal().unwrap();
+    s.gc(&GcOptions {
+        threshold: 1.0,
+        dry_run: false,
+    })
+    .unwrap();
+    assert_eq!(s.get(&other_id).unwrap(), other);
+    assert!(s.stat().unwrap().physical_bytes < physical + (6 << 20));
+    drop(s);
+    let s = Store::open(d.path()).unwrap();
+    assert_eq!(s.get(&other_id).unwrap(), other);
     assert!(s.verify().unwrap().is_clean());
 }
 
