@@ -29,10 +29,12 @@ fn chunk_blocks(seg: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
-/// A store whose chunks are stored raw, so tests can move and damage them.
+/// A store whose chunks are stored raw in fixed chunk blocks, so tests can
+/// move and damage them (content-defined chunks: `tests/cdc.rs`).
 fn raw_store(d: &std::path::Path) -> asl::Store {
     StoreOptions::new()
         .create(true)
+        .chunk_dedup(false)
         .compression(None)
         .chunk_size(CHUNK)
         .open(d)

@@ -700,7 +700,7 @@ fn read_manifest(seg: &Segment, rec: &Entry) -> Result<Manifest> {
     };
     let (h, raw) = seg
         .read_block(rec.block_offset)
-        .map_err(|e| bad(format!("manifest at {}: {e}", rec.block_offset)))?;
+        .map_err(|e| super::artifact_error(e, rec.id))?;
     if h.kind != BlockKind::Manifest {
         return Err(bad(format!("block at {} is not a manifest", rec.block_offset)));
     }
@@ -722,7 +722,9 @@ fn check_block(seg: &Segment, rec: &Entry) -> Result<()> {
         file: seg.path.clone(),
         detail: format!("chunk at {}: {detail}", rec.block_offset),
     };
-    let (h, raw) = seg.read_block(rec.block_offset).map_err(|e| bad(e.to_string()))?;
+    let (h, raw) = seg
+        .read_block(rec.block_offset)
+        .map_err(|e| super::artifact_error(e, rec.id))?;
     if h.kind != BlockKind::CdcChunk {
         return Err(bad("not a chunk block".into()));
     }

@@ -206,6 +206,16 @@ impl Store {
             return Ok(seg.block_header(e.block_offset)?.total_len());
         }
         let (h, raw) = seg.read_block(e.block_offset)?;
+        if h.kind == BlockKind::Manifest {
+            let m = Manifest::decode(&raw).map_err(|x| Error::corrupt(&seg.path, x))?;
+            let plan = self.cdc_plan(&m)?;
+            let mut total = h.total_len();
+            let mut seen = std::collections::HashSet::new();
+            for c in plan.chunks.iter().filter(|c| seen.insert(c.key)) {
+                total += c.seg.block_header(c.offset)?.total_len();
+            }
+            return Ok(total);
+        }
         let t = LargeTrailer::decode_kind(h.kind, &raw).map_err(|x| Error::corrupt(&seg.path, x))?;
         let mut total = h.total_len();
         for c in &t.chunks {

@@ -84,7 +84,10 @@ impl CdcPlan {
                 file: c.seg.path.clone(),
                 detail: format!("chunk {} at {}: {detail}", c.key, c.offset),
             };
-            let (h, raw) = c.seg.read_block(c.offset).map_err(|e| bad(e.to_string()))?;
+            let (h, raw) = c.seg.read_block(c.offset).map_err(|e| match artifact_error(e, *id) {
+                Error::CorruptArtifact { detail, .. } => bad(detail),
+                other => other,
+            })?;
             if h.kind != BlockKind::CdcChunk {
                 return Err(bad("not a chunk block".into()));
             }
