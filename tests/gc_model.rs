@@ -1,7 +1,8 @@
 //! Model test for retention: random sequences of put / remove / snapshot /
 //! delete-snapshot / pin / unpin / gc / reopen against an in-memory model of
 //! what must stay readable, where. After a final full GC nothing unretained may
-//! be left: the usage counters must add up exactly.
+//! be left: the usage counters must add up exactly. Some artifacts are
+//! versions of one base, stored in content-defined chunks they share.
 
 mod common;
 
@@ -25,14 +26,28 @@ enum Op {
 }
 
 fn content(i: usize) -> Vec<u8> {
-    let len = match i % 4 {
-        0 => 10 + i,
-        1 => 1200 + i * 37,
-        2 => 3000 + i,
-        _ => 9000 + i * 500, // large: chunked
+    let len = match i % 8 {
+        0 | 4 => 10 + i,
+        1 | 5 => 1200 + i * 37,
+        2 | 6 => 3000 + i,
+        3 => 9000 + i * 500, // large: a chunk or two of its own
+        _ => return version(i),
     };
     let mut v = (i as u64).to_le_bytes().to_vec();
     v.extend(common::noise(i as u64 + 1, len));
+    v
+}
+
+/// A version of one shared base with its own insertion: its content-defined
+/// chunks are mostly those of the other versions, so removing one version
+/// frees only its own chunks and GC must keep the shared ones.
+fn version(i: usize) -> Vec<u8> {
+    let base = common::noise(777, 400_000);
+    let cut = (i * 79_199) % base.len();
+    let mut v = (i as u64).to_le_bytes().to_vec();
+    v.extend_from_slice(&base[..cut]);
+    v.extend(common::noise(i as u64 + 1, 3000));
+    v.extend_from_slice(&base[cut..]);
     v
 }
 
