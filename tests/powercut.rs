@@ -78,6 +78,9 @@ fn run(io: &SimBackend, acked: &mut Acked) -> asl::Result<()> {
         s.commit()?;
         acked.acks += 1;
         for (id, sd) in pending.drain(..) {
+            // A seed put again (batch seeds and `seed * 10` meet) revives
+            // an artifact removed before: that removal no longer holds.
+            acked.removed.retain(|r| *r != id);
             acked.live.insert(id, sd);
         }
         for id in std::mem::take(&mut acked.removing) {

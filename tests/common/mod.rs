@@ -34,8 +34,23 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Crash-test workload: the bytes of artifact `seed`. Sizes span packed
 /// artifacts and multi-chunk large ones; half compress, half do not. The seed
-/// leads, so no two seeds share bytes (and so never an id).
+/// leads, so no two seeds share an id; every twentieth is a version of one
+/// of two shared bases, so large puts share content-defined chunks with
+/// earlier ones (and with puts a crash cut short).
 pub fn crash_data(seed: u64) -> Vec<u8> {
+    if seed.is_multiple_of(20) {
+        let base = if seed.is_multiple_of(40) {
+            noise(4040, 200_000)
+        } else {
+            (0..200_000u32).map(|i| (i % 251) as u8 ^ (i / 4096) as u8).collect()
+        };
+        let cut = (seed as usize * 7919) % base.len();
+        let mut v = seed.to_le_bytes().to_vec();
+        v.extend_from_slice(&base[..cut]);
+        v.extend_from_slice(&noise(seed, 500 + (seed % 3000) as usize));
+        v.extend_from_slice(&base[cut..]);
+        return v;
+    }
     let len = match seed % 10 {
         0 => 70_000 + (seed % 7) as usize * 10_000,
         1..=3 => (seed % 4000) as usize,
