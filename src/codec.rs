@@ -10,11 +10,11 @@
 //! function replays the committed corpora in the stable test suite, so an input
 //! that once crashed a parser stays a regression test without nightly.
 
+pub use crate::block::cdc::{chunk_key, cuts as cdc_cuts, decode_chunk, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 pub use crate::block::format::{
     decode_packed_table, decode_tombstones, BlockHeader, BlockKind, ChunkRef, Compression, LargeTrailer, PackedBuilder,
     BLOCK_HEADER_LEN,
 };
-pub use crate::block::cdc::{chunk_key, cuts as cdc_cuts, decode_chunk, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 pub use crate::block::frames::{decode_framed_table, FramedEntry};
 pub use crate::block::manifest::{Manifest, ManifestChunk};
 pub use crate::block::segment::{SegmentFooter, SegmentHeader};

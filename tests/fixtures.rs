@@ -130,6 +130,17 @@ fn store_v4_with_framed_blocks_opens() {
     open_fixture("store-v4");
 }
 
+#[test]
+fn store_v5_with_content_defined_chunks_opens() {
+    let seg = std::fs::read("tests/fixtures/store-v5/segments/00000001.seg").unwrap();
+    let kinds = block_kinds(&seg);
+    assert!(
+        kinds.contains(&8) && kinds.contains(&9),
+        "no chunk or manifest block: {kinds:?}"
+    );
+    open_fixture("store-v5");
+}
+
 /// The kind byte of every block in a segment file, walked by its headers.
 fn block_kinds(seg: &[u8]) -> Vec<u8> {
     let mut kinds = Vec::new();

@@ -140,6 +140,8 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         ("log-catalog", catalog),
         ("large-trailer", trailer),
         ("tree-trailer", tree_trailer),
+        ("cdc-chunk", cdc_chunk_example()),
+        ("manifest", manifest_example().encode()),
         ("store-file", encode_store_file(0x0807_0605_0403_0201).to_vec()),
     ]
 }
@@ -198,6 +200,65 @@ fn tree_trailer_example() -> LargeTrailer {
     }
 }
 
+/// A content-defined chunk block holding `abc`.
+fn cdc_chunk_example() -> Vec<u8> {
+    let key = asl::codec::chunk_key(b"abc");
+    let mut body = key.as_bytes().to_vec();
+    body.extend_from_slice(b"abc");
+    raw_block(BlockKind::CdcChunk, &body, 0)
+}
+
+/// The manifest of 1030 bytes `x` on a grid of 1024: two grid values, one
+/// content-defined chunk (FastCDC does not cut under 16 KiB).
+fn manifest_example() -> asl::codec::Manifest {
+    let data = [b'x'; 1030];
+    asl::codec::Manifest {
+        id: ArtifactId::of(&data),
+        len: 1030,
+        grid: 1024,
+        cvs: vec![
+            asl::codec::chunk_cv(&data[..1024], 0, 1024),
+            asl::codec::chunk_cv(&data[1024..], 1, 1024),
+        ],
+        chunks: vec![asl::codec::ManifestChunk {
+            key: asl::codec::chunk_key(&data),
+            len: 1030,
+        }],
+    }
+}
+
+/// The input of the golden cut list: BLAKE3's extendable output for the
+/// text below, 1 MiB of it (`printf 'ASL CDC golden' | b3sum --length
+/// 1048576 --raw`).
+fn cut_input() -> Vec<u8> {
+    let mut out = vec![0u8; 1 << 20];
+    let mut h = blake3::Hasher::new();
+    h.update(b"ASL CDC golden");
+    h.finalize_xof().fill(&mut out);
+    out
+}
+
+/// The cut lengths the spec lists after `<!-- golden: cdc-cuts -->`.
+fn golden_cuts() -> Vec<usize> {
+    let s = spec();
+    let at = s
+        .find("<!-- golden: cdc-cuts -->")
+        .expect("spec has the golden cut list");
+    let rest = &s[at..];
+    let start = rest.find("```text\n").unwrap() + 8;
+    let end = start + rest[start..].find("```").unwrap();
+    rest[start..end]
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_spec_cut_list_is_what_fastcdc_cuts() {
+    let cuts: Vec<usize> = asl::codec::cdc_cuts(&cut_input(), true).iter().map(|c| c.1).collect();
+    assert_eq!(golden_cuts(), cuts, "FastCDC cuts differ from spec/format.md");
+}
+
 fn example_snapshot() -> SnapshotMeta {
     SnapshotMeta {
         name: "v1".into(),
@@ -214,6 +275,11 @@ fn print_golden_examples() {
     for (name, bytes) in examples() {
         println!("<!-- golden: {name} -->\n```text\n{}\n```\n", hexdump(&bytes));
     }
+    let cuts: Vec<String> = asl::codec::cdc_cuts(&cut_input(), true)
+        .iter()
+        .map(|c| c.1.to_string())
+        .collect();
+    println!("<!-- golden: cdc-cuts -->\n```text\n{}\n```\n", cuts.join(" "));
 }
 
 #[test]
@@ -274,4 +340,12 @@ fn spec_examples_decode() {
         blake3::hash(&[b'x'; 1030]).as_bytes()
     );
     assert_eq!(decode_store_file(&golden("store-file")).unwrap(), 0x0807_0605_0403_0201);
+    let b = golden("cdc-chunk");
+    let h = BlockHeader::decode(&b).unwrap();
+    assert_eq!((h.kind, h.raw_len), (BlockKind::CdcChunk, 35));
+    let body = h.decode_body(&b[32..]).unwrap();
+    let (key, bytes) = asl::codec::decode_chunk(&body).unwrap();
+    assert_eq!((key, bytes), (asl::codec::chunk_key(b"abc"), &b"abc"[..]));
+    let m = asl::codec::Manifest::decode(&golden("manifest")).unwrap();
+    assert_eq!(m, manifest_example());
 }

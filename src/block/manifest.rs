@@ -176,7 +176,9 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_what_does_not_add_up() {
-        let data: Vec<u8> = (0..700_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..700_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         let m = manifest_of(&data, 1 << 16);
         let b = m.encode();
         assert_eq!(Manifest::decode(&b).unwrap(), m);

@@ -10,11 +10,11 @@
 use std::borrow::Cow;
 
 use crate::block::cdc::decode_chunk;
-use crate::block::manifest::Manifest;
 use crate::block::format::{
     decode_packed_table, decode_tombstones, BlockHeader, BlockKind, LargeTrailer, PackedEntry, BLOCK_HEADER_LEN,
 };
 use crate::block::frames::{decode_framed_table, decoder, decompress, FramedEntry};
+use crate::block::manifest::Manifest;
 use crate::error::DecodeError;
 use crate::id::ArtifactId;
 use zstd::zstd_safe::DDict;
@@ -216,7 +216,9 @@ impl Contents {
                     key.copy_from_slice(&raw[..32]);
                     (ArtifactId::from_bytes(key), raw.len() - 32)
                 } else {
-                    return Err(ContentsError::Decode(DecodeError::Invalid("chunk block too short".into())));
+                    return Err(ContentsError::Decode(DecodeError::Invalid(
+                        "chunk block too short".into(),
+                    )));
                 };
                 Contents::CdcChunk { key, len: len as u32 }
             }
@@ -324,7 +326,12 @@ mod tests {
         let ts = encode_tombstones(&[(ArtifactId::of(b"a"), 0)]);
         block(BlockKind::Tombstones, &ts, 1, &mut seg);
         let key = crate::block::cdc::chunk_key(b"cdc");
-        block(BlockKind::CdcChunk, &crate::block::cdc::encode_chunk(&key, b"cdc"), 0, &mut seg);
+        block(
+            BlockKind::CdcChunk,
+            &crate::block::cdc::encode_chunk(&key, b"cdc"),
+            0,
+            &mut seg,
+        );
         let good_end = seg.len() as u64;
         let blocks: Vec<Located> = Blocks::new(&seg[..], 32, good_end).map(|b| b.unwrap()).collect();
         assert_eq!(blocks.len(), 4);

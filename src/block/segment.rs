@@ -428,6 +428,21 @@ impl ActiveSegment {
         Ok(at)
     }
 
+    /// [`ActiveSegment::append`] of a body stored as `first` then `rest`.
+    pub(crate) fn append_parts(&mut self, header: &BlockHeader, first: &[u8], rest: &[u8]) -> Result<u64> {
+        let at = self.len;
+        let body_at = at + BLOCK_HEADER_LEN as u64;
+        self.file
+            .write_all_at(&header.encode(), at)
+            .and_then(|_| self.file.write_all_at(first, body_at))
+            .and_then(|_| self.file.write_all_at(rest, body_at + first.len() as u64))
+            .ctx(|| format!("write block to {}", self.path.display()))?;
+        self.len += (BLOCK_HEADER_LEN + first.len() + rest.len()) as u64;
+        self.blocks += 1;
+        self.raw_total += header.raw_len as u64;
+        Ok(at)
+    }
+
     /// Cuts the segment back to `len`, dropping blocks written after it (used when
     /// a streamed artifact turns out to be a duplicate or its write fails).
     pub(crate) fn rollback(&mut self, len: u64, blocks: u64, raw_total: u64) -> Result<()> {

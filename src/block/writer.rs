@@ -28,6 +28,10 @@ pub(crate) struct BlockImage<'a> {
     /// For chunk 0: the root hash of its bytes, which is the artifact's id
     /// should it have no other chunk.
     root: Option<[u8; 32]>,
+    /// Bytes that go before `body` in the stored body (a raw chunk block's
+    /// key): written by a positioned write of their own, so that the
+    /// chunk's bytes are not copied into a buffer first.
+    prefix: Option<[u8; 32]>,
 }
 
 impl<'a> BlockImage<'a> {
@@ -41,6 +45,7 @@ impl<'a> BlockImage<'a> {
             body,
             cv: [0; 32],
             root: None,
+            prefix: None,
         }
     }
 
@@ -59,7 +64,13 @@ impl<'a> BlockImage<'a> {
             (Cow::Borrowed(piece), Compression::None)
         };
         let header = header_for(BlockKind::LargeChunk, comp, &body, piece.len(), index);
-        Self { header, body, cv, root }
+        Self {
+            header,
+            body,
+            cv,
+            root,
+            prefix: None,
+        }
     }
 
     /// Bytes of the stored body.
@@ -89,6 +100,7 @@ impl BlockImage<'static> {
             body: Cow::Owned(body),
             cv: [0; 32],
             root: None,
+            prefix: None,
         }
     }
 
@@ -101,32 +113,49 @@ impl BlockImage<'static> {
             body: Cow::Owned(body),
             cv: [0; 32],
             root: None,
+            prefix: None,
+        }
+    }
+}
+
+impl<'a> BlockImage<'a> {
+    /// A content-defined chunk's block: its key and bytes, compressed when
+    /// asked and when that pays. Stored raw, the bytes are borrowed and
+    /// written after the key as they are.
+    pub(crate) fn cdc_chunk(key: &ArtifactId, bytes: &'a [u8], try_compress: bool, level: Option<i32>) -> Self {
+        if try_compress {
+            let raw = crate::block::cdc::encode_chunk(key, bytes);
+            if let (Cow::Owned(c), Compression::Zstd) = maybe_compress(&raw, level) {
+                let header = header_for(BlockKind::CdcChunk, Compression::Zstd, &c, raw.len(), 0);
+                return Self {
+                    header,
+                    body: Cow::Owned(c),
+                    cv: [0; 32],
+                    root: None,
+                    prefix: None,
+                };
+            }
+        }
+        let crc = crc32c::crc32c_append(crc32c::crc32c(key.as_bytes()), bytes);
+        let len = (32 + bytes.len()) as u32;
+        Self {
+            header: BlockHeader {
+                kind: BlockKind::CdcChunk,
+                compression: Compression::None,
+                stored_len: len,
+                raw_len: len,
+                count: 0,
+                body_crc: crc,
+            },
+            body: Cow::Borrowed(bytes),
+            cv: [0; 32],
+            root: None,
+            prefix: Some(*key.as_bytes()),
         }
     }
 }
 
 impl BlockImage<'static> {
-    /// A content-defined chunk's block: its key and bytes, compressed when
-    /// asked and when that pays.
-    pub(crate) fn cdc_chunk(key: &ArtifactId, bytes: &[u8], try_compress: bool, level: Option<i32>) -> Self {
-        let raw = crate::block::cdc::encode_chunk(key, bytes);
-        let (body, comp) = if try_compress {
-            match maybe_compress(&raw, level) {
-                (Cow::Owned(b), Compression::Zstd) => (b, Compression::Zstd),
-                _ => (raw, Compression::None),
-            }
-        } else {
-            (raw, Compression::None)
-        };
-        let header = header_for(BlockKind::CdcChunk, comp, &body, 32 + bytes.len(), 0);
-        Self {
-            header,
-            body: Cow::Owned(body),
-            cv: [0; 32],
-            root: None,
-        }
-    }
-
     /// A manifest block (stored raw: chunk keys and CVs do not compress).
     pub(crate) fn manifest(m: &crate::block::manifest::Manifest) -> Self {
         let body = m.encode();
@@ -136,6 +165,7 @@ impl BlockImage<'static> {
             body: Cow::Owned(body),
             cv: [0; 32],
             root: None,
+            prefix: None,
         }
     }
 
@@ -146,6 +176,7 @@ impl BlockImage<'static> {
             body: Cow::Owned(stored),
             cv: [0; 32],
             root: None,
+            prefix: None,
         }
     }
 }
@@ -153,7 +184,10 @@ impl BlockImage<'static> {
 impl ActiveSegment {
     /// Appends a block image; returns its offset. Not durable until `sync`.
     pub(crate) fn write(&mut self, img: &BlockImage<'_>) -> Result<u64> {
-        self.append(&img.header, &img.body)
+        match &img.prefix {
+            Some(p) => self.append_parts(&img.header, p, &img.body),
+            None => self.append(&img.header, &img.body),
+        }
     }
 }
 
@@ -166,6 +200,7 @@ impl BlockImage<'static> {
             body: Cow::Owned(body),
             cv: [0; 32],
             root: None,
+            prefix: None,
         }
     }
 
@@ -177,6 +212,7 @@ impl BlockImage<'static> {
             body: Cow::Owned(bytes.to_vec()),
             cv: [0; 32],
             root: None,
+            prefix: None,
         }
     }
 }
@@ -385,15 +421,29 @@ impl ChunkRun {
 pub(crate) struct Squeeze {
     misses: u32,
     skipped: u32,
+    /// Try one chunk in this many once two in a row did not compress (0:
+    /// the default, 16).
+    period: u32,
 }
 
 impl Squeeze {
+    /// Samples one chunk in `period` after two misses: content-defined
+    /// chunks are 1/16 the size of the default fixed chunk, so they sample
+    /// one in 256 to try zstd as often per byte.
+    pub(crate) fn every(period: u32) -> Self {
+        Self {
+            period,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn should_try(&mut self) -> bool {
         if self.misses < 2 {
             return true;
         }
         self.skipped += 1;
-        self.skipped.is_multiple_of(16)
+        self.skipped
+            .is_multiple_of(if self.period == 0 { 16 } else { self.period })
     }
 
     pub(crate) fn record(&mut self, compressed: bool) {

@@ -51,7 +51,7 @@ struct Prepared<'a> {
     key: ArtifactId,
     bytes: &'a [u8],
     /// The block, when the chunk looked new.
-    image: Option<BlockImage<'static>>,
+    image: Option<BlockImage<'a>>,
 }
 
 impl Run {
@@ -105,7 +105,7 @@ impl Store {
         let mut run = Run {
             grid: self.opts.chunk_size,
             level: self.opts.compression,
-            squeeze: Squeeze::default(),
+            squeeze: Squeeze::every(256),
             cvs: Vec::new(),
             first_root: None,
             chunks: Vec::new(),
@@ -125,7 +125,7 @@ impl Store {
         if w.streams == 0 {
             self.streams_done.notify_all();
         }
-        let r = self.finish_chunked(&mut w, &mark, &run, body, expect, label, placement);
+        let r = self.finish_chunked(&mut w, &mark, &mut run, body, expect, label, placement);
         // The manifest (if any) is indexed now and holds its chunks itself.
         for k in &run.referenced {
             if let Some(n) = w.chunk_refs.get_mut(k) {
@@ -143,7 +143,7 @@ impl Store {
         &self,
         w: &mut Writer,
         mark: &Mark,
-        run: &Run,
+        run: &mut Run,
         body: Result<u64>,
         expect: Option<ArtifactId>,
         label: &str,
@@ -161,7 +161,9 @@ impl Store {
         };
         let Some(id) = run.id() else {
             self.drop_written(w, mark, run.blocks, run.written_bytes)?;
-            return Err(Error::InvalidArgument(format!("{label}: empty input is not a large artifact")));
+            return Err(Error::InvalidArgument(format!(
+                "{label}: empty input is not a large artifact"
+            )));
         };
         if expect.is_some_and(|x| x != id) {
             self.drop_written(w, mark, run.blocks, run.written_bytes)?;
@@ -182,8 +184,10 @@ impl Store {
             id,
             len,
             grid: run.grid as u32,
-            cvs: run.cvs.clone(),
-            chunks: run.chunks.clone(),
+            // Moved, not copied: for a 10 GiB artifact these lists are
+            // several MiB each.
+            cvs: std::mem::take(&mut run.cvs),
+            chunks: std::mem::take(&mut run.chunks),
         };
         self.guard(w, |s, w| {
             let prev = s.state.read().newest(&id)?;
@@ -276,7 +280,12 @@ impl Store {
     /// Names every chunk and compresses the ones the store seems not to hold
     /// (on all cores; no lock is held, so rayon would do, but `crate::par`
     /// keeps one way of fanning out).
-    fn prepare_chunks<'a>(&self, run: &mut Run, data: &'a [u8], pieces: &[(usize, usize)]) -> Result<Vec<Prepared<'a>>> {
+    fn prepare_chunks<'a>(
+        &self,
+        run: &mut Run,
+        data: &'a [u8],
+        pieces: &[(usize, usize)],
+    ) -> Result<Vec<Prepared<'a>>> {
         let keys: Vec<ArtifactId> = crate::par::map(pieces, 4, |_, (o, l)| chunk_key(&data[*o..o + l]));
         let mut fresh = Vec::with_capacity(keys.len());
         for k in &keys {
@@ -284,7 +293,7 @@ impl Store {
         }
         let tries: Vec<bool> = fresh.iter().map(|f| *f && run.squeeze.should_try()).collect();
         let level = run.level;
-        let images: Vec<Option<BlockImage<'static>>> = crate::par::map(pieces, 1, |i, (o, l)| {
+        let images: Vec<Option<BlockImage<'a>>> = crate::par::map(pieces, 1, |i, (o, l)| {
             fresh[i].then(|| BlockImage::cdc_chunk(&keys[i], &data[*o..o + l], tries[i], level))
         });
         for (img, t) in images.iter().zip(&tries) {

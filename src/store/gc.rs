@@ -29,16 +29,16 @@ use std::collections::HashSet;
 
 use crate::block::cdc::decode_chunk;
 use crate::block::format::{BlockKind, PackedBuilder, BLOCK_HEADER_LEN};
+use crate::block::frames::decode_framed_table;
 use crate::block::manifest::Manifest;
 use crate::block::scan::Contents;
-use crate::index::merge::Merged;
-use crate::block::frames::decode_framed_table;
 use crate::block::segment::{Segment, SEGMENT_HEADER_LEN};
 use crate::block::writer::{pack as pack_image, BlockImage, ChunkRun, Packing};
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
 use crate::id::ArtifactId;
 use crate::index::entry::{Entry, FLAG_COMPRESSED};
+use crate::index::merge::Merged;
 use crate::snapshot::checkpoint::SegmentState;
 use crate::snapshot::log::Record;
 use std::sync::Arc;
@@ -606,7 +606,10 @@ impl Store {
                 Ok(keys) => marked.extend(keys),
                 Err(err) if err.is_corruption() => {
                     // What a damaged manifest names is unknown: drop nothing.
-                    rep.skipped.push(format!("chunk sweep: not run, the manifest of {} is damaged ({err})", e.id));
+                    rep.skipped.push(format!(
+                        "chunk sweep: not run, the manifest of {} is damaged ({err})",
+                        e.id
+                    ));
                     return Ok(());
                 }
                 Err(err) => return Err(err),

@@ -129,7 +129,10 @@ fn verified_chunk(
                     Err(Error::CorruptArtifact {
                         id: *id,
                         file: seg.path.clone(),
-                        detail: format!("bytes {}.. assembled from chunks do not match the artifact's chunk tree", idx as u64 * t.chunk_size as u64),
+                        detail: format!(
+                            "bytes {}.. assembled from chunks do not match the artifact's chunk tree",
+                            idx as u64 * t.chunk_size as u64
+                        ),
                     })
                 }
             });

@@ -348,10 +348,14 @@ impl Store {
         };
         for (mid, keys) in &manifests {
             let indexed = map.get(mid).is_some_and(|e| e.is_manifest());
-            let missing = keys.iter().filter(|k| !map.get(k).is_some_and(|e| e.is_chunk())).count();
+            let missing = keys
+                .iter()
+                .filter(|k| !map.get(k).is_some_and(|e| e.is_chunk()))
+                .count();
             if indexed && missing > 0 && !rep.lost.contains(&mid.to_hex()) {
                 // Indexed all the same: verify then names it, chunk by chunk.
-                rep.lost.push(format!("{} ({missing} of its chunks unreadable)", mid.to_hex()));
+                rep.lost
+                    .push(format!("{} ({missing} of its chunks unreadable)", mid.to_hex()));
             }
         }
         rep.artifacts = map.values().filter(|e| !e.is_tombstone() && !e.is_chunk()).count() as u64;
@@ -431,9 +435,14 @@ fn rebuild_header(
     let framed = blocks
         .iter()
         .any(|b| matches!(b.header.kind, BlockKind::Framed | BlockKind::Dictionary));
+    let cdc = blocks
+        .iter()
+        .any(|b| matches!(b.header.kind, BlockKind::CdcChunk | BlockKind::Manifest));
     let h = crate::block::segment::SegmentHeader {
         // The oldest version that can hold what the blocks are.
-        version: if framed {
+        version: if cdc {
+            SegmentVersion::V4
+        } else if framed {
             SegmentVersion::V3
         } else if tree {
             SegmentVersion::V2

@@ -156,7 +156,13 @@ fn seal_waits_for_a_stream_and_a_duplicate_stream_leaves_counted_garbage() {
     // Fixed chunk blocks: a duplicate stream writes its chunks before it
     // knows. (In content-defined chunks it writes none; see the next test.)
     let d = tempfile::tempdir().unwrap();
-    let s = Arc::new(StoreOptions::new().create(true).chunk_dedup(false).open(d.path()).unwrap());
+    let s = Arc::new(
+        StoreOptions::new()
+            .create(true)
+            .chunk_dedup(false)
+            .open(d.path())
+            .unwrap(),
+    );
     let big = noise(3, 12 << 20);
     let id = s.put(&big).unwrap();
     s.commit().unwrap();

@@ -23,7 +23,14 @@ fn b3sum_line(id: &ArtifactId, p: &Path) -> String {
     }
 }
 
-pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>, cache: bool) -> Result<ExitCode, Error> {
+pub fn ingest(
+    cli: &Cli,
+    dir: &Path,
+    paths: &[PathBuf],
+    zstd: Option<&str>,
+    cache: bool,
+    cdc: bool,
+) -> Result<ExitCode, Error> {
     let compression = zstd.map(crate::args::parse_compression).transpose()?;
     if paths.iter().any(|p| p.as_os_str() == "-") {
         if paths.len() > 1 {
@@ -31,7 +38,7 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>, cach
                 "'-' (standard input) must be the only input of ingest".into(),
             ));
         }
-        return ingest_stdin(cli, dir, compression);
+        return ingest_stdin(cli, dir, compression, cdc);
     }
     // Every input is checked before the store is even opened; the store's
     // own directory is never an input (`ingest .` beside the default store).
@@ -39,7 +46,7 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>, cach
     for p in &plan.excluded {
         eprintln!("skipped {} (the store itself)", p.display());
     }
-    let mut opts = StoreOptions::new().create(true);
+    let mut opts = StoreOptions::new().create(true).chunk_dedup(cdc);
     if let Some(c) = compression {
         opts = opts.compression(c);
     }
@@ -148,8 +155,8 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], zstd: Option<&str>, cach
 
 /// `ingest -`: standard input streamed into one artifact (bounded memory,
 /// verified like any large put), printed as b3sum prints `b3sum -`.
-fn ingest_stdin(cli: &Cli, dir: &Path, compression: Option<Option<i32>>) -> Result<ExitCode, Error> {
-    let mut opts = StoreOptions::new().create(true);
+fn ingest_stdin(cli: &Cli, dir: &Path, compression: Option<Option<i32>>, cdc: bool) -> Result<ExitCode, Error> {
+    let mut opts = StoreOptions::new().create(true).chunk_dedup(cdc);
     if let Some(c) = compression {
         opts = opts.compression(c);
     }

@@ -54,6 +54,11 @@ enum Cmd {
         /// since an earlier ingest (the cache is still updated).
         #[arg(long)]
         no_cache: bool,
+        /// Write large files as fixed chunk blocks of their own, deduplicated
+        /// only whole, instead of content-defined chunks shared across files
+        /// and versions: faster for data that is never stored twice in part.
+        #[arg(long)]
+        fixed_chunks: bool,
     },
     /// Write an artifact to a file (or stdout).
     Get {
@@ -178,7 +183,12 @@ fn exit_code(e: &Error) -> u8 {
 fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
     let read_only = || StoreOptions::new().read_only(true).open(dir);
     match &cli.cmd {
-        Cmd::Ingest { paths, zstd, no_cache } => ingest::ingest(cli, dir, paths, zstd.as_deref(), !no_cache),
+        Cmd::Ingest {
+            paths,
+            zstd,
+            no_cache,
+            fixed_chunks,
+        } => ingest::ingest(cli, dir, paths, zstd.as_deref(), !no_cache, !fixed_chunks),
         Cmd::Get { id, output, at } => {
             let s = read_only()?;
             let mut r = open_artifact(&s, id, at.as_deref())?;
