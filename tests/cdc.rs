@@ -226,8 +226,8 @@ fn the_sweep_drops_chunks_no_retained_manifest_names() {
     let s = store(d.path());
     assert_eq!(s.get(&ids[3]).unwrap(), versions[3]);
     assert!(s.verify().unwrap().problems.is_empty());
-    for i in 0..3 {
-        assert!(s.get(&ids[i]).is_err());
+    for id in &ids[..3] {
+        assert!(s.get(id).is_err());
     }
 }
 
