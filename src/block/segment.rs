@@ -313,7 +313,14 @@ pub(crate) struct ActiveSegment {
     /// The offset of the last dictionary block found when the segment was
     /// reopened (a writer keeps framing against it).
     pub(crate) last_dictionary: Option<u64>,
+    /// Writeback has been started for everything before this offset.
+    written_back: u64,
 }
+
+/// Bytes appended between two writeback hints: large puts then reach the
+/// disk while they stream, and the commit's fsync waits for the last few
+/// MiB instead of the whole artifact.
+const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl ActiveSegment {
     /// Creates a new segment file holding just its header, fsynced.
@@ -334,6 +341,7 @@ impl ActiveSegment {
             raw_total: 0,
             version,
             last_dictionary: None,
+            written_back: SEGMENT_HEADER_LEN,
         })
     }
 
@@ -370,6 +378,7 @@ impl ActiveSegment {
             raw_total: 0,
             version,
             last_dictionary: None,
+            written_back: committed_len,
         };
         for b in Blocks::new(&*seg.file, SEGMENT_HEADER_LEN, committed_len) {
             let b = b.map_err(|stop| stop_error(path, stop))?;
@@ -411,6 +420,7 @@ impl ActiveSegment {
             raw_total,
             version: header.version,
             last_dictionary: None,
+            written_back: len,
         })
     }
 
@@ -425,7 +435,20 @@ impl ActiveSegment {
         self.len += (BLOCK_HEADER_LEN + body.len()) as u64;
         self.blocks += 1;
         self.raw_total += header.raw_len as u64;
+        self.hint_writeback();
         Ok(at)
+    }
+
+    /// Starts writeback of what was appended since the last hint, once that
+    /// is [`WRITEBACK_STEP`] or more. Only a hint: its failure is ignored
+    /// (the commit's fsync reports any real one).
+    fn hint_writeback(&mut self) {
+        if self.len >= self.written_back + WRITEBACK_STEP {
+            let _ = self
+                .file
+                .start_writeback(self.written_back, self.len - self.written_back);
+            self.written_back = self.len;
+        }
     }
 
     /// [`ActiveSegment::append`] of a body stored as `first` then `rest`.
@@ -440,6 +463,7 @@ impl ActiveSegment {
         self.len += (BLOCK_HEADER_LEN + first.len() + rest.len()) as u64;
         self.blocks += 1;
         self.raw_total += header.raw_len as u64;
+        self.hint_writeback();
         Ok(at)
     }
 
@@ -452,6 +476,7 @@ impl ActiveSegment {
         self.len = len;
         self.blocks = blocks;
         self.raw_total = raw_total;
+        self.written_back = self.written_back.min(len);
         Ok(())
     }
 

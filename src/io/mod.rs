@@ -54,6 +54,12 @@ pub trait StoreFile: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
     /// Makes the file's data and metadata durable (fsync).
     fn sync_all(&self) -> io::Result<()>;
+    /// Asks the OS to start writing `len` bytes at `offset` to the disk now,
+    /// without waiting: a hint that makes a later `sync_data` shorter,
+    /// never a promise of durability. The default does nothing.
+    fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The bytes of a whole immutable file, mapped or loaded.

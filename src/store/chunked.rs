@@ -28,13 +28,17 @@ use super::large::{read_full, with_buf, Buf, Mark};
 use super::write::Put;
 use super::{Store, Writer};
 
-/// What one chunked put has done so far.
-struct Run {
-    grid: usize,
-    level: Option<i32>,
-    squeeze: Squeeze,
+/// The grid of a chunked put: the chaining values its id comes from.
+struct Grid {
+    size: usize,
     cvs: Vec<[u8; 32]>,
     first_root: Option<[u8; 32]>,
+}
+
+/// What one chunked put has stored so far.
+struct Run {
+    level: Option<i32>,
+    squeeze: Squeeze,
     chunks: Vec<ManifestChunk>,
     /// Keys this put wrote or referenced (each registered once).
     seen: HashSet<ArtifactId>,
@@ -54,7 +58,7 @@ struct Prepared<'a> {
     image: Option<BlockImage<'a>>,
 }
 
-impl Run {
+impl Grid {
     fn id(&self) -> Option<ArtifactId> {
         match tree::root(&self.cvs) {
             Some(r) => Some(ArtifactId::from_bytes(*r.as_bytes())),
@@ -65,8 +69,8 @@ impl Run {
     /// Hashes the grid pieces of `window` (which starts on a piece boundary).
     fn hash_grid(&mut self, window: &[u8]) {
         let first = self.cvs.len() as u64;
-        let pieces: Vec<&[u8]> = window.chunks(self.grid).collect();
-        let grid = self.grid;
+        let pieces: Vec<&[u8]> = window.chunks(self.size).collect();
+        let grid = self.size;
         let out: Vec<([u8; 32], Option<[u8; 32]>)> = crate::par::map(&pieces, 1, |i, p| {
             let idx = first + i as u64;
             if idx == 0 {
@@ -102,12 +106,14 @@ impl Store {
                 return Ok(put);
             }
         }
-        let mut run = Run {
-            grid: self.opts.chunk_size,
-            level: self.opts.compression,
-            squeeze: Squeeze::every(256),
+        let mut grid = Grid {
+            size: self.opts.chunk_size,
             cvs: Vec::new(),
             first_root: None,
+        };
+        let mut run = Run {
+            level: self.opts.compression,
+            squeeze: Squeeze::every(256),
             chunks: Vec::new(),
             seen: HashSet::new(),
             referenced: Vec::new(),
@@ -116,7 +122,7 @@ impl Store {
             written_bytes: 0,
         };
         let mut mark = self.begin_stream()?;
-        let body = self.stream_chunks(&mut mark, &mut run, reader, head, len_hint, label);
+        let body = self.stream_chunks(&mut mark, &mut grid, &mut run, reader, head, len_hint, label);
         let Some(writer) = &self.writer else {
             return Err(Error::ReadOnly);
         };
@@ -125,7 +131,7 @@ impl Store {
         if w.streams == 0 {
             self.streams_done.notify_all();
         }
-        let r = self.finish_chunked(&mut w, &mark, &mut run, body, expect, label, placement);
+        let r = self.finish_chunked(&mut w, &mark, &mut grid, &mut run, body, expect, label, placement);
         // The manifest (if any) is indexed now and holds its chunks itself.
         for k in &run.referenced {
             if let Some(n) = w.chunk_refs.get_mut(k) {
@@ -143,6 +149,7 @@ impl Store {
         &self,
         w: &mut Writer,
         mark: &Mark,
+        grid: &mut Grid,
         run: &mut Run,
         body: Result<u64>,
         expect: Option<ArtifactId>,
@@ -159,7 +166,7 @@ impl Store {
                 return Err(e);
             }
         };
-        let Some(id) = run.id() else {
+        let Some(id) = grid.id() else {
             self.drop_written(w, mark, run.blocks, run.written_bytes)?;
             return Err(Error::InvalidArgument(format!(
                 "{label}: empty input is not a large artifact"
@@ -183,10 +190,10 @@ impl Store {
         let manifest = Manifest {
             id,
             len,
-            grid: run.grid as u32,
+            grid: grid.size as u32,
             // Moved, not copied: for a 10 GiB artifact these lists are
             // several MiB each.
-            cvs: std::mem::take(&mut run.cvs),
+            cvs: std::mem::take(&mut grid.cvs),
             chunks: std::mem::take(&mut run.chunks),
         };
         self.guard(w, |s, w| {
@@ -222,59 +229,90 @@ impl Store {
         Ok(self.lookup_any(key)?.filter(|e| e.is_chunk() && !e.is_tombstone()))
     }
 
-    /// Reads the input window by window: hashes each window's grid pieces,
-    /// cuts it (the last, unfinished chunk carried into the next window),
-    /// names and compresses the chunks, then stores them under the lock.
+    /// Reads the input window by window, in a pipeline of two stages: this
+    /// thread reads a window, hashes its grid pieces and cuts it (the last,
+    /// unfinished chunk carried into the next window), while a helper names,
+    /// compresses and stores the chunks of the window before it. The reader
+    /// stays on this thread (it need not be `Send`); the cut, which runs on
+    /// one core, overlaps the writes.
+    #[allow(clippy::too_many_arguments)]
     fn stream_chunks(
         &self,
         mark: &mut Mark,
+        grid: &mut Grid,
         run: &mut Run,
         reader: &mut dyn Read,
         head: Vec<u8>,
         len_hint: Option<u64>,
         label: &str,
     ) -> Result<u64> {
-        let grid = run.grid;
-        let mut cap = (8usize << 20).max(grid) / grid * grid;
+        let size = grid.size;
+        let mut cap = (8usize << 20).max(size) / size * size;
         if let Some(h) = len_hint {
-            cap = cap.min((h as usize + 1).div_ceil(grid) * grid);
+            cap = cap.min((h as usize + 1).div_ceil(size) * size);
         }
-        with_buf(Buf::Stream, |buf| {
-            buf.clear();
-            buf.reserve(cap + MAX_CHUNK);
-            let mut carry = 0usize;
-            let mut head = Some(head);
-            let mut total = 0u64;
-            loop {
-                // The window: `cap` bytes of input after the carried chunk.
-                buf.truncate(carry);
-                if let Some(h) = head.take() {
-                    buf.extend_from_slice(&h);
+        with_buf(Buf::Stream, |a| {
+            with_buf(Buf::Hash, |b| {
+                let mut total = 0u64;
+                let mut cur = self.fill(a, &[], Some(head), reader, grid, cap, &mut total, label)?;
+                loop {
+                    let (pieces, eof) = cur;
+                    let used: usize = pieces.iter().map(|p| p.1).sum();
+                    let (stored, next) = std::thread::scope(|sc| {
+                        let window = &a[..];
+                        let pieces = &pieces;
+                        let (mark, run) = (&mut *mark, &mut *run);
+                        let h = sc.spawn(move || {
+                            let prepared = self.prepare_chunks(run, window, pieces)?;
+                            self.store_chunks(mark, run, prepared)
+                        });
+                        let next =
+                            (!eof).then(|| self.fill(b, &window[used..], None, reader, grid, cap, &mut total, label));
+                        (h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), next)
+                    });
+                    stored?;
+                    match next {
+                        None => return Ok(total),
+                        Some(n) => cur = n?,
+                    }
+                    std::mem::swap(a, b);
                 }
-                let filled = buf.len();
-                buf.resize(carry + cap, 0);
-                let n = read_full(reader, &mut buf[filled..]).ctx(|| format!("read {label}"))?;
-                buf.truncate(filled + n);
-                let window = buf.len() - carry;
-                let eof = window < cap;
-                if window > 0 {
-                    run.hash_grid(&buf[carry..]);
-                    total += window as u64;
-                }
-                let data = &buf[..];
-                let pieces = cuts(data, eof);
-                let used: usize = pieces.iter().map(|p| p.1).sum();
-                let prepared = self.prepare_chunks(run, data, &pieces)?;
-                self.store_chunks(mark, run, prepared)?;
-                buf.copy_within(used.., 0);
-                carry = buf.len() - used;
-                buf.truncate(carry);
-                if eof {
-                    debug_assert_eq!(carry, 0);
-                    return Ok(total);
-                }
-            }
+            })
         })
+    }
+
+    /// Fills `buf` with the carried bytes `carry`, the head (if any) and up
+    /// to `cap` bytes of input; hashes the new bytes' grid pieces; returns
+    /// the cuts of the whole buffer and whether the input ended.
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &self,
+        buf: &mut Vec<u8>,
+        carry: &[u8],
+        head: Option<Vec<u8>>,
+        reader: &mut dyn Read,
+        grid: &mut Grid,
+        cap: usize,
+        total: &mut u64,
+        label: &str,
+    ) -> Result<(Vec<(usize, usize)>, bool)> {
+        buf.clear();
+        buf.reserve(cap + MAX_CHUNK);
+        buf.extend_from_slice(carry);
+        if let Some(h) = head {
+            buf.extend_from_slice(&h);
+        }
+        let filled = buf.len();
+        buf.resize(carry.len() + cap, 0);
+        let n = read_full(reader, &mut buf[filled..]).ctx(|| format!("read {label}"))?;
+        buf.truncate(filled + n);
+        let window = buf.len() - carry.len();
+        let eof = window < cap;
+        if window > 0 {
+            grid.hash_grid(&buf[carry.len()..]);
+            *total += window as u64;
+        }
+        Ok((cuts(buf, eof), eof))
     }
 
     /// Names every chunk and compresses the ones the store seems not to hold
