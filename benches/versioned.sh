@@ -9,7 +9,7 @@
 #           changes 1 % of it at random places, half overwritten, half
 #           inserted (the bytes after an insertion shift).
 # Every tool takes VERSIONS (default 10) versions of each series, each kept:
-#   ASL:    aslctl ingest + aslctl snapshot create (whole-artifact dedup, zstd)
+#   ASL:    aslctl ingest + aslctl snapshot create (content-defined chunks, zstd)
 #   restic: restic backup (compression auto)
 #   borg:   borg create (borg's defaults: lz4, buzhash chunker)
 #   casync: casync make (its defaults: zstd, chunk store)

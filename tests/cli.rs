@@ -900,3 +900,42 @@ fn a_store_of_a_future_version_is_refused_and_untouched() {
     }
     assert!(snapshot(&e.store) == before, "a refused command changed the store");
 }
+
+/// Two versions of a large file share their content-defined chunks; after
+/// one is removed, `gc` sweeps the chunks only it had and the other still
+/// reads; `--fixed-chunks` stores each version whole.
+#[test]
+fn versions_share_chunks_and_gc_sweeps_what_only_a_removed_one_had() {
+    let e = env();
+    let v1 = noise(901, 3 << 20);
+    let mut v2 = v1.clone();
+    v2.splice(1_500_000..1_500_000, noise(902, 5000));
+    fs::write(e.root.join("v1"), &v1).unwrap();
+    fs::write(e.root.join("v2"), &v2).unwrap();
+    let physical = |store: &Path| -> u64 {
+        let st = aslctl(store, &["--json", "stat"]);
+        let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+        v["physical_bytes"].as_u64().unwrap()
+    };
+    let (p1, p2) = (e.root.join("v1"), e.root.join("v2"));
+    let o = aslctl(&e.store, &["ingest", p1.to_str().unwrap(), p2.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shared = physical(&e.store);
+    assert!(shared < (3 << 20) + (1 << 20), "two versions took {shared} bytes");
+    let fixed = e.root.join("fixed");
+    let o = aslctl(
+        &fixed,
+        &["ingest", "--fixed-chunks", p1.to_str().unwrap(), p2.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(physical(&fixed) > 6 << 20);
+    let id1 = blake3::hash(&v1).to_hex().to_string();
+    let id2 = blake3::hash(&v2).to_hex().to_string();
+    assert!(aslctl(&e.store, &["rm", &id1]).status.success());
+    let o = aslctl(&e.store, &["gc"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("chunk sweep: "), "{}", stdout(&o));
+    let o = aslctl(&e.store, &["cat", &id2]);
+    assert!(o.status.success() && o.stdout == v2);
+    assert!(aslctl(&e.store, &["verify"]).status.success());
+}

@@ -287,6 +287,8 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
                 "peak_memory_bytes": r.peak_memory_bytes,
                 "peak_rss_bytes": r.peak_rss_bytes,
                 "peak_heap_bytes": r.peak_heap_bytes,
+                "chunks_swept": r.chunks_swept,
+                "chunk_bytes_swept": r.chunk_bytes_swept,
                 "seconds": r.elapsed.as_secs_f64(),
                 "skipped": r.skipped,
             })
@@ -313,6 +315,13 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
             r.peak_rss_bytes.map_or("not measured".to_string(), human),
             r.peak_heap_bytes.map_or("not measured".to_string(), human)
         );
+        if r.chunks_swept > 0 {
+            out!(
+                "chunk sweep: {} chunks ({}) no retained artifact names any more",
+                r.chunks_swept,
+                human(r.chunk_bytes_swept)
+            );
+        }
         for s in &r.skipped {
             eprintln!("aslctl: warning: skipped {s}");
         }
