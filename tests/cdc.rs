@@ -341,3 +341,48 @@ fn repair_rebuilds_chunk_records_and_manifests() {
     assert!(readable < 3);
     assert!(!s.verify().unwrap().is_clean());
 }
+
+/// A chunk whose bytes were changed with its block CRC made to match (a
+/// misdirected or forged write): the grid piece's chaining value catches it,
+/// and the error names the chunk whose bytes no longer hash to its key.
+#[test]
+fn a_chunk_with_a_matching_crc_but_wrong_bytes_is_named() {
+    use asl::codec::{BlockHeader, BlockKind, BLOCK_HEADER_LEN};
+    let d = tempfile::tempdir().unwrap();
+    let s = StoreOptions::new()
+        .create(true)
+        .compression(None)
+        .chunk_size(64 << 10)
+        .open(d.path())
+        .unwrap();
+    let data = noise(88, 2 << 20);
+    let id = s.put(&data).unwrap();
+    s.commit().unwrap();
+    drop(s);
+    let seg = d.path().join("segments").join("00000001.seg");
+    let mut bytes = fs::read(&seg).unwrap();
+    let mut off = 32;
+    let mut chunks = Vec::new();
+    while off + BLOCK_HEADER_LEN <= bytes.len() {
+        let Ok(h) = BlockHeader::decode(&bytes[off..]) else {
+            break;
+        };
+        if h.kind == BlockKind::CdcChunk {
+            chunks.push((off, h));
+        }
+        off += h.total_len() as usize;
+    }
+    let (off, mut h) = chunks[chunks.len() / 2];
+    let body = off + BLOCK_HEADER_LEN;
+    let key = hex(&bytes[body..body + 32]);
+    bytes[body + 100] ^= 0x01;
+    h.body_crc = crc32c::crc32c(&bytes[body..body + h.stored_len as usize]);
+    bytes[off..body].copy_from_slice(&h.encode());
+    fs::write(&seg, &bytes).unwrap();
+    let s = store(d.path());
+    let err = match s.get(&id) {
+        Ok(_) => panic!("a forged chunk was read"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&key) && err.contains("does not hash to its key"), "{err}");
+}

@@ -69,10 +69,20 @@ pub(crate) struct CdcLoc {
 
 impl CdcPlan {
     /// Grid piece `idx` (`grid` bytes from `idx * grid`, cut at `len`),
-    /// assembled into `buf` from the chunks overlapping it, each checked
-    /// against its key as it is decoded, so that damage is named by chunk.
-    /// Not yet checked against the artifact's tree: the caller does that.
-    fn assemble(&self, idx: usize, grid: u64, len: u64, id: &ArtifactId, buf: &mut Vec<u8>) -> Result<()> {
+    /// assembled into `buf` from the chunks overlapping it: each block's CRC,
+    /// kind, stored key and length checked, and with `hash_keys` each
+    /// chunk's bytes hashed against its key too. Not yet checked against the
+    /// artifact's tree: the caller does that, which proves every byte; the
+    /// keys are hashed only to name the chunk at fault when that check fails.
+    fn assemble(
+        &self,
+        idx: usize,
+        grid: u64,
+        len: u64,
+        id: &ArtifactId,
+        hash_keys: bool,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         let lo = idx as u64 * grid;
         let hi = (lo + grid).min(len);
         buf.clear();
@@ -84,17 +94,41 @@ impl CdcPlan {
                 file: c.seg.path.clone(),
                 detail: format!("chunk {} at {}: {detail}", c.key, c.offset),
             };
-            let (h, raw) = c.seg.read_block(c.offset).map_err(|e| match artifact_error(e, *id) {
+            let named = |e: Error| match artifact_error(e, *id) {
                 Error::CorruptArtifact { detail, .. } => bad(detail),
                 other => other,
-            })?;
-            if h.kind != BlockKind::CdcChunk {
-                return Err(bad("not a chunk block".into()));
+            };
+            let h = c.seg.block_header(c.offset).map_err(|e| named(e.into()))?;
+            if h.kind != BlockKind::CdcChunk || h.raw_len != 32 + c.len {
+                return Err(bad("not this chunk's block".into()));
             }
-            let (key, bytes) = crate::block::cdc::decode_chunk(&raw).map_err(|e| bad(e.to_string()))?;
-            if key != c.key || bytes.len() != c.len as usize {
-                return Err(bad("holds another chunk".into()));
-            }
+            let stored = c
+                .seg
+                .read(c.offset + BLOCK_HEADER_LEN as u64, h.stored_len as usize)
+                .map_err(|e| named(e.into()))?;
+            let decoded;
+            let raw: &[u8] = match h.compression {
+                crate::block::format::Compression::None => {
+                    h.check_body(&stored).map_err(|e| bad(e.to_string()))?;
+                    &stored
+                }
+                _ => {
+                    decoded = h.decode_body(&stored).map_err(|e| bad(e.to_string()))?;
+                    &decoded
+                }
+            };
+            let bytes = if hash_keys {
+                let (key, bytes) = crate::block::cdc::decode_chunk(raw).map_err(|e| bad(e.to_string()))?;
+                if key != c.key {
+                    return Err(bad("holds another chunk".into()));
+                }
+                bytes
+            } else {
+                if raw[..32] != c.key.as_bytes()[..] {
+                    return Err(bad("holds another chunk".into()));
+                }
+                &raw[32..]
+            };
             let (s, e) = (self.starts[j], self.starts[j + 1]);
             buf.extend_from_slice(&bytes[(lo.max(s) - s) as usize..(hi.min(e) - s) as usize]);
             j += 1;
@@ -120,22 +154,23 @@ fn verified_chunk(
     mut buf: Vec<u8>,
 ) -> (Vec<u8>, Result<()>) {
     if let Some(plan) = cdc {
-        let r = plan
-            .assemble(idx, t.chunk_size as u64, t.len, id, &mut buf)
-            .and_then(|()| {
-                if check.matches(&buf, idx, t.chunk_size as usize, id) {
-                    Ok(())
-                } else {
-                    Err(Error::CorruptArtifact {
-                        id: *id,
-                        file: seg.path.clone(),
-                        detail: format!(
-                            "bytes {}.. assembled from chunks do not match the artifact's chunk tree",
-                            idx as u64 * t.chunk_size as u64
-                        ),
-                    })
-                }
-            });
+        let (grid, size) = (t.chunk_size as u64, t.chunk_size as usize);
+        let r = plan.assemble(idx, grid, t.len, id, false, &mut buf).and_then(|()| {
+            if check.matches(&buf, idx, size, id) {
+                return Ok(());
+            }
+            // Which chunk is at fault: hash each against its key. If all
+            // prove themselves, the manifest's list is what is wrong.
+            plan.assemble(idx, grid, t.len, id, true, &mut buf)?;
+            Err(Error::CorruptArtifact {
+                id: *id,
+                file: seg.path.clone(),
+                detail: format!(
+                    "bytes {}.. assembled from chunks do not match the artifact's chunk tree",
+                    idx as u64 * grid
+                ),
+            })
+        });
         return (buf, r);
     }
     let c = t.chunks[idx];
