@@ -192,7 +192,7 @@ impl BlockHeader {
         match self.compression {
             Compression::None => Ok(stored.to_vec()),
             Compression::Zstd => {
-                let raw = zstd::bulk::decompress(stored, self.raw_len as usize)
+                let raw = zstd_decompress(stored, self.raw_len as usize)
                     .map_err(|e| DecodeError::Invalid(format!("zstd body: {e}")))?;
                 if raw.len() != self.raw_len as usize {
                     return Err(DecodeError::Invalid("decompressed length differs from header".into()));
@@ -201,6 +201,37 @@ impl BlockHeader {
             }
         }
     }
+}
+
+thread_local! {
+    // One zstd context per thread, kept: creating one allocates and clears
+    // its tables, which costs more than a 64 KiB chunk's whole decode.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `zstd::bulk::decompress` through this thread's kept context.
+fn zstd_decompress(stored: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.try_borrow_mut().map_err(std::io::Error::other)?;
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("set above").decompress(stored, capacity)
+    })
+}
+
+/// `zstd::bulk::compress` through this thread's kept context.
+fn zstd_compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.try_borrow_mut().map_err(std::io::Error::other)?;
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        c.as_mut().expect("set above").1.compress(raw)
+    })
 }
 
 /// Compresses `raw` when that saves at least 1/32 of it; returns the stored
@@ -225,12 +256,12 @@ pub fn maybe_compress(raw: &[u8], level: Option<i32>) -> (std::borrow::Cow<'_, [
             let at = raw.len() * k / 8 - SLICE / 2;
             sample.extend_from_slice(&raw[at..at + SLICE]);
         }
-        match zstd::bulk::compress(&sample, level) {
+        match zstd_compress(&sample, level) {
             Ok(c) if c.len() < sample.len() - sample.len() / 32 => {}
             _ => return (raw.into(), Compression::None),
         }
     }
-    if let Ok(c) = zstd::bulk::compress(raw, level) {
+    if let Ok(c) = zstd_compress(raw, level) {
         if c.len() < raw.len() - raw.len() / 32 {
             return (c.into(), Compression::Zstd);
         }

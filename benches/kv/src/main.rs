@@ -211,6 +211,11 @@ fn open(engine: &str, dir: &Path) -> Res<Box<dyn Engine>> {
             .create(true)
             .compression(None)
             .open(dir)?)),
+        // Large artifacts in fixed chunk blocks of their own (no chunk sharing).
+        "asl-fixed" => Box::new(Asl(asl::StoreOptions::new()
+            .create(true)
+            .chunk_dedup(false)
+            .open(dir)?)),
         "redb" => Box::new(Redb(redb::Database::create(dir.join("db.redb"))?)),
         "fjall" => {
             let ks = fjall::Config::new(dir).open()?;
