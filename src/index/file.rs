@@ -159,11 +159,20 @@ pub(crate) struct IndexFile {
 }
 
 impl IndexFile {
+    /// Gives the pages of this file's map that lookups touched back to the
+    /// OS (see [`Mapped::release_pages`]).
+    pub(crate) fn release_pages(&self) {
+        self.map.release_pages();
+    }
+
     /// Maps an index file and checks its header, size and footer magic. The body
     /// CRC is checked by `verify` (reading every byte on open would make open time
     /// grow with the store).
     pub(crate) fn open(io: &dyn Backend, path: &Path) -> Result<Self> {
         let map = io.map(path).ctx(|| format!("open index {}", path.display()))?;
+        // Lookups touch a page or two each, anywhere: reading around them
+        // only fills this process's memory.
+        map.expect_random();
         let b = map.bytes();
         let header = IndexHeader::decode(b).map_err(|e| Error::corrupt(path, e))?;
         if Some(b.len() as u64) != header.expected_len() || b[b.len() - 8..] != INDEX_FOOTER_MAGIC {

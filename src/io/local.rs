@@ -17,7 +17,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::{Backend, LockGuard, Mapped, OpenMode, StoreFile};
+use super::{Backend, LockGuard, MapHint, Mapped, OpenMode, StoreFile};
 
 /// The real file system.
 #[derive(Clone, Copy, Debug, Default)]
@@ -110,7 +110,7 @@ impl Backend for LocalBackend {
         }
         // SAFETY: see the module docs: store files are immutable once mapped.
         let map = unsafe { memmap2::Mmap::map(&file) }?;
-        Ok(Mapped::new(map))
+        Ok(Mapped::with_hints(map, map_hint))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -189,5 +189,24 @@ pub fn check_readable(path: &Path) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// `madvise` over a whole read-only file map from [`LocalBackend::map`]
+/// (page-aligned start). `Release` is `MADV_DONTNEED`: the process's pages of
+/// the map go, the file's bytes stay (in the page cache and on disk), and the
+/// next access faults them in again. `Random` is `MADV_RANDOM`. Failure is
+/// ignored: these are hints.
+fn map_hint(bytes: &[u8], hint: MapHint) {
+    #[cfg(unix)]
+    // SAFETY: the range is exactly a live, read-only, file-backed mapping
+    // made by `memmap2::Mmap::map`; neither advice can change what later
+    // reads of it see.
+    unsafe {
+        let advice = match hint {
+            MapHint::Release => libc::MADV_DONTNEED,
+            MapHint::Random => libc::MADV_RANDOM,
+        };
+        libc::madvise(bytes.as_ptr() as *mut libc::c_void, bytes.len(), advice);
     }
 }

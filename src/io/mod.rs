@@ -62,18 +62,53 @@ pub trait StoreFile: Send + Sync {
     }
 }
 
+/// What to tell the OS about a file map (see [`Mapped::with_hints`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapHint {
+    /// Drop the pages this process has touched (they stay cached).
+    Release,
+    /// Reads will be random: fault in single pages, read nothing ahead.
+    Random,
+}
+
 /// The bytes of a whole immutable file, mapped or loaded.
-pub struct Mapped(Box<dyn Deref<Target = [u8]> + Send + Sync>);
+pub struct Mapped(
+    Box<dyn Deref<Target = [u8]> + Send + Sync>,
+    /// Passes hints to the OS (a file map's only).
+    Option<fn(&[u8], MapHint)>,
+);
 
 impl Mapped {
     /// Wraps anything that derefs to bytes.
     pub fn new(bytes: impl Deref<Target = [u8]> + Send + Sync + 'static) -> Self {
-        Self(Box::new(bytes))
+        Self(Box::new(bytes), None)
+    }
+
+    /// Wraps a file map, with the function that passes [`MapHint`]s for it
+    /// to the OS.
+    pub fn with_hints(bytes: impl Deref<Target = [u8]> + Send + Sync + 'static, hint: fn(&[u8], MapHint)) -> Self {
+        Self(Box::new(bytes), Some(hint))
     }
 
     /// The bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// Gives the pages of a file map back (a no-op for loaded bytes): a long
+    /// pass of lookups (GC) then does not keep a whole index resident.
+    pub fn release_pages(&self) {
+        if let Some(f) = self.1 {
+            f(&self.0, MapHint::Release);
+        }
+    }
+
+    /// Says that reads of a file map will be random (index lookups): the OS
+    /// then maps single pages on a fault instead of reading around them.
+    pub fn expect_random(&self) {
+        if let Some(f) = self.1 {
+            f(&self.0, MapHint::Random);
+        }
     }
 }
 

@@ -26,6 +26,8 @@ impl Store {
                 },
                 other => other,
             })?;
+            // Checked whole once: its pages need not stay this process's.
+            f.release_pages();
         }
         Ok(())
     }
@@ -59,10 +61,20 @@ impl Store {
                     // Merging every file means no older record is left for a
                     // tombstone to shadow, so a tombstone is dropped here unless
                     // a snapshot or pin still reads the bytes through it.
-                    let merged = Merged::new(mem.clone(), &files, None)?.filter(|e| match e {
-                        Ok(e) if e.is_tombstone() => held_by(&pins, &snaps, e, None).unwrap_or(true),
-                        _ => true,
-                    });
+                    let mut read = 0u64;
+                    let merged = Merged::new(mem.clone(), &files, None)?
+                        .filter(|e| match e {
+                            Ok(e) if e.is_tombstone() => held_by(&pins, &snaps, e, None).unwrap_or(true),
+                            _ => true,
+                        })
+                        .inspect(|_| {
+                            // The inputs are read front to back once: what
+                            // is behind need not stay resident.
+                            read += 1;
+                            if read.is_multiple_of(1 << 16) {
+                                files.iter().for_each(|f| f.release_pages());
+                            }
+                        });
                     new_files.clear();
                     write_index(io, &index_dir, file_id, upper, merged)?
                 } else {
@@ -94,6 +106,9 @@ impl Store {
             }
             let _ = io.remove(&old_log.path);
             for f in files {
+                // A merge read every input whole; readers fault in what
+                // they use again.
+                f.release_pages();
                 if !new_files.iter().any(|n| n.file_id == f.file_id) {
                     let _ = io.remove(&f.path);
                 }

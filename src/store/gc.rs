@@ -138,6 +138,13 @@ struct Item {
 /// for one batch.
 const BATCH: usize = 2048;
 
+/// Index lookups between two looks at how much of the index is resident.
+const LOOKUPS_PER_RELEASE: usize = 1024;
+
+/// Mapped file pages GC lets stay resident before giving the index maps'
+/// pages back (each release costs the next lookups page faults).
+const MAPPED_BUDGET: u64 = 48 << 20;
+
 /// What GC found for one item of a victim.
 #[derive(Clone)]
 enum Verdict {
@@ -271,6 +278,7 @@ impl Store {
                 s.commit_locked(w)
             })?;
             note_heap(rep);
+            self.release_index_pages_over(MAPPED_BUDGET);
         }
         if !damaged.is_empty() {
             // Copying moved what proves itself; the victim stays, so nothing
@@ -392,19 +400,29 @@ impl Store {
     /// read and proven, on all cores (`crate::par`: the writer lock is held).
     fn verdicts(&self, victim: &Arc<Segment>, items: &[Item]) -> Result<Vec<Verdict>> {
         let seg = victim.id;
-        let found: Vec<Result<Verdict>> = crate::par::map(items, 64, |_, it| {
-            let Some(rec) = self.state.read().newest(&it.id)? else {
-                return Ok(Verdict::Elsewhere);
-            };
-            if rec.segment != seg || rec.block_offset != it.block_offset || rec.inner != it.inner {
-                return Ok(Verdict::Elsewhere);
+        let mut found: Vec<Verdict> = Vec::with_capacity(items.len());
+        // A binary search touches about a dozen pages of an index file; a
+        // few hundred lookups in a row touch most of a million-entry index.
+        // Giving the pages back after every few hundred keeps them from all
+        // counting as this process's memory at once.
+        for part in items.chunks(LOOKUPS_PER_RELEASE) {
+            let looked: Vec<Result<Verdict>> = crate::par::map(part, 64, |_, it| {
+                let Some(rec) = self.state.read().newest(&it.id)? else {
+                    return Ok(Verdict::Elsewhere);
+                };
+                if rec.segment != seg || rec.block_offset != it.block_offset || rec.inner != it.inner {
+                    return Ok(Verdict::Elsewhere);
+                }
+                if !self.state.read().retains(&rec)? {
+                    return Ok(Verdict::Unretained);
+                }
+                Ok(Verdict::Copy(rec, None))
+            });
+            for v in looked {
+                found.push(v?);
             }
-            if !self.state.read().retains(&rec)? {
-                return Ok(Verdict::Unretained);
-            }
-            Ok(Verdict::Copy(rec, None))
-        });
-        let found: Vec<Verdict> = found.into_iter().collect::<Result<_>>()?;
+            self.release_index_pages_over(MAPPED_BUDGET);
+        }
         // Raw packed blocks are read whole, once, and proven by their CRC-32C;
         // their artifacts are then copied without hashing each (every read
         // of them hashes them anyway). A block whose CRC fails leaves its
@@ -650,6 +668,28 @@ impl Store {
         w.add_usage(old.segment, -(old.usage() as i64), 0);
         if new.is_tombstone() {
             w.tombstones.push((new.id, new.domain.0));
+        }
+    }
+}
+
+impl Store {
+    /// Gives back the pages of index and snapshot maps that GC's lookups
+    /// touched: a pass over a million artifacts would otherwise keep the
+    /// whole index resident (~120 MiB at a million), though the kernel could
+    /// drop it at will.
+    fn release_index_pages_over(&self, budget: u64) {
+        // Where the OS does not say (not Linux), release every time.
+        if status_bytes("RssFile:").is_some_and(|b| b <= budget) {
+            return;
+        }
+        let st = self.state.read();
+        for f in &st.indexes {
+            f.release_pages();
+        }
+        for h in st.snapshots.values() {
+            if let Some(f) = h.opened() {
+                f.release_pages();
+            }
         }
     }
 }
