@@ -13,6 +13,36 @@ fn store(d: &std::path::Path) -> asl::Store {
     StoreOptions::new().create(true).chunk_size(64 << 10).open(d).unwrap()
 }
 
+/// Stores `data` alone in a new store whose blocks are raw (so tests can
+/// find and alter them), commits and closes it; returns its id.
+fn put_raw(d: &std::path::Path, data: &[u8]) -> ArtifactId {
+    let s = StoreOptions::new()
+        .create(true)
+        .compression(None)
+        .chunk_size(64 << 10)
+        .open(d)
+        .unwrap();
+    let id = s.put(data).unwrap();
+    s.commit().unwrap();
+    id
+}
+
+/// Offset and header of every block of `kind` in a segment file's bytes.
+fn blocks_of(seg: &[u8], kind: asl::codec::BlockKind) -> Vec<(usize, asl::codec::BlockHeader)> {
+    let mut out = Vec::new();
+    let mut off = 32;
+    while off + asl::codec::BLOCK_HEADER_LEN <= seg.len() {
+        let Ok(h) = asl::codec::BlockHeader::decode(&seg[off..]) else {
+            break;
+        };
+        if h.kind == kind {
+            out.push((off, h));
+        }
+        off += h.total_len() as usize;
+    }
+    out
+}
+
 /// `base` with `n` edits at spread places: insertions, deletions, overwrites.
 fn edited(base: &[u8], seed: u64, n: usize) -> Vec<u8> {
     let mut v = base.to_vec();
@@ -104,16 +134,8 @@ fn versions_share_chunks_and_ranges_are_verified_across_them() {
 #[test]
 fn a_damaged_chunk_is_named_and_no_wrong_byte_leaves() {
     let d = tempfile::tempdir().unwrap();
-    let s = StoreOptions::new()
-        .create(true)
-        .compression(None)
-        .chunk_size(64 << 10)
-        .open(d.path())
-        .unwrap();
     let data = noise(11, 2 << 20);
-    let id = s.put(&data).unwrap();
-    s.commit().unwrap();
-    drop(s);
+    let id = put_raw(d.path(), &data);
     let seg = d.path().join("segments").join("00000001.seg");
     let mut bytes = fs::read(&seg).unwrap();
     // Flip a byte in the middle of the artifact's bytes and fix nothing else:
@@ -156,20 +178,10 @@ fn two_stores_cut_the_same_bytes_the_same_way() {
     sb.commit().unwrap();
     let keys = |d: &std::path::Path| -> Vec<String> {
         let seg = fs::read(d.join("segments").join("00000001.seg")).unwrap();
-        let mut out = Vec::new();
-        let mut off = 32;
-        while off + 32 <= seg.len() {
-            let Ok(h) = asl::codec::BlockHeader::decode(&seg[off..]) else {
-                break;
-            };
-            if h.kind == asl::codec::BlockKind::CdcChunk {
-                let body = &seg[off + 32..off + h.total_len() as usize];
-                let raw = h.decode_body(body).unwrap();
-                out.push(hex(&raw[..32]));
-            }
-            off += h.total_len() as usize;
-        }
-        out
+        blocks_of(&seg, asl::codec::BlockKind::CdcChunk)
+            .iter()
+            .map(|(off, h)| hex(&h.decode_body(&seg[off + 32..off + h.total_len() as usize]).unwrap()[..32]))
+            .collect()
     };
     let (ka, kb) = (keys(a.path()), keys(b.path()));
     assert!(ka.len() > 10);
@@ -237,32 +249,13 @@ fn the_sweep_drops_chunks_no_retained_manifest_names() {
 /// value, so the read stops there; bytes before it are returned, right.
 #[test]
 fn a_reordered_chunk_list_is_stopped_by_the_chunk_tree() {
-    use asl::codec::{BlockHeader, BlockKind, Manifest, BLOCK_HEADER_LEN};
+    use asl::codec::{BlockKind, Manifest, BLOCK_HEADER_LEN};
     let d = tempfile::tempdir().unwrap();
-    let s = StoreOptions::new()
-        .create(true)
-        .compression(None)
-        .chunk_size(64 << 10)
-        .open(d.path())
-        .unwrap();
     let data = noise(77, 3 << 20);
-    let id = s.put(&data).unwrap();
-    s.commit().unwrap();
-    drop(s);
+    let id = put_raw(d.path(), &data);
     let seg = d.path().join("segments").join("00000001.seg");
     let mut bytes = fs::read(&seg).unwrap();
-    let mut off = 32;
-    let mut at = None;
-    while off + BLOCK_HEADER_LEN <= bytes.len() {
-        let Ok(h) = BlockHeader::decode(&bytes[off..]) else {
-            break;
-        };
-        if h.kind == BlockKind::Manifest {
-            at = Some((off, h));
-        }
-        off += h.total_len() as usize;
-    }
-    let (off, h) = at.expect("a manifest block");
+    let (off, h) = *blocks_of(&bytes, BlockKind::Manifest).last().expect("a manifest block");
     let body = &bytes[off + BLOCK_HEADER_LEN..off + h.total_len() as usize];
     let mut m = Manifest::decode(body).unwrap();
     // Swapping two chunks keeps the lengths' sum, which the manifest checks.
@@ -347,31 +340,13 @@ fn repair_rebuilds_chunk_records_and_manifests() {
 /// and the error names the chunk whose bytes no longer hash to its key.
 #[test]
 fn a_chunk_with_a_matching_crc_but_wrong_bytes_is_named() {
-    use asl::codec::{BlockHeader, BlockKind, BLOCK_HEADER_LEN};
+    use asl::codec::{BlockKind, BLOCK_HEADER_LEN};
     let d = tempfile::tempdir().unwrap();
-    let s = StoreOptions::new()
-        .create(true)
-        .compression(None)
-        .chunk_size(64 << 10)
-        .open(d.path())
-        .unwrap();
     let data = noise(88, 2 << 20);
-    let id = s.put(&data).unwrap();
-    s.commit().unwrap();
-    drop(s);
+    let id = put_raw(d.path(), &data);
     let seg = d.path().join("segments").join("00000001.seg");
     let mut bytes = fs::read(&seg).unwrap();
-    let mut off = 32;
-    let mut chunks = Vec::new();
-    while off + BLOCK_HEADER_LEN <= bytes.len() {
-        let Ok(h) = BlockHeader::decode(&bytes[off..]) else {
-            break;
-        };
-        if h.kind == BlockKind::CdcChunk {
-            chunks.push((off, h));
-        }
-        off += h.total_len() as usize;
-    }
+    let chunks = blocks_of(&bytes, BlockKind::CdcChunk);
     let (off, mut h) = chunks[chunks.len() / 2];
     let body = off + BLOCK_HEADER_LEN;
     let key = hex(&bytes[body..body + 32]);

@@ -104,6 +104,16 @@ impl IndexHeader {
 
 /// Checks a whole index file image: header, size, footer, CRC, fanout and order.
 pub fn validate(b: &[u8]) -> Result<IndexHeader, DecodeError> {
+    validate_in_pieces(b, &mut |_, _| {})
+}
+
+/// Bytes [`validate_in_pieces`] reads between two calls of its `done`.
+const PIECE: usize = 8 << 20;
+
+/// [`validate`], calling `done(offset, len)` for each stretch of `b` it has
+/// finished with, so that a caller reading a map can give those pages back
+/// as it goes (a whole index need not be resident at once).
+fn validate_in_pieces(b: &[u8], done: &mut dyn FnMut(usize, usize)) -> Result<IndexHeader, DecodeError> {
     let h = IndexHeader::decode(b)?;
     if Some(b.len() as u64) != h.expected_len() {
         return Err(DecodeError::Invalid(format!(
@@ -120,7 +130,13 @@ pub fn validate(b: &[u8]) -> Result<IndexHeader, DecodeError> {
         return Err(DecodeError::Invalid("index footer reserved bytes are not zero".into()));
     }
     let stored = le_u32(foot, 0);
-    let computed = crc32c::crc32c(&b[INDEX_HEADER_LEN..b.len() - INDEX_FOOTER_LEN]);
+    let body = INDEX_HEADER_LEN..b.len() - INDEX_FOOTER_LEN;
+    let mut computed = 0u32;
+    for at in body.clone().step_by(PIECE) {
+        let end = (at + PIECE).min(body.end);
+        computed = crc32c::crc32c_append(computed, &b[at..end]);
+        done(at, end - at);
+    }
     if stored != computed {
         return Err(DecodeError::Checksum {
             what: "index body",
@@ -132,7 +148,12 @@ pub fn validate(b: &[u8]) -> Result<IndexHeader, DecodeError> {
     let entries = &b[INDEX_HEADER_LEN + (4 << h.bits)..b.len() - INDEX_FOOTER_LEN];
     let mut prev: Option<ArtifactId> = None;
     let mut expect_bucket_end = vec![0u32; 1 << h.bits];
+    let entries_at = INDEX_HEADER_LEN + (4 << h.bits);
+    let per_piece = PIECE / ENTRY_LEN;
     for (i, chunk) in entries.chunks_exact(ENTRY_LEN).enumerate() {
+        if i > 0 && i % per_piece == 0 {
+            done(entries_at + (i - per_piece) * ENTRY_LEN, per_piece * ENTRY_LEN);
+        }
         let e = Entry::decode(chunk)?;
         if prev.is_some_and(|p| p >= e.id) {
             return Err(DecodeError::Invalid(format!("index entry {i} out of order")));
@@ -196,7 +217,7 @@ impl IndexFile {
 
     /// Full check of the file (for `verify`).
     pub(crate) fn validate(&self) -> Result<()> {
-        validate(self.map.bytes())
+        validate_in_pieces(self.map.bytes(), &mut |at, len| self.map.release_range(at, len))
             .map(|_| ())
             .map_err(|e| Error::corrupt(&self.path, e))
     }

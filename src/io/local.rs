@@ -192,21 +192,30 @@ pub fn check_readable(path: &Path) -> io::Result<()> {
     }
 }
 
-/// `madvise` over a whole read-only file map from [`LocalBackend::map`]
-/// (page-aligned start). `Release` is `MADV_DONTNEED`: the process's pages of
-/// the map go, the file's bytes stay (in the page cache and on disk), and the
-/// next access faults them in again. `Random` is `MADV_RANDOM`. Failure is
-/// ignored: these are hints.
+/// `madvise` over the whole pages inside `bytes`, a part of a read-only file
+/// map from [`LocalBackend::map`]. `Release` is `MADV_DONTNEED`: the
+/// process's pages of the map go, the file's bytes stay (in the page cache
+/// and on disk), and the next access faults them in again. `Random` is
+/// `MADV_RANDOM`. Failure is ignored: these are hints.
 fn map_hint(bytes: &[u8], hint: MapHint) {
     #[cfg(unix)]
-    // SAFETY: the range is exactly a live, read-only, file-backed mapping
-    // made by `memmap2::Mmap::map`; neither advice can change what later
-    // reads of it see.
-    unsafe {
+    {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+        let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+        if end <= start {
+            return;
+        }
         let advice = match hint {
             MapHint::Release => libc::MADV_DONTNEED,
             MapHint::Random => libc::MADV_RANDOM,
         };
-        libc::madvise(bytes.as_ptr() as *mut libc::c_void, bytes.len(), advice);
+        // SAFETY: [start, end) is whole pages inside a live, read-only,
+        // file-backed mapping made by `memmap2::Mmap::map`; neither advice
+        // can change what later reads of it see.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, advice);
+        }
     }
 }

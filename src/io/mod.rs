@@ -103,6 +103,14 @@ impl Mapped {
         }
     }
 
+    /// Gives back the pages of a file map within `len` bytes from `offset`
+    /// (whole pages only; a no-op for loaded bytes).
+    pub fn release_range(&self, offset: usize, len: usize) {
+        if let (Some(f), Some(part)) = (self.1, self.0.get(offset..offset.saturating_add(len))) {
+            f(part, MapHint::Release);
+        }
+    }
+
     /// Says that reads of a file map will be random (index lookups): the OS
     /// then maps single pages on a fault instead of reading around them.
     pub fn expect_random(&self) {

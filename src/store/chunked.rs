@@ -123,14 +123,7 @@ impl Store {
         };
         let mut mark = self.begin_stream()?;
         let body = self.stream_chunks(&mut mark, &mut grid, &mut run, reader, head, len_hint, label);
-        let Some(writer) = &self.writer else {
-            return Err(Error::ReadOnly);
-        };
-        let mut w = writer.lock();
-        w.streams -= 1;
-        if w.streams == 0 {
-            self.streams_done.notify_all();
-        }
+        let mut w = self.end_stream()?;
         let r = self.finish_chunked(&mut w, &mark, &mut grid, &mut run, body, expect, label, placement);
         // The manifest (if any) is indexed now and holds its chunks itself.
         for k in &run.referenced {

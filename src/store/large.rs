@@ -232,14 +232,7 @@ impl Store {
                 r
             }
         };
-        let Some(writer) = &self.writer else {
-            return Err(Error::ReadOnly);
-        };
-        let mut w = writer.lock();
-        w.streams -= 1;
-        if w.streams == 0 {
-            self.streams_done.notify_all();
-        }
+        let mut w = self.end_stream()?;
         if w.poisoned {
             return Err(body.err().unwrap_or(Error::Poisoned));
         }
@@ -303,6 +296,20 @@ impl Store {
         };
         w.streams += 1;
         Ok(mark)
+    }
+
+    /// Unregisters a stream (a seal waiting for streams to end may go on);
+    /// returns the writer, locked, for the stream's closing work.
+    pub(super) fn end_stream(&self) -> Result<parking_lot::MutexGuard<'_, Writer>> {
+        let Some(writer) = &self.writer else {
+            return Err(Error::ReadOnly);
+        };
+        let mut w = writer.lock();
+        w.streams -= 1;
+        if w.streams == 0 {
+            self.streams_done.notify_all();
+        }
+        Ok(w)
     }
 
     /// Appends one window of prepared chunk blocks under the writer lock. A

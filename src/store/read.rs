@@ -434,7 +434,9 @@ impl Store {
                 e.block_offset
             )));
         }
-        if h.kind == BlockKind::Manifest {
+        let (t, check, cdc) = if h.kind == BlockKind::Manifest {
+            // Stored in shared chunks: the grid is read like a tree
+            // trailer's chunks, each piece assembled from the chunks.
             let m = Manifest::decode(&raw).map_err(|x| bad(x.to_string()))?;
             if m.id != e.id || m.len != e.len {
                 return Err(bad("manifest names another artifact".into()));
@@ -447,28 +449,17 @@ impl Store {
                 chunks: Vec::new(),
                 cvs: None,
             };
-            return Ok(ArtifactReader {
-                id: e.id,
-                len: e.len,
-                pos: 0,
-                end: e.len,
-                body: Body::Large {
-                    seg,
-                    trailer: t,
-                    check: ChunkCheck::Tree(m.cvs),
-                    cdc: Some(Arc::new(plan)),
-                    ahead: VecDeque::new(),
-                    spare: Vec::new(),
-                },
-            });
-        }
-        let mut t = LargeTrailer::decode_kind(h.kind, &raw).map_err(|x| bad(x.to_string()))?;
-        if t.id != e.id || t.len != e.len {
-            return Err(bad("trailer names another artifact".into()));
-        }
-        let check = match t.cvs.take() {
-            Some(cvs) => ChunkCheck::Tree(cvs),
-            None => ChunkCheck::Digests(legacy_digests(&seg, &t)?),
+            (t, ChunkCheck::Tree(m.cvs), Some(Arc::new(plan)))
+        } else {
+            let mut t = LargeTrailer::decode_kind(h.kind, &raw).map_err(|x| bad(x.to_string()))?;
+            if t.id != e.id || t.len != e.len {
+                return Err(bad("trailer names another artifact".into()));
+            }
+            let check = match t.cvs.take() {
+                Some(cvs) => ChunkCheck::Tree(cvs),
+                None => ChunkCheck::Digests(legacy_digests(&seg, &t)?),
+            };
+            (t, check, None)
         };
         Ok(ArtifactReader {
             id: e.id,
@@ -479,7 +470,7 @@ impl Store {
                 seg,
                 trailer: t,
                 check,
-                cdc: None,
+                cdc,
                 ahead: VecDeque::new(),
                 spare: Vec::new(),
             },
