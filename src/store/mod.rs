@@ -24,6 +24,7 @@ mod reader;
 mod repair;
 mod salvage;
 mod snapshots;
+mod sweep;
 mod write;
 #[cfg(feature = "zfs")]
 mod zfs;
