@@ -88,17 +88,7 @@ impl Read for Paused {
     }
 }
 
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+use crate::testutil::noise;
 
 /// Starts a `put_reader` of `data` that pauses after `first` bytes; returns
 /// the signal that resumes it and its join handle, once it is paused.
