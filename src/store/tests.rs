@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::*;
 use crate::index::{DomainId, Placement, Visibility};
 use crate::store::options::PutOptions;
-use crate::testutil::text;
+use crate::testutil::{noise, text};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -87,8 +87,6 @@ impl Read for Paused {
         Ok(n)
     }
 }
-
-use crate::testutil::noise;
 
 /// Starts a `put_reader` of `data` that pauses after `first` bytes; returns
 /// the signal that resumes it and its join handle, once it is paused.
