@@ -6,6 +6,7 @@
 //! stored body, and packed blocks and trailers record the ids they hold, so the
 //! index and log above can be rebuilt from the segments alone.
 
+pub(crate) mod active;
 pub mod cdc;
 pub(crate) mod error;
 pub mod format;
