@@ -182,8 +182,11 @@ pub(crate) struct IndexFile {
 impl IndexFile {
     /// Gives the pages of this file's map that lookups touched back to the
     /// OS (see [`Mapped::release_pages`]).
+    /// The fanout table stays: every lookup reads it, and it is small
+    /// (4 bytes per bucket).
     pub(crate) fn release_pages(&self) {
-        self.map.release_pages();
+        let at = self.entries_start();
+        self.map.release_range(at, self.map.bytes().len().saturating_sub(at));
     }
 
     /// Maps an index file and checks its header, size and footer magic. The body
