@@ -417,13 +417,17 @@ impl ChunkRun {
 /// Adaptive compression for chunk streams: after a run of chunks that did not
 /// compress, only every 16th chunk is tried, so incompressible data (media,
 /// archives) is written at disk speed instead of paying zstd on every chunk.
-#[derive(Default)]
 pub(crate) struct Squeeze {
     misses: u32,
     skipped: u32,
-    /// Try one chunk in this many once two in a row did not compress (0:
-    /// the default, 16).
+    /// Try one chunk in this many once two in a row did not compress.
     period: u32,
+}
+
+impl Default for Squeeze {
+    fn default() -> Self {
+        Self::every(16)
+    }
 }
 
 impl Squeeze {
@@ -432,8 +436,9 @@ impl Squeeze {
     /// one in 256 to try zstd as often per byte.
     pub(crate) fn every(period: u32) -> Self {
         Self {
-            period,
-            ..Self::default()
+            misses: 0,
+            skipped: 0,
+            period: period.max(1),
         }
     }
 
@@ -442,8 +447,7 @@ impl Squeeze {
             return true;
         }
         self.skipped += 1;
-        self.skipped
-            .is_multiple_of(if self.period == 0 { 16 } else { self.period })
+        self.skipped.is_multiple_of(self.period)
     }
 
     pub(crate) fn record(&mut self, compressed: bool) {

@@ -441,7 +441,8 @@ thread_local! {
 /// Which reusable buffer.
 #[derive(Clone, Copy)]
 pub(super) enum Buf {
-    /// Hashing a file before deciding to store it.
+    /// Hashing a file before deciding to store it; also the second window
+    /// of a chunked put's pipeline (the two never overlap on one thread).
     Hash,
     /// Streaming chunks into the segment.
     Stream,
