@@ -107,23 +107,11 @@ impl Store {
             progress(len);
             return Ok(put);
         }
-        let mut hasher = blake3::Hasher::new();
-        let mut hashed = 0u64;
-        with_buf(Buf::Hash, |buf| -> Result<()> {
-            // Reused across files: a fresh 8 MiB buffer per file costs more in
-            // page faults than hashing a small file does.
-            buf.resize((len as usize).min(8 << 20), 0);
-            loop {
-                let n = read_full(&mut f, buf).ctx(|| format!("read {label}"))?;
-                if n == 0 {
-                    return Ok(());
-                }
-                hasher.update_rayon(&buf[..n]);
-                hashed += n as u64;
-                progress(hashed.min(len) / 2);
-            }
+        let id = with_buf(Buf::Hash, |buf| {
+            super::filehash::hash_file(&f, len, self.opts.chunk_size, &label, buf, &mut |n| {
+                progress(n.min(len) / 2)
+            })
         })?;
-        let id = ArtifactId::from_bytes(*hasher.finalize().as_bytes());
         if let Some(put) = self.existing(&id)? {
             progress(len);
             return Ok(put);

@@ -8,6 +8,7 @@
 mod block_cache;
 mod checkpoint;
 mod chunked;
+mod filehash;
 mod files_cache;
 mod gc;
 mod ingest;
