@@ -51,6 +51,14 @@ struct Run {
     written_bytes: u64,
 }
 
+/// A window as `fill` left it: its cuts, whether the input ended there, and
+/// how many bytes of the buffer it fills.
+struct Filled {
+    pieces: Vec<(usize, usize)>,
+    eof: bool,
+    len: usize,
+}
+
 /// One cut chunk of a window, prepared outside the lock.
 struct Prepared<'a> {
     key: ArtifactId,
@@ -250,7 +258,7 @@ impl Store {
                 let mut total = 0u64;
                 let mut cur = self.fill(a, &[], Some(head), reader, grid, cap, &mut total, label)?;
                 loop {
-                    let (pieces, eof, len) = cur;
+                    let Filled { pieces, eof, len } = cur;
                     let used: usize = pieces.iter().map(|p| p.1).sum();
                     let (stored, next) = std::thread::scope(|sc| {
                         let window = &a[..len];
@@ -292,7 +300,7 @@ impl Store {
         cap: usize,
         total: &mut u64,
         label: &str,
-    ) -> Result<(Vec<(usize, usize)>, bool, usize)> {
+    ) -> Result<Filled> {
         let head = head.unwrap_or_default();
         let filled = carry.len() + head.len();
         // The head is shorter than a window, but a caller could hand over
@@ -312,7 +320,11 @@ impl Store {
             grid.hash_grid(&buf[carry.len()..len]);
             *total += window as u64;
         }
-        Ok((cuts(&buf[..len], eof), eof, len))
+        Ok(Filled {
+            pieces: cuts(&buf[..len], eof),
+            eof,
+            len,
+        })
     }
 
     /// Names every chunk and compresses the ones the store seems not to hold
