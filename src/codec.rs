@@ -26,7 +26,7 @@ pub use crate::snapshot::log::{encode_header as encode_log_header, parse as pars
 pub use crate::store::{decode_store_file, encode_store_file};
 
 /// Names of the fuzz targets, one per on-disk parser.
-pub const FUZZ_TARGETS: &[&str] = &["block", "segment", "index", "log", "checkpoint", "entry"];
+pub const FUZZ_TARGETS: &[&str] = &["block", "segment", "index", "log", "checkpoint", "entry", "cbor"];
 
 /// Runs one fuzz target's parser over `data`. Parsers may reject input, never
 /// panic; where they accept it, re-encoding must give the same bytes back.
@@ -93,6 +93,12 @@ fn fix_checksums(name: &str, data: &[u8]) -> Option<Vec<u8>> {
 
 fn parse_one(name: &str, data: &[u8]) {
     match name {
+        "cbor" => {
+            // Whatever decodes is canonical: it encodes back to the input.
+            if let Ok(v) = crate::records::cbor::decode(data) {
+                assert_eq!(crate::records::cbor::encode(&v).ok().as_deref(), Some(data));
+            }
+        }
         "block" => {
             if let Ok(h) = BlockHeader::decode(data) {
                 assert_eq!(&h.encode()[..], &data[..BLOCK_HEADER_LEN]);

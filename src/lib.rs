@@ -23,6 +23,7 @@
 //! | `index` | no | artifact → location records, shadowing, tombstones, sorted index files, merging |
 //! | `snapshot` | no | the log, checkpoints, `replay` (log + checkpoint → CURRENT, a pure function), CURRENT's identity, the snapshot catalog |
 //! | `store` | via [`Store`] | the write and read paths, GC, verify, repair, library-level ingest |
+//! | [`records`] | yes | canonical CBOR, the encoding of typed records (the layer above the store, being built) |
 //! | [`codec`] | yes | every on-disk encoder and decoder, for tools, golden tests and fuzzing |
 //! | [`version`] | yes | the format versions this build reads and writes |
 //! | [`id`], [`error`] | yes | artifact ids and prefixes; the public error type |
@@ -52,6 +53,7 @@ pub mod id;
 pub(crate) mod index;
 pub mod io;
 pub(crate) mod par;
+pub mod records;
 pub(crate) mod snapshot;
 mod store;
 #[cfg(test)]
