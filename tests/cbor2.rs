@@ -177,3 +177,19 @@ fn cbor2s_length_first_key_order_is_rejected() {
     }
     assert_eq!(n, 3);
 }
+
+#[test]
+fn cbor2_reads_a_record_envelope_as_spec_records_md_says() {
+    use asl::records::Record;
+    let mut g = Gen(7);
+    let recs: Vec<Record> = (0..50)
+        .map(|i| Record::new(format!("lab/t{i}"), 1 + i as u64, g.value(0)))
+        .collect();
+    let input: String = recs.iter().map(|r| hex(&r.encode().unwrap()) + "\n").collect();
+    let seen = python(&["envelope"], &input);
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.len(), recs.len());
+    for (r, line) in recs.iter().zip(lines) {
+        assert_eq!(line, format!("55799 asl {} {} same", r.type_name, r.version));
+    }
+}

@@ -2,7 +2,95 @@
 //! canonical CBOR, so that every fact the store knows is content-addressed
 //! and verifiable like the bytes it describes.
 //!
-//! This layer sits on the store and is built up in steps (see issue 11):
-//! first the encoding every record uses, [`cbor`].
+//! This layer sits on the store and calls only it. Built so far (issue 11):
+//! the encoding ([`cbor`]), the envelope every record shares ([`Record`]),
+//! the schema registry ([`schema`]) and storing and reading records
+//! ([`put`], [`get`]); with feature `json`, a JSON view for people and
+//! scripts ([`json`]). Byte layouts: `spec/records.md`.
+//!
+//! ```
+//! use asl::records::{self, cbor::Value, schema::Checked, Record};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = asl::StoreOptions::new().create(true).open(dir.path()).unwrap();
+//! let body = Value::Map(vec![
+//!     (Value::text("subject"), Value::Bytes(store.put(b"data").unwrap().as_bytes().to_vec())),
+//!     (Value::text("media_type"), Value::text("text/plain")),
+//! ]);
+//! let stored = records::put(&store, &Record::new("asl/annotation", 1, body)).unwrap();
+//! assert_eq!(stored.checked, Checked::Valid);
+//! store.commit().unwrap();
+//! assert_eq!(records::get(&store, &stored.id).unwrap().type_name, "asl/annotation");
+//! ```
 
 pub mod cbor;
+mod envelope;
+#[cfg(feature = "json")]
+pub mod json;
+pub mod schema;
+
+pub use envelope::{looks_like_record, Record, MAGIC};
+
+use crate::{ArtifactId, Store};
+
+/// Why a record could not be made, stored or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The bytes are not canonical CBOR.
+    #[error(transparent)]
+    Cbor(#[from] cbor::CborError),
+    /// The bytes are CBOR but not a record envelope.
+    #[error("not a record: {0}")]
+    NotARecord(String),
+    /// The type name or version is malformed.
+    #[error("{0}")]
+    BadType(String),
+    /// A record of a registered type breaks its schema.
+    #[error("record of type {type_name} version {version} does not match its schema: {detail}")]
+    Schema {
+        /// The type.
+        type_name: String,
+        /// The schema version.
+        version: u64,
+        /// What is wrong, with the field's path.
+        detail: String,
+    },
+    /// Input that could not be turned into a record body.
+    #[error("{0}")]
+    Input(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+}
+
+/// A record stored by [`put`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// Its id (the BLAKE3 of its bytes).
+    pub id: ArtifactId,
+    /// Whether the registry knew its type and checked it.
+    pub checked: schema::Checked,
+    /// False when the store already held it.
+    pub new: bool,
+}
+
+/// Checks `r` against the registry and stores it (visible after the
+/// store's next commit, like any put). A record of a registered type that
+/// breaks its schema is refused and nothing is written; one of an
+/// unregistered type is stored and reported as [`schema::Checked::Unknown`].
+pub fn put(store: &Store, r: &Record) -> Result<Stored, RecordError> {
+    let checked = schema::check(r)?;
+    let bytes = r.encode()?;
+    let p = store.put_with(&bytes, &crate::PutOptions::default())?;
+    Ok(Stored {
+        id: p.id,
+        checked,
+        new: p.new,
+    })
+}
+
+/// Reads record `id` (verified like every read) and decodes it.
+pub fn get(store: &Store, id: &ArtifactId) -> Result<Record, RecordError> {
+    Record::decode(&store.get(id)?)
+}

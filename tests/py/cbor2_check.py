@@ -6,6 +6,9 @@ implementation, checks ASL's canonical encoder and feeds its decoder.
   generate N SEED: writes N random values as cbor2 encodes them, a line each:
              "<canonical hex> <default-encoding hex or ->", the second only
              when cbor2's default encoding differs from its canonical one.
+  envelope:  reads hex lines (ASL records) and writes what cbor2 sees in
+             each: tag, magic, type, version, and whether it re-encodes the
+             same.
   mixed:     writes cbor2's canonical=True encoding of maps whose keys mix
              integer signs and types, where cbor2 orders keys length-first
              (RFC 7049) and RFC 8949 section 4.2.1 orders them bytewise.
@@ -77,6 +80,17 @@ def main():
             canon = cbor2.dumps(v, canonical=True)
             default = cbor2.dumps(v)
             print(canon.hex(), default.hex() if default != canon else "-")
+    elif cmd == "envelope":
+        # A record: cbor2 sees tag 55799 over ["asl", type, version, body]
+        # and writes the same bytes back.
+        for line in sys.stdin:
+            b = bytes.fromhex(line.strip())
+            magic = b"\xd9\xd9\xf7"
+            # cbor2 reads through the self-described tag and drops it.
+            v = cbor2.loads(b)
+            same = magic + cbor2.dumps(v, canonical=True) == b
+            tag = 55799 if b.startswith(magic) else None
+            print(tag, v[0], v[1], v[2], "same" if same else "differs")
     elif cmd == "mixed":
         for m in [{24: 1, -1: 2}, {"a": 1, 24: 2, -1: 3}, {b"x": 1, 1000: 2, -1: 3}]:
             print(cbor2.dumps(m, canonical=True).hex())

@@ -24,6 +24,7 @@ mod args;
 #[cfg(feature = "bench")]
 mod bench;
 mod ingest;
+mod record;
 mod snap;
 
 #[derive(Parser)]
@@ -94,6 +95,12 @@ enum Cmd {
     /// Named snapshots: create, list, show, diff, delete, prune.
     #[command(subcommand)]
     Snapshot(snap::SnapCmd),
+    /// Typed records (canonical CBOR): put from JSON, show as JSON.
+    #[command(subcommand)]
+    Record(record::RecordCmd),
+    /// List the record types this build registers, with their fields
+    /// (`?` marks an optional one).
+    Types,
     /// Pin an artifact under a name, as a GC root.
     Pin {
         /// Pin name.
@@ -242,6 +249,8 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Snapshot(cmd) => snap::snapshot(cli.json, dir, cmd),
+        Cmd::Record(cmd) => record::record(cli.json, dir, cmd),
+        Cmd::Types => record::types(cli.json),
         #[cfg(feature = "bench")]
         Cmd::Bench(args) => bench::bench(cli.json, args),
         Cmd::Pin { name, id, force } => snap::pin(cli.json, dir, name, id, *force),
