@@ -94,7 +94,8 @@ fn ingest_prints_b3sum_lines_and_everything_reads_back() {
     let c = aslctl(&e.store, &["cat", &small_id]);
     assert_eq!(c.stdout, b"hello\n");
     let ls = stdout(&aslctl(&e.store, &["ls"]));
-    assert_eq!(ls.lines().count(), 3);
+    // Three files and the trees of in/ and in/sub/.
+    assert_eq!(ls.lines().count(), 5);
     assert!(ls.contains(&format!("{small_id} 6")));
     // Re-ingest is all deduplicated.
     let again = aslctl(&e.store, &["ingest", files.to_str().unwrap()]);
@@ -312,7 +313,8 @@ fn verify_lists_corruption_and_repair_rebuilds() {
     fs::remove_dir_all(e.store.join("log")).unwrap();
     let r = aslctl(&e.store, &["repair"]);
     assert!(r.status.success(), "{}", stderr(&r));
-    assert!(stdout(&r).contains("30 artifacts"), "{}", stdout(&r));
+    // The 30 files and their directory's tree.
+    assert!(stdout(&r).contains("31 artifacts"), "{}", stdout(&r));
     for b in &contents {
         let id = blake3::hash(b).to_hex().to_string();
         assert_eq!(aslctl(&e.store, &["cat", &id]).stdout, *b);
@@ -434,8 +436,9 @@ fn snapshots_pins_and_gc_from_the_command_line() {
         "gone from CURRENT"
     );
     let ls_at = stdout(&aslctl(&e.store, &["ls", "--at", "v1"]));
-    assert_eq!(ls_at.lines().count(), 20);
-    assert_eq!(stdout(&aslctl(&e.store, &["ls"])).lines().count(), 10);
+    // The files and the tree of their directory.
+    assert_eq!(ls_at.lines().count(), 21);
+    assert_eq!(stdout(&aslctl(&e.store, &["ls"])).lines().count(), 11);
 
     assert!(aslctl(&e.store, &["snapshot", "create", "v2"]).status.success());
     let d: serde_json::Value =
@@ -447,7 +450,7 @@ fn snapshots_pins_and_gc_from_the_command_line() {
     assert_eq!(l.as_array().unwrap().len(), 2);
     let o = aslctl(&e.store, &["--json", "snapshot", "show", "v1"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["artifacts"], 20);
+    assert_eq!(v["artifacts"], 21);
     assert_eq!(aslctl(&e.store, &["snapshot", "show", "nope"]).status.code(), Some(1));
     assert_eq!(
         aslctl(&e.store, &["snapshot", "prune"]).status.code(),

@@ -28,6 +28,7 @@ mod envelope;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod schema;
+pub mod tree;
 
 pub use envelope::{looks_like_record, Record, MAGIC};
 

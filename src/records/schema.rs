@@ -44,6 +44,9 @@ pub enum Kind {
     Labels,
     /// A map with the given fields.
     Struct(&'static [Field]),
+    /// The entries of a tree (see `records::tree`): `[name, kind, size,
+    /// id]` each, names valid and in strictly increasing byte order.
+    TreeEntries,
     /// Any CBOR value.
     Any,
 }
@@ -100,6 +103,12 @@ const DECISION: &[Field] = &[
 
 /// Every type this build knows.
 pub static REGISTRY: &[RecordType] = &[
+    RecordType {
+        name: "asl/tree",
+        version: 1,
+        doc: "a directory: its entries sorted by name, each a file, executable file or directory with size and id",
+        fields: &[req("entries", Kind::TreeEntries)],
+    },
     RecordType {
         name: "asl/annotation",
         version: 1,
@@ -249,6 +258,7 @@ fn check_kind(kind: &Kind, v: &Value) -> Result<(), String> {
             }
         }
         Kind::Struct(fields) => check_fields(fields, v)?,
+        Kind::TreeEntries => super::tree::check_entries(v)?,
         Kind::Any => {}
     }
     Ok(())

@@ -36,6 +36,9 @@ pub struct IngestInput {
     pub size: u64,
     /// Its metadata when walked (what the files cache compares).
     pub stamp: FileStamp,
+    /// Whether it was executable (any execute bit) when walked: the one mode
+    /// bit a tree records.
+    pub exec: bool,
 }
 
 /// The inputs of an ingest, checked and in order (directories walked in
@@ -55,6 +58,11 @@ pub struct IngestPlan {
     pub skipped: u64,
     /// Inputs left out because they are the store's own directory or inside it.
     pub excluded: Vec<PathBuf>,
+}
+
+fn is_exec(md: &fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    md.permissions().mode() & 0o111 != 0
 }
 
 impl IngestPlan {
@@ -88,6 +96,7 @@ impl IngestPlan {
                     path: p.clone(),
                     size: md.len(),
                     stamp: FileStamp::of(&md),
+                    exec: is_exec(&md),
                 });
             } else {
                 let why = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file or directory");
@@ -130,6 +139,7 @@ impl IngestPlan {
                         path: p,
                         size: md.len(),
                         stamp: FileStamp::of(&md),
+                        exec: is_exec(&md),
                     });
                 } else {
                     // Symlinks and special files inside a directory are not artifacts.

@@ -30,6 +30,7 @@ pub fn ingest(
     zstd: Option<&str>,
     cache: bool,
     cdc: bool,
+    print_trees: bool,
 ) -> Result<ExitCode, Error> {
     let compression = zstd.map(crate::args::parse_compression).transpose()?;
     if paths.iter().any(|p| p.as_os_str() == "-") {
@@ -100,9 +101,33 @@ pub fn ingest(
             return Err(e);
         }
     };
+    // The trees of the directories given, committed after the files they
+    // name: a tree is never visible before its files.
+    let trees = asl::records::tree::trees_of_ingest(&store, paths, &plan, &rep)
+        .map_err(crate::record::lift)
+        .and_then(|t| store.commit().map(|_| t));
+    let trees = match trees {
+        Ok(t) => t,
+        Err(e) => {
+            store.abandon();
+            return Err(e);
+        }
+    };
     crate::close_committed(store);
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if print_trees && !cli.json && out_err.is_none() {
+        // Last, after the b3sum lines: `<tree id>  DIR/`.
+        let r = trees
+            .iter()
+            .try_for_each(|(dir, id)| {
+                let shown = dir.to_string_lossy();
+                let sep = if shown.ends_with('/') { "" } else { "/" };
+                writeln!(stdout, "{}{sep}", b3sum_line(id, dir))
+            })
+            .and_then(|_| stdout.flush());
+        out_err = r.err();
     }
     let secs = rep.elapsed.as_secs_f64();
     let mbps = rep.bytes as f64 / secs.max(1e-9) / 1e6;
@@ -113,8 +138,13 @@ pub fn ingest(
             .iter()
             .map(|f| json!({"id": f.put.id.to_hex(), "path": f.path.to_string_lossy(), "size": f.put.len, "new": f.put.new}))
             .collect();
+        let trees: Vec<_> = trees
+            .iter()
+            .map(|(dir, id)| json!({"path": dir.to_string_lossy(), "tree": id.to_hex()}))
+            .collect();
         let v = json!({
             "files": files,
+            "trees": trees,
             "summary": {"files": rep.files.len(), "bytes": rep.bytes, "new_files": rep.new_files, "new_bytes": rep.new_bytes, "cached_files": rep.cached_files,
                         "deduplicated_files": dedup, "skipped": rep.skipped, "seconds": secs, "mb_per_s": mbps}
         });

@@ -60,6 +60,11 @@ enum Cmd {
         /// and versions: faster for data that is never stored twice in part.
         #[arg(long)]
         fixed_chunks: bool,
+        /// After the b3sum lines, print each directory's tree id as
+        /// `<tree-id>  DIR/` (the trees are written either way; without this
+        /// flag stdout stays what `b3sum -c` checks).
+        #[arg(long)]
+        tree: bool,
     },
     /// Write an artifact to a file (or stdout).
     Get {
@@ -101,6 +106,31 @@ enum Cmd {
     /// List the record types this build registers, with their fields
     /// (`?` marks an optional one).
     Types,
+    /// List a tree: `<file|exec|tree> <id> <size>\t<name>` per entry.
+    LsTree {
+        /// Tree id or unique prefix (`ingest DIR` prints it last).
+        id: String,
+        /// Every entry below, with its path.
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// Restore a tree into a directory, every file verified as it is read.
+    Checkout {
+        /// Tree id or unique prefix.
+        id: String,
+        /// Where to write it: must not exist or be empty, unless --force.
+        dir: PathBuf,
+        /// Write into a non-empty directory, replacing files of the same name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The files that differ between two trees: `A|D|M<tab>path`.
+    DiffTree {
+        /// The tree before.
+        a: String,
+        /// The tree after.
+        b: String,
+    },
     /// Pin an artifact under a name, as a GC root.
     Pin {
         /// Pin name.
@@ -195,7 +225,8 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             zstd,
             no_cache,
             fixed_chunks,
-        } => ingest::ingest(cli, dir, paths, zstd.as_deref(), !no_cache, !fixed_chunks),
+            tree,
+        } => ingest::ingest(cli, dir, paths, zstd.as_deref(), !no_cache, !fixed_chunks, *tree),
         Cmd::Get { id, output, at } => {
             let s = read_only()?;
             let mut r = open_artifact(&s, id, at.as_deref())?;
@@ -251,6 +282,9 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Snapshot(cmd) => snap::snapshot(cli.json, dir, cmd),
         Cmd::Record(cmd) => record::record(cli.json, dir, cmd),
         Cmd::Types => record::types(cli.json),
+        Cmd::LsTree { id, recursive } => record::ls_tree(cli.json, dir, id, *recursive),
+        Cmd::Checkout { id, dir: to, force } => record::checkout(dir, id, to, *force),
+        Cmd::DiffTree { a, b } => record::diff_tree(cli.json, dir, a, b),
         #[cfg(feature = "bench")]
         Cmd::Bench(args) => bench::bench(cli.json, args),
         Cmd::Pin { name, id, force } => snap::pin(cli.json, dir, name, id, *force),

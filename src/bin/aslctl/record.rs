@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use asl::records::{self, json, schema, RecordError};
+use asl::records::{self, json, schema, tree, RecordError};
 use asl::{Error, StoreOptions};
 use clap::Subcommand;
 
@@ -31,7 +31,7 @@ pub(crate) enum RecordCmd {
 
 /// Bad input and bad records are usage errors (exit 2); the store's own
 /// errors keep their codes.
-fn lift(e: RecordError) -> Error {
+pub(crate) fn lift(e: RecordError) -> Error {
     match e {
         RecordError::Store(e) => e,
         other => Error::InvalidArgument(other.to_string()),
@@ -126,6 +126,86 @@ pub(crate) fn types(json_out: bool) -> Result<ExitCode, Error> {
                 .map(|f| format!("{}{}", f.name, if f.required { "" } else { "?" }))
                 .collect();
             out!("{} v{}\t{}\t{}", t.name, t.version, t.doc, fields.join(" "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tree_id(s: &asl::Store, id: &str) -> Result<asl::ArtifactId, Error> {
+    s.resolve(id)
+}
+
+fn show_path(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+fn kind_word(k: tree::EntryKind) -> &'static str {
+    match k {
+        tree::EntryKind::File => "file",
+        tree::EntryKind::Exec => "exec",
+        tree::EntryKind::Dir => "tree",
+    }
+}
+
+/// `aslctl ls-tree ID [-r]`: `<kind> <id> <size>\t<name>` per entry.
+pub(crate) fn ls_tree(json_out: bool, dir: &Path, id: &str, recursive: bool) -> Result<ExitCode, Error> {
+    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let id = tree_id(&s, id)?;
+    let rows: Vec<(Vec<u8>, tree::TreeEntry)> = if recursive {
+        tree::walk(&s, &id).map_err(lift)?
+    } else {
+        tree::read_tree(&s, &id)
+            .map_err(lift)?
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect()
+    };
+    if json_out {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(p, e)| {
+                serde_json::json!({"path": show_path(p), "kind": kind_word(e.kind), "id": e.id.to_hex(), "size": e.size})
+            })
+            .collect();
+        out!("{}", serde_json::Value::Array(v));
+    } else {
+        for (p, e) in &rows {
+            out!("{} {} {}\t{}", kind_word(e.kind), e.id, e.size, show_path(p));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aslctl checkout TREE DIR [--force]`.
+pub(crate) fn checkout(dir: &Path, id: &str, to: &Path, force: bool) -> Result<ExitCode, Error> {
+    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let id = tree_id(&s, id)?;
+    let n = tree::checkout(&s, &id, to, force).map_err(lift)?;
+    eprintln!("checked out {n} files into {}", to.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aslctl diff-tree A B`: `A path`, `D path`, `M path` per changed file.
+pub(crate) fn diff_tree(json_out: bool, dir: &Path, a: &str, b: &str) -> Result<ExitCode, Error> {
+    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let (a, b) = (tree_id(&s, a)?, tree_id(&s, b)?);
+    let changes = tree::diff(&s, &a, &b).map_err(lift)?;
+    let rows = changes.iter().map(|c| match c {
+        tree::Change::Added(p, e) => ("A", p, None, Some(e)),
+        tree::Change::Removed(p, e) => ("D", p, Some(e), None),
+        tree::Change::Modified(p, x, y) => ("M", p, Some(x), Some(y)),
+    });
+    if json_out {
+        let v: Vec<_> = rows
+            .map(|(what, p, x, y)| {
+                serde_json::json!({"change": what, "path": show_path(p),
+                    "before": x.map(|e| e.id.to_hex()), "after": y.map(|e| e.id.to_hex())})
+            })
+            .collect();
+        out!("{}", serde_json::Value::Array(v));
+    } else {
+        for (what, p, _, _) in rows {
+            out!("{what}\t{}", show_path(p));
         }
     }
     Ok(ExitCode::SUCCESS)

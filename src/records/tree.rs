@@ -1,0 +1,507 @@
+//! Trees: directories as records (`asl/tree` version 1), so that a stored
+//! directory can be listed, compared and restored, and a snapshot can hold
+//! one whole.
+//!
+//! A tree lists its entries sorted by name bytes, each `[name, kind, size,
+//! id]`: names are byte strings (a file name that is not UTF-8 survives),
+//! the kind is `"f"` (file), `"x"` (executable file: the one mode bit kept,
+//! as git keeps it) or `"d"` (directory, whose id is its tree's and whose
+//! size is the bytes of every file below it). Like git, a tree holds no
+//! empty directories, symlinks or special files: the walk that ingests a
+//! directory skips them and counts them.
+//!
+//! A subtree is stored before the tree that names it, all in the caller's
+//! batch, so that once a commit makes the root visible every tree and file
+//! it reaches is visible too.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use super::cbor::Value;
+use super::{Record, RecordError};
+use crate::{ArtifactId, Store};
+
+/// The record type of trees.
+pub const TREE_TYPE: &str = "asl/tree";
+
+/// What a tree entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A regular file with an execute bit.
+    Exec,
+    /// A directory: the entry's id is a tree.
+    Dir,
+}
+
+impl EntryKind {
+    fn code(self) -> &'static str {
+        match self {
+            EntryKind::File => "f",
+            EntryKind::Exec => "x",
+            EntryKind::Dir => "d",
+        }
+    }
+}
+
+/// One entry of a tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// The name, as bytes (not a path: no `/`, not `.` or `..`).
+    pub name: Vec<u8>,
+    /// File, executable file or directory.
+    pub kind: EntryKind,
+    /// A file's length; a directory's total file bytes.
+    pub size: u64,
+    /// The file's artifact id, or the directory's tree id.
+    pub id: ArtifactId,
+}
+
+/// Checks a name: not empty, no `/` or NUL, not `.` or `..`.
+pub fn check_name(name: &[u8]) -> Result<(), String> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+        return Err(format!("bad entry name {:?}", String::from_utf8_lossy(name)));
+    }
+    Ok(())
+}
+
+/// The record of a tree with `entries` (sorted here; a name twice or a bad
+/// name is refused).
+pub fn tree_record(mut entries: Vec<TreeEntry>) -> Result<Record, RecordError> {
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let items = entries
+        .iter()
+        .map(|e| {
+            Value::Array(vec![
+                Value::Bytes(e.name.clone()),
+                Value::text(e.kind.code()),
+                Value::Unsigned(e.size),
+                Value::Bytes(e.id.as_bytes().to_vec()),
+            ])
+        })
+        .collect();
+    let body = Value::Map(vec![(Value::text("entries"), Value::Array(items))]);
+    let r = Record::new(TREE_TYPE, 1, body);
+    super::schema::check(&r)?;
+    Ok(r)
+}
+
+/// Checks a tree body's entries (the schema's custom rule): each a
+/// well-formed entry, names valid and strictly increasing.
+pub(super) fn check_entries(v: &Value) -> Result<(), String> {
+    let Value::Array(items) = v else {
+        return Err(format!("{v} is not an array"));
+    };
+    let mut prev: Option<Vec<u8>> = None;
+    for (i, item) in items.iter().enumerate() {
+        let e = entry(item).map_err(|e| format!("[{i}]: {e}"))?;
+        if prev.as_ref().is_some_and(|p| *p >= e.name) {
+            return Err(format!("[{i}]: names not in strictly increasing byte order"));
+        }
+        prev = Some(e.name);
+    }
+    Ok(())
+}
+
+fn entry(v: &Value) -> Result<TreeEntry, String> {
+    let Value::Array(parts) = v else {
+        return Err(format!("{v} is not an entry [name, kind, size, id]"));
+    };
+    let [Value::Bytes(name), Value::Text(kind), Value::Unsigned(size), Value::Bytes(id)] = parts.as_slice() else {
+        return Err(format!("{v} is not an entry [name, kind, size, id]"));
+    };
+    check_name(name)?;
+    let kind = match kind.as_str() {
+        "f" => EntryKind::File,
+        "x" => EntryKind::Exec,
+        "d" => EntryKind::Dir,
+        other => return Err(format!("entry kind {other:?} is not f, x or d")),
+    };
+    let id: [u8; 32] = id
+        .as_slice()
+        .try_into()
+        .map_err(|_| "an entry id is not 32 bytes".to_string())?;
+    Ok(TreeEntry {
+        name: name.clone(),
+        kind,
+        size: *size,
+        id: ArtifactId::from_bytes(id),
+    })
+}
+
+/// The entries of tree `id`, read from `store` and checked.
+pub fn read_tree(store: &Store, id: &ArtifactId) -> Result<Vec<TreeEntry>, RecordError> {
+    let r = super::get(store, id)?;
+    parse_tree(&r).map_err(|e| match e {
+        RecordError::NotARecord(why) => RecordError::NotARecord(format!("{id}: {why}")),
+        other => other,
+    })
+}
+
+/// The entries of a tree record.
+pub fn parse_tree(r: &Record) -> Result<Vec<TreeEntry>, RecordError> {
+    if r.type_name != TREE_TYPE || r.version != 1 {
+        return Err(RecordError::NotARecord(format!(
+            "a {} version {} record, not a tree",
+            r.type_name, r.version
+        )));
+    }
+    super::schema::check(r)?;
+    let Some(Value::Array(items)) = r.body.get("entries") else {
+        unreachable!("the schema requires entries")
+    };
+    items.iter().map(|v| entry(v).map_err(RecordError::Input)).collect()
+}
+
+/// A file to put in a tree: its path relative to the tree's root.
+#[derive(Clone, Debug)]
+pub struct TreeFile {
+    /// Relative path (normal components only).
+    pub path: PathBuf,
+    /// Its length.
+    pub size: u64,
+    /// Whether it is executable.
+    pub exec: bool,
+    /// Its artifact id.
+    pub id: ArtifactId,
+}
+
+enum Node {
+    File(TreeFile),
+    Dir(BTreeMap<Vec<u8>, Node>),
+}
+
+/// Stores the trees of a directory holding `files` (every directory on a
+/// file's path gets one) and returns the root tree's id. Uncommitted, like
+/// any put: the caller commits.
+pub fn store_tree(store: &Store, files: &[TreeFile]) -> Result<ArtifactId, RecordError> {
+    let mut root = BTreeMap::new();
+    for f in files {
+        let mut names = Vec::new();
+        for c in f.path.components() {
+            match c {
+                Component::Normal(n) => names.push(n.as_bytes().to_vec()),
+                _ => return Err(RecordError::Input(format!("{}: not a relative path", f.path.display()))),
+            }
+        }
+        let Some((leaf, dirs)) = names.split_last() else {
+            return Err(RecordError::Input("an empty path in a tree".into()));
+        };
+        let mut at = &mut root;
+        for d in dirs {
+            let node = at.entry(d.clone()).or_insert_with(|| Node::Dir(BTreeMap::new()));
+            at = match node {
+                Node::Dir(m) => m,
+                Node::File(_) => {
+                    return Err(RecordError::Input(format!(
+                        "{}: a file is also a directory",
+                        f.path.display()
+                    )))
+                }
+            };
+        }
+        if at.insert(leaf.clone(), Node::File(f.clone())).is_some() {
+            return Err(RecordError::Input(format!("{}: named twice", f.path.display())));
+        }
+    }
+    Ok(store_dir(store, &root)?.0)
+}
+
+fn store_dir(store: &Store, dir: &BTreeMap<Vec<u8>, Node>) -> Result<(ArtifactId, u64), RecordError> {
+    let mut entries = Vec::with_capacity(dir.len());
+    let mut total = 0u64;
+    for (name, node) in dir {
+        let e = match node {
+            Node::File(f) => TreeEntry {
+                name: name.clone(),
+                kind: if f.exec { EntryKind::Exec } else { EntryKind::File },
+                size: f.size,
+                id: f.id,
+            },
+            Node::Dir(sub) => {
+                let (id, size) = store_dir(store, sub)?;
+                TreeEntry {
+                    name: name.clone(),
+                    kind: EntryKind::Dir,
+                    size,
+                    id,
+                }
+            }
+        };
+        total += e.size;
+        entries.push(e);
+    }
+    let stored = super::put(store, &tree_record(entries)?)?;
+    Ok((stored.id, total))
+}
+
+/// Every entry below tree `id`, depth first in name order, with its path
+/// from the root (as bytes joined by `/`).
+pub fn walk(store: &Store, id: &ArtifactId) -> Result<Vec<(Vec<u8>, TreeEntry)>, RecordError> {
+    let mut out = Vec::new();
+    walk_into(store, id, &[], &mut out, 0)?;
+    Ok(out)
+}
+
+/// Deepest tree nesting followed: a hostile store cannot make a walk recurse
+/// without end (a tree cannot name itself, its id would be its own hash, but
+/// a deep chain is possible).
+const MAX_TREE_DEPTH: usize = 4096;
+
+fn walk_into(
+    store: &Store,
+    id: &ArtifactId,
+    prefix: &[u8],
+    out: &mut Vec<(Vec<u8>, TreeEntry)>,
+    depth: usize,
+) -> Result<(), RecordError> {
+    if depth > MAX_TREE_DEPTH {
+        return Err(RecordError::Input(format!("trees nested deeper than {MAX_TREE_DEPTH}")));
+    }
+    for e in read_tree(store, id)? {
+        let mut path = prefix.to_vec();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(&e.name);
+        let sub = (e.kind == EntryKind::Dir).then_some(e.id);
+        out.push((path.clone(), e));
+        if let Some(sub) = sub {
+            walk_into(store, &sub, &path, out, depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// One difference between two trees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Only in the second tree.
+    Added(Vec<u8>, TreeEntry),
+    /// Only in the first.
+    Removed(Vec<u8>, TreeEntry),
+    /// In both, with other contents or kind: (path, before, after).
+    Modified(Vec<u8>, TreeEntry, TreeEntry),
+}
+
+/// The files that differ from tree `a` to tree `b` (subtrees with equal
+/// ids are skipped unread).
+pub fn diff(store: &Store, a: &ArtifactId, b: &ArtifactId) -> Result<Vec<Change>, RecordError> {
+    let mut out = Vec::new();
+    diff_into(store, Some(a), Some(b), &[], &mut out)?;
+    Ok(out)
+}
+
+fn diff_into(
+    store: &Store,
+    a: Option<&ArtifactId>,
+    b: Option<&ArtifactId>,
+    prefix: &[u8],
+    out: &mut Vec<Change>,
+) -> Result<(), RecordError> {
+    if a == b {
+        return Ok(());
+    }
+    let ea = a.map(|id| read_tree(store, id)).transpose()?.unwrap_or_default();
+    let eb = b.map(|id| read_tree(store, id)).transpose()?.unwrap_or_default();
+    let join = |name: &[u8]| {
+        let mut p = prefix.to_vec();
+        if !p.is_empty() {
+            p.push(b'/');
+        }
+        p.extend_from_slice(name);
+        p
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < ea.len() || j < eb.len() {
+        let ord = match (ea.get(i), eb.get(j)) {
+            (Some(x), Some(y)) => x.name.cmp(&y.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Less => {
+                let x = &ea[i];
+                removed_or_added(store, x, &join(&x.name), true, out)?;
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                let y = &eb[j];
+                removed_or_added(store, y, &join(&y.name), false, out)?;
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (&ea[i], &eb[j]);
+                let path = join(&x.name);
+                match (x.kind == EntryKind::Dir, y.kind == EntryKind::Dir) {
+                    (true, true) => diff_into(store, Some(&x.id), Some(&y.id), &path, out)?,
+                    (false, false) if x != y => out.push(Change::Modified(path, x.clone(), y.clone())),
+                    (false, false) => {}
+                    // A file became a directory or back: the one goes, the other comes.
+                    _ => {
+                        removed_or_added(store, x, &path, true, out)?;
+                        removed_or_added(store, y, &path, false, out)?;
+                    }
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn removed_or_added(
+    store: &Store,
+    e: &TreeEntry,
+    path: &[u8],
+    removed: bool,
+    out: &mut Vec<Change>,
+) -> Result<(), RecordError> {
+    if e.kind == EntryKind::Dir {
+        let (a, b) = if removed {
+            (Some(&e.id), None)
+        } else {
+            (None, Some(&e.id))
+        };
+        return diff_into(store, a, b, path, out);
+    }
+    out.push(if removed {
+        Change::Removed(path.to_vec(), e.clone())
+    } else {
+        Change::Added(path.to_vec(), e.clone())
+    });
+    Ok(())
+}
+
+/// Restores tree `id` into `dir`, every file proven against its id as it is
+/// read. `dir` must not exist or be empty, unless `overwrite`: then files of
+/// the tree replace files of the same name (others in `dir` stay). Each
+/// file is written beside its name and renamed over it once complete.
+/// Returns the number of files written.
+pub fn checkout(store: &Store, id: &ArtifactId, dir: &Path, overwrite: bool) -> Result<u64, RecordError> {
+    let io = |what: String, e: std::io::Error| {
+        RecordError::Store(crate::Error::Io {
+            context: what,
+            source: e,
+        })
+    };
+    // Everything is read (and checked) before the first byte is written.
+    let entries = walk(store, id)?;
+    match std::fs::read_dir(dir) {
+        Ok(mut it) => {
+            if !overwrite && it.next().is_some() {
+                return Err(RecordError::Input(format!(
+                    "{} is not empty (checkout writes into a new or empty directory unless told to overwrite)",
+                    dir.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| io(format!("create {}", dir.display()), e))?
+        }
+        Err(e) => return Err(io(format!("read {}", dir.display()), e)),
+    }
+    let mut files = 0;
+    for (path, e) in &entries {
+        let to = dir.join(OsStr::from_bytes(path));
+        match e.kind {
+            EntryKind::Dir => match std::fs::create_dir(&to) {
+                Ok(()) => {}
+                Err(x) if x.kind() == std::io::ErrorKind::AlreadyExists && to.is_dir() => {}
+                Err(x) => return Err(io(format!("create {}", to.display()), x)),
+            },
+            EntryKind::File | EntryKind::Exec => {
+                write_file(store, &e.id, &to, e.kind == EntryKind::Exec).map_err(|x| match x {
+                    RecordError::Store(crate::Error::Io { context, source }) => io(context, source),
+                    other => other,
+                })?;
+                files += 1;
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn write_file(store: &Store, id: &ArtifactId, to: &Path, exec: bool) -> Result<(), RecordError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |what: String, e: std::io::Error| {
+        RecordError::Store(crate::Error::Io {
+            context: what,
+            source: e,
+        })
+    };
+    let mut name = to.file_name().unwrap_or_default().to_os_string();
+    name.push(".asl-checkout");
+    let tmp = to.with_file_name(name);
+    let result = (|| {
+        let mut r = store.open_reader(id)?;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io(format!("create {}", tmp.display()), e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match std::io::Read::read(&mut r, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // The reader's errors carry the store's own (corruption
+                // named with artifact and segment) inside an io::Error.
+                Err(e) => {
+                    return Err(match e.into_inner().map(|x| x.downcast::<crate::Error>()) {
+                        Some(Ok(inner)) => RecordError::Store(*inner),
+                        Some(Err(other)) => io(format!("read {id}"), std::io::Error::other(other)),
+                        None => io(format!("read {id}"), std::io::Error::other("read failed")),
+                    })
+                }
+            };
+            f.write_all(&buf[..n])
+                .map_err(|e| io(format!("write {}", tmp.display()), e))?;
+        }
+        f.flush().map_err(|e| io(format!("write {}", tmp.display()), e))?;
+        let mode = if exec { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io(format!("chmod {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, to).map_err(|e| io(format!("rename to {}", to.display()), e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// After `store.ingest_plan(plan)` returned `report`: stores the tree of
+/// each directory in `roots` (the paths the plan was walked from; files
+/// among them get no tree) and returns `(directory, tree id)` in order.
+/// Uncommitted: the caller commits.
+pub fn trees_of_ingest(
+    store: &Store,
+    roots: &[PathBuf],
+    plan: &crate::IngestPlan,
+    report: &crate::IngestReport,
+) -> Result<Vec<(PathBuf, ArtifactId)>, RecordError> {
+    let mut out = Vec::new();
+    for root in roots {
+        if !root.is_dir() || plan.excluded.contains(root) {
+            continue;
+        }
+        let files: Vec<TreeFile> = plan
+            .inputs
+            .iter()
+            .zip(&report.files)
+            .filter_map(|(input, done)| {
+                let rel = input.path.strip_prefix(root).ok()?;
+                Some(TreeFile {
+                    path: rel.to_path_buf(),
+                    size: done.put.len,
+                    exec: input.exec,
+                    id: done.put.id,
+                })
+            })
+            .collect();
+        out.push((root.clone(), store_tree(store, &files)?));
+    }
+    Ok(out)
+}

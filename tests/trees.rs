@@ -1,0 +1,190 @@
+//! Trees: `ingest DIR` writes one per directory; `ls-tree`, `checkout` and
+//! `diff-tree` read them back through the real `aslctl`, and the library
+//! refuses malformed trees.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use asl::records::cbor::Value;
+use asl::records::tree::{self, EntryKind, TreeEntry};
+use asl::records::{self, Record};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aslctl");
+
+fn aslctl(store: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("ASL_STORE")
+        .output()
+        .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A tree with nesting, an executable, an empty file, a name that is not
+/// UTF-8, and what a tree leaves out: an empty directory and a symlink.
+fn make_tree(root: &Path) {
+    fs::create_dir_all(root.join("src/deep/er")).unwrap();
+    fs::write(root.join("README"), b"read me\n").unwrap();
+    fs::write(root.join("src/lib.rs"), b"pub fn f() {}\n").unwrap();
+    fs::write(root.join("src/deep/er/data.bin"), vec![7u8; 300_000]).unwrap();
+    fs::write(root.join("empty"), b"").unwrap();
+    fs::write(root.join("run.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(root.join(OsStr::from_bytes(b"caf\xe9.txt")), b"latin-1 name\n").unwrap();
+    fs::create_dir(root.join("nothing")).unwrap();
+    std::os::unix::fs::symlink("README", root.join("link")).unwrap();
+}
+
+#[test]
+fn ingest_checkout_round_trips_a_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, store) = (tmp.path().join("src"), tmp.path().join("store"));
+    make_tree(&src);
+    let o = aslctl(&store, &["ingest", "--tree", src.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    let last = text.lines().last().unwrap();
+    let (tid, shown) = last.split_once("  ").unwrap();
+    assert_eq!(shown, format!("{}/", src.display()));
+    // The b3sum lines are unchanged: one per file, nothing else before.
+    assert_eq!(text.lines().count(), 6 + 1);
+
+    let o = aslctl(&store, &["ls-tree", tid]);
+    let names: Vec<String> = out(&o)
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["README", "caf\u{fffd}.txt", "empty", "run.sh", "src"]);
+    assert!(out(&o).contains("exec "), "{}", out(&o));
+    let o = aslctl(&store, &["--json", "ls-tree", "-r", &tid[..12]]);
+    let rows: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let paths: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"src/deep/er/data.bin"), "{paths:?}");
+    let src_row = rows.as_array().unwrap().iter().find(|r| r["path"] == "src").unwrap();
+    assert_eq!(src_row["size"], 300_000 + 14, "a directory's size is its files'");
+
+    let co = tmp.path().join("co");
+    let o = aslctl(&store, &["checkout", tid, co.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    for rel in ["README", "src/lib.rs", "src/deep/er/data.bin", "empty", "run.sh"] {
+        assert_eq!(
+            fs::read(co.join(rel)).unwrap(),
+            fs::read(src.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    let odd = OsStr::from_bytes(b"caf\xe9.txt");
+    assert_eq!(fs::read(co.join(odd)).unwrap(), b"latin-1 name\n");
+    assert_ne!(fs::metadata(co.join("run.sh")).unwrap().permissions().mode() & 0o111, 0);
+    assert_eq!(fs::metadata(co.join("README")).unwrap().permissions().mode() & 0o111, 0);
+    assert!(
+        !co.join("nothing").exists() && !co.join("link").exists(),
+        "trees hold no empty dirs or links"
+    );
+
+    // A second checkout into the same place is refused, then allowed.
+    let o = aslctl(&store, &["checkout", tid, co.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("not empty"), "{}", err(&o));
+    fs::write(co.join("README"), b"changed").unwrap();
+    let o = aslctl(&store, &["checkout", "--force", tid, co.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(fs::read(co.join("README")).unwrap(), b"read me\n");
+
+    // Ingesting the checkout gives the same tree.
+    let o = aslctl(&store, &["ingest", "--tree", co.to_str().unwrap()]);
+    assert!(out(&o).lines().last().unwrap().starts_with(tid), "{}", out(&o));
+
+    // Not a tree: exit 2 with one line.
+    let file_id = out(&aslctl(&store, &["ingest", src.join("README").to_str().unwrap()]))[..64].to_string();
+    for cmd in ["ls-tree", "checkout"] {
+        let mut args = vec![cmd, &file_id];
+        let dst = tmp.path().join("x");
+        if cmd == "checkout" {
+            args.push(dst.to_str().unwrap());
+        }
+        let o = aslctl(&store, &args);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", err(&o));
+        assert!(err(&o).contains("not a record"), "{}", err(&o));
+    }
+}
+
+#[test]
+fn diff_tree_names_what_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, store) = (tmp.path().join("src"), tmp.path().join("store"));
+    make_tree(&src);
+    let tree_of = |o: Output| out(&o).lines().last().unwrap()[..64].to_string();
+    let a = tree_of(aslctl(&store, &["ingest", "--tree", src.to_str().unwrap()]));
+    fs::write(src.join("src/lib.rs"), b"pub fn g() {}\n").unwrap();
+    fs::remove_file(src.join("README")).unwrap();
+    fs::write(src.join("src/deep/new.txt"), b"new\n").unwrap();
+    fs::set_permissions(src.join("run.sh"), fs::Permissions::from_mode(0o644)).unwrap();
+    let b = tree_of(aslctl(&store, &["ingest", "--tree", src.to_str().unwrap()]));
+    let o = aslctl(&store, &["diff-tree", &a, &b]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o), "D\tREADME\nM\trun.sh\nA\tsrc/deep/new.txt\nM\tsrc/lib.rs\n");
+    assert_eq!(out(&aslctl(&store, &["diff-tree", &a, &a])), "");
+}
+
+#[test]
+fn malformed_trees_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = asl::StoreOptions::new().create(true).open(tmp.path()).unwrap();
+    let id = store.put(b"x").unwrap();
+    let e = |name: &[u8]| TreeEntry {
+        name: name.to_vec(),
+        kind: EntryKind::File,
+        size: 1,
+        id,
+    };
+    for bad in [
+        vec![e(b"a"), e(b"a")],
+        vec![e(b"..")],
+        vec![e(b"a/b")],
+        vec![e(b"")],
+        vec![e(b"n\0ul")],
+    ] {
+        assert!(tree::tree_record(bad.clone()).is_err(), "{bad:?}");
+    }
+    // A hand-made tree record with its names out of order breaks the schema.
+    let entry = |n: &[u8]| {
+        Value::Array(vec![
+            Value::Bytes(n.to_vec()),
+            Value::text("f"),
+            Value::Unsigned(1),
+            Value::Bytes(id.as_bytes().to_vec()),
+        ])
+    };
+    let body = Value::Map(vec![(
+        Value::text("entries"),
+        Value::Array(vec![entry(b"b"), entry(b"a")]),
+    )]);
+    let r = records::put(&store, &Record::new("asl/tree", 1, body));
+    assert!(r.unwrap_err().to_string().contains("increasing"));
+    let good = tree::tree_record(vec![e(b"b"), e(b"a")]).unwrap();
+    let stored = records::put(&store, &good).unwrap();
+    let back = tree::read_tree(&store, &stored.id).unwrap();
+    assert_eq!(
+        back.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),
+        [b"a".to_vec(), b"b".to_vec()]
+    );
+}
