@@ -188,3 +188,59 @@ fn malformed_trees_are_refused() {
         [b"a".to_vec(), b"b".to_vec()]
     );
 }
+
+#[test]
+fn a_snapshot_of_a_tree_keeps_that_directory_and_restores_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, store) = (tmp.path().join("src"), tmp.path().join("store"));
+    make_tree(&src);
+    let other = tmp.path().join("other.txt");
+    fs::write(&other, b"not in the tree\n").unwrap();
+    let other_id = out(&aslctl(&store, &["ingest", other.to_str().unwrap()]))[..64].to_string();
+    let o = aslctl(&store, &["ingest", "--tree", src.to_str().unwrap()]);
+    let tid = out(&o).lines().last().unwrap()[..64].to_string();
+
+    let o = aslctl(
+        &store,
+        &["--json", "snapshot", "create", "backup-1", "--tree", &tid[..16]],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let meta: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let below: serde_json::Value =
+        serde_json::from_str(&out(&aslctl(&store, &["--json", "ls-tree", "-r", &tid]))).unwrap();
+    let mut ids: Vec<String> = below
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.push(tid.clone());
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        meta["artifacts"],
+        ids.len(),
+        "the tree, its subtrees and files, nothing else"
+    );
+    let listed = out(&aslctl(&store, &["ls", "--at", "backup-1"]));
+    assert!(!listed.contains(&other_id), "{listed}");
+
+    // Everything leaves CURRENT and GC runs: the snapshot still restores it.
+    let mut args = vec!["rm"];
+    args.extend(ids.iter().map(|s| s.as_str()));
+    assert!(aslctl(&store, &args).status.success());
+    assert!(aslctl(&store, &["gc", "--threshold", "1"]).status.success());
+    let co = tmp.path().join("restored");
+    let o = aslctl(&store, &["checkout", &tid, co.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "gone from CURRENT: {}", err(&o));
+    let o = aslctl(&store, &["checkout", "--at", "backup-1", &tid, co.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(fs::read(co.join("src/deep/er/data.bin")).unwrap(), vec![7u8; 300_000]);
+    let o = aslctl(&store, &["ls-tree", "--at", "backup-1", "-r", &tid]);
+    assert_eq!(out(&o).lines().count(), below.as_array().unwrap().len());
+
+    // A tree that is not in CURRENT any more cannot be snapshotted.
+    let o = aslctl(&store, &["snapshot", "create", "backup-2", "--tree", &tid]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(!out(&aslctl(&store, &["snapshot", "list"])).contains("backup-2"));
+}

@@ -91,7 +91,35 @@ pub fn put(store: &Store, r: &Record) -> Result<Stored, RecordError> {
     })
 }
 
-/// Reads record `id` (verified like every read) and decodes it.
-pub fn get(store: &Store, id: &ArtifactId) -> Result<Record, RecordError> {
-    Record::decode(&store.get(id)?)
+/// Reads record `id` (verified like every read) from CURRENT or a snapshot
+/// and decodes it.
+pub fn get(from: &dyn Source, id: &ArtifactId) -> Result<Record, RecordError> {
+    Record::decode(&from.read(id)?)
+}
+
+/// What records and the files they name are read from: CURRENT (a
+/// [`Store`]) or a snapshot ([`crate::SnapshotView`]).
+pub trait Source {
+    /// The artifact's bytes, verified.
+    fn read(&self, id: &ArtifactId) -> crate::Result<Vec<u8>>;
+    /// A streaming reader over the artifact, verified as it goes.
+    fn reader(&self, id: &ArtifactId) -> crate::Result<crate::ArtifactReader>;
+}
+
+impl Source for Store {
+    fn read(&self, id: &ArtifactId) -> crate::Result<Vec<u8>> {
+        self.get(id)
+    }
+    fn reader(&self, id: &ArtifactId) -> crate::Result<crate::ArtifactReader> {
+        self.open_reader(id)
+    }
+}
+
+impl Source for crate::SnapshotView<'_> {
+    fn read(&self, id: &ArtifactId) -> crate::Result<Vec<u8>> {
+        self.get(id)
+    }
+    fn reader(&self, id: &ArtifactId) -> crate::Result<crate::ArtifactReader> {
+        self.open_reader(id)
+    }
 }

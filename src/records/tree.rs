@@ -21,7 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::cbor::Value;
-use super::{Record, RecordError};
+use super::{Record, RecordError, Source};
 use crate::{ArtifactId, Store};
 
 /// The record type of trees.
@@ -134,7 +134,7 @@ fn entry(v: &Value) -> Result<TreeEntry, String> {
 }
 
 /// The entries of tree `id`, read from `store` and checked.
-pub fn read_tree(store: &Store, id: &ArtifactId) -> Result<Vec<TreeEntry>, RecordError> {
+pub fn read_tree(store: &dyn Source, id: &ArtifactId) -> Result<Vec<TreeEntry>, RecordError> {
     let r = super::get(store, id)?;
     parse_tree(&r).map_err(|e| match e {
         RecordError::NotARecord(why) => RecordError::NotARecord(format!("{id}: {why}")),
@@ -241,7 +241,7 @@ fn store_dir(store: &Store, dir: &BTreeMap<Vec<u8>, Node>) -> Result<(ArtifactId
 
 /// Every entry below tree `id`, depth first in name order, with its path
 /// from the root (as bytes joined by `/`).
-pub fn walk(store: &Store, id: &ArtifactId) -> Result<Vec<(Vec<u8>, TreeEntry)>, RecordError> {
+pub fn walk(store: &dyn Source, id: &ArtifactId) -> Result<Vec<(Vec<u8>, TreeEntry)>, RecordError> {
     let mut out = Vec::new();
     walk_into(store, id, &[], &mut out, 0)?;
     Ok(out)
@@ -253,7 +253,7 @@ pub fn walk(store: &Store, id: &ArtifactId) -> Result<Vec<(Vec<u8>, TreeEntry)>,
 const MAX_TREE_DEPTH: usize = 4096;
 
 fn walk_into(
-    store: &Store,
+    store: &dyn Source,
     id: &ArtifactId,
     prefix: &[u8],
     out: &mut Vec<(Vec<u8>, TreeEntry)>,
@@ -290,14 +290,14 @@ pub enum Change {
 
 /// The files that differ from tree `a` to tree `b` (subtrees with equal
 /// ids are skipped unread).
-pub fn diff(store: &Store, a: &ArtifactId, b: &ArtifactId) -> Result<Vec<Change>, RecordError> {
+pub fn diff(store: &dyn Source, a: &ArtifactId, b: &ArtifactId) -> Result<Vec<Change>, RecordError> {
     let mut out = Vec::new();
     diff_into(store, Some(a), Some(b), &[], &mut out)?;
     Ok(out)
 }
 
 fn diff_into(
-    store: &Store,
+    store: &dyn Source,
     a: Option<&ArtifactId>,
     b: Option<&ArtifactId>,
     prefix: &[u8],
@@ -356,7 +356,7 @@ fn diff_into(
 }
 
 fn removed_or_added(
-    store: &Store,
+    store: &dyn Source,
     e: &TreeEntry,
     path: &[u8],
     removed: bool,
@@ -383,7 +383,7 @@ fn removed_or_added(
 /// the tree replace files of the same name (others in `dir` stay). Each
 /// file is written beside its name and renamed over it once complete.
 /// Returns the number of files written.
-pub fn checkout(store: &Store, id: &ArtifactId, dir: &Path, overwrite: bool) -> Result<u64, RecordError> {
+pub fn checkout(store: &dyn Source, id: &ArtifactId, dir: &Path, overwrite: bool) -> Result<u64, RecordError> {
     let io = |what: String, e: std::io::Error| {
         RecordError::Store(crate::Error::Io {
             context: what,
@@ -427,7 +427,7 @@ pub fn checkout(store: &Store, id: &ArtifactId, dir: &Path, overwrite: bool) -> 
     Ok(files)
 }
 
-fn write_file(store: &Store, id: &ArtifactId, to: &Path, exec: bool) -> Result<(), RecordError> {
+fn write_file(store: &dyn Source, id: &ArtifactId, to: &Path, exec: bool) -> Result<(), RecordError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |what: String, e: std::io::Error| {
         RecordError::Store(crate::Error::Io {
@@ -439,7 +439,7 @@ fn write_file(store: &Store, id: &ArtifactId, to: &Path, exec: bool) -> Result<(
     name.push(".asl-checkout");
     let tmp = to.with_file_name(name);
     let result = (|| {
-        let mut r = store.open_reader(id)?;
+        let mut r = store.reader(id)?;
         let mut f = std::fs::File::create(&tmp).map_err(|e| io(format!("create {}", tmp.display()), e))?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -504,4 +504,14 @@ pub fn trees_of_ingest(
         out.push((root.clone(), store_tree(store, &files)?));
     }
     Ok(out)
+}
+
+/// Takes snapshot `name` of tree `id`: the tree, its subtrees and every
+/// file they name, and nothing else, so that the snapshot keeps exactly
+/// that directory (restic's "back up, list, restore", with `snapshot list`,
+/// `ls-tree` and `checkout`). Every one must be in CURRENT.
+pub fn snapshot_tree(store: &Store, name: &str, id: &ArtifactId) -> Result<crate::SnapshotMeta, RecordError> {
+    let mut ids: std::collections::HashSet<ArtifactId> = walk(store, id)?.into_iter().map(|(_, e)| e.id).collect();
+    ids.insert(*id);
+    Ok(store.snapshot_of(name, &ids)?)
 }

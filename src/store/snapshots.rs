@@ -12,6 +12,7 @@
 //! this artifact retained" never changes between GC's check and its delete.
 
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -78,12 +79,32 @@ impl Store {
     /// for the same content wherever its bytes sit. The writer waits while the
     /// snapshot's index file is written (one sequential pass over the index).
     pub fn snapshot(&self, name: &str) -> Result<SnapshotMeta> {
+        self.snapshot_filtered(name, None)
+    }
+
+    /// Takes a named snapshot holding only the artifacts `ids` (each must be
+    /// in CURRENT, else [`Error::NotFound`] and no snapshot): what a tree and
+    /// everything below it needs, say, so that a backup of one directory is
+    /// kept, listed and restored on its own. The identity is that of a
+    /// CURRENT holding just those artifacts.
+    pub fn snapshot_of(&self, name: &str, ids: &HashSet<ArtifactId>) -> Result<SnapshotMeta> {
+        self.snapshot_filtered(name, Some(ids))
+    }
+
+    fn snapshot_filtered(&self, name: &str, only: Option<&HashSet<ArtifactId>>) -> Result<SnapshotMeta> {
         validate_name(name).map_err(Error::InvalidArgument)?;
         let mut w = self.writer()?;
         if self.state.read().snapshots.contains_key(name) {
             return Err(Error::SnapshotExists(name.to_string()));
         }
         self.commit_locked(&mut w)?;
+        // Checked under the writer lock, so nothing can remove one of them
+        // between this check and the snapshot's file.
+        for id in only.into_iter().flatten() {
+            if !self.contains(id)? {
+                return Err(Error::NotFound(*id));
+            }
+        }
         let (mem, files) = {
             let st = self.state.read();
             (super::sorted(&st.memtable), st.indexes.clone())
@@ -99,7 +120,9 @@ impl Store {
         // Chunk records stay out: a snapshot lists artifacts, and keeps
         // their chunks through their manifests (the chunk sweep marks them).
         let live = Merged::new(mem, &files, None)?
-            .filter(|e| !matches!(e, Ok(e) if e.is_tombstone() || e.is_chunk()))
+            .filter(
+                |e| !matches!(e, Ok(e) if e.is_tombstone() || e.is_chunk() || only.is_some_and(|o| !o.contains(&e.id))),
+            )
             .inspect(|e| {
                 if let Ok(e) = e {
                     hasher.add(e);

@@ -113,6 +113,9 @@ enum Cmd {
         /// Every entry below, with its path.
         #[arg(short, long)]
         recursive: bool,
+        /// Read it from this snapshot instead of CURRENT.
+        #[arg(long)]
+        at: Option<String>,
     },
     /// Restore a tree into a directory, every file verified as it is read.
     Checkout {
@@ -123,6 +126,9 @@ enum Cmd {
         /// Write into a non-empty directory, replacing files of the same name.
         #[arg(long)]
         force: bool,
+        /// Restore it from this snapshot instead of CURRENT.
+        #[arg(long)]
+        at: Option<String>,
     },
     /// The files that differ between two trees: `A|D|M<tab>path`.
     DiffTree {
@@ -282,8 +288,8 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Snapshot(cmd) => snap::snapshot(cli.json, dir, cmd),
         Cmd::Record(cmd) => record::record(cli.json, dir, cmd),
         Cmd::Types => record::types(cli.json),
-        Cmd::LsTree { id, recursive } => record::ls_tree(cli.json, dir, id, *recursive),
-        Cmd::Checkout { id, dir: to, force } => record::checkout(dir, id, to, *force),
+        Cmd::LsTree { id, recursive, at } => record::ls_tree(cli.json, dir, id, *recursive, at.as_deref()),
+        Cmd::Checkout { id, dir: to, force, at } => record::checkout(dir, id, to, *force, at.as_deref()),
         Cmd::DiffTree { a, b } => record::diff_tree(cli.json, dir, a, b),
         #[cfg(feature = "bench")]
         Cmd::Bench(args) => bench::bench(cli.json, args),

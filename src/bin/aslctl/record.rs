@@ -131,10 +131,6 @@ pub(crate) fn types(json_out: bool) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn tree_id(s: &asl::Store, id: &str) -> Result<asl::ArtifactId, Error> {
-    s.resolve(id)
-}
-
 fn show_path(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
@@ -147,19 +143,46 @@ fn kind_word(k: tree::EntryKind) -> &'static str {
     }
 }
 
-/// `aslctl ls-tree ID [-r]`: `<kind> <id> <size>\t<name>` per entry.
-pub(crate) fn ls_tree(json_out: bool, dir: &Path, id: &str, recursive: bool) -> Result<ExitCode, Error> {
+/// Runs `f` over CURRENT, or over snapshot `at`, with `id` resolved there.
+fn with_source<T>(
+    dir: &Path,
+    at: Option<&str>,
+    id: &str,
+    f: impl FnOnce(&dyn records::Source, asl::ArtifactId) -> Result<T, Error>,
+) -> Result<T, Error> {
     let s = StoreOptions::new().read_only(true).open(dir)?;
-    let id = tree_id(&s, id)?;
-    let rows: Vec<(Vec<u8>, tree::TreeEntry)> = if recursive {
-        tree::walk(&s, &id).map_err(lift)?
-    } else {
-        tree::read_tree(&s, &id)
-            .map_err(lift)?
-            .into_iter()
-            .map(|e| (e.name.clone(), e))
-            .collect()
-    };
+    match at {
+        Some(name) => {
+            let v = s.at(name)?;
+            let id = v.resolve(id)?;
+            f(&v, id)
+        }
+        None => {
+            let id = s.resolve(id)?;
+            f(&s, id)
+        }
+    }
+}
+
+/// `aslctl ls-tree ID [-r] [--at SNAP]`: `<kind> <id> <size>\t<name>` per entry.
+pub(crate) fn ls_tree(
+    json_out: bool,
+    dir: &Path,
+    id: &str,
+    recursive: bool,
+    at: Option<&str>,
+) -> Result<ExitCode, Error> {
+    let rows: Vec<(Vec<u8>, tree::TreeEntry)> = with_source(dir, at, id, |src, id| {
+        if recursive {
+            tree::walk(src, &id).map_err(lift)
+        } else {
+            Ok(tree::read_tree(src, &id)
+                .map_err(lift)?
+                .into_iter()
+                .map(|e| (e.name.clone(), e))
+                .collect())
+        }
+    })?;
     if json_out {
         let v: Vec<_> = rows
             .iter()
@@ -176,11 +199,9 @@ pub(crate) fn ls_tree(json_out: bool, dir: &Path, id: &str, recursive: bool) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// `aslctl checkout TREE DIR [--force]`.
-pub(crate) fn checkout(dir: &Path, id: &str, to: &Path, force: bool) -> Result<ExitCode, Error> {
-    let s = StoreOptions::new().read_only(true).open(dir)?;
-    let id = tree_id(&s, id)?;
-    let n = tree::checkout(&s, &id, to, force).map_err(lift)?;
+/// `aslctl checkout TREE DIR [--force] [--at SNAP]`.
+pub(crate) fn checkout(dir: &Path, id: &str, to: &Path, force: bool, at: Option<&str>) -> Result<ExitCode, Error> {
+    let n = with_source(dir, at, id, |src, id| tree::checkout(src, &id, to, force).map_err(lift))?;
     eprintln!("checked out {n} files into {}", to.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -188,7 +209,7 @@ pub(crate) fn checkout(dir: &Path, id: &str, to: &Path, force: bool) -> Result<E
 /// `aslctl diff-tree A B`: `A path`, `D path`, `M path` per changed file.
 pub(crate) fn diff_tree(json_out: bool, dir: &Path, a: &str, b: &str) -> Result<ExitCode, Error> {
     let s = StoreOptions::new().read_only(true).open(dir)?;
-    let (a, b) = (tree_id(&s, a)?, tree_id(&s, b)?);
+    let (a, b) = (s.resolve(a)?, s.resolve(b)?);
     let changes = tree::diff(&s, &a, &b).map_err(lift)?;
     let rows = changes.iter().map(|c| match c {
         tree::Change::Added(p, e) => ("A", p, None, Some(e)),

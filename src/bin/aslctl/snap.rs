@@ -17,6 +17,10 @@ pub enum SnapCmd {
     Create {
         /// Snapshot name (letters, digits, '.', '_', '-').
         name: String,
+        /// Snapshot only this tree (id or prefix): the tree, its subtrees and
+        /// their files, e.g. the tree `ingest --tree DIR` printed.
+        #[arg(long)]
+        tree: Option<String>,
     },
     /// List snapshots, oldest first.
     List,
@@ -112,9 +116,15 @@ fn when(secs: u64) -> String {
 pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, Error> {
     let read_only = || StoreOptions::new().read_only(true).open(dir);
     match cmd {
-        SnapCmd::Create { name } => {
+        SnapCmd::Create { name, tree } => {
             let s = Store::open(dir)?;
-            let m = s.snapshot(name)?;
+            let m = match tree {
+                Some(t) => {
+                    let id = s.resolve(t)?;
+                    asl::records::tree::snapshot_tree(&s, name, &id).map_err(crate::record::lift)?
+                }
+                None => s.snapshot(name)?,
+            };
             crate::close_committed(s);
             if json_out {
                 out!("{}", meta_json(&m));
