@@ -134,7 +134,15 @@ pub fn encode(v: &Value) -> Result<Vec<u8>, CborError> {
     Ok(out)
 }
 
-fn head(major: u8, arg: u64, out: &mut Vec<u8>) {
+/// Appends the canonical encoding of `v` to `out` (for a caller that
+/// writes an enclosing item's head itself).
+pub fn encode_to(v: &Value, out: &mut Vec<u8>) -> Result<(), CborError> {
+    encode_into(v, out)
+}
+
+/// Appends the head of an item of major type `major` (0-7) with argument
+/// `arg`, in its shortest form.
+pub fn head(major: u8, arg: u64, out: &mut Vec<u8>) {
     let m = major << 5;
     if arg < 24 {
         out.push(m | arg as u8);

@@ -44,16 +44,16 @@ impl Record {
     /// The record's canonical bytes (its id is their BLAKE3).
     pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
         check_header(&self.type_name, self.version)?;
-        let v = Value::Tag(
-            SELF_DESCRIBED,
-            Box::new(Value::Array(vec![
-                Value::text("asl"),
-                Value::text(self.type_name.clone()),
-                Value::Unsigned(self.version),
-                self.body.clone(),
-            ])),
-        );
-        Ok(cbor::encode(&v)?)
+        // Written piece by piece rather than as one Value, so the body is
+        // not copied: a tree of thousands of entries is encoded as it is.
+        let mut out = Vec::with_capacity(64);
+        cbor::head(6, SELF_DESCRIBED, &mut out);
+        cbor::head(4, 4, &mut out);
+        cbor::encode_to(&Value::text("asl"), &mut out)?;
+        cbor::encode_to(&Value::text(self.type_name.as_str()), &mut out)?;
+        cbor::head(0, self.version, &mut out);
+        cbor::encode_to(&self.body, &mut out)?;
+        Ok(out)
     }
 
     /// Decodes a record, checking the CBOR is canonical and the envelope

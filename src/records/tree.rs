@@ -96,23 +96,27 @@ pub(super) fn check_entries(v: &Value) -> Result<(), String> {
     let Value::Array(items) = v else {
         return Err(format!("{v} is not an array"));
     };
-    let mut prev: Option<Vec<u8>> = None;
+    let mut prev: Option<&[u8]> = None;
     for (i, item) in items.iter().enumerate() {
-        let e = entry(item).map_err(|e| format!("[{i}]: {e}"))?;
-        if prev.as_ref().is_some_and(|p| *p >= e.name) {
+        let (name, _, _, _) = entry_parts(item).map_err(|e| format!("[{i}]: {e}"))?;
+        if prev.is_some_and(|p| p >= name) {
             return Err(format!("[{i}]: names not in strictly increasing byte order"));
         }
-        prev = Some(e.name);
+        prev = Some(name);
     }
     Ok(())
 }
 
-fn entry(v: &Value) -> Result<TreeEntry, String> {
+/// An entry's fields, checked, the name borrowed from the value.
+type EntryParts<'a> = (&'a [u8], EntryKind, u64, [u8; 32]);
+
+fn entry_parts(v: &Value) -> Result<EntryParts<'_>, String> {
+    let shape = || format!("{v} is not an entry [name, kind, size, id]");
     let Value::Array(parts) = v else {
-        return Err(format!("{v} is not an entry [name, kind, size, id]"));
+        return Err(shape());
     };
     let [Value::Bytes(name), Value::Text(kind), Value::Unsigned(size), Value::Bytes(id)] = parts.as_slice() else {
-        return Err(format!("{v} is not an entry [name, kind, size, id]"));
+        return Err(shape());
     };
     check_name(name)?;
     let kind = match kind.as_str() {
@@ -125,10 +129,15 @@ fn entry(v: &Value) -> Result<TreeEntry, String> {
         .as_slice()
         .try_into()
         .map_err(|_| "an entry id is not 32 bytes".to_string())?;
+    Ok((name, kind, *size, id))
+}
+
+fn entry(v: &Value) -> Result<TreeEntry, String> {
+    let (name, kind, size, id) = entry_parts(v)?;
     Ok(TreeEntry {
-        name: name.clone(),
+        name: name.to_vec(),
         kind,
-        size: *size,
+        size,
         id: ArtifactId::from_bytes(id),
     })
 }
@@ -171,7 +180,8 @@ pub struct TreeFile {
 }
 
 enum Node {
-    File(TreeFile),
+    /// A file: size, executable, id.
+    File(u64, bool, ArtifactId),
     Dir(BTreeMap<Vec<u8>, Node>),
 }
 
@@ -184,7 +194,7 @@ pub fn store_tree(store: &Store, files: &[TreeFile]) -> Result<ArtifactId, Recor
         let mut names = Vec::new();
         for c in f.path.components() {
             match c {
-                Component::Normal(n) => names.push(n.as_bytes().to_vec()),
+                Component::Normal(n) => names.push(n.as_bytes()),
                 _ => return Err(RecordError::Input(format!("{}: not a relative path", f.path.display()))),
             }
         }
@@ -193,10 +203,10 @@ pub fn store_tree(store: &Store, files: &[TreeFile]) -> Result<ArtifactId, Recor
         };
         let mut at = &mut root;
         for d in dirs {
-            let node = at.entry(d.clone()).or_insert_with(|| Node::Dir(BTreeMap::new()));
+            let node = at.entry(d.to_vec()).or_insert_with(|| Node::Dir(BTreeMap::new()));
             at = match node {
                 Node::Dir(m) => m,
-                Node::File(_) => {
+                Node::File(..) => {
                     return Err(RecordError::Input(format!(
                         "{}: a file is also a directory",
                         f.path.display()
@@ -204,38 +214,38 @@ pub fn store_tree(store: &Store, files: &[TreeFile]) -> Result<ArtifactId, Recor
                 }
             };
         }
-        if at.insert(leaf.clone(), Node::File(f.clone())).is_some() {
+        if at.insert(leaf.to_vec(), Node::File(f.size, f.exec, f.id)).is_some() {
             return Err(RecordError::Input(format!("{}: named twice", f.path.display())));
         }
     }
     Ok(store_dir(store, &root)?.0)
 }
 
+/// Stores the tree of `dir` (its subtrees first) and returns its id and
+/// total file bytes. The map is in name order already, so the entries go
+/// straight into the record's body.
 fn store_dir(store: &Store, dir: &BTreeMap<Vec<u8>, Node>) -> Result<(ArtifactId, u64), RecordError> {
-    let mut entries = Vec::with_capacity(dir.len());
+    let mut items = Vec::with_capacity(dir.len());
     let mut total = 0u64;
     for (name, node) in dir {
-        let e = match node {
-            Node::File(f) => TreeEntry {
-                name: name.clone(),
-                kind: if f.exec { EntryKind::Exec } else { EntryKind::File },
-                size: f.size,
-                id: f.id,
-            },
+        let (kind, size, id) = match node {
+            Node::File(size, exec, id) => (if *exec { EntryKind::Exec } else { EntryKind::File }, *size, *id),
             Node::Dir(sub) => {
                 let (id, size) = store_dir(store, sub)?;
-                TreeEntry {
-                    name: name.clone(),
-                    kind: EntryKind::Dir,
-                    size,
-                    id,
-                }
+                (EntryKind::Dir, size, id)
             }
         };
-        total += e.size;
-        entries.push(e);
+        total += size;
+        items.push(Value::Array(vec![
+            Value::Bytes(name.clone()),
+            Value::text(kind.code()),
+            Value::Unsigned(size),
+            Value::Bytes(id.as_bytes().to_vec()),
+        ]));
     }
-    let stored = super::put(store, &tree_record(entries)?)?;
+    let body = Value::Map(vec![(Value::text("entries"), Value::Array(items))]);
+    // `put` checks the body against the schema (names valid and in order).
+    let stored = super::put(store, &Record::new(TREE_TYPE, 1, body))?;
     Ok((stored.id, total))
 }
 
