@@ -2,28 +2,10 @@
 //! and bad input refused with exit 2 and nothing written.
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_aslctl");
-
-fn aslctl(store: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("ASL_STORE")
-        .output()
-        .unwrap()
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{aslctl, stderr_of as err, stdout_of as out};
 
 const RUN: &str = r#"{"run_id": "r-7", "created_at": "2026-11-30T10:00:00.250Z", "mode": "strict",
   "tool": "mill", "status": "ERROR", "meta": {"attempt": 2, "note": "timeout"},
@@ -116,7 +98,7 @@ fn bad_records_are_refused_with_exit_2_and_nothing_written() {
 fn unknown_types_are_stored_with_a_note() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("s");
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(common::aslctl_bin())
         .args([
             "--store",
             store.to_str().unwrap(),

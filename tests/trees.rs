@@ -7,31 +7,14 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use asl::records::cbor::Value;
 use asl::records::tree::{self, EntryKind, TreeEntry};
 use asl::records::{self, Record};
 
-const BIN: &str = env!("CARGO_BIN_EXE_aslctl");
-
-fn aslctl(store: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("ASL_STORE")
-        .output()
-        .unwrap()
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{aslctl, stderr_of as err, stdout_of as out};
 
 /// A tree with nesting, an executable, an empty file, a name that is not
 /// UTF-8, and what a tree leaves out: an empty directory and a symlink.

@@ -209,3 +209,34 @@ pub fn text(seed: u64, len: usize) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// The `aslctl` binary cargo built for these tests (feature `cli`).
+pub fn aslctl_bin() -> &'static str {
+    // Not env!: test crates that never run the binary must still build
+    // without feature cli.
+    match option_env!("CARGO_BIN_EXE_aslctl") {
+        Some(bin) => bin,
+        None => panic!("the aslctl binary is built with feature cli"),
+    }
+}
+
+/// Runs the real `aslctl` on `store` with `args` (`$ASL_STORE` cleared).
+pub fn aslctl(store: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(aslctl_bin())
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("ASL_STORE")
+        .output()
+        .unwrap()
+}
+
+/// A command's stdout as text.
+pub fn stdout_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's stderr as text.
+pub fn stderr_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
