@@ -227,3 +227,33 @@ fn a_snapshot_of_a_tree_keeps_that_directory_and_restores_it() {
     assert_ne!(o.status.code(), Some(0));
     assert!(!out(&aslctl(&store, &["snapshot", "list"])).contains("backup-2"));
 }
+
+#[test]
+fn checkout_of_a_damaged_file_stops_without_writing_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, store) = (tmp.path().join("src"), tmp.path().join("store"));
+    fs::create_dir_all(&src).unwrap();
+    // Large enough that the damage, near its end, is met after the first
+    // verified pieces were written to the checkout's temporary file.
+    let bytes = common::noise(11, 3 << 20);
+    fs::write(src.join("a.bin"), &bytes).unwrap();
+    let o = aslctl(&store, &["ingest", "--tree", src.to_str().unwrap()]);
+    let tid = out(&o).lines().last().unwrap()[..64].to_string();
+    let seg = fs::read_dir(store.join("segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut raw = fs::read(&seg).unwrap();
+    let mark = &bytes[(5 << 19)..(5 << 19) + 32];
+    let at = raw.windows(32).position(|w| w == mark).unwrap();
+    raw[at] ^= 0x40;
+    fs::write(&seg, &raw).unwrap();
+    let co = tmp.path().join("co");
+    let o = aslctl(&store, &["checkout", &tid, co.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("corrupt"), "{}", err(&o));
+    let left: Vec<_> = fs::read_dir(&co).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "no file, whole or partial, is left: {left:?}");
+}

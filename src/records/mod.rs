@@ -81,13 +81,36 @@ pub struct Stored {
 /// breaks its schema is refused and nothing is written; one of an
 /// unregistered type is stored and reported as [`schema::Checked::Unknown`].
 pub fn put(store: &Store, r: &Record) -> Result<Stored, RecordError> {
+    put_prepared(store, &prepare(r)?)
+}
+
+/// A record checked against the registry and encoded, not yet stored: what
+/// [`put`] does before it writes, for a caller that wants every refusal
+/// before it so much as opens a store.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The record's canonical bytes.
+    pub bytes: Vec<u8>,
+    /// What the registry said of it.
+    pub checked: schema::Checked,
+}
+
+/// Checks `r` against the registry and encodes it (see [`put`]).
+pub fn prepare(r: &Record) -> Result<Prepared, RecordError> {
     let checked = schema::check(r)?;
-    let bytes = r.encode()?;
-    let p = store.put_with(&bytes, &crate::PutOptions::default())?;
-    Ok(Stored {
-        id: p.id,
+    Ok(Prepared {
+        bytes: r.encode()?,
         checked,
-        new: p.new,
+    })
+}
+
+/// Stores a record [`prepare`] accepted.
+pub fn put_prepared(store: &Store, p: &Prepared) -> Result<Stored, RecordError> {
+    let put = store.put_with(&p.bytes, &crate::PutOptions::default())?;
+    Ok(Stored {
+        id: put.id,
+        checked: p.checked,
+        new: put.new,
     })
 }
 

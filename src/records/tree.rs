@@ -394,13 +394,8 @@ fn removed_or_added(
 /// file is written beside its name and renamed over it once complete.
 /// Returns the number of files written.
 pub fn checkout(store: &dyn Source, id: &ArtifactId, dir: &Path, overwrite: bool) -> Result<u64, RecordError> {
-    let io = |what: String, e: std::io::Error| {
-        RecordError::Store(crate::Error::Io {
-            context: what,
-            source: e,
-        })
-    };
-    // Everything is read (and checked) before the first byte is written.
+    // Every tree is read and checked before the first byte is written (the
+    // files are proven as they are copied).
     let entries = walk(store, id)?;
     match std::fs::read_dir(dir) {
         Ok(mut it) => {
@@ -426,10 +421,7 @@ pub fn checkout(store: &dyn Source, id: &ArtifactId, dir: &Path, overwrite: bool
                 Err(x) => return Err(io(format!("create {}", to.display()), x)),
             },
             EntryKind::File | EntryKind::Exec => {
-                write_file(store, &e.id, &to, e.kind == EntryKind::Exec).map_err(|x| match x {
-                    RecordError::Store(crate::Error::Io { context, source }) => io(context, source),
-                    other => other,
-                })?;
+                write_file(store, &e.id, &to, e.kind == EntryKind::Exec)?;
                 files += 1;
             }
         }
@@ -437,14 +429,16 @@ pub fn checkout(store: &dyn Source, id: &ArtifactId, dir: &Path, overwrite: bool
     Ok(files)
 }
 
+/// A file-system error while checking out, with what was being done.
+fn io(what: String, e: std::io::Error) -> RecordError {
+    RecordError::Store(crate::Error::Io {
+        context: what,
+        source: e,
+    })
+}
+
 fn write_file(store: &dyn Source, id: &ArtifactId, to: &Path, exec: bool) -> Result<(), RecordError> {
     use std::os::unix::fs::PermissionsExt;
-    let io = |what: String, e: std::io::Error| {
-        RecordError::Store(crate::Error::Io {
-            context: what,
-            source: e,
-        })
-    };
     let mut name = to.file_name().unwrap_or_default().to_os_string();
     name.push(".asl-checkout");
     let tmp = to.with_file_name(name);
@@ -457,15 +451,9 @@ fn write_file(store: &dyn Source, id: &ArtifactId, to: &Path, exec: bool) -> Res
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // The reader's errors carry the store's own (corruption
-                // named with artifact and segment) inside an io::Error.
-                Err(e) => {
-                    return Err(match e.into_inner().map(|x| x.downcast::<crate::Error>()) {
-                        Some(Ok(inner)) => RecordError::Store(*inner),
-                        Some(Err(other)) => io(format!("read {id}"), std::io::Error::other(other)),
-                        None => io(format!("read {id}"), std::io::Error::other("read failed")),
-                    })
-                }
+                // The reader carries the store's own error (corruption
+                // named with artifact and segment) inside its io::Error.
+                Err(e) => return Err(RecordError::Store(crate::store::unwrap_io(e))),
             };
             f.write_all(&buf[..n])
                 .map_err(|e| io(format!("write {}", tmp.display()), e))?;

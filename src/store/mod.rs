@@ -56,6 +56,7 @@ pub use layout::{decode_store_file, encode_store_file};
 pub use maint::{Problem, StoreStat, VerifyReport};
 pub use options::{PutOptions, StoreOptions};
 pub use read::{ArtifactInfo, ArtifactReader, Iter};
+pub(crate) use reader::unwrap_io;
 pub use repair::RepairReport;
 pub use snapshots::{Retention, SnapshotDiff, SnapshotView};
 pub use write::Put;

@@ -58,14 +58,14 @@ pub(crate) fn record(json_out: bool, dir: &Path, cmd: &RecordCmd) -> Result<Exit
             let body: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{file}: not JSON: {e}")))?;
             let rec = json::record_from_json(type_name, *version, &body).map_err(lift)?;
-            // Checked before the store is opened: a refused record writes nothing.
-            let checked = schema::check(&rec).map_err(lift)?;
-            rec.encode().map_err(lift)?;
+            // Checked before the store is opened: a refused record writes
+            // nothing, not even a new store.
+            let prepared = records::prepare(&rec).map_err(lift)?;
             let s = StoreOptions::new().create(true).open(dir)?;
-            let stored = records::put(&s, &rec).map_err(lift)?;
+            let stored = records::put_prepared(&s, &prepared).map_err(lift)?;
             s.commit()?;
             crate::close_committed(s);
-            let known = checked == schema::Checked::Valid;
+            let known = stored.checked == schema::Checked::Valid;
             if json_out {
                 out!(
                     "{}",
