@@ -126,6 +126,9 @@ pub enum Error {
     /// An earlier write failed part-way; reopen the store to recover its last commit.
     #[error("store writer is unusable after an earlier failed write; reopen the store")]
     Poisoned,
+    /// A commit was tried while another thread's atomic section is open.
+    #[error("another thread's atomic section is open: its writes must commit together")]
+    SectionOpen,
     /// The input changed between hashing it and storing it.
     #[error("{0} changed while it was being ingested")]
     InputChanged(String),

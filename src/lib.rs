@@ -65,7 +65,8 @@ pub use id::{ArtifactId, IdPrefix};
 pub use index::{DomainId, Placement, Visibility};
 pub use snapshot::{CurrentId, SnapshotMeta};
 pub use store::{
-    ArtifactInfo, ArtifactReader, FileStamp, FilesCacheMode, GcOptions, GcReport, IngestEvent, IngestInput,
-    IngestOptions, IngestPlan, IngestReport, Ingested, Iter, Problem, Put, PutOptions, RepairReport, Retention,
-    SnapshotDiff, SnapshotView, Store, StoreOptions, StoreStat, VerifyReport, DEFAULT_GC_THRESHOLD,
+    ArtifactInfo, ArtifactReader, AtomicSection, Changes, FileStamp, FilesCacheMode, GcOptions, GcReport, IngestEvent,
+    IngestInput, IngestOptions, IngestPlan, IngestReport, Ingested, Iter, LogCursor, Problem, Put, PutOptions,
+    RepairReport, Retention, SnapshotDiff, SnapshotView, Store, StoreOptions, StoreStat, VerifyReport,
+    DEFAULT_GC_THRESHOLD,
 };

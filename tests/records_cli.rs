@@ -145,5 +145,8 @@ fn types_lists_the_registry() {
         .iter()
         .map(|t| t["type"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["asl/tree", "asl/annotation", "asl/run"]);
+    assert_eq!(
+        names,
+        ["asl/tree", "asl/annotation", "asl/digest", "asl/lineage", "asl/run"]
+    );
 }

@@ -23,12 +23,20 @@
 //! assert_eq!(records::get(&store, &stored.id).unwrap().type_name, "asl/annotation");
 //! ```
 
+pub mod batch;
 pub mod cbor;
+pub mod digests;
 mod envelope;
 #[cfg(feature = "json")]
 pub mod json;
+pub mod labels;
+pub mod lineage;
+pub mod query;
+pub mod runs;
 pub mod schema;
+pub mod time;
 pub mod tree;
+pub mod worktree;
 
 pub use envelope::{looks_like_record, Record, MAGIC};
 
@@ -60,6 +68,9 @@ pub enum RecordError {
     /// Input that could not be turned into a record body.
     #[error("{0}")]
     Input(String),
+    /// The query index failed (it is derived: `aslctl reindex` rebuilds it).
+    #[error("query index: {0}")]
+    Index(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::Error),

@@ -40,7 +40,7 @@ pub enum Kind {
     OneOf(&'static [&'static str]),
     /// An array of the given kind.
     List(&'static Kind),
-    /// Labels: a map of [`Kind::Name`] keys to text of at most 4096 bytes.
+    /// Labels: a map of [`Kind::Name`] keys to text of 1 to 4096 bytes.
     Labels,
     /// A map with the given fields.
     Struct(&'static [Field]),
@@ -101,6 +101,12 @@ const DECISION: &[Field] = &[
     opt("warnings", Kind::List(&Kind::Text)),
 ];
 
+const CHANGES: &[Field] = &[
+    opt("added", Kind::List(&Kind::Id)),
+    opt("removed", Kind::List(&Kind::Id)),
+    opt("annotations", Kind::List(&Kind::Id)),
+];
+
 /// Every type this build knows.
 pub static REGISTRY: &[RecordType] = &[
     RecordType {
@@ -118,6 +124,39 @@ pub static REGISTRY: &[RecordType] = &[
             opt("labels", Kind::Labels),
             opt("media_type", Kind::Name),
             opt("created_at", Kind::Time),
+        ],
+    },
+    RecordType {
+        name: "asl/digest",
+        version: 1,
+        doc: "the SHA-256 of an artifact's bytes, so that SHA-256 digests resolve to it",
+        fields: &[
+            req("subject", Kind::Id),
+            req("sha256", Kind::Sha256),
+            req("size", Kind::Uint),
+        ],
+    },
+    RecordType {
+        name: "asl/lineage",
+        version: 1,
+        doc: "one step of a history: what changed, by whom and why, linked to the step before",
+        fields: &[
+            req("created_at", Kind::Time),
+            opt("parent", Kind::Id),
+            opt("seq", Kind::Uint),
+            opt("run_id", Kind::Name),
+            opt("actor", Kind::Name),
+            opt("summary", Kind::Text),
+            opt("intent", Kind::Text),
+            opt("outcome", Kind::Text),
+            opt("provenance", Kind::Any),
+            opt("impact", Kind::Any),
+            opt("tests", Kind::Any),
+            opt("diff", Kind::Id),
+            opt("git_sha", Kind::Name),
+            opt("tree", Kind::Id),
+            opt("reverts", Kind::Id),
+            opt("changes", Kind::Struct(CHANGES)),
         ],
     },
     RecordType {
@@ -255,6 +294,9 @@ fn check_kind(kind: &Kind, v: &Value) -> Result<(), String> {
                 let k = text(k)?;
                 check_name(&k).map_err(|e| format!("label key: {e}"))?;
                 check_kind(&Kind::Text, x).map_err(|e| format!("label {k:?}: {e}"))?;
+                if matches!(x, Value::Text(v) if v.is_empty()) {
+                    return Err(format!("label {k:?}: empty value"));
+                }
             }
         }
         Kind::Struct(fields) => check_fields(fields, v)?,
@@ -402,6 +444,7 @@ mod tests {
             vec![(Value::text("k".repeat(257)), Value::text("x"))],
             vec![(Value::text("k"), Value::text("v".repeat(4097)))],
             vec![(Value::text("k"), Value::Unsigned(1))],
+            vec![(Value::text("k"), Value::text(""))],
         ] {
             assert!(check(&ann(bad)).is_err());
         }

@@ -430,14 +430,14 @@ pub fn checkout(store: &dyn Source, id: &ArtifactId, dir: &Path, overwrite: bool
 }
 
 /// A file-system error while checking out, with what was being done.
-fn io(what: String, e: std::io::Error) -> RecordError {
+pub(crate) fn io(what: String, e: std::io::Error) -> RecordError {
     RecordError::Store(crate::Error::Io {
         context: what,
         source: e,
     })
 }
 
-fn write_file(store: &dyn Source, id: &ArtifactId, to: &Path, exec: bool) -> Result<(), RecordError> {
+pub(crate) fn write_file(store: &dyn Source, id: &ArtifactId, to: &Path, exec: bool) -> Result<(), RecordError> {
     use std::os::unix::fs::PermissionsExt;
     let mut name = to.file_name().unwrap_or_default().to_os_string();
     name.push(".asl-checkout");

@@ -104,7 +104,10 @@ impl Store {
                 st.indexes = new_files.clone();
                 st.memtable.clear();
             }
-            let _ = io.remove(&old_log.path);
+            // The retired log stays as history for `changes_since`, as
+            // long as the history budget allows.
+            drop(old_log);
+            let _ = super::changes::prune_log_history(&s.layout, log_file, s.opts.log_history);
             for f in files {
                 // A merge read every input whole; readers fault in what
                 // they use again.
@@ -120,7 +123,7 @@ impl Store {
     /// Writes the in-memory index to an index file and starts a fresh log, so
     /// the next open has nothing to replay.
     pub fn checkpoint(&self) -> Result<()> {
-        let mut w = self.writer()?;
+        let mut w = self.writer_to_commit()?;
         self.commit_locked(&mut w)?;
         self.checkpoint_locked(&mut w)
     }

@@ -223,6 +223,7 @@ impl Store {
             len,
             new: true,
             placement,
+            sha256: None,
         })
     }
 

@@ -95,6 +95,43 @@ pub(super) fn hash_file(
     Ok(ArtifactId::from_bytes(id))
 }
 
+/// [`hash_file`] that also computes the file's SHA-256 in the same pass.
+/// SHA-256 cannot be split into pieces, so the file is read front to back in
+/// windows, each hashed by BLAKE3 on all cores while SHA-256 runs over it on
+/// another: the pass goes at SHA-256's speed.
+pub(super) fn hash_file_sha256(
+    f: &File,
+    len: u64,
+    label: &str,
+    buf: &mut Vec<u8>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(ArtifactId, [u8; 32])> {
+    use sha2::Digest;
+    const WINDOW: usize = 8 << 20;
+    if buf.len() < WINDOW {
+        buf.resize(WINDOW, 0);
+    }
+    let mut b3 = blake3::Hasher::new();
+    let mut sha = sha2::Sha256::new();
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(WINDOW as u64) as usize;
+        f.read_exact_at(&mut buf[..n], at).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::InputChanged(label.to_string()),
+            _ => Error::io(format!("read {label}"), e),
+        })?;
+        let win = &buf[..n];
+        rayon::join(|| b3.update_rayon(win), || sha.update(win));
+        at += n as u64;
+        progress(at);
+    }
+    let mut probe = [0u8; 1];
+    if f.read_at(&mut probe, len).ctx(|| format!("read {label}"))? != 0 {
+        return Err(Error::InputChanged(label.to_string()));
+    }
+    Ok((ArtifactId::from_bytes(*b3.finalize().as_bytes()), sha.finalize().into()))
+}
+
 /// What hashing one piece gives: its chaining value, and for piece 0 the
 /// root its bytes have on their own (the id when the file is one piece).
 struct Piece {

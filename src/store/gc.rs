@@ -190,7 +190,7 @@ impl Store {
             self.sweep_chunks(&mut rep)?;
         }
         let victims: Vec<(u32, SegmentState)> = {
-            let mut w = self.writer()?;
+            let mut w = self.writer_to_commit()?;
             self.commit_locked(&mut w)?;
             (rep.live_before, rep.garbage_before) = totals(&w);
             // The open segment is never collected in place; when it qualifies it
@@ -267,7 +267,7 @@ impl Store {
         let mut settled = Vec::with_capacity(items.len());
         let mut damaged = Vec::new();
         for batch in items.chunks(BATCH) {
-            let mut w = self.writer()?;
+            let mut w = self.writer_to_commit()?;
             self.guard(&mut w, |s, w| {
                 s.flush_pending(w)?;
                 settled.extend(s.copy_referenced(w, &victim, batch, rep, &mut damaged)?);
@@ -302,7 +302,7 @@ impl Store {
             .filter(|(_, done)| !**done)
             .map(|(it, _)| *it)
             .collect();
-        let mut w = self.writer()?;
+        let mut w = self.writer_to_commit()?;
         self.guard(&mut w, |s, w| {
             s.flush_pending(w)?;
             let mut late = Vec::new();

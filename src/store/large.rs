@@ -49,6 +49,20 @@ impl Store {
         if head.len() <= self.opts.small_threshold {
             return self.put_with(&head, opts);
         }
+        if opts.sha256 {
+            use sha2::Digest;
+            let mut sha = sha2::Sha256::new();
+            sha.update(&head);
+            let mut tee = super::write::Sha256Tee { inner: reader, sha };
+            let src = Source::Reader {
+                reader: &mut tee,
+                head,
+                len_hint: None,
+            };
+            let mut put = self.put_large(src, None, "input", opts.placement)?;
+            put.sha256 = Some(tee.sha.finalize().into());
+            return Ok(put);
+        }
         let src = Source::Reader {
             reader: &mut reader,
             head,
@@ -93,26 +107,39 @@ impl Store {
         // artifacts); for a file under 16 chunks a second hashing pass costs
         // less than that, so such files stay hash-first.
         if len >= 16 * self.opts.chunk_size as u64 && !self.may_hold_length(len)? {
-            let mut counted = Counted {
+            let counted = Counted {
                 inner: f,
                 done: 0,
                 report: &mut |n| progress(n.min(len)),
             };
+            use sha2::Digest;
+            let mut tee = super::write::Sha256Tee {
+                inner: counted,
+                sha: sha2::Sha256::new(),
+            };
+            let reader: &mut dyn Read = if opts.sha256 { &mut tee } else { &mut tee.inner };
             let src = Source::Reader {
-                reader: &mut counted,
+                reader,
                 head: Vec::new(),
                 len_hint: Some(len),
             };
-            let put = self.put_large(src, None, &label, opts.placement)?;
+            let mut put = self.put_large(src, None, &label, opts.placement)?;
+            if opts.sha256 {
+                put.sha256 = Some(tee.sha.finalize().into());
+            }
             progress(len);
             return Ok(put);
         }
-        let id = with_buf(Buf::Hash, |buf| {
-            super::filehash::hash_file(&f, len, self.opts.chunk_size, &label, buf, &mut |n| {
-                progress(n.min(len) / 2)
-            })
+        let (id, sha256) = with_buf(Buf::Hash, |buf| {
+            let mut half = |n: u64| progress(n.min(len) / 2);
+            if opts.sha256 {
+                super::filehash::hash_file_sha256(&f, len, &label, buf, &mut half).map(|(id, sha)| (id, Some(sha)))
+            } else {
+                super::filehash::hash_file(&f, len, self.opts.chunk_size, &label, buf, &mut half).map(|id| (id, None))
+            }
         })?;
-        if let Some(put) = self.existing(&id)? {
+        if let Some(mut put) = self.existing(&id)? {
+            put.sha256 = sha256;
             progress(len);
             return Ok(put);
         }
@@ -127,7 +154,8 @@ impl Store {
             head: Vec::new(),
             len_hint: Some(len),
         };
-        let put = self.put_large(src, Some(id), &label, opts.placement)?;
+        let mut put = self.put_large(src, Some(id), &label, opts.placement)?;
+        put.sha256 = sha256;
         progress(len);
         Ok(put)
     }
@@ -169,6 +197,7 @@ impl Store {
                 len,
                 new: false,
                 placement,
+                sha256: None,
             }));
         }
         Ok(self.lookup(id)?.filter(|e| !e.is_tombstone()).map(|e| Put {
@@ -176,6 +205,7 @@ impl Store {
             len: e.len,
             new: false,
             placement: e.placement(),
+            sha256: None,
         }))
     }
 
@@ -262,6 +292,7 @@ impl Store {
             len,
             new: true,
             placement,
+            sha256: None,
         })
     }
 

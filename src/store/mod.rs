@@ -5,7 +5,9 @@
 //! memory and the rest in mapped index files, and rebuilds that state on open
 //! from the checkpoint plus the log tail.
 
+mod atomic;
 mod block_cache;
+mod changes;
 mod checkpoint;
 mod chunked;
 mod filehash;
@@ -47,6 +49,8 @@ use crate::snapshot::checkpoint::SegmentState;
 use crate::snapshot::log::{LogWriter, Record};
 use crate::snapshot::CurrentId;
 
+pub use atomic::AtomicSection;
+pub use changes::{Changes, LogCursor};
 pub use gc::{GcOptions, GcReport, DEFAULT_THRESHOLD as DEFAULT_GC_THRESHOLD};
 pub use ingest::{
     FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestOptions, IngestPlan, IngestReport, Ingested,
@@ -92,6 +96,8 @@ pub struct Store {
     pending: RwLock<pending::Pending>,
     /// Signalled when the last large artifact being streamed finishes.
     streams_done: parking_lot::Condvar,
+    /// Signalled when an atomic section ends.
+    atomic_done: parking_lot::Condvar,
     block_cache: Mutex<block_cache::BlockCache>,
     /// The lengths of large artifacts stored, built on first need (see
     /// `Store::may_hold_length`); `None` until then.
@@ -104,6 +110,9 @@ pub struct Store {
     /// Damage found while opening that a read-only handle works around (a
     /// writer refuses to open over it): `verify` reports it.
     open_damage: Vec<(PathBuf, String)>,
+    /// Where the committed history ended at opening (what a read-only
+    /// handle goes on seeing).
+    opened_at: changes::LogCursor,
     _lock: Option<Box<dyn LockGuard>>,
 }
 
@@ -270,6 +279,8 @@ pub(crate) struct Writer {
     /// Whether something may have stopped referring to chunks since the last
     /// sweep (set at open, by removals, snapshot deletes and unpins).
     sweep_due: bool,
+    /// The thread whose atomic section is open: commits by others wait.
+    atomic_owner: Option<std::thread::ThreadId>,
 }
 
 impl Store {
@@ -291,6 +302,12 @@ impl Store {
     /// Default options, for chaining.
     pub fn options() -> StoreOptions {
         StoreOptions::new()
+    }
+
+    /// The store's random 64-bit identity, fixed at creation (the STORE
+    /// file): what tells two stores apart when a path is reused.
+    pub fn store_id(&self) -> u64 {
+        self.store_id
     }
 
     /// The store directory.

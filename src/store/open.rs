@@ -148,7 +148,7 @@ impl Store {
                 .and_then(|f| f.sync_all())
                 .ctx(|| format!("fsync {}", ckpt_path.display()))?;
             sync_dir(io, &layout.root)?;
-            cleanup(layout, &ckpt, &seg_states, &snapshots)?;
+            cleanup(layout, &ckpt, &seg_states, &snapshots, opts.log_history)?;
             Some(Mutex::new(Writer {
                 log,
                 log_file: ckpt.log_file,
@@ -166,6 +166,7 @@ impl Store {
                 dict_backoff: 0,
                 chunk_refs: Default::default(),
                 sweep_due: true,
+                atomic_owner: None,
             }))
         } else {
             None
@@ -184,11 +185,16 @@ impl Store {
             writer,
             pending: RwLock::new(pending::Pending::default()),
             streams_done: parking_lot::Condvar::new(),
+            atomic_done: parking_lot::Condvar::new(),
             block_cache: Mutex::new(block_cache::BlockCache::new(opts.block_cache)),
             large_lengths: Mutex::new(None),
             frames: Mutex::new(super::read::FrameCache::default()),
             open_segs,
             open_damage,
+            opened_at: super::changes::LogCursor {
+                log_file: ckpt.log_file,
+                seq: contents.start_seq + contents.records.len() as u64,
+            },
             _lock: lock,
         };
         store.resume_dictionary();
@@ -377,15 +383,16 @@ fn cleanup(
     ckpt: &Checkpoint,
     segs: &BTreeMap<u32, SegmentState>,
     snapshots: &BTreeMap<String, Arc<SnapshotHandle>>,
+    log_history: u64,
 ) -> Result<()> {
     let keep_index: Vec<String> = ckpt
         .index_files
         .iter()
         .map(|i| crate::index::file::index_file_name(*i))
         .collect();
-    let keep_log = log::log_file_name(ckpt.log_file);
     sweep(layout, &layout.index_dir(), |n| keep_index.iter().any(|k| k == n))?;
-    sweep(layout, &layout.log_dir(), |n| n == keep_log)?;
+    // Retired logs the checkpoint no longer needs stay a while as history.
+    super::changes::prune_log_history(layout, ckpt.log_file, log_history)?;
     // Every segment that holds anything is in the table: one created but never
     // committed, or one GC dropped (logged before its file is unlinked), is not.
     sweep(layout, &layout.segment_dir(), |n| match parse_segment_file_name(n) {

@@ -30,6 +30,7 @@ pub struct StoreOptions {
     pub(crate) compression: Option<i32>,
     pub(crate) memtable_limit: usize,
     pub(crate) max_index_files: usize,
+    pub(crate) log_history: u64,
     pub(crate) create: bool,
     pub(crate) read_only: bool,
     #[cfg(feature = "zfs")]
@@ -49,6 +50,7 @@ impl Default for StoreOptions {
             compression: Some(3),
             memtable_limit: 200_000,
             max_index_files: 4,
+            log_history: super::changes::LOG_HISTORY_BYTES,
             create: false,
             read_only: false,
             #[cfg(feature = "zfs")]
@@ -118,6 +120,14 @@ impl StoreOptions {
     /// Index files kept before they are merged into one. Default 4.
     pub fn max_index_files(mut self, n: usize) -> Self {
         self.max_index_files = n.max(1);
+        self
+    }
+
+    /// Bytes of retired log files kept as history for
+    /// [`Store::changes_since`](crate::Store::changes_since), so that indexes
+    /// kept outside the store catch up without a rescan. Default 64 MiB.
+    pub fn log_history(mut self, bytes: u64) -> Self {
+        self.log_history = bytes;
         self
     }
 
@@ -194,12 +204,22 @@ impl StoreOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PutOptions {
     pub(crate) placement: Placement,
+    pub(crate) sha256: bool,
 }
 
 impl PutOptions {
     /// This store's domain, internal, not imported.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Also compute the bytes' SHA-256 as they pass for the put
+    /// ([`Put::sha256`](crate::Put::sha256)), in the same pass over them
+    /// (a file hashed first is then read front to back, at SHA-256's speed,
+    /// rather than in pieces on all cores). Default false.
+    pub fn sha256(mut self, yes: bool) -> Self {
+        self.sha256 = yes;
+        self
     }
 
     /// The owning domain. Default [`DomainId::LOCAL`].

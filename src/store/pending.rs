@@ -39,6 +39,11 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
+    /// Whether nothing is buffered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
     /// Whether `id` is buffered.
     pub(crate) fn contains(&self, id: &ArtifactId) -> bool {
         self.ids.contains_key(id)

@@ -93,7 +93,7 @@ impl Store {
 
     fn snapshot_filtered(&self, name: &str, only: Option<&HashSet<ArtifactId>>) -> Result<SnapshotMeta> {
         validate_name(name).map_err(Error::InvalidArgument)?;
-        let mut w = self.writer()?;
+        let mut w = self.writer_to_commit()?;
         if self.state.read().snapshots.contains_key(name) {
             return Err(Error::SnapshotExists(name.to_string()));
         }
@@ -204,7 +204,7 @@ impl Store {
     /// Deletes a snapshot. Artifacts only it held become garbage for the next
     /// [`Store::gc`]; until then they stay on disk.
     pub fn delete_snapshot(&self, name: &str) -> Result<SnapshotMeta> {
-        let mut w = self.writer()?;
+        let mut w = self.writer_to_commit()?;
         let h = self.handle(name)?;
         self.guard(&mut w, |s, w| {
             s.state.write().snapshots.remove(name);
@@ -313,7 +313,7 @@ impl Store {
 
     fn pin_inner(&self, name: &str, id: &ArtifactId, may_move: bool) -> Result<()> {
         validate_name(name).map_err(Error::InvalidArgument)?;
-        let mut w = self.writer()?;
+        let mut w = self.writer_to_commit()?;
         match self.state.read().pins.get(name) {
             Some(old) if old == id => return Ok(()),
             Some(old) if !may_move => {
@@ -348,7 +348,7 @@ impl Store {
 
     /// Removes a pin; returns the artifact it named.
     pub fn unpin(&self, name: &str) -> Result<ArtifactId> {
-        let mut w = self.writer()?;
+        let mut w = self.writer_to_commit()?;
         if !self.state.read().pins.contains_key(name) {
             return Err(Error::PinNotFound(name.to_string()));
         }

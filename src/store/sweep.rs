@@ -61,7 +61,7 @@ impl Store {
     /// mark is a set of 64-bit key prefixes: a collision keeps a dead chunk,
     /// never drops a live one.
     pub(super) fn sweep_chunks(&self, rep: &mut GcReport) -> Result<()> {
-        let mut w = self.writer()?;
+        let mut w = self.writer_to_commit()?;
         if !w.sweep_due {
             return Ok(());
         }

@@ -34,6 +34,29 @@ pub struct Put {
     /// The domain, visibility and source the artifact has now: the put's
     /// options when it was stored, the existing ones when it was live already.
     pub placement: Placement,
+    /// The bytes' SHA-256, when [`PutOptions::sha256`] asked for it.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// The SHA-256 of `bytes`.
+pub(super) fn sha256_of(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// A reader that computes the SHA-256 of what passes through it.
+pub(super) struct Sha256Tee<R> {
+    pub(super) inner: R,
+    pub(super) sha: sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Sha256Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.sha.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 impl Store {
@@ -46,6 +69,14 @@ impl Store {
     /// [`Store::put`] with options (domain, visibility, source); says whether
     /// anything was written.
     pub fn put_with(&self, bytes: &[u8], opts: &PutOptions) -> Result<Put> {
+        let mut put = self.put_bytes(bytes, opts)?;
+        if opts.sha256 {
+            put.sha256 = Some(sha256_of(bytes));
+        }
+        Ok(put)
+    }
+
+    fn put_bytes(&self, bytes: &[u8], opts: &PutOptions) -> Result<Put> {
         if bytes.len() > self.opts.small_threshold {
             let id = hash_parallel(bytes);
             return self.put_large(Source::Slice { bytes, id }, Some(id), "input", opts.placement);
@@ -72,6 +103,7 @@ impl Store {
                 len,
                 new: false,
                 placement: p,
+                sha256: None,
             });
         }
         let prev = self.state.read().newest(&id)?;
@@ -81,6 +113,7 @@ impl Store {
                 len,
                 new: false,
                 placement: e.placement(),
+                sha256: None,
             });
         }
         self.release_revived(w, prev)?;
@@ -108,6 +141,7 @@ impl Store {
             len,
             new: true,
             placement,
+            sha256: None,
         })
     }
 
@@ -159,6 +193,15 @@ impl Store {
             .with_min_len(64)
             .map(|b| (b.as_ref().len() <= thr).then(|| ArtifactId::of(b.as_ref())))
             .collect();
+        let shas: Vec<Option<[u8; 32]>> = if opts.sha256 {
+            items
+                .par_iter()
+                .with_min_len(64)
+                .map(|b| Some(sha256_of(b.as_ref())))
+                .collect()
+        } else {
+            vec![None; items.len()]
+        };
         let mut out = Vec::with_capacity(items.len());
         let mut i = 0;
         while i < items.len() {
@@ -169,7 +212,9 @@ impl Store {
             }
             let mut w = self.writer()?;
             while let Some(Some(id)) = ids.get(i) {
-                out.push(self.put_small_locked(&mut w, *id, items[i].as_ref(), opts.placement, true)?);
+                let mut put = self.put_small_locked(&mut w, *id, items[i].as_ref(), opts.placement, true)?;
+                put.sha256 = shas[i];
+                out.push(put);
                 i += 1;
             }
             self.guard(&mut w, |s, w| s.append_ready(w))?;
@@ -219,7 +264,7 @@ impl Store {
 
     /// Makes every write so far durable: one fsync of the segment, one of the log.
     pub fn commit(&self) -> Result<()> {
-        let mut w = self.writer()?;
+        let mut w = self.writer_to_commit()?;
         self.commit_locked(&mut w)
     }
 
@@ -229,6 +274,7 @@ impl Store {
     }
 
     pub(crate) fn commit_locked(&self, w: &mut Writer) -> Result<()> {
+        super::atomic::may_commit(w)?;
         self.guard(w, |s, w| {
             s.flush_pending(w)?;
             if w.batch.is_empty() {
@@ -273,7 +319,7 @@ impl Store {
     /// Waits for large artifacts being streamed by other threads to finish
     /// (their chunks must share a segment with their trailer).
     pub fn seal(&self) -> Result<()> {
-        let mut w = self.writer()?;
+        let mut w = self.writer_to_commit()?;
         while w.streams > 0 {
             self.streams_done.wait(&mut w);
         }

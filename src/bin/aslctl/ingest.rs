@@ -6,7 +6,12 @@ use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use asl::{ArtifactId, Error, FilesCacheMode, IngestEvent, IngestOptions, IngestPlan, StoreOptions};
+use std::collections::HashMap;
+
+use asl::records::{digests, query::QueryIndex};
+use asl::{
+    ArtifactId, Error, FilesCacheMode, IngestEvent, IngestOptions, IngestPlan, IngestReport, Store, StoreOptions,
+};
 use serde_json::json;
 
 use super::{human, Cli};
@@ -23,23 +28,36 @@ fn b3sum_line(id: &ArtifactId, p: &Path) -> String {
     }
 }
 
-pub fn ingest(
-    cli: &Cli,
-    dir: &Path,
-    paths: &[PathBuf],
-    zstd: Option<&str>,
-    cache: bool,
-    cdc: bool,
-    print_trees: bool,
-) -> Result<ExitCode, Error> {
-    let compression = zstd.map(crate::args::parse_compression).transpose()?;
+/// What `aslctl ingest` was asked for, beyond its paths.
+pub struct Flags {
+    /// `--zstd`.
+    pub zstd: Option<String>,
+    /// Use the files cache (not `--no-cache`).
+    pub cache: bool,
+    /// Content-defined chunks (not `--fixed-chunks`).
+    pub cdc: bool,
+    /// `--tree`.
+    pub print_trees: bool,
+    /// `--sha256`.
+    pub sha256: bool,
+}
+
+pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result<ExitCode, Error> {
+    let Flags {
+        cache,
+        cdc,
+        print_trees,
+        sha256,
+        ..
+    } = *flags;
+    let compression = flags.zstd.as_deref().map(crate::args::parse_compression).transpose()?;
     if paths.iter().any(|p| p.as_os_str() == "-") {
         if paths.len() > 1 {
             return Err(Error::InvalidArgument(
                 "'-' (standard input) must be the only input of ingest".into(),
             ));
         }
-        return ingest_stdin(cli, dir, compression, cdc);
+        return ingest_stdin(cli, dir, compression, cdc, sha256);
     }
     // Every input is checked before the store is even opened; the store's
     // own directory is never an input (`ingest .` beside the default store).
@@ -75,6 +93,7 @@ pub fn ingest(
         } else {
             FilesCacheMode::Refresh
         },
+        put: asl::PutOptions::new().sha256(sha256),
         ..IngestOptions::default()
     };
     let result = store.ingest_plan(&plan, &ingest_opts, &mut |ev| match ev {
@@ -103,11 +122,28 @@ pub fn ingest(
     };
     // The trees of the directories given, committed after the files they
     // name: a tree is never visible before its files.
+    let digests: HashMap<ArtifactId, [u8; 32]>;
     let trees = asl::records::tree::trees_of_ingest(&store, paths, &plan, &rep)
         .map_err(crate::record::lift)
+        .and_then(|t| {
+            if sha256 {
+                record_digests(&store, &rep).map(|d| (t, d))
+            } else {
+                Ok((t, Digests::default()))
+            }
+        })
         .and_then(|t| store.commit().map(|_| t));
     let trees = match trees {
-        Ok(t) => t,
+        Ok((t, d)) => {
+            if d.read_back > 0 {
+                eprintln!(
+                    "{} unchanged files had no SHA-256 recorded: read back from the store for it",
+                    d.read_back
+                );
+            }
+            digests = d.by_id;
+            t
+        }
         Err(e) => {
             store.abandon();
             return Err(e);
@@ -136,7 +172,13 @@ pub fn ingest(
         let files: Vec<_> = rep
             .files
             .iter()
-            .map(|f| json!({"id": f.put.id.to_hex(), "path": f.path.to_string_lossy(), "size": f.put.len, "new": f.put.new}))
+            .map(|f| {
+                let mut v = json!({"id": f.put.id.to_hex(), "path": f.path.to_string_lossy(), "size": f.put.len, "new": f.put.new});
+                if let Some(sha) = digests.get(&f.put.id) {
+                    v["sha256"] = json!(digests::hex(sha));
+                }
+                v
+            })
             .collect();
         let trees: Vec<_> = trees
             .iter()
@@ -183,16 +225,77 @@ pub fn ingest(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The SHA-256s an ingest recorded.
+#[derive(Default)]
+struct Digests {
+    by_id: HashMap<ArtifactId, [u8; 32]>,
+    /// Files the files cache skipped that had none recorded yet.
+    read_back: usize,
+}
+
+/// Stores an `asl/digest` record for every file of `rep`: with the SHA-256
+/// its put computed, or for a file the files cache skipped, the one already
+/// recorded, else one computed by reading it back from the store.
+fn record_digests(store: &Store, rep: &IngestReport) -> Result<Digests, Error> {
+    let lift = crate::record::lift;
+    let mut d = Digests::default();
+    let mut items = Vec::new();
+    let mut unknown = Vec::new();
+    for f in &rep.files {
+        match f.put.sha256 {
+            Some(sha) => {
+                if d.by_id.insert(f.put.id, sha).is_none() {
+                    items.push((f.put.id, sha, f.put.len));
+                }
+            }
+            None => unknown.push((f.put.id, f.put.len)),
+        }
+    }
+    if !unknown.is_empty() {
+        let (index, _) = QueryIndex::open(store).map_err(lift)?;
+        for (id, len) in unknown {
+            if d.by_id.contains_key(&id) {
+                continue;
+            }
+            let sha = match digests::digest_of(store, &index, &id).map_err(lift)? {
+                Some(sha) => sha,
+                None => {
+                    d.read_back += 1;
+                    digests::sha256_of_stored(store, &id).map_err(lift)?
+                }
+            };
+            d.by_id.insert(id, sha);
+            items.push((id, sha, len));
+        }
+    }
+    digests::record(store, &items).map_err(lift)?;
+    Ok(d)
+}
+
 /// `ingest -`: standard input streamed into one artifact (bounded memory,
 /// verified like any large put), printed as b3sum prints `b3sum -`.
-fn ingest_stdin(cli: &Cli, dir: &Path, compression: Option<Option<i32>>, cdc: bool) -> Result<ExitCode, Error> {
+fn ingest_stdin(
+    cli: &Cli,
+    dir: &Path,
+    compression: Option<Option<i32>>,
+    cdc: bool,
+    sha256: bool,
+) -> Result<ExitCode, Error> {
     let mut opts = StoreOptions::new().create(true).chunk_dedup(cdc);
     if let Some(c) = compression {
         opts = opts.compression(c);
     }
     let store = opts.open(dir)?;
     let t0 = std::time::Instant::now();
-    let put = match store.put_reader_with(io::stdin().lock(), &asl::PutOptions::default()) {
+    let put = store
+        .put_reader_with(io::stdin().lock(), &asl::PutOptions::new().sha256(sha256))
+        .and_then(|p| match p.sha256 {
+            Some(sha) => digests::record(&store, &[(p.id, sha, p.len)])
+                .map(|_| p)
+                .map_err(crate::record::lift),
+            None => Ok(p),
+        });
+    let put = match put {
         Ok(p) => p,
         Err(e) => {
             store.abandon();
@@ -204,7 +307,8 @@ fn ingest_stdin(cli: &Cli, dir: &Path, compression: Option<Option<i32>>, cdc: bo
     if cli.json {
         out!(
             "{}",
-            json!({"files": [{"id": put.id.to_hex(), "path": "-", "size": put.len, "new": put.new}]})
+            json!({"files": [{"id": put.id.to_hex(), "path": "-", "size": put.len, "new": put.new,
+                              "sha256": put.sha256.map(|s| digests::hex(&s))}]})
         );
     } else {
         out!("{}  -", put.id);

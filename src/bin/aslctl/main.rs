@@ -21,11 +21,14 @@ macro_rules! out {
 }
 
 mod args;
+mod batch;
 #[cfg(feature = "bench")]
 mod bench;
 mod ingest;
+mod query;
 mod record;
 mod snap;
+mod worktree;
 
 #[derive(Parser)]
 #[command(name = "aslctl", version, about = "Content-addressed artifact store")]
@@ -65,10 +68,14 @@ enum Cmd {
         /// flag stdout stays what `b3sum -c` checks).
         #[arg(long)]
         tree: bool,
+        /// Also compute each file's SHA-256 in the same pass over its bytes
+        /// and record it (an asl/digest record), so `get sha256:HEX` finds it.
+        #[arg(long)]
+        sha256: bool,
     },
     /// Write an artifact to a file (or stdout).
     Get {
-        /// Id or unique id prefix.
+        /// Id, unique id prefix, or `sha256:HEX` (recorded by `ingest --sha256`).
         id: String,
         /// Output file (`-` for stdout). A regular file is written beside
         /// the target and renamed over it once complete; a device or pipe is
@@ -137,6 +144,47 @@ enum Cmd {
         /// The tree after.
         b: String,
     },
+    /// Attach labels (and a media type) to an artifact without changing its
+    /// id: stores an annotation record and prints its id.
+    Label {
+        /// Id or unique id prefix of the artifact.
+        id: String,
+        /// Labels as KEY=VALUE.
+        #[arg(value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// The artifact's media type, e.g. text/csv.
+        #[arg(long)]
+        media_type: Option<String>,
+    },
+    /// An artifact's annotations: `<record-id>  <created_at>  k=v...`.
+    Labels {
+        /// Id or unique id prefix.
+        id: String,
+    },
+    /// Find artifacts by label, media type, record type and time:
+    /// `<id>  <time>`, oldest first.
+    Find(query::Filter),
+    /// Rebuild the derived query index from the records in the store.
+    Reindex,
+    /// Run records: list and prune.
+    #[command(subcommand)]
+    Runs(query::RunsCmd),
+    /// Apply a command block atomically: a JSON or YAML file holding
+    /// `{"ops": [...], "lineage": {...}}` (or just the list of ops); every
+    /// op is checked before anything is written, and after a crash the
+    /// store holds all of it or none. Ops: `{"op": "put", "file"|"text"|"hex":
+    /// ..., "as": NAME}`, `{"op": "remove", "id": ID}`, `{"op": "label",
+    /// "target": ID|NAME, "labels": {...}, "media_type": M}`.
+    Batch {
+        /// The block (`-`: stdin).
+        file: String,
+    },
+    /// Working copies of trees: add, status, commit, discard.
+    #[command(subcommand)]
+    Worktree(worktree::WorktreeCmd),
+    /// Lineage chains: show and revert.
+    #[command(subcommand)]
+    Lineage(batch::LineageCmd),
     /// Pin an artifact under a name, as a GC root.
     Pin {
         /// Pin name.
@@ -232,7 +280,19 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             no_cache,
             fixed_chunks,
             tree,
-        } => ingest::ingest(cli, dir, paths, zstd.as_deref(), !no_cache, !fixed_chunks, *tree),
+            sha256,
+        } => ingest::ingest(
+            cli,
+            dir,
+            paths,
+            &ingest::Flags {
+                zstd: zstd.clone(),
+                cache: !no_cache,
+                cdc: !fixed_chunks,
+                print_trees: *tree,
+                sha256: *sha256,
+            },
+        ),
         Cmd::Get { id, output, at } => {
             let s = read_only()?;
             let mut r = open_artifact(&s, id, at.as_deref())?;
@@ -293,6 +353,14 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::DiffTree { a, b } => record::diff_tree(cli.json, dir, a, b),
         #[cfg(feature = "bench")]
         Cmd::Bench(args) => bench::bench(cli.json, args),
+        Cmd::Label { id, labels, media_type } => query::label(cli.json, dir, id, labels, media_type.as_deref()),
+        Cmd::Labels { id } => query::show_labels(cli.json, dir, id),
+        Cmd::Find(f) => query::find(cli.json, dir, f),
+        Cmd::Reindex => query::reindex(cli.json, dir),
+        Cmd::Runs(cmd) => query::runs(cli.json, dir, cmd),
+        Cmd::Batch { file } => batch::batch(cli.json, dir, file),
+        Cmd::Lineage(cmd) => batch::lineage_cmd(cli.json, dir, cmd),
+        Cmd::Worktree(cmd) => worktree::worktree(cli.json, dir, cmd),
         Cmd::Pin { name, id, force } => snap::pin(cli.json, dir, name, id, *force),
         Cmd::Unpin { name } => snap::unpin(cli.json, dir, name),
         Cmd::Pins => snap::pins(cli.json, dir),
@@ -471,6 +539,13 @@ pub(crate) fn output_failed(e: &io::Error) -> ! {
 
 /// A reader over `id` (or a unique prefix) in CURRENT or in snapshot `at`.
 fn open_artifact(s: &Store, id: &str, at: Option<&str>) -> Result<ArtifactReader, Error> {
+    if id.starts_with("sha256:") {
+        let id = query::resolve_sha256(s, id)?;
+        return match at {
+            Some(name) => s.at(name)?.open_reader(&id),
+            None => s.open_reader(&id),
+        };
+    }
     match at {
         Some(name) => {
             let v = s.at(name)?;

@@ -10,8 +10,9 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub(crate) enum RecordCmd {
-    /// Store a record whose body is the JSON object in FILE (`-`: stdin);
-    /// prints its id. A registered type is checked against its schema.
+    /// Store a record whose body is the JSON object in FILE (YAML for
+    /// `.yaml`/`.yml`; `-`: stdin); prints its id. A registered type is
+    /// checked against its schema.
     Put {
         /// Record type, e.g. asl/run (`aslctl types` lists the registered ones).
         #[arg(long = "type")]
@@ -19,7 +20,7 @@ pub(crate) enum RecordCmd {
         /// Schema version [default: the newest registered, else 1].
         #[arg(long)]
         version: Option<u64>,
-        /// JSON file holding the body, or `-` for stdin.
+        /// JSON or YAML file holding the body, or `-` for stdin.
         file: String,
     },
     /// Print a record as JSON: type, version, whether its type is known, body.
@@ -27,6 +28,40 @@ pub(crate) enum RecordCmd {
         /// Id or unique id prefix.
         id: String,
     },
+}
+
+/// The text of FILE, or of stdin for `-`.
+pub(crate) fn read_input(file: &str) -> Result<String, Error> {
+    let mut text = String::new();
+    let read = if file == "-" {
+        std::io::stdin().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    read.map_err(|e| Error::Io {
+        context: format!("read {file}"),
+        source: e,
+    })?;
+    Ok(text)
+}
+
+/// A JSON document, or YAML for a `.yaml`/`.yml` file (its comments
+/// dropped; what it says is turned into the same values JSON would give).
+/// Standard input is JSON, or YAML when it does not parse as JSON.
+pub(crate) fn parse_document(file: &str, text: &str) -> Result<serde_json::Value, Error> {
+    let yaml_name = file.ends_with(".yaml") || file.ends_with(".yml");
+    let from_yaml = |text: &str| {
+        serde_yaml_ng::from_str::<serde_json::Value>(text)
+            .map_err(|e| Error::InvalidArgument(format!("{file}: not YAML: {e}")))
+    };
+    if yaml_name {
+        return from_yaml(text);
+    }
+    match serde_json::from_str(text) {
+        Ok(v) => Ok(v),
+        Err(_) if file == "-" => from_yaml(text),
+        Err(e) => Err(Error::InvalidArgument(format!("{file}: not JSON: {e}"))),
+    }
 }
 
 /// Bad input and bad records are usage errors (exit 2); the store's own
@@ -45,18 +80,7 @@ pub(crate) fn record(json_out: bool, dir: &Path, cmd: &RecordCmd) -> Result<Exit
             version,
             file,
         } => {
-            let mut text = String::new();
-            let read = if file == "-" {
-                std::io::stdin().read_to_string(&mut text)
-            } else {
-                std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text))
-            };
-            read.map_err(|e| Error::Io {
-                context: format!("read {file}"),
-                source: e,
-            })?;
-            let body: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{file}: not JSON: {e}")))?;
+            let body = parse_document(file, &read_input(file)?)?;
             let rec = json::record_from_json(type_name, *version, &body).map_err(lift)?;
             // Checked before the store is opened: a refused record writes
             // nothing, not even a new store.

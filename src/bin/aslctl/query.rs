@@ -1,0 +1,354 @@
+//! `aslctl label|labels|find|reindex|runs`: labels on artifacts and queries
+//! over the records, through the store's derived query index.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use asl::records::query::{Hit, Query, QueryIndex, Refresh};
+use asl::records::{self, labels, runs, time};
+use asl::{Error, Store, StoreOptions};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::record::lift;
+
+/// What narrows a query; shared by `find` and `runs ls`.
+#[derive(Args)]
+pub(crate) struct Filter {
+    /// Only artifacts with this label (`key=value`); repeat for all of several.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Only artifacts annotated with this media type.
+    #[arg(long)]
+    media_type: Option<String>,
+    /// Only records of this type (`asl/run`, `asl/annotation`, ...).
+    #[arg(long = "type", value_name = "TYPE")]
+    type_name: Option<String>,
+    /// Only records made at or after this time (`YYYY-MM-DD` or RFC 3339 UTC).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only records made before this time (`YYYY-MM-DD` or RFC 3339 UTC).
+    #[arg(long)]
+    until: Option<String>,
+    /// Print at most this many (the newest).
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+impl Filter {
+    fn query(&self) -> Result<Query, Error> {
+        let at = |t: &Option<String>| -> Result<Option<u64>, Error> {
+            t.as_deref()
+                .map(|t| {
+                    time::parse(t).ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "{t:?} is not a date (YYYY-MM-DD) or a UTC time (YYYY-MM-DDTHH:MM:SSZ)"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        Ok(Query {
+            labels: self
+                .labels
+                .iter()
+                .map(|l| labels::parse_label(l).map_err(lift))
+                .collect::<Result<_, _>>()?,
+            media_type: self.media_type.clone(),
+            type_name: self.type_name.clone(),
+            since: at(&self.since)?,
+            until: at(&self.until)?,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RunsCmd {
+    /// List run records: `<id>  <created_at>  <status>  <tool>  <mode>  <run_id>`.
+    Ls {
+        #[command(flatten)]
+        filter: Filter,
+    },
+    /// Remove run records older than an age; what only they held becomes
+    /// garbage for `aslctl gc`.
+    Prune {
+        /// Age, e.g. `90d`, `12h`, `2w`.
+        #[arg(long, value_name = "AGE")]
+        older_than: String,
+        /// Only runs with this status (OK, BLOCKED, ERROR).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs of this tool.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only runs in this mode.
+        #[arg(long)]
+        mode: Option<String>,
+        /// List what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Opens the query index, saying on stderr when it had to rescan.
+fn open_index(s: &Store) -> Result<QueryIndex, Error> {
+    let (index, r) = QueryIndex::open(s).map_err(lift)?;
+    report_rebuild(&r);
+    Ok(index)
+}
+
+fn report_rebuild(r: &Refresh) {
+    if let Some(why) = &r.damaged {
+        eprintln!("aslctl: query index did not open ({why}): replaced");
+    }
+    if r.rebuilt {
+        eprintln!(
+            "aslctl: query index rebuilt: {} records in {} artifacts",
+            r.indexed, r.examined
+        );
+    }
+}
+
+/// The artifact a `sha256:HEX` reference names, through the digest records.
+pub(crate) fn resolve_sha256(s: &Store, text: &str) -> Result<asl::ArtifactId, Error> {
+    let sha = records::digests::parse_sha256(text)
+        .ok_or_else(|| Error::InvalidArgument(format!("{text:?} is not sha256: and 64 hex characters")))?;
+    let index = open_index(s)?;
+    records::digests::resolve(s, &index, &sha)
+        .map_err(lift)?
+        .ok_or_else(|| {
+            Error::PrefixNotFound(format!(
+                "{text} (no artifact with that SHA-256 is recorded; ingest --sha256 records it)"
+            ))
+        })
+}
+
+/// `aslctl label ID KEY=VALUE... [--media-type M]`: prints the annotation's id.
+pub(crate) fn label(
+    json_out: bool,
+    dir: &Path,
+    id: &str,
+    pairs: &[String],
+    media_type: Option<&str>,
+) -> Result<ExitCode, Error> {
+    if pairs.is_empty() && media_type.is_none() {
+        return Err(Error::InvalidArgument(
+            "give at least one KEY=VALUE or --media-type".into(),
+        ));
+    }
+    let s = StoreOptions::new().open(dir)?;
+    let subject = s.resolve(id)?;
+    let mut a = labels::Annotation::new(subject);
+    for p in pairs {
+        let (k, v) = labels::parse_label(p).map_err(lift)?;
+        a = a.label(k, v);
+    }
+    if let Some(m) = media_type {
+        a = a.media_type(m);
+    }
+    // Checked whole before anything is written.
+    records::prepare(&a.to_record()).map_err(lift)?;
+    let stored = labels::annotate(&s, &a).map_err(lift)?;
+    s.commit()?;
+    if json_out {
+        out!(
+            "{}",
+            json!({"id": stored.id.to_hex(), "subject": subject.to_hex(), "new": stored.new})
+        );
+    } else {
+        out!("{}", stored.id);
+    }
+    crate::close_committed(s);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aslctl labels ID`: the artifact's annotations, oldest first.
+pub(crate) fn show_labels(json_out: bool, dir: &Path, id: &str) -> Result<ExitCode, Error> {
+    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let subject = s.resolve(id)?;
+    let index = open_index(&s)?;
+    let mut anns = Vec::new();
+    for rid in index.annotations_of(&subject).map_err(lift)? {
+        let r = records::get(&s, &rid).map_err(lift)?;
+        anns.push((rid, labels::Annotation::from_record(&r).map_err(lift)?));
+    }
+    anns.sort_by(|a, b| (&a.1.created_at, a.0).cmp(&(&b.1.created_at, b.0)));
+    if json_out {
+        let mut merged = serde_json::Map::new();
+        let mut media = None;
+        for (_, a) in &anns {
+            for (k, v) in &a.labels {
+                merged.insert(k.clone(), json!(v));
+            }
+            media = a.media_type.clone().or(media);
+        }
+        let list: Vec<_> = anns
+            .iter()
+            .map(|(rid, a)| {
+                json!({"id": rid.to_hex(), "created_at": a.created_at, "labels": a.labels, "media_type": a.media_type})
+            })
+            .collect();
+        out!(
+            "{}",
+            json!({"subject": subject.to_hex(), "labels": merged, "media_type": media, "annotations": list})
+        );
+    } else {
+        for (rid, a) in &anns {
+            let mut parts: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            if let Some(m) = &a.media_type {
+                parts.push(format!("media_type={m}"));
+            }
+            out!("{rid}  {}  {}", a.created_at.as_deref().unwrap_or("-"), parts.join(" "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn newest(mut hits: Vec<Hit>, limit: Option<usize>) -> Vec<Hit> {
+    if let Some(n) = limit {
+        let skip = hits.len().saturating_sub(n);
+        hits.drain(..skip);
+    }
+    hits
+}
+
+/// `aslctl find [filters]`: `<id>  <time>` per artifact, oldest first.
+pub(crate) fn find(json_out: bool, dir: &Path, f: &Filter) -> Result<ExitCode, Error> {
+    let q = f.query()?;
+    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let index = open_index(&s)?;
+    let hits = newest(index.find_live(&s, &q).map_err(lift)?, f.limit);
+    if json_out {
+        let v: Vec<_> = hits
+            .iter()
+            .map(|h| {
+                json!({"id": h.subject.to_hex(), "time": time::format(h.time),
+                       "records": h.records.iter().map(|r| r.to_hex()).collect::<Vec<_>>()})
+            })
+            .collect();
+        out!("{}", serde_json::Value::Array(v));
+    } else {
+        for h in &hits {
+            out!("{}  {}", h.subject, time::format(h.time));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aslctl reindex`: rebuilds the query index from the records.
+pub(crate) fn reindex(json_out: bool, dir: &Path) -> Result<ExitCode, Error> {
+    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let started = std::time::Instant::now();
+    let (mut index, opened) = QueryIndex::open(&s).map_err(lift)?;
+    let r = if opened.rebuilt {
+        opened
+    } else {
+        index.rebuild(&s).map_err(lift)?
+    };
+    if json_out {
+        out!("{}", json!({"records": r.indexed, "artifacts": r.examined}));
+    }
+    eprintln!(
+        "reindexed {} records among {} artifacts in {:.2} s ({})",
+        r.indexed,
+        r.examined,
+        started.elapsed().as_secs_f64(),
+        index.path().display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_line(s: &Store, h: &Hit) -> Result<(String, serde_json::Value), Error> {
+    let r = records::get(s, &h.subject).map_err(lift)?;
+    let text = |k: &str| match r.body.get(k) {
+        Some(records::cbor::Value::Text(t)) => t.clone(),
+        _ => "-".into(),
+    };
+    let line = format!(
+        "{}  {}  {}  {}  {}  {}",
+        h.subject,
+        text("created_at"),
+        text("status"),
+        text("tool"),
+        text("mode"),
+        text("run_id")
+    );
+    let v = json!({"id": h.subject.to_hex(), "created_at": text("created_at"), "status": text("status"),
+                   "tool": text("tool"), "mode": text("mode"), "run_id": text("run_id")});
+    Ok((line, v))
+}
+
+pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode, Error> {
+    match cmd {
+        RunsCmd::Ls { filter } => {
+            let q = filter.query()?;
+            let s = StoreOptions::new().read_only(true).open(dir)?;
+            let index = open_index(&s)?;
+            let hits = newest(runs::find(&index, &q).map_err(lift)?, filter.limit);
+            let mut list = Vec::new();
+            for h in &hits {
+                let (line, v) = run_line(&s, h)?;
+                if json_out {
+                    list.push(v);
+                } else {
+                    out!("{line}");
+                }
+            }
+            if json_out {
+                out!("{}", serde_json::Value::Array(list));
+            }
+        }
+        RunsCmd::Prune {
+            older_than,
+            status,
+            tool,
+            mode,
+            dry_run,
+        } => {
+            let age = time::parse_duration(older_than).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "--older-than {older_than:?}: want a number and s, m, h, d or w (90d)"
+                ))
+            })?;
+            if let Some(st) = status {
+                if !records::schema::RUN_STATUS.contains(&st.as_str()) {
+                    return Err(Error::InvalidArgument(format!(
+                        "--status {st:?}: want OK, BLOCKED or ERROR"
+                    )));
+                }
+            }
+            let s = if *dry_run {
+                StoreOptions::new().read_only(true).open(dir)?
+            } else {
+                StoreOptions::new().open(dir)?
+            };
+            let mut index = open_index(&s)?;
+            let p = runs::Prune {
+                older_than: age,
+                status: status.clone(),
+                tool: tool.clone(),
+                mode: mode.clone(),
+                dry_run: *dry_run,
+            };
+            let gone = runs::prune(&s, &mut index, &p).map_err(lift)?;
+            if json_out {
+                out!(
+                    "{}",
+                    json!({"removed": gone.iter().map(|i| i.to_hex()).collect::<Vec<_>>(), "dry_run": dry_run})
+                );
+            } else {
+                for id in &gone {
+                    out!("{id}");
+                }
+            }
+            eprintln!(
+                "{} {} run records",
+                if *dry_run { "would remove" } else { "removed" },
+                gone.len()
+            );
+            drop(index);
+            crate::close_committed(s);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,551 @@
+//! The query index: labels, media types, record types and times of the
+//! store's records, kept in a fjall keyspace beside the store
+//! (`derived/query/`) so that "which artifacts have tool=mill and
+//! status=BLOCKED since Monday" is a few key ranges instead of a scan of
+//! every record.
+//!
+//! It is derived data. Every fact in it comes from a record in the store,
+//! it is rebuilt from the records alone ([`QueryIndex::rebuild`]), and it
+//! follows the store through the store's change feed
+//! ([`crate::Store::changes_since`]): opening it catches up with every
+//! commit since it was last opened, whoever made them, and rescans only when
+//! the feed no longer reaches back that far. Deleting it loses nothing.
+//!
+//! The engine was chosen by measurement, on this machine, in two rounds.
+//! With 1 M artifacts of three labels each, a two-label query over ten days
+//! (3,334 hits) took redb 9–11 ms, fjall 20–29 ms and SQLite (rusqlite, WAL,
+//! `INTERSECT`) 39–56 ms; building took fjall 8.5 s, redb 20.6 s, SQLite
+//! 25.2 s, and the files were 62 MB, 628 MB and 170 MB. Built on redb first,
+//! the real index of 1 M annotated artifacts (six keys each) took 53 s to
+//! build and 4.3 GB of disk (a B-tree of uncompressed keys, copied on
+//! write), against a 0.4 GB store: too much for derived data. fjall (an LSM
+//! tree with compressed, prefix-truncated blocks) builds it several times
+//! faster in a fraction of the space, at about twice redb's query time, so
+//! the index is on fjall (see README, Benchmarks, for the numbers). fjall
+//! runs flush and compaction threads inside the program while a keyspace
+//! is open, and has no lock of its own against a second process: the index
+//! takes an exclusive lock on `derived/query.lock` while it is open, and a
+//! second process waits for it (up to [`OPEN_WAIT`]).
+
+mod rows;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+
+use super::{Record, RecordError, MAGIC};
+use crate::{ArtifactId, LogCursor, Store};
+
+/// The index layout; another value means rebuild.
+const LAYOUT: u64 = 1;
+
+/// How long opening waits for another process holding the index.
+pub const OPEN_WAIT: Duration = Duration::from_secs(10);
+
+/// Where the index lives inside a store directory.
+pub const INDEX_DIR: &str = "derived/query";
+
+/// Artifacts read at a time (on all cores) by a rebuild.
+const READ_BATCH: usize = 4096;
+
+/// Records written per write batch by a rebuild.
+const WRITE_BATCH: usize = 100_000;
+
+/// fjall's block cache.
+const CACHE_BYTES: u64 = 32 << 20;
+
+fn db_err(e: impl std::fmt::Display) -> RecordError {
+    RecordError::Index(e.to_string())
+}
+
+/// What a query asks: every condition must hold. Times are seconds since
+/// 1970; `since` is inclusive, `until` exclusive, and both apply to the
+/// record that carries the label (its `created_at`).
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    /// Labels `key=value`, all required (by any annotation of the subject).
+    pub labels: Vec<(String, String)>,
+    /// Media type.
+    pub media_type: Option<String>,
+    /// Record type (`asl/run`, `asl/annotation`, ...).
+    pub type_name: Option<String>,
+    /// Earliest time.
+    pub since: Option<u64>,
+    /// Time before which records count.
+    pub until: Option<u64>,
+}
+
+/// One artifact a query found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// The artifact: an annotation's subject, or the record itself.
+    pub subject: ArtifactId,
+    /// The newest time among the matching records.
+    pub time: u64,
+    /// The records that matched, in id order.
+    pub records: Vec<ArtifactId>,
+}
+
+/// What bringing the index up to date did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Refresh {
+    /// Why the index file was thrown away, when it did not open.
+    pub damaged: Option<String>,
+    /// Whether it rescanned the whole store.
+    pub rebuilt: bool,
+    /// Artifacts looked at.
+    pub examined: usize,
+    /// Records indexed.
+    pub indexed: usize,
+    /// Records whose rows were dropped (removed from the store).
+    pub dropped: usize,
+}
+
+/// The query index of one store.
+pub struct QueryIndex {
+    ks: Keyspace,
+    keys: PartitionHandle,
+    by_record: PartitionHandle,
+    subjects: PartitionHandle,
+    meta: PartitionHandle,
+    generation: u64,
+    path: PathBuf,
+    _lock: File,
+}
+
+/// The data partitions, named with a generation (`keys-3`): a rebuild fills
+/// the next generation's and then switches `meta`'s `generation` to them,
+/// since fjall does not reuse a deleted partition's name in one session.
+const DATA: [&str; 3] = ["keys", "by_record", "subjects"];
+
+fn data_partitions(ks: &Keyspace, generation: u64) -> Result<[PartitionHandle; 3], RecordError> {
+    let open = |n: &str| {
+        ks.open_partition(&format!("{n}-{generation}"), PartitionCreateOptions::default())
+            .map_err(db_err)
+    };
+    Ok([open(DATA[0])?, open(DATA[1])?, open(DATA[2])?])
+}
+
+fn generation_of(meta: &PartitionHandle) -> Result<u64, RecordError> {
+    Ok(meta
+        .get("generation")
+        .map_err(db_err)?
+        .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0))
+}
+
+impl QueryIndex {
+    /// Opens (or creates) the store's query index and brings it up to date
+    /// with the store's committed state.
+    pub fn open(store: &Store) -> Result<(Self, Refresh), RecordError> {
+        let path = store.path().join(INDEX_DIR);
+        let derived = path.parent().expect("INDEX_DIR has a parent");
+        std::fs::create_dir_all(derived)
+            .map_err(|e| RecordError::Index(format!("create {}: {e}", derived.display())))?;
+        let lock = lock(&derived.join("query.lock"))?;
+        let mut damaged = None;
+        let ks = match open_keyspace(&path) {
+            Ok(ks) => ks,
+            // Derived data that does not open is not worth an error: it is
+            // thrown away and rebuilt from the records.
+            Err(e) => {
+                damaged = Some(e.to_string());
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| RecordError::Index(format!("remove {}: {e}", path.display())))?;
+                open_keyspace(&path).map_err(db_err)?
+            }
+        };
+        let meta = ks
+            .open_partition("meta", PartitionCreateOptions::default())
+            .map_err(db_err)?;
+        let generation = generation_of(&meta)?;
+        // Partitions of other generations are what a rebuild cut short (or
+        // finished without deleting) left behind.
+        for name in ks.list_partitions() {
+            let stale = DATA.iter().any(|d| {
+                name.strip_prefix(d)
+                    .and_then(|r| r.strip_prefix('-'))
+                    .is_some_and(|g| g != generation.to_string())
+            });
+            if stale {
+                let h = ks
+                    .open_partition(&name, PartitionCreateOptions::default())
+                    .map_err(db_err)?;
+                ks.delete_partition(h).map_err(db_err)?;
+            }
+        }
+        let [keys, by_record, subjects] = data_partitions(&ks, generation)?;
+        let mut index = QueryIndex {
+            keys,
+            by_record,
+            subjects,
+            meta,
+            generation,
+            ks,
+            path,
+            _lock: lock,
+        };
+        let mut refresh = index.refresh(store)?;
+        refresh.damaged = damaged;
+        Ok((index, refresh))
+    }
+
+    /// The index's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes the index takes on disk.
+    pub fn disk_space(&self) -> u64 {
+        self.ks.disk_space()
+    }
+
+    /// Brings the index up to date with the store's committed state: the
+    /// changes since it was last brought up to date, or a rescan when the
+    /// store's history no longer reaches back that far (or the index belongs
+    /// to another store or layout).
+    pub fn refresh(&mut self, store: &Store) -> Result<Refresh, RecordError> {
+        let Meta {
+            layout,
+            store_id,
+            cursor,
+        } = self.meta()?;
+        if layout != Some(LAYOUT) || store_id != Some(store.store_id()) {
+            return self.rebuild(store);
+        }
+        let Some(cursor) = cursor else {
+            return self.rebuild(store);
+        };
+        let Some(changes) = store.changes_since(cursor)? else {
+            return self.rebuild(store);
+        };
+        if changes.ids.is_empty() && changes.next == cursor {
+            return Ok(Refresh::default());
+        }
+        let mut r = Refresh::default();
+        // One batch, cursor included: after a crash the index is as it was
+        // before or as it is after, and the next refresh redoes the rest.
+        let mut batch = self.ks.batch();
+        for id in &changes.ids {
+            r.examined += 1;
+            let had = self.drop_record(&mut batch, id)?;
+            match read_record(store, id)? {
+                Some(rec) => {
+                    self.add_record(&mut batch, id, &rows::rows(id, &rec));
+                    r.indexed += 1;
+                }
+                None if had => r.dropped += 1,
+                None => {}
+            }
+        }
+        batch.insert(&self.meta, "cursor", cursor_bytes(changes.next).to_vec());
+        batch.commit().map_err(db_err)?;
+        self.ks.persist(PersistMode::SyncData).map_err(db_err)?;
+        Ok(r)
+    }
+
+    /// Throws the index away and builds it again from every record in the
+    /// store (what `aslctl reindex` runs).
+    pub fn rebuild(&mut self, store: &Store) -> Result<Refresh, RecordError> {
+        use rayon::prelude::*;
+        // The cursor is taken first: whatever is committed while the scan
+        // runs is picked up by the next refresh.
+        let cursor = store.log_cursor();
+        let mut r = Refresh {
+            rebuilt: true,
+            ..Refresh::default()
+        };
+        // Emptied first, meta too: a rebuild cut short leaves no cursor, so
+        // it is done again on next open.
+        // Filled as the next generation; the switch (the last batch) drops
+        // the cursor of the old one, so a rebuild cut short leaves the old
+        // index in place and is done again on next open.
+        let old = [self.keys.clone(), self.by_record.clone(), self.subjects.clone()];
+        self.generation += 1;
+        let mut batch = self.ks.batch();
+        batch.remove(&self.meta, "cursor");
+        batch.commit().map_err(db_err)?;
+        [self.keys, self.by_record, self.subjects] = data_partitions(&self.ks, self.generation)?;
+        let mut batch: Vec<(ArtifactId, rows::Rows)> = Vec::new();
+        // Read in the order the bytes lie: a block is decoded once for all
+        // the artifacts in it.
+        let all = store.ids_in_storage_order()?;
+        for ids in all.chunks(READ_BATCH) {
+            r.examined += ids.len();
+            // Reading is half a rebuild's work: on all cores.
+            let got: Vec<Option<(ArtifactId, rows::Rows)>> = ids
+                .par_iter()
+                .map(|id| Ok(read_record(store, id)?.map(|rec| (*id, rows::rows(id, &rec)))))
+                .collect::<Result<_, RecordError>>()?;
+            for g in got.into_iter().flatten() {
+                batch.push(g);
+                r.indexed += 1;
+            }
+            if batch.len() >= WRITE_BATCH {
+                self.write_rows(&mut batch, None)?;
+            }
+        }
+        self.write_rows(&mut batch, Some((store.store_id(), cursor)))?;
+        for h in old {
+            self.ks.delete_partition(h).map_err(db_err)?;
+        }
+        // Written out to sorted, compressed segments now: left in memtables
+        // and the journal, every open would replay them first.
+        for p in [&self.keys, &self.by_record, &self.subjects, &self.meta] {
+            p.rotate_memtable_and_wait().map_err(db_err)?;
+        }
+        self.ks.persist(PersistMode::SyncData).map_err(db_err)?;
+        Ok(r)
+    }
+
+    /// Writes a batch of records' rows (and, for the last batch of a
+    /// rebuild, the meta that makes the index usable).
+    fn write_rows(
+        &self,
+        rows: &mut Vec<(ArtifactId, rows::Rows)>,
+        finish: Option<(u64, LogCursor)>,
+    ) -> Result<(), RecordError> {
+        let mut batch = self.ks.batch();
+        for (id, r) in rows.iter() {
+            self.add_record(&mut batch, id, r);
+        }
+        if let Some((store_id, cursor)) = finish {
+            batch.insert(&self.meta, "layout", LAYOUT.to_le_bytes().to_vec());
+            batch.insert(&self.meta, "store_id", store_id.to_le_bytes().to_vec());
+            batch.insert(&self.meta, "cursor", cursor_bytes(cursor).to_vec());
+            batch.insert(&self.meta, "generation", self.generation.to_le_bytes().to_vec());
+        }
+        batch.commit().map_err(db_err)?;
+        rows.clear();
+        Ok(())
+    }
+
+    /// The artifacts matching `q`, oldest first (by their newest matching
+    /// record), ties in id order.
+    pub fn find(&self, q: &Query) -> Result<Vec<Hit>, RecordError> {
+        let mut prefixes = Vec::new();
+        for (k, v) in &q.labels {
+            prefixes.push(rows::prefix(rows::LABEL, &[k.as_bytes(), v.as_bytes()]));
+        }
+        if let Some(m) = &q.media_type {
+            prefixes.push(rows::prefix(rows::MEDIA, &[m.as_bytes()]));
+        }
+        if let Some(t) = &q.type_name {
+            prefixes.push(rows::prefix(rows::TYPE, &[t.as_bytes()]));
+        }
+        if prefixes.is_empty() {
+            prefixes.push(rows::prefix(rows::ALL, &[]));
+        }
+        let since = q.since.unwrap_or(0);
+        let until = q.until.unwrap_or(u64::MAX);
+        if since >= until {
+            return Ok(Vec::new());
+        }
+        let mut sets: Vec<HashMap<ArtifactId, (u64, Vec<ArtifactId>)>> = Vec::new();
+        for p in prefixes {
+            let mut lo = p.clone();
+            lo.extend_from_slice(&since.to_be_bytes());
+            let mut hi = p;
+            hi.extend_from_slice(&until.to_be_bytes());
+            let mut set: HashMap<ArtifactId, (u64, Vec<ArtifactId>)> = HashMap::new();
+            for kv in self.keys.range(lo.as_slice()..hi.as_slice()) {
+                let (k, _) = kv.map_err(db_err)?;
+                let Some((t, subject, record)) = rows::tail(&k) else {
+                    continue;
+                };
+                let e = set.entry(subject).or_default();
+                e.0 = e.0.max(t);
+                e.1.push(record);
+            }
+            sets.push(set);
+        }
+        sets.sort_by_key(|s| s.len());
+        let (first, rest) = sets.split_first_mut().expect("at least one condition");
+        let mut hits: Vec<Hit> = first
+            .drain()
+            .filter_map(|(subject, (mut time, mut records))| {
+                for other in rest.iter() {
+                    let (t, rs) = other.get(&subject)?;
+                    time = time.max(*t);
+                    records.extend_from_slice(rs);
+                }
+                records.sort_unstable();
+                records.dedup();
+                Some(Hit { subject, time, records })
+            })
+            .collect();
+        hits.sort_unstable_by_key(|h| (h.time, h.subject));
+        Ok(hits)
+    }
+
+    /// [`QueryIndex::find`] without the hits whose subject is no longer
+    /// live in CURRENT (an annotation outlives its subject until it is
+    /// removed itself).
+    pub fn find_live(&self, store: &Store, q: &Query) -> Result<Vec<Hit>, RecordError> {
+        let mut hits = self.find(q)?;
+        let mut keep = Vec::with_capacity(hits.len());
+        for h in &hits {
+            keep.push(store.contains(&h.subject)?);
+        }
+        let mut k = keep.into_iter();
+        hits.retain(|_| k.next().unwrap_or(false));
+        Ok(hits)
+    }
+
+    /// The annotation records whose subject is `subject`, in id order.
+    pub fn annotations_of(&self, subject: &ArtifactId) -> Result<Vec<ArtifactId>, RecordError> {
+        let mut out = Vec::new();
+        for kv in self.subjects.prefix(subject.as_bytes()) {
+            let (k, _) = kv.map_err(db_err)?;
+            let id: [u8; 32] = k
+                .get(32..64)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| RecordError::Index("a subjects key is not 64 bytes (run `aslctl reindex`)".into()))?;
+            out.push(ArtifactId::from_bytes(id));
+        }
+        Ok(out)
+    }
+
+    /// How many records the index holds.
+    pub fn len(&self) -> Result<u64, RecordError> {
+        Ok(self.by_record.len().map_err(db_err)? as u64)
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> Result<bool, RecordError> {
+        Ok(self.len()? == 0)
+    }
+
+    fn meta(&self) -> Result<Meta, RecordError> {
+        let get = |k: &str| self.meta.get(k).map_err(db_err);
+        let u64_of = |k: &str| -> Result<Option<u64>, RecordError> {
+            Ok(get(k)?
+                .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+                .map(u64::from_le_bytes))
+        };
+        let cursor = get("cursor")?.and_then(|v| {
+            let b: [u8; 16] = v[..].try_into().ok()?;
+            Some(LogCursor {
+                log_file: u64::from_le_bytes(b[..8].try_into().unwrap()),
+                seq: u64::from_le_bytes(b[8..].try_into().unwrap()),
+            })
+        });
+        Ok(Meta {
+            layout: u64_of("layout")?,
+            store_id: u64_of("store_id")?,
+            cursor,
+        })
+    }
+
+    fn add_record(&self, batch: &mut fjall::Batch, id: &ArtifactId, rows: &rows::Rows) {
+        for k in rows.keys(id) {
+            batch.insert(&self.keys, k, []);
+        }
+        batch.insert(&self.by_record, id.as_bytes().to_vec(), rows.pack());
+        if rows.annotates {
+            batch.insert(&self.subjects, subject_key(&rows.subject, id).to_vec(), []);
+        }
+    }
+
+    /// Takes record `id`'s rows out (in `batch`); false when it had none.
+    fn drop_record(&self, batch: &mut fjall::Batch, id: &ArtifactId) -> Result<bool, RecordError> {
+        let Some(packed) = self.by_record.get(id.as_bytes()).map_err(db_err)? else {
+            return Ok(false);
+        };
+        let Some(rows) = rows::Rows::unpack(&packed) else {
+            return Err(RecordError::Index(format!(
+                "the entry of record {id} is malformed (run `aslctl reindex`)"
+            )));
+        };
+        for k in rows.keys(id) {
+            batch.remove(&self.keys, k);
+        }
+        if rows.annotates {
+            batch.remove(&self.subjects, subject_key(&rows.subject, id).to_vec());
+        }
+        batch.remove(&self.by_record, id.as_bytes().to_vec());
+        Ok(true)
+    }
+}
+
+/// What `meta` says: the layout, the store and the cursor indexed up to.
+struct Meta {
+    layout: Option<u64>,
+    store_id: Option<u64>,
+    cursor: Option<LogCursor>,
+}
+
+fn open_keyspace(path: &Path) -> fjall::Result<Keyspace> {
+    Config::new(path).cache_size(CACHE_BYTES).open()
+}
+
+/// An exclusive lock on `path`, waited for up to [`OPEN_WAIT`].
+fn lock(path: &Path) -> Result<File, RecordError> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| RecordError::Index(format!("open {}: {e}", path.display())))?;
+    let start = Instant::now();
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < OPEN_WAIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(RecordError::Index(format!(
+                    "{} is held by another process (waited {} s)",
+                    path.display(),
+                    OPEN_WAIT.as_secs()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(RecordError::Index(format!("lock {}: {e}", path.display())))
+            }
+        }
+    }
+}
+
+fn cursor_bytes(c: LogCursor) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&c.log_file.to_le_bytes());
+    b[8..].copy_from_slice(&c.seq.to_le_bytes());
+    b
+}
+
+fn subject_key(subject: &ArtifactId, record: &ArtifactId) -> [u8; 64] {
+    let mut k = [0u8; 64];
+    k[..32].copy_from_slice(subject.as_bytes());
+    k[32..].copy_from_slice(record.as_bytes());
+    k
+}
+
+/// The record `id` holds, when it is live and a well-formed record.
+fn read_record(store: &Store, id: &ArtifactId) -> Result<Option<Record>, RecordError> {
+    let len = match store.len_of(id) {
+        Ok(n) => n,
+        Err(crate::Error::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if len < MAGIC.len() as u64 {
+        return Ok(None);
+    }
+    // A small artifact is read whole at once (one block frame either way);
+    // of a large one only the head, unless it is a record.
+    if len > 64 << 10 && store.read_range(id, 0, MAGIC.len() as u64)? != MAGIC {
+        return Ok(None);
+    }
+    let bytes = store.get(id)?;
+    if !bytes.starts_with(&MAGIC) {
+        return Ok(None);
+    }
+    // Bytes that open like a record but are not one are data like any
+    // other: they are not indexed, and not an error.
+    Ok(Record::decode(&bytes).ok())
+}

@@ -1,0 +1,488 @@
+//! Working copies: a tree checked out into a directory that remembers what
+//! it was checked out from, so that changes can be listed, committed as a
+//! new tree with a lineage step whose parent is the old one, or discarded.
+//!
+//! The directory holds one file of ours, `.asl-worktree`: the base tree,
+//! the lineage step it belongs to, and for every file the tree holds its
+//! id and the stamp (size, times, inode, device) it had when last known to
+//! hold that id. A file whose stamp is unchanged is not read again; a stamp
+//! taken less than a second before it was recorded is not trusted (the file
+//! could change again within the clock's granularity), as in the files
+//! cache. Byte layout: `spec/records.md`, "Working copies".
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::cbor::Value;
+use super::lineage::{self, Lineage, StepChanges};
+use super::tree::{self, io, EntryKind, TreeFile};
+use super::{Record, RecordError};
+use crate::{ArtifactId, FileStamp, PutOptions, Store};
+
+/// The state file's name inside a working copy.
+pub const STATE_FILE: &str = ".asl-worktree";
+const STATE_TYPE: &str = "asl/worktree-state";
+
+/// What the working copy knows of one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Known {
+    kind: EntryKind,
+    size: u64,
+    id: ArtifactId,
+    stamp: FileStamp,
+}
+
+/// A change against the base tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// A file whose contents or execute bit differ.
+    Modified(Vec<u8>),
+    /// A file the base tree lacks.
+    Added(Vec<u8>),
+    /// A file of the base tree that is gone.
+    Removed(Vec<u8>),
+}
+
+impl Status {
+    /// The file's path (relative, as bytes).
+    pub fn path(&self) -> &[u8] {
+        match self {
+            Status::Modified(p) | Status::Added(p) | Status::Removed(p) => p,
+        }
+    }
+}
+
+/// An opened working copy.
+#[derive(Debug)]
+pub struct Worktree {
+    dir: PathBuf,
+    /// The tree it was checked out from (or last committed).
+    pub tree: ArtifactId,
+    /// The lineage step of that tree.
+    pub lineage: ArtifactId,
+    files: BTreeMap<Vec<u8>, Known>,
+    recorded_ns: i64,
+    store_id: u64,
+}
+
+/// A file found in the directory now.
+struct Present {
+    kind: EntryKind,
+    stamp: FileStamp,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn kind_of(md: &std::fs::Metadata) -> EntryKind {
+    if md.permissions().mode() & 0o111 != 0 {
+        EntryKind::Exec
+    } else {
+        EntryKind::File
+    }
+}
+
+fn kind_text(k: EntryKind) -> &'static str {
+    match k {
+        EntryKind::File => "f",
+        EntryKind::Exec => "x",
+        EntryKind::Dir => "d",
+    }
+}
+
+impl Worktree {
+    /// Checks out tree `tree` into `dir` (new or empty) and makes it a
+    /// working copy. Its lineage starts at `lineage` when given (a step whose
+    /// tree is `tree`), else at a new first step naming `tree`, committed.
+    pub fn add(
+        store: &Store,
+        dir: &Path,
+        tree_id: &ArtifactId,
+        lineage: Option<&ArtifactId>,
+    ) -> Result<Self, RecordError> {
+        if dir.join(STATE_FILE).exists() {
+            return Err(RecordError::Input(format!(
+                "{} is a working copy already",
+                dir.display()
+            )));
+        }
+        let step = match lineage {
+            Some(l) => {
+                let s = lineage::read(store, l)?;
+                if s.tree != Some(*tree_id) {
+                    return Err(RecordError::Input(format!("lineage step {l} is not of tree {tree_id}")));
+                }
+                *l
+            }
+            None => {
+                tree::read_tree(store, tree_id)?;
+                let step = Lineage {
+                    tree: Some(*tree_id),
+                    summary: Some("working copy made".into()),
+                    ..Lineage::default()
+                };
+                lineage::put_lineage(store, &step)?.id
+            }
+        };
+        store.commit()?;
+        tree::checkout(store, tree_id, dir, false)?;
+        let mut wt = Worktree {
+            dir: dir.to_path_buf(),
+            tree: *tree_id,
+            lineage: step,
+            files: BTreeMap::new(),
+            recorded_ns: 0,
+            store_id: store.store_id(),
+        };
+        wt.files = wt.known_from_tree(store, tree_id)?;
+        wt.save()?;
+        Ok(wt)
+    }
+
+    /// The files of `tree_id` with the stamps they have in the directory now
+    /// (all just written or proven to hold these bytes).
+    fn known_from_tree(&self, store: &Store, tree_id: &ArtifactId) -> Result<BTreeMap<Vec<u8>, Known>, RecordError> {
+        let mut out = BTreeMap::new();
+        for (p, e) in tree::walk(store, tree_id)? {
+            if e.kind == EntryKind::Dir {
+                continue;
+            }
+            let path = self.dir.join(OsStr::from_bytes(&p));
+            let md = std::fs::symlink_metadata(&path).map_err(|x| io(format!("stat {}", path.display()), x))?;
+            out.insert(
+                p,
+                Known {
+                    kind: e.kind,
+                    size: e.size,
+                    id: e.id,
+                    stamp: FileStamp::of(&md),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Opens the working copy at `dir`.
+    pub fn open(dir: &Path) -> Result<Self, RecordError> {
+        let path = dir.join(STATE_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                RecordError::Input(format!("{} is not a working copy (no {STATE_FILE})", dir.display()))
+            }
+            _ => io(format!("read {}", path.display()), e),
+        })?;
+        let damaged = |why: &str| RecordError::Input(format!("{} is damaged: {why}", path.display()));
+        if bytes.len() < 32 {
+            return Err(damaged("too short"));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if blake3::hash(body).as_bytes() != sum {
+            return Err(damaged("checksum mismatch"));
+        }
+        let r = Record::decode(body).map_err(|e| damaged(&e.to_string()))?;
+        if r.type_name != STATE_TYPE || r.version != 1 {
+            return Err(damaged(&format!(
+                "a {} v{} record, not {STATE_TYPE} v1",
+                r.type_name, r.version
+            )));
+        }
+        let id = |k: &str| match r.body.get(k) {
+            Some(Value::Bytes(b)) if b.len() == 32 => Ok(ArtifactId::from_bytes(b.as_slice().try_into().unwrap())),
+            _ => Err(damaged(&format!("no {k}"))),
+        };
+        let uint = |v: Option<&Value>| match v {
+            Some(Value::Unsigned(n)) => Ok(*n),
+            _ => Err(damaged("a number is missing")),
+        };
+        let mut files = BTreeMap::new();
+        let Some(Value::Array(items)) = r.body.get("files") else {
+            return Err(damaged("no files"));
+        };
+        for it in items {
+            let Value::Array(f) = it else {
+                return Err(damaged("a file entry is not an array"));
+            };
+            let (Some(Value::Bytes(p)), Some(Value::Text(k)), Some(Value::Bytes(fid))) =
+                (f.first(), f.get(1), f.get(3))
+            else {
+                return Err(damaged("a file entry is malformed"));
+            };
+            let kind = match k.as_str() {
+                "x" => EntryKind::Exec,
+                "f" => EntryKind::File,
+                _ => return Err(damaged("a file entry has a bad kind")),
+            };
+            let fid: [u8; 32] = fid
+                .as_slice()
+                .try_into()
+                .map_err(|_| damaged("a file id is not 32 bytes"))?;
+            files.insert(
+                p.clone(),
+                Known {
+                    kind,
+                    size: uint(f.get(2))?,
+                    id: ArtifactId::from_bytes(fid),
+                    stamp: FileStamp {
+                        size: uint(f.get(2))?,
+                        mtime_ns: uint(f.get(4))? as i64,
+                        ctime_ns: uint(f.get(5))? as i64,
+                        ino: uint(f.get(6))?,
+                        dev: uint(f.get(7))?,
+                    },
+                },
+            );
+        }
+        Ok(Worktree {
+            dir: dir.to_path_buf(),
+            tree: id("tree")?,
+            lineage: id("lineage")?,
+            files,
+            recorded_ns: uint(r.body.get("recorded_ns"))? as i64,
+            store_id: uint(r.body.get("store_id"))?,
+        })
+    }
+
+    /// Refuses a store other than the one the working copy was made from.
+    fn check_store(&self, store: &Store) -> Result<(), RecordError> {
+        if store.store_id() != self.store_id {
+            return Err(RecordError::Input(format!(
+                "{} belongs to another store (id {:016x}, this one is {:016x})",
+                self.dir.display(),
+                self.store_id,
+                store.store_id()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes the state file (temp + rename), recording now as the time
+    /// its stamps were taken.
+    fn save(&mut self) -> Result<(), RecordError> {
+        self.recorded_ns = now_ns();
+        let files = self
+            .files
+            .iter()
+            .map(|(p, k)| {
+                Value::Array(vec![
+                    Value::Bytes(p.clone()),
+                    Value::text(kind_text(k.kind)),
+                    Value::Unsigned(k.size),
+                    Value::Bytes(k.id.as_bytes().to_vec()),
+                    Value::Unsigned(k.stamp.mtime_ns.max(0) as u64),
+                    Value::Unsigned(k.stamp.ctime_ns.max(0) as u64),
+                    Value::Unsigned(k.stamp.ino),
+                    Value::Unsigned(k.stamp.dev),
+                ])
+            })
+            .collect();
+        let body = Value::Map(vec![
+            (Value::text("tree"), Value::Bytes(self.tree.as_bytes().to_vec())),
+            (Value::text("lineage"), Value::Bytes(self.lineage.as_bytes().to_vec())),
+            (
+                Value::text("recorded_ns"),
+                Value::Unsigned(self.recorded_ns.max(0) as u64),
+            ),
+            (Value::text("store_id"), Value::Unsigned(self.store_id)),
+            (Value::text("files"), Value::Array(files)),
+        ]);
+        let mut bytes = Record::new(STATE_TYPE, 1, body).encode()?;
+        let sum = *blake3::hash(&bytes).as_bytes();
+        bytes.extend_from_slice(&sum);
+        let path = self.dir.join(STATE_FILE);
+        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        std::fs::write(&tmp, &bytes).map_err(|e| io(format!("write {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io(format!("rename {}", path.display()), e))?;
+        Ok(())
+    }
+
+    /// The regular files in the directory now (ours and other special
+    /// files left out), by relative path.
+    fn scan(&self) -> Result<BTreeMap<Vec<u8>, Present>, RecordError> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let abs = self.dir.join(&rel);
+            let rd = std::fs::read_dir(&abs).map_err(|e| io(format!("read {}", abs.display()), e))?;
+            for ent in rd {
+                let ent = ent.map_err(|e| io(format!("read {}", abs.display()), e))?;
+                let name = ent.file_name();
+                if rel.as_os_str().is_empty() && (name == STATE_FILE || name == format!("{STATE_FILE}.tmp").as_str()) {
+                    continue;
+                }
+                let p = rel.join(&name);
+                let md =
+                    std::fs::symlink_metadata(self.dir.join(&p)).map_err(|e| io(format!("stat {}", p.display()), e))?;
+                if md.is_dir() {
+                    stack.push(p);
+                } else if md.is_file() {
+                    out.insert(
+                        p.as_os_str().as_bytes().to_vec(),
+                        Present {
+                            kind: kind_of(&md),
+                            stamp: FileStamp::of(&md),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the file at `p`, now `now`, still holds what `k` says.
+    fn unchanged(&self, p: &[u8], k: &Known, now: &Present) -> Result<bool, RecordError> {
+        if now.kind != k.kind || now.stamp.size != k.size {
+            return Ok(false);
+        }
+        let settled = k.stamp.mtime_ns.max(k.stamp.ctime_ns) < self.recorded_ns - 1_000_000_000;
+        if settled && now.stamp == k.stamp {
+            return Ok(true);
+        }
+        Ok(hash_file(&self.dir.join(OsStr::from_bytes(p)))? == k.id)
+    }
+
+    /// The changes against the base tree, in path order. Files whose stamps
+    /// are unchanged are not read.
+    pub fn status(&self) -> Result<Vec<Status>, RecordError> {
+        let present = self.scan()?;
+        let mut out = Vec::new();
+        for (p, k) in &self.files {
+            match present.get(p) {
+                None => out.push(Status::Removed(p.clone())),
+                Some(now) if !self.unchanged(p, k, now)? => out.push(Status::Modified(p.clone())),
+                Some(_) => {}
+            }
+        }
+        for p in present.keys() {
+            if !self.files.contains_key(p) {
+                out.push(Status::Added(p.clone()));
+            }
+        }
+        out.sort_by(|a, b| a.path().cmp(b.path()));
+        Ok(out)
+    }
+
+    /// Stores the changed and added files, a new tree of the directory and
+    /// a lineage step (parent: the working copy's step) and commits; the
+    /// working copy then stands on the new tree. `None` when nothing changed.
+    pub fn commit(
+        &mut self,
+        store: &Store,
+        summary: &str,
+        actor: Option<&str>,
+    ) -> Result<Option<(ArtifactId, ArtifactId)>, RecordError> {
+        self.check_store(store)?;
+        let changes = self.status()?;
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let present = self.scan()?;
+        let mut files: BTreeMap<Vec<u8>, Known> = BTreeMap::new();
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
+        let changed: std::collections::HashSet<&[u8]> = changes.iter().map(|c| c.path()).collect();
+        for (p, now) in &present {
+            let known = match self.files.get(p) {
+                Some(k) if !changed.contains(p.as_slice()) => Known {
+                    stamp: now.stamp,
+                    ..k.clone()
+                },
+                _ => {
+                    let path = self.dir.join(OsStr::from_bytes(p));
+                    let put = store.put_file_with(&path, &PutOptions::default(), &mut |_| {})?;
+                    // The stamp is taken after the read: a file written to
+                    // meanwhile shows a newer stamp and is read again next time.
+                    let md = std::fs::symlink_metadata(&path).map_err(|e| io(format!("stat {}", path.display()), e))?;
+                    if put.new {
+                        added.push(put.id);
+                    }
+                    Known {
+                        kind: kind_of(&md),
+                        size: put.len,
+                        id: put.id,
+                        stamp: FileStamp::of(&md),
+                    }
+                }
+            };
+            files.insert(p.clone(), known);
+        }
+        for c in &changes {
+            if let Status::Removed(p) | Status::Modified(p) = c {
+                if let Some(k) = self.files.get(p) {
+                    removed.push(k.id);
+                }
+            }
+        }
+        let list: Vec<TreeFile> = files
+            .iter()
+            .map(|(p, k)| TreeFile {
+                path: PathBuf::from(OsStr::from_bytes(p)),
+                size: k.size,
+                exec: k.kind == EntryKind::Exec,
+                id: k.id,
+            })
+            .collect();
+        let new_tree = tree::store_tree(store, &list)?;
+        let step = Lineage {
+            parent: Some(self.lineage),
+            summary: Some(summary.to_string()),
+            actor: actor.map(str::to_string),
+            tree: Some(new_tree),
+            changes: Some(StepChanges {
+                added,
+                removed,
+                annotations: Vec::new(),
+            }),
+            ..Lineage::default()
+        };
+        let step_id = lineage::put_lineage(store, &step)?.id;
+        store.commit()?;
+        self.tree = new_tree;
+        self.lineage = step_id;
+        self.files = files;
+        self.save()?;
+        Ok(Some((step_id, new_tree)))
+    }
+
+    /// Puts the directory back to the base tree: changed and removed files
+    /// restored (verified as they are written), added files deleted.
+    /// Returns how many files it touched.
+    pub fn discard(&mut self, store: &Store) -> Result<usize, RecordError> {
+        self.check_store(store)?;
+        let changes = self.status()?;
+        for c in &changes {
+            let path = self.dir.join(OsStr::from_bytes(c.path()));
+            match c {
+                Status::Added(_) => {
+                    std::fs::remove_file(&path).map_err(|e| io(format!("remove {}", path.display()), e))?
+                }
+                Status::Modified(p) | Status::Removed(p) => {
+                    let k = &self.files[p];
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| io(format!("create {}", parent.display()), e))?;
+                    }
+                    tree::write_file(store, &k.id, &path, k.kind == EntryKind::Exec)?;
+                }
+            }
+        }
+        let tree_id = self.tree;
+        self.files = self.known_from_tree(store, &tree_id)?;
+        self.save()?;
+        Ok(changes.len())
+    }
+}
+
+/// The artifact id the file at `path` would have.
+fn hash_file(path: &Path) -> Result<ArtifactId, RecordError> {
+    let f = std::fs::File::open(path).map_err(|e| io(format!("open {}", path.display()), e))?;
+    let mut h = blake3::Hasher::new();
+    h.update_reader(f)
+        .map_err(|e| io(format!("read {}", path.display()), e))?;
+    Ok(ArtifactId::from_bytes(*h.finalize().as_bytes()))
+}

@@ -1,0 +1,230 @@
+//! The store's recent history as a feed: which artifacts changed between two
+//! points of the commit log, for indexes kept outside the store (the records
+//! layer's query index) that follow it without rescanning everything.
+//!
+//! The log numbers every record it ever holds (sequence numbers carry over
+//! from one log file to the next), and a checkpoint does not delete the log
+//! files it retires at once: the newest of them are kept as history, up to
+//! [`LOG_HISTORY_BYTES`] in all by default (every command-line write checkpoints when it
+//! closes the store, so a history of one file would reach back one command).
+//! Further back, or across a repair (which starts a fresh numbering), the
+//! history is gone and the feed says so: the follower must rescan.
+
+use crate::error::{IoContext, Result};
+use crate::fsutil::sync_dir;
+use crate::id::ArtifactId;
+use crate::snapshot::log::{self, Record};
+
+use super::layout::Layout;
+use super::Store;
+
+/// How many bytes of retired log files are kept as history: about 700,000
+/// stored artifacts' worth.
+pub const LOG_HISTORY_BYTES: u64 = 64 << 20;
+
+/// A point in the store's commit history: the log file and the sequence
+/// number of the next record after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LogCursor {
+    /// The log file's number.
+    pub log_file: u64,
+    /// The next record's sequence number.
+    pub seq: u64,
+}
+
+/// What changed between two cursors.
+#[derive(Clone, Debug)]
+pub struct Changes {
+    /// Every artifact with a record in the committed history in between
+    /// (stored, removed or moved by GC), first appearance first, each once.
+    /// Chunks of large artifacts are not artifacts and are left out.
+    pub ids: Vec<ArtifactId>,
+    /// Where the history read ends: pass it to the next call.
+    pub next: LogCursor,
+}
+
+impl Store {
+    /// Where the committed history this handle sees ends now. A read-only
+    /// handle sees the store as of opening it.
+    pub fn log_cursor(&self) -> LogCursor {
+        match &self.writer {
+            Some(w) => {
+                let w = w.lock();
+                LogCursor {
+                    log_file: w.log_file,
+                    seq: w.log.next_seq,
+                }
+            }
+            None => self.opened_at,
+        }
+    }
+
+    /// The artifacts whose index records changed in the commits from `from`
+    /// up to [`Store::log_cursor`]; `None` when that history is no longer
+    /// kept (more than one checkpoint back, from a repaired store's earlier
+    /// numbering, or from another store), so the caller must rescan.
+    pub fn changes_since(&self, from: LogCursor) -> Result<Option<Changes>> {
+        let now = self.log_cursor();
+        if from == now {
+            return Ok(Some(Changes {
+                ids: Vec::new(),
+                next: now,
+            }));
+        }
+        if from.log_file > now.log_file || from.seq > now.seq {
+            return Ok(None);
+        }
+        let io = &*self.layout.io;
+        let mut files = Vec::new();
+        for n in from.log_file..=now.log_file {
+            let path = self.layout.log(n);
+            if !io.is_file(&path) {
+                return Ok(None);
+            }
+            files.push(log::read(io, &path)?);
+        }
+        // The files must continue one another, and the oldest must reach
+        // back to `from`; otherwise this is not the history `from` was in.
+        if files[0].start_seq > from.seq {
+            return Ok(None);
+        }
+        for pair in files.windows(2) {
+            if pair[0].start_seq + pair[0].records.len() as u64 != pair[1].start_seq {
+                return Ok(None);
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut ids = Vec::new();
+        for f in &files {
+            for (seq, r) in &f.records {
+                if *seq < from.seq || *seq >= now.seq {
+                    continue;
+                }
+                if let Record::Entry(e) = r {
+                    if !e.is_chunk() && seen.insert(e.id) {
+                        ids.push(e.id);
+                    }
+                }
+            }
+        }
+        Ok(Some(Changes { ids, next: now }))
+    }
+}
+
+/// Deletes retired log files (numbered below `current`) beyond the history
+/// kept: the newest are kept while they fit in `budget` bytes, and
+/// anything numbered above `current` (from a checkpoint that never
+/// happened) goes too.
+pub(crate) fn prune_log_history(layout: &Layout, current: u64, budget: u64) -> Result<()> {
+    let io = &*layout.io;
+    let dir = layout.log_dir();
+    let mut retired = Vec::new();
+    let mut doomed = Vec::new();
+    for name in io.list(&dir).ctx(|| format!("list {}", dir.display()))? {
+        match name.strip_suffix(".log").and_then(|n| n.parse::<u64>().ok()) {
+            Some(n) if n == current => {}
+            Some(n) if n < current => retired.push(n),
+            _ => doomed.push(name),
+        }
+    }
+    retired.sort_unstable_by(|a, b| b.cmp(a));
+    let mut kept = 0u64;
+    let mut expected = current;
+    for n in retired {
+        let name = log::log_file_name(n);
+        let len = io.file_len(&dir.join(&name)).unwrap_or(u64::MAX);
+        // Only an unbroken run of files ending at the current one is history.
+        if n + 1 == expected && kept.saturating_add(len) <= budget {
+            kept += len;
+            expected = n;
+        } else {
+            doomed.push(name);
+        }
+    }
+    for name in &doomed {
+        let p = dir.join(name);
+        io.remove(&p).ctx(|| format!("remove {}", p.display()))?;
+    }
+    if !doomed.is_empty() {
+        sync_dir(io, &dir)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Store, StoreOptions};
+
+    #[test]
+    fn the_feed_reaches_back_one_checkpoint_and_says_when_it_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreOptions::new()
+            .create(true)
+            .log_history(200 << 10)
+            .open(dir.path())
+            .unwrap();
+        let a = store.put(b"a").unwrap();
+        store.commit().unwrap();
+        let c0 = store.log_cursor();
+        assert!(store.changes_since(c0).unwrap().unwrap().ids.is_empty());
+        let b = store.put(b"b").unwrap();
+        store.remove(&a).unwrap();
+        store.put(b"b").unwrap();
+        store.commit().unwrap();
+        let ch = store.changes_since(c0).unwrap().unwrap();
+        assert_eq!(ch.ids, vec![b, a]);
+        assert_eq!(ch.next, store.log_cursor());
+        // Uncommitted writes are not history yet.
+        let c = store.put(b"c").unwrap();
+        assert_eq!(store.changes_since(c0).unwrap().unwrap().ids, vec![b, a]);
+        store.checkpoint().unwrap();
+        let d = store.put(b"d").unwrap();
+        store.commit().unwrap();
+        assert_eq!(store.changes_since(c0).unwrap().unwrap().ids, vec![b, a, c, d]);
+        drop(store);
+        let store = StoreOptions::new().log_history(200 << 10).open(dir.path()).unwrap();
+        assert_eq!(store.changes_since(c0).unwrap().unwrap().ids, vec![b, a, c, d]);
+        let ro = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(ro.log_cursor(), store.log_cursor());
+        store.checkpoint().unwrap();
+        assert_eq!(store.changes_since(c0).unwrap().unwrap().ids, vec![b, a, c, d]);
+        let c1 = store.log_cursor();
+        assert!(store.changes_since(c1).unwrap().unwrap().ids.is_empty());
+        // A cursor from the future or from another numbering is refused.
+        let future = super::LogCursor { seq: c1.seq + 5, ..c1 };
+        assert!(store.changes_since(future).unwrap().is_none());
+        // History beyond the budget is deleted at the next checkpoint.
+        for i in 0..8u32 {
+            for j in 0..1000u32 {
+                store.put(&(i * 1000 + j).to_le_bytes()).unwrap();
+            }
+            store.checkpoint().unwrap();
+        }
+        let logs = std::fs::read_dir(dir.path().join("log")).unwrap().count();
+        assert!(logs < 8, "{logs} log files kept");
+        assert!(
+            store.changes_since(c0).unwrap().is_none(),
+            "history of {logs} files reaches too far"
+        );
+        assert!(store.changes_since(c1).unwrap().is_none());
+    }
+
+    #[test]
+    fn history_survives_closing_and_repair_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cursor = None;
+        let mut want = Vec::new();
+        for i in 0..5u32 {
+            let store = StoreOptions::new().create(true).open(dir.path()).unwrap();
+            cursor.get_or_insert(store.log_cursor());
+            want.push(store.put(&i.to_le_bytes()).unwrap());
+            store.close().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.changes_since(cursor.unwrap()).unwrap().unwrap().ids, want);
+        drop(store);
+        Store::repair(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.changes_since(cursor.unwrap()).unwrap().is_none());
+    }
+}
