@@ -133,7 +133,7 @@ pub fn get(from: &dyn Source, id: &ArtifactId) -> Result<Record, RecordError> {
 
 /// What records and the files they name are read from: CURRENT (a
 /// [`Store`]) or a snapshot ([`crate::SnapshotView`]).
-pub trait Source {
+pub trait Source: Sync {
     /// The artifact's bytes, verified.
     fn read(&self, id: &ArtifactId) -> crate::Result<Vec<u8>>;
     /// A streaming reader over the artifact, verified as it goes.

@@ -411,22 +411,29 @@ pub fn checkout(store: &dyn Source, id: &ArtifactId, dir: &Path, overwrite: bool
         }
         Err(e) => return Err(io(format!("read {}", dir.display()), e)),
     }
-    let mut files = 0;
+    // Directories first (a parent is walked before what it holds), then the
+    // files on every core: a checkout is mostly system calls per file.
     for (path, e) in &entries {
-        let to = dir.join(OsStr::from_bytes(path));
-        match e.kind {
-            EntryKind::Dir => match std::fs::create_dir(&to) {
+        if e.kind == EntryKind::Dir {
+            let to = dir.join(OsStr::from_bytes(path));
+            match std::fs::create_dir(&to) {
                 Ok(()) => {}
                 Err(x) if x.kind() == std::io::ErrorKind::AlreadyExists && to.is_dir() => {}
                 Err(x) => return Err(io(format!("create {}", to.display()), x)),
-            },
-            EntryKind::File | EntryKind::Exec => {
-                write_file(store, &e.id, &to, e.kind == EntryKind::Exec)?;
-                files += 1;
             }
         }
     }
-    Ok(files)
+    use rayon::prelude::*;
+    let files: Vec<&(Vec<u8>, TreeEntry)> = entries.iter().filter(|(_, e)| e.kind != EntryKind::Dir).collect();
+    files.par_iter().try_for_each(|(path, e)| {
+        write_file(
+            store,
+            &e.id,
+            &dir.join(OsStr::from_bytes(path)),
+            e.kind == EntryKind::Exec,
+        )
+    })?;
+    Ok(files.len() as u64)
 }
 
 /// A file-system error while checking out, with what was being done.
@@ -438,29 +445,46 @@ pub(crate) fn io(what: String, e: std::io::Error) -> RecordError {
 }
 
 pub(crate) fn write_file(store: &dyn Source, id: &ArtifactId, to: &Path, exec: bool) -> Result<(), RecordError> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    thread_local! {
+        /// The copy buffer, one per thread for all its files: allocating
+        /// (and zeroing) a fresh one per file cost more than small files do.
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let mut name = to.file_name().unwrap_or_default().to_os_string();
     name.push(".asl-checkout");
     let tmp = to.with_file_name(name);
+    let mode = if exec { 0o755 } else { 0o644 };
     let result = (|| {
         let mut r = store.reader(id)?;
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io(format!("create {}", tmp.display()), e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match std::io::Read::read(&mut r, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // The reader carries the store's own error (corruption
-                // named with artifact and segment) inside its io::Error.
-                Err(e) => return Err(RecordError::Store(crate::store::unwrap_io(e))),
-            };
-            f.write_all(&buf[..n])
-                .map_err(|e| io(format!("write {}", tmp.display()), e))?;
-        }
-        f.flush().map_err(|e| io(format!("write {}", tmp.display()), e))?;
-        let mode = if exec { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| io(format!("create {}", tmp.display()), e))?;
+        BUF.with(|b| -> Result<(), RecordError> {
+            let mut buf = b.borrow_mut();
+            if buf.is_empty() {
+                buf.resize(1 << 20, 0);
+            }
+            loop {
+                let n = match std::io::Read::read(&mut r, &mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    // The reader carries the store's own error (corruption
+                    // named with artifact and segment) inside its io::Error.
+                    Err(e) => return Err(RecordError::Store(crate::store::unwrap_io(e))),
+                };
+                f.write_all(&buf[..n])
+                    .map_err(|e| io(format!("write {}", tmp.display()), e))?;
+            }
+        })?;
+        // The mode exactly, whatever the umask (on the open file: no second
+        // path lookup).
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(|e| io(format!("chmod {}", tmp.display()), e))?;
         std::fs::rename(&tmp, to).map_err(|e| io(format!("rename to {}", to.display()), e))
     })();
