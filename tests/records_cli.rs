@@ -131,6 +131,26 @@ fn unknown_types_are_stored_with_a_note() {
     assert_eq!(shown["known"], false);
     assert_eq!(shown["version"], 4);
     assert_eq!(shown["body"]["n"], serde_json::json!([1, -2, 2.5]));
+
+    // A registered type at a version this build lacks is refused.
+    let f = tmp.path().join("run.json");
+    std::fs::write(&f, "{}").unwrap();
+    let before = out(&aslctl(&store, &["ls"]));
+    let o = aslctl(
+        &store,
+        &[
+            "record",
+            "put",
+            "--type",
+            "asl/run",
+            "--version",
+            "7",
+            f.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("has no version 7"), "{}", err(&o));
+    assert_eq!(out(&aslctl(&store, &["ls"])), before);
 }
 
 #[test]

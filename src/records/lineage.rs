@@ -221,6 +221,20 @@ pub fn put_lineage(store: &Store, l: &Lineage) -> Result<Stored, RecordError> {
 }
 
 /// The chain ending at `id`, newest first.
+///
+/// ```
+/// use asl::records::lineage::{chain, put_lineage, Lineage};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = asl::StoreOptions::new().create(true).open(dir.path()).unwrap();
+/// let first = put_lineage(&store, &Lineage { summary: Some("import".into()), ..Lineage::default() }).unwrap().id;
+/// let step = Lineage { parent: Some(first), summary: Some("clean".into()), ..Lineage::default() };
+/// let second = put_lineage(&store, &step).unwrap().id;
+/// store.commit().unwrap();
+/// let steps = chain(&store, &second).unwrap();
+/// assert_eq!(steps.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [second, first]);
+/// assert_eq!(steps[0].1.seq, Some(1)); // filled in from the parent
+/// ```
 pub fn chain(src: &dyn Source, id: &ArtifactId) -> Result<Vec<(ArtifactId, Lineage)>, RecordError> {
     let mut out = Vec::new();
     let mut next = Some(*id);

@@ -9,9 +9,10 @@
 //! way. `spec/records.md` gives each schema in CDDL for readers, and a test
 //! keeps that text in step with the table below.
 //!
-//! A record of a type the registry lacks (or of a version it lacks) is
-//! stored all the same and reported as unknown; a record of a known type and
-//! version that breaks its schema is refused.
+//! A record of a type the registry lacks is stored all the same and
+//! reported as unknown; a record of a registered type at a version the
+//! registry lacks, or of a known type and version that breaks its schema,
+//! is refused.
 
 use super::cbor::Value;
 use super::envelope::Record;
@@ -201,6 +202,22 @@ pub enum Checked {
 /// Checks `r` against its schema, if the registry has one.
 pub fn check(r: &Record) -> Result<Checked, RecordError> {
     let Some(t) = lookup(&r.type_name, r.version) else {
+        // A registered type at a version this build lacks cannot be checked
+        // and is not what a writer of that type meant: refused. A type the
+        // registry lacks altogether is someone else's, stored unchecked.
+        let known: Vec<String> = REGISTRY
+            .iter()
+            .filter(|t| t.name == r.type_name)
+            .map(|t| t.version.to_string())
+            .collect();
+        if !known.is_empty() {
+            return Err(RecordError::BadType(format!(
+                "type {} has no version {} in this build (registered: {})",
+                r.type_name,
+                r.version,
+                known.join(", ")
+            )));
+        }
         return Ok(Checked::Unknown);
     };
     check_fields(t.fields, &r.body).map_err(|detail| RecordError::Schema {
@@ -451,15 +468,13 @@ mod tests {
     }
 
     #[test]
-    fn unknown_types_and_versions_are_not_checked() {
+    fn unknown_types_are_not_checked_and_unknown_versions_refused() {
         assert_eq!(
             check(&Record::new("x/other", 1, Value::Null)).unwrap(),
             Checked::Unknown
         );
-        assert_eq!(
-            check(&Record::new("asl/run", 2, Value::Null)).unwrap(),
-            Checked::Unknown
-        );
+        let e = check(&Record::new("asl/run", 2, Value::Null)).unwrap_err().to_string();
+        assert!(e.contains("has no version 2") && e.contains("registered: 1"), "{e}");
     }
 
     #[test]

@@ -56,6 +56,22 @@ impl Status {
 }
 
 /// An opened working copy.
+///
+/// ```
+/// use asl::records::{tree, worktree::{Status, Worktree}};
+///
+/// let tmp = tempfile::tempdir().unwrap();
+/// let store = asl::StoreOptions::new().create(true).open(tmp.path().join("s")).unwrap();
+/// let id = store.put(b"v1").unwrap();
+/// let t = tree::store_tree(&store, &[tree::TreeFile { path: "a.txt".into(), size: 2, exec: false, id }]).unwrap();
+/// let dir = tmp.path().join("wt");
+/// let mut wt = Worktree::add(&store, &dir, &t, None).unwrap();
+/// std::fs::write(dir.join("a.txt"), b"v2").unwrap();
+/// assert_eq!(wt.status().unwrap(), [Status::Modified(b"a.txt".to_vec())]);
+/// let (step, new_tree) = wt.commit(&store, "edit a", None).unwrap().unwrap();
+/// assert_eq!(wt.tree, new_tree);
+/// assert_eq!(wt.lineage, step);
+/// ```
 #[derive(Debug)]
 pub struct Worktree {
     dir: PathBuf,

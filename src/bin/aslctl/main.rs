@@ -4,12 +4,11 @@
 //! 1 a failed check (corruption found, an id not in the store), 2 bad usage or
 //! input (and environment failures such as a locked store or a full disk).
 
-use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use asl::{ArtifactReader, Error, Store, StoreOptions};
+use asl::{Error, Store, StoreOptions};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
@@ -26,6 +25,7 @@ mod batch;
 mod bench;
 mod ingest;
 mod query;
+mod read;
 mod record;
 mod snap;
 mod worktree;
@@ -295,21 +295,21 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         ),
         Cmd::Get { id, output, at } => {
             let s = read_only()?;
-            let mut r = open_artifact(&s, id, at.as_deref())?;
+            let mut r = read::open_artifact(&s, id, at.as_deref())?;
             match output {
-                Some(p) if p.as_os_str() != "-" => write_to_file(&mut r, p, dir)?,
-                _ => stream_to_stdout(&mut r)?,
+                Some(p) if p.as_os_str() != "-" => read::write_to_file(&mut r, p, dir)?,
+                _ => read::stream_to_stdout(&mut r)?,
             }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Cat { id, at, range } => {
             let s = read_only()?;
-            let mut r = open_artifact(&s, id, at.as_deref())?;
+            let mut r = read::open_artifact(&s, id, at.as_deref())?;
             if let Some(spec) = range {
                 let (offset, len) = crate::args::parse_range(spec, r.len())?;
                 r = r.into_range(offset, len)?;
             }
-            stream_to_stdout(&mut r)?;
+            read::stream_to_stdout(&mut r)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ls { at } => {
@@ -538,134 +538,6 @@ pub(crate) fn output_failed(e: &io::Error) -> ! {
 }
 
 /// A reader over `id` (or a unique prefix) in CURRENT or in snapshot `at`.
-fn open_artifact(s: &Store, id: &str, at: Option<&str>) -> Result<ArtifactReader, Error> {
-    if id.starts_with("sha256:") {
-        let id = query::resolve_sha256(s, id)?;
-        return match at {
-            Some(name) => s.at(name)?.open_reader(&id),
-            None => s.open_reader(&id),
-        };
-    }
-    match at {
-        Some(name) => {
-            let v = s.at(name)?;
-            let id = v.resolve(id)?;
-            v.open_reader(&id)
-        }
-        None => s.open_reader(&s.resolve(id)?),
-    }
-}
-
-fn stream_to_stdout(r: &mut ArtifactReader) -> Result<(), Error> {
-    let mut out = io::stdout().lock();
-    let r = copy(r, &mut out).and_then(|_| {
-        out.flush().map_err(|e| Error::Io {
-            context: "write stdout".into(),
-            source: e,
-        })
-    });
-    match r {
-        // The reader went away (`cat X | head -c 10`): nothing is wrong.
-        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        r => r,
-    }
-}
-
-/// Writes an artifact to `p`, touching only what this command creates: a
-/// regular file (or a new name) is written to a temporary file beside it and
-/// renamed over it when complete, so a failure leaves the old file as it was
-/// and removes only the temporary file; anything else that exists (a device,
-/// a pipe) is written in place and never removed. Paths inside the store are
-/// refused.
-fn write_to_file(r: &mut ArtifactReader, p: &Path, store: &Path) -> Result<(), Error> {
-    let io_err = |what: String| {
-        move |e| Error::Io {
-            context: what,
-            source: e,
-        }
-    };
-    let parent = match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let parent_abs = fs::canonicalize(&parent).map_err(io_err(format!("resolve {}", parent.display())))?;
-    if let Ok(store_abs) = fs::canonicalize(store) {
-        if parent_abs.starts_with(&store_abs) {
-            return Err(Error::InvalidArgument(format!(
-                "{} is inside the store {}; write it elsewhere",
-                p.display(),
-                store.display()
-            )));
-        }
-    }
-    let existing = fs::metadata(p).ok();
-    if existing.as_ref().is_some_and(|m| !m.is_file()) {
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .open(p)
-            .map_err(io_err(format!("open {}", p.display())))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        copy(r, &mut w)?;
-        return w.flush().map_err(io_err(format!("write {}", p.display())));
-    }
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.aslctl-{}", std::process::id()));
-    let result = (|| {
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_err(format!("create {}", tmp.display())))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        copy(r, &mut w)?;
-        let f = w
-            .into_inner()
-            .map_err(|e| io_err(format!("write {}", tmp.display()))(e.into_error()))?;
-        if let Some(m) = &existing {
-            // Keep the permissions of the file being replaced.
-            let _ = f.set_permissions(m.permissions());
-        }
-        f.sync_all().map_err(io_err(format!("write {}", tmp.display())))?;
-        fs::rename(&tmp, p).map_err(io_err(format!("rename {} to {}", tmp.display(), p.display())))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Copies, keeping store errors (corruption) apart from output errors.
-fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write) -> Result<(), Error> {
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match io::Read::read(r, &mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(match e.into_inner().map(|x| x.downcast::<Error>()) {
-                    Some(Ok(inner)) => *inner,
-                    Some(Err(other)) => Error::Io {
-                        context: "read artifact".into(),
-                        source: io::Error::other(other),
-                    },
-                    None => Error::Io {
-                        context: "read artifact".into(),
-                        source: io::Error::other("read failed"),
-                    },
-                })
-            }
-        };
-        w.write_all(&buf[..n]).map_err(|e| Error::Io {
-            context: "write output".into(),
-            source: e,
-        })?;
-    }
-}
-
 pub(crate) fn human(n: u64) -> String {
     const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;

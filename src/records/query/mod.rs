@@ -29,7 +29,6 @@
 
 mod rows;
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -345,39 +344,62 @@ impl QueryIndex {
         if since >= until {
             return Ok(Vec::new());
         }
-        let mut sets: Vec<HashMap<ArtifactId, (u64, Vec<ArtifactId>)>> = Vec::new();
-        for p in prefixes {
-            let mut lo = p.clone();
-            lo.extend_from_slice(&since.to_be_bytes());
-            let mut hi = p;
-            hi.extend_from_slice(&until.to_be_bytes());
-            let mut set: HashMap<ArtifactId, (u64, Vec<ArtifactId>)> = HashMap::new();
-            for kv in self.keys.range(lo.as_slice()..hi.as_slice()) {
-                let (k, _) = kv.map_err(db_err)?;
-                let Some((t, subject, record)) = rows::tail(&k) else {
-                    continue;
-                };
-                let e = set.entry(subject).or_default();
-                e.0 = e.0.max(t);
-                e.1.push(record);
-            }
-            sets.push(set);
-        }
-        sets.sort_by_key(|s| s.len());
-        let (first, rest) = sets.split_first_mut().expect("at least one condition");
-        let mut hits: Vec<Hit> = first
-            .drain()
-            .filter_map(|(subject, (mut time, mut records))| {
-                for other in rest.iter() {
-                    let (t, rs) = other.get(&subject)?;
-                    time = time.max(*t);
-                    records.extend_from_slice(rs);
+        // Each condition's keys, as flat (subject, time, record) lists sorted
+        // by subject, scanned on all cores; then a merge of the lists.
+        use rayon::prelude::*;
+        let mut lists: Vec<Vec<Row>> = prefixes
+            .into_par_iter()
+            .map(|p| {
+                let mut lo = p.clone();
+                lo.extend_from_slice(&since.to_be_bytes());
+                let mut hi = p;
+                hi.extend_from_slice(&until.to_be_bytes());
+                let mut list = Vec::new();
+                for kv in self.keys.range(lo.as_slice()..hi.as_slice()) {
+                    let (k, _) = kv.map_err(db_err)?;
+                    if let Some((t, subject, record)) = rows::tail(&k) {
+                        list.push(Row { subject, t, record });
+                    }
                 }
-                records.sort_unstable();
-                records.dedup();
-                Some(Hit { subject, time, records })
+                list.par_sort_unstable_by_key(|r| r.subject);
+                Ok(list)
             })
-            .collect();
+            .collect::<Result<_, RecordError>>()?;
+        lists.sort_by_key(|l| l.len());
+        let (first, rest) = lists.split_first().expect("at least one condition");
+        let mut cursors = vec![0usize; rest.len()];
+        let mut hits = Vec::new();
+        let mut i = 0;
+        'subjects: while i < first.len() {
+            let subject = first[i].subject;
+            let mut hit = Hit {
+                subject,
+                time: 0,
+                records: Vec::new(),
+            };
+            while i < first.len() && first[i].subject == subject {
+                hit.time = hit.time.max(first[i].t);
+                hit.records.push(first[i].record);
+                i += 1;
+            }
+            for (list, at) in rest.iter().zip(cursors.iter_mut()) {
+                // Lists are sorted by subject: each cursor only moves on.
+                *at += list[*at..].partition_point(|r| r.subject < subject);
+                let mut found = false;
+                while *at < list.len() && list[*at].subject == subject {
+                    hit.time = hit.time.max(list[*at].t);
+                    hit.records.push(list[*at].record);
+                    *at += 1;
+                    found = true;
+                }
+                if !found {
+                    continue 'subjects;
+                }
+            }
+            hit.records.sort_unstable();
+            hit.records.dedup();
+            hits.push(hit);
+        }
         hits.sort_unstable_by_key(|h| (h.time, h.subject));
         Ok(hits)
     }
@@ -470,6 +492,13 @@ impl QueryIndex {
         batch.remove(&self.by_record, id.as_bytes().to_vec());
         Ok(true)
     }
+}
+
+/// One key of a condition's range, parsed.
+struct Row {
+    subject: ArtifactId,
+    t: u64,
+    record: ArtifactId,
 }
 
 /// What `meta` says: the layout, the store and the cursor indexed up to.
