@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use std::collections::HashMap;
 
-use asl::records::{digests, query::QueryIndex};
+use asl::records::digests;
 use asl::{
     ArtifactId, Error, FilesCacheMode, IngestEvent, IngestOptions, IngestPlan, IngestReport, Store, StoreOptions,
 };
@@ -252,7 +252,7 @@ fn record_digests(store: &Store, rep: &IngestReport) -> Result<Digests, Error> {
         }
     }
     if !unknown.is_empty() {
-        let (index, _) = QueryIndex::open(store).map_err(lift)?;
+        let index = crate::query::open_index(store)?;
         for (id, len) in unknown {
             if d.by_id.contains_key(&id) {
                 continue;

@@ -91,26 +91,9 @@ fn info_json(a: &ArtifactInfo) -> Value {
     json!({"id": a.id.to_hex(), "size": a.len})
 }
 
+/// A snapshot time as UTC text (the records layer's time format).
 fn when(secs: u64) -> String {
-    // Days since the epoch to a civil date (Howard Hinnant's algorithm), so the
-    // CLI prints UTC timestamps without a date-time dependency.
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    asl::records::time::format(secs)
 }
 
 pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, Error> {
