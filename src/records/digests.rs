@@ -15,22 +15,15 @@ use crate::{ArtifactId, PutOptions, Store};
 /// The record type digests are stored as.
 pub const DIGEST: &str = "asl/digest";
 
-/// Lower-case hex of a digest.
+/// Lower-case hex of a digest (the same 32-byte hex codec as artifact ids).
 pub fn hex(d: &[u8; 32]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    ArtifactId::from_bytes(*d).to_hex()
 }
 
 /// A SHA-256 from 64 hex characters (either case), or from `sha256:HEX`.
 pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
     let h = text.strip_prefix("sha256:").unwrap_or(text);
-    if h.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    h.parse::<ArtifactId>().ok().map(|id| *id.as_bytes())
 }
 
 /// The digest record for `subject`.

@@ -366,7 +366,11 @@ impl Worktree {
     /// The changes against the base tree, in path order. Files whose stamps
     /// are unchanged are not read.
     pub fn status(&self) -> Result<Vec<Status>, RecordError> {
-        let present = self.scan()?;
+        self.status_of(&self.scan()?)
+    }
+
+    /// The changes, given what the directory holds now.
+    fn status_of(&self, present: &BTreeMap<Vec<u8>, Present>) -> Result<Vec<Status>, RecordError> {
         let mut out = Vec::new();
         for (p, k) in &self.files {
             match present.get(p) {
@@ -394,11 +398,11 @@ impl Worktree {
         actor: Option<&str>,
     ) -> Result<Option<(ArtifactId, ArtifactId)>, RecordError> {
         self.check_store(store)?;
-        let changes = self.status()?;
+        let present = self.scan()?;
+        let changes = self.status_of(&present)?;
         if changes.is_empty() {
             return Ok(None);
         }
-        let present = self.scan()?;
         let mut files: BTreeMap<Vec<u8>, Known> = BTreeMap::new();
         let mut added = Vec::new();
         let mut removed = Vec::new();

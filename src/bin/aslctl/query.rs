@@ -166,8 +166,7 @@ pub(crate) fn label(
     if let Some(m) = media_type {
         a = a.media_type(m);
     }
-    // Checked whole before anything is written.
-    records::prepare(&a.to_record()).map_err(lift)?;
+    // annotate checks the record whole before it writes anything.
     let stored = labels::annotate(&s, &a).map_err(lift)?;
     s.commit()?;
     if json_out {
