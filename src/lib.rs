@@ -53,6 +53,7 @@ pub mod id;
 pub(crate) mod index;
 pub mod io;
 pub(crate) mod par;
+pub mod pel;
 pub mod records;
 pub(crate) mod snapshot;
 mod store;

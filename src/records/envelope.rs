@@ -85,6 +85,39 @@ impl Record {
     }
 }
 
+impl Record {
+    /// The record as a state file beside a store or a working copy: its
+    /// bytes and their BLAKE3, so that a torn or damaged file is told from
+    /// a record (the envelope has no checksum of its own; in the store the
+    /// id is the checksum).
+    pub fn to_sealed_file(&self) -> Result<Vec<u8>, RecordError> {
+        let mut bytes = self.encode()?;
+        let sum = *blake3::hash(&bytes).as_bytes();
+        bytes.extend_from_slice(&sum);
+        Ok(bytes)
+    }
+
+    /// Reads what [`Record::to_sealed_file`] wrote, which must be a
+    /// `type_name` record at `version`; the error says what is wrong.
+    pub fn from_sealed_file(bytes: &[u8], type_name: &str, version: u64) -> Result<Record, String> {
+        if bytes.len() < 32 {
+            return Err("too short".into());
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if blake3::hash(body).as_bytes() != sum {
+            return Err("checksum mismatch".into());
+        }
+        let r = Record::decode(body).map_err(|e| e.to_string())?;
+        if r.type_name != type_name || r.version != version {
+            return Err(format!(
+                "a {} v{} record, not {type_name} v{version}",
+                r.type_name, r.version
+            ));
+        }
+        Ok(r)
+    }
+}
+
 /// Whether `bytes` start like a record (a cheap test; [`Record::decode`]
 /// is the real one).
 pub fn looks_like_record(bytes: &[u8]) -> bool {

@@ -31,12 +31,23 @@ pub fn record_from_json(
     Ok(Record::new(type_name, version, v))
 }
 
+/// A JSON value as CBOR, with no schema to say where byte strings go:
+/// integers to integers, other numbers to floats, objects to maps.
+pub fn from_json(j: &serde_json::Value) -> Result<Value, RecordError> {
+    to_cbor(j, None).map_err(RecordError::Input)
+}
+
 fn to_cbor(j: &serde_json::Value, kind: Option<&Kind>) -> Result<Value, String> {
     use serde_json::Value as J;
     Ok(match (j, kind) {
         (J::String(s), Some(Kind::Id)) => {
             Value::Bytes(hex_id(s).ok_or_else(|| format!("{s:?} is not an artifact id"))?)
         }
+        (J::String(s), Some(Kind::Bytes(n))) => Value::Bytes(
+            hex_bytes(s)
+                .filter(|b| b.len() == *n)
+                .ok_or_else(|| format!("{s:?} is not {n} bytes in hex"))?,
+        ),
         (J::Array(items), Some(Kind::List(inner))) => Value::Array(
             items
                 .iter()
@@ -76,6 +87,15 @@ fn number(n: &Number) -> Value {
     } else {
         Value::Float(n.as_f64().unwrap_or(f64::NAN))
     }
+}
+
+fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| s.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
 }
 
 fn hex_id(s: &str) -> Option<Vec<u8>> {

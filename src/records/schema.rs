@@ -27,6 +27,10 @@ pub enum Kind {
     Name,
     /// A non-negative integer.
     Uint,
+    /// An integer of either sign.
+    Int,
+    /// A byte string of exactly this length.
+    Bytes(usize),
     /// A float (integers are accepted too).
     Number,
     /// `true` or `false`.
@@ -108,6 +112,56 @@ const CHANGES: &[Field] = &[
     opt("annotations", Kind::List(&Kind::Id)),
 ];
 
+const PEL_INPUT: &[Field] = &[
+    req("name", Kind::Text),
+    opt("artifact", Kind::Id),
+    opt("tree", Kind::Id),
+    opt("node", Kind::Name),
+    opt("output", Kind::Text),
+];
+
+const PEL_NODE: &[Field] = &[
+    req("id", Kind::Name),
+    req("op", Kind::Name),
+    req("inputs", Kind::List(&Kind::Struct(PEL_INPUT))),
+    opt("params", Kind::Any),
+];
+
+const RECEIPT_INPUT: &[Field] = &[
+    req("name", Kind::Text),
+    req("id", Kind::Id),
+    req("kind", Kind::OneOf(&["artifact", "tree"])),
+    req("domain", Kind::Uint),
+    opt("snapshot", Kind::Name),
+];
+
+const RECEIPT_OUTPUT: &[Field] = &[
+    req("name", Kind::Text),
+    req("id", Kind::Id),
+    req("size", Kind::Uint),
+    req("sha256", Kind::Sha256),
+];
+
+const RUN_NODE: &[Field] = &[
+    req("node", Kind::Name),
+    req("outcome", Kind::OneOf(RUN_STATUS)),
+    req("cached", Kind::Bool),
+    opt("receipt", Kind::Id),
+    opt("error", Kind::Text),
+];
+
+const DIFFERENCE: &[Field] = &[
+    req("node", Kind::Name),
+    req("output", Kind::Text),
+    req("expected", Kind::Id),
+    req("expected_size", Kind::Uint),
+    opt("got", Kind::Id),
+    opt("got_size", Kind::Uint),
+    opt("first_difference", Kind::Uint),
+    opt("note", Kind::Text),
+    opt("diffoscope", Kind::Id),
+];
+
 /// Every type this build knows.
 pub static REGISTRY: &[RecordType] = &[
     RecordType {
@@ -176,6 +230,79 @@ pub static REGISTRY: &[RecordType] = &[
             opt("output_sha256", Kind::List(&Kind::Sha256)),
             opt("outputs", Kind::List(&Kind::Id)),
             opt("meta", Kind::Any),
+        ],
+    },
+    RecordType {
+        name: "asl/pel-program",
+        version: 1,
+        doc: "a PEL program: a DAG of nodes, each an operation on inputs (artifacts, trees or other nodes' outputs) with parameters",
+        fields: &[
+            opt("name", Kind::Text),
+            opt("salt", Kind::Text),
+            req("nodes", Kind::List(&Kind::Struct(PEL_NODE))),
+        ],
+    },
+    RecordType {
+        name: "asl/pel-receipt",
+        version: 1,
+        doc: "one executed PEL node: its action key, resolved inputs, outputs, streams, exit and outcome; it holds its outputs",
+        fields: &[
+            req("action_key", Kind::Bytes(32)),
+            req("program", Kind::Id),
+            req("node", Kind::Name),
+            req("op", Kind::Name),
+            req("run_id", Kind::Name),
+            req("inputs", Kind::List(&Kind::Struct(RECEIPT_INPUT))),
+            req("outputs", Kind::List(&Kind::Struct(RECEIPT_OUTPUT))),
+            opt("stdout", Kind::Id),
+            opt("stderr", Kind::Id),
+            opt("exit_code", Kind::Int),
+            opt("signal", Kind::Uint),
+            opt("timed_out", Kind::Bool),
+            req("outcome", Kind::OneOf(&["OK", "ERROR"])),
+            opt("error", Kind::Text),
+            req("executor", Kind::Name),
+            req("executor_version", Kind::Name),
+            opt("isolation", Kind::Name),
+            req("started_at", Kind::Time),
+            req("finished_at", Kind::Time),
+        ],
+    },
+    RecordType {
+        name: "asl/pel-run",
+        version: 1,
+        doc: "one execution of a PEL program: every node's outcome and receipt, new or from the action cache",
+        fields: &[
+            req("run_id", Kind::Name),
+            req("program", Kind::Id),
+            req("created_at", Kind::Time),
+            req("finished_at", Kind::Time),
+            req("outcome", Kind::OneOf(RUN_STATUS)),
+            req("nodes", Kind::List(&Kind::Struct(RUN_NODE))),
+            opt("replay_of", Kind::Id),
+        ],
+    },
+    RecordType {
+        name: "asl/pel-divergence",
+        version: 1,
+        doc: "what a replay of a run found: every output that came out different, with a byte-level summary",
+        fields: &[
+            req("subject", Kind::Id),
+            opt("replay", Kind::Id),
+            req("created_at", Kind::Time),
+            req("checked", Kind::Uint),
+            req("matched", Kind::Uint),
+            req("differences", Kind::List(&Kind::Struct(DIFFERENCE))),
+        ],
+    },
+    RecordType {
+        name: "asl/signature",
+        version: 1,
+        doc: "an ed25519 signature by `key` over the context string and the subject's id",
+        fields: &[
+            req("subject", Kind::Id),
+            req("key", Kind::Bytes(32)),
+            req("signature", Kind::Bytes(64)),
         ],
     },
 ];
@@ -268,6 +395,15 @@ fn check_kind(kind: &Kind, v: &Value) -> Result<(), String> {
                 return Err(format!("{v} is not a non-negative integer"));
             }
         }
+        Kind::Int => {
+            if !matches!(v, Value::Unsigned(_) | Value::Negative(_)) {
+                return Err(format!("{v} is not an integer"));
+            }
+        }
+        Kind::Bytes(n) => match v {
+            Value::Bytes(b) if b.len() == *n => {}
+            other => return Err(format!("{other} is not a byte string of {n}")),
+        },
         Kind::Number => {
             if !matches!(v, Value::Unsigned(_) | Value::Negative(_) | Value::Float(_)) {
                 return Err(format!("{v} is not a number"));

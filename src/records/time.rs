@@ -13,6 +13,14 @@ pub fn now() -> String {
     format(secs)
 }
 
+/// The time now with milliseconds (`...SS.mmmZ`), for start and finish
+/// times that must order events within a second.
+pub fn now_millis() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let whole = format(d.as_secs());
+    format!("{}.{:03}Z", &whole[..whole.len() - 1], d.subsec_millis())
+}
+
 /// `secs` since 1970 as record time text.
 pub fn format(secs: u64) -> String {
     let days = (secs / 86_400) as i64;

@@ -249,6 +249,41 @@ fn store_dir(store: &Store, dir: &BTreeMap<Vec<u8>, Node>) -> Result<(ArtifactId
     Ok((stored.id, total))
 }
 
+/// Stores every regular file below directory `dir` and the trees holding
+/// them; returns the root tree's id (uncommitted). Symbolic links and
+/// special files are refused: a tree holds files and directories only.
+pub fn store_directory(store: &Store, dir: &Path) -> Result<ArtifactId, RecordError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io_err = |p: &Path, e: std::io::Error| RecordError::Input(format!("{}: {e}", p.display()));
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| io_err(&d, e))? {
+            let path = e.map_err(|e| io_err(&d, e))?.path();
+            let md = std::fs::symlink_metadata(&path).map_err(|e| io_err(&path, e))?;
+            if md.is_dir() {
+                stack.push(path);
+            } else if md.is_file() {
+                let id = store
+                    .put_file_with(&path, &crate::PutOptions::default(), &mut |_| {})?
+                    .id;
+                files.push(TreeFile {
+                    path: path.strip_prefix(dir).expect("below dir").to_path_buf(),
+                    size: md.len(),
+                    exec: md.permissions().mode() & 0o111 != 0,
+                    id,
+                });
+            } else {
+                return Err(RecordError::Input(format!(
+                    "{} is neither a file nor a directory",
+                    path.display()
+                )));
+            }
+        }
+    }
+    store_tree(store, &files)
+}
+
 /// Every entry below tree `id`, depth first in name order, with its path
 /// from the root (as bytes joined by `/`).
 pub fn walk(store: &dyn Source, id: &ArtifactId) -> Result<Vec<(Vec<u8>, TreeEntry)>, RecordError> {

@@ -195,20 +195,7 @@ impl Worktree {
             _ => io(format!("read {}", path.display()), e),
         })?;
         let damaged = |why: &str| RecordError::Input(format!("{} is damaged: {why}", path.display()));
-        if bytes.len() < 32 {
-            return Err(damaged("too short"));
-        }
-        let (body, sum) = bytes.split_at(bytes.len() - 32);
-        if blake3::hash(body).as_bytes() != sum {
-            return Err(damaged("checksum mismatch"));
-        }
-        let r = Record::decode(body).map_err(|e| damaged(&e.to_string()))?;
-        if r.type_name != STATE_TYPE || r.version != 1 {
-            return Err(damaged(&format!(
-                "a {} v{} record, not {STATE_TYPE} v1",
-                r.type_name, r.version
-            )));
-        }
+        let r = Record::from_sealed_file(&bytes, STATE_TYPE, 1).map_err(|e| damaged(&e))?;
         let id = |k: &str| match r.body.get(k) {
             Some(Value::Bytes(b)) if b.len() == 32 => Ok(ArtifactId::from_bytes(b.as_slice().try_into().unwrap())),
             _ => Err(damaged(&format!("no {k}"))),
@@ -308,9 +295,7 @@ impl Worktree {
             (Value::text("store_id"), Value::Unsigned(self.store_id)),
             (Value::text("files"), Value::Array(files)),
         ]);
-        let mut bytes = Record::new(STATE_TYPE, 1, body).encode()?;
-        let sum = *blake3::hash(&bytes).as_bytes();
-        bytes.extend_from_slice(&sum);
+        let bytes = Record::new(STATE_TYPE, 1, body).to_sealed_file()?;
         let path = self.dir.join(STATE_FILE);
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
         std::fs::write(&tmp, &bytes).map_err(|e| io(format!("write {}", tmp.display()), e))?;

@@ -129,6 +129,16 @@ impl Store {
         Ok(self.find(id)?.is_some())
     }
 
+    /// The domain a live artifact belongs to (the store's own, 0, for one
+    /// still in the write buffer).
+    pub fn domain_of(&self, id: &ArtifactId) -> Result<DomainId> {
+        match self.find(id)? {
+            Some(Found::Entry(e)) => Ok(e.domain),
+            Some(Found::Pending(_)) => Ok(DomainId(0)),
+            None => Err(Error::NotFound(*id)),
+        }
+    }
+
     /// Size of a live artifact.
     pub fn len_of(&self, id: &ArtifactId) -> Result<u64> {
         match self.find(id)? {

@@ -24,6 +24,7 @@ mod batch;
 #[cfg(feature = "bench")]
 mod bench;
 mod ingest;
+mod pel;
 mod query;
 mod read;
 mod record;
@@ -182,9 +183,13 @@ enum Cmd {
     /// Working copies of trees: add, status, commit, discard.
     #[command(subcommand)]
     Worktree(worktree::WorktreeCmd),
-    /// Lineage chains: show and revert.
+    /// Where an artifact came from (`lineage ID`, through PEL receipts;
+    /// `--descendants` for what was made from it), or lineage chains
+    /// (`lineage show|revert`).
+    Lineage(LineageArgs),
+    /// Programs over artifacts: run, show, replay, attest, trust.
     #[command(subcommand)]
-    Lineage(batch::LineageCmd),
+    Pel(pel::PelCmd),
     /// Pin an artifact under a name, as a GC root.
     Pin {
         /// Pin name.
@@ -214,11 +219,16 @@ enum Cmd {
     },
     /// Show counts, sizes and CURRENT's identity.
     Stat,
-    /// Remove artifacts from CURRENT.
+    /// Remove artifacts from CURRENT. An output of a kept PEL receipt is
+    /// refused (the receipt holds it) unless --force.
     Rm {
         /// Ids or unique id prefixes.
         #[arg(required = true)]
         ids: Vec<String>,
+        /// Remove outputs that receipts hold too (their lineage then shows
+        /// "content removed", and the action cache re-executes them).
+        #[arg(long)]
+        force: bool,
     },
     /// Seal the open segment.
     Seal,
@@ -230,6 +240,21 @@ enum Cmd {
     /// next to the machine's own limits (no store needed).
     #[cfg(feature = "bench")]
     Bench(Box<bench::BenchArgs>),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct LineageArgs {
+    #[command(subcommand)]
+    cmd: Option<batch::LineageCmd>,
+    /// The artifact (id or unique prefix).
+    id: Option<String>,
+    /// What was made from it instead of what it was made from.
+    #[arg(long)]
+    descendants: bool,
+    /// A Graphviz picture instead of text.
+    #[arg(long)]
+    dot: bool,
 }
 
 fn main() -> ExitCode {
@@ -359,7 +384,14 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Reindex => query::reindex(cli.json, dir),
         Cmd::Runs(cmd) => query::runs(cli.json, dir, cmd),
         Cmd::Batch { file } => batch::batch(cli.json, dir, file),
-        Cmd::Lineage(cmd) => batch::lineage_cmd(cli.json, dir, cmd),
+        Cmd::Lineage(a) => match (&a.cmd, &a.id) {
+            (Some(cmd), _) => batch::lineage_cmd(cli.json, dir, cmd),
+            (None, Some(id)) => pel::lineage(cli.json, dir, id, a.descendants, a.dot),
+            (None, None) => Err(Error::InvalidArgument(
+                "lineage needs an artifact id, or `show` / `revert`".into(),
+            )),
+        },
+        Cmd::Pel(cmd) => pel::pel(cli.json, dir, cmd),
         Cmd::Worktree(cmd) => worktree::worktree(cli.json, dir, cmd),
         Cmd::Pin { name, id, force } => snap::pin(cli.json, dir, name, id, *force),
         Cmd::Unpin { name } => snap::unpin(cli.json, dir, name),
@@ -384,11 +416,23 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Rm { ids } => {
+        Cmd::Rm { ids, force } => {
             let s = Store::open(dir)?;
             let mut resolved = Vec::new();
             for t in ids {
                 resolved.push(s.resolve(t)?);
+            }
+            if !force {
+                let index = query::open_index(&s)?;
+                for id in &resolved {
+                    let held = asl::pel::held_by(&index, &s, id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                    if let Some(r) = held.first() {
+                        return Err(Error::InvalidArgument(format!(
+                            "{id} is an output of PEL receipt {r}{}, which holds it; nothing removed (--force removes it anyway)",
+                            if held.len() > 1 { format!(" and {} more", held.len() - 1) } else { String::new() }
+                        )));
+                    }
+                }
             }
             let mut missing = Vec::new();
             let mut removed = Vec::new();

@@ -37,6 +37,8 @@
 mod build;
 mod rows;
 
+pub use rows::{RECEIPT_IN, RECEIPT_KEY, RECEIPT_OUT};
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -47,7 +49,7 @@ use super::{Record, RecordError, MAGIC};
 use crate::{ArtifactId, LogCursor, Store};
 
 /// The index layout; another value means rebuild.
-const LAYOUT: u64 = 1;
+const LAYOUT: u64 = 2;
 
 /// How long opening waits for another process holding the index.
 pub const OPEN_WAIT: Duration = Duration::from_secs(10);
@@ -368,6 +370,27 @@ impl QueryIndex {
         Ok(hits)
     }
 
+    /// The records whose field `field` holds `value`, oldest first: a label
+    /// (`value` its text), a field of a registered type indexed like one
+    /// (`run_id` of runs and receipts, say), or a receipt's `pel.key`
+    /// (action key), `pel.in` or `pel.out` (an input's or output's id).
+    pub fn records_with(&self, field: &str, value: &[u8]) -> Result<Vec<(u64, ArtifactId)>, RecordError> {
+        let p = rows::prefix(rows::LABEL, &[field.as_bytes(), value]);
+        let mut out = Vec::new();
+        for kv in self.p().keys.prefix(p.as_slice()) {
+            let (k, _) = kv.map_err(db_err)?;
+            // A longer field value that starts with `value` shares the prefix
+            // only if its length bytes match, which they cannot: the length
+            // is part of the prefix. So every key here is an exact match.
+            if let Some((t, _, record)) = rows::tail(&k) {
+                if k.len() == p.len() + rows::TAIL {
+                    out.push((t, record));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The annotation records whose subject is `subject`, in id order.
     pub fn annotations_of(&self, subject: &ArtifactId) -> Result<Vec<ArtifactId>, RecordError> {
         let mut out = Vec::new();
@@ -513,10 +536,24 @@ pub(super) fn read_record(store: &Store, id: &ArtifactId) -> Result<Option<Recor
     }
     // A small artifact is read whole at once (one block frame either way);
     // of a large one only the head, unless it is a record.
-    if len > 64 << 10 && store.read_range(id, 0, MAGIC.len() as u64)? != MAGIC {
-        return Ok(None);
+    // A damaged artifact is not indexed, and not an error: the index must
+    // open on a store that holds one (`aslctl verify` names it; a PEL run
+    // re-executes a damaged output). A damaged record is missed until the
+    // index is rebuilt after a repair.
+    let readable = |r: crate::Result<Vec<u8>>| match r {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.is_corruption() => Ok(None),
+        Err(e) => Err(RecordError::from(e)),
+    };
+    if len > 64 << 10 {
+        match readable(store.read_range(id, 0, MAGIC.len() as u64))? {
+            Some(head) if head == MAGIC => {}
+            _ => return Ok(None),
+        }
     }
-    let bytes = store.get(id)?;
+    let Some(bytes) = readable(store.get(id))? else {
+        return Ok(None);
+    };
     if !bytes.starts_with(&MAGIC) {
         return Ok(None);
     }

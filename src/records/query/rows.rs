@@ -23,7 +23,17 @@ pub(super) const TAIL: usize = 8 + 32 + 32;
 const LABEL_FIELDS: &[(&str, &[&str])] = &[
     ("asl/run", &["tool", "mode", "status", "run_id"]),
     ("asl/digest", &["sha256"]),
+    ("asl/pel-receipt", &["run_id", "node", "outcome"]),
+    ("asl/pel-run", &["run_id", "outcome"]),
 ];
+
+/// Fields a PEL receipt is found by, each an id: its action key (the
+/// action cache), every input and every output (lineage both ways).
+pub const RECEIPT_KEY: &str = "pel.key";
+/// See [`RECEIPT_KEY`].
+pub const RECEIPT_IN: &str = "pel.in";
+/// See [`RECEIPT_KEY`].
+pub const RECEIPT_OUT: &str = "pel.out";
 
 /// What one record puts in the index: its keys are `prefix ‖ t ‖ subject ‖
 /// record` for each prefix.
@@ -114,7 +124,10 @@ pub(super) fn rows(id: &ArtifactId, r: &Record) -> Rows {
         Some(Value::Text(t)) => Some(t.as_str()),
         _ => None,
     };
-    let t = text("created_at").and_then(time::parse).unwrap_or(0);
+    let t = text("created_at")
+        .or_else(|| text("started_at"))
+        .and_then(time::parse)
+        .unwrap_or(0);
     let (subject, annotates) = match body.get("subject") {
         Some(Value::Bytes(b)) if b.len() == 32 => (ArtifactId::from_bytes(b.as_slice().try_into().unwrap()), true),
         _ => (*id, false),
@@ -137,10 +150,38 @@ pub(super) fn rows(id: &ArtifactId, r: &Record) -> Rows {
             }
         }
     }
+    if r.type_name == "asl/pel-receipt" && r.version == 1 {
+        receipt_rows(body, &mut prefixes);
+    }
     Rows {
         subject,
         annotates,
         t,
         prefixes,
     }
+}
+
+fn receipt_rows(body: &Value, prefixes: &mut Vec<Vec<u8>>) {
+    let bytes = |v: Option<&Value>| match v {
+        Some(Value::Bytes(b)) if b.len() == 32 => Some(b.clone()),
+        _ => None,
+    };
+    let mut add = |field: &str, v: Option<Vec<u8>>| {
+        if let Some(v) = v {
+            let p = prefix(LABEL, &[field.as_bytes(), &v]);
+            if !prefixes.contains(&p) {
+                prefixes.push(p);
+            }
+        }
+    };
+    add(RECEIPT_KEY, bytes(body.get("action_key")));
+    for (list, field) in [("inputs", RECEIPT_IN), ("outputs", RECEIPT_OUT)] {
+        if let Some(Value::Array(items)) = body.get(list) {
+            for x in items {
+                add(field, bytes(x.get("id")));
+            }
+        }
+    }
+    add(RECEIPT_OUT, bytes(body.get("stdout")));
+    add(RECEIPT_OUT, bytes(body.get("stderr")));
 }

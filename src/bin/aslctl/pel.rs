@@ -1,0 +1,530 @@
+//! `aslctl pel ...` and `aslctl lineage ID`: printing over `asl::pel`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use asl::pel::provenance::{self, Direction};
+use asl::pel::replay;
+use asl::pel::{attest, Outcome, Pel, PelError, Program, Ref, RunOptions, Signer, Trust};
+use asl::records::{self, Source};
+use asl::{ArtifactId, Error, Store, StoreOptions};
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::close_committed;
+use crate::query::open_index;
+use crate::record::{lift, parse_document, read_input};
+
+#[derive(Subcommand)]
+pub(crate) enum PelCmd {
+    /// Run a program (YAML or JSON): nodes answered by the action cache are
+    /// not executed again. Inputs may be `file:PATH` or `dir:PATH`, stored
+    /// first. Exit 1 when a node failed or was blocked.
+    Run {
+        /// The program file (`-`: standard input).
+        program: String,
+        /// Execute every node, whatever the cache holds.
+        #[arg(long)]
+        no_cache: bool,
+        /// Worker threads for independent nodes (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+    },
+    /// Show a run: its nodes, outcomes and receipts.
+    Show {
+        /// Run record id, prefix, or run id.
+        run: String,
+    },
+    /// Show a receipt.
+    Receipt {
+        /// Receipt id or prefix.
+        id: String,
+    },
+    /// Execute a run's nodes again on their recorded inputs and compare
+    /// every output; exit 1 on any difference.
+    Replay {
+        /// Run record id, prefix, or run id.
+        run: String,
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Compare (the only mode; accepted for clarity in scripts).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Export provenance: a DSSE-signed in-toto statement (SLSA provenance
+    /// v1), or W3C PROV-JSON with --prov.
+    Attest {
+        /// Run record id, prefix, or run id.
+        run: Option<String>,
+        /// Instead of a run: the receipt that made this artifact.
+        #[arg(long)]
+        artifact: Option<String>,
+        /// PROV-JSON instead of in-toto.
+        #[arg(long)]
+        prov: bool,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Check a DSSE attestation: signature by this store or trusted keys,
+    /// every subject and dependency present with matching digests.
+    VerifyAttestation {
+        /// The envelope file.
+        file: PathBuf,
+    },
+    /// Print this store's public signing key.
+    Key,
+    /// The keys whose receipts this store trusts (k of n).
+    #[command(subcommand)]
+    Trust(TrustCmd),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TrustCmd {
+    /// List trusted keys and the threshold.
+    Ls,
+    /// Trust a key (64 hex characters).
+    Add {
+        /// The public key.
+        key: String,
+        /// A name for it.
+        #[arg(long)]
+        name: String,
+    },
+    /// Stop trusting a key, by name.
+    Rm {
+        /// Its name.
+        name: String,
+    },
+    /// How many trusted keys must sign a receipt this store did not make.
+    Threshold {
+        /// k, at least 1.
+        k: usize,
+    },
+}
+
+fn lift_pel(e: PelError) -> Error {
+    match e {
+        PelError::Store(e) => e,
+        PelError::Record(e) => lift(e),
+        other => Error::InvalidArgument(other.to_string()),
+    }
+}
+
+/// A `file:` or `dir:` reference, stored.
+fn store_path(s: &Store, text: &str) -> Result<Option<Ref>, PelError> {
+    if let Some(p) = text.strip_prefix("file:") {
+        let put = s.put_file(Path::new(p)).map_err(PelError::Store)?;
+        return Ok(Some(Ref::Artifact(put.id)));
+    }
+    if let Some(p) = text.strip_prefix("dir:") {
+        let id = records::tree::store_directory(s, Path::new(p))?;
+        return Ok(Some(Ref::Tree(id)));
+    }
+    Ok(None)
+}
+
+/// A run record by id, prefix or run id.
+fn find_run(s: &Store, index: &records::query::QueryIndex, text: &str) -> Result<ArtifactId, Error> {
+    if let Ok(id) = s.resolve(text) {
+        return Ok(id);
+    }
+    let mut hits = index.records_with("run_id", text.as_bytes()).map_err(lift)?;
+    hits.reverse();
+    for (_, id) in hits {
+        if records::get(s as &dyn Source, &id).is_ok_and(|r| r.type_name == asl::pel::receipt::RUN_TYPE) {
+            return Ok(id);
+        }
+    }
+    Err(Error::InvalidArgument(format!(
+        "{text:?} names no run (give a run record id or run id)"
+    )))
+}
+
+fn outcome_code(o: Outcome) -> ExitCode {
+    if o == Outcome::Ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, Error> {
+    match cmd {
+        PelCmd::Run {
+            program,
+            no_cache,
+            jobs,
+        } => {
+            let doc = parse_document(program, &read_input(program)?)?;
+            let value = records::json::from_json(&doc).map_err(lift)?;
+            // Everything the program says is checked before the store is
+            // touched; `file:` and `dir:` inputs are stored only then.
+            Program::parse(&value, &mut |t| {
+                Ok(if t.starts_with("file:") || t.starts_with("dir:") {
+                    Some(Ref::Artifact(ArtifactId::from_bytes([0; 32])))
+                } else {
+                    None
+                })
+            })
+            .map_err(lift_pel)?;
+            // Like `ingest`, a run makes the store when there is none yet.
+            let s = StoreOptions::new().create(true).open(dir)?;
+            let prog = Program::parse(&value, &mut |t| store_path(&s, t)).map_err(lift_pel)?;
+            s.commit()?;
+            let index = open_index(&s)?;
+            let signer = Signer::of_store(&s).map_err(lift_pel)?;
+            let trust = Trust::of_store(&s).map_err(lift_pel)?;
+            let pel = Pel {
+                store: &s,
+                index: &index,
+                signer: &signer,
+                trust: &trust,
+            };
+            let opts = RunOptions {
+                use_cache: !no_cache,
+                jobs: *jobs,
+                ..RunOptions::default()
+            };
+            let rep = asl::pel::run(&pel, &prog, &opts).map_err(lift_pel)?;
+            for n in &rep.nodes {
+                for r in &n.rejected {
+                    eprintln!("aslctl: node {}: cache entry not used: {r}", n.node);
+                }
+            }
+            if json_out {
+                let nodes: Vec<_> = rep
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        json!({
+                            "node": n.node,
+                            "outcome": n.outcome.name(),
+                            "cached": n.cached,
+                            "receipt": n.receipt.map(|r| r.to_hex()),
+                            "outputs": n.outputs.iter().map(|(k, v)| (k.clone(), json!(v.to_hex()))).collect::<serde_json::Map<_, _>>(),
+                            "error": n.error,
+                            "rejected": n.rejected,
+                        })
+                    })
+                    .collect();
+                out!(
+                    "{}",
+                    json!({
+                        "run": rep.run.to_hex(),
+                        "run_id": rep.run_id,
+                        "program": rep.program.to_hex(),
+                        "outcome": rep.outcome.name(),
+                        "executed": rep.executed(),
+                        "nodes": nodes,
+                    })
+                );
+            } else {
+                for n in &rep.nodes {
+                    let how = if n.outcome == Outcome::Blocked {
+                        "blocked"
+                    } else if n.cached {
+                        "cached"
+                    } else {
+                        "executed"
+                    };
+                    let outs: Vec<String> = n.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    out!(
+                        "{:<7} {:<8} {}  {}{}",
+                        n.outcome.name(),
+                        how,
+                        n.node,
+                        outs.join(" "),
+                        n.error.as_ref().map_or(String::new(), |e| format!("  ({e})"))
+                    );
+                }
+                out!(
+                    "run {} {}: {} nodes, {} executed, {} cached, {}",
+                    rep.run_id,
+                    rep.run,
+                    rep.nodes.len(),
+                    rep.executed().len(),
+                    rep.nodes.iter().filter(|n| n.cached).count(),
+                    rep.outcome.name()
+                );
+            }
+            close_committed(s);
+            Ok(outcome_code(rep.outcome))
+        }
+        PelCmd::Show { run } => {
+            let s = Store::open(dir)?;
+            let index = open_index(&s)?;
+            let id = find_run(&s, &index, run)?;
+            let r =
+                asl::pel::Run::from_record(&records::get(&s as &dyn Source, &id).map_err(lift)?).map_err(lift_pel)?;
+            if json_out {
+                out!("{}", records::json::record_to_json(&r.to_record())["body"]);
+            } else {
+                out!(
+                    "run {} {}  program {}  {}  {} .. {}",
+                    r.run_id,
+                    id,
+                    r.program,
+                    r.outcome.name(),
+                    r.created_at,
+                    r.finished_at
+                );
+                if let Some(o) = r.replay_of {
+                    out!("replay of {o}");
+                }
+                for n in &r.nodes {
+                    out!(
+                        "{:<7} {:<6} {}  {}{}",
+                        n.outcome.name(),
+                        if n.cached { "cached" } else { "" },
+                        n.node,
+                        n.receipt.map_or("-".into(), |r| r.to_string()),
+                        n.error.as_ref().map_or(String::new(), |e| format!("  ({e})"))
+                    );
+                }
+            }
+            Ok(outcome_code(r.outcome))
+        }
+        PelCmd::Receipt { id } => {
+            let s = StoreOptions::new().read_only(true).open(dir)?;
+            let id = s.resolve(id)?;
+            let r = records::get(&s as &dyn Source, &id).map_err(lift)?;
+            asl::pel::Receipt::from_record(&r).map_err(lift_pel)?;
+            out!(
+                "{}",
+                serde_json::to_string_pretty(&records::json::record_to_json(&r)["body"]).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PelCmd::Replay { run, node, check: _ } => {
+            let s = Store::open(dir)?;
+            let index = open_index(&s)?;
+            let id = find_run(&s, &index, run)?;
+            let signer = Signer::of_store(&s).map_err(lift_pel)?;
+            let trust = Trust::of_store(&s).map_err(lift_pel)?;
+            let pel = Pel {
+                store: &s,
+                index: &index,
+                signer: &signer,
+                trust: &trust,
+            };
+            let rep = replay::replay(&pel, &id, node.as_deref()).map_err(lift_pel)?;
+            if json_out {
+                let diffs: Vec<_> = rep
+                    .differences
+                    .iter()
+                    .map(|d| {
+                        json!({
+                            "node": d.node, "output": d.output,
+                            "expected": d.expected.to_hex(), "expected_size": d.expected_size,
+                            "got": d.got.map(|g| g.to_hex()), "got_size": d.got_size,
+                            "first_difference": d.first_difference, "note": d.note,
+                            "diffoscope": d.diffoscope.map(|x| x.to_hex()),
+                        })
+                    })
+                    .collect();
+                out!(
+                    "{}",
+                    json!({"run": id.to_hex(), "replay": rep.replay.run.to_hex(), "report": rep.report.to_hex(),
+                           "checked": rep.checked, "matched": rep.matched, "differences": diffs})
+                );
+            } else {
+                for d in &rep.differences {
+                    out!(
+                        "DIFFERS {} {}: expected {} ({} bytes), got {}{}{}{}",
+                        d.node,
+                        d.output,
+                        d.expected,
+                        d.expected_size,
+                        d.got
+                            .map_or("nothing".into(), |g| format!("{g} ({} bytes)", d.got_size.unwrap_or(0))),
+                        d.first_difference
+                            .map_or(String::new(), |f| format!(", first difference at byte {f}")),
+                        d.note.as_ref().map_or(String::new(), |n| format!(" ({n})")),
+                        d.diffoscope
+                            .map_or(String::new(), |x| format!(", diffoscope report {x}"))
+                    );
+                }
+                out!(
+                    "replayed {} node(s): {} matched, {} output(s) differ; report {}",
+                    rep.checked,
+                    rep.matched,
+                    rep.differences.len(),
+                    rep.report
+                );
+            }
+            close_committed(s);
+            Ok(if rep.differences.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        PelCmd::Attest {
+            run,
+            artifact,
+            prov,
+            output,
+        } => {
+            let s = Store::open(dir)?;
+            let index = open_index(&s)?;
+            let signer = Signer::of_store(&s).map_err(lift_pel)?;
+            let scope = match (run, artifact) {
+                (Some(r), None) => attest::of_run(&s, &find_run(&s, &index, r)?),
+                (None, Some(a)) => attest::of_artifact(&s, &index, &s.resolve(a)?),
+                _ => {
+                    return Err(Error::InvalidArgument(
+                        "give a run or --artifact ID (one of them)".into(),
+                    ))
+                }
+            }
+            .map_err(lift_pel)?;
+            let doc = if *prov {
+                attest::prov(&s, &scope, &signer.public()).map_err(lift_pel)?
+            } else {
+                attest::envelope(
+                    &attest::statement(&s, &scope, &signer.public()).map_err(lift_pel)?,
+                    &signer,
+                )
+            };
+            let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            match output {
+                Some(p) => std::fs::write(p, format!("{text}\n")).map_err(|e| Error::Io {
+                    context: format!("write {}", p.display()),
+                    source: e,
+                })?,
+                None => out!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PelCmd::VerifyAttestation { file } => {
+            let bytes = std::fs::read(file).map_err(|e| Error::Io {
+                context: format!("read {}", file.display()),
+                source: e,
+            })?;
+            let s = StoreOptions::new().read_only(true).open(dir)?;
+            let own = Signer::of_store(&s).map_err(lift_pel)?.public();
+            let trust = Trust::of_store(&s).map_err(lift_pel)?;
+            let v = attest::verify(&s, &own, &trust, &bytes).map_err(lift_pel)?;
+            if json_out {
+                out!(
+                    "{}",
+                    json!({"ok": v.problems.is_empty(), "subjects": v.subjects, "dependencies": v.dependencies,
+                           "signers": v.signers.iter().map(|k| asl::pel::keys::hex(k)).collect::<Vec<_>>(),
+                           "problems": v.problems})
+                );
+            } else {
+                for p in &v.problems {
+                    out!("FAIL {p}");
+                }
+                if v.problems.is_empty() {
+                    out!(
+                        "ok: signed by {}; {} subject(s) and {} dependencies present and matching",
+                        v.signers
+                            .iter()
+                            .map(|k| asl::pel::keys::hex(k))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        v.subjects,
+                        v.dependencies
+                    );
+                }
+            }
+            Ok(if v.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        PelCmd::Key => {
+            let s = Store::open(dir)?;
+            out!(
+                "{}",
+                asl::pel::keys::hex(&Signer::of_store(&s).map_err(lift_pel)?.public())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PelCmd::Trust(t) => {
+            let s = Store::open(dir)?;
+            let mut trust = Trust::of_store(&s).map_err(lift_pel)?;
+            match t {
+                TrustCmd::Ls => {}
+                TrustCmd::Add { key, name } => {
+                    let k = asl::pel::keys::parse_key(key).map_err(lift_pel)?;
+                    trust.keys.retain(|(n, x)| n != name && *x != k);
+                    trust.keys.push((name.clone(), k));
+                    trust.save(&s).map_err(lift_pel)?;
+                }
+                TrustCmd::Rm { name } => {
+                    let before = trust.keys.len();
+                    trust.keys.retain(|(n, _)| n != name);
+                    if trust.keys.len() == before {
+                        return Err(Error::InvalidArgument(format!("no trusted key is named {name:?}")));
+                    }
+                    trust.save(&s).map_err(lift_pel)?;
+                }
+                TrustCmd::Threshold { k } => {
+                    trust.threshold = *k;
+                    trust.save(&s).map_err(lift_pel)?;
+                }
+            }
+            out!("threshold {}", trust.threshold);
+            for (n, k) in &trust.keys {
+                out!("{}  {n}", asl::pel::keys::hex(k));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `aslctl lineage ID`: where an artifact came from, or what was made from it.
+pub(crate) fn lineage(json_out: bool, dir: &Path, id: &str, descendants: bool, dot: bool) -> Result<ExitCode, Error> {
+    let s = Store::open(dir)?;
+    let index = open_index(&s)?;
+    // The artifact's bytes may be gone: a full id is taken as it is.
+    let id = match id.parse::<ArtifactId>() {
+        Ok(id) => id,
+        Err(_) => s.resolve(id)?,
+    };
+    let direction = if descendants {
+        Direction::Descendants
+    } else {
+        Direction::Ancestors
+    };
+    let g = provenance::lineage(&s, &index, &id, direction, 100_000).map_err(lift_pel)?;
+    if dot {
+        print!("{}", g.to_dot());
+    } else if json_out {
+        let steps: Vec<_> = g
+            .steps
+            .iter()
+            .map(|(rid, st)| {
+                let d = &st.detail;
+                json!({
+                    "receipt": rid.to_hex(), "node": d.node, "op": d.op, "program": d.program.to_hex(),
+                    "run_id": d.run_id, "started_at": d.started_at,
+                    "inputs": d.inputs.iter().map(|(i, _, _)| json!({"name": i.name, "id": i.id.to_hex()})).collect::<Vec<_>>(),
+                    "outputs": d.produced().iter().map(|(n, o)| json!({"name": n, "id": o.to_hex()})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let artifacts: serde_json::Map<_, _> = g
+            .artifacts
+            .iter()
+            .map(|(a, p)| (a.to_hex(), json!(if *p { "present" } else { "content removed" })))
+            .collect();
+        out!(
+            "{}",
+            json!({"artifact": id.to_hex(), "direction": if descendants {"descendants"} else {"ancestors"},
+                   "steps": steps, "artifacts": artifacts})
+        );
+    } else {
+        print!("{}", g.to_text());
+        if g.steps.is_empty() {
+            out!("(no receipt {} it)", if descendants { "reads" } else { "produced" });
+        }
+    }
+    close_committed(s);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,75 @@
+//! PEL: deterministic DAG execution over artifacts, with receipts, an
+//! action cache that is complete and verifiable, replay, lineage and
+//! provenance export.
+//!
+//! A [`Program`] is a DAG of nodes, each an operation ([`ops`]) on inputs
+//! (artifacts, trees, other nodes' outputs) with parameters; it is stored
+//! as a canonical record, so it has an id. [`run`] executes one: each node
+//! gets an action key over what decides its outputs, with inputs resolved
+//! to what upstream nodes actually produced ([`receipt::action_key`]); a
+//! key already answered by a trusted receipt whose outputs are all present
+//! and verify is not executed again, so a change upstream that yields the
+//! same bytes stops there. Every executed node leaves a signed receipt,
+//! and a run record links one execution's receipts. [`replay`] re-executes
+//! a run and reports every output that differs; [`provenance`] answers
+//! where an artifact came from and what was made from it; [`attest`]
+//! exports in-toto/SLSA and W3C PROV (feature `json`).
+//!
+//! This layer calls the records layer and the store only. The derived
+//! query index finds receipts by action key, input and output; it is
+//! rebuilt from the receipts alone.
+
+#[cfg(feature = "json")]
+pub mod attest;
+pub mod exec;
+pub mod keys;
+pub mod ops;
+pub mod program;
+pub mod provenance;
+pub mod receipt;
+pub mod replay;
+mod run;
+
+pub use keys::{Signer, Trust};
+pub use program::{Input, Node, Program, Ref};
+pub use receipt::{Outcome, Receipt, Run};
+pub use run::{held_by, run, NodeReport, Pel, RunOptions, RunReport};
+
+use crate::records::RecordError;
+
+/// Why a PEL operation failed (a node's own failure is not one of these:
+/// it is recorded in its receipt as ERROR and the run goes on).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PelError {
+    /// The program is malformed; nothing ran.
+    #[error("program: {0}")]
+    Program(String),
+    /// Inputs the program names are not in the store; nothing ran.
+    #[error("missing inputs, nothing ran: {0}")]
+    MissingInputs(String),
+    /// A key or trust problem.
+    #[error("{0}")]
+    Trust(String),
+    /// An attestation failed its checks.
+    #[error("attestation: {0}")]
+    Attestation(String),
+    /// The records layer failed.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+}
+
+impl PelError {
+    /// The message without its category, for wrapping in another.
+    pub fn detail(&self) -> String {
+        match self {
+            PelError::Program(m) | PelError::MissingInputs(m) | PelError::Trust(m) | PelError::Attestation(m) => {
+                m.clone()
+            }
+            other => other.to_string(),
+        }
+    }
+}

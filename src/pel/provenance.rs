@@ -1,0 +1,241 @@
+//! Lineage of artifacts through receipts: where an artifact came from
+//! (which program, node and inputs, recursively) and what was made from it.
+//!
+//! The graph is read from receipts through the query index (`pel.out` for
+//! ancestors, `pel.in` for descendants), never from the artifacts' bytes,
+//! so it survives deletion: an artifact whose bytes are gone shows as
+//! "content removed", and its receipts still say how it was made.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+
+use super::receipt::{Outcome, Receipt};
+use super::PelError;
+use crate::records::query::{QueryIndex, RECEIPT_IN, RECEIPT_OUT};
+use crate::records::{self, Source};
+use crate::{ArtifactId, Store};
+
+/// One step: a receipt, as the graph shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// The receipt.
+    pub receipt: ArtifactId,
+    /// What it says.
+    pub detail: Receipt,
+}
+
+/// Which way to walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// What an artifact was made from.
+    Ancestors,
+    /// What was made from it.
+    Descendants,
+}
+
+/// A lineage graph around one artifact.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    /// The artifact asked about.
+    pub root: ArtifactId,
+    /// Which way it was walked.
+    pub direction: Direction,
+    /// The steps found, by receipt id.
+    pub steps: BTreeMap<ArtifactId, Step>,
+    /// Every artifact in the graph, and whether its bytes are in the store.
+    pub artifacts: BTreeMap<ArtifactId, bool>,
+}
+
+/// Walks the receipts from `root` (at most `max_steps` of them).
+pub fn lineage(
+    store: &Store,
+    index: &QueryIndex,
+    root: &ArtifactId,
+    direction: Direction,
+    max_steps: usize,
+) -> Result<Graph, PelError> {
+    let mut g = Graph {
+        root: *root,
+        direction,
+        steps: BTreeMap::new(),
+        artifacts: BTreeMap::new(),
+    };
+    let mut queue = VecDeque::from([*root]);
+    let mut seen = BTreeSet::from([*root]);
+    while let Some(a) = queue.pop_front() {
+        g.artifacts.insert(a, store.contains(&a)?);
+        if g.steps.len() >= max_steps {
+            continue;
+        }
+        let field = match direction {
+            Direction::Ancestors => RECEIPT_OUT,
+            Direction::Descendants => RECEIPT_IN,
+        };
+        let mut found: Vec<Step> = Vec::new();
+        for (_, rid) in index.records_with(field, a.as_bytes())? {
+            let Ok(r) = records::get(store as &dyn Source, &rid) else {
+                continue;
+            };
+            let Ok(detail) = Receipt::from_record(&r) else {
+                continue;
+            };
+            if detail.outcome != Outcome::Ok {
+                continue;
+            }
+            found.push(Step { receipt: rid, detail });
+        }
+        if direction == Direction::Ancestors {
+            // The same action executed in several runs made the same bytes:
+            // one step (the oldest) tells how.
+            found.sort_by(|x, y| x.detail.started_at.cmp(&y.detail.started_at));
+            found.dedup_by(|x, y| x.detail.action_key == y.detail.action_key);
+            found.truncate(1);
+        } else {
+            found.sort_by(|x, y| x.detail.started_at.cmp(&y.detail.started_at));
+            let mut keys = BTreeSet::new();
+            found.retain(|s| keys.insert(s.detail.action_key));
+        }
+        for s in found {
+            let next: Vec<ArtifactId> = match direction {
+                Direction::Ancestors => s.detail.inputs.iter().map(|(i, _, _)| i.id).collect(),
+                Direction::Descendants => s.detail.produced().into_iter().map(|(_, id)| id).collect(),
+            };
+            for n in next {
+                if seen.insert(n) {
+                    queue.push_back(n);
+                }
+            }
+            g.steps.insert(s.receipt, s);
+        }
+    }
+    // Artifacts only named by a step (the other side of it) are in the
+    // graph too.
+    let mut named = Vec::new();
+    for s in g.steps.values() {
+        named.extend(s.detail.inputs.iter().map(|(i, _, _)| i.id));
+        named.extend(s.detail.produced().into_iter().map(|(_, id)| id));
+    }
+    for a in named {
+        if let std::collections::btree_map::Entry::Vacant(e) = g.artifacts.entry(a) {
+            e.insert(store.contains(&a)?);
+        }
+    }
+    Ok(g)
+}
+
+fn short(id: &ArtifactId) -> String {
+    id.to_string()[..12].to_string()
+}
+
+impl Graph {
+    fn label(&self, id: &ArtifactId) -> String {
+        if self.artifacts.get(id).copied().unwrap_or(false) {
+            id.to_string()
+        } else {
+            format!("{id} (content removed)")
+        }
+    }
+
+    /// The steps that produced `id` (ancestors) or read it (descendants).
+    fn steps_at(&self, id: &ArtifactId) -> Vec<&Step> {
+        self.steps
+            .values()
+            .filter(|s| match self.direction {
+                Direction::Ancestors => s.detail.produced().iter().any(|(_, o)| o == id),
+                Direction::Descendants => s.detail.inputs.iter().any(|(i, _, _)| i.id == *id),
+            })
+            .collect()
+    }
+
+    /// An indented text tree.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.label(&self.root));
+        let mut shown = BTreeSet::new();
+        self.text_into(&self.root, "", &mut shown, &mut out);
+        out
+    }
+
+    fn text_into(&self, id: &ArtifactId, indent: &str, shown: &mut BTreeSet<ArtifactId>, out: &mut String) {
+        let steps = self.steps_at(id);
+        for (si, s) in steps.iter().enumerate() {
+            let last_step = si + 1 == steps.len();
+            let d = &s.detail;
+            let verb = match self.direction {
+                Direction::Ancestors => "made by",
+                Direction::Descendants => "read by",
+            };
+            let _ = writeln!(
+                out,
+                "{indent}{} {verb} node {:?} ({}) of program {} in run {} [receipt {}]",
+                if last_step { "└─" } else { "├─" },
+                d.node,
+                d.op,
+                short(&d.program),
+                d.run_id,
+                short(&s.receipt)
+            );
+            let child_indent = format!("{indent}{}", if last_step { "   " } else { "│  " });
+            if !shown.insert(s.receipt) {
+                let _ = writeln!(out, "{child_indent}└─ (shown above)");
+                continue;
+            }
+            let next: Vec<(String, ArtifactId)> = match self.direction {
+                Direction::Ancestors => d.inputs.iter().map(|(i, _, _)| (i.name.clone(), i.id)).collect(),
+                Direction::Descendants => d.produced(),
+            };
+            for (ni, (name, a)) in next.iter().enumerate() {
+                let last = ni + 1 == next.len();
+                let what = match self.direction {
+                    Direction::Ancestors => "input",
+                    Direction::Descendants => "output",
+                };
+                let _ = writeln!(
+                    out,
+                    "{child_indent}{} {what} {name:?} = {}",
+                    if last { "└─" } else { "├─" },
+                    self.label(a)
+                );
+                let deeper = format!("{child_indent}{}", if last { "   " } else { "│  " });
+                self.text_into(a, &deeper, shown, out);
+            }
+        }
+    }
+
+    /// A Graphviz picture: artifacts as ellipses (dashed when their bytes
+    /// are gone), steps as boxes.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from("digraph lineage {\n  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];\n");
+        for (a, present) in &self.artifacts {
+            let root = if *a == self.root { ", penwidth=2" } else { "" };
+            let style = if *present { "solid" } else { "dashed" };
+            let note = if *present { "" } else { "\\ncontent removed" };
+            let _ = writeln!(
+                out,
+                "  \"a{a}\" [shape=ellipse, style={style}{root}, label=\"{}{note}\"];",
+                short(a)
+            );
+        }
+        for (rid, s) in &self.steps {
+            let d = &s.detail;
+            let _ = writeln!(
+                out,
+                "  \"r{rid}\" [shape=box, style=rounded, label=\"{}\\n{}\"];",
+                escape(&d.node),
+                escape(&d.op)
+            );
+            for (i, _, _) in &d.inputs {
+                let _ = writeln!(out, "  \"a{}\" -> \"r{rid}\" [label=\"{}\"];", i.id, escape(&i.name));
+            }
+            for (name, o) in d.produced() {
+                let _ = writeln!(out, "  \"r{rid}\" -> \"a{o}\" [label=\"{}\"];", escape(&name));
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
