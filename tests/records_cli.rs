@@ -167,6 +167,17 @@ fn types_lists_the_registry() {
         .collect();
     assert_eq!(
         names,
-        ["asl/tree", "asl/annotation", "asl/digest", "asl/lineage", "asl/run"]
+        [
+            "asl/tree",
+            "asl/annotation",
+            "asl/digest",
+            "asl/lineage",
+            "asl/run",
+            "asl/pel-program",
+            "asl/pel-receipt",
+            "asl/pel-run",
+            "asl/pel-divergence",
+            "asl/signature"
+        ]
     );
 }

@@ -110,12 +110,25 @@ pub fn statement(store: &Store, scope: &Scope, builder: &PublicKey) -> Result<J,
     let first = scope.receipts.iter().map(|(_, r)| r.started_at.clone()).min();
     let last = scope.receipts.iter().map(|(_, r)| r.finished_at.clone()).max();
     let (program, invocation) = match &scope.run {
-        Some((rid, run)) => (run.program, json!({"invocationId": run.run_id, "run": rid.to_string()})),
+        Some((_, run)) => (run.program, json!({"invocationId": run.run_id})),
         None => {
             let r = &scope.receipts[0].1;
             (r.program, json!({"invocationId": r.run_id}))
         }
     };
+    // SLSA's metadata has no field for it: the run record is a byproduct.
+    let mut byproducts: Vec<J> = scope
+        .run
+        .iter()
+        .map(|(rid, _)| json!({"name": "run", "digest": {"blake3": rid.to_string()}, "mediaType": "application/cbor"}))
+        .collect();
+    byproducts.extend(scope.receipts.iter().map(|(rid, r)| {
+        json!({
+            "name": format!("receipt/{}", r.node),
+            "digest": {"blake3": rid.to_string()},
+            "mediaType": "application/cbor",
+        })
+    }));
     let mut metadata = invocation.as_object().cloned().unwrap_or_default();
     if let Some(f) = first {
         metadata.insert("startedOn".into(), J::String(f));
@@ -145,11 +158,7 @@ pub fn statement(store: &Store, scope: &Scope, builder: &PublicKey) -> Result<J,
             "runDetails": {
                 "builder": {"id": format!("urn:asl:pel:key:{}", keys::hex(builder))},
                 "metadata": J::Object(metadata),
-                "byproducts": scope.receipts.iter().map(|(rid, r)| json!({
-                    "name": format!("receipt/{}", r.node),
-                    "digest": {"blake3": rid.to_string()},
-                    "mediaType": "application/cbor",
-                })).collect::<Vec<_>>(),
+                "byproducts": byproducts,
             },
         },
     }))

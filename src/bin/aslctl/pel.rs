@@ -162,11 +162,18 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             // Everything the program says is checked before the store is
             // touched; `file:` and `dir:` inputs are stored only then.
             Program::parse(&value, &mut |t| {
-                Ok(if t.starts_with("file:") || t.starts_with("dir:") {
-                    Some(Ref::Artifact(ArtifactId::from_bytes([0; 32])))
-                } else {
-                    None
-                })
+                let found = match (t.strip_prefix("file:"), t.strip_prefix("dir:")) {
+                    (Some(p), _) => Path::new(p).is_file(),
+                    (_, Some(p)) => Path::new(p).is_dir(),
+                    _ => return Ok(None),
+                };
+                if !found {
+                    return Err(PelError::Program(format!(
+                        "{t}: no such {}",
+                        if t.starts_with("file:") { "file" } else { "directory" }
+                    )));
+                }
+                Ok(Some(Ref::Artifact(ArtifactId::from_bytes([0; 32]))))
             })
             .map_err(lift_pel)?;
             // Like `ingest`, a run makes the store when there is none yet.
