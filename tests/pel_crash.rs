@@ -68,7 +68,7 @@ fn a_killed_run_leaves_no_receipt_without_outputs_and_a_rerun_completes() {
         s.close().unwrap();
         id
     };
-    let nodes = 60;
+    let nodes = 80;
     let prog = dir.path().join("chain.yaml");
     fs::write(&prog, chain(nodes).replace("SEED", &seed.to_string())).unwrap();
     let mut done_before = 0;

@@ -176,6 +176,7 @@ fn types_lists_the_registry() {
             "asl/pel-program",
             "asl/pel-receipt",
             "asl/pel-run",
+            "asl/pel-batch",
             "asl/pel-divergence",
             "asl/signature"
         ]

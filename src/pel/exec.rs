@@ -4,9 +4,10 @@
 //! outputs, stdout and stderr collected as artifacts.
 //!
 //! What is enforced depends on the machine. Where the process may create
-//! namespaces (root, as in CI), the command runs in its own network
-//! namespace (no interface but a downed loopback: no network) and its own
-//! mount namespace, in which every mount is read-only except the work
+//! namespaces (root, as in CI), the command runs in an empty network
+//! namespace (no interface but a downed loopback: no network; one such
+//! namespace is shared by all commands of the process) and its own mount
+//! namespace, in which every mount is read-only except the work
 //! directory, each input is a read-only bind mount, and the store's
 //! directory is hidden under an empty tmpfs: writes outside the work
 //! directory fail with EROFS, and the store cannot be read behind the
@@ -63,6 +64,27 @@ impl Isolation {
     }
 }
 
+/// One empty network namespace, made once and entered by every command:
+/// creating a namespace per command cost more than the rest of starting
+/// it (the kernel sets up and later tears down a loopback device and its
+/// sysctls each time). Held by an open descriptor of its `ns/net` file.
+fn shared_netns() -> &'static Result<File, String> {
+    static NETNS: OnceLock<Result<File, String>> = OnceLock::new();
+    NETNS.get_or_init(|| {
+        // A thread of its own unshares (network namespaces are per thread),
+        // opens its namespace and ends; the descriptor keeps it alive.
+        std::thread::spawn(|| {
+            // SAFETY: unshare(2) on the calling thread only; no memory.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error()));
+            }
+            File::open("/proc/thread-self/ns/net").map_err(|e| format!("open /proc/thread-self/ns/net: {e}"))
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the namespace thread panicked".into()))
+    })
+}
+
 /// What this machine allows, found once by starting `/bin/true` in the
 /// sandbox.
 pub fn isolation() -> &'static Isolation {
@@ -72,6 +94,7 @@ pub fn isolation() -> &'static Isolation {
             return Isolation::None("ASL_PEL_NO_NAMESPACES is set".into());
         }
         let probe = || -> Result<(), String> {
+            shared_netns().as_ref().map_err(Clone::clone)?;
             let dir = TempDir::new().map_err(|e| e.to_string())?;
             let plan = MountPlan::new(&dir.work, &[], &[]).map_err(|e| e.to_string())?;
             let mut cmd = Command::new("/bin/true");
@@ -419,6 +442,7 @@ impl Drop for TempDir {
 /// the child may not allocate (another thread may have held the allocator's
 /// lock), so every path is a `CString` made beforehand.
 struct MountPlan {
+    netns: std::os::fd::RawFd,
     work: CString,
     read_only: Vec<CString>,
     inputs: Vec<CString>,
@@ -435,7 +459,10 @@ impl MountPlan {
                 read_only.push(c(Path::new(&unescape(mp)))?);
             }
         }
+        use std::os::fd::AsRawFd;
+        let netns = shared_netns().as_ref().map_err(|e| std::io::Error::other(e.clone()))?;
         Ok(MountPlan {
+            netns: netns.as_raw_fd(),
             work: c(work)?,
             read_only,
             inputs: inputs.iter().map(|p| c(p)).collect::<Result<_, _>>()?,
@@ -486,15 +513,16 @@ fn spawn_isolated(cmd: &mut Command, plan: Option<MountPlan>) -> std::io::Result
     cmd.spawn()
 }
 
-/// In the child: new network and mount namespaces, everything read-only
-/// but the work directory, inputs read-only, the store hidden.
+/// In the child: the shared empty network namespace, a new mount
+/// namespace, everything read-only but the work directory, inputs
+/// read-only, the store hidden.
 fn sandbox(plan: &MountPlan) -> std::io::Result<()> {
     let err = || Err(std::io::Error::last_os_error());
     let null = std::ptr::null::<libc::c_char>();
     // SAFETY (all calls below): plain system calls on NUL-terminated paths
     // owned by `plan`, which outlives them.
     unsafe {
-        if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET) != 0 {
+        if libc::setns(plan.netns, libc::CLONE_NEWNET) != 0 || libc::unshare(libc::CLONE_NEWNS) != 0 {
             return err();
         }
         // Mount events must not propagate back to the host's namespace.

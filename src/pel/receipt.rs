@@ -23,6 +23,8 @@ use crate::ArtifactId;
 pub const RECEIPT_TYPE: &str = "asl/pel-receipt";
 /// The record type of runs.
 pub const RUN_TYPE: &str = "asl/pel-run";
+/// The record type of signed batches of receipts.
+pub const BATCH_TYPE: &str = "asl/pel-batch";
 /// The record type of replay reports.
 pub const DIVERGENCE_TYPE: &str = "asl/pel-divergence";
 
@@ -431,6 +433,35 @@ impl Run {
             replay_of: id(b, "replay_of"),
         })
     }
+}
+
+/// A batch record listing `receipts` (signed as one).
+pub fn batch_record(run_id: &str, receipts: &[ArtifactId]) -> Record {
+    Record::new(
+        BATCH_TYPE,
+        1,
+        Value::Map(vec![
+            (Value::text("run_id"), Value::text(run_id)),
+            (
+                Value::text("receipts"),
+                Value::Array(receipts.iter().map(id_v).collect()),
+            ),
+        ]),
+    )
+}
+
+/// The receipts a batch record lists, if it is one.
+pub fn batch_members(r: &Record) -> Option<Vec<ArtifactId>> {
+    if r.type_name != BATCH_TYPE || r.version != 1 {
+        return None;
+    }
+    list(&r.body, "receipts")
+        .iter()
+        .map(|v| match v {
+            Value::Bytes(b) if b.len() == 32 => Some(ArtifactId::from_bytes(b.as_slice().try_into().unwrap())),
+            _ => None,
+        })
+        .collect()
 }
 
 fn expect(r: &Record, t: &str) -> Result<(), PelError> {

@@ -9,7 +9,7 @@
 //! has passed, and at the end of the run; a run killed in between loses
 //! only uncommitted work, and running it again executes only that.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rayon::prelude::*;
 
-use super::keys::{signer_of, Signer, Trust};
+use super::keys::{signer_of, PublicKey, Signer, Trust};
 use super::ops::{self, InputValue, Op};
 use super::program::{Node, Program, Ref};
 use super::receipt::{self, Outcome, OutputRef, Receipt, ResolvedInput, Run, RunNode};
@@ -179,6 +179,8 @@ pub fn run(pel: &Pel<'_>, program: &Program, opts: &RunOptions) -> Result<RunRep
         pel,
         program_id,
         run_id: &run_id,
+        unsigned: Mutex::new(Vec::new()),
+        batches: Mutex::new(HashMap::new()),
         salt: &program.salt,
         hide: &hide,
         use_cache: opts.use_cache,
@@ -213,6 +215,7 @@ pub fn run(pel: &Pel<'_>, program: &Program, opts: &RunOptions) -> Result<RunRep
         }
         drop(r);
         if last_commit.elapsed() >= opts.commit_every {
+            ctx.sign_batch()?;
             store.commit()?;
             last_commit = Instant::now();
         }
@@ -248,6 +251,7 @@ pub fn run(pel: &Pel<'_>, program: &Program, opts: &RunOptions) -> Result<RunRep
             .collect(),
         replay_of: opts.replay_of,
     };
+    ctx.sign_batch()?;
     let run_rec = records::put(store, &run.to_record())?.id;
     pel.signer.sign(store, &run_rec)?;
     store.commit()?;
@@ -292,6 +296,11 @@ struct NodeCtx<'a> {
     pel: &'a Pel<'a>,
     program_id: ArtifactId,
     run_id: &'a str,
+    /// Receipts written since the last batch was signed.
+    unsigned: Mutex<Vec<ArtifactId>>,
+    /// Batches whose signatures were checked in this run: who signed, and
+    /// which receipts they list.
+    batches: Mutex<HashMap<ArtifactId, Option<(Vec<PublicKey>, HashSet<ArtifactId>)>>>,
     salt: &'a str,
     hide: &'a [PathBuf],
     use_cache: bool,
@@ -451,16 +460,65 @@ impl NodeCtx<'_> {
         Ok(None)
     }
 
-    /// The keys with a valid signature on record `rid`.
-    fn signers(&self, rid: &ArtifactId) -> Result<Vec<super::keys::PublicKey>, PelError> {
-        let mut keys = Vec::new();
-        for sid in self.pel.index.annotations_of(rid)? {
-            if let Ok(r) = records::get(self.pel.store as &dyn Source, &sid) {
-                if let Some(k) = signer_of(&r, rid) {
-                    keys.push(k);
+    /// Signs the receipts written since the last call: one `asl/pel-batch`
+    /// record listing them and one signature over it, put before the commit
+    /// that makes the receipts durable (a receipt committed unsigned would
+    /// only be untrusted, never wrongly trusted).
+    fn sign_batch(&self) -> Result<(), PelError> {
+        let receipts = std::mem::take(&mut *self.unsigned.lock());
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let batch = records::put(self.pel.store, &receipt::batch_record(self.run_id, &receipts))?.id;
+        self.pel.signer.sign(self.pel.store, &batch)?;
+        Ok(())
+    }
+
+    /// The keys that signed receipt `rid`: directly (an `asl/signature` on
+    /// it) or through a signed batch that lists it. A batch's signatures are
+    /// checked once per run.
+    fn signers(&self, rid: &ArtifactId) -> Result<Vec<PublicKey>, PelError> {
+        let store = self.pel.store as &dyn Source;
+        let signed = |subject: &ArtifactId| -> Result<Vec<PublicKey>, PelError> {
+            let mut keys = Vec::new();
+            for sid in self.pel.index.annotations_of(subject)? {
+                if let Ok(r) = records::get(store, &sid) {
+                    if let Some(k) = signer_of(&r, subject) {
+                        keys.push(k);
+                    }
+                }
+            }
+            Ok(keys)
+        };
+        let mut keys = signed(rid)?;
+        for (_, bid) in self
+            .pel
+            .index
+            .records_with(crate::records::query::RECEIPT_BATCH, rid.as_bytes())?
+        {
+            let known = self.batches.lock().get(&bid).cloned();
+            let entry = match known {
+                Some(e) => e,
+                None => {
+                    let members = records::get(store, &bid).ok().and_then(|r| receipt::batch_members(&r));
+                    let e = match members {
+                        Some(m) => Some((signed(&bid)?, m.into_iter().collect())),
+                        None => None,
+                    };
+                    self.batches.lock().insert(bid, e.clone());
+                    e
+                }
+            };
+            // The index says the batch lists the receipt; the batch itself
+            // must say so too.
+            if let Some((signers, members)) = entry {
+                if members.contains(rid) {
+                    keys.extend(signers);
                 }
             }
         }
+        keys.sort_unstable();
+        keys.dedup();
         Ok(keys)
     }
 
@@ -545,7 +603,8 @@ impl NodeCtx<'_> {
         // Outputs first, then the receipt: a commit holding the receipt
         // holds them too.
         let rid = records::put(store, &rec.to_record())?.id;
-        self.pel.signer.sign(store, &rid)?;
+        // Signed with the others of its batch before the next commit.
+        self.unsigned.lock().push(rid);
         Ok(NodeReport {
             node: n.id.clone(),
             outcome: rec.outcome,

@@ -283,6 +283,12 @@ pub static REGISTRY: &[RecordType] = &[
         ],
     },
     RecordType {
+        name: "asl/pel-batch",
+        version: 1,
+        doc: "receipts of one run signed as one: a signature over this record vouches for each receipt it lists",
+        fields: &[req("run_id", Kind::Name), req("receipts", Kind::List(&Kind::Id))],
+    },
+    RecordType {
         name: "asl/pel-divergence",
         version: 1,
         doc: "what a replay of a run found: every output that came out different, with a byte-level summary",

@@ -37,7 +37,7 @@
 mod build;
 mod rows;
 
-pub use rows::{RECEIPT_IN, RECEIPT_KEY, RECEIPT_OUT};
+pub use rows::{RECEIPT_BATCH, RECEIPT_IN, RECEIPT_KEY, RECEIPT_OUT};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

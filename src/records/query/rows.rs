@@ -34,6 +34,8 @@ pub const RECEIPT_KEY: &str = "pel.key";
 pub const RECEIPT_IN: &str = "pel.in";
 /// See [`RECEIPT_KEY`].
 pub const RECEIPT_OUT: &str = "pel.out";
+/// A signed batch (`asl/pel-batch`) is found by each receipt it lists.
+pub const RECEIPT_BATCH: &str = "pel.batch";
 
 /// What one record puts in the index: its keys are `prefix ‖ t ‖ subject ‖
 /// record` for each prefix.
@@ -152,6 +154,15 @@ pub(super) fn rows(id: &ArtifactId, r: &Record) -> Rows {
     }
     if r.type_name == "asl/pel-receipt" && r.version == 1 {
         receipt_rows(body, &mut prefixes);
+    }
+    if r.type_name == "asl/pel-batch" && r.version == 1 {
+        if let Some(Value::Array(items)) = body.get("receipts") {
+            for x in items {
+                if let Value::Bytes(b) = x {
+                    prefixes.push(prefix(LABEL, &[RECEIPT_BATCH.as_bytes(), b]));
+                }
+            }
+        }
     }
     Rows {
         subject,
