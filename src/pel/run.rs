@@ -292,6 +292,9 @@ fn is_tree(store: &Store, id: &ArtifactId) -> bool {
     records::get(store as &dyn Source, id).is_ok_and(|r| r.type_name == tree::TREE_TYPE)
 }
 
+/// A checked batch: who signed it, and the receipts it lists.
+type Batch = (Vec<PublicKey>, HashSet<ArtifactId>);
+
 struct NodeCtx<'a> {
     pel: &'a Pel<'a>,
     program_id: ArtifactId,
@@ -300,7 +303,7 @@ struct NodeCtx<'a> {
     unsigned: Mutex<Vec<ArtifactId>>,
     /// Batches whose signatures were checked in this run: who signed, and
     /// which receipts they list.
-    batches: Mutex<HashMap<ArtifactId, Option<(Vec<PublicKey>, HashSet<ArtifactId>)>>>,
+    batches: Mutex<HashMap<ArtifactId, Option<Batch>>>,
     salt: &'a str,
     hide: &'a [PathBuf],
     use_cache: bool,
