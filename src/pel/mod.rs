@@ -33,7 +33,7 @@ mod run;
 pub use keys::{Signer, Trust};
 pub use program::{Input, Node, Program, Ref};
 pub use receipt::{Outcome, Receipt, Run};
-pub use run::{held_by, run, NodeReport, Pel, RunOptions, RunReport};
+pub use run::{check_removable, held_by, run, NodeReport, OnNode, Pel, RunOptions, RunReport};
 
 use crate::records::RecordError;
 
@@ -51,6 +51,9 @@ pub enum PelError {
     /// A key or trust problem.
     #[error("{0}")]
     Trust(String),
+    /// A removal refused: a live receipt holds the artifact.
+    #[error("{0}")]
+    Held(String),
     /// An attestation failed its checks.
     #[error("attestation: {0}")]
     Attestation(String),
@@ -66,9 +69,11 @@ impl PelError {
     /// The message without its category, for wrapping in another.
     pub fn detail(&self) -> String {
         match self {
-            PelError::Program(m) | PelError::MissingInputs(m) | PelError::Trust(m) | PelError::Attestation(m) => {
-                m.clone()
-            }
+            PelError::Program(m)
+            | PelError::MissingInputs(m)
+            | PelError::Trust(m)
+            | PelError::Held(m)
+            | PelError::Attestation(m) => m.clone(),
             other => other.to_string(),
         }
     }

@@ -636,8 +636,7 @@ fn verify(store: &Store, id: &ArtifactId) -> crate::Result<()> {
 }
 
 /// The receipts in CURRENT that hold artifact `id` as an output: while one
-/// is kept, removing `id` is refused by [`crate::pel`]'s callers (`aslctl
-/// rm` says which receipt holds it).
+/// is kept, [`check_removable`] refuses to let `id` go.
 pub fn held_by(index: &QueryIndex, store: &Store, id: &ArtifactId) -> Result<Vec<ArtifactId>, PelError> {
     let mut out = Vec::new();
     for (_, rid) in index.records_with(crate::records::query::RECEIPT_OUT, id.as_bytes())? {
@@ -646,4 +645,24 @@ pub fn held_by(index: &QueryIndex, store: &Store, id: &ArtifactId) -> Result<Vec
         }
     }
     Ok(out)
+}
+
+/// Refuses the removal of any of `ids` that a live receipt holds as an
+/// output (the error names the receipt), so that a cache entry never points
+/// at bytes the store let go. `aslctl rm` asks this unless `--force`;
+/// `Store::remove` itself does not.
+pub fn check_removable(index: &QueryIndex, store: &Store, ids: &[ArtifactId]) -> Result<(), PelError> {
+    for id in ids {
+        let held = held_by(index, store, id)?;
+        if let Some(r) = held.first() {
+            let more = match held.len() {
+                1 => String::new(),
+                n => format!(" and {} more", n - 1),
+            };
+            return Err(PelError::Held(format!(
+                "{id} is an output of PEL receipt {r}{more}, which holds it; nothing removed"
+            )));
+        }
+    }
+    Ok(())
 }

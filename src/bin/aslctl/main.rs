@@ -424,15 +424,8 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             }
             if !force {
                 let index = query::open_index(&s)?;
-                for id in &resolved {
-                    let held = asl::pel::held_by(&index, &s, id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-                    if let Some(r) = held.first() {
-                        return Err(Error::InvalidArgument(format!(
-                            "{id} is an output of PEL receipt {r}{}, which holds it; nothing removed (--force removes it anyway)",
-                            if held.len() > 1 { format!(" and {} more", held.len() - 1) } else { String::new() }
-                        )));
-                    }
-                }
+                asl::pel::check_removable(&index, &s, &resolved)
+                    .map_err(|e| Error::InvalidArgument(format!("{e} (--force removes it anyway)")))?;
             }
             let mut missing = Vec::new();
             let mut removed = Vec::new();

@@ -228,6 +228,7 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
                     })
                 );
             } else {
+                let width = rep.nodes.iter().map(|n| n.node.len()).max().unwrap_or(0);
                 for n in &rep.nodes {
                     let how = if n.outcome == Outcome::Blocked {
                         "blocked"
@@ -238,7 +239,7 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
                     };
                     let outs: Vec<String> = n.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     out!(
-                        "{:<7} {:<8} {}  {}{}",
+                        "{:<7} {:<8} {:<width$}  {}{}",
                         n.outcome.name(),
                         how,
                         n.node,
