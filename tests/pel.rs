@@ -42,6 +42,15 @@ impl Env {
         }
     }
 
+    fn pel(&self) -> Pel<'_> {
+        Pel {
+            store: &self.store,
+            index: &self.index,
+            signer: &self.signer,
+            trust: &self.trust,
+        }
+    }
+
     fn run_as(&mut self, signer: &Signer, p: &Program, use_cache: bool) -> RunReport {
         self.index.refresh(&self.store).unwrap();
         let pel = Pel {
@@ -462,13 +471,7 @@ fn bad_programs_are_refused_before_anything_runs() {
         "b": {"op": "concat", "inputs": [format!("b3:{}", ArtifactId::of(b"absent"))]},
     }}));
     e.index.refresh(&e.store).unwrap();
-    let pel = Pel {
-        store: &e.store,
-        index: &e.index,
-        signer: &e.signer,
-        trust: &e.trust,
-    };
-    let err = pel::run(&pel, &p, &RunOptions::default()).unwrap_err().to_string();
+    let err = pel::run(&e.pel(), &p, &RunOptions::default()).unwrap_err().to_string();
     assert!(err.contains("missing inputs, nothing ran"), "{err}");
     assert!(!e.dir.path().join("ran").exists());
 }
@@ -486,13 +489,7 @@ fn replay_reports_every_differing_output_and_stores_the_report() {
     let r = e.run(&p);
     assert_eq!(r.outcome, Outcome::Ok);
     e.index.refresh(&e.store).unwrap();
-    let pel = Pel {
-        store: &e.store,
-        index: &e.index,
-        signer: &e.signer,
-        trust: &e.trust,
-    };
-    let rep = replay::replay(&pel, &r.run, None).unwrap();
+    let rep = replay::replay(&e.pel(), &r.run, None).unwrap();
     assert_eq!(rep.checked, 4);
     assert_eq!(rep.matched, 2, "same and after (replayed on its recorded inputs) match");
     let mut diffs: Vec<(&str, &str)> = rep
@@ -505,6 +502,13 @@ fn replay_reports_every_differing_output_and_stores_the_report() {
     let d = &rep.differences.iter().find(|d| d.node == "rand1").unwrap();
     assert_eq!((d.expected_size, d.got_size), (64, Some(64)));
     assert!(d.first_difference.unwrap() < 64);
+    // diffoscope (installed by .ci/run) compared the two, and its report
+    // was stored.
+    let report = d
+        .diffoscope
+        .expect("diffoscope on PATH compares differing outputs (see .ci/run)");
+    let text = String::from_utf8(e.store.get(&report).unwrap()).unwrap();
+    assert!(text.contains("expected") && text.contains("got"), "{text}");
     let stored = records::get(&e.store as &dyn Source, &rep.report).unwrap();
     assert_eq!(stored.type_name, "asl/pel-divergence");
     // Linked to the run: found as a record about it.
@@ -512,13 +516,7 @@ fn replay_reports_every_differing_output_and_stores_the_report() {
     assert!(e.index.annotations_of(&r.run).unwrap().contains(&rep.report));
 
     // One chosen node, which is deterministic: no difference.
-    let pel = Pel {
-        store: &e.store,
-        index: &e.index,
-        signer: &e.signer,
-        trust: &e.trust,
-    };
-    let rep = replay::replay(&pel, &r.run, Some("same")).unwrap();
+    let rep = replay::replay(&e.pel(), &r.run, Some("same")).unwrap();
     assert_eq!((rep.checked, rep.matched, rep.differences.len()), (1, 1, 0));
 }
 

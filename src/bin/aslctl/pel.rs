@@ -112,6 +112,30 @@ fn lift_pel(e: PelError) -> Error {
     }
 }
 
+/// The store's signing key and trust list, which every engine call needs.
+struct Keys {
+    signer: Signer,
+    trust: Trust,
+}
+
+impl Keys {
+    fn of(s: &Store) -> Result<Keys, Error> {
+        Ok(Keys {
+            signer: Signer::of_store(s).map_err(lift_pel)?,
+            trust: Trust::of_store(s).map_err(lift_pel)?,
+        })
+    }
+
+    fn pel<'a>(&'a self, store: &'a Store, index: &'a records::query::QueryIndex) -> Pel<'a> {
+        Pel {
+            store,
+            index,
+            signer: &self.signer,
+            trust: &self.trust,
+        }
+    }
+}
+
 /// A `file:` or `dir:` reference, stored.
 fn store_path(s: &Store, text: &str) -> Result<Option<Ref>, PelError> {
     if let Some(p) = text.strip_prefix("file:") {
@@ -181,14 +205,8 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             let prog = Program::parse(&value, &mut |t| store_path(&s, t)).map_err(lift_pel)?;
             s.commit()?;
             let index = open_index(&s)?;
-            let signer = Signer::of_store(&s).map_err(lift_pel)?;
-            let trust = Trust::of_store(&s).map_err(lift_pel)?;
-            let pel = Pel {
-                store: &s,
-                index: &index,
-                signer: &signer,
-                trust: &trust,
-            };
+            let keys = Keys::of(&s)?;
+            let pel = keys.pel(&s, &index);
             let opts = RunOptions {
                 use_cache: !no_cache,
                 jobs: *jobs,
@@ -309,15 +327,8 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             let s = Store::open(dir)?;
             let index = open_index(&s)?;
             let id = find_run(&s, &index, run)?;
-            let signer = Signer::of_store(&s).map_err(lift_pel)?;
-            let trust = Trust::of_store(&s).map_err(lift_pel)?;
-            let pel = Pel {
-                store: &s,
-                index: &index,
-                signer: &signer,
-                trust: &trust,
-            };
-            let rep = replay::replay(&pel, &id, node.as_deref()).map_err(lift_pel)?;
+            let keys = Keys::of(&s)?;
+            let rep = replay::replay(&keys.pel(&s, &index), &id, node.as_deref()).map_err(lift_pel)?;
             if json_out {
                 let diffs: Vec<_> = rep
                     .differences
