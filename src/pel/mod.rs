@@ -21,6 +21,7 @@
 
 #[cfg(feature = "json")]
 pub mod attest;
+mod cache;
 pub mod exec;
 pub mod keys;
 pub mod ops;
@@ -29,11 +30,13 @@ pub mod provenance;
 pub mod receipt;
 pub mod replay;
 mod run;
+mod sandbox;
 
+pub use cache::{check_removable, held_by};
 pub use keys::{Signer, Trust};
 pub use program::{Input, Node, Program, Ref};
 pub use receipt::{Outcome, Receipt, Run};
-pub use run::{check_removable, held_by, run, NodeReport, OnNode, Pel, RunOptions, RunReport};
+pub use run::{run, NodeReport, OnNode, Pel, RunOptions, RunReport};
 
 use crate::records::RecordError;
 
