@@ -560,3 +560,25 @@ fn lineage_walks_both_ways_and_survives_deletion() {
     assert_eq!(r.executed(), ["z"]);
     assert!(pel::held_by(&e.index, &e.store, &sum).unwrap().len() == 1);
 }
+
+#[test]
+fn exec_reads_trees_as_directories_and_stores_directories_as_trees() {
+    let mut e = Env::new();
+    let (a, b) = (e.put(b"alpha\n"), e.put(b"beta\n"));
+    let p = program(json!({"nodes": {
+        "src": {"op": "tree.build", "inputs": {"a.txt": a, "sub/b.txt": b}},
+        "use": {"op": "exec", "inputs": {"in": "@src"},
+                "params": {"cmd": "cat in/a.txt in/sub/b.txt > both; mkdir -p d/e && cp in/sub/b.txt d/e/ && touch in/new",
+                           "outputs": ["both", "d"]}},
+        "use_ok": {"op": "exec", "inputs": {"in": "@src"},
+                   "params": {"cmd": "cat in/a.txt in/sub/b.txt > both; mkdir -p d/e && cp in/sub/b.txt d/e/",
+                              "outputs": ["both", "d"]}},
+        "pick": {"op": "tree.extract", "inputs": ["@use_ok:d"], "params": {"path": "e/b.txt"}},
+    }}));
+    let r = e.run(&p);
+    // The input tree is read-only: creating a file in it fails the command.
+    assert_eq!(r.node("use").unwrap().outcome, Outcome::Error);
+    assert_eq!(r.node("use_ok").unwrap().outcome, Outcome::Ok, "{:?}", r.node("use_ok"));
+    assert_eq!(e.out(&r, "use_ok", "both"), b"alpha\nbeta\n");
+    assert_eq!(e.out(&r, "pick", "out"), b"beta\n", "the directory output is a tree");
+}
