@@ -48,6 +48,7 @@ pub mod bench;
 pub(crate) mod block;
 pub mod codec;
 pub mod error;
+pub mod formats;
 pub(crate) mod fsutil;
 pub mod id;
 pub(crate) mod index;

@@ -178,6 +178,10 @@ fn types_lists_the_registry() {
             "asl/pel-run",
             "asl/pel-batch",
             "asl/pel-divergence",
+            "rvls/pattern",
+            "rvls/trajectory",
+            "rvls/ewc",
+            "rvls/import",
             "asl/signature"
         ]
     );

@@ -25,6 +25,8 @@ pub enum Kind {
     Text,
     /// Text that is not empty, at most 256 bytes, no control characters.
     Name,
+    /// UTF-8 text of any length (imported data that is not ours to cut).
+    LongText,
     /// A non-negative integer.
     Uint,
     /// An integer of either sign.
@@ -302,6 +304,62 @@ pub static REGISTRY: &[RecordType] = &[
         ],
     },
     RecordType {
+        name: "rvls/pattern",
+        version: 1,
+        doc: "a guidance pattern imported from an RVLS learning store, labelled rvls.kind, rvls.domain, rvls.id",
+        fields: &[
+            req("id", Kind::LongText),
+            req("strategy", Kind::LongText),
+            req("embedding_weights", Kind::Any),
+            req("success_rate", Kind::Number),
+            req("use_count", Kind::Uint),
+            req("domain", Kind::LongText),
+            req("quality", Kind::Number),
+            req("is_long_term", Kind::Bool),
+            req("last_used", Kind::Time),
+            req("labels", Kind::Labels),
+        ],
+    },
+    RecordType {
+        name: "rvls/trajectory",
+        version: 1,
+        doc: "a trajectory (steps and outcome) imported from an RVLS learning store",
+        fields: &[
+            req("id", Kind::LongText),
+            req("steps", Kind::Any),
+            req("outcome", Kind::LongText),
+            req("duration_ms", Kind::Uint),
+            req("domain", Kind::LongText),
+            req("created_at", Kind::Time),
+            req("labels", Kind::Labels),
+        ],
+    },
+    RecordType {
+        name: "rvls/ewc",
+        version: 1,
+        doc: "an EWC state (importance weights per task) imported from an RVLS learning store",
+        fields: &[
+            req("tasks_learned", Kind::Uint),
+            req("protection_strength", Kind::Number),
+            req("task_weights", Kind::Any),
+            req("labels", Kind::Labels),
+        ],
+    },
+    RecordType {
+        name: "rvls/import",
+        version: 1,
+        doc: "one RVLS file imported: its bytes, and the records made from its lines in file order",
+        fields: &[
+            req("source", Kind::Id),
+            req("source_name", Kind::Text),
+            req("created_at", Kind::Time),
+            req("patterns", Kind::Uint),
+            req("trajectories", Kind::Uint),
+            req("ewc", Kind::Uint),
+            req("records", Kind::List(&Kind::Id)),
+        ],
+    },
+    RecordType {
         name: "asl/signature",
         version: 1,
         doc: "an ed25519 signature by `key` over the context string and the subject's id",
@@ -396,6 +454,9 @@ fn check_kind(kind: &Kind, v: &Value) -> Result<(), String> {
             }
         }
         Kind::Name => check_name(&text(v)?)?,
+        Kind::LongText => {
+            text(v)?;
+        }
         Kind::Uint => {
             if !matches!(v, Value::Unsigned(_)) {
                 return Err(format!("{v} is not a non-negative integer"));

@@ -23,6 +23,7 @@ mod args;
 mod batch;
 #[cfg(feature = "bench")]
 mod bench;
+mod formats;
 mod ingest;
 mod pel;
 mod query;
@@ -187,6 +188,9 @@ enum Cmd {
     /// `--descendants` for what was made from it), or lineage chains
     /// (`lineage show|revert`).
     Lineage(LineageArgs),
+    /// Import data in another format as typed records (RVLS).
+    #[command(subcommand)]
+    Import(formats::ImportCmd),
     /// Programs over artifacts: run, show, replay, attest, trust.
     #[command(subcommand)]
     Pel(pel::PelCmd),
@@ -392,6 +396,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             )),
         },
         Cmd::Pel(cmd) => pel::pel(cli.json, dir, cmd),
+        Cmd::Import(cmd) => formats::import(cli.json, dir, cmd),
         Cmd::Worktree(cmd) => worktree::worktree(cli.json, dir, cmd),
         Cmd::Pin { name, id, force } => snap::pin(cli.json, dir, name, id, *force),
         Cmd::Unpin { name } => snap::unpin(cli.json, dir, name),

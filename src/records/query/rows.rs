@@ -128,6 +128,7 @@ pub(super) fn rows(id: &ArtifactId, r: &Record) -> Rows {
     };
     let t = text("created_at")
         .or_else(|| text("started_at"))
+        .or_else(|| text("last_used"))
         .and_then(time::parse)
         .unwrap_or(0);
     let (subject, annotates) = match body.get("subject") {
