@@ -178,6 +178,7 @@ fn types_lists_the_registry() {
             "asl/pel-run",
             "asl/pel-batch",
             "asl/pel-divergence",
+            "asl/hdf5-index",
             "rvls/pattern",
             "rvls/trajectory",
             "rvls/ewc",

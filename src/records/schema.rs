@@ -164,6 +164,33 @@ const DIFFERENCE: &[Field] = &[
     opt("diffoscope", Kind::Id),
 ];
 
+const H5_RANGE: &[Field] = &[
+    req("addr", Kind::Uint),
+    req("size", Kind::Uint),
+    req("blake3", Kind::Id),
+];
+
+const H5_CHUNK: &[Field] = &[
+    req("offset", Kind::List(&Kind::Uint)),
+    req("addr", Kind::Uint),
+    req("size", Kind::Uint),
+    req("blake3", Kind::Id),
+    req("filter_mask", Kind::Uint),
+];
+
+const H5_DATASET: &[Field] = &[
+    req("path", Kind::LongText),
+    req("dtype", Kind::Text),
+    req("element_size", Kind::Uint),
+    req("shape", Kind::List(&Kind::Uint)),
+    req("layout", Kind::OneOf(&["contiguous", "chunked", "compact", "virtual"])),
+    req("filters", Kind::List(&Kind::Text)),
+    opt("chunk_shape", Kind::List(&Kind::Uint)),
+    req("attributes", Kind::Any),
+    opt("storage", Kind::Struct(H5_RANGE)),
+    opt("chunks", Kind::List(&Kind::Struct(H5_CHUNK))),
+];
+
 /// Every type this build knows.
 pub static REGISTRY: &[RecordType] = &[
     RecordType {
@@ -301,6 +328,17 @@ pub static REGISTRY: &[RecordType] = &[
             req("checked", Kind::Uint),
             req("matched", Kind::Uint),
             req("differences", Kind::List(&Kind::Struct(DIFFERENCE))),
+        ],
+    },
+    RecordType {
+        name: "asl/hdf5-index",
+        version: 1,
+        doc: "what an HDF5 file (its subject) holds: groups, and each dataset's type, shape, layout, filters, attributes and byte ranges (contiguous storage or every chunk) with their BLAKE3",
+        fields: &[
+            req("subject", Kind::Id),
+            req("size", Kind::Uint),
+            req("groups", Kind::List(&Kind::LongText)),
+            req("datasets", Kind::List(&Kind::Struct(H5_DATASET))),
         ],
     },
     RecordType {

@@ -73,3 +73,116 @@ pub(crate) fn import(json_out: bool, dir: &Path, cmd: &ImportCmd) -> Result<Exit
         }
     }
 }
+
+#[cfg(feature = "hdf5")]
+#[derive(Subcommand)]
+pub(crate) enum H5Cmd {
+    /// Store HDF5 files, each with an index record of its groups, datasets
+    /// and chunk byte ranges (with their BLAKE3); prints
+    /// `<file-id>  <index-id>  FILE`.
+    Ingest {
+        /// The .h5 files.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// An HDF5 artifact's datasets: `path  dtype  shape  layout  chunks  filters`.
+    Ls {
+        /// The file's id (or its index record's), or a unique prefix.
+        id: String,
+    },
+}
+
+#[cfg(feature = "hdf5")]
+pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Error> {
+    use asl::formats::hdf5;
+    use asl::records::cbor::Value;
+    use asl::records::{self, Source};
+    match cmd {
+        H5Cmd::Ingest { files } => {
+            for f in files {
+                if !Path::new(f).is_file() {
+                    return Err(Error::InvalidArgument(format!("{f}: no such file")));
+                }
+            }
+            let s = StoreOptions::new().create(true).open(dir)?;
+            let mut done = Vec::new();
+            for f in files {
+                done.push((f, hdf5::ingest(&s, Path::new(f)).map_err(lift)?));
+            }
+            s.commit()?;
+            close_committed(s);
+            for (f, r) in done {
+                if json_out {
+                    out!(
+                        "{}",
+                        json!({"file": r.file.to_hex(), "index": r.index.to_hex(), "path": f,
+                               "datasets": r.datasets, "chunks": r.chunks})
+                    );
+                } else {
+                    out!("{}  {}  {f}", r.file, r.index);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        H5Cmd::Ls { id } => {
+            let s = asl::Store::open(dir)?;
+            let id = s.resolve(id)?;
+            let rec = match records::get(&s as &dyn Source, &id) {
+                Ok(r) if r.type_name == hdf5::INDEX_TYPE => r,
+                _ => {
+                    let index = crate::query::open_index(&s)?;
+                    let mut found = None;
+                    for r in index.annotations_of(&id).map_err(lift)? {
+                        if let Ok(rec) = records::get(&s as &dyn Source, &r) {
+                            if rec.type_name == hdf5::INDEX_TYPE {
+                                found = Some(rec);
+                            }
+                        }
+                    }
+                    found.ok_or_else(|| {
+                        Error::InvalidArgument(format!("{id} has no HDF5 index (store it with `aslctl h5 ingest`)"))
+                    })?
+                }
+            };
+            if json_out {
+                out!("{}", records::json::record_to_json(&rec)["body"]);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let list = |v: Option<&Value>| match v {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|x| match x {
+                        Value::Unsigned(n) => n.to_string(),
+                        Value::Text(t) => t.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>(),
+                _ => Vec::new(),
+            };
+            if let Some(Value::Array(ds)) = rec.body.get("datasets") {
+                for d in ds {
+                    let text = |k: &str| match d.get(k) {
+                        Some(Value::Text(t)) => t.clone(),
+                        _ => "-".into(),
+                    };
+                    let chunks = match d.get("chunks") {
+                        Some(Value::Array(c)) => {
+                            format!("{} chunks of {}", c.len(), list(d.get("chunk_shape")).join("x"))
+                        }
+                        _ => "-".into(),
+                    };
+                    out!(
+                        "{}  {}  [{}]  {}  {}  {}",
+                        text("path"),
+                        text("dtype"),
+                        list(d.get("shape")).join(", "),
+                        text("layout"),
+                        chunks,
+                        list(d.get("filters")).join(",")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -188,6 +188,10 @@ enum Cmd {
     /// `--descendants` for what was made from it), or lineage chains
     /// (`lineage show|revert`).
     Lineage(LineageArgs),
+    /// HDF5 files: store with a chunk index, list datasets.
+    #[cfg(feature = "hdf5")]
+    #[command(subcommand)]
+    H5(formats::H5Cmd),
     /// Import data in another format as typed records (RVLS).
     #[command(subcommand)]
     Import(formats::ImportCmd),
@@ -397,6 +401,8 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         },
         Cmd::Pel(cmd) => pel::pel(cli.json, dir, cmd),
         Cmd::Import(cmd) => formats::import(cli.json, dir, cmd),
+        #[cfg(feature = "hdf5")]
+        Cmd::H5(cmd) => formats::h5(cli.json, dir, cmd),
         Cmd::Worktree(cmd) => worktree::worktree(cli.json, dir, cmd),
         Cmd::Pin { name, id, force } => snap::pin(cli.json, dir, name, id, *force),
         Cmd::Unpin { name } => snap::unpin(cli.json, dir, name),

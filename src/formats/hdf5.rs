@@ -1,0 +1,243 @@
+//! HDF5 artifacts (feature `hdf5`, over the HDF5 C library through
+//! `hdf5-metno`): an `.h5` file is stored as an artifact like any other, and
+//! an `asl/hdf5-index` record beside it says what it holds — every group,
+//! every dataset's type, shape, layout, chunk shape, filters and
+//! attributes, and where its bytes lie: for a contiguous dataset one byte
+//! range, for a chunked one every stored chunk's grid offset and byte
+//! range. Each range carries the BLAKE3 of its bytes as read back from the
+//! stored artifact (verified like every read), so a chunk can later be
+//! fetched by range and checked on its own, kerchunk-style.
+//!
+//! The structure is read from the file on disk by the HDF5 library; the
+//! bytes are hashed from the store. A file that changed between the two is
+//! caught: each range must lie inside the stored artifact.
+
+use std::path::Path;
+
+use hdf5::dataset::Layout;
+use hdf5::{Dataset, Group, LocationType};
+
+use crate::records::cbor::Value;
+use crate::records::{self, Record, RecordError};
+use crate::{ArtifactId, Store};
+
+/// The record type of HDF5 indexes.
+pub const INDEX_TYPE: &str = "asl/hdf5-index";
+
+/// What [`ingest`] stored.
+#[derive(Clone, Debug)]
+pub struct Ingested {
+    /// The file, as an artifact.
+    pub file: ArtifactId,
+    /// Its `asl/hdf5-index` record.
+    pub index: ArtifactId,
+    /// Datasets found.
+    pub datasets: usize,
+    /// Chunks indexed, over all datasets.
+    pub chunks: usize,
+}
+
+fn h5err(path: &Path, e: hdf5::Error) -> RecordError {
+    RecordError::Input(format!("{}: {e}", path.display()))
+}
+
+/// Stores the HDF5 file at `path` and its index record (uncommitted, like
+/// any put). A file the HDF5 library cannot open is refused before
+/// anything is written.
+pub fn ingest(store: &Store, path: &Path) -> Result<Ingested, RecordError> {
+    let file = hdf5::File::open(path).map_err(|e| h5err(path, e))?;
+    let put = store.put_file_with(path, &crate::PutOptions::default(), &mut |_| {})?;
+    let mut w = Walk {
+        store,
+        file: put.id,
+        len: put.len,
+        path,
+        groups: Vec::new(),
+        datasets: Vec::new(),
+        chunks: 0,
+    };
+    w.group(&file, "")?;
+    let datasets = w.datasets.len();
+    let body = Value::Map(vec![
+        (Value::text("subject"), id_value(&put.id)),
+        (Value::text("size"), Value::Unsigned(put.len)),
+        (
+            Value::text("groups"),
+            Value::Array(w.groups.iter().map(Value::text).collect()),
+        ),
+        (Value::text("datasets"), Value::Array(w.datasets)),
+    ]);
+    let index = records::put(store, &Record::new(INDEX_TYPE, 1, body))?.id;
+    Ok(Ingested {
+        file: put.id,
+        index,
+        datasets,
+        chunks: w.chunks,
+    })
+}
+
+fn id_value(id: &ArtifactId) -> Value {
+    Value::Bytes(id.as_bytes().to_vec())
+}
+
+struct Walk<'a> {
+    store: &'a Store,
+    file: ArtifactId,
+    len: u64,
+    path: &'a Path,
+    groups: Vec<String>,
+    datasets: Vec<Value>,
+    chunks: usize,
+}
+
+impl Walk<'_> {
+    fn group(&mut self, g: &Group, prefix: &str) -> Result<(), RecordError> {
+        self.groups.push(if prefix.is_empty() {
+            "/".into()
+        } else {
+            prefix.to_string()
+        });
+        let mut names = g.member_names().map_err(|e| h5err(self.path, e))?;
+        names.sort();
+        for name in names {
+            let full = format!("{prefix}/{name}");
+            match g.loc_type_by_name(&name).map_err(|e| h5err(self.path, e))? {
+                LocationType::Group => {
+                    let sub = g.group(&name).map_err(|e| h5err(self.path, e))?;
+                    self.group(&sub, &full)?;
+                }
+                LocationType::Dataset => {
+                    let ds = g.dataset(&name).map_err(|e| h5err(self.path, e))?;
+                    let v = self.dataset(&ds, &full)?;
+                    self.datasets.push(v);
+                }
+                // Named datatypes hold no data.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The BLAKE3 of `len` bytes at `addr` of the stored file.
+    fn range(&self, addr: u64, len: u64, what: &str) -> Result<Value, RecordError> {
+        if addr.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(RecordError::Input(format!(
+                "{}: {what} lies at {addr}+{len}, past the file's {} bytes (did it change while being read?)",
+                self.path.display(),
+                self.len
+            )));
+        }
+        let bytes = self.store.read_range(&self.file, addr, len)?;
+        Ok(Value::Map(vec![
+            (Value::text("addr"), Value::Unsigned(addr)),
+            (Value::text("size"), Value::Unsigned(len)),
+            (Value::text("blake3"), id_value(&ArtifactId::of(&bytes))),
+        ]))
+    }
+
+    fn dataset(&mut self, ds: &Dataset, path: &str) -> Result<Value, RecordError> {
+        let err = |e: hdf5::Error| h5err(self.path, e);
+        let dtype = ds.dtype().map_err(err)?;
+        let desc = dtype
+            .to_descriptor()
+            .map(|d| format!("{d:?}"))
+            .unwrap_or_else(|_| "unsupported".into());
+        let uints = |v: &[usize]| Value::Array(v.iter().map(|n| Value::Unsigned(*n as u64)).collect());
+        let layout = ds.layout();
+        let mut m = vec![
+            (Value::text("path"), Value::text(path)),
+            (Value::text("dtype"), Value::text(desc)),
+            (Value::text("element_size"), Value::Unsigned(dtype.size() as u64)),
+            (Value::text("shape"), uints(&ds.shape())),
+            (
+                Value::text("layout"),
+                Value::text(match layout {
+                    Layout::Compact => "compact",
+                    Layout::Contiguous => "contiguous",
+                    Layout::Chunked => "chunked",
+                    _ => "virtual",
+                }),
+            ),
+            (
+                Value::text("filters"),
+                Value::Array(ds.filters().iter().map(|f| Value::text(format!("{f:?}"))).collect()),
+            ),
+        ];
+        if let Some(c) = ds.chunk() {
+            m.push((Value::text("chunk_shape"), uints(&c)));
+        }
+        let mut attrs = Vec::new();
+        let mut names = ds.attr_names().map_err(err)?;
+        names.sort();
+        for a in names {
+            let attr = ds.attr(&a).map_err(err)?;
+            attrs.push((Value::text(&a), attr_value(&attr)));
+        }
+        m.push((Value::text("attributes"), Value::Map(attrs)));
+        match layout {
+            Layout::Contiguous => {
+                // Not allocated yet (never written): no range.
+                if let Some(addr) = ds.offset() {
+                    m.push((Value::text("storage"), self.range(addr, ds.storage_size(), path)?));
+                }
+            }
+            Layout::Chunked => {
+                let n = ds.num_chunks().unwrap_or(0);
+                let mut chunks = Vec::with_capacity(n);
+                for i in 0..n {
+                    let Some(info) = ds.chunk_info(i) else {
+                        return Err(RecordError::Input(format!(
+                            "{}: {path}: chunk {i} of {n} has no info",
+                            self.path.display()
+                        )));
+                    };
+                    let Value::Map(mut c) = self.range(info.addr, info.size, &format!("{path} chunk {i}"))? else {
+                        unreachable!("range returns a map")
+                    };
+                    c.insert(
+                        0,
+                        (
+                            Value::text("offset"),
+                            Value::Array(info.offset.iter().map(|o| Value::Unsigned(*o)).collect()),
+                        ),
+                    );
+                    c.push((Value::text("filter_mask"), Value::Unsigned(u64::from(info.filter_mask))));
+                    chunks.push(Value::Map(c));
+                }
+                self.chunks += chunks.len();
+                m.push((Value::text("chunks"), Value::Array(chunks)));
+            }
+            // Compact data lives in the object header: no range of its own.
+            _ => {}
+        }
+        Ok(Value::Map(m))
+    }
+}
+
+/// An attribute's value when it is a scalar or short vector of numbers or a
+/// string; otherwise its type, as text.
+fn attr_value(a: &hdf5::Attribute) -> Value {
+    use hdf5::types::{TypeDescriptor as T, VarLenUnicode};
+    let Ok(desc) = a.dtype().and_then(|d| d.to_descriptor()) else {
+        return Value::text("unsupported type");
+    };
+    let scalar = a.is_scalar();
+    let nums = |v: Vec<f64>| {
+        if scalar {
+            v.first().map_or(Value::Null, |f| Value::Float(*f))
+        } else {
+            Value::Array(v.into_iter().map(Value::Float).collect())
+        }
+    };
+    match &desc {
+        T::Integer(_) | T::Unsigned(_) | T::Float(_) if a.size() <= 1024 => match a.read_raw::<f64>() {
+            Ok(v) => nums(v),
+            Err(_) => Value::text(format!("{desc:?}")),
+        },
+        T::VarLenUnicode if scalar => match a.read_scalar::<VarLenUnicode>() {
+            Ok(s) => Value::text(s.as_str()),
+            Err(_) => Value::text(format!("{desc:?}")),
+        },
+        _ => Value::text(format!("{desc:?}")),
+    }
+}

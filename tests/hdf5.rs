@@ -1,0 +1,118 @@
+//! HDF5 ingest against files h5py writes (installed by `.ci/run`) in four
+//! layouts — contiguous, chunked, chunked with gzip and shuffle, compact —
+//! and against h5py's own low-level view of where each dataset's bytes lie:
+//! every chunk's grid offset, byte address and size in ASL's index equal
+//! h5py's, and each range's BLAKE3 is that of the file's bytes there.
+
+use std::fs;
+use std::process::Command;
+
+mod common;
+use common::{aslctl, stderr_of as err, stdout_of as out};
+
+fn fixtures(dir: &std::path::Path) -> serde_json::Value {
+    let o = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/h5_fixtures.py"))
+        .arg(dir)
+        .output()
+        .expect("python3 runs (needs h5py: see .ci/run)");
+    assert!(o.status.success(), "{}", err(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn the_index_matches_h5py_for_every_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let fx = fixtures(dir.path());
+    let path = fx["path"].as_str().unwrap();
+    let bytes = fs::read(path).unwrap();
+    let o = aslctl(&store, &["--json", "h5", "ingest", path]);
+    assert!(o.status.success(), "{}", err(&o));
+    let r: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
+    assert_eq!(
+        r["file"].as_str().unwrap(),
+        blake3::hash(&bytes).to_hex().as_str(),
+        "the file is an artifact like any other"
+    );
+    assert_eq!(r["datasets"], 5);
+
+    let idx: serde_json::Value = serde_json::from_str(&out(&aslctl(
+        &store,
+        &["--json", "h5", "ls", r["file"].as_str().unwrap()],
+    )))
+    .unwrap();
+    let datasets = idx["datasets"].as_array().unwrap();
+    let oracle = fx["datasets"].as_object().unwrap();
+    assert_eq!(datasets.len(), oracle.len());
+    let hash = |addr: u64, size: u64| {
+        blake3::hash(&bytes[addr as usize..(addr + size) as usize])
+            .to_hex()
+            .to_string()
+    };
+    let mut chunks_seen = 0;
+    for d in datasets {
+        let p = d["path"].as_str().unwrap();
+        let want = &oracle[p];
+        assert_eq!(d["layout"], want["layout"], "{p}");
+        assert_eq!(d["shape"], want["shape"], "{p}");
+        match want["layout"].as_str().unwrap() {
+            "contiguous" => {
+                let s = &d["storage"];
+                assert_eq!((&s["addr"], &s["size"]), (&want["addr"], &want["size"]), "{p}");
+                assert_eq!(
+                    s["blake3"].as_str().unwrap(),
+                    hash(want["addr"].as_u64().unwrap(), want["size"].as_u64().unwrap())
+                );
+            }
+            "chunked" => {
+                let got = d["chunks"].as_array().unwrap();
+                let exp = want["chunks"].as_array().unwrap();
+                assert_eq!(got.len(), exp.len(), "{p}");
+                for (g, e) in got.iter().zip(exp) {
+                    assert_eq!(
+                        (&g["offset"], &g["addr"], &g["size"]),
+                        (&e["offset"], &e["addr"], &e["size"]),
+                        "{p}"
+                    );
+                    assert_eq!(
+                        g["blake3"].as_str().unwrap(),
+                        hash(e["addr"].as_u64().unwrap(), e["size"].as_u64().unwrap())
+                    );
+                    chunks_seen += 1;
+                }
+            }
+            _ => assert!(
+                d.get("storage").is_none() && d.get("chunks").is_none(),
+                "{p}: compact data has no range"
+            ),
+        }
+    }
+    assert_eq!(chunks_seen, 16 + 8, "4x4 plain chunks and 4x2 gzip ones");
+    let gz = datasets.iter().find(|d| d["path"] == "/gzip_shuffle").unwrap();
+    assert_eq!(gz["filters"], serde_json::json!(["Shuffle", "Deflate(4)"]));
+    let c = datasets.iter().find(|d| d["path"] == "/contiguous").unwrap();
+    assert_eq!(c["attributes"], serde_json::json!({"scale": 2.5, "units": "m"}));
+    assert!(idx["groups"].as_array().unwrap().iter().any(|g| g == "/nested/deeper"));
+
+    // The text listing.
+    let ls = out(&aslctl(&store, &["h5", "ls", r["index"].as_str().unwrap()]));
+    assert!(
+        ls.contains("/gzip_shuffle  Integer(U2)  [60, 100]  chunked  8 chunks of 16x64  Shuffle,Deflate(4)"),
+        "{ls}"
+    );
+    assert!(ls.contains("/compact  Unsigned(U1)  [16]  compact"), "{ls}");
+}
+
+#[test]
+fn a_file_that_is_not_hdf5_is_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let f = dir.path().join("fake.h5");
+    fs::write(&f, b"\x89HDF\r\n\x1a\n but not really").unwrap();
+    let o = aslctl(&store, &["h5", "ingest", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("fake.h5"), "{}", err(&o));
+    assert_eq!(err(&o).lines().count(), 1, "one line: {}", err(&o));
+    assert!(out(&aslctl(&store, &["ls"])).is_empty(), "nothing stored");
+}
