@@ -116,3 +116,41 @@ fn a_file_that_is_not_hdf5_is_refused_and_nothing_is_stored() {
     assert_eq!(err(&o).lines().count(), 1, "one line: {}", err(&o));
     assert!(out(&aslctl(&store, &["ls"])).is_empty(), "nothing stored");
 }
+
+#[test]
+fn logical_digests_see_through_layout_and_time_but_not_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let fx = fixtures(dir.path());
+    let ingest = |p: &str| -> serde_json::Value {
+        let o = aslctl(&store, &["--json", "h5", "ingest", p]);
+        assert!(o.status.success(), "{}", err(&o));
+        serde_json::from_str(out(&o).trim()).unwrap()
+    };
+    let a = ingest(fx["path"].as_str().unwrap());
+    let b = ingest(fx["relaid"].as_str().unwrap());
+    let c = ingest(fx["changed"].as_str().unwrap());
+    assert_ne!(a["file"], b["file"], "other bytes");
+    assert_eq!(a["digest"], b["digest"], "the same data");
+    assert_ne!(a["digest"], c["digest"], "one element differs");
+    let digests = |r: &serde_json::Value| -> Vec<String> {
+        out(&aslctl(&store, &["h5", "digest", r["file"].as_str().unwrap()]))
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    let (da, dc) = (digests(&a), digests(&c));
+    assert_eq!(da.len(), 6, "the file and its five datasets: {da:?}");
+    assert_eq!(da[0], format!("{}  /", a["digest"].as_str().unwrap()));
+    let differ: Vec<&str> = da
+        .iter()
+        .zip(&dc)
+        .filter(|(x, y)| x != y)
+        .map(|(x, _)| &x[66..])
+        .collect();
+    assert_eq!(
+        differ,
+        ["/", "/contiguous"],
+        "only the changed dataset (and so the file) differs"
+    );
+}

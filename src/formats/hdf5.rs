@@ -8,6 +8,14 @@
 //! stored artifact (verified like every read), so a chunk can later be
 //! fetched by range and checked on its own, kerchunk-style.
 //!
+//! Byte ids cannot tell whether two HDF5 files hold the same data: the
+//! same arrays written twice differ in timestamps, layout, chunking and
+//! compression. So the index also carries a **logical digest** per
+//! dataset — a hash over its canonical type, shape and attributes and its
+//! decoded elements in C order, little-endian — and one per file over its
+//! groups and its datasets' digests: equal for two files that hold the
+//! same data however it was laid out.
+//!
 //! The structure is read from the file on disk by the HDF5 library; the
 //! bytes are hashed from the store. A file that changed between the two is
 //! caught: each range must lie inside the stored artifact.
@@ -31,6 +39,8 @@ pub struct Ingested {
     pub file: ArtifactId,
     /// Its `asl/hdf5-index` record.
     pub index: ArtifactId,
+    /// The file's logical digest (equal for files holding the same data).
+    pub digest: ArtifactId,
     /// Datasets found.
     pub datasets: usize,
     /// Chunks indexed, over all datasets.
@@ -54,13 +64,21 @@ pub fn ingest(store: &Store, path: &Path) -> Result<Ingested, RecordError> {
         path,
         groups: Vec::new(),
         datasets: Vec::new(),
+        digests: Vec::new(),
+        undigested: Vec::new(),
         chunks: 0,
     };
     w.group(&file, "")?;
     let datasets = w.datasets.len();
+    let digest = file_digest(&w.groups, &w.digests);
     let body = Value::Map(vec![
         (Value::text("subject"), id_value(&put.id)),
         (Value::text("size"), Value::Unsigned(put.len)),
+        (Value::text("digest"), id_value(&digest)),
+        (
+            Value::text("undigested"),
+            Value::Array(w.undigested.iter().map(Value::text).collect()),
+        ),
         (
             Value::text("groups"),
             Value::Array(w.groups.iter().map(Value::text).collect()),
@@ -71,9 +89,88 @@ pub fn ingest(store: &Store, path: &Path) -> Result<Ingested, RecordError> {
     Ok(Ingested {
         file: put.id,
         index,
+        digest,
         datasets,
         chunks: w.chunks,
     })
+}
+
+/// The file's logical digest: its groups and its datasets' logical digests
+/// (datasets whose type has no digest are left out, and listed in the
+/// index as `undigested`).
+fn file_digest(groups: &[String], digests: &[(String, ArtifactId)]) -> ArtifactId {
+    let v = Value::Map(vec![
+        (
+            Value::text("groups"),
+            Value::Array(groups.iter().map(Value::text).collect()),
+        ),
+        (
+            Value::text("datasets"),
+            Value::Array(
+                digests
+                    .iter()
+                    .map(|(p, d)| Value::Array(vec![Value::text(p), id_value(d)]))
+                    .collect(),
+            ),
+        ),
+    ]);
+    let mut h = blake3::Hasher::new_derive_key("asl hdf5 file digest v1");
+    h.update(&crate::records::cbor::encode(&v).expect("no duplicate keys"));
+    ArtifactId::from_bytes(*h.finalize().as_bytes())
+}
+
+/// The elements of `ds`, decoded, in C order, little-endian, with the
+/// canonical name of their type; `None` for types without a digest yet
+/// (strings, compounds, enums, arrays, references).
+fn decoded(ds: &Dataset) -> Option<(&'static str, Vec<u8>)> {
+    use hdf5::types::{FloatSize as F, IntSize as I, TypeDescriptor as T};
+    macro_rules! le {
+        ($t:ty, $name:expr) => {{
+            let v = ds.read_raw::<$t>().ok()?;
+            let mut out = Vec::with_capacity(v.len() * std::mem::size_of::<$t>());
+            for x in v {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            Some(($name, out))
+        }};
+    }
+    match ds.dtype().ok()?.to_descriptor().ok()? {
+        T::Integer(I::U1) => le!(i8, "<i1"),
+        T::Integer(I::U2) => le!(i16, "<i2"),
+        T::Integer(I::U4) => le!(i32, "<i4"),
+        T::Integer(I::U8) => le!(i64, "<i8"),
+        T::Unsigned(I::U1) => le!(u8, "<u1"),
+        T::Unsigned(I::U2) => le!(u16, "<u2"),
+        T::Unsigned(I::U4) => le!(u32, "<u4"),
+        T::Unsigned(I::U8) => le!(u64, "<u8"),
+        T::Float(F::U4) => le!(f32, "<f4"),
+        T::Float(F::U8) => le!(f64, "<f8"),
+        T::Boolean => {
+            let v = ds.read_raw::<bool>().ok()?;
+            Some(("bool", v.into_iter().map(u8::from).collect()))
+        }
+        _ => None,
+    }
+}
+
+/// A dataset's logical digest: its canonical type, shape and attributes,
+/// then its elements (see [`decoded`]).
+fn dataset_digest(ds: &Dataset, attributes: &Value) -> Option<ArtifactId> {
+    let (dtype, bytes) = decoded(ds)?;
+    let head = Value::Map(vec![
+        (Value::text("dtype"), Value::text(dtype)),
+        (
+            Value::text("shape"),
+            Value::Array(ds.shape().iter().map(|n| Value::Unsigned(*n as u64)).collect()),
+        ),
+        (Value::text("attributes"), attributes.clone()),
+    ]);
+    let head = crate::records::cbor::encode(&head).ok()?;
+    let mut h = blake3::Hasher::new_derive_key("asl hdf5 dataset digest v1");
+    h.update(&(head.len() as u64).to_le_bytes());
+    h.update(&head);
+    h.update(&bytes);
+    Some(ArtifactId::from_bytes(*h.finalize().as_bytes()))
 }
 
 fn id_value(id: &ArtifactId) -> Value {
@@ -87,6 +184,8 @@ struct Walk<'a> {
     path: &'a Path,
     groups: Vec<String>,
     datasets: Vec<Value>,
+    digests: Vec<(String, ArtifactId)>,
+    undigested: Vec<String>,
     chunks: usize,
 }
 
@@ -173,7 +272,15 @@ impl Walk<'_> {
             let attr = ds.attr(&a).map_err(err)?;
             attrs.push((Value::text(&a), attr_value(&attr)));
         }
-        m.push((Value::text("attributes"), Value::Map(attrs)));
+        let attrs = Value::Map(attrs);
+        match dataset_digest(ds, &attrs) {
+            Some(d) => {
+                m.push((Value::text("digest"), id_value(&d)));
+                self.digests.push((path.to_string(), d));
+            }
+            None => self.undigested.push(path.to_string()),
+        }
+        m.push((Value::text("attributes"), attrs));
         match layout {
             Layout::Contiguous => {
                 // Not allocated yet (never written): no range.

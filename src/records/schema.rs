@@ -187,6 +187,7 @@ const H5_DATASET: &[Field] = &[
     req("filters", Kind::List(&Kind::Text)),
     opt("chunk_shape", Kind::List(&Kind::Uint)),
     req("attributes", Kind::Any),
+    opt("digest", Kind::Id),
     opt("storage", Kind::Struct(H5_RANGE)),
     opt("chunks", Kind::List(&Kind::Struct(H5_CHUNK))),
 ];
@@ -337,6 +338,8 @@ pub static REGISTRY: &[RecordType] = &[
         fields: &[
             req("subject", Kind::Id),
             req("size", Kind::Uint),
+            req("digest", Kind::Id),
+            req("undigested", Kind::List(&Kind::LongText)),
             req("groups", Kind::List(&Kind::LongText)),
             req("datasets", Kind::List(&Kind::Struct(H5_DATASET))),
         ],

@@ -6,6 +6,7 @@ Usage: h5_fixtures.py DIR
 """
 import json
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -59,4 +60,28 @@ with h5py.File(path, "r") as f:
         oracle["/" + name] = entry
 
     f.visititems(visit)
-print(json.dumps({"path": path, "datasets": oracle}))
+
+# The same data twice more, laid out otherwise: chunked where it was
+# contiguous and the reverse, other chunk shapes and compression, written
+# at another time; and once with one element changed.
+
+time.sleep(1.1)
+
+
+def same(p, change=False):
+    with h5py.File(p, "w", track_order=False) as f:
+        c = np.arange(1000, dtype="<i4")
+        if change:
+            c[500] = -1
+        d = f.create_dataset("contiguous", data=c, chunks=(100,), compression="lzf")
+        d.attrs["scale"] = 2.5
+        d.attrs["units"] = "m"
+        f.create_dataset("chunked", data=np.arange(4000, dtype="<f8").reshape(40, 100))
+        f.create_dataset("gzip_shuffle", data=np.arange(6000, dtype="<i2").reshape(60, 100), chunks=(60, 100), compression="gzip", compression_opts=9)
+        f.create_group("nested").create_group("deeper").create_dataset("small", data=np.arange(7, dtype="u1"), chunks=(7,))
+        f.create_dataset("compact", data=np.arange(16, dtype="u1"))
+
+
+same(out + "/relaid.h5")
+same(out + "/changed.h5", change=True)
+print(json.dumps({"path": path, "relaid": out + "/relaid.h5", "changed": out + "/changed.h5", "datasets": oracle}))

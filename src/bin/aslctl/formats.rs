@@ -90,6 +90,12 @@ pub(crate) enum H5Cmd {
         /// The file's id (or its index record's), or a unique prefix.
         id: String,
     },
+    /// Logical digests: the file's first (`<digest>  /`), then each
+    /// dataset's; equal for files holding the same data in other layouts.
+    Digest {
+        /// The file's id (or its index record's), or a unique prefix.
+        id: String,
+    },
 }
 
 #[cfg(feature = "hdf5")]
@@ -116,7 +122,7 @@ pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Er
                     out!(
                         "{}",
                         json!({"file": r.file.to_hex(), "index": r.index.to_hex(), "path": f,
-                               "datasets": r.datasets, "chunks": r.chunks})
+                               "digest": r.digest.to_hex(), "datasets": r.datasets, "chunks": r.chunks})
                     );
                 } else {
                     out!("{}  {}  {f}", r.file, r.index);
@@ -124,7 +130,7 @@ pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Er
             }
             Ok(ExitCode::SUCCESS)
         }
-        H5Cmd::Ls { id } => {
+        H5Cmd::Ls { id } | H5Cmd::Digest { id } => {
             let s = asl::Store::open(dir)?;
             let id = s.resolve(id)?;
             let rec = match records::get(&s as &dyn Source, &id) {
@@ -146,6 +152,21 @@ pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Er
             };
             if json_out {
                 out!("{}", records::json::record_to_json(&rec)["body"]);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let hex = |v: Option<&Value>| match v {
+                Some(Value::Bytes(b)) => b.iter().map(|x| format!("{x:02x}")).collect::<String>(),
+                _ => "-".into(),
+            };
+            if matches!(cmd, H5Cmd::Digest { .. }) {
+                out!("{}  /", hex(rec.body.get("digest")));
+                if let Some(Value::Array(ds)) = rec.body.get("datasets") {
+                    for d in ds {
+                        if let Some(Value::Text(p)) = d.get("path") {
+                            out!("{}  {p}", hex(d.get("digest")));
+                        }
+                    }
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             let list = |v: Option<&Value>| match v {
