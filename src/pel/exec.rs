@@ -35,7 +35,6 @@ use super::program::Node;
 use super::sandbox::{shared_netns, spawn_isolated, MountPlan};
 use crate::records::cbor::Value;
 use crate::records::tree;
-use crate::records::Source;
 use crate::{ArtifactId, Store};
 
 /// The `PATH` a command gets when its node declares none.
@@ -305,9 +304,7 @@ fn materialise(store: &Store, id: &ArtifactId, path: &Path) -> Result<(), String
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| e.to_string())?;
     }
-    let is_tree = crate::records::get(store as &dyn Source, id)
-        .map(|r| r.type_name == tree::TREE_TYPE)
-        .unwrap_or(false);
+    let is_tree = tree::is_tree(store, id).map_err(|e| e.to_string())?;
     if is_tree {
         fs::create_dir(path).map_err(|e| e.to_string())?;
         tree::checkout(store, id, path, false).map_err(|e| e.to_string())?;

@@ -354,10 +354,8 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
         Op::TreeBuild => {
             let mut files = Vec::new();
             for i in inputs {
-                let rec = records::get(store, &i.id)
-                    .ok()
-                    .filter(|r| r.type_name == tree::TREE_TYPE);
-                if rec.is_some() {
+                let is_tree = tree::is_tree(store, &i.id).map_err(r)?;
+                if is_tree {
                     // A tree input is grafted: its files go under its name.
                     for (path, e) in tree::walk(store, &i.id).map_err(r)? {
                         if e.kind == EntryKind::Dir {

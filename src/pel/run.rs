@@ -23,7 +23,7 @@ use super::program::{Node, Program, Ref};
 use super::receipt::{self, Outcome, OutputRef, Receipt, ResolvedInput, Run, RunNode};
 use super::{exec, PelError};
 use crate::records::query::QueryIndex;
-use crate::records::{self, tree, Source};
+use crate::records::{self, tree};
 use crate::{ArtifactId, Store};
 
 /// What the engine works with: the store, its query index (refreshed by
@@ -289,7 +289,7 @@ fn levels(program: &Program) -> Vec<Vec<&Node>> {
 }
 
 fn is_tree(store: &Store, id: &ArtifactId) -> bool {
-    records::get(store as &dyn Source, id).is_ok_and(|r| r.type_name == tree::TREE_TYPE)
+    tree::is_tree(store, id).unwrap_or(false)
 }
 
 pub(super) struct NodeCtx<'a> {

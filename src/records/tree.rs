@@ -249,6 +249,18 @@ fn store_dir(store: &Store, dir: &BTreeMap<Vec<u8>, Node>) -> Result<(ArtifactId
     Ok((stored.id, total))
 }
 
+/// Whether artifact `id` is a tree. Only the first bytes of an artifact
+/// that is not a record are read, so asking of a large file costs one small
+/// range read, not the file.
+pub fn is_tree(store: &Store, id: &ArtifactId) -> Result<bool, RecordError> {
+    let len = store.len_of(id)?;
+    let head = store.read_range(id, 0, len.min(super::MAGIC.len() as u64))?;
+    if head != super::MAGIC {
+        return Ok(false);
+    }
+    Ok(super::get(store, id).is_ok_and(|r| r.type_name == TREE_TYPE))
+}
+
 /// Stores every regular file below directory `dir` and the trees holding
 /// them; returns the root tree's id (uncommitted). Symbolic links and
 /// special files are refused: a tree holds files and directories only.
