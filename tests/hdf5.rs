@@ -154,3 +154,67 @@ fn logical_digests_see_through_layout_and_time_but_not_data() {
         "only the changed dataset (and so the file) differs"
     );
 }
+
+/// `h5 cat` against numpy reading the same selections through h5py: the
+/// bytes of every case equal numpy's (little-endian, C order), across
+/// big-endian data behind deflate + shuffle + fletcher32, unwritten chunks
+/// (the fill value), partial edge chunks, 3-D steps, booleans, contiguous,
+/// compact and scalar datasets; and only the chunks a selection touches are
+/// read.
+#[test]
+fn cat_reads_what_numpy_reads_and_only_the_chunks_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let o = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/h5_slices.py"))
+        .arg(dir.path())
+        .output()
+        .expect("python3 runs (needs h5py: see .ci/run)");
+    assert!(o.status.success(), "{}", err(&o));
+    let fx: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = aslctl(&store, &["--json", "h5", "ingest", fx["path"].as_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let file: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
+    let file = file["file"].as_str().unwrap();
+    for case in fx["cases"].as_array().unwrap() {
+        let (ds, sel) = (case["dataset"].as_str().unwrap(), case["slice"].as_str().unwrap());
+        let slice = format!("--slice={sel}");
+        let o = aslctl(&store, &["h5", "cat", "--raw", file, ds, &slice]);
+        assert!(o.status.success(), "{ds}[{sel}]: {}", err(&o));
+        let got: String = o.stdout.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(got, case["hex"].as_str().unwrap(), "{ds}[{sel}]");
+        let j = aslctl(&store, &["--json", "h5", "cat", file, ds, &slice]);
+        let j: serde_json::Value = serde_json::from_str(out(&j).trim()).unwrap();
+        assert_eq!(j["shape"], case["shape"], "{ds}[{sel}]");
+    }
+    let read = |ds: &str, sel: &str| -> u64 {
+        let o = aslctl(&store, &["--json", "h5", "cat", file, ds, &format!("--slice={sel}")]);
+        let j: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
+        j["chunks_read"].as_u64().unwrap()
+    };
+    assert_eq!(read("/be_filtered", "0:8,0:16"), 1, "exactly one chunk");
+    assert_eq!(read("/be_filtered", "3:5,17:20"), 1, "inside one chunk");
+    assert_eq!(read("/be_filtered", "7:9,15:17"), 4, "across a corner of four");
+    assert_eq!(read("/be_filtered", ""), 35, "7 x 5 chunks");
+    assert_eq!(read("/sparse", "30:,30:"), 0, "never written: the fill value");
+    assert_eq!(read("/sparse", ""), 1, "the one chunk written");
+
+    let text = out(&aslctl(&store, &["h5", "cat", file, "/contig", "--slice", "2:4,5:9"]));
+    assert_eq!(text, "45 46 47 48\n65 66 67 68\n");
+    let text = out(&aslctl(&store, &["h5", "cat", file, "/flags", "--slice", "0:4"]));
+    assert_eq!(text, "true false false true\n");
+
+    for (args, want) in [
+        (vec!["/contig", "--slice", "10"], "out of bounds"),
+        (vec!["/contig", "--slice", "1,2,3"], "3 slice parts for 2 dimensions"),
+        (vec!["/contig", "--slice", "::-1"], "only positive steps"),
+        (vec!["/nope"], "no such dataset"),
+    ] {
+        let mut a = vec!["h5", "cat", file];
+        a.extend(args);
+        let o = aslctl(&store, &a);
+        assert_eq!(o.status.code(), Some(2), "{a:?}: {}", err(&o));
+        assert!(err(&o).contains(want), "{a:?}: {}", err(&o));
+        assert_eq!(err(&o).lines().count(), 1, "{}", err(&o));
+    }
+}

@@ -30,7 +30,7 @@ use crate::records::{self, Record, RecordError};
 use crate::{ArtifactId, Store};
 
 /// The record type of HDF5 indexes.
-pub const INDEX_TYPE: &str = "asl/hdf5-index";
+pub use super::h5read::INDEX_TYPE;
 
 /// What [`ingest`] stored.
 #[derive(Clone, Debug)]
@@ -119,27 +119,46 @@ fn file_digest(groups: &[String], digests: &[(String, ArtifactId)]) -> ArtifactI
     ArtifactId::from_bytes(*h.finalize().as_bytes())
 }
 
+/// A dataset's elements, decoded to their canonical form.
+struct Decoded {
+    /// The canonical type: `<i4`, `<f8`, `|u1`, `|b1`...
+    dtype: &'static str,
+    /// The elements in C order, little-endian.
+    bytes: Vec<u8>,
+    /// The fill value (what unwritten elements read as), little-endian.
+    fill: Option<Vec<u8>>,
+}
+
 /// The elements of `ds`, decoded, in C order, little-endian, with the
 /// canonical name of their type; `None` for types without a digest yet
 /// (strings, compounds, enums, arrays, references).
-fn decoded(ds: &Dataset) -> Option<(&'static str, Vec<u8>)> {
+fn decoded(ds: &Dataset) -> Option<Decoded> {
     use hdf5::types::{FloatSize as F, IntSize as I, TypeDescriptor as T};
+    let dcpl = ds.dcpl().ok();
     macro_rules! le {
         ($t:ty, $name:expr) => {{
             let v = ds.read_raw::<$t>().ok()?;
-            let mut out = Vec::with_capacity(v.len() * std::mem::size_of::<$t>());
+            let mut bytes = Vec::with_capacity(v.len() * std::mem::size_of::<$t>());
             for x in v {
-                out.extend_from_slice(&x.to_le_bytes());
+                bytes.extend_from_slice(&x.to_le_bytes());
             }
-            Some(($name, out))
+            let fill = dcpl
+                .as_ref()
+                .and_then(|p| p.fill_value_as::<$t>())
+                .map(|f| f.to_le_bytes().to_vec());
+            Some(Decoded {
+                dtype: $name,
+                bytes,
+                fill,
+            })
         }};
     }
     match ds.dtype().ok()?.to_descriptor().ok()? {
-        T::Integer(I::U1) => le!(i8, "<i1"),
+        T::Integer(I::U1) => le!(i8, "|i1"),
         T::Integer(I::U2) => le!(i16, "<i2"),
         T::Integer(I::U4) => le!(i32, "<i4"),
         T::Integer(I::U8) => le!(i64, "<i8"),
-        T::Unsigned(I::U1) => le!(u8, "<u1"),
+        T::Unsigned(I::U1) => le!(u8, "|u1"),
         T::Unsigned(I::U2) => le!(u16, "<u2"),
         T::Unsigned(I::U4) => le!(u32, "<u4"),
         T::Unsigned(I::U8) => le!(u64, "<u8"),
@@ -147,16 +166,47 @@ fn decoded(ds: &Dataset) -> Option<(&'static str, Vec<u8>)> {
         T::Float(F::U8) => le!(f64, "<f8"),
         T::Boolean => {
             let v = ds.read_raw::<bool>().ok()?;
-            Some(("bool", v.into_iter().map(u8::from).collect()))
+            let fill = dcpl
+                .as_ref()
+                .and_then(|p| p.fill_value_as::<bool>())
+                .map(|f| vec![u8::from(f)]);
+            Some(Decoded {
+                dtype: "|b1",
+                bytes: v.into_iter().map(u8::from).collect(),
+                fill,
+            })
         }
         _ => None,
     }
 }
 
+/// The element type as stored in the file, numpy-style (`<i4`, `>f8`,
+/// `|u1`): what a chunk's decoded bytes are. `None` for the types
+/// [`decoded`] has no canonical form for.
+fn stored_element(ds: &Dataset, canonical: &str) -> Option<String> {
+    use hdf5::datatype::ByteOrder;
+    if canonical.starts_with('|') {
+        // One byte: no order. HDF5 stores booleans as a one-byte enum.
+        return Some(canonical.to_string());
+    }
+    let order = match ds.dtype().ok()?.byte_order() {
+        ByteOrder::LittleEndian => '<',
+        ByteOrder::BigEndian => '>',
+        _ => return None,
+    };
+    Some(format!("{order}{}", &canonical[1..]))
+}
+
 /// A dataset's logical digest: its canonical type, shape and attributes,
-/// then its elements (see [`decoded`]).
-fn dataset_digest(ds: &Dataset, attributes: &Value) -> Option<ArtifactId> {
-    let (dtype, bytes) = decoded(ds)?;
+/// then its elements (see [`decoded`]). The v1 digest named one-byte
+/// types `<i1`, `<u1`: kept, so digests stay what they were.
+fn dataset_digest(ds: &Dataset, dec: &Decoded, attributes: &Value) -> Option<ArtifactId> {
+    let dtype = match dec.dtype {
+        "|i1" => "<i1",
+        "|u1" => "<u1",
+        "|b1" => "bool",
+        other => other,
+    };
     let head = Value::Map(vec![
         (Value::text("dtype"), Value::text(dtype)),
         (
@@ -169,7 +219,7 @@ fn dataset_digest(ds: &Dataset, attributes: &Value) -> Option<ArtifactId> {
     let mut h = blake3::Hasher::new_derive_key("asl hdf5 dataset digest v1");
     h.update(&(head.len() as u64).to_le_bytes());
     h.update(&head);
-    h.update(&bytes);
+    h.update(&dec.bytes);
     Some(ArtifactId::from_bytes(*h.finalize().as_bytes()))
 }
 
@@ -273,7 +323,8 @@ impl Walk<'_> {
             attrs.push((Value::text(&a), attr_value(&attr)));
         }
         let attrs = Value::Map(attrs);
-        match dataset_digest(ds, &attrs) {
+        let dec = decoded(ds);
+        match dec.as_ref().and_then(|d| dataset_digest(ds, d, &attrs)) {
             Some(d) => {
                 m.push((Value::text("digest"), id_value(&d)));
                 self.digests.push((path.to_string(), d));
@@ -281,6 +332,19 @@ impl Walk<'_> {
             None => self.undigested.push(path.to_string()),
         }
         m.push((Value::text("attributes"), attrs));
+        if let Some(dec) = &dec {
+            if let Some(e) = stored_element(ds, dec.dtype) {
+                m.push((Value::text("element"), Value::text(e)));
+            }
+            if let Some(f) = &dec.fill {
+                m.push((Value::text("fill"), Value::Bytes(f.clone())));
+            }
+            if layout == Layout::Compact {
+                // Compact data lives in the object header, which has no
+                // range of its own to point at; it is at most 64 KiB.
+                m.push((Value::text("data"), Value::Bytes(dec.bytes.clone())));
+            }
+        }
         match layout {
             Layout::Contiguous => {
                 // Not allocated yet (never written): no range.

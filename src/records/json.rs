@@ -48,6 +48,9 @@ fn to_cbor(j: &serde_json::Value, kind: Option<&Kind>) -> Result<Value, String> 
                 .filter(|b| b.len() == *n)
                 .ok_or_else(|| format!("{s:?} is not {n} bytes in hex"))?,
         ),
+        (J::String(s), Some(Kind::Blob)) => {
+            Value::Bytes(hex_bytes(s).ok_or_else(|| format!("{s:?} is not bytes in hex"))?)
+        }
         (J::Array(items), Some(Kind::List(inner))) => Value::Array(
             items
                 .iter()

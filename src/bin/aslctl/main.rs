@@ -24,6 +24,7 @@ mod batch;
 #[cfg(feature = "bench")]
 mod bench;
 mod formats;
+mod h5;
 mod ingest;
 mod pel;
 mod query;
@@ -188,10 +189,9 @@ enum Cmd {
     /// `--descendants` for what was made from it), or lineage chains
     /// (`lineage show|revert`).
     Lineage(LineageArgs),
-    /// HDF5 files: store with a chunk index, list datasets.
-    #[cfg(feature = "hdf5")]
+    /// HDF5 files: store with a chunk index, list datasets, read slices.
     #[command(subcommand)]
-    H5(formats::H5Cmd),
+    H5(h5::H5Cmd),
     /// Import data in another format as typed records (RVLS).
     #[command(subcommand)]
     Import(formats::ImportCmd),
@@ -401,8 +401,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         },
         Cmd::Pel(cmd) => pel::pel(cli.json, dir, cmd),
         Cmd::Import(cmd) => formats::import(cli.json, dir, cmd),
-        #[cfg(feature = "hdf5")]
-        Cmd::H5(cmd) => formats::h5(cli.json, dir, cmd),
+        Cmd::H5(cmd) => h5::h5(cli.json, dir, cmd),
         Cmd::Worktree(cmd) => worktree::worktree(cli.json, dir, cmd),
         Cmd::Pin { name, id, force } => snap::pin(cli.json, dir, name, id, *force),
         Cmd::Unpin { name } => snap::unpin(cli.json, dir, name),

@@ -33,6 +33,8 @@ pub enum Kind {
     Int,
     /// A byte string of exactly this length.
     Bytes(usize),
+    /// A byte string of any length.
+    Blob,
     /// A float (integers are accepted too).
     Number,
     /// `true` or `false`.
@@ -186,6 +188,11 @@ fn check_kind(kind: &Kind, v: &Value) -> Result<(), String> {
             Value::Bytes(b) if b.len() == *n => {}
             other => return Err(format!("{other} is not a byte string of {n}")),
         },
+        Kind::Blob => {
+            if !matches!(v, Value::Bytes(_)) {
+                return Err(format!("{v} is not a byte string"));
+            }
+        }
         Kind::Number => {
             if !matches!(v, Value::Unsigned(_) | Value::Negative(_) | Value::Float(_)) {
                 return Err(format!("{v} is not a number"));

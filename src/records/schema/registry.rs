@@ -110,6 +110,9 @@ const H5_DATASET: &[Field] = &[
     opt("chunk_shape", Kind::List(&Kind::Uint)),
     req("attributes", Kind::Any),
     opt("digest", Kind::Id),
+    opt("element", Kind::Text),
+    opt("fill", Kind::Blob),
+    opt("data", Kind::Blob),
     opt("storage", Kind::Struct(H5_RANGE)),
     opt("chunks", Kind::List(&Kind::Struct(H5_CHUNK))),
 ];
