@@ -218,3 +218,69 @@ fn cat_reads_what_numpy_reads_and_only_the_chunks_it_needs() {
         assert_eq!(err(&o).lines().count(), 1, "{}", err(&o));
     }
 }
+
+/// kerchunk (an independent reader of HDF5 internals, installed by
+/// `.ci/run`) points into the file at exactly the ranges ASL's index
+/// records: every chunk key `dataset/i.j` is the chunk at grid offset
+/// (i, j) x chunk shape, a contiguous dataset is `dataset/0`; and ASL's
+/// BLAKE3 of each range is that of the bytes kerchunk names.
+#[test]
+fn the_index_agrees_with_kerchunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let fx = fixtures(dir.path());
+    let path = fx["path"].as_str().unwrap();
+    let bytes = fs::read(path).unwrap();
+    let o = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/h5_kerchunk.py"))
+        .arg(path)
+        .output()
+        .expect("python3 runs (needs kerchunk: see .ci/run)");
+    assert!(o.status.success(), "{}", err(&o));
+    let kc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kc = kc.as_object().unwrap();
+    let o = aslctl(&store, &["--json", "h5", "ingest", path]);
+    assert!(o.status.success(), "{}", err(&o));
+    let r: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
+    let idx: serde_json::Value =
+        serde_json::from_str(&out(&aslctl(&store, &["--json", "h5", "ls", r["file"].as_str().unwrap()]))).unwrap();
+    let mut ours = std::collections::BTreeMap::new();
+    for d in idx["datasets"].as_array().unwrap() {
+        let p = d["path"].as_str().unwrap();
+        if let Some(s) = d.get("storage") {
+            ours.insert(format!("{p}/0"), s.clone());
+        }
+        if let Some(chunks) = d["chunks"].as_array() {
+            let cs: Vec<u64> = d["chunk_shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .collect();
+            for c in chunks {
+                let key: Vec<String> = c["offset"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .zip(&cs)
+                    .map(|(o, n)| (o.as_u64().unwrap() / n).to_string())
+                    .collect();
+                ours.insert(format!("{p}/{}", key.join(".")), c.clone());
+            }
+        }
+    }
+    assert!(kc.len() > 20, "kerchunk found the chunks: {}", kc.len());
+    let keys: Vec<&String> = ours.keys().collect();
+    let theirs: Vec<&String> = kc.keys().collect();
+    assert_eq!(keys, theirs, "the same chunks, by key");
+    for (k, want) in kc {
+        let got = &ours[k];
+        let (off, size) = (want["offset"].as_u64().unwrap(), want["size"].as_u64().unwrap());
+        assert_eq!((got["addr"].as_u64(), got["size"].as_u64()), (Some(off), Some(size)), "{k}");
+        assert_eq!(
+            got["blake3"].as_str().unwrap(),
+            blake3::hash(&bytes[off as usize..(off + size) as usize]).to_hex().as_str(),
+            "{k}"
+        );
+    }
+}
