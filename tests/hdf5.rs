@@ -242,8 +242,11 @@ fn the_index_agrees_with_kerchunk() {
     let o = aslctl(&store, &["--json", "h5", "ingest", path]);
     assert!(o.status.success(), "{}", err(&o));
     let r: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
-    let idx: serde_json::Value =
-        serde_json::from_str(&out(&aslctl(&store, &["--json", "h5", "ls", r["file"].as_str().unwrap()]))).unwrap();
+    let idx: serde_json::Value = serde_json::from_str(&out(&aslctl(
+        &store,
+        &["--json", "h5", "ls", r["file"].as_str().unwrap()],
+    )))
+    .unwrap();
     let mut ours = std::collections::BTreeMap::new();
     for d in idx["datasets"].as_array().unwrap() {
         let p = d["path"].as_str().unwrap();
@@ -276,10 +279,16 @@ fn the_index_agrees_with_kerchunk() {
     for (k, want) in kc {
         let got = &ours[k];
         let (off, size) = (want["offset"].as_u64().unwrap(), want["size"].as_u64().unwrap());
-        assert_eq!((got["addr"].as_u64(), got["size"].as_u64()), (Some(off), Some(size)), "{k}");
+        assert_eq!(
+            (got["addr"].as_u64(), got["size"].as_u64()),
+            (Some(off), Some(size)),
+            "{k}"
+        );
         assert_eq!(
             got["blake3"].as_str().unwrap(),
-            blake3::hash(&bytes[off as usize..(off + size) as usize]).to_hex().as_str(),
+            blake3::hash(&bytes[off as usize..(off + size) as usize])
+                .to_hex()
+                .as_str(),
             "{k}"
         );
     }

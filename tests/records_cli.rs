@@ -179,6 +179,8 @@ fn types_lists_the_registry() {
             "asl/pel-batch",
             "asl/pel-divergence",
             "asl/hdf5-index",
+            "asl/template",
+            "asl/overlay",
             "rvls/pattern",
             "rvls/trajectory",
             "rvls/ewc",

@@ -180,18 +180,18 @@ impl Array {
     }
 }
 
-/// The `asl/hdf5-index` record for `id`: `id` itself when it is one, else
-/// the index whose subject is the file `id`.
-pub fn index_of(store: &Store, query: &QueryIndex, id: &ArtifactId) -> Result<Record, RecordError> {
+/// The `asl/hdf5-index` record for `id` and its id: `id` itself when it is
+/// one, else the index whose subject is the file `id`.
+pub fn index_of(store: &Store, query: &QueryIndex, id: &ArtifactId) -> Result<(ArtifactId, Record), RecordError> {
     if let Ok(r) = records::get(store as &dyn Source, id) {
         if r.type_name == INDEX_TYPE {
-            return Ok(r);
+            return Ok((*id, r));
         }
     }
     for r in query.annotations_of(id)? {
         if let Ok(rec) = records::get(store as &dyn Source, &r) {
             if rec.type_name == INDEX_TYPE {
-                return Ok(rec);
+                return Ok((r, rec));
             }
         }
     }

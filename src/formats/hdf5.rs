@@ -66,6 +66,7 @@ pub fn ingest(store: &Store, path: &Path) -> Result<Ingested, RecordError> {
         datasets: Vec::new(),
         digests: Vec::new(),
         undigested: Vec::new(),
+        group_attributes: Vec::new(),
         chunks: 0,
     };
     w.group(&file, "")?;
@@ -84,6 +85,7 @@ pub fn ingest(store: &Store, path: &Path) -> Result<Ingested, RecordError> {
             Value::Array(w.groups.iter().map(Value::text).collect()),
         ),
         (Value::text("datasets"), Value::Array(w.datasets)),
+        (Value::text("group_attributes"), Value::Map(w.group_attributes)),
     ]);
     let index = records::put(store, &Record::new(INDEX_TYPE, 1, body))?.id;
     Ok(Ingested {
@@ -236,16 +238,28 @@ struct Walk<'a> {
     datasets: Vec<Value>,
     digests: Vec<(String, ArtifactId)>,
     undigested: Vec<String>,
+    group_attributes: Vec<(Value, Value)>,
     chunks: usize,
 }
 
 impl Walk<'_> {
     fn group(&mut self, g: &Group, prefix: &str) -> Result<(), RecordError> {
-        self.groups.push(if prefix.is_empty() {
-            "/".into()
+        let here = if prefix.is_empty() {
+            "/".to_string()
         } else {
             prefix.to_string()
-        });
+        };
+        let mut names = g.attr_names().map_err(|e| h5err(self.path, e))?;
+        if !names.is_empty() {
+            names.sort();
+            let mut attrs = Vec::new();
+            for a in names {
+                let attr = g.attr(&a).map_err(|e| h5err(self.path, e))?;
+                attrs.push((Value::text(&a), attr_value(&attr)));
+            }
+            self.group_attributes.push((Value::text(&here), Value::Map(attrs)));
+        }
+        self.groups.push(here);
         let mut names = g.member_names().map_err(|e| h5err(self.path, e))?;
         names.sort();
         for name in names {

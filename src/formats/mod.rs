@@ -8,5 +8,8 @@
 pub mod h5read;
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
+#[cfg(feature = "yaml")]
+pub mod overlay;
 #[cfg(feature = "json")]
 pub mod rvls;
+pub mod template;

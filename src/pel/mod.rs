@@ -13,15 +13,18 @@
 //! and a run record links one execution's receipts. [`replay`] re-executes
 //! a run and reports every output that differs; [`provenance`] answers
 //! where an artifact came from and what was made from it; [`attest`]
-//! exports in-toto/SLSA and W3C PROV (feature `json`).
+//! exports in-toto/SLSA and W3C PROV (feature `json`); [`convert`] is the
+//! strict graph of conversions between the typed formats, whose allowed
+//! edges are builtins here.
 //!
-//! This layer calls the records layer and the store only. The derived
+//! This layer calls the formats and records layers and the store. The derived
 //! query index finds receipts by action key, input and output; it is
 //! rebuilt from the receipts alone.
 
 #[cfg(feature = "json")]
 pub mod attest;
 mod cache;
+pub mod convert;
 pub mod exec;
 pub mod keys;
 pub mod ops;
@@ -60,6 +63,9 @@ pub enum PelError {
     /// An attestation failed its checks.
     #[error("attestation: {0}")]
     Attestation(String),
+    /// A conversion the format graph forbids; the message names the rule.
+    #[error("{0}")]
+    Forbidden(String),
     /// The records layer failed.
     #[error(transparent)]
     Record(#[from] RecordError),
@@ -76,7 +82,8 @@ impl PelError {
             | PelError::MissingInputs(m)
             | PelError::Trust(m)
             | PelError::Held(m)
-            | PelError::Attestation(m) => m.clone(),
+            | PelError::Attestation(m)
+            | PelError::Forbidden(m) => m.clone(),
             other => other.to_string(),
         }
     }

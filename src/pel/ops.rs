@@ -42,6 +42,16 @@ pub enum Op {
     Label,
     /// A record of `type` with `body`, each input added as a field holding its id.
     Record,
+    /// The `asl/template` of the HDF5 file an `asl/hdf5-index` input describes.
+    Hdf5Template,
+    /// The elements of dataset `path` of an indexed HDF5 file as `format`
+    /// (json or yaml), refused above `limit` bytes (see `pel::convert`).
+    Hdf5Values,
+    /// A record as a YAML overlay, with notes.
+    CborToYaml,
+    /// A YAML overlay as its canonical CBOR record (`out`) and the
+    /// `asl/overlay` record of its comments and changes (`log`).
+    YamlToCbor,
     /// A command in a sandbox (see `pel::exec`).
     Exec,
 }
@@ -58,6 +68,10 @@ const ALL: &[(Op, &str)] = &[
     (Op::TreeExtract, "tree.extract"),
     (Op::Label, "label"),
     (Op::Record, "record"),
+    (Op::Hdf5Template, "hdf5.template"),
+    (Op::Hdf5Values, "hdf5.values"),
+    (Op::CborToYaml, "cbor.to_yaml"),
+    (Op::YamlToCbor, "yaml.to_cbor"),
     (Op::Exec, "exec"),
 ];
 
@@ -90,6 +104,7 @@ pub fn outputs(op: &Op, params: &Value) -> Vec<String> {
             v.push("stderr".into());
             v
         }
+        Op::YamlToCbor => vec!["out".into(), "log".into()],
         _ => vec!["out".into()],
     }
 }
@@ -123,6 +138,8 @@ fn declared_outputs(params: &Value) -> Vec<String> {
 fn allowed(op: Op) -> &'static [&'static str] {
     match op {
         Op::Concat | Op::ZstdDecompress | Op::CborToJson | Op::TreeBuild => &[],
+        Op::Hdf5Template | Op::CborToYaml | Op::YamlToCbor => &[],
+        Op::Hdf5Values => &["path", "format", "limit"],
         Op::Slice => &["offset", "length"],
         Op::ZstdCompress => &["level"],
         Op::Hash => &["format", "name"],
@@ -212,6 +229,17 @@ pub fn check(n: &Node) -> Result<(), String> {
             }
         }
         Op::ZstdDecompress | Op::CborToJson => one()?,
+        Op::Hdf5Template | Op::CborToYaml | Op::YamlToCbor => one()?,
+        Op::Hdf5Values => {
+            one()?;
+            if text(p, "path")?.is_none() {
+                return Err("hdf5.values needs `path`".into());
+            }
+            if !matches!(text(p, "format")?, None | Some("json" | "yaml")) {
+                return Err("format: json or yaml".into());
+            }
+            uint(p, "limit")?;
+        }
         Op::JsonToCbor => {
             one()?;
             text(p, "type")?;
@@ -291,6 +319,9 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
     let s = |e: crate::Error| e.to_string();
     let r = |e: records::RecordError| e.to_string();
     let out = match n.op {
+        Op::Hdf5Template | Op::Hdf5Values | Op::CborToYaml | Op::YamlToCbor => {
+            return super::convert::run_op(store, n, inputs);
+        }
         Op::Concat => {
             let readers = inputs
                 .iter()

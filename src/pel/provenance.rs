@@ -5,13 +5,19 @@
 //! ancestors, `pel.in` for descendants), never from the artifacts' bytes,
 //! so it survives deletion: an artifact whose bytes are gone shows as
 //! "content removed", and its receipts still say how it was made.
+//!
+//! A person's edit is a step too: a YAML overlay converted back to CBOR
+//! leaves an `asl/overlay` log naming the overlay and the object it was
+//! rendered from, so an edited overlay (stored by hand, made by no
+//! receipt) still leads back to its base.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 use super::receipt::{Outcome, Receipt};
 use super::PelError;
-use crate::records::query::{QueryIndex, RECEIPT_IN, RECEIPT_OUT};
+use crate::records::cbor::Value;
+use crate::records::query::{QueryIndex, OVERLAY_BASE, OVERLAY_OF, RECEIPT_IN, RECEIPT_OUT};
 use crate::records::{self, Source};
 use crate::{ArtifactId, Store};
 
@@ -22,6 +28,18 @@ pub struct Step {
     pub receipt: ArtifactId,
     /// What it says.
     pub detail: Receipt,
+}
+
+/// An edit by hand: `overlay` was made from a rendering of `base`, and
+/// `log` (an `asl/overlay` record) says what changed and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edit {
+    /// The `asl/overlay` record.
+    pub log: ArtifactId,
+    /// The overlay as it was converted.
+    pub overlay: ArtifactId,
+    /// The object it was rendered from.
+    pub base: ArtifactId,
 }
 
 /// Which way to walk.
@@ -42,6 +60,8 @@ pub struct Graph {
     pub direction: Direction,
     /// The steps found, by receipt id.
     pub steps: BTreeMap<ArtifactId, Step>,
+    /// Edits by hand found, by log id.
+    pub edits: BTreeMap<ArtifactId, Edit>,
     /// Every artifact in the graph, and whether its bytes are in the store.
     pub artifacts: BTreeMap<ArtifactId, bool>,
 }
@@ -58,6 +78,7 @@ pub fn lineage(
         root: *root,
         direction,
         steps: BTreeMap::new(),
+        edits: BTreeMap::new(),
         artifacts: BTreeMap::new(),
     };
     let mut queue = VecDeque::from([*root]);
@@ -95,6 +116,18 @@ pub fn lineage(
             let mut keys = BTreeSet::new();
             found.retain(|s| keys.insert(s.detail.action_key));
         }
+        if found.is_empty() || direction == Direction::Descendants {
+            for e in edits_at(store, index, &a, direction)? {
+                let next = match direction {
+                    Direction::Ancestors => e.base,
+                    Direction::Descendants => e.overlay,
+                };
+                if seen.insert(next) {
+                    queue.push_back(next);
+                }
+                g.edits.insert(e.log, e);
+            }
+        }
         for s in found {
             let next: Vec<ArtifactId> = match direction {
                 Direction::Ancestors => s.detail.inputs.iter().map(|(i, _, _)| i.id).collect(),
@@ -115,12 +148,42 @@ pub fn lineage(
         named.extend(s.detail.inputs.iter().map(|(i, _, _)| i.id));
         named.extend(s.detail.produced().into_iter().map(|(_, id)| id));
     }
+    for e in g.edits.values() {
+        named.extend([e.overlay, e.base]);
+    }
     for a in named {
         if let std::collections::btree_map::Entry::Vacant(e) = g.artifacts.entry(a) {
             e.insert(store.contains(&a)?);
         }
     }
     Ok(g)
+}
+
+/// The overlay logs that lead from `a`: as an edited overlay back to its
+/// base (ancestors), or as a base on to overlays edited from it.
+fn edits_at(store: &Store, index: &QueryIndex, a: &ArtifactId, direction: Direction) -> Result<Vec<Edit>, PelError> {
+    let field = match direction {
+        Direction::Ancestors => OVERLAY_OF,
+        Direction::Descendants => OVERLAY_BASE,
+    };
+    let id = |r: &records::Record, k: &str| match r.body.get(k) {
+        Some(Value::Bytes(b)) => b.as_slice().try_into().ok().map(ArtifactId::from_bytes),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for (_, log) in index.records_with(field, a.as_bytes())? {
+        let Ok(r) = records::get(store as &dyn Source, &log) else {
+            continue;
+        };
+        if let (Some(overlay), Some(base)) = (id(&r, "overlay"), id(&r, "base")) {
+            // The log says the result differs from the base only by the
+            // listed changes; an overlay that is its own base is no step.
+            if overlay != base {
+                out.push(Edit { log, overlay, base });
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn short(id: &ArtifactId) -> String {
@@ -157,7 +220,33 @@ impl Graph {
     }
 
     fn text_into(&self, id: &ArtifactId, indent: &str, shown: &mut BTreeSet<ArtifactId>, out: &mut String) {
+        let edits: Vec<&Edit> = self
+            .edits
+            .values()
+            .filter(|e| match self.direction {
+                Direction::Ancestors => e.overlay == *id,
+                Direction::Descendants => e.base == *id,
+            })
+            .collect();
         let steps = self.steps_at(id);
+        for (ei, e) in edits.iter().enumerate() {
+            let last = ei + 1 == edits.len() && steps.is_empty();
+            let (verb, next) = match self.direction {
+                Direction::Ancestors => ("edited by hand from an overlay of", e.base),
+                Direction::Descendants => ("rendered, edited by hand as overlay", e.overlay),
+            };
+            let _ = writeln!(
+                out,
+                "{indent}{} {verb} {} [overlay log {}]",
+                if last { "└─" } else { "├─" },
+                self.label(&next),
+                short(&e.log)
+            );
+            if shown.insert(e.log) {
+                let deeper = format!("{indent}{}", if last { "   " } else { "│  " });
+                self.text_into(&next, &deeper, shown, out);
+            }
+        }
         for (si, s) in steps.iter().enumerate() {
             let last_step = si + 1 == steps.len();
             let d = &s.detail;
@@ -230,6 +319,15 @@ impl Graph {
             for (name, o) in d.produced() {
                 let _ = writeln!(out, "  \"r{rid}\" -> \"a{o}\" [label=\"{}\"];", escape(&name));
             }
+        }
+        for (lid, e) in &self.edits {
+            let _ = writeln!(
+                out,
+                "  \"a{}\" -> \"a{}\" [style=dashed, label=\"edited (log {})\"];",
+                e.base,
+                e.overlay,
+                short(lid)
+            );
         }
         out.push_str("}\n");
         out

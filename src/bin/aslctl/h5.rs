@@ -58,7 +58,7 @@ pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Er
         H5Cmd::Ls { id } | H5Cmd::Digest { id } => {
             let s = asl::Store::open(dir)?;
             let id = s.resolve(id)?;
-            let rec = h5read::index_of(&s, &*crate::query::open_index(&s)?, &id).map_err(lift)?;
+            let (_, rec) = h5read::index_of(&s, &*crate::query::open_index(&s)?, &id).map_err(lift)?;
             if json_out {
                 out!("{}", asl::records::json::record_to_json(&rec)["body"]);
                 return Ok(ExitCode::SUCCESS);
@@ -79,7 +79,7 @@ pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Er
             let sel = h5read::parse_selection(slice).map_err(lift)?;
             let s = asl::Store::open(dir)?;
             let id = s.resolve(id)?;
-            let rec = h5read::index_of(&s, &*crate::query::open_index(&s)?, &id).map_err(lift)?;
+            let (_, rec) = h5read::index_of(&s, &*crate::query::open_index(&s)?, &id).map_err(lift)?;
             let a = h5read::read(&s, &rec, dataset, &sel).map_err(lift)?;
             if *raw {
                 let mut o = std::io::stdout().lock();

@@ -23,6 +23,7 @@ mod args;
 mod batch;
 #[cfg(feature = "bench")]
 mod bench;
+mod convert;
 mod formats;
 mod h5;
 mod ingest;
@@ -198,6 +199,10 @@ enum Cmd {
     /// Programs over artifacts: run, show, replay, attest, trust.
     #[command(subcommand)]
     Pel(pel::PelCmd),
+    /// Convert between typed formats along the strict graph (hdf5, dataset,
+    /// cbor, yaml, json): allowed edges run as PEL builtins with receipts,
+    /// forbidden ones are refused naming their rule; `--list`, `--dot`.
+    Convert(convert::ConvertArgs),
     /// Pin an artifact under a name, as a GC root.
     Pin {
         /// Pin name.
@@ -400,6 +405,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             )),
         },
         Cmd::Pel(cmd) => pel::pel(cli.json, dir, cmd),
+        Cmd::Convert(a) => convert::convert(cli.json, dir, a),
         Cmd::Import(cmd) => formats::import(cli.json, dir, cmd),
         Cmd::H5(cmd) => h5::h5(cli.json, dir, cmd),
         Cmd::Worktree(cmd) => worktree::worktree(cli.json, dir, cmd),

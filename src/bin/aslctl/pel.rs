@@ -104,7 +104,7 @@ pub(crate) enum TrustCmd {
     },
 }
 
-fn lift_pel(e: PelError) -> Error {
+pub(crate) fn lift_pel(e: PelError) -> Error {
     match e {
         PelError::Store(e) => e,
         PelError::Record(e) => lift(e),
@@ -113,20 +113,20 @@ fn lift_pel(e: PelError) -> Error {
 }
 
 /// The store's signing key and trust list, which every engine call needs.
-struct Keys {
+pub(crate) struct Keys {
     signer: Signer,
     trust: Trust,
 }
 
 impl Keys {
-    fn of(s: &Store) -> Result<Keys, Error> {
+    pub(crate) fn of(s: &Store) -> Result<Keys, Error> {
         Ok(Keys {
             signer: Signer::of_store(s).map_err(lift_pel)?,
             trust: Trust::of_store(s).map_err(lift_pel)?,
         })
     }
 
-    fn pel<'a>(&'a self, store: &'a Store, index: &'a records::query::QueryIndex) -> Pel<'a> {
+    pub(crate) fn pel<'a>(&'a self, store: &'a Store, index: &'a records::query::QueryIndex) -> Pel<'a> {
         Pel {
             store,
             index,
@@ -536,11 +536,12 @@ pub(crate) fn lineage(json_out: bool, dir: &Path, id: &str, descendants: bool, d
         out!(
             "{}",
             json!({"artifact": id.to_hex(), "direction": if descendants {"descendants"} else {"ancestors"},
-                   "steps": steps, "artifacts": artifacts})
+                   "steps": steps, "artifacts": artifacts,
+                   "edits": g.edits.values().map(|e| json!({"log": e.log.to_hex(), "overlay": e.overlay.to_hex(), "base": e.base.to_hex()})).collect::<Vec<_>>()})
         );
     } else {
         print!("{}", g.to_text());
-        if g.steps.is_empty() {
+        if g.steps.is_empty() && g.edits.is_empty() {
             out!("(no receipt {} it)", if descendants { "reads" } else { "produced" });
         }
     }

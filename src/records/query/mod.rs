@@ -37,7 +37,7 @@
 mod build;
 mod rows;
 
-pub use rows::{RECEIPT_BATCH, RECEIPT_IN, RECEIPT_KEY, RECEIPT_OUT};
+pub use rows::{OVERLAY_BASE, OVERLAY_OF, RECEIPT_BATCH, RECEIPT_IN, RECEIPT_KEY, RECEIPT_OUT};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -48,8 +48,9 @@ use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMo
 use super::{Record, RecordError, MAGIC};
 use crate::{ArtifactId, LogCursor, Store};
 
-/// The index layout; another value means rebuild.
-const LAYOUT: u64 = 2;
+/// The index layout; another value means rebuild (3: overlay logs are
+/// found by their overlay and base).
+const LAYOUT: u64 = 3;
 
 /// How long opening waits for another process holding the index.
 pub const OPEN_WAIT: Duration = Duration::from_secs(10);
@@ -373,7 +374,8 @@ impl QueryIndex {
     /// The records whose field `field` holds `value`, oldest first: a label
     /// (`value` its text), a field of a registered type indexed like one
     /// (`run_id` of runs and receipts, say), or a receipt's `pel.key`
-    /// (action key), `pel.in` or `pel.out` (an input's or output's id).
+    /// (action key), `pel.in` or `pel.out` (an input's or output's id), an
+    /// overlay log's `overlay.of` or `overlay.base`.
     pub fn records_with(&self, field: &str, value: &[u8]) -> Result<Vec<(u64, ArtifactId)>, RecordError> {
         let p = rows::prefix(rows::LABEL, &[field.as_bytes(), value]);
         let mut out = Vec::new();

@@ -36,6 +36,11 @@ pub const RECEIPT_IN: &str = "pel.in";
 pub const RECEIPT_OUT: &str = "pel.out";
 /// A signed batch (`asl/pel-batch`) is found by each receipt it lists.
 pub const RECEIPT_BATCH: &str = "pel.batch";
+/// An `asl/overlay` log is found by the overlay it read (lineage back to
+/// the object the overlay was rendered from) and by that object (forward).
+pub const OVERLAY_OF: &str = "overlay.of";
+/// See [`OVERLAY_OF`].
+pub const OVERLAY_BASE: &str = "overlay.base";
 
 /// What one record puts in the index: its keys are `prefix ‖ t ‖ subject ‖
 /// record` for each prefix.
@@ -155,6 +160,13 @@ pub(super) fn rows(id: &ArtifactId, r: &Record) -> Rows {
     }
     if r.type_name == "asl/pel-receipt" && r.version == 1 {
         receipt_rows(body, &mut prefixes);
+    }
+    if r.type_name == "asl/overlay" && r.version == 1 {
+        for (field, row) in [("overlay", OVERLAY_OF), ("base", OVERLAY_BASE)] {
+            if let Some(Value::Bytes(b)) = body.get(field) {
+                prefixes.push(prefix(LABEL, &[row.as_bytes(), b]));
+            }
+        }
     }
     if r.type_name == "asl/pel-batch" && r.version == 1 {
         if let Some(Value::Array(items)) = body.get("receipts") {

@@ -117,6 +117,21 @@ const H5_DATASET: &[Field] = &[
     opt("chunks", Kind::List(&Kind::Struct(H5_CHUNK))),
 ];
 
+const TEMPLATE_DATASET: &[Field] = &[
+    req("path", Kind::LongText),
+    req("artifact", Kind::Id),
+    req("dtype", Kind::Text),
+    req("shape", Kind::List(&Kind::Uint)),
+    req("attributes", Kind::Any),
+    opt("digest", Kind::Id),
+];
+
+const ANNOTATION: &[Field] = &[
+    req("line", Kind::Uint),
+    req("at", Kind::LongText),
+    req("text", Kind::LongText),
+];
+
 /// Every type this build knows.
 pub static REGISTRY: &[RecordType] = &[
     RecordType {
@@ -267,6 +282,36 @@ pub static REGISTRY: &[RecordType] = &[
             req("undigested", Kind::List(&Kind::LongText)),
             req("groups", Kind::List(&Kind::LongText)),
             req("datasets", Kind::List(&Kind::Struct(H5_DATASET))),
+            opt("group_attributes", Kind::Any),
+        ],
+    },
+    RecordType {
+        name: "asl/template",
+        version: 1,
+        doc: "the runtime object of an HDF5 file: name, kind, parameters and attributes, and each dataset's type, shape and digest with a reference (artifact, path) to its elements, never the elements",
+        fields: &[
+            req("name", Kind::LongText),
+            req("kind", Kind::Text),
+            req("source", Kind::Id),
+            req("index", Kind::Id),
+            opt("digest", Kind::Id),
+            req("parameters", Kind::Any),
+            req("groups", Kind::Any),
+            req("datasets", Kind::List(&Kind::Struct(TEMPLATE_DATASET))),
+            opt("metadata", Kind::Any),
+        ],
+    },
+    RecordType {
+        name: "asl/overlay",
+        version: 1,
+        doc: "a YAML overlay turned into canonical CBOR: the YAML artifact, the record it became, the fields changed from the object it mirrored, and its comments (stripped from the CBOR) with their lines",
+        fields: &[
+            req("overlay", Kind::Id),
+            req("result", Kind::Id),
+            req("type", Kind::Text),
+            opt("base", Kind::Id),
+            req("changed", Kind::List(&Kind::LongText)),
+            req("annotations", Kind::List(&Kind::Struct(ANNOTATION))),
         ],
     },
     RecordType {
