@@ -25,14 +25,15 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let store = root.join("store");
+    // The README's example file.
+    let h5 = root.join("heat.h5");
     let o = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/h5_template.py"))
-        .arg(&root)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/formats/heat.py"))
+        .arg(&h5)
         .output()
         .expect("python3 runs (needs h5py: see .ci/run)");
     assert!(o.status.success(), "{}", err(&o));
-    let fx: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let o = aslctl(&store, &["--json", "h5", "ingest", fx["path"].as_str().unwrap()]);
+    let o = aslctl(&store, &["--json", "h5", "ingest", h5.to_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));
     let r: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
     Fixture {
@@ -41,12 +42,17 @@ fn fixture() -> Fixture {
         store,
         file: r["file"].as_str().unwrap().into(),
         index: r["index"].as_str().unwrap().into(),
-        x: fx["x"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect(),
+        // What heat.py wrote to /grid/x, as numpy computes it.
+        x: {
+            let o = Command::new("python3")
+                .args([
+                    "-c",
+                    "import json, numpy as np; print(json.dumps(np.linspace(0.0, 1.0, 64).tolist()))",
+                ])
+                .output()
+                .unwrap();
+            serde_json::from_slice::<Vec<f64>>(&o.stdout).unwrap()
+        },
     }
 }
 

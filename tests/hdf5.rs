@@ -5,19 +5,13 @@
 //! h5py's, and each range's BLAKE3 is that of the file's bytes there.
 
 use std::fs;
-use std::process::Command;
+use std::path::Path;
 
 mod common;
 use common::{aslctl, stderr_of as err, stdout_of as out};
 
 fn fixtures(dir: &std::path::Path) -> serde_json::Value {
-    let o = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/h5_fixtures.py"))
-        .arg(dir)
-        .output()
-        .expect("python3 runs (needs h5py: see .ci/run)");
-    assert!(o.status.success(), "{}", err(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
+    common::py_json("tests/py/h5_fixtures.py", dir, "h5py")
 }
 
 #[test]
@@ -165,13 +159,7 @@ fn logical_digests_see_through_layout_and_time_but_not_data() {
 fn cat_reads_what_numpy_reads_and_only_the_chunks_it_needs() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let o = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/h5_slices.py"))
-        .arg(dir.path())
-        .output()
-        .expect("python3 runs (needs h5py: see .ci/run)");
-    assert!(o.status.success(), "{}", err(&o));
-    let fx: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fx = common::py_json("tests/py/h5_slices.py", dir.path(), "h5py");
     let o = aslctl(&store, &["--json", "h5", "ingest", fx["path"].as_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));
     let file: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
@@ -231,13 +219,7 @@ fn the_index_agrees_with_kerchunk() {
     let fx = fixtures(dir.path());
     let path = fx["path"].as_str().unwrap();
     let bytes = fs::read(path).unwrap();
-    let o = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/h5_kerchunk.py"))
-        .arg(path)
-        .output()
-        .expect("python3 runs (needs kerchunk: see .ci/run)");
-    assert!(o.status.success(), "{}", err(&o));
-    let kc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kc = common::py_json("tests/py/h5_kerchunk.py", Path::new(path), "kerchunk");
     let kc = kc.as_object().unwrap();
     let o = aslctl(&store, &["--json", "h5", "ingest", path]);
     assert!(o.status.success(), "{}", err(&o));

@@ -17,8 +17,9 @@
 //! same data however it was laid out.
 //!
 //! The structure is read from the file on disk by the HDF5 library; the
-//! bytes are hashed from the store. A file that changed between the two is
-//! caught: each range must lie inside the stored artifact.
+//! ranges are hashed in one sequential read of the file that also hashes
+//! all of it, and count only if that hash is the stored artifact's id, so
+//! a file that changed after it was stored is caught, not indexed.
 
 use std::path::Path;
 
@@ -58,8 +59,7 @@ pub fn ingest(store: &Store, path: &Path) -> Result<Ingested, RecordError> {
     let file = hdf5::File::open(path).map_err(|e| h5err(path, e))?;
     let put = store.put_file_with(path, &crate::PutOptions::default(), &mut |_| {})?;
     let mut w = Walk {
-        store,
-        file: put.id,
+        ranges: Vec::new(),
         len: put.len,
         path,
         groups: Vec::new(),
@@ -70,6 +70,28 @@ pub fn ingest(store: &Store, path: &Path) -> Result<Ingested, RecordError> {
         chunks: 0,
     };
     w.group(&file, "")?;
+    let hashes = hash_ranges(path, &put.id, put.len, &w.ranges)?;
+    let mut next = hashes.into_iter();
+    let mut fill = |m: &mut Value| {
+        if let Value::Map(entries) = m {
+            for (k, v) in entries.iter_mut() {
+                if k == &Value::text("blake3") {
+                    *v = id_value(&next.next().expect("one hash per range"));
+                }
+            }
+        }
+    };
+    // Ranges were noted in this order: each dataset's storage or chunks.
+    for d in &mut w.datasets {
+        let Value::Map(entries) = d else { continue };
+        for (k, v) in entries.iter_mut() {
+            match (k, v) {
+                (Value::Text(k), v) if k == "storage" => fill(v),
+                (Value::Text(k), Value::Array(chunks)) if k == "chunks" => chunks.iter_mut().for_each(&mut fill),
+                _ => {}
+            }
+        }
+    }
     let datasets = w.datasets.len();
     let digest = file_digest(&w.groups, &w.digests);
     let body = Value::Map(vec![
@@ -95,6 +117,83 @@ pub fn ingest(store: &Store, path: &Path) -> Result<Ingested, RecordError> {
         datasets,
         chunks: w.chunks,
     })
+}
+
+/// The BLAKE3 of each range (`addr`, `len`) of the file at `path`, in one
+/// sequential read that also hashes the whole file: the ranges' hashes
+/// count only if that equals `id`, the stored artifact's, which proves they
+/// were taken from the stored bytes without reading them back out of the
+/// store (a second, slower pass).
+fn hash_ranges(path: &Path, id: &ArtifactId, len: u64, ranges: &[(u64, u64)]) -> Result<Vec<ArtifactId>, RecordError> {
+    use rayon::prelude::*;
+    use std::io::Read;
+    let io = |e: std::io::Error| RecordError::Input(format!("{}: {e}", path.display()));
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&i| ranges[i].0);
+    let mut hashers: Vec<Option<blake3::Hasher>> = vec![None; ranges.len()];
+    let mut done: Vec<Option<ArtifactId>> = vec![None; ranges.len()];
+    let mut whole = blake3::Hasher::new();
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut buf = vec![0u8; 8 << 20];
+    let (mut pos, mut next, mut open) = (0u64, 0usize, Vec::<usize>::new());
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        let b = &buf[..n];
+        let end = pos + n as u64;
+        while next < order.len() && ranges[order[next]].0 < end {
+            hashers[order[next]] = Some(blake3::Hasher::new());
+            open.push(order[next]);
+            next += 1;
+        }
+        // The ranges open in this buffer, each fed its part, on all cores
+        // (beside the whole file's hash).
+        let mut work: Vec<(usize, blake3::Hasher)> =
+            open.iter().map(|&i| (i, hashers[i].take().expect("open"))).collect();
+        rayon::join(
+            || whole.update_rayon(b),
+            || {
+                work.par_iter_mut().for_each(|(i, h)| {
+                    let (a, l) = ranges[*i];
+                    let lo = a.max(pos);
+                    let hi = (a + l).min(end);
+                    if hi > lo {
+                        h.update(&b[(lo - pos) as usize..(hi - pos) as usize]);
+                    }
+                })
+            },
+        );
+        for (i, h) in work {
+            if ranges[i].0 + ranges[i].1 <= end {
+                done[i] = Some(ArtifactId::from_bytes(*h.finalize().as_bytes()));
+            } else {
+                hashers[i] = Some(h);
+            }
+        }
+        open.retain(|&i| done[i].is_none());
+        pos = end;
+    }
+    if pos != len || ArtifactId::from_bytes(*whole.finalize().as_bytes()) != *id {
+        return Err(RecordError::Input(format!(
+            "{}: changed while being ingested (it no longer hashes to {id})",
+            path.display()
+        )));
+    }
+    done.into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            h.ok_or_else(|| {
+                RecordError::Input(format!(
+                    "{}: a range at {}+{} lies past the file's end",
+                    path.display(),
+                    ranges[i].0,
+                    ranges[i].1
+                ))
+            })
+        })
+        .collect()
 }
 
 /// The file's logical digest: its groups and its datasets' logical digests
@@ -221,7 +320,11 @@ fn dataset_digest(ds: &Dataset, dec: &Decoded, attributes: &Value) -> Option<Art
     let mut h = blake3::Hasher::new_derive_key("asl hdf5 dataset digest v1");
     h.update(&(head.len() as u64).to_le_bytes());
     h.update(&head);
-    h.update(&dec.bytes);
+    if dec.bytes.len() > 1 << 20 {
+        h.update_rayon(&dec.bytes);
+    } else {
+        h.update(&dec.bytes);
+    }
     Some(ArtifactId::from_bytes(*h.finalize().as_bytes()))
 }
 
@@ -230,8 +333,7 @@ fn id_value(id: &ArtifactId) -> Value {
 }
 
 struct Walk<'a> {
-    store: &'a Store,
-    file: ArtifactId,
+    ranges: Vec<(u64, u64)>,
     len: u64,
     path: &'a Path,
     groups: Vec<String>,
@@ -281,8 +383,8 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// The BLAKE3 of `len` bytes at `addr` of the stored file.
-    fn range(&self, addr: u64, len: u64, what: &str) -> Result<Value, RecordError> {
+    /// Notes `len` bytes at `addr` of the file as a range to hash.
+    fn range(&mut self, addr: u64, len: u64, what: &str) -> Result<Value, RecordError> {
         if addr.checked_add(len).is_none_or(|end| end > self.len) {
             return Err(RecordError::Input(format!(
                 "{}: {what} lies at {addr}+{len}, past the file's {} bytes (did it change while being read?)",
@@ -290,11 +392,12 @@ impl Walk<'_> {
                 self.len
             )));
         }
-        let bytes = self.store.read_range(&self.file, addr, len)?;
+        self.ranges.push((addr, len));
         Ok(Value::Map(vec![
             (Value::text("addr"), Value::Unsigned(addr)),
             (Value::text("size"), Value::Unsigned(len)),
-            (Value::text("blake3"), id_value(&ArtifactId::of(&bytes))),
+            // Filled in by `hash_ranges` once the walk is done.
+            (Value::text("blake3"), Value::Null),
         ]))
     }
 
@@ -424,5 +527,43 @@ fn attr_value(a: &hdf5::Attribute) -> Value {
             Err(_) => Value::text(format!("{desc:?}")),
         },
         _ => Value::text(format!("{desc:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_hashed_across_buffers_and_only_for_the_stored_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let bytes: Vec<u8> = (0..20u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(&p, &bytes).unwrap();
+        let id = ArtifactId::of(&bytes);
+        // Inside one 8 MiB buffer, across one and two boundaries, empty,
+        // the last byte, overlapping another, and given out of order.
+        let ranges = [
+            (100, 5000),
+            ((8 << 20) - 10, 20),
+            ((7 << 20) + 3, (10 << 20) + 7),
+            (12345, 0),
+            ((20 << 20) - 1, 1),
+            (4000, 2000),
+            (0, 1),
+        ];
+        let got = hash_ranges(&p, &id, bytes.len() as u64, &ranges).unwrap();
+        for ((a, l), h) in ranges.iter().zip(&got) {
+            assert_eq!(*h, ArtifactId::of(&bytes[*a as usize..(*a + *l) as usize]), "{a}+{l}");
+        }
+        // Not the stored bytes (changed since): refused, whatever the ranges.
+        let other = ArtifactId::of(b"something else");
+        let e = hash_ranges(&p, &other, bytes.len() as u64, &ranges).unwrap_err();
+        assert!(e.to_string().contains("changed while being ingested"), "{e}");
+        // A range past the end.
+        let e = hash_ranges(&p, &id, bytes.len() as u64, &[(20 << 20, 1)]).unwrap_err();
+        assert!(e.to_string().contains("past the file's end"), "{e}");
     }
 }

@@ -276,6 +276,15 @@ impl ArtifactReader {
     /// range and nothing after it, proven like every read. An offset past the
     /// end is refused.
     pub fn into_range(mut self, offset: u64, len: u64) -> Result<Self> {
+        self.read_range_at(offset, len)?;
+        Ok(self)
+    }
+
+    /// [`into_range`](Self::into_range) in place: for many ranges of one
+    /// artifact through one reader, which opens the artifact (its trailer
+    /// or manifest, its chunks located) once. Chunks already read and
+    /// verified are kept when the next range starts in them.
+    pub fn read_range_at(&mut self, offset: u64, len: u64) -> Result<()> {
         if offset > self.len {
             return Err(Error::InvalidArgument(format!(
                 "range starts at {offset}, past the end of the {}-byte artifact {}",
@@ -284,7 +293,7 @@ impl ArtifactReader {
         }
         self.pos = offset;
         self.end = offset.saturating_add(len).min(self.len);
-        Ok(self)
+        Ok(())
     }
 
     /// Reads everything from the position to the end (of the range).

@@ -240,3 +240,16 @@ pub fn stdout_of(o: &std::process::Output) -> String {
 pub fn stderr_of(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Runs `python3 SCRIPT ARG` (SCRIPT relative to the repository) and
+/// parses what it prints as JSON; `needs` says what to install when it fails.
+#[cfg(feature = "json")]
+pub fn py_json(script: &str, arg: &Path, needs: &str) -> serde_json::Value {
+    let o = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+        .arg(arg)
+        .output()
+        .unwrap_or_else(|e| panic!("python3 runs (needs {needs}: see .ci/run): {e}"));
+    assert!(o.status.success(), "{script} (needs {needs}): {}", stderr_of(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
