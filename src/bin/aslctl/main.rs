@@ -189,7 +189,7 @@ enum Cmd {
     /// Where an artifact came from (`lineage ID`, through PEL receipts;
     /// `--descendants` for what was made from it), or lineage chains
     /// (`lineage show|revert`).
-    Lineage(LineageArgs),
+    Lineage(pel::LineageArgs),
     /// HDF5 files: store with a chunk index, list datasets, read slices.
     #[command(subcommand)]
     H5(h5::H5Cmd),
@@ -253,21 +253,6 @@ enum Cmd {
     /// next to the machine's own limits (no store needed).
     #[cfg(feature = "bench")]
     Bench(Box<bench::BenchArgs>),
-}
-
-#[derive(clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
-struct LineageArgs {
-    #[command(subcommand)]
-    cmd: Option<batch::LineageCmd>,
-    /// The artifact (id or unique prefix).
-    id: Option<String>,
-    /// What was made from it instead of what it was made from.
-    #[arg(long)]
-    descendants: bool,
-    /// A Graphviz picture instead of text.
-    #[arg(long)]
-    dot: bool,
 }
 
 fn main() -> ExitCode {
@@ -397,13 +382,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Reindex => query::reindex(cli.json, dir),
         Cmd::Runs(cmd) => query::runs(cli.json, dir, cmd),
         Cmd::Batch { file } => batch::batch(cli.json, dir, file),
-        Cmd::Lineage(a) => match (&a.cmd, &a.id) {
-            (Some(cmd), _) => batch::lineage_cmd(cli.json, dir, cmd),
-            (None, Some(id)) => pel::lineage(cli.json, dir, id, a.descendants, a.dot),
-            (None, None) => Err(Error::InvalidArgument(
-                "lineage needs an artifact id, or `show` / `revert`".into(),
-            )),
-        },
+        Cmd::Lineage(a) => pel::lineage_args(cli.json, dir, a),
         Cmd::Pel(cmd) => pel::pel(cli.json, dir, cmd),
         Cmd::Convert(a) => convert::convert(cli.json, dir, a),
         Cmd::Import(cmd) => formats::import(cli.json, dir, cmd),

@@ -498,6 +498,33 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
 }
 
 /// `aslctl lineage ID`: where an artifact came from, or what was made from it.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct LineageArgs {
+    #[command(subcommand)]
+    cmd: Option<crate::batch::LineageCmd>,
+    /// The artifact (id or unique prefix).
+    id: Option<String>,
+    /// What was made from it instead of what it was made from.
+    #[arg(long)]
+    descendants: bool,
+    /// A Graphviz picture instead of text.
+    #[arg(long)]
+    dot: bool,
+}
+
+/// `aslctl lineage`: an artifact's lineage through receipts, or lineage
+/// chains (`show`, `revert`).
+pub(crate) fn lineage_args(json_out: bool, dir: &Path, a: &LineageArgs) -> Result<ExitCode, Error> {
+    match (&a.cmd, &a.id) {
+        (Some(cmd), _) => crate::batch::lineage_cmd(json_out, dir, cmd),
+        (None, Some(id)) => lineage(json_out, dir, id, a.descendants, a.dot),
+        (None, None) => Err(Error::InvalidArgument(
+            "lineage needs an artifact id, or `show` / `revert`".into(),
+        )),
+    }
+}
+
 pub(crate) fn lineage(json_out: bool, dir: &Path, id: &str, descendants: bool, dot: bool) -> Result<ExitCode, Error> {
     let s = Store::open(dir)?;
     let index = open_index(&s)?;
