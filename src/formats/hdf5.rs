@@ -220,39 +220,133 @@ fn file_digest(groups: &[String], digests: &[(String, ArtifactId)]) -> ArtifactI
     ArtifactId::from_bytes(*h.finalize().as_bytes())
 }
 
-/// A dataset's elements, decoded to their canonical form.
+/// What digesting a dataset's elements found besides the digest.
 struct Decoded {
     /// The canonical type: `<i4`, `<f8`, `|u1`, `|b1`...
     dtype: &'static str,
-    /// The elements in C order, little-endian.
-    bytes: Vec<u8>,
     /// The fill value (what unwritten elements read as), little-endian.
     fill: Option<Vec<u8>>,
+    /// The elements in C order, little-endian, when asked for (compact
+    /// datasets, at most 64 KiB).
+    bytes: Option<Vec<u8>>,
+    /// The logical digest.
+    digest: Option<ArtifactId>,
 }
 
-/// The elements of `ds`, decoded, in C order, little-endian, with the
-/// canonical name of their type; `None` for types without a digest yet
-/// (strings, compounds, enums, arrays, references).
-fn decoded(ds: &Dataset) -> Option<Decoded> {
+/// Elements read per slab along the first dimension while digesting, so a
+/// dataset of any size is digested in bounded memory.
+const SLAB_BYTES: usize = 64 << 20;
+
+/// Feeds `v` to `h` as little-endian bytes, through `buf` (and keeps them
+/// in `keep` when asked).
+fn feed<T: Copy, const N: usize>(
+    v: &[T],
+    le: impl Fn(T) -> [u8; N],
+    h: &mut blake3::Hasher,
+    buf: &mut Vec<u8>,
+    keep: &mut Option<Vec<u8>>,
+) {
+    buf.clear();
+    for x in v {
+        buf.extend_from_slice(&le(*x));
+    }
+    if buf.len() > 1 << 20 {
+        h.update_rayon(buf);
+    } else {
+        h.update(buf);
+    }
+    if let Some(k) = keep {
+        k.extend_from_slice(buf);
+    }
+}
+
+/// Reads `ds` slab by slab along its first dimension (whole when small or
+/// scalar), handing each slab's elements, in C order, to `each`.
+fn slabs<T: hdf5::H5Type>(ds: &Dataset, mut each: impl FnMut(&[T])) -> Option<()> {
+    use hdf5::{Hyperslab, Selection, SliceOrIndex};
+    let shape = ds.shape();
+    let row: usize = shape.iter().skip(1).product::<usize>().max(1) * std::mem::size_of::<T>();
+    if shape.is_empty() || shape[0] * row <= SLAB_BYTES {
+        each(&ds.read_raw::<T>().ok()?);
+        return Some(());
+    }
+    let rows = (SLAB_BYTES / row).max(1);
+    let mut r0 = 0;
+    while r0 < shape[0] {
+        let n = rows.min(shape[0] - r0);
+        let mut dims = vec![SliceOrIndex::SliceCount {
+            start: r0,
+            step: 1,
+            count: n,
+            block: 1,
+        }];
+        for &d in &shape[1..] {
+            dims.push(SliceOrIndex::SliceCount {
+                start: 0,
+                step: 1,
+                count: d,
+                block: 1,
+            });
+        }
+        let sel = Selection::from(Hyperslab::from(dims));
+        let a = ds.read_slice::<T, _, ndarray::IxDyn>(sel).ok()?;
+        each(a.as_slice()?);
+        r0 += n;
+    }
+    Some(())
+}
+
+/// A dataset's logical digest: BLAKE3-derive-key over its canonical type,
+/// shape and attributes (`head`), then its elements decoded, in C order,
+/// little-endian, read slab by slab; with its fill value, and its elements
+/// when `keep` (compact data). `None` for types without a canonical form
+/// yet (strings, compounds, enums, arrays, references).
+fn decoded(ds: &Dataset, attributes: &Value, keep: bool) -> Option<Decoded> {
     use hdf5::types::{FloatSize as F, IntSize as I, TypeDescriptor as T};
     let dcpl = ds.dcpl().ok();
+    let start = |dtype: &str| -> Option<blake3::Hasher> {
+        // The v1 digest named one-byte types `<i1`, `<u1` and booleans
+        // `bool`: kept, so digests stay what they were.
+        let named = match dtype {
+            "|i1" => "<i1",
+            "|u1" => "<u1",
+            "|b1" => "bool",
+            other => other,
+        };
+        let head = Value::Map(vec![
+            (Value::text("dtype"), Value::text(named)),
+            (
+                Value::text("shape"),
+                Value::Array(ds.shape().iter().map(|n| Value::Unsigned(*n as u64)).collect()),
+            ),
+            (Value::text("attributes"), attributes.clone()),
+        ]);
+        let head = crate::records::cbor::encode(&head).ok()?;
+        let mut h = blake3::Hasher::new_derive_key("asl hdf5 dataset digest v1");
+        h.update(&(head.len() as u64).to_le_bytes());
+        h.update(&head);
+        Some(h)
+    };
     macro_rules! le {
-        ($t:ty, $name:expr) => {{
-            let v = ds.read_raw::<$t>().ok()?;
-            let mut bytes = Vec::with_capacity(v.len() * std::mem::size_of::<$t>());
-            for x in v {
-                bytes.extend_from_slice(&x.to_le_bytes());
-            }
+        ($t:ty, $name:expr, $conv:expr) => {{
+            let mut h = start($name)?;
+            let mut buf = Vec::new();
+            let mut kept = keep.then(Vec::new);
+            slabs::<$t>(ds, |v| feed(v, $conv, &mut h, &mut buf, &mut kept))?;
             let fill = dcpl
                 .as_ref()
                 .and_then(|p| p.fill_value_as::<$t>())
-                .map(|f| f.to_le_bytes().to_vec());
+                .map(|f| $conv(f).to_vec());
             Some(Decoded {
                 dtype: $name,
-                bytes,
                 fill,
+                bytes: kept,
+                digest: Some(ArtifactId::from_bytes(*h.finalize().as_bytes())),
             })
         }};
+        ($t:ty, $name:expr) => {
+            le!($t, $name, <$t>::to_le_bytes)
+        };
     }
     match ds.dtype().ok()?.to_descriptor().ok()? {
         T::Integer(I::U1) => le!(i8, "|i1"),
@@ -265,18 +359,7 @@ fn decoded(ds: &Dataset) -> Option<Decoded> {
         T::Unsigned(I::U8) => le!(u64, "<u8"),
         T::Float(F::U4) => le!(f32, "<f4"),
         T::Float(F::U8) => le!(f64, "<f8"),
-        T::Boolean => {
-            let v = ds.read_raw::<bool>().ok()?;
-            let fill = dcpl
-                .as_ref()
-                .and_then(|p| p.fill_value_as::<bool>())
-                .map(|f| vec![u8::from(f)]);
-            Some(Decoded {
-                dtype: "|b1",
-                bytes: v.into_iter().map(u8::from).collect(),
-                fill,
-            })
-        }
+        T::Boolean => le!(bool, "|b1", |b: bool| [u8::from(b)]),
         _ => None,
     }
 }
@@ -296,36 +379,6 @@ fn stored_element(ds: &Dataset, canonical: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("{order}{}", &canonical[1..]))
-}
-
-/// A dataset's logical digest: its canonical type, shape and attributes,
-/// then its elements (see [`decoded`]). The v1 digest named one-byte
-/// types `<i1`, `<u1`: kept, so digests stay what they were.
-fn dataset_digest(ds: &Dataset, dec: &Decoded, attributes: &Value) -> Option<ArtifactId> {
-    let dtype = match dec.dtype {
-        "|i1" => "<i1",
-        "|u1" => "<u1",
-        "|b1" => "bool",
-        other => other,
-    };
-    let head = Value::Map(vec![
-        (Value::text("dtype"), Value::text(dtype)),
-        (
-            Value::text("shape"),
-            Value::Array(ds.shape().iter().map(|n| Value::Unsigned(*n as u64)).collect()),
-        ),
-        (Value::text("attributes"), attributes.clone()),
-    ]);
-    let head = crate::records::cbor::encode(&head).ok()?;
-    let mut h = blake3::Hasher::new_derive_key("asl hdf5 dataset digest v1");
-    h.update(&(head.len() as u64).to_le_bytes());
-    h.update(&head);
-    if dec.bytes.len() > 1 << 20 {
-        h.update_rayon(&dec.bytes);
-    } else {
-        h.update(&dec.bytes);
-    }
-    Some(ArtifactId::from_bytes(*h.finalize().as_bytes()))
 }
 
 fn id_value(id: &ArtifactId) -> Value {
@@ -440,8 +493,8 @@ impl Walk<'_> {
             attrs.push((Value::text(&a), attr_value(&attr)));
         }
         let attrs = Value::Map(attrs);
-        let dec = decoded(ds);
-        match dec.as_ref().and_then(|d| dataset_digest(ds, d, &attrs)) {
+        let dec = decoded(ds, &attrs, layout == Layout::Compact);
+        match dec.as_ref().and_then(|d| d.digest) {
             Some(d) => {
                 m.push((Value::text("digest"), id_value(&d)));
                 self.digests.push((path.to_string(), d));
@@ -456,10 +509,10 @@ impl Walk<'_> {
             if let Some(f) = &dec.fill {
                 m.push((Value::text("fill"), Value::Bytes(f.clone())));
             }
-            if layout == Layout::Compact {
+            if let Some(b) = &dec.bytes {
                 // Compact data lives in the object header, which has no
                 // range of its own to point at; it is at most 64 KiB.
-                m.push((Value::text("data"), Value::Bytes(dec.bytes.clone())));
+                m.push((Value::text("data"), Value::Bytes(b.clone())));
             }
         }
         match layout {
