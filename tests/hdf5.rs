@@ -322,3 +322,56 @@ open(sys.argv[2], 'wb').write(a.astype('<f8').tobytes())",
     h.update(&bytes);
     assert_eq!(got, h.finalize().to_hex().as_str());
 }
+
+/// Variable-length strings have a logical digest (equal across layouts,
+/// different when one string changes); a type with none (fixed-length
+/// strings) still counts in the file's digest by its stored bytes, so two
+/// files differing only there never get the same file digest.
+#[test]
+fn strings_are_digested_and_undigested_data_still_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let o = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, h5py, numpy as np
+def w(p, names, fixed, chunked):
+    with h5py.File(p, 'w') as f:
+        f.create_dataset('names', data=names, dtype=h5py.string_dtype(), chunks=(2,) if chunked else None)
+        f.create_dataset('fixed', data=np.array(fixed, dtype='S4'))
+        f.create_dataset('n', data=np.arange(5))
+d = sys.argv[1]
+w(d + '/a.h5', ['alpha', 'beta', 'gamma'], [b'x', b'y'], False)
+w(d + '/b.h5', ['alpha', 'beta', 'gamma'], [b'x', b'y'], True)
+w(d + '/c.h5', ['alpha', 'beta', 'delta'], [b'x', b'y'], False)
+w(d + '/d.h5', ['alpha', 'beta', 'gamma'], [b'x', b'z'], False)",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let digests = |name: &str| -> std::collections::BTreeMap<String, String> {
+        let p = dir.path().join(name);
+        let o = aslctl(&store, &["h5", "ingest", p.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", err(&o));
+        let file = out(&o).split_whitespace().next().unwrap().to_string();
+        out(&aslctl(&store, &["h5", "digest", &file]))
+            .lines()
+            .map(|l| {
+                let (dg, path) = l.split_once("  ").unwrap();
+                (path.to_string(), dg.to_string())
+            })
+            .collect()
+    };
+    let (a, b, c, d) = (digests("a.h5"), digests("b.h5"), digests("c.h5"), digests("d.h5"));
+    assert_ne!(a["/names"], "-".repeat(64), "strings have a digest: {a:?}");
+    assert_eq!(a["/fixed"], "-", "fixed-length strings have none yet: {a:?}");
+    assert_eq!(a["/names"], b["/names"], "contiguous and chunked");
+    assert_ne!(a["/names"], c["/names"], "one string changed");
+    assert_ne!(a["/"], c["/"]);
+    assert_eq!(a["/fixed"], d["/fixed"]);
+    assert_ne!(
+        a["/"], d["/"],
+        "the undigested dataset changed: the file digest sees it"
+    );
+}

@@ -93,7 +93,15 @@ pub fn ingest(store: &Store, path: &Path) -> Result<Ingested, RecordError> {
         }
     }
     let datasets = w.datasets.len();
-    let digest = file_digest(&w.groups, &w.digests);
+    let stand_ins: Vec<(String, ArtifactId)> = w
+        .datasets
+        .iter()
+        .filter_map(|d| match d.get("path") {
+            Some(Value::Text(p)) if w.undigested.contains(p) => Some((p.clone(), stored_stand_in(d, &put.id))),
+            _ => None,
+        })
+        .collect();
+    let digest = file_digest(&w.groups, &w.digests, &stand_ins);
     let body = Value::Map(vec![
         (Value::text("subject"), id_value(&put.id)),
         (Value::text("size"), Value::Unsigned(put.len)),
@@ -196,25 +204,48 @@ fn hash_ranges(path: &Path, id: &ArtifactId, len: u64, ranges: &[(u64, u64)]) ->
         .collect()
 }
 
-/// The file's logical digest: its groups and its datasets' logical digests
-/// (datasets whose type has no digest are left out, and listed in the
-/// index as `undigested`).
-fn file_digest(groups: &[String], digests: &[(String, ArtifactId)]) -> ArtifactId {
-    let v = Value::Map(vec![
+/// What stands in a file's digest for a dataset whose type has no logical
+/// digest: the BLAKE3 of its stored bytes (its contiguous range, or its
+/// chunks' offsets and hashes), or for compact storage the file's own id.
+/// Layout-dependent, so two files that hold such a dataset compare equal
+/// only when it is stored alike: the digest never claims an equality it
+/// cannot see.
+fn stored_stand_in(d: &Value, file: &ArtifactId) -> ArtifactId {
+    if let Some(Value::Bytes(b)) = d.get("storage").and_then(|s| s.get("blake3")) {
+        if let Ok(b) = <[u8; 32]>::try_from(b.as_slice()) {
+            return ArtifactId::from_bytes(b);
+        }
+    }
+    if let Some(c @ Value::Array(_)) = d.get("chunks") {
+        let mut h = blake3::Hasher::new_derive_key("asl hdf5 stored chunks v1");
+        h.update(&crate::records::cbor::encode(c).expect("no duplicate keys"));
+        return ArtifactId::from_bytes(*h.finalize().as_bytes());
+    }
+    *file
+}
+
+/// The file's logical digest: its groups and its datasets' logical digests,
+/// and, only when some dataset's type has none (listed in the index as
+/// `undigested`), each such dataset's [`stored_stand_in`].
+fn file_digest(groups: &[String], digests: &[(String, ArtifactId)], undigested: &[(String, ArtifactId)]) -> ArtifactId {
+    let pairs = |v: &[(String, ArtifactId)]| {
+        Value::Array(
+            v.iter()
+                .map(|(p, d)| Value::Array(vec![Value::text(p), id_value(d)]))
+                .collect(),
+        )
+    };
+    let mut v = vec![
         (
             Value::text("groups"),
             Value::Array(groups.iter().map(Value::text).collect()),
         ),
-        (
-            Value::text("datasets"),
-            Value::Array(
-                digests
-                    .iter()
-                    .map(|(p, d)| Value::Array(vec![Value::text(p), id_value(d)]))
-                    .collect(),
-            ),
-        ),
-    ]);
+        (Value::text("datasets"), pairs(digests)),
+    ];
+    if !undigested.is_empty() {
+        v.push((Value::text("undigested"), pairs(undigested)));
+    }
+    let v = Value::Map(v);
     let mut h = blake3::Hasher::new_derive_key("asl hdf5 file digest v1");
     h.update(&crate::records::cbor::encode(&v).expect("no duplicate keys"));
     ArtifactId::from_bytes(*h.finalize().as_bytes())
@@ -360,8 +391,31 @@ fn decoded(ds: &Dataset, attributes: &Value, keep: bool) -> Option<Decoded> {
         T::Float(F::U4) => le!(f32, "<f4"),
         T::Float(F::U8) => le!(f64, "<f8"),
         T::Boolean => le!(bool, "|b1", |b: bool| [u8::from(b)]),
+        // Variable-length text: each element its UTF-8 length (u64 LE) and
+        // bytes, whichever character set the file declares.
+        T::VarLenUnicode => strings(ds, start("str")?, |v: hdf5::types::VarLenUnicode| {
+            v.as_str().as_bytes().to_vec()
+        }),
+        T::VarLenAscii => strings(ds, start("str")?, |v: hdf5::types::VarLenAscii| {
+            v.as_str().as_bytes().to_vec()
+        }),
         _ => None,
     }
+}
+
+/// The digest of a dataset of variable-length strings read as `T`.
+fn strings<T: hdf5::H5Type>(ds: &Dataset, mut h: blake3::Hasher, text: impl Fn(T) -> Vec<u8>) -> Option<Decoded> {
+    for v in ds.read_raw::<T>().ok()? {
+        let b = text(v);
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(&b);
+    }
+    Some(Decoded {
+        dtype: "str",
+        fill: None,
+        bytes: None,
+        digest: Some(ArtifactId::from_bytes(*h.finalize().as_bytes())),
+    })
 }
 
 /// The element type as stored in the file, numpy-style (`<i4`, `>f8`,
@@ -503,7 +557,7 @@ impl Walk<'_> {
         }
         m.push((Value::text("attributes"), attrs));
         if let Some(dec) = &dec {
-            if let Some(e) = stored_element(ds, dec.dtype) {
+            if let Some(e) = stored_element(ds, dec.dtype).filter(|_| dec.dtype != "str") {
                 m.push((Value::text("element"), Value::text(e)));
             }
             if let Some(f) = &dec.fill {
