@@ -30,7 +30,8 @@ pub(crate) struct ConvertArgs {
     to: Option<String>,
     /// What to convert: an id or unique prefix (an HDF5 file or its index
     /// record; a record; a YAML overlay), `file:PATH` to store a file
-    /// first, and for `--from dataset` `ID:/path/of/dataset`.
+    /// first (an HDF5 file is ingested with its index, with feature
+    /// `hdf5`), and for `--from dataset` `ID:/path/of/dataset`.
     id: Option<String>,
     /// Also write the result's bytes to this file (an overlay to edit).
     #[arg(short = 'o', long)]
@@ -72,7 +73,20 @@ pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<Exi
         },
         _ => (id.clone(), None),
     };
-    let file_bytes = match obj.strip_prefix("file:") {
+    let h5_kind = matches!(from, Kind::Hdf5 | Kind::Dataset);
+    let h5_file = obj.strip_prefix("file:").filter(|_| h5_kind).map(Path::new);
+    if let Some(p) = h5_file {
+        if !cfg!(feature = "hdf5") {
+            return Err(Error::InvalidArgument(format!(
+                "{}: this aslctl was built without feature `hdf5`: store it with an aslctl that has it (`h5 ingest`), then convert it by id",
+                p.display()
+            )));
+        }
+        if !p.is_file() {
+            return Err(Error::InvalidArgument(format!("{}: no such file", p.display())));
+        }
+    }
+    let file_bytes = match obj.strip_prefix("file:").filter(|_| !h5_kind) {
         Some(p) => Some(std::fs::read(p).map_err(|e| Error::Io {
             context: format!("read {p}"),
             source: e,
@@ -85,7 +99,8 @@ pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<Exi
             asl::formats::overlay::parse(b).map_err(|e| Error::InvalidArgument(format!("{}: {e}", &obj[5..])))?;
         }
     }
-    let s = StoreOptions::new().open(dir)?;
+    // A file to store makes the store when there is none, as `ingest` does.
+    let s = StoreOptions::new().create(obj.starts_with("file:")).open(dir)?;
     let index = open_index(&s)?;
     if from == Kind::Yaml {
         // An overlay must hold before anything is stored: its schema, and a
@@ -104,12 +119,13 @@ pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<Exi
             asl::formats::template::check_references(&s, &p.record).map_err(lift)?;
         }
     }
-    let input = match &file_bytes {
-        Some(b) => s.put(b)?,
-        None => s.resolve(&obj)?,
+    let input = match (&file_bytes, h5_file) {
+        (Some(b), _) => s.put(b)?,
+        (None, Some(p)) => ingest(&s, p)?,
+        (None, None) => s.resolve(&obj)?,
     };
     let input = match from {
-        Kind::Hdf5 | Kind::Dataset => asl::formats::h5read::index_of(&s, &index, &input)
+        Kind::Hdf5 | Kind::Dataset if h5_file.is_none() => asl::formats::h5read::index_of(&s, &index, &input)
             .map(|(id, _)| id)
             .map_err(lift)?,
         _ => input,
@@ -168,6 +184,17 @@ pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<Exi
     }
     crate::close_committed(s);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stores an HDF5 file with its index (as `h5 ingest` does); the index's id.
+#[cfg(feature = "hdf5")]
+fn ingest(s: &Store, p: &Path) -> Result<ArtifactId, Error> {
+    Ok(asl::formats::hdf5::ingest(s, p).map_err(lift)?.index)
+}
+
+#[cfg(not(feature = "hdf5"))]
+fn ingest(_: &Store, p: &Path) -> Result<ArtifactId, Error> {
+    Err(Error::InvalidArgument(format!("{}: needs feature `hdf5`", p.display())))
 }
 
 fn write_output(s: &Store, id: &ArtifactId, path: &str) -> Result<(), Error> {
