@@ -340,6 +340,10 @@ fn bad_overlays_are_refused_with_where_and_nothing_is_stored() {
             "not registered",
         ),
         ("- just\n- a list\n".to_string(), "a map of type, version and body"),
+        (
+            text.replace("  kind:", "  kind: \"Other\"\n  kind:"),
+            "duplicate entry with key \"kind\"",
+        ),
     ];
     let before = count(&f);
     for (i, (bad, want)) in cases.iter().enumerate() {

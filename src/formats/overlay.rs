@@ -296,11 +296,20 @@ pub fn annotations(text: &str) -> Vec<Annotation> {
     out
 }
 
+/// YAML text as a JSON value. Through serde_yaml_ng's own value first: it
+/// refuses a key given twice in one map (read straight into JSON, the last
+/// one would silently win).
+pub fn yaml_to_json(text: &str) -> Result<J, RecordError> {
+    let v: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| RecordError::Input(format!("not YAML: {e}")))?;
+    serde_json::to_value(&v).map_err(|e| RecordError::Input(format!("not JSON-shaped YAML: {e}")))
+}
+
 /// Reads an overlay: parses it, checks it against its record schema and
 /// finds its comments. Nothing is stored.
 pub fn parse(text: &[u8]) -> Result<Parsed, RecordError> {
     let text = std::str::from_utf8(text).map_err(|e| RecordError::Input(format!("not UTF-8: {e}")))?;
-    let doc: J = serde_yaml_ng::from_str(text).map_err(|e| RecordError::Input(format!("not YAML: {e}")))?;
+    let doc = yaml_to_json(text)?;
     let J::Object(top) = &doc else {
         return Err(RecordError::Input(
             "an overlay is a map of type, version and body".into(),

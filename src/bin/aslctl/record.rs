@@ -51,8 +51,7 @@ pub(crate) fn read_input(file: &str) -> Result<String, Error> {
 pub(crate) fn parse_document(file: &str, text: &str) -> Result<serde_json::Value, Error> {
     let yaml_name = file.ends_with(".yaml") || file.ends_with(".yml");
     let from_yaml = |text: &str| {
-        serde_yaml_ng::from_str::<serde_json::Value>(text)
-            .map_err(|e| Error::InvalidArgument(format!("{file}: not YAML: {e}")))
+        asl::formats::overlay::yaml_to_json(text).map_err(|e| Error::InvalidArgument(format!("{file}: {e}")))
     };
     if yaml_name {
         return from_yaml(text);
