@@ -83,6 +83,12 @@ fn pyyaml(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// `convert --from yaml --to cbor file:PATH`, as it ran.
+fn yaml_to_cbor(f: &Fixture, p: &Path) -> std::process::Output {
+    let file = format!("file:{}", p.display());
+    aslctl(&f.store, &["convert", "--from", "yaml", "--to", "cbor", &file])
+}
+
 fn count(f: &Fixture) -> usize {
     out(&aslctl(&f.store, &["ls"])).lines().count()
 }
@@ -350,17 +356,7 @@ fn bad_overlays_are_refused_with_where_and_nothing_is_stored() {
         assert_ne!(bad, &text, "case {i} edits something");
         let p = f.root.join(format!("bad{i}.yaml"));
         fs::write(&p, bad).unwrap();
-        let o = aslctl(
-            &f.store,
-            &[
-                "convert",
-                "--from",
-                "yaml",
-                "--to",
-                "cbor",
-                &format!("file:{}", p.display()),
-            ],
-        );
+        let o = yaml_to_cbor(&f, &p);
         assert_eq!(o.status.code(), Some(2), "case {i}: {}", err(&o));
         assert!(err(&o).contains(want), "case {i}: {}", err(&o));
         assert_eq!(err(&o).lines().count(), 1, "{}", err(&o));
@@ -402,17 +398,7 @@ fn any_record_round_trips_through_an_overlay() {
     assert_eq!(log["type"], "asl/run");
     // A value the schema refuses is refused here too.
     fs::write(&y, text.replace("  status: \"OK\"\n", "  status: \"MAYBE\"\n")).unwrap();
-    let o = aslctl(
-        &f.store,
-        &[
-            "convert",
-            "--from",
-            "yaml",
-            "--to",
-            "cbor",
-            &format!("file:{}", y.display()),
-        ],
-    );
+    let o = yaml_to_cbor(&f, &y);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("status"), "{}", err(&o));
 }
