@@ -132,6 +132,10 @@ pub enum Error {
     /// The input changed between hashing it and storing it.
     #[error("{0} changed while it was being ingested")]
     InputChanged(String),
+    /// Bytes put with an expected id ([`PutOptions::expect`](crate::PutOptions::expect))
+    /// hash to another; nothing was stored.
+    #[error("the bytes do not hash to {0}")]
+    IdMismatch(ArtifactId),
     /// No snapshot has this name.
     #[error("no snapshot named {0:?}")]
     SnapshotNotFound(String),

@@ -497,3 +497,29 @@ fn open_is_not_refused_while_other_threads_spawn_processes() {
     spawner.join().unwrap();
     result.unwrap();
 }
+
+/// A put with an expected id stores nothing when the bytes hash to another
+/// (small: refused before writing; large: what it wrote is cut off), and
+/// stores them when they match.
+#[test]
+fn a_put_with_a_wrong_expected_id_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::create(dir.path()).unwrap();
+    for len in [100usize, 3 << 20] {
+        let bytes = noise(len as u64, len);
+        let wrong = ArtifactId::of(b"not these bytes");
+        let opts = asl::PutOptions::new().expect(Some(wrong));
+        match s.put_reader_with(&bytes[..], &opts) {
+            Err(Error::IdMismatch(x)) => assert_eq!(x, wrong),
+            other => panic!("{len}: {other:?}"),
+        }
+        s.commit().unwrap();
+        assert!(!s.contains(&ArtifactId::of(&bytes)).unwrap(), "{len}: nothing stored");
+        let right = asl::PutOptions::new().expect(Some(ArtifactId::of(&bytes)));
+        let put = s.put_reader_with(&bytes[..], &right).unwrap();
+        assert_eq!(put.id, ArtifactId::of(&bytes));
+    }
+    s.commit().unwrap();
+    let report = s.verify().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}

@@ -47,8 +47,17 @@ impl Store {
             .read_to_end(&mut head)
             .ctx(|| "read input".to_string())?;
         if head.len() <= self.opts.small_threshold {
+            if let Some(e) = opts.expect.filter(|e| *e != ArtifactId::of(&head)) {
+                return Err(Error::IdMismatch(e));
+            }
             return self.put_with(&head, opts);
         }
+        // A large put checks the id its chunks give at the end and cuts off
+        // what it wrote when it is not the one expected.
+        let mismatch = |e: Error| match (e, opts.expect) {
+            (Error::InputChanged(_), Some(x)) => Error::IdMismatch(x),
+            (e, _) => e,
+        };
         if opts.sha256 {
             use sha2::Digest;
             let mut sha = sha2::Sha256::new();
@@ -59,7 +68,9 @@ impl Store {
                 head,
                 len_hint: None,
             };
-            let mut put = self.put_large(src, None, "input", opts.placement)?;
+            let mut put = self
+                .put_large(src, opts.expect, "input", opts.placement)
+                .map_err(mismatch)?;
             put.sha256 = Some(tee.sha.finalize().into());
             return Ok(put);
         }
@@ -68,7 +79,8 @@ impl Store {
             head,
             len_hint: None,
         };
-        self.put_large(src, None, "input", opts.placement)
+        self.put_large(src, opts.expect, "input", opts.placement)
+            .map_err(mismatch)
     }
 
     /// Stores the file at `path`. A file of 16 chunks or more (16 MiB by

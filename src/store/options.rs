@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::index::{DomainId, Placement, Visibility};
 use crate::io::{Backend, LocalBackend};
-use crate::Store;
+use crate::{ArtifactId, Store};
 
 /// Options for opening or creating a store, with documented defaults.
 ///
@@ -205,6 +205,7 @@ impl StoreOptions {
 pub struct PutOptions {
     pub(crate) placement: Placement,
     pub(crate) sha256: bool,
+    pub(crate) expect: Option<ArtifactId>,
 }
 
 impl PutOptions {
@@ -219,6 +220,15 @@ impl PutOptions {
     /// rather than in pieces on all cores). Default false.
     pub fn sha256(mut self, yes: bool) -> Self {
         self.sha256 = yes;
+        self
+    }
+
+    /// The id the bytes must have ([`Store::put_reader_with`](crate::Store::put_reader_with)):
+    /// when they hash to another, the put fails with
+    /// [`Error::IdMismatch`](crate::Error::IdMismatch) and nothing of it
+    /// stays (what a large one wrote is cut off again). Default none.
+    pub fn expect(mut self, id: Option<ArtifactId>) -> Self {
+        self.expect = id;
         self
     }
 
