@@ -56,6 +56,8 @@ pub mod io;
 pub(crate) mod par;
 pub mod pel;
 pub mod records;
+#[cfg(feature = "server")]
+pub mod server;
 pub(crate) mod snapshot;
 mod store;
 #[cfg(test)]

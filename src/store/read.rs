@@ -589,6 +589,17 @@ impl Store {
         })
     }
 
+    /// [`Store::iter`] from the first live artifact whose id is at least
+    /// `from`: a page of a listing starts where the last one ended without
+    /// walking what came before.
+    pub fn iter_from(&self, from: &ArtifactId) -> Result<Iter> {
+        drop(self.iter()?);
+        let st = self.state.read();
+        Ok(Iter {
+            inner: Merged::new(super::sorted(&st.memtable), &st.indexes, Some(*from))?,
+        })
+    }
+
     /// The ids of CURRENT's live artifacts ordered by where their bytes lie
     /// (segment, then block), for a caller about to read every one of them:
     /// consecutive reads then share blocks, each block is decoded once and

@@ -31,6 +31,8 @@ mod pel;
 mod query;
 mod read;
 mod record;
+#[cfg(feature = "server")]
+mod serve;
 mod snap;
 mod worktree;
 
@@ -253,6 +255,10 @@ enum Cmd {
     /// next to the machine's own limits (no store needed).
     #[cfg(feature = "bench")]
     Bench(Box<bench::BenchArgs>),
+    /// Serve the store over HTTP (see spec/openapi.yaml): artifacts in and
+    /// out with ranges, listings, the missing check; bearer tokens.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -376,6 +382,8 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::DiffTree { a, b } => record::diff_tree(cli.json, dir, a, b),
         #[cfg(feature = "bench")]
         Cmd::Bench(args) => bench::bench(cli.json, args),
+        #[cfg(feature = "server")]
+        Cmd::Serve(a) => serve::serve(dir, a),
         Cmd::Label { id, labels, media_type } => query::label(cli.json, dir, id, labels, media_type.as_deref()),
         Cmd::Labels { id } => query::show_labels(cli.json, dir, id),
         Cmd::Find(f) => query::find(cli.json, dir, f),

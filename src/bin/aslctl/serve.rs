@@ -1,0 +1,72 @@
+//! `aslctl serve`: the HTTP API over a store (`asl::server`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use asl::server::{self, Config, Tokens};
+use asl::{Error, StoreOptions};
+
+#[derive(clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one. The address actually
+    /// bound is printed first, as `listening on http://ADDR`.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: String,
+    /// Bearer tokens (JSON: {"tokens": [{"name", "token", "scope"}]}, scope
+    /// read, write or admin). Without it the server takes anyone's
+    /// requests and so listens on loopback only.
+    #[arg(long)]
+    tokens: Option<PathBuf>,
+    /// The largest upload accepted (`64M`, `4G`...).
+    #[arg(long, default_value = "4G")]
+    max_body: String,
+    /// How long one request may take, in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
+pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, Error> {
+    let addr: std::net::SocketAddr = a
+        .listen
+        .parse()
+        .map_err(|_| Error::InvalidArgument(format!("{:?} is not an address like 127.0.0.1:7878", a.listen)))?;
+    let cfg = Config {
+        tokens: a.tokens.as_deref().map(Tokens::load).transpose()?,
+        max_body: crate::args::parse_size(&a.max_body)?,
+        timeout: std::time::Duration::from_secs(a.timeout.max(1)),
+        ..Config::default()
+    };
+    server::check_listen(&addr, &cfg)?;
+    let store = Arc::new(StoreOptions::new().create(true).open(dir)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io {
+            context: "start the async runtime".into(),
+            source: e,
+        })?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Io {
+            context: format!("listen on {addr}"),
+            source: e,
+        })?;
+        let bound = listener.local_addr().map_err(|e| Error::Io {
+            context: "listening socket".into(),
+            source: e,
+        })?;
+        out!("listening on http://{bound}");
+        if cfg.tokens.is_none() {
+            eprintln!("aslctl: no --tokens: serving anyone on loopback {bound}, reads and writes");
+        }
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        server::serve(listener, store.clone(), cfg, stop).await
+    })?;
+    // Every acknowledged put was committed; closing syncs what is left.
+    if let Ok(s) = Arc::try_unwrap(store) {
+        crate::close_committed(s);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,472 @@
+//! The `/v1` routes: artifacts in and out, listings, the missing check.
+//! Each handler turns the request into store calls on a blocking thread
+//! and the store's answer into a status, headers and a JSON or byte body.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State as S};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+use serde_json::json;
+
+use super::auth::Scope;
+use super::State;
+use crate::{ArtifactId, ArtifactReader, Error, PutOptions};
+
+/// Bytes sent in one piece of a streamed download.
+const PIECE: usize = 256 << 10;
+/// Artifacts up to this size are read whole before the response starts.
+const WHOLE: u64 = 1 << 20;
+
+pub(super) fn routes(st: Arc<State>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/artifacts", put(put_new).get(list))
+        .route("/v1/artifacts:missing", post(missing))
+        .route("/v1/artifacts/{id}", put(put_named).get(get_one).head(head_one))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .layer(middleware::from_fn_with_state(st.clone(), authorize))
+        .with_state(st)
+}
+
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(json!({"error": msg.into()}))).into_response()
+}
+
+/// A store error as a response: what the client did wrong is 4xx, damage
+/// and failures are 5xx; messages are the store's one line.
+fn store_error(e: Error) -> Response {
+    let code = match &e {
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::IdMismatch(_) | Error::InvalidArgument(_) | Error::InvalidId { .. } => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(code, e.to_string())
+}
+
+/// Runs store work on a blocking thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> crate::Result<T> + Send + 'static) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(store_error(e)),
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("store task failed: {e}"),
+        )),
+    }
+}
+
+/// Checks the bearer token against what the call needs: reads need `read`,
+/// puts `write`. No tokens configured: everyone may (loopback only).
+async fn authorize(S(st): S<Arc<State>>, req: Request, next: Next) -> Response {
+    let Some(tokens) = &st.cfg.tokens else {
+        return next.run(req).await;
+    };
+    let need = if req.method() == Method::PUT {
+        Scope::Write
+    } else {
+        Scope::Read
+    };
+    let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match presented.and_then(|h| tokens.check(h)) {
+        None => {
+            let mut r = error(StatusCode::UNAUTHORIZED, "a valid bearer token is needed");
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+        Some(t) if t.scope < need => error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token {:?} may not {}",
+                t.name,
+                if need == Scope::Write { "write" } else { "read" }
+            ),
+        ),
+        Some(_) => next.run(req).await,
+    }
+}
+
+async fn health() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// A request this API refuses: its status and one line.
+struct Refused(StatusCode, String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+fn parse_id(text: &str) -> Result<ArtifactId, Refused> {
+    // Only a full id: a path parameter is never a prefix, a path or a pattern.
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let shown: String = text.chars().take(80).collect();
+        return Err(Refused(
+            StatusCode::BAD_REQUEST,
+            format!("{shown:?} is not an artifact id (64 hex digits)"),
+        ));
+    }
+    text.to_ascii_lowercase()
+        .parse()
+        .map_err(|e: Error| Refused(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+/// An upload's bytes, handed from the async side to the blocking put.
+struct Incoming {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    buf: Bytes,
+}
+
+impl Read for Incoming {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.buf.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.buf = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = self.buf.len().min(out.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        let _ = self.buf.split_to(n);
+        Ok(n)
+    }
+}
+
+async fn put_new(S(st): S<Arc<State>>, headers: HeaderMap, body: Body) -> Response {
+    upload(st, None, &headers, body).await
+}
+
+async fn put_named(S(st): S<Arc<State>>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    match parse_id(&id) {
+        Ok(id) => upload(st, Some(id), &headers, body).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+/// Streams the body into the store and commits; on any failure (too large,
+/// too slow, cut off, not the expected id) nothing stays.
+async fn upload(st: Arc<State>, expect: Option<ArtifactId>, headers: &HeaderMap, mut body: Body) -> Response {
+    let max = st.cfg.max_body;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the {max}-byte limit"),
+        );
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let store = st.store.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let put = store.put_reader_with(Incoming { rx, buf: Bytes::new() }, &PutOptions::new().expect(expect))?;
+        store.commit()?;
+        Ok::<_, Error>(put)
+    });
+    let deadline = tokio::time::Instant::now() + st.cfg.timeout;
+    let mut total = 0u64;
+    let failed = loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => break Some((StatusCode::REQUEST_TIMEOUT, "the upload took too long".to_string())),
+            Ok(None) => break None,
+            Ok(Some(Err(e))) => break Some((StatusCode::BAD_REQUEST, format!("the body was cut off: {e}"))),
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else { continue };
+                total += data.len() as u64;
+                if total > max {
+                    break Some((
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("the body is over the {max}-byte limit"),
+                    ));
+                }
+                if tx.send(Ok(data)).await.is_err() {
+                    // The put stopped early; its own error says why.
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some((code, msg)) = failed {
+        // The put sees a read error and leaves nothing behind.
+        let _ = tx.send(Err(std::io::Error::other(msg.clone()))).await;
+        drop(tx);
+        let _ = task.await;
+        return error(code, msg);
+    }
+    drop(tx);
+    match task.await {
+        Ok(Ok(put)) => {
+            let code = if put.new { StatusCode::CREATED } else { StatusCode::OK };
+            let mut r = (
+                code,
+                Json(json!({"id": put.id.to_hex(), "len": put.len, "new": put.new})),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("/v1/artifacts/{}", put.id)) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
+        Ok(Err(e)) => store_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("store task failed: {e}")),
+    }
+}
+
+/// What a `Range` header asks of an artifact of `len` bytes: `None` for the
+/// whole (no header, or one this server does not take: several ranges or
+/// another unit, which HTTP lets it ignore), `Some(Err)` when unsatisfiable.
+fn range(headers: &HeaderMap, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let v = headers.get(header::RANGE)?.to_str().ok()?;
+    let spec = v.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let r = if a.is_empty() {
+        // The last `b` bytes.
+        match b.parse::<u64>() {
+            Ok(0) | Err(_) => Err(()),
+            Ok(n) => Ok((len.saturating_sub(n), len.saturating_sub(1))),
+        }
+    } else {
+        match (a.parse::<u64>(), b) {
+            (Ok(s), "") => Ok((s, len.saturating_sub(1))),
+            (Ok(s), e) => match e.parse::<u64>() {
+                Ok(e) if e >= s => Ok((s, e.min(len.saturating_sub(1)))),
+                _ => Err(()),
+            },
+            _ => Err(()),
+        }
+    };
+    Some(r.and_then(|(s, e)| if s < len && len > 0 { Ok((s, e)) } else { Err(()) }))
+}
+
+fn etag(id: &ArtifactId) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{id}\"")).expect("hex is a valid header")
+}
+
+async fn get_one(s: S<Arc<State>>, id: Path<String>, headers: HeaderMap) -> Response {
+    artifact(s, id, headers, true).await
+}
+
+async fn head_one(s: S<Arc<State>>, id: Path<String>, headers: HeaderMap) -> Response {
+    artifact(s, id, headers, false).await
+}
+
+/// GET and HEAD of one artifact: whole or one range, verified.
+async fn artifact(S(st): S<Arc<State>>, Path(id): Path<String>, headers: HeaderMap, with_body: bool) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
+    };
+    let store = st.store.clone();
+    let reader = match blocking(move || store.open_reader(&id)).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let len = reader.len();
+    let tag = etag(&id);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == tag.as_bytes() || v.as_bytes() == b"*")
+    {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        r.headers_mut().insert(header::ETAG, tag);
+        return r;
+    }
+    let (status, start, count) = match range(&headers, len) {
+        None => (StatusCode::OK, 0, len),
+        Some(Ok((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
+        Some(Err(())) => {
+            let mut r = error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("the artifact has {len} bytes"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    let body = if !with_body {
+        Body::empty()
+    } else if count <= WHOLE {
+        match blocking(move || read_whole(reader, start, count)).await {
+            Ok(b) => Body::from(b),
+            Err(r) => return r,
+        }
+    } else {
+        stream(reader, start, count)
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::ETAG, tag);
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1)) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    r
+}
+
+fn read_whole(mut reader: ArtifactReader, start: u64, count: u64) -> crate::Result<Vec<u8>> {
+    reader.read_range_at(start, count)?;
+    let mut b = vec![0u8; count as usize];
+    reader.read_exact(&mut b).map_err(crate::store::unwrap_io)?;
+    Ok(b)
+}
+
+/// A large artifact's bytes as they are read and verified, piece by piece,
+/// on a blocking thread; a damaged chunk ends the body with an error (the
+/// client sees a short response, not wrong bytes).
+fn stream(mut reader: ArtifactReader, start: u64, count: u64) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = reader.read_range_at(start, count) {
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            return;
+        }
+        loop {
+            let mut buf = vec![0u8; PIECE];
+            match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return; // The client went away.
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A page of the live artifacts in id order: those after `after`, at most
+/// `limit` (1000 by default, 10000 at most); `next` is the `after` of the
+/// next page, absent on the last.
+async fn list(S(st): S<Arc<State>>, Query(q): Query<ListQuery>) -> Response {
+    let after = match q.after.as_deref().map(parse_id).transpose() {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let store = st.store.clone();
+    let page = blocking(move || {
+        let iter = match &after {
+            Some(a) => store.iter_from(a)?,
+            None => store.iter()?,
+        };
+        let mut out = Vec::new();
+        let mut more = false;
+        for info in iter {
+            let info = info?;
+            if Some(info.id) == after {
+                continue;
+            }
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(info);
+        }
+        Ok((out, more))
+    })
+    .await;
+    match page {
+        Ok((items, more)) => {
+            let next = if more {
+                items.last().map(|i| i.id.to_hex())
+            } else {
+                None
+            };
+            Json(json!({
+                "artifacts": items.iter().map(|i| json!({"id": i.id.to_hex(), "len": i.len})).collect::<Vec<_>>(),
+                "next": next,
+            }))
+            .into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MissingBody {
+    ids: Vec<String>,
+}
+
+/// Which of the given ids the store does not hold (have/want: a client
+/// sends only those).
+async fn missing(
+    S(st): S<Arc<State>>,
+    body: Result<Json<MissingBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"ids\": [...]}}: {e}")),
+    };
+    if body.ids.len() > st.cfg.max_batch {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} ids, more than the {} a call may ask about",
+                body.ids.len(),
+                st.cfg.max_batch
+            ),
+        );
+    }
+    let ids = match body.ids.iter().map(|i| parse_id(i)).collect::<Result<Vec<_>, _>>() {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let store = st.store.clone();
+    match blocking(move || {
+        let mut out = Vec::new();
+        for id in ids {
+            if !store.contains(&id)? {
+                out.push(id.to_hex());
+            }
+        }
+        Ok(out)
+    })
+    .await
+    {
+        Ok(m) => Json(json!({"missing": m})).into_response(),
+        Err(r) => r,
+    }
+}

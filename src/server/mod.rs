@@ -1,0 +1,94 @@
+//! The HTTP API (feature `server`, `aslctl serve`): a store reached by
+//! services that do not link the crate. Documented in `spec/openapi.yaml`.
+//!
+//! axum on tokio; every store call runs on a blocking thread, so a slow
+//! client or a long verification never stalls the runtime. Artifacts are
+//! immutable and named by their BLAKE3, so the id is the ETag and every
+//! successful read may be cached forever. Only verified bytes leave: a
+//! small artifact is proven whole before the response starts, a large one
+//! chunk by chunk as it streams (a damaged chunk ends the response short of
+//! its `Content-Length`, which every client sees as an error, never as
+//! data). Uploads stream into the store; one that fails, is too large or is
+//! cut off leaves nothing, and an acknowledged one is committed (durable).
+//!
+//! Without a tokens file the server answers anyone who reaches it, so it
+//! refuses to listen anywhere but loopback.
+
+mod api;
+pub mod auth;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Error, Result, Store};
+pub use auth::{Scope, Tokens};
+
+/// How a server runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Who may do what; `None`: anyone (loopback only).
+    pub tokens: Option<Tokens>,
+    /// The largest upload accepted, in bytes (larger: 413, nothing stored).
+    pub max_body: u64,
+    /// How long one request may take, upload or download (then it is cut
+    /// off: 408 while the body is still arriving).
+    pub timeout: Duration,
+    /// Ids a `missing` call may ask about at once.
+    pub max_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tokens: None,
+            max_body: 4 << 30,
+            timeout: Duration::from_secs(600),
+            max_batch: 10_000,
+        }
+    }
+}
+
+/// The shared state of every handler.
+pub(crate) struct State {
+    pub(crate) store: Arc<Store>,
+    pub(crate) cfg: Config,
+}
+
+/// The API's routes over `store`, for embedding in a larger axum app or
+/// driving in tests.
+pub fn router(store: Arc<Store>, cfg: Config) -> axum::Router {
+    api::routes(Arc::new(State { store, cfg }))
+}
+
+/// Checks that `addr` may be listened on with `cfg`: without tokens, only a
+/// loopback address.
+pub fn check_listen(addr: &SocketAddr, cfg: &Config) -> Result<()> {
+    if cfg.tokens.is_none() && !addr.ip().is_loopback() {
+        return Err(Error::InvalidArgument(format!(
+            "{addr} is not a loopback address: without --tokens anyone reaching it could write; give a tokens file or listen on 127.0.0.1"
+        )));
+    }
+    Ok(())
+}
+
+/// Serves the API on `listener` until `shutdown` resolves (or forever).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<Store>,
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = listener.local_addr().map_err(|e| Error::Io {
+        context: "listening socket".into(),
+        source: e,
+    })?;
+    check_listen(&addr, &cfg)?;
+    axum::serve(listener, router(store, cfg))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::Io {
+            context: format!("serve on {addr}"),
+            source: e,
+        })
+}

@@ -1,0 +1,417 @@
+//! `aslctl serve` as a real process, driven by real clients: curl and
+//! Python's requests for the API, raw sockets for what clients do wrong
+//! (cut off mid-upload, send slowly). Every bad request gets its status
+//! and stores nothing; every acknowledged put survives the server.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+mod common;
+use common::{noise, stderr_of as err, stdout_of as out};
+
+struct Server {
+    child: Child,
+    url: String,
+    addr: String,
+    store: PathBuf,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Kills the server (as a crash would) and keeps its store.
+    fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.take().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str], tokens: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    start_on(dir, store, extra, tokens)
+}
+
+fn start_on(dir: tempfile::TempDir, store: PathBuf, extra: &[&str], tokens: Option<&str>) -> Server {
+    let mut cmd = Command::new(common::aslctl_bin());
+    cmd.arg("--store")
+        .arg(&store)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra);
+    if let Some(t) = tokens {
+        let p = dir.path().join("tokens.json");
+        std::fs::write(&p, t).unwrap();
+        cmd.arg("--tokens").arg(&p);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("address line")
+        .to_string();
+    let addr = url.trim_start_matches("http://").to_string();
+    Server {
+        child,
+        url,
+        addr,
+        store,
+        dir: Some(dir),
+    }
+}
+
+/// curl with `args`, printing the status code after the body.
+fn curl(args: &[&str]) -> (u16, Vec<u8>) {
+    let o: Output = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl (see .ci/run)");
+    let mut body = o.stdout;
+    let at = body.iter().rposition(|b| *b == b'\n').unwrap();
+    let code = String::from_utf8_lossy(&body[at + 1..]).parse().unwrap();
+    body.truncate(at);
+    (code, body)
+}
+
+fn json(b: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
+}
+
+fn put_file(s: &Server, p: &Path) -> serde_json::Value {
+    let (code, body) = curl(&[
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{}", p.display()),
+        &format!("{}/v1/artifacts", s.url),
+    ]);
+    assert!(code == 201 || code == 200, "{code}: {}", String::from_utf8_lossy(&body));
+    json(&body)
+}
+
+fn list_ids(s: &Server) -> Vec<String> {
+    let (_, b) = curl(&[&format!("{}/v1/artifacts", s.url)]);
+    json(&b)["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn artifacts_go_in_and_come_out_verified_with_ranges_and_caching() {
+    let s = start(&[], None);
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    let big = dir.path().join("big");
+    std::fs::write(&small, b"hello, store\n").unwrap();
+    let bytes = noise(7, 5 << 20);
+    std::fs::write(&big, &bytes).unwrap();
+    let id = blake3::hash(&bytes).to_hex().to_string();
+    let r = put_file(&s, &big);
+    assert_eq!(
+        (r["id"].as_str(), r["len"].as_u64(), r["new"].as_bool()),
+        (Some(&*id), Some(5 << 20), Some(true))
+    );
+    assert_eq!(
+        put_file(&s, &big)["new"],
+        false,
+        "a second put of the same bytes is a no-op"
+    );
+    put_file(&s, &small);
+
+    let art = format!("{}/v1/artifacts/{id}", s.url);
+    let (code, got) = curl(&[&art]);
+    assert_eq!((code, blake3::hash(&got).to_hex().to_string()), (200, id.clone()));
+    // HEAD: the headers a cache needs, no body.
+    let o = Command::new("curl").args(["-sI", &art]).output().unwrap();
+    let head = out(&o).to_ascii_lowercase();
+    assert!(head.contains(&format!("etag: \"{id}\"")), "{head}");
+    assert!(
+        head.contains("cache-control: public, max-age=31536000, immutable"),
+        "{head}"
+    );
+    assert!(head.contains(&format!("content-length: {}", 5 << 20)), "{head}");
+    assert!(head.contains("accept-ranges: bytes"), "{head}");
+    // Ranges, 206, including across chunk boundaries and the tail.
+    for (spec, a, b) in [
+        ("0-0", 0, 0),
+        ("1048570-1048600", 1048570, 1048600),
+        ("5242000-", 5242000, 5242879),
+    ] {
+        let (code, got) = curl(&["-H", &format!("Range: bytes={spec}"), &art]);
+        assert_eq!(code, 206, "{spec}");
+        assert_eq!(got, &bytes[a..=b], "{spec}");
+    }
+    let (code, got) = curl(&["-H", "Range: bytes=-10", &art]);
+    assert_eq!((code, &got[..]), (206, &bytes[bytes.len() - 10..]));
+    for bad in ["bytes=6000000-", "bytes=10-5", "bytes=-0"] {
+        let (code, _) = curl(&["-H", &format!("Range: {bad}"), &art]);
+        assert_eq!(code, 416, "{bad}");
+    }
+    let (code, _) = curl(&["-H", &format!("If-None-Match: \"{id}\""), &art]);
+    assert_eq!(code, 304);
+
+    // PUT with the id: checked against the body.
+    let (code, b) = curl(&["-X", "PUT", "--data-binary", &format!("@{}", small.display()), &art]);
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&b));
+    let small_id = blake3::hash(b"hello, store\n").to_hex().to_string();
+    let (code, _) = curl(&[
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{}", small.display()),
+        &format!("{}/v1/artifacts/{small_id}", s.url),
+    ]);
+    assert_eq!(code, 200, "already there");
+
+    // Have/want.
+    let absent = blake3::hash(b"absent").to_hex().to_string();
+    let (code, b) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &format!("{{\"ids\": [\"{id}\", \"{absent}\", \"{small_id}\"]}}"),
+        &format!("{}/v1/artifacts:missing", s.url),
+    ]);
+    assert_eq!(code, 200);
+    assert_eq!(json(&b)["missing"], serde_json::json!([absent]));
+
+    // Listing in pages.
+    let (_, b) = curl(&[&format!("{}/v1/artifacts?limit=1", s.url)]);
+    let p1 = json(&b);
+    assert_eq!(p1["artifacts"].as_array().unwrap().len(), 1);
+    let next = p1["next"].as_str().unwrap().to_string();
+    let (_, b) = curl(&[&format!("{}/v1/artifacts?limit=1&after={next}", s.url)]);
+    let p2 = json(&b);
+    assert_eq!(p2["artifacts"].as_array().unwrap().len(), 1);
+    assert!(p2["next"].is_null(), "{p2}");
+    let mut all = list_ids(&s);
+    all.sort();
+    let mut want = vec![id.clone(), small_id.clone()];
+    want.sort();
+    assert_eq!(all, want);
+
+    // Path parameters are ids and nothing else.
+    for bad in ["..%2F..%2Fetc%2Fpasswd", "3e1f", "ZZ", &"a".repeat(65)] {
+        let (code, _) = curl(&[&format!("{}/v1/artifacts/{bad}", s.url)]);
+        assert_eq!(code, 400, "{bad}");
+    }
+    let (code, _) = curl(&["--path-as-is", &format!("{}/v1/artifacts/../../etc/passwd", s.url)]);
+    assert!(code == 404 || code == 400, "{code}");
+    let (code, _) = curl(&[&format!("{}/v1/artifacts/{absent}", s.url)]);
+    assert_eq!(code, 404);
+
+    // What was acknowledged survives the server being killed.
+    let store = s.store.clone();
+    let _keep = s.kill();
+    for want in [&id, &small_id] {
+        let o = common::aslctl(&store, &["cat", want]);
+        assert!(o.status.success(), "{}", err(&o));
+        assert_eq!(blake3::hash(&o.stdout).to_hex().as_str(), want.as_str());
+    }
+}
+
+#[test]
+fn python_requests_round_trip() {
+    let s = start(&[], None);
+    let script = r#"
+import hashlib, os, sys, requests
+url = sys.argv[1]
+data = os.urandom(3 * 1024 * 1024 + 17)
+r = requests.put(url + "/v1/artifacts", data=data)
+r.raise_for_status()
+i = r.json()["id"]
+g = requests.get(url + "/v1/artifacts/" + i)
+assert g.status_code == 200 and g.content == data, g.status_code
+assert g.headers["ETag"] == '"%s"' % i
+p = requests.get(url + "/v1/artifacts/" + i, headers={"Range": "bytes=1000-2999"})
+assert p.status_code == 206 and p.content == data[1000:3000]
+assert p.headers["Content-Range"] == "bytes 1000-2999/%d" % len(data)
+m = requests.post(url + "/v1/artifacts:missing", json={"ids": [i, "0" * 64]})
+assert m.json() == {"missing": ["0" * 64]}, m.text
+print(i)
+"#;
+    let o = Command::new("python3").args(["-c", script, &s.url]).output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(list_ids(&s), [out(&o).trim()]);
+}
+
+#[test]
+fn tokens_decide_who_reads_and_writes() {
+    let tokens = r#"{"tokens": [
+        {"name": "ci", "token": "write-token-0123456789", "scope": "write"},
+        {"name": "viewer", "token": "read-token-0123456789", "scope": "read"}]}"#;
+    let s = start(&[], Some(tokens));
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"guarded").unwrap();
+    let id = blake3::hash(b"guarded").to_hex().to_string();
+    let put = |tok: Option<&str>| {
+        let mut a = vec!["-X", "PUT", "--data-binary"];
+        let data = format!("@{}", f.display());
+        a.push(&data);
+        let h;
+        if let Some(t) = tok {
+            h = format!("Authorization: Bearer {t}");
+            a.extend(["-H", &h]);
+        }
+        let u = format!("{}/v1/artifacts", s.url);
+        a.push(&u);
+        curl(&a).0
+    };
+    assert_eq!(put(None), 401);
+    assert_eq!(put(Some("guess-token-0123456789")), 401);
+    assert_eq!(put(Some("read-token-0123456789")), 403, "read-only");
+    assert_eq!(put(Some("write-token-0123456789")), 201);
+    let art = format!("{}/v1/artifacts/{id}", s.url);
+    assert_eq!(curl(&[&art]).0, 401, "reads need a token too");
+    let (code, body) = curl(&["-H", "Authorization: Bearer read-token-0123456789", &art]);
+    assert_eq!((code, &body[..]), (200, &b"guarded"[..]));
+    let o = Command::new("curl").args(["-sI", &art]).output().unwrap();
+    assert!(
+        out(&o).to_ascii_lowercase().contains("www-authenticate: bearer"),
+        "{}",
+        out(&o)
+    );
+
+    // Without tokens, only loopback.
+    let o = Command::new(common::aslctl_bin())
+        .args([
+            "--store",
+            dir.path().join("s").to_str().unwrap(),
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("not a loopback address"), "{}", err(&o));
+}
+
+#[test]
+fn bad_uploads_store_nothing_and_do_not_block_others() {
+    let s = start(&["--max-body", "1M", "--timeout", "3"], None);
+    let dir = tempfile::tempdir().unwrap();
+    // Too large: declared, and (chunked, undeclared) found while streaming.
+    let big = dir.path().join("big");
+    std::fs::write(&big, noise(3, 2 << 20)).unwrap();
+    let (code, _) = curl(&[
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{}", big.display()),
+        &format!("{}/v1/artifacts", s.url),
+    ]);
+    assert_eq!(code, 413);
+    let (code, _) = curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &format!("@{}", big.display()),
+        &format!("{}/v1/artifacts", s.url),
+    ]);
+    assert_eq!(code, 413);
+
+    // A client that goes away half-way through a large upload.
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    let part = noise(4, 600 << 10);
+    write!(
+        c,
+        "PUT /v1/artifacts HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        900 << 10
+    )
+    .unwrap();
+    c.write_all(&part).unwrap();
+    drop(c);
+
+    // A slow client holds its own upload open; others go on meanwhile.
+    let mut slow = TcpStream::connect(&s.addr).unwrap();
+    write!(
+        slow,
+        "PUT /v1/artifacts HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    )
+    .unwrap();
+    slow.write_all(&[1u8; 1000]).unwrap();
+    let quick = dir.path().join("quick");
+    std::fs::write(&quick, b"not blocked").unwrap();
+    let t = std::time::Instant::now();
+    let r = put_file(&s, &quick);
+    assert!(t.elapsed() < Duration::from_secs(2), "a slow upload held others up");
+    // The slow one is cut off at the timeout, with nothing stored.
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut resp = String::new();
+    let _ = slow.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        list_ids(&s),
+        [r["id"].as_str().unwrap()],
+        "only the good upload is stored"
+    );
+    // And the store is sound: verify after the server is gone.
+    let store = s.store.clone();
+    let _keep = s.kill();
+    let o = common::aslctl(&store, &["verify"]);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+}
+
+/// Damage under a running server never becomes wrong bytes: a damaged
+/// large artifact's download stops short of its length (curl reports the
+/// transfer incomplete), a damaged small one is a 500 before any byte.
+#[test]
+fn damaged_artifacts_are_never_served() {
+    let s = start(&[], None);
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big");
+    let bytes = noise(11, 4 << 20);
+    std::fs::write(&big, &bytes).unwrap();
+    let id = put_file(&s, &big)["id"].as_str().unwrap().to_string();
+    let store = s.store.clone();
+    let keep = s.kill();
+    // Flip one byte in the middle of the segment: inside the artifact.
+    let seg = std::fs::read_dir(store.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut b = std::fs::read(&seg).unwrap();
+    let at = b.len() / 2;
+    b[at] ^= 0x40;
+    std::fs::write(&seg, &b).unwrap();
+    let s = start_on(keep, store, &[], None);
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            dir.path().join("got").to_str().unwrap(),
+            &format!("{}/v1/artifacts/{id}", s.url),
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "curl must see the transfer fail");
+    let got = std::fs::read(dir.path().join("got")).unwrap_or_default();
+    assert!(got.len() < bytes.len(), "short, never complete");
+    assert_eq!(got[..], bytes[..got.len()], "and every byte sent is right");
+}
