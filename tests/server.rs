@@ -415,3 +415,53 @@ fn damaged_artifacts_are_never_served() {
     assert!(got.len() < bytes.len(), "short, never complete");
     assert_eq!(got[..], bytes[..got.len()], "and every byte sent is right");
 }
+
+/// The OpenAPI file is valid (checked by openapi-spec-validator, installed
+/// by `.ci/run`) and documents exactly the routes the server answers.
+#[test]
+fn the_openapi_file_is_valid_and_complete() {
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/spec/openapi.yaml");
+    let o = Command::new("python3")
+        .args(["-m", "openapi_spec_validator", spec])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, yaml; print('\\n'.join(sorted(yaml.safe_load(open(sys.argv[1]))['paths'])))",
+            spec,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        out(&o).lines().collect::<Vec<_>>(),
+        [
+            "/v1/artifacts",
+            "/v1/artifacts/{id}",
+            "/v1/artifacts:missing",
+            "/v1/health"
+        ]
+    );
+    // Each answers (not the router's 404) on a running server.
+    let s = start(&[], None);
+    for (method, path) in [
+        ("GET", "/v1/health".to_string()),
+        ("GET", "/v1/artifacts".to_string()),
+        ("POST", "/v1/artifacts:missing".to_string()),
+        ("GET", format!("/v1/artifacts/{}", "0".repeat(64))),
+    ] {
+        let (code, body) = curl(&[
+            "-X",
+            method,
+            "-H",
+            "content-type: application/json",
+            "-d",
+            "{\"ids\": []}",
+            &format!("{}{path}", s.url),
+        ]);
+        let text = String::from_utf8_lossy(&body).to_string();
+        assert!(!text.contains("no such route"), "{method} {path}: {code} {text}");
+    }
+}
