@@ -35,9 +35,12 @@
 //!
 //! # Features
 //!
-//! `cli` (the `aslctl` binary: clap, indicatif, serde_json) and `bench` (the
-//! harness, plotters) are on by default for the binary; an embedder takes
-//! `default-features = false` and gets none of them. `zfs` snapshots the ZFS
+//! `cli` (the `aslctl` binary: clap, indicatif, serde_json), `bench` (the
+//! harness, plotters) and `server` (the HTTP API, `asl::server`: axum, tokio)
+//! are on by default for the binary; an embedder takes
+//! `default-features = false` and gets none of them. `hdf5` indexes HDF5
+//! files over the HDF5 C library; `h5read`, `yaml` and `json` are the pure
+//! Rust parts of the typed formats. `zfs` snapshots the ZFS
 //! dataset holding the store with each named snapshot.
 
 #![deny(unsafe_code)]
