@@ -181,6 +181,7 @@ fn types_lists_the_registry() {
             "asl/hdf5-index",
             "asl/template",
             "asl/overlay",
+            "asl/cache-entry",
             "rvls/pattern",
             "rvls/trajectory",
             "rvls/ewc",

@@ -438,6 +438,8 @@ fn the_openapi_file_is_valid_and_complete() {
     assert_eq!(
         out(&o).lines().collect::<Vec<_>>(),
         [
+            "/ac/{key}",
+            "/cas/{key}",
             "/v1/artifacts",
             "/v1/artifacts/{id}",
             "/v1/artifacts:missing",
@@ -451,6 +453,8 @@ fn the_openapi_file_is_valid_and_complete() {
         ("GET", "/v1/artifacts".to_string()),
         ("POST", "/v1/artifacts:missing".to_string()),
         ("GET", format!("/v1/artifacts/{}", "0".repeat(64))),
+        ("GET", format!("/ac/{}", "0".repeat(64))),
+        ("GET", format!("/cas/{}", "0".repeat(64))),
     ] {
         let (code, body) = curl(&[
             "-X",
@@ -463,5 +467,115 @@ fn the_openapi_file_is_valid_and_complete() {
         ]);
         let text = String::from_utf8_lossy(&body).to_string();
         assert!(!text.contains("no such route"), "{method} {path}: {code} {text}");
+    }
+}
+
+/// The Bazel HTTP cache protocol: CAS entries are checked against their
+/// SHA-256 (a wrong body is 400 and leaves nothing), AC entries are any
+/// bytes under a key and a newer put replaces the answer.
+#[test]
+fn bazel_cache_protocol() {
+    use sha2::Digest;
+    let s = start(&[], None);
+    let dir = tempfile::tempdir().unwrap();
+    let body = noise(21, 3 << 20);
+    let f = dir.path().join("blob");
+    std::fs::write(&f, &body).unwrap();
+    let sha = hex(&sha2::Sha256::digest(&body));
+    let cas = format!("{}/cas/{sha}", s.url);
+    assert_eq!(curl(&[&cas]).0, 404);
+    let (code, b) = curl(&["-X", "PUT", "--data-binary", &format!("@{}", f.display()), &cas]);
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&b));
+    let (code, got) = curl(&[&cas]);
+    assert_eq!((code, got == body), (200, true));
+    assert_eq!(curl(&["-I", &cas]).0, 200);
+    // A body that is not what the key says.
+    let other = dir.path().join("other");
+    std::fs::write(&other, noise(22, 2 << 20)).unwrap();
+    let before = list_ids(&s).len();
+    let (code, b) = curl(&[
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{}", other.display()),
+        &format!("{}/cas/{}", s.url, "ab".repeat(32)),
+    ]);
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(list_ids(&s).len(), before, "nothing stored");
+
+    let key = "cd".repeat(32);
+    let ac = format!("{}/ac/{key}", s.url);
+    assert_eq!(curl(&[&ac]).0, 404);
+    for v in ["first result", "second result"] {
+        let (code, _) = curl(&["-X", "PUT", "--data-binary", v, &ac]);
+        assert!(code == 201 || code == 200);
+        let (code, got) = curl(&[&ac]);
+        assert_eq!((code, String::from_utf8_lossy(&got).to_string()), (200, v.to_string()));
+    }
+    assert_eq!(curl(&[&format!("{}/ac/not-a-key", s.url)]).0, 400);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// ccache (from Debian, installed by `.ci/run`) pointed at the server with
+/// its HTTP remote storage: a second build from an empty local cache is
+/// all remote hits, and its objects are the first build's.
+#[test]
+fn ccache_builds_twice_and_hits_the_second_time() {
+    if Command::new("ccache").arg("--version").output().is_err() {
+        panic!("ccache is not installed (see .ci/run)");
+    }
+    let s = start(&[], None);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let files = ["main", "util", "math"];
+    for (i, f) in files.iter().enumerate() {
+        std::fs::write(
+            src.join(format!("{f}.c")),
+            format!("int {f}_f(int x) {{ return x * {} + 1; }}\n", i + 2),
+        )
+        .unwrap();
+    }
+    let build = |n: usize| -> std::collections::BTreeMap<String, u64> {
+        let out_dir = dir.path().join(format!("build{n}"));
+        std::fs::create_dir(&out_dir).unwrap();
+        let cc_dir = dir.path().join(format!("ccache{n}"));
+        for f in files {
+            let o = Command::new("ccache")
+                .env("CCACHE_DIR", &cc_dir)
+                .env("CCACHE_REMOTE_STORAGE", format!("{}|layout=bazel", s.url))
+                .env("CCACHE_REMOTE_ONLY", "true")
+                .args(["cc", "-c"])
+                .arg(src.join(format!("{f}.c")))
+                .arg("-o")
+                .arg(out_dir.join(format!("{f}.o")))
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", err(&o));
+        }
+        let o = Command::new("ccache")
+            .env("CCACHE_DIR", &cc_dir)
+            .arg("--print-stats")
+            .output()
+            .unwrap();
+        out(&o)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            .collect()
+    };
+    let first = build(1);
+    assert_eq!(first["remote_storage_miss"], 3, "{first:?}");
+    assert_eq!(first["remote_storage_error"], 0, "{first:?}");
+    let second = build(2);
+    assert_eq!(second["remote_storage_hit"], 3, "{second:?}");
+    assert_eq!(second["remote_storage_error"], 0, "{second:?}");
+    for f in files {
+        let a = std::fs::read(dir.path().join(format!("build1/{f}.o"))).unwrap();
+        let b = std::fs::read(dir.path().join(format!("build2/{f}.o"))).unwrap();
+        assert_eq!(a, b, "{f}.o");
     }
 }

@@ -30,12 +30,13 @@ pub(super) fn routes(st: Arc<State>) -> Router {
         .route("/v1/artifacts", put(put_new).get(list))
         .route("/v1/artifacts:missing", post(missing))
         .route("/v1/artifacts/{id}", put(put_named).get(get_one).head(head_one))
+        .merge(super::cache::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(middleware::from_fn_with_state(st.clone(), authorize))
         .with_state(st)
 }
 
-fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+pub(super) fn error(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(json!({"error": msg.into()}))).into_response()
 }
 
@@ -51,7 +52,9 @@ fn store_error(e: Error) -> Response {
 }
 
 /// Runs store work on a blocking thread.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> crate::Result<T> + Send + 'static) -> Result<T, Response> {
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> Result<T, Response> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(store_error(e)),
@@ -98,7 +101,7 @@ async fn health() -> Response {
 }
 
 /// A request this API refuses: its status and one line.
-struct Refused(StatusCode, String);
+pub(super) struct Refused(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
@@ -155,25 +158,55 @@ async fn put_named(S(st): S<Arc<State>>, Path(id): Path<String>, headers: Header
 
 /// Streams the body into the store and commits; on any failure (too large,
 /// too slow, cut off, not the expected id) nothing stays.
-async fn upload(st: Arc<State>, expect: Option<ArtifactId>, headers: &HeaderMap, mut body: Body) -> Response {
+async fn upload(st: Arc<State>, expect: Option<ArtifactId>, headers: &HeaderMap, body: Body) -> Response {
+    let put = match receive(&st, PutOptions::new().expect(expect), headers, body).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let store = st.store.clone();
+    if let Err(r) = blocking(move || store.commit()).await {
+        return r;
+    }
+    stored(&put)
+}
+
+/// The answer to an acknowledged put: 201 when new, 200 when it was there.
+pub(super) fn stored(put: &crate::Put) -> Response {
+    let code = if put.new { StatusCode::CREATED } else { StatusCode::OK };
+    let mut r = (
+        code,
+        Json(json!({"id": put.id.to_hex(), "len": put.len, "new": put.new})),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/artifacts/{}", put.id)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// Streams `body` into the store with `opts` (not yet committed). Too
+/// large, too slow or cut off: the put sees a read error and leaves
+/// nothing, and the answer is the error response.
+pub(super) async fn receive(
+    st: &Arc<State>,
+    opts: PutOptions,
+    headers: &HeaderMap,
+    mut body: Body,
+) -> Result<crate::Put, Response> {
     let max = st.cfg.max_body;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
-        return error(
+        return Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is over the {max}-byte limit"),
-        );
+        ));
     }
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let store = st.store.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        let put = store.put_reader_with(Incoming { rx, buf: Bytes::new() }, &PutOptions::new().expect(expect))?;
-        store.commit()?;
-        Ok::<_, Error>(put)
-    });
+    let task = tokio::task::spawn_blocking(move || store.put_reader_with(Incoming { rx, buf: Bytes::new() }, &opts));
     let deadline = tokio::time::Instant::now() + st.cfg.timeout;
     let mut total = 0u64;
     let failed = loop {
@@ -198,28 +231,19 @@ async fn upload(st: Arc<State>, expect: Option<ArtifactId>, headers: &HeaderMap,
         }
     };
     if let Some((code, msg)) = failed {
-        // The put sees a read error and leaves nothing behind.
         let _ = tx.send(Err(std::io::Error::other(msg.clone()))).await;
         drop(tx);
         let _ = task.await;
-        return error(code, msg);
+        return Err(error(code, msg));
     }
     drop(tx);
     match task.await {
-        Ok(Ok(put)) => {
-            let code = if put.new { StatusCode::CREATED } else { StatusCode::OK };
-            let mut r = (
-                code,
-                Json(json!({"id": put.id.to_hex(), "len": put.len, "new": put.new})),
-            )
-                .into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!("/v1/artifacts/{}", put.id)) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            r
-        }
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("store task failed: {e}")),
+        Ok(Ok(put)) => Ok(put),
+        Ok(Err(e)) => Err(store_error(e)),
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("store task failed: {e}"),
+        )),
     }
 }
 
@@ -271,6 +295,11 @@ async fn artifact(S(st): S<Arc<State>>, Path(id): Path<String>, headers: HeaderM
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
+    send(&st, id, &headers, with_body).await
+}
+
+/// The response carrying artifact `id` (whole, one range, or headers only).
+pub(super) async fn send(st: &Arc<State>, id: ArtifactId, headers: &HeaderMap, with_body: bool) -> Response {
     let store = st.store.clone();
     let reader = match blocking(move || store.open_reader(&id)).await {
         Ok(r) => r,
@@ -286,7 +315,7 @@ async fn artifact(S(st): S<Arc<State>>, Path(id): Path<String>, headers: HeaderM
         r.headers_mut().insert(header::ETAG, tag);
         return r;
     }
-    let (status, start, count) = match range(&headers, len) {
+    let (status, start, count) = match range(headers, len) {
         None => (StatusCode::OK, 0, len),
         Some(Ok((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
         Some(Err(())) => {

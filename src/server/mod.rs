@@ -13,9 +13,13 @@
 //!
 //! Without a tokens file the server answers anyone who reaches it, so it
 //! refuses to listen anywhere but loopback.
+//!
+//! Beside `/v1`, the Bazel HTTP cache protocol (`/ac`, `/cas`) serves
+//! Bazel's `--remote_cache` and ccache's HTTP remote storage.
 
 mod api;
 pub mod auth;
+mod cache;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,12 +57,26 @@ impl Default for Config {
 pub(crate) struct State {
     pub(crate) store: Arc<Store>,
     pub(crate) cfg: Config,
+    /// The query index: build-cache keys and SHA-256 digests resolve
+    /// through it. This server is the store's only writer, so it brings the
+    /// index up to date after each write of its own.
+    pub(crate) index: parking_lot::Mutex<crate::records::query::QueryIndex>,
+    /// The last time stamped on a cache entry, in ms since 1970.
+    pub(crate) last_stamp: parking_lot::Mutex<u64>,
 }
 
 /// The API's routes over `store`, for embedding in a larger axum app or
-/// driving in tests.
-pub fn router(store: Arc<Store>, cfg: Config) -> axum::Router {
-    api::routes(Arc::new(State { store, cfg }))
+/// driving in tests. Opens the store's query index (held while the router
+/// lives).
+pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
+    let (index, _) = crate::records::query::QueryIndex::open(&store)
+        .map_err(|e| Error::InvalidArgument(format!("query index: {e}")))?;
+    Ok(api::routes(Arc::new(State {
+        store,
+        cfg,
+        index: parking_lot::Mutex::new(index),
+        last_stamp: parking_lot::Mutex::new(0),
+    })))
 }
 
 /// Checks that `addr` may be listened on with `cfg`: without tokens, only a
@@ -84,7 +102,7 @@ pub async fn serve(
         source: e,
     })?;
     check_listen(&addr, &cfg)?;
-    axum::serve(listener, router(store, cfg))
+    axum::serve(listener, router(store, cfg)?)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::Io {

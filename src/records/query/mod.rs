@@ -49,8 +49,8 @@ use super::{Record, RecordError, MAGIC};
 use crate::{ArtifactId, LogCursor, Store};
 
 /// The index layout; another value means rebuild (3: overlay logs are
-/// found by their overlay and base).
-const LAYOUT: u64 = 3;
+/// found by their overlay and base; 4: cache entries by their key).
+const LAYOUT: u64 = 4;
 
 /// How long opening waits for another process holding the index.
 pub const OPEN_WAIT: Duration = Duration::from_secs(10);

@@ -25,6 +25,7 @@ const LABEL_FIELDS: &[(&str, &[&str])] = &[
     ("asl/digest", &["sha256"]),
     ("asl/pel-receipt", &["run_id", "node", "outcome"]),
     ("asl/pel-run", &["run_id", "outcome"]),
+    ("asl/cache-entry", &["cache_key"]),
 ];
 
 /// Fields a PEL receipt is found by, each an id: its action key (the

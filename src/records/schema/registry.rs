@@ -315,6 +315,16 @@ pub static REGISTRY: &[RecordType] = &[
         ],
     },
     RecordType {
+        name: "asl/cache-entry",
+        version: 1,
+        doc: "a build cache's key pointing at an artifact (a Bazel action result, a ccache entry): the newest entry for a key answers it",
+        fields: &[
+            req("cache_key", Kind::Name),
+            req("value", Kind::Id),
+            req("created_at", Kind::Time),
+        ],
+    },
+    RecordType {
         name: "rvls/pattern",
         version: 1,
         doc: "a guidance pattern imported from an RVLS learning store, labelled rvls.kind, rvls.domain, rvls.id",

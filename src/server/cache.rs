@@ -1,0 +1,215 @@
+//! Build caches over the store: the Bazel HTTP cache protocol (`/ac/KEY`,
+//! `/cas/SHA256`), which ccache's HTTP remote storage speaks with
+//! `layout=bazel`.
+//!
+//! A CAS entry is an artifact whose SHA-256 is its key: the put computes the
+//! SHA-256 in the same pass that stores the bytes, a body that does not
+//! hash to the key is refused (and what it stored is removed again), and an
+//! `asl/digest` record lets the key find the artifact. An AC entry is any
+//! bytes under a key (an action result, a ccache entry): the bytes are an
+//! artifact and an `asl/cache-entry` record points the key at it; a newer
+//! entry for the same key replaces the answer. Reads are verified like
+//! every read, so the cache never answers with bytes it lost.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State as S};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::api::{blocking, error, receive, send, stored, Refused};
+use super::State;
+use crate::records::cbor::Value;
+use crate::records::{self, digests, Record, Source};
+use crate::{ArtifactId, Error, PutOptions};
+
+/// The record type of action-cache entries.
+pub const CACHE_ENTRY: &str = "asl/cache-entry";
+
+pub(super) fn routes() -> Router<Arc<State>> {
+    Router::new()
+        .route("/ac/{key}", get(ac_get).head(ac_head).put(ac_put))
+        .route("/cas/{key}", get(cas_get).head(cas_head).put(cas_put))
+}
+
+/// A Bazel key: a SHA-256 as 64 hex digits.
+fn parse_key(text: &str) -> Result<[u8; 32], Refused> {
+    if text.len() == 64 {
+        if let Some(k) = digests::parse_sha256(text) {
+            return Ok(k);
+        }
+    }
+    Err(Refused(
+        StatusCode::BAD_REQUEST,
+        "a cache key is a SHA-256 as 64 hex digits".into(),
+    ))
+}
+
+/// Now, to the millisecond, and later than any stamp this server gave
+/// before: two entries for one key put within a millisecond still order.
+fn stamp(st: &State) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut last = st.last_stamp.lock();
+    *last = now.max(*last + 1);
+    let whole = records::time::format(*last / 1000);
+    format!("{}.{:03}Z", &whole[..whole.len() - 1], *last % 1000)
+}
+
+/// Brings the query index up to date with what this server just wrote.
+fn refresh(st: &State) -> crate::Result<()> {
+    st.index
+        .lock()
+        .refresh(&st.store)
+        .map(|_| ())
+        .map_err(|e| Error::InvalidArgument(format!("query index: {e}")))
+}
+
+/// The artifact the AC key `key` answers with: its newest live entry.
+fn ac_lookup(st: &State, key: &[u8; 32]) -> crate::Result<Option<ArtifactId>> {
+    let name = format!("ac/{}", digests::hex(key));
+    let hits = st
+        .index
+        .lock()
+        .records_with("cache_key", name.as_bytes())
+        .map_err(|e| Error::InvalidArgument(format!("query index: {e}")))?;
+    // The index orders by whole seconds; the entries' own times (to the
+    // millisecond, strictly increasing per server) decide within one.
+    let mut best: Option<(String, ArtifactId)> = None;
+    for (_, rid) in hits {
+        let Ok(r) = records::get(&*st.store as &dyn Source, &rid) else {
+            continue;
+        };
+        let (Some(Value::Text(at)), Some(Value::Bytes(b))) = (r.body.get("created_at"), r.body.get("value")) else {
+            continue;
+        };
+        let Ok(b) = <[u8; 32]>::try_from(b.as_slice()) else {
+            continue;
+        };
+        let id = ArtifactId::from_bytes(b);
+        if best.as_ref().is_none_or(|(t, _)| at > t) && st.store.contains(&id)? {
+            best = Some((at.clone(), id));
+        }
+    }
+    Ok(best.map(|(_, id)| id))
+}
+
+fn cas_lookup(st: &State, key: &[u8; 32]) -> crate::Result<Option<ArtifactId>> {
+    let index = st.index.lock();
+    digests::resolve(&st.store, &index, key).map_err(|e| Error::InvalidArgument(format!("query index: {e}")))
+}
+
+async fn answer(
+    st: Arc<State>,
+    key: String,
+    headers: HeaderMap,
+    with_body: bool,
+    lookup: fn(&State, &[u8; 32]) -> crate::Result<Option<ArtifactId>>,
+) -> Response {
+    let key = match parse_key(&key) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let s2 = st.clone();
+    match blocking(move || lookup(&s2, &key)).await {
+        Ok(Some(id)) => send(&st, id, &headers, with_body).await,
+        Ok(None) => error(StatusCode::NOT_FOUND, "not in the cache"),
+        Err(r) => r,
+    }
+}
+
+async fn ac_get(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap) -> Response {
+    answer(st, key, headers, true, ac_lookup).await
+}
+
+async fn ac_head(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap) -> Response {
+    answer(st, key, headers, false, ac_lookup).await
+}
+
+async fn cas_get(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap) -> Response {
+    answer(st, key, headers, true, cas_lookup).await
+}
+
+async fn cas_head(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap) -> Response {
+    answer(st, key, headers, false, cas_lookup).await
+}
+
+/// Stores an action-cache entry: the bytes, then the record pointing the
+/// key at them, committed together.
+async fn ac_put(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let key = match parse_key(&key) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let put = match receive(&st, PutOptions::new(), &headers, body).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let s2 = st.clone();
+    let id = put.id;
+    let done = blocking(move || {
+        let entry = Record::new(
+            CACHE_ENTRY,
+            1,
+            Value::Map(vec![
+                (
+                    Value::text("cache_key"),
+                    Value::text(format!("ac/{}", digests::hex(&key))),
+                ),
+                (Value::text("value"), Value::Bytes(id.as_bytes().to_vec())),
+                (Value::text("created_at"), Value::text(stamp(&s2))),
+            ]),
+        );
+        records::put(&s2.store, &entry).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        s2.store.commit()?;
+        refresh(&s2)
+    })
+    .await;
+    match done {
+        Ok(()) => stored(&put),
+        Err(r) => r,
+    }
+}
+
+/// Stores a CAS entry: its SHA-256, taken as it is stored, must be the key.
+async fn cas_put(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let key = match parse_key(&key) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let put = match receive(&st, PutOptions::new().sha256(true), &headers, body).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let s2 = st.clone();
+    let p2 = put;
+    let done = blocking(move || {
+        let sha = p2.sha256.unwrap_or_default();
+        if sha != key {
+            // Not what was promised: what this put added goes again.
+            if p2.new {
+                s2.store.remove(&p2.id)?;
+                s2.store.commit()?;
+            }
+            return Ok(Some(digests::hex(&sha)));
+        }
+        digests::record(&s2.store, &[(p2.id, sha, p2.len)]).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        s2.store.commit()?;
+        refresh(&s2)?;
+        Ok(None)
+    })
+    .await;
+    match done {
+        Ok(None) => stored(&put),
+        Ok(Some(actual)) => error(
+            StatusCode::BAD_REQUEST,
+            format!("the body's SHA-256 is {actual}, not the key"),
+        ),
+        Err(r) => r,
+    }
+}
