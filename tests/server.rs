@@ -579,3 +579,122 @@ fn ccache_builds_twice_and_hits_the_second_time() {
         assert_eq!(a, b, "{f}.o");
     }
 }
+
+/// A token that sees only published artifacts is told an internal one does
+/// not exist on every read path — GET, HEAD, a range, the listing, the
+/// missing check, the action cache and the CAS — with the very answers a
+/// truly absent one gets (404, listed as missing), never 403.
+#[test]
+fn internal_artifacts_do_not_exist_for_published_only_tokens() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (public, internal) = (b"for everyone".to_vec(), noise(31, 2 << 20));
+    {
+        let s = asl::StoreOptions::new().create(true).open(&store).unwrap();
+        s.put_with(&public, &asl::PutOptions::new().visibility(asl::Visibility::Published))
+            .unwrap();
+        s.put_reader_with(&internal[..], &asl::PutOptions::new()).unwrap();
+        s.commit().unwrap();
+    }
+    let tokens = r#"{"tokens": [
+        {"name": "ops", "token": "write-token-0123456789", "scope": "write"},
+        {"name": "peer", "token": "peer-token-0123456789", "scope": "read", "sees": "published"}]}"#;
+    let s = start_on(dir, store, &[], Some(tokens));
+    let (pid, iid) = (
+        blake3::hash(&public).to_hex().to_string(),
+        blake3::hash(&internal).to_hex().to_string(),
+    );
+    let absent = blake3::hash(b"never stored").to_hex().to_string();
+    let ops = "Authorization: Bearer write-token-0123456789";
+    let peer = "Authorization: Bearer peer-token-0123456789";
+    // Cache entries (internal, as everything the server stores).
+    let key = "ef".repeat(32);
+    assert_eq!(
+        curl(&[
+            "-H",
+            ops,
+            "-X",
+            "PUT",
+            "--data-binary",
+            "result",
+            &format!("{}/ac/{key}", s.url)
+        ])
+        .0,
+        201
+    );
+    let sha = hex(&sha2::Sha256::digest(b"cas bytes"));
+    assert_eq!(
+        curl(&[
+            "-H",
+            ops,
+            "-X",
+            "PUT",
+            "--data-binary",
+            "cas bytes",
+            &format!("{}/cas/{sha}", s.url)
+        ])
+        .0,
+        201
+    );
+
+    let art = |id: &str| format!("{}/v1/artifacts/{id}", s.url);
+    for (who, sees_internal) in [(ops, true), (peer, false)] {
+        // The published artifact: everyone.
+        assert_eq!(curl(&["-H", who, &art(&pid)]).0, 200);
+        // The internal one: like an absent one, for the peer.
+        for path in [art(&iid), format!("{}/ac/{key}", s.url), format!("{}/cas/{sha}", s.url)] {
+            let (code, body) = curl(&["-H", who, &path]);
+            let (code_absent, body_absent) = curl(&[
+                "-H",
+                who,
+                &path
+                    .replace(&iid, &absent)
+                    .replace(&key, &"00".repeat(32))
+                    .replace(&sha, &"11".repeat(32)),
+            ]);
+            if sees_internal {
+                assert_eq!(code, 200, "{path}");
+            } else {
+                assert_eq!(code, 404, "{path}");
+                assert_eq!(code_absent, 404);
+                let strip = |b: &[u8]| String::from_utf8_lossy(b).replace(&iid, "ID").replace(&absent, "ID");
+                assert_eq!(
+                    strip(&body),
+                    strip(&body_absent),
+                    "the same answer as for an absent one: {path}"
+                );
+            }
+            let (code, _) = curl(&["-H", who, "-I", &path]);
+            assert_eq!(code, if sees_internal { 200 } else { 404 }, "HEAD {path}");
+        }
+        let (code, _) = curl(&["-H", who, "-H", "Range: bytes=0-9", &art(&iid)]);
+        assert_eq!(code, if sees_internal { 206 } else { 404 });
+        let (_, b) = curl(&["-H", who, &format!("{}/v1/artifacts", s.url)]);
+        let listed: Vec<String> = json(&b)["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect();
+        assert!(listed.contains(&pid));
+        assert_eq!(listed.contains(&iid), sees_internal, "{listed:?}");
+        let (_, b) = curl(&[
+            "-H",
+            who,
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &format!("{{\"ids\": [\"{pid}\", \"{iid}\", \"{absent}\"]}}"),
+            &format!("{}/v1/artifacts:missing", s.url),
+        ]);
+        let want = if sees_internal {
+            serde_json::json!([absent])
+        } else {
+            serde_json::json!([iid, absent])
+        };
+        assert_eq!(json(&b)["missing"], want);
+    }
+}

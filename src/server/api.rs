@@ -6,7 +6,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State as S};
+use axum::extract::{Extension, Path, Query, Request, State as S};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -65,10 +65,29 @@ pub(super) async fn blocking<T: Send + 'static>(
     }
 }
 
+/// What the caller may see, set on every request by [`authorize`].
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Access {
+    /// Only published artifacts exist for this caller.
+    pub(super) published_only: bool,
+}
+
+impl Access {
+    /// Whether `id` is live and visible to this caller. An internal artifact
+    /// is, to a published-only caller, exactly as absent as a missing one.
+    pub(super) fn sees(&self, store: &crate::Store, id: &ArtifactId) -> crate::Result<bool> {
+        Ok(match store.info(id)? {
+            None => false,
+            Some(i) => !self.published_only || i.visibility == crate::Visibility::Published,
+        })
+    }
+}
+
 /// Checks the bearer token against what the call needs: reads need `read`,
 /// puts `write`. No tokens configured: everyone may (loopback only).
-async fn authorize(S(st): S<Arc<State>>, req: Request, next: Next) -> Response {
+async fn authorize(S(st): S<Arc<State>>, mut req: Request, next: Next) -> Response {
     let Some(tokens) = &st.cfg.tokens else {
+        req.extensions_mut().insert(Access { published_only: false });
         return next.run(req).await;
     };
     let need = if req.method() == Method::PUT {
@@ -92,7 +111,12 @@ async fn authorize(S(st): S<Arc<State>>, req: Request, next: Next) -> Response {
                 if need == Scope::Write { "write" } else { "read" }
             ),
         ),
-        Some(_) => next.run(req).await,
+        Some(t) => {
+            req.extensions_mut().insert(Access {
+                published_only: t.published_only,
+            });
+            next.run(req).await
+        }
     }
 }
 
@@ -281,27 +305,47 @@ fn etag(id: &ArtifactId) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{id}\"")).expect("hex is a valid header")
 }
 
-async fn get_one(s: S<Arc<State>>, id: Path<String>, headers: HeaderMap) -> Response {
-    artifact(s, id, headers, true).await
+async fn get_one(s: S<Arc<State>>, a: Extension<Access>, id: Path<String>, headers: HeaderMap) -> Response {
+    artifact(s, a, id, headers, true).await
 }
 
-async fn head_one(s: S<Arc<State>>, id: Path<String>, headers: HeaderMap) -> Response {
-    artifact(s, id, headers, false).await
+async fn head_one(s: S<Arc<State>>, a: Extension<Access>, id: Path<String>, headers: HeaderMap) -> Response {
+    artifact(s, a, id, headers, false).await
 }
 
 /// GET and HEAD of one artifact: whole or one range, verified.
-async fn artifact(S(st): S<Arc<State>>, Path(id): Path<String>, headers: HeaderMap, with_body: bool) -> Response {
+async fn artifact(
+    S(st): S<Arc<State>>,
+    Extension(access): Extension<Access>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    with_body: bool,
+) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    send(&st, id, &headers, with_body).await
+    send(&st, access, id, &headers, with_body).await
 }
 
-/// The response carrying artifact `id` (whole, one range, or headers only).
-pub(super) async fn send(st: &Arc<State>, id: ArtifactId, headers: &HeaderMap, with_body: bool) -> Response {
+/// The response carrying artifact `id` (whole, one range, or headers only),
+/// or 404 when it is absent or not visible to the caller.
+pub(super) async fn send(
+    st: &Arc<State>,
+    access: Access,
+    id: ArtifactId,
+    headers: &HeaderMap,
+    with_body: bool,
+) -> Response {
     let store = st.store.clone();
-    let reader = match blocking(move || store.open_reader(&id)).await {
+    let reader = match blocking(move || {
+        if !access.sees(&store, &id)? {
+            return Err(Error::NotFound(id));
+        }
+        store.open_reader(&id)
+    })
+    .await
+    {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -409,7 +453,7 @@ struct ListQuery {
 /// A page of the live artifacts in id order: those after `after`, at most
 /// `limit` (1000 by default, 10000 at most); `next` is the `after` of the
 /// next page, absent on the last.
-async fn list(S(st): S<Arc<State>>, Query(q): Query<ListQuery>) -> Response {
+async fn list(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Query(q): Query<ListQuery>) -> Response {
     let after = match q.after.as_deref().map(parse_id).transpose() {
         Ok(a) => a,
         Err(r) => return r.into_response(),
@@ -425,7 +469,7 @@ async fn list(S(st): S<Arc<State>>, Query(q): Query<ListQuery>) -> Response {
         let mut more = false;
         for info in iter {
             let info = info?;
-            if Some(info.id) == after {
+            if Some(info.id) == after || (access.published_only && info.visibility != crate::Visibility::Published) {
                 continue;
             }
             if out.len() == limit {
@@ -463,6 +507,7 @@ struct MissingBody {
 /// sends only those).
 async fn missing(
     S(st): S<Arc<State>>,
+    Extension(access): Extension<Access>,
     body: Result<Json<MissingBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(body) = match body {
@@ -487,7 +532,8 @@ async fn missing(
     match blocking(move || {
         let mut out = Vec::new();
         for id in ids {
-            if !store.contains(&id)? {
+            // What the caller may not see is, to it, missing.
+            if !access.sees(&store, &id)? {
                 out.push(id.to_hex());
             }
         }

@@ -1,8 +1,9 @@
 //! Bearer tokens: who may read, write or administer through the HTTP API.
 //!
 //! The tokens file is JSON: `{"tokens": [{"name": "ci", "token": "…",
-//! "scope": "read" | "write" | "admin"}]}`. A scope includes the ones
-//! below it. A server started without a tokens file serves anyone who
+//! "scope": "read" | "write" | "admin", "sees": "all" | "published"}]}`. A
+//! scope includes the ones below it. A token that sees only published
+//! artifacts is told an internal one does not exist, on every read path. A server started without a tokens file serves anyone who
 //! reaches it, so it listens on loopback only (see `server::Config`).
 
 use std::path::Path;
@@ -39,6 +40,8 @@ pub struct Token {
     secret: Vec<u8>,
     /// What it may do.
     pub scope: Scope,
+    /// Whether it sees only published artifacts.
+    pub published_only: bool,
 }
 
 /// The configured tokens.
@@ -83,6 +86,11 @@ impl Tokens {
             }
             let scope = Scope::parse(field("scope")?)
                 .ok_or_else(|| bad(format!("token {name:?}: scope is read, write or admin")))?;
+            let published_only = match t.get("sees").map(|v| v.as_str()) {
+                None | Some(Some("all")) => false,
+                Some(Some("published")) => true,
+                _ => return Err(bad(format!("token {name:?}: sees is all or published"))),
+            };
             if tokens.iter().any(|x: &Token| x.name == name) {
                 return Err(bad(format!("token {name:?} is named twice")));
             }
@@ -90,6 +98,7 @@ impl Tokens {
                 name,
                 secret: secret.as_bytes().to_vec(),
                 scope,
+                published_only,
             });
         }
         if tokens.is_empty() {

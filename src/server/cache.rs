@@ -14,13 +14,13 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State as S};
+use axum::extract::{Extension, Path, State as S};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::api::{blocking, error, receive, send, stored, Refused};
+use super::api::{blocking, error, receive, send, stored, Access, Refused};
 use super::State;
 use crate::records::cbor::Value;
 use crate::records::{self, digests, Record, Source};
@@ -106,6 +106,7 @@ fn cas_lookup(st: &State, key: &[u8; 32]) -> crate::Result<Option<ArtifactId>> {
 
 async fn answer(
     st: Arc<State>,
+    access: Access,
     key: String,
     headers: HeaderMap,
     with_body: bool,
@@ -116,27 +117,52 @@ async fn answer(
         Err(r) => return r.into_response(),
     };
     let s2 = st.clone();
-    match blocking(move || lookup(&s2, &key)).await {
-        Ok(Some(id)) => send(&st, id, &headers, with_body).await,
+    // What the caller may not see answers exactly as an absent key does.
+    let found = blocking(move || match lookup(&s2, &key)? {
+        Some(id) if access.sees(&s2.store, &id)? => Ok(Some(id)),
+        _ => Ok(None),
+    });
+    match found.await {
+        Ok(Some(id)) => send(&st, access, id, &headers, with_body).await,
         Ok(None) => error(StatusCode::NOT_FOUND, "not in the cache"),
         Err(r) => r,
     }
 }
 
-async fn ac_get(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap) -> Response {
-    answer(st, key, headers, true, ac_lookup).await
+async fn ac_get(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, key, headers, true, ac_lookup).await
 }
 
-async fn ac_head(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap) -> Response {
-    answer(st, key, headers, false, ac_lookup).await
+async fn ac_head(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, key, headers, false, ac_lookup).await
 }
 
-async fn cas_get(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap) -> Response {
-    answer(st, key, headers, true, cas_lookup).await
+async fn cas_get(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, key, headers, true, cas_lookup).await
 }
 
-async fn cas_head(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap) -> Response {
-    answer(st, key, headers, false, cas_lookup).await
+async fn cas_head(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, key, headers, false, cas_lookup).await
 }
 
 /// Stores an action-cache entry: the bytes, then the record pointing the

@@ -139,6 +139,22 @@ impl Store {
         }
     }
 
+    /// What the index says of a live artifact (length, domain, visibility);
+    /// `None` when it is not live. One still in the write buffer shows as
+    /// the store's own and internal until it is written out.
+    pub fn info(&self, id: &ArtifactId) -> Result<Option<ArtifactInfo>> {
+        Ok(match self.find(id)? {
+            Some(Found::Entry(e)) => Some(ArtifactInfo::from(&e)),
+            Some(Found::Pending(b)) => Some(ArtifactInfo {
+                id: *id,
+                len: b.len() as u64,
+                domain: DomainId(0),
+                visibility: crate::index::Visibility::Internal,
+            }),
+            None => None,
+        })
+    }
+
     /// Size of a live artifact.
     pub fn len_of(&self, id: &ArtifactId) -> Result<u64> {
         match self.find(id)? {
