@@ -527,7 +527,11 @@ fn ccache_builds_twice_and_hits_the_second_time() {
     if Command::new("ccache").arg("--version").output().is_err() {
         panic!("ccache is not installed (see .ci/run)");
     }
-    let s = start(&[], None);
+    // With a token, as a shared cache would run.
+    let s = start(
+        &[],
+        Some(r#"{"tokens": [{"name": "ci", "token": "ccache-token-0123456789", "scope": "write"}]}"#),
+    );
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     std::fs::create_dir(&src).unwrap();
@@ -546,7 +550,10 @@ fn ccache_builds_twice_and_hits_the_second_time() {
         for f in files {
             let o = Command::new("ccache")
                 .env("CCACHE_DIR", &cc_dir)
-                .env("CCACHE_REMOTE_STORAGE", format!("{}|layout=bazel", s.url))
+                .env(
+                    "CCACHE_REMOTE_STORAGE",
+                    format!("{}|layout=bazel|bearer-token=ccache-token-0123456789", s.url),
+                )
                 .env("CCACHE_REMOTE_ONLY", "true")
                 .args(["cc", "-c"])
                 .arg(src.join(format!("{f}.c")))
