@@ -443,7 +443,12 @@ fn the_openapi_file_is_valid_and_complete() {
             "/v1/artifacts",
             "/v1/artifacts/{id}",
             "/v1/artifacts:missing",
-            "/v1/health"
+            "/v1/find",
+            "/v1/health",
+            "/v1/lineage/{id}",
+            "/v1/records/{id}",
+            "/v1/snapshots",
+            "/v1/snapshots/{name}/artifacts/{id}"
         ]
     );
     // Each answers (not the router's 404) on a running server.
@@ -455,6 +460,11 @@ fn the_openapi_file_is_valid_and_complete() {
         ("GET", format!("/v1/artifacts/{}", "0".repeat(64))),
         ("GET", format!("/ac/{}", "0".repeat(64))),
         ("GET", format!("/cas/{}", "0".repeat(64))),
+        ("GET", "/v1/snapshots".to_string()),
+        ("GET", format!("/v1/snapshots/x/artifacts/{}", "0".repeat(64))),
+        ("GET", format!("/v1/records/{}", "0".repeat(64))),
+        ("GET", "/v1/find?label=a=b".to_string()),
+        ("GET", format!("/v1/lineage/{}", "0".repeat(64))),
     ] {
         let (code, body) = curl(&[
             "-X",
@@ -704,4 +714,97 @@ fn internal_artifacts_do_not_exist_for_published_only_tokens() {
         };
         assert_eq!(json(&b)["missing"], want);
     }
+}
+
+/// Snapshots, records, find and lineage over HTTP, with scopes (creating a
+/// snapshot needs admin) and visibility (a published-only token sees no
+/// internal artifact, record about one or step that touched one).
+#[test]
+fn snapshots_records_find_and_lineage_with_visibility() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (public, internal) = (b"public bytes".to_vec(), b"internal bytes".to_vec());
+    {
+        let s = asl::StoreOptions::new().create(true).open(&store).unwrap();
+        s.put_with(&public, &asl::PutOptions::new().visibility(asl::Visibility::Published))
+            .unwrap();
+        s.put(&internal).unwrap();
+        s.commit().unwrap();
+    }
+    let (pid, iid) = (
+        blake3::hash(&public).to_hex().to_string(),
+        blake3::hash(&internal).to_hex().to_string(),
+    );
+    let o = common::aslctl(&store, &["label", &pid, "team=a"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let label = out(&o).trim().to_string();
+    let prog = dir.path().join("p.yaml");
+    std::fs::write(
+        &prog,
+        format!("nodes:\n  h:\n    op: hash\n    inputs: [\"b3:{pid}\"]\n"),
+    )
+    .unwrap();
+    let o = common::aslctl(&store, &["--json", "pel", "run", prog.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let made = json(out(&o).trim().as_bytes())["nodes"][0]["outputs"]["out"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tokens = r#"{"tokens": [
+        {"name": "root", "token": "admin-token-0123456789", "scope": "admin"},
+        {"name": "ops", "token": "write-token-0123456789", "scope": "write"},
+        {"name": "peer", "token": "peer-token-0123456789", "scope": "read", "sees": "published"}]}"#;
+    let s = start_on(dir, store, &[], Some(tokens));
+    let (root, ops, peer) = (
+        "Authorization: Bearer admin-token-0123456789",
+        "Authorization: Bearer write-token-0123456789",
+        "Authorization: Bearer peer-token-0123456789",
+    );
+    let u = |p: &str| format!("{}{p}", s.url);
+    let post = |who: &str, body: &str| {
+        curl(&[
+            "-H",
+            who,
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            &u("/v1/snapshots"),
+        ])
+    };
+    assert_eq!(post(ops, r#"{"name": "s1"}"#).0, 403, "a snapshot needs admin");
+    assert_eq!(post(root, r#"{"name": "s1"}"#).0, 201);
+    assert_eq!(post(root, r#"{"name": "s1"}"#).0 / 100, 4, "exists");
+    assert_eq!(post(root, r#"{"name": "../x"}"#).0, 400, "a bad name");
+    let (_, b) = curl(&["-H", ops, &u("/v1/snapshots")]);
+    assert_eq!(json(&b)["snapshots"][0]["name"], "s1");
+    assert!(json(&b)["snapshots"][0]["artifacts"].as_u64().unwrap() >= 2);
+    let (_, b) = curl(&["-H", peer, &u("/v1/snapshots")]);
+    assert!(
+        json(&b)["snapshots"][0].get("artifacts").is_none(),
+        "no counts for a peer"
+    );
+
+    for (who, all) in [(ops, true), (peer, false)] {
+        let code = |p: &str| curl(&["-H", who, &u(p)]).0;
+        let want = |visible: bool| if visible { 200 } else { 404 };
+        assert_eq!(code(&format!("/v1/snapshots/s1/artifacts/{pid}")), 200);
+        assert_eq!(code(&format!("/v1/snapshots/s1/artifacts/{iid}")), want(all));
+        assert_eq!(code(&format!("/v1/records/{label}")), want(all));
+        assert_eq!(code(&format!("/v1/lineage/{made}")), want(all));
+        let (_, b) = curl(&["-H", who, &u("/v1/find?label=team=a")]);
+        let hits = json(&b)["hits"].clone();
+        assert_eq!(hits[0]["subject"].as_str(), Some(&*pid));
+        assert_eq!(hits[0]["records"].as_array().unwrap().len(), usize::from(all), "{hits}");
+        let (_, b) = curl(&["-H", who, &u(&format!("/v1/lineage/{pid}?descendants=true"))]);
+        let g = json(&b);
+        assert_eq!(g["steps"].as_array().unwrap().len(), usize::from(all), "{g}");
+        assert_eq!(g["artifacts"].get(&made).is_some(), all, "{g}");
+    }
+    let (_, b) = curl(&["-H", ops, &u(&format!("/v1/records/{label}"))]);
+    assert_eq!(json(&b)["type"], "asl/annotation");
+    let (_, b) = curl(&["-H", ops, &u(&format!("/v1/lineage/{made}"))]);
+    assert_eq!(json(&b)["steps"][0]["op"], "hash");
 }

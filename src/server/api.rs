@@ -31,6 +31,7 @@ pub(super) fn routes(st: Arc<State>) -> Router {
         .route("/v1/artifacts:missing", post(missing))
         .route("/v1/artifacts/{id}", put(put_named).get(get_one).head(head_one))
         .merge(super::cache::routes())
+        .merge(super::views::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(middleware::from_fn_with_state(st.clone(), authorize))
         .with_state(st)
@@ -44,7 +45,10 @@ pub(super) fn error(code: StatusCode, msg: impl Into<String>) -> Response {
 /// and failures are 5xx; messages are the store's one line.
 fn store_error(e: Error) -> Response {
     let code = match &e {
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::NotFound(_) | Error::SnapshotNotFound(_) => StatusCode::NOT_FOUND,
+        // The snapshot held it, but its bytes have since been collected.
+        Error::NotRetained(_) => StatusCode::GONE,
+        Error::SnapshotExists(_) => StatusCode::CONFLICT,
         Error::IdMismatch(_) | Error::InvalidArgument(_) | Error::InvalidId { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -92,6 +96,8 @@ async fn authorize(S(st): S<Arc<State>>, mut req: Request, next: Next) -> Respon
     };
     let need = if req.method() == Method::PUT {
         Scope::Write
+    } else if req.method() == Method::POST && req.uri().path().starts_with("/v1/snapshots") {
+        Scope::Admin
     } else {
         Scope::Read
     };
@@ -108,7 +114,11 @@ async fn authorize(S(st): S<Arc<State>>, mut req: Request, next: Next) -> Respon
             format!(
                 "token {:?} may not {}",
                 t.name,
-                if need == Scope::Write { "write" } else { "read" }
+                match need {
+                    Scope::Read => "read",
+                    Scope::Write => "write",
+                    Scope::Admin => "administer",
+                }
             ),
         ),
         Some(t) => {
@@ -133,7 +143,7 @@ impl IntoResponse for Refused {
     }
 }
 
-fn parse_id(text: &str) -> Result<ArtifactId, Refused> {
+pub(super) fn parse_id(text: &str) -> Result<ArtifactId, Refused> {
     // Only a full id: a path parameter is never a prefix, a path or a pattern.
     if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         let shown: String = text.chars().take(80).collect();
@@ -349,6 +359,17 @@ pub(super) async fn send(
         Ok(r) => r,
         Err(r) => return r,
     };
+    send_reader(id, reader, headers, with_body).await
+}
+
+/// The response carrying what `reader` reads (artifact `id`): whole, one
+/// range, or headers only.
+pub(super) async fn send_reader(
+    id: ArtifactId,
+    reader: ArtifactReader,
+    headers: &HeaderMap,
+    with_body: bool,
+) -> Response {
     let len = reader.len();
     let tag = etag(&id);
     if headers

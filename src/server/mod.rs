@@ -20,6 +20,7 @@
 mod api;
 pub mod auth;
 mod cache;
+mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -470,6 +470,12 @@ impl SnapshotView<'_> {
         Ok(self.handle.file()?.get(id)?.is_some())
     }
 
+    /// What the snapshot's index says of `id` (length, domain,
+    /// visibility); `None` when the snapshot does not hold it.
+    pub fn info(&self, id: &ArtifactId) -> Result<Option<ArtifactInfo>> {
+        Ok(self.handle.file()?.get(id)?.map(|e| ArtifactInfo::from(&e)))
+    }
+
     /// Size of an artifact in the snapshot.
     pub fn len_of(&self, id: &ArtifactId) -> Result<u64> {
         Ok(self.member(id)?.len)

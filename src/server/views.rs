@@ -1,0 +1,265 @@
+//! What the store knows beyond bytes, over HTTP: snapshots (list, create,
+//! read an artifact as of one), records as JSON, `find` by labels and
+//! type, and lineage through PEL receipts. Every answer is filtered by what
+//! the caller may see: to a published-only token an internal artifact, a
+//! record about one, or a step that touched one does not exist.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, Query, State as S};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::api::{blocking, error, parse_id, send_reader, Access};
+use super::State;
+use crate::pel::provenance::{self, Direction};
+use crate::records::query::Query as Find;
+use crate::records::{self, Source};
+use crate::{ArtifactId, Error, Visibility};
+
+pub(super) fn routes() -> Router<Arc<State>> {
+    Router::new()
+        .route("/v1/snapshots", get(list_snapshots).post(create_snapshot))
+        .route("/v1/snapshots/{name}/artifacts/{id}", get(snap_get).head(snap_head))
+        .route("/v1/records/{id}", get(record))
+        .route("/v1/find", get(find))
+        .route("/v1/lineage/{id}", get(lineage))
+}
+
+fn index_error(e: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument(format!("query index: {e}"))
+}
+
+async fn list_snapshots(S(st): S<Arc<State>>, Extension(access): Extension<Access>) -> Response {
+    let list: Vec<serde_json::Value> = st
+        .store
+        .snapshots()
+        .iter()
+        .map(|m| {
+            if access.published_only {
+                // Counts would say how much internal data there is.
+                json!({"name": m.name, "created": m.created})
+            } else {
+                json!({"name": m.name, "created": m.created, "artifacts": m.artifacts, "bytes": m.bytes})
+            }
+        })
+        .collect();
+    Json(json!({"snapshots": list})).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct NewSnapshot {
+    name: String,
+}
+
+/// Takes a named snapshot of CURRENT (admin scope).
+async fn create_snapshot(
+    S(st): S<Arc<State>>,
+    body: Result<Json<NewSnapshot>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"name\": ...}}: {e}")),
+    };
+    let store = st.store.clone();
+    match blocking(move || store.snapshot(&body.name)).await {
+        Ok(m) => (
+            StatusCode::CREATED,
+            Json(json!({"name": m.name, "created": m.created, "artifacts": m.artifacts, "bytes": m.bytes})),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn snap_get(s: S<Arc<State>>, a: Extension<Access>, p: Path<(String, String)>, headers: HeaderMap) -> Response {
+    snap(s, a, p, headers, true).await
+}
+
+async fn snap_head(s: S<Arc<State>>, a: Extension<Access>, p: Path<(String, String)>, headers: HeaderMap) -> Response {
+    snap(s, a, p, headers, false).await
+}
+
+/// An artifact as of a snapshot: verified like every read, 404 when the
+/// snapshot lacks it or the caller may not see it.
+async fn snap(
+    S(st): S<Arc<State>>,
+    Extension(access): Extension<Access>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    with_body: bool,
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
+    };
+    let store = st.store.clone();
+    let reader = blocking(move || {
+        let view = store.at(&name)?;
+        match view.info(&id)? {
+            Some(i) if !access.published_only || i.visibility == Visibility::Published => view.open_reader(&id),
+            _ => Err(Error::NotFound(id)),
+        }
+    })
+    .await;
+    match reader {
+        Ok(r) => send_reader(id, r, &headers, with_body).await,
+        Err(r) => r,
+    }
+}
+
+/// A record as JSON (`records::json`'s view).
+async fn record(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
+    };
+    let store = st.store.clone();
+    let got = blocking(move || {
+        if !access.sees(&store, &id)? {
+            return Err(Error::NotFound(id));
+        }
+        let r = records::get(&*store as &dyn Source, &id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        Ok(records::json::record_to_json(&r))
+    })
+    .await;
+    match got {
+        Ok(j) => Json(j).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct FindQuery {
+    /// `key=value`, repeatable as `label=a=1&label=b=2`... one here: axum's
+    /// query parser takes the last; several go comma-separated.
+    label: Option<String>,
+    #[serde(rename = "type")]
+    type_name: Option<String>,
+    media_type: Option<String>,
+}
+
+/// Artifacts found by labels (`label=k=v,k2=v2`), record type and media
+/// type, newest first: each subject with the records that matched.
+async fn find(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Query(q): Query<FindQuery>) -> Response {
+    let mut labels = Vec::new();
+    for part in q.label.iter().flat_map(|l| l.split(',')).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some((k, v)) => labels.push((k.to_string(), v.to_string())),
+            None => return error(StatusCode::BAD_REQUEST, format!("label {part:?} is not key=value")),
+        }
+    }
+    let query = Find {
+        labels,
+        media_type: q.media_type,
+        type_name: q.type_name,
+        ..Find::default()
+    };
+    let s2 = st.clone();
+    let hits = blocking(move || {
+        let mut index = s2.index.lock();
+        index.refresh(&s2.store).map_err(index_error)?;
+        let hits = index.find_live(&s2.store, &query).map_err(index_error)?;
+        let mut out = Vec::new();
+        for h in hits {
+            if !access.sees(&s2.store, &h.subject)? {
+                continue;
+            }
+            let mut recs = Vec::new();
+            for r in &h.records {
+                if access.sees(&s2.store, r)? {
+                    recs.push(r.to_hex());
+                }
+            }
+            out.push(json!({"subject": h.subject.to_hex(), "time": h.time, "records": recs}));
+        }
+        Ok(out)
+    })
+    .await;
+    match hits {
+        Ok(h) => Json(json!({"hits": h})).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LineageQuery {
+    descendants: Option<bool>,
+}
+
+/// Lineage through receipts (and edits by hand), as `aslctl --json
+/// lineage` prints it. A published-only caller sees only steps whose
+/// receipt and every artifact are visible to it.
+async fn lineage(
+    S(st): S<Arc<State>>,
+    Extension(access): Extension<Access>,
+    Path(id): Path<String>,
+    Query(q): Query<LineageQuery>,
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
+    };
+    let dir = if q.descendants.unwrap_or(false) {
+        Direction::Descendants
+    } else {
+        Direction::Ancestors
+    };
+    let s2 = st.clone();
+    let out = blocking(move || {
+        let store = &s2.store;
+        if !access.sees(store, &id)? {
+            return Err(Error::NotFound(id));
+        }
+        let mut index = s2.index.lock();
+        index.refresh(store).map_err(index_error)?;
+        let g = provenance::lineage(store, &index, &id, dir, 10_000).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let visible = |a: &ArtifactId| -> crate::Result<bool> {
+            // A removed artifact is shown as removed to whoever may see
+            // the store's internals; a published-only caller sees only
+            // what is published now.
+            Ok(!access.published_only || access.sees(store, a)?)
+        };
+        let mut steps = Vec::new();
+        for (rid, s) in &g.steps {
+            let d = &s.detail;
+            let mut all = vec![*rid];
+            all.extend(d.inputs.iter().map(|(i, _, _)| i.id));
+            all.extend(d.produced().into_iter().map(|(_, o)| o));
+            if !all.iter().try_fold(true, |ok, a| Ok::<_, Error>(ok && visible(a)?))? {
+                continue;
+            }
+            steps.push(json!({
+                "receipt": rid.to_hex(), "node": d.node, "op": d.op, "program": d.program.to_hex(),
+                "run_id": d.run_id, "started_at": d.started_at,
+                "inputs": d.inputs.iter().map(|(i, _, _)| json!({"name": i.name, "id": i.id.to_hex()})).collect::<Vec<_>>(),
+                "outputs": d.produced().iter().map(|(n, o)| json!({"name": n, "id": o.to_hex()})).collect::<Vec<_>>(),
+            }));
+        }
+        let mut artifacts = serde_json::Map::new();
+        for (a, present) in &g.artifacts {
+            if visible(a)? {
+                artifacts.insert(a.to_hex(), json!(if *present { "present" } else { "content removed" }));
+            }
+        }
+        let mut edits = Vec::new();
+        for e in g.edits.values() {
+            if visible(&e.log)? && visible(&e.overlay)? && visible(&e.base)? {
+                edits.push(json!({"log": e.log.to_hex(), "overlay": e.overlay.to_hex(), "base": e.base.to_hex()}));
+            }
+        }
+        Ok(json!({
+            "artifact": id.to_hex(),
+            "direction": if dir == Direction::Descendants { "descendants" } else { "ancestors" },
+            "steps": steps, "artifacts": artifacts, "edits": edits,
+        }))
+    })
+    .await;
+    match out {
+        Ok(j) => Json(j).into_response(),
+        Err(r) => r,
+    }
+}
