@@ -6,7 +6,11 @@
 //!    requests/s, MB/s and ratios;
 //! 2. a mixed load (put, get, range, missing) of N clients × M requests:
 //!    throughput, p50/p99 latency, errors (must be 0) and the server's peak
-//!    RSS.
+//!    RSS;
+//! 3. ccache: a C project of 120 files built twice, from an empty local
+//!    cache the second time, with the server as ccache's remote storage,
+//!    against the same two builds with ccache's own local cache (and
+//!    against no ccache at all): times and hit counts.
 //!
 //! The client is a minimal HTTP/1.1 one over `TcpStream` (keep-alive where
 //! the server allows it; Python's server closes after each response, so it
@@ -351,4 +355,95 @@ fn main() {
         pct(&lat, 0.99),
         peak_rss_kib(pid) / 1024
     );
+    ccache(&addr, dir.path());
+}
+
+/// Compiles every `.c` under `src` into `out` with `cc` (through ccache
+/// when `env` is given); seconds taken and ccache's hit count.
+fn build(src: &Path, out: &Path, env: Option<&[(&str, String)]>) -> (f64, u64) {
+    std::fs::create_dir_all(out).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(src).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let t = Instant::now();
+    for f in &files {
+        let o = out.join(f.file_stem().unwrap()).with_extension("o");
+        let mut cmd = match env {
+            Some(vars) => {
+                let mut c = Command::new("ccache");
+                c.arg("cc");
+                for (k, v) in vars {
+                    c.env(k, v);
+                }
+                c
+            }
+            None => Command::new("cc"),
+        };
+        let st = cmd.args(["-O2", "-c"]).arg(f).arg("-o").arg(&o).status().unwrap();
+        assert!(st.success());
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let hits = env
+        .and_then(|vars| {
+            let dir = vars.iter().find(|(k, _)| *k == "CCACHE_DIR")?.1.clone();
+            let o = Command::new("ccache")
+                .env("CCACHE_DIR", dir)
+                .arg("--print-stats")
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            let get = |k: &str| -> u64 {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{k}\t")))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            Some(get("direct_cache_hit") + get("preprocessed_cache_hit"))
+        })
+        .unwrap_or(0);
+    (secs, hits)
+}
+
+fn ccache(addr: &str, dir: &Path) {
+    if Command::new("ccache").arg("--version").output().is_err() {
+        println!("\nccache: not installed, skipped");
+        return;
+    }
+    let src = dir.join("csrc");
+    std::fs::create_dir_all(&src).unwrap();
+    let n = 120;
+    for i in 0..n {
+        let mut c = String::from("#include <string.h>\n#include <stdlib.h>\n");
+        for j in 0..10 {
+            c.push_str(&format!(
+                "int f{i}_{j}(const char *s, int k) {{ int a = (int)strlen(s) * {j}; for (int x = 0; x < k; x++) a = a * 31 + x % {i}1; return a ^ k; }}\n"
+            ));
+        }
+        std::fs::write(src.join(format!("m{i}.c")), c).unwrap();
+    }
+    let d = |name: &str| dir.join(name).display().to_string();
+    let plain = build(&src, &dir.join("o0"), None).0;
+    let local = vec![("CCACHE_DIR", d("cc-local"))];
+    let (l1, _) = build(&src, &dir.join("o1"), Some(&local));
+    let (l2, lh) = build(&src, &dir.join("o2"), Some(&local));
+    let remote = |k: &str| {
+        vec![
+            ("CCACHE_DIR", d(k)),
+            ("CCACHE_REMOTE_STORAGE", format!("http://{addr}|layout=bazel")),
+            ("CCACHE_REMOTE_ONLY", "true".to_string()),
+        ]
+    };
+    let (r1, _) = build(&src, &dir.join("o3"), Some(&remote("cc-r1")));
+    let (r2, rh) = build(&src, &dir.join("o4"), Some(&remote("cc-r2")));
+    println!();
+    println!("ccache, {n} C files compiled one after another (cc -O2):");
+    println!("{:<52} {:>8} {:>9}", "", "seconds", "hits");
+    println!("{:<52} {:>8.2} {:>9}", "no ccache", plain, "-");
+    println!("{:<52} {:>8.2} {:>9}", "ccache, local cache, first build", l1, "-");
+    println!("{:<52} {:>8.2} {:>6}/{n}", "ccache, local cache, second build", l2, lh);
+    println!("{:<52} {:>8.2} {:>9}", "ccache -> aslctl serve, first build", r1, "-");
+    println!(
+        "{:<52} {:>8.2} {:>6}/{n}",
+        "ccache -> aslctl serve, second (empty local cache)", r2, rh
+    );
+    println!("  remote second build / local second build: {:.2}", r2 / l2);
 }
