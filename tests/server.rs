@@ -808,3 +808,49 @@ fn snapshots_records_find_and_lineage_with_visibility() {
     let (_, b) = curl(&["-H", ops, &u(&format!("/v1/lineage/{made}"))]);
     assert_eq!(json(&b)["steps"][0]["op"], "hash");
 }
+
+/// A Rust program embeds the server: `asl::server::serve` on its own tokio
+/// runtime over a store it opened, a plain HTTP/1.1 client over a socket,
+/// then a graceful shutdown after which the program still has its store.
+#[test]
+fn a_rust_program_embeds_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(asl::StoreOptions::new().create(true).open(dir.path()).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(asl::server::serve(
+        listener,
+        store.clone(),
+        asl::server::Config::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let call = |req: &[u8]| -> String {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(req).unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    };
+    let put = call(b"PUT /v1/artifacts HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello");
+    assert!(put.starts_with("HTTP/1.1 201"), "{put}");
+    let id = blake3::hash(b"hello").to_hex();
+    let get = call(format!("GET /v1/artifacts/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+    assert!(
+        get.starts_with("HTTP/1.1 200") && get.ends_with("\r\n\r\nhello"),
+        "{get}"
+    );
+    stop.send(()).unwrap();
+    rt.block_on(server).unwrap().unwrap();
+    assert_eq!(
+        store.get(&id.as_str().parse().unwrap()).unwrap(),
+        b"hello",
+        "committed, and the program's own"
+    );
+}
