@@ -854,3 +854,45 @@ fn a_rust_program_embeds_the_server() {
         "committed, and the program's own"
     );
 }
+
+/// Bazel (Debian's bazel-bootstrap, installed by `.ci/run`) with
+/// `--remote_cache` pointed at the server: a second build from a clean
+/// output base takes its action from the server (Bazel reports a remote
+/// cache hit) and produces the same output.
+#[test]
+fn bazel_builds_twice_and_hits_the_remote_cache() {
+    if Command::new("bazel").arg("--version").output().is_err() {
+        panic!("bazel is not installed (see .ci/run: bazel-bootstrap)");
+    }
+    let s = start(&[], None);
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::write(ws.join("WORKSPACE"), "").unwrap();
+    std::fs::write(
+        ws.join("BUILD"),
+        "genrule(\n    name = \"greeting\",\n    outs = [\"greeting.txt\"],\n    cmd = \"echo hello from bazel through asl > $@\",\n)\n",
+    )
+    .unwrap();
+    let build = |n: usize| -> (String, String) {
+        let root = dir.path().join(format!("root{n}"));
+        let o = Command::new("bazel")
+            .arg("--batch")
+            .arg(format!("--output_user_root={}", root.display()))
+            .args(["build", "//:greeting", &format!("--remote_cache={}", s.url)])
+            .current_dir(&ws)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+        let text = std::fs::read_to_string(ws.join("bazel-bin/greeting.txt")).unwrap();
+        (err(&o), text)
+    };
+    let (first, a) = build(1);
+    assert!(!first.contains("remote cache hit"), "{first}");
+    let (second, b) = build(2);
+    assert!(second.contains("1 remote cache hit"), "{second}");
+    assert_eq!(
+        (a.as_str(), b.as_str()),
+        ("hello from bazel through asl\n", "hello from bazel through asl\n")
+    );
+}
