@@ -94,7 +94,9 @@ async fn authorize(S(st): S<Arc<State>>, mut req: Request, next: Next) -> Respon
         req.extensions_mut().insert(Access { published_only: false });
         return next.run(req).await;
     };
-    let need = if req.method() == Method::PUT {
+    let path = req.uri().path();
+    let writes = req.method() == Method::POST && (path == "/v1/records" || path.ends_with("/labels"));
+    let need = if req.method() == Method::PUT || writes {
         Scope::Write
     } else if req.method() == Method::POST && req.uri().path().starts_with("/v1/snapshots") {
         Scope::Admin

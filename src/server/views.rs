@@ -1,6 +1,7 @@
 //! What the store knows beyond bytes, over HTTP: snapshots (list, create,
-//! read an artifact as of one), records as JSON, `find` by labels and
-//! type, and lineage through PEL receipts. Every answer is filtered by what
+//! read an artifact as of one), records in (checked against their schema)
+//! and out as JSON, labels on artifacts, `find` by labels and type, and
+//! lineage through PEL receipts. Every answer is filtered by what
 //! the caller may see: to a published-only token an internal artifact, a
 //! record about one, or a step that touched one does not exist.
 
@@ -24,7 +25,9 @@ pub(super) fn routes() -> Router<Arc<State>> {
     Router::new()
         .route("/v1/snapshots", get(list_snapshots).post(create_snapshot))
         .route("/v1/snapshots/{name}/artifacts/{id}", get(snap_get).head(snap_head))
+        .route("/v1/records", axum::routing::post(new_record))
         .route("/v1/records/{id}", get(record))
+        .route("/v1/artifacts/{id}/labels", axum::routing::post(label))
         .route("/v1/find", get(find))
         .route("/v1/lineage/{id}", get(lineage))
 }
@@ -260,6 +263,96 @@ async fn lineage(
     .await;
     match out {
         Ok(j) => Json(j).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct NewRecord {
+    #[serde(rename = "type")]
+    type_name: String,
+    version: Option<u64>,
+    body: serde_json::Value,
+}
+
+/// Stores a record given as JSON (`records::json`'s view): checked against
+/// its type's schema (400 with the field at fault), committed.
+async fn new_record(
+    S(st): S<Arc<State>>,
+    body: Result<Json<NewRecord>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(r) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"type\", \"body\"}}: {e}")),
+    };
+    let store = st.store.clone();
+    let stored = blocking(move || {
+        let rec = records::json::record_from_json(&r.type_name, r.version, &r.body)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let s = records::put(&store, &rec).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        store.commit()?;
+        Ok(s)
+    })
+    .await;
+    match stored {
+        Ok(s) => (
+            if s.new { StatusCode::CREATED } else { StatusCode::OK },
+            Json(json!({"id": s.id.to_hex(), "new": s.new})),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct NewLabels {
+    labels: std::collections::BTreeMap<String, String>,
+    media_type: Option<String>,
+}
+
+/// Labels an artifact (an `asl/annotation` record about it; its id is not
+/// changed), committed.
+async fn label(
+    S(st): S<Arc<State>>,
+    Extension(access): Extension<Access>,
+    Path(id): Path<String>,
+    body: Result<Json<NewLabels>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
+    };
+    let Json(l) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"labels\": {{...}}}}: {e}"),
+            )
+        }
+    };
+    if l.labels.is_empty() && l.media_type.is_none() {
+        return error(StatusCode::BAD_REQUEST, "give labels or a media_type");
+    }
+    let store = st.store.clone();
+    let stored = blocking(move || {
+        if !access.sees(&store, &id)? {
+            return Err(Error::NotFound(id));
+        }
+        let mut a = records::labels::Annotation::new(id);
+        for (k, v) in l.labels {
+            a = a.label(k, v);
+        }
+        if let Some(m) = l.media_type {
+            a = a.media_type(m);
+        }
+        let s = records::labels::annotate(&store, &a).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        store.commit()?;
+        Ok(s)
+    })
+    .await;
+    match stored {
+        Ok(s) => (StatusCode::CREATED, Json(json!({"annotation": s.id.to_hex()}))).into_response(),
         Err(r) => r,
     }
 }
