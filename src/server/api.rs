@@ -243,11 +243,18 @@ pub(super) async fn receive(
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let store = st.store.clone();
     let task = tokio::task::spawn_blocking(move || store.put_reader_with(Incoming { rx, buf: Bytes::new() }, &opts));
-    let deadline = tokio::time::Instant::now() + st.cfg.timeout;
+    // An idle limit, not a total one: a large upload over a slow link is
+    // fine as long as bytes keep coming.
+    let idle = st.cfg.timeout;
     let mut total = 0u64;
     let failed = loop {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => break Some((StatusCode::REQUEST_TIMEOUT, "the upload took too long".to_string())),
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                break Some((
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("no bytes of the upload arrived for {} s", idle.as_secs()),
+                ))
+            }
             Ok(None) => break None,
             Ok(Some(Err(e))) => break Some((StatusCode::BAD_REQUEST, format!("the body was cut off: {e}"))),
             Ok(Some(Ok(frame))) => {

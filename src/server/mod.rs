@@ -36,8 +36,8 @@ pub struct Config {
     pub tokens: Option<Tokens>,
     /// The largest upload accepted, in bytes (larger: 413, nothing stored).
     pub max_body: u64,
-    /// How long one request may take, upload or download (then it is cut
-    /// off: 408 while the body is still arriving).
+    /// How long an upload may go without a byte arriving (then it is cut
+    /// off: 408, nothing stored).
     pub timeout: Duration,
     /// Ids a `missing` call may ask about at once.
     pub max_batch: usize,
@@ -48,7 +48,7 @@ impl Default for Config {
         Config {
             tokens: None,
             max_body: 4 << 30,
-            timeout: Duration::from_secs(600),
+            timeout: Duration::from_secs(60),
             max_batch: 10_000,
         }
     }

@@ -21,8 +21,9 @@ pub(crate) struct ServeArgs {
     /// The largest upload accepted (`64M`, `4G`...).
     #[arg(long, default_value = "4G")]
     max_body: String,
-    /// How long one request may take, in seconds.
-    #[arg(long, default_value_t = 600)]
+    /// Seconds an upload may go without a byte arriving before it is cut
+    /// off (408, nothing stored).
+    #[arg(long, default_value_t = 60)]
     timeout: u64,
 }
 
