@@ -981,3 +981,28 @@ fn records_and_labels_go_in() {
     let (_, b) = curl(&["-H", viewer, &u("/v1/find?media_type=text/plain")]);
     assert_eq!(json(&b)["hits"][0]["subject"].as_str(), Some(&*id));
 }
+
+/// A client that stops reading a large download is cut off after the idle
+/// limit: it never gets the whole artifact, and the server goes on serving.
+#[test]
+fn a_stalled_download_is_cut_off() {
+    let s = start(&["--timeout", "2"], None);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big");
+    let bytes = noise(41, 48 << 20);
+    std::fs::write(&f, &bytes).unwrap();
+    let id = put_file(&s, &f)["id"].as_str().unwrap().to_string();
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    write!(c, "GET /v1/artifacts/{id} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert!(
+        got.len() < bytes.len(),
+        "cut off: {} of {} bytes",
+        got.len(),
+        bytes.len()
+    );
+    assert_eq!(curl(&[&format!("{}/v1/health", s.url)]).0, 200);
+}

@@ -368,7 +368,7 @@ pub(super) async fn send(
         Ok(r) => r,
         Err(r) => return r,
     };
-    send_reader(id, reader, headers, with_body).await
+    send_reader(id, reader, headers, with_body, st.cfg.timeout).await
 }
 
 /// The response carrying what `reader` reads (artifact `id`): whole, one
@@ -378,6 +378,7 @@ pub(super) async fn send_reader(
     reader: ArtifactReader,
     headers: &HeaderMap,
     with_body: bool,
+    idle: std::time::Duration,
 ) -> Response {
     let len = reader.len();
     let tag = etag(&id);
@@ -411,7 +412,7 @@ pub(super) async fn send_reader(
             Err(r) => return r,
         }
     } else {
-        stream(reader, start, count)
+        stream(reader, start, count, idle)
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -444,12 +445,17 @@ fn read_whole(mut reader: ArtifactReader, start: u64, count: u64) -> crate::Resu
 
 /// A large artifact's bytes as they are read and verified, piece by piece,
 /// on a blocking thread; a damaged chunk ends the body with an error (the
-/// client sees a short response, not wrong bytes).
-fn stream(mut reader: ArtifactReader, start: u64, count: u64) -> Body {
+/// client sees a short response, not wrong bytes). A client that takes no
+/// bytes for `idle` is cut off, so a stalled reader does not hold a thread.
+fn stream(mut reader: ArtifactReader, start: u64, count: u64, idle: std::time::Duration) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
+        // Hands one piece over; false when the client is gone or stalled.
+        let give =
+            |item: std::io::Result<Bytes>| matches!(rt.block_on(tokio::time::timeout(idle, tx.send(item))), Ok(Ok(())));
         if let Err(e) = reader.read_range_at(start, count) {
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            give(Err(std::io::Error::other(e.to_string())));
             return;
         }
         loop {
@@ -458,12 +464,12 @@ fn stream(mut reader: ArtifactReader, start: u64, count: u64) -> Body {
                 Ok(0) => return,
                 Ok(n) => {
                     buf.truncate(n);
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        return; // The client went away.
+                    if !give(Ok(Bytes::from(buf))) {
+                        return;
                     }
                 }
                 Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
+                    give(Err(e));
                     return;
                 }
             }

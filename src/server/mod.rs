@@ -37,7 +37,8 @@ pub struct Config {
     /// The largest upload accepted, in bytes (larger: 413, nothing stored).
     pub max_body: u64,
     /// How long an upload may go without a byte arriving (then it is cut
-    /// off: 408, nothing stored).
+    /// off: 408, nothing stored), and a download without the client taking
+    /// one (then the response is cut off).
     pub timeout: Duration,
     /// Ids a `missing` call may ask about at once.
     pub max_batch: usize,

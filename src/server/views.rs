@@ -109,7 +109,7 @@ async fn snap(
     })
     .await;
     match reader {
-        Ok(r) => send_reader(id, r, &headers, with_body).await,
+        Ok(r) => send_reader(id, r, &headers, with_body, st.cfg.timeout).await,
         Err(r) => r,
     }
 }
