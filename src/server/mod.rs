@@ -104,6 +104,12 @@ pub async fn serve(
         source: e,
     })?;
     check_listen(&addr, &cfg)?;
+    use axum::serve::ListenerExt;
+    // Responses go out at once: without this, a client that writes a
+    // request in two pieces waits out delayed ACKs on every call.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(store, cfg)?)
         .with_graceful_shutdown(shutdown)
         .await
