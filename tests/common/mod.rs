@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test crate uses its own subset
 
+#[cfg(feature = "server")]
+pub mod server;
+
 use std::fs;
 use std::path::Path;
 

@@ -1,0 +1,358 @@
+//! Who may do what through `aslctl serve`: bearer tokens and their scopes,
+//! and visibility: to a token that sees only published artifacts an
+//! internal one does not exist on any read path, checked path by path
+//! beside a token that sees all.
+
+use std::process::Command;
+
+mod common;
+use common::server::*;
+use common::{noise, stderr_of as err, stdout_of as out};
+
+#[test]
+fn tokens_decide_who_reads_and_writes() {
+    let tokens = r#"{"tokens": [
+        {"name": "ci", "token": "write-token-0123456789", "scope": "write"},
+        {"name": "viewer", "token": "read-token-0123456789", "scope": "read"}]}"#;
+    let s = start(&[], Some(tokens));
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"guarded").unwrap();
+    let id = blake3::hash(b"guarded").to_hex().to_string();
+    let put = |tok: Option<&str>| {
+        let mut a = vec!["-X", "PUT", "--data-binary"];
+        let data = format!("@{}", f.display());
+        a.push(&data);
+        let h;
+        if let Some(t) = tok {
+            h = format!("Authorization: Bearer {t}");
+            a.extend(["-H", &h]);
+        }
+        let u = format!("{}/v1/artifacts", s.url);
+        a.push(&u);
+        curl(&a).0
+    };
+    assert_eq!(put(None), 401);
+    assert_eq!(put(Some("guess-token-0123456789")), 401);
+    assert_eq!(put(Some("read-token-0123456789")), 403, "read-only");
+    assert_eq!(put(Some("write-token-0123456789")), 201);
+    let art = format!("{}/v1/artifacts/{id}", s.url);
+    assert_eq!(curl(&[&art]).0, 401, "reads need a token too");
+    let (code, body) = curl(&["-H", "Authorization: Bearer read-token-0123456789", &art]);
+    assert_eq!((code, &body[..]), (200, &b"guarded"[..]));
+    let o = Command::new("curl").args(["-sI", &art]).output().unwrap();
+    assert!(
+        out(&o).to_ascii_lowercase().contains("www-authenticate: bearer"),
+        "{}",
+        out(&o)
+    );
+
+    // Without tokens, only loopback.
+    let o = Command::new(common::aslctl_bin())
+        .args([
+            "--store",
+            dir.path().join("s").to_str().unwrap(),
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("not a loopback address"), "{}", err(&o));
+}
+
+/// A token that sees only published artifacts is told an internal one does
+/// not exist on every read path — GET, HEAD, a range, the listing, the
+/// missing check, the action cache and the CAS — with the very answers a
+/// truly absent one gets (404, listed as missing), never 403.
+#[test]
+fn internal_artifacts_do_not_exist_for_published_only_tokens() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (public, internal) = (b"for everyone".to_vec(), noise(31, 2 << 20));
+    {
+        let s = asl::StoreOptions::new().create(true).open(&store).unwrap();
+        s.put_with(&public, &asl::PutOptions::new().visibility(asl::Visibility::Published))
+            .unwrap();
+        s.put_reader_with(&internal[..], &asl::PutOptions::new()).unwrap();
+        s.commit().unwrap();
+    }
+    let tokens = r#"{"tokens": [
+        {"name": "ops", "token": "write-token-0123456789", "scope": "write"},
+        {"name": "peer", "token": "peer-token-0123456789", "scope": "read", "sees": "published"}]}"#;
+    let s = start_on(dir, store, &[], Some(tokens));
+    let (pid, iid) = (
+        blake3::hash(&public).to_hex().to_string(),
+        blake3::hash(&internal).to_hex().to_string(),
+    );
+    let absent = blake3::hash(b"never stored").to_hex().to_string();
+    let ops = "Authorization: Bearer write-token-0123456789";
+    let peer = "Authorization: Bearer peer-token-0123456789";
+    // Cache entries (internal, as everything the server stores).
+    let key = "ef".repeat(32);
+    assert_eq!(
+        curl(&[
+            "-H",
+            ops,
+            "-X",
+            "PUT",
+            "--data-binary",
+            "result",
+            &format!("{}/ac/{key}", s.url)
+        ])
+        .0,
+        201
+    );
+    let sha = hex(&sha2::Sha256::digest(b"cas bytes"));
+    assert_eq!(
+        curl(&[
+            "-H",
+            ops,
+            "-X",
+            "PUT",
+            "--data-binary",
+            "cas bytes",
+            &format!("{}/cas/{sha}", s.url)
+        ])
+        .0,
+        201
+    );
+
+    let art = |id: &str| format!("{}/v1/artifacts/{id}", s.url);
+    for (who, sees_internal) in [(ops, true), (peer, false)] {
+        // The published artifact: everyone.
+        assert_eq!(curl(&["-H", who, &art(&pid)]).0, 200);
+        // The internal one: like an absent one, for the peer.
+        for path in [art(&iid), format!("{}/ac/{key}", s.url), format!("{}/cas/{sha}", s.url)] {
+            let (code, body) = curl(&["-H", who, &path]);
+            let (code_absent, body_absent) = curl(&[
+                "-H",
+                who,
+                &path
+                    .replace(&iid, &absent)
+                    .replace(&key, &"00".repeat(32))
+                    .replace(&sha, &"11".repeat(32)),
+            ]);
+            if sees_internal {
+                assert_eq!(code, 200, "{path}");
+            } else {
+                assert_eq!(code, 404, "{path}");
+                assert_eq!(code_absent, 404);
+                let strip = |b: &[u8]| String::from_utf8_lossy(b).replace(&iid, "ID").replace(&absent, "ID");
+                assert_eq!(
+                    strip(&body),
+                    strip(&body_absent),
+                    "the same answer as for an absent one: {path}"
+                );
+            }
+            let (code, _) = curl(&["-H", who, "-I", &path]);
+            assert_eq!(code, if sees_internal { 200 } else { 404 }, "HEAD {path}");
+        }
+        let (code, _) = curl(&["-H", who, "-H", "Range: bytes=0-9", &art(&iid)]);
+        assert_eq!(code, if sees_internal { 206 } else { 404 });
+        let (_, b) = curl(&["-H", who, &format!("{}/v1/artifacts", s.url)]);
+        let listed: Vec<String> = json(&b)["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect();
+        assert!(listed.contains(&pid));
+        assert_eq!(listed.contains(&iid), sees_internal, "{listed:?}");
+        let (_, b) = curl(&[
+            "-H",
+            who,
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &format!("{{\"ids\": [\"{pid}\", \"{iid}\", \"{absent}\"]}}"),
+            &format!("{}/v1/artifacts:missing", s.url),
+        ]);
+        let want = if sees_internal {
+            serde_json::json!([absent])
+        } else {
+            serde_json::json!([iid, absent])
+        };
+        assert_eq!(json(&b)["missing"], want);
+    }
+}
+
+/// Snapshots, records, find and lineage over HTTP, with scopes (creating a
+/// snapshot needs admin) and visibility (a published-only token sees no
+/// internal artifact, record about one or step that touched one).
+#[test]
+fn snapshots_records_find_and_lineage_with_visibility() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (public, internal) = (b"public bytes".to_vec(), b"internal bytes".to_vec());
+    {
+        let s = asl::StoreOptions::new().create(true).open(&store).unwrap();
+        s.put_with(&public, &asl::PutOptions::new().visibility(asl::Visibility::Published))
+            .unwrap();
+        s.put(&internal).unwrap();
+        s.commit().unwrap();
+    }
+    let (pid, iid) = (
+        blake3::hash(&public).to_hex().to_string(),
+        blake3::hash(&internal).to_hex().to_string(),
+    );
+    let o = common::aslctl(&store, &["label", &pid, "team=a"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let label = out(&o).trim().to_string();
+    let prog = dir.path().join("p.yaml");
+    std::fs::write(
+        &prog,
+        format!("nodes:\n  h:\n    op: hash\n    inputs: [\"b3:{pid}\"]\n"),
+    )
+    .unwrap();
+    let o = common::aslctl(&store, &["--json", "pel", "run", prog.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let made = json(out(&o).trim().as_bytes())["nodes"][0]["outputs"]["out"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tokens = r#"{"tokens": [
+        {"name": "root", "token": "admin-token-0123456789", "scope": "admin"},
+        {"name": "ops", "token": "write-token-0123456789", "scope": "write"},
+        {"name": "peer", "token": "peer-token-0123456789", "scope": "read", "sees": "published"}]}"#;
+    let s = start_on(dir, store, &[], Some(tokens));
+    let (root, ops, peer) = (
+        "Authorization: Bearer admin-token-0123456789",
+        "Authorization: Bearer write-token-0123456789",
+        "Authorization: Bearer peer-token-0123456789",
+    );
+    let u = |p: &str| format!("{}{p}", s.url);
+    let post = |who: &str, body: &str| {
+        curl(&[
+            "-H",
+            who,
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            &u("/v1/snapshots"),
+        ])
+    };
+    assert_eq!(post(ops, r#"{"name": "s1"}"#).0, 403, "a snapshot needs admin");
+    assert_eq!(post(root, r#"{"name": "s1"}"#).0, 201);
+    assert_eq!(post(root, r#"{"name": "s1"}"#).0 / 100, 4, "exists");
+    assert_eq!(post(root, r#"{"name": "../x"}"#).0, 400, "a bad name");
+    let (_, b) = curl(&["-H", ops, &u("/v1/snapshots")]);
+    assert_eq!(json(&b)["snapshots"][0]["name"], "s1");
+    assert!(json(&b)["snapshots"][0]["artifacts"].as_u64().unwrap() >= 2);
+    let (_, b) = curl(&["-H", peer, &u("/v1/snapshots")]);
+    assert!(
+        json(&b)["snapshots"][0].get("artifacts").is_none(),
+        "no counts for a peer"
+    );
+
+    for (who, all) in [(ops, true), (peer, false)] {
+        let code = |p: &str| curl(&["-H", who, &u(p)]).0;
+        let want = |visible: bool| if visible { 200 } else { 404 };
+        assert_eq!(code(&format!("/v1/snapshots/s1/artifacts/{pid}")), 200);
+        assert_eq!(code(&format!("/v1/snapshots/s1/artifacts/{iid}")), want(all));
+        assert_eq!(code(&format!("/v1/records/{label}")), want(all));
+        assert_eq!(code(&format!("/v1/lineage/{made}")), want(all));
+        let (_, b) = curl(&["-H", who, &u("/v1/find?label=team=a")]);
+        let hits = json(&b)["hits"].clone();
+        assert_eq!(hits[0]["subject"].as_str(), Some(&*pid));
+        assert_eq!(hits[0]["records"].as_array().unwrap().len(), usize::from(all), "{hits}");
+        let (_, b) = curl(&["-H", who, &u(&format!("/v1/lineage/{pid}?descendants=true"))]);
+        let g = json(&b);
+        assert_eq!(g["steps"].as_array().unwrap().len(), usize::from(all), "{g}");
+        assert_eq!(g["artifacts"].get(&made).is_some(), all, "{g}");
+    }
+    let (_, b) = curl(&["-H", ops, &u(&format!("/v1/records/{label}"))]);
+    assert_eq!(json(&b)["type"], "asl/annotation");
+    let (_, b) = curl(&["-H", ops, &u(&format!("/v1/lineage/{made}"))]);
+    assert_eq!(json(&b)["steps"][0]["op"], "hash");
+}
+
+/// Records and labels go in over HTTP with a write token: a record checked
+/// against its schema (400 naming the field otherwise), a label found by
+/// `find` at once.
+#[test]
+fn records_and_labels_go_in() {
+    let tokens = r#"{"tokens": [
+        {"name": "ops", "token": "write-token-0123456789", "scope": "write"},
+        {"name": "viewer", "token": "read-token-0123456789", "scope": "read"}]}"#;
+    let s = start(&[], Some(tokens));
+    let (ops, viewer) = (
+        "Authorization: Bearer write-token-0123456789",
+        "Authorization: Bearer read-token-0123456789",
+    );
+    let u = |p: &str| format!("{}{p}", s.url);
+    let post = |who: &str, path: &str, body: &str| {
+        curl(&[
+            "-H",
+            who,
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            &u(path),
+        ])
+    };
+    let run = r#"{"type": "asl/run", "body": {"run_id": "r-1", "created_at": "2026-12-01T10:00:00Z", "mode": "strict", "tool": "mill", "status": "OK"}}"#;
+    assert_eq!(post(viewer, "/v1/records", run).0, 403);
+    let (code, b) = post(ops, "/v1/records", run);
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&b));
+    let rid = json(&b)["id"].as_str().unwrap().to_string();
+    let (_, b) = curl(&["-H", viewer, &u(&format!("/v1/records/{rid}"))]);
+    assert_eq!(json(&b)["body"]["tool"], "mill");
+    let (code, b) = post(ops, "/v1/records", &run.replace("\"OK\"", "\"MAYBE\""));
+    assert_eq!(code, 400);
+    assert!(
+        String::from_utf8_lossy(&b).contains("status"),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+
+    let (code, b) = curl(&[
+        "-H",
+        ops,
+        "-X",
+        "PUT",
+        "--data-binary",
+        "dataset bytes",
+        &u("/v1/artifacts"),
+    ]);
+    assert_eq!(code, 201);
+    let id = json(&b)["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        post(
+            viewer,
+            &format!("/v1/artifacts/{id}/labels"),
+            r#"{"labels": {"team": "ml"}}"#
+        )
+        .0,
+        403
+    );
+    let (code, _) = post(
+        ops,
+        &format!("/v1/artifacts/{id}/labels"),
+        r#"{"labels": {"team": "ml"}, "media_type": "text/plain"}"#,
+    );
+    assert_eq!(code, 201);
+    assert_eq!(
+        post(
+            ops,
+            &format!("/v1/artifacts/{}/labels", "0".repeat(64)),
+            r#"{"labels": {"a": "b"}}"#
+        )
+        .0,
+        404
+    );
+    let (_, b) = curl(&["-H", viewer, &u("/v1/find?label=team=ml")]);
+    assert_eq!(json(&b)["hits"][0]["subject"].as_str(), Some(&*id));
+    let (_, b) = curl(&["-H", viewer, &u("/v1/find?media_type=text/plain")]);
+    assert_eq!(json(&b)["hits"][0]["subject"].as_str(), Some(&*id));
+}
