@@ -52,6 +52,27 @@ fn bazel_cache_protocol() {
         assert_eq!((code, String::from_utf8_lossy(&got).to_string()), (200, v.to_string()));
     }
     assert_eq!(curl(&[&format!("{}/ac/not-a-key", s.url)]).0, 400);
+
+    // Conditional writes: create-only, and compare-and-swap on the ETag.
+    let ac2 = format!("{}/ac/{}", s.url, "9a".repeat(32));
+    let cput = |cond: &str, v: &str| curl(&["-X", "PUT", "-H", cond, "--data-binary", v, &ac2]).0;
+    assert_eq!(cput("If-None-Match: *", "v1"), 201);
+    assert_eq!(cput("If-None-Match: *", "v2"), 412, "exists");
+    let v1 = blake3::hash(b"v1").to_hex().to_string();
+    let o = Command::new("curl").args(["-sI", &ac2]).output().unwrap();
+    assert!(
+        out(&o).contains(&format!("\"{v1}\"")),
+        "the ETag is the answer's id: {}",
+        out(&o)
+    );
+    assert_eq!(
+        cput(&format!("If-Match: \"{}\"", "0".repeat(64)), "v3"),
+        412,
+        "not the current answer"
+    );
+    assert_eq!(curl(&[&ac2]).1, b"v1");
+    assert_eq!(cput(&format!("If-Match: \"{v1}\""), "v4"), 201);
+    assert_eq!(curl(&[&ac2]).1, b"v4");
 }
 
 /// ccache (from Debian, installed by `.ci/run`) pointed at the server with

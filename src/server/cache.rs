@@ -8,7 +8,10 @@
 //! `asl/digest` record lets the key find the artifact. An AC entry is any
 //! bytes under a key (an action result, a ccache entry): the bytes are an
 //! artifact and an `asl/cache-entry` record points the key at it; a newer
-//! entry for the same key replaces the answer. Reads are verified like
+//! entry for the same key replaces the answer, and a put may be made
+//! conditional (`If-None-Match: *` to create only, `If-Match: "<id>"` to
+//! replace only the answer it names, else 412), so two writers can
+//! compare-and-swap a key. Reads are verified like
 //! every read, so the cache never answers with bytes it lost.
 
 use std::sync::Arc;
@@ -176,9 +179,29 @@ async fn ac_put(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMa
         Ok(p) => p,
         Err(r) => return r,
     };
+    // Conditional writes: `If-None-Match: *` creates only; `If-Match:
+    // "<id>"` replaces only the answer whose ETag it names.
+    let header = |n: axum::http::HeaderName| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let create_only = header(axum::http::header::IF_NONE_MATCH).is_some_and(|v| v.trim() == "*");
+    let must_match = header(axum::http::header::IF_MATCH).map(|v| v.trim().trim_matches('"').to_ascii_lowercase());
     let s2 = st.clone();
     let id = put.id;
     let done = blocking(move || {
+        // Check and write as one step among this server's AC writers.
+        let _one = s2.ac_lock.lock();
+        let current = ac_lookup(&s2, &key)?;
+        let refused = (create_only && current.is_some())
+            || must_match
+                .as_ref()
+                .is_some_and(|m| current.map(|c| c.to_hex()).as_deref() != Some(m.as_str()));
+        if refused {
+            // The value stays only if something else holds it.
+            if put.new {
+                s2.store.remove(&id)?;
+                s2.store.commit()?;
+            }
+            return Ok(false);
+        }
         let entry = Record::new(
             CACHE_ENTRY,
             1,
@@ -193,11 +216,16 @@ async fn ac_put(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMa
         );
         records::put(&s2.store, &entry).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         s2.store.commit()?;
-        refresh(&s2)
+        refresh(&s2)?;
+        Ok(true)
     })
     .await;
     match done {
-        Ok(()) => stored(&put),
+        Ok(true) => stored(&put),
+        Ok(false) => error(
+            StatusCode::PRECONDITION_FAILED,
+            "the key's current entry is not the one the request's If-Match / If-None-Match names",
+        ),
         Err(r) => r,
     }
 }

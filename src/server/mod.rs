@@ -65,6 +65,8 @@ pub(crate) struct State {
     pub(crate) index: parking_lot::Mutex<crate::records::query::QueryIndex>,
     /// The last time stamped on a cache entry, in ms since 1970.
     pub(crate) last_stamp: parking_lot::Mutex<u64>,
+    /// Held while an action-cache put checks its condition and writes.
+    pub(crate) ac_lock: parking_lot::Mutex<()>,
 }
 
 /// The API's routes over `store`, for embedding in a larger axum app or
@@ -78,6 +80,7 @@ pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
         cfg,
         index: parking_lot::Mutex::new(index),
         last_stamp: parking_lot::Mutex::new(0),
+        ac_lock: parking_lot::Mutex::new(()),
     })))
 }
 
