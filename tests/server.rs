@@ -398,3 +398,52 @@ fn a_stalled_download_is_cut_off() {
     );
     assert_eq!(curl(&[&format!("{}/v1/health", s.url)]).0, 200);
 }
+
+/// SIGTERM stops the server cleanly: exit 0, and the store it leaves
+/// verifies clean with everything acknowledged in it.
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let s = start(&[], None);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f");
+    std::fs::write(&f, noise(51, 3 << 20)).unwrap();
+    let id = put_file(&s, &f)["id"].as_str().unwrap().to_string();
+    let store = s.store.clone();
+    let (status, _keep) = s.terminate();
+    assert!(status.success(), "{status:?}");
+    let o = common::aslctl(&store, &["verify"]);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    let o = common::aslctl(&store, &["cat", &id]);
+    assert_eq!(blake3::hash(&o.stdout).to_hex().as_str(), id);
+}
+
+/// The access log: one line per request on stderr (off with `--quiet`).
+#[test]
+fn requests_are_logged_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    for (quiet, want) in [(false, true), (true, false)] {
+        let log = dir.path().join(format!("err-{quiet}"));
+        let mut cmd = Command::new(common::aslctl_bin());
+        cmd.arg("--store")
+            .arg(dir.path().join("store"))
+            .args(["serve", "--listen", "127.0.0.1:0"]);
+        if quiet {
+            cmd.arg("--quiet");
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let url = line.trim().trim_start_matches("listening on ").to_string();
+        assert_eq!(curl(&[&format!("{url}/v1/health")]).0, 200);
+        assert_eq!(curl(&[&format!("{url}/v1/nothing-here")]).0, 404);
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        assert!(child.wait().unwrap().success());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.contains(" GET /v1/health 200 "), want, "{text}");
+        assert_eq!(text.contains(" GET /v1/nothing-here 404 "), want, "{text}");
+    }
+}

@@ -34,7 +34,26 @@ pub(super) fn routes(st: Arc<State>) -> Router {
         .merge(super::views::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(middleware::from_fn_with_state(st.clone(), authorize))
+        .layer(middleware::from_fn_with_state(st.clone(), access_log))
         .with_state(st)
+}
+
+/// One line per request on stderr when the config asks for it (answers to
+/// refused tokens included: it runs outside `authorize`).
+async fn access_log(S(st): S<Arc<State>>, req: Request, next: Next) -> Response {
+    if !st.cfg.access_log {
+        return next.run(req).await;
+    }
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let t = std::time::Instant::now();
+    let r = next.run(req).await;
+    eprintln!(
+        "{} {method} {path} {} {:.1}ms",
+        crate::records::time::now_millis(),
+        r.status().as_u16(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    r
 }
 
 pub(super) fn error(code: StatusCode, msg: impl Into<String>) -> Response {

@@ -42,6 +42,9 @@ pub struct Config {
     pub timeout: Duration,
     /// Ids a `missing` call may ask about at once.
     pub max_batch: usize,
+    /// Write one line per request to stderr: time, method, path, status,
+    /// milliseconds.
+    pub access_log: bool,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             max_body: 4 << 30,
             timeout: Duration::from_secs(60),
             max_batch: 10_000,
+            access_log: false,
         }
     }
 }

@@ -16,6 +16,15 @@ pub struct Server {
 }
 
 impl Server {
+    /// Sends SIGTERM (as a service manager would) and waits for the exit.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        (status, self.dir.take().unwrap())
+    }
+
     /// Kills the server (as a crash would) and keeps its store.
     pub fn kill(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();

@@ -25,6 +25,9 @@ pub(crate) struct ServeArgs {
     /// off (408, nothing stored).
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// No access log (one line per request on stderr).
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, Error> {
@@ -36,6 +39,7 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, Error> {
         tokens: a.tokens.as_deref().map(Tokens::load).transpose()?,
         max_body: crate::args::parse_size(&a.max_body)?,
         timeout: std::time::Duration::from_secs(a.timeout.max(1)),
+        access_log: !a.quiet,
         ..Config::default()
     };
     server::check_listen(&addr, &cfg)?;
@@ -60,8 +64,20 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, Error> {
         if cfg.tokens.is_none() {
             eprintln!("aslctl: no --tokens: serving anyone on loopback {bound}, reads and writes");
         }
+        // Ctrl-C or SIGTERM (what a service manager sends) stops taking
+        // requests, lets those in flight finish, and closes the store.
         let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async {
+                    match term.as_mut() {
+                        Some(t) => { t.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+            }
+            eprintln!("aslctl: stopping: finishing requests in flight");
         };
         server::serve(listener, store.clone(), cfg, stop).await
     })?;
