@@ -59,6 +59,8 @@ pub mod io;
 pub(crate) mod par;
 pub mod pel;
 pub mod records;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(feature = "server")]
 pub mod server;
 pub(crate) mod snapshot;

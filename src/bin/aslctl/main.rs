@@ -31,6 +31,8 @@ mod pel;
 mod query;
 mod read;
 mod record;
+#[cfg(feature = "s3")]
+mod s3cmd;
 #[cfg(feature = "server")]
 mod serve;
 mod snap;
@@ -259,6 +261,11 @@ enum Cmd {
     /// out with ranges, listings, the missing check; bearer tokens.
     #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
+    /// The store's immutable files on S3-compatible object storage: push a
+    /// mirror, restore a store from one (feature s3).
+    #[cfg(feature = "s3")]
+    #[command(subcommand)]
+    S3(s3cmd::S3Cmd),
 }
 
 fn main() -> ExitCode {
@@ -384,6 +391,8 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Bench(args) => bench::bench(cli.json, args),
         #[cfg(feature = "server")]
         Cmd::Serve(a) => serve::serve(dir, a),
+        #[cfg(feature = "s3")]
+        Cmd::S3(c) => s3cmd::s3(cli.json, dir, c),
         Cmd::Label { id, labels, media_type } => query::label(cli.json, dir, id, labels, media_type.as_deref()),
         Cmd::Labels { id } => query::show_labels(cli.json, dir, id),
         Cmd::Find(f) => query::find(cli.json, dir, f),
