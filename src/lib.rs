@@ -23,7 +23,11 @@
 //! | `index` | no | artifact → location records, shadowing, tombstones, sorted index files, merging |
 //! | `snapshot` | no | the log, checkpoints, `replay` (log + checkpoint → CURRENT, a pure function), CURRENT's identity, the snapshot catalog |
 //! | `store` | via [`Store`] | the write and read paths, GC, verify, repair, library-level ingest |
-//! | [`records`] | yes | canonical CBOR, the encoding of typed records (the layer above the store, being built) |
+//! | [`records`] | yes | canonical CBOR, typed records and their schemas, labels and the derived query index, trees, lineage chains |
+//! | [`formats`] | yes | HDF5 (index, logical digests, reads through the index), templates, YAML overlays, RVLS import |
+//! | [`pel`] | yes | programs over artifacts: execution, receipts, the action cache, replay, lineage, attestations, the format conversion graph |
+//! | `server` | feature `server` | the HTTP API and build-cache protocols behind `aslctl serve` |
+//! | `s3` | feature `s3` | a mirror of the store's immutable files on S3-compatible storage |
 //! | [`codec`] | yes | every on-disk encoder and decoder, for tools, golden tests and fuzzing |
 //! | [`version`] | yes | the format versions this build reads and writes |
 //! | [`id`], [`error`] | yes | artifact ids and prefixes; the public error type |
