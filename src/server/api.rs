@@ -155,6 +155,15 @@ async fn health() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
+/// A JSON request body, or why it is not one.
+pub(super) type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+/// The body, or 400 saying what shape was expected.
+pub(super) fn json_body<T>(b: JsonBody<T>, shape: &str) -> Result<T, Refused> {
+    b.map(|Json(v)| v)
+        .map_err(|e| Refused(StatusCode::BAD_REQUEST, format!("expected {shape}: {e}")))
+}
+
 /// A request this API refuses: its status and one line.
 pub(super) struct Refused(pub(super) StatusCode, pub(super) String);
 
@@ -560,14 +569,10 @@ struct MissingBody {
 
 /// Which of the given ids the store does not hold (have/want: a client
 /// sends only those).
-async fn missing(
-    S(st): S<Arc<State>>,
-    Extension(access): Extension<Access>,
-    body: Result<Json<MissingBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
+async fn missing(S(st): S<Arc<State>>, Extension(access): Extension<Access>, body: JsonBody<MissingBody>) -> Response {
+    let body = match json_body(body, "{\"ids\": [...]}") {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"ids\": [...]}}: {e}")),
+        Err(r) => return r.into_response(),
     };
     if body.ids.len() > st.cfg.max_batch {
         return error(

@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::api::{blocking, error, parse_id, send_reader, Access};
+use super::api::{blocking, error, json_body, parse_id, send_reader, Access, JsonBody};
 use super::State;
 use crate::pel::provenance::{self, Direction};
 use crate::records::query::Query as Find;
@@ -59,13 +59,10 @@ struct NewSnapshot {
 }
 
 /// Takes a named snapshot of CURRENT (admin scope).
-async fn create_snapshot(
-    S(st): S<Arc<State>>,
-    body: Result<Json<NewSnapshot>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
+async fn create_snapshot(S(st): S<Arc<State>>, body: JsonBody<NewSnapshot>) -> Response {
+    let body = match json_body(body, "{\"name\": ...}") {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"name\": ...}}: {e}")),
+        Err(r) => return r.into_response(),
     };
     let store = st.store.clone();
     match blocking(move || store.snapshot(&body.name)).await {
@@ -277,13 +274,10 @@ struct NewRecord {
 
 /// Stores a record given as JSON (`records::json`'s view): checked against
 /// its type's schema (400 with the field at fault), committed.
-async fn new_record(
-    S(st): S<Arc<State>>,
-    body: Result<Json<NewRecord>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(r) = match body {
+async fn new_record(S(st): S<Arc<State>>, body: JsonBody<NewRecord>) -> Response {
+    let r = match json_body(body, "{\"type\", \"body\"}") {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"type\", \"body\"}}: {e}")),
+        Err(r) => return r.into_response(),
     };
     let store = st.store.clone();
     let stored = blocking(move || {
@@ -316,7 +310,7 @@ async fn label(
     S(st): S<Arc<State>>,
     Extension(access): Extension<Access>,
     Path(id): Path<String>,
-    body: Result<Json<NewLabels>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<NewLabels>,
 ) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
