@@ -386,7 +386,9 @@ pub(super) async fn send(
 ) -> Response {
     let store = st.store.clone();
     let reader = match blocking(move || {
-        if !access.sees(&store, &id)? {
+        // Opening says whether it is there; only a published-only caller
+        // needs the extra index lookup for its visibility.
+        if access.published_only && !access.sees(&store, &id)? {
             return Err(Error::NotFound(id));
         }
         store.open_reader(&id)
