@@ -1,47 +1,26 @@
-//! A store's immutable files on S3-compatible object storage (feature
-//! `s3`, the `object_store` crate): `push` mirrors them to a bucket,
-//! `restore` rebuilds a store from the bucket alone.
+//! A store on S3-compatible object storage (feature `s3`), in two ways:
 //!
-//! What goes up is what never changes once written: the `STORE` identity
-//! file and every sealed segment. A push seals the open segment first
-//! (committing it), so after a push the bucket holds every committed
-//! artifact; the checkpoint, log and index files stay local, since `repair`
-//! rebuilds them from the segments. A push is a mirror: segments already in
-//! the bucket with the same length are not sent again (so a push cut off
-//! part-way resumes where it stopped), and segments that garbage collection
-//! has since deleted locally are deleted from the bucket after the new
-//! ones are up. A bucket that holds another store (another `STORE`) is
-//! refused. `restore` downloads `STORE` and the segments into an empty
-//! directory and runs `repair`, which checks every block and rebuilds the
-//! index, log and checkpoint.
+//! - **Living in a bucket** ([`create`], [`tier`], [`attach`]): the store
+//!   directory keeps only its open segment, log, checkpoint, index and a
+//!   bounded page cache; sealed segments are uploaded and read back in
+//!   ranges (`crate::io::tiered`). A `BUCKET` file in the directory is what
+//!   makes every later open do that. [`attach`] rebuilds such a store on
+//!   another machine from the bucket alone, without downloading the
+//!   segments to keep.
+//! - **Mirrored** ([`push`], [`restore`]): a local store's `STORE` file and
+//!   sealed segments copied to a bucket, and a whole local store rebuilt
+//!   from that copy.
 //!
-//! Credentials and endpoint come from the environment, as for other S3
-//! tools: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
-//! `AWS_ENDPOINT_URL` (for S3-compatible servers) and `AWS_ALLOW_HTTP=true`
-//! for a plain-HTTP endpoint.
+//! Either way a bucket prefix holds one store: its `STORE` object says
+//! which, and a prefix holding another store is refused. Credentials and
+//! endpoint come from the environment (see [`crate::io::bucket::Bucket::open`]).
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
-use futures_util::StreamExt;
-use object_store::aws::AmazonS3Builder;
-use object_store::path::Path as Key;
-use object_store::{ObjectStore, PutPayload, WriteMultipart};
-
+use crate::io::bucket::Bucket;
+use crate::io::TierConfig;
 use crate::{Error, Result, Store, StoreOptions};
-
-/// Parts of a multipart upload.
-const PART: usize = 8 << 20;
-
-/// A bucket and a prefix in it, e.g. `s3://bucket/stores/main`.
-pub struct Bucket {
-    store: Arc<dyn ObjectStore>,
-    prefix: String,
-    url: String,
-    rt: tokio::runtime::Runtime,
-}
 
 /// What a push did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,242 +35,309 @@ pub struct PushReport {
     pub deleted: usize,
 }
 
-/// What a restore did.
+/// What a restore or an attach did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestoreReport {
-    /// Segments fetched.
+    /// Segments read.
     pub segments: usize,
     /// Their bytes.
     pub bytes: u64,
     /// Artifacts the rebuilt store holds.
     pub artifacts: u64,
+    /// Snapshots it holds.
+    pub snapshots: usize,
 }
 
-fn s3err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Io {
-        context: what.to_string(),
-        source: std::io::Error::other(e.to_string()),
+fn open_bucket(url: &str) -> Result<Bucket> {
+    Bucket::open(url).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => Error::InvalidArgument(e.to_string()),
+        _ => Error::io(format!("open {url}"), e),
+    })
+}
+
+fn s3err(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(what, e)
+}
+
+fn fs(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(what, e)
+}
+
+/// Puts `identity` as the bucket's `STORE`, or checks that the one there is it.
+fn claim(b: &Bucket, identity: &[u8]) -> Result<()> {
+    match b.get("STORE").map_err(s3err(format!("get {}/STORE", b.url())))? {
+        Some(there) if there != identity => Err(Error::InvalidArgument(format!(
+            "{} holds another store (its STORE differs): use another prefix",
+            b.url()
+        ))),
+        Some(_) => Ok(()),
+        None => b
+            .put("STORE", identity.to_vec())
+            .map_err(s3err(format!("put {}/STORE", b.url()))),
     }
 }
 
-fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
-    move |e| Error::Io {
-        context: what,
-        source: e,
-    }
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
 }
 
-impl Bucket {
-    /// The bucket an `s3://BUCKET[/PREFIX]` URL names, with credentials and
-    /// endpoint from the environment.
-    pub fn open(url: &str) -> Result<Bucket> {
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| Error::InvalidArgument(format!("{url:?} is not s3://bucket/prefix")))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::InvalidArgument(format!("{url:?} names no bucket")));
-        }
-        let s3 = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .build()
-            .map_err(|e| Error::InvalidArgument(format!("{url}: {e}")))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(io("start the async runtime".into()))?;
-        Ok(Bucket {
-            store: Arc::new(s3),
-            prefix: prefix.trim_matches('/').to_string(),
+fn write_bucket_file(dir: &Path, cfg: &TierConfig) -> Result<()> {
+    let p = dir.join(crate::io::BUCKET_FILE);
+    Ok(crate::fsutil::write_atomic(
+        &crate::io::LocalBackend,
+        &p,
+        &cfg.encode(),
+    )?)
+}
+
+/// The local directory a store living at `url` uses by default:
+/// `$ASL_S3_CACHE/BUCKET/PREFIX`, else `$XDG_CACHE_HOME/asl/s3/...`,
+/// else `~/.cache/asl/s3/...`.
+pub fn local_dir_for(url: &str) -> Result<PathBuf> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| Error::InvalidArgument(format!("{url:?} is not s3://bucket/prefix")))?;
+    let rest = rest.trim_matches('/');
+    if rest.is_empty() || rest.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return Err(Error::InvalidArgument(format!("{url:?} is not s3://bucket/prefix")));
+    }
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = env("ASL_S3_CACHE")
+        .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("asl/s3")))
+        .or_else(|| env("HOME").map(|p| p.join(".cache/asl/s3")))
+        .ok_or_else(|| Error::InvalidArgument("set ASL_S3_CACHE for the local part of an s3:// store".into()))?;
+    Ok(base.join(rest))
+}
+
+/// Creates a new store at `dir` (new or empty) living in the bucket at
+/// `url`, which must hold no store yet.
+pub fn create(url: &str, dir: &Path, opts: StoreOptions, cache_bytes: u64) -> Result<Store> {
+    if !is_empty_dir(dir) {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not empty: create into a new directory",
+            dir.display()
+        )));
+    }
+    let b = open_bucket(url)?;
+    if b.head("STORE").map_err(s3err(format!("head {url}/STORE")))?.is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "{url} already holds a store: attach to it instead"
+        )));
+    }
+    drop(opts.clone().create(true).open(dir)?);
+    tier(dir, url, cache_bytes)?;
+    opts.open(dir)
+}
+
+/// Moves the existing local store at `dir` into the bucket at `url` (empty,
+/// or holding this same store): writes `BUCKET`, and the next open uploads
+/// every sealed segment and drops its local copy.
+pub fn tier(dir: &Path, url: &str, cache_bytes: u64) -> Result<()> {
+    let store = StoreOptions::new().open(dir)?;
+    if store.tier_status().is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "{} already lives in a bucket",
+            dir.display()
+        )));
+    }
+    let identity = std::fs::read(dir.join("STORE")).map_err(fs(format!("read {}/STORE", dir.display())))?;
+    let b = open_bucket(url)?;
+    claim(&b, &identity)?;
+    write_bucket_file(
+        dir,
+        &TierConfig {
             url: url.to_string(),
-            rt,
-        })
-    }
+            cache_bytes,
+        },
+    )?;
+    // Closed and opened again through the tiered backend, which queues
+    // the sealed segments; closing waits for them to go up.
+    store.close()?;
+    StoreOptions::new().open(dir)?.close()
+}
 
-    fn key(&self, name: &str) -> Key {
-        if self.prefix.is_empty() {
-            Key::from(name)
-        } else {
-            Key::from(format!("{}/{name}", self.prefix))
-        }
+/// Rebuilds the local part of a store living at `url` in `dir` (new or
+/// empty), from the bucket alone: `STORE`, the mirrored checkpoint and
+/// snapshot files are fetched, then repair reads every segment through the
+/// bucket (checking every block) and rebuilds the index, log and
+/// checkpoint. The segments are not kept locally.
+pub fn attach(url: &str, dir: &Path, cache_bytes: u64) -> Result<RestoreReport> {
+    if !is_empty_dir(dir) {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not empty: attach into a new directory",
+            dir.display()
+        )));
     }
+    let b = open_bucket(url)?;
+    let identity = b
+        .get("STORE")
+        .map_err(s3err(format!("get {url}/STORE")))?
+        .ok_or_else(|| Error::InvalidArgument(format!("{url} holds no store (no STORE object)")))?;
+    let segments = b.list("segments").map_err(s3err(format!("list {url}")))?;
+    for d in ["segments", "snapshots"] {
+        std::fs::create_dir_all(dir.join(d)).map_err(fs(format!("create {}/{d}", dir.display())))?;
+    }
+    fetch_catalog(&b, dir)?;
+    write_bucket_file(
+        dir,
+        &TierConfig {
+            url: url.to_string(),
+            cache_bytes,
+        },
+    )?;
+    std::fs::write(dir.join("STORE"), identity).map_err(fs(format!("write {}/STORE", dir.display())))?;
+    Store::repair(dir)?;
+    report(dir, segments)
+}
 
-    /// The bucket's segments: name → length.
-    fn segments(&self) -> Result<BTreeMap<String, u64>> {
-        let dir = self.key("segments");
-        self.rt.block_on(async {
-            let mut out = BTreeMap::new();
-            let mut list = self.store.list(Some(&dir));
-            while let Some(m) = list.next().await {
-                let m = m.map_err(|e| s3err(&format!("list {}", self.url), e))?;
-                if let Some(name) = m.location.filename() {
-                    out.insert(name.to_string(), m.size);
-                }
-            }
-            Ok(out)
-        })
+/// The mirrored checkpoint (as the old state repair reads snapshot names
+/// and pins from) and the snapshot files it may name.
+fn fetch_catalog(b: &Bucket, dir: &Path) -> Result<()> {
+    for name in b.list("snapshots").map_err(s3err(format!("list {}", b.url())))?.keys() {
+        if !name.ends_with(".idx") || name.starts_with('.') {
+            continue;
+        }
+        if let Some(bytes) = b
+            .get(&format!("snapshots/{name}"))
+            .map_err(s3err(format!("get {}/snapshots/{name}", b.url())))?
+        {
+            std::fs::write(dir.join("snapshots").join(name), bytes).map_err(fs(format!("write {name}")))?;
+        }
     }
+    if let Some(bytes) = b
+        .get("CHECKPOINT")
+        .map_err(s3err(format!("get {}/CHECKPOINT", b.url())))?
+    {
+        std::fs::write(dir.join("CHECKPOINT"), bytes).map_err(fs(format!("write {}/CHECKPOINT", dir.display())))?;
+    }
+    Ok(())
+}
 
-    fn get_small(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let key = self.key(name);
-        self.rt.block_on(async {
-            match self.store.get(&key).await {
-                Ok(r) => Ok(Some(
-                    r.bytes().await.map_err(|e| s3err(&format!("get {key}"), e))?.to_vec(),
-                )),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(s3err(&format!("get {key}"), e)),
-            }
-        })
-    }
+fn report(dir: &Path, segments: BTreeMap<String, u64>) -> Result<RestoreReport> {
+    let store = StoreOptions::new().read_only(true).open(dir)?;
+    Ok(RestoreReport {
+        segments: segments.len(),
+        bytes: segments.values().sum(),
+        artifacts: store.iter()?.count() as u64,
+        snapshots: store.snapshots().len(),
+    })
+}
 
-    /// Sends the file at `path` as `name` (one put, or a multipart upload
-    /// for a large one).
-    fn upload(&self, path: &Path, name: &str) -> Result<u64> {
-        let key = self.key(name);
-        let mut f = std::fs::File::open(path).map_err(io(format!("open {}", path.display())))?;
-        let len = f.metadata().map_err(io(format!("stat {}", path.display())))?.len();
-        self.rt.block_on(async {
-            if len as usize <= PART {
-                let mut b = Vec::with_capacity(len as usize);
-                f.read_to_end(&mut b).map_err(io(format!("read {}", path.display())))?;
-                self.store
-                    .put(&key, PutPayload::from(b))
-                    .await
-                    .map_err(|e| s3err(&format!("put {key}"), e))?;
-                return Ok(len);
-            }
-            let upload = self
-                .store
-                .put_multipart(&key)
-                .await
-                .map_err(|e| s3err(&format!("start upload of {key}"), e))?;
-            let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
-            let mut buf = vec![0u8; PART];
-            loop {
-                let n = f.read(&mut buf).map_err(io(format!("read {}", path.display())))?;
-                if n == 0 {
-                    break;
-                }
-                w.wait_for_capacity(4)
-                    .await
-                    .map_err(|e| s3err(&format!("upload {key}"), e))?;
-                w.write(&buf[..n]);
-            }
-            w.finish()
-                .await
-                .map_err(|e| s3err(&format!("finish upload of {key}"), e))?;
-            Ok(len)
-        })
+/// Mirrors the local store at `dir` to the bucket at `url`: seals the open
+/// segment (committing it), then sends the `STORE` file, every sealed
+/// segment the bucket lacks (a cut-off push resumes where it stopped), and
+/// the checkpoint and snapshot files; segments GC deleted locally are
+/// deleted from the bucket once the new ones are up.
+pub fn push(url: &str, dir: &Path) -> Result<PushReport> {
+    // Held open (the writer lock) so nothing changes during the push.
+    let store = StoreOptions::new().open(dir)?;
+    if store.tier_status().is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "{} lives in a bucket already; push mirrors a local store",
+            dir.display()
+        )));
     }
+    store.seal()?;
+    store.checkpoint()?;
+    let identity = std::fs::read(dir.join("STORE")).map_err(fs(format!("read {}/STORE", dir.display())))?;
+    let b = open_bucket(url)?;
+    claim(&b, &identity)?;
+    let there = b.list("segments").map_err(s3err(format!("list {url}")))?;
+    let mut local = BTreeMap::new();
+    let segdir = dir.join("segments");
+    for e in std::fs::read_dir(&segdir).map_err(fs(format!("list {}", segdir.display())))? {
+        let e = e.map_err(fs(format!("list {}", segdir.display())))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".seg") {
+            let len = e.metadata().map_err(fs(format!("stat {name}")))?.len();
+            local.insert(name, (e.path(), len));
+        }
+    }
+    let mut r = PushReport::default();
+    for (name, (path, len)) in &local {
+        if there.get(name) == Some(len) {
+            r.kept += 1;
+            continue;
+        }
+        let key = format!("segments/{name}");
+        r.bytes += b.put_file(path, &key).map_err(s3err(format!("upload {url}/{key}")))?;
+        r.uploaded += 1;
+    }
+    mirror_catalog(&b, dir)?;
+    // Only once everything present is up: what GC deleted goes.
+    for name in there.keys().filter(|n| !local.contains_key(*n)) {
+        b.delete(&format!("segments/{name}"))
+            .map_err(s3err(format!("delete {url}/segments/{name}")))?;
+        r.deleted += 1;
+    }
+    drop(store);
+    Ok(r)
+}
 
-    /// Mirrors the store at `dir` to the bucket (see the module docs).
-    pub fn push(&self, dir: &Path) -> Result<PushReport> {
-        // Held open (the writer lock) so nothing changes during the push;
-        // sealing makes every committed artifact part of a sealed segment.
-        let store = StoreOptions::new().open(dir)?;
-        store.seal()?;
-        let identity = std::fs::read(dir.join("STORE")).map_err(io(format!("read {}/STORE", dir.display())))?;
-        match self.get_small("STORE")? {
-            Some(b) if b != identity => {
-                return Err(Error::InvalidArgument(format!(
-                    "{} holds another store (its STORE differs): push to another prefix",
-                    self.url
-                )))
-            }
-            Some(_) => {}
-            None => {
-                let key = self.key("STORE");
-                self.rt
-                    .block_on(self.store.put(&key, PutPayload::from(identity.clone())))
-                    .map_err(|e| s3err(&format!("put {key}"), e))?;
-            }
+/// Sends the checkpoint and the snapshot files, and deletes snapshot
+/// objects whose file is gone.
+fn mirror_catalog(b: &Bucket, dir: &Path) -> Result<()> {
+    let snapdir = dir.join("snapshots");
+    let mut names = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(&snapdir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".idx") && !name.starts_with('.') {
+            let key = format!("snapshots/{name}");
+            b.put_file(&e.path(), &key)
+                .map_err(s3err(format!("upload {}/{key}", b.url())))?;
+            names.insert(name);
         }
-        let there = self.segments()?;
-        let mut local = BTreeMap::new();
-        for e in std::fs::read_dir(dir.join("segments")).map_err(io(format!("list {}/segments", dir.display())))? {
-            let e = e.map_err(io(format!("list {}/segments", dir.display())))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".seg") {
-                let len = e.metadata().map_err(io(format!("stat {name}")))?.len();
-                local.insert(name, (e.path(), len));
-            }
-        }
-        let mut r = PushReport::default();
-        for (name, (path, len)) in &local {
-            if there.get(name) == Some(len) {
-                r.kept += 1;
-                continue;
-            }
-            r.bytes += self.upload(path, &format!("segments/{name}"))?;
-            r.uploaded += 1;
-        }
-        // Only once everything present is up: what GC deleted goes.
-        for name in there.keys().filter(|n| !local.contains_key(*n)) {
-            let key = self.key(&format!("segments/{name}"));
-            self.rt
-                .block_on(self.store.delete(&key))
-                .map_err(|e| s3err(&format!("delete {key}"), e))?;
-            r.deleted += 1;
-        }
-        drop(store);
-        Ok(r)
     }
+    for name in b.list("snapshots").map_err(s3err(format!("list {}", b.url())))?.keys() {
+        if !names.contains(name) {
+            b.delete(&format!("snapshots/{name}"))
+                .map_err(s3err(format!("delete {}/snapshots/{name}", b.url())))?;
+        }
+    }
+    b.put_file(&dir.join("CHECKPOINT"), "CHECKPOINT")
+        .map_err(s3err(format!("upload {}/CHECKPOINT", b.url())))
+        .map(drop)
+}
 
-    /// Rebuilds a store in `dir` (which must not exist or be empty) from
-    /// the bucket: `STORE` and the segments fetched, then `repair`.
-    pub fn restore(&self, dir: &Path) -> Result<RestoreReport> {
-        if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
-            return Err(Error::InvalidArgument(format!(
-                "{} is not empty: restore into a new directory",
-                dir.display()
-            )));
-        }
-        let identity = self
-            .get_small("STORE")?
-            .ok_or_else(|| Error::InvalidArgument(format!("{} holds no store (no STORE object)", self.url)))?;
-        let segdir = dir.join("segments");
-        std::fs::create_dir_all(&segdir).map_err(io(format!("create {}", segdir.display())))?;
-        let mut r = RestoreReport::default();
-        for (name, len) in self.segments()? {
-            if !name.ends_with(".seg") || name.contains('/') || name.starts_with('.') {
-                continue;
-            }
-            let key = self.key(&format!("segments/{name}"));
-            let tmp = segdir.join(format!(".{name}.part"));
-            let got = self.rt.block_on(async {
-                let mut f = std::fs::File::create(&tmp).map_err(io(format!("create {}", tmp.display())))?;
-                let mut s = self
-                    .store
-                    .get(&key)
-                    .await
-                    .map_err(|e| s3err(&format!("get {key}"), e))?
-                    .into_stream();
-                let mut n = 0u64;
-                while let Some(chunk) = s.next().await {
-                    let chunk = chunk.map_err(|e| s3err(&format!("get {key}"), e))?;
-                    std::io::Write::write_all(&mut f, &chunk).map_err(io(format!("write {}", tmp.display())))?;
-                    n += chunk.len() as u64;
-                }
-                f.sync_all().map_err(io(format!("sync {}", tmp.display())))?;
-                Ok::<_, Error>(n)
-            })?;
-            if got != len {
-                return Err(s3err(
-                    &format!("get {key}"),
-                    format!("{got} bytes, the listing says {len}"),
-                ));
-            }
-            std::fs::rename(&tmp, segdir.join(&name)).map_err(io(format!("rename {}", tmp.display())))?;
-            r.segments += 1;
-            r.bytes += got;
-        }
-        std::fs::write(dir.join("STORE"), identity).map_err(io(format!("write {}/STORE", dir.display())))?;
-        // Every block is checked and the index, log and checkpoint rebuilt.
-        crate::Store::repair(dir)?;
-        let store = Store::open(dir)?;
-        r.artifacts = store.iter()?.count() as u64;
-        Ok(r)
+/// Rebuilds a whole local store in `dir` (new or empty) from the bucket at
+/// `url`: `STORE`, the segments, the checkpoint and snapshot files fetched,
+/// then `repair`, which checks every block and rebuilds the index and log.
+pub fn restore(url: &str, dir: &Path) -> Result<RestoreReport> {
+    if !is_empty_dir(dir) {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not empty: restore into a new directory",
+            dir.display()
+        )));
     }
+    let b = open_bucket(url)?;
+    let identity = b
+        .get("STORE")
+        .map_err(s3err(format!("get {url}/STORE")))?
+        .ok_or_else(|| Error::InvalidArgument(format!("{url} holds no store (no STORE object)")))?;
+    let segdir = dir.join("segments");
+    for d in ["segments", "snapshots"] {
+        std::fs::create_dir_all(dir.join(d)).map_err(fs(format!("create {}/{d}", dir.display())))?;
+    }
+    let segments = b.list("segments").map_err(s3err(format!("list {url}")))?;
+    for (name, len) in &segments {
+        if !name.ends_with(".seg") || name.starts_with('.') {
+            continue;
+        }
+        let key = format!("segments/{name}");
+        let tmp = segdir.join(format!(".{name}.part"));
+        let mut f = std::fs::File::create(&tmp).map_err(fs(format!("create {}", tmp.display())))?;
+        let got = b.get_to(&key, &mut f).map_err(s3err(format!("get {url}/{key}")))?;
+        if got != *len {
+            return Err(Error::io(
+                format!("get {url}/{key}"),
+                std::io::Error::other(format!("{got} bytes, the listing says {len}")),
+            ));
+        }
+        f.sync_all().map_err(fs(format!("sync {}", tmp.display())))?;
+        std::fs::rename(&tmp, segdir.join(name)).map_err(fs(format!("rename {}", tmp.display())))?;
+    }
+    fetch_catalog(&b, dir)?;
+    std::fs::write(dir.join("STORE"), identity).map_err(fs(format!("write {}/STORE", dir.display())))?;
+    Store::repair(dir)?;
+    report(dir, segments)
 }

@@ -148,7 +148,15 @@ enum SegmentData {
 
 impl Segment {
     /// Opens a sealed segment: maps it and checks header and footer.
+    /// A backend that keeps sealed segments off local disk gives a file
+    /// to read through instead of a map.
     pub(crate) fn open_sealed(io: &dyn Backend, path: &Path, id: u32, store_id: u64) -> Result<Self> {
+        if let Some(file) = io
+            .open_sealed(path)
+            .ctx(|| format!("open segment {}", path.display()))?
+        {
+            return Self::sealed_from_file(file, path, id, store_id);
+        }
         let map = io.map(path).ctx(|| format!("map segment {}", path.display()))?;
         let b = map.bytes();
         check_sealed(b, path, id, store_id, b.len() as u64)?;
@@ -179,6 +187,10 @@ impl Segment {
         let file = io
             .open(path, OpenMode::Read)
             .ctx(|| format!("open segment {}", path.display()))?;
+        Self::sealed_from_file(file, path, id, store_id)
+    }
+
+    fn sealed_from_file(file: Box<dyn StoreFile>, path: &Path, id: u32, store_id: u64) -> Result<Self> {
         let len = file.len().ctx(|| format!("stat {}", path.display()))?;
         let mut ends = [0u8; (SEGMENT_HEADER_LEN + FOOTER_LEN) as usize];
         if len >= ends.len() as u64 {
@@ -220,9 +232,10 @@ impl Segment {
         }
     }
 
-    /// Whether the segment is read through a map (it is sealed).
-    pub(crate) fn is_mapped(&self) -> bool {
-        matches!(self.data, SegmentData::Mapped(_))
+    /// Whether the segment is sealed (mapped, or read through a file whose
+    /// footer was checked at open).
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealed_data_len().is_some()
     }
 
     /// Reads `len` bytes at `offset`; a short read is reported as corruption,

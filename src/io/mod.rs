@@ -4,15 +4,20 @@
 //! [`Backend`]: [`LocalBackend`] is the real file system (positioned reads and
 //! writes, fsync, rename, memory maps of immutable files); [`SimBackend`] keeps
 //! files in memory, records what was made durable and can produce the image a
-//! power cut at any moment would leave, for crash tests. An object-storage
-//! backend for sealed files fits the same trait.
+//! power cut at any moment would leave, for crash tests; `TieredBackend`
+//! (feature `s3`) keeps sealed segments in an S3-compatible bucket instead
+//! of on local disk, reading them back in ranges through a bounded cache.
 //!
 //! The store's durability rules are written against these operations: data is
 //! durable after [`StoreFile::sync_data`], a new name after
 //! [`Backend::sync_dir`] of its directory, and nothing else is promised.
 
+#[cfg(feature = "s3")]
+pub mod bucket;
 mod local;
 mod sim;
+#[cfg(feature = "s3")]
+pub mod tiered;
 
 use std::fmt;
 use std::io;
@@ -21,6 +26,12 @@ use std::path::Path;
 
 pub use local::{check_readable, LocalBackend};
 pub use sim::{CrashMode, SimBackend, EIO, ENOSPC};
+#[cfg(feature = "s3")]
+pub use tiered::{TierConfig, TierStatus, TieredBackend};
+
+/// A store directory holding this file lives in a bucket: its sealed
+/// segments are on object storage (`tiered`, feature `s3`).
+pub const BUCKET_FILE: &str = "BUCKET";
 
 /// How to open a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,4 +171,24 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Asks the backend to drop cached pages of a file (cold-read
     /// measurements); a hint, may do nothing.
     fn drop_cache(&self, _path: &Path) {}
+    /// A sealed segment read through positioned reads rather than a map,
+    /// when the backend wants that (its bytes may not be on local disk);
+    /// `None`, the default, means map it.
+    fn open_sealed(&self, _path: &Path) -> io::Result<Option<Box<dyn StoreFile>>> {
+        Ok(None)
+    }
+    /// Says that the seal of this segment is committed: a backend that
+    /// keeps sealed segments elsewhere may move it there now. The default
+    /// does nothing.
+    fn offload(&self, _path: &Path) {}
+    /// Waits for work `offload` and file changes started in the background
+    /// (uploads); an error when it cannot finish now. The default has none.
+    fn settle(&self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Where sealed segments live, for a backend that tiers them.
+    #[cfg(feature = "s3")]
+    fn tier_status(&self) -> Option<TierStatus> {
+        None
+    }
 }

@@ -107,7 +107,7 @@ impl Store {
             physical_bytes: physical,
             index_bytes,
             segments: st.segments.len() as u64,
-            sealed_segments: st.segments.values().filter(|s| s.is_mapped()).count() as u64,
+            sealed_segments: st.segments.values().filter(|s| s.is_sealed()).count() as u64,
             index_files: st.indexes.len() as u64,
             memtable_records: st.memtable.len() as u64,
             current_id: hasher.finish().to_string(),
@@ -160,7 +160,7 @@ impl Store {
             rep.segments += 1;
             // The open segment may have a tail past the last commit; only what
             // the index can point at is checked.
-            let limit = if seg.is_mapped() {
+            let limit = if seg.is_sealed() {
                 u64::MAX
             } else {
                 self.committed_len(seg.id).unwrap_or(u64::MAX)
@@ -173,7 +173,7 @@ impl Store {
                     .push(problem(&seg.path, None, format!("segment header: {e}")));
                 continue;
             }
-            if seg.is_mapped() {
+            if seg.is_sealed() {
                 if sc.footer.is_none() {
                     rep.problems
                         .push(problem(&seg.path, None, "sealed segment has no valid footer".into()));

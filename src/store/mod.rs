@@ -28,6 +28,7 @@ mod repair;
 mod salvage;
 mod snapshots;
 mod sweep;
+mod tier;
 mod write;
 #[cfg(feature = "zfs")]
 mod zfs;
@@ -337,8 +338,30 @@ impl Store {
 
     /// Commits outstanding writes and checkpoints, so the next open replays
     /// nothing. Dropping the store does the same but cannot report errors.
+    ///
+    /// For a store living in a bucket it then waits for the uploads of
+    /// sealed segments; an error says they could not finish now (the bytes
+    /// stay on local disk and are sent by a later open).
     pub fn close(self) -> Result<()> {
-        self.shutdown()
+        self.shutdown()?;
+        self.settle()
+    }
+
+    /// Waits until what the backend does in the background is done: for a
+    /// store living in a bucket, the uploads of sealed segments and
+    /// mirrored files. Returns at once for a local store.
+    pub fn settle(&self) -> Result<()> {
+        self.layout
+            .io
+            .settle()
+            .map_err(|e| Error::io(format!("settle {}", self.layout.root.display()), e))
+    }
+
+    /// Where the sealed segments of a store living in a bucket are:
+    /// counts, the upload queue, the page cache. `None` for a local store.
+    #[cfg(feature = "s3")]
+    pub fn tier_status(&self) -> Option<crate::io::TierStatus> {
+        self.layout.io.tier_status()
     }
 
     /// Closes the store without committing: writes since the last commit are

@@ -35,10 +35,13 @@ const LAYOUT_NAMES: &[&str] = &[
     "segments",
     "snapshots",
     "quarantine",
+    "BUCKET",
+    "cache",
 ];
 
 impl Store {
     pub(crate) fn open_with(path: &Path, opts: StoreOptions) -> Result<Self> {
+        let opts = super::tier::resolve(path, &opts)?.unwrap_or(opts);
         let layout = Layout::new(path, opts.backend.clone());
         let io = &*layout.io;
         let mut created_lock = None;
@@ -197,6 +200,13 @@ impl Store {
             },
             _lock: lock,
         };
+        if store.writer.is_some() {
+            // A backend that keeps sealed segments elsewhere takes those
+            // an earlier run sealed but could not move (a no-op locally).
+            for s in store.open_segs.values().filter(|s| s.sealed) {
+                io.offload(&layout.segment(s.id));
+            }
+        }
         store.resume_dictionary();
         let old_active = store.writer.as_ref().is_some_and(|w| {
             w.lock()

@@ -22,6 +22,8 @@ use crate::{ArtifactId, Store};
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub(crate) backend: Arc<dyn Backend>,
+    /// Set by [`StoreOptions::backend`]: a `BUCKET` file does not override it.
+    pub(crate) backend_chosen: bool,
     pub(crate) small_threshold: usize,
     pub(crate) block_target: usize,
     pub(crate) block_cache: usize,
@@ -42,6 +44,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             backend: Arc::new(LocalBackend),
+            backend_chosen: false,
             small_threshold: 128 << 10,
             block_target: 256 << 10,
             block_cache: 64 << 20,
@@ -164,8 +167,13 @@ impl StoreOptions {
     /// The backend every file of the store is reached through. Default the
     /// local file system ([`LocalBackend`]); tests use
     /// [`crate::io::SimBackend`] to cut the power at any operation.
+    ///
+    /// A store directory with a `BUCKET` file lives in a bucket and is
+    /// opened through the tiered backend (feature `s3`) unless a backend is
+    /// chosen here.
     pub fn backend(mut self, backend: Arc<dyn Backend>) -> Self {
         self.backend = backend;
+        self.backend_chosen = true;
         self
     }
 

@@ -83,6 +83,8 @@ impl Store {
     }
 
     pub(crate) fn repair_with(path: &Path, opts: &StoreOptions) -> Result<RepairReport> {
+        let tiered = super::tier::resolve(path, opts)?;
+        let opts = tiered.as_ref().unwrap_or(opts);
         let layout = Layout::new(path, opts.backend.clone());
         let io = &*layout.io;
         let seg_dir = layout.segment_dir();

@@ -300,6 +300,12 @@ impl Store {
             w.batch.push(Record::Commit { segment, len });
             let batch = std::mem::take(&mut w.batch);
             w.log.append(&batch)?;
+            for r in &batch {
+                if let Record::SegmentSealed { id, .. } = r {
+                    // Committed sealed: a tiered backend may move it now.
+                    s.layout.io.offload(&s.layout.segment(*id));
+                }
+            }
             if let Some(st) = w.seg_states.get_mut(&segment) {
                 st.len = len;
             }

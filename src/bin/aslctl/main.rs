@@ -41,7 +41,9 @@ mod worktree;
 #[derive(Parser)]
 #[command(name = "aslctl", version, about = "Content-addressed artifact store")]
 struct Cli {
-    /// Store directory [default: $ASL_STORE when set and not empty, else ./.asl]
+    /// Store directory, or s3://bucket/prefix for a store living in a bucket
+    /// (its local part under $ASL_S3_CACHE or ~/.cache/asl/s3) [default:
+    /// $ASL_STORE when set and not empty, else ./.asl]
     #[arg(long, global = true)]
     store: Option<PathBuf>,
     /// Print machine-readable JSON on stdout.
@@ -261,8 +263,9 @@ enum Cmd {
     /// out with ranges, listings, the missing check; bearer tokens.
     #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
-    /// The store's immutable files on S3-compatible object storage: push a
-    /// mirror, restore a store from one (feature s3).
+    /// A store on S3-compatible object storage: create one living in a
+    /// bucket, move a local one there, attach to one from another machine;
+    /// or push a local store's mirror and restore from it (feature s3).
     #[cfg(feature = "s3")]
     #[command(subcommand)]
     S3(s3cmd::S3Cmd),
@@ -279,6 +282,14 @@ fn main() -> ExitCode {
                 .map(PathBuf::from)
         })
         .unwrap_or_else(|| PathBuf::from(".asl"));
+    #[cfg(feature = "s3")]
+    let store = match s3cmd::resolve_store(&cli, store) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("aslctl: error: {e}");
+            return ExitCode::from(exit_code(&e));
+        }
+    };
     match run(&cli, &store) {
         Ok(code) => match CLOSE_FAILED.lock().ok().and_then(|mut f| f.take()) {
             Some(e) => {

@@ -1,27 +1,67 @@
-//! `aslctl s3 push|restore`: a store's immutable files on S3-compatible
-//! object storage (`asl::s3`).
+//! `aslctl s3 create|tier|attach|status|push|restore`: a store living in
+//! a bucket, or a local store's mirror there (`asl::s3`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use asl::s3::Bucket;
-use asl::Error;
+use asl::{Error, StoreOptions};
 use clap::Subcommand;
 use serde_json::json;
 
+use crate::args::parse_size;
+use crate::{human, Cli, Cmd};
+
 #[derive(Subcommand)]
 pub(crate) enum S3Cmd {
-    /// Mirror the store's STORE file and sealed segments to a bucket
-    /// (seals the open segment first; sends only what the bucket lacks,
-    /// so a cut-off push resumes; deletes what GC deleted). Credentials and
-    /// endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
-    /// AWS_ENDPOINT_URL, AWS_ALLOW_HTTP.
+    /// Create a new store living in a bucket: sealed segments are uploaded
+    /// and leave the local disk, reads fetch ranges through a bounded local
+    /// cache. Afterwards use `--store URL` (or the local directory).
+    Create {
+        /// `s3://bucket/prefix` (must hold no store).
+        url: String,
+        /// The local part [default: $ASL_S3_CACHE/BUCKET/PREFIX, else
+        /// ~/.cache/asl/s3/BUCKET/PREFIX].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Local page cache budget (e.g. 512M, 4G).
+        #[arg(long, default_value = "1G")]
+        cache: String,
+    },
+    /// Move the store (--store) into a bucket: every sealed segment is
+    /// uploaded and its local copy dropped; later opens read them back.
+    Tier {
+        /// `s3://bucket/prefix` (empty, or holding this same store).
+        url: String,
+        /// Local page cache budget.
+        #[arg(long, default_value = "1G")]
+        cache: String,
+    },
+    /// Rebuild the local part of a store living in a bucket on this
+    /// machine, from the bucket alone (segments read and checked, not kept).
+    Attach {
+        /// `s3://bucket/prefix`.
+        url: String,
+        /// The local part (new or empty) [default as for create].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Local page cache budget.
+        #[arg(long, default_value = "1G")]
+        cache: String,
+    },
+    /// Where a store living in a bucket has its segments; waits for pending
+    /// uploads first (exit 2 if they cannot finish now).
+    Status,
+    /// Mirror the store's STORE file, sealed segments, checkpoint and
+    /// snapshot files to a bucket (seals the open segment first; sends only
+    /// what the bucket lacks, so a cut-off push resumes; deletes what GC
+    /// deleted). Credentials and endpoint from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP.
     Push {
         /// `s3://bucket/prefix`.
         url: String,
     },
-    /// Rebuild a store in a new directory from a bucket alone (segments
-    /// fetched, every block checked, index and log rebuilt).
+    /// Rebuild a whole local store in a new directory from a pushed mirror
+    /// (segments fetched, every block checked, index and log rebuilt).
     Restore {
         /// `s3://bucket/prefix`.
         url: String,
@@ -30,11 +70,74 @@ pub(crate) enum S3Cmd {
     },
 }
 
+/// The local directory for `--store s3://bucket/prefix`: attached first
+/// (rebuilt from the bucket) when this machine has no local part yet.
+pub(crate) fn resolve_store(cli: &Cli, store: PathBuf) -> Result<PathBuf, Error> {
+    let Some(url) = store.to_str().filter(|s| s.starts_with("s3://")).map(str::to_string) else {
+        return Ok(store);
+    };
+    let dir = asl::s3::local_dir_for(&url)?;
+    if dir.join("STORE").exists() || matches!(cli.cmd, Cmd::S3(S3Cmd::Create { .. } | S3Cmd::Attach { .. })) {
+        return Ok(dir);
+    }
+    eprintln!(
+        "aslctl: attaching to {url} in {} (the index is rebuilt from the bucket)",
+        dir.display()
+    );
+    match asl::s3::attach(&url, &dir, asl::io::tiered::DEFAULT_CACHE_BYTES) {
+        Ok(_) => Ok(dir),
+        Err(Error::InvalidArgument(m)) if m.contains("holds no store") => Err(Error::InvalidArgument(format!(
+            "{url} holds no store: create one with `aslctl s3 create {url}`"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+fn print_restore(json_out: bool, what: &str, r: &asl::s3::RestoreReport) {
+    if json_out {
+        out!(
+            "{}",
+            json!({"segments": r.segments, "bytes": r.bytes, "artifacts": r.artifacts, "snapshots": r.snapshots})
+        );
+    } else {
+        out!(
+            "{what}: {} segments ({} bytes) read, {} artifacts, {} snapshots",
+            r.segments,
+            r.bytes,
+            r.artifacts,
+            r.snapshots
+        );
+    }
+}
+
 pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Error> {
+    let local = |url: &str, d: &Option<PathBuf>| match d {
+        Some(d) => Ok(d.clone()),
+        None => asl::s3::local_dir_for(url),
+    };
     match cmd {
+        S3Cmd::Create { url, dir: d, cache } => {
+            let d = local(url, d)?;
+            let s = asl::s3::create(url, &d, StoreOptions::new(), parse_size(cache)?)?;
+            s.close()?;
+            if json_out {
+                out!("{}", json!({"url": url, "dir": d}));
+            } else {
+                out!("created a store living in {url} (local part {})", d.display());
+            }
+        }
+        S3Cmd::Tier { url, cache } => {
+            asl::s3::tier(dir, url, parse_size(cache)?)?;
+            status(json_out, dir)?;
+        }
+        S3Cmd::Attach { url, dir: d, cache } => {
+            let d = local(url, d)?;
+            let r = asl::s3::attach(url, &d, parse_size(cache)?)?;
+            print_restore(json_out, &format!("attached {url} in {}", d.display()), &r);
+        }
+        S3Cmd::Status => status(json_out, dir)?,
         S3Cmd::Push { url } => {
-            let b = Bucket::open(url)?;
-            let r = b.push(dir)?;
+            let r = asl::s3::push(url, dir)?;
             if json_out {
                 out!(
                     "{}",
@@ -51,22 +154,39 @@ pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Er
             }
         }
         S3Cmd::Restore { url, dir: to } => {
-            let b = Bucket::open(url)?;
-            let r = b.restore(Path::new(to))?;
-            if json_out {
-                out!(
-                    "{}",
-                    json!({"segments": r.segments, "bytes": r.bytes, "artifacts": r.artifacts})
-                );
-            } else {
-                out!(
-                    "restored {to} from {url}: {} segments ({} bytes), {} artifacts",
-                    r.segments,
-                    r.bytes,
-                    r.artifacts
-                );
-            }
+            let r = asl::s3::restore(url, Path::new(to))?;
+            print_restore(json_out, &format!("restored {to} from {url}"), &r);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn status(json_out: bool, dir: &Path) -> Result<(), Error> {
+    let s = StoreOptions::new().open(dir)?;
+    let settled = s.settle();
+    let Some(t) = s.tier_status() else {
+        return Err(Error::InvalidArgument(format!(
+            "{} is a local store (see `aslctl s3 tier`)",
+            dir.display()
+        )));
+    };
+    if json_out {
+        out!(
+            "{}",
+            json!({"url": t.url, "remote_segments": t.remote_segments, "local_segments": t.local_segments,
+                   "queued": t.queued, "last_error": t.last_error, "cache_bytes": t.cache_bytes,
+                   "cache_budget": t.cache_budget})
+        );
+    } else {
+        out!("bucket        {}", t.url);
+        out!("in the bucket {} segments", t.remote_segments);
+        out!(
+            "on local disk {} segments (the open one, and any not yet uploaded)",
+            t.local_segments
+        );
+        out!("upload queue  {}", t.queued);
+        out!("page cache    {} of {}", human(t.cache_bytes), human(t.cache_budget));
+    }
+    s.close()?;
+    settled
 }
