@@ -143,13 +143,7 @@ pub fn tier(dir: &Path, url: &str, cache_bytes: u64) -> Result<()> {
     let identity = std::fs::read(dir.join("STORE")).map_err(fs(format!("read {}/STORE", dir.display())))?;
     let b = open_bucket(url)?;
     claim(&b, &identity)?;
-    write_bucket_file(
-        dir,
-        &TierConfig {
-            url: url.to_string(),
-            cache_bytes,
-        },
-    )?;
+    write_bucket_file(dir, &TierConfig::new(url, cache_bytes))?;
     // Closed and opened again through the tiered backend, which queues
     // the sealed segments; closing waits for them to go up.
     store.close()?;
@@ -161,7 +155,12 @@ pub fn tier(dir: &Path, url: &str, cache_bytes: u64) -> Result<()> {
 /// snapshot files are fetched, then repair reads every segment through the
 /// bucket (checking every block) and rebuilds the index, log and
 /// checkpoint. The segments are not kept locally.
-pub fn attach(url: &str, dir: &Path, cache_bytes: u64) -> Result<RestoreReport> {
+///
+/// The directory can read at once; it can write once it holds the
+/// bucket's lease, which its first writing open takes when nobody holds it.
+/// `take_over` takes it from whoever held it (a machine that is gone);
+/// without it nothing in the bucket changes.
+pub fn attach(url: &str, dir: &Path, cache_bytes: u64, take_over: bool) -> Result<RestoreReport> {
     if !is_empty_dir(dir) {
         return Err(Error::InvalidArgument(format!(
             "{} is not empty: attach into a new directory",
@@ -178,15 +177,15 @@ pub fn attach(url: &str, dir: &Path, cache_bytes: u64) -> Result<RestoreReport> 
         std::fs::create_dir_all(dir.join(d)).map_err(fs(format!("create {}/{d}", dir.display())))?;
     }
     fetch_catalog(&b, dir)?;
-    write_bucket_file(
-        dir,
-        &TierConfig {
-            url: url.to_string(),
-            cache_bytes,
-        },
-    )?;
+    let cfg = TierConfig::new(url, cache_bytes);
+    write_bucket_file(dir, &cfg)?;
     std::fs::write(dir.join("STORE"), identity).map_err(fs(format!("write {}/STORE", dir.display())))?;
-    Store::repair(dir)?;
+    if take_over {
+        crate::io::tiered::take_over(&b, &cfg.holder, dir).map_err(s3err(format!("take over {url}")))?;
+    }
+    // Repair through a reader: it rebuilds local files only.
+    let reader = crate::io::TieredBackend::open(dir, &cfg, false).map_err(s3err(format!("open {url}")))?;
+    StoreOptions::new().backend(std::sync::Arc::new(reader)).repair(dir)?;
     report(dir, segments)
 }
 

@@ -4,68 +4,15 @@
 //! only what is missing, follow GC's deletions, resume after being cut
 //! off, and refuse a bucket prefix that holds another store.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 mod common;
+use common::s3::{moto, S3};
 use common::{noise, stderr_of as err, stdout_of as out};
 
-struct Moto(Child, u16);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn moto() -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new("moto_server")
-        .args(["-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server (pip install 'moto[server]', see .ci/run)");
-    for _ in 0..100 {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("moto_server exited: {status}");
-        }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            let o = Command::new("curl")
-                .args(["-s", "-X", "PUT", &format!("http://127.0.0.1:{port}/asl-test")])
-                .output()
-                .unwrap();
-            assert!(o.status.success());
-            return Moto(child, port);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("moto_server did not start");
-}
-
-fn aslctl(m: &Moto, store: &std::path::Path, args: &[&str]) -> std::process::Output {
-    s3cmd(m, store, args).output().unwrap()
-}
-
-fn s3cmd(m: &Moto, store: &std::path::Path, args: &[&str]) -> Command {
-    let mut c = Command::new(common::aslctl_bin());
-    c.arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("ASL_STORE")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", m.1))
-        .env("AWS_ALLOW_HTTP", "true");
-    c
+fn aslctl(m: &S3, store: &std::path::Path, args: &[&str]) -> std::process::Output {
+    m.aslctl(store, args).output().unwrap()
 }
 
 fn listing(store: &std::path::Path) -> Vec<String> {
@@ -74,7 +21,7 @@ fn listing(store: &std::path::Path) -> Vec<String> {
     v
 }
 
-fn restore_matches(m: &Moto, url: &str, store: &std::path::Path, into: &std::path::Path) {
+fn restore_matches(m: &S3, url: &str, store: &std::path::Path, into: &std::path::Path) {
     let o = aslctl(m, store, &["s3", "restore", url, into.to_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(listing(into), listing(store), "the same artifacts");
@@ -96,6 +43,9 @@ fn a_store_is_rebuilt_from_the_bucket_alone() {
     std::fs::write(files.join("big"), noise(99, 12 << 20)).unwrap();
     let o = common::aslctl(&a, &["ingest", files.to_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));
+    let kept = blake3::hash(&noise(1, 1700)).to_hex().to_string();
+    assert!(common::aslctl(&a, &["snapshot", "create", "s1"]).status.success());
+    assert!(common::aslctl(&a, &["pin", "keep", &kept]).status.success());
     let url = "s3://asl-test/stores/a";
     let o = aslctl(&m, &a, &["--json", "s3", "push", url]);
     assert!(o.status.success(), "{}", err(&o));
@@ -105,6 +55,10 @@ fn a_store_is_rebuilt_from_the_bucket_alone() {
     let r: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
     assert_eq!(r["uploaded"], 0, "nothing new: {r}");
     restore_matches(&m, url, &a, &dir.path().join("b"));
+    // The snapshot and the pin come back with their names.
+    let b = dir.path().join("b");
+    assert!(out(&common::aslctl(&b, &["snapshot", "list"])).contains("s1"));
+    assert!(out(&common::aslctl(&b, &["pins"])).contains(&format!("{kept} keep")));
 
     // More data, a removal and GC: the mirror follows.
     std::fs::write(files.join("late"), noise(123, 5000)).unwrap();
@@ -149,7 +103,8 @@ fn a_push_cut_off_part_way_resumes() {
     std::fs::write(&f, noise(7, 160 << 20)).unwrap();
     assert!(common::aslctl(&a, &["ingest", f.to_str().unwrap()]).status.success());
     let url = "s3://asl-test/stores/cut";
-    let mut child = s3cmd(&m, &a, &["s3", "push", url])
+    let mut child = m
+        .aslctl(&a, &["s3", "push", url])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -64,11 +64,15 @@ impl Bucket {
         if prefix.split('/').any(|p| p == ".." || p == ".") {
             return Err(bad("has a relative part in its prefix"));
         }
-        // A dead endpoint should surface as an error within a minute, not
-        // after object_store's default three; the tiered backend retries
-        // uploads itself, and a read has a caller waiting.
+        // A dead endpoint should surface as an error within seconds, not
+        // after object_store's default of minutes: the tiered backend
+        // retries uploads itself, and a read has a caller waiting.
         let retry = RetryConfig {
-            backoff: BackoffConfig::default(),
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(5),
+                base: 2.0,
+            },
             max_retries: 4,
             retry_timeout: Duration::from_secs(30),
         };
@@ -229,6 +233,21 @@ impl Bucket {
                 .map_err(|e| err(format!("finish upload of {key}"), e))?;
             Ok(len)
         })
+    }
+
+    /// Writes a small object only if there is none by that name (a
+    /// conditional put, `If-None-Match: *`): `false` when one was there.
+    pub fn put_new(&self, name: &str, bytes: Vec<u8>) -> io::Result<bool> {
+        let key = self.key(name);
+        let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self
+            .rt
+            .block_on(self.store.put_opts(&key, PutPayload::from(bytes), opts))
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(err(format!("put {key} if absent"), e)),
+        }
     }
 
     /// Deletes an object (one already gone is not an error).

@@ -181,6 +181,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// keeps sealed segments elsewhere may move it there now. The default
     /// does nothing.
     fn offload(&self, _path: &Path) {}
+    /// Whether the backend copies `CHECKPOINT` elsewhere as it changes: the
+    /// store then checkpoints right after a snapshot or pin changes, so the
+    /// copy names them.
+    fn mirrors_catalog(&self) -> bool {
+        false
+    }
     /// Waits for work `offload` and file changes started in the background
     /// (uploads); an error when it cannot finish now. The default has none.
     fn settle(&self) -> io::Result<()> {

@@ -50,6 +50,10 @@ const SETTLE_ATTEMPTS: u32 = 3;
 
 /// Magic first line of the `BUCKET` file.
 pub const BUCKET_MAGIC: &str = "ASLBUCKET";
+/// The object naming the one directory that may write the store.
+pub const LEASE: &str = "LEASE";
+/// Magic first line of the `LEASE` object.
+pub const LEASE_MAGIC: &str = "ASLLEASE";
 /// Default page cache budget: 1 GiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 
@@ -62,12 +66,31 @@ pub struct TierConfig {
     pub url: String,
     /// Page cache budget in bytes.
     pub cache_bytes: u64,
+    /// This directory's writer identity (32 hex digits): what the bucket's
+    /// `LEASE` must name for it to write.
+    pub holder: String,
 }
 
 impl TierConfig {
+    /// A configuration with a new random holder identity.
+    pub fn new(url: &str, cache_bytes: u64) -> Self {
+        let mut id = [0u8; 16];
+        for (i, c) in id.chunks_mut(8).enumerate() {
+            c.copy_from_slice(&rand_suffix().wrapping_add(i as u64).to_le_bytes());
+        }
+        Self {
+            url: url.to_string(),
+            cache_bytes,
+            holder: id.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
     /// The file's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let body = format!("{BUCKET_MAGIC} 1\nurl={}\ncache_bytes={}\n", self.url, self.cache_bytes);
+        let body = format!(
+            "{BUCKET_MAGIC} 1\nurl={}\ncache_bytes={}\nholder={}\n",
+            self.url, self.cache_bytes, self.holder
+        );
         format!("{body}crc32c={:08x}\n", crc32c::crc32c(body.as_bytes())).into_bytes()
     }
 
@@ -88,10 +111,12 @@ impl TierConfig {
             _ => return Err(format!("no {BUCKET_MAGIC} line")),
         }
         let mut url = None;
+        let mut holder = None;
         let mut cache_bytes = DEFAULT_CACHE_BYTES;
         for l in lines {
             match l.split_once('=') {
                 Some(("url", v)) => url = Some(v.to_string()),
+                Some(("holder", v)) => holder = Some(v.to_string()),
                 Some(("cache_bytes", v)) => cache_bytes = v.parse().map_err(|_| format!("bad cache_bytes {v:?}"))?,
                 // Later versions of this version's fields may add keys.
                 _ => {}
@@ -100,6 +125,7 @@ impl TierConfig {
         Ok(Self {
             url: url.ok_or("no url line")?,
             cache_bytes,
+            holder: holder.ok_or("no holder line")?,
         })
     }
 }
@@ -151,8 +177,12 @@ struct Queue {
 struct Shared {
     root: PathBuf,
     bucket: Bucket,
-    /// Segments in the bucket: file name → length.
-    remote: RwLock<BTreeMap<String, u64>>,
+    /// Opened to write: holds the lease, so may change the bucket.
+    writer: bool,
+    holder: String,
+    /// Segments in the bucket: file name → length; `None` until a listing
+    /// succeeds (the bucket may be down at open: what is local still reads).
+    remote: RwLock<Option<BTreeMap<String, u64>>>,
     /// Open handles of sealed segments still on local disk, so reads do not
     /// open a file each time and eviction can cut them off.
     locals: RwLock<HashMap<String, Arc<File>>>,
@@ -193,14 +223,21 @@ enum Place {
 impl TieredBackend {
     /// The backend for the store directory `root` living in the bucket
     /// `cfg` names: lists the bucket's segments and opens the page cache
-    /// (`root/cache`). Starts the uploader thread.
-    pub fn open(root: &Path, cfg: &TierConfig) -> io::Result<Self> {
+    /// (`root/cache`). Starts the uploader thread. A `writer` must hold the
+    /// bucket's lease, and takes it when nobody does; a reader changes
+    /// nothing in the bucket.
+    pub fn open(root: &Path, cfg: &TierConfig, writer: bool) -> io::Result<Self> {
         let bucket = Bucket::open(&cfg.url)?;
-        let remote = bucket.list("segments")?;
+        if writer {
+            acquire_lease(&bucket, &cfg.holder, root)?;
+        }
+        let remote = bucket.list("segments").ok();
         let cache = PageCache::open(&root.join("cache"), cfg.cache_bytes)?;
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
             bucket,
+            writer,
+            holder: cfg.holder.clone(),
             remote: RwLock::new(remote),
             locals: RwLock::new(HashMap::new()),
             cache,
@@ -236,7 +273,7 @@ impl TieredBackend {
     }
 
     fn remote_len(&self, name: &str) -> Option<u64> {
-        self.shared.remote.read().get(name).copied()
+        self.shared.remote_len(name)
     }
 
     fn enqueue(&self, job: Job) {
@@ -366,7 +403,9 @@ impl Backend for TieredBackend {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut names = self.local.list(dir)?;
         if dir == self.shared.root.join("segments") {
-            let remote = self.shared.remote.read();
+            // Listing the segments must name every one, or cleanup and
+            // repair would act on half a picture.
+            let remote = self.shared.remote()?;
             let mut extra: Vec<String> = remote.keys().filter(|n| !names.contains(n)).cloned().collect();
             names.append(&mut extra);
         }
@@ -414,6 +453,10 @@ impl Backend for TieredBackend {
         }
     }
 
+    fn mirrors_catalog(&self) -> bool {
+        true
+    }
+
     fn settle(&self) -> io::Result<()> {
         let mut q = self.shared.queue.lock();
         loop {
@@ -445,7 +488,7 @@ impl Backend for TieredBackend {
         let (cache_bytes, cache_budget) = s.cache.usage();
         Some(TierStatus {
             url: s.bucket.url().to_string(),
-            remote_segments: s.remote.read().len(),
+            remote_segments: s.remote().map_or(0, |r| r.len()),
             local_segments,
             queued: q.jobs.len(),
             last_error: q.last_error.clone(),
@@ -461,8 +504,9 @@ impl Backend for TieredBackend {
 impl TieredBackend {
     /// Deletes a segment from the bucket and forgets its cached pages.
     fn forget_segment(&self, name: &str) -> io::Result<()> {
+        self.shared.check_lease()?;
         self.shared.bucket.delete(&format!("segments/{name}"))?;
-        self.shared.remote.write().remove(name);
+        self.shared.remote_remove(name);
         self.shared.cache.drop_segment(name);
         Ok(())
     }
@@ -507,6 +551,9 @@ fn uploader(s: &Shared) {
 }
 
 fn run(s: &Shared, job: &Job) -> io::Result<()> {
+    // Another directory that took the store over since this one opened
+    // must not have its segments or checkpoint overwritten by this one.
+    s.check_lease()?;
     match job {
         Job::Offload(name) => {
             let path = s.root.join("segments").join(name);
@@ -516,9 +563,9 @@ fn run(s: &Shared, job: &Job) -> io::Result<()> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(e),
             };
-            if s.remote.read().get(name) != Some(&len) {
+            if s.remote()?.get(name) != Some(&len) {
                 s.bucket.put_file(&path, &format!("segments/{name}"))?;
-                s.remote.write().insert(name.clone(), len);
+                s.remote_insert(name, len);
             }
             // Readers holding the handle finish their read; new ones go to
             // the bucket.
@@ -583,6 +630,50 @@ impl StoreFile for TieredFile {
 }
 
 impl Shared {
+    /// Whether this directory may still change the bucket.
+    fn check_lease(&self) -> io::Result<()> {
+        if !self.writer {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the store is open to read: the bucket is not changed",
+            ));
+        }
+        let lease = self.bucket.get(LEASE)?;
+        match lease.as_deref().map(decode_lease) {
+            Some(Ok((holder, _))) if holder == self.holder => Ok(()),
+            Some(Ok((_, who))) => Err(lease_lost(self.bucket.url(), &who)),
+            Some(Err(e)) => Err(io::Error::other(format!("{}/{LEASE}: {e}", self.bucket.url()))),
+            None => Err(io::Error::other(format!("{}/{LEASE} is gone", self.bucket.url()))),
+        }
+    }
+
+    /// The segments in the bucket, listed now if no listing succeeded yet.
+    fn remote(&self) -> io::Result<parking_lot::MappedRwLockReadGuard<'_, BTreeMap<String, u64>>> {
+        if self.remote.read().is_none() {
+            let listed = self.bucket.list("segments")?;
+            self.remote.write().get_or_insert(listed);
+        }
+        Ok(parking_lot::RwLockReadGuard::map(self.remote.read(), |r| {
+            r.as_ref().expect("listed above")
+        }))
+    }
+
+    fn remote_len(&self, name: &str) -> Option<u64> {
+        self.remote().ok().and_then(|r| r.get(name).copied())
+    }
+
+    fn remote_insert(&self, name: &str, len: u64) {
+        if let Some(r) = self.remote.write().as_mut() {
+            r.insert(name.to_string(), len);
+        }
+    }
+
+    fn remote_remove(&self, name: &str) {
+        if let Some(r) = self.remote.write().as_mut() {
+            r.remove(name);
+        }
+    }
+
     fn read_remote(&self, name: &str, len: u64, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let end = offset
             .checked_add(buf.len() as u64)
@@ -797,6 +888,82 @@ impl PageCache {
     }
 }
 
+fn encode_lease(holder: &str, root: &Path) -> Vec<u8> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let body = format!(
+        "{LEASE_MAGIC} 1\nholder={holder}\nhost={}\ndir={}\n",
+        host.trim(),
+        root.display()
+    );
+    format!("{body}crc32c={:08x}\n", crc32c::crc32c(body.as_bytes())).into_bytes()
+}
+
+/// The holder of a lease, and who it is in words (host and directory).
+fn decode_lease(b: &[u8]) -> Result<(String, String), String> {
+    let text = std::str::from_utf8(b).map_err(|_| "not UTF-8".to_string())?;
+    let at = text.rfind("crc32c=").ok_or("no crc32c line")?;
+    let (body, crc) = text.split_at(at);
+    let crc = u32::from_str_radix(crc.trim_start_matches("crc32c=").trim_end(), 16)
+        .map_err(|_| "unreadable crc32c line".to_string())?;
+    if crc32c::crc32c(body.as_bytes()) != crc || !body.starts_with(&format!("{LEASE_MAGIC} 1\n")) {
+        return Err("not a version-1 lease with a good checksum".into());
+    }
+    let field = |k: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            .unwrap_or("")
+            .to_string()
+    };
+    let holder = field("holder");
+    if holder.is_empty() {
+        return Err("no holder".into());
+    }
+    Ok((holder, format!("{}:{}", field("host"), field("dir"))))
+}
+
+fn lease_lost(url: &str, who: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "{url} is written from another directory ({who}): open it read-only here, or take it over with \
+             `aslctl s3 attach {url} --take-over` once that writer has stopped"
+        ),
+    )
+}
+
+/// Takes the bucket's lease for `holder` when nobody holds it (a
+/// conditional put, so two directories cannot both take it); an error
+/// naming the other directory when someone else does.
+fn acquire_lease(b: &Bucket, holder: &str, root: &Path) -> io::Result<()> {
+    for _ in 0..3 {
+        match b.get(LEASE)? {
+            None => {
+                if b.put_new(LEASE, encode_lease(holder, root))? {
+                    return Ok(());
+                }
+            }
+            Some(bytes) => {
+                let (h, who) =
+                    decode_lease(&bytes).map_err(|e| io::Error::other(format!("{}/{LEASE}: {e}", b.url())))?;
+                return if h == holder {
+                    Ok(())
+                } else {
+                    Err(lease_lost(b.url(), &who))
+                };
+            }
+        }
+    }
+    Err(io::Error::other(format!("{}/{LEASE}: changing under us", b.url())))
+}
+
+/// Makes `holder` (in `root`) the one directory that writes the store at
+/// `b`, whoever held it before: for a machine replacing a dead one. A
+/// writer still running elsewhere stops changing the bucket at its next
+/// upload, when it finds the lease gone.
+pub fn take_over(b: &Bucket, holder: &str, root: &Path) -> io::Result<()> {
+    b.put(LEASE, encode_lease(holder, root))
+}
+
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -814,10 +981,9 @@ mod tests {
 
     #[test]
     fn bucket_file_round_trips_and_checks() {
-        let c = TierConfig {
-            url: "s3://b/p/q".into(),
-            cache_bytes: 12345,
-        };
+        let c = TierConfig::new("s3://b/p/q", 12345);
+        assert_eq!(c.holder.len(), 32);
+        assert_ne!(c.holder, TierConfig::new("s3://b/p/q", 1).holder);
         let b = c.encode();
         assert_eq!(TierConfig::decode(&b).unwrap(), c);
         let mut bad = b.clone();

@@ -97,6 +97,7 @@ impl Store {
                 pins: pins.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             };
             write_atomic(io, &s.layout.checkpoint(), &ckpt.encode())?;
+            w.catalog_dirty = false;
             let old_log = std::mem::replace(&mut w.log, log);
             w.log_file = log_file;
             {

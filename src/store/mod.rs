@@ -280,6 +280,8 @@ pub(crate) struct Writer {
     /// Whether something may have stopped referring to chunks since the last
     /// sweep (set at open, by removals, snapshot deletes and unpins).
     sweep_due: bool,
+    /// A snapshot or pin changed since the last checkpoint.
+    catalog_dirty: bool,
     /// The thread whose atomic section is open: commits by others wait.
     atomic_owner: Option<std::thread::ThreadId>,
 }
@@ -382,7 +384,9 @@ impl Store {
             return Ok(());
         }
         self.commit_locked(&mut w)?;
-        if !self.state.read().memtable.is_empty() {
+        // A backend that mirrors CHECKPOINT gets one naming the catalog as
+        // it is now (snapshots and pins), for a rebuild from the mirror.
+        if !self.state.read().memtable.is_empty() || (w.catalog_dirty && self.layout.io.mirrors_catalog()) {
             self.checkpoint_locked(&mut w)?;
         }
         Ok(())

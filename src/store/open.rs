@@ -41,7 +41,7 @@ const LAYOUT_NAMES: &[&str] = &[
 
 impl Store {
     pub(crate) fn open_with(path: &Path, opts: StoreOptions) -> Result<Self> {
-        let opts = super::tier::resolve(path, &opts)?.unwrap_or(opts);
+        let opts = super::tier::resolve(path, &opts, !opts.read_only)?.unwrap_or(opts);
         let layout = Layout::new(path, opts.backend.clone());
         let io = &*layout.io;
         let mut created_lock = None;
@@ -169,6 +169,7 @@ impl Store {
                 dict_backoff: 0,
                 chunk_refs: Default::default(),
                 sweep_due: true,
+                catalog_dirty: false,
                 atomic_owner: None,
             }))
         } else {

@@ -83,7 +83,7 @@ impl Store {
     }
 
     pub(crate) fn repair_with(path: &Path, opts: &StoreOptions) -> Result<RepairReport> {
-        let tiered = super::tier::resolve(path, opts)?;
+        let tiered = super::tier::resolve(path, opts, true)?;
         let opts = tiered.as_ref().unwrap_or(opts);
         let layout = Layout::new(path, opts.backend.clone());
         let io = &*layout.io;

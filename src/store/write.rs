@@ -309,6 +309,16 @@ impl Store {
             if let Some(st) = w.seg_states.get_mut(&segment) {
                 st.len = len;
             }
+            let catalog = batch.iter().any(|r| {
+                matches!(
+                    r,
+                    Record::SnapshotCreated(_)
+                        | Record::SnapshotDeleted { .. }
+                        | Record::Pinned { .. }
+                        | Record::Unpinned { .. }
+                )
+            });
+            w.catalog_dirty |= catalog;
             if s.state.read().memtable.len() >= s.opts.memtable_limit {
                 // The commit is durable at this point whatever happens to the
                 // checkpoint: a failed one leaves the writer poisoned (the next

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test crate uses its own subset
 
 #[cfg(feature = "server")]
+pub mod s3;
 pub mod server;
 
 use std::fs;

@@ -47,6 +47,10 @@ pub(crate) enum S3Cmd {
         /// Local page cache budget.
         #[arg(long, default_value = "1G")]
         cache: String,
+        /// Become the one directory that writes the store, taking the
+        /// lease from another (a machine that is gone).
+        #[arg(long)]
+        take_over: bool,
     },
     /// Where a store living in a bucket has its segments; waits for pending
     /// uploads first (exit 2 if they cannot finish now).
@@ -84,7 +88,7 @@ pub(crate) fn resolve_store(cli: &Cli, store: PathBuf) -> Result<PathBuf, Error>
         "aslctl: attaching to {url} in {} (the index is rebuilt from the bucket)",
         dir.display()
     );
-    match asl::s3::attach(&url, &dir, asl::io::tiered::DEFAULT_CACHE_BYTES) {
+    match asl::s3::attach(&url, &dir, asl::io::tiered::DEFAULT_CACHE_BYTES, false) {
         Ok(_) => Ok(dir),
         Err(Error::InvalidArgument(m)) if m.contains("holds no store") => Err(Error::InvalidArgument(format!(
             "{url} holds no store: create one with `aslctl s3 create {url}`"
@@ -130,9 +134,14 @@ pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Er
             asl::s3::tier(dir, url, parse_size(cache)?)?;
             status(json_out, dir)?;
         }
-        S3Cmd::Attach { url, dir: d, cache } => {
+        S3Cmd::Attach {
+            url,
+            dir: d,
+            cache,
+            take_over,
+        } => {
             let d = local(url, d)?;
-            let r = asl::s3::attach(url, &d, parse_size(cache)?)?;
+            let r = asl::s3::attach(url, &d, parse_size(cache)?, *take_over)?;
             print_restore(json_out, &format!("attached {url} in {}", d.display()), &r);
         }
         S3Cmd::Status => status(json_out, dir)?,
@@ -162,7 +171,12 @@ pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Er
 }
 
 fn status(json_out: bool, dir: &Path) -> Result<(), Error> {
-    let s = StoreOptions::new().open(dir)?;
+    // The writer sends what waits; a directory that does not hold the
+    // lease still reports, read-only.
+    let (s, not_writer) = match StoreOptions::new().open(dir) {
+        Ok(s) => (s, None),
+        Err(e) => (StoreOptions::new().read_only(true).open(dir)?, Some(e.to_string())),
+    };
     let settled = s.settle();
     let Some(t) = s.tier_status() else {
         return Err(Error::InvalidArgument(format!(
@@ -175,7 +189,7 @@ fn status(json_out: bool, dir: &Path) -> Result<(), Error> {
             "{}",
             json!({"url": t.url, "remote_segments": t.remote_segments, "local_segments": t.local_segments,
                    "queued": t.queued, "last_error": t.last_error, "cache_bytes": t.cache_bytes,
-                   "cache_budget": t.cache_budget})
+                   "cache_budget": t.cache_budget, "writer": not_writer.is_none(), "not_writer": not_writer})
         );
     } else {
         out!("bucket        {}", t.url);
@@ -186,6 +200,10 @@ fn status(json_out: bool, dir: &Path) -> Result<(), Error> {
         );
         out!("upload queue  {}", t.queued);
         out!("page cache    {} of {}", human(t.cache_bytes), human(t.cache_budget));
+        match &not_writer {
+            None => out!("writer        yes (this directory holds the lease)"),
+            Some(e) => out!("writer        no: {e}"),
+        }
     }
     s.close()?;
     settled
