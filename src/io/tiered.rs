@@ -43,8 +43,12 @@ use super::{Backend, LocalBackend, LockGuard, Mapped, OpenMode, StoreFile};
 
 /// Bytes per cached page and per unit of a ranged fetch.
 pub const PAGE: u64 = 1 << 20;
-/// Pages fetched at most in one request (a long read streams in 8 MiB steps).
-const RUN: u64 = 8;
+/// Pages fetched at most at once (a long read streams in 8 MiB steps).
+const RUN: u64 = 16;
+/// Pages per request within a run: a run is fetched as this many
+/// concurrent requests, since one stream from an object store is slower
+/// than several.
+const PER_REQUEST: u64 = 4;
 /// Failed attempts at the queue's head after which `settle` gives up.
 const SETTLE_ATTEMPTS: u32 = 3;
 
@@ -192,6 +196,9 @@ struct Shared {
     fetches: AtomicU64,
     fetched_bytes: AtomicU64,
     hits: AtomicU64,
+    /// The last page fetched of each segment: a read that continues from
+    /// it is sequential, and gets a whole run read ahead.
+    last_fetched: Mutex<HashMap<String, u64>>,
 }
 
 /// The backend of a store that lives in a bucket (see the module docs).
@@ -246,6 +253,7 @@ impl TieredBackend {
             fetches: AtomicU64::new(0),
             fetched_bytes: AtomicU64::new(0),
             hits: AtomicU64::new(0),
+            last_fetched: Mutex::new(HashMap::new()),
         });
         let s = shared.clone();
         std::thread::Builder::new()
@@ -697,16 +705,30 @@ impl Shared {
                 pos += n;
                 continue;
             }
-            // The missing pages this read needs next, fetched together.
-            let last_needed = (end - 1) / PAGE;
+            // The missing pages this read needs next, fetched together; a
+            // read continuing where the last fetch of this segment ended
+            // gets a whole run (read-ahead), since it will want the rest.
+            let sequential = self
+                .last_fetched
+                .lock()
+                .get(name)
+                .is_some_and(|l| page == *l + 1 || page == *l);
+            let pages = len.div_ceil(PAGE);
+            let last_needed = if sequential { pages - 1 } else { (end - 1) / PAGE };
             let mut last = page;
             while last < last_needed && last - page + 1 < RUN && !self.cache.has(name, last + 1) {
                 last += 1;
             }
             let from = page * PAGE;
             let to = ((last + 1) * PAGE).min(len);
-            let bytes = self.bucket.get_range(&format!("segments/{name}"), from..to)?;
-            self.fetches.fetch_add(1, Ordering::Relaxed);
+            let ranges: Vec<_> = (from..to)
+                .step_by((PER_REQUEST * PAGE) as usize)
+                .map(|a| a..(a + PER_REQUEST * PAGE).min(to))
+                .collect();
+            let parts = self.bucket.get_ranges(&format!("segments/{name}"), &ranges)?;
+            let bytes = parts.concat();
+            self.last_fetched.lock().insert(name.to_string(), last);
+            self.fetches.fetch_add(ranges.len() as u64, Ordering::Relaxed);
             self.fetched_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             for (i, p) in bytes.chunks(PAGE as usize).enumerate() {
                 self.cache.put(name, page + i as u64, p);
@@ -726,7 +748,14 @@ struct PageCache {
     dir: PathBuf,
     budget: u64,
     state: Mutex<CacheState>,
+    /// The pages used last, in memory, newest first: reads of a large
+    /// artifact come in pieces much smaller than a page, and each would
+    /// otherwise read and check the whole page file again.
+    hot: Mutex<VecDeque<((String, u64), Arc<Vec<u8>>)>>,
 }
+
+/// Pages kept in memory.
+const HOT: usize = 8;
 
 #[derive(Default)]
 struct CacheState {
@@ -799,6 +828,7 @@ impl PageCache {
             dir: dir.to_path_buf(),
             budget,
             state: Mutex::new(st),
+            hot: Mutex::new(VecDeque::new()),
         };
         c.evict(&mut c.state.lock(), None);
         Ok(c)
@@ -816,8 +846,26 @@ impl PageCache {
         self.state.lock().pages.contains_key(&(name.to_string(), page))
     }
 
-    fn get(&self, name: &str, page: u64) -> Option<Vec<u8>> {
+    fn remember(&self, key: (String, u64), page: Arc<Vec<u8>>) {
+        let mut hot = self.hot.lock();
+        hot.retain(|(k, _)| *k != key);
+        hot.push_front((key, page));
+        hot.truncate(HOT);
+    }
+
+    fn get(&self, name: &str, page: u64) -> Option<Arc<Vec<u8>>> {
         let key = (name.to_string(), page);
+        let hot = {
+            let mut hot = self.hot.lock();
+            let i = hot.iter().position(|(k, _)| *k == key);
+            i.and_then(|i| hot.remove(i))
+        };
+        if let Some((k, p)) = hot {
+            // Used, so kept on disk too.
+            self.state.lock().touch(&k);
+            self.hot.lock().push_front((k, p.clone()));
+            return Some(p);
+        }
         if !self.state.lock().pages.contains_key(&key) {
             return None;
         }
@@ -831,6 +879,9 @@ impl PageCache {
         match ok {
             Some(b) => {
                 st.touch(&key);
+                drop(st);
+                let b = Arc::new(b);
+                self.remember(key, b.clone());
                 Some(b)
             }
             None => {
@@ -844,6 +895,7 @@ impl PageCache {
 
     /// Keeps a page; a failure to write it only costs a later fetch.
     fn put(&self, name: &str, page: u64, bytes: &[u8]) {
+        self.remember((name.to_string(), page), Arc::new(bytes.to_vec()));
         if self.budget == 0 {
             return;
         }
@@ -879,6 +931,7 @@ impl PageCache {
     }
 
     fn drop_segment(&self, name: &str) {
+        self.hot.lock().retain(|(k, _)| k.0 != name);
         let mut st = self.state.lock();
         let keys: Vec<_> = st.pages.keys().filter(|k| k.0 == name).cloned().collect();
         for k in keys {
@@ -1002,22 +1055,22 @@ mod tests {
         }
         // Three fit; the two used least recently went.
         assert_eq!(c.usage().0, 3 * 104);
-        assert!(c.get("00000001.seg", 0).is_none() && c.get("00000001.seg", 1).is_none());
-        assert_eq!(c.get("00000001.seg", 2).unwrap(), vec![2u8; 100]);
+        assert!(!c.has("00000001.seg", 0) && !c.has("00000001.seg", 1));
+        assert_eq!(*c.get("00000001.seg", 2).unwrap(), vec![2u8; 100]);
         // Page 2 was just used, so page 3 goes next.
         c.put("00000001.seg", 9, &[9; 100]);
         assert!(c.has("00000001.seg", 2) && !c.has("00000001.seg", 3));
-        // A damaged page file is not served.
+        // Reopened (nothing in memory), the cache finds its pages again,
+        // but does not serve a damaged one.
+        drop(c);
         let f = d.path().join("00000001.seg.4");
         let mut b = std::fs::read(&f).unwrap();
         b[7] ^= 0x40;
         std::fs::write(&f, b).unwrap();
+        let c = PageCache::open(d.path(), 3 * 104).unwrap();
         assert!(c.get("00000001.seg", 4).is_none());
         assert!(!f.exists());
-        // Reopened, the cache finds its pages again.
-        drop(c);
-        let c = PageCache::open(d.path(), 3 * 104).unwrap();
-        assert_eq!(c.get("00000001.seg", 9).unwrap(), vec![9u8; 100]);
+        assert_eq!(*c.get("00000001.seg", 9).unwrap(), vec![9u8; 100]);
         c.drop_segment("00000001.seg");
         assert_eq!(c.usage().0, 0);
     }
