@@ -751,11 +751,14 @@ struct PageCache {
     /// The pages used last, in memory, newest first: reads of a large
     /// artifact come in pieces much smaller than a page, and each would
     /// otherwise read and check the whole page file again.
-    hot: Mutex<VecDeque<((String, u64), Arc<Vec<u8>>)>>,
+    hot: Mutex<VecDeque<(PageKey, Arc<Vec<u8>>)>>,
 }
 
 /// Pages kept in memory.
 const HOT: usize = 8;
+
+/// A cached page: (segment file name, page number).
+type PageKey = (String, u64);
 
 #[derive(Default)]
 struct CacheState {
