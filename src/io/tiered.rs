@@ -196,9 +196,10 @@ struct Shared {
     fetches: AtomicU64,
     fetched_bytes: AtomicU64,
     hits: AtomicU64,
-    /// The last page fetched of each segment: a read that continues from
-    /// it is sequential, and gets a whole run read ahead.
-    last_fetched: Mutex<HashMap<String, u64>>,
+    /// The last page fetched of each segment, and how many fetches in a
+    /// row each began right after the one before: from the third such a
+    /// read is taken as sequential, and gets a whole run read ahead.
+    last_fetched: Mutex<HashMap<String, (u64, u32)>>,
 }
 
 /// The backend of a store that lives in a bucket (see the module docs).
@@ -706,13 +707,15 @@ impl Shared {
                 continue;
             }
             // The missing pages this read needs next, fetched together; a
-            // read continuing where the last fetch of this segment ended
-            // gets a whole run (read-ahead), since it will want the rest.
-            let sequential = self
-                .last_fetched
-                .lock()
-                .get(name)
-                .is_some_and(|l| page == *l + 1 || page == *l);
+            // read that keeps continuing where the fetches of this segment
+            // ended gets a whole run (read-ahead), since it will want the
+            // rest. Two steps are not enough: one chunk straddling a page
+            // boundary makes one.
+            let streak = match self.last_fetched.lock().get(name) {
+                Some((l, n)) if page == l + 1 => n + 1,
+                _ => 0,
+            };
+            let sequential = streak >= 2;
             let pages = len.div_ceil(PAGE);
             let last_needed = if sequential { pages - 1 } else { (end - 1) / PAGE };
             let mut last = page;
@@ -727,7 +730,7 @@ impl Shared {
                 .collect();
             let parts = self.bucket.get_ranges(&format!("segments/{name}"), &ranges)?;
             let bytes = parts.concat();
-            self.last_fetched.lock().insert(name.to_string(), last);
+            self.last_fetched.lock().insert(name.to_string(), (last, streak));
             self.fetches.fetch_add(ranges.len() as u64, Ordering::Relaxed);
             self.fetched_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             for (i, p) in bytes.chunks(PAGE as usize).enumerate() {
