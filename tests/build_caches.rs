@@ -76,8 +76,9 @@ fn bazel_cache_protocol() {
 }
 
 /// ccache (from Debian, installed by `.ci/run`) pointed at the server with
-/// its HTTP remote storage: a second build from an empty local cache is
-/// all remote hits, and its objects are the first build's.
+/// its HTTP remote storage, in each of its three layouts (bazel, flat, and
+/// subdirs, its default): a second build from an empty local cache is all
+/// remote hits, and its objects are the first build's.
 #[test]
 fn ccache_builds_twice_and_hits_the_second_time() {
     if Command::new("ccache").arg("--version").output().is_err() {
@@ -99,7 +100,7 @@ fn ccache_builds_twice_and_hits_the_second_time() {
         )
         .unwrap();
     }
-    let build = |n: usize| -> std::collections::BTreeMap<String, u64> {
+    let build = |n: usize, storage: &str| -> std::collections::BTreeMap<String, u64> {
         let out_dir = dir.path().join(format!("build{n}"));
         std::fs::create_dir(&out_dir).unwrap();
         let cc_dir = dir.path().join(format!("ccache{n}"));
@@ -108,7 +109,7 @@ fn ccache_builds_twice_and_hits_the_second_time() {
                 .env("CCACHE_DIR", &cc_dir)
                 .env(
                     "CCACHE_REMOTE_STORAGE",
-                    format!("{}|layout=bazel|bearer-token=ccache-token-0123456789", s.url),
+                    format!("{storage}|bearer-token=ccache-token-0123456789"),
                 )
                 .env("CCACHE_REMOTE_ONLY", "true")
                 .args(["cc", "-c"])
@@ -130,17 +131,39 @@ fn ccache_builds_twice_and_hits_the_second_time() {
             .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
             .collect()
     };
-    let first = build(1);
-    assert_eq!(first["remote_storage_miss"], 3, "{first:?}");
-    assert_eq!(first["remote_storage_error"], 0, "{first:?}");
-    let second = build(2);
-    assert_eq!(second["remote_storage_hit"], 3, "{second:?}");
-    assert_eq!(second["remote_storage_error"], 0, "{second:?}");
-    for f in files {
-        let a = std::fs::read(dir.path().join(format!("build1/{f}.o"))).unwrap();
-        let b = std::fs::read(dir.path().join(format!("build2/{f}.o"))).unwrap();
-        assert_eq!(a, b, "{f}.o");
+    let layouts = [
+        format!("{}|layout=bazel", s.url),
+        format!("{}/ccache|layout=flat", s.url),
+        format!("{}/ccache", s.url),
+    ];
+    for (i, storage) in layouts.iter().enumerate() {
+        let first = build(2 * i + 1, storage);
+        // flat and subdirs are two spellings of one key: the subdirs run
+        // finds what the flat one stored.
+        let (miss, hit) = if i == 2 { (0, 3) } else { (3, 0) };
+        assert_eq!(first["remote_storage_miss"], miss, "{storage}: {first:?}");
+        assert_eq!(first["remote_storage_hit"], hit, "{storage}: {first:?}");
+        assert_eq!(first["remote_storage_error"], 0, "{storage}: {first:?}");
+        let second = build(2 * i + 2, storage);
+        assert_eq!(second["remote_storage_hit"], 3, "{storage}: {second:?}");
+        assert_eq!(second["remote_storage_error"], 0, "{storage}: {second:?}");
+        for f in files {
+            let a = std::fs::read(dir.path().join(format!("build{}/{f}.o", 2 * i + 1))).unwrap();
+            let b = std::fs::read(dir.path().join(format!("build{}/{f}.o", 2 * i + 2))).unwrap();
+            assert_eq!(a, b, "{storage}: {f}.o");
+        }
     }
+    // Nonsense under /ccache/ is refused, not stored.
+    let (code, _) = curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Authorization: Bearer ccache-token-0123456789",
+        "--data-binary",
+        "x",
+        &format!("{}/ccache/abc/def", s.url),
+    ]);
+    assert_eq!(code, 400);
 }
 
 /// Bazel (Debian's bazel-bootstrap, installed by `.ci/run`) with

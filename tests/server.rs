@@ -286,6 +286,8 @@ fn the_openapi_file_is_valid_and_complete() {
         [
             "/ac/{key}",
             "/cas/{key}",
+            "/ccache/{dir}/{rest}",
+            "/ccache/{key}",
             "/v1/artifacts",
             "/v1/artifacts/{id}",
             "/v1/artifacts/{id}/labels",

@@ -120,12 +120,35 @@ fn internal_artifacts_do_not_exist_for_published_only_tokens() {
         201
     );
 
+    // A ccache entry, read back through both of ccache's own layouts.
+    let (cc_dir, cc_rest) = ("1a", "bcdefghij0123456789klmnopqrstuv");
+    let cck = format!("{cc_dir}{cc_rest}");
+    assert_eq!(
+        curl(&[
+            "-H",
+            ops,
+            "-X",
+            "PUT",
+            "--data-binary",
+            "object",
+            &format!("{}/ccache/{cck}", s.url)
+        ])
+        .0,
+        201
+    );
+
     let art = |id: &str| format!("{}/v1/artifacts/{id}", s.url);
     for (who, sees_internal) in [(ops, true), (peer, false)] {
         // The published artifact: everyone.
         assert_eq!(curl(&["-H", who, &art(&pid)]).0, 200);
         // The internal one: like an absent one, for the peer.
-        for path in [art(&iid), format!("{}/ac/{key}", s.url), format!("{}/cas/{sha}", s.url)] {
+        for path in [
+            art(&iid),
+            format!("{}/ac/{key}", s.url),
+            format!("{}/cas/{sha}", s.url),
+            format!("{}/ccache/{cck}", s.url),
+            format!("{}/ccache/{cc_dir}/{cc_rest}", s.url),
+        ] {
             let (code, body) = curl(&["-H", who, &path]);
             let (code_absent, body_absent) = curl(&[
                 "-H",
@@ -133,7 +156,9 @@ fn internal_artifacts_do_not_exist_for_published_only_tokens() {
                 &path
                     .replace(&iid, &absent)
                     .replace(&key, &"00".repeat(32))
-                    .replace(&sha, &"11".repeat(32)),
+                    .replace(&sha, &"11".repeat(32))
+                    .replace(&cck, &"2".repeat(33))
+                    .replace(cc_rest, &"3".repeat(31)),
             ]);
             if sees_internal {
                 assert_eq!(code, 200, "{path}");

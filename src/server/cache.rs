@@ -1,6 +1,9 @@
 //! Build caches over the store: the Bazel HTTP cache protocol (`/ac/KEY`,
-//! `/cas/SHA256`), which ccache's HTTP remote storage speaks with
-//! `layout=bazel`.
+//! `/cas/SHA256`), which ccache's HTTP remote storage also speaks with
+//! `layout=bazel`, and ccache's own layouts under `/ccache/`: `flat`
+//! (`/ccache/KEY`) and `subdirs`, its default (`/ccache/KE/Y...`, the key's
+//! first two characters as a directory). A ccache entry is an AC entry
+//! under its own key.
 //!
 //! A CAS entry is an artifact whose SHA-256 is its key: the put computes the
 //! SHA-256 in the same pass that stores the bytes, a body that does not
@@ -36,6 +39,38 @@ pub(super) fn routes() -> Router<Arc<State>> {
     Router::new()
         .route("/ac/{key}", get(ac_get).head(ac_head).put(ac_put))
         .route("/cas/{key}", get(cas_get).head(cas_head).put(cas_put))
+        .route("/ccache/{key}", get(cc_get).head(cc_head).put(cc_put))
+        .route("/ccache/{dir}/{rest}", get(cc2_get).head(cc2_head).put(cc2_put))
+}
+
+/// The entry name of a ccache key (2 hex digits and base32hex in ccache
+/// 4; any short lower-case alphanumeric string is taken).
+fn ccache_name(key: &str) -> Result<String, Refused> {
+    let ok = (8..=128).contains(&key.len()) && key.bytes().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
+    if ok {
+        Ok(format!("ccache/{key}"))
+    } else {
+        Err(Refused(
+            StatusCode::BAD_REQUEST,
+            "a ccache key is 8 to 128 lower-case letters and digits".into(),
+        ))
+    }
+}
+
+/// The key of a `subdirs` path: the directory is the key's first two
+/// characters, the file name the rest.
+fn ccache_split(dir: &str, rest: &str) -> Result<String, Refused> {
+    if dir.len() != 2 {
+        return Err(Refused(
+            StatusCode::BAD_REQUEST,
+            "a ccache subdirs path is /ccache/<first 2 characters of the key>/<the rest>".into(),
+        ));
+    }
+    ccache_name(&format!("{dir}{rest}"))
+}
+
+fn ac_name(key: &str) -> Result<String, Refused> {
+    parse_key(key).map(|k| format!("ac/{}", digests::hex(&k)))
 }
 
 /// A Bazel key: a SHA-256 as 64 hex digits.
@@ -73,9 +108,9 @@ fn refresh(st: &State) -> crate::Result<()> {
         .map_err(|e| Error::InvalidArgument(format!("query index: {e}")))
 }
 
-/// The artifact the AC key `key` answers with: its newest live entry.
-fn ac_lookup(st: &State, key: &[u8; 32]) -> crate::Result<Option<ArtifactId>> {
-    let name = format!("ac/{}", digests::hex(key));
+/// The artifact the entry `name` (`ac/HEX`, `ccache/KEY`) answers with:
+/// its newest live entry.
+fn ac_lookup(st: &State, name: &str) -> crate::Result<Option<ArtifactId>> {
     let hits = st
         .index
         .lock()
@@ -102,26 +137,29 @@ fn ac_lookup(st: &State, key: &[u8; 32]) -> crate::Result<Option<ArtifactId>> {
     Ok(best.map(|(_, id)| id))
 }
 
-fn cas_lookup(st: &State, key: &[u8; 32]) -> crate::Result<Option<ArtifactId>> {
+fn cas_lookup(st: &State, name: &str) -> crate::Result<Option<ArtifactId>> {
+    let Some(key) = name.strip_prefix("cas/").and_then(digests::parse_sha256) else {
+        return Ok(None);
+    };
     let index = st.index.lock();
-    digests::resolve(&st.store, &index, key).map_err(|e| Error::InvalidArgument(format!("query index: {e}")))
+    digests::resolve(&st.store, &index, &key).map_err(|e| Error::InvalidArgument(format!("query index: {e}")))
 }
 
 async fn answer(
     st: Arc<State>,
     access: Access,
-    key: String,
+    name: Result<String, Refused>,
     headers: HeaderMap,
     with_body: bool,
-    lookup: fn(&State, &[u8; 32]) -> crate::Result<Option<ArtifactId>>,
+    lookup: fn(&State, &str) -> crate::Result<Option<ArtifactId>>,
 ) -> Response {
-    let key = match parse_key(&key) {
-        Ok(k) => k,
+    let name = match name {
+        Ok(n) => n,
         Err(r) => return r.into_response(),
     };
     let s2 = st.clone();
     // What the caller may not see answers exactly as an absent key does.
-    let found = blocking(move || match lookup(&s2, &key)? {
+    let found = blocking(move || match lookup(&s2, &name)? {
         Some(id) if access.sees(&s2.store, &id)? => Ok(Some(id)),
         _ => Ok(None),
     });
@@ -138,7 +176,7 @@ async fn ac_get(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    answer(st, a, key, headers, true, ac_lookup).await
+    answer(st, a, ac_name(&key), headers, true, ac_lookup).await
 }
 
 async fn ac_head(
@@ -147,7 +185,7 @@ async fn ac_head(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    answer(st, a, key, headers, false, ac_lookup).await
+    answer(st, a, ac_name(&key), headers, false, ac_lookup).await
 }
 
 async fn cas_get(
@@ -156,7 +194,15 @@ async fn cas_get(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    answer(st, a, key, headers, true, cas_lookup).await
+    answer(
+        st,
+        a,
+        parse_key(&key).map(|k| format!("cas/{}", digests::hex(&k))),
+        headers,
+        true,
+        cas_lookup,
+    )
+    .await
 }
 
 async fn cas_head(
@@ -165,14 +211,76 @@ async fn cas_head(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    answer(st, a, key, headers, false, cas_lookup).await
+    answer(
+        st,
+        a,
+        parse_key(&key).map(|k| format!("cas/{}", digests::hex(&k))),
+        headers,
+        false,
+        cas_lookup,
+    )
+    .await
 }
 
-/// Stores an action-cache entry: the bytes, then the record pointing the
-/// key at them, committed together.
+/// Stores an action-cache entry.
 async fn ac_put(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> Response {
-    let key = match parse_key(&key) {
-        Ok(k) => k,
+    entry_put(st, ac_name(&key), headers, body).await
+}
+
+async fn cc_get(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, ccache_name(&key), headers, true, ac_lookup).await
+}
+
+async fn cc_head(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, ccache_name(&key), headers, false, ac_lookup).await
+}
+
+async fn cc_put(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    entry_put(st, ccache_name(&key), headers, body).await
+}
+
+async fn cc2_get(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path((dir, rest)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, ccache_split(&dir, &rest), headers, true, ac_lookup).await
+}
+
+async fn cc2_head(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path((dir, rest)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, ccache_split(&dir, &rest), headers, false, ac_lookup).await
+}
+
+async fn cc2_put(
+    S(st): S<Arc<State>>,
+    Path((dir, rest)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    entry_put(st, ccache_split(&dir, &rest), headers, body).await
+}
+
+/// Stores an entry under `name`: the bytes, then the record pointing the
+/// name at them, committed together.
+async fn entry_put(st: Arc<State>, name: Result<String, Refused>, headers: HeaderMap, body: Body) -> Response {
+    let name = match name {
+        Ok(n) => n,
         Err(r) => return r.into_response(),
     };
     let put = match receive(&st, PutOptions::new(), &headers, body).await {
@@ -189,7 +297,7 @@ async fn ac_put(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMa
     let done = blocking(move || {
         // Check and write as one step among this server's AC writers.
         let _one = s2.ac_lock.lock();
-        let current = ac_lookup(&s2, &key)?;
+        let current = ac_lookup(&s2, &name)?;
         let refused = (create_only && current.is_some())
             || must_match
                 .as_ref()
@@ -206,10 +314,7 @@ async fn ac_put(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMa
             CACHE_ENTRY,
             1,
             Value::Map(vec![
-                (
-                    Value::text("cache_key"),
-                    Value::text(format!("ac/{}", digests::hex(&key))),
-                ),
+                (Value::text("cache_key"), Value::text(name)),
                 (Value::text("value"), Value::Bytes(id.as_bytes().to_vec())),
                 (Value::text("created_at"), Value::text(stamp(&s2))),
             ]),
