@@ -55,6 +55,7 @@ pub mod bench;
 pub(crate) mod block;
 pub mod codec;
 pub mod error;
+pub mod federation;
 pub mod formats;
 pub(crate) mod fsutil;
 pub mod id;

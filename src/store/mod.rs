@@ -29,6 +29,7 @@ mod salvage;
 mod snapshots;
 mod sweep;
 mod tier;
+mod visibility;
 mod write;
 #[cfg(feature = "zfs")]
 mod zfs;

@@ -24,6 +24,7 @@ mod batch;
 #[cfg(feature = "bench")]
 mod bench;
 mod convert;
+mod federation;
 mod formats;
 mod h5;
 mod ingest;
@@ -263,6 +264,15 @@ enum Cmd {
     /// out with ranges, listings, the missing check; bearer tokens.
     #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
+    /// The store as a federation domain: its id, name and key, and its
+    /// signed publication manifest.
+    #[command(subcommand)]
+    Domain(federation::DomainCmd),
+    /// Publish artifacts to other domains (published artifacts are GC
+    /// roots); writes a new signed publication manifest.
+    Publish(federation::Targets),
+    /// Make published artifacts internal again; writes a new manifest.
+    Unpublish(federation::Targets),
     /// A store on S3-compatible object storage: create one living in a
     /// bucket, move a local one there, attach to one from another machine;
     /// or push a local store's mirror and restore from it (feature s3).
@@ -402,6 +412,9 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Bench(args) => bench::bench(cli.json, args),
         #[cfg(feature = "server")]
         Cmd::Serve(a) => serve::serve(dir, a),
+        Cmd::Domain(c) => federation::domain(cli.json, dir, c),
+        Cmd::Publish(t) => federation::change(cli.json, dir, t, true),
+        Cmd::Unpublish(t) => federation::change(cli.json, dir, t, false),
         #[cfg(feature = "s3")]
         Cmd::S3(c) => s3cmd::s3(cli.json, dir, c),
         Cmd::Label { id, labels, media_type } => query::label(cli.json, dir, id, labels, media_type.as_deref()),
@@ -446,6 +459,14 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
                 resolved.push(s.resolve(t)?);
             }
             if !force {
+                for id in &resolved {
+                    if s.info(id)?.is_some_and(|i| i.visibility == asl::Visibility::Published) {
+                        return Err(Error::InvalidArgument(format!(
+                            "{id} is published (other domains may rely on it): `aslctl unpublish` it first \
+                             (--force takes it out of CURRENT, still published and kept)"
+                        )));
+                    }
+                }
                 let index = query::open_index(&s)?;
                 asl::pel::check_removable(&index, &s, &resolved)
                     .map_err(|e| Error::InvalidArgument(format!("{e} (--force removes it anyway)")))?;

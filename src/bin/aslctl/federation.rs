@@ -1,0 +1,174 @@
+//! `aslctl domain|publish|unpublish`: the store as a domain, and what it
+//! publishes to other domains (`asl::federation`).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use asl::federation::{publish, Domain};
+use asl::pel::keys::hex;
+use asl::{ArtifactId, Error, Store};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+#[derive(Subcommand)]
+pub(crate) enum DomainCmd {
+    /// The store's domain: id, name, public key, latest manifest.
+    Show,
+    /// Give the store its domain identity (a random 128-bit id) and a name;
+    /// otherwise made on first publish with the directory's name.
+    Init {
+        /// 1 to 64 of letters, digits, '-', '_', '.'.
+        #[arg(long)]
+        name: String,
+    },
+    /// The latest publication manifest: its sequence number, the published
+    /// artifacts (`--ids`), its signature checked.
+    Manifest {
+        /// List the published ids too.
+        #[arg(long)]
+        ids: bool,
+    },
+}
+
+/// What to publish or unpublish.
+#[derive(Args)]
+pub(crate) struct Targets {
+    /// Ids or unique id prefixes.
+    ids: Vec<String>,
+    /// Every artifact of this snapshot.
+    #[arg(long)]
+    snapshot: Option<String>,
+    /// This tree and everything under it.
+    #[arg(long)]
+    tree: Option<String>,
+}
+
+fn targets(s: &Store, t: &Targets) -> Result<Vec<ArtifactId>, Error> {
+    let mut ids = Vec::new();
+    for text in &t.ids {
+        ids.push(s.resolve(text)?);
+    }
+    if let Some(name) = &t.snapshot {
+        ids.extend(publish::snapshot_members(s, name)?);
+    }
+    if let Some(tree) = &t.tree {
+        ids.extend(publish::tree_members(s, &s.resolve(tree)?)?);
+    }
+    if ids.is_empty() {
+        return Err(Error::InvalidArgument("name ids, --snapshot or --tree".into()));
+    }
+    Ok(ids)
+}
+
+pub(crate) fn change(json_out: bool, dir: &Path, t: &Targets, publishing: bool) -> Result<ExitCode, Error> {
+    let s = Store::open(dir)?;
+    let ids = targets(&s, t)?;
+    let r = if publishing {
+        publish::publish(&s, &ids)?
+    } else {
+        publish::unpublish(&s, &ids)?
+    };
+    let verb = if publishing { "published" } else { "unpublished" };
+    if json_out {
+        out!(
+            "{}",
+            json!({
+                "changed": r.changed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+                "manifest": r.manifest.map(|m| m.0.to_hex()),
+                "signature": r.manifest.map(|m| m.1.to_hex()),
+                "seq": r.seq, "published": r.total,
+            })
+        );
+    } else {
+        for id in &r.changed {
+            out!("{verb} {id}");
+        }
+        match r.manifest {
+            Some((m, _)) => out!("manifest {} ({m}): {} artifacts published", r.seq, r.total),
+            None => out!(
+                "nothing changed; manifest {} stands ({} artifacts published)",
+                r.seq,
+                r.total
+            ),
+        }
+    }
+    crate::close_committed(s);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<ExitCode, Error> {
+    match cmd {
+        DomainCmd::Init { name } => {
+            let s = Store::open(dir)?;
+            let d = Domain::init(&s, name)?;
+            let key = Domain::public_key(&s)?;
+            if json_out {
+                out!("{}", json!({"id": d.id_hex(), "name": d.name, "key": hex(&key)}));
+            } else {
+                out!("domain {} ({}), key {}", d.name, d.id_hex(), hex(&key));
+            }
+            crate::close_committed(s);
+        }
+        DomainCmd::Show => {
+            let s = asl::StoreOptions::new().read_only(true).open(dir)?;
+            let Some(d) = Domain::of_store(&s)? else {
+                return Err(Error::InvalidArgument(
+                    "the store has no domain yet (aslctl domain init --name NAME)".into(),
+                ));
+            };
+            let key = Domain::public_key(&s)?;
+            let latest = publish::latest(&s)?;
+            if json_out {
+                out!(
+                    "{}",
+                    json!({"id": d.id_hex(), "name": d.name, "key": hex(&key),
+                           "manifest": latest.as_ref().map(|(id, _)| id.to_hex()),
+                           "seq": latest.as_ref().map(|(_, m)| m.seq)})
+                );
+            } else {
+                out!("domain   {}", d.name);
+                out!("id       {}", d.id_hex());
+                out!("key      {}", hex(&key));
+                match latest {
+                    Some((id, m)) => out!("manifest {} ({id}), {} artifacts published", m.seq, m.published.len()),
+                    None => out!("manifest none (nothing published yet)"),
+                }
+            }
+        }
+        DomainCmd::Manifest { ids } => {
+            let s = asl::StoreOptions::new().read_only(true).open(dir)?;
+            let Some((id, m)) = publish::latest(&s)? else {
+                return Err(Error::InvalidArgument("nothing published yet".into()));
+            };
+            let sig = publish::signature_of(&s, &id)?
+                .ok_or_else(|| Error::InvalidArgument(format!("manifest {id} has no signature in the store")))?;
+            let key = Domain::public_key(&s)?;
+            publish::check_manifest(&s.get(&id)?, &s.get(&sig)?, &key, m.seq - 1)
+                .map_err(|e| Error::InvalidArgument(format!("manifest {id}: {e}")))?;
+            if json_out {
+                out!(
+                    "{}",
+                    json!({"manifest": id.to_hex(), "signature": sig.to_hex(), "seq": m.seq,
+                           "domain": hex(&m.domain), "name": m.name, "key": hex(&m.key),
+                           "prev": m.prev.map(|p| p.to_hex()), "created_at": m.created_at,
+                           "published": m.published.iter().map(|i| i.to_hex()).collect::<Vec<_>>()})
+                );
+            } else {
+                out!("manifest {} {id} (signature {sig}: good)", m.seq);
+                out!(
+                    "domain {} ({}), {} artifacts published, {}",
+                    m.name,
+                    hex(&m.domain),
+                    m.published.len(),
+                    m.created_at
+                );
+                if *ids {
+                    for p in &m.published {
+                        out!("{p}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,15 @@
+//! Federation: each store is a domain; its artifacts are internal (never
+//! visible outside) or published (readable by other domains, read-only).
+//!
+//! - [`domain`]: the store's domain identity — a random 128-bit id and a
+//!   name, kept in the `domain` file — signing with the store's ed25519 key
+//!   (the one PEL receipts are signed with).
+//! - [`publish`]: publishing and unpublishing artifacts (whole snapshots
+//!   and trees too), and the signed publication manifest that tells other
+//!   domains what this one publishes.
+
+pub mod domain;
+pub mod publish;
+
+pub use domain::Domain;
+pub use publish::{Manifest, PUBLICATION_PIN, PUBLICATION_TYPE};

@@ -1,0 +1,350 @@
+//! Publishing: what other domains may read of this one.
+//!
+//! Publishing sets an artifact's visibility to published (a new index
+//! record, no byte moves; see [`Store::set_visibility`]); a published
+//! artifact is a GC root. After every change the domain writes a new
+//! **publication manifest**, an `asl/publication` record listing every
+//! published artifact, numbered one more than the last and naming it, and
+//! signs it with the domain's key (an `asl/signature` record). Both are
+//! published themselves, so another domain reads them like anything else
+//! it may read; the pin [`PUBLICATION_PIN`] names the latest.
+//!
+//! A reader accepts a manifest only with a valid signature by the key it
+//! expects, and only with a sequence number above the last one it
+//! accepted from that domain, so an old manifest replayed is refused.
+
+use std::collections::BTreeSet;
+
+use super::domain::Domain;
+use crate::index::Visibility;
+use crate::pel::keys::{self, PublicKey};
+use crate::records::cbor::Value;
+use crate::records::{self, Record, Source};
+use crate::{ArtifactId, Error, PutOptions, Result, Store};
+
+/// The record type of publication manifests.
+pub const PUBLICATION_TYPE: &str = "asl/publication";
+/// The pin naming the latest publication manifest.
+pub const PUBLICATION_PIN: &str = "asl.publication";
+
+/// A publication manifest, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// The publishing domain's id.
+    pub domain: [u8; 16],
+    /// Its name when the manifest was made.
+    pub name: String,
+    /// Its public key (the one that must have signed this manifest).
+    pub key: PublicKey,
+    /// 1 for the first manifest, one more for each after it.
+    pub seq: u64,
+    /// The manifest this one follows.
+    pub prev: Option<ArtifactId>,
+    /// Every published artifact, sorted.
+    pub published: Vec<ArtifactId>,
+    /// When it was made (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+impl Manifest {
+    /// The record.
+    pub fn to_record(&self) -> Record {
+        let mut m = vec![
+            (Value::text("domain"), Value::Bytes(self.domain.to_vec())),
+            (Value::text("name"), Value::text(self.name.clone())),
+            (Value::text("key"), Value::Bytes(self.key.to_vec())),
+            (Value::text("seq"), Value::Unsigned(self.seq)),
+            (
+                Value::text("published"),
+                Value::Array(
+                    self.published
+                        .iter()
+                        .map(|id| Value::Bytes(id.as_bytes().to_vec()))
+                        .collect(),
+                ),
+            ),
+            (Value::text("created_at"), Value::text(self.created_at.clone())),
+        ];
+        if let Some(p) = self.prev {
+            m.push((Value::text("prev"), Value::Bytes(p.as_bytes().to_vec())));
+        }
+        Record::new(PUBLICATION_TYPE, 1, Value::Map(m))
+    }
+
+    /// Reads a manifest record back; a one-line reason when it is not one.
+    pub fn from_record(r: &Record) -> std::result::Result<Manifest, String> {
+        if r.type_name != PUBLICATION_TYPE || r.version != 1 {
+            return Err(format!(
+                "a {} v{} record, not {PUBLICATION_TYPE} v1",
+                r.type_name, r.version
+            ));
+        }
+        let bytes = |k: &str| match r.body.get(k) {
+            Some(Value::Bytes(b)) => Ok(b.clone()),
+            _ => Err(format!("no {k}")),
+        };
+        let id = |b: &[u8]| {
+            <[u8; 32]>::try_from(b)
+                .map(ArtifactId::from_bytes)
+                .map_err(|_| "an id is not 32 bytes".to_string())
+        };
+        let published = match r.body.get("published") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| match v {
+                    Value::Bytes(b) => id(b),
+                    _ => Err("published holds a non-id".into()),
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+            _ => return Err("no published list".into()),
+        };
+        if published.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("published is not sorted and distinct".into());
+        }
+        Ok(Manifest {
+            domain: bytes("domain")?.try_into().map_err(|_| "domain is not 16 bytes")?,
+            name: match r.body.get("name") {
+                Some(Value::Text(t)) => t.clone(),
+                _ => return Err("no name".into()),
+            },
+            key: bytes("key")?.try_into().map_err(|_| "key is not 32 bytes")?,
+            seq: match r.body.get("seq") {
+                Some(Value::Unsigned(n)) => *n,
+                _ => return Err("no seq".into()),
+            },
+            prev: match r.body.get("prev") {
+                Some(Value::Bytes(b)) => Some(id(b)?),
+                _ => None,
+            },
+            published,
+            created_at: match r.body.get("created_at") {
+                Some(Value::Text(t)) => t.clone(),
+                _ => return Err("no created_at".into()),
+            },
+        })
+    }
+}
+
+/// A manifest as another domain checks it: its bytes must decode, be
+/// signed by `key`, and be newer than `after` (the last sequence number
+/// accepted from that domain).
+pub fn check_manifest(
+    manifest: &[u8],
+    signature: &[u8],
+    key: &PublicKey,
+    after: u64,
+) -> std::result::Result<Manifest, String> {
+    let id = ArtifactId::of(manifest);
+    let r = Record::decode(manifest).map_err(|e| format!("manifest: {e}"))?;
+    let m = Manifest::from_record(&r)?;
+    let sig = Record::decode(signature).map_err(|e| format!("signature: {e}"))?;
+    match keys::signer_of(&sig, &id) {
+        Some(k) if k == *key && m.key == *key => {}
+        Some(_) => return Err("signed by another key than the domain's".into()),
+        None => return Err("the signature does not verify".into()),
+    }
+    if m.seq <= after {
+        return Err(format!(
+            "manifest {} is not newer than {after}, the last accepted: an old manifest replayed",
+            m.seq
+        ));
+    }
+    Ok(m)
+}
+
+/// The latest manifest this store published, with its id.
+pub fn latest(store: &Store) -> Result<Option<(ArtifactId, Manifest)>> {
+    let Some((_, id)) = store.pins().into_iter().find(|(n, _)| n == PUBLICATION_PIN) else {
+        return Ok(None);
+    };
+    let r = records::get(store as &dyn Source, &id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let m = Manifest::from_record(&r).map_err(|e| Error::InvalidArgument(format!("manifest {id}: {e}")))?;
+    Ok(Some((id, m)))
+}
+
+/// What a publish or unpublish did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// Artifacts whose visibility changed.
+    pub changed: Vec<ArtifactId>,
+    /// The new manifest and its signature record (`None` when nothing changed).
+    pub manifest: Option<(ArtifactId, ArtifactId)>,
+    /// Its sequence number (the current one when nothing changed).
+    pub seq: u64,
+    /// How many artifacts the domain publishes now.
+    pub total: usize,
+}
+
+/// Publishes `ids` and writes a new signed manifest.
+pub fn publish(store: &Store, ids: &[ArtifactId]) -> Result<Published> {
+    change(store, ids, Visibility::Published)
+}
+
+/// Unpublishes `ids` (they become internal: other domains no longer see
+/// them, and GC may take one that is no longer in CURRENT) and writes a new
+/// signed manifest.
+pub fn unpublish(store: &Store, ids: &[ArtifactId]) -> Result<Published> {
+    change(store, ids, Visibility::Internal)
+}
+
+/// Every artifact a tree holds, the tree records included.
+pub fn tree_members(store: &Store, tree: &ArtifactId) -> Result<Vec<ArtifactId>> {
+    let entries = records::tree::walk(store as &dyn Source, tree).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let mut ids = vec![*tree];
+    ids.extend(entries.into_iter().map(|(_, e)| e.id));
+    Ok(ids)
+}
+
+/// Every artifact in snapshot `name`.
+pub fn snapshot_members(store: &Store, name: &str) -> Result<Vec<ArtifactId>> {
+    store.at(name)?.iter()?.map(|i| i.map(|i| i.id)).collect()
+}
+
+fn change(store: &Store, ids: &[ArtifactId], v: Visibility) -> Result<Published> {
+    let domain = Domain::ensure(store)?;
+    let signer = Domain::signer(store)?;
+    let uniq: Vec<ArtifactId> = ids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
+    let changed = store.set_visibility(&uniq, v)?;
+    let prev = latest(store)?;
+    if let (true, Some((_, m))) = (changed.is_empty(), &prev) {
+        return Ok(Published {
+            changed,
+            manifest: None,
+            seq: m.seq,
+            total: m.published.len(),
+        });
+    }
+    // The published set, without the domain's own bookkeeping: the latest
+    // manifest and its signature are the only ones published.
+    let mut own = BTreeSet::new();
+    if let Some((id, _)) = &prev {
+        own.insert(*id);
+        own.extend(signature_of(store, id)?);
+    }
+    let mut published = Vec::new();
+    for info in store.iter()? {
+        let info = info?;
+        if info.visibility == Visibility::Published && !own.contains(&info.id) {
+            published.push(info.id);
+        }
+    }
+    let m = Manifest {
+        domain: domain.id,
+        name: domain.name.clone(),
+        key: signer.public(),
+        seq: prev.as_ref().map_or(1, |(_, m)| m.seq + 1),
+        prev: prev.as_ref().map(|(id, _)| *id),
+        published,
+        created_at: records::time::format(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        ),
+    };
+    let rec = m.to_record();
+    let bytes = rec.encode().map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let sig = signer
+        .signature_record(&ArtifactId::of(&bytes))
+        .encode()
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let published_opts = PutOptions::new().visibility(Visibility::Published);
+    let mid = store.put_with(&bytes, &published_opts)?.id;
+    let sid = store.put_with(&sig, &published_opts)?.id;
+    store.commit()?;
+    store.set_visibility(&[mid, sid], Visibility::Published)?;
+    store.repin(PUBLICATION_PIN, &mid)?;
+    // The manifest before this one goes back to internal: only the latest
+    // is what the domain says now, and the old one's bytes may be collected.
+    if let Some((old, _)) = prev {
+        let old_sig = signature_of(store, &old)?;
+        let olds: Vec<_> = [Some(old), old_sig].into_iter().flatten().collect();
+        store.set_visibility(&olds, Visibility::Internal)?;
+    }
+    Ok(Published {
+        changed,
+        manifest: Some((mid, sid)),
+        seq: m.seq,
+        total: m.published.len(),
+    })
+}
+
+/// The signature record over manifest `id` (the one this domain stored).
+pub fn signature_of(store: &Store, id: &ArtifactId) -> Result<Option<ArtifactId>> {
+    let signer = Domain::signer(store)?;
+    let bytes = signer
+        .signature_record(id)
+        .encode()
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    // Ed25519 signatures are deterministic: the record is the same bytes.
+    let sid = ArtifactId::of(&bytes);
+    Ok(store.contains(&sid)?.then_some(sid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pel::keys::Signer;
+    use crate::StoreOptions;
+
+    #[test]
+    fn manifests_chain_and_are_checked_like_another_domain_would() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StoreOptions::new().create(true).open(d.path()).unwrap();
+        let a = s.put(b"alpha").unwrap();
+        let b = s.put(b"beta").unwrap();
+        s.commit().unwrap();
+        let r1 = publish(&s, &[a, b]).unwrap();
+        assert_eq!((r1.seq, r1.total), (1, 2));
+        let r2 = unpublish(&s, &[a]).unwrap();
+        assert_eq!((r2.seq, r2.total, r2.changed.clone()), (2, 1, vec![a]));
+        let again = unpublish(&s, &[a]).unwrap();
+        assert_eq!(
+            (again.seq, again.manifest),
+            (2, None),
+            "nothing changed: no new manifest"
+        );
+        let (m2, s2) = r2.manifest.unwrap();
+        let (m1, s1) = r1.manifest.unwrap();
+        let (latest_id, latest) = latest(&s).unwrap().unwrap();
+        assert_eq!(
+            (latest_id, latest.prev, latest.published.clone()),
+            (m2, Some(m1), vec![b])
+        );
+        // Only the latest manifest is published.
+        let vis = |id| s.info(&id).unwrap().unwrap().visibility;
+        assert_eq!(
+            (vis(m2), vis(s2), vis(m1), vis(s1)),
+            (
+                Visibility::Published,
+                Visibility::Published,
+                Visibility::Internal,
+                Visibility::Internal
+            )
+        );
+
+        let key = Domain::public_key(&s).unwrap();
+        let (mb, sb) = (s.get(&m2).unwrap(), s.get(&s2).unwrap());
+        assert_eq!(check_manifest(&mb, &sb, &key, 1).unwrap().seq, 2);
+        // An old manifest replayed, another key, altered bytes, a
+        // signature over something else: all refused.
+        let (ob, osb) = (s.get(&m1).unwrap(), s.get(&s1).unwrap());
+        assert!(check_manifest(&ob, &osb, &key, 2).unwrap_err().contains("replayed"));
+        let other = Signer::from_seed([9; 32]).public();
+        assert!(check_manifest(&mb, &sb, &other, 0).is_err());
+        let mut bad = mb.clone();
+        let n = bad.len();
+        bad[n - 3] ^= 1;
+        assert!(check_manifest(&bad, &sb, &key, 0).is_err());
+        assert!(check_manifest(&mb, &osb, &key, 0)
+            .unwrap_err()
+            .contains("does not verify"));
+        // A manifest claiming the key of a domain that did not sign it.
+        let forger = Signer::from_seed([5; 32]);
+        let mut fake = latest.clone();
+        fake.seq = 99;
+        let fb = fake.to_record().encode().unwrap();
+        let fs = forger.signature_record(&ArtifactId::of(&fb)).encode().unwrap();
+        assert!(check_manifest(&fb, &fs, &key, 0).unwrap_err().contains("another key"));
+    }
+}
