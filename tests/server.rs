@@ -295,6 +295,7 @@ fn the_openapi_file_is_valid_and_complete() {
             "/v1/find",
             "/v1/health",
             "/v1/lineage/{id}",
+            "/v1/publication",
             "/v1/records",
             "/v1/records/{id}",
             "/v1/snapshots",

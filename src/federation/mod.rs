@@ -7,9 +7,15 @@
 //! - [`publish`]: publishing and unpublishing artifacts (whole snapshots
 //!   and trees too), and the signed publication manifest that tells other
 //!   domains what this one publishes.
+//! - [`remote`]: the other domains this store fetches from, and the table
+//!   of local numbers index records use for them.
+//! - [`sync`]: fetching what a remote publishes, verified, resumable,
+//!   only what is missing.
 
 pub mod domain;
 pub mod publish;
+pub mod remote;
+pub mod sync;
 
 pub use domain::Domain;
-pub use publish::{Manifest, PUBLICATION_PIN, PUBLICATION_TYPE};
+pub use publish::{Manifest, PUBLICATION_PIN, PUBLICATION_TYPE, SIGNATURE_PIN};

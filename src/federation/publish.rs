@@ -26,6 +26,8 @@ use crate::{ArtifactId, Error, PutOptions, Result, Store};
 pub const PUBLICATION_TYPE: &str = "asl/publication";
 /// The pin naming the latest publication manifest.
 pub const PUBLICATION_PIN: &str = "asl.publication";
+/// The pin naming its signature record.
+pub const SIGNATURE_PIN: &str = "asl.publication.sig";
 
 /// A publication manifest, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +154,13 @@ pub fn check_manifest(
     Ok(m)
 }
 
+/// The latest manifest and its signature record, by their pins.
+pub fn latest_ids(store: &Store) -> Option<(ArtifactId, ArtifactId)> {
+    let pins = store.pins();
+    let get = |name: &str| pins.iter().find(|(n, _)| n == name).map(|(_, id)| *id);
+    Some((get(PUBLICATION_PIN)?, get(SIGNATURE_PIN)?))
+}
+
 /// The latest manifest this store published, with its id.
 pub fn latest(store: &Store) -> Result<Option<(ArtifactId, Manifest)>> {
     let Some((_, id)) = store.pins().into_iter().find(|(n, _)| n == PUBLICATION_PIN) else {
@@ -253,6 +262,9 @@ fn change(store: &Store, ids: &[ArtifactId], v: Visibility) -> Result<Published>
     let sid = store.put_with(&sig, &published_opts)?.id;
     store.commit()?;
     store.set_visibility(&[mid, sid], Visibility::Published)?;
+    // The signature first: a reader that finds the manifest pin finds a
+    // signature pin at least as new (it checks that they match).
+    store.repin(SIGNATURE_PIN, &sid)?;
     store.repin(PUBLICATION_PIN, &mid)?;
     // The manifest before this one goes back to internal: only the latest
     // is what the domain says now, and the old one's bytes may be collected.

@@ -30,6 +30,7 @@ pub(super) fn routes() -> Router<Arc<State>> {
         .route("/v1/artifacts/{id}/labels", axum::routing::post(label))
         .route("/v1/find", get(find))
         .route("/v1/lineage/{id}", get(lineage))
+        .route("/v1/publication", get(publication))
 }
 
 fn index_error(e: impl std::fmt::Display) -> Error {
@@ -51,6 +52,18 @@ async fn list_snapshots(S(st): S<Arc<State>>, Extension(access): Extension<Acces
         })
         .collect();
     Json(json!({"snapshots": list})).into_response()
+}
+
+/// The domain's latest publication manifest and its signature record
+/// (both published, so any token may read them; federation fetches start
+/// here).
+async fn publication(S(st): S<Arc<State>>) -> Response {
+    match crate::federation::publish::latest_ids(&st.store) {
+        Some((manifest, signature)) => {
+            Json(json!({"manifest": manifest.to_hex(), "signature": signature.to_hex()})).into_response()
+        }
+        None => super::api::error(StatusCode::NOT_FOUND, "this domain publishes nothing"),
+    }
 }
 
 #[derive(serde::Deserialize)]

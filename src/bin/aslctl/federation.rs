@@ -172,3 +172,123 @@ pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<Exit
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Subcommand)]
+pub(crate) enum RemoteCmd {
+    /// Add a remote: another store's directory, or an `aslctl serve` URL.
+    Add {
+        /// Local name.
+        name: String,
+        /// A directory, or http(s)://host:port.
+        url: String,
+        /// Bearer token for an HTTP remote.
+        #[arg(long)]
+        token: Option<String>,
+        /// The key its manifests must be signed with (64 hex); else the
+        /// key of the first manifest fetched is pinned.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// List remotes: name, location, pinned key, last manifest accepted.
+    List,
+    /// Forget a remote (what was fetched from it stays).
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
+pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<ExitCode, Error> {
+    use asl::federation::remote;
+    match cmd {
+        RemoteCmd::Add { name, url, token, key } => {
+            // A new store may start by fetching from another.
+            let s = asl::StoreOptions::new().create(true).open(dir)?;
+            let key = key
+                .as_deref()
+                .map(asl::pel::keys::parse_key)
+                .transpose()
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            // A directory is kept absolute, so the store can be used from anywhere.
+            let url = if url.starts_with("http://") || url.starts_with("https://") {
+                url.clone()
+            } else {
+                std::fs::canonicalize(url)
+                    .map_err(|e| Error::InvalidArgument(format!("{url}: {e}")))?
+                    .display()
+                    .to_string()
+            };
+            remote::add(
+                &s,
+                remote::Remote {
+                    name: name.clone(),
+                    url,
+                    key,
+                    domain: None,
+                    seq: 0,
+                    token: token.clone(),
+                },
+            )?;
+            out!("added remote {name}");
+            crate::close_committed(s);
+        }
+        RemoteCmd::List => {
+            let s = asl::StoreOptions::new().read_only(true).open(dir)?;
+            let list = remote::remotes(&s)?;
+            if json_out {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|r| {
+                        json!({"name": r.name, "url": r.url, "key": r.key.map(|k| hex(&k)),
+                               "domain": r.domain.map(|d| hex(&d)), "seq": r.seq})
+                    })
+                    .collect();
+                out!("{}", json!(v));
+            } else {
+                for r in list {
+                    let key = r.key.map_or("-".into(), |k| hex(&k));
+                    out!("{}\t{}\tkey {key}\tmanifest {}", r.name, r.url, r.seq);
+                }
+            }
+        }
+        RemoteCmd::Remove { name } => {
+            let s = Store::open(dir)?;
+            remote::remove(&s, name)?;
+            out!("removed remote {name}");
+            crate::close_committed(s);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn fetch(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {
+    let s = Store::open(dir)?;
+    let first = asl::federation::remote::get(&s, name)?.key.is_none();
+    let r = asl::federation::sync::fetch(&s, name)?;
+    if json_out {
+        out!(
+            "{}",
+            json!({"seq": r.seq, "listed": r.listed, "present": r.present, "fetched": r.fetched,
+                   "bytes": r.bytes, "import": r.import.map(|i| i.to_hex())})
+        );
+    } else {
+        if first {
+            let rem = asl::federation::remote::get(&s, name)?;
+            eprintln!(
+                "aslctl: first fetch from {name}: pinned its key {} (domain {})",
+                rem.key.map_or("-".into(), |k| hex(&k)),
+                rem.domain.map_or("-".into(), |d| hex(&d))
+            );
+        }
+        out!(
+            "fetched from {name} (manifest {}): {} artifacts listed, {} already here, {} fetched ({} bytes)",
+            r.seq,
+            r.listed,
+            r.present,
+            r.fetched,
+            r.bytes
+        );
+    }
+    crate::close_committed(s);
+    Ok(ExitCode::SUCCESS)
+}

@@ -273,6 +273,15 @@ enum Cmd {
     Publish(federation::Targets),
     /// Make published artifacts internal again; writes a new manifest.
     Unpublish(federation::Targets),
+    /// Other domains to fetch from: add, list, remove.
+    #[command(subcommand)]
+    Remote(federation::RemoteCmd),
+    /// Fetch what a remote publishes: its signed manifest checked, only the
+    /// missing artifacts sent, each verified against its id; resumable.
+    Fetch {
+        /// The remote's name.
+        name: String,
+    },
     /// A store on S3-compatible object storage: create one living in a
     /// bucket, move a local one there, attach to one from another machine;
     /// or push a local store's mirror and restore from it (feature s3).
@@ -415,6 +424,8 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Domain(c) => federation::domain(cli.json, dir, c),
         Cmd::Publish(t) => federation::change(cli.json, dir, t, true),
         Cmd::Unpublish(t) => federation::change(cli.json, dir, t, false),
+        Cmd::Remote(c) => federation::remote(cli.json, dir, c),
+        Cmd::Fetch { name } => federation::fetch(cli.json, dir, name),
         #[cfg(feature = "s3")]
         Cmd::S3(c) => s3cmd::s3(cli.json, dir, c),
         Cmd::Label { id, labels, media_type } => query::label(cli.json, dir, id, labels, media_type.as_deref()),

@@ -1,0 +1,219 @@
+//! `aslctl remote|fetch`: one domain fetching what another publishes, from
+//! its directory and over `aslctl serve`; and what a fetch refuses — a
+//! replayed older manifest, a manifest signed by the wrong key, bytes that
+//! do not hash to their id (from a lying HTTP peer, played by Python).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+mod common;
+use common::{aslctl, noise, stderr_of as err, stdout_of as out};
+
+fn ok(store: &Path, args: &[&str]) -> String {
+    let o = aslctl(store, args);
+    assert!(o.status.success(), "{args:?}: {}", err(&o));
+    out(&o)
+}
+
+fn json(store: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    serde_json::from_str(ok(store, &a).trim()).unwrap()
+}
+
+fn ids(store: &Path) -> Vec<String> {
+    ok(store, &["ls"])
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+/// A store `dir` holding `n` files (ids returned in order).
+fn stocked(root: &Path, dir: &Path, n: u64, seed: u64) -> Vec<String> {
+    let files = root.join(format!("files-{}", dir.file_name().unwrap().to_string_lossy()));
+    std::fs::create_dir_all(&files).unwrap();
+    let mut v = Vec::new();
+    for i in 0..n {
+        let p = files.join(format!("f{i}"));
+        // One large artifact among small ones.
+        let len = if i == 0 { 300_000 } else { 100 + i as usize * 37 };
+        std::fs::write(&p, noise(seed + i, len)).unwrap();
+        let line = ok(dir, &["ingest", p.to_str().unwrap()]);
+        v.push(line.split_whitespace().next().unwrap().to_string());
+    }
+    v
+}
+
+#[test]
+fn fetch_sends_only_what_is_missing_from_a_directory_and_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let x = stocked(tmp.path(), &a, 6, 1000);
+    ok(&a, &["publish", &x[0], &x[1], &x[2]]);
+    // b already holds one of them.
+    std::fs::create_dir_all(tmp.path().join("pre")).unwrap();
+    std::fs::write(tmp.path().join("pre/f1"), noise(1001, 137)).unwrap();
+    ok(&b, &["ingest", tmp.path().join("pre/f1").to_str().unwrap()]);
+
+    ok(&b, &["remote", "add", "a", a.to_str().unwrap()]);
+    let r = json(&b, &["fetch", "a"]);
+    assert_eq!(
+        (r["listed"].as_u64(), r["present"].as_u64(), r["fetched"].as_u64()),
+        (Some(3), Some(1), Some(2)),
+        "{r}"
+    );
+    let have = ids(&b);
+    for id in &x[..3] {
+        assert!(have.contains(id), "{id} fetched");
+    }
+    for id in &x[3..] {
+        assert!(!have.contains(id), "{id} is internal to a: never sent");
+    }
+    // Again: nothing travels. A new publication: only it does.
+    let r = json(&b, &["fetch", "a"]);
+    assert_eq!(r["fetched"], 0, "{r}");
+    ok(&a, &["publish", &x[3]]);
+    let r = json(&b, &["fetch", "a"]);
+    assert_eq!((r["seq"].as_u64(), r["fetched"].as_u64()), (Some(2), Some(1)), "{r}");
+    let listed = json(&b, &["remote", "list"]);
+    assert_eq!(listed[0]["seq"], 2);
+    assert_eq!(listed[0]["key"], json(&a, &["domain", "show"])["key"]);
+    let o = aslctl(&b, &["verify"]);
+    assert!(o.status.success(), "{}", err(&o));
+
+    // Over HTTP, with a token that sees only what a publishes.
+    let serve_dir = tempfile::tempdir().unwrap();
+    let s = common::server::start_on(
+        serve_dir,
+        a.clone(),
+        &[],
+        Some(
+            r#"{"tokens": [{"name": "peer", "token": "peer-token-0123456789", "scope": "read", "sees": "published"}]}"#,
+        ),
+    );
+    ok(&c, &["remote", "add", "a", &s.url, "--token", "peer-token-0123456789"]);
+    let r = json(&c, &["fetch", "a"]);
+    assert_eq!((r["listed"].as_u64(), r["fetched"].as_u64()), (Some(4), Some(4)), "{r}");
+    let have = ids(&c);
+    for id in &x[..4] {
+        assert!(have.contains(id));
+    }
+    assert!(!have.contains(&x[4]) && !have.contains(&x[5]));
+    ok(
+        &c,
+        &["remote", "add", "bad", &s.url, "--token", "wrong-token-0123456789"],
+    );
+    let o = aslctl(&c, &["fetch", "bad"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("401"), "{}", err(&o));
+}
+
+#[test]
+fn a_replayed_or_forged_manifest_is_refused_and_nothing_is_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, f) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("forger"));
+    let x = stocked(tmp.path(), &a, 3, 1000);
+    ok(&a, &["publish", &x[0]]);
+    let old = tmp.path().join("a-old");
+    common::copy_dir(&a, &old);
+    ok(&a, &["publish", &x[1]]);
+    ok(&b, &["remote", "add", "a", a.to_str().unwrap()]);
+    assert_eq!(json(&b, &["fetch", "a"])["seq"], 2);
+
+    // a is rolled back to its older state: its manifest 1 is a replay.
+    std::fs::rename(&a, tmp.path().join("a-new")).unwrap();
+    std::fs::rename(&old, &a).unwrap();
+    let before = ids(&b);
+    let o = aslctl(&b, &["fetch", "a"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("replayed"), "{}", err(&o));
+    assert_eq!(ids(&b), before, "nothing stored");
+
+    // Another store's manifest where a's key is expected.
+    let y = stocked(tmp.path(), &f, 2, 5000);
+    ok(&f, &["publish", &y[1]]);
+    let a_key = json(&a, &["domain", "show"])["key"].as_str().unwrap().to_string();
+    ok(&b, &["remote", "add", "forged", f.to_str().unwrap(), "--key", &a_key]);
+    let o = aslctl(&b, &["fetch", "forged"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("another key"), "{}", err(&o));
+    assert!(!ids(&b).contains(&y[1]), "nothing stored");
+}
+
+/// Serves a's real manifest and signature, and for the published
+/// artifacts other bytes (or a cut-off body), as a lying peer would.
+const LIAR: &str = r#"
+import http.server, json, os, sys
+files, mode = sys.argv[1], sys.argv[2]
+man, sig = open(os.path.join(files, "ids")).read().split()
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if self.path == "/v1/publication":
+            body = json.dumps({"manifest": man, "signature": sig}).encode()
+        else:
+            i = self.path.rsplit("/", 1)[1]
+            p = os.path.join(files, i)
+            if not os.path.exists(p):
+                self.send_response(404); self.end_headers(); return
+            body = open(p, "rb").read()
+            if i not in (man, sig):
+                if mode == "wrong":
+                    body = body[:-1] + bytes([body[-1] ^ 1])
+                else:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.connection.close()
+                    return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+#[test]
+fn bytes_that_do_not_hash_to_their_id_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let x = stocked(tmp.path(), &a, 3, 1000);
+    ok(&a, &["publish", &x[0], &x[1]]);
+    let files = tmp.path().join("served");
+    std::fs::create_dir(&files).unwrap();
+    let m = json(&a, &["domain", "manifest"]);
+    let (man, sig) = (m["manifest"].as_str().unwrap(), m["signature"].as_str().unwrap());
+    std::fs::write(files.join("ids"), format!("{man} {sig}")).unwrap();
+    for id in [man, sig, &x[0], &x[1]] {
+        std::fs::write(files.join(id), aslctl(&a, &["cat", id]).stdout).unwrap();
+    }
+    for mode in ["wrong", "short"] {
+        let mut liar = Command::new("python3")
+            .args(["-c", LIAR])
+            .arg(&files)
+            .arg(mode)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(liar.stdout.as_mut().unwrap()), &mut port).unwrap();
+        let b = tmp.path().join(format!("b-{mode}"));
+        ok(
+            &b,
+            &["remote", "add", "liar", &format!("http://127.0.0.1:{}", port.trim())],
+        );
+        let o = aslctl(&b, &["fetch", "liar"]);
+        let _ = liar.kill();
+        let _ = liar.wait();
+        assert_eq!(o.status.code(), Some(2), "{mode}: {}", err(&o));
+        let have = ids(&b);
+        assert!(have.is_empty(), "{mode}: nothing of the lies stored: {have:?}");
+        assert!(!ok(&b, &["pins"]).contains("asl.import"), "{mode}: no import recorded");
+        let o = aslctl(&b, &["verify"]);
+        assert!(o.status.success(), "{mode}: {}", err(&o));
+    }
+}
