@@ -217,3 +217,67 @@ fn bytes_that_do_not_hash_to_their_id_are_refused() {
         assert!(o.status.success(), "{mode}: {}", err(&o));
     }
 }
+
+#[test]
+fn a_fetch_killed_part_way_resumes_without_sending_again_what_it_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let files = tmp.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    for i in 0..48u64 {
+        std::fs::write(files.join(format!("f{i:02}")), noise(7000 + i, 64 << 10)).unwrap();
+    }
+    ok(&a, &["ingest", files.to_str().unwrap()]);
+    ok(&a, &["snapshot", "create", "all"]);
+    // The snapshot also holds what ingest recorded beside the files.
+    assert!(
+        json(&a, &["publish", "--snapshot", "all"])["published"]
+            .as_u64()
+            .unwrap()
+            >= 48
+    );
+    let published: Vec<String> = json(&a, &["domain", "manifest"])["published"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let n = published.len();
+    let s = common::server::start_on(tempfile::tempdir().unwrap(), a.clone(), &[], None);
+    // 512 KiB/s down: the 3 MiB take about 6 s.
+    let port = common::s3::proxy_down(s.addr.rsplit(':').next().unwrap().parse().unwrap(), 512 << 10);
+    ok(&b, &["remote", "add", "a", &format!("http://127.0.0.1:{port}")]);
+    let mut child = Command::new(common::aslctl_bin())
+        .arg("--store")
+        .arg(&b)
+        .args(["fetch", "a"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    assert!(child.try_wait().unwrap().is_none(), "still fetching when killed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // What the killed fetch committed is whole and verified; the rest is absent.
+    let kept = ids(&b);
+    assert!(!kept.is_empty() && kept.len() < n, "{} kept", kept.len());
+    assert!(
+        kept.iter().all(|k| published.contains(k)),
+        "only published artifacts, whole"
+    );
+    let o = aslctl(&b, &["verify"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!ok(&b, &["pins"]).contains("asl.import"), "no import recorded yet");
+
+    let r = json(&b, &["fetch", "a"]);
+    assert_eq!(r["present"].as_u64().unwrap() as usize, kept.len(), "{r}");
+    assert_eq!(
+        r["fetched"].as_u64().unwrap() as usize,
+        n - kept.len(),
+        "only the rest travels: {r}"
+    );
+    let have = ids(&b);
+    assert!(published.iter().all(|p| have.contains(p)));
+}

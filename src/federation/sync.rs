@@ -29,10 +29,12 @@ use crate::{ArtifactId, Error, PutOptions, Result, Store, StoreOptions};
 /// The record type of import records.
 pub const IMPORT_TYPE: &str = "asl/import";
 
-/// Commit after this many fetched artifacts or bytes (what a cut-off fetch
-/// can lose and fetch again).
+/// Commit after this many fetched artifacts or bytes, or this long (what a
+/// cut-off fetch can lose and fetch again; a slow link still makes
+/// progress that survives).
 const BATCH_ARTIFACTS: usize = 256;
 const BATCH_BYTES: u64 = 64 << 20;
+const BATCH_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Where a remote's published artifacts are read from.
 pub trait Peer {
@@ -224,7 +226,7 @@ pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<Fetc
         ..Default::default()
     };
     let mut fetched = Vec::new();
-    let (mut since, mut since_bytes) = (0usize, 0u64);
+    let (mut since, mut since_bytes, mut since_t) = (0usize, 0u64, std::time::Instant::now());
     for id in &m.published {
         if store.contains(id)? {
             rep.present += 1;
@@ -245,9 +247,9 @@ pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<Fetc
         fetched.push(*id);
         since += 1;
         since_bytes += put.len;
-        if since >= BATCH_ARTIFACTS || since_bytes >= BATCH_BYTES {
+        if since >= BATCH_ARTIFACTS || since_bytes >= BATCH_BYTES || since_t.elapsed() >= BATCH_TIME {
             store.commit()?;
-            (since, since_bytes) = (0, 0);
+            (since, since_bytes, since_t) = (0, 0, std::time::Instant::now());
         }
     }
     if m.seq == r.seq && fetched.is_empty() && r.key.is_some() {

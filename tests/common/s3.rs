@@ -157,6 +157,15 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[1], Pre
 /// A loopback proxy to `to` that passes at most `rate` bytes per second
 /// from client to server; returns its port. Runs until the test ends.
 pub fn proxy(to: u16, rate: u64) -> u16 {
+    proxy_with(to, rate, true)
+}
+
+/// [`proxy`] throttling the other way: server to client (downloads).
+pub fn proxy_down(to: u16, rate: u64) -> u16 {
+    proxy_with(to, rate, false)
+}
+
+fn proxy_with(to: u16, rate: u64, up: bool) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -165,6 +174,8 @@ pub fn proxy(to: u16, rate: u64) -> u16 {
                 let Ok(s) = TcpStream::connect(("127.0.0.1", to)) else {
                     return;
                 };
+                // `c` reads from the throttled side, `s` writes to the other.
+                let (c, s) = if up { (c, s) } else { (s, c) };
                 let (mut c2, mut s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut s2, &mut c2);
