@@ -281,3 +281,74 @@ fn a_fetch_killed_part_way_resumes_without_sending_again_what_it_kept() {
     let have = ids(&b);
     assert!(published.iter().all(|p| have.contains(p)));
 }
+
+#[test]
+fn two_domains_fetching_from_each_other_converge_and_push_composes_with_fetch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let x = stocked(tmp.path(), &a, 4, 100);
+    let y = stocked(tmp.path(), &b, 4, 200);
+    ok(&a, &["publish", &x[0], &x[1]]);
+    ok(&b, &["publish", &y[0], &y[1], &y[2]]);
+    ok(&a, &["remote", "add", "b", b.to_str().unwrap()]);
+    ok(&b, &["remote", "add", "a", a.to_str().unwrap()]);
+    for _ in 0..2 {
+        ok(&a, &["fetch", "b"]);
+        ok(&b, &["fetch", "a"]);
+    }
+    let (ha, hb) = (ids(&a), ids(&b));
+    for id in [&x[0], &x[1], &y[0], &y[1], &y[2]] {
+        assert!(ha.contains(id) && hb.contains(id), "{id} on both sides");
+    }
+    assert!(!hb.contains(&x[2]) && !ha.contains(&y[3]), "internal ones stay home");
+    // An import is internal where it lands: it is not passed on.
+    let pa = json(&a, &["domain", "manifest"])["published"].clone();
+    assert!(!pa.as_array().unwrap().iter().any(|v| v == y[0].as_str()), "{pa}");
+
+    // Push to a directory, then a fetch from there finds it all present.
+    ok(&c, &["remote", "add", "a", a.to_str().unwrap()]);
+    ok(&a, &["remote", "add", "c", c.to_str().unwrap()]);
+    let r = json(&a, &["push", "c"]);
+    assert_eq!((r["published"].as_u64(), r["sent"].as_u64()), (Some(4), Some(4)), "{r}");
+    assert_eq!(json(&a, &["push", "c"])["sent"], 0, "nothing twice");
+    let r = json(&c, &["fetch", "a"]);
+    assert_eq!(
+        (r["fetched"].as_u64(), r["present"].as_u64()),
+        (Some(0), Some(2)),
+        "{r}"
+    );
+
+    // Push over HTTP needs a write token.
+    let d = tmp.path().join("d");
+    std::fs::write(tmp.path().join("d-own"), b"d's own").unwrap();
+    ok(&d, &["ingest", tmp.path().join("d-own").to_str().unwrap()]);
+    let s = common::server::start_on(
+        tempfile::tempdir().unwrap(),
+        d.clone(),
+        &[],
+        Some(
+            r#"{"tokens": [{"name": "w", "token": "write-token-0123456789", "scope": "write"},
+                           {"name": "r", "token": "read-token-01234567890", "scope": "read"}]}"#,
+        ),
+    );
+    ok(
+        &a,
+        &["remote", "add", "dr", &s.url, "--token", "read-token-01234567890"],
+    );
+    let o = aslctl(&a, &["push", "dr"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    ok(
+        &a,
+        &["remote", "add", "dw", &s.url, "--token", "write-token-0123456789"],
+    );
+    let r = json(&a, &["push", "dw"]);
+    assert_eq!(r["sent"], 4, "{r}");
+    assert_eq!(json(&a, &["push", "dw"])["sent"], 0);
+    let (status, body) = common::server::curl(&[
+        "-H",
+        "Authorization: Bearer read-token-01234567890",
+        &format!("{}/v1/artifacts/{}", s.url, x[1]),
+    ]);
+    assert_eq!(status, 200);
+    assert_eq!(body, noise(101, 100 + 37));
+}

@@ -44,6 +44,16 @@ pub trait Peer {
     fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>>;
 }
 
+/// Where this store's published artifacts can be sent (push).
+pub trait Sink {
+    /// Which of `ids` the remote lacks.
+    fn missing(&self, ids: &[ArtifactId]) -> Result<Vec<ArtifactId>>;
+    /// Sends one artifact; the remote checks it hashes to `id`.
+    fn send(&self, id: &ArtifactId, len: u64, bytes: &mut dyn Read) -> Result<()>;
+    /// Makes what was sent durable.
+    fn finish(&self) -> Result<()>;
+}
+
 /// Another store's directory, opened read-only; only its published
 /// artifacts are read.
 pub struct DirPeer(Store);
@@ -66,6 +76,46 @@ impl Peer for DirPeer {
             Some(i) if i.visibility == Visibility::Published => Ok(Box::new(self.0.open_reader(id)?)),
             _ => Err(Error::NotFound(*id)),
         }
+    }
+}
+
+/// Another store's directory, opened to write (push): what is sent is
+/// filed under the sending domain's number in that store's domain table.
+pub struct DirSink {
+    store: Store,
+    placed: PutOptions,
+}
+
+impl DirSink {
+    /// Opens the store at `path` to write, as a receiver of `from`'s artifacts.
+    pub fn open(path: &std::path::Path, from: &super::Domain) -> Result<Self> {
+        let store = StoreOptions::new().open(path)?;
+        let n = remote::domain_number(&store, &from.id, &from.name)?;
+        Ok(DirSink {
+            store,
+            placed: PutOptions::new().domain(n).source(Some(n)),
+        })
+    }
+}
+
+impl Sink for DirSink {
+    fn missing(&self, ids: &[ArtifactId]) -> Result<Vec<ArtifactId>> {
+        let mut out = Vec::new();
+        for id in ids {
+            if !self.store.contains(id)? {
+                out.push(*id);
+            }
+        }
+        Ok(out)
+    }
+
+    fn send(&self, id: &ArtifactId, _len: u64, bytes: &mut dyn Read) -> Result<()> {
+        self.store.put_reader_with(bytes, &self.placed.expect(Some(*id)))?;
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<()> {
+        self.store.commit()
     }
 }
 
@@ -134,6 +184,55 @@ impl Peer for HttpPeer {
             Some(r) => Ok(Box::new(r.into_body().into_reader())),
             None => Err(Error::NotFound(*id)),
         }
+    }
+}
+
+#[cfg(feature = "server")]
+impl Sink for HttpPeer {
+    fn missing(&self, ids: &[ArtifactId]) -> Result<Vec<ArtifactId>> {
+        let url = format!("{}/v1/artifacts:missing", self.base);
+        let mut out = Vec::new();
+        for batch in ids.chunks(1000) {
+            let body = serde_json::json!({"ids": batch.iter().map(|i| i.to_hex()).collect::<Vec<_>>()}).to_string();
+            let mut req = self.agent.post(&url).header("Content-Type", "application/json");
+            if let Some(t) = &self.token {
+                req = req.header("Authorization", format!("Bearer {t}"));
+            }
+            let text = req
+                .send(body.as_bytes())
+                .and_then(|r| r.into_body().read_to_string())
+                .map_err(|e| Error::io(format!("POST {url}"), std::io::Error::other(e.to_string())))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{url}: {e}")))?;
+            for m in v["missing"].as_array().into_iter().flatten() {
+                out.push(
+                    m.as_str()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| Error::InvalidArgument(format!("{url}: a missing entry is not an id")))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn send(&self, id: &ArtifactId, len: u64, bytes: &mut dyn Read) -> Result<()> {
+        let url = format!("{}/v1/artifacts/{id}", self.base);
+        let mut req = self
+            .agent
+            .put(&url)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Length", len.to_string());
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        req.send(ureq::SendBody::from_reader(bytes))
+            .map(drop)
+            .map_err(|e| Error::io(format!("PUT {url}"), std::io::Error::other(e.to_string())))
+    }
+
+    fn finish(&self) -> Result<()> {
+        // Every PUT was committed before it was answered.
+        Ok(())
     }
 }
 
@@ -293,4 +392,64 @@ fn import_record(m: &Manifest, n: DomainId, mid: &ArtifactId, sid: &ArtifactId, 
             (Value::text("fetched_at"), Value::text(records::time::format(now))),
         ]),
     )
+}
+
+/// What a push did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// Artifacts this domain publishes (with its manifest and signature).
+    pub published: usize,
+    /// Of those, sent (the remote lacked them).
+    pub sent: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Sends remote `name` what this domain publishes and it lacks, with the
+/// latest manifest and signature, so a fetch there from this domain then
+/// finds everything present. Only published artifacts ever leave.
+pub fn push(store: &Store, name: &str) -> Result<PushReport> {
+    let r = remote::get(store, name)?;
+    let (mid, sid) = publish::latest_ids(store)
+        .ok_or_else(|| Error::InvalidArgument("this domain publishes nothing (aslctl publish)".into()))?;
+    let (_, m) = publish::latest(store)?.ok_or_else(|| Error::InvalidArgument("no manifest".into()))?;
+    let mut ids = m.published.clone();
+    ids.push(mid);
+    ids.push(sid);
+    let sink: Box<dyn Sink> = if r.url.starts_with("http://") || r.url.starts_with("https://") {
+        #[cfg(feature = "server")]
+        {
+            Box::new(HttpPeer::new(&r.url, r.token.as_deref()))
+        }
+        #[cfg(not(feature = "server"))]
+        return Err(Error::InvalidArgument(format!(
+            "{} is an HTTP remote and this build lacks feature server",
+            r.url
+        )));
+    } else {
+        let domain = super::Domain::ensure(store)?;
+        Box::new(DirSink::open(std::path::Path::new(&r.url), &domain)?)
+    };
+    let mut rep = PushReport {
+        published: ids.len(),
+        ..Default::default()
+    };
+    for id in sink.missing(&ids)? {
+        // Published since the manifest? Only what is published now leaves.
+        match store.info(&id)? {
+            Some(i) if i.visibility == Visibility::Published => {
+                let mut reader = store.open_reader(&id)?;
+                sink.send(&id, i.len, &mut reader)?;
+                rep.sent += 1;
+                rep.bytes += i.len;
+            }
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "{id} is in the manifest but no longer published here: publish again first"
+                )))
+            }
+        }
+    }
+    sink.finish()?;
+    Ok(rep)
 }

@@ -292,3 +292,22 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, 
     crate::close_committed(s);
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) fn push(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {
+    let s = asl::StoreOptions::new().read_only(true).open(dir)?;
+    let r = asl::federation::sync::push(&s, name)?;
+    if json_out {
+        out!(
+            "{}",
+            json!({"published": r.published, "sent": r.sent, "bytes": r.bytes})
+        );
+    } else {
+        out!(
+            "pushed to {name}: {} of {} published artifacts sent ({} bytes), the rest already there",
+            r.sent,
+            r.published,
+            r.bytes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

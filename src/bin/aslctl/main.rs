@@ -282,6 +282,12 @@ enum Cmd {
         /// The remote's name.
         name: String,
     },
+    /// Send a remote what this domain publishes and it lacks (with the
+    /// signed manifest); a directory, or a server with a write token.
+    Push {
+        /// The remote's name.
+        name: String,
+    },
     /// A store on S3-compatible object storage: create one living in a
     /// bucket, move a local one there, attach to one from another machine;
     /// or push a local store's mirror and restore from it (feature s3).
@@ -426,6 +432,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Unpublish(t) => federation::change(cli.json, dir, t, false),
         Cmd::Remote(c) => federation::remote(cli.json, dir, c),
         Cmd::Fetch { name } => federation::fetch(cli.json, dir, name),
+        Cmd::Push { name } => federation::push(cli.json, dir, name),
         #[cfg(feature = "s3")]
         Cmd::S3(c) => s3cmd::s3(cli.json, dir, c),
         Cmd::Label { id, labels, media_type } => query::label(cli.json, dir, id, labels, media_type.as_deref()),
