@@ -352,3 +352,47 @@ fn two_domains_fetching_from_each_other_converge_and_push_composes_with_fetch() 
     assert_eq!(status, 200);
     assert_eq!(body, noise(101, 100 + 37));
 }
+
+#[test]
+fn a_federated_snapshot_records_its_sources_and_verifies_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let x = stocked(tmp.path(), &a, 3, 300);
+    stocked(tmp.path(), &b, 2, 400);
+    ok(&a, &["publish", &x[0], &x[1]]);
+    ok(&b, &["remote", "add", "a", a.to_str().unwrap()]);
+    ok(&b, &["fetch", "a"]);
+    let c = json(&b, &["snapshot", "create", "release-1", "--federated"]);
+    assert_eq!(c["sources"], 1, "{c}");
+    let v = json(&b, &["snapshot", "verify", "release-1"]);
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    assert!(v["imported"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(v["id"], c["id"], "the identity is the record's id");
+    // a publishes more and b fetches it: the snapshot still stands on the
+    // manifest it was taken under.
+    ok(&a, &["publish", &x[2]]);
+    ok(&b, &["fetch", "a"]);
+    ok(&b, &["gc"]);
+    let v = json(&b, &["snapshot", "verify", "release-1"]);
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    // A second one draws on the same domain, now under its newer manifest.
+    let two = json(&b, &["snapshot", "create", "release-2", "--federated"]);
+    assert_eq!(two["sources"], 1);
+    assert_ne!(two["id"], c["id"]);
+    let o = aslctl(&b, &["snapshot", "verify", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    // Damage under the snapshot is found, and exits 1.
+    let seg = std::fs::read_dir(b.join("segments"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .min()
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&seg, bytes).unwrap();
+    let o = aslctl(&b, &["snapshot", "verify", "release-1"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("problem:"), "{}", out(&o));
+}

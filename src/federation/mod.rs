@@ -13,6 +13,7 @@
 //!   only what is missing.
 
 pub mod domain;
+pub mod fsnap;
 pub mod publish;
 pub mod remote;
 pub mod sync;
