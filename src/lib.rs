@@ -72,6 +72,7 @@ pub(crate) mod snapshot;
 mod store;
 #[cfg(test)]
 mod testutil;
+pub mod textfile;
 pub mod version;
 
 pub use error::{DecodeError, Error, Result};

@@ -161,9 +161,26 @@ pub fn tier(dir: &Path, url: &str, cache_bytes: u64) -> Result<()> {
 /// `take_over` takes it from whoever held it (a machine that is gone);
 /// without it nothing in the bucket changes.
 pub fn attach(url: &str, dir: &Path, cache_bytes: u64, take_over: bool) -> Result<RestoreReport> {
+    let (b, identity, segments) = begin_rebuild(url, dir, "attach")?;
+    fetch_catalog(&b, dir)?;
+    let cfg = TierConfig::new(url, cache_bytes);
+    write_bucket_file(dir, &cfg)?;
+    std::fs::write(dir.join("STORE"), identity).map_err(fs(format!("write {}/STORE", dir.display())))?;
+    if take_over {
+        crate::io::tiered::take_over(&b, &cfg.holder, dir).map_err(s3err(format!("take over {url}")))?;
+    }
+    // Repair through a reader: it rebuilds local files only.
+    let reader = crate::io::TieredBackend::open(dir, &cfg, false).map_err(s3err(format!("open {url}")))?;
+    StoreOptions::new().backend(std::sync::Arc::new(reader)).repair(dir)?;
+    report(dir, segments)
+}
+
+/// The start of a rebuild into `dir` (which must be new or empty): the
+/// bucket, the store identity it holds, its segments, and the directories.
+fn begin_rebuild(url: &str, dir: &Path, verb: &str) -> Result<(Bucket, Vec<u8>, BTreeMap<String, u64>)> {
     if !is_empty_dir(dir) {
         return Err(Error::InvalidArgument(format!(
-            "{} is not empty: attach into a new directory",
+            "{} is not empty: {verb} into a new directory",
             dir.display()
         )));
     }
@@ -176,17 +193,7 @@ pub fn attach(url: &str, dir: &Path, cache_bytes: u64, take_over: bool) -> Resul
     for d in ["segments", "snapshots"] {
         std::fs::create_dir_all(dir.join(d)).map_err(fs(format!("create {}/{d}", dir.display())))?;
     }
-    fetch_catalog(&b, dir)?;
-    let cfg = TierConfig::new(url, cache_bytes);
-    write_bucket_file(dir, &cfg)?;
-    std::fs::write(dir.join("STORE"), identity).map_err(fs(format!("write {}/STORE", dir.display())))?;
-    if take_over {
-        crate::io::tiered::take_over(&b, &cfg.holder, dir).map_err(s3err(format!("take over {url}")))?;
-    }
-    // Repair through a reader: it rebuilds local files only.
-    let reader = crate::io::TieredBackend::open(dir, &cfg, false).map_err(s3err(format!("open {url}")))?;
-    StoreOptions::new().backend(std::sync::Arc::new(reader)).repair(dir)?;
-    report(dir, segments)
+    Ok((b, identity, segments))
 }
 
 /// The mirrored checkpoint (as the old state repair reads snapshot names
@@ -302,22 +309,8 @@ fn mirror_catalog(b: &Bucket, dir: &Path) -> Result<()> {
 /// `url`: `STORE`, the segments, the checkpoint and snapshot files fetched,
 /// then `repair`, which checks every block and rebuilds the index and log.
 pub fn restore(url: &str, dir: &Path) -> Result<RestoreReport> {
-    if !is_empty_dir(dir) {
-        return Err(Error::InvalidArgument(format!(
-            "{} is not empty: restore into a new directory",
-            dir.display()
-        )));
-    }
-    let b = open_bucket(url)?;
-    let identity = b
-        .get("STORE")
-        .map_err(s3err(format!("get {url}/STORE")))?
-        .ok_or_else(|| Error::InvalidArgument(format!("{url} holds no store (no STORE object)")))?;
+    let (b, identity, segments) = begin_rebuild(url, dir, "restore")?;
     let segdir = dir.join("segments");
-    for d in ["segments", "snapshots"] {
-        std::fs::create_dir_all(dir.join(d)).map_err(fs(format!("create {}/{d}", dir.display())))?;
-    }
-    let segments = b.list("segments").map_err(s3err(format!("list {url}")))?;
     for (name, len) in &segments {
         if !name.ends_with(".seg") || name.starts_with('.') {
             continue;

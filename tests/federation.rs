@@ -7,19 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{aslctl, stderr_of as err, stdout_of as out};
-
-fn ok(store: &Path, args: &[&str]) -> String {
-    let o = aslctl(store, args);
-    assert!(o.status.success(), "{args:?}: {}", err(&o));
-    out(&o)
-}
-
-fn json(store: &Path, args: &[&str]) -> serde_json::Value {
-    let mut a = vec!["--json"];
-    a.extend_from_slice(args);
-    serde_json::from_str(ok(store, &a).trim()).unwrap()
-}
+use common::{aslctl, aslctl_json as json, aslctl_ok as ok, stderr_of as err, stdout_of as out};
 
 /// Checks a manifest and its signature record the way another domain's
 /// code would, sharing nothing with ASL's: prints the manifest's fields.

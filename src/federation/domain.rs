@@ -47,35 +47,18 @@ impl Domain {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let body = format!("{MAGIC} 1\nid={}\nname={}\n", self.id_hex(), self.name);
-        format!("{body}crc32c={:08x}\n", crc32c::crc32c(body.as_bytes())).into_bytes()
+        crate::textfile::frame(MAGIC, &[format!("id={}", self.id_hex()), format!("name={}", self.name)])
     }
 
     fn decode(b: &[u8], path: &Path) -> Result<Self> {
+        use crate::textfile::field;
         let bad = |why: &str| Error::corrupt(path, why.to_string());
-        let text = std::str::from_utf8(b).map_err(|_| bad("not UTF-8"))?;
-        let at = text.rfind("crc32c=").ok_or_else(|| bad("no crc32c line"))?;
-        let (body, crc) = text.split_at(at);
-        let crc = u32::from_str_radix(crc.trim_start_matches("crc32c=").trim_end(), 16)
-            .map_err(|_| bad("unreadable crc32c line"))?;
-        if crc32c::crc32c(body.as_bytes()) != crc {
-            return Err(bad("checksum mismatch"));
-        }
-        let mut lines = body.lines();
-        if lines.next() != Some(&format!("{MAGIC} 1")) {
-            return Err(bad("not a version-1 domain file"));
-        }
-        let (mut id, mut name) = (None, None);
-        for l in lines {
-            match l.split_once('=') {
-                Some(("id", v)) => id = parse_id(v),
-                Some(("name", v)) => name = Some(v.to_string()),
-                _ => {}
-            }
-        }
+        let lines = crate::textfile::unframe(b, MAGIC).map_err(|e| bad(&e))?;
         Ok(Domain {
-            id: id.ok_or_else(|| bad("no id line"))?,
-            name: name.ok_or_else(|| bad("no name line"))?,
+            id: field(&lines, "id")
+                .and_then(parse_id)
+                .ok_or_else(|| bad("no id line"))?,
+            name: field(&lines, "name").ok_or_else(|| bad("no name line"))?.to_string(),
         })
     }
 

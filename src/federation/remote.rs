@@ -55,29 +55,11 @@ pub struct Remote {
 }
 
 fn framed(magic: &str, lines: &[String]) -> Vec<u8> {
-    let mut body = format!("{magic} 1\n");
-    for l in lines {
-        body.push_str(l);
-        body.push('\n');
-    }
-    format!("{body}crc32c={:08x}\n", crc32c::crc32c(body.as_bytes())).into_bytes()
+    crate::textfile::frame(magic, lines)
 }
 
 fn unframe(b: &[u8], magic: &str, path: &Path) -> Result<Vec<String>> {
-    let bad = |why: &str| Error::corrupt(path, why.to_string());
-    let text = std::str::from_utf8(b).map_err(|_| bad("not UTF-8"))?;
-    let at = text.rfind("crc32c=").ok_or_else(|| bad("no crc32c line"))?;
-    let (body, crc) = text.split_at(at);
-    let crc = u32::from_str_radix(crc.trim_start_matches("crc32c=").trim_end(), 16)
-        .map_err(|_| bad("unreadable crc32c line"))?;
-    if crc32c::crc32c(body.as_bytes()) != crc {
-        return Err(bad("checksum mismatch"));
-    }
-    let mut lines = body.lines();
-    if lines.next() != Some(&format!("{magic} 1")) {
-        return Err(bad(&format!("not a version-1 {magic} file")));
-    }
-    Ok(lines.map(String::from).collect())
+    crate::textfile::unframe(b, magic).map_err(|e| Error::corrupt(path, e))
 }
 
 fn read_file(store: &Store, name: &str) -> Result<Option<(Vec<u8>, std::path::PathBuf)>> {

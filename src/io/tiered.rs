@@ -91,45 +91,28 @@ impl TierConfig {
 
     /// The file's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let body = format!(
-            "{BUCKET_MAGIC} 1\nurl={}\ncache_bytes={}\nholder={}\n",
-            self.url, self.cache_bytes, self.holder
-        );
-        format!("{body}crc32c={:08x}\n", crc32c::crc32c(body.as_bytes())).into_bytes()
+        crate::textfile::frame(
+            BUCKET_MAGIC,
+            &[
+                format!("url={}", self.url),
+                format!("cache_bytes={}", self.cache_bytes),
+                format!("holder={}", self.holder),
+            ],
+        )
     }
 
     /// Reads the file back; a one-line reason when it is not one.
     pub fn decode(b: &[u8]) -> Result<Self, String> {
-        let text = std::str::from_utf8(b).map_err(|_| "not UTF-8".to_string())?;
-        let at = text.rfind("crc32c=").ok_or("no crc32c line")?;
-        let (body, crc) = text.split_at(at);
-        let crc = u32::from_str_radix(crc.trim_start_matches("crc32c=").trim_end(), 16)
-            .map_err(|_| "unreadable crc32c line".to_string())?;
-        if crc32c::crc32c(body.as_bytes()) != crc {
-            return Err("checksum mismatch".into());
-        }
-        let mut lines = body.lines();
-        match lines.next() {
-            Some(l) if l == format!("{BUCKET_MAGIC} 1") => {}
-            Some(l) if l.starts_with(BUCKET_MAGIC) => return Err(format!("unsupported version ({l})")),
-            _ => return Err(format!("no {BUCKET_MAGIC} line")),
-        }
-        let mut url = None;
-        let mut holder = None;
-        let mut cache_bytes = DEFAULT_CACHE_BYTES;
-        for l in lines {
-            match l.split_once('=') {
-                Some(("url", v)) => url = Some(v.to_string()),
-                Some(("holder", v)) => holder = Some(v.to_string()),
-                Some(("cache_bytes", v)) => cache_bytes = v.parse().map_err(|_| format!("bad cache_bytes {v:?}"))?,
-                // Later versions of this version's fields may add keys.
-                _ => {}
-            }
-        }
+        use crate::textfile::field;
+        let lines = crate::textfile::unframe(b, BUCKET_MAGIC)?;
+        let cache_bytes = match field(&lines, "cache_bytes") {
+            Some(v) => v.parse().map_err(|_| format!("bad cache_bytes {v:?}"))?,
+            None => DEFAULT_CACHE_BYTES,
+        };
         Ok(Self {
-            url: url.ok_or("no url line")?,
+            url: field(&lines, "url").ok_or("no url line")?.to_string(),
             cache_bytes,
-            holder: holder.ok_or("no holder line")?,
+            holder: field(&lines, "holder").ok_or("no holder line")?.to_string(),
         })
     }
 }
@@ -949,35 +932,29 @@ impl PageCache {
 
 fn encode_lease(holder: &str, root: &Path) -> Vec<u8> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let body = format!(
-        "{LEASE_MAGIC} 1\nholder={holder}\nhost={}\ndir={}\n",
-        host.trim(),
-        root.display()
-    );
-    format!("{body}crc32c={:08x}\n", crc32c::crc32c(body.as_bytes())).into_bytes()
+    crate::textfile::frame(
+        LEASE_MAGIC,
+        &[
+            format!("holder={holder}"),
+            format!("host={}", host.trim()),
+            format!("dir={}", root.display()),
+        ],
+    )
 }
 
 /// The holder of a lease, and who it is in words (host and directory).
 fn decode_lease(b: &[u8]) -> Result<(String, String), String> {
-    let text = std::str::from_utf8(b).map_err(|_| "not UTF-8".to_string())?;
-    let at = text.rfind("crc32c=").ok_or("no crc32c line")?;
-    let (body, crc) = text.split_at(at);
-    let crc = u32::from_str_radix(crc.trim_start_matches("crc32c=").trim_end(), 16)
-        .map_err(|_| "unreadable crc32c line".to_string())?;
-    if crc32c::crc32c(body.as_bytes()) != crc || !body.starts_with(&format!("{LEASE_MAGIC} 1\n")) {
-        return Err("not a version-1 lease with a good checksum".into());
-    }
-    let field = |k: &str| {
-        body.lines()
-            .find_map(|l| l.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
-            .unwrap_or("")
-            .to_string()
-    };
-    let holder = field("holder");
-    if holder.is_empty() {
-        return Err("no holder".into());
-    }
-    Ok((holder, format!("{}:{}", field("host"), field("dir"))))
+    use crate::textfile::field;
+    let lines = crate::textfile::unframe(b, LEASE_MAGIC)?;
+    let holder = field(&lines, "holder").filter(|h| !h.is_empty()).ok_or("no holder")?;
+    Ok((
+        holder.to_string(),
+        format!(
+            "{}:{}",
+            field(&lines, "host").unwrap_or(""),
+            field(&lines, "dir").unwrap_or("")
+        ),
+    ))
 }
 
 fn lease_lost(url: &str, who: &str) -> io::Error {

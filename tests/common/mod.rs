@@ -257,3 +257,17 @@ pub fn py_json(script: &str, arg: &Path, needs: &str) -> serde_json::Value {
     assert!(o.status.success(), "{script} (needs {needs}): {}", stderr_of(&o));
     serde_json::from_slice(&o.stdout).unwrap()
 }
+
+/// `aslctl --store STORE ARGS`, which must succeed: its stdout.
+pub fn aslctl_ok(store: &Path, args: &[&str]) -> String {
+    let o = aslctl(store, args);
+    assert!(o.status.success(), "{args:?}: {}", stderr_of(&o));
+    stdout_of(&o)
+}
+
+/// `aslctl --store STORE --json ARGS`, which must succeed: its JSON.
+pub fn aslctl_json(store: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    serde_json::from_str(aslctl_ok(store, &a).trim()).unwrap()
+}
