@@ -165,6 +165,30 @@ print(s.server_address[1], flush=True)
 s.serve_forever()
 "#;
 
+/// Kills a helper process however the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the lying peer over `files`; its port.
+fn liar(files: &Path, mode: &str) -> (Killed, u16) {
+    let mut child = Command::new("python3")
+        .args(["-c", LIAR])
+        .arg(files)
+        .arg(mode)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut port).unwrap();
+    (Killed(child), port.trim().parse().unwrap())
+}
+
 #[test]
 fn bytes_that_do_not_hash_to_their_id_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -180,23 +204,10 @@ fn bytes_that_do_not_hash_to_their_id_are_refused() {
         std::fs::write(files.join(id), aslctl(&a, &["cat", id]).stdout).unwrap();
     }
     for mode in ["wrong", "short"] {
-        let mut liar = Command::new("python3")
-            .args(["-c", LIAR])
-            .arg(&files)
-            .arg(mode)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut port = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(liar.stdout.as_mut().unwrap()), &mut port).unwrap();
+        let (_liar, port) = liar(&files, mode);
         let b = tmp.path().join(format!("b-{mode}"));
-        ok(
-            &b,
-            &["remote", "add", "liar", &format!("http://127.0.0.1:{}", port.trim())],
-        );
+        ok(&b, &["remote", "add", "liar", &format!("http://127.0.0.1:{port}")]);
         let o = aslctl(&b, &["fetch", "liar"]);
-        let _ = liar.kill();
-        let _ = liar.wait();
         assert_eq!(o.status.code(), Some(2), "{mode}: {}", err(&o));
         let have = ids(&b);
         assert!(have.is_empty(), "{mode}: nothing of the lies stored: {have:?}");
@@ -383,4 +394,58 @@ fn a_federated_snapshot_records_its_sources_and_verifies_offline() {
     let o = aslctl(&b, &["snapshot", "verify", "release-1"]);
     assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
     assert!(out(&o).contains("problem:"), "{}", out(&o));
+}
+
+#[test]
+fn several_remotes_of_one_domain_share_a_fetch_and_cover_for_a_liar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let x = stocked(tmp.path(), &a, 8, 600);
+    let refs: Vec<&str> = x.iter().map(String::as_str).collect();
+    let mut args = vec!["publish"];
+    args.extend_from_slice(&refs);
+    ok(&a, &args);
+    // The same domain through its directory and through a lying server.
+    let files = tmp.path().join("served");
+    std::fs::create_dir(&files).unwrap();
+    let m = json(&a, &["domain", "manifest"]);
+    let (man, sig) = (m["manifest"].as_str().unwrap(), m["signature"].as_str().unwrap());
+    std::fs::write(files.join("ids"), format!("{man} {sig}")).unwrap();
+    for id in [man, sig].into_iter().chain(refs.iter().copied()) {
+        std::fs::write(files.join(id), aslctl(&a, &["cat", id]).stdout).unwrap();
+    }
+    let (_liar, port) = liar(&files, "wrong");
+    let b = tmp.path().join("b");
+    ok(&b, &["remote", "add", "liar", &format!("http://127.0.0.1:{port}")]);
+    ok(&b, &["remote", "add", "dir", a.to_str().unwrap()]);
+    let r = json(&b, &["fetch", "liar", "dir"]);
+    assert!(
+        r["liar"]["refused"].as_u64().unwrap() >= 1,
+        "the liar was given work and failed it: {r}"
+    );
+    assert_eq!(r["liar"]["fetched"], 0, "{r}");
+    assert_eq!(r["dir"]["fetched"], 8, "the honest mirror covered everything: {r}");
+    let have = ids(&b);
+    assert!(x.iter().all(|i| have.contains(i)));
+    let o = aslctl(&b, &["verify"]);
+    assert!(o.status.success(), "{}", err(&o));
+
+    // Two honest mirrors split the work.
+    let c = tmp.path().join("c");
+    let s = common::server::start_on(tempfile::tempdir().unwrap(), a.clone(), &[], None);
+    ok(&c, &["remote", "add", "dir", a.to_str().unwrap()]);
+    ok(&c, &["remote", "add", "http", &s.url]);
+    let r = json(&c, &["fetch", "dir", "http"]);
+    let (d, h) = (
+        r["dir"]["fetched"].as_u64().unwrap(),
+        r["http"]["fetched"].as_u64().unwrap(),
+    );
+    assert!(d > 0 && h > 0 && d + h == 8, "{r}");
+    // Remotes of different domains are not mixed in one fetch.
+    let e = tmp.path().join("e");
+    let y = stocked(tmp.path(), &e, 1, 700);
+    ok(&e, &["publish", &y[0]]);
+    ok(&c, &["remote", "add", "other", e.to_str().unwrap()]);
+    let o = aslctl(&c, &["fetch", "dir", "other"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
 }

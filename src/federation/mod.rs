@@ -14,6 +14,7 @@
 
 pub mod domain;
 pub mod fsnap;
+pub mod peers;
 pub mod publish;
 pub mod remote;
 pub mod sync;

@@ -24,7 +24,7 @@ use crate::index::{DomainId, Visibility};
 use crate::pel::keys::hex;
 use crate::records::cbor::Value;
 use crate::records::{self, Record};
-use crate::{ArtifactId, Error, PutOptions, Result, Store, StoreOptions};
+use crate::{ArtifactId, Error, PutOptions, Result, Store};
 
 /// The record type of import records.
 pub const IMPORT_TYPE: &str = "asl/import";
@@ -36,219 +36,9 @@ const BATCH_ARTIFACTS: usize = 256;
 const BATCH_BYTES: u64 = 64 << 20;
 const BATCH_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Where a remote's published artifacts are read from.
-pub trait Peer {
-    /// The latest manifest and signature ids, `None` when it publishes nothing.
-    fn publication(&self) -> Result<Option<(ArtifactId, ArtifactId)>>;
-    /// A published artifact's bytes (the caller verifies them).
-    fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>>;
-}
-
-/// Where this store's published artifacts can be sent (push).
-pub trait Sink {
-    /// Which of `ids` the remote lacks.
-    fn missing(&self, ids: &[ArtifactId]) -> Result<Vec<ArtifactId>>;
-    /// Sends one artifact; the remote checks it hashes to `id`.
-    fn send(&self, id: &ArtifactId, len: u64, bytes: &mut dyn Read) -> Result<()>;
-    /// Makes what was sent durable.
-    fn finish(&self) -> Result<()>;
-}
-
-/// Another store's directory, opened read-only; only its published
-/// artifacts are read.
-pub struct DirPeer(Store);
-
-impl DirPeer {
-    /// Opens the store at `path` to read.
-    pub fn open(path: &std::path::Path) -> Result<Self> {
-        Ok(DirPeer(StoreOptions::new().read_only(true).open(path)?))
-    }
-}
-
-impl Peer for DirPeer {
-    fn publication(&self) -> Result<Option<(ArtifactId, ArtifactId)>> {
-        Ok(publish::latest_ids(&self.0))
-    }
-
-    fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>> {
-        // What the other domain keeps internal does not exist for us.
-        match self.0.info(id)? {
-            Some(i) if i.visibility == Visibility::Published => Ok(Box::new(self.0.open_reader(id)?)),
-            _ => Err(Error::NotFound(*id)),
-        }
-    }
-}
-
-/// Another store's directory, opened to write (push): what is sent is
-/// filed under the sending domain's number in that store's domain table.
-pub struct DirSink {
-    store: Store,
-    placed: PutOptions,
-}
-
-impl DirSink {
-    /// Opens the store at `path` to write, as a receiver of `from`'s artifacts.
-    pub fn open(path: &std::path::Path, from: &super::Domain) -> Result<Self> {
-        let store = StoreOptions::new().open(path)?;
-        let n = remote::domain_number(&store, &from.id, &from.name)?;
-        Ok(DirSink {
-            store,
-            placed: PutOptions::new().domain(n).source(Some(n)),
-        })
-    }
-}
-
-impl Sink for DirSink {
-    fn missing(&self, ids: &[ArtifactId]) -> Result<Vec<ArtifactId>> {
-        let mut out = Vec::new();
-        for id in ids {
-            if !self.store.contains(id)? {
-                out.push(*id);
-            }
-        }
-        Ok(out)
-    }
-
-    fn send(&self, id: &ArtifactId, _len: u64, bytes: &mut dyn Read) -> Result<()> {
-        self.store.put_reader_with(bytes, &self.placed.expect(Some(*id)))?;
-        Ok(())
-    }
-
-    fn finish(&self) -> Result<()> {
-        self.store.commit()
-    }
-}
-
-/// An `aslctl serve` of another domain, over HTTP(S).
 #[cfg(feature = "server")]
-pub struct HttpPeer {
-    base: String,
-    token: Option<String>,
-    agent: ureq::Agent,
-}
-
-#[cfg(feature = "server")]
-impl HttpPeer {
-    /// A peer at `base` (`http://host:port`), with an optional bearer token.
-    pub fn new(base: &str, token: Option<&str>) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(std::time::Duration::from_secs(10)))
-            .timeout_recv_body(Some(std::time::Duration::from_secs(60)))
-            .build()
-            .into();
-        HttpPeer {
-            base: base.trim_end_matches('/').to_string(),
-            token: token.map(String::from),
-            agent,
-        }
-    }
-
-    fn get(&self, path: &str) -> Result<Option<ureq::http::Response<ureq::Body>>> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.agent.get(&url);
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        match req.call() {
-            Ok(r) => Ok(Some(r)),
-            Err(ureq::Error::StatusCode(404)) => Ok(None),
-            Err(e) => Err(Error::io(format!("GET {url}"), std::io::Error::other(e.to_string()))),
-        }
-    }
-}
-
-#[cfg(feature = "server")]
-impl Peer for HttpPeer {
-    fn publication(&self) -> Result<Option<(ArtifactId, ArtifactId)>> {
-        let Some(r) = self.get("/v1/publication")? else {
-            return Ok(None);
-        };
-        let text = r.into_body().read_to_string().map_err(|e| {
-            Error::io(
-                format!("GET {}/v1/publication", self.base),
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::InvalidArgument(format!("{}/v1/publication: {e}", self.base)))?;
-        let id = |k: &str| {
-            v[k].as_str()
-                .and_then(|s| s.parse::<ArtifactId>().ok())
-                .ok_or_else(|| Error::InvalidArgument(format!("{}/v1/publication: no {k} id", self.base)))
-        };
-        Ok(Some((id("manifest")?, id("signature")?)))
-    }
-
-    fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>> {
-        match self.get(&format!("/v1/artifacts/{id}"))? {
-            Some(r) => Ok(Box::new(r.into_body().into_reader())),
-            None => Err(Error::NotFound(*id)),
-        }
-    }
-}
-
-#[cfg(feature = "server")]
-impl Sink for HttpPeer {
-    fn missing(&self, ids: &[ArtifactId]) -> Result<Vec<ArtifactId>> {
-        let url = format!("{}/v1/artifacts:missing", self.base);
-        let mut out = Vec::new();
-        for batch in ids.chunks(1000) {
-            let body = serde_json::json!({"ids": batch.iter().map(|i| i.to_hex()).collect::<Vec<_>>()}).to_string();
-            let mut req = self.agent.post(&url).header("Content-Type", "application/json");
-            if let Some(t) = &self.token {
-                req = req.header("Authorization", format!("Bearer {t}"));
-            }
-            let text = req
-                .send(body.as_bytes())
-                .and_then(|r| r.into_body().read_to_string())
-                .map_err(|e| Error::io(format!("POST {url}"), std::io::Error::other(e.to_string())))?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{url}: {e}")))?;
-            for m in v["missing"].as_array().into_iter().flatten() {
-                out.push(
-                    m.as_str()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| Error::InvalidArgument(format!("{url}: a missing entry is not an id")))?,
-                );
-            }
-        }
-        Ok(out)
-    }
-
-    fn send(&self, id: &ArtifactId, len: u64, bytes: &mut dyn Read) -> Result<()> {
-        let url = format!("{}/v1/artifacts/{id}", self.base);
-        let mut req = self
-            .agent
-            .put(&url)
-            .header("Content-Type", "application/octet-stream")
-            .header("Content-Length", len.to_string());
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        req.send(ureq::SendBody::from_reader(bytes))
-            .map(drop)
-            .map_err(|e| Error::io(format!("PUT {url}"), std::io::Error::other(e.to_string())))
-    }
-
-    fn finish(&self) -> Result<()> {
-        // Every PUT was committed before it was answered.
-        Ok(())
-    }
-}
-
-/// The peer a remote's URL names.
-pub fn peer_for(r: &Remote) -> Result<Box<dyn Peer>> {
-    if r.url.starts_with("http://") || r.url.starts_with("https://") {
-        #[cfg(feature = "server")]
-        return Ok(Box::new(HttpPeer::new(&r.url, r.token.as_deref())));
-        #[cfg(not(feature = "server"))]
-        return Err(Error::InvalidArgument(format!(
-            "{} is an HTTP remote and this build lacks feature server",
-            r.url
-        )));
-    }
-    Ok(Box::new(DirPeer::open(std::path::Path::new(&r.url))?))
-}
+pub use super::peers::HttpPeer;
+pub use super::peers::{peer_for, DirPeer, DirSink, Peer, Sink};
 
 /// What a fetch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -263,6 +53,8 @@ pub struct FetchReport {
     pub fetched: usize,
     /// Their bytes.
     pub bytes: u64,
+    /// Artifacts this remote sent wrong (another remote was asked instead).
+    pub refused: usize,
     /// The import record (`None` when the manifest was not new and nothing was fetched).
     pub import: Option<ArtifactId>,
 }
@@ -288,8 +80,17 @@ pub fn fetch(store: &Store, name: &str) -> Result<FetchReport> {
     fetch_from(store, &mut r, &*peer)
 }
 
-/// [`fetch`] from a given peer, updating `r`.
-pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<FetchReport> {
+/// A remote's manifest, read and checked.
+struct Checked {
+    mid: ArtifactId,
+    sid: ArtifactId,
+    mb: Vec<u8>,
+    sb: Vec<u8>,
+    m: Manifest,
+    key: crate::pel::keys::PublicKey,
+}
+
+fn check(r: &Remote, peer: &dyn Peer) -> Result<Checked> {
     let (mid, sid) = peer
         .publication()?
         .ok_or_else(|| Error::InvalidArgument(format!("remote {} publishes nothing", r.name)))?;
@@ -317,57 +118,226 @@ pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<Fetc
     };
     let m = publish::check_manifest(&mb, &sb, &key, after)
         .map_err(|e| Error::InvalidArgument(format!("remote {}: manifest {mid}: {e}; nothing stored", r.name)))?;
-    let n = remote::domain_number(store, &m.domain, &m.name)?;
+    Ok(Checked {
+        mid,
+        sid,
+        mb,
+        sb,
+        m,
+        key,
+    })
+}
+
+/// Stores artifact `id` from `peer`, which must send exactly its bytes.
+fn put_one(store: &Store, peer: &dyn Peer, name: &str, id: &ArtifactId, placed: PutOptions) -> Result<u64> {
+    let reader = peer.reader(id)?;
+    let put = store
+        .put_reader_with(reader, &placed.expect(Some(*id)))
+        .map_err(|e| match e {
+            Error::IdMismatch { .. } => Error::InvalidArgument(format!(
+                "remote {name}: the bytes sent for {id} do not hash to it; nothing of them is stored"
+            )),
+            e => e,
+        })?;
+    Ok(put.len)
+}
+
+/// Commits every so many artifacts, bytes or seconds.
+struct Batches {
+    n: usize,
+    bytes: u64,
+    since: std::time::Instant,
+}
+
+impl Batches {
+    fn new() -> Self {
+        Batches {
+            n: 0,
+            bytes: 0,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn add(&mut self, store: &Store, len: u64) -> Result<()> {
+        self.n += 1;
+        self.bytes += len;
+        if self.n >= BATCH_ARTIFACTS || self.bytes >= BATCH_BYTES || self.since.elapsed() >= BATCH_TIME {
+            store.commit()?;
+            *self = Batches::new();
+        }
+        Ok(())
+    }
+}
+
+/// Stores the manifest, signature and import record, and remembers the
+/// remote's key, domain and sequence number.
+fn finish(
+    store: &Store,
+    r: &mut Remote,
+    c: &Checked,
+    n: DomainId,
+    placed: PutOptions,
+    fetched: &[ArtifactId],
+) -> Result<ArtifactId> {
+    // Where the imports came from, kept with them.
+    store.put_with(&c.mb, &placed)?;
+    store.put_with(&c.sb, &placed)?;
+    let rec = import_record(&c.m, n, &c.mid, &c.sid, fetched);
+    let stored = records::put(store, &rec).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    store.commit()?;
+    store.repin(&format!("asl.import.{}", r.name), &stored.id)?;
+    r.key = Some(c.key);
+    r.domain = Some(c.m.domain);
+    r.seq = c.m.seq;
+    remote::update(store, r)?;
+    Ok(stored.id)
+}
+
+/// [`fetch`] from a given peer, updating `r`.
+pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<FetchReport> {
+    let c = check(r, peer)?;
+    let n = remote::domain_number(store, &c.m.domain, &c.m.name)?;
     let placed = PutOptions::new().domain(n).source(Some(n));
     let mut rep = FetchReport {
-        seq: m.seq,
-        listed: m.published.len(),
+        seq: c.m.seq,
+        listed: c.m.published.len(),
         ..Default::default()
     };
     let mut fetched = Vec::new();
-    let (mut since, mut since_bytes, mut since_t) = (0usize, 0u64, std::time::Instant::now());
-    for id in &m.published {
+    let mut batches = Batches::new();
+    for id in &c.m.published {
         if store.contains(id)? {
             rep.present += 1;
             continue;
         }
-        let reader = peer.reader(id)?;
-        let put = store
-            .put_reader_with(reader, &placed.expect(Some(*id)))
-            .map_err(|e| match e {
-                Error::IdMismatch { .. } => Error::InvalidArgument(format!(
-                    "remote {}: the bytes sent for {id} do not hash to it; nothing of them is stored",
-                    r.name
-                )),
-                e => e,
-            })?;
+        let len = put_one(store, peer, &r.name, id, placed)?;
         rep.fetched += 1;
-        rep.bytes += put.len;
+        rep.bytes += len;
         fetched.push(*id);
-        since += 1;
-        since_bytes += put.len;
-        if since >= BATCH_ARTIFACTS || since_bytes >= BATCH_BYTES || since_t.elapsed() >= BATCH_TIME {
-            store.commit()?;
-            (since, since_bytes, since_t) = (0, 0, std::time::Instant::now());
-        }
+        batches.add(store, len)?;
     }
-    if m.seq == r.seq && fetched.is_empty() && r.key.is_some() {
+    if c.m.seq == r.seq && fetched.is_empty() && r.key.is_some() {
         store.commit()?;
         return Ok(rep);
     }
-    // Where the imports came from, kept with them.
-    store.put_with(&mb, &placed)?;
-    store.put_with(&sb, &placed)?;
-    let rec = import_record(&m, n, &mid, &sid, &fetched);
-    let stored = records::put(store, &rec).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    store.commit()?;
-    store.repin(&format!("asl.import.{}", r.name), &stored.id)?;
-    r.key = Some(key);
-    r.domain = Some(m.domain);
-    r.seq = m.seq;
-    remote::update(store, r)?;
-    rep.import = Some(stored.id);
+    rep.import = Some(finish(store, r, &c, n, placed, &fetched)?);
     Ok(rep)
+}
+
+/// Fetches from several remotes of one domain at once (mirrors of it, say a
+/// directory and a server): each manifest is checked as for one, the newest
+/// decides what is wanted, and the missing artifacts are spread over the
+/// remotes whose manifest lists them, one thread each. An artifact a remote
+/// fails to send whole — wrong bytes, a cut stream, an error — is asked of
+/// the others; the fetch fails only for artifacts no remote sent right.
+/// Reports per remote, in the order given.
+pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchReport)>> {
+    let mut remotes = Vec::new();
+    for name in names {
+        let r = remote::get(store, name)?;
+        let peer = peer_for(&r)?;
+        let c = check(&r, &*peer)?;
+        remotes.push((r, peer, c));
+    }
+    let Some(first) = remotes.first() else {
+        return Ok(Vec::new());
+    };
+    let domain = first.2.m.domain;
+    if let Some((r, _, c)) = remotes.iter().find(|(_, _, c)| c.m.domain != domain) {
+        return Err(Error::InvalidArgument(format!(
+            "remote {} publishes domain {}, not {}: fetch remotes of one domain together",
+            r.name,
+            hex(&c.m.domain),
+            hex(&domain)
+        )));
+    }
+    let newest = (0..remotes.len()).max_by_key(|i| remotes[*i].2.m.seq).unwrap_or(0);
+    let n = remote::domain_number(store, &domain, &remotes[newest].2.m.name)?;
+    let placed = PutOptions::new().domain(n).source(Some(n));
+    let lists: Vec<std::collections::HashSet<ArtifactId>> = remotes
+        .iter()
+        .map(|(_, _, c)| c.m.published.iter().copied().collect())
+        .collect();
+    let mut reps: Vec<FetchReport> = remotes
+        .iter()
+        .map(|(_, _, c)| FetchReport {
+            seq: c.m.seq,
+            listed: c.m.published.len(),
+            ..Default::default()
+        })
+        .collect();
+    // Round-robin over the remotes that list each wanted artifact.
+    let mut work: Vec<Vec<ArtifactId>> = vec![Vec::new(); remotes.len()];
+    let mut present = 0;
+    for (k, id) in remotes[newest].2.m.published.iter().enumerate() {
+        if store.contains(id)? {
+            present += 1;
+            continue;
+        }
+        let sources: Vec<usize> = (0..remotes.len()).filter(|i| lists[*i].contains(id)).collect();
+        work[sources[k % sources.len()]].push(*id);
+    }
+    let done = parking_lot::Mutex::new(vec![Vec::<(ArtifactId, u64)>::new(); remotes.len()]);
+    let failed = parking_lot::Mutex::new(Vec::<(ArtifactId, usize, String)>::new());
+    let batches = parking_lot::Mutex::new(Batches::new());
+    std::thread::scope(|scope| {
+        for (i, ids) in work.iter().enumerate() {
+            let (r, peer, _) = &remotes[i];
+            let (done, failed, batches) = (&done, &failed, &batches);
+            scope.spawn(move || {
+                for id in ids {
+                    match put_one(store, &**peer, &r.name, id, placed) {
+                        Ok(len) => {
+                            done.lock()[i].push((*id, len));
+                            // A commit failure shows again at the final commit.
+                            let _ = batches.lock().add(store, len);
+                        }
+                        Err(e) => failed.lock().push((*id, i, e.to_string())),
+                    }
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner();
+    let mut lost = Vec::new();
+    for (id, bad, why) in failed.into_inner() {
+        reps[bad].refused += 1;
+        let mut got = false;
+        for i in (0..remotes.len()).filter(|i| *i != bad && lists[*i].contains(&id)) {
+            let (r, peer, _) = &remotes[i];
+            match put_one(store, &**peer, &r.name, &id, placed) {
+                Ok(len) => {
+                    done[i].push((id, len));
+                    got = true;
+                    break;
+                }
+                Err(_) => reps[i].refused += 1,
+            }
+        }
+        if !got {
+            lost.push(format!("{id} ({why})"));
+        }
+    }
+    store.commit()?;
+    if !lost.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "no remote sent {} artifacts whole: {}; what was verified is kept",
+            lost.len(),
+            lost.join("; ")
+        )));
+    }
+    let mut out = Vec::new();
+    for (i, (mut r, _, c)) in remotes.into_iter().enumerate() {
+        let ids: Vec<ArtifactId> = done[i].iter().map(|(id, _)| *id).collect();
+        reps[i].fetched = ids.len();
+        reps[i].bytes = done[i].iter().map(|(_, l)| l).sum();
+        reps[i].present = present;
+        if !(c.m.seq == r.seq && ids.is_empty() && r.key.is_some()) {
+            reps[i].import = Some(finish(store, &mut r, &c, n, placed, &ids)?);
+        }
+        out.push((r.name.clone(), reps[i].clone()));
+    }
+    Ok(out)
 }
 
 fn import_record(m: &Manifest, n: DomainId, mid: &ArtifactId, sid: &ArtifactId, fetched: &[ArtifactId]) -> Record {

@@ -261,33 +261,56 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn fetch(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {
+fn report_json(r: &asl::federation::sync::FetchReport) -> serde_json::Value {
+    json!({"seq": r.seq, "listed": r.listed, "present": r.present, "fetched": r.fetched,
+           "bytes": r.bytes, "refused": r.refused, "import": r.import.map(|i| i.to_hex())})
+}
+
+pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String]) -> Result<ExitCode, Error> {
+    use asl::federation::{remote, sync};
     let s = Store::open(dir)?;
-    let first = asl::federation::remote::get(&s, name)?.key.is_none();
-    let r = asl::federation::sync::fetch(&s, name)?;
-    if json_out {
-        out!(
-            "{}",
-            json!({"seq": r.seq, "listed": r.listed, "present": r.present, "fetched": r.fetched,
-                   "bytes": r.bytes, "import": r.import.map(|i| i.to_hex())})
+    let mut first = Vec::new();
+    for name in names {
+        if remote::get(&s, name)?.key.is_none() {
+            first.push(name.clone());
+        }
+    }
+    let reports = match names {
+        [one] => vec![(one.clone(), sync::fetch(&s, one)?)],
+        many => sync::fetch_many(&s, many)?,
+    };
+    for name in &first {
+        let rem = remote::get(&s, name)?;
+        eprintln!(
+            "aslctl: first fetch from {name}: pinned its key {} (domain {})",
+            rem.key.map_or("-".into(), |k| hex(&k)),
+            rem.domain.map_or("-".into(), |d| hex(&d))
         );
+    }
+    if json_out {
+        if let [(_, r)] = &reports[..] {
+            out!("{}", report_json(r));
+        } else {
+            let v: serde_json::Map<String, serde_json::Value> =
+                reports.iter().map(|(n, r)| (n.clone(), report_json(r))).collect();
+            out!("{}", serde_json::Value::Object(v));
+        }
     } else {
-        if first {
-            let rem = asl::federation::remote::get(&s, name)?;
-            eprintln!(
-                "aslctl: first fetch from {name}: pinned its key {} (domain {})",
-                rem.key.map_or("-".into(), |k| hex(&k)),
-                rem.domain.map_or("-".into(), |d| hex(&d))
+        for (name, r) in &reports {
+            out!(
+                "fetched from {name} (manifest {}): {} artifacts listed, {} already here, {} fetched ({} bytes){}",
+                r.seq,
+                r.listed,
+                r.present,
+                r.fetched,
+                r.bytes,
+                if r.refused > 0 {
+                    format!(", {} sent wrong and taken from another remote", r.refused)
+                } else {
+                    String::new()
+                }
             );
         }
-        out!(
-            "fetched from {name} (manifest {}): {} artifacts listed, {} already here, {} fetched ({} bytes)",
-            r.seq,
-            r.listed,
-            r.present,
-            r.fetched,
-            r.bytes
-        );
     }
     crate::close_committed(s);
     Ok(ExitCode::SUCCESS)

@@ -278,9 +278,12 @@ enum Cmd {
     Remote(federation::RemoteCmd),
     /// Fetch what a remote publishes: its signed manifest checked, only the
     /// missing artifacts sent, each verified against its id; resumable.
+    /// Several remotes of one domain (mirrors) are fetched from at once, and
+    /// what one sends wrong is asked of another.
     Fetch {
-        /// The remote's name.
-        name: String,
+        /// The remotes' names.
+        #[arg(required = true)]
+        names: Vec<String>,
     },
     /// Send a remote what this domain publishes and it lacks (with the
     /// signed manifest); a directory, or a server with a write token.
@@ -431,7 +434,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Publish(t) => federation::change(cli.json, dir, t, true),
         Cmd::Unpublish(t) => federation::change(cli.json, dir, t, false),
         Cmd::Remote(c) => federation::remote(cli.json, dir, c),
-        Cmd::Fetch { name } => federation::fetch(cli.json, dir, name),
+        Cmd::Fetch { names } => federation::fetch(cli.json, dir, names),
         Cmd::Push { name } => federation::push(cli.json, dir, name),
         #[cfg(feature = "s3")]
         Cmd::S3(c) => s3cmd::s3(cli.json, dir, c),

@@ -1,0 +1,226 @@
+//! The two ends of a transfer between domains: a [`Peer`] that a fetch
+//! reads published artifacts from, and a [`Sink`] that a push sends them
+//! to — another store's directory, or an `aslctl serve` over HTTP(S)
+//! (feature `server`, the `ureq` client). Neither end is trusted: every
+//! byte a peer sends is checked against its id by the receiving put.
+
+use std::io::Read;
+
+use super::publish;
+use super::remote::{self, Remote};
+use crate::index::Visibility;
+use crate::{ArtifactId, Error, PutOptions, Result, Store, StoreOptions};
+
+/// Where a remote's published artifacts are read from.
+pub trait Peer: Sync {
+    /// The latest manifest and signature ids, `None` when it publishes nothing.
+    fn publication(&self) -> Result<Option<(ArtifactId, ArtifactId)>>;
+    /// A published artifact's bytes (the caller verifies them).
+    fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>>;
+}
+
+/// Where this store's published artifacts can be sent (push).
+pub trait Sink {
+    /// Which of `ids` the remote lacks.
+    fn missing(&self, ids: &[ArtifactId]) -> Result<Vec<ArtifactId>>;
+    /// Sends one artifact; the remote checks it hashes to `id`.
+    fn send(&self, id: &ArtifactId, len: u64, bytes: &mut dyn Read) -> Result<()>;
+    /// Makes what was sent durable.
+    fn finish(&self) -> Result<()>;
+}
+
+/// Another store's directory, opened read-only; only its published
+/// artifacts are read.
+pub struct DirPeer(Store);
+
+impl DirPeer {
+    /// Opens the store at `path` to read.
+    pub fn open(path: &std::path::Path) -> Result<Self> {
+        Ok(DirPeer(StoreOptions::new().read_only(true).open(path)?))
+    }
+}
+
+impl Peer for DirPeer {
+    fn publication(&self) -> Result<Option<(ArtifactId, ArtifactId)>> {
+        Ok(publish::latest_ids(&self.0))
+    }
+
+    fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>> {
+        // What the other domain keeps internal does not exist for us.
+        match self.0.info(id)? {
+            Some(i) if i.visibility == Visibility::Published => Ok(Box::new(self.0.open_reader(id)?)),
+            _ => Err(Error::NotFound(*id)),
+        }
+    }
+}
+
+/// Another store's directory, opened to write (push): what is sent is
+/// filed under the sending domain's number in that store's domain table.
+pub struct DirSink {
+    store: Store,
+    placed: PutOptions,
+}
+
+impl DirSink {
+    /// Opens the store at `path` to write, as a receiver of `from`'s artifacts.
+    pub fn open(path: &std::path::Path, from: &super::Domain) -> Result<Self> {
+        let store = StoreOptions::new().open(path)?;
+        let n = remote::domain_number(&store, &from.id, &from.name)?;
+        Ok(DirSink {
+            store,
+            placed: PutOptions::new().domain(n).source(Some(n)),
+        })
+    }
+}
+
+impl Sink for DirSink {
+    fn missing(&self, ids: &[ArtifactId]) -> Result<Vec<ArtifactId>> {
+        let mut out = Vec::new();
+        for id in ids {
+            if !self.store.contains(id)? {
+                out.push(*id);
+            }
+        }
+        Ok(out)
+    }
+
+    fn send(&self, id: &ArtifactId, _len: u64, bytes: &mut dyn Read) -> Result<()> {
+        self.store.put_reader_with(bytes, &self.placed.expect(Some(*id)))?;
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<()> {
+        self.store.commit()
+    }
+}
+
+/// An `aslctl serve` of another domain, over HTTP(S).
+#[cfg(feature = "server")]
+pub struct HttpPeer {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+#[cfg(feature = "server")]
+impl HttpPeer {
+    /// A peer at `base` (`http://host:port`), with an optional bearer token.
+    pub fn new(base: &str, token: Option<&str>) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(std::time::Duration::from_secs(10)))
+            .timeout_recv_body(Some(std::time::Duration::from_secs(60)))
+            .build()
+            .into();
+        HttpPeer {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.map(String::from),
+            agent,
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Option<ureq::http::Response<ureq::Body>>> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.agent.get(&url);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        match req.call() {
+            Ok(r) => Ok(Some(r)),
+            Err(ureq::Error::StatusCode(404)) => Ok(None),
+            Err(e) => Err(Error::io(format!("GET {url}"), std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+impl Peer for HttpPeer {
+    fn publication(&self) -> Result<Option<(ArtifactId, ArtifactId)>> {
+        let Some(r) = self.get("/v1/publication")? else {
+            return Ok(None);
+        };
+        let text = r.into_body().read_to_string().map_err(|e| {
+            Error::io(
+                format!("GET {}/v1/publication", self.base),
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::InvalidArgument(format!("{}/v1/publication: {e}", self.base)))?;
+        let id = |k: &str| {
+            v[k].as_str()
+                .and_then(|s| s.parse::<ArtifactId>().ok())
+                .ok_or_else(|| Error::InvalidArgument(format!("{}/v1/publication: no {k} id", self.base)))
+        };
+        Ok(Some((id("manifest")?, id("signature")?)))
+    }
+
+    fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>> {
+        match self.get(&format!("/v1/artifacts/{id}"))? {
+            Some(r) => Ok(Box::new(r.into_body().into_reader())),
+            None => Err(Error::NotFound(*id)),
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+impl Sink for HttpPeer {
+    fn missing(&self, ids: &[ArtifactId]) -> Result<Vec<ArtifactId>> {
+        let url = format!("{}/v1/artifacts:missing", self.base);
+        let mut out = Vec::new();
+        for batch in ids.chunks(1000) {
+            let body = serde_json::json!({"ids": batch.iter().map(|i| i.to_hex()).collect::<Vec<_>>()}).to_string();
+            let mut req = self.agent.post(&url).header("Content-Type", "application/json");
+            if let Some(t) = &self.token {
+                req = req.header("Authorization", format!("Bearer {t}"));
+            }
+            let text = req
+                .send(body.as_bytes())
+                .and_then(|r| r.into_body().read_to_string())
+                .map_err(|e| Error::io(format!("POST {url}"), std::io::Error::other(e.to_string())))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{url}: {e}")))?;
+            for m in v["missing"].as_array().into_iter().flatten() {
+                out.push(
+                    m.as_str()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| Error::InvalidArgument(format!("{url}: a missing entry is not an id")))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn send(&self, id: &ArtifactId, len: u64, bytes: &mut dyn Read) -> Result<()> {
+        let url = format!("{}/v1/artifacts/{id}", self.base);
+        let mut req = self
+            .agent
+            .put(&url)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Length", len.to_string());
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        req.send(ureq::SendBody::from_reader(bytes))
+            .map(drop)
+            .map_err(|e| Error::io(format!("PUT {url}"), std::io::Error::other(e.to_string())))
+    }
+
+    fn finish(&self) -> Result<()> {
+        // Every PUT was committed before it was answered.
+        Ok(())
+    }
+}
+
+/// The peer a remote's URL names.
+pub fn peer_for(r: &Remote) -> Result<Box<dyn Peer>> {
+    if r.url.starts_with("http://") || r.url.starts_with("https://") {
+        #[cfg(feature = "server")]
+        return Ok(Box::new(HttpPeer::new(&r.url, r.token.as_deref())));
+        #[cfg(not(feature = "server"))]
+        return Err(Error::InvalidArgument(format!(
+            "{} is an HTTP remote and this build lacks feature server",
+            r.url
+        )));
+    }
+    Ok(Box::new(DirPeer::open(std::path::Path::new(&r.url))?))
+}
