@@ -29,17 +29,6 @@ pub struct Domain {
     pub name: String,
 }
 
-fn check_name(name: &str) -> Result<()> {
-    let ok = (1..=64).contains(&name.len()) && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "{name:?} is not a domain name (1 to 64 of letters, digits, '-', '_', '.')"
-        )))
-    }
-}
-
 impl Domain {
     /// The id as 32 hex digits.
     pub fn id_hex(&self) -> String {
@@ -75,7 +64,7 @@ impl Domain {
     /// Gives the store its domain: a new random id and `name`. A store has
     /// one domain for life, so a second init is refused.
     pub fn init(store: &Store, name: &str) -> Result<Domain> {
-        check_name(name)?;
+        super::check_name("domain", name)?;
         if let Some(d) = Domain::of_store(store)? {
             return Err(Error::InvalidArgument(format!(
                 "the store is already domain {} ({})",
@@ -116,7 +105,7 @@ impl Domain {
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .map(|n| n.trim_start_matches('.').to_string())
-            .filter(|n| check_name(n).is_ok())
+            .filter(|n| super::check_name("domain", n).is_ok())
             .unwrap_or_else(|| "store".into());
         Domain::init(store, &dir)
     }

@@ -21,3 +21,16 @@ pub mod sync;
 
 pub use domain::Domain;
 pub use publish::{Manifest, PUBLICATION_PIN, PUBLICATION_TYPE, SIGNATURE_PIN};
+
+/// Checks a name of the federation's (a domain's, a remote's): 1 to 64 of
+/// letters, digits, `-`, `_`, `.`, since it goes into files and pin names.
+pub(crate) fn check_name(what: &str, name: &str) -> crate::Result<()> {
+    let ok = (1..=64).contains(&name.len()) && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::InvalidArgument(format!(
+            "{name:?} is not a {what} name (1 to 64 of letters, digits, '-', '_', '.')"
+        )))
+    }
+}

@@ -92,17 +92,6 @@ fn write_file(store: &Store, name: &str, bytes: &[u8]) -> Result<()> {
     r.map_err(|e| Error::io(format!("write {}", path.display()), e))
 }
 
-fn check_name(name: &str) -> Result<()> {
-    let ok = (1..=64).contains(&name.len()) && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "{name:?} is not a remote name (1 to 64 of letters, digits, '-', '_', '.')"
-        )))
-    }
-}
-
 fn opt<T>(v: &str, parse: impl Fn(&str) -> Option<T>) -> std::result::Result<Option<T>, ()> {
     if v == "-" {
         Ok(None)
@@ -171,7 +160,7 @@ fn save(store: &Store, list: &[Remote]) -> Result<()> {
 
 /// Adds a remote; a name already used is refused.
 pub fn add(store: &Store, r: Remote) -> Result<()> {
-    check_name(&r.name)?;
+    super::check_name("remote", &r.name)?;
     if r.url.is_empty() || r.url.contains(char::is_whitespace) {
         return Err(Error::InvalidArgument(format!("{:?} is not a path or URL", r.url)));
     }
