@@ -54,11 +54,19 @@ pub fn moto() -> S3 {
         .spawn()
         .expect("moto_server (pip install 'moto[server]', see .ci/run)");
     wait_for(&mut child, port, "moto_server");
-    let o = Command::new("curl")
-        .args(["-s", "-X", "PUT", &format!("http://127.0.0.1:{port}/{BUCKET}")])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    // Its port may accept before the app answers (seen once in CI): the
+    // bucket is made when a request succeeds, within 10 s.
+    let made = (0..100).any(|_| {
+        let o = Command::new("curl")
+            .args(["-sf", "-X", "PUT", &format!("http://127.0.0.1:{port}/{BUCKET}")])
+            .output()
+            .unwrap();
+        o.status.success() || {
+            std::thread::sleep(Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(made, "moto_server did not make the test bucket");
     S3 {
         child: Some(child),
         port,
