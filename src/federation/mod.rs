@@ -7,13 +7,18 @@
 //! - [`publish`]: publishing and unpublishing artifacts (whole snapshots
 //!   and trees too), and the signed publication manifest that tells other
 //!   domains what this one publishes.
+//! - [`cosign`]: co-signatures on manifests, and the k-of-n trust
+//!   policy a remote's manifests must meet.
 //! - [`remote`]: the other domains this store fetches from, and the table
 //!   of local numbers index records use for them.
+//! - [`mentions`]: no published record names an internal artifact.
 //! - [`sync`]: fetching what a remote publishes, verified, resumable,
 //!   only what is missing.
 
+pub mod cosign;
 pub mod domain;
 pub mod fsnap;
+pub mod mentions;
 pub mod peers;
 pub mod publish;
 pub mod remote;

@@ -11,10 +11,22 @@ use super::remote::{self, Remote};
 use crate::index::Visibility;
 use crate::{ArtifactId, Error, PutOptions, Result, Store, StoreOptions};
 
+/// What a remote says it publishes now: ids, which the fetch reads and
+/// checks like any other artifact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publication {
+    /// The latest manifest.
+    pub manifest: ArtifactId,
+    /// The domain's signature record over it.
+    pub signature: ArtifactId,
+    /// Co-signature records (see [`super::cosign`]).
+    pub cosignatures: Vec<ArtifactId>,
+}
+
 /// Where a remote's published artifacts are read from.
 pub trait Peer: Sync {
-    /// The latest manifest and signature ids, `None` when it publishes nothing.
-    fn publication(&self) -> Result<Option<(ArtifactId, ArtifactId)>>;
+    /// The latest publication, `None` when it publishes nothing.
+    fn publication(&self) -> Result<Option<Publication>>;
     /// A published artifact's bytes (the caller verifies them).
     fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>>;
 }
@@ -41,8 +53,12 @@ impl DirPeer {
 }
 
 impl Peer for DirPeer {
-    fn publication(&self) -> Result<Option<(ArtifactId, ArtifactId)>> {
-        Ok(publish::latest_ids(&self.0))
+    fn publication(&self) -> Result<Option<Publication>> {
+        Ok(publish::latest_ids(&self.0).map(|(manifest, signature)| Publication {
+            manifest,
+            signature,
+            cosignatures: super::cosign::cosignatures(&self.0),
+        }))
     }
 
     fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>> {
@@ -134,7 +150,7 @@ impl HttpPeer {
 
 #[cfg(feature = "server")]
 impl Peer for HttpPeer {
-    fn publication(&self) -> Result<Option<(ArtifactId, ArtifactId)>> {
+    fn publication(&self) -> Result<Option<Publication>> {
         let Some(r) = self.get("/v1/publication")? else {
             return Ok(None);
         };
@@ -151,7 +167,17 @@ impl Peer for HttpPeer {
                 .and_then(|s| s.parse::<ArtifactId>().ok())
                 .ok_or_else(|| Error::InvalidArgument(format!("{}/v1/publication: no {k} id", self.base)))
         };
-        Ok(Some((id("manifest")?, id("signature")?)))
+        let mut cosignatures = Vec::new();
+        for c in v["cosignatures"].as_array().into_iter().flatten() {
+            cosignatures.push(c.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                Error::InvalidArgument(format!("{}/v1/publication: a co-signature is not an id", self.base))
+            })?);
+        }
+        Ok(Some(Publication {
+            manifest: id("manifest")?,
+            signature: id("signature")?,
+            cosignatures,
+        }))
     }
 
     fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>> {

@@ -185,15 +185,61 @@ pub struct Published {
 }
 
 /// Publishes `ids` and writes a new signed manifest.
+/// Refused when a record among them names an internal artifact (see
+/// [`super::mentions`]); [`publish_closure`] publishes what they name too.
 pub fn publish(store: &Store, ids: &[ArtifactId]) -> Result<Published> {
-    change(store, ids, Visibility::Published)
+    let mut all = super::mentions::publish_set(store, ids, false)?;
+    all.extend(sign_receipts(store, &all)?);
+    change(store, &all, Visibility::Published)
+}
+
+/// Publishes `ids` and everything the records among them name, recursively.
+pub fn publish_closure(store: &Store, ids: &[ArtifactId]) -> Result<Published> {
+    let mut all = super::mentions::publish_set(store, ids, true)?;
+    all.extend(sign_receipts(store, &all)?);
+    change(store, &all, Visibility::Published)
+}
+
+/// A PEL receipt is signed here through a batch record that lists the
+/// run's other receipts, which may be internal; a published receipt gets a
+/// signature of its own by the domain's key instead, published with it, so
+/// another domain can check who vouches for it (its trust policy decides
+/// whether its action cache may use it).
+fn sign_receipts(store: &Store, ids: &[ArtifactId]) -> Result<Vec<ArtifactId>> {
+    let signer = Domain::signer(store)?;
+    let mut sigs = Vec::new();
+    for id in ids {
+        if !store.contains(id)? || !records::looks_like_record(&store.read_range(id, 0, 8)?) {
+            continue;
+        }
+        let Ok(r) = Record::decode(&store.get(id)?) else {
+            continue;
+        };
+        if r.type_name == crate::pel::receipt::RECEIPT_TYPE {
+            let bytes = signer
+                .signature_record(id)
+                .encode()
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            sigs.push(store.put(&bytes)?);
+        }
+    }
+    if !sigs.is_empty() {
+        store.commit()?;
+    }
+    Ok(sigs)
 }
 
 /// Unpublishes `ids` (they become internal: other domains no longer see
 /// them, and GC may take one that is no longer in CURRENT) and writes a new
-/// signed manifest.
+/// signed manifest. Refused while a record that stays published names one.
 pub fn unpublish(store: &Store, ids: &[ArtifactId]) -> Result<Published> {
-    change(store, ids, Visibility::Internal)
+    let mut own: BTreeSet<ArtifactId> = super::cosign::cosignatures(store).into_iter().collect();
+    if let Some((id, _)) = latest(store)? {
+        own.insert(id);
+        own.extend(signature_of(store, &id)?);
+    }
+    let ids = super::mentions::check_unpublish(store, ids, &own)?;
+    change(store, &ids, Visibility::Internal)
 }
 
 /// Every artifact a tree holds, the tree records included.
@@ -225,7 +271,7 @@ fn change(store: &Store, ids: &[ArtifactId], v: Visibility) -> Result<Published>
     }
     // The published set, without the domain's own bookkeeping: the latest
     // manifest and its signature are the only ones published.
-    let mut own = BTreeSet::new();
+    let mut own: BTreeSet<ArtifactId> = super::cosign::cosignatures(store).into_iter().collect();
     if let Some((id, _)) = &prev {
         own.insert(*id);
         own.extend(signature_of(store, id)?);
@@ -266,6 +312,7 @@ fn change(store: &Store, ids: &[ArtifactId], v: Visibility) -> Result<Published>
     // signature pin at least as new (it checks that they match).
     store.repin(SIGNATURE_PIN, &sid)?;
     store.repin(PUBLICATION_PIN, &mid)?;
+    super::cosign::drop_stale(store, &mid)?;
     // The manifest before this one goes back to internal: only the latest
     // is what the domain says now, and the old one's bytes may be collected.
     if let Some((old, _)) = prev {

@@ -7,14 +7,16 @@
 //!
 //! ```text
 //! ASLREMOTES 1
-//! remote <name> <url-or-path> key=<64 hex|-> domain=<32 hex|-> seq=<n> token=<token|->
+//! remote <name> <url-or-path> key=<64 hex|-> domain=<32 hex|-> seq=<n> token=<token|-> cosigners=<64 hex,...|-> threshold=<n>
 //! crc32c=<8 hex digits>
 //! ```
 //!
 //! `key` and `domain` are pinned on the first fetch (or given when the
 //! remote is added) and checked on every later one; `seq` is the last
-//! manifest accepted, so an older one is refused. The file holds tokens and
-//! is written with mode 0600.
+//! manifest accepted, so an older one is refused. `cosigners` and
+//! `threshold` are the remote's trust policy (see [`super::cosign`]); a
+//! line without them (written before they existed) means the domain's key
+//! alone. The file holds tokens and is written with mode 0600.
 //!
 //! ```text
 //! ASLDOMAINS 1
@@ -52,6 +54,8 @@ pub struct Remote {
     pub seq: u64,
     /// A bearer token for an HTTP remote.
     pub token: Option<String>,
+    /// Which signatures its manifests need besides the domain's own.
+    pub policy: super::cosign::Policy,
 }
 
 fn framed(magic: &str, lines: &[String]) -> Vec<u8> {
@@ -103,13 +107,24 @@ fn opt<T>(v: &str, parse: impl Fn(&str) -> Option<T>) -> std::result::Result<Opt
 impl Remote {
     fn line(&self) -> String {
         format!(
-            "remote {} {} key={} domain={} seq={} token={}",
+            "remote {} {} key={} domain={} seq={} token={} cosigners={} threshold={}",
             self.name,
             self.url,
             self.key.map_or("-".into(), |k| hex(&k)),
             self.domain.map_or("-".into(), |d| hex(&d)),
             self.seq,
-            self.token.as_deref().unwrap_or("-")
+            self.token.as_deref().unwrap_or("-"),
+            if self.policy.cosigners.is_empty() {
+                "-".to_string()
+            } else {
+                self.policy
+                    .cosigners
+                    .iter()
+                    .map(|k| hex(k))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            self.policy.threshold
         )
     }
 
@@ -127,6 +142,7 @@ impl Remote {
             domain: None,
             seq: 0,
             token: None,
+            policy: Default::default(),
         };
         for kv in w {
             let (k, v) = kv.split_once('=')?;
@@ -135,6 +151,10 @@ impl Remote {
                 "domain" => r.domain = opt(v, super::domain::parse_id).ok()?,
                 "seq" => r.seq = v.parse().ok()?,
                 "token" => r.token = opt(v, |s| Some(s.to_string())).ok()?,
+                "cosigners" if v != "-" => {
+                    r.policy.cosigners = v.split(',').map(|k| parse_key(k).ok()).collect::<Option<_>>()?
+                }
+                "threshold" => r.policy.threshold = v.parse().ok().filter(|n| *n >= 1)?,
                 _ => {}
             }
         }
@@ -170,6 +190,7 @@ pub fn add(store: &Store, r: Remote) -> Result<()> {
     {
         return Err(Error::InvalidArgument("a token has no spaces".into()));
     }
+    r.policy.check()?;
     let mut list = remotes(store)?;
     if list.iter().any(|x| x.name == r.name) {
         return Err(Error::InvalidArgument(format!("remote {} exists", r.name)));
@@ -199,6 +220,7 @@ pub fn get(store: &Store, name: &str) -> Result<Remote> {
 
 /// Replaces a remote's entry (after a fetch pinned its key or moved its seq).
 pub fn update(store: &Store, r: &Remote) -> Result<()> {
+    r.policy.check()?;
     let mut list = remotes(store)?;
     let slot = list
         .iter_mut()

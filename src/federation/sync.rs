@@ -86,14 +86,17 @@ struct Checked {
     sid: ArtifactId,
     mb: Vec<u8>,
     sb: Vec<u8>,
+    /// The co-signatures that verified and count under the policy.
+    cosigs: Vec<Vec<u8>>,
     m: Manifest,
     key: crate::pel::keys::PublicKey,
 }
 
 fn check(r: &Remote, peer: &dyn Peer) -> Result<Checked> {
-    let (mid, sid) = peer
+    let p = peer
         .publication()?
         .ok_or_else(|| Error::InvalidArgument(format!("remote {} publishes nothing", r.name)))?;
+    let (mid, sid) = (p.manifest, p.signature);
     let mb = read_all(peer, &mid, 1 << 30)?;
     let sb = read_all(peer, &sid, 1 << 20)?;
     let claimed = Manifest::from_record(&Record::decode(&mb).map_err(|e| Error::InvalidArgument(e.to_string()))?)
@@ -118,11 +121,31 @@ fn check(r: &Remote, peer: &dyn Peer) -> Result<Checked> {
     };
     let m = publish::check_manifest(&mb, &sb, &key, after)
         .map_err(|e| Error::InvalidArgument(format!("remote {}: manifest {mid}: {e}; nothing stored", r.name)))?;
+    // Co-signatures: only those the policy counts are read (a remote
+    // cannot make a fetch read an unbounded list of records).
+    let mut cosigs = Vec::new();
+    if !r.policy.cosigners.is_empty() {
+        for cid in p.cosignatures.iter().take(64) {
+            let Ok(b) = read_all(peer, cid, 1 << 20) else {
+                continue;
+            };
+            let signers = super::cosign::signers_of(&mid, std::slice::from_ref(&b));
+            if signers.iter().any(|k| r.policy.cosigners.contains(k)) {
+                cosigs.push(b);
+            }
+        }
+    }
+    let mut signers = super::cosign::signers_of(&mid, &cosigs);
+    signers.insert(key);
+    r.policy
+        .meets(&key, &signers)
+        .map_err(|e| Error::InvalidArgument(format!("remote {}: manifest {mid}: {e}; nothing stored", r.name)))?;
     Ok(Checked {
         mid,
         sid,
         mb,
         sb,
+        cosigs,
         m,
         key,
     })
@@ -182,7 +205,11 @@ fn finish(
     // Where the imports came from, kept with them.
     store.put_with(&c.mb, &placed)?;
     store.put_with(&c.sb, &placed)?;
-    let rec = import_record(&c.m, n, &c.mid, &c.sid, fetched);
+    let mut cosigs = Vec::new();
+    for b in &c.cosigs {
+        cosigs.push(store.put_with(b, &placed)?.id);
+    }
+    let rec = import_record(&c.m, n, &c.mid, &c.sid, &cosigs, fetched);
     let stored = records::put(store, &rec).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     store.commit()?;
     store.repin(&format!("asl.import.{}", r.name), &stored.id)?;
@@ -340,28 +367,33 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
     Ok(out)
 }
 
-fn import_record(m: &Manifest, n: DomainId, mid: &ArtifactId, sid: &ArtifactId, fetched: &[ArtifactId]) -> Record {
+fn import_record(
+    m: &Manifest,
+    n: DomainId,
+    mid: &ArtifactId,
+    sid: &ArtifactId,
+    cosigs: &[ArtifactId],
+    fetched: &[ArtifactId],
+) -> Record {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    Record::new(
-        IMPORT_TYPE,
-        1,
-        Value::Map(vec![
-            (Value::text("domain"), Value::Bytes(m.domain.to_vec())),
-            (Value::text("name"), Value::text(m.name.clone())),
-            (Value::text("local"), Value::Unsigned(n.0 as u64)),
-            (Value::text("manifest"), Value::Bytes(mid.as_bytes().to_vec())),
-            (Value::text("signature"), Value::Bytes(sid.as_bytes().to_vec())),
-            (Value::text("seq"), Value::Unsigned(m.seq)),
-            (
-                Value::text("fetched"),
-                Value::Array(fetched.iter().map(|i| Value::Bytes(i.as_bytes().to_vec())).collect()),
-            ),
-            (Value::text("fetched_at"), Value::text(records::time::format(now))),
-        ]),
-    )
+    let ids = |l: &[ArtifactId]| Value::Array(l.iter().map(|i| Value::Bytes(i.as_bytes().to_vec())).collect());
+    let mut body = vec![
+        (Value::text("domain"), Value::Bytes(m.domain.to_vec())),
+        (Value::text("name"), Value::text(m.name.clone())),
+        (Value::text("local"), Value::Unsigned(n.0 as u64)),
+        (Value::text("manifest"), Value::Bytes(mid.as_bytes().to_vec())),
+        (Value::text("signature"), Value::Bytes(sid.as_bytes().to_vec())),
+        (Value::text("seq"), Value::Unsigned(m.seq)),
+        (Value::text("fetched"), ids(fetched)),
+        (Value::text("fetched_at"), Value::text(records::time::format(now))),
+    ];
+    if !cosigs.is_empty() {
+        body.push((Value::text("cosignatures"), ids(cosigs)));
+    }
+    Record::new(IMPORT_TYPE, 1, Value::Map(body))
 }
 
 /// What a push did.
@@ -386,6 +418,7 @@ pub fn push(store: &Store, name: &str) -> Result<PushReport> {
     let mut ids = m.published.clone();
     ids.push(mid);
     ids.push(sid);
+    ids.extend(super::cosign::cosignatures(store));
     let sink: Box<dyn Sink> = if r.url.starts_with("http://") || r.url.starts_with("https://") {
         #[cfg(feature = "server")]
         {

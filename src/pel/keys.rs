@@ -96,6 +96,39 @@ impl Signer {
         }
     }
 
+    /// A signing key kept in its own file (a co-signer's, say), in the
+    /// format of the store's key file.
+    pub fn load(path: &Path) -> Result<Signer, PelError> {
+        let b = fs::read(path).map_err(|e| PelError::Trust(format!("read {}: {e}", path.display())))?;
+        Signer::decode(&b).map_err(|e| PelError::Trust(format!("{}: {e}", path.display())))
+    }
+
+    /// Makes a new signing key (from the OS's random source) and saves it
+    /// at `path` with mode 0600; an existing file is never overwritten.
+    pub fn create_file(path: &Path) -> Result<Signer, PelError> {
+        if path.exists() {
+            return Err(PelError::Trust(format!(
+                "{} exists; a key file is never overwritten",
+                path.display()
+            )));
+        }
+        let mut seed = [0u8; 32];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+            .map_err(|e| PelError::Trust(format!("read /dev/urandom: {e}")))?;
+        let s = Signer::from_seed(seed);
+        // Not `write_private`: the file's directory is the user's, and is
+        // left as it is.
+        fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| f.write_all(&s.encode()).and_then(|_| f.sync_all()))
+            .map_err(|e| PelError::Trust(format!("write {}: {e}", path.display())))?;
+        Ok(s)
+    }
+
     fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(KEY_LEN);
         b.extend_from_slice(KEY_MAGIC);

@@ -60,7 +60,12 @@ async fn list_snapshots(S(st): S<Arc<State>>, Extension(access): Extension<Acces
 async fn publication(S(st): S<Arc<State>>) -> Response {
     match crate::federation::publish::latest_ids(&st.store) {
         Some((manifest, signature)) => {
-            Json(json!({"manifest": manifest.to_hex(), "signature": signature.to_hex()})).into_response()
+            let cosignatures: Vec<String> = crate::federation::cosign::cosignatures(&st.store)
+                .iter()
+                .map(|c| c.to_hex())
+                .collect();
+            Json(json!({"manifest": manifest.to_hex(), "signature": signature.to_hex(), "cosignatures": cosignatures}))
+                .into_response()
         }
         None => super::api::error(StatusCode::NOT_FOUND, "this domain publishes nothing"),
     }

@@ -1,7 +1,7 @@
 //! `aslctl domain|publish|unpublish`: the store as a domain, and what it
 //! publishes to other domains (`asl::federation`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use asl::federation::{publish, Domain};
@@ -28,6 +28,20 @@ pub(crate) enum DomainCmd {
         #[arg(long)]
         ids: bool,
     },
+    /// Co-sign the latest manifest with another key (a release manager's,
+    /// an auditor's): the signature is published beside the manifest, for
+    /// remotes whose trust policy asks for it. Valid for this manifest only.
+    Cosign {
+        /// The co-signer's key file (made by `aslctl domain keygen`).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Make a new signing key file (mode 0600) for a co-signer; prints its
+    /// public key. Needs no store.
+    Keygen {
+        /// Where to write it (never overwritten).
+        file: PathBuf,
+    },
 }
 
 /// What to publish or unpublish.
@@ -41,6 +55,11 @@ pub(crate) struct Targets {
     /// This tree and everything under it.
     #[arg(long)]
     tree: Option<String>,
+    /// Publish also what the records among them name, recursively (without
+    /// it, a record naming an internal artifact is refused: publishing it
+    /// would tell other domains that artifact exists).
+    #[arg(long)]
+    closure: bool,
 }
 
 fn targets(s: &Store, t: &Targets) -> Result<Vec<ArtifactId>, Error> {
@@ -63,8 +82,12 @@ fn targets(s: &Store, t: &Targets) -> Result<Vec<ArtifactId>, Error> {
 pub(crate) fn change(json_out: bool, dir: &Path, t: &Targets, publishing: bool) -> Result<ExitCode, Error> {
     let s = Store::open(dir)?;
     let ids = targets(&s, t)?;
-    let r = if publishing {
+    let r = if publishing && t.closure {
+        publish::publish_closure(&s, &ids)?
+    } else if publishing {
         publish::publish(&s, &ids)?
+    } else if t.closure {
+        return Err(Error::InvalidArgument("--closure goes with publish".into()));
     } else {
         publish::unpublish(&s, &ids)?
     };
@@ -97,7 +120,38 @@ pub(crate) fn change(json_out: bool, dir: &Path, t: &Targets, publishing: bool) 
 }
 
 pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<ExitCode, Error> {
+    let pel_err = |e: asl::pel::PelError| Error::InvalidArgument(e.to_string());
     match cmd {
+        DomainCmd::Keygen { file } => {
+            let k = asl::pel::Signer::create_file(file).map_err(pel_err)?;
+            if json_out {
+                out!(
+                    "{}",
+                    json!({"file": file.display().to_string(), "key": hex(&k.public())})
+                );
+            } else {
+                out!("{}", hex(&k.public()));
+            }
+        }
+        DomainCmd::Cosign { key } => {
+            let signer = asl::pel::Signer::load(key).map_err(pel_err)?;
+            let s = Store::open(dir)?;
+            let sid = asl::federation::cosign::cosign(&s, &signer)?;
+            let (mid, m) = publish::latest(&s)?.ok_or_else(|| Error::InvalidArgument("no manifest".into()))?;
+            if json_out {
+                out!(
+                    "{}",
+                    json!({"manifest": mid.to_hex(), "seq": m.seq, "key": hex(&signer.public()), "signature": sid.to_hex()})
+                );
+            } else {
+                out!(
+                    "co-signed manifest {} ({mid}) with key {}: signature {sid}",
+                    m.seq,
+                    hex(&signer.public())
+                );
+            }
+            crate::close_committed(s);
+        }
         DomainCmd::Init { name } => {
             let s = Store::open(dir)?;
             let d = Domain::init(&s, name)?;
@@ -132,6 +186,9 @@ pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<Exit
                 match latest {
                     Some((id, m)) => out!("manifest {} ({id}), {} artifacts published", m.seq, m.published.len()),
                     None => out!("manifest none (nothing published yet)"),
+                }
+                for c in asl::federation::cosign::cosignatures(&s) {
+                    out!("cosig    {c}");
                 }
             }
         }
@@ -188,6 +245,17 @@ pub(crate) enum RemoteCmd {
         /// key of the first manifest fetched is pinned.
         #[arg(long)]
         key: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Set a remote's trust policy: which co-signers' keys count, and how
+    /// many distinct keys (the domain's counted as one) must have signed a
+    /// manifest before it is accepted.
+    Trust {
+        /// The remote's name.
+        name: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// List remotes: name, location, pinned key, last manifest accepted.
     List,
@@ -198,10 +266,59 @@ pub(crate) enum RemoteCmd {
     },
 }
 
+/// A remote's trust policy as given on the command line.
+#[derive(Args)]
+pub(crate) struct PolicyArgs {
+    /// A co-signer's public key (64 hex); repeat for several.
+    #[arg(long = "cosigner")]
+    cosigners: Vec<String>,
+    /// Distinct keys that must have signed a manifest, the domain's own
+    /// counted as one (default 1: the domain's alone).
+    #[arg(long, default_value_t = 1)]
+    threshold: usize,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> Result<asl::federation::cosign::Policy, Error> {
+        let cosigners = self
+            .cosigners
+            .iter()
+            .map(|k| asl::pel::keys::parse_key(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let p = asl::federation::cosign::Policy {
+            cosigners,
+            threshold: self.threshold,
+        };
+        p.check()?;
+        Ok(p)
+    }
+}
+
 pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<ExitCode, Error> {
     use asl::federation::remote;
     match cmd {
-        RemoteCmd::Add { name, url, token, key } => {
+        RemoteCmd::Trust { name, policy } => {
+            let s = Store::open(dir)?;
+            let mut r = remote::get(&s, name)?;
+            r.policy = policy.policy()?;
+            remote::update(&s, &r)?;
+            out!(
+                "remote {name}: manifests need {} of {} keys (the domain's and {} co-signer(s))",
+                r.policy.threshold,
+                r.policy.cosigners.len() + 1,
+                r.policy.cosigners.len()
+            );
+            crate::close_committed(s);
+        }
+        RemoteCmd::Add {
+            name,
+            url,
+            token,
+            key,
+            policy,
+        } => {
+            let policy = policy.policy()?;
             // A new store may start by fetching from another.
             let s = asl::StoreOptions::new().create(true).open(dir)?;
             let key = key
@@ -227,6 +344,7 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
                     domain: None,
                     seq: 0,
                     token: token.clone(),
+                    policy,
                 },
             )?;
             out!("added remote {name}");
@@ -240,14 +358,23 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
                     .iter()
                     .map(|r| {
                         json!({"name": r.name, "url": r.url, "key": r.key.map(|k| hex(&k)),
-                               "domain": r.domain.map(|d| hex(&d)), "seq": r.seq})
+                               "domain": r.domain.map(|d| hex(&d)), "seq": r.seq,
+                               "cosigners": r.policy.cosigners.iter().map(|k| hex(k)).collect::<Vec<_>>(),
+                               "threshold": r.policy.threshold})
                     })
                     .collect();
                 out!("{}", json!(v));
             } else {
                 for r in list {
                     let key = r.key.map_or("-".into(), |k| hex(&k));
-                    out!("{}\t{}\tkey {key}\tmanifest {}", r.name, r.url, r.seq);
+                    out!(
+                        "{}\t{}\tkey {key}\tmanifest {}\tneeds {} of {} keys",
+                        r.name,
+                        r.url,
+                        r.seq,
+                        r.policy.threshold,
+                        r.policy.cosigners.len() + 1
+                    );
                 }
             }
         }

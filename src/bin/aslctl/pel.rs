@@ -75,6 +75,13 @@ pub(crate) enum PelCmd {
     },
     /// Print this store's public signing key.
     Key,
+    /// Vouch for a record with this store's key (a receipt from another
+    /// domain whose outputs you rebuilt, say): stores an `asl/signature`
+    /// over it, which `publish` can then share.
+    Sign {
+        /// Record id or prefix.
+        id: String,
+    },
     /// The keys whose receipts this store trusts (k of n).
     #[command(subcommand)]
     Trust(TrustCmd),
@@ -462,6 +469,19 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
                 "{}",
                 asl::pel::keys::hex(&Signer::of_store(&s).map_err(lift_pel)?.public())
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        PelCmd::Sign { id } => {
+            let s = Store::open(dir)?;
+            let id = s.resolve(id)?;
+            asl::records::get(&s as &dyn asl::records::Source, &id).map_err(lift)?;
+            let sid = Signer::of_store(&s)
+                .map_err(lift_pel)?
+                .sign(&s, &id)
+                .map_err(lift_pel)?;
+            s.commit()?;
+            out!("{sid}");
+            crate::close_committed(s);
             Ok(ExitCode::SUCCESS)
         }
         PelCmd::Trust(t) => {
