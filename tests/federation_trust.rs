@@ -2,7 +2,9 @@
 //! with the co-signatures a remote's policy asks for (k of n keys, from a
 //! directory and over HTTP, one manifest at a time), and PEL receipts
 //! fetched from another domain answering the action cache only when the
-//! store's trust policy (`pel trust`) counts enough of their signers.
+//! store's trust policy (`pel trust`) counts enough of their signers. And
+//! no path by which one domain receives anything from another carries the
+//! id of an internal artifact.
 
 use std::path::Path;
 
@@ -241,4 +243,145 @@ fn receipts_from_another_domain_answer_the_cache_only_under_the_trust_policy() {
     ok(&rebuilder, &args);
     let strict2 = consumer("strict2", &both, 2, &[&builder, &rebuilder]);
     assert_eq!(run(&strict2, &prog).0, 0);
+}
+
+/// Everything another domain can receive from this one — every artifact a
+/// fetch stores, and every answer `aslctl serve` gives a published-only
+/// token on its read paths — is scanned for the id (32 bytes, or hex) of
+/// every internal artifact: none appears. The domain holds what could leak
+/// one: a tree with an internal entry, PEL receipts whose inputs and logs
+/// are internal, labels, a run record, signed batches.
+#[test]
+fn no_internal_id_reaches_another_domain_by_any_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let words = tmp.path().join("words.txt");
+    std::fs::write(&words, "kiwi\nlime\nkiwi\n").unwrap();
+    let prog = tmp.path().join("words.yaml");
+    std::fs::write(&prog, PIPELINE.replace("WORDS", words.to_str().unwrap())).unwrap();
+    let r = json(&a, &["pel", "run", prog.to_str().unwrap()]);
+    let receipts: Vec<String> = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["receipt"].as_str().unwrap().to_string())
+        .collect();
+    let out = r["nodes"][1]["outputs"]["out"].as_str().unwrap().to_string();
+    let tree_dir = tmp.path().join("tree");
+    std::fs::create_dir_all(tree_dir.join("secret")).unwrap();
+    std::fs::write(tree_dir.join("open.txt"), noise(3, 2000)).unwrap();
+    std::fs::write(tree_dir.join("secret/plan.txt"), noise(4, 3000)).unwrap();
+    let tree_of = |dir: &Path| {
+        let d = dir.to_str().unwrap();
+        let lines = ok(&a, &["ingest", "--tree", d]);
+        let want = format!("{d}/");
+        lines
+            .lines()
+            .find_map(|l| {
+                l.split_once("  ")
+                    .filter(|(_, p)| *p == want)
+                    .map(|(id, _)| id.to_string())
+            })
+            .unwrap_or_else(|| panic!("no tree line in {lines}"))
+    };
+    let whole = tree_of(&tree_dir);
+    std::fs::remove_dir_all(tree_dir.join("secret")).unwrap();
+    let open = tree_of(&tree_dir);
+    ok(&a, &["label", &out, "team=fruit"]);
+    ok(&a, &["label", &whole, "team=fruit"]);
+
+    // The whole tree names an internal file: refused, nothing published.
+    let o = aslctl(&a, &["publish", &whole]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("names internal artifact"), "{}", err(&o));
+    let mut args = vec!["publish", "--closure", "--tree", &open, &out];
+    args.extend(receipts.iter().map(String::as_str));
+    ok(&a, &args);
+    let internal: Vec<String> = json(&a, &["ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["visibility"] == "internal")
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(internal.contains(&whole) && internal.len() > 5, "{internal:?}");
+    let no_internal_in = |what: &str, bytes: &[u8]| {
+        for id in &internal {
+            let raw: Vec<u8> = (0..32)
+                .map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            assert!(
+                !bytes.windows(32).any(|w| w == raw.as_slice()),
+                "{what} holds internal id {id} (bytes)"
+            );
+            let text = String::from_utf8_lossy(bytes);
+            assert!(!text.contains(id.as_str()), "{what} holds internal id {id} (hex)");
+        }
+    };
+
+    // A fetch: every artifact it stored.
+    let b = tmp.path().join("b");
+    ok(&b, &["remote", "add", "a", a.to_str().unwrap()]);
+    ok(&b, &["fetch", "a"]);
+    let got: Vec<String> = json(&b, &["ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(got.contains(&out) && got.contains(&open));
+    for id in &got {
+        let o = aslctl(&b, &["cat", id]);
+        assert!(o.status.success());
+        no_internal_in(&format!("fetched artifact {id}"), &o.stdout);
+    }
+
+    // Over HTTP, a published-only token on every read path.
+    let serve_dir = tempfile::tempdir().unwrap();
+    let s = common::server::start_on(
+        serve_dir,
+        a.clone(),
+        &[],
+        Some(
+            r#"{"tokens": [{"name": "peer", "token": "peer-token-0123456789", "scope": "read", "sees": "published"}]}"#,
+        ),
+    );
+    let auth = "Authorization: Bearer peer-token-0123456789";
+    let mut paths = vec![
+        "/v1/artifacts".to_string(),
+        "/v1/publication".to_string(),
+        "/v1/snapshots".to_string(),
+        "/v1/find?label=team=fruit".to_string(),
+        "/v1/find?type=asl/pel-receipt".to_string(),
+        "/v1/find?type=asl/signature".to_string(),
+        format!("/v1/lineage/{out}"),
+        format!("/v1/lineage/{out}?descendants=true"),
+        format!("/v1/records/{open}"),
+    ];
+    for rid in &receipts {
+        paths.push(format!("/v1/records/{rid}"));
+        paths.push(format!("/v1/lineage/{rid}?descendants=true"));
+    }
+    for id in &got {
+        paths.push(format!("/v1/artifacts/{id}"));
+    }
+    for p in &paths {
+        let (code, body) = common::server::curl(&["-H", auth, &format!("{}{p}", s.url)]);
+        assert!(code == 200 || code == 404, "{p}: {code}");
+        no_internal_in(p, &body);
+    }
+    // The missing check answers an internal id as missing, like an absent one.
+    let body = format!(r#"{{"ids": ["{}", "{}"]}}"#, whole, "0".repeat(64));
+    let (code, resp) = common::server::curl(&[
+        "-H",
+        auth,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        &format!("{}/v1/artifacts:missing", s.url),
+    ]);
+    assert_eq!(code, 200);
+    let v = common::server::json(&resp);
+    assert_eq!(v["missing"].as_array().unwrap().len(), 2, "{v}");
 }
