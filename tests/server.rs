@@ -291,6 +291,7 @@ fn the_openapi_file_is_valid_and_complete() {
             "/v1/artifacts",
             "/v1/artifacts/{id}",
             "/v1/artifacts/{id}/labels",
+            "/v1/artifacts/{id}/tree",
             "/v1/artifacts:missing",
             "/v1/find",
             "/v1/health",

@@ -12,6 +12,8 @@
 //! - [`remote`]: the other domains this store fetches from, and the table
 //!   of local numbers index records use for them.
 //! - [`mentions`]: no published record names an internal artifact.
+//! - [`ranged`]: large artifacts fetched chunk-verified and resumed
+//!   without sending again what was verified.
 //! - [`sync`]: fetching what a remote publishes, verified, resumable,
 //!   only what is missing.
 
@@ -21,6 +23,7 @@ pub mod fsnap;
 pub mod mentions;
 pub mod peers;
 pub mod publish;
+pub mod ranged;
 pub mod remote;
 pub mod sync;
 

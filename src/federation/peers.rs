@@ -29,6 +29,11 @@ pub trait Peer: Sync {
     fn publication(&self) -> Result<Option<Publication>>;
     /// A published artifact's bytes (the caller verifies them).
     fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>>;
+    /// Its bytes from `offset` on, with its whole length.
+    fn reader_at(&self, id: &ArtifactId, offset: u64) -> Result<(u64, Box<dyn Read + '_>)>;
+    /// Its tree: the chaining values of its [`super::ranged::TRANSFER_CHUNK`]
+    /// chunks (checked by the caller against the id).
+    fn tree(&self, id: &ArtifactId) -> Result<Vec<[u8; 32]>>;
 }
 
 /// Where this store's published artifacts can be sent (push).
@@ -62,9 +67,27 @@ impl Peer for DirPeer {
     }
 
     fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>> {
-        // What the other domain keeps internal does not exist for us.
+        Ok(self.reader_at(id, 0)?.1)
+    }
+
+    fn reader_at(&self, id: &ArtifactId, offset: u64) -> Result<(u64, Box<dyn Read + '_>)> {
+        self.published(id)?;
+        let r = self.0.open_reader(id)?;
+        let len = r.len();
+        Ok((len, Box::new(r.into_range(offset, u64::MAX)?)))
+    }
+
+    fn tree(&self, id: &ArtifactId) -> Result<Vec<[u8; 32]>> {
+        self.published(id)?;
+        super::ranged::tree_of(&self.0, id)
+    }
+}
+
+impl DirPeer {
+    /// What the other domain keeps internal does not exist for us.
+    fn published(&self, id: &ArtifactId) -> Result<()> {
         match self.0.info(id)? {
-            Some(i) if i.visibility == Visibility::Published => Ok(Box::new(self.0.open_reader(id)?)),
+            Some(i) if i.visibility == Visibility::Published => Ok(()),
             _ => Err(Error::NotFound(*id)),
         }
     }
@@ -135,8 +158,16 @@ impl HttpPeer {
     }
 
     fn get(&self, path: &str) -> Result<Option<ureq::http::Response<ureq::Body>>> {
+        self.get_from(path, 0)
+    }
+
+    /// GET `path`, from byte `offset` on (a Range request) when not 0.
+    fn get_from(&self, path: &str, offset: u64) -> Result<Option<ureq::http::Response<ureq::Body>>> {
         let url = format!("{}{path}", self.base);
         let mut req = self.agent.get(&url);
+        if offset > 0 {
+            req = req.header("Range", format!("bytes={offset}-"));
+        }
         if let Some(t) = &self.token {
             req = req.header("Authorization", format!("Bearer {t}"));
         }
@@ -185,6 +216,52 @@ impl Peer for HttpPeer {
             Some(r) => Ok(Box::new(r.into_body().into_reader())),
             None => Err(Error::NotFound(*id)),
         }
+    }
+
+    fn reader_at(&self, id: &ArtifactId, offset: u64) -> Result<(u64, Box<dyn Read + '_>)> {
+        let Some(r) = self.get_from(&format!("/v1/artifacts/{id}"), offset)? else {
+            return Err(Error::NotFound(*id));
+        };
+        let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let bad = |why: &str| Error::InvalidArgument(format!("{}/v1/artifacts/{id}: {why}", self.base));
+        let len = if offset == 0 {
+            header("content-length").and_then(|v| v.parse().ok())
+        } else {
+            // "bytes a-b/len", starting where asked: a server that ignored
+            // the range would send the bytes from 0, which must not be
+            // taken for the bytes from `offset`.
+            if r.status() != 206 {
+                return Err(bad("the range was not honoured"));
+            }
+            header("content-range").and_then(|v| {
+                let (span, total) = v.strip_prefix("bytes ")?.split_once('/')?;
+                (span.split_once('-')?.0.parse::<u64>().ok()? == offset).then(|| total.parse().ok())?
+            })
+        };
+        let len = len.ok_or_else(|| bad("no usable length"))?;
+        Ok((len, Box::new(r.into_body().into_reader())))
+    }
+
+    fn tree(&self, id: &ArtifactId) -> Result<Vec<[u8; 32]>> {
+        let path = format!("/v1/artifacts/{id}/tree");
+        let Some(r) = self.get(&path)? else {
+            return Err(Error::NotFound(*id));
+        };
+        let mut b = Vec::new();
+        // 32 bytes per MiB: a 1 TiB artifact's tree is 32 MiB.
+        r.into_body()
+            .into_reader()
+            .take(64 << 20)
+            .read_to_end(&mut b)
+            .map_err(|e| Error::io(format!("GET {}{path}", self.base), e))?;
+        if b.len() % 32 != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{}{path}: {} bytes is not a list of chaining values",
+                self.base,
+                b.len()
+            )));
+        }
+        Ok(b.chunks(32).map(|c| c.try_into().expect("32 bytes")).collect())
     }
 }
 

@@ -19,6 +19,7 @@
 use std::io::Read;
 
 use super::publish::{self, Manifest};
+use super::ranged::{Partial, RANGED_MIN};
 use super::remote::{self, Remote};
 use crate::index::{DomainId, Visibility};
 use crate::pel::keys::hex;
@@ -55,6 +56,9 @@ pub struct FetchReport {
     pub bytes: u64,
     /// Artifacts this remote sent wrong (another remote was asked instead).
     pub refused: usize,
+    /// Bytes of large artifacts an interrupted fetch had verified, which
+    /// were not sent again.
+    pub resumed: u64,
     /// The import record (`None` when the manifest was not new and nothing was fetched).
     pub import: Option<ArtifactId>,
 }
@@ -151,9 +155,42 @@ fn check(r: &Remote, peer: &dyn Peer) -> Result<Checked> {
     })
 }
 
-/// Stores artifact `id` from `peer`, which must send exactly its bytes.
-fn put_one(store: &Store, peer: &dyn Peer, name: &str, id: &ArtifactId, placed: PutOptions) -> Result<u64> {
-    let reader = peer.reader(id)?;
+/// Stores artifact `id` from `peer`, which must send exactly its bytes; a
+/// large one chunk-verified through a staging file, resumed from what an
+/// earlier attempt verified. Returns its length and the bytes resumed.
+fn put_one(store: &Store, peer: &dyn Peer, name: &str, id: &ArtifactId, placed: PutOptions) -> Result<(u64, u64)> {
+    if let Some(mut p) = Partial::resume(store, id)? {
+        let kept = p.verified();
+        if kept < p.len() {
+            let (len, mut reader) = peer.reader_at(id, kept)?;
+            if len != p.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "remote {name}: {id} is {len} bytes there, {} by its tree",
+                    p.len()
+                )));
+            }
+            p.fill(&mut reader, name)?;
+        }
+        return Ok((p.finish(store, placed)?, kept));
+    }
+    let (len, reader) = peer.reader_at(id, 0)?;
+    if len >= RANGED_MIN {
+        // The stream is closed before the tree is asked for: a server that
+        // answers one request at a time would otherwise wait on us while
+        // we wait on it. What it had sent ahead is the cost.
+        drop(reader);
+        let cvs = peer.tree(id)?;
+        let mut p = Partial::create(store, id, len, cvs)
+            .map_err(|e| Error::InvalidArgument(format!("remote {name}: {e}; nothing stored")))?;
+        let (again, mut reader) = peer.reader_at(id, 0)?;
+        if again != len {
+            return Err(Error::InvalidArgument(format!(
+                "remote {name}: {id} changed length between two requests"
+            )));
+        }
+        p.fill(&mut reader, name)?;
+        return Ok((p.finish(store, placed)?, 0));
+    }
     let put = store
         .put_reader_with(reader, &placed.expect(Some(*id)))
         .map_err(|e| match e {
@@ -162,7 +199,7 @@ fn put_one(store: &Store, peer: &dyn Peer, name: &str, id: &ArtifactId, placed: 
             )),
             e => e,
         })?;
-    Ok(put.len)
+    Ok((put.len, 0))
 }
 
 /// Commits every so many artifacts, bytes or seconds.
@@ -222,6 +259,7 @@ fn finish(
 
 /// [`fetch`] from a given peer, updating `r`.
 pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<FetchReport> {
+    super::ranged::sweep(store)?;
     let c = check(r, peer)?;
     let n = remote::domain_number(store, &c.m.domain, &c.m.name)?;
     let placed = PutOptions::new().domain(n).source(Some(n));
@@ -237,9 +275,10 @@ pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<Fetc
             rep.present += 1;
             continue;
         }
-        let len = put_one(store, peer, &r.name, id, placed)?;
+        let (len, kept) = put_one(store, peer, &r.name, id, placed)?;
         rep.fetched += 1;
         rep.bytes += len;
+        rep.resumed += kept;
         fetched.push(*id);
         batches.add(store, len)?;
     }
@@ -259,6 +298,7 @@ pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<Fetc
 /// the others; the fetch fails only for artifacts no remote sent right.
 /// Reports per remote, in the order given.
 pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchReport)>> {
+    super::ranged::sweep(store)?;
     let mut remotes = Vec::new();
     for name in names {
         let r = remote::get(store, name)?;
@@ -304,7 +344,7 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
         let sources: Vec<usize> = (0..remotes.len()).filter(|i| lists[*i].contains(id)).collect();
         work[sources[k % sources.len()]].push(*id);
     }
-    let done = parking_lot::Mutex::new(vec![Vec::<(ArtifactId, u64)>::new(); remotes.len()]);
+    let done = parking_lot::Mutex::new(vec![Vec::<(ArtifactId, u64, u64)>::new(); remotes.len()]);
     let failed = parking_lot::Mutex::new(Vec::<(ArtifactId, usize, String)>::new());
     let batches = parking_lot::Mutex::new(Batches::new());
     std::thread::scope(|scope| {
@@ -314,8 +354,8 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
             scope.spawn(move || {
                 for id in ids {
                     match put_one(store, &**peer, &r.name, id, placed) {
-                        Ok(len) => {
-                            done.lock()[i].push((*id, len));
+                        Ok((len, kept)) => {
+                            done.lock()[i].push((*id, len, kept));
                             // A commit failure shows again at the final commit.
                             let _ = batches.lock().add(store, len);
                         }
@@ -333,8 +373,8 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
         for i in (0..remotes.len()).filter(|i| *i != bad && lists[*i].contains(&id)) {
             let (r, peer, _) = &remotes[i];
             match put_one(store, &**peer, &r.name, &id, placed) {
-                Ok(len) => {
-                    done[i].push((id, len));
+                Ok((len, kept)) => {
+                    done[i].push((id, len, kept));
                     got = true;
                     break;
                 }
@@ -355,9 +395,10 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
     }
     let mut out = Vec::new();
     for (i, (mut r, _, c)) in remotes.into_iter().enumerate() {
-        let ids: Vec<ArtifactId> = done[i].iter().map(|(id, _)| *id).collect();
+        let ids: Vec<ArtifactId> = done[i].iter().map(|(id, _, _)| *id).collect();
         reps[i].fetched = ids.len();
-        reps[i].bytes = done[i].iter().map(|(_, l)| l).sum();
+        reps[i].bytes = done[i].iter().map(|(_, l, _)| l).sum();
+        reps[i].resumed = done[i].iter().map(|(_, _, k)| k).sum();
         reps[i].present = present;
         if !(c.m.seq == r.seq && ids.is_empty() && r.key.is_some()) {
             reps[i].import = Some(finish(store, &mut r, &c, n, placed, &ids)?);

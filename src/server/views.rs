@@ -1,7 +1,8 @@
 //! What the store knows beyond bytes, over HTTP: snapshots (list, create,
 //! read an artifact as of one), records in (checked against their schema)
 //! and out as JSON, labels on artifacts, `find` by labels and type, and
-//! lineage through PEL receipts. Every answer is filtered by what
+//! lineage through PEL receipts; for federation, the publication and an
+//! artifact's chunk tree. Every answer is filtered by what
 //! the caller may see: to a published-only token an internal artifact, a
 //! record about one, or a step that touched one does not exist.
 
@@ -31,6 +32,7 @@ pub(super) fn routes() -> Router<Arc<State>> {
         .route("/v1/find", get(find))
         .route("/v1/lineage/{id}", get(lineage))
         .route("/v1/publication", get(publication))
+        .route("/v1/artifacts/{id}/tree", get(tree))
 }
 
 fn index_error(e: impl std::fmt::Display) -> Error {
@@ -68,6 +70,32 @@ async fn publication(S(st): S<Arc<State>>) -> Response {
                 .into_response()
         }
         None => super::api::error(StatusCode::NOT_FOUND, "this domain publishes nothing"),
+    }
+}
+
+/// An artifact's tree: the chaining values of its 1 MiB chunks, 32 bytes
+/// each, concatenated, so a fetching domain can verify each chunk as it
+/// arrives and resume from any chunk (`federation::ranged`).
+async fn tree(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
+    };
+    let store = st.store.clone();
+    let got = blocking(move || {
+        if !access.sees(&store, &id)? {
+            return Err(Error::NotFound(id));
+        }
+        crate::federation::ranged::tree_of(&store, &id)
+    })
+    .await;
+    match got {
+        Ok(cvs) => (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            cvs.concat(),
+        )
+            .into_response(),
+        Err(r) => r,
     }
 }
 

@@ -308,6 +308,21 @@ impl ArtifactReader {
         self.id
     }
 
+    /// The chaining values of the artifact's `chunk_size`-byte chunks when
+    /// its stored chunk tree has that chunk size (proven against the id
+    /// when the reader was opened); `None` otherwise (a small artifact, one
+    /// stored before chunk trees, or another chunk size).
+    pub fn chunk_tree(&self, chunk_size: usize) -> Option<Vec<[u8; 32]>> {
+        match &self.body {
+            Body::Large {
+                trailer,
+                check: ChunkCheck::Tree(cvs),
+                ..
+            } if trailer.chunk_size as usize == chunk_size && cvs.len() >= 2 => Some(cvs.clone()),
+            _ => None,
+        }
+    }
+
     /// The artifact's length.
     pub fn len(&self) -> u64 {
         self.len

@@ -390,7 +390,7 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
 
 fn report_json(r: &asl::federation::sync::FetchReport) -> serde_json::Value {
     json!({"seq": r.seq, "listed": r.listed, "present": r.present, "fetched": r.fetched,
-           "bytes": r.bytes, "refused": r.refused, "import": r.import.map(|i| i.to_hex())})
+           "bytes": r.bytes, "refused": r.refused, "resumed": r.resumed, "import": r.import.map(|i| i.to_hex())})
 }
 
 pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String]) -> Result<ExitCode, Error> {
@@ -437,6 +437,12 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String]) -> Result<Exit
                     String::new()
                 }
             );
+            if r.resumed > 0 {
+                out!(
+                    "  {} bytes of large artifacts were verified by an earlier fetch and not sent again",
+                    r.resumed
+                );
+            }
         }
     }
     crate::close_committed(s);

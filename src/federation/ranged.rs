@@ -1,0 +1,449 @@
+//! Large artifacts across domains: fetched chunk by chunk, each chunk
+//! verified against the artifact's id as it arrives, and resumed after an
+//! interruption without sending again what was verified.
+//!
+//! The id is the BLAKE3 of the bytes, a binary tree over chunks; the chain
+//! values of [`TRANSFER_CHUNK`]-byte chunks (the *tree*, 32 bytes per MiB)
+//! merge into the id, so once a receiver has checked the tree against the id
+//! it can check every chunk on its own (`block::tree`, the idea of Bao). The
+//! sender serves the tree (`GET /v1/artifacts/{id}/tree`, or computed from
+//! a directory peer), then the bytes from any offset.
+//!
+//! Verified chunks go to a staging file, `fetch/<id>.part` in the store
+//! directory (format in `spec/federation.md`): a header with the tree, then
+//! the bytes from offset 0. A fetch that is cut off leaves it; the next one
+//! (from the same remote or another of the domain) checks the tree against
+//! the id and every staged chunk against the tree again, keeps the verified
+//! prefix and asks only for the rest. When the last chunk is in, the file is
+//! put into the store with a put that must hash to the id, committed, and
+//! removed. This costs one more write of a large artifact's bytes, which is
+//! what resuming across a process's death needs: the store's open segment
+//! keeps nothing uncommitted across a crash.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use crate::block::tree;
+use crate::{ArtifactId, Error, PutOptions, Result, Store};
+
+/// Bytes per transfer chunk: a power of two, fixed so that any two stores
+/// cut the same artifact the same way (and equal to the store's default
+/// chunk, whose tree a sender then has already).
+pub const TRANSFER_CHUNK: usize = 1 << 20;
+
+/// Artifacts from this size on are fetched chunk-verified and resumably.
+pub const RANGED_MIN: u64 = 8 << 20;
+
+const PART_MAGIC: &[u8; 8] = b"ASLPART\0";
+const PART_VERSION: u32 = 1;
+/// magic, version, chunk size, length, id, chunk count, CRC32C.
+const PART_HEADER: usize = 8 + 4 + 4 + 8 + 32 + 4 + 4;
+/// fsync the staged bytes every so many chunks (what a power cut may cost).
+const SYNC_EVERY: u64 = 16;
+
+/// The tree of artifact `id` in this store: its [`TRANSFER_CHUNK`] chunks'
+/// chaining values, read from the stored chunk tree when it has that chunk
+/// size, else computed from the verified bytes on all cores.
+pub fn tree_of(store: &Store, id: &ArtifactId) -> Result<Vec<[u8; 32]>> {
+    let mut reader = store.open_reader(id)?;
+    if let Some(cvs) = reader.chunk_tree(TRANSFER_CHUNK) {
+        return Ok(cvs);
+    }
+    let len = reader.len();
+    let n = len.div_ceil(TRANSFER_CHUNK as u64).max(1);
+    let mut cvs = Vec::with_capacity(n as usize);
+    // A few chunks at a time, hashed in parallel: bounded memory.
+    let batch = 16usize;
+    let mut bufs: Vec<Vec<u8>> = Vec::new();
+    let mut idx = 0u64;
+    while idx < n {
+        bufs.clear();
+        for _ in 0..batch {
+            if idx + bufs.len() as u64 >= n {
+                break;
+            }
+            let take = (len - (idx + bufs.len() as u64) * TRANSFER_CHUNK as u64).min(TRANSFER_CHUNK as u64);
+            let mut b = vec![0u8; take as usize];
+            reader.read_exact(&mut b).map_err(crate::store::unwrap_io)?;
+            bufs.push(b);
+        }
+        let base = idx;
+        let got: Vec<[u8; 32]> = bufs
+            .par_iter()
+            .enumerate()
+            .map(|(i, b)| tree::chunk_cv(b, base + i as u64, TRANSFER_CHUNK))
+            .collect();
+        idx += got.len() as u64;
+        cvs.extend(got);
+    }
+    Ok(cvs)
+}
+
+/// Checks a tree a remote sent for an artifact of `len` bytes: the right
+/// number of chaining values, merging into the id.
+pub fn check_tree(id: &ArtifactId, len: u64, cvs: &[[u8; 32]]) -> std::result::Result<(), String> {
+    let want = len.div_ceil(TRANSFER_CHUNK as u64);
+    if cvs.len() as u64 != want || want < 2 {
+        return Err(format!("a tree of {} chunks for {len} bytes (want {want})", cvs.len()));
+    }
+    match tree::root(cvs) {
+        Some(r) if r.as_bytes() == id.as_bytes() => Ok(()),
+        _ => Err("the tree does not merge into the id".into()),
+    }
+}
+
+/// A large artifact being fetched: its staging file, tree checked, bytes
+/// verified up to `verified`.
+pub struct Partial {
+    id: ArtifactId,
+    len: u64,
+    cvs: Vec<[u8; 32]>,
+    file: File,
+    path: PathBuf,
+    data_at: u64,
+    verified: u64,
+}
+
+fn part_path(store: &Store, id: &ArtifactId) -> PathBuf {
+    store.path().join("fetch").join(format!("{id}.part"))
+}
+
+fn io_err(what: &str, p: &std::path::Path, e: std::io::Error) -> Error {
+    Error::io(format!("{what} {}", p.display()), e)
+}
+
+impl Partial {
+    /// Starts staging `id` of `len` bytes with tree `cvs` (checked here);
+    /// replaces a staging file that did not hold up.
+    pub fn create(store: &Store, id: &ArtifactId, len: u64, cvs: Vec<[u8; 32]>) -> Result<Partial> {
+        check_tree(id, len, &cvs).map_err(|e| Error::InvalidArgument(format!("{id}: {e}")))?;
+        let path = part_path(store, id);
+        let dir = path.parent().expect("fetch/ is a parent");
+        fs::create_dir_all(dir).map_err(|e| io_err("create", dir, e))?;
+        let mut head = Vec::with_capacity(PART_HEADER + 32 * cvs.len());
+        head.extend_from_slice(PART_MAGIC);
+        head.extend_from_slice(&PART_VERSION.to_le_bytes());
+        head.extend_from_slice(&(TRANSFER_CHUNK as u32).to_le_bytes());
+        head.extend_from_slice(&len.to_le_bytes());
+        head.extend_from_slice(id.as_bytes());
+        head.extend_from_slice(&(cvs.len() as u32).to_le_bytes());
+        let mut crc = crc32c::crc32c(&head);
+        for cv in &cvs {
+            crc = crc32c::crc32c_append(crc, cv);
+        }
+        head.extend_from_slice(&crc.to_le_bytes());
+        for cv in &cvs {
+            head.extend_from_slice(cv);
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| io_err("create", &path, e))?;
+        file.write_all(&head)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| io_err("write", &path, e))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err("fsync", dir, e))?;
+        Ok(Partial {
+            id: *id,
+            len,
+            cvs,
+            file,
+            path,
+            data_at: head.len() as u64,
+            verified: 0,
+        })
+    }
+
+    /// The staging file of `id`, if one holds up: its header and tree
+    /// checked against the id, every staged chunk against the tree, cut
+    /// back to the verified prefix. A damaged one is removed (`None`).
+    pub fn resume(store: &Store, id: &ArtifactId) -> Result<Option<Partial>> {
+        let path = part_path(store, id);
+        let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("open", &path, e)),
+        };
+        let parsed = (|| -> Option<(u64, Vec<[u8; 32]>, u64)> {
+            let mut head = [0u8; PART_HEADER];
+            file.read_exact(&mut head).ok()?;
+            if &head[..8] != PART_MAGIC
+                || u32::from_le_bytes(head[8..12].try_into().ok()?) != PART_VERSION
+                || u32::from_le_bytes(head[12..16].try_into().ok()?) as usize != TRANSFER_CHUNK
+                || head[24..56] != id.as_bytes()[..]
+            {
+                return None;
+            }
+            let len = u64::from_le_bytes(head[16..24].try_into().ok()?);
+            let n = u32::from_le_bytes(head[56..60].try_into().ok()?) as usize;
+            if n as u64 != len.div_ceil(TRANSFER_CHUNK as u64) {
+                return None;
+            }
+            let mut raw = vec![0u8; 32 * n];
+            file.read_exact(&mut raw).ok()?;
+            let cvs: Vec<[u8; 32]> = raw.chunks(32).map(|c| c.try_into().expect("32 bytes")).collect();
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&head[..60]), &raw);
+            if crc.to_le_bytes() != head[60..64] || check_tree(id, len, &cvs).is_err() {
+                return None;
+            }
+            Some((len, cvs, (PART_HEADER + 32 * n) as u64))
+        })();
+        let Some((len, cvs, data_at)) = parsed else {
+            drop(file);
+            fs::remove_file(&path).map_err(|e| io_err("remove", &path, e))?;
+            return Ok(None);
+        };
+        let mut p = Partial {
+            id: *id,
+            len,
+            cvs,
+            file,
+            path,
+            data_at,
+            verified: 0,
+        };
+        let staged = p
+            .file
+            .metadata()
+            .map_err(|e| io_err("stat", &p.path, e))?
+            .len()
+            .saturating_sub(data_at);
+        let mut buf = vec![0u8; TRANSFER_CHUNK];
+        p.file
+            .seek(SeekFrom::Start(data_at))
+            .map_err(|e| io_err("seek", &p.path, e))?;
+        while p.verified < staged {
+            let want = p.chunk_len(p.verified / TRANSFER_CHUNK as u64);
+            if p.verified + want as u64 > staged {
+                break;
+            }
+            p.file
+                .read_exact(&mut buf[..want])
+                .map_err(|e| io_err("read", &p.path, e))?;
+            if !p.matches(p.verified / TRANSFER_CHUNK as u64, &buf[..want]) {
+                break;
+            }
+            p.verified += want as u64;
+        }
+        p.file
+            .set_len(data_at + p.verified)
+            .map_err(|e| io_err("truncate", &p.path, e))?;
+        Ok(Some(p))
+    }
+
+    /// Bytes verified so far (where the next read starts).
+    pub fn verified(&self) -> u64 {
+        self.verified
+    }
+
+    /// The artifact's length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the artifact is empty (never: staged artifacts are large).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn chunk_len(&self, idx: u64) -> usize {
+        (self.len - idx * TRANSFER_CHUNK as u64).min(TRANSFER_CHUNK as u64) as usize
+    }
+
+    fn matches(&self, idx: u64, data: &[u8]) -> bool {
+        tree::chunk_matches(data, idx, TRANSFER_CHUNK, &self.cvs, self.id.as_bytes())
+    }
+
+    /// Reads the rest from `from` (positioned at [`verified`](Self::verified)),
+    /// verifying each chunk before it is staged. A chunk that does not
+    /// match is refused and nothing of it is kept; what was verified before
+    /// it stays staged for the next attempt.
+    pub fn fill(&mut self, from: &mut dyn Read, remote: &str) -> Result<()> {
+        let mut buf = vec![0u8; TRANSFER_CHUNK];
+        self.file
+            .seek(SeekFrom::Start(self.data_at + self.verified))
+            .map_err(|e| io_err("seek", &self.path, e))?;
+        let mut since_sync = 0;
+        while self.verified < self.len {
+            let idx = self.verified / TRANSFER_CHUNK as u64;
+            let want = self.chunk_len(idx);
+            let got = read_full(from, &mut buf[..want])
+                .map_err(|e| Error::io(format!("read {} from remote {remote}", self.id), e))?;
+            if got < want {
+                self.sync()?;
+                return Err(Error::InvalidArgument(format!(
+                    "remote {remote}: the stream of {} ended at byte {} of {}; the verified {} bytes are kept for the next fetch",
+                    self.id,
+                    self.verified + got as u64,
+                    self.len,
+                    self.verified
+                )));
+            }
+            if !self.matches(idx, &buf[..want]) {
+                self.sync()?;
+                return Err(Error::InvalidArgument(format!(
+                    "remote {remote}: chunk {idx} of {} does not match the artifact's tree (refused); the verified {} bytes before it are kept",
+                    self.id, self.verified
+                )));
+            }
+            self.file
+                .write_all(&buf[..want])
+                .map_err(|e| io_err("write", &self.path, e))?;
+            self.verified += want as u64;
+            since_sync += 1;
+            if since_sync >= SYNC_EVERY {
+                self.sync()?;
+                since_sync = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| io_err("fsync", &self.path, e))
+    }
+
+    /// Puts the staged artifact into the store (the put checks the id once
+    /// more), commits, and removes the staging file. Returns its length.
+    pub fn finish(mut self, store: &Store, placed: PutOptions) -> Result<u64> {
+        if self.verified != self.len {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {} of {} bytes staged",
+                self.id, self.verified, self.len
+            )));
+        }
+        self.file
+            .seek(SeekFrom::Start(self.data_at))
+            .map_err(|e| io_err("seek", &self.path, e))?;
+        let put = store.put_reader_with((&mut self.file).take(self.len), &placed.expect(Some(self.id)))?;
+        store.commit()?;
+        fs::remove_file(&self.path).map_err(|e| io_err("remove", &self.path, e))?;
+        Ok(put.len)
+    }
+}
+
+/// Reads until `buf` is full or the stream ends; how many bytes came.
+fn read_full(from: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match from.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Removes staging files of artifacts the store now holds (a fetch that
+/// died between its commit and the removal).
+pub fn sweep(store: &Store) -> Result<()> {
+    let dir = store.path().join("fetch");
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".part"))
+            .and_then(|n| n.parse::<ArtifactId>().ok())
+        else {
+            continue;
+        };
+        if store.contains(&id)? {
+            let p = e.path();
+            fs::remove_file(&p).map_err(|x| io_err("remove", &p, x))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreOptions;
+
+    fn data(len: usize) -> Vec<u8> {
+        let mut x = 0x9e3779b97f4a7c15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn staged_chunks_survive_a_cut_and_a_lie_and_only_the_rest_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = StoreOptions::new().create(true).open(dir.path().join("src")).unwrap();
+        let dst = StoreOptions::new().create(true).open(dir.path().join("dst")).unwrap();
+        let bytes = data(9 * TRANSFER_CHUNK + 12345);
+        let id = src.put(&bytes).unwrap();
+        src.commit().unwrap();
+        let cvs = tree_of(&src, &id).unwrap();
+        assert_eq!(cvs.len(), 10);
+        // Computed without the stored tree (another chunk size) gives the same.
+        let small = StoreOptions::new()
+            .create(true)
+            .chunk_size(64 << 10)
+            .open(dir.path().join("small"))
+            .unwrap();
+        small.put(&bytes).unwrap();
+        small.commit().unwrap();
+        assert_eq!(tree_of(&small, &id).unwrap(), cvs);
+
+        // A tree for another artifact, or cut short, is refused.
+        let mut bad = cvs.clone();
+        bad.swap(0, 1);
+        assert!(Partial::create(&dst, &id, bytes.len() as u64, bad).is_err());
+        assert!(Partial::create(&dst, &id, bytes.len() as u64, cvs[..9].to_vec()).is_err());
+
+        // Cut after 3.5 chunks: 3 are kept.
+        let mut p = Partial::create(&dst, &id, bytes.len() as u64, cvs.clone()).unwrap();
+        let cut = 3 * TRANSFER_CHUNK + TRANSFER_CHUNK / 2;
+        let e = p.fill(&mut &bytes[..cut], "test").unwrap_err().to_string();
+        assert!(e.contains("ended at byte"), "{e}");
+        drop(p);
+        let mut p = Partial::resume(&dst, &id).unwrap().unwrap();
+        assert_eq!(p.verified(), 3 * TRANSFER_CHUNK as u64);
+        // A lie in chunk 5: refused there, chunks 3 and 4 kept.
+        let mut lie = bytes[3 * TRANSFER_CHUNK..].to_vec();
+        lie[2 * TRANSFER_CHUNK + 7] ^= 1;
+        let e = p.fill(&mut lie.as_slice(), "liar").unwrap_err().to_string();
+        assert!(e.contains("chunk 5"), "{e}");
+        drop(p);
+        // A staged byte damaged on disk: the chunk holding it is fetched again.
+        let path = part_path(&dst, &id);
+        let mut raw = fs::read(&path).unwrap();
+        let at = raw.len() - 100;
+        raw[at] ^= 1;
+        fs::write(&path, &raw).unwrap();
+        let mut p = Partial::resume(&dst, &id).unwrap().unwrap();
+        assert_eq!(p.verified(), 4 * TRANSFER_CHUNK as u64);
+        p.fill(&mut &bytes[4 * TRANSFER_CHUNK..], "honest").unwrap();
+        assert_eq!(p.finish(&dst, PutOptions::new()).unwrap(), bytes.len() as u64);
+        assert_eq!(dst.get(&id).unwrap(), bytes);
+        assert!(!path.exists());
+        // A damaged header: the file is dropped, not trusted.
+        let p = Partial::create(&dst, &id, bytes.len() as u64, cvs).unwrap();
+        drop(p);
+        let mut raw = fs::read(&path).unwrap();
+        raw[70] ^= 1;
+        fs::write(&path, &raw).unwrap();
+        assert!(Partial::resume(&dst, &id).unwrap().is_none());
+        assert!(!path.exists());
+    }
+}
