@@ -131,6 +131,15 @@ pub fn create(store: &Store, name: &str) -> Result<Created> {
             used.insert(info.domain.0, src.clone());
         }
     }
+    // Artifacts referred to but promised (not fetched): recorded with their
+    // domain, whose manifest must list them.
+    let promised = super::promise::promised(store)?;
+    for p in promised.values() {
+        let src = known
+            .get(&p.local)
+            .ok_or_else(|| Error::InvalidArgument(format!("domain number {} has no import record", p.local)))?;
+        used.insert(p.local, src.clone());
+    }
     let sources: Vec<Origin> = used.into_values().collect();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -163,6 +172,19 @@ pub fn create(store: &Store, name: &str) -> Result<Created> {
             (Value::text("created_at"), Value::text(records::time::format(now))),
         ]),
     );
+    let mut rec = rec;
+    if let (false, Value::Map(body)) = (promised.is_empty(), &mut rec.body) {
+        let list = promised
+            .iter()
+            .map(|(id, p)| {
+                Value::Map(vec![
+                    (Value::text("id"), Value::Bytes(id.as_bytes().to_vec())),
+                    (Value::text("domain"), Value::Bytes(p.domain.to_vec())),
+                ])
+            })
+            .collect();
+        body.push((Value::text("promised"), Value::Array(list)));
+    }
     let id = records::put(store, &rec)
         .map_err(|e| Error::InvalidArgument(e.to_string()))?
         .id;
@@ -192,6 +214,9 @@ pub struct Verified {
     pub imported: u64,
     /// Other domains' manifests checked.
     pub sources: usize,
+    /// Promised artifacts (referred to, not fetched) it names, each present
+    /// now or listed by its domain's manifest (fetchable).
+    pub promised: u64,
     /// Everything wrong, one line each (empty: good).
     pub problems: Vec<String>,
 }
@@ -291,6 +316,26 @@ pub fn verify(store: &Store, name: &str) -> Result<Verified> {
                 v.problems.push(format!(
                     "{} is imported but no source manifest of its domain lists it",
                     info.id
+                ));
+            }
+        }
+    }
+    if let Some(Value::Array(items)) = rec.body.get("promised") {
+        for item in items {
+            v.promised += 1;
+            let domain = match item.get("domain") {
+                Some(Value::Bytes(b)) => <[u8; 16]>::try_from(b.as_slice()).ok(),
+                _ => None,
+            };
+            let (Some(pid), Some(domain)) = (bytes32(item.get("id")), domain) else {
+                v.problems.push("a promised entry without id or domain".into());
+                continue;
+            };
+            let fetchable = listed.get(&domain).is_some_and(|l| l.contains(&pid));
+            if !fetchable && !store.contains(&pid)? {
+                v.problems.push(format!(
+                    "{pid} is promised by domain {} but neither here nor listed by its manifest",
+                    hex(&domain)
                 ));
             }
         }

@@ -12,6 +12,8 @@
 //! - [`remote`]: the other domains this store fetches from, and the table
 //!   of local numbers index records use for them.
 //! - [`mentions`]: no published record names an internal artifact.
+//! - [`promise`]: other domains' artifacts referred to without their
+//!   bytes, fetched and verified when first read.
 //! - [`ranged`]: large artifacts fetched chunk-verified and resumed
 //!   without sending again what was verified.
 //! - [`sync`]: fetching what a remote publishes, verified, resumable,
@@ -22,6 +24,7 @@ pub mod domain;
 pub mod fsnap;
 pub mod mentions;
 pub mod peers;
+pub mod promise;
 pub mod publish;
 pub mod ranged;
 pub mod remote;

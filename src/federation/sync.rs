@@ -59,6 +59,9 @@ pub struct FetchReport {
     /// Bytes of large artifacts an interrupted fetch had verified, which
     /// were not sent again.
     pub resumed: u64,
+    /// Listed, missing and not fetched but promised (a lazy fetch): read
+    /// on demand later (see [`super::promise`]).
+    pub promised: usize,
     /// The import record (`None` when the manifest was not new and nothing was fetched).
     pub import: Option<ArtifactId>,
 }
@@ -158,7 +161,13 @@ fn check(r: &Remote, peer: &dyn Peer) -> Result<Checked> {
 /// Stores artifact `id` from `peer`, which must send exactly its bytes; a
 /// large one chunk-verified through a staging file, resumed from what an
 /// earlier attempt verified. Returns its length and the bytes resumed.
-fn put_one(store: &Store, peer: &dyn Peer, name: &str, id: &ArtifactId, placed: PutOptions) -> Result<(u64, u64)> {
+pub(super) fn put_one(
+    store: &Store,
+    peer: &dyn Peer,
+    name: &str,
+    id: &ArtifactId,
+    placed: PutOptions,
+) -> Result<(u64, u64)> {
     if let Some(mut p) = Partial::resume(store, id)? {
         let kept = p.verified();
         if kept < p.len() {
@@ -238,6 +247,7 @@ fn finish(
     n: DomainId,
     placed: PutOptions,
     fetched: &[ArtifactId],
+    promised: &[ArtifactId],
 ) -> Result<ArtifactId> {
     // Where the imports came from, kept with them.
     store.put_with(&c.mb, &placed)?;
@@ -246,7 +256,7 @@ fn finish(
     for b in &c.cosigs {
         cosigs.push(store.put_with(b, &placed)?.id);
     }
-    let rec = import_record(&c.m, n, &c.mid, &c.sid, &cosigs, fetched);
+    let rec = import_record(&c.m, n, &c.mid, &c.sid, &cosigs, fetched, promised);
     let stored = records::put(store, &rec).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     store.commit()?;
     store.repin(&format!("asl.import.{}", r.name), &stored.id)?;
@@ -259,6 +269,20 @@ fn finish(
 
 /// [`fetch`] from a given peer, updating `r`.
 pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<FetchReport> {
+    fetch_with(store, r, peer, false)
+}
+
+/// A lazy fetch: the manifest checked and recorded as for [`fetch`], but
+/// the artifacts it lists that are missing here are only promised, not
+/// sent: the import record names them, and reading one later fetches it
+/// then ([`super::promise`]), like a partial clone.
+pub fn fetch_lazy(store: &Store, name: &str) -> Result<FetchReport> {
+    let mut r = remote::get(store, name)?;
+    let peer = peer_for(&r)?;
+    fetch_with(store, &mut r, &*peer, true)
+}
+
+fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Result<FetchReport> {
     super::ranged::sweep(store)?;
     let c = check(r, peer)?;
     let n = remote::domain_number(store, &c.m.domain, &c.m.name)?;
@@ -269,10 +293,15 @@ pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<Fetc
         ..Default::default()
     };
     let mut fetched = Vec::new();
+    let mut promised = Vec::new();
     let mut batches = Batches::new();
     for id in &c.m.published {
         if store.contains(id)? {
             rep.present += 1;
+            continue;
+        }
+        if lazy {
+            promised.push(*id);
             continue;
         }
         let (len, kept) = put_one(store, peer, &r.name, id, placed)?;
@@ -282,11 +311,12 @@ pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<Fetc
         fetched.push(*id);
         batches.add(store, len)?;
     }
-    if c.m.seq == r.seq && fetched.is_empty() && r.key.is_some() {
+    rep.promised = promised.len();
+    if c.m.seq == r.seq && fetched.is_empty() && r.key.is_some() && !lazy {
         store.commit()?;
         return Ok(rep);
     }
-    rep.import = Some(finish(store, r, &c, n, placed, &fetched)?);
+    rep.import = Some(finish(store, r, &c, n, placed, &fetched, &promised)?);
     Ok(rep)
 }
 
@@ -401,7 +431,7 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
         reps[i].resumed = done[i].iter().map(|(_, _, k)| k).sum();
         reps[i].present = present;
         if !(c.m.seq == r.seq && ids.is_empty() && r.key.is_some()) {
-            reps[i].import = Some(finish(store, &mut r, &c, n, placed, &ids)?);
+            reps[i].import = Some(finish(store, &mut r, &c, n, placed, &ids, &[])?);
         }
         out.push((r.name.clone(), reps[i].clone()));
     }
@@ -415,6 +445,7 @@ fn import_record(
     sid: &ArtifactId,
     cosigs: &[ArtifactId],
     fetched: &[ArtifactId],
+    promised: &[ArtifactId],
 ) -> Record {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -433,6 +464,9 @@ fn import_record(
     ];
     if !cosigs.is_empty() {
         body.push((Value::text("cosignatures"), ids(cosigs)));
+    }
+    if !promised.is_empty() {
+        body.push((Value::text("promised"), ids(promised)));
     }
     Record::new(IMPORT_TYPE, 1, Value::Map(body))
 }

@@ -390,10 +390,11 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
 
 fn report_json(r: &asl::federation::sync::FetchReport) -> serde_json::Value {
     json!({"seq": r.seq, "listed": r.listed, "present": r.present, "fetched": r.fetched,
-           "bytes": r.bytes, "refused": r.refused, "resumed": r.resumed, "import": r.import.map(|i| i.to_hex())})
+           "bytes": r.bytes, "refused": r.refused, "resumed": r.resumed, "promised": r.promised,
+           "import": r.import.map(|i| i.to_hex())})
 }
 
-pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String]) -> Result<ExitCode, Error> {
+pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) -> Result<ExitCode, Error> {
     use asl::federation::{remote, sync};
     let s = Store::open(dir)?;
     let mut first = Vec::new();
@@ -403,6 +404,8 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String]) -> Result<Exit
         }
     }
     let reports = match names {
+        [one] if lazy => vec![(one.clone(), sync::fetch_lazy(&s, one)?)],
+        _ if lazy => return Err(Error::InvalidArgument("--lazy takes one remote".into())),
         [one] => vec![(one.clone(), sync::fetch(&s, one)?)],
         many => sync::fetch_many(&s, many)?,
     };
@@ -437,6 +440,12 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String]) -> Result<Exit
                     String::new()
                 }
             );
+            if r.promised > 0 {
+                out!(
+                    "  {} promised: fetched when first read (or by a fetch without --lazy)",
+                    r.promised
+                );
+            }
             if r.resumed > 0 {
                 out!(
                     "  {} bytes of large artifacts were verified by an earlier fetch and not sent again",

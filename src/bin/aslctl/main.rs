@@ -284,6 +284,11 @@ enum Cmd {
         /// The remotes' names.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Fetch nothing but the checked manifest: what it lists and this
+        /// store lacks is promised, and fetched (verified) when first read
+        /// by cat, get, ls-tree, checkout or a PEL run. One remote.
+        #[arg(long)]
+        lazy: bool,
     },
     /// Send a remote what this domain publishes and it lacks (with the
     /// signed manifest); a directory, or a server with a write token.
@@ -369,8 +374,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             },
         ),
         Cmd::Get { id, output, at } => {
-            let s = read_only()?;
-            let mut r = read::open_artifact(&s, id, at.as_deref())?;
+            let (_w, mut r) = read::open_or_fetch(read_only()?, dir, id, at.as_deref())?;
             match output {
                 Some(p) if p.as_os_str() != "-" => read::write_to_file(&mut r, p, dir)?,
                 _ => read::stream_to_stdout(&mut r)?,
@@ -378,8 +382,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Cat { id, at, range } => {
-            let s = read_only()?;
-            let mut r = read::open_artifact(&s, id, at.as_deref())?;
+            let (_w, mut r) = read::open_or_fetch(read_only()?, dir, id, at.as_deref())?;
             if let Some(spec) = range {
                 let (offset, len) = crate::args::parse_range(spec, r.len())?;
                 r = r.into_range(offset, len)?;
@@ -404,14 +407,30 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
                 Some(name) => s.at(name)?.iter()?,
                 None => s.iter()?,
             };
+            let mut first = true;
             for (i, a) in iter.enumerate() {
                 let a = a?;
+                first = false;
                 if cli.json {
                     let sep = if i == 0 { "\n" } else { ",\n" };
                     let v = json!({"id": a.id.to_hex(), "size": a.len, "visibility": a.visibility.as_str()});
                     w(write!(out, "{sep}{v}"))?;
                 } else {
                     w(writeln!(out, "{} {}", a.id, a.len))?;
+                }
+            }
+            // Other domains' artifacts referred to but not fetched yet.
+            let mut n = 0;
+            if at.is_none() {
+                for (id, p) in asl::federation::promise::promised(&s)? {
+                    if cli.json {
+                        let sep = if n == 0 && first { "\n" } else { ",\n" };
+                        let v = json!({"id": id.to_hex(), "size": null, "visibility": "promised", "remote": p.remote});
+                        w(write!(out, "{sep}{v}"))?;
+                    } else {
+                        w(writeln!(out, "{id} promised by {}", p.remote))?;
+                    }
+                    n += 1;
                 }
             }
             if cli.json {
@@ -434,7 +453,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Publish(t) => federation::change(cli.json, dir, t, true),
         Cmd::Unpublish(t) => federation::change(cli.json, dir, t, false),
         Cmd::Remote(c) => federation::remote(cli.json, dir, c),
-        Cmd::Fetch { names } => federation::fetch(cli.json, dir, names),
+        Cmd::Fetch { names, lazy } => federation::fetch(cli.json, dir, names, *lazy),
         Cmd::Push { name } => federation::push(cli.json, dir, name),
         #[cfg(feature = "s3")]
         Cmd::S3(c) => s3cmd::s3(cli.json, dir, c),

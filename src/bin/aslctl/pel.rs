@@ -211,6 +211,12 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             let s = StoreOptions::new().create(true).open(dir)?;
             let prog = Program::parse(&value, &mut |t| store_path(&s, t)).map_err(lift_pel)?;
             s.commit()?;
+            // Inputs promised by another domain are fetched (verified) first.
+            for input in prog.nodes.iter().flat_map(|n| &n.inputs) {
+                if let Ref::Artifact(id) | Ref::Tree(id) = &input.from {
+                    asl::federation::promise::materialize(&s, id)?;
+                }
+            }
             let index = open_index(&s)?;
             let keys = Keys::of(&s)?;
             let pel = keys.pel(&s, &index);

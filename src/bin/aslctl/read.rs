@@ -25,6 +25,31 @@ pub(crate) fn open_artifact(s: &Store, id: &str, at: Option<&str>) -> Result<Art
     }
 }
 
+/// [`open_artifact`], or, when it is not here but promised by another
+/// domain, the store reopened to write, the artifact fetched (verified)
+/// and opened; the writable store is returned to be kept while reading.
+pub(crate) fn open_or_fetch(
+    s: Store,
+    dir: &Path,
+    id: &str,
+    at: Option<&str>,
+) -> Result<(Option<Store>, ArtifactReader), Error> {
+    use asl::federation::promise;
+    match open_artifact(&s, id, at) {
+        Err(e @ (Error::NotFound(_) | Error::PrefixNotFound(_))) if at.is_none() && !id.starts_with("sha256:") => {
+            let target = match promise::resolve(&s, id) {
+                Ok(t) if promise::promise_of(&s, &t)?.is_some() => t,
+                _ => return Err(e),
+            };
+            drop(s);
+            let w = Store::open(dir)?;
+            let r = promise::open(&w, &target)?;
+            Ok((Some(w), r))
+        }
+        r => Ok((None, r?)),
+    }
+}
+
 pub(crate) fn stream_to_stdout(r: &mut ArtifactReader) -> Result<(), Error> {
     let mut out = io::stdout().lock();
     let r = copy(r, &mut out).and_then(|_| {

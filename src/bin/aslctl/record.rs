@@ -167,12 +167,16 @@ fn kind_word(k: tree::EntryKind) -> &'static str {
 }
 
 /// Runs `f` over CURRENT, or over snapshot `at`, with `id` resolved there.
+/// Runs `f` over the store (or a snapshot of it) read-only. When it misses
+/// an artifact promised by another domain, runs it again over the store
+/// opened to write, fetching promised artifacts as they are read.
 fn with_source<T>(
     dir: &Path,
     at: Option<&str>,
     id: &str,
-    f: impl FnOnce(&dyn records::Source, asl::ArtifactId) -> Result<T, Error>,
+    f: impl Fn(&dyn records::Source, asl::ArtifactId) -> Result<T, Error>,
 ) -> Result<T, Error> {
+    use asl::federation::promise;
     let s = StoreOptions::new().read_only(true).open(dir)?;
     match at {
         Some(name) => {
@@ -181,8 +185,17 @@ fn with_source<T>(
             f(&v, id)
         }
         None => {
-            let id = s.resolve(id)?;
-            f(&s, id)
+            let id = promise::resolve(&s, id)?;
+            match f(&s, id) {
+                Err(e) if promise::is_promised_miss(&s, &e) => {
+                    drop(s);
+                    let w = asl::Store::open(dir)?;
+                    let r = f(&promise::Promising(&w), id);
+                    crate::close_committed(w);
+                    r
+                }
+                r => r,
+            }
         }
     }
 }
@@ -224,6 +237,23 @@ pub(crate) fn ls_tree(
 
 /// `aslctl checkout TREE DIR [--force] [--at SNAP]`.
 pub(crate) fn checkout(dir: &Path, id: &str, to: &Path, force: bool, at: Option<&str>) -> Result<ExitCode, Error> {
+    // Promised artifacts under the tree are fetched before anything is
+    // written: a checkout that stopped half-way for one would leave a
+    // directory the next attempt refuses.
+    if at.is_none() {
+        use asl::federation::promise;
+        let s = StoreOptions::new().read_only(true).open(dir)?;
+        if !promise::promised(&s)?.is_empty() {
+            drop(s);
+            let w = asl::Store::open(dir)?;
+            let tree = promise::resolve(&w, id)?;
+            let n = promise::materialize(&w, &tree)?;
+            if n > 0 {
+                eprintln!("fetched {n} promised artifacts");
+            }
+            crate::close_committed(w);
+        }
+    }
     let n = with_source(dir, at, id, |src, id| tree::checkout(src, &id, to, force).map_err(lift))?;
     eprintln!("checked out {n} files into {}", to.display());
     Ok(ExitCode::SUCCESS)

@@ -140,16 +140,18 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
                 out!(
                     "{}",
                     serde_json::json!({"id": v.id.map(|i| i.to_hex()), "members": v.members,
-                        "imported": v.imported, "sources": v.sources, "problems": v.problems})
+                        "imported": v.imported, "sources": v.sources, "promised": v.promised,
+                        "problems": v.problems})
                 );
             } else {
                 for p in &v.problems {
                     out!("problem: {p}");
                 }
                 out!(
-                    "federated snapshot {name}: {} members read back ({} imported), {} source manifests: {}",
+                    "federated snapshot {name}: {} members read back ({} imported), {} promised and fetchable, {} source manifests: {}",
                     v.members,
                     v.imported,
+                    v.promised,
                     v.sources,
                     if v.problems.is_empty() { "good" } else { "BAD" }
                 );
