@@ -4,7 +4,7 @@
 //! 1 a failed check (corruption found, an id not in the store), 2 bad usage or
 //! input (and environment failures such as a locked store or a full disk).
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -390,55 +390,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
             read::stream_to_stdout(&mut r)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Ls { at } => {
-            let s = read_only()?;
-            let out = io::stdout().lock();
-            let mut out = BufWriter::new(out);
-            let w = |r: io::Result<()>| -> Result<(), Error> {
-                if let Err(e) = r {
-                    output_failed(&e);
-                }
-                Ok(())
-            };
-            if cli.json {
-                w(out.write_all(b"["))?;
-            }
-            let iter = match at {
-                Some(name) => s.at(name)?.iter()?,
-                None => s.iter()?,
-            };
-            let mut first = true;
-            for (i, a) in iter.enumerate() {
-                let a = a?;
-                first = false;
-                if cli.json {
-                    let sep = if i == 0 { "\n" } else { ",\n" };
-                    let v = json!({"id": a.id.to_hex(), "size": a.len, "visibility": a.visibility.as_str()});
-                    w(write!(out, "{sep}{v}"))?;
-                } else {
-                    w(writeln!(out, "{} {}", a.id, a.len))?;
-                }
-            }
-            // Other domains' artifacts referred to but not fetched yet.
-            let mut n = 0;
-            if at.is_none() {
-                for (id, p) in asl::federation::promise::promised(&s)? {
-                    if cli.json {
-                        let sep = if n == 0 && first { "\n" } else { ",\n" };
-                        let v = json!({"id": id.to_hex(), "size": null, "visibility": "promised", "remote": p.remote});
-                        w(write!(out, "{sep}{v}"))?;
-                    } else {
-                        w(writeln!(out, "{id} promised by {}", p.remote))?;
-                    }
-                    n += 1;
-                }
-            }
-            if cli.json {
-                w(out.write_all(b"\n]\n"))?;
-            }
-            w(out.flush())?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Ls { at } => read::ls(cli.json, read_only()?, at.as_deref()),
         Cmd::Snapshot(cmd) => snap::snapshot(cli.json, dir, cmd),
         Cmd::Record(cmd) => record::record(cli.json, dir, cmd),
         Cmd::Types => record::types(cli.json),

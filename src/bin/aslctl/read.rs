@@ -1,11 +1,17 @@
-//! `aslctl get` and `cat`: finding the artifact and streaming it out, to
-//! stdout or to a file written beside its name and renamed into place.
+//! `aslctl get`, `cat` and `ls`: finding the artifact (fetching it first
+//! when another domain promised it) and streaming it out, to stdout or to a
+//! file written beside its name and renamed into place; listing.
 
 use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use std::process::ExitCode;
+
 use asl::{ArtifactReader, Error, Store};
+use serde_json::json;
+
+use crate::output_failed;
 
 pub(crate) fn open_artifact(s: &Store, id: &str, at: Option<&str>) -> Result<ArtifactReader, Error> {
     if id.starts_with("sha256:") {
@@ -158,4 +164,55 @@ fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write) -> Result<(), Error> {
             source: e,
         })?;
     }
+}
+
+/// `aslctl ls`: `<id> <size>` per live artifact (or a snapshot's), then the
+/// promised ones (`<id> promised by <remote>`).
+pub(crate) fn ls(json_out: bool, s: Store, at: Option<&str>) -> Result<ExitCode, Error> {
+    let out = io::stdout().lock();
+    let mut out = BufWriter::new(out);
+    let w = |r: io::Result<()>| -> Result<(), Error> {
+        if let Err(e) = r {
+            output_failed(&e);
+        }
+        Ok(())
+    };
+    if json_out {
+        w(out.write_all(b"["))?;
+    }
+    let iter = match at {
+        Some(name) => s.at(name)?.iter()?,
+        None => s.iter()?,
+    };
+    let mut first = true;
+    for (i, a) in iter.enumerate() {
+        let a = a?;
+        first = false;
+        if json_out {
+            let sep = if i == 0 { "\n" } else { ",\n" };
+            let v = json!({"id": a.id.to_hex(), "size": a.len, "visibility": a.visibility.as_str()});
+            w(write!(out, "{sep}{v}"))?;
+        } else {
+            w(writeln!(out, "{} {}", a.id, a.len))?;
+        }
+    }
+    // Other domains' artifacts referred to but not fetched yet.
+    let mut n = 0;
+    if at.is_none() {
+        for (id, p) in asl::federation::promise::promised(&s)? {
+            if json_out {
+                let sep = if n == 0 && first { "\n" } else { ",\n" };
+                let v = json!({"id": id.to_hex(), "size": null, "visibility": "promised", "remote": p.remote});
+                w(write!(out, "{sep}{v}"))?;
+            } else {
+                w(writeln!(out, "{id} promised by {}", p.remote))?;
+            }
+            n += 1;
+        }
+    }
+    if json_out {
+        w(out.write_all(b"\n]\n"))?;
+    }
+    w(out.flush())?;
+    Ok(ExitCode::SUCCESS)
 }
