@@ -2,7 +2,9 @@
 //! verified against the id as it arrives (a lying peer, played by Python,
 //! is caught at the chunk it altered and what came before is kept), and a
 //! fetch killed part-way resumed from the verified prefix, from the same
-//! remote or another of the domain, without that prefix sent again.
+//! remote or another of the domain, without that prefix sent again; a new
+//! version of a large artifact, changed in place and appended to, fetched
+//! as only the chunks that differ.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -194,4 +196,40 @@ fn a_chunk_sent_wrong_is_refused_there_and_another_remote_sends_only_the_rest() 
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("does not merge into the id"), "{}", err(&o));
     assert_eq!(staged(&c, &id), None);
+}
+
+#[test]
+fn a_new_version_of_a_large_artifact_sends_only_the_chunks_that_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, v1, bytes1) = publisher(tmp.path(), 16 * MIB);
+    let b = tmp.path().join("b");
+    ok(&b, &["remote", "add", "a", a.to_str().unwrap()]);
+    let r = json(&b, &["fetch", "a"]);
+    assert_eq!((r["fetched"].as_u64(), r["reused"].as_u64()), (Some(1), Some(0)), "{r}");
+
+    // Chunk 3 changed in place, 3 MiB and a bit appended.
+    let mut bytes2 = bytes1.clone();
+    bytes2[3 * MIB + 100] ^= 0xff;
+    bytes2.extend(noise(43, 3 * MIB + 5));
+    let f = tmp.path().join("big-v2.bin");
+    std::fs::write(&f, &bytes2).unwrap();
+    let v2 = ok(&a, &["ingest", f.to_str().unwrap()])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    ok(&a, &["publish", &v2]);
+    let s = common::server::start_on(tempfile::tempdir().unwrap(), a.clone(), &[], None);
+    ok(&b, &["remote", "add", "ah", &s.url]);
+    let r = json(&b, &["fetch", "ah"]);
+    assert_eq!(r["fetched"], 1, "{r}");
+    assert_eq!(
+        r["reused"].as_u64(),
+        Some(15 * MIB as u64),
+        "all of v1's chunks but chunk 3: {r}"
+    );
+    assert_eq!(aslctl(&b, &["cat", &v2]).stdout, bytes2);
+    assert_eq!(aslctl(&b, &["cat", &v1]).stdout, bytes1);
+    let o = aslctl(&b, &["verify"]);
+    assert!(o.status.success(), "{}", err(&o));
 }

@@ -29,8 +29,8 @@ pub trait Peer: Sync {
     fn publication(&self) -> Result<Option<Publication>>;
     /// A published artifact's bytes (the caller verifies them).
     fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>>;
-    /// Its bytes from `offset` on, with its whole length.
-    fn reader_at(&self, id: &ArtifactId, offset: u64) -> Result<(u64, Box<dyn Read + '_>)>;
+    /// Its bytes from `offset` to `end` (or the end), with its whole length.
+    fn reader_at(&self, id: &ArtifactId, offset: u64, end: Option<u64>) -> Result<(u64, Box<dyn Read + '_>)>;
     /// Its tree: the chaining values of its [`super::ranged::TRANSFER_CHUNK`]
     /// chunks (checked by the caller against the id).
     fn tree(&self, id: &ArtifactId) -> Result<Vec<[u8; 32]>>;
@@ -67,14 +67,15 @@ impl Peer for DirPeer {
     }
 
     fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>> {
-        Ok(self.reader_at(id, 0)?.1)
+        Ok(self.reader_at(id, 0, None)?.1)
     }
 
-    fn reader_at(&self, id: &ArtifactId, offset: u64) -> Result<(u64, Box<dyn Read + '_>)> {
+    fn reader_at(&self, id: &ArtifactId, offset: u64, end: Option<u64>) -> Result<(u64, Box<dyn Read + '_>)> {
         self.published(id)?;
         let r = self.0.open_reader(id)?;
         let len = r.len();
-        Ok((len, Box::new(r.into_range(offset, u64::MAX)?)))
+        let take = end.map_or(u64::MAX, |e| e.saturating_sub(offset));
+        Ok((len, Box::new(r.into_range(offset, take)?)))
     }
 
     fn tree(&self, id: &ArtifactId) -> Result<Vec<[u8; 32]>> {
@@ -158,15 +159,17 @@ impl HttpPeer {
     }
 
     fn get(&self, path: &str) -> Result<Option<ureq::http::Response<ureq::Body>>> {
-        self.get_from(path, 0)
+        self.get_from(path, 0, None)
     }
 
-    /// GET `path`, from byte `offset` on (a Range request) when not 0.
-    fn get_from(&self, path: &str, offset: u64) -> Result<Option<ureq::http::Response<ureq::Body>>> {
+    /// GET `path`, bytes `offset..end` (a Range request unless the whole).
+    fn get_from(&self, path: &str, offset: u64, end: Option<u64>) -> Result<Option<ureq::http::Response<ureq::Body>>> {
         let url = format!("{}{path}", self.base);
         let mut req = self.agent.get(&url);
-        if offset > 0 {
-            req = req.header("Range", format!("bytes={offset}-"));
+        match end {
+            Some(e) if e > offset => req = req.header("Range", format!("bytes={offset}-{}", e - 1)),
+            _ if offset > 0 => req = req.header("Range", format!("bytes={offset}-")),
+            _ => {}
         }
         if let Some(t) = &self.token {
             req = req.header("Authorization", format!("Bearer {t}"));
@@ -218,13 +221,13 @@ impl Peer for HttpPeer {
         }
     }
 
-    fn reader_at(&self, id: &ArtifactId, offset: u64) -> Result<(u64, Box<dyn Read + '_>)> {
-        let Some(r) = self.get_from(&format!("/v1/artifacts/{id}"), offset)? else {
+    fn reader_at(&self, id: &ArtifactId, offset: u64, end: Option<u64>) -> Result<(u64, Box<dyn Read + '_>)> {
+        let Some(r) = self.get_from(&format!("/v1/artifacts/{id}"), offset, end)? else {
             return Err(Error::NotFound(*id));
         };
         let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let bad = |why: &str| Error::InvalidArgument(format!("{}/v1/artifacts/{id}: {why}", self.base));
-        let len = if offset == 0 {
+        let len = if offset == 0 && end.is_none() {
             header("content-length").and_then(|v| v.parse().ok())
         } else {
             // "bytes a-b/len", starting where asked: a server that ignored

@@ -162,7 +162,8 @@ fn fetch_one(store: &Store, id: &ArtifactId, p: &Promise) -> Result<()> {
     for r in candidates {
         let attempt = r.and_then(|r| {
             let peer = peer_for(&r)?;
-            put_one(store, &*peer, &r.name, id, placed)
+            let local = super::sync::LocalCache::new();
+            put_one(store, &*peer, &r.name, id, placed, &local)
                 .map(drop)
                 .map_err(|e| match e {
                     Error::NotFound(_) => Error::InvalidArgument(format!(

@@ -254,26 +254,20 @@ impl Partial {
         self.len == 0
     }
 
-    fn chunk_len(&self, idx: u64) -> usize {
-        (self.len - idx * TRANSFER_CHUNK as u64).min(TRANSFER_CHUNK as u64) as usize
-    }
-
     fn matches(&self, idx: u64, data: &[u8]) -> bool {
         tree::chunk_matches(data, idx, TRANSFER_CHUNK, &self.cvs, self.id.as_bytes())
     }
 
-    /// Reads the rest from `from` (positioned at [`verified`](Self::verified)),
-    /// verifying each chunk before it is staged. A chunk that does not
-    /// match is refused and nothing of it is kept; what was verified before
-    /// it stays staged for the next attempt.
-    pub fn fill(&mut self, from: &mut dyn Read, remote: &str) -> Result<()> {
+    /// Reads from `from` (positioned at [`verified`](Self::verified)) up
+    /// to byte `end` (a chunk boundary, or the length), verifying each chunk
+    /// before it is staged. A chunk that does not match is refused and
+    /// nothing of it is kept; what was verified before it stays staged for
+    /// the next attempt.
+    pub fn fill_until(&mut self, from: &mut dyn Read, end: u64, remote: &str) -> Result<()> {
         let mut buf = vec![0u8; TRANSFER_CHUNK];
-        self.file
-            .seek(SeekFrom::Start(self.data_at + self.verified))
-            .map_err(|e| io_err("seek", &self.path, e))?;
         let mut since_sync = 0;
-        while self.verified < self.len {
-            let idx = self.verified / TRANSFER_CHUNK as u64;
+        while self.verified < end.min(self.len) {
+            let idx = self.next_index();
             let want = self.chunk_len(idx);
             let got = read_full(from, &mut buf[..want])
                 .map_err(|e| Error::io(format!("read {} from remote {remote}", self.id), e))?;
@@ -287,17 +281,13 @@ impl Partial {
                     self.verified
                 )));
             }
-            if !self.matches(idx, &buf[..want]) {
+            if !self.push(&buf[..want])? {
                 self.sync()?;
                 return Err(Error::InvalidArgument(format!(
                     "remote {remote}: chunk {idx} of {} does not match the artifact's tree (refused); the verified {} bytes before it are kept",
                     self.id, self.verified
                 )));
             }
-            self.file
-                .write_all(&buf[..want])
-                .map_err(|e| io_err("write", &self.path, e))?;
-            self.verified += want as u64;
             since_sync += 1;
             if since_sync >= SYNC_EVERY {
                 self.sync()?;
@@ -305,6 +295,41 @@ impl Partial {
             }
         }
         Ok(())
+    }
+
+    /// [`fill_until`](Self::fill_until) the end.
+    pub fn fill(&mut self, from: &mut dyn Read, remote: &str) -> Result<()> {
+        self.fill_until(from, self.len, remote)
+    }
+
+    /// The index of the next chunk to stage.
+    pub fn next_index(&self) -> u64 {
+        self.verified / TRANSFER_CHUNK as u64
+    }
+
+    /// Chunk `idx`'s chaining value.
+    pub fn cv(&self, idx: u64) -> &[u8; 32] {
+        &self.cvs[idx as usize]
+    }
+
+    /// Chunk `idx`'s length.
+    pub fn chunk_len(&self, idx: u64) -> usize {
+        (self.len - idx * TRANSFER_CHUNK as u64).min(TRANSFER_CHUNK as u64) as usize
+    }
+
+    /// Stages `data` as the next chunk if it matches the tree (`false`, and
+    /// nothing written, if it does not).
+    pub fn push(&mut self, data: &[u8]) -> Result<bool> {
+        let idx = self.next_index();
+        if data.len() != self.chunk_len(idx) || !self.matches(idx, data) {
+            return Ok(false);
+        }
+        self.file
+            .seek(SeekFrom::Start(self.data_at + self.verified))
+            .and_then(|_| self.file.write_all(data))
+            .map_err(|e| io_err("write", &self.path, e))?;
+        self.verified += data.len() as u64;
+        Ok(true)
     }
 
     fn sync(&self) -> Result<()> {
@@ -327,6 +352,41 @@ impl Partial {
         store.commit()?;
         fs::remove_file(&self.path).map_err(|e| io_err("remove", &self.path, e))?;
         Ok(put.len)
+    }
+}
+
+/// The 1 MiB chunks of the large artifacts this store holds, by chaining
+/// value. A chaining value depends on the chunk's bytes and its position,
+/// so a match is the same bytes at the same offset: a new version of an
+/// artifact that was appended to or changed in place (a dataset, a disk
+/// image, a log) is fetched as only the chunks that differ. Read from the
+/// stored chunk trees (no artifact bytes are read); 64 bytes per MiB of
+/// large artifacts held.
+#[derive(Default)]
+pub struct LocalChunks(std::collections::HashMap<[u8; 32], ArtifactId>);
+
+impl LocalChunks {
+    /// The index of `store`'s large artifacts stored with 1 MiB chunks.
+    pub fn of_store(store: &Store) -> Result<LocalChunks> {
+        let mut map = std::collections::HashMap::new();
+        for info in store.iter()? {
+            let info = info?;
+            if info.len < RANGED_MIN {
+                continue;
+            }
+            let Ok(r) = store.open_reader(&info.id) else {
+                continue; // damaged: not a source of bytes
+            };
+            for cv in r.chunk_tree(TRANSFER_CHUNK).unwrap_or_default() {
+                map.entry(cv).or_insert(info.id);
+            }
+        }
+        Ok(LocalChunks(map))
+    }
+
+    /// An artifact here holding the chunk whose chaining value is `cv`.
+    pub fn get(&self, cv: &[u8; 32]) -> Option<&ArtifactId> {
+        self.0.get(cv)
     }
 }
 

@@ -19,7 +19,7 @@
 use std::io::Read;
 
 use super::publish::{self, Manifest};
-use super::ranged::{Partial, RANGED_MIN};
+use super::ranged::{LocalChunks, Partial, RANGED_MIN, TRANSFER_CHUNK};
 use super::remote::{self, Remote};
 use crate::index::{DomainId, Visibility};
 use crate::pel::keys::hex;
@@ -59,6 +59,9 @@ pub struct FetchReport {
     /// Bytes of large artifacts an interrupted fetch had verified, which
     /// were not sent again.
     pub resumed: u64,
+    /// Bytes of large artifacts copied from chunks already here (the same
+    /// bytes at the same offset in another artifact), not sent.
+    pub reused: u64,
     /// Listed, missing and not fetched but promised (a lazy fetch): read
     /// on demand later (see [`super::promise`]).
     pub promised: usize,
@@ -158,31 +161,48 @@ fn check(r: &Remote, peer: &dyn Peer) -> Result<Checked> {
     })
 }
 
-/// Stores artifact `id` from `peer`, which must send exactly its bytes; a
-/// large one chunk-verified through a staging file, resumed from what an
-/// earlier attempt verified. Returns its length and the bytes resumed.
+/// What storing one fetched artifact took.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Got {
+    /// Its length.
+    pub len: u64,
+    /// Bytes an earlier, interrupted attempt had verified.
+    pub resumed: u64,
+    /// Bytes copied from chunks of artifacts already here.
+    pub reused: u64,
+}
+
+/// The chunks already here, indexed once per fetch, when a large artifact
+/// first needs them.
+pub(super) type LocalCache = std::sync::OnceLock<LocalChunks>;
+
+fn local_chunks<'a>(store: &Store, cache: &'a LocalCache) -> Result<&'a LocalChunks> {
+    if cache.get().is_none() {
+        let _ = cache.set(LocalChunks::of_store(store)?);
+    }
+    Ok(cache.get().expect("set above"))
+}
+
+/// Stores artifact `id` from `peer`, which must send exactly its bytes. A
+/// large one goes through a staging file, chunk-verified: resumed from what
+/// an earlier attempt verified, its chunks that are already here (same
+/// bytes at the same offset in another artifact) copied, and only the runs
+/// of other chunks asked of the peer.
 pub(super) fn put_one(
     store: &Store,
     peer: &dyn Peer,
     name: &str,
     id: &ArtifactId,
     placed: PutOptions,
-) -> Result<(u64, u64)> {
+    local: &LocalCache,
+) -> Result<Got> {
     if let Some(mut p) = Partial::resume(store, id)? {
-        let kept = p.verified();
-        if kept < p.len() {
-            let (len, mut reader) = peer.reader_at(id, kept)?;
-            if len != p.len() {
-                return Err(Error::InvalidArgument(format!(
-                    "remote {name}: {id} is {len} bytes there, {} by its tree",
-                    p.len()
-                )));
-            }
-            p.fill(&mut reader, name)?;
-        }
-        return Ok((p.finish(store, placed)?, kept));
+        let resumed = p.verified();
+        let reused = fill_large(store, peer, name, id, &mut p, local)?;
+        let len = p.finish(store, placed)?;
+        return Ok(Got { len, resumed, reused });
     }
-    let (len, reader) = peer.reader_at(id, 0)?;
+    let (len, reader) = peer.reader_at(id, 0, None)?;
     if len >= RANGED_MIN {
         // The stream is closed before the tree is asked for: a server that
         // answers one request at a time would otherwise wait on us while
@@ -191,14 +211,13 @@ pub(super) fn put_one(
         let cvs = peer.tree(id)?;
         let mut p = Partial::create(store, id, len, cvs)
             .map_err(|e| Error::InvalidArgument(format!("remote {name}: {e}; nothing stored")))?;
-        let (again, mut reader) = peer.reader_at(id, 0)?;
-        if again != len {
-            return Err(Error::InvalidArgument(format!(
-                "remote {name}: {id} changed length between two requests"
-            )));
-        }
-        p.fill(&mut reader, name)?;
-        return Ok((p.finish(store, placed)?, 0));
+        let reused = fill_large(store, peer, name, id, &mut p, local)?;
+        let len = p.finish(store, placed)?;
+        return Ok(Got {
+            len,
+            resumed: 0,
+            reused,
+        });
     }
     let put = store
         .put_reader_with(reader, &placed.expect(Some(*id)))
@@ -208,7 +227,53 @@ pub(super) fn put_one(
             )),
             e => e,
         })?;
-    Ok((put.len, 0))
+    Ok(Got {
+        len: put.len,
+        ..Got::default()
+    })
+}
+
+/// Stages the rest of a large artifact: each chunk from an artifact here
+/// when one holds it, the runs of other chunks from the peer (one ranged
+/// request per run). Returns the bytes copied locally.
+fn fill_large(
+    store: &Store,
+    peer: &dyn Peer,
+    name: &str,
+    id: &ArtifactId,
+    p: &mut Partial,
+    local: &LocalCache,
+) -> Result<u64> {
+    let here = local_chunks(store, local)?;
+    let n = p.len().div_ceil(TRANSFER_CHUNK as u64);
+    let mut reused = 0;
+    while p.verified() < p.len() {
+        let idx = p.next_index();
+        if let Some(src) = here.get(p.cv(idx)) {
+            let len = p.chunk_len(idx) as u64;
+            // A verified read; a damaged or vanished source is no source.
+            if let Ok(bytes) = store.read_range(src, idx * TRANSFER_CHUNK as u64, len) {
+                if p.push(&bytes)? {
+                    reused += len;
+                    continue;
+                }
+            }
+        }
+        let mut j = idx + 1;
+        while j < n && here.get(p.cv(j)).is_none() {
+            j += 1;
+        }
+        let end = (j * TRANSFER_CHUNK as u64).min(p.len());
+        let (len, mut reader) = peer.reader_at(id, p.verified(), Some(end))?;
+        if len != p.len() {
+            return Err(Error::InvalidArgument(format!(
+                "remote {name}: {id} is {len} bytes there, {} by its tree",
+                p.len()
+            )));
+        }
+        p.fill_until(&mut reader, end, name)?;
+    }
+    Ok(reused)
 }
 
 /// Commits every so many artifacts, bytes or seconds.
@@ -295,6 +360,7 @@ fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Res
     let mut fetched = Vec::new();
     let mut promised = Vec::new();
     let mut batches = Batches::new();
+    let local = LocalCache::new();
     for id in &c.m.published {
         if store.contains(id)? {
             rep.present += 1;
@@ -304,10 +370,12 @@ fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Res
             promised.push(*id);
             continue;
         }
-        let (len, kept) = put_one(store, peer, &r.name, id, placed)?;
+        let got = put_one(store, peer, &r.name, id, placed, &local)?;
         rep.fetched += 1;
-        rep.bytes += len;
-        rep.resumed += kept;
+        rep.bytes += got.len;
+        rep.resumed += got.resumed;
+        rep.reused += got.reused;
+        let len = got.len;
         fetched.push(*id);
         batches.add(store, len)?;
     }
@@ -374,20 +442,21 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
         let sources: Vec<usize> = (0..remotes.len()).filter(|i| lists[*i].contains(id)).collect();
         work[sources[k % sources.len()]].push(*id);
     }
-    let done = parking_lot::Mutex::new(vec![Vec::<(ArtifactId, u64, u64)>::new(); remotes.len()]);
+    let done = parking_lot::Mutex::new(vec![Vec::<(ArtifactId, Got)>::new(); remotes.len()]);
+    let local = LocalCache::new();
     let failed = parking_lot::Mutex::new(Vec::<(ArtifactId, usize, String)>::new());
     let batches = parking_lot::Mutex::new(Batches::new());
     std::thread::scope(|scope| {
         for (i, ids) in work.iter().enumerate() {
             let (r, peer, _) = &remotes[i];
-            let (done, failed, batches) = (&done, &failed, &batches);
+            let (done, failed, batches, local) = (&done, &failed, &batches, &local);
             scope.spawn(move || {
                 for id in ids {
-                    match put_one(store, &**peer, &r.name, id, placed) {
-                        Ok((len, kept)) => {
-                            done.lock()[i].push((*id, len, kept));
+                    match put_one(store, &**peer, &r.name, id, placed, local) {
+                        Ok(got) => {
+                            done.lock()[i].push((*id, got));
                             // A commit failure shows again at the final commit.
-                            let _ = batches.lock().add(store, len);
+                            let _ = batches.lock().add(store, got.len);
                         }
                         Err(e) => failed.lock().push((*id, i, e.to_string())),
                     }
@@ -399,19 +468,19 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
     let mut lost = Vec::new();
     for (id, bad, why) in failed.into_inner() {
         reps[bad].refused += 1;
-        let mut got = false;
+        let mut sent = false;
         for i in (0..remotes.len()).filter(|i| *i != bad && lists[*i].contains(&id)) {
             let (r, peer, _) = &remotes[i];
-            match put_one(store, &**peer, &r.name, &id, placed) {
-                Ok((len, kept)) => {
-                    done[i].push((id, len, kept));
-                    got = true;
+            match put_one(store, &**peer, &r.name, &id, placed, &local) {
+                Ok(got) => {
+                    done[i].push((id, got));
+                    sent = true;
                     break;
                 }
                 Err(_) => reps[i].refused += 1,
             }
         }
-        if !got {
+        if !sent {
             lost.push(format!("{id} ({why})"));
         }
     }
@@ -425,10 +494,11 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
     }
     let mut out = Vec::new();
     for (i, (mut r, _, c)) in remotes.into_iter().enumerate() {
-        let ids: Vec<ArtifactId> = done[i].iter().map(|(id, _, _)| *id).collect();
+        let ids: Vec<ArtifactId> = done[i].iter().map(|(id, _)| *id).collect();
         reps[i].fetched = ids.len();
-        reps[i].bytes = done[i].iter().map(|(_, l, _)| l).sum();
-        reps[i].resumed = done[i].iter().map(|(_, _, k)| k).sum();
+        reps[i].bytes = done[i].iter().map(|(_, g)| g.len).sum();
+        reps[i].resumed = done[i].iter().map(|(_, g)| g.resumed).sum();
+        reps[i].reused = done[i].iter().map(|(_, g)| g.reused).sum();
         reps[i].present = present;
         if !(c.m.seq == r.seq && ids.is_empty() && r.key.is_some()) {
             reps[i].import = Some(finish(store, &mut r, &c, n, placed, &ids, &[])?);

@@ -390,7 +390,7 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
 
 fn report_json(r: &asl::federation::sync::FetchReport) -> serde_json::Value {
     json!({"seq": r.seq, "listed": r.listed, "present": r.present, "fetched": r.fetched,
-           "bytes": r.bytes, "refused": r.refused, "resumed": r.resumed, "promised": r.promised,
+           "bytes": r.bytes, "refused": r.refused, "resumed": r.resumed, "reused": r.reused, "promised": r.promised,
            "import": r.import.map(|i| i.to_hex())})
 }
 
@@ -444,6 +444,12 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) ->
                 out!(
                     "  {} promised: fetched when first read (or by a fetch without --lazy)",
                     r.promised
+                );
+            }
+            if r.reused > 0 {
+                out!(
+                    "  {} bytes of large artifacts were copied from chunks already here, not sent",
+                    r.reused
                 );
             }
             if r.resumed > 0 {
