@@ -76,6 +76,7 @@ fn promised_artifacts_are_listed_and_fetched_when_first_read() {
     assert_eq!(p.len(), 6);
     assert!(p.contains(&big_id) && p.contains(&tree));
     assert!(ok(&b, &["ls"]).contains(&format!("{big_id} promised by a")));
+    assert_eq!(json(&b, &["origin", &big_id])["origin"], "promised");
     let o = aslctl(&b, &["verify"]);
     assert!(o.status.success(), "{}", err(&o));
 
@@ -84,6 +85,16 @@ fn promised_artifacts_are_listed_and_fetched_when_first_read() {
     assert!(got.status.success(), "{}", err(&got));
     assert!(got.stdout == big_bytes);
     assert!(!promised(&b).contains(&big_id));
+    // Once fetched it says where it came from: the domain, the remote, the
+    // manifest that listed it.
+    let o = json(&b, &["origin", &big_id]);
+    assert_eq!(
+        (o["origin"].as_str(), o["remote"].as_str()),
+        (Some("imported"), Some("a")),
+        "{o}"
+    );
+    assert_eq!(o["domain"], json(&a, &["domain", "show"])["id"]);
+    assert_eq!(o["manifest"], json(&a, &["domain", "manifest"])["manifest"]);
     let info = json(&b, &["ls"]);
     let entry = info
         .as_array()

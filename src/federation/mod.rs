@@ -12,6 +12,8 @@
 //! - [`remote`]: the other domains this store fetches from, and the table
 //!   of local numbers index records use for them.
 //! - [`mentions`]: no published record names an internal artifact.
+//! - [`origin`]: where an artifact came from (this domain, an import
+//!   under a signed manifest, a promise).
 //! - [`promise`]: other domains' artifacts referred to without their
 //!   bytes, fetched and verified when first read.
 //! - [`ranged`]: large artifacts fetched chunk-verified and resumed
@@ -23,6 +25,7 @@ pub mod cosign;
 pub mod domain;
 pub mod fsnap;
 pub mod mentions;
+pub mod origin;
 pub mod peers;
 pub mod promise;
 pub mod publish;

@@ -482,3 +482,50 @@ pub(crate) fn push(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, E
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) fn origin(json_out: bool, dir: &Path, text: &str) -> Result<ExitCode, Error> {
+    use asl::federation::origin::{origin, Origin};
+    use asl::federation::promise;
+    let s = asl::StoreOptions::new().read_only(true).open(dir)?;
+    let id = promise::resolve(&s, text)?;
+    let o = origin(&s, &id)?;
+    let (v, line) = match &o {
+        Origin::Local => (
+            json!({"id": id.to_hex(), "origin": "local"}),
+            format!("{id}  made in this domain"),
+        ),
+        Origin::Imported {
+            domain, name, import, ..
+        } => {
+            let mut v = json!({"id": id.to_hex(), "origin": "imported", "domain": hex(domain), "domain_name": name});
+            let mut line = format!("{id}  from domain {name} ({})", hex(domain));
+            if let Some((remote, rec, manifest, seq)) = import {
+                v["remote"] = json!(remote);
+                v["import"] = json!(rec.to_hex());
+                v["manifest"] = json!(manifest.to_hex());
+                v["seq"] = json!(seq);
+                line +=
+                    &format!(", imported from remote {remote} under manifest {seq} ({manifest}), import record {rec}");
+            } else {
+                line += ", pushed here (no import record lists it)";
+            }
+            (v, line)
+        }
+        Origin::Promised(p) => (
+            json!({"id": id.to_hex(), "origin": "promised", "domain": hex(&p.domain), "remote": p.remote,
+                   "manifest": p.manifest.to_hex(), "import": p.import.to_hex()}),
+            format!(
+                "{id}  promised by remote {} (domain {}, manifest {}): not fetched yet",
+                p.remote,
+                hex(&p.domain),
+                p.manifest
+            ),
+        ),
+    };
+    if json_out {
+        out!("{v}");
+    } else {
+        out!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

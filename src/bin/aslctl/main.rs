@@ -296,6 +296,12 @@ enum Cmd {
         /// The remote's name.
         name: String,
     },
+    /// Where an artifact came from: this domain, another domain (the
+    /// remote and signed manifest it was imported under), or a promise.
+    Origin {
+        /// Id or prefix (of a promised id too).
+        id: String,
+    },
     /// A store on S3-compatible object storage: create one living in a
     /// bucket, move a local one there, attach to one from another machine;
     /// or push a local store's mirror and restore from it (feature s3).
@@ -407,6 +413,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Remote(c) => federation::remote(cli.json, dir, c),
         Cmd::Fetch { names, lazy } => federation::fetch(cli.json, dir, names, *lazy),
         Cmd::Push { name } => federation::push(cli.json, dir, name),
+        Cmd::Origin { id } => federation::origin(cli.json, dir, id),
         #[cfg(feature = "s3")]
         Cmd::S3(c) => s3cmd::s3(cli.json, dir, c),
         Cmd::Label { id, labels, media_type } => query::label(cli.json, dir, id, labels, media_type.as_deref()),
