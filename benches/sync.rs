@@ -127,9 +127,12 @@ fn du(p: &Path) -> u64 {
         .unwrap()
 }
 
+/// What the remote sent of the artifacts' bytes: their length, less what
+/// was copied from chunks already here or kept from an interrupted fetch.
 fn fetched_bytes(json: &str) -> u64 {
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
-    v["bytes"].as_u64().unwrap()
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    n("bytes") - n("reused") - n("resumed")
 }
 
 fn main() {
