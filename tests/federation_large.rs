@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{aslctl, aslctl_json as json, aslctl_ok as ok, noise, stderr_of as err};
+use common::{aslctl, aslctl_json as json, aslctl_ok as ok, noise, stderr_of as err, Killed};
 
 const MIB: usize = 1 << 20;
 
@@ -27,11 +27,7 @@ fn publisher(root: &Path, len: usize) -> (std::path::PathBuf, String, Vec<u8>) {
     let bytes = noise(42, len);
     let f = root.join("big.bin");
     std::fs::write(&f, &bytes).unwrap();
-    let id = ok(&a, &["ingest", f.to_str().unwrap()])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let id = common::ingest_file(&a, &f);
     ok(&a, &["publish", &id]);
     (a, id, bytes)
 }
@@ -40,16 +36,6 @@ fn staged(store: &Path, id: &str) -> Option<u64> {
     std::fs::metadata(store.join("fetch").join(format!("{id}.part")))
         .ok()
         .map(|m| m.len())
-}
-
-/// Kills a helper process however the test ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -213,11 +199,7 @@ fn a_new_version_of_a_large_artifact_sends_only_the_chunks_that_changed() {
     bytes2.extend(noise(43, 3 * MIB + 5));
     let f = tmp.path().join("big-v2.bin");
     std::fs::write(&f, &bytes2).unwrap();
-    let v2 = ok(&a, &["ingest", f.to_str().unwrap()])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let v2 = common::ingest_file(&a, &f);
     ok(&a, &["publish", &v2]);
     let s = common::server::start_on(tempfile::tempdir().unwrap(), a.clone(), &[], None);
     ok(&b, &["remote", "add", "ah", &s.url]);

@@ -18,18 +18,6 @@ fn promised(store: &Path) -> Vec<String> {
         .collect()
 }
 
-fn tree_line(lines: &str, dir: &Path) -> String {
-    let want = format!("{}/", dir.display());
-    lines
-        .lines()
-        .find_map(|l| {
-            l.split_once("  ")
-                .filter(|(_, p)| *p == want)
-                .map(|(id, _)| id.to_string())
-        })
-        .unwrap_or_else(|| panic!("no tree line in {lines}"))
-}
-
 #[test]
 fn promised_artifacts_are_listed_and_fetched_when_first_read() {
     let tmp = tempfile::tempdir().unwrap();
@@ -38,22 +26,14 @@ fn promised_artifacts_are_listed_and_fetched_when_first_read() {
     std::fs::create_dir_all(src.join("sub")).unwrap();
     std::fs::write(src.join("one.txt"), noise(1, 3000)).unwrap();
     std::fs::write(src.join("sub/two.txt"), noise(2, 4000)).unwrap();
-    let tree = tree_line(&ok(&a, &["ingest", "--tree", src.to_str().unwrap()]), &src);
+    let tree = common::ingest_tree(&a, &src);
     let big = tmp.path().join("big.bin");
     let big_bytes = noise(3, 9 << 20);
     std::fs::write(&big, &big_bytes).unwrap();
-    let big_id = ok(&a, &["ingest", big.to_str().unwrap()])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let big_id = common::ingest_file(&a, &big);
     let gone = tmp.path().join("gone.txt");
     std::fs::write(&gone, b"published, then not").unwrap();
-    let gone_id = ok(&a, &["ingest", gone.to_str().unwrap()])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let gone_id = common::ingest_file(&a, &gone);
     ok(&a, &["publish", "--tree", &tree, &big_id, &gone_id]);
 
     ok(&b, &["remote", "add", "a", a.to_str().unwrap()]);
@@ -137,11 +117,7 @@ fn a_pel_run_fetches_its_promised_inputs() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let f = tmp.path().join("words.txt");
     std::fs::write(&f, "plum\nfig\nplum\n").unwrap();
-    let id = ok(&a, &["ingest", f.to_str().unwrap()])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let id = common::ingest_file(&a, &f);
     ok(&a, &["publish", &id]);
     ok(&b, &["remote", "add", "a", a.to_str().unwrap()]);
     ok(&b, &["fetch", "a", "--lazy"]);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{aslctl, aslctl_json as json, aslctl_ok as ok, noise, stderr_of as err, stdout_of as out};
+use common::{aslctl, aslctl_json as json, aslctl_ok as ok, noise, stderr_of as err, stdout_of as out, Killed};
 
 fn ids(store: &Path) -> Vec<String> {
     ok(store, &["ls"])
@@ -164,16 +164,6 @@ s = http.server.HTTPServer(("127.0.0.1", 0), H)
 print(s.server_address[1], flush=True)
 s.serve_forever()
 "#;
-
-/// Kills a helper process however the test ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts the lying peer over `files`; its port.
 fn liar(files: &Path, mode: &str) -> (Killed, u16) {

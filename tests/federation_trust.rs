@@ -20,8 +20,7 @@ fn ids(store: &Path) -> Vec<String> {
 
 fn ingest(store: &Path, file: &Path, bytes: &[u8]) -> String {
     std::fs::write(file, bytes).unwrap();
-    let line = ok(store, &["ingest", file.to_str().unwrap()]);
-    line.split_whitespace().next().unwrap().to_string()
+    common::ingest_file(store, file)
 }
 
 /// A fetch refused by the policy: exit 2, the reason, nothing stored.
@@ -271,22 +270,9 @@ fn no_internal_id_reaches_another_domain_by_any_path() {
     std::fs::create_dir_all(tree_dir.join("secret")).unwrap();
     std::fs::write(tree_dir.join("open.txt"), noise(3, 2000)).unwrap();
     std::fs::write(tree_dir.join("secret/plan.txt"), noise(4, 3000)).unwrap();
-    let tree_of = |dir: &Path| {
-        let d = dir.to_str().unwrap();
-        let lines = ok(&a, &["ingest", "--tree", d]);
-        let want = format!("{d}/");
-        lines
-            .lines()
-            .find_map(|l| {
-                l.split_once("  ")
-                    .filter(|(_, p)| *p == want)
-                    .map(|(id, _)| id.to_string())
-            })
-            .unwrap_or_else(|| panic!("no tree line in {lines}"))
-    };
-    let whole = tree_of(&tree_dir);
+    let whole = common::ingest_tree(&a, &tree_dir);
     std::fs::remove_dir_all(tree_dir.join("secret")).unwrap();
-    let open = tree_of(&tree_dir);
+    let open = common::ingest_tree(&a, &tree_dir);
     ok(&a, &["label", &out, "team=fruit"]);
     ok(&a, &["label", &whole, "team=fruit"]);
 

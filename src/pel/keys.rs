@@ -84,16 +84,21 @@ impl Signer {
                         path.display()
                     )));
                 }
-                let mut seed = [0u8; 32];
-                fs::File::open("/dev/urandom")
-                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
-                    .map_err(|e| PelError::Trust(format!("read /dev/urandom: {e}")))?;
-                let s = Signer::from_seed(seed);
+                let s = Signer::random()?;
                 write_private(&path, &s.encode())?;
                 Ok(s)
             }
             Err(e) => Err(PelError::Trust(format!("read {}: {e}", path.display()))),
         }
+    }
+
+    /// A new key from the OS's random source.
+    fn random() -> Result<Signer, PelError> {
+        let mut seed = [0u8; 32];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+            .map_err(|e| PelError::Trust(format!("read /dev/urandom: {e}")))?;
+        Ok(Signer::from_seed(seed))
     }
 
     /// A signing key kept in its own file (a co-signer's, say), in the
@@ -112,11 +117,7 @@ impl Signer {
                 path.display()
             )));
         }
-        let mut seed = [0u8; 32];
-        fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
-            .map_err(|e| PelError::Trust(format!("read /dev/urandom: {e}")))?;
-        let s = Signer::from_seed(seed);
+        let s = Signer::random()?;
         // Not `write_private`: the file's directory is the user's, and is
         // left as it is.
         fs::OpenOptions::new()

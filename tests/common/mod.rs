@@ -271,3 +271,35 @@ pub fn aslctl_json(store: &Path, args: &[&str]) -> serde_json::Value {
     a.extend_from_slice(args);
     serde_json::from_str(aslctl_ok(store, &a).trim()).unwrap()
 }
+
+/// `aslctl ingest FILE` in `store`: the file's id.
+pub fn ingest_file(store: &Path, file: &Path) -> String {
+    let line = aslctl_ok(store, &["ingest", file.to_str().unwrap()]);
+    line.split_whitespace().next().unwrap().to_string()
+}
+
+/// `aslctl ingest --tree DIR` in `store`: the id of DIR's tree.
+pub fn ingest_tree(store: &Path, dir: &Path) -> String {
+    let d = dir.to_str().unwrap();
+    let lines = aslctl_ok(store, &["ingest", "--tree", d]);
+    let want = format!("{d}/");
+    lines
+        .lines()
+        .find_map(|l| {
+            l.split_once("  ")
+                .filter(|(_, p)| *p == want)
+                .map(|(id, _)| id.to_string())
+        })
+        .unwrap_or_else(|| panic!("no tree line in {lines}"))
+}
+
+/// A helper process killed however the test ends (an orphan holding a
+/// pipe would hang whatever reads the test's output).
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
