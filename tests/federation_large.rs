@@ -214,4 +214,15 @@ fn a_new_version_of_a_large_artifact_sends_only_the_chunks_that_changed() {
     assert_eq!(aslctl(&b, &["cat", &v1]).stdout, bytes1);
     let o = aslctl(&b, &["verify"]);
     assert!(o.status.success(), "{}", err(&o));
+
+    // Both versions in one fetch: the second copies from the first.
+    let c = tmp.path().join("c");
+    ok(&c, &["remote", "add", "ah", &s.url]);
+    let r = json(&c, &["fetch", "ah"]);
+    assert_eq!(
+        (r["fetched"].as_u64(), r["reused"].as_u64()),
+        (Some(2), Some(15 * MIB as u64)),
+        "{r}"
+    );
+    assert_eq!(aslctl(&c, &["cat", &v2]).stdout, bytes2);
 }

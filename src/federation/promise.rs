@@ -162,7 +162,7 @@ fn fetch_one(store: &Store, id: &ArtifactId, p: &Promise) -> Result<()> {
     for r in candidates {
         let attempt = r.and_then(|r| {
             let peer = peer_for(&r)?;
-            let local = super::sync::LocalCache::new();
+            let local = super::sync::LocalCache::default();
             put_one(store, &*peer, &r.name, id, placed, &local)
                 .map(drop)
                 .map_err(|e| match e {

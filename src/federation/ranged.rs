@@ -324,12 +324,27 @@ impl Partial {
         if data.len() != self.chunk_len(idx) || !self.matches(idx, data) {
             return Ok(false);
         }
+        self.push_verified(data)?;
+        Ok(true)
+    }
+
+    /// Stages `data` as the next chunk without hashing it again: for bytes
+    /// a verified read of the store proved against this very chaining
+    /// value. (The put in [`finish`](Self::finish) hashes everything once
+    /// more all the same.)
+    pub fn push_verified(&mut self, data: &[u8]) -> Result<()> {
+        debug_assert_eq!(data.len(), self.chunk_len(self.next_index()));
         self.file
             .seek(SeekFrom::Start(self.data_at + self.verified))
             .and_then(|_| self.file.write_all(data))
             .map_err(|e| io_err("write", &self.path, e))?;
         self.verified += data.len() as u64;
-        Ok(true)
+        Ok(())
+    }
+
+    /// The tree.
+    pub fn cvs(&self) -> &[[u8; 32]] {
+        &self.cvs
     }
 
     fn sync(&self) -> Result<()> {
@@ -387,6 +402,14 @@ impl LocalChunks {
     /// An artifact here holding the chunk whose chaining value is `cv`.
     pub fn get(&self, cv: &[u8; 32]) -> Option<&ArtifactId> {
         self.0.get(cv)
+    }
+
+    /// Adds the chunks of `id`, just stored (a fetch's later artifacts may
+    /// share them).
+    pub fn add(&mut self, id: ArtifactId, cvs: &[[u8; 32]]) {
+        for cv in cvs {
+            self.0.entry(*cv).or_insert(id);
+        }
     }
 }
 

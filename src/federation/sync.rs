@@ -172,15 +172,17 @@ pub(super) struct Got {
     pub reused: u64,
 }
 
-/// The chunks already here, indexed once per fetch, when a large artifact
-/// first needs them.
-pub(super) type LocalCache = std::sync::OnceLock<LocalChunks>;
+/// The chunks already here, indexed once per fetch when a large artifact
+/// first needs them, and grown by each large artifact the fetch stores.
+pub(super) type LocalCache = parking_lot::Mutex<Option<LocalChunks>>;
 
-fn local_chunks<'a>(store: &Store, cache: &'a LocalCache) -> Result<&'a LocalChunks> {
-    if cache.get().is_none() {
-        let _ = cache.set(LocalChunks::of_store(store)?);
+/// Runs `f` over the index of chunks here, building it on first use.
+fn with_local<T>(store: &Store, cache: &LocalCache, f: impl FnOnce(&mut LocalChunks) -> T) -> Result<T> {
+    let mut g = cache.lock();
+    if g.is_none() {
+        *g = Some(LocalChunks::of_store(store)?);
     }
-    Ok(cache.get().expect("set above"))
+    Ok(f(g.as_mut().expect("set above")))
 }
 
 /// Stores artifact `id` from `peer`, which must send exactly its bytes. A
@@ -199,7 +201,9 @@ pub(super) fn put_one(
     if let Some(mut p) = Partial::resume(store, id)? {
         let resumed = p.verified();
         let reused = fill_large(store, peer, name, id, &mut p, local)?;
+        let cvs = p.cvs().to_vec();
         let len = p.finish(store, placed)?;
+        with_local(store, local, |l| l.add(*id, &cvs))?;
         return Ok(Got { len, resumed, reused });
     }
     let (len, reader) = peer.reader_at(id, 0, None)?;
@@ -212,7 +216,9 @@ pub(super) fn put_one(
         let mut p = Partial::create(store, id, len, cvs)
             .map_err(|e| Error::InvalidArgument(format!("remote {name}: {e}; nothing stored")))?;
         let reused = fill_large(store, peer, name, id, &mut p, local)?;
+        let cvs = p.cvs().to_vec();
         let len = p.finish(store, placed)?;
+        with_local(store, local, |l| l.add(*id, &cvs))?;
         return Ok(Got {
             len,
             resumed: 0,
@@ -244,26 +250,29 @@ fn fill_large(
     p: &mut Partial,
     local: &LocalCache,
 ) -> Result<u64> {
-    let here = local_chunks(store, local)?;
     let n = p.len().div_ceil(TRANSFER_CHUNK as u64);
     let mut reused = 0;
     while p.verified() < p.len() {
         let idx = p.next_index();
-        if let Some(src) = here.get(p.cv(idx)) {
+        let source = with_local(store, local, |l| l.get(p.cv(idx)).copied())?;
+        if let Some(src) = source {
             let len = p.chunk_len(idx) as u64;
-            // A verified read; a damaged or vanished source is no source.
-            if let Ok(bytes) = store.read_range(src, idx * TRANSFER_CHUNK as u64, len) {
-                if p.push(&bytes)? {
-                    reused += len;
-                    continue;
-                }
+            // A verified read: the store proves the bytes against the same
+            // chaining value. A damaged or vanished source is no source.
+            if let Ok(bytes) = store.read_range(&src, idx * TRANSFER_CHUNK as u64, len) {
+                p.push_verified(&bytes)?;
+                reused += len;
+                continue;
             }
         }
-        let mut j = idx + 1;
-        while j < n && here.get(p.cv(j)).is_none() {
-            j += 1;
-        }
-        let end = (j * TRANSFER_CHUNK as u64).min(p.len());
+        // The run of chunks not here, asked for in one request.
+        let end = with_local(store, local, |l| {
+            let mut j = idx + 1;
+            while j < n && l.get(p.cv(j)).is_none() {
+                j += 1;
+            }
+            (j * TRANSFER_CHUNK as u64).min(p.len())
+        })?;
         let (len, mut reader) = peer.reader_at(id, p.verified(), Some(end))?;
         if len != p.len() {
             return Err(Error::InvalidArgument(format!(
@@ -360,7 +369,7 @@ fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Res
     let mut fetched = Vec::new();
     let mut promised = Vec::new();
     let mut batches = Batches::new();
-    let local = LocalCache::new();
+    let local = LocalCache::default();
     for id in &c.m.published {
         if store.contains(id)? {
             rep.present += 1;
@@ -443,7 +452,7 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
         work[sources[k % sources.len()]].push(*id);
     }
     let done = parking_lot::Mutex::new(vec![Vec::<(ArtifactId, Got)>::new(); remotes.len()]);
-    let local = LocalCache::new();
+    let local = LocalCache::default();
     let failed = parking_lot::Mutex::new(Vec::<(ArtifactId, usize, String)>::new());
     let batches = parking_lot::Mutex::new(Batches::new());
     std::thread::scope(|scope| {
