@@ -163,7 +163,7 @@ fn fetch_one(store: &Store, id: &ArtifactId, p: &Promise) -> Result<()> {
         let attempt = r.and_then(|r| {
             let peer = peer_for(&r)?;
             let local = super::sync::LocalCache::default();
-            put_one(store, &*peer, &r.name, id, placed, &local)
+            put_one(store, &*peer, &r.name, id, None, placed, &local)
                 .map(drop)
                 .map_err(|e| match e {
                     Error::NotFound(_) => Error::InvalidArgument(format!(

@@ -44,6 +44,10 @@ pub struct Manifest {
     pub prev: Option<ArtifactId>,
     /// Every published artifact, sorted.
     pub published: Vec<ArtifactId>,
+    /// Their lengths, in the same order (empty in a manifest written
+    /// before sizes were listed): a fetch knows from them which artifacts
+    /// to fetch chunk by chunk without asking first.
+    pub sizes: Vec<u64>,
     /// When it was made (RFC 3339, UTC).
     pub created_at: String,
 }
@@ -69,6 +73,12 @@ impl Manifest {
         ];
         if let Some(p) = self.prev {
             m.push((Value::text("prev"), Value::Bytes(p.as_bytes().to_vec())));
+        }
+        if !self.sizes.is_empty() {
+            m.push((
+                Value::text("sizes"),
+                Value::Array(self.sizes.iter().map(|n| Value::Unsigned(*n)).collect()),
+            ));
         }
         Record::new(PUBLICATION_TYPE, 1, Value::Map(m))
     }
@@ -103,7 +113,19 @@ impl Manifest {
         if published.windows(2).any(|w| w[0] >= w[1]) {
             return Err("published is not sorted and distinct".into());
         }
+        let sizes = match r.body.get("sizes") {
+            None => Vec::new(),
+            Some(Value::Array(a)) if a.len() == published.len() => a
+                .iter()
+                .map(|v| match v {
+                    Value::Unsigned(n) => Ok(*n),
+                    _ => Err("sizes holds a non-integer".to_string()),
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+            Some(_) => return Err("sizes does not match published".into()),
+        };
         Ok(Manifest {
+            sizes,
             domain: bytes("domain")?.try_into().map_err(|_| "domain is not 16 bytes")?,
             name: match r.body.get("name") {
                 Some(Value::Text(t)) => t.clone(),
@@ -277,10 +299,12 @@ fn change(store: &Store, ids: &[ArtifactId], v: Visibility) -> Result<Published>
         own.extend(signature_of(store, id)?);
     }
     let mut published = Vec::new();
+    let mut sizes = Vec::new();
     for info in store.iter()? {
         let info = info?;
         if info.visibility == Visibility::Published && !own.contains(&info.id) {
             published.push(info.id);
+            sizes.push(info.len);
         }
     }
     let m = Manifest {
@@ -290,6 +314,7 @@ fn change(store: &Store, ids: &[ArtifactId], v: Visibility) -> Result<Published>
         seq: prev.as_ref().map_or(1, |(_, m)| m.seq + 1),
         prev: prev.as_ref().map(|(id, _)| *id),
         published,
+        sizes,
         created_at: records::time::format(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -367,9 +392,25 @@ mod tests {
         let (m1, s1) = r1.manifest.unwrap();
         let (latest_id, latest) = latest(&s).unwrap().unwrap();
         assert_eq!(
-            (latest_id, latest.prev, latest.published.clone()),
-            (m2, Some(m1), vec![b])
+            (latest_id, latest.prev, latest.published.clone(), latest.sizes.clone()),
+            (m2, Some(m1), vec![b], vec![4])
         );
+        // Sizes are optional (manifests before them), but must match.
+        let mut old = latest.clone();
+        old.sizes.clear();
+        assert_eq!(
+            Manifest::from_record(&old.to_record()).unwrap().sizes,
+            Vec::<u64>::new()
+        );
+        let mut bad = latest.to_record();
+        if let Value::Map(m) = &mut bad.body {
+            m.retain(|(k, _)| *k != Value::text("sizes"));
+            m.push((
+                Value::text("sizes"),
+                Value::Array(vec![Value::Unsigned(4), Value::Unsigned(5)]),
+            ));
+        }
+        assert!(Manifest::from_record(&bad).unwrap_err().contains("sizes"));
         // Only the latest manifest is published.
         let vis = |id| s.info(&id).unwrap().unwrap().visibility;
         assert_eq!(

@@ -195,6 +195,7 @@ pub(super) fn put_one(
     peer: &dyn Peer,
     name: &str,
     id: &ArtifactId,
+    size: Option<u64>,
     placed: PutOptions,
     local: &LocalCache,
 ) -> Result<Got> {
@@ -206,11 +207,20 @@ pub(super) fn put_one(
         with_local(store, local, |l| l.add(*id, &cvs))?;
         return Ok(Got { len, resumed, reused });
     }
-    let (len, reader) = peer.reader_at(id, 0, None)?;
+    // The manifest's size says whether to go chunk by chunk; without one
+    // (an older manifest, a promise) the answer to a plain GET does.
+    let (len, reader) = match size {
+        Some(n) if n >= RANGED_MIN => (n, None),
+        _ => {
+            let (n, r) = peer.reader_at(id, 0, None)?;
+            (n, Some(r))
+        }
+    };
     if len >= RANGED_MIN {
-        // The stream is closed before the tree is asked for: a server that
-        // answers one request at a time would otherwise wait on us while
-        // we wait on it. What it had sent ahead is the cost.
+        // A stream opened to learn the length is closed before the tree is
+        // asked for: a server that answers one request at a time would
+        // otherwise wait on us while we wait on it. What it had sent ahead
+        // is the cost, paid only when the manifest lists no sizes.
         drop(reader);
         let cvs = peer.tree(id)?;
         let mut p = Partial::create(store, id, len, cvs)
@@ -225,6 +235,7 @@ pub(super) fn put_one(
             reused,
         });
     }
+    let reader = reader.expect("opened for a small artifact");
     let put = store
         .put_reader_with(reader, &placed.expect(Some(*id)))
         .map_err(|e| match e {
@@ -370,7 +381,7 @@ fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Res
     let mut promised = Vec::new();
     let mut batches = Batches::new();
     let local = LocalCache::default();
-    for id in &c.m.published {
+    for (k, id) in c.m.published.iter().enumerate() {
         if store.contains(id)? {
             rep.present += 1;
             continue;
@@ -379,7 +390,7 @@ fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Res
             promised.push(*id);
             continue;
         }
-        let got = put_one(store, peer, &r.name, id, placed, &local)?;
+        let got = put_one(store, peer, &r.name, id, c.m.sizes.get(k).copied(), placed, &local)?;
         rep.fetched += 1;
         rep.bytes += got.len;
         rep.resumed += got.resumed;
@@ -451,6 +462,15 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
         let sources: Vec<usize> = (0..remotes.len()).filter(|i| lists[*i].contains(id)).collect();
         work[sources[k % sources.len()]].push(*id);
     }
+    let sizes: std::collections::HashMap<ArtifactId, u64> = remotes[newest]
+        .2
+        .m
+        .published
+        .iter()
+        .copied()
+        .zip(remotes[newest].2.m.sizes.iter().copied())
+        .collect();
+    let sizes = &sizes;
     let done = parking_lot::Mutex::new(vec![Vec::<(ArtifactId, Got)>::new(); remotes.len()]);
     let local = LocalCache::default();
     let failed = parking_lot::Mutex::new(Vec::<(ArtifactId, usize, String)>::new());
@@ -461,7 +481,7 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
             let (done, failed, batches, local) = (&done, &failed, &batches, &local);
             scope.spawn(move || {
                 for id in ids {
-                    match put_one(store, &**peer, &r.name, id, placed, local) {
+                    match put_one(store, &**peer, &r.name, id, sizes.get(id).copied(), placed, local) {
                         Ok(got) => {
                             done.lock()[i].push((*id, got));
                             // A commit failure shows again at the final commit.
@@ -480,7 +500,7 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
         let mut sent = false;
         for i in (0..remotes.len()).filter(|i| *i != bad && lists[*i].contains(&id)) {
             let (r, peer, _) = &remotes[i];
-            match put_one(store, &**peer, &r.name, &id, placed, &local) {
+            match put_one(store, &**peer, &r.name, &id, sizes.get(&id).copied(), placed, &local) {
                 Ok(got) => {
                     done[i].push((id, got));
                     sent = true;
