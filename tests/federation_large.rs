@@ -169,6 +169,28 @@ fn a_chunk_sent_wrong_is_refused_there_and_another_remote_sends_only_the_rest() 
     assert_eq!(r["resumed"].as_u64(), Some(7 * MIB as u64), "{r}");
     assert_eq!(aslctl(&b, &["cat", &id]).stdout, bytes);
 
+    // A staged artifact that its domain stops publishing: the next fetch
+    // from the domain removes the staging file (nobody would send the rest).
+    let d = tmp.path().join("d");
+    ok(
+        &d,
+        &["remote", "add", "liar", &format!("http://127.0.0.1:{}", port.trim())],
+    );
+    assert_eq!(aslctl(&d, &["fetch", "liar"]).status.code(), Some(2));
+    assert!(staged(&d, &id).is_some());
+    let other = tmp.path().join("other.txt");
+    std::fs::write(&other, b"still published").unwrap();
+    let other_id = common::ingest_file(&a, &other);
+    ok(&a, &["publish", &other_id]);
+    ok(&a, &["unpublish", &id]);
+    ok(&d, &["remote", "add", "a", a.to_str().unwrap()]);
+    ok(&d, &["fetch", "a"]);
+    assert_eq!(
+        staged(&d, &id),
+        None,
+        "the staging file of an unpublished artifact is gone"
+    );
+
     // A tree that does not merge into the id is refused before any byte.
     let c = tmp.path().join("c");
     let mut bad = tree.clone();

@@ -427,25 +427,37 @@ fn read_full(from: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// The artifacts with a staging file.
+pub fn staged(store: &Store) -> Vec<ArtifactId> {
+    let Ok(entries) = fs::read_dir(store.path().join("fetch")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".part"))
+                .and_then(|n| n.parse::<ArtifactId>().ok())
+        })
+        .collect()
+}
+
+/// Removes the staging file of `id`, if there is one.
+pub fn discard(store: &Store, id: &ArtifactId) -> Result<()> {
+    let p = part_path(store, id);
+    match fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", &p, e)),
+        _ => Ok(()),
+    }
+}
+
 /// Removes staging files of artifacts the store now holds (a fetch that
 /// died between its commit and the removal).
 pub fn sweep(store: &Store) -> Result<()> {
-    let dir = store.path().join("fetch");
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Ok(());
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(id) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".part"))
-            .and_then(|n| n.parse::<ArtifactId>().ok())
-        else {
-            continue;
-        };
+    for id in staged(store) {
         if store.contains(&id)? {
-            let p = e.path();
-            fs::remove_file(&p).map_err(|x| io_err("remove", &p, x))?;
+            discard(store, &id)?;
         }
     }
     Ok(())

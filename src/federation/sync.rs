@@ -405,7 +405,42 @@ fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Res
         return Ok(rep);
     }
     rep.import = Some(finish(store, r, &c, n, placed, &fetched, &promised)?);
+    sweep_unwanted(store)?;
     Ok(rep)
+}
+
+/// After a fetch: staging files of artifacts that no remote's latest
+/// accepted manifest lists any more are removed (nobody would send the
+/// rest: a partial artifact nobody publishes is only disk used).
+fn sweep_unwanted(store: &Store) -> Result<()> {
+    let staged = super::ranged::staged(store);
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let mut wanted = std::collections::HashSet::new();
+    for (pin, rid) in store.pins() {
+        if !pin.starts_with("asl.import.") {
+            continue;
+        }
+        let manifest = records::get(store as &dyn records::Source, &rid)
+            .ok()
+            .and_then(|r| match r.body.get("manifest") {
+                Some(Value::Bytes(b)) => <[u8; 32]>::try_from(b.as_slice()).ok().map(ArtifactId::from_bytes),
+                _ => None,
+            })
+            .and_then(|mid| store.get(&mid).ok())
+            .and_then(|b| Record::decode(&b).ok())
+            .and_then(|r| Manifest::from_record(&r).ok());
+        match manifest {
+            Some(m) => wanted.extend(m.published),
+            // An import whose manifest cannot be read: keep everything.
+            None => return Ok(()),
+        }
+    }
+    for id in staged.iter().filter(|id| !wanted.contains(*id)) {
+        super::ranged::discard(store, id)?;
+    }
+    Ok(())
 }
 
 /// Fetches from several remotes of one domain at once (mirrors of it, say a
@@ -534,6 +569,7 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
         }
         out.push((r.name.clone(), reps[i].clone()));
     }
+    sweep_unwanted(store)?;
     Ok(out)
 }
 
