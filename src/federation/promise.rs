@@ -227,7 +227,7 @@ pub fn materialize(store: &Store, id: &ArtifactId) -> Result<usize> {
             .is_some_and(|r| r.type_name == records::tree::TREE_TYPE);
     if is_tree {
         // The walk fetches promised subtrees as it reads them.
-        let entries = records::tree::walk(&Promising(store), id).map_err(|e| match e {
+        let entries = records::tree::walk(&Promising::new(store), id).map_err(|e| match e {
             records::RecordError::Store(e) => e,
             e => Error::InvalidArgument(e.to_string()),
         })?;
@@ -243,14 +243,51 @@ pub fn materialize(store: &Store, id: &ArtifactId) -> Result<usize> {
 }
 
 /// A [`Source`] over a store that fetches promised artifacts on a miss, so
-/// tree walks, checkouts and record reads see through promises.
-pub struct Promising<'a>(pub &'a Store);
+/// tree walks, checkouts and record reads see through promises. The table
+/// of promises is read once, at the first miss (a walk over a promised tree
+/// misses once per directory).
+pub struct Promising<'a> {
+    store: &'a Store,
+    table: std::sync::OnceLock<BTreeMap<ArtifactId, Promise>>,
+}
+
+impl<'a> Promising<'a> {
+    /// Over `store` (opened to write: what it fetches is stored).
+    pub fn new(store: &'a Store) -> Self {
+        Promising {
+            store,
+            table: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Fetches `id` if it is promised; `NotFound` otherwise.
+    fn fetch(&self, id: &ArtifactId) -> Result<()> {
+        if self.table.get().is_none() {
+            let _ = self.table.set(promised(self.store)?);
+        }
+        let p = self.table.get().and_then(|t| t.get(id)).ok_or(Error::NotFound(*id))?;
+        fetch_one(self.store, id, p)?;
+        self.store.commit()
+    }
+}
 
 impl Source for Promising<'_> {
     fn read(&self, id: &ArtifactId) -> Result<Vec<u8>> {
-        read(self.0, id)
+        match self.store.get(id) {
+            Err(Error::NotFound(_)) => {
+                self.fetch(id)?;
+                self.store.get(id)
+            }
+            other => other,
+        }
     }
     fn reader(&self, id: &ArtifactId) -> Result<ArtifactReader> {
-        open(self.0, id)
+        match self.store.open_reader(id) {
+            Err(Error::NotFound(_)) => {
+                self.fetch(id)?;
+                self.store.open_reader(id)
+            }
+            other => other,
+        }
     }
 }

@@ -190,7 +190,7 @@ fn with_source<T>(
                 Err(e) if promise::is_promised_miss(&s, &e) => {
                     drop(s);
                     let w = asl::Store::open(dir)?;
-                    let r = f(&promise::Promising(&w), id);
+                    let r = f(&promise::Promising::new(&w), id);
                     crate::close_committed(w);
                     r
                 }
