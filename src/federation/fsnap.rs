@@ -68,43 +68,19 @@ fn bytes32(v: Option<&Value>) -> Option<ArtifactId> {
 /// The import records this store pinned, by the local domain number they
 /// are for: (domain id, manifest, signature, seq).
 fn imports_by_number(store: &Store) -> Result<BTreeMap<u16, Origin>> {
-    let mut out = BTreeMap::new();
-    for (pin, id) in store.pins() {
-        if !pin.starts_with("asl.import.") {
-            continue;
-        }
-        let r = records::get(store as &dyn Source, &id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let n = match r.body.get("local") {
-            Some(Value::Unsigned(n)) => *n as u16,
-            _ => continue,
+    let mut out: BTreeMap<u16, Origin> = BTreeMap::new();
+    for imp in super::sync::pinned_imports(store)? {
+        let o = Origin {
+            domain: imp.domain,
+            manifest: imp.manifest,
+            signature: imp.signature,
+            seq: imp.seq,
         };
-        let domain = match r.body.get("domain") {
-            Some(Value::Bytes(b)) => <[u8; 16]>::try_from(b.as_slice()).ok(),
-            _ => None,
-        };
-        let seq = match r.body.get("seq") {
-            Some(Value::Unsigned(s)) => *s,
-            _ => 0,
-        };
-        if let (Some(domain), Some(manifest), Some(signature)) = (
-            domain,
-            bytes32(r.body.get("manifest")),
-            bytes32(r.body.get("signature")),
-        ) {
-            // Two remotes may name one domain: keep its newest manifest.
-            let e = out.entry(n).or_insert(Origin {
-                domain,
-                manifest,
-                signature,
-                seq,
-            });
-            if seq > e.seq {
-                *e = Origin {
-                    domain,
-                    manifest,
-                    signature,
-                    seq,
-                };
+        // Two remotes may name one domain: keep its newest manifest.
+        match out.get(&imp.local) {
+            Some(e) if e.seq >= o.seq => {}
+            _ => {
+                out.insert(imp.local, o);
             }
         }
     }

@@ -10,9 +10,7 @@
 
 use super::promise::{self, Promise};
 use super::remote;
-use super::sync::IMPORT_TYPE;
-use crate::records::cbor::Value;
-use crate::records::{self, Source};
+use super::sync::pinned_imports;
 use crate::{ArtifactId, Error, Result, Store};
 
 /// An import: its remote, its record, the manifest it was accepted under
@@ -60,46 +58,17 @@ pub fn origin(store: &Store, id: &ArtifactId) -> Result<Origin> {
         .ok_or_else(|| {
             Error::InvalidArgument(format!("{id} is from domain number {n}, which the domain table lacks"))
         })?;
-    // The import that listed it, else the newest of its domain.
-    let mut best: Option<(bool, u64, Import)> = None;
-    for (pin, rid) in store.pins() {
-        let Some(remote) = pin.strip_prefix("asl.import.") else {
-            continue;
-        };
-        let Ok(r) = records::get(store as &dyn Source, &rid) else {
-            continue;
-        };
-        if r.type_name != IMPORT_TYPE || !matches!(r.body.get("local"), Some(Value::Unsigned(k)) if *k == u64::from(n))
-        {
-            continue;
-        }
-        let seq = match r.body.get("seq") {
-            Some(Value::Unsigned(s)) => *s,
-            _ => 0,
-        };
-        let manifest = match r.body.get("manifest") {
-            Some(Value::Bytes(b)) => match <[u8; 32]>::try_from(b.as_slice()) {
-                Ok(m) => ArtifactId::from_bytes(m),
-                Err(_) => continue,
-            },
-            _ => continue,
-        };
-        // Fetched by it, or promised by it and fetched on demand since.
-        let lists = |k: &str| {
-            matches!(r.body.get(k), Some(Value::Array(a))
-                if a.iter().any(|v| matches!(v, Value::Bytes(b) if b.as_slice() == id.as_bytes())))
-        };
-        let listed = lists("fetched") || lists("promised");
-        let cand = (listed, seq, (remote.to_string(), rid, manifest, seq));
-        if best.as_ref().is_none_or(|b| (cand.0, cand.1) > (b.0, b.1)) {
-            best = Some(cand);
-        }
-    }
+    // The import that fetched or promised it, else the newest of its domain.
+    let best = pinned_imports(store)?
+        .into_iter()
+        .filter(|imp| imp.local == n)
+        .max_by_key(|imp| (imp.fetched.contains(id) || imp.promised.contains(id), imp.seq))
+        .map(|imp| (imp.remote, imp.id, imp.manifest, imp.seq));
     Ok(Origin::Imported {
         domain,
         name,
         local: n,
-        import: best.map(|b| b.2),
+        import: best,
     })
 }
 

@@ -21,8 +21,7 @@ use std::collections::BTreeMap;
 
 use super::peers::peer_for;
 use super::remote;
-use super::sync::{put_one, IMPORT_TYPE};
-use crate::records::cbor::Value;
+use super::sync::{pinned_imports, put_one};
 use crate::records::{self, Record, Source};
 use crate::{ArtifactId, ArtifactReader, Error, PutOptions, Result, Store};
 
@@ -41,50 +40,23 @@ pub struct Promise {
     pub local: u16,
 }
 
-const IMPORT_PIN_PREFIX: &str = "asl.import.";
-
 /// Every promised id not in the store, with where it is to come from (the
 /// first remote in pin order that promises it).
 pub fn promised(store: &Store) -> Result<BTreeMap<ArtifactId, Promise>> {
     let mut out = BTreeMap::new();
-    for (pin, rid) in store.pins() {
-        let Some(remote) = pin.strip_prefix(IMPORT_PIN_PREFIX) else {
-            continue;
-        };
-        let r = records::get(store as &dyn Source, &rid).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        if r.type_name != IMPORT_TYPE {
-            continue;
-        }
-        let Some(Value::Array(ids)) = r.body.get("promised") else {
-            continue;
-        };
-        let bytes = |k: &str| match r.body.get(k) {
-            Some(Value::Bytes(b)) => Some(b.clone()),
-            _ => None,
-        };
-        let bad = || Error::InvalidArgument(format!("import record {rid} is malformed"));
-        let domain: [u8; 16] = bytes("domain").and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
-        let manifest: [u8; 32] = bytes("manifest").and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
-        let local = match r.body.get("local") {
-            Some(Value::Unsigned(n)) => u16::try_from(*n).map_err(|_| bad())?,
-            _ => return Err(bad()),
-        };
-        for v in ids {
-            let Value::Bytes(b) = v else {
-                return Err(bad());
-            };
-            let id = ArtifactId::from_bytes(b.as_slice().try_into().map_err(|_| bad())?);
-            if out.contains_key(&id) || store.contains(&id)? {
+    for imp in pinned_imports(store)? {
+        for id in &imp.promised {
+            if out.contains_key(id) || store.contains(id)? {
                 continue;
             }
             out.insert(
-                id,
+                *id,
                 Promise {
-                    remote: remote.to_string(),
-                    domain,
-                    manifest: ArtifactId::from_bytes(manifest),
-                    import: rid,
-                    local,
+                    remote: imp.remote.clone(),
+                    domain: imp.domain,
+                    manifest: imp.manifest,
+                    import: imp.id,
+                    local: imp.local,
                 },
             );
         }

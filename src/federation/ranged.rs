@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 
 use crate::block::tree;
+use crate::store::read_full;
 use crate::{ArtifactId, Error, PutOptions, Result, Store};
 
 /// Bytes per transfer chunk: a power of two, fixed so that any two stores
@@ -411,20 +412,6 @@ impl LocalChunks {
             self.0.entry(*cv).or_insert(id);
         }
     }
-}
-
-/// Reads until `buf` is full or the stream ends; how many bytes came.
-fn read_full(from: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match from.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// The artifacts with a staging file.

@@ -409,6 +409,83 @@ fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Res
     Ok(rep)
 }
 
+/// An `asl/import` record this store has pinned (`asl.import.<remote>`),
+/// decoded.
+#[derive(Clone, Debug)]
+pub(super) struct PinnedImport {
+    /// The remote whose fetch wrote it.
+    pub remote: String,
+    /// The record's id.
+    pub id: ArtifactId,
+    /// The other domain, and its local number here.
+    pub domain: [u8; 16],
+    pub local: u16,
+    /// The manifest the fetch accepted, its signature record and its
+    /// sequence number.
+    pub manifest: ArtifactId,
+    pub signature: ArtifactId,
+    pub seq: u64,
+    /// What it fetched, and what it promised.
+    pub fetched: Vec<ArtifactId>,
+    pub promised: Vec<ArtifactId>,
+}
+
+/// Every pinned import record, in pin order; a malformed one is an error.
+pub(super) fn pinned_imports(store: &Store) -> Result<Vec<PinnedImport>> {
+    let mut out = Vec::new();
+    for (pin, rid) in store.pins() {
+        let Some(remote) = pin.strip_prefix("asl.import.") else {
+            continue;
+        };
+        let r = records::get(store as &dyn records::Source, &rid).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if r.type_name != IMPORT_TYPE {
+            continue;
+        }
+        let bad = || Error::InvalidArgument(format!("import record {rid} is malformed"));
+        let bytes = |k: &str| match r.body.get(k) {
+            Some(Value::Bytes(b)) => Some(b.as_slice()),
+            _ => None,
+        };
+        let ids = |k: &str| -> Result<Vec<ArtifactId>> {
+            match r.body.get(k) {
+                None => Ok(Vec::new()),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| match v {
+                        Value::Bytes(b) => <[u8; 32]>::try_from(b.as_slice())
+                            .map(ArtifactId::from_bytes)
+                            .map_err(|_| bad()),
+                        _ => Err(bad()),
+                    })
+                    .collect(),
+                Some(_) => Err(bad()),
+            }
+        };
+        let id32 = |k: &str| {
+            bytes(k)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map(ArtifactId::from_bytes)
+                .ok_or_else(bad)
+        };
+        let uint = |k: &str| match r.body.get(k) {
+            Some(Value::Unsigned(n)) => Some(*n),
+            _ => None,
+        };
+        out.push(PinnedImport {
+            remote: remote.to_string(),
+            id: rid,
+            domain: bytes("domain").and_then(|b| b.try_into().ok()).ok_or_else(bad)?,
+            local: uint("local").and_then(|n| u16::try_from(n).ok()).ok_or_else(bad)?,
+            manifest: id32("manifest")?,
+            signature: id32("signature")?,
+            seq: uint("seq").ok_or_else(bad)?,
+            fetched: ids("fetched")?,
+            promised: ids("promised")?,
+        });
+    }
+    Ok(out)
+}
+
 /// After a fetch: staging files of artifacts that no remote's latest
 /// accepted manifest lists any more are removed (nobody would send the
 /// rest: a partial artifact nobody publishes is only disk used).
@@ -418,17 +495,10 @@ fn sweep_unwanted(store: &Store) -> Result<()> {
         return Ok(());
     }
     let mut wanted = std::collections::HashSet::new();
-    for (pin, rid) in store.pins() {
-        if !pin.starts_with("asl.import.") {
-            continue;
-        }
-        let manifest = records::get(store as &dyn records::Source, &rid)
+    for imp in pinned_imports(store)? {
+        let manifest = store
+            .get(&imp.manifest)
             .ok()
-            .and_then(|r| match r.body.get("manifest") {
-                Some(Value::Bytes(b)) => <[u8; 32]>::try_from(b.as_slice()).ok().map(ArtifactId::from_bytes),
-                _ => None,
-            })
-            .and_then(|mid| store.get(&mid).ok())
             .and_then(|b| Record::decode(&b).ok())
             .and_then(|r| Manifest::from_record(&r).ok());
         match manifest {

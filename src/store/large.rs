@@ -497,7 +497,7 @@ pub(super) fn with_buf<T>(which: Buf, f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
     out
 }
 
-pub(super) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
