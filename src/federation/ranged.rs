@@ -455,24 +455,12 @@ mod tests {
     use super::*;
     use crate::StoreOptions;
 
-    fn data(len: usize) -> Vec<u8> {
-        let mut x = 0x9e3779b97f4a7c15u64;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
-
     #[test]
     fn staged_chunks_survive_a_cut_and_a_lie_and_only_the_rest_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let src = StoreOptions::new().create(true).open(dir.path().join("src")).unwrap();
         let dst = StoreOptions::new().create(true).open(dir.path().join("dst")).unwrap();
-        let bytes = data(9 * TRANSFER_CHUNK + 12345);
+        let bytes = crate::testutil::noise(7, 9 * TRANSFER_CHUNK + 12345);
         let id = src.put(&bytes).unwrap();
         src.commit().unwrap();
         let cvs = tree_of(&src, &id).unwrap();
