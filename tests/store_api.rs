@@ -219,6 +219,59 @@ fn checkpoint_compaction_keeps_state_and_identity() {
     assert_eq!(after.memtable_records, 0, "clean close leaves nothing to replay");
 }
 
+/// A checkpoint over too many index files merges the newest ones only while
+/// they outweigh the next older one: a large base file is not rewritten for
+/// a few new records, and tombstones merged into a newer file go on hiding
+/// the records they removed in the base (only a merge of every file may drop
+/// them).
+#[test]
+fn a_partial_merge_keeps_the_base_file_and_its_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts()
+        .memtable_limit(100_000)
+        .max_index_files(2)
+        .open(dir.path())
+        .unwrap();
+    let ids: Vec<ArtifactId> = (0..2000).map(|i| s.put(&noise(i, 64)).unwrap()).collect();
+    s.checkpoint().unwrap();
+    let base = index_files(dir.path());
+    assert_eq!(base.len(), 1);
+    for id in &ids[..5] {
+        assert!(s.remove(id).unwrap());
+    }
+    s.checkpoint().unwrap();
+    for i in 0..3u64 {
+        for j in 0..10 {
+            s.put(&noise(10_000 + i * 100 + j, 64)).unwrap();
+        }
+        s.checkpoint().unwrap();
+        let files = index_files(dir.path());
+        assert_eq!(files.len(), 2, "after merge {i}: {files:?}");
+        assert!(
+            files.contains(&base[0]),
+            "the base file was rewritten for 10 records: {files:?}"
+        );
+    }
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    for id in &ids[..5] {
+        assert!(!s.contains(id).unwrap(), "a removed artifact came back");
+    }
+    assert!(s.contains(&ids[5]).unwrap());
+    assert_eq!(s.stat().unwrap().artifacts, 2000 - 5 + 30);
+    assert!(s.verify().unwrap().is_clean());
+}
+
+fn index_files(store: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(store.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".idx"))
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn identity_ignores_physical_placement() {
     let a = tempfile::tempdir().unwrap();

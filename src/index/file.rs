@@ -189,6 +189,12 @@ impl IndexFile {
         self.map.release_range(at, self.map.bytes().len().saturating_sub(at));
     }
 
+    /// Gives back the pages holding entries `from..to` (whole pages only).
+    pub(crate) fn release_entries(&self, from: u64, to: u64) {
+        let at = self.entries_start() + from as usize * ENTRY_LEN;
+        self.map.release_range(at, to.saturating_sub(from) as usize * ENTRY_LEN);
+    }
+
     /// Maps an index file and checks its header, size and footer magic. The body
     /// CRC is checked by `verify` (reading every byte on open would make open time
     /// grow with the store).
@@ -266,6 +272,34 @@ impl IndexFile {
             }
         }
         Ok(None)
+    }
+
+    /// Looks up ids given in ascending order, calling `hit(tag, entry)` for
+    /// each one this file holds. In that order the lookups walk the file front
+    /// to back, each page faulted in once, and the pages behind the walk are
+    /// given back every [`PIECE`] bytes: a pass over every id of a segment
+    /// (GC) keeps about one piece of the file resident, not the whole file.
+    pub(crate) fn get_ascending<'a, T: Copy>(
+        &self,
+        ids: impl IntoIterator<Item = (T, &'a ArtifactId)>,
+        mut hit: impl FnMut(T, Entry),
+    ) -> Result<()> {
+        let entries = self.entries_start();
+        let (mut kept_from, mut reached) = (entries, entries);
+        for (tag, id) in ids {
+            if let Some(e) = self.get(id)? {
+                hit(tag, e);
+            }
+            // The end of the id's bucket: the walk has read no further.
+            reached = entries + self.fan(bucket(id, self.header.bits)) as usize * ENTRY_LEN;
+            if reached >= kept_from + PIECE {
+                // (Whole pages only are given back: the one the walk is on stays.)
+                self.map.release_range(kept_from, reached - kept_from);
+                kept_from = reached;
+            }
+        }
+        self.map.release_range(kept_from, reached.saturating_sub(kept_from));
+        Ok(())
     }
 
     /// Position of the first entry with id ≥ `id`.

@@ -13,16 +13,32 @@ use crate::index::file::IndexFile;
 
 enum Source {
     Mem(std::vec::IntoIter<Entry>),
-    File { file: Arc<IndexFile>, next: u64 },
+    File {
+        file: Arc<IndexFile>,
+        next: u64,
+        /// The first entry whose page this pass has not given back yet.
+        kept: u64,
+    },
 }
+
+/// Entries read from a file between two releases of what is behind them:
+/// a pass over a whole index (a listing, `stat`, a checkpoint's merge) then
+/// keeps a few MiB of it resident, not the whole file.
+const RELEASE_EVERY: u64 = 1 << 16;
 
 impl Source {
     fn next(&mut self) -> Option<Result<Entry>> {
         match self {
             Source::Mem(it) => it.next().map(Ok),
-            Source::File { file, next } => {
+            Source::File { file, next, kept } => {
                 if *next >= file.len() {
+                    file.release_entries(*kept, *next);
+                    *kept = *next;
                     return None;
+                }
+                if *next >= *kept + RELEASE_EVERY {
+                    file.release_entries(*kept, *next);
+                    *kept = *next;
                 }
                 let e = file.entry(*next);
                 *next += 1;
@@ -53,7 +69,11 @@ impl Merged {
                 Some(id) => f.lower_bound(&id)?,
                 None => 0,
             };
-            sources.push(Source::File { file: f.clone(), next });
+            sources.push(Source::File {
+                file: f.clone(),
+                next,
+                kept: next,
+            });
         }
         let mut m = Self {
             heads: Vec::with_capacity(sources.len()),

@@ -53,29 +53,22 @@ impl Store {
                 let file_id = w.next_index;
                 w.next_index += 1;
                 let path = if files.len() + 1 > s.opts.max_index_files {
+                    let (inputs, older) = files.split_at(merge_width(mem.len() as u64, &files, s.opts.max_index_files));
                     // The merged file replaces its inputs: a damaged input
                     // would be carried into it and the original deleted, so
                     // every input is checked whole first.
-                    s.check_indexes(&files)?;
-                    let upper = mem.len() as u64 + files.iter().map(|f| f.len()).sum::<u64>();
+                    s.check_indexes(inputs)?;
+                    let upper = mem.len() as u64 + inputs.iter().map(|f| f.len()).sum::<u64>();
                     // Merging every file means no older record is left for a
-                    // tombstone to shadow, so a tombstone is dropped here unless
+                    // tombstone to shadow, so a tombstone is dropped then unless
                     // a snapshot or pin still reads the bytes through it.
-                    let mut read = 0u64;
-                    let merged = Merged::new(mem.clone(), &files, None)?
-                        .filter(|e| match e {
-                            Ok(e) if e.is_tombstone() => held_by(&pins, &snaps, e, None).unwrap_or(true),
-                            _ => true,
-                        })
-                        .inspect(|_| {
-                            // The inputs are read front to back once: what
-                            // is behind need not stay resident.
-                            read += 1;
-                            if read.is_multiple_of(1 << 16) {
-                                files.iter().for_each(|f| f.release_pages());
-                            }
-                        });
-                    new_files.clear();
+                    // (Merged gives back the inputs' pages behind it as it reads.)
+                    let all = older.is_empty();
+                    let merged = Merged::new(mem.clone(), inputs, None)?.filter(|e| match e {
+                        Ok(e) if all && e.is_tombstone() => held_by(&pins, &snaps, e, None).unwrap_or(true),
+                        _ => true,
+                    });
+                    new_files = older.to_vec();
                     write_index(io, &index_dir, file_id, upper, merged)?
                 } else {
                     write_index(io, &index_dir, file_id, mem.len() as u64, mem.iter().copied().map(Ok))?
@@ -128,4 +121,22 @@ impl Store {
         self.commit_locked(&mut w)?;
         self.checkpoint_locked(&mut w)
     }
+}
+
+/// How many of the newest index files (`files`, newest first) a checkpoint
+/// merges with its `mem` records when keeping them all would pass `max`
+/// files: enough to stay within `max`, and then each next older file as long
+/// as what is merged so far holds at least as many records as it does.
+/// Files so grow from newest to oldest, and the oldest, largest one is
+/// rewritten only once the newer ones together outweigh it: a long run of
+/// writes (GC's copies of a million artifacts, say) rewrites each record a
+/// logarithmic number of times, not at every merge.
+fn merge_width(mem: u64, files: &[Arc<IndexFile>], max: usize) -> usize {
+    let mut k = (files.len() + 1).saturating_sub(max).min(files.len());
+    let mut merged = mem + files[..k].iter().map(|f| f.len()).sum::<u64>();
+    while k < files.len() && merged >= files[k].len() {
+        merged += files[k].len();
+        k += 1;
+    }
+    k
 }

@@ -105,6 +105,9 @@ pub struct Store {
     /// The lengths of large artifacts stored, built on first need (see
     /// `Store::may_hold_length`); `None` until then.
     large_lengths: Mutex<Option<std::collections::HashSet<u64>>>,
+    /// Held by a GC from start to end: one runs at a time (each trusts its
+    /// own lookups of a victim, see `store::gc::lookup`).
+    gc_lock: Mutex<()>,
     /// What reading single frames of framed blocks needs again and again.
     frames: Mutex<read::FrameCache>,
     /// Segments as of opening: a read-only handle reads the open segment up to
@@ -286,6 +289,9 @@ pub(crate) struct Writer {
     catalog_dirty: bool,
     /// The thread whose atomic section is open: commits by others wait.
     atomic_owner: Option<std::thread::ThreadId>,
+    /// While GC runs: the ids whose records changed other than by its own
+    /// copies (see `store::gc::lookup`).
+    watch: Option<std::collections::HashSet<ArtifactId>>,
 }
 
 impl Store {

@@ -171,6 +171,7 @@ impl Store {
                 sweep_due: true,
                 catalog_dirty: false,
                 atomic_owner: None,
+                watch: None,
             }))
         } else {
             None
@@ -192,6 +193,7 @@ impl Store {
             atomic_done: parking_lot::Condvar::new(),
             block_cache: Mutex::new(block_cache::BlockCache::new(opts.block_cache)),
             large_lengths: Mutex::new(None),
+            gc_lock: Mutex::new(()),
             frames: Mutex::new(super::read::FrameCache::default()),
             open_segs,
             open_damage,

@@ -125,6 +125,7 @@ impl Store {
                 }
             }
             for e in &dead {
+                w.watched(e.id);
                 w.batch.push(Record::Entry(e.removed()));
                 w.add_usage(e.segment, -(e.len as i64), 0);
             }

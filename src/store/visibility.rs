@@ -58,6 +58,7 @@ impl Store {
                 w.sweep_due |= e.is_manifest();
             }
             self.state.write().memtable.insert(e.id, new);
+            w.watched(e.id);
             w.batch.push(Record::Entry(new));
             changed.push(e.id);
         }

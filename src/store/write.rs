@@ -256,6 +256,7 @@ impl Store {
             }
             w.tombstones.push((*id, prev.domain.0));
             s.state.write().memtable.insert(*id, t);
+            w.watched(*id);
             w.batch.push(Record::Entry(t));
             Ok(())
         })?;
@@ -455,6 +456,15 @@ impl Store {
     /// The one place new index records are taken in: memtable, log batch and
     /// the usage counters of the segment they point into.
     pub(crate) fn record_new(&self, w: &mut Writer, records: &[Entry]) {
+        for e in records {
+            w.watched(e.id);
+        }
+        self.record_unwatched(w, records);
+    }
+
+    /// [`Store::record_new`] for GC's own copies, which a running GC need
+    /// not look up again (see `store::gc::lookup`).
+    pub(crate) fn record_unwatched(&self, w: &mut Writer, records: &[Entry]) {
         {
             let mut st = self.state.write();
             for e in records {

@@ -7,10 +7,12 @@
 //! reads no index and no segment. Only the victims are read.
 //!
 //! Safety does not rest on the counters. For each victim GC lists the
-//! artifacts stored in it and, under the writer lock, asks the index whether
-//! each one's newest record still points there and whether anything retains it
-//! (CURRENT, a snapshot, a pin, publication); those are copied to the open
-//! segment with records that keep their tombstone and visibility. Then, again
+//! artifacts stored in it, looks up their newest records in one ordered pass
+//! (`lookup`: writers' later changes are watched and looked up again) and,
+//! under the writer lock, decides whether each one's newest record still
+//! points there and whether anything retains it (CURRENT, a snapshot, a pin,
+//! publication); those are copied to the open segment with records that keep
+//! their tombstone and visibility. Then, again
 //! under the writer lock, the same check runs once more, a `SegmentDropped`
 //! record is committed, and only after that is the file unlinked. A put that
 //! revives a dead artifact while GC runs sees a tombstone (or nothing) as the
@@ -41,6 +43,8 @@ use std::sync::Arc;
 use super::large::{read_full, with_buf, Buf};
 use super::sweep::check_block;
 use super::{Store, Writer};
+
+pub(super) mod lookup;
 
 /// The default GC threshold: rewrite a segment once 5 % of it is garbage.
 pub const DEFAULT_THRESHOLD: f64 = 0.95;
@@ -134,8 +138,10 @@ struct Item {
 /// for one batch.
 const BATCH: usize = 2048;
 
-/// Index lookups between two looks at how much of the index is resident.
-const LOOKUPS_PER_RELEASE: usize = 1024;
+/// Batches copied between two commits: each commit waits for the disk, so
+/// fewer overlap more of the copying with the writeback; its records wait
+/// in memory meanwhile.
+const COMMIT_EVERY: usize = 16;
 
 /// Mapped file pages GC lets stay resident before giving the index maps'
 /// pages back (each release costs the next lookups page faults).
@@ -180,6 +186,9 @@ impl Store {
             dry_run: opts.dry_run,
             ..Default::default()
         };
+        // One GC at a time: each trusts the lookups it made of a victim
+        // while no other copies records out of it (see `lookup`).
+        let _one = self.gc_lock.lock();
         let rss_reset = reset_peak_rss();
         rep.peak_heap_bytes = heap_now();
         // GC copies what the index says is retained and deletes the rest: a
@@ -216,6 +225,9 @@ impl Store {
                 (a.1.live > 0, a.1.live * 1000 / a.1.total.max(1))
                     .cmp(&(b.1.live > 0, b.1.live * 1000 / b.1.total.max(1)))
             });
+            if !opts.dry_run {
+                w.watch_start();
+            }
             v
         };
         if opts.dry_run {
@@ -231,9 +243,13 @@ impl Store {
             rep.peak_rss_bytes = rss_reset.then(peak_rss).flatten();
             return Ok(rep);
         }
-        for (id, st) in victims {
-            self.collect_segment(id, st, &mut rep)?;
+        let collected = victims
+            .into_iter()
+            .try_for_each(|(id, st)| self.collect_segment(id, st, &mut rep));
+        if let Some(w) = &self.writer {
+            w.lock().watch_stop();
         }
+        collected?;
         let w = self.writer()?;
         (rep.live_after, rep.garbage_after) = totals(&w);
         rep.elapsed = t0.elapsed();
@@ -261,17 +277,31 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let mem = items.capacity() * (size_of::<Item>() + 1) + 2 * self.opts.block_target + self.opts.small_threshold;
-        rep.peak_memory_bytes = rep.peak_memory_bytes.max(mem as u64);
+        let seen = self.newest_in_order(&items, seg)?;
+        #[cfg(test)]
+        lookup::after_pass(self, &items);
         let copied_before = rep.artifacts_copied;
         let mut settled = Vec::with_capacity(items.len());
         let mut damaged = Vec::new();
-        for batch in items.chunks(BATCH) {
+        let listed = items.capacity() * (size_of::<Item>() + 1) + seen.capacity() * size_of::<lookup::Seen>();
+        for (k, (batch, seen)) in items.chunks(BATCH).zip(seen.chunks(BATCH)).enumerate() {
             let mut w = self.writer_to_commit()?;
+            let mem = listed
+                + w.watch_len() * (size_of::<ArtifactId>() + 16)
+                + COMMIT_EVERY * BATCH * size_of::<Record>()
+                + 2 * self.opts.block_target
+                + self.opts.small_threshold;
+            rep.peak_memory_bytes = rep.peak_memory_bytes.max(mem as u64);
             self.guard(&mut w, |s, w| {
                 s.flush_pending(w)?;
-                settled.extend(s.copy_referenced(w, &victim, batch, rep, &mut damaged)?);
-                s.commit_locked(w)
+                settled.extend(s.copy_referenced(w, &victim, batch, seen, rep, &mut damaged)?);
+                // Copies need not be durable before the barrier's commit (a
+                // crash loses them and leaves the victim, which their records
+                // still point into), so commits come every few batches.
+                if (k + 1) % COMMIT_EVERY == 0 {
+                    s.commit_locked(w)?;
+                }
+                Ok(())
             })?;
             note_heap(rep);
             self.release_index_pages_over(MAPPED_BUDGET);
@@ -295,18 +325,20 @@ impl Store {
         // The barrier: with the writer held, nothing can start pointing into the
         // victim, so a final check that nothing does makes the drop safe. An
         // item copied, or found pointing elsewhere, stays settled (no write ever
-        // points into a sealed segment again); the rest are looked at again.
-        let rest: Vec<Item> = items
+        // points into a sealed segment again); the rest are looked at again
+        // (what the pass saw, unless the writer saw it change since).
+        let (rest, rest_seen): (Vec<Item>, Vec<lookup::Seen>) = items
             .iter()
+            .zip(&seen)
             .zip(&settled)
             .filter(|(_, done)| !**done)
-            .map(|(it, _)| *it)
-            .collect();
+            .map(|((it, s), _)| (*it, *s))
+            .unzip();
         let mut w = self.writer_to_commit()?;
         self.guard(&mut w, |s, w| {
             s.flush_pending(w)?;
             let mut late = Vec::new();
-            s.copy_referenced(w, &victim, &rest, rep, &mut late)?;
+            s.copy_referenced(w, &victim, &rest, &rest_seen, rep, &mut late)?;
             if !late.is_empty() {
                 return Err(Error::CorruptArtifact {
                     id: late[0],
@@ -337,18 +369,37 @@ impl Store {
     /// Copies every item whose newest record still points at it and that is
     /// retained, with a record that keeps its flags, domain and visibility;
     /// says for each item whether it is settled (copied, or pointed at from
-    /// nowhere but elsewhere). Looking up, reading and verifying run on all
-    /// cores (the caller holds the writer, so the index does not change
-    /// under them); packing and writing follow in order.
+    /// nowhere but elsewhere). `seen`: each item's newest record as
+    /// [`Store::newest_in_order`] found it, good for every id the writer has
+    /// not seen change since; the others are looked up again here. Reading
+    /// and verifying run on all cores (the caller holds the writer, so the
+    /// index does not change under them); packing and writing follow in
+    /// order.
     fn copy_referenced(
         &self,
         w: &mut Writer,
         victim: &Arc<Segment>,
         items: &[Item],
+        seen: &[lookup::Seen],
         rep: &mut GcReport,
         damaged: &mut Vec<ArtifactId>,
     ) -> Result<Vec<bool>> {
-        let verdicts = self.verdicts(victim, items)?;
+        let newest = {
+            let st = self.state.read();
+            let fresh = |it: &Item, s: &lookup::Seen| {
+                if w.changed(&it.id) {
+                    st.newest(&it.id)
+                } else {
+                    Ok(s.record(it, victim.id))
+                }
+            };
+            items
+                .iter()
+                .zip(seen)
+                .map(|(it, s)| fresh(it, s))
+                .collect::<Result<Vec<_>>>()?
+        };
+        let verdicts = self.verdicts(victim, items, &newest)?;
         let mut pack = PackedBuilder::default();
         let mut recs: Vec<Entry> = Vec::new();
         let mut settled = Vec::with_capacity(items.len());
@@ -392,33 +443,28 @@ impl Store {
         Ok(settled)
     }
 
-    /// What to do with each item: looked up, and a small artifact's bytes
-    /// read and proven, on all cores (`crate::par`: the writer lock is held).
-    fn verdicts(&self, victim: &Arc<Segment>, items: &[Item]) -> Result<Vec<Verdict>> {
+    /// What to do with each item, given its id's newest record: a small
+    /// artifact's bytes read and proven, on all cores (`crate::par`: the
+    /// writer lock is held).
+    fn verdicts(&self, victim: &Arc<Segment>, items: &[Item], newest: &[Option<Entry>]) -> Result<Vec<Verdict>> {
         let seg = victim.id;
-        let mut found: Vec<Verdict> = Vec::with_capacity(items.len());
-        // A binary search touches about a dozen pages of an index file; a
-        // few hundred lookups in a row touch most of a million-entry index.
-        // Giving the pages back after every few hundred keeps them from all
-        // counting as this process's memory at once.
-        for part in items.chunks(LOOKUPS_PER_RELEASE) {
-            let looked: Vec<Result<Verdict>> = crate::par::map(part, 64, |_, it| {
-                let Some(rec) = self.state.read().newest(&it.id)? else {
-                    return Ok(Verdict::Elsewhere);
-                };
-                if rec.segment != seg || rec.block_offset != it.block_offset || rec.inner != it.inner {
-                    return Ok(Verdict::Elsewhere);
-                }
-                if !self.state.read().retains(&rec)? {
-                    return Ok(Verdict::Unretained);
-                }
-                Ok(Verdict::Copy(rec, None))
-            });
-            for v in looked {
-                found.push(v?);
+        let pairs: Vec<(&Item, &Option<Entry>)> = items.iter().zip(newest).collect();
+        let found = crate::par::map(&pairs, 256, |_, (it, rec)| {
+            let Some(rec) = rec else {
+                return Ok(Verdict::Elsewhere);
+            };
+            if rec.segment != seg || rec.block_offset != it.block_offset || rec.inner != it.inner {
+                return Ok(Verdict::Elsewhere);
             }
-            self.release_index_pages_over(MAPPED_BUDGET);
-        }
+            if !self.state.read().retains(rec)? {
+                return Ok(Verdict::Unretained);
+            }
+            Ok(Verdict::Copy(*rec, None))
+        })
+        .into_iter()
+        .collect::<Result<Vec<Verdict>>>()?;
+        // (A removed artifact's `retains` searches the snapshots' index files.)
+        self.release_index_pages_over(MAPPED_BUDGET);
         // Raw packed blocks are read whole, once, and proven by their CRC-32C;
         // their artifacts are then copied without hashing each (every read
         // of them hashes them anyway). A block whose CRC fails leaves its
@@ -545,7 +591,7 @@ impl Store {
     /// a retained-but-removed artifact gets a tombstone block after its copy so
     /// that `repair` replays it as removed.
     pub(super) fn moved(&self, w: &mut Writer, old: &Entry, new: Entry) {
-        self.record_new(w, &[new]);
+        self.record_unwatched(w, &[new]);
         w.add_usage(old.segment, -(old.usage() as i64), 0);
         if new.is_tombstone() {
             w.tombstones.push((new.id, new.domain.0));
