@@ -107,56 +107,63 @@ impl IngestPlan {
     }
 
     fn walk_dir(&mut self, dir: &Path) -> Result<()> {
-        let w = self.walk_tree(dir)?;
-        self.inputs.extend(w.inputs);
-        self.excluded.extend(w.excluded);
-        self.skipped += w.skipped;
+        let found = self.walk_tree(dir)?;
+        self.take(found);
         Ok(())
+    }
+
+    /// Adds what a walk found, in its order.
+    fn take(&mut self, found: Vec<Found>) {
+        for f in found {
+            match f {
+                Found::File(input) => self.inputs.push(input),
+                Found::Dir(sub) => self.take(sub),
+                Found::Excluded(p) => self.excluded.push(p),
+                Found::Skipped => self.skipped += 1,
+            }
+        }
     }
 
     /// Walks one directory, its entries on all cores (a re-ingest that the
     /// files cache answers is mostly `stat` calls), results in name order.
-    fn walk_tree(&self, dir: &Path) -> Result<Walked> {
+    /// Subdirectories stay nested until [`IngestPlan::take`] lays them out:
+    /// collecting each into its parent's list would move every file once per
+    /// level above it.
+    fn walk_tree(&self, dir: &Path) -> Result<Vec<Found>> {
         use rayon::prelude::*;
-        let mut entries: Vec<_> = fs::read_dir(dir)
+        // Each name is taken once: a sort by `DirEntry::file_name` allocates
+        // it anew at every comparison.
+        let mut entries: Vec<(std::ffi::OsString, fs::DirEntry)> = fs::read_dir(dir)
             .map_err(|e| refuse(dir, e))?
+            .map(|e| e.map(|e| (e.file_name(), e)))
             .collect::<io::Result<_>>()
             .map_err(|e| refuse(dir, e))?;
-        entries.sort_by_key(|e| e.file_name());
-        let parts: Vec<Result<Walked>> = entries
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let found: Vec<Result<Found>> = entries
             .par_iter()
-            .map(|e| {
+            .map(|(_, e)| {
                 let p = e.path();
-                let mut w = Walked::default();
                 let ft = e.file_type().map_err(|x| refuse(&p, x))?;
-                if ft.is_dir() && self.is_store_dir(e) {
-                    w.excluded.push(p);
+                Ok(if ft.is_dir() && self.is_store_dir(e) {
+                    Found::Excluded(p)
                 } else if ft.is_dir() {
-                    return self.walk_tree(&p);
+                    Found::Dir(self.walk_tree(&p)?)
                 } else if ft.is_file() {
                     let md = e.metadata().map_err(|x| refuse(&p, x))?;
-                    w.inputs.push(IngestInput {
+                    Found::File(IngestInput {
                         path: p,
                         size: md.len(),
                         stamp: FileStamp::of(&md),
                         exec: is_exec(&md),
-                    });
+                    })
                 } else {
                     // Symlinks and special files inside a directory are not artifacts.
-                    w.skipped += 1;
-                }
-                Ok(w)
+                    Found::Skipped
+                })
             })
             .collect();
-        let mut out = Walked::default();
-        for part in parts {
-            // The first failure in name order, as a walk in order would meet it.
-            let part = part?;
-            out.inputs.extend(part.inputs);
-            out.excluded.extend(part.excluded);
-            out.skipped += part.skipped;
-        }
-        Ok(out)
+        // The first failure in name order, as a walk in order would meet it.
+        found.into_iter().collect()
     }
 
     /// Whether the directory entry `e` is the excluded store directory (a
@@ -179,12 +186,15 @@ impl IngestPlan {
     }
 }
 
-/// What a walk of one directory found.
-#[derive(Default)]
-struct Walked {
-    inputs: Vec<IngestInput>,
-    excluded: Vec<PathBuf>,
-    skipped: u64,
+/// One entry of a directory, as a walk found it.
+enum Found {
+    File(IngestInput),
+    /// A subdirectory's entries, in name order.
+    Dir(Vec<Found>),
+    /// The store's own directory.
+    Excluded(PathBuf),
+    /// A symlink or special file.
+    Skipped,
 }
 
 fn refuse(p: &Path, source: io::Error) -> Error {
@@ -333,11 +343,15 @@ impl Store {
         };
         // Inputs the cache vouches for, whose artifact is still live.
         let mut hits: Vec<Option<Put>> = vec![None; inputs.len()];
+        // The working directory is asked once, not once per relative path.
+        let cwd = std::env::current_dir().ok();
+        let absolute = |p: &Path| match (&cwd, p.is_relative()) {
+            (Some(cwd), true) => std::path::absolute(cwd.join(p)),
+            _ => std::path::absolute(p),
+        };
         if let Some(c) = &cache {
             for (k, input) in hits.iter_mut().zip(inputs) {
-                let hit = std::path::absolute(&input.path)
-                    .ok()
-                    .and_then(|abs| c.lookup(&abs, &input.stamp));
+                let hit = absolute(&input.path).ok().and_then(|abs| c.lookup(&abs, &input.stamp));
                 if let Some(id) = hit {
                     *k = self.existing(&id)?;
                 }
@@ -409,7 +423,7 @@ impl Store {
                 if hit.is_some() {
                     continue;
                 }
-                if let Ok(abs) = std::path::absolute(&f.path) {
+                if let Ok(abs) = absolute(&f.path) {
                     c.record(abs, input.stamp, f.put.id, plan.walked_ns);
                     changed = true;
                 }

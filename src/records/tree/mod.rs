@@ -14,15 +14,17 @@
 //! batch, so that once a commit makes the root visible every tree and file
 //! it reaches is visible too.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use super::cbor::Value;
 use super::{Record, RecordError, Source};
 use crate::{ArtifactId, Store};
+
+mod build;
+pub use build::{store_directory, store_tree, trees_of_ingest, TreeFile};
 
 /// The record type of trees.
 pub const TREE_TYPE: &str = "asl/tree";
@@ -39,7 +41,7 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    fn code(self) -> &'static str {
+    pub(super) fn code(self) -> &'static str {
         match self {
             EntryKind::File => "f",
             EntryKind::Exec => "x",
@@ -166,89 +168,6 @@ pub fn parse_tree(r: &Record) -> Result<Vec<TreeEntry>, RecordError> {
     items.iter().map(|v| entry(v).map_err(RecordError::Input)).collect()
 }
 
-/// A file to put in a tree: its path relative to the tree's root.
-#[derive(Clone, Debug)]
-pub struct TreeFile {
-    /// Relative path (normal components only).
-    pub path: PathBuf,
-    /// Its length.
-    pub size: u64,
-    /// Whether it is executable.
-    pub exec: bool,
-    /// Its artifact id.
-    pub id: ArtifactId,
-}
-
-enum Node {
-    /// A file: size, executable, id.
-    File(u64, bool, ArtifactId),
-    Dir(BTreeMap<Vec<u8>, Node>),
-}
-
-/// Stores the trees of a directory holding `files` (every directory on a
-/// file's path gets one) and returns the root tree's id. Uncommitted, like
-/// any put: the caller commits.
-pub fn store_tree(store: &Store, files: &[TreeFile]) -> Result<ArtifactId, RecordError> {
-    let mut root = BTreeMap::new();
-    for f in files {
-        let mut names = Vec::new();
-        for c in f.path.components() {
-            match c {
-                Component::Normal(n) => names.push(n.as_bytes()),
-                _ => return Err(RecordError::Input(format!("{}: not a relative path", f.path.display()))),
-            }
-        }
-        let Some((leaf, dirs)) = names.split_last() else {
-            return Err(RecordError::Input("an empty path in a tree".into()));
-        };
-        let mut at = &mut root;
-        for d in dirs {
-            let node = at.entry(d.to_vec()).or_insert_with(|| Node::Dir(BTreeMap::new()));
-            at = match node {
-                Node::Dir(m) => m,
-                Node::File(..) => {
-                    return Err(RecordError::Input(format!(
-                        "{}: a file is also a directory",
-                        f.path.display()
-                    )))
-                }
-            };
-        }
-        if at.insert(leaf.to_vec(), Node::File(f.size, f.exec, f.id)).is_some() {
-            return Err(RecordError::Input(format!("{}: named twice", f.path.display())));
-        }
-    }
-    Ok(store_dir(store, &root)?.0)
-}
-
-/// Stores the tree of `dir` (its subtrees first) and returns its id and
-/// total file bytes. The map is in name order already, so the entries go
-/// straight into the record's body.
-fn store_dir(store: &Store, dir: &BTreeMap<Vec<u8>, Node>) -> Result<(ArtifactId, u64), RecordError> {
-    let mut items = Vec::with_capacity(dir.len());
-    let mut total = 0u64;
-    for (name, node) in dir {
-        let (kind, size, id) = match node {
-            Node::File(size, exec, id) => (if *exec { EntryKind::Exec } else { EntryKind::File }, *size, *id),
-            Node::Dir(sub) => {
-                let (id, size) = store_dir(store, sub)?;
-                (EntryKind::Dir, size, id)
-            }
-        };
-        total += size;
-        items.push(Value::Array(vec![
-            Value::Bytes(name.clone()),
-            Value::text(kind.code()),
-            Value::Unsigned(size),
-            Value::Bytes(id.as_bytes().to_vec()),
-        ]));
-    }
-    let body = Value::Map(vec![(Value::text("entries"), Value::Array(items))]);
-    // `put` checks the body against the schema (names valid and in order).
-    let stored = super::put(store, &Record::new(TREE_TYPE, 1, body))?;
-    Ok((stored.id, total))
-}
-
 /// Whether artifact `id` is a tree. Only the first bytes of an artifact
 /// that is not a record are read, so asking of a large file costs one small
 /// range read, not the file.
@@ -259,41 +178,6 @@ pub fn is_tree(store: &Store, id: &ArtifactId) -> Result<bool, RecordError> {
         return Ok(false);
     }
     Ok(super::get(store, id).is_ok_and(|r| r.type_name == TREE_TYPE))
-}
-
-/// Stores every regular file below directory `dir` and the trees holding
-/// them; returns the root tree's id (uncommitted). Symbolic links and
-/// special files are refused: a tree holds files and directories only.
-pub fn store_directory(store: &Store, dir: &Path) -> Result<ArtifactId, RecordError> {
-    use std::os::unix::fs::PermissionsExt;
-    let io_err = |p: &Path, e: std::io::Error| RecordError::Input(format!("{}: {e}", p.display()));
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(|e| io_err(&d, e))? {
-            let path = e.map_err(|e| io_err(&d, e))?.path();
-            let md = std::fs::symlink_metadata(&path).map_err(|e| io_err(&path, e))?;
-            if md.is_dir() {
-                stack.push(path);
-            } else if md.is_file() {
-                let id = store
-                    .put_file_with(&path, &crate::PutOptions::default(), &mut |_| {})?
-                    .id;
-                files.push(TreeFile {
-                    path: path.strip_prefix(dir).expect("below dir").to_path_buf(),
-                    size: md.len(),
-                    exec: md.permissions().mode() & 0o111 != 0,
-                    id,
-                });
-            } else {
-                return Err(RecordError::Input(format!(
-                    "{} is neither a file nor a directory",
-                    path.display()
-                )));
-            }
-        }
-    }
-    store_tree(store, &files)
 }
 
 /// Every entry below tree `id`, depth first in name order, with its path
@@ -539,40 +423,6 @@ pub(crate) fn write_file(store: &dyn Source, id: &ArtifactId, to: &Path, exec: b
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-/// After `store.ingest_plan(plan)` returned `report`: stores the tree of
-/// each directory in `roots` (the paths the plan was walked from; files
-/// among them get no tree) and returns `(directory, tree id)` in order.
-/// Uncommitted: the caller commits.
-pub fn trees_of_ingest(
-    store: &Store,
-    roots: &[PathBuf],
-    plan: &crate::IngestPlan,
-    report: &crate::IngestReport,
-) -> Result<Vec<(PathBuf, ArtifactId)>, RecordError> {
-    let mut out = Vec::new();
-    for root in roots {
-        if !root.is_dir() || plan.excluded.contains(root) {
-            continue;
-        }
-        let files: Vec<TreeFile> = plan
-            .inputs
-            .iter()
-            .zip(&report.files)
-            .filter_map(|(input, done)| {
-                let rel = input.path.strip_prefix(root).ok()?;
-                Some(TreeFile {
-                    path: rel.to_path_buf(),
-                    size: done.put.len,
-                    exec: input.exec,
-                    id: done.put.id,
-                })
-            })
-            .collect();
-        out.push((root.clone(), store_tree(store, &files)?));
-    }
-    Ok(out)
 }
 
 /// Takes snapshot `name` of tree `id`: the tree, its subtrees and every
