@@ -72,6 +72,17 @@ impl ArtifactId {
         }
         s
     }
+
+    /// The hex form in a buffer of its own (no allocation: listings print
+    /// tens of thousands of ids).
+    pub fn hex_bytes(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[(b >> 4) as usize];
+            out[2 * i + 1] = HEX[(b & 15) as usize];
+        }
+        out
+    }
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -166,7 +177,8 @@ impl FromStr for ArtifactId {
 
 impl fmt::Display for ArtifactId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        let hex = self.hex_bytes();
+        f.write_str(std::str::from_utf8(&hex).expect("hex digits"))
     }
 }
 

@@ -131,8 +131,14 @@ impl FilesCache {
 
     /// The id `path` held when recorded, if its stamp is unchanged and the
     /// entry was not recorded within the timestamp granularity of a change.
+    #[cfg(test)]
     pub(crate) fn lookup(&self, path: &Path, stamp: &FileStamp) -> Option<ArtifactId> {
-        let e = self.get(path.as_os_str().as_bytes())?;
+        self.lookup_key(path.as_os_str().as_bytes(), stamp)
+    }
+
+    /// [`FilesCache::lookup`] of a path given as its key's bytes.
+    pub(crate) fn lookup_key(&self, key: &[u8], stamp: &FileStamp) -> Option<ArtifactId> {
+        let e = self.get(key)?;
         let settled = e.stamp.mtime_ns.max(e.stamp.ctime_ns) < e.recorded_ns - RACY_NS;
         (e.stamp == *stamp && settled).then_some(e.id)
     }
@@ -160,9 +166,15 @@ impl FilesCache {
     }
 
     /// Records what `path` held, by an ingest that started at `recorded_ns`.
+    #[cfg(test)]
     pub(crate) fn record(&mut self, path: PathBuf, stamp: FileStamp, id: ArtifactId, recorded_ns: i64) {
-        let key = path.into_os_string().into_vec().into_boxed_slice();
-        self.added.insert(key, Entry { stamp, recorded_ns, id });
+        self.record_key(path.into_os_string().into_vec(), stamp, id, recorded_ns);
+    }
+
+    /// [`FilesCache::record`] of a path given as its bytes.
+    pub(crate) fn record_key(&mut self, key: Vec<u8>, stamp: FileStamp, id: ArtifactId, recorded_ns: i64) {
+        self.added
+            .insert(key.into_boxed_slice(), Entry { stamp, recorded_ns, id });
     }
 
     /// Writes the cache file (temp, fsync, rename).
@@ -204,6 +216,66 @@ impl FilesCache {
         let crc = crc32c::crc32c(&b);
         b.extend_from_slice(&crc.to_le_bytes());
         b
+    }
+}
+
+/// The cache's key for a path: its absolute form, as `std::path::absolute`
+/// gives it against the working directory taken once. An ingest asks for
+/// tens of thousands of paths, most in the directory of the one before, so
+/// the parent's absolute form is kept and the file name appended.
+pub(crate) struct Keys {
+    cwd: Option<PathBuf>,
+    parent: Option<(PathBuf, Vec<u8>)>,
+}
+
+impl Keys {
+    pub(crate) fn new() -> Self {
+        Self {
+            cwd: std::env::current_dir().ok(),
+            parent: None,
+        }
+    }
+
+    fn absolute(&self, p: &Path) -> Option<PathBuf> {
+        match (&self.cwd, p.is_relative()) {
+            (Some(cwd), true) => std::path::absolute(cwd.join(p)).ok(),
+            _ => std::path::absolute(p).ok(),
+        }
+    }
+
+    /// The key of `p` (`None` when it has no absolute form).
+    pub(crate) fn key(&mut self, p: &Path) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.key_into(p, &mut out).then_some(out)
+    }
+
+    /// Writes the key of `p` into `out`; false when it has none.
+    pub(crate) fn key_into(&mut self, p: &Path, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        // Only a plain last component can be appended to its parent's form
+        // (`..`, a trailing `.` or `/` would be resolved differently).
+        let plain = !p.as_os_str().as_bytes().ends_with(b"/") && !p.as_os_str().as_bytes().ends_with(b"/.");
+        let parent = p.parent().filter(|d| plain && !d.as_os_str().is_empty());
+        let (Some(parent), Some(name)) = (parent, p.file_name()) else {
+            return match self.absolute(p) {
+                Some(a) => {
+                    out.extend_from_slice(a.as_os_str().as_bytes());
+                    true
+                }
+                None => false,
+            };
+        };
+        if self.parent.as_ref().is_none_or(|(d, _)| d != parent) {
+            let Some(a) = self.absolute(parent) else { return false };
+            self.parent = Some((parent.to_path_buf(), a.into_os_string().into_vec()));
+        }
+        let (_, base) = self.parent.as_ref().expect("set above");
+        out.extend_from_slice(base);
+        if base.last() != Some(&b'/') {
+            out.push(b'/');
+        }
+        out.extend_from_slice(name.as_bytes());
+        true
     }
 }
 
@@ -297,6 +369,37 @@ mod tests {
         assert_eq!(e.lookup(Path::new(&paths[5]), &stamp(999)), Some(id("new")));
         assert_eq!(e.lookup(Path::new(&paths[5]), &stamp(5)), None);
         assert_eq!(e.lookup(Path::new("/new"), &stamp(1000)), Some(id("newer")));
+    }
+
+    #[test]
+    fn keys_are_the_absolute_paths() {
+        let mut keys = Keys::new();
+        let cwd = std::env::current_dir().unwrap();
+        for p in [
+            "a",
+            "a/b",
+            "a/b/c",
+            "./a/b",
+            "a/./b",
+            "a//b",
+            "../a/b",
+            "a/../b",
+            "/x/y",
+            "/x/./y",
+            "/",
+            "a/b/",
+            ".",
+            "..",
+            "a/..",
+            "a/.",
+            "./a",
+            "/x//y/z",
+            "x\u{e9}/y",
+        ] {
+            let p = Path::new(p);
+            let want = std::path::absolute(cwd.join(p)).unwrap();
+            assert_eq!(keys.key(p).unwrap(), want.as_os_str().as_bytes(), "{}", p.display());
+        }
     }
 
     #[test]

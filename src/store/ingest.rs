@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 
 pub use super::files_cache::FileStamp;
-use super::files_cache::{now_ns, FilesCache};
+use super::files_cache::{now_ns, FilesCache, Keys};
 use super::options::PutOptions;
 use super::write::Put;
 use super::Store;
@@ -343,18 +343,21 @@ impl Store {
         };
         // Inputs the cache vouches for, whose artifact is still live.
         let mut hits: Vec<Option<Put>> = vec![None; inputs.len()];
-        // The working directory is asked once, not once per relative path.
-        let cwd = std::env::current_dir().ok();
-        let absolute = |p: &Path| match (&cwd, p.is_relative()) {
-            (Some(cwd), true) => std::path::absolute(cwd.join(p)),
-            _ => std::path::absolute(p),
-        };
+        let mut keys = Keys::new();
         if let Some(c) = &cache {
-            for (k, input) in hits.iter_mut().zip(inputs) {
-                let hit = absolute(&input.path).ok().and_then(|abs| c.lookup(&abs, &input.stamp));
-                if let Some(id) = hit {
-                    *k = self.existing(&id)?;
-                }
+            let mut key = Vec::new();
+            let (at, ids): (Vec<usize>, Vec<crate::ArtifactId>) = inputs
+                .iter()
+                .enumerate()
+                .filter_map(|(k, input)| {
+                    keys.key_into(&input.path, &mut key)
+                        .then(|| c.lookup_key(&key, &input.stamp))
+                        .flatten()
+                        .map(|id| (k, id))
+                })
+                .unzip();
+            for (k, put) in at.into_iter().zip(self.existing_many(&ids)?) {
+                hits[k] = put;
             }
         }
         // Every other input will be read: one this process may not read stops
@@ -423,8 +426,8 @@ impl Store {
                 if hit.is_some() {
                     continue;
                 }
-                if let Ok(abs) = absolute(&f.path) {
-                    c.record(abs, input.stamp, f.put.id, plan.walked_ns);
+                if let Some(key) = keys.key(&f.path) {
+                    c.record_key(key, input.stamp, f.put.id, plan.walked_ns);
                     changed = true;
                 }
             }
