@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::fsutil::{le_u32, le_u64, write_atomic};
 use crate::id::ArtifactId;
-use crate::io::Backend;
+use crate::io::{Backend, Mapped};
 
 /// Magic at the start of the cache file.
 const MAGIC: [u8; 8] = *b"ASLFCACH";
@@ -104,15 +104,28 @@ impl Entry {
 /// a tenth of an unchanged re-ingest of 56 000 files; the walk meets the
 /// paths nearly in the file's order, so most lookups are answered by the
 /// entry after the previous one.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FilesCache {
-    image: Vec<u8>,
+    /// Mapped, not read: a read's copy into a fresh buffer faulted in every
+    /// page of it (8 MiB for 56 000 files).
+    image: Mapped,
     /// Where each entry of `image` starts (at its path's length).
     at: Vec<usize>,
     /// The entry after the last one found: where the next lookup looks first.
     hint: std::cell::Cell<usize>,
     /// Recorded since loading, keyed by the path's bytes; these win.
     added: HashMap<Box<[u8]>, Entry>,
+}
+
+impl Default for FilesCache {
+    fn default() -> Self {
+        Self {
+            image: Mapped::new(Vec::new()),
+            at: Vec::new(),
+            hint: Default::default(),
+            added: HashMap::new(),
+        }
+    }
 }
 
 /// Now, in nanoseconds since the epoch.
@@ -126,7 +139,13 @@ pub(crate) fn now_ns() -> i64 {
 impl FilesCache {
     /// Loads the cache file; anything unreadable gives an empty cache.
     pub(crate) fn load(io: &dyn Backend, path: &Path) -> Self {
-        io.read(path).ok().and_then(decode).unwrap_or_default()
+        // The file is only ever replaced whole (renamed over), never
+        // changed in place, so a map of it stays what it was.
+        io.map(path)
+            .or_else(|_| io.read(path).map(Mapped::new))
+            .ok()
+            .and_then(decode)
+            .unwrap_or_default()
     }
 
     /// The id `path` held when recorded, if its stamp is unchanged and the
@@ -155,14 +174,14 @@ impl FilesCache {
         };
         self.hint.set(k + 1);
         let at = self.at[k];
-        let n = le_u32(&self.image, at) as usize;
-        Some(Entry::decode(&self.image[at + 4 + n..at + 4 + n + ENTRY_FIXED]))
+        let n = le_u32(self.image.bytes(), at) as usize;
+        Some(Entry::decode(&self.image.bytes()[at + 4 + n..at + 4 + n + ENTRY_FIXED]))
     }
 
     /// The path of the entry at `at` in the image.
     fn path_at(&self, at: usize) -> &[u8] {
-        let n = le_u32(&self.image, at) as usize;
-        &self.image[at + 4..at + 4 + n]
+        let n = le_u32(self.image.bytes(), at) as usize;
+        &self.image.bytes()[at + 4..at + 4 + n]
     }
 
     /// Records what `path` held, by an ingest that started at `recorded_ns`.
@@ -197,8 +216,8 @@ impl FilesCache {
     }
 
     fn get_loaded(&self, p: &[u8]) -> Entry {
-        let at = p.as_ptr() as usize - self.image.as_ptr() as usize - 4;
-        Entry::decode(&self.image[at + 4 + p.len()..at + 4 + p.len() + ENTRY_FIXED])
+        let at = p.as_ptr() as usize - self.image.bytes().as_ptr() as usize - 4;
+        Entry::decode(&self.image.bytes()[at + 4 + p.len()..at + 4 + p.len() + ENTRY_FIXED])
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -282,15 +301,16 @@ impl Keys {
 /// Checks a cache file image and finds its entries; `None` for anything
 /// that does not check, including entries out of order (every writer sorts
 /// them, and a lookup searches them in that order).
-fn decode(b: Vec<u8>) -> Option<FilesCache> {
-    if b.len() < 28 || b[..8] != MAGIC || le_u32(&b, 8) != VERSION {
+fn decode(image: Mapped) -> Option<FilesCache> {
+    let b = image.bytes();
+    if b.len() < 28 || b[..8] != MAGIC || le_u32(b, 8) != VERSION {
         return None;
     }
     let body = &b[..b.len() - 4];
-    if crc32c::crc32c(body) != le_u32(&b, b.len() - 4) {
+    if crc32c::crc32c(body) != le_u32(b, b.len() - 4) {
         return None;
     }
-    let count = le_u64(&b, 16);
+    let count = le_u64(b, 16);
     let mut at = 24usize;
     let mut starts = Vec::with_capacity(count.min(body.len() as u64 / (4 + ENTRY_FIXED) as u64) as usize);
     let mut prev: Option<&[u8]> = None;
@@ -305,8 +325,8 @@ fn decode(b: Vec<u8>) -> Option<FilesCache> {
         starts.push(at);
         at += 4 + n + ENTRY_FIXED;
     }
-    (at == body.len()).then_some(FilesCache {
-        image: b,
+    (at == body.len()).then(|| FilesCache {
+        image,
         at: starts,
         ..FilesCache::default()
     })
@@ -332,15 +352,15 @@ mod tests {
         c.record("/a/b".into(), stamp(5), ArtifactId::of(b"x"), 10 * RACY_NS);
         c.record("/a/\u{e9}".into(), stamp(6), ArtifactId::of(b"y"), 10 * RACY_NS);
         let b = c.encode();
-        let d = decode(b.clone()).unwrap();
+        let d = decode(Mapped::new(b.clone())).unwrap();
         assert_eq!(d.entries(), c.entries());
         assert_eq!(d.encode(), b);
         for at in [0, 9, 30, b.len() - 1] {
             let mut x = b.clone();
             x[at] ^= 1;
-            assert!(decode(x).is_none(), "flip at {at} accepted");
+            assert!(decode(Mapped::new(x)).is_none(), "flip at {at} accepted");
         }
-        assert!(decode(b[..b.len() - 5].to_vec()).is_none());
+        assert!(decode(Mapped::new(b[..b.len() - 5].to_vec())).is_none());
     }
 
     #[test]
@@ -352,7 +372,7 @@ mod tests {
         for (i, p) in paths.iter().enumerate() {
             c.record(p.into(), stamp(i as i64), id(p), t);
         }
-        let mut d = decode(c.encode()).unwrap();
+        let mut d = decode(Mapped::new(c.encode())).unwrap();
         assert!(d.added.is_empty() && d.at.len() == 200);
         // In walk order, backwards and skipping: the hint misses, the search finds.
         let order = (0..200).chain((0..200).rev()).chain((0..200).step_by(7));
@@ -364,7 +384,7 @@ mod tests {
         assert_eq!(d.lookup(Path::new("/"), &stamp(0)), None);
         d.record(paths[5].clone().into(), stamp(999), id("new"), t);
         d.record("/new".into(), stamp(1000), id("newer"), t);
-        let e = decode(d.encode()).unwrap();
+        let e = decode(Mapped::new(d.encode())).unwrap();
         assert_eq!(e.at.len(), 201);
         assert_eq!(e.lookup(Path::new(&paths[5]), &stamp(999)), Some(id("new")));
         assert_eq!(e.lookup(Path::new(&paths[5]), &stamp(5)), None);
@@ -414,8 +434,8 @@ mod tests {
         x.extend_from_slice(&b[24..24 + one]);
         let crc = crc32c::crc32c(&x);
         x.extend_from_slice(&crc.to_le_bytes());
-        assert!(decode(b).is_some());
-        assert!(decode(x).is_none());
+        assert!(decode(Mapped::new(b)).is_some());
+        assert!(decode(Mapped::new(x)).is_none());
     }
 
     #[test]

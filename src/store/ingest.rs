@@ -108,6 +108,19 @@ impl IngestPlan {
 
     fn walk_dir(&mut self, dir: &Path) -> Result<()> {
         let found = self.walk_tree(dir)?;
+        // Room for every file at once: growing the list by doubling copied
+        // it again and again (a few MiB for 56 000 files).
+        fn files(found: &[Found]) -> usize {
+            found
+                .iter()
+                .map(|f| match f {
+                    Found::File(_) => 1,
+                    Found::Dir(sub) => files(sub),
+                    _ => 0,
+                })
+                .sum()
+        }
+        self.inputs.reserve(files(&found));
         self.take(found);
         Ok(())
     }
@@ -369,16 +382,17 @@ impl Store {
                 crate::io::check_readable(&input.path).map_err(|e| refuse(&input.path, e))?;
             }
         }
+        rep.files.reserve_exact(inputs.len());
         let (mut acked, mut since_commit, mut done) = (0usize, 0u64, 0u64);
         let mut next = 0;
         while next < inputs.len() {
             let end = window_end(inputs, next, small, opts);
             let window = &inputs[next..end];
-            let known: Vec<Option<Put>> = hits[next..end].to_vec();
+            let known = &hits[next..end];
             rep.cached_files += known.iter().flatten().count() as u64;
             let rest: Vec<IngestInput> = window
                 .iter()
-                .zip(&known)
+                .zip(known)
                 .filter(|(_, k)| k.is_none())
                 .map(|(i, _)| i.clone())
                 .collect();
@@ -387,12 +401,13 @@ impl Store {
                     on_event(IngestEvent::Progress { done: done + d, total })
                 })?
                 .into_iter();
-            let puts: Vec<Put> = known
-                .into_iter()
-                .map(|k| k.or_else(|| stored.next()))
-                .collect::<Option<_>>()
-                .ok_or_else(|| Error::io("ingest", io::Error::other("a window lost a result")))?;
-            for (put, input) in puts.into_iter().zip(window) {
+            for (known, input) in known.iter().zip(window) {
+                let put = match known {
+                    Some(p) => *p,
+                    None => stored
+                        .next()
+                        .ok_or_else(|| Error::io("ingest", io::Error::other("a window lost a result")))?,
+                };
                 if put.new {
                     since_commit += put.len;
                     rep.new_files += 1;
