@@ -207,12 +207,7 @@ impl Store {
         let mut order: Vec<(u64, u32)> = ids
             .iter()
             .enumerate()
-            .map(|(i, id)| {
-                (
-                    u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes")),
-                    i as u32,
-                )
-            })
+            .map(|(i, id)| (id.order_key(), i as u32))
             .collect();
         order.sort_unstable();
         let mut out = vec![None; ids.len()];

@@ -123,7 +123,7 @@ impl Store {
         // finds the same records), and no 32-byte comparisons in the sort.
         let mut keyed: Vec<(u64, u32)> = (0..items.len() as u32)
             .filter(|&i| !known[i as usize])
-            .map(|i| (prefix(&items[i as usize].id), i))
+            .map(|i| (items[i as usize].id.order_key(), i))
             .collect();
         keyed.sort_unstable();
         let mut todo: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
@@ -169,9 +169,4 @@ pub(super) fn after_pass(store: &Store, items: &[Item]) {
         f(store, &items.iter().map(|it| it.id).collect::<Vec<_>>());
         AFTER_PASS.with(|h| *h.borrow_mut() = Some(f));
     }
-}
-
-/// An id's first 8 bytes as a number that sorts as the id does.
-fn prefix(id: &ArtifactId) -> u64 {
-    u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"))
 }
