@@ -173,9 +173,13 @@ impl FilesCache {
             self.at.binary_search_by(|&at| self.path_at(at).cmp(key)).ok()?
         };
         self.hint.set(k + 1);
-        let at = self.at[k];
+        Some(self.entry_at(self.at[k]))
+    }
+
+    /// The entry at `at` in the image, after its path.
+    fn entry_at(&self, at: usize) -> Entry {
         let n = le_u32(self.image.bytes(), at) as usize;
-        Some(Entry::decode(&self.image.bytes()[at + 4 + n..at + 4 + n + ENTRY_FIXED]))
+        Entry::decode(&self.image.bytes()[at + 4 + n..at + 4 + n + ENTRY_FIXED])
     }
 
     /// The path of the entry at `at` in the image.
@@ -206,18 +210,13 @@ impl FilesCache {
         let mut all: Vec<(&[u8], Entry)> = self
             .at
             .iter()
-            .map(|&at| self.path_at(at))
-            .filter(|p| !self.added.contains_key(*p))
-            .map(|p| (p, self.get_loaded(p)))
+            .map(|&at| (self.path_at(at), at))
+            .filter(|(p, _)| !self.added.contains_key(*p))
+            .map(|(p, at)| (p, self.entry_at(at)))
             .chain(self.added.iter().map(|(k, e)| (&k[..], *e)))
             .collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all
-    }
-
-    fn get_loaded(&self, p: &[u8]) -> Entry {
-        let at = p.as_ptr() as usize - self.image.bytes().as_ptr() as usize - 4;
-        Entry::decode(&self.image.bytes()[at + 4 + p.len()..at + 4 + p.len() + ENTRY_FIXED])
     }
 
     fn encode(&self) -> Vec<u8> {

@@ -200,7 +200,6 @@ impl Store {
         }
     }
 
-    /// The outcome of a put of `id` that is live already (or buffered).
     /// [`Store::existing`] of many ids, looked up in id order: the index
     /// pages are then met front to back, each once.
     pub(super) fn existing_many(&self, ids: &[ArtifactId]) -> Result<Vec<Option<Put>>> {
@@ -211,53 +210,18 @@ impl Store {
             .collect();
         order.sort_unstable();
         let mut out = vec![None; ids.len()];
-        // The same answers as `existing`, with each lock taken once.
-        let pending = self.pending.read();
-        let st = self.state.read();
+        // Each lock taken once for all of them.
+        let (pending, st) = (self.pending.read(), self.state.read());
         for (_, i) in order {
-            let id = &ids[i as usize];
-            out[i as usize] = if let Some(placement) = pending.placement(id) {
-                let len = pending.get(id).map(|b| b.len() as u64).unwrap_or(0);
-                Some(Put {
-                    id: *id,
-                    len,
-                    new: false,
-                    placement,
-                    sha256: None,
-                })
-            } else {
-                st.newest(id)?
-                    .filter(|e| !e.is_chunk() && !e.is_tombstone())
-                    .map(|e| Put {
-                        id: *id,
-                        len: e.len,
-                        new: false,
-                        placement: e.placement(),
-                        sha256: None,
-                    })
-            };
+            out[i as usize] = existing_in(&pending, &st, &ids[i as usize])?;
         }
         Ok(out)
     }
 
+    /// The outcome of a put of `id` that is live already (or buffered).
     pub(super) fn existing(&self, id: &ArtifactId) -> Result<Option<Put>> {
-        if let Some(placement) = self.pending.read().placement(id) {
-            let len = self.pending.read().get(id).map(|b| b.len() as u64).unwrap_or(0);
-            return Ok(Some(Put {
-                id: *id,
-                len,
-                new: false,
-                placement,
-                sha256: None,
-            }));
-        }
-        Ok(self.lookup(id)?.filter(|e| !e.is_tombstone()).map(|e| Put {
-            id: *id,
-            len: e.len,
-            new: false,
-            placement: e.placement(),
-            sha256: None,
-        }))
+        // The buffer before the index, as `find` takes them.
+        existing_in(&self.pending.read(), &self.state.read(), id)
     }
 
     pub(super) fn put_large(
@@ -553,4 +517,29 @@ pub(super) fn hash_parallel(bytes: &[u8]) -> ArtifactId {
     let mut h = blake3::Hasher::new();
     h.update_rayon(bytes);
     ArtifactId::from_bytes(*h.finalize().as_bytes())
+}
+
+/// What a put of `id` would find already stored: in the write buffer, or a
+/// live artifact in the index (a chunk's key is not an artifact).
+fn existing_in(pending: &super::pending::Pending, st: &super::State, id: &ArtifactId) -> Result<Option<Put>> {
+    if let Some(placement) = pending.placement(id) {
+        let len = pending.get(id).map(|b| b.len() as u64).unwrap_or(0);
+        return Ok(Some(Put {
+            id: *id,
+            len,
+            new: false,
+            placement,
+            sha256: None,
+        }));
+    }
+    Ok(st
+        .newest(id)?
+        .filter(|e| !e.is_chunk() && !e.is_tombstone())
+        .map(|e| Put {
+            id: *id,
+            len: e.len,
+            new: false,
+            placement: e.placement(),
+            sha256: None,
+        }))
 }

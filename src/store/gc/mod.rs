@@ -31,7 +31,6 @@ use crate::block::format::{BlockKind, PackedBuilder, BLOCK_HEADER_LEN};
 use crate::block::frames::decode_framed_table;
 use crate::block::scan::Contents;
 use crate::block::segment::{Segment, SEGMENT_HEADER_LEN};
-use crate::block::writer::{pack as pack_image, BlockImage, ChunkRun, Packing};
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
 use crate::id::ArtifactId;
@@ -40,10 +39,10 @@ use crate::snapshot::checkpoint::SegmentState;
 use crate::snapshot::log::Record;
 use std::sync::Arc;
 
-use super::large::{read_full, with_buf, Buf};
 use super::sweep::check_block;
 use super::{Store, Writer};
 
+mod copy;
 pub(super) mod lookup;
 
 /// The default GC threshold: rewrite a segment once 5 % of it is garbage.
@@ -101,8 +100,10 @@ pub struct GcReport {
     /// Garbage logical bytes after.
     pub garbage_after: u64,
     /// Largest amount of bookkeeping memory GC held at once, in bytes (the
-    /// artifact list of one victim segment plus one block being packed): an
-    /// account of GC's own buffers, not a measurement.
+    /// artifact list of one victim segment with what its lookup pass found,
+    /// the ids writers changed meanwhile, the records awaiting a commit and
+    /// one block being packed): an account of GC's own buffers, not a
+    /// measurement.
     pub peak_memory_bytes: u64,
     /// Measured: the process's peak resident memory during the run, where
     /// the OS tells it (Linux: the high-water mark is reset when GC starts
@@ -463,8 +464,6 @@ impl Store {
         })
         .into_iter()
         .collect::<Result<Vec<Verdict>>>()?;
-        // (A removed artifact's `retains` searches the snapshots' index files.)
-        self.release_index_pages_over(MAPPED_BUDGET);
         // Raw packed blocks are read whole, once, and proven by their CRC-32C;
         // their artifacts are then copied without hashing each (every read
         // of them hashes them anyway). A block whose CRC fails leaves its
@@ -524,79 +523,6 @@ impl Store {
         });
         verdicts.into_iter().collect()
     }
-
-    fn flush_copies(&self, w: &mut Writer, pack: &mut PackedBuilder, recs: &mut Vec<Entry>) -> Result<()> {
-        if pack.is_empty() {
-            return Ok(());
-        }
-        let (raw, entries) = pack.finish();
-        // Bytes that all came from raw blocks did not compress when they were
-        // written: trying again would cost a zstd pass over every block.
-        let compress = recs.iter().any(|r| r.flags & FLAG_COMPRESSED != 0);
-        let (seg, loc) = if compress {
-            self.write_packed_block(w, &raw, &entries, None)?
-        } else {
-            self.write_packed_block(w, &raw, &entries, Some(pack_raw(&raw, &entries)))?
-        };
-        for (i, (pe, rec)) in entries.iter().zip(recs.drain(..)).enumerate() {
-            let to = super::packing::packed_entry(&loc, seg, i, pe);
-            self.moved(w, &rec, rec.relocated(to));
-        }
-        self.flush_tombstones(w)
-    }
-
-    /// Copies a large artifact under the writer lock (the source is the store
-    /// itself, so no window waits on a slow reader).
-    fn copy_large(&self, w: &mut Writer, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
-        self.ensure_active(w)?;
-        let mut reader = self.reader_for(rec, victim.clone())?;
-        let mut run = ChunkRun::new(self.opts.chunk_size, self.opts.compression);
-        let window = self.opts.chunk_size * 8;
-        let mut len = 0u64;
-        with_buf(Buf::Stream, |buf| -> Result<()> {
-            buf.resize(window, 0);
-            loop {
-                let n = read_full(&mut reader, buf).map_err(super::read::unwrap_io)?;
-                if n == 0 {
-                    return Ok(());
-                }
-                let data = &buf[..n];
-                len += n as u64;
-                let images = run.prepare(data);
-                let a = w.active.as_mut().ok_or(Error::Poisoned)?;
-                run.write(a, &images)?;
-                if n < window {
-                    return Ok(());
-                }
-            }
-        })?;
-        // The copy's own chunk tree gives its id (no second hash of the bytes).
-        let id = rec.id;
-        if len != rec.len || run.id() != Some(id) {
-            return Err(Error::CorruptArtifact {
-                id: rec.id,
-                file: self.layout.segment(rec.segment),
-                detail: "copy during GC does not match the artifact's id".into(),
-            });
-        }
-        let img = BlockImage::trailer(&run.trailer(id, len));
-        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
-        let at = a.write(&img)?;
-        let to = Entry::large(id, a.id, at, len);
-        self.moved(w, rec, rec.relocated(to));
-        self.flush_tombstones(w)
-    }
-
-    /// Records a copy: the new record shadows the old, usage moves with it, and
-    /// a retained-but-removed artifact gets a tombstone block after its copy so
-    /// that `repair` replays it as removed.
-    pub(super) fn moved(&self, w: &mut Writer, old: &Entry, new: Entry) {
-        self.record_unwatched(w, &[new]);
-        w.add_usage(old.segment, -(old.usage() as i64), 0);
-        if new.is_tombstone() {
-            w.tombstones.push((new.id, new.domain.0));
-        }
-    }
 }
 
 /// Resets the process's peak-RSS high-water mark (Linux `clear_refs`, value
@@ -627,11 +553,6 @@ pub(super) fn status_bytes(field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
-}
-
-/// A raw packed block: GC's copy of bytes that did not compress before.
-fn pack_raw<'a>(raw: &'a [u8], entries: &[crate::block::format::PackedEntry]) -> Packing<'a> {
-    pack_image(raw, entries, None, None)
 }
 
 /// Lists the artifacts stored in a sealed segment: packed block tables and
