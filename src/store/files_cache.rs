@@ -103,7 +103,8 @@ impl Entry {
 /// Decoding the file into a map took an allocation and a hash per entry,
 /// a tenth of an unchanged re-ingest of 56 000 files; the walk meets the
 /// paths nearly in the file's order, so most lookups are answered by the
-/// entry after the previous one.
+/// entry after the previous one (the caller keeps that hint, one per thread
+/// looking up).
 #[derive(Debug)]
 pub(crate) struct FilesCache {
     /// Mapped, not read: a read's copy into a fresh buffer faulted in every
@@ -111,8 +112,6 @@ pub(crate) struct FilesCache {
     image: Mapped,
     /// Where each entry of `image` starts (at its path's length).
     at: Vec<usize>,
-    /// The entry after the last one found: where the next lookup looks first.
-    hint: std::cell::Cell<usize>,
     /// Recorded since loading, keyed by the path's bytes; these win.
     added: HashMap<Box<[u8]>, Entry>,
 }
@@ -122,7 +121,6 @@ impl Default for FilesCache {
         Self {
             image: Mapped::new(Vec::new()),
             at: Vec::new(),
-            hint: Default::default(),
             added: HashMap::new(),
         }
     }
@@ -151,28 +149,29 @@ impl FilesCache {
     /// The id `path` held when recorded, if its stamp is unchanged and the
     /// entry was not recorded within the timestamp granularity of a change.
     #[cfg(test)]
-    pub(crate) fn lookup(&self, path: &Path, stamp: &FileStamp) -> Option<ArtifactId> {
-        self.lookup_key(path.as_os_str().as_bytes(), stamp)
+    pub(crate) fn lookup(&self, path: &Path, stamp: &FileStamp, hint: &mut usize) -> Option<ArtifactId> {
+        self.lookup_key(path.as_os_str().as_bytes(), stamp, hint)
     }
 
-    /// [`FilesCache::lookup`] of a path given as its key's bytes.
-    pub(crate) fn lookup_key(&self, key: &[u8], stamp: &FileStamp) -> Option<ArtifactId> {
-        let e = self.get(key)?;
+    /// [`FilesCache::lookup`] of a path given as its key's bytes. `hint`
+    /// is where the lookup looks first, and is set past what it finds
+    /// (start at 0; any value is safe, a good one is fast).
+    pub(crate) fn lookup_key(&self, key: &[u8], stamp: &FileStamp, hint: &mut usize) -> Option<ArtifactId> {
+        let e = self.get(key, hint)?;
         let settled = e.stamp.mtime_ns.max(e.stamp.ctime_ns) < e.recorded_ns - RACY_NS;
         (e.stamp == *stamp && settled).then_some(e.id)
     }
 
-    fn get(&self, key: &[u8]) -> Option<Entry> {
+    fn get(&self, key: &[u8], hint: &mut usize) -> Option<Entry> {
         if let Some(e) = self.added.get(key) {
             return Some(*e);
         }
-        let hint = self.hint.get();
-        let k = if self.at.get(hint).is_some_and(|&at| self.path_at(at) == key) {
-            hint
+        let k = if self.at.get(*hint).is_some_and(|&at| self.path_at(at) == key) {
+            *hint
         } else {
             self.at.binary_search_by(|&at| self.path_at(at).cmp(key)).ok()?
         };
-        self.hint.set(k + 1);
+        *hint = k + 1;
         Some(self.entry_at(self.at[k]))
     }
 
@@ -241,6 +240,7 @@ impl FilesCache {
 /// gives it against the working directory taken once. An ingest asks for
 /// tens of thousands of paths, most in the directory of the one before, so
 /// the parent's absolute form is kept and the file name appended.
+#[derive(Clone)]
 pub(crate) struct Keys {
     cwd: Option<PathBuf>,
     parent: Option<(PathBuf, Vec<u8>)>,
@@ -373,21 +373,27 @@ mod tests {
         }
         let mut d = decode(Mapped::new(c.encode())).unwrap();
         assert!(d.added.is_empty() && d.at.len() == 200);
+        let mut h = 0;
         // In walk order, backwards and skipping: the hint misses, the search finds.
         let order = (0..200).chain((0..200).rev()).chain((0..200).step_by(7));
         for i in order {
             let p = &paths[i];
-            assert_eq!(d.lookup(Path::new(p), &stamp(i as i64)), Some(id(p)), "{p}");
+            assert_eq!(d.lookup(Path::new(p), &stamp(i as i64), &mut h), Some(id(p)), "{p}");
         }
-        assert_eq!(d.lookup(Path::new("/d0/zzz"), &stamp(0)), None);
-        assert_eq!(d.lookup(Path::new("/"), &stamp(0)), None);
+        assert_eq!(d.lookup(Path::new("/d0/zzz"), &stamp(0), &mut h), None);
+        assert_eq!(d.lookup(Path::new("/"), &stamp(0), &mut h), None);
         d.record(paths[5].clone().into(), stamp(999), id("new"), t);
         d.record("/new".into(), stamp(1000), id("newer"), t);
         let e = decode(Mapped::new(d.encode())).unwrap();
         assert_eq!(e.at.len(), 201);
-        assert_eq!(e.lookup(Path::new(&paths[5]), &stamp(999)), Some(id("new")));
-        assert_eq!(e.lookup(Path::new(&paths[5]), &stamp(5)), None);
-        assert_eq!(e.lookup(Path::new("/new"), &stamp(1000)), Some(id("newer")));
+        // A hint from elsewhere, or out of range, only costs a search.
+        for bad in [0, 7, 200, 201, usize::MAX - 1] {
+            h = bad;
+            assert_eq!(e.lookup(Path::new(&paths[9]), &stamp(9), &mut h), Some(id(&paths[9])));
+        }
+        assert_eq!(e.lookup(Path::new(&paths[5]), &stamp(999), &mut h), Some(id("new")));
+        assert_eq!(e.lookup(Path::new(&paths[5]), &stamp(5), &mut h), None);
+        assert_eq!(e.lookup(Path::new("/new"), &stamp(1000), &mut h), Some(id("newer")));
     }
 
     #[test]
@@ -443,14 +449,15 @@ mod tests {
         let t = 100 * RACY_NS;
         c.record("/old".into(), stamp(t - 5 * RACY_NS), ArtifactId::of(b"o"), t);
         c.record("/racy".into(), stamp(t - RACY_NS / 2), ArtifactId::of(b"r"), t);
+        let mut h = 0;
         assert_eq!(
-            c.lookup(Path::new("/old"), &stamp(t - 5 * RACY_NS)),
+            c.lookup(Path::new("/old"), &stamp(t - 5 * RACY_NS), &mut h),
             Some(ArtifactId::of(b"o"))
         );
-        assert_eq!(c.lookup(Path::new("/racy"), &stamp(t - RACY_NS / 2)), None);
+        assert_eq!(c.lookup(Path::new("/racy"), &stamp(t - RACY_NS / 2), &mut h), None);
         let mut changed = stamp(t - 5 * RACY_NS);
         changed.ctime_ns += 1;
-        assert_eq!(c.lookup(Path::new("/old"), &changed), None);
-        assert_eq!(c.lookup(Path::new("/other"), &stamp(1)), None);
+        assert_eq!(c.lookup(Path::new("/old"), &changed, &mut h), None);
+        assert_eq!(c.lookup(Path::new("/other"), &stamp(1), &mut h), None);
     }
 }

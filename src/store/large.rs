@@ -200,28 +200,29 @@ impl Store {
         }
     }
 
-    /// [`Store::existing`] of many ids, looked up in id order: the index
-    /// pages are then met front to back, each once.
-    pub(super) fn existing_many(&self, ids: &[ArtifactId]) -> Result<Vec<Option<Put>>> {
-        let mut order: Vec<(u64, u32)> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.order_key(), i as u32))
-            .collect();
-        order.sort_unstable();
-        let mut out = vec![None; ids.len()];
+    /// [`Store::existing`] of many ids, each with a tag: sorts them and
+    /// calls `found(tag, put)` for each one live or buffered. In id order
+    /// the index pages are met front to back, each once, and each search
+    /// starts where the one before it ended. The ids themselves are sorted,
+    /// not positions into a list of them: reading ids through positions in
+    /// id order missed the cache once per id.
+    pub(super) fn existing_sorted(&self, ids: &mut [(ArtifactId, u32)], mut found: impl FnMut(u32, Put)) -> Result<()> {
+        ids.sort_unstable_by(|a, b| a.0.order_key().cmp(&b.0.order_key()).then_with(|| a.0.cmp(&b.0)));
         // Each lock taken once for all of them.
         let (pending, st) = (self.pending.read(), self.state.read());
-        for (_, i) in order {
-            out[i as usize] = existing_in(&pending, &st, &ids[i as usize])?;
+        let mut from = vec![0; st.indexes.len()];
+        for (id, tag) in ids.iter() {
+            if let Some(put) = existing_in(&pending, &st, id, &mut from)? {
+                found(*tag, put);
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The outcome of a put of `id` that is live already (or buffered).
     pub(super) fn existing(&self, id: &ArtifactId) -> Result<Option<Put>> {
         // The buffer before the index, as `find` takes them.
-        existing_in(&self.pending.read(), &self.state.read(), id)
+        existing_in(&self.pending.read(), &self.state.read(), id, &mut [])
     }
 
     pub(super) fn put_large(
@@ -521,7 +522,14 @@ pub(super) fn hash_parallel(bytes: &[u8]) -> ArtifactId {
 
 /// What a put of `id` would find already stored: in the write buffer, or a
 /// live artifact in the index (a chunk's key is not an artifact).
-fn existing_in(pending: &super::pending::Pending, st: &super::State, id: &ArtifactId) -> Result<Option<Put>> {
+/// `from`: positions for ids asked in ascending order (see
+/// [`super::State::newest_from`]), or empty.
+fn existing_in(
+    pending: &super::pending::Pending,
+    st: &super::State,
+    id: &ArtifactId,
+    from: &mut [u64],
+) -> Result<Option<Put>> {
     if let Some(placement) = pending.placement(id) {
         let len = pending.get(id).map(|b| b.len() as u64).unwrap_or(0);
         return Ok(Some(Put {
@@ -533,7 +541,7 @@ fn existing_in(pending: &super::pending::Pending, st: &super::State, id: &Artifa
         }));
     }
     Ok(st
-        .newest(id)?
+        .newest_from(id, from)?
         .filter(|e| !e.is_chunk() && !e.is_tombstone())
         .map(|e| Put {
             id: *id,

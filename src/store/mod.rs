@@ -237,11 +237,19 @@ impl SnapshotHandle {
 impl State {
     /// The newest record for `id` (tombstones included).
     pub(crate) fn newest(&self, id: &ArtifactId) -> Result<Option<Entry>> {
+        self.newest_from(id, &mut [])
+    }
+
+    /// [`State::newest`] of ids asked in ascending order: `from` holds a
+    /// position per index file (see [`IndexFile::get_from`]); files past
+    /// its end are searched whole.
+    pub(crate) fn newest_from(&self, id: &ArtifactId, from: &mut [u64]) -> Result<Option<Entry>> {
         if let Some(e) = self.memtable.get(id) {
             return Ok(Some(*e));
         }
-        for f in &self.indexes {
-            if let Some(e) = f.get(id)? {
+        for (k, f) in self.indexes.iter().enumerate() {
+            let mut whole = 0;
+            if let Some(e) = f.get_from(id, from.get_mut(k).unwrap_or(&mut whole))? {
                 return Ok(Some(e));
             }
         }

@@ -237,6 +237,11 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result
         // The files are stored and committed; only their lines were lost.
         crate::output_failed(&e);
     }
+    // The process ends here: its memory goes back whole, where freeing the
+    // two path lists one path at a time took a twentieth of an unchanged
+    // re-ingest of 56 000 files.
+    std::mem::forget(rep);
+    std::mem::forget(plan);
     Ok(ExitCode::SUCCESS)
 }
 
