@@ -120,3 +120,39 @@ fn aslctl_ingest_uses_the_cache_unless_told_not_to() {
     assert!(err(&b).contains("5 unchanged files not read"), "{}", err(&b));
     assert!(!err(&c).contains("not read"), "{}", err(&c));
 }
+
+#[test]
+fn the_cache_answers_each_file_of_a_large_tree_for_itself() {
+    // More files than one stretch of the parallel lookups (4096), so that
+    // every answer must land on its own file across stretches.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    let body = |i: usize, v: u8| format!("{v} {i:05}").into_bytes();
+    let files: Vec<PathBuf> = (0..9000)
+        .map(|i| dir.join(format!("d{:02}/f{i:05}", i / 700)))
+        .collect();
+    for (i, f) in files.iter().enumerate() {
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(f, body(i, 0)).unwrap();
+    }
+    settle();
+    let s = StoreOptions::new().create(true).open(tmp.path().join("store")).unwrap();
+    assert_eq!(ingest(&s, &dir, FilesCacheMode::Use).new_files, 9000);
+    let changed = [7, 4095, 4096, 8191, 8999];
+    for &i in &changed {
+        fs::write(&files[i], body(i, 1)).unwrap();
+    }
+    // One whose artifact the store dropped, in the last stretch.
+    let dropped = 8500;
+    assert!(s.remove(&ArtifactId::of(&body(dropped, 0))).unwrap());
+    s.commit().unwrap();
+    let again = ingest(&s, &dir, FilesCacheMode::Use);
+    assert_eq!(again.cached_files, 9000 - changed.len() as u64 - 1);
+    assert_eq!(again.files.len(), 9000);
+    for (i, (f, path)) in again.files.iter().zip(&files).enumerate() {
+        assert_eq!(&f.path, path);
+        let v = u8::from(changed.contains(&i));
+        assert_eq!(f.put.id, ArtifactId::of(&body(i, v)), "{}", path.display());
+        assert_eq!(f.put.new, v == 1 || i == dropped, "{}", path.display());
+    }
+}

@@ -485,6 +485,57 @@ mod tests {
     }
 
     #[test]
+    fn searches_from_a_position_find_what_get_finds_in_any_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut es: Vec<Entry> = (0..3000).map(entry).collect();
+        // Ids that share their first 8 bytes, where the order by those
+        // bytes alone says nothing: 40 in one bucket, which is bisected
+        // before it is scanned.
+        for k in 0..40u8 {
+            let mut b = *entry(9).id.as_bytes();
+            b[20] = k.wrapping_mul(77);
+            es.push(Entry {
+                id: ArtifactId::from_bytes(b),
+                ..entry(10_000 + k as u32)
+            });
+        }
+        es.sort_by_key(|e| e.id);
+        let p = write_index(
+            &crate::io::LocalBackend,
+            dir.path(),
+            1,
+            es.len() as u64,
+            es.iter().copied().map(Ok),
+        )
+        .unwrap();
+        let f = IndexFile::open(&crate::io::LocalBackend, &p).unwrap();
+        // Present and absent ids, in ascending, descending, shuffled and
+        // shared-prefix-reversed orders.
+        let mut asked: Vec<ArtifactId> = es
+            .iter()
+            .map(|e| e.id)
+            .chain((5000..6000).map(|i| entry(i).id))
+            .collect();
+        asked.sort();
+        let mut orders = vec![asked.clone(), asked.iter().rev().copied().collect()];
+        let mut shuffled = asked.clone();
+        for i in (1..shuffled.len()).rev() {
+            shuffled.swap(i, (i * 7919 + 13) % (i + 1));
+        }
+        orders.push(shuffled);
+        let mut by_head = asked.clone();
+        by_head.sort_by(|a, b| a.order_key().cmp(&b.order_key()).then_with(|| b.cmp(a)));
+        orders.push(by_head);
+        for order in orders {
+            let mut from = 0;
+            for id in &order {
+                assert_eq!(f.get_from(id, &mut from).unwrap(), f.get(id).unwrap(), "{id}");
+            }
+        }
+        assert!(es.iter().all(|e| f.get(&e.id).unwrap() == Some(*e)));
+    }
+
+    #[test]
     fn write_open_lookup() {
         let dir = tempfile::tempdir().unwrap();
         for n in [0u32, 1, 100, 5000] {
