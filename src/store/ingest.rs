@@ -144,20 +144,21 @@ impl IngestPlan {
     /// level above it.
     fn walk_tree(&self, dir: &Path) -> Result<Vec<Found>> {
         use rayon::prelude::*;
-        // Each name is taken once: a sort by `DirEntry::file_name` allocates
-        // it anew at every comparison.
-        let mut entries: Vec<(std::ffi::OsString, fs::DirEntry)> = fs::read_dir(dir)
+        // Sorted by path, made once per entry (every path here is this
+        // directory's joined with a name, so the order is the names'): a
+        // sort by `DirEntry::file_name` allocates names at every comparison,
+        // and taking each name once first was still an allocation per file.
+        let mut entries: Vec<(PathBuf, fs::DirEntry)> = fs::read_dir(dir)
             .map_err(|e| refuse(dir, e))?
-            .map(|e| e.map(|e| (e.file_name(), e)))
+            .map(|e| e.map(|e| (e.path(), e)))
             .collect::<io::Result<_>>()
             .map_err(|e| refuse(dir, e))?;
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries.sort_unstable_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
         let found: Vec<Result<Found>> = entries
-            .par_iter()
-            .map(|(_, e)| {
-                let p = e.path();
+            .into_par_iter()
+            .map(|(p, e)| {
                 let ft = e.file_type().map_err(|x| refuse(&p, x))?;
-                Ok(if ft.is_dir() && self.is_store_dir(e) {
+                Ok(if ft.is_dir() && self.is_store_dir(&e) {
                     Found::Excluded(p)
                 } else if ft.is_dir() {
                     Found::Dir(self.walk_tree(&p)?)
@@ -182,9 +183,15 @@ impl IngestPlan {
     /// Whether the directory entry `e` is the excluded store directory (a
     /// walk that starts outside it can only get inside through it).
     fn is_store_dir(&self, e: &fs::DirEntry) -> bool {
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{DirEntryExt, MetadataExt};
         let Some(id) = self.exclude_id else { return false };
-        e.metadata().is_ok_and(|m| (m.dev(), m.ino()) == id)
+        // The entry's inode and name come with the directory listing; only
+        // a match is worth a `stat` (one per directory was a tenth of a
+        // re-ingest's system calls). Either may match: a bind mount shows the
+        // store under another name, and overlayfs may list a directory with
+        // an inode number that is not its `stat`'s.
+        let named = self.exclude.as_deref().and_then(Path::file_name) == Some(&*e.file_name());
+        (e.ino() == id.1 || named) && e.metadata().is_ok_and(|m| (m.dev(), m.ino()) == id)
     }
 
     /// Whether `p` is the excluded store directory or lies inside it.
@@ -535,6 +542,29 @@ fn read_all(inputs: &[&IngestInput]) -> Result<Vec<Vec<u8>>> {
 mod tests {
     use super::*;
     use crate::StoreOptions;
+
+    #[test]
+    fn a_walk_leaves_out_the_store_wherever_it_meets_it_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("top");
+        for f in ["a/x", "b/store/y", "b/z"] {
+            fs::create_dir_all(top.join(f).parent().unwrap()).unwrap();
+            fs::write(top.join(f), f).unwrap();
+        }
+        let store = top.join("a/store");
+        drop(StoreOptions::new().create(true).open(&store).unwrap());
+        // The store spelt another way than the walk meets it; a directory
+        // elsewhere with the store's name is an ordinary one.
+        let spelt = top.join("b/../a/./store");
+        let plan = IngestPlan::walk_excluding(std::slice::from_ref(&top), Some(&spelt)).unwrap();
+        assert_eq!(plan.excluded, vec![store.clone()]);
+        let got: Vec<&Path> = plan.inputs.iter().map(|i| i.path.as_path()).collect();
+        assert_eq!(got, [top.join("a/x"), top.join("b/store/y"), top.join("b/z")]);
+        // Given as an input itself, or inside it, it is left out as well.
+        let plan = IngestPlan::walk_excluding(&[store.clone(), store.join("STORE")], Some(&store)).unwrap();
+        assert!(plan.inputs.is_empty());
+        assert_eq!(plan.excluded.len(), 2);
+    }
 
     #[test]
     fn ingest_reports_in_order_and_commits_in_steps() {

@@ -33,7 +33,9 @@ fn b3sum_line(id: &ArtifactId, p: &Path) -> String {
 /// for it: an unchanged tree of 56 000 files prints in a few milliseconds.
 fn write_b3sum_line(out: &mut impl Write, id: &ArtifactId, p: &Path) -> io::Result<()> {
     match p.to_str() {
-        Some(s) if !s.contains(['\\', '\n']) => {
+        // Bytes, not chars: the two are ASCII, and a search by `char`
+        // decoded every path of an unchanged re-ingest.
+        Some(s) if !s.bytes().any(|b| b == b'\\' || b == b'\n') => {
             out.write_all(&id.hex_bytes())?;
             out.write_all(b"  ")?;
             out.write_all(s.as_bytes())?;
