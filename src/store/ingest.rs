@@ -361,33 +361,53 @@ impl Store {
             FilesCacheMode::Use => Some(FilesCache::load(&*self.layout.io, &cache_path)),
             FilesCacheMode::Refresh => Some(FilesCache::default()),
         };
-        // Inputs the cache vouches for, whose artifact is still live.
-        let mut hits: Vec<Option<Put>> = vec![None; inputs.len()];
+        // One result per input, made on all cores (a path copied for each:
+        // a tenth of an unchanged re-ingest of 56 000 files on one core).
+        // Inputs the cache vouches for, whose artifact is still live, get
+        // their put now; the others as they are stored.
+        rep.files = {
+            use rayon::prelude::*;
+            let unset = Put {
+                id: crate::ArtifactId::from_bytes([0; 32]),
+                len: 0,
+                new: false,
+                placement: Default::default(),
+                sha256: None,
+            };
+            inputs
+                .par_iter()
+                .with_min_len(1024)
+                .map(|i| Ingested {
+                    path: i.path.clone(),
+                    put: unset,
+                })
+                .collect()
+        };
+        let mut hit = vec![false; inputs.len()];
         let keys = Keys::new();
         if let Some(c) = &cache {
-            self.vouched(c, &keys, inputs, &mut hits)?;
+            self.vouched(c, &keys, inputs, &mut rep.files, &mut hit)?;
         }
         // Every other input will be read: one this process may not read stops
         // the ingest here, before anything is stored. (A cached input was read
         // before, and a change of its permissions changes its ctime, which the
         // cache compares.)
-        for (input, hit) in inputs.iter().zip(&hits) {
-            if hit.is_none() {
+        for (input, hit) in inputs.iter().zip(&hit) {
+            if !hit {
                 crate::io::check_readable(&input.path).map_err(|e| refuse(&input.path, e))?;
             }
         }
-        rep.files.reserve_exact(inputs.len());
         let (mut acked, mut since_commit, mut done) = (0usize, 0u64, 0u64);
         let mut next = 0;
         while next < inputs.len() {
             let end = window_end(inputs, next, small, opts);
             let window = &inputs[next..end];
-            let known = &hits[next..end];
-            rep.cached_files += known.iter().flatten().count() as u64;
+            let known = &hit[next..end];
+            rep.cached_files += known.iter().filter(|&&k| k).count() as u64;
             let rest: Vec<IngestInput> = window
                 .iter()
                 .zip(known)
-                .filter(|(_, k)| k.is_none())
+                .filter(|(_, k)| !**k)
                 .map(|(i, _)| i.clone())
                 .collect();
             let mut stored = self
@@ -395,36 +415,31 @@ impl Store {
                     on_event(IngestEvent::Progress { done: done + d, total })
                 })?
                 .into_iter();
-            for (known, input) in known.iter().zip(window) {
-                let put = match known {
-                    Some(p) => *p,
-                    None => stored
+            for ((known, input), f) in known.iter().zip(window).zip(&mut rep.files[next..end]) {
+                if !known {
+                    f.put = stored
                         .next()
-                        .ok_or_else(|| Error::io("ingest", io::Error::other("a window lost a result")))?,
-                };
-                if put.new {
-                    since_commit += put.len;
+                        .ok_or_else(|| Error::io("ingest", io::Error::other("a window lost a result")))?;
+                }
+                if f.put.new {
+                    since_commit += f.put.len;
                     rep.new_files += 1;
-                    rep.new_bytes += put.len;
+                    rep.new_bytes += f.put.len;
                 }
                 done += input.size;
-                rep.files.push(Ingested {
-                    path: input.path.clone(),
-                    put,
-                });
             }
-            next += window.len();
+            next = end;
             on_event(IngestEvent::Progress { done, total });
-            if since_commit >= opts.commit_bytes || rep.files.len() - acked >= opts.commit_files {
+            if since_commit >= opts.commit_bytes || next - acked >= opts.commit_files {
                 self.commit()?;
-                on_event(IngestEvent::Committed(&rep.files[acked..]));
-                acked = rep.files.len();
+                on_event(IngestEvent::Committed(&rep.files[acked..next]));
+                acked = next;
                 since_commit = 0;
             }
         }
         self.commit()?;
-        if acked < rep.files.len() {
-            on_event(IngestEvent::Committed(&rep.files[acked..]));
+        if acked < next {
+            on_event(IngestEvent::Committed(&rep.files[acked..next]));
         }
         if let Some(c) = &mut cache {
             // A file the cache answered keeps its entry as it is (it was
@@ -432,8 +447,8 @@ impl Store {
             // not written again.
             let mut changed = opts.files_cache == FilesCacheMode::Refresh;
             let mut keys = keys;
-            for ((f, input), hit) in rep.files.iter().zip(inputs).zip(&hits) {
-                if hit.is_some() {
+            for ((f, input), hit) in rep.files.iter().zip(inputs).zip(&hit) {
+                if *hit {
                     continue;
                 }
                 if let Some(key) = keys.key(&f.path) {
@@ -449,15 +464,25 @@ impl Store {
         Ok(rep)
     }
 
-    /// Fills `hits` with what the cache vouches for among `inputs` and the
-    /// store still holds. On all cores, each taking a stretch of the inputs:
-    /// an unchanged re-ingest is nearly all this and the walk.
-    fn vouched(&self, cache: &FilesCache, keys: &Keys, inputs: &[IngestInput], hits: &mut [Option<Put>]) -> Result<()> {
+    /// Sets the put of each of `files` (the results of `inputs`) that the
+    /// cache vouches for and the store still holds, and marks it in `hit`.
+    /// On all cores, each taking a stretch of the inputs: an unchanged
+    /// re-ingest is nearly all this and the walk.
+    fn vouched(
+        &self,
+        cache: &FilesCache,
+        keys: &Keys,
+        inputs: &[IngestInput],
+        files: &mut [Ingested],
+        hit: &mut [bool],
+    ) -> Result<()> {
         use rayon::prelude::*;
         const STRETCH: usize = 4096;
-        hits.par_chunks_mut(STRETCH)
+        files
+            .par_chunks_mut(STRETCH)
+            .zip(hit.par_chunks_mut(STRETCH))
             .zip(inputs.par_chunks(STRETCH))
-            .try_for_each(|(hits, inputs)| {
+            .try_for_each(|((files, hit), inputs)| {
                 let (mut keys, mut key, mut hint) = (keys.clone(), Vec::new(), 0);
                 let mut ids: Vec<(crate::ArtifactId, u32)> = inputs
                     .iter()
@@ -469,7 +494,9 @@ impl Store {
                             .map(|id| (id, k as u32))
                     })
                     .collect();
-                self.existing_sorted(&mut ids, |k, put| hits[k as usize] = Some(put))
+                self.existing_sorted(&mut ids, |k, put| {
+                    (files[k as usize].put, hit[k as usize]) = (put, true);
+                })
             })
     }
 
