@@ -12,6 +12,7 @@
 //! building and encoding trees through values.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -92,7 +93,7 @@ struct Open<'a> {
 fn store_in_walk_order<'a>(
     store: &Store,
     files: impl Iterator<Item = (&'a Path, u64, bool, ArtifactId)>,
-) -> Result<Option<ArtifactId>, RecordError> {
+) -> Result<Option<(ArtifactId, u64)>, RecordError> {
     let mut stack: Vec<Open<'a>> = vec![Open {
         name: b"",
         items: Vec::new(),
@@ -156,7 +157,94 @@ fn store_in_walk_order<'a>(
         close(&mut stack)?;
     }
     let root = stack.pop().expect("the root");
-    Ok(Some(put_entries(store, &root.items)?.0))
+    put_entries(store, &root.items).map(Some)
+}
+
+/// Below this many files a directory's trees are built on one core.
+const PARALLEL_FILES: usize = 2048;
+
+/// The inputs of a walk from the root whose bytes are `r`: the one run of
+/// them whose paths begin with `r` and a `/`, if they make one.
+fn run_below(plan: &crate::IngestPlan, r: &[u8]) -> Option<Range<usize>> {
+    let below = |i: &crate::IngestInput| matches!(i.path.as_os_str().as_bytes().strip_prefix(r), Some([b'/', ..]));
+    let start = plan.inputs.iter().position(below)?;
+    let end = start + plan.inputs[start..].iter().take_while(|i| below(i)).count();
+    (!plan.inputs[end..].iter().any(below)).then_some(start..end)
+}
+
+/// One entry of a directory being built on all cores.
+enum Part<'a> {
+    /// The input at this position.
+    File(usize),
+    /// A subdirectory and the run of inputs below it.
+    Dir(&'a [u8], Range<usize>),
+}
+
+/// Stores the trees of the directory holding the inputs `run` of an ingest
+/// (their paths past the first `off` bytes are relative to it, in walk
+/// order), its subdirectories of many files on all cores; returns its id
+/// and total file bytes, or `None` when the order is not a walk's.
+fn store_run<'a>(
+    store: &Store,
+    plan: &'a crate::IngestPlan,
+    report: &crate::IngestReport,
+    run: Range<usize>,
+    off: usize,
+) -> Result<Option<(ArtifactId, u64)>, RecordError> {
+    use rayon::prelude::*;
+    let rel = |i: usize| -> &'a [u8] { &plan.inputs[i].path.as_os_str().as_bytes()[off..] };
+    let item = |i: usize| {
+        (
+            rel(i),
+            plan.inputs[i].exec,
+            report.files[i].put.len,
+            report.files[i].put.id,
+        )
+    };
+    if run.len() < PARALLEL_FILES {
+        let files = run.map(|i| {
+            let (p, exec, size, id) = item(i);
+            (Path::new(std::ffi::OsStr::from_bytes(p)), size, exec, id)
+        });
+        return store_in_walk_order(store, files);
+    }
+    let mut parts: Vec<Part<'a>> = Vec::new();
+    for i in run {
+        let p = rel(i);
+        let Some(cut) = p.iter().position(|&b| b == b'/') else {
+            parts.push(Part::File(i));
+            continue;
+        };
+        match parts.last_mut() {
+            Some(Part::Dir(name, r)) if *name == &p[..cut] => r.end = i + 1,
+            _ => parts.push(Part::Dir(&p[..cut], i..i + 1)),
+        }
+    }
+    // The names as the one-core builder checks them: plain, and strictly
+    // increasing (a directory met again after another name is not a walk's).
+    let name = |p: &Part<'a>| match p {
+        Part::File(i) => rel(*i),
+        Part::Dir(n, _) => n,
+    };
+    let odd = |n: &[u8]| n.is_empty() || n == b"." || n == b"..";
+    if parts.iter().any(|p| odd(name(p))) || parts.windows(2).any(|w| name(&w[0]) >= name(&w[1])) {
+        return Ok(None);
+    }
+    let items: Vec<Option<Item<'a>>> = parts
+        .par_iter()
+        .map(|p| match p {
+            Part::File(i) => {
+                let (n, exec, size, id) = item(*i);
+                Ok(Some((n, file_kind(exec), size, id)))
+            }
+            Part::Dir(n, r) => Ok(store_run(store, plan, report, r.clone(), off + n.len() + 1)?
+                .map(|(id, size)| (*n, EntryKind::Dir, size, id))),
+        })
+        .collect::<Result<_, RecordError>>()?;
+    match items.into_iter().collect::<Option<Vec<Item<'a>>>>() {
+        Some(items) => put_entries(store, &items).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// A file to put in a tree: its path relative to the tree's root.
@@ -288,22 +376,26 @@ pub fn trees_of_ingest(
         // A walk made each path by joining names onto its root, so the
         // root's bytes and a `/` begin it: they are cut off directly (a
         // `strip_prefix` for each of 56 000 files compared them component
-        // by component). A path that is not plain after them fails the
-        // ordered builder below, and the general way takes the exact
-        // `strip_prefix`.
+        // by component), and the files below the root are one run of the
+        // inputs, whose subdirectories are built on all cores. A path that
+        // is not plain after them fails the ordered builders, and the
+        // general way takes the exact `strip_prefix`.
         let r = root.as_os_str().as_bytes();
         let plain_root = plain(r.strip_prefix(b"/").unwrap_or(r));
-        let fast = plan.inputs.iter().zip(&report.files).filter_map(|(input, done)| {
-            let rel = match input.path.as_os_str().as_bytes().strip_prefix(r) {
-                Some([b'/', rest @ ..]) if plain_root => Path::new(std::ffi::OsStr::from_bytes(rest)),
-                _ => input.path.strip_prefix(root).ok()?,
-            };
-            Some((rel, done.put.len, input.exec, done.put.id))
-        });
+        let ordered = match run_below(plan, r).filter(|_| plain_root) {
+            Some(run) => store_run(store, plan, report, run, r.len() + 1)?,
+            None => {
+                let files = plan.inputs.iter().zip(&report.files).filter_map(|(input, done)| {
+                    let rel = input.path.strip_prefix(root).ok()?;
+                    Some((rel, done.put.len, input.exec, done.put.id))
+                });
+                store_in_walk_order(store, files)?
+            }
+        };
         // A walk lists a directory's files in the order its trees hold
         // them; anything else (never seen from a walk) takes the general way.
-        let id = match store_in_walk_order(store, fast)? {
-            Some(id) => id,
+        let id = match ordered {
+            Some((id, _)) => id,
             None => {
                 let files: Vec<TreeFile> = plan
                     .inputs
@@ -387,6 +479,65 @@ mod tests {
     }
 
     #[test]
+    fn large_trees_built_on_all_cores_are_the_sorting_builders() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::StoreOptions::new()
+            .create(true)
+            .open(dir.path().join("s"))
+            .unwrap();
+        let top = dir.path().join("t");
+        // 10 000 files: directories above and below the parallel threshold,
+        // files beside directories at every level, a name that sorts
+        // between a directory and its files (`d1.txt` after `d1/`).
+        for i in 0..10_000 {
+            let rel = match i % 4 {
+                0 => format!("d{}/e{}/f{i}", i % 3, i % 5),
+                1 => format!("d{}/g{i}", i % 3),
+                2 => format!("d1.txt{i}"),
+                _ => format!("d{}/e{}/h/{i}", i % 3, i % 2),
+            };
+            let p = top.join(&rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, &rel).unwrap();
+        }
+        let plan = crate::IngestPlan::walk(std::slice::from_ref(&top)).unwrap();
+        let rep = store.ingest_plan(&plan, &Default::default(), &mut |_| {}).unwrap();
+        let sorted: Vec<TreeFile> = plan
+            .inputs
+            .iter()
+            .zip(&rep.files)
+            .map(|(i, f)| TreeFile {
+                path: i.path.strip_prefix(&top).unwrap().to_path_buf(),
+                size: f.put.len,
+                exec: i.exec,
+                id: f.put.id,
+            })
+            .collect();
+        let want = store_tree(&store, &sorted).unwrap();
+        let got = trees_of_ingest(&store, std::slice::from_ref(&top), &plan, &rep).unwrap();
+        assert_eq!(got[0].1, want);
+        // Out of a walk's order (two runs swapped; a directory met again
+        // after another name): the general way still gives the same tree.
+        let first_d1 = plan
+            .inputs
+            .iter()
+            .position(|i| i.path.starts_with(top.join("d1")))
+            .unwrap();
+        for disorder in [0, 1] {
+            let (mut p2, mut r2) = (plan.clone(), rep.clone());
+            if disorder == 0 {
+                p2.inputs.rotate_left(first_d1);
+                r2.files.rotate_left(first_d1);
+            } else {
+                p2.inputs.swap(1, first_d1);
+                r2.files.swap(1, first_d1);
+            }
+            let got = trees_of_ingest(&store, std::slice::from_ref(&top), &p2, &r2).unwrap();
+            assert_eq!(got[0].1, want, "disorder {disorder}");
+        }
+    }
+
+    #[test]
     fn direct_encoding_is_the_records_encoding() {
         // Sizes and counts on both sides of every CBOR length boundary,
         // names of every kind of byte a file system allows.
@@ -457,7 +608,7 @@ mod tests {
             .collect();
         let tuples = || files.iter().map(|f| (f.path.as_path(), f.size, f.exec, f.id));
         let want = store_tree(&s, &files).unwrap();
-        assert_eq!(store_in_walk_order(&s, tuples()).unwrap(), Some(want));
+        assert_eq!(store_in_walk_order(&s, tuples()).unwrap().map(|t| t.0), Some(want));
         // Out of order, a directory met again, a file that is also a
         // directory, a name twice, a path that is not plain: not built here.
         let cases: [&[&str]; 6] = [
