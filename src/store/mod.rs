@@ -30,6 +30,7 @@ mod snapshots;
 mod sweep;
 mod tier;
 mod visibility;
+mod walk;
 mod write;
 #[cfg(feature = "zfs")]
 mod zfs;

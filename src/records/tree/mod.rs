@@ -24,7 +24,9 @@ use super::{Record, RecordError, Source};
 use crate::{ArtifactId, Store};
 
 mod build;
-pub use build::{store_directory, store_tree, trees_of_ingest, TreeFile};
+mod walked;
+pub use build::{store_directory, store_tree, TreeFile};
+pub use walked::trees_of_ingest;
 
 /// The record type of trees.
 pub const TREE_TYPE: &str = "asl/tree";
