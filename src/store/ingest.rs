@@ -190,7 +190,8 @@ impl Store {
         };
         let mut hit = vec![false; inputs.len()];
         let keys = Keys::new();
-        if let Some(c) = &cache {
+        // (A refreshed cache starts empty: nothing in it to ask.)
+        if let Some(c) = cache.as_ref().filter(|_| opts.files_cache == FilesCacheMode::Use) {
             self.vouched(c, &keys, inputs, &mut rep.files, &mut hit)?;
         }
         // Every other input will be read: one this process may not read stops
