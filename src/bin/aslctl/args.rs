@@ -2,7 +2,9 @@
 
 use asl::{Error, Result};
 
-/// Parses a size like `64K`, `1M`, `256MiB`, `2G` or a plain byte count.
+/// Parses a size like `64K`, `1M`, `256MiB`, `2G` or a plain byte count
+/// (for `serve` and `s3`, which a build may leave out).
+#[cfg(any(feature = "server", feature = "s3", test))]
 pub(crate) fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());

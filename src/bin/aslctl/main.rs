@@ -10,7 +10,6 @@ use std::process::ExitCode;
 
 use asl::{Error, Store, StoreOptions};
 use clap::{Parser, Subcommand};
-use serde_json::json;
 
 /// Prints a line to stdout like `println!`, without its panic: see [`emit`].
 macro_rules! out {
@@ -28,6 +27,7 @@ mod federation;
 mod formats;
 mod h5;
 mod ingest;
+mod maint;
 mod pel;
 mod query;
 mod read;
@@ -432,148 +432,11 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
         Cmd::Unpin { name } => snap::unpin(cli.json, dir, name),
         Cmd::Pins => snap::pins(cli.json, dir),
         Cmd::Gc { dry_run, threshold } => snap::gc(cli.json, dir, *threshold, *dry_run),
-        Cmd::Stat => {
-            let st = read_only()?.stat()?;
-            if cli.json {
-                out!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
-            } else {
-                out!("artifacts       {}", st.artifacts);
-                out!("logical bytes   {} ({})", st.logical_bytes, human(st.logical_bytes));
-                out!("physical bytes  {} ({})", st.physical_bytes, human(st.physical_bytes));
-                out!("index+log bytes {} ({})", st.index_bytes, human(st.index_bytes));
-                out!("segments        {} ({} sealed)", st.segments, st.sealed_segments);
-                out!("index files     {}", st.index_files);
-                out!("live bytes      {} ({})", st.live_bytes, human(st.live_bytes));
-                out!("garbage bytes   {} ({})", st.garbage_bytes, human(st.garbage_bytes));
-                out!("snapshots       {}", st.snapshots);
-                out!("pins            {}", st.pins);
-                out!("current         {}", st.current_id);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Rm { ids, force } => {
-            let s = Store::open(dir)?;
-            let mut resolved = Vec::new();
-            for t in ids {
-                resolved.push(s.resolve(t)?);
-            }
-            if !force {
-                for id in &resolved {
-                    if s.info(id)?.is_some_and(|i| i.visibility == asl::Visibility::Published) {
-                        return Err(Error::InvalidArgument(format!(
-                            "{id} is published (other domains may rely on it): `aslctl unpublish` it first \
-                             (--force takes it out of CURRENT, still published and kept)"
-                        )));
-                    }
-                }
-                let index = query::open_index(&s)?;
-                asl::pel::check_removable(&index, &s, &resolved)
-                    .map_err(|e| Error::InvalidArgument(format!("{e} (--force removes it anyway)")))?;
-            }
-            let mut missing = Vec::new();
-            let mut removed = Vec::new();
-            for id in resolved {
-                if s.remove(&id)? {
-                    removed.push(id);
-                } else {
-                    missing.push(id);
-                }
-            }
-            s.commit()?;
-            close_committed(s);
-            if cli.json {
-                let v = json!({
-                    "removed": removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
-                    "not_found": missing.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
-                });
-                out!("{v}");
-            } else {
-                for id in &removed {
-                    out!("removed {id}");
-                }
-            }
-            for id in &missing {
-                eprintln!("aslctl: error: artifact {id} not found");
-            }
-            Ok(if missing.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        Cmd::Seal => {
-            let s = Store::open(dir)?;
-            s.seal()?;
-            close_committed(s);
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Verify => {
-            let s = read_only()?;
-            let r = s.verify()?;
-            if cli.json {
-                out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                for p in &r.problems {
-                    match &p.artifact {
-                        Some(a) => out!("CORRUPT {a} in {}: {}", p.file.display(), p.detail),
-                        None => out!("CORRUPT {}: {}", p.file.display(), p.detail),
-                    }
-                }
-                eprintln!(
-                    "verified {} segments, {} blocks, {} artifacts ({}): {}",
-                    r.segments,
-                    r.blocks,
-                    r.artifacts,
-                    human(r.bytes),
-                    if r.is_clean() {
-                        "clean".to_string()
-                    } else {
-                        format!("{} problems", r.problems.len())
-                    }
-                );
-            }
-            Ok(if r.is_clean() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        Cmd::Repair => {
-            let r = Store::repair(dir)?;
-            if cli.json {
-                out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                for q in &r.quarantined {
-                    eprintln!("quarantined {q}");
-                }
-                for h in &r.rebuilt_headers {
-                    eprintln!("rebuilt the damaged header of {h}");
-                }
-                for l in &r.lost {
-                    eprintln!("lost {l}");
-                }
-                out!(
-                    "repaired: {} segments, {} blocks ({} bad, {} damaged regions skipped), {} artifacts ({} salvaged, {} lost), {} removals replayed, {} torn bytes cut (kept in quarantine/), {} segments sealed",
-                    r.segments,
-                    r.blocks,
-                    r.bad_blocks,
-                    r.damaged_regions,
-                    r.artifacts,
-                    r.salvaged,
-                    r.lost.len(),
-                    r.tombstones,
-                    r.truncated_bytes,
-                    r.sealed
-                );
-            }
-            // Exit 1 when repair could not keep everything: the store works,
-            // but something in it is gone or set aside.
-            Ok(if r.is_complete() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        Cmd::Stat => maint::stat(cli.json, dir),
+        Cmd::Rm { ids, force } => maint::rm(cli.json, dir, ids, *force),
+        Cmd::Seal => maint::seal(dir),
+        Cmd::Verify => maint::verify(cli.json, dir),
+        Cmd::Repair => maint::repair(cli.json, dir),
     }
 }
 
@@ -617,7 +480,7 @@ pub(crate) fn output_failed(e: &io::Error) -> ! {
     std::process::exit(2);
 }
 
-/// A reader over `id` (or a unique prefix) in CURRENT or in snapshot `at`.
+/// A byte count for people, in binary units (`1.5 MiB`).
 pub(crate) fn human(n: u64) -> String {
     const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;

@@ -1,0 +1,165 @@
+//! `aslctl stat`, `rm`, `seal`, `verify` and `repair`: the store's upkeep,
+//! parsing and printing only; the work is in the library.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use asl::{Error, Store, StoreOptions};
+use serde_json::json;
+
+use super::human;
+
+/// `aslctl stat`: the store's counts and sizes.
+pub fn stat(json: bool, dir: &Path) -> Result<ExitCode, Error> {
+    let st = StoreOptions::new().read_only(true).open(dir)?.stat()?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+    } else {
+        out!("artifacts       {}", st.artifacts);
+        out!("logical bytes   {} ({})", st.logical_bytes, human(st.logical_bytes));
+        out!("physical bytes  {} ({})", st.physical_bytes, human(st.physical_bytes));
+        out!("index+log bytes {} ({})", st.index_bytes, human(st.index_bytes));
+        out!("segments        {} ({} sealed)", st.segments, st.sealed_segments);
+        out!("index files     {}", st.index_files);
+        out!("live bytes      {} ({})", st.live_bytes, human(st.live_bytes));
+        out!("garbage bytes   {} ({})", st.garbage_bytes, human(st.garbage_bytes));
+        out!("snapshots       {}", st.snapshots);
+        out!("pins            {}", st.pins);
+        out!("current         {}", st.current_id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aslctl rm`: takes artifacts out of CURRENT. Refuses a published one,
+/// or one a run record still needs, unless forced; exit 1 when one was
+/// not there.
+pub fn rm(json: bool, dir: &Path, ids: &[String], force: bool) -> Result<ExitCode, Error> {
+    let s = Store::open(dir)?;
+    let mut resolved = Vec::new();
+    for t in ids {
+        resolved.push(s.resolve(t)?);
+    }
+    if !force {
+        for id in &resolved {
+            if s.info(id)?.is_some_and(|i| i.visibility == asl::Visibility::Published) {
+                return Err(Error::InvalidArgument(format!(
+                    "{id} is published (other domains may rely on it): `aslctl unpublish` it first \
+                     (--force takes it out of CURRENT, still published and kept)"
+                )));
+            }
+        }
+        let index = super::query::open_index(&s)?;
+        asl::pel::check_removable(&index, &s, &resolved)
+            .map_err(|e| Error::InvalidArgument(format!("{e} (--force removes it anyway)")))?;
+    }
+    let mut missing = Vec::new();
+    let mut removed = Vec::new();
+    for id in resolved {
+        if s.remove(&id)? {
+            removed.push(id);
+        } else {
+            missing.push(id);
+        }
+    }
+    s.commit()?;
+    super::close_committed(s);
+    if json {
+        let v = json!({
+            "removed": removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+            "not_found": missing.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+        });
+        out!("{v}");
+    } else {
+        for id in &removed {
+            out!("removed {id}");
+        }
+    }
+    for id in &missing {
+        eprintln!("aslctl: error: artifact {id} not found");
+    }
+    Ok(if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `aslctl seal`: seals the open segment.
+pub fn seal(dir: &Path) -> Result<ExitCode, Error> {
+    let s = Store::open(dir)?;
+    s.seal()?;
+    super::close_committed(s);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aslctl verify`: checks every block and artifact; exit 1 on any problem.
+pub fn verify(json: bool, dir: &Path) -> Result<ExitCode, Error> {
+    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let r = s.verify()?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        for p in &r.problems {
+            match &p.artifact {
+                Some(a) => out!("CORRUPT {a} in {}: {}", p.file.display(), p.detail),
+                None => out!("CORRUPT {}: {}", p.file.display(), p.detail),
+            }
+        }
+        eprintln!(
+            "verified {} segments, {} blocks, {} artifacts ({}): {}",
+            r.segments,
+            r.blocks,
+            r.artifacts,
+            human(r.bytes),
+            if r.is_clean() {
+                "clean".to_string()
+            } else {
+                format!("{} problems", r.problems.len())
+            }
+        );
+    }
+    Ok(if r.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `aslctl repair`: salvages what can be kept; exit 1 when something
+/// was lost or set aside.
+pub fn repair(json: bool, dir: &Path) -> Result<ExitCode, Error> {
+    let r = Store::repair(dir)?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        for q in &r.quarantined {
+            eprintln!("quarantined {q}");
+        }
+        for h in &r.rebuilt_headers {
+            eprintln!("rebuilt the damaged header of {h}");
+        }
+        for l in &r.lost {
+            eprintln!("lost {l}");
+        }
+        out!(
+            "repaired: {} segments, {} blocks ({} bad, {} damaged regions skipped), {} artifacts ({} salvaged, {} lost), {} removals replayed, {} torn bytes cut (kept in quarantine/), {} segments sealed",
+            r.segments,
+            r.blocks,
+            r.bad_blocks,
+            r.damaged_regions,
+            r.artifacts,
+            r.salvaged,
+            r.lost.len(),
+            r.tombstones,
+            r.truncated_bytes,
+            r.sealed
+        );
+    }
+    // Exit 1 when repair could not keep everything: the store works,
+    // but something in it is gone or set aside.
+    Ok(if r.is_complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
