@@ -26,7 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::api::{blocking, error, receive, send, stored, Access, Refused};
+use super::api::{blocking, error, receive, stored, Access, Refused};
+use super::send::send;
 use super::State;
 use crate::records::cbor::Value;
 use crate::records::{self, digests, Record, Source};

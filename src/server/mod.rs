@@ -20,6 +20,7 @@
 mod api;
 pub mod auth;
 mod cache;
+mod send;
 mod views;
 
 use std::net::SocketAddr;

@@ -15,7 +15,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::api::{blocking, error, json_body, parse_id, send_reader, Access, JsonBody};
+use super::api::{blocking, error, json_body, parse_id, Access, JsonBody};
+use super::send::send_reader;
 use super::State;
 use crate::pel::provenance::{self, Direction};
 use crate::records::query::Query as Find;
