@@ -276,10 +276,7 @@ impl IndexFile {
         if (lo + 1..=hi).contains(from) && cmp_ids(self.id_at(*from - 1), key).is_lt() {
             lo = *from;
         }
-        // Buckets hold about eight entries (more past 2^23 of them): a
-        // scan forward reads a few in memory order, where a bisection jumps
-        // to the middle first; a long range is bisected down to a few.
-        while hi - lo > 16 {
+        while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match cmp_ids(self.id_at(mid), key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
@@ -287,16 +284,6 @@ impl IndexFile {
                 std::cmp::Ordering::Equal => {
                     *from = mid;
                     return self.entry(mid).map(Some);
-                }
-            }
-        }
-        while lo < hi {
-            match cmp_ids(self.id_at(lo), key) {
-                std::cmp::Ordering::Less => lo += 1,
-                std::cmp::Ordering::Greater => hi = lo,
-                std::cmp::Ordering::Equal => {
-                    *from = lo;
-                    return self.entry(lo).map(Some);
                 }
             }
         }
@@ -489,8 +476,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut es: Vec<Entry> = (0..3000).map(entry).collect();
         // Ids that share their first 8 bytes, where the order by those
-        // bytes alone says nothing: 40 in one bucket, which is bisected
-        // before it is scanned.
+        // bytes alone says nothing: 40 in one bucket.
         for k in 0..40u8 {
             let mut b = *entry(9).id.as_bytes();
             b[20] = k.wrapping_mul(77);

@@ -203,9 +203,9 @@ impl Store {
     /// [`Store::existing`] of many ids, each with a tag: sorts them and
     /// calls `found(tag, put)` for each one live or buffered. In id order
     /// the index pages are met front to back, each once, and each search
-    /// starts where the one before it ended. The ids themselves are sorted,
-    /// not positions into a list of them: reading ids through positions in
-    /// id order missed the cache once per id.
+    /// starts where the one before it ended. (The order is the ids' byte
+    /// order; comparing their first 8 bytes as an integer first spares
+    /// nearly every comparison its `memcmp`.)
     pub(super) fn existing_sorted(&self, ids: &mut [(ArtifactId, u32)], mut found: impl FnMut(u32, Put)) -> Result<()> {
         ids.sort_unstable_by(|a, b| a.0.order_key().cmp(&b.0.order_key()).then_with(|| a.0.cmp(&b.0)));
         // Each lock taken once for all of them.

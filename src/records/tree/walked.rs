@@ -45,7 +45,6 @@ fn store_in_walk_order<'a>(
         parent.items.push((dir.name, EntryKind::Dir, size, id));
         Ok(())
     };
-    let odd = |name: &[u8]| name.is_empty() || name == b"." || name == b"..";
     for (path, size, exec, id) in files {
         let bytes = path.as_os_str().as_bytes();
         let (dir, leaf) = match bytes.iter().rposition(|&b| b == b'/') {
@@ -162,7 +161,6 @@ fn store_run<'a>(
         Part::File(i) => rel(*i),
         Part::Dir(n, _) => n,
     };
-    let odd = |n: &[u8]| n.is_empty() || n == b"." || n == b"..";
     if parts.iter().any(|p| odd(name(p))) || parts.windows(2).any(|w| name(&w[0]) >= name(&w[1])) {
         return Ok(None);
     }
@@ -207,29 +205,22 @@ pub fn trees_of_ingest(
         // general way takes the exact `strip_prefix`.
         let r = root.as_os_str().as_bytes();
         let plain_root = plain(r.strip_prefix(b"/").unwrap_or(r));
+        let below = || {
+            plan.inputs.iter().zip(&report.files).filter_map(|(input, done)| {
+                let rel = input.path.strip_prefix(root).ok()?;
+                Some((rel, done.put.len, input.exec, done.put.id))
+            })
+        };
         let ordered = match run_below(plan, r).filter(|_| plain_root) {
             Some(run) => store_run(store, plan, report, run, r.len() + 1)?,
-            None => {
-                let files = plan.inputs.iter().zip(&report.files).filter_map(|(input, done)| {
-                    let rel = input.path.strip_prefix(root).ok()?;
-                    Some((rel, done.put.len, input.exec, done.put.id))
-                });
-                store_in_walk_order(store, files)?
-            }
+            None => store_in_walk_order(store, below())?,
         };
         // A walk lists a directory's files in the order its trees hold
         // them; anything else (never seen from a walk) takes the general way.
         let id = match ordered {
             Some((id, _)) => id,
             None => {
-                let files: Vec<TreeFile> = plan
-                    .inputs
-                    .iter()
-                    .zip(&report.files)
-                    .filter_map(|(input, done)| {
-                        let rel = input.path.strip_prefix(root).ok()?;
-                        Some((rel, done.put.len, input.exec, done.put.id))
-                    })
+                let files: Vec<TreeFile> = below()
                     .map(|(rel, size, exec, id)| TreeFile {
                         path: rel.to_path_buf(),
                         size,
@@ -243,6 +234,12 @@ pub fn trees_of_ingest(
         out.push((root.clone(), id));
     }
     Ok(out)
+}
+
+/// Whether `name` cannot be a tree entry's name as a path component gives
+/// it: empty (a doubled `/`), `.` or `..`.
+fn odd(name: &[u8]) -> bool {
+    name.is_empty() || name == b"." || name == b".."
 }
 
 /// Whether `p` is one or more names joined by single `/`s, none of them `.`.
