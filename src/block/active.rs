@@ -2,13 +2,16 @@
 //! sealed with a footer and never written again.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::block::error::{BlockError as Error, Result};
 use crate::block::format::{BlockHeader, BlockKind, BLOCK_HEADER_LEN};
 use crate::block::scan::Blocks;
-use crate::block::segment::{check_header, stop_error, SegmentFooter, SegmentHeader, FOOTER_LEN, SEGMENT_HEADER_LEN};
+use crate::block::segment::{
+    check_header, stop_error, Segment, SegmentFooter, SegmentHeader, FOOTER_LEN, SEGMENT_HEADER_LEN,
+};
 use crate::error::IoContext;
-use crate::io::{Backend, OpenMode, StoreFile};
+use crate::io::{Backend, GrowingMap, OpenMode, StoreFile};
 use crate::version::{FormatVersion, SegmentVersion};
 
 /// The one segment being appended to.
@@ -28,6 +31,9 @@ pub(crate) struct ActiveSegment {
     pub(crate) last_dictionary: Option<u64>,
     /// Writeback has been started for everything before this offset.
     written_back: u64,
+    /// The map this process's readers read the segment through, which
+    /// every append publishes to (see [`ActiveSegment::reader`]).
+    view: Option<Arc<GrowingMap>>,
 }
 
 /// Bytes appended between two writeback hints: large puts then reach the
@@ -55,6 +61,7 @@ impl ActiveSegment {
             version,
             last_dictionary: None,
             written_back: SEGMENT_HEADER_LEN,
+            view: None,
         })
     }
 
@@ -92,6 +99,7 @@ impl ActiveSegment {
             version,
             last_dictionary: None,
             written_back: committed_len,
+            view: None,
         };
         for b in Blocks::new(&*seg.file, SEGMENT_HEADER_LEN, committed_len) {
             let b = b.map_err(|stop| stop_error(path, stop))?;
@@ -134,7 +142,29 @@ impl ActiveSegment {
             version: header.version,
             last_dictionary: None,
             written_back: len,
+            view: None,
         })
+    }
+
+    /// Read access to this segment for readers in the writer's process:
+    /// through a map reserved `reserve` bytes long where the backend can
+    /// map, which every append publishes its block to, else with `pread`.
+    /// Readers in other processes keep `pread`: only this process knows
+    /// which bytes are written and will not be cut off.
+    pub(crate) fn reader(&mut self, io: &dyn Backend, reserve: u64) -> Result<Segment> {
+        let view = io
+            .map_growing(&self.path, reserve, self.len)
+            .ctx(|| format!("map segment {}", self.path.display()))?
+            .map(Arc::new);
+        self.view = view.clone();
+        Segment::open_growing(io, &self.path, self.id, view)
+    }
+
+    /// Publishes what is written to this process's readers.
+    fn publish(&self) {
+        if let Some(v) = &self.view {
+            v.publish(self.len);
+        }
     }
 
     /// Appends one block; returns its offset. Not durable until `sync`.
@@ -148,6 +178,7 @@ impl ActiveSegment {
         self.len += (BLOCK_HEADER_LEN + body.len()) as u64;
         self.blocks += 1;
         self.raw_total += header.raw_len as u64;
+        self.publish();
         self.hint_writeback();
         Ok(at)
     }
@@ -176,6 +207,7 @@ impl ActiveSegment {
         self.len += (BLOCK_HEADER_LEN + first.len() + rest.len()) as u64;
         self.blocks += 1;
         self.raw_total += header.raw_len as u64;
+        self.publish();
         self.hint_writeback();
         Ok(at)
     }
@@ -183,6 +215,11 @@ impl ActiveSegment {
     /// Cuts the segment back to `len`, dropping blocks written after it (used when
     /// a streamed artifact turns out to be a duplicate or its write fails).
     pub(crate) fn rollback(&mut self, len: u64, blocks: u64, raw_total: u64) -> Result<()> {
+        // Withdrawn before the cut: no reader may be handed a slice of pages
+        // that are about to leave the file.
+        if let Some(v) = &self.view {
+            v.publish(len.min(self.len));
+        }
         self.file
             .set_len(len)
             .ctx(|| format!("truncate {}", self.path.display()))?;

@@ -1,17 +1,19 @@
 //! Segment files: a header, blocks appended one after another, and on sealing a
-//! footer. The open segment is written with positioned writes and read with
-//! `pread` (its writer is `block::active`); a sealed segment is immutable and
-//! read through a memory map.
+//! footer. The open segment is written with positioned writes (its writer is
+//! `block::active`) and read through a map of what its writer has published
+//! in the writer's own process, with `pread` elsewhere; a sealed segment is
+//! immutable and read through a memory map.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::block::error::{BlockError as Error, Result};
 use crate::block::format::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_MAGIC};
 use crate::block::scan::{BlockSource, Blocks, Contents, ContentsError, Located, Stop};
 use crate::error::{DecodeError, IoContext};
 use crate::fsutil::{check_framed, le_u32, le_u64, Framing};
-use crate::io::{Backend, Mapped, OpenMode, StoreFile};
+use crate::io::{Backend, GrowingMap, Mapped, OpenMode, StoreFile};
 use crate::version::{FormatVersion, SegmentVersion};
 
 /// Magic at the start of every segment file.
@@ -144,6 +146,9 @@ enum SegmentData {
     Mapped(Mapped),
     /// Read with `pread`; for a sealed segment, the end of its block area.
     File(Box<dyn StoreFile>, Option<u64>),
+    /// The open segment in its writer's process: what the writer published
+    /// through the map, the rest with `pread`.
+    Growing(Box<dyn StoreFile>, Arc<GrowingMap>),
 }
 
 impl Segment {
@@ -176,6 +181,22 @@ impl Segment {
             id,
             path: path.to_path_buf(),
             data: SegmentData::File(file, None),
+        })
+    }
+
+    /// Read access to the open segment in its writer's process, through
+    /// `view` where there is one (see `ActiveSegment::reader`).
+    pub(crate) fn open_growing(io: &dyn Backend, path: &Path, id: u32, view: Option<Arc<GrowingMap>>) -> Result<Self> {
+        let file = io
+            .open(path, OpenMode::Read)
+            .ctx(|| format!("open segment {}", path.display()))?;
+        Ok(Self {
+            id,
+            path: path.to_path_buf(),
+            data: match view {
+                Some(v) => SegmentData::Growing(file, v),
+                None => SegmentData::File(file, None),
+            },
         })
     }
 
@@ -212,6 +233,7 @@ impl Segment {
         match &self.data {
             SegmentData::Mapped(m) => Some(m.bytes().len() as u64 - FOOTER_LEN),
             SegmentData::File(_, end) => *end,
+            SegmentData::Growing(..) => None,
         }
     }
 
@@ -222,7 +244,7 @@ impl Segment {
     pub(crate) fn image(&self, limit: u64) -> Result<Cow<'_, [u8]>> {
         match &self.data {
             SegmentData::Mapped(m) => Ok(Cow::Borrowed(m.bytes())),
-            SegmentData::File(f, _) => {
+            SegmentData::File(f, _) | SegmentData::Growing(f, _) => {
                 let len = f.len().ctx(|| format!("stat {}", self.path.display()))?.min(limit);
                 let mut buf = vec![0u8; len as usize];
                 f.read_exact_at(&mut buf, 0)
@@ -253,7 +275,10 @@ impl Segment {
                     )),
                 }
             }
-            SegmentData::File(f, _) => {
+            SegmentData::File(f, _) | SegmentData::Growing(f, _) => {
+                if let Some(b) = self.published(offset, len) {
+                    return Ok(Cow::Borrowed(b));
+                }
                 let mut buf = vec![0u8; len];
                 match f.read_exact_at(&mut buf, offset) {
                     Ok(()) => Ok(Cow::Owned(buf)),
@@ -264,6 +289,15 @@ impl Segment {
                     Err(e) => Err(Error::io(format!("read {}", self.path.display()), e)),
                 }
             }
+        }
+    }
+
+    /// The open segment's bytes at `offset` when its writer has published
+    /// them through a map in this process.
+    fn published(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        match &self.data {
+            SegmentData::Growing(_, v) => v.get(offset, len),
+            _ => None,
         }
     }
 
@@ -439,7 +473,10 @@ impl BlockSource for Segment {
     fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Option<Cow<'_, [u8]>>> {
         match &self.data {
             SegmentData::Mapped(m) => m.bytes().read_at(offset, len),
-            SegmentData::File(f, _) => BlockSource::read_at(&**f, offset, len),
+            SegmentData::File(f, _) | SegmentData::Growing(f, _) => match self.published(offset, len) {
+                Some(b) => Ok(Some(Cow::Borrowed(b))),
+                None => BlockSource::read_at(&**f, offset, len),
+            },
         }
     }
 }
@@ -525,5 +562,46 @@ mod tests {
         let sc = scan(&bytes);
         assert!(sc.footer.is_some() && !sc.data_crc_mismatch);
         assert_eq!(sc.blocks.len(), 1);
+    }
+
+    #[test]
+    fn the_open_segment_reads_through_its_map_only_what_its_writer_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(segment_file_name(2));
+        let io = crate::io::LocalBackend;
+        let mut s = ActiveSegment::create(&io, &p, 2, 5).unwrap();
+        // A reservation of two pages: blocks past it are read with pread.
+        let seg = s.reader(&io, 8192).unwrap();
+        let body = |i: u8| vec![i; 1000 + 300 * i as usize];
+        let mut at = Vec::new();
+        for i in 0..8u8 {
+            let b = body(i);
+            let h = header_for(BlockKind::LargeChunk, Compression::None, &b, b.len(), 0);
+            at.push(s.append(&h, &b).unwrap());
+        }
+        let end = s.len;
+        assert!(end > 8192, "the blocks run past the reservation");
+        for (i, &a) in at.iter().enumerate() {
+            let (_, raw) = seg.read_block(a).unwrap();
+            assert_eq!(raw, body(i as u8));
+            let n = BLOCK_HEADER_LEN + raw.len();
+            let mapped = matches!(seg.read(a, n).unwrap(), Cow::Borrowed(_));
+            assert_eq!(mapped, a + n as u64 <= 8192, "block {i} at {a}");
+        }
+        // Bytes written but not published by an append are not mapped.
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"tail", end).unwrap();
+        assert!(matches!(seg.read(end, 4).unwrap(), Cow::Owned(_)));
+        // A rolled-back tail is withdrawn before the file is cut: reading it
+        // is an error, not a fault on a page past the file's end.
+        s.rollback(at[1], 1, 0).unwrap();
+        assert!(seg.read(at[1], 16).is_err());
+        assert!(seg.read(at[0], 16).is_ok());
+        // Appended again over the cut: the new bytes read through the map.
+        let b = vec![0xee; 64];
+        let h = header_for(BlockKind::LargeChunk, Compression::None, &b, b.len(), 0);
+        assert_eq!(s.append(&h, &b).unwrap(), at[1]);
+        assert_eq!(seg.read_block(at[1]).unwrap().1, b);
+        assert!(matches!(seg.read(at[1], 16).unwrap(), Cow::Borrowed(_)));
     }
 }

@@ -1,5 +1,5 @@
 //! The local file system, and the only module with `unsafe`: read-only memory
-//! maps of immutable files, and asking the kernel to drop a file's cached
+//! maps of immutable files and of the open segment's written part, and asking the kernel to drop a file's cached
 //! pages (for the benchmark's cold reads).
 //!
 //! Sealed segments and index files are never written again once their name is
@@ -7,6 +7,8 @@
 //! never truncates them in place; GC and compaction delete them only by unlinking,
 //! which leaves existing mappings valid on Unix. So the mapped bytes do not change
 //! under a reader, which is what `memmap2::Mmap::map` requires for soundness.
+//! The open segment is the one file mapped while it grows ([`GrowingMap`]):
+//! only its published, final bytes are ever sliced.
 //! A process outside ASL that truncates a store file could still fault a reader:
 //! that is outside what any mmap-based engine can defend against.
 
@@ -16,6 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Backend, LockGuard, MapHint, Mapped, OpenMode, StoreFile};
 
@@ -113,6 +116,23 @@ impl Backend for LocalBackend {
         Ok(Mapped::with_hints(map, map_hint))
     }
 
+    fn map_growing(&self, path: &Path, reserve: u64, published: u64) -> io::Result<Option<GrowingMap>> {
+        let Ok(len) = usize::try_from(reserve) else {
+            return Ok(None);
+        };
+        if len == 0 {
+            return Ok(None);
+        }
+        let file = File::open(path)?;
+        // A raw map: no `&[u8]` over the whole reservation ever exists, only
+        // slices of what the writer has published (see `GrowingMap`).
+        let map = memmap2::MmapOptions::new().len(len).map_raw_read_only(&file)?;
+        Ok(Some(GrowingMap {
+            map,
+            published: AtomicU64::new(published),
+        }))
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         fs::rename(from, to)
     }
@@ -197,6 +217,51 @@ pub fn check_readable(path: &Path) -> io::Result<()> {
 /// process's pages of the map go, the file's bytes stay (in the page cache
 /// and on disk), and the next access faults them in again. `Random` is
 /// `MADV_RANDOM`. Failure is ignored: these are hints.
+/// A live, read-only map of the open segment in the writer's own process:
+/// reserved longer than the file, so that blocks appended later read through
+/// it too, and gated by the length the writer has published. A read inside
+/// that length is a slice of the page cache, where `pread` costs a system
+/// call and a copy into a fresh buffer on every small get; a read past it
+/// gets `None` and goes to the file instead, so pages past the file's end
+/// (which fault with SIGBUS) are never touched.
+///
+/// The writer publishes a length only after the bytes below it are written,
+/// never writes below a published length again, and withdraws a length
+/// before it cuts the file back (a rolled-back tail that no record points
+/// at). The map is raw: no `&[u8]` over the whole reservation ever exists,
+/// only slices of published bytes.
+pub struct GrowingMap {
+    map: memmap2::MmapRaw,
+    published: AtomicU64,
+}
+
+impl GrowingMap {
+    /// Says that every byte below `len` is written and final (or, lowered,
+    /// that the bytes past `len` are about to be cut off).
+    pub fn publish(&self, len: u64) {
+        self.published.store(len, Ordering::Release);
+    }
+
+    /// The published bytes at `offset`, or `None` when the range is not all
+    /// published or lies past the reservation.
+    pub fn get(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let end = offset.checked_add(len as u64)?;
+        if end > self.published.load(Ordering::Acquire) || end > self.map.len() as u64 {
+            return None;
+        }
+        // SAFETY: the range lies inside the map and was published, so it is
+        // written, stays in the file and does not change (the type's docs).
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset as usize), len) })
+    }
+}
+
+impl std::fmt::Debug for GrowingMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.published.load(Ordering::Relaxed);
+        write!(f, "GrowingMap({n} of {} bytes)", self.map.len())
+    }
+}
+
 fn map_hint(bytes: &[u8], hint: MapHint) {
     #[cfg(unix)]
     {

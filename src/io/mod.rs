@@ -24,7 +24,7 @@ use std::io;
 use std::ops::Deref;
 use std::path::Path;
 
-pub use local::{check_readable, LocalBackend};
+pub use local::{check_readable, GrowingMap, LocalBackend};
 pub use sim::{CrashMode, SimBackend, EIO, ENOSPC};
 #[cfg(feature = "s3")]
 pub use tiered::{TierConfig, TierStatus, TieredBackend};
@@ -175,6 +175,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// when the backend wants that (its bytes may not be on local disk);
     /// `None`, the default, means map it.
     fn open_sealed(&self, _path: &Path) -> io::Result<Option<Box<dyn StoreFile>>> {
+        Ok(None)
+    }
+    /// A map of a file that is still being appended to (the open segment),
+    /// reserved `reserve` bytes long whatever the file's length now, with
+    /// `published` bytes readable from the start. `None`, the default, where
+    /// the backend cannot map a file (its reads then use `pread`).
+    fn map_growing(&self, _path: &Path, _reserve: u64, _published: u64) -> io::Result<Option<GrowingMap>> {
         Ok(None)
     }
     /// Says that the seal of this segment is committed: a backend that

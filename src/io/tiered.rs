@@ -39,7 +39,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::bucket::Bucket;
 pub use super::BUCKET_FILE;
-use super::{Backend, LocalBackend, LockGuard, Mapped, OpenMode, StoreFile};
+use super::{Backend, GrowingMap, LocalBackend, LockGuard, Mapped, OpenMode, StoreFile};
 
 /// Bytes per cached page and per unit of a ranged fetch.
 pub const PAGE: u64 = 1 << 20;
@@ -320,6 +320,11 @@ impl Backend for TieredBackend {
             Place::Segment(_) if !path.exists() => Ok(Mapped::new(self.read(path)?)),
             _ => self.local.map(path),
         }
+    }
+
+    fn map_growing(&self, path: &Path, reserve: u64, published: u64) -> io::Result<Option<GrowingMap>> {
+        // The open segment is always on local disk.
+        self.local.map_growing(path, reserve, published)
     }
 
     fn open_sealed(&self, path: &Path) -> io::Result<Option<Box<dyn StoreFile>>> {

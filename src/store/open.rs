@@ -125,13 +125,16 @@ impl Store {
             if s.sealed {
                 segments.insert(s.id, Arc::new(Segment::open_sealed(io, &path, s.id, store_id)?));
             } else {
-                if writable {
+                let reader = if writable {
                     if active.is_some() {
                         return Err(Error::corrupt(&ckpt_path, "more than one open segment"));
                     }
-                    active = Some(ActiveSegment::reopen(io, &path, s.id, store_id, s.len)?);
-                }
-                segments.insert(s.id, Arc::new(Segment::open_active(io, &path, s.id)?));
+                    let a = active.insert(ActiveSegment::reopen(io, &path, s.id, store_id, s.len)?);
+                    a.reader(io, opts.active_map_reserve())?
+                } else {
+                    Segment::open_active(io, &path, s.id)?
+                };
+                segments.insert(s.id, Arc::new(reader));
             }
         }
         let mut seg_states = seg_states;

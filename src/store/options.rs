@@ -64,6 +64,14 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
+    /// How far past its end the open segment is mapped for this process's
+    /// readers: it stays open past its target only while a large artifact
+    /// streams in, and reads past the map go through `pread`. Address
+    /// space, not memory: pages are mapped only as they are read.
+    pub(crate) fn active_map_reserve(&self) -> u64 {
+        self.segment_target.saturating_mul(2).max(64 << 20)
+    }
+
     /// The defaults.
     pub fn new() -> Self {
         Self::default()

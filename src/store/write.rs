@@ -372,15 +372,13 @@ impl Store {
         if w.active.is_none() {
             let id = w.next_segment;
             let path = self.layout.segment(id);
-            let a = ActiveSegment::create(&*self.layout.io, &path, id, self.store_id)?;
+            let mut a = ActiveSegment::create(&*self.layout.io, &path, id, self.store_id)?;
             w.next_segment += 1;
             w.batch.push(Record::SegmentCreated { id });
             w.seg_states.insert(id, SegmentState::new(id, a.len, false));
             w.dir_dirty = true;
-            self.state
-                .write()
-                .segments
-                .insert(id, Arc::new(Segment::open_active(&*self.layout.io, &path, id)?));
+            let reader = a.reader(&*self.layout.io, self.opts.active_map_reserve())?;
+            self.state.write().segments.insert(id, Arc::new(reader));
             w.active = Some(a);
         }
         Ok(())
