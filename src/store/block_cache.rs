@@ -5,6 +5,14 @@
 //! the block target), and evicts with CLOCK (second chance): a hit only sets
 //! a bit, so readers never reorder a list under the lock, and a block read
 //! again since the hand last passed survives a scan of blocks read once.
+//!
+//! Decoded frames (one small artifact each) share the budget but are only
+//! admitted on a second read: a frame costs a few µs to decode again, while
+//! keeping every frame read once (a scan, a random pass over a store larger
+//! than the budget) costs a copy and fresh heap on every read and pushes out
+//! what is read again. First reads are remembered as fingerprints in a
+//! direct-mapped table, one slot per KiB of budget, so a frame read again
+//! within about that many other reads gets in.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +33,21 @@ pub(crate) struct BlockCache {
     slots: Vec<Slot>,
     index: HashMap<Key, usize>,
     hand: usize,
+    /// Fingerprints of frames read once (0: empty).
+    seen: Vec<u64>,
+    /// Which full candidate slot the next first read overwrites.
+    turn: bool,
+}
+
+/// Budget bytes per remembered first read.
+const BYTES_PER_SEEN: usize = 1 << 10;
+
+fn fingerprint(key: &Key) -> u64 {
+    // splitmix64's finaliser: every bit of segment and offset reaches the slot.
+    let mut z = ((key.0 as u64) << 40) ^ key.1;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) | 1
 }
 
 impl BlockCache {
@@ -35,7 +58,36 @@ impl BlockCache {
             slots: Vec::new(),
             index: HashMap::new(),
             hand: 0,
+            seen: vec![0; (budget / BYTES_PER_SEEN).clamp(1, 1 << 20)],
+            turn: false,
         }
+    }
+
+    /// Whether a decoded frame just read should be kept: true when its
+    /// first read is still remembered, else that read is remembered now.
+    /// Each fingerprint has two candidate slots, so two frames that share
+    /// one are not kept out for good by taking turns at it.
+    pub(crate) fn admit_frame(&mut self, key: &Key) -> bool {
+        let f = fingerprint(key);
+        let n = self.seen.len() as u64;
+        let (a, b) = ((f % n) as usize, ((f >> 32) % n) as usize);
+        for i in [a, b] {
+            if self.seen[i] == f {
+                self.seen[i] = 0;
+                return true;
+            }
+        }
+        // Into an empty candidate if there is one, else over either in
+        // turn: two frames that share a slot then part within a few reads.
+        self.turn = !self.turn;
+        let i = match (self.seen[a], self.seen[b]) {
+            (0, _) => a,
+            (_, 0) => b,
+            _ if self.turn => b,
+            _ => a,
+        };
+        self.seen[i] = f;
+        false
     }
 
     pub(crate) fn get(&mut self, key: &Key) -> Option<Arc<Vec<u8>>> {
@@ -93,6 +145,7 @@ impl BlockCache {
         self.index.clear();
         self.bytes = 0;
         self.hand = 0;
+        self.seen.fill(0);
     }
 
     #[cfg(test)]
@@ -142,5 +195,28 @@ mod tests {
         assert_eq!(c.index.len(), c.slots.len());
         c.clear();
         assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn frames_get_in_on_a_second_read_within_the_remembered_window() {
+        let mut c = BlockCache::new(64 << 10);
+        // Read once each: none admitted.
+        assert!((0..1000u64).all(|i| !c.admit_frame(&(1, i))));
+        // A frame read again soon is admitted, once.
+        assert!(!c.admit_frame(&(7, 4096)));
+        assert!(c.admit_frame(&(7, 4096)));
+        assert!(!c.admit_frame(&(7, 4096)));
+        // A working set of a quarter of the table's slots (64 here) read
+        // round and round gets in, all but a few of it within four rounds.
+        let mut kept = std::collections::HashSet::new();
+        for _round in 0..4 {
+            for i in 0..16u64 {
+                if !kept.contains(&i) && c.admit_frame(&(2, i * 977)) {
+                    kept.insert(i);
+                }
+            }
+        }
+        let admitted = kept.len();
+        assert!(admitted >= 15, "only {admitted} of 16 admitted");
     }
 }

@@ -332,7 +332,10 @@ impl Store {
             if let (true, true, Some(at)) = (cache, proven, at) {
                 // Only proven bytes are kept: a damaged frame is decoded (and
                 // reported) afresh by every read.
-                self.block_cache.lock().insert((seg.id, at), Arc::new(bytes.clone()));
+                if self.block_cache.lock().admit_frame(&(seg.id, at)) {
+                    let kept = Arc::new(bytes.clone());
+                    self.block_cache.lock().insert((seg.id, at), kept);
+                }
             }
             return match proven {
                 true => Ok(bytes),

@@ -6,6 +6,7 @@
 //! A crate of its own so that the library never depends on its peers:
 //!   cd benches/kv && cargo run --release -- [--count N] [--size BYTES]
 //!     [--engines asl,asl-raw,redb,fjall,cacache] [--work DIR] [--batch N]
+//!     [--keep]   (leaves each engine's files in DIR to look at)
 //! Keys are the artifacts' BLAKE3 ids for every engine (cacache keys its
 //! content by its own integrity hash); values are text-like and compress
 //! about 3-4x, as source and logs do.
@@ -22,6 +23,7 @@ struct Args {
     work: PathBuf,
     batch: usize,
     seed: u64,
+    keep: bool,
 }
 
 fn parse_args() -> Res<Args> {
@@ -32,6 +34,7 @@ fn parse_args() -> Res<Args> {
         work: PathBuf::from("kv-bench-work"),
         batch: 10_000,
         seed: 1,
+        keep: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -43,6 +46,7 @@ fn parse_args() -> Res<Args> {
             "--work" => a.work = value()?.into(),
             "--batch" => a.batch = value()?.parse()?,
             "--seed" => a.seed = value()?.parse()?,
+            "--keep" => a.keep = true,
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -290,7 +294,9 @@ fn main() -> Res<()> {
             gets_s,
             bytes: disk_bytes(&dir),
         });
-        let _ = std::fs::remove_dir_all(&dir);
+        if !a.keep {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
     let of = |name: &str| rows.iter().find(|r| r.engine == name).map(|r| r.gets_s);
     println!(
