@@ -157,7 +157,7 @@ impl ActiveSegment {
             .ctx(|| format!("map segment {}", self.path.display()))?
             .map(Arc::new);
         self.view = view.clone();
-        Segment::open_growing(io, &self.path, self.id, view)
+        Segment::open_active(io, &self.path, self.id, view)
     }
 
     /// Publishes what is written to this process's readers.

@@ -172,21 +172,10 @@ impl Segment {
         })
     }
 
-    /// Read access to the open segment through its file.
-    pub(crate) fn open_active(io: &dyn Backend, path: &Path, id: u32) -> Result<Self> {
-        let file = io
-            .open(path, OpenMode::Read)
-            .ctx(|| format!("open segment {}", path.display()))?;
-        Ok(Self {
-            id,
-            path: path.to_path_buf(),
-            data: SegmentData::File(file, None),
-        })
-    }
-
-    /// Read access to the open segment in its writer's process, through
-    /// `view` where there is one (see `ActiveSegment::reader`).
-    pub(crate) fn open_growing(io: &dyn Backend, path: &Path, id: u32, view: Option<Arc<GrowingMap>>) -> Result<Self> {
+    /// Read access to the open segment: through `view` where there is one
+    /// (its writer's process, see `ActiveSegment::reader`), else through its
+    /// file.
+    pub(crate) fn open_active(io: &dyn Backend, path: &Path, id: u32, view: Option<Arc<GrowingMap>>) -> Result<Self> {
         let file = io
             .open(path, OpenMode::Read)
             .ctx(|| format!("open segment {}", path.display()))?;

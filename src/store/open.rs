@@ -132,7 +132,7 @@ impl Store {
                     let a = active.insert(ActiveSegment::reopen(io, &path, s.id, store_id, s.len)?);
                     a.reader(io, opts.active_map_reserve())?
                 } else {
-                    Segment::open_active(io, &path, s.id)?
+                    Segment::open_active(io, &path, s.id, None)?
                 };
                 segments.insert(s.id, Arc::new(reader));
             }
