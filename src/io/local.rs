@@ -1,6 +1,7 @@
 //! The local file system, and the only module with `unsafe`: read-only memory
-//! maps of immutable files and of the open segment's written part, and asking the kernel to drop a file's cached
-//! pages (for the benchmark's cold reads).
+//! maps of immutable files and of the open segment's written part, and
+//! asking the kernel to drop a file's cached pages (for the benchmark's cold
+//! reads).
 //!
 //! Sealed segments and index files are never written again once their name is
 //! visible (they are built under a temp name, fsynced and renamed), and the store
@@ -212,11 +213,6 @@ pub fn check_readable(path: &Path) -> io::Result<()> {
     }
 }
 
-/// `madvise` over the whole pages inside `bytes`, a part of a read-only file
-/// map from [`LocalBackend::map`]. `Release` is `MADV_DONTNEED`: the
-/// process's pages of the map go, the file's bytes stay (in the page cache
-/// and on disk), and the next access faults them in again. `Random` is
-/// `MADV_RANDOM`. Failure is ignored: these are hints.
 /// A live, read-only map of the open segment in the writer's own process:
 /// reserved longer than the file, so that blocks appended later read through
 /// it too, and gated by the length the writer has published. A read inside
@@ -238,7 +234,9 @@ pub struct GrowingMap {
 impl GrowingMap {
     /// Says that every byte below `len` is written and final (or, lowered,
     /// that the bytes past `len` are about to be cut off).
-    pub fn publish(&self, len: u64) {
+    /// Crate-private: a wrong length would hand out pages past the file's
+    /// end, so only the open segment's writer may say it.
+    pub(crate) fn publish(&self, len: u64) {
         self.published.store(len, Ordering::Release);
     }
 
@@ -262,6 +260,11 @@ impl std::fmt::Debug for GrowingMap {
     }
 }
 
+/// `madvise` over the whole pages inside `bytes`, a part of a read-only file
+/// map from [`LocalBackend::map`]. `Release` is `MADV_DONTNEED`: the
+/// process's pages of the map go, the file's bytes stay (in the page cache
+/// and on disk), and the next access faults them in again. `Random` is
+/// `MADV_RANDOM`. Failure is ignored: these are hints.
 fn map_hint(bytes: &[u8], hint: MapHint) {
     #[cfg(unix)]
     {
