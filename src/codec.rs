@@ -16,7 +16,7 @@ pub use crate::block::format::{
     BLOCK_HEADER_LEN,
 };
 pub use crate::block::frames::{decode_framed_table, FramedEntry};
-pub use crate::block::manifest::{Manifest, ManifestChunk};
+pub use crate::block::manifest::{decode_part, encode_part, Manifest, ManifestChunk, ManifestPart};
 pub use crate::block::segment::{SegmentFooter, SegmentHeader};
 pub use crate::block::tree::{chunk_cv, root as tree_root};
 pub use crate::index::entry::{Entry, ENTRY_LEN};

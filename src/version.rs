@@ -128,11 +128,13 @@ numbered_versions!(
     /// tree); version 3 adds dictionary and framed blocks (kinds 6 and 7:
     /// small artifacts compressed one by one); version 4 adds content-defined
     /// chunks and manifests (kinds 8 and 9: large artifacts stored as shared
-    /// chunks). A writer never appends to a segment of an older version: it
-    /// seals it and starts a current one.
+    /// chunks); version 5 lets a manifest keep its chunk list in parts
+    /// (chunks listing chunks), which older readers would refuse. A writer
+    /// never appends to a segment of an older version: it seals it and starts
+    /// a current one.
     SegmentVersion,
     "segment",
-    current V4,
+    current V5,
     /// The first format: kind-3 trailers without a chunk tree.
     V1 = 1,
     /// Tree trailers (block kind 5).
@@ -141,6 +143,8 @@ numbered_versions!(
     V3 = 3,
     /// Content-defined chunk and manifest blocks (kinds 8 and 9).
     V4 = 4,
+    /// Manifests whose chunk list is kept in parts.
+    V5 = 5,
 );
 
 impl SegmentVersion {
@@ -170,7 +174,8 @@ mod tests {
             Err(DecodeError::UnsupportedVersion { version: 3, .. })
         ));
         assert!(SegmentVersion::from_number(0).is_err());
-        assert!(SegmentVersion::from_number(5).is_err());
+        assert!(SegmentVersion::from_number(6).is_err());
+        assert!(SegmentVersion::from_number(5).unwrap().has_framed_blocks());
         assert!(SegmentVersion::from_number(4).unwrap().has_framed_blocks());
         assert!(SegmentVersion::from_number(3).unwrap().has_framed_blocks());
         assert!(!SegmentVersion::from_number(1).unwrap().has_tree_trailers());

@@ -103,7 +103,7 @@ fn a_damaged_segment_header_is_rebuilt() {
 /// and the rest of the store works.
 #[test]
 fn a_foreign_or_future_segment_is_quarantined_not_deleted() {
-    for (field, value) in [(16usize, 0xEEu8), (8, 5)] {
+    for (field, value) in [(16usize, 0xEEu8), (8, 6)] {
         let dir = tempfile::tempdir().unwrap();
         let items = build(dir.path(), Some(3));
         let seg = segment(dir.path(), 1);

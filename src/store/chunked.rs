@@ -6,19 +6,27 @@
 //! The input is read, hashed, cut and compressed outside the writer lock;
 //! the lock is taken once per window, to decide chunk by chunk whether the
 //! chunk is live already (then it is referenced and registered as a root for
-//! the chunk sweep) or must be written. New chunks get their index records
-//! with the manifest, in one batch, so an abandoned put leaves no record
-//! pointing at bytes a rollback cuts off. Memory: two windows of input (8 MiB
-//! each, one cut while the other is stored), one chunk carried across windows
-//! (at most 256 KiB), the compressed new chunks of one window, and for every
-//! chunk so far its manifest entry, the record of a chunk written and its key
-//! in the set seen (about 8 MiB per GiB of artifact, measured).
+//! the chunk sweep) or must be written.
+//!
+//! Memory does not grow with the artifact past its grid (32 bytes per MiB).
+//! Every [`crate::block::manifest::PART_CHUNKS`] chunks the put hands its list over as a manifest
+//! part (a chunk of its own), indexes the chunks written so far with it,
+//! commits (outside atomic sections), and from then on holds only the part's
+//! key, registered as a root whose chunks the sweep keeps. So a put holds two
+//! windows of input (8 MiB each, one cut while the other is stored), one chunk
+//! carried across windows (at most 256 KiB), the compressed new chunks of one
+//! window, one part of the list (at most 4096 chunks, with their keys seen and
+//! the records of those written) and the parts' keys. A put abandoned after it
+//! handed over a part leaves indexed chunks no manifest names: the next sweep
+//! drops them.
 
 use std::collections::HashSet;
 use std::io::Read;
 
+use std::collections::HashMap;
+
 use crate::block::cdc::{chunk_key, cuts, MAX_CHUNK};
-use crate::block::manifest::{Manifest, ManifestChunk};
+use crate::block::manifest::{encode_part, Manifest, ManifestChunk, ManifestPart};
 use crate::block::tree;
 use crate::block::writer::{BlockImage, Squeeze};
 use crate::error::{Error, IoContext, Result};
@@ -40,15 +48,47 @@ struct Grid {
 struct Run {
     level: Option<i32>,
     squeeze: Squeeze,
+    /// Chunks per part (the store's setting).
+    part_chunks: usize,
+    /// The part of the chunk list not handed over yet (all of it while it
+    /// fits in one part).
     chunks: Vec<ManifestChunk>,
-    /// Keys this put wrote or referenced (each registered once).
+    /// Keys in `chunks` (each written or referenced once).
     seen: HashSet<ArtifactId>,
-    /// Keys of existing chunks registered in the writer's roots.
+    /// Keys in `chunks` that were live already, registered in the writer's
+    /// roots until the part that lists them is.
     referenced: Vec<ArtifactId>,
-    /// Records of the chunks this put wrote, indexed with the manifest.
+    /// The parts handed over, each registered in the writer's part roots.
+    parts: Vec<ManifestPart>,
+    /// Records of the chunks written since the last part, indexed with the
+    /// next part or the manifest.
     written: Vec<Entry>,
+    /// Blocks and bytes written since the last part: what a rollback cuts.
     blocks: u64,
     written_bytes: u64,
+    /// Whether chunks of this put are indexed already: if it is abandoned,
+    /// the sweep has chunks to drop.
+    indexed: bool,
+}
+
+/// Takes one reference to chunk `key` away from the writer's roots.
+fn unref(map: &mut HashMap<ArtifactId, u32>, key: &ArtifactId) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+/// Takes one reference to part `key` away from the writer's part roots.
+fn unref_part(map: &mut HashMap<ArtifactId, (ManifestPart, u32)>, key: &ArtifactId) {
+    if let Some((_, n)) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
 }
 
 /// A window as `fill` left it: its cuts, whether the input ended there, and
@@ -123,34 +163,104 @@ impl Store {
         let mut run = Run {
             level: self.opts.compression,
             squeeze: Squeeze::every(256),
+            part_chunks: self.opts.part_chunks,
             chunks: Vec::new(),
             seen: HashSet::new(),
             referenced: Vec::new(),
+            parts: Vec::new(),
             written: Vec::new(),
             blocks: 0,
             written_bytes: 0,
+            indexed: false,
         };
         let mut mark = self.begin_stream()?;
         let body = self.stream_chunks(&mut mark, &mut grid, &mut run, reader, head, len_hint, label);
         let mut w = self.end_stream()?;
-        let r = self.finish_chunked(&mut w, &mark, &mut grid, &mut run, body, expect, label, placement);
+        let r = self.finish_chunked(&mut w, &mut mark, &mut grid, &mut run, body, expect, label, placement);
         // The manifest (if any) is indexed now and holds its chunks itself.
         for k in &run.referenced {
-            if let Some(n) = w.chunk_refs.get_mut(k) {
-                *n -= 1;
-                if *n == 0 {
-                    w.chunk_refs.remove(k);
-                }
-            }
+            unref(&mut w.chunk_refs, k);
+        }
+        for p in &run.parts {
+            unref_part(&mut w.part_refs, &p.key);
         }
         r
+    }
+
+    /// Gives up a put: cuts off what it wrote since its last part (or counts
+    /// it as garbage) and, if it had indexed chunks, leaves them to the sweep.
+    fn abandon_chunked(&self, w: &mut Writer, mark: &Mark, run: &Run) -> Result<()> {
+        if run.indexed {
+            w.sweep_due = true;
+        }
+        self.drop_written(w, mark, run.blocks, run.written_bytes)
+    }
+
+    /// Indexes the records of the chunks written since the last part, but
+    /// not a chunk another put indexed meanwhile (that record stays; this
+    /// copy is garbage).
+    fn index_written(&self, w: &mut Writer, run: &mut Run) -> Result<()> {
+        let mut records = Vec::with_capacity(run.written.len());
+        for e in run.written.drain(..) {
+            if self.live_chunk(&e.id)?.is_some() {
+                w.add_usage(e.segment, 0, e.len);
+            } else {
+                records.push(e);
+            }
+        }
+        self.record_new(w, &records);
+        Ok(())
+    }
+
+    /// Hands the list held so far over as a part: writes it as a chunk
+    /// (unless the store has it), indexes it with the chunks written since the
+    /// last part, registers it as a root in place of the keys it lists, and
+    /// with `commit` (and no atomic section open) commits, so that the log
+    /// and the index take the records out of memory. The rollback point moves
+    /// past everything indexed.
+    fn cut_part(&self, w: &mut Writer, mark: &mut Mark, run: &mut Run, commit: bool) -> Result<()> {
+        let list = std::mem::take(&mut run.chunks);
+        let body = encode_part(&list);
+        let key = chunk_key(&body);
+        let part = ManifestPart {
+            key,
+            span: list.iter().map(|c| c.len as u64).sum(),
+            count: list.len() as u32,
+        };
+        if !run.seen.contains(&key) && self.live_chunk(&key)?.is_none() {
+            let img = BlockImage::cdc_chunk(&key, &body, false, run.level);
+            let a = w.active.as_mut().filter(|a| a.id == mark.seg).ok_or(Error::Poisoned)?;
+            let at = a.write(&img);
+            mark.end = a.len;
+            let at = at?;
+            run.written
+                .push(Entry::chunk(key, mark.seg, at, body.len() as u64, false));
+            run.blocks += 1;
+            run.written_bytes += body.len() as u64;
+        }
+        self.index_written(w, run)?;
+        w.part_refs.entry(key).or_insert((part, 0)).1 += 1;
+        run.parts.push(part);
+        for k in run.referenced.drain(..) {
+            unref(&mut w.chunk_refs, &k);
+        }
+        run.seen.clear();
+        run.indexed = true;
+        if commit && w.atomic_owner.is_none() {
+            self.commit_locked(w)?;
+        }
+        let a = w.active.as_ref().filter(|a| a.id == mark.seg).ok_or(Error::Poisoned)?;
+        mark.advance(a);
+        run.blocks = 0;
+        run.written_bytes = 0;
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
     fn finish_chunked(
         &self,
         w: &mut Writer,
-        mark: &Mark,
+        mark: &mut Mark,
         grid: &mut Grid,
         run: &mut Run,
         body: Result<u64>,
@@ -164,58 +274,52 @@ impl Store {
         let len = match body {
             Ok(v) => v,
             Err(e) => {
-                self.drop_written(w, mark, run.blocks, run.written_bytes)?;
+                self.abandon_chunked(w, mark, run)?;
                 return Err(e);
             }
         };
         let Some(id) = grid.id() else {
-            self.drop_written(w, mark, run.blocks, run.written_bytes)?;
+            self.abandon_chunked(w, mark, run)?;
             return Err(Error::InvalidArgument(format!(
                 "{label}: empty input is not a large artifact"
             )));
         };
         if expect.is_some_and(|x| x != id) {
-            self.drop_written(w, mark, run.blocks, run.written_bytes)?;
+            self.abandon_chunked(w, mark, run)?;
             return Err(Error::InputChanged(label.to_string()));
         }
         if let Some(put) = self.existing(&id)? {
-            self.drop_written(w, mark, run.blocks, run.written_bytes)?;
+            self.abandon_chunked(w, mark, run)?;
             return Ok(put);
         }
         if len > MAX_U40 {
-            self.drop_written(w, mark, run.blocks, run.written_bytes)?;
+            self.abandon_chunked(w, mark, run)?;
             return Err(Error::io(
                 format!("store {label}"),
                 std::io::Error::other("artifact larger than 1 TiB"),
             ));
         }
-        let manifest = Manifest {
-            id,
-            len,
-            grid: grid.size as u32,
-            // Moved, not copied: for a 10 GiB artifact these lists are
-            // several MiB each.
-            cvs: std::mem::take(&mut grid.cvs),
-            chunks: std::mem::take(&mut run.chunks),
-        };
         self.guard(w, |s, w| {
+            if !run.parts.is_empty() && !run.chunks.is_empty() {
+                // The last part; the manifest's commit is the caller's.
+                s.cut_part(w, mark, run, false)?;
+            }
+            let manifest = Manifest {
+                id,
+                len,
+                grid: grid.size as u32,
+                // Moved, not copied: for a 1 TiB artifact the grid is 32 MiB.
+                cvs: std::mem::take(&mut grid.cvs),
+                chunks: std::mem::take(&mut run.chunks),
+                parts: run.parts.clone(),
+            };
             let prev = s.state.read().newest(&id)?;
             s.release_revived(w, prev)?;
-            let mut records = Vec::with_capacity(run.written.len() + 1);
-            for e in &run.written {
-                // Another put may have indexed the same chunk meanwhile: its
-                // record stays, this copy is garbage.
-                if s.live_chunk(&e.id)?.is_some() {
-                    w.add_usage(e.segment, 0, e.len);
-                } else {
-                    records.push(*e);
-                }
-            }
+            s.index_written(w, run)?;
             let img = BlockImage::manifest(&manifest);
             let a = w.active.as_mut().filter(|a| a.id == mark.seg).ok_or(Error::Poisoned)?;
             let at = a.write(&img)?;
-            records.push(Entry::manifest(id, mark.seg, at, len).placed(&placement));
-            s.record_new(w, &records);
+            s.record_new(w, &[Entry::manifest(id, mark.seg, at, len).placed(&placement)]);
             Ok(())
         })?;
         Ok(Put {
@@ -364,17 +468,21 @@ impl Store {
             .collect())
     }
 
-    /// Under the writer lock, in order: a chunk this put has already is
-    /// named again; a live chunk is referenced (and held as a sweep root
-    /// until the manifest is indexed); anything else is written, from the
-    /// prepared block or, when the chunk was live a moment ago and a sweep
-    /// has since dropped it, from the bytes still in hand.
+    /// Under the writer lock, in order: a chunk this part of the list has
+    /// already is named again; a live chunk is referenced (and held as a
+    /// sweep root until its part or the manifest is); anything else is
+    /// written, from the prepared block or, when the chunk was live a moment
+    /// ago and a sweep has since dropped it, from the bytes still in hand.
+    /// A full part is handed over before the next chunk is listed.
     fn store_chunks(&self, mark: &mut Mark, run: &mut Run, prepared: Vec<Prepared<'_>>) -> Result<()> {
         if prepared.is_empty() {
             return Ok(());
         }
         let mut w = self.writer()?;
         for p in prepared {
+            if run.chunks.len() == run.part_chunks {
+                self.cut_part(&mut w, mark, run, true)?;
+            }
             run.chunks.push(ManifestChunk {
                 key: p.key,
                 len: p.bytes.len() as u32,

@@ -31,6 +31,17 @@ pub(super) struct Mark {
     pub(super) end: u64,
 }
 
+impl Mark {
+    /// Moves the point a rollback returns to up to the open segment's end:
+    /// what lies before it is indexed (or committed) and must stay.
+    pub(super) fn advance(&mut self, a: &crate::block::active::ActiveSegment) {
+        self.len = a.len;
+        self.blocks = a.blocks;
+        self.raw_total = a.raw_total;
+        self.end = a.len;
+    }
+}
+
 impl Store {
     /// Stores everything `reader` yields, streaming: memory stays bounded by a
     /// few chunks whatever the size. Large inputs are written as they are hashed;

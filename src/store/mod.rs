@@ -290,7 +290,11 @@ pub(crate) struct Writer {
     dict_backoff: u32,
     /// Chunks that large puts in flight refer to (by key, with the number of
     /// streams): roots for the chunk sweep until their manifests are indexed.
+    /// A put registers the stored chunks of the part of its list it holds.
     chunk_refs: std::collections::HashMap<ArtifactId, u32>,
+    /// The manifest parts large puts in flight have handed over (by key, with
+    /// the number of streams): roots whose listed chunks the sweep keeps.
+    part_refs: std::collections::HashMap<ArtifactId, (crate::block::manifest::ManifestPart, u32)>,
     /// Whether something may have stopped referring to chunks since the last
     /// sweep (set at open, by removals, snapshot deletes and unpins).
     sweep_due: bool,

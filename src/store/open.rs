@@ -171,6 +171,7 @@ impl Store {
                 dict: None,
                 dict_backoff: 0,
                 chunk_refs: Default::default(),
+                part_refs: Default::default(),
                 sweep_due: true,
                 catalog_dirty: false,
                 atomic_owner: None,

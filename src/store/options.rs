@@ -38,6 +38,8 @@ pub struct StoreOptions {
     #[cfg(feature = "zfs")]
     pub(crate) zfs: bool,
     pub(crate) cdc: bool,
+    /// Chunks per manifest part (tests make it small to get many parts).
+    pub(crate) part_chunks: usize,
 }
 
 impl Default for StoreOptions {
@@ -59,6 +61,7 @@ impl Default for StoreOptions {
             #[cfg(feature = "zfs")]
             zfs: false,
             cdc: true,
+            part_chunks: crate::block::manifest::PART_CHUNKS,
         }
     }
 }
@@ -148,6 +151,17 @@ impl StoreOptions {
     /// run of fixed chunk blocks per artifact, deduplicated only whole.
     pub fn chunk_dedup(mut self, yes: bool) -> Self {
         self.cdc = yes;
+        self
+    }
+
+    /// Chunks per manifest part: an artifact stored in more content-defined
+    /// chunks than this keeps its chunk list in parts of this many chunks,
+    /// each handed over (written, indexed, committed) as the put goes, so a
+    /// writer's memory does not grow with the artifact. Default 4096 (about
+    /// 256 MiB of artifact per part); at most 7281, the most one chunk can
+    /// list. Readers take parts of any size.
+    pub fn part_chunks(mut self, chunks: usize) -> Self {
+        self.part_chunks = chunks.clamp(1, crate::block::manifest::MAX_PART_CHUNKS);
         self
     }
 

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use crate::block::format::{BlockHeader, BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
-use crate::block::manifest::Manifest;
+use crate::block::manifest::{Manifest, ManifestChunk, ManifestPart};
 use crate::block::scan::ContentsError;
 use crate::block::segment::Segment;
 use crate::error::{Error, Result};
@@ -236,6 +236,10 @@ impl Store {
             let m = Manifest::decode(&raw).map_err(|x| Error::corrupt(&seg.path, x))?;
             let plan = self.cdc_plan(&m)?;
             let mut total = h.total_len();
+            for p in &m.parts {
+                let (pseg, at) = self.locate_chunk(&m.id, &p.key)?;
+                total += pseg.block_header(at)?.total_len();
+            }
             let mut seen = std::collections::HashSet::new();
             for c in plan.chunks.iter().filter(|c| seen.insert(c.key)) {
                 total += c.seg.block_header(c.offset)?.total_len();
@@ -506,32 +510,63 @@ impl Store {
         })
     }
 
-    /// Finds every chunk a manifest names. A chunk whose segment GC drops
-    /// between the lookup and taking a handle is looked up again (its copy
-    /// is indexed by then).
+    /// Finds every chunk a manifest names (reading its parts, if it has
+    /// any). A chunk whose segment GC drops between the lookup and taking a
+    /// handle is looked up again (its copy is indexed by then).
     pub(crate) fn cdc_plan(&self, m: &Manifest) -> Result<CdcPlan> {
         let mut found: std::collections::HashMap<ArtifactId, (Arc<Segment>, u64)> = Default::default();
-        let mut chunks = Vec::with_capacity(m.chunks.len());
-        for c in &m.chunks {
-            let loc = match found.get(&c.key) {
-                Some(l) => l.clone(),
-                None => {
-                    let l = self.locate_chunk(&m.id, &c.key)?;
-                    found.insert(c.key, l.clone());
-                    l
-                }
-            };
-            chunks.push(CdcLoc {
-                key: c.key,
-                seg: loc.0,
-                offset: loc.1,
-                len: c.len,
-            });
+        let n = m.chunk_count() as usize;
+        let mut chunks = Vec::with_capacity(n);
+        let mut starts = Vec::with_capacity(n + 1);
+        starts.push(0u64);
+        let mut place = |list: &[ManifestChunk]| -> Result<()> {
+            for c in list {
+                let loc = match found.get(&c.key) {
+                    Some(l) => l.clone(),
+                    None => {
+                        let l = self.locate_chunk(&m.id, &c.key)?;
+                        found.insert(c.key, l.clone());
+                        l
+                    }
+                };
+                starts.push(starts.last().copied().unwrap_or(0) + c.len as u64);
+                chunks.push(CdcLoc {
+                    key: c.key,
+                    seg: loc.0,
+                    offset: loc.1,
+                    len: c.len,
+                });
+            }
+            Ok(())
+        };
+        place(&m.chunks)?;
+        for p in &m.parts {
+            place(&self.read_part(&m.id, p)?)?;
         }
-        Ok(CdcPlan {
-            starts: m.starts(),
-            chunks,
-        })
+        Ok(CdcPlan { starts, chunks })
+    }
+
+    /// The chunk list part `p` of artifact `id`'s manifest holds, its bytes
+    /// proven against its key and its list against what the manifest says.
+    pub(crate) fn read_part(&self, id: &ArtifactId, p: &ManifestPart) -> Result<Vec<ManifestChunk>> {
+        let (seg, offset) = self.locate_chunk(id, &p.key)?;
+        let bad = |detail: String| Error::CorruptArtifact {
+            id: *id,
+            file: seg.path.clone(),
+            detail: format!("manifest part {} at {offset}: {detail}", p.key),
+        };
+        let (h, raw) = seg.read_block(offset).map_err(|e| match artifact_error(e, *id) {
+            Error::CorruptArtifact { detail, .. } => bad(detail),
+            other => other,
+        })?;
+        if h.kind != BlockKind::CdcChunk {
+            return Err(bad("not a chunk block".into()));
+        }
+        let (key, bytes) = crate::block::cdc::decode_chunk(&raw).map_err(|e| bad(e.to_string()))?;
+        if key != p.key {
+            return Err(bad("holds another chunk".into()));
+        }
+        crate::block::manifest::decode_part(bytes, p).map_err(|e| bad(e.to_string()))
     }
 
     fn locate_chunk(&self, id: &ArtifactId, key: &ArtifactId) -> Result<(Arc<Segment>, u64)> {

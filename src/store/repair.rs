@@ -251,7 +251,11 @@ impl Store {
                     Contents::Manifest(m) => {
                         let e = Entry::manifest(m.id, *id, b.offset, m.len);
                         *totals.entry(*id).or_default() += e.usage();
-                        manifests.push((m.id, m.chunks.iter().map(|c| c.key).collect()));
+                        // A list kept in parts is named by its parts here: a
+                        // part that is gone names the artifact; a chunk gone
+                        // from a part that is here is found by `verify`.
+                        let keys = m.chunks.iter().map(|c| c.key).chain(m.parts.iter().map(|p| p.key));
+                        manifests.push((m.id, keys.collect()));
                         map.insert(m.id, e);
                     }
                     Contents::Tombstones(ts) => {
@@ -440,9 +444,14 @@ fn rebuild_header(
     let cdc = blocks
         .iter()
         .any(|b| matches!(b.header.kind, BlockKind::CdcChunk | BlockKind::Manifest));
+    let parted = blocks
+        .iter()
+        .any(|b| matches!(&b.contents, Ok(crate::block::scan::Contents::Manifest(m)) if !m.parts.is_empty()));
     let h = crate::block::segment::SegmentHeader {
         // The oldest version that can hold what the blocks are.
-        version: if cdc {
+        version: if parted {
+            SegmentVersion::V5
+        } else if cdc {
             SegmentVersion::V4
         } else if framed {
             SegmentVersion::V3

@@ -53,8 +53,9 @@ impl Store {
     }
 
     /// The chunk sweep (see `docs/chunking.md`): under the writer lock, marks
-    /// every chunk a retained manifest names (CURRENT, snapshots, pins,
-    /// publication: the rule GC copies by) or a put in flight has referenced,
+    /// every chunk a retained manifest names, itself or through its parts
+    /// (CURRENT, snapshots, pins, publication: the rule GC copies by), or a
+    /// put in flight has referenced or handed over in a part,
     /// then drops every other chunk record, so that the segments holding them
     /// show the garbage and are collected like any other. It runs when
     /// something may have stopped naming chunks since the last sweep. The
@@ -92,9 +93,29 @@ impl Store {
         let read: Vec<Result<Vec<u64>>> = crate::par::map(&manifests, 4, |_, e| {
             let seg = self.segment(e)?;
             let m = read_manifest(&seg, e)?;
-            Ok(m.chunks.iter().map(|c| prefix(&c.key)).collect())
+            let mut keys: Vec<u64> = m.chunks.iter().map(|c| prefix(&c.key)).collect();
+            for p in &m.parts {
+                keys.push(prefix(&p.key));
+                keys.extend(self.read_part(&m.id, p)?.iter().map(|c| prefix(&c.key)));
+            }
+            Ok(keys)
         });
+        // Roots: what puts in flight refer to, one part of their list by its
+        // chunks and the parts they handed over by what those list.
         let mut marked: HashSet<u64> = w.chunk_refs.keys().map(prefix).collect();
+        for (key, (part, _)) in &w.part_refs {
+            marked.insert(prefix(key));
+            match self.read_part(key, part) {
+                Ok(list) => marked.extend(list.iter().map(|c| prefix(&c.key))),
+                Err(err) if err.is_corruption() => {
+                    rep.skipped.push(format!(
+                        "chunk sweep: not run, a part of a put in flight is damaged ({err})"
+                    ));
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            }
+        }
         for (r, e) in read.into_iter().zip(&manifests) {
             match r {
                 Ok(keys) => marked.extend(keys),
