@@ -141,6 +141,33 @@ fn store_v5_with_content_defined_chunks_opens() {
     open_fixture("store-v5");
 }
 
+#[test]
+fn store_v6_with_manifest_parts_opens() {
+    let seg = std::fs::read("tests/fixtures/store-v6/segments/00000001.seg").unwrap();
+    assert_eq!(seg[8], 5, "segment format 5");
+    let parted = manifests(&seg);
+    assert!(
+        parted.iter().filter(|m| !m.parts.is_empty()).count() == 3,
+        "three manifests in parts: {:?}",
+        parted.iter().map(|m| m.parts.len()).collect::<Vec<_>>()
+    );
+    open_fixture("store-v6");
+}
+
+/// Every manifest (block kind 9, stored raw) in a segment file.
+fn manifests(seg: &[u8]) -> Vec<asl::codec::Manifest> {
+    let mut out = Vec::new();
+    let mut off = 32;
+    while let Ok(h) = asl::codec::BlockHeader::decode(&seg[off.min(seg.len())..]) {
+        if h.kind == asl::codec::BlockKind::Manifest {
+            let body = &seg[off + asl::codec::BLOCK_HEADER_LEN..][..h.stored_len as usize];
+            out.push(asl::codec::Manifest::decode(body).unwrap());
+        }
+        off += h.total_len() as usize;
+    }
+    out
+}
+
 /// The kind byte of every block in a segment file, walked by its headers.
 fn block_kinds(seg: &[u8]) -> Vec<u8> {
     let mut kinds = Vec::new();
