@@ -76,6 +76,9 @@ fn opts() -> StoreOptions {
         .segment_target(24 << 10)
         .memtable_limit(9)
         .max_index_files(2)
+        // Versions' chunk lists in parts of two: parts are swept, copied
+        // and read back like the chunks they list.
+        .part_chunks(2)
 }
 
 #[derive(Default, Clone)]

@@ -186,21 +186,10 @@ impl Manifest {
                 parts,
             });
         }
-        let mut chunks = Vec::with_capacity(n_chunks as usize);
-        let mut total = 0u64;
-        for c in b[at..].chunks_exact(CHUNK_LEN) {
-            let mut key = [0u8; 32];
-            key.copy_from_slice(&c[..32]);
-            let clen = le_u32(c, 32);
-            if clen == 0 || clen as usize > MAX_CHUNK {
-                return bad(format!("chunk of {clen} bytes"));
-            }
-            total += clen as u64;
-            chunks.push(ManifestChunk {
-                key: ArtifactId::from_bytes(key),
-                len: clen,
-            });
-        }
+        let (chunks, total) = match chunk_list(&b[at..]) {
+            Ok(v) => v,
+            Err(m) => return bad(m),
+        };
         if total != len {
             return bad(format!("chunks add up to {total} bytes, not {len}"));
         }
@@ -226,6 +215,27 @@ impl Manifest {
         }
         out
     }
+}
+
+/// Decodes a list of 36-byte chunk entries (its length a multiple of 36,
+/// checked by the caller), each length checked; returns it and its total.
+fn chunk_list(b: &[u8]) -> Result<(Vec<ManifestChunk>, u64), String> {
+    let mut out = Vec::with_capacity(b.len() / CHUNK_LEN);
+    let mut total = 0u64;
+    for c in b.chunks_exact(CHUNK_LEN) {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&c[..32]);
+        let len = le_u32(c, 32);
+        if len == 0 || len as usize > MAX_CHUNK {
+            return Err(format!("chunk of {len} bytes"));
+        }
+        total += len as u64;
+        out.push(ManifestChunk {
+            key: ArtifactId::from_bytes(key),
+            len,
+        });
+    }
+    Ok((out, total))
 }
 
 /// The bytes of a part: magic, version 1, the count, then each chunk's key
@@ -261,21 +271,10 @@ pub fn decode_part(b: &[u8], part: &ManifestPart) -> Result<Vec<ManifestChunk>, 
             part.count
         ));
     }
-    let mut out = Vec::with_capacity(n as usize);
-    let mut total = 0u64;
-    for c in b[PART_HEAD_LEN..].chunks_exact(CHUNK_LEN) {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(&c[..32]);
-        let len = le_u32(c, 32);
-        if len == 0 || len as usize > MAX_CHUNK {
-            return bad(format!("chunk of {len} bytes"));
-        }
-        total += len as u64;
-        out.push(ManifestChunk {
-            key: ArtifactId::from_bytes(key),
-            len,
-        });
-    }
+    let (out, total) = match chunk_list(&b[PART_HEAD_LEN..]) {
+        Ok(v) => v,
+        Err(m) => return bad(m),
+    };
     if total != part.span {
         return bad(format!("chunks add up to {total} bytes, not {}", part.span));
     }

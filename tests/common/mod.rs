@@ -85,6 +85,9 @@ pub fn crash_opts() -> asl::StoreOptions {
         .segment_target(256 << 10)
         .memtable_limit(300)
         .max_index_files(3)
+        // Chunk lists of more than two chunks in parts, each committed as
+        // the put goes: crashes and power cuts land between those commits.
+        .part_chunks(2)
 }
 
 /// The child's loop: put, sometimes remove, commit, and only then print
