@@ -48,8 +48,6 @@ struct Grid {
 struct Run {
     level: Option<i32>,
     squeeze: Squeeze,
-    /// Chunks per part (the store's setting).
-    part_chunks: usize,
     /// The part of the chunk list not handed over yet (all of it while it
     /// fits in one part).
     chunks: Vec<ManifestChunk>,
@@ -71,19 +69,11 @@ struct Run {
     indexed: bool,
 }
 
-/// Takes one reference to chunk `key` away from the writer's roots.
-fn unref(map: &mut HashMap<ArtifactId, u32>, key: &ArtifactId) {
-    if let Some(n) = map.get_mut(key) {
-        *n -= 1;
-        if *n == 0 {
-            map.remove(key);
-        }
-    }
-}
-
-/// Takes one reference to part `key` away from the writer's part roots.
-fn unref_part(map: &mut HashMap<ArtifactId, (ManifestPart, u32)>, key: &ArtifactId) {
-    if let Some((_, n)) = map.get_mut(key) {
+/// Takes one reference to `key` away from one of the writer's root maps
+/// (`count` finds the reference count in an entry).
+fn unref<V>(map: &mut HashMap<ArtifactId, V>, key: &ArtifactId, count: impl Fn(&mut V) -> &mut u32) {
+    if let Some(v) = map.get_mut(key) {
+        let n = count(v);
         *n -= 1;
         if *n == 0 {
             map.remove(key);
@@ -163,7 +153,6 @@ impl Store {
         let mut run = Run {
             level: self.opts.compression,
             squeeze: Squeeze::every(256),
-            part_chunks: self.opts.part_chunks,
             chunks: Vec::new(),
             seen: HashSet::new(),
             referenced: Vec::new(),
@@ -179,10 +168,10 @@ impl Store {
         let r = self.finish_chunked(&mut w, &mut mark, &mut grid, &mut run, body, expect, label, placement);
         // The manifest (if any) is indexed now and holds its chunks itself.
         for k in &run.referenced {
-            unref(&mut w.chunk_refs, k);
+            unref(&mut w.chunk_refs, k, |n| n);
         }
         for p in &run.parts {
-            unref_part(&mut w.part_refs, &p.key);
+            unref(&mut w.part_refs, &p.key, |(_, n)| n);
         }
         r
     }
@@ -242,7 +231,7 @@ impl Store {
         w.part_refs.entry(key).or_insert((part, 0)).1 += 1;
         run.parts.push(part);
         for k in run.referenced.drain(..) {
-            unref(&mut w.chunk_refs, &k);
+            unref(&mut w.chunk_refs, &k, |n| n);
         }
         run.seen.clear();
         run.indexed = true;
@@ -480,7 +469,7 @@ impl Store {
         }
         let mut w = self.writer()?;
         for p in prepared {
-            if run.chunks.len() == run.part_chunks {
+            if run.chunks.len() == self.opts.part_chunks {
                 self.cut_part(&mut w, mark, run, true)?;
             }
             run.chunks.push(ManifestChunk {
