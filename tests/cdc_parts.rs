@@ -303,3 +303,88 @@ fn a_put_in_parts_inside_an_atomic_section_commits_with_it_or_not_at_all() {
     assert_eq!(s.get(&id).unwrap(), data);
     assert!(s.verify().unwrap().is_clean());
 }
+
+/// A reader of a list in parts resolves a part when a read first reaches
+/// it, not all of them when it opens: with the last part's block damaged,
+/// the first bytes still read (proven), and only a read reaching the damage
+/// fails, naming the part. Resolving every part at open would refuse the
+/// first read too, and hold the whole list for the reader's lifetime.
+#[test]
+fn a_reader_resolves_parts_only_when_reads_reach_them() {
+    use asl::codec::{BlockHeader, BlockKind, Compression, BLOCK_HEADER_LEN};
+    let d = tempfile::tempdir().unwrap();
+    let data = noise(11, 6 << 20);
+    let id = {
+        let s = opts().compression(None).open(d.path()).unwrap();
+        let id = s.put(&data).unwrap();
+        s.commit().unwrap();
+        id
+    };
+    let m = manifests(d.path()).pop().unwrap();
+    let last = m.parts.last().unwrap().key;
+    let mut hit = 0;
+    for e in std::fs::read_dir(d.path().join("segments")).unwrap() {
+        let path = e.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mut off = 32;
+        while off + BLOCK_HEADER_LEN <= bytes.len() {
+            let Ok(h) = BlockHeader::decode(&bytes[off..]) else {
+                break;
+            };
+            let body = off + BLOCK_HEADER_LEN;
+            if h.kind == BlockKind::CdcChunk
+                && h.compression == Compression::None
+                && bytes[body..body + 32] == last.as_bytes()[..]
+            {
+                bytes[body + 40] ^= 0x55;
+                hit += 1;
+            }
+            off += h.total_len() as usize;
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    assert_eq!(hit, 1, "the last part's block");
+    let s = opts().read_only(true).open(d.path()).unwrap();
+    assert_eq!(s.read_range(&id, 0, 100_000).unwrap(), data[..100_000]);
+    let mut r = s.open_reader(&id).unwrap();
+    let mut head = vec![0u8; 1 << 20];
+    r.read_exact(&mut head).unwrap();
+    assert_eq!(head, data[..1 << 20]);
+    let err = s.get(&id).unwrap_err().to_string();
+    assert!(err.contains(&format!("manifest part {last}")), "{err}");
+}
+
+/// A reader resolves parts as it goes, so an artifact removed and collected
+/// under an open reader cannot be read on past what the reader had reached:
+/// it must fail there, saying the artifact is gone (it is not damage), and
+/// never hand out other bytes.
+#[test]
+fn a_reader_of_an_artifact_collected_under_it_stops_with_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let s = opts().open(d.path()).unwrap();
+    let data = noise(12, 6 << 20);
+    let id = s.put(&data).unwrap();
+    s.put(&noise(13, 1 << 20)).unwrap();
+    s.commit().unwrap();
+    let mut r = s.open_reader(&id).unwrap();
+    let mut head = vec![0u8; 256 << 10];
+    r.read_exact(&mut head).unwrap();
+    assert_eq!(head, data[..256 << 10]);
+    assert!(s.remove(&id).unwrap());
+    s.commit().unwrap();
+    let rep = s
+        .gc(&GcOptions {
+            threshold: 1.0,
+            ..GcOptions::default()
+        })
+        .unwrap();
+    assert!(rep.chunks_swept > 0 && rep.segments_deleted > 0, "{rep:?}");
+    let mut rest = Vec::new();
+    let err = r.read_to_end(&mut rest).unwrap_err().to_string();
+    assert!(err.contains("not found"), "{err}");
+    assert_eq!(
+        rest,
+        data[256 << 10..][..rest.len()],
+        "what was handed out is the artifact's"
+    );
+}

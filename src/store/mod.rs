@@ -7,6 +7,7 @@
 
 mod atomic;
 mod block_cache;
+mod cdc_plan;
 mod changes;
 mod checkpoint;
 mod chunked;
@@ -94,7 +95,8 @@ pub struct Store {
     layout: Layout,
     store_id: u64,
     opts: StoreOptions,
-    state: RwLock<State>,
+    /// Shared with open readers, which resolve chunk lists as they go.
+    state: Arc<RwLock<State>>,
     writer: Option<Mutex<Writer>>,
     /// Small artifacts put but not yet written (readable without the writer).
     pending: RwLock<pending::Pending>,

@@ -184,13 +184,13 @@ impl Store {
             layout: layout.clone(),
             store_id,
             opts: opts.clone(),
-            state: RwLock::new(State {
+            state: Arc::new(RwLock::new(State {
                 memtable,
                 indexes,
                 segments,
                 snapshots,
                 pins,
-            }),
+            })),
             writer,
             pending: RwLock::new(pending::Pending::default()),
             streams_done: parking_lot::Condvar::new(),

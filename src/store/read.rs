@@ -5,7 +5,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use crate::block::format::{BlockHeader, BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
-use crate::block::manifest::{Manifest, ManifestChunk, ManifestPart};
+use crate::block::manifest::Manifest;
 use crate::block::scan::ContentsError;
 use crate::block::segment::Segment;
 use crate::error::{Error, Result};
@@ -15,14 +15,15 @@ use crate::index::merge::Merged;
 use std::collections::VecDeque;
 use zstd::zstd_safe::DDict;
 
+use super::cdc_plan::CdcPlan;
 pub(crate) use super::reader::unwrap_io;
 pub use super::reader::ArtifactReader;
-use super::reader::{legacy_digests, Body, CdcLoc, CdcPlan, ChunkCheck};
+use super::reader::{legacy_digests, Body, ChunkCheck};
 use super::{artifact_error, Store};
 
 /// How often a read looks up an artifact again after GC moved it away from
 /// under the first lookup (each retry means another whole GC pass moved it).
-const MOVED_RETRIES: usize = 3;
+pub(super) const MOVED_RETRIES: usize = 3;
 
 /// Prepared dictionaries kept per store handle before the set starts over.
 const MAX_DICTS: usize = 256;
@@ -234,16 +235,19 @@ impl Store {
         let (h, raw) = seg.read_block(e.block_offset)?;
         if h.kind == BlockKind::Manifest {
             let m = Manifest::decode(&raw).map_err(|x| Error::corrupt(&seg.path, x))?;
-            let plan = self.cdc_plan(&m)?;
+            let index = self.chunk_index();
             let mut total = h.total_len();
             for p in &m.parts {
-                let (pseg, at) = self.locate_chunk(&m.id, &p.key)?;
+                let (pseg, at) = index.locate(&m.id, &p.key)?;
                 total += pseg.block_header(at)?.total_len();
             }
             let mut seen = std::collections::HashSet::new();
-            for c in plan.chunks.iter().filter(|c| seen.insert(c.key)) {
-                total += c.seg.block_header(c.offset)?.total_len();
-            }
+            CdcPlan::open(index, &m)?.for_each_chunk(|c| {
+                if seen.insert(c.key) {
+                    total += c.seg.block_header(c.offset)?.total_len();
+                }
+                Ok(())
+            })?;
             return Ok(total);
         }
         let t = LargeTrailer::decode_kind(h.kind, &raw).map_err(|x| Error::corrupt(&seg.path, x))?;
@@ -474,7 +478,7 @@ impl Store {
             if m.id != e.id || m.len != e.len {
                 return Err(bad("manifest names another artifact".into()));
             }
-            let plan = self.cdc_plan(&m)?;
+            let plan = CdcPlan::open(self.chunk_index(), &m)?;
             let t = LargeTrailer {
                 id: m.id,
                 len: m.len,
@@ -507,79 +511,6 @@ impl Store {
                 ahead: VecDeque::new(),
                 spare: Vec::new(),
             },
-        })
-    }
-
-    /// Finds every chunk a manifest names (reading its parts, if it has
-    /// any). A chunk whose segment GC drops between the lookup and taking a
-    /// handle is looked up again (its copy is indexed by then).
-    pub(crate) fn cdc_plan(&self, m: &Manifest) -> Result<CdcPlan> {
-        let mut found: std::collections::HashMap<ArtifactId, (Arc<Segment>, u64)> = Default::default();
-        let n = m.chunk_count() as usize;
-        let mut chunks = Vec::with_capacity(n);
-        let mut starts = Vec::with_capacity(n + 1);
-        starts.push(0u64);
-        let mut place = |list: &[ManifestChunk]| -> Result<()> {
-            for c in list {
-                let loc = match found.get(&c.key) {
-                    Some(l) => l.clone(),
-                    None => {
-                        let l = self.locate_chunk(&m.id, &c.key)?;
-                        found.insert(c.key, l.clone());
-                        l
-                    }
-                };
-                starts.push(starts.last().copied().unwrap_or(0) + c.len as u64);
-                chunks.push(CdcLoc {
-                    key: c.key,
-                    seg: loc.0,
-                    offset: loc.1,
-                    len: c.len,
-                });
-            }
-            Ok(())
-        };
-        place(&m.chunks)?;
-        for p in &m.parts {
-            place(&self.read_part(&m.id, p)?)?;
-        }
-        Ok(CdcPlan { starts, chunks })
-    }
-
-    /// The chunk list part `p` of artifact `id`'s manifest holds, its bytes
-    /// proven against its key and its list against what the manifest says.
-    pub(crate) fn read_part(&self, id: &ArtifactId, p: &ManifestPart) -> Result<Vec<ManifestChunk>> {
-        let (seg, offset) = self.locate_chunk(id, &p.key)?;
-        let bad = |detail: String| Error::CorruptArtifact {
-            id: *id,
-            file: seg.path.clone(),
-            detail: format!("manifest part {} at {offset}: {detail}", p.key),
-        };
-        let (h, raw) = seg.read_block(offset).map_err(|e| match artifact_error(e, *id) {
-            Error::CorruptArtifact { detail, .. } => bad(detail),
-            other => other,
-        })?;
-        if h.kind != BlockKind::CdcChunk {
-            return Err(bad("not a chunk block".into()));
-        }
-        let (key, bytes) = crate::block::cdc::decode_chunk(&raw).map_err(|e| bad(e.to_string()))?;
-        if key != p.key {
-            return Err(bad("holds another chunk".into()));
-        }
-        crate::block::manifest::decode_part(bytes, p).map_err(|e| bad(e.to_string()))
-    }
-
-    fn locate_chunk(&self, id: &ArtifactId, key: &ArtifactId) -> Result<(Arc<Segment>, u64)> {
-        let r = self.read_moving(
-            // A chunk a sweep has dropped still has its location in the
-            // tombstone: if its bytes are there, they prove themselves.
-            || Ok(self.lookup_any(key)?.filter(|e| e.is_chunk() && e.segment != 0)),
-            |e, seg| Ok((seg, e.block_offset)),
-        )?;
-        r.ok_or_else(|| Error::CorruptArtifact {
-            id: *id,
-            file: self.layout.root.clone(),
-            detail: format!("chunk {key} is not in the index"),
         })
     }
 

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::id::ArtifactId;
 
 use super::artifact_error;
+use super::cdc_plan::CdcPlan;
 
 pub(super) enum Body {
     /// Bytes already verified against the id (or not yet written: pending).
@@ -51,92 +52,6 @@ fn load_chunk(seg: &Segment, t: &LargeTrailer, idx: usize) -> Result<Vec<u8>> {
     Ok(raw)
 }
 
-/// Where the content-defined chunks of an artifact stored under a manifest
-/// are, resolved through the index when the reader is opened.
-pub(crate) struct CdcPlan {
-    /// Each chunk's offset in the artifact, then the length.
-    pub(crate) starts: Vec<u64>,
-    pub(crate) chunks: Vec<CdcLoc>,
-}
-
-/// One content-defined chunk's key and block.
-pub(crate) struct CdcLoc {
-    pub(crate) key: ArtifactId,
-    pub(crate) seg: Arc<Segment>,
-    pub(crate) offset: u64,
-    pub(crate) len: u32,
-}
-
-impl CdcPlan {
-    /// Grid piece `idx` (`grid` bytes from `idx * grid`, cut at `len`),
-    /// assembled into `buf` from the chunks overlapping it: each block's CRC,
-    /// kind, stored key and length checked, and with `hash_keys` each
-    /// chunk's bytes hashed against its key too. Not yet checked against the
-    /// artifact's tree: the caller does that, which proves every byte; the
-    /// keys are hashed only to name the chunk at fault when that check fails.
-    fn assemble(
-        &self,
-        idx: usize,
-        grid: u64,
-        len: u64,
-        id: &ArtifactId,
-        hash_keys: bool,
-        buf: &mut Vec<u8>,
-    ) -> Result<()> {
-        let lo = idx as u64 * grid;
-        let hi = (lo + grid).min(len);
-        buf.clear();
-        let mut j = self.starts.partition_point(|s| *s <= lo).saturating_sub(1);
-        while j < self.chunks.len() && self.starts[j] < hi {
-            let c = &self.chunks[j];
-            let bad = |detail: String| Error::CorruptArtifact {
-                id: *id,
-                file: c.seg.path.clone(),
-                detail: format!("chunk {} at {}: {detail}", c.key, c.offset),
-            };
-            let named = |e: Error| match artifact_error(e, *id) {
-                Error::CorruptArtifact { detail, .. } => bad(detail),
-                other => other,
-            };
-            let h = c.seg.block_header(c.offset).map_err(|e| named(e.into()))?;
-            if h.kind != BlockKind::CdcChunk || h.raw_len != 32 + c.len {
-                return Err(bad("not this chunk's block".into()));
-            }
-            let stored = c
-                .seg
-                .read(c.offset + BLOCK_HEADER_LEN as u64, h.stored_len as usize)
-                .map_err(|e| named(e.into()))?;
-            let decoded;
-            let raw: &[u8] = match h.compression {
-                crate::block::format::Compression::None => {
-                    h.check_body(&stored).map_err(|e| bad(e.to_string()))?;
-                    &stored
-                }
-                _ => {
-                    decoded = h.decode_body(&stored).map_err(|e| bad(e.to_string()))?;
-                    &decoded
-                }
-            };
-            let bytes = if hash_keys {
-                let (key, bytes) = crate::block::cdc::decode_chunk(raw).map_err(|e| bad(e.to_string()))?;
-                if key != c.key {
-                    return Err(bad("holds another chunk".into()));
-                }
-                bytes
-            } else {
-                if raw[..32] != c.key.as_bytes()[..] {
-                    return Err(bad("holds another chunk".into()));
-                }
-                &raw[32..]
-            };
-            let (s, e) = (self.starts[j], self.starts[j + 1]);
-            buf.extend_from_slice(&bytes[(lo.max(s) - s) as usize..(hi.min(e) - s) as usize]);
-            j += 1;
-        }
-        Ok(())
-    }
-}
-
 /// Chunks a streaming reader reads and verifies at once, on all cores.
 const READ_AHEAD: usize = 8;
 
@@ -155,13 +70,13 @@ fn verified_chunk(
 ) -> (Vec<u8>, Result<()>) {
     if let Some(plan) = cdc {
         let (grid, size) = (t.chunk_size as u64, t.chunk_size as usize);
-        let r = plan.assemble(idx, grid, t.len, id, false, &mut buf).and_then(|()| {
+        let r = plan.assemble(idx, grid, t.len, false, &mut buf).and_then(|()| {
             if check.matches(&buf, idx, size, id) {
                 return Ok(());
             }
             // Which chunk is at fault: hash each against its key. If all
             // prove themselves, the manifest's list is what is wrong.
-            plan.assemble(idx, grid, t.len, id, true, &mut buf)?;
+            plan.assemble(idx, grid, t.len, true, &mut buf)?;
             Err(Error::CorruptArtifact {
                 id: *id,
                 file: seg.path.clone(),
