@@ -388,3 +388,32 @@ fn a_reader_of_an_artifact_collected_under_it_stops_with_an_error() {
         "what was handed out is the artifact's"
     );
 }
+
+/// A live artifact's chunks moved by GC while a reader is open: the parts
+/// the reader had not reached yet are resolved to the copies, so the read
+/// goes on, proven, to the end.
+#[test]
+fn a_reader_goes_on_across_a_gc_that_moves_the_chunks_it_has_not_reached() {
+    let d = tempfile::tempdir().unwrap();
+    let s = opts().open(d.path()).unwrap();
+    let data = noise(14, 6 << 20);
+    // Put first, so that the artifact's chunks follow it in its segment.
+    let other = s.put(&noise(15, 1 << 20)).unwrap();
+    let id = s.put(&data).unwrap();
+    s.commit().unwrap();
+    let mut r = s.open_reader(&id).unwrap();
+    let mut got = vec![0u8; 256 << 10];
+    r.read_exact(&mut got).unwrap();
+    // Garbage beside the artifact's chunks, so that a GC at 1.0 copies them.
+    assert!(s.remove(&other).unwrap());
+    s.commit().unwrap();
+    let rep = s
+        .gc(&GcOptions {
+            threshold: 1.0,
+            ..GcOptions::default()
+        })
+        .unwrap();
+    assert!(rep.segments_repacked > 0 && rep.repacked_bytes >= 6 << 20, "{rep:?}");
+    r.read_to_end(&mut got).unwrap();
+    assert!(got == data, "the artifact, whole");
+}
