@@ -23,6 +23,15 @@ fn opts() -> StoreOptions {
         .part_chunks(2)
 }
 
+/// A GC that copies every segment holding any garbage.
+fn gc_all(s: &asl::Store) -> asl::GcReport {
+    s.gc(&GcOptions {
+        threshold: 1.0,
+        ..GcOptions::default()
+    })
+    .unwrap()
+}
+
 /// Every manifest stored in the store's segment files.
 fn manifests(dir: &std::path::Path) -> Vec<asl::codec::Manifest> {
     let mut out = Vec::new();
@@ -157,12 +166,7 @@ fn a_sweep_during_a_put_keeps_the_chunks_its_parts_name() {
     });
     s.commit().unwrap();
     assert_eq!(id, ArtifactId::of(&data));
-    let rep = s
-        .gc(&GcOptions {
-            threshold: 1.0,
-            ..GcOptions::default()
-        })
-        .unwrap();
+    let rep = gc_all(&s);
     assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
     assert_eq!(s.get(&id).unwrap(), data);
     assert!(s.verify().unwrap().is_clean());
@@ -372,12 +376,7 @@ fn a_reader_of_an_artifact_collected_under_it_stops_with_an_error() {
     assert_eq!(head, data[..256 << 10]);
     assert!(s.remove(&id).unwrap());
     s.commit().unwrap();
-    let rep = s
-        .gc(&GcOptions {
-            threshold: 1.0,
-            ..GcOptions::default()
-        })
-        .unwrap();
+    let rep = gc_all(&s);
     assert!(rep.chunks_swept > 0 && rep.segments_deleted > 0, "{rep:?}");
     let mut rest = Vec::new();
     let err = r.read_to_end(&mut rest).unwrap_err().to_string();
@@ -407,12 +406,7 @@ fn a_reader_goes_on_across_a_gc_that_moves_the_chunks_it_has_not_reached() {
     // Garbage beside the artifact's chunks, so that a GC at 1.0 copies them.
     assert!(s.remove(&other).unwrap());
     s.commit().unwrap();
-    let rep = s
-        .gc(&GcOptions {
-            threshold: 1.0,
-            ..GcOptions::default()
-        })
-        .unwrap();
+    let rep = gc_all(&s);
     assert!(rep.segments_repacked > 0 && rep.repacked_bytes >= 6 << 20, "{rep:?}");
     r.read_to_end(&mut got).unwrap();
     assert!(got == data, "the artifact, whole");
