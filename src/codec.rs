@@ -26,7 +26,25 @@ pub use crate::snapshot::log::{encode_header as encode_log_header, parse as pars
 pub use crate::store::{decode_store_file, encode_store_file};
 
 /// Names of the fuzz targets, one per on-disk parser.
-pub const FUZZ_TARGETS: &[&str] = &["block", "segment", "index", "log", "checkpoint", "entry", "cbor"];
+pub const FUZZ_TARGETS: &[&str] = &[
+    "block",
+    "segment",
+    "index",
+    "log",
+    "checkpoint",
+    "entry",
+    "cbor",
+    "manifest",
+    "part",
+];
+
+/// Bytes before a part's own bytes in a `part` fuzz input: the span (u64)
+/// and chunk count (u32) the manifest would say of it.
+const PART_INPUT_HEAD: usize = 12;
+
+fn le_u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
 
 /// Runs one fuzz target's parser over `data`. Parsers may reject input, never
 /// panic; where they accept it, re-encoding must give the same bytes back.
@@ -86,6 +104,30 @@ fn fix_checksums(name: &str, data: &[u8]) -> Option<Vec<u8>> {
                 off = end;
             }
         }
+        // The id a grid of two or more pieces must merge to.
+        "manifest" if b.len() >= 56 => {
+            let n = le_u32_at(&b, 44) as usize;
+            if n < 2 || b.len() < 56 + n * 32 {
+                return None;
+            }
+            let cvs: Vec<[u8; 32]> = b[56..56 + n * 32]
+                .chunks_exact(32)
+                .map(|c| c.try_into().expect("32 bytes"))
+                .collect();
+            let root = tree_root(&cvs)?;
+            b[..32].copy_from_slice(root.as_bytes());
+        }
+        // What the manifest would say of the part: its count, and the sum
+        // of the lengths it lists.
+        "part" if b.len() >= PART_INPUT_HEAD + 16 => {
+            let count = le_u32_at(&b, PART_INPUT_HEAD + 12);
+            let span: u64 = b[PART_INPUT_HEAD + 16..]
+                .chunks_exact(36)
+                .map(|c| le_u32_at(c, 32) as u64)
+                .sum();
+            b[..8].copy_from_slice(&span.to_le_bytes());
+            b[8..12].copy_from_slice(&count.to_le_bytes());
+        }
         _ => return None,
     }
     Some(b)
@@ -112,6 +154,14 @@ fn parse_one(name: &str, data: &[u8]) {
                         assert_eq!(t.encode(), raw);
                     }
                     let _ = decode_tombstones(&raw, h.count);
+                    if h.kind == BlockKind::Manifest {
+                        parse_one("manifest", &raw);
+                    }
+                    if h.kind == BlockKind::CdcChunk {
+                        if let Ok((key, bytes)) = decode_chunk(&raw) {
+                            assert_eq!(chunk_key(bytes), key);
+                        }
+                    }
                     if let Ok((_, frames)) = decode_framed_table(&raw, h.count) {
                         for f in frames {
                             let _ = &raw[f.offset as usize..(f.offset + f.stored_len) as usize];
@@ -158,6 +208,29 @@ fn parse_one(name: &str, data: &[u8]) {
                 assert_eq!(&out[..], &data[..ENTRY_LEN]);
             }
         }
+        "manifest" => {
+            if let Ok(m) = Manifest::decode(data) {
+                assert_eq!(m.encode(), data);
+                let spans: u64 = m.parts.iter().map(|p| p.span).sum();
+                let lens: u64 = m.chunks.iter().map(|c| c.len as u64).sum();
+                assert_eq!(if m.parts.is_empty() { lens } else { spans }, m.len);
+                assert_eq!(m.cvs.len() as u64, m.len.div_ceil(m.grid as u64));
+            }
+        }
+        "part" if data.len() >= PART_INPUT_HEAD => {
+            let part = ManifestPart {
+                key: crate::id::ArtifactId::from_bytes([0; 32]),
+                span: u64::from_le_bytes(data[..8].try_into().expect("8 bytes")),
+                count: le_u32_at(data, 8),
+            };
+            let bytes = &data[PART_INPUT_HEAD..];
+            if let Ok(list) = decode_part(bytes, &part) {
+                assert_eq!(encode_part(&list), bytes);
+                assert_eq!(list.len() as u32, part.count);
+                assert_eq!(list.iter().map(|c| c.len as u64).sum::<u64>(), part.span);
+            }
+        }
+        "part" => {}
         other => panic!("unknown fuzz target {other}"),
     }
 }

@@ -1,0 +1,3 @@
+#![no_main]
+//! Fuzzes the part parser; see `asl::codec::fuzz_target`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| asl::codec::fuzz_target("part", data));
