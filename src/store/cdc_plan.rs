@@ -17,7 +17,6 @@ use crate::block::segment::Segment;
 use crate::error::{Error, Result};
 use crate::id::ArtifactId;
 
-use super::read::MOVED_RETRIES;
 use super::{artifact_error, State, Store};
 
 /// Resolved parts a plan keeps: the part being read, the next one reached
@@ -36,22 +35,19 @@ pub(crate) struct ChunkIndex {
 impl ChunkIndex {
     /// The segment and block offset of chunk `key` of artifact `id`. A
     /// chunk a sweep has dropped still has its location in the tombstone:
-    /// if its bytes are there, they prove themselves. A chunk whose segment
-    /// GC removes between the lookup and taking a handle is looked up again
-    /// (the record of its copy is indexed before the segment goes).
+    /// if its bytes are there, they prove themselves. The record and the
+    /// segment handle come from one hold of the state lock, and GC indexes
+    /// a copy before it drops the segment, so a record never points at a
+    /// segment GC has already let go of while its chunk is still retained.
     pub(crate) fn locate(&self, id: &ArtifactId, key: &ArtifactId) -> Result<(Arc<Segment>, u64)> {
-        for _ in 0..=MOVED_RETRIES {
-            let st = self.state.read();
-            let Some(e) = st.newest(key)?.filter(|e| e.is_chunk() && e.segment != 0) else {
-                break;
-            };
+        let st = self.state.read();
+        if let Some(e) = st.newest(key)?.filter(|e| e.is_chunk() && e.segment != 0) {
             if let Some(seg) = st.segments.get(&e.segment) {
                 return Ok((seg.clone(), e.block_offset));
             }
         }
         // A reader resolves parts as it goes: its artifact may have been
         // removed and collected since it opened. That is not damage.
-        let st = self.state.read();
         let gone = match st.newest(id)? {
             None => true,
             Some(rec) => !st.retains(&rec)?,

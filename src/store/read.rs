@@ -23,7 +23,7 @@ use super::{artifact_error, Store};
 
 /// How often a read looks up an artifact again after GC moved it away from
 /// under the first lookup (each retry means another whole GC pass moved it).
-pub(super) const MOVED_RETRIES: usize = 3;
+const MOVED_RETRIES: usize = 3;
 
 /// Prepared dictionaries kept per store handle before the set starts over.
 const MAX_DICTS: usize = 256;
