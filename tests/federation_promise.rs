@@ -136,3 +136,61 @@ fn a_pel_run_fetches_its_promised_inputs() {
     assert_eq!(ok(&b, &["cat", &out]), "fig\nplum\n");
     assert!(promised(&b).is_empty());
 }
+
+/// An import record only annotates what a fetch brought or promised: once
+/// it is gone (`rm --force`, or lost to damage and `repair`), listings and
+/// origins still complete, without it.
+#[test]
+fn listings_go_on_once_an_import_record_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (f1, f2) = (tmp.path().join("f1"), tmp.path().join("f2"));
+    std::fs::write(&f1, noise(11, 5000)).unwrap();
+    std::fs::write(&f2, noise(12, 6000)).unwrap();
+    let (x1, x2) = (common::ingest_file(&a, &f1), common::ingest_file(&a, &f2));
+    ok(&a, &["publish", &x1]);
+    ok(&b, &["remote", "add", "a", a.to_str().unwrap()]);
+    ok(&b, &["fetch", "a"]);
+    ok(&a, &["publish", &x2]);
+    ok(&b, &["remote", "add", "lazy", a.to_str().unwrap()]);
+    ok(&b, &["fetch", "lazy", "--lazy"]);
+    assert_eq!(promised(&b), vec![x2.clone()]);
+    let pins = ok(&b, &["pins"]);
+    let imports: Vec<&str> = pins
+        .lines()
+        .filter(|l| l.contains("asl.import."))
+        .map(|l| l.split_whitespace().find(|w| w.len() == 64).unwrap())
+        .collect();
+    assert_eq!(imports.len(), 2, "{pins}");
+    for rid in &imports {
+        ok(&b, &["rm", "--force", rid]);
+    }
+    for round in ["after rm", "after gc"] {
+        let o = aslctl(&b, &["ls"]);
+        assert!(o.status.success(), "{round}: {}", err(&o));
+        let listing = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(listing.contains(&x1), "{round}: {listing}");
+        assert!(
+            !listing.contains("promised by"),
+            "{round}: the promise went with its record: {listing}"
+        );
+        let o = json(&b, &["origin", &x1]);
+        assert_eq!(o["origin"], "imported", "{round}: {o}");
+        assert!(
+            o.get("remote").is_none_or(|r| r.is_null()),
+            "{round}: no import names it now: {o}"
+        );
+        let o = aslctl(&b, &["find", "--type", "asl/import"]);
+        assert!(o.status.success(), "{round}: {}", err(&o));
+        // A federated snapshot cannot name the source of x1: refused, and
+        // no snapshot is left behind without its signed record.
+        let o = aslctl(&b, &["snapshot", "create", "fed", "--federated"]);
+        assert_eq!(o.status.code(), Some(2), "{round}: {}", err(&o));
+        assert!(err(&o).contains("no import record"), "{round}: {}", err(&o));
+        assert!(!ok(&b, &["snapshot", "list"]).contains("fed"), "{round}");
+        ok(&b, &["gc"]);
+    }
+    // A new fetch records a new import: the origin is known again.
+    ok(&b, &["fetch", "a"]);
+    assert_eq!(json(&b, &["origin", &x1])["remote"], "a");
+}

@@ -148,7 +148,7 @@ class H(http.server.BaseHTTPRequestHandler):
             if i not in (man, sig):
                 if mode == "wrong":
                     body = body[:-1] + bytes([body[-1] ^ 1])
-                else:
+                elif mode == "short":
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
@@ -438,4 +438,143 @@ fn several_remotes_of_one_domain_share_a_fetch_and_cover_for_a_liar() {
     ok(&c, &["remote", "add", "other", e.to_str().unwrap()]);
     let o = aslctl(&c, &["fetch", "dir", "other"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+}
+
+/// Forwards every GET to the real server at argv[1] and flips one bit of
+/// each body it passes on — the manifest, the signature, every artifact
+/// and every range of one — as a corrupting mirror in front of an honest
+/// server would.
+const FLIPPER: &str = r#"
+import http.server, sys, urllib.request, urllib.error
+up = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        req = urllib.request.Request(up + self.path)
+        for h in ("Range", "Authorization"):
+            if self.headers.get(h):
+                req.add_header(h, self.headers[h])
+        try:
+            r = urllib.request.urlopen(req)
+            code, headers, body = r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            code, headers, body = e.code, e.headers, e.read()
+        if body and code < 300:
+            i = len(body) // 2
+            body = body[:i] + bytes([body[i] ^ 4]) + body[i + 1:]
+        self.send_response(code)
+        for k in ("Content-Type", "Content-Range", "ETag", "Accept-Ranges"):
+            if headers.get(k):
+                self.send_header(k, headers[k])
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+/// A mirror that corrupts everything it passes on, beside an honest one of
+/// the same domain (over HTTP, and as a directory): the fetch takes it all
+/// from the honest one — a 20 MiB artifact and small ones — and says the
+/// liar's manifest was refused.
+#[test]
+fn a_lying_mirror_beside_an_honest_one_does_not_fail_the_fetch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let mut x = stocked(tmp.path(), &a, 3, 800);
+    let big = tmp.path().join("big");
+    std::fs::write(&big, noise(801, 20 << 20)).unwrap();
+    x.push(common::ingest_file(&a, &big));
+    let refs: Vec<&str> = x.iter().map(String::as_str).collect();
+    ok(&a, &[&["publish"][..], &refs].concat());
+    let s = common::server::start_on(tempfile::tempdir().unwrap(), a.clone(), &[], None);
+    let mut child = Command::new("python3")
+        .args(["-c", FLIPPER, &s.url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut port).unwrap();
+    let _flipper = Killed(child);
+    let liar = format!("http://127.0.0.1:{}", port.trim());
+    for (store, honest) in [("b", s.url.clone()), ("c", a.display().to_string())] {
+        let b = tmp.path().join(store);
+        ok(&b, &["remote", "add", "liar", &liar]);
+        ok(&b, &["remote", "add", "honest", &honest]);
+        let o = aslctl(&b, &["--json", "fetch", "liar", "honest"]);
+        assert!(o.status.success(), "{store}: {}", err(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(r["liar"]["manifest_refused"].is_string(), "{store}: {r}");
+        assert_eq!(r["honest"]["fetched"], 4, "{store}: {r}");
+        let have = ids(&b);
+        assert!(x.iter().all(|i| have.contains(i)), "{store}");
+        assert_eq!(aslctl(&b, &["cat", &x[3]]).stdout, noise(801, 20 << 20), "{store}");
+        let o = aslctl(&b, &["verify"]);
+        assert!(o.status.success(), "{store}: {}", err(&o));
+        // Alone, the liar is refused outright, and nothing is stored.
+        let d = tmp.path().join(format!("{store}-alone"));
+        ok(&d, &["remote", "add", "liar", &liar]);
+        let o = aslctl(&d, &["fetch", "liar"]);
+        assert!(matches!(o.status.code(), Some(1 | 2)), "{}", err(&o));
+        assert!(ids(&d).is_empty(), "nothing of the lies stored");
+    }
+}
+
+/// `rm --force` of a published artifact publishes a manifest without it
+/// (and is refused while a published record names it); a fetch from a
+/// remote that lists an artifact it no longer has reports that one and
+/// fetches the rest.
+#[test]
+fn a_forced_removal_unpublishes_and_a_fetch_goes_on_past_what_a_remote_lacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let x = stocked(tmp.path(), &a, 3, 900);
+    ok(&a, &["publish", &x[0], &x[1], &x[2]]);
+    let o = aslctl(&a, &["rm", "--force", &x[1]]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("unpublished 1"), "{}", err(&o));
+    let m = json(&a, &["domain", "manifest"]);
+    let listed = m.to_string();
+    assert!(!listed.contains(&x[1]) && listed.contains(&x[0]), "{m}");
+    let b = tmp.path().join("b");
+    ok(&b, &["remote", "add", "a", a.to_str().unwrap()]);
+    let r = json(&b, &["fetch", "a"]);
+    assert_eq!((r["fetched"].as_u64(), r["listed"].as_u64()), (Some(2), Some(2)), "{r}");
+    // A published tree names its files: removing one of them is refused.
+    let dir = tmp.path().join("tree");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("f"), b"in a published tree").unwrap();
+    let tree = common::ingest_tree(&a, &dir);
+    ok(&a, &["publish", "--tree", &tree]);
+    let file = blake3::hash(b"in a published tree").to_hex().to_string();
+    let o = aslctl(&a, &["rm", "--force", &file]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(ids(&a).contains(&file), "nothing removed");
+
+    // A remote (an HTTP peer here) whose manifest lists an artifact it
+    // cannot send: reported, exit 1, and the others are fetched.
+    let files = tmp.path().join("served");
+    std::fs::create_dir(&files).unwrap();
+    let m = json(&a, &["domain", "manifest"]);
+    let (man, sig) = (m["manifest"].as_str().unwrap(), m["signature"].as_str().unwrap());
+    std::fs::write(files.join("ids"), format!("{man} {sig}")).unwrap();
+    for id in [man, sig, &x[0], &tree] {
+        std::fs::write(files.join(id), aslctl(&a, &["cat", id]).stdout).unwrap();
+    }
+    let (_peer, port) = liar(&files, "honest");
+    let c = tmp.path().join("c");
+    ok(&c, &["remote", "add", "gappy", &format!("http://127.0.0.1:{port}")]);
+    let o = aslctl(&c, &["fetch", "gappy"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains(&x[2]) && err(&o).contains("does not have it"),
+        "{}",
+        err(&o)
+    );
+    let have = ids(&c);
+    assert!(
+        have.contains(&x[0]) && have.contains(&tree) && !have.contains(&x[2]),
+        "{have:?}"
+    );
 }

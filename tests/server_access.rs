@@ -60,6 +60,30 @@ fn tokens_decide_who_reads_and_writes() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("not a loopback address"), "{}", err(&o));
+
+    // A tokens file others may read holds no secret: refused, naming the
+    // mode, and nothing is served.
+    let t = dir.path().join("open-tokens.json");
+    std::fs::write(&t, r#"{"tokens": []}"#).unwrap();
+    std::fs::set_permissions(&t, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let o = Command::new(common::aslctl_bin())
+        .args([
+            "--store",
+            dir.path().join("s").to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--tokens")
+        .arg(&t)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("mode 0644") && err(&o).contains("chmod 600"),
+        "{}",
+        err(&o)
+    );
 }
 
 /// A token that sees only published artifacts is told an internal one does
@@ -380,4 +404,117 @@ fn records_and_labels_go_in() {
     assert_eq!(json(&b)["hits"][0]["subject"].as_str(), Some(&*id));
     let (_, b) = curl(&["-H", viewer, &u("/v1/find?media_type=text/plain")]);
     assert_eq!(json(&b)["hits"][0]["subject"].as_str(), Some(&*id));
+
+    // Times and a limit, as the CLI takes them; a JSON body needs no
+    // Content-Type (curl -d sends a form type).
+    let run2 = run.replace("r-1", "r-2").replace("2026-12-01", "2026-12-03");
+    let (code, b) = curl(&["-H", ops, "-d", &run2, &u("/v1/records")]);
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&b));
+    let rid2 = json(&b)["id"].as_str().unwrap().to_string();
+    let found = |q: &str| -> Vec<String> {
+        let (code, b) = curl(&["-H", viewer, &u(&format!("/v1/find?type=asl/run&{q}"))]);
+        assert_eq!(code, 200, "{q}: {}", String::from_utf8_lossy(&b));
+        json(&b)["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["subject"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(found("since=2026-12-02"), vec![rid2.clone()]);
+    assert_eq!(found("until=2026-12-02"), vec![rid.clone()]);
+    assert_eq!(
+        found("since=2026-12-01T00:00:00Z&until=2026-12-04"),
+        vec![rid.clone(), rid2.clone()]
+    );
+    assert_eq!(found("limit=1"), vec![rid2]);
+    // What the endpoint does not take is refused, named, not ignored.
+    for (q, named) in [("sinse=2026-12-02", "sinse"), ("since=yesterday", "yesterday")] {
+        let (code, b) = curl(&["-H", viewer, &u(&format!("/v1/find?type=asl/run&{q}"))]);
+        let text = String::from_utf8_lossy(&b);
+        assert_eq!(code, 400, "{q}: {text}");
+        assert!(text.contains(named), "{q}: {text}");
+    }
+}
+
+/// A published-only token with write scope learns nothing of internal
+/// content from its puts either: sending an internal artifact's exact bytes
+/// (or wrong bytes under its id) gets, byte for byte, the answer that bytes
+/// the store lacks get — small and large, plain and through the CAS.
+#[test]
+fn puts_by_a_published_only_writer_do_not_confirm_internal_content() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    // Internal bytes, and bytes of the same lengths the store lacks.
+    let cases = [
+        ("small", noise(41, 1000), noise(42, 1000)),
+        ("large", noise(43, 2 << 20), noise(44, 2 << 20)),
+    ];
+    {
+        let s = asl::StoreOptions::new().create(true).open(&store).unwrap();
+        for (_, internal, _) in &cases {
+            s.put_reader_with(&internal[..], &asl::PutOptions::new()).unwrap();
+        }
+        s.commit().unwrap();
+    }
+    let tokens = r#"{"tokens": [
+        {"name": "peer", "token": "peer-writer-0123456789", "scope": "write", "sees": "published"}]}"#;
+    let s = start_on(tempfile::tempdir().unwrap(), store, &[], Some(tokens));
+    let peer = "Authorization: Bearer peer-writer-0123456789";
+    let put = |path: &str, file: &std::path::Path| {
+        let (code, body) = curl(&[
+            "-H",
+            peer,
+            "-X",
+            "PUT",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &format!("{}{path}", s.url),
+        ]);
+        (code, String::from_utf8_lossy(&body).to_string())
+    };
+    for (what, internal, absent) in &cases {
+        let (fi, fa) = (files.join(format!("{what}-i")), files.join(format!("{what}-a")));
+        std::fs::write(&fi, internal).unwrap();
+        std::fs::write(&fa, absent).unwrap();
+        let (ii, ia) = (
+            blake3::hash(internal).to_hex().to_string(),
+            blake3::hash(absent).to_hex().to_string(),
+        );
+        let (si, sa) = (hex(&sha2::Sha256::digest(internal)), hex(&sha2::Sha256::digest(absent)));
+        let same = |a: (u16, String), b: (u16, String), how: &str| {
+            let strip = |t: &str| {
+                t.replace(&ii, "ID")
+                    .replace(&ia, "ID")
+                    .replace(&si, "SHA")
+                    .replace(&sa, "SHA")
+            };
+            assert_eq!((a.0, strip(&a.1)), (b.0, strip(&b.1)), "{what}, {how}");
+        };
+        // Wrong bytes under the id: refused alike (before the right ones
+        // make the absent one present).
+        let other = files.join("other");
+        std::fs::write(&other, noise(45, internal.len())).unwrap();
+        same(
+            put(&format!("/v1/artifacts/{ii}"), &other),
+            put(&format!("/v1/artifacts/{ia}"), &other),
+            "wrong bytes under the id",
+        );
+        let a = put(&format!("/cas/{sa}"), &fa);
+        assert_eq!(a.0, 201, "{what}: {}", a.1);
+        same(put(&format!("/cas/{si}"), &fi), a, "PUT /cas");
+        same(
+            put("/v1/artifacts", &fi),
+            put("/v1/artifacts", &fa),
+            "PUT /v1/artifacts",
+        );
+        same(
+            put(&format!("/v1/artifacts/{ii}"), &fi),
+            put(&format!("/v1/artifacts/{ia}"), &fa),
+            "PUT by id",
+        );
+    }
 }

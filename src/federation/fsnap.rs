@@ -87,20 +87,22 @@ fn imports_by_number(store: &Store) -> Result<BTreeMap<u16, Origin>> {
     Ok(out)
 }
 
-/// Takes snapshot `name` of CURRENT and the signed record of where its
-/// imported artifacts came from.
-pub fn create(store: &Store, name: &str) -> Result<Created> {
-    let domain = Domain::ensure(store)?;
-    let signer = Domain::signer(store)?;
-    let known = imports_by_number(store)?;
-    let meta = store.snapshot(name)?;
+/// The import record of each other domain snapshot `name` holds artifacts
+/// of, or promises some: refused when one is gone (a source that cannot be
+/// named cannot be signed for).
+#[allow(clippy::type_complexity)]
+fn sources_of(
+    store: &Store,
+    name: &str,
+    known: &BTreeMap<u16, Origin>,
+) -> Result<(Vec<Origin>, BTreeMap<ArtifactId, super::promise::Promise>)> {
     let mut used = BTreeMap::new();
     for info in store.at(name)?.iter()? {
         let info = info?;
         if info.domain.0 != 0 {
             let src = known.get(&info.domain.0).ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "{} comes from domain number {} but no import record names it",
+                    "{} comes from domain number {} but no import record names it (fetch from that domain again)",
                     info.id, info.domain.0
                 ))
             })?;
@@ -116,7 +118,25 @@ pub fn create(store: &Store, name: &str) -> Result<Created> {
             .ok_or_else(|| Error::InvalidArgument(format!("domain number {} has no import record", p.local)))?;
         used.insert(p.local, src.clone());
     }
-    let sources: Vec<Origin> = used.into_values().collect();
+    Ok((used.into_values().collect(), promised))
+}
+
+/// Takes snapshot `name` of CURRENT and the signed record of where its
+/// imported artifacts came from.
+pub fn create(store: &Store, name: &str) -> Result<Created> {
+    let domain = Domain::ensure(store)?;
+    let signer = Domain::signer(store)?;
+    let known = imports_by_number(store)?;
+    let meta = store.snapshot(name)?;
+    // A snapshot whose sources cannot all be named is not left behind
+    // without its signed record.
+    let (sources, promised) = match sources_of(store, name, &known) {
+        Ok(s) => s,
+        Err(e) => {
+            store.delete_snapshot(name)?;
+            return Err(e);
+        }
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

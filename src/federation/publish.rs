@@ -264,6 +264,24 @@ pub fn unpublish(store: &Store, ids: &[ArtifactId]) -> Result<Published> {
     change(store, &ids, Visibility::Internal)
 }
 
+/// Takes those of `ids` this domain publishes out of its publication (a new
+/// signed manifest without them), so that a forced removal never leaves a
+/// manifest listing an artifact the store no longer sends. Refused, with
+/// nothing changed, where [`unpublish`] refuses (a published record still
+/// names one). `None` when none of them was published.
+pub fn withdraw(store: &Store, ids: &[ArtifactId]) -> Result<Option<Published>> {
+    let mut published = Vec::new();
+    for id in ids {
+        if store.info(id)?.is_some_and(|i| i.visibility == Visibility::Published) {
+            published.push(*id);
+        }
+    }
+    if published.is_empty() {
+        return Ok(None);
+    }
+    unpublish(store, &published).map(Some)
+}
+
 /// Every artifact a tree holds, the tree records included.
 pub fn tree_members(store: &Store, tree: &ArtifactId) -> Result<Vec<ArtifactId>> {
     let entries = records::tree::walk(store as &dyn Source, tree).map_err(|e| Error::InvalidArgument(e.to_string()))?;

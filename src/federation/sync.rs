@@ -67,6 +67,14 @@ pub struct FetchReport {
     pub promised: usize,
     /// The import record (`None` when the manifest was not new and nothing was fetched).
     pub import: Option<ArtifactId>,
+    /// Listed by the manifest, but the remote answered that it does not
+    /// have them (removed there since): reported, not fetched, and the
+    /// rest of the fetch went on.
+    pub unavailable: Vec<ArtifactId>,
+    /// Why this remote's manifest was refused when several mirrors of one
+    /// domain were asked and another's was accepted: the others did the
+    /// work, and nothing of this one was used.
+    pub manifest_refused: Option<String>,
 }
 
 fn read_all(peer: &dyn Peer, id: &ArtifactId, limit: u64) -> Result<Vec<u8>> {
@@ -390,7 +398,14 @@ fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Res
             promised.push(*id);
             continue;
         }
-        let got = put_one(store, peer, &r.name, id, c.m.sizes.get(k).copied(), placed, &local)?;
+        let got = match put_one(store, peer, &r.name, id, c.m.sizes.get(k).copied(), placed, &local) {
+            Ok(g) => g,
+            Err(Error::NotFound(x)) if x == *id => {
+                rep.unavailable.push(*id);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         rep.fetched += 1;
         rep.bytes += got.len;
         rep.resumed += got.resumed;
@@ -430,60 +445,70 @@ pub(super) struct PinnedImport {
     pub promised: Vec<ArtifactId>,
 }
 
-/// Every pinned import record, in pin order; a malformed one is an error.
+/// Every pinned import record that can still be read, in pin order.
+///
+/// An import record only annotates: it says where fetched or promised
+/// artifacts came from. One that is gone (`rm --force`, or lost to damage
+/// and `repair`), damaged or malformed is left out, so listings, origins
+/// and snapshots built from the rest still complete; the remote's own
+/// record (its key and sequence number) is what guards the next fetch.
 pub(super) fn pinned_imports(store: &Store) -> Result<Vec<PinnedImport>> {
     let mut out = Vec::new();
     for (pin, rid) in store.pins() {
         let Some(remote) = pin.strip_prefix("asl.import.") else {
             continue;
         };
-        let r = records::get(store as &dyn records::Source, &rid).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        if r.type_name != IMPORT_TYPE {
-            continue;
+        if let Some(imp) = decode_import(store, remote, rid) {
+            out.push(imp);
         }
-        let bad = || Error::InvalidArgument(format!("import record {rid} is malformed"));
-        let bytes = |k: &str| match r.body.get(k) {
-            Some(Value::Bytes(b)) => Some(b.as_slice()),
-            _ => None,
-        };
-        let ids = |k: &str| -> Result<Vec<ArtifactId>> {
-            match r.body.get(k) {
-                None => Ok(Vec::new()),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .map(|v| match v {
-                        Value::Bytes(b) => <[u8; 32]>::try_from(b.as_slice())
-                            .map(ArtifactId::from_bytes)
-                            .map_err(|_| bad()),
-                        _ => Err(bad()),
-                    })
-                    .collect(),
-                Some(_) => Err(bad()),
-            }
-        };
-        let id32 = |k: &str| {
-            bytes(k)
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .map(ArtifactId::from_bytes)
-                .ok_or_else(bad)
-        };
-        let uint = |k: &str| match r.body.get(k) {
-            Some(Value::Unsigned(n)) => Some(*n),
-            _ => None,
-        };
-        out.push(PinnedImport {
-            remote: remote.to_string(),
-            id: rid,
-            domain: bytes("domain").and_then(|b| b.try_into().ok()).ok_or_else(bad)?,
-            local: uint("local").and_then(|n| u16::try_from(n).ok()).ok_or_else(bad)?,
-            manifest: id32("manifest")?,
-            signature: id32("signature")?,
-            seq: uint("seq").ok_or_else(bad)?,
-            fetched: ids("fetched")?,
-            promised: ids("promised")?,
-        });
     }
     Ok(out)
+}
+
+/// The import record `rid` of `remote`, or `None` when it cannot be read
+/// or is not a well-formed import record.
+fn decode_import(store: &Store, remote: &str, rid: ArtifactId) -> Option<PinnedImport> {
+    let r = records::get(store as &dyn records::Source, &rid).ok()?;
+    if r.type_name != IMPORT_TYPE {
+        return None;
+    }
+    let bytes = |k: &str| match r.body.get(k) {
+        Some(Value::Bytes(b)) => Some(b.as_slice()),
+        _ => None,
+    };
+    let id32 = |k: &str| {
+        bytes(k)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(ArtifactId::from_bytes)
+    };
+    let ids = |k: &str| -> Option<Vec<ArtifactId>> {
+        match r.body.get(k) {
+            None => Some(Vec::new()),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| match v {
+                    Value::Bytes(b) => <[u8; 32]>::try_from(b.as_slice()).ok().map(ArtifactId::from_bytes),
+                    _ => None,
+                })
+                .collect(),
+            Some(_) => None,
+        }
+    };
+    let uint = |k: &str| match r.body.get(k) {
+        Some(Value::Unsigned(n)) => Some(*n),
+        _ => None,
+    };
+    Some(PinnedImport {
+        remote: remote.to_string(),
+        id: rid,
+        domain: bytes("domain")?.try_into().ok()?,
+        local: u16::try_from(uint("local")?).ok()?,
+        manifest: id32("manifest")?,
+        signature: id32("signature")?,
+        seq: uint("seq")?,
+        fetched: ids("fetched")?,
+        promised: ids("promised")?,
+    })
 }
 
 /// After a fetch: staging files of artifacts that no remote's latest
@@ -523,14 +548,27 @@ fn sweep_unwanted(store: &Store) -> Result<()> {
 pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchReport)>> {
     super::ranged::sweep(store)?;
     let mut remotes = Vec::new();
+    // A mirror whose manifest is refused (wrong bytes, a bad signature, a
+    // replayed one) is left out while another mirror's is accepted: what
+    // one mirror sends wrong is asked of another, the manifest included.
+    let mut refused = Vec::new();
+    let mut first_error = None;
     for name in names {
         let r = remote::get(store, name)?;
         let peer = peer_for(&r)?;
-        let c = check(&r, &*peer)?;
-        remotes.push((r, peer, c));
+        match check(&r, &*peer) {
+            Ok(c) => remotes.push((r, peer, c)),
+            Err(e) => {
+                refused.push((name.clone(), e.to_string()));
+                first_error.get_or_insert(e);
+            }
+        }
     }
     let Some(first) = remotes.first() else {
-        return Ok(Vec::new());
+        return match first_error {
+            Some(e) => Err(e),
+            None => Ok(Vec::new()),
+        };
     };
     let domain = first.2.m.domain;
     if let Some((r, _, c)) = remotes.iter().find(|(_, _, c)| c.m.domain != domain) {
@@ -578,7 +616,8 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
     let sizes = &sizes;
     let done = parking_lot::Mutex::new(vec![Vec::<(ArtifactId, Got)>::new(); remotes.len()]);
     let local = LocalCache::default();
-    let failed = parking_lot::Mutex::new(Vec::<(ArtifactId, usize, String)>::new());
+    // (artifact, remote, why, whether the remote said it does not have it)
+    let failed = parking_lot::Mutex::new(Vec::<(ArtifactId, usize, String, bool)>::new());
     let batches = parking_lot::Mutex::new(Batches::new());
     std::thread::scope(|scope| {
         for (i, ids) in work.iter().enumerate() {
@@ -592,7 +631,10 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
                             // A commit failure shows again at the final commit.
                             let _ = batches.lock().add(store, got.len);
                         }
-                        Err(e) => failed.lock().push((*id, i, e.to_string())),
+                        Err(e) => {
+                            let absent = matches!(e, Error::NotFound(x) if x == *id);
+                            failed.lock().push((*id, i, e.to_string(), absent));
+                        }
                     }
                 }
             });
@@ -600,8 +642,10 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
     });
     let mut done = done.into_inner();
     let mut lost = Vec::new();
-    for (id, bad, why) in failed.into_inner() {
-        reps[bad].refused += 1;
+    for (id, bad, why, mut absent) in failed.into_inner() {
+        if !absent {
+            reps[bad].refused += 1;
+        }
         let mut sent = false;
         for i in (0..remotes.len()).filter(|i| *i != bad && lists[*i].contains(&id)) {
             let (r, peer, _) = &remotes[i];
@@ -611,10 +655,21 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
                     sent = true;
                     break;
                 }
-                Err(_) => reps[i].refused += 1,
+                Err(Error::NotFound(x)) if x == id => {}
+                Err(_) => {
+                    reps[i].refused += 1;
+                    absent = false;
+                }
             }
         }
-        if !sent {
+        if sent {
+            continue;
+        }
+        if absent {
+            // Every remote asked says it does not have it: not a lie, a
+            // removal there; the rest of the fetch stands.
+            reps[bad].unavailable.push(id);
+        } else {
             lost.push(format!("{id} ({why})"));
         }
     }
@@ -639,6 +694,15 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
         }
         out.push((r.name.clone(), reps[i].clone()));
     }
+    for (name, why) in refused {
+        let rep = FetchReport {
+            manifest_refused: Some(why),
+            ..FetchReport::default()
+        };
+        out.push((name, rep));
+    }
+    // Back in the order the remotes were given.
+    out.sort_by_key(|(name, _)| names.iter().position(|n| n == name));
     sweep_unwanted(store)?;
     Ok(out)
 }

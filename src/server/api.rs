@@ -100,6 +100,18 @@ impl Access {
             Some(i) => !self.published_only || i.visibility == crate::Visibility::Published,
         })
     }
+
+    /// Whether a put is answered as new: for a published-only caller,
+    /// whether the artifact was absent *to it*. Bytes it sends that the
+    /// store holds as internal are answered as new, exactly as bytes the
+    /// store lacked (which it now holds as internal too), so a put never
+    /// tells such a caller what internal content exists.
+    pub(super) fn shown_new(&self, store: &crate::Store, id: &ArtifactId, new: bool) -> crate::Result<bool> {
+        if new || !self.published_only {
+            return Ok(new);
+        }
+        Ok(!self.sees(store, id)?)
+    }
 }
 
 /// Checks the bearer token against what the call needs: reads need `read`,
@@ -151,13 +163,25 @@ async fn health() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// A JSON request body, or why it is not one.
-pub(super) type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+/// A JSON request body, or why it is not one. The body is read as JSON
+/// whatever its `Content-Type` says: `curl -d '{...}'` sends a form type,
+/// and most JSON APIs take it as JSON all the same.
+pub(super) struct JsonBody<T>(Result<T, String>);
+
+impl<T: serde::de::DeserializeOwned, St: Send + Sync> axum::extract::FromRequest<St> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &St) -> Result<Self, Response> {
+        let bytes = <Bytes as axum::extract::FromRequest<St>>::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(JsonBody(serde_json::from_slice(&bytes).map_err(|e| e.to_string())))
+    }
+}
 
 /// The body, or 400 saying what shape was expected.
 pub(super) fn json_body<T>(b: JsonBody<T>, shape: &str) -> Result<T, Refused> {
-    b.map(|Json(v)| v)
-        .map_err(|e| Refused(StatusCode::BAD_REQUEST, format!("expected {shape}: {e}")))
+    b.0.map_err(|e| Refused(StatusCode::BAD_REQUEST, format!("expected {shape}: {e}")))
 }
 
 /// A request this API refuses: its status and one line.
@@ -205,39 +229,53 @@ impl Read for Incoming {
     }
 }
 
-async fn put_new(S(st): S<Arc<State>>, headers: HeaderMap, body: Body) -> Response {
-    upload(st, None, &headers, body).await
+async fn put_new(S(st): S<Arc<State>>, Extension(a): Extension<Access>, headers: HeaderMap, body: Body) -> Response {
+    upload(st, a, None, &headers, body).await
 }
 
-async fn put_named(S(st): S<Arc<State>>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn put_named(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     match parse_id(&id) {
-        Ok(id) => upload(st, Some(id), &headers, body).await,
+        Ok(id) => upload(st, a, Some(id), &headers, body).await,
         Err(r) => r.into_response(),
     }
 }
 
 /// Streams the body into the store and commits; on any failure (too large,
 /// too slow, cut off, not the expected id) nothing stays.
-async fn upload(st: Arc<State>, expect: Option<ArtifactId>, headers: &HeaderMap, body: Body) -> Response {
+async fn upload(
+    st: Arc<State>,
+    access: Access,
+    expect: Option<ArtifactId>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
     let put = match receive(&st, PutOptions::new().expect(expect), headers, body).await {
         Ok(p) => p,
         Err(r) => return r,
     };
     let store = st.store.clone();
-    if let Err(r) = blocking(move || store.commit()).await {
-        return r;
+    match blocking(move || {
+        store.commit()?;
+        access.shown_new(&store, &put.id, put.new)
+    })
+    .await
+    {
+        Ok(new) => stored(&put, new),
+        Err(r) => r,
     }
-    stored(&put)
 }
 
-/// The answer to an acknowledged put: 201 when new, 200 when it was there.
-pub(super) fn stored(put: &crate::Put) -> Response {
-    let code = if put.new { StatusCode::CREATED } else { StatusCode::OK };
-    let mut r = (
-        code,
-        Json(json!({"id": put.id.to_hex(), "len": put.len, "new": put.new})),
-    )
-        .into_response();
+/// The answer to an acknowledged put: 201 when new (to the caller, see
+/// [`Access::shown_new`]), 200 when it was there.
+pub(super) fn stored(put: &crate::Put, new: bool) -> Response {
+    let code = if new { StatusCode::CREATED } else { StatusCode::OK };
+    let mut r = (code, Json(json!({"id": put.id.to_hex(), "len": put.len, "new": new}))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/artifacts/{}", put.id)) {
         r.headers_mut().insert(header::LOCATION, v);
     }

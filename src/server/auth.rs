@@ -67,6 +67,25 @@ impl Tokens {
             context: format!("read {}", path.display()),
             source: e,
         })?;
+        // Secrets others can read are not secrets: refused as ssh refuses
+        // such a key, before anything is served with them.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| Error::Io {
+                    context: format!("stat {}", path.display()),
+                    source: e,
+                })?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(bad(format!(
+                    "readable or writable by group or others (mode {:04o}); `chmod 600` it",
+                    mode & 0o7777
+                )));
+            }
+        }
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
         let list = v
             .get("tokens")

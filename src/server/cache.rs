@@ -224,8 +224,14 @@ async fn cas_head(
 }
 
 /// Stores an action-cache entry.
-async fn ac_put(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> Response {
-    entry_put(st, ac_name(&key), headers, body).await
+async fn ac_put(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    entry_put(st, a, ac_name(&key), headers, body).await
 }
 
 async fn cc_get(
@@ -246,8 +252,14 @@ async fn cc_head(
     answer(st, a, ccache_name(&key), headers, false, ac_lookup).await
 }
 
-async fn cc_put(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> Response {
-    entry_put(st, ccache_name(&key), headers, body).await
+async fn cc_put(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    entry_put(st, a, ccache_name(&key), headers, body).await
 }
 
 async fn cc2_get(
@@ -270,16 +282,23 @@ async fn cc2_head(
 
 async fn cc2_put(
     S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
     Path((dir, rest)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    entry_put(st, ccache_split(&dir, &rest), headers, body).await
+    entry_put(st, a, ccache_split(&dir, &rest), headers, body).await
 }
 
 /// Stores an entry under `name`: the bytes, then the record pointing the
 /// name at them, committed together.
-async fn entry_put(st: Arc<State>, name: Result<String, Refused>, headers: HeaderMap, body: Body) -> Response {
+async fn entry_put(
+    st: Arc<State>,
+    access: Access,
+    name: Result<String, Refused>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let name = match name {
         Ok(n) => n,
         Err(r) => return r.into_response(),
@@ -309,7 +328,7 @@ async fn entry_put(st: Arc<State>, name: Result<String, Refused>, headers: Heade
                 s2.store.remove(&id)?;
                 s2.store.commit()?;
             }
-            return Ok(false);
+            return Ok(None);
         }
         let entry = Record::new(
             CACHE_ENTRY,
@@ -323,12 +342,12 @@ async fn entry_put(st: Arc<State>, name: Result<String, Refused>, headers: Heade
         records::put(&s2.store, &entry).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         s2.store.commit()?;
         refresh(&s2)?;
-        Ok(true)
+        access.shown_new(&s2.store, &put.id, put.new).map(Some)
     })
     .await;
     match done {
-        Ok(true) => stored(&put),
-        Ok(false) => error(
+        Ok(Some(new)) => stored(&put, new),
+        Ok(None) => error(
             StatusCode::PRECONDITION_FAILED,
             "the key's current entry is not the one the request's If-Match / If-None-Match names",
         ),
@@ -337,7 +356,13 @@ async fn entry_put(st: Arc<State>, name: Result<String, Refused>, headers: Heade
 }
 
 /// Stores a CAS entry: its SHA-256, taken as it is stored, must be the key.
-async fn cas_put(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn cas_put(
+    S(st): S<Arc<State>>,
+    Extension(access): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let key = match parse_key(&key) {
         Ok(k) => k,
         Err(r) => return r.into_response(),
@@ -356,17 +381,17 @@ async fn cas_put(S(st): S<Arc<State>>, Path(key): Path<String>, headers: HeaderM
                 s2.store.remove(&p2.id)?;
                 s2.store.commit()?;
             }
-            return Ok(Some(digests::hex(&sha)));
+            return Ok(Err(digests::hex(&sha)));
         }
         digests::record(&s2.store, &[(p2.id, sha, p2.len)]).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         s2.store.commit()?;
         refresh(&s2)?;
-        Ok(None)
+        access.shown_new(&s2.store, &p2.id, p2.new).map(Ok)
     })
     .await;
     match done {
-        Ok(None) => stored(&put),
-        Ok(Some(actual)) => error(
+        Ok(Ok(new)) => stored(&put, new),
+        Ok(Err(actual)) => error(
             StatusCode::BAD_REQUEST,
             format!("the body's SHA-256 is {actual}, not the key"),
         ),

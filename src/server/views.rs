@@ -180,6 +180,7 @@ async fn record(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Path
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FindQuery {
     /// `key=value`, repeatable as `label=a=1&label=b=2`... one here: axum's
     /// query parser takes the last; several go comma-separated.
@@ -187,11 +188,27 @@ struct FindQuery {
     #[serde(rename = "type")]
     type_name: Option<String>,
     media_type: Option<String>,
+    /// Records made at or after this time, before `until` (`YYYY-MM-DD` or
+    /// RFC 3339 UTC), as `aslctl find` takes them.
+    since: Option<String>,
+    until: Option<String>,
+    /// At most this many hits, the newest.
+    limit: Option<usize>,
 }
 
-/// Artifacts found by labels (`label=k=v,k2=v2`), record type and media
-/// type, newest first: each subject with the records that matched.
-async fn find(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Query(q): Query<FindQuery>) -> Response {
+/// Artifacts found by labels (`label=k=v,k2=v2`), record type, media type
+/// and time, oldest first: each subject with the records that matched. A
+/// parameter the endpoint does not take is refused, naming it, rather than
+/// answered as if it were not there.
+async fn find(
+    S(st): S<Arc<State>>,
+    Extension(access): Extension<Access>,
+    q: Result<Query<FindQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let mut labels = Vec::new();
     for part in q.label.iter().flat_map(|l| l.split(',')).filter(|p| !p.is_empty()) {
         match part.split_once('=') {
@@ -199,12 +216,28 @@ async fn find(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Query(
             None => return error(StatusCode::BAD_REQUEST, format!("label {part:?} is not key=value")),
         }
     }
+    let mut times = [None, None];
+    for (slot, (name, text)) in times.iter_mut().zip([("since", &q.since), ("until", &q.until)]) {
+        if let Some(t) = text {
+            match records::time::parse(t) {
+                Some(v) => *slot = Some(v),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("{name}={t:?} is not a date (YYYY-MM-DD) or a UTC time (YYYY-MM-DDTHH:MM:SSZ)"),
+                    )
+                }
+            }
+        }
+    }
     let query = Find {
         labels,
         media_type: q.media_type,
         type_name: q.type_name,
-        ..Find::default()
+        since: times[0],
+        until: times[1],
     };
+    let limit = q.limit;
     let s2 = st.clone();
     let hits = blocking(move || {
         let mut index = s2.index.lock();
@@ -222,6 +255,9 @@ async fn find(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Query(
                 }
             }
             out.push(json!({"subject": h.subject.to_hex(), "time": h.time, "records": recs}));
+        }
+        if let Some(n) = limit {
+            out.drain(..out.len().saturating_sub(n));
         }
         Ok(out)
     })
@@ -321,7 +357,7 @@ struct NewRecord {
 
 /// Stores a record given as JSON (`records::json`'s view): checked against
 /// its type's schema (400 with the field at fault), committed.
-async fn new_record(S(st): S<Arc<State>>, body: JsonBody<NewRecord>) -> Response {
+async fn new_record(S(st): S<Arc<State>>, Extension(access): Extension<Access>, body: JsonBody<NewRecord>) -> Response {
     let r = match json_body(body, "{\"type\", \"body\"}") {
         Ok(b) => b,
         Err(r) => return r.into_response(),
@@ -332,13 +368,13 @@ async fn new_record(S(st): S<Arc<State>>, body: JsonBody<NewRecord>) -> Response
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let s = records::put(&store, &rec).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         store.commit()?;
-        Ok(s)
+        Ok((s.id, access.shown_new(&store, &s.id, s.new)?))
     })
     .await;
     match stored {
-        Ok(s) => (
-            if s.new { StatusCode::CREATED } else { StatusCode::OK },
-            Json(json!({"id": s.id.to_hex(), "new": s.new})),
+        Ok((id, new)) => (
+            if new { StatusCode::CREATED } else { StatusCode::OK },
+            Json(json!({"id": id.to_hex(), "new": new})),
         )
             .into_response(),
         Err(r) => r,
@@ -363,14 +399,9 @@ async fn label(
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    let Json(l) = match body {
+    let l = match json_body(body, "{\"labels\": {...}}") {
         Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("expected {{\"labels\": {{...}}}}: {e}"),
-            )
-        }
+        Err(r) => return r.into_response(),
     };
     if l.labels.is_empty() && l.media_type.is_none() {
         return error(StatusCode::BAD_REQUEST, "give labels or a media_type");

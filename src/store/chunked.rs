@@ -140,11 +140,6 @@ impl Store {
         label: &str,
         placement: Placement,
     ) -> Result<Put> {
-        if let Some(id) = expect {
-            if let Some(put) = self.existing(&id)? {
-                return Ok(put);
-            }
-        }
         let mut grid = Grid {
             size: self.opts.chunk_size,
             cvs: Vec::new(),

@@ -243,6 +243,15 @@ impl Store {
         label: &str,
         placement: Placement,
     ) -> Result<Put> {
+        // Bytes the caller hashed itself skip the write when stored. An
+        // expected id that comes with a reader is only a claim, checked at
+        // the end: a put never answers for bytes it was not sent (over HTTP
+        // that would tell a caller what exists without its bytes).
+        if let Source::Slice { id, .. } = &src {
+            if let Some(put) = self.existing(id)? {
+                return Ok(put);
+            }
+        }
         if self.opts.cdc {
             return match src {
                 Source::Reader { reader, head, len_hint } => {
@@ -253,11 +262,6 @@ impl Store {
                     self.put_chunked(&mut bytes, Vec::new(), Some(n), Some(id), label, placement)
                 }
             };
-        }
-        if let Some(id) = expect {
-            if let Some(put) = self.existing(&id)? {
-                return Ok(put);
-            }
         }
         let mut run = ChunkRun::new(self.opts.chunk_size, self.opts.compression);
         let mut mark = self.begin_stream()?;

@@ -55,6 +55,7 @@ pub fn start_on(dir: tempfile::TempDir, store: PathBuf, extra: &[&str], tokens: 
     if let Some(t) = tokens {
         let p = dir.path().join("tokens.json");
         std::fs::write(&p, t).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         cmd.arg("--tokens").arg(&p);
     }
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();

@@ -391,7 +391,9 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
 fn report_json(r: &asl::federation::sync::FetchReport) -> serde_json::Value {
     json!({"seq": r.seq, "listed": r.listed, "present": r.present, "fetched": r.fetched,
            "bytes": r.bytes, "refused": r.refused, "resumed": r.resumed, "reused": r.reused, "promised": r.promised,
-           "import": r.import.map(|i| i.to_hex())})
+           "import": r.import.map(|i| i.to_hex()),
+           "unavailable": r.unavailable.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+           "manifest_refused": r.manifest_refused})
 }
 
 pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) -> Result<ExitCode, Error> {
@@ -427,6 +429,10 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) ->
         }
     } else {
         for (name, r) in &reports {
+            if let Some(why) = &r.manifest_refused {
+                out!("not fetched from {name}: its manifest was refused ({why}); the other remotes were used");
+                continue;
+            }
             out!(
                 "fetched from {name} (manifest {}): {} artifacts listed, {} already here, {} fetched ({} bytes){}",
                 r.seq,
@@ -461,7 +467,20 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) ->
         }
     }
     crate::close_committed(s);
-    Ok(ExitCode::SUCCESS)
+    // Listed but not there to send: said once per artifact, and the exit
+    // code tells a script the fetch is not complete.
+    let mut incomplete = false;
+    for (name, r) in &reports {
+        for id in &r.unavailable {
+            eprintln!("aslctl: remote {name} lists {id} but does not have it (removed there?); not fetched");
+            incomplete = true;
+        }
+    }
+    Ok(if incomplete {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub(crate) fn push(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {

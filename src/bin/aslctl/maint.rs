@@ -44,13 +44,19 @@ pub fn rm(json: bool, dir: &Path, ids: &[String], force: bool) -> Result<ExitCod
             if s.info(id)?.is_some_and(|i| i.visibility == asl::Visibility::Published) {
                 return Err(Error::InvalidArgument(format!(
                     "{id} is published (other domains may rely on it): `aslctl unpublish` it first \
-                     (--force takes it out of CURRENT, still published and kept)"
+                     (--force unpublishes it, with a new manifest, and removes it)"
                 )));
             }
         }
         let index = super::query::open_index(&s)?;
         asl::pel::check_removable(&index, &s, &resolved)
             .map_err(|e| Error::InvalidArgument(format!("{e} (--force removes it anyway)")))?;
+    } else if let Some(p) = asl::federation::publish::withdraw(&s, &resolved)? {
+        eprintln!(
+            "aslctl: unpublished {} (manifest {} no longer lists them)",
+            p.changed.len(),
+            p.seq
+        );
     }
     let mut missing = Vec::new();
     let mut removed = Vec::new();
