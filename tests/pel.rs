@@ -413,6 +413,53 @@ fn a_hanging_command_is_killed_at_its_timeout() {
     assert_eq!(e.out(&r, "hang", "stdout"), b"started\n");
 }
 
+/// Processes of this test's commands still alive: those whose command
+/// line holds `marker`.
+fn alive(marker: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) {
+                out.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
+/// Nothing a command starts outlives its node, not even a process that
+/// left its process group and session (`setsid`) or double-forked: on
+/// timeout and after a normal exit alike, with or without namespaces.
+#[test]
+fn nothing_a_command_starts_outlives_its_node() {
+    let mut e = Env::new();
+    let p = program(json!({"nodes": {
+        "hang": {"op": "exec", "params": {"cmd": "setsid sleep 611 & (setsid sh -c 'sleep 612 & sleep 613' &); echo started; sleep 60", "timeout": 2}},
+        "done": {"op": "exec", "params": {"cmd": "setsid sleep 614 & (setsid sleep 615 &); echo done"}},
+    }}));
+    let r = e.run(&p);
+    let n = r.node("hang").unwrap();
+    assert_eq!(n.error.as_deref(), Some("timed out after 2 s"));
+    assert_eq!(e.out(&r, "hang", "stdout"), b"started\n");
+    let n = r.node("done").unwrap();
+    assert_eq!(n.outcome, Outcome::Ok, "{:?}", n.error);
+    assert_eq!(e.out(&r, "done", "stdout"), b"done\n");
+    // Killed processes may take a moment to be reaped.
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = ["sleep 611", "sleep 612", "sleep 613", "sleep 614", "sleep 615"]
+            .iter()
+            .flat_map(|m| alive(m))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(left.is_empty(), "outlived their node: {left:?}");
+}
+
 #[test]
 fn bad_programs_are_refused_before_anything_runs() {
     let e = Env::new();

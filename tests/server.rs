@@ -451,3 +451,54 @@ fn requests_are_logged_one_line_each() {
         assert_eq!(text.contains(" GET /v1/nothing-here 404 "), want, "{text}");
     }
 }
+
+/// Uploads beyond `--max-uploads` wait for a slot (their bodies unread) and
+/// get 503 with Retry-After when none frees within `--timeout`: the
+/// server's memory follows its settings, not its clients.
+#[test]
+fn uploads_beyond_the_limit_wait_then_get_503() {
+    let s = start(&["--max-uploads", "1", "--timeout", "2"], None);
+    let dir = tempfile::tempdir().unwrap();
+    // One upload holds the only slot, sending a little every 0.4 s.
+    let mut slow = TcpStream::connect(&s.addr).unwrap();
+    let body = noise(7, 300_000);
+    write!(
+        slow,
+        "PUT /v1/artifacts HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    slow.write_all(&body[..1000]).unwrap();
+    let sender = std::thread::spawn(move || {
+        for piece in body[1000..].chunks(25_000) {
+            std::thread::sleep(Duration::from_millis(400));
+            slow.write_all(piece).unwrap();
+        }
+        let mut resp = String::new();
+        slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = slow.read_to_string(&mut resp);
+        resp
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let quick = dir.path().join("quick");
+    std::fs::write(&quick, noise(8, 200_000)).unwrap();
+    let put = || {
+        let o = Command::new("curl")
+            .args(["-s", "-i", "-X", "PUT", "--data-binary"])
+            .arg(format!("@{}", quick.display()))
+            .arg(format!("{}/v1/artifacts", s.url))
+            .output()
+            .unwrap();
+        out(&o)
+    };
+    let t = std::time::Instant::now();
+    let answer = put();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 5"), "{answer}");
+    assert!(t.elapsed() >= Duration::from_millis(1900), "it waited for a slot first");
+    let resp = sender.join().unwrap();
+    assert!(resp.starts_with("HTTP/1.1 201"), "the slow one went through: {resp}");
+    // The slot is free again.
+    assert!(put().starts_with("HTTP/1.1 201"));
+    assert_eq!(list_ids(&s).len(), 2);
+}

@@ -14,6 +14,10 @@
 //! program's back. Where namespaces are refused, the command runs with
 //! none of that: inputs are mode 0444, the environment is still cleared
 //! and the timeout still holds, and the receipt says `isolation: none`.
+//! Either way nothing the command starts outlives its node: the process
+//! spawned stays behind as the command's reaper (`reaper`), which kills
+//! whatever is left below it when the command ends or times out, also
+//! processes that left its session.
 //!
 //! Output streams go to files, never to memory, so a command printing
 //! gigabytes costs disk, not RAM; they are then stored like any file.
@@ -347,12 +351,17 @@ fn wait_with_timeout(mut child: std::process::Child, timeout: Duration) -> Resul
         r
     });
     let timed_out = rx.recv_timeout(timeout).is_err();
-    // The whole process group goes, on timeout and after a normal exit
-    // alike: a command's leftover background processes must not outlive
-    // its node (they would hold its files and run unaccounted).
-    // SAFETY: kill(2) with a negative pid signals a process group; no
-    // memory is involved.
+    // The child is the command's reaper (see `reaper`): after the command
+    // it kills whatever the command left, wherever it moved; on timeout it
+    // is told to do so now. The group kill after it is a backstop, should
+    // the reaper not end in time.
+    // SAFETY: kill(2) signals a process or (negative pid) a process group;
+    // no memory is involved.
     unsafe {
+        if timed_out {
+            libc::kill(pid, libc::SIGTERM);
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+        }
         libc::kill(-pid, libc::SIGKILL);
     }
     let status = waiter

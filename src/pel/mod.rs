@@ -30,6 +30,7 @@ pub mod keys;
 pub mod ops;
 pub mod program;
 pub mod provenance;
+mod reaper;
 pub mod receipt;
 pub mod replay;
 mod run;

@@ -95,13 +95,17 @@ fn unescape(s: &str) -> String {
 
 pub(super) fn spawn_isolated(cmd: &mut Command, plan: Option<MountPlan>) -> std::io::Result<std::process::Child> {
     // SAFETY: the closure runs in the child between fork and exec. It only
-    // makes system calls (setpgid, unshare, mount) on memory prepared
-    // before the fork (`plan`'s CStrings, moved in), and allocates nothing.
+    // makes system calls (setpgid, prctl, fork, unshare, mount) on memory
+    // prepared before the fork (`plan`'s CStrings, moved in), and
+    // allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // From here on this is the command's process; the one spawned
+            // stays behind as its reaper (see `reaper`).
+            super::reaper::split()?;
             if let Some(plan) = &plan {
                 sandbox(plan)?;
             }

@@ -302,9 +302,41 @@ pub(super) async fn receive(
             format!("the body is over the {max}-byte limit"),
         ));
     }
+    // At most `max_uploads` puts hold their windows at once; the others
+    // wait here with their bodies unread (the client's sends block), then
+    // give up with 503 rather than grow the server without bound.
+    let permit = match tokio::time::timeout(st.cfg.timeout, st.uploads.clone().acquire_owned()).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{} uploads are being stored and this one waited {} s; try again",
+                    st.cfg.max_uploads,
+                    st.cfg.timeout.as_secs()
+                ),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return Err(r);
+        }
+    };
+    let opts = opts.size_hint(declared);
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let store = st.store.clone();
-    let task = tokio::task::spawn_blocking(move || store.put_reader_with(Incoming { rx, buf: Bytes::new() }, &opts));
+    let (uploads, total) = (st.uploads.clone(), st.cfg.max_uploads.max(1));
+    let task = tokio::task::spawn_blocking(move || {
+        let put = store.put_reader_with(Incoming { rx, buf: Bytes::new() }, &opts);
+        // Memory follows the uploads in flight: this thread's windows go
+        // now, and when the last upload ends the allocator gives back what
+        // its arenas hold.
+        crate::store::release_thread_buffers();
+        drop(permit);
+        if uploads.available_permits() == total {
+            super::trim();
+        }
+        put
+    });
     // An idle limit, not a total one: a large upload over a slow link is
     // fine as long as bytes keep coming.
     let idle = st.cfg.timeout;

@@ -46,6 +46,12 @@ pub struct Config {
     /// Write one line per request to stderr: time, method, path, status,
     /// milliseconds.
     pub access_log: bool,
+    /// Uploads stored at once. Each holds up to two windows of
+    /// min(its `Content-Length`, 8 MiB) + 256 KiB while it is stored, so
+    /// uploads take at most about `max_uploads` × 17 MiB; beyond the
+    /// limit an upload waits (its body unread) up to `timeout`, then gets
+    /// 503 with `Retry-After`.
+    pub max_uploads: usize,
 }
 
 impl Default for Config {
@@ -56,6 +62,7 @@ impl Default for Config {
             timeout: Duration::from_secs(60),
             max_batch: 10_000,
             access_log: false,
+            max_uploads: 8,
         }
     }
 }
@@ -72,6 +79,8 @@ pub(crate) struct State {
     pub(crate) last_stamp: parking_lot::Mutex<u64>,
     /// Held while an action-cache put checks its condition and writes.
     pub(crate) ac_lock: parking_lot::Mutex<()>,
+    /// One permit per upload being stored ([`Config::max_uploads`]).
+    pub(crate) uploads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The API's routes over `store`, for embedding in a larger axum app or
@@ -80,13 +89,43 @@ pub(crate) struct State {
 pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
     let (index, _) = crate::records::query::QueryIndex::open(&store)
         .map_err(|e| Error::InvalidArgument(format!("query index: {e}")))?;
+    tune_allocator();
+    let cfg_uploads = cfg.max_uploads.max(1);
     Ok(api::routes(Arc::new(State {
         store,
         cfg,
         index: parking_lot::Mutex::new(index),
         last_stamp: parking_lot::Mutex::new(0),
         ac_lock: parking_lot::Mutex::new(()),
+        uploads: Arc::new(tokio::sync::Semaphore::new(cfg_uploads)),
     })))
+}
+
+/// Has the C allocator give memory back to the system as it is freed:
+/// large blocks (an upload's windows) are always mapped on their own and
+/// unmapped when freed, instead of glibc's default of raising that
+/// threshold after the first such free and keeping later ones in its
+/// arenas for good. What the arenas keep is trimmed when uploads go idle
+/// ([`trim`]).
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tuning parameter of glibc's allocator; it
+    // is safe to call at any time from any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// Returns the free memory the allocator's arenas hold to the system.
+#[allow(unsafe_code)]
+pub(crate) fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of the allocator's own
+    // arenas; it is safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Checks that `addr` may be listened on with `cfg`: without tokens, only a

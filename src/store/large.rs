@@ -77,7 +77,7 @@ impl Store {
             let src = Source::Reader {
                 reader: &mut tee,
                 head,
-                len_hint: None,
+                len_hint: opts.size_hint,
             };
             let mut put = self
                 .put_large(src, opts.expect, "input", opts.placement)
@@ -88,7 +88,7 @@ impl Store {
         let src = Source::Reader {
             reader: &mut reader,
             head,
-            len_hint: None,
+            len_hint: opts.size_hint,
         };
         self.put_large(src, opts.expect, "input", opts.placement)
             .map_err(mismatch)
@@ -514,6 +514,16 @@ pub(super) fn with_buf<T>(which: Buf, f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
         c.set(if other.capacity() > buf.capacity() { other } else { buf });
     });
     out
+}
+
+/// Frees this thread's kept put buffers (up to 2 × 8 MiB). A long-lived
+/// process whose puts run on many short-lived or pooled threads (a server's
+/// blocking pool) calls it after each put, so memory follows the puts in
+/// flight rather than every thread that ever ran one.
+pub(crate) fn release_thread_buffers() {
+    for key in [&HASH_BUF, &STREAM_BUF] {
+        drop(key.with(|c| c.take()));
+    }
 }
 
 pub(crate) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {

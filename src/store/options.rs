@@ -236,6 +236,7 @@ pub struct PutOptions {
     pub(crate) placement: Placement,
     pub(crate) sha256: bool,
     pub(crate) expect: Option<ArtifactId>,
+    pub(crate) size_hint: Option<u64>,
 }
 
 impl PutOptions {
@@ -259,6 +260,15 @@ impl PutOptions {
     /// stays (what a large one wrote is cut off again). Default none.
     pub fn expect(mut self, id: Option<ArtifactId>) -> Self {
         self.expect = id;
+        self
+    }
+
+    /// How long the input of [`Store::put_reader_with`](crate::Store::put_reader_with)
+    /// is said to be (an HTTP `Content-Length`, say): a large put then
+    /// holds windows of about that size rather than of 8 MiB. Only a hint:
+    /// a longer or shorter input is stored as it is. Default none.
+    pub fn size_hint(mut self, len: Option<u64>) -> Self {
+        self.size_hint = len;
         self
     }
 

@@ -25,6 +25,11 @@ pub(crate) struct ServeArgs {
     /// off (408, nothing stored).
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// Uploads stored at once; more wait (up to --timeout, then 503). The
+    /// server's memory for uploads is about this many × 17 MiB at most
+    /// (less for uploads under 8 MiB that give a Content-Length).
+    #[arg(long, default_value_t = 8)]
+    max_uploads: usize,
     /// No access log (one line per request on stderr).
     #[arg(long)]
     quiet: bool,
@@ -40,6 +45,7 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, Error> {
         max_body: crate::args::parse_size(&a.max_body)?,
         timeout: std::time::Duration::from_secs(a.timeout.max(1)),
         access_log: !a.quiet,
+        max_uploads: a.max_uploads.max(1),
         ..Config::default()
     };
     server::check_listen(&addr, &cfg)?;
