@@ -87,8 +87,11 @@ pub(crate) struct State {
 /// driving in tests. Opens the store's query index (held while the router
 /// lives).
 pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
-    let (index, _) = crate::records::query::QueryIndex::open(&store)
+    let (mut index, _) = crate::records::query::QueryIndex::open(&store)
         .map_err(|e| Error::InvalidArgument(format!("query index: {e}")))?;
+    // It writes after every put of a cache entry: sealed when the server
+    // stops, not each time (a crash leaves it to be rebuilt).
+    index.seal_on_drop_only();
     tune_allocator();
     let cfg_uploads = cfg.max_uploads.max(1);
     Ok(api::routes(Arc::new(State {

@@ -258,13 +258,9 @@ pub(crate) fn find(json_out: bool, dir: &Path, f: &Filter) -> Result<ExitCode, E
 pub(crate) fn reindex(json_out: bool, dir: &Path) -> Result<ExitCode, Error> {
     let s = StoreOptions::new().read_only(true).open(dir)?;
     let started = std::time::Instant::now();
-    let (index, opened) = QueryIndex::open(&s).map_err(lift)?;
-    let mut index = Held(std::mem::ManuallyDrop::new(index));
-    let r = if opened.rebuilt {
-        opened
-    } else {
-        index.rebuild(&s).map_err(lift)?
-    };
+    // Whatever state the old index is in, it is not opened.
+    let (index, r) = QueryIndex::recreate(&s).map_err(lift)?;
+    let index = Held(std::mem::ManuallyDrop::new(index));
     if json_out {
         out!("{}", json!({"records": r.indexed, "artifacts": r.examined}));
     }

@@ -36,6 +36,7 @@
 
 mod build;
 mod rows;
+mod seal;
 
 pub use rows::{OVERLAY_BASE, OVERLAY_OF, RECEIPT_BATCH, RECEIPT_IN, RECEIPT_KEY, RECEIPT_OUT};
 
@@ -115,6 +116,12 @@ pub struct QueryIndex {
     /// The keyspace was created by this handle and nothing written yet.
     fresh: bool,
     path: PathBuf,
+    /// What the files were when last sealed or checked (see [`seal`]).
+    seal: seal::Seal,
+    /// Whether the seal on disk describes the files as they are.
+    sealed: bool,
+    /// Seal after each write (the default), or only when dropped.
+    seal_each_write: bool,
     _lock: File,
 }
 
@@ -146,22 +153,58 @@ impl QueryIndex {
     /// Opens (or creates) the store's query index and brings it up to date
     /// with the store's committed state.
     pub fn open(store: &Store) -> Result<(Self, Refresh), RecordError> {
+        Self::open_with(store, false)
+    }
+
+    /// Deletes the store's query index without opening it (whatever state
+    /// it is in) and builds it again from the records: what `aslctl
+    /// reindex` runs.
+    pub fn recreate(store: &Store) -> Result<(Self, Refresh), RecordError> {
+        Self::open_with(store, true)
+    }
+
+    fn open_with(store: &Store, discard: bool) -> Result<(Self, Refresh), RecordError> {
         let path = store.path().join(INDEX_DIR);
         let derived = path.parent().expect("INDEX_DIR has a parent");
         std::fs::create_dir_all(derived)
             .map_err(|e| RecordError::Index(format!("create {}: {e}", derived.display())))?;
         let lock = lock(&derived.join("query.lock"))?;
         let mut damaged = None;
-        let mut fresh = !path.exists();
+        let mut sealed = false;
+        let mut checked = seal::Seal::default();
+        // Only an index whose every byte is as sealed reaches fjall (see
+        // `seal`); anything else is deleted unopened and rebuilt from the
+        // records: derived data is never worth an error.
+        if discard {
+            seal::Seal::break_seal(&path).map_err(|e| RecordError::Index(format!("unseal: {e}")))?;
+            remove_index(&path)?;
+        } else if path.exists() {
+            match seal::Seal::check(&path) {
+                Ok(s) => {
+                    checked = s;
+                    sealed = true;
+                }
+                Err(why) => {
+                    damaged = Some(why);
+                    remove_index(&path)?;
+                }
+            }
+        }
+        let fresh = !path.exists();
+        // fjall's open may write (its journal's recovery), so the seal goes
+        // before it and is renewed after; a process that dies in between
+        // leaves the index to be rebuilt.
+        if sealed {
+            seal::Seal::break_seal(&path).map_err(|e| RecordError::Index(format!("unseal: {e}")))?;
+            sealed = false;
+        }
         let parts = match Parts::open(&path) {
             Ok(p) => p,
-            // Derived data that does not open is not worth an error: it is
-            // thrown away and rebuilt from the records.
+            // Sealed yet refused by fjall (a seal written over files
+            // fjall cannot read): the same remedy.
             Err(e) => {
                 damaged = Some(e.to_string());
-                std::fs::remove_dir_all(&path)
-                    .map_err(|e| RecordError::Index(format!("remove {}: {e}", path.display())))?;
-                fresh = true;
+                remove_index(&path)?;
                 Parts::open(&path).map_err(db_err)?
             }
         };
@@ -169,9 +212,13 @@ impl QueryIndex {
             parts: Some(parts),
             fresh,
             path,
+            seal: checked,
+            sealed,
+            seal_each_write: true,
             _lock: lock,
         };
         let mut refresh = index.refresh(store)?;
+        index.seal_if_due()?;
         refresh.damaged = damaged;
         Ok((index, refresh))
     }
@@ -213,6 +260,7 @@ impl QueryIndex {
             return Ok(Refresh::default());
         }
         self.fresh = false;
+        self.unseal()?;
         let mut r = Refresh::default();
         let p = self.p();
         // One batch, cursor included: after a crash the index is as it was
@@ -233,7 +281,45 @@ impl QueryIndex {
         batch.insert(&p.meta, "cursor", cursor_bytes(changes.next).to_vec());
         batch.commit().map_err(db_err)?;
         p.ks.persist(PersistMode::SyncData).map_err(db_err)?;
+        self.seal_if_due()?;
         Ok(r)
+    }
+
+    /// Seals the index only when it is dropped rather than after each
+    /// write: for a long-lived holder that writes often (a server), whose
+    /// writes would otherwise each hash the journal again. One that ends
+    /// without dropping it (a crash) leaves it unsealed, to be rebuilt on
+    /// next open.
+    pub fn seal_on_drop_only(&mut self) {
+        self.seal_each_write = false;
+    }
+
+    /// Writes the seal now, if the files changed since it was last written.
+    pub fn seal(&mut self) -> Result<(), RecordError> {
+        if !self.sealed {
+            self.seal
+                .renew(&self.path)
+                .map_err(|e| RecordError::Index(format!("seal {}: {e}", self.path.display())))?;
+            self.sealed = true;
+        }
+        Ok(())
+    }
+
+    fn seal_if_due(&mut self) -> Result<(), RecordError> {
+        if self.seal_each_write {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the seal before a write (durably), so that a write cut
+    /// short leaves the index unsealed.
+    fn unseal(&mut self) -> Result<(), RecordError> {
+        if std::mem::take(&mut self.sealed) {
+            seal::Seal::break_seal(&self.path)
+                .map_err(|e| RecordError::Index(format!("unseal {}: {e}", self.path.display())))?;
+        }
+        Ok(())
     }
 
     /// Throws the index away and builds it again from every record in the
@@ -249,6 +335,7 @@ impl QueryIndex {
         // The cursor is taken first: whatever is committed while the scan
         // runs is picked up by the next refresh.
         let cursor = store.log_cursor();
+        self.unseal()?;
         // Closed (its background threads stopped) and deleted whole; the new
         // one is written into empty partitions as sorted segments, and gets
         // its cursor last, so a rebuild cut short is done again on next open.
@@ -257,11 +344,7 @@ impl QueryIndex {
         // still holds their tombstones).
         if !std::mem::take(&mut self.fresh) {
             self.parts = None;
-            match std::fs::remove_dir_all(&self.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(RecordError::Index(format!("remove {}: {e}", self.path.display()))),
-            }
+            remove_index(&self.path)?;
             self.parts = Some(Parts::open(&self.path).map_err(db_err)?);
         }
         let scratch = self.path.with_file_name("query-rebuild");
@@ -273,6 +356,7 @@ impl QueryIndex {
         batch.insert(&p.meta, "cursor", cursor_bytes(cursor).to_vec());
         batch.commit().map_err(db_err)?;
         p.ks.persist(PersistMode::SyncAll).map_err(db_err)?;
+        self.seal_if_due()?;
         Ok(r)
     }
 
@@ -481,6 +565,27 @@ struct Meta {
     layout: Option<u64>,
     store_id: Option<u64>,
     cursor: Option<LogCursor>,
+}
+
+/// Deletes an index directory without opening it.
+fn remove_index(path: &Path) -> Result<(), RecordError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RecordError::Index(format!("remove {}: {e}", path.display()))),
+    }
+}
+
+impl Drop for QueryIndex {
+    fn drop(&mut self) {
+        // fjall's threads stop first, so the seal sees the files as they
+        // stay; a seal that cannot be written leaves the index to be
+        // rebuilt, which is all a failure here may cost.
+        self.parts = None;
+        if !self.sealed && self.path.exists() {
+            let _ = self.seal.renew(&self.path);
+        }
+    }
 }
 
 /// An exclusive lock on `path`, waited for up to [`OPEN_WAIT`].
