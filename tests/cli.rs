@@ -925,3 +925,44 @@ fn versions_share_chunks_and_gc_sweeps_what_only_a_removed_one_had() {
     assert!(o.status.success() && o.stdout == v2);
     assert!(aslctl(&e.store, &["verify"]).status.success());
 }
+
+/// A full disk while the query index must be created: the error is the
+/// OS's ("No space left on device", naming the index), exit 2, not an
+/// "invalid argument"; and a server started on that full disk still serves
+/// the artifacts.
+#[test]
+fn a_full_disk_is_reported_as_such_and_a_server_still_serves_reads() {
+    let e = env();
+    let small = e.root.join("small");
+    fs::write(&small, b"fits").unwrap();
+    let id = blake3::hash(b"fits").to_hex().to_string();
+    let mnt = e.root.join("mnt-full");
+    fs::create_dir_all(&mnt).unwrap();
+    let store = mnt.join("s");
+    let script = format!(
+        "set -u; mount -t tmpfs -o size=4m tmpfs {mnt} || exit 99; \
+         {bin} --store {store} ingest {small} >/dev/null 2>&1 || exit 98; \
+         dd if=/dev/zero of={mnt}/fill bs=64k 2>/dev/null; \
+         {bin} --store {store} find --label a=b; echo \"rc=$?\"; \
+         {bin} --store {store} serve --listen 127.0.0.1:0 --quiet > {mnt}/../addr & pid=$!; \
+         for i in $(seq 100); do grep -q listening {mnt}/../addr 2>/dev/null && break; sleep 0.1; done; \
+         url=$(sed 's/listening on //' {mnt}/../addr); \
+         echo \"got=$(curl -s $url/v1/artifacts/{id})\"; kill $pid; wait $pid",
+        mnt = mnt.display(),
+        bin = BIN,
+        store = store.display(),
+        small = small.display(),
+    );
+    let o = Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    let err = stderr(&o);
+    assert_ne!(o.status.code(), Some(99), "cannot mount a tmpfs here: {err}");
+    assert!(out.contains("rc=2"), "out: {out}\nerr: {err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("derived/query"), "names the index: {err}");
+    assert!(!err.contains("invalid argument"), "{err}");
+    assert!(out.contains("got=fits"), "served on a full disk: {out}\n{err}");
+}

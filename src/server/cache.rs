@@ -102,21 +102,13 @@ fn stamp(st: &State) -> String {
 
 /// Brings the query index up to date with what this server just wrote.
 fn refresh(st: &State) -> crate::Result<()> {
-    st.index
-        .lock()
-        .refresh(&st.store)
-        .map(|_| ())
-        .map_err(|e| Error::InvalidArgument(format!("query index: {e}")))
+    st.index.with(|i| i.refresh(&st.store).map(|_| ()))
 }
 
 /// The artifact the entry `name` (`ac/HEX`, `ccache/KEY`) answers with:
 /// its newest live entry.
 fn ac_lookup(st: &State, name: &str) -> crate::Result<Option<ArtifactId>> {
-    let hits = st
-        .index
-        .lock()
-        .records_with("cache_key", name.as_bytes())
-        .map_err(|e| Error::InvalidArgument(format!("query index: {e}")))?;
+    let hits = st.index.with(|i| i.records_with("cache_key", name.as_bytes()))?;
     // The index orders by whole seconds; the entries' own times (to the
     // millisecond, strictly increasing per server) decide within one.
     let mut best: Option<(String, ArtifactId)> = None;
@@ -142,8 +134,7 @@ fn cas_lookup(st: &State, name: &str) -> crate::Result<Option<ArtifactId>> {
     let Some(key) = name.strip_prefix("cas/").and_then(digests::parse_sha256) else {
         return Ok(None);
     };
-    let index = st.index.lock();
-    digests::resolve(&st.store, &index, &key).map_err(|e| Error::InvalidArgument(format!("query index: {e}")))
+    st.index.with(|i| digests::resolve(&st.store, i, &key))
 }
 
 async fn answer(

@@ -27,6 +27,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::records::query::QueryIndex;
+use crate::records::RecordError;
 use crate::{Error, Result, Store};
 pub use auth::{Scope, Tokens};
 
@@ -74,7 +76,7 @@ pub(crate) struct State {
     /// The query index: build-cache keys and SHA-256 digests resolve
     /// through it. This server is the store's only writer, so it brings the
     /// index up to date after each write of its own.
-    pub(crate) index: parking_lot::Mutex<crate::records::query::QueryIndex>,
+    pub(crate) index: Index,
     /// The last time stamped on a cache entry, in ms since 1970.
     pub(crate) last_stamp: parking_lot::Mutex<u64>,
     /// Held while an action-cache put checks its condition and writes.
@@ -83,21 +85,64 @@ pub(crate) struct State {
     pub(crate) uploads: Arc<tokio::sync::Semaphore>,
 }
 
+/// The query index of a served store, opened when it first can be: a
+/// server started where the index cannot be opened (a full disk, say)
+/// still serves artifacts, and the calls that need the index say why they
+/// cannot be answered until it opens.
+pub(crate) struct Index {
+    store: Arc<Store>,
+    slot: parking_lot::Mutex<Option<QueryIndex>>,
+}
+
+impl Index {
+    fn new(store: Arc<Store>) -> Index {
+        let index = Index {
+            store,
+            slot: parking_lot::Mutex::new(None),
+        };
+        if let Err(e) = index.with(|_| Ok(())) {
+            eprintln!("aslctl: the query index is not open yet ({e}); artifacts are served, and what needs the index is retried on each call");
+        }
+        index
+    }
+
+    /// Runs `f` on the index, opening it first if it is not open.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut QueryIndex) -> std::result::Result<T, RecordError>) -> Result<T> {
+        let mut slot = self.slot.lock();
+        if slot.is_none() {
+            let (mut index, _) = QueryIndex::open(&self.store).map_err(index_error)?;
+            // It writes after every put of a cache entry: sealed when the
+            // server stops, not each time (a crash leaves it to be rebuilt).
+            index.seal_on_drop_only();
+            *slot = Some(index);
+        }
+        f(slot.as_mut().expect("opened above")).map_err(index_error)
+    }
+}
+
+/// A failure of the query index as the store's error: I/O stays I/O (a
+/// full disk says so), the index's own failures are the server's fault.
+pub(crate) fn index_error(e: RecordError) -> Error {
+    match e {
+        RecordError::Store(e) => e,
+        other => Error::Io {
+            context: "query index".into(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    }
+}
+
 /// The API's routes over `store`, for embedding in a larger axum app or
 /// driving in tests. Opens the store's query index (held while the router
-/// lives).
+/// lives) if it can, else when first needed.
 pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
-    let (mut index, _) = crate::records::query::QueryIndex::open(&store)
-        .map_err(|e| Error::InvalidArgument(format!("query index: {e}")))?;
-    // It writes after every put of a cache entry: sealed when the server
-    // stops, not each time (a crash leaves it to be rebuilt).
-    index.seal_on_drop_only();
+    let index = Index::new(store.clone());
     tune_allocator();
     let cfg_uploads = cfg.max_uploads.max(1);
     Ok(api::routes(Arc::new(State {
         store,
         cfg,
-        index: parking_lot::Mutex::new(index),
+        index,
         last_stamp: parking_lot::Mutex::new(0),
         ac_lock: parking_lot::Mutex::new(()),
         uploads: Arc::new(tokio::sync::Semaphore::new(cfg_uploads)),

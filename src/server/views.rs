@@ -36,10 +36,6 @@ pub(super) fn routes() -> Router<Arc<State>> {
         .route("/v1/artifacts/{id}/tree", get(tree))
 }
 
-fn index_error(e: impl std::fmt::Display) -> Error {
-    Error::InvalidArgument(format!("query index: {e}"))
-}
-
 async fn list_snapshots(S(st): S<Arc<State>>, Extension(access): Extension<Access>) -> Response {
     let list: Vec<serde_json::Value> = st
         .store
@@ -240,9 +236,10 @@ async fn find(
     let limit = q.limit;
     let s2 = st.clone();
     let hits = blocking(move || {
-        let mut index = s2.index.lock();
-        index.refresh(&s2.store).map_err(index_error)?;
-        let hits = index.find_live(&s2.store, &query).map_err(index_error)?;
+        let hits = s2.index.with(|i| {
+            i.refresh(&s2.store)?;
+            i.find_live(&s2.store, &query)
+        })?;
         let mut out = Vec::new();
         for h in hits {
             if !access.sees(&s2.store, &h.subject)? {
@@ -297,9 +294,11 @@ async fn lineage(
         if !access.sees(store, &id)? {
             return Err(Error::NotFound(id));
         }
-        let mut index = s2.index.lock();
-        index.refresh(store).map_err(index_error)?;
-        let g = provenance::lineage(store, &index, &id, dir, 10_000).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let g = s2.index.with(|i| {
+            i.refresh(store)?;
+            Ok(provenance::lineage(store, i, &id, dir, 10_000))
+        })?;
+        let g = g.map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let visible = |a: &ArtifactId| -> crate::Result<bool> {
             // A removed artifact is shown as removed to whoever may see
             // the store's internals; a published-only caller sees only

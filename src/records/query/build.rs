@@ -25,7 +25,7 @@ const READ_BATCH: usize = 4096;
 pub const RUN_BYTES: usize = 64 << 20;
 
 fn io_err(what: &str, p: &Path, e: std::io::Error) -> RecordError {
-    RecordError::Index(format!("{what} {}: {e}", p.display()))
+    RecordError::Store(crate::Error::io(format!("{what} {}", p.display()), e))
 }
 
 /// A key and its value.

@@ -62,8 +62,25 @@ pub const INDEX_DIR: &str = "derived/query";
 /// fjall's block cache.
 const CACHE_BYTES: u64 = 32 << 20;
 
-fn db_err(e: impl std::fmt::Display) -> RecordError {
-    RecordError::Index(e.to_string())
+/// A fjall failure: an I/O error stays one (a full disk says so, with
+/// the index's path), anything else is the index's own failure.
+fn db_err(e: fjall::Error) -> RecordError {
+    db_err_at(Path::new(INDEX_DIR), e)
+}
+
+/// [`db_err`] naming the index's directory.
+fn db_err_at(path: &Path, e: fjall::Error) -> RecordError {
+    let io = match e {
+        fjall::Error::Io(io) => io,
+        fjall::Error::Storage(fjall::LsmError::Io(io)) => io,
+        other => return RecordError::Index(other.to_string()),
+    };
+    io_err(format!("query index {}", path.display()), io)
+}
+
+/// An I/O failure on the index's files, as the store's I/O error.
+fn io_err(what: String, e: std::io::Error) -> RecordError {
+    RecordError::Store(crate::Error::io(what, e))
 }
 
 /// What a query asks: every condition must hold. Times are seconds since
@@ -166,8 +183,7 @@ impl QueryIndex {
     fn open_with(store: &Store, discard: bool) -> Result<(Self, Refresh), RecordError> {
         let path = store.path().join(INDEX_DIR);
         let derived = path.parent().expect("INDEX_DIR has a parent");
-        std::fs::create_dir_all(derived)
-            .map_err(|e| RecordError::Index(format!("create {}: {e}", derived.display())))?;
+        std::fs::create_dir_all(derived).map_err(|e| io_err(format!("create {}", derived.display()), e))?;
         let lock = lock(&derived.join("query.lock"))?;
         let mut damaged = None;
         let mut sealed = false;
@@ -176,7 +192,7 @@ impl QueryIndex {
         // `seal`); anything else is deleted unopened and rebuilt from the
         // records: derived data is never worth an error.
         if discard {
-            seal::Seal::break_seal(&path).map_err(|e| RecordError::Index(format!("unseal: {e}")))?;
+            seal::Seal::break_seal(&path).map_err(|e| io_err(format!("unseal {}", path.display()), e))?;
             remove_index(&path)?;
         } else if path.exists() {
             match seal::Seal::check(&path) {
@@ -195,17 +211,22 @@ impl QueryIndex {
         // before it and is renewed after; a process that dies in between
         // leaves the index to be rebuilt.
         if sealed {
-            seal::Seal::break_seal(&path).map_err(|e| RecordError::Index(format!("unseal: {e}")))?;
+            seal::Seal::break_seal(&path).map_err(|e| io_err(format!("unseal {}", path.display()), e))?;
             sealed = false;
         }
         let parts = match Parts::open(&path) {
             Ok(p) => p,
             // Sealed yet refused by fjall (a seal written over files
             // fjall cannot read): the same remedy.
+            // An I/O failure (a full disk) is not damage: said as it is,
+            // and the index is left alone.
+            Err(e @ (fjall::Error::Io(_) | fjall::Error::Storage(fjall::LsmError::Io(_)))) => {
+                return Err(db_err_at(&path, e))
+            }
             Err(e) => {
                 damaged = Some(e.to_string());
                 remove_index(&path)?;
-                Parts::open(&path).map_err(db_err)?
+                Parts::open(&path).map_err(|e| db_err_at(&path, e))?
             }
         };
         let mut index = QueryIndex {
@@ -299,7 +320,7 @@ impl QueryIndex {
         if !self.sealed {
             self.seal
                 .renew(&self.path)
-                .map_err(|e| RecordError::Index(format!("seal {}: {e}", self.path.display())))?;
+                .map_err(|e| io_err(format!("seal {}", self.path.display()), e))?;
             self.sealed = true;
         }
         Ok(())
@@ -316,8 +337,7 @@ impl QueryIndex {
     /// short leaves the index unsealed.
     fn unseal(&mut self) -> Result<(), RecordError> {
         if std::mem::take(&mut self.sealed) {
-            seal::Seal::break_seal(&self.path)
-                .map_err(|e| RecordError::Index(format!("unseal {}: {e}", self.path.display())))?;
+            seal::Seal::break_seal(&self.path).map_err(|e| io_err(format!("unseal {}", self.path.display()), e))?;
         }
         Ok(())
     }
@@ -345,7 +365,7 @@ impl QueryIndex {
         if !std::mem::take(&mut self.fresh) {
             self.parts = None;
             remove_index(&self.path)?;
-            self.parts = Some(Parts::open(&self.path).map_err(db_err)?);
+            self.parts = Some(Parts::open(&self.path).map_err(|e| db_err_at(&self.path, e))?);
         }
         let scratch = self.path.with_file_name("query-rebuild");
         let p = self.p();
@@ -572,7 +592,7 @@ fn remove_index(path: &Path) -> Result<(), RecordError> {
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(RecordError::Index(format!("remove {}: {e}", path.display()))),
+        Err(e) => Err(io_err(format!("remove {}", path.display()), e)),
     }
 }
 
@@ -595,7 +615,7 @@ fn lock(path: &Path) -> Result<File, RecordError> {
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(|e| RecordError::Index(format!("open {}: {e}", path.display())))?;
+        .map_err(|e| io_err(format!("open {}", path.display()), e))?;
     let start = Instant::now();
     loop {
         match f.try_lock() {
@@ -610,9 +630,7 @@ fn lock(path: &Path) -> Result<File, RecordError> {
                     OPEN_WAIT.as_secs()
                 )))
             }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(RecordError::Index(format!("lock {}: {e}", path.display())))
-            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(format!("lock {}", path.display()), e)),
         }
     }
 }
