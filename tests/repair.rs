@@ -228,6 +228,47 @@ fn damaged_log_record_is_corruption_not_a_torn_tail() {
     assert_eq!(s.at(&found.name).unwrap().get(&id).unwrap(), big);
 }
 
+/// A truncated header of the newest log: writers are refused, but reads of
+/// what the checkpoint holds go on (read-only), `verify` names the log, and
+/// `repair` makes the store whole and writable again.
+#[test]
+fn a_truncated_log_header_stops_writers_not_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = StoreOptions::new().create(true).open(d).unwrap();
+    let old = s.put(b"checkpointed").unwrap();
+    s.commit().unwrap();
+    s.checkpoint().unwrap();
+    let newer = s.put(b"only in the log").unwrap();
+    s.commit().unwrap();
+    s.abandon();
+    let ckpt = asl::codec::Checkpoint::decode(&fs::read(d.join("CHECKPOINT")).unwrap()).unwrap();
+    let log = d.join("log").join(format!("{:012}.log", ckpt.log_file));
+    let bytes = fs::read(&log).unwrap();
+    fs::write(&log, &bytes[..10]).unwrap();
+    let err = Store::open(d).err().expect("a writer opened over a damaged log");
+    assert!(err.is_corruption(), "{err}");
+    let ro = Store::open_read_only(d).expect("readers go on");
+    assert_eq!(ro.get(&old).unwrap(), b"checkpointed");
+    assert!(ro.get(&newer).is_err(), "what only the damaged log held is not read");
+    let rep = ro.verify().unwrap();
+    assert!(!rep.is_clean());
+    assert!(rep.problems.iter().any(|p| p.file == log), "{:?}", rep.problems);
+    drop(ro);
+    let ls = std::process::Command::new(common::aslctl_bin())
+        .args(["--store", d.to_str().unwrap(), "ls"])
+        .output()
+        .unwrap();
+    assert!(ls.status.success(), "{}", String::from_utf8_lossy(&ls.stderr));
+    assert!(String::from_utf8_lossy(&ls.stdout).contains(&old.to_hex().to_string()));
+    Store::repair(d).unwrap();
+    let s = Store::open(d).unwrap();
+    assert_eq!(s.get(&old).unwrap(), b"checkpointed");
+    s.put(b"writable again").unwrap();
+    s.commit().unwrap();
+    assert!(s.verify().unwrap().is_clean());
+}
+
 /// A damaged snapshot file fails alone: the store opens for writing, reads at
 /// other snapshots and CURRENT work, reads at it and `verify` report it, GC
 /// keeps everything it may have held, and `snapshot delete` and `repair` work.

@@ -97,8 +97,22 @@ impl Store {
             indexes.push(Arc::new(IndexFile::open(io, &layout.index(*id))?));
         }
         let log_path = layout.log(ckpt.log_file);
-        let contents = log::read(io, &log_path)?;
         let mut open_damage = Vec::new();
+        let contents = match log::read(io, &log_path) {
+            Ok(c) => c,
+            // A log whose header is damaged (cut short, flipped) holds
+            // nothing readable: a writer is refused, as for any damage in
+            // the log; readers see what the checkpoint holds.
+            Err(e) if e.is_corruption() && !writable => {
+                open_damage.push((log_path.clone(), format!("{e} (run `aslctl repair`)")));
+                log::LogContents {
+                    start_seq: ckpt.next_seq,
+                    store_id: ckpt.store_id,
+                    ..Default::default()
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
         if let Some(d) = &contents.damage {
             // Replaying on would build on a hole, and a writer would cut the
             // open segment back to the last readable commit, destroying the
