@@ -485,3 +485,43 @@ fn gc_keeps_a_victim_whose_retained_artifact_is_damaged() {
     assert_eq!(s.get(&after).unwrap(), b"written after GC");
     assert!(!s.verify().unwrap().is_clean());
 }
+
+/// `gc --dry-run` predicts what the run then does, the chunk sweep
+/// included: content-defined chunks no retained artifact names any more
+/// and the segments that frees.
+#[test]
+fn a_dry_run_predicts_the_run_chunk_sweep_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_opts().open(dir.path()).unwrap();
+    let big: Vec<ArtifactId> = (0..6).map(|i| s.put(&noise(500 + i, 300_000)).unwrap()).collect();
+    let small: Vec<ArtifactId> = (0..50).map(|i| s.put(&noise(600 + i, 2000)).unwrap()).collect();
+    s.commit().unwrap();
+    for id in big.iter().take(4).chain(small.iter().step_by(3)) {
+        s.remove(id).unwrap();
+    }
+    s.commit().unwrap();
+    s.seal().unwrap();
+    for threshold in [0.0, 0.95] {
+        let opts = |dry_run| GcOptions { threshold, dry_run };
+        let dry = s.gc(&opts(true)).unwrap();
+        let run = s.gc(&opts(false)).unwrap();
+        let key = |r: &asl::GcReport| {
+            (
+                r.chunks_swept,
+                r.chunk_bytes_swept,
+                r.segments_deleted,
+                r.segments_repacked,
+                r.reclaimed_bytes,
+                r.live_after,
+            )
+        };
+        assert_eq!(key(&dry), key(&run), "threshold {threshold}: dry {dry:?}\nrun {run:?}");
+        if threshold == 0.0 {
+            assert!(run.chunks_swept > 0 && run.reclaimed_bytes > 0, "{run:?}");
+        }
+    }
+    for id in big.iter().skip(4) {
+        assert!(s.get(id).is_ok());
+    }
+    assert!(s.verify().unwrap().is_clean());
+}

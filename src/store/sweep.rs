@@ -61,17 +61,20 @@ impl Store {
     /// something may have stopped naming chunks since the last sweep. The
     /// mark is a set of 64-bit key prefixes: a collision keeps a dead chunk,
     /// never drops a live one.
-    pub(super) fn sweep_chunks(&self, rep: &mut GcReport) -> Result<()> {
+    /// With `dry_run`, finds the same chunks and changes nothing. Returns
+    /// the bytes it frees (or would free) in each segment, for a dry run to
+    /// predict which segments the sweep leaves collectable.
+    pub(super) fn sweep_chunks(&self, rep: &mut GcReport, dry_run: bool) -> Result<Vec<(u32, u64)>> {
         let mut w = self.writer_to_commit()?;
         if !w.sweep_due {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.commit_locked(&mut w)?;
         if let Some(d) = self.state.read().snapshots.values().find_map(|h| h.damaged()) {
             rep.skipped.push(format!(
                 "chunk sweep: not run, a damaged snapshot may name any chunk ({d})"
             ));
-            return Ok(());
+            return Ok(Vec::new());
         }
         let merged = || -> Result<Merged> {
             let st = self.state.read();
@@ -87,8 +90,8 @@ impl Store {
             }
         }
         if !any_chunk {
-            w.sweep_due = false;
-            return Ok(());
+            w.sweep_due = dry_run;
+            return Ok(Vec::new());
         }
         let read: Vec<Result<Vec<u64>>> = crate::par::map(&manifests, 4, |_, e| {
             let seg = self.segment(e)?;
@@ -111,7 +114,7 @@ impl Store {
                     rep.skipped.push(format!(
                         "chunk sweep: not run, a part of a put in flight is damaged ({err})"
                     ));
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
                 Err(err) => return Err(err),
             }
@@ -125,7 +128,7 @@ impl Store {
                         "chunk sweep: not run, the manifest of {} is damaged ({err})",
                         e.id
                     ));
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
                 Err(err) => return Err(err),
             }
@@ -137,6 +140,12 @@ impl Store {
             if e.is_chunk() && !e.is_tombstone() && !marked.contains(&prefix(&e.id)) {
                 dead.push(e);
             }
+        }
+        rep.chunks_swept = dead.len() as u64;
+        rep.chunk_bytes_swept = dead.iter().map(|e| e.len).sum();
+        let freed = dead.iter().map(|e| (e.segment, e.len)).collect();
+        if dry_run {
+            return Ok(freed);
         }
         self.guard(&mut w, |s, w| {
             {
@@ -153,9 +162,7 @@ impl Store {
             w.sweep_due = false;
             s.commit_locked(w)
         })?;
-        rep.chunks_swept = dead.len() as u64;
-        rep.chunk_bytes_swept = dead.iter().map(|e| e.len).sum();
-        Ok(())
+        Ok(freed)
     }
 
     /// Gives back the pages of index and snapshot maps that GC's lookups

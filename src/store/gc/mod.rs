@@ -37,6 +37,7 @@ use crate::id::ArtifactId;
 use crate::index::entry::{Entry, FLAG_COMPRESSED};
 use crate::snapshot::checkpoint::SegmentState;
 use crate::snapshot::log::Record;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::sweep::check_block;
@@ -161,8 +162,8 @@ enum Verdict {
     Damaged(ArtifactId),
 }
 
-fn totals(w: &Writer) -> (u64, u64) {
-    w.seg_states
+fn totals(states: &BTreeMap<u32, SegmentState>) -> (u64, u64) {
+    states
         .values()
         .fold((0, 0), |(l, g), s| (l + s.live, g + s.total.saturating_sub(s.live)))
 }
@@ -196,17 +197,25 @@ impl Store {
         // damaged index record would let bytes repair could still find go.
         let files = self.state.read().indexes.clone();
         self.check_indexes(&files)?;
-        if !opts.dry_run {
-            self.sweep_chunks(&mut rep)?;
-        }
+        let swept = self.sweep_chunks(&mut rep, opts.dry_run)?;
         let victims: Vec<(u32, SegmentState)> = {
             let mut w = self.writer_to_commit()?;
             self.commit_locked(&mut w)?;
-            (rep.live_before, rep.garbage_before) = totals(&w);
+            // A dry run counts what its sweep would have freed as freed (a
+            // real one has freed it already).
+            let mut states = w.seg_states.clone();
+            if opts.dry_run {
+                for (seg, len) in &swept {
+                    if let Some(st) = states.get_mut(seg) {
+                        st.live = st.live.saturating_sub(*len);
+                    }
+                }
+            }
+            (rep.live_before, rep.garbage_before) = totals(&states);
             // The open segment is never collected in place; when it qualifies it
             // is sealed, so that it can be.
             let active = w.active.as_ref().map(|a| a.id);
-            if let Some(st) = active.and_then(|id| w.seg_states.get(&id).copied()) {
+            if let Some(st) = active.and_then(|id| states.get(&id).copied()) {
                 // Tombstone blocks alone (total 0) count too: they free nothing live.
                 // (Not while a large artifact streams into it: its chunks and
                 // trailer must share the segment.)
@@ -215,8 +224,11 @@ impl Store {
                     self.commit_locked(&mut w)?;
                 }
             }
-            let mut v: Vec<(u32, SegmentState)> = w
-                .seg_states
+            if !opts.dry_run {
+                // The open segment may have been sealed just now.
+                states = w.seg_states.clone();
+            }
+            let mut v: Vec<(u32, SegmentState)> = states
                 .values()
                 .filter(|s| (s.sealed || opts.dry_run && s.len > SEGMENT_HEADER_LEN) && qualifies(s, opts.threshold))
                 .map(|s| (s.id, *s))
@@ -252,7 +264,7 @@ impl Store {
         }
         collected?;
         let w = self.writer()?;
-        (rep.live_after, rep.garbage_after) = totals(&w);
+        (rep.live_after, rep.garbage_after) = totals(&w.seg_states);
         rep.elapsed = t0.elapsed();
         rep.peak_rss_bytes = rss_reset.then(peak_rss).flatten();
         note_heap(&mut rep);
