@@ -119,14 +119,74 @@ pub fn create(url: &str, dir: &Path, opts: StoreOptions, cache_bytes: u64) -> Re
         )));
     }
     let b = open_bucket(url)?;
+    checked(&b)?;
     if b.head("STORE").map_err(s3err(format!("head {url}/STORE")))?.is_some() {
         return Err(Error::InvalidArgument(format!(
             "{url} already holds a store: attach to it instead"
         )));
     }
-    drop(opts.clone().create(true).open(dir)?);
-    tier(dir, url, cache_bytes)?;
+    // A create that fails part-way leaves no local store behind: a retry
+    // would refuse the directory, and `--store s3://…` must never find a
+    // store there that the bucket does not hold.
+    let existed = dir.exists();
+    let made = opts
+        .clone()
+        .create(true)
+        .open(dir)
+        .map(drop)
+        .and_then(|()| tier(dir, url, cache_bytes));
+    if let Err(e) = made {
+        if existed {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for entry in rd.flatten() {
+                    let p = entry.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        return Err(e);
+    }
     opts.open(dir)
+}
+
+/// The bucket, checked to exist: a missing one is an invalid argument that
+/// names it, not an I/O failure.
+fn checked(b: &Bucket) -> Result<()> {
+    b.check().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::InvalidArgument(e.to_string()),
+        _ => Error::io(format!("reach {}", b.url()), e),
+    })
+}
+
+/// Whether the store directory `dir` lives in the bucket at `url`: its
+/// `BUCKET` file names that URL. `Err` says what it is instead.
+pub fn attached_to(dir: &Path, url: &str) -> Result<()> {
+    let p = dir.join(crate::io::BUCKET_FILE);
+    let cfg = match std::fs::read(&p) {
+        Ok(b) => TierConfig::decode(&b).map_err(|e| Error::corrupt(&p, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::InvalidArgument(format!(
+                "{} holds a local store not attached to {url}: move it away, or use it with --store {}",
+                dir.display(),
+                dir.display()
+            )))
+        }
+        Err(e) => return Err(Error::io(format!("read {}", p.display()), e)),
+    };
+    if cfg.url.trim_end_matches('/') != url.trim_end_matches('/') {
+        return Err(Error::InvalidArgument(format!(
+            "{} is attached to {}, not to {url}",
+            dir.display(),
+            cfg.url
+        )));
+    }
+    Ok(())
 }
 
 /// Moves the existing local store at `dir` into the bucket at `url` (empty,
@@ -142,6 +202,7 @@ pub fn tier(dir: &Path, url: &str, cache_bytes: u64) -> Result<()> {
     }
     let identity = std::fs::read(dir.join("STORE")).map_err(fs(format!("read {}/STORE", dir.display())))?;
     let b = open_bucket(url)?;
+    checked(&b)?;
     claim(&b, &identity)?;
     write_bucket_file(dir, &TierConfig::new(url, cache_bytes))?;
     // Closed and opened again through the tiered backend, which queues
@@ -185,6 +246,7 @@ fn begin_rebuild(url: &str, dir: &Path, verb: &str) -> Result<(Bucket, Vec<u8>, 
         )));
     }
     let b = open_bucket(url)?;
+    checked(&b)?;
     let identity = b
         .get("STORE")
         .map_err(s3err(format!("get {url}/STORE")))?
@@ -247,6 +309,7 @@ pub fn push(url: &str, dir: &Path) -> Result<PushReport> {
     store.checkpoint()?;
     let identity = std::fs::read(dir.join("STORE")).map_err(fs(format!("read {}/STORE", dir.display())))?;
     let b = open_bucket(url)?;
+    checked(&b)?;
     claim(&b, &identity)?;
     let there = b.list("segments").map_err(s3err(format!("list {url}")))?;
     let mut local = BTreeMap::new();

@@ -118,3 +118,65 @@ fn a_push_cut_off_part_way_resumes() {
     assert_eq!(r["uploaded"], 1, "the cut-off upload is done again: {r}");
     restore_matches(&m, url, &a, &dir.path().join("b"));
 }
+
+/// The first run against S3 goes nowhere wrong: a bucket that does not
+/// exist is named as such, and a failed create leaves nothing that a retry
+/// or a later `--store s3://…` would trip over or silently write to; a
+/// directory not attached to the bucket is never used for it; and missing
+/// credentials say so.
+#[test]
+fn a_first_run_against_s3_never_writes_to_the_wrong_place() {
+    let m = moto();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let url = "s3://no-such-bucket/p";
+    let file = tmp.path().join("f");
+    std::fs::write(&file, b"where does it go").unwrap();
+    let with_cache = |args: &[&str]| {
+        m.aslctl(&tmp.path().join("unused"), args)
+            .env("ASL_S3_CACHE", &cache)
+            .output()
+            .unwrap()
+    };
+    let o = with_cache(&["s3", "create", url]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("bucket no-such-bucket does not exist"), "{}", err(&o));
+    let local = cache.join("no-such-bucket").join("p");
+    assert!(!local.join("STORE").exists(), "a failed create left a store behind");
+    // Through --store: refused, nothing written anywhere.
+    let o = m
+        .aslctl(std::path::Path::new(url), &["ingest", file.to_str().unwrap()])
+        .env("ASL_S3_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(!local.join("STORE").exists(), "wrote to a local store instead");
+    // A local store that happens to sit where the URL's local part goes,
+    // not attached to that bucket: never used for it.
+    let url = format!("s3://{}/q", common::s3::BUCKET);
+    let local = cache.join(common::s3::BUCKET).join("q");
+    common::aslctl_ok(&local, &["ingest", file.to_str().unwrap()]);
+    let o = m
+        .aslctl(std::path::Path::new(&url), &["ls"])
+        .env("ASL_S3_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("not attached to"), "{}", err(&o));
+    // No credentials at all.
+    let o = std::process::Command::new(common::aslctl_bin())
+        .args(["s3", "create", &format!("s3://{}/r", common::s3::BUCKET)])
+        .env("ASL_S3_CACHE", &cache)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", m.port))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("no AWS credentials found"), "{}", err(&o));
+    assert!(!cache.join(common::s3::BUCKET).join("r").join("STORE").exists());
+}

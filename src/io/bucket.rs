@@ -39,9 +39,21 @@ impl fmt::Debug for Bucket {
 }
 
 fn err(what: String, e: object_store::Error) -> io::Error {
+    let text = e.to_string();
+    // With no credentials in the environment the client falls back to the
+    // instance metadata service, whose refusal would read as the cause.
+    if text.contains("169.254.169.254") && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        return io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{what}: no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                 or run where instance credentials are available)"
+            ),
+        );
+    }
     match e {
         object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, format!("{what}: not found")),
-        e => io::Error::other(format!("{what}: {e}")),
+        _ => io::Error::other(format!("{what}: {text}")),
     }
 }
 
@@ -97,6 +109,36 @@ impl Bucket {
     /// The URL the bucket was opened with.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Checks that the bucket exists and can be listed with these
+    /// credentials: a missing bucket is `NotFound`, naming it.
+    pub fn check(&self) -> io::Result<()> {
+        let key = self.key("");
+        let bucket = self
+            .url
+            .trim_start_matches("s3://")
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let listed = self
+            .rt
+            .block_on(async { self.store.list_with_delimiter(Some(&key)).await });
+        match listed {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let missing =
+                    matches!(e, object_store::Error::NotFound { .. }) || e.to_string().contains("NoSuchBucket");
+                if missing {
+                    Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("bucket {bucket} does not exist (create it first, e.g. `aws s3 mb s3://{bucket}`)"),
+                    ))
+                } else {
+                    Err(err(format!("list {}", self.url), e))
+                }
+            }
+        }
     }
 
     fn key(&self, name: &str) -> Key {

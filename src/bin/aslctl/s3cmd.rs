@@ -81,7 +81,12 @@ pub(crate) fn resolve_store(cli: &Cli, store: PathBuf) -> Result<PathBuf, Error>
         return Ok(store);
     };
     let dir = asl::s3::local_dir_for(&url)?;
-    if dir.join("STORE").exists() || matches!(cli.cmd, Cmd::S3(S3Cmd::Create { .. } | S3Cmd::Attach { .. })) {
+    if matches!(cli.cmd, Cmd::S3(S3Cmd::Create { .. } | S3Cmd::Attach { .. })) {
+        return Ok(dir);
+    }
+    if dir.join("STORE").exists() {
+        // Only a directory that lives in this very bucket stands for it.
+        asl::s3::attached_to(&dir, &url)?;
         return Ok(dir);
     }
     eprintln!(
