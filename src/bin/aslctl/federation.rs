@@ -153,7 +153,9 @@ pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<Exit
             crate::close_committed(s);
         }
         DomainCmd::Init { name } => {
-            let s = Store::open(dir)?;
+            // The first thing done in a new project: the store is made too,
+            // as a first ingest would make it.
+            let s = asl::StoreOptions::new().create(true).open(dir)?;
             let d = Domain::init(&s, name)?;
             let key = Domain::public_key(&s)?;
             if json_out {
