@@ -81,7 +81,7 @@ pub use index::{DomainId, Placement, Visibility};
 pub use snapshot::{CurrentId, SnapshotMeta};
 pub use store::{
     ArtifactInfo, ArtifactReader, AtomicSection, Changes, FileStamp, FilesCacheMode, GcOptions, GcReport, IngestEvent,
-    IngestInput, IngestOptions, IngestPlan, IngestReport, Ingested, Iter, LogCursor, Problem, Put, PutOptions,
-    RepairReport, Retention, SnapshotDiff, SnapshotView, Store, StoreOptions, StoreStat, VerifyReport,
+    IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested, Iter, LogCursor, Problem, Put,
+    PutOptions, RepairReport, Retention, SnapshotDiff, SnapshotView, Store, StoreOptions, StoreStat, VerifyReport,
     DEFAULT_GC_THRESHOLD,
 };

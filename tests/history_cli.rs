@@ -234,3 +234,58 @@ fn records_can_be_written_in_yaml() {
     assert_eq!(o.status.code(), Some(2));
     assert!(err(&o).contains("not YAML"), "{}", err(&o));
 }
+
+/// A working copy sees symbolic links and empty directories: a retargeted
+/// link is modified, a new empty directory added; a commit keeps them (a
+/// link as a link), a revert of it gives the old tree back, and discard
+/// puts them back.
+#[test]
+fn a_working_copy_keeps_links_and_empty_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s");
+    let src = tmp.path().join("src");
+    write(&src, "a.txt", "alpha\n");
+    fs::create_dir_all(src.join("keep")).unwrap();
+    std::os::unix::fs::symlink("a.txt", src.join("l")).unwrap();
+    let text = ok(aslctl(&store, &["ingest", "--tree", src.to_str().unwrap()]));
+    let tree0 = field(text.lines().last().unwrap(), 0);
+    let wt = tmp.path().join("wt");
+    ok(aslctl(&store, &["worktree", "add", wt.to_str().unwrap(), &tree0]));
+    assert_eq!(ok(aslctl(&store, &["worktree", "status", wt.to_str().unwrap()])), "");
+    assert_eq!(fs::read_link(wt.join("l")).unwrap(), Path::new("a.txt"));
+    assert!(wt.join("keep").is_dir());
+
+    fs::remove_file(wt.join("l")).unwrap();
+    std::os::unix::fs::symlink("elsewhere", wt.join("l")).unwrap();
+    fs::create_dir(wt.join("new-empty")).unwrap();
+    fs::remove_dir(wt.join("keep")).unwrap();
+    let st = ok(aslctl(&store, &["worktree", "status", wt.to_str().unwrap()]));
+    assert_eq!(st, "D\tkeep\nM\tl\nA\tnew-empty\n");
+    let c = ok(aslctl(
+        &store,
+        &["worktree", "commit", wt.to_str().unwrap(), "-m", "links"],
+    ));
+    let (step1, tree1) = (field(&c, 0), field(&c, 1));
+    assert_eq!(ok(aslctl(&store, &["worktree", "status", wt.to_str().unwrap()])), "");
+    let diff = ok(aslctl(&store, &["diff-tree", &tree0, &tree1]));
+    assert_eq!(diff, "D\tkeep\nM\tl\nA\tnew-empty\n");
+    let co = tmp.path().join("co");
+    assert!(aslctl(&store, &["checkout", &tree1, co.to_str().unwrap()])
+        .status
+        .success());
+    assert_eq!(fs::read_link(co.join("l")).unwrap(), Path::new("elsewhere"));
+    assert!(co.join("new-empty").is_dir() && !co.join("keep").exists());
+    let r = ok(aslctl(&store, &["lineage", "revert", &step1]));
+    assert_eq!(field(&r, 1), tree0, "reverting gives the old tree, links and all");
+
+    // Discard puts them back.
+    fs::remove_file(wt.join("l")).unwrap();
+    fs::remove_dir(wt.join("new-empty")).unwrap();
+    fs::create_dir(wt.join("junk-dir")).unwrap();
+    assert!(aslctl(&store, &["worktree", "discard", wt.to_str().unwrap()])
+        .status
+        .success());
+    assert_eq!(ok(aslctl(&store, &["worktree", "status", wt.to_str().unwrap()])), "");
+    assert_eq!(fs::read_link(wt.join("l")).unwrap(), Path::new("elsewhere"));
+    assert!(wt.join("new-empty").is_dir() && !wt.join("junk-dir").exists());
+}

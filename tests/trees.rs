@@ -17,7 +17,7 @@ mod common;
 use common::{aslctl, stderr_of as err, stdout_of as out};
 
 /// A tree with nesting, an executable, an empty file, a name that is not
-/// UTF-8, and what a tree leaves out: an empty directory and a symlink.
+/// UTF-8, an empty directory and a symbolic link.
 fn make_tree(root: &Path) {
     fs::create_dir_all(root.join("src/deep/er")).unwrap();
     fs::write(root.join("README"), b"read me\n").unwrap();
@@ -50,7 +50,11 @@ fn ingest_checkout_round_trips_a_directory() {
         .lines()
         .map(|l| l.split('\t').nth(1).unwrap().to_string())
         .collect();
-    assert_eq!(names, ["README", "caf\u{fffd}.txt", "empty", "run.sh", "src"]);
+    assert_eq!(
+        names,
+        ["README", "caf\u{fffd}.txt", "empty", "link", "nothing", "run.sh", "src"]
+    );
+    assert!(out(&o).contains("link "), "{}", out(&o));
     assert!(out(&o).contains("exec "), "{}", out(&o));
     let o = aslctl(&store, &["--json", "ls-tree", "-r", &tid[..12]]);
     let rows: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
@@ -79,8 +83,13 @@ fn ingest_checkout_round_trips_a_directory() {
     assert_ne!(fs::metadata(co.join("run.sh")).unwrap().permissions().mode() & 0o111, 0);
     assert_eq!(fs::metadata(co.join("README")).unwrap().permissions().mode() & 0o111, 0);
     assert!(
-        !co.join("nothing").exists() && !co.join("link").exists(),
-        "trees hold no empty dirs or links"
+        fs::read_dir(co.join("nothing")).unwrap().next().is_none(),
+        "the empty directory"
+    );
+    assert_eq!(
+        fs::read_link(co.join("link")).unwrap(),
+        Path::new("README"),
+        "a link, not a copy"
     );
 
     // A second checkout into the same place is refused, then allowed.
@@ -256,4 +265,125 @@ fn checkout_of_a_damaged_file_stops_without_writing_it() {
     assert!(err(&o).contains("corrupt"), "{}", err(&o));
     let left: Vec<_> = fs::read_dir(&co).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "no file, whole or partial, is left: {left:?}");
+}
+
+/// Every entry below `root` as `(path, what)`: a file's bytes and execute
+/// bit, a link's target, or an empty directory; what a round trip must keep.
+fn listing(root: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut empty = true;
+        for e in fs::read_dir(&d).unwrap() {
+            empty = false;
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().to_string();
+            let md = fs::symlink_metadata(&p).unwrap();
+            if md.is_symlink() {
+                out.push((rel, format!("link {}", fs::read_link(&p).unwrap().display())));
+            } else if md.is_dir() {
+                stack.push(p);
+            } else {
+                let x = md.permissions().mode() & 0o111 != 0;
+                out.push((rel, format!("file x={x} {:?}", blake3::hash(&fs::read(&p).unwrap()))));
+            }
+        }
+        if empty && d != root {
+            out.push((
+                d.strip_prefix(root).unwrap().to_string_lossy().to_string(),
+                "empty dir".into(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Links of every kind (relative, absolute, dangling, to a directory) and
+/// empty directories (nested too) come back from a checkout as they went
+/// in, never followed; a tree holding a link is version 2, one without
+/// stays version 1; diff-tree names them.
+#[test]
+fn links_and_empty_directories_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, store) = (tmp.path().join("src"), tmp.path().join("store"));
+    fs::create_dir_all(src.join("a/b/c")).unwrap();
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f.txt"), b"f\n").unwrap();
+    let outside = tmp.path().join("outside.txt");
+    fs::write(&outside, b"must not be read").unwrap();
+    std::os::unix::fs::symlink("../d/f.txt", src.join("a/rel")).unwrap();
+    std::os::unix::fs::symlink(&outside, src.join("abs")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/x", src.join("dangling")).unwrap();
+    std::os::unix::fs::symlink("d", src.join("to-dir")).unwrap();
+    let tree_of = |o: Output| {
+        assert!(o.status.success(), "{}", err(&o));
+        out(&o).lines().last().unwrap()[..64].to_string()
+    };
+    let t = tree_of(aslctl(&store, &["ingest", "--tree", src.to_str().unwrap()]));
+    let rec = common::aslctl_json(&store, &["record", "show", &t]);
+    assert_eq!(rec["version"], 2, "{rec}");
+    // The outside file was never read: no artifact holds its bytes.
+    let outside_id = blake3::hash(b"must not be read").to_hex().to_string();
+    assert!(!out(&aslctl(&store, &["ls"])).contains(&outside_id));
+    let co = tmp.path().join("co");
+    let o = aslctl(&store, &["checkout", &t, co.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(listing(&co), listing(&src));
+    assert_eq!(tree_of(aslctl(&store, &["ingest", "--tree", co.to_str().unwrap()])), t);
+    // Only files: version 1, as before links were kept.
+    let v1 = tree_of(aslctl(&store, &["ingest", "--tree", src.join("d").to_str().unwrap()]));
+    assert_eq!(common::aslctl_json(&store, &["record", "show", &v1])["version"], 1);
+
+    // A link retargeted and an empty directory made: both are changes.
+    fs::remove_file(src.join("a/rel")).unwrap();
+    std::os::unix::fs::symlink("../d", src.join("a/rel")).unwrap();
+    fs::create_dir(src.join("d/new-empty")).unwrap();
+    fs::remove_dir(src.join("a/b/c")).unwrap();
+    let t2 = tree_of(aslctl(&store, &["ingest", "--tree", src.to_str().unwrap()]));
+    let o = aslctl(&store, &["diff-tree", &t, &t2]);
+    assert!(o.status.success(), "{}", err(&o));
+    // a/b stays (empty now): only c went.
+    assert_eq!(out(&o), "D\ta/b/c\nM\ta/rel\nA\td/new-empty\n");
+}
+
+/// A tree written before links and empty directories were kept (version
+/// 1, tests/fixtures/trees-v1) still lists and checks out; the same
+/// directory ingested now is a version 2 tree, and diff-tree says what the
+/// old one lacked.
+#[test]
+fn a_version_1_tree_from_an_older_store_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    common::copy_dir(Path::new("tests/fixtures/trees-v1"), &store);
+    let old = "c1e25acf431193ae698400fb7966369589658179ec562d5d2be7c5f4c1614cb4";
+    assert_eq!(common::aslctl_json(&store, &["record", "show", old])["version"], 1);
+    let o = aslctl(&store, &["ls-tree", "-r", old]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains("\tsub/run.sh") && !out(&o).contains("link"),
+        "{}",
+        out(&o)
+    );
+    let co = tmp.path().join("co");
+    assert!(aslctl(&store, &["checkout", old, co.to_str().unwrap()])
+        .status
+        .success());
+    assert_eq!(fs::read(co.join("a.txt")).unwrap(), b"alpha\n");
+    // The directory it was made from, as it was.
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::create_dir_all(src.join("empty")).unwrap();
+    fs::write(src.join("a.txt"), b"alpha\n").unwrap();
+    fs::write(src.join("sub/run.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(src.join("sub/run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("../a.txt", src.join("sub/link-to-a")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", src.join("dangling")).unwrap();
+    let o = aslctl(&store, &["ingest", "--tree", src.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let new = out(&o).lines().last().unwrap()[..64].to_string();
+    let o = aslctl(&store, &["diff-tree", old, &new]);
+    assert_eq!(out(&o), "A\tdangling\nA\tempty\nA\tsub/link-to-a\n", "{}", err(&o));
+    let o = aslctl(&store, &["verify"]);
+    assert!(o.status.success(), "{}", err(&o));
 }

@@ -12,7 +12,7 @@ use std::io::Read;
 
 use super::program::Node;
 use crate::records::cbor::Value;
-use crate::records::tree::{self, EntryKind, TreeFile};
+use crate::records::tree::{self, TreeFile};
 use crate::records::{self, Record};
 use crate::{ArtifactId, PutOptions, Store};
 
@@ -384,23 +384,26 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
         Op::JsonToCbor => json_in(store, &inputs[0].id, p)?,
         Op::TreeBuild => {
             let mut files = Vec::new();
+            let mut extras = tree::TreeExtras::default();
             for i in inputs {
                 let is_tree = tree::is_tree(store, &i.id).map_err(r)?;
                 if is_tree {
-                    // A tree input is grafted: its files go under its name.
+                    // A tree input is grafted: its files, links and empty
+                    // directories go under its name.
+                    let mut below = Vec::new();
                     for (path, e) in tree::walk(store, &i.id).map_err(r)? {
-                        if e.kind == EntryKind::Dir {
+                        if !tree::is_leaf(&e) {
                             continue;
                         }
-                        let rel =
-                            String::from_utf8(path).map_err(|_| "a tree entry's name is not UTF-8".to_string())?;
-                        files.push(TreeFile {
-                            path: format!("{}/{rel}", i.name).into(),
-                            size: e.size,
-                            exec: e.kind == EntryKind::Exec,
-                            id: e.id,
-                        });
+                        let mut p = i.name.as_bytes().to_vec();
+                        p.push(b'/');
+                        p.extend_from_slice(&path);
+                        below.push((p, e));
                     }
+                    let (f, x) = tree::parts_of(store, below).map_err(r)?;
+                    files.extend(f);
+                    extras.links.extend(x.links);
+                    extras.empty_dirs.extend(x.empty_dirs);
                 } else {
                     files.push(TreeFile {
                         path: i.name.into(),
@@ -410,7 +413,7 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
                     });
                 }
             }
-            tree::store_tree(store, &files).map_err(r)?
+            tree::store_tree_with(store, &files, &extras).map_err(r)?
         }
         Op::TreeExtract => {
             let path = text(p, "path")?.unwrap_or_default();

@@ -5,7 +5,7 @@
 //! makes a new state and a new step that points back, never an edit.
 
 use super::cbor::Value;
-use super::tree::{self, Change, TreeFile};
+use super::tree::{self, Change};
 use super::{put, time, Record, RecordError, Source, Stored};
 use crate::{ArtifactId, Store};
 
@@ -283,7 +283,7 @@ pub fn revert(
     };
     let mut files: std::collections::BTreeMap<Vec<u8>, tree::TreeEntry> = tree::walk(store, &base)?
         .into_iter()
-        .filter(|(_, e)| e.kind != tree::EntryKind::Dir)
+        .filter(|(_, e)| tree::is_leaf(e))
         .collect();
     let conflict = |p: &[u8]| {
         RecordError::Input(format!(
@@ -316,16 +316,8 @@ pub fn revert(
             },
         }
     }
-    let list: Vec<TreeFile> = files
-        .into_iter()
-        .map(|(p, e)| TreeFile {
-            path: std::path::PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(p)),
-            size: e.size,
-            exec: e.kind == tree::EntryKind::Exec,
-            id: e.id,
-        })
-        .collect();
-    let new_tree = tree::store_tree(store, &list)?;
+    let (list, extras) = tree::parts_of(store, files)?;
+    let new_tree = tree::store_tree_with(store, &list, &extras)?;
     let step = Lineage {
         parent: Some(onto_id),
         summary: Some(format!("revert {id}")),

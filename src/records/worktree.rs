@@ -3,9 +3,9 @@
 //! new tree with a lineage step whose parent is the old one, or discarded.
 //!
 //! The directory holds one file of ours, `.asl-worktree`: the base tree,
-//! the lineage step it belongs to, and for every file the tree holds its
-//! id and the stamp (size, times, inode, device) it had when last known to
-//! hold that id. A file whose stamp is unchanged is not read again; a stamp
+//! the lineage step it belongs to, and for every file, symbolic link and
+//! empty directory the tree holds its id and the stamp (size, times, inode,
+//! device) it had when last known to hold that id. A file whose stamp is unchanged is not read again; a stamp
 //! taken less than a second before it was recorded is not trusted (the file
 //! could change again within the clock's granularity), as in the files
 //! cache. Byte layout: `spec/records.md`, "Working copies".
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use super::cbor::Value;
 use super::lineage::{self, Lineage, StepChanges};
-use super::tree::{self, io, EntryKind, TreeFile};
+use super::tree::{self, io, EntryKind, TreeExtras, TreeFile, TreeLink};
 use super::{Record, RecordError};
 use crate::{ArtifactId, FileStamp, PutOptions, Store};
 
@@ -110,7 +110,14 @@ fn kind_text(k: EntryKind) -> &'static str {
         EntryKind::File => "f",
         EntryKind::Exec => "x",
         EntryKind::Dir => "d",
+        EntryKind::Link => "l",
     }
+}
+
+/// The target of the link at `path`, as bytes.
+fn link_target(path: &Path) -> Result<Vec<u8>, RecordError> {
+    let t = std::fs::read_link(path).map_err(|e| io(format!("read link {}", path.display()), e))?;
+    Ok(t.as_os_str().as_bytes().to_vec())
 }
 
 impl Worktree {
@@ -166,8 +173,10 @@ impl Worktree {
     /// (all just written or proven to hold these bytes).
     fn known_from_tree(&self, store: &Store, tree_id: &ArtifactId) -> Result<BTreeMap<Vec<u8>, Known>, RecordError> {
         let mut out = BTreeMap::new();
+        let empty = tree::empty_tree_id();
         for (p, e) in tree::walk(store, tree_id)? {
-            if e.kind == EntryKind::Dir {
+            // Directories are known by what they hold, but for empty ones.
+            if e.kind == EntryKind::Dir && e.id != empty {
                 continue;
             }
             let path = self.dir.join(OsStr::from_bytes(&p));
@@ -220,6 +229,8 @@ impl Worktree {
             let kind = match k.as_str() {
                 "x" => EntryKind::Exec,
                 "f" => EntryKind::File,
+                "l" => EntryKind::Link,
+                "d" => EntryKind::Dir,
                 _ => return Err(damaged("a file entry has a bad kind")),
             };
             let fid: [u8; 32] = fid
@@ -303,15 +314,17 @@ impl Worktree {
         Ok(())
     }
 
-    /// The regular files in the directory now (ours and other special
-    /// files left out), by relative path.
+    /// The regular files, symbolic links and empty directories in the
+    /// directory now (ours and special files left out), by relative path.
     fn scan(&self) -> Result<BTreeMap<Vec<u8>, Present>, RecordError> {
         let mut out = BTreeMap::new();
         let mut stack = vec![PathBuf::new()];
         while let Some(rel) = stack.pop() {
             let abs = self.dir.join(&rel);
             let rd = std::fs::read_dir(&abs).map_err(|e| io(format!("read {}", abs.display()), e))?;
+            let mut empty = true;
             for ent in rd {
+                empty = false;
                 let ent = ent.map_err(|e| io(format!("read {}", abs.display()), e))?;
                 let name = ent.file_name();
                 if rel.as_os_str().is_empty() && (name == STATE_FILE || name == format!("{STATE_FILE}.tmp").as_str()) {
@@ -320,17 +333,33 @@ impl Worktree {
                 let p = rel.join(&name);
                 let md =
                     std::fs::symlink_metadata(self.dir.join(&p)).map_err(|e| io(format!("stat {}", p.display()), e))?;
-                if md.is_dir() {
+                let kind = if md.is_symlink() {
+                    EntryKind::Link
+                } else if md.is_dir() {
                     stack.push(p);
+                    continue;
                 } else if md.is_file() {
-                    out.insert(
-                        p.as_os_str().as_bytes().to_vec(),
-                        Present {
-                            kind: kind_of(&md),
-                            stamp: FileStamp::of(&md),
-                        },
-                    );
-                }
+                    kind_of(&md)
+                } else {
+                    continue;
+                };
+                out.insert(
+                    p.as_os_str().as_bytes().to_vec(),
+                    Present {
+                        kind,
+                        stamp: FileStamp::of(&md),
+                    },
+                );
+            }
+            if empty && !rel.as_os_str().is_empty() {
+                let md = std::fs::symlink_metadata(&abs).map_err(|e| io(format!("stat {}", abs.display()), e))?;
+                out.insert(
+                    rel.as_os_str().as_bytes().to_vec(),
+                    Present {
+                        kind: EntryKind::Dir,
+                        stamp: FileStamp::of(&md),
+                    },
+                );
             }
         }
         Ok(out)
@@ -338,7 +367,19 @@ impl Worktree {
 
     /// Whether the file at `p`, now `now`, still holds what `k` says.
     fn unchanged(&self, p: &[u8], k: &Known, now: &Present) -> Result<bool, RecordError> {
-        if now.kind != k.kind || now.stamp.size != k.size {
+        if now.kind != k.kind {
+            return Ok(false);
+        }
+        match k.kind {
+            // An empty directory is the same as long as it is one.
+            EntryKind::Dir => return Ok(true),
+            EntryKind::Link => {
+                let target = link_target(&self.dir.join(OsStr::from_bytes(p)))?;
+                return Ok(ArtifactId::of(&target) == k.id);
+            }
+            EntryKind::File | EntryKind::Exec => {}
+        }
+        if now.stamp.size != k.size {
             return Ok(false);
         }
         let settled = k.stamp.mtime_ns.max(k.stamp.ctime_ns) < self.recorded_ns - 1_000_000_000;
@@ -398,6 +439,26 @@ impl Worktree {
                     stamp: now.stamp,
                     ..k.clone()
                 },
+                _ if now.kind == EntryKind::Dir => Known {
+                    kind: EntryKind::Dir,
+                    size: 0,
+                    id: tree::empty_tree_id(),
+                    stamp: now.stamp,
+                },
+                _ if now.kind == EntryKind::Link => {
+                    let path = self.dir.join(OsStr::from_bytes(p));
+                    let target = link_target(&path)?;
+                    let put = store.put_with(&target, &PutOptions::default())?;
+                    if put.new {
+                        added.push(put.id);
+                    }
+                    Known {
+                        kind: EntryKind::Link,
+                        size: target.len() as u64,
+                        id: put.id,
+                        stamp: now.stamp,
+                    }
+                }
                 _ => {
                     let path = self.dir.join(OsStr::from_bytes(p));
                     let put = store.put_file_with(&path, &PutOptions::default(), &mut |_| {})?;
@@ -424,16 +485,25 @@ impl Worktree {
                 }
             }
         }
-        let list: Vec<TreeFile> = files
-            .iter()
-            .map(|(p, k)| TreeFile {
-                path: PathBuf::from(OsStr::from_bytes(p)),
-                size: k.size,
-                exec: k.kind == EntryKind::Exec,
-                id: k.id,
-            })
-            .collect();
-        let new_tree = tree::store_tree(store, &list)?;
+        let mut list = Vec::new();
+        let mut extras = TreeExtras::default();
+        for (p, k) in &files {
+            let path = PathBuf::from(OsStr::from_bytes(p));
+            match k.kind {
+                EntryKind::Dir => extras.empty_dirs.push(path),
+                EntryKind::Link => extras.links.push(TreeLink {
+                    target: link_target(&self.dir.join(&path))?,
+                    path,
+                }),
+                EntryKind::File | EntryKind::Exec => list.push(TreeFile {
+                    path,
+                    size: k.size,
+                    exec: k.kind == EntryKind::Exec,
+                    id: k.id,
+                }),
+            }
+        }
+        let new_tree = tree::store_tree_with(store, &list, &extras)?;
         let step = Lineage {
             parent: Some(self.lineage),
             summary: Some(summary.to_string()),
@@ -465,14 +535,27 @@ impl Worktree {
             let path = self.dir.join(OsStr::from_bytes(c.path()));
             match c {
                 Status::Added(_) => {
-                    std::fs::remove_file(&path).map_err(|e| io(format!("remove {}", path.display()), e))?
+                    let gone = if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                        std::fs::remove_dir(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    gone.map_err(|e| io(format!("remove {}", path.display()), e))?
                 }
                 Status::Modified(p) | Status::Removed(p) => {
                     let k = &self.files[p];
                     if let Some(parent) = path.parent() {
                         std::fs::create_dir_all(parent).map_err(|e| io(format!("create {}", parent.display()), e))?;
                     }
-                    tree::write_file(store, &k.id, &path, k.kind == EntryKind::Exec)?;
+                    match k.kind {
+                        EntryKind::Dir => {
+                            std::fs::create_dir_all(&path).map_err(|e| io(format!("create {}", path.display()), e))?
+                        }
+                        EntryKind::Link => tree::write_link(store, &k.id, &path)?,
+                        EntryKind::File | EntryKind::Exec => {
+                            tree::write_file(store, &k.id, &path, k.kind == EntryKind::Exec)?
+                        }
+                    }
                 }
             }
         }

@@ -155,6 +155,11 @@ mod tests {
                            {"name": "ro", "token": "0123456789abcdef-r", "scope": "read"}]}"#,
         )
         .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Tokens::load(&p).unwrap_err().to_string();
+        assert!(e.contains("mode 0644"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         let t = Tokens::load(&p).unwrap();
         assert_eq!(
             t.check("Bearer 0123456789abcdef-w").map(|t| t.scope),

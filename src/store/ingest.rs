@@ -4,7 +4,8 @@
 //!
 //! Two steps. [`IngestPlan::walk`] checks every input before anything is
 //! written (a missing path, a socket or an unreadable file stops it with the
-//! store untouched; symlinks and special files met inside directories are
+//! store untouched; symbolic links and empty directories met inside
+//! directories are listed for the trees, special files met there are
 //! skipped and counted). [`Store::ingest_plan`] then stores the inputs in
 //! windows: the small files of a window are read on all cores and stored with
 //! one `put_batch`, large files stream one at a time; results keep the input
@@ -22,7 +23,7 @@ pub use super::files_cache::FileStamp;
 use super::files_cache::{FilesCache, Keys};
 use super::options::PutOptions;
 use super::walk::refuse;
-pub use super::walk::{IngestInput, IngestPlan};
+pub use super::walk::{IngestInput, IngestLink, IngestPlan};
 use super::write::Put;
 use super::Store;
 
@@ -390,8 +391,13 @@ mod tests {
             };
             std::fs::write(src.join(format!("{sub}f{i:02}")), body).unwrap();
         }
-        #[cfg(unix)]
+        // A link is a tree's business, not an input; a FIFO is skipped.
         std::os::unix::fs::symlink(src.join("f01"), src.join("link")).unwrap();
+        assert!(std::process::Command::new("mkfifo")
+            .arg(src.join("fifo"))
+            .status()
+            .unwrap()
+            .success());
         let store = StoreOptions::new().create(true).open(dir.path().join("store")).unwrap();
         let opts = IngestOptions {
             commit_files: 7,

@@ -57,7 +57,7 @@ pub use atomic::AtomicSection;
 pub use changes::{Changes, LogCursor};
 pub use gc::{GcOptions, GcReport, DEFAULT_THRESHOLD as DEFAULT_GC_THRESHOLD};
 pub use ingest::{
-    FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestOptions, IngestPlan, IngestReport, Ingested,
+    FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested,
 };
 pub(crate) use large::{read_full, release_thread_buffers};
 use layout::Layout;

@@ -1,8 +1,9 @@
 //! The first step of an ingest: walking its inputs. Every input is checked
 //! before anything is written (a missing path, a socket, a directory that
-//! cannot be listed stops it with the store untouched); symlinks and special
-//! files met inside directories are skipped and counted, and the store's own
-//! directory is left out wherever the walk meets it. Directories are walked
+//! cannot be listed stops it with the store untouched); symbolic links and
+//! empty directories met inside directories are listed for the trees (a
+//! link is never followed), special files are skipped and counted, and the
+//! store's own directory is left out wherever the walk meets it. Directories are walked
 //! on all cores, results in name order.
 
 use std::fs;
@@ -27,6 +28,15 @@ pub struct IngestInput {
     pub exec: bool,
 }
 
+/// A symbolic link met inside a walked directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestLink {
+    /// The link's path, as found under a given directory.
+    pub path: PathBuf,
+    /// Its target, as the link holds it (never followed).
+    pub target: Vec<u8>,
+}
+
 /// The inputs of an ingest, checked and in order (directories walked in
 /// name order).
 #[derive(Clone, Debug, Default)]
@@ -40,7 +50,14 @@ pub struct IngestPlan {
     pub(super) walked_ns: i64,
     /// The files to store.
     pub inputs: Vec<IngestInput>,
-    /// Symlinks and special files met inside directories and left out.
+    /// Symbolic links met inside directories, in walk order: not stored as
+    /// files, but as links in the directories' trees.
+    pub links: Vec<IngestLink>,
+    /// Directories met inside walked directories that hold nothing a tree
+    /// keeps (no file, link or directory), in walk order.
+    pub empty_dirs: Vec<PathBuf>,
+    /// Special files (sockets, FIFOs, devices) met inside directories and
+    /// left out.
     pub skipped: u64,
     /// Inputs left out because they are the store's own directory or inside it.
     pub excluded: Vec<PathBuf>,
@@ -101,7 +118,7 @@ impl IngestPlan {
                 .iter()
                 .map(|f| match f {
                     Found::File(_) => 1,
-                    Found::Dir(sub) => files(sub),
+                    Found::Dir(_, sub) => files(sub),
                     _ => 0,
                 })
                 .sum()
@@ -116,7 +133,16 @@ impl IngestPlan {
         for f in found {
             match f {
                 Found::File(input) => self.inputs.push(input),
-                Found::Dir(sub) => self.take(sub),
+                Found::Link(link) => self.links.push(link),
+                Found::Dir(path, sub) => {
+                    let holds = sub
+                        .iter()
+                        .any(|f| matches!(f, Found::File(_) | Found::Link(_) | Found::Dir(..)));
+                    if !holds {
+                        self.empty_dirs.push(path);
+                    }
+                    self.take(sub)
+                }
                 Found::Excluded(p) => self.excluded.push(p),
                 Found::Skipped => self.skipped += 1,
             }
@@ -147,7 +173,15 @@ impl IngestPlan {
                 Ok(if ft.is_dir() && self.is_store_dir(&e) {
                     Found::Excluded(p)
                 } else if ft.is_dir() {
-                    Found::Dir(self.walk_tree(&p)?)
+                    let sub = self.walk_tree(&p)?;
+                    Found::Dir(p, sub)
+                } else if ft.is_symlink() {
+                    use std::os::unix::ffi::OsStrExt;
+                    let target = fs::read_link(&p).map_err(|x| refuse(&p, x))?;
+                    Found::Link(IngestLink {
+                        target: target.as_os_str().as_bytes().to_vec(),
+                        path: p,
+                    })
                 } else if ft.is_file() {
                     let md = e.metadata().map_err(|x| refuse(&p, x))?;
                     Found::File(IngestInput {
@@ -157,7 +191,7 @@ impl IngestPlan {
                         exec: is_exec(&md),
                     })
                 } else {
-                    // Symlinks and special files inside a directory are not artifacts.
+                    // Special files inside a directory are not artifacts.
                     Found::Skipped
                 })
             })
@@ -195,11 +229,13 @@ impl IngestPlan {
 /// One entry of a directory, as a walk found it.
 enum Found {
     File(IngestInput),
-    /// A subdirectory's entries, in name order.
-    Dir(Vec<Found>),
+    /// A symbolic link, not followed.
+    Link(IngestLink),
+    /// A subdirectory and its entries, in name order.
+    Dir(PathBuf, Vec<Found>),
     /// The store's own directory.
     Excluded(PathBuf),
-    /// A symlink or special file.
+    /// A special file.
     Skipped,
 }
 

@@ -221,7 +221,7 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result
         secs,
         mbps,
         if rep.skipped > 0 {
-            format!("; skipped {} symlinks or special files", rep.skipped)
+            format!("; skipped {} special files", rep.skipped)
         } else {
             String::new()
         }

@@ -163,6 +163,7 @@ fn kind_word(k: tree::EntryKind) -> &'static str {
         tree::EntryKind::File => "file",
         tree::EntryKind::Exec => "exec",
         tree::EntryKind::Dir => "tree",
+        tree::EntryKind::Link => "link",
     }
 }
 

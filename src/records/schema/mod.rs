@@ -56,6 +56,8 @@ pub enum Kind {
     /// The entries of a tree (see `records::tree`): `[name, kind, size,
     /// id]` each, names valid and in strictly increasing byte order.
     TreeEntries,
+    /// Tree entries that may also be symbolic links (`asl/tree` version 2).
+    TreeEntriesWithLinks,
     /// Any CBOR value.
     Any,
 }
@@ -242,7 +244,8 @@ fn check_kind(kind: &Kind, v: &Value) -> Result<(), String> {
             }
         }
         Kind::Struct(fields) => check_fields(fields, v)?,
-        Kind::TreeEntries => super::tree::check_entries(v)?,
+        Kind::TreeEntries => super::tree::check_entries(v, false)?,
+        Kind::TreeEntriesWithLinks => super::tree::check_entries(v, true)?,
         Kind::Any => {}
     }
     Ok(())

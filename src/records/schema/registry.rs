@@ -141,6 +141,12 @@ pub static REGISTRY: &[RecordType] = &[
         fields: &[req("entries", Kind::TreeEntries)],
     },
     RecordType {
+        name: "asl/tree",
+        version: 2,
+        doc: "a directory holding symbolic links: as version 1, and entries of kind l (a link: its target's artifact and length)",
+        fields: &[req("entries", Kind::TreeEntriesWithLinks)],
+    },
+    RecordType {
         name: "asl/annotation",
         version: 1,
         doc: "labels and a media type attached to an artifact (its subject) without changing its id",

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::{check_name, EntryKind, TREE_TYPE};
+use super::{check_name, version_for, EntryKind, TREE_TYPE};
 use crate::records::cbor;
 use crate::records::envelope::SELF_DESCRIBED;
 use crate::records::RecordError;
@@ -38,7 +38,7 @@ pub(super) fn encode_tree(items: &[Item<'_>]) -> Result<Vec<u8>, RecordError> {
     cbor::head(4, 4, &mut out);
     text("asl", &mut out);
     text(TREE_TYPE, &mut out);
-    cbor::head(0, 1, &mut out);
+    cbor::head(0, version_for(items.iter().map(|i| i.1)), &mut out);
     cbor::head(5, 1, &mut out);
     text("entries", &mut out);
     cbor::head(4, items.len() as u64, &mut out);
@@ -87,49 +87,111 @@ pub struct TreeFile {
     pub id: ArtifactId,
 }
 
+/// A symbolic link to put in a tree: its path relative to the tree's root
+/// and its target, as the link holds it (never followed).
+#[derive(Clone, Debug)]
+pub struct TreeLink {
+    /// Relative path (normal components only).
+    pub path: PathBuf,
+    /// The target path's bytes.
+    pub target: Vec<u8>,
+}
+
+/// What else a tree holds besides files: links, and directories no file
+/// or link lies below (relative paths), which would otherwise not appear.
+#[derive(Clone, Debug, Default)]
+pub struct TreeExtras {
+    /// Symbolic links.
+    pub links: Vec<TreeLink>,
+    /// Empty directories.
+    pub empty_dirs: Vec<PathBuf>,
+}
+
+impl TreeExtras {
+    /// Whether there is nothing besides files.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty() && self.empty_dirs.is_empty()
+    }
+}
+
 enum Node {
     /// A file: size, executable, id.
     File(u64, bool, ArtifactId),
+    /// A link: target length, the target's artifact.
+    Link(u64, ArtifactId),
     Dir(BTreeMap<Vec<u8>, Node>),
+}
+
+/// The names of a relative path's components.
+fn names_of(path: &Path) -> Result<Vec<&[u8]>, RecordError> {
+    let mut names = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => names.push(n.as_bytes()),
+            _ => return Err(RecordError::Input(format!("{}: not a relative path", path.display()))),
+        }
+    }
+    Ok(names)
+}
+
+/// The directory node at `dirs` below `root`, made as needed.
+fn dir_at<'m>(
+    root: &'m mut BTreeMap<Vec<u8>, Node>,
+    dirs: &[&[u8]],
+    path: &Path,
+) -> Result<&'m mut BTreeMap<Vec<u8>, Node>, RecordError> {
+    let mut at = root;
+    for d in dirs {
+        // A directory is named once, by its first entry; the entries after
+        // it find it without an owned copy of the name.
+        if !at.contains_key(*d) {
+            at.insert(d.to_vec(), Node::Dir(BTreeMap::new()));
+        }
+        at = match at.get_mut(*d).expect("inserted above") {
+            Node::Dir(m) => m,
+            _ => {
+                return Err(RecordError::Input(format!(
+                    "{}: a file or link is also a directory",
+                    path.display()
+                )))
+            }
+        };
+    }
+    Ok(at)
 }
 
 /// Stores the trees of a directory holding `files` (every directory on a
 /// file's path gets one) and returns the root tree's id. Uncommitted, like
 /// any put: the caller commits.
 pub fn store_tree(store: &Store, files: &[TreeFile]) -> Result<ArtifactId, RecordError> {
+    store_tree_with(store, files, &TreeExtras::default())
+}
+
+/// [`store_tree`] of a directory that also holds symbolic links and empty
+/// directories. Each link's target is stored as an artifact of its own.
+pub fn store_tree_with(store: &Store, files: &[TreeFile], extras: &TreeExtras) -> Result<ArtifactId, RecordError> {
     let mut root = BTreeMap::new();
-    for f in files {
-        let mut names = Vec::new();
-        for c in f.path.components() {
-            match c {
-                Component::Normal(n) => names.push(n.as_bytes()),
-                _ => return Err(RecordError::Input(format!("{}: not a relative path", f.path.display()))),
-            }
-        }
+    let mut place = |path: &Path, node: Node| -> Result<(), RecordError> {
+        let names = names_of(path)?;
         let Some((leaf, dirs)) = names.split_last() else {
             return Err(RecordError::Input("an empty path in a tree".into()));
         };
-        let mut at = &mut root;
-        for d in dirs {
-            // A directory is named once, by its first file; the files after
-            // it find it without an owned copy of the name.
-            if !at.contains_key(*d) {
-                at.insert(d.to_vec(), Node::Dir(BTreeMap::new()));
-            }
-            let node = at.get_mut(*d).expect("inserted above");
-            at = match node {
-                Node::Dir(m) => m,
-                Node::File(..) => {
-                    return Err(RecordError::Input(format!(
-                        "{}: a file is also a directory",
-                        f.path.display()
-                    )))
-                }
-            };
+        let at = dir_at(&mut root, dirs, path)?;
+        if at.insert(leaf.to_vec(), node).is_some() {
+            return Err(RecordError::Input(format!("{}: named twice", path.display())));
         }
-        if at.insert(leaf.to_vec(), Node::File(f.size, f.exec, f.id)).is_some() {
-            return Err(RecordError::Input(format!("{}: named twice", f.path.display())));
-        }
+        Ok(())
+    };
+    for f in files {
+        place(&f.path, Node::File(f.size, f.exec, f.id))?;
+    }
+    for l in &extras.links {
+        let id = store.put_with(&l.target, &crate::PutOptions::default())?.id;
+        place(&l.path, Node::Link(l.target.len() as u64, id))?;
+    }
+    for d in &extras.empty_dirs {
+        let names = names_of(d)?;
+        dir_at(&mut root, &names, d)?;
     }
     Ok(store_dir(store, &root)?.0)
 }
@@ -142,6 +204,7 @@ fn store_dir(store: &Store, dir: &BTreeMap<Vec<u8>, Node>) -> Result<(ArtifactId
     for (name, node) in dir {
         items.push(match node {
             Node::File(size, exec, id) => (name, file_kind(*exec), *size, *id),
+            Node::Link(size, id) => (name, EntryKind::Link, *size, *id),
             Node::Dir(sub) => {
                 let (id, size) = store_dir(store, sub)?;
                 (name, EntryKind::Dir, size, id)
@@ -150,39 +213,53 @@ fn store_dir(store: &Store, dir: &BTreeMap<Vec<u8>, Node>) -> Result<(ArtifactId
     }
     put_entries(store, &items)
 }
-/// Stores every regular file below directory `dir` and the trees holding
-/// them; returns the root tree's id (uncommitted). Symbolic links and
-/// special files are refused: a tree holds files and directories only.
+/// Stores every regular file below directory `dir`, its symbolic links
+/// (as links, never followed), its empty directories and the trees holding
+/// them; returns the root tree's id (uncommitted). Special files are
+/// refused: a tree holds files, links and directories only.
 pub fn store_directory(store: &Store, dir: &Path) -> Result<ArtifactId, RecordError> {
     use std::os::unix::fs::PermissionsExt;
     let io_err = |p: &Path, e: std::io::Error| RecordError::Input(format!("{}: {e}", p.display()));
+    let below = |p: &Path| p.strip_prefix(dir).expect("below dir").to_path_buf();
     let mut files = Vec::new();
+    let mut extras = TreeExtras::default();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        let mut empty = true;
         for e in std::fs::read_dir(&d).map_err(|e| io_err(&d, e))? {
+            empty = false;
             let path = e.map_err(|e| io_err(&d, e))?.path();
             let md = std::fs::symlink_metadata(&path).map_err(|e| io_err(&path, e))?;
-            if md.is_dir() {
+            if md.is_symlink() {
+                let target = std::fs::read_link(&path).map_err(|e| io_err(&path, e))?;
+                extras.links.push(TreeLink {
+                    path: below(&path),
+                    target: target.as_os_str().as_bytes().to_vec(),
+                });
+            } else if md.is_dir() {
                 stack.push(path);
             } else if md.is_file() {
                 let id = store
                     .put_file_with(&path, &crate::PutOptions::default(), &mut |_| {})?
                     .id;
                 files.push(TreeFile {
-                    path: path.strip_prefix(dir).expect("below dir").to_path_buf(),
+                    path: below(&path),
                     size: md.len(),
                     exec: md.permissions().mode() & 0o111 != 0,
                     id,
                 });
             } else {
                 return Err(RecordError::Input(format!(
-                    "{} is neither a file nor a directory",
+                    "{} is neither a file, a link nor a directory",
                     path.display()
                 )));
             }
         }
+        if empty && d != dir {
+            extras.empty_dirs.push(below(&d));
+        }
     }
-    store_tree(store, &files)
+    store_tree_with(store, &files, &extras)
 }
 
 #[cfg(test)]
@@ -230,6 +307,37 @@ mod tests {
             let want = tree_record(entries.clone()).unwrap().encode().unwrap();
             assert_eq!(encode_tree(&items).unwrap(), want, "{count} entries");
         }
+    }
+
+    #[test]
+    fn the_empty_tree_and_link_trees_are_as_specified() {
+        // spec/records.md: the empty tree's bytes.
+        let mut want = vec![0xd9, 0xd9, 0xf7, 0x84, 0x63];
+        want.extend_from_slice(b"asl");
+        want.push(0x68);
+        want.extend_from_slice(b"asl/tree");
+        want.extend_from_slice(&[0x01, 0xa1, 0x67]);
+        want.extend_from_slice(b"entries");
+        want.push(0x80);
+        assert_eq!(encode_tree(&[]).unwrap(), want);
+        // A link makes the tree version 2, both ways of encoding it.
+        let e = TreeEntry {
+            name: b"l".to_vec(),
+            kind: EntryKind::Link,
+            size: 3,
+            id: id(9),
+        };
+        let r = tree_record(vec![e.clone()]).unwrap();
+        assert_eq!(r.version, 2);
+        assert_eq!(
+            encode_tree(&[(b"l", EntryKind::Link, 3, id(9))]).unwrap(),
+            r.encode().unwrap()
+        );
+        assert_eq!(crate::records::tree::parse_tree(&r).unwrap(), vec![e]);
+        // A version 1 tree holding a link is refused.
+        let mut v1 = r.clone();
+        v1.version = 1;
+        assert!(crate::records::tree::parse_tree(&v1).is_err());
     }
 
     #[test]

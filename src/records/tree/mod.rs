@@ -5,10 +5,14 @@
 //! A tree lists its entries sorted by name bytes, each `[name, kind, size,
 //! id]`: names are byte strings (a file name that is not UTF-8 survives),
 //! the kind is `"f"` (file), `"x"` (executable file: the one mode bit kept,
-//! as git keeps it) or `"d"` (directory, whose id is its tree's and whose
-//! size is the bytes of every file below it). Like git, a tree holds no
-//! empty directories, symlinks or special files: the walk that ingests a
-//! directory skips them and counts them.
+//! as git keeps it), `"d"` (directory, whose id is its tree's and whose
+//! size is the bytes of every file below it; an empty directory names the
+//! empty tree) or `"l"` (symbolic link: its id is the artifact holding the
+//! link's target path, its size that path's length; restored as a link,
+//! never followed). A tree holding a link is version 2, any other version 1
+//! (the bytes, and so the ids, of trees without links are what they were
+//! before links were kept). Special files are not in trees: the walk that
+//! ingests a directory skips them and counts them.
 //!
 //! A subtree is stored before the tree that names it, all in the caller's
 //! batch, so that once a commit makes the root visible every tree and file
@@ -25,7 +29,7 @@ use crate::{ArtifactId, Store};
 
 mod build;
 mod walked;
-pub use build::{store_directory, store_tree, TreeFile};
+pub use build::{store_directory, store_tree, store_tree_with, TreeExtras, TreeFile, TreeLink};
 pub use walked::trees_of_ingest;
 
 /// The record type of trees.
@@ -40,6 +44,8 @@ pub enum EntryKind {
     Exec,
     /// A directory: the entry's id is a tree.
     Dir,
+    /// A symbolic link: the entry's id is the artifact holding its target.
+    Link,
 }
 
 impl EntryKind {
@@ -48,7 +54,18 @@ impl EntryKind {
             EntryKind::File => "f",
             EntryKind::Exec => "x",
             EntryKind::Dir => "d",
+            EntryKind::Link => "l",
         }
+    }
+}
+
+/// The tree record version for entries of these kinds: 2 when one is a
+/// link, else 1.
+pub(super) fn version_for(mut kinds: impl Iterator<Item = EntryKind>) -> u64 {
+    if kinds.any(|k| k == EntryKind::Link) {
+        2
+    } else {
+        1
     }
 }
 
@@ -57,12 +74,57 @@ impl EntryKind {
 pub struct TreeEntry {
     /// The name, as bytes (not a path: no `/`, not `.` or `..`).
     pub name: Vec<u8>,
-    /// File, executable file or directory.
+    /// File, executable file, directory or symbolic link.
     pub kind: EntryKind,
-    /// A file's length; a directory's total file bytes.
+    /// A file's length; a directory's total file bytes; a link's target
+    /// length.
     pub size: u64,
-    /// The file's artifact id, or the directory's tree id.
+    /// The file's artifact id, the directory's tree id, or the artifact
+    /// holding the link's target.
     pub id: ArtifactId,
+}
+
+/// The id of the tree with no entries (what an empty directory names).
+pub fn empty_tree_id() -> ArtifactId {
+    let bytes = build::encode_tree(&[]).expect("the empty tree encodes");
+    ArtifactId::of(&bytes)
+}
+
+/// What entries found by [`walk`] (paths relative to a new tree's root)
+/// are built back from: the files, and the links (their targets read back,
+/// verified) and empty directories; other directories follow from what
+/// they hold.
+pub fn parts_of(
+    store: &dyn Source,
+    entries: impl IntoIterator<Item = (Vec<u8>, TreeEntry)>,
+) -> Result<(Vec<TreeFile>, TreeExtras), RecordError> {
+    let empty = empty_tree_id();
+    let mut files = Vec::new();
+    let mut extras = TreeExtras::default();
+    for (path, e) in entries {
+        let path = std::path::PathBuf::from(OsStr::from_bytes(&path));
+        match e.kind {
+            EntryKind::File | EntryKind::Exec => files.push(TreeFile {
+                path,
+                size: e.size,
+                exec: e.kind == EntryKind::Exec,
+                id: e.id,
+            }),
+            EntryKind::Link => extras.links.push(TreeLink {
+                path,
+                target: store.read(&e.id)?,
+            }),
+            EntryKind::Dir if e.id == empty => extras.empty_dirs.push(path),
+            EntryKind::Dir => {}
+        }
+    }
+    Ok((files, extras))
+}
+
+/// Whether a walked entry is one a tree is built back from: anything but a
+/// directory that holds something.
+pub fn is_leaf(e: &TreeEntry) -> bool {
+    e.kind != EntryKind::Dir || e.id == empty_tree_id()
 }
 
 /// Checks a name: not empty, no `/` or NUL, not `.` or `..`.
@@ -89,20 +151,24 @@ pub fn tree_record(mut entries: Vec<TreeEntry>) -> Result<Record, RecordError> {
         })
         .collect();
     let body = Value::Map(vec![(Value::text("entries"), Value::Array(items))]);
-    let r = Record::new(TREE_TYPE, 1, body);
+    let r = Record::new(TREE_TYPE, version_for(entries.iter().map(|e| e.kind)), body);
     super::schema::check(&r)?;
     Ok(r)
 }
 
 /// Checks a tree body's entries (the schema's custom rule): each a
-/// well-formed entry, names valid and strictly increasing.
-pub(super) fn check_entries(v: &Value) -> Result<(), String> {
+/// well-formed entry, names valid and strictly increasing; links only
+/// where `links` (version 2).
+pub(super) fn check_entries(v: &Value, links: bool) -> Result<(), String> {
     let Value::Array(items) = v else {
         return Err(format!("{v} is not an array"));
     };
     let mut prev: Option<&[u8]> = None;
     for (i, item) in items.iter().enumerate() {
-        let (name, _, _, _) = entry_parts(item).map_err(|e| format!("[{i}]: {e}"))?;
+        let (name, kind, _, _) = entry_parts(item).map_err(|e| format!("[{i}]: {e}"))?;
+        if kind == EntryKind::Link && !links {
+            return Err(format!("[{i}]: a version 1 tree holds no symbolic links"));
+        }
         if prev.is_some_and(|p| p >= name) {
             return Err(format!("[{i}]: names not in strictly increasing byte order"));
         }
@@ -127,7 +193,8 @@ fn entry_parts(v: &Value) -> Result<EntryParts<'_>, String> {
         "f" => EntryKind::File,
         "x" => EntryKind::Exec,
         "d" => EntryKind::Dir,
-        other => return Err(format!("entry kind {other:?} is not f, x or d")),
+        "l" => EntryKind::Link,
+        other => return Err(format!("entry kind {other:?} is not f, x, d or l")),
     };
     let id: [u8; 32] = id
         .as_slice()
@@ -157,7 +224,7 @@ pub fn read_tree(store: &dyn Source, id: &ArtifactId) -> Result<Vec<TreeEntry>, 
 
 /// The entries of a tree record.
 pub fn parse_tree(r: &Record) -> Result<Vec<TreeEntry>, RecordError> {
-    if r.type_name != TREE_TYPE || r.version != 1 {
+    if r.type_name != TREE_TYPE || !(1..=2).contains(&r.version) {
         return Err(RecordError::NotARecord(format!(
             "a {} version {} record, not a tree",
             r.type_name, r.version
@@ -305,7 +372,9 @@ fn removed_or_added(
     removed: bool,
     out: &mut Vec<Change>,
 ) -> Result<(), RecordError> {
-    if e.kind == EntryKind::Dir {
+    // An empty directory is a change of its own; another one is the
+    // changes of what it holds.
+    if e.kind == EntryKind::Dir && e.id != empty_tree_id() {
         let (a, b) = if removed {
             (Some(&e.id), None)
         } else {
@@ -345,7 +414,8 @@ pub fn checkout(store: &dyn Source, id: &ArtifactId, dir: &Path, overwrite: bool
         Err(e) => return Err(io(format!("read {}", dir.display()), e)),
     }
     // Directories first (a parent is walked before what it holds), then the
-    // files on every core: a checkout is mostly system calls per file.
+    // files and links on every core: a checkout is mostly system calls per
+    // file.
     for (path, e) in &entries {
         if e.kind == EntryKind::Dir {
             let to = dir.join(OsStr::from_bytes(path));
@@ -359,14 +429,38 @@ pub fn checkout(store: &dyn Source, id: &ArtifactId, dir: &Path, overwrite: bool
     use rayon::prelude::*;
     let files: Vec<&(Vec<u8>, TreeEntry)> = entries.iter().filter(|(_, e)| e.kind != EntryKind::Dir).collect();
     files.par_iter().try_for_each(|(path, e)| {
-        write_file(
-            store,
-            &e.id,
-            &dir.join(OsStr::from_bytes(path)),
-            e.kind == EntryKind::Exec,
-        )
+        let to = dir.join(OsStr::from_bytes(path));
+        match e.kind {
+            EntryKind::Link => write_link(store, &e.id, &to),
+            _ => write_file(store, &e.id, &to, e.kind == EntryKind::Exec),
+        }
     })?;
     Ok(files.len() as u64)
+}
+
+/// Makes `to` a symbolic link to the target held by artifact `id` (read
+/// verified), replacing what is there. The target is only written, never
+/// followed: a link may point anywhere, as it did where it was ingested.
+pub(crate) fn write_link(store: &dyn Source, id: &ArtifactId, to: &Path) -> Result<(), RecordError> {
+    let target = store.read(id)?;
+    if target.is_empty() || target.contains(&0) {
+        return Err(RecordError::Input(format!(
+            "{}: artifact {id} is not a link target (empty, or holds NUL)",
+            to.display()
+        )));
+    }
+    let mut name = to.file_name().unwrap_or_default().to_os_string();
+    name.push(".asl-checkout");
+    let tmp = to.with_file_name(name);
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(OsStr::from_bytes(&target), &tmp)
+        .map_err(|e| io(format!("create link {}", tmp.display()), e))?;
+    // Renamed over whatever has the name: a link to a directory is
+    // replaced itself, never entered.
+    std::fs::rename(&tmp, to).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(format!("rename to {}", to.display()), e)
+    })
 }
 
 /// A file-system error while checking out, with what was being done.

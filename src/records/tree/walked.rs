@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::build::{file_kind, put_entries, store_tree, Item, TreeFile};
+use super::build::{file_kind, put_entries, Item, TreeFile};
 use super::EntryKind;
 use crate::records::RecordError;
 use crate::{ArtifactId, Store};
@@ -203,6 +203,22 @@ pub fn trees_of_ingest(
         // inputs, whose subdirectories are built on all cores. A path that
         // is not plain after them fails the ordered builders, and the
         // general way takes the exact `strip_prefix`.
+        // Links and empty directories below the root: the general way,
+        // which places them beside the files.
+        let mut extras = super::TreeExtras::default();
+        for l in &plan.links {
+            if let Ok(rel) = l.path.strip_prefix(root) {
+                extras.links.push(super::TreeLink {
+                    path: rel.to_path_buf(),
+                    target: l.target.clone(),
+                });
+            }
+        }
+        for d in &plan.empty_dirs {
+            if let Ok(rel) = d.strip_prefix(root) {
+                extras.empty_dirs.push(rel.to_path_buf());
+            }
+        }
         let r = root.as_os_str().as_bytes();
         let plain_root = plain(r.strip_prefix(b"/").unwrap_or(r));
         let below = || {
@@ -211,9 +227,13 @@ pub fn trees_of_ingest(
                 Some((rel, done.put.len, input.exec, done.put.id))
             })
         };
-        let ordered = match run_below(plan, r).filter(|_| plain_root) {
-            Some(run) => store_run(store, plan, report, run, r.len() + 1)?,
-            None => store_in_walk_order(store, below())?,
+        let ordered = if !extras.is_empty() {
+            None
+        } else {
+            match run_below(plan, r).filter(|_| plain_root) {
+                Some(run) => store_run(store, plan, report, run, r.len() + 1)?,
+                None => store_in_walk_order(store, below())?,
+            }
         };
         // A walk lists a directory's files in the order its trees hold
         // them; anything else (never seen from a walk) takes the general way.
@@ -228,7 +248,7 @@ pub fn trees_of_ingest(
                         id,
                     })
                     .collect();
-                store_tree(store, &files)?
+                super::store_tree_with(store, &files, &extras)?
             }
         };
         out.push((root.clone(), id));
@@ -250,6 +270,7 @@ fn plain(p: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::tree::store_tree;
 
     fn id(n: u64) -> ArtifactId {
         ArtifactId::of(&n.to_le_bytes())
