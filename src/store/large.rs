@@ -520,6 +520,7 @@ pub(super) fn with_buf<T>(which: Buf, f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
 /// process whose puts run on many short-lived or pooled threads (a server's
 /// blocking pool) calls it after each put, so memory follows the puts in
 /// flight rather than every thread that ever ran one.
+#[cfg(feature = "server")]
 pub(crate) fn release_thread_buffers() {
     for key in [&HASH_BUF, &STREAM_BUF] {
         drop(key.with(|c| c.take()));

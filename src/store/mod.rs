@@ -59,7 +59,9 @@ pub use gc::{GcOptions, GcReport, DEFAULT_THRESHOLD as DEFAULT_GC_THRESHOLD};
 pub use ingest::{
     FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested,
 };
-pub(crate) use large::{read_full, release_thread_buffers};
+pub(crate) use large::read_full;
+#[cfg(feature = "server")]
+pub(crate) use large::release_thread_buffers;
 use layout::Layout;
 pub use layout::{decode_store_file, encode_store_file};
 pub use maint::{Problem, StoreStat, VerifyReport};
