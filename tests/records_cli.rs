@@ -165,9 +165,18 @@ fn types_lists_the_registry() {
         .iter()
         .map(|t| t["type"].as_str().unwrap())
         .collect();
+    let tree_versions: Vec<u64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["type"] == "asl/tree")
+        .map(|t| t["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tree_versions, [1, 2], "trees without and with symbolic links");
     assert_eq!(
         names,
         [
+            "asl/tree",
             "asl/tree",
             "asl/annotation",
             "asl/digest",
