@@ -458,20 +458,31 @@ pub(super) fn pinned_imports(store: &Store) -> Result<Vec<PinnedImport>> {
         let Some(remote) = pin.strip_prefix("asl.import.") else {
             continue;
         };
-        if let Some(imp) = decode_import(store, remote, rid) {
+        if let Some(imp) = decode_import(store, remote, rid)? {
             out.push(imp);
         }
     }
     Ok(out)
 }
 
-/// The import record `rid` of `remote`, or `None` when it cannot be read
-/// or is not a well-formed import record.
-fn decode_import(store: &Store, remote: &str, rid: ArtifactId) -> Option<PinnedImport> {
-    let r = records::get(store as &dyn records::Source, &rid).ok()?;
+/// The import record `rid` of `remote`, or `None` when it is gone,
+/// damaged or not a well-formed import record. An I/O failure is an error:
+/// what cannot be read now is not taken for gone.
+fn decode_import(store: &Store, remote: &str, rid: ArtifactId) -> Result<Option<PinnedImport>> {
+    let r = match records::get(store as &dyn records::Source, &rid) {
+        Ok(r) => r,
+        Err(records::RecordError::Store(e @ Error::Io { .. })) => return Err(e),
+        Err(_) => return Ok(None),
+    };
     if r.type_name != IMPORT_TYPE {
-        return None;
+        return Ok(None);
     }
+    Ok(parse_import(&r, remote, rid))
+}
+
+/// The fields of import record `r`, or `None` when one is missing or
+/// malformed.
+fn parse_import(r: &Record, remote: &str, rid: ArtifactId) -> Option<PinnedImport> {
     let bytes = |k: &str| match r.body.get(k) {
         Some(Value::Bytes(b)) => Some(b.as_slice()),
         _ => None,
