@@ -165,18 +165,22 @@ print(s.server_address[1], flush=True)
 s.serve_forever()
 "#;
 
-/// Starts the lying peer over `files`; its port.
-fn liar(files: &Path, mode: &str) -> (Killed, u16) {
+/// Starts a Python peer (`script` with `args`) that prints its port first.
+fn python_peer(script: &str, args: &[&str]) -> (Killed, u16) {
     let mut child = Command::new("python3")
-        .args(["-c", LIAR])
-        .arg(files)
-        .arg(mode)
+        .args(["-c", script])
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut port = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut port).unwrap();
     (Killed(child), port.trim().parse().unwrap())
+}
+
+/// Starts the lying peer over `files`; its port.
+fn liar(files: &Path, mode: &str) -> (Killed, u16) {
+    python_peer(LIAR, &[files.to_str().unwrap(), mode])
 }
 
 #[test]
@@ -489,15 +493,8 @@ fn a_lying_mirror_beside_an_honest_one_does_not_fail_the_fetch() {
     let refs: Vec<&str> = x.iter().map(String::as_str).collect();
     ok(&a, &[&["publish"][..], &refs].concat());
     let s = common::server::start_on(tempfile::tempdir().unwrap(), a.clone(), &[], None);
-    let mut child = Command::new("python3")
-        .args(["-c", FLIPPER, &s.url])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut port).unwrap();
-    let _flipper = Killed(child);
-    let liar = format!("http://127.0.0.1:{}", port.trim());
+    let (_flipper, port) = python_peer(FLIPPER, &[&s.url]);
+    let liar = format!("http://127.0.0.1:{port}");
     for (store, honest) in [("b", s.url.clone()), ("c", a.display().to_string())] {
         let b = tmp.path().join(store);
         ok(&b, &["remote", "add", "liar", &liar]);

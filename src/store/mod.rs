@@ -55,6 +55,7 @@ use crate::snapshot::CurrentId;
 
 pub use atomic::AtomicSection;
 pub use changes::{Changes, LogCursor};
+pub(crate) use files_cache::now_ns;
 pub use gc::{GcOptions, GcReport, DEFAULT_THRESHOLD as DEFAULT_GC_THRESHOLD};
 pub use ingest::{
     FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested,

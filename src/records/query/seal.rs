@@ -30,6 +30,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::fsutil::{le_u32, le_u64};
+use crate::store::now_ns;
 
 const MAGIC: [u8; 8] = *b"ASLQSEAL";
 const VERSION: u32 = 1;
@@ -51,13 +52,6 @@ type Stamp = (u64, i64, i64);
 /// trusted without hashing again: a write in the same timestamp tick as
 /// the hash would leave the metadata as it was (git's "racily clean").
 const RACY_NS: i64 = 1_000_000_000;
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
 
 /// The files of one index directory as sealed or checked.
 #[derive(Clone, Debug, Default)]
