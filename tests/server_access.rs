@@ -518,3 +518,193 @@ fn puts_by_a_published_only_writer_do_not_confirm_internal_content() {
         );
     }
 }
+
+/// Every route of the router, walked from the server's own route table
+/// (`asl::server::route_table`), by a published-only token that may write:
+/// on none of them does an internal artifact exist. Reads that name one
+/// answer 404, listings and queries leave it out, puts of its bytes are
+/// answered as new, and no answer carries its id, its SHA-256 or its bytes.
+/// The table is checked against the router too: every method a route does
+/// not list is refused with 405, every one it lists is routed.
+#[test]
+fn every_route_sees_no_internal_artifact_through_a_published_only_view() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let internal = noise(61, 3000);
+    let (iid, isha) = (
+        blake3::hash(&internal).to_hex().to_string(),
+        hex(&sha2::Sha256::digest(&internal)),
+    );
+    let public = b"published bytes".to_vec();
+    let pid = blake3::hash(&public).to_hex().to_string();
+    {
+        let s = asl::StoreOptions::new().create(true).open(&store).unwrap();
+        s.put_with(&public, &asl::PutOptions::new().visibility(asl::Visibility::Published))
+            .unwrap();
+        s.commit().unwrap();
+    }
+    // A receipt that read the internal artifact, for lineage.
+    let input = dir.path().join("internal");
+    std::fs::write(&input, &internal).unwrap();
+    let prog = dir.path().join("p.yaml");
+    std::fs::write(
+        &prog,
+        format!(
+            "nodes:\n  h:\n    op: hash\n    inputs: [\"file:{}\"]\n",
+            input.display()
+        ),
+    )
+    .unwrap();
+    let o = common::aslctl(&store, &["pel", "run", prog.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let tokens = r#"{"tokens": [
+        {"name": "root", "token": "admin-token-0123456789", "scope": "admin"},
+        {"name": "peer", "token": "peer-writer-0123456789", "scope": "write", "sees": "published"}]}"#;
+    let s = start_on(dir, store, &[], Some(tokens));
+    let (root, peer) = (
+        "Authorization: Bearer admin-token-0123456789",
+        "Authorization: Bearer peer-writer-0123456789",
+    );
+    let files = tempfile::tempdir().unwrap();
+    let body_file = files.path().join("body");
+    std::fs::write(&body_file, &internal).unwrap();
+    let send = |who: &str, method: &str, path: &str, body: Option<&str>| {
+        let url = format!("{}{path}", s.url);
+        let mut args = vec!["-H", who, "-X", method];
+        let data;
+        match (method, body) {
+            ("HEAD", _) => args = vec!["-H", who, "-I"],
+            (_, Some(b)) => {
+                data = b.to_string();
+                args.extend(["-H", "content-type: application/json", "--data-binary", &data]);
+            }
+            ("PUT", None) => {
+                data = format!("@{}", body_file.display());
+                args.extend(["--data-binary", &data]);
+            }
+            _ => {}
+        }
+        args.push(&url);
+        curl(&args)
+    };
+    // The owner stores the internal bytes under every build-cache key, labels
+    // them and takes a snapshot holding them.
+    let (ac, cc) = ("ab".repeat(32), "0123456789abcdef0123456789abcdef".to_string());
+    for p in [
+        format!("/cas/{isha}"),
+        format!("/ac/{ac}"),
+        format!("/ccache/{cc}"),
+        format!("/ccache/{}/{}", &cc[..2], &cc[2..]),
+        format!("/v1/artifacts/{iid}"),
+    ] {
+        let (code, b) = send(root, "PUT", &p, None);
+        assert!(
+            code == 200 || code == 201,
+            "PUT {p}: {code} {}",
+            String::from_utf8_lossy(&b)
+        );
+    }
+    let label = r#"{"labels": {"team": "secret"}}"#.to_string();
+    assert_eq!(
+        send(root, "POST", &format!("/v1/artifacts/{iid}/labels"), Some(&label)).0,
+        201
+    );
+    assert_eq!(send(root, "POST", "/v1/snapshots", Some(r#"{"name": "s1"}"#)).0, 201);
+    assert_eq!(send(root, "GET", &format!("/v1/artifacts/{iid}"), None).0, 200);
+
+    // Its twin: bytes, keys and names the store lacks, asked for the same
+    // way. To the peer, the internal artifact must be answered exactly as
+    // its twin is.
+    let absent = noise(62, internal.len());
+    let (aid, asha) = (
+        blake3::hash(&absent).to_hex().to_string(),
+        hex(&sha2::Sha256::digest(&absent)),
+    );
+    let (ac2, cc2) = ("cd".repeat(32), "fedcba9876543210fedcba9876543210".to_string());
+    let absent_file = files.path().join("absent");
+    std::fs::write(&absent_file, &absent).unwrap();
+    let normal = |answer: &[u8]| {
+        let text = String::from_utf8_lossy(answer);
+        let text: String = text
+            .lines()
+            .filter(|l| !l.to_ascii_lowercase().starts_with("date:"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        [(&iid, &aid), (&isha, &asha), (&ac, &ac2), (&cc, &cc2)]
+            .iter()
+            .fold(text, |t, (a, b)| t.replace(a.as_str(), "X").replace(b.as_str(), "X"))
+            .replace(&cc[2..], "X")
+            .replace(&cc2[2..], "X")
+    };
+    let leaks = |answer: &[u8]| {
+        let text = String::from_utf8_lossy(answer);
+        text.contains(&iid) || text.contains(&isha) || answer.windows(64).any(|w| w == &internal[..64])
+    };
+    let mut walked = 0;
+    for (route, methods) in asl::server::route_table() {
+        let fill = |id: &str, sha: &str, ac: &str, cc: &str| {
+            let path = route
+                .replace("{id}", id)
+                .replace("{name}", "s1")
+                .replace("{dir}", &cc[..2])
+                .replace("{rest}", &cc[2..]);
+            match route {
+                "/ac/{key}" => path.replace("{key}", ac),
+                "/cas/{key}" => path.replace("{key}", sha),
+                "/ccache/{key}" => path.replace("{key}", cc),
+                "/v1/find" => format!("{path}?label=team=secret"),
+                _ => path,
+            }
+        };
+        let (path, twin) = (fill(&iid, &isha, &ac, &cc), fill(&aid, &asha, &ac2, &cc2));
+        assert!(
+            !path.contains('{'),
+            "a route the test does not know how to call: {route}"
+        );
+        let names_it = path != twin;
+        for method in ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH"] {
+            if !methods.contains(&method) {
+                assert_eq!(
+                    send(root, method, &path, None).0,
+                    405,
+                    "{method} {route} is not in the table"
+                );
+                continue;
+            }
+            walked += 1;
+            let body = |id: &str| match (method, route) {
+                ("POST", "/v1/artifacts:missing") => Some(format!(r#"{{"ids": ["{id}"]}}"#)),
+                ("POST", "/v1/records") => Some(
+                    r#"{"type": "asl/annotation", "body": {"subject": "b3:PID", "labels": {"k": "v"}}}"#
+                        .replace("PID", &pid),
+                ),
+                ("POST", "/v1/artifacts/{id}/labels") => Some(label.clone()),
+                ("POST", "/v1/snapshots") => Some(r#"{"name": "s2"}"#.to_string()),
+                _ => None,
+            };
+            let (code, answer) = send(peer, method, &path, body(&iid).as_deref());
+            let what = format!("{method} {path}: {code} {}", String::from_utf8_lossy(&answer));
+            assert_ne!(code, 405, "{what}: the table says the route takes it");
+            if names_it || method == "PUT" || route == "/v1/artifacts:missing" {
+                if method == "PUT" {
+                    std::fs::copy(&absent_file, &body_file).unwrap();
+                }
+                let (tcode, tanswer) = send(peer, method, &twin, body(&aid).as_deref());
+                std::fs::write(&body_file, &internal).unwrap();
+                assert_eq!(
+                    (code, normal(&answer)),
+                    (tcode, normal(&tanswer)),
+                    "{method} {route}: the internal artifact is answered unlike one the store lacks"
+                );
+            } else {
+                assert!(
+                    !leaks(&answer),
+                    "{what}: the answer names or carries the internal artifact"
+                );
+                assert!(code < 500, "{what}");
+            }
+        }
+    }
+    assert!(walked >= 30, "{walked} route and method pairs walked");
+}

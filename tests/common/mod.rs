@@ -250,7 +250,6 @@ pub fn stderr_of(o: &std::process::Output) -> String {
 
 /// Runs `python3 SCRIPT ARG` (SCRIPT relative to the repository) and
 /// parses what it prints as JSON; `needs` says what to install when it fails.
-#[cfg(feature = "json")]
 pub fn py_json(script: &str, arg: &Path, needs: &str) -> serde_json::Value {
     let o = std::process::Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))

@@ -568,30 +568,7 @@ pub(crate) fn lineage(json_out: bool, dir: &Path, id: &str, descendants: bool, d
     if dot {
         print!("{}", g.to_dot());
     } else if json_out {
-        let steps: Vec<_> = g
-            .steps
-            .iter()
-            .map(|(rid, st)| {
-                let d = &st.detail;
-                json!({
-                    "receipt": rid.to_hex(), "node": d.node, "op": d.op, "program": d.program.to_hex(),
-                    "run_id": d.run_id, "started_at": d.started_at,
-                    "inputs": d.inputs.iter().map(|(i, _, _)| json!({"name": i.name, "id": i.id.to_hex()})).collect::<Vec<_>>(),
-                    "outputs": d.produced().iter().map(|(n, o)| json!({"name": n, "id": o.to_hex()})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let artifacts: serde_json::Map<_, _> = g
-            .artifacts
-            .iter()
-            .map(|(a, p)| (a.to_hex(), json!(if *p { "present" } else { "content removed" })))
-            .collect();
-        out!(
-            "{}",
-            json!({"artifact": id.to_hex(), "direction": if descendants {"descendants"} else {"ancestors"},
-                   "steps": steps, "artifacts": artifacts,
-                   "edits": g.edits.values().map(|e| json!({"log": e.log.to_hex(), "overlay": e.overlay.to_hex(), "base": e.base.to_hex()})).collect::<Vec<_>>()})
-        );
+        out!("{}", g.to_json());
     } else {
         print!("{}", g.to_text());
         if g.steps.is_empty() && g.edits.is_empty() {

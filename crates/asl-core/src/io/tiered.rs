@@ -1,0 +1,1069 @@
+//! A store that lives in a bucket (feature `s3`): sealed segments go to
+//! S3-compatible object storage and leave the local disk; the open segment,
+//! the log, the checkpoint and the index stay local.
+//!
+//! [`TieredBackend`] is the local file system with three differences, all
+//! under the store directory:
+//!
+//! - A sealed segment is *offloaded* once the store says its seal is
+//!   committed ([`Backend::offload`]): a background thread uploads it (one
+//!   put, or a multipart upload that only appears whole), and only then
+//!   deletes the local copy. An upload that fails is retried with backoff
+//!   and, if the process ends first, queued again at the next open, because
+//!   the local copy stays until the bucket has it. So nothing the store
+//!   acknowledged ever exists only in a half-sent object.
+//! - Reads of an offloaded segment fetch byte ranges from the bucket in
+//!   pages of [`PAGE`] bytes, several missing pages in one request, through a
+//!   page cache on local disk bounded by a byte budget with least-recently-
+//!   used eviction. Each cached page carries a CRC32C, so a damaged cache
+//!   file is fetched again rather than reported as a damaged segment; what
+//!   the bucket returns is checked by the store's own block checksums and
+//!   artifact hashes like any other read.
+//! - `CHECKPOINT` and snapshot files are mirrored to the bucket after each
+//!   change (and snapshot files deleted with their local copy), so a store
+//!   rebuilt from the bucket alone gets its snapshots and pins back.
+//!
+//! The `BUCKET` file in the store directory says which bucket, and is what
+//! makes an ordinary open use this backend ([`TierConfig`]).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::bucket::Bucket;
+pub use super::BUCKET_FILE;
+use super::{Backend, GrowingMap, LocalBackend, LockGuard, Mapped, OpenMode, StoreFile};
+
+/// Bytes per cached page and per unit of a ranged fetch.
+pub const PAGE: u64 = 1 << 20;
+/// Pages fetched at most at once (a long read streams in 8 MiB steps).
+const RUN: u64 = 16;
+/// Pages per request within a run: a run is fetched as this many
+/// concurrent requests, since one stream from an object store is slower
+/// than several.
+const PER_REQUEST: u64 = 4;
+/// Failed attempts at the queue's head after which `settle` gives up.
+const SETTLE_ATTEMPTS: u32 = 3;
+
+/// Magic first line of the `BUCKET` file.
+pub const BUCKET_MAGIC: &str = "ASLBUCKET";
+/// The object naming the one directory that may write the store.
+pub const LEASE: &str = "LEASE";
+/// Magic first line of the `LEASE` object.
+pub const LEASE_MAGIC: &str = "ASLLEASE";
+/// Default page cache budget: 1 GiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+
+/// Which bucket a store lives in and how much local disk its page cache
+/// may use: the `BUCKET` file, a few `key=value` lines after a magic and
+/// version line, closed by a CRC32C of everything before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TierConfig {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    /// Page cache budget in bytes.
+    pub cache_bytes: u64,
+    /// This directory's writer identity (32 hex digits): what the bucket's
+    /// `LEASE` must name for it to write.
+    pub holder: String,
+}
+
+impl TierConfig {
+    /// A configuration with a new random holder identity.
+    pub fn new(url: &str, cache_bytes: u64) -> Self {
+        let mut id = [0u8; 16];
+        for (i, c) in id.chunks_mut(8).enumerate() {
+            c.copy_from_slice(&rand_suffix().wrapping_add(i as u64).to_le_bytes());
+        }
+        Self {
+            url: url.to_string(),
+            cache_bytes,
+            holder: id.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// The file's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        crate::textfile::frame(
+            BUCKET_MAGIC,
+            &[
+                format!("url={}", self.url),
+                format!("cache_bytes={}", self.cache_bytes),
+                format!("holder={}", self.holder),
+            ],
+        )
+    }
+
+    /// Reads the file back; a one-line reason when it is not one.
+    pub fn decode(b: &[u8]) -> Result<Self, String> {
+        use crate::textfile::field;
+        let lines = crate::textfile::unframe(b, BUCKET_MAGIC)?;
+        let cache_bytes = match field(&lines, "cache_bytes") {
+            Some(v) => v.parse().map_err(|_| format!("bad cache_bytes {v:?}"))?,
+            None => DEFAULT_CACHE_BYTES,
+        };
+        Ok(Self {
+            url: field(&lines, "url").ok_or("no url line")?.to_string(),
+            cache_bytes,
+            holder: field(&lines, "holder").ok_or("no holder line")?.to_string(),
+        })
+    }
+}
+
+/// What the tiered backend is doing, for `aslctl s3 status` and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TierStatus {
+    /// The bucket.
+    pub url: String,
+    /// Segments in the bucket.
+    pub remote_segments: usize,
+    /// Sealed or open segments with a local copy.
+    pub local_segments: usize,
+    /// Uploads and deletions waiting (including one under way).
+    pub queued: usize,
+    /// Why the last attempt failed, while the queue is stuck on it.
+    pub last_error: Option<String>,
+    /// Bytes in the page cache, and its budget.
+    pub cache_bytes: u64,
+    /// The page cache budget.
+    pub cache_budget: u64,
+    /// Ranged requests made for reads, and the bytes they fetched.
+    pub fetches: u64,
+    /// Bytes fetched by those requests.
+    pub fetched_bytes: u64,
+    /// Page reads served by the cache.
+    pub cache_hits: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Job {
+    /// Upload a sealed segment, then drop its local copy.
+    Offload(String),
+    /// Upload the current bytes of a mirrored file (`CHECKPOINT`, a snapshot).
+    Mirror(String),
+    /// Delete a mirrored object.
+    Delete(String),
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    busy: bool,
+    failures: u32,
+    last_error: Option<String>,
+    shutdown: bool,
+}
+
+struct Shared {
+    root: PathBuf,
+    bucket: Bucket,
+    /// Opened to write: holds the lease, so may change the bucket.
+    writer: bool,
+    holder: String,
+    /// Segments in the bucket: file name → length; `None` until a listing
+    /// succeeds (the bucket may be down at open: what is local still reads).
+    remote: RwLock<Option<BTreeMap<String, u64>>>,
+    /// Open handles of sealed segments still on local disk, so reads do not
+    /// open a file each time and eviction can cut them off.
+    locals: RwLock<HashMap<String, Arc<File>>>,
+    cache: PageCache,
+    queue: Mutex<Queue>,
+    changed: Condvar,
+    fetches: AtomicU64,
+    fetched_bytes: AtomicU64,
+    hits: AtomicU64,
+    /// The last page fetched of each segment, and how many fetches in a
+    /// row each began right after the one before: from the third such a
+    /// read is taken as sequential, and gets a whole run read ahead.
+    last_fetched: Mutex<HashMap<String, (u64, u32)>>,
+}
+
+/// The backend of a store that lives in a bucket (see the module docs).
+pub struct TieredBackend {
+    local: LocalBackend,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for TieredBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TieredBackend({} in {})",
+            self.shared.root.display(),
+            self.shared.bucket.url()
+        )
+    }
+}
+
+/// Where a path falls in the store directory.
+enum Place {
+    /// `segments/NAME`.
+    Segment(String),
+    /// `CHECKPOINT` or `snapshots/NAME`: mirrored under the same key.
+    Mirrored(String),
+    Other,
+}
+
+impl TieredBackend {
+    /// The backend for the store directory `root` living in the bucket
+    /// `cfg` names: lists the bucket's segments and opens the page cache
+    /// (`root/cache`). Starts the uploader thread. A `writer` must hold the
+    /// bucket's lease, and takes it when nobody does; a reader changes
+    /// nothing in the bucket.
+    pub fn open(root: &Path, cfg: &TierConfig, writer: bool) -> io::Result<Self> {
+        let bucket = Bucket::open(&cfg.url)?;
+        if writer {
+            acquire_lease(&bucket, &cfg.holder, root)?;
+        }
+        let remote = bucket.list("segments").ok();
+        let cache = PageCache::open(&root.join("cache"), cfg.cache_bytes)?;
+        let shared = Arc::new(Shared {
+            root: root.to_path_buf(),
+            bucket,
+            writer,
+            holder: cfg.holder.clone(),
+            remote: RwLock::new(remote),
+            locals: RwLock::new(HashMap::new()),
+            cache,
+            queue: Mutex::new(Queue::default()),
+            changed: Condvar::new(),
+            fetches: AtomicU64::new(0),
+            fetched_bytes: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            last_fetched: Mutex::new(HashMap::new()),
+        });
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("asl-uploader".into())
+            .spawn(move || uploader(&s))?;
+        Ok(Self {
+            local: LocalBackend,
+            shared,
+        })
+    }
+
+    fn place(&self, path: &Path) -> Place {
+        let Ok(rel) = path.strip_prefix(&self.shared.root) else {
+            return Place::Other;
+        };
+        let parts: Vec<_> = rel.iter().filter_map(|p| p.to_str()).collect();
+        match parts[..] {
+            ["segments", name] if !name.starts_with('.') => Place::Segment(name.to_string()),
+            ["CHECKPOINT"] => Place::Mirrored("CHECKPOINT".into()),
+            ["snapshots", name] if name.ends_with(".idx") && !name.starts_with('.') => {
+                Place::Mirrored(format!("snapshots/{name}"))
+            }
+            _ => Place::Other,
+        }
+    }
+
+    fn remote_len(&self, name: &str) -> Option<u64> {
+        self.shared.remote_len(name)
+    }
+
+    fn enqueue(&self, job: Job) {
+        let mut q = self.shared.queue.lock();
+        if !q.jobs.contains(&job) {
+            q.jobs.push_back(job);
+            self.shared.changed.notify_all();
+        }
+    }
+
+    fn remote_file(&self, name: String, path: &Path) -> io::Result<Box<dyn StoreFile>> {
+        let len = self
+            .remote_len(&name)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} is not there", path.display())))?;
+        Ok(Box::new(TieredFile {
+            shared: self.shared.clone(),
+            name,
+            len,
+        }))
+    }
+}
+
+impl Drop for TieredBackend {
+    fn drop(&mut self) {
+        // What is still queued is queued again by the next open.
+        self.shared.queue.lock().shutdown = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+impl Backend for TieredBackend {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StoreFile>> {
+        match (mode, self.place(path)) {
+            (OpenMode::Read, Place::Segment(name)) if !path.exists() => self.remote_file(name, path),
+            _ => self.local.open(path, mode),
+        }
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        match self.place(path) {
+            Place::Segment(name) if !path.exists() && self.remote_len(&name).is_some() => self
+                .shared
+                .bucket
+                .get(&format!("segments/{name}"))?
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} is gone", path.display()))),
+            _ => self.local.read(path),
+        }
+    }
+
+    fn map(&self, path: &Path) -> io::Result<Mapped> {
+        match self.place(path) {
+            Place::Segment(_) if !path.exists() => Ok(Mapped::new(self.read(path)?)),
+            _ => self.local.map(path),
+        }
+    }
+
+    fn map_growing(&self, path: &Path, reserve: u64, published: u64) -> io::Result<Option<GrowingMap>> {
+        // The open segment is always on local disk.
+        self.local.map_growing(path, reserve, published)
+    }
+
+    fn open_sealed(&self, path: &Path) -> io::Result<Option<Box<dyn StoreFile>>> {
+        let Place::Segment(name) = self.place(path) else {
+            return Ok(None);
+        };
+        match File::open(path) {
+            Ok(f) => {
+                let len = f.metadata()?.len();
+                self.shared.locals.write().insert(name.clone(), Arc::new(f));
+                Ok(Some(Box::new(TieredFile {
+                    shared: self.shared.clone(),
+                    name,
+                    len,
+                })))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.remote_file(name, path).map(Some),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if let Place::Segment(name) = self.place(from) {
+            if let Some(len) = self.remote_len(&name) {
+                if !from.exists() {
+                    // Moving an offloaded segment out (repair's quarantine):
+                    // bring it down, then it is no longer in the bucket.
+                    let tmp = to.with_extension("part");
+                    let mut f = File::create(&tmp)?;
+                    let got = self.shared.bucket.get_to(&format!("segments/{name}"), &mut f)?;
+                    if got != len {
+                        return Err(io::Error::other(format!("{name}: {got} bytes, the listing says {len}")));
+                    }
+                    f.sync_all()?;
+                    std::fs::rename(&tmp, to)?;
+                } else {
+                    self.local.rename(from, to)?;
+                }
+                self.forget_segment(&name)?;
+                return Ok(());
+            }
+        }
+        self.local.rename(from, to)?;
+        if let Place::Mirrored(key) = self.place(to) {
+            self.enqueue(Job::Mirror(key));
+        }
+        if let Place::Mirrored(key) = self.place(from) {
+            self.enqueue(Job::Delete(key));
+        }
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        match self.place(path) {
+            Place::Segment(name) => {
+                let local = self.local.remove(path);
+                self.shared.locals.write().remove(&name);
+                if self.remote_len(&name).is_some() {
+                    self.forget_segment(&name)
+                } else {
+                    local
+                }
+            }
+            Place::Mirrored(key) => {
+                self.local.remove(path)?;
+                self.enqueue(Job::Delete(key));
+                Ok(())
+            }
+            Place::Other => self.local.remove(path),
+        }
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = self.local.list(dir)?;
+        if dir == self.shared.root.join("segments") {
+            // Listing the segments must name every one, or cleanup and
+            // repair would act on half a picture.
+            let remote = self.shared.remote()?;
+            let mut extra: Vec<String> = remote.keys().filter(|n| !names.contains(n)).cloned().collect();
+            names.append(&mut extra);
+        }
+        Ok(names)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.local.create_dir_all(dir)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.local.sync_dir(dir)
+    }
+
+    fn create_private_dir(&self, dir: &Path) -> io::Result<()> {
+        self.local.create_private_dir(dir)
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        self.local.is_file(path) || matches!(self.place(path), Place::Segment(n) if self.remote_len(&n).is_some())
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        self.local.is_dir(path)
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        match self.place(path) {
+            Place::Segment(name) if !path.exists() => self
+                .remote_len(&name)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} is not there", path.display()))),
+            _ => self.local.file_len(path),
+        }
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        self.local.try_lock(path)
+    }
+
+    fn drop_cache(&self, path: &Path) {
+        self.local.drop_cache(path)
+    }
+
+    fn offload(&self, path: &Path) {
+        if let Place::Segment(name) = self.place(path) {
+            if path.exists() {
+                self.enqueue(Job::Offload(name));
+            }
+        }
+    }
+
+    fn mirrors_catalog(&self) -> bool {
+        true
+    }
+
+    fn settle(&self) -> io::Result<()> {
+        let mut q = self.shared.queue.lock();
+        loop {
+            if q.jobs.is_empty() && !q.busy {
+                return Ok(());
+            }
+            if q.failures >= SETTLE_ATTEMPTS {
+                return Err(io::Error::other(format!(
+                    "{} uploads to {} wait: {} (the bytes are safe in the local directory; they are sent when the \
+                     bucket answers, or at the next open)",
+                    q.jobs.len(),
+                    self.shared.bucket.url(),
+                    q.last_error.as_deref().unwrap_or("failed")
+                )));
+            }
+            self.shared.changed.wait(&mut q);
+        }
+    }
+
+    fn tier_status(&self) -> Option<TierStatus> {
+        let s = &self.shared;
+        let q = s.queue.lock();
+        let seg_dir = s.root.join("segments");
+        let local_segments = self
+            .local
+            .list(&seg_dir)
+            .map(|v| v.iter().filter(|n| n.ends_with(".seg")).count())
+            .unwrap_or(0);
+        let (cache_bytes, cache_budget) = s.cache.usage();
+        Some(TierStatus {
+            url: s.bucket.url().to_string(),
+            remote_segments: s.remote().map_or(0, |r| r.len()),
+            local_segments,
+            queued: q.jobs.len(),
+            last_error: q.last_error.clone(),
+            cache_bytes,
+            cache_budget,
+            fetches: s.fetches.load(Ordering::Relaxed),
+            fetched_bytes: s.fetched_bytes.load(Ordering::Relaxed),
+            cache_hits: s.hits.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl TieredBackend {
+    /// Deletes a segment from the bucket and forgets its cached pages.
+    fn forget_segment(&self, name: &str) -> io::Result<()> {
+        self.shared.check_lease()?;
+        self.shared.bucket.delete(&format!("segments/{name}"))?;
+        self.shared.remote_remove(name);
+        self.shared.cache.drop_segment(name);
+        Ok(())
+    }
+}
+
+/// Runs queued jobs in order until shutdown; a failed job stays at the head
+/// and is tried again after a backoff (1 s, doubling to 30 s).
+fn uploader(s: &Shared) {
+    loop {
+        let job = {
+            let mut q = s.queue.lock();
+            while q.jobs.is_empty() && !q.shutdown {
+                s.changed.wait(&mut q);
+            }
+            if q.shutdown {
+                return;
+            }
+            q.busy = true;
+            q.jobs[0].clone()
+        };
+        let r = run(s, &job);
+        let mut q = s.queue.lock();
+        q.busy = false;
+        match r {
+            Ok(()) => {
+                q.jobs.pop_front();
+                q.failures = 0;
+                q.last_error = None;
+                s.changed.notify_all();
+            }
+            Err(e) => {
+                q.failures += 1;
+                q.last_error = Some(e.to_string());
+                s.changed.notify_all();
+                let wait = Duration::from_secs(1 << q.failures.min(5).saturating_sub(1)).min(Duration::from_secs(30));
+                if !q.shutdown {
+                    s.changed.wait_for(&mut q, wait);
+                }
+            }
+        }
+    }
+}
+
+fn run(s: &Shared, job: &Job) -> io::Result<()> {
+    // Another directory that took the store over since this one opened
+    // must not have its segments or checkpoint overwritten by this one.
+    s.check_lease()?;
+    match job {
+        Job::Offload(name) => {
+            let path = s.root.join("segments").join(name);
+            let len = match std::fs::metadata(&path) {
+                Ok(m) => m.len(),
+                // Already offloaded, or deleted by GC since.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if s.remote()?.get(name) != Some(&len) {
+                s.bucket.put_file(&path, &format!("segments/{name}"))?;
+                s.remote_insert(name, len);
+            }
+            // Readers holding the handle finish their read; new ones go to
+            // the bucket.
+            s.locals.write().remove(name);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        }
+        Job::Mirror(key) => match std::fs::read(s.root.join(key)) {
+            Ok(b) => s.bucket.put(key, b),
+            // Replaced or deleted since: the job that did that follows.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        },
+        Job::Delete(key) => s.bucket.delete(key),
+    }
+}
+
+/// A sealed segment: read from its local copy while there is one, from the
+/// bucket through the page cache after.
+struct TieredFile {
+    shared: Arc<Shared>,
+    name: String,
+    len: u64,
+}
+
+impl StoreFile for TieredFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let local = self.shared.locals.read().get(&self.name).cloned();
+        if let Some(f) = local {
+            return f.read_exact_at(buf, offset);
+        }
+        self.shared.read_remote(&self.name, self.len, buf, offset)
+    }
+
+    fn write_all_at(&self, _: &[u8], _: u64) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "a sealed segment is not written",
+        ))
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.len)
+    }
+
+    fn set_len(&self, _: u64) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "a sealed segment is not written",
+        ))
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// Whether this directory may still change the bucket.
+    fn check_lease(&self) -> io::Result<()> {
+        if !self.writer {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the store is open to read: the bucket is not changed",
+            ));
+        }
+        let lease = self.bucket.get(LEASE)?;
+        match lease.as_deref().map(decode_lease) {
+            Some(Ok((holder, _))) if holder == self.holder => Ok(()),
+            Some(Ok((_, who))) => Err(lease_lost(self.bucket.url(), &who)),
+            Some(Err(e)) => Err(io::Error::other(format!("{}/{LEASE}: {e}", self.bucket.url()))),
+            None => Err(io::Error::other(format!("{}/{LEASE} is gone", self.bucket.url()))),
+        }
+    }
+
+    /// The segments in the bucket, listed now if no listing succeeded yet.
+    fn remote(&self) -> io::Result<parking_lot::MappedRwLockReadGuard<'_, BTreeMap<String, u64>>> {
+        if self.remote.read().is_none() {
+            let listed = self.bucket.list("segments")?;
+            self.remote.write().get_or_insert(listed);
+        }
+        Ok(parking_lot::RwLockReadGuard::map(self.remote.read(), |r| {
+            r.as_ref().expect("listed above")
+        }))
+    }
+
+    fn remote_len(&self, name: &str) -> Option<u64> {
+        self.remote().ok().and_then(|r| r.get(name).copied())
+    }
+
+    fn remote_insert(&self, name: &str, len: u64) {
+        if let Some(r) = self.remote.write().as_mut() {
+            r.insert(name.to_string(), len);
+        }
+    }
+
+    fn remote_remove(&self, name: &str) {
+        if let Some(r) = self.remote.write().as_mut() {
+            r.remove(name);
+        }
+    }
+
+    fn read_remote(&self, name: &str, len: u64, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|e| *e <= len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, format!("{name}: read past its end")))?;
+        let mut pos = offset;
+        while pos < end {
+            let page = pos / PAGE;
+            let at = (pos - offset) as usize;
+            if let Some(p) = self.cache.get(name, page) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                let n = ((page + 1) * PAGE).min(end) - pos;
+                let from = (pos - page * PAGE) as usize;
+                let part = p.get(from..from + n as usize).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{name}: cached page {page} is short"),
+                    )
+                })?;
+                buf[at..at + n as usize].copy_from_slice(part);
+                pos += n;
+                continue;
+            }
+            // The missing pages this read needs next, fetched together; a
+            // read that keeps continuing where the fetches of this segment
+            // ended gets a whole run (read-ahead), since it will want the
+            // rest. Two steps are not enough: one chunk straddling a page
+            // boundary makes one.
+            let streak = match self.last_fetched.lock().get(name) {
+                Some((l, n)) if page == l + 1 => n + 1,
+                _ => 0,
+            };
+            let sequential = streak >= 2;
+            let pages = len.div_ceil(PAGE);
+            let last_needed = if sequential { pages - 1 } else { (end - 1) / PAGE };
+            let mut last = page;
+            while last < last_needed && last - page + 1 < RUN && !self.cache.has(name, last + 1) {
+                last += 1;
+            }
+            let from = page * PAGE;
+            let to = ((last + 1) * PAGE).min(len);
+            let ranges: Vec<_> = (from..to)
+                .step_by((PER_REQUEST * PAGE) as usize)
+                .map(|a| a..(a + PER_REQUEST * PAGE).min(to))
+                .collect();
+            let parts = self.bucket.get_ranges(&format!("segments/{name}"), &ranges)?;
+            let bytes = parts.concat();
+            self.last_fetched.lock().insert(name.to_string(), (last, streak));
+            self.fetches.fetch_add(ranges.len() as u64, Ordering::Relaxed);
+            self.fetched_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            for (i, p) in bytes.chunks(PAGE as usize).enumerate() {
+                self.cache.put(name, page + i as u64, p);
+            }
+            let stop = to.min(end);
+            buf[at..at + (stop - pos) as usize].copy_from_slice(&bytes[(pos - from) as usize..(stop - from) as usize]);
+            pos = stop;
+        }
+        Ok(())
+    }
+}
+
+/// Pages of offloaded segments on local disk, one file each
+/// (`cache/NAME.PAGE`: the bytes, then their CRC32C), evicted least
+/// recently used first once their total passes the budget.
+struct PageCache {
+    dir: PathBuf,
+    budget: u64,
+    state: Mutex<CacheState>,
+    /// The pages used last, in memory, newest first: reads of a large
+    /// artifact come in pieces much smaller than a page, and each would
+    /// otherwise read and check the whole page file again.
+    hot: Mutex<VecDeque<(PageKey, Arc<Vec<u8>>)>>,
+}
+
+/// Pages kept in memory.
+const HOT: usize = 8;
+
+/// A cached page: (segment file name, page number).
+type PageKey = (String, u64);
+
+#[derive(Default)]
+struct CacheState {
+    /// (segment, page) → (bytes, last use).
+    pages: HashMap<(String, u64), (u64, u64)>,
+    /// Last use → page, oldest first.
+    order: BTreeMap<u64, (String, u64)>,
+    tick: u64,
+    total: u64,
+}
+
+impl CacheState {
+    fn touch(&mut self, key: &(String, u64)) {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some((_, t)) = self.pages.get_mut(key) {
+            self.order.remove(t);
+            *t = tick;
+            self.order.insert(tick, key.clone());
+        }
+    }
+
+    fn insert(&mut self, key: (String, u64), bytes: u64) {
+        self.remove(&key);
+        self.tick += 1;
+        self.pages.insert(key.clone(), (bytes, self.tick));
+        self.order.insert(self.tick, key);
+        self.total += bytes;
+    }
+
+    fn remove(&mut self, key: &(String, u64)) -> bool {
+        match self.pages.remove(key) {
+            Some((bytes, t)) => {
+                self.order.remove(&t);
+                self.total -= bytes;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl PageCache {
+    fn open(dir: &Path, budget: u64) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let parsed = name
+                .rsplit_once('.')
+                .and_then(|(seg, page)| Some((seg.to_string(), page.parse::<u64>().ok()?)))
+                .filter(|(seg, _)| seg.ends_with(".seg"));
+            let meta = e.metadata()?;
+            match parsed {
+                Some(key) => found.push((meta.modified().ok(), key, meta.len())),
+                // A page being written when the process ended.
+                None => {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        // The previous run's order of use is approximated by file times.
+        found.sort_by_key(|f| f.0);
+        let mut st = CacheState::default();
+        for (_, key, len) in found {
+            st.insert(key, len);
+        }
+        let c = Self {
+            dir: dir.to_path_buf(),
+            budget,
+            state: Mutex::new(st),
+            hot: Mutex::new(VecDeque::new()),
+        };
+        c.evict(&mut c.state.lock(), None);
+        Ok(c)
+    }
+
+    fn file(&self, name: &str, page: u64) -> PathBuf {
+        self.dir.join(format!("{name}.{page}"))
+    }
+
+    fn usage(&self) -> (u64, u64) {
+        (self.state.lock().total, self.budget)
+    }
+
+    fn has(&self, name: &str, page: u64) -> bool {
+        self.state.lock().pages.contains_key(&(name.to_string(), page))
+    }
+
+    fn remember(&self, key: (String, u64), page: Arc<Vec<u8>>) {
+        let mut hot = self.hot.lock();
+        hot.retain(|(k, _)| *k != key);
+        hot.push_front((key, page));
+        hot.truncate(HOT);
+    }
+
+    fn get(&self, name: &str, page: u64) -> Option<Arc<Vec<u8>>> {
+        let key = (name.to_string(), page);
+        let hot = {
+            let mut hot = self.hot.lock();
+            let i = hot.iter().position(|(k, _)| *k == key);
+            i.and_then(|i| hot.remove(i))
+        };
+        if let Some((k, p)) = hot {
+            // Used, so kept on disk too.
+            self.state.lock().touch(&k);
+            self.hot.lock().push_front((k, p.clone()));
+            return Some(p);
+        }
+        if !self.state.lock().pages.contains_key(&key) {
+            return None;
+        }
+        let ok = std::fs::read(self.file(name, page)).ok().and_then(|mut b| {
+            let at = b.len().checked_sub(4)?;
+            let crc = u32::from_le_bytes(b[at..].try_into().ok()?);
+            b.truncate(at);
+            (crc32c::crc32c(&b) == crc).then_some(b)
+        });
+        let mut st = self.state.lock();
+        match ok {
+            Some(b) => {
+                st.touch(&key);
+                drop(st);
+                let b = Arc::new(b);
+                self.remember(key, b.clone());
+                Some(b)
+            }
+            None => {
+                // Damaged or gone: fetched again by the caller.
+                st.remove(&key);
+                let _ = std::fs::remove_file(self.file(name, page));
+                None
+            }
+        }
+    }
+
+    /// Keeps a page; a failure to write it only costs a later fetch.
+    fn put(&self, name: &str, page: u64, bytes: &[u8]) {
+        self.remember((name.to_string(), page), Arc::new(bytes.to_vec()));
+        if self.budget == 0 {
+            return;
+        }
+        let tmp = self.dir.join(format!(".{name}.{page}.{:x}", rand_suffix()));
+        let mut b = Vec::with_capacity(bytes.len() + 4);
+        b.extend_from_slice(bytes);
+        b.extend_from_slice(&crc32c::crc32c(bytes).to_le_bytes());
+        if std::fs::write(&tmp, &b).is_err() || std::fs::rename(&tmp, self.file(name, page)).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+            return;
+        }
+        let key = (name.to_string(), page);
+        let mut st = self.state.lock();
+        st.insert(key.clone(), b.len() as u64);
+        self.evict(&mut st, Some(&key));
+    }
+
+    /// Removes least recently used pages until the budget holds (never the
+    /// page just added, which its reader is about to use).
+    fn evict(&self, st: &mut CacheState, keep: Option<&(String, u64)>) {
+        while st.total > self.budget {
+            let Some((_, key)) = st
+                .order
+                .iter()
+                .find(|(_, k)| Some(*k) != keep)
+                .map(|(t, k)| (*t, k.clone()))
+            else {
+                break;
+            };
+            st.remove(&key);
+            let _ = std::fs::remove_file(self.file(&key.0, key.1));
+        }
+    }
+
+    fn drop_segment(&self, name: &str) {
+        self.hot.lock().retain(|(k, _)| k.0 != name);
+        let mut st = self.state.lock();
+        let keys: Vec<_> = st.pages.keys().filter(|k| k.0 == name).cloned().collect();
+        for k in keys {
+            st.remove(&k);
+            let _ = std::fs::remove_file(self.file(&k.0, k.1));
+        }
+    }
+}
+
+fn encode_lease(holder: &str, root: &Path) -> Vec<u8> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    crate::textfile::frame(
+        LEASE_MAGIC,
+        &[
+            format!("holder={holder}"),
+            format!("host={}", host.trim()),
+            format!("dir={}", root.display()),
+        ],
+    )
+}
+
+/// The holder of a lease, and who it is in words (host and directory).
+fn decode_lease(b: &[u8]) -> Result<(String, String), String> {
+    use crate::textfile::field;
+    let lines = crate::textfile::unframe(b, LEASE_MAGIC)?;
+    let holder = field(&lines, "holder").filter(|h| !h.is_empty()).ok_or("no holder")?;
+    Ok((
+        holder.to_string(),
+        format!(
+            "{}:{}",
+            field(&lines, "host").unwrap_or(""),
+            field(&lines, "dir").unwrap_or("")
+        ),
+    ))
+}
+
+fn lease_lost(url: &str, who: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "{url} is written from another directory ({who}): open it read-only here, or take it over with \
+             `aslctl s3 attach {url} --take-over` once that writer has stopped"
+        ),
+    )
+}
+
+/// Takes the bucket's lease for `holder` when nobody holds it (a
+/// conditional put, so two directories cannot both take it); an error
+/// naming the other directory when someone else does.
+fn acquire_lease(b: &Bucket, holder: &str, root: &Path) -> io::Result<()> {
+    for _ in 0..3 {
+        match b.get(LEASE)? {
+            None => {
+                if b.put_new(LEASE, encode_lease(holder, root))? {
+                    return Ok(());
+                }
+            }
+            Some(bytes) => {
+                let (h, who) =
+                    decode_lease(&bytes).map_err(|e| io::Error::other(format!("{}/{LEASE}: {e}", b.url())))?;
+                return if h == holder {
+                    Ok(())
+                } else {
+                    Err(lease_lost(b.url(), &who))
+                };
+            }
+        }
+    }
+    Err(io::Error::other(format!("{}/{LEASE}: changing under us", b.url())))
+}
+
+/// Makes `holder` (in `root`) the one directory that writes the store at
+/// `b`, whoever held it before: for a machine replacing a dead one. A
+/// writer still running elsewhere stops changing the bucket at its next
+/// upload, when it finds the lease gone.
+pub fn take_over(b: &Bucket, holder: &str, root: &Path) -> io::Result<()> {
+    b.put(LEASE, encode_lease(holder, root))
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_file_round_trips_and_checks() {
+        let c = TierConfig::new("s3://b/p/q", 12345);
+        assert_eq!(c.holder.len(), 32);
+        assert_ne!(c.holder, TierConfig::new("s3://b/p/q", 1).holder);
+        let b = c.encode();
+        assert_eq!(TierConfig::decode(&b).unwrap(), c);
+        let mut bad = b.clone();
+        bad[15] ^= 1;
+        assert!(TierConfig::decode(&bad).unwrap_err().contains("checksum"));
+        let v2 = String::from_utf8(b).unwrap().replace("ASLBUCKET 1", "ASLBUCKET 2");
+        assert!(TierConfig::decode(v2.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn page_cache_keeps_to_its_budget_and_drops_damaged_pages() {
+        let d = tempfile::tempdir().unwrap();
+        let c = PageCache::open(d.path(), 3 * 104).unwrap();
+        for p in 0..5u64 {
+            c.put("00000001.seg", p, &[p as u8; 100]);
+        }
+        // Three fit; the two used least recently went.
+        assert_eq!(c.usage().0, 3 * 104);
+        assert!(!c.has("00000001.seg", 0) && !c.has("00000001.seg", 1));
+        assert_eq!(*c.get("00000001.seg", 2).unwrap(), vec![2u8; 100]);
+        // Page 2 was just used, so page 3 goes next.
+        c.put("00000001.seg", 9, &[9; 100]);
+        assert!(c.has("00000001.seg", 2) && !c.has("00000001.seg", 3));
+        // Reopened (nothing in memory), the cache finds its pages again,
+        // but does not serve a damaged one.
+        drop(c);
+        let f = d.path().join("00000001.seg.4");
+        let mut b = std::fs::read(&f).unwrap();
+        b[7] ^= 0x40;
+        std::fs::write(&f, b).unwrap();
+        let c = PageCache::open(d.path(), 3 * 104).unwrap();
+        assert!(c.get("00000001.seg", 4).is_none());
+        assert!(!f.exists());
+        assert_eq!(*c.get("00000001.seg", 9).unwrap(), vec![9u8; 100]);
+        c.drop_segment("00000001.seg");
+        assert_eq!(c.usage().0, 0);
+    }
+}

@@ -1,0 +1,236 @@
+//! GC's part for content-defined chunks: the chunk sweep that drops chunk
+//! records no retained manifest names, the copies of chunk blocks and
+//! manifests out of a victim, the proofs taken before copying, and giving
+//! back the index pages GC's lookups touch.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::block::cdc::decode_chunk;
+use crate::block::format::{BlockKind, BLOCK_HEADER_LEN};
+use crate::block::manifest::Manifest;
+use crate::block::segment::Segment;
+use crate::block::writer::BlockImage;
+use crate::error::{Error, Result};
+use crate::id::ArtifactId;
+use crate::index::entry::Entry;
+use crate::index::merge::Merged;
+use crate::snapshot::log::Record;
+
+use super::report::{status_bytes, GcReport};
+use crate::store::{Store, Writer};
+
+impl Store {
+    /// Copies a content-defined chunk's block as it is stored (checked by
+    /// `check_block` before, and by its CRC again here).
+    pub(super) fn copy_chunk(&self, w: &mut Writer, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
+        self.ensure_active(w)?;
+        let h = victim.block_header(rec.block_offset)?;
+        let stored = victim
+            .read(rec.block_offset + BLOCK_HEADER_LEN as u64, h.stored_len as usize)?
+            .into_owned();
+        h.check_body(&stored)
+            .map_err(|e| Error::corrupt(&victim.path, format!("block at {}: {e}", rec.block_offset)))?;
+        let img = BlockImage::verbatim(h, stored);
+        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+        let at = a.write(&img)?;
+        let to = Entry::chunk(rec.id, a.id, at, rec.len, img.is_compressed());
+        self.moved(w, rec, rec.relocated(to));
+        Ok(())
+    }
+
+    /// Copies a manifest; its chunks are records of their own and move (or
+    /// not) on their own.
+    pub(super) fn copy_manifest(&self, w: &mut Writer, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
+        self.ensure_active(w)?;
+        let m = read_manifest(victim, rec)?;
+        let img = BlockImage::manifest(&m);
+        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+        let at = a.write(&img)?;
+        let to = Entry::manifest(rec.id, a.id, at, rec.len);
+        self.moved(w, rec, rec.relocated(to));
+        self.flush_tombstones(w)
+    }
+
+    /// The chunk sweep (see `docs/chunking.md`): under the writer lock, marks
+    /// every chunk a retained manifest names, itself or through its parts
+    /// (CURRENT, snapshots, pins, publication: the rule GC copies by), or a
+    /// put in flight has referenced or handed over in a part,
+    /// then drops every other chunk record, so that the segments holding them
+    /// show the garbage and are collected like any other. It runs when
+    /// something may have stopped naming chunks since the last sweep. The
+    /// mark is a set of 64-bit key prefixes: a collision keeps a dead chunk,
+    /// never drops a live one.
+    /// With `dry_run`, finds the same chunks and changes nothing. Returns
+    /// the bytes it frees (or would free) in each segment, for a dry run to
+    /// predict which segments the sweep leaves collectable.
+    pub(super) fn sweep_chunks(&self, rep: &mut GcReport, dry_run: bool) -> Result<Vec<(u32, u64)>> {
+        let mut w = self.writer_to_commit()?;
+        if !w.sweep_due {
+            return Ok(Vec::new());
+        }
+        self.commit_locked(&mut w)?;
+        if let Some(d) = self.state.read().snapshots.values().find_map(|h| h.damaged()) {
+            rep.skipped.push(format!(
+                "chunk sweep: not run, a damaged snapshot may name any chunk ({d})"
+            ));
+            return Ok(Vec::new());
+        }
+        let merged = || -> Result<Merged> {
+            let st = self.state.read();
+            Ok(Merged::new(crate::store::sorted(&st.memtable), &st.indexes, None)?)
+        };
+        let mut manifests = Vec::new();
+        let mut any_chunk = false;
+        for e in merged()? {
+            let e = e?;
+            any_chunk |= e.is_chunk();
+            if e.is_manifest() && e.segment != 0 && self.state.read().retains(&e)? {
+                manifests.push(e);
+            }
+        }
+        if !any_chunk {
+            w.sweep_due = dry_run;
+            return Ok(Vec::new());
+        }
+        let read: Vec<Result<Vec<u64>>> = crate::par::map(&manifests, 4, |_, e| {
+            let seg = self.segment(e)?;
+            let m = read_manifest(&seg, e)?;
+            let mut keys: Vec<u64> = m.chunks.iter().map(|c| prefix(&c.key)).collect();
+            for p in &m.parts {
+                keys.push(prefix(&p.key));
+                keys.extend(self.read_part(&m.id, p)?.iter().map(|c| prefix(&c.key)));
+            }
+            Ok(keys)
+        });
+        // Roots: what puts in flight refer to, one part of their list by its
+        // chunks and the parts they handed over by what those list.
+        let mut marked: HashSet<u64> = w.chunk_refs.keys().map(prefix).collect();
+        for (key, (part, _)) in &w.part_refs {
+            marked.insert(prefix(key));
+            match self.read_part(key, part) {
+                Ok(list) => marked.extend(list.iter().map(|c| prefix(&c.key))),
+                Err(err) if err.is_corruption() => {
+                    rep.skipped.push(format!(
+                        "chunk sweep: not run, a part of a put in flight is damaged ({err})"
+                    ));
+                    return Ok(Vec::new());
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        for (r, e) in read.into_iter().zip(&manifests) {
+            match r {
+                Ok(keys) => marked.extend(keys),
+                Err(err) if err.is_corruption() => {
+                    // What a damaged manifest names is unknown: drop nothing.
+                    rep.skipped.push(format!(
+                        "chunk sweep: not run, the manifest of {} is damaged ({err})",
+                        e.id
+                    ));
+                    return Ok(Vec::new());
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        drop(manifests);
+        let mut dead = Vec::new();
+        for e in merged()? {
+            let e = e?;
+            if e.is_chunk() && !e.is_tombstone() && !marked.contains(&prefix(&e.id)) {
+                dead.push(e);
+            }
+        }
+        rep.chunks_swept = dead.len() as u64;
+        rep.chunk_bytes_swept = dead.iter().map(|e| e.len).sum();
+        let freed = dead.iter().map(|e| (e.segment, e.len)).collect();
+        if dry_run {
+            return Ok(freed);
+        }
+        self.guard(&mut w, |s, w| {
+            {
+                let mut st = s.state.write();
+                for e in &dead {
+                    st.memtable.insert(e.id, e.removed());
+                }
+            }
+            for e in &dead {
+                w.watched(e.id);
+                w.batch.push(Record::Entry(e.removed()));
+                w.add_usage(e.segment, -(e.len as i64), 0);
+            }
+            w.sweep_due = false;
+            s.commit_locked(w)
+        })?;
+        Ok(freed)
+    }
+
+    /// Gives back the pages of index and snapshot maps that GC's lookups
+    /// touched: a pass over a million artifacts would otherwise keep the
+    /// whole index resident (~120 MiB at a million), though the kernel could
+    /// drop it at will.
+    pub(super) fn release_index_pages_over(&self, budget: u64) {
+        // Where the OS does not say (not Linux), release every time.
+        if status_bytes("RssFile:").is_some_and(|b| b <= budget) {
+            return;
+        }
+        let st = self.state.read();
+        for f in &st.indexes {
+            f.release_pages();
+        }
+        for h in st.snapshots.values() {
+            if let Some(f) = h.opened() {
+                f.release_pages();
+            }
+        }
+    }
+}
+
+/// The first 8 bytes of a key, for the sweep's mark.
+fn prefix(key: &ArtifactId) -> u64 {
+    u64::from_le_bytes(key.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// The manifest `rec` points at in `seg`, checked against the record.
+fn read_manifest(seg: &Segment, rec: &Entry) -> Result<Manifest> {
+    let bad = |detail: String| Error::CorruptArtifact {
+        id: rec.id,
+        file: seg.path.clone(),
+        detail,
+    };
+    let (h, raw) = seg
+        .read_block(rec.block_offset)
+        .map_err(|e| crate::store::artifact_error(e, rec.id))?;
+    if h.kind != BlockKind::Manifest {
+        return Err(bad(format!("block at {} is not a manifest", rec.block_offset)));
+    }
+    let m = Manifest::decode(&raw).map_err(|e| bad(e.to_string()))?;
+    if m.id != rec.id || m.len != rec.len {
+        return Err(bad("manifest names another artifact".into()));
+    }
+    Ok(m)
+}
+
+/// Proves a chunk block (its bytes hash to its key) or a manifest (it holds
+/// together and names the record's artifact) before GC copies it.
+pub(super) fn check_block(seg: &Segment, rec: &Entry) -> Result<()> {
+    if rec.is_manifest() {
+        return read_manifest(seg, rec).map(drop);
+    }
+    let bad = |detail: String| Error::CorruptArtifact {
+        id: rec.id,
+        file: seg.path.clone(),
+        detail: format!("chunk at {}: {detail}", rec.block_offset),
+    };
+    let (h, raw) = seg
+        .read_block(rec.block_offset)
+        .map_err(|e| crate::store::artifact_error(e, rec.id))?;
+    if h.kind != BlockKind::CdcChunk {
+        return Err(bad("not a chunk block".into()));
+    }
+    let (key, bytes) = decode_chunk(&raw).map_err(|e| bad(e.to_string()))?;
+    if key != rec.id || bytes.len() as u64 != rec.len {
+        return Err(bad("holds another chunk".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! Streaming reads of one artifact: [`ArtifactReader`] hands out only bytes
+//! proven against the artifact's id, a large artifact chunk by chunk (each
+//! checked against its chaining value, the next few read and verified ahead on
+//! all cores), a small one from bytes verified when it was looked up.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::block::format::{BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
+use crate::block::segment::Segment;
+use crate::block::tree;
+use crate::error::{Error, Result};
+use crate::id::ArtifactId;
+
+use super::artifact_error;
+use super::cdc_plan::CdcPlan;
+
+pub(super) enum Body {
+    /// Bytes already verified against the id (or not yet written: pending).
+    Small(Vec<u8>),
+    Large {
+        seg: Arc<Segment>,
+        trailer: LargeTrailer,
+        /// What each chunk is checked against (proven by the id at open).
+        check: ChunkCheck,
+        /// For an artifact stored in content-defined chunks: where they are
+        /// (each grid piece is assembled from them).
+        cdc: Option<Arc<CdcPlan>>,
+        /// Chunks read ahead, in order from the one being read: each already
+        /// verified (in its buffer), or the error reaching it gives.
+        ahead: VecDeque<(usize, Vec<u8>, Result<()>)>,
+        /// Buffers of chunks already read out, for the next ones.
+        spare: Vec<Vec<u8>>,
+    },
+}
+
+/// Reads chunk `idx` of a large artifact (its block CRC checked, its number
+/// and length matched against the trailer), not yet verified against the tree.
+fn load_chunk(seg: &Segment, t: &LargeTrailer, idx: usize) -> Result<Vec<u8>> {
+    let c = t.chunks[idx];
+    let (h, raw) = seg.read_block(c.offset).map_err(|e| artifact_error(e, t.id))?;
+    if h.kind != BlockKind::LargeChunk || h.count != idx as u32 || raw.len() != c.raw_len as usize {
+        return Err(Error::CorruptArtifact {
+            id: t.id,
+            file: seg.path.clone(),
+            detail: format!("chunk {idx} at {} does not match its trailer", c.offset),
+        });
+    }
+    Ok(raw)
+}
+
+/// Chunks a streaming reader reads and verifies at once, on all cores.
+const READ_AHEAD: usize = 8;
+
+/// Chunk `idx` read into `buf` (reused, so that reading ahead on several
+/// threads does not map and unmap fresh memory for every chunk) and proven
+/// against the artifact's tree (or digests) there: the bytes the reader
+/// hands out are the very bytes checked.
+fn verified_chunk(
+    seg: &Segment,
+    t: &LargeTrailer,
+    check: &ChunkCheck,
+    cdc: Option<&CdcPlan>,
+    idx: usize,
+    id: &ArtifactId,
+    mut buf: Vec<u8>,
+) -> (Vec<u8>, Result<()>) {
+    if let Some(plan) = cdc {
+        let (grid, size) = (t.chunk_size as u64, t.chunk_size as usize);
+        let r = plan.assemble(idx, grid, t.len, false, &mut buf).and_then(|()| {
+            if check.matches(&buf, idx, size, id) {
+                return Ok(());
+            }
+            // Which chunk is at fault: hash each against its key. If all
+            // prove themselves, the manifest's list is what is wrong.
+            plan.assemble(idx, grid, t.len, true, &mut buf)?;
+            Err(Error::CorruptArtifact {
+                id: *id,
+                file: seg.path.clone(),
+                detail: format!(
+                    "bytes {}.. assembled from chunks do not match the artifact's chunk tree",
+                    idx as u64 * grid
+                ),
+            })
+        });
+        return (buf, r);
+    }
+    let c = t.chunks[idx];
+    let bad = |detail: String| Error::CorruptArtifact {
+        id: *id,
+        file: seg.path.clone(),
+        detail,
+    };
+    let r = (|| {
+        let h = seg.block_header(c.offset).map_err(|e| artifact_error(e, *id))?;
+        if h.kind != BlockKind::LargeChunk || h.count != idx as u32 || h.raw_len != c.raw_len {
+            return Err(bad(format!("chunk {idx} at {} does not match its trailer", c.offset)));
+        }
+        let at = c.offset + BLOCK_HEADER_LEN as u64;
+        let stored = seg
+            .read(at, h.stored_len as usize)
+            .map_err(|e| artifact_error(e, *id))?;
+        let body_err = |e| bad(format!("chunk {idx} at {}: {e}", c.offset));
+        buf.clear();
+        match h.compression {
+            crate::block::format::Compression::None => {
+                buf.extend_from_slice(&stored);
+                h.check_body(&buf).map_err(body_err)?;
+            }
+            _ => buf = h.decode_body(&stored).map_err(body_err)?,
+        }
+        if buf.len() != c.raw_len as usize || !check.matches(&buf, idx, t.chunk_size as usize, id) {
+            return Err(bad(format!(
+                "chunk {idx} at {} does not match the artifact's chunk tree",
+                c.offset
+            )));
+        }
+        Ok(())
+    })();
+    (buf, r)
+}
+
+/// Per-chunk digests of an artifact whose trailer predates chunk trees (block
+/// kind 3): every chunk is read once, the whole checked against the id, and
+/// each chunk's own BLAKE3 kept, so that later reads of a chunk are checked
+/// against a digest the id has proven, before the reader hands out any byte.
+pub(super) fn legacy_digests(seg: &Segment, t: &LargeTrailer) -> Result<Vec<[u8; 32]>> {
+    let mut whole = blake3::Hasher::new();
+    let mut digests = Vec::with_capacity(t.chunks.len());
+    for i in 0..t.chunks.len() {
+        let raw = load_chunk(seg, t, i)?;
+        whole.update(&raw);
+        digests.push(*blake3::hash(&raw).as_bytes());
+    }
+    if whole.finalize().as_bytes() != t.id.as_bytes() {
+        return Err(Error::CorruptArtifact {
+            id: t.id,
+            file: seg.path.clone(),
+            detail: "BLAKE3 of the whole artifact does not match its id".into(),
+        });
+    }
+    Ok(digests)
+}
+
+/// How each chunk of a large artifact is checked before any of it is returned.
+pub(super) enum ChunkCheck {
+    /// Against its chaining value in the trailer's chunk tree.
+    Tree(Vec<[u8; 32]>),
+    /// Against its own BLAKE3, taken when the whole was verified at open.
+    Digests(Vec<[u8; 32]>),
+}
+
+impl ChunkCheck {
+    fn matches(&self, raw: &[u8], idx: usize, chunk_size: usize, id: &ArtifactId) -> bool {
+        match self {
+            Self::Tree(cvs) => tree::chunk_matches(raw, idx as u64, chunk_size, cvs, id.as_bytes()),
+            Self::Digests(d) => d.get(idx) == Some(blake3::hash(raw).as_bytes()),
+        }
+    }
+}
+
+/// A verified streaming reader over one artifact (see
+/// [`Store::open_reader`](crate::Store::open_reader)).
+/// Every byte it returns has been proven against the id: small artifacts
+/// whole, large ones chunk by chunk through their chunk tree.
+pub struct ArtifactReader {
+    pub(super) id: ArtifactId,
+    pub(super) len: u64,
+    pub(super) pos: u64,
+    /// Reads stop here: the artifact's end, or a range's.
+    pub(super) end: u64,
+    pub(super) body: Body,
+}
+
+impl ArtifactReader {
+    pub(super) fn small(id: ArtifactId, b: Vec<u8>) -> Self {
+        Self {
+            id,
+            len: b.len() as u64,
+            pos: 0,
+            end: b.len() as u64,
+            body: Body::Small(b),
+        }
+    }
+
+    /// Restricts the reader to bytes `offset..offset + len` (cut at the
+    /// artifact's end) and positions it at `offset`: reads then return that
+    /// range and nothing after it, proven like every read. An offset past the
+    /// end is refused.
+    pub fn into_range(mut self, offset: u64, len: u64) -> Result<Self> {
+        self.read_range_at(offset, len)?;
+        Ok(self)
+    }
+
+    /// [`into_range`](Self::into_range) in place: for many ranges of one
+    /// artifact through one reader, which opens the artifact (its trailer
+    /// or manifest, its chunks located) once. Chunks already read and
+    /// verified are kept when the next range starts in them.
+    pub fn read_range_at(&mut self, offset: u64, len: u64) -> Result<()> {
+        if offset > self.len {
+            return Err(Error::InvalidArgument(format!(
+                "range starts at {offset}, past the end of the {}-byte artifact {}",
+                self.len, self.id
+            )));
+        }
+        self.pos = offset;
+        self.end = offset.saturating_add(len).min(self.len);
+        Ok(())
+    }
+
+    /// Reads everything from the position to the end (of the range).
+    pub fn read_all(mut self) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; self.end.saturating_sub(self.pos) as usize];
+        self.read_exact(&mut out).map_err(unwrap_io)?;
+        Ok(out)
+    }
+
+    /// The artifact's id.
+    pub fn id(&self) -> ArtifactId {
+        self.id
+    }
+
+    /// The chaining values of the artifact's `chunk_size`-byte chunks when
+    /// its stored chunk tree has that chunk size (proven against the id
+    /// when the reader was opened); `None` otherwise (a small artifact, one
+    /// stored before chunk trees, or another chunk size).
+    pub fn chunk_tree(&self, chunk_size: usize) -> Option<Vec<[u8; 32]>> {
+        match &self.body {
+            Body::Large {
+                trailer,
+                check: ChunkCheck::Tree(cvs),
+                ..
+            } if trailer.chunk_size as usize == chunk_size && cvs.len() >= 2 => Some(cvs.clone()),
+            _ => None,
+        }
+    }
+
+    /// The artifact's length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the artifact is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+fn to_io(e: Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl Error {
+    /// The store error an I/O error from an [`ArtifactReader`] carries
+    /// (corruption, a missing block, ...), or an I/O error when it carries none.
+    pub fn from_reader_io(e: io::Error) -> Error {
+        unwrap_io(e)
+    }
+}
+
+/// Turns an I/O error from an [`ArtifactReader`] back into the store error it carries.
+pub(crate) fn unwrap_io(e: io::Error) -> Error {
+    if e.get_ref().is_some_and(|x| x.is::<Error>()) {
+        if let Ok(inner) = e.into_inner().expect("checked above").downcast::<Error>() {
+            return *inner;
+        }
+        unreachable!("downcast checked above");
+    }
+    Error::io("read artifact", e)
+}
+
+impl Read for ArtifactReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.end || out.is_empty() {
+            return Ok(0);
+        }
+        let room = (self.end - self.pos).min(out.len() as u64) as usize;
+        let out = &mut out[..room];
+        let n = match &mut self.body {
+            Body::Small(b) => {
+                let s = &b[self.pos as usize..];
+                let n = s.len().min(out.len());
+                out[..n].copy_from_slice(&s[..n]);
+                n
+            }
+            Body::Large {
+                seg,
+                trailer,
+                check,
+                cdc,
+                ahead,
+                spare,
+            } => {
+                let cs = trailer.chunk_size as u64;
+                let idx = (self.pos / cs) as usize;
+                while ahead.front().is_some_and(|(i, _, _)| *i < idx) {
+                    spare.extend(ahead.pop_front().map(|(_, b, _)| b));
+                }
+                if ahead.front().is_none_or(|(i, _, _)| *i != idx) {
+                    // Read and verify the next few chunks on all cores, never
+                    // past the end of the range being read.
+                    spare.extend(ahead.drain(..).map(|(_, b, _)| b));
+                    let last = ((self.end - 1) / cs) as usize;
+                    let upto = (idx + READ_AHEAD).min(last + 1);
+                    let jobs: Vec<(usize, Vec<u8>)> =
+                        (idx..upto).map(|i| (i, spare.pop().unwrap_or_default())).collect();
+                    let id = self.id;
+                    let (seg, trailer, check, cdc) = (&**seg, &*trailer, &*check, cdc.as_deref());
+                    let loaded: Vec<(usize, Vec<u8>, Result<()>)> = jobs
+                        .into_par_iter()
+                        .map(|(i, buf)| {
+                            let (buf, r) = verified_chunk(seg, trailer, check, cdc, i, &id, buf);
+                            (i, buf, r)
+                        })
+                        .collect();
+                    ahead.extend(loaded);
+                }
+                let raw: &[u8] = match ahead.front_mut() {
+                    Some((_, buf, Ok(()))) => buf,
+                    Some((_, _, Err(_))) => {
+                        // Bytes before a bad chunk were returned; at it, stop.
+                        let Some((_, _, Err(e))) = ahead.pop_front() else {
+                            return Ok(0);
+                        };
+                        return Err(to_io(e));
+                    }
+                    None => return Ok(0),
+                };
+                let within = (self.pos - idx as u64 * cs) as usize;
+                let n = (raw.len() - within).min(out.len());
+                out[..n].copy_from_slice(&raw[within..within + n]);
+                n
+            }
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for ArtifactReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        let Some(t) = target else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"));
+        };
+        self.pos = t;
+        Ok(t)
+    }
+}

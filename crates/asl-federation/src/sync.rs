@@ -1,0 +1,813 @@
+//! Fetching what another domain publishes.
+//!
+//! A fetch reads the remote's latest publication manifest and its
+//! signature, checks them (the key pinned for the remote, or the manifest's
+//! own on first contact; a sequence number not older than the last
+//! accepted), then asks only for the published artifacts this store lacks
+//! (have/want against the local index) and stores each through a put that
+//! must hash to the id the manifest names: bytes that do not are refused
+//! and nothing of them is kept. Artifacts are committed in batches as they
+//! arrive, so a fetch cut off anywhere resumes where it stopped, and
+//! nothing is half-imported: an artifact is in the store whole or not at
+//! all. An imported artifact carries the remote domain's local number as
+//! its domain and cross-domain source, and stays internal here. The last
+//! step stores the manifest, its signature and an `asl/import` record
+//! (domain, manifest, sequence number, the ids fetched), pins the record
+//! as `asl.import.<remote>`, and remembers the remote's key, domain and
+//! sequence number.
+
+use std::io::Read;
+
+use super::publish::{self, Manifest};
+use super::ranged::{LocalChunks, Partial, RANGED_MIN, TRANSFER_CHUNK};
+use super::remote::{self, Remote};
+use asl_core::{ArtifactId, Error, PutOptions, Result, Store};
+use asl_core::{DomainId, Visibility};
+use asl_pel::keys::hex;
+use asl_records::cbor::Value;
+use asl_records::{self as records, Record};
+
+/// The record type of import records.
+pub const IMPORT_TYPE: &str = "asl/import";
+
+/// Commit after this many fetched artifacts or bytes, or this long (what a
+/// cut-off fetch can lose and fetch again; a slow link still makes
+/// progress that survives).
+const BATCH_ARTIFACTS: usize = 256;
+const BATCH_BYTES: u64 = 64 << 20;
+const BATCH_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[cfg(feature = "http")]
+pub use super::peers::HttpPeer;
+pub use super::peers::{peer_for, DirPeer, DirSink, Peer, Sink};
+
+/// What a fetch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FetchReport {
+    /// The manifest's sequence number.
+    pub seq: u64,
+    /// Artifacts it lists.
+    pub listed: usize,
+    /// Of those, already here.
+    pub present: usize,
+    /// Fetched, verified and stored.
+    pub fetched: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Artifacts this remote sent wrong (another remote was asked instead).
+    pub refused: usize,
+    /// Bytes of large artifacts an interrupted fetch had verified, which
+    /// were not sent again.
+    pub resumed: u64,
+    /// Bytes of large artifacts copied from chunks already here (the same
+    /// bytes at the same offset in another artifact), not sent.
+    pub reused: u64,
+    /// Listed, missing and not fetched but promised (a lazy fetch): read
+    /// on demand later (see [`super::promise`]).
+    pub promised: usize,
+    /// The import record (`None` when the manifest was not new and nothing was fetched).
+    pub import: Option<ArtifactId>,
+    /// Listed by the manifest, but the remote answered that it does not
+    /// have them (removed there since): reported, not fetched, and the
+    /// rest of the fetch went on.
+    pub unavailable: Vec<ArtifactId>,
+    /// Why this remote's manifest was refused when several mirrors of one
+    /// domain were asked and another's was accepted: the others did the
+    /// work, and nothing of this one was used.
+    pub manifest_refused: Option<String>,
+}
+
+fn read_all(peer: &dyn Peer, id: &ArtifactId, limit: u64) -> Result<Vec<u8>> {
+    let mut b = Vec::new();
+    peer.reader(id)?
+        .take(limit + 1)
+        .read_to_end(&mut b)
+        .map_err(|e| Error::io(format!("read {id} from the remote"), e))?;
+    if b.len() as u64 > limit || ArtifactId::of(&b) != *id {
+        return Err(Error::InvalidArgument(format!(
+            "the remote sent other bytes than {id} (refused)"
+        )));
+    }
+    Ok(b)
+}
+
+/// Fetches what remote `name` publishes (see the module docs).
+pub fn fetch(store: &Store, name: &str) -> Result<FetchReport> {
+    let mut r = remote::get(store, name)?;
+    let peer = peer_for(&r)?;
+    fetch_from(store, &mut r, &*peer)
+}
+
+/// A remote's manifest, read and checked.
+struct Checked {
+    mid: ArtifactId,
+    sid: ArtifactId,
+    mb: Vec<u8>,
+    sb: Vec<u8>,
+    /// The co-signatures that verified and count under the policy.
+    cosigs: Vec<Vec<u8>>,
+    m: Manifest,
+    key: asl_pel::keys::PublicKey,
+}
+
+fn check(r: &Remote, peer: &dyn Peer) -> Result<Checked> {
+    let p = peer
+        .publication()?
+        .ok_or_else(|| Error::InvalidArgument(format!("remote {} publishes nothing", r.name)))?;
+    let (mid, sid) = (p.manifest, p.signature);
+    let mb = read_all(peer, &mid, 1 << 30)?;
+    let sb = read_all(peer, &sid, 1 << 20)?;
+    let claimed = Manifest::from_record(&Record::decode(&mb).map_err(|e| Error::InvalidArgument(e.to_string()))?)
+        .map_err(|e| Error::InvalidArgument(format!("remote {}: manifest {mid}: {e}", r.name)))?;
+    // First contact trusts the manifest's own key and domain (and says so);
+    // afterwards both must stay the same.
+    let key = r.key.unwrap_or(claimed.key);
+    if r.domain.is_some_and(|d| d != claimed.domain) {
+        return Err(Error::InvalidArgument(format!(
+            "remote {}: the manifest is domain {}'s, not {}'s",
+            r.name,
+            hex(&claimed.domain),
+            hex(&r.domain.unwrap_or_default())
+        )));
+    }
+    // The same manifest again is fine (a cut-off fetch resumes); an older
+    // one is a replay.
+    let after = if claimed.seq == r.seq {
+        r.seq.saturating_sub(1)
+    } else {
+        r.seq
+    };
+    let m = publish::check_manifest(&mb, &sb, &key, after)
+        .map_err(|e| Error::InvalidArgument(format!("remote {}: manifest {mid}: {e}; nothing stored", r.name)))?;
+    // Co-signatures: only those the policy counts are read (a remote
+    // cannot make a fetch read an unbounded list of records).
+    let mut cosigs = Vec::new();
+    if !r.policy.cosigners.is_empty() {
+        for cid in p.cosignatures.iter().take(64) {
+            let Ok(b) = read_all(peer, cid, 1 << 20) else {
+                continue;
+            };
+            let signers = super::cosign::signers_of(&mid, std::slice::from_ref(&b));
+            if signers.iter().any(|k| r.policy.cosigners.contains(k)) {
+                cosigs.push(b);
+            }
+        }
+    }
+    let mut signers = super::cosign::signers_of(&mid, &cosigs);
+    signers.insert(key);
+    r.policy
+        .meets(&key, &signers)
+        .map_err(|e| Error::InvalidArgument(format!("remote {}: manifest {mid}: {e}; nothing stored", r.name)))?;
+    Ok(Checked {
+        mid,
+        sid,
+        mb,
+        sb,
+        cosigs,
+        m,
+        key,
+    })
+}
+
+/// What storing one fetched artifact took.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Got {
+    /// Its length.
+    pub len: u64,
+    /// Bytes an earlier, interrupted attempt had verified.
+    pub resumed: u64,
+    /// Bytes copied from chunks of artifacts already here.
+    pub reused: u64,
+}
+
+/// The chunks already here, indexed once per fetch when a large artifact
+/// first needs them, and grown by each large artifact the fetch stores.
+pub(super) type LocalCache = parking_lot::Mutex<Option<LocalChunks>>;
+
+/// Runs `f` over the index of chunks here, building it on first use.
+fn with_local<T>(store: &Store, cache: &LocalCache, f: impl FnOnce(&mut LocalChunks) -> T) -> Result<T> {
+    let mut g = cache.lock();
+    if g.is_none() {
+        *g = Some(LocalChunks::of_store(store)?);
+    }
+    Ok(f(g.as_mut().expect("set above")))
+}
+
+/// Stores artifact `id` from `peer`, which must send exactly its bytes. A
+/// large one goes through a staging file, chunk-verified: resumed from what
+/// an earlier attempt verified, its chunks that are already here (same
+/// bytes at the same offset in another artifact) copied, and only the runs
+/// of other chunks asked of the peer.
+pub(super) fn put_one(
+    store: &Store,
+    peer: &dyn Peer,
+    name: &str,
+    id: &ArtifactId,
+    size: Option<u64>,
+    placed: PutOptions,
+    local: &LocalCache,
+) -> Result<Got> {
+    if let Some(mut p) = Partial::resume(store, id)? {
+        let resumed = p.verified();
+        let reused = fill_large(store, peer, name, id, &mut p, local)?;
+        let cvs = p.cvs().to_vec();
+        let len = p.finish(store, placed)?;
+        with_local(store, local, |l| l.add(*id, &cvs))?;
+        return Ok(Got { len, resumed, reused });
+    }
+    // The manifest's size says whether to go chunk by chunk; without one
+    // (an older manifest, a promise) the answer to a plain GET does.
+    let (len, reader) = match size {
+        Some(n) if n >= RANGED_MIN => (n, None),
+        _ => {
+            let (n, r) = peer.reader_at(id, 0, None)?;
+            (n, Some(r))
+        }
+    };
+    if len >= RANGED_MIN {
+        // A stream opened to learn the length is closed before the tree is
+        // asked for: a server that answers one request at a time would
+        // otherwise wait on us while we wait on it. What it had sent ahead
+        // is the cost, paid only when the manifest lists no sizes.
+        drop(reader);
+        let cvs = peer.tree(id)?;
+        let mut p = Partial::create(store, id, len, cvs)
+            .map_err(|e| Error::InvalidArgument(format!("remote {name}: {e}; nothing stored")))?;
+        let reused = fill_large(store, peer, name, id, &mut p, local)?;
+        let cvs = p.cvs().to_vec();
+        let len = p.finish(store, placed)?;
+        with_local(store, local, |l| l.add(*id, &cvs))?;
+        return Ok(Got {
+            len,
+            resumed: 0,
+            reused,
+        });
+    }
+    let reader = reader.expect("opened for a small artifact");
+    let put = store
+        .put_reader_with(reader, &placed.expect(Some(*id)))
+        .map_err(|e| match e {
+            Error::IdMismatch { .. } => Error::InvalidArgument(format!(
+                "remote {name}: the bytes sent for {id} do not hash to it; nothing of them is stored"
+            )),
+            e => e,
+        })?;
+    Ok(Got {
+        len: put.len,
+        ..Got::default()
+    })
+}
+
+/// Stages the rest of a large artifact: each chunk from an artifact here
+/// when one holds it, the runs of other chunks from the peer (one ranged
+/// request per run). Returns the bytes copied locally.
+fn fill_large(
+    store: &Store,
+    peer: &dyn Peer,
+    name: &str,
+    id: &ArtifactId,
+    p: &mut Partial,
+    local: &LocalCache,
+) -> Result<u64> {
+    let n = p.len().div_ceil(TRANSFER_CHUNK as u64);
+    let mut reused = 0;
+    while p.verified() < p.len() {
+        let idx = p.next_index();
+        let source = with_local(store, local, |l| l.get(p.cv(idx)).copied())?;
+        if let Some(src) = source {
+            let len = p.chunk_len(idx) as u64;
+            // A verified read: the store proves the bytes against the same
+            // chaining value. A damaged or vanished source is no source.
+            if let Ok(bytes) = store.read_range(&src, idx * TRANSFER_CHUNK as u64, len) {
+                p.push_verified(&bytes)?;
+                reused += len;
+                continue;
+            }
+        }
+        // The run of chunks not here, asked for in one request.
+        let end = with_local(store, local, |l| {
+            let mut j = idx + 1;
+            while j < n && l.get(p.cv(j)).is_none() {
+                j += 1;
+            }
+            (j * TRANSFER_CHUNK as u64).min(p.len())
+        })?;
+        let (len, mut reader) = peer.reader_at(id, p.verified(), Some(end))?;
+        if len != p.len() {
+            return Err(Error::InvalidArgument(format!(
+                "remote {name}: {id} is {len} bytes there, {} by its tree",
+                p.len()
+            )));
+        }
+        p.fill_until(&mut reader, end, name)?;
+    }
+    Ok(reused)
+}
+
+/// Commits every so many artifacts, bytes or seconds.
+struct Batches {
+    n: usize,
+    bytes: u64,
+    since: std::time::Instant,
+}
+
+impl Batches {
+    fn new() -> Self {
+        Batches {
+            n: 0,
+            bytes: 0,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn add(&mut self, store: &Store, len: u64) -> Result<()> {
+        self.n += 1;
+        self.bytes += len;
+        if self.n >= BATCH_ARTIFACTS || self.bytes >= BATCH_BYTES || self.since.elapsed() >= BATCH_TIME {
+            store.commit()?;
+            *self = Batches::new();
+        }
+        Ok(())
+    }
+}
+
+/// Stores the manifest, signature and import record, and remembers the
+/// remote's key, domain and sequence number.
+fn finish(
+    store: &Store,
+    r: &mut Remote,
+    c: &Checked,
+    n: DomainId,
+    placed: PutOptions,
+    fetched: &[ArtifactId],
+    promised: &[ArtifactId],
+) -> Result<ArtifactId> {
+    // Where the imports came from, kept with them.
+    store.put_with(&c.mb, &placed)?;
+    store.put_with(&c.sb, &placed)?;
+    let mut cosigs = Vec::new();
+    for b in &c.cosigs {
+        cosigs.push(store.put_with(b, &placed)?.id);
+    }
+    let rec = import_record(&c.m, n, &c.mid, &c.sid, &cosigs, fetched, promised);
+    let stored = records::put(store, &rec).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    store.commit()?;
+    store.repin(&format!("asl.import.{}", r.name), &stored.id)?;
+    r.key = Some(c.key);
+    r.domain = Some(c.m.domain);
+    r.seq = c.m.seq;
+    remote::update(store, r)?;
+    Ok(stored.id)
+}
+
+/// [`fetch`] from a given peer, updating `r`.
+pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<FetchReport> {
+    fetch_with(store, r, peer, false)
+}
+
+/// A lazy fetch: the manifest checked and recorded as for [`fetch`], but
+/// the artifacts it lists that are missing here are only promised, not
+/// sent: the import record names them, and reading one later fetches it
+/// then ([`super::promise`]), like a partial clone.
+pub fn fetch_lazy(store: &Store, name: &str) -> Result<FetchReport> {
+    let mut r = remote::get(store, name)?;
+    let peer = peer_for(&r)?;
+    fetch_with(store, &mut r, &*peer, true)
+}
+
+fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Result<FetchReport> {
+    super::ranged::sweep(store)?;
+    let c = check(r, peer)?;
+    let n = remote::domain_number(store, &c.m.domain, &c.m.name)?;
+    let placed = PutOptions::new().domain(n).source(Some(n));
+    let mut rep = FetchReport {
+        seq: c.m.seq,
+        listed: c.m.published.len(),
+        ..Default::default()
+    };
+    let mut fetched = Vec::new();
+    let mut promised = Vec::new();
+    let mut batches = Batches::new();
+    let local = LocalCache::default();
+    for (k, id) in c.m.published.iter().enumerate() {
+        if store.contains(id)? {
+            rep.present += 1;
+            continue;
+        }
+        if lazy {
+            promised.push(*id);
+            continue;
+        }
+        let got = match put_one(store, peer, &r.name, id, c.m.sizes.get(k).copied(), placed, &local) {
+            Ok(g) => g,
+            Err(Error::NotFound(x)) if x == *id => {
+                rep.unavailable.push(*id);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        rep.fetched += 1;
+        rep.bytes += got.len;
+        rep.resumed += got.resumed;
+        rep.reused += got.reused;
+        let len = got.len;
+        fetched.push(*id);
+        batches.add(store, len)?;
+    }
+    rep.promised = promised.len();
+    if c.m.seq == r.seq && fetched.is_empty() && r.key.is_some() && !lazy {
+        store.commit()?;
+        return Ok(rep);
+    }
+    rep.import = Some(finish(store, r, &c, n, placed, &fetched, &promised)?);
+    sweep_unwanted(store)?;
+    Ok(rep)
+}
+
+/// An `asl/import` record this store has pinned (`asl.import.<remote>`),
+/// decoded.
+#[derive(Clone, Debug)]
+pub(super) struct PinnedImport {
+    /// The remote whose fetch wrote it.
+    pub remote: String,
+    /// The record's id.
+    pub id: ArtifactId,
+    /// The other domain, and its local number here.
+    pub domain: [u8; 16],
+    pub local: u16,
+    /// The manifest the fetch accepted, its signature record and its
+    /// sequence number.
+    pub manifest: ArtifactId,
+    pub signature: ArtifactId,
+    pub seq: u64,
+    /// What it fetched, and what it promised.
+    pub fetched: Vec<ArtifactId>,
+    pub promised: Vec<ArtifactId>,
+}
+
+/// Every pinned import record that can still be read, in pin order.
+///
+/// An import record only annotates: it says where fetched or promised
+/// artifacts came from. One that is gone (`rm --force`, or lost to damage
+/// and `repair`), damaged or malformed is left out, so listings, origins
+/// and snapshots built from the rest still complete; the remote's own
+/// record (its key and sequence number) is what guards the next fetch.
+pub(super) fn pinned_imports(store: &Store) -> Result<Vec<PinnedImport>> {
+    let mut out = Vec::new();
+    for (pin, rid) in store.pins() {
+        let Some(remote) = pin.strip_prefix("asl.import.") else {
+            continue;
+        };
+        if let Some(imp) = decode_import(store, remote, rid)? {
+            out.push(imp);
+        }
+    }
+    Ok(out)
+}
+
+/// The import record `rid` of `remote`, or `None` when it is gone,
+/// damaged or not a well-formed import record. An I/O failure is an error:
+/// what cannot be read now is not taken for gone.
+fn decode_import(store: &Store, remote: &str, rid: ArtifactId) -> Result<Option<PinnedImport>> {
+    let r = match records::get(store as &dyn records::Source, &rid) {
+        Ok(r) => r,
+        Err(records::RecordError::Store(e @ Error::Io { .. })) => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    if r.type_name != IMPORT_TYPE {
+        return Ok(None);
+    }
+    Ok(parse_import(&r, remote, rid))
+}
+
+/// The fields of import record `r`, or `None` when one is missing or
+/// malformed.
+fn parse_import(r: &Record, remote: &str, rid: ArtifactId) -> Option<PinnedImport> {
+    let bytes = |k: &str| match r.body.get(k) {
+        Some(Value::Bytes(b)) => Some(b.as_slice()),
+        _ => None,
+    };
+    let id32 = |k: &str| {
+        bytes(k)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(ArtifactId::from_bytes)
+    };
+    let ids = |k: &str| -> Option<Vec<ArtifactId>> {
+        match r.body.get(k) {
+            None => Some(Vec::new()),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| match v {
+                    Value::Bytes(b) => <[u8; 32]>::try_from(b.as_slice()).ok().map(ArtifactId::from_bytes),
+                    _ => None,
+                })
+                .collect(),
+            Some(_) => None,
+        }
+    };
+    let uint = |k: &str| match r.body.get(k) {
+        Some(Value::Unsigned(n)) => Some(*n),
+        _ => None,
+    };
+    Some(PinnedImport {
+        remote: remote.to_string(),
+        id: rid,
+        domain: bytes("domain")?.try_into().ok()?,
+        local: u16::try_from(uint("local")?).ok()?,
+        manifest: id32("manifest")?,
+        signature: id32("signature")?,
+        seq: uint("seq")?,
+        fetched: ids("fetched")?,
+        promised: ids("promised")?,
+    })
+}
+
+/// After a fetch: staging files of artifacts that no remote's latest
+/// accepted manifest lists any more are removed (nobody would send the
+/// rest: a partial artifact nobody publishes is only disk used).
+fn sweep_unwanted(store: &Store) -> Result<()> {
+    let staged = super::ranged::staged(store);
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let mut wanted = std::collections::HashSet::new();
+    for imp in pinned_imports(store)? {
+        let manifest = store
+            .get(&imp.manifest)
+            .ok()
+            .and_then(|b| Record::decode(&b).ok())
+            .and_then(|r| Manifest::from_record(&r).ok());
+        match manifest {
+            Some(m) => wanted.extend(m.published),
+            // An import whose manifest cannot be read: keep everything.
+            None => return Ok(()),
+        }
+    }
+    for id in staged.iter().filter(|id| !wanted.contains(*id)) {
+        super::ranged::discard(store, id)?;
+    }
+    Ok(())
+}
+
+/// Fetches from several remotes of one domain at once (mirrors of it, say a
+/// directory and a server): each manifest is checked as for one, the newest
+/// decides what is wanted, and the missing artifacts are spread over the
+/// remotes whose manifest lists them, one thread each. An artifact a remote
+/// fails to send whole — wrong bytes, a cut stream, an error — is asked of
+/// the others; the fetch fails only for artifacts no remote sent right.
+/// Reports per remote, in the order given.
+pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchReport)>> {
+    super::ranged::sweep(store)?;
+    let mut remotes = Vec::new();
+    // A mirror whose manifest is refused (wrong bytes, a bad signature, a
+    // replayed one) is left out while another mirror's is accepted: what
+    // one mirror sends wrong is asked of another, the manifest included.
+    let mut refused = Vec::new();
+    let mut first_error = None;
+    for name in names {
+        let r = remote::get(store, name)?;
+        let peer = peer_for(&r)?;
+        match check(&r, &*peer) {
+            Ok(c) => remotes.push((r, peer, c)),
+            Err(e) => {
+                refused.push((name.clone(), e.to_string()));
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let Some(first) = remotes.first() else {
+        return match first_error {
+            Some(e) => Err(e),
+            None => Ok(Vec::new()),
+        };
+    };
+    let domain = first.2.m.domain;
+    if let Some((r, _, c)) = remotes.iter().find(|(_, _, c)| c.m.domain != domain) {
+        return Err(Error::InvalidArgument(format!(
+            "remote {} publishes domain {}, not {}: fetch remotes of one domain together",
+            r.name,
+            hex(&c.m.domain),
+            hex(&domain)
+        )));
+    }
+    let newest = (0..remotes.len()).max_by_key(|i| remotes[*i].2.m.seq).unwrap_or(0);
+    let n = remote::domain_number(store, &domain, &remotes[newest].2.m.name)?;
+    let placed = PutOptions::new().domain(n).source(Some(n));
+    let lists: Vec<std::collections::HashSet<ArtifactId>> = remotes
+        .iter()
+        .map(|(_, _, c)| c.m.published.iter().copied().collect())
+        .collect();
+    let mut reps: Vec<FetchReport> = remotes
+        .iter()
+        .map(|(_, _, c)| FetchReport {
+            seq: c.m.seq,
+            listed: c.m.published.len(),
+            ..Default::default()
+        })
+        .collect();
+    // Round-robin over the remotes that list each wanted artifact.
+    let mut work: Vec<Vec<ArtifactId>> = vec![Vec::new(); remotes.len()];
+    let mut present = 0;
+    for (k, id) in remotes[newest].2.m.published.iter().enumerate() {
+        if store.contains(id)? {
+            present += 1;
+            continue;
+        }
+        let sources: Vec<usize> = (0..remotes.len()).filter(|i| lists[*i].contains(id)).collect();
+        work[sources[k % sources.len()]].push(*id);
+    }
+    let sizes: std::collections::HashMap<ArtifactId, u64> = remotes[newest]
+        .2
+        .m
+        .published
+        .iter()
+        .copied()
+        .zip(remotes[newest].2.m.sizes.iter().copied())
+        .collect();
+    let sizes = &sizes;
+    let done = parking_lot::Mutex::new(vec![Vec::<(ArtifactId, Got)>::new(); remotes.len()]);
+    let local = LocalCache::default();
+    // (artifact, remote, why, whether the remote said it does not have it)
+    let failed = parking_lot::Mutex::new(Vec::<(ArtifactId, usize, String, bool)>::new());
+    let batches = parking_lot::Mutex::new(Batches::new());
+    std::thread::scope(|scope| {
+        for (i, ids) in work.iter().enumerate() {
+            let (r, peer, _) = &remotes[i];
+            let (done, failed, batches, local) = (&done, &failed, &batches, &local);
+            scope.spawn(move || {
+                for id in ids {
+                    match put_one(store, &**peer, &r.name, id, sizes.get(id).copied(), placed, local) {
+                        Ok(got) => {
+                            done.lock()[i].push((*id, got));
+                            // A commit failure shows again at the final commit.
+                            let _ = batches.lock().add(store, got.len);
+                        }
+                        Err(e) => {
+                            let absent = matches!(e, Error::NotFound(x) if x == *id);
+                            failed.lock().push((*id, i, e.to_string(), absent));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner();
+    let mut lost = Vec::new();
+    for (id, bad, why, mut absent) in failed.into_inner() {
+        if !absent {
+            reps[bad].refused += 1;
+        }
+        let mut sent = false;
+        for i in (0..remotes.len()).filter(|i| *i != bad && lists[*i].contains(&id)) {
+            let (r, peer, _) = &remotes[i];
+            match put_one(store, &**peer, &r.name, &id, sizes.get(&id).copied(), placed, &local) {
+                Ok(got) => {
+                    done[i].push((id, got));
+                    sent = true;
+                    break;
+                }
+                Err(Error::NotFound(x)) if x == id => {}
+                Err(_) => {
+                    reps[i].refused += 1;
+                    absent = false;
+                }
+            }
+        }
+        if sent {
+            continue;
+        }
+        if absent {
+            // Every remote asked says it does not have it: not a lie, a
+            // removal there; the rest of the fetch stands.
+            reps[bad].unavailable.push(id);
+        } else {
+            lost.push(format!("{id} ({why})"));
+        }
+    }
+    store.commit()?;
+    if !lost.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "no remote sent {} artifacts whole: {}; what was verified is kept",
+            lost.len(),
+            lost.join("; ")
+        )));
+    }
+    let mut out = Vec::new();
+    for (i, (mut r, _, c)) in remotes.into_iter().enumerate() {
+        let ids: Vec<ArtifactId> = done[i].iter().map(|(id, _)| *id).collect();
+        reps[i].fetched = ids.len();
+        reps[i].bytes = done[i].iter().map(|(_, g)| g.len).sum();
+        reps[i].resumed = done[i].iter().map(|(_, g)| g.resumed).sum();
+        reps[i].reused = done[i].iter().map(|(_, g)| g.reused).sum();
+        reps[i].present = present;
+        if !(c.m.seq == r.seq && ids.is_empty() && r.key.is_some()) {
+            reps[i].import = Some(finish(store, &mut r, &c, n, placed, &ids, &[])?);
+        }
+        out.push((r.name.clone(), reps[i].clone()));
+    }
+    for (name, why) in refused {
+        let rep = FetchReport {
+            manifest_refused: Some(why),
+            ..FetchReport::default()
+        };
+        out.push((name, rep));
+    }
+    // Back in the order the remotes were given.
+    out.sort_by_key(|(name, _)| names.iter().position(|n| n == name));
+    sweep_unwanted(store)?;
+    Ok(out)
+}
+
+fn import_record(
+    m: &Manifest,
+    n: DomainId,
+    mid: &ArtifactId,
+    sid: &ArtifactId,
+    cosigs: &[ArtifactId],
+    fetched: &[ArtifactId],
+    promised: &[ArtifactId],
+) -> Record {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let ids = |l: &[ArtifactId]| Value::Array(l.iter().map(|i| Value::Bytes(i.as_bytes().to_vec())).collect());
+    let mut body = vec![
+        (Value::text("domain"), Value::Bytes(m.domain.to_vec())),
+        (Value::text("name"), Value::text(m.name.clone())),
+        (Value::text("local"), Value::Unsigned(n.0 as u64)),
+        (Value::text("manifest"), Value::Bytes(mid.as_bytes().to_vec())),
+        (Value::text("signature"), Value::Bytes(sid.as_bytes().to_vec())),
+        (Value::text("seq"), Value::Unsigned(m.seq)),
+        (Value::text("fetched"), ids(fetched)),
+        (Value::text("fetched_at"), Value::text(records::time::format(now))),
+    ];
+    if !cosigs.is_empty() {
+        body.push((Value::text("cosignatures"), ids(cosigs)));
+    }
+    if !promised.is_empty() {
+        body.push((Value::text("promised"), ids(promised)));
+    }
+    Record::new(IMPORT_TYPE, 1, Value::Map(body))
+}
+
+/// What a push did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// Artifacts this domain publishes (with its manifest and signature).
+    pub published: usize,
+    /// Of those, sent (the remote lacked them).
+    pub sent: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Sends remote `name` what this domain publishes and it lacks, with the
+/// latest manifest and signature, so a fetch there from this domain then
+/// finds everything present. Only published artifacts ever leave.
+pub fn push(store: &Store, name: &str) -> Result<PushReport> {
+    let r = remote::get(store, name)?;
+    let (mid, sid) = publish::latest_ids(store)
+        .ok_or_else(|| Error::InvalidArgument("this domain publishes nothing (aslctl publish)".into()))?;
+    let (_, m) = publish::latest(store)?.ok_or_else(|| Error::InvalidArgument("no manifest".into()))?;
+    let mut ids = m.published.clone();
+    ids.push(mid);
+    ids.push(sid);
+    ids.extend(super::cosign::cosignatures(store));
+    let sink: Box<dyn Sink> = if r.url.starts_with("http://") || r.url.starts_with("https://") {
+        #[cfg(feature = "http")]
+        {
+            Box::new(HttpPeer::new(&r.url, r.token.as_deref()))
+        }
+        #[cfg(not(feature = "http"))]
+        return Err(Error::InvalidArgument(format!(
+            "{} is an HTTP remote and this build lacks feature http",
+            r.url
+        )));
+    } else {
+        let domain = super::Domain::ensure(store)?;
+        Box::new(DirSink::open(std::path::Path::new(&r.url), &domain)?)
+    };
+    let mut rep = PushReport {
+        published: ids.len(),
+        ..Default::default()
+    };
+    for id in sink.missing(&ids)? {
+        // Published since the manifest? Only what is published now leaves.
+        match store.info(&id)? {
+            Some(i) if i.visibility == Visibility::Published => {
+                let mut reader = store.open_reader(&id)?;
+                sink.send(&id, i.len, &mut reader)?;
+                rep.sent += 1;
+                rep.bytes += i.len;
+            }
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "{id} is in the manifest but no longer published here: publish again first"
+                )))
+            }
+        }
+    }
+    sink.finish()?;
+    Ok(rep)
+}

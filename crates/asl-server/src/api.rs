@@ -1,0 +1,286 @@
+//! The `/v1` routes: artifacts in and out, listings, the missing check.
+//! Each handler turns the request into store calls on a blocking thread
+//! and the store's answer into a status, headers and a JSON or byte body.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Extension, Path, Query, Request, State as S};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::auth::Scope;
+use super::http::{error, json_body, parse_id, with_view, Access, JsonBody, Route};
+use super::send::send;
+use super::upload::{receive, stored};
+use super::State;
+use asl_core::{ArtifactId, Audience, PutOptions};
+
+/// Every route the server answers: `/v1`, the build caches' and the views'.
+pub(super) fn table() -> Vec<Route> {
+    let r = |path, methods, handlers| Route {
+        path,
+        methods,
+        handlers,
+    };
+    let mut t = vec![
+        r("/v1/health", &["GET", "HEAD"], get(health)),
+        r("/v1/artifacts", &["GET", "HEAD", "PUT"], put(put_new).get(list)),
+        r("/v1/artifacts:missing", &["POST"], post(missing)),
+        r(
+            "/v1/artifacts/{id}",
+            &["GET", "HEAD", "PUT"],
+            put(put_named).get(get_one).head(head_one),
+        ),
+    ];
+    t.extend(super::cache::routes());
+    t.extend(super::views::routes());
+    t
+}
+
+pub(super) fn routes(st: Arc<State>) -> Router {
+    table()
+        .into_iter()
+        .fold(Router::new(), |router, r| router.route(r.path, r.handlers))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .layer(middleware::from_fn_with_state(st.clone(), authorize))
+        .layer(middleware::from_fn_with_state(st.clone(), access_log))
+        .with_state(st)
+}
+
+/// One line per request on stderr when the config asks for it (answers to
+/// refused tokens included: it runs outside `authorize`).
+async fn access_log(S(st): S<Arc<State>>, req: Request, next: Next) -> Response {
+    if !st.cfg.access_log {
+        return next.run(req).await;
+    }
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let t = std::time::Instant::now();
+    let r = next.run(req).await;
+    eprintln!(
+        "{} {method} {path} {} {:.1}ms",
+        asl_records::time::now_millis(),
+        r.status().as_u16(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    r
+}
+
+/// Checks the bearer token against what the call needs: reads need `read`,
+/// puts `write`. No tokens configured: everyone may (loopback only).
+async fn authorize(S(st): S<Arc<State>>, mut req: Request, next: Next) -> Response {
+    let Some(tokens) = &st.cfg.tokens else {
+        req.extensions_mut().insert(Access {
+            audience: Audience::Owner,
+        });
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    let writes = req.method() == Method::POST && (path == "/v1/records" || path.ends_with("/labels"));
+    let need = if req.method() == Method::PUT || writes {
+        Scope::Write
+    } else if req.method() == Method::POST && req.uri().path().starts_with("/v1/snapshots") {
+        Scope::Admin
+    } else {
+        Scope::Read
+    };
+    let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match presented.and_then(|h| tokens.check(h)) {
+        None => {
+            let mut r = error(StatusCode::UNAUTHORIZED, "a valid bearer token is needed");
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+        Some(t) if t.scope < need => error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token {:?} may not {}",
+                t.name,
+                match need {
+                    Scope::Read => "read",
+                    Scope::Write => "write",
+                    Scope::Admin => "administer",
+                }
+            ),
+        ),
+        Some(t) => {
+            req.extensions_mut().insert(Access {
+                audience: if t.published_only {
+                    Audience::Published
+                } else {
+                    Audience::Owner
+                },
+            });
+            next.run(req).await
+        }
+    }
+}
+
+async fn health() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn put_new(S(st): S<Arc<State>>, Extension(a): Extension<Access>, headers: HeaderMap, body: Body) -> Response {
+    upload(st, a, None, &headers, body).await
+}
+
+async fn put_named(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match parse_id(&id) {
+        Ok(id) => upload(st, a, Some(id), &headers, body).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+/// Streams the body into the store and commits; on any failure (too large,
+/// too slow, cut off, not the expected id) nothing stays.
+async fn upload(
+    st: Arc<State>,
+    access: Access,
+    expect: Option<ArtifactId>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let put = match receive(&st, PutOptions::new().expect(expect), headers, body).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match with_view(&st.store, access, move |view| {
+        view.store().commit()?;
+        view.shown_new(&put.id, put.new)
+    })
+    .await
+    {
+        Ok(new) => stored(&put, new),
+        Err(r) => r,
+    }
+}
+
+async fn get_one(s: S<Arc<State>>, a: Extension<Access>, id: Path<String>, headers: HeaderMap) -> Response {
+    artifact(s, a, id, headers, true).await
+}
+
+async fn head_one(s: S<Arc<State>>, a: Extension<Access>, id: Path<String>, headers: HeaderMap) -> Response {
+    artifact(s, a, id, headers, false).await
+}
+
+/// GET and HEAD of one artifact: whole or one range, verified.
+async fn artifact(
+    S(st): S<Arc<State>>,
+    Extension(access): Extension<Access>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    with_body: bool,
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
+    };
+    send(&st, access, id, &headers, with_body).await
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A page of the live artifacts in id order: those after `after`, at most
+/// `limit` (1000 by default, 10000 at most); `next` is the `after` of the
+/// next page, absent on the last.
+async fn list(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Query(q): Query<ListQuery>) -> Response {
+    let after = match q.after.as_deref().map(parse_id).transpose() {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let page = with_view(&st.store, access, move |view| {
+        let iter: Box<dyn Iterator<Item = asl_core::Result<asl_core::ArtifactInfo>>> = match &after {
+            Some(a) => Box::new(view.iter_from(a)?),
+            None => Box::new(view.iter()?),
+        };
+        let mut out = Vec::new();
+        let mut more = false;
+        for info in iter {
+            let info = info?;
+            if Some(info.id) == after {
+                continue;
+            }
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(info);
+        }
+        Ok((out, more))
+    })
+    .await;
+    match page {
+        Ok((items, more)) => {
+            let next = if more {
+                items.last().map(|i| i.id.to_hex())
+            } else {
+                None
+            };
+            Json(json!({
+                "artifacts": items.iter().map(|i| json!({"id": i.id.to_hex(), "len": i.len})).collect::<Vec<_>>(),
+                "next": next,
+            }))
+            .into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MissingBody {
+    ids: Vec<String>,
+}
+
+/// Which of the given ids the store does not hold (have/want: a client
+/// sends only those).
+async fn missing(S(st): S<Arc<State>>, Extension(access): Extension<Access>, body: JsonBody<MissingBody>) -> Response {
+    let body = match json_body(body, "{\"ids\": [...]}") {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    if body.ids.len() > st.cfg.max_batch {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} ids, more than the {} a call may ask about",
+                body.ids.len(),
+                st.cfg.max_batch
+            ),
+        );
+    }
+    let ids = match body.ids.iter().map(|i| parse_id(i)).collect::<Result<Vec<_>, _>>() {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    match with_view(&st.store, access, move |view| {
+        let mut out = Vec::new();
+        for id in ids {
+            // What the caller may not see is, to it, missing.
+            if !view.contains(&id)? {
+                out.push(id.to_hex());
+            }
+        }
+        Ok(out)
+    })
+    .await
+    {
+        Ok(m) => Json(json!({"missing": m})).into_response(),
+        Err(r) => r,
+    }
+}

@@ -1,0 +1,413 @@
+//! Build caches over the store: the Bazel HTTP cache protocol (`/ac/KEY`,
+//! `/cas/SHA256`), which ccache's HTTP remote storage also speaks with
+//! `layout=bazel`, and ccache's own layouts under `/ccache/`: `flat`
+//! (`/ccache/KEY`) and `subdirs`, its default (`/ccache/KE/Y...`, the key's
+//! first two characters as a directory). A ccache entry is an AC entry
+//! under its own key.
+//!
+//! A CAS entry is an artifact whose SHA-256 is its key: the put computes the
+//! SHA-256 in the same pass that stores the bytes, a body that does not
+//! hash to the key is refused (and what it stored is removed again), and an
+//! `asl/digest` record lets the key find the artifact. An AC entry is any
+//! bytes under a key (an action result, a ccache entry): the bytes are an
+//! artifact and an `asl/cache-entry` record points the key at it; a newer
+//! entry for the same key replaces the answer, and a put may be made
+//! conditional (`If-None-Match: *` to create only, `If-Match: "<id>"` to
+//! replace only the answer it names, else 412), so two writers can
+//! compare-and-swap a key. Reads are verified like
+//! every read, so the cache never answers with bytes it lost.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Extension, Path, State as S};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::http::{blocking, error, Access, Refused, Route};
+use super::send::send;
+use super::upload::{receive, stored};
+use super::State;
+use asl_core::{ArtifactId, Error, PutOptions};
+use asl_records::cbor::Value;
+use asl_records::{self as records, digests, Record, Source};
+
+/// The record type of action-cache entries.
+pub const CACHE_ENTRY: &str = "asl/cache-entry";
+
+pub(super) fn routes() -> Vec<Route> {
+    let r = |path, methods, handlers| Route {
+        path,
+        methods,
+        handlers,
+    };
+    vec![
+        r(
+            "/ac/{key}",
+            &["GET", "HEAD", "PUT"],
+            get(ac_get).head(ac_head).put(ac_put),
+        ),
+        r(
+            "/cas/{key}",
+            &["GET", "HEAD", "PUT"],
+            get(cas_get).head(cas_head).put(cas_put),
+        ),
+        r(
+            "/ccache/{key}",
+            &["GET", "HEAD", "PUT"],
+            get(cc_get).head(cc_head).put(cc_put),
+        ),
+        r(
+            "/ccache/{dir}/{rest}",
+            &["GET", "HEAD", "PUT"],
+            get(cc2_get).head(cc2_head).put(cc2_put),
+        ),
+    ]
+}
+
+/// The entry name of a ccache key (2 hex digits and base32hex in ccache
+/// 4; any short lower-case alphanumeric string is taken).
+fn ccache_name(key: &str) -> Result<String, Refused> {
+    let ok = (8..=128).contains(&key.len()) && key.bytes().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
+    if ok {
+        Ok(format!("ccache/{key}"))
+    } else {
+        Err(Refused(
+            StatusCode::BAD_REQUEST,
+            "a ccache key is 8 to 128 lower-case letters and digits".into(),
+        ))
+    }
+}
+
+/// The key of a `subdirs` path: the directory is the key's first two
+/// characters, the file name the rest.
+fn ccache_split(dir: &str, rest: &str) -> Result<String, Refused> {
+    if dir.len() != 2 {
+        return Err(Refused(
+            StatusCode::BAD_REQUEST,
+            "a ccache subdirs path is /ccache/<first 2 characters of the key>/<the rest>".into(),
+        ));
+    }
+    ccache_name(&format!("{dir}{rest}"))
+}
+
+fn ac_name(key: &str) -> Result<String, Refused> {
+    parse_key(key).map(|k| format!("ac/{}", digests::hex(&k)))
+}
+
+/// A Bazel key: a SHA-256 as 64 hex digits.
+fn parse_key(text: &str) -> Result<[u8; 32], Refused> {
+    if text.len() == 64 {
+        if let Some(k) = digests::parse_sha256(text) {
+            return Ok(k);
+        }
+    }
+    Err(Refused(
+        StatusCode::BAD_REQUEST,
+        "a cache key is a SHA-256 as 64 hex digits".into(),
+    ))
+}
+
+/// Now, to the millisecond, and later than any stamp this server gave
+/// before: two entries for one key put within a millisecond still order.
+fn stamp(st: &State) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut last = st.last_stamp.lock();
+    *last = now.max(*last + 1);
+    let whole = records::time::format(*last / 1000);
+    format!("{}.{:03}Z", &whole[..whole.len() - 1], *last % 1000)
+}
+
+/// Brings the query index up to date with what this server just wrote.
+fn refresh(st: &State) -> asl_core::Result<()> {
+    st.index.with(|i| i.refresh(&st.store).map(|_| ()))
+}
+
+/// The artifact the entry `name` (`ac/HEX`, `ccache/KEY`) answers with:
+/// its newest live entry.
+fn ac_lookup(st: &State, name: &str) -> asl_core::Result<Option<ArtifactId>> {
+    let hits = st.index.with(|i| i.records_with("cache_key", name.as_bytes()))?;
+    // The index orders by whole seconds; the entries' own times (to the
+    // millisecond, strictly increasing per server) decide within one.
+    let mut best: Option<(String, ArtifactId)> = None;
+    for (_, rid) in hits {
+        let Ok(r) = records::get(&*st.store as &dyn Source, &rid) else {
+            continue;
+        };
+        let (Some(Value::Text(at)), Some(Value::Bytes(b))) = (r.body.get("created_at"), r.body.get("value")) else {
+            continue;
+        };
+        let Ok(b) = <[u8; 32]>::try_from(b.as_slice()) else {
+            continue;
+        };
+        let id = ArtifactId::from_bytes(b);
+        if best.as_ref().is_none_or(|(t, _)| at > t) && st.store.contains(&id)? {
+            best = Some((at.clone(), id));
+        }
+    }
+    Ok(best.map(|(_, id)| id))
+}
+
+fn cas_lookup(st: &State, name: &str) -> asl_core::Result<Option<ArtifactId>> {
+    let Some(key) = name.strip_prefix("cas/").and_then(digests::parse_sha256) else {
+        return Ok(None);
+    };
+    st.index.with(|i| digests::resolve(&st.store, i, &key))
+}
+
+async fn answer(
+    st: Arc<State>,
+    access: Access,
+    name: Result<String, Refused>,
+    headers: HeaderMap,
+    with_body: bool,
+    lookup: fn(&State, &str) -> asl_core::Result<Option<ArtifactId>>,
+) -> Response {
+    let name = match name {
+        Ok(n) => n,
+        Err(r) => return r.into_response(),
+    };
+    let s2 = st.clone();
+    // What the caller may not see answers exactly as an absent key does.
+    let found = blocking(move || match lookup(&s2, &name)? {
+        Some(id) if s2.store.view(access.audience).contains(&id)? => Ok(Some(id)),
+        _ => Ok(None),
+    });
+    match found.await {
+        Ok(Some(id)) => send(&st, access, id, &headers, with_body).await,
+        Ok(None) => error(StatusCode::NOT_FOUND, "not in the cache"),
+        Err(r) => r,
+    }
+}
+
+async fn ac_get(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, ac_name(&key), headers, true, ac_lookup).await
+}
+
+async fn ac_head(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, ac_name(&key), headers, false, ac_lookup).await
+}
+
+async fn cas_get(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(
+        st,
+        a,
+        parse_key(&key).map(|k| format!("cas/{}", digests::hex(&k))),
+        headers,
+        true,
+        cas_lookup,
+    )
+    .await
+}
+
+async fn cas_head(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(
+        st,
+        a,
+        parse_key(&key).map(|k| format!("cas/{}", digests::hex(&k))),
+        headers,
+        false,
+        cas_lookup,
+    )
+    .await
+}
+
+/// Stores an action-cache entry.
+async fn ac_put(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    entry_put(st, a, ac_name(&key), headers, body).await
+}
+
+async fn cc_get(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, ccache_name(&key), headers, true, ac_lookup).await
+}
+
+async fn cc_head(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, ccache_name(&key), headers, false, ac_lookup).await
+}
+
+async fn cc_put(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    entry_put(st, a, ccache_name(&key), headers, body).await
+}
+
+async fn cc2_get(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path((dir, rest)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, ccache_split(&dir, &rest), headers, true, ac_lookup).await
+}
+
+async fn cc2_head(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path((dir, rest)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    answer(st, a, ccache_split(&dir, &rest), headers, false, ac_lookup).await
+}
+
+async fn cc2_put(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path((dir, rest)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    entry_put(st, a, ccache_split(&dir, &rest), headers, body).await
+}
+
+/// Stores an entry under `name`: the bytes, then the record pointing the
+/// name at them, committed together.
+async fn entry_put(
+    st: Arc<State>,
+    access: Access,
+    name: Result<String, Refused>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let name = match name {
+        Ok(n) => n,
+        Err(r) => return r.into_response(),
+    };
+    let put = match receive(&st, PutOptions::new(), &headers, body).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    // Conditional writes: `If-None-Match: *` creates only; `If-Match:
+    // "<id>"` replaces only the answer whose ETag it names.
+    let header = |n: axum::http::HeaderName| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let create_only = header(axum::http::header::IF_NONE_MATCH).is_some_and(|v| v.trim() == "*");
+    let must_match = header(axum::http::header::IF_MATCH).map(|v| v.trim().trim_matches('"').to_ascii_lowercase());
+    let s2 = st.clone();
+    let id = put.id;
+    let done = blocking(move || {
+        // Check and write as one step among this server's AC writers.
+        let _one = s2.ac_lock.lock();
+        let current = ac_lookup(&s2, &name)?;
+        let refused = (create_only && current.is_some())
+            || must_match
+                .as_ref()
+                .is_some_and(|m| current.map(|c| c.to_hex()).as_deref() != Some(m.as_str()));
+        if refused {
+            // The value stays only if something else holds it.
+            if put.new {
+                s2.store.remove(&id)?;
+                s2.store.commit()?;
+            }
+            return Ok(None);
+        }
+        let entry = Record::new(
+            CACHE_ENTRY,
+            1,
+            Value::Map(vec![
+                (Value::text("cache_key"), Value::text(name)),
+                (Value::text("value"), Value::Bytes(id.as_bytes().to_vec())),
+                (Value::text("created_at"), Value::text(stamp(&s2))),
+            ]),
+        );
+        records::put(&s2.store, &entry).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        s2.store.commit()?;
+        refresh(&s2)?;
+        s2.store.view(access.audience).shown_new(&put.id, put.new).map(Some)
+    })
+    .await;
+    match done {
+        Ok(Some(new)) => stored(&put, new),
+        Ok(None) => error(
+            StatusCode::PRECONDITION_FAILED,
+            "the key's current entry is not the one the request's If-Match / If-None-Match names",
+        ),
+        Err(r) => r,
+    }
+}
+
+/// Stores a CAS entry: its SHA-256, taken as it is stored, must be the key.
+async fn cas_put(
+    S(st): S<Arc<State>>,
+    Extension(access): Extension<Access>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let key = match parse_key(&key) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let put = match receive(&st, PutOptions::new().sha256(true), &headers, body).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let s2 = st.clone();
+    let p2 = put;
+    let done = blocking(move || {
+        let sha = p2.sha256.unwrap_or_default();
+        if sha != key {
+            // Not what was promised: what this put added goes again.
+            if p2.new {
+                s2.store.remove(&p2.id)?;
+                s2.store.commit()?;
+            }
+            return Ok(Err(digests::hex(&sha)));
+        }
+        digests::record(&s2.store, &[(p2.id, sha, p2.len)]).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        s2.store.commit()?;
+        refresh(&s2)?;
+        s2.store.view(access.audience).shown_new(&p2.id, p2.new).map(Ok)
+    })
+    .await;
+    match done {
+        Ok(Ok(new)) => stored(&put, new),
+        Ok(Err(actual)) => error(
+            StatusCode::BAD_REQUEST,
+            format!("the body's SHA-256 is {actual}, not the key"),
+        ),
+        Err(r) => r,
+    }
+}

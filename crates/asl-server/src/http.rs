@@ -1,0 +1,121 @@
+//! The plumbing every route shares: error responses, running store work
+//! on a blocking thread, what a caller may see ([`Access`]), JSON bodies
+//! and ids in paths.
+
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use axum::Json;
+use serde_json::json;
+
+use std::sync::Arc;
+
+use super::State;
+use asl_core::{ArtifactId, Audience, Error, Store, View};
+
+pub(super) fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(json!({"error": msg.into()}))).into_response()
+}
+
+/// A store error as a response: what the client did wrong is 4xx, damage
+/// and failures are 5xx; messages are the store's one line.
+pub(super) fn store_error(e: Error) -> Response {
+    let code = match &e {
+        Error::NotFound(_) | Error::SnapshotNotFound(_) => StatusCode::NOT_FOUND,
+        // The snapshot held it, but its bytes have since been collected.
+        Error::NotRetained(_) => StatusCode::GONE,
+        Error::SnapshotExists(_) => StatusCode::CONFLICT,
+        Error::IdMismatch(_) | Error::InvalidArgument(_) | Error::InvalidId { .. } => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(code, e.to_string())
+}
+
+/// Runs store work on a blocking thread.
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> asl_core::Result<T> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(store_error(e)),
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("store task failed: {e}"),
+        )),
+    }
+}
+
+/// One route of the API: its path, the methods it answers, and their
+/// handlers. `methods` is what the route table tells (tests and docs walk
+/// it); a test checks every other method is refused with 405, so the two
+/// cannot drift apart. A route with GET answers HEAD too.
+pub(super) struct Route {
+    pub(super) path: &'static str,
+    pub(super) methods: &'static [&'static str],
+    pub(super) handlers: MethodRouter<Arc<State>>,
+}
+
+/// Who the caller is to the store, set on every request by `authorize`:
+/// its audience decides what exists for it ([`View`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Access {
+    pub(super) audience: Audience,
+}
+
+/// Runs one request's store work on a blocking thread through the view of
+/// the caller's audience: the way every handler reads the store, so none
+/// decides visibility itself (writes go through [`View::store`]).
+pub(super) async fn with_view<T: Send + 'static>(
+    store: &Arc<Store>,
+    access: Access,
+    f: impl FnOnce(&View<'_>) -> asl_core::Result<T> + Send + 'static,
+) -> Result<T, Response> {
+    let store = store.clone();
+    blocking(move || f(&store.view(access.audience))).await
+}
+
+/// A JSON request body, or why it is not one. The body is read as JSON
+/// whatever its `Content-Type` says: `curl -d '{...}'` sends a form type,
+/// and most JSON APIs take it as JSON all the same.
+pub(super) struct JsonBody<T>(Result<T, String>);
+
+impl<T: serde::de::DeserializeOwned, St: Send + Sync> axum::extract::FromRequest<St> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &St) -> Result<Self, Response> {
+        let bytes = <Bytes as axum::extract::FromRequest<St>>::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(JsonBody(serde_json::from_slice(&bytes).map_err(|e| e.to_string())))
+    }
+}
+
+/// The body, or 400 saying what shape was expected.
+pub(super) fn json_body<T>(b: JsonBody<T>, shape: &str) -> Result<T, Refused> {
+    b.0.map_err(|e| Refused(StatusCode::BAD_REQUEST, format!("expected {shape}: {e}")))
+}
+
+/// A request this API refuses: its status and one line.
+pub(super) struct Refused(pub(super) StatusCode, pub(super) String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+pub(super) fn parse_id(text: &str) -> Result<ArtifactId, Refused> {
+    // Only a full id: a path parameter is never a prefix, a path or a pattern.
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let shown: String = text.chars().take(80).collect();
+        return Err(Refused(
+            StatusCode::BAD_REQUEST,
+            format!("{shown:?} is not an artifact id (64 hex digits)"),
+        ));
+    }
+    text.to_ascii_lowercase()
+        .parse()
+        .map_err(|e: asl_core::IdError| Refused(StatusCode::BAD_REQUEST, e.to_string()))
+}

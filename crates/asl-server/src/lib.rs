@@ -1,0 +1,226 @@
+//! The HTTP API (`aslctl serve`): a store reached by services that do not
+//! link the library. Documented in `spec/openapi.yaml`. This crate is a
+//! shell over the crates below it (engine, records, PEL, federation) and
+//! calls only their public API.
+//!
+//! axum on tokio; every store call runs on a blocking thread, so a slow
+//! client or a long verification never stalls the runtime. Artifacts are
+//! immutable and named by their BLAKE3, so the id is the ETag and every
+//! successful read may be cached forever. Only verified bytes leave: a
+//! small artifact is proven whole before the response starts, a large one
+//! chunk by chunk as it streams (a damaged chunk ends the response short of
+//! its `Content-Length`, which every client sees as an error, never as
+//! data). Uploads stream into the store; one that fails, is too large or is
+//! cut off leaves nothing, and an acknowledged one is committed (durable).
+//!
+//! Without a tokens file the server answers anyone who reaches it, so it
+//! refuses to listen anywhere but loopback.
+//!
+//! Beside `/v1`, the Bazel HTTP cache protocol (`/ac`, `/cas`) serves
+//! Bazel's `--remote_cache` and ccache's HTTP remote storage.
+
+mod api;
+pub mod auth;
+mod cache;
+mod http;
+mod send;
+mod upload;
+mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use asl_core::{Error, Result, Store};
+use asl_records::query::QueryIndex;
+use asl_records::RecordError;
+pub use auth::{Scope, Tokens};
+
+/// How a server runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Who may do what; `None`: anyone (loopback only).
+    pub tokens: Option<Tokens>,
+    /// The largest upload accepted, in bytes (larger: 413, nothing stored).
+    pub max_body: u64,
+    /// How long an upload may go without a byte arriving (then it is cut
+    /// off: 408, nothing stored), and a download without the client taking
+    /// one (then the response is cut off).
+    pub timeout: Duration,
+    /// Ids a `missing` call may ask about at once.
+    pub max_batch: usize,
+    /// Write one line per request to stderr: time, method, path, status,
+    /// milliseconds.
+    pub access_log: bool,
+    /// Uploads stored at once. Each holds up to two windows of
+    /// min(its `Content-Length`, 8 MiB) + 256 KiB while it is stored, so
+    /// uploads take at most about `max_uploads` × 17 MiB; beyond the
+    /// limit an upload waits (its body unread) up to `timeout`, then gets
+    /// 503 with `Retry-After`.
+    pub max_uploads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tokens: None,
+            max_body: 4 << 30,
+            timeout: Duration::from_secs(60),
+            max_batch: 10_000,
+            access_log: false,
+            max_uploads: 8,
+        }
+    }
+}
+
+/// The shared state of every handler.
+pub(crate) struct State {
+    pub(crate) store: Arc<Store>,
+    pub(crate) cfg: Config,
+    /// The query index: build-cache keys and SHA-256 digests resolve
+    /// through it. This server is the store's only writer, so it brings the
+    /// index up to date after each write of its own.
+    pub(crate) index: Index,
+    /// The last time stamped on a cache entry, in ms since 1970.
+    pub(crate) last_stamp: parking_lot::Mutex<u64>,
+    /// Held while an action-cache put checks its condition and writes.
+    pub(crate) ac_lock: parking_lot::Mutex<()>,
+    /// One permit per upload being stored ([`Config::max_uploads`]).
+    pub(crate) uploads: Arc<tokio::sync::Semaphore>,
+}
+
+/// The query index of a served store, opened when it first can be: a
+/// server started where the index cannot be opened (a full disk, say)
+/// still serves artifacts, and the calls that need the index say why they
+/// cannot be answered until it opens.
+pub(crate) struct Index {
+    store: Arc<Store>,
+    slot: parking_lot::Mutex<Option<QueryIndex>>,
+}
+
+impl Index {
+    fn new(store: Arc<Store>) -> Index {
+        let index = Index {
+            store,
+            slot: parking_lot::Mutex::new(None),
+        };
+        if let Err(e) = index.with(|_| Ok(())) {
+            eprintln!("aslctl: the query index is not open yet ({e}); artifacts are served, and what needs the index is retried on each call");
+        }
+        index
+    }
+
+    /// Runs `f` on the index, opening it first if it is not open.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut QueryIndex) -> std::result::Result<T, RecordError>) -> Result<T> {
+        let mut slot = self.slot.lock();
+        if slot.is_none() {
+            let (mut index, _) = QueryIndex::open(&self.store).map_err(index_error)?;
+            // It writes after every put of a cache entry: sealed when the
+            // server stops, not each time (a crash leaves it to be rebuilt).
+            index.seal_on_drop_only();
+            *slot = Some(index);
+        }
+        f(slot.as_mut().expect("opened above")).map_err(index_error)
+    }
+}
+
+/// A failure of the query index as the store's error: I/O stays I/O (a
+/// full disk says so), the index's own failures are the server's fault.
+pub(crate) fn index_error(e: RecordError) -> Error {
+    match e {
+        RecordError::Store(e) => e,
+        other => Error::Io {
+            context: "query index".into(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    }
+}
+
+/// The API's routes over `store`, for embedding in a larger axum app or
+/// driving in tests. Opens the store's query index (held while the router
+/// lives) if it can, else when first needed.
+pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
+    let index = Index::new(store.clone());
+    tune_allocator();
+    let cfg_uploads = cfg.max_uploads.max(1);
+    Ok(api::routes(Arc::new(State {
+        store,
+        cfg,
+        index,
+        last_stamp: parking_lot::Mutex::new(0),
+        ac_lock: parking_lot::Mutex::new(()),
+        uploads: Arc::new(tokio::sync::Semaphore::new(cfg_uploads)),
+    })))
+}
+
+/// Every route the server answers, with the methods each takes (a route
+/// with GET answers HEAD too): what `spec/openapi.yaml` documents and the
+/// access tests walk.
+pub fn route_table() -> Vec<(&'static str, &'static [&'static str])> {
+    api::table().into_iter().map(|r| (r.path, r.methods)).collect()
+}
+
+/// Has the C allocator give memory back to the system as it is freed:
+/// large blocks (an upload's windows) are always mapped on their own and
+/// unmapped when freed, instead of glibc's default of raising that
+/// threshold after the first such free and keeping later ones in its
+/// arenas for good. What the arenas keep is trimmed when uploads go idle
+/// ([`trim`]).
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tuning parameter of glibc's allocator; it
+    // is safe to call at any time from any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// Returns the free memory the allocator's arenas hold to the system.
+#[allow(unsafe_code)]
+pub(crate) fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of the allocator's own
+    // arenas; it is safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Checks that `addr` may be listened on with `cfg`: without tokens, only a
+/// loopback address.
+pub fn check_listen(addr: &SocketAddr, cfg: &Config) -> Result<()> {
+    if cfg.tokens.is_none() && !addr.ip().is_loopback() {
+        return Err(Error::InvalidArgument(format!(
+            "{addr} is not a loopback address: without --tokens anyone reaching it could write; give a tokens file or listen on 127.0.0.1"
+        )));
+    }
+    Ok(())
+}
+
+/// Serves the API on `listener` until `shutdown` resolves (or forever).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<Store>,
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = listener.local_addr().map_err(|e| Error::Io {
+        context: "listening socket".into(),
+        source: e,
+    })?;
+    check_listen(&addr, &cfg)?;
+    use axum::serve::ListenerExt;
+    // Responses go out at once: without this, a client that writes a
+    // request in two pieces waits out delayed ACKs on every call.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(store, cfg)?)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::Io {
+            context: format!("serve on {addr}"),
+            source: e,
+        })
+}
