@@ -27,6 +27,7 @@ pub mod batch;
 pub mod cbor;
 pub mod digests;
 mod envelope;
+pub mod ingest;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod labels;

@@ -6,12 +6,9 @@ use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use std::collections::HashMap;
-
 use asl::records::digests;
-use asl::{
-    ArtifactId, Error, FilesCacheMode, IngestEvent, IngestOptions, IngestPlan, IngestReport, Store, StoreOptions,
-};
+use asl::records::ingest::IngestOutcome;
+use asl::{ArtifactId, Error, FilesCacheMode, IngestEvent, IngestOptions, IngestPlan, IngestReport, StoreOptions};
 use serde_json::json;
 
 use super::{human, Cli};
@@ -113,7 +110,7 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result
         put: asl::PutOptions::new().sha256(sha256),
         ..IngestOptions::default()
     };
-    let result = store.ingest_plan(&plan, &ingest_opts, &mut |ev| match ev {
+    let result = asl::records::ingest::ingest(&store, paths, &plan, &ingest_opts, &mut |ev| match ev {
         IngestEvent::Progress { done, .. } => {
             if let Some(b) = &bar {
                 b.set_position(done);
@@ -128,44 +125,27 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result
         }
         _ => {}
     });
-    let rep = match result {
-        Ok(r) => r,
+    let IngestOutcome {
+        report: rep,
+        trees,
+        sha256: digests,
+        read_back,
+        index_refresh,
+    } = match result {
+        Ok(o) => o,
         Err(e) => {
             // Nothing after the last commit was printed; drop it rather than
             // let close() commit half of the command.
             store.abandon();
-            return Err(e);
+            return Err(crate::record::lift(e));
         }
     };
-    // The trees of the directories given, committed after the files they
-    // name: a tree is never visible before its files.
-    let digests: HashMap<ArtifactId, [u8; 32]>;
-    let trees = asl::records::tree::trees_of_ingest(&store, paths, &plan, &rep)
-        .map_err(crate::record::lift)
-        .and_then(|t| {
-            if sha256 {
-                record_digests(&store, &rep).map(|d| (t, d))
-            } else {
-                Ok((t, Digests::default()))
-            }
-        })
-        .and_then(|t| store.commit().map(|_| t));
-    let trees = match trees {
-        Ok((t, d)) => {
-            if d.read_back > 0 {
-                eprintln!(
-                    "{} unchanged files had no SHA-256 recorded: read back from the store for it",
-                    d.read_back
-                );
-            }
-            digests = d.by_id;
-            t
-        }
-        Err(e) => {
-            store.abandon();
-            return Err(e);
-        }
-    };
+    if let Some(r) = &index_refresh {
+        crate::query::report_rebuild(r);
+    }
+    if read_back > 0 {
+        eprintln!("{read_back} unchanged files had no SHA-256 recorded: read back from the store for it");
+    }
     crate::close_committed(store);
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -182,10 +162,42 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result
             .and_then(|_| stdout.flush());
         out_err = r.err();
     }
+    let summary = Summary {
+        rep: &rep,
+        trees: &trees,
+        digests: &digests,
+    };
+    if let Err(e) = print_summary(cli.json, &mut stdout, &summary) {
+        out_err.get_or_insert(e);
+    }
+    if let Some(e) = out_err {
+        // The files are stored and committed; only their lines were lost.
+        crate::output_failed(&e);
+    }
+    // The process ends here: its memory goes back whole, where freeing the
+    // two path lists one path at a time took a twentieth of an unchanged
+    // re-ingest of 56 000 files.
+    std::mem::forget(rep);
+    std::mem::forget(plan);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the summary of an ingest shows.
+struct Summary<'a> {
+    rep: &'a IngestReport,
+    trees: &'a [(PathBuf, ArtifactId)],
+    digests: &'a std::collections::HashMap<ArtifactId, [u8; 32]>,
+}
+
+/// The ingest's summary: with `--json` every file and tree on stdout, and
+/// always the totals on stderr. Returns a failure to write stdout.
+fn print_summary(json_out: bool, stdout: &mut impl Write, s: &Summary<'_>) -> io::Result<()> {
+    let (rep, trees, digests) = (s.rep, s.trees, s.digests);
+    let mut out_err = None;
     let secs = rep.elapsed.as_secs_f64();
     let mbps = rep.bytes as f64 / secs.max(1e-9) / 1e6;
     let dedup = rep.files.len() as u64 - rep.new_files;
-    if cli.json {
+    if json_out {
         let files: Vec<_> = rep
             .files
             .iter()
@@ -207,9 +219,7 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result
             "summary": {"files": rep.files.len(), "bytes": rep.bytes, "new_files": rep.new_files, "new_bytes": rep.new_bytes, "cached_files": rep.cached_files,
                         "deduplicated_files": dedup, "skipped": rep.skipped, "seconds": secs, "mb_per_s": mbps}
         });
-        if out_err.is_none() {
-            out_err = writeln!(stdout, "{v}").and_then(|_| stdout.flush()).err();
-        }
+        out_err = writeln!(stdout, "{v}").and_then(|_| stdout.flush()).err();
     }
     eprintln!(
         "ingested {} files, {} ({} new files, {} new; {} deduplicated) in {:.2}s, {:.1} MB/s{}",
@@ -235,63 +245,7 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result
     if let Some(e) = &rep.files_cache_error {
         eprintln!("aslctl: warning: the files cache was not saved ({e}); the next ingest reads every file");
     }
-    if let Some(e) = out_err {
-        // The files are stored and committed; only their lines were lost.
-        crate::output_failed(&e);
-    }
-    // The process ends here: its memory goes back whole, where freeing the
-    // two path lists one path at a time took a twentieth of an unchanged
-    // re-ingest of 56 000 files.
-    std::mem::forget(rep);
-    std::mem::forget(plan);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The SHA-256s an ingest recorded.
-#[derive(Default)]
-struct Digests {
-    by_id: HashMap<ArtifactId, [u8; 32]>,
-    /// Files the files cache skipped that had none recorded yet.
-    read_back: usize,
-}
-
-/// Stores an `asl/digest` record for every file of `rep`: with the SHA-256
-/// its put computed, or for a file the files cache skipped, the one already
-/// recorded, else one computed by reading it back from the store.
-fn record_digests(store: &Store, rep: &IngestReport) -> Result<Digests, Error> {
-    let lift = crate::record::lift;
-    let mut d = Digests::default();
-    let mut items = Vec::new();
-    let mut unknown = Vec::new();
-    for f in &rep.files {
-        match f.put.sha256 {
-            Some(sha) => {
-                if d.by_id.insert(f.put.id, sha).is_none() {
-                    items.push((f.put.id, sha, f.put.len));
-                }
-            }
-            None => unknown.push((f.put.id, f.put.len)),
-        }
-    }
-    if !unknown.is_empty() {
-        let index = crate::query::open_index(store)?;
-        for (id, len) in unknown {
-            if d.by_id.contains_key(&id) {
-                continue;
-            }
-            let sha = match digests::digest_of(store, &index, &id).map_err(lift)? {
-                Some(sha) => sha,
-                None => {
-                    d.read_back += 1;
-                    digests::sha256_of_stored(store, &id).map_err(lift)?
-                }
-            };
-            d.by_id.insert(id, sha);
-            items.push((id, sha, len));
-        }
-    }
-    digests::record(store, &items).map_err(lift)?;
-    Ok(d)
+    out_err.map_or(Ok(()), Err)
 }
 
 /// `ingest -`: standard input streamed into one artifact (bounded memory,

@@ -187,110 +187,7 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             program,
             no_cache,
             jobs,
-        } => {
-            let doc = parse_document(program, &read_input(program)?)?;
-            let value = records::json::from_json(&doc).map_err(lift)?;
-            // Everything the program says is checked before the store is
-            // touched; `file:` and `dir:` inputs are stored only then.
-            Program::parse(&value, &mut |t| {
-                let found = match (t.strip_prefix("file:"), t.strip_prefix("dir:")) {
-                    (Some(p), _) => Path::new(p).is_file(),
-                    (_, Some(p)) => Path::new(p).is_dir(),
-                    _ => return Ok(None),
-                };
-                if !found {
-                    return Err(PelError::Program(format!(
-                        "{t}: no such {}",
-                        if t.starts_with("file:") { "file" } else { "directory" }
-                    )));
-                }
-                Ok(Some(Ref::Artifact(ArtifactId::from_bytes([0; 32]))))
-            })
-            .map_err(lift_pel)?;
-            // Like `ingest`, a run makes the store when there is none yet.
-            let s = StoreOptions::new().create(true).open(dir)?;
-            let prog = Program::parse(&value, &mut |t| store_path(&s, t)).map_err(lift_pel)?;
-            s.commit()?;
-            // Inputs promised by another domain are fetched (verified) first.
-            for input in prog.nodes.iter().flat_map(|n| &n.inputs) {
-                if let Ref::Artifact(id) | Ref::Tree(id) = &input.from {
-                    asl::federation::promise::materialize(&s, id)?;
-                }
-            }
-            let index = open_index(&s)?;
-            let keys = Keys::of(&s)?;
-            let pel = keys.pel(&s, &index);
-            let opts = RunOptions {
-                use_cache: !no_cache,
-                jobs: *jobs,
-                ..RunOptions::default()
-            };
-            let rep = asl::pel::run(&pel, &prog, &opts).map_err(lift_pel)?;
-            for n in &rep.nodes {
-                for r in &n.rejected {
-                    eprintln!("aslctl: node {}: cache entry not used: {r}", n.node);
-                }
-            }
-            if json_out {
-                let nodes: Vec<_> = rep
-                    .nodes
-                    .iter()
-                    .map(|n| {
-                        json!({
-                            "node": n.node,
-                            "outcome": n.outcome.name(),
-                            "cached": n.cached,
-                            "receipt": n.receipt.map(|r| r.to_hex()),
-                            "outputs": n.outputs.iter().map(|(k, v)| (k.clone(), json!(v.to_hex()))).collect::<serde_json::Map<_, _>>(),
-                            "error": n.error,
-                            "rejected": n.rejected,
-                        })
-                    })
-                    .collect();
-                out!(
-                    "{}",
-                    json!({
-                        "run": rep.run.to_hex(),
-                        "run_id": rep.run_id,
-                        "program": rep.program.to_hex(),
-                        "outcome": rep.outcome.name(),
-                        "executed": rep.executed(),
-                        "nodes": nodes,
-                    })
-                );
-            } else {
-                let width = rep.nodes.iter().map(|n| n.node.len()).max().unwrap_or(0);
-                for n in &rep.nodes {
-                    let how = if n.outcome == Outcome::Blocked {
-                        "blocked"
-                    } else if n.cached {
-                        "cached"
-                    } else {
-                        "executed"
-                    };
-                    let outs: Vec<String> = n.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    out!(
-                        "{:<7} {:<8} {:<width$}  {}{}",
-                        n.outcome.name(),
-                        how,
-                        n.node,
-                        outs.join(" "),
-                        n.error.as_ref().map_or(String::new(), |e| format!("  ({e})"))
-                    );
-                }
-                out!(
-                    "run {} {}: {} nodes, {} executed, {} cached, {}",
-                    rep.run_id,
-                    rep.run,
-                    rep.nodes.len(),
-                    rep.executed().len(),
-                    rep.nodes.iter().filter(|n| n.cached).count(),
-                    rep.outcome.name()
-                );
-            }
-            close_committed(s);
-            Ok(outcome_code(rep.outcome))
-        }
+        } => run_program(json_out, dir, program, *no_cache, *jobs),
         PelCmd::Show { run } => {
             let s = Store::open(dir)?;
             let index = open_index(&s)?;
@@ -336,139 +233,14 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             );
             Ok(ExitCode::SUCCESS)
         }
-        PelCmd::Replay { run, node, check: _ } => {
-            let s = Store::open(dir)?;
-            let index = open_index(&s)?;
-            let id = find_run(&s, &index, run)?;
-            let keys = Keys::of(&s)?;
-            let rep = replay::replay(&keys.pel(&s, &index), &id, node.as_deref()).map_err(lift_pel)?;
-            if json_out {
-                let diffs: Vec<_> = rep
-                    .differences
-                    .iter()
-                    .map(|d| {
-                        json!({
-                            "node": d.node, "output": d.output,
-                            "expected": d.expected.to_hex(), "expected_size": d.expected_size,
-                            "got": d.got.map(|g| g.to_hex()), "got_size": d.got_size,
-                            "first_difference": d.first_difference, "note": d.note,
-                            "diffoscope": d.diffoscope.map(|x| x.to_hex()),
-                        })
-                    })
-                    .collect();
-                out!(
-                    "{}",
-                    json!({"run": id.to_hex(), "replay": rep.replay.run.to_hex(), "report": rep.report.to_hex(),
-                           "checked": rep.checked, "matched": rep.matched, "differences": diffs})
-                );
-            } else {
-                for d in &rep.differences {
-                    out!(
-                        "DIFFERS {} {}: expected {} ({} bytes), got {}{}{}{}",
-                        d.node,
-                        d.output,
-                        d.expected,
-                        d.expected_size,
-                        d.got
-                            .map_or("nothing".into(), |g| format!("{g} ({} bytes)", d.got_size.unwrap_or(0))),
-                        d.first_difference
-                            .map_or(String::new(), |f| format!(", first difference at byte {f}")),
-                        d.note.as_ref().map_or(String::new(), |n| format!(" ({n})")),
-                        d.diffoscope
-                            .map_or(String::new(), |x| format!(", diffoscope report {x}"))
-                    );
-                }
-                out!(
-                    "replayed {} node(s): {} matched, {} output(s) differ; report {}",
-                    rep.checked,
-                    rep.matched,
-                    rep.differences.len(),
-                    rep.report
-                );
-            }
-            close_committed(s);
-            Ok(if rep.differences.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        PelCmd::Replay { run, node, check: _ } => replay(json_out, dir, run, node.as_deref()),
         PelCmd::Attest {
             run,
             artifact,
             prov,
             output,
-        } => {
-            let s = Store::open(dir)?;
-            let index = open_index(&s)?;
-            let signer = Signer::of_store(&s).map_err(lift_pel)?;
-            let scope = match (run, artifact) {
-                (Some(r), None) => attest::of_run(&s, &find_run(&s, &index, r)?),
-                (None, Some(a)) => attest::of_artifact(&s, &index, &s.resolve(a)?),
-                _ => {
-                    return Err(Error::InvalidArgument(
-                        "give a run or --artifact ID (one of them)".into(),
-                    ))
-                }
-            }
-            .map_err(lift_pel)?;
-            let doc = if *prov {
-                attest::prov(&s, &scope, &signer.public()).map_err(lift_pel)?
-            } else {
-                attest::envelope(
-                    &attest::statement(&s, &scope, &signer.public()).map_err(lift_pel)?,
-                    &signer,
-                )
-            };
-            let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-            match output {
-                Some(p) => std::fs::write(p, format!("{text}\n")).map_err(|e| Error::Io {
-                    context: format!("write {}", p.display()),
-                    source: e,
-                })?,
-                None => out!("{text}"),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        PelCmd::VerifyAttestation { file } => {
-            let bytes = std::fs::read(file).map_err(|e| Error::Io {
-                context: format!("read {}", file.display()),
-                source: e,
-            })?;
-            let s = StoreOptions::new().read_only(true).open(dir)?;
-            let own = Signer::of_store(&s).map_err(lift_pel)?.public();
-            let trust = Trust::of_store(&s).map_err(lift_pel)?;
-            let v = attest::verify(&s, &own, &trust, &bytes).map_err(lift_pel)?;
-            if json_out {
-                out!(
-                    "{}",
-                    json!({"ok": v.problems.is_empty(), "subjects": v.subjects, "dependencies": v.dependencies,
-                           "signers": v.signers.iter().map(|k| asl::pel::keys::hex(k)).collect::<Vec<_>>(),
-                           "problems": v.problems})
-                );
-            } else {
-                for p in &v.problems {
-                    out!("FAIL {p}");
-                }
-                if v.problems.is_empty() {
-                    out!(
-                        "ok: signed by {}; {} subject(s) and {} dependencies present and matching",
-                        v.signers
-                            .iter()
-                            .map(|k| asl::pel::keys::hex(k))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        v.subjects,
-                        v.dependencies
-                    );
-                }
-            }
-            Ok(if v.problems.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        } => attest(dir, run.as_deref(), artifact.as_deref(), *prov, output.as_deref()),
+        PelCmd::VerifyAttestation { file } => verify_attestation(json_out, dir, file),
         PelCmd::Key => {
             let s = Store::open(dir)?;
             out!(
@@ -521,6 +293,252 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `aslctl pel run`: parses and checks the program, stores its `file:`/`dir:` inputs, fetches promised ones, runs it.
+fn run_program(json_out: bool, dir: &Path, program: &str, no_cache: bool, jobs: usize) -> Result<ExitCode, Error> {
+    let doc = parse_document(program, &read_input(program)?)?;
+    let value = records::json::from_json(&doc).map_err(lift)?;
+    // Everything the program says is checked before the store is
+    // touched; `file:` and `dir:` inputs are stored only then.
+    Program::parse(&value, &mut |t| {
+        let found = match (t.strip_prefix("file:"), t.strip_prefix("dir:")) {
+            (Some(p), _) => Path::new(p).is_file(),
+            (_, Some(p)) => Path::new(p).is_dir(),
+            _ => return Ok(None),
+        };
+        if !found {
+            return Err(PelError::Program(format!(
+                "{t}: no such {}",
+                if t.starts_with("file:") { "file" } else { "directory" }
+            )));
+        }
+        Ok(Some(Ref::Artifact(ArtifactId::from_bytes([0; 32]))))
+    })
+    .map_err(lift_pel)?;
+    // Like `ingest`, a run makes the store when there is none yet.
+    let s = StoreOptions::new().create(true).open(dir)?;
+    let prog = Program::parse(&value, &mut |t| store_path(&s, t)).map_err(lift_pel)?;
+    s.commit()?;
+    // Inputs promised by another domain are fetched (verified) first.
+    for input in prog.nodes.iter().flat_map(|n| &n.inputs) {
+        if let Ref::Artifact(id) | Ref::Tree(id) = &input.from {
+            asl::federation::promise::materialize(&s, id)?;
+        }
+    }
+    let index = open_index(&s)?;
+    let keys = Keys::of(&s)?;
+    let pel = keys.pel(&s, &index);
+    let opts = RunOptions {
+        use_cache: !no_cache,
+        jobs,
+        ..RunOptions::default()
+    };
+    let rep = asl::pel::run(&pel, &prog, &opts).map_err(lift_pel)?;
+    for n in &rep.nodes {
+        for r in &n.rejected {
+            eprintln!("aslctl: node {}: cache entry not used: {r}", n.node);
+        }
+    }
+    if json_out {
+        let nodes: Vec<_> = rep
+            .nodes
+            .iter()
+            .map(|n| {
+                json!({
+                    "node": n.node,
+                    "outcome": n.outcome.name(),
+                    "cached": n.cached,
+                    "receipt": n.receipt.map(|r| r.to_hex()),
+                    "outputs": n.outputs.iter().map(|(k, v)| (k.clone(), json!(v.to_hex()))).collect::<serde_json::Map<_, _>>(),
+                    "error": n.error,
+                    "rejected": n.rejected,
+                })
+            })
+            .collect();
+        out!(
+            "{}",
+            json!({
+                "run": rep.run.to_hex(),
+                "run_id": rep.run_id,
+                "program": rep.program.to_hex(),
+                "outcome": rep.outcome.name(),
+                "executed": rep.executed(),
+                "nodes": nodes,
+            })
+        );
+    } else {
+        let width = rep.nodes.iter().map(|n| n.node.len()).max().unwrap_or(0);
+        for n in &rep.nodes {
+            let how = if n.outcome == Outcome::Blocked {
+                "blocked"
+            } else if n.cached {
+                "cached"
+            } else {
+                "executed"
+            };
+            let outs: Vec<String> = n.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out!(
+                "{:<7} {:<8} {:<width$}  {}{}",
+                n.outcome.name(),
+                how,
+                n.node,
+                outs.join(" "),
+                n.error.as_ref().map_or(String::new(), |e| format!("  ({e})"))
+            );
+        }
+        out!(
+            "run {} {}: {} nodes, {} executed, {} cached, {}",
+            rep.run_id,
+            rep.run,
+            rep.nodes.len(),
+            rep.executed().len(),
+            rep.nodes.iter().filter(|n| n.cached).count(),
+            rep.outcome.name()
+        );
+    }
+    close_committed(s);
+    Ok(outcome_code(rep.outcome))
+}
+
+/// `aslctl pel replay`: runs a recorded run again and reports every output that differs.
+fn replay(json_out: bool, dir: &Path, run: &str, node: Option<&str>) -> Result<ExitCode, Error> {
+    let s = Store::open(dir)?;
+    let index = open_index(&s)?;
+    let id = find_run(&s, &index, run)?;
+    let keys = Keys::of(&s)?;
+    let rep = replay::replay(&keys.pel(&s, &index), &id, node).map_err(lift_pel)?;
+    if json_out {
+        let diffs: Vec<_> = rep
+            .differences
+            .iter()
+            .map(|d| {
+                json!({
+                    "node": d.node, "output": d.output,
+                    "expected": d.expected.to_hex(), "expected_size": d.expected_size,
+                    "got": d.got.map(|g| g.to_hex()), "got_size": d.got_size,
+                    "first_difference": d.first_difference, "note": d.note,
+                    "diffoscope": d.diffoscope.map(|x| x.to_hex()),
+                })
+            })
+            .collect();
+        out!(
+            "{}",
+            json!({"run": id.to_hex(), "replay": rep.replay.run.to_hex(), "report": rep.report.to_hex(),
+                   "checked": rep.checked, "matched": rep.matched, "differences": diffs})
+        );
+    } else {
+        for d in &rep.differences {
+            out!(
+                "DIFFERS {} {}: expected {} ({} bytes), got {}{}{}{}",
+                d.node,
+                d.output,
+                d.expected,
+                d.expected_size,
+                d.got
+                    .map_or("nothing".into(), |g| format!("{g} ({} bytes)", d.got_size.unwrap_or(0))),
+                d.first_difference
+                    .map_or(String::new(), |f| format!(", first difference at byte {f}")),
+                d.note.as_ref().map_or(String::new(), |n| format!(" ({n})")),
+                d.diffoscope
+                    .map_or(String::new(), |x| format!(", diffoscope report {x}"))
+            );
+        }
+        out!(
+            "replayed {} node(s): {} matched, {} output(s) differ; report {}",
+            rep.checked,
+            rep.matched,
+            rep.differences.len(),
+            rep.report
+        );
+    }
+    close_committed(s);
+    Ok(if rep.differences.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `aslctl pel attest`: the in-toto/SLSA (or W3C PROV) document of a run or of what made an artifact.
+fn attest(
+    dir: &Path,
+    run: Option<&str>,
+    artifact: Option<&str>,
+    prov: bool,
+    output: Option<&Path>,
+) -> Result<ExitCode, Error> {
+    let s = Store::open(dir)?;
+    let index = open_index(&s)?;
+    let signer = Signer::of_store(&s).map_err(lift_pel)?;
+    let scope = match (run, artifact) {
+        (Some(r), None) => attest::of_run(&s, &find_run(&s, &index, r)?),
+        (None, Some(a)) => attest::of_artifact(&s, &index, &s.resolve(a)?),
+        _ => {
+            return Err(Error::InvalidArgument(
+                "give a run or --artifact ID (one of them)".into(),
+            ))
+        }
+    }
+    .map_err(lift_pel)?;
+    let doc = if prov {
+        attest::prov(&s, &scope, &signer.public()).map_err(lift_pel)?
+    } else {
+        attest::envelope(
+            &attest::statement(&s, &scope, &signer.public()).map_err(lift_pel)?,
+            &signer,
+        )
+    };
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    match output {
+        Some(p) => std::fs::write(p, format!("{text}\n")).map_err(|e| Error::Io {
+            context: format!("write {}", p.display()),
+            source: e,
+        })?,
+        None => out!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aslctl pel verify-attestation`: checks a DSSE envelope against the store's trusted keys.
+fn verify_attestation(json_out: bool, dir: &Path, file: &Path) -> Result<ExitCode, Error> {
+    let bytes = std::fs::read(file).map_err(|e| Error::Io {
+        context: format!("read {}", file.display()),
+        source: e,
+    })?;
+    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let own = Signer::of_store(&s).map_err(lift_pel)?.public();
+    let trust = Trust::of_store(&s).map_err(lift_pel)?;
+    let v = attest::verify(&s, &own, &trust, &bytes).map_err(lift_pel)?;
+    if json_out {
+        out!(
+            "{}",
+            json!({"ok": v.problems.is_empty(), "subjects": v.subjects, "dependencies": v.dependencies,
+                   "signers": v.signers.iter().map(|k| asl::pel::keys::hex(k)).collect::<Vec<_>>(),
+                   "problems": v.problems})
+        );
+    } else {
+        for p in &v.problems {
+            out!("FAIL {p}");
+        }
+        if v.problems.is_empty() {
+            out!(
+                "ok: signed by {}; {} subject(s) and {} dependencies present and matching",
+                v.signers
+                    .iter()
+                    .map(|k| asl::pel::keys::hex(k))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                v.subjects,
+                v.dependencies
+            );
+        }
+    }
+    Ok(if v.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `aslctl lineage ID`: where an artifact came from, or what was made from it.

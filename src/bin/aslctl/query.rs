@@ -117,7 +117,7 @@ pub(crate) fn open_index(s: &Store) -> Result<Held, Error> {
     Ok(Held(std::mem::ManuallyDrop::new(index)))
 }
 
-fn report_rebuild(r: &Refresh) {
+pub(crate) fn report_rebuild(r: &Refresh) {
     if let Some(why) = &r.damaged {
         eprintln!("aslctl: query index did not open ({why}): replaced");
     }

@@ -107,59 +107,67 @@ fn when(secs: u64) -> String {
     asl::records::time::format(secs)
 }
 
+/// `snapshot create --federated`: a snapshot that names and signs the other domains it draws on.
+fn create_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {
+    let s = Store::open(dir)?;
+    let c = asl::federation::fsnap::create(&s, name)?;
+    crate::close_committed(s);
+    if json_out {
+        out!(
+            "{}",
+            serde_json::json!({"id": c.id.to_hex(), "signature": c.signature.to_hex(),
+                "snapshot": meta_json(&c.meta), "sources": c.sources.len()})
+        );
+    } else {
+        out!("{} {}", c.id, c.meta.name);
+        eprintln!(
+            "federated snapshot {}: {} artifacts, {}, drawing on {} other domains",
+            c.meta.name,
+            c.meta.artifacts,
+            human(c.meta.bytes),
+            c.sources.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `snapshot verify`: reads back every member of a federated snapshot and its sources; exit 1 on a problem.
+fn verify_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {
+    let s = asl::StoreOptions::new().read_only(true).open(dir)?;
+    let v = asl::federation::fsnap::verify(&s, name)?;
+    if json_out {
+        out!(
+            "{}",
+            serde_json::json!({"id": v.id.map(|i| i.to_hex()), "members": v.members,
+                "imported": v.imported, "sources": v.sources, "promised": v.promised,
+                "problems": v.problems})
+        );
+    } else {
+        for p in &v.problems {
+            out!("problem: {p}");
+        }
+        out!(
+            "federated snapshot {name}: {} members read back ({} imported), {} promised and fetchable, {} source manifests: {}",
+            v.members,
+            v.imported,
+            v.promised,
+            v.sources,
+            if v.problems.is_empty() { "good" } else { "BAD" }
+        );
+    }
+    if !v.problems.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, Error> {
     let read_only = || StoreOptions::new().read_only(true).open(dir);
     match cmd {
         SnapCmd::Create {
             name, federated: true, ..
-        } => {
-            let s = Store::open(dir)?;
-            let c = asl::federation::fsnap::create(&s, name)?;
-            crate::close_committed(s);
-            if json_out {
-                out!(
-                    "{}",
-                    serde_json::json!({"id": c.id.to_hex(), "signature": c.signature.to_hex(),
-                        "snapshot": meta_json(&c.meta), "sources": c.sources.len()})
-                );
-            } else {
-                out!("{} {}", c.id, c.meta.name);
-                eprintln!(
-                    "federated snapshot {}: {} artifacts, {}, drawing on {} other domains",
-                    c.meta.name,
-                    c.meta.artifacts,
-                    human(c.meta.bytes),
-                    c.sources.len()
-                );
-            }
-        }
-        SnapCmd::Verify { name } => {
-            let s = asl::StoreOptions::new().read_only(true).open(dir)?;
-            let v = asl::federation::fsnap::verify(&s, name)?;
-            if json_out {
-                out!(
-                    "{}",
-                    serde_json::json!({"id": v.id.map(|i| i.to_hex()), "members": v.members,
-                        "imported": v.imported, "sources": v.sources, "promised": v.promised,
-                        "problems": v.problems})
-                );
-            } else {
-                for p in &v.problems {
-                    out!("problem: {p}");
-                }
-                out!(
-                    "federated snapshot {name}: {} members read back ({} imported), {} promised and fetchable, {} source manifests: {}",
-                    v.members,
-                    v.imported,
-                    v.promised,
-                    v.sources,
-                    if v.problems.is_empty() { "good" } else { "BAD" }
-                );
-            }
-            if !v.problems.is_empty() {
-                return Ok(ExitCode::from(1));
-            }
-        }
+        } => return create_federated(json_out, dir, name),
+        SnapCmd::Verify { name } => return verify_federated(json_out, dir, name),
         SnapCmd::Create { name, tree, .. } => {
             let s = Store::open(dir)?;
             let m = match tree {

@@ -13,21 +13,46 @@
 //! [`Backend::sync_dir`] of its directory, and nothing else is promised.
 
 #[cfg(feature = "s3")]
-pub mod bucket;
+pub use crate::s3::bucket;
 mod local;
 mod sim;
 #[cfg(feature = "s3")]
-pub mod tiered;
+pub use crate::s3::tiered;
 
 use std::fmt;
 use std::io;
 use std::ops::Deref;
 use std::path::Path;
 
+#[cfg(feature = "s3")]
+pub use crate::s3::tiered::{TierConfig, TieredBackend};
 pub use local::{check_readable, GrowingMap, LocalBackend};
 pub use sim::{CrashMode, SimBackend, EIO, ENOSPC};
-#[cfg(feature = "s3")]
-pub use tiered::{TierConfig, TierStatus, TieredBackend};
+
+/// What the tiered backend is doing, for `aslctl s3 status` and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TierStatus {
+    /// The bucket.
+    pub url: String,
+    /// Segments in the bucket.
+    pub remote_segments: usize,
+    /// Sealed or open segments with a local copy.
+    pub local_segments: usize,
+    /// Uploads and deletions waiting (including one under way).
+    pub queued: usize,
+    /// Why the last attempt failed, while the queue is stuck on it.
+    pub last_error: Option<String>,
+    /// Bytes in the page cache, and its budget.
+    pub cache_bytes: u64,
+    /// The page cache budget.
+    pub cache_budget: u64,
+    /// Ranged requests made for reads, and the bytes they fetched.
+    pub fetches: u64,
+    /// Bytes fetched by those requests.
+    pub fetched_bytes: u64,
+    /// Page reads served by the cache.
+    pub cache_hits: u64,
+}
 
 /// A store directory holding this file lives in a bucket: its sealed
 /// segments are on object storage (`tiered`, feature `s3`).
@@ -208,7 +233,6 @@ pub trait Backend: Send + Sync + fmt::Debug {
         Ok(())
     }
     /// Where sealed segments live, for a backend that tiers them.
-    #[cfg(feature = "s3")]
     fn tier_status(&self) -> Option<TierStatus> {
         None
     }

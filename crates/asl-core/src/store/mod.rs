@@ -392,7 +392,6 @@ impl Store {
 
     /// Where the sealed segments of a store living in a bucket are:
     /// counts, the upload queue, the page cache. `None` for a local store.
-    #[cfg(feature = "s3")]
     pub fn tier_status(&self) -> Option<crate::io::TierStatus> {
         self.layout.io.tier_status()
     }

@@ -3,7 +3,7 @@
 //! work; and creating a new store's layout.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -12,7 +12,7 @@ use crate::block::segment::{parse_segment_file_name, ActiveSegment, Segment};
 use crate::error::{DecodeError, Error, IoContext, Result};
 use crate::fsutil::{read, sync_dir, write_atomic};
 use crate::index::file::IndexFile;
-use crate::io::LockGuard;
+use crate::io::{Backend, LockGuard};
 use crate::snapshot::catalog::SnapshotMeta;
 use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
 use crate::snapshot::log::{self, LogWriter};
@@ -97,31 +97,7 @@ impl Store {
             indexes.push(Arc::new(IndexFile::open(io, &layout.index(*id))?));
         }
         let log_path = layout.log(ckpt.log_file);
-        let mut open_damage = Vec::new();
-        let contents = match log::read(io, &log_path) {
-            Ok(c) => c,
-            // A log whose header is damaged (cut short, flipped) holds
-            // nothing readable: a writer is refused, as for any damage in
-            // the log; readers see what the checkpoint holds.
-            Err(e) if e.is_corruption() && !writable => {
-                open_damage.push((log_path.clone(), format!("{e} (run `aslctl repair`)")));
-                log::LogContents {
-                    start_seq: ckpt.next_seq,
-                    store_id: ckpt.store_id,
-                    ..Default::default()
-                }
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(d) = &contents.damage {
-            // Replaying on would build on a hole, and a writer would cut the
-            // open segment back to the last readable commit, destroying the
-            // bytes repair needs. Readers see the state before the damage.
-            if writable {
-                return Err(Error::corrupt(&log_path, d));
-            }
-            open_damage.push((log_path.clone(), d.to_string()));
-        }
+        let (contents, open_damage) = read_log(io, &log_path, &ckpt, writable)?;
         let replayed = crate::snapshot::replay::replay(&ckpt, &contents).map_err(|e| Error::corrupt(&log_path, e))?;
         let crate::snapshot::replay::Replayed {
             memtable,
@@ -132,25 +108,7 @@ impl Store {
             ..
         } = replayed;
         let snapshots = open_snapshots(layout, metas)?;
-        let mut segments = BTreeMap::new();
-        let mut active = None;
-        for s in seg_states.values() {
-            let path = layout.segment(s.id);
-            if s.sealed {
-                segments.insert(s.id, Arc::new(Segment::open_sealed(io, &path, s.id, store_id)?));
-            } else {
-                let reader = if writable {
-                    if active.is_some() {
-                        return Err(Error::corrupt(&ckpt_path, "more than one open segment"));
-                    }
-                    let a = active.insert(ActiveSegment::reopen(io, &path, s.id, store_id, s.len)?);
-                    a.reader(io, opts.active_map_reserve())?
-                } else {
-                    Segment::open_active(io, &path, s.id, None)?
-                };
-                segments.insert(s.id, Arc::new(reader));
-            }
-        }
+        let (segments, active) = open_segments(layout, &seg_states, store_id, writable.then_some(opts))?;
         let mut seg_states = seg_states;
         let upgrade = !ckpt.version.has_usage_counters();
         if upgrade {
@@ -169,28 +127,14 @@ impl Store {
                 .ctx(|| format!("fsync {}", ckpt_path.display()))?;
             sync_dir(io, &layout.root)?;
             cleanup(layout, &ckpt, &seg_states, &snapshots, opts.log_history)?;
-            Some(Mutex::new(Writer {
+            Some(Mutex::new(Writer::resumed(
                 log,
-                log_file: ckpt.log_file,
+                ckpt.log_file,
                 active,
-                tombstones: Vec::new(),
-                batch: Vec::new(),
                 next_segment,
-                next_index: ckpt.next_index,
+                ckpt.next_index,
                 seg_states,
-                usage_dirty: Default::default(),
-                streams: 0,
-                dir_dirty: false,
-                poisoned: false,
-                dict: None,
-                dict_backoff: 0,
-                chunk_refs: Default::default(),
-                part_refs: Default::default(),
-                sweep_due: true,
-                catalog_dirty: false,
-                atomic_owner: None,
-                watch: None,
-            }))
+            )))
         } else {
             None
         };
@@ -221,15 +165,23 @@ impl Store {
             },
             _lock: lock,
         };
-        if store.writer.is_some() {
+        store.after_open(upgrade)?;
+        Ok(store)
+    }
+
+    /// What a writer does once open: hands the backend the sealed segments
+    /// an earlier run could not move, resumes the dictionary, closes an
+    /// older-version open segment, and writes a recounted usage.
+    fn after_open(&self, upgraded: bool) -> Result<()> {
+        if self.writer.is_some() {
             // A backend that keeps sealed segments elsewhere takes those
             // an earlier run sealed but could not move (a no-op locally).
-            for s in store.open_segs.values().filter(|s| s.sealed) {
-                io.offload(&layout.segment(s.id));
+            for s in self.open_segs.values().filter(|s| s.sealed) {
+                self.layout.io.offload(&self.layout.segment(s.id));
             }
         }
-        store.resume_dictionary();
-        let old_active = store.writer.as_ref().is_some_and(|w| {
+        self.resume_dictionary();
+        let old_active = self.writer.as_ref().is_some_and(|w| {
             w.lock()
                 .active
                 .as_ref()
@@ -239,14 +191,123 @@ impl Store {
             // An older segment may not hold the blocks this build writes
             // (tree trailers, framed blocks): close it, and the next write
             // starts a current-version segment.
-            store.seal()?;
+            self.seal()?;
         }
-        if upgrade && store.writer.is_some() {
+        if upgraded && self.writer.is_some() {
             // Write the recounted usage into a current-version checkpoint, so
             // the old format is read only once.
-            store.checkpoint()?;
+            self.checkpoint()?;
         }
-        Ok(store)
+        Ok(())
+    }
+}
+
+/// Damage found at open that a read-only store opens past: (file, what).
+type OpenDamage = Vec<(PathBuf, String)>;
+
+/// The log after the checkpoint. Damage in it refuses a writer; a reader
+/// sees the state before the damage, and the damage is reported.
+fn read_log(
+    io: &dyn Backend,
+    log_path: &Path,
+    ckpt: &Checkpoint,
+    writable: bool,
+) -> Result<(log::LogContents, OpenDamage)> {
+    let mut open_damage = Vec::new();
+    let contents = match log::read(io, log_path) {
+        Ok(c) => c,
+        // A log whose header is damaged (cut short, flipped) holds nothing
+        // readable: a writer is refused, as for any damage in the log;
+        // readers see what the checkpoint holds.
+        Err(e) if e.is_corruption() && !writable => {
+            open_damage.push((log_path.to_path_buf(), format!("{e} (run `aslctl repair`)")));
+            log::LogContents {
+                start_seq: ckpt.next_seq,
+                store_id: ckpt.store_id,
+                ..Default::default()
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(d) = &contents.damage {
+        // Replaying on would build on a hole, and a writer would cut the
+        // open segment back to the last readable commit, destroying the
+        // bytes repair needs. Readers see the state before the damage.
+        if writable {
+            return Err(Error::corrupt(log_path, d));
+        }
+        open_damage.push((log_path.to_path_buf(), d.to_string()));
+    }
+    Ok((contents, open_damage))
+}
+
+/// The segments a store reads, by id.
+type Segments = BTreeMap<u32, Arc<Segment>>;
+
+/// Opens every segment CURRENT names: sealed ones for reading, the open one
+/// reopened for appending when `writer` (its options) is given.
+fn open_segments(
+    layout: &Layout,
+    states: &BTreeMap<u32, SegmentState>,
+    store_id: u64,
+    writer: Option<&StoreOptions>,
+) -> Result<(Segments, Option<ActiveSegment>)> {
+    let io = &*layout.io;
+    let mut segments = BTreeMap::new();
+    let mut active = None;
+    for s in states.values() {
+        let path = layout.segment(s.id);
+        if s.sealed {
+            segments.insert(s.id, Arc::new(Segment::open_sealed(io, &path, s.id, store_id)?));
+            continue;
+        }
+        let reader = match writer {
+            Some(opts) => {
+                if active.is_some() {
+                    return Err(Error::corrupt(layout.checkpoint(), "more than one open segment"));
+                }
+                let a = active.insert(ActiveSegment::reopen(io, &path, s.id, store_id, s.len)?);
+                a.reader(io, opts.active_map_reserve())?
+            }
+            None => Segment::open_active(io, &path, s.id, None)?,
+        };
+        segments.insert(s.id, Arc::new(reader));
+    }
+    Ok((segments, active))
+}
+
+impl Writer {
+    /// The writer of a store just opened, resuming its log.
+    fn resumed(
+        log: LogWriter,
+        log_file: u64,
+        active: Option<ActiveSegment>,
+        next_segment: u32,
+        next_index: u64,
+        seg_states: BTreeMap<u32, SegmentState>,
+    ) -> Writer {
+        Writer {
+            log,
+            log_file,
+            active,
+            tombstones: Vec::new(),
+            batch: Vec::new(),
+            next_segment,
+            next_index,
+            seg_states,
+            usage_dirty: Default::default(),
+            streams: 0,
+            dir_dirty: false,
+            poisoned: false,
+            dict: None,
+            dict_backoff: 0,
+            chunk_refs: Default::default(),
+            part_refs: Default::default(),
+            sweep_due: true,
+            catalog_dirty: false,
+            atomic_owner: None,
+            watch: None,
+        }
     }
 }
 

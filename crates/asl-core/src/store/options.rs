@@ -254,6 +254,11 @@ impl PutOptions {
         self
     }
 
+    /// Whether [`PutOptions::sha256`] asked for the SHA-256.
+    pub fn wants_sha256(&self) -> bool {
+        self.sha256
+    }
+
     /// The id the bytes must have ([`Store::put_reader_with`](crate::Store::put_reader_with)):
     /// when they hash to another, the put fails with
     /// [`Error::IdMismatch`](crate::Error::IdMismatch) and nothing of it

@@ -23,7 +23,7 @@ mod filters;
 mod select;
 
 use filters::unfilter;
-use select::{copy_runs, odometer, resolve, split, Run};
+use select::{copy_runs, odometer, resolve, split, Pick, Run};
 pub use select::{parse_selection, Dim};
 
 /// The record type of HDF5 indexes (the same as `formats::hdf5::INDEX_TYPE`).
@@ -256,176 +256,22 @@ fn read_with(r: &mut Reader<'_>, path: &str, sel: &[Dim]) -> Result<Array, Recor
             text(ds.get("dtype")).unwrap_or("?")
         ))
     })?;
-    let es = uint(ds.get("element_size")).unwrap_or(0) as usize;
-    if !(1..=8).contains(&es) {
-        return Err(input(format!("element size {es} is not 1 to 8")));
-    }
-    let big_endian = element.starts_with('>');
-    let shape = uints(ds.get("shape"));
-    if sel.len() > shape.len() {
-        return Err(input(format!(
-            "{} slice parts for {} dimensions",
-            sel.len(),
-            shape.len()
-        )));
-    }
-    let mut picks = Vec::with_capacity(shape.len());
-    let mut out_shape = Vec::new();
-    for (axis, &n) in shape.iter().enumerate() {
-        let d = sel.get(axis).cloned().unwrap_or(Dim::Range {
-            start: None,
-            stop: None,
-            step: 1,
-        });
-        let p = resolve(&d, n, axis)?;
-        if p.keep {
-            out_shape.push(p.count);
-        }
-        picks.push(p);
-    }
-    let count = picks
-        .iter()
-        .try_fold(1usize, |a, p| a.checked_mul(usize::try_from(p.count).ok()?))
-        .and_then(|n| n.checked_mul(es))
-        .ok_or_else(|| input("the selection is too large".into()))?;
+    let sel = Selection::of(ds, element, &want, sel, &input)?;
     let fill = match bytes(ds.get("fill")) {
-        Some(f) if f.len() == es => f.to_vec(),
-        _ => vec![0u8; es],
+        Some(f) if f.len() == sel.es => f.to_vec(),
+        _ => vec![0u8; sel.es],
     };
     let mut data = if fill.iter().all(|b| *b == 0) {
-        vec![0u8; count]
+        vec![0u8; sel.count]
     } else {
-        fill.repeat(count / es)
+        fill.repeat(sel.count / sel.es)
     };
-    // Output strides, over every dimension (dropped ones have length 1).
-    let mut ostride = vec![0usize; picks.len()];
-    let mut acc = 1usize;
-    for d in (0..picks.len()).rev() {
-        ostride[d] = acc;
-        acc *= picks[d].count as usize;
-    }
     let mut fetched = Fetched::default();
-    let filters: Vec<String> = match ds.get("filters") {
-        Some(Value::Array(a)) => a.iter().filter_map(|f| text(Some(f)).map(String::from)).collect(),
-        _ => Vec::new(),
-    };
-    let layout = text(ds.get("layout")).unwrap_or("");
-    match layout {
-        "contiguous" | "compact" => {
-            let mut stride = vec![1u64; shape.len()];
-            for d in (0..shape.len().saturating_sub(1)).rev() {
-                stride[d] = stride[d + 1] * shape[d + 1];
-            }
-            // The linear index of the first and of the last element selected.
-            let first: u64 = picks.iter().zip(&stride).map(|(p, s)| p.start * s).sum();
-            let last: u64 = picks
-                .iter()
-                .zip(&stride)
-                .map(|(p, s)| (p.start + p.count.saturating_sub(1) * p.step) * s)
-                .sum();
-            let sstride: Vec<usize> = stride.iter().map(|&x| x as usize).collect();
-            if count == 0 {
-                // Nothing selected.
-            } else if layout == "compact" {
-                let src = bytes(ds.get("data")).ok_or_else(|| input("the index holds no compact data".into()))?;
-                // Compact data is recorded decoded, little-endian.
-                let need = (last as usize + 1) * es;
-                if src.len() < need {
-                    return Err(input(format!(
-                        "the index's compact data is {} bytes, short of {need}",
-                        src.len()
-                    )));
-                }
-                let runs: Vec<Run> = picks
-                    .iter()
-                    .map(|p| Run {
-                        out: 0,
-                        at: p.start as usize,
-                        n: p.count as usize,
-                        step: p.step as usize,
-                    })
-                    .collect();
-                copy_runs(&runs, &ostride, &sstride, es, false, src, &mut data);
-            } else if let Some(s) = ds.get("storage").and_then(Stored::from) {
-                // Only the span from the first selected element to the last.
-                let span = Stored {
-                    addr: s.addr + first * es as u64,
-                    size: (last - first + 1) * es as u64,
-                    filter_mask: 0,
-                };
-                if span.addr + span.size > s.addr + s.size {
-                    return Err(input("the selection lies past the dataset's storage".into()));
-                }
-                let b = fetch(&mut r.bytes, span.addr, span.size, &want)?;
-                fetched.count += 1;
-                fetched.bytes += b.len() as u64;
-                // Positions relative to the span's first element.
-                let runs: Vec<Run> = picks
-                    .iter()
-                    .map(|p| Run {
-                        out: 0,
-                        at: 0,
-                        n: p.count as usize,
-                        step: p.step as usize,
-                    })
-                    .collect();
-                copy_runs(&runs, &ostride, &sstride, es, big_endian, &b, &mut data);
-            }
-            // Contiguous storage never allocated: every element is the fill.
+    match text(ds.get("layout")).unwrap_or("") {
+        layout @ ("contiguous" | "compact") => {
+            read_contiguous(r, ds, layout == "compact", &sel, &mut data, &mut fetched, &input)?
         }
-        "chunked" => {
-            let cs = uints(ds.get("chunk_shape"));
-            if cs.len() != shape.len() || cs.contains(&0) {
-                return Err(input("the index's chunk shape does not fit the dataset".into()));
-            }
-            let mut chunks: BTreeMap<Vec<u64>, Stored> = BTreeMap::new();
-            if let Some(Value::Array(a)) = ds.get("chunks") {
-                for c in a {
-                    let s = Stored::from(c).ok_or_else(|| input("a chunk entry is malformed".into()))?;
-                    chunks.insert(uints(c.get("offset")), s);
-                }
-            }
-            // Per dimension: each chunk coordinate touched and its run.
-            let per_dim: Vec<Vec<(u64, Run)>> = picks.iter().zip(&cs).map(|(p, &c)| split(p, c)).collect();
-            let mut cstride = vec![1usize; cs.len()];
-            for d in (0..cs.len().saturating_sub(1)).rev() {
-                cstride[d] = cstride[d + 1] * cs[d + 1] as usize;
-            }
-            let chunk_bytes = cs.iter().product::<u64>() as usize * es;
-            let grid: Vec<usize> = per_dim.iter().map(Vec::len).collect();
-            let mut failure = None;
-            odometer(&grid, |g| {
-                if failure.is_some() {
-                    return;
-                }
-                let offset: Vec<u64> = g.iter().enumerate().map(|(d, &k)| per_dim[d][k].0 * cs[d]).collect();
-                let Some(s) = chunks.get(&offset) else {
-                    return; // Never written: the fill value stands.
-                };
-                let raw = match fetch(&mut r.bytes, s.addr, s.size, &want) {
-                    Ok(b) => b,
-                    Err(e) => return failure = Some(e),
-                };
-                fetched.count += 1;
-                fetched.bytes += raw.len() as u64;
-                let dec = match unfilter(raw, &filters, s.filter_mask, es, &want) {
-                    Ok(b) => b,
-                    Err(e) => return failure = Some(e),
-                };
-                if dec.len() < chunk_bytes {
-                    failure = Some(input(format!(
-                        "chunk {offset:?} decodes to {} bytes, not {chunk_bytes}",
-                        dec.len()
-                    )));
-                    return;
-                }
-                let runs: Vec<Run> = g.iter().enumerate().map(|(d, &k)| per_dim[d][k].1).collect();
-                copy_runs(&runs, &ostride, &cstride, es, big_endian, &dec, &mut data);
-            });
-            if let Some(e) = failure {
-                return Err(e);
-            }
-        }
+        "chunked" => read_chunked(r, ds, &sel, &mut data, &mut fetched, &input)?,
         other => return Err(input(format!("layout {other} cannot be read here"))),
     }
     let dtype = if element.starts_with('|') {
@@ -433,14 +279,236 @@ fn read_with(r: &mut Reader<'_>, path: &str, sel: &[Dim]) -> Result<Array, Recor
     } else {
         format!("<{}", &element[1..])
     };
+    let shape = sel.out_shape;
     Ok(Array {
         path: want,
         dtype,
-        shape: out_shape,
+        shape,
         data,
         chunks_read: fetched.count,
         bytes_read: fetched.bytes,
     })
+}
+
+/// A read's selection resolved against its dataset.
+struct Selection<'a> {
+    /// The dataset's path, for messages.
+    want: &'a str,
+    /// Bytes per element.
+    es: usize,
+    big_endian: bool,
+    /// The dataset's shape.
+    shape: Vec<u64>,
+    /// What is picked along each dimension.
+    picks: Vec<Pick>,
+    /// The result's shape (dimensions picked by a single index dropped).
+    out_shape: Vec<u64>,
+    /// Bytes selected.
+    count: usize,
+    /// Output strides, over every dimension (dropped ones have length 1).
+    ostride: Vec<usize>,
+}
+
+impl<'a> Selection<'a> {
+    fn of(
+        ds: &Value,
+        element: &str,
+        want: &'a str,
+        sel: &[Dim],
+        input: &dyn Fn(String) -> RecordError,
+    ) -> Result<Selection<'a>, RecordError> {
+        let es = uint(ds.get("element_size")).unwrap_or(0) as usize;
+        if !(1..=8).contains(&es) {
+            return Err(input(format!("element size {es} is not 1 to 8")));
+        }
+        let shape = uints(ds.get("shape"));
+        if sel.len() > shape.len() {
+            return Err(input(format!(
+                "{} slice parts for {} dimensions",
+                sel.len(),
+                shape.len()
+            )));
+        }
+        let mut picks = Vec::with_capacity(shape.len());
+        let mut out_shape = Vec::new();
+        for (axis, &n) in shape.iter().enumerate() {
+            let d = sel.get(axis).cloned().unwrap_or(Dim::Range {
+                start: None,
+                stop: None,
+                step: 1,
+            });
+            let p = resolve(&d, n, axis)?;
+            if p.keep {
+                out_shape.push(p.count);
+            }
+            picks.push(p);
+        }
+        let count = picks
+            .iter()
+            .try_fold(1usize, |a, p| a.checked_mul(usize::try_from(p.count).ok()?))
+            .and_then(|n| n.checked_mul(es))
+            .ok_or_else(|| input("the selection is too large".into()))?;
+        let mut ostride = vec![0usize; picks.len()];
+        let mut acc = 1usize;
+        for d in (0..picks.len()).rev() {
+            ostride[d] = acc;
+            acc *= picks[d].count as usize;
+        }
+        Ok(Selection {
+            want,
+            es,
+            big_endian: element.starts_with('>'),
+            shape,
+            picks,
+            out_shape,
+            count,
+            ostride,
+        })
+    }
+}
+
+/// Reads a selection of a contiguous or compact dataset into `data`.
+fn read_contiguous(
+    r: &mut Reader<'_>,
+    ds: &Value,
+    compact: bool,
+    sel: &Selection<'_>,
+    data: &mut [u8],
+    fetched: &mut Fetched,
+    input: &dyn Fn(String) -> RecordError,
+) -> Result<(), RecordError> {
+    let mut stride = vec![1u64; sel.shape.len()];
+    for d in (0..sel.shape.len().saturating_sub(1)).rev() {
+        stride[d] = stride[d + 1] * sel.shape[d + 1];
+    }
+    // The linear index of the first and of the last element selected.
+    let first: u64 = sel.picks.iter().zip(&stride).map(|(p, s)| p.start * s).sum();
+    let last: u64 = sel
+        .picks
+        .iter()
+        .zip(&stride)
+        .map(|(p, s)| (p.start + p.count.saturating_sub(1) * p.step) * s)
+        .sum();
+    let sstride: Vec<usize> = stride.iter().map(|&x| x as usize).collect();
+    if sel.count == 0 {
+        // Nothing selected.
+    } else if compact {
+        let src = bytes(ds.get("data")).ok_or_else(|| input("the index holds no compact data".into()))?;
+        // Compact data is recorded decoded, little-endian.
+        let need = (last as usize + 1) * sel.es;
+        if src.len() < need {
+            return Err(input(format!(
+                "the index's compact data is {} bytes, short of {need}",
+                src.len()
+            )));
+        }
+        let runs: Vec<Run> = sel
+            .picks
+            .iter()
+            .map(|p| Run {
+                out: 0,
+                at: p.start as usize,
+                n: p.count as usize,
+                step: p.step as usize,
+            })
+            .collect();
+        copy_runs(&runs, &sel.ostride, &sstride, sel.es, false, src, data);
+    } else if let Some(s) = ds.get("storage").and_then(Stored::from) {
+        // Only the span from the first selected element to the last.
+        let span = Stored {
+            addr: s.addr + first * sel.es as u64,
+            size: (last - first + 1) * sel.es as u64,
+            filter_mask: 0,
+        };
+        if span.addr + span.size > s.addr + s.size {
+            return Err(input("the selection lies past the dataset's storage".into()));
+        }
+        let b = fetch(&mut r.bytes, span.addr, span.size, sel.want)?;
+        fetched.count += 1;
+        fetched.bytes += b.len() as u64;
+        // Positions relative to the span's first element.
+        let runs: Vec<Run> = sel
+            .picks
+            .iter()
+            .map(|p| Run {
+                out: 0,
+                at: 0,
+                n: p.count as usize,
+                step: p.step as usize,
+            })
+            .collect();
+        copy_runs(&runs, &sel.ostride, &sstride, sel.es, sel.big_endian, &b, data);
+    }
+    // Contiguous storage never allocated: every element is the fill.
+    Ok(())
+}
+
+/// Reads a selection of a chunked dataset into `data`: only the chunks it
+/// touches, each verified, decoded and copied from.
+fn read_chunked(
+    r: &mut Reader<'_>,
+    ds: &Value,
+    sel: &Selection<'_>,
+    data: &mut [u8],
+    fetched: &mut Fetched,
+    input: &dyn Fn(String) -> RecordError,
+) -> Result<(), RecordError> {
+    let filters: Vec<String> = match ds.get("filters") {
+        Some(Value::Array(a)) => a.iter().filter_map(|f| text(Some(f)).map(String::from)).collect(),
+        _ => Vec::new(),
+    };
+    let cs = uints(ds.get("chunk_shape"));
+    if cs.len() != sel.shape.len() || cs.contains(&0) {
+        return Err(input("the index's chunk sel.shape does not fit the dataset".into()));
+    }
+    let mut chunks: BTreeMap<Vec<u64>, Stored> = BTreeMap::new();
+    if let Some(Value::Array(a)) = ds.get("chunks") {
+        for c in a {
+            let s = Stored::from(c).ok_or_else(|| input("a chunk entry is malformed".into()))?;
+            chunks.insert(uints(c.get("offset")), s);
+        }
+    }
+    // Per dimension: each chunk coordinate touched and its run.
+    let per_dim: Vec<Vec<(u64, Run)>> = sel.picks.iter().zip(&cs).map(|(p, &c)| split(p, c)).collect();
+    let mut cstride = vec![1usize; cs.len()];
+    for d in (0..cs.len().saturating_sub(1)).rev() {
+        cstride[d] = cstride[d + 1] * cs[d + 1] as usize;
+    }
+    let chunk_bytes = cs.iter().product::<u64>() as usize * sel.es;
+    let grid: Vec<usize> = per_dim.iter().map(Vec::len).collect();
+    let mut failure = None;
+    odometer(&grid, |g| {
+        if failure.is_some() {
+            return;
+        }
+        let offset: Vec<u64> = g.iter().enumerate().map(|(d, &k)| per_dim[d][k].0 * cs[d]).collect();
+        let Some(s) = chunks.get(&offset) else {
+            return; // Never written: the fill value stands.
+        };
+        let raw = match fetch(&mut r.bytes, s.addr, s.size, sel.want) {
+            Ok(b) => b,
+            Err(e) => return failure = Some(e),
+        };
+        fetched.count += 1;
+        fetched.bytes += raw.len() as u64;
+        let dec = match unfilter(raw, &filters, s.filter_mask, sel.es, sel.want) {
+            Ok(b) => b,
+            Err(e) => return failure = Some(e),
+        };
+        if dec.len() < chunk_bytes {
+            failure = Some(input(format!(
+                "chunk {offset:?} decodes to {} bytes, not {chunk_bytes}",
+                dec.len()
+            )));
+            return;
+        }
+        let runs: Vec<Run> = g.iter().enumerate().map(|(d, &k)| per_dim[d][k].1).collect();
+        copy_runs(&runs, &sel.ostride, &cstride, sel.es, sel.big_endian, &dec, data);
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

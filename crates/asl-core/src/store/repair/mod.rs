@@ -4,27 +4,22 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::block::format::Compression;
-use crate::block::scan::Contents;
-use crate::block::segment::{
-    parse_segment_file_name, scan, segment_file_name, ActiveSegment, ScannedBlock, FOOTER_LEN, SEGMENT_HEADER_LEN,
-};
+use crate::block::segment::{parse_segment_file_name, segment_file_name, SEGMENT_HEADER_LEN};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{sync_dir, write_atomic};
 use crate::id::ArtifactId;
-use crate::index::entry::Entry;
-use crate::index::file::{write_index, IndexFile};
+use crate::index::file::IndexFile;
 use crate::snapshot::catalog::SnapshotMeta;
-use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
-use crate::snapshot::log::{log_file_name, LogWriter};
+use crate::snapshot::checkpoint::Checkpoint;
 
+mod gather;
 mod report;
 mod salvage;
 
-use super::layout::{decode_store_file, encode_store_file, Layout};
+use super::layout::{decode_store_file, Layout};
 use crate::store::{lock_store, Store, StoreOptions};
+use gather::{Gathered, Held};
 pub use report::RepairReport;
-use salvage::{salvage, salvage_headerless, tail_survivors};
 
 impl Store {
     /// Rebuilds the index, log and checkpoint of the store at `path` from its
@@ -102,280 +97,29 @@ impl Store {
                 ));
             }
         }
-        let mut totals: BTreeMap<u32, u64> = BTreeMap::new();
-        let mut store_id = known_id;
-        let mut map: BTreeMap<ArtifactId, Entry> = BTreeMap::new();
-        // Each manifest's chunk keys, to name the artifacts whose chunks are
-        // gone once every segment has been read.
-        let mut manifests: Vec<(ArtifactId, Vec<ArtifactId>)> = Vec::new();
-        let mut segs = Vec::new();
+        let held = Held {
+            pins: &pin_map,
+            snapshots: &snapshots,
+        };
+        let mut g = Gathered::new(rep, known_id);
         for id in &ids {
-            let p = layout.segment(*id);
-            let mut bytes = io.read(&p).ctx(|| format!("read {}", p.display()))?;
-            let mut sc = scan(&bytes);
-            // A header that is merely damaged (not another store's, another
-            // segment's or a newer version's) is rebuilt when the blocks
-            // behind it read: the file name gives the id, the store gives
-            // its id. The old header bytes are kept in quarantine.
-            let mut rebuilt = false;
-            if let (Err(e), Some(sid)) = (&sc.header, store_id) {
-                if !matches!(e, crate::error::DecodeError::UnsupportedVersion { .. }) {
-                    if let Some(h) = rebuild_header(&layout, &p, &bytes, *id, sid, &mut rep)? {
-                        bytes[..SEGMENT_HEADER_LEN as usize].copy_from_slice(&h.encode());
-                        sc = scan(&bytes);
-                        rebuilt = true;
-                    }
-                }
-            }
-            let why = match &sc.header {
-                Ok(h) if h.id != *id => Some(format!("header names segment {}", h.id)),
-                Ok(h) if store_id.is_some_and(|s| s != h.store_id) => Some("belongs to another store".into()),
-                Ok(_) => None,
-                Err(e) => Some(format!("segment header: {e}")),
-            };
-            if let Some(why) = why {
-                // Its blocks may still be readable; name what it held, keep it.
-                let (blocks, _, _) = crate::block::segment::scan_blocks(&bytes, SEGMENT_HEADER_LEN, bytes.len() as u64);
-                for b in &blocks {
-                    if let Ok(c) = &b.contents {
-                        rep.lost.extend(c.artifacts().iter().map(|a| a.0.to_hex()));
-                    }
-                }
-                quarantine_file(&layout, &p, &mut rep, &why)?;
-                continue;
-            }
-            let Ok(h) = sc.header else { continue };
-            store_id = Some(h.store_id);
-            rep.segments += 1;
-            rep.damaged_regions += sc.damaged.len() as u64;
-            for (from, to) in &sc.damaged {
-                // No header checks there, so what the bytes held is unknown,
-                // but a raw packed block whose header alone is damaged still
-                // names and proves its artifacts.
-                let kept = salvage_headerless(&bytes, *id, *from, *to, &mut map, &mut totals);
-                rep.salvaged += kept;
-                rep.lost.push(format!(
-                    "segment {id}, bytes {from}..{to}: no block header checks ({kept} artifacts salvaged by their \
-                     BLAKE3; anything else there is unreadable)"
-                ));
-            }
-            // Chunk blocks that read back whole, to tell which large artifacts
-            // are still complete.
-            let good_chunks: std::collections::HashSet<u64> = sc
-                .blocks
-                .iter()
-                .filter(|b| matches!(b.contents, Ok(Contents::Chunk)))
-                .map(|b| b.offset)
-                .collect();
-            for b in &sc.blocks {
-                rep.blocks += 1;
-                let compressed = b.header.compression == Compression::Zstd;
-                let contents = match &b.contents {
-                    Ok(c) => c,
-                    Err(_) => {
-                        rep.bad_blocks += 1;
-                        salvage(&bytes, *id, b, &mut map, &mut totals, &mut rep);
-                        continue;
-                    }
-                };
-                match contents {
-                    Contents::Packed {
-                        entries, frames: None, ..
-                    } => {
-                        for pe in entries {
-                            *totals.entry(*id).or_default() += pe.len as u64;
-                            let e = Entry::packed(pe.id, *id, b.offset, pe.offset, pe.len as u64, compressed);
-                            map.insert(pe.id, e);
-                        }
-                    }
-                    Contents::Packed {
-                        frames: Some(frames), ..
-                    } => {
-                        for f in frames {
-                            *totals.entry(*id).or_default() += f.raw_len as u64;
-                            let e = Entry::framed(f.id, *id, b.offset, f.offset, f.raw_len as u64, f.compressed);
-                            map.insert(f.id, e);
-                        }
-                    }
-                    Contents::Dictionary => {}
-                    Contents::Trailer(t) => {
-                        *totals.entry(*id).or_default() += t.len;
-                        if t.chunks.iter().any(|c| !good_chunks.contains(&c.offset)) {
-                            // Indexed all the same: verify then names it.
-                            rep.lost.push(t.id.to_hex());
-                        }
-                        map.insert(t.id, Entry::large(t.id, *id, b.offset, t.len));
-                    }
-                    Contents::CdcChunk { key, len } => {
-                        *totals.entry(*id).or_default() += *len as u64;
-                        map.insert(*key, Entry::chunk(*key, *id, b.offset, *len as u64, compressed));
-                    }
-                    Contents::Manifest(m) => {
-                        let e = Entry::manifest(m.id, *id, b.offset, m.len);
-                        *totals.entry(*id).or_default() += e.usage();
-                        // A list kept in parts is named by its parts here: a
-                        // part that is gone names the artifact; a chunk gone
-                        // from a part that is here is found by `verify`.
-                        let keys = m.chunks.iter().map(|c| c.key).chain(m.parts.iter().map(|p| p.key));
-                        manifests.push((m.id, keys.collect()));
-                        map.insert(m.id, e);
-                    }
-                    Contents::Tombstones(ts) => {
-                        for (tid, _) in ts {
-                            // A removed artifact a snapshot or pin still holds
-                            // keeps its location, as a tombstone.
-                            let held = match map.get(tid) {
-                                Some(e) => crate::store::held_by(&pin_map, &snapshots, e, None)?,
-                                None => false,
-                            };
-                            if held {
-                                if let Some(e) = map.get_mut(tid) {
-                                    *e = e.removed();
-                                }
-                                rep.tombstones += 1;
-                            } else if map.remove(tid).is_some() {
-                                rep.tombstones += 1;
-                            }
-                        }
-                    }
-                    Contents::Chunk => {}
-                }
-            }
-            // A rebuilt header changes bytes the footer's checksum covers:
-            // such a segment is sealed again (the old footer is parseable and
-            // recomputed, so nothing unparsed is lost).
-            let footer = sc.footer.filter(|_| !rebuilt);
-            let len = match footer {
-                Some(f) => f.data_len + FOOTER_LEN,
-                None => {
-                    // No footer: the segment was open. Keep the torn tail (if
-                    // any) in quarantine, cut it and seal the segment.
-                    let end = sc.end.max(SEGMENT_HEADER_LEN);
-                    // What the old log says was committed into this segment
-                    // tells a crash's unacknowledged tail from lost data.
-                    match committed.as_ref().map(|c| c.get(id)) {
-                        Some(Some(&(len, sealed))) => {
-                            let data_end = if sealed { len.saturating_sub(FOOTER_LEN) } else { len };
-                            if end < data_end {
-                                rep.lost.push(format!(
-                                    "segment {id}, bytes {end}..{data_end}: committed but cut off or unreadable"
-                                ));
-                            }
-                        }
-                        Some(None) => {}
-                        None if end < sc.file_len => rep.lost.push(format!(
-                            "segment {id}, bytes {end}..{}: cut off; the log that would say whether they were \
-                             committed is unreadable",
-                            sc.file_len
-                        )),
-                        None => {}
-                    }
-                    if end < sc.file_len {
-                        let name = format!("{}.tail-at-{end}", segment_file_name(*id));
-                        let tail = layout.quarantine_dir().join(name);
-                        io.create_dir_all(&layout.quarantine_dir())
-                            .ctx(|| format!("create {}", layout.quarantine_dir().display()))?;
-                        write_atomic(io, &tail, &bytes[end as usize..])?;
-                        rep.truncated_bytes += sc.file_len - end;
-                    }
-                    let kept: Vec<&ScannedBlock> = sc.blocks.iter().filter(|b| b.offset < end).collect();
-                    let raw_total = kept.iter().map(|b| b.header.raw_len as u64).sum();
-                    let survivors = tail_survivors(&bytes[end as usize..]);
-                    let mut active = ActiveSegment::adopt(io, &p, &h, end, kept.len() as u64, raw_total)?;
-                    if !survivors.is_empty() {
-                        // The artifacts of a cut-off raw block that their
-                        // BLAKE3 still proves go into a whole block of their
-                        // own in place of the cut tail.
-                        let mut b = crate::block::format::PackedBuilder::default();
-                        for (sid, data) in &survivors {
-                            b.push(*sid, data);
-                        }
-                        let (raw, entries) = b.finish();
-                        let at = crate::block::writer::write_packed_raw(&mut active, &raw, &entries)?;
-                        for pe in &entries {
-                            *totals.entry(*id).or_default() += pe.len as u64;
-                            map.insert(
-                                pe.id,
-                                Entry::packed(pe.id, *id, at.offset, pe.offset, pe.len as u64, at.compressed),
-                            );
-                        }
-                        rep.salvaged += entries.len() as u64;
-                    }
-                    let (_, len) = active.seal()?;
-                    rep.sealed += 1;
-                    len
-                }
-            };
-            segs.push(SegmentState::new(*id, len, true));
+            g.segment(&layout, *id, committed.as_ref(), &held)?;
         }
-        let Some(store_id) = store_id else {
+        let Some(store_id) = g.store_id else {
             return Err(Error::NotAStore {
                 path: path.to_path_buf(),
                 reason: "no STORE file and no readable segment".into(),
             });
         };
-        for (mid, keys) in &manifests {
-            let indexed = map.get(mid).is_some_and(|e| e.is_manifest());
-            let missing = keys
-                .iter()
-                .filter(|k| !map.get(k).is_some_and(|e| e.is_chunk()))
-                .count();
-            if indexed && missing > 0 && !rep.lost.contains(&mid.to_hex()) {
-                // Indexed all the same: verify then names it, chunk by chunk.
-                rep.lost
-                    .push(format!("{} ({missing} of its chunks unreadable)", mid.to_hex()));
-            }
-        }
-        rep.artifacts = map.values().filter(|e| !e.is_tombstone() && !e.is_chunk()).count() as u64;
-        let mut live: BTreeMap<u32, u64> = BTreeMap::new();
-        for e in map.values() {
-            *live.entry(e.segment).or_default() += e.usage();
-        }
-        for s in &mut segs {
-            s.total = totals.get(&s.id).copied().unwrap_or(0);
-            s.live = live.get(&s.id).copied().unwrap_or(0);
-        }
-        let next_index = max_file_number(io, &layout.index_dir(), ".idx") + 1;
-        let log_file = max_file_number(io, &layout.log_dir(), ".log") + 1;
-        let index_path = write_index(
-            io,
-            &layout.index_dir(),
-            next_index,
-            map.len() as u64,
-            map.values().copied().map(Ok),
-        )?;
-        LogWriter::create(io, &layout.log(log_file), 1, store_id)?;
-        let ckpt = Checkpoint {
-            version: crate::version::FormatVersion::CURRENT,
+        g.name_incomplete_manifests();
+        g.write_state(
+            &layout,
             store_id,
-            next_seq: 1,
-            log_file,
-            next_segment: ids.last().map(|i| i + 1).unwrap_or(1),
-            next_index: next_index + 1,
-            index_files: vec![next_index],
-            segments: segs,
-            snapshots: snapshots.values().map(|h| h.meta.clone()).collect(),
+            known_id.is_none(),
+            ids.last().copied(),
+            &snapshots,
             pins,
-        };
-        write_atomic(io, &layout.checkpoint(), &ckpt.encode())?;
-        if known_id.is_none() {
-            write_atomic(io, &layout.store_file(), &encode_store_file(store_id))?;
-        }
-        for (dir, keep) in [
-            (
-                layout.index_dir(),
-                index_path.file_name().map(|n| n.to_string_lossy().into_owned()),
-            ),
-            (layout.log_dir(), Some(log_file_name(log_file))),
-        ] {
-            for name in io.list(&dir).ctx(|| format!("list {}", dir.display()))? {
-                if Some(&name) != keep.as_ref() {
-                    let _ = io.remove(&dir.join(&name));
-                }
-            }
-            sync_dir(io, &dir)?;
-        }
-        Ok(rep)
+        )
     }
 }
 

@@ -26,20 +26,28 @@
 //! The `BUCKET` file in the store directory says which bucket, and is what
 //! makes an ordinary open use this backend ([`TierConfig`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::bucket::Bucket;
-pub use super::BUCKET_FILE;
-use super::{Backend, GrowingMap, LocalBackend, LockGuard, Mapped, OpenMode, StoreFile};
+pub use crate::io::BUCKET_FILE;
+use crate::io::{Backend, GrowingMap, LocalBackend, LockGuard, Mapped, OpenMode, StoreFile, TierStatus};
+
+mod cache;
+mod lease;
+mod uploader;
+
+use cache::PageCache;
+pub use lease::take_over;
+use lease::{acquire_lease, decode_lease, lease_lost};
+use uploader::{uploader, Job, Queue};
 
 /// Bytes per cached page and per unit of a ranged fetch.
 pub const PAGE: u64 = 1 << 20;
@@ -115,50 +123,6 @@ impl TierConfig {
             holder: field(&lines, "holder").ok_or("no holder line")?.to_string(),
         })
     }
-}
-
-/// What the tiered backend is doing, for `aslctl s3 status` and tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TierStatus {
-    /// The bucket.
-    pub url: String,
-    /// Segments in the bucket.
-    pub remote_segments: usize,
-    /// Sealed or open segments with a local copy.
-    pub local_segments: usize,
-    /// Uploads and deletions waiting (including one under way).
-    pub queued: usize,
-    /// Why the last attempt failed, while the queue is stuck on it.
-    pub last_error: Option<String>,
-    /// Bytes in the page cache, and its budget.
-    pub cache_bytes: u64,
-    /// The page cache budget.
-    pub cache_budget: u64,
-    /// Ranged requests made for reads, and the bytes they fetched.
-    pub fetches: u64,
-    /// Bytes fetched by those requests.
-    pub fetched_bytes: u64,
-    /// Page reads served by the cache.
-    pub cache_hits: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Job {
-    /// Upload a sealed segment, then drop its local copy.
-    Offload(String),
-    /// Upload the current bytes of a mirrored file (`CHECKPOINT`, a snapshot).
-    Mirror(String),
-    /// Delete a mirrored object.
-    Delete(String),
-}
-
-#[derive(Default)]
-struct Queue {
-    jobs: VecDeque<Job>,
-    busy: bool,
-    failures: u32,
-    last_error: Option<String>,
-    shutdown: bool,
 }
 
 struct Shared {
@@ -513,79 +477,6 @@ impl TieredBackend {
     }
 }
 
-/// Runs queued jobs in order until shutdown; a failed job stays at the head
-/// and is tried again after a backoff (1 s, doubling to 30 s).
-fn uploader(s: &Shared) {
-    loop {
-        let job = {
-            let mut q = s.queue.lock();
-            while q.jobs.is_empty() && !q.shutdown {
-                s.changed.wait(&mut q);
-            }
-            if q.shutdown {
-                return;
-            }
-            q.busy = true;
-            q.jobs[0].clone()
-        };
-        let r = run(s, &job);
-        let mut q = s.queue.lock();
-        q.busy = false;
-        match r {
-            Ok(()) => {
-                q.jobs.pop_front();
-                q.failures = 0;
-                q.last_error = None;
-                s.changed.notify_all();
-            }
-            Err(e) => {
-                q.failures += 1;
-                q.last_error = Some(e.to_string());
-                s.changed.notify_all();
-                let wait = Duration::from_secs(1 << q.failures.min(5).saturating_sub(1)).min(Duration::from_secs(30));
-                if !q.shutdown {
-                    s.changed.wait_for(&mut q, wait);
-                }
-            }
-        }
-    }
-}
-
-fn run(s: &Shared, job: &Job) -> io::Result<()> {
-    // Another directory that took the store over since this one opened
-    // must not have its segments or checkpoint overwritten by this one.
-    s.check_lease()?;
-    match job {
-        Job::Offload(name) => {
-            let path = s.root.join("segments").join(name);
-            let len = match std::fs::metadata(&path) {
-                Ok(m) => m.len(),
-                // Already offloaded, or deleted by GC since.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            if s.remote()?.get(name) != Some(&len) {
-                s.bucket.put_file(&path, &format!("segments/{name}"))?;
-                s.remote_insert(name, len);
-            }
-            // Readers holding the handle finish their read; new ones go to
-            // the bucket.
-            s.locals.write().remove(name);
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            }
-        }
-        Job::Mirror(key) => match std::fs::read(s.root.join(key)) {
-            Ok(b) => s.bucket.put(key, b),
-            // Replaced or deleted since: the job that did that follows.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        },
-        Job::Delete(key) => s.bucket.delete(key),
-    }
-}
-
 /// A sealed segment: read from its local copy while there is one, from the
 /// bucket through the page cache after.
 struct TieredFile {
@@ -734,279 +625,6 @@ impl Shared {
         }
         Ok(())
     }
-}
-
-/// Pages of offloaded segments on local disk, one file each
-/// (`cache/NAME.PAGE`: the bytes, then their CRC32C), evicted least
-/// recently used first once their total passes the budget.
-struct PageCache {
-    dir: PathBuf,
-    budget: u64,
-    state: Mutex<CacheState>,
-    /// The pages used last, in memory, newest first: reads of a large
-    /// artifact come in pieces much smaller than a page, and each would
-    /// otherwise read and check the whole page file again.
-    hot: Mutex<VecDeque<(PageKey, Arc<Vec<u8>>)>>,
-}
-
-/// Pages kept in memory.
-const HOT: usize = 8;
-
-/// A cached page: (segment file name, page number).
-type PageKey = (String, u64);
-
-#[derive(Default)]
-struct CacheState {
-    /// (segment, page) → (bytes, last use).
-    pages: HashMap<(String, u64), (u64, u64)>,
-    /// Last use → page, oldest first.
-    order: BTreeMap<u64, (String, u64)>,
-    tick: u64,
-    total: u64,
-}
-
-impl CacheState {
-    fn touch(&mut self, key: &(String, u64)) {
-        self.tick += 1;
-        let tick = self.tick;
-        if let Some((_, t)) = self.pages.get_mut(key) {
-            self.order.remove(t);
-            *t = tick;
-            self.order.insert(tick, key.clone());
-        }
-    }
-
-    fn insert(&mut self, key: (String, u64), bytes: u64) {
-        self.remove(&key);
-        self.tick += 1;
-        self.pages.insert(key.clone(), (bytes, self.tick));
-        self.order.insert(self.tick, key);
-        self.total += bytes;
-    }
-
-    fn remove(&mut self, key: &(String, u64)) -> bool {
-        match self.pages.remove(key) {
-            Some((bytes, t)) => {
-                self.order.remove(&t);
-                self.total -= bytes;
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-impl PageCache {
-    fn open(dir: &Path, budget: u64) -> io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let mut found = Vec::new();
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let parsed = name
-                .rsplit_once('.')
-                .and_then(|(seg, page)| Some((seg.to_string(), page.parse::<u64>().ok()?)))
-                .filter(|(seg, _)| seg.ends_with(".seg"));
-            let meta = e.metadata()?;
-            match parsed {
-                Some(key) => found.push((meta.modified().ok(), key, meta.len())),
-                // A page being written when the process ended.
-                None => {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-        // The previous run's order of use is approximated by file times.
-        found.sort_by_key(|f| f.0);
-        let mut st = CacheState::default();
-        for (_, key, len) in found {
-            st.insert(key, len);
-        }
-        let c = Self {
-            dir: dir.to_path_buf(),
-            budget,
-            state: Mutex::new(st),
-            hot: Mutex::new(VecDeque::new()),
-        };
-        c.evict(&mut c.state.lock(), None);
-        Ok(c)
-    }
-
-    fn file(&self, name: &str, page: u64) -> PathBuf {
-        self.dir.join(format!("{name}.{page}"))
-    }
-
-    fn usage(&self) -> (u64, u64) {
-        (self.state.lock().total, self.budget)
-    }
-
-    fn has(&self, name: &str, page: u64) -> bool {
-        self.state.lock().pages.contains_key(&(name.to_string(), page))
-    }
-
-    fn remember(&self, key: (String, u64), page: Arc<Vec<u8>>) {
-        let mut hot = self.hot.lock();
-        hot.retain(|(k, _)| *k != key);
-        hot.push_front((key, page));
-        hot.truncate(HOT);
-    }
-
-    fn get(&self, name: &str, page: u64) -> Option<Arc<Vec<u8>>> {
-        let key = (name.to_string(), page);
-        let hot = {
-            let mut hot = self.hot.lock();
-            let i = hot.iter().position(|(k, _)| *k == key);
-            i.and_then(|i| hot.remove(i))
-        };
-        if let Some((k, p)) = hot {
-            // Used, so kept on disk too.
-            self.state.lock().touch(&k);
-            self.hot.lock().push_front((k, p.clone()));
-            return Some(p);
-        }
-        if !self.state.lock().pages.contains_key(&key) {
-            return None;
-        }
-        let ok = std::fs::read(self.file(name, page)).ok().and_then(|mut b| {
-            let at = b.len().checked_sub(4)?;
-            let crc = u32::from_le_bytes(b[at..].try_into().ok()?);
-            b.truncate(at);
-            (crc32c::crc32c(&b) == crc).then_some(b)
-        });
-        let mut st = self.state.lock();
-        match ok {
-            Some(b) => {
-                st.touch(&key);
-                drop(st);
-                let b = Arc::new(b);
-                self.remember(key, b.clone());
-                Some(b)
-            }
-            None => {
-                // Damaged or gone: fetched again by the caller.
-                st.remove(&key);
-                let _ = std::fs::remove_file(self.file(name, page));
-                None
-            }
-        }
-    }
-
-    /// Keeps a page; a failure to write it only costs a later fetch.
-    fn put(&self, name: &str, page: u64, bytes: &[u8]) {
-        self.remember((name.to_string(), page), Arc::new(bytes.to_vec()));
-        if self.budget == 0 {
-            return;
-        }
-        let tmp = self.dir.join(format!(".{name}.{page}.{:x}", rand_suffix()));
-        let mut b = Vec::with_capacity(bytes.len() + 4);
-        b.extend_from_slice(bytes);
-        b.extend_from_slice(&crc32c::crc32c(bytes).to_le_bytes());
-        if std::fs::write(&tmp, &b).is_err() || std::fs::rename(&tmp, self.file(name, page)).is_err() {
-            let _ = std::fs::remove_file(&tmp);
-            return;
-        }
-        let key = (name.to_string(), page);
-        let mut st = self.state.lock();
-        st.insert(key.clone(), b.len() as u64);
-        self.evict(&mut st, Some(&key));
-    }
-
-    /// Removes least recently used pages until the budget holds (never the
-    /// page just added, which its reader is about to use).
-    fn evict(&self, st: &mut CacheState, keep: Option<&(String, u64)>) {
-        while st.total > self.budget {
-            let Some((_, key)) = st
-                .order
-                .iter()
-                .find(|(_, k)| Some(*k) != keep)
-                .map(|(t, k)| (*t, k.clone()))
-            else {
-                break;
-            };
-            st.remove(&key);
-            let _ = std::fs::remove_file(self.file(&key.0, key.1));
-        }
-    }
-
-    fn drop_segment(&self, name: &str) {
-        self.hot.lock().retain(|(k, _)| k.0 != name);
-        let mut st = self.state.lock();
-        let keys: Vec<_> = st.pages.keys().filter(|k| k.0 == name).cloned().collect();
-        for k in keys {
-            st.remove(&k);
-            let _ = std::fs::remove_file(self.file(&k.0, k.1));
-        }
-    }
-}
-
-fn encode_lease(holder: &str, root: &Path) -> Vec<u8> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    crate::textfile::frame(
-        LEASE_MAGIC,
-        &[
-            format!("holder={holder}"),
-            format!("host={}", host.trim()),
-            format!("dir={}", root.display()),
-        ],
-    )
-}
-
-/// The holder of a lease, and who it is in words (host and directory).
-fn decode_lease(b: &[u8]) -> Result<(String, String), String> {
-    use crate::textfile::field;
-    let lines = crate::textfile::unframe(b, LEASE_MAGIC)?;
-    let holder = field(&lines, "holder").filter(|h| !h.is_empty()).ok_or("no holder")?;
-    Ok((
-        holder.to_string(),
-        format!(
-            "{}:{}",
-            field(&lines, "host").unwrap_or(""),
-            field(&lines, "dir").unwrap_or("")
-        ),
-    ))
-}
-
-fn lease_lost(url: &str, who: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        format!(
-            "{url} is written from another directory ({who}): open it read-only here, or take it over with \
-             `aslctl s3 attach {url} --take-over` once that writer has stopped"
-        ),
-    )
-}
-
-/// Takes the bucket's lease for `holder` when nobody holds it (a
-/// conditional put, so two directories cannot both take it); an error
-/// naming the other directory when someone else does.
-fn acquire_lease(b: &Bucket, holder: &str, root: &Path) -> io::Result<()> {
-    for _ in 0..3 {
-        match b.get(LEASE)? {
-            None => {
-                if b.put_new(LEASE, encode_lease(holder, root))? {
-                    return Ok(());
-                }
-            }
-            Some(bytes) => {
-                let (h, who) =
-                    decode_lease(&bytes).map_err(|e| io::Error::other(format!("{}/{LEASE}: {e}", b.url())))?;
-                return if h == holder {
-                    Ok(())
-                } else {
-                    Err(lease_lost(b.url(), &who))
-                };
-            }
-        }
-    }
-    Err(io::Error::other(format!("{}/{LEASE}: changing under us", b.url())))
-}
-
-/// Makes `holder` (in `root`) the one directory that writes the store at
-/// `b`, whoever held it before: for a machine replacing a dead one. A
-/// writer still running elsewhere stops changing the bucket at its next
-/// upload, when it finds the lease gone.
-pub fn take_over(b: &Bucket, holder: &str, root: &Path) -> io::Result<()> {
-    b.put(LEASE, encode_lease(holder, root))
 }
 
 fn rand_suffix() -> u64 {

@@ -3,7 +3,7 @@
 //! - **Living in a bucket** ([`create`], [`tier`], [`attach`]): the store
 //!   directory keeps only its open segment, log, checkpoint, index and a
 //!   bounded page cache; sealed segments are uploaded and read back in
-//!   ranges (`crate::io::tiered`). A `BUCKET` file in the directory is what
+//!   ranges ([`tiered`]). A `BUCKET` file in the directory is what
 //!   makes every later open do that. [`attach`] rebuilds such a store on
 //!   another machine from the bucket alone, without downloading the
 //!   segments to keep.
@@ -13,14 +13,21 @@
 //!
 //! Either way a bucket prefix holds one store: its `STORE` object says
 //! which, and a prefix holding another store is refused. Credentials and
-//! endpoint come from the environment (see [`crate::io::bucket::Bucket::open`]).
+//! endpoint come from the environment (see [`bucket::Bucket::open`]).
+//!
+//! Everything S3 is in this folder: the client ([`bucket`]), the backend of
+//! a store living in a bucket ([`tiered`], with its page cache, uploader and
+//! lease apart), and the operations above.
+
+pub mod bucket;
+pub mod tiered;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::io::bucket::Bucket;
-use crate::io::TierConfig;
 use crate::{Error, Result, Store, StoreOptions};
+use bucket::Bucket;
+use tiered::TierConfig;
 
 /// What a push did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -228,10 +235,10 @@ pub fn attach(url: &str, dir: &Path, cache_bytes: u64, take_over: bool) -> Resul
     write_bucket_file(dir, &cfg)?;
     std::fs::write(dir.join("STORE"), identity).map_err(fs(format!("write {}/STORE", dir.display())))?;
     if take_over {
-        crate::io::tiered::take_over(&b, &cfg.holder, dir).map_err(s3err(format!("take over {url}")))?;
+        tiered::take_over(&b, &cfg.holder, dir).map_err(s3err(format!("take over {url}")))?;
     }
     // Repair through a reader: it rebuilds local files only.
-    let reader = crate::io::TieredBackend::open(dir, &cfg, false).map_err(s3err(format!("open {url}")))?;
+    let reader = tiered::TieredBackend::open(dir, &cfg, false).map_err(s3err(format!("open {url}")))?;
     StoreOptions::new().backend(std::sync::Arc::new(reader)).repair(dir)?;
     report(dir, segments)
 }
