@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+use subtle::ConstantTimeEq;
+
 use asl_core::{Error, Result};
 
 /// What a token may do; each includes the ones before it.
@@ -50,13 +52,11 @@ pub struct Tokens {
     tokens: Vec<Token>,
 }
 
-/// Compares without an early exit, so the time taken says nothing about
-/// how much of a guess was right.
+/// Compares in constant time (`subtle`, whose comparison the optimizer may
+/// not turn into an early exit), so the time taken says nothing about how
+/// much of a guess was right.
 fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 impl Tokens {

@@ -70,4 +70,19 @@ pub mod codec {
             asl_core::codec::fuzz_target(name, data);
         }
     }
+
+    #[cfg(test)]
+    mod tests {
+        /// The list is the engine's targets and canonical CBOR, nothing
+        /// else: a target added to the engine is fuzzed here too.
+        #[test]
+        fn every_target_of_every_layer_is_listed() {
+            let mut want: Vec<&str> = asl_core::codec::FUZZ_TARGETS.to_vec();
+            want.push("cbor");
+            want.sort_unstable();
+            let mut got = super::FUZZ_TARGETS.to_vec();
+            got.sort_unstable();
+            assert_eq!(got, want);
+        }
+    }
 }

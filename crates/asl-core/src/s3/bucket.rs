@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
-use object_store::{BackoffConfig, ObjectStore, PutPayload, RetryConfig, WriteMultipart};
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
 
 /// Parts of a multipart upload; files up to this size go in one put.
 const PART: usize = 8 << 20;
