@@ -20,6 +20,7 @@ mod layout;
 mod maint;
 mod open;
 use open::{lock_store, open_snapshots};
+mod iter;
 mod options;
 mod packing;
 mod pending;
@@ -60,13 +61,14 @@ pub use gc::{GcOptions, GcReport, DEFAULT_THRESHOLD as DEFAULT_GC_THRESHOLD};
 pub use ingest::{
     FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested,
 };
+pub use iter::Iter;
 use layout::Layout;
 pub use layout::{decode_store_file, encode_store_file};
 pub use maint::{Problem, StoreStat, VerifyReport};
 pub use options::{PutOptions, StoreOptions};
 pub use put::release_thread_buffers;
 pub use put::Put;
-pub use read::{ArtifactInfo, ArtifactReader, Iter};
+pub use read::{ArtifactInfo, ArtifactReader};
 pub use repair::RepairReport;
 pub use side::SideFileAccess;
 pub use snapshots::{Retention, SnapshotDiff, SnapshotView};

@@ -26,7 +26,8 @@ use crate::snapshot::catalog::{validate_name, SnapshotMeta};
 use crate::snapshot::current::CurrentHasher;
 use crate::snapshot::log::Record;
 
-use super::read::{ArtifactInfo, ArtifactReader, Iter};
+use super::iter::Iter;
+use super::read::{ArtifactInfo, ArtifactReader};
 use super::{SnapshotHandle, Store, Writer};
 
 const PENDING_FILE: &str = "pending.idx";

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::id::ArtifactId;
 use crate::index::Visibility;
 
-use super::read::{ArtifactInfo, ArtifactReader, Iter};
+use super::iter::Iter;
+use super::read::{ArtifactInfo, ArtifactReader};
 use super::snapshots::SnapshotView;
 use super::Store;
 

@@ -1,0 +1,153 @@
+//! Answering queries: records by label, type, media type and time, and
+//! the records that name an artifact in a given field.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl QueryIndex {
+    /// The artifacts matching `q`, oldest first (by their newest matching
+    /// record), ties in id order.
+    pub fn find(&self, q: &Query) -> Result<Vec<Hit>, RecordError> {
+        let mut prefixes = Vec::new();
+        for (k, v) in &q.labels {
+            prefixes.push(rows::prefix(rows::LABEL, &[k.as_bytes(), v.as_bytes()]));
+        }
+        if let Some(m) = &q.media_type {
+            prefixes.push(rows::prefix(rows::MEDIA, &[m.as_bytes()]));
+        }
+        if let Some(t) = &q.type_name {
+            prefixes.push(rows::prefix(rows::TYPE, &[t.as_bytes()]));
+        }
+        if prefixes.is_empty() {
+            prefixes.push(rows::prefix(rows::ALL, &[]));
+        }
+        let since = q.since.unwrap_or(0);
+        let until = q.until.unwrap_or(u64::MAX);
+        if since >= until {
+            return Ok(Vec::new());
+        }
+        // Each condition's keys, as flat (subject, time, record) lists sorted
+        // by subject, scanned on all cores; then a merge of the lists.
+        use rayon::prelude::*;
+        let mut lists: Vec<Vec<Row>> = prefixes
+            .into_par_iter()
+            .map(|p| {
+                let mut lo = p.clone();
+                lo.extend_from_slice(&since.to_be_bytes());
+                let mut hi = p;
+                hi.extend_from_slice(&until.to_be_bytes());
+                let mut list = Vec::new();
+                for kv in self.p().keys.range(lo.as_slice()..hi.as_slice()) {
+                    let (k, _) = kv.map_err(db_err)?;
+                    if let Some((t, subject, record)) = rows::tail(&k) {
+                        list.push(Row { subject, t, record });
+                    }
+                }
+                list.par_sort_unstable_by_key(|r| r.subject);
+                Ok(list)
+            })
+            .collect::<Result<_, RecordError>>()?;
+        lists.sort_by_key(|l| l.len());
+        let (first, rest) = lists.split_first().expect("at least one condition");
+        let mut cursors = vec![0usize; rest.len()];
+        let mut hits = Vec::new();
+        let mut i = 0;
+        'subjects: while i < first.len() {
+            let subject = first[i].subject;
+            let mut hit = Hit {
+                subject,
+                time: 0,
+                records: Vec::new(),
+            };
+            while i < first.len() && first[i].subject == subject {
+                hit.time = hit.time.max(first[i].t);
+                hit.records.push(first[i].record);
+                i += 1;
+            }
+            for (list, at) in rest.iter().zip(cursors.iter_mut()) {
+                // Lists are sorted by subject: each cursor only moves on.
+                *at += list[*at..].partition_point(|r| r.subject < subject);
+                let mut found = false;
+                while *at < list.len() && list[*at].subject == subject {
+                    hit.time = hit.time.max(list[*at].t);
+                    hit.records.push(list[*at].record);
+                    *at += 1;
+                    found = true;
+                }
+                if !found {
+                    continue 'subjects;
+                }
+            }
+            hit.records.sort_unstable();
+            hit.records.dedup();
+            hits.push(hit);
+        }
+        hits.sort_unstable_by_key(|h| (h.time, h.subject));
+        Ok(hits)
+    }
+
+    /// [`QueryIndex::find`] without the hits whose subject is no longer
+    /// live in CURRENT (an annotation outlives its subject until it is
+    /// removed itself).
+    pub fn find_live(&self, store: &Store, q: &Query) -> Result<Vec<Hit>, RecordError> {
+        self.find_in(&store.view(asl_core::Audience::Owner), q)
+    }
+
+    /// [`QueryIndex::find_live`] as `view`'s audience sees the store: a hit
+    /// whose subject it may not see is left out, and so is every matching
+    /// record it may not see (a hit it sees through no record stays, with
+    /// an empty list: the subject matched).
+    pub fn find_in(&self, view: &asl_core::View<'_>, q: &Query) -> Result<Vec<Hit>, RecordError> {
+        let mut out = Vec::new();
+        for mut h in self.find(q)? {
+            if !view.contains(&h.subject)? {
+                continue;
+            }
+            let mut seen = Vec::with_capacity(h.records.len());
+            for r in h.records {
+                if view.contains(&r)? {
+                    seen.push(r);
+                }
+            }
+            h.records = seen;
+            out.push(h);
+        }
+        Ok(out)
+    }
+
+    /// The records whose field `field` holds `value`, oldest first: a label
+    /// (`value` its text), a field of a registered type indexed like one
+    /// (`run_id` of runs and receipts, say), or a receipt's `pel.key`
+    /// (action key), `pel.in` or `pel.out` (an input's or output's id), an
+    /// overlay log's `overlay.of` or `overlay.base`.
+    pub fn records_with(&self, field: &str, value: &[u8]) -> Result<Vec<(u64, ArtifactId)>, RecordError> {
+        let p = rows::prefix(rows::LABEL, &[field.as_bytes(), value]);
+        let mut out = Vec::new();
+        for kv in self.p().keys.prefix(p.as_slice()) {
+            let (k, _) = kv.map_err(db_err)?;
+            // A longer field value that starts with `value` shares the prefix
+            // only if its length bytes match, which they cannot: the length
+            // is part of the prefix. So every key here is an exact match.
+            if let Some((t, _, record)) = rows::tail(&k) {
+                if k.len() == p.len() + rows::TAIL {
+                    out.push((t, record));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The annotation records whose subject is `subject`, in id order.
+    pub fn annotations_of(&self, subject: &ArtifactId) -> Result<Vec<ArtifactId>, RecordError> {
+        let mut out = Vec::new();
+        for kv in self.p().subjects.prefix(subject.as_bytes()) {
+            let (k, _) = kv.map_err(db_err)?;
+            let id: [u8; 32] = k
+                .get(32..64)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| RecordError::Index("a subjects key is not 64 bytes (run `aslctl reindex`)".into()))?;
+            out.push(ArtifactId::from_bytes(id));
+        }
+        Ok(out)
+    }
+}
