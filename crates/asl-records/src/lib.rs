@@ -24,6 +24,7 @@
 //! ```
 
 pub mod batch;
+pub mod cache;
 pub mod cbor;
 pub mod digests;
 mod envelope;

@@ -30,11 +30,8 @@ use super::send::send;
 use super::upload::{receive, stored};
 use super::State;
 use asl_core::{ArtifactId, Error, PutOptions};
-use asl_records::cbor::Value;
-use asl_records::{self as records, digests, Record, Source};
-
-/// The record type of action-cache entries.
-pub const CACHE_ENTRY: &str = "asl/cache-entry";
+use asl_records::cache::Condition;
+use asl_records::digests;
 
 pub(super) fn routes() -> Vec<Route> {
     let r = |path, methods, handlers| Route {
@@ -109,19 +106,6 @@ fn parse_key(text: &str) -> Result<[u8; 32], Refused> {
     ))
 }
 
-/// Now, to the millisecond, and later than any stamp this server gave
-/// before: two entries for one key put within a millisecond still order.
-fn stamp(st: &State) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let mut last = st.last_stamp.lock();
-    *last = now.max(*last + 1);
-    let whole = records::time::format(*last / 1000);
-    format!("{}.{:03}Z", &whole[..whole.len() - 1], *last % 1000)
-}
-
 /// Brings the query index up to date with what this server just wrote.
 fn refresh(st: &State) -> asl_core::Result<()> {
     st.index.with(|i| i.refresh(&st.store).map(|_| ()))
@@ -130,26 +114,7 @@ fn refresh(st: &State) -> asl_core::Result<()> {
 /// The artifact the entry `name` (`ac/HEX`, `ccache/KEY`) answers with:
 /// its newest live entry.
 fn ac_lookup(st: &State, name: &str) -> asl_core::Result<Option<ArtifactId>> {
-    let hits = st.index.with(|i| i.records_with("cache_key", name.as_bytes()))?;
-    // The index orders by whole seconds; the entries' own times (to the
-    // millisecond, strictly increasing per server) decide within one.
-    let mut best: Option<(String, ArtifactId)> = None;
-    for (_, rid) in hits {
-        let Ok(r) = records::get(&*st.store as &dyn Source, &rid) else {
-            continue;
-        };
-        let (Some(Value::Text(at)), Some(Value::Bytes(b))) = (r.body.get("created_at"), r.body.get("value")) else {
-            continue;
-        };
-        let Ok(b) = <[u8; 32]>::try_from(b.as_slice()) else {
-            continue;
-        };
-        let id = ArtifactId::from_bytes(b);
-        if best.as_ref().is_none_or(|(t, _)| at > t) && st.store.contains(&id)? {
-            best = Some((at.clone(), id));
-        }
-    }
-    Ok(best.map(|(_, id)| id))
+    st.index.with(|i| st.entries.lookup(&st.store, i, name))
 }
 
 fn cas_lookup(st: &State, name: &str) -> asl_core::Result<Option<ArtifactId>> {
@@ -327,15 +292,18 @@ async fn entry_put(
     let must_match = header(axum::http::header::IF_MATCH).map(|v| v.trim().trim_matches('"').to_ascii_lowercase());
     let s2 = st.clone();
     let id = put.id;
+    // `None`: an `If-Match` naming no id, which no current answer matches.
+    let when = match (create_only, &must_match) {
+        (true, _) => Some(Condition::Absent),
+        (false, Some(m)) => m.parse::<ArtifactId>().ok().map(Condition::Current),
+        (false, None) => Some(Condition::Always),
+    };
     let done = blocking(move || {
-        // Check and write as one step among this server's AC writers.
-        let _one = s2.ac_lock.lock();
-        let current = ac_lookup(&s2, &name)?;
-        let refused = (create_only && current.is_some())
-            || must_match
-                .as_ref()
-                .is_some_and(|m| current.map(|c| c.to_hex()).as_deref() != Some(m.as_str()));
-        if refused {
+        let written = match &when {
+            Some(w) => s2.index.with(|i| s2.entries.put(&s2.store, i, &name, &id, w))?,
+            None => false,
+        };
+        if !written {
             // The value stays only if something else holds it.
             if put.new {
                 s2.store.remove(&id)?;
@@ -343,18 +311,6 @@ async fn entry_put(
             }
             return Ok(None);
         }
-        let entry = Record::new(
-            CACHE_ENTRY,
-            1,
-            Value::Map(vec![
-                (Value::text("cache_key"), Value::text(name)),
-                (Value::text("value"), Value::Bytes(id.as_bytes().to_vec())),
-                (Value::text("created_at"), Value::text(stamp(&s2))),
-            ]),
-        );
-        records::put(&s2.store, &entry).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        s2.store.commit()?;
-        refresh(&s2)?;
         s2.store.view(access.audience).shown_new(&put.id, put.new).map(Some)
     })
     .await;

@@ -81,10 +81,8 @@ pub(crate) struct State {
     /// through it. This server is the store's only writer, so it brings the
     /// index up to date after each write of its own.
     pub(crate) index: Index,
-    /// The last time stamped on a cache entry, in ms since 1970.
-    pub(crate) last_stamp: parking_lot::Mutex<u64>,
-    /// Held while an action-cache put checks its condition and writes.
-    pub(crate) ac_lock: parking_lot::Mutex<()>,
+    /// The build caches' entries: checked and written one put at a time.
+    pub(crate) entries: asl_records::cache::Entries,
     /// One permit per upload being stored ([`Config::max_uploads`]).
     pub(crate) uploads: Arc<tokio::sync::Semaphore>,
 }
@@ -147,8 +145,7 @@ pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
         store,
         cfg,
         index,
-        last_stamp: parking_lot::Mutex::new(0),
-        ac_lock: parking_lot::Mutex::new(()),
+        entries: asl_records::cache::Entries::new(),
         uploads: Arc::new(tokio::sync::Semaphore::new(cfg_uploads)),
     })))
 }
