@@ -1,7 +1,6 @@
 //! Import records: what each fetch imported under which signed manifest,
 //! the pins that keep them, and sweeping what no remote lists any more.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// An `asl/import` record this store has pinned (`asl.import.<remote>`),

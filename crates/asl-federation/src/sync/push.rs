@@ -1,7 +1,6 @@
 //! Pushing: sending what this domain publishes to a remote that takes it
 //! (a directory or an `aslctl serve` with a write token).
 
-#[allow(unused_imports)]
 use super::*;
 
 /// What a push did.

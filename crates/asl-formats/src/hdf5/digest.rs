@@ -2,7 +2,6 @@
 //! shape, attributes and decoded elements (read in slabs), so two files
 //! holding the same data in other layouts or compressions digest alike.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// The file's logical digest: its groups and its datasets' logical digests,

@@ -3,7 +3,6 @@
 //! values of its `asl/hdf5-index` record.
 
 use super::digest::{decoded, stored_element};
-#[allow(unused_imports)]
 use super::*;
 
 pub(super) struct Walk<'a> {

@@ -1,7 +1,6 @@
 //! Answering queries: records by label, type, media type and time, and
 //! the records that name an artifact in a given field.
 
-#[allow(unused_imports)]
 use super::*;
 
 impl QueryIndex {

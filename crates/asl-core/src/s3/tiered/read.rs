@@ -2,7 +2,6 @@
 //! while there is one, from the bucket through the page cache after, with
 //! several missing pages fetched at once and sequential reads read ahead.
 
-#[allow(unused_imports)]
 use super::*;
 
 /// A sealed segment: read from its local copy while there is one, from the
