@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::block::format::{BlockKind, Compression, BLOCK_HEADER_LEN};
 use crate::block::manifest::{Manifest, ManifestChunk, ManifestPart};
+use crate::block::reader::{self, Fault};
 use crate::block::segment::Segment;
 use crate::error::{Error, Result};
 use crate::id::ArtifactId;
@@ -71,13 +71,14 @@ impl ChunkIndex {
             file: seg.path.clone(),
             detail: format!("manifest part {} at {offset}: {detail}", p.key),
         };
-        let (h, raw) = seg.read_block(offset).map_err(|e| match artifact_error(e, *id) {
-            Error::CorruptArtifact { detail, .. } => bad(detail),
-            other => other,
+        let raw = reader::cdc_chunk_block(&seg, offset).map_err(|f| match f {
+            Fault::Read(e) => match artifact_error(e, *id) {
+                Error::CorruptArtifact { detail, .. } => bad(detail),
+                other => other,
+            },
+            Fault::Unexpected => bad("not a chunk block".into()),
+            Fault::Body(e) => bad(e.to_string()),
         })?;
-        if h.kind != BlockKind::CdcChunk {
-            return Err(bad("not a chunk block".into()));
-        }
         let (key, bytes) = crate::block::cdc::decode_chunk(&raw).map_err(|e| bad(e.to_string()))?;
         if key != p.key {
             return Err(bad("holds another chunk".into()));
@@ -245,25 +246,12 @@ impl CdcPlan {
                     Error::CorruptArtifact { detail, .. } => bad(detail),
                     other => other,
                 };
-                let h = c.seg.block_header(c.offset).map_err(|e| named(e.into()))?;
-                if h.kind != BlockKind::CdcChunk || h.raw_len != 32 + c.len {
-                    return Err(bad("not this chunk's block".into()));
-                }
-                let stored = c
-                    .seg
-                    .read(c.offset + BLOCK_HEADER_LEN as u64, h.stored_len as usize)
-                    .map_err(|e| named(e.into()))?;
-                let decoded;
-                let raw: &[u8] = match h.compression {
-                    Compression::None => {
-                        h.check_body(&stored).map_err(|e| bad(e.to_string()))?;
-                        &stored
-                    }
-                    _ => {
-                        decoded = h.decode_body(&stored).map_err(|e| bad(e.to_string()))?;
-                        &decoded
-                    }
-                };
+                let raw = reader::cdc_chunk(&c.seg, c.offset, c.len).map_err(|f| match f {
+                    Fault::Read(e) => named(e.into()),
+                    Fault::Unexpected => bad("not this chunk's block".into()),
+                    Fault::Body(e) => bad(e.to_string()),
+                })?;
+                let raw: &[u8] = &raw;
                 let bytes = if hash_keys {
                     let (key, bytes) = crate::block::cdc::decode_chunk(raw).map_err(|e| bad(e.to_string()))?;
                     if key != c.key {

@@ -4,8 +4,8 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::block::format::{BlockHeader, BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
-use crate::block::manifest::Manifest;
+use crate::block::format::LargeTrailer;
+use crate::block::reader::{self, Fault, FramedHead, Layout};
 use crate::block::scan::ContentsError;
 use crate::block::segment::Segment;
 use crate::error::{Error, Result};
@@ -39,7 +39,7 @@ const MAX_HEADS: usize = 1 << 18;
 #[derive(Default)]
 pub(crate) struct FrameCache {
     dicts: std::collections::HashMap<(u32, u64), Arc<DDict<'static>>>,
-    heads: std::collections::HashMap<(u32, u64), (u64, u32)>,
+    heads: std::collections::HashMap<(u32, u64), FramedHead>,
 }
 
 impl FrameCache {
@@ -50,7 +50,7 @@ impl FrameCache {
         self.dicts.insert(key, d);
     }
 
-    fn note_head(&mut self, key: (u32, u64), head: (u64, u32)) {
+    fn note_head(&mut self, key: (u32, u64), head: FramedHead) {
         if self.heads.len() >= MAX_HEADS {
             self.heads.clear();
         }
@@ -226,30 +226,34 @@ impl Store {
                 return Ok(e.len);
             }
             if e.is_framed() {
-                // Header and head, then at most the artifact's length.
-                return Ok(BLOCK_HEADER_LEN as u64 + 8 + e.len);
+                return Ok(reader::frame_read_cost(e.len));
             }
             return Ok(seg.block_header(e.block_offset)?.total_len());
         }
-        let (h, raw) = seg.read_block(e.block_offset)?;
-        if h.kind == BlockKind::Manifest {
-            let m = Manifest::decode(&raw).map_err(|x| Error::corrupt(&seg.path, x))?;
-            let index = self.chunk_index();
-            let mut total = h.total_len();
-            for p in &m.parts {
-                let (pseg, at) = index.locate(&m.id, &p.key)?;
-                total += pseg.block_header(at)?.total_len();
-            }
-            let mut seen = std::collections::HashSet::new();
-            CdcPlan::open(index, &m)?.for_each_chunk(|c| {
-                if seen.insert(c.key) {
-                    total += c.seg.block_header(c.offset)?.total_len();
+        let (h, layout) = reader::layout(&seg, e.block_offset).map_err(|x| match x {
+            Fault::Read(e) => e.into(),
+            Fault::Unexpected => Error::corrupt(&seg.path, "not a large artifact's layout"),
+            Fault::Body(d) => Error::corrupt(&seg.path, d),
+        })?;
+        let t = match layout {
+            Layout::Trailer(t) => t,
+            Layout::Manifest(m) => {
+                let index = self.chunk_index();
+                let mut total = h.total_len();
+                for p in &m.parts {
+                    let (pseg, at) = index.locate(&m.id, &p.key)?;
+                    total += pseg.block_header(at)?.total_len();
                 }
-                Ok(())
-            })?;
-            return Ok(total);
-        }
-        let t = LargeTrailer::decode_kind(h.kind, &raw).map_err(|x| Error::corrupt(&seg.path, x))?;
+                let mut seen = std::collections::HashSet::new();
+                CdcPlan::open(index, &m)?.for_each_chunk(|c| {
+                    if seen.insert(c.key) {
+                        total += c.seg.block_header(c.offset)?.total_len();
+                    }
+                    Ok(())
+                })?;
+                return Ok(total);
+            }
+        };
         let mut total = h.total_len();
         for c in &t.chunks {
             total += seg.block_header(c.offset)?.total_len();
@@ -329,8 +333,7 @@ impl Store {
         let bytes = if e.flags & FLAG_COMPRESSED == 0 {
             // Uncompressed: read just the artifact; its BLAKE3 proves the bytes
             // without touching the rest of the block.
-            let at = e.block_offset + BLOCK_HEADER_LEN as u64 + e.inner as u64;
-            seg.read(at, e.len as usize)
+            reader::raw_entry(seg, e.block_offset, e.inner, e.len)
                 .map_err(|x| artifact_error(x, e.id))?
                 .into_owned()
         } else if e.is_framed() {
@@ -383,40 +386,22 @@ impl Store {
     /// keyed by where the frame starts in the segment (inside a block body,
     /// so never a block's key). `None`: the bytes came from the cache.
     fn read_frame(&self, e: &Entry, seg: &Segment) -> Result<(Option<u64>, Vec<u8>)> {
-        let at = e.block_offset + BLOCK_HEADER_LEN as u64 + e.inner as u64;
+        let at = reader::frame_start(e.block_offset, e.inner);
         if let Some(b) = self.block_cache.lock().get(&(seg.id, at)) {
             return Ok((None, b.to_vec()));
         }
         let key = (seg.id, e.block_offset);
         let known = self.frames.lock().heads.get(&key).copied();
-        let (dict_at, stored_len) = match known {
+        let head = match known {
             Some(h) => h,
             None => {
-                let head = seg.read(e.block_offset, BLOCK_HEADER_LEN + 8)?;
-                let h = BlockHeader::decode(&head[..BLOCK_HEADER_LEN])
-                    .map_err(|x| Error::corrupt(&seg.path, format!("block at {}: {x}", e.block_offset)))?;
-                if h.kind != BlockKind::Framed {
-                    return Err(Error::corrupt(
-                        &seg.path,
-                        format!("block at {} is not a framed block", e.block_offset),
-                    ));
-                }
-                let at = u64::from_le_bytes(head[BLOCK_HEADER_LEN..].try_into().expect("8 bytes"));
-                self.frames.lock().note_head(key, (at, h.stored_len));
-                (at, h.stored_len)
+                let h = reader::framed_head(seg, e.block_offset)?;
+                self.frames.lock().note_head(key, h);
+                h
             }
         };
-        if e.inner >= stored_len {
-            return Err(Error::corrupt(
-                &seg.path,
-                format!("frame offset {} is past block {}", e.inner, e.block_offset),
-            ));
-        }
-        let dict = self.dictionary(seg, dict_at)?;
-        let n = (e.len as usize).min((stored_len - e.inner) as usize);
-        let frame = seg.read(at, n)?;
-        let bytes = crate::block::frames::decompress(&frame, e.len as usize, &dict)
-            .map_err(|x| Error::corrupt(&seg.path, format!("frame in block at {}: {x}", e.block_offset)))?;
+        let dict = self.dictionary(seg, head.dict_at)?;
+        let bytes = reader::read_frame(seg, e.block_offset, head, e.inner, e.len, &dict)?;
         Ok((Some(at), bytes))
     }
 
@@ -443,14 +428,7 @@ impl Store {
         if let Some(b) = self.block_cache.lock().get(&key) {
             return Ok(b);
         }
-        let (h, raw) = seg.read_block(offset)?;
-        if h.kind != BlockKind::Packed {
-            return Err(Error::corrupt(
-                &seg.path,
-                format!("block at {offset} is not a packed block"),
-            ));
-        }
-        let raw = Arc::new(raw);
+        let raw = Arc::new(reader::packed_block(seg, offset)?);
         if cache {
             self.block_cache.lock().insert(key, raw.clone());
         }
@@ -458,44 +436,49 @@ impl Store {
     }
 
     pub(crate) fn reader_for(&self, e: &Entry, seg: Arc<Segment>) -> Result<ArtifactReader> {
-        let (h, raw) = seg.read_block(e.block_offset).map_err(|x| artifact_error(x, e.id))?;
         let bad = |detail: String| Error::CorruptArtifact {
             id: e.id,
             file: seg.path.clone(),
             detail,
         };
-        if !h.kind.is_trailer() {
-            return Err(bad(format!(
-                "block at {} is not a large-artifact trailer",
-                e.block_offset
-            )));
-        }
-        let (t, check, cdc) = if h.kind == BlockKind::Manifest {
-            // Stored in shared chunks: the grid is read like a tree
-            // trailer's chunks, each piece assembled from the chunks.
-            let m = Manifest::decode(&raw).map_err(|x| bad(x.to_string()))?;
-            if m.id != e.id || m.len != e.len {
-                return Err(bad("manifest names another artifact".into()));
+        let layout = match reader::layout(&seg, e.block_offset) {
+            Ok((_, layout)) => layout,
+            Err(Fault::Read(x)) => return Err(artifact_error(x, e.id)),
+            Err(Fault::Unexpected) => {
+                return Err(bad(format!(
+                    "block at {} is not a large-artifact trailer",
+                    e.block_offset
+                )))
             }
-            let plan = CdcPlan::open(self.chunk_index(), &m)?;
-            let t = LargeTrailer {
-                id: m.id,
-                len: m.len,
-                chunk_size: m.grid,
-                chunks: Vec::new(),
-                cvs: None,
-            };
-            (t, ChunkCheck::Tree(m.cvs), Some(Arc::new(plan)))
-        } else {
-            let mut t = LargeTrailer::decode_kind(h.kind, &raw).map_err(|x| bad(x.to_string()))?;
-            if t.id != e.id || t.len != e.len {
-                return Err(bad("trailer names another artifact".into()));
+            Err(Fault::Body(d)) => return Err(bad(d.to_string())),
+        };
+        let (t, check, cdc) = match layout {
+            Layout::Manifest(m) => {
+                // Stored in shared chunks: the grid is read like a tree
+                // trailer's chunks, each piece assembled from the chunks.
+                if m.id != e.id || m.len != e.len {
+                    return Err(bad("manifest names another artifact".into()));
+                }
+                let plan = CdcPlan::open(self.chunk_index(), &m)?;
+                let t = LargeTrailer {
+                    id: m.id,
+                    len: m.len,
+                    chunk_size: m.grid,
+                    chunks: Vec::new(),
+                    cvs: None,
+                };
+                (t, ChunkCheck::Tree(m.cvs), Some(Arc::new(plan)))
             }
-            let check = match t.cvs.take() {
-                Some(cvs) => ChunkCheck::Tree(cvs),
-                None => ChunkCheck::Digests(legacy_digests(&seg, &t)?),
-            };
-            (t, check, None)
+            Layout::Trailer(mut t) => {
+                if t.id != e.id || t.len != e.len {
+                    return Err(bad("trailer names another artifact".into()));
+                }
+                let check = match t.cvs.take() {
+                    Some(cvs) => ChunkCheck::Tree(cvs),
+                    None => ChunkCheck::Digests(legacy_digests(&seg, &t)?),
+                };
+                (t, check, None)
+            }
         };
         Ok(ArtifactReader {
             id: e.id,

@@ -3,13 +3,15 @@
 //! checked against its chaining value, the next few read and verified ahead on
 //! all cores), a small one from bytes verified when it was looked up.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::block::format::{BlockKind, LargeTrailer, BLOCK_HEADER_LEN};
+use crate::block::format::LargeTrailer;
+use crate::block::reader::{self, Fault};
 use crate::block::segment::Segment;
 use crate::block::tree;
 use crate::error::{Error, Result};
@@ -41,15 +43,23 @@ pub(super) enum Body {
 /// and length matched against the trailer), not yet verified against the tree.
 fn load_chunk(seg: &Segment, t: &LargeTrailer, idx: usize) -> Result<Vec<u8>> {
     let c = t.chunks[idx];
-    let (h, raw) = seg.read_block(c.offset).map_err(|e| artifact_error(e, t.id))?;
-    if h.kind != BlockKind::LargeChunk || h.count != idx as u32 || raw.len() != c.raw_len as usize {
-        return Err(Error::CorruptArtifact {
-            id: t.id,
-            file: seg.path.clone(),
-            detail: format!("chunk {idx} at {} does not match its trailer", c.offset),
-        });
+    reader::large_chunk(seg, c.offset, idx as u32, c.raw_len)
+        .map(|b| b.into_owned())
+        .map_err(|f| chunk_fault(f, seg, t.id, idx, c.offset))
+}
+
+/// The error for chunk `idx` at `offset` of artifact `id` that `f` stopped.
+fn chunk_fault(f: Fault, seg: &Segment, id: ArtifactId, idx: usize, offset: u64) -> Error {
+    let detail = match f {
+        Fault::Read(e) => return artifact_error(e, id),
+        Fault::Unexpected => format!("chunk {idx} at {offset} does not match its trailer"),
+        Fault::Body(e) => format!("chunk {idx} at {offset}: {e}"),
+    };
+    Error::CorruptArtifact {
+        id,
+        file: seg.path.clone(),
+        detail,
     }
-    Ok(raw)
 }
 
 /// Chunks a streaming reader reads and verifies at once, on all cores.
@@ -89,34 +99,21 @@ fn verified_chunk(
         return (buf, r);
     }
     let c = t.chunks[idx];
-    let bad = |detail: String| Error::CorruptArtifact {
-        id: *id,
-        file: seg.path.clone(),
-        detail,
-    };
     let r = (|| {
-        let h = seg.block_header(c.offset).map_err(|e| artifact_error(e, *id))?;
-        if h.kind != BlockKind::LargeChunk || h.count != idx as u32 || h.raw_len != c.raw_len {
-            return Err(bad(format!("chunk {idx} at {} does not match its trailer", c.offset)));
-        }
-        let at = c.offset + BLOCK_HEADER_LEN as u64;
-        let stored = seg
-            .read(at, h.stored_len as usize)
-            .map_err(|e| artifact_error(e, *id))?;
-        let body_err = |e| bad(format!("chunk {idx} at {}: {e}", c.offset));
-        buf.clear();
-        match h.compression {
-            crate::block::format::Compression::None => {
-                buf.extend_from_slice(&stored);
-                h.check_body(&buf).map_err(body_err)?;
+        match reader::large_chunk(seg, c.offset, idx as u32, c.raw_len) {
+            Ok(Cow::Borrowed(b)) => {
+                buf.clear();
+                buf.extend_from_slice(b);
             }
-            _ => buf = h.decode_body(&stored).map_err(body_err)?,
+            Ok(Cow::Owned(v)) => buf = v,
+            Err(f) => return Err(chunk_fault(f, seg, *id, idx, c.offset)),
         }
         if buf.len() != c.raw_len as usize || !check.matches(&buf, idx, t.chunk_size as usize, id) {
-            return Err(bad(format!(
-                "chunk {idx} at {} does not match the artifact's chunk tree",
-                c.offset
-            )));
+            return Err(Error::CorruptArtifact {
+                id: *id,
+                file: seg.path.clone(),
+                detail: format!("chunk {idx} at {} does not match the artifact's chunk tree", c.offset),
+            });
         }
         Ok(())
     })();

@@ -27,9 +27,7 @@
 use std::mem::size_of;
 use std::time::Instant;
 
-use crate::block::format::{BlockKind, PackedBuilder, BLOCK_HEADER_LEN};
-use crate::block::frames::decode_framed_table;
-use crate::block::scan::Contents;
+use crate::block::format::PackedBuilder;
 use crate::block::segment::{Segment, SEGMENT_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::fsutil::sync_dir;
@@ -52,12 +50,7 @@ use report::{heap_now, note_heap, peak_rss, reset_peak_rss};
 pub use report::{GcOptions, GcReport, DEFAULT_THRESHOLD};
 
 /// One artifact stored in a victim segment.
-#[derive(Clone, Copy)]
-struct Item {
-    id: ArtifactId,
-    block_offset: u64,
-    inner: u32,
-}
+use crate::block::reader::Stored as Item;
 
 /// Artifacts re-checked and copied per writer-lock hold, so writers wait at most
 /// for one batch.
@@ -204,7 +197,7 @@ impl Store {
         let path = self.layout.segment(seg);
         let listed = Segment::open_sealed_unmapped(&*self.layout.io, &path, seg, self.store_id)
             .map_err(Error::from)
-            .and_then(|v| Ok((walk(&v)?, Arc::new(v))));
+            .and_then(|v| Ok((crate::block::reader::stored(&v)?, Arc::new(v))));
         let (items, victim) = match listed {
             Ok(v) => v,
             Err(e) if e.is_corruption() => {
@@ -458,38 +451,4 @@ impl Store {
         });
         verdicts.into_iter().collect()
     }
-}
-
-/// Lists the artifacts stored in a sealed segment: packed block tables and
-/// large-artifact trailers (chunk bodies are not read, nor are frames: a
-/// framed block's table says where each one is).
-fn walk(seg: &Segment) -> Result<Vec<Item>> {
-    let mut out = Vec::new();
-    for b in seg.blocks()? {
-        let listed: Vec<(ArtifactId, u32)> = match b.header.kind {
-            BlockKind::LargeChunk | BlockKind::Tombstones | BlockKind::Dictionary => continue,
-            BlockKind::CdcChunk => match seg.contents(&b)? {
-                Contents::CdcChunk { key, .. } => vec![(key, 0)],
-                _ => continue,
-            },
-            BlockKind::Framed => {
-                let body = seg.read(b.offset + BLOCK_HEADER_LEN as u64, b.header.stored_len as usize)?;
-                b.header
-                    .check_body(&body)
-                    .and_then(|_| decode_framed_table(&body, b.header.count))
-                    .map_err(|e| Error::corrupt(&seg.path, format!("block at {}: {e}", b.offset)))?
-                    .1
-                    .iter()
-                    .map(|f| (f.id, f.offset))
-                    .collect()
-            }
-            _ => seg.contents(&b)?.artifacts().iter().map(|a| (a.0, a.1)).collect(),
-        };
-        out.extend(listed.into_iter().map(|(id, inner)| Item {
-            id,
-            block_offset: b.offset,
-            inner,
-        }));
-    }
-    Ok(out)
 }

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::block::cdc::decode_chunk;
-use crate::block::format::{BlockKind, BLOCK_HEADER_LEN};
 use crate::block::manifest::Manifest;
+use crate::block::reader::{self, Fault, Layout};
 use crate::block::segment::Segment;
 use crate::block::writer::BlockImage;
 use crate::error::{Error, Result};
@@ -25,12 +25,7 @@ impl Store {
     /// `check_block` before, and by its CRC again here).
     pub(super) fn copy_chunk(&self, w: &mut Writer, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
         self.ensure_active(w)?;
-        let h = victim.block_header(rec.block_offset)?;
-        let stored = victim
-            .read(rec.block_offset + BLOCK_HEADER_LEN as u64, h.stored_len as usize)?
-            .into_owned();
-        h.check_body(&stored)
-            .map_err(|e| Error::corrupt(&victim.path, format!("block at {}: {e}", rec.block_offset)))?;
+        let (h, stored) = reader::stored_block(victim, rec.block_offset)?;
         let img = BlockImage::verbatim(h, stored);
         let a = w.active.as_mut().ok_or(Error::Poisoned)?;
         let at = a.write(&img)?;
@@ -198,13 +193,13 @@ fn read_manifest(seg: &Segment, rec: &Entry) -> Result<Manifest> {
         file: seg.path.clone(),
         detail,
     };
-    let (h, raw) = seg
-        .read_block(rec.block_offset)
-        .map_err(|e| crate::store::artifact_error(e, rec.id))?;
-    if h.kind != BlockKind::Manifest {
-        return Err(bad(format!("block at {} is not a manifest", rec.block_offset)));
-    }
-    let m = Manifest::decode(&raw).map_err(|e| bad(e.to_string()))?;
+    let not_manifest = || bad(format!("block at {} is not a manifest", rec.block_offset));
+    let m = match reader::layout(seg, rec.block_offset) {
+        Ok((_, Layout::Manifest(m))) => m,
+        Ok((_, Layout::Trailer(_))) | Err(Fault::Unexpected) => return Err(not_manifest()),
+        Err(Fault::Read(e)) => return Err(crate::store::artifact_error(e, rec.id)),
+        Err(Fault::Body(e)) => return Err(bad(e.to_string())),
+    };
     if m.id != rec.id || m.len != rec.len {
         return Err(bad("manifest names another artifact".into()));
     }
@@ -222,12 +217,11 @@ pub(super) fn check_block(seg: &Segment, rec: &Entry) -> Result<()> {
         file: seg.path.clone(),
         detail: format!("chunk at {}: {detail}", rec.block_offset),
     };
-    let (h, raw) = seg
-        .read_block(rec.block_offset)
-        .map_err(|e| crate::store::artifact_error(e, rec.id))?;
-    if h.kind != BlockKind::CdcChunk {
-        return Err(bad("not a chunk block".into()));
-    }
+    let raw = reader::cdc_chunk_block(seg, rec.block_offset).map_err(|f| match f {
+        Fault::Read(e) => crate::store::artifact_error(e, rec.id),
+        Fault::Unexpected => bad("not a chunk block".into()),
+        Fault::Body(e) => bad(e.to_string()),
+    })?;
     let (key, bytes) = decode_chunk(&raw).map_err(|e| bad(e.to_string()))?;
     if key != rec.id || bytes.len() as u64 != rec.len {
         return Err(bad("holds another chunk".into()));

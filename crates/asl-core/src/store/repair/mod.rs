@@ -134,8 +134,6 @@ fn rebuild_header(
     store_id: u64,
     rep: &mut RepairReport,
 ) -> Result<Option<crate::block::segment::SegmentHeader>> {
-    use crate::block::format::BlockKind;
-    use crate::version::SegmentVersion;
     if bytes.len() < SEGMENT_HEADER_LEN as usize {
         return Ok(None);
     }
@@ -143,29 +141,9 @@ fn rebuild_header(
     if !blocks.iter().any(|b| b.contents.is_ok()) {
         return Ok(None);
     }
-    let tree = blocks.iter().any(|b| b.header.kind == BlockKind::TreeTrailer);
-    let framed = blocks
-        .iter()
-        .any(|b| matches!(b.header.kind, BlockKind::Framed | BlockKind::Dictionary));
-    let cdc = blocks
-        .iter()
-        .any(|b| matches!(b.header.kind, BlockKind::CdcChunk | BlockKind::Manifest));
-    let parted = blocks
-        .iter()
-        .any(|b| matches!(&b.contents, Ok(crate::block::scan::Contents::Manifest(m)) if !m.parts.is_empty()));
     let h = crate::block::segment::SegmentHeader {
         // The oldest version that can hold what the blocks are.
-        version: if parted {
-            SegmentVersion::V5
-        } else if cdc {
-            SegmentVersion::V4
-        } else if framed {
-            SegmentVersion::V3
-        } else if tree {
-            SegmentVersion::V2
-        } else {
-            SegmentVersion::V1
-        },
+        version: crate::block::lossy::oldest_version_holding(&blocks),
         id,
         store_id,
     };
