@@ -93,7 +93,7 @@ fn main() {
             .open(dir.path())
             .unwrap();
         fill(&s, n);
-        s.seal().unwrap();
+        s.maintenance().seal().unwrap();
         s.close().unwrap();
     }
     let before = LIVE.load(Ordering::Relaxed);
@@ -101,7 +101,7 @@ fn main() {
     let s = Store::open(dir.path()).unwrap();
     let open_time = t.elapsed();
     let held = LIVE.load(Ordering::Relaxed) - before;
-    let st = s.stat().unwrap();
+    let st = s.maintenance().stat().unwrap();
     let disk_index = st.index_bytes;
     println!("open of {n} artifacts: {open_time:?}");
     println!(

@@ -123,7 +123,7 @@ fn gc_under_load(s: &Arc<Store>, n: u64, threshold: f64, put_base: u64) -> (asl:
             (puts, worst)
         })
     };
-    let r = s.gc(&GcOptions {
+    let r = s.maintenance().gc(&GcOptions {
         threshold,
         dry_run: false,
     });
@@ -197,10 +197,10 @@ fn main() {
         return;
     }
     let s = Arc::new(Store::open(&store_dir).unwrap());
-    let before = s.stat().unwrap();
+    let before = s.maintenance().stat().unwrap();
     let (default_run, default_load) = gc_under_load(&s, n, GcOptions::default().threshold, 10 * n);
     let (full_run, full_load) = gc_under_load(&s, n, 1.0, 20 * n);
-    let after = s.stat().unwrap();
+    let after = s.maintenance().stat().unwrap();
     // Spot check: a sample of survivors reads back, the removed are gone.
     for i in (0..n).step_by((n / 10_000).max(1) as usize) {
         let id = ArtifactId::of(&artifact(i));

@@ -158,7 +158,7 @@ fn build_store(dir: &std::path::Path, n: usize, compression: Option<i32>) -> Vec
             s.commit().unwrap();
         }
     }
-    s.seal().unwrap();
+    s.maintenance().seal().unwrap();
     s.close().unwrap();
     ids
 }

@@ -84,13 +84,13 @@ fn build(io: &SimBackend) -> Model {
     }
     put(&s, text(1000, 70_000), &mut current);
     s.commit().unwrap();
-    let m = s.snapshot("first").unwrap();
+    let m = s.snapshots().create("first").unwrap();
     snapshots.push((m.identity, current.clone()));
     for id in &doomed {
         s.remove(id).unwrap();
         current.remove(id);
     }
-    s.seal().unwrap();
+    s.maintenance().seal().unwrap();
     s.close().unwrap();
     // Content-defined chunks, compressed and raw, shared by two versions of
     // each artifact (the longer one extends the shorter).
@@ -102,7 +102,7 @@ fn build(io: &SimBackend) -> Model {
     longer.extend_from_slice(&noise(2501, 100_000));
     put(&s, longer, &mut current);
     s.commit().unwrap();
-    s.seal().unwrap();
+    s.maintenance().seal().unwrap();
     s.close().unwrap();
     // Raw: incompressible packed blocks and large chunks, a second snapshot,
     // a checkpoint (index files), then a committed log tail in an open segment.
@@ -112,10 +112,10 @@ fn build(io: &SimBackend) -> Model {
     }
     put(&s, noise(2000, 50_000), &mut current);
     s.commit().unwrap();
-    let m = s.snapshot("second").unwrap();
+    let m = s.snapshots().create("second").unwrap();
     snapshots.push((m.identity, current.clone()));
-    s.seal().unwrap();
-    s.checkpoint().unwrap();
+    s.maintenance().seal().unwrap();
+    s.maintenance().checkpoint().unwrap();
     for i in 200..230 {
         put(&s, noise(i, 300 + i as usize), &mut current);
     }
@@ -261,7 +261,7 @@ fn readable(io: &SimBackend, m: &Model, ctx: &str) -> BTreeSet<(Option<usize>, A
     }
     for (k, (ident, content)) in m.snapshots.iter().enumerate() {
         // Repair may rename a snapshot it recovers: find it by identity.
-        let Some(meta) = s.snapshots().into_iter().find(|x| x.identity == *ident) else {
+        let Some(meta) = s.snapshots().list().into_iter().find(|x| x.identity == *ident) else {
             continue;
         };
         let Ok(v) = s.at(&meta.name) else { continue };
@@ -357,7 +357,7 @@ fn corruption_campaign() {
                 .create(false)
                 .read_only(true)
                 .open(ROOT)
-                .and_then(|s| s.verify());
+                .and_then(|s| s.maintenance().verify());
             let clean = verified.as_ref().is_ok_and(|v| v.is_clean());
             // A log cut short at rest looks exactly like a crash during an
             // append (spec/format.md, "torn tail"): its lost batches are not

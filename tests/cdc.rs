@@ -97,7 +97,7 @@ fn every_shape_round_trips_with_its_blake3_id() {
     drop(s);
     let s = store(d.path());
     assert_eq!(s.get(&id).unwrap(), rep);
-    assert!(s.verify().unwrap().problems.is_empty());
+    assert!(s.maintenance().verify().unwrap().problems.is_empty());
     // Chunk records are not artifacts.
     assert_eq!(s.list().unwrap().len(), sizes.len() + 1);
 }
@@ -109,11 +109,11 @@ fn versions_share_chunks_and_ranges_are_verified_across_them() {
     let v1 = noise(5, 8 << 20);
     let id1 = s.put(&v1).unwrap();
     s.commit().unwrap();
-    let before = s.stat().unwrap().physical_bytes;
+    let before = s.maintenance().stat().unwrap().physical_bytes;
     let v2 = edited(&v1, 3, 6);
     let id2 = s.put(&v2).unwrap();
     s.commit().unwrap();
-    let grew = s.stat().unwrap().physical_bytes - before;
+    let grew = s.maintenance().stat().unwrap().physical_bytes - before;
     // Six edits touch at most two chunks each (~64 KiB average, 256 KiB max).
     assert!(grew < 2 << 20, "a lightly edited 8 MiB version added {grew} bytes");
     assert_eq!(s.get(&id1).unwrap(), v1);
@@ -148,7 +148,7 @@ fn a_damaged_chunk_is_named_and_no_wrong_byte_leaves() {
     assert!(err.contains("chunk "), "{err}");
     // Bytes before the damaged chunk's grid piece still read.
     assert_eq!(s.read_range(&id, 0, 1000).unwrap(), &data[..1000]);
-    let rep = s.verify().unwrap();
+    let rep = s.maintenance().verify().unwrap();
     assert!(
         rep.problems
             .iter()
@@ -205,26 +205,26 @@ fn the_sweep_drops_chunks_no_retained_manifest_names() {
     let versions: Vec<Vec<u8>> = (0..4).map(|i| edited(&base, 40 + i, 20)).collect();
     let ids: Vec<ArtifactId> = versions.iter().map(|v| s.put(v).unwrap()).collect();
     s.commit().unwrap();
-    s.snapshot("keep1").unwrap();
+    s.snapshots().create("keep1").unwrap();
     // Remove all but version 1 (held by the snapshot too) and version 3.
     for i in [0usize, 1, 2] {
         assert!(s.remove(&ids[i]).unwrap());
     }
-    s.pin("p", &ids[2]).unwrap();
+    s.pins().add("p", &ids[2]).unwrap();
     s.commit().unwrap();
-    let rep = s.gc(&GcOptions::default()).unwrap();
+    let rep = s.maintenance().gc(&GcOptions::default()).unwrap();
     assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
     // Everything retained reads, through CURRENT, the snapshot and the pin.
     assert_eq!(s.get(&ids[3]).unwrap(), versions[3]);
     assert_eq!(s.at("keep1").unwrap().get(&ids[1]).unwrap(), versions[1]);
-    assert_eq!(s.open_pinned("p").unwrap().read_all().unwrap(), versions[2]);
-    assert!(s.verify().unwrap().problems.is_empty());
+    assert_eq!(s.pins().open("p").unwrap().read_all().unwrap(), versions[2]);
+    assert!(s.maintenance().verify().unwrap().problems.is_empty());
     // Drop the snapshot and the pin: only version 3 is left; GC must shrink
     // the store to about one version.
-    s.delete_snapshot("keep1").unwrap();
-    s.unpin("p").unwrap();
-    s.gc(&GcOptions::default()).unwrap();
-    let after = s.stat().unwrap();
+    s.snapshots().delete("keep1").unwrap();
+    s.pins().remove("p").unwrap();
+    s.maintenance().gc(&GcOptions::default()).unwrap();
+    let after = s.maintenance().stat().unwrap();
     assert_eq!(s.get(&ids[3]).unwrap(), versions[3]);
     assert!(
         after.physical_bytes < 8 << 20,
@@ -234,7 +234,7 @@ fn the_sweep_drops_chunks_no_retained_manifest_names() {
     drop(s);
     let s = store(d.path());
     assert_eq!(s.get(&ids[3]).unwrap(), versions[3]);
-    assert!(s.verify().unwrap().problems.is_empty());
+    assert!(s.maintenance().verify().unwrap().problems.is_empty());
     for id in &ids[..3] {
         assert!(s.get(id).is_err());
     }
@@ -312,7 +312,7 @@ fn repair_rebuilds_chunk_records_and_manifests() {
         assert_eq!(&s.get(id).unwrap(), v);
     }
     assert_eq!(s.list().unwrap().len(), 3);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
     s.close().unwrap();
     // Damage a chunk block's body in the first segment: repair reports the
     // artifacts whose manifests name it; the others still read.
@@ -329,7 +329,7 @@ fn repair_rebuilds_chunk_records_and_manifests() {
     let s = store(d.path());
     let readable = ids.iter().filter(|id| s.get(id).is_ok()).count();
     assert!(readable < 3);
-    assert!(!s.verify().unwrap().is_clean());
+    assert!(!s.maintenance().verify().unwrap().is_clean());
 }
 
 /// A chunk whose bytes were changed with its block CRC made to match (a

@@ -25,11 +25,12 @@ fn opts() -> StoreOptions {
 
 /// A GC that copies every segment holding any garbage.
 fn gc_all(s: &asl::Store) -> asl::GcReport {
-    s.gc(&GcOptions {
-        threshold: 1.0,
-        ..GcOptions::default()
-    })
-    .unwrap()
+    s.maintenance()
+        .gc(&GcOptions {
+            threshold: 1.0,
+            ..GcOptions::default()
+        })
+        .unwrap()
 }
 
 /// Every manifest stored in the store's segment files.
@@ -106,25 +107,25 @@ fn a_list_in_parts_reads_back_verified_and_is_swept_when_nothing_names_it() {
     // Ranges across many parts, proven against the id.
     let r = s.read_range(&ids[1], 1_500_000, 3_000_000).unwrap();
     assert_eq!(r, second[1_500_000..4_500_000]);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
     // The versions share chunks: the second cost far less than its size.
-    assert!(s.stat().unwrap().physical_bytes < (6 << 20) + (2 << 20));
+    assert!(s.maintenance().stat().unwrap().physical_bytes < (6 << 20) + (2 << 20));
     // One version gone: the other keeps every chunk it shares.
     assert!(s.remove(&ids[0]).unwrap());
     s.commit().unwrap();
-    let rep = s.gc(&GcOptions::default()).unwrap();
+    let rep = s.maintenance().gc(&GcOptions::default()).unwrap();
     assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
     assert!(rep.chunks_swept > 0, "the chunks only the first version had");
     assert_eq!(s.get(&ids[1]).unwrap(), second);
     // Both gone: every chunk and part is swept and the space comes back.
     assert!(s.remove(&ids[1]).unwrap());
     s.commit().unwrap();
-    let rep = s.gc(&GcOptions::default()).unwrap();
+    let rep = s.maintenance().gc(&GcOptions::default()).unwrap();
     assert!(rep.chunks_swept >= 100, "{} swept", rep.chunks_swept);
-    assert!(s.stat().unwrap().physical_bytes < 1 << 20);
+    assert!(s.maintenance().stat().unwrap().physical_bytes < 1 << 20);
     drop(s);
     let s = opts().open(d.path()).unwrap();
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
     assert!(s.get(&ids[1]).is_err());
 }
 
@@ -156,7 +157,7 @@ fn a_sweep_during_a_put_keeps_the_chunks_its_parts_name() {
         let go = go;
         let put = sc.spawn(|| s.put_reader(src));
         reached.recv().unwrap();
-        let rep = s.gc(&GcOptions::default()).unwrap();
+        let rep = s.maintenance().gc(&GcOptions::default()).unwrap();
         assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
         // Only the removed artifact's chunks were garbage.
         let theirs = (3u64 << 20) / (16 << 10) + 1;
@@ -169,7 +170,7 @@ fn a_sweep_during_a_put_keeps_the_chunks_its_parts_name() {
     let rep = gc_all(&s);
     assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
     assert_eq!(s.get(&id).unwrap(), data);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 /// A put that fails after handing over parts leaves its indexed chunks to
@@ -183,8 +184,8 @@ fn an_abandoned_put_leaves_what_it_handed_over_to_the_sweep() {
     s.commit().unwrap();
     // The sweep due since the store opened runs now: only the abandoned put
     // can make the next one due.
-    assert_eq!(s.gc(&GcOptions::default()).unwrap().chunks_swept, 0);
-    let before = s.stat().unwrap().physical_bytes;
+    assert_eq!(s.maintenance().gc(&GcOptions::default()).unwrap().chunks_swept, 0);
+    let before = s.maintenance().stat().unwrap().physical_bytes;
     let (reached_tx, reached) = mpsc::channel();
     let (go, go_rx) = mpsc::channel();
     let src = Gated {
@@ -201,13 +202,13 @@ fn an_abandoned_put_leaves_what_it_handed_over_to_the_sweep() {
         drop(go);
         assert!(put.join().unwrap().is_err());
     });
-    assert!(s.verify().unwrap().is_clean());
-    let rep = s.gc(&GcOptions::default()).unwrap();
+    assert!(s.maintenance().verify().unwrap().is_clean());
+    let rep = s.maintenance().gc(&GcOptions::default()).unwrap();
     assert!(rep.chunks_swept >= 100, "{} swept", rep.chunks_swept);
-    let after = s.stat().unwrap().physical_bytes;
+    let after = s.maintenance().stat().unwrap().physical_bytes;
     assert!(after < before + (1 << 20), "{before} before, {after} after");
     assert_eq!(s.get(&kept).unwrap(), keep);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 /// The child: commits one artifact, then streams a large one and is killed
@@ -271,12 +272,12 @@ fn a_put_killed_after_handing_over_parts_leaves_a_clean_store_and_garbage_the_sw
     let kept = kept.expect("the child committed an artifact");
     let s = opts().open(d.path()).unwrap();
     assert_eq!(s.get(&kept).unwrap(), noise(41, 1 << 20));
-    assert!(s.verify().unwrap().is_clean());
-    let rep = s.gc(&GcOptions::default()).unwrap();
+    assert!(s.maintenance().verify().unwrap().is_clean());
+    let rep = s.maintenance().gc(&GcOptions::default()).unwrap();
     assert!(rep.chunks_swept >= 100, "{} swept", rep.chunks_swept);
-    assert!(s.stat().unwrap().physical_bytes < 2 << 20);
+    assert!(s.maintenance().stat().unwrap().physical_bytes < 2 << 20);
     assert_eq!(s.get(&kept).unwrap(), noise(41, 1 << 20));
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 /// Inside an atomic section a put hands over its parts without committing:
@@ -293,9 +294,9 @@ fn a_put_in_parts_inside_an_atomic_section_commits_with_it_or_not_at_all() {
     drop(s);
     let s = opts().open(d.path()).unwrap();
     assert!(!s.contains(&lost).unwrap());
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
     assert_eq!(
-        s.gc(&GcOptions::default()).unwrap().chunks_swept,
+        s.maintenance().gc(&GcOptions::default()).unwrap().chunks_swept,
         0,
         "no chunk record was committed"
     );
@@ -305,7 +306,7 @@ fn a_put_in_parts_inside_an_atomic_section_commits_with_it_or_not_at_all() {
     drop(s);
     let s = opts().open(d.path()).unwrap();
     assert_eq!(s.get(&id).unwrap(), data);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 /// A reader of a list in parts resolves a part when a read first reaches

@@ -48,7 +48,7 @@ fn kill_during_ingest_loses_nothing_acknowledged() {
         let s = Store::open(dir.path()).unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
         check_acked(&s, &acked, &removed, round);
         if round % 10 == 9 {
-            let rep = s.verify().unwrap();
+            let rep = s.maintenance().verify().unwrap();
             assert!(rep.is_clean(), "round {round}: {:?}", rep.problems);
         }
         // Removals must be durable too: remove one acknowledged id per round.
@@ -66,7 +66,7 @@ fn kill_during_ingest_loses_nothing_acknowledged() {
         acked.len()
     );
     let s = Store::open(dir.path()).unwrap();
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
     eprintln!(
         "{} rounds, {} acknowledged artifacts, {:?}",
         rounds(),

@@ -97,16 +97,16 @@ fn steps(io: &SimBackend, slot: &mut Option<Store>, out: &mut Outcome) -> asl::R
         }
         match step % 8 {
             2 => {
-                s.snapshot(&format!("s{step}"))?;
+                s.snapshots().create(&format!("s{step}"))?;
             }
-            4 => s.seal()?,
+            4 => s.maintenance().seal()?,
             5 => {
-                s.gc(&GcOptions {
+                s.maintenance().gc(&GcOptions {
                     threshold: 1.0,
                     dry_run: false,
                 })?;
             }
-            6 => s.checkpoint()?,
+            6 => s.maintenance().checkpoint()?,
             7 => {
                 if let Some(old) = slot.take() {
                     old.close()?;

@@ -57,9 +57,10 @@ fn check(store: &Store, e: &Expected) {
     for id in &e.removed {
         assert!(!store.contains(id).unwrap(), "{id} removed but live");
     }
-    assert_eq!(store.stat().unwrap().current_id, e.current);
+    assert_eq!(store.maintenance().stat().unwrap().current_id, e.current);
     let snaps: BTreeMap<String, String> = store
         .snapshots()
+        .list()
         .into_iter()
         .map(|m| (m.name, m.identity.to_string()))
         .collect();
@@ -76,9 +77,9 @@ fn check(store: &Store, e: &Expected) {
     if !e.snapshots.is_empty() {
         assert!(held_removed > 0, "no snapshot holds a removed artifact");
     }
-    let pins: BTreeMap<String, ArtifactId> = store.pins().into_iter().collect();
+    let pins: BTreeMap<String, ArtifactId> = store.pins().list().into_iter().collect();
     assert_eq!(pins, e.pins);
-    let v = store.verify().unwrap();
+    let v = store.maintenance().verify().unwrap();
     assert!(v.is_clean(), "{:?}", v.problems);
 }
 
@@ -92,18 +93,19 @@ fn open_fixture(name: &str) {
     check(&s, &e);
     // Removed artifacts nothing holds are garbage (for store-v1 this needs
     // usage counters recomputed from the segments), and GC reclaims them.
-    assert!(s.stat().unwrap().garbage_bytes > 0);
+    assert!(s.maintenance().stat().unwrap().garbage_bytes > 0);
     // The store stays writable: a new artifact, a removal, GC, a reopen.
     let id = s.put(b"written by the current version").unwrap();
     let gone = *e.live.keys().next().unwrap();
     assert!(s.remove(&gone).unwrap());
     s.commit().unwrap();
-    s.gc(&asl::GcOptions {
-        threshold: 1.0,
-        dry_run: false,
-    })
-    .unwrap();
-    assert_eq!(s.stat().unwrap().garbage_bytes, 0);
+    s.maintenance()
+        .gc(&asl::GcOptions {
+            threshold: 1.0,
+            dry_run: false,
+        })
+        .unwrap();
+    assert_eq!(s.maintenance().stat().unwrap().garbage_bytes, 0);
     s.close().unwrap();
     let s = Store::open(&path).unwrap();
     assert_eq!(s.get(&id).unwrap(), b"written by the current version");
@@ -116,7 +118,7 @@ fn open_fixture(name: &str) {
             assert_eq!(ArtifactId::of(&s.at(name).unwrap().get(&a.id).unwrap()), a.id);
         }
     }
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 #[test]

@@ -96,30 +96,30 @@ fn text_is_framed_against_a_trained_dictionary_and_reads_back_everywhere() {
     for seal in [false, true] {
         let s = Store::open(dir.path()).unwrap();
         if seal {
-            s.seal().unwrap();
+            s.maintenance().seal().unwrap();
         }
         for (id, b) in &items {
             assert_eq!(&s.get(id).unwrap(), b);
             assert_eq!(&s.read_range(id, 1, 5).unwrap()[..], &b[1..6.min(b.len())]);
         }
-        assert!(s.verify().unwrap().is_clean());
+        assert!(s.maintenance().verify().unwrap().is_clean());
     }
     // GC copies them into a segment with a dictionary of its own: the live
     // half, and of the removed half what a snapshot and a pin still hold.
     let s = Store::open(dir.path()).unwrap();
-    s.snapshot("before").unwrap();
-    s.pin("one", &items[0].0).unwrap();
+    s.snapshots().create("before").unwrap();
+    s.pins().add("one", &items[0].0).unwrap();
     for (id, _) in items.iter().step_by(2) {
         s.remove(id).unwrap();
     }
     s.commit().unwrap();
-    s.delete_snapshot("before").unwrap();
-    s.snapshot("some").unwrap();
+    s.snapshots().delete("before").unwrap();
+    s.snapshots().create("some").unwrap();
     let full = asl::GcOptions {
         threshold: 1.0,
         ..Default::default()
     };
-    let gc = s.gc(&full).unwrap();
+    let gc = s.maintenance().gc(&full).unwrap();
     assert!(gc.segments_deleted >= 1, "{gc:?}");
     let check = |s: &Store| {
         for (i, (id, b)) in items.iter().enumerate() {
@@ -129,7 +129,7 @@ fn text_is_framed_against_a_trained_dictionary_and_reads_back_everywhere() {
             }
         }
         let mut pinned = Vec::new();
-        std::io::Read::read_to_end(&mut s.open_pinned("one").unwrap(), &mut pinned).unwrap();
+        std::io::Read::read_to_end(&mut s.pins().open("one").unwrap(), &mut pinned).unwrap();
         assert_eq!(pinned, items[0].1);
     };
     check(&s);
@@ -143,17 +143,17 @@ fn text_is_framed_against_a_trained_dictionary_and_reads_back_everywhere() {
     assert!(nb.iter().any(|b| b.kind == BlockKind::Dictionary) && nb.iter().any(|b| b.kind == BlockKind::Framed));
     let s = Store::open(dir.path()).unwrap();
     check(&s);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
     // Nothing holds the removed half any more: a second GC drops them, the
     // live half moves again and still reads.
-    s.unpin("one").unwrap();
-    s.delete_snapshot("some").unwrap();
-    let gc = s.gc(&full).unwrap();
+    s.pins().remove("one").unwrap();
+    s.snapshots().delete("some").unwrap();
+    let gc = s.maintenance().gc(&full).unwrap();
     assert_eq!(gc.garbage_after, 0, "{gc:?}");
     for (id, b) in items.iter().skip(1).step_by(2) {
         assert_eq!(&s.get(id).unwrap(), b);
     }
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn a_damaged_frame_loses_its_artifact_only_and_repair_keeps_the_rest() {
         let want = &items.iter().find(|(i, _)| *i == f.id).unwrap().1;
         assert_eq!(&s.get(&f.id).unwrap(), want);
     }
-    let v = s.verify().unwrap();
+    let v = s.maintenance().verify().unwrap();
     assert!(!v.is_clean());
     assert!(v.problems.iter().any(|p| p.artifact == Some(hit.id.to_hex())), "{v:?}");
     drop(s);
@@ -192,7 +192,7 @@ fn a_damaged_frame_loses_its_artifact_only_and_repair_keeps_the_rest() {
     }
     // The damaged block stays (its proven frames are read in place), so
     // verify still names it, but no artifact.
-    let v = s.verify().unwrap();
+    let v = s.maintenance().verify().unwrap();
     assert!(v.problems.iter().all(|p| p.artifact.is_none()), "{v:?}");
 }
 
@@ -216,7 +216,7 @@ fn a_damaged_dictionary_is_reported_and_costs_only_its_compressed_frames() {
             false => assert_eq!(&s.get(id).unwrap(), b),
         }
     }
-    assert!(!s.verify().unwrap().is_clean());
+    assert!(!s.maintenance().verify().unwrap().is_clean());
     drop(s);
     let rep = Store::repair(dir.path()).unwrap();
     for id in &compressed {
@@ -228,7 +228,7 @@ fn a_damaged_dictionary_is_reported_and_costs_only_its_compressed_frames() {
         .filter(|(id, b)| s.get(id).ok().as_ref() == Some(b))
         .count();
     assert_eq!(readable, items.len() - compressed.len());
-    let v = s.verify().unwrap();
+    let v = s.maintenance().verify().unwrap();
     assert!(v.problems.iter().all(|p| p.artifact.is_none()), "{v:?}");
 }
 
@@ -240,7 +240,7 @@ fn gc_keeps_a_frame_that_does_not_prove_itself_where_it_is() {
     let dir = tempfile::tempdir().unwrap();
     let items = build(dir.path());
     let s = Store::open(dir.path()).unwrap();
-    s.seal().unwrap();
+    s.maintenance().seal().unwrap();
     for (id, _) in items.iter().step_by(4) {
         s.remove(id).unwrap();
     }
@@ -264,7 +264,7 @@ fn gc_keeps_a_frame_that_does_not_prove_itself_where_it_is() {
     b[block.offset as usize + 28..][..4].copy_from_slice(&head_crc.to_le_bytes());
     std::fs::write(&seg, &b).unwrap();
     let s = Store::open(dir.path()).unwrap();
-    let r = s.gc(&asl::GcOptions::default()).unwrap();
+    let r = s.maintenance().gc(&asl::GcOptions::default()).unwrap();
     assert_eq!(r.skipped.len(), 1, "{r:?}");
     assert!(r.skipped[0].contains(&hit.id.to_hex()), "{r:?}");
     assert!(seg.exists(), "the victim was deleted with a damaged artifact in it");
@@ -314,5 +314,5 @@ fn a_reopened_writer_keeps_framing_against_the_segments_dictionary() {
     for (id, b) in &items {
         assert_eq!(&s.get(id).unwrap(), b);
     }
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }

@@ -21,7 +21,7 @@ fn small_opts() -> StoreOptions {
 }
 
 fn gc(s: &Store) -> asl::GcReport {
-    s.gc(&GcOptions::default()).unwrap()
+    s.maintenance().gc(&GcOptions::default()).unwrap()
 }
 
 /// Bytes of all segment files.
@@ -41,8 +41,8 @@ fn snapshot_keeps_removed_artifact_until_deleted_and_collected() {
     let doomed_big = s.put(&big).unwrap();
     let doomed: Vec<ArtifactId> = (100..150).map(|i| s.put(&noise(i, 3000)).unwrap()).collect();
     s.commit().unwrap();
-    let before = s.current_id().unwrap();
-    let snap = s.snapshot("before-cleanup").unwrap();
+    let before = s.maintenance().current_id().unwrap();
+    let snap = s.snapshots().create("before-cleanup").unwrap();
     assert_eq!(snap.identity, before, "a snapshot's identity is CURRENT's");
     assert_eq!(snap.artifacts, 101);
     for id in doomed.iter().chain([&doomed_big]) {
@@ -57,18 +57,18 @@ fn snapshot_keeps_removed_artifact_until_deleted_and_collected() {
     }
     assert_eq!(at.get(&doomed_big).unwrap(), big);
     assert_eq!(at.list().unwrap().len(), 101);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
     // Survives reopen, including the catalog and the retained bytes.
     drop(at);
     s.close().unwrap();
     let s = small_opts().open(dir.path()).unwrap();
-    assert_eq!(s.snapshots().len(), 1);
+    assert_eq!(s.snapshots().list().len(), 1);
     assert_eq!(
         s.at("before-cleanup").unwrap().get(&doomed[7]).unwrap(),
         noise(107, 3000)
     );
     let physical_before = segment_bytes(&s);
-    s.delete_snapshot("before-cleanup").unwrap();
+    s.snapshots().delete("before-cleanup").unwrap();
     let r = gc(&s);
     assert!(r.reclaimed_bytes > 0);
     for id in doomed.iter().chain([&doomed_big]) {
@@ -83,9 +83,9 @@ fn snapshot_keeps_removed_artifact_until_deleted_and_collected() {
         physical_before - physical_after >= 200_000,
         "{physical_before} -> {physical_after}"
     );
-    let st = s.stat().unwrap();
+    let st = s.maintenance().stat().unwrap();
     assert!(st.garbage_bytes < st.live_bytes, "{st:?}");
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 #[test]
@@ -98,8 +98,9 @@ fn gc_reclaims_everything_garbage_and_keeps_identity() {
         s.remove(id).unwrap();
     }
     s.commit().unwrap();
-    let ident = s.current_id().unwrap();
+    let ident = s.maintenance().current_id().unwrap();
     let dry = s
+        .maintenance()
         .gc(&GcOptions {
             threshold: 1.0,
             dry_run: true,
@@ -108,6 +109,7 @@ fn gc_reclaims_everything_garbage_and_keeps_identity() {
     assert!(dry.garbage_before > 0 && dry.segments_deleted > 0);
     let seg_before = segment_bytes(&s);
     let r = s
+        .maintenance()
         .gc(&GcOptions {
             threshold: 1.0,
             dry_run: false,
@@ -120,7 +122,11 @@ fn gc_reclaims_everything_garbage_and_keeps_identity() {
     assert_eq!(r.garbage_after, 0, "{r:?}");
     assert!(r.artifacts_copied >= 100, "{r:?}");
     assert!(r.peak_memory_bytes > 0);
-    assert_eq!(s.current_id().unwrap(), ident, "GC changes no logical content");
+    assert_eq!(
+        s.maintenance().current_id().unwrap(),
+        ident,
+        "GC changes no logical content"
+    );
     for (i, id) in ids.iter().enumerate() {
         if i % 2 == 1 {
             assert_eq!(s.get(id).unwrap(), noise(i as u64, 1000 + i));
@@ -133,8 +139,8 @@ fn gc_reclaims_everything_garbage_and_keeps_identity() {
     assert_eq!(again.segments_deleted, 0, "{again:?}");
     s.close().unwrap();
     let s = small_opts().open(dir.path()).unwrap();
-    assert_eq!(s.current_id().unwrap(), ident);
-    assert!(s.verify().unwrap().is_clean());
+    assert_eq!(s.maintenance().current_id().unwrap(), ident);
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 #[test]
@@ -143,35 +149,36 @@ fn pins_are_roots() {
     let s = small_opts().open(dir.path()).unwrap();
     let a = s.put(&noise(1, 5000)).unwrap();
     let b = s.put(&noise(2, 5000)).unwrap();
-    s.pin("keep-a", &a).unwrap();
-    s.pin("keep-a", &a).unwrap(); // the same pin again: a no-op
-                                  // A name holding another artifact is not moved silently.
-    assert!(matches!(s.pin("keep-a", &b), Err(Error::PinExists { id, .. }) if id == a));
-    assert_eq!(s.pins(), vec![("keep-a".to_string(), a)]);
-    s.repin("moving", &a).unwrap();
-    s.repin("moving", &b).unwrap();
-    assert_eq!(s.unpin("moving").unwrap(), b);
-    assert!(matches!(s.pin("bad name", &a), Err(Error::InvalidArgument(_))));
+    s.pins().add("keep-a", &a).unwrap();
+    s.pins().add("keep-a", &a).unwrap(); // the same pin again: a no-op
+                                         // A name holding another artifact is not moved silently.
+    assert!(matches!(s.pins().add("keep-a", &b), Err(Error::PinExists { id, .. }) if id == a));
+    assert_eq!(s.pins().list(), vec![("keep-a".to_string(), a)]);
+    s.pins().set("moving", &a).unwrap();
+    s.pins().set("moving", &b).unwrap();
+    assert_eq!(s.pins().remove("moving").unwrap(), b);
+    assert!(matches!(s.pins().add("bad name", &a), Err(Error::InvalidArgument(_))));
     assert!(matches!(
-        s.pin("ghost", &ArtifactId::of(b"never stored")),
+        s.pins().add("ghost", &ArtifactId::of(b"never stored")),
         Err(Error::NotFound(_))
     ));
     s.remove(&a).unwrap();
     s.remove(&b).unwrap();
     s.commit().unwrap();
-    s.gc(&GcOptions {
-        threshold: 1.0,
-        dry_run: false,
-    })
-    .unwrap();
+    s.maintenance()
+        .gc(&GcOptions {
+            threshold: 1.0,
+            dry_run: false,
+        })
+        .unwrap();
     s.close().unwrap();
     let s = small_opts().open(dir.path()).unwrap();
-    assert_eq!(s.pins(), vec![("keep-a".to_string(), a)]);
+    assert_eq!(s.pins().list(), vec![("keep-a".to_string(), a)]);
     // Pinned but not in CURRENT: a pin can be re-pinned under another name.
-    s.pin("keep-a-too", &a).unwrap();
-    assert_eq!(s.unpin("keep-a").unwrap(), a);
-    assert!(matches!(s.unpin("keep-a"), Err(Error::PinNotFound(_))));
-    s.unpin("keep-a-too").unwrap();
+    s.pins().add("keep-a-too", &a).unwrap();
+    assert_eq!(s.pins().remove("keep-a").unwrap(), a);
+    assert!(matches!(s.pins().remove("keep-a"), Err(Error::PinNotFound(_))));
+    s.pins().remove("keep-a-too").unwrap();
     let r = gc(&s);
     assert!(r.segments_deleted > 0, "{r:?}");
     assert_eq!(segment_bytes(&s), 0, "nothing is retained any more");
@@ -182,20 +189,21 @@ fn re_put_of_removed_artifact_held_by_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let s = small_opts().open(dir.path()).unwrap();
     let x = s.put(&noise(5, 2000)).unwrap();
-    s.snapshot("s").unwrap();
+    s.snapshots().create("s").unwrap();
     s.remove(&x).unwrap();
     s.put(&noise(5, 2000)).unwrap();
     s.remove(&x).unwrap();
     s.put(&noise(5, 2000)).unwrap();
     s.commit().unwrap();
-    s.gc(&GcOptions {
-        threshold: 1.0,
-        dry_run: false,
-    })
-    .unwrap();
+    s.maintenance()
+        .gc(&GcOptions {
+            threshold: 1.0,
+            dry_run: false,
+        })
+        .unwrap();
     assert_eq!(s.get(&x).unwrap(), noise(5, 2000));
     assert_eq!(s.at("s").unwrap().get(&x).unwrap(), noise(5, 2000));
-    s.delete_snapshot("s").unwrap();
+    s.snapshots().delete("s").unwrap();
     s.remove(&x).unwrap();
     s.commit().unwrap();
     gc(&s);
@@ -207,23 +215,26 @@ fn snapshot_catalog_diff_and_prune() {
     let dir = tempfile::tempdir().unwrap();
     let s = small_opts().open(dir.path()).unwrap();
     let a = s.put(b"alpha").unwrap();
-    let one = s.snapshot("one").unwrap();
-    assert!(matches!(s.snapshot("one"), Err(Error::SnapshotExists(_))));
-    assert!(matches!(s.snapshot("no/slash"), Err(Error::InvalidArgument(_))));
+    let one = s.snapshots().create("one").unwrap();
+    assert!(matches!(s.snapshots().create("one"), Err(Error::SnapshotExists(_))));
+    assert!(matches!(
+        s.snapshots().create("no/slash"),
+        Err(Error::InvalidArgument(_))
+    ));
     let b = s.put(b"beta").unwrap();
     s.remove(&a).unwrap();
-    s.snapshot("two").unwrap();
+    s.snapshots().create("two").unwrap();
     // Same content as "two": shares its file, same identity.
-    let three = s.snapshot("three").unwrap();
-    assert_eq!(three.identity, s.snapshot_meta("two").unwrap().identity);
+    let three = s.snapshots().create("three").unwrap();
+    assert_eq!(three.identity, s.snapshots().get("two").unwrap().identity);
     assert_ne!(three.identity, one.identity);
-    let d = s.diff_snapshots("one", "two").unwrap();
+    let d = s.snapshots().diff("one", "two").unwrap();
     assert_eq!(d.added.iter().map(|i| i.id).collect::<Vec<_>>(), vec![b]);
     assert_eq!(d.removed.iter().map(|i| i.id).collect::<Vec<_>>(), vec![a]);
-    assert!(s.diff_snapshots("two", "three").unwrap().added.is_empty());
+    assert!(s.snapshots().diff("two", "three").unwrap().added.is_empty());
     assert!(matches!(s.at("nope"), Err(Error::SnapshotNotFound(_))));
     assert!(matches!(
-        s.prune_snapshots(&Retention::default(), false),
+        s.snapshots().prune(&Retention::default(), false),
         Err(Error::InvalidArgument(_))
     ));
     let p = Retention {
@@ -233,13 +244,13 @@ fn snapshot_catalog_diff_and_prune() {
     };
     // All three were made within the same second; keep-last 1 keeps the one
     // whose name sorts last among equals, deterministically.
-    let doomed = s.prune_snapshots(&p, true).unwrap();
+    let doomed = s.snapshots().prune(&p, true).unwrap();
     assert_eq!(doomed.len(), 1);
-    assert_eq!(s.snapshots().len(), 3, "dry run changes nothing");
-    s.prune_snapshots(&p, false).unwrap();
-    assert_eq!(s.snapshots().len(), 2);
+    assert_eq!(s.snapshots().list().len(), 3, "dry run changes nothing");
+    s.snapshots().prune(&p, false).unwrap();
+    assert_eq!(s.snapshots().list().len(), 2);
     // Deleting one of two names sharing a file keeps the file for the other.
-    let left: Vec<String> = s.snapshots().into_iter().map(|m| m.name).collect();
+    let left: Vec<String> = s.snapshots().list().into_iter().map(|m| m.name).collect();
     assert!(left.contains(&"one".to_string()));
     let other = left.iter().find(|n| *n != "one").unwrap().clone();
     assert_eq!(s.at(&other).unwrap().get(&b).unwrap(), b"beta");
@@ -254,7 +265,7 @@ fn repair_keeps_snapshots_readable() {
     let dir = tempfile::tempdir().unwrap();
     let s = small_opts().open(dir.path()).unwrap();
     let ids: Vec<ArtifactId> = (0..60).map(|i| s.put(&noise(i, 2500)).unwrap()).collect();
-    s.snapshot("base").unwrap();
+    s.snapshots().create("base").unwrap();
     for id in &ids[..30] {
         s.remove(id).unwrap();
     }
@@ -272,7 +283,7 @@ fn repair_keeps_snapshots_readable() {
         assert_eq!(s.at("base").unwrap().get(id).unwrap(), noise(i as u64, 2500));
         assert_eq!(s.contains(id).unwrap(), i >= 30);
     }
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 /// The classic race: GC starts while artifacts are dead, a writer puts them
@@ -288,12 +299,12 @@ fn gc_racing_a_writer_loses_nothing() {
             .map(|i| s.put(&noise(round * 10_000 + i, 1500)).unwrap())
             .collect();
         s.commit().unwrap();
-        s.snapshot("old").unwrap();
+        s.snapshots().create("old").unwrap();
         for id in &ids {
             s.remove(id).unwrap();
         }
         s.commit().unwrap();
-        s.delete_snapshot("old").unwrap();
+        s.snapshots().delete("old").unwrap();
         // Everything is dead now. A writer revives half of it (and writes new
         // things) while GC runs, over and over.
         let stop = Arc::new(AtomicBool::new(false));
@@ -329,11 +340,12 @@ fn gc_racing_a_writer_loses_nothing() {
         };
         let mut runs = 0;
         while runs < 4 || !writer.is_finished() && runs < 40 {
-            s.gc(&GcOptions {
-                threshold: 1.0,
-                dry_run: false,
-            })
-            .unwrap();
+            s.maintenance()
+                .gc(&GcOptions {
+                    threshold: 1.0,
+                    dry_run: false,
+                })
+                .unwrap();
             runs += 1;
             if runs == 4 {
                 stop.store(true, Ordering::Relaxed);
@@ -341,11 +353,12 @@ fn gc_racing_a_writer_loses_nothing() {
         }
         stop.store(true, Ordering::Relaxed);
         let committed = writer.join().unwrap();
-        s.gc(&GcOptions {
-            threshold: 1.0,
-            dry_run: false,
-        })
-        .unwrap();
+        s.maintenance()
+            .gc(&GcOptions {
+                threshold: 1.0,
+                dry_run: false,
+            })
+            .unwrap();
         for seed in &committed {
             let want = noise(*seed, 1500);
             assert_eq!(
@@ -365,7 +378,7 @@ fn gc_racing_a_writer_loses_nothing() {
                 "round {round}: after reopen"
             );
         }
-        assert!(s.verify().unwrap().is_clean());
+        assert!(s.maintenance().verify().unwrap().is_clean());
     }
 }
 
@@ -377,23 +390,23 @@ fn compaction_drops_tombstones_nothing_holds_and_keeps_held_ones() {
     // `a_partial_merge_keeps_the_base_file_and_its_tombstones`).
     let s = small_opts().max_index_files(1).open(dir.path()).unwrap();
     let ids: Vec<ArtifactId> = (0..600).map(|i| s.put(&noise(i, 100)).unwrap()).collect();
-    s.checkpoint().unwrap();
-    s.snapshot("half").unwrap();
+    s.maintenance().checkpoint().unwrap();
+    s.snapshots().create("half").unwrap();
     for id in &ids[..300] {
         s.remove(id).unwrap();
     }
-    s.checkpoint().unwrap();
+    s.maintenance().checkpoint().unwrap();
     s.put(b"one more").unwrap();
-    s.checkpoint().unwrap();
-    let held = s.stat().unwrap().index_bytes;
+    s.maintenance().checkpoint().unwrap();
+    let held = s.maintenance().stat().unwrap().index_bytes;
     assert_eq!(s.at("half").unwrap().get(&ids[5]).unwrap(), noise(5, 100));
     // Without the snapshot the 300 tombstones have nothing to hold.
-    s.delete_snapshot("half").unwrap();
+    s.snapshots().delete("half").unwrap();
     s.put(b"and another").unwrap();
-    s.checkpoint().unwrap();
+    s.maintenance().checkpoint().unwrap();
     s.put(b"and a third").unwrap();
-    s.checkpoint().unwrap();
-    let dropped = s.stat().unwrap().index_bytes;
+    s.maintenance().checkpoint().unwrap();
+    let dropped = s.maintenance().stat().unwrap().index_bytes;
     assert!(
         held >= dropped + 280 * 56,
         "index {held} B with held tombstones, {dropped} B after they were dropped"
@@ -414,16 +427,17 @@ fn a_read_only_verify_survives_gc_dropping_segments_under_it() {
     for id in &ids[..150] {
         s.remove(id).unwrap();
     }
-    s.seal().unwrap();
+    s.maintenance().seal().unwrap();
     let reader = StoreOptions::new().read_only(true).open(dir.path()).unwrap();
     let r = s
+        .maintenance()
         .gc(&GcOptions {
             threshold: 0.9,
             dry_run: false,
         })
         .unwrap();
     assert!(r.segments_deleted + r.segments_repacked > 0, "{r:?}");
-    let rep = reader.verify().unwrap();
+    let rep = reader.maintenance().verify().unwrap();
     assert!(rep.is_clean(), "{:?}", rep.problems);
     assert!(rep.segments > 0);
     // GC measures the process, not only its own account of its buffers.
@@ -454,7 +468,7 @@ fn gc_keeps_a_victim_whose_retained_artifact_is_damaged() {
         })
         .collect();
     s.commit().unwrap();
-    s.seal().unwrap();
+    s.maintenance().seal().unwrap();
     for (id, _) in items.iter().step_by(10) {
         s.remove(id).unwrap();
     }
@@ -483,7 +497,7 @@ fn gc_keeps_a_victim_whose_retained_artifact_is_damaged() {
     drop(s);
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(s.get(&after).unwrap(), b"written after GC");
-    assert!(!s.verify().unwrap().is_clean());
+    assert!(!s.maintenance().verify().unwrap().is_clean());
 }
 
 /// `gc --dry-run` predicts what the run then does, the chunk sweep
@@ -500,11 +514,11 @@ fn a_dry_run_predicts_the_run_chunk_sweep_included() {
         s.remove(id).unwrap();
     }
     s.commit().unwrap();
-    s.seal().unwrap();
+    s.maintenance().seal().unwrap();
     for threshold in [0.0, 0.95] {
         let opts = |dry_run| GcOptions { threshold, dry_run };
-        let dry = s.gc(&opts(true)).unwrap();
-        let run = s.gc(&opts(false)).unwrap();
+        let dry = s.maintenance().gc(&opts(true)).unwrap();
+        let run = s.maintenance().gc(&opts(false)).unwrap();
         let key = |r: &asl::GcReport| {
             (
                 r.chunks_swept,
@@ -523,5 +537,5 @@ fn a_dry_run_predicts_the_run_chunk_sweep_included() {
     for id in big.iter().skip(4) {
         assert!(s.get(id).is_ok());
     }
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }

@@ -42,11 +42,12 @@ fn gc_crash_child() {
             println!("{sd} {id}");
         }
         let threshold = [1.0, 0.5, 0.9][(n % 3) as usize];
-        s.gc(&GcOptions {
-            threshold,
-            dry_run: false,
-        })
-        .unwrap();
+        s.maintenance()
+            .gc(&GcOptions {
+                threshold,
+                dry_run: false,
+            })
+            .unwrap();
         n += 1;
     }
 }
@@ -92,19 +93,19 @@ fn kill_during_gc_loses_nothing_reachable() {
                 assert_eq!(b, crash_data(*sd), "round {round}: snapshot {name} item differs");
             }
         }
-        let rep = s.verify().unwrap();
+        let rep = s.maintenance().verify().unwrap();
         assert!(rep.is_clean(), "round {round}: {:?}", rep.problems);
-        gc_seen += s.stat().unwrap().segments;
+        gc_seen += s.maintenance().stat().unwrap().segments;
 
         // New garbage for the next round: rotate snapshots (keep two), then
         // remove about a sixth of what is live, some of it snapshotted.
         let name = format!("r{round}");
-        s.snapshot(&name).unwrap();
+        s.snapshots().create(&name).unwrap();
         let live: Vec<(u64, ArtifactId)> = acked.iter().filter(|(_, id)| !removed.contains(id)).copied().collect();
         snaps.insert(name, live.clone());
         while snaps.len() > 2 {
             let oldest = snaps.keys().next().unwrap().clone();
-            s.delete_snapshot(&oldest).unwrap();
+            s.snapshots().delete(&oldest).unwrap();
             snaps.remove(&oldest);
         }
         for (_, id) in &live {
@@ -118,6 +119,7 @@ fn kill_during_gc_loses_nothing_reachable() {
     // The next GC finishes whatever a killed one left: no garbage remains.
     let s = crash_opts().open(dir.path()).unwrap();
     let r = s
+        .maintenance()
         .gc(&GcOptions {
             threshold: 1.0,
             dry_run: false,
@@ -125,17 +127,17 @@ fn kill_during_gc_loses_nothing_reachable() {
         .unwrap();
     assert_eq!(r.garbage_after, 0, "{r:?}");
     check_acked(&s, &acked, &removed, u32::MAX);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
     // And the counters were right: with every root gone, every byte goes.
-    for m in s.snapshots() {
-        s.delete_snapshot(&m.name).unwrap();
+    for m in s.snapshots().list() {
+        s.snapshots().delete(&m.name).unwrap();
     }
     // (The child may have committed a few puts it was killed before printing.)
     for a in s.list().unwrap() {
         s.remove(&a.id).unwrap();
     }
-    s.gc(&GcOptions::default()).unwrap();
-    let st = s.stat().unwrap();
+    s.maintenance().gc(&GcOptions::default()).unwrap();
+    let st = s.maintenance().stat().unwrap();
     assert_eq!(st.physical_bytes, 0, "garbage left forever: {st:?}");
     eprintln!("{} rounds, {} acknowledged artifacts", rounds(), acked.len());
 }

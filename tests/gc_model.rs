@@ -109,7 +109,7 @@ fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
             Err(e) => prop_assert!(false, "get {}: {}", i, e),
         }
     }
-    let names: Vec<String> = s.snapshots().into_iter().map(|x| x.name).collect();
+    let names: Vec<String> = s.snapshots().list().into_iter().map(|x| x.name).collect();
     prop_assert_eq!(names, m.snaps.keys().cloned().collect::<Vec<_>>());
     for (name, set) in &m.snaps {
         let v = s.at(name).unwrap();
@@ -119,10 +119,10 @@ fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
             prop_assert_eq!(v.get(&id(*i)).unwrap(), content(*i), "snapshot {} item {}", name, i);
         }
     }
-    prop_assert_eq!(s.pins().len(), m.pins.len());
+    prop_assert_eq!(s.pins().list().len(), m.pins.len());
     for (name, i) in &m.pins {
         let mut b = Vec::new();
-        s.open_pinned(name).unwrap().read_to_end(&mut b).unwrap();
+        s.pins().open(name).unwrap().read_to_end(&mut b).unwrap();
         prop_assert_eq!(b, content(*i), "pin {}", name);
     }
     Ok(())
@@ -143,7 +143,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Snapshot(k) => {
                 let name = format!("snap{k}");
-                match s.snapshot(&name) {
+                match s.snapshots().create(&name) {
                     Ok(_) => {
                         prop_assert!(!m.snaps.contains_key(&name));
                         m.snaps.insert(name, m.current.clone());
@@ -154,7 +154,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::DeleteSnapshot(k) => {
                 let name = format!("snap{k}");
-                match s.delete_snapshot(&name) {
+                match s.snapshots().delete(&name) {
                     Ok(_) => prop_assert!(m.snaps.remove(&name).is_some()),
                     Err(Error::SnapshotNotFound(_)) => prop_assert!(!m.snaps.contains_key(&name)),
                     Err(e) => prop_assert!(false, "delete: {}", e),
@@ -162,7 +162,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Pin(k, i) => {
                 let name = format!("pin{k}");
-                match s.repin(&name, &id(i)) {
+                match s.pins().set(&name, &id(i)) {
                     Ok(()) => {
                         prop_assert!(m.retained(i), "pinned an unretained artifact");
                         m.pins.insert(name, i);
@@ -173,18 +173,19 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Unpin(k) => {
                 let name = format!("pin{k}");
-                match s.unpin(&name) {
+                match s.pins().remove(&name) {
                     Ok(got) => prop_assert_eq!(Some(got), m.pins.remove(&name).map(id)),
                     Err(Error::PinNotFound(_)) => prop_assert!(!m.pins.contains_key(&name)),
                     Err(e) => prop_assert!(false, "unpin: {}", e),
                 }
             }
             Op::Gc(t) => {
-                s.gc(&GcOptions {
-                    threshold: t as f64 / 2.0,
-                    dry_run: false,
-                })
-                .unwrap();
+                s.maintenance()
+                    .gc(&GcOptions {
+                        threshold: t as f64 / 2.0,
+                        dry_run: false,
+                    })
+                    .unwrap();
                 check(&s, &m)?;
             }
             Op::Commit => s.commit().unwrap(),
@@ -196,6 +197,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     check(&s, &m)?;
     let r = s
+        .maintenance()
         .gc(&GcOptions {
             threshold: 1.0,
             dry_run: false,
@@ -203,19 +205,19 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         .unwrap();
     prop_assert_eq!(r.garbage_after, 0, "{:?}", r);
     check(&s, &m)?;
-    let rep = s.verify().unwrap();
+    let rep = s.maintenance().verify().unwrap();
     prop_assert!(rep.is_clean(), "{:?}", rep.problems);
     // Nothing retained at all: every byte must go.
     for name in m.snaps.keys() {
-        s.delete_snapshot(name).unwrap();
+        s.snapshots().delete(name).unwrap();
     }
     for name in m.pins.keys() {
-        s.unpin(name).unwrap();
+        s.pins().remove(name).unwrap();
     }
     for i in &m.current {
         s.remove(&id(*i)).unwrap();
     }
-    s.gc(&GcOptions::default()).unwrap();
+    s.maintenance().gc(&GcOptions::default()).unwrap();
     let left: u64 = std::fs::read_dir(dir.path().join("segments"))
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
@@ -223,7 +225,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     prop_assert_eq!(left, 0, "garbage left behind");
     s.close().unwrap();
     let s = Store::open(dir.path()).unwrap();
-    prop_assert_eq!(s.stat().unwrap().artifacts, 0);
+    prop_assert_eq!(s.maintenance().stat().unwrap().artifacts, 0);
     Ok(())
 }
 

@@ -104,11 +104,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 durable = live.clone();
             }
             Op::Seal => {
-                s.seal().unwrap();
+                s.maintenance().seal().unwrap();
                 durable = live.clone();
             }
             Op::Checkpoint => {
-                s.checkpoint().unwrap();
+                s.maintenance().checkpoint().unwrap();
                 durable = live.clone();
             }
             Op::Reopen => {
@@ -134,11 +134,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     for (id, b) in &live {
         prop_assert_eq!(&s.get(id).unwrap(), b);
     }
-    let rep = s.verify().unwrap();
+    let rep = s.maintenance().verify().unwrap();
     prop_assert!(rep.is_clean(), "{:?}", rep.problems);
     s.close().unwrap();
     let s = Store::open(&dir).unwrap();
-    prop_assert_eq!(s.stat().unwrap().artifacts as usize, live.len());
+    prop_assert_eq!(s.maintenance().stat().unwrap().artifacts as usize, live.len());
     Ok(())
 }
 

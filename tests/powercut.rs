@@ -90,37 +90,37 @@ fn run(io: &SimBackend, acked: &mut Acked) -> asl::Result<()> {
         match step % 12 {
             2 => {
                 let name = format!("snap-{step}");
-                s.snapshot(&name)?;
+                s.snapshots().create(&name)?;
                 acked.snapshots.insert(name, acked.live.keys().copied().collect());
                 acked.acks += 1;
             }
             5 => {
                 if let Some((&id, _)) = acked.live.iter().next() {
-                    s.pin(&format!("pin-{step}"), &id)?;
+                    s.pins().add(&format!("pin-{step}"), &id)?;
                     acked.pins.insert(format!("pin-{step}"), id);
                     acked.acks += 1;
                 }
             }
             7 => {
-                s.seal()?;
+                s.maintenance().seal()?;
                 acked.acks += 1;
             }
             8 => {
                 if let Some(name) = acked.snapshots.keys().next().cloned() {
                     acked.deleting = Some(name.clone());
-                    s.delete_snapshot(&name)?;
+                    s.snapshots().delete(&name)?;
                     acked.snapshots.remove(&name);
                     acked.deleting = None;
                     acked.acks += 1;
                 }
-                s.gc(&GcOptions {
+                s.maintenance().gc(&GcOptions {
                     threshold: 0.9,
                     dry_run: false,
                 })?;
                 acked.acks += 1;
             }
             10 => {
-                s.checkpoint()?;
+                s.maintenance().checkpoint()?;
                 acked.acks += 1;
             }
             11 => {
@@ -161,7 +161,7 @@ fn check(s: &Store, acked: &Acked, k: u64) {
             assert_eq!(ArtifactId::of(&got), *id);
         }
     }
-    let pins: BTreeMap<String, ArtifactId> = s.pins().into_iter().collect();
+    let pins: BTreeMap<String, ArtifactId> = s.pins().list().into_iter().collect();
     for (name, id) in &acked.pins {
         assert_eq!(pins.get(name), Some(id), "cut at op {k}: pin {name} lost");
     }
@@ -215,7 +215,7 @@ fn power_cut_at_every_operation_keeps_every_acknowledged_write() {
             .unwrap_or_else(|e| panic!("cut at op {k} ({mode:?}): store does not open: {e}"));
         check(&s, &acked, k);
         if n % 10 == 0 {
-            let rep = s.verify().unwrap();
+            let rep = s.maintenance().verify().unwrap();
             assert!(rep.is_clean(), "cut at op {k}: {:?}", rep.problems);
         }
         // The recovered store takes new writes and keeps them.

@@ -112,7 +112,7 @@ proptest! {
                     live_subjects.remove(&s);
                 }
                 Op::Checkpoint => {
-                    store.checkpoint().unwrap();
+                    store.maintenance().checkpoint().unwrap();
                     // A rebuild that spills many tiny runs and merges them
                     // must index exactly what the feed does.
                     index.rebuild_with(&store, 2048).unwrap();

@@ -24,7 +24,7 @@ fn build(dir: &Path, compression: Option<i32>) -> Vec<(ArtifactId, Vec<u8>)> {
         let b = noise(i, 300 + (i as usize * 7) % 400);
         out.push((s.put(&b).unwrap(), b));
     }
-    s.seal().unwrap();
+    s.maintenance().seal().unwrap();
     for i in 1000..1040u64 {
         let b = noise(i, 500);
         out.push((s.put(&b).unwrap(), b));
@@ -90,7 +90,7 @@ fn a_damaged_segment_header_is_rebuilt() {
     assert!(rep.is_complete(), "{rep:?}");
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(readable(&s, &items), items.len());
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
     drop(s);
     let kept = fs::read(dir.path().join("quarantine").join("00000001.seg.header")).unwrap();
     assert_eq!(kept[..20], before[..20]);
@@ -198,7 +198,7 @@ fn damaged_log_record_is_corruption_not_a_torn_tail() {
     let big = noise(7, 400_000);
     let id = s.put(&big).unwrap();
     s.commit().unwrap();
-    let snap = s.snapshot("after-big").unwrap();
+    let snap = s.snapshots().create("after-big").unwrap();
     // Leave the batches in the log, as a crash before the close-time checkpoint does.
     s.abandon();
     let log = fs::read_dir(d.join("log")).unwrap().next().unwrap().unwrap().path();
@@ -207,7 +207,7 @@ fn damaged_log_record_is_corruption_not_a_torn_tail() {
     assert!(err.is_corruption(), "{err}");
     assert!(err.to_string().contains("repair"), "{err}");
     let ro = Store::open_read_only(d).unwrap();
-    let rep = ro.verify().unwrap();
+    let rep = ro.maintenance().verify().unwrap();
     assert!(!rep.is_clean(), "verify clean with an acknowledged artifact unreadable");
     drop(ro);
     let seg = segment(d, 1);
@@ -221,9 +221,9 @@ fn damaged_log_record_is_corruption_not_a_torn_tail() {
     Store::repair(d).unwrap();
     let s = Store::open(d).unwrap();
     assert_eq!(s.get(&id).unwrap(), big);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
     // The snapshot only the damaged log named is taken in again from its file.
-    let found = s.snapshots().into_iter().find(|m| m.identity == snap.identity);
+    let found = s.snapshots().list().into_iter().find(|m| m.identity == snap.identity);
     let found = found.expect("the snapshot named only in the damaged log is gone");
     assert_eq!(s.at(&found.name).unwrap().get(&id).unwrap(), big);
 }
@@ -238,7 +238,7 @@ fn a_truncated_log_header_stops_writers_not_readers() {
     let s = StoreOptions::new().create(true).open(d).unwrap();
     let old = s.put(b"checkpointed").unwrap();
     s.commit().unwrap();
-    s.checkpoint().unwrap();
+    s.maintenance().checkpoint().unwrap();
     let newer = s.put(b"only in the log").unwrap();
     s.commit().unwrap();
     s.abandon();
@@ -251,7 +251,7 @@ fn a_truncated_log_header_stops_writers_not_readers() {
     let ro = Store::open_read_only(d).expect("readers go on");
     assert_eq!(ro.get(&old).unwrap(), b"checkpointed");
     assert!(ro.get(&newer).is_err(), "what only the damaged log held is not read");
-    let rep = ro.verify().unwrap();
+    let rep = ro.maintenance().verify().unwrap();
     assert!(!rep.is_clean());
     assert!(rep.problems.iter().any(|p| p.file == log), "{:?}", rep.problems);
     drop(ro);
@@ -266,7 +266,7 @@ fn a_truncated_log_header_stops_writers_not_readers() {
     assert_eq!(s.get(&old).unwrap(), b"checkpointed");
     s.put(b"writable again").unwrap();
     s.commit().unwrap();
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 /// A damaged snapshot file fails alone: the store opens for writing, reads at
@@ -284,20 +284,20 @@ fn a_damaged_snapshot_fails_alone() {
         // Garbage in the same segment, so that GC repacks it.
         let junk = s.put(&noise(4, 9000)).unwrap();
         s.remove(&junk).unwrap();
-        s.snapshot("a").unwrap();
+        s.snapshots().create("a").unwrap();
         s.remove(&only_a).unwrap();
         s.put(&noise(3, 3000)).unwrap();
-        s.snapshot("b").unwrap();
-        s.seal().unwrap();
+        s.snapshots().create("b").unwrap();
+        s.maintenance().seal().unwrap();
         s.close().unwrap();
-        let ident = Store::open_read_only(d).unwrap().snapshot_meta("a").unwrap().identity;
+        let ident = Store::open_read_only(d).unwrap().snapshots().get("a").unwrap().identity;
         flip(&d.join("snapshots").join(format!("{ident}.idx")), at);
 
         let s = Store::open(d).unwrap();
         assert!(s.at("a").and_then(|v| v.get(&only_a)).unwrap_err().is_corruption());
         assert_eq!(s.at("b").unwrap().get(&kept).unwrap(), noise(1, 3000));
-        assert!(s.diff_snapshots("a", "b").unwrap_err().is_corruption());
-        let rep = s.verify().unwrap();
+        assert!(s.snapshots().diff("a", "b").unwrap_err().is_corruption());
+        let rep = s.maintenance().verify().unwrap();
         assert!(
             rep.problems.iter().any(|p| p.detail.contains("snapshot a is damaged")),
             "{:?}",
@@ -307,6 +307,7 @@ fn a_damaged_snapshot_fails_alone() {
         s.commit().unwrap();
         // GC must assume the damaged snapshot holds the removed artifact.
         let g = s
+            .maintenance()
             .gc(&asl::GcOptions {
                 threshold: 1.0,
                 ..Default::default()
@@ -322,8 +323,12 @@ fn a_damaged_snapshot_fails_alone() {
         );
         let s = Store::open(d).unwrap();
         assert!(s.at("a").is_ok(), "repair dropped the damaged snapshot's catalog entry");
-        s.delete_snapshot("a").unwrap();
-        assert!(s.verify().unwrap().is_clean(), "{:?}", s.verify().unwrap().problems);
+        s.snapshots().delete("a").unwrap();
+        assert!(
+            s.maintenance().verify().unwrap().is_clean(),
+            "{:?}",
+            s.maintenance().verify().unwrap().problems
+        );
         assert_eq!(s.get(&kept).unwrap(), noise(1, 3000));
         drop(s);
     }

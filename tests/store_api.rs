@@ -45,7 +45,7 @@ fn put_get_remove_across_reopen() {
     want.sort();
     want.dedup();
     assert_eq!(listed, want);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 #[test]
@@ -74,14 +74,14 @@ fn dedup_stores_once() {
     let big = noise(9, 50_000);
     let a = s.put(&big).unwrap();
     s.commit().unwrap();
-    let before = s.stat().unwrap().physical_bytes;
+    let before = s.maintenance().stat().unwrap().physical_bytes;
     for _ in 0..5 {
         assert_eq!(s.put(&big).unwrap(), a);
         assert_eq!(s.put_reader(&big[..]).unwrap(), a);
         assert_eq!(s.put(b"tiny").unwrap(), ArtifactId::of(b"tiny"));
     }
     s.commit().unwrap();
-    let after = s.stat().unwrap();
+    let after = s.maintenance().stat().unwrap();
     assert_eq!(after.artifacts, 2);
     assert!(
         after.physical_bytes < before + 1024,
@@ -134,7 +134,7 @@ fn prefix_resolution() {
     let s = small_opts().open(dir.path()).unwrap();
     let ids: Vec<ArtifactId> = (0..64u32).map(|i| s.put(&i.to_le_bytes()).unwrap()).collect();
     s.commit().unwrap();
-    s.checkpoint().unwrap();
+    s.maintenance().checkpoint().unwrap();
     let id = ids[5];
     assert_eq!(s.resolve(&id.to_hex()[..12]).unwrap(), id);
     assert!(matches!(s.resolve("zz"), Err(Error::InvalidId { .. })));
@@ -187,7 +187,7 @@ fn concurrent_reads_during_writes() {
             }
         }
     });
-    assert_eq!(s.stat().unwrap().artifacts, 3000);
+    assert_eq!(s.maintenance().stat().unwrap().artifacts, 3000);
 }
 
 #[test]
@@ -209,11 +209,11 @@ fn checkpoint_compaction_keeps_state_and_identity() {
         }
     }
     s.commit().unwrap();
-    let before = s.stat().unwrap();
+    let before = s.maintenance().stat().unwrap();
     assert!(before.index_files <= 3, "index files {}", before.index_files);
     drop(s);
     let s = Store::open(dir.path()).unwrap();
-    let after = s.stat().unwrap();
+    let after = s.maintenance().stat().unwrap();
     assert_eq!(before.current_id, after.current_id);
     assert_eq!(before.artifacts, after.artifacts);
     assert_eq!(after.memtable_records, 0, "clean close leaves nothing to replay");
@@ -233,18 +233,18 @@ fn a_partial_merge_keeps_the_base_file_and_its_tombstones() {
         .open(dir.path())
         .unwrap();
     let ids: Vec<ArtifactId> = (0..2000).map(|i| s.put(&noise(i, 64)).unwrap()).collect();
-    s.checkpoint().unwrap();
+    s.maintenance().checkpoint().unwrap();
     let base = index_files(dir.path());
     assert_eq!(base.len(), 1);
     for id in &ids[..5] {
         assert!(s.remove(id).unwrap());
     }
-    s.checkpoint().unwrap();
+    s.maintenance().checkpoint().unwrap();
     for i in 0..3u64 {
         for j in 0..10 {
             s.put(&noise(10_000 + i * 100 + j, 64)).unwrap();
         }
-        s.checkpoint().unwrap();
+        s.maintenance().checkpoint().unwrap();
         let files = index_files(dir.path());
         assert_eq!(files.len(), 2, "after merge {i}: {files:?}");
         assert!(
@@ -258,8 +258,8 @@ fn a_partial_merge_keeps_the_base_file_and_its_tombstones() {
         assert!(!s.contains(id).unwrap(), "a removed artifact came back");
     }
     assert!(s.contains(&ids[5]).unwrap());
-    assert_eq!(s.stat().unwrap().artifacts, 2000 - 5 + 30);
-    assert!(s.verify().unwrap().is_clean());
+    assert_eq!(s.maintenance().stat().unwrap().artifacts, 2000 - 5 + 30);
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 fn index_files(store: &Path) -> Vec<String> {
@@ -290,9 +290,15 @@ fn identity_ignores_physical_placement() {
     }
     sa.commit().unwrap();
     sb.commit().unwrap();
-    assert_eq!(sa.current_id().unwrap(), sb.current_id().unwrap());
+    assert_eq!(
+        sa.maintenance().current_id().unwrap(),
+        sb.maintenance().current_id().unwrap()
+    );
     sb.remove(&ArtifactId::of(&noise(0, 3000))).unwrap();
-    assert_ne!(sa.current_id().unwrap(), sb.current_id().unwrap());
+    assert_ne!(
+        sa.maintenance().current_id().unwrap(),
+        sb.maintenance().current_id().unwrap()
+    );
 }
 
 fn append_garbage(p: &Path, bytes: &[u8]) {
@@ -332,13 +338,13 @@ fn torn_tails_of_segment_and_log_are_cut() {
         assert_eq!(&s.get(id).unwrap(), b);
     }
     assert!(fs::metadata(&seg).unwrap().len() < seg_len, "segment tail cut");
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
     let id = s.put(b"after recovery").unwrap();
     s.commit().unwrap();
     drop(s);
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(s.get(&id).unwrap(), b"after recovery");
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 /// Opens a store left behind by a leaked (`mem::forget`) handle. That handle
@@ -366,7 +372,7 @@ fn bit_flip_in_sealed_segment_is_reported_and_contained() {
     {
         let s = small_opts().open(dir.path()).unwrap();
         ids = items.iter().map(|b| s.put(b).unwrap()).collect();
-        s.seal().unwrap();
+        s.maintenance().seal().unwrap();
     }
     // Find where artifact 7's bytes are and flip one of them.
     let seg = only_file(&dir.path().join("segments"));
@@ -388,7 +394,7 @@ fn bit_flip_in_sealed_segment_is_reported_and_contained() {
             assert_eq!(&s.get(id).unwrap(), b, "artifact {i} should still read");
         }
     }
-    let rep = s.verify().unwrap();
+    let rep = s.maintenance().verify().unwrap();
     assert!(!rep.is_clean());
     assert!(rep
         .problems
@@ -417,7 +423,7 @@ fn repair_rebuilds_index_and_log_from_segments() {
         s.remove(&again.0).unwrap();
         s.put(&again.1).unwrap();
         s.commit().unwrap();
-        current = s.current_id().unwrap();
+        current = s.maintenance().current_id().unwrap();
     }
     for d in ["index", "log"] {
         fs::remove_dir_all(dir.path().join(d)).unwrap();
@@ -431,8 +437,8 @@ fn repair_rebuilds_index_and_log_from_segments() {
         assert_eq!(&s.get(id).unwrap(), b);
     }
     assert!(!s.contains(&removed).unwrap());
-    assert_eq!(s.current_id().unwrap(), current);
-    assert!(s.verify().unwrap().is_clean());
+    assert_eq!(s.maintenance().current_id().unwrap(), current);
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 #[test]
@@ -446,7 +452,7 @@ fn foreign_and_truncated_files_are_refused() {
     {
         let s = small_opts().open(dir.path()).unwrap();
         s.put(&noise(1, 5000)).unwrap();
-        s.seal().unwrap();
+        s.maintenance().seal().unwrap();
     }
     let seg = only_file(&dir.path().join("segments"));
     let good = fs::read(&seg).unwrap();
@@ -573,6 +579,6 @@ fn a_put_with_a_wrong_expected_id_stores_nothing() {
         assert_eq!(put.id, ArtifactId::of(&bytes));
     }
     s.commit().unwrap();
-    let report = s.verify().unwrap();
+    let report = s.maintenance().verify().unwrap();
     assert!(report.is_clean(), "{report:?}");
 }

@@ -109,7 +109,7 @@ fn ranges_read_only_the_chunks_they_need_and_only_proven_bytes() {
     let small = noise(6, 3000);
     let id = s.put(&big).unwrap();
     let sid = s.put(&small).unwrap();
-    s.snapshot("snap").unwrap();
+    s.snapshots().create("snap").unwrap();
     s.close().unwrap();
     let s = StoreOptions::new().read_only(true).open(&d).unwrap();
     let cases = [

@@ -112,7 +112,7 @@ pub fn crash_child_loop(dir: &str, base: u64) -> ! {
             println!("{sd} {id}");
         }
         if seed.is_multiple_of(37) {
-            s.seal().unwrap();
+            s.maintenance().seal().unwrap();
         }
     }
 }

@@ -146,7 +146,7 @@ pub enum Error {
     #[error("no pin named {0:?}")]
     PinNotFound(String),
     /// A pin of this name holds another artifact; moving it is
-    /// [`Store::repin`](crate::Store::repin).
+    /// [`Pins::set`](crate::Pins::set).
     #[error("a pin named {name:?} already holds {id} (unpin it first, or move it with repin / --force)")]
     PinExists {
         /// The pin's name.
@@ -193,6 +193,57 @@ impl Error {
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corrupt { .. } | Error::CorruptArtifact { .. })
     }
+
+    /// What kind of failure this is, for a caller that decides by it (the
+    /// CLI's exit code, a server's status, whether a PEL node failed or the
+    /// run's environment did).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Corrupt { .. } | Error::CorruptArtifact { .. } => ErrorKind::Corrupt,
+            Error::NotFound(_)
+            | Error::PrefixNotFound(_)
+            | Error::SnapshotNotFound(_)
+            | Error::PinNotFound(_)
+            | Error::NotRetained(_) => ErrorKind::NotFound,
+            Error::Locked(_) | Error::ReadOnly | Error::Poisoned | Error::SectionOpen => ErrorKind::Unavailable,
+            Error::SnapshotExists(_) | Error::PinExists { .. } | Error::InputChanged(_) => ErrorKind::Conflict,
+            Error::AmbiguousPrefix { .. }
+            | Error::InvalidId { .. }
+            | Error::NotAStore { .. }
+            | Error::IdMismatch(_)
+            | Error::InvalidArgument(_) => ErrorKind::Invalid,
+        }
+    }
+}
+
+/// The kinds of failure every layer's error sorts itself into with a
+/// `kind()` method, so that the shells above decide by kind and never by
+/// message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The operating system failed an operation (a disk, a file's mode, a
+    /// full disk): the request itself may be fine.
+    Io,
+    /// Stored bytes are damaged; nothing wrong was handed out.
+    Corrupt,
+    /// What was named (an artifact, snapshot, pin, record, remote) is not there.
+    NotFound,
+    /// The store cannot take the request now (another writer holds it, it
+    /// is read-only, an earlier failure left the writer unusable).
+    Unavailable,
+    /// The request collides with what exists (a name taken, an input that
+    /// changed under it).
+    Conflict,
+    /// The request is malformed or names something that cannot be (an
+    /// argument, a document, a record that breaks its schema).
+    Invalid,
+    /// A check refused it: a signature, a trust policy, a rule of the format
+    /// graph, a receipt that holds an artifact.
+    Refused,
+    /// A remote peer failed or answered outside its protocol.
+    Remote,
 }
 
 /// An operating-system failure and what was being done. Every layer's error

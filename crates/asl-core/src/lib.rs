@@ -5,11 +5,11 @@
 //! their own; blocks are appended to segment files and every read is verified.
 //! An on-disk sorted index maps ids to locations, and CURRENT is rebuilt on open
 //! from the latest checkpoint plus the log written since. Named snapshots
-//! freeze CURRENT; pins and snapshots are GC roots, and [`Store::gc`] reclaims
+//! freeze CURRENT; pins and snapshots are GC roots, and [`Maintenance::gc`](crate::Maintenance::gc) reclaims
 //! the rest while readers and writers carry on.
 //!
 //! Start with [`Store`]; [`PutOptions`] says whose an artifact is, and
-//! [`Store::ingest`] stores files and directory trees. The byte layouts are in
+//! [`Store::ingest`](crate::Store::ingest) stores files and directory trees. The byte layouts are in
 //! `spec/format.md`.
 //!
 //! This crate is the bottom of the workspace and imports no other ASL crate.
@@ -66,13 +66,14 @@ mod testutil;
 pub mod textfile;
 pub mod version;
 
-pub use error::{DecodeError, Error, Result};
+pub use error::{DecodeError, Error, ErrorKind, Result};
 pub use id::{ArtifactId, IdError, IdPrefix};
 pub use index::{DomainId, Placement, Visibility};
 pub use snapshot::{CurrentId, SnapshotMeta};
 pub use store::{
     release_thread_buffers, ArtifactInfo, ArtifactReader, AtomicSection, Audience, Changes, FileStamp, FilesCacheMode,
     GcOptions, GcReport, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested, Iter,
-    LogCursor, Problem, Put, PutOptions, RepairReport, Retention, SideFileAccess, SnapshotAt, SnapshotDiff,
-    SnapshotListing, SnapshotView, Store, StoreOptions, StoreStat, VerifyReport, View, DEFAULT_GC_THRESHOLD,
+    LogCursor, Maintenance, Pins, Problem, Put, PutOptions, RepairReport, Retention, SideFileAccess, SideFiles,
+    SnapshotAt, SnapshotDiff, SnapshotListing, SnapshotView, Snapshots, Store, StoreOptions, StoreStat, VerifyReport,
+    View, DEFAULT_GC_THRESHOLD,
 };

@@ -115,7 +115,7 @@ pub fn cosign(store: &Store, signer: &Signer) -> Result<ArtifactId> {
         .id;
     store.commit()?;
     store.set_visibility(&[sid], Visibility::Published)?;
-    store.repin(&pin_name(&signer.public()), &sid)?;
+    store.pins().set(&pin_name(&signer.public()), &sid)?;
     Ok(sid)
 }
 
@@ -128,6 +128,7 @@ fn pin_name(key: &PublicKey) -> String {
 pub fn cosignatures(store: &Store) -> Vec<ArtifactId> {
     store
         .pins()
+        .list()
         .into_iter()
         .filter(|(n, _)| n.starts_with(COSIG_PIN_PREFIX))
         .map(|(_, id)| id)
@@ -138,7 +139,7 @@ pub fn cosignatures(store: &Store) -> Vec<ArtifactId> {
 /// made internal.
 pub(super) fn drop_stale(store: &Store, current: &ArtifactId) -> Result<()> {
     let mut stale = Vec::new();
-    for (name, sid) in store.pins() {
+    for (name, sid) in store.pins().list() {
         if !name.starts_with(COSIG_PIN_PREFIX) {
             continue;
         }
@@ -149,7 +150,7 @@ pub(super) fn drop_stale(store: &Store, current: &ArtifactId) -> Result<()> {
             .and_then(|r| keys::signer_of(&r, current))
             .is_some();
         if !over_current {
-            store.unpin(&name)?;
+            store.pins().remove(&name)?;
             stale.push(sid);
         }
     }

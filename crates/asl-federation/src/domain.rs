@@ -53,8 +53,8 @@ impl Domain {
 
     /// The store's domain, if it has one yet.
     pub fn of_store(store: &Store) -> Result<Option<Domain>> {
-        match store.read_side_file(DOMAIN_FILE)? {
-            Some(b) => Domain::decode(&b, &store.side_file_path(DOMAIN_FILE)?).map(Some),
+        match store.side_files().read(DOMAIN_FILE)? {
+            Some(b) => Domain::decode(&b, &store.side_files().path(DOMAIN_FILE)?).map(Some),
             None => Ok(None),
         }
     }
@@ -79,7 +79,9 @@ impl Domain {
             id,
             name: name.to_string(),
         };
-        store.write_side_file(DOMAIN_FILE, &d.encode(), SideFileAccess::Shared)?;
+        store
+            .side_files()
+            .write(DOMAIN_FILE, &d.encode(), SideFileAccess::Shared)?;
         Ok(d)
     }
 

@@ -127,13 +127,13 @@ pub fn create(store: &Store, name: &str) -> Result<Created> {
     let domain = Domain::ensure(store)?;
     let signer = Domain::signer(store)?;
     let known = imports_by_number(store)?;
-    let meta = store.snapshot(name)?;
+    let meta = store.snapshots().create(name)?;
     // A snapshot whose sources cannot all be named is not left behind
     // without its signed record.
     let (sources, promised) = match sources_of(store, name, &known) {
         Ok(s) => s,
         Err(e) => {
-            store.delete_snapshot(name)?;
+            store.snapshots().delete(name)?;
             return Err(e);
         }
     };
@@ -189,8 +189,8 @@ pub fn create(store: &Store, name: &str) -> Result<Created> {
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     store.commit()?;
     let (p, ps) = pin_names(name);
-    store.repin(&ps, &signature)?;
-    store.repin(&p, &id)?;
+    store.pins().set(&ps, &signature)?;
+    store.pins().set(&p, &id)?;
     Ok(Created {
         id,
         signature,
@@ -220,7 +220,7 @@ pub struct Verified {
 /// Checks federated snapshot `name` offline (see the module docs).
 pub fn verify(store: &Store, name: &str) -> Result<Verified> {
     let (p, ps) = pin_names(name);
-    let pins: BTreeMap<String, ArtifactId> = store.pins().into_iter().collect();
+    let pins: BTreeMap<String, ArtifactId> = store.pins().list().into_iter().collect();
     let (Some(id), Some(sig)) = (pins.get(&p), pins.get(&ps)) else {
         return Err(Error::InvalidArgument(format!("{name} is not a federated snapshot")));
     };
@@ -235,7 +235,7 @@ pub fn verify(store: &Store, name: &str) -> Result<Verified> {
         v.problems
             .push(format!("the record {id} is not signed by this domain's key"));
     }
-    let meta = store.snapshot_meta(name)?;
+    let meta = store.snapshots().get(name)?;
     if bytes32(rec.body.get("snapshot")).map(|s| *s.as_bytes()) != Some(meta.identity.0) {
         v.problems.push(format!(
             "snapshot {name} is not the one the record names (it was replaced)"

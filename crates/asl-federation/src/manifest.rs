@@ -164,14 +164,14 @@ pub fn check_manifest(
 
 /// The latest manifest and its signature record, by their pins.
 pub fn latest_ids(store: &Store) -> Option<(ArtifactId, ArtifactId)> {
-    let pins = store.pins();
+    let pins = store.pins().list();
     let get = |name: &str| pins.iter().find(|(n, _)| n == name).map(|(_, id)| *id);
     Some((get(PUBLICATION_PIN)?, get(SIGNATURE_PIN)?))
 }
 
 /// The latest manifest this store published, with its id.
 pub fn latest(store: &Store) -> Result<Option<(ArtifactId, Manifest)>> {
-    let Some((_, id)) = store.pins().into_iter().find(|(n, _)| n == PUBLICATION_PIN) else {
+    let Some((_, id)) = store.pins().list().into_iter().find(|(n, _)| n == PUBLICATION_PIN) else {
         return Ok(None);
     };
     let r = records::get(store as &dyn Source, &id).map_err(|e| Error::InvalidArgument(e.to_string()))?;

@@ -183,8 +183,8 @@ fn change(store: &Store, ids: &[ArtifactId], v: Visibility) -> Result<Published>
     store.set_visibility(&[mid, sid], Visibility::Published)?;
     // The signature first: a reader that finds the manifest pin finds a
     // signature pin at least as new (it checks that they match).
-    store.repin(SIGNATURE_PIN, &sid)?;
-    store.repin(PUBLICATION_PIN, &mid)?;
+    store.pins().set(SIGNATURE_PIN, &sid)?;
+    store.pins().set(PUBLICATION_PIN, &mid)?;
     super::cosign::drop_stale(store, &mid)?;
     // The manifest before this one goes back to internal: only the latest
     // is what the domain says now, and the old one's bytes may be collected.

@@ -161,12 +161,13 @@ impl Partial {
             head.extend_from_slice(cv);
         }
         let file = store
-            .open_side_file(&part_name(id), OpenMode::CreateTruncate)?
+            .side_files()
+            .open(&part_name(id), OpenMode::CreateTruncate)?
             .expect("a created file is there");
         file.write_all_at(&head, 0)
             .and_then(|_| file.sync_all())
             .map_err(|e| io_err("write", &path, e))?;
-        store.sync_side_dir(FETCH_DIR)?;
+        store.side_files().sync_dir(FETCH_DIR)?;
         Ok(Partial {
             id: *id,
             len,
@@ -183,7 +184,7 @@ impl Partial {
     /// back to the verified prefix. A damaged one is removed (`None`).
     pub fn resume(store: &Store, id: &ArtifactId) -> Result<Option<Partial>> {
         let path = part_path(store, id);
-        let Some(file) = store.open_side_file(&part_name(id), OpenMode::ReadWrite)? else {
+        let Some(file) = store.side_files().open(&part_name(id), OpenMode::ReadWrite)? else {
             return Ok(None);
         };
         let parsed = (|| -> Option<(u64, Vec<[u8; 32]>, u64)> {
@@ -212,7 +213,7 @@ impl Partial {
         })();
         let Some((len, cvs, data_at)) = parsed else {
             drop(file);
-            store.remove_side_file(&part_name(id))?;
+            store.side_files().remove(&part_name(id))?;
             return Ok(None);
         };
         let mut p = Partial {
@@ -377,7 +378,7 @@ impl Partial {
         let put = store.put_reader_with(bytes, &placed.expect(Some(self.id)))?;
         store.commit()?;
         drop(self.file);
-        store.remove_side_file(&part_name(&self.id))?;
+        store.side_files().remove(&part_name(&self.id))?;
         Ok(put.len)
     }
 }
@@ -428,7 +429,8 @@ impl LocalChunks {
 /// The artifacts with a staging file.
 pub fn staged(store: &Store) -> Vec<ArtifactId> {
     store
-        .list_side_dir(FETCH_DIR)
+        .side_files()
+        .list_dir(FETCH_DIR)
         .unwrap_or_default()
         .iter()
         .filter_map(|n| n.strip_suffix(".part").and_then(|n| n.parse::<ArtifactId>().ok()))
@@ -437,7 +439,7 @@ pub fn staged(store: &Store) -> Vec<ArtifactId> {
 
 /// Removes the staging file of `id`, if there is one.
 pub fn discard(store: &Store, id: &ArtifactId) -> Result<()> {
-    store.remove_side_file(&part_name(id)).map(|_| ())
+    store.side_files().remove(&part_name(id)).map(|_| ())
 }
 
 /// Removes staging files of artifacts the store now holds (a fetch that

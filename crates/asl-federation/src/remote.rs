@@ -66,12 +66,12 @@ fn unframe(b: &[u8], magic: &str, path: &Path) -> Result<Vec<String>> {
 }
 
 fn read_file(store: &Store, name: &str) -> Result<Option<(Vec<u8>, std::path::PathBuf)>> {
-    Ok(store.read_side_file(name)?.map(|b| (b, store.path().join(name))))
+    Ok(store.side_files().read(name)?.map(|b| (b, store.path().join(name))))
 }
 
 /// Remotes carry bearer tokens: the owner alone may read the files.
 fn write_file(store: &Store, name: &str, bytes: &[u8]) -> Result<()> {
-    store.write_side_file(name, bytes, SideFileAccess::Private)
+    store.side_files().write(name, bytes, SideFileAccess::Private)
 }
 
 fn opt<T>(v: &str, parse: impl Fn(&str) -> Option<T>) -> std::result::Result<Option<T>, ()> {

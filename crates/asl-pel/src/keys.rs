@@ -74,8 +74,8 @@ impl Signer {
     /// The store's key, made (from the OS's random source) and saved on
     /// first use.
     pub fn of_store(store: &Store) -> Result<Signer, PelError> {
-        let path = store.side_file_path(KEY_FILE)?;
-        match store.read_side_file(KEY_FILE)? {
+        let path = store.side_files().path(KEY_FILE)?;
+        match store.side_files().read(KEY_FILE)? {
             Some(b) => Signer::decode(&b).map_err(|e| PelError::Trust(format!("{}: {e}", path.display()))),
             None => {
                 if store.is_read_only() {
@@ -85,7 +85,9 @@ impl Signer {
                     )));
                 }
                 let s = Signer::random()?;
-                store.write_side_file(KEY_FILE, &s.encode(), SideFileAccess::Private)?;
+                store
+                    .side_files()
+                    .write(KEY_FILE, &s.encode(), SideFileAccess::Private)?;
                 Ok(s)
             }
         }
@@ -94,14 +96,14 @@ impl Signer {
     /// A new key from the OS's random source.
     fn random() -> Result<Signer, PelError> {
         let mut seed = [0u8; 32];
-        asl_core::io::random_bytes(&mut seed).map_err(|e| PelError::Trust(format!("read /dev/urandom: {e}")))?;
+        asl_core::io::random_bytes(&mut seed).map_err(|e| asl_core::Error::io("read the OS's random source", e))?;
         Ok(Signer::from_seed(seed))
     }
 
     /// A signing key kept in its own file (a co-signer's, say), in the
     /// format of the store's key file.
     pub fn load(path: &Path) -> Result<Signer, PelError> {
-        let b = fs::read(path).map_err(|e| PelError::Trust(format!("read {}: {e}", path.display())))?;
+        let b = fs::read(path).map_err(|e| asl_core::Error::io(format!("read {}", path.display()), e))?;
         Signer::decode(&b).map_err(|e| PelError::Trust(format!("{}: {e}", path.display())))
     }
 
@@ -123,7 +125,7 @@ impl Signer {
             .mode(0o600)
             .open(path)
             .and_then(|mut f| f.write_all(&s.encode()).and_then(|_| f.sync_all()))
-            .map_err(|e| PelError::Trust(format!("write {}: {e}", path.display())))?;
+            .map_err(|e| asl_core::Error::io(format!("write {}", path.display()), e))?;
         Ok(s)
     }
 
@@ -239,8 +241,8 @@ impl Default for Trust {
 impl Trust {
     /// The store's trust file, or the default (no other key) when it has none.
     pub fn of_store(store: &Store) -> Result<Trust, PelError> {
-        let path = store.side_file_path(TRUST_FILE)?;
-        let Some(bytes) = store.read_side_file(TRUST_FILE)? else {
+        let path = store.side_files().path(TRUST_FILE)?;
+        let Some(bytes) = store.side_files().read(TRUST_FILE)? else {
             return Ok(Trust::default());
         };
         let damaged = |why: String| PelError::Trust(format!("{} is damaged: {why}", path.display()));
@@ -283,7 +285,7 @@ impl Trust {
             (Value::text("keys"), Value::Array(keys)),
         ]);
         let bytes = Record::new(TRUST_TYPE, 1, body).to_sealed_file()?;
-        Ok(store.write_side_file(TRUST_FILE, &bytes, SideFileAccess::Private)?)
+        Ok(store.side_files().write(TRUST_FILE, &bytes, SideFileAccess::Private)?)
     }
 
     /// Whether signatures by `signers` make a receipt trusted: one by

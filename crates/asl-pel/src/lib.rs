@@ -77,6 +77,20 @@ pub enum PelError {
 }
 
 impl PelError {
+    /// What kind of failure this is (see [`asl_core::ErrorKind`]).
+    pub fn kind(&self) -> asl_core::ErrorKind {
+        use asl_core::ErrorKind;
+        match self {
+            PelError::Program(_) => ErrorKind::Invalid,
+            PelError::MissingInputs(_) => ErrorKind::NotFound,
+            PelError::Trust(_) | PelError::Held(_) | PelError::Attestation(_) | PelError::Forbidden(_) => {
+                ErrorKind::Refused
+            }
+            PelError::Record(e) => e.kind(),
+            PelError::Store(e) => e.kind(),
+        }
+    }
+
     /// The message without its category, for wrapping in another.
     pub fn detail(&self) -> String {
         match self {

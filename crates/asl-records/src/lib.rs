@@ -78,6 +78,23 @@ pub enum RecordError {
     Store(#[from] asl_core::Error),
 }
 
+impl RecordError {
+    /// What kind of failure this is (see [`asl_core::ErrorKind`]).
+    pub fn kind(&self) -> asl_core::ErrorKind {
+        use asl_core::ErrorKind;
+        match self {
+            RecordError::Cbor(_)
+            | RecordError::NotARecord(_)
+            | RecordError::BadType(_)
+            | RecordError::Schema { .. }
+            | RecordError::Input(_) => ErrorKind::Invalid,
+            // The index is derived data that went wrong: `reindex` mends it.
+            RecordError::Index(_) => ErrorKind::Corrupt,
+            RecordError::Store(e) => e.kind(),
+        }
+    }
+}
+
 /// A record stored by [`put`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stored {

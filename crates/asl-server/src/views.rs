@@ -122,7 +122,7 @@ async fn create_snapshot(S(st): S<Arc<State>>, body: JsonBody<NewSnapshot>) -> R
         Err(r) => return r.into_response(),
     };
     let store = st.store.clone();
-    match blocking(move || store.snapshot(&body.name)).await {
+    match blocking(move || store.snapshots().create(&body.name)).await {
         Ok(m) => (
             StatusCode::CREATED,
             Json(json!({"name": m.name, "created": m.created, "artifacts": m.artifacts, "bytes": m.bytes})),

@@ -37,6 +37,12 @@ pub use asl_federation as federation;
 pub use asl_formats as formats;
 pub use asl_pel as pel;
 pub use asl_records as records;
+
+// The README's Rust examples are compiled (and the ones that need no files
+// run) as doctests, so the library section cannot drift from the API.
+#[cfg(all(doctest, feature = "json"))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeExamples;
 #[cfg(feature = "server")]
 pub use asl_server as server;
 

@@ -11,7 +11,7 @@ use super::human;
 
 /// `aslctl stat`: the store's counts and sizes.
 pub fn stat(json: bool, dir: &Path) -> Result<ExitCode, Error> {
-    let st = StoreOptions::new().read_only(true).open(dir)?.stat()?;
+    let st = StoreOptions::new().read_only(true).open(dir)?.maintenance().stat()?;
     if json {
         out!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
     } else {
@@ -93,7 +93,7 @@ pub fn rm(json: bool, dir: &Path, ids: &[String], force: bool) -> Result<ExitCod
 /// `aslctl seal`: seals the open segment.
 pub fn seal(dir: &Path) -> Result<ExitCode, Error> {
     let s = Store::open(dir)?;
-    s.seal()?;
+    s.maintenance().seal()?;
     super::close_committed(s);
     Ok(ExitCode::SUCCESS)
 }
@@ -101,7 +101,7 @@ pub fn seal(dir: &Path) -> Result<ExitCode, Error> {
 /// `aslctl verify`: checks every block and artifact; exit 1 on any problem.
 pub fn verify(json: bool, dir: &Path) -> Result<ExitCode, Error> {
     let s = StoreOptions::new().read_only(true).open(dir)?;
-    let r = s.verify()?;
+    let r = s.maintenance().verify()?;
     if json {
         out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {

@@ -182,8 +182,8 @@ fn status(json_out: bool, dir: &Path) -> Result<(), Error> {
         Ok(s) => (s, None),
         Err(e) => (StoreOptions::new().read_only(true).open(dir)?, Some(e.to_string())),
     };
-    let settled = s.settle();
-    let Some(t) = s.tier_status() else {
+    let settled = s.maintenance().settle();
+    let Some(t) = s.maintenance().tier_status() else {
         return Err(Error::InvalidArgument(format!(
             "{} is a local store (see `aslctl s3 tier`)",
             dir.display()

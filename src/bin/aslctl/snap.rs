@@ -175,7 +175,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
                     let id = s.resolve(t)?;
                     asl::records::tree::snapshot_tree(&s, name, &id).map_err(crate::record::lift)?
                 }
-                None => s.snapshot(name)?,
+                None => s.snapshots().create(name)?,
             };
             crate::close_committed(s);
             if json_out {
@@ -186,7 +186,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
             }
         }
         SnapCmd::List => {
-            let mut all = read_only()?.snapshots();
+            let mut all = read_only()?.snapshots().list();
             all.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
             if json_out {
                 out!("{}", Value::Array(all.iter().map(meta_json).collect()));
@@ -204,7 +204,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
             }
         }
         SnapCmd::Show { name } => {
-            let m = read_only()?.snapshot_meta(name)?;
+            let m = read_only()?.snapshots().get(name)?;
             if json_out {
                 out!("{}", meta_json(&m));
             } else {
@@ -216,7 +216,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
             }
         }
         SnapCmd::Diff { a, b } => {
-            let d = read_only()?.diff_snapshots(a, b)?;
+            let d = read_only()?.snapshots().diff(a, b)?;
             if json_out {
                 out!(
                     "{}",
@@ -237,7 +237,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
         }
         SnapCmd::Delete { name } => {
             let s = Store::open(dir)?;
-            let m = s.delete_snapshot(name)?;
+            let m = s.snapshots().delete(name)?;
             crate::close_committed(s);
             if json_out {
                 out!("{}", json!({"deleted": meta_json(&m)}));
@@ -257,7 +257,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
                 keep_names: keep_names.clone(),
             };
             let s = Store::open(dir)?;
-            let doomed = s.prune_snapshots(&policy, *dry_run)?;
+            let doomed = s.snapshots().prune(&policy, *dry_run)?;
             crate::close_committed(s);
             if json_out {
                 out!(
@@ -282,15 +282,16 @@ pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str, force: bool) -> Res
     let id = match s.resolve(id) {
         Err(Error::PrefixNotFound(p)) => s
             .snapshots()
+            .list()
             .iter()
             .find_map(|m| s.at(m).ok()?.resolve(id).ok())
             .ok_or(Error::PrefixNotFound(p))?,
         r => r?,
     };
     if force {
-        s.repin(name, &id)?;
+        s.pins().set(name, &id)?;
     } else {
-        s.pin(name, &id)?;
+        s.pins().add(name, &id)?;
     }
     crate::close_committed(s);
     if json_out {
@@ -303,7 +304,7 @@ pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str, force: bool) -> Res
 
 pub fn unpin(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {
     let s = Store::open(dir)?;
-    let id = s.unpin(name)?;
+    let id = s.pins().remove(name)?;
     crate::close_committed(s);
     if json_out {
         out!("{}", json!({"unpinned": name, "id": id.to_hex()}));
@@ -314,7 +315,7 @@ pub fn unpin(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> 
 }
 
 pub fn pins(json_out: bool, dir: &Path) -> Result<ExitCode, Error> {
-    let p = StoreOptions::new().read_only(true).open(dir)?.pins();
+    let p = StoreOptions::new().read_only(true).open(dir)?.pins().list();
     if json_out {
         let v: Vec<Value> = p.iter().map(|(n, id)| json!({"name": n, "id": id.to_hex()})).collect();
         out!("{}", Value::Array(v));
@@ -328,8 +329,8 @@ pub fn pins(json_out: bool, dir: &Path) -> Result<ExitCode, Error> {
 
 pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<ExitCode, Error> {
     let s = Store::open(dir)?;
-    let r = s.gc(&GcOptions { threshold, dry_run })?;
-    let after = s.stat()?;
+    let r = s.maintenance().gc(&GcOptions { threshold, dry_run })?;
+    let after = s.maintenance().stat()?;
     crate::close_committed(s);
     if json_out {
         out!(

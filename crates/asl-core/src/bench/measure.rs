@@ -241,7 +241,7 @@ pub fn run(
         }
     }
     store.commit()?;
-    let gc = store.gc(&GcOptions {
+    let gc = store.maintenance().gc(&GcOptions {
         threshold: plan.gc_threshold,
         dry_run: false,
     })?;

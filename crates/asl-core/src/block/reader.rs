@@ -49,6 +49,7 @@ pub(crate) fn raw_entry(seg: &Segment, block: u64, inner: u32, len: u64) -> Resu
 
 /// Bytes a read of one frame costs at most: the block's header and head,
 /// then no more than the artifact's length.
+#[cfg(feature = "bench")]
 pub(crate) fn frame_read_cost(len: u64) -> u64 {
     BLOCK_HEADER_LEN as u64 + 8 + len
 }

@@ -201,7 +201,7 @@ pub fn attached_to(dir: &Path, url: &str) -> Result<()> {
 /// every sealed segment and drops its local copy.
 pub fn tier(dir: &Path, url: &str, cache_bytes: u64) -> Result<()> {
     let store = StoreOptions::new().open(dir)?;
-    if store.tier_status().is_some() {
+    if store.maintenance().tier_status().is_some() {
         return Err(Error::InvalidArgument(format!(
             "{} already lives in a bucket",
             dir.display()
@@ -294,7 +294,7 @@ fn report(dir: &Path, segments: BTreeMap<String, u64>) -> Result<RestoreReport> 
         segments: segments.len(),
         bytes: segments.values().sum(),
         artifacts: store.iter()?.count() as u64,
-        snapshots: store.snapshots().len(),
+        snapshots: store.snapshots().list().len(),
     })
 }
 
@@ -306,14 +306,14 @@ fn report(dir: &Path, segments: BTreeMap<String, u64>) -> Result<RestoreReport> 
 pub fn push(url: &str, dir: &Path) -> Result<PushReport> {
     // Held open (the writer lock) so nothing changes during the push.
     let store = StoreOptions::new().open(dir)?;
-    if store.tier_status().is_some() {
+    if store.maintenance().tier_status().is_some() {
         return Err(Error::InvalidArgument(format!(
             "{} lives in a bucket already; push mirrors a local store",
             dir.display()
         )));
     }
-    store.seal()?;
-    store.checkpoint()?;
+    store.maintenance().seal()?;
+    store.maintenance().checkpoint()?;
     let identity = std::fs::read(dir.join("STORE")).map_err(fs(format!("read {}/STORE", dir.display())))?;
     let b = open_bucket(url)?;
     checked(&b)?;

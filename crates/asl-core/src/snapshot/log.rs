@@ -336,7 +336,7 @@ fn commit_after(b: &[u8], bad: usize, seq: u64) -> Option<usize> {
 }
 
 /// Parses a log image; never fails on a bad tail, only on a bad header. A
-/// damaged acknowledged batch is reported in [`LogContents::damage`], with the
+/// damaged acknowledged batch is reported in `LogContents::damage`, with the
 /// records before it.
 pub fn parse(b: &[u8]) -> Result<LogContents, DecodeError> {
     let (start_seq, store_id) = decode_header(b)?;

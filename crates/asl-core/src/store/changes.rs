@@ -46,7 +46,7 @@ pub struct Changes {
 impl Store {
     /// Where the committed history this handle sees ends now. A read-only
     /// handle sees the store as of opening it.
-    pub fn log_cursor(&self) -> LogCursor {
+    pub(crate) fn log_cursor(&self) -> LogCursor {
         match &self.writer {
             Some(w) => {
                 let w = w.lock();
@@ -60,10 +60,10 @@ impl Store {
     }
 
     /// The artifacts whose index records changed in the commits from `from`
-    /// up to [`Store::log_cursor`]; `None` when that history is no longer
+    /// up to [`Maintenance::log_cursor`](crate::Maintenance::log_cursor); `None` when that history is no longer
     /// kept (more than one checkpoint back, from a repaired store's earlier
     /// numbering, or from another store), so the caller must rescan.
-    pub fn changes_since(&self, from: LogCursor) -> Result<Option<Changes>> {
+    pub(crate) fn changes_since(&self, from: LogCursor) -> Result<Option<Changes>> {
         let now = self.log_cursor();
         if from == now {
             return Ok(Some(Changes {

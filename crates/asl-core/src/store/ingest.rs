@@ -6,7 +6,7 @@
 //! written (a missing path, a socket or an unreadable file stops it with the
 //! store untouched; symbolic links and empty directories met inside
 //! directories are listed for the trees, special files met there are
-//! skipped and counted). [`Store::ingest_plan`] then stores the inputs in
+//! skipped and counted). [`Store::ingest_plan`](crate::Store::ingest_plan) then stores the inputs in
 //! windows: the small files of a window are read on all cores and stored with
 //! one `put_batch`, large files stream one at a time; results keep the input
 //! order. It commits every gigabyte or 20 000 files and at the end, and tells
@@ -30,7 +30,7 @@ use super::Store;
 /// The files cache's file, in the store directory.
 pub(crate) const FILES_CACHE: &str = "files-cache";
 
-/// How [`Store::ingest_plan`] stores its inputs.
+/// How [`Store::ingest_plan`](crate::Store::ingest_plan) stores its inputs.
 #[derive(Clone, Debug)]
 pub struct IngestOptions {
     /// Applied to every artifact stored.
@@ -87,7 +87,7 @@ pub struct Ingested {
     pub put: Put,
 }
 
-/// What [`Store::ingest_plan`] tells its caller as it goes.
+/// What [`Store::ingest_plan`](crate::Store::ingest_plan) tells its caller as it goes.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum IngestEvent<'a> {
@@ -127,7 +127,7 @@ pub struct IngestReport {
 
 impl Store {
     /// Walks `paths` and stores them (see [`IngestPlan::walk`] and
-    /// [`Store::ingest_plan`]).
+    /// [`Store::ingest_plan`](crate::Store::ingest_plan)).
     pub fn ingest(
         &self,
         paths: &[PathBuf],
@@ -143,7 +143,7 @@ impl Store {
     /// On an error (an input changed or vanished, a full disk) it returns at
     /// once: results already reported as [`IngestEvent::Committed`] are
     /// durable, the rest are buffered and uncommitted. The caller chooses:
-    /// commit them, or [`Store::abandon`] the store so the next open recovers
+    /// commit them, or [`Store::abandon`](crate::Store::abandon) the store so the next open recovers
     /// the last commit (what `aslctl ingest` does, so that nothing it did not
     /// print is kept).
     pub fn ingest_plan(

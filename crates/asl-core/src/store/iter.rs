@@ -55,29 +55,31 @@ impl Store {
         }
     }
 
-    /// Iterates over the live artifacts of CURRENT in id order. Writes that are
-    /// still buffered are written to the open segment first so they are included.
+    /// Iterates over the live artifacts of CURRENT in id order, those still
+    /// buffered for a block included. Reading never writes: the buffer is
+    /// merged into the listing, not flushed to make it appear.
     pub fn iter(&self) -> Result<Iter> {
-        if let Some(w) = &self.writer {
-            let mut w = w.lock();
-            if !w.poisoned && !self.pending.read().open_is_empty() {
-                self.flush_pending(&mut w).inspect_err(|_| w.poisoned = true)?;
-            }
-        }
-        let st = self.state.read();
-        Ok(Iter {
-            inner: Merged::new(super::sorted(&st.memtable), &st.indexes, None)?,
-        })
+        self.iter_over(None)
     }
 
-    /// [`Store::iter`] from the first live artifact whose id is at least
+    /// [`Store::iter`](crate::Store::iter) from the first live artifact whose id is at least
     /// `from`: a page of a listing starts where the last one ended without
     /// walking what came before.
     pub fn iter_from(&self, from: &ArtifactId) -> Result<Iter> {
-        drop(self.iter()?);
+        self.iter_over(Some(from))
+    }
+
+    fn iter_over(&self, from: Option<&ArtifactId>) -> Result<Iter> {
+        // The buffer first: an artifact leaves it only once its record is in
+        // the memtable, so one that moves between the two reads is seen in
+        // the second.
+        let pending = self.pending.read().listing(from);
         let st = self.state.read();
+        let inner = Merged::new(super::sorted(&st.memtable), &st.indexes, from.copied())?;
         Ok(Iter {
-            inner: Merged::new(super::sorted(&st.memtable), &st.indexes, Some(*from))?,
+            inner,
+            pending: pending.into_iter().peekable(),
+            head: None,
         })
     }
 
@@ -85,34 +87,46 @@ impl Store {
     /// (segment, then block), for a caller about to read every one of them:
     /// consecutive reads then share blocks, each block is decoded once and
     /// served from the block cache after, where id order would decode a
-    /// block per artifact. Holds all the ids in memory (32 bytes each).
+    /// block per artifact. Those still buffered come last (they are read
+    /// from memory). Holds all the ids in memory (32 bytes each).
     pub fn ids_in_storage_order(&self) -> Result<Vec<ArtifactId>> {
-        // Buffered writes go to the segment first, as for `iter`.
-        drop(self.iter()?);
+        let pending = self.pending.read().listing(None);
         let mut v: Vec<(u32, u64, u32, ArtifactId)> = Vec::new();
         for e in self.live_entries()? {
             let e = e?;
             v.push((e.segment, e.block_offset, e.inner, e.id));
         }
         v.sort_unstable();
-        Ok(v.into_iter().map(|(_, _, _, id)| id).collect())
+        let mut ids: Vec<ArtifactId> = v.into_iter().map(|(_, _, _, id)| id).collect();
+        let on_disk: std::collections::HashSet<ArtifactId> = ids.iter().copied().collect();
+        ids.extend(pending.into_iter().map(|p| p.id).filter(|id| !on_disk.contains(id)));
+        Ok(ids)
     }
 
-    /// All live artifacts, collected. Prefer [`Store::iter`] for large stores.
+    /// All live artifacts, collected. Prefer [`Store::iter`](crate::Store::iter) for large stores.
     pub fn list(&self) -> Result<Vec<ArtifactInfo>> {
         self.iter()?.collect()
     }
 }
 
-/// Iterator over the live artifacts of CURRENT (see [`Store::iter`]) or of a
+/// Iterator over the live artifacts of CURRENT (see [`Store::iter`](crate::Store::iter)) or of a
 /// snapshot.
 pub struct Iter {
     inner: Merged,
+    /// Artifacts still buffered for a block when the iteration began, in id
+    /// order: newer than any record on disk for the same id.
+    pending: std::iter::Peekable<std::vec::IntoIter<ArtifactInfo>>,
+    /// The next record of `inner`, looked at but not yet handed out.
+    head: Option<Entry>,
 }
 
 impl Iter {
     pub(crate) fn over(inner: Merged) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            pending: Vec::new().into_iter().peekable(),
+            head: None,
+        }
     }
 }
 
@@ -121,10 +135,29 @@ impl Iterator for Iter {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            match self.inner.next()? {
-                Ok(e) if e.is_tombstone() || e.is_chunk() => continue,
-                Ok(e) => return Some(Ok(ArtifactInfo::from(&e))),
-                Err(e) => return Some(Err(e.into())),
+            if self.head.is_none() {
+                self.head = match self.inner.next() {
+                    Some(Ok(e)) => Some(e),
+                    Some(Err(e)) => return Some(Err(e.into())),
+                    None => None,
+                };
+            }
+            let buffered_first = match (&self.head, self.pending.peek()) {
+                (None, None) => return None,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (Some(e), Some(p)) => p.id <= e.id,
+            };
+            if buffered_first {
+                let p = self.pending.next()?;
+                if self.head.as_ref().is_some_and(|e| e.id == p.id) {
+                    self.head = None;
+                }
+                return Some(Ok(p));
+            }
+            let e = self.head.take()?;
+            if !(e.is_tombstone() || e.is_chunk()) {
+                return Some(Ok(ArtifactInfo::from(&e)));
             }
         }
     }

@@ -51,7 +51,7 @@ impl Store {
         self.put_reader_with(reader, &PutOptions::default()).map(|p| p.id)
     }
 
-    /// [`Store::put_reader`] with options; says whether anything was written.
+    /// [`Store::put_reader`](crate::Store::put_reader) with options; says whether anything was written.
     pub fn put_reader_with(&self, mut reader: impl Read, opts: &PutOptions) -> Result<Put> {
         let mut head = Vec::new();
         (&mut reader)
@@ -106,13 +106,13 @@ impl Store {
         self.put_file_with(path, &PutOptions::default(), &mut |_| {})
     }
 
-    /// [`Store::put_file`], calling `progress(done)` as it goes (see
-    /// [`Store::put_file_with`]).
+    /// [`Store::put_file`](crate::Store::put_file), calling `progress(done)` as it goes (see
+    /// [`Store::put_file_with`](crate::Store::put_file_with)).
     pub fn put_file_with_progress(&self, path: &Path, progress: &mut dyn FnMut(u64)) -> Result<Put> {
         self.put_file_with(path, &PutOptions::default(), progress)
     }
 
-    /// [`Store::put_file`] with options, calling `progress(done)` as it goes,
+    /// [`Store::put_file`](crate::Store::put_file) with options, calling `progress(done)` as it goes,
     /// with `done` rising to the file's length. When the file is hashed
     /// before it is written, hashing counts for the first half and writing
     /// for the second; a file already stored jumps to its length once hashed.
@@ -212,7 +212,7 @@ impl Store {
         }
     }
 
-    /// [`Store::existing`] of many ids, each with a tag: sorts them and
+    /// [`Store::existing`](crate::Store::existing) of many ids, each with a tag: sorts them and
     /// calls `found(tag, put)` for each one live or buffered. In id order
     /// the index pages are met front to back, each once, and each search
     /// starts where the one before it ended. (The order is the ids' byte
@@ -431,7 +431,7 @@ impl Store {
         self.drop_written(w, mark, run.blocks, run.written)
     }
 
-    /// [`Store::drop_chunks`] for a stream that appended `blocks` blocks
+    /// [`Store::drop_chunks`](crate::Store::drop_chunks) for a stream that appended `blocks` blocks
     /// holding `written` logical bytes.
     pub(super) fn drop_written(&self, w: &mut Writer, mark: &Mark, blocks: u64, written: u64) -> Result<()> {
         if blocks == 0 {

@@ -58,7 +58,7 @@ pub struct Problem {
     pub detail: String,
 }
 
-/// The result of [`Store::verify`].
+/// The result of [`Maintenance::verify`](crate::Maintenance::verify).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct VerifyReport {
     /// Segments scanned.
@@ -82,7 +82,7 @@ impl VerifyReport {
 
 impl Store {
     /// Counts CURRENT and computes its identity (one pass over the index).
-    pub fn stat(&self) -> Result<StoreStat> {
+    pub(crate) fn stat(&self) -> Result<StoreStat> {
         let mut hasher = CurrentHasher::default();
         let (mut artifacts, mut logical) = (0u64, 0u64);
         for e in self.live_entries()? {
@@ -131,7 +131,7 @@ impl Store {
     }
 
     /// CURRENT's identity: BLAKE3 over the sorted live ids with domain and visibility.
-    pub fn current_id(&self) -> Result<CurrentId> {
+    pub(crate) fn current_id(&self) -> Result<CurrentId> {
         let mut hasher = CurrentHasher::default();
         for e in self.live_entries()? {
             hasher.add(&e?);
@@ -142,7 +142,7 @@ impl Store {
     /// Full scrub: every index file's checksum, every block's checksums in every
     /// segment, every sealed segment's footer, and every live artifact read back
     /// and hashed. Problems are collected, not returned as an error.
-    pub fn verify(&self) -> Result<VerifyReport> {
+    pub(crate) fn verify(&self) -> Result<VerifyReport> {
         let mut rep = VerifyReport::default();
         for (file, detail) in &self.open_damage {
             rep.problems.push(problem(file, None, detail.clone()));

@@ -14,6 +14,7 @@ mod chunked;
 mod filehash;
 mod files_cache;
 mod gc;
+mod handles;
 mod ingest;
 mod large;
 mod layout;
@@ -58,6 +59,7 @@ use crate::snapshot::CurrentId;
 pub use atomic::AtomicSection;
 pub use changes::{Changes, LogCursor};
 pub use gc::{GcOptions, GcReport, DEFAULT_THRESHOLD as DEFAULT_GC_THRESHOLD};
+pub use handles::{Maintenance, Pins, SideFiles, Snapshots};
 pub use ingest::{
     FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested,
 };
@@ -76,7 +78,7 @@ pub use view::{Audience, SnapshotAt, SnapshotListing, View};
 
 /// A content-addressed artifact store in one directory.
 ///
-/// Writes are buffered into packed blocks and become durable at [`Store::commit`]
+/// Writes are buffered into packed blocks and become durable at [`Store::commit`](crate::Store::commit)
 /// (one fsync of the segment, one of the log, however many puts came before).
 /// Every read is verified against the artifact's BLAKE3 id or the block's CRC.
 /// `Store` is `Send + Sync`: reads run concurrently with the writer.
@@ -385,7 +387,7 @@ impl Store {
     /// Waits until what the backend does in the background is done: for a
     /// store living in a bucket, the uploads of sealed segments and
     /// mirrored files. Returns at once for a local store.
-    pub fn settle(&self) -> Result<()> {
+    pub(crate) fn settle(&self) -> Result<()> {
         self.layout
             .io
             .settle()
@@ -394,7 +396,7 @@ impl Store {
 
     /// Where the sealed segments of a store living in a bucket are:
     /// counts, the upload queue, the page cache. `None` for a local store.
-    pub fn tier_status(&self) -> Option<crate::io::TierStatus> {
+    pub(crate) fn tier_status(&self) -> Option<crate::io::TierStatus> {
         self.layout.io.tier_status()
     }
 

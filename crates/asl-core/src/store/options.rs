@@ -138,7 +138,7 @@ impl StoreOptions {
     }
 
     /// Bytes of retired log files kept as history for
-    /// [`Store::changes_since`](crate::Store::changes_since), so that indexes
+    /// [`Maintenance::changes_since`](crate::Maintenance::changes_since), so that indexes
     /// kept outside the store catch up without a rescan. Default 64 MiB.
     pub fn log_history(mut self, bytes: u64) -> Self {
         self.log_history = bytes;
@@ -172,7 +172,7 @@ impl StoreOptions {
     }
 
     /// Also take a ZFS snapshot (`<dataset>@asl-<name>`) of the dataset holding
-    /// the store whenever [`Store::snapshot`] runs (feature `zfs`; needs the
+    /// the store whenever [`Snapshots::create`](crate::Snapshots::create) runs (feature `zfs`; needs the
     /// `zfs` command and permission to snapshot).
     #[cfg(feature = "zfs")]
     pub fn zfs(mut self, yes: bool) -> Self {
@@ -204,7 +204,7 @@ impl StoreOptions {
         Store::open_with(path.as_ref(), self)
     }
 
-    /// Rebuilds the store at `path` from its segments (see [`Store::repair`]),
+    /// Rebuilds the store at `path` from its segments (see [`Store::repair`](crate::Store::repair)),
     /// through these options' backend.
     pub fn repair(self, path: impl AsRef<Path>) -> Result<crate::RepairReport> {
         Store::repair_with(path.as_ref(), &self)

@@ -13,6 +13,8 @@ use crate::block::format::{PackedBuilder, PackedEntry};
 use crate::id::{ArtifactId, IdBuildHasher};
 use crate::index::entry::Placement;
 
+use super::read::ArtifactInfo;
+
 /// Where a pending artifact sits.
 #[derive(Clone, Copy)]
 enum Slot {
@@ -72,6 +74,27 @@ impl Pending {
     /// Every buffered id.
     pub(crate) fn ids(&self) -> impl Iterator<Item = &ArtifactId> {
         self.ids.keys()
+    }
+
+    /// Every buffered artifact as a listing shows it, in id order (the
+    /// snapshot iteration merges with what is on disk).
+    pub(crate) fn listing(&self, from: Option<&ArtifactId>) -> Vec<ArtifactInfo> {
+        let mut v: Vec<ArtifactInfo> = self
+            .ids
+            .keys()
+            .filter(|id| from.is_none_or(|f| *id >= f))
+            .filter_map(|id| {
+                let p = self.placement(id)?;
+                Some(ArtifactInfo {
+                    id: *id,
+                    len: self.get(id)?.len() as u64,
+                    domain: p.domain,
+                    visibility: p.visibility,
+                })
+            })
+            .collect();
+        v.sort_unstable_by_key(|i| i.id);
+        v
     }
 
     /// Adds an artifact to the block being filled.

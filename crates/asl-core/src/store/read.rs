@@ -58,7 +58,7 @@ impl FrameCache {
     }
 }
 
-/// A live artifact as listed by [`Store::iter`].
+/// A live artifact as listed by [`Store::iter`](crate::Store::iter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArtifactInfo {
     /// Its id.
@@ -326,7 +326,7 @@ impl Store {
         self.read_small_with(e, seg, true)
     }
 
-    /// [`Store::read_small`]; `cache` false leaves the block cache as it is
+    /// [`Store::read_small`](crate::Store::read_small); `cache` false leaves the block cache as it is
     /// (GC reads every artifact of a victim once: keeping them would only
     /// push out what readers use).
     pub(crate) fn read_small_with(&self, e: &Entry, seg: &Segment, cache: bool) -> Result<Vec<u8>> {

@@ -26,7 +26,7 @@ pub enum SideFileAccess {
 impl Store {
     /// Where side file `name` lives: `name` is relative to the store
     /// directory, one or more plain components (`domain`, `keys/trust`).
-    pub fn side_file_path(&self, name: &str) -> Result<PathBuf> {
+    pub(crate) fn side_file_path(&self, name: &str) -> Result<PathBuf> {
         let rel = Path::new(name);
         let plain = !name.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
         if !plain {
@@ -38,7 +38,7 @@ impl Store {
     }
 
     /// Side file `name`'s bytes, or `None` when it does not exist.
-    pub fn read_side_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn read_side_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let path = self.side_file_path(name)?;
         let io = &*self.layout.io;
         if !io.is_file(&path) {
@@ -51,7 +51,7 @@ impl Store {
     /// (a temporary file, fsynced, renamed over, the directory fsynced):
     /// after a crash the file holds the old bytes or the new ones. Refused
     /// on a store open read-only.
-    pub fn write_side_file(&self, name: &str, bytes: &[u8], access: SideFileAccess) -> Result<()> {
+    pub(crate) fn write_side_file(&self, name: &str, bytes: &[u8], access: SideFileAccess) -> Result<()> {
         if self.is_read_only() {
             return Err(Error::ReadOnly);
         }
@@ -79,8 +79,8 @@ impl Store {
     /// staged chunk by chunk, say). `Read` and `ReadWrite` give `None` when
     /// it does not exist; the create modes make its directory first. The
     /// caller fsyncs what must be durable (and the directory, see
-    /// [`Store::sync_side_dir`], after creating it).
-    pub fn open_side_file(&self, name: &str, mode: OpenMode) -> Result<Option<Box<dyn StoreFile>>> {
+    /// [`SideFiles::sync_dir`](crate::SideFiles::sync_dir), after creating it).
+    pub(crate) fn open_side_file(&self, name: &str, mode: OpenMode) -> Result<Option<Box<dyn StoreFile>>> {
         let path = self.side_file_path(name)?;
         let io = &*self.layout.io;
         match mode {
@@ -97,7 +97,7 @@ impl Store {
     }
 
     /// Removes side file `name`; false when there was none.
-    pub fn remove_side_file(&self, name: &str) -> Result<bool> {
+    pub(crate) fn remove_side_file(&self, name: &str) -> Result<bool> {
         let path = self.side_file_path(name)?;
         let io = &*self.layout.io;
         if !io.is_file(&path) {
@@ -111,7 +111,7 @@ impl Store {
     }
 
     /// The names in side directory `dir` (empty when it does not exist).
-    pub fn list_side_dir(&self, dir: &str) -> Result<Vec<String>> {
+    pub(crate) fn list_side_dir(&self, dir: &str) -> Result<Vec<String>> {
         let path = self.side_file_path(dir)?;
         let io = &*self.layout.io;
         if !io.is_dir(&path) {
@@ -122,7 +122,7 @@ impl Store {
 
     /// Makes the names in side directory `dir` durable (after a file in it
     /// was created or removed).
-    pub fn sync_side_dir(&self, dir: &str) -> Result<()> {
+    pub(crate) fn sync_side_dir(&self, dir: &str) -> Result<()> {
         let path = self.side_file_path(dir)?;
         Ok(crate::fsutil::sync_dir(&*self.layout.io, &path)?)
     }

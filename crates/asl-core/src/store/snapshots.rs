@@ -32,7 +32,7 @@ use super::{SnapshotHandle, Store, Writer};
 
 const PENDING_FILE: &str = "pending.idx";
 
-/// Which snapshots [`Store::prune_snapshots`] keeps. A snapshot is deleted only
+/// Which snapshots [`Snapshots::prune`](crate::Snapshots::prune) keeps. A snapshot is deleted only
 /// when no rule keeps it.
 #[derive(Clone, Debug, Default)]
 pub struct Retention {
@@ -75,24 +75,9 @@ impl AsRef<str> for SnapshotMeta {
 }
 
 impl Store {
-    /// Takes a named snapshot of CURRENT (committing buffered writes first) and
-    /// returns its catalog entry; `identity` is CURRENT's identity, the same
-    /// for the same content wherever its bytes sit. The writer waits while the
-    /// snapshot's index file is written (one sequential pass over the index).
-    pub fn snapshot(&self, name: &str) -> Result<SnapshotMeta> {
-        self.snapshot_filtered(name, None)
-    }
-
-    /// Takes a named snapshot holding only the artifacts `ids` (each must be
-    /// in CURRENT, else [`Error::NotFound`] and no snapshot): what a tree and
-    /// everything below it needs, say, so that a backup of one directory is
-    /// kept, listed and restored on its own. The identity is that of a
-    /// CURRENT holding just those artifacts.
-    pub fn snapshot_of(&self, name: &str, ids: &HashSet<ArtifactId>) -> Result<SnapshotMeta> {
-        self.snapshot_filtered(name, Some(ids))
-    }
-
-    fn snapshot_filtered(&self, name: &str, only: Option<&HashSet<ArtifactId>>) -> Result<SnapshotMeta> {
+    /// Takes snapshot `name` of CURRENT, or of just the artifacts `only`
+    /// (see [`Snapshots::create`](super::Snapshots::create)).
+    pub(crate) fn snapshot_filtered(&self, name: &str, only: Option<&HashSet<ArtifactId>>) -> Result<SnapshotMeta> {
         validate_name(name).map_err(Error::InvalidArgument)?;
         let mut w = self.writer_to_commit()?;
         if self.state.read().snapshots.contains_key(name) {
@@ -176,12 +161,12 @@ impl Store {
     }
 
     /// The snapshots, in name order.
-    pub fn snapshots(&self) -> Vec<SnapshotMeta> {
+    pub(crate) fn snapshot_list(&self) -> Vec<SnapshotMeta> {
         self.state.read().snapshots.values().map(|h| h.meta.clone()).collect()
     }
 
     /// One snapshot's catalog entry.
-    pub fn snapshot_meta(&self, name: &str) -> Result<SnapshotMeta> {
+    pub(crate) fn snapshot_meta(&self, name: &str) -> Result<SnapshotMeta> {
         Ok(self.handle(name)?.meta.clone())
     }
 
@@ -203,8 +188,8 @@ impl Store {
     }
 
     /// Deletes a snapshot. Artifacts only it held become garbage for the next
-    /// [`Store::gc`]; until then they stay on disk.
-    pub fn delete_snapshot(&self, name: &str) -> Result<SnapshotMeta> {
+    /// [`Maintenance::gc`](crate::Maintenance::gc); until then they stay on disk.
+    pub(crate) fn delete_snapshot(&self, name: &str) -> Result<SnapshotMeta> {
         let mut w = self.writer_to_commit()?;
         let h = self.handle(name)?;
         self.guard(&mut w, |s, w| {
@@ -253,7 +238,7 @@ impl Store {
     }
 
     /// Artifacts added and removed from snapshot `a` to snapshot `b`.
-    pub fn diff_snapshots(&self, a: &str, b: &str) -> Result<SnapshotDiff> {
+    pub(crate) fn diff_snapshots(&self, a: &str, b: &str) -> Result<SnapshotDiff> {
         let (ha, hb) = (self.handle(a)?, self.handle(b)?);
         let mut out = SnapshotDiff::default();
         if ha.meta.identity == hb.meta.identity {
@@ -296,23 +281,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Pins `id` under `name` as a GC root. The artifact must be retained
-    /// now: live in CURRENT, in a snapshot, or pinned already. Pinning the
-    /// same artifact under the same name again is a no-op; a name that holds
-    /// another artifact is refused with [`Error::PinExists`], since moving it
-    /// silently would take a GC root away from what it held ([`Store::repin`]
-    /// moves it on purpose).
-    pub fn pin(&self, name: &str, id: &ArtifactId) -> Result<()> {
-        self.pin_inner(name, id, false)
-    }
-
-    /// Pins `id` under `name`, moving the pin if it held another artifact
-    /// (which then loses this root).
-    pub fn repin(&self, name: &str, id: &ArtifactId) -> Result<()> {
-        self.pin_inner(name, id, true)
-    }
-
-    fn pin_inner(&self, name: &str, id: &ArtifactId, may_move: bool) -> Result<()> {
+    /// Pins `id` as `name`; moves a pin that held another artifact only
+    /// with `may_move` (see [`Pins::add`](super::Pins::add)).
+    pub(crate) fn pin_inner(&self, name: &str, id: &ArtifactId, may_move: bool) -> Result<()> {
         validate_name(name).map_err(Error::InvalidArgument)?;
         let mut w = self.writer_to_commit()?;
         match self.state.read().pins.get(name) {
@@ -348,7 +319,7 @@ impl Store {
     }
 
     /// Removes a pin; returns the artifact it named.
-    pub fn unpin(&self, name: &str) -> Result<ArtifactId> {
+    pub(crate) fn unpin(&self, name: &str) -> Result<ArtifactId> {
         let mut w = self.writer_to_commit()?;
         if !self.state.read().pins.contains_key(name) {
             return Err(Error::PinNotFound(name.to_string()));
@@ -369,7 +340,7 @@ impl Store {
 
     /// A verified reader over the artifact pinned as `name`, whether or not it
     /// is still in CURRENT.
-    pub fn open_pinned(&self, name: &str) -> Result<ArtifactReader> {
+    pub(crate) fn open_pinned(&self, name: &str) -> Result<ArtifactReader> {
         let id = *self
             .state
             .read()
@@ -387,20 +358,20 @@ impl Store {
     }
 
     /// The pins, in name order.
-    pub fn pins(&self) -> Vec<(String, ArtifactId)> {
+    pub(crate) fn pin_list(&self) -> Vec<(String, ArtifactId)> {
         self.state.read().pins.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Deletes every snapshot no rule of `policy` keeps and returns them (with
     /// `dry_run`, only returns them). A policy with no rule is refused rather
     /// than read as "keep nothing".
-    pub fn prune_snapshots(&self, policy: &Retention, dry_run: bool) -> Result<Vec<SnapshotMeta>> {
+    pub(crate) fn prune_snapshots(&self, policy: &Retention, dry_run: bool) -> Result<Vec<SnapshotMeta>> {
         if policy.is_empty() {
             return Err(Error::InvalidArgument(
                 "a retention policy needs at least one keep rule (keep-last, keep-within or keep-name)".into(),
             ));
         }
-        let doomed = doomed_by(&self.snapshots(), policy, now_secs());
+        let doomed = doomed_by(&self.snapshot_list(), policy, now_secs());
         if !dry_run {
             for m in &doomed {
                 self.delete_snapshot(&m.name)?;
@@ -440,7 +411,7 @@ fn doomed_by(all: &[SnapshotMeta], policy: &Retention, now: u64) -> Vec<Snapshot
     out
 }
 
-/// A read-only view of a snapshot (see [`Store::at`]): the read API of the
+/// A read-only view of a snapshot (see [`Store::at`](crate::Store::at)): the read API of the
 /// store, answering as of the moment the snapshot was taken.
 pub struct SnapshotView<'a> {
     store: &'a Store,
@@ -497,7 +468,7 @@ impl SnapshotView<'_> {
     }
 
     /// Reads a range of an artifact of the snapshot, proven against its id
-    /// (see [`Store::read_range`]).
+    /// (see [`Store::read_range`](crate::Store::read_range)).
     pub fn read_range(&self, id: &ArtifactId, offset: u64, len: u64) -> Result<Vec<u8>> {
         self.open_reader(id)?.into_range(offset, len)?.read_all()
     }

@@ -136,7 +136,7 @@ fn a_slow_stream_does_not_block_small_puts_commits_or_other_streams() {
     let vis = |id| info.iter().find(|a| a.id == id).unwrap().visibility;
     assert_eq!(vis(big_id), Visibility::Published);
     assert_eq!(vis(small), Visibility::Internal);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 #[test]
@@ -160,26 +160,27 @@ fn seal_waits_for_a_stream_and_a_duplicate_stream_leaves_counted_garbage() {
     s.put(b"after the chunks").unwrap();
     s.commit().unwrap();
     let s2 = s.clone();
-    let sealer = std::thread::spawn(move || s2.seal());
+    let sealer = std::thread::spawn(move || s2.maintenance().seal());
     std::thread::sleep(Duration::from_millis(50));
     assert!(!sealer.is_finished(), "seal did not wait for the stream");
     go.send(()).unwrap();
     let dup = h.join().unwrap().unwrap();
     assert!(!dup.new && dup.id == id);
     sealer.join().unwrap().unwrap();
-    let st = s.stat().unwrap();
+    let st = s.maintenance().stat().unwrap();
     assert!(st.garbage_bytes >= 8 << 20, "orphaned chunks not counted: {st:?}");
-    s.gc(&GcOptions {
-        threshold: 1.0,
-        dry_run: false,
-    })
-    .unwrap();
-    assert_eq!(s.stat().unwrap().garbage_bytes, 0);
+    s.maintenance()
+        .gc(&GcOptions {
+            threshold: 1.0,
+            dry_run: false,
+        })
+        .unwrap();
+    assert_eq!(s.maintenance().stat().unwrap().garbage_bytes, 0);
     assert_eq!(s.get(&id).unwrap(), big);
     drop(s);
     let s = Store::open(d.path()).unwrap();
     assert_eq!(s.get(&id).unwrap(), big);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 #[test]
@@ -203,7 +204,7 @@ fn a_duplicate_stream_in_chunks_writes_nothing_and_a_sweep_waits_for_its_referen
     // The sweep runs while the put is paused (it waits for nothing but the
     // writer lock): the chunks past what the put has referenced are named
     // by nothing and go; the put writes them again from the bytes it reads.
-    let swept = s.gc(&GcOptions::default()).unwrap();
+    let swept = s.maintenance().gc(&GcOptions::default()).unwrap();
     assert!(
         swept.chunks_swept > 0 && swept.chunk_bytes_swept <= 17 << 20,
         "{swept:?}"
@@ -213,17 +214,18 @@ fn a_duplicate_stream_in_chunks_writes_nothing_and_a_sweep_waits_for_its_referen
     assert!(put.new && put.id == other_id);
     // Rewrite every segment with garbage: a chunk the paused put referenced
     // but the sweep dropped would be gone now.
-    s.seal().unwrap();
-    s.gc(&GcOptions {
-        threshold: 1.0,
-        dry_run: false,
-    })
-    .unwrap();
+    s.maintenance().seal().unwrap();
+    s.maintenance()
+        .gc(&GcOptions {
+            threshold: 1.0,
+            dry_run: false,
+        })
+        .unwrap();
     assert_eq!(s.get(&other_id).unwrap(), other);
     drop(s);
     let s = Store::open(d.path()).unwrap();
     assert_eq!(s.get(&other_id).unwrap(), other);
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
 }
 
 #[test]
@@ -378,7 +380,7 @@ fn gc_copies_what_writers_changed_after_its_lookup_pass() {
         .unwrap();
     let ids: Vec<ArtifactId> = (0..600).map(|i| s.put(&noise(i, 1500)).unwrap()).collect();
     s.commit().unwrap();
-    s.seal().unwrap();
+    s.maintenance().seal().unwrap();
     // Garbage in every segment, so that every one is a victim.
     for id in ids.iter().step_by(10) {
         s.remove(id).unwrap();
@@ -408,7 +410,7 @@ fn gc_copies_what_writers_changed_after_its_lookup_pass() {
             }))
         });
     }
-    let rep = s.gc(&gc::GcOptions::default()).unwrap();
+    let rep = s.maintenance().gc(&gc::GcOptions::default()).unwrap();
     gc::lookup::AFTER_PASS.with(|h| *h.borrow_mut() = None);
     assert!(rep.segments_deleted > 1, "{rep:?}");
     for (i, id) in ids.iter().enumerate() {
@@ -427,7 +429,7 @@ fn gc_copies_what_writers_changed_after_its_lookup_pass() {
     }
     drop(s);
     let s = StoreOptions::new().open(dir.path()).unwrap();
-    assert!(s.verify().unwrap().is_clean());
+    assert!(s.maintenance().verify().unwrap().is_clean());
     assert_eq!(
         s.info(&published[0]).unwrap().map(|a| a.visibility),
         Some(Visibility::Published)

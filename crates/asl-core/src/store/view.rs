@@ -52,7 +52,7 @@ pub struct SnapshotListing {
     pub bytes: Option<u64>,
 }
 
-/// The store as one audience sees it (see [`Store::view`]).
+/// The store as one audience sees it (see [`Store::view`](crate::Store::view)).
 #[derive(Clone, Copy)]
 pub struct View<'a> {
     store: &'a Store,
@@ -146,7 +146,7 @@ impl<'a> View<'a> {
     /// the store holds as internal are answered as new, exactly as bytes
     /// the store lacked, so a put never tells it what internal content
     /// exists.
-    /// `new` is what the store said of the put ([`Put::new`]).
+    /// `new` is what the store said of the put ([`Put::new`](crate::Put::new)).
     pub fn shown_new(&self, id: &ArtifactId, new: bool) -> Result<bool> {
         if new || self.audience == Audience::Owner {
             return Ok(new);
@@ -158,7 +158,7 @@ impl<'a> View<'a> {
     pub fn snapshots(&self) -> Vec<SnapshotListing> {
         let owner = self.audience == Audience::Owner;
         self.store
-            .snapshots()
+            .snapshot_list()
             .into_iter()
             .map(|m| SnapshotListing {
                 name: m.name,
@@ -239,7 +239,7 @@ mod tests {
             .unwrap()
             .id;
         s.commit().unwrap();
-        s.snapshot("v1").unwrap();
+        s.snapshots().create("v1").unwrap();
 
         let owner = s.view(Audience::Owner);
         assert!(owner.contains(&internal).unwrap());

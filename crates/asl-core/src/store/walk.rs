@@ -72,7 +72,7 @@ impl IngestPlan {
     /// Walks `paths`: files are taken as they are, directories recursively.
     /// Fails on the first path that is missing, a directory that cannot be
     /// listed, or a path that is neither a regular file nor a directory.
-    /// Files are only `stat`ed here: [`Store::ingest_plan`] refuses an
+    /// Files are only `stat`ed here: [`Store::ingest_plan`](crate::Store::ingest_plan) refuses an
     /// unreadable one before it stores anything.
     pub fn walk(paths: &[PathBuf]) -> Result<Self> {
         Self::walk_excluding(paths, None)

@@ -24,12 +24,12 @@ use super::{Store, Writer};
 
 impl Store {
     /// Stores `bytes` and returns their id. Storing bytes that are already live is
-    /// free (deduplicated). Durable after the next [`Store::commit`].
+    /// free (deduplicated). Durable after the next [`Store::commit`](crate::Store::commit).
     pub fn put(&self, bytes: &[u8]) -> Result<ArtifactId> {
         self.put_with(bytes, &PutOptions::default()).map(|p| p.id)
     }
 
-    /// [`Store::put`] with options (domain, visibility, source); says whether
+    /// [`Store::put`](crate::Store::put) with options (domain, visibility, source); says whether
     /// anything was written.
     pub fn put_with(&self, bytes: &[u8], opts: &PutOptions) -> Result<Put> {
         let mut put = self.put_bytes(bytes, opts)?;
@@ -142,12 +142,12 @@ impl Store {
     /// Stores many artifacts at once: small ones are hashed in parallel on all
     /// cores and packed under one acquisition of the writer; large ones are
     /// streamed one by one. Returns the ids in input order. Durable after the
-    /// next [`Store::commit`].
+    /// next [`Store::commit`](crate::Store::commit).
     pub fn put_batch<B: AsRef<[u8]> + Sync>(&self, items: &[B]) -> Result<Vec<Put>> {
         self.put_batch_with(items, &PutOptions::default())
     }
 
-    /// [`Store::put_batch`] with options applied to every item.
+    /// [`Store::put_batch`](crate::Store::put_batch) with options applied to every item.
     pub fn put_batch_with<B: AsRef<[u8]> + Sync>(&self, items: &[B], opts: &PutOptions) -> Result<Vec<Put>> {
         use rayon::prelude::*;
         let thr = self.opts.small_threshold;
@@ -232,7 +232,7 @@ impl Store {
         self.commit_locked(&mut w)
     }
 
-    /// Alias of [`Store::commit`], for code that thinks in files.
+    /// Alias of [`Store::commit`](crate::Store::commit), for code that thinks in files.
     pub fn sync(&self) -> Result<()> {
         self.commit()
     }
@@ -298,7 +298,7 @@ impl Store {
     /// written again. The next write starts a new segment.
     /// Waits for large artifacts being streamed by other threads to finish
     /// (their chunks must share a segment with their trailer).
-    pub fn seal(&self) -> Result<()> {
+    pub(crate) fn seal(&self) -> Result<()> {
         let mut w = self.writer_to_commit()?;
         while w.streams > 0 {
             self.streams_done.wait(&mut w);
@@ -423,7 +423,7 @@ impl Store {
         self.record_unwatched(w, records);
     }
 
-    /// [`Store::record_new`] for GC's own copies, which a running GC need
+    /// [`Store::record_new`](crate::Store::record_new) for GC's own copies, which a running GC need
     /// not look up again (see `store::gc::lookup`).
     pub(crate) fn record_unwatched(&self, w: &mut Writer, records: &[Entry]) {
         {

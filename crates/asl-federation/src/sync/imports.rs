@@ -33,7 +33,7 @@ pub(crate) struct PinnedImport {
 /// record (its key and sequence number) is what guards the next fetch.
 pub(crate) fn pinned_imports(store: &Store) -> Result<Vec<PinnedImport>> {
     let mut out = Vec::new();
-    for (pin, rid) in store.pins() {
+    for (pin, rid) in store.pins().list() {
         let Some(remote) = pin.strip_prefix("asl.import.") else {
             continue;
         };

@@ -361,7 +361,7 @@ fn finish(
     let rec = import_record(&c.m, n, &c.mid, &c.sid, &cosigs, fetched, promised);
     let stored = records::put(store, &rec).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     store.commit()?;
-    store.repin(&format!("asl.import.{}", r.name), &stored.id)?;
+    store.pins().set(&format!("asl.import.{}", r.name), &stored.id)?;
     r.key = Some(c.key);
     r.domain = Some(c.m.domain);
     r.seq = c.m.seq;

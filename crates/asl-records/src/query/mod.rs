@@ -7,7 +7,7 @@
 //! It is derived data. Every fact in it comes from a record in the store,
 //! it is rebuilt from the records alone ([`QueryIndex::rebuild`]), and it
 //! follows the store through the store's change feed
-//! ([`asl_core::Store::changes_since`]): opening it catches up with every
+//! ([`asl_core::Maintenance::changes_since`]): opening it catches up with every
 //! commit since it was last opened, whoever made them, and rescans only when
 //! the feed no longer reaches back that far. Deleting it loses nothing.
 //!
@@ -275,7 +275,7 @@ impl QueryIndex {
         let Some(cursor) = cursor else {
             return self.rebuild(store);
         };
-        let Some(changes) = store.changes_since(cursor)? else {
+        let Some(changes) = store.maintenance().changes_since(cursor)? else {
             return self.rebuild(store);
         };
         if changes.ids.is_empty() && changes.next == cursor {
@@ -355,7 +355,7 @@ impl QueryIndex {
     pub fn rebuild_with(&mut self, store: &Store, run_bytes: usize) -> Result<Refresh, RecordError> {
         // The cursor is taken first: whatever is committed while the scan
         // runs is picked up by the next refresh.
-        let cursor = store.log_cursor();
+        let cursor = store.maintenance().log_cursor();
         self.unseal()?;
         // Closed (its background threads stopped) and deleted whole; the new
         // one is written into empty partitions as sorted segments, and gets

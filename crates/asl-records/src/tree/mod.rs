@@ -417,5 +417,5 @@ pub(crate) fn write_file(store: &dyn Source, id: &ArtifactId, to: &Path, exec: b
 pub fn snapshot_tree(store: &Store, name: &str, id: &ArtifactId) -> Result<asl_core::SnapshotMeta, RecordError> {
     let mut ids: std::collections::HashSet<ArtifactId> = walk(store, id)?.into_iter().map(|(_, e)| e.id).collect();
     ids.insert(*id);
-    Ok(store.snapshot_of(name, &ids)?)
+    Ok(store.snapshots().create_of(name, &ids)?)
 }

@@ -92,7 +92,7 @@ impl Store {
     /// Collects garbage (see the module docs of `store::gc` for the protocol):
     /// readers and writers keep working while it runs, waiting at most for one
     /// batch of copies at a time.
-    pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
+    pub(crate) fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
         let t0 = Instant::now();
         if !(0.0..=1.0).contains(&opts.threshold) {
             return Err(Error::InvalidArgument(format!(
@@ -299,7 +299,7 @@ impl Store {
     /// retained, with a record that keeps its flags, domain and visibility;
     /// says for each item whether it is settled (copied, or pointed at from
     /// nowhere but elsewhere). `seen`: each item's newest record as
-    /// [`Store::newest_in_order`] found it, good for every id the writer has
+    /// [`Store::newest_in_order`](crate::Store::newest_in_order) found it, good for every id the writer has
     /// not seen change since; the others are looked up again here. Reading
     /// and verifying run on all cores (the caller holds the writer, so the
     /// index does not change under them); packing and writing follow in

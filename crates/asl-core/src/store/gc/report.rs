@@ -6,7 +6,7 @@ use std::time::Duration;
 /// The default GC threshold: rewrite a segment once 5 % of it is garbage.
 pub const DEFAULT_THRESHOLD: f64 = 0.95;
 
-/// How [`Store::gc`] chooses its work.
+/// How [`Maintenance::gc`](crate::Maintenance::gc) chooses its work.
 ///
 /// The policy is one number: a sealed segment is rewritten once its live
 /// fraction falls below `threshold`. The default, [`DEFAULT_THRESHOLD`]

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-/// The result of [`Store::repair`].
+/// The result of [`Store::repair`](crate::Store::repair).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RepairReport {
     /// Segment files read.

@@ -1,0 +1,256 @@
+//! The store's public surface beyond artifacts, grouped by what a caller is
+//! doing: [`Snapshots`] (named, frozen states of CURRENT), [`Pins`] (names
+//! that keep one artifact), [`Maintenance`] (checks, GC, durability points)
+//! and [`SideFiles`] (small files the upper layers keep beside the store).
+//! Each is a borrowed handle, as cheap as the `&Store` it holds; artifacts
+//! themselves are read and written on [`Store`] directly.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use crate::error::Result;
+use crate::id::ArtifactId;
+use crate::io::{OpenMode, StoreFile};
+use crate::snapshot::catalog::SnapshotMeta;
+
+use super::changes::{Changes, LogCursor};
+use super::gc::{GcOptions, GcReport};
+use super::maint::{StoreStat, VerifyReport};
+use super::read::ArtifactReader;
+use super::side::SideFileAccess;
+use super::snapshots::{Retention, SnapshotDiff};
+use super::Store;
+use crate::snapshot::current::CurrentId;
+
+impl Store {
+    /// Taking, listing, comparing and deleting snapshots.
+    pub fn snapshots(&self) -> Snapshots<'_> {
+        Snapshots(self)
+    }
+
+    /// Pins: names that keep one artifact (a GC root each).
+    pub fn pins(&self) -> Pins<'_> {
+        Pins(self)
+    }
+
+    /// Checking, collecting garbage, and making state durable.
+    pub fn maintenance(&self) -> Maintenance<'_> {
+        Maintenance(self)
+    }
+
+    /// Small files upper layers keep in the store's directory, written
+    /// through the store's I/O backend.
+    pub fn side_files(&self) -> SideFiles<'_> {
+        SideFiles(self)
+    }
+}
+
+/// See [`Store::snapshots`](crate::Store::snapshots).
+#[derive(Clone, Copy)]
+pub struct Snapshots<'a>(&'a Store);
+
+impl Snapshots<'_> {
+    /// Takes a named snapshot of CURRENT (committing buffered writes first) and
+    /// returns its catalog entry; `identity` is CURRENT's identity, the same
+    /// for the same content wherever its bytes sit. The writer waits while the
+    /// snapshot's index file is written (one sequential pass over the index).
+    pub fn create(&self, name: &str) -> Result<SnapshotMeta> {
+        self.0.snapshot_filtered(name, None)
+    }
+
+    /// Takes a named snapshot holding only the artifacts `ids` (each must be
+    /// in CURRENT, else [`crate::Error::NotFound`] and no snapshot): what a
+    /// tree and everything below it needs, say, so that a backup of one
+    /// directory is kept, listed and restored on its own. The identity is
+    /// that of a CURRENT holding just those artifacts.
+    pub fn create_of(&self, name: &str, ids: &HashSet<ArtifactId>) -> Result<SnapshotMeta> {
+        self.0.snapshot_filtered(name, Some(ids))
+    }
+
+    /// The snapshots, in name order.
+    pub fn list(&self) -> Vec<SnapshotMeta> {
+        self.0.snapshot_list()
+    }
+
+    /// One snapshot's catalog entry.
+    pub fn get(&self, name: &str) -> Result<SnapshotMeta> {
+        self.0.snapshot_meta(name)
+    }
+
+    /// Deletes a snapshot. Artifacts only it held become garbage for the next
+    /// [`Maintenance::gc`](crate::Maintenance::gc); until then they stay on disk.
+    pub fn delete(&self, name: &str) -> Result<SnapshotMeta> {
+        self.0.delete_snapshot(name)
+    }
+
+    /// Artifacts added and removed from snapshot `a` to snapshot `b`.
+    pub fn diff(&self, a: &str, b: &str) -> Result<SnapshotDiff> {
+        self.0.diff_snapshots(a, b)
+    }
+
+    /// Deletes every snapshot no rule of `policy` keeps and returns them (with
+    /// `dry_run`, only returns them). A policy with no rule is refused rather
+    /// than read as "keep nothing".
+    pub fn prune(&self, policy: &Retention, dry_run: bool) -> Result<Vec<SnapshotMeta>> {
+        self.0.prune_snapshots(policy, dry_run)
+    }
+}
+
+/// See [`Store::pins`](crate::Store::pins).
+#[derive(Clone, Copy)]
+pub struct Pins<'a>(&'a Store);
+
+impl Pins<'_> {
+    /// Pins `id` under `name`: a GC root that keeps it even once nothing
+    /// else does. The artifact must be retained now: live in CURRENT, in a
+    /// snapshot, or pinned already. Pinning the same artifact under the same
+    /// name again is a no-op; a name that holds another artifact is refused
+    /// with [`crate::Error::PinExists`], since moving it silently would take
+    /// a GC root away from what it held ([`Pins::set`](crate::Pins::set) moves it on purpose).
+    pub fn add(&self, name: &str, id: &ArtifactId) -> Result<()> {
+        self.0.pin_inner(name, id, false)
+    }
+
+    /// Pins `id` under `name`, moving the pin if it held another artifact
+    /// (which then loses this root).
+    pub fn set(&self, name: &str, id: &ArtifactId) -> Result<()> {
+        self.0.pin_inner(name, id, true)
+    }
+
+    /// Removes a pin; returns the artifact it named.
+    pub fn remove(&self, name: &str) -> Result<ArtifactId> {
+        self.0.unpin(name)
+    }
+
+    /// A verified reader over the artifact pinned as `name`, whether or not it
+    /// is still in CURRENT.
+    pub fn open(&self, name: &str) -> Result<ArtifactReader> {
+        self.0.open_pinned(name)
+    }
+
+    /// The pins, in name order.
+    pub fn list(&self) -> Vec<(String, ArtifactId)> {
+        self.0.pin_list()
+    }
+}
+
+/// See [`Store::maintenance`](crate::Store::maintenance).
+#[derive(Clone, Copy)]
+pub struct Maintenance<'a>(&'a Store);
+
+impl Maintenance<'_> {
+    /// Full scrub: every index file's checksum, every block's checksums in every
+    /// segment, every sealed segment's footer, and every live artifact read back
+    /// and hashed. Problems are collected, not returned as an error.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.0.verify()
+    }
+
+    /// Reclaims the space of artifacts nothing retains (see [`GcOptions`]).
+    pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
+        self.0.gc(opts)
+    }
+
+    /// Counts CURRENT and computes its identity (one pass over the index).
+    pub fn stat(&self) -> Result<StoreStat> {
+        self.0.stat()
+    }
+
+    /// CURRENT's identity: BLAKE3 over the sorted live ids with domain and
+    /// visibility.
+    pub fn current_id(&self) -> Result<CurrentId> {
+        self.0.current_id()
+    }
+
+    /// Writes the in-memory index to an index file and starts a fresh log, so
+    /// the next open has nothing to replay.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.0.checkpoint()
+    }
+
+    /// Commits, then seals the open segment: footer written, fsynced, never
+    /// written again. The next write starts a new segment. Waits for large
+    /// artifacts being streamed by other threads to finish (their chunks must
+    /// share a segment with their trailer).
+    pub fn seal(&self) -> Result<()> {
+        self.0.seal()
+    }
+
+    /// Waits until what the backend does in the background is done: for a
+    /// store living in a bucket, the uploads of sealed segments and mirrored
+    /// files. Returns at once for a local store.
+    pub fn settle(&self) -> Result<()> {
+        self.0.settle()
+    }
+
+    /// Where the sealed segments of a store living in a bucket are: counts,
+    /// the upload queue, the page cache. `None` for a local store.
+    pub fn tier_status(&self) -> Option<crate::io::TierStatus> {
+        self.0.tier_status()
+    }
+
+    /// Where the committed history this handle sees ends now. A read-only
+    /// handle sees the store as of opening it.
+    pub fn log_cursor(&self) -> LogCursor {
+        self.0.log_cursor()
+    }
+
+    /// The artifacts whose index records changed in the commits from `from`
+    /// up to [`Maintenance::log_cursor`](crate::Maintenance::log_cursor); `None` when that history is no
+    /// longer kept (more than one checkpoint back, from a repaired store's
+    /// earlier numbering, or from another store), so the caller must rescan.
+    /// Chunks of large artifacts are not artifacts and are left out.
+    pub fn changes_since(&self, from: LogCursor) -> Result<Option<Changes>> {
+        self.0.changes_since(from)
+    }
+}
+
+/// See [`Store::side_files`](crate::Store::side_files).
+#[derive(Clone, Copy)]
+pub struct SideFiles<'a>(&'a Store);
+
+impl SideFiles<'_> {
+    /// Where side file `name` lives: `name` is relative to the store
+    /// directory, one or more plain components (`domain`, `keys/trust`).
+    pub fn path(&self, name: &str) -> Result<PathBuf> {
+        self.0.side_file_path(name)
+    }
+
+    /// Side file `name`'s bytes, or `None` when it does not exist.
+    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.0.read_side_file(name)
+    }
+
+    /// Replaces side file `name` with `bytes`, atomically and durably
+    /// (a temporary file, fsynced, renamed over, the directory fsynced):
+    /// after a crash the file holds the old bytes or the new ones. Refused
+    /// on a store open read-only.
+    pub fn write(&self, name: &str, bytes: &[u8], access: SideFileAccess) -> Result<()> {
+        self.0.write_side_file(name, bytes, access)
+    }
+
+    /// Opens side file `name` for positioned reads and writes (a fetch
+    /// staged chunk by chunk, say). `Read` and `ReadWrite` give `None` when
+    /// it does not exist; the create modes make its directory first. The
+    /// caller fsyncs what must be durable (and the directory, see
+    /// [`SideFiles::sync_dir`](crate::SideFiles::sync_dir), after creating it).
+    pub fn open(&self, name: &str, mode: OpenMode) -> Result<Option<Box<dyn StoreFile>>> {
+        self.0.open_side_file(name, mode)
+    }
+
+    /// Removes side file `name`; false when there was none.
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        self.0.remove_side_file(name)
+    }
+
+    /// The names in side directory `dir` (empty when it does not exist).
+    pub fn list_dir(&self, dir: &str) -> Result<Vec<String>> {
+        self.0.list_side_dir(dir)
+    }
+
+    /// Makes the names in side directory `dir` durable (after a file in it
+    /// was created or removed).
+    pub fn sync_dir(&self, dir: &str) -> Result<()> {
+        self.0.sync_side_dir(dir)
+    }
+}
