@@ -42,6 +42,16 @@ impl Env {
         }
     }
 
+    fn with_store(dir: tempfile::TempDir, store: Store) -> Env {
+        Env {
+            index: QueryIndex::open(&store).unwrap().0,
+            signer: Signer::of_store(&store).unwrap(),
+            store,
+            trust: Trust::default(),
+            dir,
+        }
+    }
+
     fn pel(&self) -> Pel<'_> {
         Pel {
             store: &self.store,
@@ -242,14 +252,7 @@ fn a_damaged_cache_entry_is_found_reported_and_executed_again() {
     store.close().unwrap();
     damage(&path, &want);
 
-    let store = Store::open(&path).unwrap();
-    let mut e = Env {
-        index: QueryIndex::open(&store).unwrap().0,
-        signer: Signer::of_store(&store).unwrap(),
-        store,
-        trust: Trust::default(),
-        dir: e.dir,
-    };
+    let mut e = Env::with_store(e.dir, Store::open(&path).unwrap());
     let id = r1.node("c").unwrap().outputs[0].1;
     assert!(e.store.get(&id).unwrap_err().is_corruption());
     let r2 = e.run(&p);
@@ -267,6 +270,36 @@ fn a_damaged_cache_entry_is_found_reported_and_executed_again() {
         "and were written again, not deduplicated"
     );
     assert!(e.run(&p).executed().is_empty());
+}
+
+#[test]
+fn a_store_failure_under_a_node_fails_the_run_and_signs_no_error_receipt() {
+    let e = Env::with(StoreOptions::new().compression(None));
+    let damaged: &[u8] = b"an input whose stored bytes a disk will damage / ";
+    let a = e.put(damaged);
+    let b = e.put(b"and its partner");
+    let p = program(json!({"nodes": {"c": {"op": "concat", "inputs": [a, b]}}}));
+    let path = e.dir.path().join("store");
+    let Env { store, index, dir, .. } = e;
+    drop(index);
+    store.close().unwrap();
+    damage(&path, damaged);
+
+    let mut e = Env::with_store(dir, Store::open(&path).unwrap());
+    e.index.refresh(&e.store).unwrap();
+    let err = pel::run(&e.pel(), &p, &RunOptions::default()).unwrap_err();
+    // The node did nothing wrong: the store failed under it. The run says
+    // so, and no signed receipt claims the node failed.
+    assert_eq!(err.kind(), asl::ErrorKind::Corrupt, "{err}");
+    e.store.commit().unwrap();
+    let receipts = e
+        .store
+        .iter()
+        .unwrap()
+        .map(|a| a.unwrap().id)
+        .filter(|id| records::get(&e.store as &dyn Source, id).is_ok_and(|r| r.type_name == pel::receipt::RECEIPT_TYPE))
+        .count();
+    assert_eq!(receipts, 0);
 }
 
 #[test]

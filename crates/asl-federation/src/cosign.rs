@@ -20,8 +20,9 @@
 use std::collections::BTreeSet;
 
 use super::manifest;
+use crate::error::{FederationError as Error, Result};
 use asl_core::Visibility;
-use asl_core::{ArtifactId, Error, PutOptions, Result, Store};
+use asl_core::{ArtifactId, PutOptions, Store};
 use asl_pel::keys::{self, hex, PublicKey, Signer};
 use asl_records::Record;
 
@@ -52,7 +53,7 @@ impl Policy {
     pub fn check(&self) -> Result<()> {
         let distinct: BTreeSet<_> = self.cosigners.iter().collect();
         if self.threshold == 0 || self.threshold > distinct.len() + 1 {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::Invalid(format!(
                 "a threshold of {} cannot be met by the domain's key and {} co-signer(s)",
                 self.threshold,
                 distinct.len()
@@ -100,16 +101,13 @@ pub fn signers_of(manifest: &ArtifactId, sigs: &[Vec<u8>]) -> BTreeSet<PublicKey
 /// key) and publishes and pins the signature record.
 pub fn cosign(store: &Store, signer: &Signer) -> Result<ArtifactId> {
     let (mid, m) = manifest::latest(store)?
-        .ok_or_else(|| Error::InvalidArgument("this domain publishes nothing yet: no manifest to co-sign".into()))?;
+        .ok_or_else(|| Error::NotFound("this domain publishes nothing yet: no manifest to co-sign".into()))?;
     if signer.public() == m.key {
-        return Err(Error::InvalidArgument(
+        return Err(Error::Invalid(
             "that is the domain's own key, which signs every manifest already".into(),
         ));
     }
-    let bytes = signer
-        .signature_record(&mid)
-        .encode()
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let bytes = signer.signature_record(&mid).encode()?;
     let sid = store
         .put_with(&bytes, &PutOptions::new().visibility(Visibility::Published))?
         .id;

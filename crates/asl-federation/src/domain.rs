@@ -13,7 +13,8 @@
 
 use std::path::Path;
 
-use asl_core::{Error, Result, SideFileAccess, Store};
+use crate::error::{FederationError as Error, Result};
+use asl_core::{SideFileAccess, Store};
 use asl_pel::keys::{hex, PublicKey, Signer};
 
 /// Name of the domain file in the store directory.
@@ -41,7 +42,7 @@ impl Domain {
 
     fn decode(b: &[u8], path: &Path) -> Result<Self> {
         use asl_core::textfile::field;
-        let bad = |why: &str| Error::corrupt(path, why.to_string());
+        let bad = |why: &str| asl_core::Error::corrupt(path, why.to_string());
         let lines = asl_core::textfile::unframe(b, MAGIC).map_err(|e| bad(&e))?;
         Ok(Domain {
             id: field(&lines, "id")
@@ -64,17 +65,17 @@ impl Domain {
     pub fn init(store: &Store, name: &str) -> Result<Domain> {
         super::check_name("domain", name)?;
         if let Some(d) = Domain::of_store(store)? {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::Invalid(format!(
                 "the store is already domain {} ({})",
                 d.name,
                 d.id_hex()
             )));
         }
         if store.is_read_only() {
-            return Err(Error::ReadOnly);
+            return Err(asl_core::Error::ReadOnly.into());
         }
         let mut id = [0u8; 16];
-        asl_core::io::random_bytes(&mut id).map_err(|e| Error::io("read /dev/urandom", e))?;
+        asl_core::io::random_bytes(&mut id).map_err(|e| asl_core::Error::io("read /dev/urandom", e))?;
         let d = Domain {
             id,
             name: name.to_string(),
@@ -104,7 +105,7 @@ impl Domain {
 
     /// The domain's signing key (the store's).
     pub fn signer(store: &Store) -> Result<Signer> {
-        Signer::of_store(store).map_err(|e| Error::InvalidArgument(e.to_string()))
+        Ok(Signer::of_store(store)?)
     }
 
     /// The domain's public key.

@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 use super::domain::Domain;
 use super::publish;
 use super::remote;
+use crate::error::{FederationError as Error, Result};
 use asl_core::SnapshotMeta;
-use asl_core::{ArtifactId, Error, Result, Store};
+use asl_core::{ArtifactId, Store};
 use asl_pel::keys::{self, hex, PublicKey};
 use asl_records::cbor::Value;
 use asl_records::{self as records, Record, Source};
@@ -101,7 +102,7 @@ fn sources_of(
         let info = info?;
         if info.domain.0 != 0 {
             let src = known.get(&info.domain.0).ok_or_else(|| {
-                Error::InvalidArgument(format!(
+                Error::Invalid(format!(
                     "{} comes from domain number {} but no import record names it (fetch from that domain again)",
                     info.id, info.domain.0
                 ))
@@ -115,7 +116,7 @@ fn sources_of(
     for p in promised.values() {
         let src = known
             .get(&p.local)
-            .ok_or_else(|| Error::InvalidArgument(format!("domain number {} has no import record", p.local)))?;
+            .ok_or_else(|| Error::Invalid(format!("domain number {} has no import record", p.local)))?;
         used.insert(p.local, src.clone());
     }
     Ok((used.into_values().collect(), promised))
@@ -181,12 +182,8 @@ pub fn create(store: &Store, name: &str) -> Result<Created> {
             .collect();
         body.push((Value::text("promised"), Value::Array(list)));
     }
-    let id = records::put(store, &rec)
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?
-        .id;
-    let signature = signer
-        .sign(store, &id)
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let id = records::put(store, &rec)?.id;
+    let signature = signer.sign(store, &id)?;
     store.commit()?;
     let (p, ps) = pin_names(name);
     store.pins().set(&ps, &signature)?;
@@ -222,15 +219,15 @@ pub fn verify(store: &Store, name: &str) -> Result<Verified> {
     let (p, ps) = pin_names(name);
     let pins: BTreeMap<String, ArtifactId> = store.pins().list().into_iter().collect();
     let (Some(id), Some(sig)) = (pins.get(&p), pins.get(&ps)) else {
-        return Err(Error::InvalidArgument(format!("{name} is not a federated snapshot")));
+        return Err(Error::Invalid(format!("{name} is not a federated snapshot")));
     };
     let mut v = Verified {
         id: Some(*id),
         ..Default::default()
     };
-    let rec = records::get(store as &dyn Source, id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let rec = records::get(store as &dyn Source, id)?;
     let own: PublicKey = Domain::public_key(store)?;
-    let sig_rec = records::get(store as &dyn Source, sig).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let sig_rec = records::get(store as &dyn Source, sig)?;
     if keys::signer_of(&sig_rec, id) != Some(own) {
         v.problems
             .push(format!("the record {id} is not signed by this domain's key"));
@@ -291,9 +288,9 @@ pub fn verify(store: &Store, name: &str) -> Result<Verified> {
     for info in view.iter()? {
         let info = info?;
         // Read whole (every chunk proven), without holding it in memory.
-        let read = view
-            .open_reader(&info.id)
-            .and_then(|mut r| std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Error::io(info.id.to_hex(), e)));
+        let read = view.open_reader(&info.id).and_then(|mut r| {
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| asl_core::Error::io(info.id.to_hex(), e))
+        });
         match read {
             Ok(_) => v.members += 1,
             Err(e) => v.problems.push(format!("{}: {e}", info.id)),

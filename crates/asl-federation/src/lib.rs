@@ -27,6 +27,7 @@
 
 pub mod cosign;
 pub mod domain;
+pub mod error;
 pub mod fsnap;
 pub mod manifest;
 pub mod mentions;
@@ -39,16 +40,17 @@ pub mod remote;
 pub mod sync;
 
 pub use domain::Domain;
+pub use error::{FederationError, Result};
 pub use manifest::{Manifest, PUBLICATION_PIN, PUBLICATION_TYPE, SIGNATURE_PIN};
 
 /// Checks a name of the federation's (a domain's, a remote's): 1 to 64 of
 /// letters, digits, `-`, `_`, `.`, since it goes into files and pin names.
-pub(crate) fn check_name(what: &str, name: &str) -> asl_core::Result<()> {
+pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.len()) && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
     if ok {
         Ok(())
     } else {
-        Err(asl_core::Error::InvalidArgument(format!(
+        Err(FederationError::Invalid(format!(
             "{name:?} is not a {what} name (1 to 64 of letters, digits, '-', '_', '.')"
         )))
     }

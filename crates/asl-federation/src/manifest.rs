@@ -3,7 +3,8 @@
 //! (which signs the latest); it needs neither.
 
 use super::domain::Domain;
-use asl_core::{ArtifactId, Error, Result, Store};
+use crate::error::{FederationError as Error, Result};
+use asl_core::{ArtifactId, Store};
 use asl_pel::keys::{self, PublicKey};
 use asl_records::cbor::Value;
 use asl_records::{self as records, Record, Source};
@@ -174,18 +175,15 @@ pub fn latest(store: &Store) -> Result<Option<(ArtifactId, Manifest)>> {
     let Some((_, id)) = store.pins().list().into_iter().find(|(n, _)| n == PUBLICATION_PIN) else {
         return Ok(None);
     };
-    let r = records::get(store as &dyn Source, &id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    let m = Manifest::from_record(&r).map_err(|e| Error::InvalidArgument(format!("manifest {id}: {e}")))?;
+    let r = records::get(store as &dyn Source, &id)?;
+    let m = Manifest::from_record(&r).map_err(|e| Error::Invalid(format!("manifest {id}: {e}")))?;
     Ok(Some((id, m)))
 }
 
 /// The signature record over manifest `id` (the one this domain stored).
 pub fn signature_of(store: &Store, id: &ArtifactId) -> Result<Option<ArtifactId>> {
     let signer = Domain::signer(store)?;
-    let bytes = signer
-        .signature_record(id)
-        .encode()
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let bytes = signer.signature_record(id).encode()?;
     // Ed25519 signatures are deterministic: the record is the same bytes.
     let sid = ArtifactId::of(&bytes);
     Ok(store.contains(&sid)?.then_some(sid))

@@ -12,8 +12,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::error::{FederationError as Error, Result};
 use asl_core::Visibility;
-use asl_core::{ArtifactId, Error, Result, Store};
+use asl_core::{ArtifactId, Store};
 use asl_records::cbor::Value;
 use asl_records::{looks_like_record, Record};
 
@@ -86,7 +87,7 @@ pub fn publish_set(store: &Store, adding: &[ArtifactId], closure: bool) -> Resul
         }
     }
     if !problems.is_empty() {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Refused(format!(
             "{}: publishing it would tell other domains that an internal artifact exists; publish what it names too (--closure)",
             summarize(&problems)
         )));
@@ -145,7 +146,7 @@ pub fn check_unpublish(store: &Store, removing: &[ArtifactId], skip: &BTreeSet<A
         .iter()
         .map(|(n, rs)| format!("{n} is named by published record {}", rs[0]))
         .collect();
-    Err(Error::InvalidArgument(format!(
+    Err(Error::Refused(format!(
         "{}: unpublish the records that name it too",
         summarize(&problems)
     )))

@@ -11,7 +11,8 @@
 use super::promise::{self, Promise};
 use super::remote;
 use super::sync::pinned_imports;
-use asl_core::{ArtifactId, Error, Result, Store};
+use crate::error::{FederationError as Error, Result};
+use asl_core::{ArtifactId, Store};
 
 /// An import: its remote, its record, the manifest it was accepted under
 /// and that manifest's sequence number.
@@ -44,7 +45,7 @@ pub fn origin(store: &Store, id: &ArtifactId) -> Result<Origin> {
     let Some(info) = store.info(id)? else {
         return match promise::promise_of(store, id)? {
             Some(p) => Ok(Origin::Promised(p)),
-            None => Err(Error::NotFound(*id)),
+            None => Err(asl_core::Error::NotFound(*id).into()),
         };
     };
     let n = info.domain.0;
@@ -55,9 +56,7 @@ pub fn origin(store: &Store, id: &ArtifactId) -> Result<Origin> {
         .into_iter()
         .find(|(k, _, _)| *k == n)
         .map(|(_, d, name)| (d, name))
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!("{id} is from domain number {n}, which the domain table lacks"))
-        })?;
+        .ok_or_else(|| Error::Invalid(format!("{id} is from domain number {n}, which the domain table lacks")))?;
     // The import that fetched or promised it, else the newest of its domain.
     let best = pinned_imports(store)?
         .into_iter()
@@ -114,7 +113,7 @@ mod tests {
         }
         assert!(matches!(
             origin(&b, &ArtifactId::of(b"nowhere")),
-            Err(Error::NotFound(_))
+            Err(crate::FederationError::Store(asl_core::Error::NotFound(_)))
         ));
     }
 }

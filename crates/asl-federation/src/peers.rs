@@ -8,8 +8,9 @@ use std::io::Read;
 
 use super::publish;
 use super::remote::{self, Remote};
+use crate::error::{FederationError as Error, Result};
 use asl_core::Visibility;
-use asl_core::{ArtifactId, Error, PutOptions, Result, Store, StoreOptions};
+use asl_core::{ArtifactId, PutOptions, Store, StoreOptions};
 
 /// What a remote says it publishes now: ids, which the fetch reads and
 /// checks like any other artifact.
@@ -89,7 +90,7 @@ impl DirPeer {
     fn published(&self, id: &ArtifactId) -> Result<()> {
         match self.0.info(id)? {
             Some(i) if i.visibility == Visibility::Published => Ok(()),
-            _ => Err(Error::NotFound(*id)),
+            _ => Err(asl_core::Error::NotFound(*id).into()),
         }
     }
 }
@@ -130,7 +131,7 @@ impl Sink for DirSink {
     }
 
     fn finish(&self) -> Result<()> {
-        self.store.commit()
+        Ok(self.store.commit()?)
     }
 }
 
@@ -177,7 +178,7 @@ impl HttpPeer {
         match req.call() {
             Ok(r) => Ok(Some(r)),
             Err(ureq::Error::StatusCode(404)) => Ok(None),
-            Err(e) => Err(Error::io(format!("GET {url}"), std::io::Error::other(e.to_string()))),
+            Err(e) => Err(Error::Remote(format!("GET {url}: {e}"))),
         }
     }
 }
@@ -189,23 +190,25 @@ impl Peer for HttpPeer {
             return Ok(None);
         };
         let text = r.into_body().read_to_string().map_err(|e| {
-            Error::io(
+            asl_core::Error::io(
                 format!("GET {}/v1/publication", self.base),
                 std::io::Error::other(e.to_string()),
             )
         })?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::InvalidArgument(format!("{}/v1/publication: {e}", self.base)))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::Remote(format!("{}/v1/publication: {e}", self.base)))?;
         let id = |k: &str| {
             v[k].as_str()
                 .and_then(|s| s.parse::<ArtifactId>().ok())
-                .ok_or_else(|| Error::InvalidArgument(format!("{}/v1/publication: no {k} id", self.base)))
+                .ok_or_else(|| Error::Remote(format!("{}/v1/publication: no {k} id", self.base)))
         };
         let mut cosignatures = Vec::new();
         for c in v["cosignatures"].as_array().into_iter().flatten() {
-            cosignatures.push(c.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
-                Error::InvalidArgument(format!("{}/v1/publication: a co-signature is not an id", self.base))
-            })?);
+            cosignatures.push(
+                c.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                    Error::Remote(format!("{}/v1/publication: a co-signature is not an id", self.base))
+                })?,
+            );
         }
         Ok(Some(Publication {
             manifest: id("manifest")?,
@@ -217,16 +220,16 @@ impl Peer for HttpPeer {
     fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>> {
         match self.get(&format!("/v1/artifacts/{id}"))? {
             Some(r) => Ok(Box::new(r.into_body().into_reader())),
-            None => Err(Error::NotFound(*id)),
+            None => Err(asl_core::Error::NotFound(*id).into()),
         }
     }
 
     fn reader_at(&self, id: &ArtifactId, offset: u64, end: Option<u64>) -> Result<(u64, Box<dyn Read + '_>)> {
         let Some(r) = self.get_from(&format!("/v1/artifacts/{id}"), offset, end)? else {
-            return Err(Error::NotFound(*id));
+            return Err(asl_core::Error::NotFound(*id).into());
         };
         let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let bad = |why: &str| Error::InvalidArgument(format!("{}/v1/artifacts/{id}: {why}", self.base));
+        let bad = |why: &str| Error::Remote(format!("{}/v1/artifacts/{id}: {why}", self.base));
         let len = if offset == 0 && end.is_none() {
             header("content-length").and_then(|v| v.parse().ok())
         } else {
@@ -248,7 +251,7 @@ impl Peer for HttpPeer {
     fn tree(&self, id: &ArtifactId) -> Result<Vec<[u8; 32]>> {
         let path = format!("/v1/artifacts/{id}/tree");
         let Some(r) = self.get(&path)? else {
-            return Err(Error::NotFound(*id));
+            return Err(asl_core::Error::NotFound(*id).into());
         };
         let mut b = Vec::new();
         // 32 bytes per MiB: a 1 TiB artifact's tree is 32 MiB.
@@ -256,9 +259,9 @@ impl Peer for HttpPeer {
             .into_reader()
             .take(64 << 20)
             .read_to_end(&mut b)
-            .map_err(|e| Error::io(format!("GET {}{path}", self.base), e))?;
+            .map_err(|e| asl_core::Error::io(format!("GET {}{path}", self.base), e))?;
         if b.len() % 32 != 0 {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::Remote(format!(
                 "{}{path}: {} bytes is not a list of chaining values",
                 self.base,
                 b.len()
@@ -282,14 +285,13 @@ impl Sink for HttpPeer {
             let text = req
                 .send(body.as_bytes())
                 .and_then(|r| r.into_body().read_to_string())
-                .map_err(|e| Error::io(format!("POST {url}"), std::io::Error::other(e.to_string())))?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{url}: {e}")))?;
+                .map_err(|e| Error::Remote(format!("POST {url}: {e}")))?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Remote(format!("{url}: {e}")))?;
             for m in v["missing"].as_array().into_iter().flatten() {
                 out.push(
                     m.as_str()
                         .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| Error::InvalidArgument(format!("{url}: a missing entry is not an id")))?,
+                        .ok_or_else(|| Error::Remote(format!("{url}: a missing entry is not an id")))?,
                 );
             }
         }
@@ -308,7 +310,7 @@ impl Sink for HttpPeer {
         }
         req.send(ureq::SendBody::from_reader(bytes))
             .map(drop)
-            .map_err(|e| Error::io(format!("PUT {url}"), std::io::Error::other(e.to_string())))
+            .map_err(|e| Error::Remote(format!("PUT {url}: {e}")))
     }
 
     fn finish(&self) -> Result<()> {
@@ -323,7 +325,7 @@ pub fn peer_for(r: &Remote) -> Result<Box<dyn Peer>> {
         #[cfg(feature = "http")]
         return Ok(Box::new(HttpPeer::new(&r.url, r.token.as_deref())));
         #[cfg(not(feature = "http"))]
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Invalid(format!(
             "{} is an HTTP remote and this build lacks feature http",
             r.url
         )));

@@ -22,7 +22,8 @@ use std::collections::BTreeMap;
 use super::peers::peer_for;
 use super::remote;
 use super::sync::{pinned_imports, put_one};
-use asl_core::{ArtifactId, ArtifactReader, Error, PutOptions, Result, Store};
+use crate::error::{FederationError as Error, Result};
+use asl_core::{ArtifactId, ArtifactReader, PutOptions, Store};
 use asl_records::{self as records, Record, Source};
 
 /// Where a promised artifact is to come from.
@@ -73,25 +74,26 @@ pub fn promise_of(store: &Store, id: &ArtifactId) -> Result<Option<Promise>> {
 /// promised ones.
 pub fn resolve(store: &Store, text: &str) -> Result<ArtifactId> {
     match store.resolve(text) {
-        Err(Error::PrefixNotFound(p)) => {
+        Err(asl_core::Error::PrefixNotFound(p)) => {
             let prefix = asl_core::IdPrefix::parse(text)?;
             let hits: Vec<ArtifactId> = promised(store)?.into_keys().filter(|id| prefix.matches(id)).collect();
             match hits[..] {
                 [one] => Ok(one),
-                [] => Err(Error::PrefixNotFound(p)),
-                _ => Err(Error::AmbiguousPrefix {
+                [] => Err(asl_core::Error::PrefixNotFound(p).into()),
+                _ => Err(asl_core::Error::AmbiguousPrefix {
                     prefix: p,
                     count: hits.len(),
-                }),
+                }
+                .into()),
             }
         }
-        other => other,
+        other => Ok(other?),
     }
 }
 
 /// Whether `e` is a read that missed an artifact this store has promised.
-pub fn is_promised_miss(store: &Store, e: &Error) -> bool {
-    matches!(e, Error::NotFound(id) if promise_of(store, id).is_ok_and(|p| p.is_some()))
+pub fn is_promised_miss(store: &Store, e: &asl_core::Error) -> bool {
+    matches!(e, asl_core::Error::NotFound(id) if promise_of(store, id).is_ok_and(|p| p.is_some()))
 }
 
 /// Fetches promised artifacts `ids` (those already present are skipped),
@@ -103,7 +105,7 @@ pub fn fetch(store: &Store, ids: &[ArtifactId]) -> Result<usize> {
         if store.contains(id)? {
             continue;
         }
-        let p = table.get(id).ok_or(Error::NotFound(*id))?;
+        let p = table.get(id).ok_or(asl_core::Error::NotFound(*id))?;
         fetch_one(store, id, p)?;
         n += 1;
     }
@@ -120,7 +122,7 @@ fn fetch_one(store: &Store, id: &ArtifactId, p: &Promise) -> Result<()> {
         .domain(asl_core::DomainId(p.local))
         .source(Some(asl_core::DomainId(p.local)));
     let mut candidates = vec![remote::get(store, &p.remote).map_err(|_| {
-        Error::InvalidArgument(format!(
+        Error::NotFound(format!(
             "{id} is promised by remote {}, which is no longer configured (aslctl remote add)",
             p.remote
         ))
@@ -138,7 +140,7 @@ fn fetch_one(store: &Store, id: &ArtifactId, p: &Promise) -> Result<()> {
             put_one(store, &*peer, &r.name, id, None, placed, &local)
                 .map(drop)
                 .map_err(|e| match e {
-                    Error::NotFound(_) => Error::InvalidArgument(format!(
+                    Error::Store(asl_core::Error::NotFound(_)) => Error::Remote(format!(
                         "{id} is promised by remote {}, which no longer serves it (a fetch updates the promises)",
                         r.name
                     )),
@@ -158,22 +160,22 @@ fn fetch_one(store: &Store, id: &ArtifactId, p: &Promise) -> Result<()> {
 /// A verified reader over `id`, fetching it first if it is promised.
 pub fn open(store: &Store, id: &ArtifactId) -> Result<ArtifactReader> {
     match store.open_reader(id) {
-        Err(Error::NotFound(_)) => {
+        Err(asl_core::Error::NotFound(_)) => {
             fetch(store, &[*id])?;
-            store.open_reader(id)
+            Ok(store.open_reader(id)?)
         }
-        other => other,
+        other => Ok(other?),
     }
 }
 
 /// `id`'s bytes, fetching it first if it is promised.
 pub fn read(store: &Store, id: &ArtifactId) -> Result<Vec<u8>> {
     match store.get(id) {
-        Err(Error::NotFound(_)) => {
+        Err(asl_core::Error::NotFound(_)) => {
             fetch(store, &[*id])?;
-            store.get(id)
+            Ok(store.get(id)?)
         }
-        other => other,
+        other => Ok(other?),
     }
 }
 
@@ -186,7 +188,7 @@ pub fn materialize(store: &Store, id: &ArtifactId) -> Result<usize> {
         return Ok(0);
     }
     match fetch(store, &[*id]) {
-        Ok(_) | Err(Error::NotFound(_)) => {}
+        Ok(_) | Err(Error::Store(asl_core::Error::NotFound(_))) => {}
         Err(e) => return Err(e),
     }
     let is_tree = store
@@ -199,10 +201,7 @@ pub fn materialize(store: &Store, id: &ArtifactId) -> Result<usize> {
             .is_some_and(|r| r.type_name == records::tree::TREE_TYPE);
     if is_tree {
         // The walk fetches promised subtrees as it reads them.
-        let entries = records::tree::walk(&Promising::new(store), id).map_err(|e| match e {
-            records::RecordError::Store(e) => e,
-            e => Error::InvalidArgument(e.to_string()),
-        })?;
+        let entries = records::tree::walk(&Promising::new(store), id)?;
         let table = promised(store)?;
         let wanted: Vec<ArtifactId> = entries
             .iter()
@@ -237,26 +236,40 @@ impl<'a> Promising<'a> {
         if self.table.get().is_none() {
             let _ = self.table.set(promised(self.store)?);
         }
-        let p = self.table.get().and_then(|t| t.get(id)).ok_or(Error::NotFound(*id))?;
+        let p = self
+            .table
+            .get()
+            .and_then(|t| t.get(id))
+            .ok_or(asl_core::Error::NotFound(*id))?;
         fetch_one(self.store, id, p)?;
-        self.store.commit()
+        Ok(self.store.commit()?)
+    }
+
+    /// Fetches `id` for a read through [`Source`], whose errors are the
+    /// store's: a failure to get the bytes from elsewhere is an I/O failure
+    /// of that read (the federation's error kept as its source).
+    fn fetch_for_read(&self, id: &ArtifactId) -> asl_core::Result<()> {
+        self.fetch(id).map_err(|e| match e {
+            Error::Store(e) | Error::Record(records::RecordError::Store(e)) => e,
+            e => asl_core::Error::io(format!("fetch promised {id}"), std::io::Error::other(e)),
+        })
     }
 }
 
 impl Source for Promising<'_> {
-    fn read(&self, id: &ArtifactId) -> Result<Vec<u8>> {
+    fn read(&self, id: &ArtifactId) -> asl_core::Result<Vec<u8>> {
         match self.store.get(id) {
-            Err(Error::NotFound(_)) => {
-                self.fetch(id)?;
+            Err(asl_core::Error::NotFound(_)) => {
+                self.fetch_for_read(id)?;
                 self.store.get(id)
             }
             other => other,
         }
     }
-    fn reader(&self, id: &ArtifactId) -> Result<ArtifactReader> {
+    fn reader(&self, id: &ArtifactId) -> asl_core::Result<ArtifactReader> {
         match self.store.open_reader(id) {
-            Err(Error::NotFound(_)) => {
-                self.fetch(id)?;
+            Err(asl_core::Error::NotFound(_)) => {
+                self.fetch_for_read(id)?;
                 self.store.open_reader(id)
             }
             other => other,

@@ -19,8 +19,9 @@ use super::domain::Domain;
 pub use super::manifest::{
     check_manifest, latest, latest_ids, signature_of, Manifest, PUBLICATION_PIN, PUBLICATION_TYPE, SIGNATURE_PIN,
 };
+use crate::error::Result;
 use asl_core::Visibility;
-use asl_core::{ArtifactId, Error, PutOptions, Result, Store};
+use asl_core::{ArtifactId, PutOptions, Store};
 use asl_records::{self as records, Record, Source};
 
 /// What a publish or unpublish did.
@@ -68,10 +69,7 @@ fn sign_receipts(store: &Store, ids: &[ArtifactId]) -> Result<Vec<ArtifactId>> {
             continue;
         };
         if r.type_name == asl_pel::receipt::RECEIPT_TYPE {
-            let bytes = signer
-                .signature_record(id)
-                .encode()
-                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let bytes = signer.signature_record(id).encode()?;
             sigs.push(store.put(&bytes)?);
         }
     }
@@ -114,7 +112,7 @@ pub fn withdraw(store: &Store, ids: &[ArtifactId]) -> Result<Option<Published>> 
 
 /// Every artifact a tree holds, the tree records included.
 pub fn tree_members(store: &Store, tree: &ArtifactId) -> Result<Vec<ArtifactId>> {
-    let entries = records::tree::walk(store as &dyn Source, tree).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let entries = records::tree::walk(store as &dyn Source, tree)?;
     let mut ids = vec![*tree];
     ids.extend(entries.into_iter().map(|(_, e)| e.id));
     Ok(ids)
@@ -122,7 +120,8 @@ pub fn tree_members(store: &Store, tree: &ArtifactId) -> Result<Vec<ArtifactId>>
 
 /// Every artifact in snapshot `name`.
 pub fn snapshot_members(store: &Store, name: &str) -> Result<Vec<ArtifactId>> {
-    store.at(name)?.iter()?.map(|i| i.map(|i| i.id)).collect()
+    let ids: asl_core::Result<Vec<ArtifactId>> = store.at(name)?.iter()?.map(|i| i.map(|i| i.id)).collect();
+    Ok(ids?)
 }
 
 fn change(store: &Store, ids: &[ArtifactId], v: Visibility) -> Result<Published> {
@@ -171,11 +170,8 @@ fn change(store: &Store, ids: &[ArtifactId], v: Visibility) -> Result<Published>
         ),
     };
     let rec = m.to_record();
-    let bytes = rec.encode().map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    let sig = signer
-        .signature_record(&ArtifactId::of(&bytes))
-        .encode()
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let bytes = rec.encode()?;
+    let sig = signer.signature_record(&ArtifactId::of(&bytes)).encode()?;
     let published_opts = PutOptions::new().visibility(Visibility::Published);
     let mid = store.put_with(&bytes, &published_opts)?.id;
     let sid = store.put_with(&sig, &published_opts)?.id;

@@ -25,9 +25,10 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
+use crate::error::{FederationError as Error, Result};
 use asl_core::chunk_tree as tree;
 use asl_core::io::{read_full, OpenMode, StoreFile};
-use asl_core::{ArtifactId, Error, PutOptions, Result, Store};
+use asl_core::{ArtifactId, PutOptions, Store};
 
 /// Bytes per transfer chunk: a power of two, fixed so that any two stores
 /// cut the same artifact the same way (and equal to the store's default
@@ -136,14 +137,14 @@ impl Read for StagedBytes<'_> {
 }
 
 fn io_err(what: &str, p: &std::path::Path, e: std::io::Error) -> Error {
-    Error::io(format!("{what} {}", p.display()), e)
+    asl_core::Error::io(format!("{what} {}", p.display()), e).into()
 }
 
 impl Partial {
     /// Starts staging `id` of `len` bytes with tree `cvs` (checked here);
     /// replaces a staging file that did not hold up.
     pub fn create(store: &Store, id: &ArtifactId, len: u64, cvs: Vec<[u8; 32]>) -> Result<Partial> {
-        check_tree(id, len, &cvs).map_err(|e| Error::InvalidArgument(format!("{id}: {e}")))?;
+        check_tree(id, len, &cvs).map_err(|e| Error::Remote(format!("{id}: {e}")))?;
         let path = part_path(store, id);
         let mut head = Vec::with_capacity(PART_HEADER + 32 * cvs.len());
         head.extend_from_slice(PART_MAGIC);
@@ -281,10 +282,10 @@ impl Partial {
             let idx = self.next_index();
             let want = self.chunk_len(idx);
             let got = read_full(from, &mut buf[..want])
-                .map_err(|e| Error::io(format!("read {} from remote {remote}", self.id), e))?;
+                .map_err(|e| asl_core::Error::io(format!("read {} from remote {remote}", self.id), e))?;
             if got < want {
                 self.sync()?;
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::Remote(format!(
                     "remote {remote}: the stream of {} ended at byte {} of {}; the verified {} bytes are kept for the next fetch",
                     self.id,
                     self.verified + got as u64,
@@ -294,7 +295,7 @@ impl Partial {
             }
             if !self.push(&buf[..want])? {
                 self.sync()?;
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::Remote(format!(
                     "remote {remote}: chunk {idx} of {} does not match the artifact's tree (refused); the verified {} bytes before it are kept",
                     self.id, self.verified
                 )));
@@ -365,7 +366,7 @@ impl Partial {
     /// more), commits, and removes the staging file. Returns its length.
     pub fn finish(self, store: &Store, placed: PutOptions) -> Result<u64> {
         if self.verified != self.len {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::Invalid(format!(
                 "{}: {} of {} bytes staged",
                 self.id, self.verified, self.len
             )));
@@ -439,7 +440,8 @@ pub fn staged(store: &Store) -> Vec<ArtifactId> {
 
 /// Removes the staging file of `id`, if there is one.
 pub fn discard(store: &Store, id: &ArtifactId) -> Result<()> {
-    store.side_files().remove(&part_name(id)).map(|_| ())
+    store.side_files().remove(&part_name(id))?;
+    Ok(())
 }
 
 /// Removes staging files of artifacts the store now holds (a fetch that

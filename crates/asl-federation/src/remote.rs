@@ -29,8 +29,9 @@
 
 use std::path::Path;
 
+use crate::error::{FederationError as Error, Result};
 use asl_core::DomainId;
-use asl_core::{Error, Result, SideFileAccess, Store};
+use asl_core::{SideFileAccess, Store};
 use asl_pel::keys::{hex, parse_key, PublicKey};
 
 /// The remotes file.
@@ -62,7 +63,7 @@ fn framed(magic: &str, lines: &[String]) -> Vec<u8> {
 }
 
 fn unframe(b: &[u8], magic: &str, path: &Path) -> Result<Vec<String>> {
-    asl_core::textfile::unframe(b, magic).map_err(|e| Error::corrupt(path, e))
+    Ok(asl_core::textfile::unframe(b, magic).map_err(|e| asl_core::Error::corrupt(path, e))?)
 }
 
 fn read_file(store: &Store, name: &str) -> Result<Option<(Vec<u8>, std::path::PathBuf)>> {
@@ -71,7 +72,7 @@ fn read_file(store: &Store, name: &str) -> Result<Option<(Vec<u8>, std::path::Pa
 
 /// Remotes carry bearer tokens: the owner alone may read the files.
 fn write_file(store: &Store, name: &str, bytes: &[u8]) -> Result<()> {
-    store.side_files().write(name, bytes, SideFileAccess::Private)
+    Ok(store.side_files().write(name, bytes, SideFileAccess::Private)?)
 }
 
 fn opt<T>(v: &str, parse: impl Fn(&str) -> Option<T>) -> std::result::Result<Option<T>, ()> {
@@ -147,7 +148,9 @@ pub fn remotes(store: &Store) -> Result<Vec<Remote>> {
     };
     unframe(&b, "ASLREMOTES", &path)?
         .iter()
-        .map(|l| Remote::parse(l).ok_or_else(|| Error::corrupt(&path, format!("unreadable line {l:?}"))))
+        .map(|l| {
+            Remote::parse(l).ok_or_else(|| asl_core::Error::corrupt(&path, format!("unreadable line {l:?}")).into())
+        })
         .collect()
 }
 
@@ -160,18 +163,18 @@ fn save(store: &Store, list: &[Remote]) -> Result<()> {
 pub fn add(store: &Store, r: Remote) -> Result<()> {
     super::check_name("remote", &r.name)?;
     if r.url.is_empty() || r.url.contains(char::is_whitespace) {
-        return Err(Error::InvalidArgument(format!("{:?} is not a path or URL", r.url)));
+        return Err(Error::Invalid(format!("{:?} is not a path or URL", r.url)));
     }
     if r.token
         .as_deref()
         .is_some_and(|t| t.is_empty() || t.contains(char::is_whitespace) || t == "-")
     {
-        return Err(Error::InvalidArgument("a token has no spaces".into()));
+        return Err(Error::Invalid("a token has no spaces".into()));
     }
     r.policy.check()?;
     let mut list = remotes(store)?;
     if list.iter().any(|x| x.name == r.name) {
-        return Err(Error::InvalidArgument(format!("remote {} exists", r.name)));
+        return Err(Error::Invalid(format!("remote {} exists", r.name)));
     }
     list.push(r);
     save(store, &list)
@@ -183,7 +186,7 @@ pub fn remove(store: &Store, name: &str) -> Result<()> {
     let before = list.len();
     list.retain(|r| r.name != name);
     if list.len() == before {
-        return Err(Error::InvalidArgument(format!("no remote {name}")));
+        return Err(Error::NotFound(format!("no remote {name}")));
     }
     save(store, &list)
 }
@@ -193,7 +196,7 @@ pub fn get(store: &Store, name: &str) -> Result<Remote> {
     remotes(store)?
         .into_iter()
         .find(|r| r.name == name)
-        .ok_or_else(|| Error::InvalidArgument(format!("no remote {name} (aslctl remote add)")))
+        .ok_or_else(|| Error::NotFound(format!("no remote {name} (aslctl remote add)")))
 }
 
 /// Replaces a remote's entry (after a fetch pinned its key or moved its seq).
@@ -203,7 +206,7 @@ pub fn update(store: &Store, r: &Remote) -> Result<()> {
     let slot = list
         .iter_mut()
         .find(|x| x.name == r.name)
-        .ok_or_else(|| Error::InvalidArgument(format!("no remote {}", r.name)))?;
+        .ok_or_else(|| Error::NotFound(format!("no remote {}", r.name)))?;
     *slot = r.clone();
     save(store, &list)
 }
@@ -225,7 +228,7 @@ pub fn domains(store: &Store) -> Result<Vec<(u16, [u8; 16], String)>> {
                 let id = super::domain::parse_id(w.next()?)?;
                 Some((n, id, w.next().unwrap_or("").to_string()))
             })();
-            parsed.ok_or_else(|| Error::corrupt(&path, format!("unreadable line {l:?}")))
+            parsed.ok_or_else(|| asl_core::Error::corrupt(&path, format!("unreadable line {l:?}")).into())
         })
         .collect()
 }
@@ -239,7 +242,7 @@ pub fn domain_number(store: &Store, id: &[u8; 16], name: &str) -> Result<DomainI
     let n = table.iter().map(|(n, _, _)| *n).max().unwrap_or(0);
     let n = n
         .checked_add(1)
-        .ok_or_else(|| Error::InvalidArgument("the domain table is full (65535 domains)".into()))?;
+        .ok_or_else(|| Error::Invalid("the domain table is full (65535 domains)".into()))?;
     table.push((n, *id, name.to_string()));
     let lines: Vec<String> = table
         .iter()

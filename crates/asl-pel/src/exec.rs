@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use super::failure::OpError;
 use super::node::{InputValue, Node};
 use super::sandbox::{shared_netns, spawn_isolated, MountPlan};
 use asl_core::{ArtifactId, Store};
@@ -194,13 +195,18 @@ pub struct ExecResult {
 }
 
 /// Runs `exec` node `n` on `inputs`. `hide` are directories the command
-/// must not see (the store's). An `Err` is a failure to run at all.
-pub fn run(store: &Store, n: &Node, inputs: &[InputValue<'_>], hide: &[PathBuf]) -> Result<ExecResult, String> {
-    let dir = TempDir::new().map_err(|e| format!("make a work directory: {e}"))?;
+/// must not see (the store's). An `Err` is a failure to run at all: the
+/// node's ([`OpError::Node`]: no such command, a bad parameter) or the
+/// environment's (the store, or the work directory, failed).
+pub fn run(store: &Store, n: &Node, inputs: &[InputValue<'_>], hide: &[PathBuf]) -> Result<ExecResult, OpError> {
+    let dir = TempDir::new().map_err(|e| OpError::io("make a work directory", e))?;
     let mut input_paths = Vec::new();
     for i in inputs {
         let path = dir.work.join(relative(i.name)?);
-        materialise(store, &i.id, &path).map_err(|e| format!("materialise input {:?}: {e}", i.name))?;
+        materialise(store, &i.id, &path).map_err(|e| match e {
+            OpError::Node(m) => OpError::Node(format!("materialise input {:?}: {m}", i.name)),
+            env => env,
+        })?;
         input_paths.push(path);
     }
     let p = &n.params;
@@ -222,7 +228,7 @@ pub fn run(store: &Store, n: &Node, inputs: &[InputValue<'_>], hide: &[PathBuf])
             c2.args(&words[1..]);
             c2
         }
-        _ => return Err("exec needs cmd or argv".into()),
+        _ => return Err(OpError::Node("exec needs cmd or argv".into())),
     };
     cmd.current_dir(&dir.work).env_clear().env("PATH", DEFAULT_PATH);
     if let Some(Value::Map(env)) = p.get("env") {
@@ -234,8 +240,8 @@ pub fn run(store: &Store, n: &Node, inputs: &[InputValue<'_>], hide: &[PathBuf])
     }
     let out_path = dir.root.join("stdout");
     let err_path = dir.root.join("stderr");
-    let stdout = File::create(&out_path).map_err(|e| format!("create {}: {e}", out_path.display()))?;
-    let stderr = File::create(&err_path).map_err(|e| format!("create {}: {e}", err_path.display()))?;
+    let create = |p: &Path| File::create(p).map_err(|e| OpError::io(format!("create {}", p.display()), e));
+    let (stdout, stderr) = (create(&out_path)?, create(&err_path)?);
     cmd.stdout(stdout).stderr(stderr);
     match p.get("stdin") {
         Some(Value::Text(name)) => {
@@ -248,7 +254,9 @@ pub fn run(store: &Store, n: &Node, inputs: &[InputValue<'_>], hide: &[PathBuf])
     }
     let iso = isolation();
     let plan = match iso {
-        Isolation::Namespaces => Some(MountPlan::new(&dir.work, &input_paths, hide).map_err(|e| e.to_string())?),
+        Isolation::Namespaces => Some(
+            MountPlan::new(&dir.work, &input_paths, hide).map_err(|e| OpError::io("plan the sandbox's mounts", e))?,
+        ),
         Isolation::None(_) => None,
     };
     let timeout = match p.get("timeout") {
@@ -264,11 +272,10 @@ pub fn run(store: &Store, n: &Node, inputs: &[InputValue<'_>], hide: &[PathBuf])
         (None, Some(s)) => Some(format!("killed by signal {s}")),
         (None, None) => Some("ended without a status".into()),
     };
-    let put = |path: &Path| {
-        store
-            .put_file_with(path, &asl_core::PutOptions::default(), &mut |_| {})
-            .map(|p| p.id)
-            .map_err(|e| e.to_string())
+    let put = |path: &Path| -> Result<ArtifactId, OpError> {
+        Ok(store
+            .put_file_with(path, &asl_core::PutOptions::default(), &mut |_| {})?
+            .id)
     };
     let stdout = put(&out_path)?;
     let stderr = put(&err_path)?;
@@ -279,10 +286,7 @@ pub fn run(store: &Store, n: &Node, inputs: &[InputValue<'_>], hide: &[PathBuf])
             let path = dir.work.join(o);
             match fs::symlink_metadata(&path) {
                 Ok(md) if md.is_file() => outputs.push((o.clone(), put(&path)?)),
-                Ok(md) if md.is_dir() => outputs.push((
-                    o.clone(),
-                    tree::store_directory(store, &path).map_err(|e| e.to_string())?,
-                )),
+                Ok(md) if md.is_dir() => outputs.push((o.clone(), tree::store_directory(store, &path)?)),
                 Ok(_) => {
                     error.get_or_insert_with(|| format!("output {o:?} is neither a file nor a directory"));
                 }
@@ -303,21 +307,24 @@ pub fn run(store: &Store, n: &Node, inputs: &[InputValue<'_>], hide: &[PathBuf])
 }
 
 /// Writes artifact (or tree) `id` at `path`, read-only.
-fn materialise(store: &Store, id: &ArtifactId, path: &Path) -> Result<(), String> {
+fn materialise(store: &Store, id: &ArtifactId, path: &Path) -> Result<(), OpError> {
+    let at = |what: &str| format!("{what} {}", path.display());
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        fs::create_dir_all(parent).map_err(|e| OpError::io(at("create"), e))?;
     }
-    let is_tree = tree::is_tree(store, id).map_err(|e| e.to_string())?;
-    if is_tree {
-        fs::create_dir(path).map_err(|e| e.to_string())?;
-        tree::checkout(store, id, path, false).map_err(|e| e.to_string())?;
-        set_read_only(path).map_err(|e| e.to_string())?;
+    if tree::is_tree(store, id)? {
+        fs::create_dir(path).map_err(|e| OpError::io(at("create"), e))?;
+        tree::checkout(store, id, path, false)?;
+        set_read_only(path).map_err(|e| OpError::io(at("make read-only"), e))?;
     } else {
-        let mut f = File::create(path).map_err(|e| e.to_string())?;
-        let mut r = store.open_reader(id).map_err(|e| e.to_string())?;
-        std::io::copy(&mut r, &mut f).map_err(|e| e.to_string())?;
-        f.flush().map_err(|e| e.to_string())?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o444)).map_err(|e| e.to_string())?;
+        let mut f = File::create(path).map_err(|e| OpError::io(at("create"), e))?;
+        let mut r = store.open_reader(id)?;
+        // A failing read here is the store's (its reader proves every byte
+        // and reports damage as an I/O error of kind InvalidData).
+        std::io::copy(&mut r, &mut f).map_err(|e| OpError::io(at("write"), e))?;
+        f.flush().map_err(|e| OpError::io(at("write"), e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o444))
+            .map_err(|e| OpError::io(at("make read-only"), e))?;
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ pub mod attest;
 mod cache;
 pub mod convert;
 pub mod exec;
+mod failure;
 pub mod keys;
 pub mod node;
 pub mod ops;
@@ -81,8 +82,9 @@ impl PelError {
     pub fn kind(&self) -> asl_core::ErrorKind {
         use asl_core::ErrorKind;
         match self {
-            PelError::Program(_) => ErrorKind::Invalid,
-            PelError::MissingInputs(_) => ErrorKind::NotFound,
+            // A program naming inputs the store lacks is a bad program (exit
+            // 2), like any other: nothing ran.
+            PelError::Program(_) | PelError::MissingInputs(_) => ErrorKind::Invalid,
             PelError::Trust(_) | PelError::Held(_) | PelError::Attestation(_) | PelError::Forbidden(_) => {
                 ErrorKind::Refused
             }

@@ -8,6 +8,7 @@
 //! Parameters are checked when the program is read ([`check`]), so a typo
 //! is an error before anything runs.
 
+pub use crate::failure::OpError;
 use std::io::Read;
 
 use super::node::Node;
@@ -183,12 +184,10 @@ fn split_path(path: &str) -> Result<Vec<&str>, String> {
     Ok(parts)
 }
 
-/// Runs builtin `n` on `inputs`; an `Err` is the node's failure (it becomes
-/// an ERROR receipt), not the run's.
-pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result<Outputs, String> {
+/// Runs builtin `n` on `inputs`; an [`OpError::Node`] is the node's failure
+/// (it becomes an ERROR receipt), an [`OpError::Environment`] the run's.
+pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result<Outputs, OpError> {
     let p = &n.params;
-    let s = |e: asl_core::Error| e.to_string();
-    let r = |e: records::RecordError| e.to_string();
     let out = match n.op {
         Op::Hdf5Template | Op::Hdf5Values | Op::CborToYaml | Op::YamlToCbor => {
             return super::convert::builtin::run_op(store, n, inputs);
@@ -197,8 +196,7 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
             let readers = inputs
                 .iter()
                 .map(|i| store.open_reader(&i.id))
-                .collect::<asl_core::Result<Vec<_>>>()
-                .map_err(s)?;
+                .collect::<asl_core::Result<Vec<_>>>()?;
             let chained = readers
                 .into_iter()
                 .fold(Box::new(std::io::empty()) as Box<dyn Read>, |acc, r| {
@@ -207,13 +205,10 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
             put_stream(store, chained)?
         }
         Op::Slice => {
-            let len = store.len_of(&inputs[0].id).map_err(s)?;
+            let len = store.len_of(&inputs[0].id)?;
             let off = uint(p, "offset")?.unwrap_or(0).min(len);
             let take = uint(p, "length")?.unwrap_or(u64::MAX).min(len - off);
-            let reader = store
-                .open_reader(&inputs[0].id)
-                .and_then(|r| r.into_range(off, take))
-                .map_err(s)?;
+            let reader = store.open_reader(&inputs[0].id).and_then(|r| r.into_range(off, take))?;
             put_stream(store, reader)?
         }
         Op::ZstdCompress => {
@@ -222,7 +217,7 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
                 Some(Value::Negative(n)) => -1 - *n as i32,
                 _ => 3,
             };
-            let reader = store.open_reader(&inputs[0].id).map_err(s)?;
+            let reader = store.open_reader(&inputs[0].id)?;
             let mut enc = zstd::stream::read::Encoder::new(reader, level).map_err(|e| e.to_string())?;
             // One thread and no dictionary or long mode: the frame is a
             // function of the bytes and the level for a given zstd version,
@@ -232,23 +227,21 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
             put_stream(store, enc)?
         }
         Op::ZstdDecompress => {
-            let reader = store.open_reader(&inputs[0].id).map_err(s)?;
+            let reader = store.open_reader(&inputs[0].id)?;
             let dec = zstd::stream::read::Decoder::new(reader).map_err(|e| format!("not zstd: {e}"))?;
-            put_stream(store, dec).map_err(|e| format!("decompress: {e}"))?
+            // The store sees a failing decoder as a failing input read: the
+            // bytes are not zstd, which is the node's failure, not the run's.
+            put_stream(store, dec).map_err(|e| OpError::Node(format!("decompress: {e}")))?
         }
         Op::Hash => {
             let id = inputs[0].id;
-            let sha = records::digests::sha256_of_stored(store, &id).map_err(r)?;
-            let size = store.len_of(&id).map_err(s)?;
+            let sha = records::digests::sha256_of_stored(store, &id)?;
+            let size = store.len_of(&id)?;
             let name = text(p, "name")?.unwrap_or(inputs[0].name);
             match text(p, "format")? {
                 Some("sha256sum") => put_bytes(store, format!("{}  {name}\n", records::digests::hex(&sha)).as_bytes())?,
                 Some("b3sum") => put_bytes(store, format!("{id}  {name}\n").as_bytes())?,
-                _ => {
-                    records::put(store, &records::digests::digest_record(&id, &sha, size))
-                        .map_err(r)?
-                        .id
-                }
+                _ => records::put(store, &records::digests::digest_record(&id, &sha, size))?.id,
             }
         }
         Op::CborToJson => json_out(store, &inputs[0].id)?,
@@ -257,12 +250,12 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
             let mut files = Vec::new();
             let mut extras = tree::TreeExtras::default();
             for i in inputs {
-                let is_tree = tree::is_tree(store, &i.id).map_err(r)?;
+                let is_tree = tree::is_tree(store, &i.id)?;
                 if is_tree {
                     // A tree input is grafted: its files, links and empty
                     // directories go under its name.
                     let mut below = Vec::new();
-                    for (path, e) in tree::walk(store, &i.id).map_err(r)? {
+                    for (path, e) in tree::walk(store, &i.id)? {
                         if !tree::is_leaf(&e) {
                             continue;
                         }
@@ -271,26 +264,26 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
                         p.extend_from_slice(&path);
                         below.push((p, e));
                     }
-                    let (f, x) = tree::parts_of(store, below).map_err(r)?;
+                    let (f, x) = tree::parts_of(store, below)?;
                     files.extend(f);
                     extras.links.extend(x.links);
                     extras.empty_dirs.extend(x.empty_dirs);
                 } else {
                     files.push(TreeFile {
                         path: i.name.into(),
-                        size: store.len_of(&i.id).map_err(s)?,
+                        size: store.len_of(&i.id)?,
                         exec: false,
                         id: i.id,
                     });
                 }
             }
-            tree::store_tree_with(store, &files, &extras).map_err(r)?
+            tree::store_tree_with(store, &files, &extras)?
         }
         Op::TreeExtract => {
             let path = text(p, "path")?.unwrap_or_default();
             let mut at = inputs[0].id;
             for name in split_path(path)? {
-                let entries = tree::read_tree(store, &at).map_err(r)?;
+                let entries = tree::read_tree(store, &at)?;
                 let e = entries
                     .iter()
                     .find(|e| e.name == name.as_bytes())
@@ -299,7 +292,7 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
             }
             at
         }
-        Op::Label => records::put(store, &label_record(&inputs[0].id, p)).map_err(r)?.id,
+        Op::Label => records::put(store, &label_record(&inputs[0].id, p))?.id,
         Op::Record => {
             let t = text(p, "type")?.unwrap_or_default();
             let version = uint(p, "version")?
@@ -313,9 +306,7 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
                 body.retain(|(k, _)| k != &Value::text(i.name));
                 body.push((Value::text(i.name), Value::Bytes(i.id.as_bytes().to_vec())));
             }
-            records::put(store, &Record::new(t, version, Value::Map(body)))
-                .map_err(r)?
-                .id
+            records::put(store, &Record::new(t, version, Value::Map(body)))?.id
         }
         Op::Exec => unreachable!("exec is not a builtin"),
     };
@@ -334,22 +325,19 @@ fn label_record(subject: &ArtifactId, p: &Value) -> Record {
     Record::new("asl/annotation", 1, Value::Map(body))
 }
 
-fn put_stream(store: &Store, r: impl Read) -> Result<ArtifactId, String> {
-    store
-        .put_reader_with(r, &PutOptions::default())
-        .map(|p| p.id)
-        .map_err(|e| e.to_string())
+fn put_stream(store: &Store, r: impl Read) -> Result<ArtifactId, OpError> {
+    Ok(store.put_reader_with(r, &PutOptions::default())?.id)
 }
 
-fn put_bytes(store: &Store, b: &[u8]) -> Result<ArtifactId, String> {
-    store.put(b).map_err(|e| e.to_string())
+fn put_bytes(store: &Store, b: &[u8]) -> Result<ArtifactId, OpError> {
+    Ok(store.put(b)?)
 }
 
 #[cfg(feature = "json")]
-fn json_out(store: &Store, id: &ArtifactId) -> Result<ArtifactId, String> {
-    let bytes = store.get(id).map_err(|e| e.to_string())?;
+fn json_out(store: &Store, id: &ArtifactId) -> Result<ArtifactId, OpError> {
+    let bytes = store.get(id)?;
     let j = if records::looks_like_record(&bytes) {
-        records::json::record_to_json(&Record::decode(&bytes).map_err(|e| e.to_string())?)
+        records::json::record_to_json(&Record::decode(&bytes)?)
     } else {
         records::json::to_json(&records::cbor::decode(&bytes).map_err(|e| format!("not canonical CBOR: {e}"))?)
     };
@@ -360,27 +348,31 @@ fn json_out(store: &Store, id: &ArtifactId) -> Result<ArtifactId, String> {
 }
 
 #[cfg(feature = "json")]
-fn json_in(store: &Store, id: &ArtifactId, p: &Value) -> Result<ArtifactId, String> {
-    let bytes = store.get(id).map_err(|e| e.to_string())?;
+fn json_in(store: &Store, id: &ArtifactId, p: &Value) -> Result<ArtifactId, OpError> {
+    let bytes = store.get(id)?;
     let j: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))?;
     match text(p, "type")? {
         Some(t) => {
-            let rec = records::json::record_from_json(t, uint(p, "version")?, &j).map_err(|e| e.to_string())?;
-            records::put(store, &rec).map(|s| s.id).map_err(|e| e.to_string())
+            let rec = records::json::record_from_json(t, uint(p, "version")?, &j)?;
+            Ok(records::put(store, &rec)?.id)
         }
         None => {
-            let v = records::json::from_json(&j).map_err(|e| e.to_string())?;
+            let v = records::json::from_json(&j)?;
             put_bytes(store, &records::cbor::encode(&v).map_err(|e| e.to_string())?)
         }
     }
 }
 
 #[cfg(not(feature = "json"))]
-fn json_out(_: &Store, _: &ArtifactId) -> Result<ArtifactId, String> {
-    Err("cbor.to_json needs the library built with feature `json`".into())
+fn json_out(_: &Store, _: &ArtifactId) -> Result<ArtifactId, OpError> {
+    Err(OpError::Node(
+        "cbor.to_json needs the library built with feature `json`".into(),
+    ))
 }
 
 #[cfg(not(feature = "json"))]
-fn json_in(_: &Store, _: &ArtifactId, _: &Value) -> Result<ArtifactId, String> {
-    Err("json.to_cbor needs the library built with feature `json`".into())
+fn json_in(_: &Store, _: &ArtifactId, _: &Value) -> Result<ArtifactId, OpError> {
+    Err(OpError::Node(
+        "json.to_cbor needs the library built with feature `json`".into(),
+    ))
 }

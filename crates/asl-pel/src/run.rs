@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::keys::{PublicKey, Signer, Trust};
 use super::node::{InputValue, Node, Op, Ref};
-use super::ops;
+use super::ops::{self, OpError};
 use super::program::Program;
 use super::receipt::{self, Outcome, OutputRef, Receipt, ResolvedInput, Run, RunNode};
 use super::{exec, PelError};
@@ -444,18 +444,22 @@ impl NodeCtx<'_> {
                     rec.error = x.error;
                     x.outputs
                 }
-                Err(e) => {
+                Err(OpError::Node(e)) => {
                     rec.error = Some(e);
                     Vec::new()
                 }
+                Err(OpError::Environment(e)) => return Err(e),
             }
         } else {
             match ops::run_builtin(store, n, &inputs) {
                 Ok(o) => o,
-                Err(e) => {
+                Err(OpError::Node(e)) => {
                     rec.error = Some(e);
                     Vec::new()
                 }
+                // Not the node's failure: no receipt says it failed, and
+                // the run stops (a rerun finds the node not yet done).
+                Err(OpError::Environment(e)) => return Err(e),
             }
         };
         if rec.error.is_some() {

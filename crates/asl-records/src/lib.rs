@@ -24,6 +24,8 @@
 //! ```
 
 pub mod batch;
+#[cfg(feature = "json")]
+pub mod batch_document;
 pub mod cache;
 pub mod cbor;
 pub mod digests;

@@ -222,7 +222,7 @@ async fn list(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Query(
             }
             out.push(info);
         }
-        Ok((out, more))
+        Ok::<_, asl_core::Error>((out, more))
     })
     .await;
     match page {
@@ -276,7 +276,7 @@ async fn missing(S(st): S<Arc<State>>, Extension(access): Extension<Access>, bod
                 out.push(id.to_hex());
             }
         }
-        Ok(out)
+        Ok::<_, asl_core::Error>(out)
     })
     .await
     {

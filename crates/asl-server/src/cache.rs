@@ -29,9 +29,10 @@ use super::http::{blocking, error, Access, Refused, Route};
 use super::send::send;
 use super::upload::{receive, stored};
 use super::State;
-use asl_core::{ArtifactId, Error, PutOptions};
+use asl_core::{ArtifactId, PutOptions};
 use asl_records::cache::Condition;
 use asl_records::digests;
+use asl_records::RecordError;
 
 pub(super) fn routes() -> Vec<Route> {
     let r = |path, methods, handlers| Route {
@@ -107,17 +108,17 @@ fn parse_key(text: &str) -> Result<[u8; 32], Refused> {
 }
 
 /// Brings the query index up to date with what this server just wrote.
-fn refresh(st: &State) -> asl_core::Result<()> {
+fn refresh(st: &State) -> Result<(), RecordError> {
     st.index.with(|i| i.refresh(&st.store).map(|_| ()))
 }
 
 /// The artifact the entry `name` (`ac/HEX`, `ccache/KEY`) answers with:
 /// its newest live entry.
-fn ac_lookup(st: &State, name: &str) -> asl_core::Result<Option<ArtifactId>> {
+fn ac_lookup(st: &State, name: &str) -> Result<Option<ArtifactId>, RecordError> {
     st.index.with(|i| st.entries.lookup(&st.store, i, name))
 }
 
-fn cas_lookup(st: &State, name: &str) -> asl_core::Result<Option<ArtifactId>> {
+fn cas_lookup(st: &State, name: &str) -> Result<Option<ArtifactId>, RecordError> {
     let Some(key) = name.strip_prefix("cas/").and_then(digests::parse_sha256) else {
         return Ok(None);
     };
@@ -130,7 +131,7 @@ async fn answer(
     name: Result<String, Refused>,
     headers: HeaderMap,
     with_body: bool,
-    lookup: fn(&State, &str) -> asl_core::Result<Option<ArtifactId>>,
+    lookup: fn(&State, &str) -> Result<Option<ArtifactId>, RecordError>,
 ) -> Response {
     let name = match name {
         Ok(n) => n,
@@ -139,7 +140,7 @@ async fn answer(
     let s2 = st.clone();
     // What the caller may not see answers exactly as an absent key does.
     let found = blocking(move || match lookup(&s2, &name)? {
-        Some(id) if s2.store.view(access.audience).contains(&id)? => Ok(Some(id)),
+        Some(id) if s2.store.view(access.audience).contains(&id)? => Ok::<_, RecordError>(Some(id)),
         _ => Ok(None),
     });
     match found.await {
@@ -311,7 +312,7 @@ async fn entry_put(
             }
             return Ok(None);
         }
-        s2.store.view(access.audience).shown_new(&put.id, put.new).map(Some)
+        Ok::<_, RecordError>(s2.store.view(access.audience).shown_new(&put.id, put.new).map(Some)?)
     })
     .await;
     match done {
@@ -352,10 +353,10 @@ async fn cas_put(
             }
             return Ok(Err(digests::hex(&sha)));
         }
-        digests::record(&s2.store, &[(p2.id, sha, p2.len)]).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        digests::record(&s2.store, &[(p2.id, sha, p2.len)])?;
         s2.store.commit()?;
         refresh(&s2)?;
-        s2.store.view(access.audience).shown_new(&p2.id, p2.new).map(Ok)
+        Ok::<_, RecordError>(Ok(s2.store.view(access.audience).shown_new(&p2.id, p2.new)?))
     })
     .await;
     match done {

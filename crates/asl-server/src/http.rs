@@ -13,33 +13,88 @@ use serde_json::json;
 use std::sync::Arc;
 
 use super::State;
-use asl_core::{ArtifactId, Audience, Error, Store, View};
+use asl_core::{ArtifactId, Audience, Error, ErrorKind, Store, View};
 
 pub(super) fn error(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(json!({"error": msg.into()}))).into_response()
 }
 
-/// A store error as a response: what the client did wrong is 4xx, damage
-/// and failures are 5xx; messages are the store's one line.
+/// An error of a layer below, answered by its kind: what the client did
+/// wrong is 4xx, damage and failures are 5xx; messages are the layer's one
+/// line. Handlers return these errors as they are, never a message wrapped
+/// in another kind.
+pub(super) trait Failure: std::fmt::Display + Send + 'static {
+    fn kind(&self) -> ErrorKind;
+
+    /// The status for this error.
+    fn status(&self) -> StatusCode {
+        match self.kind() {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::Refused => StatusCode::FORBIDDEN,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Remote => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl Failure for Error {
+    fn kind(&self) -> ErrorKind {
+        Error::kind(self)
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            // The snapshot held it, but its bytes have since been collected.
+            Error::NotRetained(_) => StatusCode::GONE,
+            _ => match Error::kind(self) {
+                ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                ErrorKind::Conflict => StatusCode::CONFLICT,
+                ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+                ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+}
+
+impl Failure for asl_records::RecordError {
+    fn kind(&self) -> ErrorKind {
+        asl_records::RecordError::kind(self)
+    }
+}
+
+impl Failure for asl_pel::PelError {
+    fn kind(&self) -> ErrorKind {
+        asl_pel::PelError::kind(self)
+    }
+}
+
+impl Failure for asl_federation::FederationError {
+    fn kind(&self) -> ErrorKind {
+        asl_federation::FederationError::kind(self)
+    }
+}
+
+/// A store error as a response (see [`Failure`]).
 pub(super) fn store_error(e: Error) -> Response {
-    let code = match &e {
-        Error::NotFound(_) | Error::SnapshotNotFound(_) => StatusCode::NOT_FOUND,
-        // The snapshot held it, but its bytes have since been collected.
-        Error::NotRetained(_) => StatusCode::GONE,
-        Error::SnapshotExists(_) => StatusCode::CONFLICT,
-        Error::IdMismatch(_) | Error::InvalidArgument(_) | Error::InvalidId { .. } => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    error(code, e.to_string())
+    failure(e)
+}
+
+/// Any layer's error as a response (see [`Failure`]).
+pub(super) fn failure(e: impl Failure) -> Response {
+    error(e.status(), e.to_string())
 }
 
 /// Runs store work on a blocking thread.
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> asl_core::Result<T> + Send + 'static,
+pub(super) async fn blocking<T: Send + 'static, E: Failure>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, Response> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(store_error(e)),
+        Ok(Err(e)) => Err(failure(e)),
         Err(e) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("store task failed: {e}"),
@@ -67,10 +122,10 @@ pub(super) struct Access {
 /// Runs one request's store work on a blocking thread through the view of
 /// the caller's audience: the way every handler reads the store, so none
 /// decides visibility itself (writes go through [`View::store`]).
-pub(super) async fn with_view<T: Send + 'static>(
+pub(super) async fn with_view<T: Send + 'static, E: Failure>(
     store: &Arc<Store>,
     access: Access,
-    f: impl FnOnce(&View<'_>) -> asl_core::Result<T> + Send + 'static,
+    f: impl FnOnce(&View<'_>) -> Result<T, E> + Send + 'static,
 ) -> Result<T, Response> {
     let store = store.clone();
     blocking(move || f(&store.view(access.audience))).await

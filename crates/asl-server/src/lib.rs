@@ -109,28 +109,19 @@ impl Index {
     }
 
     /// Runs `f` on the index, opening it first if it is not open.
-    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut QueryIndex) -> std::result::Result<T, RecordError>) -> Result<T> {
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut QueryIndex) -> std::result::Result<T, RecordError>,
+    ) -> std::result::Result<T, RecordError> {
         let mut slot = self.slot.lock();
         if slot.is_none() {
-            let (mut index, _) = QueryIndex::open(&self.store).map_err(index_error)?;
+            let (mut index, _) = QueryIndex::open(&self.store)?;
             // It writes after every put of a cache entry: sealed when the
             // server stops, not each time (a crash leaves it to be rebuilt).
             index.seal_on_drop_only();
             *slot = Some(index);
         }
-        f(slot.as_mut().expect("opened above")).map_err(index_error)
-    }
-}
-
-/// A failure of the query index as the store's error: I/O stays I/O (a
-/// full disk says so), the index's own failures are the server's fault.
-pub(crate) fn index_error(e: RecordError) -> Error {
-    match e {
-        RecordError::Store(e) => e,
-        other => Error::Io {
-            context: "query index".into(),
-            source: std::io::Error::other(other.to_string()),
-        },
+        f(slot.as_mut().expect("opened above"))
     }
 }
 

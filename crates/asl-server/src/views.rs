@@ -95,7 +95,7 @@ async fn tree(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Path(i
     };
     let got = with_view(&st.store, access, move |view| {
         if !view.contains(&id)? {
-            return Err(Error::NotFound(id));
+            return Err(Error::NotFound(id).into());
         }
         asl_federation::ranged::tree_of(view.store(), &id)
     })
@@ -167,11 +167,8 @@ async fn record(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Path
         Err(r) => return r.into_response(),
     };
     let got = with_view(&st.store, access, move |view| {
-        let r = records::get(view as &dyn Source, &id).map_err(|e| match e {
-            records::RecordError::Store(e) => e,
-            e => Error::InvalidArgument(e.to_string()),
-        })?;
-        Ok(records::json::record_to_json(&r))
+        let r = records::get(view as &dyn Source, &id)?;
+        Ok::<_, records::RecordError>(records::json::record_to_json(&r))
     })
     .await;
     match got {
@@ -253,7 +250,7 @@ async fn find(
         if let Some(n) = limit {
             out.drain(..out.len().saturating_sub(n));
         }
-        Ok(out)
+        Ok::<_, records::RecordError>(out)
     })
     .await;
     match hits {
@@ -291,11 +288,7 @@ async fn lineage(
             i.refresh(view.store())?;
             Ok(provenance::lineage_in(view, i, &id, dir, 10_000))
         })?;
-        let g = g.map_err(|e| match e {
-            asl_pel::PelError::Store(e) => e,
-            e => Error::InvalidArgument(e.to_string()),
-        })?;
-        Ok(g.to_json())
+        Ok::<_, asl_pel::PelError>(g?.to_json())
     })
     .await;
     match out {
@@ -320,11 +313,10 @@ async fn new_record(S(st): S<Arc<State>>, Extension(access): Extension<Access>, 
         Err(r) => return r.into_response(),
     };
     let stored = with_view(&st.store, access, move |view| {
-        let rec = records::json::record_from_json(&r.type_name, r.version, &r.body)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let s = records::put(view.store(), &rec).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let rec = records::json::record_from_json(&r.type_name, r.version, &r.body)?;
+        let s = records::put(view.store(), &rec)?;
         view.store().commit()?;
-        Ok((s.id, view.shown_new(&s.id, s.new)?))
+        Ok::<_, records::RecordError>((s.id, view.shown_new(&s.id, s.new)?))
     })
     .await;
     match stored {
@@ -364,7 +356,7 @@ async fn label(
     }
     let stored = with_view(&st.store, access, move |view| {
         if !view.contains(&id)? {
-            return Err(Error::NotFound(id));
+            return Err(records::RecordError::Store(Error::NotFound(id)));
         }
         let store = view.store();
         let mut a = records::labels::Annotation::new(id);
@@ -374,7 +366,7 @@ async fn label(
         if let Some(m) = l.media_type {
             a = a.media_type(m);
         }
-        let s = records::labels::annotate(store, &a).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let s = records::labels::annotate(store, &a)?;
         store.commit()?;
         Ok(s)
     })

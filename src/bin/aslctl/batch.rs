@@ -1,18 +1,16 @@
 //! `aslctl batch FILE` and `aslctl lineage show|revert`: command blocks
 //! applied atomically, and the lineage chains they leave.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use asl::records::batch::{Batch, PutHandle, Target};
+use crate::error::CliError;
+use asl::records::batch_document::{Document, Done};
 use asl::records::lineage::{self, Lineage};
-use asl::records::{self, json as rjson};
-use asl::{Error, Store, StoreOptions};
+use asl::records::{json as rjson, RecordError};
+use asl::StoreOptions;
 use clap::Subcommand;
 use serde_json::{json, Value as J};
-
-use crate::record::lift;
 
 #[derive(Subcommand)]
 pub(crate) enum LineageCmd {
@@ -36,158 +34,27 @@ pub(crate) enum LineageCmd {
     },
 }
 
-fn bad(msg: impl Into<String>) -> Error {
-    Error::InvalidArgument(msg.into())
-}
-
 /// Reads a JSON (or YAML) document.
-pub(crate) fn read_document(file: &str) -> Result<J, Error> {
+pub(crate) fn read_document(file: &str) -> Result<J, CliError> {
     let text = crate::record::read_input(file)?;
     crate::record::parse_document(file, &text)
 }
 
-/// The lineage step described by JSON object `v` (ids as hex).
-fn lineage_from_json(s: &Store, v: &J) -> Result<Lineage, Error> {
-    let mut body = v.clone();
-    let obj = body
-        .as_object_mut()
-        .ok_or_else(|| bad("\"lineage\" must be an object"))?;
-    // Ids may be given as prefixes; the schema wants them whole.
-    for k in ["parent", "diff", "tree", "reverts"] {
-        if let Some(J::String(p)) = obj.get(k) {
-            let id = s.resolve(p)?;
-            obj.insert(k.into(), J::String(id.to_hex()));
-        }
-    }
-    obj.entry("created_at")
-        .or_insert_with(|| J::String(records::time::now()));
-    let rec = rjson::record_from_json(lineage::LINEAGE, Some(1), &body).map_err(lift)?;
-    Lineage::from_record(&rec).map_err(lift)
-}
-
 /// `aslctl batch FILE`.
-pub(crate) fn batch(json_out: bool, dir: &Path, file: &str) -> Result<ExitCode, Error> {
-    let doc = read_document(file)?;
-    let (ops, lin) = match &doc {
-        J::Array(ops) => (ops.clone(), None),
-        J::Object(o) => {
-            for k in o.keys() {
-                if k != "ops" && k != "lineage" {
-                    return Err(bad(format!("{file}: unknown key {k:?} (want \"ops\" and \"lineage\")")));
-                }
-            }
-            let ops = match o.get("ops") {
-                Some(J::Array(a)) => a.clone(),
-                Some(_) => return Err(bad(format!("{file}: \"ops\" must be a list"))),
-                None => Vec::new(),
-            };
-            (ops, o.get("lineage").cloned())
-        }
-        _ => {
-            return Err(bad(format!(
-                "{file}: want a list of operations or {{\"ops\": [...], \"lineage\": {{...}}}}"
-            )))
-        }
+pub(crate) fn batch(json_out: bool, dir: &Path, file: &str) -> Result<ExitCode, CliError> {
+    let in_file = |e: RecordError| match e {
+        RecordError::Input(m) => RecordError::Input(format!("{file}: {m}")),
+        e => e,
     };
-    let s = StoreOptions::new().create(true).open(dir)?;
     let base = Path::new(file).parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut b = Batch::new(&s);
-    let mut names: HashMap<String, PutHandle> = HashMap::new();
-    let mut shown: Vec<String> = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        let at = |m: &str| bad(format!("{file}: operation {}: {m}", i + 1));
-        let o = op.as_object().ok_or_else(|| at("not an object"))?;
-        let kind = o
-            .get("op")
-            .and_then(J::as_str)
-            .ok_or_else(|| at("no \"op\" (put, remove or label)"))?;
-        let allowed: &[&str] = match kind {
-            "put" => &["op", "file", "text", "hex", "as"],
-            "remove" => &["op", "id"],
-            "label" => &["op", "target", "labels", "media_type"],
-            other => return Err(at(&format!("unknown op {other:?} (put, remove or label)"))),
-        };
-        if let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(at(&format!("unknown key {k:?} for {kind}")));
-        }
-        match kind {
-            "put" => {
-                let h = match (o.get("file"), o.get("text"), o.get("hex")) {
-                    (Some(J::String(f)), None, None) => {
-                        let p = PathBuf::from(f);
-                        shown.push(f.clone());
-                        b.put_file(if p.is_absolute() { p } else { base.join(p) })
-                    }
-                    (None, Some(J::String(t)), None) => {
-                        shown.push("(text)".into());
-                        b.put(t.as_bytes().to_vec())
-                    }
-                    (None, None, Some(J::String(h))) => {
-                        let bytes = (0..h.len())
-                            .step_by(2)
-                            .map(|i| h.get(i..i + 2).and_then(|x| u8::from_str_radix(x, 16).ok()))
-                            .collect::<Option<Vec<u8>>>()
-                            .filter(|_| h.len() % 2 == 0)
-                            .ok_or_else(|| at("\"hex\" is not hex"))?;
-                        shown.push("(hex)".into());
-                        b.put(bytes)
-                    }
-                    _ => {
-                        return Err(at(
-                            "a put takes exactly one of \"file\", \"text\" or \"hex\", as a string",
-                        ))
-                    }
-                };
-                if let Some(name) = o.get("as") {
-                    let name = name.as_str().ok_or_else(|| at("\"as\" must be a string"))?;
-                    if names.insert(name.to_string(), h).is_some() {
-                        return Err(at(&format!("the name {name:?} is used twice")));
-                    }
-                    if let Some(last) = shown.last_mut() {
-                        *last = name.to_string();
-                    }
-                }
-            }
-            "remove" => {
-                let id = o
-                    .get("id")
-                    .and_then(J::as_str)
-                    .ok_or_else(|| at("a remove needs \"id\""))?;
-                b.remove(s.resolve(id)?);
-            }
-            _ => {
-                let t = o
-                    .get("target")
-                    .and_then(J::as_str)
-                    .ok_or_else(|| at("a label needs \"target\""))?;
-                let target = match names.get(t) {
-                    Some(h) => Target::Put(*h),
-                    None => Target::Id(s.resolve(t)?),
-                };
-                let mut labels = Vec::new();
-                match o.get("labels") {
-                    Some(J::Object(m)) => {
-                        for (k, v) in m {
-                            let v = v.as_str().ok_or_else(|| at(&format!("label {k:?} is not a string")))?;
-                            labels.push((k.clone(), v.to_string()));
-                        }
-                    }
-                    None => {}
-                    Some(_) => return Err(at("\"labels\" must be an object of strings")),
-                }
-                let media = match o.get("media_type") {
-                    Some(J::String(m)) => Some(m.as_str()),
-                    None => None,
-                    Some(_) => return Err(at("\"media_type\" must be a string")),
-                };
-                b.label(target, labels, media);
-            }
-        }
-    }
-    if let Some(l) = &lin {
-        b.lineage(lineage_from_json(&s, l)?);
-    }
-    let done = b.commit().map_err(lift)?;
+    // Checked whole before the store is opened: a refused document writes
+    // nothing, not even a new store.
+    let doc = Document::parse(&read_document(file)?, &base).map_err(in_file)?;
+    let s = StoreOptions::new().create(true).open(dir)?;
+    let Done {
+        applied: done,
+        put_names: shown,
+    } = doc.apply(&s).map_err(in_file)?;
     if json_out {
         out!(
             "{}",
@@ -222,12 +89,12 @@ fn step_json(id: &asl::ArtifactId, l: &Lineage) -> J {
     v
 }
 
-pub(crate) fn lineage_cmd(json_out: bool, dir: &Path, cmd: &LineageCmd) -> Result<ExitCode, Error> {
+pub(crate) fn lineage_cmd(json_out: bool, dir: &Path, cmd: &LineageCmd) -> Result<ExitCode, CliError> {
     match cmd {
         LineageCmd::Show { id } => {
             let s = StoreOptions::new().read_only(true).open(dir)?;
             let id = s.resolve(id)?;
-            for (id, l) in lineage::chain(&s, &id).map_err(lift)? {
+            for (id, l) in lineage::chain(&s, &id)? {
                 if json_out {
                     // serde_json's maps are sorted: one stable line per step.
                     out!("{}", step_json(&id, &l));
@@ -247,7 +114,7 @@ pub(crate) fn lineage_cmd(json_out: bool, dir: &Path, cmd: &LineageCmd) -> Resul
             let s = StoreOptions::new().open(dir)?;
             let id = s.resolve(id)?;
             let onto = onto.as_deref().map(|o| s.resolve(o)).transpose()?;
-            let (step, tree) = lineage::revert(&s, &id, onto.as_ref(), actor.clone()).map_err(lift)?;
+            let (step, tree) = lineage::revert(&s, &id, onto.as_ref(), actor.clone())?;
             s.commit()?;
             if json_out {
                 out!("{}", json!({"lineage": step.id.to_hex(), "tree": tree.to_hex()}));

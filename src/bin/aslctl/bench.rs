@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::args::{parse_compression, parse_size};
+use crate::error::CliError;
 use asl::bench::{self, Sweep, Workload};
 use asl::Error;
 use clap::Args;
@@ -63,11 +64,11 @@ pub struct BenchArgs {
     smoke: bool,
 }
 
-fn list<T>(v: &[String], f: impl Fn(&str) -> Result<T, Error>) -> Result<Vec<T>, Error> {
-    v.iter().map(|s| f(s)).collect()
+fn list<T, E: Into<CliError>>(v: &[String], f: impl Fn(&str) -> Result<T, E>) -> Result<Vec<T>, CliError> {
+    v.iter().map(|s| f(s).map_err(Into::into)).collect()
 }
 
-pub fn bench(json_out: bool, a: &BenchArgs) -> Result<ExitCode, Error> {
+pub fn bench(json_out: bool, a: &BenchArgs) -> Result<ExitCode, CliError> {
     let mut workloads: Vec<Workload> = match &a.workload {
         Some(names) => list(names, Workload::parse)?,
         None if a.corpus.is_empty() => list(
@@ -78,10 +79,7 @@ pub fn bench(json_out: bool, a: &BenchArgs) -> Result<ExitCode, Error> {
     };
     for c in &a.corpus {
         if !c.is_dir() {
-            return Err(Error::InvalidArgument(format!(
-                "corpus {} is not a directory",
-                c.display()
-            )));
+            return Err(Error::InvalidArgument(format!("corpus {} is not a directory", c.display())).into());
         }
         workloads.push(Workload::Corpus(c.display().to_string()));
     }

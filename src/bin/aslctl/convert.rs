@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::error::CliError;
 use asl::pel::convert::{self, Kind, Request, Verdict};
 use asl::pel::{Outcome, PelError, RunOptions};
 use asl::{ArtifactId, Error, Store, StoreOptions};
 use serde_json::json;
 
-use crate::pel::{lift_pel, Keys};
+use crate::pel::Keys;
 use crate::query::open_index;
-use crate::record::lift;
 
 #[derive(clap::Args)]
 pub(crate) struct ConvertArgs {
@@ -41,24 +41,20 @@ pub(crate) struct ConvertArgs {
     no_cache: bool,
 }
 
-pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<ExitCode, Error> {
+pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<ExitCode, CliError> {
     if a.list || a.dot {
         return Ok(list(json_out, a.dot));
     }
     let (Some(from), Some(to), Some(id)) = (&a.from, &a.to, &a.id) else {
-        return Err(Error::InvalidArgument(
-            "give --list, --dot, or --from KIND --to KIND ID".into(),
-        ));
+        return Err(Error::InvalidArgument("give --list, --dot, or --from KIND --to KIND ID".into()).into());
     };
-    let from = Kind::parse(from).map_err(lift_pel)?;
-    let to = Kind::parse(to).map_err(lift_pel)?;
+    let from = Kind::parse(from)?;
+    let to = Kind::parse(to)?;
     // The graph is checked before the input is even looked at.
     match convert::verdict(from, to) {
-        None => return Err(Error::InvalidArgument(format!("{from} -> {to} is not a conversion"))),
+        None => return Err(Error::InvalidArgument(format!("{from} -> {to} is not a conversion")).into()),
         Some(Verdict::Forbidden { rule, why }) => {
-            return Err(lift_pel(PelError::Forbidden(format!(
-                "{from} -> {to} is forbidden by rule {rule}: {why}"
-            ))))
+            return Err(PelError::Forbidden(format!("{from} -> {to} is forbidden by rule {rule}: {why}")).into())
         }
         Some(Verdict::Allowed { .. }) => {}
     }
@@ -66,9 +62,7 @@ pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<Exi
         Kind::Dataset => match id.split_once(":/") {
             Some((o, p)) if !o.starts_with("file") => (o.to_string(), Some(format!("/{p}"))),
             _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "{id:?}: a dataset is written ID:/path/of/dataset"
-                )))
+                return Err(Error::InvalidArgument(format!("{id:?}: a dataset is written ID:/path/of/dataset")).into())
             }
         },
         _ => (id.clone(), None),
@@ -80,10 +74,10 @@ pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<Exi
             return Err(Error::InvalidArgument(format!(
                 "{}: this aslctl was built without feature `hdf5`: store it with an aslctl that has it (`h5 ingest`), then convert it by id",
                 p.display()
-            )));
+            )).into());
         }
         if !p.is_file() {
-            return Err(Error::InvalidArgument(format!("{}: no such file", p.display())));
+            return Err(Error::InvalidArgument(format!("{}: no such file", p.display())).into());
         }
     }
     let file_bytes = match obj.strip_prefix("file:").filter(|_| !h5_kind) {
@@ -116,7 +110,7 @@ pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<Exi
         };
         let p = asl::formats::overlay::parse(&b).map_err(|e| Error::InvalidArgument(format!("{obj}: {e}")))?;
         if p.record.type_name == asl::formats::template::TEMPLATE_TYPE {
-            asl::formats::template::check_references(&s, &p.record).map_err(lift)?;
+            asl::formats::template::check_references(&s, &p.record)?;
         }
     }
     let input = match (&file_bytes, h5_file) {
@@ -125,9 +119,9 @@ pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<Exi
         (None, None) => s.resolve(&obj)?,
     };
     let input = match from {
-        Kind::Hdf5 | Kind::Dataset if h5_file.is_none() => asl::formats::h5read::index_of(&s, &index, &input)
-            .map(|(id, _)| id)
-            .map_err(lift)?,
+        Kind::Hdf5 | Kind::Dataset if h5_file.is_none() => {
+            asl::formats::h5read::index_of(&s, &index, &input).map(|(id, _)| id)?
+        }
         _ => input,
     };
     let keys = Keys::of(&s)?;
@@ -142,7 +136,7 @@ pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<Exi
         use_cache: !a.no_cache,
         ..RunOptions::default()
     };
-    let (out, rep) = convert::convert(&pel, &req, &opts).map_err(lift_pel)?;
+    let (out, rep) = convert::convert(&pel, &req, &opts)?;
     s.commit()?;
     let failed = rep.nodes.iter().find(|n| n.outcome != Outcome::Ok);
     if let Some(n) = failed {
@@ -188,21 +182,21 @@ pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<Exi
 
 /// Stores an HDF5 file with its index (as `h5 ingest` does); the index's id.
 #[cfg(feature = "hdf5")]
-fn ingest(s: &Store, p: &Path) -> Result<ArtifactId, Error> {
-    Ok(asl::formats::hdf5::ingest(s, p).map_err(lift)?.index)
+fn ingest(s: &Store, p: &Path) -> Result<ArtifactId, CliError> {
+    Ok(asl::formats::hdf5::ingest(s, p)?.index)
 }
 
 #[cfg(not(feature = "hdf5"))]
-fn ingest(_: &Store, p: &Path) -> Result<ArtifactId, Error> {
+fn ingest(_: &Store, p: &Path) -> Result<ArtifactId, CliError> {
     Err(Error::InvalidArgument(format!("{}: needs feature `hdf5`", p.display())))
 }
 
-fn write_output(s: &Store, id: &ArtifactId, path: &str) -> Result<(), Error> {
+fn write_output(s: &Store, id: &ArtifactId, path: &str) -> Result<(), CliError> {
     let b = s.get(id)?;
-    std::fs::write(path, b).map_err(|e| Error::Io {
+    Ok(std::fs::write(path, b).map_err(|e| Error::Io {
         context: format!("write {path}"),
         source: e,
-    })
+    })?)
 }
 
 fn list(json_out: bool, dot: bool) -> ExitCode {

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::error::CliError;
 use asl::federation::{publish, Domain};
 use asl::pel::keys::hex;
 use asl::{ArtifactId, Error, Store};
@@ -62,7 +63,7 @@ pub(crate) struct Targets {
     closure: bool,
 }
 
-fn targets(s: &Store, t: &Targets) -> Result<Vec<ArtifactId>, Error> {
+fn targets(s: &Store, t: &Targets) -> Result<Vec<ArtifactId>, CliError> {
     let mut ids = Vec::new();
     for text in &t.ids {
         ids.push(s.resolve(text)?);
@@ -74,12 +75,12 @@ fn targets(s: &Store, t: &Targets) -> Result<Vec<ArtifactId>, Error> {
         ids.extend(publish::tree_members(s, &s.resolve(tree)?)?);
     }
     if ids.is_empty() {
-        return Err(Error::InvalidArgument("name ids, --snapshot or --tree".into()));
+        return Err(Error::InvalidArgument("name ids, --snapshot or --tree".into()).into());
     }
     Ok(ids)
 }
 
-pub(crate) fn change(json_out: bool, dir: &Path, t: &Targets, publishing: bool) -> Result<ExitCode, Error> {
+pub(crate) fn change(json_out: bool, dir: &Path, t: &Targets, publishing: bool) -> Result<ExitCode, CliError> {
     let s = Store::open(dir)?;
     let ids = targets(&s, t)?;
     let r = if publishing && t.closure {
@@ -87,7 +88,7 @@ pub(crate) fn change(json_out: bool, dir: &Path, t: &Targets, publishing: bool) 
     } else if publishing {
         publish::publish(&s, &ids)?
     } else if t.closure {
-        return Err(Error::InvalidArgument("--closure goes with publish".into()));
+        return Err(Error::InvalidArgument("--closure goes with publish".into()).into());
     } else {
         publish::unpublish(&s, &ids)?
     };
@@ -119,11 +120,10 @@ pub(crate) fn change(json_out: bool, dir: &Path, t: &Targets, publishing: bool) 
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<ExitCode, Error> {
-    let pel_err = |e: asl::pel::PelError| Error::InvalidArgument(e.to_string());
+pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<ExitCode, CliError> {
     match cmd {
         DomainCmd::Keygen { file } => {
-            let k = asl::pel::Signer::create_file(file).map_err(pel_err)?;
+            let k = asl::pel::Signer::create_file(file)?;
             if json_out {
                 out!(
                     "{}",
@@ -134,7 +134,7 @@ pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<Exit
             }
         }
         DomainCmd::Cosign { key } => {
-            let signer = asl::pel::Signer::load(key).map_err(pel_err)?;
+            let signer = asl::pel::Signer::load(key)?;
             let s = Store::open(dir)?;
             let sid = asl::federation::cosign::cosign(&s, &signer)?;
             let (mid, m) = publish::latest(&s)?.ok_or_else(|| Error::InvalidArgument("no manifest".into()))?;
@@ -170,7 +170,8 @@ pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<Exit
             let Some(d) = Domain::of_store(&s)? else {
                 return Err(Error::InvalidArgument(
                     "the store has no domain yet (aslctl domain init --name NAME)".into(),
-                ));
+                )
+                .into());
             };
             let key = Domain::public_key(&s)?;
             let latest = publish::latest(&s)?;
@@ -197,7 +198,7 @@ pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<Exit
         DomainCmd::Manifest { ids } => {
             let s = asl::StoreOptions::new().read_only(true).open(dir)?;
             let Some((id, m)) = publish::latest(&s)? else {
-                return Err(Error::InvalidArgument("nothing published yet".into()));
+                return Err(Error::InvalidArgument("nothing published yet".into()).into());
             };
             let sig = publish::signature_of(&s, &id)?
                 .ok_or_else(|| Error::InvalidArgument(format!("manifest {id} has no signature in the store")))?;
@@ -281,13 +282,12 @@ pub(crate) struct PolicyArgs {
 }
 
 impl PolicyArgs {
-    fn policy(&self) -> Result<asl::federation::cosign::Policy, Error> {
+    fn policy(&self) -> Result<asl::federation::cosign::Policy, CliError> {
         let cosigners = self
             .cosigners
             .iter()
             .map(|k| asl::pel::keys::parse_key(k))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            .collect::<Result<Vec<_>, _>>()?;
         let p = asl::federation::cosign::Policy {
             cosigners,
             threshold: self.threshold,
@@ -297,7 +297,7 @@ impl PolicyArgs {
     }
 }
 
-pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<ExitCode, Error> {
+pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<ExitCode, CliError> {
     use asl::federation::remote;
     match cmd {
         RemoteCmd::Trust { name, policy } => {
@@ -323,11 +323,7 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
             let policy = policy.policy()?;
             // A new store may start by fetching from another.
             let s = asl::StoreOptions::new().create(true).open(dir)?;
-            let key = key
-                .as_deref()
-                .map(asl::pel::keys::parse_key)
-                .transpose()
-                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let key = key.as_deref().map(asl::pel::keys::parse_key).transpose()?;
             // A directory is kept absolute, so the store can be used from anywhere.
             let url = if url.starts_with("http://") || url.starts_with("https://") {
                 url.clone()
@@ -398,7 +394,7 @@ fn report_json(r: &asl::federation::sync::FetchReport) -> serde_json::Value {
            "manifest_refused": r.manifest_refused})
 }
 
-pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) -> Result<ExitCode, Error> {
+pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) -> Result<ExitCode, CliError> {
     use asl::federation::{remote, sync};
     let s = Store::open(dir)?;
     let mut first = Vec::new();
@@ -409,7 +405,7 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) ->
     }
     let reports = match names {
         [one] if lazy => vec![(one.clone(), sync::fetch_lazy(&s, one)?)],
-        _ if lazy => return Err(Error::InvalidArgument("--lazy takes one remote".into())),
+        _ if lazy => return Err(Error::InvalidArgument("--lazy takes one remote".into()).into()),
         [one] => vec![(one.clone(), sync::fetch(&s, one)?)],
         many => sync::fetch_many(&s, many)?,
     };
@@ -485,7 +481,7 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) ->
     })
 }
 
-pub(crate) fn push(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {
+pub(crate) fn push(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, CliError> {
     let s = asl::StoreOptions::new().read_only(true).open(dir)?;
     let r = asl::federation::sync::push(&s, name)?;
     if json_out {
@@ -504,7 +500,7 @@ pub(crate) fn push(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, E
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn origin(json_out: bool, dir: &Path, text: &str) -> Result<ExitCode, Error> {
+pub(crate) fn origin(json_out: bool, dir: &Path, text: &str) -> Result<ExitCode, CliError> {
     use asl::federation::origin::{origin, Origin};
     use asl::federation::promise;
     let s = asl::StoreOptions::new().read_only(true).open(dir)?;

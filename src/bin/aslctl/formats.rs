@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::error::CliError;
 use asl::formats::rvls;
 use asl::records::labels::parse_label;
 use asl::{Error, StoreOptions};
@@ -10,7 +11,6 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::close_committed;
-use crate::record::lift;
 
 #[derive(Subcommand)]
 pub(crate) enum ImportCmd {
@@ -28,12 +28,12 @@ pub(crate) enum ImportCmd {
     },
 }
 
-pub(crate) fn import(json_out: bool, dir: &Path, cmd: &ImportCmd) -> Result<ExitCode, Error> {
+pub(crate) fn import(json_out: bool, dir: &Path, cmd: &ImportCmd) -> Result<ExitCode, CliError> {
     match cmd {
         ImportCmd::Rvls { file, labels } => {
             let labels = labels
                 .iter()
-                .map(|l| parse_label(l).map_err(lift))
+                .map(|l| parse_label(l).map_err(CliError::from))
                 .collect::<Result<Vec<_>, _>>()?;
             let bytes = std::fs::read(file).map_err(|e| Error::Io {
                 context: format!("read {file}"),
@@ -47,7 +47,7 @@ pub(crate) fn import(json_out: bool, dir: &Path, cmd: &ImportCmd) -> Result<Exit
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| file.clone());
-            let r = rvls::import(&s, &bytes, &name, &labels).map_err(lift)?;
+            let r = rvls::import(&s, &bytes, &name, &labels)?;
             close_committed(s);
             if json_out {
                 out!(

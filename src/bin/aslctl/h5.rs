@@ -5,13 +5,12 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::error::CliError;
 use asl::formats::h5read;
 use asl::records::cbor::Value;
 use asl::{Error, StoreOptions};
 use clap::Subcommand;
 use serde_json::json;
-
-use crate::record::lift;
 
 #[derive(Subcommand)]
 pub(crate) enum H5Cmd {
@@ -52,13 +51,13 @@ pub(crate) enum H5Cmd {
     },
 }
 
-pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Error> {
+pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, CliError> {
     match cmd {
         H5Cmd::Ingest { files } => ingest(json_out, dir, files),
         H5Cmd::Ls { id } | H5Cmd::Digest { id } => {
             let s = asl::Store::open(dir)?;
             let id = s.resolve(id)?;
-            let (_, rec) = h5read::index_of(&s, &*crate::query::open_index(&s)?, &id).map_err(lift)?;
+            let (_, rec) = h5read::index_of(&s, &*crate::query::open_index(&s)?, &id)?;
             if json_out {
                 out!("{}", asl::records::json::record_to_json(&rec)["body"]);
                 return Ok(ExitCode::SUCCESS);
@@ -76,11 +75,11 @@ pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Er
             slice,
             raw,
         } => {
-            let sel = h5read::parse_selection(slice).map_err(lift)?;
+            let sel = h5read::parse_selection(slice)?;
             let s = asl::Store::open(dir)?;
             let id = s.resolve(id)?;
-            let (_, rec) = h5read::index_of(&s, &*crate::query::open_index(&s)?, &id).map_err(lift)?;
-            let a = h5read::read(&s, &rec, dataset, &sel).map_err(lift)?;
+            let (_, rec) = h5read::index_of(&s, &*crate::query::open_index(&s)?, &id)?;
+            let a = h5read::read(&s, &rec, dataset, &sel)?;
             if *raw {
                 let mut o = std::io::stdout().lock();
                 o.write_all(&a.data).and_then(|_| o.flush()).map_err(|e| Error::Io {
@@ -121,17 +120,17 @@ pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Er
 }
 
 #[cfg(feature = "hdf5")]
-fn ingest(json_out: bool, dir: &Path, files: &[String]) -> Result<ExitCode, Error> {
+fn ingest(json_out: bool, dir: &Path, files: &[String]) -> Result<ExitCode, CliError> {
     use asl::formats::hdf5;
     for f in files {
         if !Path::new(f).is_file() {
-            return Err(Error::InvalidArgument(format!("{f}: no such file")));
+            return Err(Error::InvalidArgument(format!("{f}: no such file")).into());
         }
     }
     let s = StoreOptions::new().create(true).open(dir)?;
     let mut done = Vec::new();
     for f in files {
-        done.push((f, hdf5::ingest(&s, Path::new(f)).map_err(lift)?));
+        done.push((f, hdf5::ingest(&s, Path::new(f))?));
     }
     s.commit()?;
     crate::close_committed(s);
@@ -150,7 +149,7 @@ fn ingest(json_out: bool, dir: &Path, files: &[String]) -> Result<ExitCode, Erro
 }
 
 #[cfg(not(feature = "hdf5"))]
-fn ingest(_: bool, _: &Path, _: &[String]) -> Result<ExitCode, Error> {
+fn ingest(_: bool, _: &Path, _: &[String]) -> Result<ExitCode, CliError> {
     let _ = StoreOptions::new();
     Err(Error::InvalidArgument(
         "this aslctl was built without feature `hdf5` (the HDF5 C library): rebuild with `--features hdf5` to ingest .h5 files".into(),

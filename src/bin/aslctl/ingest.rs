@@ -6,6 +6,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::error::CliError;
 use asl::records::digests;
 use asl::records::ingest::IngestOutcome;
 use asl::{ArtifactId, Error, FilesCacheMode, IngestEvent, IngestOptions, IngestPlan, IngestReport, StoreOptions};
@@ -56,7 +57,7 @@ pub struct Flags {
     pub sha256: bool,
 }
 
-pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result<ExitCode, Error> {
+pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result<ExitCode, CliError> {
     let Flags {
         cache,
         cdc,
@@ -67,9 +68,7 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result
     let compression = flags.zstd.as_deref().map(crate::args::parse_compression).transpose()?;
     if paths.iter().any(|p| p.as_os_str() == "-") {
         if paths.len() > 1 {
-            return Err(Error::InvalidArgument(
-                "'-' (standard input) must be the only input of ingest".into(),
-            ));
+            return Err(Error::InvalidArgument("'-' (standard input) must be the only input of ingest".into()).into());
         }
         return ingest_stdin(cli, dir, compression, cdc, sha256);
     }
@@ -137,7 +136,7 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result
             // Nothing after the last commit was printed; drop it rather than
             // let close() commit half of the command.
             store.abandon();
-            return Err(crate::record::lift(e));
+            return Err(e.into());
         }
     };
     if let Some(r) = &index_refresh {
@@ -256,7 +255,7 @@ fn ingest_stdin(
     compression: Option<Option<i32>>,
     cdc: bool,
     sha256: bool,
-) -> Result<ExitCode, Error> {
+) -> Result<ExitCode, CliError> {
     let mut opts = StoreOptions::new().create(true).chunk_dedup(cdc);
     if let Some(c) = compression {
         opts = opts.compression(c);
@@ -265,10 +264,9 @@ fn ingest_stdin(
     let t0 = std::time::Instant::now();
     let put = store
         .put_reader_with(io::stdin().lock(), &asl::PutOptions::new().sha256(sha256))
+        .map_err(CliError::from)
         .and_then(|p| match p.sha256 {
-            Some(sha) => digests::record(&store, &[(p.id, sha, p.len)])
-                .map(|_| p)
-                .map_err(crate::record::lift),
+            Some(sha) => Ok(digests::record(&store, &[(p.id, sha, p.len)]).map(|_| p)?),
             None => Ok(p),
         });
     let put = match put {

@@ -8,8 +8,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use asl::{Error, Store, StoreOptions};
+use asl::{Store, StoreOptions};
 use clap::{Parser, Subcommand};
+use error::CliError;
 
 /// Prints a line to stdout like `println!`, without its panic: see [`emit`].
 macro_rules! out {
@@ -23,6 +24,7 @@ mod batch;
 #[cfg(feature = "bench")]
 mod bench;
 mod convert;
+mod error;
 mod federation;
 mod formats;
 mod h5;
@@ -326,7 +328,7 @@ fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => {
             eprintln!("aslctl: error: {e}");
-            return ExitCode::from(exit_code(&e));
+            return ExitCode::from(e.exit_code());
         }
     };
     match run(&cli, &store) {
@@ -339,25 +341,12 @@ fn main() -> ExitCode {
         },
         Err(e) => {
             eprintln!("aslctl: error: {e}");
-            ExitCode::from(exit_code(&e))
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-fn exit_code(e: &Error) -> u8 {
-    match e {
-        Error::NotFound(_)
-        | Error::PrefixNotFound(_)
-        | Error::SnapshotNotFound(_)
-        | Error::PinNotFound(_)
-        | Error::NotRetained(_)
-        | Error::Corrupt { .. }
-        | Error::CorruptArtifact { .. } => 1,
-        _ => 2,
-    }
-}
-
-fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, Error> {
+fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
     let read_only = || StoreOptions::new().read_only(true).open(dir);
     match &cli.cmd {
         Cmd::Ingest {

@@ -4,13 +4,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::error::CliError;
 use asl::{Error, Store, StoreOptions};
 use serde_json::json;
 
 use super::human;
 
 /// `aslctl stat`: the store's counts and sizes.
-pub fn stat(json: bool, dir: &Path) -> Result<ExitCode, Error> {
+pub fn stat(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
     let st = StoreOptions::new().read_only(true).open(dir)?.maintenance().stat()?;
     if json {
         out!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
@@ -33,7 +34,7 @@ pub fn stat(json: bool, dir: &Path) -> Result<ExitCode, Error> {
 /// `aslctl rm`: takes artifacts out of CURRENT. Refuses a published one,
 /// or one a run record still needs, unless forced; exit 1 when one was
 /// not there.
-pub fn rm(json: bool, dir: &Path, ids: &[String], force: bool) -> Result<ExitCode, Error> {
+pub fn rm(json: bool, dir: &Path, ids: &[String], force: bool) -> Result<ExitCode, CliError> {
     let s = Store::open(dir)?;
     let mut resolved = Vec::new();
     for t in ids {
@@ -45,12 +46,15 @@ pub fn rm(json: bool, dir: &Path, ids: &[String], force: bool) -> Result<ExitCod
                 return Err(Error::InvalidArgument(format!(
                     "{id} is published (other domains may rely on it): `aslctl unpublish` it first \
                      (--force unpublishes it, with a new manifest, and removes it)"
-                )));
+                ))
+                .into());
             }
         }
         let index = super::query::open_index(&s)?;
-        asl::pel::check_removable(&index, &s, &resolved)
-            .map_err(|e| Error::InvalidArgument(format!("{e} (--force removes it anyway)")))?;
+        asl::pel::check_removable(&index, &s, &resolved).map_err(|e| match e {
+            asl::pel::PelError::Held(m) => asl::pel::PelError::Held(format!("{m} (--force removes it anyway)")),
+            e => e,
+        })?;
     } else if let Some(p) = asl::federation::publish::withdraw(&s, &resolved)? {
         eprintln!(
             "aslctl: unpublished {} (manifest {} no longer lists them)",
@@ -91,7 +95,7 @@ pub fn rm(json: bool, dir: &Path, ids: &[String], force: bool) -> Result<ExitCod
 }
 
 /// `aslctl seal`: seals the open segment.
-pub fn seal(dir: &Path) -> Result<ExitCode, Error> {
+pub fn seal(dir: &Path) -> Result<ExitCode, CliError> {
     let s = Store::open(dir)?;
     s.maintenance().seal()?;
     super::close_committed(s);
@@ -99,7 +103,7 @@ pub fn seal(dir: &Path) -> Result<ExitCode, Error> {
 }
 
 /// `aslctl verify`: checks every block and artifact; exit 1 on any problem.
-pub fn verify(json: bool, dir: &Path) -> Result<ExitCode, Error> {
+pub fn verify(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
     let s = StoreOptions::new().read_only(true).open(dir)?;
     let r = s.maintenance().verify()?;
     if json {
@@ -133,7 +137,7 @@ pub fn verify(json: bool, dir: &Path) -> Result<ExitCode, Error> {
 
 /// `aslctl repair`: salvages what can be kept; exit 1 when something
 /// was lost or set aside.
-pub fn repair(json: bool, dir: &Path) -> Result<ExitCode, Error> {
+pub fn repair(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
     let r = Store::repair(dir)?;
     if json {
         out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::error::CliError;
 use asl::pel::provenance::{self, Direction};
 use asl::pel::replay;
 use asl::pel::{attest, Outcome, Pel, PelError, Program, Ref, RunOptions, Signer, Trust};
@@ -13,7 +14,7 @@ use serde_json::json;
 
 use crate::close_committed;
 use crate::query::open_index;
-use crate::record::{lift, parse_document, read_input};
+use crate::record::{parse_document, read_input};
 
 #[derive(Subcommand)]
 pub(crate) enum PelCmd {
@@ -111,14 +112,6 @@ pub(crate) enum TrustCmd {
     },
 }
 
-pub(crate) fn lift_pel(e: PelError) -> Error {
-    match e {
-        PelError::Store(e) => e,
-        PelError::Record(e) => lift(e),
-        other => Error::InvalidArgument(other.to_string()),
-    }
-}
-
 /// The store's signing key and trust list, which every engine call needs.
 pub(crate) struct Keys {
     signer: Signer,
@@ -126,10 +119,10 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    pub(crate) fn of(s: &Store) -> Result<Keys, Error> {
+    pub(crate) fn of(s: &Store) -> Result<Keys, CliError> {
         Ok(Keys {
-            signer: Signer::of_store(s).map_err(lift_pel)?,
-            trust: Trust::of_store(s).map_err(lift_pel)?,
+            signer: Signer::of_store(s)?,
+            trust: Trust::of_store(s)?,
         })
     }
 
@@ -157,20 +150,18 @@ fn store_path(s: &Store, text: &str) -> Result<Option<Ref>, PelError> {
 }
 
 /// A run record by id, prefix or run id.
-fn find_run(s: &Store, index: &records::query::QueryIndex, text: &str) -> Result<ArtifactId, Error> {
+fn find_run(s: &Store, index: &records::query::QueryIndex, text: &str) -> Result<ArtifactId, CliError> {
     if let Ok(id) = s.resolve(text) {
         return Ok(id);
     }
-    let mut hits = index.records_with("run_id", text.as_bytes()).map_err(lift)?;
+    let mut hits = index.records_with("run_id", text.as_bytes())?;
     hits.reverse();
     for (_, id) in hits {
         if records::get(s as &dyn Source, &id).is_ok_and(|r| r.type_name == asl::pel::receipt::RUN_TYPE) {
             return Ok(id);
         }
     }
-    Err(Error::InvalidArgument(format!(
-        "{text:?} names no run (give a run record id or run id)"
-    )))
+    Err(Error::InvalidArgument(format!("{text:?} names no run (give a run record id or run id)")).into())
 }
 
 fn outcome_code(o: Outcome) -> ExitCode {
@@ -181,7 +172,7 @@ fn outcome_code(o: Outcome) -> ExitCode {
     }
 }
 
-pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, Error> {
+pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, CliError> {
     match cmd {
         PelCmd::Run {
             program,
@@ -192,8 +183,7 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             let s = Store::open(dir)?;
             let index = open_index(&s)?;
             let id = find_run(&s, &index, run)?;
-            let r =
-                asl::pel::Run::from_record(&records::get(&s as &dyn Source, &id).map_err(lift)?).map_err(lift_pel)?;
+            let r = asl::pel::Run::from_record(&records::get(&s as &dyn Source, &id)?)?;
             if json_out {
                 out!("{}", records::json::record_to_json(&r.to_record())["body"]);
             } else {
@@ -225,8 +215,8 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
         PelCmd::Receipt { id } => {
             let s = StoreOptions::new().read_only(true).open(dir)?;
             let id = s.resolve(id)?;
-            let r = records::get(&s as &dyn Source, &id).map_err(lift)?;
-            asl::pel::Receipt::from_record(&r).map_err(lift_pel)?;
+            let r = records::get(&s as &dyn Source, &id)?;
+            asl::pel::Receipt::from_record(&r)?;
             out!(
                 "{}",
                 serde_json::to_string_pretty(&records::json::record_to_json(&r)["body"]).unwrap_or_default()
@@ -243,20 +233,14 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
         PelCmd::VerifyAttestation { file } => verify_attestation(json_out, dir, file),
         PelCmd::Key => {
             let s = Store::open(dir)?;
-            out!(
-                "{}",
-                asl::pel::keys::hex(&Signer::of_store(&s).map_err(lift_pel)?.public())
-            );
+            out!("{}", asl::pel::keys::hex(&Signer::of_store(&s)?.public()));
             Ok(ExitCode::SUCCESS)
         }
         PelCmd::Sign { id } => {
             let s = Store::open(dir)?;
             let id = s.resolve(id)?;
-            asl::records::get(&s as &dyn asl::records::Source, &id).map_err(lift)?;
-            let sid = Signer::of_store(&s)
-                .map_err(lift_pel)?
-                .sign(&s, &id)
-                .map_err(lift_pel)?;
+            asl::records::get(&s as &dyn asl::records::Source, &id)?;
+            let sid = Signer::of_store(&s)?.sign(&s, &id)?;
             s.commit()?;
             out!("{sid}");
             crate::close_committed(s);
@@ -264,26 +248,26 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
         }
         PelCmd::Trust(t) => {
             let s = Store::open(dir)?;
-            let mut trust = Trust::of_store(&s).map_err(lift_pel)?;
+            let mut trust = Trust::of_store(&s)?;
             match t {
                 TrustCmd::Ls => {}
                 TrustCmd::Add { key, name } => {
-                    let k = asl::pel::keys::parse_key(key).map_err(lift_pel)?;
+                    let k = asl::pel::keys::parse_key(key)?;
                     trust.keys.retain(|(n, x)| n != name && *x != k);
                     trust.keys.push((name.clone(), k));
-                    trust.save(&s).map_err(lift_pel)?;
+                    trust.save(&s)?;
                 }
                 TrustCmd::Rm { name } => {
                     let before = trust.keys.len();
                     trust.keys.retain(|(n, _)| n != name);
                     if trust.keys.len() == before {
-                        return Err(Error::InvalidArgument(format!("no trusted key is named {name:?}")));
+                        return Err(Error::InvalidArgument(format!("no trusted key is named {name:?}")).into());
                     }
-                    trust.save(&s).map_err(lift_pel)?;
+                    trust.save(&s)?;
                 }
                 TrustCmd::Threshold { k } => {
                     trust.threshold = *k;
-                    trust.save(&s).map_err(lift_pel)?;
+                    trust.save(&s)?;
                 }
             }
             out!("threshold {}", trust.threshold);
@@ -296,9 +280,9 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
 }
 
 /// `aslctl pel run`: parses and checks the program, stores its `file:`/`dir:` inputs, fetches promised ones, runs it.
-fn run_program(json_out: bool, dir: &Path, program: &str, no_cache: bool, jobs: usize) -> Result<ExitCode, Error> {
+fn run_program(json_out: bool, dir: &Path, program: &str, no_cache: bool, jobs: usize) -> Result<ExitCode, CliError> {
     let doc = parse_document(program, &read_input(program)?)?;
-    let value = records::json::from_json(&doc).map_err(lift)?;
+    let value = records::json::from_json(&doc)?;
     // Everything the program says is checked before the store is
     // touched; `file:` and `dir:` inputs are stored only then.
     Program::parse(&value, &mut |t| {
@@ -314,11 +298,10 @@ fn run_program(json_out: bool, dir: &Path, program: &str, no_cache: bool, jobs: 
             )));
         }
         Ok(Some(Ref::Artifact(ArtifactId::from_bytes([0; 32]))))
-    })
-    .map_err(lift_pel)?;
+    })?;
     // Like `ingest`, a run makes the store when there is none yet.
     let s = StoreOptions::new().create(true).open(dir)?;
-    let prog = Program::parse(&value, &mut |t| store_path(&s, t)).map_err(lift_pel)?;
+    let prog = Program::parse(&value, &mut |t| store_path(&s, t))?;
     s.commit()?;
     // Inputs promised by another domain are fetched (verified) first.
     for input in prog.nodes.iter().flat_map(|n| &n.inputs) {
@@ -334,7 +317,7 @@ fn run_program(json_out: bool, dir: &Path, program: &str, no_cache: bool, jobs: 
         jobs,
         ..RunOptions::default()
     };
-    let rep = asl::pel::run(&pel, &prog, &opts).map_err(lift_pel)?;
+    let rep = asl::pel::run(&pel, &prog, &opts)?;
     for n in &rep.nodes {
         for r in &n.rejected {
             eprintln!("aslctl: node {}: cache entry not used: {r}", n.node);
@@ -402,12 +385,12 @@ fn run_program(json_out: bool, dir: &Path, program: &str, no_cache: bool, jobs: 
 }
 
 /// `aslctl pel replay`: runs a recorded run again and reports every output that differs.
-fn replay(json_out: bool, dir: &Path, run: &str, node: Option<&str>) -> Result<ExitCode, Error> {
+fn replay(json_out: bool, dir: &Path, run: &str, node: Option<&str>) -> Result<ExitCode, CliError> {
     let s = Store::open(dir)?;
     let index = open_index(&s)?;
     let id = find_run(&s, &index, run)?;
     let keys = Keys::of(&s)?;
-    let rep = replay::replay(&keys.pel(&s, &index), &id, node).map_err(lift_pel)?;
+    let rep = replay::replay(&keys.pel(&s, &index), &id, node)?;
     if json_out {
         let diffs: Vec<_> = rep
             .differences
@@ -467,27 +450,19 @@ fn attest(
     artifact: Option<&str>,
     prov: bool,
     output: Option<&Path>,
-) -> Result<ExitCode, Error> {
+) -> Result<ExitCode, CliError> {
     let s = Store::open(dir)?;
     let index = open_index(&s)?;
-    let signer = Signer::of_store(&s).map_err(lift_pel)?;
+    let signer = Signer::of_store(&s)?;
     let scope = match (run, artifact) {
         (Some(r), None) => attest::of_run(&s, &find_run(&s, &index, r)?),
         (None, Some(a)) => attest::of_artifact(&s, &index, &s.resolve(a)?),
-        _ => {
-            return Err(Error::InvalidArgument(
-                "give a run or --artifact ID (one of them)".into(),
-            ))
-        }
-    }
-    .map_err(lift_pel)?;
+        _ => return Err(Error::InvalidArgument("give a run or --artifact ID (one of them)".into()).into()),
+    }?;
     let doc = if prov {
-        attest::prov(&s, &scope, &signer.public()).map_err(lift_pel)?
+        attest::prov(&s, &scope, &signer.public())?
     } else {
-        attest::envelope(
-            &attest::statement(&s, &scope, &signer.public()).map_err(lift_pel)?,
-            &signer,
-        )
+        attest::envelope(&attest::statement(&s, &scope, &signer.public())?, &signer)
     };
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     match output {
@@ -501,15 +476,15 @@ fn attest(
 }
 
 /// `aslctl pel verify-attestation`: checks a DSSE envelope against the store's trusted keys.
-fn verify_attestation(json_out: bool, dir: &Path, file: &Path) -> Result<ExitCode, Error> {
+fn verify_attestation(json_out: bool, dir: &Path, file: &Path) -> Result<ExitCode, CliError> {
     let bytes = std::fs::read(file).map_err(|e| Error::Io {
         context: format!("read {}", file.display()),
         source: e,
     })?;
     let s = StoreOptions::new().read_only(true).open(dir)?;
-    let own = Signer::of_store(&s).map_err(lift_pel)?.public();
-    let trust = Trust::of_store(&s).map_err(lift_pel)?;
-    let v = attest::verify(&s, &own, &trust, &bytes).map_err(lift_pel)?;
+    let own = Signer::of_store(&s)?.public();
+    let trust = Trust::of_store(&s)?;
+    let v = attest::verify(&s, &own, &trust, &bytes)?;
     if json_out {
         out!(
             "{}",
@@ -559,17 +534,21 @@ pub(crate) struct LineageArgs {
 
 /// `aslctl lineage`: an artifact's lineage through receipts, or lineage
 /// chains (`show`, `revert`).
-pub(crate) fn lineage_args(json_out: bool, dir: &Path, a: &LineageArgs) -> Result<ExitCode, Error> {
+pub(crate) fn lineage_args(json_out: bool, dir: &Path, a: &LineageArgs) -> Result<ExitCode, CliError> {
     match (&a.cmd, &a.id) {
         (Some(cmd), _) => crate::batch::lineage_cmd(json_out, dir, cmd),
         (None, Some(id)) => lineage(json_out, dir, id, a.descendants, a.dot),
-        (None, None) => Err(Error::InvalidArgument(
-            "lineage needs an artifact id, or `show` / `revert`".into(),
-        )),
+        (None, None) => Err(Error::InvalidArgument("lineage needs an artifact id, or `show` / `revert`".into()).into()),
     }
 }
 
-pub(crate) fn lineage(json_out: bool, dir: &Path, id: &str, descendants: bool, dot: bool) -> Result<ExitCode, Error> {
+pub(crate) fn lineage(
+    json_out: bool,
+    dir: &Path,
+    id: &str,
+    descendants: bool,
+    dot: bool,
+) -> Result<ExitCode, CliError> {
     let s = Store::open(dir)?;
     let index = open_index(&s)?;
     // The artifact's bytes may be gone: a full id is taken as it is.
@@ -582,7 +561,7 @@ pub(crate) fn lineage(json_out: bool, dir: &Path, id: &str, descendants: bool, d
     } else {
         Direction::Ancestors
     };
-    let g = provenance::lineage(&s, &index, &id, direction, 100_000).map_err(lift_pel)?;
+    let g = provenance::lineage(&s, &index, &id, direction, 100_000)?;
     if dot {
         print!("{}", g.to_dot());
     } else if json_out {

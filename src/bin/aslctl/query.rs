@@ -4,13 +4,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::error::CliError;
 use asl::records::query::{Hit, Query, QueryIndex, Refresh};
 use asl::records::{self, labels, runs, time};
 use asl::{Error, Store, StoreOptions};
 use clap::{Args, Subcommand};
 use serde_json::json;
-
-use crate::record::lift;
 
 /// What narrows a query; shared by `find` and `runs ls`.
 #[derive(Args)]
@@ -36,9 +35,9 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    fn query(&self) -> Result<Query, Error> {
-        let at = |t: &Option<String>| -> Result<Option<u64>, Error> {
-            t.as_deref()
+    fn query(&self) -> Result<Query, CliError> {
+        let at = |t: &Option<String>| -> Result<Option<u64>, CliError> {
+            Ok(t.as_deref()
                 .map(|t| {
                     time::parse(t).ok_or_else(|| {
                         Error::InvalidArgument(format!(
@@ -46,13 +45,13 @@ impl Filter {
                         ))
                     })
                 })
-                .transpose()
+                .transpose()?)
         };
         Ok(Query {
             labels: self
                 .labels
                 .iter()
-                .map(|l| labels::parse_label(l).map_err(lift))
+                .map(|l| labels::parse_label(l).map_err(CliError::from))
                 .collect::<Result<_, _>>()?,
             media_type: self.media_type.clone(),
             type_name: self.type_name.clone(),
@@ -111,8 +110,8 @@ impl std::ops::DerefMut for Held {
 }
 
 /// Opens the query index, saying on stderr when it had to rescan.
-pub(crate) fn open_index(s: &Store) -> Result<Held, Error> {
-    let (index, r) = QueryIndex::open(s).map_err(lift)?;
+pub(crate) fn open_index(s: &Store) -> Result<Held, CliError> {
+    let (index, r) = QueryIndex::open(s)?;
     report_rebuild(&r);
     Ok(Held(std::mem::ManuallyDrop::new(index)))
 }
@@ -130,17 +129,15 @@ pub(crate) fn report_rebuild(r: &Refresh) {
 }
 
 /// The artifact a `sha256:HEX` reference names, through the digest records.
-pub(crate) fn resolve_sha256(s: &Store, text: &str) -> Result<asl::ArtifactId, Error> {
+pub(crate) fn resolve_sha256(s: &Store, text: &str) -> Result<asl::ArtifactId, CliError> {
     let sha = records::digests::parse_sha256(text)
         .ok_or_else(|| Error::InvalidArgument(format!("{text:?} is not sha256: and 64 hex characters")))?;
     let index = open_index(s)?;
-    records::digests::resolve(s, &index, &sha)
-        .map_err(lift)?
-        .ok_or_else(|| {
-            Error::PrefixNotFound(format!(
-                "{text} (no artifact with that SHA-256 is recorded; ingest --sha256 records it)"
-            ))
-        })
+    Ok(records::digests::resolve(s, &index, &sha)?.ok_or_else(|| {
+        Error::PrefixNotFound(format!(
+            "{text} (no artifact with that SHA-256 is recorded; ingest --sha256 records it)"
+        ))
+    })?)
 }
 
 /// `aslctl label ID KEY=VALUE... [--media-type M]`: prints the annotation's id.
@@ -150,24 +147,22 @@ pub(crate) fn label(
     id: &str,
     pairs: &[String],
     media_type: Option<&str>,
-) -> Result<ExitCode, Error> {
+) -> Result<ExitCode, CliError> {
     if pairs.is_empty() && media_type.is_none() {
-        return Err(Error::InvalidArgument(
-            "give at least one KEY=VALUE or --media-type".into(),
-        ));
+        return Err(Error::InvalidArgument("give at least one KEY=VALUE or --media-type".into()).into());
     }
     let s = StoreOptions::new().open(dir)?;
     let subject = s.resolve(id)?;
     let mut a = labels::Annotation::new(subject);
     for p in pairs {
-        let (k, v) = labels::parse_label(p).map_err(lift)?;
+        let (k, v) = labels::parse_label(p)?;
         a = a.label(k, v);
     }
     if let Some(m) = media_type {
         a = a.media_type(m);
     }
     // annotate checks the record whole before it writes anything.
-    let stored = labels::annotate(&s, &a).map_err(lift)?;
+    let stored = labels::annotate(&s, &a)?;
     s.commit()?;
     if json_out {
         out!(
@@ -182,14 +177,14 @@ pub(crate) fn label(
 }
 
 /// `aslctl labels ID`: the artifact's annotations, oldest first.
-pub(crate) fn show_labels(json_out: bool, dir: &Path, id: &str) -> Result<ExitCode, Error> {
+pub(crate) fn show_labels(json_out: bool, dir: &Path, id: &str) -> Result<ExitCode, CliError> {
     let s = StoreOptions::new().read_only(true).open(dir)?;
     let subject = s.resolve(id)?;
     let index = open_index(&s)?;
     let mut anns = Vec::new();
-    for rid in index.annotations_of(&subject).map_err(lift)? {
-        let r = records::get(&s, &rid).map_err(lift)?;
-        anns.push((rid, labels::Annotation::from_record(&r).map_err(lift)?));
+    for rid in index.annotations_of(&subject)? {
+        let r = records::get(&s, &rid)?;
+        anns.push((rid, labels::Annotation::from_record(&r)?));
     }
     anns.sort_by(|a, b| (&a.1.created_at, a.0).cmp(&(&b.1.created_at, b.0)));
     if json_out {
@@ -232,11 +227,11 @@ fn newest(mut hits: Vec<Hit>, limit: Option<usize>) -> Vec<Hit> {
 }
 
 /// `aslctl find [filters]`: `<id>  <time>` per artifact, oldest first.
-pub(crate) fn find(json_out: bool, dir: &Path, f: &Filter) -> Result<ExitCode, Error> {
+pub(crate) fn find(json_out: bool, dir: &Path, f: &Filter) -> Result<ExitCode, CliError> {
     let q = f.query()?;
     let s = StoreOptions::new().read_only(true).open(dir)?;
     let index = open_index(&s)?;
-    let hits = newest(index.find_live(&s, &q).map_err(lift)?, f.limit);
+    let hits = newest(index.find_live(&s, &q)?, f.limit);
     if json_out {
         let v: Vec<_> = hits
             .iter()
@@ -255,11 +250,11 @@ pub(crate) fn find(json_out: bool, dir: &Path, f: &Filter) -> Result<ExitCode, E
 }
 
 /// `aslctl reindex`: rebuilds the query index from the records.
-pub(crate) fn reindex(json_out: bool, dir: &Path) -> Result<ExitCode, Error> {
+pub(crate) fn reindex(json_out: bool, dir: &Path) -> Result<ExitCode, CliError> {
     let s = StoreOptions::new().read_only(true).open(dir)?;
     let started = std::time::Instant::now();
     // Whatever state the old index is in, it is not opened.
-    let (index, r) = QueryIndex::recreate(&s).map_err(lift)?;
+    let (index, r) = QueryIndex::recreate(&s)?;
     let index = Held(std::mem::ManuallyDrop::new(index));
     if json_out {
         out!("{}", json!({"records": r.indexed, "artifacts": r.examined}));
@@ -274,8 +269,8 @@ pub(crate) fn reindex(json_out: bool, dir: &Path) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_line(s: &Store, h: &Hit) -> Result<(String, serde_json::Value), Error> {
-    let r = records::get(s, &h.subject).map_err(lift)?;
+fn run_line(s: &Store, h: &Hit) -> Result<(String, serde_json::Value), CliError> {
+    let r = records::get(s, &h.subject)?;
     let text = |k: &str| match r.body.get(k) {
         Some(records::cbor::Value::Text(t)) => t.clone(),
         _ => "-".into(),
@@ -294,13 +289,13 @@ fn run_line(s: &Store, h: &Hit) -> Result<(String, serde_json::Value), Error> {
     Ok((line, v))
 }
 
-pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode, Error> {
+pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode, CliError> {
     match cmd {
         RunsCmd::Ls { filter } => {
             let q = filter.query()?;
             let s = StoreOptions::new().read_only(true).open(dir)?;
             let index = open_index(&s)?;
-            let hits = newest(runs::find(&index, &q).map_err(lift)?, filter.limit);
+            let hits = newest(runs::find(&index, &q)?, filter.limit);
             let mut list = Vec::new();
             for h in &hits {
                 let (line, v) = run_line(&s, h)?;
@@ -328,9 +323,7 @@ pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode
             })?;
             if let Some(st) = status {
                 if !records::schema::RUN_STATUS.contains(&st.as_str()) {
-                    return Err(Error::InvalidArgument(format!(
-                        "--status {st:?}: want OK, BLOCKED or ERROR"
-                    )));
+                    return Err(Error::InvalidArgument(format!("--status {st:?}: want OK, BLOCKED or ERROR")).into());
                 }
             }
             let s = if *dry_run {
@@ -346,7 +339,7 @@ pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode
                 mode: mode.clone(),
                 dry_run: *dry_run,
             };
-            let gone = runs::prune(&s, &mut index, &p).map_err(lift)?;
+            let gone = runs::prune(&s, &mut index, &p)?;
             if json_out {
                 out!(
                     "{}",

@@ -8,26 +8,27 @@ use std::path::{Path, PathBuf};
 
 use std::process::ExitCode;
 
+use crate::error::CliError;
 use asl::{ArtifactReader, Error, Store};
 use serde_json::json;
 
 use crate::output_failed;
 
-pub(crate) fn open_artifact(s: &Store, id: &str, at: Option<&str>) -> Result<ArtifactReader, Error> {
+pub(crate) fn open_artifact(s: &Store, id: &str, at: Option<&str>) -> Result<ArtifactReader, CliError> {
     if id.starts_with("sha256:") {
         let id = crate::query::resolve_sha256(s, id)?;
         return match at {
-            Some(name) => s.at(name)?.open_reader(&id),
-            None => s.open_reader(&id),
+            Some(name) => Ok(s.at(name)?.open_reader(&id)?),
+            None => Ok(s.open_reader(&id)?),
         };
     }
     match at {
         Some(name) => {
             let v = s.at(name)?;
             let id = v.resolve(id)?;
-            v.open_reader(&id)
+            Ok(v.open_reader(&id)?)
         }
-        None => s.open_reader(&s.resolve(id)?),
+        None => Ok(s.open_reader(&s.resolve(id)?)?),
     }
 }
 
@@ -39,10 +40,12 @@ pub(crate) fn open_or_fetch(
     dir: &Path,
     id: &str,
     at: Option<&str>,
-) -> Result<(Option<Store>, ArtifactReader), Error> {
+) -> Result<(Option<Store>, ArtifactReader), CliError> {
     use asl::federation::promise;
     match open_artifact(&s, id, at) {
-        Err(e @ (Error::NotFound(_) | Error::PrefixNotFound(_))) if at.is_none() && !id.starts_with("sha256:") => {
+        Err(e @ CliError::Store(Error::NotFound(_) | Error::PrefixNotFound(_)))
+            if at.is_none() && !id.starts_with("sha256:") =>
+        {
             let target = match promise::resolve(&s, id) {
                 Ok(t) if promise::promise_of(&s, &t)?.is_some() => t,
                 _ => return Err(e),
@@ -56,17 +59,17 @@ pub(crate) fn open_or_fetch(
     }
 }
 
-pub(crate) fn stream_to_stdout(r: &mut ArtifactReader) -> Result<(), Error> {
+pub(crate) fn stream_to_stdout(r: &mut ArtifactReader) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     let r = copy(r, &mut out).and_then(|_| {
-        out.flush().map_err(|e| Error::Io {
+        Ok(out.flush().map_err(|e| Error::Io {
             context: "write stdout".into(),
             source: e,
-        })
+        })?)
     });
     match r {
         // The reader went away (`cat X | head -c 10`): nothing is wrong.
-        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(CliError::Store(Error::Io { source, .. })) if source.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         r => r,
     }
 }
@@ -77,7 +80,7 @@ pub(crate) fn stream_to_stdout(r: &mut ArtifactReader) -> Result<(), Error> {
 /// and removes only the temporary file; anything else that exists (a device,
 /// a pipe) is written in place and never removed. Paths inside the store are
 /// refused.
-pub(crate) fn write_to_file(r: &mut ArtifactReader, p: &Path, store: &Path) -> Result<(), Error> {
+pub(crate) fn write_to_file(r: &mut ArtifactReader, p: &Path, store: &Path) -> Result<(), CliError> {
     let io_err = |what: String| {
         move |e| Error::Io {
             context: what,
@@ -95,7 +98,8 @@ pub(crate) fn write_to_file(r: &mut ArtifactReader, p: &Path, store: &Path) -> R
                 "{} is inside the store {}; write it elsewhere",
                 p.display(),
                 store.display()
-            )));
+            ))
+            .into());
         }
     }
     let existing = fs::metadata(p).ok();
@@ -106,14 +110,14 @@ pub(crate) fn write_to_file(r: &mut ArtifactReader, p: &Path, store: &Path) -> R
             .map_err(io_err(format!("open {}", p.display())))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
         copy(r, &mut w)?;
-        return w.flush().map_err(io_err(format!("write {}", p.display())));
+        return Ok(w.flush().map_err(io_err(format!("write {}", p.display())))?);
     }
     let name = p
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = parent.join(format!(".{name}.aslctl-{}", std::process::id()));
-    let result = (|| {
+    let result = (|| -> Result<(), CliError> {
         let f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -129,7 +133,7 @@ pub(crate) fn write_to_file(r: &mut ArtifactReader, p: &Path, store: &Path) -> R
             let _ = f.set_permissions(m.permissions());
         }
         f.sync_all().map_err(io_err(format!("write {}", tmp.display())))?;
-        fs::rename(&tmp, p).map_err(io_err(format!("rename {} to {}", tmp.display(), p.display())))
+        Ok(fs::rename(&tmp, p).map_err(io_err(format!("rename {} to {}", tmp.display(), p.display())))?)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -138,7 +142,7 @@ pub(crate) fn write_to_file(r: &mut ArtifactReader, p: &Path, store: &Path) -> R
 }
 
 /// Copies, keeping store errors (corruption) apart from output errors.
-fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write) -> Result<(), Error> {
+fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write) -> Result<(), CliError> {
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = match io::Read::read(r, &mut buf) {
@@ -146,7 +150,7 @@ fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write) -> Result<(), Error> {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(match e.into_inner().map(|x| x.downcast::<Error>()) {
+                return Err(CliError::Store(match e.into_inner().map(|x| x.downcast::<Error>()) {
                     Some(Ok(inner)) => *inner,
                     Some(Err(other)) => Error::Io {
                         context: "read artifact".into(),
@@ -156,7 +160,7 @@ fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write) -> Result<(), Error> {
                         context: "read artifact".into(),
                         source: io::Error::other("read failed"),
                     },
-                })
+                }))
             }
         };
         w.write_all(&buf[..n]).map_err(|e| Error::Io {
@@ -168,10 +172,10 @@ fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write) -> Result<(), Error> {
 
 /// `aslctl ls`: `<id> <size>` per live artifact (or a snapshot's), then the
 /// promised ones (`<id> promised by <remote>`).
-pub(crate) fn ls(json_out: bool, s: Store, at: Option<&str>) -> Result<ExitCode, Error> {
+pub(crate) fn ls(json_out: bool, s: Store, at: Option<&str>) -> Result<ExitCode, CliError> {
     let out = io::stdout().lock();
     let mut out = BufWriter::new(out);
-    let w = |r: io::Result<()>| -> Result<(), Error> {
+    let w = |r: io::Result<()>| -> Result<(), CliError> {
         if let Err(e) = r {
             output_failed(&e);
         }

@@ -4,6 +4,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::error::CliError;
 use asl::records::{self, json, schema, tree, RecordError};
 use asl::{Error, StoreOptions};
 use clap::Subcommand;
@@ -31,7 +32,7 @@ pub(crate) enum RecordCmd {
 }
 
 /// The text of FILE, or of stdin for `-`.
-pub(crate) fn read_input(file: &str) -> Result<String, Error> {
+pub(crate) fn read_input(file: &str) -> Result<String, CliError> {
     let mut text = String::new();
     let read = if file == "-" {
         std::io::stdin().read_to_string(&mut text)
@@ -48,31 +49,24 @@ pub(crate) fn read_input(file: &str) -> Result<String, Error> {
 /// A JSON document, or YAML for a `.yaml`/`.yml` file (its comments
 /// dropped; what it says is turned into the same values JSON would give).
 /// Standard input is JSON, or YAML when it does not parse as JSON.
-pub(crate) fn parse_document(file: &str, text: &str) -> Result<serde_json::Value, Error> {
+pub(crate) fn parse_document(file: &str, text: &str) -> Result<serde_json::Value, CliError> {
     let yaml_name = file.ends_with(".yaml") || file.ends_with(".yml");
     let from_yaml = |text: &str| {
         asl::formats::overlay::yaml_to_json(text).map_err(|e| Error::InvalidArgument(format!("{file}: {e}")))
     };
     if yaml_name {
-        return from_yaml(text);
+        return Ok(from_yaml(text)?);
     }
     match serde_json::from_str(text) {
         Ok(v) => Ok(v),
-        Err(_) if file == "-" => from_yaml(text),
-        Err(e) => Err(Error::InvalidArgument(format!("{file}: not JSON: {e}"))),
+        Err(_) if file == "-" => Ok(from_yaml(text)?),
+        Err(e) => Err(Error::InvalidArgument(format!("{file}: not JSON: {e}")).into()),
     }
 }
 
 /// Bad input and bad records are usage errors (exit 2); the store's own
 /// errors keep their codes.
-pub(crate) fn lift(e: RecordError) -> Error {
-    match e {
-        RecordError::Store(e) => e,
-        other => Error::InvalidArgument(other.to_string()),
-    }
-}
-
-pub(crate) fn record(json_out: bool, dir: &Path, cmd: &RecordCmd) -> Result<ExitCode, Error> {
+pub(crate) fn record(json_out: bool, dir: &Path, cmd: &RecordCmd) -> Result<ExitCode, CliError> {
     match cmd {
         RecordCmd::Put {
             type_name,
@@ -80,12 +74,12 @@ pub(crate) fn record(json_out: bool, dir: &Path, cmd: &RecordCmd) -> Result<Exit
             file,
         } => {
             let body = parse_document(file, &read_input(file)?)?;
-            let rec = json::record_from_json(type_name, *version, &body).map_err(lift)?;
+            let rec = json::record_from_json(type_name, *version, &body)?;
             // Checked before the store is opened: a refused record writes
             // nothing, not even a new store.
-            let prepared = records::prepare(&rec).map_err(lift)?;
+            let prepared = records::prepare(&rec)?;
             let s = StoreOptions::new().create(true).open(dir)?;
-            let stored = records::put_prepared(&s, &prepared).map_err(lift)?;
+            let stored = records::put_prepared(&s, &prepared)?;
             s.commit()?;
             crate::close_committed(s);
             let known = stored.checked == schema::Checked::Valid;
@@ -127,7 +121,7 @@ pub(crate) fn record(json_out: bool, dir: &Path, cmd: &RecordCmd) -> Result<Exit
     }
 }
 
-pub(crate) fn types(json_out: bool) -> Result<ExitCode, Error> {
+pub(crate) fn types(json_out: bool) -> Result<ExitCode, CliError> {
     if json_out {
         let v: Vec<_> = schema::REGISTRY
             .iter()
@@ -175,8 +169,8 @@ fn with_source<T>(
     dir: &Path,
     at: Option<&str>,
     id: &str,
-    f: impl Fn(&dyn records::Source, asl::ArtifactId) -> Result<T, Error>,
-) -> Result<T, Error> {
+    f: impl Fn(&dyn records::Source, asl::ArtifactId) -> Result<T, CliError>,
+) -> Result<T, CliError> {
     use asl::federation::promise;
     let s = StoreOptions::new().read_only(true).open(dir)?;
     match at {
@@ -188,7 +182,7 @@ fn with_source<T>(
         None => {
             let id = promise::resolve(&s, id)?;
             match f(&s, id) {
-                Err(e) if promise::is_promised_miss(&s, &e) => {
+                Err(e) if e.store().is_some_and(|e| promise::is_promised_miss(&s, e)) => {
                     drop(s);
                     let w = asl::Store::open(dir)?;
                     let r = f(&promise::Promising::new(&w), id);
@@ -208,13 +202,12 @@ pub(crate) fn ls_tree(
     id: &str,
     recursive: bool,
     at: Option<&str>,
-) -> Result<ExitCode, Error> {
+) -> Result<ExitCode, CliError> {
     let rows: Vec<(Vec<u8>, tree::TreeEntry)> = with_source(dir, at, id, |src, id| {
         if recursive {
-            tree::walk(src, &id).map_err(lift)
+            Ok(tree::walk(src, &id)?)
         } else {
-            Ok(tree::read_tree(src, &id)
-                .map_err(lift)?
+            Ok(tree::read_tree(src, &id)?
                 .into_iter()
                 .map(|e| (e.name.clone(), e))
                 .collect())
@@ -237,7 +230,7 @@ pub(crate) fn ls_tree(
 }
 
 /// `aslctl checkout TREE DIR [--force] [--at SNAP]`.
-pub(crate) fn checkout(dir: &Path, id: &str, to: &Path, force: bool, at: Option<&str>) -> Result<ExitCode, Error> {
+pub(crate) fn checkout(dir: &Path, id: &str, to: &Path, force: bool, at: Option<&str>) -> Result<ExitCode, CliError> {
     // Promised artifacts under the tree are fetched before anything is
     // written: a checkout that stopped half-way for one would leave a
     // directory the next attempt refuses.
@@ -255,16 +248,16 @@ pub(crate) fn checkout(dir: &Path, id: &str, to: &Path, force: bool, at: Option<
             crate::close_committed(w);
         }
     }
-    let n = with_source(dir, at, id, |src, id| tree::checkout(src, &id, to, force).map_err(lift))?;
+    let n = with_source(dir, at, id, |src, id| Ok(tree::checkout(src, &id, to, force)?))?;
     eprintln!("checked out {n} files into {}", to.display());
     Ok(ExitCode::SUCCESS)
 }
 
 /// `aslctl diff-tree A B`: `A path`, `D path`, `M path` per changed file.
-pub(crate) fn diff_tree(json_out: bool, dir: &Path, a: &str, b: &str) -> Result<ExitCode, Error> {
+pub(crate) fn diff_tree(json_out: bool, dir: &Path, a: &str, b: &str) -> Result<ExitCode, CliError> {
     let s = StoreOptions::new().read_only(true).open(dir)?;
     let (a, b) = (s.resolve(a)?, s.resolve(b)?);
-    let changes = tree::diff(&s, &a, &b).map_err(lift)?;
+    let changes = tree::diff(&s, &a, &b)?;
     let rows = changes.iter().map(|c| match c {
         tree::Change::Added(p, e) => ("A", p, None, Some(e)),
         tree::Change::Removed(p, e) => ("D", p, Some(e), None),

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::error::CliError;
 use asl::{Error, StoreOptions};
 use clap::Subcommand;
 use serde_json::json;
@@ -76,7 +77,7 @@ pub(crate) enum S3Cmd {
 
 /// The local directory for `--store s3://bucket/prefix`: attached first
 /// (rebuilt from the bucket) when this machine has no local part yet.
-pub(crate) fn resolve_store(cli: &Cli, store: PathBuf) -> Result<PathBuf, Error> {
+pub(crate) fn resolve_store(cli: &Cli, store: PathBuf) -> Result<PathBuf, CliError> {
     let Some(url) = store.to_str().filter(|s| s.starts_with("s3://")).map(str::to_string) else {
         return Ok(store);
     };
@@ -97,8 +98,9 @@ pub(crate) fn resolve_store(cli: &Cli, store: PathBuf) -> Result<PathBuf, Error>
         Ok(_) => Ok(dir),
         Err(Error::InvalidArgument(m)) if m.contains("holds no store") => Err(Error::InvalidArgument(format!(
             "{url} holds no store: create one with `aslctl s3 create {url}`"
-        ))),
-        Err(e) => Err(e),
+        ))
+        .into()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -119,7 +121,7 @@ fn print_restore(json_out: bool, what: &str, r: &asl::s3::RestoreReport) {
     }
 }
 
-pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Error> {
+pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, CliError> {
     let local = |url: &str, d: &Option<PathBuf>| match d {
         Some(d) => Ok(d.clone()),
         None => asl::s3::local_dir_for(url),
@@ -175,7 +177,7 @@ pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Er
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(json_out: bool, dir: &Path) -> Result<(), Error> {
+fn status(json_out: bool, dir: &Path) -> Result<(), CliError> {
     // The writer sends what waits; a directory that does not hold the
     // lease still reports, read-only.
     let (s, not_writer) = match StoreOptions::new().open(dir) {
@@ -184,10 +186,9 @@ fn status(json_out: bool, dir: &Path) -> Result<(), Error> {
     };
     let settled = s.maintenance().settle();
     let Some(t) = s.maintenance().tier_status() else {
-        return Err(Error::InvalidArgument(format!(
-            "{} is a local store (see `aslctl s3 tier`)",
-            dir.display()
-        )));
+        return Err(
+            Error::InvalidArgument(format!("{} is a local store (see `aslctl s3 tier`)", dir.display())).into(),
+        );
     };
     if json_out {
         out!(
@@ -211,5 +212,5 @@ fn status(json_out: bool, dir: &Path) -> Result<(), Error> {
         }
     }
     s.close()?;
-    settled
+    Ok(settled?)
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::error::CliError;
 use asl::server::{self, Config, Tokens};
 use asl::{Error, StoreOptions};
 
@@ -35,7 +36,7 @@ pub(crate) struct ServeArgs {
     quiet: bool,
 }
 
-pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, Error> {
+pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
     let addr: std::net::SocketAddr = a
         .listen
         .parse()

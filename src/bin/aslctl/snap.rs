@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::error::CliError;
 use asl::{ArtifactInfo, Error, GcOptions, Retention, SnapshotMeta, Store, StoreOptions};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -108,7 +109,7 @@ fn when(secs: u64) -> String {
 }
 
 /// `snapshot create --federated`: a snapshot that names and signs the other domains it draws on.
-fn create_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {
+fn create_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, CliError> {
     let s = Store::open(dir)?;
     let c = asl::federation::fsnap::create(&s, name)?;
     crate::close_committed(s);
@@ -132,7 +133,7 @@ fn create_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, 
 }
 
 /// `snapshot verify`: reads back every member of a federated snapshot and its sources; exit 1 on a problem.
-fn verify_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {
+fn verify_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, CliError> {
     let s = asl::StoreOptions::new().read_only(true).open(dir)?;
     let v = asl::federation::fsnap::verify(&s, name)?;
     if json_out {
@@ -161,7 +162,7 @@ fn verify_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, 
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, Error> {
+pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, CliError> {
     let read_only = || StoreOptions::new().read_only(true).open(dir);
     match cmd {
         SnapCmd::Create {
@@ -173,7 +174,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
             let m = match tree {
                 Some(t) => {
                     let id = s.resolve(t)?;
-                    asl::records::tree::snapshot_tree(&s, name, &id).map_err(crate::record::lift)?
+                    asl::records::tree::snapshot_tree(&s, name, &id)?
                 }
                 None => s.snapshots().create(name)?,
             };
@@ -276,7 +277,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, E
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str, force: bool) -> Result<ExitCode, Error> {
+pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str, force: bool) -> Result<ExitCode, CliError> {
     let s = Store::open(dir)?;
     // A prefix may name an artifact removed from CURRENT that a snapshot holds.
     let id = match s.resolve(id) {
@@ -302,7 +303,7 @@ pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str, force: bool) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn unpin(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> {
+pub fn unpin(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, CliError> {
     let s = Store::open(dir)?;
     let id = s.pins().remove(name)?;
     crate::close_committed(s);
@@ -314,7 +315,7 @@ pub fn unpin(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, Error> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn pins(json_out: bool, dir: &Path) -> Result<ExitCode, Error> {
+pub fn pins(json_out: bool, dir: &Path) -> Result<ExitCode, CliError> {
     let p = StoreOptions::new().read_only(true).open(dir)?.pins().list();
     if json_out {
         let v: Vec<Value> = p.iter().map(|(n, id)| json!({"name": n, "id": id.to_hex()})).collect();
@@ -327,7 +328,7 @@ pub fn pins(json_out: bool, dir: &Path) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<ExitCode, Error> {
+pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<ExitCode, CliError> {
     let s = Store::open(dir)?;
     let r = s.maintenance().gc(&GcOptions { threshold, dry_run })?;
     let after = s.maintenance().stat()?;

@@ -3,12 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::error::CliError;
 use asl::records::worktree::{Status, Worktree};
-use asl::{Error, StoreOptions};
+use asl::StoreOptions;
 use clap::Subcommand;
 use serde_json::json;
-
-use crate::record::lift;
 
 #[derive(Subcommand)]
 pub(crate) enum WorktreeCmd {
@@ -53,13 +52,13 @@ fn show(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
 
-pub(crate) fn worktree(json_out: bool, store_dir: &Path, cmd: &WorktreeCmd) -> Result<ExitCode, Error> {
+pub(crate) fn worktree(json_out: bool, store_dir: &Path, cmd: &WorktreeCmd) -> Result<ExitCode, CliError> {
     match cmd {
         WorktreeCmd::Add { dir, tree, lineage } => {
             let s = StoreOptions::new().open(store_dir)?;
             let tree = s.resolve(tree)?;
             let lineage = lineage.as_deref().map(|l| s.resolve(l)).transpose()?;
-            let wt = Worktree::add(&s, dir, &tree, lineage.as_ref()).map_err(lift)?;
+            let wt = Worktree::add(&s, dir, &tree, lineage.as_ref())?;
             if json_out {
                 out!("{}", json!({"lineage": wt.lineage.to_hex(), "tree": wt.tree.to_hex()}));
             } else {
@@ -68,8 +67,8 @@ pub(crate) fn worktree(json_out: bool, store_dir: &Path, cmd: &WorktreeCmd) -> R
             crate::close_committed(s);
         }
         WorktreeCmd::Status { dir } => {
-            let wt = Worktree::open(dir).map_err(lift)?;
-            let st = wt.status().map_err(lift)?;
+            let wt = Worktree::open(dir)?;
+            let st = wt.status()?;
             let rows = st.iter().map(|c| match c {
                 Status::Modified(p) => ("M", p),
                 Status::Added(p) => ("A", p),
@@ -88,9 +87,9 @@ pub(crate) fn worktree(json_out: bool, store_dir: &Path, cmd: &WorktreeCmd) -> R
             }
         }
         WorktreeCmd::Commit { dir, message, actor } => {
-            let mut wt = Worktree::open(dir).map_err(lift)?;
+            let mut wt = Worktree::open(dir)?;
             let s = StoreOptions::new().open(store_dir)?;
-            match wt.commit(&s, message, actor.as_deref()).map_err(lift)? {
+            match wt.commit(&s, message, actor.as_deref())? {
                 Some((step, tree)) => {
                     if json_out {
                         out!("{}", json!({"lineage": step.to_hex(), "tree": tree.to_hex()}));
@@ -103,9 +102,9 @@ pub(crate) fn worktree(json_out: bool, store_dir: &Path, cmd: &WorktreeCmd) -> R
             crate::close_committed(s);
         }
         WorktreeCmd::Discard { dir } => {
-            let mut wt = Worktree::open(dir).map_err(lift)?;
+            let mut wt = Worktree::open(dir)?;
             let s = StoreOptions::new().read_only(true).open(store_dir)?;
-            let n = wt.discard(&s).map_err(lift)?;
+            let n = wt.discard(&s)?;
             eprintln!("put back {n} files");
         }
     }

@@ -50,7 +50,7 @@ pub(crate) fn pinned_imports(store: &Store) -> Result<Vec<PinnedImport>> {
 fn decode_import(store: &Store, remote: &str, rid: ArtifactId) -> Result<Option<PinnedImport>> {
     let r = match records::get(store as &dyn records::Source, &rid) {
         Ok(r) => r,
-        Err(records::RecordError::Store(e @ Error::Io { .. })) => return Err(e),
+        Err(records::RecordError::Store(e @ asl_core::Error::Io { .. })) => return Err(e.into()),
         Err(_) => return Ok(None),
     };
     if r.type_name != IMPORT_TYPE {

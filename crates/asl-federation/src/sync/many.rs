@@ -3,8 +3,9 @@
 //! and what one sends wrong or lacks asked of another.
 
 use super::{check, finish, peer_for, put_one, sweep_unwanted, Batches, Checked, FetchReport, Got, LocalCache, Peer};
+use crate::error::{FederationError as Error, Result};
 use crate::remote::{self, Remote};
-use asl_core::{ArtifactId, Error, PutOptions, Result, Store};
+use asl_core::{ArtifactId, PutOptions, Store};
 use asl_pel::keys::hex;
 
 /// Fetches from several remotes of one domain at once (mirrors of it, say a
@@ -25,7 +26,7 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
     };
     let domain = first.2.m.domain;
     if let Some((r, _, c)) = remotes.iter().find(|(_, _, c)| c.m.domain != domain) {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Invalid(format!(
             "remote {} publishes domain {}, not {}: fetch remotes of one domain together",
             r.name,
             hex(&c.m.domain),
@@ -85,7 +86,7 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
                             let _ = batches.lock().add(store, got.len);
                         }
                         Err(e) => {
-                            let absent = matches!(e, Error::NotFound(x) if x == *id);
+                            let absent = matches!(e, Error::Store(asl_core::Error::NotFound(x)) if x == *id);
                             failed.lock().push((*id, i, e.to_string(), absent));
                         }
                     }
@@ -105,7 +106,7 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
     let lost = retry.elsewhere(failed.into_inner(), &mut done, &mut reps);
     store.commit()?;
     if !lost.is_empty() {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Remote(format!(
             "no remote sent {} artifacts whole: {}; what was verified is kept",
             lost.len(),
             lost.join("; ")
@@ -204,7 +205,7 @@ impl Retry<'_> {
                         sent = true;
                         break;
                     }
-                    Err(Error::NotFound(x)) if x == id => {}
+                    Err(Error::Store(asl_core::Error::NotFound(x))) if x == id => {}
                     Err(_) => {
                         reps[i].refused += 1;
                         absent = false;

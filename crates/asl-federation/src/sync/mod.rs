@@ -21,7 +21,8 @@ use std::io::Read;
 use super::publish::{self, Manifest};
 use super::ranged::{LocalChunks, Partial, RANGED_MIN, TRANSFER_CHUNK};
 use super::remote::{self, Remote};
-use asl_core::{ArtifactId, Error, PutOptions, Result, Store};
+use crate::error::{FederationError as Error, Result};
+use asl_core::{ArtifactId, PutOptions, Store};
 use asl_core::{DomainId, Visibility};
 use asl_pel::keys::hex;
 use asl_records::cbor::Value;
@@ -91,9 +92,9 @@ fn read_all(peer: &dyn Peer, id: &ArtifactId, limit: u64) -> Result<Vec<u8>> {
     peer.reader(id)?
         .take(limit + 1)
         .read_to_end(&mut b)
-        .map_err(|e| Error::io(format!("read {id} from the remote"), e))?;
+        .map_err(|e| asl_core::Error::io(format!("read {id} from the remote"), e))?;
     if b.len() as u64 > limit || ArtifactId::of(&b) != *id {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Remote(format!(
             "the remote sent other bytes than {id} (refused)"
         )));
     }
@@ -122,17 +123,17 @@ struct Checked {
 fn check(r: &Remote, peer: &dyn Peer) -> Result<Checked> {
     let p = peer
         .publication()?
-        .ok_or_else(|| Error::InvalidArgument(format!("remote {} publishes nothing", r.name)))?;
+        .ok_or_else(|| Error::NotFound(format!("remote {} publishes nothing", r.name)))?;
     let (mid, sid) = (p.manifest, p.signature);
     let mb = read_all(peer, &mid, 1 << 30)?;
     let sb = read_all(peer, &sid, 1 << 20)?;
-    let claimed = Manifest::from_record(&Record::decode(&mb).map_err(|e| Error::InvalidArgument(e.to_string()))?)
-        .map_err(|e| Error::InvalidArgument(format!("remote {}: manifest {mid}: {e}", r.name)))?;
+    let claimed = Manifest::from_record(&Record::decode(&mb)?)
+        .map_err(|e| Error::Refused(format!("remote {}: manifest {mid}: {e}", r.name)))?;
     // First contact trusts the manifest's own key and domain (and says so);
     // afterwards both must stay the same.
     let key = r.key.unwrap_or(claimed.key);
     if r.domain.is_some_and(|d| d != claimed.domain) {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Refused(format!(
             "remote {}: the manifest is domain {}'s, not {}'s",
             r.name,
             hex(&claimed.domain),
@@ -147,7 +148,7 @@ fn check(r: &Remote, peer: &dyn Peer) -> Result<Checked> {
         r.seq
     };
     let m = publish::check_manifest(&mb, &sb, &key, after)
-        .map_err(|e| Error::InvalidArgument(format!("remote {}: manifest {mid}: {e}; nothing stored", r.name)))?;
+        .map_err(|e| Error::Refused(format!("remote {}: manifest {mid}: {e}; nothing stored", r.name)))?;
     // Co-signatures: only those the policy counts are read (a remote
     // cannot make a fetch read an unbounded list of records).
     let mut cosigs = Vec::new();
@@ -166,7 +167,7 @@ fn check(r: &Remote, peer: &dyn Peer) -> Result<Checked> {
     signers.insert(key);
     r.policy
         .meets(&key, &signers)
-        .map_err(|e| Error::InvalidArgument(format!("remote {}: manifest {mid}: {e}; nothing stored", r.name)))?;
+        .map_err(|e| Error::Refused(format!("remote {}: manifest {mid}: {e}; nothing stored", r.name)))?;
     Ok(Checked {
         mid,
         sid,
@@ -241,7 +242,7 @@ pub(super) fn put_one(
         drop(reader);
         let cvs = peer.tree(id)?;
         let mut p = Partial::create(store, id, len, cvs)
-            .map_err(|e| Error::InvalidArgument(format!("remote {name}: {e}; nothing stored")))?;
+            .map_err(|e| Error::Remote(format!("remote {name}: {e}; nothing stored")))?;
         let reused = fill_large(store, peer, name, id, &mut p, local)?;
         let cvs = p.cvs().to_vec();
         let len = p.finish(store, placed)?;
@@ -256,10 +257,10 @@ pub(super) fn put_one(
     let put = store
         .put_reader_with(reader, &placed.expect(Some(*id)))
         .map_err(|e| match e {
-            Error::IdMismatch { .. } => Error::InvalidArgument(format!(
+            asl_core::Error::IdMismatch { .. } => Error::Remote(format!(
                 "remote {name}: the bytes sent for {id} do not hash to it; nothing of them is stored"
             )),
-            e => e,
+            e => e.into(),
         })?;
     Ok(Got {
         len: put.len,
@@ -303,7 +304,7 @@ fn fill_large(
         })?;
         let (len, mut reader) = peer.reader_at(id, p.verified(), Some(end))?;
         if len != p.len() {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::Remote(format!(
                 "remote {name}: {id} is {len} bytes there, {} by its tree",
                 p.len()
             )));
@@ -359,7 +360,7 @@ fn finish(
         cosigs.push(store.put_with(b, &placed)?.id);
     }
     let rec = import_record(&c.m, n, &c.mid, &c.sid, &cosigs, fetched, promised);
-    let stored = records::put(store, &rec).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let stored = records::put(store, &rec)?;
     store.commit()?;
     store.pins().set(&format!("asl.import.{}", r.name), &stored.id)?;
     r.key = Some(c.key);
@@ -409,7 +410,7 @@ fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Res
         }
         let got = match put_one(store, peer, &r.name, id, c.m.sizes.get(k).copied(), placed, &local) {
             Ok(g) => g,
-            Err(Error::NotFound(x)) if x == *id => {
+            Err(Error::Store(asl_core::Error::NotFound(x))) if x == *id => {
                 rep.unavailable.push(*id);
                 continue;
             }

@@ -20,8 +20,8 @@ pub struct PushReport {
 pub fn push(store: &Store, name: &str) -> Result<PushReport> {
     let r = remote::get(store, name)?;
     let (mid, sid) = publish::latest_ids(store)
-        .ok_or_else(|| Error::InvalidArgument("this domain publishes nothing (aslctl publish)".into()))?;
-    let (_, m) = publish::latest(store)?.ok_or_else(|| Error::InvalidArgument("no manifest".into()))?;
+        .ok_or_else(|| Error::NotFound("this domain publishes nothing (aslctl publish)".into()))?;
+    let (_, m) = publish::latest(store)?.ok_or_else(|| Error::NotFound("no manifest".into()))?;
     let mut ids = m.published.clone();
     ids.push(mid);
     ids.push(sid);
@@ -32,7 +32,7 @@ pub fn push(store: &Store, name: &str) -> Result<PushReport> {
             Box::new(HttpPeer::new(&r.url, r.token.as_deref()))
         }
         #[cfg(not(feature = "http"))]
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Invalid(format!(
             "{} is an HTTP remote and this build lacks feature http",
             r.url
         )));
@@ -54,7 +54,7 @@ pub fn push(store: &Store, name: &str) -> Result<PushReport> {
                 rep.bytes += i.len;
             }
             _ => {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::Invalid(format!(
                     "{id} is in the manifest but no longer published here: publish again first"
                 )))
             }

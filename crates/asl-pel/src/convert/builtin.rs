@@ -1,6 +1,7 @@
 //! The conversions of the graph that are builtins: HDF5 templates and
 //! values, and CBOR records to and from YAML overlays.
 
+use crate::failure::OpError;
 use crate::node::{InputValue, Node, Op, Outputs};
 use asl_core::{ArtifactId, Store};
 use asl_records::cbor::Value;
@@ -10,18 +11,17 @@ use asl_records::{self as records, Source};
 pub const LARGE_DATASET_LIMIT: u64 = 64 * 1024;
 
 /// Runs one of the format builtins (see `ops`).
-pub(crate) fn run_op(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result<Outputs, String> {
+pub(crate) fn run_op(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result<Outputs, OpError> {
     let input = inputs[0].id;
-    let r = |e: records::RecordError| e.to_string();
     let out = match n.op {
         Op::Hdf5Template => {
-            let index = records::get(store as &dyn Source, &input).map_err(r)?;
+            let index = records::get(store as &dyn Source, &input)?;
             let fallback = match index.body.get("subject") {
                 Some(Value::Bytes(b)) => b.iter().take(8).map(|x| format!("{x:02x}")).collect(),
                 _ => String::new(),
             };
-            let t = asl_formats::template::extract(&index, &input, &fallback).map_err(r)?;
-            records::put(store, &t).map_err(r)?.id
+            let t = asl_formats::template::extract(&index, &input, &fallback)?;
+            records::put(store, &t)?.id
         }
         Op::Hdf5Values => values(store, &input, &n.params)?,
         Op::CborToYaml => to_yaml(store, &input)?,
@@ -32,30 +32,30 @@ pub(crate) fn run_op(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Resu
 }
 
 #[cfg(feature = "yaml")]
-fn to_yaml(store: &Store, id: &ArtifactId) -> Result<ArtifactId, String> {
-    let rec = records::get(store as &dyn Source, id).map_err(|e| e.to_string())?;
+fn to_yaml(store: &Store, id: &ArtifactId) -> Result<ArtifactId, OpError> {
+    let rec = records::get(store as &dyn Source, id)?;
     let text = asl_formats::overlay::render(&rec, id);
-    store.put(text.as_bytes()).map_err(|e| e.to_string())
+    Ok(store.put(text.as_bytes())?)
 }
 
 #[cfg(feature = "yaml")]
-fn from_yaml(store: &Store, id: &ArtifactId) -> Result<Outputs, String> {
-    let a = asl_formats::overlay::apply(store, id).map_err(|e| e.to_string())?;
+fn from_yaml(store: &Store, id: &ArtifactId) -> Result<Outputs, OpError> {
+    let a = asl_formats::overlay::apply(store, id)?;
     Ok(vec![("out".into(), a.result), ("log".into(), a.log)])
 }
 
 #[cfg(not(feature = "yaml"))]
-fn to_yaml(_: &Store, _: &ArtifactId) -> Result<ArtifactId, String> {
+fn to_yaml(_: &Store, _: &ArtifactId) -> Result<ArtifactId, OpError> {
     Err("cbor.to_yaml needs the library built with feature `yaml`".into())
 }
 
 #[cfg(not(feature = "yaml"))]
-fn from_yaml(_: &Store, _: &ArtifactId) -> Result<Outputs, String> {
+fn from_yaml(_: &Store, _: &ArtifactId) -> Result<Outputs, OpError> {
     Err("yaml.to_cbor needs the library built with feature `yaml`".into())
 }
 
 #[cfg(all(feature = "h5read", feature = "json"))]
-fn values(store: &Store, index: &ArtifactId, p: &Value) -> Result<ArtifactId, String> {
+fn values(store: &Store, index: &ArtifactId, p: &Value) -> Result<ArtifactId, OpError> {
     use asl_formats::h5read;
     let path = match p.get("path") {
         Some(Value::Text(t)) => t.clone(),
@@ -65,13 +65,13 @@ fn values(store: &Store, index: &ArtifactId, p: &Value) -> Result<ArtifactId, St
         Some(Value::Unsigned(n)) => *n,
         _ => LARGE_DATASET_LIMIT,
     };
-    let rec = records::get(store as &dyn Source, index).map_err(|e| e.to_string())?;
-    let a = h5read::read(store, &rec, &path, &[]).map_err(|e| e.to_string())?;
+    let rec = records::get(store as &dyn Source, index)?;
+    let a = h5read::read(store, &rec, &path, &[])?;
     if a.data.len() as u64 > limit {
-        return Err(format!(
+        return Err(OpError::Node(format!(
             "rule large-dataset: {path} is {} bytes, over the {limit}-byte limit",
             a.data.len()
-        ));
+        )));
     }
     let data: Vec<serde_json::Value> = (0..a.len())
         .map(|i| match a.element(i) {
@@ -105,10 +105,10 @@ fn values(store: &Store, index: &ArtifactId, p: &Value) -> Result<ArtifactId, St
             s
         }
     };
-    store.put(text.as_bytes()).map_err(|e| e.to_string())
+    Ok(store.put(text.as_bytes())?)
 }
 
 #[cfg(not(all(feature = "h5read", feature = "json")))]
-fn values(_: &Store, _: &ArtifactId, _: &Value) -> Result<ArtifactId, String> {
+fn values(_: &Store, _: &ArtifactId, _: &Value) -> Result<ArtifactId, OpError> {
     Err("hdf5.values needs the library built with features `h5read` and `json`".into())
 }

@@ -1,0 +1,64 @@
+//! The CLI's error: whichever layer failed, kept as that layer's error, so
+//! that the exit code is decided by its kind and never by its message.
+
+use asl::federation::FederationError;
+use asl::pel::PelError;
+use asl::records::RecordError;
+use asl::{Error, ErrorKind};
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    #[error(transparent)]
+    Store(#[from] Error),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Pel(#[from] PelError),
+    #[error(transparent)]
+    Federation(#[from] FederationError),
+}
+
+impl CliError {
+    pub(crate) fn kind(&self) -> ErrorKind {
+        match self {
+            CliError::Store(e) => e.kind(),
+            CliError::Record(e) => e.kind(),
+            CliError::Pel(e) => e.kind(),
+            CliError::Federation(e) => e.kind(),
+        }
+    }
+
+    /// The store's error this one is or carries (a record read that
+    /// missed, say), for a caller that acts on what the store said.
+    pub(crate) fn store(&self) -> Option<&Error> {
+        match self {
+            CliError::Store(e)
+            | CliError::Record(RecordError::Store(e))
+            | CliError::Pel(PelError::Store(e) | PelError::Record(RecordError::Store(e)))
+            | CliError::Federation(FederationError::Store(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The exit code: 1 when what was named is missing or its bytes are
+    /// damaged, 2 for every other failure (usage, I/O, refusals).
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self.kind() {
+            ErrorKind::NotFound | ErrorKind::Corrupt => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl From<asl::IdError> for CliError {
+    fn from(e: asl::IdError) -> Self {
+        CliError::Store(e.into())
+    }
+}
+
+impl From<asl::records::cbor::CborError> for CliError {
+    fn from(e: asl::records::cbor::CborError) -> Self {
+        CliError::Record(e.into())
+    }
+}
