@@ -213,6 +213,21 @@ pub fn materialize(store: &Store, id: &ArtifactId) -> Result<usize> {
     Ok(before.saturating_sub(promised(store)?.len()))
 }
 
+/// A PEL input resolver (see [`asl_pel::InputResolver`]): every input of
+/// a run that is promised is fetched (verified) before the run checks its
+/// inputs, a tree with every promised artifact under it.
+pub fn input_resolver() -> asl_pel::InputResolver {
+    Box::new(|store, id| {
+        materialize(store, id)
+            .map(drop)
+            .map_err(|e| asl_pel::PelError::Resolve {
+                id: *id,
+                kind: e.kind(),
+                detail: e.to_string(),
+            })
+    })
+}
+
 /// A [`Source`] over a store that fetches promised artifacts on a miss, so
 /// tree walks, checkouts and record reads see through promises. The table
 /// of promises is read once, at the first miss (a walk over a promised tree

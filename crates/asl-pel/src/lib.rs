@@ -42,7 +42,7 @@ pub use cache::{check_removable, held_by};
 pub use keys::{Signer, Trust};
 pub use program::{Input, Node, Program, Ref};
 pub use receipt::{Outcome, Receipt, Run};
-pub use run::{run, NodeReport, OnNode, Pel, RunOptions, RunReport};
+pub use run::{run, InputResolver, NodeReport, OnNode, Pel, RunOptions, RunReport};
 
 use asl_records::RecordError;
 
@@ -69,6 +69,18 @@ pub enum PelError {
     /// A conversion the format graph forbids; the message names the rule.
     #[error("{0}")]
     Forbidden(String),
+    /// An input could not be brought into the store by the run's
+    /// [`InputResolver`] (a promised artifact whose fetch failed, say);
+    /// `kind` is that failure's. Nothing ran.
+    #[error("input {id}: {detail}")]
+    Resolve {
+        /// The input.
+        id: asl_core::ArtifactId,
+        /// What kind of failure it was.
+        kind: asl_core::ErrorKind,
+        /// The failure, in one line.
+        detail: String,
+    },
     /// The records layer failed.
     #[error(transparent)]
     Record(#[from] RecordError),
@@ -88,6 +100,7 @@ impl PelError {
             PelError::Trust(_) | PelError::Held(_) | PelError::Attestation(_) | PelError::Forbidden(_) => {
                 ErrorKind::Refused
             }
+            PelError::Resolve { kind, .. } => *kind,
             PelError::Record(e) => e.kind(),
             PelError::Store(e) => e.kind(),
         }

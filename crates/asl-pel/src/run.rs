@@ -42,6 +42,13 @@ pub struct Pel<'a> {
 /// A callback told of each finished node.
 pub type OnNode = Box<dyn Fn(&NodeReport) + Sync + 'static>;
 
+/// Brings one of a program's input artifacts (or trees) into the store
+/// before the run checks its inputs: for an id the store does not hold but
+/// can get — another domain's promise, fetched and verified, a tree with
+/// everything under it. A layer above PEL provides it (federation's
+/// `promise::input_resolver`); an error stops the run before anything ran.
+pub type InputResolver = Box<dyn Fn(&Store, &ArtifactId) -> Result<(), PelError> + Sync + 'static>;
+
 /// How to run.
 pub struct RunOptions {
     /// Use the action cache (off: execute every node, as replay does).
@@ -57,6 +64,9 @@ pub struct RunOptions {
     pub on_node: Option<OnNode>,
     /// Worker threads for the nodes of one level (0: one per core).
     pub jobs: usize,
+    /// Run on every input artifact of the program before its inputs are
+    /// checked (none: inputs must be in the store already).
+    pub resolve_inputs: Option<InputResolver>,
 }
 
 impl Default for RunOptions {
@@ -68,6 +78,7 @@ impl Default for RunOptions {
             replay_of: None,
             on_node: None,
             jobs: 0,
+            resolve_inputs: None,
         }
     }
 }
@@ -139,6 +150,11 @@ fn new_run_id() -> String {
 /// receipt, and the nodes that need its outputs are BLOCKED.
 pub fn run(pel: &Pel<'_>, program: &Program, opts: &RunOptions) -> Result<RunReport, PelError> {
     let store = pel.store;
+    if let Some(resolve) = &opts.resolve_inputs {
+        for id in program.artifacts() {
+            resolve(store, &id)?;
+        }
+    }
     let mut missing = Vec::new();
     for id in program.artifacts() {
         if !store.contains(&id)? {

@@ -279,7 +279,7 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
     }
 }
 
-/// `aslctl pel run`: parses and checks the program, stores its `file:`/`dir:` inputs, fetches promised ones, runs it.
+/// `aslctl pel run`: parses and checks the program, stores its `file:`/`dir:` inputs, runs it (fetching promised ones).
 fn run_program(json_out: bool, dir: &Path, program: &str, no_cache: bool, jobs: usize) -> Result<ExitCode, CliError> {
     let doc = parse_document(program, &read_input(program)?)?;
     let value = records::json::from_json(&doc)?;
@@ -303,18 +303,14 @@ fn run_program(json_out: bool, dir: &Path, program: &str, no_cache: bool, jobs: 
     let s = StoreOptions::new().create(true).open(dir)?;
     let prog = Program::parse(&value, &mut |t| store_path(&s, t))?;
     s.commit()?;
-    // Inputs promised by another domain are fetched (verified) first.
-    for input in prog.nodes.iter().flat_map(|n| &n.inputs) {
-        if let Ref::Artifact(id) | Ref::Tree(id) = &input.from {
-            asl::federation::promise::materialize(&s, id)?;
-        }
-    }
     let index = open_index(&s)?;
     let keys = Keys::of(&s)?;
     let pel = keys.pel(&s, &index);
     let opts = RunOptions {
         use_cache: !no_cache,
         jobs,
+        // Inputs promised by another domain are fetched (verified) first.
+        resolve_inputs: Some(asl::federation::promise::input_resolver()),
         ..RunOptions::default()
     };
     let rep = asl::pel::run(&pel, &prog, &opts)?;
