@@ -56,7 +56,15 @@ pub fn sha256_of_stored(store: &Store, id: &ArtifactId) -> Result<[u8; 32], Reco
     use sha2::Digest;
     let mut r = store.open_reader(id)?;
     let mut sha = sha2::Sha256::new();
-    std::io::copy(&mut r, &mut sha).map_err(|e| RecordError::Store(asl_core::Error::from_reader_io(e)))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match std::io::Read::read(&mut r, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => sha.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(RecordError::Store(asl_core::Error::from_reader_io(e))),
+        }
+    }
     Ok(sha.finalize().into())
 }
 

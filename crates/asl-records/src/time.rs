@@ -4,6 +4,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
 /// Now, in nanoseconds since the epoch (0 before it).
 pub fn now_ns() -> i64 {
     SystemTime::now()
@@ -14,111 +18,62 @@ pub fn now_ns() -> i64 {
 
 /// Now, as record time text (whole seconds).
 pub fn now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format(secs)
+    format(Timestamp::now().as_second().max(0) as u64)
 }
 
 /// The time now with milliseconds (`...SS.mmmZ`), for start and finish
 /// times that must order events within a second.
 pub fn now_millis() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let whole = format(d.as_secs());
-    format!("{}.{:03}Z", &whole[..whole.len() - 1], d.subsec_millis())
+    let ms = Timestamp::now().as_millisecond().max(0);
+    let t = Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH);
+    format!("{t:.3}")
 }
 
-/// `secs` since 1970 as record time text.
+/// `secs` since 1970 as record time text (a time past year 9999, which no
+/// record holds, is written as the last second jiff knows).
 pub fn format(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let t = i64::try_from(secs)
+        .ok()
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .unwrap_or(Timestamp::MAX);
+    // Whole seconds print without a fraction.
+    Timestamp::from_second(t.as_second()).unwrap_or(t).to_string()
 }
 
 /// Seconds since 1970 of a record time (the fraction dropped), or of a
-/// date `YYYY-MM-DD` (its midnight), or `None` when `t` is neither.
+/// date `YYYY-MM-DD` (its midnight), or `None` when `t` is neither. Only
+/// UTC (`Z`) with a `T` between date and time: the form records keep, so
+/// that times sort as text.
 pub fn parse(t: &str) -> Option<u64> {
     let b = t.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<u64> {
-        let s = t.get(r)?;
-        if s.bytes().all(|c| c.is_ascii_digit()) {
-            s.parse().ok()
-        } else {
-            None
-        }
-    };
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=12).contains(&mo) || d == 0 || d > month_days[mo as usize - 1] || y < 1970 {
-        return None;
-    }
-    let day_secs = days_from_civil(y as i64, mo as u32, d as u32) as u64 * 86_400;
-    if b.len() == 10 {
-        return Some(day_secs);
-    }
-    if b.len() < 20 || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[b.len() - 1] != b'Z' {
-        return None;
-    }
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    // 60 is a leap second: it sorts after :59 and counts as it.
-    if h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let frac = &t[19..t.len() - 1];
-    if !frac.is_empty() && (!frac.starts_with('.') || frac.len() < 2 || !frac[1..].bytes().all(|c| c.is_ascii_digit()))
-    {
-        return None;
-    }
-    Some(day_secs + h * 3600 + mi * 60 + s.min(59))
-}
-
-/// A duration such as `90d`, `12h`, `30m`, `45s` or `2w`, in seconds.
-pub fn parse_duration(t: &str) -> Option<u64> {
-    let (n, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = n.parse().ok()?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return None,
+    let secs = if b.len() == 10 {
+        let d: Date = t.parse().ok()?;
+        TimeZone::UTC
+            .to_timestamp(d.to_datetime(Time::midnight()))
+            .ok()?
+            .as_second()
+    } else {
+        if b[10] != b'T' || b.last() != Some(&b'Z') || b.len() < 20 {
+            return None;
+        }
+        // A leap second (:60) reads as :59, which it sorts after.
+        t.parse::<Timestamp>().ok()?.as_second()
     };
-    n.checked_mul(mult)
+    u64::try_from(secs).ok()
 }
 
-// Howard Hinnant's days-from-civil and its inverse, proleptic Gregorian.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+/// A duration as people type it: `90d`, `12h`, `30m`, `45s`, `2w`,
+/// `1h 30m` (humantime's units). A bare number is refused rather than read
+/// in a unit the user may not have meant.
+pub fn parse_duration(t: &str) -> Result<std::time::Duration, String> {
+    let t = t.trim();
+    if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(format!("{t:?} has no unit: say 30s, 30m, 12h, 30d or 2w"));
+    }
+    humantime::parse_duration(t).map_err(|e| format!("{t:?} is not a duration like 30d or 12h: {e}"))
 }
 
 #[cfg(test)]
@@ -132,6 +87,8 @@ mod tests {
         assert_eq!(parse("2000-03-01"), Some(951_868_800));
         assert_eq!(parse("2026-12-01T22:08:15.5Z"), Some(1_796_162_895));
         assert_eq!(format(1_796_162_895), "2026-12-01T22:08:15Z");
+        assert_eq!(parse("2016-12-31T23:59:60Z"), parse("2016-12-31T23:59:59Z"));
+        assert!(now_millis().len() == 24 && now_millis().ends_with('Z'));
         for bad in [
             "2026-02-29",
             "2026-13-01",
@@ -142,9 +99,11 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
-        assert_eq!(parse_duration("90d"), Some(90 * 86_400));
-        assert_eq!(parse_duration("90"), None);
-        assert_eq!(parse_duration("d"), None);
+        let secs = |t: &str| parse_duration(t).map(|d| d.as_secs());
+        assert_eq!(secs("90d"), Ok(90 * 86_400));
+        assert_eq!(secs("1h 30m"), Ok(5400));
+        assert!(secs("90").unwrap_err().contains("has no unit"));
+        assert!(secs("d").is_err() && secs("3 parsecs").is_err());
     }
 
     proptest! {

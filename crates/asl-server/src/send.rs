@@ -21,33 +21,21 @@ const PIECE: usize = 256 << 10;
 const WHOLE: u64 = 1 << 20;
 
 /// What a `Range` header asks of an artifact of `len` bytes: `None` for the
-/// whole (no header, or one this server does not take: several ranges or
-/// another unit, which HTTP lets it ignore), `Some(Err)` when unsatisfiable.
+/// whole (no header, another unit, or several ranges, which HTTP lets a
+/// server answer whole), `Some(Err)` when it is malformed or unsatisfiable
+/// (HTTP lets a server refuse an invalid one: 416).
 fn range(headers: &HeaderMap, len: u64) -> Option<Result<(u64, u64), ()>> {
     let v = headers.get(header::RANGE)?.to_str().ok()?;
-    let spec = v.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
+    if !v.starts_with("bytes=") {
         return None;
     }
-    let (a, b) = spec.split_once('-')?;
-    let (a, b) = (a.trim(), b.trim());
-    let r = if a.is_empty() {
-        // The last `b` bytes.
-        match b.parse::<u64>() {
-            Ok(0) | Err(_) => Err(()),
-            Ok(n) => Ok((len.saturating_sub(n), len.saturating_sub(1))),
-        }
-    } else {
-        match (a.parse::<u64>(), b) {
-            (Ok(s), "") => Ok((s, len.saturating_sub(1))),
-            (Ok(s), e) => match e.parse::<u64>() {
-                Ok(e) if e >= s => Ok((s, e.min(len.saturating_sub(1)))),
-                _ => Err(()),
-            },
-            _ => Err(()),
-        }
-    };
-    Some(r.and_then(|(s, e)| if s < len && len > 0 { Ok((s, e)) } else { Err(()) }))
+    match http_range_header::parse_range_header(v).and_then(|r| r.validate(len)) {
+        Ok(r) => match r.as_slice() {
+            [one] => Some(Ok((*one.start(), *one.end()))),
+            _ => None,
+        },
+        Err(_) => Some(Err(())),
+    }
 }
 
 fn etag(id: &ArtifactId) -> HeaderValue {

@@ -38,33 +38,23 @@ pub(crate) fn parse_compression(s: &str) -> Result<Option<i32>> {
 
 /// Parses an HTTP-style byte range of an artifact of `size` bytes into
 /// (offset, length): `A-B` (both included), `A-` (to the end), `-N` (the
-/// last N bytes). A range starting past the end is refused.
+/// last N bytes), read by the same parser as the server's `Range` header.
+/// A range starting past the end is refused; any range of an empty
+/// artifact is the empty whole.
 pub(crate) fn parse_range(spec: &str, size: u64) -> Result<(u64, u64)> {
-    let bad = || Error::InvalidArgument(format!("range {spec:?}: use A-B, A- or -N (byte offsets, B included)"));
-    let (a, b) = spec.trim().split_once('-').ok_or_else(bad)?;
-    let num = |t: &str| t.parse::<u64>().map_err(|_| bad());
-    let (from, to_incl) = match (a.is_empty(), b.is_empty()) {
-        (true, true) => return Err(bad()),
-        (true, false) => {
-            let n = num(b)?.min(size);
-            (size - n, size.checked_sub(1))
-        }
-        (false, true) => (num(a)?, size.checked_sub(1)),
-        (false, false) => {
-            let (x, y) = (num(a)?, num(b)?);
-            if y < x {
-                return Err(bad());
-            }
-            (x, Some(y.min(size.saturating_sub(1))))
-        }
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "range {spec:?}: use A-B, A- or -N (byte offsets, B included) within the {size}-byte artifact"
+        ))
     };
-    if from >= size && !(from == 0 && size == 0) {
-        return Err(Error::InvalidArgument(format!(
-            "range {spec:?} starts past the end of the {size}-byte artifact"
-        )));
+    let parsed = http_range_header::parse_range_header(&format!("bytes={}", spec.trim())).map_err(|_| bad())?;
+    if size == 0 {
+        return Ok((0, 0));
     }
-    let len = to_incl.map_or(0, |t| t + 1 - from);
-    Ok((from, len))
+    match parsed.validate(size).map_err(|_| bad())?.as_slice() {
+        [r] => Ok((*r.start(), r.end() - r.start() + 1)),
+        _ => Err(bad()),
+    }
 }
 
 #[cfg(test)]

@@ -316,11 +316,9 @@ pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode
             mode,
             dry_run,
         } => {
-            let age = time::parse_duration(older_than).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "--older-than {older_than:?}: want a number and s, m, h, d or w (90d)"
-                ))
-            })?;
+            let age = time::parse_duration(older_than)
+                .map_err(|e| Error::InvalidArgument(format!("--older-than: {e}; want a number and a unit (90d)")))?
+                .as_secs();
             if let Some(st) = status {
                 if !records::schema::RUN_STATUS.contains(&st.as_str()) {
                     return Err(Error::InvalidArgument(format!("--status {st:?}: want OK, BLOCKED or ERROR")).into());

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::error::CliError;
+use asl::records::time::parse_duration;
 use asl::{ArtifactInfo, Error, GcOptions, Retention, SnapshotMeta, Store, StoreOptions};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -68,25 +69,6 @@ pub enum SnapCmd {
         #[arg(long)]
         dry_run: bool,
     },
-}
-
-/// `30d`, `12h`, `2w`, `90m`, `45s` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30d"))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        "y" => 365 * 86_400,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use s, m, h, d, w or y")),
-    };
-    n.checked_mul(mult)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 fn meta_json(m: &SnapshotMeta) -> Value {
@@ -404,7 +386,8 @@ mod tests {
     #[test]
     fn durations_and_dates() {
         assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
-        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        // A bare number has no unit: refused, where it once meant seconds.
+        assert!(parse_duration("45").is_err());
         assert!(parse_duration("3 parsecs").is_err());
         assert!(parse_duration("d").is_err());
         assert_eq!(when(0), "1970-01-01T00:00:00Z");
