@@ -1,7 +1,7 @@
 //! The two ends of a transfer between domains: a [`Peer`] that a fetch
 //! reads published artifacts from, and a [`Sink`] that a push sends them
 //! to — another store's directory, or an `aslctl serve` over HTTP(S)
-//! (feature `server`, the `ureq` client). Neither end is trusted: every
+//! (feature `http`, reqwest's blocking client). Neither end is trusted: every
 //! byte a peer sends is checked against its id by the receiving put.
 
 use std::io::Read;
@@ -140,45 +140,55 @@ impl Sink for DirSink {
 pub struct HttpPeer {
     base: String,
     token: Option<String>,
-    agent: ureq::Agent,
+    client: reqwest::blocking::Client,
 }
+
+/// How long a remote may stay silent: before it answers, and between two
+/// reads of what it sends (a stalled transfer is cut off, a slow one is not).
+#[cfg(feature = "http")]
+const SILENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[cfg(feature = "http")]
 impl HttpPeer {
     /// A peer at `base` (`http://host:port`), with an optional bearer token.
     pub fn new(base: &str, token: Option<&str>) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(std::time::Duration::from_secs(10)))
-            .timeout_recv_body(Some(std::time::Duration::from_secs(60)))
+        let client = reqwest::blocking::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(SILENCE)
             .build()
-            .into();
+            .expect("a client with these settings builds");
         HttpPeer {
             base: base.trim_end_matches('/').to_string(),
             token: token.map(String::from),
-            agent,
+            client,
         }
     }
 
-    fn get(&self, path: &str) -> Result<Option<ureq::http::Response<ureq::Body>>> {
+    fn authorized(&self, req: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Option<reqwest::blocking::Response>> {
         self.get_from(path, 0, None)
     }
 
     /// GET `path`, bytes `offset..end` (a Range request unless the whole).
-    fn get_from(&self, path: &str, offset: u64, end: Option<u64>) -> Result<Option<ureq::http::Response<ureq::Body>>> {
+    fn get_from(&self, path: &str, offset: u64, end: Option<u64>) -> Result<Option<reqwest::blocking::Response>> {
         let url = format!("{}{path}", self.base);
-        let mut req = self.agent.get(&url);
+        let mut req = self.authorized(self.client.get(&url));
         match end {
             Some(e) if e > offset => req = req.header("Range", format!("bytes={offset}-{}", e - 1)),
             _ if offset > 0 => req = req.header("Range", format!("bytes={offset}-")),
             _ => {}
         }
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        match req.call() {
-            Ok(r) => Ok(Some(r)),
-            Err(ureq::Error::StatusCode(404)) => Ok(None),
-            Err(e) => Err(Error::Remote(format!("GET {url}: {e}"))),
+        let r = req.send().map_err(|e| Error::Remote(format!("GET {url}: {e}")))?;
+        match r.status() {
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(r)),
+            s => Err(Error::Remote(format!("GET {url}: {s}"))),
         }
     }
 }
@@ -189,12 +199,9 @@ impl Peer for HttpPeer {
         let Some(r) = self.get("/v1/publication")? else {
             return Ok(None);
         };
-        let text = r.into_body().read_to_string().map_err(|e| {
-            asl_core::Error::io(
-                format!("GET {}/v1/publication", self.base),
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        let text = r
+            .text()
+            .map_err(|e| Error::Remote(format!("GET {}/v1/publication: {e}", self.base)))?;
         let v: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| Error::Remote(format!("{}/v1/publication: {e}", self.base)))?;
         let id = |k: &str| {
@@ -219,7 +226,7 @@ impl Peer for HttpPeer {
 
     fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>> {
         match self.get(&format!("/v1/artifacts/{id}"))? {
-            Some(r) => Ok(Box::new(r.into_body().into_reader())),
+            Some(r) => Ok(Box::new(r)),
             None => Err(asl_core::Error::NotFound(*id).into()),
         }
     }
@@ -245,7 +252,7 @@ impl Peer for HttpPeer {
             })
         };
         let len = len.ok_or_else(|| bad("no usable length"))?;
-        Ok((len, Box::new(r.into_body().into_reader())))
+        Ok((len, Box::new(r)))
     }
 
     fn tree(&self, id: &ArtifactId) -> Result<Vec<[u8; 32]>> {
@@ -255,9 +262,7 @@ impl Peer for HttpPeer {
         };
         let mut b = Vec::new();
         // 32 bytes per MiB: a 1 TiB artifact's tree is 32 MiB.
-        r.into_body()
-            .into_reader()
-            .take(64 << 20)
+        r.take(64 << 20)
             .read_to_end(&mut b)
             .map_err(|e| asl_core::Error::io(format!("GET {}{path}", self.base), e))?;
         if b.len() % 32 != 0 {
@@ -278,13 +283,14 @@ impl Sink for HttpPeer {
         let mut out = Vec::new();
         for batch in ids.chunks(1000) {
             let body = serde_json::json!({"ids": batch.iter().map(|i| i.to_hex()).collect::<Vec<_>>()}).to_string();
-            let mut req = self.agent.post(&url).header("Content-Type", "application/json");
-            if let Some(t) = &self.token {
-                req = req.header("Authorization", format!("Bearer {t}"));
-            }
+            let req = self
+                .authorized(self.client.post(&url))
+                .header("Content-Type", "application/json")
+                .body(body);
             let text = req
-                .send(body.as_bytes())
-                .and_then(|r| r.into_body().read_to_string())
+                .send()
+                .and_then(|r| r.error_for_status())
+                .and_then(|r| r.text())
                 .map_err(|e| Error::Remote(format!("POST {url}: {e}")))?;
             let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Remote(format!("{url}: {e}")))?;
             for m in v["missing"].as_array().into_iter().flatten() {
@@ -300,22 +306,79 @@ impl Sink for HttpPeer {
 
     fn send(&self, id: &ArtifactId, len: u64, bytes: &mut dyn Read) -> Result<()> {
         let url = format!("{}/v1/artifacts/{id}", self.base);
-        let mut req = self
-            .agent
-            .put(&url)
+        // The client wants a body it owns; the bytes are borrowed. The
+        // request runs on a thread of its own reading from a channel, fed
+        // from here a piece at a time (memory: a few pieces).
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
+        let req = self
+            .authorized(self.client.put(&url))
             .header("Content-Type", "application/octet-stream")
-            .header("Content-Length", len.to_string());
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        req.send(ureq::SendBody::from_reader(bytes))
-            .map(drop)
-            .map_err(|e| Error::Remote(format!("PUT {url}: {e}")))
+            // The whole upload runs under one timeout: allow 1 MiB/s at least.
+            .timeout(SILENCE + std::time::Duration::from_secs(len >> 20))
+            .body(reqwest::blocking::Body::sized(Piped::new(rx), len));
+        std::thread::scope(|s| {
+            let sent = s.spawn(move || req.send().and_then(|r| r.error_for_status()).map(drop));
+            let mut buf = vec![0u8; 256 << 10];
+            loop {
+                let piece = match bytes.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => Ok(buf[..n].to_vec()),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let failed = piece.is_err();
+                // A closed channel: the request ended early; its error says why.
+                if tx.send(piece).is_err() || failed {
+                    break;
+                }
+            }
+            drop(tx);
+            sent.join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                .map_err(|e| Error::Remote(format!("PUT {url}: {e}")))
+        })
     }
 
     fn finish(&self) -> Result<()> {
         // Every PUT was committed before it was answered.
         Ok(())
+    }
+}
+
+/// A reader over pieces sent down a channel: an owned request body for
+/// bytes read elsewhere.
+#[cfg(feature = "http")]
+struct Piped {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    piece: Vec<u8>,
+    at: usize,
+}
+
+#[cfg(feature = "http")]
+impl Piped {
+    fn new(rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>) -> Self {
+        Piped {
+            rx,
+            piece: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+impl Read for Piped {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.piece.len() {
+            match self.rx.recv() {
+                Ok(p) => (self.piece, self.at) = (p?, 0),
+                // The sender is done: the end of the body.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.piece.len() - self.at);
+        out[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
