@@ -71,7 +71,7 @@ fn main() {
     let t = Instant::now();
     index.rebuild(&store).unwrap();
     let rebuild_s = t.elapsed().as_secs_f64();
-    let index_bytes = index.disk_space();
+    let index_bytes = index.disk_space().unwrap();
 
     for i in n..n + 1_000 {
         annotate(&store, &annotation(&store, i)).unwrap();

@@ -198,3 +198,29 @@ fn run_records_are_listed_by_status_and_pruned_by_age() {
     let o = aslctl(&store, &["get", &by_status[&0]]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// A store whose query index an earlier version wrote with fjall 2 (the
+/// fixture `query-fjall2`, sealed as that version left it): fjall 3 cannot
+/// read it, so it is replaced and rebuilt from the records on first use,
+/// and finds what it found before.
+#[test]
+fn an_index_written_by_fjall_2_is_rebuilt_on_first_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s");
+    common::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/query-fjall2"),
+        &store,
+    );
+    let o = aslctl(&store, &["find", "--label", "tool=mill"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("query index did not open"), "{}", err(&o));
+    assert!(err(&o).contains("query index rebuilt: 1 records"), "{}", err(&o));
+    assert_eq!(
+        ids(&out(&o)),
+        vec!["76b2ee0134c6e5678a1da614f652f0e84071e3c515b55956f986a21e804da3fe".to_string()]
+    );
+    // Rebuilt and sealed: the next command opens it as it is.
+    let o = aslctl(&store, &["find", "--label", "status=OK"]);
+    assert_eq!(err(&o), "", "opened without a rebuild");
+    assert_eq!(ids(&out(&o)).len(), 1);
+}

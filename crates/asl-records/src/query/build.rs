@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use fjall::PartitionHandle;
+use fjall::Keyspace;
 use rayon::prelude::*;
 
 use super::{read_record, rows, subject_key, Refresh};
@@ -75,12 +75,12 @@ impl Sink {
     }
 
     /// Merges the runs (and what is still held) into `part`, empty.
-    fn ingest(mut self, dir: &Path, name: &str, part: &PartitionHandle) -> Result<(), RecordError> {
+    fn ingest(mut self, dir: &Path, name: &str, part: &Keyspace) -> Result<(), RecordError> {
         if self.runs.is_empty() {
             // Everything fits in memory: no scratch file at all.
             self.rows.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
             if !self.rows.is_empty() {
-                part.ingest(self.rows.into_iter()).map_err(super::db_err)?;
+                ingest(part, self.rows.into_iter())?;
             }
             return Ok(());
         }
@@ -113,12 +113,22 @@ impl Sink {
             }
             Some((k, v))
         });
-        part.ingest(merged).map_err(super::db_err)?;
+        ingest(part, merged)?;
         match failed {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
+}
+
+/// Writes `rows`, in key order, into the empty keyspace `part` as sorted
+/// segments (fjall's bulk load: no journal, no memtable).
+fn ingest(part: &Keyspace, rows: impl Iterator<Item = Kv>) -> Result<(), RecordError> {
+    let mut ing = part.start_ingestion().map_err(super::db_err)?;
+    for (k, v) in rows {
+        ing.write(k, v).map_err(super::db_err)?;
+    }
+    ing.finish().map_err(super::db_err)
 }
 
 fn next_row(r: &mut impl Read, p: &Path) -> Result<Option<Kv>, RecordError> {
@@ -141,7 +151,7 @@ fn next_row(r: &mut impl Read, p: &Path) -> Result<Option<Kv>, RecordError> {
 pub(super) fn rebuild(
     store: &Store,
     scratch: &Path,
-    parts: [&PartitionHandle; 3],
+    parts: [&Keyspace; 3],
     run_bytes: usize,
 ) -> Result<Refresh, RecordError> {
     let _ = std::fs::remove_dir_all(scratch);
@@ -151,7 +161,7 @@ pub(super) fn rebuild(
     r
 }
 
-fn fill(store: &Store, scratch: &Path, parts: [&PartitionHandle; 3], run_bytes: usize) -> Result<Refresh, RecordError> {
+fn fill(store: &Store, scratch: &Path, parts: [&Keyspace; 3], run_bytes: usize) -> Result<Refresh, RecordError> {
     let mut r = Refresh {
         rebuilt: true,
         ..Refresh::default()

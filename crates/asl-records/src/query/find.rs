@@ -37,7 +37,7 @@ impl QueryIndex {
                 hi.extend_from_slice(&until.to_be_bytes());
                 let mut list = Vec::new();
                 for kv in self.p().keys.range(lo.as_slice()..hi.as_slice()) {
-                    let (k, _) = kv.map_err(db_err)?;
+                    let k = kv.key().map_err(db_err)?;
                     if let Some((t, subject, record)) = rows::tail(&k) {
                         list.push(Row { subject, t, record });
                     }
@@ -129,7 +129,7 @@ impl QueryIndex {
         let p = rows::prefix(rows::LABEL, &[field.as_bytes(), value]);
         let mut out = Vec::new();
         for kv in self.p().keys.prefix(p.as_slice()) {
-            let (k, _) = kv.map_err(db_err)?;
+            let k = kv.key().map_err(db_err)?;
             // A longer field value that starts with `value` shares the prefix
             // only if its length bytes match, which they cannot: the length
             // is part of the prefix. So every key here is an exact match.
@@ -146,7 +146,7 @@ impl QueryIndex {
     pub fn annotations_of(&self, subject: &ArtifactId) -> Result<Vec<ArtifactId>, RecordError> {
         let mut out = Vec::new();
         for kv in self.p().subjects.prefix(subject.as_bytes()) {
-            let (k, _) = kv.map_err(db_err)?;
+            let k = kv.key().map_err(db_err)?;
             let id: [u8; 32] = k
                 .get(32..64)
                 .and_then(|b| b.try_into().ok())

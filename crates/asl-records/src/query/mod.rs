@@ -45,7 +45,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::{Record, RecordError, MAGIC};
 use asl_core::{ArtifactId, LogCursor, Store};
@@ -146,17 +146,17 @@ pub struct QueryIndex {
 /// An open keyspace and its partitions (the handles dropped before the
 /// keyspace, whose drop waits for its background threads to stop).
 struct Parts {
-    keys: PartitionHandle,
-    by_record: PartitionHandle,
-    subjects: PartitionHandle,
-    meta: PartitionHandle,
-    ks: Keyspace,
+    keys: Keyspace,
+    by_record: Keyspace,
+    subjects: Keyspace,
+    meta: Keyspace,
+    ks: Database,
 }
 
 impl Parts {
     fn open(path: &Path) -> fjall::Result<Parts> {
-        let ks = Config::new(path).cache_size(CACHE_BYTES).open()?;
-        let part = |n: &str| ks.open_partition(n, PartitionCreateOptions::default());
+        let ks = Database::builder(path).cache_size(CACHE_BYTES).open()?;
+        let part = |n: &str| ks.keyspace(n, KeyspaceCreateOptions::default);
         Ok(Parts {
             keys: part("keys")?,
             by_record: part("by_record")?,
@@ -255,8 +255,8 @@ impl QueryIndex {
     }
 
     /// Bytes the index takes on disk.
-    pub fn disk_space(&self) -> u64 {
-        self.p().ks.disk_space()
+    pub fn disk_space(&self) -> Result<u64, RecordError> {
+        self.p().ks.disk_space().map_err(db_err)
     }
 
     /// Brings the index up to date with the store's committed state: the
@@ -412,7 +412,7 @@ impl QueryIndex {
         })
     }
 
-    fn add_record(&self, batch: &mut fjall::Batch, id: &ArtifactId, rows: &rows::Rows) {
+    fn add_record(&self, batch: &mut fjall::OwnedWriteBatch, id: &ArtifactId, rows: &rows::Rows) {
         for k in rows.keys(id) {
             batch.insert(&self.p().keys, k, []);
         }
@@ -423,7 +423,7 @@ impl QueryIndex {
     }
 
     /// Takes record `id`'s rows out (in `batch`); false when it had none.
-    fn drop_record(&self, batch: &mut fjall::Batch, id: &ArtifactId) -> Result<bool, RecordError> {
+    fn drop_record(&self, batch: &mut fjall::OwnedWriteBatch, id: &ArtifactId) -> Result<bool, RecordError> {
         let Some(packed) = self.p().by_record.get(id.as_bytes()).map_err(db_err)? else {
             return Ok(false);
         };

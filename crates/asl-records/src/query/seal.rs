@@ -158,6 +158,21 @@ impl Seal {
     /// seen unchanged since this seal last hashed or checked them; keeps
     /// what it hashed for the next renewal.
     pub(super) fn renew(&mut self, dir: &Path) -> std::io::Result<()> {
+        // fjall's workers may retire a file (a journal, a compacted segment)
+        // while the index is walked: walk it again. The seal written after
+        // the last write, once the workers have stopped, is the one an open
+        // relies on; one written while they run only has to be true when
+        // written.
+        let mut tries = 0;
+        loop {
+            match self.try_renew(dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 8 => tries += 1,
+                r => return r,
+            }
+        }
+    }
+
+    fn try_renew(&mut self, dir: &Path) -> std::io::Result<()> {
         let found = walk(dir)?;
         let mut files = BTreeMap::new();
         for (name, md) in &found {
