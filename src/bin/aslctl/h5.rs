@@ -57,7 +57,7 @@ pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Cl
         H5Cmd::Ls { id } | H5Cmd::Digest { id } => {
             let s = asl::Store::open(dir)?;
             let id = s.resolve(id)?;
-            let (_, rec) = h5read::index_of(&s, &*crate::query::open_index(&s)?, &id)?;
+            let (_, rec) = h5read::index_of(&s, &crate::query::open_index(&s)?, &id)?;
             if json_out {
                 out!("{}", asl::records::json::record_to_json(&rec)["body"]);
                 return Ok(ExitCode::SUCCESS);
@@ -78,7 +78,7 @@ pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Cl
             let sel = h5read::parse_selection(slice)?;
             let s = asl::Store::open(dir)?;
             let id = s.resolve(id)?;
-            let (_, rec) = h5read::index_of(&s, &*crate::query::open_index(&s)?, &id)?;
+            let (_, rec) = h5read::index_of(&s, &crate::query::open_index(&s)?, &id)?;
             let a = h5read::read(&s, &rec, dataset, &sel)?;
             if *raw {
                 let mut o = std::io::stdout().lock();

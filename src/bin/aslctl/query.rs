@@ -89,31 +89,13 @@ pub(crate) enum RunsCmd {
     },
 }
 
-/// The query index, never closed: the process ends soon after the command,
-/// and closing a fjall keyspace waits for its monitor thread's next wake-up
-/// (up to ~250 ms, most of a short query's time). Nothing is lost by it:
-/// the index persists every change it makes before it returns, and the
-/// process's exit releases its lock.
-pub(crate) struct Held(std::mem::ManuallyDrop<QueryIndex>);
-
-impl std::ops::Deref for Held {
-    type Target = QueryIndex;
-    fn deref(&self) -> &QueryIndex {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Held {
-    fn deref_mut(&mut self) -> &mut QueryIndex {
-        &mut self.0
-    }
-}
-
 /// Opens the query index, saying on stderr when it had to rescan.
-pub(crate) fn open_index(s: &Store) -> Result<Held, CliError> {
+/// It is closed when the command ends (fjall 3 closes at once), so the seal
+/// written then holds the files as fjall left them.
+pub(crate) fn open_index(s: &Store) -> Result<QueryIndex, CliError> {
     let (index, r) = QueryIndex::open(s)?;
     report_rebuild(&r);
-    Ok(Held(std::mem::ManuallyDrop::new(index)))
+    Ok(index)
 }
 
 pub(crate) fn report_rebuild(r: &Refresh) {
@@ -255,7 +237,6 @@ pub(crate) fn reindex(json_out: bool, dir: &Path) -> Result<ExitCode, CliError> 
     let started = std::time::Instant::now();
     // Whatever state the old index is in, it is not opened.
     let (index, r) = QueryIndex::recreate(&s)?;
-    let index = Held(std::mem::ManuallyDrop::new(index));
     if json_out {
         out!("{}", json!({"records": r.indexed, "artifacts": r.examined}));
     }

@@ -27,8 +27,10 @@
 //! is open, and has no lock of its own against a second process: the index
 //! takes an exclusive lock on `derived/query.lock` while it is open, and a
 //! second process waits for it (up to [`OPEN_WAIT`]). Dropping a
-//! [`QueryIndex`] waits for fjall's threads to stop, up to ~250 ms (its
-//! monitor sleeps between rounds): a long-lived program keeps one open.
+//! [`QueryIndex`] stops fjall's threads and then seals the index as they
+//! left it: a program closes it when done (the seal an open checks is that
+//! one; one taken after a write, while the threads may still retire files,
+//! only guards against a crash).
 //!
 //! A rebuild does not go through fjall's write path: rows are sorted in
 //! runs (spilled to scratch files beyond 64 MiB) and merged into empty
@@ -472,7 +474,10 @@ impl Drop for QueryIndex {
         // stay; a seal that cannot be written leaves the index to be
         // rebuilt, which is all a failure here may cost.
         self.parts = None;
-        if !self.sealed && self.path.exists() {
+        // Renewed even when sealed since the last write: fjall touches its
+        // files as it closes (the journal it opened), and the next open
+        // checks them as they are now. Unchanged files are not hashed again.
+        if self.path.exists() {
             let _ = self.seal.renew(&self.path);
         }
     }
