@@ -188,7 +188,7 @@ fn ingest(s: &Store, p: &Path) -> Result<ArtifactId, CliError> {
 
 #[cfg(not(feature = "hdf5"))]
 fn ingest(_: &Store, p: &Path) -> Result<ArtifactId, CliError> {
-    Err(Error::InvalidArgument(format!("{}: needs feature `hdf5`", p.display())))
+    Err(Error::InvalidArgument(format!("{}: needs feature `hdf5`", p.display())).into())
 }
 
 fn write_output(s: &Store, id: &ArtifactId, path: &str) -> Result<(), CliError> {

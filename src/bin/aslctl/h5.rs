@@ -153,7 +153,8 @@ fn ingest(_: bool, _: &Path, _: &[String]) -> Result<ExitCode, CliError> {
     let _ = StoreOptions::new();
     Err(Error::InvalidArgument(
         "this aslctl was built without feature `hdf5` (the HDF5 C library): rebuild with `--features hdf5` to ingest .h5 files".into(),
-    ))
+    )
+    .into())
 }
 
 fn hex(v: Option<&Value>) -> String {
