@@ -44,8 +44,7 @@ pub struct Changes {
 }
 
 impl Store {
-    /// Where the committed history this handle sees ends now. A read-only
-    /// handle sees the store as of opening it.
+    /// [`Maintenance::log_cursor`](crate::Maintenance::log_cursor)'s body.
     pub(crate) fn log_cursor(&self) -> LogCursor {
         match &self.writer {
             Some(w) => {
@@ -59,10 +58,7 @@ impl Store {
         }
     }
 
-    /// The artifacts whose index records changed in the commits from `from`
-    /// up to [`Maintenance::log_cursor`](crate::Maintenance::log_cursor); `None` when that history is no longer
-    /// kept (more than one checkpoint back, from a repaired store's earlier
-    /// numbering, or from another store), so the caller must rescan.
+    /// [`Maintenance::changes_since`](crate::Maintenance::changes_since)'s body.
     pub(crate) fn changes_since(&self, from: LogCursor) -> Result<Option<Changes>> {
         let now = self.log_cursor();
         if from == now {

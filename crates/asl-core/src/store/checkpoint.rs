@@ -114,8 +114,7 @@ impl Store {
         })
     }
 
-    /// Writes the in-memory index to an index file and starts a fresh log, so
-    /// the next open has nothing to replay.
+    /// [`Maintenance::checkpoint`](crate::Maintenance::checkpoint)'s body.
     pub(crate) fn checkpoint(&self) -> Result<()> {
         let mut w = self.writer_to_commit()?;
         self.commit_locked(&mut w)?;

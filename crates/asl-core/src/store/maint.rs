@@ -81,7 +81,7 @@ impl VerifyReport {
 }
 
 impl Store {
-    /// Counts CURRENT and computes its identity (one pass over the index).
+    /// [`Maintenance::stat`](crate::Maintenance::stat)'s body.
     pub(crate) fn stat(&self) -> Result<StoreStat> {
         let mut hasher = CurrentHasher::default();
         let (mut artifacts, mut logical) = (0u64, 0u64);
@@ -130,7 +130,7 @@ impl Store {
         }
     }
 
-    /// CURRENT's identity: BLAKE3 over the sorted live ids with domain and visibility.
+    /// [`Maintenance::current_id`](crate::Maintenance::current_id)'s body.
     pub(crate) fn current_id(&self) -> Result<CurrentId> {
         let mut hasher = CurrentHasher::default();
         for e in self.live_entries()? {
@@ -139,9 +139,7 @@ impl Store {
         Ok(hasher.finish())
     }
 
-    /// Full scrub: every index file's checksum, every block's checksums in every
-    /// segment, every sealed segment's footer, and every live artifact read back
-    /// and hashed. Problems are collected, not returned as an error.
+    /// [`Maintenance::verify`](crate::Maintenance::verify)'s body.
     pub(crate) fn verify(&self) -> Result<VerifyReport> {
         let mut rep = VerifyReport::default();
         for (file, detail) in &self.open_damage {

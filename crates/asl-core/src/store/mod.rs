@@ -384,9 +384,7 @@ impl Store {
         self.settle()
     }
 
-    /// Waits until what the backend does in the background is done: for a
-    /// store living in a bucket, the uploads of sealed segments and
-    /// mirrored files. Returns at once for a local store.
+    /// [`Maintenance::settle`](crate::Maintenance::settle)'s body.
     pub(crate) fn settle(&self) -> Result<()> {
         self.layout
             .io
@@ -394,8 +392,7 @@ impl Store {
             .map_err(|e| Error::io(format!("settle {}", self.layout.root.display()), e))
     }
 
-    /// Where the sealed segments of a store living in a bucket are:
-    /// counts, the upload queue, the page cache. `None` for a local store.
+    /// [`Maintenance::tier_status`](crate::Maintenance::tier_status)'s body.
     pub(crate) fn tier_status(&self) -> Option<crate::io::TierStatus> {
         self.layout.io.tier_status()
     }

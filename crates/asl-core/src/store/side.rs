@@ -24,8 +24,7 @@ pub enum SideFileAccess {
 }
 
 impl Store {
-    /// Where side file `name` lives: `name` is relative to the store
-    /// directory, one or more plain components (`domain`, `keys/trust`).
+    /// [`SideFiles::path`](crate::SideFiles::path)'s body.
     pub(crate) fn side_file_path(&self, name: &str) -> Result<PathBuf> {
         let rel = Path::new(name);
         let plain = !name.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
@@ -37,7 +36,7 @@ impl Store {
         Ok(self.path().join(rel))
     }
 
-    /// Side file `name`'s bytes, or `None` when it does not exist.
+    /// [`SideFiles::read`](crate::SideFiles::read)'s body.
     pub(crate) fn read_side_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let path = self.side_file_path(name)?;
         let io = &*self.layout.io;
@@ -47,10 +46,7 @@ impl Store {
         Ok(Some(read(io, &path)?))
     }
 
-    /// Replaces side file `name` with `bytes`, atomically and durably
-    /// (a temporary file, fsynced, renamed over, the directory fsynced):
-    /// after a crash the file holds the old bytes or the new ones. Refused
-    /// on a store open read-only.
+    /// [`SideFiles::write`](crate::SideFiles::write)'s body.
     pub(crate) fn write_side_file(&self, name: &str, bytes: &[u8], access: SideFileAccess) -> Result<()> {
         if self.is_read_only() {
             return Err(Error::ReadOnly);
@@ -75,11 +71,7 @@ impl Store {
 }
 
 impl Store {
-    /// Opens side file `name` for positioned reads and writes (a fetch
-    /// staged chunk by chunk, say). `Read` and `ReadWrite` give `None` when
-    /// it does not exist; the create modes make its directory first. The
-    /// caller fsyncs what must be durable (and the directory, see
-    /// [`SideFiles::sync_dir`](crate::SideFiles::sync_dir), after creating it).
+    /// [`SideFiles::open`](crate::SideFiles::open)'s body.
     pub(crate) fn open_side_file(&self, name: &str, mode: OpenMode) -> Result<Option<Box<dyn StoreFile>>> {
         let path = self.side_file_path(name)?;
         let io = &*self.layout.io;
@@ -96,7 +88,7 @@ impl Store {
         Ok(Some(io.open(&path, mode).ctx(|| format!("open {}", path.display()))?))
     }
 
-    /// Removes side file `name`; false when there was none.
+    /// [`SideFiles::remove`](crate::SideFiles::remove)'s body.
     pub(crate) fn remove_side_file(&self, name: &str) -> Result<bool> {
         let path = self.side_file_path(name)?;
         let io = &*self.layout.io;
@@ -110,7 +102,7 @@ impl Store {
         Ok(true)
     }
 
-    /// The names in side directory `dir` (empty when it does not exist).
+    /// [`SideFiles::list_dir`](crate::SideFiles::list_dir)'s body.
     pub(crate) fn list_side_dir(&self, dir: &str) -> Result<Vec<String>> {
         let path = self.side_file_path(dir)?;
         let io = &*self.layout.io;
@@ -120,8 +112,7 @@ impl Store {
         Ok(io.list(&path).ctx(|| format!("list {}", path.display()))?)
     }
 
-    /// Makes the names in side directory `dir` durable (after a file in it
-    /// was created or removed).
+    /// [`SideFiles::sync_dir`](crate::SideFiles::sync_dir)'s body.
     pub(crate) fn sync_side_dir(&self, dir: &str) -> Result<()> {
         let path = self.side_file_path(dir)?;
         Ok(crate::fsutil::sync_dir(&*self.layout.io, &path)?)

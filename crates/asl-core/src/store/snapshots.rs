@@ -160,12 +160,12 @@ impl Store {
         Ok(meta)
     }
 
-    /// The snapshots, in name order.
+    /// [`Snapshots::list`](crate::Snapshots::list)'s body.
     pub(crate) fn snapshot_list(&self) -> Vec<SnapshotMeta> {
         self.state.read().snapshots.values().map(|h| h.meta.clone()).collect()
     }
 
-    /// One snapshot's catalog entry.
+    /// [`Snapshots::get`](crate::Snapshots::get)'s body.
     pub(crate) fn snapshot_meta(&self, name: &str) -> Result<SnapshotMeta> {
         Ok(self.handle(name)?.meta.clone())
     }
@@ -187,8 +187,7 @@ impl Store {
         })
     }
 
-    /// Deletes a snapshot. Artifacts only it held become garbage for the next
-    /// [`Maintenance::gc`](crate::Maintenance::gc); until then they stay on disk.
+    /// [`Snapshots::delete`](crate::Snapshots::delete)'s body.
     pub(crate) fn delete_snapshot(&self, name: &str) -> Result<SnapshotMeta> {
         let mut w = self.writer_to_commit()?;
         let h = self.handle(name)?;
@@ -237,7 +236,7 @@ impl Store {
         Ok(())
     }
 
-    /// Artifacts added and removed from snapshot `a` to snapshot `b`.
+    /// [`Snapshots::diff`](crate::Snapshots::diff)'s body.
     pub(crate) fn diff_snapshots(&self, a: &str, b: &str) -> Result<SnapshotDiff> {
         let (ha, hb) = (self.handle(a)?, self.handle(b)?);
         let mut out = SnapshotDiff::default();
@@ -318,7 +317,7 @@ impl Store {
         })
     }
 
-    /// Removes a pin; returns the artifact it named.
+    /// [`Pins::remove`](crate::Pins::remove)'s body.
     pub(crate) fn unpin(&self, name: &str) -> Result<ArtifactId> {
         let mut w = self.writer_to_commit()?;
         if !self.state.read().pins.contains_key(name) {
@@ -338,8 +337,7 @@ impl Store {
         })
     }
 
-    /// A verified reader over the artifact pinned as `name`, whether or not it
-    /// is still in CURRENT.
+    /// [`Pins::open`](crate::Pins::open)'s body.
     pub(crate) fn open_pinned(&self, name: &str) -> Result<ArtifactReader> {
         let id = *self
             .state
@@ -357,14 +355,12 @@ impl Store {
         .ok_or(Error::NotRetained(id))
     }
 
-    /// The pins, in name order.
+    /// [`Pins::list`](crate::Pins::list)'s body.
     pub(crate) fn pin_list(&self) -> Vec<(String, ArtifactId)> {
         self.state.read().pins.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
-    /// Deletes every snapshot no rule of `policy` keeps and returns them (with
-    /// `dry_run`, only returns them). A policy with no rule is refused rather
-    /// than read as "keep nothing".
+    /// [`Snapshots::prune`](crate::Snapshots::prune)'s body.
     pub(crate) fn prune_snapshots(&self, policy: &Retention, dry_run: bool) -> Result<Vec<SnapshotMeta>> {
         if policy.is_empty() {
             return Err(Error::InvalidArgument(

@@ -294,10 +294,7 @@ impl Store {
         })
     }
 
-    /// Commits, then seals the open segment: footer written, fsynced, never
-    /// written again. The next write starts a new segment.
-    /// Waits for large artifacts being streamed by other threads to finish
-    /// (their chunks must share a segment with their trailer).
+    /// [`Maintenance::seal`](crate::Maintenance::seal)'s body.
     pub(crate) fn seal(&self) -> Result<()> {
         let mut w = self.writer_to_commit()?;
         while w.streams > 0 {

@@ -89,9 +89,7 @@ fn qualifies(st: &SegmentState, threshold: f64) -> bool {
 }
 
 impl Store {
-    /// Collects garbage (see the module docs of `store::gc` for the protocol):
-    /// readers and writers keep working while it runs, waiting at most for one
-    /// batch of copies at a time.
+    /// [`Maintenance::gc`](crate::Maintenance::gc)'s body.
     pub(crate) fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
         let t0 = Instant::now();
         if !(0.0..=1.0).contains(&opts.threshold) {
