@@ -28,15 +28,20 @@ pub(super) trait Failure: std::fmt::Display + Send + 'static {
 
     /// The status for this error.
     fn status(&self) -> StatusCode {
-        match self.kind() {
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
-            ErrorKind::Refused => StatusCode::FORBIDDEN,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Remote => StatusCode::BAD_GATEWAY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        status_of(self.kind())
+    }
+}
+
+/// The status that answers a failure of kind `k`.
+fn status_of(k: ErrorKind) -> StatusCode {
+    match k {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Refused => StatusCode::FORBIDDEN,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Remote => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -49,13 +54,7 @@ impl Failure for Error {
         match self {
             // The snapshot held it, but its bytes have since been collected.
             Error::NotRetained(_) => StatusCode::GONE,
-            _ => match Error::kind(self) {
-                ErrorKind::NotFound => StatusCode::NOT_FOUND,
-                ErrorKind::Conflict => StatusCode::CONFLICT,
-                ErrorKind::Invalid => StatusCode::BAD_REQUEST,
-                ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            _ => status_of(Error::kind(self)),
         }
     }
 }

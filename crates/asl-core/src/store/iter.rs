@@ -90,16 +90,19 @@ impl Store {
     /// block per artifact. Those still buffered come last (they are read
     /// from memory). Holds all the ids in memory (32 bytes each).
     pub fn ids_in_storage_order(&self) -> Result<Vec<ArtifactId>> {
-        let pending = self.pending.read().listing(None);
+        // The buffer is small: those of its ids also met on disk are
+        // dropped from it as the index is walked, the rest go last.
+        let mut buffered: std::collections::HashSet<ArtifactId> =
+            self.pending.read().listing(None).into_iter().map(|p| p.id).collect();
         let mut v: Vec<(u32, u64, u32, ArtifactId)> = Vec::new();
         for e in self.live_entries()? {
             let e = e?;
+            buffered.remove(&e.id);
             v.push((e.segment, e.block_offset, e.inner, e.id));
         }
         v.sort_unstable();
         let mut ids: Vec<ArtifactId> = v.into_iter().map(|(_, _, _, id)| id).collect();
-        let on_disk: std::collections::HashSet<ArtifactId> = ids.iter().copied().collect();
-        ids.extend(pending.into_iter().map(|p| p.id).filter(|id| !on_disk.contains(id)));
+        ids.extend(buffered);
         Ok(ids)
     }
 

@@ -436,3 +436,29 @@ fn gc_copies_what_writers_changed_after_its_lookup_pass() {
     );
     assert!(!s.contains(&removed[0]).unwrap());
 }
+
+#[test]
+fn a_listing_shows_buffered_puts_without_writing_them() {
+    let (_d, s) = store();
+    let on_disk = s.put(b"committed first").unwrap();
+    s.commit().unwrap();
+    // Buffered: not in a block yet. One of them is also on disk already.
+    let fresh: Vec<ArtifactId> = [&b"buffered a"[..], b"buffered b"]
+        .iter()
+        .map(|b| s.put(b).unwrap())
+        .collect();
+    assert_eq!(s.put(b"committed first").unwrap(), on_disk);
+    assert!(fresh.iter().all(|id| s.pending.read().contains(id)));
+    let mut want = vec![on_disk, fresh[0], fresh[1]];
+    want.sort();
+    let listed: Vec<ArtifactId> = s.iter().unwrap().map(|a| a.unwrap().id).collect();
+    assert_eq!(listed, want, "in id order, each once");
+    let from: Vec<ArtifactId> = s.iter_from(&want[1]).unwrap().map(|a| a.unwrap().id).collect();
+    assert_eq!(from, want[1..]);
+    let mut stored = s.ids_in_storage_order().unwrap();
+    assert_eq!(stored[0], on_disk, "what is on disk first");
+    stored.sort();
+    assert_eq!(stored, want);
+    // Listing wrote nothing: the puts are still only in the buffer.
+    assert!(fresh.iter().all(|id| s.pending.read().contains(id)));
+}
