@@ -250,3 +250,51 @@ fn faults_during_repair_lose_nothing() {
     assert!(failed > 0);
     eprintln!("repair: {ops} operations and {reads} reads, a fault injected at each; {failed} failed cleanly");
 }
+
+/// A failed step inside a commit (each of its file operations failing in
+/// turn) leaves the writer refusing every later write and commit, which
+/// could otherwise make durable half of what the failed step did; reopening
+/// brings back everything committed before it.
+#[test]
+fn a_failed_commit_poisons_the_writer_until_reopened() {
+    let before = crash_data(1);
+    let during = crash_data(2);
+    let probe = SimBackend::new();
+    let ops_of_commit = {
+        let s = opts(&probe).open(ROOT).unwrap();
+        s.put(&before).unwrap();
+        s.commit().unwrap();
+        s.put(&during).unwrap();
+        let n = probe.ops();
+        s.commit().unwrap();
+        probe.ops() - n
+    };
+    assert!(ops_of_commit >= 2, "a commit writes a block and the log");
+    let mut failed = 0;
+    for k in 0..ops_of_commit {
+        let io = SimBackend::new();
+        let s = opts(&io).open(ROOT).unwrap();
+        s.put(&before).unwrap();
+        s.commit().unwrap();
+        s.put(&during).unwrap();
+        io.fail_at(io.ops() + k);
+        let Err(e) = s.commit() else {
+            continue;
+        };
+        failed += 1;
+        assert!(
+            !matches!(e, asl::Error::Poisoned),
+            "op {k}: the failure itself is reported: {e}"
+        );
+        for (what, r) in [("put", s.put(&crash_data(3)).map(|_| ())), ("commit", s.commit())] {
+            assert!(
+                matches!(r, Err(asl::Error::Poisoned)),
+                "op {k}: a {what} after a failed commit is refused as poisoned, got {r:?}"
+            );
+        }
+        s.abandon();
+        let s = opts(&io).open(ROOT).unwrap();
+        assert_eq!(s.get(&ArtifactId::of(&before)).unwrap(), before, "op {k}");
+    }
+    assert_eq!(failed, ops_of_commit, "every operation of a commit matters");
+}

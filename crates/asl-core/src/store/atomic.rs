@@ -47,7 +47,7 @@ impl Store {
     /// ```
     pub fn begin_atomic(&self) -> Result<AtomicSection<'_>> {
         let mut w = self.writer_to_commit()?;
-        self.commit_locked(&mut w)?;
+        w.commit(self)?;
         w.atomic_owner = Some(std::thread::current().id());
         Ok(AtomicSection {
             store: self,
@@ -85,11 +85,7 @@ impl AtomicSection<'_> {
     pub fn commit(mut self) -> Result<()> {
         let s = self.store;
         let mut w = s.writer.as_ref().ok_or(Error::ReadOnly)?.lock();
-        let r = if w.poisoned {
-            Err(Error::Poisoned)
-        } else {
-            s.commit_locked(&mut w)
-        };
+        let r = if w.poisoned { Err(Error::Poisoned) } else { w.commit(s) };
         release(s, &mut w, r.is_err());
         self.done = true;
         r

@@ -32,11 +32,20 @@ impl Store {
         Ok(())
     }
 
+    /// [`Maintenance::checkpoint`](crate::Maintenance::checkpoint)'s body.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        let mut w = self.writer_to_commit()?;
+        w.commit(self)?;
+        w.checkpoint(self)
+    }
+}
+
+impl Writer {
     /// Writes the in-memory records to an index file (merging index files when
     /// there are too many), starts a new log file and replaces CHECKPOINT.
     /// Called at a commit point, with nothing buffered.
-    pub(crate) fn checkpoint_locked(&self, w: &mut Writer) -> Result<()> {
-        self.guard(w, |s, w| {
+    pub(crate) fn checkpoint(&mut self, s: &Store) -> Result<()> {
+        self.guard(|w| {
             let (mem, files, pins, snaps) = {
                 let st = s.state.read();
                 (
@@ -112,13 +121,6 @@ impl Store {
             }
             Ok(())
         })
-    }
-
-    /// [`Maintenance::checkpoint`](crate::Maintenance::checkpoint)'s body.
-    pub(crate) fn checkpoint(&self) -> Result<()> {
-        let mut w = self.writer_to_commit()?;
-        self.commit_locked(&mut w)?;
-        self.checkpoint_locked(&mut w)
     }
 }
 

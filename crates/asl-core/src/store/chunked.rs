@@ -162,7 +162,7 @@ impl Store {
         let mut mark = self.begin_stream()?;
         let body = self.stream_chunks(&mut mark, &mut grid, &mut run, reader, head, len_hint, label);
         let mut w = self.end_stream()?;
-        let r = self.finish_chunked(&mut w, &mut mark, &mut grid, &mut run, body, expect, label, placement);
+        let r = w.finish_chunked(self, &mut mark, &mut grid, &mut run, body, expect, label, placement);
         // The manifest (if any) is indexed now and holds its chunks itself.
         for k in &run.referenced {
             unref(&mut w.chunk_refs, k, |n| n);
@@ -171,150 +171,6 @@ impl Store {
             unref(&mut w.part_refs, &p.key, |(_, n)| n);
         }
         r
-    }
-
-    /// Gives up a put: cuts off what it wrote since its last part (or counts
-    /// it as garbage) and, if it had indexed chunks, leaves them to the sweep.
-    fn abandon_chunked(&self, w: &mut Writer, mark: &Mark, run: &Run) -> Result<()> {
-        if run.indexed {
-            w.sweep_due = true;
-        }
-        self.drop_written(w, mark, run.blocks, run.written_bytes)
-    }
-
-    /// Indexes the records of the chunks written since the last part, but
-    /// not a chunk another put indexed meanwhile (that record stays; this
-    /// copy is garbage).
-    fn index_written(&self, w: &mut Writer, run: &mut Run) -> Result<()> {
-        let mut records = Vec::with_capacity(run.written.len());
-        for e in run.written.drain(..) {
-            if self.live_chunk(&e.id)?.is_some() {
-                w.add_usage(e.segment, 0, e.len);
-            } else {
-                records.push(e);
-            }
-        }
-        self.record_new(w, &records);
-        Ok(())
-    }
-
-    /// Hands the list held so far over as a part: writes it as a chunk
-    /// (unless the store has it), indexes it with the chunks written since the
-    /// last part, registers it as a root in place of the keys it lists, and
-    /// with `commit` (and no atomic section open) commits, so that the log
-    /// and the index take the records out of memory. The rollback point moves
-    /// past everything indexed.
-    fn cut_part(&self, w: &mut Writer, mark: &mut Mark, run: &mut Run, commit: bool) -> Result<()> {
-        let list = std::mem::take(&mut run.chunks);
-        let body = encode_part(&list);
-        let key = chunk_key(&body);
-        let part = ManifestPart {
-            key,
-            span: list.iter().map(|c| c.len as u64).sum(),
-            count: list.len() as u32,
-        };
-        if !run.seen.contains(&key) && self.live_chunk(&key)?.is_none() {
-            let img = BlockImage::cdc_chunk(&key, &body, false, run.level);
-            let a = w.active.as_mut().filter(|a| a.id == mark.seg).ok_or(Error::Poisoned)?;
-            let at = a.write(&img);
-            mark.end = a.len;
-            let at = at?;
-            run.written
-                .push(Entry::chunk(key, mark.seg, at, body.len() as u64, false));
-            run.blocks += 1;
-            run.written_bytes += body.len() as u64;
-        }
-        self.index_written(w, run)?;
-        w.part_refs.entry(key).or_insert((part, 0)).1 += 1;
-        run.parts.push(part);
-        for k in run.referenced.drain(..) {
-            unref(&mut w.chunk_refs, &k, |n| n);
-        }
-        run.seen.clear();
-        run.indexed = true;
-        if commit && w.atomic_owner.is_none() {
-            self.commit_locked(w)?;
-        }
-        let a = w.active.as_ref().filter(|a| a.id == mark.seg).ok_or(Error::Poisoned)?;
-        mark.advance(a);
-        run.blocks = 0;
-        run.written_bytes = 0;
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn finish_chunked(
-        &self,
-        w: &mut Writer,
-        mark: &mut Mark,
-        grid: &mut Grid,
-        run: &mut Run,
-        body: Result<u64>,
-        expect: Option<ArtifactId>,
-        label: &str,
-        placement: Placement,
-    ) -> Result<Put> {
-        if w.poisoned {
-            return Err(body.err().unwrap_or(Error::Poisoned));
-        }
-        let len = match body {
-            Ok(v) => v,
-            Err(e) => {
-                self.abandon_chunked(w, mark, run)?;
-                return Err(e);
-            }
-        };
-        let Some(id) = grid.id() else {
-            self.abandon_chunked(w, mark, run)?;
-            return Err(Error::InvalidArgument(format!(
-                "{label}: empty input is not a large artifact"
-            )));
-        };
-        if expect.is_some_and(|x| x != id) {
-            self.abandon_chunked(w, mark, run)?;
-            return Err(Error::InputChanged(label.to_string()));
-        }
-        if let Some(put) = self.existing(&id)? {
-            self.abandon_chunked(w, mark, run)?;
-            return Ok(put);
-        }
-        if len > MAX_U40 {
-            self.abandon_chunked(w, mark, run)?;
-            return Err(Error::io(
-                format!("store {label}"),
-                std::io::Error::other("artifact larger than 1 TiB"),
-            ));
-        }
-        self.guard(w, |s, w| {
-            if !run.parts.is_empty() && !run.chunks.is_empty() {
-                // The last part; the manifest's commit is the caller's.
-                s.cut_part(w, mark, run, false)?;
-            }
-            let manifest = Manifest {
-                id,
-                len,
-                grid: grid.size as u32,
-                // Moved, not copied: for a 1 TiB artifact the grid is 32 MiB.
-                cvs: std::mem::take(&mut grid.cvs),
-                chunks: std::mem::take(&mut run.chunks),
-                parts: run.parts.clone(),
-            };
-            let prev = s.state.read().newest(&id)?;
-            s.release_revived(w, prev)?;
-            s.index_written(w, run)?;
-            let img = BlockImage::manifest(&manifest);
-            let a = w.active.as_mut().filter(|a| a.id == mark.seg).ok_or(Error::Poisoned)?;
-            let at = a.write(&img)?;
-            s.record_new(w, &[Entry::manifest(id, mark.seg, at, len).placed(&placement)]);
-            Ok(())
-        })?;
-        Ok(Put {
-            id,
-            len,
-            new: true,
-            placement,
-            sha256: None,
-        })
     }
 
     /// The live record of chunk `key`, if the store holds it.
@@ -467,7 +323,7 @@ impl Store {
         let mut w = self.writer()?;
         for p in prepared {
             if run.chunks.len() == self.opts.part_chunks {
-                self.cut_part(&mut w, mark, run, true)?;
+                w.cut_part(self, mark, run, true)?;
             }
             run.chunks.push(ManifestChunk {
                 key: p.key,
@@ -501,5 +357,159 @@ impl Store {
             run.written_bytes += p.bytes.len() as u64;
         }
         Ok(())
+    }
+}
+
+impl Writer {
+    /// Gives up a put: cuts off what it wrote since its last part (or counts
+    /// it as garbage) and, if it had indexed chunks, leaves them to the sweep.
+    fn abandon_chunked(&mut self, mark: &Mark, run: &Run) -> Result<()> {
+        if run.indexed {
+            self.sweep_due = true;
+        }
+        self.drop_written(mark, run.blocks, run.written_bytes)
+    }
+
+    /// Indexes the records of the chunks written since the last part, but
+    /// not a chunk another put indexed meanwhile (that record stays; this
+    /// copy is garbage).
+    fn index_written(&mut self, s: &Store, run: &mut Run) -> Result<()> {
+        let mut records = Vec::with_capacity(run.written.len());
+        for e in run.written.drain(..) {
+            if s.live_chunk(&e.id)?.is_some() {
+                self.add_usage(e.segment, 0, e.len);
+            } else {
+                records.push(e);
+            }
+        }
+        self.record_new(s, &records);
+        Ok(())
+    }
+
+    /// Hands the list held so far over as a part: writes it as a chunk
+    /// (unless the store has it), indexes it with the chunks written since the
+    /// last part, registers it as a root in place of the keys it lists, and
+    /// with `commit` (and no atomic section open) commits, so that the log
+    /// and the index take the records out of memory. The rollback point moves
+    /// past everything indexed.
+    fn cut_part(&mut self, s: &Store, mark: &mut Mark, run: &mut Run, commit: bool) -> Result<()> {
+        let list = std::mem::take(&mut run.chunks);
+        let body = encode_part(&list);
+        let key = chunk_key(&body);
+        let part = ManifestPart {
+            key,
+            span: list.iter().map(|c| c.len as u64).sum(),
+            count: list.len() as u32,
+        };
+        if !run.seen.contains(&key) && s.live_chunk(&key)?.is_none() {
+            let img = BlockImage::cdc_chunk(&key, &body, false, run.level);
+            let a = self
+                .active
+                .as_mut()
+                .filter(|a| a.id == mark.seg)
+                .ok_or(Error::Poisoned)?;
+            let at = a.write(&img);
+            mark.end = a.len;
+            let at = at?;
+            run.written
+                .push(Entry::chunk(key, mark.seg, at, body.len() as u64, false));
+            run.blocks += 1;
+            run.written_bytes += body.len() as u64;
+        }
+        self.index_written(s, run)?;
+        self.part_refs.entry(key).or_insert((part, 0)).1 += 1;
+        run.parts.push(part);
+        for k in run.referenced.drain(..) {
+            unref(&mut self.chunk_refs, &k, |n| n);
+        }
+        run.seen.clear();
+        run.indexed = true;
+        if commit && self.atomic_owner.is_none() {
+            self.commit(s)?;
+        }
+        let a = self
+            .active
+            .as_ref()
+            .filter(|a| a.id == mark.seg)
+            .ok_or(Error::Poisoned)?;
+        mark.advance(a);
+        run.blocks = 0;
+        run.written_bytes = 0;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_chunked(
+        &mut self,
+        s: &Store,
+        mark: &mut Mark,
+        grid: &mut Grid,
+        run: &mut Run,
+        body: Result<u64>,
+        expect: Option<ArtifactId>,
+        label: &str,
+        placement: Placement,
+    ) -> Result<Put> {
+        if self.poisoned {
+            return Err(body.err().unwrap_or(Error::Poisoned));
+        }
+        let len = match body {
+            Ok(v) => v,
+            Err(e) => {
+                self.abandon_chunked(mark, run)?;
+                return Err(e);
+            }
+        };
+        let Some(id) = grid.id() else {
+            self.abandon_chunked(mark, run)?;
+            return Err(Error::InvalidArgument(format!(
+                "{label}: empty input is not a large artifact"
+            )));
+        };
+        if expect.is_some_and(|x| x != id) {
+            self.abandon_chunked(mark, run)?;
+            return Err(Error::InputChanged(label.to_string()));
+        }
+        if let Some(put) = s.existing(&id)? {
+            self.abandon_chunked(mark, run)?;
+            return Ok(put);
+        }
+        if len > MAX_U40 {
+            self.abandon_chunked(mark, run)?;
+            return Err(Error::io(
+                format!("store {label}"),
+                std::io::Error::other("artifact larger than 1 TiB"),
+            ));
+        }
+        self.guard(|w| {
+            if !run.parts.is_empty() && !run.chunks.is_empty() {
+                // The last part; the manifest's commit is the caller's.
+                w.cut_part(s, mark, run, false)?;
+            }
+            let manifest = Manifest {
+                id,
+                len,
+                grid: grid.size as u32,
+                // Moved, not copied: for a 1 TiB artifact the grid is 32 MiB.
+                cvs: std::mem::take(&mut grid.cvs),
+                chunks: std::mem::take(&mut run.chunks),
+                parts: run.parts.clone(),
+            };
+            let prev = s.state.read().newest(&id)?;
+            w.release_revived(s, prev)?;
+            w.index_written(s, run)?;
+            let img = BlockImage::manifest(&manifest);
+            let a = w.active.as_mut().filter(|a| a.id == mark.seg).ok_or(Error::Poisoned)?;
+            let at = a.write(&img)?;
+            w.record_new(s, &[Entry::manifest(id, mark.seg, at, len).placed(&placement)]);
+            Ok(())
+        })?;
+        Ok(Put {
+            id,
+            len,
+            new: true,
+            placement,
+            sha256: None,
+        })
     }
 }

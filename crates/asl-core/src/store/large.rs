@@ -289,34 +289,34 @@ impl Store {
         let (id, len) = match body {
             Ok(v) => v,
             Err(e) => {
-                self.drop_chunks(&mut w, &mark, &run)?;
+                w.drop_chunks(&mark, &run)?;
                 return Err(e);
             }
         };
         // The id the chunks' own tree gives must be the id the caller hashed
         // (a changed file, or an in-memory slice hashed before it was written).
         if expect.is_some_and(|x| x != id) || run.id().is_some_and(|r| r != id) {
-            self.drop_chunks(&mut w, &mark, &run)?;
+            w.drop_chunks(&mark, &run)?;
             return Err(Error::InputChanged(label.to_string()));
         }
         if let Some(put) = self.existing(&id)? {
-            self.drop_chunks(&mut w, &mark, &run)?;
+            w.drop_chunks(&mark, &run)?;
             return Ok(put);
         }
         if len > MAX_U40 {
-            self.drop_chunks(&mut w, &mark, &run)?;
+            w.drop_chunks(&mark, &run)?;
             return Err(Error::io(
                 format!("store {label}"),
                 std::io::Error::other("artifact larger than 1 TiB"),
             ));
         }
-        self.guard(&mut w, |s, w| {
-            let prev = s.state.read().newest(&id)?;
-            s.release_revived(w, prev)?;
+        w.guard(|w| {
+            let prev = self.state.read().newest(&id)?;
+            w.release_revived(self, prev)?;
             let img = BlockImage::trailer(&run.trailer(id, len));
             let a = w.active.as_mut().filter(|a| a.id == mark.seg).ok_or(Error::Poisoned)?;
             let at = a.write(&img)?;
-            s.record_new(w, &[Entry::large(id, mark.seg, at, len).placed(&placement)]);
+            w.record_new(self, &[Entry::large(id, mark.seg, at, len).placed(&placement)]);
             Ok(())
         })?;
         Ok(Put {
@@ -333,9 +333,9 @@ impl Store {
     /// id); the packed buffer need not, so it keeps filling.
     pub(super) fn begin_stream(&self) -> Result<Mark> {
         let mut w = self.writer()?;
-        self.guard(&mut w, |s, w| {
-            s.flush_tombstones(w)?;
-            s.ensure_active(w)
+        w.guard(|w| {
+            w.flush_tombstones(self)?;
+            w.ensure_active(self)
         })?;
         let a = w.active.as_ref().ok_or(Error::Poisoned)?;
         let mark = Mark {
@@ -422,23 +422,25 @@ impl Store {
             Ok((run.id().unwrap_or_else(|| ArtifactId::of(b"")), total))
         })
     }
+}
 
+impl Writer {
     /// Takes back the chunks of a stream that will get no trailer (a
     /// duplicate, a failed read, a changed file). When nothing was appended
     /// after them and no commit covers them, the segment is cut back;
     /// otherwise they stay as garbage, counted so that GC reclaims them.
-    fn drop_chunks(&self, w: &mut Writer, mark: &Mark, run: &ChunkRun) -> Result<()> {
-        self.drop_written(w, mark, run.blocks, run.written)
+    fn drop_chunks(&mut self, mark: &Mark, run: &ChunkRun) -> Result<()> {
+        self.drop_written(mark, run.blocks, run.written)
     }
 
-    /// [`Store::drop_chunks`](crate::Store::drop_chunks) for a stream that appended `blocks` blocks
+    /// `drop_chunks` for a stream that appended `blocks` blocks
     /// holding `written` logical bytes.
-    pub(super) fn drop_written(&self, w: &mut Writer, mark: &Mark, blocks: u64, written: u64) -> Result<()> {
+    pub(super) fn drop_written(&mut self, mark: &Mark, blocks: u64, written: u64) -> Result<()> {
         if blocks == 0 {
             return Ok(());
         }
-        let committed = w.seg_states.get(&mark.seg).map(|s| s.len).unwrap_or(u64::MAX);
-        match w.active.as_mut() {
+        let committed = self.seg_states.get(&mark.seg).map(|st| st.len).unwrap_or(u64::MAX);
+        match self.active.as_mut() {
             Some(a)
                 if a.id == mark.seg
                     && a.len == mark.end
@@ -446,11 +448,11 @@ impl Store {
                     && mark.len >= committed =>
             {
                 if let Err(e) = a.rollback(mark.len, mark.blocks, mark.raw_total) {
-                    w.poisoned = true;
+                    self.poisoned = true;
                     return Err(e.into());
                 }
             }
-            _ => w.add_usage(mark.seg, 0, written),
+            _ => self.add_usage(mark.seg, 0, written),
         }
         Ok(())
     }

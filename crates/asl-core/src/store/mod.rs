@@ -277,6 +277,11 @@ impl State {
     }
 }
 
+/// What only the holder of the writer lock touches, and the write path over
+/// it: packing and group commit (`write.rs`, `packing.rs`), large and chunked
+/// streams (`large.rs`, `chunked.rs`), sealing, checkpoints and GC's copies.
+/// Its methods take the store for what readers share with it: the index
+/// state, the put buffer, the caches and the I/O backend.
 pub(crate) struct Writer {
     log: LogWriter,
     log_file: u64,
@@ -414,11 +419,11 @@ impl Store {
         if w.poisoned {
             return Ok(());
         }
-        self.commit_locked(&mut w)?;
+        w.commit(self)?;
         // A backend that mirrors CHECKPOINT gets one naming the catalog as
         // it is now (snapshots and pins), for a rebuild from the mirror.
         if !self.state.read().memtable.is_empty() || (w.catalog_dirty && self.layout.io.mirrors_catalog()) {
-            self.checkpoint_locked(&mut w)?;
+            w.checkpoint(self)?;
         }
         Ok(())
     }

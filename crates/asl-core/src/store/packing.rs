@@ -53,11 +53,13 @@ impl Store {
             });
         }
     }
+}
 
+impl Writer {
     /// The dictionary framed blocks of the active segment use now.
-    pub(crate) fn active_dictionary(&self, w: &Writer) -> Option<SegmentDictionary> {
-        let seg = w.active.as_ref()?.id;
-        w.dict.clone().filter(|d| d.seg == seg)
+    pub(crate) fn active_dictionary(&self) -> Option<SegmentDictionary> {
+        let seg = self.active.as_ref()?.id;
+        self.dict.clone().filter(|d| d.seg == seg)
     }
 
     /// Writes a packed block over `raw` to the open segment (started if need
@@ -65,42 +67,42 @@ impl Store {
     /// image built earlier (on other cores); it is used when it was built
     /// against the dictionary still in force, else the block is packed again.
     pub(crate) fn write_packed_block(
-        &self,
-        w: &mut Writer,
+        &mut self,
+        s: &Store,
         raw: &[u8],
         entries: &[PackedEntry],
         prepared: Option<Packing<'_>>,
     ) -> Result<(u32, PackedLocation)> {
-        self.ensure_active(w)?;
-        let current = self.active_dictionary(w).map(|d| d.seg);
+        self.ensure_active(s)?;
+        let current = self.active_dictionary().map(|d| d.seg);
         let p = match prepared {
             // Raw by choice (compression off, or bytes known not to compress):
             // no dictionary has a say.
             Some(p) if p.frames.is_none() && !p.img.is_compressed() => p,
-            Some(p) if p.dict_seg == current && !self.wants_dictionary(w, &p) => p,
-            _ => self.pack_for_active(w, raw, entries)?,
+            Some(p) if p.dict_seg == current && !self.wants_dictionary(s, &p) => p,
+            _ => self.pack_for_active(s, raw, entries)?,
         };
         // A resumed dictionary learns its ratio from the first block it frames.
         let ratio = p
             .frames
             .as_ref()
             .map(|_| p.img.stored_len() as f64 / raw.len().max(1) as f64);
-        if let (Some(d), Some(r)) = (w.dict.as_mut(), ratio) {
+        if let (Some(d), Some(r)) = (self.dict.as_mut(), ratio) {
             if d.ratio.is_nan() && p.dict_seg == Some(d.seg) {
                 d.ratio = r;
             }
         }
-        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+        let a = self.active.as_mut().ok_or(Error::Poisoned)?;
         let seg = a.id;
         Ok((seg, write_packing(a, p)?))
     }
 
     /// Whether `p` asks for a (new) dictionary and the writer may train now.
-    fn wants_dictionary(&self, w: &Writer, p: &Packing<'_>) -> bool {
-        if self.opts.compression.is_none() || w.dict_backoff > 0 {
+    fn wants_dictionary(&self, s: &Store, p: &Packing<'_>) -> bool {
+        if s.opts.compression.is_none() || self.dict_backoff > 0 {
             return false;
         }
-        match self.active_dictionary(w) {
+        match self.active_dictionary() {
             None => p.img.is_compressed(),
             Some(_) => p.drifted,
         }
@@ -109,11 +111,11 @@ impl Store {
     /// Packs a block for the open segment, training the segment a dictionary
     /// from the block's own artifacts when it has none that suits them. A
     /// dictionary kept is written ahead of the block that uses it.
-    fn pack_for_active<'a>(&self, w: &mut Writer, raw: &'a [u8], entries: &[PackedEntry]) -> Result<Packing<'a>> {
-        let level = self.opts.compression;
-        let p = pack(raw, entries, level, self.active_dictionary(w).as_ref());
-        let (Some(level), true) = (level, self.wants_dictionary(w, &p)) else {
-            w.dict_backoff = w.dict_backoff.saturating_sub(1);
+    fn pack_for_active<'a>(&mut self, s: &Store, raw: &'a [u8], entries: &[PackedEntry]) -> Result<Packing<'a>> {
+        let level = s.opts.compression;
+        let p = pack(raw, entries, level, self.active_dictionary().as_ref());
+        let (Some(level), true) = (level, self.wants_dictionary(s, &p)) else {
+            self.dict_backoff = self.dict_backoff.saturating_sub(1);
             return Ok(p);
         };
         let samples: Vec<&[u8]> = entries
@@ -121,10 +123,10 @@ impl Store {
             .map(|e| &raw[e.offset as usize..(e.offset + e.len) as usize])
             .collect();
         let Some(bytes) = frames::train(&samples) else {
-            w.dict_backoff = BACKOFF;
+            self.dict_backoff = BACKOFF;
             return Ok(p);
         };
-        let a = w.active.as_ref().ok_or(Error::Poisoned)?;
+        let a = self.active.as_ref().ok_or(Error::Poisoned)?;
         let mut d = SegmentDictionary {
             seg: a.id,
             offset: a.len,
@@ -141,14 +143,14 @@ impl Store {
         let framed = trial.img.stored_len();
         let close = framed as f64 <= ACCEPT * whole as f64 || framed <= whole + raw.len() / 32;
         if trial.frames.is_none() || !close {
-            w.dict_backoff = BACKOFF;
+            self.dict_backoff = BACKOFF;
             return Ok(p);
         }
-        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+        let a = self.active.as_mut().ok_or(Error::Poisoned)?;
         let at = a.write(&BlockImage::dictionary(&d.dict.bytes))?;
         debug_assert_eq!(at, d.offset);
         d.ratio = trial.img.stored_len() as f64 / raw.len() as f64;
-        w.dict = Some(d);
+        self.dict = Some(d);
         Ok(trial)
     }
 }

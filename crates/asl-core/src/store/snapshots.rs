@@ -83,7 +83,7 @@ impl Store {
         if self.state.read().snapshots.contains_key(name) {
             return Err(Error::SnapshotExists(name.to_string()));
         }
-        self.commit_locked(&mut w)?;
+        w.commit(self)?;
         // Checked under the writer lock, so nothing can remove one of them
         // between this check and the snapshot's file.
         for id in only.into_iter().flatten() {
@@ -149,9 +149,9 @@ impl Store {
         if self.opts.zfs {
             super::zfs::snapshot(&self.layout.root, name)?;
         }
-        self.guard(&mut w, |s, w| {
+        w.guard(|w| {
             w.batch.push(Record::SnapshotCreated(meta.clone()));
-            s.commit_locked(w)
+            w.commit(self)
         })?;
         self.state.write().snapshots.insert(
             name.to_string(),
@@ -191,9 +191,9 @@ impl Store {
     pub(crate) fn delete_snapshot(&self, name: &str) -> Result<SnapshotMeta> {
         let mut w = self.writer_to_commit()?;
         let h = self.handle(name)?;
-        self.guard(&mut w, |s, w| {
-            s.state.write().snapshots.remove(name);
-            let shared = s
+        w.guard(|w| {
+            self.state.write().snapshots.remove(name);
+            let shared = self
                 .state
                 .read()
                 .snapshots
@@ -206,34 +206,19 @@ impl Store {
                 if let Ok(f) = h.file() {
                     for i in 0..f.len() {
                         let e = f.entry(i)?;
-                        s.release_if_unheld(w, &e.id)?;
+                        w.release_if_unheld(self, &e.id)?;
                     }
                 }
             }
             w.batch.push(Record::SnapshotDeleted { name: name.to_string() });
-            s.commit_locked(w)?;
+            w.commit(self)?;
             if !shared {
-                let _ = s.layout.io.remove(&h.path);
-                sync_dir(&*s.layout.io, &s.layout.snapshot_dir())?;
+                let _ = self.layout.io.remove(&h.path);
+                sync_dir(&*self.layout.io, &self.layout.snapshot_dir())?;
             }
             Ok(())
         })?;
         Ok(h.meta.clone())
-    }
-
-    /// After a root went away: if `id`'s newest record is a tombstone nothing
-    /// holds any more, its bytes stop counting as live.
-    fn release_if_unheld(&self, w: &mut Writer, id: &ArtifactId) -> Result<()> {
-        let st = self.state.read();
-        if let Some(rec) = st.newest(id)? {
-            if rec.is_tombstone() && rec.segment != 0 && !st.held(&rec, None)? {
-                drop(st);
-                w.add_usage(rec.segment, -(rec.usage() as i64), 0);
-                // Its chunks may now be named by nothing retained.
-                w.sweep_due |= rec.is_manifest();
-            }
-        }
-        Ok(())
     }
 
     /// [`Snapshots::diff`](crate::Snapshots::diff)'s body.
@@ -295,7 +280,7 @@ impl Store {
             }
             _ => {}
         }
-        self.commit_locked(&mut w)?;
+        w.commit(self)?;
         let rec = self.lookup(id)?;
         let retained = match rec {
             Some(r) => r.segment != 0 && self.state.read().retains(&r)?,
@@ -304,16 +289,16 @@ impl Store {
         if !retained {
             return Err(Error::NotFound(*id));
         }
-        self.guard(&mut w, |s, w| {
-            let old = s.state.write().pins.insert(name.to_string(), *id);
+        w.guard(|w| {
+            let old = self.state.write().pins.insert(name.to_string(), *id);
             if let Some(old) = old.filter(|o| o != id) {
-                s.release_if_unheld(w, &old)?;
+                w.release_if_unheld(self, &old)?;
             }
             w.batch.push(Record::Pinned {
                 name: name.to_string(),
                 id: *id,
             });
-            s.commit_locked(w)
+            w.commit(self)
         })
     }
 
@@ -323,16 +308,16 @@ impl Store {
         if !self.state.read().pins.contains_key(name) {
             return Err(Error::PinNotFound(name.to_string()));
         }
-        self.guard(&mut w, |s, w| {
-            let id = s
+        w.guard(|w| {
+            let id = self
                 .state
                 .write()
                 .pins
                 .remove(name)
                 .ok_or_else(|| Error::PinNotFound(name.to_string()))?;
-            s.release_if_unheld(w, &id)?;
+            w.release_if_unheld(self, &id)?;
             w.batch.push(Record::Unpinned { name: name.to_string() });
-            s.commit_locked(w)?;
+            w.commit(self)?;
             Ok(id)
         })
     }
@@ -374,6 +359,23 @@ impl Store {
             }
         }
         Ok(doomed)
+    }
+}
+
+impl Writer {
+    /// After a root went away: if `id`'s newest record is a tombstone nothing
+    /// holds any more, its bytes stop counting as live.
+    fn release_if_unheld(&mut self, s: &Store, id: &ArtifactId) -> Result<()> {
+        let st = s.state.read();
+        if let Some(rec) = st.newest(id)? {
+            if rec.is_tombstone() && rec.segment != 0 && !st.held(&rec, None)? {
+                drop(st);
+                self.add_usage(rec.segment, -(rec.usage() as i64), 0);
+                // Its chunks may now be named by nothing retained.
+                self.sweep_due |= rec.is_manifest();
+            }
+        }
+        Ok(())
     }
 }
 

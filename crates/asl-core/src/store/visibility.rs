@@ -19,12 +19,12 @@ impl Store {
     pub fn set_visibility(&self, ids: &[ArtifactId], visibility: Visibility) -> Result<Vec<ArtifactId>> {
         let mut w = self.writer_to_commit()?;
         // Puts still being packed get their records first.
-        self.commit_locked(&mut w)?;
+        w.commit(self)?;
         // Every id is checked before anything is written (a refusal leaves
         // the writer usable).
         let plan = self.visibility_plan(ids, visibility)?;
-        let changed = self.guard(&mut w, |s, w| s.apply_visibility(w, plan, visibility))?;
-        self.commit_locked(&mut w)?;
+        let changed = w.guard(|w| w.apply_visibility(self, plan, visibility))?;
+        w.commit(self)?;
         Ok(changed)
     }
 
@@ -42,24 +42,26 @@ impl Store {
         }
         Ok(plan)
     }
+}
 
+impl Writer {
     fn apply_visibility(
-        &self,
-        w: &mut Writer,
+        &mut self,
+        s: &Store,
         plan: Vec<crate::index::entry::Entry>,
         v: Visibility,
     ) -> Result<Vec<ArtifactId>> {
         let mut changed = Vec::new();
         for e in plan {
             let new = e.with_visibility(v);
-            if e.is_tombstone() && !self.state.read().held(&new, None)? {
+            if e.is_tombstone() && !s.state.read().held(&new, None)? {
                 // Removed, and now nothing holds it: its bytes become garbage.
-                w.add_usage(e.segment, -(e.usage() as i64), 0);
-                w.sweep_due |= e.is_manifest();
+                self.add_usage(e.segment, -(e.usage() as i64), 0);
+                self.sweep_due |= e.is_manifest();
             }
-            self.state.write().memtable.insert(e.id, new);
-            w.watched(e.id);
-            w.batch.push(Record::Entry(new));
+            s.state.write().memtable.insert(e.id, new);
+            self.watched(e.id);
+            self.batch.push(Record::Entry(new));
             changed.push(e.id);
         }
         Ok(changed)

@@ -13,8 +13,10 @@ use super::super::put::{with_buf, Buf};
 use super::super::{Store, Writer};
 use crate::io::read_full;
 
-impl Store {
-    pub(super) fn flush_copies(&self, w: &mut Writer, pack: &mut PackedBuilder, recs: &mut Vec<Entry>) -> Result<()> {
+impl Store {}
+
+impl Writer {
+    pub(super) fn flush_copies(&mut self, s: &Store, pack: &mut PackedBuilder, recs: &mut Vec<Entry>) -> Result<()> {
         if pack.is_empty() {
             return Ok(());
         }
@@ -23,24 +25,24 @@ impl Store {
         // written: trying again would cost a zstd pass over every block.
         let compress = recs.iter().any(|r| r.flags & FLAG_COMPRESSED != 0);
         let (seg, loc) = if compress {
-            self.write_packed_block(w, &raw, &entries, None)?
+            self.write_packed_block(s, &raw, &entries, None)?
         } else {
-            self.write_packed_block(w, &raw, &entries, Some(pack_raw(&raw, &entries)))?
+            self.write_packed_block(s, &raw, &entries, Some(pack_raw(&raw, &entries)))?
         };
         for (i, (pe, rec)) in entries.iter().zip(recs.drain(..)).enumerate() {
             let to = super::super::packing::packed_entry(&loc, seg, i, pe);
-            self.moved(w, &rec, rec.relocated(to));
+            self.moved(s, &rec, rec.relocated(to));
         }
-        self.flush_tombstones(w)
+        self.flush_tombstones(s)
     }
 
     /// Copies a large artifact under the writer lock (the source is the store
     /// itself, so no window waits on a slow reader).
-    pub(super) fn copy_large(&self, w: &mut Writer, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
-        self.ensure_active(w)?;
-        let mut reader = self.reader_for(rec, victim.clone())?;
-        let mut run = ChunkRun::new(self.opts.chunk_size, self.opts.compression);
-        let window = self.opts.chunk_size * 8;
+    pub(super) fn copy_large(&mut self, s: &Store, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
+        self.ensure_active(s)?;
+        let mut reader = s.reader_for(rec, victim.clone())?;
+        let mut run = ChunkRun::new(s.opts.chunk_size, s.opts.compression);
+        let window = s.opts.chunk_size * 8;
         let mut len = 0u64;
         with_buf(Buf::Stream, |buf| -> Result<()> {
             buf.resize(window, 0);
@@ -52,7 +54,7 @@ impl Store {
                 let data = &buf[..n];
                 len += n as u64;
                 let images = run.prepare(data);
-                let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+                let a = self.active.as_mut().ok_or(Error::Poisoned)?;
                 run.write(a, &images)?;
                 if n < window {
                     return Ok(());
@@ -64,26 +66,26 @@ impl Store {
         if len != rec.len || run.id() != Some(id) {
             return Err(Error::CorruptArtifact {
                 id: rec.id,
-                file: self.layout.segment(rec.segment),
+                file: s.layout.segment(rec.segment),
                 detail: "copy during GC does not match the artifact's id".into(),
             });
         }
         let img = BlockImage::trailer(&run.trailer(id, len));
-        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
+        let a = self.active.as_mut().ok_or(Error::Poisoned)?;
         let at = a.write(&img)?;
         let to = Entry::large(id, a.id, at, len);
-        self.moved(w, rec, rec.relocated(to));
-        self.flush_tombstones(w)
+        self.moved(s, rec, rec.relocated(to));
+        self.flush_tombstones(s)
     }
 
     /// Records a copy: the new record shadows the old, usage moves with it, and
     /// a retained-but-removed artifact gets a tombstone block after its copy so
     /// that `repair` replays it as removed.
-    pub(in crate::store) fn moved(&self, w: &mut Writer, old: &Entry, new: Entry) {
-        self.record_unwatched(w, &[new]);
-        w.add_usage(old.segment, -(old.usage() as i64), 0);
+    pub(in crate::store) fn moved(&mut self, s: &Store, old: &Entry, new: Entry) {
+        self.record_unwatched(s, &[new]);
+        self.add_usage(old.segment, -(old.usage() as i64), 0);
         if new.is_tombstone() {
-            w.tombstones.push((new.id, new.domain.0));
+            self.tombstones.push((new.id, new.domain.0));
         }
     }
 }

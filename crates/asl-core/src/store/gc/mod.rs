@@ -114,7 +114,7 @@ impl Store {
         let swept = self.sweep_chunks(&mut rep, opts.dry_run)?;
         let victims: Vec<(u32, SegmentState)> = {
             let mut w = self.writer_to_commit()?;
-            self.commit_locked(&mut w)?;
+            w.commit(self)?;
             // A dry run counts what its sweep would have freed as freed (a
             // real one has freed it already).
             let mut states = w.seg_states.clone();
@@ -134,8 +134,8 @@ impl Store {
                 // (Not while a large artifact streams into it: its chunks and
                 // trailer must share the segment.)
                 if st.len > SEGMENT_HEADER_LEN && qualifies(&st, opts.threshold) && !opts.dry_run && w.streams == 0 {
-                    self.guard(&mut w, |s, w| s.seal_active(w))?;
-                    self.commit_locked(&mut w)?;
+                    w.guard(|w| w.seal_active(self))?;
+                    w.commit(self)?;
                 }
             }
             if !opts.dry_run {
@@ -219,14 +219,14 @@ impl Store {
                 + 2 * self.opts.block_target
                 + self.opts.small_threshold;
             rep.peak_memory_bytes = rep.peak_memory_bytes.max(mem as u64);
-            self.guard(&mut w, |s, w| {
-                s.flush_pending(w)?;
-                settled.extend(s.copy_referenced(w, &victim, batch, seen, rep, &mut damaged)?);
+            w.guard(|w| {
+                w.flush_pending(self)?;
+                settled.extend(w.copy_referenced(self, &victim, batch, seen, rep, &mut damaged)?);
                 // Copies need not be durable before the barrier's commit (a
                 // crash loses them and leaves the victim, which their records
                 // still point into), so commits come every few batches.
                 if (k + 1) % COMMIT_EVERY == 0 {
-                    s.commit_locked(w)?;
+                    w.commit(self)?;
                 }
                 Ok(())
             })?;
@@ -262,10 +262,10 @@ impl Store {
             .map(|((it, s), _)| (*it, *s))
             .unzip();
         let mut w = self.writer_to_commit()?;
-        self.guard(&mut w, |s, w| {
-            s.flush_pending(w)?;
+        w.guard(|w| {
+            w.flush_pending(self)?;
             let mut late = Vec::new();
-            s.copy_referenced(w, &victim, &rest, &rest_seen, rep, &mut late)?;
+            w.copy_referenced(self, &victim, &rest, &rest_seen, rep, &mut late)?;
             if !late.is_empty() {
                 return Err(Error::CorruptArtifact {
                     id: late[0],
@@ -276,8 +276,8 @@ impl Store {
             w.seg_states.remove(&seg);
             w.usage_dirty.remove(&seg);
             w.batch.push(Record::SegmentDropped { id: seg });
-            s.commit_locked(w)?;
-            s.state.write().segments.remove(&seg);
+            w.commit(self)?;
+            self.state.write().segments.remove(&seg);
             Ok(())
         })?;
         drop(w);
@@ -291,83 +291,6 @@ impl Store {
         rep.segments_repacked += (rep.artifacts_copied > copied_before) as u64;
         rep.reclaimed_bytes += st.len;
         Ok(())
-    }
-
-    /// Copies every item whose newest record still points at it and that is
-    /// retained, with a record that keeps its flags, domain and visibility;
-    /// says for each item whether it is settled (copied, or pointed at from
-    /// nowhere but elsewhere). `seen`: each item's newest record as
-    /// [`Store::newest_in_order`](crate::Store::newest_in_order) found it, good for every id the writer has
-    /// not seen change since; the others are looked up again here. Reading
-    /// and verifying run on all cores (the caller holds the writer, so the
-    /// index does not change under them); packing and writing follow in
-    /// order.
-    fn copy_referenced(
-        &self,
-        w: &mut Writer,
-        victim: &Arc<Segment>,
-        items: &[Item],
-        seen: &[lookup::Seen],
-        rep: &mut GcReport,
-        damaged: &mut Vec<ArtifactId>,
-    ) -> Result<Vec<bool>> {
-        let newest = {
-            let st = self.state.read();
-            let fresh = |it: &Item, s: &lookup::Seen| {
-                if w.changed(&it.id) {
-                    st.newest(&it.id)
-                } else {
-                    Ok(s.record(it, victim.id))
-                }
-            };
-            items
-                .iter()
-                .zip(seen)
-                .map(|(it, s)| fresh(it, s))
-                .collect::<Result<Vec<_>>>()?
-        };
-        let verdicts = self.verdicts(victim, items, &newest)?;
-        let mut pack = PackedBuilder::default();
-        let mut recs: Vec<Entry> = Vec::new();
-        let mut settled = Vec::with_capacity(items.len());
-        for v in verdicts {
-            let (rec, bytes) = match v {
-                Verdict::Elsewhere => {
-                    settled.push(true);
-                    continue;
-                }
-                Verdict::Unretained => {
-                    settled.push(false);
-                    continue;
-                }
-                Verdict::Damaged(id) => {
-                    settled.push(false);
-                    damaged.push(id);
-                    continue;
-                }
-                Verdict::Copy(rec, bytes) => (rec, bytes),
-            };
-            settled.push(true);
-            rep.artifacts_copied += 1;
-            rep.repacked_bytes += rec.len;
-            let Some(bytes) = bytes else {
-                if rec.is_chunk() {
-                    self.copy_chunk(w, &rec, victim)?;
-                } else if rec.is_manifest() {
-                    self.copy_manifest(w, &rec, victim)?;
-                } else {
-                    self.copy_large(w, &rec, victim)?;
-                }
-                continue;
-            };
-            pack.push(rec.id, &bytes);
-            recs.push(rec);
-            if pack.raw_len() >= self.opts.block_target {
-                self.flush_copies(w, &mut pack, &mut recs)?;
-            }
-        }
-        self.flush_copies(w, &mut pack, &mut recs)?;
-        Ok(settled)
     }
 
     /// What to do with each item, given its id's newest record: a small
@@ -448,5 +371,84 @@ impl Store {
             }
         });
         verdicts.into_iter().collect()
+    }
+}
+
+impl Writer {
+    /// Copies every item whose newest record still points at it and that is
+    /// retained, with a record that keeps its flags, domain and visibility;
+    /// says for each item whether it is settled (copied, or pointed at from
+    /// nowhere but elsewhere). `seen`: each item's newest record as
+    /// [`Store::newest_in_order`](crate::Store::newest_in_order) found it, good for every id the writer has
+    /// not seen change since; the others are looked up again here. Reading
+    /// and verifying run on all cores (the caller holds the writer, so the
+    /// index does not change under them); packing and writing follow in
+    /// order.
+    fn copy_referenced(
+        &mut self,
+        s: &Store,
+        victim: &Arc<Segment>,
+        items: &[Item],
+        seen: &[lookup::Seen],
+        rep: &mut GcReport,
+        damaged: &mut Vec<ArtifactId>,
+    ) -> Result<Vec<bool>> {
+        let newest = {
+            let st = s.state.read();
+            let fresh = |it: &Item, seen: &lookup::Seen| {
+                if self.changed(&it.id) {
+                    st.newest(&it.id)
+                } else {
+                    Ok(seen.record(it, victim.id))
+                }
+            };
+            items
+                .iter()
+                .zip(seen)
+                .map(|(it, seen)| fresh(it, seen))
+                .collect::<Result<Vec<_>>>()?
+        };
+        let verdicts = s.verdicts(victim, items, &newest)?;
+        let mut pack = PackedBuilder::default();
+        let mut recs: Vec<Entry> = Vec::new();
+        let mut settled = Vec::with_capacity(items.len());
+        for v in verdicts {
+            let (rec, bytes) = match v {
+                Verdict::Elsewhere => {
+                    settled.push(true);
+                    continue;
+                }
+                Verdict::Unretained => {
+                    settled.push(false);
+                    continue;
+                }
+                Verdict::Damaged(id) => {
+                    settled.push(false);
+                    damaged.push(id);
+                    continue;
+                }
+                Verdict::Copy(rec, bytes) => (rec, bytes),
+            };
+            settled.push(true);
+            rep.artifacts_copied += 1;
+            rep.repacked_bytes += rec.len;
+            let Some(bytes) = bytes else {
+                if rec.is_chunk() {
+                    self.copy_chunk(s, &rec, victim)?;
+                } else if rec.is_manifest() {
+                    self.copy_manifest(s, &rec, victim)?;
+                } else {
+                    self.copy_large(s, &rec, victim)?;
+                }
+                continue;
+            };
+            pack.push(rec.id, &bytes);
+            recs.push(rec);
+            if pack.raw_len() >= s.opts.block_target {
+                self.flush_copies(s, &mut pack, &mut recs)?;
+            }
+        }
+        self.flush_copies(s, &mut pack, &mut recs)?;
+        Ok(settled)
     }
 }

@@ -21,32 +21,6 @@ use super::report::{status_bytes, GcReport};
 use crate::store::{Store, Writer};
 
 impl Store {
-    /// Copies a content-defined chunk's block as it is stored (checked by
-    /// `check_block` before, and by its CRC again here).
-    pub(super) fn copy_chunk(&self, w: &mut Writer, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
-        self.ensure_active(w)?;
-        let (h, stored) = reader::stored_block(victim, rec.block_offset)?;
-        let img = BlockImage::verbatim(h, stored);
-        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
-        let at = a.write(&img)?;
-        let to = Entry::chunk(rec.id, a.id, at, rec.len, img.is_compressed());
-        self.moved(w, rec, rec.relocated(to));
-        Ok(())
-    }
-
-    /// Copies a manifest; its chunks are records of their own and move (or
-    /// not) on their own.
-    pub(super) fn copy_manifest(&self, w: &mut Writer, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
-        self.ensure_active(w)?;
-        let m = read_manifest(victim, rec)?;
-        let img = BlockImage::manifest(&m);
-        let a = w.active.as_mut().ok_or(Error::Poisoned)?;
-        let at = a.write(&img)?;
-        let to = Entry::manifest(rec.id, a.id, at, rec.len);
-        self.moved(w, rec, rec.relocated(to));
-        self.flush_tombstones(w)
-    }
-
     /// The chunk sweep (see `docs/chunking.md`): under the writer lock, marks
     /// every chunk a retained manifest names, itself or through its parts
     /// (CURRENT, snapshots, pins, publication: the rule GC copies by), or a
@@ -64,7 +38,7 @@ impl Store {
         if !w.sweep_due {
             return Ok(Vec::new());
         }
-        self.commit_locked(&mut w)?;
+        w.commit(self)?;
         if let Some(d) = self.state.read().snapshots.values().find_map(|h| h.damaged()) {
             rep.skipped.push(format!(
                 "chunk sweep: not run, a damaged snapshot may name any chunk ({d})"
@@ -142,9 +116,9 @@ impl Store {
         if dry_run {
             return Ok(freed);
         }
-        self.guard(&mut w, |s, w| {
+        w.guard(|w| {
             {
-                let mut st = s.state.write();
+                let mut st = self.state.write();
                 for e in &dead {
                     st.memtable.insert(e.id, e.removed());
                 }
@@ -155,7 +129,7 @@ impl Store {
                 w.add_usage(e.segment, -(e.len as i64), 0);
             }
             w.sweep_due = false;
-            s.commit_locked(w)
+            w.commit(self)
         })?;
         Ok(freed)
     }
@@ -178,6 +152,34 @@ impl Store {
                 f.release_pages();
             }
         }
+    }
+}
+
+impl Writer {
+    /// Copies a content-defined chunk's block as it is stored (checked by
+    /// `check_block` before, and by its CRC again here).
+    pub(super) fn copy_chunk(&mut self, s: &Store, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
+        self.ensure_active(s)?;
+        let (h, stored) = reader::stored_block(victim, rec.block_offset)?;
+        let img = BlockImage::verbatim(h, stored);
+        let a = self.active.as_mut().ok_or(Error::Poisoned)?;
+        let at = a.write(&img)?;
+        let to = Entry::chunk(rec.id, a.id, at, rec.len, img.is_compressed());
+        self.moved(s, rec, rec.relocated(to));
+        Ok(())
+    }
+
+    /// Copies a manifest; its chunks are records of their own and move (or
+    /// not) on their own.
+    pub(super) fn copy_manifest(&mut self, s: &Store, rec: &Entry, victim: &Arc<Segment>) -> Result<()> {
+        self.ensure_active(s)?;
+        let m = read_manifest(victim, rec)?;
+        let img = BlockImage::manifest(&m);
+        let a = self.active.as_mut().ok_or(Error::Poisoned)?;
+        let at = a.write(&img)?;
+        let to = Entry::manifest(rec.id, a.id, at, rec.len);
+        self.moved(s, rec, rec.relocated(to));
+        self.flush_tombstones(s)
     }
 }
 
