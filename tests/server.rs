@@ -10,7 +10,7 @@ use std::time::Duration;
 
 mod common;
 use common::server::*;
-use common::{noise, stderr_of as err, stdout_of as out};
+use common::{aslctl, noise, stderr_of as err, stdout_of as out};
 
 #[test]
 fn artifacts_go_in_and_come_out_verified_with_ranges_and_caching() {
@@ -272,37 +272,32 @@ fn the_openapi_file_is_valid_and_complete() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    // Every route of the server's own table, with every method it takes
+    // (HEAD goes with GET), is documented, and nothing else is.
     let o = Command::new("python3")
         .args([
             "-c",
-            "import sys, yaml; print('\\n'.join(sorted(yaml.safe_load(open(sys.argv[1]))['paths'])))",
+            "import sys, yaml\nfor p, ops in sorted(yaml.safe_load(open(sys.argv[1]))['paths'].items()):\n    \
+             print(p, ' '.join(sorted(m.upper() for m in ops if m != 'parameters')))",
             spec,
         ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", err(&o));
-    assert_eq!(
-        out(&o).lines().collect::<Vec<_>>(),
-        [
-            "/ac/{key}",
-            "/cas/{key}",
-            "/ccache/{dir}/{rest}",
-            "/ccache/{key}",
-            "/v1/artifacts",
-            "/v1/artifacts/{id}",
-            "/v1/artifacts/{id}/labels",
-            "/v1/artifacts/{id}/tree",
-            "/v1/artifacts:missing",
-            "/v1/find",
-            "/v1/health",
-            "/v1/lineage/{id}",
-            "/v1/publication",
-            "/v1/records",
-            "/v1/records/{id}",
-            "/v1/snapshots",
-            "/v1/snapshots/{name}/artifacts/{id}"
-        ]
-    );
+    let mut table: Vec<String> = asl::server::route_table()
+        .into_iter()
+        .map(|(path, methods)| {
+            let mut m: Vec<&str> = methods.iter().copied().filter(|m| *m != "HEAD").collect();
+            m.sort();
+            format!("{path} {}", m.join(" "))
+        })
+        .collect();
+    table.sort();
+    let documented: Vec<String> = out(&o)
+        .lines()
+        .map(|l| l.replace(" HEAD", "").replace("HEAD ", ""))
+        .collect();
+    assert_eq!(documented, table, "spec/openapi.yaml against the route table");
     // Each answers (not the router's 404) on a running server.
     let s = start(&[], None);
     for (method, path) in [
@@ -501,4 +496,96 @@ fn uploads_beyond_the_limit_wait_then_get_503() {
     // The slot is free again.
     assert!(put().starts_with("HTTP/1.1 201"));
     assert_eq!(list_ids(&s).len(), 2);
+}
+
+/// Upkeep of a served store over HTTP, with admin tokens only: removal
+/// (refused for a writer, 404 the second time), pins, a snapshot deleted,
+/// GC reclaiming the removed bytes while serving, figures, verify, seal —
+/// and `aslctl` run on the served store names the server in its refusal.
+#[test]
+fn a_served_store_is_kept_up_over_http() {
+    let tokens = r#"{"tokens": [
+        {"name": "root", "token": "admin-token-0123456789", "scope": "admin"},
+        {"name": "ci", "token": "write-token-0123456789", "scope": "write"}]}"#;
+    let s = start(&[], Some(tokens));
+    let (root, writer) = (
+        "Authorization: Bearer admin-token-0123456789",
+        "Authorization: Bearer write-token-0123456789",
+    );
+    let call = |who: &str, method: &str, path: &str, body: Option<&str>| {
+        let url = format!("{}{path}", s.url);
+        let mut args = vec!["-H", who, "-X", method];
+        if let Some(b) = body {
+            args.extend(["-H", "content-type: application/json", "--data-binary", b]);
+        }
+        args.push(&url);
+        curl(&args)
+    };
+    let files = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for seed in [1, 2] {
+        let p = files.path().join(format!("f{seed}"));
+        std::fs::write(&p, noise(seed, 300_000)).unwrap();
+        let data = format!("@{}", p.display());
+        let (code, b) = curl(&[
+            "-H",
+            root,
+            "-X",
+            "PUT",
+            "--data-binary",
+            &data,
+            &format!("{}/v1/artifacts", s.url),
+        ]);
+        assert_eq!(code, 201, "{}", String::from_utf8_lossy(&b));
+        ids.push(json(&b)["id"].as_str().unwrap().to_string());
+    }
+    let (gone, kept) = (&ids[0], &ids[1]);
+    assert_eq!(call(root, "POST", "/v1/seal", None).0, 204);
+
+    let pin = format!(r#"{{"id": "{kept}"}}"#);
+    assert_eq!(call(writer, "PUT", "/v1/pins/keep", Some(&pin)).0, 403);
+    assert_eq!(call(root, "PUT", "/v1/pins/keep", Some(&pin)).0, 201);
+    let (code, b) = call(root, "GET", "/v1/pins", None);
+    assert_eq!((code, json(&b)["pins"][0]["id"].as_str()), (200, Some(kept.as_str())));
+
+    assert_eq!(call(root, "POST", "/v1/snapshots", Some(r#"{"name": "s1"}"#)).0, 201);
+    assert_eq!(call(root, "DELETE", "/v1/snapshots/s1", None).0, 200);
+    assert_eq!(call(root, "DELETE", "/v1/snapshots/s1", None).0, 404);
+
+    assert_eq!(call(writer, "DELETE", &format!("/v1/artifacts/{gone}"), None).0, 403);
+    let (code, b) = call(root, "DELETE", &format!("/v1/artifacts/{gone}"), None);
+    assert_eq!((code, json(&b)["removed"][0].as_str()), (200, Some(gone.as_str())));
+    assert_eq!(call(root, "DELETE", &format!("/v1/artifacts/{gone}"), None).0, 404);
+    assert_eq!(call(root, "GET", &format!("/v1/artifacts/{gone}"), None).0, 404);
+    let many = format!(r#"{{"ids": ["{gone}", "{}"]}}"#, "0".repeat(64));
+    let (code, b) = call(root, "POST", "/v1/artifacts:remove", Some(&many));
+    assert_eq!((code, json(&b)["not_found"].as_array().map(Vec::len)), (200, Some(2)));
+
+    let (code, b) = call(root, "POST", "/v1/gc", Some(r#"{"threshold": 1.0}"#));
+    let gc = json(&b);
+    assert_eq!(code, 200, "{gc}");
+    assert!(gc["reclaimed_bytes"].as_u64().unwrap() > 0, "{gc}");
+    assert!(
+        gc["physical_after"].as_u64().is_some() && gc["seconds"].as_f64().is_some(),
+        "{gc}"
+    );
+    assert_eq!(call(root, "POST", "/v1/gc", Some(r#"{"threshold": 2}"#)).0, 400);
+    let (code, b) = call(root, "GET", "/v1/stat", None);
+    assert_eq!((code, json(&b)["artifacts"].as_u64()), (200, Some(1)));
+    assert_eq!(call(writer, "GET", "/v1/stat", None).0, 403);
+    let (code, b) = call(root, "POST", "/v1/verify", None);
+    let v = json(&b);
+    assert_eq!(code, 200);
+    assert_eq!(v["problems"].as_array().map(Vec::len), Some(0), "{v}");
+    assert!(v["artifacts"].as_u64().unwrap() >= 1, "{v}");
+    let (code, b) = call(root, "GET", &format!("/v1/artifacts/{kept}"), None);
+    assert_eq!((code, b), (200, noise(2, 300_000)));
+    assert_eq!(call(root, "DELETE", "/v1/pins/keep", None).0, 200);
+    assert_eq!(call(root, "DELETE", "/v1/pins/keep", None).0, 404);
+
+    // The CLI on the served store, without --server, is told where it is
+    // served instead of only "locked".
+    let o = aslctl(&s.store, &["rm", kept]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains(&format!("serving it at {}", s.url)), "{}", err(&o));
 }

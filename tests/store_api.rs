@@ -60,7 +60,7 @@ fn uncommitted_writes_are_dropped_without_close() {
     let s = Store::open(dir.path());
     // The forgotten store still holds the lock in this process (flock is per open
     // file description), so a second open must be refused...
-    assert!(matches!(s, Err(Error::Locked(_))));
+    assert!(matches!(s, Err(Error::Locked { .. })));
     // ...while a read-only open sees exactly the committed state.
     let r = Store::open_read_only(dir.path()).unwrap();
     assert_eq!(r.get(&kept).unwrap(), b"kept");
@@ -154,12 +154,25 @@ fn second_writer_is_refused_readers_are_not() {
     let w = small_opts().open(dir.path()).unwrap();
     let id = w.put(b"one").unwrap();
     w.commit().unwrap();
-    match Store::open(dir.path()) {
-        Err(Error::Locked(p)) => assert!(p.ends_with("LOCK")),
+    // The refusal names the holder from the note it left in the lock, and
+    // where it serves the store once it says so.
+    let refused = |url: Option<&str>| match Store::open(dir.path()) {
+        Err(Error::Locked { path, holder }) => {
+            assert!(path.ends_with("LOCK"));
+            let h = holder.expect("the holder left a note");
+            assert_eq!(h.pid, std::process::id());
+            assert_eq!(h.url.as_deref(), url);
+        }
         Err(e) => panic!("expected Locked, got {e}"),
         Ok(_) => panic!("expected Locked, got a second writer"),
-    }
+    };
+    refused(None);
+    w.maintenance().announce("http://127.0.0.1:1").unwrap();
+    refused(Some("http://127.0.0.1:1"));
+    let e = Store::open(dir.path()).err().unwrap().to_string();
+    assert!(e.contains("serving it at http://127.0.0.1:1"), "{e}");
     let r = Store::open_read_only(dir.path()).unwrap();
+    assert!(matches!(r.maintenance().announce("http://x"), Err(Error::ReadOnly)));
     assert_eq!(r.get(&id).unwrap(), b"one");
     assert!(matches!(r.put(b"x"), Err(Error::ReadOnly)));
 }
@@ -353,7 +366,7 @@ fn torn_tails_of_segment_and_log_are_cut() {
 fn open_retry(dir: &Path) -> Store {
     match Store::open(dir) {
         Ok(s) => s,
-        Err(Error::Locked(_)) => {
+        Err(Error::Locked { .. }) => {
             let copy = tempfile::tempdir().unwrap().keep();
             copy_dir(dir, &copy);
             fs::remove_dir_all(dir).unwrap();

@@ -110,8 +110,14 @@ pub enum Error {
         reason: String,
     },
     /// Another process holds the writer lock.
-    #[error("store is locked by another writer (lock file {0})")]
-    Locked(PathBuf),
+    #[error("store is locked by {} (lock file {})", holder.as_ref().map_or("another writer".to_string(), |h| h.to_string()), path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as its note says (none from a writer that left no
+        /// note, or one this version cannot read).
+        holder: Option<crate::store::LockHolder>,
+    },
     /// The directory exists but is not an ASL store (or was made by another program).
     #[error("{path} is not an ASL store: {reason}")]
     NotAStore {
@@ -206,7 +212,7 @@ impl Error {
             | Error::SnapshotNotFound(_)
             | Error::PinNotFound(_)
             | Error::NotRetained(_) => ErrorKind::NotFound,
-            Error::Locked(_) | Error::ReadOnly | Error::Poisoned | Error::SectionOpen => ErrorKind::Unavailable,
+            Error::Locked { .. } | Error::ReadOnly | Error::Poisoned | Error::SectionOpen => ErrorKind::Unavailable,
             Error::SnapshotExists(_) | Error::PinExists { .. } | Error::InputChanged(_) => ErrorKind::Conflict,
             Error::AmbiguousPrefix { .. }
             | Error::InvalidId { .. }

@@ -37,6 +37,7 @@ pub mod promise;
 pub mod publish;
 pub mod ranged;
 pub mod remote;
+pub mod removal;
 pub mod sync;
 
 pub use domain::Domain;

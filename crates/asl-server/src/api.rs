@@ -33,10 +33,14 @@ pub(super) fn table() -> Vec<Route> {
         r("/v1/artifacts:missing", &["POST"], post(missing)),
         r(
             "/v1/artifacts/{id}",
-            &["GET", "HEAD", "PUT"],
-            put(put_named).get(get_one).head(head_one),
+            &["GET", "HEAD", "PUT", "DELETE"],
+            put(put_named)
+                .get(get_one)
+                .head(head_one)
+                .delete(super::admin::remove_one),
         ),
     ];
+    t.extend(super::admin::routes());
     t.extend(super::cache::routes());
     t.extend(super::views::routes());
     t
@@ -79,15 +83,7 @@ async fn authorize(S(st): S<Arc<State>>, mut req: Request, next: Next) -> Respon
         });
         return next.run(req).await;
     };
-    let path = req.uri().path();
-    let writes = req.method() == Method::POST && (path == "/v1/records" || path.ends_with("/labels"));
-    let need = if req.method() == Method::PUT || writes {
-        Scope::Write
-    } else if req.method() == Method::POST && req.uri().path().starts_with("/v1/snapshots") {
-        Scope::Admin
-    } else {
-        Scope::Read
-    };
+    let need = scope_of(req.method(), req.uri().path());
     let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match presented.and_then(|h| tokens.check(h)) {
         None => {
@@ -118,6 +114,26 @@ async fn authorize(S(st): S<Arc<State>>, mut req: Request, next: Next) -> Respon
             });
             next.run(req).await
         }
+    }
+}
+
+/// The scope a call needs: upkeep (removal, GC, verify, seal, figures,
+/// pins, snapshots made or deleted) is for admins, puts, records and
+/// labels for writers, every other read for readers.
+fn scope_of(method: &Method, path: &str) -> Scope {
+    let upkeep = ["/v1/gc", "/v1/verify", "/v1/seal", "/v1/stat", "/v1/artifacts:remove"];
+    if method == Method::DELETE
+        || upkeep.contains(&path)
+        || path == "/v1/pins"
+        || path.starts_with("/v1/pins/")
+        || (method == Method::POST && path.starts_with("/v1/snapshots"))
+    {
+        Scope::Admin
+    } else if method == Method::PUT || (method == Method::POST && (path == "/v1/records" || path.ends_with("/labels")))
+    {
+        Scope::Write
+    } else {
+        Scope::Read
     }
 }
 

@@ -19,6 +19,7 @@
 //! Beside `/v1`, the Bazel HTTP cache protocol (`/ac`, `/cas`) serves
 //! Bazel's `--remote_cache` and ccache's HTTP remote storage.
 
+mod admin;
 mod api;
 pub mod auth;
 mod cache;
@@ -198,6 +199,21 @@ pub async fn serve(
         source: e,
     })?;
     check_listen(&addr, &cfg)?;
+    // The lock names this server, so that `aslctl` run on the store while
+    // it serves acts through it rather than stopping at "locked". A
+    // wildcard address is reached on this machine through loopback.
+    let mut reach = addr;
+    if reach.ip().is_unspecified() {
+        reach.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    match store.maintenance().announce(&format!("http://{reach}")) {
+        Ok(()) | Err(Error::ReadOnly) => {}
+        Err(e) => eprintln!("aslctl: warning: the store's lock does not name this server: {e}"),
+    }
     use axum::serve::ListenerExt;
     // Responses go out at once: without this, a client that writes a
     // request in two pieces waits out delayed ACKs on every call.

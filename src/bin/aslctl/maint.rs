@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::error::CliError;
-use asl::{Error, Store, StoreOptions};
+use asl::{Store, StoreOptions};
 use serde_json::json;
 
 use super::human;
@@ -40,38 +40,22 @@ pub fn rm(json: bool, dir: &Path, ids: &[String], force: bool) -> Result<ExitCod
     for t in ids {
         resolved.push(s.resolve(t)?);
     }
-    if !force {
-        for id in &resolved {
-            if s.info(id)?.is_some_and(|i| i.visibility == asl::Visibility::Published) {
-                return Err(Error::InvalidArgument(format!(
-                    "{id} is published (other domains may rely on it): `aslctl unpublish` it first \
-                     (--force unpublishes it, with a new manifest, and removes it)"
-                ))
-                .into());
-            }
+    let index = super::query::open_index(&s)?;
+    let r = asl::federation::removal::remove(&s, &index, &resolved, force).map_err(|e| match e {
+        e if e.kind() == asl::ErrorKind::Refused => {
+            asl::federation::FederationError::Refused(format!("{e} (--force removes it anyway)"))
         }
-        let index = super::query::open_index(&s)?;
-        asl::pel::check_removable(&index, &s, &resolved).map_err(|e| match e {
-            asl::pel::PelError::Held(m) => asl::pel::PelError::Held(format!("{m} (--force removes it anyway)")),
-            e => e,
-        })?;
-    } else if let Some(p) = asl::federation::publish::withdraw(&s, &resolved)? {
+        e => e,
+    })?;
+    if let Some(p) = &r.withdrawn {
         eprintln!(
             "aslctl: unpublished {} (manifest {} no longer lists them)",
             p.changed.len(),
             p.seq
         );
     }
-    let mut missing = Vec::new();
-    let mut removed = Vec::new();
-    for id in resolved {
-        if s.remove(&id)? {
-            removed.push(id);
-        } else {
-            missing.push(id);
-        }
-    }
-    s.commit()?;
+    let (removed, missing) = (r.removed, r.not_found);
+    drop(index);
     super::close_committed(s);
     if json {
         let v = json!({

@@ -316,29 +316,9 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
     let after = s.maintenance().stat()?;
     crate::close_committed(s);
     if json_out {
-        out!(
-            "{}",
-            json!({
-                "dry_run": r.dry_run,
-                "segments_deleted": r.segments_deleted,
-                "segments_repacked": r.segments_repacked,
-                "reclaimed_bytes": r.reclaimed_bytes,
-                "repacked_bytes": r.repacked_bytes,
-                "artifacts_copied": r.artifacts_copied,
-                "live_before": r.live_before,
-                "garbage_before": r.garbage_before,
-                "live_after": r.live_after,
-                "garbage_after": r.garbage_after,
-                "physical_after": after.physical_bytes,
-                "peak_memory_bytes": r.peak_memory_bytes,
-                "peak_rss_bytes": r.peak_rss_bytes,
-                "peak_heap_bytes": r.peak_heap_bytes,
-                "chunks_swept": r.chunks_swept,
-                "chunk_bytes_swept": r.chunk_bytes_swept,
-                "seconds": r.elapsed.as_secs_f64(),
-                "skipped": r.skipped,
-            })
-        );
+        let mut v = serde_json::to_value(&r).unwrap_or_default();
+        v["physical_after"] = json!(after.physical_bytes);
+        out!("{v}");
     } else {
         let verb = if dry_run { "would reclaim" } else { "reclaimed" };
         out!(

@@ -166,7 +166,13 @@ impl fmt::Debug for Mapped {
 }
 
 /// A held writer lock; released when dropped.
-pub trait LockGuard: Send + Sync {}
+pub trait LockGuard: Send + Sync {
+    /// Replaces the note kept with the lock, which a process refused the
+    /// lock reads with [`Backend::lock_note`] (who holds it). Not durable.
+    fn note(&self, _text: &str) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// The file operations a store needs.
 pub trait Backend: Send + Sync + fmt::Debug {
@@ -201,6 +207,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Takes the exclusive writer lock held in `path` (created if missing),
     /// without waiting: `WouldBlock` when another holder has it.
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+    /// The note the holder of the lock in `path` left (see [`LockGuard::note`]).
+    fn lock_note(&self, path: &Path) -> Option<String> {
+        String::from_utf8(self.read(path).ok()?).ok()
+    }
     /// Asks the backend to drop cached pages of a file (cold-read
     /// measurements); a hint, may do nothing.
     fn drop_cache(&self, _path: &Path) {}

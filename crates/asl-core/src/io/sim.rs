@@ -65,6 +65,7 @@ struct Fs {
     durable: BTreeMap<PathBuf, u64>,
     dirs: BTreeSet<PathBuf>,
     locks: BTreeSet<PathBuf>,
+    lock_notes: BTreeMap<PathBuf, String>,
     ops: u64,
     cut_after: Option<u64>,
     /// Operations (by number, counting from 0) that fail once with the given
@@ -340,7 +341,14 @@ struct SimLock {
     path: PathBuf,
 }
 
-impl LockGuard for SimLock {}
+impl LockGuard for SimLock {
+    fn note(&self, text: &str) -> io::Result<()> {
+        // Kept beside the files: a note is not a file operation the crash
+        // and fault tests count.
+        self.fs.lock().lock_notes.insert(self.path.clone(), text.to_string());
+        Ok(())
+    }
+}
 
 impl Drop for SimLock {
     fn drop(&mut self) {
@@ -485,6 +493,10 @@ impl Backend for SimBackend {
             fs: self.fs.clone(),
             path: path.to_path_buf(),
         }))
+    }
+
+    fn lock_note(&self, path: &Path) -> Option<String> {
+        self.fs.lock().lock_notes.get(path).cloned()
     }
 }
 

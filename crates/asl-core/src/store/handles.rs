@@ -176,6 +176,14 @@ impl Maintenance<'_> {
         self.0.seal()
     }
 
+    /// Names this process in the store's lock as serving the store at
+    /// `url`, so that another process refused the lock can say where the
+    /// store is served (`aslctl` then acts through that server). Fails on
+    /// a read-only store, which holds no lock.
+    pub fn announce(&self, url: &str) -> Result<()> {
+        self.0.announce(url)
+    }
+
     /// Waits until what the backend does in the background is done: for a
     /// store living in a bucket, the uploads of sealed segments and mirrored
     /// files. Returns at once for a local store.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::block::scan::Contents;
 use crate::block::segment::scan;
@@ -16,7 +16,7 @@ use super::read::unwrap_io;
 use super::Store;
 
 /// Figures about a store, as `aslctl stat` prints them.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StoreStat {
     /// Live artifacts in CURRENT.
     pub artifacts: u64,
@@ -48,7 +48,7 @@ pub struct StoreStat {
 }
 
 /// One thing `verify` found wrong.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Problem {
     /// The file it is in.
     pub file: PathBuf,
@@ -59,7 +59,7 @@ pub struct Problem {
 }
 
 /// The result of [`Maintenance::verify`](crate::Maintenance::verify).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct VerifyReport {
     /// Segments scanned.
     pub segments: u64,

@@ -15,6 +15,7 @@ mod filehash;
 mod files_cache;
 mod gc;
 mod handles;
+mod holder;
 mod ingest;
 mod large;
 mod layout;
@@ -60,6 +61,7 @@ pub use atomic::AtomicSection;
 pub use changes::{Changes, LogCursor};
 pub use gc::{GcOptions, GcReport, DEFAULT_THRESHOLD as DEFAULT_GC_THRESHOLD};
 pub use handles::{Maintenance, Pins, SideFiles, Snapshots};
+pub use holder::LockHolder;
 pub use ingest::{
     FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested,
 };
@@ -128,7 +130,7 @@ pub struct Store {
     /// Where the committed history ended at opening (what a read-only
     /// handle goes on seeing).
     opened_at: changes::LogCursor,
-    _lock: Option<Box<dyn LockGuard>>,
+    lock: Option<Box<dyn LockGuard>>,
 }
 
 pub(crate) use crate::snapshot::replay::Memtable;

@@ -163,7 +163,7 @@ impl Store {
                 log_file: ckpt.log_file,
                 seq: contents.start_seq + contents.records.len() as u64,
             },
-            _lock: lock,
+            lock,
         };
         store.after_open(upgrade)?;
         Ok(store)
@@ -349,10 +349,16 @@ pub(crate) fn lock_store(layout: &Layout) -> Result<Box<dyn LockGuard>> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
     loop {
         match layout.io.try_lock(&path) {
-            Ok(l) => return Ok(l),
+            Ok(l) => {
+                // Best effort: the note only helps a refused process say who
+                // holds the lock.
+                let _ = l.note(&super::LockHolder::this_process(None).encode());
+                return Ok(l);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if std::time::Instant::now() >= deadline {
-                    return Err(Error::Locked(path));
+                    let holder = layout.io.lock_note(&path).and_then(|t| super::LockHolder::parse(&t));
+                    return Err(Error::Locked { path, holder });
                 }
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }

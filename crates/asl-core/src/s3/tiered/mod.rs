@@ -409,6 +409,10 @@ impl Backend for TieredBackend {
         self.local.try_lock(path)
     }
 
+    fn lock_note(&self, path: &Path) -> Option<String> {
+        self.local.lock_note(path)
+    }
+
     fn drop_cache(&self, path: &Path) {
         self.local.drop_cache(path)
     }

@@ -35,7 +35,9 @@ impl Default for GcOptions {
 }
 
 /// What a GC run did (or, with `dry_run`, would do, from the usage counters).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// As JSON (`aslctl gc --json`, the server's `POST /v1/gc`), `elapsed` is
+/// `seconds`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GcReport {
     /// Nothing was changed.
     pub dry_run: bool,
@@ -75,6 +77,7 @@ pub struct GcReport {
     /// in the usual sense.
     pub peak_heap_bytes: Option<u64>,
     /// Wall time.
+    #[serde(rename = "seconds", with = "seconds")]
     pub elapsed: Duration,
     /// Victims left alone, with the reason (damage GC will not guess around).
     pub skipped: Vec<String>,
@@ -83,6 +86,20 @@ pub struct GcReport {
     pub chunks_swept: u64,
     /// Bytes of those chunks.
     pub chunk_bytes_swept: u64,
+}
+
+/// A duration as fractional seconds, the unit every report prints.
+mod seconds {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = <f64 as serde::Deserialize>::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Resets the process's peak-RSS high-water mark (Linux `clear_refs`, value
