@@ -10,7 +10,7 @@ use std::time::Duration;
 
 mod common;
 use common::server::*;
-use common::{aslctl, noise, stderr_of as err, stdout_of as out};
+use common::{noise, stderr_of as err, stdout_of as out};
 
 #[test]
 fn artifacts_go_in_and_come_out_verified_with_ranges_and_caching() {
@@ -583,9 +583,74 @@ fn a_served_store_is_kept_up_over_http() {
     assert_eq!(call(root, "DELETE", "/v1/pins/keep", None).0, 200);
     assert_eq!(call(root, "DELETE", "/v1/pins/keep", None).0, 404);
 
-    // The CLI on the served store, without --server, is told where it is
-    // served instead of only "locked".
-    let o = aslctl(&s.store, &["rm", kept]);
+    // The CLI on the served store: what writes goes through the server its
+    // lock names (with the token from $ASL_TOKEN), reads open the store
+    // beside it, and --server sends any upkeep there.
+    let cli = |token: Option<&str>, args: &[&str]| {
+        let mut c = Command::new(common::aslctl_bin());
+        c.arg("--store")
+            .arg(&s.store)
+            .args(args)
+            .env_remove("ASL_STORE")
+            .env_remove("ASL_SERVER");
+        match token {
+            Some(t) => c.env("ASL_TOKEN", t),
+            None => c.env_remove("ASL_TOKEN"),
+        };
+        c.output().unwrap()
+    };
+    let admin = Some("admin-token-0123456789");
+    let o = cli(None, &["rm", kept]);
+    assert_eq!(o.status.code(), Some(2), "no token: refused by the server");
+    assert!(
+        err(&o).contains("acting through the server") && err(&o).contains(&s.url),
+        "{}",
+        err(&o)
+    );
+    assert!(err(&o).contains("401"), "{}", err(&o));
+    let o = cli(admin, &["pin", "keep2", kept]);
+    assert!(o.status.success() && out(&o).contains("pinned"), "{}", err(&o));
+    let o = cli(None, &["--json", "pins"]);
+    assert!(
+        out(&o).contains("keep2"),
+        "a local read sees the server's pin: {}",
+        out(&o)
+    );
+    let o = cli(
+        None,
+        &[
+            "--server",
+            &s.url,
+            "--token",
+            "admin-token-0123456789",
+            "--json",
+            "stat",
+        ],
+    );
+    assert_eq!(json(&o.stdout)["artifacts"].as_u64(), Some(1), "{}", err(&o));
+    let o = cli(admin, &["--json", "gc"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(json(&o.stdout)["physical_after"].as_u64().is_some(), "{}", out(&o));
+    let o = cli(admin, &["snapshot", "create", "s9"]);
+    assert!(
+        o.status.success() && out(&o).ends_with(" s9\n"),
+        "{}{}",
+        out(&o),
+        err(&o)
+    );
+    let o = cli(admin, &["snapshot", "delete", "s9"]);
+    assert_eq!(out(&o), "deleted s9\n", "{}", err(&o));
+    let o = cli(admin, &["rm", &kept[..12]]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(err(&o).contains(&format!("serving it at {}", s.url)), "{}", err(&o));
+    assert!(err(&o).contains("full id"), "{}", err(&o));
+    assert!(cli(admin, &["unpin", "keep2"]).status.success());
+    let o = cli(admin, &["rm", kept]);
+    assert_eq!(out(&o), format!("removed {kept}\n"), "{}", err(&o));
+    let o = cli(admin, &["rm", kept]);
+    assert_eq!(o.status.code(), Some(1), "not there any more: {}", err(&o));
+    let o = cli(admin, &["--server", &s.url, "ls"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("does not act through a server"), "{}", err(&o));
+    let o = cli(None, &["verify"]);
+    assert!(o.status.success(), "a scrub beside the server: {}", err(&o));
 }

@@ -41,6 +41,17 @@ pub(super) fn routes() -> Vec<Route> {
     ]
 }
 
+/// A snapshot made or deleted, for the admin who did it.
+pub(super) fn snapshot_json(m: &asl_core::SnapshotMeta) -> serde_json::Value {
+    json!({
+        "name": m.name,
+        "identity": m.identity.to_string(),
+        "created": m.created,
+        "artifacts": m.artifacts,
+        "bytes": m.bytes,
+    })
+}
+
 #[derive(serde::Deserialize)]
 pub(super) struct Force {
     #[serde(default)]
@@ -251,7 +262,7 @@ async fn unpin(S(st): S<Arc<State>>, Path(name): Path<String>) -> Response {
 async fn delete_snapshot(S(st): S<Arc<State>>, Path(name): Path<String>) -> Response {
     let store = st.store.clone();
     match blocking(move || store.snapshots().delete(&name)).await {
-        Ok(m) => Json(json!({"deleted": m.name, "created": m.created})).into_response(),
+        Ok(m) => Json(snapshot_json(&m)).into_response(),
         Err(r) => r,
     }
 }

@@ -123,11 +123,7 @@ async fn create_snapshot(S(st): S<Arc<State>>, body: JsonBody<NewSnapshot>) -> R
     };
     let store = st.store.clone();
     match blocking(move || store.snapshots().create(&body.name)).await {
-        Ok(m) => (
-            StatusCode::CREATED,
-            Json(json!({"name": m.name, "created": m.created, "artifacts": m.artifacts, "bytes": m.bytes})),
-        )
-            .into_response(),
+        Ok(m) => (StatusCode::CREATED, Json(super::admin::snapshot_json(&m))).into_response(),
         Err(r) => r,
     }
 }

@@ -13,6 +13,7 @@
 //! | [`pel`] | `asl-pel` | programs over artifacts, receipts, the action cache, replay, attestations |
 //! | [`federation`] | `asl-federation` | domains, publishing, remotes, sync, promises, trust |
 //! | `server` | `asl-server` (feature `server`) | the HTTP API and build-cache protocols |
+//! | `client` | `asl-client` (feature `client`, in `server`) | a client of a served store's API |
 //!
 //! ```
 //! let dir = tempfile::tempdir().unwrap();
@@ -26,7 +27,8 @@
 //!
 //! None by default. `json` and `yaml` (records, programs and attestations as
 //! text), `h5read` (HDF5 datasets read back, pure Rust), `hdf5` (HDF5 files
-//! indexed, over the C library), `server` (the HTTP API and HTTP remotes),
+//! indexed, over the C library), `server` (the HTTP API and HTTP remotes, with `client`), `client` (a
+//! served store's client),
 //! `s3` (object storage), `bench` (the packing harness), `zfs`.
 
 #![deny(unsafe_code)]
@@ -43,6 +45,8 @@ pub use asl_records as records;
 #[cfg(all(doctest, feature = "json"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeExamples;
+#[cfg(feature = "client")]
+pub use asl_client as client;
 #[cfg(feature = "server")]
 pub use asl_server as server;
 

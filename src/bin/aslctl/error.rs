@@ -17,6 +17,9 @@ pub(crate) enum CliError {
     Pel(#[from] PelError),
     #[error(transparent)]
     Federation(#[from] FederationError),
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    Client(#[from] asl::client::ClientError),
 }
 
 impl CliError {
@@ -26,6 +29,8 @@ impl CliError {
             CliError::Record(e) => e.kind(),
             CliError::Pel(e) => e.kind(),
             CliError::Federation(e) => e.kind(),
+            #[cfg(feature = "server")]
+            CliError::Client(e) => e.kind(),
         }
     }
 

@@ -38,6 +38,8 @@ mod record;
 mod s3cmd;
 #[cfg(feature = "server")]
 mod serve;
+#[cfg(feature = "server")]
+mod served;
 mod snap;
 mod worktree;
 
@@ -52,6 +54,17 @@ struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Act through the server at this URL (`aslctl serve`) rather than on
+    /// a store directory: rm, gc, seal, verify, stat, pin, unpin, pins,
+    /// snapshot create and delete. Without it those that write still go
+    /// through the server that holds the store, found through its lock.
+    #[cfg(feature = "server")]
+    #[arg(long, global = true, env = "ASL_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// The bearer token to send the server (an admin token for upkeep).
+    #[cfg(feature = "server")]
+    #[arg(long, global = true, env = "ASL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -347,6 +360,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
+    #[cfg(feature = "server")]
+    if let Some(code) = served::run(cli, dir)? {
+        return Ok(code);
+    }
     let read_only = || StoreOptions::new().read_only(true).open(dir);
     match &cli.cmd {
         Cmd::Ingest {

@@ -13,6 +13,11 @@ use super::human;
 /// `aslctl stat`: the store's counts and sizes.
 pub fn stat(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
     let st = StoreOptions::new().read_only(true).open(dir)?.maintenance().stat()?;
+    print_stat(json, &st);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn print_stat(json: bool, st: &asl::StoreStat) {
     if json {
         out!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
     } else {
@@ -28,7 +33,6 @@ pub fn stat(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
         out!("pins            {}", st.pins);
         out!("current         {}", st.current_id);
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `aslctl rm`: takes artifacts out of CURRENT. Refuses a published one,
@@ -54,9 +58,13 @@ pub fn rm(json: bool, dir: &Path, ids: &[String], force: bool) -> Result<ExitCod
             p.seq
         );
     }
-    let (removed, missing) = (r.removed, r.not_found);
     drop(index);
     super::close_committed(s);
+    Ok(print_removal(json, &r.removed, &r.not_found))
+}
+
+/// Prints what `rm` did; exit 1 when an id was not there.
+pub(crate) fn print_removal(json: bool, removed: &[asl::ArtifactId], missing: &[asl::ArtifactId]) -> ExitCode {
     if json {
         let v = json!({
             "removed": removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
@@ -64,18 +72,18 @@ pub fn rm(json: bool, dir: &Path, ids: &[String], force: bool) -> Result<ExitCod
         });
         out!("{v}");
     } else {
-        for id in &removed {
+        for id in removed {
             out!("removed {id}");
         }
     }
-    for id in &missing {
+    for id in missing {
         eprintln!("aslctl: error: artifact {id} not found");
     }
-    Ok(if missing.is_empty() {
+    if missing.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 /// `aslctl seal`: seals the open segment.
@@ -90,6 +98,11 @@ pub fn seal(dir: &Path) -> Result<ExitCode, CliError> {
 pub fn verify(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
     let s = StoreOptions::new().read_only(true).open(dir)?;
     let r = s.maintenance().verify()?;
+    Ok(print_verify(json, &r))
+}
+
+/// Prints a verify report; exit 1 when it found a problem.
+pub(crate) fn print_verify(json: bool, r: &asl::VerifyReport) -> ExitCode {
     if json {
         out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
@@ -112,11 +125,11 @@ pub fn verify(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
             }
         );
     }
-    Ok(if r.is_clean() {
+    if r.is_clean() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 /// `aslctl repair`: salvages what can be kept; exit 1 when something

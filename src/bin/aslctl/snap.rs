@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::CliError;
 use asl::records::time::parse_duration;
-use asl::{ArtifactInfo, Error, GcOptions, Retention, SnapshotMeta, Store, StoreOptions};
+use asl::{ArtifactId, ArtifactInfo, Error, GcOptions, GcReport, Retention, SnapshotMeta, Store, StoreOptions};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -72,13 +72,70 @@ pub enum SnapCmd {
 }
 
 fn meta_json(m: &SnapshotMeta) -> Value {
-    json!({
-        "name": m.name,
-        "identity": m.identity.to_string(),
-        "created": m.created,
-        "artifacts": m.artifacts,
-        "bytes": m.bytes,
-    })
+    Made::from(m.clone()).json()
+}
+
+/// A snapshot just made or deleted, in-process or through a server.
+pub(crate) struct Made {
+    name: String,
+    identity: String,
+    created: u64,
+    artifacts: u64,
+    bytes: u64,
+}
+
+impl Made {
+    fn json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "identity": self.identity,
+            "created": self.created,
+            "artifacts": self.artifacts,
+            "bytes": self.bytes,
+        })
+    }
+}
+
+impl From<SnapshotMeta> for Made {
+    fn from(m: SnapshotMeta) -> Made {
+        Made {
+            name: m.name,
+            identity: m.identity.to_string(),
+            created: m.created,
+            artifacts: m.artifacts,
+            bytes: m.bytes,
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+impl From<asl::client::Snapshot> for Made {
+    fn from(m: asl::client::Snapshot) -> Made {
+        Made {
+            name: m.name,
+            identity: m.identity,
+            created: m.created,
+            artifacts: m.artifacts,
+            bytes: m.bytes,
+        }
+    }
+}
+
+pub(crate) fn print_created(json_out: bool, m: &Made) {
+    if json_out {
+        out!("{}", m.json());
+    } else {
+        out!("{} {}", m.identity, m.name);
+        eprintln!("snapshot {}: {} artifacts, {}", m.name, m.artifacts, human(m.bytes));
+    }
+}
+
+pub(crate) fn print_deleted(json_out: bool, m: &Made) {
+    if json_out {
+        out!("{}", json!({"deleted": m.json()}));
+    } else {
+        out!("deleted {}", m.name);
+    }
 }
 
 fn info_json(a: &ArtifactInfo) -> Value {
@@ -161,12 +218,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
                 None => s.snapshots().create(name)?,
             };
             crate::close_committed(s);
-            if json_out {
-                out!("{}", meta_json(&m));
-            } else {
-                out!("{} {}", m.identity, m.name);
-                eprintln!("snapshot {}: {} artifacts, {}", m.name, m.artifacts, human(m.bytes));
-            }
+            print_created(json_out, &Made::from(m));
         }
         SnapCmd::List => {
             let mut all = read_only()?.snapshots().list();
@@ -222,11 +274,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
             let s = Store::open(dir)?;
             let m = s.snapshots().delete(name)?;
             crate::close_committed(s);
-            if json_out {
-                out!("{}", json!({"deleted": meta_json(&m)}));
-            } else {
-                out!("deleted {}", m.name);
-            }
+            print_deleted(json_out, &Made::from(m));
         }
         SnapCmd::Prune {
             keep_last,
@@ -277,37 +325,49 @@ pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str, force: bool) -> Res
         s.pins().add(name, &id)?;
     }
     crate::close_committed(s);
+    print_pinned(json_out, name, &id);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn print_pinned(json_out: bool, name: &str, id: &ArtifactId) {
     if json_out {
         out!("{}", json!({"pinned": name, "id": id.to_hex()}));
     } else {
         out!("pinned {id} as {name}");
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub fn unpin(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, CliError> {
     let s = Store::open(dir)?;
     let id = s.pins().remove(name)?;
     crate::close_committed(s);
+    print_unpinned(json_out, name, &id);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn print_unpinned(json_out: bool, name: &str, id: &ArtifactId) {
     if json_out {
         out!("{}", json!({"unpinned": name, "id": id.to_hex()}));
     } else {
         out!("unpinned {name} ({id})");
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub fn pins(json_out: bool, dir: &Path) -> Result<ExitCode, CliError> {
     let p = StoreOptions::new().read_only(true).open(dir)?.pins().list();
+    print_pins(json_out, &p);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn print_pins(json_out: bool, p: &[(String, ArtifactId)]) {
     if json_out {
         let v: Vec<Value> = p.iter().map(|(n, id)| json!({"name": n, "id": id.to_hex()})).collect();
         out!("{}", Value::Array(v));
     } else {
-        for (n, id) in &p {
+        for (n, id) in p {
             out!("{id} {n}");
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<ExitCode, CliError> {
@@ -315,9 +375,15 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
     let r = s.maintenance().gc(&GcOptions { threshold, dry_run })?;
     let after = s.maintenance().stat()?;
     crate::close_committed(s);
+    Ok(print_gc(json_out, &r, after.physical_bytes))
+}
+
+/// Prints a GC report; exit 1 when it left damaged segments alone.
+pub(crate) fn print_gc(json_out: bool, r: &GcReport, physical_after: u64) -> ExitCode {
+    let dry_run = r.dry_run;
     if json_out {
-        let mut v = serde_json::to_value(&r).unwrap_or_default();
-        v["physical_after"] = json!(after.physical_bytes);
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        v["physical_after"] = json!(physical_after);
         out!("{v}");
     } else {
         let verb = if dry_run { "would reclaim" } else { "reclaimed" };
@@ -352,11 +418,11 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
             eprintln!("aslctl: warning: skipped {s}");
         }
     }
-    Ok(if r.skipped.is_empty() {
+    if r.skipped.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 #[cfg(test)]
