@@ -266,3 +266,120 @@ fn gc_runs_online_while_uploads_go_on() {
         uploads.len()
     );
 }
+
+/// `/metrics` after some traffic, parsed by the Prometheus project's own
+/// Python parsers (OpenMetrics, and the older text format): requests by
+/// route template and status, a cache hit and a miss, body bytes both ways,
+/// latency histograms, a GC run, the store's figures and the process's RSS
+/// — and no label naming an artifact. The access log, as JSON lines, has
+/// one object per request naming its route.
+#[test]
+fn metrics_are_scraped_and_the_log_is_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut child = Command::new(common::aslctl_bin())
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let url = line.trim().trim_start_matches("listening on ").to_string();
+    let body = noise(5, 100_000);
+    let file = dir.path().join("body");
+    std::fs::write(&file, &body).unwrap();
+    let sha = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let data = format!("@{}", file.display());
+    assert_eq!(
+        curl(&["-X", "PUT", "--data-binary", &data, &format!("{url}/cas/{sha}")]).0,
+        201
+    );
+    assert_eq!(curl(&[&format!("{url}/cas/{sha}")]).0, 200);
+    assert_eq!(curl(&[&format!("{url}/cas/{}", "0".repeat(64))]).0, 404);
+    let id = blake3::hash(&body).to_hex().to_string();
+    assert_eq!(curl(&[&format!("{url}/v1/artifacts/{id}")]).0, 200);
+    assert_eq!(curl(&["-X", "POST", "-d", "{}", &format!("{url}/v1/gc")]).0, 200);
+    let (code, text) = curl(&[&format!("{url}/metrics")]);
+    assert_eq!(code, 200);
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        !text.contains(&id) && !text.contains(&sha),
+        "a label names an artifact:\n{text}"
+    );
+    let check = r##"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
+from prometheus_client.parser import text_string_to_metric_families as prom
+text = sys.stdin.read()
+samples = {}
+for f in om(text):
+    for s in f.samples:
+        samples.setdefault(s.name, []).append({"labels": s.labels, "value": s.value})
+legacy = sorted({f.name for f in prom(text.replace("# EOF\n", ""))})
+print(json.dumps({"samples": samples, "legacy": legacy}))
+"##;
+    let mut py = Command::new("python3")
+        .args(["-c", check])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(py.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let o = py.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}\n{text}", err(&o));
+    let parsed = json(&o.stdout);
+    let samples = &parsed["samples"];
+    let value = |name: &str, want: &[(&str, &str)]| -> f64 {
+        samples[name]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .iter()
+            .filter(|s| want.iter().all(|(k, v)| s["labels"][*k] == *v))
+            .map(|s| s["value"].as_f64().unwrap())
+            .sum()
+    };
+    let get = [("route", "/v1/artifacts/{id}"), ("method", "GET"), ("status", "200")];
+    assert_eq!(value("asl_http_requests_total", &get), 1.0, "{text}");
+    assert_eq!(
+        value("asl_cache_lookups_total", &[("protocol", "cas"), ("result", "hit")]),
+        1.0
+    );
+    assert_eq!(
+        value("asl_cache_lookups_total", &[("protocol", "cas"), ("result", "miss")]),
+        1.0
+    );
+    assert!(value("asl_http_received_bytes_total", &[]) >= 100_000.0, "{text}");
+    assert!(value("asl_http_sent_bytes_total", &[]) >= 200_000.0, "{text}");
+    let lat = [("route", "/cas/{key}"), ("method", "GET")];
+    assert_eq!(value("asl_http_request_duration_seconds_count", &lat), 2.0, "{text}");
+    assert_eq!(value("asl_gc_runs_total", &[]), 1.0);
+    // The bytes and the record of their SHA-256.
+    assert_eq!(value("asl_store_artifacts", &[]), 2.0, "{text}");
+    assert!(value("asl_process_resident_memory_bytes", &[]) > 1e6);
+    assert!(parsed["legacy"].as_array().unwrap().len() >= 10, "{parsed}");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| json(l.as_bytes()))
+        .collect();
+    let put = lines.iter().find(|l| l["method"] == "PUT").expect("the PUT is logged");
+    assert_eq!(
+        (put["route"].as_str(), put["status"].as_u64()),
+        (Some("/cas/{key}"), Some(201))
+    );
+    assert!(put["path"].as_str().unwrap().ends_with(&sha) && put["ms"].as_f64().is_some());
+    assert_eq!(lines.len(), 6, "one line per request: {lines:?}");
+}

@@ -169,6 +169,7 @@ async fn gc(S(st): S<Arc<State>>, body: JsonBody<GcBody>) -> Response {
     .await;
     match got {
         Ok((r, physical_after)) => {
+            st.metrics.gc_done(r.reclaimed_bytes);
             let mut v = serde_json::to_value(&r).unwrap_or_default();
             v["physical_after"] = json!(physical_after);
             Json(v).into_response()

@@ -14,10 +14,10 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::auth::Scope;
-use super::http::{error, json_body, parse_id, with_view, Access, JsonBody, Route};
+use super::http::{blocking, error, json_body, parse_id, with_view, Access, JsonBody, Route};
 use super::send::send;
 use super::upload::{receive, stored};
-use super::State;
+use super::{LogFormat, State};
 use asl_core::{ArtifactId, Audience, PutOptions};
 
 /// Every route the server answers: `/v1`, the build caches' and the views'.
@@ -29,6 +29,7 @@ pub(super) fn table() -> Vec<Route> {
     };
     let mut t = vec![
         r("/v1/health", &["GET", "HEAD"], get(health)),
+        r("/metrics", &["GET", "HEAD"], get(metrics)),
         r("/v1/artifacts", &["GET", "HEAD", "PUT"], put(put_new).get(list)),
         r("/v1/artifacts:missing", &["POST"], post(missing)),
         r(
@@ -52,26 +53,75 @@ pub(super) fn routes(st: Arc<State>) -> Router {
         .fold(Router::new(), |router, r| router.route(r.path, r.handlers))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(middleware::from_fn_with_state(st.clone(), authorize))
-        .layer(middleware::from_fn_with_state(st.clone(), access_log))
+        .layer(middleware::from_fn_with_state(st.clone(), observe))
         .with_state(st)
 }
 
-/// One line per request on stderr when the config asks for it (answers to
-/// refused tokens included: it runs outside `authorize`).
-async fn access_log(S(st): S<Arc<State>>, req: Request, next: Next) -> Response {
-    if !st.cfg.access_log {
-        return next.run(req).await;
-    }
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+/// Counts every request for `/metrics` and writes its access log line when
+/// the config asks for one (answers to refused tokens included: it runs
+/// outside `authorize`). Bodies are counted as they pass.
+async fn observe(S(st): S<Arc<State>>, req: Request, next: Next) -> Response {
+    use http_body_util::BodyExt;
     let t = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    // The route's template, never the path: labels must not name artifacts.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched".to_string(), |m| m.as_str().to_string());
+    let (received, sent) = (st.metrics.received(), st.metrics.sent());
+    let req = req.map(|b| {
+        Body::new(b.map_frame(move |f| {
+            if let Some(d) = f.data_ref() {
+                received.inc_by(d.len() as u64);
+            }
+            f
+        }))
+    });
     let r = next.run(req).await;
-    eprintln!(
-        "{} {method} {path} {} {:.1}ms",
-        asl_records::time::now_millis(),
-        r.status().as_u16(),
-        t.elapsed().as_secs_f64() * 1e3
-    );
-    r
+    let took = t.elapsed();
+    let status = r.status().as_u16();
+    st.metrics.request(&route, method.as_str(), status, took);
+    if st.cfg.access_log {
+        let ms = took.as_secs_f64() * 1e3;
+        let time = asl_records::time::now_millis();
+        match st.cfg.log_format {
+            LogFormat::Text => eprintln!("{time} {method} {path} {status} {ms:.1}ms"),
+            LogFormat::Json => eprintln!(
+                "{}",
+                json!({"time": time, "method": method.as_str(), "path": path, "route": route, "status": status, "ms": (ms * 10.0).round() / 10.0})
+            ),
+        }
+    }
+    r.map(|b| {
+        Body::new(b.map_frame(move |f| {
+            if let Some(d) = f.data_ref() {
+                sent.inc_by(d.len() as u64);
+            }
+            f
+        }))
+    })
+}
+
+/// `/metrics`: OpenMetrics text for Prometheus (read scope). The store's
+/// figures are taken again when a minute has passed since the last time.
+async fn metrics(S(st): S<Arc<State>>) -> Response {
+    if st.metrics.stat_due() {
+        let store = st.store.clone();
+        if let Ok(s) = blocking(move || store.maintenance().stat()).await {
+            st.metrics.store_figures(&s);
+        }
+    }
+    let in_flight = st.cfg.max_uploads.max(1) - st.uploads.available_permits();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(in_flight),
+    )
+        .into_response()
 }
 
 /// Checks the bearer token against what the call needs: reads need `read`,

@@ -24,6 +24,7 @@ mod api;
 pub mod auth;
 mod cache;
 mod http;
+mod metrics;
 mod send;
 mod upload;
 mod views;
@@ -53,6 +54,8 @@ pub struct Config {
     /// Write one line per request to stderr: time, method, path, status,
     /// milliseconds.
     pub access_log: bool,
+    /// The access log's lines as text or as JSON objects.
+    pub log_format: LogFormat,
     /// Uploads stored at once. Each holds up to two windows of
     /// min(its `Content-Length`, 8 MiB) + 256 KiB while it is stored, so
     /// uploads take at most about `max_uploads` × 17 MiB; beyond the
@@ -69,9 +72,21 @@ impl Default for Config {
             timeout: Duration::from_secs(60),
             max_batch: 10_000,
             access_log: false,
+            log_format: LogFormat::Text,
             max_uploads: 8,
         }
     }
+}
+
+/// How access log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `TIME METHOD PATH STATUS MSms`, for people.
+    #[default]
+    Text,
+    /// One JSON object per line (`time`, `method`, `path`, `route`,
+    /// `status`, `ms`, `bytes_in`), for log collectors.
+    Json,
 }
 
 /// The shared state of every handler.
@@ -86,6 +101,8 @@ pub(crate) struct State {
     pub(crate) entries: asl_records::cache::Entries,
     /// One permit per upload being stored ([`Config::max_uploads`]).
     pub(crate) uploads: Arc<tokio::sync::Semaphore>,
+    /// What `/metrics` answers.
+    pub(crate) metrics: metrics::Metrics,
 }
 
 /// The query index of a served store, opened when it first can be: a
@@ -139,6 +156,7 @@ pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
         index,
         entries: asl_records::cache::Entries::new(),
         uploads: Arc::new(tokio::sync::Semaphore::new(cfg_uploads)),
+        metrics: metrics::Metrics::new(),
     })))
 }
 

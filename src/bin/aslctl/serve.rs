@@ -34,6 +34,10 @@ pub(crate) struct ServeArgs {
     /// No access log (one line per request on stderr).
     #[arg(long)]
     quiet: bool,
+    /// The access log's lines: `text` (TIME METHOD PATH STATUS MSms) or
+    /// `json` (one object per line, for log collectors).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
@@ -46,6 +50,11 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
         max_body: crate::args::parse_size(&a.max_body)?,
         timeout: std::time::Duration::from_secs(a.timeout.max(1)),
         access_log: !a.quiet,
+        log_format: if a.log_format == "json" {
+            server::LogFormat::Json
+        } else {
+            server::LogFormat::Text
+        },
         max_uploads: a.max_uploads.max(1),
         ..Config::default()
     };
