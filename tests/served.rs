@@ -383,3 +383,94 @@ print(json.dumps({"samples": samples, "legacy": legacy}))
     assert!(put["path"].as_str().unwrap().ends_with(&sha) && put["ms"].as_f64().is_some());
     assert_eq!(lines.len(), 6, "one line per request: {lines:?}");
 }
+
+/// `contrib/asl.service` passes `systemd-analyze verify` without a warning,
+/// and its command line, run as written (the binary and the store moved to
+/// this test's, the port to a free one), serves and stops cleanly on
+/// SIGTERM, as systemd stops it.
+#[test]
+fn the_systemd_unit_verifies_and_its_command_serves() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/asl.service")).unwrap();
+    let bin = common::aslctl_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("asl.service");
+    std::fs::write(&copy, unit.replace("/usr/local/bin/aslctl", bin)).unwrap();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (scripts/setup installs it)");
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", err(&o));
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in the unit"))
+            .to_string()
+    };
+    let store = value("Environment=ASL_STORE=");
+    assert!(
+        store.starts_with("/var/lib/asl/"),
+        "the store is in the StateDirectory: {store}"
+    );
+    let exec = value("ExecStart=");
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/aslctl"));
+    let args: Vec<String> = words.map(|w| w.replace("127.0.0.1:7878", "127.0.0.1:0")).collect();
+    let mut child = Command::new(bin)
+        .args(&args)
+        .env("ASL_STORE", dir.path().join("store"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let url = line.trim().trim_start_matches("listening on ").to_string();
+    assert_eq!(curl(&[&format!("{url}/v1/health")]).0, 200, "{line}");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success());
+}
+
+/// `contrib/Containerfile`'s entry point, run as written (the binary, the
+/// store, the tokens file and the address moved to this test's): it serves
+/// with the tokens file and answers only a bearer of one. The image itself
+/// is not built here: CI machines run no container engine.
+#[test]
+fn the_container_entry_point_serves_with_tokens() {
+    let recipe = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/Containerfile")).unwrap();
+    let entry = recipe
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("an ENTRYPOINT line");
+    let argv: Vec<String> = serde_json::from_str(entry).expect("ENTRYPOINT in exec form (a JSON array)");
+    assert_eq!(argv[0], "/usr/local/bin/aslctl");
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.json");
+    std::fs::write(
+        &tokens,
+        r#"{"tokens": [{"name": "ci", "token": "container-token-0123456789", "scope": "admin"}]}"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let moved = |a: &String| match a.as_str() {
+        "/data/store" => dir.path().join("store").display().to_string(),
+        "/run/secrets/asl-tokens.json" => tokens.display().to_string(),
+        "0.0.0.0:7878" => "127.0.0.1:0".to_string(),
+        _ => a.clone(),
+    };
+    let mut child = Command::new(common::aslctl_bin())
+        .args(argv[1..].iter().map(moved))
+        .env_remove("ASL_STORE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let url = line.trim().trim_start_matches("listening on ").to_string();
+    assert_eq!(curl(&[&format!("{url}/v1/artifacts")]).0, 401, "{line}");
+    let auth = "Authorization: Bearer container-token-0123456789";
+    assert_eq!(curl(&["-H", auth, &format!("{url}/v1/stat")]).0, 200);
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success());
+}
