@@ -116,7 +116,7 @@ pub enum Error {
         path: PathBuf,
         /// Who holds it, as its note says (none from a writer that left no
         /// note, or one this version cannot read).
-        holder: Option<crate::store::LockHolder>,
+        holder: Option<crate::lock::LockHolder>,
     },
     /// The directory exists but is not an ASL store (or was made by another program).
     #[error("{path} is not an ASL store: {reason}")]

@@ -56,6 +56,7 @@ pub(crate) mod fsutil;
 pub mod id;
 pub(crate) mod index;
 pub mod io;
+pub(crate) mod lock;
 pub(crate) mod par;
 #[cfg(feature = "s3")]
 pub mod s3;

@@ -57,11 +57,11 @@ use crate::snapshot::checkpoint::SegmentState;
 use crate::snapshot::log::{LogWriter, Record};
 use crate::snapshot::CurrentId;
 
+pub use crate::lock::LockHolder;
 pub use atomic::AtomicSection;
 pub use changes::{Changes, LogCursor};
 pub use gc::{GcOptions, GcReport, DEFAULT_THRESHOLD as DEFAULT_GC_THRESHOLD};
 pub use handles::{Maintenance, Pins, SideFiles, Snapshots};
-pub use holder::LockHolder;
 pub use ingest::{
     FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested,
 };
