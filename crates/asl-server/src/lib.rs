@@ -26,6 +26,7 @@ mod cache;
 mod http;
 mod metrics;
 mod send;
+mod tls;
 mod upload;
 mod views;
 
@@ -37,6 +38,7 @@ use asl_core::{Error, Result, Store};
 use asl_records::query::QueryIndex;
 use asl_records::RecordError;
 pub use auth::{Scope, Tokens};
+pub use tls::Tls;
 
 /// How a server runs.
 #[derive(Clone, Debug)]
@@ -56,6 +58,8 @@ pub struct Config {
     pub access_log: bool,
     /// The access log's lines as text or as JSON objects.
     pub log_format: LogFormat,
+    /// Serve HTTPS with these settings ([`Tls::load`]); `None`: plain HTTP.
+    pub tls: Option<Tls>,
     /// Uploads stored at once. Each holds up to two windows of
     /// min(its `Content-Length`, 8 MiB) + 256 KiB while it is stored, so
     /// uploads take at most about `max_uploads` × 17 MiB; beyond the
@@ -73,6 +77,7 @@ impl Default for Config {
             max_batch: 10_000,
             access_log: false,
             log_format: LogFormat::Text,
+            tls: None,
             max_uploads: 8,
         }
     }
@@ -228,9 +233,21 @@ pub async fn serve(
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
-    match store.maintenance().announce(&format!("http://{reach}")) {
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    match store.maintenance().announce(&format!("{scheme}://{reach}")) {
         Ok(()) | Err(Error::ReadOnly) => {}
         Err(e) => eprintln!("aslctl: warning: the store's lock does not name this server: {e}"),
+    }
+    let failed = |e| Error::Io {
+        context: format!("serve on {addr}"),
+        source: e,
+    };
+    if let Some(tls) = cfg.tls.clone() {
+        let listener = tls::TlsListener::new(listener, &tls, cfg.timeout).map_err(failed)?;
+        return axum::serve(listener, router(store, cfg)?)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(failed);
     }
     use axum::serve::ListenerExt;
     // Responses go out at once: without this, a client that writes a
@@ -241,8 +258,5 @@ pub async fn serve(
     axum::serve(listener, router(store, cfg)?)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| Error::Io {
-            context: format!("serve on {addr}"),
-            source: e,
-        })
+        .map_err(failed)
 }

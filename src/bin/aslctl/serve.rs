@@ -38,6 +38,15 @@ pub(crate) struct ServeArgs {
     /// `json` (one object per line, for log collectors).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Serve HTTPS with this certificate chain (PEM, the server's first).
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Accept only clients presenting a certificate this CA (PEM) signed.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
@@ -56,6 +65,10 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
             server::LogFormat::Text
         },
         max_uploads: a.max_uploads.max(1),
+        tls: match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => Some(server::Tls::load(cert, key, a.tls_client_ca.as_deref())?),
+            _ => None,
+        },
         ..Config::default()
     };
     server::check_listen(&addr, &cfg)?;
@@ -76,7 +89,8 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
             context: "listening socket".into(),
             source: e,
         })?;
-        out!("listening on http://{bound}");
+        let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+        out!("listening on {scheme}://{bound}");
         if cfg.tokens.is_none() {
             eprintln!("aslctl: no --tokens: serving anyone on loopback {bound}, reads and writes");
         }
