@@ -308,6 +308,12 @@ fn metrics_are_scraped_and_the_log_is_json_lines() {
     let id = blake3::hash(&body).to_hex().to_string();
     assert_eq!(curl(&[&format!("{url}/v1/artifacts/{id}")]).0, 200);
     assert_eq!(curl(&["-X", "POST", "-d", "{}", &format!("{url}/v1/gc")]).0, 200);
+    // Counting the bytes keeps each body's length: small answers still go
+    // out with Content-Length, not chunked.
+    let (code, head) = curl(&["-s", "-D", "-", "-o", "/dev/null", &format!("{url}/v1/health")]);
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(code == 200 && head.contains("content-length: 15"), "{head}");
+    assert!(!head.contains("chunked"), "{head}");
     let (code, text) = curl(&[&format!("{url}/metrics")]);
     assert_eq!(code, 200);
     let text = String::from_utf8(text).unwrap();
@@ -381,7 +387,7 @@ print(json.dumps({"samples": samples, "legacy": legacy}))
         (Some("/cas/{key}"), Some(201))
     );
     assert!(put["path"].as_str().unwrap().ends_with(&sha) && put["ms"].as_f64().is_some());
-    assert_eq!(lines.len(), 6, "one line per request: {lines:?}");
+    assert_eq!(lines.len(), 7, "one line per request: {lines:?}");
 }
 
 /// `contrib/asl.service` passes `systemd-analyze verify` without a warning,

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::auth::Scope;
 use super::http::{blocking, error, json_body, parse_id, with_view, Access, JsonBody, Route};
+use super::metrics::Counted;
 use super::send::send;
 use super::upload::{receive, stored};
 use super::{LogFormat, State};
@@ -61,7 +62,6 @@ pub(super) fn routes(st: Arc<State>) -> Router {
 /// the config asks for one (answers to refused tokens included: it runs
 /// outside `authorize`). Bodies are counted as they pass.
 async fn observe(S(st): S<Arc<State>>, req: Request, next: Next) -> Response {
-    use http_body_util::BodyExt;
     let t = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -71,14 +71,7 @@ async fn observe(S(st): S<Arc<State>>, req: Request, next: Next) -> Response {
         .get::<axum::extract::MatchedPath>()
         .map_or("unmatched".to_string(), |m| m.as_str().to_string());
     let (received, sent) = (st.metrics.received(), st.metrics.sent());
-    let req = req.map(|b| {
-        Body::new(b.map_frame(move |f| {
-            if let Some(d) = f.data_ref() {
-                received.inc_by(d.len() as u64);
-            }
-            f
-        }))
-    });
+    let req = req.map(|b| Counted::wrap(b, received));
     let r = next.run(req).await;
     let took = t.elapsed();
     let status = r.status().as_u16();
@@ -94,14 +87,7 @@ async fn observe(S(st): S<Arc<State>>, req: Request, next: Next) -> Response {
             ),
         }
     }
-    r.map(|b| {
-        Body::new(b.map_frame(move |f| {
-            if let Some(d) = f.data_ref() {
-                sent.inc_by(d.len() as u64);
-            }
-            f
-        }))
-    })
+    r.map(|b| Counted::wrap(b, sent))
 }
 
 /// `/metrics`: OpenMetrics text for Prometheus (read scope). The store's

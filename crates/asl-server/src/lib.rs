@@ -90,7 +90,7 @@ pub enum LogFormat {
     #[default]
     Text,
     /// One JSON object per line (`time`, `method`, `path`, `route`,
-    /// `status`, `ms`, `bytes_in`), for log collectors.
+    /// `status`, `ms`), for log collectors.
     Json,
 }
 

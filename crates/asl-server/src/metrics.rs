@@ -230,6 +230,46 @@ impl Metrics {
     }
 }
 
+/// A body that adds the bytes of its frames to a counter as they pass, and
+/// otherwise is the body it wraps: its size hint is kept, so a response of
+/// known length still goes out with `Content-Length`, not chunked.
+pub(crate) struct Counted {
+    inner: axum::body::Body,
+    counter: Counter,
+}
+
+impl Counted {
+    pub(crate) fn wrap(inner: axum::body::Body, counter: Counter) -> axum::body::Body {
+        axum::body::Body::new(Counted { inner, counter })
+    }
+}
+
+impl axum::body::HttpBody for Counted {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(f))) = &polled {
+            if let Some(d) = f.data_ref() {
+                self.counter.inc_by(d.len() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The process's resident memory (`VmRSS`), where the OS tells it.
 fn resident_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
