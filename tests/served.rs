@@ -102,8 +102,7 @@ fn a_served_store_is_kept_up_over_http() {
         c.arg("--store")
             .arg(&s.store)
             .args(args)
-            .env_remove("ASL_STORE")
-            .env_remove("ASL_SERVER");
+            .env_remove("ASL_STORE");
         match token {
             Some(t) => c.env("ASL_TOKEN", t),
             None => c.env_remove("ASL_TOKEN"),

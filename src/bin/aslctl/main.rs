@@ -59,7 +59,7 @@ struct Cli {
     /// snapshot create and delete. Without it those that write still go
     /// through the server that holds the store, found through its lock.
     #[cfg(feature = "server")]
-    #[arg(long, global = true, env = "ASL_SERVER", value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL")]
     server: Option<String>,
     /// The bearer token to send the server (an admin token for upkeep).
     #[cfg(feature = "server")]
