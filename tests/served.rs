@@ -99,10 +99,7 @@ fn a_served_store_is_kept_up_over_http() {
     // beside it, and --server sends any upkeep there.
     let cli = |token: Option<&str>, args: &[&str]| {
         let mut c = Command::new(common::aslctl_bin());
-        c.arg("--store")
-            .arg(&s.store)
-            .args(args)
-            .env_remove("ASL_STORE");
+        c.arg("--store").arg(&s.store).args(args).env_remove("ASL_STORE");
         match token {
             Some(t) => c.env("ASL_TOKEN", t),
             None => c.env_remove("ASL_TOKEN"),
@@ -163,6 +160,11 @@ fn a_served_store_is_kept_up_over_http() {
     assert!(err(&o).contains("does not act through a server"), "{}", err(&o));
     let o = cli(None, &["verify"]);
     assert!(o.status.success(), "a scrub beside the server: {}", err(&o));
+    // A server that is not there: one line saying why, exit 2.
+    let o = cli(admin, &["--server", "http://127.0.0.1:9", "stat"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).to_lowercase().contains("refused"), "{}", err(&o));
+    assert_eq!(err(&o).lines().count(), 1, "{}", err(&o));
 }
 
 /// GC over HTTP while uploads go on. Every upload is acknowledged and reads

@@ -149,9 +149,7 @@ impl Client {
     fn ids(&self, hs: &[Hex]) -> Result<Vec<ArtifactId>> {
         hs.iter().map(|h| self.id(h)).collect()
     }
-}
 
-impl Client {
     /// A client of the server at `url` (`http://HOST:PORT`), sending
     /// `token` as its bearer token when given. Upkeep calls may run long
     /// (a GC, a scrub), so only connecting has a time limit.
@@ -189,9 +187,19 @@ impl Client {
 
     /// Sends `r` and returns the body of a success, or the server's error.
     fn send(&self, r: RequestBuilder) -> Result<Vec<u8>> {
-        let unreachable = |e: reqwest::Error| ClientError::Unreachable {
-            url: self.base.clone(),
-            detail: e.to_string(),
+        // reqwest's own line ("error sending request") hides why; its
+        // sources say it (connection refused, a certificate not trusted).
+        let unreachable = |e: reqwest::Error| {
+            let mut detail = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                detail.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            ClientError::Unreachable {
+                url: self.base.clone(),
+                detail,
+            }
         };
         let resp = r.send().map_err(unreachable)?;
         let status = resp.status();
