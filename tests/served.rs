@@ -17,7 +17,8 @@ use common::{noise, stderr_of as err, stdout_of as out};
 fn a_served_store_is_kept_up_over_http() {
     let tokens = r#"{"tokens": [
         {"name": "root", "token": "admin-token-0123456789", "scope": "admin"},
-        {"name": "ci", "token": "write-token-0123456789", "scope": "write"}]}"#;
+        {"name": "ci", "token": "write-token-0123456789", "scope": "write"},
+        {"name": "peer", "token": "peer-read-token-0123456789", "scope": "read", "sees": "published"}]}"#;
     let s = start(&[], Some(tokens));
     let (root, writer) = (
         "Authorization: Bearer admin-token-0123456789",
@@ -52,6 +53,10 @@ fn a_served_store_is_kept_up_over_http() {
     }
     let (gone, kept) = (&ids[0], &ids[1]);
     assert_eq!(call(root, "POST", "/v1/seal", None).0, 204);
+    // The metrics count internal artifacts: not for a published-only token.
+    assert_eq!(call(writer, "GET", "/metrics", None).0, 200);
+    let peer = "Authorization: Bearer peer-read-token-0123456789";
+    assert_eq!(call(peer, "GET", "/metrics", None).0, 403);
 
     let pin = format!(r#"{{"id": "{kept}"}}"#);
     assert_eq!(call(writer, "PUT", "/v1/pins/keep", Some(&pin)).0, 403);

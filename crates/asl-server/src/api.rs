@@ -92,7 +92,15 @@ async fn observe(S(st): S<Arc<State>>, req: Request, next: Next) -> Response {
 
 /// `/metrics`: OpenMetrics text for Prometheus (read scope). The store's
 /// figures are taken again when a minute has passed since the last time.
-async fn metrics(S(st): S<Arc<State>>) -> Response {
+/// They count internal artifacts too, so a token that sees published ones
+/// only may not read them.
+async fn metrics(S(st): S<Arc<State>>, Extension(access): Extension<Access>) -> Response {
+    if access.audience == Audience::Published {
+        return error(
+            StatusCode::FORBIDDEN,
+            "this token sees published artifacts only; the metrics count all of them",
+        );
+    }
     if st.metrics.stat_due() {
         let store = st.store.clone();
         if let Ok(s) = blocking(move || store.maintenance().stat()).await {
