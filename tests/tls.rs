@@ -128,6 +128,38 @@ except requests.exceptions.SSLError:
         .unwrap();
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{}\nrefused\n", body.len()));
+
+    // aslctl acting on the served store goes to the https URL its lock
+    // names, and trusts the private CA only when told to.
+    let cli = |ca: Option<&str>, args: &[&str]| {
+        let mut c = Command::new(common::aslctl_bin());
+        c.arg("--store").arg(d.join("store")).args(args).env_remove("ASL_STORE");
+        match ca {
+            Some(f) => c.env("ASL_SERVER_CA", f),
+            None => c.env_remove("ASL_SERVER_CA"),
+        };
+        c.output().unwrap()
+    };
+    let o = cli(None, &["rm", &id]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains(&s.url) && err(&o).to_lowercase().contains("certificate"),
+        "{}",
+        err(&o)
+    );
+    let o = cli(
+        None,
+        &["--server", &s.url, "--server-ca", &p("ca.pem"), "--json", "stat"],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(json(&o.stdout)["artifacts"].as_u64(), Some(1));
+    let o = cli(Some(&p("ca.pem")), &["rm", &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("removed {id}\n"),
+        "{}",
+        err(&o)
+    );
     drop(s);
 
     // Mutual TLS: a client certificate of the CA gets in; none is refused in

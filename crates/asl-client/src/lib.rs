@@ -154,15 +154,28 @@ impl Client {
     /// `token` as its bearer token when given. Upkeep calls may run long
     /// (a GC, a scrub), so only connecting has a time limit.
     pub fn new(url: &str, token: Option<&str>) -> Result<Client> {
+        Client::trusting(url, token, None)
+    }
+
+    /// [`Client::new`] that also trusts the CA certificates in `ca_pem`
+    /// (PEM), for an HTTPS server whose certificate a private CA signed.
+    pub fn trusting(url: &str, token: Option<&str>, ca_pem: Option<&[u8]>) -> Result<Client> {
         let base = url.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::Invalid(format!(
                 "{url:?} is not a server URL (http://HOST:PORT)"
             )));
         }
-        let http = Http::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(None)
+        let mut builder = Http::builder().connect_timeout(Duration::from_secs(10)).timeout(None);
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Invalid(format!("the CA certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(ClientError::Invalid("the CA file holds no certificate".into()));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::Invalid(format!("an HTTP client for {url}: {e}")))?;
         Ok(Client {

@@ -65,6 +65,11 @@ struct Cli {
     #[cfg(feature = "server")]
     #[arg(long, global = true, env = "ASL_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Trust the CA certificates in this PEM file for an HTTPS server (one
+    /// whose certificate a private CA signed).
+    #[cfg(feature = "server")]
+    #[arg(long, global = true, env = "ASL_SERVER_CA", value_name = "FILE")]
+    server_ca: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }

@@ -27,15 +27,20 @@ pub(crate) fn run(cli: &Cli, dir: &Path) -> Result<Option<ExitCode>, CliError> {
         return Ok(None);
     };
     let token = cli.token.as_deref();
+    let ca = match &cli.server_ca {
+        Some(p) => Some(std::fs::read(p).map_err(|e| Error::io(format!("read {}", p.display()), e))?),
+        None => None,
+    };
+    let connect = |url: &str| Client::trusting(url, token, ca.as_deref());
     let client = match &cli.server {
-        Some(url) => Client::new(url, token)?,
+        Some(url) => connect(url)?,
         // Reads open the store read-only beside the server; a write would
         // be refused the lock, so it goes to the server the lock names.
         None if writes => match asl::Store::lock_holder(dir) {
             Some(h) if h.url.is_some() => {
                 let url = h.url.clone().unwrap_or_default();
                 eprintln!("aslctl: {} is served by {h}: acting through the server", dir.display());
-                Client::new(&url, token)?
+                connect(&url)?
             }
             _ => return Ok(None),
         },
