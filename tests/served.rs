@@ -283,17 +283,13 @@ fn gc_runs_online_while_uploads_go_on() {
 fn metrics_are_scraped_and_the_log_is_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let mut child = Command::new(common::aslctl_bin())
-        .arg("--store")
-        .arg(dir.path().join("store"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let url = line.trim().trim_start_matches("listening on ").to_string();
+    let (mut child, url) = listening(
+        Command::new(common::aslctl_bin())
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
     let body = noise(5, 100_000);
     let file = dir.path().join("body");
     std::fs::write(&file, &body).unwrap();
@@ -428,17 +424,13 @@ fn the_systemd_unit_verifies_and_its_command_serves() {
     let mut words = exec.split_whitespace();
     assert_eq!(words.next(), Some("/usr/local/bin/aslctl"));
     let args: Vec<String> = words.map(|w| w.replace("127.0.0.1:7878", "127.0.0.1:0")).collect();
-    let mut child = Command::new(bin)
-        .args(&args)
-        .env("ASL_STORE", dir.path().join("store"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let url = line.trim().trim_start_matches("listening on ").to_string();
-    assert_eq!(curl(&[&format!("{url}/v1/health")]).0, 200, "{line}");
+    let (mut child, url) = listening(
+        Command::new(bin)
+            .args(&args)
+            .env("ASL_STORE", dir.path().join("store"))
+            .stderr(std::process::Stdio::null()),
+    );
+    assert_eq!(curl(&[&format!("{url}/v1/health")]).0, 200);
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     assert!(child.wait().unwrap().success());
 }
@@ -470,17 +462,13 @@ fn the_container_entry_point_serves_with_tokens() {
         "0.0.0.0:7878" => "127.0.0.1:0".to_string(),
         _ => a.clone(),
     };
-    let mut child = Command::new(common::aslctl_bin())
-        .args(argv[1..].iter().map(moved))
-        .env_remove("ASL_STORE")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let url = line.trim().trim_start_matches("listening on ").to_string();
-    assert_eq!(curl(&[&format!("{url}/v1/artifacts")]).0, 401, "{line}");
+    let (mut child, url) = listening(
+        Command::new(common::aslctl_bin())
+            .args(argv[1..].iter().map(moved))
+            .env_remove("ASL_STORE")
+            .stderr(std::process::Stdio::null()),
+    );
+    assert_eq!(curl(&[&format!("{url}/v1/artifacts")]).0, 401);
     let auth = "Authorization: Bearer container-token-0123456789";
     assert_eq!(curl(&["-H", auth, &format!("{url}/v1/stat")]).0, 200);
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();

@@ -429,14 +429,7 @@ fn requests_are_logged_one_line_each() {
         if quiet {
             cmd.arg("--quiet");
         }
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        let url = line.trim().trim_start_matches("listening on ").to_string();
+        let (mut child, url) = listening(cmd.stderr(std::fs::File::create(&log).unwrap()));
         assert_eq!(curl(&[&format!("{url}/v1/health")]).0, 200);
         assert_eq!(curl(&[&format!("{url}/v1/nothing-here")]).0, 404);
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::server::{curl, json};
+use common::server::{curl, json, listening};
 use common::{noise, stderr_of as err};
 
 /// A test CA, a server certificate for 127.0.0.1 and a client certificate,
@@ -50,22 +50,18 @@ impl Drop for Served {
 }
 
 fn serve(dir: &Path, extra: &[&str]) -> Served {
-    let mut child = Command::new(common::aslctl_bin())
-        .arg("--store")
-        .arg(dir.join("store"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--quiet", "--tls-cert"])
-        .arg(dir.join("server.pem"))
-        .arg("--tls-key")
-        .arg(dir.join("server.key"))
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let url = line.trim().trim_start_matches("listening on ").to_string();
-    assert!(url.starts_with("https://127.0.0.1:"), "{line}");
+    let (child, url) = listening(
+        Command::new(common::aslctl_bin())
+            .arg("--store")
+            .arg(dir.join("store"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--quiet", "--tls-cert"])
+            .arg(dir.join("server.pem"))
+            .arg("--tls-key")
+            .arg(dir.join("server.key"))
+            .args(extra)
+            .stderr(Stdio::inherit()),
+    );
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     Served { child, url }
 }
 

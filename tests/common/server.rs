@@ -58,16 +58,7 @@ pub fn start_on(dir: tempfile::TempDir, store: PathBuf, extra: &[&str], tokens: 
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         cmd.arg("--tokens").arg(&p);
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("address line")
-        .to_string();
+    let (child, url) = listening(cmd.stderr(Stdio::null()));
     let addr = url.trim_start_matches("http://").to_string();
     Server {
         child,
@@ -76,6 +67,22 @@ pub fn start_on(dir: tempfile::TempDir, store: PathBuf, extra: &[&str], tokens: 
         store,
         dir: Some(dir),
     }
+}
+
+/// Spawns an `aslctl serve` command and waits for its first line,
+/// `listening on URL`; returns the process and the URL.
+pub fn listening(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("no address line, got {line:?}"))
+        .to_string();
+    (child, url)
 }
 
 /// curl with `args`, printing the status code after the body.
