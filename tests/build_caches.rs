@@ -166,6 +166,197 @@ fn ccache_builds_twice_and_hits_the_second_time() {
     assert_eq!(code, 400);
 }
 
+/// The Bazel protocol under `--max-size`: an action result goes before
+/// the blobs it names (at no moment does the action answer while one of
+/// its outputs is gone), a pinned blob is never evicted, bytes uploaded
+/// through `/v1` as well are never removed, and the namespace stays under
+/// its mark.
+#[test]
+fn eviction_takes_action_results_before_their_outputs_and_spares_pins() {
+    use sha2::Digest;
+    let s = start(&["--max-size", "1M", "--segment-size", "128K"], None);
+    let dir = tempfile::tempdir().unwrap();
+    let put_cas = |seed: u64, len: usize| -> (String, Vec<u8>) {
+        let body = noise(seed, len);
+        let sha = hex(&sha2::Sha256::digest(&body));
+        let f = dir.path().join(format!("b{seed}"));
+        std::fs::write(&f, &body).unwrap();
+        let (code, b) = curl(&[
+            "-X",
+            "PUT",
+            "--data-binary",
+            &format!("@{}", f.display()),
+            &format!("{}/cas/{sha}", s.url),
+        ]);
+        assert!(code == 201 || code == 200, "{code}: {}", String::from_utf8_lossy(&b));
+        (sha, body)
+    };
+    let cas_code = |sha: &str| curl(&["-I", &format!("{}/cas/{sha}", s.url)]).0;
+    // Whether an artifact is live, by a read that, unlike one through the
+    // cache's routes, does not count as a use of the entry.
+    let live = |body: &[u8]| {
+        let id = blake3::hash(body).to_hex().to_string();
+        curl(&["-I", &format!("{}/v1/artifacts/{id}", s.url)]).0 == 200
+    };
+    // An action result naming one output file: REAPI's ActionResult with
+    // output_files[0].digest = {hash, size_bytes}, encoded by hand.
+    let (out_sha, out_body) = put_cas(1, 150_000);
+    let mut digest = vec![0x0a, 64];
+    digest.extend_from_slice(out_sha.as_bytes());
+    digest.push(0x10);
+    let mut n = out_body.len() as u64;
+    while n >= 0x80 {
+        digest.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    digest.push(n as u8);
+    let mut file = vec![0x12, digest.len() as u8];
+    file.extend_from_slice(&digest);
+    let mut result = vec![0x12, file.len() as u8];
+    result.extend_from_slice(&file);
+    let rf = dir.path().join("result");
+    std::fs::write(&rf, &result).unwrap();
+    let ac = format!("{}/ac/{}", s.url, "5e".repeat(32));
+    let (code, _) = curl(&["-X", "PUT", "--data-binary", &format!("@{}", rf.display()), &ac]);
+    assert_eq!(code, 201);
+    // A pinned blob, and one uploaded through /v1 too.
+    let (pinned_sha, pinned_body) = put_cas(2, 100_000);
+    let pinned_id = blake3::hash(&pinned_body).to_hex().to_string();
+    let (code, b) = curl(&[
+        "-X",
+        "PUT",
+        "-d",
+        &format!(r#"{{"id": "{pinned_id}"}}"#),
+        &format!("{}/v1/pins/keep", s.url),
+    ]);
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&b));
+    let (shared_sha, shared_body) = put_cas(3, 100_000);
+    let shared_id = put_file(&s, &dir.path().join("b3"))["id"].as_str().unwrap().to_string();
+    assert_eq!(shared_id, blake3::hash(&shared_body).to_hex().to_string());
+
+    let mut action_went = false;
+    for seed in 10..40 {
+        put_cas(seed, 100_000);
+        // Output first: eviction runs beside these reads, and it removes
+        // the action before the output, so an output seen gone means the
+        // action is gone by the next read.
+        let output = live(&out_body);
+        let action = live(&result);
+        assert!(
+            !action || output,
+            "after blob {seed}: the action result is live but its output {out_sha} is gone"
+        );
+        action_went |= !action;
+    }
+    assert!(action_went, "the action result was never evicted");
+    assert_eq!(curl(&["-I", &ac]).0, 404);
+    assert_eq!(cas_code(&out_sha), 404, "the output went after its action");
+    assert_eq!(cas_code(&pinned_sha), 200, "a pinned blob stays");
+    // The /v1 upload's bytes stay, though its cache entry may go.
+    assert_eq!(curl(&["-I", &format!("{}/v1/artifacts/{shared_id}", s.url)]).0, 200);
+    let _ = shared_sha;
+    let m = String::from_utf8(curl(&[&format!("{}/metrics", s.url)]).1).unwrap();
+    let gauge = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {m}"))
+    };
+    assert!(gauge("asl_cache_size_bytes") <= 1024.0 * 1024.0 * 0.95, "{m}");
+    assert!(gauge("asl_cache_evictions_total") >= 20.0, "{m}");
+    // Stopped as a service manager stops it, the server keeps the entries'
+    // access times for its next start.
+    let store = s.store.clone();
+    let (status, _dir) = s.terminate();
+    assert!(status.success());
+    let access = std::fs::read(store.join("cache/access")).unwrap();
+    assert!(access.starts_with(b"ASLCACC\n"));
+}
+
+/// ccache building more than `--max-size` through the server: the store's
+/// segments stay under the limit plus one segment, an entry read again
+/// outlives older ones (least recently used goes first), the latest
+/// entries still hit, and `verify` finds nothing wrong.
+#[test]
+fn ccache_over_the_max_size_evicts_and_keeps_hitting() {
+    const MAX: u64 = 3 << 20;
+    const SEGMENT: u64 = 256 << 10;
+    let s = start(&["--max-size", "3M", "--segment-size", "256K"], None);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // Each object carries 100 KB of noise that ccache cannot compress:
+    // 60 of them are twice the limit.
+    let files = 60;
+    for i in 0..files {
+        let bytes = noise(100 + i as u64, 100_000);
+        let mut c = format!("const unsigned char blob_{i}[] = {{");
+        for b in bytes {
+            c.push_str(&b.to_string());
+            c.push(',');
+        }
+        c.push_str("};\n");
+        std::fs::write(src.join(format!("f{i}.c")), c).unwrap();
+    }
+    let storage = format!("{}/ccache", s.url);
+    // Compiles file `i` with an empty local cache; true when the server had it.
+    let compile = |i: usize| -> bool {
+        let cc_dir = tempfile::tempdir().unwrap();
+        let o = Command::new("ccache")
+            .env("CCACHE_DIR", cc_dir.path())
+            .env("CCACHE_REMOTE_STORAGE", &storage)
+            .env("CCACHE_REMOTE_ONLY", "true")
+            .args(["cc", "-c"])
+            .arg(src.join(format!("f{i}.c")))
+            .arg("-o")
+            .arg(cc_dir.path().join("out.o"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+        let o = Command::new("ccache")
+            .env("CCACHE_DIR", cc_dir.path())
+            .arg("--print-stats")
+            .output()
+            .unwrap();
+        let stats = out(&o);
+        assert!(stats.contains("remote_storage_error\t0"), "{stats}");
+        stats.contains("remote_storage_hit\t1")
+    };
+    let segments = || -> u64 {
+        std::fs::read_dir(s.store.join("segments"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    let mut peak = 0;
+    for i in 0..files {
+        assert!(!compile(i), "f{i} was never built");
+        peak = peak.max(segments());
+        // f0 is read every tenth build, so it stays among the recently used.
+        if i % 10 == 9 {
+            assert!(compile(0), "f0 is still in the cache after f{i}");
+        }
+    }
+    // The last round of eviction and GC runs after the last put.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    peak = peak.max(segments());
+    assert!(peak <= MAX + SEGMENT, "segments reached {peak} bytes");
+    assert!(compile(0), "f0, read again, outlived older entries");
+    assert!(!compile(1), "f1, least recently used, was evicted");
+    for i in files - 10..files {
+        assert!(compile(i), "f{i}, among the newest, still hits");
+    }
+    let o = Command::new(common::aslctl_bin())
+        .arg("--store")
+        .arg(&s.store)
+        .args(["verify", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    eprintln!("segments peaked at {peak} bytes (limit {MAX}, segment {SEGMENT})");
+}
+
 /// Bazel (Debian's bazel-bootstrap, installed by `.ci/run`) with
 /// `--remote_cache` pointed at the server: a second build from a clean
 /// output base takes its action from the server (Bazel reports a remote

@@ -191,6 +191,7 @@ fn types_lists_the_registry() {
             "asl/template",
             "asl/overlay",
             "asl/cache-entry",
+            "asl/cache-entry",
             "rvls/pattern",
             "rvls/trajectory",
             "rvls/ewc",

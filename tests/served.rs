@@ -371,8 +371,10 @@ print(json.dumps({"samples": samples, "legacy": legacy}))
     let lat = [("route", "/cas/{key}"), ("method", "GET")];
     assert_eq!(value("asl_http_request_duration_seconds_count", &lat), 2.0, "{text}");
     assert_eq!(value("asl_gc_runs_total", &[]), 1.0);
-    // The bytes and the record of their SHA-256.
-    assert_eq!(value("asl_store_artifacts", &[]), 2.0, "{text}");
+    // The bytes, the record of their SHA-256 and their cache entry.
+    assert_eq!(value("asl_store_artifacts", &[]), 3.0, "{text}");
+    assert_eq!(value("asl_cache_entries", &[]), 1.0, "{text}");
+    assert!(value("asl_cache_size_bytes", &[]) >= 100_000.0, "{text}");
     assert!(value("asl_process_resident_memory_bytes", &[]) > 1e6);
     assert!(parsed["legacy"].as_array().unwrap().len() >= 10, "{parsed}");
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();

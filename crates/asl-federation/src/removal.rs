@@ -4,9 +4,13 @@
 //! promises the store has made — an artifact this domain publishes, or one
 //! a live PEL receipt holds as an output, is refused unless forced, and a
 //! forced removal withdraws it from the publication first so that no signed
-//! manifest lists what the store no longer sends.
+//! manifest lists what the store no longer sends. Eviction from a build
+//! cache ([`evict`]) keeps the same promises, and the store's roots too.
 
-use asl_core::{ArtifactId, Store, Visibility};
+use std::collections::HashSet;
+
+use asl_core::{ArtifactId, SnapshotView, Store, Visibility};
+use asl_records::cache::{Entries, Victim};
 use asl_records::query::QueryIndex;
 
 use crate::error::{FederationError, Result};
@@ -52,4 +56,62 @@ pub fn remove(store: &Store, index: &QueryIndex, ids: &[ArtifactId], force: bool
     }
     store.commit()?;
     Ok(out)
+}
+
+/// What eviction must leave in place: anything pinned, in a snapshot,
+/// published, or held by a live PEL receipt.
+pub struct Keep<'s> {
+    store: &'s Store,
+    pins: HashSet<ArtifactId>,
+    snapshots: Vec<SnapshotView<'s>>,
+}
+
+impl<'s> Keep<'s> {
+    /// The store's roots as they are now.
+    pub fn new(store: &'s Store) -> Result<Keep<'s>> {
+        let pins = store.pins().list().into_iter().map(|(_, id)| id).collect();
+        let mut snapshots = Vec::new();
+        for meta in store.snapshots().list() {
+            snapshots.push(store.at(&meta.name)?);
+        }
+        Ok(Keep { store, pins, snapshots })
+    }
+
+    /// Whether `id` must stay.
+    pub fn keeps(&self, index: &QueryIndex, id: &ArtifactId) -> Result<bool> {
+        if self.pins.contains(id) {
+            return Ok(true);
+        }
+        for s in &self.snapshots {
+            if s.contains(id)? {
+                return Ok(true);
+            }
+        }
+        if self
+            .store
+            .info(id)?
+            .is_some_and(|i| i.visibility == Visibility::Published)
+        {
+            return Ok(true);
+        }
+        Ok(!asl_pel::held_by(index, self.store, id)?.is_empty())
+    }
+}
+
+/// Evicts least recently used build-cache entries when the namespace
+/// counts more than `trigger` bytes, down to `target`
+/// ([`Entries::evict`]), leaving what [`Keep`] keeps. Returns what went;
+/// the bytes are reclaimed by the next GC.
+pub fn evict(
+    store: &Store,
+    index: &mut QueryIndex,
+    entries: &Entries,
+    trigger: u64,
+    target: u64,
+) -> Result<Vec<Victim>> {
+    if entries.space().usage().bytes <= trigger {
+        return Ok(Vec::new());
+    }
+    let keep = Keep::new(store)?;
+    entries.evict(store, index, trigger, target, |index, id| keep.keeps(index, id))
 }

@@ -78,6 +78,10 @@ pub enum RecordError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] asl_core::Error),
+    /// A moment's conflict with the store's own upkeep (a cache value
+    /// evicted while it was being stored): the same call again succeeds.
+    #[error("{0}")]
+    Retry(String),
 }
 
 impl RecordError {
@@ -93,6 +97,7 @@ impl RecordError {
             // The index is derived data that went wrong: `reindex` mends it.
             RecordError::Index(_) => ErrorKind::Corrupt,
             RecordError::Store(e) => e.kind(),
+            RecordError::Retry(_) => ErrorKind::Unavailable,
         }
     }
 }

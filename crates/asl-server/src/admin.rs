@@ -122,7 +122,7 @@ async fn removal(st: Arc<State>, a: Access, ids: Vec<ArtifactId>, force: bool) -
         }
         let mut r = st
             .index
-            .with(|index| Ok(remove(view.store(), index, &seen, force)))
+            .with(|index| Ok::<_, asl_records::RecordError>(remove(view.store(), index, &seen, force)))
             .map_err(FederationError::from)??;
         r.not_found.extend(hidden);
         Ok::<_, FederationError>(r)

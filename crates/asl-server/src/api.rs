@@ -20,6 +20,7 @@ use super::send::send;
 use super::upload::{receive, stored};
 use super::{LogFormat, State};
 use asl_core::{ArtifactId, Audience, PutOptions};
+use asl_records::RecordError;
 
 /// Every route the server answers: `/v1`, the build caches' and the views'.
 pub(super) fn table() -> Vec<Route> {
@@ -113,7 +114,8 @@ async fn metrics(S(st): S<Arc<State>>, Extension(access): Extension<Access>) -> 
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        st.metrics.encode(in_flight),
+        st.metrics
+            .encode(in_flight, st.index.entries.space().usage(), st.cfg.cache_max_size),
     )
         .into_response()
 }
@@ -215,9 +217,16 @@ async fn upload(
         Ok(p) => p,
         Err(r) => return r,
     };
+    let s2 = st.clone();
     match with_view(&st.store, access, move |view| {
         view.store().commit()?;
-        view.shown_new(&put.id, put.new)
+        if !put.new {
+            // The same bytes may be a cache entry's: they are the
+            // uploader's now too, and eviction must leave them. (With the
+            // index not open, no cache entry was written yet.)
+            s2.index.if_open(|i| s2.index.entries.claim(view.store(), i, &put.id))?;
+        }
+        Ok::<_, RecordError>(view.shown_new(&put.id, put.new)?)
     })
     .await
     {

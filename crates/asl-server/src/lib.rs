@@ -27,6 +27,7 @@ mod http;
 mod metrics;
 mod send;
 mod tls;
+mod upkeep;
 mod upload;
 mod views;
 
@@ -66,6 +67,13 @@ pub struct Config {
     /// limit an upload waits (its body unread) up to `timeout`, then gets
     /// 503 with `Retry-After`.
     pub max_uploads: usize,
+    /// The most disk the build caches' entries (`/ac`, `/cas`, `/ccache`)
+    /// may take, in bytes; `None`: no limit. Past 95 % of it, least
+    /// recently used entries are evicted down to 90 % and GC reclaims
+    /// their bytes, so the store stays under the limit plus one open
+    /// segment (the 5 % above is room for what GC leaves in segments it
+    /// does not repack).
+    pub cache_max_size: Option<u64>,
 }
 
 impl Default for Config {
@@ -79,6 +87,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             tls: None,
             max_uploads: 8,
+            cache_max_size: None,
         }
     }
 }
@@ -102,12 +111,24 @@ pub(crate) struct State {
     /// through it. This server is the store's only writer, so it brings the
     /// index up to date after each write of its own.
     pub(crate) index: Index,
-    /// The build caches' entries: checked and written one put at a time.
-    pub(crate) entries: asl_records::cache::Entries,
     /// One permit per upload being stored ([`Config::max_uploads`]).
     pub(crate) uploads: Arc<tokio::sync::Semaphore>,
     /// What `/metrics` answers.
     pub(crate) metrics: metrics::Metrics,
+    /// Wakes the upkeep task after a build-cache put.
+    pub(crate) upkeep: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // The reads since the last write of the access file, kept for the
+        // next start.
+        if let Err(e) = self.index.entries.save_access(&self.store) {
+            eprintln!("aslctl: warning: the cache's access times were not saved: {e}");
+        }
+        // The upkeep task, waiting, sees the state gone and ends.
+        self.upkeep.notify_one();
+    }
 }
 
 /// The query index of a served store, opened when it first can be: a
@@ -117,6 +138,9 @@ pub(crate) struct State {
 pub(crate) struct Index {
     store: Arc<Store>,
     slot: parking_lot::Mutex<Option<QueryIndex>>,
+    /// The build caches' entries: checked and written one put at a time,
+    /// counted from the records when the index opens.
+    pub(crate) entries: asl_records::cache::Entries,
 }
 
 impl Index {
@@ -124,24 +148,39 @@ impl Index {
         let index = Index {
             store,
             slot: parking_lot::Mutex::new(None),
+            entries: asl_records::cache::Entries::new(),
         };
-        if let Err(e) = index.with(|_| Ok(())) {
+        if let Err(e) = index.with(|_| Ok::<_, RecordError>(())) {
             eprintln!("aslctl: the query index is not open yet ({e}); artifacts are served, and what needs the index is retried on each call");
         }
         index
     }
 
-    /// Runs `f` on the index, opening it first if it is not open.
-    pub(crate) fn with<T>(
+    /// Runs `f` on the index if it is open; nothing otherwise.
+    pub(crate) fn if_open<E: From<RecordError>>(
         &self,
-        f: impl FnOnce(&mut QueryIndex) -> std::result::Result<T, RecordError>,
-    ) -> std::result::Result<T, RecordError> {
+        f: impl FnOnce(&mut QueryIndex) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        match self.slot.lock().as_mut() {
+            Some(index) => f(index),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` on the index, opening it first if it is not open.
+    pub(crate) fn with<T, E: From<RecordError>>(
+        &self,
+        f: impl FnOnce(&mut QueryIndex) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         let mut slot = self.slot.lock();
         if slot.is_none() {
             let (mut index, _) = QueryIndex::open(&self.store)?;
             // It writes after every put of a cache entry: sealed when the
             // server stops, not each time (a crash leaves it to be rebuilt).
             index.seal_on_drop_only();
+            if let Some(why) = self.entries.load(&self.store, &index)? {
+                eprintln!("aslctl: warning: the cache's access times were not read ({why}); entries count as last used when written");
+            }
             *slot = Some(index);
         }
         f(slot.as_mut().expect("opened above"))
@@ -150,19 +189,23 @@ impl Index {
 
 /// The API's routes over `store`, for embedding in a larger axum app or
 /// driving in tests. Opens the store's query index (held while the router
-/// lives) if it can, else when first needed.
+/// lives) if it can, else when first needed. Called within a tokio
+/// runtime, it also starts the cache's upkeep (eviction, GC, access
+/// times), which ends when the router is dropped.
 pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
     let index = Index::new(store.clone());
     tune_allocator();
     let cfg_uploads = cfg.max_uploads.max(1);
-    Ok(api::routes(Arc::new(State {
+    let st = Arc::new(State {
         store,
         cfg,
         index,
-        entries: asl_records::cache::Entries::new(),
         uploads: Arc::new(tokio::sync::Semaphore::new(cfg_uploads)),
         metrics: metrics::Metrics::new(),
-    })))
+        upkeep: Arc::new(tokio::sync::Notify::new()),
+    });
+    upkeep::start(&st);
+    Ok(api::routes(st))
 }
 
 /// Every route the server answers, with the methods each takes (a route

@@ -1,7 +1,7 @@
 //! What the server counts, for `/metrics` (OpenMetrics text, which
 //! Prometheus scrapes): requests by route, method and status, their
-//! latency, bytes in and out, build-cache hits and misses, uploads in
-//! flight, GC runs and what they reclaimed, the store's size and the
+//! latency, bytes in and out, build-cache hits, misses and evictions and
+//! the cache namespace's size, uploads in flight, GC runs and what they reclaimed, the store's size and the
 //! process's resident memory.
 //!
 //! Routes are labelled by their template (`/v1/artifacts/{id}`), never by
@@ -46,6 +46,11 @@ pub(crate) struct Metrics {
     bytes_in: Counter,
     bytes_out: Counter,
     cache: Family<Lookup, Counter>,
+    evictions: Counter,
+    evicted: Counter,
+    cache_entries: Gauge,
+    cache_bytes: Gauge,
+    cache_max: Gauge,
     uploads: Gauge,
     gc_runs: Counter,
     gc_reclaimed: Counter,
@@ -95,10 +100,39 @@ impl Metrics {
             "Build-cache reads (/ac, /cas, /ccache) by protocol: hit or miss",
             cache.clone(),
         );
+        let evictions = Counter::default();
+        registry.register("cache_evictions", "Build-cache entries evicted", evictions.clone());
+        let evicted = Counter::default();
+        registry.register_with_unit(
+            "cache_evicted",
+            "Bytes the evicted entries took (records and the values that went with them)",
+            Unit::Bytes,
+            evicted.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register("cache_entries", "Live build-cache entries", cache_entries.clone());
+        let cache_bytes = Gauge::default();
+        registry.register_with_unit(
+            "cache_size",
+            "Bytes the build-cache namespace counts: entry records and the values it wrote",
+            Unit::Bytes,
+            cache_bytes.clone(),
+        );
+        let cache_max = Gauge::default();
+        registry.register_with_unit(
+            "cache_max_size",
+            "The namespace's limit (--max-size); 0 when it has none",
+            Unit::Bytes,
+            cache_max.clone(),
+        );
         let uploads = Gauge::default();
         registry.register("uploads_in_flight", "Uploads being stored now", uploads.clone());
         let gc_runs = Counter::default();
-        registry.register("gc_runs", "GC runs asked for through the API", gc_runs.clone());
+        registry.register(
+            "gc_runs",
+            "GC runs, asked for through the API or after evictions",
+            gc_runs.clone(),
+        );
         let gc_reclaimed = Counter::default();
         registry.register_with_unit(
             "gc_reclaimed",
@@ -140,6 +174,11 @@ impl Metrics {
             bytes_in,
             bytes_out,
             cache,
+            evictions,
+            evicted,
+            cache_entries,
+            cache_bytes,
+            cache_max,
             uploads,
             gc_runs,
             gc_reclaimed,
@@ -200,6 +239,11 @@ impl Metrics {
         self.gc_reclaimed.inc_by(reclaimed);
     }
 
+    pub(crate) fn evicted(&self, entries: u64, bytes: u64) {
+        self.evictions.inc_by(entries);
+        self.evicted.inc_by(bytes);
+    }
+
     /// Whether the store's figures are due again (and, if so, marks them
     /// taken now).
     pub(crate) fn stat_due(&self) -> bool {
@@ -218,8 +262,16 @@ impl Metrics {
     }
 
     /// The text a scrape gets, with the gauges read now.
-    pub(crate) fn encode(&self, uploads_in_flight: usize) -> String {
+    pub(crate) fn encode(
+        &self,
+        uploads_in_flight: usize,
+        cache: asl_records::cache::Usage,
+        max: Option<u64>,
+    ) -> String {
         self.uploads.set(uploads_in_flight as i64);
+        self.cache_entries.set(cache.entries as i64);
+        self.cache_bytes.set(cache.bytes as i64);
+        self.cache_max.set(max.unwrap_or(0) as i64);
         if let Some(rss) = resident_bytes() {
             self.rss.set(rss as i64);
         }
@@ -295,7 +347,7 @@ mod tests {
         m.request("/cas/{key}", "GET", 404, Duration::from_millis(1));
         m.request("/cas/{key}", "PUT", 200, Duration::from_millis(1));
         m.request("/v1/artifacts/{id}", "GET", 200, Duration::from_millis(1));
-        let text = m.encode(0);
+        let text = m.encode(0, Default::default(), None);
         assert!(
             text.contains(r#"asl_cache_lookups_total{protocol="cas",result="hit"} 1"#),
             "{text}"

@@ -282,7 +282,7 @@ async fn lineage(
     let out = with_view(&st.store, access, move |view| {
         let g = s2.index.with(|i| {
             i.refresh(view.store())?;
-            Ok(provenance::lineage_in(view, i, &id, dir, 10_000))
+            Ok::<_, records::RecordError>(provenance::lineage_in(view, i, &id, dir, 10_000))
         })?;
         Ok::<_, asl_pel::PelError>(g?.to_json())
     })

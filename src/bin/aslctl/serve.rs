@@ -31,6 +31,17 @@ pub(crate) struct ServeArgs {
     /// (less for uploads under 8 MiB that give a Content-Length).
     #[arg(long, default_value_t = 8)]
     max_uploads: usize,
+    /// The most disk the build caches (/ac, /cas, /ccache) may take (`10G`,
+    /// `500M`...): past 95 % of it the least recently used entries are
+    /// evicted and GC reclaims them. Without it the caches grow until
+    /// entries are removed by hand.
+    #[arg(long, value_name = "SIZE")]
+    max_size: Option<String>,
+    /// Seal segments at this size (default 256M). A cache with a small
+    /// --max-size wants small segments: the store stays under the limit
+    /// plus one segment.
+    #[arg(long, value_name = "SIZE")]
+    segment_size: Option<String>,
     /// No access log (one line per request on stderr).
     #[arg(long)]
     quiet: bool,
@@ -65,6 +76,7 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
             server::LogFormat::Text
         },
         max_uploads: a.max_uploads.max(1),
+        cache_max_size: a.max_size.as_deref().map(crate::args::parse_size).transpose()?,
         tls: match (&a.tls_cert, &a.tls_key) {
             (Some(cert), Some(key)) => Some(server::Tls::load(cert, key, a.tls_client_ca.as_deref())?),
             _ => None,
@@ -72,7 +84,11 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
         ..Config::default()
     };
     server::check_listen(&addr, &cfg)?;
-    let store = Arc::new(StoreOptions::new().create(true).open(dir)?);
+    let mut opts = StoreOptions::new().create(true);
+    if let Some(s) = &a.segment_size {
+        opts = opts.segment_target(crate::args::parse_size(s)?);
+    }
+    let store = Arc::new(opts.open(dir)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

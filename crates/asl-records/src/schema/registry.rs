@@ -331,6 +331,18 @@ pub static REGISTRY: &[RecordType] = &[
         ],
     },
     RecordType {
+        name: "asl/cache-entry",
+        version: 2,
+        doc: "a build cache's key pointing at an artifact, as version 1, and whether the cache may remove the artifact when it evicts the entry (not when `shared`), and the content-addressed entries an action result holds",
+        fields: &[
+            req("cache_key", Kind::Name),
+            req("value", Kind::Id),
+            req("created_at", Kind::Time),
+            opt("shared", Kind::Bool),
+            opt("holds", Kind::List(&Kind::Sha256)),
+        ],
+    },
+    RecordType {
         name: "rvls/pattern",
         version: 1,
         doc: "a guidance pattern imported from an RVLS learning store, labelled rvls.kind, rvls.domain, rvls.id",

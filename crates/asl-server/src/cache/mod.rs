@@ -16,6 +16,12 @@
 //! replace only the answer it names, else 412), so two writers can
 //! compare-and-swap a key. Reads are verified like
 //! every read, so the cache never answers with bytes it lost.
+//!
+//! Every entry, CAS ones included, is in the cache namespace
+//! ([`asl_records::cache::Space`]), which `--max-size` keeps under a
+//! size by evicting the least recently used ([`super::upkeep`]).
+
+mod action;
 
 use std::sync::Arc;
 
@@ -30,7 +36,7 @@ use super::send::send;
 use super::upload::{receive, stored};
 use super::State;
 use asl_core::{ArtifactId, PutOptions};
-use asl_records::cache::Condition;
+use asl_records::cache::{Condition, NewEntry};
 use asl_records::digests;
 use asl_records::RecordError;
 
@@ -107,22 +113,37 @@ fn parse_key(text: &str) -> Result<[u8; 32], Refused> {
     ))
 }
 
-/// Brings the query index up to date with what this server just wrote.
-fn refresh(st: &State) -> Result<(), RecordError> {
-    st.index.with(|i| i.refresh(&st.store).map(|_| ()))
-}
-
 /// The artifact the entry `name` (`ac/HEX`, `ccache/KEY`) answers with:
 /// its newest live entry.
 fn ac_lookup(st: &State, name: &str) -> Result<Option<ArtifactId>, RecordError> {
-    st.index.with(|i| st.entries.lookup(&st.store, i, name))
+    st.index.with(|i| st.index.entries.lookup(&st.store, i, name))
 }
 
 fn cas_lookup(st: &State, name: &str) -> Result<Option<ArtifactId>, RecordError> {
     let Some(key) = name.strip_prefix("cas/").and_then(digests::parse_sha256) else {
         return Ok(None);
     };
-    st.index.with(|i| digests::resolve(&st.store, i, &key))
+    let found = st.index.with(|i| digests::resolve(&st.store, i, &key))?;
+    if found.is_some() {
+        st.index.entries.touch(name);
+    }
+    Ok(found)
+}
+
+/// The `cas/` entries an action result holds, read from the stored value
+/// (an action result is small; one over 16 MiB is not read and holds
+/// nothing).
+fn ac_holds(st: &State, name: &str, value: &ArtifactId, len: u64) -> Vec<[u8; 32]> {
+    if !name.starts_with("ac/") || len > 16 << 20 {
+        return Vec::new();
+    }
+    let Ok(bytes) = st.store.get(value) else {
+        return Vec::new();
+    };
+    action::holds(&bytes, |sha| {
+        let id = st.index.with(|i| digests::resolve(&st.store, i, sha)).ok()??;
+        st.store.get(&id).ok()
+    })
 }
 
 async fn answer(
@@ -300,10 +321,19 @@ async fn entry_put(
         (false, None) => Some(Condition::Always),
     };
     let done = blocking(move || {
+        let entry = NewEntry {
+            holds: ac_holds(&s2, &name, &id, put.len),
+            name: &name,
+            value: id,
+            len: put.len,
+            shared: !put.new,
+            with: Vec::new(),
+        };
         let written = match &when {
-            Some(w) => s2.index.with(|i| s2.entries.put(&s2.store, i, &name, &id, w))?,
+            Some(w) => s2.index.with(|i| s2.index.entries.put(&s2.store, i, &entry, w))?,
             None => false,
         };
+        super::upkeep::after_put(&s2);
         if !written {
             // The value stays only if something else holds it.
             if put.new {
@@ -353,9 +383,18 @@ async fn cas_put(
             }
             return Ok(Err(digests::hex(&sha)));
         }
-        digests::record(&s2.store, &[(p2.id, sha, p2.len)])?;
-        s2.store.commit()?;
-        refresh(&s2)?;
+        let name = format!("cas/{}", digests::hex(&sha));
+        let entry = NewEntry {
+            name: &name,
+            value: p2.id,
+            len: p2.len,
+            shared: !p2.new,
+            holds: Vec::new(),
+            with: vec![digests::digest_record(&p2.id, &sha, p2.len)],
+        };
+        s2.index
+            .with(|i| s2.index.entries.put(&s2.store, i, &entry, &Condition::Always))?;
+        super::upkeep::after_put(&s2);
         Ok::<_, RecordError>(Ok(s2.store.view(access.audience).shown_new(&p2.id, p2.new)?))
     })
     .await;
