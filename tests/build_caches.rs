@@ -358,43 +358,51 @@ fn ccache_over_the_max_size_evicts_and_keeps_hitting() {
 }
 
 /// Bazel (Debian's bazel-bootstrap, installed by `.ci/run`) with
-/// `--remote_cache` pointed at the server: a second build from a clean
-/// output base takes its action from the server (Bazel reports a remote
-/// cache hit) and produces the same output.
+/// `--remote_cache` pointed at the server, over the HTTP cache protocol and
+/// over gRPC (REAPI v2): a second build from a clean output base takes both
+/// actions from the server (Bazel reports remote cache hits) and produces
+/// the same outputs, a 6 MB one included (over gRPC, one that goes through
+/// ByteStream rather than a batch).
 #[test]
 fn bazel_builds_twice_and_hits_the_remote_cache() {
     if Command::new("bazel").arg("--version").output().is_err() {
         panic!("bazel is not installed (see .ci/run: bazel-bootstrap)");
     }
-    let s = start(&[], None);
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
     std::fs::create_dir(&ws).unwrap();
     std::fs::write(ws.join("WORKSPACE"), "").unwrap();
     std::fs::write(
         ws.join("BUILD"),
-        "genrule(\n    name = \"greeting\",\n    outs = [\"greeting.txt\"],\n    cmd = \"echo hello from bazel through asl > $@\",\n)\n",
+        "genrule(\n    name = \"greeting\",\n    outs = [\"greeting.txt\"],\n    cmd = \"echo hello from bazel through asl > $@\",\n)\n\
+         genrule(\n    name = \"big\",\n    outs = [\"big.bin\"],\n    cmd = \"head -c 6000000 /dev/urandom > $@\",\n)\n",
     )
     .unwrap();
-    let build = |n: usize| -> (String, String) {
-        let root = dir.path().join(format!("root{n}"));
-        let o = Command::new("bazel")
-            .arg("--batch")
-            .arg(format!("--output_user_root={}", root.display()))
-            .args(["build", "//:greeting", &format!("--remote_cache={}", s.url)])
-            .current_dir(&ws)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", err(&o));
-        let text = std::fs::read_to_string(ws.join("bazel-bin/greeting.txt")).unwrap();
-        (err(&o), text)
-    };
-    let (first, a) = build(1);
-    assert!(!first.contains("remote cache hit"), "{first}");
-    let (second, b) = build(2);
-    assert!(second.contains("1 remote cache hit"), "{second}");
-    assert_eq!(
-        (a.as_str(), b.as_str()),
-        ("hello from bazel through asl\n", "hello from bazel through asl\n")
-    );
+    for protocol in ["http", "grpc"] {
+        let s = start(&[], None);
+        let cache = s.url.replacen("http", protocol, 1);
+        let build = |n: usize| -> (String, String, Vec<u8>) {
+            let root = dir.path().join(format!("{protocol}{n}"));
+            let o = Command::new("bazel")
+                .arg("--batch")
+                .arg(format!("--output_user_root={}", root.display()))
+                .args(["build", "//:greeting", "//:big", &format!("--remote_cache={cache}")])
+                .current_dir(&ws)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{protocol}: {}", err(&o));
+            let text = std::fs::read_to_string(ws.join("bazel-bin/greeting.txt")).unwrap();
+            (err(&o), text, std::fs::read(ws.join("bazel-bin/big.bin")).unwrap())
+        };
+        let (first, a, big_a) = build(1);
+        assert!(!first.contains("remote cache hit"), "{protocol}: {first}");
+        let (second, b, big_b) = build(2);
+        assert!(second.contains("2 remote cache hit"), "{protocol}: {second}");
+        assert_eq!(
+            (a.as_str(), b.as_str()),
+            ("hello from bazel through asl\n", "hello from bazel through asl\n")
+        );
+        assert_eq!(big_a.len(), 6_000_000);
+        assert!(big_a == big_b, "{protocol}: the big output came back as it was built");
+    }
 }

@@ -53,10 +53,11 @@ pub(super) fn routes(st: Arc<State>) -> Router {
     table()
         .into_iter()
         .fold(Router::new(), |router, r| router.route(r.path, r.handlers))
+        .with_state(st.clone())
+        .merge(crate::reapi::router(st.clone()))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(middleware::from_fn_with_state(st.clone(), authorize))
-        .layer(middleware::from_fn_with_state(st.clone(), observe))
-        .with_state(st)
+        .layer(middleware::from_fn_with_state(st, observe))
 }
 
 /// Counts every request for `/metrics` and writes its access log line when
@@ -126,12 +127,18 @@ async fn authorize(S(st): S<Arc<State>>, mut req: Request, next: Next) -> Respon
     let Some(tokens) = &st.cfg.tokens else {
         req.extensions_mut().insert(Access {
             audience: Audience::Owner,
+            scope: Scope::Admin,
         });
         return next.run(req).await;
     };
     let need = scope_of(req.method(), req.uri().path());
     let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let grpc = crate::reapi::is_grpc(&req);
     match presented.and_then(|h| tokens.check(h)) {
+        None if grpc => tonic::Status::unauthenticated("a valid bearer token is needed").into_http(),
+        Some(t) if grpc && t.scope < need => {
+            tonic::Status::permission_denied(format!("token {:?} may not write", t.name)).into_http()
+        }
         None => {
             let mut r = error(StatusCode::UNAUTHORIZED, "a valid bearer token is needed");
             r.headers_mut()
@@ -157,6 +164,7 @@ async fn authorize(S(st): S<Arc<State>>, mut req: Request, next: Next) -> Respon
                 } else {
                     Audience::Owner
                 },
+                scope: t.scope,
             });
             next.run(req).await
         }
@@ -175,7 +183,9 @@ fn scope_of(method: &Method, path: &str) -> Scope {
         || (method == Method::POST && path.starts_with("/v1/snapshots"))
     {
         Scope::Admin
-    } else if method == Method::PUT || (method == Method::POST && (path == "/v1/records" || path.ends_with("/labels")))
+    } else if method == Method::PUT
+        || (method == Method::POST && (path == "/v1/records" || path.ends_with("/labels")))
+        || crate::reapi::writes(path)
     {
         Scope::Write
     } else {

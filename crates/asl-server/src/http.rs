@@ -116,6 +116,8 @@ pub(super) struct Route {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Access {
     pub(super) audience: Audience,
+    /// What the caller's token allows (everything without tokens).
+    pub(super) scope: super::Scope,
 }
 
 /// Runs one request's store work on a blocking thread through the view of

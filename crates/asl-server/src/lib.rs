@@ -25,6 +25,7 @@ pub mod auth;
 mod cache;
 mod http;
 mod metrics;
+pub mod reapi;
 mod send;
 mod tls;
 mod upkeep;
@@ -65,7 +66,9 @@ pub struct Config {
     /// min(its `Content-Length`, 8 MiB) + 256 KiB while it is stored, so
     /// uploads take at most about `max_uploads` × 17 MiB; beyond the
     /// limit an upload waits (its body unread) up to `timeout`, then gets
-    /// 503 with `Retry-After`.
+    /// 503 with `Retry-After`. gRPC calls are answered 2 × `max_uploads`
+    /// at once (each holds a message of up to 4 MiB; more wait up to
+    /// `timeout`, then get `RESOURCE_EXHAUSTED`).
     pub max_uploads: usize,
     /// The most disk the build caches' entries (`/ac`, `/cas`, `/ccache`)
     /// may take, in bytes; `None`: no limit. Past 95 % of it, least
@@ -113,6 +116,9 @@ pub(crate) struct State {
     pub(crate) index: Index,
     /// One permit per upload being stored ([`Config::max_uploads`]).
     pub(crate) uploads: Arc<tokio::sync::Semaphore>,
+    /// One permit per gRPC call being answered (twice `max_uploads`): a
+    /// call's messages are held whole, up to 4 MiB each.
+    pub(crate) grpc_calls: Arc<tokio::sync::Semaphore>,
     /// What `/metrics` answers.
     pub(crate) metrics: metrics::Metrics,
     /// Wakes the upkeep task after a build-cache put.
@@ -201,6 +207,7 @@ pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
         cfg,
         index,
         uploads: Arc::new(tokio::sync::Semaphore::new(cfg_uploads)),
+        grpc_calls: Arc::new(tokio::sync::Semaphore::new(2 * cfg_uploads)),
         metrics: metrics::Metrics::new(),
         upkeep: Arc::new(tokio::sync::Notify::new()),
     });

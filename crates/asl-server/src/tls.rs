@@ -75,7 +75,7 @@ impl Tls {
         let mut config = builder
             .with_single_cert(chain, private)
             .map_err(|e| Error::InvalidArgument(format!("{} with {}: {e}", cert.display(), key.display())))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Tls {
             config: Arc::new(config),
         })

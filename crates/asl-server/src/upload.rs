@@ -17,9 +17,17 @@ use super::State;
 use asl_core::PutOptions;
 
 /// An upload's bytes, handed from the async side to the blocking put.
-struct Incoming {
+pub(crate) struct Incoming {
     rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
     buf: Bytes,
+}
+
+impl Incoming {
+    /// A reader of what the channel brings, in order; it ends when the
+    /// channel closes.
+    pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>) -> Incoming {
+        Incoming { rx, buf: Bytes::new() }
+    }
 }
 
 impl Read for Incoming {
@@ -93,7 +101,7 @@ pub(super) async fn receive(
     let store = st.store.clone();
     let (uploads, total) = (st.uploads.clone(), st.cfg.max_uploads.max(1));
     let task = tokio::task::spawn_blocking(move || {
-        let put = store.put_reader_with(Incoming { rx, buf: Bytes::new() }, &opts);
+        let put = store.put_reader_with(Incoming::new(rx), &opts);
         // Memory follows the uploads in flight: this thread's windows go
         // now, and when the last upload ends the allocator gives back what
         // its arenas hold.

@@ -217,9 +217,9 @@ impl Space {
         }
     }
 
-    /// Whether the namespace owns `value` (its entries' eviction removes it).
-    pub fn owns(&self, value: &ArtifactId) -> bool {
-        self.inner.lock().values.get(value).is_some_and(|v| v.owned)
+    /// The value the live entry `name` answers with, if there is one.
+    pub fn value_of(&self, name: &str) -> Option<ArtifactId> {
+        self.inner.lock().names.get(name).map(|i| i.value)
     }
 
     /// Entries and bytes counted.

@@ -119,15 +119,12 @@ fn ac_lookup(st: &State, name: &str) -> Result<Option<ArtifactId>, RecordError> 
     st.index.with(|i| st.index.entries.lookup(&st.store, i, name))
 }
 
+/// The blob the entry `name` (`cas/HEX`) names ([`find_blob`]).
 fn cas_lookup(st: &State, name: &str) -> Result<Option<ArtifactId>, RecordError> {
-    let Some(key) = name.strip_prefix("cas/").and_then(digests::parse_sha256) else {
-        return Ok(None);
-    };
-    let found = st.index.with(|i| digests::resolve(&st.store, i, &key))?;
-    if found.is_some() {
-        st.index.entries.touch(name);
+    match name.strip_prefix("cas/").and_then(digests::parse_sha256) {
+        Some(key) => find_blob(st, &key),
+        None => Ok(None),
     }
-    Ok(found)
 }
 
 /// The `cas/` entries an action result holds, read from the stored value
@@ -140,10 +137,7 @@ fn ac_holds(st: &State, name: &str, value: &ArtifactId, len: u64) -> Vec<[u8; 32
     let Ok(bytes) = st.store.get(value) else {
         return Vec::new();
     };
-    action::holds(&bytes, |sha| {
-        let id = st.index.with(|i| digests::resolve(&st.store, i, sha)).ok()??;
-        st.store.get(&id).ok()
-    })
+    action::holds(&bytes, |sha| st.store.get(&find_blob(st, sha).ok()??).ok())
 }
 
 async fn answer(
@@ -321,19 +315,10 @@ async fn entry_put(
         (false, None) => Some(Condition::Always),
     };
     let done = blocking(move || {
-        let entry = NewEntry {
-            holds: ac_holds(&s2, &name, &id, put.len),
-            name: &name,
-            value: id,
-            len: put.len,
-            shared: !put.new,
-            with: Vec::new(),
-        };
         let written = match &when {
-            Some(w) => s2.index.with(|i| s2.index.entries.put(&s2.store, i, &entry, w))?,
+            Some(w) => put_entry(&s2, &name, &put, w)?,
             None => false,
         };
-        super::upkeep::after_put(&s2);
         if !written {
             // The value stays only if something else holds it.
             if put.new {
@@ -355,6 +340,67 @@ async fn entry_put(
     }
 }
 
+/// Makes a stored blob (`put`, its SHA-256 taken as it was stored) the CAS
+/// entry for `key`, committed; `Err(actual)` when its SHA-256 is not the
+/// key, and what the put added is removed again. Both doors (`/cas`,
+/// REAPI) store blobs through it.
+pub(crate) fn put_blob(st: &State, put: &asl_core::Put, key: &[u8; 32]) -> Result<Result<(), [u8; 32]>, RecordError> {
+    let sha = put.sha256.unwrap_or_default();
+    if sha != *key {
+        if put.new {
+            st.store.remove(&put.id)?;
+            st.store.commit()?;
+        }
+        return Ok(Err(sha));
+    }
+    let name = format!("cas/{}", digests::hex(&sha));
+    let entry = NewEntry {
+        name: &name,
+        value: put.id,
+        len: put.len,
+        shared: !put.new,
+        holds: Vec::new(),
+        with: vec![digests::digest_record(&put.id, &sha, put.len)],
+    };
+    st.index
+        .with(|i| st.index.entries.put(&st.store, i, &entry, &Condition::Always))?;
+    super::upkeep::after_put(st);
+    Ok(Ok(()))
+}
+
+/// Points the entry `name` (`ac/HEX`, `ccache/KEY`) at a stored value when
+/// `when` allows (false: it did not, nothing written). An action result's
+/// entry holds the blobs it names.
+pub(crate) fn put_entry(st: &State, name: &str, put: &asl_core::Put, when: &Condition) -> Result<bool, RecordError> {
+    let entry = NewEntry {
+        holds: ac_holds(st, name, &put.id, put.len),
+        name,
+        value: put.id,
+        len: put.len,
+        shared: !put.new,
+        with: Vec::new(),
+    };
+    let written = st.index.with(|i| st.index.entries.put(&st.store, i, &entry, when))?;
+    super::upkeep::after_put(st);
+    Ok(written)
+}
+
+/// The artifact holding the blob whose SHA-256 is `sha`, if the store has
+/// one, marked used: from the cache namespace's memory when it is an entry
+/// there, else through the query index (a blob stored another way with its
+/// digest recorded).
+pub(crate) fn find_blob(st: &State, sha: &[u8; 32]) -> Result<Option<ArtifactId>, RecordError> {
+    let name = format!("cas/{}", digests::hex(sha));
+    let mut found = st.index.entries.space().value_of(&name);
+    if !found.is_some_and(|id| st.store.contains(&id).unwrap_or(false)) {
+        found = st.index.with(|i| digests::resolve(&st.store, i, sha))?;
+    }
+    if found.is_some() {
+        st.index.entries.touch(&name);
+    }
+    Ok(found)
+}
+
 /// Stores a CAS entry: its SHA-256, taken as it is stored, must be the key.
 async fn cas_put(
     S(st): S<Arc<State>>,
@@ -374,27 +420,9 @@ async fn cas_put(
     let s2 = st.clone();
     let p2 = put;
     let done = blocking(move || {
-        let sha = p2.sha256.unwrap_or_default();
-        if sha != key {
-            // Not what was promised: what this put added goes again.
-            if p2.new {
-                s2.store.remove(&p2.id)?;
-                s2.store.commit()?;
-            }
-            return Ok(Err(digests::hex(&sha)));
+        if let Err(actual) = put_blob(&s2, &p2, &key)? {
+            return Ok(Err(digests::hex(&actual)));
         }
-        let name = format!("cas/{}", digests::hex(&sha));
-        let entry = NewEntry {
-            name: &name,
-            value: p2.id,
-            len: p2.len,
-            shared: !p2.new,
-            holds: Vec::new(),
-            with: vec![digests::digest_record(&p2.id, &sha, p2.len)],
-        };
-        s2.index
-            .with(|i| s2.index.entries.put(&s2.store, i, &entry, &Condition::Always))?;
-        super::upkeep::after_put(&s2);
         Ok::<_, RecordError>(Ok(s2.store.view(access.audience).shown_new(&p2.id, p2.new)?))
     })
     .await;
