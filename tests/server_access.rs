@@ -404,6 +404,24 @@ fn records_and_labels_go_in() {
     assert_eq!(json(&b)["hits"][0]["subject"].as_str(), Some(&*id));
     let (_, b) = curl(&["-H", viewer, &u("/v1/find?media_type=text/plain")]);
     assert_eq!(json(&b)["hits"][0]["subject"].as_str(), Some(&*id));
+    // GET sends the media type the newest annotation gives.
+    let content_type = |id: &str| {
+        let o = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{content_type}", "-H", viewer])
+            .arg(u(&format!("/v1/artifacts/{id}")))
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(content_type(&id), "text/plain");
+    let (code, _) = post(
+        ops,
+        &format!("/v1/artifacts/{id}/labels"),
+        r#"{"labels": {}, "media_type": "text/csv"}"#,
+    );
+    assert_eq!(code, 201);
+    assert_eq!(content_type(&id), "text/csv", "the newer annotation's");
+    assert_eq!(content_type(&rid), "application/octet-stream", "no media type given");
 
     // Times and a limit, as the CLI takes them; a JSON body needs no
     // Content-Type (curl -d sends a form type).

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use super::cbor::Value;
-use super::{put, time, Record, RecordError, Stored};
+use super::query::QueryIndex;
+use super::{put, time, Record, RecordError, Source, Stored};
 use asl_core::{ArtifactId, Store};
 
 /// The record type annotations are stored as.
@@ -137,6 +138,35 @@ pub fn annotate(store: &Store, a: &Annotation) -> Result<Stored, RecordError> {
         return Err(RecordError::Store(asl_core::Error::NotFound(a.subject)));
     }
     let mut a = a.clone();
-    a.created_at.get_or_insert_with(time::now);
+    // To the millisecond, so that the newer of two annotations made within
+    // a second is known ([`media_type_of`]).
+    a.created_at.get_or_insert_with(time::now_millis);
     put(store, &a.to_record())
+}
+
+/// The media type the newest annotation of `id` that `from` holds gives
+/// it, if any (what `aslctl serve` sends as `Content-Type`). `index` finds
+/// the annotations; one `from` does not hold (another audience's) counts
+/// as absent.
+pub fn media_type_of(from: &dyn Source, index: &QueryIndex, id: &ArtifactId) -> Result<Option<String>, RecordError> {
+    let mut best: Option<(u64, String)> = None;
+    for rid in index.annotations_of(id)? {
+        let Ok(bytes) = from.read(&rid) else {
+            continue;
+        };
+        let Ok(r) = Record::decode(&bytes) else {
+            continue;
+        };
+        if r.type_name != ANNOTATION {
+            continue;
+        }
+        let a = Annotation::from_record(&r)?;
+        if let Some(m) = a.media_type {
+            let at = a.created_at.as_deref().and_then(time::parse_millis).unwrap_or(0);
+            if best.as_ref().is_none_or(|(t, _)| at >= *t) {
+                best = Some((at, m));
+            }
+        }
+    }
+    Ok(best.map(|(_, m)| m))
 }

@@ -21,6 +21,26 @@ pub fn now() -> String {
     format(Timestamp::now().as_second().max(0) as u64)
 }
 
+/// Milliseconds since the epoch of a record time, with or without a
+/// fraction (`...SSZ`, `...SS.fffZ`; digits past the third are ignored).
+pub fn parse_millis(t: &str) -> Option<u64> {
+    let (whole, frac) = match t.split_once('.') {
+        Some((w, f)) => (format!("{w}Z"), f.strip_suffix('Z')?),
+        None => (t.to_string(), ""),
+    };
+    let secs = parse(&whole)?;
+    let mut ms = 0u64;
+    for (i, c) in frac.bytes().enumerate() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        if i < 3 {
+            ms += u64::from(c - b'0') * [100, 10, 1][i];
+        }
+    }
+    Some(secs * 1000 + ms)
+}
+
 /// The time now with milliseconds (`...SS.mmmZ`), for start and finish
 /// times that must order events within a second.
 pub fn now_millis() -> String {

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::auth::Scope;
 use super::http::{blocking, error, json_body, parse_id, with_view, Access, JsonBody, Route};
 use super::metrics::Counted;
-use super::send::send;
+use super::send::send_typed;
 use super::upload::{receive, stored};
 use super::{LogFormat, State};
 use asl_core::{ArtifactId, Audience, PutOptions};
@@ -265,7 +265,7 @@ async fn artifact(
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    send(&st, access, id, &headers, with_body).await
+    send_typed(&st, access, id, &headers, with_body).await
 }
 
 #[derive(serde::Deserialize)]

@@ -143,7 +143,9 @@ impl Drop for State {
 /// cannot be answered until it opens.
 pub(crate) struct Index {
     store: Arc<Store>,
-    slot: parking_lot::Mutex<Option<QueryIndex>>,
+    /// Readers share it; a call that brings it up to date (or opens it)
+    /// has it alone.
+    slot: parking_lot::RwLock<Option<QueryIndex>>,
     /// The build caches' entries: checked and written one put at a time,
     /// counted from the records when the index opens.
     pub(crate) entries: asl_records::cache::Entries,
@@ -153,7 +155,7 @@ impl Index {
     fn new(store: Arc<Store>) -> Index {
         let index = Index {
             store,
-            slot: parking_lot::Mutex::new(None),
+            slot: parking_lot::RwLock::new(None),
             entries: asl_records::cache::Entries::new(),
         };
         if let Err(e) = index.with(|_| Ok::<_, RecordError>(())) {
@@ -167,10 +169,16 @@ impl Index {
         &self,
         f: impl FnOnce(&mut QueryIndex) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
-        match self.slot.lock().as_mut() {
+        match self.slot.write().as_mut() {
             Some(index) => f(index),
             None => Ok(()),
         }
+    }
+
+    /// Runs `f` on the index if it is open, beside other readers (`None`
+    /// when it is not open: the caller answers without it).
+    pub(crate) fn read_if_open<T>(&self, f: impl FnOnce(&QueryIndex) -> T) -> Option<T> {
+        self.slot.read().as_ref().map(f)
     }
 
     /// Runs `f` on the index, opening it first if it is not open.
@@ -178,7 +186,7 @@ impl Index {
         &self,
         f: impl FnOnce(&mut QueryIndex) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let mut slot = self.slot.lock();
+        let mut slot = self.slot.write();
         if slot.is_none() {
             let (mut index, _) = QueryIndex::open(&self.store)?;
             // It writes after every put of a cache entry: sealed when the

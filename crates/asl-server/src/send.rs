@@ -58,6 +58,38 @@ pub(super) async fn send(
     send_reader(id, reader, headers, with_body, st.cfg.timeout).await
 }
 
+/// [`send`] with the media type the artifact's annotations give it as its
+/// `Content-Type` (`application/octet-stream` when none does, or when the
+/// query index is not open).
+pub(super) async fn send_typed(
+    st: &Arc<State>,
+    access: Access,
+    id: ArtifactId,
+    headers: &HeaderMap,
+    with_body: bool,
+) -> Response {
+    let s2 = st.clone();
+    let opened = with_view(&st.store, access, move |view| {
+        let reader = view.open_reader(&id)?;
+        let media = s2
+            .index
+            .read_if_open(|i| asl_records::labels::media_type_of(view, i, &id))
+            .transpose()?
+            .flatten();
+        Ok::<_, asl_records::RecordError>((reader, media))
+    })
+    .await;
+    let (reader, media) = match opened {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let mut r = send_reader(id, reader, headers, with_body, st.cfg.timeout).await;
+    if let Some(v) = media.and_then(|m| HeaderValue::from_str(&m).ok()) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
 /// The response carrying what `reader` reads (artifact `id`): whole, one
 /// range, or headers only.
 pub(super) async fn send_reader(

@@ -308,10 +308,15 @@ async fn new_record(S(st): S<Arc<State>>, Extension(access): Extension<Access>, 
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
+    let s2 = st.clone();
     let stored = with_view(&st.store, access, move |view| {
         let rec = records::json::record_from_json(&r.type_name, r.version, &r.body)?;
         let s = records::put(view.store(), &rec)?;
         view.store().commit()?;
+        if rec.type_name == records::labels::ANNOTATION {
+            // GET answers with a media type it gives at once.
+            s2.index.with(|i| i.refresh(view.store()))?;
+        }
         Ok::<_, records::RecordError>((s.id, view.shown_new(&s.id, s.new)?))
     })
     .await;
@@ -350,6 +355,7 @@ async fn label(
     if l.labels.is_empty() && l.media_type.is_none() {
         return error(StatusCode::BAD_REQUEST, "give labels or a media_type");
     }
+    let s2 = st.clone();
     let stored = with_view(&st.store, access, move |view| {
         if !view.contains(&id)? {
             return Err(records::RecordError::Store(Error::NotFound(id)));
@@ -364,6 +370,8 @@ async fn label(
         }
         let s = records::labels::annotate(store, &a)?;
         store.commit()?;
+        // GET answers with the media type at once.
+        s2.index.with(|i| i.refresh(store))?;
         Ok(s)
     })
     .await;

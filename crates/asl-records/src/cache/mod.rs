@@ -316,7 +316,7 @@ impl Parsed {
         Some(Parsed {
             name: name.clone(),
             value,
-            at_ms: parse_stamp(at)?,
+            at_ms: crate::time::parse_millis(at)?,
             shared: matches!(r.body.get("shared"), Some(Value::Bool(true))),
             holds,
         })
@@ -383,23 +383,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Milliseconds since the epoch of a record time (`...SSZ` or `...SS.fffZ`).
-fn parse_stamp(t: &str) -> Option<u64> {
-    let (whole, frac) = match t.split_once('.') {
-        Some((w, f)) => (format!("{w}Z"), f.trim_end_matches('Z')),
-        None => (t.to_string(), ""),
-    };
-    let secs = crate::time::parse(&whole)?;
-    let mut ms = 0u64;
-    for (i, c) in frac.bytes().take(3).enumerate() {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        ms += u64::from(c - b'0') * [100, 10, 1][i];
-    }
-    Some(secs * 1000 + ms)
 }
 
 /// Milliseconds since the epoch as record time text with a fraction.
