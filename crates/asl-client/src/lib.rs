@@ -8,6 +8,10 @@
 //! in-process. Errors keep the server's kind ([`ClientError::kind`]): a
 //! refusal stays a refusal, a missing artifact stays not found.
 //!
+//! Artifacts read through it are proven against their ids, whole or by
+//! range, before a byte is returned ([`Client::reader`], [`Client::get`],
+//! [`Client::read_range`]): the server is not trusted with them.
+//!
 //! Depends on `asl-core` for its types only; it may be used beside any
 //! layer.
 
@@ -19,6 +23,11 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+mod read;
+mod transfer;
+pub use read::{Verified, CHUNK};
+pub use transfer::{Publication, SILENCE};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +59,17 @@ pub enum ClientError {
         /// What was wrong with it.
         detail: String,
     },
+    /// The server sent bytes that are not the artifact it was asked for
+    /// (a flipped byte, a wrong length, a tree that does not add up).
+    #[error("{url}: {id} came back wrong: {detail}")]
+    Corrupt {
+        /// The server.
+        url: String,
+        /// The artifact asked for.
+        id: ArtifactId,
+        /// What did not prove.
+        detail: String,
+    },
     /// An argument the client cannot send (a URL that is not one).
     #[error("{0}")]
     Invalid(String),
@@ -69,6 +89,7 @@ impl ClientError {
                 _ => ErrorKind::Remote,
             },
             ClientError::Unreachable { .. } | ClientError::Protocol { .. } => ErrorKind::Remote,
+            ClientError::Corrupt { .. } => ErrorKind::Corrupt,
             ClientError::Invalid(_) => ErrorKind::Invalid,
         }
     }
@@ -198,37 +219,44 @@ impl Client {
         }
     }
 
+    /// Why a request got no answer: reqwest's own line ("error sending
+    /// request") hides it; its sources say it (connection refused, a
+    /// certificate not trusted).
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            detail.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            detail,
+        }
+    }
+
+    /// The server's error answer: its status and its one line.
+    fn refusal(&self, status: u16, body: &[u8]) -> ClientError {
+        let message = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
+        ClientError::Status {
+            url: self.base.clone(),
+            status,
+            message,
+        }
+    }
+
     /// Sends `r` and returns the body of a success, or the server's error.
     fn send(&self, r: RequestBuilder) -> Result<Vec<u8>> {
-        // reqwest's own line ("error sending request") hides why; its
-        // sources say it (connection refused, a certificate not trusted).
-        let unreachable = |e: reqwest::Error| {
-            let mut detail = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                detail.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            ClientError::Unreachable {
-                url: self.base.clone(),
-                detail,
-            }
-        };
-        let resp = r.send().map_err(unreachable)?;
+        let resp = r.send().map_err(|e| self.unreachable(e))?;
         let status = resp.status();
-        let body = resp.bytes().map_err(unreachable)?.to_vec();
+        let body = resp.bytes().map_err(|e| self.unreachable(e))?.to_vec();
         if status.is_success() {
             return Ok(body);
         }
-        let message = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
-        Err(ClientError::Status {
-            url: self.base.clone(),
-            status: status.as_u16(),
-            message,
-        })
+        Err(self.refusal(status.as_u16(), &body))
     }
 
     fn call<T: DeserializeOwned>(&self, r: RequestBuilder) -> Result<T> {

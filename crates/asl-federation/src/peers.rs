@@ -1,7 +1,7 @@
 //! The two ends of a transfer between domains: a [`Peer`] that a fetch
 //! reads published artifacts from, and a [`Sink`] that a push sends them
 //! to — another store's directory, or an `aslctl serve` over HTTP(S)
-//! (feature `http`, reqwest's blocking client). Neither end is trusted: every
+//! (feature `http`, over `asl-client`). Neither end is trusted: every
 //! byte a peer sends is checked against its id by the receiving put.
 
 use std::io::Read;
@@ -135,60 +135,25 @@ impl Sink for DirSink {
     }
 }
 
-/// An `aslctl serve` of another domain, over HTTP(S).
+/// An `aslctl serve` of another domain, over HTTP(S): the verifying
+/// client's transport ([`asl_client::Client::for_transfers`]), whose bytes
+/// the fetch proves as it does any peer's.
 #[cfg(feature = "http")]
-pub struct HttpPeer {
-    base: String,
-    token: Option<String>,
-    client: reqwest::blocking::Client,
-}
-
-/// How long a remote may stay silent: before it answers, and between two
-/// reads of what it sends (a stalled transfer is cut off, a slow one is not).
-#[cfg(feature = "http")]
-const SILENCE: std::time::Duration = std::time::Duration::from_secs(60);
+pub struct HttpPeer(asl_client::Client);
 
 #[cfg(feature = "http")]
 impl HttpPeer {
     /// A peer at `base` (`http://host:port`), with an optional bearer token.
     pub fn new(base: &str, token: Option<&str>) -> Self {
-        let client = reqwest::blocking::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(SILENCE)
-            .build()
-            .expect("a client with these settings builds");
-        HttpPeer {
-            base: base.trim_end_matches('/').to_string(),
-            token: token.map(String::from),
-            client,
-        }
+        HttpPeer(asl_client::Client::for_transfers(base, token).expect("a client with these settings builds"))
     }
 
-    fn authorized(&self, req: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
-        match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
-    }
-
-    fn get(&self, path: &str) -> Result<Option<reqwest::blocking::Response>> {
-        self.get_from(path, 0, None)
-    }
-
-    /// GET `path`, bytes `offset..end` (a Range request unless the whole).
-    fn get_from(&self, path: &str, offset: u64, end: Option<u64>) -> Result<Option<reqwest::blocking::Response>> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.authorized(self.client.get(&url));
-        match end {
-            Some(e) if e > offset => req = req.header("Range", format!("bytes={offset}-{}", e - 1)),
-            _ if offset > 0 => req = req.header("Range", format!("bytes={offset}-")),
-            _ => {}
-        }
-        let r = req.send().map_err(|e| Error::Remote(format!("GET {url}: {e}")))?;
-        match r.status() {
-            reqwest::StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(r)),
-            s => Err(Error::Remote(format!("GET {url}: {s}"))),
+    /// The client's failure in federation's terms: an artifact the peer
+    /// lacks is not found, anything else is the remote's failure.
+    fn failed(e: asl_client::ClientError, id: Option<&ArtifactId>) -> Error {
+        match id {
+            Some(id) if e.kind() == asl_core::ErrorKind::NotFound => asl_core::Error::NotFound(*id).into(),
+            _ => Error::Remote(e.to_string()),
         }
     }
 }
@@ -196,189 +161,42 @@ impl HttpPeer {
 #[cfg(feature = "http")]
 impl Peer for HttpPeer {
     fn publication(&self) -> Result<Option<Publication>> {
-        let Some(r) = self.get("/v1/publication")? else {
-            return Ok(None);
-        };
-        let text = r
-            .text()
-            .map_err(|e| Error::Remote(format!("GET {}/v1/publication: {e}", self.base)))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::Remote(format!("{}/v1/publication: {e}", self.base)))?;
-        let id = |k: &str| {
-            v[k].as_str()
-                .and_then(|s| s.parse::<ArtifactId>().ok())
-                .ok_or_else(|| Error::Remote(format!("{}/v1/publication: no {k} id", self.base)))
-        };
-        let mut cosignatures = Vec::new();
-        for c in v["cosignatures"].as_array().into_iter().flatten() {
-            cosignatures.push(
-                c.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
-                    Error::Remote(format!("{}/v1/publication: a co-signature is not an id", self.base))
-                })?,
-            );
-        }
-        Ok(Some(Publication {
-            manifest: id("manifest")?,
-            signature: id("signature")?,
-            cosignatures,
+        let p = self.0.publication().map_err(|e| Self::failed(e, None))?;
+        Ok(p.map(|p| Publication {
+            manifest: p.manifest,
+            signature: p.signature,
+            cosignatures: p.cosignatures,
         }))
     }
 
     fn reader(&self, id: &ArtifactId) -> Result<Box<dyn Read + '_>> {
-        match self.get(&format!("/v1/artifacts/{id}"))? {
-            Some(r) => Ok(Box::new(r)),
-            None => Err(asl_core::Error::NotFound(*id).into()),
-        }
+        let (_, r) = self.0.fetch(id, 0, None).map_err(|e| Self::failed(e, Some(id)))?;
+        Ok(r)
     }
 
     fn reader_at(&self, id: &ArtifactId, offset: u64, end: Option<u64>) -> Result<(u64, Box<dyn Read + '_>)> {
-        let Some(r) = self.get_from(&format!("/v1/artifacts/{id}"), offset, end)? else {
-            return Err(asl_core::Error::NotFound(*id).into());
-        };
-        let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let bad = |why: &str| Error::Remote(format!("{}/v1/artifacts/{id}: {why}", self.base));
-        let len = if offset == 0 && end.is_none() {
-            header("content-length").and_then(|v| v.parse().ok())
-        } else {
-            // "bytes a-b/len", starting where asked: a server that ignored
-            // the range would send the bytes from 0, which must not be
-            // taken for the bytes from `offset`.
-            if r.status() != 206 {
-                return Err(bad("the range was not honoured"));
-            }
-            header("content-range").and_then(|v| {
-                let (span, total) = v.strip_prefix("bytes ")?.split_once('/')?;
-                (span.split_once('-')?.0.parse::<u64>().ok()? == offset).then(|| total.parse().ok())?
-            })
-        };
-        let len = len.ok_or_else(|| bad("no usable length"))?;
-        Ok((len, Box::new(r)))
+        let (len, r) = self.0.fetch(id, offset, end).map_err(|e| Self::failed(e, Some(id)))?;
+        Ok((len, r))
     }
 
     fn tree(&self, id: &ArtifactId) -> Result<Vec<[u8; 32]>> {
-        let path = format!("/v1/artifacts/{id}/tree");
-        let Some(r) = self.get(&path)? else {
-            return Err(asl_core::Error::NotFound(*id).into());
-        };
-        let mut b = Vec::new();
-        // 32 bytes per MiB: a 1 TiB artifact's tree is 32 MiB.
-        r.take(64 << 20)
-            .read_to_end(&mut b)
-            .map_err(|e| asl_core::Error::io(format!("GET {}{path}", self.base), e))?;
-        if b.len() % 32 != 0 {
-            return Err(Error::Remote(format!(
-                "{}{path}: {} bytes is not a list of chaining values",
-                self.base,
-                b.len()
-            )));
-        }
-        Ok(b.chunks(32).map(|c| c.try_into().expect("32 bytes")).collect())
+        self.0.tree(id).map_err(|e| Self::failed(e, Some(id)))
     }
 }
 
 #[cfg(feature = "http")]
 impl Sink for HttpPeer {
     fn missing(&self, ids: &[ArtifactId]) -> Result<Vec<ArtifactId>> {
-        let url = format!("{}/v1/artifacts:missing", self.base);
-        let mut out = Vec::new();
-        for batch in ids.chunks(1000) {
-            let body = serde_json::json!({"ids": batch.iter().map(|i| i.to_hex()).collect::<Vec<_>>()}).to_string();
-            let req = self
-                .authorized(self.client.post(&url))
-                .header("Content-Type", "application/json")
-                .body(body);
-            let text = req
-                .send()
-                .and_then(|r| r.error_for_status())
-                .and_then(|r| r.text())
-                .map_err(|e| Error::Remote(format!("POST {url}: {e}")))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Remote(format!("{url}: {e}")))?;
-            for m in v["missing"].as_array().into_iter().flatten() {
-                out.push(
-                    m.as_str()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| Error::Remote(format!("{url}: a missing entry is not an id")))?,
-                );
-            }
-        }
-        Ok(out)
+        self.0.missing(ids).map_err(|e| Self::failed(e, None))
     }
 
     fn send(&self, id: &ArtifactId, len: u64, bytes: &mut dyn Read) -> Result<()> {
-        let url = format!("{}/v1/artifacts/{id}", self.base);
-        // The client wants a body it owns; the bytes are borrowed. The
-        // request runs on a thread of its own reading from a channel, fed
-        // from here a piece at a time (memory: a few pieces).
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
-        let req = self
-            .authorized(self.client.put(&url))
-            .header("Content-Type", "application/octet-stream")
-            // The whole upload runs under one timeout: allow 1 MiB/s at least.
-            .timeout(SILENCE + std::time::Duration::from_secs(len >> 20))
-            .body(reqwest::blocking::Body::sized(Piped::new(rx), len));
-        std::thread::scope(|s| {
-            let sent = s.spawn(move || req.send().and_then(|r| r.error_for_status()).map(drop));
-            let mut buf = vec![0u8; 256 << 10];
-            loop {
-                let piece = match bytes.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => Ok(buf[..n].to_vec()),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => Err(e),
-                };
-                let failed = piece.is_err();
-                // A closed channel: the request ended early; its error says why.
-                if tx.send(piece).is_err() || failed {
-                    break;
-                }
-            }
-            drop(tx);
-            sent.join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-                .map_err(|e| Error::Remote(format!("PUT {url}: {e}")))
-        })
+        self.0.send_artifact(id, len, bytes).map_err(|e| Self::failed(e, None))
     }
 
     fn finish(&self) -> Result<()> {
         // Every PUT was committed before it was answered.
         Ok(())
-    }
-}
-
-/// A reader over pieces sent down a channel: an owned request body for
-/// bytes read elsewhere.
-#[cfg(feature = "http")]
-struct Piped {
-    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    piece: Vec<u8>,
-    at: usize,
-}
-
-#[cfg(feature = "http")]
-impl Piped {
-    fn new(rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>) -> Self {
-        Piped {
-            rx,
-            piece: Vec::new(),
-            at: 0,
-        }
-    }
-}
-
-#[cfg(feature = "http")]
-impl Read for Piped {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.piece.len() {
-            match self.rx.recv() {
-                Ok(p) => (self.piece, self.at) = (p?, 0),
-                // The sender is done: the end of the body.
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.piece.len() - self.at);
-        out[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
 
