@@ -145,6 +145,20 @@ impl Entries {
         Ok(found)
     }
 
+    /// The artifact `name` answers with when the namespace knows its newest
+    /// entry and the artifact is live, marked used; `None` sends the caller
+    /// to [`Entries::lookup`] (no index needed here, so reads do not wait
+    /// for writes that hold it).
+    pub fn lookup_known(&self, store: &Store, name: &str) -> Result<Option<ArtifactId>, RecordError> {
+        match self.space.value_of(name) {
+            Some(id) if store.contains(&id)? => {
+                self.space.touch(name, now_ms());
+                Ok(Some(id))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Marks entry `name` used (a read that found it another way, as a
     /// `cas/` entry through its digest).
     pub fn touch(&self, name: &str) {

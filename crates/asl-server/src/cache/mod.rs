@@ -115,7 +115,10 @@ fn parse_key(text: &str) -> Result<[u8; 32], Refused> {
 
 /// The artifact the entry `name` (`ac/HEX`, `ccache/KEY`) answers with:
 /// its newest live entry.
-fn ac_lookup(st: &State, name: &str) -> Result<Option<ArtifactId>, RecordError> {
+pub(crate) fn ac_lookup(st: &State, name: &str) -> Result<Option<ArtifactId>, RecordError> {
+    if let Some(id) = st.index.entries.lookup_known(&st.store, name)? {
+        return Ok(Some(id));
+    }
     st.index.with(|i| st.index.entries.lookup(&st.store, i, name))
 }
 
@@ -391,10 +394,10 @@ pub(crate) fn put_entry(st: &State, name: &str, put: &asl_core::Put, when: &Cond
 /// digest recorded).
 pub(crate) fn find_blob(st: &State, sha: &[u8; 32]) -> Result<Option<ArtifactId>, RecordError> {
     let name = format!("cas/{}", digests::hex(sha));
-    let mut found = st.index.entries.space().value_of(&name);
-    if !found.is_some_and(|id| st.store.contains(&id).unwrap_or(false)) {
-        found = st.index.with(|i| digests::resolve(&st.store, i, sha))?;
+    if let Some(id) = st.index.entries.lookup_known(&st.store, &name)? {
+        return Ok(Some(id));
     }
+    let found = st.index.with(|i| digests::resolve(&st.store, i, sha))?;
     if found.is_some() {
         st.index.entries.touch(&name);
     }

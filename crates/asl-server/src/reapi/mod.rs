@@ -218,10 +218,7 @@ impl ActionCache for Service {
         let st = self.0.clone();
         blocking(move || {
             let name = format!("ac/{}", digests::hex(&sha));
-            let found = st
-                .index
-                .with(|i| st.index.entries.lookup(&st.store, i, &name))
-                .map_err(status)?;
+            let found = crate::cache::ac_lookup(&st, &name).map_err(status)?;
             let view = st.store.view(access.audience);
             match found {
                 Some(id) if view.contains(&id).map_err(|e| status(e.into()))? => {

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""A soak of `aslctl serve`: mixed load for a while, with the build caches
+under --max-size so eviction and online GC run throughout.
+
+usage: benches/soak.py ASLCTL [MINUTES] [WORKERS]
+
+Starts a server on a fresh store (--max-size 64M --segment-size 4M), then
+WORKERS threads (one keep-alive connection each) pick, over and over: a
+/v1 upload, a whole read and a range read of an earlier upload (bytes
+checked against their SHA-256), a `missing` batch, a CAS put and get, an
+AC put and get, a ccache put and get; and every minute a GC through the
+API. A 5xx, a wrong byte or an unexpected status is an error; a cache
+miss after eviction is not. Every 10 s it samples the server's RSS and the
+bytes of its segment files. Prints per-route counts and p50/p99 latency,
+the errors, RSS after warm-up (min, max, last), and the largest segments
+total beside the limit plus one segment.
+"""
+import hashlib
+import http.client
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+bin_, minutes, workers = sys.argv[1], float(sys.argv[2] if len(sys.argv) > 2 else 30), int(
+    sys.argv[3] if len(sys.argv) > 3 else 4)
+MAX, SEGMENT = 64 << 20, 4 << 20
+work = tempfile.mkdtemp(prefix="asl-soak.")
+store = os.path.join(work, "store")
+srv = subprocess.Popen([bin_, "--store", store, "serve", "--listen", "127.0.0.1:0", "--quiet",
+                        "--max-size", "64M", "--segment-size", "4M"],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+host = srv.stdout.readline().strip().removeprefix("listening on http://")
+
+lock = threading.Lock()
+lat = {}       # route -> [seconds]
+errors = []    # (route, what)
+uploads = []   # (id, sha256, len)
+stop = time.time() + minutes * 60
+
+
+def note(route, t, ok=True, what=""):
+    with lock:
+        lat.setdefault(route, []).append(t)
+        if not ok:
+            errors.append((route, what))
+
+
+def call(conn, method, path, body=None, headers=None):
+    t = time.perf_counter()
+    conn.request(method, path, body=body, headers=headers or {})
+    r = conn.getresponse()
+    data = r.read()
+    return r.status, data, time.perf_counter() - t
+
+
+def worker(seed):
+    rng = random.Random(seed)
+    conn = http.client.HTTPConnection(host, timeout=120)
+    while time.time() < stop:
+        op = rng.choices(["put", "get", "range", "missing", "cas", "ac", "ccache"],
+                         [2, 4, 2, 1, 3, 2, 2])[0]
+        try:
+            if op == "put":
+                b = rng.randbytes(rng.randint(1 << 10, 64 << 10))
+                s, data, t = call(conn, "PUT", "/v1/artifacts", b)
+                note("PUT /v1/artifacts", t, s in (200, 201), s)
+                if s in (200, 201):
+                    with lock:
+                        uploads.append((json.loads(data)["id"], hashlib.sha256(b).digest(), len(b)))
+            elif op in ("get", "range", "missing") and uploads:
+                with lock:
+                    picks = [rng.choice(uploads) for _ in range(10)]
+                i, sha, n = picks[0]
+                if op == "get":
+                    s, data, t = call(conn, "GET", f"/v1/artifacts/{i}")
+                    note("GET /v1/artifacts/{id}", t, s == 200 and hashlib.sha256(data).digest() == sha, s)
+                elif op == "range":
+                    a = rng.randrange(n)
+                    s, data, t = call(conn, "GET", f"/v1/artifacts/{i}", headers={"Range": f"bytes={a}-{a + 99}"})
+                    note("GET /v1/artifacts/{id} range", t, s == 206 and len(data) == min(100, n - a), s)
+                else:
+                    body = json.dumps({"ids": [p[0] for p in picks]})
+                    s, data, t = call(conn, "POST", "/v1/artifacts:missing", body,
+                                      {"content-type": "application/json"})
+                    note("POST /v1/artifacts:missing", t, s == 200 and json.loads(data)["missing"] == [], s)
+            elif op == "cas":
+                b = rng.randbytes(rng.randint(4 << 10, 256 << 10))
+                k = hashlib.sha256(b).hexdigest()
+                s, _, t = call(conn, "PUT", f"/cas/{k}", b)
+                note("PUT /cas/{key}", t, s in (200, 201), s)
+                s, data, t = call(conn, "GET", f"/cas/{k}")
+                note("GET /cas/{key}", t, s == 404 or (s == 200 and data == b), s)
+            elif op in ("ac", "ccache"):
+                b = rng.randbytes(rng.randint(1 << 10, 128 << 10))
+                if op == "ac":
+                    path = "/ac/" + hashlib.sha256(rng.randbytes(8)).hexdigest()
+                else:
+                    path = "/ccache/" + "".join(rng.choices("0123456789abcdefghijklmnopqrstuv", k=32))
+                s, _, t = call(conn, "PUT", path, b)
+                note(f"PUT /{op}", t, s in (200, 201), s)
+                s, data, t = call(conn, "GET", path)
+                note(f"GET /{op}", t, s == 404 or (s == 200 and data == b), s)
+        except Exception as e:  # a broken connection is an error too
+            note(op, 0, False, repr(e))
+            conn = http.client.HTTPConnection(host, timeout=120)
+
+
+def gc():
+    conn = http.client.HTTPConnection(host, timeout=600)
+    while time.time() < stop:
+        time.sleep(60)
+        s, _, t = call(conn, "POST", "/v1/gc", "{}", {"content-type": "application/json"})
+        note("POST /v1/gc", t, s == 200, s)
+
+
+def rss():
+    with open(f"/proc/{srv.pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) << 10
+
+
+def segments():
+    d = os.path.join(store, "segments")
+    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+
+
+threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)] + [threading.Thread(target=gc)]
+for t in threads:
+    t.start()
+start = time.time()
+samples = []
+while time.time() < stop:
+    time.sleep(10)
+    with lock:
+        uploaded = sum(n for (_, _, n) in uploads)
+    samples.append((time.time() - start, rss(), segments() - uploaded))
+for t in threads:
+    t.join()
+
+print(f"load at the end: {os.getloadavg()[0]:.2f}; {minutes:g} min, {workers} workers")
+print(f"{'route':36} {'calls':>8} {'p50 ms':>8} {'p99 ms':>8}")
+for route in sorted(lat):
+    xs = sorted(lat[route])
+    print(f"{route:36} {len(xs):8} {xs[len(xs) // 2] * 1e3:8.2f} {xs[int(len(xs) * 0.99)] * 1e3:8.2f}")
+print(f"errors: {len(errors)}", errors[:10])
+warm = [r for (t, r, _) in samples if t > 120] or [r for (_, r, _) in samples]
+print(f"RSS after warm-up: min {min(warm) >> 20} MiB, max {max(warm) >> 20} MiB, last {warm[-1] >> 20} MiB "
+      f"(max/min {max(warm) / min(warm):.2f})")
+print(f"segments less the /v1 uploads (never evicted; {sum(n for (_, _, n) in uploads) >> 20} MiB at the end): "
+      f"largest {max(s for (_, _, s) in samples) / (1 << 20):.1f} MiB; limit + one segment {(MAX + SEGMENT) >> 20} MiB")
+m = http.client.HTTPConnection(host)
+m.request("GET", "/metrics")
+for line in m.getresponse().read().decode().splitlines():
+    if line.startswith(("asl_cache_evictions_total", "asl_cache_size_bytes", "asl_gc_runs_total")):
+        print(line)
+srv.terminate()
+srv.wait()
+subprocess.run(["rm", "-rf", work])
