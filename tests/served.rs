@@ -377,6 +377,25 @@ print(json.dumps({"samples": samples, "legacy": legacy}))
     assert!(value("asl_cache_size_bytes", &[]) >= 100_000.0, "{text}");
     assert!(value("asl_process_resident_memory_bytes", &[]) > 1e6);
     assert!(parsed["legacy"].as_array().unwrap().len() >= 10, "{parsed}");
+    // A gRPC call that fails (no action result for this digest): HTTP 200,
+    // and its gRPC status in the log line.
+    let mut request = vec![0x12, 68, 0x0a, 64];
+    request.extend_from_slice("0".repeat(64).as_bytes());
+    request.extend_from_slice(&[0x10, 1]);
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(request.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&request);
+    let framed = dir.path().join("grpc-frame");
+    std::fs::write(&framed, &frame).unwrap();
+    let (code, _) = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "content-type: application/grpc",
+        "--data-binary",
+        &format!("@{}", framed.display()),
+        &format!("{url}/build.bazel.remote.execution.v2.ActionCache/GetActionResult"),
+    ]);
+    assert_eq!(code, 200);
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     assert!(child.wait().unwrap().success());
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
@@ -391,7 +410,14 @@ print(json.dumps({"samples": samples, "legacy": legacy}))
         (Some("/cas/{key}"), Some(201))
     );
     assert!(put["path"].as_str().unwrap().ends_with(&sha) && put["ms"].as_f64().is_some());
-    assert_eq!(lines.len(), 7, "one line per request: {lines:?}");
+    let grpc = lines.last().unwrap();
+    assert_eq!(
+        (grpc["status"].as_u64(), grpc["grpc_status"].as_u64()),
+        (Some(200), Some(5)),
+        "{grpc}"
+    );
+    assert_eq!(put["grpc_status"], serde_json::Value::Null);
+    assert_eq!(lines.len(), 8, "one line per request: {lines:?}");
 }
 
 /// `contrib/asl.service` passes `systemd-analyze verify` without a warning,

@@ -81,11 +81,22 @@ async fn observe(S(st): S<Arc<State>>, req: Request, next: Next) -> Response {
     if st.cfg.access_log {
         let ms = took.as_secs_f64() * 1e3;
         let time = asl_records::time::now_millis();
+        // A gRPC call that failed at once says so in its headers (HTTP 200
+        // all the same); one that fails later, in trailers this log does
+        // not see.
+        let grpc = r
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok());
         match st.cfg.log_format {
-            LogFormat::Text => eprintln!("{time} {method} {path} {status} {ms:.1}ms"),
+            LogFormat::Text => {
+                let grpc = grpc.map(|g| format!(" grpc-status={g}")).unwrap_or_default();
+                eprintln!("{time} {method} {path} {status}{grpc} {ms:.1}ms")
+            }
             LogFormat::Json => eprintln!(
                 "{}",
-                json!({"time": time, "method": method.as_str(), "path": path, "route": route, "status": status, "ms": (ms * 10.0).round() / 10.0})
+                json!({"time": time, "method": method.as_str(), "path": path, "route": route, "status": status, "grpc_status": grpc, "ms": (ms * 10.0).round() / 10.0})
             ),
         }
     }

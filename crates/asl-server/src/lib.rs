@@ -73,9 +73,9 @@ pub struct Config {
     /// The most disk the build caches' entries (`/ac`, `/cas`, `/ccache`)
     /// may take, in bytes; `None`: no limit. Past 95 % of it, least
     /// recently used entries are evicted down to 90 % and GC reclaims
-    /// their bytes, so the store stays under the limit plus one open
+    /// their bytes, so their segments stay under the limit plus one open
     /// segment (the 5 % above is room for what GC leaves in segments it
-    /// does not repack).
+    /// does not repack). The index and the query index come on top.
     pub cache_max_size: Option<u64>,
 }
 
@@ -98,11 +98,12 @@ impl Default for Config {
 /// How access log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
-    /// `TIME METHOD PATH STATUS MSms`, for people.
+    /// `TIME METHOD PATH STATUS MSms` (and `grpc-status=N` after the
+    /// status of a gRPC call that failed at once), for people.
     #[default]
     Text,
     /// One JSON object per line (`time`, `method`, `path`, `route`,
-    /// `status`, `ms`), for log collectors.
+    /// `status`, `grpc_status`, `ms`), for log collectors.
     Json,
 }
 
