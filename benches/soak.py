@@ -12,7 +12,8 @@ AC put and get, a ccache put and get; and every minute a GC through the
 API. A 5xx, a wrong byte or an unexpected status is an error; a cache
 miss after eviction is not. Every 10 s it samples the server's RSS and the
 bytes of its segment files. Prints per-route counts and p50/p99 latency,
-the errors, RSS after warm-up (min, max, last), and the largest segments
+the errors, RSS and its anonymous part (the heap; the rest is mapped
+segment pages) after warm-up (min, max, last), and the largest segments
 total beside the limit plus one segment.
 """
 import hashlib
@@ -120,8 +121,12 @@ def gc():
 
 
 def rss():
+    """Resident memory, and of it the anonymous part (the heap): the rest
+    is file pages, the segments the server maps and reads."""
     with open(f"/proc/{srv.pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) << 10
+        text = f.read()
+    kib = lambda k: int(re.search(rf"{k}:\s+(\d+)", text).group(1)) << 10
+    return kib("VmRSS"), kib("RssAnon")
 
 
 def segments():
@@ -138,7 +143,8 @@ while time.time() < stop:
     time.sleep(10)
     with lock:
         uploaded = sum(n for (_, _, n) in uploads)
-    samples.append((time.time() - start, rss(), segments() - uploaded))
+    total, anon = rss()
+    samples.append((time.time() - start, total, segments() - uploaded, anon))
 for t in threads:
     t.join()
 
@@ -148,11 +154,12 @@ for route in sorted(lat):
     xs = sorted(lat[route])
     print(f"{route:36} {len(xs):8} {xs[len(xs) // 2] * 1e3:8.2f} {xs[int(len(xs) * 0.99)] * 1e3:8.2f}")
 print(f"errors: {len(errors)}", errors[:10])
-warm = [r for (t, r, _) in samples if t > 120] or [r for (_, r, _) in samples]
-print(f"RSS after warm-up: min {min(warm) >> 20} MiB, max {max(warm) >> 20} MiB, last {warm[-1] >> 20} MiB "
-      f"(max/min {max(warm) / min(warm):.2f})")
+for name, at in (("RSS", 1), ("of which anonymous", 3)):
+    warm = [x[at] for x in samples if x[0] > 120] or [x[at] for x in samples]
+    print(f"{name} after warm-up: min {min(warm) >> 20} MiB, max {max(warm) >> 20} MiB, last {warm[-1] >> 20} MiB "
+          f"(max/min {max(warm) / min(warm):.2f})")
 print(f"segments less the /v1 uploads (never evicted; {sum(n for (_, _, n) in uploads) >> 20} MiB at the end): "
-      f"largest {max(s for (_, _, s) in samples) / (1 << 20):.1f} MiB; limit + one segment {(MAX + SEGMENT) >> 20} MiB")
+      f"largest {max(x[2] for x in samples) / (1 << 20):.1f} MiB; limit + one segment {(MAX + SEGMENT) >> 20} MiB")
 m = http.client.HTTPConnection(host)
 m.request("GET", "/metrics")
 for line in m.getresponse().read().decode().splitlines():
