@@ -235,10 +235,7 @@ impl Entries {
             )));
         }
         for name in self.space.claim(value) {
-            let Some(r) = newest_record(store, index, &name)? else {
-                continue;
-            };
-            let Some(p) = Parsed::of(&r) else {
+            let Some(p) = newest_entry(store, index, &name)? else {
                 continue;
             };
             *last = now_ms().max(*last + 1);
@@ -337,36 +334,29 @@ impl Parsed {
     }
 }
 
-/// The newest live entry record for `name`.
-fn newest_record(store: &Store, index: &QueryIndex, name: &str) -> Result<Option<Record>, RecordError> {
+/// The newest live entry for `name`, as read back.
+fn newest_entry(store: &Store, index: &QueryIndex, name: &str) -> Result<Option<Parsed>, RecordError> {
     // The index orders by whole seconds; the entries' own times (to the
     // millisecond, strictly increasing per writer) decide within one.
-    let mut best: Option<(String, Record)> = None;
+    let mut best: Option<Parsed> = None;
     for (_, rid) in index.records_with("cache_key", name.as_bytes())? {
-        let Ok(r) = crate::get(store as &dyn Source, &rid) else {
+        let Some(e) = crate::get(store as &dyn Source, &rid)
+            .ok()
+            .as_ref()
+            .and_then(Parsed::of)
+        else {
             continue;
         };
-        let (Some(Value::Text(at)), Some(Value::Bytes(b))) = (r.body.get("created_at"), r.body.get("value")) else {
-            continue;
-        };
-        let Ok(b) = <[u8; 32]>::try_from(b.as_slice()) else {
-            continue;
-        };
-        if best.as_ref().is_none_or(|(t, _)| at > t) && store.contains(&ArtifactId::from_bytes(b))? {
-            best = Some((at.clone(), r));
+        if best.as_ref().is_none_or(|b| e.at_ms > b.at_ms) && store.contains(&e.value)? {
+            best = Some(e);
         }
     }
-    Ok(best.map(|(_, r)| r))
+    Ok(best)
 }
 
 /// The artifact of the newest live entry for `name`.
 fn newest(store: &Store, index: &QueryIndex, name: &str) -> Result<Option<ArtifactId>, RecordError> {
-    Ok(
-        newest_record(store, index, name)?.and_then(|r| match r.body.get("value") {
-            Some(Value::Bytes(b)) => <[u8; 32]>::try_from(b.as_slice()).ok().map(ArtifactId::from_bytes),
-            _ => None,
-        }),
-    )
+    Ok(newest_entry(store, index, name)?.map(|e| e.value))
 }
 
 /// The `asl/cache-entry` record of `e` (version 2: `shared` and `holds`

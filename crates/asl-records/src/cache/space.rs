@@ -361,11 +361,6 @@ impl Space {
             }
         }
     }
-
-    /// The oldest access time among the live entries.
-    pub fn oldest(&self) -> Option<u64> {
-        self.inner.lock().names.values().map(|i| i.touched).min()
-    }
 }
 
 /// The `cas/` entry name of a digest.
