@@ -158,6 +158,9 @@ fn a_store_living_in_a_bucket_keeps_only_its_tail_on_local_disk() {
             "--dir",
             tmp.path().join("a2").to_str().unwrap(),
             "--take-over",
+            // No read replica to wait for: GC's segments go at once.
+            "--delete-grace",
+            "0",
         ],
     );
     let a = tmp.path().join("a2");

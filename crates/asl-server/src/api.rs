@@ -56,6 +56,10 @@ pub(super) fn routes(st: Arc<State>) -> Router {
         .with_state(st.clone())
         .merge(crate::reapi::router(st.clone()))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .layer(middleware::from_fn_with_state(
+            st.clone(),
+            crate::replica::redirect_writes,
+        ))
         .layer(middleware::from_fn_with_state(st.clone(), authorize))
         .layer(middleware::from_fn_with_state(st, observe))
 }

@@ -26,6 +26,7 @@ mod cache;
 mod http;
 mod metrics;
 pub mod reapi;
+mod replica;
 mod send;
 mod tls;
 mod upkeep;
@@ -40,6 +41,7 @@ use asl_core::{Error, Result, Store};
 use asl_records::query::QueryIndex;
 use asl_records::RecordError;
 pub use auth::{Scope, Tokens};
+pub use replica::{Followed, Replica};
 pub use tls::Tls;
 
 /// How a server runs.
@@ -77,6 +79,13 @@ pub struct Config {
     /// segment (the 5 % above is room for what GC leaves in segments it
     /// does not repack). The index and the query index come on top.
     pub cache_max_size: Option<u64>,
+    /// For a store living in a bucket that this server writes: how often
+    /// what was written since is published for read replicas (sealed and
+    /// checkpointed in one step, see `Maintenance::publish`). A replica is
+    /// at most this, the upload, and its own follow interval behind.
+    pub publish_interval: Duration,
+    /// Serve a read replica ([`Replica`]): writes are sent to the writer.
+    pub replica: Option<Replica>,
 }
 
 impl Default for Config {
@@ -91,6 +100,8 @@ impl Default for Config {
             tls: None,
             max_uploads: 8,
             cache_max_size: None,
+            publish_interval: Duration::from_secs(30),
+            replica: None,
         }
     }
 }
@@ -124,14 +135,19 @@ pub(crate) struct State {
     pub(crate) metrics: metrics::Metrics,
     /// Wakes the upkeep task after a build-cache put.
     pub(crate) upkeep: Arc<tokio::sync::Notify>,
+    /// A replica's writer, as the bucket's lease last named it: where
+    /// writes are redirected.
+    pub(crate) writer_url: parking_lot::RwLock<Option<String>>,
 }
 
 impl Drop for State {
     fn drop(&mut self) {
         // The reads since the last write of the access file, kept for the
-        // next start.
-        if let Err(e) = self.index.entries.save_access(&self.store) {
-            eprintln!("aslctl: warning: the cache's access times were not saved: {e}");
+        // next start (a replica evicts nothing and writes no file).
+        if self.cfg.replica.is_none() {
+            if let Err(e) = self.index.entries.save_access(&self.store) {
+                eprintln!("aslctl: warning: the cache's access times were not saved: {e}");
+            }
         }
         // The upkeep task, waiting, sees the state gone and ends.
         self.upkeep.notify_one();
@@ -219,8 +235,10 @@ pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
         grpc_calls: Arc::new(tokio::sync::Semaphore::new(2 * cfg_uploads)),
         metrics: metrics::Metrics::new(),
         upkeep: Arc::new(tokio::sync::Notify::new()),
+        writer_url: parking_lot::RwLock::new(None),
     });
     upkeep::start(&st);
+    replica::start(&st);
     Ok(api::routes(st))
 }
 
@@ -293,8 +311,13 @@ pub async fn serve(
         });
     }
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-    match store.maintenance().announce(&format!("{scheme}://{reach}")) {
-        Ok(()) | Err(Error::ReadOnly) => {}
+    // A store living in a bucket names the server in its lease too: a
+    // request to the bucket, so off the runtime's threads.
+    let named = store.clone();
+    let url = format!("{scheme}://{reach}");
+    match tokio::task::spawn_blocking(move || named.maintenance().announce(&url)).await {
+        Ok(Ok(()) | Err(Error::ReadOnly)) => {}
+        Ok(Err(e)) => eprintln!("aslctl: warning: the store's lock does not name this server: {e}"),
         Err(e) => eprintln!("aslctl: warning: the store's lock does not name this server: {e}"),
     }
     let failed = |e| Error::Io {

@@ -54,6 +54,8 @@ pub(crate) struct Metrics {
     uploads: Gauge,
     gc_runs: Counter,
     gc_reclaimed: Counter,
+    publishes: Counter,
+    follows: Counter,
     artifacts: Gauge,
     physical: Gauge,
     garbage: Gauge,
@@ -140,6 +142,18 @@ impl Metrics {
             Unit::Bytes,
             gc_reclaimed.clone(),
         );
+        let publishes = Counter::default();
+        registry.register(
+            "publishes",
+            "States published for read replicas (a store living in a bucket that this server writes)",
+            publishes.clone(),
+        );
+        let follows = Counter::default();
+        registry.register(
+            "replica_updates",
+            "Newer published states this read replica took from its writer",
+            follows.clone(),
+        );
         let artifacts = Gauge::default();
         registry.register(
             "store_artifacts",
@@ -182,6 +196,8 @@ impl Metrics {
             uploads,
             gc_runs,
             gc_reclaimed,
+            publishes,
+            follows,
             artifacts,
             physical,
             garbage,
@@ -237,6 +253,14 @@ impl Metrics {
     pub(crate) fn gc_done(&self, reclaimed: u64) {
         self.gc_runs.inc();
         self.gc_reclaimed.inc_by(reclaimed);
+    }
+
+    pub(crate) fn published(&self) {
+        self.publishes.inc();
+    }
+
+    pub(crate) fn followed(&self) {
+        self.follows.inc();
     }
 
     pub(crate) fn evicted(&self, entries: u64, bytes: u64) {

@@ -1,14 +1,16 @@
 //! The server's own upkeep, in the background: evicting build-cache
 //! entries once the namespace passes 95 % of `--max-size` (down to 90 %),
-//! then GC to give their bytes back to the disk, and writing the cache's
-//! access times every [`SAVE_EVERY`]. One task does it all, one round at a
-//! time, woken by cache puts that pass the mark and by a timer; it ends
-//! when the server's state is dropped.
+//! then GC to give their bytes back to the disk, writing the cache's
+//! access times every [`SAVE_EVERY`], and, for a store living in a bucket,
+//! publishing what was written for read replicas every
+//! `Config::publish_interval`. One task does it all, one round at a time,
+//! woken by cache puts that pass the mark and by a timer; it ends when the
+//! server's state is dropped. A replica's server has none of this to do.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use asl_core::GcOptions;
+use asl_core::{GcOptions, LogCursor};
 
 use super::State;
 
@@ -26,14 +28,24 @@ pub(crate) fn start(st: &Arc<State>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    if st.cfg.replica.is_some() {
+        return;
+    }
     let weak: Weak<State> = Arc::downgrade(st);
     let wake = st.upkeep.clone();
+    let tiered = st.store.maintenance().tier_status().is_some();
+    let tick = if tiered {
+        st.cfg.publish_interval.min(SAVE_EVERY)
+    } else {
+        SAVE_EVERY
+    };
     rt.spawn(async move {
         let mut saved = Instant::now();
+        let mut published = (Instant::now(), None);
         loop {
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(SAVE_EVERY) => {}
+                _ = tokio::time::sleep(tick) => {}
             }
             let Some(st) = weak.upgrade() else {
                 return;
@@ -42,9 +54,16 @@ pub(crate) fn start(st: &Arc<State>) {
             if save {
                 saved = Instant::now();
             }
+            let publish = tiered && published.0.elapsed() >= st.cfg.publish_interval;
+            if publish {
+                published.0 = Instant::now();
+            }
             // The round holds the state; dropping it here lets the server
             // stop while the task waits.
-            let _ = tokio::task::spawn_blocking(move || round(&st, save)).await;
+            let last = published.1;
+            if let Ok(Some(at)) = tokio::task::spawn_blocking(move || round(&st, save, publish.then_some(last))).await {
+                published.1 = Some(at);
+            }
         }
     });
 }
@@ -58,7 +77,9 @@ pub(crate) fn after_put(st: &State) {
     }
 }
 
-fn round(st: &State, save: bool) {
+/// One round; with `publish` (the history position last published, if
+/// any), publishes when the store changed since, and returns where it did.
+fn round(st: &State, save: bool, publish: Option<Option<LogCursor>>) -> Option<LogCursor> {
     if let Some(max) = st.cfg.cache_max_size {
         if let Err(e) = evict(st, max) {
             eprintln!("aslctl: warning: cache eviction failed, retried on the next round: {e}");
@@ -67,6 +88,21 @@ fn round(st: &State, save: bool) {
     if save {
         if let Err(e) = st.index.entries.save_access(&st.store) {
             eprintln!("aslctl: warning: the cache's access times were not saved: {e}");
+        }
+    }
+    let last = publish?;
+    let m = st.store.maintenance();
+    if last == Some(m.log_cursor()) {
+        return None;
+    }
+    match m.publish() {
+        Ok(()) => {
+            st.metrics.published();
+            Some(m.log_cursor())
+        }
+        Err(e) => {
+            eprintln!("aslctl: warning: publishing for read replicas failed, retried on the next round: {e}");
+            None
         }
     }
 }

@@ -1,5 +1,6 @@
-//! `aslctl s3 create|tier|attach|status|push|restore`: a store living in
-//! a bucket, or a local store's mirror there (`asl::s3`).
+//! `aslctl s3 create|tier|attach|replica|follow|status|push|restore`: a
+//! store living in a bucket, its read replicas, or a local store's mirror
+//! there (`asl::s3`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,6 +28,11 @@ pub(crate) enum S3Cmd {
         /// Local page cache budget (e.g. 512M, 4G).
         #[arg(long, default_value = "1G")]
         cache: String,
+        /// Seconds a segment GC drops stays in the bucket, so read replicas
+        /// still reading through an older checkpoint can finish (0: deleted
+        /// at once).
+        #[arg(long, value_name = "SECS", default_value_t = asl::io::tiered::DEFAULT_DELETE_GRACE)]
+        delete_grace: u64,
     },
     /// Move the store (--store) into a bucket: every sealed segment is
     /// uploaded and its local copy dropped; later opens read them back.
@@ -52,7 +58,26 @@ pub(crate) enum S3Cmd {
         /// lease from another (a machine that is gone).
         #[arg(long)]
         take_over: bool,
+        /// As for create.
+        #[arg(long, value_name = "SECS", default_value_t = asl::io::tiered::DEFAULT_DELETE_GRACE)]
+        delete_grace: u64,
     },
+    /// Make a read replica of a store living in a bucket: a directory that
+    /// reads it (no segment kept locally) and never writes it, at what its
+    /// writer last published. `aslctl serve` on it serves reads, follows
+    /// the writer and sends writes there.
+    Replica {
+        /// `s3://bucket/prefix`.
+        url: String,
+        /// The replica's directory (new or empty).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Local page cache budget.
+        #[arg(long, default_value = "1G")]
+        cache: String,
+    },
+    /// Bring the read replica (--store) to what its writer last published.
+    Follow,
     /// Where a store living in a bucket has its segments; waits for pending
     /// uploads first (exit 2 if they cannot finish now).
     Status,
@@ -82,7 +107,10 @@ pub(crate) fn resolve_store(cli: &Cli, store: PathBuf) -> Result<PathBuf, CliErr
         return Ok(store);
     };
     let dir = asl::s3::local_dir_for(&url)?;
-    if matches!(cli.cmd, Cmd::S3(S3Cmd::Create { .. } | S3Cmd::Attach { .. })) {
+    if matches!(
+        cli.cmd,
+        Cmd::S3(S3Cmd::Create { .. } | S3Cmd::Attach { .. } | S3Cmd::Replica { .. })
+    ) {
         return Ok(dir);
     }
     if dir.join("STORE").exists() {
@@ -127,10 +155,16 @@ pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Cl
         None => asl::s3::local_dir_for(url),
     };
     match cmd {
-        S3Cmd::Create { url, dir: d, cache } => {
+        S3Cmd::Create {
+            url,
+            dir: d,
+            cache,
+            delete_grace,
+        } => {
             let d = local(url, d)?;
             let s = asl::s3::create(url, &d, StoreOptions::new(), parse_size(cache)?)?;
             s.close()?;
+            asl::s3::set_delete_grace(&d, *delete_grace)?;
             if json_out {
                 out!("{}", json!({"url": url, "dir": d}));
             } else {
@@ -146,10 +180,20 @@ pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Cl
             dir: d,
             cache,
             take_over,
+            delete_grace,
         } => {
             let d = local(url, d)?;
             let r = asl::s3::attach(url, &d, parse_size(cache)?, *take_over)?;
+            asl::s3::set_delete_grace(&d, *delete_grace)?;
             print_restore(json_out, &format!("attached {url} in {}", d.display()), &r);
+        }
+        S3Cmd::Replica { url, dir: d, cache } => {
+            let f = asl::s3::replica(url, d, parse_size(cache)?)?;
+            print_followed(json_out, &format!("made {} a read replica of {url}", d.display()), &f);
+        }
+        S3Cmd::Follow => {
+            let f = asl::s3::follow(dir)?;
+            print_followed(json_out, &format!("followed into {}", dir.display()), &f);
         }
         S3Cmd::Status => status(json_out, dir)?,
         S3Cmd::Push { url } => {
@@ -175,6 +219,24 @@ pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Cl
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_followed(json_out: bool, what: &str, f: &asl::s3::Followed) {
+    if json_out {
+        out!(
+            "{}",
+            json!({"changed": f.changed, "waiting": f.waiting, "fetched": f.fetched, "writer": f.writer})
+        );
+        return;
+    }
+    match &f.waiting {
+        Some(why) => out!("{what}: kept the state it had; the writer's newest is not whole yet ({why})"),
+        None if f.changed => out!(
+            "{what}: took the writer's newest published state ({} files fetched)",
+            f.fetched
+        ),
+        None => out!("{what}: already at the writer's newest published state"),
+    }
 }
 
 fn status(json_out: bool, dir: &Path) -> Result<(), CliError> {

@@ -58,6 +58,40 @@ pub(crate) struct ServeArgs {
     /// Accept only clients presenting a certificate this CA (PEM) signed.
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
+    /// For a store living in a bucket: seconds between publishing what was
+    /// written for read replicas (seal and checkpoint in one step, only
+    /// when something changed). Each publish may start a new segment.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    publish_interval: u64,
+    /// For a read replica (`aslctl s3 replica`): seconds between looks at
+    /// what the writer published. A replica is at most
+    /// --publish-interval + the upload + this behind the writer.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    follow_interval: u64,
+}
+
+/// How a read replica's server follows its writer; `None` for any other
+/// store (or a build without S3).
+#[cfg(feature = "s3")]
+fn replica(dir: &Path, secs: u64) -> Option<server::Replica> {
+    if !asl::s3::is_replica(dir) {
+        return None;
+    }
+    let dir = dir.to_path_buf();
+    Some(server::Replica {
+        interval: std::time::Duration::from_secs(secs.max(1)),
+        follow: Arc::new(move || {
+            asl::s3::follow(&dir).map(|f| server::Followed {
+                changed: f.changed,
+                writer: f.writer,
+            })
+        }),
+    })
+}
+
+#[cfg(not(feature = "s3"))]
+fn replica(_: &Path, _: u64) -> Option<server::Replica> {
+    None
 }
 
 pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
@@ -81,12 +115,23 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
             (Some(cert), Some(key)) => Some(server::Tls::load(cert, key, a.tls_client_ca.as_deref())?),
             _ => None,
         },
+        publish_interval: std::time::Duration::from_secs(a.publish_interval.max(1)),
+        replica: replica(dir, a.follow_interval),
         ..Config::default()
     };
     server::check_listen(&addr, &cfg)?;
     let mut opts = StoreOptions::new().create(true);
     if let Some(s) = &a.segment_size {
         opts = opts.segment_target(crate::args::parse_size(s)?);
+    }
+    if let Some(r) = &cfg.replica {
+        // The files as the writer last published them, before they are
+        // opened: a replica stopped for long may hold a state whose
+        // segments GC has deleted since.
+        if let Err(e) = (r.follow)() {
+            eprintln!("aslctl: warning: following the writer failed, serving the state held: {e}");
+        }
+        opts = StoreOptions::new().read_only(true);
     }
     let store = Arc::new(opts.open(dir)?);
     let rt = tokio::runtime::Builder::new_multi_thread()

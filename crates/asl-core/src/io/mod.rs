@@ -246,6 +246,17 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn tier_status(&self) -> Option<TierStatus> {
         None
     }
+    /// Tells the backend the address the store is served at (a bucket's
+    /// lease names it, for replicas to send writes to). The default keeps
+    /// it nowhere.
+    fn announce(&self, _url: &str) -> io::Result<()> {
+        Ok(())
+    }
+    /// Looks again at which segments exist elsewhere (a bucket written by
+    /// another process); a no-op for local files.
+    fn relist(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads until `buf` is full or the reader ends, retrying interrupted reads;

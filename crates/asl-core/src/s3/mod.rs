@@ -20,7 +20,10 @@
 //! lease apart), and the operations above.
 
 pub mod bucket;
+mod replica;
 pub mod tiered;
+
+pub use replica::{follow, is_replica, replica, set_delete_grace, Followed};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -237,8 +240,16 @@ pub fn attach(url: &str, dir: &Path, cache_bytes: u64, take_over: bool) -> Resul
     if take_over {
         tiered::take_over(&b, &cfg.holder, dir).map_err(s3err(format!("take over {url}")))?;
     }
-    // Repair through a reader: it rebuilds local files only.
+    // Repair through a reader: it rebuilds local files only, and not from
+    // segments GC dropped that only wait out their grace in the bucket.
     let reader = tiered::TieredBackend::open(dir, &cfg, false).map_err(s3err(format!("open {url}")))?;
+    if let Some(b) = b
+        .get(tiered::DELETES_FILE)
+        .map_err(s3err(format!("get {url}/DELETES")))?
+    {
+        let gone = tiered::decode_deletes(&b).map_err(|e| Error::corrupt(Path::new(&format!("{url}/DELETES")), e))?;
+        reader.hide(gone.into_keys()).map_err(s3err(format!("list {url}")))?;
+    }
     StoreOptions::new().backend(std::sync::Arc::new(reader)).repair(dir)?;
     report(dir, segments)
 }

@@ -54,7 +54,7 @@ impl Store {
                     seq: w.log.next_seq,
                 }
             }
-            None => self.opened_at,
+            None => self.seen.read().at,
         }
     }
 

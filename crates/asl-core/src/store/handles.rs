@@ -171,9 +171,27 @@ impl Maintenance<'_> {
     /// Commits, then seals the open segment: footer written, fsynced, never
     /// written again. The next write starts a new segment. Waits for large
     /// artifacts being streamed by other threads to finish (their chunks must
-    /// share a segment with their trailer).
+    /// share a segment with their trailer). For a store living in a bucket it
+    /// publishes ([`Maintenance::publish`]), so read replicas see what was
+    /// sealed.
     pub fn seal(&self) -> Result<()> {
         self.0.seal()
+    }
+
+    /// Seals the open segment and checkpoints, with no write in between:
+    /// for a store living in a bucket, what read replicas follow is then
+    /// whole there (every entry the checkpoint names points into a sealed
+    /// segment, uploaded before the checkpoint is mirrored).
+    pub fn publish(&self) -> Result<()> {
+        self.0.publish()
+    }
+
+    /// Brings a read-only handle up to what the store's files hold now:
+    /// the checkpoint and log a writer (or a replica's follow) wrote since
+    /// it opened. Returns whether anything changed. A writer always sees
+    /// its own state: a no-op there.
+    pub fn refresh(&self) -> Result<bool> {
+        self.0.refresh()
     }
 
     /// Names this process in the store's lock as serving the store at

@@ -31,6 +31,10 @@ impl Store {
         let lock = self.lock.as_ref().ok_or(Error::ReadOnly)?;
         let path = self.layout.lock_file();
         lock.note(&LockHolder::this_process(Some(url)).encode())
-            .map_err(|e| Error::io(format!("write {}", path.display()), e))
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        self.layout
+            .io
+            .announce(url)
+            .map_err(|e| Error::io(format!("name {url} as the writer's address"), e))
     }
 }

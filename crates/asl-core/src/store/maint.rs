@@ -126,7 +126,7 @@ impl Store {
         };
         match &self.writer {
             Some(w) => sum(&w.lock().seg_states),
-            None => sum(&self.open_segs),
+            None => sum(&self.seen.read().segs),
         }
     }
 
@@ -142,7 +142,7 @@ impl Store {
     /// [`Maintenance::verify`](crate::Maintenance::verify)'s body.
     pub(crate) fn verify(&self) -> Result<VerifyReport> {
         let mut rep = VerifyReport::default();
-        for (file, detail) in &self.open_damage {
+        for (file, detail) in &self.seen.read().damage {
             rep.problems.push(problem(file, None, detail.clone()));
         }
         let (indexes, segments) = {
@@ -296,7 +296,7 @@ impl Store {
     fn committed_len(&self, seg: u32) -> Option<u64> {
         match &self.writer {
             Some(w) => w.lock().seg_states.get(&seg).map(|s| s.len),
-            None => self.open_segs.get(&seg).map(|s| s.len),
+            None => self.seen.read().segs.get(&seg).map(|s| s.len),
         }
     }
 }

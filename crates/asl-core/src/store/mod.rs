@@ -21,7 +21,8 @@ mod large;
 mod layout;
 mod maint;
 mod open;
-use open::{lock_store, open_snapshots};
+pub(crate) use open::lock_store;
+use open::open_snapshots;
 mod iter;
 mod options;
 mod packing;
@@ -29,6 +30,7 @@ mod pending;
 mod put;
 mod read;
 mod reader;
+mod refresh;
 mod repair;
 mod side;
 mod snapshots;
@@ -66,7 +68,7 @@ pub use ingest::{
     FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested,
 };
 pub use iter::Iter;
-use layout::Layout;
+pub(crate) use layout::Layout;
 pub use layout::{decode_store_file, encode_store_file};
 pub use maint::{Problem, StoreStat, VerifyReport};
 pub use options::{PutOptions, StoreOptions};
@@ -121,16 +123,23 @@ pub struct Store {
     gc_lock: Mutex<()>,
     /// What reading single frames of framed blocks needs again and again.
     frames: Mutex<read::FrameCache>,
-    /// Segments as of opening: a read-only handle reads the open segment up to
-    /// the committed length recorded here (a writer tracks its own).
-    open_segs: BTreeMap<u32, SegmentState>,
+    /// What the handle saw when it opened or was last refreshed.
+    seen: RwLock<Seen>,
+    lock: Option<Box<dyn LockGuard>>,
+}
+
+/// The committed state a handle read at opening (or at its last
+/// [`Maintenance::refresh`]), beside [`State`].
+pub(crate) struct Seen {
+    /// A read-only handle reads the open segment up to the committed
+    /// length recorded here (a writer tracks its own).
+    pub(crate) segs: BTreeMap<u32, SegmentState>,
     /// Damage found while opening that a read-only handle works around (a
     /// writer refuses to open over it): `verify` reports it.
-    open_damage: Vec<(PathBuf, String)>,
-    /// Where the committed history ended at opening (what a read-only
-    /// handle goes on seeing).
-    opened_at: changes::LogCursor,
-    lock: Option<Box<dyn LockGuard>>,
+    pub(crate) damage: Vec<(PathBuf, String)>,
+    /// Where the committed history ended (what a read-only handle goes on
+    /// seeing until refreshed).
+    pub(crate) at: changes::LogCursor,
 }
 
 pub(crate) use crate::snapshot::replay::Memtable;

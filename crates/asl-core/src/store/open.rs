@@ -62,18 +62,7 @@ impl Store {
         }
         let store_id = read_store_id(&layout)?;
         if opts.read_only {
-            // A writer may checkpoint between our reading CHECKPOINT and opening the
-            // files it names (they are then deleted); start again when that happens.
-            let mut attempt = 0;
-            loop {
-                match Self::load(&layout, store_id, &opts, None) {
-                    Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && attempt < 20 => {
-                        attempt += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                    }
-                    r => return r,
-                }
-            }
+            return retry_gone(|| Self::load(&layout, store_id, &opts, None));
         }
         // A store just created is still locked by us: keep that lock rather than
         // release and retake it (see `lock_store` for why a gap is unsafe).
@@ -88,17 +77,14 @@ impl Store {
         let writable = lock.is_some();
         let io = &*layout.io;
         let ckpt_path = layout.checkpoint();
-        let ckpt = Checkpoint::decode(&read(io, &ckpt_path)?).map_err(|e| Error::corrupt(&ckpt_path, e))?;
-        if ckpt.store_id != store_id {
-            return Err(Error::corrupt(&ckpt_path, "checkpoint belongs to another store"));
-        }
-        let mut indexes = Vec::new();
-        for id in &ckpt.index_files {
-            indexes.push(Arc::new(IndexFile::open(io, &layout.index(*id))?));
-        }
+        let Committed {
+            ckpt,
+            indexes,
+            contents,
+            damage: open_damage,
+            replayed,
+        } = read_committed(layout, store_id, writable)?;
         let log_path = layout.log(ckpt.log_file);
-        let (contents, open_damage) = read_log(io, &log_path, &ckpt, writable)?;
-        let replayed = crate::snapshot::replay::replay(&ckpt, &contents).map_err(|e| Error::corrupt(&log_path, e))?;
         let crate::snapshot::replay::Replayed {
             memtable,
             segments: seg_states,
@@ -108,7 +94,13 @@ impl Store {
             ..
         } = replayed;
         let snapshots = open_snapshots(layout, metas)?;
-        let (segments, active) = open_segments(layout, &seg_states, store_id, writable.then_some(opts))?;
+        let (segments, active) = open_segments(
+            layout,
+            &seg_states,
+            store_id,
+            writable.then_some(opts),
+            &BTreeMap::new(),
+        )?;
         let mut seg_states = seg_states;
         let upgrade = !ckpt.version.has_usage_counters();
         if upgrade {
@@ -157,12 +149,11 @@ impl Store {
             large_lengths: Mutex::new(None),
             gc_lock: Mutex::new(()),
             frames: Mutex::new(super::read::FrameCache::default()),
-            open_segs,
-            open_damage,
-            opened_at: super::changes::LogCursor {
-                log_file: ckpt.log_file,
-                seq: contents.start_seq + contents.records.len() as u64,
-            },
+            seen: RwLock::new(super::Seen {
+                segs: open_segs,
+                damage: open_damage,
+                at: cursor_after(&ckpt, &contents),
+            }),
             lock,
         };
         store.after_open(upgrade)?;
@@ -176,7 +167,7 @@ impl Store {
         if self.writer.is_some() {
             // A backend that keeps sealed segments elsewhere takes those
             // an earlier run sealed but could not move (a no-op locally).
-            for s in self.open_segs.values().filter(|s| s.sealed) {
+            for s in self.seen.read().segs.values().filter(|s| s.sealed) {
                 self.layout.io.offload(&self.layout.segment(s.id));
             }
         }
@@ -200,6 +191,62 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Runs a read-only load again while it fails on a file gone: a writer may
+/// checkpoint between our reading CHECKPOINT and opening the files it
+/// names (they are then deleted).
+pub(super) fn retry_gone<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut attempt = 0;
+    loop {
+        match f() {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && attempt < 20 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Where the committed history ends after `contents`.
+pub(super) fn cursor_after(ckpt: &Checkpoint, contents: &log::LogContents) -> super::changes::LogCursor {
+    super::changes::LogCursor {
+        log_file: ckpt.log_file,
+        seq: contents.start_seq + contents.records.len() as u64,
+    }
+}
+
+/// What the checkpoint and its log hold, read to open or refresh a handle.
+pub(super) struct Committed {
+    pub(super) ckpt: Checkpoint,
+    pub(super) indexes: Vec<Arc<IndexFile>>,
+    pub(super) contents: log::LogContents,
+    pub(super) damage: OpenDamage,
+    pub(super) replayed: crate::snapshot::replay::Replayed,
+}
+
+pub(super) fn read_committed(layout: &Layout, store_id: u64, writable: bool) -> Result<Committed> {
+    let io = &*layout.io;
+    let ckpt_path = layout.checkpoint();
+    let ckpt = Checkpoint::decode(&read(io, &ckpt_path)?).map_err(|e| Error::corrupt(&ckpt_path, e))?;
+    if ckpt.store_id != store_id {
+        return Err(Error::corrupt(&ckpt_path, "checkpoint belongs to another store"));
+    }
+    let mut indexes = Vec::new();
+    for id in &ckpt.index_files {
+        indexes.push(Arc::new(IndexFile::open(io, &layout.index(*id))?));
+    }
+    let log_path = layout.log(ckpt.log_file);
+    let (contents, damage) = read_log(io, &log_path, &ckpt, writable)?;
+    let replayed = crate::snapshot::replay::replay(&ckpt, &contents).map_err(|e| Error::corrupt(&log_path, e))?;
+    Ok(Committed {
+        ckpt,
+        indexes,
+        contents,
+        damage,
+        replayed,
+    })
 }
 
 /// Damage found at open that a read-only store opens past: (file, what).
@@ -244,19 +291,25 @@ fn read_log(
 /// The segments a store reads, by id.
 type Segments = BTreeMap<u32, Arc<Segment>>;
 
-/// Opens every segment CURRENT names: sealed ones for reading, the open one
-/// reopened for appending when `writer` (its options) is given.
-fn open_segments(
+/// Opens every segment CURRENT names: sealed ones for reading (those
+/// already open sealed in `reuse` taken from there), the open one reopened
+/// for appending when `writer` (its options) is given.
+pub(super) fn open_segments(
     layout: &Layout,
     states: &BTreeMap<u32, SegmentState>,
     store_id: u64,
     writer: Option<&StoreOptions>,
+    reuse: &Segments,
 ) -> Result<(Segments, Option<ActiveSegment>)> {
     let io = &*layout.io;
     let mut segments = BTreeMap::new();
     let mut active = None;
     for s in states.values() {
         let path = layout.segment(s.id);
+        if let Some(seg) = reuse.get(&s.id).filter(|g| s.sealed && g.sealed_data_len().is_some()) {
+            segments.insert(s.id, seg.clone());
+            continue;
+        }
         if s.sealed {
             segments.insert(s.id, Arc::new(Segment::open_sealed(io, &path, s.id, store_id)?));
             continue;
@@ -415,7 +468,7 @@ fn create_layout(layout: &Layout) -> Result<Box<dyn LockGuard>> {
 /// own block tables (for a checkpoint written before counters existed): live
 /// is what the newest record of each live artifact points at, total everything
 /// ever written into the segment up to its committed length.
-fn recount_usage(
+pub(super) fn recount_usage(
     memtable: &Memtable,
     indexes: &[Arc<IndexFile>],
     segments: &BTreeMap<u32, Arc<Segment>>,

@@ -462,3 +462,32 @@ fn a_listing_shows_buffered_puts_without_writing_them() {
     // Listing wrote nothing: the puts are still only in the buffer.
     assert!(fresh.iter().all(|id| s.pending.read().contains(id)));
 }
+
+#[test]
+fn a_read_only_handle_refreshed_sees_what_the_writer_committed_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Store::create(dir.path()).unwrap();
+    let a = w.put(b"before").unwrap();
+    w.commit().unwrap();
+    let r = StoreOptions::new().read_only(true).open(dir.path()).unwrap();
+    let big = vec![7u8; 3 << 20];
+    let b = w.put(b"after").unwrap();
+    let c = w.put(&big).unwrap();
+    w.pins().add("keep", &b).unwrap();
+    w.commit().unwrap();
+    assert!(r.contains(&a).unwrap() && !r.contains(&b).unwrap());
+    assert!(r.maintenance().refresh().unwrap(), "something changed");
+    assert_eq!(r.get(&b).unwrap(), b"after");
+    assert_eq!(r.get(&c).unwrap(), big);
+    assert_eq!(r.pins().list(), vec![("keep".to_string(), b)]);
+    // Across a seal and a checkpoint (new log, index and segment files),
+    // a removal included.
+    w.remove(&a).unwrap();
+    w.maintenance().publish().unwrap();
+    assert!(r.maintenance().refresh().unwrap());
+    assert!(!r.contains(&a).unwrap());
+    assert_eq!(r.get(&c).unwrap(), big);
+    assert!(!r.maintenance().refresh().unwrap(), "nothing new");
+    assert!(!w.maintenance().refresh().unwrap(), "a writer is always current");
+    assert!(r.maintenance().verify().unwrap().problems.is_empty());
+}

@@ -5,6 +5,7 @@
 //! before the log batch that points at them, the log batch before anything that
 //! names it (a checkpoint), and new files are made durable with a directory fsync.
 
+use parking_lot::MutexGuard;
 use std::sync::Arc;
 
 use super::packing::packed_entry;
@@ -137,6 +138,15 @@ impl Store {
 
     /// [`Maintenance::seal`](crate::Maintenance::seal)'s body.
     pub(crate) fn seal(&self) -> Result<()> {
+        if self.layout.io.mirrors_catalog() {
+            return self.publish();
+        }
+        self.sealed().map(drop)
+    }
+
+    /// Seals, and returns the writer still held, so nothing is written
+    /// between the seal and what the caller does next.
+    fn sealed(&self) -> Result<MutexGuard<'_, Writer>> {
         let mut w = self.writer_to_commit()?;
         while w.streams > 0 {
             self.streams_done.wait(&mut w);
@@ -151,7 +161,15 @@ impl Store {
             }
             Ok(())
         })?;
-        w.commit(self)
+        w.commit(self)?;
+        Ok(w)
+    }
+
+    /// [`Maintenance::publish`](crate::Maintenance::publish)'s body: seal
+    /// and checkpoint with no write between them.
+    pub(crate) fn publish(&self) -> Result<()> {
+        let mut w = self.sealed()?;
+        w.checkpoint(self)
     }
 
     pub(crate) fn is_live_locked(&self, _w: &Writer, id: &ArtifactId) -> Result<bool> {

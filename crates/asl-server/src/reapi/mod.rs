@@ -195,7 +195,8 @@ impl Capabilities for Service {
             cache_capabilities: Some(CacheCapabilities {
                 digest_functions: vec![digest_function::Value::Sha256 as i32],
                 action_cache_update_capabilities: Some(ActionCacheUpdateCapabilities {
-                    update_enabled: access(&req).scope >= Scope::Write,
+                    // A replica takes no writes: they go to its writer.
+                    update_enabled: access(&req).scope >= Scope::Write && self.0.cfg.replica.is_none(),
                 }),
                 cache_priority_capabilities: None,
                 max_batch_total_size_bytes: MAX_BATCH as i64,

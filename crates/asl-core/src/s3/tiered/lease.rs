@@ -6,16 +6,23 @@ use std::path::Path;
 
 use super::{Bucket, LEASE, LEASE_MAGIC};
 
-pub(super) fn encode_lease(holder: &str, root: &Path) -> Vec<u8> {
+/// The lease naming `holder` in `root`, and the address its server
+/// answers on when it serves the store (where a replica sends writes).
+pub(super) fn encode_lease(holder: &str, root: &Path, url: Option<&str>) -> Vec<u8> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    crate::textfile::frame(
-        LEASE_MAGIC,
-        &[
-            format!("holder={holder}"),
-            format!("host={}", host.trim()),
-            format!("dir={}", root.display()),
-        ],
-    )
+    let mut lines = vec![
+        format!("holder={holder}"),
+        format!("host={}", host.trim()),
+        format!("dir={}", root.display()),
+    ];
+    lines.extend(url.map(|u| format!("url={u}")));
+    crate::textfile::frame(LEASE_MAGIC, &lines)
+}
+
+/// The address the leaseholder's server announced, if any.
+pub fn lease_url(b: &[u8]) -> Option<String> {
+    let lines = crate::textfile::unframe(b, LEASE_MAGIC).ok()?;
+    crate::textfile::field(&lines, "url").map(String::from)
 }
 
 /// The holder of a lease, and who it is in words (host and directory).
@@ -50,7 +57,7 @@ pub(super) fn acquire_lease(b: &Bucket, holder: &str, root: &Path) -> io::Result
     for _ in 0..3 {
         match b.get(LEASE)? {
             None => {
-                if b.put_new(LEASE, encode_lease(holder, root))? {
+                if b.put_new(LEASE, encode_lease(holder, root, None))? {
                     return Ok(());
                 }
             }
@@ -73,5 +80,5 @@ pub(super) fn acquire_lease(b: &Bucket, holder: &str, root: &Path) -> io::Result
 /// writer still running elsewhere stops changing the bucket at its next
 /// upload, when it finds the lease gone.
 pub fn take_over(b: &Bucket, holder: &str, root: &Path) -> io::Result<()> {
-    b.put(LEASE, encode_lease(holder, root))
+    b.put(LEASE, encode_lease(holder, root, None))
 }

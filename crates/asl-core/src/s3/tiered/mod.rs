@@ -41,6 +41,8 @@ pub use crate::io::BUCKET_FILE;
 use crate::io::{Backend, GrowingMap, LocalBackend, LockGuard, Mapped, OpenMode, StoreFile, TierStatus};
 
 mod cache;
+mod config;
+mod deferred;
 mod lease;
 mod read;
 use read::TieredFile;
@@ -48,8 +50,12 @@ use read::TieredFile;
 mod uploader;
 
 use cache::PageCache;
-pub use lease::take_over;
-use lease::{acquire_lease, decode_lease, lease_lost};
+use config::rand_suffix;
+pub use config::TierConfig;
+use deferred::Deferred;
+pub use deferred::{decode as decode_deletes, DELETES_FILE};
+use lease::{acquire_lease, decode_lease, encode_lease, lease_lost};
+pub use lease::{lease_url, take_over};
 use uploader::{uploader, Job, Queue};
 
 /// Bytes per cached page and per unit of a ranged fetch.
@@ -71,62 +77,10 @@ pub const LEASE: &str = "LEASE";
 pub const LEASE_MAGIC: &str = "ASLLEASE";
 /// Default page cache budget: 1 GiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
-
-/// Which bucket a store lives in and how much local disk its page cache
-/// may use: the `BUCKET` file, a few `key=value` lines after a magic and
-/// version line, closed by a CRC32C of everything before it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TierConfig {
-    /// `s3://bucket/prefix`.
-    pub url: String,
-    /// Page cache budget in bytes.
-    pub cache_bytes: u64,
-    /// This directory's writer identity (32 hex digits): what the bucket's
-    /// `LEASE` must name for it to write.
-    pub holder: String,
-}
-
-impl TierConfig {
-    /// A configuration with a new random holder identity.
-    pub fn new(url: &str, cache_bytes: u64) -> Self {
-        let mut id = [0u8; 16];
-        for (i, c) in id.chunks_mut(8).enumerate() {
-            c.copy_from_slice(&rand_suffix().wrapping_add(i as u64).to_le_bytes());
-        }
-        Self {
-            url: url.to_string(),
-            cache_bytes,
-            holder: id.iter().map(|b| format!("{b:02x}")).collect(),
-        }
-    }
-
-    /// The file's bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        crate::textfile::frame(
-            BUCKET_MAGIC,
-            &[
-                format!("url={}", self.url),
-                format!("cache_bytes={}", self.cache_bytes),
-                format!("holder={}", self.holder),
-            ],
-        )
-    }
-
-    /// Reads the file back; a one-line reason when it is not one.
-    pub fn decode(b: &[u8]) -> Result<Self, String> {
-        use crate::textfile::field;
-        let lines = crate::textfile::unframe(b, BUCKET_MAGIC)?;
-        let cache_bytes = match field(&lines, "cache_bytes") {
-            Some(v) => v.parse().map_err(|_| format!("bad cache_bytes {v:?}"))?,
-            None => DEFAULT_CACHE_BYTES,
-        };
-        Ok(Self {
-            url: field(&lines, "url").ok_or("no url line")?.to_string(),
-            cache_bytes,
-            holder: field(&lines, "holder").ok_or("no holder line")?.to_string(),
-        })
-    }
-}
+/// How long a segment GC drops stays in the bucket by default (15 min):
+/// read replicas still reading it through an older checkpoint have that
+/// long to follow the newer one.
+pub const DEFAULT_DELETE_GRACE: u64 = 15 * 60;
 
 struct Shared {
     root: PathBuf,
@@ -134,6 +88,11 @@ struct Shared {
     /// Opened to write: holds the lease, so may change the bucket.
     writer: bool,
     holder: String,
+    /// [`TierConfig::delete_grace`].
+    grace: u64,
+    /// Segments GC dropped, waiting out the grace before they are deleted
+    /// from the bucket (a writer's; a reader's stays empty).
+    deferred: Mutex<Deferred>,
     /// Segments in the bucket: file name → length; `None` until a listing
     /// succeeds (the bucket may be down at open: what is local still reads).
     remote: RwLock<Option<BTreeMap<String, u64>>>,
@@ -185,17 +144,38 @@ impl TieredBackend {
     /// bucket's lease, and takes it when nobody does; a reader changes
     /// nothing in the bucket.
     pub fn open(root: &Path, cfg: &TierConfig, writer: bool) -> io::Result<Self> {
+        if writer && cfg.replica {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is a read replica of {}: it is never written; write through the writer's server",
+                    root.display(),
+                    cfg.url
+                ),
+            ));
+        }
         let bucket = Bucket::open(&cfg.url)?;
         if writer {
             acquire_lease(&bucket, &cfg.holder, root)?;
         }
-        let remote = bucket.list("segments").ok();
+        let deferred = if writer {
+            Deferred::load(root)
+        } else {
+            Deferred::default()
+        };
+        let remote = bucket.list("segments").ok().map(|mut r| {
+            // Segments waiting out their grace are no longer the store's.
+            r.retain(|n, _| !deferred.due.contains_key(n));
+            r
+        });
         let cache = PageCache::open(&root.join("cache"), cfg.cache_bytes)?;
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
             bucket,
             writer,
             holder: cfg.holder.clone(),
+            grace: cfg.delete_grace,
+            deferred: Mutex::new(deferred),
             remote: RwLock::new(remote),
             locals: RwLock::new(HashMap::new()),
             cache,
@@ -210,10 +190,43 @@ impl TieredBackend {
         std::thread::Builder::new()
             .name("asl-uploader".into())
             .spawn(move || uploader(&s))?;
-        Ok(Self {
+        let me = Self {
             local: LocalBackend,
             shared,
-        })
+        };
+        if writer {
+            me.mirror_missing_indexes();
+        }
+        Ok(me)
+    }
+
+    /// Leaves `names` out of the bucket's segments as this backend sees
+    /// them: a directory being attached does not rebuild from segments GC
+    /// dropped that wait out their grace.
+    pub fn hide(&self, names: impl IntoIterator<Item = String>) -> io::Result<()> {
+        let mut remote = self.shared.remote()?.clone();
+        for n in names {
+            remote.remove(&n);
+        }
+        *self.shared.remote.write() = Some(remote);
+        Ok(())
+    }
+
+    /// Queues the index files the bucket lacks (a store tiered before
+    /// index files were mirrored, or uploads cut off by a stop), so that a
+    /// replica finds every file the checkpoint names.
+    fn mirror_missing_indexes(&self) {
+        let Ok(there) = self.shared.bucket.list("index") else {
+            return;
+        };
+        let dir = self.shared.root.join("index");
+        for name in self.local.list(&dir).unwrap_or_default() {
+            if let Place::Mirrored(key) = self.place(&dir.join(&name)) {
+                if !there.contains_key(&name) {
+                    self.enqueue(Job::Mirror(key));
+                }
+            }
+        }
     }
 
     fn place(&self, path: &Path) -> Place {
@@ -224,6 +237,10 @@ impl TieredBackend {
         match parts[..] {
             ["segments", name] if !name.starts_with('.') => Place::Segment(name.to_string()),
             ["CHECKPOINT"] => Place::Mirrored("CHECKPOINT".into()),
+            // What a replica reads the checkpoint's entries through.
+            ["index", name] if name.ends_with(".idx") && !name.starts_with('.') => {
+                Place::Mirrored(format!("index/{name}"))
+            }
             ["snapshots", name] if name.ends_with(".idx") && !name.starts_with('.') => {
                 Place::Mirrored(format!("snapshots/{name}"))
             }
@@ -429,6 +446,21 @@ impl Backend for TieredBackend {
         true
     }
 
+    fn announce(&self, url: &str) -> io::Result<()> {
+        let s = &self.shared;
+        if !s.writer {
+            return Ok(());
+        }
+        s.check_lease()?;
+        s.bucket.put(LEASE, encode_lease(&s.holder, &s.root, Some(url)))
+    }
+
+    fn relist(&self) -> io::Result<()> {
+        let listed = self.shared.bucket.list("segments")?;
+        *self.shared.remote.write() = Some(listed);
+        Ok(())
+    }
+
     fn settle(&self) -> io::Result<()> {
         let mut q = self.shared.queue.lock();
         loop {
@@ -474,44 +506,28 @@ impl Backend for TieredBackend {
 }
 
 impl TieredBackend {
-    /// Deletes a segment from the bucket and forgets its cached pages.
+    /// Drops a segment from the store: deleted from the bucket once its
+    /// grace has passed (at once without one), its cached pages forgotten.
     fn forget_segment(&self, name: &str) -> io::Result<()> {
-        self.shared.check_lease()?;
-        self.shared.bucket.delete(&format!("segments/{name}"))?;
-        self.shared.remote_remove(name);
-        self.shared.cache.drop_segment(name);
+        let s = &self.shared;
+        s.check_lease()?;
+        if s.grace == 0 {
+            s.bucket.delete(&format!("segments/{name}"))?;
+        } else {
+            let mut d = s.deferred.lock();
+            d.due.insert(name.to_string(), deferred::now() + s.grace);
+            s.save_deferred(&d)?;
+        }
+        s.remote_remove(name);
+        s.cache.drop_segment(name);
+        s.changed.notify_all();
         Ok(())
     }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    h.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bucket_file_round_trips_and_checks() {
-        let c = TierConfig::new("s3://b/p/q", 12345);
-        assert_eq!(c.holder.len(), 32);
-        assert_ne!(c.holder, TierConfig::new("s3://b/p/q", 1).holder);
-        let b = c.encode();
-        assert_eq!(TierConfig::decode(&b).unwrap(), c);
-        let mut bad = b.clone();
-        bad[15] ^= 1;
-        assert!(TierConfig::decode(&bad).unwrap_err().contains("checksum"));
-        let v2 = String::from_utf8(b).unwrap().replace("ASLBUCKET 1", "ASLBUCKET 2");
-        assert!(TierConfig::decode(v2.as_bytes()).is_err());
-    }
 
     #[test]
     fn page_cache_keeps_to_its_budget_and_drops_damaged_pages() {

@@ -49,6 +49,16 @@ impl StoreFile for TieredFile {
 }
 
 impl Shared {
+    /// Writes the deferred deletions locally and to the bucket.
+    pub(super) fn save_deferred(&self, d: &super::Deferred) -> io::Result<()> {
+        d.save()?;
+        if d.due.is_empty() {
+            self.bucket.delete(super::DELETES_FILE)
+        } else {
+            self.bucket.put(super::DELETES_FILE, d.encode())
+        }
+    }
+
     /// Whether this directory may still change the bucket.
     pub(super) fn check_lease(&self) -> io::Result<()> {
         if !self.writer {
@@ -69,7 +79,9 @@ impl Shared {
     /// The segments in the bucket, listed now if no listing succeeded yet.
     pub(super) fn remote(&self) -> io::Result<parking_lot::MappedRwLockReadGuard<'_, BTreeMap<String, u64>>> {
         if self.remote.read().is_none() {
-            let listed = self.bucket.list("segments")?;
+            let mut listed = self.bucket.list("segments")?;
+            let deferred = self.deferred.lock();
+            listed.retain(|n, _| !deferred.due.contains_key(n));
             self.remote.write().get_or_insert(listed);
         }
         Ok(parking_lot::RwLockReadGuard::map(self.remote.read(), |r| {

@@ -15,6 +15,8 @@ pub(super) enum Job {
     Mirror(String),
     /// Delete a mirrored object.
     Delete(String),
+    /// Delete a segment GC dropped, its grace over.
+    Expire(String),
 }
 
 #[derive(Default)]
@@ -27,16 +29,32 @@ pub(super) struct Queue {
 }
 
 /// Runs queued jobs in order until shutdown; a failed job stays at the head
-/// and is tried again after a backoff (1 s, doubling to 30 s).
+/// and is tried again after a backoff (1 s, doubling to 30 s). Segments
+/// whose deletion was deferred are queued as their grace ends.
 pub(super) fn uploader(s: &Shared) {
     loop {
         let job = {
             let mut q = s.queue.lock();
-            while q.jobs.is_empty() && !q.shutdown {
-                s.changed.wait(&mut q);
-            }
-            if q.shutdown {
-                return;
+            loop {
+                if q.shutdown {
+                    return;
+                }
+                let (ready, next) = s.deferred.lock().due_by(super::deferred::now());
+                for name in ready {
+                    let job = Job::Expire(name);
+                    if !q.jobs.contains(&job) {
+                        q.jobs.push_back(job);
+                    }
+                }
+                if !q.jobs.is_empty() {
+                    break;
+                }
+                match next {
+                    Some(secs) => {
+                        s.changed.wait_for(&mut q, Duration::from_secs(secs));
+                    }
+                    None => s.changed.wait(&mut q),
+                }
             }
             q.busy = true;
             q.jobs[0].clone()
@@ -96,5 +114,26 @@ pub(super) fn run(s: &Shared, job: &Job) -> io::Result<()> {
             Err(e) => Err(e),
         },
         Job::Delete(key) => s.bucket.delete(key),
+        Job::Expire(name) => {
+            // A replica reads through the checkpoint mirrored last: while
+            // that one names the segment, the grace starts again.
+            let named = s
+                .bucket
+                .get("CHECKPOINT")?
+                .and_then(|b| crate::snapshot::checkpoint::Checkpoint::decode(&b).ok())
+                .is_some_and(|c| {
+                    c.segments
+                        .iter()
+                        .any(|g| crate::block::segment::segment_file_name(g.id) == *name)
+                });
+            let mut d = s.deferred.lock();
+            if named {
+                d.due.insert(name.clone(), super::deferred::now() + s.grace);
+            } else {
+                s.bucket.delete(&format!("segments/{name}"))?;
+                d.due.remove(name);
+            }
+            s.save_deferred(&d)
+        }
     }
 }
