@@ -5,16 +5,22 @@ under --max-size so eviction and online GC run throughout.
 usage: benches/soak.py ASLCTL [MINUTES] [WORKERS]
 
 Starts a server on a fresh store (--max-size 64M --segment-size 4M), then
-WORKERS threads (one keep-alive connection each) pick, over and over: a
-/v1 upload, a whole read and a range read of an earlier upload (bytes
-checked against their SHA-256), a `missing` batch, a CAS put and get, an
-AC put and get, a ccache put and get; and every minute a GC through the
-API. A 5xx, a wrong byte or an unexpected status is an error; a cache
-miss after eviction is not. Every 10 s it samples the server's RSS and the
-bytes of its segment files. Prints per-route counts and p50/p99 latency,
-the errors, RSS and its anonymous part (the heap; the rest is mapped
-segment pages) after warm-up (min, max, last), and the largest segments
-total beside the limit plus one segment.
+WORKERS threads (one keep-alive connection each, and one gRPC channel)
+pick, over and over: a /v1 upload, a whole read and a range read of an
+earlier upload (bytes checked against their SHA-256), a `missing` batch, a
+CAS put and get, an AC put and get, a ccache put and get, and a REAPI
+round (BatchUpdateBlobs, FindMissingBlobs, BatchReadBlobs,
+UpdateActionResult naming the blob, GetActionResult); past KEEP live /v1
+uploads the oldest is deleted, so the store's size levels off; and every
+minute a GC through the API. A 5xx, a wrong byte or an unexpected status
+is an error; a cache miss after eviction is not. Every 10 s it samples the
+server's RSS and the bytes of its segment files. Prints per-route counts
+and p50/p99 latency, the errors, RSS and its anonymous part (the heap; the
+rest is mapped segment pages) after warm-up (min, max, last), and the
+largest segments total beside the limit plus one segment.
+
+The REAPI calls need Python's grpcio (`pip install grpcio`); without it
+the soak runs without them and says so.
 """
 import hashlib
 import http.client
@@ -31,6 +37,11 @@ import time
 bin_, minutes, workers = sys.argv[1], float(sys.argv[2] if len(sys.argv) > 2 else 30), int(
     sys.argv[3] if len(sys.argv) > 3 else 4)
 MAX, SEGMENT = 64 << 20, 4 << 20
+KEEP = 2000  # live /v1 uploads, about 64 MiB
+try:
+    import grpc
+except ImportError:
+    grpc = None
 work = tempfile.mkdtemp(prefix="asl-soak.")
 store = os.path.join(work, "store")
 srv = subprocess.Popen([bin_, "--store", store, "serve", "--listen", "127.0.0.1:0", "--quiet",
@@ -42,6 +53,7 @@ lock = threading.Lock()
 lat = {}       # route -> [seconds]
 errors = []    # (route, what)
 uploads = []   # (id, sha256, len)
+gone = set()   # ids of uploads deleted (a read racing the deletion may miss)
 stop = time.time() + minutes * 60
 
 
@@ -60,36 +72,134 @@ def call(conn, method, path, body=None, headers=None):
     return r.status, data, time.perf_counter() - t
 
 
+# Protocol buffers by hand (the REAPI messages used here are small), so
+# that the soak needs no generated code.
+def varint(n):
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb(num, value):
+    if isinstance(value, int):
+        return varint(num << 3) + varint(value)
+    return varint(num << 3 | 2) + varint(len(value)) + value
+
+
+def unpb(b):
+    out, i = {}, 0
+
+    def rd(i):
+        n = shift = 0
+        while True:
+            x = b[i]
+            i += 1
+            n |= (x & 0x7F) << shift
+            shift += 7
+            if x < 0x80:
+                return n, i
+
+    while i < len(b):
+        key, i = rd(i)
+        if key & 7 == 0:
+            v, i = rd(i)
+        else:
+            n, i = rd(i)
+            v, i = b[i:i + n], i + n
+        out.setdefault(key >> 3, []).append(v)
+    return out
+
+
+def digest(b):
+    return pb(1, hashlib.sha256(b).hexdigest().encode()) + pb(2, len(b))
+
+
+CAS = "/build.bazel.remote.execution.v2.ContentAddressableStorage/"
+AC = "/build.bazel.remote.execution.v2.ActionCache/"
+
+
+def reapi(ch, rng):
+    """One round; returns (method, seconds, ok, what) for each call."""
+    blob = rng.randbytes(rng.randint(1 << 10, 256 << 10))
+    d = digest(blob)
+    rounds = []
+
+    def rpc(method, req, check):
+        t = time.perf_counter()
+        try:
+            resp = ch.unary_unary(method)(req, timeout=120)
+            rounds.append((method.rsplit("/", 1)[1], time.perf_counter() - t, check(unpb(resp)), ""))
+            return unpb(resp)
+        except grpc.RpcError as e:
+            rounds.append((method.rsplit("/", 1)[1], time.perf_counter() - t, False, str(e.code())))
+            return None
+
+    ok_status = lambda r: all(2 not in unpb(x) or unpb(unpb(x)[2][0]).get(1, [0])[0] == 0 for x in r.get(1, []))
+    rpc(CAS + "BatchUpdateBlobs", pb(2, pb(1, d) + pb(2, blob)), ok_status)
+    rpc(CAS + "FindMissingBlobs", pb(2, d), lambda r: 2 not in r)
+    # Evicted since is a miss (NOT_FOUND, code 5), not an error.
+    rpc(CAS + "BatchReadBlobs", pb(2, d), lambda r: all(
+        unpb(x).get(2, [b""])[0] == blob or unpb(unpb(x)[3][0]).get(1, [0])[0] == 5 for x in r.get(1, [])))
+    action = digest(rng.randbytes(16))
+    result = pb(2, pb(1, b"out/blob") + pb(2, d))
+    rpc(AC + "UpdateActionResult", pb(2, action) + pb(3, result), lambda r: True)
+    t = time.perf_counter()
+    try:
+        r = unpb(ch.unary_unary(AC + "GetActionResult")(pb(2, action), timeout=120))
+        rounds.append(("GetActionResult", time.perf_counter() - t, unpb(r[2][0]).get(2) == [d], ""))
+    except grpc.RpcError as e:
+        # Evicted since: NOT_FOUND.
+        rounds.append(("GetActionResult", time.perf_counter() - t, e.code() == grpc.StatusCode.NOT_FOUND,
+                       str(e.code())))
+    return rounds
+
+
 def worker(seed):
     rng = random.Random(seed)
     conn = http.client.HTTPConnection(host, timeout=120)
+    ch = grpc.insecure_channel(host) if grpc else None
     while time.time() < stop:
-        op = rng.choices(["put", "get", "range", "missing", "cas", "ac", "ccache"],
-                         [2, 4, 2, 1, 3, 2, 2])[0]
+        op = rng.choices(["put", "get", "range", "missing", "cas", "ac", "ccache", "reapi"],
+                         [2, 4, 2, 1, 3, 2, 2, 2 if ch else 0])[0]
         try:
-            if op == "put":
+            if op == "reapi":
+                for method, t, ok, what in reapi(ch, rng):
+                    note(f"gRPC {method}", t, ok, what)
+            elif op == "put":
                 b = rng.randbytes(rng.randint(1 << 10, 64 << 10))
                 s, data, t = call(conn, "PUT", "/v1/artifacts", b)
                 note("PUT /v1/artifacts", t, s in (200, 201), s)
+                old = None
                 if s in (200, 201):
                     with lock:
                         uploads.append((json.loads(data)["id"], hashlib.sha256(b).digest(), len(b)))
+                        if len(uploads) > KEEP:
+                            old = uploads.pop(0)
+                            gone.add(old[0])
+                if old:
+                    s, _, t = call(conn, "DELETE", f"/v1/artifacts/{old[0]}")
+                    note("DELETE /v1/artifacts/{id}", t, s in (200, 404), s)
             elif op in ("get", "range", "missing") and uploads:
                 with lock:
                     picks = [rng.choice(uploads) for _ in range(10)]
                 i, sha, n = picks[0]
                 if op == "get":
                     s, data, t = call(conn, "GET", f"/v1/artifacts/{i}")
-                    note("GET /v1/artifacts/{id}", t, s == 200 and hashlib.sha256(data).digest() == sha, s)
+                    note("GET /v1/artifacts/{id}", t,
+                         (s == 200 and hashlib.sha256(data).digest() == sha) or (s == 404 and i in gone), s)
                 elif op == "range":
                     a = rng.randrange(n)
                     s, data, t = call(conn, "GET", f"/v1/artifacts/{i}", headers={"Range": f"bytes={a}-{a + 99}"})
-                    note("GET /v1/artifacts/{id} range", t, s == 206 and len(data) == min(100, n - a), s)
+                    note("GET /v1/artifacts/{id} range", t,
+                         (s == 206 and len(data) == min(100, n - a)) or (s == 404 and i in gone), s)
                 else:
                     body = json.dumps({"ids": [p[0] for p in picks]})
                     s, data, t = call(conn, "POST", "/v1/artifacts:missing", body,
                                       {"content-type": "application/json"})
-                    note("POST /v1/artifacts:missing", t, s == 200 and json.loads(data)["missing"] == [], s)
+                    note("POST /v1/artifacts:missing", t, s == 200 and set(json.loads(data)["missing"]) <= gone, s)
             elif op == "cas":
                 b = rng.randbytes(rng.randint(4 << 10, 256 << 10))
                 k = hashlib.sha256(b).hexdigest()
@@ -158,7 +268,8 @@ for name, at in (("RSS", 1), ("of which anonymous", 3)):
     warm = [x[at] for x in samples if x[0] > 120] or [x[at] for x in samples]
     print(f"{name} after warm-up: min {min(warm) >> 20} MiB, max {max(warm) >> 20} MiB, last {warm[-1] >> 20} MiB "
           f"(max/min {max(warm) / min(warm):.2f})")
-print(f"segments less the /v1 uploads (never evicted; {sum(n for (_, _, n) in uploads) >> 20} MiB at the end): "
+print("REAPI calls: " + ("yes" if grpc else "no (pip install grpcio)"))
+print(f"segments less the live /v1 uploads (never evicted; {sum(n for (_, _, n) in uploads) >> 20} MiB at the end): "
       f"largest {max(x[2] for x in samples) / (1 << 20):.1f} MiB; limit + one segment {(MAX + SEGMENT) >> 20} MiB")
 m = http.client.HTTPConnection(host)
 m.request("GET", "/metrics")

@@ -64,6 +64,12 @@ pub const INDEX_DIR: &str = "derived/query";
 
 /// fjall's block cache.
 const CACHE_BYTES: u64 = 32 << 20;
+/// Each keyspace's memtable, flushed to a table file when it is full.
+/// fjall's default (64 MiB) let a long-running server's four keyspaces
+/// hold up to 256 MiB of index rows in memory, growing for hours under a
+/// steady load; the rows are small and written in small batches, so
+/// smaller memtables cost only more (smaller) flushes.
+const MEMTABLE_BYTES: u64 = 4 << 20;
 
 /// A fjall failure: an I/O error stays one (a full disk says so, with
 /// the index's path), anything else is the index's own failure.
@@ -158,7 +164,7 @@ struct Parts {
 impl Parts {
     fn open(path: &Path) -> fjall::Result<Parts> {
         let ks = Database::builder(path).cache_size(CACHE_BYTES).open()?;
-        let part = |n: &str| ks.keyspace(n, KeyspaceCreateOptions::default);
+        let part = |n: &str| ks.keyspace(n, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES));
         Ok(Parts {
             keys: part("keys")?,
             by_record: part("by_record")?,
