@@ -138,6 +138,9 @@ pub(crate) struct State {
     /// A replica's writer, as the bucket's lease last named it: where
     /// writes are redirected.
     pub(crate) writer_url: parking_lot::RwLock<Option<String>>,
+    /// Small reads are answered on the runtime's thread (the store is on
+    /// local disk, see `send`).
+    pub(crate) inline_reads: bool,
 }
 
 impl Drop for State {
@@ -198,6 +201,12 @@ impl Index {
         self.slot.read().as_ref().map(f)
     }
 
+    /// Runs `f` on the index if it is open, beside other readers, without
+    /// waiting: `None` when a writer has it now.
+    pub(crate) fn try_read_if_open<T>(&self, f: impl FnOnce(&QueryIndex) -> T) -> Option<Option<T>> {
+        self.slot.try_read().map(|g| g.as_ref().map(f))
+    }
+
     /// Runs `f` on the index, opening it first if it is not open.
     pub(crate) fn with<T, E: From<RecordError>>(
         &self,
@@ -226,6 +235,7 @@ impl Index {
 pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
     let index = Index::new(store.clone());
     tune_allocator();
+    let inline_reads = store.maintenance().tier_status().is_none();
     let cfg_uploads = cfg.max_uploads.max(1);
     let st = Arc::new(State {
         store,
@@ -236,6 +246,7 @@ pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
         metrics: metrics::Metrics::new(),
         upkeep: Arc::new(tokio::sync::Notify::new()),
         writer_url: parking_lot::RwLock::new(None),
+        inline_reads,
     });
     upkeep::start(&st);
     replica::start(&st);
