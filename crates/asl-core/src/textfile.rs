@@ -1,6 +1,6 @@
 //! Small text files a store keeps beside its binary ones (`BUCKET`,
-//! `domain`, `remotes`, `domains`, and the bucket's `LEASE` object): a
-//! magic and version line, `key=value` or free-form lines, and a closing
+//! `DELETES`, `domain`, `remotes`, `domains`, and the bucket's `LEASE` and
+//! `WRITER` objects): a magic and version line, `key=value` or free-form lines, and a closing
 //! `crc32c=` line over every byte before it, so a torn or edited file is
 //! told from a good one.
 

@@ -135,7 +135,7 @@ pub(crate) struct State {
     pub(crate) metrics: metrics::Metrics,
     /// Wakes the upkeep task after a build-cache put.
     pub(crate) upkeep: Arc<tokio::sync::Notify>,
-    /// A replica's writer, as the bucket's lease last named it: where
+    /// A replica's writer, as the bucket last named it: where
     /// writes are redirected.
     pub(crate) writer_url: parking_lot::RwLock<Option<String>>,
     /// Small reads are answered on the runtime's thread (the store is on

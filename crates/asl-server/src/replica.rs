@@ -2,7 +2,7 @@
 //! that brings the replica to what the writer last published and has the
 //! store, the query index and the cache namespace read it; and writes,
 //! which a replica never takes, sent to the writer (a 307 redirect to the
-//! address the bucket's lease names, or 503 naming why not).
+//! address the bucket names for the leaseholder, or 503 saying why not).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use super::State;
 pub struct Followed {
     /// The replica's files now hold a newer published state.
     pub changed: bool,
-    /// The writer's address, as the bucket's lease names it.
+    /// The writer's address, as the bucket names it for the leaseholder.
     pub writer: Option<String>,
 }
 
@@ -135,8 +135,8 @@ pub(crate) async fn redirect_writes(S(st): S<Arc<State>>, req: Request, next: Ne
         }
         None => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "this server is a read replica and the writer has not named its address in the bucket's lease \
-             (it is not served, or is served by an older aslctl): write to the writer directly",
+            "this server is a read replica and the writer has not named its address in the bucket (it is not \
+             served, or is served by an older aslctl): write to the writer directly",
         )
         .into_response(),
     }

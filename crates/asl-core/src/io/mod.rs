@@ -246,9 +246,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn tier_status(&self) -> Option<TierStatus> {
         None
     }
-    /// Tells the backend the address the store is served at (a bucket's
-    /// lease names it, for replicas to send writes to). The default keeps
-    /// it nowhere.
+    /// Tells the backend the address the store is served at (a bucket
+    /// names it beside the lease, for replicas to send writes to). The
+    /// default keeps it nowhere.
     fn announce(&self, _url: &str) -> io::Result<()> {
         Ok(())
     }

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::bucket::Bucket;
-use super::tiered::{lease_url, TierConfig, LEASE};
+use super::tiered::{writer_url, TierConfig, LEASE, WRITER};
 use super::{begin_rebuild, open_bucket, s3err, write_bucket_file};
 use crate::block::segment::{segment_file_name, SEGMENT_HEADER_LEN};
 use crate::error::{Error, Result};
@@ -38,8 +38,8 @@ pub struct Followed {
     pub waiting: Option<String>,
     /// Index and snapshot files fetched.
     pub fetched: usize,
-    /// The address the writer's server announced in the bucket's lease:
-    /// where writes go.
+    /// The address the writer's server announced in the bucket (`WRITER`,
+    /// believed while it names the leaseholder): where writes go.
     pub writer: Option<String>,
 }
 
@@ -119,11 +119,12 @@ pub fn follow(dir: &Path) -> Result<Followed> {
     let b = open_bucket(&cfg.url)?;
     let layout = Layout::new(dir, Arc::new(LocalBackend));
     let _lock = lock_store(&layout)?;
+    let get = |key: &str| b.get(key).map_err(s3err(format!("get {}/{key}", cfg.url)));
     let mut out = Followed {
-        writer: b
-            .get(LEASE)
-            .map_err(s3err(format!("get {}/{LEASE}", cfg.url)))?
-            .and_then(|l| lease_url(&l)),
+        writer: match (get(LEASE)?, get(WRITER)?) {
+            (Some(lease), Some(writer)) => writer_url(&lease, &writer),
+            _ => None,
+        },
         ..Followed::default()
     };
     let Some(bytes) = b

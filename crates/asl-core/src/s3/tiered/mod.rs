@@ -54,8 +54,8 @@ use config::rand_suffix;
 pub use config::TierConfig;
 use deferred::Deferred;
 pub use deferred::{decode as decode_deletes, DELETES_FILE};
-use lease::{acquire_lease, decode_lease, encode_lease, lease_lost};
-pub use lease::{lease_url, take_over};
+use lease::{acquire_lease, decode_lease, encode_writer, lease_lost};
+pub use lease::{take_over, writer_url};
 use uploader::{uploader, Job, Queue};
 
 /// Bytes per cached page and per unit of a ranged fetch.
@@ -75,6 +75,10 @@ pub const BUCKET_MAGIC: &str = "ASLBUCKET";
 pub const LEASE: &str = "LEASE";
 /// Magic first line of the `LEASE` object.
 pub const LEASE_MAGIC: &str = "ASLLEASE";
+/// The object naming the address the leaseholder serves the store at.
+pub const WRITER: &str = "WRITER";
+/// Magic first line of the `WRITER` object.
+pub const WRITER_MAGIC: &str = "ASLWRITER";
 /// Default page cache budget: 1 GiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 /// How long a segment GC drops stays in the bucket by default (15 min):
@@ -452,7 +456,7 @@ impl Backend for TieredBackend {
             return Ok(());
         }
         s.check_lease()?;
-        s.bucket.put(LEASE, encode_lease(&s.holder, &s.root, Some(url)))
+        s.bucket.put(WRITER, encode_writer(&s.holder, url))
     }
 
     fn relist(&self) -> io::Result<()> {
