@@ -268,6 +268,8 @@ for name, at in (("RSS", 1), ("of which anonymous", 3)):
     warm = [x[at] for x in samples if x[0] > 120] or [x[at] for x in samples]
     print(f"{name} after warm-up: min {min(warm) >> 20} MiB, max {max(warm) >> 20} MiB, last {warm[-1] >> 20} MiB "
           f"(max/min {max(warm) / min(warm):.2f})")
+print("RSS / anonymous by minute (MiB): " + " ".join(
+    f"{x[1] >> 20}/{x[3] >> 20}" for x in samples if int(x[0]) % 60 < 10))
 print("REAPI calls: " + ("yes" if grpc else "no (pip install grpcio)"))
 print(f"segments less the live /v1 uploads (never evicted; {sum(n for (_, _, n) in uploads) >> 20} MiB at the end): "
       f"largest {max(x[2] for x in samples) / (1 << 20):.1f} MiB; limit + one segment {(MAX + SEGMENT) >> 20} MiB")

@@ -149,8 +149,17 @@ pub fn annotate(store: &Store, a: &Annotation) -> Result<Stored, RecordError> {
 /// the annotations; one `from` does not hold (another audience's) counts
 /// as absent.
 pub fn media_type_of(from: &dyn Source, index: &QueryIndex, id: &ArtifactId) -> Result<Option<String>, RecordError> {
+    media_type_in(from, &index.subjects(), id)
+}
+
+/// [`media_type_of`] through a [`Subjects`](crate::query::Subjects) handle.
+pub fn media_type_in(
+    from: &dyn Source,
+    subjects: &crate::query::Subjects,
+    id: &ArtifactId,
+) -> Result<Option<String>, RecordError> {
     let mut best: Option<(u64, String)> = None;
-    for rid in index.annotations_of(id)? {
+    for rid in subjects.annotations_of(id)? {
         let Ok(bytes) = from.read(&rid) else {
             continue;
         };

@@ -169,6 +169,10 @@ pub(crate) struct Index {
     /// The build caches' entries: checked and written one put at a time,
     /// counted from the records when the index opens.
     pub(crate) entries: asl_records::cache::Entries,
+    /// The index's annotation lookups, for reads that must not wait while
+    /// a put or an eviction holds the index to write (a GET's media type).
+    /// Taken again after each hold, since a rebuild replaces it.
+    subjects: parking_lot::RwLock<Option<asl_records::query::Subjects>>,
 }
 
 impl Index {
@@ -177,6 +181,7 @@ impl Index {
             store,
             slot: parking_lot::RwLock::new(None),
             entries: asl_records::cache::Entries::new(),
+            subjects: parking_lot::RwLock::new(None),
         };
         if let Err(e) = index.with(|_| Ok::<_, RecordError>(())) {
             eprintln!("aslctl: the query index is not open yet ({e}); artifacts are served, and what needs the index is retried on each call");
@@ -189,10 +194,13 @@ impl Index {
         &self,
         f: impl FnOnce(&mut QueryIndex) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
-        match self.slot.write().as_mut() {
+        let mut slot = self.slot.write();
+        let r = match slot.as_mut() {
             Some(index) => f(index),
             None => Ok(()),
-        }
+        };
+        *self.subjects.write() = slot.as_ref().map(QueryIndex::subjects);
+        r
     }
 
     /// Runs `f` on the index if it is open, beside other readers (`None`
@@ -201,10 +209,10 @@ impl Index {
         self.slot.read().as_ref().map(f)
     }
 
-    /// Runs `f` on the index if it is open, beside other readers, without
-    /// waiting: `None` when a writer has it now.
-    pub(crate) fn try_read_if_open<T>(&self, f: impl FnOnce(&QueryIndex) -> T) -> Option<Option<T>> {
-        self.slot.try_read().map(|g| g.as_ref().map(f))
+    /// The index's annotation lookups without waiting for its writer;
+    /// `None` when it is not open.
+    pub(crate) fn subjects(&self) -> Option<asl_records::query::Subjects> {
+        self.subjects.read().clone()
     }
 
     /// Runs `f` on the index, opening it first if it is not open.
@@ -223,7 +231,9 @@ impl Index {
             }
             *slot = Some(index);
         }
-        f(slot.as_mut().expect("opened above"))
+        let r = f(slot.as_mut().expect("opened above"));
+        *self.subjects.write() = slot.as_ref().map(QueryIndex::subjects);
+        r
     }
 }
 

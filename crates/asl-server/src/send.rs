@@ -9,8 +9,9 @@
 //! files, shorter than the hop to a blocking thread (which cost a third of
 //! a 4 KiB GET). Like nginx without thread pools, a read of pages not in
 //! memory then waits for the disk there. A store living in a bucket, a
-//! larger artifact, and a media-type lookup that would wait for the query
-//! index's writer go to a blocking thread as before.
+//! larger artifact go to a blocking thread as before. The media type is
+//! looked up beside the query index's writer, so a GET never waits for a
+//! cache put or an eviction.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -202,8 +203,9 @@ pub(super) async fn send_typed(
 }
 
 /// The answer and the media type for artifact `id`, the body read when it
-/// is at most `now` bytes; `None` when `no_wait` and the query index is
-/// being written (the caller asks again from a blocking thread).
+/// is at most `now` bytes. The media type is looked up beside the query
+/// index's writer; `None` when that failed and `no_wait` (the caller asks
+/// again from a blocking thread, which waits for the index).
 fn typed(
     st: &State,
     view: &asl_core::View<'_>,
@@ -212,11 +214,18 @@ fn typed(
     now: u64,
     no_wait: bool,
 ) -> Option<Result<(Ready, Option<String>), asl_records::RecordError>> {
-    let media = |i: &asl_records::query::QueryIndex| asl_records::labels::media_type_of(view, i, id);
-    let media = if no_wait {
-        st.index.try_read_if_open(media)?
-    } else {
-        st.index.read_if_open(media)
+    // A lookup that fails beside the writer (the index rebuilt under the
+    // handle) is asked again through the index itself, which waits.
+    let media = match st
+        .index
+        .subjects()
+        .map(|h| asl_records::labels::media_type_in(view, &h, id))
+    {
+        Some(Err(_)) if no_wait => return None,
+        Some(Err(_)) => st
+            .index
+            .read_if_open(|i| asl_records::labels::media_type_of(view, i, id)),
+        m => m,
     };
     Some((|| {
         let media = media.transpose()?.flatten();

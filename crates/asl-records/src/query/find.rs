@@ -144,8 +144,28 @@ impl QueryIndex {
 
     /// The annotation records whose subject is `subject`, in id order.
     pub fn annotations_of(&self, subject: &ArtifactId) -> Result<Vec<ArtifactId>, RecordError> {
+        self.subjects().annotations_of(subject)
+    }
+
+    /// A handle for [`QueryIndex::annotations_of`] that needs no borrow of
+    /// the index: a reader keeps it to look annotations up while another
+    /// thread holds the index to write. It sees what the index holds as
+    /// writes land, and goes stale when the index is rebuilt (take a new
+    /// one then).
+    pub fn subjects(&self) -> Subjects {
+        Subjects(self.p().subjects.clone())
+    }
+}
+
+/// See [`QueryIndex::subjects`].
+#[derive(Clone)]
+pub struct Subjects(fjall::Keyspace);
+
+impl Subjects {
+    /// The annotation records whose subject is `subject`, in id order.
+    pub fn annotations_of(&self, subject: &ArtifactId) -> Result<Vec<ArtifactId>, RecordError> {
         let mut out = Vec::new();
-        for kv in self.p().subjects.prefix(subject.as_bytes()) {
+        for kv in self.0.prefix(subject.as_bytes()) {
             let k = kv.key().map_err(db_err)?;
             let id: [u8; 32] = k
                 .get(32..64)

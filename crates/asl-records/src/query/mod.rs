@@ -41,6 +41,7 @@ mod find;
 mod rows;
 mod seal;
 
+pub use find::Subjects;
 pub use rows::{OVERLAY_BASE, OVERLAY_OF, RECEIPT_BATCH, RECEIPT_IN, RECEIPT_KEY, RECEIPT_OUT};
 
 use std::fs::File;
