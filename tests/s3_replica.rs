@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::s3::{s3s_fs, S3};
-use common::server::{curl, hex, json, listening};
+use common::server::{curl, hex, json, listening, put_at};
 use common::{noise, stderr_of as err, stdout_of as out};
 
 struct Served {
@@ -50,15 +50,7 @@ fn within(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn put(url: &str, body: &Path) -> String {
-    let (code, b) = curl(&[
-        "-X",
-        "PUT",
-        "--data-binary",
-        &format!("@{}", body.display()),
-        &format!("{url}/v1/artifacts"),
-    ]);
-    assert!(code == 201 || code == 200, "{code}: {}", String::from_utf8_lossy(&b));
-    json(&b)["id"].as_str().unwrap().to_string()
+    put_at(url, body)["id"].as_str().unwrap().to_string()
 }
 
 #[test]

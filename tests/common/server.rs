@@ -104,12 +104,18 @@ pub fn json(b: &[u8]) -> serde_json::Value {
 }
 
 pub fn put_file(s: &Server, p: &Path) -> serde_json::Value {
+    put_at(&s.url, p)
+}
+
+/// `PUT /v1/artifacts` of the file `p` to the server at `url`: its answer,
+/// asserted a success.
+pub fn put_at(url: &str, p: &Path) -> serde_json::Value {
     let (code, body) = curl(&[
         "-X",
         "PUT",
         "--data-binary",
         &format!("@{}", p.display()),
-        &format!("{}/v1/artifacts", s.url),
+        &format!("{url}/v1/artifacts"),
     ]);
     assert!(code == 201 || code == 200, "{code}: {}", String::from_utf8_lossy(&body));
     json(&body)

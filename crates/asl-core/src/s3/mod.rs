@@ -87,6 +87,19 @@ fn claim(b: &Bucket, identity: &[u8]) -> Result<()> {
     }
 }
 
+/// Removes what `dir` holds (best effort: what a failed create or replica
+/// left in a directory the caller gave).
+fn empty_dir(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        let _ = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+    }
+}
+
 fn is_empty_dir(dir: &Path) -> bool {
     std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
 }
@@ -147,16 +160,7 @@ pub fn create(url: &str, dir: &Path, opts: StoreOptions, cache_bytes: u64) -> Re
         .and_then(|()| tier(dir, url, cache_bytes));
     if let Err(e) = made {
         if existed {
-            if let Ok(rd) = std::fs::read_dir(dir) {
-                for entry in rd.flatten() {
-                    let p = entry.path();
-                    let _ = if p.is_dir() {
-                        std::fs::remove_dir_all(&p)
-                    } else {
-                        std::fs::remove_file(&p)
-                    };
-                }
-            }
+            empty_dir(dir);
         } else {
             let _ = std::fs::remove_dir_all(dir);
         }

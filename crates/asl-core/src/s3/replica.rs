@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use super::bucket::Bucket;
 use super::tiered::{writer_url, TierConfig, LEASE, WRITER};
-use super::{begin_rebuild, open_bucket, s3err, write_bucket_file};
+use super::{begin_rebuild, empty_dir, open_bucket, s3err, write_bucket_file};
 use crate::block::segment::{segment_file_name, SEGMENT_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -88,15 +88,7 @@ pub fn replica(url: &str, dir: &Path, cache_bytes: u64) -> Result<Followed> {
         }
     })();
     if made.is_err() {
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for e in rd.flatten() {
-                let _ = if e.path().is_dir() {
-                    std::fs::remove_dir_all(e.path())
-                } else {
-                    std::fs::remove_file(e.path())
-                };
-            }
-        }
+        empty_dir(dir);
     }
     made
 }
