@@ -15,11 +15,10 @@ use axum::response::{IntoResponse, Response};
 use super::http::error;
 use super::State;
 
-/// What one follow step found ([`Replica::follow`]).
+/// What one follow step found ([`Replica::follow`]). Whether the files
+/// changed is not asked: the store handle tells by refreshing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Followed {
-    /// The replica's files now hold a newer published state.
-    pub changed: bool,
     /// The writer's address, as the bucket names it for the leaseholder.
     pub writer: Option<String>,
 }
@@ -52,49 +51,61 @@ pub(crate) fn start(st: &Arc<State>) {
     };
     let weak: Weak<State> = Arc::downgrade(st);
     rt.spawn(async move {
+        // The query index and the cache namespace have not taken the
+        // store's newest state yet (a step failed part-way).
+        let mut behind = true;
         loop {
             let Some(st) = weak.upgrade() else {
                 return;
             };
             let step_r = r.clone();
             // The step talks to the bucket: off the runtime's threads.
-            let _ = tokio::task::spawn_blocking(move || step(&st, &step_r)).await;
+            let was = behind;
+            behind = tokio::task::spawn_blocking(move || step(&st, &step_r, was))
+                .await
+                .unwrap_or(true);
             tokio::time::sleep(r.interval).await;
         }
     });
 }
 
-fn step(st: &State, r: &Replica) {
-    let f = match (r.follow)() {
-        Ok(f) => f,
+/// One follow: the files, then the store handle, then what is derived
+/// from it. Returns whether the derived part is still behind (to be taken
+/// on the next step even when the files do not change again).
+fn step(st: &State, r: &Replica, behind: bool) -> bool {
+    match (r.follow)() {
+        Ok(f) => *st.writer_url.write() = f.writer,
+        Err(e) => eprintln!(
+            "aslctl: warning: following the writer failed, retried in {:?}: {e}",
+            r.interval
+        ),
+    }
+    // The handle may be behind the files even when this follow changed
+    // nothing (a refresh that failed before, another process's follow).
+    let changed = match st.store.maintenance().refresh() {
+        Ok(c) => c,
         Err(e) => {
-            eprintln!(
-                "aslctl: warning: following the writer failed, retried in {:?}: {e}",
-                r.interval
-            );
-            return;
+            eprintln!("aslctl: warning: the replica did not take the writer's new state, retried next time: {e}");
+            return behind;
         }
     };
-    *st.writer_url.write() = f.writer;
-    if !f.changed {
-        return;
+    if !changed && !behind {
+        return false;
     }
-    let refreshed = st
-        .store
-        .maintenance()
-        .refresh()
-        .map_err(|e| e.to_string())
-        .and_then(|_| {
-            st.index
-                .with(|i| {
-                    i.refresh(&st.store)?;
-                    st.index.entries.load(&st.store, i).map(drop)
-                })
-                .map_err(|e: asl_records::RecordError| e.to_string())
-        });
-    match refreshed {
-        Ok(()) => st.metrics.followed(),
-        Err(e) => eprintln!("aslctl: warning: the replica did not take the writer's new state, retried next time: {e}"),
+    let derived = st.index.with(|i| {
+        i.refresh(&st.store)?;
+        st.index.entries.load(&st.store, i).map(drop)
+    });
+    match derived {
+        Ok(()) => {
+            st.metrics.followed();
+            false
+        }
+        Err(e) => {
+            let e: asl_records::RecordError = e;
+            eprintln!("aslctl: warning: the replica's query index did not take the new state, retried next time: {e}");
+            true
+        }
     }
 }
 

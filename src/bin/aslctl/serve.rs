@@ -80,12 +80,7 @@ fn replica(dir: &Path, secs: u64) -> Option<server::Replica> {
     let dir = dir.to_path_buf();
     Some(server::Replica {
         interval: std::time::Duration::from_secs(secs.max(1)),
-        follow: Arc::new(move || {
-            asl::s3::follow(&dir).map(|f| server::Followed {
-                changed: f.changed,
-                writer: f.writer,
-            })
-        }),
+        follow: Arc::new(move || asl::s3::follow(&dir).map(|f| server::Followed { writer: f.writer })),
     })
 }
 
