@@ -62,7 +62,7 @@ fn a_replica_serves_what_the_writer_published_and_sends_writes_there() {
     ok(
         &s,
         &w,
-        &["s3", "create", url, "--dir", w.to_str().unwrap(), "--delete-grace", "5"],
+        &["s3", "create", url, "--dir", w.to_str().unwrap(), "--delete-grace", "8"],
     );
     let writer = serve(&s, &w, &["--publish-interval", "1", "--segment-size", "1M"]);
     let f1 = tmp.path().join("f1");
@@ -171,7 +171,7 @@ fn a_replica_serves_what_the_writer_published_and_sends_writes_there() {
     within(20, "the replica no longer seeing the removed artifact", || {
         get(&replica.url, &id1).0 == 404
     });
-    within(20, "the dropped segment leaving the bucket", || {
+    within(40, "the dropped segment leaving the bucket", || {
         let now = s.keys("replicated/segments/");
         before.iter().any(|k| !now.contains(k))
     });
