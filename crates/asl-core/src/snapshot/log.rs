@@ -10,6 +10,7 @@
 //! one does, an acknowledged batch was damaged at rest: that is corruption
 //! ([`LogDamage`]), which a writer must not cut away.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use crate::error::{DecodeError, IoContext};
@@ -383,12 +384,21 @@ pub(crate) fn read(io: &dyn Backend, path: &Path) -> Result<LogContents> {
     parse(&b).map_err(|e| Error::corrupt(path, e))
 }
 
+/// How many recent batch ends a [`LogWriter`] remembers the offsets of, so
+/// that a follower of the log (the store's `changes_since`) reads only what
+/// was appended since its cursor rather than the whole file, which grows
+/// with every write until the next checkpoint. 16 bytes each; a few in
+/// unit tests, so that they reach past the window.
+pub(crate) const RECENT_ENDS: usize = if cfg!(test) { 8 } else { 4096 };
+
 /// Appends batches to the current log file.
 pub(crate) struct LogWriter {
     pub(crate) path: PathBuf,
     file: Box<dyn StoreFile>,
     len: u64,
     pub(crate) next_seq: u64,
+    /// `(next_seq, len)` after each of the latest batches, oldest first.
+    ends: VecDeque<(u64, u64)>,
 }
 
 impl LogWriter {
@@ -401,12 +411,17 @@ impl LogWriter {
             .and_then(|_| file.sync_all())
             .ctx(|| format!("write log header {}", path.display()))?;
         sync_dir(io, path.parent().unwrap_or(Path::new(".")))?;
-        Ok(Self {
+        Ok(Self::new(path, file, LOG_HEADER_LEN, start_seq))
+    }
+
+    fn new(path: &Path, file: Box<dyn StoreFile>, len: u64, next_seq: u64) -> Self {
+        Self {
             path: path.to_path_buf(),
             file,
-            len: LOG_HEADER_LEN,
-            next_seq: start_seq,
-        })
+            len,
+            next_seq,
+            ends: VecDeque::from([(next_seq, len)]),
+        }
     }
 
     /// Reopens an existing log after recovery, cutting off its uncommitted tail.
@@ -422,12 +437,8 @@ impl LogWriter {
                 .and_then(|_| file.sync_all())
                 .ctx(|| format!("truncate torn tail of {}", path.display()))?;
         }
-        Ok(Self {
-            path: path.to_path_buf(),
-            file,
-            len: contents.committed_len,
-            next_seq: contents.start_seq + contents.records.len() as u64,
-        })
+        let next_seq = contents.start_seq + contents.records.len() as u64;
+        Ok(Self::new(path, file, contents.committed_len, next_seq))
     }
 
     /// Appends a batch (which must end in a `Commit`) with one write and one fdatasync.
@@ -452,7 +463,30 @@ impl LogWriter {
         }
         self.len += buf.len() as u64;
         self.next_seq += batch.len() as u64;
+        if self.ends.len() == RECENT_ENDS {
+            self.ends.pop_front();
+        }
+        self.ends.push_back((self.next_seq, self.len));
         Ok(self.next_seq - 1)
+    }
+
+    /// The committed records from sequence number `from` on, read from the
+    /// file's tail alone; `None` when `from` is not the end of one of the
+    /// latest batches (older, or not a batch boundary) or the tail does not
+    /// read back whole, so the caller reads the whole file instead and
+    /// reports what it finds there.
+    pub(crate) fn records_since(&self, from: u64) -> Option<Vec<(u64, Record)>> {
+        let i = self.ends.binary_search_by_key(&from, |&(seq, _)| seq).ok()?;
+        let start = self.ends[i].1;
+        let mut b = vec![0u8; usize::try_from(self.len - start).ok()?];
+        self.file.read_exact_at(&mut b, start).ok()?;
+        let (mut off, mut seq, mut out) = (0, from, Vec::new());
+        while off < b.len() {
+            let (end, rec) = record_at(&b, off, seq)?;
+            out.push((seq, rec));
+            (off, seq) = (end, seq + 1);
+        }
+        (seq == self.next_seq).then_some(out)
     }
 }
 

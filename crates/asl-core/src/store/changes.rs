@@ -70,6 +70,12 @@ impl Store {
         if from.log_file > now.log_file || from.seq > now.seq {
             return Ok(None);
         }
+        if let Some((recent, now)) = self.recent_changes(from) {
+            return Ok(Some(Changes {
+                ids: artifact_ids(&recent, from, now),
+                next: now,
+            }));
+        }
         let io = &*self.layout.io;
         let mut files = Vec::new();
         for n in from.log_file..=now.log_file {
@@ -89,22 +95,48 @@ impl Store {
                 return Ok(None);
             }
         }
-        let mut seen = std::collections::HashSet::new();
-        let mut ids = Vec::new();
-        for f in &files {
-            for (seq, r) in &f.records {
-                if *seq < from.seq || *seq >= now.seq {
-                    continue;
-                }
-                if let Record::Entry(e) = r {
-                    if !e.is_chunk() && seen.insert(e.id) {
-                        ids.push(e.id);
-                    }
-                }
+        let records: Vec<_> = files.into_iter().flat_map(|f| f.records).collect();
+        Ok(Some(Changes {
+            ids: artifact_ids(&records, from, now),
+            next: now,
+        }))
+    }
+
+    /// The records after `from` and the cursor they reach, read from the
+    /// current log's tail alone when `from` is in the writer's current log
+    /// and recent: a server's query
+    /// index follows the log after every write, and reading the whole file
+    /// each time cost time and memory in proportion to all the writes since
+    /// the last checkpoint.
+    fn recent_changes(&self, from: LogCursor) -> Option<(Vec<(u64, Record)>, LogCursor)> {
+        let w = self.writer.as_ref()?.lock();
+        if from.log_file != w.log_file {
+            return None;
+        }
+        let now = LogCursor {
+            log_file: w.log_file,
+            seq: w.log.next_seq,
+        };
+        Some((w.log.records_since(from.seq)?, now))
+    }
+}
+
+/// The artifacts with a record in `[from, now)`, first appearance first,
+/// each once; chunks of large artifacts are not artifacts.
+fn artifact_ids(records: &[(u64, Record)], from: LogCursor, now: LogCursor) -> Vec<ArtifactId> {
+    let mut seen = std::collections::HashSet::new();
+    let mut ids = Vec::new();
+    for (seq, r) in records {
+        if *seq < from.seq || *seq >= now.seq {
+            continue;
+        }
+        if let Record::Entry(e) = r {
+            if !e.is_chunk() && seen.insert(e.id) {
+                ids.push(e.id);
             }
         }
-        Ok(Some(Changes { ids, next: now }))
     }
+    ids
 }
 
 /// Deletes retired log files (numbered below `current`) beyond the history
@@ -149,6 +181,8 @@ pub(crate) fn prune_log_history(layout: &Layout, current: u64, budget: u64) -> R
 
 #[cfg(test)]
 mod tests {
+    use super::LogCursor;
+    use crate::snapshot::log::RECENT_ENDS;
     use crate::{Store, StoreOptions};
 
     #[test]
@@ -187,7 +221,7 @@ mod tests {
         let c1 = store.log_cursor();
         assert!(store.changes_since(c1).unwrap().unwrap().ids.is_empty());
         // A cursor from the future or from another numbering is refused.
-        let future = super::LogCursor { seq: c1.seq + 5, ..c1 };
+        let future = LogCursor { seq: c1.seq + 5, ..c1 };
         assert!(store.changes_since(future).unwrap().is_none());
         // History beyond the budget is deleted at the next checkpoint.
         for i in 0..8u32 {
@@ -222,5 +256,33 @@ mod tests {
         Store::repair(dir.path()).unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert!(store.changes_since(cursor.unwrap()).unwrap().is_none());
+    }
+
+    /// Every cursor the log passed through gives exactly the artifacts
+    /// stored after it: the recent ones from the log's tail, the ones
+    /// further back than the writer remembers from the whole file.
+    #[test]
+    fn changes_since_any_cursor_are_the_writes_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StoreOptions::new().create(true).open(dir.path()).unwrap();
+        let mut cursors = vec![s.log_cursor()];
+        let mut ids = Vec::new();
+        for i in 0..RECENT_ENDS + 4 {
+            ids.push(s.put(format!("artifact {i}").as_bytes()).unwrap());
+            s.commit().unwrap();
+            cursors.push(s.log_cursor());
+        }
+        for (k, c) in cursors.iter().enumerate() {
+            let ch = s.changes_since(*c).unwrap().expect("history reaches back");
+            assert_eq!(ch.ids, ids[k..], "from cursor {k}");
+            assert_eq!(ch.next, s.log_cursor());
+        }
+        // A cursor inside a batch is no batch's end: read from the file.
+        let mid = LogCursor {
+            seq: cursors[2].seq - 1,
+            ..cursors[2]
+        };
+        let ch = s.changes_since(mid).unwrap().unwrap();
+        assert_eq!(ch.ids, ids[2..]);
     }
 }
