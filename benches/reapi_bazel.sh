@@ -5,7 +5,14 @@
 # bytes of noise, so every build is N cache hits. Prints each run's wall
 # time and the medians' ratio (remote / disk). Extra arguments go to both
 # Bazel builds (`--jobs=32`, say).
-# usage: benches/reapi_bazel.sh ASLCTL [N] [SIZE] [ROUNDS] [BAZEL-ARGS...]
+#
+# By default every build is `bazel --batch` in a fresh output base, so each
+# one also pays a cold JVM (its gRPC client is interpreted, not yet
+# compiled). With WARM=1 each cache keeps one Bazel server for the whole
+# run, and each timed build follows `bazel clean`, which drops the outputs
+# and Bazel's local action cache but keeps the JIT-compiled server: the
+# way a developer or a CI worker with a persistent Bazel server rebuilds.
+# usage: [WARM=1] benches/reapi_bazel.sh ASLCTL [N] [SIZE] [ROUNDS] [BAZEL-ARGS...]
 set -eu
 bin=$1
 n=${2:-200}
@@ -14,7 +21,14 @@ rounds=${4:-5}
 shift $(($# < 4 ? $# : 4))
 extra=("$@")
 work=$(mktemp -d "${TMPDIR:-/tmp}/asl-reapi-bazel.XXXXXX")
-trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+warm=${WARM:-0}
+shutdown() { # Bazel servers started with WARM=1
+    for root in "$work"/root-*; do
+        [ -d "$root" ] && (cd "$work/ws" && bazel --output_user_root="$root" shutdown) >/dev/null 2>&1
+    done
+    return 0
+}
+trap 'shutdown; kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 "$bin" --store "$work/store" serve --listen 127.0.0.1:0 --quiet >"$work/addr" 2>"$work/log" &
 pid=$!
 while ! grep -q listening "$work/addr" 2>/dev/null; do sleep 0.1; done
@@ -27,10 +41,16 @@ done >"$work/ws/BUILD"
 build() { # output-base-name, cache flags...
     local root="$work/root-$1"
     shift
-    rm -rf "$root"
+    local startup=(--batch)
+    if [ "$warm" = 1 ]; then
+        startup=()
+        (cd "$work/ws" && bazel --output_user_root="$root" clean >/dev/null 2>&1)
+    else
+        rm -rf "$root"
+    fi
     local t0 t1
     t0=$(date +%s.%N)
-    (cd "$work/ws" && bazel --batch --output_user_root="$root" build //:all "$@" >"$work/out" 2>&1) || {
+    (cd "$work/ws" && bazel "${startup[@]}" --output_user_root="$root" build //:all "$@" >"$work/out" 2>&1) || {
         cat "$work/out" >&2
         exit 1
     }
@@ -41,9 +61,13 @@ build() { # output-base-name, cache flags...
 remote=(--remote_cache="grpc://$addr" "${extra[@]}")
 disk=(--disk_cache="$work/disk" "${extra[@]}")
 # Fill both caches (the same actions, so the same keys).
-build fill-remote "${remote[@]}" >/dev/null
-build fill-disk "${disk[@]}" >/dev/null
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $n actions of $size bytes, $rounds rounds"
+build remote "${remote[@]}" >/dev/null
+build disk "${disk[@]}" >/dev/null
+if [ "$warm" = 1 ]; then # a first round each, so both servers' JITs have run the cache paths
+    build remote "${remote[@]}" >/dev/null
+    build disk "${disk[@]}" >/dev/null
+fi
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $n actions of $size bytes, $rounds rounds, WARM=$warm"
 r=() d=()
 for i in $(seq 1 "$rounds"); do
     r+=("$(build remote "${remote[@]}")")
