@@ -72,7 +72,7 @@ impl Store {
         }
         if let Some((recent, now)) = self.recent_changes(from) {
             return Ok(Some(Changes {
-                ids: artifact_ids(&recent, from, now),
+                ids: artifact_ids(recent.iter(), from, now),
                 next: now,
             }));
         }
@@ -95,19 +95,17 @@ impl Store {
                 return Ok(None);
             }
         }
-        let records: Vec<_> = files.into_iter().flat_map(|f| f.records).collect();
         Ok(Some(Changes {
-            ids: artifact_ids(&records, from, now),
+            ids: artifact_ids(files.iter().flat_map(|f| &f.records), from, now),
             next: now,
         }))
     }
 
     /// The records after `from` and the cursor they reach, read from the
     /// current log's tail alone when `from` is in the writer's current log
-    /// and recent: a server's query
-    /// index follows the log after every write, and reading the whole file
-    /// each time cost time and memory in proportion to all the writes since
-    /// the last checkpoint.
+    /// and recent: a server's query index follows the log after every
+    /// write, and reading the whole file each time cost time and memory in
+    /// proportion to all the writes since the last checkpoint.
     fn recent_changes(&self, from: LogCursor) -> Option<(Vec<(u64, Record)>, LogCursor)> {
         let w = self.writer.as_ref()?.lock();
         if from.log_file != w.log_file {
@@ -123,7 +121,11 @@ impl Store {
 
 /// The artifacts with a record in `[from, now)`, first appearance first,
 /// each once; chunks of large artifacts are not artifacts.
-fn artifact_ids(records: &[(u64, Record)], from: LogCursor, now: LogCursor) -> Vec<ArtifactId> {
+fn artifact_ids<'a>(
+    records: impl Iterator<Item = &'a (u64, Record)>,
+    from: LogCursor,
+    now: LogCursor,
+) -> Vec<ArtifactId> {
     let mut seen = std::collections::HashSet::new();
     let mut ids = Vec::new();
     for (seq, r) in records {
