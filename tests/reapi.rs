@@ -63,17 +63,41 @@ fn a_cut_off_upload_resumes_and_reads_back_whole() {
         let blob = noise(7, 5 << 20);
         let d = digest(&blob);
         let upload = format!("main/uploads/5b1c-resume/blobs/{}/{}", d.hash, d.size_bytes);
-        // The first attempt sends 2 MiB in four messages, then the client
-        // goes away mid-call (its task is dropped: the stream is reset).
+        // The first attempt sends 2 MiB in four messages and ends its
+        // stream without finish_write: the server keeps all of it.
+        let first: Vec<WriteRequest> = (0..4)
+            .map(|i| WriteRequest {
+                resource_name: if i == 0 { upload.clone() } else { String::new() },
+                write_offset: i * (512 << 10),
+                finish_write: false,
+                data: blob[(i as usize) * (512 << 10)..(i as usize + 1) * (512 << 10)].to_vec(),
+            })
+            .collect();
+        let e = bs.write(futures_util::stream::iter(first)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Aborted, "{e}");
+        assert_eq!(
+            write_status(&mut bs, &upload).await,
+            2 << 20,
+            "what the ended call sent is committed"
+        );
+        // The second resumes there through a proxy whose connections are
+        // then cut, as when a client's machine goes away mid-call.
+        let proxy = CutProxy::start(&s.url).await;
+        let mut second = ByteStreamClient::new(
+            Channel::from_shared(proxy.url.clone())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
         let (tx, rx) = tokio::sync::mpsc::channel::<WriteRequest>(8);
-        let mut first = bs.clone();
         let call = tokio::spawn(async move {
             let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-            first.write(stream).await
+            second.write(stream).await
         });
-        for i in 0..4 {
+        for i in 4..6 {
             tx.send(WriteRequest {
-                resource_name: if i == 0 { upload.clone() } else { String::new() },
+                resource_name: if i == 4 { upload.clone() } else { String::new() },
                 write_offset: i * (512 << 10),
                 finish_write: false,
                 data: blob[(i as usize) * (512 << 10)..(i as usize + 1) * (512 << 10)].to_vec(),
@@ -81,26 +105,17 @@ fn a_cut_off_upload_resumes_and_reads_back_whole() {
             .await
             .unwrap();
         }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        call.abort();
-        // The server keeps what arrived once it sees the call end.
-        let mut committed = 0;
-        for _ in 0..100 {
-            let st = bs
-                .query_write_status(QueryWriteStatusRequest {
-                    resource_name: upload.clone(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            assert!(!st.complete);
-            committed = st.committed_size;
-            if committed > 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        assert_eq!(committed, 2 << 20, "what the cut-off call sent is committed");
+        // While the server holds the call, the kept bytes are in it and
+        // the status reads 0; that is how the test knows the call arrived.
+        wait_for_status(&mut bs, &upload, |c| c == 0).await;
+        proxy.cut();
+        let committed = wait_for_status(&mut bs, &upload, |c| c > 0).await;
+        assert!(
+            (2 << 20..=3 << 20).contains(&committed),
+            "a cut call keeps the earlier bytes and what arrived of its own: {committed}"
+        );
+        assert!(call.await.unwrap().is_err(), "the cut call failed at the client");
+        drop(tx);
         // An offset that is not the committed size is refused.
         let wrong = WriteRequest {
             resource_name: upload.clone(),
@@ -146,6 +161,69 @@ fn a_cut_off_upload_resumes_and_reads_back_whole() {
         // The same bytes over the HTTP door.
         assert_eq!(curl(&[&format!("{}/cas/{}", s.url, d.hash)]).1, blob);
     });
+}
+
+/// `QueryWriteStatus`'s committed size of an unfinished upload.
+async fn write_status(c: &mut ByteStreamClient<Channel>, upload: &str) -> i64 {
+    let st = c
+        .query_write_status(QueryWriteStatusRequest {
+            resource_name: upload.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!st.complete);
+    st.committed_size
+}
+
+/// Polls the committed size until it passes `ok` (30 s at most: the server
+/// notices a cut connection within a few round trips, even on a loaded
+/// machine).
+async fn wait_for_status(c: &mut ByteStreamClient<Channel>, upload: &str, ok: impl Fn(i64) -> bool) -> i64 {
+    for _ in 0..600 {
+        let committed = write_status(c, upload).await;
+        if ok(committed) {
+            return committed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the upload's status never reached the expected state");
+}
+
+/// A TCP forwarder to the server whose connections can all be cut at once.
+struct CutProxy {
+    url: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CutProxy {
+    async fn start(server_url: &str) -> CutProxy {
+        let target = server_url.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                held.lock().unwrap().push(pipe);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        CutProxy { url, tasks }
+    }
+
+    /// Drops every socket: both ends see the connection go.
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
 }
 
 /// A zstd stream decoded by the reference `zstd` tool.
