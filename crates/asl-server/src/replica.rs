@@ -73,6 +73,9 @@ pub(crate) fn start(st: &Arc<State>) {
 /// from it. Returns whether the derived part is still behind (to be taken
 /// on the next step even when the files do not change again).
 fn step(st: &State, r: &Replica, behind: bool) -> bool {
+    st.store
+        .maintenance()
+        .release_mapped_pages_over(crate::upkeep::MAPPED_BUDGET);
     match (r.follow)() {
         Ok(f) => *st.writer_url.write() = f.writer,
         Err(e) => eprintln!(

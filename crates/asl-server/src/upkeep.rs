@@ -3,9 +3,11 @@
 //! then GC to give their bytes back to the disk, writing the cache's
 //! access times every [`SAVE_EVERY`], and, for a store living in a bucket,
 //! publishing what was written for read replicas every
-//! `Config::publish_interval`. One task does it all, one round at a time,
+//! `Config::publish_interval`; and giving back the pages of the store's
+//! file maps past a budget. One task does it all, one round at a time,
 //! woken by cache puts that pass the mark and by a timer; it ends when the
-//! server's state is dropped. A replica's server has none of this to do.
+//! server's state is dropped. A replica's server has none of this to do
+//! but the last, which its follow task does.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -16,6 +18,12 @@ use super::State;
 
 /// How often the access times are written when entries were read.
 const SAVE_EVERY: Duration = Duration::from_secs(30);
+
+/// Mapped file pages (segments, index) the server lets stay resident
+/// before each round gives them back: without this its resident size
+/// climbs with every segment read until the kernel needs the memory, and
+/// says nothing about the server's own memory.
+pub(crate) const MAPPED_BUDGET: u64 = 32 << 20;
 
 /// The namespace sizes eviction starts at and brings it down to.
 fn marks(max: u64) -> (u64, u64) {
@@ -90,6 +98,7 @@ fn round(st: &State, save: bool, publish: Option<Option<LogCursor>>) -> Option<L
             eprintln!("aslctl: warning: the cache's access times were not saved: {e}");
         }
     }
+    st.store.maintenance().release_mapped_pages_over(MAPPED_BUDGET);
     let last = publish?;
     let m = st.store.maintenance();
     if last == Some(m.log_cursor()) {

@@ -172,6 +172,14 @@ impl Segment {
         })
     }
 
+    /// Gives the pages of a mapped segment back to the OS (see
+    /// [`Mapped::release_pages`]); a no-op for one read through its file.
+    pub(crate) fn release_pages(&self) {
+        if let SegmentData::Mapped(m) = &self.data {
+            m.release_pages();
+        }
+    }
+
     /// Read access to the open segment: through `view` where there is one
     /// (its writer's process, see `ActiveSegment::reader`), else through its
     /// file.

@@ -215,6 +215,16 @@ impl Maintenance<'_> {
         self.0.tier_status()
     }
 
+    /// Once the store's mapped file pages resident in this process pass
+    /// `budget` bytes (`RssFile` on Linux; elsewhere always), gives them
+    /// back: index, snapshot and segment maps. Nothing is lost (the pages
+    /// stay in the page cache, the next reads fault them in again); a
+    /// long-running reader calls it now and then so that its resident size
+    /// shows its own memory, not every segment it ever read.
+    pub fn release_mapped_pages_over(&self, budget: u64) {
+        self.0.release_mapped_pages_over(budget);
+    }
+
     /// Where the committed history this handle sees ends now. A read-only
     /// handle sees the store as of opening it.
     pub fn log_cursor(&self) -> LogCursor {

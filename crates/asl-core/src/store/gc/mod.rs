@@ -231,7 +231,7 @@ impl Store {
                 Ok(())
             })?;
             note_heap(rep);
-            self.release_index_pages_over(MAPPED_BUDGET);
+            self.release_mapped_pages_over(MAPPED_BUDGET);
         }
         if !damaged.is_empty() {
             // Copying moved what proves itself; the victim stays, so nothing

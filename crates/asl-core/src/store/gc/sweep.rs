@@ -134,11 +134,14 @@ impl Store {
         Ok(freed)
     }
 
-    /// Gives back the pages of index and snapshot maps that GC's lookups
-    /// touched: a pass over a million artifacts would otherwise keep the
-    /// whole index resident (~120 MiB at a million), though the kernel could
-    /// drop it at will.
-    pub(super) fn release_index_pages_over(&self, budget: u64) {
+    /// Gives back the pages of index, snapshot and segment maps this
+    /// process holds once its mapped file pages pass `budget` bytes: a pass
+    /// of lookups over a million artifacts (GC's) would otherwise keep the
+    /// whole index resident (~120 MiB at a million), and a server's reads
+    /// every segment they touched, though the kernel could drop them at
+    /// will. The pages stay in the page cache; the next reads fault them in
+    /// again.
+    pub(crate) fn release_mapped_pages_over(&self, budget: u64) {
         // Where the OS does not say (not Linux), release every time.
         if status_bytes("RssFile:").is_some_and(|b| b <= budget) {
             return;
@@ -151,6 +154,9 @@ impl Store {
             if let Some(f) = h.opened() {
                 f.release_pages();
             }
+        }
+        for seg in st.segments.values() {
+            seg.release_pages();
         }
     }
 }
@@ -229,4 +235,61 @@ pub(super) fn check_block(seg: &Segment, rec: &Entry) -> Result<()> {
         return Err(bad("holds another chunk".into()));
     }
     Ok(())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::path::Path;
+
+    use crate::StoreOptions;
+
+    /// This process's resident bytes of its maps of `path`, from
+    /// `/proc/self/smaps`.
+    fn resident(path: &Path) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let name = path.to_str().unwrap();
+        let mut inside = false;
+        let mut kib = 0;
+        for line in smaps.lines() {
+            if let Some(rss) = line.strip_prefix("Rss:") {
+                if inside {
+                    kib += rss.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap();
+                }
+            } else if line
+                .split_whitespace()
+                .next()
+                .is_some_and(|range| range.contains('-') && !range.ends_with(':'))
+            {
+                // A mapping's first line: address, perms, offset, dev, inode, path.
+                inside = line.ends_with(name);
+            }
+        }
+        kib << 10
+    }
+
+    #[test]
+    fn released_segment_pages_leave_the_process_not_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreOptions::new().create(true).open(dir.path()).unwrap();
+        let mut data = vec![0u8; 2 << 20];
+        blake3::Hasher::new().finalize_xof().fill(&mut data);
+        let id = store.put(&data).unwrap();
+        store.maintenance().seal().unwrap();
+        assert_eq!(store.get(&id).unwrap(), data);
+        let segments = dir.path().join(crate::store::layout::SEGMENT_DIR);
+        let mut held = Vec::new();
+        for e in std::fs::read_dir(&segments).unwrap() {
+            let p = e.unwrap().path();
+            if resident(&p) > 0 {
+                held.push(p);
+            }
+        }
+        assert_eq!(held.len(), 1, "the read mapped one segment's pages: {held:?}");
+        assert!(resident(&held[0]) >= 1 << 20);
+        store.maintenance().release_mapped_pages_over(0);
+        // Whole pages only: the file's last, partial page may stay.
+        assert!(resident(&held[0]) <= 4096, "pages still resident after the release");
+        // Read again, from the page cache.
+        assert_eq!(store.get(&id).unwrap(), data);
+    }
 }
