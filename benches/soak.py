@@ -241,7 +241,14 @@ def rss():
 
 def segments():
     d = os.path.join(store, "segments")
-    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+    total = 0
+    for f in os.listdir(d):
+        # GC may delete a segment between the listing and its size.
+        try:
+            total += os.path.getsize(os.path.join(d, f))
+        except FileNotFoundError:
+            pass
+    return total
 
 
 threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)] + [threading.Thread(target=gc)]
