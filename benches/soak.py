@@ -2,9 +2,10 @@
 """A soak of `aslctl serve`: mixed load for a while, with the build caches
 under --max-size so eviction and online GC run throughout.
 
-usage: benches/soak.py ASLCTL [MINUTES] [WORKERS]
+usage: benches/soak.py ASLCTL [MINUTES] [WORKERS] [SERVE-OPTION...]
 
-Starts a server on a fresh store (--max-size 64M --segment-size 4M), then
+Starts a server on a fresh store (--max-size 64M --segment-size 4M, and any
+SERVE-OPTIONs given), then
 WORKERS threads (one keep-alive connection each, and one gRPC channel)
 pick, over and over: a /v1 upload, a whole read and a range read of an
 earlier upload (bytes checked against their SHA-256), a `missing` batch, a
@@ -45,7 +46,7 @@ except ImportError:
 work = tempfile.mkdtemp(prefix="asl-soak.")
 store = os.path.join(work, "store")
 srv = subprocess.Popen([bin_, "--store", store, "serve", "--listen", "127.0.0.1:0", "--quiet",
-                        "--max-size", "64M", "--segment-size", "4M"],
+                        "--max-size", "64M", "--segment-size", "4M", *sys.argv[4:]],
                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 host = srv.stdout.readline().strip().removeprefix("listening on http://")
 

@@ -398,6 +398,34 @@ fn a_stalled_download_is_cut_off() {
     assert_eq!(curl(&[&format!("{}/v1/health", s.url)]).0, 200);
 }
 
+/// `--memtable-records` bounds the index records held in memory: past it
+/// the server writes them to an index file.
+#[test]
+fn memtable_records_bounds_what_the_index_holds_in_memory() {
+    let s = start(&["--memtable-records", "4"], None);
+    let dir = tempfile::tempdir().unwrap();
+    let index_files = || {
+        std::fs::read_dir(s.store.join("index"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "idx"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let before = index_files();
+    for i in 0..10u8 {
+        let f = dir.path().join(format!("f{i}"));
+        std::fs::write(&f, noise(60 + u64::from(i), 1000)).unwrap();
+        put_file(&s, &f);
+    }
+    assert!(
+        index_files() > before,
+        "ten puts past a 4-record memtable wrote no index file"
+    );
+    assert_eq!(list_ids(&s).len(), 10);
+}
+
 /// SIGTERM stops the server cleanly: exit 0, and the store it leaves
 /// verifies clean with everything acknowledged in it.
 #[test]

@@ -42,6 +42,10 @@ pub(crate) struct ServeArgs {
     /// plus one segment.
     #[arg(long, value_name = "SIZE")]
     segment_size: Option<String>,
+    /// Index records the store holds in memory before writing them to an
+    /// index file (default 200000, about 25 MiB of the server's heap).
+    #[arg(long, value_name = "RECORDS")]
+    memtable_records: Option<usize>,
     /// No access log (one line per request on stderr).
     #[arg(long)]
     quiet: bool,
@@ -118,6 +122,9 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
     let mut opts = StoreOptions::new().create(true);
     if let Some(s) = &a.segment_size {
         opts = opts.segment_target(crate::args::parse_size(s)?);
+    }
+    if let Some(n) = a.memtable_records {
+        opts = opts.memtable_limit(n);
     }
     if let Some(r) = &cfg.replica {
         // The files as the writer last published them, before they are
