@@ -32,8 +32,8 @@ const WHOLE: u64 = 1 << 20;
 /// module docs).
 const INLINE: u64 = 64 << 10;
 /// Piece buffers kept for reuse once the response has sent them (at most
-/// 8 MiB): a fresh buffer per piece cost its page faults and zeroing, 15 %
-/// of a 4 MiB GET's time.
+/// 8 MiB): a fresh buffer per piece was zeroed first, 3.5 % of a 4 MiB
+/// GET's time in perf.
 const POOLED: usize = 32;
 
 static PIECES: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
