@@ -288,6 +288,7 @@ fn metrics_are_scraped_and_the_log_is_json_lines() {
             .arg("--store")
             .arg(dir.path().join("store"))
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--block-cache", "3M"])
             .stderr(std::fs::File::create(&log).unwrap()),
     );
     let body = noise(5, 100_000);
@@ -376,6 +377,29 @@ print(json.dumps({"samples": samples, "legacy": legacy}))
     assert_eq!(value("asl_cache_entries", &[]), 1.0, "{text}");
     assert!(value("asl_cache_size_bytes", &[]) >= 100_000.0, "{text}");
     assert!(value("asl_process_resident_memory_bytes", &[]) > 1e6);
+    // The heap by its parts, each within its bound; --block-cache sets one.
+    let part = |name: &str, p: &str| value(name, &[("part", p)]);
+    assert_eq!(part("asl_memory_bound_bytes", "block_cache"), 3.0 * 1048576.0, "{text}");
+    for p in [
+        "block_cache",
+        "index_memtable",
+        "read_buffers",
+        "response_pieces",
+        "query_cache",
+    ] {
+        assert!(
+            part("asl_memory_bytes", p) <= part("asl_memory_bound_bytes", p),
+            "{p}: {text}"
+        );
+    }
+    // The three puts' index records, and the cache entry's rows in the
+    // query index, are in memory until written out.
+    assert!(part("asl_memory_bytes", "index_memtable") > 0.0, "{text}");
+    assert!(part("asl_memory_bytes", "query_memtables") > 0.0, "{text}");
+    assert!(
+        part("asl_heap_bytes", "in_use") > part("asl_memory_bytes", "index_memtable"),
+        "{text}"
+    );
     assert!(parsed["legacy"].as_array().unwrap().len() >= 10, "{parsed}");
     // A gRPC call that fails (no action result for this digest): HTTP 200,
     // and its gRPC status in the log line.

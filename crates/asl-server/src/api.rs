@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::auth::Scope;
 use super::http::{blocking, error, json_body, parse_id, with_view, Access, JsonBody, Route};
-use super::metrics::Counted;
+use super::metrics::{Counted, Memory};
 use super::send::send_typed;
 use super::upload::{receive, stored};
 use super::{LogFormat, State};
@@ -125,15 +125,61 @@ async fn metrics(S(st): S<Arc<State>>, Extension(access): Extension<Access>) -> 
         }
     }
     let in_flight = st.cfg.max_uploads.max(1) - st.uploads.available_permits();
+    let memory = memory_parts(&st);
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        st.metrics
-            .encode(in_flight, st.index.entries.space().usage(), st.cfg.cache_max_size),
+        st.metrics.encode(
+            in_flight,
+            st.index.entries.space().usage(),
+            st.cfg.cache_max_size,
+            &memory,
+        ),
     )
         .into_response()
+}
+
+/// The heap's bounded parts, each beside its bound.
+fn memory_parts(st: &State) -> Vec<Memory> {
+    let store = st.store.maintenance().memory();
+    let (pieces, pieces_bound) = super::send::spare_pieces();
+    let mut parts = vec![
+        Memory {
+            part: "block_cache",
+            bytes: store.block_cache_bytes,
+            bound: store.block_cache_budget,
+        },
+        Memory {
+            part: "index_memtable",
+            bytes: store.memtable_bytes,
+            bound: store.memtable_bound,
+        },
+        Memory {
+            part: "read_buffers",
+            bytes: store.read_buffer_bytes,
+            bound: store.read_buffer_bound,
+        },
+        Memory {
+            part: "response_pieces",
+            bytes: pieces,
+            bound: pieces_bound,
+        },
+    ];
+    if let Some(q) = st.index.memory() {
+        parts.push(Memory {
+            part: "query_cache",
+            bytes: q.cache_bytes,
+            bound: q.cache_budget,
+        });
+        parts.push(Memory {
+            part: "query_memtables",
+            bytes: q.memtable_bytes,
+            bound: q.memtable_budget,
+        });
+    }
+    parts
 }
 
 /// Checks the bearer token against what the call needs: reads need `read`,

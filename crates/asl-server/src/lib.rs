@@ -209,6 +209,12 @@ impl Index {
         self.slot.read().as_ref().map(f)
     }
 
+    /// What the index holds in memory, if it is open and not being
+    /// written this moment (a scrape does not wait behind a rebuild).
+    pub(crate) fn memory(&self) -> Option<asl_records::query::IndexMemory> {
+        self.slot.try_read()?.as_ref().map(QueryIndex::memory)
+    }
+
     /// The index's annotation lookups without waiting for its writer;
     /// `None` when it is not open.
     pub(crate) fn subjects(&self) -> Option<asl_records::query::Subjects> {

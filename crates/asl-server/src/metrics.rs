@@ -33,6 +33,11 @@ struct Route {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Part {
+    part: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Lookup {
     protocol: String,
     result: String,
@@ -60,6 +65,7 @@ pub(crate) struct Metrics {
     physical: Gauge,
     garbage: Gauge,
     rss: Gauge,
+    memory: MemoryGauges,
     /// When the store's figures were last taken (they cost a pass over the
     /// index, so a scrape reuses them for [`STAT_EVERY`]).
     stat_at: parking_lot::Mutex<Option<Instant>>,
@@ -181,6 +187,7 @@ impl Metrics {
             Unit::Bytes,
             rss.clone(),
         );
+        let memory = MemoryGauges::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -202,6 +209,7 @@ impl Metrics {
             physical,
             garbage,
             rss,
+            memory,
             stat_at: parking_lot::Mutex::new(None),
         }
     }
@@ -291,7 +299,9 @@ impl Metrics {
         uploads_in_flight: usize,
         cache: asl_records::cache::Usage,
         max: Option<u64>,
+        memory: &[Memory],
     ) -> String {
+        self.memory.set(memory);
         self.uploads.set(uploads_in_flight as i64);
         self.cache_entries.set(cache.entries as i64);
         self.cache_bytes.set(cache.bytes as i64);
@@ -346,6 +356,78 @@ impl axum::body::HttpBody for Counted {
     }
 }
 
+/// The heap's figures: each bounded part beside its bound, and glibc's
+/// own account.
+struct MemoryGauges {
+    parts: Family<Part, Gauge>,
+    bounds: Family<Part, Gauge>,
+    heap: Family<Part, Gauge>,
+}
+
+impl MemoryGauges {
+    fn register(registry: &mut Registry) -> MemoryGauges {
+        let g = MemoryGauges {
+            parts: Family::default(),
+            bounds: Family::default(),
+            heap: Family::default(),
+        };
+        registry.register_with_unit(
+            "memory",
+            "Heap the server's bounded parts hold now, by part (see memory_bound)",
+            Unit::Bytes,
+            g.parts.clone(),
+        );
+        registry.register_with_unit(
+            "memory_bound",
+            "The most each part keeps",
+            Unit::Bytes,
+            g.bounds.clone(),
+        );
+        registry.register_with_unit(
+            "heap",
+            "The C allocator's heap: in_use by the program, free but held by the allocator",
+            Unit::Bytes,
+            g.heap.clone(),
+        );
+        g
+    }
+
+    fn set(&self, memory: &[Memory]) {
+        for m in memory {
+            self.parts.get_or_create(&Part { part: m.part }).set(m.bytes as i64);
+            self.bounds.get_or_create(&Part { part: m.part }).set(m.bound as i64);
+        }
+        if let Some((in_use, free)) = heap_figures() {
+            self.heap.get_or_create(&Part { part: "in_use" }).set(in_use as i64);
+            self.heap.get_or_create(&Part { part: "free" }).set(free as i64);
+        }
+    }
+}
+
+/// One bounded part of the server's heap, for [`Metrics::encode`].
+pub(crate) struct Memory {
+    pub(crate) part: &'static str,
+    pub(crate) bytes: u64,
+    pub(crate) bound: u64,
+}
+
+/// glibc's own account of its heap: bytes in use (arenas and mapped
+/// blocks) and bytes free in its arenas but not given back. Together with
+/// the parts' figures this tells a part filling to its bound from a leak,
+/// and both from fragmentation.
+#[allow(unsafe_code)]
+fn heap_figures() -> Option<(u64, u64)> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics (taking
+        // each arena's lock in turn); it is safe from any thread.
+        let m = unsafe { libc::mallinfo2() };
+        Some(((m.uordblks + m.hblkhd) as u64, m.fordblks as u64))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}
+
 /// The process's resident memory (`VmRSS`), where the OS tells it.
 fn resident_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -371,7 +453,19 @@ mod tests {
         m.request("/cas/{key}", "GET", 404, Duration::from_millis(1));
         m.request("/cas/{key}", "PUT", 200, Duration::from_millis(1));
         m.request("/v1/artifacts/{id}", "GET", 200, Duration::from_millis(1));
-        let text = m.encode(0, Default::default(), None);
+        let memory = [Memory {
+            part: "block_cache",
+            bytes: 5,
+            bound: 7,
+        }];
+        let text = m.encode(0, Default::default(), None, &memory);
+        assert!(text.contains(r#"asl_memory_bytes{part="block_cache"} 5"#), "{text}");
+        assert!(
+            text.contains(r#"asl_memory_bound_bytes{part="block_cache"} 7"#),
+            "{text}"
+        );
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        assert!(text.contains(r#"asl_heap_bytes{part="in_use"} "#), "{text}");
         assert!(
             text.contains(r#"asl_cache_lookups_total{protocol="cas",result="hit"} 1"#),
             "{text}"

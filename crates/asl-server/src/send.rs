@@ -38,6 +38,11 @@ const POOLED: usize = 32;
 
 static PIECES: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
 
+/// Bytes the pool of pieces holds now, and the most it holds.
+pub(crate) fn spare_pieces() -> (u64, u64) {
+    ((PIECES.lock().len() * PIECE) as u64, (POOLED * PIECE) as u64)
+}
+
 /// A piece of a streamed body: the first `len` bytes of a buffer that goes
 /// back to [`PIECES`] when the response drops it.
 struct Piece {

@@ -46,6 +46,10 @@ pub(crate) struct ServeArgs {
     /// index file (default 200000, about 25 MiB of the server's heap).
     #[arg(long, value_name = "RECORDS")]
     memtable_records: Option<usize>,
+    /// Decompressed blocks kept for the next reads (default 64M): the
+    /// largest part of the server's heap once warm.
+    #[arg(long, value_name = "SIZE")]
+    block_cache: Option<String>,
     /// No access log (one line per request on stderr).
     #[arg(long)]
     quiet: bool,
@@ -134,6 +138,9 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
             eprintln!("aslctl: warning: following the writer failed, serving the state held: {e}");
         }
         opts = StoreOptions::new().read_only(true);
+    }
+    if let Some(s) = &a.block_cache {
+        opts = opts.block_cache(crate::args::parse_size(s)? as usize);
     }
     let store = Arc::new(opts.open(dir)?);
     let rt = tokio::runtime::Builder::new_multi_thread()

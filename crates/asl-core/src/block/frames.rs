@@ -17,7 +17,7 @@
 //! order. The block header's CRC covers the whole body as for every block;
 //! a reader of one artifact checks its bytes against its BLAKE3 instead.
 
-use std::cell::RefCell;
+use super::kept::Kept;
 
 use zstd::zstd_safe::{CCtx, CDict, DCtx, DDict};
 
@@ -82,18 +82,19 @@ pub fn train(samples: &[&[u8]]) -> Option<Vec<u8>> {
     zstd::dict::from_samples(samples, DICT_SIZE.min(total / 4)).ok()
 }
 
-thread_local! {
-    static CCTX: RefCell<CCtx<'static>> = RefCell::new(CCtx::create());
-    static DCTX: RefCell<DCtx<'static>> = RefCell::new(DCtx::create());
-}
+static CCTX: Kept<CCtx<'static>> = Kept::new();
+static DCTX: Kept<DCtx<'static>> = Kept::new();
 
 /// One artifact's frame: zstd against the dictionary when that is smaller,
 /// else the raw bytes.
 fn frame(bytes: &[u8], dict: &Dictionary) -> (Option<Vec<u8>>, u32) {
     if bytes.len() >= MIN_FRAME {
         let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(bytes.len()));
-        let r = CCTX.with(|c| c.borrow_mut().compress_using_cdict(&mut out, bytes, &dict.cdict));
-        if r.is_ok() && out.len() < bytes.len() {
+        let r = CCTX.with(
+            || Ok(CCtx::create()),
+            |c| c.compress_using_cdict(&mut out, bytes, &dict.cdict),
+        );
+        if matches!(r, Ok(Ok(_))) && out.len() < bytes.len() {
             let n = out.len() as u32;
             return (Some(out), n | ZSTD_BIT);
         }
@@ -192,8 +193,12 @@ pub fn decompress(src: &[u8], raw_len: usize, dict: &DDict<'_>) -> Result<Vec<u8
     let bad = |what: &str| DecodeError::Invalid(format!("zstd frame: {what}"));
     let n = zstd::zstd_safe::find_frame_compressed_size(src).map_err(|_| bad("no complete frame"))?;
     let mut out = Vec::with_capacity(raw_len);
-    DCTX.with(|d| d.borrow_mut().decompress_using_ddict(&mut out, &src[..n], dict))
-        .map_err(|c| bad(zstd::zstd_safe::get_error_name(c)))?;
+    DCTX.with(
+        || Ok(DCtx::create()),
+        |d| d.decompress_using_ddict(&mut out, &src[..n], dict),
+    )
+    .map_err(|e| bad(&e.to_string()))?
+    .map_err(|c| bad(zstd::zstd_safe::get_error_name(c)))?;
     if out.len() != raw_len {
         return Err(bad("decompressed length differs from the entry's"));
     }

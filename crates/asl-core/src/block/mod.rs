@@ -11,6 +11,7 @@ pub mod cdc;
 pub(crate) mod error;
 pub mod format;
 pub mod frames;
+pub(crate) mod kept;
 pub(crate) mod lossy;
 pub mod manifest;
 pub(crate) mod reader;

@@ -148,8 +148,7 @@ impl BlockCache {
         self.seen.fill(0);
     }
 
-    #[cfg(test)]
-    fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 }

@@ -15,7 +15,7 @@ use crate::snapshot::catalog::SnapshotMeta;
 
 use super::changes::{Changes, LogCursor};
 use super::gc::{GcOptions, GcReport};
-use super::maint::{StoreStat, VerifyReport};
+use super::maint::{MemoryUse, StoreStat, VerifyReport};
 use super::read::ArtifactReader;
 use super::side::SideFileAccess;
 use super::snapshots::{Retention, SnapshotDiff};
@@ -223,6 +223,12 @@ impl Maintenance<'_> {
     /// shows its own memory, not every segment it ever read.
     pub fn release_mapped_pages_over(&self, budget: u64) {
         self.0.release_mapped_pages_over(budget);
+    }
+
+    /// What the store's in-memory parts hold now, against their bounds:
+    /// cheap (no I/O, two short locks), for a server's metrics.
+    pub fn memory(&self) -> MemoryUse {
+        self.0.memory()
     }
 
     /// Where the committed history this handle sees ends now. A read-only

@@ -47,6 +47,33 @@ pub struct StoreStat {
     pub pins: u64,
 }
 
+/// The heap a store's own parts hold, each beside the bound that caps it
+/// (see [`Maintenance::memory`](crate::Maintenance::memory)). The mapped files are not in it: their
+/// pages are the page cache's, given back with
+/// [`Maintenance::release_mapped_pages_over`](crate::Maintenance::release_mapped_pages_over).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct MemoryUse {
+    /// Decompressed blocks and frames kept for the next reads.
+    pub block_cache_bytes: u64,
+    /// Their bound ([`StoreOptions::block_cache`](crate::StoreOptions::block_cache)).
+    pub block_cache_budget: u64,
+    /// Index records not yet written to an index file.
+    pub memtable_records: u64,
+    /// The table holding them, by its allocation (which stays at its
+    /// high-water mark until the next checkpoint empties it).
+    pub memtable_bytes: u64,
+    /// Records past which the store writes an index file
+    /// ([`StoreOptions::memtable_limit`](crate::StoreOptions::memtable_limit)).
+    pub memtable_limit: u64,
+    /// The table's allocation when it holds that many.
+    pub memtable_bound: u64,
+    /// Chunk buffers finished readers left for the next ones (shared by
+    /// every store in the process).
+    pub read_buffer_bytes: u64,
+    /// The most they keep.
+    pub read_buffer_bound: u64,
+}
+
 /// One thing `verify` found wrong.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Problem {
@@ -116,6 +143,30 @@ impl Store {
             snapshots: st.snapshots.len() as u64,
             pins: st.pins.len() as u64,
         })
+    }
+
+    /// [`Maintenance::memory`](crate::Maintenance::memory)'s body.
+    pub(crate) fn memory(&self) -> MemoryUse {
+        let block_cache_bytes = self.block_cache.lock().bytes() as u64;
+        let st = self.state.read();
+        // hashbrown allocates a power of two of buckets, 7/8 of them usable,
+        // each a slot and a control byte.
+        let slot = std::mem::size_of::<(ArtifactId, crate::index::entry::Entry)>() + 1;
+        let table = |records: usize| ((records * 8 / 7).next_power_of_two() * slot) as u64;
+        MemoryUse {
+            block_cache_bytes,
+            block_cache_budget: self.opts.block_cache as u64,
+            memtable_records: st.memtable.len() as u64,
+            memtable_bytes: if st.memtable.capacity() == 0 {
+                0
+            } else {
+                table(st.memtable.capacity())
+            },
+            memtable_limit: self.opts.memtable_limit as u64,
+            memtable_bound: table(self.opts.memtable_limit),
+            read_buffer_bytes: super::reader::spare_buffer_bytes(),
+            read_buffer_bound: super::reader::SPARE_BOUND,
+        }
     }
 
     /// (live, garbage) logical bytes over all segments.

@@ -70,7 +70,7 @@ pub use ingest::{
 pub use iter::Iter;
 pub(crate) use layout::Layout;
 pub use layout::{decode_store_file, encode_store_file};
-pub use maint::{Problem, StoreStat, VerifyReport};
+pub use maint::{MemoryUse, Problem, StoreStat, VerifyReport};
 pub use options::{PutOptions, StoreOptions};
 pub use put::release_thread_buffers;
 pub use put::Put;

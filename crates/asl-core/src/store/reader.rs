@@ -74,6 +74,14 @@ static SPARE_CHUNKS: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(
 const POOLED_CHUNKS: usize = 16;
 const POOLED_CAPACITY: usize = 4 << 20;
 
+/// The most the pool holds.
+pub(crate) const SPARE_BOUND: u64 = (POOLED_CHUNKS * POOLED_CAPACITY) as u64;
+
+/// Bytes the pool holds now (by capacity).
+pub(crate) fn spare_buffer_bytes() -> u64 {
+    SPARE_CHUNKS.lock().iter().map(|b| b.capacity() as u64).sum()
+}
+
 fn chunk_buffer(spare: &mut Vec<Vec<u8>>) -> Vec<u8> {
     spare.pop().or_else(|| SPARE_CHUNKS.lock().pop()).unwrap_or_default()
 }

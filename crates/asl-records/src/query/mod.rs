@@ -38,10 +38,12 @@
 
 mod build;
 mod find;
+mod memory;
 mod rows;
 mod seal;
 
 pub use find::Subjects;
+pub use memory::IndexMemory;
 pub use rows::{OVERLAY_BASE, OVERLAY_OF, RECEIPT_BATCH, RECEIPT_IN, RECEIPT_KEY, RECEIPT_OUT};
 
 use std::fs::File;
@@ -71,6 +73,15 @@ const CACHE_BYTES: u64 = 32 << 20;
 /// steady load; the rows are small and written in small batches, so
 /// smaller memtables cost only more (smaller) flushes.
 const MEMTABLE_BYTES: u64 = 4 << 20;
+/// Journal files fjall keeps before it flushes the keyspaces that hold
+/// the oldest one back. Its default (512 MiB) let a server's index reach
+/// half a GiB of journal for a few MiB of rows: the `meta` keyspace takes
+/// one small write per refresh, never fills its memtable, and so kept
+/// every journal since its last flush. 64 MiB is fjall's least; a journal
+/// is rotated at 64 MB, so the index keeps one to two of them.
+const JOURNAL_BYTES: u64 = 64 << 20;
+/// The partitions [`Parts`] opens.
+const KEYSPACES: u64 = 4;
 
 /// A fjall failure: an I/O error stays one (a full disk says so, with
 /// the index's path), anything else is the index's own failure.
@@ -164,7 +175,10 @@ struct Parts {
 
 impl Parts {
     fn open(path: &Path) -> fjall::Result<Parts> {
-        let ks = Database::builder(path).cache_size(CACHE_BYTES).open()?;
+        let ks = Database::builder(path)
+            .cache_size(CACHE_BYTES)
+            .max_journaling_size(JOURNAL_BYTES)
+            .open()?;
         let part = |n: &str| ks.keyspace(n, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES));
         Ok(Parts {
             keys: part("keys")?,

@@ -203,35 +203,24 @@ impl BlockHeader {
     }
 }
 
-thread_local! {
-    // One zstd context per thread, kept: creating one allocates and clears
-    // its tables, which costs more than a 64 KiB chunk's whole decode.
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-        const { std::cell::RefCell::new(None) };
-}
+static DECOMPRESSORS: crate::block::kept::Kept<zstd::bulk::Decompressor<'static>> = crate::block::kept::Kept::new();
+static COMPRESSORS: crate::block::kept::Kept<(i32, zstd::bulk::Compressor<'static>)> = crate::block::kept::Kept::new();
 
-/// `zstd::bulk::decompress` through this thread's kept context.
+/// `zstd::bulk::decompress` through a kept context.
 fn zstd_decompress(stored: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
-    DECOMPRESSOR.with(|d| {
-        let mut d = d.try_borrow_mut().map_err(std::io::Error::other)?;
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new()?);
-        }
-        d.as_mut().expect("set above").decompress(stored, capacity)
-    })
+    DECOMPRESSORS.with(zstd::bulk::Decompressor::new, |d| d.decompress(stored, capacity))?
 }
 
-/// `zstd::bulk::compress` through this thread's kept context.
+/// `zstd::bulk::compress` through a kept context.
 fn zstd_compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    COMPRESSOR.with(|c| {
-        let mut c = c.try_borrow_mut().map_err(std::io::Error::other)?;
-        if c.as_ref().is_none_or(|(l, _)| *l != level) {
-            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+    let make = || Ok((level, zstd::bulk::Compressor::new(level)?));
+    COMPRESSORS.with(make, |(l, c)| {
+        if *l != level {
+            c.set_compression_level(level)?;
+            *l = level;
         }
-        c.as_mut().expect("set above").1.compress(raw)
-    })
+        c.compress(raw)
+    })?
 }
 
 /// Compresses `raw` when that saves at least 1/32 of it; returns the stored
