@@ -17,8 +17,14 @@ minute a GC through the API. A 5xx, a wrong byte or an unexpected status
 is an error; a cache miss after eviction is not. Every 10 s it samples the
 server's RSS and the bytes of its segment files. Prints per-route counts
 and p50/p99 latency, the errors, RSS and its anonymous part (the heap; the
-rest is mapped segment pages) after warm-up (min, max, last), and the
-largest segments total beside the limit plus one segment.
+rest is mapped segment pages) after warm-up (min, max, last), the heap
+by its parts every five minutes as the server's /metrics counts them
+(block cache, index memtable, query index cache and memtables, read
+buffers; glibc's in-use and free-but-held bytes) and the heap in use less
+those parts (what is bounded by no setting: it should stay flat), the largest segments
+total (less the live uploads; then also less the garbage awaiting GC, by
+/v1/stat) beside the limit plus one segment, and the largest size of each of
+the store's directories (segments, index, log, derived).
 
 The REAPI calls need Python's grpcio (`pip install grpcio`); without it
 the soak runs without them and says so.
@@ -240,16 +246,40 @@ def rss():
     return kib("VmRSS"), kib("RssAnon")
 
 
-def segments():
-    d = os.path.join(store, "segments")
+def memory():
+    """The server's own account of its heap (/metrics): each bounded part
+    (asl_memory_bytes{part=...}) and glibc's in_use and free (asl_heap_bytes)."""
+    conn = http.client.HTTPConnection(host, timeout=60)
+    conn.request("GET", "/metrics")
+    parts = {}
+    for line in conn.getresponse().read().decode().splitlines():
+        m = re.match(r'asl_(memory|heap)_bytes\{part="(\w+)"\} (\d+)', line)
+        if m:
+            parts[m.group(2)] = int(m.group(3))
+    conn.close()
+    return parts
+
+
+def du(sub):
     total = 0
-    for f in os.listdir(d):
-        # GC may delete a segment between the listing and its size.
-        try:
-            total += os.path.getsize(os.path.join(d, f))
-        except FileNotFoundError:
-            pass
+    for root, _, files in os.walk(os.path.join(store, sub)):
+        for f in files:
+            # GC may delete a segment between the listing and its size.
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except FileNotFoundError:
+                pass
     return total
+
+
+def garbage():
+    """Logical bytes nothing retains, awaiting GC (the server's /v1/stat)."""
+    conn = http.client.HTTPConnection(host, timeout=60)
+    conn.request("GET", "/v1/stat")
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return json.loads(body)["garbage_bytes"] if r.status == 200 else 0
 
 
 threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)] + [threading.Thread(target=gc)]
@@ -262,7 +292,9 @@ while time.time() < stop:
     with lock:
         uploaded = sum(n for (_, _, n) in uploads)
     total, anon = rss()
-    samples.append((time.time() - start, total, segments() - uploaded, anon))
+    dirs = {d: du(d) for d in ("segments", "index", "log", "derived")}
+    held = dirs["segments"] - uploaded
+    samples.append((time.time() - start, total, held, anon, memory(), dirs, held - garbage()))
 for t in threads:
     t.join()
 
@@ -272,15 +304,28 @@ for route in sorted(lat):
     xs = sorted(lat[route])
     print(f"{route:36} {len(xs):8} {xs[len(xs) // 2] * 1e3:8.2f} {xs[int(len(xs) * 0.99)] * 1e3:8.2f}")
 print(f"errors: {len(errors)}", errors[:10])
-for name, at in (("RSS", 1), ("of which anonymous", 3)):
-    warm = [x[at] for x in samples if x[0] > 120] or [x[at] for x in samples]
+CACHES = ("block_cache", "index_memtable", "query_cache", "query_memtables", "read_buffers", "response_pieces")
+for name, value in (("RSS", lambda x: x[1]), ("of which anonymous", lambda x: x[3]),
+                    ("heap in use less the bounded parts", lambda x: x[4].get("in_use", 0) - sum(
+                        x[4].get(p, 0) for p in CACHES))):
+    warm = [value(x) for x in samples if x[0] > 120] or [value(x) for x in samples]
     print(f"{name} after warm-up: min {min(warm) >> 20} MiB, max {max(warm) >> 20} MiB, last {warm[-1] >> 20} MiB "
-          f"(max/min {max(warm) / min(warm):.2f})")
+          f"(max/min {max(warm) / max(min(warm), 1):.2f})")
 print("RSS / anonymous by minute (MiB): " + " ".join(
     f"{x[1] >> 20}/{x[3] >> 20}" for x in samples if int(x[0]) % 60 < 10))
+parts = sorted({k for x in samples for k in x[4]})
+print("the heap by its parts, MiB, every 5 minutes (in_use and free: glibc's account):")
+print(f"{'min':>5} {'RSS':>6} {'anon':>6} " + " ".join(f"{p[:15]:>15}" for p in parts))
+for x in samples:
+    if int(x[0]) % 300 < 10 or x is samples[0] or x is samples[-1]:
+        print(f"{x[0] / 60:5.1f} {x[1] / 2**20:6.1f} {x[3] / 2**20:6.1f} "
+              + " ".join(f"{x[4].get(p, 0) / 2**20:15.1f}" for p in parts))
 print("REAPI calls: " + ("yes" if grpc else "no (pip install grpcio)"))
 print(f"segments less the live /v1 uploads (never evicted; {sum(n for (_, _, n) in uploads) >> 20} MiB at the end): "
-      f"largest {max(x[2] for x in samples) / (1 << 20):.1f} MiB; limit + one segment {(MAX + SEGMENT) >> 20} MiB")
+      f"largest {max(x[2] for x in samples) / (1 << 20):.1f} MiB, and less the garbage awaiting GC "
+      f"{max(x[6] for x in samples) / (1 << 20):.1f} MiB; limit + one segment {(MAX + SEGMENT) >> 20} MiB")
+print("the store's directories, MiB, largest (last): " + ", ".join(
+    f"{d} {max(x[5][d] for x in samples) / 2**20:.1f} ({samples[-1][5][d] / 2**20:.1f})" for d in samples[-1][5]))
 m = http.client.HTTPConnection(host)
 m.request("GET", "/metrics")
 for line in m.getresponse().read().decode().splitlines():
