@@ -98,6 +98,7 @@ fn replica(_: &Path, _: u64) -> Option<server::Replica> {
 }
 
 pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
+    server::tune_allocator();
     let addr: std::net::SocketAddr = a
         .listen
         .parse()
