@@ -4,13 +4,16 @@
 # 4 MiB artifact, each read by CONN connections for SECS seconds, the two
 # servers alternating, ROUNDS times. Prints one line per run (requests/s,
 # bytes/s) and the load average before it. nginx runs with as many workers
-# as cores, sendfile, no access log; aslctl serve with --quiet.
-# usage: benches/serve_nginx.sh ASLCTL [SECS] [ROUNDS] [CONN]
+# as cores, sendfile, no access log; aslctl serve with --quiet and any
+# SERVE-OPTIONs given (`--block-cache 0` reads every chunk from disk and
+# proves it again on every GET).
+# usage: benches/serve_nginx.sh ASLCTL [SECS] [ROUNDS] [CONN] [SERVE-OPTION...]
 set -u
 bin=$1
 secs=${2:-15}
 rounds=${3:-3}
 conn=${4:-16}
+shift $(($# < 4 ? $# : 4))
 command -v nginx > /dev/null || { echo "nginx is not installed (apt-get install nginx-light)"; exit 2; }
 command -v wrk > /dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 2; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/asl-serve-nginx.XXXXXX")
@@ -23,7 +26,7 @@ head -c $((4 << 20)) /dev/urandom > "$work/www/f4m"
 chmod 644 "$work/www/"*
 id4k=$("$bin" --store "$work/store" ingest "$work/www/f4k" | cut -d' ' -f1)
 id4m=$("$bin" --store "$work/store" ingest "$work/www/f4m" | cut -d' ' -f1)
-"$bin" --store "$work/store" serve --listen 127.0.0.1:0 --quiet >"$work/addr" 2>"$work/log" &
+"$bin" --store "$work/store" serve --listen 127.0.0.1:0 --quiet "$@" >"$work/addr" 2>"$work/log" &
 pid=$!
 while ! grep -q listening "$work/addr" 2>/dev/null; do sleep 0.1; done
 asl=$(sed 's/listening on //' "$work/addr")
@@ -54,7 +57,7 @@ run() {
     printf '%-6s %-5s load %s  %s req/s  %s/s\n' "$1" "$3" "$(cut -d' ' -f1 /proc/loadavg)" \
         "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" "$(awk '/Transfer\/sec/ {print $2}' <<<"$out")"
 }
-echo "wrk -t2 -c$conn -d${secs}s; $(nproc) cores"
+echo "wrk -t2 -c$conn -d${secs}s; $(nproc) cores; aslctl serve $*"
 for r in $(seq "$rounds"); do
     for size in 4k 4m; do
         id=id$size

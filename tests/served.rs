@@ -380,13 +380,7 @@ print(json.dumps({"samples": samples, "legacy": legacy}))
     // The heap by its parts, each within its bound; --block-cache sets one.
     let part = |name: &str, p: &str| value(name, &[("part", p)]);
     assert_eq!(part("asl_memory_bound_bytes", "block_cache"), 3.0 * 1048576.0, "{text}");
-    for p in [
-        "block_cache",
-        "index_memtable",
-        "read_buffers",
-        "response_pieces",
-        "query_cache",
-    ] {
+    for p in ["block_cache", "index_memtable", "read_buffers", "query_cache"] {
         assert!(
             part("asl_memory_bytes", p) <= part("asl_memory_bound_bytes", p),
             "{p}: {text}"

@@ -169,3 +169,68 @@ fn ranges_read_only_the_chunks_they_need_and_only_proven_bytes() {
     let o = cat("9-3");
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `next_piece` hands out a large artifact chunk by chunk, each piece the
+/// buffer its chunk was proven in; pieces read twice are kept in the block
+/// cache, proven, and served from there; a damaged chunk is never kept.
+#[test]
+fn pieces_are_proven_chunks_and_those_read_again_are_served_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("store");
+    let s = raw_store(&d);
+    let big = noise(7, 5 * CHUNK + 777);
+    let id = s.put(&big).unwrap();
+    s.close().unwrap();
+
+    let pieces = |s: &asl::Store, off: u64, len: u64| {
+        let mut r = s.open_reader(&id).unwrap().into_range(off, len).unwrap();
+        let mut out = Vec::new();
+        while let Some(p) = r.next_piece().unwrap() {
+            out.push(p.to_vec());
+        }
+        out
+    };
+    let s = StoreOptions::new().read_only(true).open(&d).unwrap();
+    let cached = || s.maintenance().memory().block_cache_bytes;
+    let whole = pieces(&s, 0, big.len() as u64);
+    assert_eq!(
+        whole.iter().map(Vec::len).collect::<Vec<_>>(),
+        [CHUNK, CHUNK, CHUNK, CHUNK, CHUNK, 777]
+    );
+    assert_eq!(whole.concat(), big);
+    assert_eq!(cached(), 0, "pieces read once are not kept");
+    let range = pieces(&s, CHUNK as u64 - 3, 2 * CHUNK as u64);
+    assert_eq!(range.iter().map(Vec::len).collect::<Vec<_>>(), [3, CHUNK, CHUNK - 3]);
+    assert_eq!(range.concat(), big[CHUNK - 3..3 * CHUNK - 3]);
+    // Chunks 0-2 were read twice: kept. A third read is served from them.
+    assert_eq!(cached(), 3 * CHUNK as u64);
+    assert_eq!(pieces(&s, 0, big.len() as u64).concat(), big);
+    assert_eq!(cached(), 5 * CHUNK as u64 + 777);
+
+    // Chunk 3 damaged on disk (in place: the open store maps the file).
+    let seg_path = d.join("segments").join("00000001.seg");
+    let (at, _) = chunk_blocks(&fs::read(&seg_path).unwrap())[3];
+    let mut f = fs::OpenOptions::new().read(true).write(true).open(&seg_path).unwrap();
+    let mut byte = [0u8];
+    f.seek(SeekFrom::Start((at + BLOCK_HEADER_LEN + 100) as u64)).unwrap();
+    f.read_exact(&mut byte).unwrap();
+    f.seek(SeekFrom::Start((at + BLOCK_HEADER_LEN + 100) as u64)).unwrap();
+    std::io::Write::write_all(&mut f, &[byte[0] ^ 1]).unwrap();
+    drop(f);
+    // The open store still serves the bytes it proved before the damage;
+    // a store opened now finds it, names the chunk and its CRC, and keeps
+    // nothing of it however often it is read.
+    assert_eq!(s.get(&id).unwrap(), big);
+    let fresh = StoreOptions::new().read_only(true).open(&d).unwrap();
+    for _ in 0..3 {
+        let mut r = fresh
+            .open_reader(&id)
+            .unwrap()
+            .into_range(3 * CHUNK as u64, 10)
+            .unwrap();
+        let err = r.next_piece().unwrap_err().to_string();
+        assert!(err.contains("chunk 3") && err.contains("checksum"), "{err}");
+    }
+    assert_eq!(fresh.maintenance().memory().block_cache_bytes, 0);
+    assert!(!fresh.maintenance().verify().unwrap().problems.is_empty());
+}

@@ -144,7 +144,6 @@ async fn metrics(S(st): S<Arc<State>>, Extension(access): Extension<Access>) -> 
 /// The heap's bounded parts, each beside its bound.
 fn memory_parts(st: &State) -> Vec<Memory> {
     let store = st.store.maintenance().memory();
-    let (pieces, pieces_bound) = super::send::spare_pieces();
     let mut parts = vec![
         Memory {
             part: "block_cache",
@@ -160,11 +159,6 @@ fn memory_parts(st: &State) -> Vec<Memory> {
             part: "read_buffers",
             bytes: store.read_buffer_bytes,
             bound: store.read_buffer_bound,
-        },
-        Memory {
-            part: "response_pieces",
-            bytes: pieces,
-            bound: pieces_bound,
         },
     ];
     if let Some(q) = st.index.memory() {

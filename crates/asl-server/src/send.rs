@@ -24,52 +24,11 @@ use super::http::{blocking, error, failure, with_view, Access};
 use super::State;
 use asl_core::{ArtifactId, ArtifactReader};
 
-/// Bytes sent in one piece of a streamed download.
-const PIECE: usize = 256 << 10;
 /// Artifacts up to this size are read whole before the response starts.
 const WHOLE: u64 = 1 << 20;
 /// Bodies up to this size are read on the runtime's thread (see the
 /// module docs).
 const INLINE: u64 = 64 << 10;
-/// Piece buffers kept for reuse once the response has sent them (at most
-/// 8 MiB): a fresh buffer per piece was zeroed first, 3.5 % of a 4 MiB
-/// GET's time in perf.
-const POOLED: usize = 32;
-
-static PIECES: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
-
-/// Bytes the pool of pieces holds now, and the most it holds.
-pub(crate) fn spare_pieces() -> (u64, u64) {
-    ((PIECES.lock().len() * PIECE) as u64, (POOLED * PIECE) as u64)
-}
-
-/// A piece of a streamed body: the first `len` bytes of a buffer that goes
-/// back to [`PIECES`] when the response drops it.
-struct Piece {
-    buf: Vec<u8>,
-    len: usize,
-}
-
-impl Piece {
-    fn buffer() -> Vec<u8> {
-        PIECES.lock().pop().unwrap_or_else(|| vec![0u8; PIECE])
-    }
-}
-
-impl AsRef<[u8]> for Piece {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl Drop for Piece {
-    fn drop(&mut self) {
-        let mut pool = PIECES.lock();
-        if pool.len() < POOLED {
-            pool.push(std::mem::take(&mut self.buf));
-        }
-    }
-}
 
 /// What a `Range` header asks of an artifact of `len` bytes: `None` for the
 /// whole (no header, another unit, or several ranges, which HTTP lets a
@@ -354,10 +313,14 @@ fn read_whole(mut reader: ArtifactReader, start: u64, count: u64) -> asl_core::R
 
 /// A large artifact's bytes as they are read and verified, piece by piece,
 /// on a blocking thread; a damaged chunk ends the body with an error (the
-/// client sees a short response, not wrong bytes). A client that takes no
+/// client sees a short response, not wrong bytes). Each piece is the
+/// buffer its chunk was verified in (or the block cache's copy of it),
+/// handed to the socket without another copy. A client that takes no
 /// bytes for `idle` is cut off, so a stalled reader does not hold a thread.
 fn stream(mut reader: ArtifactReader, start: u64, count: u64, idle: std::time::Duration) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    // Two pieces (1 MiB each at the default chunk size) wait for the
+    // socket while the reader verifies the next ones.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
     let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         // Hands one piece over; false when the client is gone or stalled.
@@ -368,15 +331,10 @@ fn stream(mut reader: ArtifactReader, start: u64, count: u64, idle: std::time::D
             return;
         }
         loop {
-            let mut buf = Piece::buffer();
-            match reader.read(&mut buf) {
-                Ok(0) => {
-                    // Back to the pool.
-                    drop(Piece { buf, len: 0 });
-                    return;
-                }
-                Ok(n) => {
-                    if !give(Ok(Bytes::from_owner(Piece { buf, len: n }))) {
+            match reader.next_piece() {
+                Ok(None) => return,
+                Ok(Some(p)) => {
+                    if !give(Ok(Bytes::from_owner(p))) {
                         return;
                     }
                 }

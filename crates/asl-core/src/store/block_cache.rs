@@ -13,12 +13,28 @@
 //! what is read again. First reads are remembered as fingerprints in a
 //! direct-mapped table, one slot per KiB of budget, so a frame read again
 //! within about that many other reads gets in.
+//!
+//! Verified pieces of large artifacts (a grid chunk each, proven against
+//! the artifact's chunk tree when read from disk) share it on the same
+//! terms. A reader serves a cached piece without hashing it again, as ZFS
+//! serves its ARC: the check is of what the disk gave back, and these
+//! bytes have not been back to the disk since. Held as `Arc`s, they are
+//! handed to an HTTP response without a copy.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A block: segment id and offset.
-pub(crate) type Key = (u32, u64);
+/// What the cache holds an entry for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum Key {
+    /// A decompressed block, or a decoded frame: segment id and offset.
+    Block(u32, u64),
+    /// A verified piece of a large artifact: its id, its grid (the chunk
+    /// size, which one artifact stored twice may have two of) and the
+    /// piece's number. Content-addressed, so never stale, wherever (and
+    /// however often) the artifact is stored.
+    Piece([u8; 32], u32, u32),
+}
 
 struct Slot {
     key: Key,
@@ -43,8 +59,14 @@ pub(crate) struct BlockCache {
 const BYTES_PER_SEEN: usize = 1 << 10;
 
 fn fingerprint(key: &Key) -> u64 {
-    // splitmix64's finaliser: every bit of segment and offset reaches the slot.
-    let mut z = ((key.0 as u64) << 40) ^ key.1;
+    // splitmix64's finaliser: every bit of segment and offset (or of the
+    // piece's number and grid, over bits of the id) reaches the slot.
+    let mut z = match key {
+        Key::Block(seg, at) => ((*seg as u64) << 40) ^ at,
+        Key::Piece(id, grid, idx) => {
+            u64::from_le_bytes(id[..8].try_into().expect("8 bytes")) ^ ((*grid as u64) << 32) ^ *idx as u64
+        }
+    };
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     (z ^ (z >> 31)) | 1
@@ -63,11 +85,12 @@ impl BlockCache {
         }
     }
 
-    /// Whether a decoded frame just read should be kept: true when its
-    /// first read is still remembered, else that read is remembered now.
+    /// Whether a decoded frame (or a verified piece) just read should be
+    /// kept: true when its first read is still remembered, else that read
+    /// is remembered now.
     /// Each fingerprint has two candidate slots, so two frames that share
     /// one are not kept out for good by taking turns at it.
-    pub(crate) fn admit_frame(&mut self, key: &Key) -> bool {
+    pub(crate) fn admit(&mut self, key: &Key) -> bool {
         let f = fingerprint(key);
         let n = self.seen.len() as u64;
         let (a, b) = ((f % n) as usize, ((f >> 32) % n) as usize);
@@ -165,26 +188,29 @@ mod tests {
     fn stays_within_its_budget_and_keeps_what_is_read_again() {
         let mut c = BlockCache::new(10_000);
         for i in 0..5 {
-            c.insert((1, i), block(2000));
+            c.insert(Key::Block(1, i), block(2000));
         }
         assert_eq!(c.bytes(), 10_000);
         // The hot block is read again; a scan of blocks read once follows.
-        assert!(c.get(&(1, 0)).is_some());
+        assert!(c.get(&Key::Block(1, 0)).is_some());
         for i in 100..103 {
-            c.insert((1, i), block(2000));
+            c.insert(Key::Block(1, i), block(2000));
             assert!(c.bytes() <= 10_000);
         }
-        assert!(c.get(&(1, 0)).is_some(), "a block read again was evicted by a scan");
-        assert!(c.get(&(1, 1)).is_none());
+        assert!(
+            c.get(&Key::Block(1, 0)).is_some(),
+            "a block read again was evicted by a scan"
+        );
+        assert!(c.get(&Key::Block(1, 1)).is_none());
         // Too large for the whole budget: not kept, nothing evicted for it.
-        c.insert((2, 0), block(20_000));
-        assert!(c.get(&(2, 0)).is_none());
-        assert!(c.get(&(1, 0)).is_some());
+        c.insert(Key::Block(2, 0), block(20_000));
+        assert!(c.get(&Key::Block(2, 0)).is_none());
+        assert!(c.get(&Key::Block(1, 0)).is_some());
         // Index and slots agree after many evictions.
         for i in 0..1000u64 {
-            c.insert((3, i), block(100 + (i as usize * 37) % 3000));
+            c.insert(Key::Block(3, i), block(100 + (i as usize * 37) % 3000));
             if i % 3 == 0 {
-                c.get(&(3, i / 2));
+                c.get(&Key::Block(3, i / 2));
             }
             assert!(c.bytes() <= 10_000);
         }
@@ -200,17 +226,17 @@ mod tests {
     fn frames_get_in_on_a_second_read_within_the_remembered_window() {
         let mut c = BlockCache::new(64 << 10);
         // Read once each: none admitted.
-        assert!((0..1000u64).all(|i| !c.admit_frame(&(1, i))));
+        assert!((0..1000u64).all(|i| !c.admit(&Key::Block(1, i))));
         // A frame read again soon is admitted, once.
-        assert!(!c.admit_frame(&(7, 4096)));
-        assert!(c.admit_frame(&(7, 4096)));
-        assert!(!c.admit_frame(&(7, 4096)));
+        assert!(!c.admit(&Key::Block(7, 4096)));
+        assert!(c.admit(&Key::Block(7, 4096)));
+        assert!(!c.admit(&Key::Block(7, 4096)));
         // A working set of a quarter of the table's slots (64 here) read
         // round and round gets in, all but a few of it within four rounds.
         let mut kept = std::collections::HashSet::new();
         for _round in 0..4 {
             for i in 0..16u64 {
-                if !kept.contains(&i) && c.admit_frame(&(2, i * 977)) {
+                if !kept.contains(&i) && c.admit(&Key::Block(2, i * 977)) {
                     kept.insert(i);
                 }
             }

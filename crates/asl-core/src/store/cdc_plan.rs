@@ -222,9 +222,9 @@ impl CdcPlan {
     }
 
     /// Grid piece `idx` (`grid` bytes from `idx * grid`, cut at `len`),
-    /// assembled into `buf` from the chunks overlapping it: each block's CRC,
+    /// assembled into `buf` from the chunks overlapping it: each block's
     /// kind, stored key and length checked, and with `hash_keys` each
-    /// chunk's bytes hashed against its key too. Not yet checked against the
+    /// block's CRC and each chunk's bytes hashed against its key too. Not yet checked against the
     /// artifact's tree: the caller does that, which proves every byte; the
     /// keys are hashed only to name the chunk at fault when that check fails.
     pub(crate) fn assemble(&self, idx: usize, grid: u64, len: u64, hash_keys: bool, buf: &mut Vec<u8>) -> Result<()> {
@@ -246,7 +246,10 @@ impl CdcPlan {
                     Error::CorruptArtifact { detail, .. } => bad(detail),
                     other => other,
                 };
-                let raw = reader::cdc_chunk(&c.seg, c.offset, c.len).map_err(|f| match f {
+                // The caller proves the piece against the chunk tree; the
+                // CRCs are checked on the pass that hashes the keys, which
+                // says which chunk is at fault.
+                let raw = reader::cdc_chunk(&c.seg, c.offset, c.len, hash_keys).map_err(|f| match f {
                     Fault::Read(e) => named(e.into()),
                     Fault::Unexpected => bad("not this chunk's block".into()),
                     Fault::Body(e) => bad(e.to_string()),

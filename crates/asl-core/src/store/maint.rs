@@ -53,7 +53,8 @@ pub struct StoreStat {
 /// [`Maintenance::release_mapped_pages_over`](crate::Maintenance::release_mapped_pages_over).
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct MemoryUse {
-    /// Decompressed blocks and frames kept for the next reads.
+    /// Decompressed blocks and frames, and verified pieces of large
+    /// artifacts, kept for the next reads.
     pub block_cache_bytes: u64,
     /// Their bound ([`StoreOptions::block_cache`](crate::StoreOptions::block_cache)).
     pub block_cache_budget: u64,

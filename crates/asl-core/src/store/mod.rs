@@ -74,7 +74,7 @@ pub use maint::{MemoryUse, Problem, StoreStat, VerifyReport};
 pub use options::{PutOptions, StoreOptions};
 pub use put::release_thread_buffers;
 pub use put::Put;
-pub use read::{ArtifactInfo, ArtifactReader};
+pub use read::{ArtifactInfo, ArtifactReader, Piece};
 pub use repair::RepairReport;
 pub use side::SideFileAccess;
 pub use snapshots::{Retention, SnapshotDiff, SnapshotView};
@@ -114,7 +114,9 @@ pub struct Store {
     streams_done: parking_lot::Condvar,
     /// Signalled when an atomic section ends.
     atomic_done: parking_lot::Condvar,
-    block_cache: Mutex<block_cache::BlockCache>,
+    /// Shared with the readers of large artifacts, which keep verified
+    /// pieces in it.
+    block_cache: Arc<Mutex<block_cache::BlockCache>>,
     /// The lengths of large artifacts stored, built on first need (see
     /// `Store::may_hold_length`); `None` until then.
     large_lengths: Mutex<Option<std::collections::HashSet<u64>>>,

@@ -145,7 +145,7 @@ impl Store {
             pending: RwLock::new(pending::Pending::default()),
             streams_done: parking_lot::Condvar::new(),
             atomic_done: parking_lot::Condvar::new(),
-            block_cache: Mutex::new(block_cache::BlockCache::new(opts.block_cache)),
+            block_cache: Arc::new(Mutex::new(block_cache::BlockCache::new(opts.block_cache))),
             large_lengths: Mutex::new(None),
             gc_lock: Mutex::new(()),
             frames: Mutex::new(super::read::FrameCache::default()),

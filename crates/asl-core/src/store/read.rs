@@ -14,10 +14,11 @@ use crate::index::entry::{DomainId, Entry, Visibility, FLAG_COMPRESSED};
 use std::collections::VecDeque;
 use zstd::zstd_safe::DDict;
 
+use super::block_cache::Key;
 use super::cdc_plan::CdcPlan;
 pub(crate) use super::reader::unwrap_io;
-pub use super::reader::ArtifactReader;
 use super::reader::{legacy_digests, Body, ChunkCheck};
+pub use super::reader::{ArtifactReader, Piece};
 use super::{artifact_error, Store};
 
 /// How often a read looks up an artifact again after GC moved it away from
@@ -342,9 +343,9 @@ impl Store {
             if let (true, true, Some(at)) = (cache, proven, at) {
                 // Only proven bytes are kept: a damaged frame is decoded (and
                 // reported) afresh by every read.
-                if self.block_cache.lock().admit_frame(&(seg.id, at)) {
+                if self.block_cache.lock().admit(&Key::Block(seg.id, at)) {
                     let kept = Arc::new(bytes.clone());
-                    self.block_cache.lock().insert((seg.id, at), kept);
+                    self.block_cache.lock().insert(Key::Block(seg.id, at), kept);
                 }
             }
             return match proven {
@@ -387,7 +388,7 @@ impl Store {
     /// so never a block's key). `None`: the bytes came from the cache.
     fn read_frame(&self, e: &Entry, seg: &Segment) -> Result<(Option<u64>, Vec<u8>)> {
         let at = reader::frame_start(e.block_offset, e.inner);
-        if let Some(b) = self.block_cache.lock().get(&(seg.id, at)) {
+        if let Some(b) = self.block_cache.lock().get(&Key::Block(seg.id, at)) {
             return Ok((None, b.to_vec()));
         }
         let key = (seg.id, e.block_offset);
@@ -424,7 +425,7 @@ impl Store {
     /// A decompressed packed block, through the byte-budgeted block cache
     /// (`StoreOptions::block_cache`).
     fn decoded_block(&self, seg: &Segment, offset: u64, cache: bool) -> Result<Arc<Vec<u8>>> {
-        let key = (seg.id, offset);
+        let key = Key::Block(seg.id, offset);
         if let Some(b) = self.block_cache.lock().get(&key) {
             return Ok(b);
         }
@@ -491,6 +492,7 @@ impl Store {
                 check,
                 cdc,
                 ahead: VecDeque::new(),
+                cache: self.block_cache.clone(),
                 spare: Vec::new(),
             },
         })

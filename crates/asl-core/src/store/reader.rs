@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use parking_lot::Mutex;
+
 use crate::block::format::LargeTrailer;
 use crate::block::reader::{self, Fault};
 use crate::block::segment::Segment;
@@ -18,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::id::ArtifactId;
 
 use super::artifact_error;
+use super::block_cache::{BlockCache, Key};
 use super::cdc_plan::CdcPlan;
 
 pub(super) enum Body {
@@ -31,19 +34,93 @@ pub(super) enum Body {
         /// For an artifact stored in content-defined chunks: where they are
         /// (each grid piece is assembled from them).
         cdc: Option<Arc<CdcPlan>>,
+        /// The store's block cache, where verified pieces read again are
+        /// kept and found.
+        cache: Arc<Mutex<BlockCache>>,
         /// Chunks read ahead, in order from the one being read: each already
         /// verified (in its buffer), or the error reaching it gives.
-        ahead: VecDeque<(usize, Vec<u8>, Result<()>)>,
+        ahead: VecDeque<(usize, Held, Result<()>)>,
         /// Buffers of chunks already read out, for the next ones.
         spare: Vec<Vec<u8>>,
     },
+}
+
+/// A chunk's verified bytes: in a buffer of the reader's own, or shared
+/// with the block cache.
+pub(super) enum Held {
+    Own(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Held {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Held::Own(b) => b,
+            Held::Shared(b) => b,
+        }
+    }
+
+    /// The buffer, for reuse, when it is the reader's own.
+    fn into_buffer(self) -> Option<Vec<u8>> {
+        match self {
+            Held::Own(b) => Some(b),
+            Held::Shared(_) => None,
+        }
+    }
+}
+
+/// Verified bytes of an artifact handed over whole, without a copy
+/// ([`ArtifactReader::next_piece`]): a range of a chunk's buffer, which
+/// goes back to the readers' pool (or stays in the block cache) when the
+/// piece is dropped.
+pub struct Piece {
+    held: Option<Held>,
+    start: usize,
+    end: usize,
+}
+
+impl Piece {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.held {
+            Some(h) => &h.bytes()[self.start..self.end],
+            None => &[],
+        }
+    }
+}
+
+impl std::fmt::Debug for Piece {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Piece({} bytes)", self.end - self.start)
+    }
+}
+
+impl AsRef<[u8]> for Piece {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::ops::Deref for Piece {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl Drop for Piece {
+    fn drop(&mut self) {
+        if let Some(b) = self.held.take().and_then(Held::into_buffer) {
+            pool_buffers(std::iter::once(b));
+        }
+    }
 }
 
 /// Reads chunk `idx` of a large artifact (its block CRC checked, its number
 /// and length matched against the trailer), not yet verified against the tree.
 fn load_chunk(seg: &Segment, t: &LargeTrailer, idx: usize) -> Result<Vec<u8>> {
     let c = t.chunks[idx];
-    reader::large_chunk(seg, c.offset, idx as u32, c.raw_len)
+    reader::large_chunk(seg, c.offset, idx as u32, c.raw_len, true)
         .map(|b| b.into_owned())
         .map_err(|f| chunk_fault(f, seg, t.id, idx, c.offset))
 }
@@ -86,6 +163,17 @@ fn chunk_buffer(spare: &mut Vec<Vec<u8>>) -> Vec<u8> {
     spare.pop().or_else(|| SPARE_CHUNKS.lock().pop()).unwrap_or_default()
 }
 
+/// Gives buffers done with back to the pool, as many as it takes.
+fn pool_buffers(done: impl Iterator<Item = Vec<u8>>) {
+    let mut pool = SPARE_CHUNKS.lock();
+    for b in done.filter(|b| b.capacity() > 0 && b.capacity() <= POOLED_CAPACITY) {
+        if pool.len() >= POOLED_CHUNKS {
+            break;
+        }
+        pool.push(b);
+    }
+}
+
 /// Chunk `idx` read into `buf` (reused, so that reading ahead on several
 /// threads does not map and unmap fresh memory for every chunk) and proven
 /// against the artifact's tree (or digests) there: the bytes the reader
@@ -121,7 +209,7 @@ fn verified_chunk(
     }
     let c = t.chunks[idx];
     let r = (|| {
-        match reader::large_chunk(seg, c.offset, idx as u32, c.raw_len) {
+        match reader::large_chunk(seg, c.offset, idx as u32, c.raw_len, false) {
             Ok(Cow::Borrowed(b)) => {
                 buf.clear();
                 buf.extend_from_slice(b);
@@ -130,6 +218,11 @@ fn verified_chunk(
             Err(f) => return Err(chunk_fault(f, seg, *id, idx, c.offset)),
         }
         if buf.len() != c.raw_len as usize || !check.matches(&buf, idx, t.chunk_size as usize, id) {
+            // The block's CRC, skipped above, says whether the block itself
+            // is damaged.
+            if let Err(f) = reader::large_chunk(seg, c.offset, idx as u32, c.raw_len, true) {
+                return Err(chunk_fault(f, seg, *id, idx, c.offset));
+            }
             return Err(Error::CorruptArtifact {
                 id: *id,
                 file: seg.path.clone(),
@@ -290,68 +383,132 @@ pub(crate) fn unwrap_io(e: io::Error) -> Error {
     Error::io("read artifact", e)
 }
 
+impl ArtifactReader {
+    /// Makes the chunk holding the position the first read ahead, reading
+    /// and verifying it and the next few (on all cores) when it is not;
+    /// its error when it is damaged. For a large artifact only.
+    fn fill(&mut self) -> io::Result<()> {
+        let (pos, end, id) = (self.pos, self.end, self.id);
+        let Body::Large {
+            seg,
+            trailer,
+            check,
+            cdc,
+            cache,
+            ahead,
+            spare,
+        } = &mut self.body
+        else {
+            return Ok(());
+        };
+        let cs = trailer.chunk_size as u64;
+        let idx = (pos / cs) as usize;
+        while ahead.front().is_some_and(|(i, _, _)| *i < idx) {
+            spare.extend(ahead.pop_front().and_then(|(_, h, _)| h.into_buffer()));
+        }
+        if ahead.front().is_none_or(|(i, _, _)| *i != idx) {
+            spare.extend(ahead.drain(..).filter_map(|(_, h, _)| h.into_buffer()));
+            // Never past the end of the range being read.
+            let last = ((end - 1) / cs) as usize;
+            let upto = (idx + READ_AHEAD).min(last + 1);
+            let key = |i: usize| Key::Piece(*id.as_bytes(), trailer.chunk_size, i as u32);
+            let found: Vec<Option<Arc<Vec<u8>>>> = {
+                let mut c = cache.lock();
+                (idx..upto).map(|i| c.get(&key(i))).collect()
+            };
+            let jobs: Vec<(usize, Vec<u8>)> = (idx..upto)
+                .zip(&found)
+                .filter(|(_, f)| f.is_none())
+                .map(|(i, _)| (i, chunk_buffer(spare)))
+                .collect();
+            let (seg, trailer, check, cdc) = (&**seg, &*trailer, &*check, cdc.as_deref());
+            let mut loaded: VecDeque<(usize, Vec<u8>, Result<()>)> = jobs
+                .into_par_iter()
+                .map(|(i, buf)| {
+                    let (buf, r) = verified_chunk(seg, trailer, check, cdc, i, &id, buf);
+                    (i, buf, r)
+                })
+                .collect::<Vec<_>>()
+                .into();
+            let mut c = cache.lock();
+            for (i, f) in (idx..upto).zip(found) {
+                let item = match f {
+                    Some(b) => (i, Held::Shared(b), Ok(())),
+                    None => {
+                        let (i, buf, r) = loaded.pop_front().expect("one job per miss");
+                        // Only proven bytes are kept, and only those read
+                        // twice (a scan keeps nothing).
+                        if r.is_ok() && c.admit(&key(i)) {
+                            let b = Arc::new(buf);
+                            c.insert(key(i), b.clone());
+                            (i, Held::Shared(b), r)
+                        } else {
+                            (i, Held::Own(buf), r)
+                        }
+                    }
+                };
+                ahead.push_back(item);
+            }
+        }
+        match ahead.front() {
+            Some((_, _, Err(_))) => {
+                // Bytes before a bad chunk were returned; at it, stop.
+                let Some((_, _, Err(e))) = ahead.pop_front() else {
+                    unreachable!("matched above");
+                };
+                Err(to_io(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The next verified bytes from the position as a [`Piece`] the caller
+    /// owns, up to the end of the chunk they are in (or of the range);
+    /// `None` at the end. A large artifact's piece is the very buffer its
+    /// chunk was verified in, with no copy: what a server hands to a
+    /// socket. Errors as [`Read::read`] gives them.
+    pub fn next_piece(&mut self) -> io::Result<Option<Piece>> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        self.fill()?;
+        let room = (self.end - self.pos) as usize;
+        let (held, start) = match &mut self.body {
+            Body::Small(b) => (Held::Own(b[self.pos as usize..self.end as usize].to_vec()), 0),
+            Body::Large { trailer, ahead, .. } => {
+                let Some((idx, held, _)) = ahead.pop_front() else {
+                    return Ok(None);
+                };
+                (held, (self.pos - idx as u64 * trailer.chunk_size as u64) as usize)
+            }
+        };
+        let end = start + (held.bytes().len() - start).min(room);
+        self.pos += (end - start) as u64;
+        Ok(Some(Piece {
+            held: Some(held),
+            start,
+            end,
+        }))
+    }
+}
+
 impl Read for ArtifactReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.pos >= self.end || out.is_empty() {
             return Ok(0);
         }
+        self.fill()?;
         let room = (self.end - self.pos).min(out.len() as u64) as usize;
-        let out = &mut out[..room];
-        let n = match &mut self.body {
-            Body::Small(b) => {
-                let s = &b[self.pos as usize..];
-                let n = s.len().min(out.len());
-                out[..n].copy_from_slice(&s[..n]);
-                n
-            }
-            Body::Large {
-                seg,
-                trailer,
-                check,
-                cdc,
-                ahead,
-                spare,
-            } => {
-                let cs = trailer.chunk_size as u64;
-                let idx = (self.pos / cs) as usize;
-                while ahead.front().is_some_and(|(i, _, _)| *i < idx) {
-                    spare.extend(ahead.pop_front().map(|(_, b, _)| b));
-                }
-                if ahead.front().is_none_or(|(i, _, _)| *i != idx) {
-                    // Read and verify the next few chunks on all cores, never
-                    // past the end of the range being read.
-                    spare.extend(ahead.drain(..).map(|(_, b, _)| b));
-                    let last = ((self.end - 1) / cs) as usize;
-                    let upto = (idx + READ_AHEAD).min(last + 1);
-                    let jobs: Vec<(usize, Vec<u8>)> = (idx..upto).map(|i| (i, chunk_buffer(spare))).collect();
-                    let id = self.id;
-                    let (seg, trailer, check, cdc) = (&**seg, &*trailer, &*check, cdc.as_deref());
-                    let loaded: Vec<(usize, Vec<u8>, Result<()>)> = jobs
-                        .into_par_iter()
-                        .map(|(i, buf)| {
-                            let (buf, r) = verified_chunk(seg, trailer, check, cdc, i, &id, buf);
-                            (i, buf, r)
-                        })
-                        .collect();
-                    ahead.extend(loaded);
-                }
-                let raw: &[u8] = match ahead.front_mut() {
-                    Some((_, buf, Ok(()))) => buf,
-                    Some((_, _, Err(_))) => {
-                        // Bytes before a bad chunk were returned; at it, stop.
-                        let Some((_, _, Err(e))) = ahead.pop_front() else {
-                            return Ok(0);
-                        };
-                        return Err(to_io(e));
-                    }
-                    None => return Ok(0),
-                };
-                let within = (self.pos - idx as u64 * cs) as usize;
-                let n = (raw.len() - within).min(out.len());
-                out[..n].copy_from_slice(&raw[within..within + n]);
-                n
-            }
+        let (raw, within): (&[u8], u64) = match &self.body {
+            Body::Small(b) => (b, self.pos),
+            Body::Large { trailer, ahead, .. } => match ahead.front() {
+                Some((idx, held, _)) => (held.bytes(), self.pos - *idx as u64 * trailer.chunk_size as u64),
+                None => return Ok(0),
+            },
         };
+        let s = &raw[within as usize..];
+        let n = s.len().min(room);
+        out[..n].copy_from_slice(&s[..n]);
         self.pos += n as u64;
         Ok(n)
     }
@@ -360,14 +517,11 @@ impl Read for ArtifactReader {
 impl Drop for ArtifactReader {
     fn drop(&mut self) {
         if let Body::Large { ahead, spare, .. } = &mut self.body {
-            let done = spare.drain(..).chain(ahead.drain(..).map(|(_, b, _)| b));
-            let mut pool = SPARE_CHUNKS.lock();
-            for b in done.filter(|b| b.capacity() > 0 && b.capacity() <= POOLED_CAPACITY) {
-                if pool.len() >= POOLED_CHUNKS {
-                    break;
-                }
-                pool.push(b);
-            }
+            pool_buffers(
+                spare
+                    .drain(..)
+                    .chain(ahead.drain(..).filter_map(|(_, h, _)| h.into_buffer())),
+            );
         }
     }
 }
