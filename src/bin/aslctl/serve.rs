@@ -46,8 +46,9 @@ pub(crate) struct ServeArgs {
     /// index file (default 200000, about 25 MiB of the server's heap).
     #[arg(long, value_name = "RECORDS")]
     memtable_records: Option<usize>,
-    /// Decompressed blocks kept for the next reads (default 64M): the
-    /// largest part of the server's heap once warm.
+    /// Decompressed blocks, and proven pieces of large artifacts read
+    /// twice, kept for the next reads (default 64M): the largest part of
+    /// the server's heap once warm. 0: every GET proves every byte again.
     #[arg(long, value_name = "SIZE")]
     block_cache: Option<String>,
     /// No access log (one line per request on stderr).

@@ -95,8 +95,11 @@ impl StoreOptions {
         self
     }
 
-    /// Bytes of decompressed packed blocks kept for reads (CLOCK eviction).
-    /// Default 64 MiB; 0 keeps none.
+    /// Bytes of decompressed packed blocks kept for reads (CLOCK eviction),
+    /// shared with small artifacts' decoded frames and large artifacts'
+    /// proven pieces, each kept once read twice; a cached piece is served
+    /// without being hashed again. Default 64 MiB; 0 keeps none (every
+    /// read proves its bytes again).
     pub fn block_cache(mut self, bytes: usize) -> Self {
         self.block_cache = bytes;
         self
