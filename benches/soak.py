@@ -17,7 +17,7 @@ minute a GC through the API. A 5xx, a wrong byte or an unexpected status
 is an error; a cache miss after eviction is not. Every 10 s it samples the
 server's RSS and the bytes of its segment files. Prints per-route counts
 and p50/p99 latency, the errors, RSS and its anonymous part (the heap; the
-rest is mapped segment pages) after warm-up (min, max, last), the heap
+rest is mapped segment pages) after warm-up (once the block cache is 90 % full; min, max, last), the heap
 by its parts every five minutes as the server's /metrics counts them
 (block cache, index memtable, query index cache and memtables, read
 buffers; glibc's in-use and free-but-held bytes) and the heap in use less
@@ -253,9 +253,9 @@ def memory():
     conn.request("GET", "/metrics")
     parts = {}
     for line in conn.getresponse().read().decode().splitlines():
-        m = re.match(r'asl_(memory|heap)_bytes\{part="(\w+)"\} (\d+)', line)
+        m = re.match(r'asl_(memory|heap|memory_bound)_bytes\{part="(\w+)"\} (\d+)', line)
         if m:
-            parts[m.group(2)] = int(m.group(3))
+            parts[m.group(2) + ("_bound" if m.group(1) == "memory_bound" else "")] = int(m.group(3))
     conn.close()
     return parts
 
@@ -304,16 +304,22 @@ for route in sorted(lat):
     xs = sorted(lat[route])
     print(f"{route:36} {len(xs):8} {xs[len(xs) // 2] * 1e3:8.2f} {xs[int(len(xs) * 0.99)] * 1e3:8.2f}")
 print(f"errors: {len(errors)}", errors[:10])
-CACHES = ("block_cache", "index_memtable", "query_cache", "query_memtables", "read_buffers", "response_pieces")
+CACHES = ("block_cache", "index_memtable", "query_cache", "query_memtables", "read_buffers")
+# Warm-up ends when the block cache, the largest bounded part, is 90 % full:
+# before that, growth is the cache filling as it should.
+full = [x[0] for x in samples if x[4].get("block_cache", 0) >= 0.9 * x[4].get("block_cache_bound", 1 << 62)]
+warmup = full[0] if full else 120
+print(f"warm-up: {warmup / 60:.1f} min " + ("(the block cache 90 % full)" if full
+                                            else "(2 min; the block cache never filled)"))
 for name, value in (("RSS", lambda x: x[1]), ("of which anonymous", lambda x: x[3]),
                     ("heap in use less the bounded parts", lambda x: x[4].get("in_use", 0) - sum(
                         x[4].get(p, 0) for p in CACHES))):
-    warm = [value(x) for x in samples if x[0] > 120] or [value(x) for x in samples]
+    warm = [value(x) for x in samples if x[0] >= warmup] or [value(x) for x in samples]
     print(f"{name} after warm-up: min {min(warm) >> 20} MiB, max {max(warm) >> 20} MiB, last {warm[-1] >> 20} MiB "
           f"(max/min {max(warm) / max(min(warm), 1):.2f})")
 print("RSS / anonymous by minute (MiB): " + " ".join(
     f"{x[1] >> 20}/{x[3] >> 20}" for x in samples if int(x[0]) % 60 < 10))
-parts = sorted({k for x in samples for k in x[4]})
+parts = sorted({k for x in samples for k in x[4] if not k.endswith("_bound")})
 print("the heap by its parts, MiB, every 5 minutes (in_use and free: glibc's account):")
 print(f"{'min':>5} {'RSS':>6} {'anon':>6} " + " ".join(f"{p[:15]:>15}" for p in parts))
 for x in samples:
