@@ -127,3 +127,119 @@ fn publishing_writes_signed_manifests_another_implementation_accepts() {
     assert_ne!(o.status.code(), Some(0));
     assert_eq!(json(&s, &["domain", "show"])["seq"], 3);
 }
+
+/// Per-domain views of CURRENT (seed 004): `ls`, `find` and `runs ls` take
+/// `--domain` (the store's own, or one it fetched from: by name, id or
+/// number) and `--visibility`; so do `GET /v1/artifacts` and `/v1/find`.
+#[test]
+fn listings_keep_one_domain_or_one_visibility() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let file = |name: &str, body: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let put = |store: &Path, name: &str, body: &str| {
+        ok(store, &["ingest", &file(name, body)])
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let x = put(&a, "x", "from lab a\n");
+    ok(&a, &["domain", "init", "--name", "lab-a"]);
+    ok(&a, &["publish", &x]);
+    let z = put(&b, "z", "lab b, internal\n");
+    let w = put(&b, "w", "lab b, published\n");
+    ok(&b, &["domain", "init", "--name", "lab-b"]);
+    ok(&b, &["publish", &w]);
+    ok(&b, &["remote", "add", "a", a.to_str().unwrap()]);
+    assert_eq!(json(&b, &["fetch", "a"])["fetched"], 1);
+    for id in [&x, &z] {
+        ok(&b, &["label", id, "kind=sample"]);
+    }
+
+    let ls = |args: &[&str]| -> Vec<(String, String)> {
+        let v = json(&b, &[&["ls"], args].concat());
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["id"].as_str().unwrap().into(),
+                    a["visibility"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let ids = |l: &[(String, String)]| l.iter().map(|(i, _)| i.clone()).collect::<Vec<_>>();
+    let all = ids(&ls(&[]));
+    assert!([&x, &z, &w].iter().all(|i| all.contains(i)), "{all:?}");
+    let own = ids(&ls(&["--domain", "local"]));
+    assert!(own.contains(&z) && own.contains(&w) && !own.contains(&x), "{own:?}");
+    assert_eq!(ids(&ls(&["--domain", "lab-b"])), own, "the store's own name is local");
+    let theirs = ids(&ls(&["--domain", "lab-a"]));
+    assert!(
+        theirs.contains(&x) && !theirs.contains(&z) && !theirs.contains(&w),
+        "{theirs:?}"
+    );
+    assert_eq!(ids(&ls(&["--domain", "1"])), theirs, "by number");
+    let published = ls(&["--visibility", "published"]);
+    assert!(published.iter().all(|(_, v)| v == "published"), "{published:?}");
+    assert!(ids(&published).contains(&w) && !ids(&published).contains(&z));
+    let internal = ids(&ls(&["--domain", "local", "--visibility", "internal"]));
+    assert!(internal.contains(&z) && !internal.contains(&w) && !internal.contains(&x));
+    let o = aslctl(&b, &["ls", "--domain", "lab-c"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        err(&o).contains("no domain \"lab-c\"") && err(&o).contains("lab-a"),
+        "{}",
+        err(&o)
+    );
+    let o = aslctl(&b, &["ls", "--visibility", "secret"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+
+    let found = |args: &[&str]| -> Vec<String> {
+        let v = json(&b, &[&["find", "--label", "kind=sample"], args].concat());
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut both = found(&[]);
+    both.sort();
+    let mut want = vec![x.clone(), z.clone()];
+    want.sort();
+    assert_eq!(both, want);
+    assert_eq!(found(&["--domain", "lab-a"]), vec![x.clone()]);
+    assert_eq!(found(&["--domain", "local"]), vec![z.clone()]);
+    assert!(found(&["--visibility", "published", "--domain", "local"]).is_empty());
+
+    // The same over HTTP.
+    let s = common::server::start_on(tempfile::tempdir().unwrap(), b.clone(), &[], None);
+    let get = |path: &str| common::server::curl(&[&format!("{}{path}", s.url)]);
+    let listed = |path: &str| -> Vec<String> {
+        let (code, body) = get(path);
+        assert_eq!(code, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        let v = common::server::json(&body);
+        v["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listed("/v1/artifacts?domain=lab-a"), theirs);
+    assert_eq!(listed("/v1/artifacts?domain=local&visibility=internal"), internal);
+    let (code, _) = get("/v1/artifacts?visibility=secret");
+    assert_eq!(code, 400);
+    let (code, body) = get("/v1/artifacts?domain=lab-c");
+    assert_eq!(code, 404, "{}", String::from_utf8_lossy(&body));
+    let (code, body) = get("/v1/find?label=kind=sample&domain=lab-a");
+    assert_eq!(code, 200);
+    let hits = common::server::json(&body)["hits"].clone();
+    assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
+    assert_eq!(hits[0]["subject"], x.as_str());
+}

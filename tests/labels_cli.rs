@@ -177,6 +177,16 @@ fn run_records_are_listed_by_status_and_pruned_by_age() {
         &["runs", "ls", "--since", "2020-01-02", "--until", "2020-01-03"],
     ));
     assert_eq!(ids(&day), vec![by_status[&1].clone()]);
+    // One run published: a view per visibility.
+    ok(aslctl(&store, &["publish", &by_status[&3]]));
+    let only = |v: &str| {
+        ids(&ok(aslctl(
+            &store,
+            &["runs", "ls", "--label", "tool=mill", "--visibility", v],
+        )))
+    };
+    assert_eq!(only("published"), vec![by_status[&3].clone()]);
+    assert_eq!(only("internal"), vec![by_status[&0].clone(), by_status[&1].clone()]);
 
     let o = aslctl(
         &store,

@@ -74,7 +74,7 @@ pub use snapshot::{CurrentId, SnapshotMeta};
 pub use store::{
     release_thread_buffers, ArtifactInfo, ArtifactReader, AtomicSection, Audience, Changes, FileStamp, FilesCacheMode,
     GcOptions, GcReport, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested, Iter,
-    LockHolder, LogCursor, Maintenance, MemoryUse, Piece, Pins, Problem, Put, PutOptions, RepairReport, Retention,
-    SideFileAccess, SideFiles, SnapshotAt, SnapshotDiff, SnapshotListing, SnapshotView, Snapshots, Store, StoreOptions,
-    StoreStat, VerifyReport, View, DEFAULT_GC_THRESHOLD,
+    ListFilter, LockHolder, LogCursor, Maintenance, MemoryUse, Piece, Pins, Problem, Put, PutOptions, RepairReport,
+    Retention, SideFileAccess, SideFiles, SnapshotAt, SnapshotDiff, SnapshotListing, SnapshotView, Snapshots, Store,
+    StoreOptions, StoreStat, VerifyReport, View, DEFAULT_GC_THRESHOLD,
 };

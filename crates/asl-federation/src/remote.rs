@@ -233,6 +233,32 @@ pub fn domains(store: &Store) -> Result<Vec<(u16, [u8; 16], String)>> {
         .collect()
 }
 
+/// The local number of the domain `text` names: `local`, or the store's
+/// own domain's name or id, is [`DomainId::LOCAL`]; another is looked up
+/// in the domain table by name, id (32 hex digits) or local number. For
+/// listings per domain (`aslctl ls --domain`, `GET /v1/artifacts?domain=`).
+pub fn domain_named(store: &Store, text: &str) -> Result<DomainId> {
+    let own = super::domain::Domain::of_store(store)?;
+    if text == "local" || own.is_some_and(|d| d.name == text || d.id_hex() == text) {
+        return Ok(DomainId::LOCAL);
+    }
+    let table = domains(store)?;
+    let by_number = text.parse::<u16>().ok();
+    let by_id = super::domain::parse_id(text);
+    table
+        .iter()
+        .find(|(n, id, name)| name == text || Some(*n) == by_number || Some(*id) == by_id)
+        .map(|(n, _, _)| DomainId(*n))
+        .ok_or_else(|| {
+            let known: Vec<&str> = table.iter().map(|(_, _, name)| name.as_str()).collect();
+            Error::NotFound(format!(
+                "no domain {text:?}: this store knows `local`{}{}",
+                if known.is_empty() { "" } else { " and " },
+                known.join(", ")
+            ))
+        })
+}
+
 /// The local number of domain `id`, given one (the next free) on first use.
 pub fn domain_number(store: &Store, id: &[u8; 16], name: &str) -> Result<DomainId> {
     let mut table = domains(store)?;

@@ -327,21 +327,28 @@ async fn artifact(
 struct ListQuery {
     after: Option<String>,
     limit: Option<usize>,
+    domain: Option<String>,
+    visibility: Option<String>,
 }
 
 /// A page of the live artifacts in id order: those after `after`, at most
-/// `limit` (1000 by default, 10000 at most); `next` is the `after` of the
-/// next page, absent on the last.
+/// `limit` (1000 by default, 10000 at most), of one domain and visibility
+/// when `domain` and `visibility` say; `next` is the `after` of the next
+/// page, absent on the last.
 async fn list(S(st): S<Arc<State>>, Extension(access): Extension<Access>, Query(q): Query<ListQuery>) -> Response {
     let after = match q.after.as_deref().map(parse_id).transpose() {
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
+    let only = match super::http::list_filter(&st, &q.domain, &q.visibility) {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let page = with_view(&st.store, access, move |view| {
         let iter: Box<dyn Iterator<Item = asl_core::Result<asl_core::ArtifactInfo>>> = match &after {
-            Some(a) => Box::new(view.iter_from(a)?),
-            None => Box::new(view.iter()?),
+            Some(a) => Box::new(only.apply(view.iter_from(a)?)),
+            None => Box::new(only.apply(view.iter()?)),
         };
         let mut out = Vec::new();
         let mut more = false;

@@ -175,3 +175,29 @@ pub(super) fn parse_id(text: &str) -> Result<ArtifactId, Refused> {
         .parse()
         .map_err(|e: asl_core::IdError| Refused(StatusCode::BAD_REQUEST, e.to_string()))
 }
+
+/// The listing filter a query's `domain` and `visibility` ask for, or the
+/// 400/404 that answers them.
+pub(super) fn list_filter(
+    st: &State,
+    domain: &Option<String>,
+    visibility: &Option<String>,
+) -> Result<asl_core::ListFilter, Refused> {
+    let visibility = match visibility.as_deref() {
+        None => None,
+        Some(v) => Some(asl_core::Visibility::from_name(v).ok_or_else(|| {
+            Refused(
+                StatusCode::BAD_REQUEST,
+                format!("visibility {v:?} is neither internal nor published"),
+            )
+        })?),
+    };
+    let domain = match domain.as_deref() {
+        None => None,
+        Some(d) => Some(
+            asl_federation::remote::domain_named(&st.store, d)
+                .map_err(|e| Refused(StatusCode::NOT_FOUND, e.to_string()))?,
+        ),
+    };
+    Ok(asl_core::ListFilter { domain, visibility })
+}

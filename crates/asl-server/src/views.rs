@@ -188,6 +188,10 @@ struct FindQuery {
     until: Option<String>,
     /// At most this many hits, the newest.
     limit: Option<usize>,
+    /// Only subjects of this domain (`local`, or a name, id or number in
+    /// the domain table) and of this visibility.
+    domain: Option<String>,
+    visibility: Option<String>,
 }
 
 /// Artifacts found by labels (`label=k=v,k2=v2`), record type, media type
@@ -231,12 +235,16 @@ async fn find(
         since: times[0],
         until: times[1],
     };
+    let only = match super::http::list_filter(&st, &q.domain, &q.visibility) {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
     let limit = q.limit;
     let s2 = st.clone();
     let hits = with_view(&st.store, access, move |view| {
         let hits = s2.index.with(|i| {
             i.refresh(view.store())?;
-            i.find_in(view, &query)
+            i.find_only(view, &query, &only)
         })?;
         let mut out = Vec::new();
         for h in hits {

@@ -85,3 +85,28 @@ mod tests {
         }
     }
 }
+
+/// `--domain` and `--visibility`: a listing's view per domain (seed 004).
+#[derive(clap::Args, Debug, Default)]
+pub(crate) struct Only {
+    /// Only artifacts owned by this domain: `local` (or the store's own
+    /// domain name), or a domain it imported from, by name, id or number.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Only artifacts with this visibility.
+    #[arg(long, value_parser = ["internal", "published"])]
+    pub visibility: Option<String>,
+}
+
+impl Only {
+    /// The library's filter, the domain looked up in `store`'s tables.
+    pub(crate) fn filter(&self, store: &asl::Store) -> std::result::Result<asl::ListFilter, crate::error::CliError> {
+        Ok(asl::ListFilter {
+            domain: match &self.domain {
+                Some(d) => Some(asl::federation::remote::domain_named(store, d)?),
+                None => None,
+            },
+            visibility: self.visibility.as_deref().and_then(asl::Visibility::from_name),
+        })
+    }
+}

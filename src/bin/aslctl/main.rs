@@ -134,6 +134,8 @@ enum Cmd {
         /// List this snapshot instead of CURRENT.
         #[arg(long, value_name = "SNAPSHOT")]
         at: Option<String>,
+        #[command(flatten)]
+        only: args::Only,
     },
     /// Named snapshots: create, list, show, diff, delete, prune.
     #[command(subcommand)]
@@ -407,7 +409,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
             read::stream_to_stdout(&mut r)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Ls { at } => read::ls(cli.json, read_only()?, at.as_deref()),
+        Cmd::Ls { at, only } => read::ls(cli.json, read_only()?, at.as_deref(), only),
         Cmd::Snapshot(cmd) => snap::snapshot(cli.json, dir, cmd),
         Cmd::Record(cmd) => record::record(cli.json, dir, cmd),
         Cmd::Types => record::types(cli.json),

@@ -32,6 +32,8 @@ pub(crate) struct Filter {
     /// Print at most this many (the newest).
     #[arg(long)]
     limit: Option<usize>,
+    #[command(flatten)]
+    only: crate::args::Only,
 }
 
 impl Filter {
@@ -213,7 +215,8 @@ pub(crate) fn find(json_out: bool, dir: &Path, f: &Filter) -> Result<ExitCode, C
     let q = f.query()?;
     let s = StoreOptions::new().read_only(true).open(dir)?;
     let index = open_index(&s)?;
-    let hits = newest(index.find_live(&s, &q)?, f.limit);
+    let only = f.only.filter(&s)?;
+    let hits = newest(index.find_only(&s.view(asl::Audience::Owner), &q, &only)?, f.limit);
     if json_out {
         let v: Vec<_> = hits
             .iter()
@@ -276,7 +279,18 @@ pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode
             let q = filter.query()?;
             let s = StoreOptions::new().read_only(true).open(dir)?;
             let index = open_index(&s)?;
-            let hits = newest(runs::find(&index, &q)?, filter.limit);
+            let only = filter.only.filter(&s)?;
+            let mut hits = runs::find(&index, &q)?;
+            if !only.is_empty() {
+                let mut kept = Vec::with_capacity(hits.len());
+                for h in hits {
+                    if s.info(&h.subject)?.is_some_and(|i| only.keeps(&i)) {
+                        kept.push(h);
+                    }
+                }
+                hits = kept;
+            }
+            let hits = newest(hits, filter.limit);
             let mut list = Vec::new();
             for h in &hits {
                 let (line, v) = run_line(&s, h)?;

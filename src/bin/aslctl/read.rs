@@ -171,8 +171,11 @@ fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write) -> Result<(), CliError> 
 }
 
 /// `aslctl ls`: `<id> <size>` per live artifact (or a snapshot's), then the
-/// promised ones (`<id> promised by <remote>`).
-pub(crate) fn ls(json_out: bool, s: Store, at: Option<&str>) -> Result<ExitCode, CliError> {
+/// promised ones (`<id> promised by <remote>`); with `only`, those of one
+/// domain or visibility (promised ones are other domains' and not yet
+/// here: kept only by a domain filter naming theirs).
+pub(crate) fn ls(json_out: bool, s: Store, at: Option<&str>, only: &crate::args::Only) -> Result<ExitCode, CliError> {
+    let only = only.filter(&s)?;
     let out = io::stdout().lock();
     let mut out = BufWriter::new(out);
     let w = |r: io::Result<()>| -> Result<(), CliError> {
@@ -184,10 +187,10 @@ pub(crate) fn ls(json_out: bool, s: Store, at: Option<&str>) -> Result<ExitCode,
     if json_out {
         w(out.write_all(b"["))?;
     }
-    let iter = match at {
+    let iter = only.apply(match at {
         Some(name) => s.at(name)?.iter()?,
         None => s.iter()?,
-    };
+    });
     let mut first = true;
     for (i, a) in iter.enumerate() {
         let a = a?;
@@ -202,8 +205,11 @@ pub(crate) fn ls(json_out: bool, s: Store, at: Option<&str>) -> Result<ExitCode,
     }
     // Other domains' artifacts referred to but not fetched yet.
     let mut n = 0;
-    if at.is_none() {
+    if at.is_none() && only.visibility.is_none() {
         for (id, p) in asl::federation::promise::promised(&s)? {
+            if only.domain.is_some_and(|d| d != asl::DomainId(p.local)) {
+                continue;
+            }
             if json_out {
                 let sep = if n == 0 && first { "\n" } else { ",\n" };
                 let v = json!({"id": id.to_hex(), "size": null, "visibility": "promised", "remote": p.remote});

@@ -43,6 +43,15 @@ impl Visibility {
             Visibility::Published => "published",
         }
     }
+
+    /// The visibility [`as_str`](Self::as_str) names.
+    pub fn from_name(name: &str) -> Option<Visibility> {
+        match name {
+            "internal" => Some(Visibility::Internal),
+            "published" => Some(Visibility::Published),
+            _ => None,
+        }
+    }
 }
 
 /// Flag: the record removes its id from CURRENT.

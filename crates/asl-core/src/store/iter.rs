@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::id::{ArtifactId, IdPrefix};
-use crate::index::entry::Entry;
+use crate::index::entry::{DomainId, Entry, Visibility};
 use crate::index::merge::Merged;
 
 use super::read::ArtifactInfo;
@@ -172,5 +172,38 @@ impl Store {
         Ok(Merged::new(super::sorted(&st.memtable), &st.indexes, None)?
             .filter(|e| !matches!(e, Ok(e) if e.is_tombstone() || e.is_chunk()))
             .map(|e| e.map_err(Error::from)))
+    }
+}
+
+/// Which artifacts of a listing to keep: a view of CURRENT (or of a
+/// snapshot) per domain and visibility, as the index records them. The
+/// default keeps everything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only artifacts owned by this domain: the store's own
+    /// ([`DomainId::LOCAL`]) or one it imported from (the local number the
+    /// domain table gave it).
+    pub domain: Option<DomainId>,
+    /// Only artifacts with this visibility.
+    pub visibility: Option<Visibility>,
+}
+
+impl ListFilter {
+    /// Whether the filter keeps `a`.
+    pub fn keeps(&self, a: &ArtifactInfo) -> bool {
+        self.domain.is_none_or(|d| a.domain == d) && self.visibility.is_none_or(|v| a.visibility == v)
+    }
+
+    /// Whether it keeps everything.
+    pub fn is_empty(&self) -> bool {
+        self.domain.is_none() && self.visibility.is_none()
+    }
+
+    /// `listing` with only what the filter keeps; errors pass through.
+    pub fn apply<I>(self, listing: I) -> impl Iterator<Item = Result<ArtifactInfo>>
+    where
+        I: Iterator<Item = Result<ArtifactInfo>>,
+    {
+        listing.filter(move |a| a.as_ref().map_or(true, |a| self.keeps(a)))
     }
 }

@@ -67,7 +67,7 @@ pub use handles::{Maintenance, Pins, SideFiles, Snapshots};
 pub use ingest::{
     FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested,
 };
-pub use iter::Iter;
+pub use iter::{Iter, ListFilter};
 pub(crate) use layout::Layout;
 pub use layout::{decode_store_file, encode_store_file};
 pub use maint::{MemoryUse, Problem, StoreStat, VerifyReport};

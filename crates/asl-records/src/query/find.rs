@@ -97,9 +97,24 @@ impl QueryIndex {
     /// record it may not see (a hit it sees through no record stays, with
     /// an empty list: the subject matched).
     pub fn find_in(&self, view: &asl_core::View<'_>, q: &Query) -> Result<Vec<Hit>, RecordError> {
+        self.find_only(view, q, &asl_core::ListFilter::default())
+    }
+
+    /// [`QueryIndex::find_in`] with only the hits whose subject `only`
+    /// keeps (of one domain, of one visibility).
+    pub fn find_only(
+        &self,
+        view: &asl_core::View<'_>,
+        q: &Query,
+        only: &asl_core::ListFilter,
+    ) -> Result<Vec<Hit>, RecordError> {
         let mut out = Vec::new();
         for mut h in self.find(q)? {
-            if !view.contains(&h.subject)? {
+            let kept = match only.is_empty() {
+                true => view.contains(&h.subject)?,
+                false => view.info(&h.subject)?.is_some_and(|i| only.keeps(&i)),
+            };
+            if !kept {
                 continue;
             }
             // The owner sees every record: no lookup per record, and the
