@@ -1,7 +1,11 @@
 //! Streaming reads of one artifact: [`ArtifactReader`] hands out only bytes
 //! proven against the artifact's id, a large artifact chunk by chunk (each
 //! checked against its chaining value, the next few read and verified ahead on
-//! all cores), a small one from bytes verified when it was looked up.
+//! all cores), a small one from bytes verified when it was looked up. A
+//! large artifact's chunks read a second time are kept, proven, in the
+//! store's block cache, and served from there without hashing again;
+//! [`ArtifactReader::next_piece`] hands a chunk's buffer itself to a
+//! caller that sends it on (a server's response), with no copy.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
