@@ -1,6 +1,7 @@
-//! RVLS import: the learning-store format of the seeds (`RVLS\n`, then one
-//! JSON object per line — `{"type": "pattern" | "trajectory" | "ewc",
-//! "data": {...}}` — then `REND`), turned into typed records with labels.
+//! RVLS import and export: the learning-store format of the seeds (`RVLS\n`,
+//! then one JSON object per line — `{"type": "pattern" | "trajectory" |
+//! "ewc", "data": {...}}` — then `REND`), turned into typed records with
+//! labels, and those records written back as a file that imports to them.
 //!
 //! The seed's own loader skips lines it cannot parse. Here nothing is
 //! skipped: a wrong or missing magic, a missing end marker, a line that is
@@ -324,5 +325,109 @@ pub fn import(store: &Store, bytes: &[u8], name: &str, labels: &[(String, String
         trajectories: count("trajectory"),
         ewc: count("ewc"),
         records: ids,
+    })
+}
+
+/// The record type of each RVLS kind, in the order an export writes them.
+pub const RECORD_TYPES: [&str; 3] = ["rvls/pattern", "rvls/trajectory", "rvls/ewc"];
+
+/// The records an `rvls/import` record lists, in the order of its file.
+pub fn import_records(from: &dyn records::Source, import: &ArtifactId) -> Result<Vec<ArtifactId>, RecordError> {
+    let r = records::get(from, import)?;
+    if r.type_name != "rvls/import" {
+        return Err(RecordError::Input(format!(
+            "{import} is a {} record, not an rvls/import",
+            r.type_name
+        )));
+    }
+    let Some(Value::Array(items)) = r.body.get("records") else {
+        return Err(RecordError::Input(format!(
+            "the import record {import} lists no records"
+        )));
+    };
+    items
+        .iter()
+        .map(|v| match v {
+            Value::Bytes(b) => <[u8; 32]>::try_from(b.as_slice())
+                .map(ArtifactId::from_bytes)
+                .map_err(|_| RecordError::Input(format!("the import record {import} lists a {}-byte id", b.len()))),
+            _ => Err(RecordError::Input(format!(
+                "the import record {import} lists something not an id"
+            ))),
+        })
+        .collect()
+}
+
+/// An RVLS file holding the records `ids` (each an `rvls/pattern`,
+/// `rvls/trajectory` or `rvls/ewc`), one line each in that order: the
+/// record's fields as the line's `data`, its labels left out. Importing
+/// the file with the labels the records were imported with stores the
+/// very same records (the same ids). At most one EWC state: the format
+/// holds one.
+pub fn export(from: &dyn records::Source, ids: &[ArtifactId]) -> Result<Vec<u8>, RecordError> {
+    let mut out = MAGIC_START.to_vec();
+    let mut ewc: Option<ArtifactId> = None;
+    for id in ids {
+        let r = records::get(from, id)?;
+        let kind = match r.type_name.as_str() {
+            "rvls/pattern" => "pattern",
+            "rvls/trajectory" => "trajectory",
+            "rvls/ewc" => "ewc",
+            other => return Err(RecordError::Input(format!("{id} is a {other} record, not an RVLS one"))),
+        };
+        if kind == "ewc" {
+            if let Some(first) = ewc.replace(*id) {
+                return Err(RecordError::Input(format!(
+                    "two ewc states ({first} and {id}): an RVLS file holds one"
+                )));
+            }
+        }
+        let Value::Map(body) = &r.body else {
+            return Err(RecordError::Input(format!("{id}: the record's body is not a map")));
+        };
+        let mut data = Map::new();
+        for (k, v) in body {
+            let Value::Text(k) = k else {
+                return Err(RecordError::Input(format!("{id}: a field name is not text")));
+            };
+            if k != "labels" {
+                data.insert(
+                    k.clone(),
+                    to_json(v).map_err(|e| RecordError::Input(format!("{id}.{k}: {e}")))?,
+                );
+            }
+        }
+        // `type` first, as the seed's writer puts it.
+        let line = format!(
+            "{{\"type\":\"{kind}\",\"data\":{}}}\n",
+            serde_json::to_string(&J::Object(data)).expect("JSON values serialize")
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out.extend_from_slice(MAGIC_END);
+    Ok(out)
+}
+
+/// A record field back as the JSON the import read it from.
+fn to_json(v: &Value) -> Result<J, String> {
+    Ok(match v {
+        Value::Text(s) => J::String(s.clone()),
+        Value::Unsigned(n) => J::from(*n),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(J::Number)
+            .ok_or_else(|| format!("{f} has no JSON form"))?,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Array(items) => J::Array(items.iter().map(to_json).collect::<Result<_, _>>()?),
+        Value::Map(pairs) => {
+            let mut m = Map::new();
+            for (k, x) in pairs {
+                let Value::Text(k) = k else {
+                    return Err("a map key is not text".into());
+                };
+                m.insert(k.clone(), to_json(x)?);
+            }
+            J::Object(m)
+        }
+        other => return Err(format!("{other:?} is not a value an RVLS line holds")),
     })
 }

@@ -73,3 +73,64 @@ pub(crate) fn import(json_out: bool, dir: &Path, cmd: &ImportCmd) -> Result<Exit
         }
     }
 }
+
+#[derive(Subcommand)]
+pub(crate) enum ExportCmd {
+    /// Write the store's RVLS records back as an RVLS file (`RVLS\n`, one
+    /// JSON line per record, `REND`) that imports to the same records:
+    /// one import's records in its file's order (`--import`), or every
+    /// live one with the given labels (patterns, then trajectories, then
+    /// the EWC state, each oldest first).
+    Rvls {
+        /// The records of this `rvls/import` record.
+        #[arg(long, value_name = "ID", conflicts_with = "labels")]
+        import: Option<String>,
+        /// Only records with this label (`KEY=VALUE`); repeat for all of several.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Write the file here instead of to standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+pub(crate) fn export(dir: &Path, cmd: &ExportCmd) -> Result<ExitCode, CliError> {
+    let ExportCmd::Rvls { import, labels, output } = cmd;
+    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let ids = match import {
+        Some(text) => rvls::import_records(&s, &s.resolve(text)?)?,
+        None => {
+            let labels = labels
+                .iter()
+                .map(|l| parse_label(l).map_err(CliError::from))
+                .collect::<Result<Vec<_>, _>>()?;
+            let index = crate::query::open_index(&s)?;
+            let mut ids = Vec::new();
+            for t in rvls::RECORD_TYPES {
+                let q = asl::records::query::Query {
+                    labels: labels.clone(),
+                    type_name: Some(t.to_string()),
+                    ..Default::default()
+                };
+                ids.extend(index.find_live(&s, &q)?.into_iter().map(|h| h.subject));
+            }
+            ids
+        }
+    };
+    let bytes = rvls::export(&s, &ids)?;
+    match output {
+        Some(path) => std::fs::write(path, &bytes).map_err(|e| Error::Io {
+            context: format!("write {}", path.display()),
+            source: e,
+        })?,
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(&bytes).and_then(|()| out.flush()) {
+                crate::output_failed(&e);
+            }
+        }
+    }
+    eprintln!("exported {} RVLS records", ids.len());
+    Ok(ExitCode::SUCCESS)
+}

@@ -225,6 +225,9 @@ enum Cmd {
     /// Import data in another format as typed records (RVLS).
     #[command(subcommand)]
     Import(formats::ImportCmd),
+    /// Export typed records in another format (RVLS).
+    #[command(subcommand)]
+    Export(formats::ExportCmd),
     /// Programs over artifacts: run, show, replay, attest, trust.
     #[command(subcommand)]
     Pel(pel::PelCmd),
@@ -437,6 +440,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
         Cmd::Batch { file } => batch::batch(cli.json, dir, file),
         Cmd::Lineage(a) => pel::lineage_args(cli.json, dir, a),
         Cmd::Pel(cmd) => pel::pel(cli.json, dir, cmd),
+        Cmd::Export(cmd) => formats::export(dir, cmd),
         Cmd::Convert(a) => convert::convert(cli.json, dir, a),
         Cmd::Import(cmd) => formats::import(cli.json, dir, cmd),
         Cmd::H5(cmd) => h5::h5(cli.json, dir, cmd),
