@@ -17,7 +17,8 @@ minute a GC through the API. A 5xx, a wrong byte or an unexpected status
 is an error; a cache miss after eviction is not. Every 10 s it samples the
 server's RSS and the bytes of its segment files. Prints per-route counts
 and p50/p99 latency, the errors, RSS and its anonymous part (the heap; the
-rest is mapped segment pages) after warm-up (once the block cache is 90 % full; min, max, last), the heap
+rest is mapped segment pages) after warm-up (once the block cache and the
+index memtable are 90 % full: min, max, last, and five-minute means), the heap
 by its parts every five minutes as the server's /metrics counts them
 (block cache, index memtable, query index cache and memtables, read
 buffers; glibc's in-use and free-but-held bytes) and the heap in use less
@@ -305,18 +306,33 @@ for route in sorted(lat):
     print(f"{route:36} {len(xs):8} {xs[len(xs) // 2] * 1e3:8.2f} {xs[int(len(xs) * 0.99)] * 1e3:8.2f}")
 print(f"errors: {len(errors)}", errors[:10])
 CACHES = ("block_cache", "index_memtable", "query_cache", "query_memtables", "read_buffers")
-# Warm-up ends when the block cache, the largest bounded part, is 90 % full:
-# before that, growth is the cache filling as it should.
-full = [x[0] for x in samples if x[4].get("block_cache", 0) >= 0.9 * x[4].get("block_cache_bound", 1 << 62)]
+# Warm-up ends when the two largest bounded parts, the block cache and the
+# index memtable, are both 90 % full: before that, growth is caches filling
+# as they should.
+FILLING = ("block_cache", "index_memtable")
+full = [x[0] for x in samples if all(x[4].get(p, 0) >= 0.9 * x[4].get(p + "_bound", 1 << 62) for p in FILLING)]
 warmup = full[0] if full else 120
-print(f"warm-up: {warmup / 60:.1f} min " + ("(the block cache 90 % full)" if full
-                                            else "(2 min; the block cache never filled)"))
+print(f"warm-up: {warmup / 60:.1f} min " + ("(block cache and index memtable 90 % full)" if full
+                                            else "(2 min; the caches never filled)"))
 for name, value in (("RSS", lambda x: x[1]), ("of which anonymous", lambda x: x[3]),
                     ("heap in use less the bounded parts", lambda x: x[4].get("in_use", 0) - sum(
                         x[4].get(p, 0) for p in CACHES))):
     warm = [value(x) for x in samples if x[0] >= warmup] or [value(x) for x in samples]
     print(f"{name} after warm-up: min {min(warm) >> 20} MiB, max {max(warm) >> 20} MiB, last {warm[-1] >> 20} MiB "
           f"(max/min {max(warm) / max(min(warm), 1):.2f})")
+# Single samples swing with the uploads in flight (each holds its windows)
+# and the mapped pages between upkeep rounds; five-minute means show a drift.
+windows = {}
+for x in samples:
+    if x[0] >= warmup:
+        windows.setdefault(int((x[0] - warmup) // 300), []).append(x)
+means = [(sum(x[1] for x in w) / len(w), sum(x[3] for x in w) / len(w)) for _, w in sorted(windows.items())
+         if len(w) >= 20]
+if means:
+    for i, name in ((0, "RSS"), (1, "anonymous")):
+        ms = [m[i] for m in means]
+        print(f"{name}, five-minute means after warm-up (MiB): " + " ".join(f"{m / 2**20:.0f}" for m in ms)
+              + f" (max/min {max(ms) / min(ms):.2f})")
 print("RSS / anonymous by minute (MiB): " + " ".join(
     f"{x[1] >> 20}/{x[3] >> 20}" for x in samples if int(x[0]) % 60 < 10))
 parts = sorted({k for x in samples for k in x[4] if not k.endswith("_bound")})

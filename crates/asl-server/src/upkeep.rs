@@ -4,7 +4,7 @@
 //! access times every [`SAVE_EVERY`], and, for a store living in a bucket,
 //! publishing what was written for read replicas every
 //! `Config::publish_interval`; and giving back the pages of the store's
-//! file maps past a budget, and the heap's free pages. One task does it all, one round at a time,
+//! file maps past a budget. One task does it all, one round at a time,
 //! woken by cache puts that pass the mark and by a timer; it ends when the
 //! server's state is dropped. A replica's server has none of this to do
 //! but the last, which its follow task does.
@@ -18,12 +18,6 @@ use super::State;
 
 /// How often the access times are written when entries were read.
 const SAVE_EVERY: Duration = Duration::from_secs(30);
-
-/// How often a round gives the heap's free pages back (`malloc_trim`).
-/// A busy server never has its uploads all idle, where the upload path
-/// trims; without this, glibc's free-but-held bytes drifted up 17 → 28 MiB
-/// over a 40-minute soak.
-const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// Mapped file pages (segments, index) the server lets stay resident
 /// before each round gives them back: without this its resident size
@@ -55,7 +49,6 @@ pub(crate) fn start(st: &Arc<State>) {
     };
     rt.spawn(async move {
         let mut saved = Instant::now();
-        let mut trimmed = Instant::now();
         let mut published = (Instant::now(), None);
         loop {
             tokio::select! {
@@ -69,10 +62,6 @@ pub(crate) fn start(st: &Arc<State>) {
             if save {
                 saved = Instant::now();
             }
-            let trim = trimmed.elapsed() >= TRIM_EVERY;
-            if trim {
-                trimmed = Instant::now();
-            }
             let publish = tiered && published.0.elapsed() >= st.cfg.publish_interval;
             if publish {
                 published.0 = Instant::now();
@@ -80,9 +69,7 @@ pub(crate) fn start(st: &Arc<State>) {
             // The round holds the state; dropping it here lets the server
             // stop while the task waits.
             let last = published.1;
-            if let Ok(Some(at)) =
-                tokio::task::spawn_blocking(move || round(&st, save, trim, publish.then_some(last))).await
-            {
+            if let Ok(Some(at)) = tokio::task::spawn_blocking(move || round(&st, save, publish.then_some(last))).await {
                 published.1 = Some(at);
             }
         }
@@ -98,9 +85,9 @@ pub(crate) fn after_put(st: &State) {
     }
 }
 
-/// One round (`trim`: and give the heap's free pages back); with `publish` (the history position last published, if
+/// One round; with `publish` (the history position last published, if
 /// any), publishes when the store changed since, and returns where it did.
-fn round(st: &State, save: bool, trim: bool, publish: Option<Option<LogCursor>>) -> Option<LogCursor> {
+fn round(st: &State, save: bool, publish: Option<Option<LogCursor>>) -> Option<LogCursor> {
     if let Some(max) = st.cfg.cache_max_size {
         if let Err(e) = evict(st, max) {
             eprintln!("aslctl: warning: cache eviction failed, retried on the next round: {e}");
@@ -112,9 +99,6 @@ fn round(st: &State, save: bool, trim: bool, publish: Option<Option<LogCursor>>)
         }
     }
     st.store.maintenance().release_mapped_pages_over(MAPPED_BUDGET);
-    if trim {
-        super::trim();
-    }
     let last = publish?;
     let m = st.store.maintenance();
     if last == Some(m.log_cursor()) {
