@@ -224,9 +224,10 @@ impl CdcPlan {
     /// Grid piece `idx` (`grid` bytes from `idx * grid`, cut at `len`),
     /// assembled into `buf` from the chunks overlapping it: each block's
     /// kind, stored key and length checked, and with `hash_keys` each
-    /// block's CRC and each chunk's bytes hashed against its key too. Not yet checked against the
-    /// artifact's tree: the caller does that, which proves every byte; the
-    /// keys are hashed only to name the chunk at fault when that check fails.
+    /// block's CRC and each chunk's bytes hashed against its key too. Not
+    /// yet checked against the artifact's tree: the caller does that, which
+    /// proves every byte; the keys are hashed only to name the chunk at
+    /// fault when that check fails.
     pub(crate) fn assemble(&self, idx: usize, grid: u64, len: u64, hash_keys: bool, buf: &mut Vec<u8>) -> Result<()> {
         let id = self.id;
         let lo = idx as u64 * grid;
