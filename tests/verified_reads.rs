@@ -180,6 +180,8 @@ fn pieces_are_proven_chunks_and_those_read_again_are_served_from_the_cache() {
     let s = raw_store(&d);
     let big = noise(7, 5 * CHUNK + 777);
     let id = s.put(&big).unwrap();
+    let other = noise(8, 5 * CHUNK + 777);
+    s.put(&other).unwrap();
     s.close().unwrap();
 
     let pieces = |s: &asl::Store, off: u64, len: u64| {
@@ -207,10 +209,19 @@ fn pieces_are_proven_chunks_and_those_read_again_are_served_from_the_cache() {
     assert_eq!(pieces(&s, 0, big.len() as u64).concat(), big);
     assert_eq!(cached(), 5 * CHUNK as u64 + 777);
 
-    // Chunk 3 damaged on disk (in place: the open store maps the file).
+    // Chunk 3 damaged on disk, and chunk 1 replaced by the other
+    // artifact's chunk 1: a valid block (CRC, kind, number), found only by
+    // the chunk tree. In place: the open store maps the file.
     let seg_path = d.join("segments").join("00000001.seg");
-    let (at, _) = chunk_blocks(&fs::read(&seg_path).unwrap())[3];
+    let blocks = chunk_blocks(&fs::read(&seg_path).unwrap());
+    let (at, _) = blocks[3];
     let mut f = fs::OpenOptions::new().read(true).write(true).open(&seg_path).unwrap();
+    let ((mine, len), (theirs, _)) = (blocks[1], blocks[7]);
+    let mut foreign = vec![0u8; len];
+    f.seek(SeekFrom::Start(theirs as u64)).unwrap();
+    f.read_exact(&mut foreign).unwrap();
+    f.seek(SeekFrom::Start(mine as u64)).unwrap();
+    std::io::Write::write_all(&mut f, &foreign).unwrap();
     let mut byte = [0u8];
     f.seek(SeekFrom::Start((at + BLOCK_HEADER_LEN + 100) as u64)).unwrap();
     f.read_exact(&mut byte).unwrap();
@@ -221,6 +232,12 @@ fn pieces_are_proven_chunks_and_those_read_again_are_served_from_the_cache() {
     // a store opened now finds it, names the chunk and its CRC, and keeps
     // nothing of it however often it is read.
     assert_eq!(s.get(&id).unwrap(), big);
+    // Its verify reads the disk, not the cache: both are found.
+    let found = s.maintenance().verify().unwrap().problems;
+    assert!(
+        found.iter().any(|p| p.detail.contains("chunk 1 ")),
+        "the misdirected chunk: {found:?}"
+    );
     let fresh = StoreOptions::new().read_only(true).open(&d).unwrap();
     for _ in 0..3 {
         let mut r = fresh

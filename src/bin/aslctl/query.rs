@@ -280,17 +280,14 @@ pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode
             let s = StoreOptions::new().read_only(true).open(dir)?;
             let index = open_index(&s)?;
             let only = filter.only.filter(&s)?;
-            let mut hits = runs::find(&index, &q)?;
-            if !only.is_empty() {
-                let mut kept = Vec::with_capacity(hits.len());
-                for h in hits {
-                    if s.info(&h.subject)?.is_some_and(|i| only.keeps(&i)) {
-                        kept.push(h);
-                    }
-                }
-                hits = kept;
-            }
-            let hits = newest(hits, filter.limit);
+            let runs_only = Query {
+                type_name: Some(runs::RUN.into()),
+                ..q
+            };
+            let hits = newest(
+                index.find_only(&s.view(asl::Audience::Owner), &runs_only, &only)?,
+                filter.limit,
+            );
             let mut list = Vec::new();
             for h in &hits {
                 let (line, v) = run_line(&s, h)?;

@@ -492,7 +492,7 @@ impl Store {
                 check,
                 cdc,
                 ahead: VecDeque::new(),
-                cache: self.block_cache.clone(),
+                cache: Some(self.block_cache.clone()),
                 spare: Vec::new(),
             },
         })

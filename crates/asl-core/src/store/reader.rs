@@ -39,8 +39,9 @@ pub(super) enum Body {
         /// (each grid piece is assembled from them).
         cdc: Option<Arc<CdcPlan>>,
         /// The store's block cache, where verified pieces read again are
-        /// kept and found.
-        cache: Arc<Mutex<BlockCache>>,
+        /// kept and found; `None` for a reader that must read the disk
+        /// (`verify`).
+        cache: Option<Arc<Mutex<BlockCache>>>,
         /// Chunks read ahead, in order from the one being read: each already
         /// verified (in its buffer), or the error reaching it gives.
         ahead: VecDeque<(usize, Held, Result<()>)>,
@@ -416,9 +417,12 @@ impl ArtifactReader {
             let last = ((end - 1) / cs) as usize;
             let upto = (idx + READ_AHEAD).min(last + 1);
             let key = |i: usize| Key::Piece(*id.as_bytes(), trailer.chunk_size, i as u32);
-            let found: Vec<Option<Arc<Vec<u8>>>> = {
-                let mut c = cache.lock();
-                (idx..upto).map(|i| c.get(&key(i))).collect()
+            let found: Vec<Option<Arc<Vec<u8>>>> = match cache {
+                Some(c) => {
+                    let mut c = c.lock();
+                    (idx..upto).map(|i| c.get(&key(i))).collect()
+                }
+                None => vec![None; upto - idx],
             };
             let jobs: Vec<(usize, Vec<u8>)> = (idx..upto)
                 .zip(&found)
@@ -434,7 +438,7 @@ impl ArtifactReader {
                 })
                 .collect::<Vec<_>>()
                 .into();
-            let mut c = cache.lock();
+            let mut c = cache.as_ref().map(|c| c.lock());
             for (i, f) in (idx..upto).zip(found) {
                 let item = match f {
                     Some(b) => (i, Held::Shared(b), Ok(())),
@@ -442,7 +446,11 @@ impl ArtifactReader {
                         let (i, buf, r) = loaded.pop_front().expect("one job per miss");
                         // Only proven bytes are kept, and only those read
                         // twice (a scan keeps nothing).
-                        if r.is_ok() && c.admit(&key(i)) {
+                        let kept = match c.as_mut() {
+                            Some(c) if r.is_ok() => c.admit(&key(i)).then_some(c),
+                            _ => None,
+                        };
+                        if let Some(c) = kept {
                             let b = Arc::new(buf);
                             c.insert(key(i), b.clone());
                             (i, Held::Shared(b), r)
@@ -464,6 +472,15 @@ impl ArtifactReader {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The reader without the block cache: every chunk is read from the
+    /// disk and proven there, as `verify` must.
+    pub(crate) fn uncached(mut self) -> Self {
+        if let Body::Large { cache, .. } = &mut self.body {
+            *cache = None;
+        }
+        self
     }
 
     /// The next verified bytes from the position as a [`Piece`] the caller
