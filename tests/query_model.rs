@@ -131,6 +131,7 @@ proptest! {
                         type_name: None,
                         since: since.map(|d| BASE + d as u64 * 86_400),
                         until: until.map(|d| BASE + d as u64 * 86_400),
+                        ..Query::default()
                     };
                     let in_range = |a: &Ann| q.since.is_none_or(|s| a.t >= s) && q.until.is_none_or(|u| a.t < u);
                     let mut want: BTreeMap<ArtifactId, (u64, BTreeSet<ArtifactId>)> = BTreeMap::new();
@@ -172,6 +173,16 @@ proptest! {
                     let live: Vec<ArtifactId> = index.find_live(&store, &q).unwrap().iter().map(|h| h.subject).collect();
                     let want_live: Vec<ArtifactId> = got.iter().map(|h| h.subject).filter(|s| live_subjects.contains(s)).collect();
                     prop_assert_eq!(live, want_live);
+                    // A limit keeps the newest; newest first is the same
+                    // hits reversed, ties included.
+                    for n in [0, 1, 3] {
+                        let cut = Query { limit: Some(n), ..q.clone() };
+                        let tail = &got[got.len().saturating_sub(n)..];
+                        prop_assert_eq!(&index.find(&cut).unwrap()[..], tail);
+                        let back = Query { newest_first: true, ..cut };
+                        let want_back: Vec<_> = tail.iter().rev().cloned().collect();
+                        prop_assert_eq!(index.find(&back).unwrap(), want_back);
+                    }
                     for s in &subjects {
                         let mut want_anns: Vec<ArtifactId> = model.iter().filter(|(_, a)| a.subject == *s).map(|(id, _)| *id).collect();
                         want_anns.sort();

@@ -219,3 +219,113 @@ fn export_writes_a_file_that_imports_to_the_same_records() {
     let o = aslctl(&a, &["export", "rvls", "--import", first["source"].as_str().unwrap()]);
     assert_ne!(o.status.code(), Some(0));
 }
+
+#[test]
+fn the_seeds_queries_trajectories_by_outcome_and_the_latest_of_a_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let trajectory = |id: &str, outcome: &str, minute: u32| {
+        TRAJECTORY
+            .replace("\"t1\"", &format!("{id:?}"))
+            .replace("\"success\"", &format!("{outcome:?}"))
+            .replace("10:00:01", &format!("10:{minute:02}:01"))
+    };
+    let lines = [
+        trajectory("t1", "success", 1),
+        trajectory("t2", "failure", 2),
+        trajectory("t3", "success", 3),
+        trajectory("t4", "success", 4),
+        EWC.to_string(),
+    ];
+    let f = dir.path().join("a.rvls");
+    fs::write(&f, rvls(&lines.iter().map(String::as_str).collect::<Vec<_>>())).unwrap();
+    let o = aslctl(&store, &["--json", "import", "rvls", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let first: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let ids: Vec<&str> = first["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+
+    // The two latest successful trajectories, newest first.
+    let found = out(&aslctl(
+        &store,
+        &[
+            "find",
+            "--label",
+            "rvls.outcome=success",
+            "--newest-first",
+            "--limit",
+            "2",
+        ],
+    ));
+    let got: Vec<&str> = found.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(got, [ids[3], ids[2]], "{found}");
+    assert!(
+        found.lines().next().unwrap().ends_with("2026-11-30T10:04:01Z"),
+        "{found}"
+    );
+    // Oldest first is still the default, with the same limit keeping the newest.
+    let found = out(&aslctl(
+        &store,
+        &["find", "--label", "rvls.outcome=success", "--limit", "2"],
+    ));
+    let got: Vec<&str> = found.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(got, [ids[2], ids[3]], "{found}");
+
+    // EWC states have no time in the seed's format; each is dated by its
+    // import, so the latest update comes first.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let g = dir.path().join("b.rvls");
+    fs::write(&g, rvls(&[&EWC.replace("\"tasks_learned\":2", "\"tasks_learned\":3")])).unwrap();
+    let o = aslctl(&store, &["--json", "import", "rvls", g.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let second: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let found = out(&aslctl(&store, &["find", "--label", "rvls.kind=ewc", "--newest-first"]));
+    let got: Vec<&str> = found.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(got, [second["records"][0].as_str().unwrap(), ids[4]], "{found}");
+    assert!(
+        !found.contains("1970-01-01"),
+        "every state has its import's time: {found}"
+    );
+    let o = aslctl(
+        &store,
+        &[
+            "--json",
+            "find",
+            "--label",
+            "rvls.kind=ewc",
+            "--newest-first",
+            "--limit",
+            "1",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v[0]["id"], second["records"][0]);
+
+    // The same through the HTTP API.
+    let srv = common::server::start_on(tempfile::tempdir().unwrap(), store.clone(), &[], None);
+    let get = |q: &str| {
+        let (code, body) = common::server::curl(&[&format!("{}/v1/find?{q}", srv.url)]);
+        assert_eq!(code, 200, "{q}: {}", String::from_utf8_lossy(&body));
+        let v = common::server::json(&body);
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["subject"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get("label=rvls.outcome=success&order=newest&limit=2"), [ids[3], ids[2]]);
+    assert_eq!(get("label=rvls.outcome=success&limit=2"), [ids[2], ids[3]]);
+    assert_eq!(
+        get("label=rvls.kind=ewc&order=newest")[0],
+        second["records"][0].as_str().unwrap()
+    );
+    let (code, body) = common::server::curl(&[&format!("{}/v1/find?order=sideways", srv.url)]);
+    assert_eq!(code, 400);
+    assert!(String::from_utf8_lossy(&body).contains("sideways"));
+    srv.terminate();
+}

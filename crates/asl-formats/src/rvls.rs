@@ -8,8 +8,9 @@
 //! not JSON, an unknown type, a missing, mistyped or unknown field — every
 //! problem is reported with its line number, and then nothing is stored.
 //! A file that passes is stored in one atomic section: its bytes, one
-//! record per line, and an `rvls/import` record listing them, all in one
-//! commit or (after a crash) none.
+//! record per line, an annotation dating each EWC state, and an
+//! `rvls/import` record listing the line records, all in one commit or
+//! (after a crash) none.
 
 use serde_json::{Map, Value as J};
 
@@ -294,11 +295,16 @@ pub fn import(store: &Store, bytes: &[u8], name: &str, labels: &[(String, String
         .map(|l| records::prepare(&l.record))
         .collect::<Result<Vec<_>, _>>()?;
     let count = |k: &str| lines.iter().filter(|l| l.kind == k).count();
+    let now = records::time::now();
     let section = store.begin_atomic()?;
     let source = store.put(bytes)?;
     let mut ids = Vec::with_capacity(prepared.len());
-    for p in &prepared {
-        ids.push(records::put_prepared(store, p)?.id);
+    for (p, line) in prepared.iter().zip(&lines) {
+        let id = records::put_prepared(store, p)?.id;
+        if line.kind == "ewc" {
+            date_ewc_state(store, id, &now, labels)?;
+        }
+        ids.push(id);
     }
     let import = Record::new(
         "rvls/import",
@@ -306,7 +312,7 @@ pub fn import(store: &Store, bytes: &[u8], name: &str, labels: &[(String, String
         Value::Map(vec![
             (Value::text("source"), Value::Bytes(source.as_bytes().to_vec())),
             (Value::text("source_name"), Value::text(name)),
-            (Value::text("created_at"), Value::text(records::time::now())),
+            (Value::text("created_at"), Value::text(&now)),
             (Value::text("patterns"), Value::Unsigned(count("pattern") as u64)),
             (Value::text("trajectories"), Value::Unsigned(count("trajectory") as u64)),
             (Value::text("ewc"), Value::Unsigned(count("ewc") as u64)),
@@ -326,6 +332,21 @@ pub fn import(store: &Store, bytes: &[u8], name: &str, labels: &[(String, String
         ewc: count("ewc"),
         records: ids,
     })
+}
+
+/// Gives an EWC state the time it was imported. The seed's EWC state has
+/// no time of its own, and cannot be given one: the record would then
+/// differ on each import of the same file. So an annotation dates it,
+/// labelled as the state is, and a query for `rvls.kind=ewc` finds each
+/// state at the time it was last imported, newest first if asked.
+fn date_ewc_state(store: &Store, id: ArtifactId, at: &str, labels: &[(String, String)]) -> Result<(), RecordError> {
+    let mut a = records::labels::Annotation::new(id).label("rvls.kind", "ewc");
+    for (k, v) in labels {
+        a = a.label(k, v);
+    }
+    a.created_at = Some(at.to_string());
+    records::labels::annotate(store, &a)?;
+    Ok(())
 }
 
 /// The record type of each RVLS kind, in the order an export writes them.

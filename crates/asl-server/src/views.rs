@@ -188,6 +188,8 @@ struct FindQuery {
     until: Option<String>,
     /// At most this many hits, the newest.
     limit: Option<usize>,
+    /// `oldest` (first; the default) or `newest`.
+    order: Option<String>,
     /// Only subjects of this domain (`local`, or a name, id or number in
     /// the domain table) and of this visibility.
     domain: Option<String>,
@@ -234,12 +236,17 @@ async fn find(
         type_name: q.type_name,
         since: times[0],
         until: times[1],
+        limit: q.limit,
+        newest_first: match q.order.as_deref() {
+            None | Some("oldest") => false,
+            Some("newest") => true,
+            Some(o) => return error(StatusCode::BAD_REQUEST, format!("order={o:?} is not oldest or newest")),
+        },
     };
     let only = match super::http::list_filter(&st, &q.domain, &q.visibility) {
         Ok(f) => f,
         Err(r) => return r.into_response(),
     };
-    let limit = q.limit;
     let s2 = st.clone();
     let hits = with_view(&st.store, access, move |view| {
         let hits = s2.index.with(|i| {
@@ -250,9 +257,6 @@ async fn find(
         for h in hits {
             let recs: Vec<String> = h.records.iter().map(|r| r.to_hex()).collect();
             out.push(json!({"subject": h.subject.to_hex(), "time": h.time, "records": recs}));
-        }
-        if let Some(n) = limit {
-            out.drain(..out.len().saturating_sub(n));
         }
         Ok::<_, records::RecordError>(out)
     })

@@ -32,6 +32,9 @@ pub(crate) struct Filter {
     /// Print at most this many (the newest).
     #[arg(long)]
     limit: Option<usize>,
+    /// Print the newest first.
+    #[arg(long)]
+    newest_first: bool,
     #[command(flatten)]
     only: crate::args::Only,
 }
@@ -59,6 +62,8 @@ impl Filter {
             type_name: self.type_name.clone(),
             since: at(&self.since)?,
             until: at(&self.until)?,
+            limit: self.limit,
+            newest_first: self.newest_first,
         })
     }
 }
@@ -202,21 +207,14 @@ pub(crate) fn show_labels(json_out: bool, dir: &Path, id: &str) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-fn newest(mut hits: Vec<Hit>, limit: Option<usize>) -> Vec<Hit> {
-    if let Some(n) = limit {
-        let skip = hits.len().saturating_sub(n);
-        hits.drain(..skip);
-    }
-    hits
-}
-
-/// `aslctl find [filters]`: `<id>  <time>` per artifact, oldest first.
+/// `aslctl find [filters]`: `<id>  <time>` per artifact, oldest first
+/// unless `--newest-first`.
 pub(crate) fn find(json_out: bool, dir: &Path, f: &Filter) -> Result<ExitCode, CliError> {
     let q = f.query()?;
     let s = StoreOptions::new().read_only(true).open(dir)?;
     let index = open_index(&s)?;
     let only = f.only.filter(&s)?;
-    let hits = newest(index.find_only(&s.view(asl::Audience::Owner), &q, &only)?, f.limit);
+    let hits = index.find_only(&s.view(asl::Audience::Owner), &q, &only)?;
     if json_out {
         let v: Vec<_> = hits
             .iter()
@@ -284,10 +282,7 @@ pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode
                 type_name: Some(runs::RUN.into()),
                 ..q
             };
-            let hits = newest(
-                index.find_only(&s.view(asl::Audience::Owner), &runs_only, &only)?,
-                filter.limit,
-            );
+            let hits = index.find_only(&s.view(asl::Audience::Owner), &runs_only, &only)?;
             let mut list = Vec::new();
             for h in &hits {
                 let (line, v) = run_line(&s, h)?;

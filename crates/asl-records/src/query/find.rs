@@ -3,10 +3,50 @@
 
 use super::*;
 
+/// What a query asks: every condition must hold. Times are seconds since
+/// 1970; `since` is inclusive, `until` exclusive, and both apply to the
+/// record that carries the label (its `created_at`).
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    /// Labels `key=value`, all required (by any annotation of the subject).
+    pub labels: Vec<(String, String)>,
+    /// Media type.
+    pub media_type: Option<String>,
+    /// Record type (`asl/run`, `asl/annotation`, ...).
+    pub type_name: Option<String>,
+    /// Earliest time.
+    pub since: Option<u64>,
+    /// Time before which records count.
+    pub until: Option<u64>,
+    /// At most this many hits: the newest of them.
+    pub limit: Option<usize>,
+    /// Newest first (ties in descending id order) rather than oldest first.
+    pub newest_first: bool,
+}
+
+impl Query {
+    /// `hits` (oldest first, as found) cut to the query's limit and put in
+    /// its order.
+    fn arrange(&self, mut hits: Vec<Hit>) -> Vec<Hit> {
+        if let Some(n) = self.limit {
+            hits.drain(..hits.len().saturating_sub(n));
+        }
+        if self.newest_first {
+            hits.reverse();
+        }
+        hits
+    }
+}
+
 impl QueryIndex {
     /// The artifacts matching `q`, oldest first (by their newest matching
-    /// record), ties in id order.
+    /// record), ties in id order; or as `q.newest_first` and `q.limit` ask.
     pub fn find(&self, q: &Query) -> Result<Vec<Hit>, RecordError> {
+        Ok(q.arrange(self.find_all(q)?))
+    }
+
+    /// Every artifact matching `q`'s conditions, oldest first.
+    fn find_all(&self, q: &Query) -> Result<Vec<Hit>, RecordError> {
         let mut prefixes = Vec::new();
         for (k, v) in &q.labels {
             prefixes.push(rows::prefix(rows::LABEL, &[k.as_bytes(), v.as_bytes()]));
@@ -109,7 +149,7 @@ impl QueryIndex {
         only: &asl_core::ListFilter,
     ) -> Result<Vec<Hit>, RecordError> {
         let mut out = Vec::new();
-        for mut h in self.find(q)? {
+        for mut h in self.find_all(q)? {
             let kept = match only.is_empty() {
                 true => view.contains(&h.subject)?,
                 false => view.info(&h.subject)?.is_some_and(|i| only.keeps(&i)),
@@ -132,7 +172,7 @@ impl QueryIndex {
             h.records = seen;
             out.push(h);
         }
-        Ok(out)
+        Ok(q.arrange(out))
     }
 
     /// The records whose field `field` holds `value`, oldest first: a label

@@ -42,7 +42,7 @@ mod memory;
 mod rows;
 mod seal;
 
-pub use find::Subjects;
+pub use find::{Query, Subjects};
 pub use memory::IndexMemory;
 pub use rows::{OVERLAY_BASE, OVERLAY_OF, RECEIPT_BATCH, RECEIPT_IN, RECEIPT_KEY, RECEIPT_OUT};
 
@@ -102,23 +102,6 @@ fn db_err_at(path: &Path, e: fjall::Error) -> RecordError {
 /// An I/O failure on the index's files, as the store's I/O error.
 fn io_err(what: String, e: std::io::Error) -> RecordError {
     RecordError::Store(asl_core::Error::io(what, e))
-}
-
-/// What a query asks: every condition must hold. Times are seconds since
-/// 1970; `since` is inclusive, `until` exclusive, and both apply to the
-/// record that carries the label (its `created_at`).
-#[derive(Clone, Debug, Default)]
-pub struct Query {
-    /// Labels `key=value`, all required (by any annotation of the subject).
-    pub labels: Vec<(String, String)>,
-    /// Media type.
-    pub media_type: Option<String>,
-    /// Record type (`asl/run`, `asl/annotation`, ...).
-    pub type_name: Option<String>,
-    /// Earliest time.
-    pub since: Option<u64>,
-    /// Time before which records count.
-    pub until: Option<u64>,
 }
 
 /// One artifact a query found.
