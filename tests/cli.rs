@@ -324,9 +324,9 @@ fn full_disk_fails_cleanly() {
          {bin} --store {store} ingest {small} >/dev/null 2>&1 || exit 98; \
          before=$({bin} --store {store} --json stat); \
          {bin} --store {store} ingest {big}; echo \"rc=$?\"; \
+         after=$({bin} --store {store} --json stat); \
          {bin} --store {store} verify || echo verify-failed; \
          {bin} --store {store} ls; \
-         after=$({bin} --store {store} --json stat); \
          [ \"$before\" = \"$after\" ] && echo same-stat",
         mnt = mnt.display(),
         bin = BIN,

@@ -94,6 +94,18 @@ fn a_served_store_is_kept_up_over_http() {
     assert_eq!(code, 200);
     assert_eq!(v["problems"].as_array().map(Vec::len), Some(0), "{v}");
     assert!(v["artifacts"].as_u64().unwrap() >= 1, "{v}");
+    // In budget: at least one segment, the rotation recorded.
+    let (code, b) = call(root, "POST", "/v1/verify?budget=1&since_last=false", None);
+    let v = json(&b);
+    assert_eq!(
+        (code, v["partial"].as_bool(), v["segments"].as_u64()),
+        (200, Some(true), Some(1)),
+        "{v}"
+    );
+    assert!(v["scrub"]["oldest_verified_at"].as_u64().is_some(), "{v}");
+    for bad in ["sample=2", "budget=1&sample=0.5", "budget=lots", "every=1"] {
+        assert_eq!(call(root, "POST", &format!("/v1/verify?{bad}"), None).0, 400, "{bad}");
+    }
     let (code, b) = call(root, "GET", &format!("/v1/artifacts/{kept}"), None);
     assert_eq!((code, b), (200, noise(2, 300_000)));
     assert_eq!(call(root, "DELETE", "/v1/pins/keep", None).0, 200);
@@ -165,6 +177,12 @@ fn a_served_store_is_kept_up_over_http() {
     assert!(err(&o).contains("does not act through a server"), "{}", err(&o));
     let o = cli(None, &["verify"]);
     assert!(o.status.success(), "a scrub beside the server: {}", err(&o));
+    let o = cli(admin, &["--json", "verify", "--since-last"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out(&o)).unwrap()["partial"],
+        true
+    );
     // A server that is not there: one line saying why, exit 2.
     let o = cli(admin, &["--server", "http://127.0.0.1:9", "stat"]);
     assert_eq!(o.status.code(), Some(2));

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use asl_core::{ArtifactId, ErrorKind, GcOptions, GcReport, StoreStat, VerifyReport};
+use asl_core::{ArtifactId, ErrorKind, GcOptions, GcReport, ScrubBudget, ScrubOptions, StoreStat, VerifyReport};
 use reqwest::blocking::{Client as Http, RequestBuilder};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -302,7 +302,27 @@ impl Client {
 
     /// A full scrub of the served store.
     pub fn verify(&self) -> Result<VerifyReport> {
-        self.call(self.request(Method::POST, "/v1/verify"))
+        self.scrub(&ScrubOptions::default())
+    }
+
+    /// A scrub of the served store in budget (see
+    /// [`asl_core::Maintenance::scrub`]).
+    pub fn scrub(&self, opts: &ScrubOptions) -> Result<VerifyReport> {
+        // Numbers and a literal only: nothing to escape.
+        let mut query = Vec::new();
+        match opts.budget {
+            Some(ScrubBudget::Bytes(b)) => query.push(format!("budget={b}")),
+            Some(ScrubBudget::Fraction(f)) => query.push(format!("sample={f}")),
+            None => {}
+        }
+        if opts.since_last {
+            query.push("since_last=true".to_string());
+        }
+        let path = match query.is_empty() {
+            true => "/v1/verify".to_string(),
+            false => format!("/v1/verify?{}", query.join("&")),
+        };
+        self.call(self.request(Method::POST, &path))
     }
 
     /// Seals the open segment.

@@ -75,6 +75,6 @@ pub use store::{
     release_thread_buffers, ArtifactInfo, ArtifactReader, AtomicSection, Audience, Changes, FileStamp, FilesCacheMode,
     GcOptions, GcReport, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested, Iter,
     ListFilter, LockHolder, LogCursor, Maintenance, MemoryUse, Piece, Pins, Problem, Put, PutOptions, RepairReport,
-    Retention, SideFileAccess, SideFiles, SnapshotAt, SnapshotDiff, SnapshotListing, SnapshotView, Snapshots, Store,
-    StoreOptions, StoreStat, VerifyReport, View, DEFAULT_GC_THRESHOLD,
+    Retention, ScrubBudget, ScrubOptions, ScrubStatus, SideFileAccess, SideFiles, SnapshotAt, SnapshotDiff,
+    SnapshotListing, SnapshotView, Snapshots, Store, StoreOptions, StoreStat, VerifyReport, View, DEFAULT_GC_THRESHOLD,
 };

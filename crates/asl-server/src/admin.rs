@@ -178,11 +178,39 @@ async fn gc(S(st): S<Arc<State>>, body: JsonBody<GcBody>) -> Response {
     }
 }
 
-/// `POST /v1/verify`: a full scrub; the report of `aslctl verify --json`
-/// (200 whether or not it found problems: the report says).
-async fn verify(S(st): S<Arc<State>>) -> Response {
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyQuery {
+    budget: Option<u64>,
+    sample: Option<f64>,
+    #[serde(default)]
+    since_last: bool,
+}
+
+/// `POST /v1/verify`: a scrub, whole or (`budget=BYTES` or `sample=FRACTION`,
+/// `since_last=true`) in budget; the report of `aslctl verify --json` (200
+/// whether or not it found problems: the report says).
+async fn verify(
+    S(st): S<Arc<State>>,
+    q: Result<axum::extract::Query<VerifyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(axum::extract::Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let budget = match (q.budget, q.sample) {
+        (Some(_), Some(_)) => return error(StatusCode::BAD_REQUEST, "give budget or sample, not both"),
+        (Some(b), None) => Some(asl_core::ScrubBudget::Bytes(b)),
+        (None, Some(f)) if (0.0..=1.0).contains(&f) => Some(asl_core::ScrubBudget::Fraction(f)),
+        (None, Some(_)) => return error(StatusCode::BAD_REQUEST, "sample must be between 0 and 1"),
+        (None, None) => None,
+    };
+    let opts = asl_core::ScrubOptions {
+        budget,
+        since_last: q.since_last,
+    };
     let store = st.store.clone();
-    match blocking(move || store.maintenance().verify()).await {
+    match blocking(move || store.maintenance().scrub(&opts)).await {
         Ok(r) => Json(r).into_response(),
         Err(r) => r,
     }

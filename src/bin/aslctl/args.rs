@@ -2,9 +2,7 @@
 
 use asl::{Error, Result};
 
-/// Parses a size like `64K`, `1M`, `256MiB`, `2G` or a plain byte count
-/// (for `serve` and `s3`, which a build may leave out).
-#[cfg(any(feature = "server", feature = "s3", test))]
+/// Parses a size like `64K`, `1M`, `256MiB`, `2G` or a plain byte count.
 pub(crate) fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -107,6 +105,46 @@ impl Only {
                 None => None,
             },
             visibility: self.visibility.as_deref().and_then(asl::Visibility::from_name),
+        })
+    }
+}
+
+/// `verify`'s scope: everything, or a budget's worth in rotation.
+#[derive(clap::Args, Debug, Default)]
+pub(crate) struct Scrub {
+    /// Read at most this much segment data (`10G`, `512M`), least recently
+    /// verified first, so that repeated runs cover the store in rotation
+    /// (index and snapshot files are read every time).
+    #[arg(long, value_name = "SIZE", conflicts_with = "sample")]
+    pub budget: Option<String>,
+    /// Read at most this share of the segment data (`1%`), least recently
+    /// verified first.
+    #[arg(long, value_name = "PERCENT")]
+    pub sample: Option<String>,
+    /// Read only data no scrub has read yet: new segments, and what the
+    /// open segment gained since it was last read.
+    #[arg(long)]
+    pub since_last: bool,
+}
+
+impl Scrub {
+    /// The library's options.
+    pub(crate) fn options(&self) -> Result<asl::ScrubOptions> {
+        let budget = match (&self.budget, &self.sample) {
+            (Some(b), _) => Some(asl::ScrubBudget::Bytes(parse_size(b)?)),
+            (None, Some(p)) => {
+                let bad = || Error::InvalidArgument(format!("--sample {p:?} is not a percentage like 1% or 0.5%"));
+                let f: f64 = p.trim().trim_end_matches('%').trim().parse().map_err(|_| bad())?;
+                if !(f > 0.0 && f <= 100.0) {
+                    return Err(bad());
+                }
+                Some(asl::ScrubBudget::Fraction(f / 100.0))
+            }
+            (None, None) => None,
+        };
+        Ok(asl::ScrubOptions {
+            budget,
+            since_last: self.since_last,
         })
     }
 }

@@ -277,8 +277,9 @@ enum Cmd {
     },
     /// Seal the open segment.
     Seal,
-    /// Check every block and every artifact; exit 1 when anything is corrupt.
-    Verify,
+    /// Check every block and every artifact, or a budget's worth in
+    /// rotation; exit 1 when anything is corrupt.
+    Verify(args::Scrub),
     /// Rebuild the index and log from the segment files.
     Repair,
     /// Measure packing options on generated workloads or a real directory,
@@ -452,7 +453,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
         Cmd::Stat => maint::stat(cli.json, dir),
         Cmd::Rm { ids, force } => maint::rm(cli.json, dir, ids, *force),
         Cmd::Seal => maint::seal(dir),
-        Cmd::Verify => maint::verify(cli.json, dir),
+        Cmd::Verify(scope) => maint::verify(cli.json, dir, &scope.options()?),
         Cmd::Repair => maint::repair(cli.json, dir),
     }
 }

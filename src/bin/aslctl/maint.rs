@@ -31,6 +31,7 @@ pub(crate) fn print_stat(json: bool, st: &asl::StoreStat) {
         out!("garbage bytes   {} ({})", st.garbage_bytes, human(st.garbage_bytes));
         out!("snapshots       {}", st.snapshots);
         out!("pins            {}", st.pins);
+        out!("scrub           {}", scrub_line(&st.scrub));
         out!("current         {}", st.current_id);
     }
 }
@@ -94,11 +95,26 @@ pub fn seal(dir: &Path) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `aslctl verify`: checks every block and artifact; exit 1 on any problem.
-pub fn verify(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
+/// `aslctl verify`: checks every block and artifact, or those of a
+/// budget's worth of segments; exit 1 on any problem.
+pub fn verify(json: bool, dir: &Path, opts: &asl::ScrubOptions) -> Result<ExitCode, CliError> {
     let s = StoreOptions::new().read_only(true).open(dir)?;
-    let r = s.maintenance().verify()?;
+    let r = s.maintenance().scrub(opts)?;
     Ok(print_verify(json, &r))
+}
+
+/// Where the scrub rotation stands, in one line.
+fn scrub_line(s: &asl::ScrubStatus) -> String {
+    let oldest = match s.oldest_verified_at {
+        Some(t) => format!("oldest verification {}", asl::records::time::format(t)),
+        None => "never verified".to_string(),
+    };
+    format!(
+        "{oldest}; {} unverified ({} of {} segments never read)",
+        human(s.unverified_bytes),
+        s.never_verified_segments,
+        s.segments
+    )
 }
 
 /// Prints a verify report; exit 1 when it found a problem.
@@ -112,9 +128,20 @@ pub(crate) fn print_verify(json: bool, r: &asl::VerifyReport) -> ExitCode {
                 None => out!("CORRUPT {}: {}", p.file.display(), p.detail),
             }
         }
+        for n in &r.notes {
+            eprintln!("aslctl: note: {n}");
+        }
+        let scope = match r.partial {
+            true => format!(
+                "{} of {} segments ({})",
+                r.segments,
+                r.scrub.segments,
+                human(r.segment_bytes)
+            ),
+            false => format!("{} segments", r.segments),
+        };
         eprintln!(
-            "verified {} segments, {} blocks, {} artifacts ({}): {}",
-            r.segments,
+            "verified {scope}, {} blocks, {} artifacts ({}): {}",
             r.blocks,
             r.artifacts,
             human(r.bytes),
@@ -124,6 +151,9 @@ pub(crate) fn print_verify(json: bool, r: &asl::VerifyReport) -> ExitCode {
                 format!("{} problems", r.problems.len())
             }
         );
+        if r.partial {
+            eprintln!("scrub: {}", scrub_line(&r.scrub));
+        }
     }
     if r.is_clean() {
         ExitCode::SUCCESS

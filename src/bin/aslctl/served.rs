@@ -60,7 +60,7 @@ fn upkeep(cmd: &Cmd) -> Option<bool> {
             ..
         })
         | Cmd::Snapshot(SnapCmd::Delete { .. }) => Some(true),
-        Cmd::Verify | Cmd::Stat | Cmd::Pins => Some(false),
+        Cmd::Verify(_) | Cmd::Stat | Cmd::Pins => Some(false),
         _ => None,
     }
 }
@@ -103,7 +103,7 @@ fn through(c: &Client, cli: &Cli) -> Result<ExitCode, CliError> {
             c.seal()?;
             ExitCode::SUCCESS
         }
-        Cmd::Verify => super::maint::print_verify(json, &c.verify()?),
+        Cmd::Verify(scope) => super::maint::print_verify(json, &c.scrub(&scope.options()?)?),
         Cmd::Stat => {
             super::maint::print_stat(json, &c.stat()?);
             ExitCode::SUCCESS

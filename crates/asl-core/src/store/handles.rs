@@ -143,7 +143,23 @@ impl Maintenance<'_> {
     /// segment, every sealed segment's footer, and every live artifact read back
     /// and hashed. Problems are collected, not returned as an error.
     pub fn verify(&self) -> Result<VerifyReport> {
-        self.0.verify()
+        self.0.scrub(&crate::ScrubOptions::default())
+    }
+
+    /// A scrub in budget: [`Maintenance::verify`]'s checks over the
+    /// segments `opts` chooses, least recently verified first, and the
+    /// live artifacts stored in them; index and snapshot files every time.
+    /// Each run is recorded in the store's `SCRUB` file, so repeated runs
+    /// read the whole store in rotation. Damage is reported exactly as a
+    /// full scrub reports it.
+    pub fn scrub(&self, opts: &crate::ScrubOptions) -> Result<VerifyReport> {
+        self.0.scrub(opts)
+    }
+
+    /// Where the scrub rotation stands: the least recent verification, and
+    /// the bytes never verified.
+    pub fn scrub_status(&self) -> crate::ScrubStatus {
+        self.0.scrub_status()
     }
 
     /// Reclaims the space of artifacts nothing retains (see [`GcOptions`]).

@@ -8,6 +8,7 @@
 //! index/       NNNNNNNNNNNN.idx
 //! segments/    NNNNNNNN.seg
 //! snapshots/   <identity>.idx (one index file per distinct snapshot content)
+//! SCRUB        when each segment was last verified (scrub.rs)
 //! ```
 
 use std::path::{Path, PathBuf};

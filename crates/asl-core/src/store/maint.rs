@@ -1,4 +1,5 @@
-//! Maintenance: `stat` and the full `verify` scrub (`repair` is in repair.rs).
+//! Maintenance: `stat` and the `verify` scrub, whole or in budget (which
+//! segments a budgeted one reads is in scrub.rs; `repair` is in repair/).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,9 @@ pub struct StoreStat {
     pub snapshots: u64,
     /// Pins.
     pub pins: u64,
+    /// Where the scrub rotation stands.
+    #[serde(default)]
+    pub scrub: super::ScrubStatus,
 }
 
 /// The heap a store's own parts hold, each beside the bound that caps it
@@ -99,6 +103,20 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// Everything found wrong; empty when the store is clean.
     pub problems: Vec<Problem>,
+    /// Whether this run read only some segments (a budgeted or
+    /// since-last scrub); index and snapshot files are read every time.
+    #[serde(default)]
+    pub partial: bool,
+    /// Bytes of segment files read.
+    #[serde(default)]
+    pub segment_bytes: u64,
+    /// Where the rotation stands after this run.
+    #[serde(default)]
+    pub scrub: super::ScrubStatus,
+    /// What went wrong beside the store's data: the scrub record
+    /// unreadable or not written. Not problems: the store is not damaged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl VerifyReport {
@@ -143,6 +161,10 @@ impl Store {
             garbage_bytes,
             snapshots: st.snapshots.len() as u64,
             pins: st.pins.len() as u64,
+            scrub: {
+                drop(st);
+                self.scrub_status()
+            },
         })
     }
 
@@ -191,9 +213,11 @@ impl Store {
         Ok(hasher.finish())
     }
 
-    /// [`Maintenance::verify`](crate::Maintenance::verify)'s body.
-    pub(crate) fn verify(&self) -> Result<VerifyReport> {
+    /// [`Maintenance::scrub`](crate::Maintenance::scrub)'s body.
+    pub(crate) fn scrub(&self, opts: &super::ScrubOptions) -> Result<VerifyReport> {
         let mut rep = VerifyReport::default();
+        let plan = self.scrub_plan(opts, &mut rep.notes);
+        rep.partial = plan.only.is_some();
         for (file, detail) in &self.seen.read().damage {
             rep.problems.push(problem(file, None, detail.clone()));
         }
@@ -206,7 +230,7 @@ impl Store {
                 rep.problems.push(problem(&f.path, None, e.to_string()));
             }
         }
-        for seg in segments.values() {
+        for seg in segments.values().filter(|s| plan.includes(s.id)) {
             rep.segments += 1;
             // The open segment may have a tail past the last commit; only what
             // the index can point at is checked.
@@ -217,6 +241,7 @@ impl Store {
             };
             let image = seg.image(limit)?;
             let bytes: &[u8] = &image;
+            rep.segment_bytes += bytes.len() as u64;
             let sc = scan(bytes);
             if let Err(e) = &sc.header {
                 rep.problems
@@ -267,6 +292,9 @@ impl Store {
         }
         for e in self.live_entries()? {
             let e = e?;
+            if !plan.includes(e.segment) {
+                continue;
+            }
             let r = if e.is_large() {
                 // Past the block cache: verify checks the disk, not bytes
                 // proven when they were read before.
@@ -297,6 +325,7 @@ impl Store {
             }
         }
         self.verify_snapshots(&mut rep)?;
+        rep.scrub = self.scrub_done(&plan, &mut rep.notes);
         Ok(rep)
     }
 
@@ -349,7 +378,7 @@ impl Store {
         Ok(())
     }
 
-    fn committed_len(&self, seg: u32) -> Option<u64> {
+    pub(super) fn committed_len(&self, seg: u32) -> Option<u64> {
         match &self.writer {
             Some(w) => w.lock().seg_states.get(&seg).map(|s| s.len),
             None => self.seen.read().segs.get(&seg).map(|s| s.len),
