@@ -1,6 +1,7 @@
 //! Model test for retention: random sequences of put / remove / snapshot /
-//! delete-snapshot / pin / unpin / gc / reopen against an in-memory model of
-//! what must stay readable, where. After a final full GC nothing unretained may
+//! delete-snapshot / pin / unpin / gc / reopen, and of ephemeral artifacts
+//! (an expiry time, the clock moving, the expiry sweep) against an
+//! in-memory model of what must stay readable, where. After a final full GC nothing unretained may
 //! be left: the usage counters must add up exactly. Some artifacts are
 //! versions of one base, stored in content-defined chunks they share.
 
@@ -9,6 +10,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
+use asl::federation::removal;
+use asl::records::query::QueryIndex;
+use asl::records::{expiry, RecordError};
 use asl::{ArtifactId, Error, GcOptions, Store, StoreOptions};
 use proptest::prelude::*;
 
@@ -23,6 +27,10 @@ enum Op {
     Gc(u8),
     Commit,
     Reopen,
+    /// Give artifact `.0` an expiry `.1` ticks from now.
+    Ephemeral(usize, u64),
+    Tick,
+    Expire,
 }
 
 fn content(i: usize) -> Vec<u8> {
@@ -64,6 +72,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..3u8).prop_map(Op::Gc),
         2 => Just(Op::Commit),
         1 => Just(Op::Reopen),
+        2 => (0..POOL, 0..3u64).prop_map(|(i, t)| Op::Ephemeral(i, t)),
+        2 => Just(Op::Tick),
+        2 => Just(Op::Expire),
     ]
 }
 
@@ -86,11 +97,20 @@ struct Model {
     current: BTreeSet<usize>,
     snaps: BTreeMap<String, BTreeSet<usize>>,
     pins: BTreeMap<String, usize>,
+    clock: u64,
+    /// Each artifact's latest expiry time; its records stay (and apply to
+    /// it if it is stored again) until a sweep after that time.
+    expiry: BTreeMap<usize, u64>,
 }
 
 impl Model {
     fn retained(&self, i: usize) -> bool {
-        self.current.contains(&i) || self.snaps.values().any(|s| s.contains(&i)) || self.pins.values().any(|p| *p == i)
+        self.current.contains(&i) || self.held(i)
+    }
+
+    /// Held apart from CURRENT: what keeps an expired artifact in it.
+    fn held(&self, i: usize) -> bool {
+        self.snaps.values().any(|s| s.contains(&i)) || self.pins.values().any(|p| *p == i)
     }
 }
 
@@ -99,7 +119,15 @@ fn id(i: usize) -> ArtifactId {
 }
 
 fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
-    let listed: Vec<ArtifactId> = s.list().unwrap().into_iter().map(|a| a.id).collect();
+    // The pool's artifacts; expiry records are artifacts too.
+    let pool: BTreeSet<ArtifactId> = (0..POOL).map(id).collect();
+    let listed: Vec<ArtifactId> = s
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .filter(|a| pool.contains(a))
+        .collect();
     let want: BTreeSet<ArtifactId> = m.current.iter().map(|i| id(*i)).collect();
     prop_assert_eq!(listed, want.into_iter().collect::<Vec<_>>());
     for i in 0..POOL {
@@ -113,7 +141,13 @@ fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
     prop_assert_eq!(names, m.snaps.keys().cloned().collect::<Vec<_>>());
     for (name, set) in &m.snaps {
         let v = s.at(name).unwrap();
-        let listed: BTreeSet<ArtifactId> = v.list().unwrap().into_iter().map(|a| a.id).collect();
+        let listed: BTreeSet<ArtifactId> = v
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.id)
+            .filter(|a| pool.contains(a))
+            .collect();
         prop_assert_eq!(&listed, &set.iter().map(|i| id(*i)).collect::<BTreeSet<_>>());
         for i in set {
             prop_assert_eq!(v.get(&id(*i)).unwrap(), content(*i), "snapshot {} item {}", name, i);
@@ -131,6 +165,7 @@ fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut s = opts().open(dir.path()).unwrap();
+    let mut index = QueryIndex::open(&s).unwrap().0;
     let mut m = Model::default();
     for op in ops {
         match op {
@@ -190,8 +225,45 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Commit => s.commit().unwrap(),
             Op::Reopen => {
+                drop(index);
                 s.close().unwrap();
                 s = opts().open(dir.path()).unwrap();
+                index = QueryIndex::open(&s).unwrap().0;
+            }
+            Op::Ephemeral(i, ticks) => match expiry::set(&s, &id(i), m.clock + ticks) {
+                Ok(_) => {
+                    prop_assert!(m.current.contains(&i));
+                    let at = m.expiry.entry(i).or_default();
+                    *at = (*at).max(m.clock + ticks);
+                    s.commit().unwrap();
+                }
+                Err(RecordError::Store(Error::NotFound(_))) => prop_assert!(!m.current.contains(&i)),
+                Err(e) => prop_assert!(false, "ephemeral {}: {}", i, e),
+            },
+            Op::Tick => m.clock += 1,
+            Op::Expire => {
+                let x = removal::expire(&s, &mut index, m.clock, false).unwrap();
+                let due: Vec<usize> = m
+                    .expiry
+                    .iter()
+                    .filter(|(_, at)| **at <= m.clock)
+                    .map(|(i, _)| *i)
+                    .collect();
+                let (mut gone, mut held) = (BTreeSet::new(), BTreeSet::new());
+                for i in due {
+                    if !m.current.contains(&i) {
+                        m.expiry.remove(&i);
+                    } else if m.held(i) {
+                        held.insert(id(i));
+                    } else {
+                        m.current.remove(&i);
+                        m.expiry.remove(&i);
+                        gone.insert(id(i));
+                    }
+                }
+                prop_assert_eq!(x.removed.into_iter().collect::<BTreeSet<_>>(), gone);
+                prop_assert_eq!(x.held.into_iter().collect::<BTreeSet<_>>(), held);
+                check(&s, &m)?;
             }
         }
     }
@@ -214,8 +286,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     for name in m.pins.keys() {
         s.pins().remove(name).unwrap();
     }
-    for i in &m.current {
-        s.remove(&id(*i)).unwrap();
+    for a in s.list().unwrap() {
+        s.remove(&a.id).unwrap();
     }
     s.maintenance().gc(&GcOptions::default()).unwrap();
     let left: u64 = std::fs::read_dir(dir.path().join("segments"))

@@ -308,3 +308,77 @@ fn a_command_printing_hundreds_of_megabytes_is_streamed_to_the_store() {
     // 400 MiB went through a process whose resident set stayed far below it.
     assert!(rss < 160 * 1024, "peak RSS of aslctl {rss} KiB");
 }
+
+/// Ephemeral artifacts: once expired, `gc` removes them and reclaims their
+/// bytes, but never one a live receipt holds; when the receipt goes, so
+/// does the artifact at the next `gc`.
+#[test]
+fn expired_ephemeral_artifacts_go_at_gc_unless_a_live_receipt_holds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let i = dir.path().join("in.bin");
+    fs::write(&i, common::noise(4, 1000)).unwrap();
+    let input = common::ingest_file(&store, &i);
+    let p = dir.path().join("p.json");
+    let prog = format!(
+        r#"{{"nodes": {{"say": {{"op": "exec", "inputs": {{"in.bin": "b3:{input}"}}, "params": {{"cmd": "echo scratch"}}}}}}}}"#
+    );
+    fs::write(&p, prog).unwrap();
+    let run = json_of(&ok(aslctl(&store, &["--json", "pel", "run", p.to_str().unwrap()])));
+    let held = run["nodes"][0]["outputs"]["stdout"].as_str().unwrap().to_string();
+    let receipt = run["nodes"][0]["receipt"].as_str().unwrap().to_string();
+    let f = dir.path().join("tmp.bin");
+    fs::write(&f, common::noise(5, 100_000)).unwrap();
+    let free = common::ingest_file(&store, &f);
+
+    // Not yet due: nothing goes.
+    let o = ok(aslctl(&store, &["ephemeral", &free, "--ttl", "1h"]));
+    assert!(o.contains(&free) && o.contains("expires"), "{o}");
+    let gc = json_of(&ok(aslctl(&store, &["--json", "gc"])));
+    assert_eq!(
+        (gc["expired"].as_u64(), gc["expired_held"].as_u64()),
+        (Some(0), Some(0)),
+        "{gc}"
+    );
+    // A later time wins: the hour-long life stands beside a past expiry.
+    // The receipt holds its input and its output.
+    ok(aslctl(
+        &store,
+        &["ephemeral", &free, &held, &input, "--until", "2000-01-01"],
+    ));
+    let dry = json_of(&ok(aslctl(&store, &["--json", "gc", "--dry-run"])));
+    assert_eq!(
+        (dry["expired"].as_u64(), dry["expired_held"].as_u64()),
+        (Some(0), Some(2)),
+        "{dry}"
+    );
+    // Another artifact, due: it goes; the receipt's output stays.
+    let g = dir.path().join("gone.bin");
+    fs::write(&g, common::noise(6, 100_000)).unwrap();
+    let gone = common::ingest_file(&store, &g);
+    ok(aslctl(&store, &["ephemeral", &gone, "--until", "2000-01-01"]));
+    let dry = json_of(&ok(aslctl(&store, &["--json", "gc", "--dry-run"])));
+    assert_eq!(
+        (dry["expired"].as_u64(), dry["expired_held"].as_u64()),
+        (Some(1), Some(2)),
+        "{dry}"
+    );
+    assert!(ok(aslctl(&store, &["ls"])).contains(&gone), "a dry run removes nothing");
+    let gc = ok(aslctl(&store, &["gc"]));
+    assert!(gc.contains("removed 1 ephemeral artifacts (2 held"), "{gc}");
+    let ls = ok(aslctl(&store, &["ls"]));
+    assert!(!ls.contains(&gone) && ls.contains(&held) && ls.contains(&free), "{ls}");
+    let st = json_of(&ok(aslctl(&store, &["--json", "stat"])));
+    assert_eq!(st["garbage_bytes"].as_u64(), Some(0), "GC reclaimed it: {st}");
+
+    // The receipt removed, its output goes at the next gc.
+    ok(aslctl(&store, &["rm", "--force", &receipt]));
+    let gc = json_of(&ok(aslctl(&store, &["--json", "gc"])));
+    assert_eq!(gc["expired"].as_u64(), Some(2), "{gc}");
+    let ls = ok(aslctl(&store, &["ls"]));
+    assert!(!ls.contains(&held) && !ls.contains(&input), "{ls}");
+    let o = aslctl(&store, &["ephemeral", &held, "--ttl", "1h"]);
+    assert_eq!(o.status.code(), Some(1), "gone: {}", err(&o));
+    let o = aslctl(&store, &["ephemeral", &receipt[..8]]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+}

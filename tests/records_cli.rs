@@ -180,6 +180,7 @@ fn types_lists_the_registry() {
             "asl/tree",
             "asl/annotation",
             "asl/digest",
+            "asl/expiry",
             "asl/lineage",
             "asl/run",
             "asl/pel-program",

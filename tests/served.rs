@@ -82,7 +82,9 @@ fn a_served_store_is_kept_up_over_http() {
     assert_eq!(code, 200, "{gc}");
     assert!(gc["reclaimed_bytes"].as_u64().unwrap() > 0, "{gc}");
     assert!(
-        gc["physical_after"].as_u64().is_some() && gc["seconds"].as_f64().is_some(),
+        gc["physical_after"].as_u64().is_some()
+            && gc["seconds"].as_f64().is_some()
+            && gc["expired"].as_u64() == Some(0),
         "{gc}"
     );
     assert_eq!(call(root, "POST", "/v1/gc", Some(r#"{"threshold": 2}"#)).0, 400);

@@ -136,6 +136,12 @@ pub struct GcDone {
     pub report: GcReport,
     /// Bytes of segment files after the run.
     pub physical_after: u64,
+    /// Expired ephemeral artifacts the sweep before the run removed.
+    #[serde(default)]
+    pub expired: u64,
+    /// Expired ones left because something holds them.
+    #[serde(default)]
+    pub expired_held: u64,
 }
 
 /// A snapshot made or deleted through the server.

@@ -5,7 +5,8 @@
 //! a live PEL receipt holds as an output, is refused unless forced, and a
 //! forced removal withdraws it from the publication first so that no signed
 //! manifest lists what the store no longer sends. Eviction from a build
-//! cache ([`evict`]) keeps the same promises, and the store's roots too.
+//! cache ([`evict`]) keeps the same promises, and the store's roots too;
+//! so does the sweep of expired ephemeral artifacts ([`expire`]).
 
 use std::collections::HashSet;
 
@@ -114,4 +115,59 @@ pub fn evict(
     }
     let keep = Keep::new(store)?;
     entries.evict(store, index, trigger, target, |index, id| keep.keeps(index, id))
+}
+
+/// What a sweep of expired artifacts did (or, dry, would do).
+#[derive(Debug, Default)]
+pub struct Expired {
+    /// Expired artifacts taken out of CURRENT, with their expiry records.
+    pub removed: Vec<ArtifactId>,
+    /// Expired, but held by a pin, a snapshot, publication or a live PEL
+    /// receipt (as an input or an output): left until nothing holds them.
+    pub held: Vec<ArtifactId>,
+    /// Expiry records removed whose artifact was already gone.
+    pub stale_records: usize,
+}
+
+/// Takes out of CURRENT every artifact whose expiry time
+/// ([`asl_records::expiry`]) is at or before `now` (seconds since 1970)
+/// and that nothing holds, with the records that gave it the time, and
+/// commits; GC then reclaims their bytes. With `dry_run`, only says what
+/// it would do.
+pub fn expire(store: &Store, index: &mut QueryIndex, now: u64, dry_run: bool) -> Result<Expired> {
+    index.refresh(store)?;
+    let mut out = Expired::default();
+    let due = asl_records::expiry::due(index, now)?;
+    if due.is_empty() {
+        return Ok(out);
+    }
+    let keep = Keep::new(store)?;
+    let mut gone = Vec::new();
+    for hit in due {
+        if !store.contains(&hit.subject)? {
+            out.stale_records += hit.records.len();
+            gone.extend(hit.records);
+            continue;
+        }
+        // Keep holds outputs of live receipts; a replay needs the inputs too.
+        let mut held = keep.keeps(index, &hit.subject)?;
+        for (_, receipt) in index.records_with(asl_records::query::RECEIPT_IN, hit.subject.as_bytes())? {
+            held = held || store.contains(&receipt)?;
+        }
+        if held {
+            out.held.push(hit.subject);
+            continue;
+        }
+        out.removed.push(hit.subject);
+        gone.push(hit.subject);
+        gone.extend(hit.records);
+    }
+    if dry_run || gone.is_empty() {
+        return Ok(out);
+    }
+    for id in &gone {
+        store.remove(id)?;
+    }
+    store.commit()?;
+    Ok(out)
 }

@@ -30,6 +30,7 @@ pub mod cache;
 pub mod cbor;
 pub mod digests;
 mod envelope;
+pub mod expiry;
 pub mod ingest;
 #[cfg(feature = "json")]
 pub mod json;

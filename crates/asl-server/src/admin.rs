@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::http::{blocking, error, json_body, parse_id, with_view, Access, JsonBody, Refused, Route};
 use super::State;
-use asl_core::{ArtifactId, Error, GcOptions};
+use asl_core::{ArtifactId, GcOptions};
 use asl_federation::removal::{remove, Removal};
 use asl_federation::FederationError;
 
@@ -160,18 +160,21 @@ async fn gc(S(st): S<Arc<State>>, body: JsonBody<GcBody>) -> Response {
     if !(0.0..=1.0).contains(&opts.threshold) {
         return error(StatusCode::BAD_REQUEST, "threshold must be between 0 and 1");
     }
-    let store = st.store.clone();
+    let st2 = st.clone();
     let got = blocking(move || {
-        let r = store.maintenance().gc(&opts)?;
-        let after = store.maintenance().stat()?;
-        Ok::<_, Error>((r, after.physical_bytes))
+        let x = crate::upkeep::expire(&st2, opts.dry_run)?;
+        let r = st2.store.maintenance().gc(&opts)?;
+        let after = st2.store.maintenance().stat()?;
+        Ok::<_, FederationError>((x, r, after.physical_bytes))
     })
     .await;
     match got {
-        Ok((r, physical_after)) => {
+        Ok((x, r, physical_after)) => {
             st.metrics.gc_done(r.reclaimed_bytes);
             let mut v = serde_json::to_value(&r).unwrap_or_default();
             v["physical_after"] = json!(physical_after);
+            v["expired"] = json!(x.removed.len());
+            v["expired_held"] = json!(x.held.len());
             Json(v).into_response()
         }
         Err(r) => r,

@@ -94,6 +94,17 @@ fn round(st: &State, save: bool, publish: Option<Option<LogCursor>>) -> Option<L
         }
     }
     if save {
+        // As often as the access times are saved: expired artifacts wait
+        // at most that long (and for the GC after) to go.
+        match expire(st, false) {
+            Ok(x) if !x.removed.is_empty() => {
+                if let Err(e) = st.store.maintenance().gc(&GcOptions::default()) {
+                    eprintln!("aslctl: warning: GC after expiry failed, retried on the next round: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("aslctl: warning: the expiry sweep failed, retried on the next round: {e}"),
+        }
         if let Err(e) = st.index.entries.save_access(&st.store) {
             eprintln!("aslctl: warning: the cache's access times were not saved: {e}");
         }
@@ -114,6 +125,22 @@ fn round(st: &State, save: bool, publish: Option<Option<LogCursor>>) -> Option<L
             None
         }
     }
+}
+
+/// Sweeps expired ephemeral artifacts out of CURRENT (see
+/// `asl_federation::removal::expire`); GC reclaims them after.
+pub(crate) fn expire(
+    st: &State,
+    dry_run: bool,
+) -> Result<asl_federation::removal::Expired, asl_federation::FederationError> {
+    let now = asl_records::time::now_ns().max(0) as u64 / 1_000_000_000;
+    let x = st
+        .index
+        .with(|i| asl_federation::removal::expire(&st.store, i, now, dry_run))?;
+    if st.cfg.access_log && !x.removed.is_empty() {
+        eprintln!("aslctl: {} ephemeral artifacts expired", x.removed.len());
+    }
+    Ok(x)
 }
 
 fn evict(st: &State, max: u64) -> Result<(), Box<dyn std::error::Error>> {

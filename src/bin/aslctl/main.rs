@@ -189,6 +189,21 @@ enum Cmd {
         #[arg(long)]
         media_type: Option<String>,
     },
+    /// Make artifacts ephemeral: once the time given passes, `gc` (and a
+    /// server's upkeep) removes them, unless a pin, a snapshot,
+    /// publication or a live PEL receipt holds them. Prints each expiry
+    /// record's id.
+    Ephemeral {
+        /// Ids or unique id prefixes.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Expire this long from now (`2h`, `30m`, `7d`).
+        #[arg(long, value_parser = asl::records::time::parse_duration, conflicts_with = "until", required_unless_present = "until")]
+        ttl: Option<std::time::Duration>,
+        /// Expire at this time (`YYYY-MM-DD` or RFC 3339 UTC).
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// An artifact's annotations: `<record-id>  <created_at>  k=v...`.
     Labels {
         /// Id or unique id prefix.
@@ -435,6 +450,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
         Cmd::S3(c) => s3cmd::s3(cli.json, dir, c),
         Cmd::Label { id, labels, media_type } => query::label(cli.json, dir, id, labels, media_type.as_deref()),
         Cmd::Labels { id } => query::show_labels(cli.json, dir, id),
+        Cmd::Ephemeral { ids, ttl, until } => snap::ephemeral(cli.json, dir, ids, *ttl, until.as_deref()),
         Cmd::Find(f) => query::find(cli.json, dir, f),
         Cmd::Reindex => query::reindex(cli.json, dir),
         Cmd::Runs(cmd) => query::runs(cli.json, dir, cmd),

@@ -97,7 +97,12 @@ fn through(c: &Client, cli: &Cli) -> Result<ExitCode, CliError> {
                 threshold: *threshold,
                 dry_run: *dry_run,
             })?;
-            super::snap::print_gc(json, &g.report, g.physical_after)
+            super::snap::print_gc(
+                json,
+                &g.report,
+                g.physical_after,
+                (g.expired as usize, g.expired_held as usize),
+            )
         }
         Cmd::Seal => {
             c.seal()?;

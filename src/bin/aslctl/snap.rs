@@ -372,20 +372,87 @@ pub(crate) fn print_pins(json_out: bool, p: &[(String, ArtifactId)]) {
 
 pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<ExitCode, CliError> {
     let s = Store::open(dir)?;
+    let mut index = crate::query::open_index(&s)?;
+    let x = asl::federation::removal::expire(&s, &mut index, now_secs(), dry_run)?;
+    drop(index);
     let r = s.maintenance().gc(&GcOptions { threshold, dry_run })?;
     let after = s.maintenance().stat()?;
     crate::close_committed(s);
-    Ok(print_gc(json_out, &r, after.physical_bytes))
+    Ok(print_gc(
+        json_out,
+        &r,
+        after.physical_bytes,
+        (x.removed.len(), x.held.len()),
+    ))
 }
 
-/// Prints a GC report; exit 1 when it left damaged segments alone.
-pub(crate) fn print_gc(json_out: bool, r: &GcReport, physical_after: u64) -> ExitCode {
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `aslctl ephemeral IDS (--ttl D | --until T)`: gives each artifact an
+/// expiry time; prints each expiry record's id.
+pub fn ephemeral(
+    json_out: bool,
+    dir: &Path,
+    ids: &[String],
+    ttl: Option<Duration>,
+    until: Option<&str>,
+) -> Result<ExitCode, CliError> {
+    let at = match (ttl, until) {
+        (Some(d), _) => now_secs().saturating_add(d.as_secs()),
+        (None, Some(t)) => asl::records::time::parse(t).ok_or_else(|| {
+            asl::Error::InvalidArgument(format!(
+                "--until {t:?} is not a date (YYYY-MM-DD) or a UTC time (YYYY-MM-DDTHH:MM:SSZ)"
+            ))
+        })?,
+        (None, None) => return Err(asl::Error::InvalidArgument("give --ttl or --until".into()).into()),
+    };
+    let s = Store::open(dir)?;
+    let mut subjects = Vec::new();
+    for t in ids {
+        subjects.push(s.resolve(t)?);
+    }
+    let mut records = Vec::new();
+    for id in &subjects {
+        records.push(asl::records::expiry::set(&s, id, at)?);
+    }
+    crate::close_committed(s);
+    let when = asl::records::time::format(at);
+    for (id, r) in subjects.iter().zip(&records) {
+        if json_out {
+            out!(
+                "{}",
+                json!({"id": id.to_hex(), "record": r.to_hex(), "expires_at": when})
+            );
+        } else {
+            out!("{r}  {id}  expires {when}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a GC report, and what the expiry sweep before it removed and
+/// left held; exit 1 when GC left damaged segments alone.
+pub(crate) fn print_gc(json_out: bool, r: &GcReport, physical_after: u64, expired: (usize, usize)) -> ExitCode {
     let dry_run = r.dry_run;
     if json_out {
         let mut v = serde_json::to_value(r).unwrap_or_default();
         v["physical_after"] = json!(physical_after);
+        v["expired"] = json!(expired.0);
+        v["expired_held"] = json!(expired.1);
         out!("{v}");
     } else {
+        if expired != (0, 0) {
+            let verb = if dry_run { "would remove" } else { "removed" };
+            out!(
+                "expired: {verb} {} ephemeral artifacts ({} held by a pin, a snapshot, publication or a live receipt)",
+                expired.0,
+                expired.1
+            );
+        }
         let verb = if dry_run { "would reclaim" } else { "reclaimed" };
         out!(
             "{verb} {} in {} segments ({} repacked: {} artifacts, {} copied) in {:.3} s",

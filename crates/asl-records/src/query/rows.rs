@@ -135,6 +135,9 @@ pub(super) fn rows(id: &ArtifactId, r: &Record) -> Rows {
     let t = text("created_at")
         .or_else(|| text("started_at"))
         .or_else(|| text("last_used"))
+        // An expiry record is dated by when it expires, so that the due
+        // ones are one time range.
+        .or_else(|| text("expires_at"))
         .and_then(time::parse)
         .unwrap_or(0);
     let (subject, annotates) = match body.get("subject") {

@@ -168,6 +168,12 @@ pub static REGISTRY: &[RecordType] = &[
         ],
     },
     RecordType {
+        name: "asl/expiry",
+        version: 1,
+        doc: "the time after which an artifact (its subject) is ephemeral garbage: removed by the sweep before GC unless something holds it",
+        fields: &[req("subject", Kind::Id), req("expires_at", Kind::Time)],
+    },
+    RecordType {
         name: "asl/lineage",
         version: 1,
         doc: "one step of a history: what changed, by whom and why, linked to the step before",
