@@ -31,6 +31,7 @@ pub(super) fn routes() -> Vec<Route> {
     };
     vec![
         r("/v1/artifacts:remove", &["POST"], post(remove_many)),
+        r("/v1/artifacts/{id}/expiry", &["POST"], post(expiry)),
         r("/v1/gc", &["POST"], post(gc)),
         r("/v1/verify", &["POST"], post(verify)),
         r("/v1/seal", &["POST"], post(seal)),
@@ -137,6 +138,64 @@ fn removal_json(r: &Removal) -> serde_json::Value {
         v["unpublished"] = json!({"artifacts": p.changed.len(), "manifest_seq": p.seq});
     }
     v
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpiryBody {
+    ttl: Option<u64>,
+    until: Option<String>,
+}
+
+/// `POST /v1/artifacts/{id}/expiry`: makes an artifact ephemeral (an
+/// `asl/expiry` record), `{"ttl": SECONDS}` from now or `{"until": TIME}`;
+/// the sweep before each GC removes it once that time has passed. Admin
+/// scope: it schedules a removal.
+async fn expiry(
+    S(st): S<Arc<State>>,
+    Extension(a): Extension<Access>,
+    Path(id): Path<String>,
+    body: JsonBody<ExpiryBody>,
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
+    };
+    let b = match json_body(body, "{\"ttl\": 3600} or {\"until\": \"2026-12-31T00:00:00Z\"}") {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    let now = asl_records::time::now_ns().max(0) as u64 / 1_000_000_000;
+    let at = match (b.ttl, b.until.as_deref()) {
+        (Some(t), None) => now.saturating_add(t),
+        (None, Some(u)) => match asl_records::time::parse(u) {
+            Some(at) => at,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("until {u:?} is not a date or an RFC 3339 UTC time"),
+                )
+            }
+        },
+        _ => return error(StatusCode::BAD_REQUEST, "give ttl or until, one of them"),
+    };
+    let set = with_view(&st.store.clone(), a, move |view| {
+        if !view.contains(&id)? {
+            return Err(asl_records::RecordError::Store(asl_core::Error::NotFound(id)));
+        }
+        let r = asl_records::expiry::set(view.store(), &id, at)?;
+        view.store().commit()?;
+        Ok(r)
+    })
+    .await;
+    match set {
+        Ok(r) => (
+            StatusCode::CREATED,
+            Json(json!({"record": r.to_hex(), "expires_at": asl_records::time::format(at)})),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -226,8 +226,8 @@ async fn authorize(S(st): S<Arc<State>>, mut req: Request, next: Next) -> Respon
     }
 }
 
-/// The scope a call needs: upkeep (removal, GC, verify, seal, figures,
-/// pins, snapshots made or deleted) is for admins, puts, records and
+/// The scope a call needs: upkeep (removal and expiry, GC, verify, seal,
+/// figures, pins, snapshots made or deleted) is for admins, puts, records and
 /// labels for writers, every other read for readers.
 fn scope_of(method: &Method, path: &str) -> Scope {
     let upkeep = ["/v1/gc", "/v1/verify", "/v1/seal", "/v1/stat", "/v1/artifacts:remove"];
@@ -236,6 +236,7 @@ fn scope_of(method: &Method, path: &str) -> Scope {
         || path == "/v1/pins"
         || path.starts_with("/v1/pins/")
         || (method == Method::POST && path.starts_with("/v1/snapshots"))
+        || (method == Method::POST && path.ends_with("/expiry"))
     {
         Scope::Admin
     } else if method == Method::PUT
