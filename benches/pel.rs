@@ -54,6 +54,7 @@ fn dag(n: usize, inputs: &[ArtifactId]) -> Program {
                 vec![Input {
                     name: "in0".into(),
                     from,
+                    snapshot: None,
                 }],
                 params(&[("format", Value::text("b3sum")), ("name", Value::text(format!("n{i}")))]),
             )
@@ -67,10 +68,12 @@ fn dag(n: usize, inputs: &[ArtifactId]) -> Program {
                     Input {
                         name: "in0".into(),
                         from: node_ref(a),
+                        snapshot: None,
                     },
                     Input {
                         name: "in1".into(),
                         from: node_ref(b),
+                        snapshot: None,
                     },
                 ],
                 params(&[]),
@@ -199,6 +202,7 @@ fn main() {
                     Ref::Node { node, .. } => outputs[node.as_str()],
                     Ref::Tree(id) => *id,
                 },
+                snapshot: i.snapshot.as_deref(),
             })
             .collect();
         ops::run_builtin(&store, node, &ins).unwrap();

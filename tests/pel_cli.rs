@@ -382,3 +382,102 @@ fn expired_ephemeral_artifacts_go_at_gc_unless_a_live_receipt_holds_them() {
     let o = aslctl(&store, &["ephemeral", &receipt[..8]]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
 }
+
+/// Inputs read at a named snapshot: they run while CURRENT no longer holds
+/// them, the receipt and the action key carry the snapshot, and a replay
+/// reads at the same snapshot — and says so once it is gone.
+#[test]
+fn inputs_taken_at_a_snapshot_are_read_there_recorded_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let f = dir.path().join("data.txt");
+    fs::write(&f, "as it was\n").unwrap();
+    let a = common::ingest_file(&store, &f);
+    ok(aslctl(&store, &["snapshot", "create", "s1"]));
+    ok(aslctl(&store, &["rm", &a]));
+    let prog = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        fs::write(&p, body).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let at_snap = prog(
+        "snap.json",
+        &format!(
+            r#"{{"nodes": {{"count": {{"op": "exec", "inputs": {{"d.txt": "snap:s1:b3:{a}"}}, "params": {{"cmd": "wc -c < d.txt"}}}},
+                           "joined": {{"op": "concat", "inputs": ["snap:s1:{a}", "snap:s1:{a}"]}}}}}}"#
+        ),
+    );
+    let run = json_of(&ok(aslctl(&store, &["--json", "pel", "run", &at_snap])));
+    assert_eq!(run["outcome"], "OK", "{run}");
+    let node = |n: &str| {
+        run["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["node"] == n)
+            .unwrap()
+            .clone()
+    };
+    let count = node("count");
+    let said = ok(aslctl(&store, &["cat", count["outputs"]["stdout"].as_str().unwrap()]));
+    assert_eq!(said.trim(), "10");
+    let joined = ok(aslctl(
+        &store,
+        &["cat", node("joined")["outputs"]["out"].as_str().unwrap()],
+    ));
+    assert_eq!(joined, "as it was\nas it was\n");
+    let receipt = json_of(&ok(aslctl(
+        &store,
+        &["record", "show", count["receipt"].as_str().unwrap()],
+    )));
+    assert_eq!(receipt["body"]["inputs"][0]["snapshot"], "s1", "{receipt}");
+
+    // From CURRENT the same id is missing; stored again, it runs under
+    // another action key (no hit from the snapshot's run).
+    let current = prog(
+        "current.json",
+        &format!(
+            r#"{{"nodes": {{"count": {{"op": "exec", "inputs": {{"d.txt": "b3:{a}"}}, "params": {{"cmd": "wc -c < d.txt"}}}}}}}}"#
+        ),
+    );
+    let o = aslctl(&store, &["pel", "run", &current]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    common::ingest_file(&store, &f);
+    let again = json_of(&ok(aslctl(&store, &["--json", "pel", "run", &current])));
+    assert_eq!(again["executed"], serde_json::json!(["count"]), "{again}");
+    let cached = json_of(&ok(aslctl(&store, &["--json", "pel", "run", &at_snap])));
+    assert_eq!(
+        cached["executed"],
+        serde_json::json!([]),
+        "the snapshot's run is cached: {cached}"
+    );
+
+    // A replay reads at the snapshot.
+    let o = aslctl(&store, &["pel", "replay", run["run"].as_str().unwrap(), "--check"]);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    ok(aslctl(&store, &["snapshot", "delete", "s1"]));
+    let o = aslctl(&store, &["pel", "replay", run["run"].as_str().unwrap(), "--check"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err(&o).contains("snapshot \"s1\", which does not exist"), "{}", err(&o));
+
+    // Refused before anything runs: another node's output at a snapshot,
+    // a snapshot that does not hold the input.
+    ok(aslctl(&store, &["snapshot", "create", "s2"]));
+    let bad = prog(
+        "bad.json",
+        r#"{"nodes": {"a": {"op": "exec", "params": {"cmd": "true"}}, "b": {"op": "concat", "inputs": ["snap:s2:@a"]}}}"#,
+    );
+    let o = aslctl(&store, &["pel", "run", &bad]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("cannot hold the output of node"), "{}", err(&o));
+    let absent = prog(
+        "absent.json",
+        &format!(
+            r#"{{"nodes": {{"c": {{"op": "concat", "inputs": ["snap:s2:{}"]}}}}}}"#,
+            "ab".repeat(32)
+        ),
+    );
+    let o = aslctl(&store, &["pel", "run", &absent]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("not in snapshot \"s2\""), "{}", err(&o));
+}

@@ -73,6 +73,7 @@ fn program(d: &Dag, ids: &[ArtifactId]) -> Program {
                         .map(|(k, s)| Input {
                             name: format!("in{k}"),
                             from: src(*s),
+                            snapshot: None,
                         })
                         .collect(),
                     Value::Map(Vec::new()),
@@ -82,6 +83,7 @@ fn program(d: &Dag, ids: &[ArtifactId]) -> Program {
                     vec![Input {
                         name: "in0".into(),
                         from: src(*s),
+                        snapshot: None,
                     }],
                     Value::Map(vec![
                         (Value::text("offset"), Value::Unsigned(*off)),

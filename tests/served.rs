@@ -83,11 +83,19 @@ fn a_served_store_is_kept_up_over_http() {
     assert_eq!(code, 201);
     let expiry = format!("/v1/artifacts/{scratch}/expiry");
     assert_eq!(call(writer, "POST", &expiry, Some(r#"{"ttl": 0}"#)).0, 403);
-    for bad in [r#"{}"#, r#"{"ttl": 1, "until": "2000-01-01"}"#, r#"{"until": "soon"}"#, r#"{"ttl": -1}"#] {
+    for bad in [
+        r#"{}"#,
+        r#"{"ttl": 1, "until": "2000-01-01"}"#,
+        r#"{"until": "soon"}"#,
+        r#"{"ttl": -1}"#,
+    ] {
         assert_eq!(call(root, "POST", &expiry, Some(bad)).0, 400, "{bad}");
     }
     let (code, b) = call(root, "POST", &expiry, Some(r#"{"until": "2000-01-01"}"#));
-    assert_eq!((code, json(&b)["expires_at"].as_str()), (201, Some("2000-01-01T00:00:00Z")));
+    assert_eq!(
+        (code, json(&b)["expires_at"].as_str()),
+        (201, Some("2000-01-01T00:00:00Z"))
+    );
     let nowhere = format!("/v1/artifacts/{}/expiry", "0".repeat(64));
     assert_eq!(call(root, "POST", &nowhere, Some(r#"{"ttl": 1}"#)).0, 404);
 
@@ -95,7 +103,11 @@ fn a_served_store_is_kept_up_over_http() {
     let gc = json(&b);
     assert_eq!(code, 200, "{gc}");
     assert!(gc["reclaimed_bytes"].as_u64().unwrap() > 0, "{gc}");
-    assert_eq!(call(root, "GET", &format!("/v1/artifacts/{scratch}"), None).0, 404, "expired at GC");
+    assert_eq!(
+        call(root, "GET", &format!("/v1/artifacts/{scratch}"), None).0,
+        404,
+        "expired at GC"
+    );
     assert!(
         gc["physical_after"].as_u64().is_some()
             && gc["seconds"].as_f64().is_some()

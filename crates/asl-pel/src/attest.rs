@@ -94,7 +94,7 @@ pub fn statement(store: &Store, scope: &Scope, builder: &PublicKey) -> Result<J,
     let mut deps = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for (_, r) in &scope.receipts {
-        for (i, _, _) in &r.inputs {
+        for (i, _) in &r.inputs {
             if produced.contains(&i.id) || !seen.insert(i.id) {
                 continue;
             }
@@ -213,7 +213,7 @@ pub fn prov(store: &Store, scope: &Scope, builder: &PublicKey) -> Result<J, PelE
                 "asl:run": r.run_id,
             }),
         );
-        for (k, (i, _, _)) in r.inputs.iter().enumerate() {
+        for (k, (i, _)) in r.inputs.iter().enumerate() {
             ent(&mut entity, &i.id, &i.name, None);
             used.insert(
                 format!("_:u{n}-{k}"),

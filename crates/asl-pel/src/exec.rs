@@ -35,7 +35,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::failure::OpError;
-use super::node::{InputValue, Node};
+use super::node::{InputSource, InputValue, Node};
 use super::sandbox::{shared_netns, spawn_isolated, MountPlan};
 use asl_core::{ArtifactId, Store};
 use asl_records::cbor::Value;
@@ -203,7 +203,8 @@ pub fn run(store: &Store, n: &Node, inputs: &[InputValue<'_>], hide: &[PathBuf])
     let mut input_paths = Vec::new();
     for i in inputs {
         let path = dir.work.join(relative(i.name)?);
-        materialise(store, &i.id, &path).map_err(|e| match e {
+        let from = InputSource::of(store, i.snapshot)?;
+        materialise(from.source(), &i.id, &path).map_err(|e| match e {
             OpError::Node(m) => OpError::Node(format!("materialise input {:?}: {m}", i.name)),
             env => env,
         })?;
@@ -307,7 +308,7 @@ pub fn run(store: &Store, n: &Node, inputs: &[InputValue<'_>], hide: &[PathBuf])
 }
 
 /// Writes artifact (or tree) `id` at `path`, read-only.
-fn materialise(store: &Store, id: &ArtifactId, path: &Path) -> Result<(), OpError> {
+fn materialise(store: &dyn asl_records::Source, id: &ArtifactId, path: &Path) -> Result<(), OpError> {
     let at = |what: &str| format!("{what} {}", path.display());
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| OpError::io(at("create"), e))?;
@@ -318,7 +319,7 @@ fn materialise(store: &Store, id: &ArtifactId, path: &Path) -> Result<(), OpErro
         set_read_only(path).map_err(|e| OpError::io(at("make read-only"), e))?;
     } else {
         let mut f = File::create(path).map_err(|e| OpError::io(at("create"), e))?;
-        let mut r = store.open_reader(id)?;
+        let mut r = store.reader(id)?;
         // A failing read here is the store's (its reader proves every byte
         // and reports damage as an I/O error of kind InvalidData).
         std::io::copy(&mut r, &mut f).map_err(|e| OpError::io(at("write"), e))?;

@@ -150,6 +150,9 @@ pub struct Input {
     pub name: String,
     /// Its source.
     pub from: Ref,
+    /// The named snapshot an artifact or tree input is read at (seed 004:
+    /// execution deterministic per artifact and snapshot); none: CURRENT.
+    pub snapshot: Option<String>,
 }
 
 /// One node: an operation applied to inputs with parameters.
@@ -183,6 +186,58 @@ pub struct InputValue<'a> {
     pub name: &'a str,
     /// Its artifact (a tree's id for a tree).
     pub id: ArtifactId,
+    /// The snapshot it is read at; none: CURRENT.
+    pub snapshot: Option<&'a str>,
+}
+
+/// Where an input's bytes are read: CURRENT, or a named snapshot (which
+/// holds them even once CURRENT no longer does).
+pub enum InputSource<'s> {
+    /// The store's CURRENT.
+    Current(&'s asl_core::Store),
+    /// A snapshot of it.
+    Snapshot(asl_core::SnapshotView<'s>),
+}
+
+impl<'s> InputSource<'s> {
+    /// CURRENT, or the snapshot `name` of `store`.
+    pub fn of(store: &'s asl_core::Store, snapshot: Option<&str>) -> asl_core::Result<InputSource<'s>> {
+        Ok(match snapshot {
+            None => InputSource::Current(store),
+            Some(name) => InputSource::Snapshot(store.at(name)?),
+        })
+    }
+
+    /// As a records source, for records and trees.
+    pub fn source(&self) -> &dyn asl_records::Source {
+        match self {
+            InputSource::Current(s) => *s,
+            InputSource::Snapshot(v) => v,
+        }
+    }
+
+    /// Whether it holds `id`.
+    pub fn contains(&self, id: &ArtifactId) -> asl_core::Result<bool> {
+        match self {
+            InputSource::Current(s) => s.contains(id),
+            InputSource::Snapshot(v) => v.contains(id),
+        }
+    }
+
+    /// The domain `id` belongs to, as it holds it.
+    pub fn domain_of(&self, id: &ArtifactId) -> asl_core::Result<asl_core::DomainId> {
+        match self {
+            InputSource::Current(s) => s.domain_of(id),
+            InputSource::Snapshot(v) => v.info(id)?.map(|i| i.domain).ok_or(asl_core::Error::NotFound(*id)),
+        }
+    }
+}
+
+impl InputValue<'_> {
+    /// A verified reader over the input's bytes where it is read.
+    pub fn reader(&self, store: &asl_core::Store) -> asl_core::Result<asl_core::ArtifactReader> {
+        InputSource::of(store, self.snapshot)?.source().reader(&self.id)
+    }
 }
 
 /// What a builtin produced: (output name, artifact) pairs.

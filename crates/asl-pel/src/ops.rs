@@ -188,6 +188,28 @@ fn split_path(path: &str) -> Result<Vec<&str>, String> {
 /// (it becomes an ERROR receipt), an [`OpError::Environment`] the run's.
 pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result<Outputs, OpError> {
     let p = &n.params;
+    // These read their inputs' bytes and nothing else: they read them at
+    // the input's snapshot. The others name their inputs in what they make
+    // (a tree, a label, a record) or read them as records through CURRENT:
+    // an input read at a snapshot must then still be in CURRENT.
+    let streams = matches!(
+        n.op,
+        Op::Concat | Op::Slice | Op::ZstdCompress | Op::ZstdDecompress | Op::Hash
+    );
+    if !streams {
+        for i in inputs {
+            if let Some(s) = i.snapshot {
+                if !store.contains(&i.id)? {
+                    return Err(OpError::Node(format!(
+                        "input {:?}: {} is only in snapshot {s:?}, and {} reads its inputs from CURRENT",
+                        i.name,
+                        i.id,
+                        n.op.name()
+                    )));
+                }
+            }
+        }
+    }
     let out = match n.op {
         Op::Hdf5Template | Op::Hdf5Values | Op::CborToYaml | Op::YamlToCbor => {
             return super::convert::builtin::run_op(store, n, inputs);
@@ -195,7 +217,7 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
         Op::Concat => {
             let readers = inputs
                 .iter()
-                .map(|i| store.open_reader(&i.id))
+                .map(|i| i.reader(store))
                 .collect::<asl_core::Result<Vec<_>>>()?;
             let chained = readers
                 .into_iter()
@@ -205,10 +227,11 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
             put_stream(store, chained)?
         }
         Op::Slice => {
-            let len = store.len_of(&inputs[0].id)?;
+            let reader = inputs[0].reader(store)?;
+            let len = reader.len();
             let off = uint(p, "offset")?.unwrap_or(0).min(len);
             let take = uint(p, "length")?.unwrap_or(u64::MAX).min(len - off);
-            let reader = store.open_reader(&inputs[0].id).and_then(|r| r.into_range(off, take))?;
+            let reader = reader.into_range(off, take)?;
             put_stream(store, reader)?
         }
         Op::ZstdCompress => {
@@ -217,7 +240,7 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
                 Some(Value::Negative(n)) => -1 - *n as i32,
                 _ => 3,
             };
-            let reader = store.open_reader(&inputs[0].id)?;
+            let reader = inputs[0].reader(store)?;
             let mut enc = zstd::stream::read::Encoder::new(reader, level).map_err(|e| e.to_string())?;
             // One thread and no dictionary or long mode: the frame is a
             // function of the bytes and the level for a given zstd version,
@@ -227,7 +250,7 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
             put_stream(store, enc)?
         }
         Op::ZstdDecompress => {
-            let reader = store.open_reader(&inputs[0].id)?;
+            let reader = inputs[0].reader(store)?;
             let dec = zstd::stream::read::Decoder::new(reader).map_err(|e| format!("not zstd: {e}"))?;
             // The store sees a failing decoder as a failing input read: the
             // bytes are not zstd, which is the node's failure, not the run's.
@@ -235,8 +258,9 @@ pub fn run_builtin(store: &Store, n: &Node, inputs: &[InputValue<'_>]) -> Result
         }
         Op::Hash => {
             let id = inputs[0].id;
-            let sha = records::digests::sha256_of_stored(store, &id)?;
-            let size = store.len_of(&id)?;
+            let size = inputs[0].reader(store)?.len();
+            let from = super::node::InputSource::of(store, inputs[0].snapshot)?;
+            let sha = records::digests::sha256_of_stored(from.source(), &id)?;
             let name = text(p, "name")?.unwrap_or(inputs[0].name);
             match text(p, "format")? {
                 Some("sha256sum") => put_bytes(store, format!("{}  {name}\n", records::digests::hex(&sha)).as_bytes())?,

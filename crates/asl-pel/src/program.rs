@@ -178,6 +178,9 @@ impl Program {
                                 m.push((Value::text("output"), Value::text(output)));
                             }
                         }
+                        if let Some(s) = &i.snapshot {
+                            m.push((Value::text("snapshot"), Value::text(s)));
+                        }
                         Value::Map(m)
                     })
                     .collect();
@@ -283,10 +286,7 @@ fn parse_node(id: &str, n: &Value, resolve: &mut Resolver<'_>) -> Result<Node, P
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 let input = match item {
-                    Value::Text(s) => Input {
-                        name: format!("in{i}"),
-                        from: parse_ref(s, resolve).map_err(|e| ctx(&i, e))?,
-                    },
+                    Value::Text(s) => parse_source(format!("in{i}"), s, resolve).map_err(|e| ctx(&i, e))?,
                     Value::Map(_) => parse_input_map(item, resolve).map_err(|e| ctx(&i, e))?,
                     other => return Err(bad(format!("node {id:?}: input {i}: {other} is not a reference"))),
                 };
@@ -301,10 +301,7 @@ fn parse_node(id: &str, n: &Value, resolve: &mut Resolver<'_>) -> Result<Node, P
                 let Value::Text(s) = r else {
                     return Err(bad(format!("node {id:?}: input {name:?}: {r} is not a reference")));
                 };
-                inputs.push(Input {
-                    name: name.clone(),
-                    from: parse_ref(s, resolve).map_err(|e| ctx(name, e))?,
-                });
+                inputs.push(parse_source(name.clone(), s, resolve).map_err(|e| ctx(name, e))?);
             }
         }
         Some(other) => return Err(bad(format!("node {id:?}: inputs {other} is neither a list nor a map"))),
@@ -346,9 +343,15 @@ fn parse_input_map(v: &Value, resolve: &mut Resolver<'_>) -> Result<Input, PelEr
         Some(Value::Text(t)) => Some(t.clone()),
         _ => None,
     };
-    let from = if let Some(s) = text("from") {
-        parse_ref(&s, resolve)?
-    } else if let Some(id) = id_of("artifact")? {
+    if let Some(s) = text("from") {
+        let mut input = parse_source(name, &s, resolve)?;
+        if let Some(snap) = text("snapshot") {
+            input.snapshot = Some(snap);
+            check_snapshot_input(&input)?;
+        }
+        return Ok(input);
+    }
+    let from = if let Some(id) = id_of("artifact")? {
         Ref::Artifact(id)
     } else if let Some(id) = id_of("tree")? {
         Ref::Tree(id)
@@ -360,7 +363,49 @@ fn parse_input_map(v: &Value, resolve: &mut Resolver<'_>) -> Result<Input, PelEr
     } else {
         return Err(bad(format!("input {name:?} has no `from`")));
     };
-    Ok(Input { name, from })
+    let input = Input {
+        name,
+        from,
+        snapshot: text("snapshot"),
+    };
+    check_snapshot_input(&input)?;
+    Ok(input)
+}
+
+/// Reads an input's source: a reference ([`parse_ref`]), or
+/// `snap:NAME:REF`, an artifact or tree reference read at snapshot NAME.
+fn parse_source(name: String, s: &str, resolve: &mut Resolver<'_>) -> Result<Input, PelError> {
+    let Some(rest) = s.strip_prefix("snap:") else {
+        return Ok(Input {
+            name,
+            from: parse_ref(s, resolve)?,
+            snapshot: None,
+        });
+    };
+    let Some((snap, r)) = rest.split_once(':') else {
+        return Err(bad(format!("{s:?} is not snap:NAME:REF")));
+    };
+    let input = Input {
+        name,
+        from: parse_ref(r, resolve)?,
+        snapshot: Some(snap.to_string()),
+    };
+    check_snapshot_input(&input)?;
+    Ok(input)
+}
+
+/// A snapshot holds stored artifacts and trees, not another node's output.
+fn check_snapshot_input(i: &Input) -> Result<(), PelError> {
+    match (&i.snapshot, &i.from) {
+        (Some(s), _) if s.is_empty() || s.len() > 255 || s.chars().any(char::is_control) => {
+            Err(bad(format!("input {:?}: {s:?} is not a snapshot name", i.name)))
+        }
+        (Some(s), Ref::Node { node, .. }) => Err(bad(format!(
+            "input {:?}: snapshot {s:?} cannot hold the output of node {node:?}: only stored artifacts and trees are read at a snapshot",
+            i.name
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Reads one reference: `@node`, `@node:output`, `b3:HEX` or a bare

@@ -130,7 +130,7 @@ pub fn lineage(
         }
         for s in found {
             let next: Vec<ArtifactId> = match direction {
-                Direction::Ancestors => s.detail.inputs.iter().map(|(i, _, _)| i.id).collect(),
+                Direction::Ancestors => s.detail.inputs.iter().map(|(i, _)| i.id).collect(),
                 Direction::Descendants => s.detail.produced().into_iter().map(|(_, id)| id).collect(),
             };
             for n in next {
@@ -145,7 +145,7 @@ pub fn lineage(
     // graph too.
     let mut named = Vec::new();
     for s in g.steps.values() {
-        named.extend(s.detail.inputs.iter().map(|(i, _, _)| i.id));
+        named.extend(s.detail.inputs.iter().map(|(i, _)| i.id));
         named.extend(s.detail.produced().into_iter().map(|(_, id)| id));
     }
     for e in g.edits.values() {
@@ -191,7 +191,7 @@ pub fn lineage_in(
     let mut steps = BTreeMap::new();
     for (rid, s) in std::mem::take(&mut g.steps) {
         let mut all = vec![rid];
-        all.extend(s.detail.inputs.iter().map(|(i, _, _)| i.id));
+        all.extend(s.detail.inputs.iter().map(|(i, _)| i.id));
         all.extend(s.detail.produced().into_iter().map(|(_, o)| o));
         if all
             .iter()
@@ -263,7 +263,7 @@ impl Graph {
                 json!({
                     "receipt": rid.to_hex(), "node": d.node, "op": d.op, "program": d.program.to_hex(),
                     "run_id": d.run_id, "started_at": d.started_at,
-                    "inputs": d.inputs.iter().map(|(i, _, _)| json!({"name": i.name, "id": i.id.to_hex()})).collect::<Vec<_>>(),
+                    "inputs": d.inputs.iter().map(|(i, _)| json!({"name": i.name, "id": i.id.to_hex()})).collect::<Vec<_>>(),
                     "outputs": d.produced().iter().map(|(n, o)| json!({"name": n, "id": o.to_hex()})).collect::<Vec<_>>(),
                 })
             })
@@ -301,7 +301,7 @@ impl Graph {
             .values()
             .filter(|s| match self.direction {
                 Direction::Ancestors => s.detail.produced().iter().any(|(_, o)| o == id),
-                Direction::Descendants => s.detail.inputs.iter().any(|(i, _, _)| i.id == *id),
+                Direction::Descendants => s.detail.inputs.iter().any(|(i, _)| i.id == *id),
             })
             .collect()
     }
@@ -366,7 +366,7 @@ impl Graph {
                 continue;
             }
             let next: Vec<(String, ArtifactId)> = match self.direction {
-                Direction::Ancestors => d.inputs.iter().map(|(i, _, _)| (i.name.clone(), i.id)).collect(),
+                Direction::Ancestors => d.inputs.iter().map(|(i, _)| (i.name.clone(), i.id)).collect(),
                 Direction::Descendants => d.produced(),
             };
             for (ni, (name, a)) in next.iter().enumerate() {
@@ -409,7 +409,7 @@ impl Graph {
                 escape(&d.node),
                 escape(&d.op)
             );
-            for (i, _, _) in &d.inputs {
+            for (i, _) in &d.inputs {
                 let _ = writeln!(out, "  \"a{}\" -> \"r{rid}\" [label=\"{}\"];", i.id, escape(&i.name));
             }
             for (name, o) in d.produced() {

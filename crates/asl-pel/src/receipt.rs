@@ -52,6 +52,8 @@ pub struct ResolvedInput {
     pub id: ArtifactId,
     /// Whether it is a tree.
     pub tree: bool,
+    /// The snapshot it was read at; none: CURRENT.
+    pub snapshot: Option<String>,
 }
 
 /// The action key of `op` with `params` on `inputs` in a program salted `salt`.
@@ -68,11 +70,17 @@ pub fn action_key(op: Op, params: &Value, inputs: &[ResolvedInput], salt: &str) 
     let inputs = inputs
         .iter()
         .map(|i| {
-            Value::Array(vec![
+            let mut v = vec![
                 Value::text(&i.name),
                 Value::Bytes(i.id.as_bytes().to_vec()),
                 Value::text(if i.tree { "tree" } else { "artifact" }),
-            ])
+            ];
+            // Only when set, so that keys of inputs read from CURRENT are
+            // those they always were.
+            if let Some(s) = &i.snapshot {
+                v.push(Value::text(s));
+            }
+            Value::Array(v)
         })
         .collect();
     let v = Value::Map(vec![
@@ -147,9 +155,9 @@ pub struct Receipt {
     pub op: String,
     /// The run that executed it.
     pub run_id: String,
-    /// Inputs as resolved, with the domain of each (0: this store's) and the
-    /// snapshot it was read at (none: CURRENT).
-    pub inputs: Vec<(ResolvedInput, u32, Option<String>)>,
+    /// Inputs as resolved (each with the snapshot it was read at), with
+    /// the domain of each (0: this store's).
+    pub inputs: Vec<(ResolvedInput, u32)>,
     /// Outputs.
     pub outputs: Vec<OutputRef>,
     /// `exec`'s standard output and error.
@@ -198,7 +206,7 @@ impl Receipt {
         let inputs = self
             .inputs
             .iter()
-            .map(|(i, domain, snap)| {
+            .map(|(i, domain)| {
                 let mut x = vec![
                     (Value::text("name"), Value::text(&i.name)),
                     (Value::text("id"), id_v(&i.id)),
@@ -208,7 +216,7 @@ impl Receipt {
                     ),
                     (Value::text("domain"), Value::Unsigned(u64::from(*domain))),
                 ];
-                if let Some(s) = snap {
+                if let Some(s) = &i.snapshot {
                     x.push((Value::text("snapshot"), Value::text(s)));
                 }
                 Value::Map(x)
@@ -270,9 +278,9 @@ impl Receipt {
                         name: text(x, "name").ok_or_else(|| bad("inputs.name"))?,
                         id: id(x, "id").ok_or_else(|| bad("inputs.id"))?,
                         tree: text(x, "kind").as_deref() == Some("tree"),
+                        snapshot: text(x, "snapshot"),
                     },
                     uint(x, "domain").unwrap_or(0) as u32,
-                    text(x, "snapshot"),
                 ))
             })
             .collect::<Result<_, PelError>>()?;

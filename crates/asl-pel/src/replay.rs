@@ -90,9 +90,10 @@ pub fn replay(pel: &Pel<'_>, run_rec: &ArtifactId, only: Option<&str>) -> Result
         let inputs = receipt
             .inputs
             .iter()
-            .map(|(i, _, _)| Input {
+            .map(|(i, _)| Input {
                 name: i.name.clone(),
                 from: if i.tree { Ref::Tree(i.id) } else { Ref::Artifact(i.id) },
+                snapshot: i.snapshot.clone(),
             })
             .collect();
         nodes.push(Node {

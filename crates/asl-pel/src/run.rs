@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use rayon::prelude::*;
 
 use super::keys::{PublicKey, Signer, Trust};
-use super::node::{InputValue, Node, Op, Ref};
+use super::node::{InputSource, InputValue, Node, Op, Ref};
 use super::ops::{self, OpError};
 use super::program::Program;
 use super::receipt::{self, Outcome, OutputRef, Receipt, ResolvedInput, Run, RunNode};
@@ -156,23 +156,35 @@ pub fn run(pel: &Pel<'_>, program: &Program, opts: &RunOptions) -> Result<RunRep
         }
     }
     let mut missing = Vec::new();
-    for id in program.artifacts() {
-        if !store.contains(&id)? {
-            missing.push(id.to_string());
-        }
-    }
     for n in &program.nodes {
         for i in &n.inputs {
-            if let Ref::Tree(id) = &i.from {
-                if store.contains(id)? && !is_tree(store, id) {
-                    return Err(PelError::Program(format!(
-                        "node {:?}: input {:?}: {id} is not a tree",
-                        n.id, i.name
-                    )));
-                }
+            let (id, tree) = match &i.from {
+                Ref::Artifact(id) => (*id, false),
+                Ref::Tree(id) => (*id, true),
+                Ref::Node { .. } => continue,
+            };
+            let from = InputSource::of(store, i.snapshot.as_deref()).map_err(|e| match e {
+                asl_core::Error::SnapshotNotFound(s) => PelError::Program(format!(
+                    "node {:?}: input {:?} is read at snapshot {s:?}, which does not exist",
+                    n.id, i.name
+                )),
+                e => e.into(),
+            })?;
+            if !from.contains(&id)? {
+                missing.push(match &i.snapshot {
+                    Some(s) => format!("{id} (not in snapshot {s:?})"),
+                    None => id.to_string(),
+                });
+            } else if tree && !is_tree(from.source(), &id) {
+                return Err(PelError::Program(format!(
+                    "node {:?}: input {:?}: {id} is not a tree",
+                    n.id, i.name
+                )));
             }
         }
     }
+    missing.sort_unstable();
+    missing.dedup();
     if !missing.is_empty() {
         return Err(PelError::MissingInputs(missing.join(", ")));
     }
@@ -305,8 +317,8 @@ fn levels(program: &Program) -> Vec<Vec<&Node>> {
     out
 }
 
-fn is_tree(store: &Store, id: &ArtifactId) -> bool {
-    tree::is_tree(store, id).unwrap_or(false)
+fn is_tree(from: &dyn records::Source, id: &ArtifactId) -> bool {
+    tree::is_tree(from, id).unwrap_or(false)
 }
 
 /// A checked batch: who signed it, and the receipts it lists.
@@ -366,6 +378,7 @@ impl NodeCtx<'_> {
                 name: i.name.clone(),
                 id,
                 tree,
+                snapshot: i.snapshot.clone(),
             });
         }
         let key = receipt::action_key(n.op, &n.params, &resolved, self.salt);
@@ -422,6 +435,7 @@ impl NodeCtx<'_> {
             .map(|r| InputValue {
                 name: &r.name,
                 id: r.id,
+                snapshot: r.snapshot.as_deref(),
             })
             .collect();
         let mut rec = Receipt {
@@ -446,7 +460,8 @@ impl NodeCtx<'_> {
             finished_at: String::new(),
         };
         for r in resolved {
-            rec.inputs.push((r.clone(), u32::from(store.domain_of(&r.id)?.0), None));
+            let domain = InputSource::of(store, r.snapshot.as_deref())?.domain_of(&r.id)?;
+            rec.inputs.push((r.clone(), u32::from(domain.0)));
         }
         let outputs: Vec<(String, ArtifactId)> = if n.op == Op::Exec {
             match exec::run(store, n, &inputs, self.hide) {

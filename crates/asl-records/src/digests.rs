@@ -50,11 +50,12 @@ pub fn record(store: &Store, items: &[(ArtifactId, [u8; 32], u64)]) -> Result<us
     Ok(puts.iter().filter(|p| p.new).count())
 }
 
-/// The SHA-256 of a stored artifact, read back (verified) from the store:
-/// for an artifact whose digest was not taken when it was stored.
-pub fn sha256_of_stored(store: &Store, id: &ArtifactId) -> Result<[u8; 32], RecordError> {
+/// The SHA-256 of a stored artifact, read back (verified) from CURRENT or
+/// a snapshot: for an artifact whose digest was not taken when it was
+/// stored.
+pub fn sha256_of_stored(from: &dyn crate::Source, id: &ArtifactId) -> Result<[u8; 32], RecordError> {
     use sha2::Digest;
-    let mut r = store.open_reader(id)?;
+    let mut r = from.reader(id)?;
     let mut sha = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

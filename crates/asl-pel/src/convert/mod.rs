@@ -284,6 +284,7 @@ pub fn program(store: &Store, req: &Request) -> Result<Program, PelError> {
             inputs: vec![Input {
                 name: "in".into(),
                 from,
+                snapshot: None,
             }],
             params: if i == 0 { params.clone() } else { Value::Map(vec![]) },
         });

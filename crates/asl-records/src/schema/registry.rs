@@ -42,6 +42,7 @@ const PEL_INPUT: &[Field] = &[
     opt("tree", Kind::Id),
     opt("node", Kind::Name),
     opt("output", Kind::Text),
+    opt("snapshot", Kind::Name),
 ];
 
 const PEL_NODE: &[Field] = &[

@@ -129,13 +129,16 @@ pub fn parse_tree(r: &Record) -> Result<Vec<TreeEntry>, RecordError> {
 /// Whether artifact `id` is a tree. Only the first bytes of an artifact
 /// that is not a record are read, so asking of a large file costs one small
 /// range read, not the file.
-pub fn is_tree(store: &Store, id: &ArtifactId) -> Result<bool, RecordError> {
-    let len = store.len_of(id)?;
-    let head = store.read_range(id, 0, len.min(super::MAGIC.len() as u64))?;
+pub fn is_tree(from: &dyn Source, id: &ArtifactId) -> Result<bool, RecordError> {
+    let r = from.reader(id)?;
+    let len = r.len();
+    let mut head = Vec::new();
+    std::io::Read::read_to_end(&mut r.into_range(0, len.min(super::MAGIC.len() as u64))?, &mut head)
+        .map_err(|e| RecordError::Store(asl_core::Error::io(format!("read {id}"), e)))?;
     if head != super::MAGIC {
         return Ok(false);
     }
-    Ok(super::get(store, id).is_ok_and(|r| r.type_name == TREE_TYPE))
+    Ok(super::get(from, id).is_ok_and(|r| r.type_name == TREE_TYPE))
 }
 
 /// Every entry below tree `id`, depth first in name order, with its path
