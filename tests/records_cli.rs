@@ -183,6 +183,7 @@ fn types_lists_the_registry() {
             "asl/expiry",
             "asl/lineage",
             "asl/run",
+            "asl/run-artifact",
             "asl/pel-program",
             "asl/pel-receipt",
             "asl/pel-run",
@@ -200,4 +201,115 @@ fn types_lists_the_registry() {
             "asl/signature"
         ]
     );
+}
+
+/// Seed 003's run artifacts, written by a Python program with the seed's
+/// own hashing helpers and file layout: stored as written, every declared
+/// hash recomputed (a tampered one refused, nothing stored), the request
+/// summary rule on request, and found by day, tool, mode, status and run
+/// id from the CLI and over HTTP.
+#[test]
+fn seed_003_run_artifacts_are_stored_as_written_and_their_hashes_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s");
+    let made = common::py_json("tests/py/seed003_runs.py", tmp.path(), "python3");
+    let runs_dir = tmp.path().join("runs");
+    let o = aslctl(&store, &["runs", "put", runs_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let put: Vec<Vec<String>> = out(&o)
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    let verdicts: Vec<(&str, &str)> = put.iter().map(|l| (l[1].as_str(), l[2].as_str())).collect();
+    // d4e5f6 declares a toolpaths hash whose payload the artifact does not hold.
+    assert_eq!(verdicts, [("a1b2c3", "ok"), ("d4e5f6", "partial"), ("0a0b0c", "ok")]);
+    // As written: the stored body is the file's JSON, nulls included.
+    let shown: serde_json::Value =
+        serde_json::from_str(&out(&aslctl(&store, &["--json", "record", "show", &put[0][0]]))).unwrap();
+    let file: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(made["runs"][0]["path"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(shown["type"], "asl/run-artifact");
+    assert_eq!(shown["body"], file);
+
+    let ls = |args: &[&str]| -> Vec<String> {
+        let o = aslctl(&store, &[&["runs", "ls"], args].concat());
+        assert!(o.status.success(), "{args:?}: {}", err(&o));
+        out(&o)
+            .lines()
+            .map(|l| l.split_whitespace().last().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ls(&["--since", "2026-12-01", "--until", "2026-12-02"]),
+        ["a1b2c3", "d4e5f6"]
+    );
+    assert_eq!(
+        ls(&["--label", "tool=router:vbit", "--newest-first"]),
+        ["0a0b0c", "d4e5f6"]
+    );
+    assert_eq!(ls(&["--label", "mode=saw"]), ["a1b2c3"]);
+    assert_eq!(ls(&["--label", "status=ERROR"]), ["0a0b0c"]);
+    assert_eq!(ls(&["--label", "run_id=d4e5f6"]), ["d4e5f6"]);
+    assert_eq!(ls(&["--label", "run.hashes=partial"]), ["d4e5f6"]);
+
+    // Tampered after hashing: refused, nothing stored; stored only when asked, flagged.
+    let tampered = made["tampered"].as_str().unwrap();
+    let o = aslctl(&store, &["runs", "put", tampered]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("run bad001: hashes.feasibility_sha256 declares") && err(&o).contains("nothing stored"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(ls(&[]).len(), 3);
+    let o = aslctl(&store, &["runs", "put", "--accept-mismatch", tampered]);
+    assert!(out(&o).ends_with("bad001  mismatch\n"), "{}", out(&o));
+    assert_eq!(ls(&["--label", "run.hashes=mismatch"]), ["bad001"]);
+    let o = aslctl(&store, &["runs", "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("feasibility_sha256 declares"), "{}", out(&o));
+
+    // The summary rule, on request.
+    let full = made["full_request"].as_str().unwrap();
+    let o = aslctl(&store, &["--json", "runs", "put", "--summarize-request", full]);
+    assert!(o.status.success(), "{}", err(&o));
+    let id = serde_json::from_str::<serde_json::Value>(&out(&o)).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown: serde_json::Value =
+        serde_json::from_str(&out(&aslctl(&store, &["--json", "record", "show", &id]))).unwrap();
+    let summary = &shown["body"]["request_summary"];
+    assert!(summary.get("feasibility").is_none(), "{summary}");
+    assert_eq!(summary["points"], serde_json::json!({"type": "list", "len": 500}));
+    assert_eq!(summary["grid"], serde_json::json!({"type": "dict", "len": 300}));
+    assert_eq!(summary["small"], serde_json::json!([1, 2]));
+
+    // Over HTTP: stored through POST /v1/runs, found through /v1/find.
+    let srv = common::server::start_on(tempfile::tempdir().unwrap(), store.clone(), &[], None);
+    let post = |q: &str, file: &str| {
+        common::server::curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            &format!("@{file}"),
+            &format!("{}/v1/runs{q}", srv.url),
+        ])
+    };
+    let (code, body) = post("", tampered);
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
+    let (code, body) = post("?summarize_request=true", full);
+    let v = common::server::json(&body);
+    assert_eq!((code, v["verdict"].as_str()), (200, Some("ok")), "{v}");
+    let (code, body) = common::server::curl(&[&format!(
+        "{}/v1/find?type=asl/run-artifact&label=tool=router:vbit&since=2026-12-02",
+        srv.url
+    )]);
+    assert_eq!(code, 200);
+    let hits = common::server::json(&body)["hits"].clone();
+    assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
+    assert_eq!(hits[0]["subject"], put[2][0].as_str());
+    srv.terminate();
 }

@@ -51,6 +51,8 @@ fn to_cbor(j: &serde_json::Value, kind: Option<&Kind>) -> Result<Value, String> 
         (J::String(s), Some(Kind::Blob)) => {
             Value::Bytes(hex_bytes(s).ok_or_else(|| format!("{s:?} is not bytes in hex"))?)
         }
+        (J::Null, Some(Kind::OrNull(_))) => Value::Null,
+        (_, Some(Kind::OrNull(inner))) => return to_cbor(j, Some(inner)),
         (J::Array(items), Some(Kind::List(inner))) => Value::Array(
             items
                 .iter()

@@ -37,6 +37,7 @@ pub mod json;
 pub mod labels;
 pub mod lineage;
 pub mod query;
+pub mod run_artifact;
 pub mod runs;
 pub mod schema;
 pub mod time;

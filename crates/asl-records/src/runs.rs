@@ -1,6 +1,8 @@
-//! Run records (`asl/run`): one per attempt of a tool, blocked and failed
-//! ones included, found by day, tool, mode and status through the query
-//! index, and pruned by age when they are no longer wanted.
+//! Run records: one per attempt of a tool, blocked and failed ones
+//! included, as `asl/run` or as seed 003's service writes them
+//! (`asl/run-artifact`, see `run_artifact`); found by day, tool, mode,
+//! status and run id through the query index, and pruned by age when they
+//! are no longer wanted.
 
 use super::query::{Hit, Query, QueryIndex};
 use super::{time, RecordError};
@@ -8,6 +10,9 @@ use asl_core::{ArtifactId, Store};
 
 /// The record type run records are stored as.
 pub const RUN: &str = "asl/run";
+
+/// Both types of run record: this store's own and seed 003's artifact.
+pub const TYPES: [&str; 2] = [RUN, crate::run_artifact::TYPE];
 
 /// Which run records [`prune`] removes: older than `older_than` seconds and
 /// matching every given field.
@@ -25,13 +30,38 @@ pub struct Prune {
     pub dry_run: bool,
 }
 
-/// The run records matching `query` restricted to type `asl/run`.
+/// The run records of both [`TYPES`] matching `query` (whose type is
+/// ignored), in its order and limit.
 pub fn find(index: &QueryIndex, query: &Query) -> Result<Vec<Hit>, RecordError> {
-    let q = Query {
-        type_name: Some(RUN.into()),
-        ..query.clone()
-    };
-    index.find(&q)
+    find_with(query, |q| index.find(q))
+}
+
+/// [`find`] as `view`'s audience sees the store, keeping only what `only`
+/// keeps.
+pub fn find_only(
+    index: &QueryIndex,
+    view: &asl_core::View<'_>,
+    query: &Query,
+    only: &asl_core::ListFilter,
+) -> Result<Vec<Hit>, RecordError> {
+    find_with(query, |q| index.find_only(view, q, only))
+}
+
+fn find_with(
+    query: &Query,
+    mut find: impl FnMut(&Query) -> Result<Vec<Hit>, RecordError>,
+) -> Result<Vec<Hit>, RecordError> {
+    let mut hits = Vec::new();
+    for t in TYPES {
+        hits.extend(find(&Query {
+            type_name: Some(t.into()),
+            limit: None,
+            newest_first: false,
+            ..query.clone()
+        })?);
+    }
+    hits.sort_unstable_by_key(|h| (h.time, h.subject));
+    Ok(query.arrange(hits))
 }
 
 /// Removes the run records `p` selects from CURRENT and commits; returns

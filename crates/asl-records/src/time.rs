@@ -85,6 +85,21 @@ pub fn parse(t: &str) -> Option<u64> {
     u64::try_from(secs).ok()
 }
 
+/// Seconds since 1970 of a time as other programs write it: RFC 3339 or
+/// ISO 8601 with any UTC offset, `T` or a space between date and time
+/// (Python's `str(datetime)`), or a plain date. Records keep [`parse`]'s
+/// form; this reads what they quote from elsewhere.
+pub fn parse_any(t: &str) -> Option<u64> {
+    if let Some(s) = parse(t) {
+        return Some(s);
+    }
+    let mut s = t.trim().to_string();
+    if s.len() > 10 && s.as_bytes()[10] == b' ' {
+        s.replace_range(10..11, "T");
+    }
+    u64::try_from(s.parse::<Timestamp>().ok()?.as_second()).ok()
+}
+
 /// A duration as people type it: `90d`, `12h`, `30m`, `45s`, `2w`,
 /// `1h 30m` (humantime's units). A bare number is refused rather than read
 /// in a unit the user may not have meant.

@@ -240,7 +240,7 @@ fn scope_of(method: &Method, path: &str) -> Scope {
     {
         Scope::Admin
     } else if method == Method::PUT
-        || (method == Method::POST && (path == "/v1/records" || path.ends_with("/labels")))
+        || (method == Method::POST && (path == "/v1/records" || path == "/v1/runs" || path.ends_with("/labels")))
         || crate::reapi::writes(path)
     {
         Scope::Write

@@ -41,6 +41,7 @@ pub(super) fn routes() -> Vec<Route> {
             get(snap_get).head(snap_head),
         ),
         r("/v1/records", &["POST"], post(new_record)),
+        r("/v1/runs", &["POST"], post(new_run)),
         r("/v1/records/{id}", &["GET", "HEAD"], get(record)),
         r("/v1/artifacts/{id}/labels", &["POST"], post(label)),
         r("/v1/find", &["GET", "HEAD"], get(find)),
@@ -336,6 +337,51 @@ async fn new_record(S(st): S<Arc<State>>, Extension(access): Extension<Access>, 
         Ok((id, new)) => (
             if new { StatusCode::CREATED } else { StatusCode::OK },
             Json(json!({"id": id.to_hex(), "new": new})),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunQuery {
+    #[serde(default)]
+    summarize_request: bool,
+    #[serde(default)]
+    accept_mismatch: bool,
+}
+
+/// Stores a run artifact as seed 003's service writes it (the body is its
+/// JSON), after recomputing the hashes it declares: 400 naming a mismatch
+/// (nothing stored) unless `accept_mismatch=true`, which stores it
+/// labelled `run.hashes=mismatch`.
+async fn new_run(
+    S(st): S<Arc<State>>,
+    Extension(access): Extension<Access>,
+    q: Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>,
+    body: JsonBody<serde_json::Value>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let j = match json_body(body, "a run artifact (seed 003's JSON)") {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    let stored = with_view(&st.store, access, move |view| {
+        let rec = records::run_artifact::record(&j, q.summarize_request)?;
+        let mut s = records::run_artifact::put_all(view.store(), &[rec], q.accept_mismatch)?;
+        Ok::<_, records::RecordError>(s.remove(0))
+    })
+    .await;
+    match stored {
+        Ok(s) => (
+            if s.new { StatusCode::CREATED } else { StatusCode::OK },
+            Json(json!({"id": s.id.to_hex(), "run_id": s.run_id, "new": s.new,
+                        "verdict": records::run_artifact::verdict(&s.hashes),
+                        "hashes": records::run_artifact::checks_json(&s.hashes)})),
         )
             .into_response(),
         Err(r) => r,

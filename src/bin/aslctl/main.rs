@@ -34,6 +34,7 @@ mod pel;
 mod query;
 mod read;
 mod record;
+mod run_artifacts;
 #[cfg(feature = "s3")]
 mod s3cmd;
 #[cfg(feature = "server")]

@@ -70,6 +70,31 @@ impl Filter {
 
 #[derive(Subcommand)]
 pub(crate) enum RunsCmd {
+    /// Store run artifacts as seed 003's service writes them (JSON files,
+    /// or directories of them, as its `<day>/<run_id>.json` tree): every
+    /// declared hash is recomputed from the parts the artifact holds, and
+    /// a mismatch refuses them all, nothing stored. Prints
+    /// `<id>  <run_id>  <verdict>` each (verdict ok, partial or mismatch).
+    Put {
+        /// JSON files, or directories searched for `*.json`.
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// Apply the seed's request summary rule to `request_summary`
+        /// first (client feasibility dropped, lists and maps over 200
+        /// entries summarised, at most 80 keys).
+        #[arg(long)]
+        summarize_request: bool,
+        /// Store artifacts whose hashes do not match, labelled
+        /// `run.hashes=mismatch`, rather than refuse them.
+        #[arg(long)]
+        accept_mismatch: bool,
+    },
+    /// Check stored run artifacts' declared hashes again (all of them
+    /// when no id is given); exit 1 when one does not match.
+    Check {
+        /// Ids or unique id prefixes.
+        ids: Vec<String>,
+    },
     /// List run records: `<id>  <created_at>  <status>  <tool>  <mode>  <run_id>`.
     Ls {
         #[command(flatten)]
@@ -253,36 +278,33 @@ pub(crate) fn reindex(json_out: bool, dir: &Path) -> Result<ExitCode, CliError> 
 
 fn run_line(s: &Store, h: &Hit) -> Result<(String, serde_json::Value), CliError> {
     let r = records::get(s, &h.subject)?;
-    let text = |k: &str| match r.body.get(k) {
+    // Seed 003's artifact (as written) names two fields its way.
+    let text = |k: &str, v2: &str| match r.body.get(k).or_else(|| r.body.get(v2)) {
         Some(records::cbor::Value::Text(t)) => t.clone(),
         _ => "-".into(),
     };
-    let line = format!(
-        "{}  {}  {}  {}  {}  {}",
-        h.subject,
-        text("created_at"),
-        text("status"),
-        text("tool"),
-        text("mode"),
-        text("run_id")
-    );
-    let v = json!({"id": h.subject.to_hex(), "created_at": text("created_at"), "status": text("status"),
-                   "tool": text("tool"), "mode": text("mode"), "run_id": text("run_id")});
+    let (created, tool) = (text("created_at", "created_at_utc"), text("tool", "tool_id"));
+    let (status, mode, run_id) = (text("status", ""), text("mode", ""), text("run_id", ""));
+    let line = format!("{}  {created}  {status}  {tool}  {mode}  {run_id}", h.subject);
+    let v = json!({"id": h.subject.to_hex(), "created_at": created, "status": status,
+                   "tool": tool, "mode": mode, "run_id": run_id, "type": r.type_name});
     Ok((line, v))
 }
 
 pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode, CliError> {
     match cmd {
+        RunsCmd::Put {
+            paths,
+            summarize_request,
+            accept_mismatch,
+        } => return crate::run_artifacts::put(json_out, dir, paths, *summarize_request, *accept_mismatch),
+        RunsCmd::Check { ids } => return crate::run_artifacts::check(json_out, dir, ids),
         RunsCmd::Ls { filter } => {
             let q = filter.query()?;
             let s = StoreOptions::new().read_only(true).open(dir)?;
             let index = open_index(&s)?;
             let only = filter.only.filter(&s)?;
-            let runs_only = Query {
-                type_name: Some(runs::RUN.into()),
-                ..q
-            };
-            let hits = index.find_only(&s.view(asl::Audience::Owner), &runs_only, &only)?;
+            let hits = runs::find_only(&index, &s.view(asl::Audience::Owner), &q, &only)?;
             let mut list = Vec::new();
             for h in &hits {
                 let (line, v) = run_line(&s, h)?;

@@ -27,7 +27,7 @@ pub struct Query {
 impl Query {
     /// `hits` (oldest first, as found) cut to the query's limit and put in
     /// its order.
-    fn arrange(&self, mut hits: Vec<Hit>) -> Vec<Hit> {
+    pub(crate) fn arrange(&self, mut hits: Vec<Hit>) -> Vec<Hit> {
         if let Some(n) = self.limit {
             hits.drain(..hits.len().saturating_sub(n));
         }

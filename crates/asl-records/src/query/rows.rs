@@ -22,6 +22,7 @@ pub(super) const TAIL: usize = 8 + 32 + 32;
 /// Fields of registered types that are queried like labels.
 const LABEL_FIELDS: &[(&str, &[&str])] = &[
     ("asl/run", &["tool", "mode", "status", "run_id"]),
+    ("asl/run-artifact", &["mode", "status", "run_id"]),
     ("asl/digest", &["sha256"]),
     ("asl/pel-receipt", &["run_id", "node", "outcome"]),
     ("asl/pel-run", &["run_id", "outcome"]),
@@ -139,6 +140,8 @@ pub(super) fn rows(id: &ArtifactId, r: &Record) -> Rows {
         // ones are one time range.
         .or_else(|| text("expires_at"))
         .and_then(time::parse)
+        // Seed 003's run artifact keeps its time as the service wrote it.
+        .or_else(|| text("created_at_utc").and_then(time::parse_any))
         .unwrap_or(0);
     let (subject, annotates) = match body.get("subject") {
         Some(Value::Bytes(b)) if b.len() == 32 => (ArtifactId::from_bytes(b.as_slice().try_into().unwrap()), true),
@@ -164,6 +167,13 @@ pub(super) fn rows(id: &ArtifactId, r: &Record) -> Rows {
     }
     if r.type_name == "asl/pel-receipt" && r.version == 1 {
         receipt_rows(body, &mut prefixes);
+    }
+    // Seed 003's run artifact names its tool `tool_id`: found as `tool`,
+    // like an `asl/run`'s, so one query finds runs of both types.
+    if r.type_name == "asl/run-artifact" && r.version == 1 {
+        if let Some(t) = text("tool_id") {
+            prefixes.push(prefix(LABEL, &[b"tool", t.as_bytes()]));
+        }
     }
     if r.type_name == "asl/overlay" && r.version == 1 {
         for (field, row) in [("overlay", OVERLAY_OF), ("base", OVERLAY_BASE)] {

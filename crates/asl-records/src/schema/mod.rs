@@ -60,6 +60,9 @@ pub enum Kind {
     TreeEntriesWithLinks,
     /// Any CBOR value.
     Any,
+    /// The given kind, or `null` (a field other programs write as null
+    /// when unset, as Python's pydantic does).
+    OrNull(&'static Kind),
 }
 
 /// One field of a map.
@@ -247,6 +250,11 @@ fn check_kind(kind: &Kind, v: &Value) -> Result<(), String> {
         Kind::TreeEntries => super::tree::entry::check_entries(v, false)?,
         Kind::TreeEntriesWithLinks => super::tree::entry::check_entries(v, true)?,
         Kind::Any => {}
+        Kind::OrNull(k) => {
+            if *v != Value::Null {
+                check_kind(k, v)?;
+            }
+        }
     }
     Ok(())
 }

@@ -30,6 +30,32 @@ const DECISION: &[Field] = &[
     opt("warnings", Kind::List(&Kind::Text)),
 ];
 
+/// Seed 003's `RunDecision`, as pydantic writes it (unset fields null).
+const RUN_DECISION: &[Field] = &[
+    req("risk_level", Kind::Text),
+    opt("score", Kind::OrNull(&Kind::Number)),
+    opt("block_reason", Kind::OrNull(&Kind::LongText)),
+    opt("warnings", Kind::List(&Kind::LongText)),
+    opt("details", Kind::Any),
+];
+
+/// Seed 003's `Hashes`: SHA-256 hex of the parts, the feasibility's always.
+const RUN_HASHES: &[Field] = &[
+    req("feasibility_sha256", Kind::Sha256),
+    opt("toolpaths_sha256", Kind::OrNull(&Kind::Sha256)),
+    opt("gcode_sha256", Kind::OrNull(&Kind::Sha256)),
+    opt("opplan_sha256", Kind::OrNull(&Kind::Sha256)),
+];
+
+/// Seed 003's `RunOutputs`: small outputs embedded, large ones by path.
+const RUN_OUTPUTS: &[Field] = &[
+    opt("gcode_text", Kind::OrNull(&Kind::LongText)),
+    opt("opplan_json", Kind::Any),
+    opt("gcode_path", Kind::OrNull(&Kind::LongText)),
+    opt("opplan_path", Kind::OrNull(&Kind::LongText)),
+    opt("preview_svg_path", Kind::OrNull(&Kind::LongText)),
+];
+
 const CHANGES: &[Field] = &[
     opt("added", Kind::List(&Kind::Id)),
     opt("removed", Kind::List(&Kind::Id)),
@@ -212,6 +238,24 @@ pub static REGISTRY: &[RecordType] = &[
             opt("input_sha256", Kind::List(&Kind::Sha256)),
             opt("output_sha256", Kind::List(&Kind::Sha256)),
             opt("outputs", Kind::List(&Kind::Id)),
+            opt("meta", Kind::Any),
+        ],
+    },
+    RecordType {
+        name: "asl/run-artifact",
+        version: 1,
+        doc: "a run artifact as seed 003's service writes it: identity, status, request summary, server-computed feasibility, decision, the hashes it declares, outputs",
+        fields: &[
+            req("run_id", Kind::Name),
+            req("created_at_utc", Kind::Text),
+            req("mode", Kind::Text),
+            req("tool_id", Kind::Text),
+            req("status", Kind::OneOf(RUN_STATUS)),
+            opt("request_summary", Kind::Any),
+            req("feasibility", Kind::Any),
+            req("decision", Kind::Struct(RUN_DECISION)),
+            req("hashes", Kind::Struct(RUN_HASHES)),
+            opt("outputs", Kind::Struct(RUN_OUTPUTS)),
             opt("meta", Kind::Any),
         ],
     },
