@@ -71,6 +71,8 @@ pub use error::{DecodeError, Error, ErrorKind, Result};
 pub use id::{ArtifactId, IdError, IdPrefix};
 pub use index::{DomainId, Placement, Visibility};
 pub use snapshot::{CurrentId, SnapshotMeta};
+#[cfg(feature = "zfs")]
+pub use store::zfs_rollback;
 pub use store::{
     release_thread_buffers, ArtifactInfo, ArtifactReader, AtomicSection, Audience, Changes, FileStamp, FilesCacheMode,
     GcOptions, GcReport, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested, Iter,

@@ -54,12 +54,14 @@ pub(crate) fn run(cli: &Cli, dir: &Path) -> Result<Option<ExitCode>, CliError> {
 fn upkeep(cmd: &Cmd) -> Option<bool> {
     match cmd {
         Cmd::Rm { .. } | Cmd::Gc { .. } | Cmd::Seal | Cmd::Pin { .. } | Cmd::Unpin { .. } => Some(true),
-        Cmd::Snapshot(SnapCmd::Create {
-            tree: None,
-            federated: false,
-            ..
-        })
-        | Cmd::Snapshot(SnapCmd::Delete { .. }) => Some(true),
+        Cmd::Snapshot(
+            c @ SnapCmd::Create {
+                tree: None,
+                federated: false,
+                ..
+            },
+        ) if !c.wants_zfs() => Some(true),
+        Cmd::Snapshot(SnapCmd::Delete { .. }) => Some(true),
         Cmd::Verify(_) | Cmd::Stat | Cmd::Pins => Some(false),
         _ => None,
     }

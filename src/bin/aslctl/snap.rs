@@ -27,6 +27,24 @@ pub enum SnapCmd {
         /// artifacts came under (a federated snapshot; see `snapshot verify`).
         #[arg(long, conflicts_with = "tree")]
         federated: bool,
+        /// Also snapshot the ZFS dataset holding the store, as
+        /// `<dataset>@asl-NAME`, once the ASL snapshot is durable (so the
+        /// image holds it); refused, with nothing made, off ZFS.
+        #[cfg(feature = "zfs")]
+        #[arg(long, conflicts_with = "federated")]
+        zfs: bool,
+    },
+    /// Roll the ZFS dataset holding the store back to snapshot NAME's ZFS
+    /// snapshot (taken with `create --zfs`): the whole store as it was
+    /// then, snapshot NAME in it. The store's lock is held throughout.
+    #[cfg(feature = "zfs")]
+    Restore {
+        /// Snapshot name.
+        name: String,
+        /// Let ZFS destroy the snapshots taken after it (ASL snapshots made
+        /// after it are gone from the rolled-back store anyway).
+        #[arg(long)]
+        destroy_newer: bool,
     },
     /// Check a federated snapshot offline: its signature, the other
     /// domains' manifests, that each import is listed by one, and that every
@@ -69,6 +87,19 @@ pub enum SnapCmd {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+impl SnapCmd {
+    /// Whether it asks for a ZFS snapshot too (which only a process on the
+    /// store's machine can take, not a server on its behalf).
+    #[cfg(any(feature = "server", feature = "zfs"))]
+    pub(crate) fn wants_zfs(&self) -> bool {
+        #[cfg(feature = "zfs")]
+        if let SnapCmd::Create { zfs, .. } = self {
+            return *zfs;
+        }
+        false
+    }
 }
 
 fn meta_json(m: &SnapshotMeta) -> Value {
@@ -208,7 +239,23 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
             name, federated: true, ..
         } => return create_federated(json_out, dir, name),
         SnapCmd::Verify { name } => return verify_federated(json_out, dir, name),
+        #[cfg(feature = "zfs")]
+        SnapCmd::Restore { name, destroy_newer } => {
+            let full = asl::zfs_rollback(dir, name, *destroy_newer)?;
+            // The store as the image holds it, opened (and recovered) now.
+            let s = Store::open(dir)?;
+            let m = s.snapshots().get(name)?;
+            crate::close_committed(s);
+            if json_out {
+                out!("{}", json!({"restored": full, "snapshot": meta_json(&m)}));
+            } else {
+                out!("restored {full}: the store as snapshot {name} was taken");
+            }
+        }
         SnapCmd::Create { name, tree, .. } => {
+            #[cfg(feature = "zfs")]
+            let s = asl::StoreOptions::new().zfs(cmd.wants_zfs()).open(dir)?;
+            #[cfg(not(feature = "zfs"))]
             let s = Store::open(dir)?;
             let m = match tree {
                 Some(t) => {
@@ -221,14 +268,27 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
             print_created(json_out, &Made::from(m));
         }
         SnapCmd::List => {
-            let mut all = read_only()?.snapshots().list();
+            let s = read_only()?;
+            let mut all = s.snapshots().list();
             all.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
+            #[cfg(feature = "zfs")]
+            let zfs = s.snapshots().zfs_list()?;
+            #[cfg(not(feature = "zfs"))]
+            let zfs = std::collections::BTreeMap::<String, String>::new();
             if json_out {
-                out!("{}", Value::Array(all.iter().map(meta_json).collect()));
+                let v = all.iter().map(|m| {
+                    let mut v = meta_json(m);
+                    if let Some(z) = zfs.get(&m.name) {
+                        v["zfs"] = json!(z);
+                    }
+                    v
+                });
+                out!("{}", Value::Array(v.collect()));
             } else {
                 for m in &all {
+                    let z = zfs.get(&m.name).map(|z| format!("  {z}")).unwrap_or_default();
                     out!(
-                        "{}  {}  {:>10} artifacts  {:>10}  {}",
+                        "{}  {}  {:>10} artifacts  {:>10}  {}{z}",
                         when(m.created),
                         &m.identity.to_string()[..16],
                         m.artifacts,

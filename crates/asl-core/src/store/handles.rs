@@ -72,6 +72,14 @@ impl Snapshots<'_> {
         self.0.snapshot_list()
     }
 
+    /// The ZFS snapshots mirroring ASL snapshots
+    /// ([`StoreOptions::zfs`](crate::StoreOptions::zfs)), full ZFS name by
+    /// ASL name; empty when the store is not on ZFS.
+    #[cfg(feature = "zfs")]
+    pub fn zfs_list(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        super::zfs::list(self.0.path())
+    }
+
     /// One snapshot's catalog entry.
     pub fn get(&self, name: &str) -> Result<SnapshotMeta> {
         self.0.snapshot_meta(name)

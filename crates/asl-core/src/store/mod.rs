@@ -42,6 +42,8 @@ mod walk;
 mod write;
 #[cfg(feature = "zfs")]
 mod zfs;
+#[cfg(feature = "zfs")]
+pub use zfs::rollback as zfs_rollback;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

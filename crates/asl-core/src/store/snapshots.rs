@@ -79,6 +79,26 @@ impl Store {
     /// (see [`Snapshots::create`](super::Snapshots::create)).
     pub(crate) fn snapshot_filtered(&self, name: &str, only: Option<&HashSet<ArtifactId>>) -> Result<SnapshotMeta> {
         validate_name(name).map_err(Error::InvalidArgument)?;
+        // Off ZFS, say so before anything is made.
+        #[cfg(feature = "zfs")]
+        let dataset = match self.opts.zfs {
+            true => Some(super::zfs::dataset_of(&self.layout.root)?),
+            false => None,
+        };
+        let meta = self.take_snapshot(name, only)?;
+        // Only now, with the ASL snapshot durable, so that the image holds
+        // it. Should ZFS refuse, the ASL snapshot goes again.
+        #[cfg(feature = "zfs")]
+        if let Some(ds) = dataset {
+            if let Err(e) = super::zfs::snapshot(&ds, name) {
+                let _ = self.delete_snapshot(name);
+                return Err(e);
+            }
+        }
+        Ok(meta)
+    }
+
+    fn take_snapshot(&self, name: &str, only: Option<&HashSet<ArtifactId>>) -> Result<SnapshotMeta> {
         let mut w = self.writer_to_commit()?;
         if self.state.read().snapshots.contains_key(name) {
             return Err(Error::SnapshotExists(name.to_string()));
@@ -145,10 +165,6 @@ impl Store {
                 Arc::new(IndexFile::open(io, &path)?)
             }
         };
-        #[cfg(feature = "zfs")]
-        if self.opts.zfs {
-            super::zfs::snapshot(&self.layout.root, name)?;
-        }
         w.guard(|w| {
             w.batch.push(Record::SnapshotCreated(meta.clone()));
             w.commit(self)
@@ -191,6 +207,10 @@ impl Store {
     pub(crate) fn delete_snapshot(&self, name: &str) -> Result<SnapshotMeta> {
         let mut w = self.writer_to_commit()?;
         let h = self.handle(name)?;
+        // The ZFS snapshot mirroring it first: should ZFS refuse (a clone
+        // depends on it), the ASL snapshot stays too.
+        #[cfg(feature = "zfs")]
+        super::zfs::destroy(&self.layout.root, name)?;
         w.guard(|w| {
             self.state.write().snapshots.remove(name);
             let shared = self
