@@ -198,6 +198,7 @@ fn types_lists_the_registry() {
             "rvls/trajectory",
             "rvls/ewc",
             "rvls/import",
+            "asl/schema",
             "asl/signature"
         ]
     );
@@ -311,5 +312,184 @@ fn seed_003_run_artifacts_are_stored_as_written_and_their_hashes_checked() {
     let hits = common::server::json(&body)["hits"].clone();
     assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
     assert_eq!(hits[0]["subject"], put[2][0].as_str());
+    srv.terminate();
+}
+
+/// Seed 001's registry that users extend: the logging schemas in
+/// examples/schemas registered as records (a child before its parent,
+/// itself, a changed version and a redefined field refused), a record of
+/// each checked on `record put`, and one breaking each refused with the
+/// path of what is wrong; the built-in types shown in the same form.
+#[test]
+fn the_schema_registry_takes_user_types_that_extend_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s");
+    let ex = |f: &str| format!("{}/examples/schemas/{f}.yaml", env!("CARGO_MANIFEST_DIR"));
+    let o = aslctl(&store, &["schema", "add", &ex("provenance_log")]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("oasm/logging_base@1, which is not registered"),
+        "{}",
+        err(&o)
+    );
+    for f in ["logging_base", "provenance_log", "lineage_log", "execution_log"] {
+        let o = aslctl(&store, &["schema", "add", &ex(f)]);
+        assert!(o.status.success(), "{f}: {}", err(&o));
+    }
+    // The same file again is the same record; a changed definition of a
+    // registered version, a self-extension and a redefined field are not.
+    assert!(aslctl(&store, &["schema", "add", &ex("execution_log")])
+        .status
+        .success());
+    let write = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    for (text, says) in [
+        (
+            "name: oasm/execution_log\nversion: 1\nfields: {x: {kind: uint}}\n",
+            "register version 2",
+        ),
+        ("name: my/loop\nversion: 1\nextends: my/loop@1\n", "extends itself"),
+        (
+            "name: my/child\nversion: 1\nextends: oasm/logging_base@1\nfields: {seq: {kind: text}}\n",
+            "already defined",
+        ),
+        ("name: asl/run\nversion: 9\n", "built in"),
+        (
+            "name: my/t\nversion: 1\nfields: {x: {kind: float}}\n",
+            "unknown kind \"float\"",
+        ),
+    ] {
+        let o = aslctl(&store, &["schema", "add", &write("bad.yaml", text)]);
+        assert_eq!(o.status.code(), Some(2), "{text}: {}", err(&o));
+        assert!(err(&o).contains(says), "{text}: {}", err(&o));
+    }
+    let listed = out(&aslctl(&store, &["schema", "list"]));
+    assert!(
+        listed.contains("asl/run@1  built-in") && listed.contains("oasm/provenance_log@1  "),
+        "{listed}"
+    );
+    let shown: serde_json::Value = serde_json::from_str(&out(&aslctl(
+        &store,
+        &["--json", "schema", "show", "oasm/execution_log"],
+    )))
+    .unwrap();
+    assert_eq!(shown["extends"], "oasm/logging_base@1");
+    assert_eq!(shown["fields"]["seq"]["kind"], "uint", "inherited: {shown}");
+    assert_eq!(shown["fields"]["duration_ms"]["kind"]["nullable"], "uint");
+    let builtin: serde_json::Value =
+        serde_json::from_str(&out(&aslctl(&store, &["--json", "schema", "show", "asl/run"]))).unwrap();
+    assert_eq!(
+        builtin["fields"]["status"]["kind"]["enum"],
+        serde_json::json!(["OK", "BLOCKED", "ERROR"])
+    );
+
+    let base = r#""timestamp": "2026-12-01T10:00:00Z", "run_id": "r1", "seq": 1,
+        "actor": {"kind": "AI", "model": "m", "confidence": 0.9}, "log_level": "Info", "context": {"host": "m1"}"#;
+    let records = [
+        (
+            "oasm/logging_base",
+            format!("{{{base}}}"),
+            r#""kind": "AI""#,
+            r#""kind": "Robot""#,
+            "actor: kind: \"Robot\" is not one of",
+        ),
+        (
+            "oasm/provenance_log",
+            format!(
+                r#"{{{base}, "command_block_id": "cb1", "hdf5_reference": "/artifacts/t1/v1.0", "cbor_object_id": "r1_1",
+                "outcome": "Success", "impact": {{"files_changed": 2, "lines_added": 10, "lines_removed": 3,
+                "functions_affected": 1, "modules_affected": ["core"]}}, "config_hash": "abc"}}"#
+            ),
+            r#""files_changed": 2"#,
+            r#""files_changed": -2"#,
+            "impact: files_changed: -2 is not a non-negative integer",
+        ),
+        (
+            "oasm/lineage_log",
+            format!(
+                r#"{{{base}, "lineage_id": "l2", "parent_lineage_id": null, "summary": "s", "intent": "i",
+                "command_executed": "c", "diff_id": null, "git_sha": "0a1b", "revert_command": "oasm revert --lineage-id l2",
+                "tests": [{{"name": "t1", "passed": true}}], "provenance": {{"lineage_chain": ["l1"], "hdf5_template_id": "t",
+                "cbor_object_id": "r1_1", "actor_chain": [{{"kind": "System"}}]}}}}"#
+            ),
+            r#""passed": true"#,
+            r#""passed": "yes""#,
+            "tests: [0]: passed: \"yes\" is not true or false",
+        ),
+        (
+            "oasm/execution_log",
+            format!(
+                r#"{{{base}, "phase": "Execute", "status": "Completed", "duration_ms": null, "memory_usage_mb": 12.5}}"#
+            ),
+            r#""phase": "Execute", "#,
+            "",
+            "missing field \"phase\"",
+        ),
+    ];
+    for (type_name, good, part, broken, says) in records {
+        let o = aslctl(
+            &store,
+            &[
+                "--json",
+                "record",
+                "put",
+                "--type",
+                type_name,
+                &write("good.json", &good),
+            ],
+        );
+        assert!(o.status.success(), "{type_name}: {}", err(&o));
+        let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+        assert_eq!(
+            (v["known"].as_bool(), v["version"].as_u64()),
+            (Some(true), Some(1)),
+            "{type_name}: {v}"
+        );
+        let bad = good.replace(part, broken);
+        assert_ne!(bad, good);
+        let o = aslctl(
+            &store,
+            &["record", "put", "--type", type_name, &write("bad.json", &bad)],
+        );
+        assert_eq!(o.status.code(), Some(2), "{type_name}: {}", err(&o));
+        assert!(err(&o).contains(says), "{type_name}: {}", err(&o));
+    }
+    let o = aslctl(
+        &store,
+        &[
+            "record",
+            "put",
+            "--type",
+            "oasm/execution_log",
+            "--version",
+            "2",
+            &write("v2.json", "{}"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("no version 2 registered"), "{}", err(&o));
+
+    // Over HTTP too: POST /v1/records checks against the registered schema.
+    let srv = common::server::start_on(tempfile::tempdir().unwrap(), store.clone(), &[], None);
+    let post = |body: &str| {
+        let (code, b) = common::server::curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            body,
+            &format!("{}/v1/records", srv.url),
+        ]);
+        (code, String::from_utf8_lossy(&b).into_owned())
+    };
+    let good = format!(r#"{{"type": "oasm/logging_base", "body": {{{base}}}}}"#);
+    assert!(matches!(post(&good).0, 200 | 201));
+    let (code, said) = post(&good.replace(r#""seq": 1"#, r#""seq": "one""#));
+    assert_eq!(code, 400, "{said}");
+    assert!(said.contains("seq"), "{said}");
     srv.terminate();
 }

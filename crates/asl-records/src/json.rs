@@ -31,6 +31,14 @@ pub fn record_from_json(
     Ok(Record::new(type_name, version, v))
 }
 
+/// A record of `t`'s type and version whose body is `body`, JSON turned
+/// into CBOR where `t`'s fields say (ids and byte strings from hex).
+pub fn record_from_json_as(t: &schema::RecordType, body: &serde_json::Value) -> Result<Record, RecordError> {
+    let v = to_cbor(body, Some(&Kind::Struct(t.fields)))
+        .map_err(|e| RecordError::Input(format!("{} body: {e}", t.name)))?;
+    Ok(Record::new(t.name, t.version, v))
+}
+
 /// A JSON value as CBOR, with no schema to say where byte strings go:
 /// integers to integers, other numbers to floats, objects to maps.
 pub fn from_json(j: &serde_json::Value) -> Result<Value, RecordError> {

@@ -323,7 +323,11 @@ async fn new_record(S(st): S<Arc<State>>, Extension(access): Extension<Access>, 
     };
     let s2 = st.clone();
     let stored = with_view(&st.store, access, move |view| {
-        let rec = records::json::record_from_json(&r.type_name, r.version, &r.body)?;
+        // Checked against the built-in types and the store's registered ones.
+        let (rec, _) = s2.index.with(|i| {
+            i.refresh(view.store())?;
+            records::schema::user::record_from_json(i, view, &r.type_name, r.version, &r.body)
+        })?;
         let s = records::put(view.store(), &rec)?;
         view.store().commit()?;
         if rec.type_name == records::labels::ANNOTATION {

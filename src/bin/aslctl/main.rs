@@ -37,6 +37,7 @@ mod record;
 mod run_artifacts;
 #[cfg(feature = "s3")]
 mod s3cmd;
+mod schema_cmd;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
@@ -147,6 +148,10 @@ enum Cmd {
     /// List the record types this build registers, with their fields
     /// (`?` marks an optional one).
     Types,
+    /// The store's schema registry: record types users define (extending
+    /// others), checked on `record put`.
+    #[command(subcommand)]
+    Schema(schema_cmd::SchemaCmd),
     /// List a tree: `<file|exec|tree> <id> <size>\t<name>` per entry.
     LsTree {
         /// Tree id or unique prefix (`ingest DIR` prints it last).
@@ -433,6 +438,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
         Cmd::Snapshot(cmd) => snap::snapshot(cli.json, dir, cmd),
         Cmd::Record(cmd) => record::record(cli.json, dir, cmd),
         Cmd::Types => record::types(cli.json),
+        Cmd::Schema(cmd) => schema_cmd::schema(cli.json, dir, cmd),
         Cmd::LsTree { id, recursive, at } => record::ls_tree(cli.json, dir, id, *recursive, at.as_deref()),
         Cmd::Checkout { id, dir: to, force, at } => record::checkout(dir, id, to, *force, at.as_deref()),
         Cmd::DiffTree { a, b } => record::diff_tree(cli.json, dir, a, b),

@@ -74,15 +74,34 @@ pub(crate) fn record(json_out: bool, dir: &Path, cmd: &RecordCmd) -> Result<Exit
             file,
         } => {
             let body = parse_document(file, &read_input(file)?)?;
-            let rec = json::record_from_json(type_name, *version, &body)?;
-            // Checked before the store is opened: a refused record writes
-            // nothing, not even a new store.
-            let prepared = records::prepare(&rec)?;
+            let builtin = schema::newest(type_name).is_some();
+            // Checked as far as it can be before the store is opened (a
+            // built-in type wholly, any other's name and encoding): a
+            // refused record writes nothing, not even a new store.
+            let first = json::record_from_json(type_name, *version, &body)?;
+            let prepared = records::prepare(&first)?;
+            let (rec, prepared) = match builtin {
+                true => (Some(first), Some(prepared)),
+                false => (None, None),
+            };
             let s = StoreOptions::new().create(true).open(dir)?;
+            let (rec, prepared, checked) = match (rec, prepared) {
+                (Some(r), Some(p)) => {
+                    let c = p.checked;
+                    (r, p, c)
+                }
+                _ => {
+                    // A type registered in the store: checked against it.
+                    let index = crate::query::open_index(&s)?;
+                    let (rec, checked) = schema::user::record_from_json(&index, &s, type_name, *version, &body)?;
+                    let prepared = records::prepare(&rec)?;
+                    (rec, prepared, checked)
+                }
+            };
             let stored = records::put_prepared(&s, &prepared)?;
             s.commit()?;
             crate::close_committed(s);
-            let known = stored.checked == schema::Checked::Valid;
+            let known = checked == schema::Checked::Valid;
             if json_out {
                 out!(
                     "{}",

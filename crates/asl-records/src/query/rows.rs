@@ -27,6 +27,7 @@ const LABEL_FIELDS: &[(&str, &[&str])] = &[
     ("asl/pel-receipt", &["run_id", "node", "outcome"]),
     ("asl/pel-run", &["run_id", "outcome"]),
     ("asl/cache-entry", &["cache_key"]),
+    ("asl/schema", &["name"]),
 ];
 
 /// Fields a PEL receipt is found by, each an id: its action key (the

@@ -90,6 +90,7 @@ pub struct RecordType {
 }
 
 mod registry;
+pub mod user;
 
 pub use registry::{REGISTRY, RUN_STATUS};
 

@@ -450,6 +450,18 @@ pub static REGISTRY: &[RecordType] = &[
         ],
     },
     RecordType {
+        name: "asl/schema",
+        version: 1,
+        doc: "a record type users register: its name, version, the type it extends, and its fields, each with a kind and whether it is required",
+        fields: &[
+            req("name", Kind::Name),
+            req("version", Kind::Uint),
+            opt("extends", Kind::OrNull(&Kind::Text)),
+            opt("doc", Kind::LongText),
+            opt("fields", Kind::Any),
+        ],
+    },
+    RecordType {
         name: "asl/signature",
         version: 1,
         doc: "an ed25519 signature by `key` over the context string and the subject's id",
