@@ -121,13 +121,8 @@ fn id(i: usize) -> ArtifactId {
 fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
     // The pool's artifacts; expiry records are artifacts too.
     let pool: BTreeSet<ArtifactId> = (0..POOL).map(id).collect();
-    let listed: Vec<ArtifactId> = s
-        .list()
-        .unwrap()
-        .into_iter()
-        .map(|a| a.id)
-        .filter(|a| pool.contains(a))
-        .collect();
+    let of_pool = |l: Vec<asl::ArtifactInfo>| l.into_iter().map(|a| a.id).filter(|a| pool.contains(a));
+    let listed: Vec<ArtifactId> = of_pool(s.list().unwrap()).collect();
     let want: BTreeSet<ArtifactId> = m.current.iter().map(|i| id(*i)).collect();
     prop_assert_eq!(listed, want.into_iter().collect::<Vec<_>>());
     for i in 0..POOL {
@@ -141,13 +136,7 @@ fn check(s: &Store, m: &Model) -> Result<(), TestCaseError> {
     prop_assert_eq!(names, m.snaps.keys().cloned().collect::<Vec<_>>());
     for (name, set) in &m.snaps {
         let v = s.at(name).unwrap();
-        let listed: BTreeSet<ArtifactId> = v
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|a| a.id)
-            .filter(|a| pool.contains(a))
-            .collect();
+        let listed: BTreeSet<ArtifactId> = of_pool(v.list().unwrap()).collect();
         prop_assert_eq!(&listed, &set.iter().map(|i| id(*i)).collect::<BTreeSet<_>>());
         for i in set {
             prop_assert_eq!(v.get(&id(*i)).unwrap(), content(*i), "snapshot {} item {}", name, i);

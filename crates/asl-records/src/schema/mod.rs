@@ -134,7 +134,12 @@ pub fn check(r: &Record) -> Result<Checked, RecordError> {
         }
         return Ok(Checked::Unknown);
     };
-    check_fields(t.fields, &r.body).map_err(|detail| RecordError::Schema {
+    check_body(t, &r.body)
+}
+
+/// Checks a body against type `t`'s fields.
+fn check_body(t: &RecordType, body: &Value) -> Result<Checked, RecordError> {
+    check_fields(t.fields, body).map_err(|detail| RecordError::Schema {
         type_name: t.name.to_string(),
         version: t.version,
         detail,

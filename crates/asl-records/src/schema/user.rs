@@ -32,7 +32,7 @@ use std::sync::{Mutex, OnceLock};
 
 use asl_core::ArtifactId;
 
-use super::{check_fields, lookup, Checked, Field, Kind, RecordType, REGISTRY};
+use super::{lookup, Checked, Field, Kind, RecordType, REGISTRY};
 use crate::cbor::Value;
 use crate::query::{Query, QueryIndex};
 use crate::{Record, RecordError, Source};
@@ -419,14 +419,7 @@ pub fn check(index: &QueryIndex, from: &dyn Source, r: &Record) -> Result<Checke
         return Ok(checked);
     }
     match resolve(index, from, &r.type_name, r.version)? {
-        Some(t) => {
-            check_fields(t.fields, &r.body).map_err(|detail| RecordError::Schema {
-                type_name: t.name.to_string(),
-                version: t.version,
-                detail,
-            })?;
-            Ok(Checked::Valid)
-        }
+        Some(t) => super::check_body(t, &r.body),
         None => {
             let versions: Vec<String> = records_of(index, from, &r.type_name)?
                 .keys()
