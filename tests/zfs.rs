@@ -125,6 +125,9 @@ fn zfs_snapshots_follow_asl_snapshots_and_restore_the_store() {
     assert!(err(&o).contains("not on a ZFS dataset"), "{}", err(&o));
     assert_eq!(err(&o).trim().lines().count(), 1, "{}", err(&o));
     assert_eq!(ok(&plain, &["snapshot", "list"]), "");
+    let o = aslctl(&plain, &["serve", "--zfs", "--listen", "127.0.0.1:0"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err(&o).contains("not on a ZFS dataset"), "{}", err(&o));
     let idx = fs::read_dir(plain.join("snapshots")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(idx, 0, "no snapshot file left behind");
 
@@ -179,5 +182,26 @@ fn zfs_snapshots_follow_asl_snapshots_and_restore_the_store() {
     ok(&store, &["snapshot", "delete", "s1"]);
     let (_, zl) = run("zfs", &["list", "-H", "-t", "snapshot", "-o", "name"]);
     assert!(!zl.contains("@asl-s1"), "{zl}");
+
+    // Through a server started with --zfs: snapshots made and deleted over
+    // HTTP do the same.
+    let srv = common::server::start_on(tempfile::tempdir().unwrap(), store.clone(), &["--zfs"], None);
+    let (code, said) = common::server::curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        r#"{"name": "s3"}"#,
+        &format!("{}/v1/snapshots", srv.url),
+    ]);
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&said));
+    let (_, zl) = run("zfs", &["list", "-H", "-t", "snapshot", "-o", "name"]);
+    assert!(zl.contains(&format!("{ds}@asl-s3")), "{zl}");
+    let (code, _) = common::server::curl(&["-X", "DELETE", &format!("{}/v1/snapshots/s3", srv.url)]);
+    assert_eq!(code, 200);
+    let (_, zl) = run("zfs", &["list", "-H", "-t", "snapshot", "-o", "name"]);
+    assert!(!zl.contains("@asl-s3"), "{zl}");
+    srv.terminate();
     drop(pool);
 }

@@ -51,6 +51,12 @@ pub(crate) struct ServeArgs {
     /// the server's heap once warm. 0: every GET proves every byte again.
     #[arg(long, value_name = "SIZE")]
     block_cache: Option<String>,
+    /// Snapshots made through the server (`POST /v1/snapshots`) also
+    /// snapshot the ZFS dataset holding the store, as `snapshot create
+    /// --zfs` does; refused at start off ZFS.
+    #[cfg(feature = "zfs")]
+    #[arg(long)]
+    zfs: bool,
     /// No access log (one line per request on stderr).
     #[arg(long)]
     quiet: bool,
@@ -140,6 +146,10 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
             eprintln!("aslctl: warning: following the writer failed, serving the state held: {e}");
         }
         opts = StoreOptions::new().read_only(true);
+    }
+    #[cfg(feature = "zfs")]
+    if a.zfs {
+        opts = opts.zfs(true);
     }
     if let Some(s) = &a.block_cache {
         opts = opts.block_cache(crate::args::parse_size(s)? as usize);

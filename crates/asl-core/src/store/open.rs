@@ -41,6 +41,13 @@ const LAYOUT_NAMES: &[&str] = &[
 
 impl Store {
     pub(crate) fn open_with(path: &Path, opts: StoreOptions) -> Result<Self> {
+        // A writer asked to take ZFS snapshots says at once when it cannot,
+        // before a store is made or opened.
+        #[cfg(feature = "zfs")]
+        if opts.zfs && !opts.read_only {
+            let on = path.ancestors().find(|p| p.exists()).unwrap_or(path);
+            super::zfs::dataset_of(on)?;
+        }
         let opts = super::tier::resolve(path, &opts, !opts.read_only)?.unwrap_or(opts);
         let layout = Layout::new(path, opts.backend.clone());
         let io = &*layout.io;
