@@ -366,6 +366,45 @@ fn the_schema_registry_takes_user_types_that_extend_others() {
         assert_eq!(o.status.code(), Some(2), "{text}: {}", err(&o));
         assert!(err(&o).contains(says), "{text}: {}", err(&o));
     }
+    // A user type may extend a built-in one.
+    let o = aslctl(
+        &store,
+        &[
+            "schema",
+            "add",
+            &write("ticketed.yaml", "name: my/ticketed_run\nversion: 1\nextends: asl/run@1\nfields: {ticket: {kind: name, required: true}}\n"),
+        ],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let run = r#"{"run_id": "r-1", "created_at": "2026-12-01T00:00:00Z", "mode": "m", "tool": "t", "status": "OK", "ticket": "T-7"}"#;
+    let o = aslctl(
+        &store,
+        &[
+            "--json",
+            "record",
+            "put",
+            "--type",
+            "my/ticketed_run",
+            &write("tr.json", run),
+        ],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let o = aslctl(
+        &store,
+        &[
+            "record",
+            "put",
+            "--type",
+            "my/ticketed_run",
+            &write("tr2.json", &run.replace(r#""OK""#, r#""MAYBE""#)),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("status: \"MAYBE\" is not one of OK, BLOCKED, ERROR"),
+        "{}",
+        err(&o)
+    );
     let listed = out(&aslctl(&store, &["schema", "list"]));
     assert!(
         listed.contains("asl/run@1  built-in") && listed.contains("oasm/provenance_log@1  "),
