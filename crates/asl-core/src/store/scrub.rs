@@ -11,13 +11,13 @@
 //! the findings and never fails the scrub.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{read, write_atomic};
 use crate::textfile;
 
+use super::snapshots::now_secs;
 use super::Store;
 
 /// The file's name in the store directory.
@@ -81,10 +81,6 @@ impl Plan {
     pub(crate) fn includes(&self, seg: u32) -> bool {
         self.only.as_ref().is_none_or(|s| s.contains(&seg))
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn encode(seen: &BTreeMap<u32, Verified>) -> Vec<u8> {

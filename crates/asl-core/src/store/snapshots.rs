@@ -61,7 +61,8 @@ pub struct SnapshotDiff {
     pub removed: Vec<ArtifactInfo>,
 }
 
-fn now_secs() -> u64 {
+/// Now, in seconds since 1970 (0 before it).
+pub(super) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
