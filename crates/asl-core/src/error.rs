@@ -94,12 +94,15 @@ pub enum Error {
     #[error("no artifact matches id prefix {0}")]
     PrefixNotFound(String),
     /// More than one live artifact id starts with this prefix.
-    #[error("id prefix {prefix} is ambiguous: it matches {count} artifacts")]
+    #[error("id prefix {prefix} is ambiguous: it matches {count} artifacts: {}", list_candidates(candidates, *count))]
     AmbiguousPrefix {
         /// The prefix given.
         prefix: String,
         /// How many artifacts match (at least two).
         count: usize,
+        /// The first few of them in id order (at most
+        /// [`AMBIGUOUS_SHOWN`]), so a person can pick one as `git` lets them.
+        candidates: Vec<crate::ArtifactId>,
     },
     /// A string that is not an artifact id or prefix.
     #[error("invalid artifact id {input:?}: {reason}")]
@@ -354,3 +357,20 @@ macro_rules! layer_error {
     };
 }
 pub(crate) use layer_error;
+
+/// How many of the ids an ambiguous prefix matches its error names.
+pub const AMBIGUOUS_SHOWN: usize = 8;
+
+fn list_candidates(ids: &[crate::ArtifactId], count: usize) -> String {
+    let mut s = ids
+        .iter()
+        .take(AMBIGUOUS_SHOWN)
+        .map(|i| i.to_hex())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let shown = ids.len().min(AMBIGUOUS_SHOWN);
+    if count > shown {
+        s.push_str(&format!(" and {} more", count - shown));
+    }
+    s
+}

@@ -67,7 +67,7 @@ mod testutil;
 pub mod textfile;
 pub mod version;
 
-pub use error::{DecodeError, Error, ErrorKind, Result};
+pub use error::{DecodeError, Error, ErrorKind, Result, AMBIGUOUS_SHOWN};
 pub use id::{ArtifactId, IdError, IdPrefix};
 pub use index::{DomainId, Placement, Visibility};
 pub use snapshot::{CurrentId, SnapshotMeta};

@@ -83,6 +83,7 @@ pub fn resolve(store: &Store, text: &str) -> Result<ArtifactId> {
                 _ => Err(asl_core::Error::AmbiguousPrefix {
                     prefix: p,
                     count: hits.len(),
+                    candidates: hits.iter().take(asl_core::AMBIGUOUS_SHOWN).copied().collect(),
                 }
                 .into()),
             }

@@ -8,7 +8,6 @@ use crate::error::CliError;
 use asl::records::batch_document::{Document, Done};
 use asl::records::lineage::{self, Lineage};
 use asl::records::{json as rjson, RecordError};
-use asl::StoreOptions;
 use clap::Subcommand;
 use serde_json::{json, Value as J};
 
@@ -50,7 +49,7 @@ pub(crate) fn batch(json_out: bool, dir: &Path, file: &str) -> Result<ExitCode, 
     // Checked whole before the store is opened: a refused document writes
     // nothing, not even a new store.
     let doc = Document::parse(&read_document(file)?, &base).map_err(in_file)?;
-    let s = StoreOptions::new().create(true).open(dir)?;
+    let s = crate::global::open_creating(crate::opts(), dir)?;
     let Done {
         applied: done,
         put_names: shown,
@@ -92,7 +91,7 @@ fn step_json(id: &asl::ArtifactId, l: &Lineage) -> J {
 pub(crate) fn lineage_cmd(json_out: bool, dir: &Path, cmd: &LineageCmd) -> Result<ExitCode, CliError> {
     match cmd {
         LineageCmd::Show { id } => {
-            let s = StoreOptions::new().read_only(true).open(dir)?;
+            let s = crate::opts().read_only(true).open(dir)?;
             let id = s.resolve(id)?;
             for (id, l) in lineage::chain(&s, &id)? {
                 if json_out {
@@ -111,7 +110,7 @@ pub(crate) fn lineage_cmd(json_out: bool, dir: &Path, cmd: &LineageCmd) -> Resul
             }
         }
         LineageCmd::Revert { id, onto, actor } => {
-            let s = StoreOptions::new().open(dir)?;
+            let s = crate::opts().open(dir)?;
             let id = s.resolve(id)?;
             let onto = onto.as_deref().map(|o| s.resolve(o)).transpose()?;
             let (step, tree) = lineage::revert(&s, &id, onto.as_ref(), actor.clone())?;

@@ -104,7 +104,7 @@ pub fn bench(json_out: bool, a: &BenchArgs) -> Result<ExitCode, CliError> {
         sweep.cold_reads = sweep.cold_reads.min(5);
         sweep.limit_bytes = 8 << 20;
     }
-    let tty = std::io::stderr().is_terminal();
+    let tty = std::io::stderr().is_terminal() && crate::global::chatty();
     let bar = tty.then(|| {
         let b = indicatif::ProgressBar::new(sweep.runs() as u64);
         b.set_style(
@@ -118,7 +118,7 @@ pub fn bench(json_out: bool, a: &BenchArgs) -> Result<ExitCode, CliError> {
             b.set_position(done as u64);
             b.set_message(label.to_string());
         }
-        None => eprintln!("[{done}/{total}] {label}"),
+        None => say!("[{done}/{total}] {label}"),
     };
     let result = bench::run_sweep(&sweep, &mut progress);
     if let Some(b) = &bar {
@@ -134,7 +134,7 @@ pub fn bench(json_out: bool, a: &BenchArgs) -> Result<ExitCode, CliError> {
     };
     if let Some(p) = &a.plot {
         write(p, &bench::plot_svg(&rep)?)?;
-        eprintln!("plot written to {}", p.display());
+        say!("plot written to {}", p.display());
     }
     let mut out = std::io::stdout().lock();
     let printed = match &a.csv {

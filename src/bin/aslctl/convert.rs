@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::error::CliError;
 use asl::pel::convert::{self, Kind, Request, Verdict};
 use asl::pel::{Outcome, PelError, RunOptions};
-use asl::{ArtifactId, Error, Store, StoreOptions};
+use asl::{ArtifactId, Error, Store};
 use serde_json::json;
 
 use crate::pel::Keys;
@@ -94,7 +94,7 @@ pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<Exi
         }
     }
     // A file to store makes the store when there is none, as `ingest` does.
-    let s = StoreOptions::new().create(obj.starts_with("file:")).open(dir)?;
+    let s = crate::opts().create(obj.starts_with("file:")).open(dir)?;
     let index = open_index(&s)?;
     if from == Kind::Yaml {
         // An overlay must hold before anything is stored: its schema, and a
@@ -165,7 +165,7 @@ pub(crate) fn convert(json_out: bool, dir: &Path, a: &ConvertArgs) -> Result<Exi
         );
     } else {
         out!("{out}");
-        eprintln!(
+        say!(
             "converted {from} -> {to}: run {}{}{}",
             rep.run,
             if rep.nodes.iter().all(|n| n.cached) {

@@ -46,6 +46,18 @@ impl CliError {
         }
     }
 
+    /// What to do about this error, when the message alone does not say
+    /// (appended to it).
+    pub(crate) fn hint(&self) -> &'static str {
+        match self.store() {
+            Some(Error::NotAStore { reason, .. }) if reason == "no such directory" || reason == "no STORE file" => {
+                " (make one with `aslctl init`, or name another with --store or $ASL_STORE)"
+            }
+            Some(Error::Locked { .. }) => " (--lock-wait DURATION waits for it)",
+            _ => "",
+        }
+    }
+
     /// The exit code: 1 when what was named is missing or its bytes are
     /// damaged, 2 for every other failure (usage, I/O, refusals).
     pub(crate) fn exit_code(&self) -> u8 {

@@ -81,7 +81,7 @@ fn targets(s: &Store, t: &Targets) -> Result<Vec<ArtifactId>, CliError> {
 }
 
 pub(crate) fn change(json_out: bool, dir: &Path, t: &Targets, publishing: bool) -> Result<ExitCode, CliError> {
-    let s = Store::open(dir)?;
+    let s = crate::opts().open(dir)?;
     let ids = targets(&s, t)?;
     let r = if publishing && t.closure {
         publish::publish_closure(&s, &ids)?
@@ -135,7 +135,7 @@ pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<Exit
         }
         DomainCmd::Cosign { key } => {
             let signer = asl::pel::Signer::load(key)?;
-            let s = Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             let sid = asl::federation::cosign::cosign(&s, &signer)?;
             let (mid, m) = publish::latest(&s)?.ok_or_else(|| Error::InvalidArgument("no manifest".into()))?;
             if json_out {
@@ -155,7 +155,7 @@ pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<Exit
         DomainCmd::Init { name } => {
             // The first thing done in a new project: the store is made too,
             // as a first ingest would make it.
-            let s = asl::StoreOptions::new().create(true).open(dir)?;
+            let s = crate::global::open_creating(crate::opts(), dir)?;
             let d = Domain::init(&s, name)?;
             let key = Domain::public_key(&s)?;
             if json_out {
@@ -166,7 +166,7 @@ pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<Exit
             crate::close_committed(s);
         }
         DomainCmd::Show => {
-            let s = asl::StoreOptions::new().read_only(true).open(dir)?;
+            let s = crate::opts().read_only(true).open(dir)?;
             let Some(d) = Domain::of_store(&s)? else {
                 return Err(Error::InvalidArgument(
                     "the store has no domain yet (aslctl domain init --name NAME)".into(),
@@ -196,7 +196,7 @@ pub(crate) fn domain(json_out: bool, dir: &Path, cmd: &DomainCmd) -> Result<Exit
             }
         }
         DomainCmd::Manifest { ids } => {
-            let s = asl::StoreOptions::new().read_only(true).open(dir)?;
+            let s = crate::opts().read_only(true).open(dir)?;
             let Some((id, m)) = publish::latest(&s)? else {
                 return Err(Error::InvalidArgument("nothing published yet".into()).into());
             };
@@ -301,7 +301,7 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
     use asl::federation::remote;
     match cmd {
         RemoteCmd::Trust { name, policy } => {
-            let s = Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             let mut r = remote::get(&s, name)?;
             r.policy = policy.policy()?;
             remote::update(&s, &r)?;
@@ -322,7 +322,7 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
         } => {
             let policy = policy.policy()?;
             // A new store may start by fetching from another.
-            let s = asl::StoreOptions::new().create(true).open(dir)?;
+            let s = crate::global::open_creating(crate::opts(), dir)?;
             let key = key.as_deref().map(asl::pel::keys::parse_key).transpose()?;
             // A directory is kept absolute, so the store can be used from anywhere.
             let url = if url.starts_with("http://") || url.starts_with("https://") {
@@ -349,7 +349,7 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
             crate::close_committed(s);
         }
         RemoteCmd::List => {
-            let s = asl::StoreOptions::new().read_only(true).open(dir)?;
+            let s = crate::opts().read_only(true).open(dir)?;
             let list = remote::remotes(&s)?;
             if json_out {
                 let v: Vec<_> = list
@@ -377,7 +377,7 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
             }
         }
         RemoteCmd::Remove { name } => {
-            let s = Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             remote::remove(&s, name)?;
             out!("removed remote {name}");
             crate::close_committed(s);
@@ -396,7 +396,7 @@ fn report_json(r: &asl::federation::sync::FetchReport) -> serde_json::Value {
 
 pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) -> Result<ExitCode, CliError> {
     use asl::federation::{remote, sync};
-    let s = Store::open(dir)?;
+    let s = crate::opts().open(dir)?;
     let mut first = Vec::new();
     for name in names {
         if remote::get(&s, name)?.key.is_none() {
@@ -411,7 +411,7 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) ->
     };
     for name in &first {
         let rem = remote::get(&s, name)?;
-        eprintln!(
+        say!(
             "aslctl: first fetch from {name}: pinned its key {} (domain {})",
             rem.key.map_or("-".into(), |k| hex(&k)),
             rem.domain.map_or("-".into(), |d| hex(&d))
@@ -482,7 +482,7 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) ->
 }
 
 pub(crate) fn push(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, CliError> {
-    let s = asl::StoreOptions::new().read_only(true).open(dir)?;
+    let s = crate::opts().read_only(true).open(dir)?;
     let r = asl::federation::sync::push(&s, name)?;
     if json_out {
         out!(
@@ -503,7 +503,7 @@ pub(crate) fn push(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, C
 pub(crate) fn origin(json_out: bool, dir: &Path, text: &str) -> Result<ExitCode, CliError> {
     use asl::federation::origin::{origin, Origin};
     use asl::federation::promise;
-    let s = asl::StoreOptions::new().read_only(true).open(dir)?;
+    let s = crate::opts().read_only(true).open(dir)?;
     let id = promise::resolve(&s, text)?;
     let o = origin(&s, &id)?;
     let (v, line) = match &o {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::error::CliError;
 use asl::formats::rvls;
 use asl::records::labels::parse_label;
-use asl::{Error, StoreOptions};
+use asl::Error;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -42,7 +42,7 @@ pub(crate) fn import(json_out: bool, dir: &Path, cmd: &ImportCmd) -> Result<Exit
             // Checked whole before the store is opened: a bad file leaves
             // no trace, not even a new store directory.
             rvls::parse(&bytes, &labels).map_err(|e| Error::InvalidArgument(format!("{file}: {e}")))?;
-            let s = StoreOptions::new().create(true).open(dir)?;
+            let s = crate::global::open_creating(crate::opts(), dir)?;
             let name = Path::new(file)
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -60,7 +60,7 @@ pub(crate) fn import(json_out: bool, dir: &Path, cmd: &ImportCmd) -> Result<Exit
                 );
             } else {
                 out!("{}", r.import);
-                eprintln!(
+                say!(
                     "imported {file}: {} patterns, {} trajectories, {} ewc states ({} records; file {})",
                     r.patterns,
                     r.trajectories,
@@ -96,7 +96,7 @@ pub(crate) enum ExportCmd {
 
 pub(crate) fn export(dir: &Path, cmd: &ExportCmd) -> Result<ExitCode, CliError> {
     let ExportCmd::Rvls { import, labels, output } = cmd;
-    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let s = crate::opts().read_only(true).open(dir)?;
     let ids = match import {
         Some(text) => rvls::import_records(&s, &s.resolve(text)?)?,
         None => {
@@ -131,6 +131,6 @@ pub(crate) fn export(dir: &Path, cmd: &ExportCmd) -> Result<ExitCode, CliError> 
             }
         }
     }
-    eprintln!("exported {} RVLS records", ids.len());
+    say!("exported {} RVLS records", ids.len());
     Ok(ExitCode::SUCCESS)
 }

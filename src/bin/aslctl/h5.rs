@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use crate::error::CliError;
 use asl::formats::h5read;
 use asl::records::cbor::Value;
-use asl::{Error, StoreOptions};
+use asl::Error;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -55,7 +55,7 @@ pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Cl
     match cmd {
         H5Cmd::Ingest { files } => ingest(json_out, dir, files),
         H5Cmd::Ls { id } | H5Cmd::Digest { id } => {
-            let s = asl::Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             let id = s.resolve(id)?;
             let (_, rec) = h5read::index_of(&s, &crate::query::open_index(&s)?, &id)?;
             if json_out {
@@ -76,7 +76,7 @@ pub(crate) fn h5(json_out: bool, dir: &Path, cmd: &H5Cmd) -> Result<ExitCode, Cl
             raw,
         } => {
             let sel = h5read::parse_selection(slice)?;
-            let s = asl::Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             let id = s.resolve(id)?;
             let (_, rec) = h5read::index_of(&s, &crate::query::open_index(&s)?, &id)?;
             let a = h5read::read(&s, &rec, dataset, &sel)?;
@@ -127,7 +127,7 @@ fn ingest(json_out: bool, dir: &Path, files: &[String]) -> Result<ExitCode, CliE
             return Err(Error::InvalidArgument(format!("{f}: no such file")).into());
         }
     }
-    let s = StoreOptions::new().create(true).open(dir)?;
+    let s = crate::global::open_creating(crate::opts(), dir)?;
     let mut done = Vec::new();
     for f in files {
         done.push((f, hdf5::ingest(&s, Path::new(f))?));
@@ -150,7 +150,6 @@ fn ingest(json_out: bool, dir: &Path, files: &[String]) -> Result<ExitCode, CliE
 
 #[cfg(not(feature = "hdf5"))]
 fn ingest(_: bool, _: &Path, _: &[String]) -> Result<ExitCode, CliError> {
-    let _ = StoreOptions::new();
     Err(Error::InvalidArgument(
         "this aslctl was built without feature `hdf5` (the HDF5 C library): rebuild with `--features hdf5` to ingest .h5 files".into(),
     )

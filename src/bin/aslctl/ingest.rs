@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use crate::error::CliError;
 use asl::records::digests;
 use asl::records::ingest::IngestOutcome;
-use asl::{ArtifactId, Error, FilesCacheMode, IngestEvent, IngestOptions, IngestPlan, IngestReport, StoreOptions};
+use asl::{ArtifactId, Error, FilesCacheMode, IngestEvent, IngestOptions, IngestPlan, IngestReport};
 use serde_json::json;
 
 use super::{human, Cli};
@@ -76,15 +76,15 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result
     // own directory is never an input (`ingest .` beside the default store).
     let plan = IngestPlan::walk_excluding(paths, Some(dir))?;
     for p in &plan.excluded {
-        eprintln!("skipped {} (the store itself)", p.display());
+        say!("skipped {} (the store itself)", p.display());
     }
-    let mut opts = StoreOptions::new().create(true).chunk_dedup(cdc);
+    let mut opts = crate::opts().chunk_dedup(cdc);
     if let Some(c) = compression {
         opts = opts.compression(c);
     }
-    let store = opts.open(dir)?;
+    let store = crate::global::open_creating(opts, dir)?;
     let total = plan.bytes();
-    let bar = (io::stderr().is_terminal() && !cli.json && total > (64 << 20)).then(|| {
+    let bar = (io::stderr().is_terminal() && crate::global::chatty() && !cli.json && total > (64 << 20)).then(|| {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
@@ -143,7 +143,7 @@ pub fn ingest(cli: &Cli, dir: &Path, paths: &[PathBuf], flags: &Flags) -> Result
         crate::query::report_rebuild(r);
     }
     if read_back > 0 {
-        eprintln!("{read_back} unchanged files had no SHA-256 recorded: read back from the store for it");
+        say!("{read_back} unchanged files had no SHA-256 recorded: read back from the store for it");
     }
     crate::close_committed(store);
     if let Some(b) = bar {
@@ -220,7 +220,7 @@ fn print_summary(json_out: bool, stdout: &mut impl Write, s: &Summary<'_>) -> io
         });
         out_err = writeln!(stdout, "{v}").and_then(|_| stdout.flush()).err();
     }
-    eprintln!(
+    say!(
         "ingested {} files, {} ({} new files, {} new; {} deduplicated) in {:.2}s, {:.1} MB/s{}",
         rep.files.len(),
         human(rep.bytes),
@@ -236,7 +236,7 @@ fn print_summary(json_out: bool, stdout: &mut impl Write, s: &Summary<'_>) -> io
         }
     );
     if rep.cached_files > 0 {
-        eprintln!(
+        say!(
             "{} unchanged files not read (files cache; --no-cache reads them)",
             rep.cached_files
         );
@@ -256,11 +256,11 @@ fn ingest_stdin(
     cdc: bool,
     sha256: bool,
 ) -> Result<ExitCode, CliError> {
-    let mut opts = StoreOptions::new().create(true).chunk_dedup(cdc);
+    let mut opts = crate::opts().chunk_dedup(cdc);
     if let Some(c) = compression {
         opts = opts.compression(c);
     }
-    let store = opts.open(dir)?;
+    let store = crate::global::open_creating(opts, dir)?;
     let t0 = std::time::Instant::now();
     let put = store
         .put_reader_with(io::stdin().lock(), &asl::PutOptions::new().sha256(sha256))
@@ -287,7 +287,7 @@ fn ingest_stdin(
     } else {
         out!("{}  -", put.id);
     }
-    eprintln!(
+    say!(
         "ingested standard input, {} ({}) in {:.2}s",
         human(put.len),
         if put.new { "new" } else { "deduplicated" },

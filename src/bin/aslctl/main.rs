@@ -8,14 +8,24 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use asl::{Store, StoreOptions};
+use asl::Store;
 use clap::{Parser, Subcommand};
 use error::CliError;
+pub(crate) use global::opts;
 
 /// Prints a line to stdout like `println!`, without its panic: see [`emit`].
 macro_rules! out {
     ($($arg:tt)*) => {
         $crate::emit(format_args!($($arg)*))
+    };
+}
+
+/// Prints a summary or note on stderr like `eprintln!`, unless `-q`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if $crate::global::chatty() {
+            eprintln!($($arg)*)
+        }
     };
 }
 
@@ -27,6 +37,7 @@ mod convert;
 mod error;
 mod federation;
 mod formats;
+mod global;
 mod h5;
 mod ingest;
 mod maint;
@@ -42,11 +53,12 @@ mod schema_cmd;
 mod serve;
 #[cfg(feature = "server")]
 mod served;
+mod shell;
 mod snap;
 mod worktree;
 
 #[derive(Parser)]
-#[command(name = "aslctl", version, about = "Content-addressed artifact store")]
+#[command(name = "aslctl", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ASLCTL_BUILD"), ")"), about = "Content-addressed artifact store")]
 struct Cli {
     /// Store directory, or s3://bucket/prefix for a store living in a bucket
     /// (its local part under $ASL_S3_CACHE or ~/.cache/asl/s3) [default:
@@ -56,6 +68,18 @@ struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Print only errors and warnings on stderr: no summaries, notes or
+    /// progress.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Say more on stderr: the store a command ran on and how long it took.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Wait this long (`30s`, `5m`) for a store another process is writing
+    /// to, rather than fail at once; readers never wait.
+    #[arg(long, global = true, value_name = "DURATION", env = "ASL_LOCK_WAIT",
+          value_parser = asl::records::time::parse_duration)]
+    lock_wait: Option<std::time::Duration>,
     /// Act through the server at this URL (`aslctl serve`) rather than on
     /// a store directory: rm, gc, seal, verify, stat, pin, unpin, pins,
     /// snapshot create and delete. Without it those that write still go
@@ -78,6 +102,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Create an empty store (in ./.asl, or where --store or $ASL_STORE
+    /// says). Commands that store something create one too, and say so.
+    Init,
+    /// Print the completion script of a shell (bash, zsh, fish, elvish,
+    /// powershell) for aslctl, e.g. `aslctl completions bash >
+    /// ~/.local/share/bash-completion/completions/aslctl`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages of aslctl and each of its commands
+    /// (`aslctl.1`, `aslctl-ingest.1`, ...) into a directory.
+    Man {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
     /// Store files (directories recursively); prints `<id>  <path>` like b3sum.
     Ingest {
         /// Files or directories, or `-` alone for standard input.
@@ -106,28 +146,38 @@ enum Cmd {
         #[arg(long)]
         sha256: bool,
     },
-    /// Write an artifact to a file (or stdout).
+    /// Write artifacts to a file, a directory or stdout.
     Get {
-        /// Id, unique id prefix, or `sha256:HEX` (recorded by `ingest --sha256`).
-        id: String,
-        /// Output file (`-` for stdout). A regular file is written beside
-        /// the target and renamed over it once complete; a device or pipe is
-        /// written in place. Never a path inside the store.
+        /// Ids, unique id prefixes, or `sha256:HEX` (recorded by `ingest --sha256`).
+        #[arg(required_unless_present = "stdin")]
+        ids: Vec<String>,
+        /// Also read ids from standard input, one per line.
+        #[arg(long)]
+        stdin: bool,
+        /// Output file (`-` for stdout); with several ids, a directory that
+        /// each is written into under its full id. A regular file is written
+        /// beside the target and renamed over it once complete; a device or
+        /// pipe is written in place. Never a path inside the store.
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Read from this snapshot instead of CURRENT.
         #[arg(long, value_name = "SNAPSHOT")]
         at: Option<String>,
     },
-    /// Write an artifact to stdout.
+    /// Write artifacts to stdout, one after another.
     Cat {
-        /// Id or unique id prefix.
-        id: String,
+        /// Ids or unique id prefixes.
+        #[arg(required_unless_present = "stdin")]
+        ids: Vec<String>,
+        /// Also read ids from standard input, one per line.
+        #[arg(long)]
+        stdin: bool,
         /// Read from this snapshot instead of CURRENT.
         #[arg(long, value_name = "SNAPSHOT")]
         at: Option<String>,
-        /// Only these bytes, as in HTTP: `A-B` (both included), `A-` (from A
-        /// to the end) or `-N` (the last N); only the chunks they cover are read.
+        /// Only these bytes of the one artifact named, as in HTTP: `A-B`
+        /// (both included), `A-` (from A to the end) or `-N` (the last N);
+        /// only the chunks they cover are read.
         #[arg(long, value_name = "A-B", allow_hyphen_values = true)]
         range: Option<String>,
     },
@@ -376,7 +426,11 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    match run(&cli, &store) {
+    let verbosity = if cli.quiet { -1 } else { cli.verbose.min(9) as i8 };
+    global::init(verbosity, cli.lock_wait.unwrap_or_default());
+    let result = run(&cli, &store);
+    global::finish(&store);
+    match result {
         Ok(code) => match CLOSE_FAILED.lock().ok().and_then(|mut f| f.take()) {
             Some(e) => {
                 eprintln!("aslctl: error: the command's changes are committed, but closing the store failed: {e}");
@@ -385,7 +439,7 @@ fn main() -> ExitCode {
             None => code,
         },
         Err(e) => {
-            eprintln!("aslctl: error: {e}");
+            eprintln!("aslctl: error: {e}{}", e.hint());
             ExitCode::from(e.exit_code())
         }
     }
@@ -396,8 +450,10 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
     if let Some(code) = served::run(cli, dir)? {
         return Ok(code);
     }
-    let read_only = || StoreOptions::new().read_only(true).open(dir);
     match &cli.cmd {
+        Cmd::Init => maint::init(cli.json, dir),
+        Cmd::Completions { shell } => Ok(shell::completions::<Cli>(*shell)),
+        Cmd::Man { dir: to } => shell::man::<Cli>(to),
         Cmd::Ingest {
             paths,
             zstd,
@@ -417,24 +473,13 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
                 sha256: *sha256,
             },
         ),
-        Cmd::Get { id, output, at } => {
-            let (_w, mut r) = read::open_or_fetch(read_only()?, dir, id, at.as_deref())?;
-            match output {
-                Some(p) if p.as_os_str() != "-" => read::write_to_file(&mut r, p, dir)?,
-                _ => read::stream_to_stdout(&mut r)?,
-            }
-            Ok(ExitCode::SUCCESS)
+        Cmd::Get { ids, stdin, output, at } => {
+            read::get(dir, &read::ids_given(ids, *stdin)?, output.as_deref(), at.as_deref())
         }
-        Cmd::Cat { id, at, range } => {
-            let (_w, mut r) = read::open_or_fetch(read_only()?, dir, id, at.as_deref())?;
-            if let Some(spec) = range {
-                let (offset, len) = crate::args::parse_range(spec, r.len())?;
-                r = r.into_range(offset, len)?;
-            }
-            read::stream_to_stdout(&mut r)?;
-            Ok(ExitCode::SUCCESS)
+        Cmd::Cat { ids, stdin, at, range } => {
+            read::cat(dir, &read::ids_given(ids, *stdin)?, at.as_deref(), range.as_deref())
         }
-        Cmd::Ls { at, only } => read::ls(cli.json, read_only()?, at.as_deref(), only),
+        Cmd::Ls { at, only } => read::ls(cli.json, crate::opts().read_only(true).open(dir)?, at.as_deref(), only),
         Cmd::Snapshot(cmd) => snap::snapshot(cli.json, dir, cmd),
         Cmd::Record(cmd) => record::record(cli.json, dir, cmd),
         Cmd::Types => record::types(cli.json),

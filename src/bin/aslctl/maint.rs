@@ -5,14 +5,32 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::error::CliError;
-use asl::{Store, StoreOptions};
 use serde_json::json;
 
 use super::human;
 
+/// `aslctl init`: makes an empty store, or says the one there is kept.
+pub fn init(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
+    let existed = dir.join("STORE").is_file();
+    let s = crate::opts().create(true).open(dir)?;
+    let id = s.store_id();
+    crate::close_committed(s);
+    if json {
+        out!(
+            "{}",
+            json!({"store": dir, "store_id": format!("{id:016x}"), "created": !existed})
+        );
+    } else if existed {
+        out!("{} already holds a store ({id:016x}); left as it is", dir.display());
+    } else {
+        out!("created an empty store in {} ({id:016x})", dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `aslctl stat`: the store's counts and sizes.
 pub fn stat(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
-    let st = StoreOptions::new().read_only(true).open(dir)?.maintenance().stat()?;
+    let st = crate::opts().read_only(true).open(dir)?.maintenance().stat()?;
     print_stat(json, &st);
     Ok(ExitCode::SUCCESS)
 }
@@ -40,7 +58,7 @@ pub(crate) fn print_stat(json: bool, st: &asl::StoreStat) {
 /// or one a run record still needs, unless forced; exit 1 when one was
 /// not there.
 pub fn rm(json: bool, dir: &Path, ids: &[String], force: bool) -> Result<ExitCode, CliError> {
-    let s = Store::open(dir)?;
+    let s = crate::opts().open(dir)?;
     let mut resolved = Vec::new();
     for t in ids {
         resolved.push(s.resolve(t)?);
@@ -53,7 +71,7 @@ pub fn rm(json: bool, dir: &Path, ids: &[String], force: bool) -> Result<ExitCod
         e => e,
     })?;
     if let Some(p) = &r.withdrawn {
-        eprintln!(
+        say!(
             "aslctl: unpublished {} (manifest {} no longer lists them)",
             p.changed.len(),
             p.seq
@@ -89,7 +107,7 @@ pub(crate) fn print_removal(json: bool, removed: &[asl::ArtifactId], missing: &[
 
 /// `aslctl seal`: seals the open segment.
 pub fn seal(dir: &Path) -> Result<ExitCode, CliError> {
-    let s = Store::open(dir)?;
+    let s = crate::opts().open(dir)?;
     s.maintenance().seal()?;
     super::close_committed(s);
     Ok(ExitCode::SUCCESS)
@@ -98,7 +116,7 @@ pub fn seal(dir: &Path) -> Result<ExitCode, CliError> {
 /// `aslctl verify`: checks every block and artifact, or those of a
 /// budget's worth of segments; exit 1 on any problem.
 pub fn verify(json: bool, dir: &Path, opts: &asl::ScrubOptions) -> Result<ExitCode, CliError> {
-    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let s = crate::opts().read_only(true).open(dir)?;
     let r = s.maintenance().scrub(opts)?;
     Ok(print_verify(json, &r))
 }
@@ -129,7 +147,7 @@ pub(crate) fn print_verify(json: bool, r: &asl::VerifyReport) -> ExitCode {
             }
         }
         for n in &r.notes {
-            eprintln!("aslctl: note: {n}");
+            say!("aslctl: note: {n}");
         }
         let scope = match r.partial {
             true => format!(
@@ -140,7 +158,7 @@ pub(crate) fn print_verify(json: bool, r: &asl::VerifyReport) -> ExitCode {
             ),
             false => format!("{} segments", r.segments),
         };
-        eprintln!(
+        say!(
             "verified {scope}, {} blocks, {} artifacts ({}): {}",
             r.blocks,
             r.artifacts,
@@ -152,7 +170,7 @@ pub(crate) fn print_verify(json: bool, r: &asl::VerifyReport) -> ExitCode {
             }
         );
         if r.partial {
-            eprintln!("scrub: {}", scrub_line(&r.scrub));
+            say!("scrub: {}", scrub_line(&r.scrub));
         }
     }
     if r.is_clean() {
@@ -165,18 +183,18 @@ pub(crate) fn print_verify(json: bool, r: &asl::VerifyReport) -> ExitCode {
 /// `aslctl repair`: salvages what can be kept; exit 1 when something
 /// was lost or set aside.
 pub fn repair(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
-    let r = Store::repair(dir)?;
+    let r = crate::opts().repair(dir)?;
     if json {
         out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
         for q in &r.quarantined {
-            eprintln!("quarantined {q}");
+            say!("quarantined {q}");
         }
         for h in &r.rebuilt_headers {
-            eprintln!("rebuilt the damaged header of {h}");
+            say!("rebuilt the damaged header of {h}");
         }
         for l in &r.lost {
-            eprintln!("lost {l}");
+            say!("lost {l}");
         }
         out!(
             "repaired: {} segments, {} blocks ({} bad, {} damaged regions skipped), {} artifacts ({} salvaged, {} lost), {} removals replayed, {} torn bytes cut (kept in quarantine/), {} segments sealed",

@@ -8,7 +8,7 @@ use asl::pel::provenance::{self, Direction};
 use asl::pel::replay;
 use asl::pel::{attest, Outcome, Pel, PelError, Program, Ref, RunOptions, Signer, Trust};
 use asl::records::{self, Source};
-use asl::{ArtifactId, Error, Store, StoreOptions};
+use asl::{ArtifactId, Error, Store};
 use clap::Subcommand;
 use serde_json::json;
 
@@ -180,7 +180,7 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             jobs,
         } => run_program(json_out, dir, program, *no_cache, *jobs),
         PelCmd::Show { run } => {
-            let s = Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             let index = open_index(&s)?;
             let id = find_run(&s, &index, run)?;
             let r = asl::pel::Run::from_record(&records::get(&s as &dyn Source, &id)?)?;
@@ -213,7 +213,7 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             Ok(outcome_code(r.outcome))
         }
         PelCmd::Receipt { id } => {
-            let s = StoreOptions::new().read_only(true).open(dir)?;
+            let s = crate::opts().read_only(true).open(dir)?;
             let id = s.resolve(id)?;
             let r = records::get(&s as &dyn Source, &id)?;
             asl::pel::Receipt::from_record(&r)?;
@@ -232,12 +232,12 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
         } => attest(dir, run.as_deref(), artifact.as_deref(), *prov, output.as_deref()),
         PelCmd::VerifyAttestation { file } => verify_attestation(json_out, dir, file),
         PelCmd::Key => {
-            let s = Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             out!("{}", asl::pel::keys::hex(&Signer::of_store(&s)?.public()));
             Ok(ExitCode::SUCCESS)
         }
         PelCmd::Sign { id } => {
-            let s = Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             let id = s.resolve(id)?;
             asl::records::get(&s as &dyn asl::records::Source, &id)?;
             let sid = Signer::of_store(&s)?.sign(&s, &id)?;
@@ -247,7 +247,7 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             Ok(ExitCode::SUCCESS)
         }
         PelCmd::Trust(t) => {
-            let s = Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             let mut trust = Trust::of_store(&s)?;
             match t {
                 TrustCmd::Ls => {}
@@ -300,7 +300,7 @@ fn run_program(json_out: bool, dir: &Path, program: &str, no_cache: bool, jobs: 
         Ok(Some(Ref::Artifact(ArtifactId::from_bytes([0; 32]))))
     })?;
     // Like `ingest`, a run makes the store when there is none yet.
-    let s = StoreOptions::new().create(true).open(dir)?;
+    let s = crate::global::open_creating(crate::opts(), dir)?;
     let prog = Program::parse(&value, &mut |t| store_path(&s, t))?;
     s.commit()?;
     let index = open_index(&s)?;
@@ -316,7 +316,7 @@ fn run_program(json_out: bool, dir: &Path, program: &str, no_cache: bool, jobs: 
     let rep = asl::pel::run(&pel, &prog, &opts)?;
     for n in &rep.nodes {
         for r in &n.rejected {
-            eprintln!("aslctl: node {}: cache entry not used: {r}", n.node);
+            say!("aslctl: node {}: cache entry not used: {r}", n.node);
         }
     }
     if json_out {
@@ -382,7 +382,7 @@ fn run_program(json_out: bool, dir: &Path, program: &str, no_cache: bool, jobs: 
 
 /// `aslctl pel replay`: runs a recorded run again and reports every output that differs.
 fn replay(json_out: bool, dir: &Path, run: &str, node: Option<&str>) -> Result<ExitCode, CliError> {
-    let s = Store::open(dir)?;
+    let s = crate::opts().open(dir)?;
     let index = open_index(&s)?;
     let id = find_run(&s, &index, run)?;
     let keys = Keys::of(&s)?;
@@ -447,7 +447,7 @@ fn attest(
     prov: bool,
     output: Option<&Path>,
 ) -> Result<ExitCode, CliError> {
-    let s = Store::open(dir)?;
+    let s = crate::opts().open(dir)?;
     let index = open_index(&s)?;
     let signer = Signer::of_store(&s)?;
     let scope = match (run, artifact) {
@@ -477,7 +477,7 @@ fn verify_attestation(json_out: bool, dir: &Path, file: &Path) -> Result<ExitCod
         context: format!("read {}", file.display()),
         source: e,
     })?;
-    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let s = crate::opts().read_only(true).open(dir)?;
     let own = Signer::of_store(&s)?.public();
     let trust = Trust::of_store(&s)?;
     let v = attest::verify(&s, &own, &trust, &bytes)?;
@@ -545,7 +545,7 @@ pub(crate) fn lineage(
     descendants: bool,
     dot: bool,
 ) -> Result<ExitCode, CliError> {
-    let s = Store::open(dir)?;
+    let s = crate::opts().open(dir)?;
     let index = open_index(&s)?;
     // The artifact's bytes may be gone: a full id is taken as it is.
     let id = match id.parse::<ArtifactId>() {

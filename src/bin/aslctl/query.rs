@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::error::CliError;
 use asl::records::query::{Hit, Query, QueryIndex, Refresh};
 use asl::records::{self, labels, runs, time};
-use asl::{Error, Store, StoreOptions};
+use asl::{Error, Store};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -135,9 +135,10 @@ pub(crate) fn report_rebuild(r: &Refresh) {
         eprintln!("aslctl: query index did not open ({why}): replaced");
     }
     if r.rebuilt {
-        eprintln!(
+        say!(
             "aslctl: query index rebuilt: {} records in {} artifacts",
-            r.indexed, r.examined
+            r.indexed,
+            r.examined
         );
     }
 }
@@ -165,7 +166,7 @@ pub(crate) fn label(
     if pairs.is_empty() && media_type.is_none() {
         return Err(Error::InvalidArgument("give at least one KEY=VALUE or --media-type".into()).into());
     }
-    let s = StoreOptions::new().open(dir)?;
+    let s = crate::opts().open(dir)?;
     let subject = s.resolve(id)?;
     let mut a = labels::Annotation::new(subject);
     for p in pairs {
@@ -192,7 +193,7 @@ pub(crate) fn label(
 
 /// `aslctl labels ID`: the artifact's annotations, oldest first.
 pub(crate) fn show_labels(json_out: bool, dir: &Path, id: &str) -> Result<ExitCode, CliError> {
-    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let s = crate::opts().read_only(true).open(dir)?;
     let subject = s.resolve(id)?;
     let index = open_index(&s)?;
     let mut anns = Vec::new();
@@ -236,7 +237,7 @@ pub(crate) fn show_labels(json_out: bool, dir: &Path, id: &str) -> Result<ExitCo
 /// unless `--newest-first`.
 pub(crate) fn find(json_out: bool, dir: &Path, f: &Filter) -> Result<ExitCode, CliError> {
     let q = f.query()?;
-    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let s = crate::opts().read_only(true).open(dir)?;
     let index = open_index(&s)?;
     let only = f.only.filter(&s)?;
     let hits = index.find_only(&s.view(asl::Audience::Owner), &q, &only)?;
@@ -259,14 +260,14 @@ pub(crate) fn find(json_out: bool, dir: &Path, f: &Filter) -> Result<ExitCode, C
 
 /// `aslctl reindex`: rebuilds the query index from the records.
 pub(crate) fn reindex(json_out: bool, dir: &Path) -> Result<ExitCode, CliError> {
-    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let s = crate::opts().read_only(true).open(dir)?;
     let started = std::time::Instant::now();
     // Whatever state the old index is in, it is not opened.
     let (index, r) = QueryIndex::recreate(&s)?;
     if json_out {
         out!("{}", json!({"records": r.indexed, "artifacts": r.examined}));
     }
-    eprintln!(
+    say!(
         "reindexed {} records among {} artifacts in {:.2} s ({})",
         r.indexed,
         r.examined,
@@ -301,7 +302,7 @@ pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode
         RunsCmd::Check { ids } => return crate::run_artifacts::check(json_out, dir, ids),
         RunsCmd::Ls { filter } => {
             let q = filter.query()?;
-            let s = StoreOptions::new().read_only(true).open(dir)?;
+            let s = crate::opts().read_only(true).open(dir)?;
             let index = open_index(&s)?;
             let only = filter.only.filter(&s)?;
             let hits = runs::find_only(&index, &s.view(asl::Audience::Owner), &q, &only)?;
@@ -334,9 +335,9 @@ pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode
                 }
             }
             let s = if *dry_run {
-                StoreOptions::new().read_only(true).open(dir)?
+                crate::opts().read_only(true).open(dir)?
             } else {
-                StoreOptions::new().open(dir)?
+                crate::opts().open(dir)?
             };
             let mut index = open_index(&s)?;
             let p = runs::Prune {
@@ -357,7 +358,7 @@ pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode
                     out!("{id}");
                 }
             }
-            eprintln!(
+            say!(
                 "{} {} run records",
                 if *dry_run { "would remove" } else { "removed" },
                 gone.len()

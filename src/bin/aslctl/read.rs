@@ -33,30 +33,100 @@ pub(crate) fn open_artifact(s: &Store, id: &str, at: Option<&str>) -> Result<Art
 }
 
 /// [`open_artifact`], or, when it is not here but promised by another
-/// domain, the store reopened to write, the artifact fetched (verified)
-/// and opened; the writable store is returned to be kept while reading.
+/// domain, fetched (verified) into the store first and opened there. The
+/// store is reopened to write for that, once, and kept in `writer` while
+/// the reader lives.
 pub(crate) fn open_or_fetch(
-    s: Store,
+    s: &Store,
+    writer: &mut Option<Store>,
     dir: &Path,
     id: &str,
     at: Option<&str>,
-) -> Result<(Option<Store>, ArtifactReader), CliError> {
+) -> Result<ArtifactReader, CliError> {
     use asl::federation::promise;
-    match open_artifact(&s, id, at) {
+    match open_artifact(s, id, at) {
         Err(e @ CliError::Store(Error::NotFound(_) | Error::PrefixNotFound(_)))
             if at.is_none() && !id.starts_with("sha256:") =>
         {
-            let target = match promise::resolve(&s, id) {
-                Ok(t) if promise::promise_of(&s, &t)?.is_some() => t,
+            let target = match promise::resolve(s, id) {
+                Ok(t) if promise::promise_of(s, &t)?.is_some() => t,
                 _ => return Err(e),
             };
-            drop(s);
-            let w = Store::open(dir)?;
-            let r = promise::open(&w, &target)?;
-            Ok((Some(w), r))
+            let w = match writer {
+                Some(w) => w,
+                None => writer.insert(crate::opts().open(dir)?),
+            };
+            Ok(promise::open(w, &target)?)
         }
-        r => Ok((None, r?)),
+        r => r,
     }
+}
+
+/// The ids a `get` or `cat` names: those given, then with `--stdin` one per
+/// line of standard input (blank lines skipped).
+pub(crate) fn ids_given(ids: &[String], stdin: bool) -> Result<Vec<String>, CliError> {
+    let mut all = ids.to_vec();
+    if stdin {
+        for line in io::stdin().lines() {
+            let line = line.map_err(|e| Error::io("read ids from standard input", e))?;
+            let t = line.trim();
+            if !t.is_empty() {
+                all.push(t.to_string());
+            }
+        }
+    }
+    if all.is_empty() {
+        return Err(Error::InvalidArgument("no ids given (name them, or pipe them in with --stdin)".into()).into());
+    }
+    Ok(all)
+}
+
+/// `aslctl cat`: the artifacts one after another on stdout, each checked
+/// as it streams; a range applies to a single artifact only.
+pub(crate) fn cat(dir: &Path, ids: &[String], at: Option<&str>, range: Option<&str>) -> Result<ExitCode, CliError> {
+    if range.is_some() && ids.len() > 1 {
+        return Err(Error::InvalidArgument("--range reads one artifact; name only one".into()).into());
+    }
+    let s = crate::opts().read_only(true).open(dir)?;
+    let mut writer = None;
+    for id in ids {
+        let mut r = open_or_fetch(&s, &mut writer, dir, id, at)?;
+        if let Some(spec) = range {
+            let (offset, len) = crate::args::parse_range(spec, r.len())?;
+            r = r.into_range(offset, len)?;
+        }
+        stream_to_stdout(&mut r)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aslctl get`: one artifact to a file or stdout; several into a
+/// directory, each named by its full id (or all to stdout, as `cat`).
+pub(crate) fn get(dir: &Path, ids: &[String], output: Option<&Path>, at: Option<&str>) -> Result<ExitCode, CliError> {
+    let s = crate::opts().read_only(true).open(dir)?;
+    let mut writer = None;
+    let out = output.filter(|p| p.as_os_str() != "-");
+    if let (Some(to), true) = (out, ids.len() > 1) {
+        if !to.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: with several ids --output names a directory, and this is none",
+                to.display()
+            ))
+            .into());
+        }
+    }
+    for id in ids {
+        let mut r = open_or_fetch(&s, &mut writer, dir, id, at)?;
+        match out {
+            Some(to) if ids.len() > 1 => {
+                let name = to.join(r.id().to_hex());
+                write_to_file(&mut r, &name, dir)?
+            }
+            Some(to) => write_to_file(&mut r, to, dir)?,
+            None => stream_to_stdout(&mut r)?,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn stream_to_stdout(r: &mut ArtifactReader) -> Result<(), CliError> {

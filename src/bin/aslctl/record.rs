@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use crate::error::CliError;
 use asl::records::{self, json, schema, tree, RecordError};
-use asl::{Error, StoreOptions};
+use asl::Error;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -84,7 +84,7 @@ pub(crate) fn record(json_out: bool, dir: &Path, cmd: &RecordCmd) -> Result<Exit
                 true => (Some(first), Some(prepared)),
                 false => (None, None),
             };
-            let s = StoreOptions::new().create(true).open(dir)?;
+            let s = crate::global::open_creating(crate::opts(), dir)?;
             let (rec, prepared, checked) = match (rec, prepared) {
                 (Some(r), Some(p)) => {
                     let c = p.checked;
@@ -112,15 +112,16 @@ pub(crate) fn record(json_out: bool, dir: &Path, cmd: &RecordCmd) -> Result<Exit
                 out!("{}", stored.id);
             }
             if !known {
-                eprintln!(
+                say!(
                     "aslctl: note: type {} version {} is not registered: stored without a schema check",
-                    rec.type_name, rec.version
+                    rec.type_name,
+                    rec.version
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
         RecordCmd::Show { id } => {
-            let s = StoreOptions::new().read_only(true).open(dir)?;
+            let s = crate::opts().read_only(true).open(dir)?;
             let id = s.resolve(id)?;
             let rec = records::get(&s, &id).map_err(|e| match e {
                 RecordError::Store(e) => e,
@@ -191,7 +192,7 @@ fn with_source<T>(
     f: impl Fn(&dyn records::Source, asl::ArtifactId) -> Result<T, CliError>,
 ) -> Result<T, CliError> {
     use asl::federation::promise;
-    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let s = crate::opts().read_only(true).open(dir)?;
     match at {
         Some(name) => {
             let v = s.at(name)?;
@@ -203,7 +204,7 @@ fn with_source<T>(
             match f(&s, id) {
                 Err(e) if e.store().is_some_and(|e| promise::is_promised_miss(&s, e)) => {
                     drop(s);
-                    let w = asl::Store::open(dir)?;
+                    let w = crate::opts().open(dir)?;
                     let r = f(&promise::Promising::new(&w), id);
                     crate::close_committed(w);
                     r
@@ -255,26 +256,26 @@ pub(crate) fn checkout(dir: &Path, id: &str, to: &Path, force: bool, at: Option<
     // directory the next attempt refuses.
     if at.is_none() {
         use asl::federation::promise;
-        let s = StoreOptions::new().read_only(true).open(dir)?;
+        let s = crate::opts().read_only(true).open(dir)?;
         if !promise::promised(&s)?.is_empty() {
             drop(s);
-            let w = asl::Store::open(dir)?;
+            let w = crate::opts().open(dir)?;
             let tree = promise::resolve(&w, id)?;
             let n = promise::materialize(&w, &tree)?;
             if n > 0 {
-                eprintln!("fetched {n} promised artifacts");
+                say!("fetched {n} promised artifacts");
             }
             crate::close_committed(w);
         }
     }
     let n = with_source(dir, at, id, |src, id| Ok(tree::checkout(src, &id, to, force)?))?;
-    eprintln!("checked out {n} files into {}", to.display());
+    say!("checked out {n} files into {}", to.display());
     Ok(ExitCode::SUCCESS)
 }
 
 /// `aslctl diff-tree A B`: `A path`, `D path`, `M path` per changed file.
 pub(crate) fn diff_tree(json_out: bool, dir: &Path, a: &str, b: &str) -> Result<ExitCode, CliError> {
-    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let s = crate::opts().read_only(true).open(dir)?;
     let (a, b) = (s.resolve(a)?, s.resolve(b)?);
     let changes = tree::diff(&s, &a, &b)?;
     let rows = changes.iter().map(|c| match c {

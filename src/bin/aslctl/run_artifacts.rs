@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use asl::records::run_artifact::{self, checks_json, HashState};
 use asl::records::{self, query::Query};
-use asl::{Error, StoreOptions};
+use asl::Error;
 use serde_json::json;
 
 use crate::error::CliError;
@@ -67,7 +67,7 @@ pub(crate) fn put(
     if !problems.is_empty() {
         return Err(Error::InvalidArgument(format!("{}; nothing stored", problems.join("; "))).into());
     }
-    let s = StoreOptions::new().create(true).open(dir)?;
+    let s = crate::global::open_creating(crate::opts(), dir)?;
     let stored = run_artifact::put_all(&s, &runs, accept_mismatch)?;
     crate::close_committed(s);
     for r in &stored {
@@ -87,7 +87,7 @@ pub(crate) fn put(
 /// `aslctl runs check [ID...]`: the declared hashes of stored run
 /// artifacts, recomputed; exit 1 when one does not match.
 pub(crate) fn check(json_out: bool, dir: &Path, ids: &[String]) -> Result<ExitCode, CliError> {
-    let s = StoreOptions::new().read_only(true).open(dir)?;
+    let s = crate::opts().read_only(true).open(dir)?;
     let targets = if ids.is_empty() {
         let index = crate::query::open_index(&s)?;
         let q = Query {

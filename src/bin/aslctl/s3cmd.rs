@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::error::CliError;
-use asl::{Error, StoreOptions};
+use asl::Error;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -118,7 +118,7 @@ pub(crate) fn resolve_store(cli: &Cli, store: PathBuf) -> Result<PathBuf, CliErr
         asl::s3::attached_to(&dir, &url)?;
         return Ok(dir);
     }
-    eprintln!(
+    say!(
         "aslctl: attaching to {url} in {} (the index is rebuilt from the bucket)",
         dir.display()
     );
@@ -162,7 +162,7 @@ pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Cl
             delete_grace,
         } => {
             let d = local(url, d)?;
-            let s = asl::s3::create(url, &d, StoreOptions::new(), parse_size(cache)?)?;
+            let s = asl::s3::create(url, &d, crate::opts(), parse_size(cache)?)?;
             s.close()?;
             asl::s3::set_delete_grace(&d, *delete_grace)?;
             if json_out {
@@ -242,9 +242,9 @@ fn print_followed(json_out: bool, what: &str, f: &asl::s3::Followed) {
 fn status(json_out: bool, dir: &Path) -> Result<(), CliError> {
     // The writer sends what waits; a directory that does not hold the
     // lease still reports, read-only.
-    let (s, not_writer) = match StoreOptions::new().open(dir) {
+    let (s, not_writer) = match crate::opts().open(dir) {
         Ok(s) => (s, None),
-        Err(e) => (StoreOptions::new().read_only(true).open(dir)?, Some(e.to_string())),
+        Err(e) => (crate::opts().read_only(true).open(dir)?, Some(e.to_string())),
     };
     let settled = s.maintenance().settle();
     let Some(t) = s.maintenance().tier_status() else {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use asl::records::schema::user;
 use asl::records::{self, json};
-use asl::{Error, StoreOptions};
+use asl::Error;
 use clap::Subcommand;
 
 use crate::error::CliError;
@@ -36,7 +36,7 @@ pub(crate) fn schema(json_out: bool, dir: &Path, cmd: &SchemaCmd) -> Result<Exit
         SchemaCmd::Add { file } => {
             let doc = crate::record::parse_document(file, &crate::record::read_input(file)?)?;
             let doc = json::from_json(&doc)?;
-            let s = StoreOptions::new().create(true).open(dir)?;
+            let s = crate::global::open_creating(crate::opts(), dir)?;
             let index = crate::query::open_index(&s)?;
             let rec = user::register(&index, &s, &doc)?;
             let stored = records::put(&s, &rec)?;
@@ -53,7 +53,7 @@ pub(crate) fn schema(json_out: bool, dir: &Path, cmd: &SchemaCmd) -> Result<Exit
             }
         }
         SchemaCmd::Show { name } => {
-            let s = StoreOptions::new().read_only(true).open(dir)?;
+            let s = crate::opts().read_only(true).open(dir)?;
             let index = crate::query::open_index(&s)?;
             let (n, v) = match name.rsplit_once('@') {
                 Some((n, v)) => (
@@ -89,7 +89,7 @@ pub(crate) fn schema(json_out: bool, dir: &Path, cmd: &SchemaCmd) -> Result<Exit
             );
         }
         SchemaCmd::List => {
-            let s = StoreOptions::new().read_only(true).open(dir)?;
+            let s = crate::opts().read_only(true).open(dir)?;
             let index = crate::query::open_index(&s)?;
             let all = user::list(&index, &s)?;
             if json_out {

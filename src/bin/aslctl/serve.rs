@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::CliError;
 use asl::server::{self, Config, Tokens};
-use asl::{Error, StoreOptions};
+use asl::Error;
 
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {
@@ -131,7 +131,8 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
         ..Config::default()
     };
     server::check_listen(&addr, &cfg)?;
-    let mut opts = StoreOptions::new().create(true);
+    let mut opts = crate::opts();
+    let mut create = true;
     if let Some(s) = &a.segment_size {
         opts = opts.segment_target(crate::args::parse_size(s)?);
     }
@@ -145,7 +146,8 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
         if let Err(e) = (r.follow)() {
             eprintln!("aslctl: warning: following the writer failed, serving the state held: {e}");
         }
-        opts = StoreOptions::new().read_only(true);
+        opts = crate::opts().read_only(true);
+        create = false;
     }
     #[cfg(feature = "zfs")]
     if a.zfs {
@@ -154,7 +156,11 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
     if let Some(s) = &a.block_cache {
         opts = opts.block_cache(crate::args::parse_size(s)? as usize);
     }
-    let store = Arc::new(opts.open(dir)?);
+    let store = Arc::new(if create {
+        crate::global::open_creating(opts, dir)?
+    } else {
+        opts.open(dir)?
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -174,7 +180,7 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
         let scheme = if cfg.tls.is_some() { "https" } else { "http" };
         out!("listening on {scheme}://{bound}");
         if cfg.tokens.is_none() {
-            eprintln!("aslctl: no --tokens: serving anyone on loopback {bound}, reads and writes");
+            say!("aslctl: no --tokens: serving anyone on loopback {bound}, reads and writes");
         }
         // Ctrl-C or SIGTERM (what a service manager sends) stops taking
         // requests, lets those in flight finish, and closes the store.
@@ -189,7 +195,7 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
                     }
                 } => {}
             }
-            eprintln!("aslctl: stopping: finishing requests in flight");
+            say!("aslctl: stopping: finishing requests in flight");
         };
         server::serve(listener, store.clone(), cfg, stop).await
     })?;

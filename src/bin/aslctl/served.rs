@@ -39,7 +39,7 @@ pub(crate) fn run(cli: &Cli, dir: &Path) -> Result<Option<ExitCode>, CliError> {
         None if writes => match asl::Store::lock_holder(dir) {
             Some(h) if h.url.is_some() => {
                 let url = h.url.clone().unwrap_or_default();
-                eprintln!("aslctl: {} is served by {h}: acting through the server", dir.display());
+                say!("aslctl: {} is served by {h}: acting through the server", dir.display());
                 connect(&url)?
             }
             _ => return Ok(None),
@@ -87,9 +87,10 @@ fn through(c: &Client, cli: &Cli) -> Result<ExitCode, CliError> {
             let ids = ids.iter().map(|t| full_id(c, t)).collect::<Result<Vec<_>, _>>()?;
             let r = c.remove(&ids, *force)?;
             if let Some(u) = &r.unpublished {
-                eprintln!(
+                say!(
                     "aslctl: unpublished {} (manifest {} no longer lists them)",
-                    u.artifacts, u.manifest_seq
+                    u.artifacts,
+                    u.manifest_seq
                 );
             }
             super::maint::print_removal(json, &r.removed, &r.not_found)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::CliError;
 use asl::records::time::parse_duration;
-use asl::{ArtifactId, ArtifactInfo, Error, GcOptions, GcReport, Retention, SnapshotMeta, Store, StoreOptions};
+use asl::{ArtifactId, ArtifactInfo, Error, GcOptions, GcReport, Retention, SnapshotMeta};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -157,7 +157,7 @@ pub(crate) fn print_created(json_out: bool, m: &Made) {
         out!("{}", m.json());
     } else {
         out!("{} {}", m.identity, m.name);
-        eprintln!("snapshot {}: {} artifacts, {}", m.name, m.artifacts, human(m.bytes));
+        say!("snapshot {}: {} artifacts, {}", m.name, m.artifacts, human(m.bytes));
     }
 }
 
@@ -180,7 +180,7 @@ fn when(secs: u64) -> String {
 
 /// `snapshot create --federated`: a snapshot that names and signs the other domains it draws on.
 fn create_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, CliError> {
-    let s = Store::open(dir)?;
+    let s = crate::opts().open(dir)?;
     let c = asl::federation::fsnap::create(&s, name)?;
     crate::close_committed(s);
     if json_out {
@@ -191,7 +191,7 @@ fn create_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, 
         );
     } else {
         out!("{} {}", c.id, c.meta.name);
-        eprintln!(
+        say!(
             "federated snapshot {}: {} artifacts, {}, drawing on {} other domains",
             c.meta.name,
             c.meta.artifacts,
@@ -204,7 +204,7 @@ fn create_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, 
 
 /// `snapshot verify`: reads back every member of a federated snapshot and its sources; exit 1 on a problem.
 fn verify_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, CliError> {
-    let s = asl::StoreOptions::new().read_only(true).open(dir)?;
+    let s = crate::opts().read_only(true).open(dir)?;
     let v = asl::federation::fsnap::verify(&s, name)?;
     if json_out {
         out!(
@@ -233,7 +233,7 @@ fn verify_federated(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, 
 }
 
 pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, CliError> {
-    let read_only = || StoreOptions::new().read_only(true).open(dir);
+    let read_only = || crate::opts().read_only(true).open(dir);
     match cmd {
         SnapCmd::Create {
             name, federated: true, ..
@@ -243,7 +243,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
         SnapCmd::Restore { name, destroy_newer } => {
             let full = asl::zfs_rollback(dir, name, *destroy_newer)?;
             // The store as the image holds it, opened (and recovered) now.
-            let s = Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             let m = s.snapshots().get(name)?;
             crate::close_committed(s);
             if json_out {
@@ -254,9 +254,9 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
         }
         SnapCmd::Create { name, tree, .. } => {
             #[cfg(feature = "zfs")]
-            let s = asl::StoreOptions::new().zfs(cmd.wants_zfs()).open(dir)?;
+            let s = crate::opts().zfs(cmd.wants_zfs()).open(dir)?;
             #[cfg(not(feature = "zfs"))]
-            let s = Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             let m = match tree {
                 Some(t) => {
                     let id = s.resolve(t)?;
@@ -327,11 +327,11 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
                 for x in &d.removed {
                     out!("- {} {}", x.id, x.len);
                 }
-                eprintln!("{} added, {} removed", d.added.len(), d.removed.len());
+                say!("{} added, {} removed", d.added.len(), d.removed.len());
             }
         }
         SnapCmd::Delete { name } => {
-            let s = Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             let m = s.snapshots().delete(name)?;
             crate::close_committed(s);
             print_deleted(json_out, &Made::from(m));
@@ -347,7 +347,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
                 keep_within: *keep_within,
                 keep_names: keep_names.clone(),
             };
-            let s = Store::open(dir)?;
+            let s = crate::opts().open(dir)?;
             let doomed = s.snapshots().prune(&policy, *dry_run)?;
             crate::close_committed(s);
             if json_out {
@@ -360,7 +360,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
                 for m in &doomed {
                     out!("{verb} {} ({})", m.name, when(m.created));
                 }
-                eprintln!("{} snapshots {verb}", doomed.len());
+                say!("{} snapshots {verb}", doomed.len());
             }
         }
     }
@@ -368,7 +368,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
 }
 
 pub fn pin(json_out: bool, dir: &Path, name: &str, id: &str, force: bool) -> Result<ExitCode, CliError> {
-    let s = Store::open(dir)?;
+    let s = crate::opts().open(dir)?;
     // A prefix may name an artifact removed from CURRENT that a snapshot holds.
     let id = match s.resolve(id) {
         Err(Error::PrefixNotFound(p)) => s
@@ -398,7 +398,7 @@ pub(crate) fn print_pinned(json_out: bool, name: &str, id: &ArtifactId) {
 }
 
 pub fn unpin(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, CliError> {
-    let s = Store::open(dir)?;
+    let s = crate::opts().open(dir)?;
     let id = s.pins().remove(name)?;
     crate::close_committed(s);
     print_unpinned(json_out, name, &id);
@@ -414,7 +414,7 @@ pub(crate) fn print_unpinned(json_out: bool, name: &str, id: &ArtifactId) {
 }
 
 pub fn pins(json_out: bool, dir: &Path) -> Result<ExitCode, CliError> {
-    let p = StoreOptions::new().read_only(true).open(dir)?.pins().list();
+    let p = crate::opts().read_only(true).open(dir)?.pins().list();
     print_pins(json_out, &p);
     Ok(ExitCode::SUCCESS)
 }
@@ -431,7 +431,7 @@ pub(crate) fn print_pins(json_out: bool, p: &[(String, ArtifactId)]) {
 }
 
 pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<ExitCode, CliError> {
-    let s = Store::open(dir)?;
+    let s = crate::opts().open(dir)?;
     let mut index = crate::query::open_index(&s)?;
     let x = asl::federation::removal::expire(&s, &mut index, now_secs(), dry_run)?;
     drop(index);
@@ -470,7 +470,7 @@ pub fn ephemeral(
         })?,
         (None, None) => return Err(asl::Error::InvalidArgument("give --ttl or --until".into()).into()),
     };
-    let s = Store::open(dir)?;
+    let s = crate::opts().open(dir)?;
     let mut subjects = Vec::new();
     for t in ids {
         subjects.push(s.resolve(t)?);

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use crate::error::CliError;
 use asl::records::worktree::{Status, Worktree};
-use asl::StoreOptions;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -55,7 +54,7 @@ fn show(p: &[u8]) -> String {
 pub(crate) fn worktree(json_out: bool, store_dir: &Path, cmd: &WorktreeCmd) -> Result<ExitCode, CliError> {
     match cmd {
         WorktreeCmd::Add { dir, tree, lineage } => {
-            let s = StoreOptions::new().open(store_dir)?;
+            let s = crate::opts().open(store_dir)?;
             let tree = s.resolve(tree)?;
             let lineage = lineage.as_deref().map(|l| s.resolve(l)).transpose()?;
             let wt = Worktree::add(&s, dir, &tree, lineage.as_ref())?;
@@ -88,7 +87,7 @@ pub(crate) fn worktree(json_out: bool, store_dir: &Path, cmd: &WorktreeCmd) -> R
         }
         WorktreeCmd::Commit { dir, message, actor } => {
             let mut wt = Worktree::open(dir)?;
-            let s = StoreOptions::new().open(store_dir)?;
+            let s = crate::opts().open(store_dir)?;
             match wt.commit(&s, message, actor.as_deref())? {
                 Some((step, tree)) => {
                     if json_out {
@@ -97,15 +96,15 @@ pub(crate) fn worktree(json_out: bool, store_dir: &Path, cmd: &WorktreeCmd) -> R
                         out!("{step}  {tree}");
                     }
                 }
-                None => eprintln!("nothing to commit: {} matches its tree", dir.display()),
+                None => say!("nothing to commit: {} matches its tree", dir.display()),
             }
             crate::close_committed(s);
         }
         WorktreeCmd::Discard { dir } => {
             let mut wt = Worktree::open(dir)?;
-            let s = StoreOptions::new().read_only(true).open(store_dir)?;
+            let s = crate::opts().read_only(true).open(store_dir)?;
             let n = wt.discard(&s)?;
-            eprintln!("put back {n} files");
+            say!("put back {n} files");
         }
     }
     Ok(ExitCode::SUCCESS)

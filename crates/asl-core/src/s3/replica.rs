@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::io::{Backend, LocalBackend};
 use crate::snapshot::checkpoint::Checkpoint;
-use crate::store::{lock_store, Layout};
+use crate::store::{lock_store_waiting, Layout};
 
 /// What a [`follow`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -110,7 +110,7 @@ pub fn follow(dir: &Path) -> Result<Followed> {
     }
     let b = open_bucket(&cfg.url)?;
     let layout = Layout::new(dir, Arc::new(LocalBackend));
-    let _lock = lock_store(&layout)?;
+    let _lock = lock_store_waiting(&layout, std::time::Duration::ZERO)?;
     let get = |key: &str| b.get(key).map_err(s3err(format!("get {}/{key}", cfg.url)));
     let mut out = Followed {
         writer: match (get(LEASE)?, get(WRITER)?) {

@@ -51,6 +51,7 @@ impl Store {
             n => Err(Error::AmbiguousPrefix {
                 prefix: prefix.as_str().to_string(),
                 count: n,
+                candidates: live.into_iter().take(crate::error::AMBIGUOUS_SHOWN).collect(),
             }),
         }
     }

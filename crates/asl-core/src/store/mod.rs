@@ -21,7 +21,7 @@ mod large;
 mod layout;
 mod maint;
 mod open;
-pub(crate) use open::lock_store;
+pub(crate) use holder::lock_store_waiting;
 use open::open_snapshots;
 mod iter;
 mod options;

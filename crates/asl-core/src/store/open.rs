@@ -21,7 +21,7 @@ use crate::snapshot::CurrentId;
 use crate::version::{FormatVersion, SegmentVersion};
 
 use super::layout::{decode_store_file, encode_store_file, Layout};
-use super::{block_cache, pending, sorted, SnapshotHandle, State, Store, StoreOptions, Writer};
+use super::{block_cache, lock_store_waiting, pending, sorted, SnapshotHandle, State, Store, StoreOptions, Writer};
 
 /// The names a new store's directory may already hold (a half-made store
 /// from an interrupted create); anything else means it is not ours to use.
@@ -54,7 +54,7 @@ impl Store {
         let mut created_lock = None;
         if !io.is_file(&layout.store_file()) {
             if opts.create && !opts.read_only {
-                created_lock = Some(create_layout(&layout)?);
+                created_lock = Some(create_layout(&layout, opts.lock_wait)?);
             } else if !io.is_dir(path) {
                 return Err(Error::NotAStore {
                     path: path.to_path_buf(),
@@ -75,7 +75,7 @@ impl Store {
         // release and retake it (see `lock_store` for why a gap is unsafe).
         let lock = match created_lock {
             Some(l) => l,
-            None => lock_store(&layout)?,
+            None => lock_store_waiting(&layout, opts.lock_wait)?,
         };
         Self::load(&layout, store_id, &opts, Some(lock))
     }
@@ -399,38 +399,10 @@ fn read_store_id(layout: &Layout) -> Result<u64> {
     })
 }
 
-pub(crate) fn lock_store(layout: &Layout) -> Result<Box<dyn LockGuard>> {
-    let path = layout.lock_file();
-    // flock belongs to the open file description. A child forked by another
-    // thread of this process (to run a command) holds a copy of every open
-    // descriptor until it execs, so a lock released just before it was forked
-    // stays held for that moment. Retrying briefly tells that apart from a real
-    // second writer, which holds the lock for as long as it runs.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
-    loop {
-        match layout.io.try_lock(&path) {
-            Ok(l) => {
-                // Best effort: the note only helps a refused process say who
-                // holds the lock.
-                let _ = l.note(&super::LockHolder::this_process(None).encode());
-                return Ok(l);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if std::time::Instant::now() >= deadline {
-                    let holder = layout.io.lock_note(&path).and_then(|t| super::LockHolder::parse(&t));
-                    return Err(Error::Locked { path, holder });
-                }
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            Err(e) => return Err(Error::io(format!("lock {}", path.display()), e)),
-        }
-    }
-}
-
 /// Makes a new, empty store and returns its writer lock, still held. STORE is
 /// written last, so a crash part-way leaves a directory that `create` finishes
 /// next time and `open` refuses.
-fn create_layout(layout: &Layout) -> Result<Box<dyn LockGuard>> {
+fn create_layout(layout: &Layout, lock_wait: std::time::Duration) -> Result<Box<dyn LockGuard>> {
     let root = &layout.root;
     let io = &*layout.io;
     io.create_dir_all(root).ctx(|| format!("create {}", root.display()))?;
@@ -442,7 +414,7 @@ fn create_layout(layout: &Layout) -> Result<Box<dyn LockGuard>> {
             });
         }
     }
-    let lock = lock_store(layout)?;
+    let lock = lock_store_waiting(layout, lock_wait)?;
     for d in [
         layout.log_dir(),
         layout.index_dir(),

@@ -35,6 +35,7 @@ pub struct StoreOptions {
     pub(crate) log_history: u64,
     pub(crate) create: bool,
     pub(crate) read_only: bool,
+    pub(crate) lock_wait: std::time::Duration,
     #[cfg(feature = "zfs")]
     pub(crate) zfs: bool,
     pub(crate) cdc: bool,
@@ -58,6 +59,7 @@ impl Default for StoreOptions {
             log_history: super::changes::LOG_HISTORY_BYTES,
             create: false,
             read_only: false,
+            lock_wait: std::time::Duration::ZERO,
             #[cfg(feature = "zfs")]
             zfs: false,
             cdc: true,
@@ -180,6 +182,15 @@ impl StoreOptions {
     #[cfg(feature = "zfs")]
     pub fn zfs(mut self, yes: bool) -> Self {
         self.zfs = yes;
+        self
+    }
+
+    /// How long to wait for the writer lock while another process holds
+    /// it, rather than fail at once with [`Error::Locked`](crate::Error::Locked).
+    /// Default zero (a brief grace of 200 ms still applies, for a lock
+    /// being released). Readers never wait: they take no lock.
+    pub fn lock_wait(mut self, wait: std::time::Duration) -> Self {
+        self.lock_wait = wait;
         self
     }
 

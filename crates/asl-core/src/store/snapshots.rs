@@ -503,10 +503,14 @@ impl SnapshotView<'_> {
         match m.len() {
             0 => Err(Error::PrefixNotFound(prefix.as_str().to_string())),
             1 => Ok(m[0].id),
-            _ => Err(Error::AmbiguousPrefix {
-                prefix: prefix.as_str().to_string(),
-                count: file.prefix_matches(&prefix, usize::MAX)?.len(),
-            }),
+            _ => {
+                let all = file.prefix_matches(&prefix, usize::MAX)?;
+                Err(Error::AmbiguousPrefix {
+                    prefix: prefix.as_str().to_string(),
+                    count: all.len(),
+                    candidates: all.iter().take(crate::error::AMBIGUOUS_SHOWN).map(|e| e.id).collect(),
+                })
+            }
         }
     }
 

@@ -97,7 +97,7 @@ pub(crate) fn destroy(path: &Path, name: &str) -> Result<()> {
 /// throughout, so no writer has it open.
 pub fn rollback(path: &Path, name: &str, destroy_newer: bool) -> Result<String> {
     let layout = super::Layout::new(path, std::sync::Arc::new(crate::io::LocalBackend));
-    let _lock = super::lock_store(&layout)?;
+    let _lock = super::lock_store_waiting(&layout, std::time::Duration::ZERO)?;
     let Some(full) = list(path)?.remove(name) else {
         dataset_of(path)?;
         return Err(Error::SnapshotNotFound(format!(

@@ -17,7 +17,7 @@ mod report;
 mod salvage;
 
 use super::layout::{decode_store_file, Layout};
-use crate::store::{lock_store, Store, StoreOptions};
+use crate::store::{lock_store_waiting, Store, StoreOptions};
 use gather::{Gathered, Held};
 pub use report::RepairReport;
 
@@ -67,7 +67,7 @@ impl Store {
         for d in [layout.log_dir(), layout.index_dir()] {
             io.create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
         }
-        let _lock = lock_store(&layout)?;
+        let _lock = lock_store_waiting(&layout, opts.lock_wait)?;
         let mut ids: Vec<u32> = Vec::new();
         for name in io.list(&seg_dir).ctx(|| format!("list {}", seg_dir.display()))? {
             if let Some(id) = parse_segment_file_name(&name) {

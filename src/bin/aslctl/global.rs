@@ -1,0 +1,77 @@
+//! The options every command shares (`-q`, `-v`, `--lock-wait`), set once by
+//! `main` and read where a command opens its store or prints a summary.
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use asl::StoreOptions;
+
+/// What the global flags asked for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    /// -1 with `-q` (errors and warnings only), 0 by default, 1+ with `-v`.
+    pub(crate) verbosity: i8,
+    /// How long a writer waits for the store's lock.
+    pub(crate) lock_wait: Duration,
+    /// When the command started, for `-v`'s closing line.
+    pub(crate) started: Instant,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// Records the global flags; the first call wins.
+pub(crate) fn init(verbosity: i8, lock_wait: Duration) {
+    let _ = SETTINGS.set(Settings {
+        verbosity,
+        lock_wait,
+        started: Instant::now(),
+    });
+}
+
+fn settings() -> Settings {
+    *SETTINGS.get_or_init(|| Settings {
+        verbosity: 0,
+        lock_wait: Duration::ZERO,
+        started: Instant::now(),
+    })
+}
+
+/// Whether summaries and notes go to stderr (not under `-q`).
+pub(crate) fn chatty() -> bool {
+    settings().verbosity >= 0
+}
+
+/// Whether `-v` asked for the details.
+pub(crate) fn verbose() -> bool {
+    settings().verbosity > 0
+}
+
+/// The options every command opens its store with: the defaults, and
+/// `--lock-wait`.
+pub(crate) fn opts() -> StoreOptions {
+    StoreOptions::new().lock_wait(settings().lock_wait)
+}
+
+/// Opens the store at `dir`, creating it when there is none, and says so
+/// on stderr (the commands that store something create a store rather
+/// than refuse, as the quick start relies on).
+pub(crate) fn open_creating(opts: StoreOptions, dir: &Path) -> asl::Result<asl::Store> {
+    let existed = dir.join("STORE").is_file();
+    let s = opts.create(true).open(dir)?;
+    if !existed && chatty() {
+        eprintln!("aslctl: created a new store in {}", dir.display());
+    }
+    Ok(s)
+}
+
+/// `-v`'s closing line: the store the command ran on and how long it took.
+pub(crate) fn finish(dir: &Path) {
+    if verbose() {
+        eprintln!(
+            "aslctl: done in {:.3} s (store {})",
+            settings().started.elapsed().as_secs_f64(),
+            dir.display()
+        );
+    }
+}
