@@ -40,11 +40,21 @@ pub use asl_formats as formats;
 pub use asl_pel as pel;
 pub use asl_records as records;
 
-// The README's Rust examples are compiled (and the ones that need no files
-// run) as doctests, so the library section cannot drift from the API.
+// The Rust examples of the README, the manual and the design are compiled
+// (and the ones that need no files run) as doctests, so the docs cannot
+// drift from the API.
 #[cfg(all(doctest, feature = "json"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeExamples;
+#[cfg(all(doctest, feature = "json"))]
+#[doc = include_str!("../../../docs/manual/02-library.md")]
+pub struct ManualLibraryExamples;
+#[cfg(all(doctest, feature = "json"))]
+#[doc = include_str!("../../../docs/manual/04-pel.md")]
+pub struct ManualPelExamples;
+#[cfg(all(doctest, feature = "json"))]
+#[doc = include_str!("../../../docs/design.md")]
+pub struct DesignExamples;
 #[cfg(feature = "client")]
 pub use asl_client as client;
 #[cfg(feature = "server")]

@@ -68,8 +68,8 @@ struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
-    /// Print only errors and warnings on stderr: no summaries, notes or
-    /// progress.
+    /// Print only errors and warnings on stderr: no summaries, notes,
+    /// progress, or a server's access log.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
     /// Say more on stderr: the store a command ran on and how long it took.

@@ -57,9 +57,6 @@ pub(crate) struct ServeArgs {
     #[cfg(feature = "zfs")]
     #[arg(long)]
     zfs: bool,
-    /// No access log (one line per request on stderr).
-    #[arg(long)]
-    quiet: bool,
     /// The access log's lines: `text` (TIME METHOD PATH STATUS MSms) or
     /// `json` (one object per line, for log collectors).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
@@ -114,7 +111,8 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
         tokens: a.tokens.as_deref().map(Tokens::load).transpose()?,
         max_body: crate::args::parse_size(&a.max_body)?,
         timeout: std::time::Duration::from_secs(a.timeout.max(1)),
-        access_log: !a.quiet,
+        // `-q` (global) turns the access log off with the other notes.
+        access_log: crate::global::chatty(),
         log_format: if a.log_format == "json" {
             server::LogFormat::Json
         } else {
