@@ -167,3 +167,50 @@ fn completions_man_pages_and_version_come_from_the_parser() {
     );
     assert!(!store.exists());
 }
+
+/// Long commands draw a progress bar on a terminal (here a pseudo-terminal
+/// made by `script`), and never into a pipe or under `-q`.
+#[test]
+fn long_commands_show_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let tree = dir.path().join("t");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("big"), common::noise(5, 3 << 20)).unwrap();
+    let line = aslctl_ok(&store, &["ingest", "--tree", tree.to_str().unwrap()]);
+    let tree_id = line
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let on_tty = |args: &str| {
+        let cmd = format!("{} --store {} {args}", aslctl_bin(), store.display());
+        let o = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args}: {}", stdout_of(&o));
+        stdout_of(&o)
+    };
+    for (args, phase) in [
+        ("verify".to_string(), "artifacts"),
+        ("gc --threshold 1".to_string(), "segments"),
+        (
+            format!("checkout {tree_id} {}", dir.path().join("co-dir").display()),
+            "files",
+        ),
+    ] {
+        // The bar's line: its phase, then the bar and `eta`.
+        let bar = |out: &str| out.lines().any(|l| l.contains(phase) && l.contains(" eta "));
+        assert!(bar(&on_tty(&args)), "{args}: no bar");
+        assert!(
+            !bar(&on_tty(&format!("-q {args}").replace("co-dir", "co-dir-q"))),
+            "-q {args}: a bar"
+        );
+    }
+    let piped = aslctl(&store, &["verify"]);
+    assert!(!stderr_of(&piped).contains(" eta "), "a bar into a pipe");
+}

@@ -58,6 +58,7 @@ pub(crate) mod index;
 pub mod io;
 pub(crate) mod lock;
 pub(crate) mod par;
+pub mod progress;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub(crate) mod snapshot;
@@ -70,6 +71,7 @@ pub mod version;
 pub use error::{DecodeError, Error, ErrorKind, Result, AMBIGUOUS_SHOWN};
 pub use id::{ArtifactId, IdError, IdPrefix};
 pub use index::{DomainId, Placement, Visibility};
+pub use progress::{ProgressFn, Step};
 pub use snapshot::{CurrentId, SnapshotMeta};
 #[cfg(feature = "zfs")]
 pub use store::zfs_rollback;

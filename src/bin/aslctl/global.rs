@@ -75,3 +75,44 @@ pub(crate) fn finish(dir: &Path) {
         );
     }
 }
+
+/// A progress bar on stderr for a long command, drawn only on a terminal
+/// and never under `-q` or `--json`; the library reports to it through
+/// [`Bar::step`].
+pub(crate) struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    pub(crate) fn new(json: bool) -> Self {
+        use std::io::IsTerminal;
+        Bar((std::io::stderr().is_terminal() && chatty() && !json).then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:>10} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        }))
+    }
+
+    /// What the library reports as it goes.
+    pub(crate) fn step(&self, s: asl::Step<'_>) {
+        if let Some(b) = &self.0 {
+            if b.message() != s.phase {
+                b.set_message(s.phase.to_string());
+                b.reset();
+            }
+            b.set_length(s.total);
+            b.set_position(s.done);
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -117,7 +117,9 @@ pub fn seal(dir: &Path) -> Result<ExitCode, CliError> {
 /// budget's worth of segments; exit 1 on any problem.
 pub fn verify(json: bool, dir: &Path, opts: &asl::ScrubOptions) -> Result<ExitCode, CliError> {
     let s = crate::opts().read_only(true).open(dir)?;
-    let r = s.maintenance().scrub(opts)?;
+    let bar = crate::global::Bar::new(json);
+    let r = s.maintenance().with_progress(&|p| bar.step(p)).scrub(opts)?;
+    drop(bar);
     Ok(print_verify(json, &r))
 }
 

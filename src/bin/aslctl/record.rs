@@ -268,7 +268,12 @@ pub(crate) fn checkout(dir: &Path, id: &str, to: &Path, force: bool, at: Option<
             crate::close_committed(w);
         }
     }
-    let n = with_source(dir, at, id, |src, id| Ok(tree::checkout(src, &id, to, force)?))?;
+    let bar = crate::global::Bar::new(false);
+    let report = |p: asl::Step<'_>| bar.step(p);
+    let n = with_source(dir, at, id, |src, id| {
+        Ok(tree::checkout_with_progress(src, &id, to, force, Some(&report))?)
+    })?;
+    drop(bar);
     say!("checked out {n} files into {}", to.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -435,7 +435,12 @@ pub fn gc(json_out: bool, dir: &Path, threshold: f64, dry_run: bool) -> Result<E
     let mut index = crate::query::open_index(&s)?;
     let x = asl::federation::removal::expire(&s, &mut index, now_secs(), dry_run)?;
     drop(index);
-    let r = s.maintenance().gc(&GcOptions { threshold, dry_run })?;
+    let bar = crate::global::Bar::new(json_out);
+    let r = s
+        .maintenance()
+        .with_progress(&|p| bar.step(p))
+        .gc(&GcOptions { threshold, dry_run })?;
+    drop(bar);
     let after = s.maintenance().stat()?;
     crate::close_committed(s);
     Ok(print_gc(

@@ -35,7 +35,10 @@ impl Store {
 
     /// Checking, collecting garbage, and making state durable.
     pub fn maintenance(&self) -> Maintenance<'_> {
-        Maintenance(self)
+        Maintenance {
+            store: self,
+            progress: None,
+        }
     }
 
     /// Small files upper layers keep in the store's directory, written
@@ -144,14 +147,38 @@ impl Pins<'_> {
 
 /// See [`Store::maintenance`](crate::Store::maintenance).
 #[derive(Clone, Copy)]
-pub struct Maintenance<'a>(&'a Store);
+pub struct Maintenance<'a> {
+    store: &'a Store,
+    progress: Option<crate::ProgressFn<'a>>,
+}
 
-impl Maintenance<'_> {
+impl<'a> Maintenance<'a> {
+    /// The same handle, reporting the progress of its long operations
+    /// ([`Maintenance::scrub`], [`Maintenance::gc`]) to `f`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// let store = asl_core::Store::create(dir.path())?;
+    /// store.put(&[7u8; 300_000])?;
+    /// store.commit()?;
+    /// let seen = AtomicU64::new(0);
+    /// let report = |s: asl_core::Step<'_>| seen.store(s.done, Ordering::Relaxed);
+    /// store.maintenance().with_progress(&report).verify()?;
+    /// assert!(seen.load(Ordering::Relaxed) >= 300_000);
+    /// # Ok::<(), asl_core::Error>(())
+    /// ```
+    pub fn with_progress(self, f: crate::ProgressFn<'a>) -> Self {
+        Self {
+            progress: Some(f),
+            ..self
+        }
+    }
     /// Full scrub: every index file's checksum, every block's checksums in every
     /// segment, every sealed segment's footer, and every live artifact read back
     /// and hashed. Problems are collected, not returned as an error.
     pub fn verify(&self) -> Result<VerifyReport> {
-        self.0.scrub(&crate::ScrubOptions::default())
+        self.store.scrub(&crate::ScrubOptions::default(), self.progress)
     }
 
     /// A scrub in budget: [`Maintenance::verify`]'s checks over the
@@ -161,35 +188,35 @@ impl Maintenance<'_> {
     /// read the whole store in rotation. Damage is reported exactly as a
     /// full scrub reports it.
     pub fn scrub(&self, opts: &crate::ScrubOptions) -> Result<VerifyReport> {
-        self.0.scrub(opts)
+        self.store.scrub(opts, self.progress)
     }
 
     /// Where the scrub rotation stands: the least recent verification, and
     /// the bytes never verified.
     pub fn scrub_status(&self) -> crate::ScrubStatus {
-        self.0.scrub_status()
+        self.store.scrub_status()
     }
 
     /// Reclaims the space of artifacts nothing retains (see [`GcOptions`]).
     pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
-        self.0.gc(opts)
+        self.store.gc(opts, self.progress)
     }
 
     /// Counts CURRENT and computes its identity (one pass over the index).
     pub fn stat(&self) -> Result<StoreStat> {
-        self.0.stat()
+        self.store.stat()
     }
 
     /// CURRENT's identity: BLAKE3 over the sorted live ids with domain and
     /// visibility.
     pub fn current_id(&self) -> Result<CurrentId> {
-        self.0.current_id()
+        self.store.current_id()
     }
 
     /// Writes the in-memory index to an index file and starts a fresh log, so
     /// the next open has nothing to replay.
     pub fn checkpoint(&self) -> Result<()> {
-        self.0.checkpoint()
+        self.store.checkpoint()
     }
 
     /// Commits, then seals the open segment: footer written, fsynced, never
@@ -199,7 +226,7 @@ impl Maintenance<'_> {
     /// publishes ([`Maintenance::publish`]), so read replicas see what was
     /// sealed.
     pub fn seal(&self) -> Result<()> {
-        self.0.seal()
+        self.store.seal()
     }
 
     /// Seals the open segment and checkpoints, with no write in between:
@@ -207,7 +234,7 @@ impl Maintenance<'_> {
     /// whole there (every entry the checkpoint names points into a sealed
     /// segment, uploaded before the checkpoint is mirrored).
     pub fn publish(&self) -> Result<()> {
-        self.0.publish()
+        self.store.publish()
     }
 
     /// Brings a read-only handle up to what the store's files hold now:
@@ -215,7 +242,7 @@ impl Maintenance<'_> {
     /// it opened. Returns whether anything changed. A writer always sees
     /// its own state: a no-op there.
     pub fn refresh(&self) -> Result<bool> {
-        self.0.refresh()
+        self.store.refresh()
     }
 
     /// Names this process in the store's lock as serving the store at
@@ -223,20 +250,20 @@ impl Maintenance<'_> {
     /// store is served (`aslctl` then acts through that server). Fails on
     /// a read-only store, which holds no lock.
     pub fn announce(&self, url: &str) -> Result<()> {
-        self.0.announce(url)
+        self.store.announce(url)
     }
 
     /// Waits until what the backend does in the background is done: for a
     /// store living in a bucket, the uploads of sealed segments and mirrored
     /// files. Returns at once for a local store.
     pub fn settle(&self) -> Result<()> {
-        self.0.settle()
+        self.store.settle()
     }
 
     /// Where the sealed segments of a store living in a bucket are: counts,
     /// the upload queue, the page cache. `None` for a local store.
     pub fn tier_status(&self) -> Option<crate::io::TierStatus> {
-        self.0.tier_status()
+        self.store.tier_status()
     }
 
     /// Once the store's mapped file pages resident in this process pass
@@ -246,19 +273,19 @@ impl Maintenance<'_> {
     /// long-running reader calls it now and then so that its resident size
     /// shows its own memory, not every segment it ever read.
     pub fn release_mapped_pages_over(&self, budget: u64) {
-        self.0.release_mapped_pages_over(budget);
+        self.store.release_mapped_pages_over(budget);
     }
 
     /// What the store's in-memory parts hold now, against their bounds:
     /// cheap (no I/O, two short locks), for a server's metrics.
     pub fn memory(&self) -> MemoryUse {
-        self.0.memory()
+        self.store.memory()
     }
 
     /// Where the committed history this handle sees ends now. A read-only
     /// handle sees the store as of opening it.
     pub fn log_cursor(&self) -> LogCursor {
-        self.0.log_cursor()
+        self.store.log_cursor()
     }
 
     /// The artifacts whose index records changed in the commits from `from`
@@ -267,7 +294,7 @@ impl Maintenance<'_> {
     /// earlier numbering, or from another store), so the caller must rescan.
     /// Chunks of large artifacts are not artifacts and are left out.
     pub fn changes_since(&self, from: LogCursor) -> Result<Option<Changes>> {
-        self.0.changes_since(from)
+        self.store.changes_since(from)
     }
 }
 

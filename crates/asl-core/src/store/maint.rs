@@ -15,6 +15,7 @@ use crate::snapshot::current::{CurrentHasher, CurrentId};
 
 use super::read::unwrap_io;
 use super::Store;
+use crate::progress::report;
 
 /// Figures about a store, as `aslctl stat` prints them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -214,7 +215,11 @@ impl Store {
     }
 
     /// [`Maintenance::scrub`](crate::Maintenance::scrub)'s body.
-    pub(crate) fn scrub(&self, opts: &super::ScrubOptions) -> Result<VerifyReport> {
+    pub(crate) fn scrub(
+        &self,
+        opts: &super::ScrubOptions,
+        progress: Option<crate::ProgressFn<'_>>,
+    ) -> Result<VerifyReport> {
         let mut rep = VerifyReport::default();
         let plan = self.scrub_plan(opts, &mut rep.notes);
         rep.partial = plan.only.is_some();
@@ -230,7 +235,11 @@ impl Store {
                 rep.problems.push(problem(&f.path, None, e.to_string()));
             }
         }
-        for seg in segments.values().filter(|s| plan.includes(s.id)) {
+        let chosen: Vec<_> = segments.values().filter(|s| plan.includes(s.id)).collect();
+        let lens = self.segment_lens();
+        let seg_total: u64 = chosen.iter().filter_map(|s| lens.get(&s.id)).sum();
+        report(progress, "segments", 0, seg_total);
+        for seg in chosen {
             rep.segments += 1;
             // The open segment may have a tail past the last commit; only what
             // the index can point at is checked.
@@ -242,6 +251,7 @@ impl Store {
             let image = seg.image(limit)?;
             let bytes: &[u8] = &image;
             rep.segment_bytes += bytes.len() as u64;
+            report(progress, "segments", rep.segment_bytes.min(seg_total), seg_total);
             let sc = scan(bytes);
             if let Err(e) = &sc.header {
                 rep.problems
@@ -290,11 +300,22 @@ impl Store {
                 }
             }
         }
+        report(progress, "segments", seg_total, seg_total);
+        // The artifacts to read back, counted first so that the phase has a
+        // total (a pass over the index, not over the data).
+        let mut art_total = 0;
+        if progress.is_some() {
+            for e in self.live_entries()? {
+                let e = e?;
+                art_total += if plan.includes(e.segment) { e.len } else { 0 };
+            }
+        }
         for e in self.live_entries()? {
             let e = e?;
             if !plan.includes(e.segment) {
                 continue;
             }
+            report(progress, "artifacts", rep.bytes.min(art_total), art_total);
             let r = if e.is_large() {
                 // Past the block cache: verify checks the disk, not bytes
                 // proven when they were read before.
@@ -324,6 +345,7 @@ impl Store {
                 }
             }
         }
+        report(progress, "artifacts", art_total, art_total);
         self.verify_snapshots(&mut rep)?;
         rep.scrub = self.scrub_done(&plan, &mut rep.notes);
         Ok(rep)

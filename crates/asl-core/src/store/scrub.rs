@@ -136,7 +136,7 @@ impl Store {
     }
 
     /// Each segment's bytes as a scrub reads them.
-    fn segment_lens(&self) -> BTreeMap<u32, u64> {
+    pub(crate) fn segment_lens(&self) -> BTreeMap<u32, u64> {
         let segments = self.state.read().segments.clone();
         let io = &*self.layout.io;
         segments

@@ -75,10 +75,13 @@ mod tests {
 
     fn gc(s: &Store) {
         s.seal().unwrap();
-        s.gc(&GcOptions {
-            threshold: 1.0,
-            dry_run: false,
-        })
+        s.gc(
+            &GcOptions {
+                threshold: 1.0,
+                dry_run: false,
+            },
+            None,
+        )
         .unwrap();
     }
 

@@ -288,6 +288,18 @@ fn removed_or_added(
 /// file is written beside its name and renamed over it once complete.
 /// Returns the number of files written.
 pub fn checkout(store: &dyn Source, id: &ArtifactId, dir: &Path, overwrite: bool) -> Result<u64, RecordError> {
+    checkout_with_progress(store, id, dir, overwrite, None)
+}
+
+/// [`checkout`], reporting the bytes of files written (phase `"files"`) to
+/// `progress` as they complete.
+pub fn checkout_with_progress(
+    store: &dyn Source,
+    id: &ArtifactId,
+    dir: &Path,
+    overwrite: bool,
+    progress: Option<asl_core::ProgressFn<'_>>,
+) -> Result<u64, RecordError> {
     // Every tree is read and checked before the first byte is written (the
     // files are proven as they are copied).
     let entries = walk(store, id)?;
@@ -320,12 +332,27 @@ pub fn checkout(store: &dyn Source, id: &ArtifactId, dir: &Path, overwrite: bool
     }
     use rayon::prelude::*;
     let files: Vec<&(Vec<u8>, TreeEntry)> = entries.iter().filter(|(_, e)| e.kind != EntryKind::Dir).collect();
+    let total: u64 = files.iter().map(|(_, e)| e.size).sum();
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let report = |n: u64| {
+        if let Some(f) = progress {
+            let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            f(asl_core::Step {
+                phase: "files",
+                done: d.min(total),
+                total,
+            });
+        }
+    };
+    report(0);
     files.par_iter().try_for_each(|(path, e)| {
         let to = dir.join(OsStr::from_bytes(path));
         match e.kind {
             EntryKind::Link => write_link(store, &e.id, &to),
             _ => write_file(store, &e.id, &to, e.kind == EntryKind::Exec),
-        }
+        }?;
+        report(e.size);
+        Ok::<(), RecordError>(())
     })?;
     Ok(files.len() as u64)
 }

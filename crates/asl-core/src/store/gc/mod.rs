@@ -90,7 +90,7 @@ fn qualifies(st: &SegmentState, threshold: f64) -> bool {
 
 impl Store {
     /// [`Maintenance::gc`](crate::Maintenance::gc)'s body.
-    pub(crate) fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
+    pub(crate) fn gc(&self, opts: &GcOptions, progress: Option<crate::ProgressFn<'_>>) -> Result<GcReport> {
         let t0 = Instant::now();
         if !(0.0..=1.0).contains(&opts.threshold) {
             return Err(Error::InvalidArgument(format!(
@@ -170,9 +170,15 @@ impl Store {
             rep.peak_rss_bytes = rss_reset.then(peak_rss).flatten();
             return Ok(rep);
         }
-        let collected = victims
-            .into_iter()
-            .try_for_each(|(id, st)| self.collect_segment(id, st, &mut rep));
+        let total: u64 = victims.iter().map(|(_, st)| st.len).sum();
+        let mut done = 0;
+        crate::progress::report(progress, "segments", 0, total);
+        let collected = victims.into_iter().try_for_each(|(id, st)| {
+            self.collect_segment(id, st, &mut rep)?;
+            done += st.len;
+            crate::progress::report(progress, "segments", done, total);
+            Ok::<(), Error>(())
+        });
         if let Some(w) = &self.writer {
             w.lock().watch_stop();
         }
