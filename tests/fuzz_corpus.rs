@@ -1,12 +1,20 @@
 //! Replays every committed fuzz corpus file (`fuzz/corpus/<target>/*`) through
 //! the same function the fuzz targets run, on stable, as ordinary tests.
+//! The corpus lives in the repository's `fuzz/` crate, which a packaged
+//! `aslctl` does not carry: there the test says so and replays nothing; in
+//! a checkout (a `.git` beside `Cargo.toml`) a missing corpus fails it.
 
 use std::fs;
 use std::path::Path;
 
 #[test]
 fn replay_fuzz_corpora() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = here.join("fuzz/corpus");
+    if !root.is_dir() && !here.join(".git").exists() {
+        eprintln!("no fuzz corpus in this packaged source: nothing replayed (run the tests in a checkout)");
+        return;
+    }
     let mut total = 0;
     for target in asl::codec::FUZZ_TARGETS {
         let dir = root.join(target);
