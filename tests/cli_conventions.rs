@@ -62,8 +62,7 @@ fn a_writer_waits_for_the_lock_when_asked() {
     let store = dir.path().join("s");
     let f = dir.path().join("f");
     fs::write(&f, b"to remove").unwrap();
-    let id = aslctl_ok(&store, &["ingest", f.to_str().unwrap()]);
-    let id = id.split_whitespace().next().unwrap().to_string();
+    let id = common::ingest_file(&store, &f);
 
     // This process holds the writer lock (no server: the CLI cannot act
     // through one).
@@ -177,15 +176,7 @@ fn long_commands_show_progress_on_a_terminal_only() {
     let tree = dir.path().join("t");
     fs::create_dir(&tree).unwrap();
     fs::write(tree.join("big"), common::noise(5, 3 << 20)).unwrap();
-    let line = aslctl_ok(&store, &["ingest", "--tree", tree.to_str().unwrap()]);
-    let tree_id = line
-        .lines()
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let tree_id = common::ingest_tree(&store, &tree);
     let on_tty = |args: &str| {
         let cmd = format!("{} --store {} {args}", aslctl_bin(), store.display());
         let o = Command::new("script")

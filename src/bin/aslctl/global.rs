@@ -9,13 +9,13 @@ use asl::StoreOptions;
 
 /// What the global flags asked for.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Settings {
+struct Settings {
     /// -1 with `-q` (errors and warnings only), 0 by default, 1+ with `-v`.
-    pub(crate) verbosity: i8,
+    verbosity: i8,
     /// How long a writer waits for the store's lock.
-    pub(crate) lock_wait: Duration,
+    lock_wait: Duration,
     /// When the command started, for `-v`'s closing line.
-    pub(crate) started: Instant,
+    started: Instant,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -59,14 +59,22 @@ pub(crate) fn opts() -> StoreOptions {
 pub(crate) fn open_creating(opts: StoreOptions, dir: &Path) -> asl::Result<asl::Store> {
     let existed = dir.join("STORE").is_file();
     let s = opts.create(true).open(dir)?;
-    if !existed && chatty() {
-        eprintln!("aslctl: created a new store in {}", dir.display());
+    if !existed {
+        let _ = CREATED.set(dir.to_path_buf());
     }
     Ok(s)
 }
 
-/// `-v`'s closing line: the store the command ran on and how long it took.
-pub(crate) fn finish(dir: &Path) {
+/// The store a command created, said once the command succeeded (a failure
+/// stays one line on stderr).
+static CREATED: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+/// After a command: the store it created, when it succeeded, and `-v`'s
+/// closing line (the store it ran on and how long it took).
+pub(crate) fn finish(dir: &Path, ok: bool) {
+    if let (true, true, Some(made)) = (ok, chatty(), CREATED.get()) {
+        eprintln!("aslctl: created a new store in {}", made.display());
+    }
     if verbose() {
         eprintln!(
             "aslctl: done in {:.3} s (store {})",

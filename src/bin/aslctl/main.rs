@@ -429,7 +429,7 @@ fn main() -> ExitCode {
     let verbosity = if cli.quiet { -1 } else { cli.verbose.min(9) as i8 };
     global::init(verbosity, cli.lock_wait.unwrap_or_default());
     let result = run(&cli, &store);
-    global::finish(&store);
+    global::finish(&store, result.is_ok());
     match result {
         Ok(code) => match CLOSE_FAILED.lock().ok().and_then(|mut f| f.take()) {
             Some(e) => {
