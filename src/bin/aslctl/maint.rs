@@ -195,8 +195,9 @@ pub fn repair(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
         for h in &r.rebuilt_headers {
             say!("rebuilt the damaged header of {h}");
         }
+        // What was lost is a warning: never silenced by -q.
         for l in &r.lost {
-            say!("lost {l}");
+            eprintln!("lost {l}");
         }
         out!(
             "repaired: {} segments, {} blocks ({} bad, {} damaged regions skipped), {} artifacts ({} salvaged, {} lost), {} removals replayed, {} torn bytes cut (kept in quarantine/), {} segments sealed",
