@@ -69,11 +69,22 @@ pub(crate) fn open_creating(opts: StoreOptions, dir: &Path) -> asl::Result<asl::
 /// stays one line on stderr).
 static CREATED: OnceLock<std::path::PathBuf> = OnceLock::new();
 
+/// Says which store this command created, once (a server says it as it
+/// starts, other commands when they succeed).
+pub(crate) fn announce_created() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let (true, Some(made)) = (chatty(), CREATED.get()) {
+        if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("aslctl: created a new store in {}", made.display());
+        }
+    }
+}
+
 /// After a command: the store it created, when it succeeded, and `-v`'s
 /// closing line (the store it ran on and how long it took).
 pub(crate) fn finish(dir: &Path, ok: bool) {
-    if let (true, true, Some(made)) = (ok, chatty(), CREATED.get()) {
-        eprintln!("aslctl: created a new store in {}", made.display());
+    if ok {
+        announce_created();
     }
     if verbose() {
         eprintln!(

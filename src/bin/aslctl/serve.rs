@@ -159,6 +159,7 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
     } else {
         opts.open(dir)?
     });
+    crate::global::announce_created();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
