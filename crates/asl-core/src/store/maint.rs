@@ -236,8 +236,7 @@ impl Store {
             }
         }
         let chosen: Vec<_> = segments.values().filter(|s| plan.includes(s.id)).collect();
-        let lens = self.segment_lens();
-        let seg_total: u64 = chosen.iter().filter_map(|s| lens.get(&s.id)).sum();
+        let seg_total: u64 = chosen.iter().filter_map(|s| plan.lens.get(&s.id)).sum();
         report(progress, "segments", 0, seg_total);
         for seg in chosen {
             rep.segments += 1;

@@ -74,7 +74,8 @@ pub(crate) struct Verified {
 /// The segments a scrub reads (`None`: all) and the bytes of each segment.
 pub(crate) struct Plan {
     pub(crate) only: Option<BTreeSet<u32>>,
-    lens: BTreeMap<u32, u64>,
+    /// Each segment's length as the plan found it.
+    pub(crate) lens: BTreeMap<u32, u64>,
 }
 
 impl Plan {
@@ -136,7 +137,7 @@ impl Store {
     }
 
     /// Each segment's bytes as a scrub reads them.
-    pub(crate) fn segment_lens(&self) -> BTreeMap<u32, u64> {
+    fn segment_lens(&self) -> BTreeMap<u32, u64> {
         let segments = self.state.read().segments.clone();
         let io = &*self.layout.io;
         segments
