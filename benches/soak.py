@@ -21,7 +21,7 @@ rest is mapped segment pages) after warm-up (once the block cache and the
 index memtable are 90 % full: min, max, last, and five-minute means), the heap
 by its parts every five minutes as the server's /metrics counts them
 (block cache, index memtable, query index cache and memtables, read
-buffers; glibc's in-use and free-but-held bytes) and the heap in use less
+buffers; the allocator's in-use and free-but-held bytes) and the heap in use less
 those parts (what is bounded by no setting: it should stay flat), the largest segments
 total (less the live uploads; then also less the garbage awaiting GC, by
 /v1/stat) beside the limit plus one segment, and the largest size of each of

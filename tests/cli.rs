@@ -431,9 +431,8 @@ fn snapshots_pins_and_gc_from_the_command_line() {
         serde_json::from_slice(&aslctl(&e.store, &["--json", "snapshot", "diff", "v1", "v2"]).stdout).unwrap();
     assert_eq!(d["removed"].as_array().unwrap().len(), 10);
     assert_eq!(d["added"].as_array().unwrap().len(), 0);
-    let l: serde_json::Value =
-        serde_json::from_slice(&aslctl(&e.store, &["--json", "snapshot", "list"]).stdout).unwrap();
-    assert_eq!(l.as_array().unwrap().len(), 2);
+    let l = common::ndjson(&stdout(&aslctl(&e.store, &["--json", "snapshot", "list"])));
+    assert_eq!(l.len(), 2);
     let o = aslctl(&e.store, &["--json", "snapshot", "show", "v1"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["artifacts"], 21);
@@ -497,6 +496,7 @@ fn bench_smoke_sweep_produces_parseable_output() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+    common::check_json("bench", &String::from_utf8_lossy(&o.stdout));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 3 * 2 * 2);

@@ -99,7 +99,9 @@ fn steps(io: &SimBackend, slot: &mut Option<Store>, out: &mut Outcome) -> asl::R
             2 => {
                 s.snapshots().create(&format!("s{step}"))?;
             }
-            4 => s.maintenance().seal()?,
+            4 => {
+                s.maintenance().seal()?;
+            }
             5 => {
                 s.maintenance().gc(&GcOptions {
                     threshold: 1.0,

@@ -9,9 +9,7 @@ mod common;
 use common::{aslctl, aslctl_json as json, aslctl_ok as ok, noise, stderr_of as err};
 
 fn promised(store: &Path) -> Vec<String> {
-    json(store, &["ls"])
-        .as_array()
-        .unwrap()
+    common::aslctl_lines(store, &["ls"])
         .iter()
         .filter(|e| e["visibility"] == "promised")
         .map(|e| e["id"].as_str().unwrap().to_string())
@@ -75,14 +73,9 @@ fn promised_artifacts_are_listed_and_fetched_when_first_read() {
     );
     assert_eq!(o["domain"], json(&a, &["domain", "show"])["id"]);
     assert_eq!(o["manifest"], json(&a, &["domain", "manifest"])["manifest"]);
-    let info = json(&b, &["ls"]);
-    let entry = info
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["id"] == big_id.as_str())
-        .unwrap();
-    assert_eq!(entry["size"].as_u64(), Some(big_bytes.len() as u64));
+    let info = common::ndjson(&ok(&b, &["--json", "ls"]));
+    let entry = info.iter().find(|e| e["id"] == big_id.as_str()).unwrap();
+    assert_eq!(entry["len"].as_u64(), Some(big_bytes.len() as u64));
 
     // ls-tree reads the trees (fetching them), not the files.
     let listing = ok(&b, &["ls-tree", "-r", &tree]);

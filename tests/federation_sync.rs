@@ -63,7 +63,7 @@ fn fetch_sends_only_what_is_missing_from_a_directory_and_over_http() {
     ok(&a, &["publish", &x[3]]);
     let r = json(&b, &["fetch", "a"]);
     assert_eq!((r["seq"].as_u64(), r["fetched"].as_u64()), (Some(2), Some(1)), "{r}");
-    let listed = json(&b, &["remote", "list"]);
+    let listed = common::aslctl_lines(&b, &["remote", "list"]);
     assert_eq!(listed[0]["seq"], 2);
     assert_eq!(listed[0]["key"], json(&a, &["domain", "show"])["key"]);
     let o = aslctl(&b, &["verify"]);
@@ -412,7 +412,7 @@ fn several_remotes_of_one_domain_share_a_fetch_and_cover_for_a_liar() {
     let b = tmp.path().join("b");
     ok(&b, &["remote", "add", "liar", &format!("http://127.0.0.1:{port}")]);
     ok(&b, &["remote", "add", "dir", a.to_str().unwrap()]);
-    let r = json(&b, &["fetch", "liar", "dir"]);
+    let r = common::by_key(common::aslctl_lines(&b, &["fetch", "liar", "dir"]), "remote");
     assert!(
         r["liar"]["refused"].as_u64().unwrap() >= 1,
         "the liar was given work and failed it: {r}"
@@ -429,7 +429,7 @@ fn several_remotes_of_one_domain_share_a_fetch_and_cover_for_a_liar() {
     let s = common::server::start_on(tempfile::tempdir().unwrap(), a.clone(), &[], None);
     ok(&c, &["remote", "add", "dir", a.to_str().unwrap()]);
     ok(&c, &["remote", "add", "http", &s.url]);
-    let r = json(&c, &["fetch", "dir", "http"]);
+    let r = common::by_key(common::aslctl_lines(&c, &["fetch", "dir", "http"]), "remote");
     let (d, h) = (
         r["dir"]["fetched"].as_u64().unwrap(),
         r["http"]["fetched"].as_u64().unwrap(),
@@ -501,7 +501,7 @@ fn a_lying_mirror_beside_an_honest_one_does_not_fail_the_fetch() {
         ok(&b, &["remote", "add", "honest", &honest]);
         let o = aslctl(&b, &["--json", "fetch", "liar", "honest"]);
         assert!(o.status.success(), "{store}: {}", err(&o));
-        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let r = common::by_key(common::ndjson(&out(&o)), "remote");
         assert!(r["liar"]["manifest_refused"].is_string(), "{store}: {r}");
         assert_eq!(r["honest"]["fetched"], 4, "{store}: {r}");
         let have = ids(&b);

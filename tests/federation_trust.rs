@@ -132,7 +132,7 @@ fn manifests_need_the_cosignatures_the_policy_asks_for() {
     ok(&b, &["remote", "trust", "a", "--threshold", "1"]);
     ok(&a, &["unpublish", &x1]);
     assert_eq!(json(&b, &["fetch", "a"])["seq"], 3);
-    assert_eq!(json(&b, &["remote", "list"])[0]["threshold"], 1);
+    assert_eq!(common::aslctl_lines(&b, &["remote", "list"])[0]["threshold"], 1);
 }
 
 const PIPELINE: &str = r#"name: words
@@ -283,9 +283,7 @@ fn no_internal_id_reaches_another_domain_by_any_path() {
     let mut args = vec!["publish", "--closure", "--tree", &open, &out];
     args.extend(receipts.iter().map(String::as_str));
     ok(&a, &args);
-    let internal: Vec<String> = json(&a, &["ls"])
-        .as_array()
-        .unwrap()
+    let internal: Vec<String> = common::aslctl_lines(&a, &["ls"])
         .iter()
         .filter(|e| e["visibility"] == "internal")
         .map(|e| e["id"].as_str().unwrap().to_string())
@@ -309,9 +307,7 @@ fn no_internal_id_reaches_another_domain_by_any_path() {
     let b = tmp.path().join("b");
     ok(&b, &["remote", "add", "a", a.to_str().unwrap()]);
     ok(&b, &["fetch", "a"]);
-    let got: Vec<String> = json(&b, &["ls"])
-        .as_array()
-        .unwrap()
+    let got: Vec<String> = common::aslctl_lines(&b, &["ls"])
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_string())
         .collect();

@@ -23,6 +23,7 @@ fn the_index_matches_h5py_for_every_layout() {
     let bytes = fs::read(path).unwrap();
     let o = aslctl(&store, &["--json", "h5", "ingest", path]);
     assert!(o.status.success(), "{}", err(&o));
+    common::check_json("h5-ingest", &out(&o));
     let r: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
     assert_eq!(
         r["file"].as_str().unwrap(),
@@ -31,11 +32,14 @@ fn the_index_matches_h5py_for_every_layout() {
     );
     assert_eq!(r["datasets"], 5);
 
-    let idx: serde_json::Value = serde_json::from_str(&out(&aslctl(
+    let listed = out(&aslctl(&store, &["--json", "h5", "ls", r["file"].as_str().unwrap()]));
+    common::check_json("h5-ls", &listed);
+    let digests = out(&aslctl(
         &store,
-        &["--json", "h5", "ls", r["file"].as_str().unwrap()],
-    )))
-    .unwrap();
+        &["--json", "h5", "digest", r["file"].as_str().unwrap()],
+    ));
+    common::check_json("h5-digest", &digests);
+    let idx: serde_json::Value = serde_json::from_str(&listed).unwrap();
     let datasets = idx["datasets"].as_array().unwrap();
     let oracle = fx["datasets"].as_object().unwrap();
     assert_eq!(datasets.len(), oracle.len());
@@ -171,8 +175,9 @@ fn cat_reads_what_numpy_reads_and_only_the_chunks_it_needs() {
         assert!(o.status.success(), "{ds}[{sel}]: {}", err(&o));
         let got: String = o.stdout.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(got, case["hex"].as_str().unwrap(), "{ds}[{sel}]");
-        let j = aslctl(&store, &["--json", "h5", "cat", file, ds, &slice]);
-        let j: serde_json::Value = serde_json::from_str(out(&j).trim()).unwrap();
+        let j = out(&aslctl(&store, &["--json", "h5", "cat", file, ds, &slice]));
+        common::check_json("h5-cat", &j);
+        let j: serde_json::Value = serde_json::from_str(j.trim()).unwrap();
         assert_eq!(j["shape"], case["shape"], "{ds}[{sel}]");
     }
     let read = |ds: &str, sel: &str| -> u64 {

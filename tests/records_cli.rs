@@ -159,18 +159,11 @@ fn types_lists_the_registry() {
     let tmp = tempfile::tempdir().unwrap();
     let o = aslctl(&tmp.path().join("none"), &["--json", "types"]);
     assert!(o.status.success());
-    let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
-    let names: Vec<&str> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["type"].as_str().unwrap())
-        .collect();
+    let v = common::ndjson(&out(&o));
+    let names: Vec<&str> = v.iter().map(|t| t["name"].as_str().unwrap()).collect();
     let tree_versions: Vec<u64> = v
-        .as_array()
-        .unwrap()
         .iter()
-        .filter(|t| t["type"] == "asl/tree")
+        .filter(|t| t["name"] == "asl/tree")
         .map(|t| t["version"].as_u64().unwrap())
         .collect();
     assert_eq!(tree_versions, [1, 2], "trees without and with symbolic links");

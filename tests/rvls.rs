@@ -302,7 +302,7 @@ fn the_seeds_queries_trajectories_by_outcome_and_the_latest_of_a_kind() {
             "1",
         ],
     );
-    let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    let v = common::ndjson(&out(&o));
     assert_eq!(v[0]["id"], second["records"][0]);
 
     // The same through the HTTP API.

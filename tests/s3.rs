@@ -22,8 +22,9 @@ fn listing(store: &std::path::Path) -> Vec<String> {
 }
 
 fn restore_matches(m: &S3, url: &str, store: &std::path::Path, into: &std::path::Path) {
-    let o = aslctl(m, store, &["s3", "restore", url, into.to_str().unwrap()]);
+    let o = aslctl(m, store, &["--json", "s3", "restore", url, into.to_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));
+    common::check_json("s3-restore", &out(&o));
     assert_eq!(listing(into), listing(store), "the same artifacts");
     let o = common::aslctl(into, &["verify"]);
     let said = format!("{}{}", out(&o), err(&o));
@@ -49,6 +50,7 @@ fn a_store_is_rebuilt_from_the_bucket_alone() {
     let url = "s3://asl-test/stores/a";
     let o = aslctl(&m, &a, &["--json", "s3", "push", url]);
     assert!(o.status.success(), "{}", err(&o));
+    common::check_json("s3-push", &out(&o));
     let r: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
     assert!(r["uploaded"].as_u64().unwrap() >= 1, "{r}");
     let o = aslctl(&m, &a, &["--json", "s3", "push", url]);

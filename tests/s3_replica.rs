@@ -68,13 +68,17 @@ fn a_replica_serves_what_the_writer_published_and_sends_writes_there() {
     let f1 = tmp.path().join("f1");
     std::fs::write(&f1, noise(1, 300_000)).unwrap();
     let id1 = put(&writer.url, &f1);
+    let made = std::cell::RefCell::new(String::new());
     within(20, "the first publish", || {
-        s.aslctl(&r, &["s3", "replica", url, "--dir", r.to_str().unwrap()])
+        let o = s
+            .aslctl(&r, &["--json", "s3", "replica", url, "--dir", r.to_str().unwrap()])
             .output()
-            .unwrap()
-            .status
-            .success()
+            .unwrap();
+        *made.borrow_mut() = String::from_utf8_lossy(&o.stdout).into_owned();
+        o.status.success()
     });
+    common::check_json("s3-replica", &made.borrow());
+    common::check_json("s3-follow", &ok(&s, &r, &["--json", "s3", "follow"]));
     assert_eq!(
         std::fs::read_dir(r.join("segments")).unwrap().count(),
         0,

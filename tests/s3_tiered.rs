@@ -22,7 +22,9 @@ fn ok(s: &S3, store: &Path, args: &[&str]) -> String {
 }
 
 fn status(s: &S3, store: &Path) -> serde_json::Value {
-    serde_json::from_str(ok(s, store, &["--json", "s3", "status"]).trim()).unwrap()
+    let said = ok(s, store, &["--json", "s3", "status"]);
+    common::check_json("s3-status", &said);
+    serde_json::from_str(said.trim()).unwrap()
 }
 
 fn listing(s: &S3, store: &Path) -> Vec<String> {
@@ -55,9 +57,19 @@ fn a_store_living_in_a_bucket_keeps_only_its_tail_on_local_disk() {
     let o = run(
         &s,
         &a,
-        &["s3", "create", url, "--dir", a.to_str().unwrap(), "--cache", "3M"],
+        &[
+            "--json",
+            "s3",
+            "create",
+            url,
+            "--dir",
+            a.to_str().unwrap(),
+            "--cache",
+            "3M",
+        ],
     );
     assert!(o.status.success(), "{}", err(&o));
+    common::check_json("s3-create", &out(&o));
 
     // Three segments: small files, a 12 MiB one, more small files.
     let files = tmp.path().join("files");
@@ -125,6 +137,7 @@ fn a_store_living_in_a_bucket_keeps_only_its_tail_on_local_disk() {
     let b = tmp.path().join("b");
     let o = run(&s, &b, &["--json", "s3", "attach", url, "--dir", b.to_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));
+    common::check_json("s3-attach", &out(&o));
     assert_eq!(listing(&s, &b), listing(&s, &a));
     assert!(ok(&s, &b, &["snapshot", "list"]).contains("s1"));
     assert!(ok(&s, &b, &["pins"]).contains(&want[0].0));
@@ -203,6 +216,7 @@ fn a_local_store_moves_into_a_bucket_and_is_reached_by_url() {
     let url = "s3://asl-test/moved";
     let o = run(&s, &a, &["--json", "s3", "tier", url]);
     assert!(o.status.success(), "{}", err(&o));
+    common::check_json("s3-tier", &out(&o));
     let st: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
     assert_eq!(
         (st["local_segments"].as_u64(), st["remote_segments"].as_u64()),

@@ -52,7 +52,13 @@ fn a_served_store_is_kept_up_over_http() {
         ids.push(json(&b)["id"].as_str().unwrap().to_string());
     }
     let (gone, kept) = (&ids[0], &ids[1]);
-    assert_eq!(call(root, "POST", "/v1/seal", None).0, 204);
+    let (code, b) = call(root, "POST", "/v1/seal", None);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(json(&b)["sealed"]["segment"], 1, "the segment the puts went to");
+    assert_eq!(
+        json(&call(root, "POST", "/v1/seal", None).1)["sealed"],
+        serde_json::Value::Null
+    );
     // The metrics count internal artifacts: not for a published-only token.
     assert_eq!(call(writer, "GET", "/metrics", None).0, 200);
     let peer = "Authorization: Bearer peer-read-token-0123456789";
@@ -441,6 +447,14 @@ print(json.dumps({"samples": samples, "legacy": legacy}))
         part("asl_heap_bytes", "in_use") > part("asl_memory_bytes", "index_memtable"),
         "{text}"
     );
+    // The heap's figures come from the allocator the binary runs on.
+    let allocator = if cfg!(feature = "jemalloc") {
+        "jemalloc"
+    } else {
+        "glibc"
+    };
+    assert_eq!(value("asl_allocator_info", &[("name", allocator)]), 1.0, "{text}");
+    assert!(part("asl_heap_bytes", "free") > 0.0, "{text}");
     assert!(parsed["legacy"].as_array().unwrap().len() >= 10, "{parsed}");
     // A gRPC call that fails (no action result for this digest): HTTP 200,
     // and its gRPC status in the log line.

@@ -57,16 +57,11 @@ fn ingest_checkout_round_trips_a_directory() {
     assert!(out(&o).contains("link "), "{}", out(&o));
     assert!(out(&o).contains("exec "), "{}", out(&o));
     let o = aslctl(&store, &["--json", "ls-tree", "-r", &tid[..12]]);
-    let rows: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
-    let paths: Vec<&str> = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["path"].as_str().unwrap())
-        .collect();
+    let rows = common::ndjson(&out(&o));
+    let paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
     assert!(paths.contains(&"src/deep/er/data.bin"), "{paths:?}");
-    let src_row = rows.as_array().unwrap().iter().find(|r| r["path"] == "src").unwrap();
-    assert_eq!(src_row["size"], 300_000 + 14, "a directory's size is its files'");
+    let src_row = rows.iter().find(|r| r["path"] == "src").unwrap();
+    assert_eq!(src_row["len"], 300_000 + 14, "a directory's length is its files'");
 
     let co = tmp.path().join("co");
     let o = aslctl(&store, &["checkout", tid, co.to_str().unwrap()]);
@@ -198,14 +193,8 @@ fn a_snapshot_of_a_tree_keeps_that_directory_and_restores_it() {
     );
     assert!(o.status.success(), "{}", err(&o));
     let meta: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
-    let below: serde_json::Value =
-        serde_json::from_str(&out(&aslctl(&store, &["--json", "ls-tree", "-r", &tid]))).unwrap();
-    let mut ids: Vec<String> = below
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect();
+    let below = common::ndjson(&out(&aslctl(&store, &["--json", "ls-tree", "-r", &tid])));
+    let mut ids: Vec<String> = below.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
     ids.push(tid.clone());
     ids.sort();
     ids.dedup();
@@ -229,7 +218,7 @@ fn a_snapshot_of_a_tree_keeps_that_directory_and_restores_it() {
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(fs::read(co.join("src/deep/er/data.bin")).unwrap(), vec![7u8; 300_000]);
     let o = aslctl(&store, &["ls-tree", "--at", "backup-1", "-r", &tid]);
-    assert_eq!(out(&o).lines().count(), below.as_array().unwrap().len());
+    assert_eq!(out(&o).lines().count(), below.len());
 
     // A tree that is not in CURRENT any more cannot be snapshotted.
     let o = aslctl(&store, &["snapshot", "create", "backup-2", "--tree", &tid]);

@@ -170,7 +170,8 @@ fn zfs_snapshots_follow_asl_snapshots_and_restore_the_store() {
     let o = aslctl(&store, &["snapshot", "restore", "s1"]);
     assert_ne!(o.status.code(), Some(0));
     assert!(err(&o).contains("--destroy-newer"), "{}", err(&o));
-    let said = ok(&store, &["snapshot", "restore", "s1", "--destroy-newer"]);
+    let said = ok(&store, &["--json", "snapshot", "restore", "s1", "--destroy-newer"]);
+    common::check_json("snapshot-restore", &said);
     assert!(said.contains(&format!("{ds}@asl-s1")), "{said}");
     let ls = ok(&store, &["ls"]);
     assert!(ls.contains(&a) && !ls.contains(&b), "{ls}");

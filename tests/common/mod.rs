@@ -271,7 +271,8 @@ pub fn aslctl_ok(store: &Path, args: &[&str]) -> String {
 pub fn aslctl_json(store: &Path, args: &[&str]) -> serde_json::Value {
     let mut a = vec!["--json"];
     a.extend_from_slice(args);
-    serde_json::from_str(aslctl_ok(store, &a).trim()).unwrap()
+    let out = aslctl_ok(store, &a);
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
 }
 
 /// `aslctl ingest FILE` in `store`: the file's id.
@@ -304,4 +305,54 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Checks a command's `--json` output (every line of it) against its
+/// schema in `spec/cli/NAME.schema.json`, with Python's `jsonschema` (an
+/// independent validator; see tests/py/cli_json.py).
+pub fn check_json(schema: &str, output: &str) {
+    use std::io::Write;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = std::process::Command::new("python3")
+        .arg(root.join("tests/py/cli_json.py"))
+        .arg(root.join("spec/cli"))
+        .arg(schema)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3 runs (needs jsonschema: see scripts/setup): {e}"));
+    child.stdin.take().unwrap().write_all(output.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{schema}: {}", stdout_of(&o));
+}
+
+/// The values of an NDJSON output (a list under `--json`): one per line.
+pub fn ndjson(output: &str) -> Vec<serde_json::Value> {
+    output
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// `aslctl --store STORE --json ARGS` for a list, which must succeed: its
+/// NDJSON lines.
+pub fn aslctl_lines(store: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    ndjson(&aslctl_ok(store, &a))
+}
+
+/// NDJSON lines as one object keyed by each line's `key` (a fetch's
+/// reports by remote, say).
+pub fn by_key(lines: Vec<serde_json::Value>, key: &str) -> serde_json::Value {
+    let map = lines
+        .into_iter()
+        .map(|v| {
+            (
+                v[key].as_str().unwrap_or_else(|| panic!("no {key} in {v}")).to_string(),
+                v,
+            )
+        })
+        .collect();
+    serde_json::Value::Object(map)
 }

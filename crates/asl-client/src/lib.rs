@@ -17,7 +17,9 @@
 
 use std::time::Duration;
 
-use asl_core::{ArtifactId, ErrorKind, GcOptions, GcReport, ScrubBudget, ScrubOptions, StoreStat, VerifyReport};
+use asl_core::{
+    ArtifactId, ErrorKind, GcOptions, GcReport, ScrubBudget, ScrubOptions, Sealed, StoreStat, VerifyReport,
+};
 use reqwest::blocking::{Client as Http, RequestBuilder};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -332,8 +334,13 @@ impl Client {
     }
 
     /// Seals the open segment.
-    pub fn seal(&self) -> Result<()> {
-        self.send(self.request(Method::POST, "/v1/seal")).map(drop)
+    pub fn seal(&self) -> Result<Option<Sealed>> {
+        #[derive(Deserialize)]
+        struct Answer {
+            sealed: Option<Sealed>,
+        }
+        self.call::<Answer>(self.request(Method::POST, "/v1/seal"))
+            .map(|a| a.sealed)
     }
 
     /// The store's figures.

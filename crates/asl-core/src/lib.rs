@@ -79,6 +79,6 @@ pub use store::{
     release_thread_buffers, ArtifactInfo, ArtifactReader, AtomicSection, Audience, Changes, FileStamp, FilesCacheMode,
     GcOptions, GcReport, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested, Iter,
     ListFilter, LockHolder, LogCursor, Maintenance, MemoryUse, Piece, Pins, Problem, Put, PutOptions, RepairReport,
-    Retention, ScrubBudget, ScrubOptions, ScrubStatus, SideFileAccess, SideFiles, SnapshotAt, SnapshotDiff,
+    Retention, ScrubBudget, ScrubOptions, ScrubStatus, Sealed, SideFileAccess, SideFiles, SnapshotAt, SnapshotDiff,
     SnapshotListing, SnapshotView, Snapshots, Store, StoreOptions, StoreStat, VerifyReport, View, DEFAULT_GC_THRESHOLD,
 };

@@ -278,11 +278,12 @@ async fn verify(
     }
 }
 
-/// `POST /v1/seal`: seals the open segment.
+/// `POST /v1/seal`: seals the open segment; says which (`null` when none
+/// was open), as `aslctl seal --json` does.
 async fn seal(S(st): S<Arc<State>>) -> Response {
     let store = st.store.clone();
     match blocking(move || store.maintenance().seal()).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(sealed) => Json(json!({ "sealed": sealed })).into_response(),
         Err(r) => r,
     }
 }

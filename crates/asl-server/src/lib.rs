@@ -23,6 +23,7 @@ mod admin;
 mod api;
 pub mod auth;
 mod cache;
+mod heap;
 mod http;
 mod metrics;
 pub mod reapi;
@@ -41,6 +42,7 @@ use asl_core::{Error, Result, Store};
 use asl_records::query::QueryIndex;
 use asl_records::RecordError;
 pub use auth::{Scope, Tokens};
+pub use heap::{tune_allocator, Allocator, HeapFigures};
 pub use replica::{Followed, Replica};
 pub use tls::Tls;
 
@@ -86,6 +88,9 @@ pub struct Config {
     pub publish_interval: Duration,
     /// Serve a read replica ([`Replica`]): writes are sent to the writer.
     pub replica: Option<Replica>,
+    /// The process's allocator: its figures in `/metrics`, and how free
+    /// memory is given back when uploads go idle.
+    pub allocator: Allocator,
 }
 
 impl Default for Config {
@@ -102,6 +107,7 @@ impl Default for Config {
             cache_max_size: None,
             publish_interval: Duration::from_secs(30),
             replica: None,
+            allocator: Allocator::system(),
         }
     }
 }
@@ -249,17 +255,20 @@ impl Index {
 /// runtime, it also starts the cache's upkeep (eviction, GC, access
 /// times), which ends when the router is dropped.
 pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
-    tune_allocator();
+    if cfg.allocator.is_system() {
+        tune_allocator();
+    }
     let index = Index::new(store.clone());
     let inline_reads = store.maintenance().tier_status().is_none();
     let cfg_uploads = cfg.max_uploads.max(1);
+    let cfg_allocator = cfg.allocator;
     let st = Arc::new(State {
         store,
         cfg,
         index,
         uploads: Arc::new(tokio::sync::Semaphore::new(cfg_uploads)),
         grpc_calls: Arc::new(tokio::sync::Semaphore::new(2 * cfg_uploads)),
-        metrics: metrics::Metrics::new(),
+        metrics: metrics::Metrics::new(cfg_allocator),
         upkeep: Arc::new(tokio::sync::Notify::new()),
         writer_url: parking_lot::RwLock::new(None),
         inline_reads,
@@ -274,50 +283,6 @@ pub fn router(store: Arc<Store>, cfg: Config) -> Result<axum::Router> {
 /// access tests walk.
 pub fn route_table() -> Vec<(&'static str, &'static [&'static str])> {
     api::table().into_iter().map(|r| (r.path, r.methods)).collect()
-}
-
-/// Tunes the C allocator for a long-running server. [`router`] calls it;
-/// a server process calls it first, before its store and runtime start
-/// threads, since glibc's arena cap holds only for arenas made after it.
-///
-/// It has the C allocator give memory back to the system as it is freed:
-/// large blocks (an upload's windows) are always mapped on their own and
-/// unmapped when freed, instead of glibc's default of raising that
-/// threshold after the first such free and keeping later ones in its
-/// arenas for good. What the arenas keep is trimmed when uploads go idle.
-///
-/// It also caps glibc's arenas at one per core, as if `MALLOC_ARENA_MAX`
-/// were the core count, unless that variable is set. glibc's default is
-/// eight per core, and a server whose blocking pool grows to hundreds of
-/// threads under load spreads its free memory over all of them: measured
-/// with two soaks side by side, the cap held 19–24 MiB free where the
-/// default held 41–52 MiB, for 2 % fewer calls (docs/benchmarks/serve-memory.md).
-#[allow(unsafe_code)]
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let arenas = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let arenas = libc::c_int::try_from(arenas).unwrap_or(libc::c_int::MAX);
-        // SAFETY: mallopt only sets a tuning parameter of glibc's allocator;
-        // it is safe to call at any time from any thread.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-            if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-                libc::mallopt(libc::M_ARENA_MAX, arenas);
-            }
-        }
-    }
-}
-
-/// Returns the free memory the allocator's arenas hold to the system.
-#[allow(unsafe_code)]
-pub(crate) fn trim() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages of the allocator's own
-    // arenas; it is safe to call at any time from any thread.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Checks that `addr` may be listened on with `cfg`: without tokens, only a

@@ -17,6 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,8 +76,13 @@ pub(crate) struct Metrics {
 const STAT_EVERY: Duration = Duration::from_secs(60);
 
 impl Metrics {
-    pub(crate) fn new() -> Metrics {
+    pub(crate) fn new(allocator: crate::Allocator) -> Metrics {
         let mut registry = Registry::with_prefix("asl");
+        registry.register(
+            "allocator",
+            "The allocator the process runs on (its heap is asl_heap_bytes)",
+            Info::new(vec![("name", allocator.name)]),
+        );
         let requests = Family::<Request, Counter>::default();
         registry.register(
             "http_requests",
@@ -187,7 +193,7 @@ impl Metrics {
             Unit::Bytes,
             rss.clone(),
         );
-        let memory = MemoryGauges::register(&mut registry);
+        let memory = MemoryGauges::register(&mut registry, allocator);
         Metrics {
             registry,
             requests,
@@ -356,20 +362,22 @@ impl axum::body::HttpBody for Counted {
     }
 }
 
-/// The heap's figures: each bounded part beside its bound, and glibc's
-/// own account.
+/// The heap's figures: each bounded part beside its bound, and the
+/// allocator's own account.
 struct MemoryGauges {
     parts: Family<Part, Gauge>,
     bounds: Family<Part, Gauge>,
     heap: Family<Part, Gauge>,
+    allocator: crate::Allocator,
 }
 
 impl MemoryGauges {
-    fn register(registry: &mut Registry) -> MemoryGauges {
+    fn register(registry: &mut Registry, allocator: crate::Allocator) -> MemoryGauges {
         let g = MemoryGauges {
             parts: Family::default(),
             bounds: Family::default(),
             heap: Family::default(),
+            allocator,
         };
         registry.register_with_unit(
             "memory",
@@ -385,7 +393,7 @@ impl MemoryGauges {
         );
         registry.register_with_unit(
             "heap",
-            "The C allocator's heap: in_use by the program, free but held by the allocator",
+            "The allocator's heap: in_use by the program, free but held by the allocator",
             Unit::Bytes,
             g.heap.clone(),
         );
@@ -397,9 +405,9 @@ impl MemoryGauges {
             self.parts.get_or_create(&Part { part: m.part }).set(m.bytes as i64);
             self.bounds.get_or_create(&Part { part: m.part }).set(m.bound as i64);
         }
-        if let Some((in_use, free)) = heap_figures() {
-            self.heap.get_or_create(&Part { part: "in_use" }).set(in_use as i64);
-            self.heap.get_or_create(&Part { part: "free" }).set(free as i64);
+        if let Some(h) = (self.allocator.figures)() {
+            self.heap.get_or_create(&Part { part: "in_use" }).set(h.in_use as i64);
+            self.heap.get_or_create(&Part { part: "free" }).set(h.free as i64);
         }
     }
 }
@@ -409,23 +417,6 @@ pub(crate) struct Memory {
     pub(crate) part: &'static str,
     pub(crate) bytes: u64,
     pub(crate) bound: u64,
-}
-
-/// glibc's own account of its heap: bytes in use (arenas and mapped
-/// blocks) and bytes free in its arenas but not given back. Together with
-/// the parts' figures this tells a part filling to its bound from a leak,
-/// and both from fragmentation.
-#[allow(unsafe_code)]
-fn heap_figures() -> Option<(u64, u64)> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallinfo2 only reads the allocator's statistics (taking
-        // each arena's lock in turn); it is safe from any thread.
-        let m = unsafe { libc::mallinfo2() };
-        Some(((m.uordblks + m.hblkhd) as u64, m.fordblks as u64))
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    None
 }
 
 /// The process's resident memory (`VmRSS`), where the OS tells it.
@@ -448,7 +439,7 @@ mod tests {
 
     #[test]
     fn cache_reads_count_as_hits_and_misses_and_labels_are_templates() {
-        let m = Metrics::new();
+        let m = Metrics::new(crate::Allocator::system());
         m.request("/cas/{key}", "GET", 200, Duration::from_millis(1));
         m.request("/cas/{key}", "GET", 404, Duration::from_millis(1));
         m.request("/cas/{key}", "PUT", 200, Duration::from_millis(1));

@@ -100,6 +100,7 @@ pub(super) async fn receive(
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let store = st.store.clone();
     let (uploads, total) = (st.uploads.clone(), st.cfg.max_uploads.max(1));
+    let release = st.cfg.allocator.release;
     let task = tokio::task::spawn_blocking(move || {
         let put = store.put_reader_with(Incoming::new(rx), &opts);
         // Memory follows the uploads in flight: this thread's windows go
@@ -108,7 +109,7 @@ pub(super) async fn receive(
         asl_core::release_thread_buffers();
         drop(permit);
         if uploads.available_permits() == total {
-            super::trim();
+            release();
         }
         put
     });

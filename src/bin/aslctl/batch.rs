@@ -1,14 +1,20 @@
-//! `aslctl batch FILE` and `aslctl lineage show|revert`: command blocks
-//! applied atomically, and the lineage chains they leave.
+//! `aslctl batch FILE` and `aslctl lineage`: command blocks applied
+//! atomically, the lineage chains they leave (`show`, `revert`), and an
+//! artifact's lineage through PEL receipts (`lineage ID`).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::error::CliError;
+use asl::pel::provenance::{self, Direction};
 use asl::records::batch_document::{Document, Done};
 use asl::records::lineage::{self, Lineage};
 use asl::records::{json as rjson, RecordError};
+use asl::{ArtifactId, Error};
 use clap::Subcommand;
+
+use crate::close_committed;
+use crate::query::open_index;
 use serde_json::{json, Value as J};
 
 #[derive(Subcommand)]
@@ -58,7 +64,7 @@ pub(crate) fn batch(json_out: bool, dir: &Path, file: &str) -> Result<ExitCode, 
         out!(
             "{}",
             json!({
-                "puts": done.puts.iter().zip(&shown).map(|(p, n)| json!({"id": p.id.to_hex(), "name": n, "size": p.len, "new": p.new})).collect::<Vec<_>>(),
+                "puts": done.puts.iter().zip(&shown).map(|(p, n)| json!({"id": p.id.to_hex(), "name": n, "len": p.len, "new": p.new})).collect::<Vec<_>>(),
                 "removed": done.removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
                 "annotations": done.annotations.iter().map(|(a, s)| json!({"id": a.to_hex(), "subject": s.to_hex()})).collect::<Vec<_>>(),
                 "lineage": done.lineage.map(|l| l.to_hex()),
@@ -123,5 +129,65 @@ pub(crate) fn lineage_cmd(json_out: bool, dir: &Path, cmd: &LineageCmd) -> Resul
             crate::close_committed(s);
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aslctl lineage ID`: where an artifact came from, or what was made from it.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct LineageArgs {
+    #[command(subcommand)]
+    cmd: Option<crate::batch::LineageCmd>,
+    /// The artifact (id or unique prefix).
+    id: Option<String>,
+    /// What was made from it instead of what it was made from.
+    #[arg(long)]
+    descendants: bool,
+    /// A Graphviz picture instead of text.
+    #[arg(long)]
+    dot: bool,
+}
+
+/// `aslctl lineage`: an artifact's lineage through receipts, or lineage
+/// chains (`show`, `revert`).
+pub(crate) fn lineage_args(json_out: bool, dir: &Path, a: &LineageArgs) -> Result<ExitCode, CliError> {
+    match (&a.cmd, &a.id) {
+        (Some(cmd), _) => lineage_cmd(json_out, dir, cmd),
+        (None, Some(id)) => lineage(json_out, dir, id, a.descendants, a.dot),
+        (None, None) => Err(Error::InvalidArgument("lineage needs an artifact id, or `show` / `revert`".into()).into()),
+    }
+}
+
+pub(crate) fn lineage(
+    json_out: bool,
+    dir: &Path,
+    id: &str,
+    descendants: bool,
+    dot: bool,
+) -> Result<ExitCode, CliError> {
+    let s = crate::opts().open(dir)?;
+    let index = open_index(&s)?;
+    // The artifact's bytes may be gone: a full id is taken as it is.
+    let id = match id.parse::<ArtifactId>() {
+        Ok(id) => id,
+        Err(_) => s.resolve(id)?,
+    };
+    let direction = if descendants {
+        Direction::Descendants
+    } else {
+        Direction::Ancestors
+    };
+    let g = provenance::lineage(&s, &index, &id, direction, 100_000)?;
+    if dot {
+        print!("{}", g.to_dot());
+    } else if json_out {
+        out!("{}", g.to_json());
+    } else {
+        print!("{}", g.to_text());
+        if g.steps.is_empty() && g.edits.is_empty() {
+            out!("(no receipt {} it)", if descendants { "reads" } else { "produced" });
+        }
+    }
+    close_committed(s);
     Ok(ExitCode::SUCCESS)
 }

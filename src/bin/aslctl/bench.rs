@@ -147,7 +147,7 @@ pub fn bench(json_out: bool, a: &BenchArgs) -> Result<ExitCode, CliError> {
     };
     let printed = printed.and_then(|_| {
         if json_out {
-            writeln!(out, "{}", serde_json::to_string_pretty(&rep).unwrap_or_default())
+            writeln!(out, "{}", serde_json::to_string(&rep).unwrap_or_default())
         } else if a.csv.as_ref().is_none_or(|p| p.as_os_str() != "-") {
             write!(out, "{}", bench::table(&rep))
         } else {

@@ -79,3 +79,70 @@ impl From<asl::records::cbor::CborError> for CliError {
         CliError::Record(e.into())
     }
 }
+
+/// Prints a failed command's error on stderr, as one line of text or, under
+/// `--json`, as one JSON object (`spec/cli/error.schema.json`), and returns
+/// its exit code.
+pub(crate) fn report(json: bool, message: &str, kind: ErrorKind, hint: &str, code: u8) -> std::process::ExitCode {
+    if json {
+        let hint = hint.trim().trim_start_matches('(').trim_end_matches(')');
+        let v = serde_json::json!({"error": {
+            "message": message,
+            "kind": kind_name(kind),
+            "hint": (!hint.is_empty()).then_some(hint),
+            "exit_code": code,
+        }});
+        eprintln!("{v}");
+    } else {
+        eprintln!("aslctl: error: {message}{hint}");
+    }
+    std::process::ExitCode::from(code)
+}
+
+/// A bad command line: clap's own message (help and `--version` are not
+/// errors and print as usual), or under `--json` the same as JSON, kind
+/// `usage`, exit 2.
+pub(crate) fn usage(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind as Clap;
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    if !json
+        || matches!(
+            e.kind(),
+            Clap::DisplayHelp | Clap::DisplayVersion | Clap::DisplayHelpOnMissingArgumentOrSubcommand
+        )
+    {
+        e.exit()
+    }
+    // clap's first paragraph is the error; then come usage and a pointer
+    // to --help.
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let v = serde_json::json!({"error": {
+        "message": message.join(" ").trim_start_matches("error: "),
+        "kind": "usage",
+        "hint": "aslctl --help lists the commands; aslctl COMMAND --help their arguments",
+        "exit_code": 2,
+    }});
+    eprintln!("{v}");
+    std::process::ExitCode::from(2)
+}
+
+/// The name of an error kind in JSON errors.
+fn kind_name(k: ErrorKind) -> &'static str {
+    match k {
+        ErrorKind::Io => "io",
+        ErrorKind::Corrupt => "corrupt",
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::Unavailable => "unavailable",
+        ErrorKind::Conflict => "conflict",
+        ErrorKind::Invalid => "invalid",
+        ErrorKind::Refused => "refused",
+        ErrorKind::Remote => "remote",
+        // A kind added to the library later than this match.
+        _ => "other",
+    }
+}

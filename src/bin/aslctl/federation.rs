@@ -305,13 +305,17 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
             let mut r = remote::get(&s, name)?;
             r.policy = policy.policy()?;
             remote::update(&s, &r)?;
-            out!(
-                "remote {name}: manifests need {} of {} keys (the domain's and {} co-signer(s))",
-                r.policy.threshold,
-                r.policy.cosigners.len() + 1,
-                r.policy.cosigners.len()
-            );
             crate::close_committed(s);
+            if json_out {
+                crate::global::json_line(&remote_json(&r));
+            } else {
+                out!(
+                    "remote {name}: manifests need {} of {} keys (the domain's and {} co-signer(s))",
+                    r.policy.threshold,
+                    r.policy.cosigners.len() + 1,
+                    r.policy.cosigners.len()
+                );
+            }
         }
         RemoteCmd::Add {
             name,
@@ -345,23 +349,19 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
                     policy,
                 },
             )?;
-            out!("added remote {name}");
+            let r = remote::get(&s, name)?;
             crate::close_committed(s);
+            if json_out {
+                crate::global::json_line(&remote_json(&r));
+            } else {
+                out!("added remote {name}");
+            }
         }
         RemoteCmd::List => {
             let s = crate::opts().read_only(true).open(dir)?;
             let list = remote::remotes(&s)?;
             if json_out {
-                let v: Vec<_> = list
-                    .iter()
-                    .map(|r| {
-                        json!({"name": r.name, "url": r.url, "key": r.key.map(|k| hex(&k)),
-                               "domain": r.domain.map(|d| hex(&d)), "seq": r.seq,
-                               "cosigners": r.policy.cosigners.iter().map(|k| hex(k)).collect::<Vec<_>>(),
-                               "threshold": r.policy.threshold})
-                    })
-                    .collect();
-                out!("{}", json!(v));
+                crate::global::json_lines(list.iter().map(remote_json));
             } else {
                 for r in list {
                     let key = r.key.map_or("-".into(), |k| hex(&k));
@@ -379,15 +379,27 @@ pub(crate) fn remote(json_out: bool, dir: &Path, cmd: &RemoteCmd) -> Result<Exit
         RemoteCmd::Remove { name } => {
             let s = crate::opts().open(dir)?;
             remote::remove(&s, name)?;
-            out!("removed remote {name}");
             crate::close_committed(s);
+            if json_out {
+                crate::global::json_line(&json!({ "removed": name }));
+            } else {
+                out!("removed remote {name}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn report_json(r: &asl::federation::sync::FetchReport) -> serde_json::Value {
-    json!({"seq": r.seq, "listed": r.listed, "present": r.present, "fetched": r.fetched,
+/// A remote as `remote list --json` shows it (never its token).
+fn remote_json(r: &asl::federation::remote::Remote) -> serde_json::Value {
+    json!({"name": r.name, "url": r.url, "key": r.key.map(|k| hex(&k)),
+           "domain": r.domain.map(|d| hex(&d)), "seq": r.seq,
+           "cosigners": r.policy.cosigners.iter().map(|k| hex(k)).collect::<Vec<_>>(),
+           "threshold": r.policy.threshold})
+}
+
+fn report_json(name: &str, r: &asl::federation::sync::FetchReport) -> serde_json::Value {
+    json!({"remote": name, "seq": r.seq, "listed": r.listed, "present": r.present, "fetched": r.fetched,
            "bytes": r.bytes, "refused": r.refused, "resumed": r.resumed, "reused": r.reused, "promised": r.promised,
            "import": r.import.map(|i| i.to_hex()),
            "unavailable": r.unavailable.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
@@ -418,13 +430,7 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) ->
         );
     }
     if json_out {
-        if let [(_, r)] = &reports[..] {
-            out!("{}", report_json(r));
-        } else {
-            let v: serde_json::Map<String, serde_json::Value> =
-                reports.iter().map(|(n, r)| (n.clone(), report_json(r))).collect();
-            out!("{}", serde_json::Value::Object(v));
-        }
+        crate::global::json_lines(reports.iter().map(|(n, r)| report_json(n, r)));
     } else {
         for (name, r) in &reports {
             if let Some(why) = &r.manifest_refused {

@@ -1,5 +1,6 @@
 //! The options every command shares (`-q`, `-v`, `--lock-wait`), set once by
-//! `main` and read where a command opens its store or prints a summary.
+//! `main` and read where a command opens its store or prints a summary; and
+//! how `--json` output is written (spec/cli/README.md).
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -133,5 +134,42 @@ impl Drop for Bar {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
         }
+    }
+}
+
+/// Prints one JSON value as one compact line on stdout: what a command
+/// that gives one result prints under `--json` (spec/cli/README.md).
+pub(crate) fn json_line(v: &impl serde::Serialize) {
+    // Serializing our own values to a String cannot fail.
+    out!("{}", serde_json::to_string(v).unwrap_or_default());
+}
+
+/// Prints a list as NDJSON: one compact JSON value per line, nothing else,
+/// so a reader can act on each line as it comes (and an empty list prints
+/// nothing).
+pub(crate) fn json_lines<T: serde::Serialize>(items: impl IntoIterator<Item = T>) {
+    for v in items {
+        json_line(&v);
+    }
+}
+
+/// Seconds since 1970 as the one time format of `--json` output: RFC 3339
+/// in UTC.
+pub(crate) fn json_time(secs: u64) -> String {
+    asl::records::time::format(secs)
+}
+
+/// Why `--json` means nothing to a command, for those whose output is
+/// data of its own kind; such a command refuses the flag rather than
+/// ignore it.
+pub(crate) fn without_json(cmd: &crate::Cmd) -> Option<&'static str> {
+    match cmd {
+        crate::Cmd::Cat { .. } | crate::Cmd::Get { .. } => Some("it writes the artifacts' own bytes"),
+        crate::Cmd::Completions { .. } => Some("it writes a shell script"),
+        crate::Cmd::Man { .. } => Some("it writes man pages"),
+        crate::Cmd::Export(_) => Some("it writes an RVLS file (JSON lines already)"),
+        #[cfg(feature = "server")]
+        crate::Cmd::Serve(_) => Some("a server's log is JSON with --log-format json"),
+        _ => None,
     }
 }

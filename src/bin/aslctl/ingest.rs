@@ -201,7 +201,7 @@ fn print_summary(json_out: bool, stdout: &mut impl Write, s: &Summary<'_>) -> io
             .files
             .iter()
             .map(|f| {
-                let mut v = json!({"id": f.put.id.to_hex(), "path": f.path.to_string_lossy(), "size": f.put.len, "new": f.put.new});
+                let mut v = json!({"id": f.put.id.to_hex(), "path": f.path.to_string_lossy(), "len": f.put.len, "new": f.put.new});
                 if let Some(sha) = digests.get(&f.put.id) {
                     v["sha256"] = json!(digests::hex(sha));
                 }
@@ -279,11 +279,20 @@ fn ingest_stdin(
     store.commit()?;
     crate::close_committed(store);
     if cli.json {
-        out!(
-            "{}",
-            json!({"files": [{"id": put.id.to_hex(), "path": "-", "size": put.len, "new": put.new,
-                              "sha256": put.sha256.map(|s| digests::hex(&s))}]})
-        );
+        // The shape of any other ingest: one file, no trees.
+        let mut file = json!({"id": put.id.to_hex(), "path": "-", "len": put.len, "new": put.new});
+        if let Some(sha) = put.sha256 {
+            file["sha256"] = json!(digests::hex(&sha));
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let new = u64::from(put.new);
+        crate::global::json_line(&json!({
+            "files": [file],
+            "trees": [],
+            "summary": {"files": 1, "bytes": put.len, "new_files": new, "new_bytes": new * put.len, "cached_files": 0,
+                        "deduplicated_files": 1 - new, "skipped": 0, "seconds": secs,
+                        "mb_per_s": put.len as f64 / secs.max(1e-9) / 1e6}
+        }));
     } else {
         out!("{}  -", put.id);
     }

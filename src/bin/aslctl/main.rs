@@ -40,6 +40,8 @@ mod formats;
 mod global;
 mod h5;
 mod ingest;
+#[cfg(feature = "jemalloc")]
+mod jemalloc;
 mod maint;
 mod pel;
 mod query;
@@ -65,7 +67,9 @@ struct Cli {
     /// $ASL_STORE when set and not empty, else ./.asl]
     #[arg(long, global = true)]
     store: Option<PathBuf>,
-    /// Print machine-readable JSON on stdout.
+    /// Print machine-readable JSON on stdout: one compact object, or for
+    /// lists one object per line (NDJSON); errors become a JSON object on
+    /// stderr. Shapes: spec/cli/.
     #[arg(long, global = true)]
     json: bool,
     /// Print only errors and warnings on stderr: no summaries, notes,
@@ -289,7 +293,7 @@ enum Cmd {
     /// Where an artifact came from (`lineage ID`, through PEL receipts;
     /// `--descendants` for what was made from it), or lineage chains
     /// (`lineage show|revert`).
-    Lineage(pel::LineageArgs),
+    Lineage(batch::LineageArgs),
     /// HDF5 files: store with a chunk index, list datasets, read slices.
     #[command(subcommand)]
     H5(h5::H5Cmd),
@@ -408,7 +412,10 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return error::usage(e),
+    };
     let store = cli
         .store
         .clone()
@@ -432,20 +439,23 @@ fn main() -> ExitCode {
     global::finish(&store, result.is_ok());
     match result {
         Ok(code) => match CLOSE_FAILED.lock().ok().and_then(|mut f| f.take()) {
-            Some(e) => {
-                eprintln!("aslctl: error: the command's changes are committed, but closing the store failed: {e}");
-                ExitCode::from(2)
-            }
+            Some(e) => error::report(
+                cli.json,
+                &format!("the command's changes are committed, but closing the store failed: {e}"),
+                asl::ErrorKind::Io,
+                "",
+                2,
+            ),
             None => code,
         },
-        Err(e) => {
-            eprintln!("aslctl: error: {e}{}", e.hint());
-            ExitCode::from(e.exit_code())
-        }
+        Err(e) => error::report(cli.json, &e.to_string(), e.kind(), e.hint(), e.exit_code()),
     }
 }
 
 fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
+    if let (true, Some(why)) = (cli.json, global::without_json(&cli.cmd)) {
+        return Err(asl::Error::InvalidArgument(format!("--json does not apply to this command: {why}")).into());
+    }
     #[cfg(feature = "server")]
     if let Some(code) = served::run(cli, dir)? {
         return Ok(code);
@@ -485,7 +495,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
         Cmd::Types => record::types(cli.json),
         Cmd::Schema(cmd) => schema_cmd::schema(cli.json, dir, cmd),
         Cmd::LsTree { id, recursive, at } => record::ls_tree(cli.json, dir, id, *recursive, at.as_deref()),
-        Cmd::Checkout { id, dir: to, force, at } => record::checkout(dir, id, to, *force, at.as_deref()),
+        Cmd::Checkout { id, dir: to, force, at } => record::checkout(cli.json, dir, id, to, *force, at.as_deref()),
         Cmd::DiffTree { a, b } => record::diff_tree(cli.json, dir, a, b),
         #[cfg(feature = "bench")]
         Cmd::Bench(args) => bench::bench(cli.json, args),
@@ -507,7 +517,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
         Cmd::Reindex => query::reindex(cli.json, dir),
         Cmd::Runs(cmd) => query::runs(cli.json, dir, cmd),
         Cmd::Batch { file } => batch::batch(cli.json, dir, file),
-        Cmd::Lineage(a) => pel::lineage_args(cli.json, dir, a),
+        Cmd::Lineage(a) => batch::lineage_args(cli.json, dir, a),
         Cmd::Pel(cmd) => pel::pel(cli.json, dir, cmd),
         Cmd::Export(cmd) => formats::export(dir, cmd),
         Cmd::Convert(a) => convert::convert(cli.json, dir, a),
@@ -520,7 +530,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<ExitCode, CliError> {
         Cmd::Gc { dry_run, threshold } => snap::gc(cli.json, dir, *threshold, *dry_run),
         Cmd::Stat => maint::stat(cli.json, dir),
         Cmd::Rm { ids, force } => maint::rm(cli.json, dir, ids, *force),
-        Cmd::Seal => maint::seal(dir),
+        Cmd::Seal => maint::seal(cli.json, dir),
         Cmd::Verify(scope) => maint::verify(cli.json, dir, &scope.options()?),
         Cmd::Repair => maint::repair(cli.json, dir),
     }

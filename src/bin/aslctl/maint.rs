@@ -8,6 +8,7 @@ use crate::error::CliError;
 use serde_json::json;
 
 use super::human;
+use crate::global::{json_line, json_time};
 
 /// `aslctl init`: makes an empty store, or says the one there is kept.
 pub fn init(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
@@ -16,10 +17,7 @@ pub fn init(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
     let id = s.store_id();
     crate::close_committed(s);
     if json {
-        out!(
-            "{}",
-            json!({"store": dir, "store_id": format!("{id:016x}"), "created": !existed})
-        );
+        json_line(&json!({"store": dir, "store_id": format!("{id:016x}"), "created": !existed}));
     } else if existed {
         out!("{} already holds a store ({id:016x}); left as it is", dir.display());
     } else {
@@ -37,7 +35,7 @@ pub fn stat(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
 
 pub(crate) fn print_stat(json: bool, st: &asl::StoreStat) {
     if json {
-        out!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+        json_line(&with_scrub_time(json!(st)));
     } else {
         out!("artifacts       {}", st.artifacts);
         out!("logical bytes   {} ({})", st.logical_bytes, human(st.logical_bytes));
@@ -89,14 +87,14 @@ pub(crate) fn print_removal(json: bool, removed: &[asl::ArtifactId], missing: &[
             "removed": removed.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
             "not_found": missing.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
         });
-        out!("{v}");
+        json_line(&v);
     } else {
         for id in removed {
             out!("removed {id}");
         }
-    }
-    for id in missing {
-        eprintln!("aslctl: error: artifact {id} not found");
+        for id in missing {
+            eprintln!("aslctl: error: artifact {id} not found");
+        }
     }
     if missing.is_empty() {
         ExitCode::SUCCESS
@@ -106,11 +104,21 @@ pub(crate) fn print_removal(json: bool, removed: &[asl::ArtifactId], missing: &[
 }
 
 /// `aslctl seal`: seals the open segment.
-pub fn seal(dir: &Path) -> Result<ExitCode, CliError> {
+pub fn seal(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
     let s = crate::opts().open(dir)?;
-    s.maintenance().seal()?;
+    let sealed = s.maintenance().seal()?;
     super::close_committed(s);
+    print_sealed(json, sealed);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says which segment `seal` sealed, if one was open.
+pub(crate) fn print_sealed(json: bool, sealed: Option<asl::Sealed>) {
+    match (json, sealed) {
+        (true, _) => json_line(&json!({ "sealed": sealed })),
+        (false, Some(s)) => say!("sealed segment {} ({})", s.segment, human(s.len)),
+        (false, None) => say!("no open segment: nothing written since the last seal"),
+    }
 }
 
 /// `aslctl verify`: checks every block and artifact, or those of a
@@ -121,6 +129,16 @@ pub fn verify(json: bool, dir: &Path, opts: &asl::ScrubOptions) -> Result<ExitCo
     let r = s.maintenance().with_progress(&|p| bar.step(p)).scrub(opts)?;
     drop(bar);
     Ok(print_verify(json, &r))
+}
+
+/// A report holding the scrub status (`stat`'s, `verify`'s) with its time
+/// as `--json` writes times: RFC 3339, not the library's seconds.
+fn with_scrub_time(mut v: serde_json::Value) -> serde_json::Value {
+    let t = &mut v["scrub"]["oldest_verified_at"];
+    if let Some(secs) = t.as_u64() {
+        *t = json!(json_time(secs));
+    }
+    v
 }
 
 /// Where the scrub rotation stands, in one line.
@@ -140,7 +158,7 @@ fn scrub_line(s: &asl::ScrubStatus) -> String {
 /// Prints a verify report; exit 1 when it found a problem.
 pub(crate) fn print_verify(json: bool, r: &asl::VerifyReport) -> ExitCode {
     if json {
-        out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        json_line(&with_scrub_time(json!(r)));
     } else {
         for p in &r.problems {
             match &p.artifact {
@@ -187,7 +205,7 @@ pub(crate) fn print_verify(json: bool, r: &asl::VerifyReport) -> ExitCode {
 pub fn repair(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
     let r = crate::opts().repair(dir)?;
     if json {
-        out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        json_line(&r);
     } else {
         for q in &r.quarantined {
             say!("quarantined {q}");

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::error::CliError;
-use asl::pel::provenance::{self, Direction};
 use asl::pel::replay;
 use asl::pel::{attest, Outcome, Pel, PelError, Program, Ref, RunOptions, Signer, Trust};
 use asl::records::{self, Source};
@@ -217,10 +216,12 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             let id = s.resolve(id)?;
             let r = records::get(&s as &dyn Source, &id)?;
             asl::pel::Receipt::from_record(&r)?;
-            out!(
-                "{}",
-                serde_json::to_string_pretty(&records::json::record_to_json(&r)["body"]).unwrap_or_default()
-            );
+            let body = &records::json::record_to_json(&r)["body"];
+            if json_out {
+                crate::global::json_line(body);
+            } else {
+                out!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
+            }
             Ok(ExitCode::SUCCESS)
         }
         PelCmd::Replay { run, node, check: _ } => replay(json_out, dir, run, node.as_deref()),
@@ -229,11 +230,24 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             artifact,
             prov,
             output,
-        } => attest(dir, run.as_deref(), artifact.as_deref(), *prov, output.as_deref()),
+        } => attest(
+            json_out,
+            dir,
+            run.as_deref(),
+            artifact.as_deref(),
+            *prov,
+            output.as_deref(),
+        ),
         PelCmd::VerifyAttestation { file } => verify_attestation(json_out, dir, file),
         PelCmd::Key => {
             let s = crate::opts().open(dir)?;
-            out!("{}", asl::pel::keys::hex(&Signer::of_store(&s)?.public()));
+            let key = asl::pel::keys::hex(&Signer::of_store(&s)?.public());
+            crate::close_committed(s);
+            if json_out {
+                crate::global::json_line(&serde_json::json!({ "key": key }));
+            } else {
+                out!("{key}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         PelCmd::Sign { id } => {
@@ -242,8 +256,12 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
             asl::records::get(&s as &dyn asl::records::Source, &id)?;
             let sid = Signer::of_store(&s)?.sign(&s, &id)?;
             s.commit()?;
-            out!("{sid}");
             crate::close_committed(s);
+            if json_out {
+                crate::global::json_line(&serde_json::json!({"signature": sid.to_hex(), "subject": id.to_hex()}));
+            } else {
+                out!("{sid}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         PelCmd::Trust(t) => {
@@ -270,9 +288,20 @@ pub(crate) fn pel(json_out: bool, dir: &Path, cmd: &PelCmd) -> Result<ExitCode, 
                     trust.save(&s)?;
                 }
             }
-            out!("threshold {}", trust.threshold);
-            for (n, k) in &trust.keys {
-                out!("{}  {n}", asl::pel::keys::hex(k));
+            crate::close_committed(s);
+            if json_out {
+                let keys = trust
+                    .keys
+                    .iter()
+                    .map(|(n, k)| serde_json::json!({"name": n, "key": asl::pel::keys::hex(k)}));
+                crate::global::json_line(
+                    &serde_json::json!({"threshold": trust.threshold, "keys": keys.collect::<Vec<_>>()}),
+                );
+            } else {
+                out!("threshold {}", trust.threshold);
+                for (n, k) in &trust.keys {
+                    out!("{}  {n}", asl::pel::keys::hex(k));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -441,6 +470,7 @@ fn replay(json_out: bool, dir: &Path, run: &str, node: Option<&str>) -> Result<E
 
 /// `aslctl pel attest`: the in-toto/SLSA (or W3C PROV) document of a run or of what made an artifact.
 fn attest(
+    json_out: bool,
     dir: &Path,
     run: Option<&str>,
     artifact: Option<&str>,
@@ -460,7 +490,12 @@ fn attest(
     } else {
         attest::envelope(&attest::statement(&s, &scope, &signer.public())?, &signer)
     };
-    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    // The document is JSON either way: one line under --json.
+    let text = if json_out {
+        doc.to_string()
+    } else {
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    };
     match output {
         Some(p) => std::fs::write(p, format!("{text}\n")).map_err(|e| Error::Io {
             context: format!("write {}", p.display()),
@@ -510,64 +545,4 @@ fn verify_attestation(json_out: bool, dir: &Path, file: &Path) -> Result<ExitCod
     } else {
         ExitCode::from(1)
     })
-}
-
-/// `aslctl lineage ID`: where an artifact came from, or what was made from it.
-#[derive(clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub(crate) struct LineageArgs {
-    #[command(subcommand)]
-    cmd: Option<crate::batch::LineageCmd>,
-    /// The artifact (id or unique prefix).
-    id: Option<String>,
-    /// What was made from it instead of what it was made from.
-    #[arg(long)]
-    descendants: bool,
-    /// A Graphviz picture instead of text.
-    #[arg(long)]
-    dot: bool,
-}
-
-/// `aslctl lineage`: an artifact's lineage through receipts, or lineage
-/// chains (`show`, `revert`).
-pub(crate) fn lineage_args(json_out: bool, dir: &Path, a: &LineageArgs) -> Result<ExitCode, CliError> {
-    match (&a.cmd, &a.id) {
-        (Some(cmd), _) => crate::batch::lineage_cmd(json_out, dir, cmd),
-        (None, Some(id)) => lineage(json_out, dir, id, a.descendants, a.dot),
-        (None, None) => Err(Error::InvalidArgument("lineage needs an artifact id, or `show` / `revert`".into()).into()),
-    }
-}
-
-pub(crate) fn lineage(
-    json_out: bool,
-    dir: &Path,
-    id: &str,
-    descendants: bool,
-    dot: bool,
-) -> Result<ExitCode, CliError> {
-    let s = crate::opts().open(dir)?;
-    let index = open_index(&s)?;
-    // The artifact's bytes may be gone: a full id is taken as it is.
-    let id = match id.parse::<ArtifactId>() {
-        Ok(id) => id,
-        Err(_) => s.resolve(id)?,
-    };
-    let direction = if descendants {
-        Direction::Descendants
-    } else {
-        Direction::Ancestors
-    };
-    let g = provenance::lineage(&s, &index, &id, direction, 100_000)?;
-    if dot {
-        print!("{}", g.to_dot());
-    } else if json_out {
-        out!("{}", g.to_json());
-    } else {
-        print!("{}", g.to_text());
-        if g.steps.is_empty() && g.edits.is_empty() {
-            out!("(no receipt {} it)", if descendants { "reads" } else { "produced" });
-        }
-    }
-    close_committed(s);
-    Ok(ExitCode::SUCCESS)
 }

@@ -199,7 +199,10 @@ pub(crate) fn show_labels(json_out: bool, dir: &Path, id: &str) -> Result<ExitCo
     let mut anns = Vec::new();
     for rid in index.annotations_of(&subject)? {
         let r = records::get(&s, &rid)?;
-        anns.push((rid, labels::Annotation::from_record(&r)?));
+        // Other records name a subject too (its SHA-256, its expiry).
+        if r.type_name == labels::ANNOTATION {
+            anns.push((rid, labels::Annotation::from_record(&r)?));
+        }
     }
     anns.sort_by(|a, b| (&a.1.created_at, a.0).cmp(&(&b.1.created_at, b.0)));
     if json_out {
@@ -242,14 +245,10 @@ pub(crate) fn find(json_out: bool, dir: &Path, f: &Filter) -> Result<ExitCode, C
     let only = f.only.filter(&s)?;
     let hits = index.find_only(&s.view(asl::Audience::Owner), &q, &only)?;
     if json_out {
-        let v: Vec<_> = hits
-            .iter()
-            .map(|h| {
-                json!({"id": h.subject.to_hex(), "time": time::format(h.time),
-                       "records": h.records.iter().map(|r| r.to_hex()).collect::<Vec<_>>()})
-            })
-            .collect();
-        out!("{}", serde_json::Value::Array(v));
+        crate::global::json_lines(hits.iter().map(|h| {
+            json!({"id": h.subject.to_hex(), "time": time::format(h.time),
+                   "records": h.records.iter().map(|r| r.to_hex()).collect::<Vec<_>>()})
+        }));
     } else {
         for h in &hits {
             out!("{}  {}", h.subject, time::format(h.time));
@@ -306,17 +305,13 @@ pub(crate) fn runs(json_out: bool, dir: &Path, cmd: &RunsCmd) -> Result<ExitCode
             let index = open_index(&s)?;
             let only = filter.only.filter(&s)?;
             let hits = runs::find_only(&index, &s.view(asl::Audience::Owner), &q, &only)?;
-            let mut list = Vec::new();
             for h in &hits {
                 let (line, v) = run_line(&s, h)?;
                 if json_out {
-                    list.push(v);
+                    crate::global::json_line(&v);
                 } else {
                     out!("{line}");
                 }
-            }
-            if json_out {
-                out!("{}", serde_json::Value::Array(list));
             }
         }
         RunsCmd::Prune {

@@ -254,44 +254,32 @@ pub(crate) fn ls(json_out: bool, s: Store, at: Option<&str>, only: &crate::args:
         }
         Ok(())
     };
-    if json_out {
-        w(out.write_all(b"["))?;
-    }
     let iter = only.apply(match at {
         Some(name) => s.at(name)?.iter()?,
         None => s.iter()?,
     });
-    let mut first = true;
-    for (i, a) in iter.enumerate() {
+    for a in iter {
         let a = a?;
-        first = false;
         if json_out {
-            let sep = if i == 0 { "\n" } else { ",\n" };
-            let v = json!({"id": a.id.to_hex(), "size": a.len, "visibility": a.visibility.as_str()});
-            w(write!(out, "{sep}{v}"))?;
+            let v = json!({"id": a.id.to_hex(), "len": a.len, "visibility": a.visibility.as_str()});
+            w(writeln!(out, "{v}"))?;
         } else {
             w(writeln!(out, "{} {}", a.id, a.len))?;
         }
     }
     // Other domains' artifacts referred to but not fetched yet.
-    let mut n = 0;
     if at.is_none() && only.visibility.is_none() {
         for (id, p) in asl::federation::promise::promised(&s)? {
             if only.domain.is_some_and(|d| d != asl::DomainId(p.local)) {
                 continue;
             }
             if json_out {
-                let sep = if n == 0 && first { "\n" } else { ",\n" };
-                let v = json!({"id": id.to_hex(), "size": null, "visibility": "promised", "remote": p.remote});
-                w(write!(out, "{sep}{v}"))?;
+                let v = json!({"id": id.to_hex(), "len": null, "visibility": "promised", "remote": p.remote});
+                w(writeln!(out, "{v}"))?;
             } else {
                 w(writeln!(out, "{id} promised by {}", p.remote))?;
             }
-            n += 1;
         }
-    }
-    if json_out {
-        w(out.write_all(b"\n]\n"))?;
     }
     w(out.flush())?;
     Ok(ExitCode::SUCCESS)

@@ -143,18 +143,12 @@ pub(crate) fn record(json_out: bool, dir: &Path, cmd: &RecordCmd) -> Result<Exit
 
 pub(crate) fn types(json_out: bool) -> Result<ExitCode, CliError> {
     if json_out {
-        let v: Vec<_> = schema::REGISTRY
-            .iter()
-            .map(|t| {
-                serde_json::json!({
-                    "type": t.name, "version": t.version, "doc": t.doc,
-                    "fields": t.fields.iter().map(|f| serde_json::json!({
-                        "name": f.name, "required": f.required, "kind": format!("{:?}", f.kind),
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        out!("{}", serde_json::Value::Array(v));
+        // The shape `schema show` gives one type.
+        crate::global::json_lines(
+            schema::REGISTRY
+                .iter()
+                .map(|t| json::to_json(&schema::user::describe(t))),
+        );
     } else {
         for t in schema::REGISTRY {
             let fields: Vec<String> = t
@@ -234,13 +228,9 @@ pub(crate) fn ls_tree(
         }
     })?;
     if json_out {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|(p, e)| {
-                serde_json::json!({"path": show_path(p), "kind": kind_word(e.kind), "id": e.id.to_hex(), "size": e.size})
-            })
-            .collect();
-        out!("{}", serde_json::Value::Array(v));
+        crate::global::json_lines(rows.iter().map(|(p, e)| {
+            serde_json::json!({"path": show_path(p), "kind": kind_word(e.kind), "id": e.id.to_hex(), "len": e.size})
+        }));
     } else {
         for (p, e) in &rows {
             out!("{} {} {}\t{}", kind_word(e.kind), e.id, e.size, show_path(p));
@@ -250,7 +240,14 @@ pub(crate) fn ls_tree(
 }
 
 /// `aslctl checkout TREE DIR [--force] [--at SNAP]`.
-pub(crate) fn checkout(dir: &Path, id: &str, to: &Path, force: bool, at: Option<&str>) -> Result<ExitCode, CliError> {
+pub(crate) fn checkout(
+    json_out: bool,
+    dir: &Path,
+    id: &str,
+    to: &Path,
+    force: bool,
+    at: Option<&str>,
+) -> Result<ExitCode, CliError> {
     // Promised artifacts under the tree are fetched before anything is
     // written: a checkout that stopped half-way for one would leave a
     // directory the next attempt refuses.
@@ -268,13 +265,17 @@ pub(crate) fn checkout(dir: &Path, id: &str, to: &Path, force: bool, at: Option<
             crate::close_committed(w);
         }
     }
-    let bar = crate::global::Bar::new(false);
+    let bar = crate::global::Bar::new(json_out);
     let report = |p: asl::Step<'_>| bar.step(p);
-    let n = with_source(dir, at, id, |src, id| {
-        Ok(tree::checkout_with_progress(src, &id, to, force, Some(&report))?)
+    let (tree, n) = with_source(dir, at, id, |src, id| {
+        Ok((id, tree::checkout_with_progress(src, &id, to, force, Some(&report))?))
     })?;
     drop(bar);
-    say!("checked out {n} files into {}", to.display());
+    if json_out {
+        crate::global::json_line(&serde_json::json!({"tree": tree.to_hex(), "dir": to, "files": n}));
+    } else {
+        say!("checked out {n} files into {}", to.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -289,13 +290,10 @@ pub(crate) fn diff_tree(json_out: bool, dir: &Path, a: &str, b: &str) -> Result<
         tree::Change::Modified(p, x, y) => ("M", p, Some(x), Some(y)),
     });
     if json_out {
-        let v: Vec<_> = rows
-            .map(|(what, p, x, y)| {
-                serde_json::json!({"change": what, "path": show_path(p),
-                    "before": x.map(|e| e.id.to_hex()), "after": y.map(|e| e.id.to_hex())})
-            })
-            .collect();
-        out!("{}", serde_json::Value::Array(v));
+        crate::global::json_lines(rows.map(|(what, p, x, y)| {
+            serde_json::json!({"change": what, "path": show_path(p),
+                "before": x.map(|e| e.id.to_hex()), "after": y.map(|e| e.id.to_hex())})
+        }));
     } else {
         for (what, p, _, _) in rows {
             out!("{what}\t{}", show_path(p));

@@ -93,11 +93,11 @@ pub(crate) fn schema(json_out: bool, dir: &Path, cmd: &SchemaCmd) -> Result<Exit
             let index = crate::query::open_index(&s)?;
             let all = user::list(&index, &s)?;
             if json_out {
-                let v: Vec<_> = all
-                    .iter()
-                    .map(|(n, v, id)| serde_json::json!({"name": n, "version": v, "record": id.map(|i| i.to_hex())}))
-                    .collect();
-                out!("{}", serde_json::Value::Array(v));
+                crate::global::json_lines(
+                    all.iter().map(
+                        |(n, v, id)| serde_json::json!({"name": n, "version": v, "record": id.map(|i| i.to_hex())}),
+                    ),
+                );
             } else {
                 for (n, v, id) in &all {
                     out!("{n}@{v}  {}", id.map_or("built-in".to_string(), |i| i.to_string()));

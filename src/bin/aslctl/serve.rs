@@ -96,13 +96,28 @@ fn replica(dir: &Path, secs: u64) -> Option<server::Replica> {
     })
 }
 
+#[cfg(feature = "jemalloc")]
+fn allocator() -> server::Allocator {
+    crate::jemalloc::allocator()
+}
+
+#[cfg(not(feature = "jemalloc"))]
+fn allocator() -> server::Allocator {
+    server::Allocator::system()
+}
+
 #[cfg(not(feature = "s3"))]
 fn replica(_: &Path, _: u64) -> Option<server::Replica> {
     None
 }
 
 pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
-    server::tune_allocator();
+    let allocator = allocator();
+    if allocator.is_system() {
+        // Before the store and the runtime start threads: glibc's arena cap
+        // holds only for arenas made after it.
+        server::tune_allocator();
+    }
     let addr: std::net::SocketAddr = a
         .listen
         .parse()
@@ -126,6 +141,7 @@ pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
         },
         publish_interval: std::time::Duration::from_secs(a.publish_interval.max(1)),
         replica: replica(dir, a.follow_interval),
+        allocator,
         ..Config::default()
     };
     server::check_listen(&addr, &cfg)?;

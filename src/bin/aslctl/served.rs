@@ -108,7 +108,7 @@ fn through(c: &Client, cli: &Cli) -> Result<ExitCode, CliError> {
             )
         }
         Cmd::Seal => {
-            c.seal()?;
+            super::maint::print_sealed(json, c.seal()?);
             ExitCode::SUCCESS
         }
         Cmd::Verify(scope) => super::maint::print_verify(json, &c.scrub(&scope.options()?)?),

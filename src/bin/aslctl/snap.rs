@@ -120,7 +120,7 @@ impl Made {
         json!({
             "name": self.name,
             "identity": self.identity,
-            "created": self.created,
+            "created_at": crate::global::json_time(self.created),
             "artifacts": self.artifacts,
             "bytes": self.bytes,
         })
@@ -170,7 +170,7 @@ pub(crate) fn print_deleted(json_out: bool, m: &Made) {
 }
 
 fn info_json(a: &ArtifactInfo) -> Value {
-    json!({"id": a.id.to_hex(), "size": a.len})
+    json!({"id": a.id.to_hex(), "len": a.len})
 }
 
 /// A snapshot time as UTC text (the records layer's time format).
@@ -283,7 +283,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
                     }
                     v
                 });
-                out!("{}", Value::Array(v.collect()));
+                crate::global::json_lines(v);
             } else {
                 for m in &all {
                     let z = zfs.get(&m.name).map(|z| format!("  {z}")).unwrap_or_default();
@@ -421,8 +421,7 @@ pub fn pins(json_out: bool, dir: &Path) -> Result<ExitCode, CliError> {
 
 pub(crate) fn print_pins(json_out: bool, p: &[(String, ArtifactId)]) {
     if json_out {
-        let v: Vec<Value> = p.iter().map(|(n, id)| json!({"name": n, "id": id.to_hex()})).collect();
-        out!("{}", Value::Array(v));
+        crate::global::json_lines(p.iter().map(|(n, id)| json!({"name": n, "id": id.to_hex()})));
     } else {
         for (n, id) in p {
             out!("{id} {n}");

@@ -96,6 +96,8 @@ pub(crate) fn worktree(json_out: bool, store_dir: &Path, cmd: &WorktreeCmd) -> R
                         out!("{step}  {tree}");
                     }
                 }
+                // Nothing new: no step, and the tree it already was.
+                None if json_out => out!("{}", json!({"lineage": null, "tree": wt.tree.to_hex()})),
                 None => say!("nothing to commit: {} matches its tree", dir.display()),
             }
             crate::close_committed(s);
@@ -104,7 +106,11 @@ pub(crate) fn worktree(json_out: bool, store_dir: &Path, cmd: &WorktreeCmd) -> R
             let mut wt = Worktree::open(dir)?;
             let s = crate::opts().read_only(true).open(store_dir)?;
             let n = wt.discard(&s)?;
-            say!("put back {n} files");
+            if json_out {
+                out!("{}", json!({ "restored": n }));
+            } else {
+                say!("put back {n} files");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -224,8 +224,9 @@ impl<'a> Maintenance<'a> {
     /// artifacts being streamed by other threads to finish (their chunks must
     /// share a segment with their trailer). For a store living in a bucket it
     /// publishes ([`Maintenance::publish`]), so read replicas see what was
-    /// sealed.
-    pub fn seal(&self) -> Result<()> {
+    /// sealed. Returns the segment it sealed, or `None` when no segment
+    /// was open (nothing written since the last seal).
+    pub fn seal(&self) -> Result<Option<Sealed>> {
         self.store.seal()
     }
 
@@ -346,4 +347,13 @@ impl SideFiles<'_> {
     pub fn sync_dir(&self, dir: &str) -> Result<()> {
         self.0.sync_side_dir(dir)
     }
+}
+
+/// A segment [`Maintenance::seal`] sealed: its number and its length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sealed {
+    /// The segment's number (its file is `segments/NNNNNNNN.seg`).
+    pub segment: u32,
+    /// Its length in bytes, footer included.
+    pub len: u64,
 }

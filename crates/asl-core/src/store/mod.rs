@@ -66,7 +66,7 @@ pub use crate::lock::LockHolder;
 pub use atomic::AtomicSection;
 pub use changes::{Changes, LogCursor};
 pub use gc::{GcOptions, GcReport, DEFAULT_THRESHOLD as DEFAULT_GC_THRESHOLD};
-pub use handles::{Maintenance, Pins, SideFiles, Snapshots};
+pub use handles::{Maintenance, Pins, Sealed, SideFiles, Snapshots};
 pub use ingest::{
     FileStamp, FilesCacheMode, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested,
 };

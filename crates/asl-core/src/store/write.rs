@@ -8,6 +8,7 @@
 use parking_lot::MutexGuard;
 use std::sync::Arc;
 
+use super::handles::Sealed;
 use super::packing::packed_entry;
 use crate::block::format::PackedEntry;
 use crate::block::segment::{ActiveSegment, Segment};
@@ -137,16 +138,18 @@ impl Store {
     }
 
     /// [`Maintenance::seal`](crate::Maintenance::seal)'s body.
-    pub(crate) fn seal(&self) -> Result<()> {
+    pub(crate) fn seal(&self) -> Result<Option<Sealed>> {
         if self.layout.io.mirrors_catalog() {
-            return self.publish();
+            let (mut w, sealed) = self.sealed()?;
+            w.checkpoint(self)?;
+            return Ok(sealed);
         }
-        self.sealed().map(drop)
+        self.sealed().map(|(_, sealed)| sealed)
     }
 
     /// Seals, and returns the writer still held, so nothing is written
     /// between the seal and what the caller does next.
-    fn sealed(&self) -> Result<MutexGuard<'_, Writer>> {
+    fn sealed(&self) -> Result<(MutexGuard<'_, Writer>, Option<Sealed>)> {
         let mut w = self.writer_to_commit()?;
         while w.streams > 0 {
             self.streams_done.wait(&mut w);
@@ -155,20 +158,15 @@ impl Store {
             return Err(Error::Poisoned);
         }
         w.commit(self)?;
-        w.guard(|w| {
-            if w.active.is_some() {
-                w.seal_active(self)?;
-            }
-            Ok(())
-        })?;
+        let sealed = w.guard(|w| w.seal_active(self))?;
         w.commit(self)?;
-        Ok(w)
+        Ok((w, sealed))
     }
 
     /// [`Maintenance::publish`](crate::Maintenance::publish)'s body: seal
     /// and checkpoint with no write between them.
     pub(crate) fn publish(&self) -> Result<()> {
-        let mut w = self.sealed()?;
+        let (mut w, _) = self.sealed()?;
         w.checkpoint(self)
     }
 
@@ -364,9 +362,9 @@ impl Writer {
         Ok(())
     }
 
-    pub(crate) fn seal_active(&mut self, s: &Store) -> Result<()> {
+    pub(crate) fn seal_active(&mut self, s: &Store) -> Result<Option<Sealed>> {
         let Some(a) = self.active.take() else {
-            return Ok(());
+            return Ok(None);
         };
         let path = a.path.clone();
         let (id, len) = a.seal()?;
@@ -376,7 +374,7 @@ impl Writer {
         st.sealed = true;
         let seg = Segment::open_sealed(&*s.layout.io, &path, id, s.store_id)?;
         s.state.write().segments.insert(id, Arc::new(seg));
-        Ok(())
+        Ok(Some(Sealed { segment: id, len }))
     }
 
     /// Writes buffered tombstones, then the buffered packed block.

@@ -197,7 +197,9 @@ impl QueryIndex {
         Ok(out)
     }
 
-    /// The annotation records whose subject is `subject`, in id order.
+    /// The records whose subject is `subject`, in id order: annotations,
+    /// and every other record naming a subject (a digest, an expiry, a
+    /// signature), so a caller checks each one's type.
     pub fn annotations_of(&self, subject: &ArtifactId) -> Result<Vec<ArtifactId>, RecordError> {
         self.subjects().annotations_of(subject)
     }
@@ -217,7 +219,9 @@ impl QueryIndex {
 pub struct Subjects(fjall::Keyspace);
 
 impl Subjects {
-    /// The annotation records whose subject is `subject`, in id order.
+    /// The records whose subject is `subject`, in id order: annotations,
+    /// and every other record naming a subject (a digest, an expiry, a
+    /// signature), so a caller checks each one's type.
     pub fn annotations_of(&self, subject: &ArtifactId) -> Result<Vec<ArtifactId>, RecordError> {
         let mut out = Vec::new();
         for kv in self.0.prefix(subject.as_bytes()) {
