@@ -63,7 +63,13 @@ fn help_texts_match_the_snapshot() {
     // The build line names the commit and features, which change.
     let text: String = text
         .lines()
-        .map(|l| if l.starts_with("aslctl ") && l.contains("(commit") { "aslctl VERSION" } else { l })
+        .map(|l| {
+            if l.starts_with("aslctl ") && l.contains("(commit") {
+                "aslctl VERSION"
+            } else {
+                l
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/help.txt");
@@ -106,8 +112,7 @@ fn the_manual_names_every_command() {
         // Written out in a chapter (`aslctl s3 follow`), or a table row
         // whose first cell has the command and its words (`snapshot
         // list` / `show NAME`).
-        let named = manual.contains(&words.join(" "))
-            && (words.len() > 1 || manual.contains(&format!("`{first}")))
+        let named = manual.contains(&words.join(" ")) && (words.len() > 1 || manual.contains(&format!("`{first}")))
             || rows.iter().any(|r| {
                 let cell = r.split(" | ").next().unwrap_or("");
                 cell.contains(&format!("`{first}")) && words.iter().all(|w| cell.contains(w.as_str()))
@@ -116,5 +121,8 @@ fn the_manual_names_every_command() {
             missing.push(words.join(" "));
         }
     }
-    assert!(missing.is_empty(), "commands the manual (docs/manual) does not describe: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "commands the manual (docs/manual) does not describe: {missing:?}"
+    );
 }

@@ -60,7 +60,7 @@ fn run(io: &SimBackend, acked: &mut Acked) -> asl::Result<()> {
     for step in 0..36u64 {
         let batch: Vec<Vec<u8>> = (0..1 + step % 5).map(|i| crash_data(seed + i)).collect();
         for (i, p) in s.put_batch(&batch)?.into_iter().enumerate() {
-            pending.push((p.id, seed + i as u64));
+            pending.push((p, seed + i as u64));
         }
         seed += batch.len() as u64;
         if step % 3 == 0 {

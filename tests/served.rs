@@ -248,7 +248,7 @@ fn gc_runs_online_while_uploads_go_on() {
         let puts = s.put_batch(&items).unwrap();
         for (i, p) in puts.iter().enumerate() {
             if i % 10 != 0 {
-                s.remove(&p.id).unwrap();
+                s.remove(p).unwrap();
             }
         }
         s.close().unwrap();

@@ -42,10 +42,10 @@ fn every_put_path_computes_the_sha256_of_what_it_stores() {
         let f = tmp.path().join(format!("f{i}"));
         fs::write(&f, &bytes).unwrap();
         let want = sha256sum(&f);
-        let p = store.put_file_with(&f, &opts, &mut |_| {}).unwrap();
+        let p = store.put_file_with(&f, &opts).unwrap();
         assert_eq!(hex(&p.sha256.unwrap()), want, "put_file of {len} bytes");
         // Again: now a duplicate, found by the hash-first pass.
-        let again = store.put_file_with(&f, &opts, &mut |_| {}).unwrap();
+        let again = store.put_file_with(&f, &opts).unwrap();
         assert!(!again.new);
         assert_eq!(hex(&again.sha256.unwrap()), want, "duplicate put_file of {len} bytes");
         assert_eq!(

@@ -120,12 +120,15 @@ fn put_file_detects_dedup_and_new() {
     let f = dir.path().join("input.bin");
     fs::write(&f, noise(5, 300_000)).unwrap();
     let s = small_opts().open(dir.path().join("store")).unwrap();
-    let p1 = s.put_file(&f).unwrap();
+    let opts = asl::PutOptions::new();
+    let p1 = s.put_file_with(&f, &opts).unwrap();
     assert!(p1.new);
-    let p2 = s.put_file(&f).unwrap();
+    let p2 = s.put_file_with(&f, &opts).unwrap();
     assert!(!p2.new);
     assert_eq!(p1.id, p2.id);
     assert_eq!(p1.id.to_hex(), blake3::hash(&fs::read(&f).unwrap()).to_hex().as_str());
+    // The plain form gives the id, and takes any path-like argument.
+    assert_eq!(s.put_file(f.to_str().unwrap()).unwrap(), p1.id);
 }
 
 #[test]
@@ -489,7 +492,13 @@ fn put_batch_matches_single_puts() {
     let mut items: Vec<Vec<u8>> = (0..500u64).map(|i| noise(i, (i as usize * 13) % 3000)).collect();
     items.push(items[3].clone());
     items.push(noise(1000, 50_000));
-    let puts = s.put_batch(&items).unwrap();
+    let opts = asl::PutOptions::new();
+    assert_eq!(
+        s.put_batch(&items[..3]).unwrap(),
+        items[..3].iter().map(|b| ArtifactId::of(b)).collect::<Vec<_>>(),
+        "the plain form gives the ids"
+    );
+    let puts = s.put_batch_with(&items, &opts).unwrap();
     assert_eq!(puts.len(), items.len());
     for (p, b) in puts.iter().zip(&items) {
         assert_eq!(p.id, ArtifactId::of(b));
@@ -498,7 +507,7 @@ fn put_batch_matches_single_puts() {
     assert!(puts[3].new);
     assert!(!puts[500].new, "a duplicate inside the batch is stored once");
     s.commit().unwrap();
-    let again = s.put_batch(&items).unwrap();
+    let again = s.put_batch_with(&items, &opts).unwrap();
     assert!(again.iter().all(|p| !p.new));
 }
 
@@ -510,7 +519,9 @@ fn put_file_progress_rises_to_the_length() {
     let s = small_opts().open(dir.path().join("store")).unwrap();
     for expect_new in [true, false] {
         let mut seen = Vec::new();
-        let p = s.put_file_with_progress(&f, &mut |d| seen.push(d)).unwrap();
+        let p = s
+            .put_file_with_progress(&f, &asl::PutOptions::new(), &mut |d| seen.push(d))
+            .unwrap();
         assert_eq!(p.new, expect_new);
         assert!(seen.windows(2).all(|w| w[0] <= w[1]), "progress went backwards");
         assert_eq!(*seen.last().unwrap(), 20 << 20);

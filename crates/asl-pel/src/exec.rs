@@ -274,9 +274,7 @@ pub fn run(store: &Store, n: &Node, inputs: &[InputValue<'_>], hide: &[PathBuf])
         (None, None) => Some("ended without a status".into()),
     };
     let put = |path: &Path| -> Result<ArtifactId, OpError> {
-        Ok(store
-            .put_file_with(path, &asl_core::PutOptions::default(), &mut |_| {})?
-            .id)
+        Ok(store.put_file_with(path, &asl_core::PutOptions::default())?.id)
     };
     let stdout = put(&out_path)?;
     let stderr = put(&err_path)?;

@@ -301,7 +301,7 @@ fn diffoscope(store: &Store, a: &ArtifactId, b: &ArtifactId) -> Option<ArtifactI
             std::thread::sleep(Duration::from_millis(50));
         }
         store
-            .put_file_with(Path::new(&out), &asl_core::PutOptions::default(), &mut |_| {})
+            .put_file_with(Path::new(&out), &asl_core::PutOptions::default())
             .ok()
             .map(|p| p.id)
     })();

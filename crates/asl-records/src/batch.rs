@@ -223,7 +223,7 @@ impl<'s> Batch<'s> {
         for op in &self.ops {
             match op {
                 Op::Put(Input::Bytes(b)) => done.puts.push(store.put_with(b, &opts)?),
-                Op::Put(Input::File(p)) => done.puts.push(store.put_file_with(p, &opts, &mut |_| {})?),
+                Op::Put(Input::File(p)) => done.puts.push(store.put_file_with(p, &opts)?),
                 Op::Remove(id) => {
                     store.remove(id)?;
                     done.removed.push(*id);

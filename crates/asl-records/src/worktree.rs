@@ -454,7 +454,7 @@ impl Worktree {
                 }
                 _ => {
                     let path = self.dir.join(OsStr::from_bytes(p));
-                    let put = store.put_file_with(&path, &PutOptions::default(), &mut |_| {})?;
+                    let put = store.put_file_with(&path, &PutOptions::default())?;
                     // The stamp is taken after the read: a file written to
                     // meanwhile shows a newer stamp and is read again next time.
                     let md = std::fs::symlink_metadata(&path).map_err(|e| io(format!("stat {}", path.display()), e))?;

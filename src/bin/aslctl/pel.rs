@@ -138,8 +138,8 @@ impl Keys {
 /// A `file:` or `dir:` reference, stored.
 fn store_path(s: &Store, text: &str) -> Result<Option<Ref>, PelError> {
     if let Some(p) = text.strip_prefix("file:") {
-        let put = s.put_file(Path::new(p)).map_err(PelError::Store)?;
-        return Ok(Some(Ref::Artifact(put.id)));
+        let id = s.put_file(p).map_err(PelError::Store)?;
+        return Ok(Some(Ref::Artifact(id)));
     }
     if let Some(p) = text.strip_prefix("dir:") {
         let id = records::tree::store_directory(s, Path::new(p))?;

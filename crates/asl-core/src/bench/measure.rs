@@ -170,7 +170,7 @@ pub fn run(
     let flush = |run: &mut Vec<usize>, ids: &mut Vec<ArtifactId>| -> Result<()> {
         let batch: Vec<&[u8]> = run.iter().map(|i| items[*i].as_slice()).collect();
         for (i, p) in run.iter().zip(store.put_batch(&batch)?) {
-            ids[*i] = p.id;
+            ids[*i] = p;
         }
         run.clear();
         Ok(())

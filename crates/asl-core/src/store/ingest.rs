@@ -333,7 +333,7 @@ impl Store {
         for i in large_idx {
             let input = &window[i];
             let base = done;
-            let p = self.put_file_with(&input.path, &opts.put, &mut |d| progress(base + d))?;
+            let p = self.put_file_with_progress(&input.path, &opts.put, &mut |d| progress(base + d))?;
             done += input.size;
             puts[i] = Some(p);
         }

@@ -102,21 +102,28 @@ impl Store {
     /// duplicate costs one read and no writes; a new one is then written in a
     /// second pass, its chunk tree checked against the first pass's id to
     /// catch a file that changed in between ([`Error::InputChanged`]).
-    pub fn put_file(&self, path: &Path) -> Result<Put> {
-        self.put_file_with(path, &PutOptions::default(), &mut |_| {})
+    pub fn put_file(&self, path: impl AsRef<Path>) -> Result<ArtifactId> {
+        self.put_file_with(path, &PutOptions::default()).map(|p| p.id)
     }
 
-    /// [`Store::put_file`](crate::Store::put_file), calling `progress(done)` as it goes (see
-    /// [`Store::put_file_with`](crate::Store::put_file_with)).
-    pub fn put_file_with_progress(&self, path: &Path, progress: &mut dyn FnMut(u64)) -> Result<Put> {
-        self.put_file_with(path, &PutOptions::default(), progress)
+    /// [`Store::put_file`](crate::Store::put_file) with options; a [`Put`]
+    /// says what was written.
+    pub fn put_file_with(&self, path: impl AsRef<Path>, opts: &PutOptions) -> Result<Put> {
+        self.put_file_with_progress(path, opts, &mut |_| {})
     }
 
-    /// [`Store::put_file`](crate::Store::put_file) with options, calling `progress(done)` as it goes,
-    /// with `done` rising to the file's length. When the file is hashed
-    /// before it is written, hashing counts for the first half and writing
-    /// for the second; a file already stored jumps to its length once hashed.
-    pub fn put_file_with(&self, path: &Path, opts: &PutOptions, progress: &mut dyn FnMut(u64)) -> Result<Put> {
+    /// [`Store::put_file_with`](crate::Store::put_file_with), calling
+    /// `progress(done)` as it goes, with `done` rising to the file's length.
+    /// When the file is hashed before it is written, hashing counts for the
+    /// first half and writing for the second; a file already stored jumps to
+    /// its length once hashed.
+    pub fn put_file_with_progress(
+        &self,
+        path: impl AsRef<Path>,
+        opts: &PutOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Put> {
+        let path = path.as_ref();
         let label = path.display().to_string();
         let mut f = File::open(path).ctx(|| format!("open {label}"))?;
         let len = f.metadata().ctx(|| format!("stat {label}"))?.len();

@@ -244,7 +244,7 @@ fn every_put_entry_point_takes_placement_and_a_live_artifact_keeps_its_own() {
         .unwrap();
     let path = d.path().join("input");
     std::fs::write(&path, noise(6, 500_000)).unwrap();
-    let file = s.put_file_with(&path, &opts, &mut |_| {}).unwrap();
+    let file = s.put_file_with(&path, &opts).unwrap();
     let all = [small, batch[0], batch[1], read, file];
     for put in &all {
         assert!(put.new);
@@ -256,7 +256,7 @@ fn every_put_entry_point_takes_placement_and_a_live_artifact_keeps_its_own() {
     s.commit().unwrap();
     let again = s.put_with(b"one", &PutOptions::new()).unwrap();
     assert!(!again.new && again.placement == p);
-    let big_again = s.put_file_with(&path, &PutOptions::new(), &mut |_| {}).unwrap();
+    let big_again = s.put_file_with(&path, &PutOptions::new()).unwrap();
     assert!(!big_again.new && big_again.placement == p);
     drop(s);
     let s = Store::open(d.path()).unwrap();
@@ -290,7 +290,7 @@ fn concurrent_large_streams_from_a_rayon_loop_keep_their_segment() {
         .collect();
     // Each put also hashes and compresses on rayon, from inside the caller's
     // rayon loop.
-    let puts: Vec<Put> = paths.par_iter().map(|p| s.put_file(p).unwrap()).collect();
+    let puts: Vec<Put> = paths.par_iter().map(|p| s.put_file_with(p, &PutOptions::new()).unwrap()).collect();
     let streamed: Vec<ArtifactId> = (0..32u64)
         .into_par_iter()
         .map(|i| s.put_reader(std::io::Cursor::new(noise(200 + i, 2 << 20))).unwrap())
@@ -319,16 +319,16 @@ fn put_file_writes_a_new_length_in_one_pass_and_cuts_back_a_late_duplicate() {
     let active_len = |s: &Store| s.writer.as_ref().unwrap().lock().active.as_ref().unwrap().len;
     // Nothing stored is 1,100,000 bytes long: `a` is new for certain.
     assert!(!s.may_hold_length(1_100_000).unwrap());
-    let pa = s.put_file(&a).unwrap();
+    let pa = s.put_file_with(&a, &PutOptions::new()).unwrap();
     assert!(pa.new && s.may_hold_length(1_100_000).unwrap());
     // `b` has a stored artifact's length: hashed first, then written.
-    let pb = s.put_file(&b).unwrap();
+    let pb = s.put_file_with(&b, &PutOptions::new()).unwrap();
     assert!(pb.new && pb.id != pa.id);
     // A duplicate the length probe misses (a concurrent put of the same bytes
     // can do that) is written in one pass, found at the end and cut off again.
     let before = active_len(&s);
     *s.large_lengths.lock() = Some(std::collections::HashSet::new());
-    let again = s.put_file(&a).unwrap();
+    let again = s.put_file_with(&a, &PutOptions::new()).unwrap();
     assert!(!again.new && again.id == pa.id);
     assert_eq!(active_len(&s), before, "the duplicate's chunks were not cut back");
     s.commit().unwrap();

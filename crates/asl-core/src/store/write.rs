@@ -55,11 +55,16 @@ impl Store {
     /// cores and packed under one acquisition of the writer; large ones are
     /// streamed one by one. Returns the ids in input order. Durable after the
     /// next [`Store::commit`](crate::Store::commit).
-    pub fn put_batch<B: AsRef<[u8]> + Sync>(&self, items: &[B]) -> Result<Vec<Put>> {
-        self.put_batch_with(items, &PutOptions::default())
+    pub fn put_batch<B: AsRef<[u8]> + Sync>(&self, items: &[B]) -> Result<Vec<ArtifactId>> {
+        Ok(self
+            .put_batch_with(items, &PutOptions::default())?
+            .into_iter()
+            .map(|p| p.id)
+            .collect())
     }
 
-    /// [`Store::put_batch`](crate::Store::put_batch) with options applied to every item.
+    /// [`Store::put_batch`](crate::Store::put_batch) with options applied to
+    /// every item; a [`Put`] per item says what was written.
     pub fn put_batch_with<B: AsRef<[u8]> + Sync>(&self, items: &[B], opts: &PutOptions) -> Result<Vec<Put>> {
         use rayon::prelude::*;
         let thr = self.opts.small_threshold;

@@ -62,7 +62,7 @@ fn h5err(path: &Path, e: hdf5::Error) -> RecordError {
 /// anything is written.
 pub fn ingest(store: &Store, path: &Path) -> Result<Ingested, RecordError> {
     let file = hdf5::File::open(path).map_err(|e| h5err(path, e))?;
-    let put = store.put_file_with(path, &asl_core::PutOptions::default(), &mut |_| {})?;
+    let put = store.put_file_with(path, &asl_core::PutOptions::default())?;
     let mut w = Walk {
         ranges: Vec::new(),
         len: put.len,

@@ -240,9 +240,7 @@ pub fn store_directory(store: &Store, dir: &Path) -> Result<ArtifactId, RecordEr
             } else if md.is_dir() {
                 stack.push(path);
             } else if md.is_file() {
-                let id = store
-                    .put_file_with(&path, &asl_core::PutOptions::default(), &mut |_| {})?
-                    .id;
+                let id = store.put_file_with(&path, &asl_core::PutOptions::default())?.id;
                 files.push(TreeFile {
                     path: below(&path),
                     size: md.len(),
