@@ -454,6 +454,11 @@ print(json.dumps({"samples": samples, "legacy": legacy}))
         "glibc"
     };
     assert_eq!(value("asl_allocator_info", &[("name", allocator)]), 1.0, "{text}");
+    if cfg!(feature = "jemalloc") {
+        // The server's setting, not the commands' (1 s decay).
+        let settings = "narenas=1 dirty_decay_ms=0 muzzy_decay_ms=0";
+        assert_eq!(value("asl_allocator_info", &[("settings", settings)]), 1.0, "{text}");
+    }
     assert!(part("asl_heap_bytes", "free") > 0.0, "{text}");
     assert!(parsed["legacy"].as_array().unwrap().len() >= 10, "{parsed}");
     // A gRPC call that fails (no action result for this digest): HTTP 200,

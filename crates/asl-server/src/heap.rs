@@ -24,6 +24,9 @@ pub struct Allocator {
     pub figures: fn() -> Option<HeapFigures>,
     /// Gives free memory the allocator holds back to the system.
     pub release: fn(),
+    /// How it is set up, in a few words (`asl_allocator_info`'s `settings`
+    /// label; empty: not shown).
+    pub settings: fn() -> String,
 }
 
 impl Allocator {
@@ -34,6 +37,7 @@ impl Allocator {
             name: SYSTEM_NAME,
             figures: glibc_figures,
             release: glibc_trim,
+            settings: String::new,
         }
     }
 

@@ -81,7 +81,15 @@ impl Metrics {
         registry.register(
             "allocator",
             "The allocator the process runs on (its heap is asl_heap_bytes)",
-            Info::new(vec![("name", allocator.name)]),
+            Info::new(
+                [
+                    ("name", allocator.name.to_string()),
+                    ("settings", (allocator.settings)()),
+                ]
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .collect::<Vec<_>>(),
+            ),
         );
         let requests = Family::<Request, Counter>::default();
         registry.register(

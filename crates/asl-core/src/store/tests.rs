@@ -290,7 +290,10 @@ fn concurrent_large_streams_from_a_rayon_loop_keep_their_segment() {
         .collect();
     // Each put also hashes and compresses on rayon, from inside the caller's
     // rayon loop.
-    let puts: Vec<Put> = paths.par_iter().map(|p| s.put_file_with(p, &PutOptions::new()).unwrap()).collect();
+    let puts: Vec<Put> = paths
+        .par_iter()
+        .map(|p| s.put_file_with(p, &PutOptions::new()).unwrap())
+        .collect();
     let streamed: Vec<ArtifactId> = (0..32u64)
         .into_par_iter()
         .map(|i| s.put_reader(std::io::Cursor::new(noise(200 + i, 2 << 20))).unwrap())
