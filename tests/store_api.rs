@@ -606,3 +606,60 @@ fn a_put_with_a_wrong_expected_id_stores_nothing() {
     let report = s.maintenance().verify().unwrap();
     assert!(report.is_clean(), "{report:?}");
 }
+
+/// A pushed stream, written in pieces of every size: stored as one
+/// artifact on commit, the same id as a put of the same bytes, nothing at
+/// all when the writer is dropped, and refused whole when it is not the id
+/// expected.
+#[test]
+fn a_put_writer_stores_pushed_bytes_on_commit_and_nothing_when_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(small_opts().open(dir.path()).unwrap());
+    let big = noise(77, 3_000_000);
+    let mut w = asl::PutWriter::new(s.clone(), asl::PutOptions::new().sha256(true));
+    let mut at = 0;
+    for n in (1..).map(|i: usize| (i * 7919) % 300_000 + 1) {
+        let end = (at + n).min(big.len());
+        w.write_all(&big[at..end]).unwrap();
+        at = end;
+        if at == big.len() {
+            break;
+        }
+    }
+    let put = w.commit().unwrap();
+    assert_eq!(put.id, ArtifactId::of(&big));
+    assert!(put.new && put.len == big.len() as u64 && put.sha256.is_some());
+    s.commit().unwrap();
+    assert_eq!(s.get(&put.id).unwrap(), big);
+
+    // Small, and a duplicate.
+    let mut w = asl::PutWriter::new(s.clone(), asl::PutOptions::new());
+    w.write_all(b"small").unwrap();
+    assert_eq!(w.commit().unwrap().id, ArtifactId::of(b"small"));
+    let mut w = asl::PutWriter::new(s.clone(), asl::PutOptions::new());
+    w.write_all(&big).unwrap();
+    assert!(!w.commit().unwrap().new);
+
+    // Dropped half-way: nothing of it is stored, the store stays whole.
+    let other = noise(78, 2_000_000);
+    s.commit().unwrap();
+    let before = s.maintenance().stat().unwrap().artifacts;
+    let mut w = asl::PutWriter::new(s.clone(), asl::PutOptions::new());
+    w.write_all(&other[..1_500_000]).unwrap();
+    drop(w);
+    s.commit().unwrap();
+    assert!(s.get(&ArtifactId::of(&other)).is_err());
+    assert!(
+        s.get(&ArtifactId::of(&other[..1_500_000])).is_err(),
+        "no short artifact"
+    );
+    assert_eq!(s.maintenance().stat().unwrap().artifacts, before);
+
+    // Not the id expected: refused at commit, nothing kept.
+    let mut w = asl::PutWriter::new(s.clone(), asl::PutOptions::new().expect(Some(ArtifactId::of(b"else"))));
+    w.write_all(&other).unwrap();
+    assert!(matches!(w.commit(), Err(asl::Error::IdMismatch(_))));
+    s.commit().unwrap();
+    assert!(s.get(&ArtifactId::of(&other)).is_err());
+    assert!(s.maintenance().verify().unwrap().is_clean());
+}

@@ -78,7 +78,8 @@ pub use store::zfs_rollback;
 pub use store::{
     release_thread_buffers, ArtifactInfo, ArtifactReader, AtomicSection, Audience, Changes, FileStamp, FilesCacheMode,
     GcOptions, GcReport, IngestEvent, IngestInput, IngestLink, IngestOptions, IngestPlan, IngestReport, Ingested, Iter,
-    ListFilter, LockHolder, LogCursor, Maintenance, MemoryUse, Piece, Pins, Problem, Put, PutOptions, RepairReport,
-    Retention, ScrubBudget, ScrubOptions, ScrubStatus, Sealed, SideFileAccess, SideFiles, SnapshotAt, SnapshotDiff,
-    SnapshotListing, SnapshotView, Snapshots, Store, StoreOptions, StoreStat, VerifyReport, View, DEFAULT_GC_THRESHOLD,
+    ListFilter, LockHolder, LogCursor, Maintenance, MemoryUse, Piece, Pins, Problem, Put, PutOptions, PutWriter,
+    RepairReport, Retention, ScrubBudget, ScrubOptions, ScrubStatus, Sealed, SideFileAccess, SideFiles, SnapshotAt,
+    SnapshotDiff, SnapshotListing, SnapshotView, Snapshots, Store, StoreOptions, StoreStat, VerifyReport, View,
+    DEFAULT_GC_THRESHOLD,
 };

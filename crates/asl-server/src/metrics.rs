@@ -78,19 +78,6 @@ const STAT_EVERY: Duration = Duration::from_secs(60);
 impl Metrics {
     pub(crate) fn new(allocator: crate::Allocator) -> Metrics {
         let mut registry = Registry::with_prefix("asl");
-        registry.register(
-            "allocator",
-            "The allocator the process runs on (its heap is asl_heap_bytes)",
-            Info::new(
-                [
-                    ("name", allocator.name.to_string()),
-                    ("settings", (allocator.settings)()),
-                ]
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .collect::<Vec<_>>(),
-            ),
-        );
         let requests = Family::<Request, Counter>::default();
         registry.register(
             "http_requests",
@@ -398,6 +385,19 @@ impl MemoryGauges {
             "The most each part keeps",
             Unit::Bytes,
             g.bounds.clone(),
+        );
+        registry.register(
+            "allocator",
+            "The allocator the process runs on (its heap is asl_heap_bytes)",
+            Info::new(
+                [
+                    ("name", allocator.name.to_string()),
+                    ("settings", (allocator.settings)()),
+                ]
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .collect::<Vec<_>>(),
+            ),
         );
         registry.register_with_unit(
             "heap",

@@ -34,6 +34,7 @@ mod refresh;
 mod repair;
 mod scrub;
 mod side;
+mod sink;
 mod snapshots;
 mod tier;
 mod view;
@@ -81,6 +82,7 @@ pub use read::{ArtifactInfo, ArtifactReader, Piece};
 pub use repair::RepairReport;
 pub use scrub::{ScrubBudget, ScrubOptions, ScrubStatus};
 pub use side::SideFileAccess;
+pub use sink::PutWriter;
 pub use snapshots::{Retention, SnapshotDiff, SnapshotView};
 pub use view::{Audience, SnapshotAt, SnapshotListing, View};
 
