@@ -31,33 +31,8 @@ static malloc_conf: Option<&'static c_char> = Some({
     unsafe { &*(CONF.as_ptr() as *const c_char) }
 });
 
-/// Sets jemalloc up for `aslctl serve`: freed pages go back at once
-/// (dirty decay 0) instead of within a second. Measured in 40- and
-/// 60-minute soaks: the server's heap then stays at glibc's level (70-76
-/// MiB) where a 1 s decay held 20 MiB more, at no cost in calls. Commands
-/// keep the 1 s decay, which ingest needs (see `malloc_conf`). Returns
-/// false when jemalloc refused the setting.
-#[cfg(feature = "server")]
-#[allow(unsafe_code)]
-pub(crate) fn tune_for_server() -> bool {
-    // Each arena there is (`arena.<i>.`, which takes no "all arenas"
-    // index for this setting) and any made later (`arenas.`); all take an
-    // ssize_t of milliseconds. An index not in use is refused: skipped.
-    // SAFETY: every name is NUL-terminated and takes the type given.
-    unsafe {
-        let arenas = tikv_jemalloc_ctl::raw::read::<u32>(b"arenas.narenas\0").unwrap_or(1);
-        let mut first = false;
-        for i in 0..arenas {
-            let name = format!("arena.{i}.dirty_decay_ms\0");
-            let done = tikv_jemalloc_ctl::raw::write(name.as_bytes(), 0isize).is_ok();
-            first |= i == 0 && done;
-        }
-        first && tikv_jemalloc_ctl::raw::write(b"arenas.dirty_decay_ms\0", 0isize).is_ok()
-    }
-}
-
 /// The settings that matter here, as jemalloc reports them now: arenas and
-/// arena 0's decays (`/metrics` shows them, so a test can see the server's).
+/// arena 0's decays (`/metrics` shows them, so a test can see them).
 #[cfg(feature = "server")]
 #[allow(unsafe_code)]
 fn settings() -> String {

@@ -113,10 +113,6 @@ fn replica(_: &Path, _: u64) -> Option<server::Replica> {
 
 pub(crate) fn serve(dir: &Path, a: &ServeArgs) -> Result<ExitCode, CliError> {
     let allocator = allocator();
-    #[cfg(feature = "jemalloc")]
-    if !crate::jemalloc::tune_for_server() {
-        eprintln!("aslctl: warning: jemalloc refused dirty_decay_ms=0; freed pages go back within a second");
-    }
     if allocator.is_system() {
         // Before the store and the runtime start threads: glibc's arena cap
         // holds only for arenas made after it.
