@@ -15,7 +15,8 @@ pub struct HeapFigures {
     pub free: u64,
 }
 
-/// The process's allocator: a name and two hooks.
+/// The process's allocator: its name, and hooks for its figures, for
+/// giving memory back and for describing its settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Allocator {
     /// Shown in `/metrics` (`asl_allocator_info`).

@@ -1,8 +1,9 @@
 //! jemalloc as aslctl's allocator (feature `jemalloc`, on by default), set up
-//! for a server that runs for months. Measured with 60-minute soaks beside
-//! glibc's malloc (docs/benchmarks/serve-memory.md): glibc's resident memory
-//! drifts up 16-22 % as its free memory fragments; jemalloc with one arena
-//! and free pages returned at once holds flat within 10 %.
+//! for a server that runs for months. Measured in 50- and 60-minute soaks
+//! beside glibc's malloc (docs/benchmarks/soak.md): glibc's heap drifts up
+//! 14-15 % as its free memory fragments; jemalloc with one arena and freed
+//! pages returned within a second held its heap within 8-10 %, though about
+//! 20 MiB above glibc's level.
 
 use std::ffi::c_char;
 
