@@ -161,9 +161,7 @@ fn listings_keep_one_domain_or_one_visibility() {
     }
 
     let ls = |args: &[&str]| -> Vec<(String, String)> {
-        let v = json(&b, &[&["ls"], args].concat());
-        v.as_array()
-            .unwrap()
+        common::aslctl_lines(&b, &[&["ls"], args].concat())
             .iter()
             .map(|a| {
                 (
@@ -201,9 +199,7 @@ fn listings_keep_one_domain_or_one_visibility() {
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
 
     let found = |args: &[&str]| -> Vec<String> {
-        let v = json(&b, &[&["find", "--label", "kind=sample"], args].concat());
-        v.as_array()
-            .unwrap()
+        common::aslctl_lines(&b, &[&["find", "--label", "kind=sample"], args].concat())
             .iter()
             .map(|h| h["id"].as_str().unwrap().to_string())
             .collect()
