@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -172,35 +173,43 @@ fn completions_man_pages_and_version_come_from_the_parser() {
 #[test]
 fn long_commands_show_progress_on_a_terminal_only() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("s");
-    let tree = dir.path().join("t");
-    fs::create_dir(&tree).unwrap();
-    fs::write(tree.join("big"), common::noise(5, 3 << 20)).unwrap();
-    let tree_id = common::ingest_tree(&store, &tree);
-    let on_tty = |args: &str| {
-        let cmd = format!("{} --store {} {args}", aslctl_bin(), store.display());
-        let o = Command::new("script")
-            .args(["-qec", &cmd, "/dev/null"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{args}: {}", stdout_of(&o));
-        stdout_of(&o)
-    };
-    for (args, phase) in [
-        ("verify".to_string(), "artifacts"),
-        ("gc --threshold 1".to_string(), "segments"),
-        (
-            format!("checkout {tree_id} {}", dir.path().join("co-dir").display()),
-            "files",
-        ),
-    ] {
-        // The bar's line: its phase, then the bar and `eta`.
-        let bar = |out: &str| out.lines().any(|l| l.contains(phase) && l.contains(" eta "));
-        assert!(bar(&on_tty(&args)), "{args}: no bar");
-        assert!(
-            !bar(&on_tty(&format!("-q {args}").replace("co-dir", "co-dir-q"))),
-            "-q {args}: a bar"
-        );
+    let at = |name: &str| dir.path().join(name);
+    let store = at("s");
+    fs::create_dir(at("t")).unwrap();
+    fs::write(at("t").join("big"), common::noise(5, 3 << 20)).unwrap();
+    let tree_id = common::ingest_tree(&store, &at("t"));
+    let big = common::ingest_file(&store, &at("t").join("big"));
+    // What fetch and push move: a published artifact.
+    common::aslctl_ok(&store, &["domain", "init", "--name", "demo"]);
+    common::aslctl_ok(&store, &["publish", &big]);
+    let up = store.display().to_string();
+    for d in ["o1", "o2", "m1", "m2"] {
+        common::aslctl_ok(&at(d), &["init"]);
+    }
+    for (d, m) in [("down1", "m1"), ("down2", "m2")] {
+        common::aslctl_ok(&store, &["remote", "add", d, &at(m).display().to_string()]);
+    }
+    for o in ["o1", "o2"] {
+        common::aslctl_ok(&at(o), &["remote", "add", "up", &up]);
+    }
+    let co = |d: &str| format!("checkout {tree_id} {}", at(d).display());
+    // Each command runs with -q first, then without on its own target
+    // (another store, directory or remote), so both runs have the same work.
+    let (s, o1, o2) = (&store, &at("o1"), &at("o2"));
+    let cases = [
+        (s, s, "verify".to_string(), "verify".to_string(), "artifacts"),
+        (s, s, "gc --threshold 1".into(), "gc --threshold 1".into(), "segments"),
+        (s, s, co("co-q"), co("co"), "files"),
+        (s, s, "repair".into(), "repair".into(), "segments"),
+        (o1, o2, "fetch up".into(), "fetch up".into(), "fetch"),
+        (s, s, "push down1".into(), "push down2".into(), "push"),
+    ];
+    let tty = |st: &Path, args: &str| common::on_tty(&common::aslctl_cmd(st, &args.split(' ').collect::<Vec<_>>()));
+    for (quiet_at, shown_at, quiet, shown, phase) in cases {
+        let q = tty(quiet_at, &format!("-q {quiet}"));
+        assert!(!common::shows_bar(&q, phase), "-q {quiet}: a bar in {q}");
+        let out = tty(shown_at, &shown);
+        assert!(common::shows_bar(&out, phase), "{shown}: no {phase} bar in {out}");
     }
     let piped = aslctl(&store, &["verify"]);
     assert!(!stderr_of(&piped).contains(" eta "), "a bar into a pipe");

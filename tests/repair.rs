@@ -333,3 +333,60 @@ fn a_damaged_snapshot_fails_alone() {
         drop(s);
     }
 }
+
+/// Segments do not carry placements: repair takes each artifact's domain,
+/// visibility and source from the old index files and log, so a healthy
+/// store repaired still serves what it published and keeps where its
+/// imports came from. A large (chunk-tree) artifact and a CDC one too.
+#[test]
+fn repair_keeps_each_artifacts_placement() {
+    use asl::{DomainId, Placement, PutOptions, Visibility};
+    let dir = tempfile::tempdir().unwrap();
+    let s = StoreOptions::new().create(true).open(dir.path()).unwrap();
+    let published = Placement {
+        visibility: Visibility::Published,
+        ..Placement::LOCAL
+    };
+    let imported = Placement {
+        domain: DomainId(7),
+        visibility: Visibility::Internal,
+        source: Some(DomainId(7)),
+    };
+    let opts = |p: Placement| {
+        PutOptions::new()
+            .domain(p.domain)
+            .visibility(p.visibility)
+            .source(p.source)
+    };
+    let mut want = Vec::new();
+    for (i, (p, len)) in [
+        (published, 900),
+        (imported, 900),
+        (Placement::LOCAL, 900),
+        (published, 9 << 20),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let b = noise(i as u64, len);
+        s.put_with(&b, &opts(p)).unwrap();
+        want.push((b, p));
+    }
+    // Those above in an index file; these only in the log.
+    s.maintenance().checkpoint().unwrap();
+    for (i, p) in [(10u64, published), (11, imported)] {
+        let b = noise(i, 700);
+        s.put_with(&b, &opts(p)).unwrap();
+        want.push((b, p));
+    }
+    s.close().unwrap();
+    let r = Store::repair(dir.path()).unwrap();
+    assert!(r.lost.is_empty(), "{r:?}");
+    let s = StoreOptions::new().open(dir.path()).unwrap();
+    for (b, p) in &want {
+        // A put of what is there stores nothing and reports its placement.
+        let got = s.put_with(b, &PutOptions::new()).unwrap();
+        assert!(!got.new);
+        assert_eq!(got.placement, *p, "{} ({} bytes)", got.id, b.len());
+    }
+}

@@ -61,6 +61,15 @@ fn a_store_is_rebuilt_from_the_bucket_alone() {
     let b = dir.path().join("b");
     assert!(out(&common::aslctl(&b, &["snapshot", "list"])).contains("s1"));
     assert!(out(&common::aslctl(&b, &["pins"])).contains(&format!("{kept} keep")));
+    // At a terminal, both show how far they got.
+    let tty_url = "s3://asl-test/stores/tty";
+    let shown = common::on_tty(&m.aslctl(&a, &["s3", "push", tty_url]));
+    assert!(common::shows_bar(&shown, "upload"), "{shown}");
+    let into = dir.path().join("tty");
+    let shown = common::on_tty(&m.aslctl(&a, &["s3", "restore", tty_url, into.to_str().unwrap()]));
+    for phase in ["download", "segments"] {
+        assert!(common::shows_bar(&shown, phase), "no {phase} bar: {shown}");
+    }
 
     // More data, a removal and GC: the mirror follows.
     std::fs::write(files.join("late"), noise(123, 5000)).unwrap();

@@ -229,13 +229,44 @@ pub fn aslctl_bin() -> &'static str {
 
 /// Runs the real `aslctl` on `store` with `args` (`$ASL_STORE` cleared).
 pub fn aslctl(store: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(aslctl_bin())
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("ASL_STORE")
-        .output()
-        .unwrap()
+    aslctl_cmd(store, args).output().unwrap()
+}
+
+/// Runs `cmd` on a pseudo-terminal (made by `script`), as a person at a
+/// shell would; what it wrote to the terminal, stdout and stderr together,
+/// comes back as stdout. The command must succeed.
+pub fn on_tty(cmd: &std::process::Command) -> String {
+    let quote = |a: &std::ffi::OsStr| format!("'{}'", a.to_string_lossy().replace('\'', "'\\''"));
+    let mut line = quote(cmd.get_program());
+    for a in cmd.get_args() {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    let mut tty = std::process::Command::new("script");
+    tty.args(["-qec", &line, "/dev/null"]);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => tty.env(k, v),
+            None => tty.env_remove(k),
+        };
+    }
+    let o = tty.output().expect("script (util-linux) runs");
+    assert!(o.status.success(), "{line}: {}", stdout_of(&o));
+    stdout_of(&o)
+}
+
+/// Whether a terminal's output shows a progress bar of `phase`: the phase,
+/// then the bar and its `eta`.
+pub fn shows_bar(out: &str, phase: &str) -> bool {
+    out.lines().any(|l| l.contains(phase) && l.contains(" eta "))
+}
+
+/// `aslctl --store STORE ARGS` as a command not yet run (`$ASL_STORE`
+/// cleared).
+pub fn aslctl_cmd(store: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(aslctl_bin());
+    c.arg("--store").arg(store).args(args).env_remove("ASL_STORE");
+    c
 }
 
 /// A command's stdout as text.

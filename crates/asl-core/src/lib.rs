@@ -71,7 +71,7 @@ pub mod version;
 pub use error::{DecodeError, Error, ErrorKind, Result, AMBIGUOUS_SHOWN};
 pub use id::{ArtifactId, IdError, IdPrefix};
 pub use index::{DomainId, Placement, Visibility};
-pub use progress::{ProgressFn, Step};
+pub use progress::{Meter, Metered, ProgressFn, Step};
 pub use snapshot::{CurrentId, SnapshotMeta};
 #[cfg(feature = "zfs")]
 pub use store::zfs_rollback;

@@ -137,8 +137,8 @@ fn fetch_one(store: &Store, id: &ArtifactId, p: &Promise) -> Result<()> {
     for r in candidates {
         let attempt = r.and_then(|r| {
             let peer = peer_for(&r)?;
-            let local = super::sync::LocalCache::default();
-            put_one(store, &*peer, &r.name, id, None, placed, &local)
+            let shared = super::sync::Shared::new(None, 0);
+            put_one(store, &*peer, &r.name, id, None, placed, &shared)
                 .map(drop)
                 .map_err(|e| match e {
                     Error::Store(asl_core::Error::NotFound(_)) => Error::Remote(format!(

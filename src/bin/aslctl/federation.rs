@@ -415,12 +415,17 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) ->
             first.push(name.clone());
         }
     }
-    let reports = match names {
-        [one] if lazy => vec![(one.clone(), sync::fetch_lazy(&s, one)?)],
-        _ if lazy => return Err(Error::InvalidArgument("--lazy takes one remote".into()).into()),
-        [one] => vec![(one.clone(), sync::fetch(&s, one)?)],
-        many => sync::fetch_many(&s, many)?,
+    let bar = crate::global::Bar::new(json_out);
+    let opts = sync::FetchOptions {
+        lazy,
+        progress: Some(&|p| bar.step(p)),
     };
+    let reports = match names {
+        _ if lazy && names.len() > 1 => return Err(Error::InvalidArgument("--lazy takes one remote".into()).into()),
+        [one] => vec![(one.clone(), sync::fetch_with(&s, one, &opts)?)],
+        many => sync::fetch_many_with(&s, many, &opts)?,
+    };
+    drop(bar);
     for name in &first {
         let rem = remote::get(&s, name)?;
         say!(
@@ -489,7 +494,9 @@ pub(crate) fn fetch(json_out: bool, dir: &Path, names: &[String], lazy: bool) ->
 
 pub(crate) fn push(json_out: bool, dir: &Path, name: &str) -> Result<ExitCode, CliError> {
     let s = crate::opts().read_only(true).open(dir)?;
-    let r = asl::federation::sync::push(&s, name)?;
+    let bar = crate::global::Bar::new(json_out);
+    let r = asl::federation::sync::push_with(&s, name, Some(&|p| bar.step(p)))?;
+    drop(bar);
     if json_out {
         out!(
             "{}",

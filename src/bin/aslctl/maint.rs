@@ -203,7 +203,9 @@ pub(crate) fn print_verify(json: bool, r: &asl::VerifyReport) -> ExitCode {
 /// `aslctl repair`: salvages what can be kept; exit 1 when something
 /// was lost or set aside.
 pub fn repair(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
-    let r = crate::opts().repair(dir)?;
+    let bar = crate::global::Bar::new(json);
+    let r = crate::opts().repair_with_progress(dir, Some(&|p| bar.step(p)))?;
+    drop(bar);
     if json {
         json_line(&r);
     } else {

@@ -183,7 +183,9 @@ pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Cl
             delete_grace,
         } => {
             let d = local(url, d)?;
-            let r = asl::s3::attach(url, &d, parse_size(cache)?, *take_over)?;
+            let bar = crate::global::Bar::new(json_out);
+            let r = asl::s3::attach_with(url, &d, parse_size(cache)?, *take_over, Some(&|p| bar.step(p)))?;
+            drop(bar);
             asl::s3::set_delete_grace(&d, *delete_grace)?;
             print_restore(json_out, &format!("attached {url} in {}", d.display()), &r);
         }
@@ -197,7 +199,9 @@ pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Cl
         }
         S3Cmd::Status => status(json_out, dir)?,
         S3Cmd::Push { url } => {
-            let r = asl::s3::push(url, dir)?;
+            let bar = crate::global::Bar::new(json_out);
+            let r = asl::s3::push_with(url, dir, Some(&|p| bar.step(p)))?;
+            drop(bar);
             if json_out {
                 out!(
                     "{}",
@@ -214,7 +218,9 @@ pub(crate) fn s3(json_out: bool, dir: &Path, cmd: &S3Cmd) -> Result<ExitCode, Cl
             }
         }
         S3Cmd::Restore { url, dir: to } => {
-            let r = asl::s3::restore(url, Path::new(to))?;
+            let bar = crate::global::Bar::new(json_out);
+            let r = asl::s3::restore_with(url, Path::new(to), Some(&|p| bar.step(p)))?;
+            drop(bar);
             print_restore(json_out, &format!("restored {to} from {url}"), &r);
         }
     }

@@ -266,6 +266,11 @@ impl Bucket {
     /// for a large file. The object appears only when the upload completes,
     /// so a cut-off upload leaves no partial object behind.
     pub fn put_file(&self, path: &Path, name: &str) -> io::Result<u64> {
+        self.put_file_metered(path, name, &crate::Meter::new(None, "upload", 0))
+    }
+
+    /// [`Bucket::put_file`], counting the bytes sent on `meter`.
+    pub fn put_file_metered(&self, path: &Path, name: &str, meter: &crate::Meter<'_>) -> io::Result<u64> {
         let key = self.key(name);
         let mut f = std::fs::File::open(path)?;
         let len = f.metadata()?.len();
@@ -273,6 +278,7 @@ impl Bucket {
             let mut b = Vec::with_capacity(len as usize);
             f.read_to_end(&mut b)?;
             self.put(name, b)?;
+            meter.add(len);
             return Ok(len);
         }
         self.rt.block_on(async {
@@ -294,6 +300,7 @@ impl Bucket {
                     return Err(err(format!("upload {key}"), e));
                 }
                 w.write(&buf[..n]);
+                meter.add(n as u64);
             }
             w.finish()
                 .await

@@ -28,7 +28,7 @@ pub use replica::{follow, is_replica, replica, set_delete_grace, Followed};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::{Error, Result, Store, StoreOptions};
+use crate::{Error, Meter, ProgressFn, Result, Store, StoreOptions};
 use bucket::Bucket;
 use tiered::TierConfig;
 
@@ -236,6 +236,18 @@ pub fn tier(dir: &Path, url: &str, cache_bytes: u64) -> Result<()> {
 /// `take_over` takes it from whoever held it (a machine that is gone);
 /// without it nothing in the bucket changes.
 pub fn attach(url: &str, dir: &Path, cache_bytes: u64, take_over: bool) -> Result<RestoreReport> {
+    attach_with(url, dir, cache_bytes, take_over, None)
+}
+
+/// [`attach`], telling `progress` the bytes of segments read through the
+/// bucket (phase `"segments"`).
+pub fn attach_with(
+    url: &str,
+    dir: &Path,
+    cache_bytes: u64,
+    take_over: bool,
+    progress: Option<ProgressFn<'_>>,
+) -> Result<RestoreReport> {
     let (b, identity, segments) = begin_rebuild(url, dir, "attach")?;
     fetch_catalog(&b, dir)?;
     let cfg = TierConfig::new(url, cache_bytes);
@@ -254,7 +266,9 @@ pub fn attach(url: &str, dir: &Path, cache_bytes: u64, take_over: bool) -> Resul
         let gone = tiered::decode_deletes(&b).map_err(|e| Error::corrupt(Path::new(&format!("{url}/DELETES")), e))?;
         reader.hide(gone.into_keys()).map_err(s3err(format!("list {url}")))?;
     }
-    StoreOptions::new().backend(std::sync::Arc::new(reader)).repair(dir)?;
+    StoreOptions::new()
+        .backend(std::sync::Arc::new(reader))
+        .repair_with_progress(dir, progress)?;
     report(dir, segments)
 }
 
@@ -319,6 +333,12 @@ fn report(dir: &Path, segments: BTreeMap<String, u64>) -> Result<RestoreReport> 
 /// the checkpoint and snapshot files; segments GC deleted locally are
 /// deleted from the bucket once the new ones are up.
 pub fn push(url: &str, dir: &Path) -> Result<PushReport> {
+    push_with(url, dir, None)
+}
+
+/// [`push`], telling `progress` the bytes of segments sent (phase
+/// `"upload"`).
+pub fn push_with(url: &str, dir: &Path, progress: Option<ProgressFn<'_>>) -> Result<PushReport> {
     // Held open (the writer lock) so nothing changes during the push.
     let store = StoreOptions::new().open(dir)?;
     if store.maintenance().tier_status().is_some() {
@@ -345,15 +365,20 @@ pub fn push(url: &str, dir: &Path) -> Result<PushReport> {
         }
     }
     let mut r = PushReport::default();
-    for (name, (path, len)) in &local {
-        if there.get(name) == Some(len) {
-            r.kept += 1;
-            continue;
-        }
+    let sending: Vec<_> = local
+        .iter()
+        .filter(|(name, (_, len))| there.get(*name) != Some(len))
+        .collect();
+    r.kept = local.len() - sending.len();
+    let meter = Meter::new(progress, "upload", sending.iter().map(|(_, (_, len))| len).sum());
+    for (name, (path, _)) in sending {
         let key = format!("segments/{name}");
-        r.bytes += b.put_file(path, &key).map_err(s3err(format!("upload {url}/{key}")))?;
+        r.bytes += b
+            .put_file_metered(path, &key, &meter)
+            .map_err(s3err(format!("upload {url}/{key}")))?;
         r.uploaded += 1;
     }
+    meter.finish();
     mirror_catalog(&b, dir)?;
     // Only once everything present is up: what GC deleted goes.
     for name in there.keys().filter(|n| !local.contains_key(*n)) {
@@ -394,16 +419,24 @@ fn mirror_catalog(b: &Bucket, dir: &Path) -> Result<()> {
 /// `url`: `STORE`, the segments, the checkpoint and snapshot files fetched,
 /// then `repair`, which checks every block and rebuilds the index and log.
 pub fn restore(url: &str, dir: &Path) -> Result<RestoreReport> {
+    restore_with(url, dir, None)
+}
+
+/// [`restore`], telling `progress` the bytes downloaded (phase
+/// `"download"`), then those of segments repair checked (`"segments"`).
+pub fn restore_with(url: &str, dir: &Path, progress: Option<ProgressFn<'_>>) -> Result<RestoreReport> {
     let (b, identity, segments) = begin_rebuild(url, dir, "restore")?;
     let segdir = dir.join("segments");
-    for (name, len) in &segments {
-        if !name.ends_with(".seg") || name.starts_with('.') {
-            continue;
-        }
+    let wanted = |name: &str| name.ends_with(".seg") && !name.starts_with('.');
+    let total = segments.iter().filter(|(n, _)| wanted(n)).map(|(_, len)| len).sum();
+    let meter = Meter::new(progress, "download", total);
+    for (name, len) in segments.iter().filter(|(n, _)| wanted(n)) {
         let key = format!("segments/{name}");
         let tmp = segdir.join(format!(".{name}.part"));
-        let mut f = std::fs::File::create(&tmp).map_err(fs(format!("create {}", tmp.display())))?;
-        let got = b.get_to(&key, &mut f).map_err(s3err(format!("get {url}/{key}")))?;
+        let f = std::fs::File::create(&tmp).map_err(fs(format!("create {}", tmp.display())))?;
+        let mut w = meter.writer(f);
+        let got = b.get_to(&key, &mut w).map_err(s3err(format!("get {url}/{key}")))?;
+        let f = w.into_inner();
         if got != *len {
             return Err(Error::io(
                 format!("get {url}/{key}"),
@@ -413,8 +446,9 @@ pub fn restore(url: &str, dir: &Path) -> Result<RestoreReport> {
         f.sync_all().map_err(fs(format!("sync {}", tmp.display())))?;
         std::fs::rename(&tmp, segdir.join(name)).map_err(fs(format!("rename {}", tmp.display())))?;
     }
+    meter.finish();
     fetch_catalog(&b, dir)?;
     std::fs::write(dir.join("STORE"), identity).map_err(fs(format!("write {}/STORE", dir.display())))?;
-    Store::repair(dir)?;
+    StoreOptions::new().repair_with_progress(dir, progress)?;
     report(dir, segments)
 }

@@ -221,7 +221,17 @@ impl StoreOptions {
     /// Rebuilds the store at `path` from its segments (see [`Store::repair`](crate::Store::repair)),
     /// through these options' backend.
     pub fn repair(self, path: impl AsRef<Path>) -> Result<crate::RepairReport> {
-        Store::repair_with(path.as_ref(), &self)
+        Store::repair_with(path.as_ref(), &self, None)
+    }
+
+    /// [`StoreOptions::repair`], telling `progress` the bytes of segments
+    /// read (phase `"segments"`).
+    pub fn repair_with_progress(
+        self,
+        path: impl AsRef<Path>,
+        progress: Option<crate::ProgressFn<'_>>,
+    ) -> Result<crate::RepairReport> {
+        Store::repair_with(path.as_ref(), &self, progress)
     }
 }
 

@@ -2,7 +2,10 @@
 //! wanted artifact asked of one of the remotes that list it, round-robin,
 //! and what one sends wrong or lacks asked of another.
 
-use super::{check, finish, peer_for, put_one, sweep_unwanted, Batches, Checked, FetchReport, Got, LocalCache, Peer};
+use super::{
+    check, expected, finish, peer_for, put_one, sweep_unwanted, Batches, Checked, FetchOptions, FetchReport, Got, Peer,
+    Shared,
+};
 use crate::error::{FederationError as Error, Result};
 use crate::remote::{self, Remote};
 use asl_core::{ArtifactId, PutOptions, Store};
@@ -16,6 +19,14 @@ use asl_pel::keys::hex;
 /// the others; the fetch fails only for artifacts no remote sent right.
 /// Reports per remote, in the order given.
 pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchReport)>> {
+    fetch_many_with(store, names, &FetchOptions::default())
+}
+
+/// [`fetch_many`] reporting its progress; a lazy fetch takes one remote.
+pub fn fetch_many_with(store: &Store, names: &[String], opts: &FetchOptions<'_>) -> Result<Vec<(String, FetchReport)>> {
+    if opts.lazy {
+        return Err(Error::Invalid("a lazy fetch takes one remote".into()));
+    }
     crate::ranged::sweep(store)?;
     let (remotes, refused, first_error) = checked_remotes(store, names)?;
     let Some(first) = remotes.first() else {
@@ -51,14 +62,17 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
     // Round-robin over the remotes that list each wanted artifact.
     let mut work: Vec<Vec<ArtifactId>> = vec![Vec::new(); remotes.len()];
     let mut present = 0;
+    let mut wanted = Vec::new();
     for (k, id) in remotes[newest].2.m.published.iter().enumerate() {
         if store.contains(id)? {
             present += 1;
             continue;
         }
+        wanted.push(k);
         let sources: Vec<usize> = (0..remotes.len()).filter(|i| lists[*i].contains(id)).collect();
         work[sources[k % sources.len()]].push(*id);
     }
+    let shared = Shared::new(opts.progress, expected(&remotes[newest].2.m, wanted.into_iter()));
     let sizes: std::collections::HashMap<ArtifactId, u64> = remotes[newest]
         .2
         .m
@@ -69,17 +83,16 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
         .collect();
     let sizes = &sizes;
     let done = parking_lot::Mutex::new(vec![Vec::<(ArtifactId, Got)>::new(); remotes.len()]);
-    let local = LocalCache::default();
     // (artifact, remote, why, whether the remote said it does not have it)
     let failed = parking_lot::Mutex::new(Vec::<(ArtifactId, usize, String, bool)>::new());
     let batches = parking_lot::Mutex::new(Batches::new());
     std::thread::scope(|scope| {
         for (i, ids) in work.iter().enumerate() {
             let (r, peer, _) = &remotes[i];
-            let (done, failed, batches, local) = (&done, &failed, &batches, &local);
+            let (done, failed, batches, shared) = (&done, &failed, &batches, &shared);
             scope.spawn(move || {
                 for id in ids {
-                    match put_one(store, &**peer, &r.name, id, sizes.get(id).copied(), placed, local) {
+                    match put_one(store, &**peer, &r.name, id, sizes.get(id).copied(), placed, shared) {
                         Ok(got) => {
                             done.lock()[i].push((*id, got));
                             // A commit failure shows again at the final commit.
@@ -101,9 +114,10 @@ pub fn fetch_many(store: &Store, names: &[String]) -> Result<Vec<(String, FetchR
         lists: &lists,
         sizes,
         placed,
-        local: &local,
+        shared: &shared,
     };
     let lost = retry.elsewhere(failed.into_inner(), &mut done, &mut reps);
+    shared.meter.finish();
     store.commit()?;
     if !lost.is_empty() {
         return Err(Error::Remote(format!(
@@ -175,7 +189,7 @@ struct Retry<'a> {
     lists: &'a [std::collections::HashSet<ArtifactId>],
     sizes: &'a std::collections::HashMap<ArtifactId, u64>,
     placed: PutOptions,
-    local: &'a LocalCache,
+    shared: &'a Shared<'a>,
 }
 
 impl Retry<'_> {
@@ -199,7 +213,7 @@ impl Retry<'_> {
             for i in (0..self.remotes.len()).filter(|i| *i != bad && self.lists[*i].contains(&id)) {
                 let (r, peer, _) = &self.remotes[i];
                 let size = self.sizes.get(&id).copied();
-                match put_one(self.store, &**peer, &r.name, &id, size, self.placed, self.local) {
+                match put_one(self.store, &**peer, &r.name, &id, size, self.placed, self.shared) {
                     Ok(got) => {
                         done[i].push((id, got));
                         sent = true;

@@ -22,7 +22,7 @@ use super::publish::{self, Manifest};
 use super::ranged::{LocalChunks, Partial, RANGED_MIN, TRANSFER_CHUNK};
 use super::remote::{self, Remote};
 use crate::error::{FederationError as Error, Result};
-use asl_core::{ArtifactId, PutOptions, Store};
+use asl_core::{ArtifactId, Meter, ProgressFn, PutOptions, Store};
 use asl_core::{DomainId, Visibility};
 use asl_pel::keys::hex;
 use asl_records::cbor::Value;
@@ -43,9 +43,9 @@ pub use super::peers::HttpPeer;
 pub use super::peers::{peer_for, DirPeer, DirSink, Peer, Sink};
 
 mod many;
-pub use many::fetch_many;
+pub use many::{fetch_many, fetch_many_with};
 mod push;
-pub use push::{push, PushReport};
+pub use push::{push, push_with, PushReport};
 
 mod imports;
 pub(crate) use imports::pinned_imports;
@@ -101,11 +101,28 @@ fn read_all(peer: &dyn Peer, id: &ArtifactId, limit: u64) -> Result<Vec<u8>> {
     Ok(b)
 }
 
+/// How a fetch goes.
+#[derive(Clone, Copy, Default)]
+pub struct FetchOptions<'a> {
+    /// Only promise the missing artifacts instead of sending them (see
+    /// [`fetch_lazy`]).
+    pub lazy: bool,
+    /// Told, in phase `"fetch"`, the bytes received of the missing
+    /// artifacts the manifest lists (their sizes are the total; a chunk
+    /// copied from here or verified by an earlier fetch counts as received).
+    pub progress: Option<ProgressFn<'a>>,
+}
+
 /// Fetches what remote `name` publishes (see the module docs).
 pub fn fetch(store: &Store, name: &str) -> Result<FetchReport> {
+    fetch_with(store, name, &FetchOptions::default())
+}
+
+/// [`fetch`] with options: lazily, or reporting its progress.
+pub fn fetch_with(store: &Store, name: &str, opts: &FetchOptions<'_>) -> Result<FetchReport> {
     let mut r = remote::get(store, name)?;
     let peer = peer_for(&r)?;
-    fetch_from(store, &mut r, &*peer)
+    fetch_checked(store, &mut r, &*peer, opts)
 }
 
 /// A remote's manifest, read and checked.
@@ -194,6 +211,22 @@ pub(super) struct Got {
 /// first needs them, and grown by each large artifact the fetch stores.
 pub(super) type LocalCache = parking_lot::Mutex<Option<LocalChunks>>;
 
+/// What the artifacts of one fetch share: the chunks here, and the meter
+/// of bytes received.
+pub(super) struct Shared<'a> {
+    pub local: LocalCache,
+    pub meter: Meter<'a>,
+}
+
+impl<'a> Shared<'a> {
+    pub fn new(progress: Option<ProgressFn<'a>>, expected: u64) -> Self {
+        Shared {
+            local: LocalCache::default(),
+            meter: Meter::new(progress, "fetch", expected),
+        }
+    }
+}
+
 /// Runs `f` over the index of chunks here, building it on first use.
 fn with_local<T>(store: &Store, cache: &LocalCache, f: impl FnOnce(&mut LocalChunks) -> T) -> Result<T> {
     let mut g = cache.lock();
@@ -215,11 +248,13 @@ pub(super) fn put_one(
     id: &ArtifactId,
     size: Option<u64>,
     placed: PutOptions,
-    local: &LocalCache,
+    shared: &Shared<'_>,
 ) -> Result<Got> {
+    let (local, meter) = (&shared.local, &shared.meter);
     if let Some(mut p) = Partial::resume(store, id)? {
         let resumed = p.verified();
-        let reused = fill_large(store, peer, name, id, &mut p, local)?;
+        meter.add(resumed);
+        let reused = fill_large(store, peer, name, id, &mut p, shared)?;
         let cvs = p.cvs().to_vec();
         let len = p.finish(store, placed)?;
         with_local(store, local, |l| l.add(*id, &cvs))?;
@@ -243,7 +278,7 @@ pub(super) fn put_one(
         let cvs = peer.tree(id)?;
         let mut p = Partial::create(store, id, len, cvs)
             .map_err(|e| Error::Remote(format!("remote {name}: {e}; nothing stored")))?;
-        let reused = fill_large(store, peer, name, id, &mut p, local)?;
+        let reused = fill_large(store, peer, name, id, &mut p, shared)?;
         let cvs = p.cvs().to_vec();
         let len = p.finish(store, placed)?;
         with_local(store, local, |l| l.add(*id, &cvs))?;
@@ -255,7 +290,7 @@ pub(super) fn put_one(
     }
     let reader = reader.expect("opened for a small artifact");
     let put = store
-        .put_reader_with(reader, &placed.expect(Some(*id)))
+        .put_reader_with(meter.reader(reader), &placed.expect(Some(*id)))
         .map_err(|e| match e {
             asl_core::Error::IdMismatch { .. } => Error::Remote(format!(
                 "remote {name}: the bytes sent for {id} do not hash to it; nothing of them is stored"
@@ -277,8 +312,9 @@ fn fill_large(
     name: &str,
     id: &ArtifactId,
     p: &mut Partial,
-    local: &LocalCache,
+    shared: &Shared<'_>,
 ) -> Result<u64> {
+    let (local, meter) = (&shared.local, &shared.meter);
     let n = p.len().div_ceil(TRANSFER_CHUNK as u64);
     let mut reused = 0;
     while p.verified() < p.len() {
@@ -291,6 +327,7 @@ fn fill_large(
             if let Ok(bytes) = store.read_range(&src, idx * TRANSFER_CHUNK as u64, len) {
                 p.push_verified(&bytes)?;
                 reused += len;
+                meter.add(len);
                 continue;
             }
         }
@@ -302,14 +339,14 @@ fn fill_large(
             }
             (j * TRANSFER_CHUNK as u64).min(p.len())
         })?;
-        let (len, mut reader) = peer.reader_at(id, p.verified(), Some(end))?;
+        let (len, reader) = peer.reader_at(id, p.verified(), Some(end))?;
         if len != p.len() {
             return Err(Error::Remote(format!(
                 "remote {name}: {id} is {len} bytes there, {} by its tree",
                 p.len()
             )));
         }
-        p.fill_until(&mut reader, end, name)?;
+        p.fill_until(&mut meter.reader(reader), end, name)?;
     }
     Ok(reused)
 }
@@ -372,7 +409,7 @@ fn finish(
 
 /// [`fetch`] from a given peer, updating `r`.
 pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<FetchReport> {
-    fetch_with(store, r, peer, false)
+    fetch_checked(store, r, peer, &FetchOptions::default())
 }
 
 /// A lazy fetch: the manifest checked and recorded as for [`fetch`], but
@@ -380,12 +417,21 @@ pub fn fetch_from(store: &Store, r: &mut Remote, peer: &dyn Peer) -> Result<Fetc
 /// sent: the import record names them, and reading one later fetches it
 /// then ([`super::promise`]), like a partial clone.
 pub fn fetch_lazy(store: &Store, name: &str) -> Result<FetchReport> {
-    let mut r = remote::get(store, name)?;
-    let peer = peer_for(&r)?;
-    fetch_with(store, &mut r, &*peer, true)
+    let opts = FetchOptions {
+        lazy: true,
+        ..FetchOptions::default()
+    };
+    fetch_with(store, name, &opts)
 }
 
-fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Result<FetchReport> {
+/// The bytes a fetch expects to receive: the listed sizes of what it
+/// wants (an older manifest without sizes counts as nothing).
+fn expected(m: &Manifest, wanted: impl Iterator<Item = usize>) -> u64 {
+    wanted.filter_map(|k| m.sizes.get(k)).sum()
+}
+
+fn fetch_checked(store: &Store, r: &mut Remote, peer: &dyn Peer, opts: &FetchOptions<'_>) -> Result<FetchReport> {
+    let lazy = opts.lazy;
     super::ranged::sweep(store)?;
     let c = check(r, peer)?;
     let n = remote::domain_number(store, &c.m.domain, &c.m.name)?;
@@ -398,17 +444,20 @@ fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Res
     let mut fetched = Vec::new();
     let mut promised = Vec::new();
     let mut batches = Batches::new();
-    let local = LocalCache::default();
+    let mut wanted = Vec::new();
     for (k, id) in c.m.published.iter().enumerate() {
         if store.contains(id)? {
             rep.present += 1;
-            continue;
-        }
-        if lazy {
+        } else if lazy {
             promised.push(*id);
-            continue;
+        } else {
+            wanted.push(k);
         }
-        let got = match put_one(store, peer, &r.name, id, c.m.sizes.get(k).copied(), placed, &local) {
+    }
+    let shared = Shared::new(opts.progress, expected(&c.m, wanted.iter().copied()));
+    for k in wanted {
+        let id = &c.m.published[k];
+        let got = match put_one(store, peer, &r.name, id, c.m.sizes.get(k).copied(), placed, &shared) {
             Ok(g) => g,
             Err(Error::Store(asl_core::Error::NotFound(x))) if x == *id => {
                 rep.unavailable.push(*id);
@@ -424,6 +473,7 @@ fn fetch_with(store: &Store, r: &mut Remote, peer: &dyn Peer, lazy: bool) -> Res
         fetched.push(*id);
         batches.add(store, len)?;
     }
+    shared.meter.finish();
     rep.promised = promised.len();
     if c.m.seq == r.seq && fetched.is_empty() && r.key.is_some() && !lazy {
         store.commit()?;

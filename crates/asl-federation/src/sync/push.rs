@@ -18,6 +18,12 @@ pub struct PushReport {
 /// latest manifest and signature, so a fetch there from this domain then
 /// finds everything present. Only published artifacts ever leave.
 pub fn push(store: &Store, name: &str) -> Result<PushReport> {
+    push_with(store, name, None)
+}
+
+/// [`push`], telling `progress` (phase `"push"`) the bytes sent of those
+/// the remote lacks.
+pub fn push_with(store: &Store, name: &str, progress: Option<ProgressFn<'_>>) -> Result<PushReport> {
     let r = remote::get(store, name)?;
     let (mid, sid) = publish::latest_ids(store)
         .ok_or_else(|| Error::NotFound("this domain publishes nothing (aslctl publish)".into()))?;
@@ -44,15 +50,11 @@ pub fn push(store: &Store, name: &str) -> Result<PushReport> {
         published: ids.len(),
         ..Default::default()
     };
+    // Published since the manifest? Only what is published now leaves.
+    let mut sending = Vec::new();
     for id in sink.missing(&ids)? {
-        // Published since the manifest? Only what is published now leaves.
         match store.info(&id)? {
-            Some(i) if i.visibility == Visibility::Published => {
-                let mut reader = store.open_reader(&id)?;
-                sink.send(&id, i.len, &mut reader)?;
-                rep.sent += 1;
-                rep.bytes += i.len;
-            }
+            Some(i) if i.visibility == Visibility::Published => sending.push((id, i.len)),
             _ => {
                 return Err(Error::Invalid(format!(
                     "{id} is in the manifest but no longer published here: publish again first"
@@ -60,6 +62,14 @@ pub fn push(store: &Store, name: &str) -> Result<PushReport> {
             }
         }
     }
+    let meter = Meter::new(progress, "push", sending.iter().map(|(_, len)| len).sum());
+    for (id, len) in sending {
+        let mut reader = meter.reader(store.open_reader(&id)?);
+        sink.send(&id, len, &mut reader)?;
+        rep.sent += 1;
+        rep.bytes += len;
+    }
     sink.finish()?;
+    meter.finish();
     Ok(rep)
 }

@@ -314,6 +314,15 @@ impl Gathered {
         }
     }
 
+    /// Gives each rebuilt record the placement the old index gave it.
+    pub(super) fn place(&mut self, placed: &std::collections::HashMap<ArtifactId, crate::index::entry::Placement>) {
+        for (id, e) in self.map.iter_mut() {
+            if let Some(p) = placed.get(id) {
+                *e = e.placed(p);
+            }
+        }
+    }
+
     /// Writes the rebuilt state: one index file, a new log, the checkpoint
     /// (with the recovered snapshots and pins), `STORE` when it was
     /// missing; then removes the old index and log files.

@@ -1,5 +1,6 @@
-//! Rebuilding a store's index, log and checkpoint from its segment files
-//! alone, keeping the snapshot catalog when it can.
+//! Rebuilding a store's index, log and checkpoint from its segment files,
+//! keeping the snapshot catalog and the artifacts' placements when the old
+//! files still read.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,6 +14,7 @@ use crate::snapshot::catalog::SnapshotMeta;
 use crate::snapshot::checkpoint::Checkpoint;
 
 mod gather;
+mod placements;
 mod report;
 mod salvage;
 
@@ -35,10 +37,14 @@ impl Store {
     /// still proves are kept. The report lists what was salvaged, lost and
     /// quarantined.
     pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
-        Self::repair_with(path.as_ref(), &StoreOptions::new())
+        Self::repair_with(path.as_ref(), &StoreOptions::new(), None)
     }
 
-    pub(crate) fn repair_with(path: &Path, opts: &StoreOptions) -> Result<RepairReport> {
+    pub(crate) fn repair_with(
+        path: &Path,
+        opts: &StoreOptions,
+        progress: Option<crate::ProgressFn<'_>>,
+    ) -> Result<RepairReport> {
         let tiered = crate::store::tier::resolve(path, opts, true)?;
         let opts = tiered.as_ref().unwrap_or(opts);
         let layout = Layout::new(path, opts.backend.clone());
@@ -82,6 +88,7 @@ impl Store {
                 .map(|s| (s.id, (s.len, s.sealed)))
                 .collect::<BTreeMap<u32, (u64, bool)>>()
         });
+        let placed = placements::old_placements(&layout, old.as_ref());
         let (metas, pins) = recover_catalog(&layout, old);
         let snapshots =
             crate::store::open_snapshots(&layout, metas.into_iter().map(|m| (m.name.clone(), m)).collect())?;
@@ -102,8 +109,15 @@ impl Store {
             snapshots: &snapshots,
         };
         let mut g = Gathered::new(rep, known_id);
-        for id in &ids {
+        // Every segment is read whole: their lengths are the work.
+        let lens: Vec<u64> = ids
+            .iter()
+            .map(|id| io.file_len(&layout.segment(*id)).unwrap_or(0))
+            .collect();
+        let meter = crate::Meter::new(progress, "segments", lens.iter().sum());
+        for (id, len) in ids.iter().zip(lens) {
             g.segment(&layout, *id, committed.as_ref(), &held)?;
+            meter.add(len);
         }
         let Some(store_id) = g.store_id else {
             return Err(Error::NotAStore {
@@ -112,6 +126,7 @@ impl Store {
             });
         };
         g.name_incomplete_manifests();
+        g.place(&placed);
         g.write_state(
             &layout,
             store_id,
