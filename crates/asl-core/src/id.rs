@@ -17,7 +17,19 @@ pub struct IdError {
     pub reason: String,
 }
 
-/// The identity of an artifact: BLAKE3-256 of its bytes.
+/// The identity of an artifact: BLAKE3-256 of its bytes, the same as
+/// `b3sum` prints, written as 64 lowercase hex digits.
+///
+/// ```
+/// use asl_core::{ArtifactId, IdPrefix};
+///
+/// let id = ArtifactId::of(b"hello\n");
+/// // what `printf 'hello\n' | b3sum` prints
+/// assert_eq!(id.to_hex(), "8e4c7c1b99dbfd50e7a95185fead5ee1448fa904a2fdd778eaf5f2dbfd629a99");
+/// assert_eq!(id.to_string().parse::<ArtifactId>().unwrap(), id);
+/// assert!(IdPrefix::parse("8e4c7c").unwrap().matches(&id));
+/// assert!("not hex".parse::<ArtifactId>().is_err());
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ArtifactId([u8; 32]);
 

@@ -27,6 +27,21 @@ pub(crate) fn report(to: Option<ProgressFn<'_>>, phase: &str, done: u64, total: 
 
 /// A running count of one phase's units, shared by the threads of an
 /// operation and reported as it rises; with nobody listening it only counts.
+///
+/// ```
+/// use std::io::Read;
+/// use std::sync::Mutex;
+/// use asl_core::{Meter, Step};
+///
+/// let seen = Mutex::new(Vec::new());
+/// let report = |s: Step<'_>| seen.lock().unwrap().push((s.done, s.total));
+/// let meter = Meter::new(Some(&report), "copy", 10);
+/// let mut out = Vec::new();
+/// meter.reader(&b"0123456789"[..]).read_to_end(&mut out).unwrap();
+/// meter.finish();
+/// let seen = seen.into_inner().unwrap();
+/// assert_eq!((seen[0], *seen.last().unwrap()), ((0, 10), (10, 10)));
+/// ```
 pub struct Meter<'a> {
     to: Option<ProgressFn<'a>>,
     phase: &'a str,

@@ -84,6 +84,20 @@ fn opt<T>(v: &str, parse: impl Fn(&str) -> Option<T>) -> std::result::Result<Opt
 }
 
 impl Remote {
+    /// A remote not fetched from yet: its key and domain are pinned by the
+    /// first fetch, and the domain's signature alone is trusted.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Remote {
+        Remote {
+            name: name.into(),
+            url: url.into(),
+            key: None,
+            domain: None,
+            seq: 0,
+            token: None,
+            policy: Default::default(),
+        }
+    }
+
     fn line(&self) -> String {
         format!(
             "remote {} {} key={} domain={} seq={} token={} cosigners={} threshold={}",

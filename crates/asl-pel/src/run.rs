@@ -28,6 +28,35 @@ use asl_records::{self as records, tree};
 
 /// What the engine works with: the store, its query index (refreshed by
 /// the caller), the store's key and the keys it trusts.
+///
+/// A second run of the same program over the same inputs executes
+/// nothing: every node's signed receipt is found by its action key.
+///
+/// ```
+/// use asl_pel::{run, Pel, Program, RunOptions, Signer, Trust};
+/// use asl_records::{cbor::Value, query::QueryIndex};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = asl_core::StoreOptions::new().create(true).open(dir.path())?;
+/// let x = store.put(b"ab")?;
+/// let node = Value::Map(vec![
+///     (Value::text("op"), Value::text("concat")),
+///     (Value::text("inputs"), Value::Array(vec![Value::text(x.to_hex()), Value::text(x.to_hex())])),
+/// ]);
+/// let doc = Value::Map(vec![(Value::text("nodes"), Value::Map(vec![(Value::text("twice"), node)]))]);
+/// let program = Program::parse(&doc, &mut |_| Ok(None))?;
+/// let (mut index, _) = QueryIndex::open(&store)?;
+/// let (signer, trust) = (Signer::of_store(&store)?, Trust::of_store(&store)?);
+/// for pass in 0..2 {
+///     index.refresh(&store)?;
+///     let pel = Pel { store: &store, index: &index, signer: &signer, trust: &trust };
+///     let report = run(&pel, &program, &RunOptions::default())?;
+///     let out = report.nodes[0].outputs[0].1;
+///     assert_eq!(store.get(&out)?, b"abab");
+///     assert_eq!(report.executed().len(), if pass == 0 { 1 } else { 0 });
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Pel<'a> {
     /// The store.
     pub store: &'a Store,

@@ -20,6 +20,15 @@ pub const MAGIC: [u8; 8] = [0xd9, 0xd9, 0xf7, 0x84, 0x63, b'a', b's', b'l'];
 pub const MAX_TYPE_LEN: usize = 64;
 
 /// A typed record: what its bytes say, decoded.
+///
+/// ```
+/// use asl_records::{cbor::Value, Record};
+///
+/// let r = Record::new("example/note", 1, Value::Map(vec![(Value::text("text"), Value::text("hi"))]));
+/// let bytes = r.encode().unwrap();             // canonical CBOR: one encoding per value
+/// assert_eq!(Record::decode(&bytes).unwrap(), r);
+/// assert!(asl_records::looks_like_record(&bytes));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     /// The record type, e.g. `asl/run`: lower-case ASCII letters, digits and

@@ -32,6 +32,27 @@ pub struct IngestOutcome {
 
 /// Ingests `plan` (walked from `roots`) into `store`; see the module docs.
 /// `on_event` sees the engine's progress and each commit of files.
+///
+/// A directory comes back as a tree, which checks out as it was:
+///
+/// ```
+/// use asl_core::{IngestOptions, IngestPlan};
+/// use asl_records::{ingest::ingest, tree};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = asl_core::StoreOptions::new().create(true).open(dir.path().join("store"))?;
+/// let src = dir.path().join("src");
+/// std::fs::create_dir_all(src.join("docs")).unwrap();
+/// std::fs::write(src.join("docs/a.md"), b"# A").unwrap();
+/// let roots = vec![src];
+/// let plan = IngestPlan::walk(&roots)?;
+/// let done = ingest(&store, &roots, &plan, &IngestOptions::default(), &mut |_| {})?;
+/// let (_, root) = done.trees[0].clone();
+/// let paths: Vec<_> = tree::walk(&store, &root)?.into_iter().map(|(p, _)| p).collect();
+/// assert!(paths.contains(&b"docs/a.md".to_vec()));
+/// tree::checkout(&store, &root, &dir.path().join("out"), false)?;
+/// assert_eq!(std::fs::read(dir.path().join("out/docs/a.md")).unwrap(), b"# A");
+/// # Ok::<(), asl_records::RecordError>(())
+/// ```
 pub fn ingest(
     store: &Store,
     roots: &[PathBuf],

@@ -297,6 +297,8 @@ pub fn check_listen(addr: &SocketAddr, cfg: &Config) -> Result<()> {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves (or forever).
+/// The `asl-client` crate's `Client` page shows a store served this way
+/// in-process and read back through the client.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<Store>,

@@ -49,6 +49,23 @@ impl Store {
 }
 
 /// See [`Store::snapshots`](crate::Store::snapshots).
+///
+/// A snapshot keeps what CURRENT held when it was taken, readable by name
+/// after the artifacts are removed, until it is deleted and GC runs:
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = asl_core::StoreOptions::new().create(true).open(dir.path())?;
+/// let id = store.put(b"release 1")?;
+/// store.snapshots().create("v1")?;
+/// store.remove(&id)?;
+/// store.commit()?;
+/// assert!(!store.contains(&id)?);
+/// assert_eq!(store.at("v1")?.get(&id)?, b"release 1");
+/// assert_eq!(store.snapshots().list()[0].name, "v1");
+/// store.snapshots().delete("v1")?;
+/// # Ok::<(), asl_core::Error>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct Snapshots<'a>(&'a Store);
 
@@ -108,6 +125,23 @@ impl Snapshots<'_> {
 }
 
 /// See [`Store::pins`](crate::Store::pins).
+///
+/// A pin is a named GC root for one artifact:
+///
+/// ```
+/// # use std::io::Read;
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = asl_core::StoreOptions::new().create(true).open(dir.path())?;
+/// let id = store.put(b"model weights")?;
+/// store.pins().add("best-model", &id)?;
+/// store.remove(&id)?;
+/// store.commit()?;
+/// let mut bytes = Vec::new();
+/// store.pins().open("best-model")?.read_to_end(&mut bytes).unwrap();
+/// assert_eq!(bytes, b"model weights");
+/// assert_eq!(store.pins().remove("best-model")?, id);
+/// # Ok::<(), asl_core::Error>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct Pins<'a>(&'a Store);
 
@@ -146,6 +180,26 @@ impl Pins<'_> {
 }
 
 /// See [`Store::maintenance`](crate::Store::maintenance).
+///
+/// Removing an artifact only marks it; GC gives its space back, and
+/// verify reads every block and artifact and names what is damaged:
+///
+/// ```
+/// use asl_core::GcOptions;
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = asl_core::StoreOptions::new().create(true).open(dir.path())?;
+/// let keep = store.put(&vec![1u8; 1 << 20])?;
+/// let drop = store.put(&vec![2u8; 1 << 20])?;
+/// store.maintenance().seal()?;
+/// store.remove(&drop)?;
+/// store.commit()?;
+/// let gc = store.maintenance().gc(&GcOptions { threshold: 1.0, ..GcOptions::default() })?;
+/// assert!(gc.reclaimed_bytes > 0);
+/// let report = store.maintenance().verify()?;
+/// assert!(report.problems.is_empty());
+/// assert_eq!(store.get(&keep)?.len(), 1 << 20);
+/// # Ok::<(), asl_core::Error>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct Maintenance<'a> {
     store: &'a Store,

@@ -39,6 +39,27 @@ pub struct IngestLink {
 
 /// The inputs of an ingest, checked and in order (directories walked in
 /// name order).
+///
+/// ```
+/// use asl_core::{IngestEvent, IngestOptions, IngestPlan};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = asl_core::StoreOptions::new().create(true).open(dir.path().join("store"))?;
+/// let src = dir.path().join("src");
+/// std::fs::create_dir_all(src.join("sub")).unwrap();
+/// std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+/// std::fs::write(src.join("sub/b.txt"), b"beta").unwrap();
+/// let plan = IngestPlan::walk(&[src])?;     // every input checked first
+/// assert_eq!(plan.inputs.len(), 2);
+/// let mut durable = 0;
+/// let report = store.ingest_plan(&plan, &IngestOptions::default(), &mut |e| {
+///     if let IngestEvent::Committed(done) = e {
+///         durable += done.len();              // safe to acknowledge now
+///     }
+/// })?;
+/// assert_eq!((durable, report.new_files), (2, 2));
+/// assert_eq!(store.get(&report.files[0].put.id)?, b"alpha");
+/// # Ok::<(), asl_core::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct IngestPlan {
     exclude: Option<PathBuf>,

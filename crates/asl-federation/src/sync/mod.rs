@@ -102,6 +102,33 @@ fn read_all(peer: &dyn Peer, id: &ArtifactId, limit: u64) -> Result<Vec<u8>> {
 }
 
 /// How a fetch goes.
+///
+/// One store publishes an artifact; another adds it as a remote (a
+/// directory here, or an `aslctl serve` URL) and fetches, every byte
+/// checked against the signed manifest:
+///
+/// ```
+/// use asl_federation::{publish, remote::{self, Remote}, sync, Domain};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let open = |name| asl_core::StoreOptions::new().create(true).open(dir.path().join(name));
+/// let (lab, home) = (open("lab")?, open("home")?);
+/// Domain::init(&lab, "lab")?;
+/// let data = lab.put(&vec![7u8; 100_000])?;
+/// publish::publish(&lab, &[data])?;
+///
+/// remote::add(&home, Remote::new("lab", dir.path().join("lab").to_str().unwrap()))?;
+/// let got = AtomicU64::new(0);
+/// let opts = sync::FetchOptions {
+///     progress: Some(&|s| got.store(s.done, Ordering::Relaxed)),
+///     ..Default::default()
+/// };
+/// let report = sync::fetch_with(&home, "lab", &opts)?;
+/// assert_eq!((report.fetched, got.into_inner()), (1, 100_000));
+/// assert_eq!(home.get(&data)?.len(), 100_000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Default)]
 pub struct FetchOptions<'a> {
     /// Only promise the missing artifacts instead of sending them (see

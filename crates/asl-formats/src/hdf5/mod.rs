@@ -60,6 +60,25 @@ fn h5err(path: &Path, e: hdf5::Error) -> RecordError {
 /// Stores the HDF5 file at `path` and its index record (uncommitted, like
 /// any put). A file the HDF5 library cannot open is refused before
 /// anything is written.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = asl_core::StoreOptions::new().create(true).open(dir.path().join("store"))?;
+/// let path = dir.path().join("run.h5");
+/// let file = hdf5::File::create(&path).unwrap();
+/// let temps = [11.5f64, 12.0, 12.25, 13.0];
+/// file.new_dataset_builder().with_data(&temps).create("temperature").unwrap();
+/// drop(file);
+///
+/// let stored = asl_formats::hdf5::ingest(&store, &path)?;
+/// assert_eq!(stored.datasets, 1);
+/// // Read back without the C library, each chunk proven against the file's id.
+/// let index = asl_records::get(&store, &stored.index)?;
+/// let all = asl_formats::h5read::read(&store, &index, "/temperature", &[])?;
+/// assert_eq!((all.dtype.as_str(), all.shape.clone()), ("<f8", vec![4]));
+/// assert_eq!(&all.data[8..16], &12.0f64.to_le_bytes());
+/// # Ok::<(), asl_records::RecordError>(())
+/// ```
 pub fn ingest(store: &Store, path: &Path) -> Result<Ingested, RecordError> {
     let file = hdf5::File::open(path).map_err(|e| h5err(path, e))?;
     let put = store.put_file_with(path, &asl_core::PutOptions::default())?;
