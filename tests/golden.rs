@@ -373,3 +373,23 @@ fn spec_examples_decode() {
     assert_eq!(list, m.chunks);
     assert_eq!(parted.parts[0].key, asl::codec::chunk_key(&golden("manifest-part")));
 }
+
+/// `spec/records.md` defines every record type the build registers, field
+/// by field (here rather than in asl-records, whose package does not ship
+/// the spec).
+#[test]
+fn the_spec_lists_every_registered_record_type() {
+    let spec = include_str!("../spec/records.md");
+    for t in asl::records::schema::REGISTRY {
+        let head = format!("### `{}` version {}", t.name, t.version);
+        assert!(spec.contains(&head), "spec/records.md lacks {head}");
+        for f in t.fields {
+            assert!(
+                spec.contains(&format!("{}: ", f.name)),
+                "spec lacks field {} of {}",
+                f.name,
+                t.name
+            );
+        }
+    }
+}

@@ -104,27 +104,17 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 /// for a server on loopback without tokens).
 ///
 /// Every byte it reads is proven against the artifact's id on this side,
-/// so a client need not trust the server or the network:
+/// so a client need not trust the server or the network (`asl-server`'s
+/// `serve` page runs this against a store served in-process):
 ///
-/// ```
-/// use std::sync::Arc;
-/// # let dir = tempfile::tempdir().unwrap();
-/// let store = Arc::new(asl_core::StoreOptions::new().create(true).open(dir.path())?);
-/// let id = store.put(&vec![5u8; 300_000])?;
-/// store.commit()?;
-/// // `aslctl serve` in this process, on a free loopback port.
-/// let rt = tokio::runtime::Runtime::new()?;
-/// let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-/// let url = format!("http://{}", listener.local_addr()?);
-/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-/// let quit = async { stopped.await.unwrap_or(()) };
-/// let server = rt.spawn(asl_server::serve(listener, store.clone(), asl_server::Config::default(), quit));
+/// ```no_run
+/// use asl_client::Client;
 ///
-/// let client = asl_client::Client::new(&url, None)?;
-/// assert_eq!(client.read_range(&id, 1000, 10)?, [5u8; 10]);
-/// assert_eq!(client.stat()?.artifacts, 1);
-/// stop.send(()).unwrap();
-/// rt.block_on(server)??;
+/// let client = Client::new("https://cache.example:8443", Some("reader-token"))?;
+/// let id = "8e4c7c1b99dbfd50e7a95185fead5ee1448fa904a2fdd778eaf5f2dbfd629a99".parse()?;
+/// let head = client.read_range(&id, 0, 4096)?;      // verified, or an error
+/// let whole = client.get(&id)?;
+/// assert!(whole.starts_with(&head));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]

@@ -297,8 +297,30 @@ pub fn check_listen(addr: &SocketAddr, cfg: &Config) -> Result<()> {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves (or forever).
-/// The `asl-client` crate's `Client` page shows a store served this way
-/// in-process and read back through the client.
+///
+/// A store served in-process on a free loopback port, read back through
+/// `asl-client`, which proves every byte against the id on its side:
+///
+/// ```
+/// use std::sync::Arc;
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Arc::new(asl_core::StoreOptions::new().create(true).open(dir.path())?);
+/// let id = store.put(&vec![5u8; 300_000])?;
+/// store.commit()?;
+/// let rt = tokio::runtime::Runtime::new()?;
+/// let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+/// let url = format!("http://{}", listener.local_addr()?);
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let quit = async { stopped.await.unwrap_or(()) };
+/// let server = rt.spawn(asl_server::serve(listener, store.clone(), asl_server::Config::default(), quit));
+///
+/// let client = asl_client::Client::new(&url, None)?;
+/// assert_eq!(client.read_range(&id, 1000, 10)?, [5u8; 10]);
+/// assert_eq!(client.stat()?.artifacts, 1);
+/// stop.send(()).unwrap();
+/// rt.block_on(server)??;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<Store>,

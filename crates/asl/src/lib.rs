@@ -43,16 +43,16 @@ pub use asl_records as records;
 // The Rust examples of the README, the manual and the design are compiled
 // (and the ones that need no files run) as doctests, so the docs cannot
 // drift from the API.
-#[cfg(all(doctest, feature = "json"))]
+#[cfg(all(doctest, feature = "json", asl_repo_docs))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeExamples;
-#[cfg(all(doctest, feature = "json"))]
+#[cfg(all(doctest, feature = "json", asl_repo_docs))]
 #[doc = include_str!("../../../docs/manual/02-library.md")]
 pub struct ManualLibraryExamples;
-#[cfg(all(doctest, feature = "json"))]
+#[cfg(all(doctest, feature = "json", asl_repo_docs))]
 #[doc = include_str!("../../../docs/manual/04-pel.md")]
 pub struct ManualPelExamples;
-#[cfg(all(doctest, feature = "json"))]
+#[cfg(all(doctest, feature = "json", asl_repo_docs))]
 #[doc = include_str!("../../../docs/design.md")]
 pub struct DesignExamples;
 #[cfg(feature = "client")]
