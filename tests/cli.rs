@@ -838,6 +838,32 @@ fn ingest_reads_standard_input() {
         let id = stdout(&o)[..64].to_string();
         assert_eq!(aslctl(&e.store, &["cat", &id]).stdout, data);
     }
+    // Under --json, the shape of any other ingest: one file named `-`.
+    let mut child = Command::new(BIN)
+        .arg("--store")
+        .arg(&e.store)
+        .args(["--json", "ingest", "--sha256", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"json from a pipe").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    common::check_json("ingest", &stdout(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["files"][0]["path"], "-");
+    assert_eq!(v["files"][0]["len"], 16);
+    assert_eq!(v["files"][0]["id"], blake3::hash(b"json from a pipe").to_hex().as_str());
+    assert_eq!(v["files"][0]["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        (
+            v["summary"]["new_files"].as_u64(),
+            v["summary"]["deduplicated_files"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
     let f = e.root.join("f");
     fs::write(&f, b"x").unwrap();
     let o = aslctl(&e.store, &["ingest", "-", f.to_str().unwrap()]);

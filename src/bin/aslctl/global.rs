@@ -153,9 +153,9 @@ pub(crate) fn json_lines<T: serde::Serialize>(items: impl IntoIterator<Item = T>
     }
 }
 
-/// Seconds since 1970 as the one time format of `--json` output: RFC 3339
-/// in UTC.
-pub(crate) fn json_time(secs: u64) -> String {
+/// Seconds since 1970 as RFC 3339 in UTC: the one time format aslctl
+/// prints, as text and under `--json`.
+pub(crate) fn utc_time(secs: u64) -> String {
     asl::records::time::format(secs)
 }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use crate::error::CliError;
 use asl::records::digests;
 use asl::records::ingest::IngestOutcome;
-use asl::{ArtifactId, Error, FilesCacheMode, IngestEvent, IngestOptions, IngestPlan, IngestReport};
+use asl::{ArtifactId, Error, FilesCacheMode, IngestEvent, IngestOptions, IngestPlan, IngestReport, Ingested};
 use serde_json::json;
 
 use super::{human, Cli};
@@ -197,27 +197,7 @@ fn print_summary(json_out: bool, stdout: &mut impl Write, s: &Summary<'_>) -> io
     let mbps = rep.bytes as f64 / secs.max(1e-9) / 1e6;
     let dedup = rep.files.len() as u64 - rep.new_files;
     if json_out {
-        let files: Vec<_> = rep
-            .files
-            .iter()
-            .map(|f| {
-                let mut v = json!({"id": f.put.id.to_hex(), "path": f.path.to_string_lossy(), "len": f.put.len, "new": f.put.new});
-                if let Some(sha) = digests.get(&f.put.id) {
-                    v["sha256"] = json!(digests::hex(sha));
-                }
-                v
-            })
-            .collect();
-        let trees: Vec<_> = trees
-            .iter()
-            .map(|(dir, id)| json!({"path": dir.to_string_lossy(), "tree": id.to_hex()}))
-            .collect();
-        let v = json!({
-            "files": files,
-            "trees": trees,
-            "summary": {"files": rep.files.len(), "bytes": rep.bytes, "new_files": rep.new_files, "new_bytes": rep.new_bytes, "cached_files": rep.cached_files,
-                        "deduplicated_files": dedup, "skipped": rep.skipped, "seconds": secs, "mb_per_s": mbps}
-        });
+        let v = summary_json(rep, trees, digests);
         out_err = writeln!(stdout, "{v}").and_then(|_| stdout.flush()).err();
     }
     say!(
@@ -245,6 +225,38 @@ fn print_summary(json_out: bool, stdout: &mut impl Write, s: &Summary<'_>) -> io
         eprintln!("aslctl: warning: the files cache was not saved ({e}); the next ingest reads every file");
     }
     out_err.map_or(Ok(()), Err)
+}
+
+/// What `--json` prints for an ingest: every file and tree, and the totals.
+fn summary_json(
+    rep: &IngestReport,
+    trees: &[(PathBuf, ArtifactId)],
+    digests: &std::collections::HashMap<ArtifactId, [u8; 32]>,
+) -> serde_json::Value {
+    let secs = rep.elapsed.as_secs_f64();
+    let files: Vec<_> = rep
+        .files
+        .iter()
+        .map(|f| {
+            let mut v =
+                json!({"id": f.put.id.to_hex(), "path": f.path.to_string_lossy(), "len": f.put.len, "new": f.put.new});
+            if let Some(sha) = digests.get(&f.put.id) {
+                v["sha256"] = json!(digests::hex(sha));
+            }
+            v
+        })
+        .collect();
+    let trees: Vec<_> = trees
+        .iter()
+        .map(|(dir, id)| json!({"path": dir.to_string_lossy(), "tree": id.to_hex()}))
+        .collect();
+    json!({
+        "files": files,
+        "trees": trees,
+        "summary": {"files": rep.files.len(), "bytes": rep.bytes, "new_files": rep.new_files, "new_bytes": rep.new_bytes, "cached_files": rep.cached_files,
+                    "deduplicated_files": rep.files.len() as u64 - rep.new_files, "skipped": rep.skipped, "seconds": secs,
+                    "mb_per_s": rep.bytes as f64 / secs.max(1e-9) / 1e6}
+    })
 }
 
 /// `ingest -`: standard input streamed into one artifact (bounded memory,
@@ -280,19 +292,20 @@ fn ingest_stdin(
     crate::close_committed(store);
     if cli.json {
         // The shape of any other ingest: one file, no trees.
-        let mut file = json!({"id": put.id.to_hex(), "path": "-", "len": put.len, "new": put.new});
-        if let Some(sha) = put.sha256 {
-            file["sha256"] = json!(digests::hex(&sha));
-        }
-        let secs = t0.elapsed().as_secs_f64();
         let new = u64::from(put.new);
-        crate::global::json_line(&json!({
-            "files": [file],
-            "trees": [],
-            "summary": {"files": 1, "bytes": put.len, "new_files": new, "new_bytes": new * put.len, "cached_files": 0,
-                        "deduplicated_files": 1 - new, "skipped": 0, "seconds": secs,
-                        "mb_per_s": put.len as f64 / secs.max(1e-9) / 1e6}
-        }));
+        let rep = IngestReport {
+            files: vec![Ingested {
+                path: PathBuf::from("-"),
+                put,
+            }],
+            bytes: put.len,
+            new_files: new,
+            new_bytes: new * put.len,
+            elapsed: t0.elapsed(),
+            ..IngestReport::default()
+        };
+        let digests = put.sha256.map(|sha| (put.id, sha)).into_iter().collect();
+        crate::global::json_line(&summary_json(&rep, &[], &digests));
     } else {
         out!("{}  -", put.id);
     }

@@ -8,7 +8,7 @@ use crate::error::CliError;
 use serde_json::json;
 
 use super::human;
-use crate::global::{json_line, json_time};
+use crate::global::{json_line, utc_time};
 
 /// `aslctl init`: makes an empty store, or says the one there is kept.
 pub fn init(json: bool, dir: &Path) -> Result<ExitCode, CliError> {
@@ -136,7 +136,7 @@ pub fn verify(json: bool, dir: &Path, opts: &asl::ScrubOptions) -> Result<ExitCo
 fn with_scrub_time(mut v: serde_json::Value) -> serde_json::Value {
     let t = &mut v["scrub"]["oldest_verified_at"];
     if let Some(secs) = t.as_u64() {
-        *t = json!(json_time(secs));
+        *t = json!(utc_time(secs));
     }
     v
 }

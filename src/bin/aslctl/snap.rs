@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::error::CliError;
+use crate::global::utc_time;
 use asl::records::time::parse_duration;
 use asl::{ArtifactId, ArtifactInfo, Error, GcOptions, GcReport, Retention, SnapshotMeta};
 use clap::Subcommand;
@@ -120,7 +121,7 @@ impl Made {
         json!({
             "name": self.name,
             "identity": self.identity,
-            "created_at": crate::global::json_time(self.created),
+            "created_at": utc_time(self.created),
             "artifacts": self.artifacts,
             "bytes": self.bytes,
         })
@@ -171,11 +172,6 @@ pub(crate) fn print_deleted(json_out: bool, m: &Made) {
 
 fn info_json(a: &ArtifactInfo) -> Value {
     json!({"id": a.id.to_hex(), "len": a.len})
-}
-
-/// A snapshot time as UTC text (the records layer's time format).
-fn when(secs: u64) -> String {
-    asl::records::time::format(secs)
 }
 
 /// `snapshot create --federated`: a snapshot that names and signs the other domains it draws on.
@@ -289,7 +285,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
                     let z = zfs.get(&m.name).map(|z| format!("  {z}")).unwrap_or_default();
                     out!(
                         "{}  {}  {:>10} artifacts  {:>10}  {}{z}",
-                        when(m.created),
+                        utc_time(m.created),
                         &m.identity.to_string()[..16],
                         m.artifacts,
                         human(m.bytes),
@@ -305,7 +301,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
             } else {
                 out!("name       {}", m.name);
                 out!("identity   {}", m.identity);
-                out!("created    {} ({})", when(m.created), m.created);
+                out!("created    {} ({})", utc_time(m.created), m.created);
                 out!("artifacts  {}", m.artifacts);
                 out!("bytes      {} ({})", m.bytes, human(m.bytes));
             }
@@ -358,7 +354,7 @@ pub fn snapshot(json_out: bool, dir: &Path, cmd: &SnapCmd) -> Result<ExitCode, C
             } else {
                 let verb = if *dry_run { "would delete" } else { "deleted" };
                 for m in &doomed {
-                    out!("{verb} {} ({})", m.name, when(m.created));
+                    out!("{verb} {} ({})", m.name, utc_time(m.created));
                 }
                 say!("{} snapshots {verb}", doomed.len());
             }
@@ -567,7 +563,7 @@ mod tests {
         assert!(parse_duration("45").is_err());
         assert!(parse_duration("3 parsecs").is_err());
         assert!(parse_duration("d").is_err());
-        assert_eq!(when(0), "1970-01-01T00:00:00Z");
-        assert_eq!(when(1_763_769_600), "2025-11-22T00:00:00Z");
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_time(1_763_769_600), "2025-11-22T00:00:00Z");
     }
 }
