@@ -193,6 +193,7 @@ fn long_commands_show_progress_on_a_terminal_only() {
         common::aslctl_ok(&at(o), &["remote", "add", "up", &up]);
     }
     let co = |d: &str| format!("checkout {tree_id} {}", at(d).display());
+    let get = |f: &str| format!("get {big} -o {}", at(f).display());
     // Each command runs with -q first, then without on its own target
     // (another store, directory or remote), so both runs have the same work.
     let (s, o1, o2) = (&store, &at("o1"), &at("o2"));
@@ -203,6 +204,7 @@ fn long_commands_show_progress_on_a_terminal_only() {
         (s, s, "repair".into(), "repair".into(), "segments"),
         (o1, o2, "fetch up".into(), "fetch up".into(), "fetch"),
         (s, s, "push down1".into(), "push down2".into(), "push"),
+        (s, s, get("g-q"), get("g"), "get"),
     ];
     let tty = |st: &Path, args: &str| common::on_tty(&common::aslctl_cmd(st, &args.split(' ').collect::<Vec<_>>()));
     for (quiet_at, shown_at, quiet, shown, phase) in cases {

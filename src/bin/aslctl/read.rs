@@ -115,14 +115,19 @@ pub(crate) fn get(dir: &Path, ids: &[String], output: Option<&Path>, at: Option<
             .into());
         }
     }
+    // A bar only when writing files: stdout may be the terminal itself.
+    // (`get` refuses --json.)
+    let bar = out.map(|_| crate::global::Bar::new(false));
+    let report = |p: asl::Step<'_>| bar.iter().for_each(|b| b.step(p));
     for id in ids {
         let mut r = open_or_fetch(&s, &mut writer, dir, id, at)?;
+        let meter = asl::Meter::new(Some(&report), "get", r.len());
         match out {
             Some(to) if ids.len() > 1 => {
                 let name = to.join(r.id().to_hex());
-                write_to_file(&mut r, &name, dir)?
+                write_to_file(&mut r, &name, dir, &meter)?
             }
-            Some(to) => write_to_file(&mut r, to, dir)?,
+            Some(to) => write_to_file(&mut r, to, dir, &meter)?,
             None => stream_to_stdout(&mut r)?,
         }
     }
@@ -131,7 +136,7 @@ pub(crate) fn get(dir: &Path, ids: &[String], output: Option<&Path>, at: Option<
 
 pub(crate) fn stream_to_stdout(r: &mut ArtifactReader) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
-    let r = copy(r, &mut out).and_then(|_| {
+    let r = copy(r, &mut out, None).and_then(|_| {
         Ok(out.flush().map_err(|e| Error::Io {
             context: "write stdout".into(),
             source: e,
@@ -150,7 +155,13 @@ pub(crate) fn stream_to_stdout(r: &mut ArtifactReader) -> Result<(), CliError> {
 /// and removes only the temporary file; anything else that exists (a device,
 /// a pipe) is written in place and never removed. Paths inside the store are
 /// refused.
-pub(crate) fn write_to_file(r: &mut ArtifactReader, p: &Path, store: &Path) -> Result<(), CliError> {
+/// `meter` counts the bytes written.
+pub(crate) fn write_to_file(
+    r: &mut ArtifactReader,
+    p: &Path,
+    store: &Path,
+    meter: &asl::Meter,
+) -> Result<(), CliError> {
     let io_err = |what: String| {
         move |e| Error::Io {
             context: what,
@@ -179,7 +190,7 @@ pub(crate) fn write_to_file(r: &mut ArtifactReader, p: &Path, store: &Path) -> R
             .open(p)
             .map_err(io_err(format!("open {}", p.display())))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
-        copy(r, &mut w)?;
+        copy(r, &mut w, Some(meter))?;
         return Ok(w.flush().map_err(io_err(format!("write {}", p.display())))?);
     }
     let name = p
@@ -194,7 +205,7 @@ pub(crate) fn write_to_file(r: &mut ArtifactReader, p: &Path, store: &Path) -> R
             .open(&tmp)
             .map_err(io_err(format!("create {}", tmp.display())))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
-        copy(r, &mut w)?;
+        copy(r, &mut w, Some(meter))?;
         let f = w
             .into_inner()
             .map_err(|e| io_err(format!("write {}", tmp.display()))(e.into_error()))?;
@@ -211,8 +222,9 @@ pub(crate) fn write_to_file(r: &mut ArtifactReader, p: &Path, store: &Path) -> R
     result
 }
 
-/// Copies, keeping store errors (corruption) apart from output errors.
-fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write) -> Result<(), CliError> {
+/// Copies, keeping store errors (corruption) apart from output errors;
+/// `meter` counts what was written.
+fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write, meter: Option<&asl::Meter>) -> Result<(), CliError> {
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = match io::Read::read(r, &mut buf) {
@@ -237,6 +249,9 @@ fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write) -> Result<(), CliError> 
             context: "write output".into(),
             source: e,
         })?;
+        if let Some(m) = meter {
+            m.add(n as u64);
+        }
     }
 }
 
