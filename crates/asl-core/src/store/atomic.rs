@@ -58,7 +58,7 @@ impl Store {
     /// The writer, for an operation that commits: waits while another
     /// thread's atomic section is open.
     pub(crate) fn writer_to_commit(&self) -> Result<MutexGuard<'_, Writer>> {
-        let mut w = self.writer()?;
+        let mut w = self.writer_state()?;
         let me = std::thread::current().id();
         while w.atomic_owner.is_some_and(|t| t != me) {
             self.atomic_done.wait(&mut w);

@@ -320,7 +320,7 @@ impl Store {
         if prepared.is_empty() {
             return Ok(());
         }
-        let mut w = self.writer()?;
+        let mut w = self.writer_state()?;
         for p in prepared {
             if run.chunks.len() == self.opts.part_chunks {
                 w.cut_part(self, mark, run, true)?;

@@ -339,7 +339,7 @@ impl Store {
     /// chunks (repair replays blocks in order, and this may re-put a removed
     /// id); the packed buffer need not, so it keeps filling.
     pub(super) fn begin_stream(&self) -> Result<Mark> {
-        let mut w = self.writer()?;
+        let mut w = self.writer_state()?;
         w.guard(|w| {
             w.flush_tombstones(self)?;
             w.ensure_active(self)
@@ -374,7 +374,7 @@ impl Store {
     /// failed write does not poison the writer: the segment's length only
     /// moves past blocks written whole, and `drop_chunks` cuts the rest.
     fn append_window(&self, mark: &mut Mark, run: &mut ChunkRun, images: &[BlockImage<'_>]) -> Result<()> {
-        let mut w = self.writer()?;
+        let mut w = self.writer_state()?;
         let a = w.active.as_mut().filter(|a| a.id == mark.seg).ok_or(Error::Poisoned)?;
         let r = run.write(a, images);
         mark.end = a.len;

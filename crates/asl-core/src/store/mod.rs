@@ -389,7 +389,7 @@ impl Store {
     }
 
     /// The writer, unless the store is read-only or an earlier write failed.
-    fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
+    fn writer_state(&self) -> Result<MutexGuard<'_, Writer>> {
         let w = self.writer.as_ref().ok_or(Error::ReadOnly)?.lock();
         if w.poisoned {
             return Err(Error::Poisoned);

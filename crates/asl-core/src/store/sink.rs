@@ -39,7 +39,7 @@ enum Msg {
 ///
 /// let dir = tempfile::tempdir()?;
 /// let store = Arc::new(asl_core::Store::create(dir.path())?);
-/// let mut w = asl_core::PutWriter::new(store.clone(), asl_core::PutOptions::new());
+/// let mut w = store.writer(asl_core::PutOptions::new());
 /// for line in ["one\n", "two\n", "three\n"] {
 ///     w.write_all(line.as_bytes())?;
 /// }
@@ -52,6 +52,15 @@ pub struct PutWriter {
     piece: Vec<u8>,
     tx: Option<SyncSender<Msg>>,
     task: Option<JoinHandle<Result<Put>>>,
+}
+
+impl Store {
+    /// A [`PutWriter`] into this store: write to it, then commit it. The
+    /// store is shared with the thread that stores the bytes, hence the
+    /// `Arc`.
+    pub fn writer(self: &Arc<Self>, opts: PutOptions) -> PutWriter {
+        PutWriter::new(self.clone(), opts)
+    }
 }
 
 impl PutWriter {

@@ -47,7 +47,7 @@ impl Store {
             return self.put_large(Source::Slice { bytes, id }, Some(id), "input", opts.placement);
         }
         let id = ArtifactId::of(bytes);
-        let mut w = self.writer()?;
+        let mut w = self.writer_state()?;
         w.put_small(self, id, bytes, opts.placement, false)
     }
 
@@ -90,7 +90,7 @@ impl Store {
                 i += 1;
                 continue;
             }
-            let mut w = self.writer()?;
+            let mut w = self.writer_state()?;
             while let Some(Some(id)) = ids.get(i) {
                 let mut put = w.put_small(self, *id, items[i].as_ref(), opts.placement, true)?;
                 put.sha256 = shas[i];
@@ -104,7 +104,7 @@ impl Store {
 
     /// Removes `id` from CURRENT (a tombstone). Returns false when it was not live.
     pub fn remove(&self, id: &ArtifactId) -> Result<bool> {
-        let mut w = self.writer()?;
+        let mut w = self.writer_state()?;
         if !self.is_live_locked(&w, id)? {
             return Ok(false);
         }

@@ -183,7 +183,7 @@ impl Store {
             w.lock().watch_stop();
         }
         collected?;
-        let w = self.writer()?;
+        let w = self.writer_state()?;
         (rep.live_after, rep.garbage_after) = totals(&w.seg_states);
         rep.elapsed = t0.elapsed();
         rep.peak_rss_bytes = rss_reset.then(peak_rss).flatten();
