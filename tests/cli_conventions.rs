@@ -194,8 +194,9 @@ fn long_commands_show_progress_on_a_terminal_only() {
     }
     let co = |d: &str| format!("checkout {tree_id} {}", at(d).display());
     let get = |f: &str| format!("get {big} -o {}", at(f).display());
-    // Each command runs with -q first, then without on its own target
-    // (another store, directory or remote), so both runs have the same work.
+    // Each command runs with -q first, then without; where the first run
+    // would leave the second nothing to move, the second gets its own
+    // target (another store, directory or remote).
     let (s, o1, o2) = (&store, &at("o1"), &at("o2"));
     let cases = [
         (s, s, "verify".to_string(), "verify".to_string(), "artifacts"),

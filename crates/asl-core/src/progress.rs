@@ -45,8 +45,8 @@ pub(crate) fn report(to: Option<ProgressFn<'_>>, phase: &str, done: u64, total: 
 pub struct Meter<'a> {
     to: Option<ProgressFn<'a>>,
     phase: &'a str,
-    /// Units done, and whether they were reported: threads report under
-    /// the lock so a bar never sees the count fall.
+    /// Units done. Threads report while holding this lock, so a listener
+    /// never sees the count fall.
     done: parking_lot::Mutex<u64>,
     total: u64,
 }
