@@ -2,11 +2,16 @@
 
 have() { command -v "$1" > /dev/null; }
 
-# Builds aslctl (sets $asl) and empties $work; runs from the repository root.
+# Builds aslctl (sets $asl; $ASLCTL names another build to measure instead)
+# and empties $work; runs from the repository root.
 asl_setup() {
     cd "$(dirname "$0")/.."
-    cargo build --release --bin aslctl -q
-    asl=$PWD/target/release/aslctl
+    if [ -n "${ASLCTL:-}" ]; then
+        asl=$(realpath "$ASLCTL")
+    else
+        cargo build --release --bin aslctl -q
+        asl=$PWD/target/release/aslctl
+    fi
     rm -rf "$work"
     mkdir -p "$work"
 }

@@ -225,32 +225,21 @@ pub(crate) fn write_to_file(
 /// Copies, keeping store errors (corruption) apart from output errors;
 /// `meter` counts what was written.
 fn copy(r: &mut asl::ArtifactReader, w: &mut dyn Write, meter: Option<&asl::Meter>) -> Result<(), CliError> {
-    let mut buf = vec![0u8; 1 << 20];
+    // Each verified piece goes out as it is: a large artifact's chunk
+    // buffer, with no copy on the way.
     loop {
-        let n = match io::Read::read(r, &mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
+        let piece = match r.next_piece() {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(CliError::Store(match e.into_inner().map(|x| x.downcast::<Error>()) {
-                    Some(Ok(inner)) => *inner,
-                    Some(Err(other)) => Error::Io {
-                        context: "read artifact".into(),
-                        source: io::Error::other(other),
-                    },
-                    None => Error::Io {
-                        context: "read artifact".into(),
-                        source: io::Error::other("read failed"),
-                    },
-                }))
-            }
+            Err(e) => return Err(CliError::Store(Error::from_reader_io(e))),
         };
-        w.write_all(&buf[..n]).map_err(|e| Error::Io {
+        w.write_all(&piece).map_err(|e| Error::Io {
             context: "write output".into(),
             source: e,
         })?;
         if let Some(m) = meter {
-            m.add(n as u64);
+            m.add(piece.len() as u64);
         }
     }
 }

@@ -139,40 +139,25 @@ pub(crate) fn layout(seg: &Segment, offset: u64) -> Result<(BlockHeader, Layout)
 }
 
 /// The body of chunk number `index` of a large artifact, at `offset`: its
-/// block must say it is that chunk, of `raw_len` bytes. Checked by its CRC
-/// (see [`chunk_body`] for when not), not yet against the artifact;
-/// borrowed from the segment's map when the chunk is stored raw.
-pub(crate) fn large_chunk(
-    seg: &Segment,
-    offset: u64,
-    index: u32,
-    raw_len: u32,
-    crc: bool,
-) -> Result<Cow<'_, [u8]>, Fault> {
-    chunk_body(seg, offset, crc, |h| {
+/// block must say it is that chunk, of `raw_len` bytes. Checked by its CRC,
+/// not yet against the artifact; borrowed from the segment's map when the
+/// chunk is stored raw. (A reader that proves the bytes right after reads
+/// with [`large_chunk_into`], and here only to say what is damaged.)
+pub(crate) fn large_chunk(seg: &Segment, offset: u64, index: u32, raw_len: u32) -> Result<Cow<'_, [u8]>, Fault> {
+    chunk_body(seg, offset, |h| {
         h.kind == BlockKind::LargeChunk && h.count == index && h.raw_len == raw_len
     })
 }
 
 /// The body of the content-defined chunk block at `offset` holding `len`
-/// bytes (its key, then the bytes), checked by its CRC when `crc`.
-pub(crate) fn cdc_chunk(seg: &Segment, offset: u64, len: u32, crc: bool) -> Result<Cow<'_, [u8]>, Fault> {
-    chunk_body(seg, offset, crc, |h| {
-        h.kind == BlockKind::CdcChunk && h.raw_len == 32 + len
-    })
+/// bytes (its key, then the bytes), checked by its CRC (see
+/// [`large_chunk`] and [`cdc_range_into`]).
+pub(crate) fn cdc_chunk(seg: &Segment, offset: u64, len: u32) -> Result<Cow<'_, [u8]>, Fault> {
+    chunk_body(seg, offset, |h| h.kind == BlockKind::CdcChunk && h.raw_len == 32 + len)
 }
 
-/// A chunk block's body. A compressed one is always checked by its CRC
-/// before it is decoded; an uncompressed one only when `crc`: a reader
-/// that proves the bytes against the artifact's chunk tree right after
-/// skips it (6 % of a large GET) and asks again with it for the
-/// diagnosis when that proof fails.
-fn chunk_body(
-    seg: &Segment,
-    offset: u64,
-    crc: bool,
-    expected: impl Fn(&BlockHeader) -> bool,
-) -> Result<Cow<'_, [u8]>, Fault> {
+/// A chunk block's body, checked by its CRC, and decoded when compressed.
+fn chunk_body(seg: &Segment, offset: u64, expected: impl Fn(&BlockHeader) -> bool) -> Result<Cow<'_, [u8]>, Fault> {
     let h = seg.block_header(offset)?;
     if !expected(&h) {
         return Err(Fault::Unexpected);
@@ -180,13 +165,104 @@ fn chunk_body(
     let stored = seg.read(body_at(offset), h.stored_len as usize)?;
     match h.compression {
         Compression::None => {
-            if crc {
-                h.check_body(&stored).map_err(Fault::Body)?;
-            }
+            h.check_body(&stored).map_err(Fault::Body)?;
             Ok(stored)
         }
         _ => h.decode_body(&stored).map(Cow::Owned).map_err(Fault::Body),
     }
+}
+
+/// Chunk number `index` of a large artifact, at `offset`, into
+/// `out[at..]`, for a reader that proves the bytes against the artifact's
+/// chunk tree right after: a raw body is read straight into `out` (see
+/// [`room`]), with no buffer between the file and the bytes proven, and its
+/// CRC is not checked (that was 6 % of a large GET); the reader asks
+/// [`large_chunk`] for the diagnosis when its proof fails. A compressed
+/// body is checked by its CRC before it is decoded.
+pub(crate) fn large_chunk_into(
+    seg: &Segment,
+    offset: u64,
+    (index, raw_len): (u32, u32),
+    out: &mut Vec<u8>,
+    at: usize,
+) -> Result<(), Fault> {
+    let (h, _) = head_and_key(seg, offset, false)?;
+    if h.kind != BlockKind::LargeChunk || h.count != index || h.raw_len != raw_len {
+        return Err(Fault::Unexpected);
+    }
+    if h.compression != Compression::None {
+        let raw = h
+            .decode_body(&seg.read(body_at(offset), h.stored_len as usize)?)
+            .map_err(Fault::Body)?;
+        room(out, at, raw.len()).copy_from_slice(&raw);
+        return Ok(());
+    }
+    raw_body_into(seg, offset, &h, 0, room(out, at, raw_len as usize))
+}
+
+/// Bytes `skip..skip + n` of the content-defined chunk at `offset` (holding
+/// `len` bytes under `key`) into `out[at..]`, as [`large_chunk_into`]: the
+/// block's key is matched, its CRC left to the diagnosis after the caller's
+/// proof fails ([`cdc_chunk`] with `crc`).
+pub(crate) fn cdc_range_into(
+    seg: &Segment,
+    (offset, len, key): (u64, u32, &ArtifactId),
+    (skip, n): (usize, usize),
+    out: &mut Vec<u8>,
+    at: usize,
+) -> Result<(), Fault> {
+    let (h, stored_key) = head_and_key(seg, offset, true)?;
+    if h.kind != BlockKind::CdcChunk || h.raw_len != 32 + len || skip + n > len as usize {
+        return Err(Fault::Unexpected);
+    }
+    if h.compression != Compression::None {
+        let raw = h
+            .decode_body(&seg.read(body_at(offset), h.stored_len as usize)?)
+            .map_err(Fault::Body)?;
+        if raw[..32] != key.as_bytes()[..] {
+            return Err(Fault::Unexpected);
+        }
+        room(out, at, n).copy_from_slice(&raw[32 + skip..32 + skip + n]);
+        return Ok(());
+    }
+    if stored_key.as_ref() != Some(key.as_bytes()) {
+        return Err(Fault::Unexpected);
+    }
+    raw_body_into(seg, offset, &h, 32 + skip, room(out, at, n))
+}
+
+/// `out[at..at + n]`, growing `out` only when it is shorter: a reader's
+/// buffers keep their length from one chunk to the next, so the bytes are
+/// read over the last chunk's instead of into freshly zeroed memory (a
+/// tenth of a large read's time went to zeroing). The caller truncates
+/// `out` to what it wrote.
+fn room(out: &mut Vec<u8>, at: usize, n: usize) -> &mut [u8] {
+    if out.len() < at + n {
+        out.resize(at + n, 0);
+    }
+    &mut out[at..at + n]
+}
+
+/// The block header at `offset` and, when `key` and the segment holds them,
+/// the 32 body bytes after it (a raw chunk's key), in one read.
+fn head_and_key(seg: &Segment, offset: u64, key: bool) -> Result<(BlockHeader, Option<[u8; 32]>), Fault> {
+    // A small compressed chunk that ends the open segment may leave fewer
+    // than 32 bytes after its header: then the header alone.
+    let both = key.then(|| seg.read(offset, BLOCK_HEADER_LEN + 32).ok()).flatten();
+    let Some(b) = both else {
+        return Ok((seg.block_header(offset)?, None));
+    };
+    let h = BlockHeader::decode(&b[..BLOCK_HEADER_LEN])
+        .map_err(|e| Fault::Read(Error::corrupt(&seg.path, format!("block at {offset}: {e}"))))?;
+    Ok((h, b[BLOCK_HEADER_LEN..].try_into().ok()))
+}
+
+/// Fills `out` from the raw body of block `h` at `offset`, from `skip` bytes in.
+fn raw_body_into(seg: &Segment, offset: u64, h: &BlockHeader, skip: usize, out: &mut [u8]) -> Result<(), Fault> {
+    if skip + out.len() > h.stored_len as usize {
+        return Err(Fault::Unexpected);
+    }
+    Ok(seg.read_into(body_at(offset) + skip as u64, out)?)
 }
 
 /// The whole decoded content-defined chunk block at `offset`, whatever its

@@ -277,15 +277,35 @@ impl Segment {
                     return Ok(Cow::Borrowed(b));
                 }
                 let mut buf = vec![0u8; len];
-                match f.read_exact_at(&mut buf, offset) {
-                    Ok(()) => Ok(Cow::Owned(buf)),
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Error::corrupt(
-                        &self.path,
-                        format!("read of {len} bytes at {offset} is past the end"),
-                    )),
-                    Err(e) => Err(Error::io(format!("read {}", self.path.display()), e)),
-                }
+                self.pread(&**f, offset, &mut buf)?;
+                Ok(Cow::Owned(buf))
             }
+        }
+    }
+
+    /// Reads `out.len()` bytes at `offset` into `out`: from the map, or
+    /// straight from the file with no buffer in between (a large read's
+    /// bytes are then copied once, by the kernel). Errors as [`read`](Self::read).
+    pub(crate) fn read_into(&self, offset: u64, out: &mut [u8]) -> Result<()> {
+        match &self.data {
+            SegmentData::File(f, _) | SegmentData::Growing(f, _) if self.published(offset, out.len()).is_none() => {
+                self.pread(&**f, offset, out)
+            }
+            _ => {
+                out.copy_from_slice(&self.read(offset, out.len())?);
+                Ok(())
+            }
+        }
+    }
+
+    fn pread(&self, f: &dyn StoreFile, offset: u64, out: &mut [u8]) -> Result<()> {
+        match f.read_exact_at(out, offset) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Error::corrupt(
+                &self.path,
+                format!("read of {} bytes at {offset} is past the end", out.len()),
+            )),
+            Err(e) => Err(Error::io(format!("read {}", self.path.display()), e)),
         }
     }
 

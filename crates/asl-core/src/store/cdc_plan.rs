@@ -232,7 +232,9 @@ impl CdcPlan {
         let id = self.id;
         let lo = idx as u64 * grid;
         let hi = (lo + grid).min(len);
-        buf.clear();
+        // Written over the buffer's old bytes (see `reader::cdc_range_into`),
+        // then cut to what this piece holds.
+        let mut w = 0;
         for r in self.stretches(lo, hi) {
             let r = r?;
             let mut j = r.starts.partition_point(|s| *s <= lo).saturating_sub(1);
@@ -247,32 +249,33 @@ impl CdcPlan {
                     Error::CorruptArtifact { detail, .. } => bad(detail),
                     other => other,
                 };
-                // The caller proves the piece against the chunk tree; the
-                // CRCs are checked on the pass that hashes the keys, which
-                // says which chunk is at fault.
-                let raw = reader::cdc_chunk(&c.seg, c.offset, c.len, hash_keys).map_err(|f| match f {
+                let fault = |f| match f {
                     Fault::Read(e) => named(e.into()),
-                    Fault::Unexpected => bad("not this chunk's block".into()),
+                    Fault::Unexpected => bad("not this chunk's block, or holds another chunk".into()),
                     Fault::Body(e) => bad(e.to_string()),
-                })?;
-                let raw: &[u8] = &raw;
-                let bytes = if hash_keys {
-                    let (key, bytes) = crate::block::cdc::decode_chunk(raw).map_err(|e| bad(e.to_string()))?;
+                };
+                let (s, e) = (r.starts[j], r.starts[j + 1]);
+                let (from, to) = ((lo.max(s) - s) as usize, (hi.min(e) - s) as usize);
+                if hash_keys {
+                    let raw = reader::cdc_chunk(&c.seg, c.offset, c.len).map_err(fault)?;
+                    let (key, bytes) = crate::block::cdc::decode_chunk(&raw).map_err(|e| bad(e.to_string()))?;
                     if key != c.key {
                         return Err(bad("holds another chunk".into()));
                     }
-                    bytes
+                    buf.truncate(w);
+                    buf.extend_from_slice(&bytes[from..to]);
                 } else {
-                    if raw[..32] != c.key.as_bytes()[..] {
-                        return Err(bad("holds another chunk".into()));
-                    }
-                    &raw[32..]
-                };
-                let (s, e) = (r.starts[j], r.starts[j + 1]);
-                buf.extend_from_slice(&bytes[(lo.max(s) - s) as usize..(hi.min(e) - s) as usize]);
+                    // The caller proves the piece against the chunk tree; the
+                    // CRCs are checked on the pass that hashes the keys, which
+                    // says which chunk is at fault.
+                    let chunk = (c.offset, c.len, &c.key);
+                    reader::cdc_range_into(&c.seg, chunk, (from, to - from), buf, w).map_err(fault)?;
+                }
+                w += to - from;
                 j += 1;
             }
         }
+        buf.truncate(w);
         Ok(())
     }
 }

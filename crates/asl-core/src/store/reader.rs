@@ -7,7 +7,6 @@
 //! [`ArtifactReader::next_piece`] hands a chunk's buffer itself to a
 //! caller that sends it on (a server's response), with no copy.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -125,7 +124,7 @@ impl Drop for Piece {
 /// and length matched against the trailer), not yet verified against the tree.
 fn load_chunk(seg: &Segment, t: &LargeTrailer, idx: usize) -> Result<Vec<u8>> {
     let c = t.chunks[idx];
-    reader::large_chunk(seg, c.offset, idx as u32, c.raw_len, true)
+    reader::large_chunk(seg, c.offset, idx as u32, c.raw_len)
         .map(|b| b.into_owned())
         .map_err(|f| chunk_fault(f, seg, t.id, idx, c.offset))
 }
@@ -214,18 +213,13 @@ fn verified_chunk(
     }
     let c = t.chunks[idx];
     let r = (|| {
-        match reader::large_chunk(seg, c.offset, idx as u32, c.raw_len, false) {
-            Ok(Cow::Borrowed(b)) => {
-                buf.clear();
-                buf.extend_from_slice(b);
-            }
-            Ok(Cow::Owned(v)) => buf = v,
-            Err(f) => return Err(chunk_fault(f, seg, *id, idx, c.offset)),
-        }
+        reader::large_chunk_into(seg, c.offset, (idx as u32, c.raw_len), &mut buf, 0)
+            .map_err(|f| chunk_fault(f, seg, *id, idx, c.offset))?;
+        buf.truncate(c.raw_len as usize);
         if buf.len() != c.raw_len as usize || !check.matches(&buf, idx, t.chunk_size as usize, id) {
             // The block's CRC, skipped above, says whether the block itself
             // is damaged.
-            if let Err(f) = reader::large_chunk(seg, c.offset, idx as u32, c.raw_len, true) {
+            if let Err(f) = reader::large_chunk(seg, c.offset, idx as u32, c.raw_len) {
                 return Err(chunk_fault(f, seg, *id, idx, c.offset));
             }
             return Err(Error::CorruptArtifact {
