@@ -27,9 +27,19 @@ ASL_GC_N=$n ASL_GC_DIR="$work/asl" ASL_GC_CORPUS="$work/corpus" ASL_GC_BUILD_ONL
 cargo build --release -q --bin aslctl
 sync
 echo "== aslctl gc (default policy)" >&2
+dir_before=$(du -sb "$work/asl/store" | cut -f1)
 read -r asl_s asl_rss < <(timed target/release/aslctl --store "$work/asl/store" --json gc)
+dir_after=$(du -sb "$work/asl/store" | cut -f1)
 cp "$work/out" "$work/asl.json"
 cat "$work/asl.json"
+python3 - "$work/asl.json" "$dir_before" "$dir_after" "$(du -sb "$work/asl/store/log" | cut -f1)" << 'EOF'
+import json, sys
+a = json.load(open(sys.argv[1]))
+before, after, log = map(int, sys.argv[2:5])
+freed = a["garbage_before"] - a["garbage_after"]
+print(f"store directory {before/1e6:.1f} -> {after/1e6:.1f} MB: shrank {(before-after)/1e6:.1f} MB = "
+      f"{100*(before-after)/max(freed,1):.0f} % of the {freed/1e6:.1f} MB GC reclaimed (log/ now {log/1e6:.1f} MB)")
+EOF
 
 if ! command -v restic > /dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then

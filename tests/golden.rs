@@ -5,8 +5,8 @@
 use asl::codec::Entry;
 use asl::codec::SegmentState;
 use asl::codec::{
-    decode_framed_table, decode_packed_table, decode_store_file, encode_store_file, parse_log, BlockHeader, BlockKind,
-    Checkpoint, LargeTrailer, Record, SegmentFooter, SegmentHeader,
+    decode_follower, decode_framed_table, decode_packed_table, decode_store_file, encode_follower, encode_store_file,
+    parse_log, BlockHeader, BlockKind, Checkpoint, LargeTrailer, Record, SegmentFooter, SegmentHeader,
 };
 use asl::version::SegmentVersion;
 use asl::{ArtifactId, CurrentId, DomainId, SnapshotMeta, Visibility};
@@ -145,6 +145,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         ("manifest-part", asl::codec::encode_part(&manifest_example().chunks)),
         ("manifest-parted", parted_manifest_example().encode()),
         ("store-file", encode_store_file(0x0807_0605_0403_0201).to_vec()),
+        ("follower-note", encode_follower(42).to_vec()),
     ]
 }
 
@@ -359,6 +360,7 @@ fn spec_examples_decode() {
         blake3::hash(&[b'x'; 1030]).as_bytes()
     );
     assert_eq!(decode_store_file(&golden("store-file")).unwrap(), 0x0807_0605_0403_0201);
+    assert_eq!(decode_follower(&golden("follower-note")).unwrap(), 42);
     let b = golden("cdc-chunk");
     let h = BlockHeader::decode(&b).unwrap();
     assert_eq!((h.kind, h.raw_len), (BlockKind::CdcChunk, 35));

@@ -193,3 +193,37 @@ proptest! {
         }
     }
 }
+
+/// The index notes how far it has read the store's history, so that
+/// checkpoints keep what it still needs (and nothing for nobody): it
+/// catches up across several checkpoints without rescanning; once its note
+/// is gone, the history goes and it rescans.
+#[test]
+fn the_index_keeps_the_history_it_needs_across_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreOptions::new().create(true).open(dir.path()).unwrap();
+    let subject = store.put(b"subject").unwrap();
+    store.commit().unwrap();
+    let (index, r) = QueryIndex::open(&store).unwrap();
+    assert!(r.rebuilt);
+    drop(index);
+    let m = store.maintenance();
+    assert_eq!(
+        m.followers().unwrap(),
+        vec![("query".to_string(), m.log_cursor().log_file)]
+    );
+    let note = |i: u32| {
+        let a = Annotation::new(subject).label("n", i.to_string());
+        annotate(&store, &a).unwrap();
+        store.maintenance().checkpoint().unwrap();
+    };
+    (0..3).for_each(note);
+    let (mut index, r) = QueryIndex::open(&store).unwrap();
+    assert!(!r.rebuilt, "caught up from the history: {r:?}");
+    assert_eq!((r.examined, r.indexed), (3, 3));
+    // Without a note, the history is not kept: the next catch-up rescans.
+    m.forget_follower("query").unwrap();
+    (3..6).for_each(note);
+    assert!(index.refresh(&store).unwrap().rebuilt);
+    assert_eq!(index.len().unwrap(), 6);
+}

@@ -24,7 +24,7 @@ pub use crate::index::entry::{Entry, ENTRY_LEN};
 pub use crate::index::file::validate as validate_index;
 pub use crate::snapshot::checkpoint::{Checkpoint, SegmentState};
 pub use crate::snapshot::log::{encode_header as encode_log_header, parse as parse_log, Record};
-pub use crate::store::{decode_store_file, encode_store_file};
+pub use crate::store::{decode_follower, decode_store_file, encode_follower, encode_store_file};
 
 /// Names of the fuzz targets, one per on-disk parser of this crate (the
 /// facade `asl_core::codec` adds the records layer's `cbor`).
@@ -195,6 +195,9 @@ fn parse_one(name: &str, data: &[u8]) {
                 }
             }
             let _ = decode_store_file(data);
+            if let Ok(n) = decode_follower(data) {
+                assert_eq!(&encode_follower(n)[..], data);
+            }
         }
         "entry" => {
             if let Ok(e) = Entry::decode(data) {

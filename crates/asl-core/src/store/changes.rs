@@ -4,18 +4,17 @@
 //!
 //! The log numbers every record it ever holds (sequence numbers carry over
 //! from one log file to the next), and a checkpoint does not delete the log
-//! files it retires at once: the newest of them are kept as history, up to
+//! files it retires at once: the newest of them are kept as history for the
+//! followers that still need them (see [`super::followers`], which prunes it), up to
 //! [`LOG_HISTORY_BYTES`] in all by default (every command-line write checkpoints when it
 //! closes the store, so a history of one file would reach back one command).
 //! Further back, or across a repair (which starts a fresh numbering), the
 //! history is gone and the feed says so: the follower must rescan.
 
-use crate::error::{IoContext, Result};
-use crate::fsutil::sync_dir;
+use crate::error::Result;
 use crate::id::ArtifactId;
 use crate::snapshot::log::{self, Record};
 
-use super::layout::Layout;
 use super::Store;
 
 /// How many bytes of retired log files are kept as history: about 700,000
@@ -141,46 +140,6 @@ fn artifact_ids<'a>(
     ids
 }
 
-/// Deletes retired log files (numbered below `current`) beyond the history
-/// kept: the newest are kept while they fit in `budget` bytes, and
-/// anything numbered above `current` (from a checkpoint that never
-/// happened) goes too.
-pub(crate) fn prune_log_history(layout: &Layout, current: u64, budget: u64) -> Result<()> {
-    let io = &*layout.io;
-    let dir = layout.log_dir();
-    let mut retired = Vec::new();
-    let mut doomed = Vec::new();
-    for name in io.list(&dir).ctx(|| format!("list {}", dir.display()))? {
-        match name.strip_suffix(".log").and_then(|n| n.parse::<u64>().ok()) {
-            Some(n) if n == current => {}
-            Some(n) if n < current => retired.push(n),
-            _ => doomed.push(name),
-        }
-    }
-    retired.sort_unstable_by(|a, b| b.cmp(a));
-    let mut kept = 0u64;
-    let mut expected = current;
-    for n in retired {
-        let name = log::log_file_name(n);
-        let len = io.file_len(&dir.join(&name)).unwrap_or(u64::MAX);
-        // Only an unbroken run of files ending at the current one is history.
-        if n + 1 == expected && kept.saturating_add(len) <= budget {
-            kept += len;
-            expected = n;
-        } else {
-            doomed.push(name);
-        }
-    }
-    for name in &doomed {
-        let p = dir.join(name);
-        io.remove(&p).ctx(|| format!("remove {}", p.display()))?;
-    }
-    if !doomed.is_empty() {
-        sync_dir(io, &dir)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::LogCursor;
@@ -198,6 +157,7 @@ mod tests {
         let a = store.put(b"a").unwrap();
         store.commit().unwrap();
         let c0 = store.log_cursor();
+        store.maintenance().note_follower("test", c0).unwrap();
         assert!(store.changes_since(c0).unwrap().unwrap().ids.is_empty());
         let b = store.put(b"b").unwrap();
         store.remove(&a).unwrap();
@@ -248,7 +208,8 @@ mod tests {
         let mut want = Vec::new();
         for i in 0..5u32 {
             let store = StoreOptions::new().create(true).open(dir.path()).unwrap();
-            cursor.get_or_insert(store.log_cursor());
+            let c = *cursor.get_or_insert(store.log_cursor());
+            store.maintenance().note_follower("test", c).unwrap();
             want.push(store.put(&i.to_le_bytes()).unwrap());
             store.close().unwrap();
         }
@@ -258,6 +219,90 @@ mod tests {
         Store::repair(dir.path()).unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert!(store.changes_since(cursor.unwrap()).unwrap().is_none());
+    }
+
+    /// History is kept for the followers that need it and for no one else:
+    /// what GC frees is not eaten by the log it writes.
+    #[test]
+    fn history_is_kept_only_while_a_follower_needs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreOptions::new().create(true).open(dir.path()).unwrap();
+        let logs = || std::fs::read_dir(dir.path().join("log")).unwrap().count();
+        let write = |n: u32| {
+            for i in 0..n {
+                store.put(format!("artifact {i} {n}").as_bytes()).unwrap();
+            }
+            store.checkpoint().unwrap();
+        };
+        let c0 = store.log_cursor();
+        write(100);
+        assert_eq!(logs(), 1, "no follower: no history");
+        assert!(store.changes_since(c0).unwrap().is_none());
+        let m = store.maintenance();
+        let c1 = store.log_cursor();
+        m.note_follower("idx", c1).unwrap();
+        write(101);
+        write(102);
+        assert_eq!(logs(), 3, "the follower's file and the one after it are kept");
+        assert_eq!(store.changes_since(c1).unwrap().unwrap().ids.len(), 203);
+        // A second follower further on does not shorten the first's history.
+        let c2 = store.log_cursor();
+        m.note_follower("other", c2).unwrap();
+        write(103);
+        assert_eq!(logs(), 4);
+        assert_eq!(
+            m.followers().unwrap(),
+            vec![("idx".into(), c1.log_file), ("other".into(), c2.log_file)]
+        );
+        // The first moves on: the files before its new place go.
+        m.note_follower("idx", c2).unwrap();
+        write(104);
+        assert_eq!(logs(), 3);
+        assert!(store.changes_since(c1).unwrap().is_none());
+        assert_eq!(store.changes_since(c2).unwrap().unwrap().ids.len(), 207);
+        // A damaged note keeps what the budget allows; forgetting both drops it all.
+        std::fs::write(dir.path().join("followers/idx"), b"garbage").unwrap();
+        write(105);
+        assert_eq!(logs(), 4);
+        m.forget_follower("idx").unwrap();
+        m.forget_follower("other").unwrap();
+        write(106);
+        assert_eq!(logs(), 1);
+        assert!(m.note_follower("../up", c2).is_err());
+    }
+
+    /// History a follower cannot get whole within the budget is not kept for
+    /// it: it would rescan anyway.
+    #[test]
+    fn a_followers_history_is_kept_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreOptions::new()
+            .create(true)
+            .log_history(4 << 10)
+            .open(dir.path())
+            .unwrap();
+        let logs = || std::fs::read_dir(dir.path().join("log")).unwrap().count();
+        let write = |n: u32| {
+            for i in 0..n {
+                store.put(format!("artifact {i} {n}").as_bytes()).unwrap();
+            }
+            store.checkpoint().unwrap();
+        };
+        let m = store.maintenance();
+        m.note_follower("far", store.log_cursor()).unwrap();
+        write(100); // a file larger than the budget
+        let near = store.log_cursor();
+        m.note_follower("near", near).unwrap();
+        write(10);
+        assert_eq!(
+            logs(),
+            2,
+            "the near follower's file is kept, the far one's could not be"
+        );
+        assert_eq!(store.changes_since(near).unwrap().unwrap().ids.len(), 10);
+        m.forget_follower("near").unwrap();
+        write(1);
+        assert_eq!(logs(), 1, "what is left serves no follower whole");
     }
 
     /// Every cursor the log passed through gives exactly the artifacts

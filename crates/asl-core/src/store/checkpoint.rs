@@ -110,7 +110,8 @@ impl Writer {
             // The retired log stays as history for `changes_since`, as
             // long as the history budget allows.
             drop(old_log);
-            let _ = super::changes::prune_log_history(&s.layout, log_file, s.opts.log_history);
+            let seg_bytes = w.seg_states.values().map(|g| g.len).sum();
+            let _ = super::followers::prune_log_history(&s.layout, log_file, s.opts.log_history, seg_bytes);
             for f in files {
                 // A merge read every input whole; readers fault in what
                 // they use again.

@@ -351,6 +351,31 @@ impl<'a> Maintenance<'a> {
     pub fn changes_since(&self, from: LogCursor) -> Result<Option<Changes>> {
         self.store.changes_since(from)
     }
+
+    /// Says that the follower `name` (an index kept outside the store that
+    /// reads [`changes_since`](Self::changes_since)) has read, and made
+    /// durable on its side, the history up to `cursor`. Checkpoints keep
+    /// retired log files only while some follower still needs them (within
+    /// `StoreOptions::log_history`, and at most a sixteenth of the store's
+    /// segment bytes): a store nobody follows keeps no history, so what GC
+    /// frees is not taken back by the log it wrote. Cheap to call after
+    /// every refresh: the note is rewritten only when the cursor reaches a
+    /// newer log file. Names: 1 to 64 letters, digits, `-` or `_`.
+    pub fn note_follower(&self, name: &str, cursor: LogCursor) -> Result<()> {
+        self.store.layout.note_follower(name, cursor)
+    }
+
+    /// Removes follower `name`'s note (an index deleted for good): the
+    /// history kept for it goes at the next checkpoint.
+    pub fn forget_follower(&self, name: &str) -> Result<()> {
+        self.store.layout.forget_follower(name)
+    }
+
+    /// The followers that have noted their place, each with the oldest log
+    /// file it still needs (0 for a note that does not read).
+    pub fn followers(&self) -> Result<Vec<(String, u64)>> {
+        self.store.layout.followers()
+    }
 }
 
 /// See [`Store::side_files`](crate::Store::side_files).

@@ -9,6 +9,7 @@
 //! segments/    NNNNNNNN.seg
 //! snapshots/   <identity>.idx (one index file per distinct snapshot content)
 //! SCRUB        when each segment was last verified (scrub.rs)
+//! followers/   <name>: the oldest log file a follower of the history needs
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ pub(crate) const INDEX_DIR: &str = "index";
 pub(crate) const SEGMENT_DIR: &str = "segments";
 pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 pub(crate) const QUARANTINE_DIR: &str = "quarantine";
+pub(crate) const FOLLOWERS_DIR: &str = "followers";
 
 /// Encodes the 32-byte STORE file.
 pub fn encode_store_file(store_id: u64) -> [u8; 32] {

@@ -13,6 +13,7 @@ mod checkpoint;
 mod chunked;
 mod filehash;
 mod files_cache;
+mod followers;
 mod gc;
 mod handles;
 mod holder;
@@ -66,6 +67,7 @@ use crate::snapshot::CurrentId;
 pub use crate::lock::LockHolder;
 pub use atomic::AtomicSection;
 pub use changes::{Changes, LogCursor};
+pub use followers::{decode_follower, encode_follower};
 pub use gc::{GcOptions, GcReport, DEFAULT_THRESHOLD as DEFAULT_GC_THRESHOLD};
 pub use handles::{Maintenance, Pins, Sealed, SideFiles, Snapshots};
 pub use ingest::{

@@ -522,7 +522,8 @@ fn cleanup(
         .collect();
     sweep(layout, &layout.index_dir(), |n| keep_index.iter().any(|k| k == n))?;
     // Retired logs the checkpoint no longer needs stay a while as history.
-    super::changes::prune_log_history(layout, ckpt.log_file, log_history)?;
+    let seg_bytes = segs.values().map(|g| g.len).sum();
+    super::followers::prune_log_history(layout, ckpt.log_file, log_history, seg_bytes)?;
     // Every segment that holds anything is in the table: one created but never
     // committed, or one GC dropped (logged before its file is unlinked), is not.
     sweep(layout, &layout.segment_dir(), |n| match parse_segment_file_name(n) {

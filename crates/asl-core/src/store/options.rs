@@ -142,9 +142,12 @@ impl StoreOptions {
         self
     }
 
-    /// Bytes of retired log files kept as history for
+    /// Bytes of retired log files kept at most as history for
     /// [`Maintenance::changes_since`](crate::Maintenance::changes_since), so that indexes
-    /// kept outside the store catch up without a rescan. Default 64 MiB.
+    /// kept outside the store catch up without a rescan. Default 64 MiB;
+    /// never more than a sixteenth of the store's segment bytes (but 1 MiB
+    /// at least), and only what a follower that has said so
+    /// ([`Maintenance::note_follower`](crate::Maintenance::note_follower)) still needs.
     pub fn log_history(mut self, bytes: u64) -> Self {
         self.log_history = bytes;
         self

@@ -285,6 +285,7 @@ impl QueryIndex {
             return self.rebuild(store);
         };
         if changes.ids.is_empty() && changes.next == cursor {
+            note_place(store, cursor);
             return Ok(Refresh::default());
         }
         self.fresh = false;
@@ -309,6 +310,7 @@ impl QueryIndex {
         batch.insert(&p.meta, "cursor", cursor_bytes(changes.next).to_vec());
         batch.commit().map_err(db_err)?;
         p.ks.persist(PersistMode::SyncData).map_err(db_err)?;
+        note_place(store, changes.next);
         self.seal_if_due()?;
         Ok(r)
     }
@@ -383,6 +385,7 @@ impl QueryIndex {
         batch.insert(&p.meta, "cursor", cursor_bytes(cursor).to_vec());
         batch.commit().map_err(db_err)?;
         p.ks.persist(PersistMode::SyncAll).map_err(db_err)?;
+        note_place(store, cursor);
         self.seal_if_due()?;
         Ok(r)
     }
@@ -513,6 +516,17 @@ fn lock(path: &Path) -> Result<File, RecordError> {
         }
     }
 }
+
+/// Tells the store how far the index has read its history (made durable
+/// here first), so that checkpoints keep the log files it still needs and
+/// no others. Not an error when it cannot: a note lost only costs this
+/// index a rescan once the history it needed is gone.
+fn note_place(store: &Store, cursor: LogCursor) {
+    let _ = store.maintenance().note_follower(FOLLOWER, cursor);
+}
+
+/// The name the query index follows the store's history under.
+pub const FOLLOWER: &str = "query";
 
 fn cursor_bytes(c: LogCursor) -> [u8; 16] {
     let mut b = [0u8; 16];
