@@ -12,6 +12,7 @@
 #   ASL:    aslctl ingest + aslctl snapshot create (content-defined chunks, zstd)
 #   restic: restic backup (compression auto)
 #   borg:   borg create (borg's defaults: lz4, buzhash chunker)
+#   borg-zstd3: the same with --compression zstd,3 (ASL's compressor)
 #   casync: casync make (its defaults: zstd, chunk store)
 # Reported per series and tool: stored bytes after the last version (du of the
 # repository), ratio to ASL, and the total time of the ingests.
@@ -129,6 +130,7 @@ for series in ${SERIES:-tree binary}; do
     export BORG_REPO="$work/repo/borg" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
     have restic && restic init -q > /dev/null
     have borg && borg init --encryption=none "$BORG_REPO" > /dev/null 2>&1
+    have borg && borg init --encryption=none "$work/repo/borg-zstd3" > /dev/null 2>&1
     mkdir -p "$work/repo/casync"
     for v in $(seq 0 $((versions - 1))); do
         generate "$series" "$v"
@@ -140,6 +142,12 @@ for series in ${SERIES:-tree binary}; do
         fi
         if have borg; then
             t=$(now); (cd "$work/data" && borg create "::$series-$v" "$series" > /dev/null 2>&1); add_time "borg-$series" "$t"
+            # The same with ASL's compressor, so the comparison is of the
+            # layout, not of lz4 against zstd.
+            t=$(now)
+            (cd "$work/data" && BORG_REPO="$work/repo/borg-zstd3" borg create --compression zstd,3 \
+                "::$series-$v" "$series" > /dev/null 2>&1)
+            add_time "borg-zstd3-$series" "$t"
         fi
         if have casync; then
             t=$(now)
@@ -152,12 +160,12 @@ for series in ${SERIES:-tree binary}; do
     logical=$(du -sb "$work/data/$series" | cut -f1)
     asl_bytes=$(du -sb "$work/repo/asl" | cut -f1)
     echo "series $series: $versions versions, last version $logical bytes"
-    printf "%-8s %14s %8s %10s\n" tool "stored bytes" "vs ASL" "ingest s"
-    for tool in asl restic borg casync; do
+    printf "%-10s %14s %8s %10s\n" tool "stored bytes" "vs ASL" "ingest s"
+    for tool in asl restic borg borg-zstd3 casync; do
         dir="$work/repo/$tool"
         [ -d "$dir" ] || continue
         [ -n "${took[$tool-$series]:-}" ] || continue
         bytes=$(du -sb "$dir" | cut -f1)
-        printf "%-8s %14d %8.2f %10.1f\n" "$tool" "$bytes" "$(echo "$bytes / $asl_bytes" | bc -l)" "${took[$tool-$series]}"
+        printf "%-10s %14d %8.2f %10.1f\n" "$tool" "$bytes" "$(echo "$bytes / $asl_bytes" | bc -l)" "${took[$tool-$series]}"
     done
 done
