@@ -203,7 +203,7 @@ pub(crate) fn large_chunk_into(
 /// Bytes `skip..skip + n` of the content-defined chunk at `offset` (holding
 /// `len` bytes under `key`) into `out[at..]`, as [`large_chunk_into`]: the
 /// block's key is matched, its CRC left to the diagnosis after the caller's
-/// proof fails ([`cdc_chunk`] with `crc`).
+/// proof fails ([`cdc_chunk`]).
 pub(crate) fn cdc_range_into(
     seg: &Segment,
     (offset, len, key): (u64, u32, &ArtifactId),

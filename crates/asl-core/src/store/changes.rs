@@ -221,19 +221,26 @@ mod tests {
         assert!(store.changes_since(cursor.unwrap()).unwrap().is_none());
     }
 
+    fn log_files(store: &std::path::Path) -> usize {
+        std::fs::read_dir(store.join("log")).unwrap().count()
+    }
+
+    /// `n` small artifacts, then a checkpoint: one more retired log file.
+    fn put_and_checkpoint(store: &Store, n: u32) {
+        for i in 0..n {
+            store.put(format!("artifact {i} {n}").as_bytes()).unwrap();
+        }
+        store.checkpoint().unwrap();
+    }
+
     /// History is kept for the followers that need it and for no one else:
     /// what GC frees is not eaten by the log it writes.
     #[test]
     fn history_is_kept_only_while_a_follower_needs_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = StoreOptions::new().create(true).open(dir.path()).unwrap();
-        let logs = || std::fs::read_dir(dir.path().join("log")).unwrap().count();
-        let write = |n: u32| {
-            for i in 0..n {
-                store.put(format!("artifact {i} {n}").as_bytes()).unwrap();
-            }
-            store.checkpoint().unwrap();
-        };
+        let logs = || log_files(dir.path());
+        let write = |n: u32| put_and_checkpoint(&store, n);
         let c0 = store.log_cursor();
         write(100);
         assert_eq!(logs(), 1, "no follower: no history");
@@ -281,13 +288,8 @@ mod tests {
             .log_history(4 << 10)
             .open(dir.path())
             .unwrap();
-        let logs = || std::fs::read_dir(dir.path().join("log")).unwrap().count();
-        let write = |n: u32| {
-            for i in 0..n {
-                store.put(format!("artifact {i} {n}").as_bytes()).unwrap();
-            }
-            store.checkpoint().unwrap();
-        };
+        let logs = || log_files(dir.path());
+        let write = |n: u32| put_and_checkpoint(&store, n);
         let m = store.maintenance();
         m.note_follower("far", store.log_cursor()).unwrap();
         write(100); // a file larger than the budget

@@ -2,8 +2,9 @@
 //!
 //! The retired log files a checkpoint keeps (see [`super::changes`]) serve
 //! only the indexes that follow the store through its change feed. Kept for
-//! nobody, they ate what GC freed: a GC that moved 900,000 artifacts logged
-//! a record for each, and the retired log held them as history. So a
+//! nobody, they ate what GC freed: a GC that moved 235,929 artifacts logged
+//! a record for each, and the retired log held 17 MB of them while the GC
+//! had freed 27 MB (docs/benchmarks/gc.md). So a
 //! follower says how far it has read (`followers/<name>`: the oldest log file
 //! it still needs), and a checkpoint keeps only the files some follower
 //! still needs, within the history budget. No follower, no history. A
